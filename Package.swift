@@ -1,0 +1,166 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "messenger-backend",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "auth", targets: ["AuthService"]),
+        .executable(name: "messaging", targets: ["MessagingService"]),
+        .executable(name: "socket-gateway", targets: ["SocketGateway"]),
+        .executable(name: "media", targets: ["MediaService"]),
+        .executable(name: "delivery", targets: ["DeliveryService"]),
+        .executable(name: "foundation-bench", targets: ["FoundationBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: System libraries (only the Shared layer imports these)
+        .systemLibrary(
+            name: "CRabbitMQ",
+            path: "Shared/CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Shared/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            path: "Shared/CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+
+        // MARK: Shared
+        .target(
+            name: "ThreadedIO",
+            dependencies: [],
+            path: "Shared/ThreadedIO"
+        ),
+        .target(
+            name: "MessengerContracts",
+            dependencies: [],
+            path: "Shared/Contracts"
+        ),
+        .target(
+            name: "MessengerAMQP",
+            dependencies: [
+                "CRabbitMQ",
+                "ThreadedIO",
+                "MessengerContracts",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/AMQP"
+        ),
+        .target(
+            name: "MessengerRedis",
+            dependencies: [
+                "CHiredis",
+                "ThreadedIO",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Redis"
+        ),
+        .target(
+            name: "MessengerPostgres",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/Postgres"
+        ),
+        .target(
+            name: "MessengerServiceKit",
+            dependencies: [
+                "MessengerAMQP",
+                "MessengerContracts",
+                "MessengerPostgres",
+                "MessengerRedis",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/ServiceKit"
+        ),
+
+        // MARK: Services
+        .executableTarget(
+            name: "AuthService",
+            dependencies: ["MessengerServiceKit"],
+            path: "Services/auth"
+        ),
+        .executableTarget(
+            name: "MessagingService",
+            dependencies: ["MessengerServiceKit"],
+            path: "Services/messaging"
+        ),
+        .executableTarget(
+            name: "SocketGateway",
+            dependencies: [
+                "MessengerServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Services/socket-gateway"
+        ),
+        .executableTarget(
+            name: "MediaService",
+            dependencies: ["MessengerServiceKit"],
+            path: "Services/media"
+        ),
+        .executableTarget(
+            name: "DeliveryService",
+            dependencies: ["MessengerServiceKit"],
+            path: "Services/delivery"
+        ),
+
+        // MARK: Benchmarks (release build, not tests)
+        .executableTarget(
+            name: "FoundationBench",
+            dependencies: [
+                "CRabbitMQ",
+                "MessengerServiceKit",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Tests/Benchmarks/FoundationBench"
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "SharedTests",
+            dependencies: ["MessengerServiceKit"],
+            path: "Tests/SharedTests"
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["MessengerServiceKit"],
+            path: "Tests/IntegrationTests"
+        ),
+        .testTarget(
+            name: "FaultTests",
+            dependencies: ["MessengerServiceKit"],
+            path: "Tests/FaultTests"
+        ),
+    ]
+)

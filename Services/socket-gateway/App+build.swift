@@ -1,0 +1,38 @@
+import Hummingbird
+import MessengerAMQP
+import MessengerRedis
+import MessengerServiceKit
+import ServiceLifecycle
+
+/// Wires the gateway: broker connection and RPC client, Redis, the public HTTP server and the
+/// admin server.
+func buildServices(context: ServiceContext) throws -> [any Service] {
+    let settings = try GatewaySettings(environment: context.environment)
+    var logger = context.logger
+    logger[metadataKey: LogKey.instance] = .string(settings.service.instanceID)
+
+    let amqp = AMQPConnection(configuration: settings.service.amqp, logger: logger)
+    let rpc = RPCClient(connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
+    let redis = RedisClient(configuration: settings.redis, logger: logger)
+    let ready = ReadyFlag()
+    let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis)]
+
+    let startup = ServiceStartup(
+        ready: ready, logger: logger,
+        readyMessage: "socket-gateway ready; listening on http://\(settings.host):\(settings.port)",
+        steps: {},
+        workers: [rpc])
+
+    let publicRouter = Router()
+    HealthController(checks: checks).addRoutes(to: publicRouter)
+    let publicServer = Application(
+        router: publicRouter, configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
+
+    let admin = AdminServer.make(
+        host: settings.service.adminHost, port: settings.service.adminPort, checks: checks, registry: context.registry,
+        logger: logger
+    ) { router in
+        PingController(rpc: rpc).addRoutes(to: router)
+    }
+    return [amqp, redis, startup, publicServer, admin]
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// Where and how to connect to RabbitMQ, read once from `RABBITMQ_URI`
+/// (`amqp://user:password@host:port/vhost`).
+public struct AMQPConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String
+    public var virtualHost: String
+    /// Seconds; 0 turns heartbeats off.
+    public var heartbeat: Int = 30
+    /// Shown by `rabbitmqctl list_connections client_properties`.
+    public var connectionName: String = "messenger"
+    /// Published messages in flight before `publish` waits for confirms.
+    public var confirmWindow: Int = 1000
+    /// The most frame bytes the connection negotiates.
+    public var frameMax: Int = 131_072
+    /// Socket connect and login timeout.
+    public var connectTimeout: Duration = .seconds(5)
+    /// First delay before reconnecting; doubles per failure up to `reconnectMaximumDelay`.
+    public var reconnectInitialDelay: Duration = .milliseconds(100)
+    public var reconnectMaximumDelay: Duration = .seconds(5)
+
+    public init(host: String, port: Int = 5672, user: String = "guest", password: String = "guest", virtualHost: String = "/") {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.virtualHost = virtualHost
+    }
+
+    /// Parses an AMQP URI as RabbitMQ documents it; the vhost is the percent-decoded path
+    /// (`%2f` is `/`, the default when the path is empty).
+    public init(uri: String) throws {
+        guard let components = URLComponents(string: uri), let scheme = components.scheme,
+            scheme == "amqp", let host = components.host, !host.isEmpty
+        else {
+            throw AMQPError(.invalidURI, "expected amqp://user:password@host:port/vhost")
+        }
+        self.init(
+            host: host,
+            port: components.port ?? 5672,
+            user: components.percentEncodedUser.flatMap { $0.removingPercentEncoding } ?? "guest",
+            password: components.percentEncodedPassword.flatMap { $0.removingPercentEncoding } ?? "guest"
+        )
+        let path = components.percentEncodedPath
+        if path.isEmpty || path == "/" {
+            self.virtualHost = "/"
+        } else {
+            self.virtualHost = String(path.dropFirst()).removingPercentEncoding ?? "/"
+        }
+        for item in components.queryItems ?? [] where item.name == "heartbeat" {
+            if let value = item.value.flatMap(Int.init) { self.heartbeat = value }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import ThreadedIO
+
+/// A RabbitMQ connection over librabbitmq-c, safe to share between tasks.
+///
+/// One dedicated thread owns the C connection and every call into the library; this type only
+/// queues commands to it and awaits their results, so no blocking call ever runs on the
+/// cooperative pool or a NIO event loop. The connection reconnects by itself with capped
+/// exponential backoff, declares its topology and restarts its consumers on every new
+/// connection, and publishes again whatever was in flight when a connection was lost.
+///
+/// As a `Service`, it runs until graceful shutdown, then waits (bounded) for outstanding
+/// confirms and closes. Put it before its users in a `ServiceGroup` so that it stops after them.
+public final class AMQPConnection: Service, Sendable {
+    public let configuration: AMQPConfiguration
+    let mailbox = Mailbox<ConnectionCommand>()
+    let status = ConnectionStatus()
+    private let nextConsumerID = Atomic(1)
+    private let closed = Promise<Void>()
+
+    public init(configuration: AMQPConfiguration, logger: Logger) {
+        self.configuration = configuration
+        let mailbox = self.mailbox
+        let status = self.status
+        let closed = self.closed
+        HandleThread.start(name: "amqp-\(configuration.connectionName)") {
+            let driver = ConnectionDriver(configuration: configuration, mailbox: mailbox, status: status, logger: logger)
+            driver.run()
+            closed.succeed(())
+        }
+    }
+
+    /// True while a broker connection is open and its topology declared.
+    public var isConnected: Bool { self.status.isConnected }
+
+    /// Runs until graceful shutdown (or cancellation), then closes the connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await self.close()
+    }
+
+    /// Waits up to a few seconds for outstanding confirms, closes the connection and ends the
+    /// owning thread. Later operations fail with ``AMQPError/Code/shutdown``.
+    public func close() async {
+        let promise = Promise<Void>()
+        self.mailbox.send(.shutdown(promise))
+        try? await promise.value()
+        try? await self.closed.value()
+    }
+
+    /// Declares exchanges, queues and bindings, now and after every reconnect. Returns once they
+    /// exist on a live connection.
+    public func declare(_ topology: AMQPTopology) async throws {
+        let promise = Promise<Void>()
+        self.mailbox.send(.declare(topology, promise))
+        try await promise.value()
+    }
+
+    /// Publishes a message and returns once the broker confirmed it (persistent messages to
+    /// durable queues: written to disk). Throws when the broker nacks it, when it is mandatory and
+    /// unroutable, or at shutdown. While the broker is unreachable the call waits; cancel the task
+    /// to give up (the message may then still be published).
+    public func publish(_ message: AMQPMessage) async throws {
+        let promise = Promise<Void>()
+        self.mailbox.send(.publish(PendingPublish(message: message, promise: promise)))
+        try await promise.value()
+    }
+
+    /// Publishes a message without waiting for its confirm (it is still confirmed, and published
+    /// again after a reconnect). For messages whose loss is harmless, such as RPC replies.
+    public func send(_ message: AMQPMessage) {
+        self.mailbox.send(.publish(PendingPublish(message: message, promise: nil)))
+    }
+
+    /// Starts consuming `queue` with manual acknowledgements (unless `autoAck`) and at most
+    /// `prefetch` unacknowledged messages at a time.
+    public func consume(queue: String, prefetch: UInt16 = 64, autoAck: Bool = false) -> AMQPConsumer {
+        let id = self.nextConsumerID.add(1, ordering: .relaxed).oldValue
+        let (stream, continuation) = AsyncStream.makeStream(of: AMQPDelivery.self)
+        self.mailbox.send(
+            .consume(ConsumerSpec(id: id, queue: queue, prefetch: prefetch, autoAck: autoAck, continuation: continuation)))
+        return AMQPConsumer(id: id, stream: stream, mailbox: self.mailbox)
+    }
+}
+
+/// The connection's state as other threads see it.
+final class ConnectionStatus: Sendable {
+    private let connected = Atomic(false)
+    var isConnected: Bool { self.connected.load(ordering: .acquiring) }
+    func set(connected: Bool) { self.connected.store(connected, ordering: .releasing) }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Synchronization
+import ThreadedIO
+
+/// One message handed to a consumer. Settle it exactly once with `ack`, `nack` or `reject`
+/// after its work has committed; later calls are ignored.
+///
+/// A delivery belongs to the connection it arrived on: if that connection was lost before the
+/// settlement reached the broker, the broker requeues the message and it arrives again
+/// (`redelivered == true`), which is why consumers deduplicate by message id.
+public struct AMQPDelivery: Sendable {
+    public let body: Data
+    public let properties: AMQPProperties
+    public let exchange: String
+    public let routingKey: String
+    public let redelivered: Bool
+
+    let tag: UInt64
+    let channel: UInt16
+    let generation: UInt64
+    let settlement: SettlementHandle
+
+    /// Confirms the message is done with: the broker forgets it.
+    public func ack() {
+        self.settlement.settle(.ack, tag: self.tag, channel: self.channel, generation: self.generation)
+    }
+
+    /// Gives the message back: requeued, or dead-lettered when `requeue` is false.
+    public func nack(requeue: Bool) {
+        self.settlement.settle(.nack(requeue: requeue), tag: self.tag, channel: self.channel, generation: self.generation)
+    }
+
+    /// Refuses the message; with `requeue: false` it goes to the queue's dead-letter exchange.
+    public func reject(requeue: Bool) {
+        self.settlement.settle(.reject(requeue: requeue), tag: self.tag, channel: self.channel, generation: self.generation)
+    }
+}
+
+/// How a delivery is settled.
+enum Settlement: Sendable {
+    case ack
+    case nack(requeue: Bool)
+    case reject(requeue: Bool)
+}
+
+/// Sends a delivery's settlement to its connection, at most once.
+final class SettlementHandle: Sendable {
+    private let settled = Atomic(false)
+    private let mailbox: Mailbox<ConnectionCommand>
+
+    init(mailbox: Mailbox<ConnectionCommand>) {
+        self.mailbox = mailbox
+    }
+
+    func settle(_ settlement: Settlement, tag: UInt64, channel: UInt16, generation: UInt64) {
+        guard self.settled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        self.mailbox.send(.settle(settlement, tag: tag, channel: channel, generation: generation))
+    }
+}
+
+/// The messages of one queue, as an `AsyncSequence`. Registered consumers survive reconnects:
+/// the connection consumes again on every new connection. `cancel()` stops consuming; the
+/// sequence then ends after the messages already received have been handed out.
+public struct AMQPConsumer: AsyncSequence, Sendable {
+    public typealias Element = AMQPDelivery
+    let id: Int
+    let stream: AsyncStream<AMQPDelivery>
+    let mailbox: Mailbox<ConnectionCommand>
+
+    public func makeAsyncIterator() -> AsyncStream<AMQPDelivery>.AsyncIterator {
+        self.stream.makeAsyncIterator()
+    }
+
+    /// Stops the flow of new messages (`basic.cancel`).
+    public func cancel() {
+        self.mailbox.send(.cancelConsumer(id: self.id))
+    }
+}
+
+/// What the connection needs to (re)start a consumer.
+struct ConsumerSpec: Sendable {
+    var id: Int
+    var queue: String
+    var prefetch: UInt16
+    var autoAck: Bool
+    var continuation: AsyncStream<AMQPDelivery>.Continuation
+}

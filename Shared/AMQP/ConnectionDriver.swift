@@ -1,0 +1,480 @@
+import CRabbitMQ
+import Foundation
+import Logging
+import ThreadedIO
+
+/// The librabbitmq-c connection and everything that touches it.
+///
+/// Created on, and used only from, the connection's own thread (see ``AMQPConnection``), so it
+/// needs no locks. Channel 1 publishes in confirm mode, channel 2 declares topology, and each
+/// consumer has a channel of its own from 3 on.
+final class ConnectionDriver {
+    private static let publishChannel: amqp_channel_t = 1
+    private static let adminChannel: amqp_channel_t = 2
+    private static let firstConsumerChannel: amqp_channel_t = 3
+    /// How long a closing connection waits for outstanding confirms.
+    private static let shutdownGrace: Duration = .seconds(5)
+    /// The longest the thread sleeps without calling into the library (heartbeats are only
+    /// serviced from inside library calls).
+    private static let idleWakeMilliseconds: Int32 = 250
+
+    private let configuration: AMQPConfiguration
+    private let mailbox: Mailbox<ConnectionCommand>
+    private let status: ConnectionStatus
+    private let logger: Logger
+
+    private var connection: amqp_connection_state_t?
+    private var isOpen = false
+    private var generation: UInt64 = 0
+    private var topology = AMQPTopology()
+    private var pendingDeclares: [(AMQPTopology, Promise<Void>)] = []
+    private var consumers: [Int: ConsumerSpec] = [:]
+    private var consumerChannels: [Int: amqp_channel_t] = [:]
+    private var channelConsumers: [amqp_channel_t: Int] = [:]
+    private var cancelling: Set<Int> = []
+    private var nextChannel = ConnectionDriver.firstConsumerChannel
+    private var window: ConfirmWindow<PendingPublish>
+    private var shutdownPromise: Promise<Void>?
+    private var shutdownDeadline: ContinuousClock.Instant?
+
+    init(configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectionStatus, logger: Logger) {
+        self.configuration = configuration
+        self.mailbox = mailbox
+        self.status = status
+        var logger = logger
+        logger[metadataKey: "amqp.connection"] = .string(configuration.connectionName)
+        self.logger = logger
+        self.window = ConfirmWindow(limit: configuration.confirmWindow)
+    }
+
+    /// Connects, serves and reconnects until shutdown is asked for.
+    func run() {
+        var backoff = Backoff(initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
+        var failures = 0
+        while self.shutdownPromise == nil {
+            do {
+                try self.connect()
+                backoff.reset()
+                failures = 0
+                try self.serve()
+            } catch {
+                failures += 1
+                self.connectionLost(error, failures: failures)
+                if self.shutdownPromise == nil {
+                    self.waitWhileDisconnected(backoff.next())
+                }
+            }
+        }
+        self.finish()
+    }
+
+    // MARK: Connecting
+
+    private func connect() throws {
+        guard let connection = amqp_new_connection() else { throw AMQPError(.connection, "out of memory") }
+        self.connection = connection
+        guard let socket = amqp_tcp_socket_new(connection) else { throw AMQPError(.connection, "cannot create a socket") }
+
+        let arena = CArena()
+        var timeout = timeval(self.configuration.connectTimeout)
+        try self.check(
+            amqp_socket_open_noblock(socket, arena.cString(self.configuration.host), Int32(self.configuration.port), &timeout),
+            "connect to \(self.configuration.host):\(self.configuration.port)")
+        var rpcTimeout = timeval(.seconds(30))
+        _ = amqp_set_rpc_timeout(connection, &rpcTimeout)
+
+        var properties = arena.table(["connection_name": .string(self.configuration.connectionName)])
+        try self.check(
+            messenger_amqp_login_plain(
+                connection, arena.cString(self.configuration.virtualHost), 0, Int32(self.configuration.frameMax),
+                Int32(self.configuration.heartbeat), &properties, arena.cString(self.configuration.user),
+                arena.cString(self.configuration.password)),
+            "login")
+
+        try self.openChannel(Self.publishChannel)
+        amqp_confirm_select(connection, Self.publishChannel)
+        try self.checkRPC("confirm.select")
+        try self.openChannel(Self.adminChannel)
+        try self.declareNow(self.topology)
+
+        self.generation += 1
+        self.nextChannel = Self.firstConsumerChannel
+        self.isOpen = true
+        for id in self.consumers.keys.sorted() {
+            try self.startConsumer(id)
+        }
+        let declares = self.pendingDeclares
+        self.pendingDeclares = []
+        for (topology, promise) in declares {
+            try self.declareNew(topology, promise)
+        }
+        self.status.set(connected: true)
+        self.logger.info(
+            "AMQP connected",
+            metadata: ["host": "\(self.configuration.host):\(self.configuration.port)", "generation": "\(self.generation)"])
+    }
+
+    private func openChannel(_ channel: amqp_channel_t) throws {
+        amqp_channel_open(self.connection, channel)
+        try self.checkRPC("channel.open \(channel)")
+    }
+
+    private func declareNow(_ topology: AMQPTopology) throws {
+        let arena = CArena()
+        for exchange in topology.exchanges {
+            amqp_exchange_declare(
+                self.connection, Self.adminChannel, arena.bytes(exchange.name), arena.bytes(exchange.kind.rawValue), 0,
+                exchange.durable ? 1 : 0, 0, 0, amqp_empty_table)
+            try self.checkRPC("exchange.declare \(exchange.name)")
+        }
+        for queue in topology.queues {
+            amqp_queue_declare(
+                self.connection, Self.adminChannel, arena.bytes(queue.name), 0, queue.durable ? 1 : 0,
+                queue.exclusive ? 1 : 0, queue.autoDelete ? 1 : 0, arena.table(queue.arguments))
+            try self.checkRPC("queue.declare \(queue.name)")
+        }
+        for binding in topology.bindings {
+            amqp_queue_bind(
+                self.connection, Self.adminChannel, arena.bytes(binding.queue), arena.bytes(binding.exchange),
+                arena.bytes(binding.routingKey), amqp_empty_table)
+            try self.checkRPC("queue.bind \(binding.queue) -> \(binding.exchange)")
+        }
+    }
+
+    /// Declares a topology asked for on a live connection: kept for reconnects when it works,
+    /// reported to the caller when the broker refuses it.
+    private func declareNew(_ topology: AMQPTopology, _ promise: Promise<Void>) throws {
+        do {
+            try self.declareNow(topology)
+            self.topology = self.topology.merged(with: topology)
+            promise.succeed(())
+        } catch let error as AMQPError where error.code == .protocolError {
+            promise.fail(error)
+            throw error
+        } catch {
+            self.pendingDeclares.append((topology, promise))
+            throw error
+        }
+    }
+
+    private func startConsumer(_ id: Int) throws {
+        guard let spec = self.consumers[id] else { return }
+        let channel = self.nextChannel
+        self.nextChannel += 1
+        let arena = CArena()
+        do {
+            try self.openChannel(channel)
+            amqp_basic_qos(self.connection, channel, 0, spec.prefetch, 0)
+            try self.checkRPC("basic.qos")
+            amqp_basic_consume(
+                self.connection, channel, arena.bytes(spec.queue), arena.bytes("consumer-\(id)"), 0, spec.autoAck ? 1 : 0,
+                0, amqp_empty_table)
+            try self.checkRPC("basic.consume \(spec.queue)")
+        } catch let error as AMQPError where error.code == .protocolError {
+            // The broker refused this consumer (no such queue, for example): its owner hears of it
+            // when the sequence ends, instead of the connection retrying forever.
+            self.logger.error("consumer refused", metadata: ["queue": "\(spec.queue)", "error": "\(error)"])
+            self.consumers.removeValue(forKey: id)?.continuation.finish()
+            throw error
+        }
+        self.consumerChannels[id] = channel
+        self.channelConsumers[channel] = id
+    }
+
+    // MARK: Serving
+
+    /// Runs commands and frames until shutdown has drained the confirm window.
+    private func serve() throws {
+        while true {
+            for command in self.mailbox.drain() {
+                try self.handle(command)
+            }
+            try self.publishWaiting()
+            try self.readFrames()
+            self.endCancelledConsumers()
+            if self.shutdownPromise != nil {
+                if self.window.isIdle { return }
+                if let deadline = self.shutdownDeadline, ContinuousClock.now >= deadline {
+                    self.logger.warning("closing with unconfirmed messages", metadata: ["unconfirmed": "\(self.window.inFlight.count + self.window.waiting.count)"])
+                    return
+                }
+            }
+            self.mailbox.wait(socket: amqp_get_sockfd(self.connection), timeoutMilliseconds: Self.idleWakeMilliseconds)
+        }
+    }
+
+    private func handle(_ command: ConnectionCommand) throws {
+        switch command {
+        case .publish(let pending):
+            self.window.enqueue(pending)
+        case .declare(let topology, let promise):
+            if self.isOpen {
+                try self.declareNew(topology, promise)
+            } else {
+                self.pendingDeclares.append((topology, promise))
+            }
+        case .consume(let spec):
+            self.consumers[spec.id] = spec
+            if self.isOpen { try self.startConsumer(spec.id) }
+        case .cancelConsumer(let id):
+            if self.isOpen, let channel = self.consumerChannels[id] {
+                let arena = CArena()
+                amqp_basic_cancel(self.connection, channel, arena.bytes("consumer-\(id)"))
+                try self.checkRPC("basic.cancel")
+                // Deliveries that came before cancel-ok are still queued in the library; the
+                // stream ends once they have been handed out (see endCancelledConsumers).
+                self.cancelling.insert(id)
+            } else {
+                self.consumers.removeValue(forKey: id)?.continuation.finish()
+            }
+        case .settle(let settlement, let tag, let channel, let generation):
+            // A delivery from an earlier connection cannot be settled: the broker requeued it.
+            guard self.isOpen, generation == self.generation else { return }
+            let status: Int32
+            switch settlement {
+            case .ack: status = amqp_basic_ack(self.connection, channel, tag, 0)
+            case .nack(let requeue): status = amqp_basic_nack(self.connection, channel, tag, 0, requeue ? 1 : 0)
+            case .reject(let requeue): status = amqp_basic_reject(self.connection, channel, tag, requeue ? 1 : 0)
+            }
+            try self.check(status, "settle")
+        case .shutdown(let promise):
+            if let earlier = self.shutdownPromise {
+                earlier.succeed(())
+            }
+            self.shutdownPromise = promise
+            self.shutdownDeadline = ContinuousClock.now + Self.shutdownGrace
+        }
+    }
+
+    private func publishWaiting() throws {
+        while let (_, pending) = self.window.next() {
+            let message = pending.message
+            let arena = CArena()
+            var properties = arena.properties(message.properties)
+            let status = message.body.withUnsafeBytes { body in
+                amqp_basic_publish(
+                    self.connection, Self.publishChannel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
+                    message.mandatory ? 1 : 0, 0, &properties,
+                    amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+            }
+            try self.check(status, "basic.publish")
+        }
+    }
+
+    /// Handles every frame that can be had without blocking.
+    private func readFrames() throws {
+        var frame = amqp_frame_t()
+        while true {
+            var immediately = timeval(tv_sec: 0, tv_usec: 0)
+            let status = amqp_simple_wait_frame_noblock(self.connection, &frame, &immediately)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return }
+            try self.check(status, "read frame")
+            try self.handle(frame)
+            amqp_maybe_release_buffers(self.connection)
+        }
+    }
+
+    private func handle(_ frame: amqp_frame_t) throws {
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else {
+            self.logger.debug("ignoring a content frame outside a message", metadata: ["channel": "\(frame.channel)"])
+            return
+        }
+        let method = frame.payload.method
+        switch method.id {
+        case AMQPMethod.basicAck:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            for entry in self.window.settle(tag: ack.delivery_tag, multiple: ack.multiple != 0) {
+                if entry.returned {
+                    entry.pending.promise?.fail(
+                        AMQPError(.unroutable, "no queue is bound for \(entry.pending.message.exchange)/\(entry.pending.message.routingKey)"))
+                } else {
+                    entry.pending.promise?.succeed(())
+                }
+            }
+        case AMQPMethod.basicNack:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            for entry in self.window.settle(tag: nack.delivery_tag, multiple: nack.multiple != 0) {
+                entry.pending.promise?.fail(AMQPError(.nacked, "the broker refused the message"))
+            }
+        case AMQPMethod.basicReturn:
+            let message = try self.readMessage(on: frame.channel)
+            if let id = message.properties.messageID {
+                self.window.markReturned { $0.message.properties.messageID == id }
+            }
+        case AMQPMethod.basicDeliver:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            let tag = deliver.delivery_tag
+            let redelivered = deliver.redelivered != 0
+            let exchange = deliver.exchange.string
+            let routingKey = deliver.routing_key.string
+            let message = try self.readMessage(on: frame.channel)
+            let delivery = AMQPDelivery(
+                body: message.body, properties: message.properties, exchange: exchange, routingKey: routingKey,
+                redelivered: redelivered, tag: tag, channel: frame.channel, generation: self.generation,
+                settlement: SettlementHandle(mailbox: self.mailbox))
+            guard let id = self.channelConsumers[frame.channel], let spec = self.consumers[id],
+                case .enqueued = spec.continuation.yield(delivery)
+            else {
+                // Nobody listens any more: give it back to the queue.
+                try self.check(amqp_basic_reject(self.connection, frame.channel, tag, 1), "reject")
+                return
+            }
+        case AMQPMethod.basicCancel:
+            throw AMQPError(.protocolError, "the broker cancelled a consumer on channel \(frame.channel)")
+        case AMQPMethod.channelClose:
+            let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            throw AMQPError(.protocolError, "channel \(frame.channel) closed by the broker: \(close.reply_code) \(close.reply_text.string)")
+        case AMQPMethod.connectionClose:
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            throw AMQPError(.connection, "connection closed by the broker: \(close.reply_code) \(close.reply_text.string)")
+        case AMQPMethod.connectionBlocked:
+            self.logger.warning("the broker blocked publishing (resource alarm)")
+        case AMQPMethod.connectionUnblocked:
+            self.logger.info("the broker unblocked publishing")
+        default:
+            self.logger.debug("ignoring method", metadata: ["method": "\(method.id)", "channel": "\(frame.channel)"])
+        }
+    }
+
+    private struct ReceivedMessage {
+        var properties: AMQPProperties
+        var body: Data
+    }
+
+    /// Reads the header and body frames that follow a `basic.deliver` or `basic.return`.
+    private func readMessage(on channel: amqp_channel_t) throws -> ReceivedMessage {
+        var message = amqp_message_t()
+        try self.check(amqp_read_message(self.connection, channel, &message, 0), "read message")
+        defer { amqp_destroy_message(&message) }
+        return ReceivedMessage(properties: AMQPProperties(message.properties), body: message.body.data)
+    }
+
+    private func endCancelledConsumers() {
+        for id in self.cancelling {
+            if let channel = self.consumerChannels.removeValue(forKey: id) {
+                self.channelConsumers.removeValue(forKey: channel)
+            }
+            self.consumers.removeValue(forKey: id)?.continuation.finish()
+        }
+        self.cancelling.removeAll()
+    }
+
+    // MARK: Losing the connection, shutting down
+
+    private func connectionLost(_ error: any Error, failures: Int) {
+        let wasOpen = self.isOpen
+        self.status.set(connected: false)
+        self.isOpen = false
+        if let connection = self.connection {
+            amqp_destroy_connection(connection)
+            self.connection = nil
+        }
+        self.window.connectionLost()
+        self.consumerChannels.removeAll()
+        self.channelConsumers.removeAll()
+        self.endCancelledConsumers()
+        // One line per outage, then quiet retries: a broker that is down is not news every 5 s.
+        if wasOpen || failures == 1 {
+            self.logger.warning("AMQP connection lost, reconnecting", metadata: ["error": "\(error)"])
+        } else {
+            self.logger.debug("AMQP reconnect failed", metadata: ["error": "\(error)", "attempt": "\(failures)"])
+        }
+    }
+
+    private func waitWhileDisconnected(_ delay: Duration) {
+        let deadline = ContinuousClock.now + delay
+        while self.shutdownPromise == nil {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { return }
+            self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(remaining))))
+            for command in self.mailbox.drain() {
+                // Nothing here talks to the broker while the connection is closed.
+                try? self.handle(command)
+            }
+        }
+    }
+
+    private func finish() {
+        if let connection = self.connection {
+            if self.isOpen {
+                _ = amqp_connection_close(connection, AMQP_REPLY_SUCCESS)
+            }
+            amqp_destroy_connection(connection)
+            self.connection = nil
+        }
+        self.isOpen = false
+        self.status.set(connected: false)
+        let closed = AMQPError(.shutdown, "the AMQP connection is closed")
+        for pending in self.window.removeAll() { pending.promise?.fail(closed) }
+        for (_, promise) in self.pendingDeclares { promise.fail(closed) }
+        self.pendingDeclares.removeAll()
+        for spec in self.consumers.values { spec.continuation.finish() }
+        self.consumers.removeAll()
+        for command in self.mailbox.close() {
+            switch command {
+            case .publish(let pending): pending.promise?.fail(closed)
+            case .declare(_, let promise): promise.fail(closed)
+            case .consume(let spec): spec.continuation.finish()
+            case .shutdown(let promise): promise.succeed(())
+            case .cancelConsumer, .settle: break
+            }
+        }
+        self.shutdownPromise?.succeed(())
+        self.logger.info("AMQP connection closed")
+    }
+
+    // MARK: Status codes
+
+    private func check(_ status: Int32, _ context: @autoclosure () -> String) throws {
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError(.connection, "\(context()): \(String(cString: amqp_error_string2(status)))")
+        }
+    }
+
+    private func checkRPC(_ context: @autoclosure () -> String) throws {
+        try self.check(amqp_get_rpc_reply(self.connection), context())
+    }
+
+    private func check(_ reply: amqp_rpc_reply_t, _ context: @autoclosure () -> String) throws {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            switch reply.reply.id {
+            case AMQPMethod.channelClose:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                throw AMQPError(.protocolError, "\(context()): \(close.reply_code) \(close.reply_text.string)")
+            case AMQPMethod.connectionClose:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                throw AMQPError(.connection, "\(context()): \(close.reply_code) \(close.reply_text.string)")
+            default:
+                throw AMQPError(.protocolError, "\(context()): unexpected method \(reply.reply.id)")
+            }
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            throw AMQPError(.connection, "\(context()): \(String(cString: amqp_error_string2(reply.library_error)))")
+        default:
+            throw AMQPError(.connection, "\(context()): no reply")
+        }
+    }
+}
+
+/// AMQP 0-9-1 method ids (class << 16 | method); the C header's macros are casts Swift does not
+/// import.
+enum AMQPMethod {
+    static let connectionClose: amqp_method_number_t = 0x000A_0032
+    static let connectionBlocked: amqp_method_number_t = 0x000A_003C
+    static let connectionUnblocked: amqp_method_number_t = 0x000A_003D
+    static let channelClose: amqp_method_number_t = 0x0014_0028
+    static let basicCancel: amqp_method_number_t = 0x003C_001E
+    static let basicReturn: amqp_method_number_t = 0x003C_0032
+    static let basicDeliver: amqp_method_number_t = 0x003C_003C
+    static let basicAck: amqp_method_number_t = 0x003C_0050
+    static let basicNack: amqp_method_number_t = 0x003C_0078
+}
+
+extension timeval {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import MessengerContracts
+import ServiceLifecycle
+import Synchronization
+import ThreadedIO
+
+/// Calls other services over RabbitMQ: a request to the `messenger.rpc` exchange routed by
+/// service name, and the reply on this instance's own exclusive reply queue, matched by
+/// correlation id.
+///
+/// A service that does not answer within the timeout (down, overloaded, or the broker is
+/// unreachable) makes the call throw ``ServiceError`` `unavailable`, never hang. Requests carry
+/// the timeout as their AMQP expiration, so a service that comes back later does not work on
+/// requests whose callers have given up.
+public final class RPCClient: Service, Sendable {
+    private let connection: AMQPConnection
+    private let replyQueue: String
+    private let defaultTimeout: Duration
+    private let logger: Logger
+    private let ready = Gate()
+    private let pending = Mutex<[String: Promise<Data>]>([:])
+
+    public init(connection: AMQPConnection, instanceName: String, timeout: Duration = .seconds(5), logger: Logger) {
+        self.connection = connection
+        self.replyQueue = "rpc.reply.\(instanceName).\(UUID().uuidString.lowercased())"
+        self.defaultTimeout = timeout
+        self.logger = logger
+    }
+
+    /// Declares the reply queue and routes replies to their callers until graceful shutdown.
+    public func run() async throws {
+        try await self.connection.declare(
+            AMQPTopology(
+                exchanges: [.init(ExchangeName.rpc, kind: .direct)],
+                queues: [.init(self.replyQueue, durable: false, exclusive: true, autoDelete: true)]))
+        // Replies are transient by nature (the queue dies with its connection, and a lost reply
+        // ends as `unavailable` for the caller), so they are consumed without acks.
+        let consumer = self.connection.consume(queue: self.replyQueue, prefetch: 0, autoAck: true)
+        self.ready.open()
+        await withGracefulShutdownHandler {
+            for await delivery in consumer {
+                guard let id = delivery.properties.correlationID,
+                    let promise = self.pending.withLock({ $0.removeValue(forKey: id) })
+                else {
+                    self.logger.debug("reply for a call that gave up", metadata: ["correlation_id": "\(delivery.properties.correlationID ?? "-")"])
+                    continue
+                }
+                promise.succeed(delivery.body)
+            }
+        } onGracefulShutdown: {
+            consumer.cancel()
+        }
+    }
+
+    /// Sends `payload` as a `type` request to `service` and decodes its reply; a remote error
+    /// comes back as the thrown ``ServiceError``.
+    public func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(
+        _ type: MessageType, to service: ServiceName, payload: Payload, replyAs: Reply.Type = Reply.self,
+        correlationID: String? = nil, timeout: Duration? = nil
+    ) async throws -> Reply {
+        let body = try await self.callRaw(
+            type, to: service, payload: payload, correlationID: correlationID, timeout: timeout)
+        let reply: RPCReply<Reply>
+        do {
+            reply = try MessengerJSON.decode(RPCReply<Reply>.self, from: body)
+        } catch {
+            self.logger.error("undecodable reply", metadata: ["type": "\(type)", "error": "\(error)"])
+            throw ServiceError.internal()
+        }
+        return try reply.get()
+    }
+
+    /// Like ``call(_:to:payload:replyAs:correlationID:timeout:)`` but returns the reply's JSON
+    /// (`{"ok":...}`) untouched, for passing it on to a client.
+    public func callRaw<Payload: Encodable & Sendable>(
+        _ type: MessageType, to service: ServiceName, payload: Payload, correlationID: String? = nil,
+        timeout: Duration? = nil
+    ) async throws -> Data {
+        let timeout = timeout ?? self.defaultTimeout
+        let id = UUID().uuidString
+        let envelope = Envelope(type: type, correlationId: correlationID, data: payload)
+        let message = AMQPMessage(
+            exchange: ExchangeName.rpc,
+            routingKey: service.rawValue,
+            body: try MessengerJSON.encode(envelope),
+            properties: AMQPProperties(
+                messageID: envelope.id.uuidString, correlationID: id, replyTo: self.replyQueue, type: type.rawValue,
+                timestamp: UInt64(envelope.occurredAt.timeIntervalSince1970),
+                expiration: String(Backoff.milliseconds(timeout)),
+                headers: correlationID.map { ["x-correlation-id": .string($0)] } ?? [:],
+                persistent: false),
+            mandatory: true)
+        let promise = Promise<Data>()
+        self.pending.withLock { $0[id] = promise }
+        defer { _ = self.pending.withLock { $0.removeValue(forKey: id) } }
+
+        do {
+            return try await withThrowingTaskGroup(of: Data.self) { group in
+                group.addTask {
+                    try await self.ready.wait()
+                    try await self.connection.publish(message)
+                    return try await promise.value()
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw ServiceError.unavailable("\(service) did not answer in time")
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        } catch let error as AMQPError where error.code == .unroutable {
+            throw ServiceError.unavailable("\(service) is not running")
+        } catch let error as AMQPError {
+            self.logger.warning("RPC publish failed", metadata: ["type": "\(type)", "error": "\(error)"])
+            throw ServiceError.unavailable("the message broker is unavailable")
+        }
+    }
+}

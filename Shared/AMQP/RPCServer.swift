@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import Metrics
+import MessengerContracts
+import ServiceLifecycle
+import Synchronization
+
+/// What a handler knows about the request it serves.
+public struct RPCContext: Sendable {
+    public var type: MessageType
+    public var messageID: UUID
+    public var correlationID: String?
+    public var occurredAt: Date
+    /// Carries `correlation_id` in its metadata.
+    public var logger: Logger
+}
+
+/// Maps message types to handlers. Each handler takes the decoded payload and returns the reply
+/// payload, or throws a ``ServiceError`` that becomes an error reply.
+public struct RPCRouter: Sendable {
+    typealias Handler = @Sendable (_ body: Data, _ logger: Logger) async -> Data
+    private(set) var handlers: [MessageType: Handler] = [:]
+
+    public init() {}
+
+    public mutating func on<Payload: Decodable & Sendable, Reply: Encodable & Sendable>(
+        _ type: MessageType, _ payload: Payload.Type,
+        _ handler: @escaping @Sendable (Payload, RPCContext) async throws -> Reply
+    ) {
+        self.handlers[type] = { body, logger in
+            let reply: RPCReply<Reply>
+            do {
+                let envelope = try MessengerJSON.decode(Envelope<Payload>.self, from: body)
+                var logger = logger
+                if let correlationID = envelope.correlationId {
+                    logger[metadataKey: "correlation_id"] = .string(correlationID)
+                }
+                let context = RPCContext(
+                    type: type, messageID: envelope.id, correlationID: envelope.correlationId,
+                    occurredAt: envelope.occurredAt, logger: logger)
+                reply = .success(try await handler(envelope.data, context))
+            } catch let error as ServiceError {
+                reply = .failure(error)
+            } catch is DecodingError {
+                reply = .failure(.invalidArgument("malformed \(type) request"))
+            } catch {
+                logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(error)"])
+                reply = .failure(.internal())
+            }
+            return (try? MessengerJSON.encode(reply)) ?? RPCServer.internalErrorReply
+        }
+    }
+}
+
+/// Serves a service's RPC queue: routes each request by its message type, always replies (an
+/// error reply for bad input or an unknown type, never silence), and acks the request after the
+/// reply is handed to the connection. Requests run concurrently, at most `prefetch` at a time.
+///
+/// On graceful shutdown it stops consuming, finishes the requests it holds, and returns.
+public struct RPCServer: Service {
+    static let internalErrorReply = Data(#"{"ok":false,"error":{"code":"internal","message":"internal error"}}"#.utf8)
+
+    private let connection: AMQPConnection
+    private let service: ServiceName
+    private let prefetch: UInt16
+    private let router: RPCRouter
+    private let logger: Logger
+
+    public init(connection: AMQPConnection, service: ServiceName, prefetch: UInt16 = 64, router: RPCRouter, logger: Logger) {
+        self.connection = connection
+        self.service = service
+        self.prefetch = prefetch
+        self.router = router
+        self.logger = logger
+    }
+
+    /// The request queue and its binding.
+    public static func topology(for service: ServiceName, queueArguments: [String: AMQPFieldValue] = [:]) -> AMQPTopology {
+        AMQPTopology(
+            exchanges: [.init(ExchangeName.rpc, kind: .direct)],
+            queues: [.init(service.rpcQueue, arguments: queueArguments)],
+            bindings: [.init(queue: service.rpcQueue, exchange: ExchangeName.rpc, routingKey: service.rawValue)])
+    }
+
+    public func run() async throws {
+        let consumer = self.connection.consume(queue: self.service.rpcQueue, prefetch: self.prefetch)
+        let stopping = Atomic(false)
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await delivery in consumer {
+                    group.addTask { await self.serve(delivery) }
+                }
+            }
+        } onGracefulShutdown: {
+            stopping.store(true, ordering: .relaxed)
+            consumer.cancel()
+        }
+        if !stopping.load(ordering: .relaxed) {
+            throw AMQPError(.protocolError, "the \(self.service.rpcQueue) consumer ended unexpectedly")
+        }
+    }
+
+    private func serve(_ delivery: AMQPDelivery) async {
+        let started = ContinuousClock.now
+        let type = MessageType(rawValue: delivery.properties.type ?? "")
+        let reply: Data
+        let outcome: String
+        if let handler = self.router.handlers[type] {
+            reply = await handler(delivery.body, self.logger)
+            outcome = "handled"
+        } else {
+            self.logger.warning("unknown request type", metadata: ["type": "\(type)"])
+            reply = (try? MessengerJSON.encode(RPCReply<EmptyPayload>.failure(.invalidArgument("unknown request type '\(type)'"))))
+                ?? Self.internalErrorReply
+            outcome = "unknown_type"
+        }
+        if let replyTo = delivery.properties.replyTo, !replyTo.isEmpty {
+            self.connection.send(
+                AMQPMessage(
+                    exchange: "", routingKey: replyTo, body: reply,
+                    properties: AMQPProperties(correlationID: delivery.properties.correlationID, type: type.rawValue + ".reply", persistent: false)))
+        } else {
+            self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
+        }
+        delivery.ack()
+        Counter(label: "rpc_server_requests_total", dimensions: [("type", type.rawValue), ("outcome", outcome)]).increment()
+        Timer(label: "rpc_server_duration_seconds", dimensions: [("type", type.rawValue)])
+            .recordNanoseconds(Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000)
+                + (ContinuousClock.now - started).components.seconds * 1_000_000_000)
+    }
+}

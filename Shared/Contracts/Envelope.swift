@@ -1,0 +1,40 @@
+import Foundation
+
+/// The envelope every message between services travels in.
+///
+/// The same fields are mirrored into AMQP properties (`type`, `message_id`, `correlation_id`,
+/// `timestamp`) so that routing never has to decode the body; the body stays self-describing for
+/// outboxes, dead-letter queues and replays. Decoders ignore unknown fields, so producers may add
+/// fields without a new version.
+public struct Envelope<Payload: Sendable>: Sendable {
+    /// The contract name with its version, for example `messaging.message_created.v1`.
+    public var type: MessageType
+    /// Unique per message; consumers deduplicate on it.
+    public var id: UUID
+    /// Follows one client request across every service it touches.
+    public var correlationId: String?
+    public var occurredAt: Date
+    public var data: Payload
+
+    public init(
+        type: MessageType, id: UUID = UUID(), correlationId: String? = nil, occurredAt: Date = Date(),
+        data: Payload
+    ) {
+        self.type = type
+        self.id = id
+        self.correlationId = correlationId
+        self.occurredAt = occurredAt
+        self.data = data
+    }
+}
+
+/// The fields of an envelope that can be read without knowing its payload's type.
+public struct EnvelopeHeader: Codable, Sendable {
+    public var type: MessageType
+    public var id: UUID
+    public var correlationId: String?
+    public var occurredAt: Date
+}
+
+extension Envelope: Encodable where Payload: Encodable {}
+extension Envelope: Decodable where Payload: Decodable {}

@@ -1,0 +1,21 @@
+/// An error that crosses a service boundary: a contract code and a human message that is safe to
+/// show a client (no SQL, no stack traces, no internal ids).
+public struct ServiceError: Error, Codable, Hashable, Sendable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var message: String
+
+    public init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public static func invalidArgument(_ message: String) -> ServiceError { .init(.invalidArgument, message) }
+    public static func unauthorized(_ message: String = "unauthorized") -> ServiceError { .init(.unauthorized, message) }
+    public static func forbidden(_ message: String = "forbidden") -> ServiceError { .init(.forbidden, message) }
+    public static func notFound(_ message: String = "not found") -> ServiceError { .init(.notFound, message) }
+    public static func conflict(_ message: String) -> ServiceError { .init(.conflict, message) }
+    public static func unavailable(_ message: String) -> ServiceError { .init(.unavailable, message) }
+    public static func `internal`(_ message: String = "internal error") -> ServiceError { .init(.internal, message) }
+
+    public var description: String { "\(self.code): \(self.message)" }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// How a service reaches PostgreSQL (`DATABASE_URL`) and the schema it owns.
+public struct DatabaseConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+    /// The service's own schema; every table it creates lives there.
+    public var schema: String
+    public var maximumConnections: Int = 8
+    public var requireTLS = false
+
+    /// Parses `postgres://user:password@host:port/database` (`postgresql://` too; `sslmode=require`
+    /// turns TLS on).
+    public init(url: String, schema: String) throws {
+        guard let components = URLComponents(string: url),
+            components.scheme == "postgres" || components.scheme == "postgresql",
+            let host = components.host, !host.isEmpty
+        else {
+            throw DatabaseError(.invalidConfiguration, "expected postgres://user:password@host:port/database")
+        }
+        try SQLIdentifier.validate(schema)
+        self.host = host
+        self.port = components.port ?? 5432
+        self.user = components.percentEncodedUser?.removingPercentEncoding ?? "postgres"
+        self.password = components.percentEncodedPassword?.removingPercentEncoding
+        let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        self.database = path.isEmpty ? self.user : path
+        self.schema = schema
+        self.requireTLS = components.queryItems?.contains { $0.name == "sslmode" && $0.value == "require" } ?? false
+    }
+
+    /// A pooled client whose connections resolve unqualified names in the service's schema.
+    public func makeClient(logger: Logger) -> PostgresClient {
+        var configuration = PostgresClient.Configuration(
+            host: self.host, port: self.port, username: self.user, password: self.password, database: self.database,
+            tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable)
+        configuration.options.maximumConnections = self.maximumConnections
+        configuration.options.additionalStartupParameters = [("search_path", self.schema)]
+        configuration.options.connectTimeout = .seconds(5)
+        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+}
+
+/// An error of the database layer with a stable code.
+public struct DatabaseError: Error, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate var name: String
+        public static let invalidConfiguration = Code(name: "invalid_configuration")
+        public static let migrationChanged = Code(name: "migration_changed")
+        public static let migrationFailed = Code(name: "migration_failed")
+        public var description: String { self.name }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(self.code): \(self.message)" }
+}
+
+/// SQL identifiers that come from configuration (schema names). They cannot be bound as
+/// parameters, so they are checked against a strict pattern and quoted.
+public enum SQLIdentifier {
+    public static func validate(_ name: String) throws {
+        let valid =
+            !name.isEmpty && name.count <= 63
+            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+            && !("0"..."9").contains(name.unicodeScalars.first!)
+        guard valid else {
+            throw DatabaseError(.invalidConfiguration, "'\(name)' is not a valid schema name ([a-z_][a-z0-9_]*)")
+        }
+    }
+
+    /// The quoted form of a validated identifier.
+    public static func quoted(_ name: String) -> String { "\"\(name)\"" }
+}

@@ -1,0 +1,180 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import ThreadedIO
+
+/// Redis commands over hiredis, safe to share between tasks.
+///
+/// One thread owns the hiredis context. Commands that arrive while it waits for replies are sent
+/// together as one pipeline, so many concurrent callers cost few round trips. A broken
+/// connection fails the commands under way (the caller decides whether to retry) and reconnects
+/// with backoff; commands sent while disconnected fail at once with a `connection` error.
+public final class RedisClient: Service, Sendable {
+    struct Request: Sendable {
+        var arguments: [[UInt8]]
+        var promise: Promise<RedisValue>
+    }
+
+    enum Command: Sendable {
+        case request(Request)
+        case shutdown(Promise<Void>)
+    }
+
+    private let mailbox = Mailbox<Command>()
+    private let status = RedisStatus()
+    private let closed = Promise<Void>()
+
+    public init(configuration: RedisConfiguration, logger: Logger) {
+        let mailbox = self.mailbox
+        let status = self.status
+        let closed = self.closed
+        HandleThread.start(name: "redis-commands") {
+            RedisCommandDriver(configuration: configuration, mailbox: mailbox, status: status, logger: logger).run()
+            closed.succeed(())
+        }
+    }
+
+    /// True while connected.
+    public var isConnected: Bool { self.status.isConnected }
+
+    /// Runs until graceful shutdown, then closes the connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await self.close()
+    }
+
+    /// Closes the connection; later commands fail with `shutdown`.
+    public func close() async {
+        let promise = Promise<Void>()
+        self.mailbox.send(.shutdown(promise))
+        try? await promise.value()
+        try? await self.closed.value()
+    }
+
+    /// Runs one command given as its arguments (binary-safe). An error reply throws
+    /// ``RedisError`` `server`.
+    @discardableResult
+    public func command(_ arguments: [[UInt8]]) async throws -> RedisValue {
+        let promise = Promise<RedisValue>()
+        guard self.mailbox.send(.request(Request(arguments: arguments, promise: promise))) else {
+            throw RedisError(.shutdown, "the Redis client is closed")
+        }
+        return try await promise.value()
+    }
+
+    /// Runs one command given as text arguments.
+    @discardableResult
+    public func command(_ arguments: String...) async throws -> RedisValue {
+        try await self.command(arguments.map { Array($0.utf8) })
+    }
+
+    /// `PUBLISH channel message`; returns how many subscribers received it.
+    @discardableResult
+    public func publish(channel: String, message: [UInt8]) async throws -> Int {
+        let reply = try await self.command([Array("PUBLISH".utf8), Array(channel.utf8), message])
+        return Int(reply.integer ?? 0)
+    }
+}
+
+/// The connection state as other threads see it.
+final class RedisStatus: Sendable {
+    private let connected = Atomic(false)
+    var isConnected: Bool { self.connected.load(ordering: .acquiring) }
+    func set(connected: Bool) { self.connected.store(connected, ordering: .releasing) }
+}
+
+/// The command connection's thread-side loop.
+final class RedisCommandDriver {
+    private let configuration: RedisConfiguration
+    private let mailbox: Mailbox<RedisClient.Command>
+    private let status: RedisStatus
+    private let logger: Logger
+    private var context: HiredisContext?
+    private var shutdown: Promise<Void>?
+
+    init(configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: RedisStatus, logger: Logger) {
+        self.configuration = configuration
+        self.mailbox = mailbox
+        self.status = status
+        self.logger = logger
+    }
+
+    func run() {
+        var backoff = Backoff(initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
+        var failures = 0
+        while self.shutdown == nil {
+            if self.context == nil {
+                do {
+                    self.context = try HiredisContext(self.configuration)
+                    self.status.set(connected: true)
+                    backoff.reset()
+                    failures = 0
+                    self.logger.info("Redis connected", metadata: ["host": "\(self.configuration.host):\(self.configuration.port)"])
+                } catch {
+                    failures += 1
+                    if failures == 1 { self.logger.warning("Redis unreachable, retrying", metadata: ["error": "\(error)"]) }
+                    self.failQueued(RedisError(.connection, "Redis is unreachable"))
+                    self.sleep(backoff.next())
+                    continue
+                }
+            }
+            self.mailbox.wait(timeoutMilliseconds: 1000)
+            var requests: [RedisClient.Request] = []
+            for command in self.mailbox.drain() {
+                switch command {
+                case .request(let request): requests.append(request)
+                case .shutdown(let promise): self.shutdown = promise
+                }
+            }
+            if !requests.isEmpty { self.execute(requests) }
+        }
+        self.context = nil
+        self.status.set(connected: false)
+        let closed = RedisError(.shutdown, "the Redis client is closed")
+        for command in self.mailbox.close() {
+            switch command {
+            case .request(let request): request.promise.fail(closed)
+            case .shutdown(let promise): promise.succeed(())
+            }
+        }
+        self.shutdown?.succeed(())
+    }
+
+    /// Sends every request as one pipeline, then reads the replies in order.
+    private func execute(_ requests: [RedisClient.Request]) {
+        guard let context = self.context else { return }
+        var answered = 0
+        do {
+            for request in requests { try context.append(request.arguments) }
+            for request in requests {
+                switch try context.readReply() {
+                case .success(let value): request.promise.succeed(value)
+                case .failure(let error): request.promise.fail(error)
+                }
+                answered += 1
+            }
+        } catch {
+            self.logger.warning("Redis connection lost", metadata: ["error": "\(error)"])
+            for request in requests[answered...] { request.promise.fail(error) }
+            self.context = nil
+            self.status.set(connected: false)
+        }
+    }
+
+    private func failQueued(_ error: RedisError) {
+        for command in self.mailbox.drain() {
+            switch command {
+            case .request(let request): request.promise.fail(error)
+            case .shutdown(let promise): self.shutdown = promise
+            }
+        }
+    }
+
+    private func sleep(_ delay: Duration) {
+        let deadline = ContinuousClock.now + delay
+        while self.shutdown == nil, ContinuousClock.now < deadline {
+            self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(deadline - ContinuousClock.now))))
+            self.failQueued(RedisError(.connection, "Redis is unreachable"))
+        }
+    }
+}

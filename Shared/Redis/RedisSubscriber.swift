@@ -1,0 +1,251 @@
+import DequeModule
+import Logging
+import ServiceLifecycle
+import Synchronization
+import ThreadedIO
+
+/// A message received on a subscribed channel or pattern.
+public struct RedisPubSubMessage: Sendable, Hashable {
+    public var channel: String
+    /// The pattern that matched, for `PSUBSCRIBE` subscriptions.
+    public var pattern: String?
+    public var payload: [UInt8]
+}
+
+/// A Redis subscriber connection (SUBSCRIBE / PSUBSCRIBE) that delivers messages as an
+/// `AsyncSequence`, reconnects by itself and subscribes again to everything after a reconnect.
+///
+/// Pub/sub is fire-and-forget in Redis: messages published while the connection is down are not
+/// seen. Callers that need every message keep them elsewhere (this system keeps events in the
+/// delivery service and replays them).
+public final class RedisSubscriber: Service, Sendable {
+    enum Command: Sendable {
+        case subscribe(channels: [String], patterns: [String], Promise<Void>)
+        case shutdown(Promise<Void>)
+    }
+
+    private let mailbox = Mailbox<Command>()
+    private let status = RedisStatus()
+    private let closed = Promise<Void>()
+    /// Every message, in arrival order. Iterate it once.
+    public let messages: AsyncStream<RedisPubSubMessage>
+
+    public init(configuration: RedisConfiguration, logger: Logger) {
+        let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
+        self.messages = stream
+        let mailbox = self.mailbox
+        let status = self.status
+        let closed = self.closed
+        HandleThread.start(name: "redis-subscriber") {
+            RedisSubscriberDriver(
+                configuration: configuration, mailbox: mailbox, status: status, output: continuation, logger: logger
+            ).run()
+            continuation.finish()
+            closed.succeed(())
+        }
+    }
+
+    /// True while connected and subscribed.
+    public var isConnected: Bool { self.status.isConnected }
+
+    /// Subscribes to channels and patterns; returns once Redis confirmed every one of them. The
+    /// subscriptions are renewed after every reconnect.
+    public func subscribe(channels: [String] = [], patterns: [String] = []) async throws {
+        let promise = Promise<Void>()
+        guard self.mailbox.send(.subscribe(channels: channels, patterns: patterns, promise)) else {
+            throw RedisError(.shutdown, "the subscriber is closed")
+        }
+        try await promise.value()
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await self.close()
+    }
+
+    /// Closes the connection and ends `messages`.
+    public func close() async {
+        let promise = Promise<Void>()
+        self.mailbox.send(.shutdown(promise))
+        try? await promise.value()
+        try? await self.closed.value()
+    }
+}
+
+/// The subscriber connection's thread-side loop.
+final class RedisSubscriberDriver {
+    /// A silent connection is checked with PING this often; no answer within the same time
+    /// counts as a dead connection.
+    private static let keepAlive: Duration = .seconds(5)
+
+    private let configuration: RedisConfiguration
+    private let mailbox: Mailbox<RedisSubscriber.Command>
+    private let status: RedisStatus
+    private let output: AsyncStream<RedisPubSubMessage>.Continuation
+    private let logger: Logger
+
+    private var channels: Set<String> = []
+    private var patterns: Set<String> = []
+    /// Subscription confirmations still expected, in order, each with the caller to tell.
+    private var confirmations: Deque<(remaining: Int, promise: Promise<Void>?)> = []
+    private var waitingForConnection: [Promise<Void>] = []
+    private var context: HiredisContext?
+    private var lastActivity = ContinuousClock.now
+    private var pingSentAt: ContinuousClock.Instant?
+    private var shutdown: Promise<Void>?
+
+    init(
+        configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: RedisStatus,
+        output: AsyncStream<RedisPubSubMessage>.Continuation, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.mailbox = mailbox
+        self.status = status
+        self.output = output
+        self.logger = logger
+    }
+
+    func run() {
+        var backoff = Backoff(initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
+        var failures = 0
+        while self.shutdown == nil {
+            do {
+                try self.connect()
+                backoff.reset()
+                failures = 0
+                try self.serve()
+            } catch {
+                failures += 1
+                if failures == 1 { self.logger.warning("Redis subscriber disconnected, reconnecting", metadata: ["error": "\(error)"]) }
+                self.context = nil
+                self.status.set(connected: false)
+                // Callers waiting for a confirmation get it after the resubscription instead.
+                for entry in self.confirmations { if let promise = entry.promise { self.waitingForConnection.append(promise) } }
+                self.confirmations.removeAll()
+                self.sleep(backoff.next())
+            }
+        }
+        self.context = nil
+        self.status.set(connected: false)
+        let closed = RedisError(.shutdown, "the subscriber is closed")
+        for entry in self.confirmations { entry.promise?.fail(closed) }
+        for promise in self.waitingForConnection { promise.fail(closed) }
+        for command in self.mailbox.close() {
+            switch command {
+            case .subscribe(_, _, let promise): promise.fail(closed)
+            case .shutdown(let promise): promise.succeed(())
+            }
+        }
+        self.shutdown?.succeed(())
+    }
+
+    private func connect() throws {
+        let context = try HiredisContext(self.configuration)
+        self.context = context
+        self.lastActivity = ContinuousClock.now
+        self.pingSentAt = nil
+        let waiting = self.waitingForConnection
+        self.waitingForConnection = []
+        try self.send(channels: Array(self.channels), patterns: Array(self.patterns), promise: nil)
+        for promise in waiting { self.confirmations.append((0, promise)) }
+        self.settleConfirmations()
+        self.status.set(connected: true)
+        self.logger.info(
+            "Redis subscriber connected",
+            metadata: ["channels": "\(self.channels.count)", "patterns": "\(self.patterns.count)"])
+    }
+
+    private func send(channels: [String], patterns: [String], promise: Promise<Void>?) throws {
+        guard let context = self.context else { return }
+        if !channels.isEmpty { try context.append([Array("SUBSCRIBE".utf8)] + channels.map { Array($0.utf8) }) }
+        if !patterns.isEmpty { try context.append([Array("PSUBSCRIBE".utf8)] + patterns.map { Array($0.utf8) }) }
+        try context.flush()
+        self.confirmations.append((channels.count + patterns.count, promise))
+        self.settleConfirmations()
+    }
+
+    private func serve() throws {
+        while self.shutdown == nil {
+            for command in self.mailbox.drain() { try self.handle(command) }
+            guard let context = self.context else { return }
+            let readiness = self.mailbox.wait(socket: context.fileDescriptor, timeoutMilliseconds: 1000)
+            if readiness.socketReadable {
+                try context.readAvailable()
+                self.lastActivity = ContinuousClock.now
+                self.pingSentAt = nil
+                while let reply = try context.bufferedReply() {
+                    if case .success(let value) = reply { self.handle(value) }
+                }
+            }
+            try self.checkAlive()
+        }
+    }
+
+    private func handle(_ command: RedisSubscriber.Command) throws {
+        switch command {
+        case .subscribe(let channels, let patterns, let promise):
+            let newChannels = channels.filter { !self.channels.contains($0) }
+            let newPatterns = patterns.filter { !self.patterns.contains($0) }
+            self.channels.formUnion(newChannels)
+            self.patterns.formUnion(newPatterns)
+            try self.send(channels: newChannels, patterns: newPatterns, promise: promise)
+        case .shutdown(let promise):
+            self.shutdown = promise
+        }
+    }
+
+    private func handle(_ value: RedisValue) {
+        guard case .array(let items) = value, let kind = items.first?.text else { return }
+        switch kind {
+        case "message" where items.count == 3:
+            if case .string(let payload) = items[2] {
+                self.output.yield(RedisPubSubMessage(channel: items[1].text ?? "", pattern: nil, payload: payload))
+            }
+        case "pmessage" where items.count == 4:
+            if case .string(let payload) = items[3] {
+                self.output.yield(RedisPubSubMessage(channel: items[2].text ?? "", pattern: items[1].text, payload: payload))
+            }
+        case "subscribe", "psubscribe":
+            if !self.confirmations.isEmpty { self.confirmations[0].remaining -= 1 }
+            self.settleConfirmations()
+        default:
+            break  // "pong", "unsubscribe"
+        }
+    }
+
+    private func settleConfirmations() {
+        while let first = self.confirmations.first, first.remaining <= 0 {
+            self.confirmations.removeFirst()
+            first.promise?.succeed(())
+        }
+    }
+
+    /// Sends PING after a quiet spell and treats a PING left unanswered as a dead connection.
+    private func checkAlive() throws {
+        let now = ContinuousClock.now
+        if let sentAt = self.pingSentAt {
+            if now - sentAt > Self.keepAlive { throw RedisError(.connection, "no answer to PING") }
+        } else if now - self.lastActivity > Self.keepAlive, let context = self.context {
+            try context.append([Array("PING".utf8)])
+            try context.flush()
+            self.pingSentAt = now
+        }
+    }
+
+    private func sleep(_ delay: Duration) {
+        let deadline = ContinuousClock.now + delay
+        while self.shutdown == nil, ContinuousClock.now < deadline {
+            self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(deadline - ContinuousClock.now))))
+            for command in self.mailbox.drain() {
+                switch command {
+                case .subscribe(let channels, let patterns, let promise):
+                    self.channels.formUnion(channels)
+                    self.patterns.formUnion(patterns)
+                    self.waitingForConnection.append(promise)
+                case .shutdown(let promise):
+                    self.shutdown = promise
+                }
+            }
+        }
+    }
+}

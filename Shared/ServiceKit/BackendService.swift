@@ -1,0 +1,72 @@
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerPostgres
+import PostgresNIO
+import ServiceLifecycle
+
+/// A service that owns a PostgreSQL schema and answers RPCs on its queue (auth, messaging,
+/// media, delivery): the parts they all have, wired the same way.
+///
+/// Start-up order: PostgreSQL pool, broker connection, then migrations and topology, then the RPC
+/// server; the admin server answers from the first moment (`/readyz` is 503 until start-up is
+/// done). Shutdown runs in reverse: the admin server, the RPC server (stops consuming, finishes
+/// what it holds), the broker connection (waits for confirms), the pool.
+public struct BackendService {
+    public let settings: ServiceSettings
+    public let database: PostgresClient
+    public let amqp: AMQPConnection
+    public let logger: Logger
+    public var router = RPCRouter()
+    public var topology: AMQPTopology
+    private let service: ServiceName
+    private let schema: String
+    private let migrations: [Migration]
+    private let context: ServiceContext
+
+    /// Reads the shared settings and `DATABASE_URL`, and prepares (without connecting) the pool
+    /// and the broker connection. The router starts with the service's ping handler.
+    public init(
+        service: ServiceName, schema: String, adminPortVariable: String, defaultAdminPort: Int, migrations: [Migration],
+        context: ServiceContext
+    ) throws {
+        self.service = service
+        self.schema = schema
+        self.migrations = migrations
+        self.context = context
+        self.settings = try ServiceSettings(
+            name: service.rawValue, adminPortVariable: adminPortVariable, defaultAdminPort: defaultAdminPort,
+            environment: context.environment)
+        var logger = context.logger
+        logger[metadataKey: LogKey.instance] = .string(self.settings.instanceID)
+        self.logger = logger
+        let databaseConfiguration = try DatabaseConfiguration(environment: context.environment, schema: schema)
+        self.database = databaseConfiguration.makeClient(logger: logger)
+        self.amqp = AMQPConnection(configuration: self.settings.amqp, logger: logger)
+        self.topology = RPCServer.topology(for: service, queueArguments: self.settings.durableQueueArguments)
+        self.router.addPing(service: service, instanceID: self.settings.instanceID)
+    }
+
+    /// The services to run, in start order.
+    public func services(workers extraWorkers: [any Service] = []) -> [any Service] {
+        let ready = ReadyFlag()
+        let migrator = DatabaseMigrator(client: self.database, schema: self.schema, migrations: self.migrations, logger: self.logger)
+        let amqp = self.amqp
+        let topology = self.topology
+        let rpcServer = RPCServer(
+            connection: amqp, service: self.service, prefetch: self.settings.prefetch, router: self.router, logger: self.logger)
+        let startup = ServiceStartup(
+            ready: ready, logger: self.logger,
+            readyMessage: "\(self.service) ready; admin on http://\(self.settings.adminHost):\(self.settings.adminPort)",
+            steps: {
+                try await migrator.run()
+                try await amqp.declare(topology)
+            },
+            workers: [rpcServer] + extraWorkers)
+        let admin = AdminServer.make(
+            host: self.settings.adminHost, port: self.settings.adminPort,
+            checks: [.started(ready), .amqp(self.amqp), .postgres(self.database, logger: self.logger)],
+            registry: self.context.registry, logger: self.logger)
+        return [self.database, self.amqp, startup, admin]
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+import Prometheus
+import ServiceLifecycle
+
+/// What a service's `build` function gets: its configuration source, metrics registry and logger.
+public struct ServiceContext: Sendable {
+    public var environment: ServiceEnvironment
+    public var registry: PrometheusCollectorRegistry
+    public var logger: Logger
+}
+
+/// The entry point every executable shares: reads the environment (and `.env`), sets up
+/// logging and metrics, builds the service's parts, and runs them in a `ServiceGroup` until
+/// SIGTERM or SIGINT. Services are shut down in reverse order of the list, so list
+/// infrastructure (database, broker) first and the workers that use it after.
+///
+/// A configuration error stops the process at start with one line naming the variable and exit
+/// status 1; a failure while running exits with status 1; a graceful stop exits with 0.
+public enum ServiceMain {
+    public static func run(name: String, build: @Sendable (ServiceContext) async throws -> [any Service]) async {
+        let environment: ServiceEnvironment
+        do {
+            environment = try await ServiceEnvironment.load()
+        } catch {
+            MessengerLogging.bootstrap(level: .info)
+            Logger(label: name).critical("configuration error: cannot read the .env file: \(error)")
+            exit(1)
+        }
+        let level = Logger.Level(rawValue: environment.string("LOG_LEVEL", default: "info").lowercased()) ?? .info
+        MessengerLogging.bootstrap(level: level)
+        var logger = Logger(label: name)
+        logger[metadataKey: LogKey.service] = .string(name)
+        let registry = MessengerMetrics.bootstrap()
+
+        let services: [any Service]
+        do {
+            services = try await build(ServiceContext(environment: environment, registry: registry, logger: logger))
+        } catch let error as ConfigurationError {
+            logger.critical("\(error)")
+            exit(1)
+        } catch {
+            logger.critical("cannot start: \(String(reflecting: error))")
+            exit(1)
+        }
+
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map {
+                    .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+                },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+            logger.info("stopped")
+        } catch {
+            logger.critical("stopped on error: \(String(reflecting: error))")
+            exit(1)
+        }
+    }
+}

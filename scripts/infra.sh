@@ -1,0 +1,561 @@
+#!/usr/bin/env bash
+# Local infrastructure for the Messenger backend: RabbitMQ, PostgreSQL and
+# Redis on 127.0.0.1, on non-default ports, with all data under .run/.
+# No systemd needed; works as root (PostgreSQL then runs as user postgres).
+#
+#   scripts/infra.sh install                 apt packages + Python venv for tests
+#   scripts/infra.sh start  [server...]      idempotent; servers: rabbitmq postgres redis
+#   scripts/infra.sh stop   [server...]      stops only what start started here
+#   scripts/infra.sh status [server...]      exit 0 when all answer
+#   scripts/infra.sh env                     KEY=value lines for services and tests
+#   scripts/infra.sh rabbitmq-stop-app | rabbitmq-start-app | redis-restart
+#
+# Every variable printed by `env` may be overridden by the caller's
+# environment. The local servers' own ports can be moved with INFRA_AMQP_PORT,
+# INFRA_RABBIT_DIST_PORT, INFRA_EPMD_PORT, INFRA_PG_PORT, INFRA_REDIS_PORT.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SELF="$ROOT/scripts/infra.sh"
+RUN_DIR="$ROOT/.run"
+PID_DIR="$RUN_DIR/pids"
+LOG_DIR="$RUN_DIR/logs"
+
+AMQP_PORT="${INFRA_AMQP_PORT:-5673}"
+RABBIT_DIST_PORT="${INFRA_RABBIT_DIST_PORT:-25673}"
+EPMD_PORT="${INFRA_EPMD_PORT:-4370}"
+PG_PORT="${INFRA_PG_PORT:-5433}"
+REDIS_LOCAL_PORT="${INFRA_REDIS_PORT:-6380}"
+
+RABBIT_NODE="${INFRA_RABBIT_NODE:-messenger@localhost}"
+RABBIT_DIR="$RUN_DIR/rabbitmq"
+RABBIT_HOME="$RABBIT_DIR/home"
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+# A fixed cookie (the node and epmd listen on loopback only) lets a second
+# checkout on the same machine drive the same node with rabbitmqctl.
+ERLANG_COOKIE="${INFRA_ERLANG_COOKIE:-MESSENGERLOCALDEVCOOKIE}"
+
+PG_LINK="$RUN_DIR/postgres" # a folder, or a link to one user postgres can reach
+PG_DB=messenger
+
+REDIS_DIR="$RUN_DIR/redis"
+
+APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libpq-dev
+    rabbitmq-server redis-server postgresql docker-compose)
+PIP_PACKAGES=("python-socketio[client]" websocket-client requests redis msgpack)
+VENV="$RUN_DIR/venv"
+
+# --- small helpers ----------------------------------------------------------
+
+# Print a message on stderr.
+say() { echo "infra: $*" >&2; }
+
+# Print an error and exit.
+die() { echo "infra: error: $*" >&2; exit 1; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Wait up to $2 seconds until port $1 accepts connections.
+wait_port_open() {
+    local port="$1" deadline=$((SECONDS + $2))
+    until port_open "$port"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# Wait up to $2 seconds until nothing listens on port $1 any more.
+wait_port_closed() {
+    local port="$1" deadline=$((SECONDS + $2))
+    while port_open "$port"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# True when pid $1 exists and is not a zombie (<defunct> ones linger here).
+pid_alive() {
+    local pid="$1" state
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
+# Read a pid file ($1); prints the pid or nothing.
+read_pid() {
+    if [[ -f "$1" ]]; then head -n1 "$1" | tr -dc '0-9'; fi
+}
+
+# Wait up to $2 seconds for pid $1 to go away.
+wait_pid_gone() {
+    local pid="$1" deadline=$((SECONDS + $2))
+    while pid_alive "$pid"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# Set SERVERS to the servers named on the command line, or all three.
+SERVERS=()
+select_servers() {
+    local s
+    if (($# == 0)); then SERVERS=(rabbitmq postgres redis); return; fi
+    SERVERS=()
+    for s in "$@"; do
+        case "$s" in rabbitmq | postgres | redis) SERVERS+=("$s") ;; *) die "unknown server '$s'" ;; esac
+    done
+}
+
+# --- environment for services and tests -----------------------------------
+
+# Print the KEY=value environment (caller's values win over the defaults).
+print_env() {
+    cat <<EOF
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
+RABBITMQ_URI=${RABBITMQ_URI:-amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f}
+REDIS_HOST=${REDIS_HOST:-127.0.0.1}
+REDIS_PORT=${REDIS_PORT:-$REDIS_LOCAL_PORT}
+PORT=${PORT:-5000}
+GATEWAY_ADMIN_PORT=${GATEWAY_ADMIN_PORT:-9100}
+AUTH_ADMIN_PORT=${AUTH_ADMIN_PORT:-9101}
+MESSAGING_ADMIN_PORT=${MESSAGING_ADMIN_PORT:-9102}
+MEDIA_ADMIN_PORT=${MEDIA_ADMIN_PORT:-9103}
+DELIVERY_ADMIN_PORT=${DELIVERY_ADMIN_PORT:-9104}
+MESSENGER_INFRA_SCRIPT=${MESSENGER_INFRA_SCRIPT:-$SELF}
+EOF
+}
+
+# Write .run/local.env (atomically).
+write_env_file() {
+    mkdir -p "$RUN_DIR"
+    print_env >"$RUN_DIR/local.env.tmp"
+    mv "$RUN_DIR/local.env.tmp" "$RUN_DIR/local.env"
+}
+
+# --- install ------------------------------------------------------------------
+
+# Install missing apt packages (no prompts, no daemons started) and the venv.
+cmd_install() {
+    local missing=() pkg status
+    for pkg in "${APT_PACKAGES[@]}"; do
+        status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+        [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+    done
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        missing+=(python3 python3-venv)
+    fi
+    if ((${#missing[@]} == 0)); then
+        say "apt packages: all installed"
+    else
+        apt_install "${missing[@]}"
+    fi
+    install_venv
+}
+
+# apt-get update once, then install the given packages without recommends.
+apt_install() {
+    ((EUID == 0)) || die "missing packages (${*}); run 'scripts/infra.sh install' as root"
+    say "apt-get install ${*}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep package scripts from starting daemons (no systemd here anyway):
+    # a temporary policy-rc.d denies every invoke-rc.d action.
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
+    local rc=0
+    { apt-get update -q && apt-get install -y -q --no-install-recommends "$@"; } || rc=$?
+    ((made_policy == 0)) || rm -f "$policy"
+    ((rc == 0)) || die "apt-get failed (exit $rc)"
+}
+
+# Create .run/venv with the Python test clients (skipped when the stamp matches).
+install_venv() {
+    local stamp="$VENV/.messenger-stamp" want
+    want="${PIP_PACKAGES[*]}"
+    if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        say "python venv: up to date ($VENV)"
+        return
+    fi
+    say "python venv: creating $VENV"
+    mkdir -p "$RUN_DIR"
+    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+    echo "$want" >"$stamp"
+    say "python venv: ready"
+}
+
+# --- RabbitMQ -------------------------------------------------------------------
+
+# Environment shared by rabbitmq-server and rabbitmqctl.
+rabbit_env() {
+    printf '%s\n' \
+        "HOME=$RABBIT_HOME" \
+        "RABBITMQ_NODENAME=$RABBIT_NODE" \
+        "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1" \
+        "RABBITMQ_NODE_PORT=$AMQP_PORT" \
+        "RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT" \
+        "ERL_EPMD_PORT=$EPMD_PORT" \
+        "ERL_EPMD_ADDRESS=127.0.0.1" \
+        "RABBITMQ_MNESIA_BASE=$RABBIT_DIR/mnesia" \
+        "RABBITMQ_LOG_BASE=$LOG_DIR/rabbitmq" \
+        "RABBITMQ_PID_FILE=$RABBIT_DIR/rabbitmq.pid" \
+        "RABBITMQ_CONFIG_FILE=$RABBIT_DIR/rabbitmq.conf" \
+        "RABBITMQ_CONF_ENV_FILE=$RABBIT_DIR/rabbitmq-env.conf" \
+        "RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins" \
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# Run rabbitmqctl against our node with our environment.
+rmqctl() {
+    local env_lines=()
+    mapfile -t env_lines < <(rabbit_env)
+    env "${env_lines[@]}" "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" "$@"
+}
+
+# True when the AMQP port answers with a Connection.Start frame (type 1).
+rabbit_up() {
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT" || exit 1
+        printf 'AMQP\x00\x00\x09\x01' >&3
+        IFS= read -r -N 1 -t 3 b <&3 || exit 1
+        [[ "$b" == $'\x01' ]]
+    ) 2>/dev/null
+}
+
+# True when our Erlang node answers (application may be stopped).
+rabbit_node_up() { rmqctl ping >/dev/null 2>&1; }
+
+# Write the config files the node reads.
+rabbit_prepare() {
+    mkdir -p "$RABBIT_HOME" "$RABBIT_DIR/mnesia" "$LOG_DIR/rabbitmq" "$PID_DIR"
+    local cookie="$RABBIT_HOME/.erlang.cookie"
+    if [[ ! -f "$cookie" || "$(cat "$cookie")" != "$ERLANG_COOKIE" ]]; then
+        rm -f "$cookie"
+        printf '%s' "$ERLANG_COOKIE" >"$cookie"
+        chmod 400 "$cookie"
+    fi
+    cat >"$RABBIT_DIR/rabbitmq.conf" <<EOF
+# Generated by scripts/infra.sh: local development node.
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+# guest/guest works because we listen on loopback only.
+log.file.level = info
+EOF
+    : >"$RABBIT_DIR/rabbitmq-env.conf" # keeps /etc/rabbitmq/rabbitmq-env.conf out
+    echo '[].' >"$RABBIT_DIR/enabled_plugins"  # no management plugin
+}
+
+# Launch rabbitmq-server in the background (does not wait); sets RABBIT_LAUNCHED=1.
+RABBIT_LAUNCHED=0
+rabbit_launch() {
+    if rabbit_up; then
+        say "rabbitmq: already running on 127.0.0.1:$AMQP_PORT"
+        return
+    fi
+    if [[ -n "$(read_pid "$PID_DIR/rabbitmq.pid")" ]] && rabbit_node_up; then
+        say "rabbitmq: node up with the app stopped; starting the app"
+        cmd_rabbit_start_app
+        return
+    fi
+    if port_open "$AMQP_PORT" || port_open "$RABBIT_DIST_PORT"; then
+        die "port $AMQP_PORT or $RABBIT_DIST_PORT is in use by something that is not our RabbitMQ"
+    fi
+    [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || die "RabbitMQ not installed; run 'scripts/infra.sh install'"
+    rabbit_prepare
+    rm -f "$RABBIT_DIR/rabbitmq.pid"
+    local env_lines=()
+    mapfile -t env_lines < <(rabbit_env)
+    # setsid: its own session, so ^C in a terminal running make does not hit it.
+    setsid env "${env_lines[@]}" "$RABBIT_BIN/rabbitmq-server" \
+        >"$LOG_DIR/rabbitmq.stdout.log" 2>&1 </dev/null &
+    echo $! >"$PID_DIR/rabbitmq-wrapper.pid"
+    RABBIT_LAUNCHED=1
+    say "rabbitmq: launched (node $RABBIT_NODE), waiting"
+}
+
+# Wait until the launched node has booted, then record its pid.
+rabbit_wait() {
+    local t0=$SECONDS
+    if ! rmqctl wait "$RABBIT_DIR/rabbitmq.pid" --timeout 120 >/dev/null 2>&1 ||
+        ! wait_port_open "$AMQP_PORT" 30; then
+        say "rabbitmq: did not start; last log lines:"
+        tail -n 30 "$LOG_DIR/rabbitmq.stdout.log" >&2 || true
+        die "rabbitmq failed to start"
+    fi
+    read_pid "$RABBIT_DIR/rabbitmq.pid" >"$PID_DIR/rabbitmq.pid"
+    echo >>"$PID_DIR/rabbitmq.pid"
+    echo "rabbitmq: ready on amqp://127.0.0.1:$AMQP_PORT (node $RABBIT_NODE, pid $(read_pid "$PID_DIR/rabbitmq.pid"), $((SECONDS - t0))s)"
+}
+
+# Stop our RabbitMQ node and the epmd it started.
+rabbit_stop() {
+    local pid wrapper
+    pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
+    wrapper="$(read_pid "$PID_DIR/rabbitmq-wrapper.pid")"
+    if [[ -z "$pid$wrapper" ]]; then
+        say "rabbitmq: not started by this checkout; leaving it"
+        return
+    fi
+    if rabbit_node_up; then
+        rmqctl shutdown >/dev/null 2>&1 || say "rabbitmq: rabbitmqctl shutdown failed"
+    fi
+    # Fallback by pid: TERM (graceful), then KILL.
+    local p
+    for p in $pid $wrapper; do
+        if pid_alive "$p" && ! wait_pid_gone "$p" 15; then
+            say "rabbitmq: pid $p still alive; sending TERM"
+            kill -TERM "$p" 2>/dev/null || true
+            wait_pid_gone "$p" 15 || { kill -KILL "$p" 2>/dev/null || true; }
+        fi
+    done
+    ERL_EPMD_PORT="$EPMD_PORT" HOME="$RABBIT_HOME" epmd -kill >/dev/null 2>&1 || true
+    wait_port_closed "$EPMD_PORT" 10 || say "rabbitmq: epmd still listens on $EPMD_PORT"
+    rm -f "$PID_DIR/rabbitmq.pid" "$PID_DIR/rabbitmq-wrapper.pid" "$RABBIT_DIR/rabbitmq.pid"
+    echo "rabbitmq: stopped"
+}
+
+# rabbitmqctl stop_app: the broker goes away, the node stays (for fault tests).
+cmd_rabbit_stop_app() {
+    rmqctl stop_app >/dev/null
+    wait_port_closed "$AMQP_PORT" 30 || die "rabbitmq: port $AMQP_PORT still open after stop_app"
+    echo "rabbitmq: app stopped"
+}
+
+# rabbitmqctl start_app, then wait until AMQP answers again.
+cmd_rabbit_start_app() {
+    rmqctl start_app >/dev/null
+    wait_port_open "$AMQP_PORT" 60 || die "rabbitmq: port $AMQP_PORT not open after start_app"
+    local deadline=$((SECONDS + 30))
+    until rabbit_up; do
+        ((SECONDS < deadline)) || die "rabbitmq: no AMQP answer after start_app"
+        sleep 0.2
+    done
+    echo "rabbitmq: app started"
+}
+
+# --- PostgreSQL -----------------------------------------------------------------
+
+# Directory of the newest installed PostgreSQL server binaries.
+pg_bin() {
+    local d
+    d="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+    [[ -n "$d" && -x "$d/pg_ctl" ]] || die "PostgreSQL not installed; run 'scripts/infra.sh install'"
+    echo "$d"
+}
+
+# Run a command as the postgres user when we are root (postgres refuses root).
+as_pg() {
+    if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# True when PostgreSQL answers on our port.
+pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+
+# Set PG_BASE (the real folder behind .run/postgres), PG_DATA, PG_SOCK, PG_LOG.
+pg_paths() {
+    PG_BASE="$(readlink -f "$PG_LINK" 2>/dev/null || echo "$PG_LINK")"
+    PG_DATA="$PG_BASE/data"
+    PG_LOG="$PG_BASE/postgres.log"
+    PG_SOCK="$PG_BASE/sock"
+    # A Unix socket path is limited to 107 bytes: fall back to /tmp.
+    if ((${#PG_SOCK} + 16 > 107)); then
+        PG_SOCK="/tmp/messenger-pgsock-$(echo "$ROOT" | cksum | cut -d' ' -f1)"
+    fi
+}
+pg_paths
+
+# Create the data folders (owned by postgres when root) and run initdb once.
+pg_prepare() {
+    local bin="$1"
+    mkdir -p "$PG_LINK" "$LOG_DIR" "$PID_DIR"
+    pg_paths
+    if ((EUID == 0)); then
+        chown postgres: "$PG_BASE"
+        if ! as_pg test -w "$PG_BASE"; then
+            # The repo path is not reachable for user postgres (e.g. under /root):
+            # keep the data in /var/tmp and link it from .run.
+            local alt
+            alt="/var/tmp/messenger-postgres-$(echo "$ROOT" | cksum | cut -d' ' -f1)"
+            say "postgres: $PG_BASE not reachable for user postgres; using $alt"
+            mkdir -p "$alt" && chown postgres: "$alt"
+            rmdir "$PG_LINK" && ln -s "$alt" "$PG_LINK"
+            pg_paths
+        fi
+    fi
+    as_pg mkdir -p "$PG_SOCK"
+    if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+        say "postgres: initdb $PG_DATA"
+        as_pg "$bin/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+            >"$LOG_DIR/postgres-initdb.log" 2>&1 || {
+            cat "$LOG_DIR/postgres-initdb.log" >&2
+            die "initdb failed"
+        }
+    fi
+    as_pg touch "$PG_LOG"
+    ln -sfn "$PG_LOG" "$LOG_DIR/postgres.log"
+}
+
+# Start PostgreSQL (waits), then create the database if missing.
+pg_start() {
+    local bin t0=$SECONDS
+    if pg_up; then
+        say "postgres: already running on 127.0.0.1:$PG_PORT"
+    else
+        if port_open "$PG_PORT"; then die "port $PG_PORT is in use by something that is not PostgreSQL"; fi
+        bin="$(pg_bin)"
+        pg_prepare "$bin"
+        as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
+            -o "-p $PG_PORT -k '$PG_SOCK' -c listen_addresses=127.0.0.1 -c max_connections=200" \
+            start >/dev/null || {
+            tail -n 30 "$PG_LOG" >&2 || true
+            die "postgres failed to start"
+        }
+        head -n1 "$PG_DATA/postmaster.pid" >"$PID_DIR/postgres.pid"
+        echo "postgres: ready on 127.0.0.1:$PG_PORT (pid $(read_pid "$PID_DIR/postgres.pid"), $((SECONDS - t0))s)"
+    fi
+    local exists
+    exists="$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq \
+        -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")"
+    if [[ "$exists" != 1 ]]; then
+        psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -q -c "CREATE DATABASE $PG_DB" >/dev/null
+        echo "postgres: created database $PG_DB"
+    fi
+}
+
+# Stop our PostgreSQL with pg_ctl (fast mode).
+pg_stop() {
+    if [[ ! -f "$PID_DIR/postgres.pid" ]]; then
+        say "postgres: not started by this checkout; leaving it"
+        return
+    fi
+    if [[ -f "$PG_DATA/postmaster.pid" ]]; then
+        as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null ||
+            say "postgres: pg_ctl stop failed"
+    fi
+    rm -f "$PID_DIR/postgres.pid"
+    echo "postgres: stopped"
+}
+
+# --- Redis -----------------------------------------------------------------------
+
+# True when Redis answers PING on our port.
+redis_up() { [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" ping 2>/dev/null)" == PONG ]]; }
+
+# Start Redis (daemonized, no persistence) and wait for PING.
+redis_start() {
+    local t0=$SECONDS
+    if redis_up; then
+        say "redis: already running on 127.0.0.1:$REDIS_LOCAL_PORT"
+        return
+    fi
+    if port_open "$REDIS_LOCAL_PORT"; then die "port $REDIS_LOCAL_PORT is in use by something that is not Redis"; fi
+    command -v redis-server >/dev/null || die "Redis not installed; run 'scripts/infra.sh install'"
+    mkdir -p "$REDIS_DIR" "$LOG_DIR" "$PID_DIR"
+    rm -f "$PID_DIR/redis.pid"
+    redis-server --port "$REDIS_LOCAL_PORT" --bind 127.0.0.1 --daemonize yes \
+        --dir "$REDIS_DIR" --pidfile "$PID_DIR/redis.pid" --logfile "$LOG_DIR/redis.log" \
+        --save '' --appendonly no
+    local deadline=$((SECONDS + 20))
+    until redis_up; do
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$LOG_DIR/redis.log" >&2 || true
+            die "redis failed to start"
+        fi
+        sleep 0.1
+    done
+    echo "redis: ready on 127.0.0.1:$REDIS_LOCAL_PORT (pid $(read_pid "$PID_DIR/redis.pid"), $((SECONDS - t0))s)"
+}
+
+# Stop our Redis with SHUTDOWN NOSAVE; wait for its pid to go.
+redis_stop() {
+    local pid
+    pid="$(read_pid "$PID_DIR/redis.pid")"
+    if [[ -z "$pid" ]]; then
+        say "redis: not started by this checkout; leaving it"
+        return
+    fi
+    if pid_alive "$pid"; then
+        redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" shutdown nosave >/dev/null 2>&1 || true
+        if ! wait_pid_gone "$pid" 15; then
+            say "redis: pid $pid still alive; sending TERM"
+            kill -TERM "$pid" 2>/dev/null || true
+            wait_pid_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$PID_DIR/redis.pid"
+    echo "redis: stopped"
+}
+
+# SHUTDOWN NOSAVE and start again on the same port (for fault tests).
+cmd_redis_restart() {
+    redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" shutdown nosave >/dev/null 2>&1 || true
+    wait_port_closed "$REDIS_LOCAL_PORT" 15 || die "redis: port $REDIS_LOCAL_PORT still open after shutdown"
+    redis_start
+}
+
+# --- subcommands -------------------------------------------------------------------
+
+# Start the given servers (default all); RabbitMQ boots while the others start.
+cmd_start() {
+    select_servers "$@"
+    local servers=" ${SERVERS[*]} "
+    mkdir -p "$PID_DIR" "$LOG_DIR"
+    if [[ "$servers" == *" rabbitmq "* ]]; then rabbit_launch; fi
+    if [[ "$servers" == *" postgres "* ]]; then pg_start; fi
+    if [[ "$servers" == *" redis "* ]]; then redis_start; fi
+    if ((RABBIT_LAUNCHED)); then rabbit_wait; fi
+    write_env_file
+}
+
+# Stop the given servers (default all), only those started from this checkout.
+cmd_stop() {
+    local s
+    select_servers "$@"
+    for s in "${SERVERS[@]}"; do
+        case "$s" in
+            rabbitmq) rabbit_stop ;;
+            postgres) pg_stop ;;
+            redis) redis_stop ;;
+        esac
+    done
+}
+
+# Report each server; exit 0 only when all asked for answer.
+cmd_status() {
+    local s rc=0
+    select_servers "$@"
+    for s in "${SERVERS[@]}"; do
+        case "$s" in
+            rabbitmq) if rabbit_up; then echo "rabbitmq: up (amqp 127.0.0.1:$AMQP_PORT)"; else echo "rabbitmq: down"; rc=1; fi ;;
+            postgres) if pg_up; then echo "postgres: up (127.0.0.1:$PG_PORT)"; else echo "postgres: down"; rc=1; fi ;;
+            redis) if redis_up; then echo "redis: up (127.0.0.1:$REDIS_LOCAL_PORT)"; else echo "redis: down"; rc=1; fi ;;
+        esac
+    done
+    return "$rc"
+}
+
+# Print usage.
+usage() { sed -n '2,15p' "$SELF" | sed 's/^# \{0,1\}//'; }
+
+main() {
+    local cmd="${1:-}"
+    (($# == 0)) || shift
+    case "$cmd" in
+        install) cmd_install ;;
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        status) cmd_status "$@" ;;
+        env) print_env ;;
+        rabbitmq-stop-app) cmd_rabbit_stop_app ;;
+        rabbitmq-start-app) cmd_rabbit_start_app ;;
+        redis-restart) cmd_redis_restart ;;
+        -h | --help | help) usage ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
+main "$@"

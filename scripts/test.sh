@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # functions reached through traps and `step`
+# Full test run, as CI does it (.ci/run -> make test):
+#   1. install what is missing and start the servers that are not running
+#   2. swift build --build-tests
+#   3. start the services that are not running
+#   4. swift test --skip FaultTests
+#   5. swift test --filter FaultTests   (restarts RabbitMQ/Redis: runs alone, last)
+#   6. docker-compose -f compose.yaml config -q
+# On exit it stops only the servers and services it started itself. Every step
+# runs even after a failure (except those that need the build); the exit status
+# is the first failing step's.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+INFRA="$ROOT/scripts/infra.sh"
+SVC="$ROOT/scripts/services.sh"
+
+STARTED_SERVERS=()
+STARTED_SERVICES=()
+FAILED_STEPS=()
+FIRST_RC=0
+
+# Run one named step; record and announce its failure.
+step() {
+    local name="$1" rc
+    shift
+    echo
+    echo "=== test.sh: $name"
+    "$@"
+    rc=$?
+    if ((rc != 0)); then
+        echo "=== test.sh: FAILED: $name (exit $rc)" >&2
+        FAILED_STEPS+=("$name")
+        ((FIRST_RC != 0)) || FIRST_RC=$rc
+    fi
+    return "$rc"
+}
+
+# Record a step that could not run because an earlier one failed.
+skipped() {
+    echo "=== test.sh: SKIPPED: $1 ($2)" >&2
+    FAILED_STEPS+=("$1 (skipped)")
+    ((FIRST_RC != 0)) || FIRST_RC=1
+}
+
+# Export KEY=value lines of $1, keeping values the caller already set.
+load_env_file() {
+    local line key
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        [[ "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)= ]] || continue
+        key="${BASH_REMATCH[1]}"
+        [[ -n "${!key+x}" ]] || export "${line?}"
+    done <"$1"
+}
+
+# Run `swift test` with the given arguments, keeping its output in a log.
+TEST_LOGS=()
+swift_test() {
+    local log
+    log="$ROOT/.run/logs/swift-test-$((${#TEST_LOGS[@]} + 1)).log"
+    mkdir -p "$ROOT/.run/logs"
+    TEST_LOGS+=("$log")
+    swift test "$@" 2>&1 | tee "$log"
+}
+
+# Print "tests: N passed, N failed" counted from the per-test result lines of
+# XCTest ("Test Case '...' passed (") and Swift Testing ("Test x() passed after").
+summarize_tests() {
+    ((${#TEST_LOGS[@]})) || return 0
+    local passed failed
+    passed="$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -vE 'Test run with' | grep -cE "Test Case '.*' passed \(|Test .+ passed after [0-9.]+ seconds" || true)"
+    failed="$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -vE 'Test run with' | grep -cE "Test Case '.*' failed \(|Test .+ failed after [0-9.]+ seconds" || true)"
+    if ((passed + failed > 0)); then echo "tests: $passed passed, $failed failed"; fi
+}
+
+# On exit: stop what this run started, print the summary, keep the status.
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if ((${#STARTED_SERVICES[@]})); then
+        echo "=== test.sh: stopping services it started: ${STARTED_SERVICES[*]}"
+        "$SVC" stop "${STARTED_SERVICES[@]}" || true
+    fi
+    if ((${#STARTED_SERVERS[@]})); then
+        echo "=== test.sh: stopping servers it started: ${STARTED_SERVERS[*]}"
+        "$INFRA" stop "${STARTED_SERVERS[@]}" || true
+    fi
+    ((rc != 0 || FIRST_RC == 0)) || rc=$FIRST_RC
+    ((rc == 0 || ${#FAILED_STEPS[@]})) || FAILED_STEPS+=("interrupted")
+    echo
+    summarize_tests
+    if ((${#FAILED_STEPS[@]})); then
+        echo "=== test.sh: FAILED steps:" >&2
+        printf '  - %s\n' "${FAILED_STEPS[@]}" >&2
+    else
+        echo "=== test.sh: all steps passed"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# 1. Servers: install (cheap when done) and start those that are down.
+step "install (apt packages, python venv)" "$INFRA" install
+down=()
+for s in rabbitmq postgres redis; do
+    "$INFRA" status "$s" >/dev/null 2>&1 || down+=("$s")
+done
+infra_ok=1
+if ((${#down[@]})); then
+    STARTED_SERVERS=("${down[@]}") # recorded first: a half start is cleaned up too
+    step "start servers: ${down[*]}" "$INFRA" start "${down[@]}" || infra_ok=0
+else
+    echo "=== test.sh: servers already running; they stay running afterwards"
+    "$INFRA" start >/dev/null 2>&1 # refreshes .run/local.env only
+fi
+
+# 2. Build everything, tests included.
+build_ok=0
+step "swift build --build-tests" swift build --build-tests && build_ok=1
+
+# 3. Services (debug build), those that are not running.
+if ((build_ok && infra_ok)); then
+    down=()
+    for s in auth messaging socket-gateway media delivery; do
+        "$SVC" status "$s" >/dev/null 2>&1 || down+=("$s")
+    done
+    if ((${#down[@]})); then
+        STARTED_SERVICES=("${down[@]}")
+        step "start services: ${down[*]}" "$SVC" start debug "${down[@]}"
+    else
+        echo "=== test.sh: services already running (not restarted: they may be an older build)"
+    fi
+elif ((build_ok)); then
+    skipped "start services" "servers did not start"
+fi
+
+# 4.-5. Tests, with the same environment as the services.
+[[ ! -f "$ROOT/.run/local.env" ]] || load_env_file "$ROOT/.run/local.env"
+export PATH="$ROOT/.run/venv/bin:$PATH" # python3 = the venv with the test clients
+if ((build_ok)); then
+    step "swift test --skip FaultTests" swift_test --skip-build --skip FaultTests
+    if ((infra_ok)); then
+        step "swift test --filter FaultTests" swift_test --skip-build --filter FaultTests
+    else
+        skipped "swift test --filter FaultTests" "servers did not start"
+    fi
+else
+    skipped "swift test" "the build failed"
+fi
+
+# 6. The compose file stays valid.
+step "docker-compose config" docker-compose -f compose.yaml config -q
+
+exit "$FIRST_RC"
