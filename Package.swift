@@ -147,19 +147,31 @@ let package = Package(
         ),
 
         // MARK: Tests
+        .target(
+            name: "TestSupport",
+            dependencies: ["MessengerServiceKit"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: ["MessengerServiceKit", "TestSupport"],
             path: "Tests/SharedTests"
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: [
+                "MessengerServiceKit", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/IntegrationTests"
         ),
         .testTarget(
             name: "FaultTests",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: [
+                "MessengerServiceKit", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/FaultTests"
         ),
     ]

@@ -45,8 +45,16 @@ public enum Timestamp {
     private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let withoutFraction = Date.ISO8601FormatStyle()
 
+    /// Rounds to the nearest millisecond (the formatter alone truncates, which turns a stored
+    /// .123 into .122).
     public static func format(_ date: Date) -> String {
-        withFraction.format(date)
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        let seconds = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        let whole = seconds.remainder < 0 ? seconds.quotient - 1 : seconds.quotient
+        let fraction = seconds.remainder < 0 ? seconds.remainder + 1000 : seconds.remainder
+        let text = withoutFraction.format(Date(timeIntervalSince1970: Double(whole)))
+        let digits = String(fraction)
+        return text.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
     }
 
     public static func parse(_ text: String) -> Date? {

@@ -10,6 +10,12 @@ public struct RedisPubSubMessage: Sendable, Hashable {
     /// The pattern that matched, for `PSUBSCRIBE` subscriptions.
     public var pattern: String?
     public var payload: [UInt8]
+
+    public init(channel: String, pattern: String?, payload: [UInt8]) {
+        self.channel = channel
+        self.pattern = pattern
+        self.payload = payload
+    }
 }
 
 /// A Redis subscriber connection (SUBSCRIBE / PSUBSCRIBE) that delivers messages as an

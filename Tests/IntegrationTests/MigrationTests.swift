@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import MessengerPostgres
+import PostgresNIO
+import TestSupport
+import Testing
+
+@Suite("Database migrations", .timeLimit(.minutes(1)))
+struct MigrationTests {
+    static let migrations = [
+        Migration(
+            version: 1, name: "things",
+            statements: ["SELECT pg_sleep(0.3)", "CREATE TABLE things (id bigint PRIMARY KEY, label text NOT NULL)"]),
+        Migration(version: 2, name: "things_label", statements: ["CREATE INDEX things_label ON things (label)"]),
+    ]
+
+    /// A running client for a fresh schema, dropped afterwards.
+    func withDatabase(_ body: (PostgresClient, String) async throws -> Void) async throws {
+        let schema = TestEnvironment.uniqueName("test_migrations")
+        let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
+        let client = configuration.makeClient(logger: TestEnvironment.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            do {
+                try await body(client, schema)
+            } catch {
+                _ = try? await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+                throw error
+            }
+            try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+        }
+    }
+
+    func appliedVersions(_ client: PostgresClient, _ schema: String) async throws -> [Int] {
+        var versions: [Int] = []
+        let rows = try await client.query(PostgresQuery(unsafeSQL: "SELECT version FROM \(schema).schema_migrations ORDER BY version"))
+        for try await version in rows.decode(Int.self) { versions.append(version) }
+        return versions
+    }
+
+    @Test("migrations apply in order once; a second run applies nothing")
+    func idempotent() async throws {
+        try await self.withDatabase { client, schema in
+            let migrator = DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+            #expect(try await migrator.run() == [1, 2])
+            #expect(try await migrator.run() == [])
+            #expect(try await self.appliedVersions(client, schema) == [1, 2])
+            try await client.query(PostgresQuery(unsafeSQL: "INSERT INTO \(schema).things (id, label) VALUES (1, 'ok')"))
+        }
+    }
+
+    @Test("two replicas migrating at once apply each migration exactly once")
+    func concurrentRunners() async throws {
+        try await self.withDatabase { client, schema in
+            let otherClient = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeClient(logger: TestEnvironment.logger)
+            try await withThrowingTaskGroup(of: Void.self) { running in
+                running.addTask { await otherClient.run() }
+                defer { running.cancelAll() }
+                let first = DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                let second = DatabaseMigrator(client: otherClient, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                async let a = first.run()
+                async let b = second.run()
+                let applied = try await a + b
+                #expect(applied.sorted() == [1, 2])
+            }
+            #expect(try await self.appliedVersions(client, schema) == [1, 2])
+        }
+    }
+
+    @Test("a migration edited after it was applied stops the start")
+    func editedMigration() async throws {
+        try await self.withDatabase { client, schema in
+            try await DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger).run()
+            var edited = Self.migrations
+            edited[1].statements = ["CREATE INDEX things_label ON things (label, id)"]
+            await #expect {
+                try await DatabaseMigrator(client: client, schema: schema, migrations: edited, logger: TestEnvironment.logger).run()
+            } throws: { error in
+                (error as? DatabaseError)?.code == .migrationChanged
+            }
+        }
+    }
+
+    @Test("a failing migration leaves nothing half-applied")
+    func failingMigration() async throws {
+        try await self.withDatabase { client, schema in
+            let broken = [
+                Self.migrations[0],
+                Migration(version: 2, name: "broken", statements: ["CREATE TABLE half (id int)", "CREATE INDEX nope ON missing (x)"]),
+            ]
+            await #expect {
+                try await DatabaseMigrator(client: client, schema: schema, migrations: broken, logger: TestEnvironment.logger).run()
+            } throws: { error in
+                (error as? DatabaseError)?.code == .migrationFailed
+            }
+            #expect(try await self.appliedVersions(client, schema) == [1])
+            let rows = try await client.query(
+                PostgresQuery(unsafeSQL: "SELECT count(*) FROM information_schema.tables WHERE table_schema = '\(schema)' AND table_name = 'half'"))
+            for try await count in rows.decode(Int.self) { #expect(count == 0) }
+        }
+    }
+}

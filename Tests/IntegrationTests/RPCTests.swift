@@ -1,0 +1,132 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+@Suite("RPC over RabbitMQ", .timeLimit(.minutes(2)))
+struct RPCTests {
+    struct Echo: Codable, Sendable, Equatable {
+        var text: String
+        var correlationID: String?
+    }
+
+    /// Runs an RPC server for a fresh service name and a client, for the length of `body`.
+    func withRPC(_ body: @Sendable (RPCClient, ServiceName, AMQPConnection) async throws -> Void) async throws {
+        try await withAMQPConnection(name: "rpc") { connection in
+            let service = ServiceName(rawValue: TestEnvironment.uniqueName("svc"))
+            try await connection.declare(RPCServer.topology(for: service, queueArguments: testQueueArguments))
+            var router = RPCRouter()
+            router.on("test.echo.v1", Echo.self) { echo, context in
+                Echo(text: echo.text, correlationID: context.correlationID)
+            }
+            router.on("test.refuse.v1", Echo.self) { _, _ -> Echo in
+                throw ServiceError.forbidden("not yours")
+            }
+            router.on("test.crash.v1", Echo.self) { _, _ -> Echo in
+                throw TestFailure("an unexpected failure with internal details")
+            }
+            let server = RPCServer(connection: connection, service: service, router: router, logger: TestEnvironment.logger)
+            let client = RPCClient(connection: connection, instanceName: "test", timeout: .seconds(5), logger: TestEnvironment.logger)
+            let group = ServiceGroup(services: [client, server], logger: TestEnvironment.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                do {
+                    try await body(client, service, connection)
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    throw error
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+        }
+    }
+
+    @Test("a call gets its reply, with the correlation id carried across")
+    func roundTrip() async throws {
+        try await self.withRPC { client, service, _ in
+            let reply = try await client.call(
+                "test.echo.v1", to: service, payload: Echo(text: "hi"), replyAs: Echo.self, correlationID: "req-42")
+            #expect(reply == Echo(text: "hi", correlationID: "req-42"))
+        }
+    }
+
+    @Test("two hundred concurrent calls all get their own reply")
+    func concurrentCalls() async throws {
+        try await self.withRPC { client, service, _ in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        let reply = try await client.call("test.echo.v1", to: service, payload: Echo(text: "\(index)"), replyAs: Echo.self)
+                        return reply.text == "\(index)"
+                    }
+                }
+                for try await matched in group { #expect(matched) }
+            }
+        }
+    }
+
+    @Test("a handler's ServiceError comes back as the same error")
+    func errorReply() async throws {
+        try await self.withRPC { client, service, _ in
+            await #expect(throws: ServiceError.forbidden("not yours")) {
+                _ = try await client.call("test.refuse.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+            }
+        }
+    }
+
+    @Test("an unexpected failure is an internal error that leaks nothing")
+    func internalError() async throws {
+        try await self.withRPC { client, service, _ in
+            await #expect(throws: ServiceError.internal()) {
+                _ = try await client.call("test.crash.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+            }
+        }
+    }
+
+    @Test("bad input gets an error reply, never silence: unknown type, malformed payload")
+    func badInput() async throws {
+        try await self.withRPC { client, service, _ in
+            await #expect {
+                _ = try await client.call("test.nonexistent.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+            } throws: { error in
+                (error as? ServiceError)?.code == .invalidArgument
+            }
+            await #expect(throws: ServiceError.invalidArgument("malformed test.echo.v1 request")) {
+                _ = try await client.call("test.echo.v1", to: service, payload: [1, 2, 3], replyAs: Echo.self)
+            }
+        }
+    }
+
+    @Test("a call to a service that is down fails as unavailable after the timeout")
+    func serviceDown() async throws {
+        try await self.withRPC { client, _, connection in
+            // Its queue exists (it ran before) but nobody consumes it.
+            let down = ServiceName(rawValue: TestEnvironment.uniqueName("down"))
+            try await connection.declare(RPCServer.topology(for: down, queueArguments: testQueueArguments))
+            let started = ContinuousClock.now
+            await #expect {
+                _ = try await client.call("test.echo.v1", to: down, payload: Echo(text: "x"), replyAs: Echo.self, timeout: .milliseconds(500))
+            } throws: { error in
+                (error as? ServiceError)?.code == .unavailable
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed >= .milliseconds(500))
+            #expect(elapsed < .seconds(5))
+        }
+    }
+
+    @Test("a call to a service that never existed fails as unavailable at once")
+    func serviceUnknown() async throws {
+        try await self.withRPC { client, _, _ in
+            await #expect(throws: ServiceError.unavailable("nobody-here is not running")) {
+                _ = try await client.call(
+                    "test.echo.v1", to: ServiceName(rawValue: "nobody-here"), payload: Echo(text: "x"), replyAs: Echo.self,
+                    timeout: .seconds(30))
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import MessengerRedis
+import TestSupport
+import Testing
+
+@Suite("Redis over hiredis", .timeLimit(.minutes(1)))
+struct RedisTests {
+    @Test("commands round-trip, errors are errors, and concurrent commands are pipelined correctly")
+    func commands() async throws {
+        let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        defer { Task { await client.close() } }
+        #expect(await TestHelpers.eventually(timeout: .seconds(5)) { client.isConnected })
+        let key = TestEnvironment.uniqueName("test:key")
+        try await client.command("SET", key, "value", "EX", "60")
+        #expect(try await client.command("GET", key).text == "value")
+        await #expect(throws: RedisError.self) { try await client.command("INCR", key) }
+
+        let counter = TestEnvironment.uniqueName("test:counter")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<1000 {
+                group.addTask { try await client.command("INCR", counter) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await client.command("GET", counter).text == "1000")
+        try await client.command("DEL", key, counter)
+        await client.close()
+    }
+
+    @Test("pub/sub delivers binary payloads on channels and patterns")
+    func pubSub() async throws {
+        let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let channel = TestEnvironment.uniqueName("test#channel")
+        let patternBase = TestEnvironment.uniqueName("test#pattern")
+        try await subscriber.subscribe(channels: [channel], patterns: ["\(patternBase)#*"])
+        let payload: [UInt8] = [0x93, 0x00, 0xff, 0x0a, 0x1e]
+        #expect(try await client.publish(channel: channel, message: payload) == 1)
+        #expect(try await client.publish(channel: "\(patternBase)#room", message: [1]) == 1)
+
+        let received = try await withTimeout(.seconds(10)) {
+            var received: [RedisPubSubMessage] = []
+            for await message in subscriber.messages {
+                received.append(message)
+                if received.count == 2 { break }
+            }
+            return received
+        }
+        #expect(received[0] == RedisPubSubMessage(channel: channel, pattern: nil, payload: payload))
+        #expect(received[1] == RedisPubSubMessage(channel: "\(patternBase)#room", pattern: "\(patternBase)#*", payload: [1]))
+        await subscriber.close()
+        await client.close()
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The five executables as `make up` runs them.
+@Suite("Running services", .timeLimit(.minutes(2)))
+struct ServiceProcessTests {
+    static let adminPorts = ["socket-gateway": "9100", "auth": "9101", "messaging": "9102", "media": "9103", "delivery": "9104"]
+
+    @Test("gateway -> broker -> each service -> broker -> gateway: every service answers its ping")
+    func pingThroughEveryService() async throws {
+        let (status, body) = try await TestHelpers.get("\(TestEnvironment.gatewayAdminURL)/ping")
+        let results = try #require(JSONSerialization.jsonObject(with: body) as? [String: [String: Any]])
+        #expect(status == 200, "\(String(decoding: body, as: UTF8.self))")
+        #expect(Set(results.keys) == ["auth", "messaging", "media", "delivery"])
+        for (service, result) in results {
+            #expect(result["ok"] as? Bool == true, "\(service): \(result)")
+            #expect((result["instance"] as? String)?.hasPrefix("\(service)-") == true)
+        }
+    }
+
+    @Test("every service is ready and exports metrics on its admin port", arguments: ["socket-gateway", "auth", "messaging", "media", "delivery"])
+    func readyAndMetrics(service: String) async throws {
+        let variable = service == "socket-gateway" ? "GATEWAY_ADMIN_PORT" : "\(service.uppercased())_ADMIN_PORT"
+        let base = "http://127.0.0.1:\(TestEnvironment.value(variable, default: Self.adminPorts[service]!))"
+        let ready = try await TestHelpers.get("\(base)/readyz")
+        #expect(ready.status == 200, "\(String(decoding: ready.body, as: UTF8.self))")
+        #expect(try await TestHelpers.get("\(base)/healthz").status == 200)
+        let metrics = try await TestHelpers.get("\(base)/metrics")
+        #expect(metrics.status == 200)
+    }
+
+    @Test("the gateway's public port answers /healthz and /readyz")
+    func gatewayPublicHealth() async throws {
+        let base = "http://127.0.0.1:\(TestEnvironment.value("PORT", default: "5000"))"
+        #expect(try await TestHelpers.get("\(base)/healthz").status == 200)
+        #expect(try await TestHelpers.get("\(base)/readyz").status == 200)
+    }
+
+    @Test("a missing required variable stops a service at start with one line naming it", arguments: ["auth", "socket-gateway"])
+    func failFastOnConfiguration(service: String) throws {
+        let result = try TestHelpers.run(
+            "\(TestEnvironment.binaryDirectory)/\(service)", environment: ["PATH": "/usr/bin:/bin", "ENV_FILE": "/nonexistent/.env"])
+        #expect(result.status == 1)
+        let lines = result.output.split(separator: "\n")
+        #expect(lines.count == 1, "\(result.output)")
+        #expect(result.output.contains("RABBITMQ_URI is required but not set"))
+    }
+
+    @Test("a malformed value stops a service at start and names the variable")
+    func failFastOnMalformedValue() throws {
+        var environment = TestEnvironment.serviceVariables
+        environment["AUTH_ADMIN_PORT"] = "not-a-port"
+        let result = try TestHelpers.run("\(TestEnvironment.binaryDirectory)/auth", environment: environment)
+        #expect(result.status == 1)
+        #expect(result.output.contains("AUTH_ADMIN_PORT must be an integer"))
+    }
+
+    @Test("SIGTERM: a service stops consuming, finishes, and exits 0")
+    func gracefulStop() async throws {
+        var environment = TestEnvironment.serviceVariables
+        environment["MEDIA_ADMIN_PORT"] = "19103"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(TestEnvironment.binaryDirectory)/media")
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let ready = await TestHelpers.eventually(timeout: .seconds(30), every: .milliseconds(200)) {
+            try await TestHelpers.get("http://127.0.0.1:19103/readyz", timeout: 2).status == 200
+        }
+        #expect(ready)
+        process.terminate()  // SIGTERM
+        let exited = await TestHelpers.eventually(timeout: .seconds(20)) { !process.isRunning }
+        #expect(exited)
+        if exited {
+            #expect(process.terminationStatus == 0)
+            #expect(process.terminationReason == .exit)
+        } else {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("stopped"), "\(log)")
+    }
+}

@@ -1,0 +1,16 @@
+import Testing
+import ThreadedIO
+
+@Suite("Reconnect backoff")
+struct BackoffTests {
+    @Test("delays grow and stay under the cap, and reset starts over")
+    func growsAndCaps() {
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+        let delays = (0..<10).map { _ in backoff.next() }
+        #expect(delays[0] >= .milliseconds(50) && delays[0] <= .milliseconds(100))
+        #expect(delays.allSatisfy { $0 <= .seconds(2) })
+        #expect(delays[9] >= .seconds(1))
+        backoff.reset()
+        #expect(backoff.next() <= .milliseconds(100))
+    }
+}

@@ -1,0 +1,68 @@
+import MessengerAMQP
+import MessengerPostgres
+import MessengerServiceKit
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    let minimal = ["RABBITMQ_URI": "amqp://guest:guest@127.0.0.1:5673/%2f"]
+
+    @Test("a missing required variable is named in the error")
+    func missingRequired() {
+        let environment = ServiceEnvironment([:])
+        #expect(throws: ConfigurationError(variable: "RABBITMQ_URI", problem: "is required but not set")) {
+            try ServiceSettings(name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: environment)
+        }
+    }
+
+    @Test("a malformed value is named in the error", arguments: [
+        ("AUTH_ADMIN_PORT", "99999"), ("AUTH_ADMIN_PORT", "http"), ("RABBITMQ_URI", "http://nope"),
+        ("LOG_LEVEL", "loud"), ("RPC_TIMEOUT_MS", "-1"), ("RABBITMQ_QUEUE_TYPE", "stream"),
+    ])
+    func malformed(variable: String, value: String) {
+        var variables = self.minimal
+        variables[variable] = value
+        let environment = ServiceEnvironment(variables)
+        #expect {
+            try ServiceSettings(name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: environment)
+        } throws: { error in
+            (error as? ConfigurationError)?.variable == variable
+        }
+    }
+
+    @Test("defaults apply when optional variables are unset")
+    func defaults() throws {
+        let settings = try ServiceSettings(
+            name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: ServiceEnvironment(self.minimal))
+        #expect(settings.adminPort == 9101)
+        #expect(settings.queueType == "classic")
+        #expect(settings.rpcTimeout == .seconds(5))
+        #expect(settings.amqp.port == 5673)
+        #expect(settings.amqp.virtualHost == "/")
+    }
+
+    @Test("AMQP URIs parse as RabbitMQ documents them")
+    func amqpURI() throws {
+        let custom = try AMQPConfiguration(uri: "amqp://app%40x:p%3Ass@broker.internal:5680/chat%2Fprod?heartbeat=15")
+        #expect(custom.host == "broker.internal")
+        #expect(custom.port == 5680)
+        #expect(custom.user == "app@x")
+        #expect(custom.password == "p:ss")
+        #expect(custom.virtualHost == "chat/prod")
+        #expect(custom.heartbeat == 15)
+        #expect(try AMQPConfiguration(uri: "amqp://localhost").virtualHost == "/")
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(uri: "amqps//broken") }
+    }
+
+    @Test("DATABASE_URL parses, and schema names are checked")
+    func databaseURL() throws {
+        let configuration = try DatabaseConfiguration(url: "postgres://app:s3cret@db:6543/chat", schema: "auth")
+        #expect(configuration.host == "db")
+        #expect(configuration.port == 6543)
+        #expect(configuration.user == "app")
+        #expect(configuration.password == "s3cret")
+        #expect(configuration.database == "chat")
+        #expect(throws: DatabaseError.self) { try DatabaseConfiguration(url: "postgres://db/chat", schema: "auth; DROP") }
+        #expect(throws: DatabaseError.self) { try DatabaseConfiguration(url: "mysql://db/chat", schema: "auth") }
+    }
+}

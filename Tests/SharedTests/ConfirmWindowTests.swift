@@ -1,0 +1,66 @@
+import Testing
+
+@testable import MessengerAMQP
+
+@Suite("Publisher confirm window")
+struct ConfirmWindowTests {
+    @Test("hands out tags in order and never more than the window")
+    func windowLimit() {
+        var window = ConfirmWindow<String>(limit: 2)
+        for name in ["a", "b", "c"] { window.enqueue(name) }
+        #expect(window.next()?.tag == 1)
+        #expect(window.next()?.tag == 2)
+        #expect(window.next() == nil)
+        #expect(window.waiting.count == 1)
+        _ = window.settle(tag: 1, multiple: false)
+        let third = window.next()
+        #expect(third?.tag == 3)
+        #expect(third?.pending == "c")
+    }
+
+    @Test("a multiple ack settles every tag up to it, a single ack only its own")
+    func multipleAck() {
+        var window = ConfirmWindow<Int>(limit: 10)
+        for value in 1...5 { window.enqueue(value) }
+        while window.next() != nil {}
+        #expect(window.settle(tag: 2, multiple: false).map(\.pending) == [2])
+        #expect(window.settle(tag: 4, multiple: true).map(\.pending) == [1, 3, 4])
+        #expect(window.settle(tag: 4, multiple: true).isEmpty)
+        #expect(window.settle(tag: 5, multiple: false).map(\.pending) == [5])
+        #expect(window.isIdle)
+    }
+
+    @Test("a returned message is marked, and only the first unreturned match")
+    func returned() {
+        var window = ConfirmWindow<String>(limit: 10)
+        for name in ["x", "x", "y"] { window.enqueue(name) }
+        while window.next() != nil {}
+        window.markReturned { $0 == "x" }
+        let settled = window.settle(tag: 3, multiple: true)
+        #expect(settled.map(\.returned) == [true, false, false])
+    }
+
+    @Test("a lost connection puts in-flight messages back first, in order, and restarts tags at 1")
+    func connectionLost() {
+        var window = ConfirmWindow<Int>(limit: 2)
+        for value in 1...4 { window.enqueue(value) }
+        _ = window.next()
+        _ = window.next()
+        _ = window.settle(tag: 1, multiple: false)
+        window.connectionLost()
+        #expect(window.inFlight.isEmpty)
+        #expect(Array(window.waiting) == [2, 3, 4])
+        let first = window.next()
+        #expect(first?.tag == 1)
+        #expect(first?.pending == 2)
+    }
+
+    @Test("removeAll returns in-flight then waiting messages")
+    func removeAll() {
+        var window = ConfirmWindow<Int>(limit: 1)
+        for value in 1...3 { window.enqueue(value) }
+        _ = window.next()
+        #expect(window.removeAll() == [1, 2, 3])
+        #expect(window.isIdle)
+    }
+}
