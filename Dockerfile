@@ -50,7 +50,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && /src/.run/venv/bin/pip install --quiet --disable-pip-version-check \
         "python-socketio[client]" websocket-client requests redis msgpack
 ENV PATH=/src/.run/venv/bin:$PATH
-CMD ["swift", "test", "--skip", "FaultTests"]
+CMD ["sh", "-c", "swift build --build-tests && swift test --skip-build --skip FaultTests"]
 
 # ---- runtime: the C libraries the services link, curl for health checks
 FROM debian:bookworm-slim AS runtime

@@ -142,6 +142,7 @@ let package = Package(
                 "CRabbitMQ",
                 "MessengerServiceKit",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/Benchmarks/FoundationBench"
         ),

@@ -12,7 +12,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     logger[metadataKey: LogKey.instance] = .string(settings.service.instanceID)
 
     let amqp = AMQPConnection(configuration: settings.service.amqp, logger: logger)
-    let rpc = RPCClient(connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
+    let rpc = RPCClient(
+        connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
     let redis = RedisClient(configuration: settings.redis, logger: logger)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis)]

@@ -37,7 +37,8 @@ struct PingController {
         do {
             let reply = try await self.rpc.call(
                 .ping(service), to: service, payload: command, replyAs: PingReply.self, timeout: .seconds(2))
-            let elapsed = Double((ContinuousClock.now - started).components.attoseconds) / 1e15
+            let elapsed =
+                Double((ContinuousClock.now - started).components.attoseconds) / 1e15
                 + Double((ContinuousClock.now - started).components.seconds) * 1000
             let ok = reply.nonce == command.nonce && reply.service == service.rawValue
             return Result(ok: ok, instance: reply.instance, milliseconds: elapsed, error: ok ? nil : "mismatched reply")

@@ -19,7 +19,7 @@ public final class AMQPConnection: Service, Sendable {
     let mailbox = Mailbox<ConnectionCommand>()
     let status = ConnectionStatus()
     private let nextConsumerID = Atomic(1)
-    private let closed = Promise<Void>()
+    private let closed = Gate()
 
     public init(configuration: AMQPConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -29,7 +29,7 @@ public final class AMQPConnection: Service, Sendable {
         HandleThread.start(name: "amqp-\(configuration.connectionName)") {
             let driver = ConnectionDriver(configuration: configuration, mailbox: mailbox, status: status, logger: logger)
             driver.run()
-            closed.succeed(())
+            closed.open()
         }
     }
 
@@ -46,16 +46,19 @@ public final class AMQPConnection: Service, Sendable {
     /// owning thread. Later operations fail with ``AMQPError/Code/shutdown``.
     public func close() async {
         let promise = Promise<Void>()
-        self.mailbox.send(.shutdown(promise))
-        try? await promise.value()
-        try? await self.closed.value()
+        if self.mailbox.send(.shutdown(promise)) {
+            try? await promise.value()
+        }
+        try? await self.closed.wait()
     }
 
     /// Declares exchanges, queues and bindings, now and after every reconnect. Returns once they
     /// exist on a live connection.
     public func declare(_ topology: AMQPTopology) async throws {
         let promise = Promise<Void>()
-        self.mailbox.send(.declare(topology, promise))
+        guard self.mailbox.send(.declare(topology, promise)) else {
+            throw AMQPError(.shutdown, "the AMQP connection is closed")
+        }
         try await promise.value()
     }
 
@@ -65,14 +68,25 @@ public final class AMQPConnection: Service, Sendable {
     /// to give up (the message may then still be published).
     public func publish(_ message: AMQPMessage) async throws {
         let promise = Promise<Void>()
-        self.mailbox.send(.publish(PendingPublish(message: message, promise: promise)))
+        guard self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
+            throw AMQPError(.shutdown, "the AMQP connection is closed")
+        }
         try await promise.value()
     }
 
     /// Publishes a message without waiting for its confirm (it is still confirmed, and published
     /// again after a reconnect). For messages whose loss is harmless, such as RPC replies.
     public func send(_ message: AMQPMessage) {
-        self.mailbox.send(.publish(PendingPublish(message: message, promise: nil)))
+        self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
+    }
+
+    /// A returned mandatory message is matched to its publish by message id, so one is given to
+    /// a mandatory message that has none.
+    private static func identified(_ message: AMQPMessage) -> AMQPMessage {
+        guard message.mandatory, message.properties.messageID == nil else { return message }
+        var message = message
+        message.properties.messageID = UUID().uuidString
+        return message
     }
 
     /// Starts consuming `queue` with manual acknowledgements (unless `autoAck`) and at most
@@ -80,8 +94,9 @@ public final class AMQPConnection: Service, Sendable {
     public func consume(queue: String, prefetch: UInt16 = 64, autoAck: Bool = false) -> AMQPConsumer {
         let id = self.nextConsumerID.add(1, ordering: .relaxed).oldValue
         let (stream, continuation) = AsyncStream.makeStream(of: AMQPDelivery.self)
-        self.mailbox.send(
+        let accepted = self.mailbox.send(
             .consume(ConsumerSpec(id: id, queue: queue, prefetch: prefetch, autoAck: autoAck, continuation: continuation)))
+        if !accepted { continuation.finish() }
         return AMQPConsumer(id: id, stream: stream, mailbox: self.mailbox)
     }
 }

@@ -4,26 +4,54 @@ import Foundation
 /// Owns C copies of strings and field tables for the length of one librabbitmq call.
 ///
 /// `amqp_cstring_bytes(swiftString)` would point into a temporary; everything handed to the
-/// library is copied here and freed when the arena goes away.
+/// library is copied here. It is a bump allocator over chunks that are kept across `reset()`, so
+/// the publish path reuses one arena and allocates nothing per message once warm.
 final class CArena {
-    private var allocations: [UnsafeMutableRawPointer] = []
+    private struct Chunk {
+        var base: UnsafeMutableRawPointer
+        var size: Int
+    }
+
+    private var chunks: [Chunk] = []
+    private var current = 0
+    private var offset = 0
 
     deinit {
-        for pointer in self.allocations { pointer.deallocate() }
+        for chunk in self.chunks { chunk.base.deallocate() }
+    }
+
+    /// Forgets every allocation, keeping the memory for the next call.
+    func reset() {
+        self.current = 0
+        self.offset = 0
     }
 
     private func allocate(_ count: Int, alignment: Int = 8) -> UnsafeMutableRawPointer {
-        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
-        self.allocations.append(pointer)
-        return pointer
+        while self.current < self.chunks.count {
+            let chunk = self.chunks[self.current]
+            let aligned = (self.offset + alignment - 1) & ~(alignment - 1)
+            if aligned + count <= chunk.size {
+                self.offset = aligned + count
+                return chunk.base + aligned
+            }
+            self.current += 1
+            self.offset = 0
+        }
+        let size = max(count + alignment, 16 * 1024)
+        self.chunks.append(Chunk(base: UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16), size: size))
+        self.offset = 0
+        return self.allocate(count, alignment: alignment)
     }
 
+    /// A NUL-terminated copy (so `bytes` is also a valid C string).
     func bytes(_ string: String) -> amqp_bytes_t {
-        var utf8 = string.utf8CString  // NUL-terminated, so the pointer is also a valid C string
-        let count = utf8.count - 1
-        let pointer = self.allocate(utf8.count)
-        utf8.withUnsafeMutableBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        return amqp_bytes_t(len: count, bytes: pointer)
+        var string = string
+        return string.withUTF8 { utf8 in
+            let pointer = self.allocate(utf8.count + 1, alignment: 1)
+            if let base = utf8.baseAddress { pointer.copyMemory(from: base, byteCount: utf8.count) }
+            pointer.storeBytes(of: 0, toByteOffset: utf8.count, as: UInt8.self)
+            return amqp_bytes_t(len: utf8.count, bytes: pointer)
+        }
     }
 
     func cString(_ string: String) -> UnsafePointer<CChar> {

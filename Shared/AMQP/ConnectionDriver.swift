@@ -36,6 +36,8 @@ final class ConnectionDriver {
     private var window: ConfirmWindow<PendingPublish>
     private var shutdownPromise: Promise<Void>?
     private var shutdownDeadline: ContinuousClock.Instant?
+    /// Reused by every publish (the library copies what it needs into its frame buffer).
+    private let publishArena = CArena()
 
     init(configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectionStatus, logger: Logger) {
         self.configuration = configuration
@@ -49,7 +51,8 @@ final class ConnectionDriver {
 
     /// Connects, serves and reconnects until shutdown is asked for.
     func run() {
-        var backoff = Backoff(initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
+        var backoff = Backoff(
+            initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
         var failures = 0
         while self.shutdownPromise == nil {
             do {
@@ -195,7 +198,9 @@ final class ConnectionDriver {
             if self.shutdownPromise != nil {
                 if self.window.isIdle { return }
                 if let deadline = self.shutdownDeadline, ContinuousClock.now >= deadline {
-                    self.logger.warning("closing with unconfirmed messages", metadata: ["unconfirmed": "\(self.window.inFlight.count + self.window.waiting.count)"])
+                    self.logger.warning(
+                        "closing with unconfirmed messages",
+                        metadata: ["unconfirmed": "\(self.window.inFlight.count + self.window.waiting.count)"])
                     return
                 }
             }
@@ -249,7 +254,8 @@ final class ConnectionDriver {
     private func publishWaiting() throws {
         while let (_, pending) = self.window.next() {
             let message = pending.message
-            let arena = CArena()
+            let arena = self.publishArena
+            arena.reset()
             var properties = arena.properties(message.properties)
             let status = message.body.withUnsafeBytes { body in
                 amqp_basic_publish(
@@ -286,7 +292,9 @@ final class ConnectionDriver {
             for entry in self.window.settle(tag: ack.delivery_tag, multiple: ack.multiple != 0) {
                 if entry.returned {
                     entry.pending.promise?.fail(
-                        AMQPError(.unroutable, "no queue is bound for \(entry.pending.message.exchange)/\(entry.pending.message.routingKey)"))
+                        AMQPError(
+                            .unroutable,
+                            "no queue is bound for \(entry.pending.message.exchange)/\(entry.pending.message.routingKey)"))
                 } else {
                     entry.pending.promise?.succeed(())
                 }
@@ -323,7 +331,8 @@ final class ConnectionDriver {
             throw AMQPError(.protocolError, "the broker cancelled a consumer on channel \(frame.channel)")
         case AMQPMethod.channelClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-            throw AMQPError(.protocolError, "channel \(frame.channel) closed by the broker: \(close.reply_code) \(close.reply_text.string)")
+            throw AMQPError(
+                .protocolError, "channel \(frame.channel) closed by the broker: \(close.reply_code) \(close.reply_text.string)")
         case AMQPMethod.connectionClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             throw AMQPError(.connection, "connection closed by the broker: \(close.reply_code) \(close.reply_text.string)")

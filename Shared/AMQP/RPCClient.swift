@@ -43,7 +43,9 @@ public final class RPCClient: Service, Sendable {
                 guard let id = delivery.properties.correlationID,
                     let promise = self.pending.withLock({ $0.removeValue(forKey: id) })
                 else {
-                    self.logger.debug("reply for a call that gave up", metadata: ["correlation_id": "\(delivery.properties.correlationID ?? "-")"])
+                    self.logger.debug(
+                        "reply for a call that gave up",
+                        metadata: ["correlation_id": "\(delivery.properties.correlationID ?? "-")"])
                     continue
                 }
                 promise.succeed(delivery.body)

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import Metrics
 import MessengerContracts
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -110,7 +110,8 @@ public struct RPCServer: Service {
             outcome = "handled"
         } else {
             self.logger.warning("unknown request type", metadata: ["type": "\(type)"])
-            reply = (try? MessengerJSON.encode(RPCReply<EmptyPayload>.failure(.invalidArgument("unknown request type '\(type)'"))))
+            reply =
+                (try? MessengerJSON.encode(RPCReply<EmptyPayload>.failure(.invalidArgument("unknown request type '\(type)'"))))
                 ?? Self.internalErrorReply
             outcome = "unknown_type"
         }
@@ -118,14 +119,16 @@ public struct RPCServer: Service {
             self.connection.send(
                 AMQPMessage(
                     exchange: "", routingKey: replyTo, body: reply,
-                    properties: AMQPProperties(correlationID: delivery.properties.correlationID, type: type.rawValue + ".reply", persistent: false)))
+                    properties: AMQPProperties(
+                        correlationID: delivery.properties.correlationID, type: type.rawValue + ".reply", persistent: false)))
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }
         delivery.ack()
         Counter(label: "rpc_server_requests_total", dimensions: [("type", type.rawValue), ("outcome", outcome)]).increment()
         Timer(label: "rpc_server_duration_seconds", dimensions: [("type", type.rawValue)])
-            .recordNanoseconds(Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000)
-                + (ContinuousClock.now - started).components.seconds * 1_000_000_000)
+            .recordNanoseconds(
+                Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000)
+                    + (ContinuousClock.now - started).components.seconds * 1_000_000_000)
     }
 }

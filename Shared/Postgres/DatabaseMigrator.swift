@@ -85,7 +85,8 @@ public struct DatabaseMigrator: Sendable {
             if let checksum = known[migration.version] {
                 guard checksum == migration.checksum else {
                     throw DatabaseError(
-                        .migrationChanged, "migration \(migration.version) (\(migration.name)) of \(self.schema) was edited after it was applied")
+                        .migrationChanged,
+                        "migration \(migration.version) (\(migration.name)) of \(self.schema) was edited after it was applied")
                 }
                 continue
             }
@@ -97,7 +98,8 @@ public struct DatabaseMigrator: Sendable {
                 unsafeSQL: "INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", binds: binds)
             do {
                 try await connection.withTransaction(logger: self.logger) { transaction in
-                    try await transaction.query(PostgresQuery(unsafeSQL: "SET LOCAL search_path TO \(schema)"), logger: self.logger)
+                    try await transaction.query(
+                        PostgresQuery(unsafeSQL: "SET LOCAL search_path TO \(schema)"), logger: self.logger)
                     for statement in migration.statements {
                         try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
                     }
@@ -109,11 +111,14 @@ public struct DatabaseMigrator: Sendable {
                 if let serverError = (error.closureError ?? error.commitError) as? PSQLError, serverError.serverInfo != nil {
                     throw DatabaseError(
                         .migrationFailed,
-                        "migration \(migration.version) (\(migration.name)) of \(self.schema) failed: \(serverError.serverInfo?[.message] ?? "")")
+                        "migration \(migration.version) (\(migration.name)) of \(self.schema) failed: \(serverError.serverInfo?[.message] ?? "")"
+                    )
                 }
                 throw error
             }
-            self.logger.info("applied migration", metadata: ["schema": "\(self.schema)", "version": "\(migration.version)", "name": "\(migration.name)"])
+            self.logger.info(
+                "applied migration",
+                metadata: ["schema": "\(self.schema)", "version": "\(migration.version)", "name": "\(migration.name)"])
             applied.append(migration.version)
         }
         return applied

@@ -22,7 +22,7 @@ public final class RedisClient: Service, Sendable {
 
     private let mailbox = Mailbox<Command>()
     private let status = RedisStatus()
-    private let closed = Promise<Void>()
+    private let closed = Gate()
 
     public init(configuration: RedisConfiguration, logger: Logger) {
         let mailbox = self.mailbox
@@ -30,7 +30,7 @@ public final class RedisClient: Service, Sendable {
         let closed = self.closed
         HandleThread.start(name: "redis-commands") {
             RedisCommandDriver(configuration: configuration, mailbox: mailbox, status: status, logger: logger).run()
-            closed.succeed(())
+            closed.open()
         }
     }
 
@@ -46,9 +46,10 @@ public final class RedisClient: Service, Sendable {
     /// Closes the connection; later commands fail with `shutdown`.
     public func close() async {
         let promise = Promise<Void>()
-        self.mailbox.send(.shutdown(promise))
-        try? await promise.value()
-        try? await self.closed.value()
+        if self.mailbox.send(.shutdown(promise)) {
+            try? await promise.value()
+        }
+        try? await self.closed.wait()
     }
 
     /// Runs one command given as its arguments (binary-safe). An error reply throws
@@ -100,7 +101,8 @@ final class RedisCommandDriver {
     }
 
     func run() {
-        var backoff = Backoff(initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
+        var backoff = Backoff(
+            initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
         var failures = 0
         while self.shutdown == nil {
             if self.context == nil {
@@ -109,7 +111,8 @@ final class RedisCommandDriver {
                     self.status.set(connected: true)
                     backoff.reset()
                     failures = 0
-                    self.logger.info("Redis connected", metadata: ["host": "\(self.configuration.host):\(self.configuration.port)"])
+                    self.logger.info(
+                        "Redis connected", metadata: ["host": "\(self.configuration.host):\(self.configuration.port)"])
                 } catch {
                     failures += 1
                     if failures == 1 { self.logger.warning("Redis unreachable, retrying", metadata: ["error": "\(error)"]) }

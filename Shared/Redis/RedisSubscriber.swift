@@ -32,7 +32,7 @@ public final class RedisSubscriber: Service, Sendable {
 
     private let mailbox = Mailbox<Command>()
     private let status = RedisStatus()
-    private let closed = Promise<Void>()
+    private let closed = Gate()
     /// Every message, in arrival order. Iterate it once.
     public let messages: AsyncStream<RedisPubSubMessage>
 
@@ -47,7 +47,7 @@ public final class RedisSubscriber: Service, Sendable {
                 configuration: configuration, mailbox: mailbox, status: status, output: continuation, logger: logger
             ).run()
             continuation.finish()
-            closed.succeed(())
+            closed.open()
         }
     }
 
@@ -72,9 +72,10 @@ public final class RedisSubscriber: Service, Sendable {
     /// Closes the connection and ends `messages`.
     public func close() async {
         let promise = Promise<Void>()
-        self.mailbox.send(.shutdown(promise))
-        try? await promise.value()
-        try? await self.closed.value()
+        if self.mailbox.send(.shutdown(promise)) {
+            try? await promise.value()
+        }
+        try? await self.closed.wait()
     }
 }
 
@@ -112,7 +113,8 @@ final class RedisSubscriberDriver {
     }
 
     func run() {
-        var backoff = Backoff(initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
+        var backoff = Backoff(
+            initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
         var failures = 0
         while self.shutdown == nil {
             do {
@@ -122,7 +124,9 @@ final class RedisSubscriberDriver {
                 try self.serve()
             } catch {
                 failures += 1
-                if failures == 1 { self.logger.warning("Redis subscriber disconnected, reconnecting", metadata: ["error": "\(error)"]) }
+                if failures == 1 {
+                    self.logger.warning("Redis subscriber disconnected, reconnecting", metadata: ["error": "\(error)"])
+                }
                 self.context = nil
                 self.status.set(connected: false)
                 // Callers waiting for a confirmation get it after the resubscription instead.

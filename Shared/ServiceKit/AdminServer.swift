@@ -27,8 +27,10 @@ public enum AdminServer {
         router.get("/readyz") { _, _ in
             let results = await Self.evaluate(checks)
             let ready = results.values.allSatisfy { $0 }
-            return Self.json(ready ? .ok : .serviceUnavailable, ["status": ready ? "ready" : "not_ready"].merging(
-                results.mapValues { $0 ? "up" : "down" }, uniquingKeysWith: { first, _ in first }))
+            return Self.json(
+                ready ? .ok : .serviceUnavailable,
+                ["status": ready ? "ready" : "not_ready"].merging(
+                    results.mapValues { $0 ? "up" : "down" }, uniquingKeysWith: { first, _ in first }))
         }
     }
 

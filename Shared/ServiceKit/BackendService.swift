@@ -50,7 +50,8 @@ public struct BackendService {
     /// The services to run, in start order.
     public func services(workers extraWorkers: [any Service] = []) -> [any Service] {
         let ready = ReadyFlag()
-        let migrator = DatabaseMigrator(client: self.database, schema: self.schema, migrations: self.migrations, logger: self.logger)
+        let migrator = DatabaseMigrator(
+            client: self.database, schema: self.schema, migrations: self.migrations, logger: self.logger)
         let amqp = self.amqp
         let topology = self.topology
         let rpcServer = RPCServer(

@@ -61,7 +61,8 @@ public struct ServiceEnvironment: Sendable {
     public func int(_ variable: String, default defaultValue: Int, in range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
         guard let text = self.optional(variable) else { return defaultValue }
         guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
-            throw ConfigurationError(variable: variable, problem: "must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+            throw ConfigurationError(
+                variable: variable, problem: "must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
         }
         return value
     }
@@ -72,7 +73,9 @@ public struct ServiceEnvironment: Sendable {
     }
 
     /// A duration given in milliseconds.
-    public func milliseconds(_ variable: String, default defaultValue: Int, in range: ClosedRange<Int> = 1...3_600_000) throws -> Duration {
+    public func milliseconds(_ variable: String, default defaultValue: Int, in range: ClosedRange<Int> = 1...3_600_000) throws
+        -> Duration
+    {
         .milliseconds(try self.int(variable, default: defaultValue, in: range))
     }
 
@@ -80,7 +83,8 @@ public struct ServiceEnvironment: Sendable {
     public func choice(_ variable: String, default defaultValue: String, among choices: [String]) throws -> String {
         let value = self.string(variable, default: defaultValue).lowercased()
         guard choices.contains(value) else {
-            throw ConfigurationError(variable: variable, problem: "must be one of \(choices.joined(separator: ", ")), got '\(value)'")
+            throw ConfigurationError(
+                variable: variable, problem: "must be one of \(choices.joined(separator: ", ")), got '\(value)'")
         }
         return value
     }

@@ -28,7 +28,8 @@ struct BrokerOutageTests {
         let queue = TestEnvironment.uniqueName("test.outage")
         let exchange = "test.direct"
         let ledger = Ledger()
-        let publisher = AMQPConnection(configuration: try TestEnvironment.amqpConfiguration(name: "publisher"), logger: TestEnvironment.logger)
+        let publisher = AMQPConnection(
+            configuration: try TestEnvironment.amqpConfiguration(name: "publisher"), logger: TestEnvironment.logger)
         let consumerConnection = AMQPConnection(
             configuration: try TestEnvironment.amqpConfiguration(name: "consumer"), logger: TestEnvironment.logger)
         let topology = AMQPTopology(
@@ -54,7 +55,8 @@ struct BrokerOutageTests {
                             var id = lane
                             while !ledger.isStopped {
                                 let message = AMQPMessage(
-                                    exchange: exchange, routingKey: queue, body: Data("\(id)".utf8), properties: AMQPProperties(messageID: "\(id)"))
+                                    exchange: exchange, routingKey: queue, body: Data("\(id)".utf8),
+                                    properties: AMQPProperties(messageID: "\(id)"))
                                 do {
                                     try await publisher.publish(message)
                                     ledger.confirmed(id)
@@ -76,10 +78,13 @@ struct BrokerOutageTests {
             #expect(!publisher.isConnected)
             try TestHelpers.infra("rabbitmq-start-app")
             let beforeRestart = ledger.confirmedCount
-            #expect(await TestHelpers.eventually(timeout: .seconds(60)) { publisher.isConnected && consumerConnection.isConnected })
+            #expect(
+                await TestHelpers.eventually(timeout: .seconds(60)) { publisher.isConnected && consumerConnection.isConnected })
             #expect(await TestHelpers.eventually(timeout: .seconds(30)) { ledger.confirmedCount >= beforeRestart + 300 })
             ledger.stop()
-            #expect(await TestHelpers.eventually(timeout: .seconds(30)) { ledger.missing.isEmpty }, "lost: \(ledger.missing.sorted().prefix(20))")
+            #expect(
+                await TestHelpers.eventually(timeout: .seconds(30)) { ledger.missing.isEmpty },
+                "lost: \(ledger.missing.sorted().prefix(20))")
             consumer.cancel()
             group.cancelAll()
         }

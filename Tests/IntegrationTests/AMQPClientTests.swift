@@ -25,7 +25,8 @@ struct AMQPClientTests {
                 type: "test.thing.v1", timestamp: 1_795_000_000,
                 headers: ["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "attempt": 3, "flag": true])
             let body = Data(#"{"hello":"wörld"}"#.utf8) + Data([0, 255])
-            try await connection.publish(AMQPMessage(exchange: Self.exchange, routingKey: queue, body: body, properties: properties))
+            try await connection.publish(
+                AMQPMessage(exchange: Self.exchange, routingKey: queue, body: body, properties: properties))
 
             let consumer = connection.consume(queue: queue, prefetch: 10)
             let delivery = try await withTimeout(.seconds(10)) {
@@ -86,7 +87,9 @@ struct AMQPClientTests {
                     bindings: [.init(queue: deadLetters, exchange: dlx, routingKey: "")]))
             try await self.declareQueue(connection, queue, arguments: ["x-dead-letter-exchange": .string(dlx)])
             try await connection.publish(
-                AMQPMessage(exchange: Self.exchange, routingKey: queue, body: Data("poison".utf8), properties: AMQPProperties(messageID: "p-1")))
+                AMQPMessage(
+                    exchange: Self.exchange, routingKey: queue, body: Data("poison".utf8),
+                    properties: AMQPProperties(messageID: "p-1")))
 
             let work = connection.consume(queue: queue)
             try await withTimeout(.seconds(10)) {
@@ -120,7 +123,8 @@ struct AMQPClientTests {
             await #expect(throws: AMQPError(.unroutable, "no queue is bound for \(Self.exchange)/nobody-listens")) {
                 try await connection.publish(
                     AMQPMessage(
-                        exchange: Self.exchange, routingKey: "nobody-listens", body: Data(), properties: AMQPProperties(messageID: "u-1"),
+                        exchange: Self.exchange, routingKey: "nobody-listens", body: Data(),
+                        properties: AMQPProperties(messageID: "u-1"),
                         mandatory: true))
             }
         }

@@ -34,7 +34,8 @@ struct MigrationTests {
 
     func appliedVersions(_ client: PostgresClient, _ schema: String) async throws -> [Int] {
         var versions: [Int] = []
-        let rows = try await client.query(PostgresQuery(unsafeSQL: "SELECT version FROM \(schema).schema_migrations ORDER BY version"))
+        let rows = try await client.query(
+            PostgresQuery(unsafeSQL: "SELECT version FROM \(schema).schema_migrations ORDER BY version"))
         for try await version in rows.decode(Int.self) { versions.append(version) }
         return versions
     }
@@ -42,7 +43,8 @@ struct MigrationTests {
     @Test("migrations apply in order once; a second run applies nothing")
     func idempotent() async throws {
         try await self.withDatabase { client, schema in
-            let migrator = DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+            let migrator = DatabaseMigrator(
+                client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
             #expect(try await migrator.run() == [1, 2])
             #expect(try await migrator.run() == [])
             #expect(try await self.appliedVersions(client, schema) == [1, 2])
@@ -53,12 +55,15 @@ struct MigrationTests {
     @Test("two replicas migrating at once apply each migration exactly once")
     func concurrentRunners() async throws {
         try await self.withDatabase { client, schema in
-            let otherClient = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeClient(logger: TestEnvironment.logger)
+            let otherClient = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeClient(
+                logger: TestEnvironment.logger)
             try await withThrowingTaskGroup(of: Void.self) { running in
                 running.addTask { await otherClient.run() }
                 defer { running.cancelAll() }
-                let first = DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
-                let second = DatabaseMigrator(client: otherClient, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                let first = DatabaseMigrator(
+                    client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                let second = DatabaseMigrator(
+                    client: otherClient, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
                 async let a = first.run()
                 async let b = second.run()
                 let applied = try await a + b
@@ -71,11 +76,14 @@ struct MigrationTests {
     @Test("a migration edited after it was applied stops the start")
     func editedMigration() async throws {
         try await self.withDatabase { client, schema in
-            try await DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger).run()
+            try await DatabaseMigrator(
+                client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger
+            ).run()
             var edited = Self.migrations
             edited[1].statements = ["CREATE INDEX things_label ON things (label, id)"]
             await #expect {
-                try await DatabaseMigrator(client: client, schema: schema, migrations: edited, logger: TestEnvironment.logger).run()
+                try await DatabaseMigrator(client: client, schema: schema, migrations: edited, logger: TestEnvironment.logger)
+                    .run()
             } throws: { error in
                 (error as? DatabaseError)?.code == .migrationChanged
             }
@@ -87,16 +95,21 @@ struct MigrationTests {
         try await self.withDatabase { client, schema in
             let broken = [
                 Self.migrations[0],
-                Migration(version: 2, name: "broken", statements: ["CREATE TABLE half (id int)", "CREATE INDEX nope ON missing (x)"]),
+                Migration(
+                    version: 2, name: "broken", statements: ["CREATE TABLE half (id int)", "CREATE INDEX nope ON missing (x)"]),
             ]
             await #expect {
-                try await DatabaseMigrator(client: client, schema: schema, migrations: broken, logger: TestEnvironment.logger).run()
+                try await DatabaseMigrator(client: client, schema: schema, migrations: broken, logger: TestEnvironment.logger)
+                    .run()
             } throws: { error in
                 (error as? DatabaseError)?.code == .migrationFailed
             }
             #expect(try await self.appliedVersions(client, schema) == [1])
             let rows = try await client.query(
-                PostgresQuery(unsafeSQL: "SELECT count(*) FROM information_schema.tables WHERE table_schema = '\(schema)' AND table_name = 'half'"))
+                PostgresQuery(
+                    unsafeSQL:
+                        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '\(schema)' AND table_name = 'half'")
+            )
             for try await count in rows.decode(Int.self) { #expect(count == 0) }
         }
     }

@@ -29,7 +29,8 @@ struct RPCTests {
                 throw TestFailure("an unexpected failure with internal details")
             }
             let server = RPCServer(connection: connection, service: service, router: router, logger: TestEnvironment.logger)
-            let client = RPCClient(connection: connection, instanceName: "test", timeout: .seconds(5), logger: TestEnvironment.logger)
+            let client = RPCClient(
+                connection: connection, instanceName: "test", timeout: .seconds(5), logger: TestEnvironment.logger)
             let group = ServiceGroup(services: [client, server], logger: TestEnvironment.logger)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
@@ -60,7 +61,8 @@ struct RPCTests {
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 for index in 0..<200 {
                     group.addTask {
-                        let reply = try await client.call("test.echo.v1", to: service, payload: Echo(text: "\(index)"), replyAs: Echo.self)
+                        let reply = try await client.call(
+                            "test.echo.v1", to: service, payload: Echo(text: "\(index)"), replyAs: Echo.self)
                         return reply.text == "\(index)"
                     }
                 }
@@ -109,7 +111,8 @@ struct RPCTests {
             try await connection.declare(RPCServer.topology(for: down, queueArguments: testQueueArguments))
             let started = ContinuousClock.now
             await #expect {
-                _ = try await client.call("test.echo.v1", to: down, payload: Echo(text: "x"), replyAs: Echo.self, timeout: .milliseconds(500))
+                _ = try await client.call(
+                    "test.echo.v1", to: down, payload: Echo(text: "x"), replyAs: Echo.self, timeout: .milliseconds(500))
             } throws: { error in
                 (error as? ServiceError)?.code == .unavailable
             }

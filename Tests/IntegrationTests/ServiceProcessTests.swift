@@ -5,8 +5,6 @@ import Testing
 /// The five executables as `make up` runs them.
 @Suite("Running services", .timeLimit(.minutes(2)))
 struct ServiceProcessTests {
-    static let adminPorts = ["socket-gateway": "9100", "auth": "9101", "messaging": "9102", "media": "9103", "delivery": "9104"]
-
     @Test("gateway -> broker -> each service -> broker -> gateway: every service answers its ping")
     func pingThroughEveryService() async throws {
         let (status, body) = try await TestHelpers.get("\(TestEnvironment.gatewayAdminURL)/ping")
@@ -19,10 +17,11 @@ struct ServiceProcessTests {
         }
     }
 
-    @Test("every service is ready and exports metrics on its admin port", arguments: ["socket-gateway", "auth", "messaging", "media", "delivery"])
+    @Test(
+        "every service is ready and exports metrics on its admin port",
+        arguments: ["socket-gateway", "auth", "messaging", "media", "delivery"])
     func readyAndMetrics(service: String) async throws {
-        let variable = service == "socket-gateway" ? "GATEWAY_ADMIN_PORT" : "\(service.uppercased())_ADMIN_PORT"
-        let base = "http://127.0.0.1:\(TestEnvironment.value(variable, default: Self.adminPorts[service]!))"
+        let base = TestEnvironment.adminURL(service)
         let ready = try await TestHelpers.get("\(base)/readyz")
         #expect(ready.status == 200, "\(String(decoding: ready.body, as: UTF8.self))")
         #expect(try await TestHelpers.get("\(base)/healthz").status == 200)
@@ -32,7 +31,7 @@ struct ServiceProcessTests {
 
     @Test("the gateway's public port answers /healthz and /readyz")
     func gatewayPublicHealth() async throws {
-        let base = "http://127.0.0.1:\(TestEnvironment.value("PORT", default: "5000"))"
+        let base = TestEnvironment.gatewayURL
         #expect(try await TestHelpers.get("\(base)/healthz").status == 200)
         #expect(try await TestHelpers.get("\(base)/readyz").status == 200)
     }
@@ -40,7 +39,8 @@ struct ServiceProcessTests {
     @Test("a missing required variable stops a service at start with one line naming it", arguments: ["auth", "socket-gateway"])
     func failFastOnConfiguration(service: String) throws {
         let result = try TestHelpers.run(
-            "\(TestEnvironment.binaryDirectory)/\(service)", environment: ["PATH": "/usr/bin:/bin", "ENV_FILE": "/nonexistent/.env"])
+            "\(TestEnvironment.binaryDirectory)/\(service)",
+            environment: ["PATH": "/usr/bin:/bin", "ENV_FILE": "/nonexistent/.env"])
         #expect(result.status == 1)
         let lines = result.output.split(separator: "\n")
         #expect(lines.count == 1, "\(result.output)")

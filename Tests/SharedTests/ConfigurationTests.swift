@@ -11,20 +11,24 @@ struct ConfigurationTests {
     func missingRequired() {
         let environment = ServiceEnvironment([:])
         #expect(throws: ConfigurationError(variable: "RABBITMQ_URI", problem: "is required but not set")) {
-            try ServiceSettings(name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: environment)
+            try ServiceSettings(
+                name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: environment)
         }
     }
 
-    @Test("a malformed value is named in the error", arguments: [
-        ("AUTH_ADMIN_PORT", "99999"), ("AUTH_ADMIN_PORT", "http"), ("RABBITMQ_URI", "http://nope"),
-        ("LOG_LEVEL", "loud"), ("RPC_TIMEOUT_MS", "-1"), ("RABBITMQ_QUEUE_TYPE", "stream"),
-    ])
+    @Test(
+        "a malformed value is named in the error",
+        arguments: [
+            ("AUTH_ADMIN_PORT", "99999"), ("AUTH_ADMIN_PORT", "http"), ("RABBITMQ_URI", "http://nope"),
+            ("LOG_LEVEL", "loud"), ("RPC_TIMEOUT_MS", "-1"), ("RABBITMQ_QUEUE_TYPE", "stream"),
+        ])
     func malformed(variable: String, value: String) {
         var variables = self.minimal
         variables[variable] = value
         let environment = ServiceEnvironment(variables)
         #expect {
-            try ServiceSettings(name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: environment)
+            try ServiceSettings(
+                name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: environment)
         } throws: { error in
             (error as? ConfigurationError)?.variable == variable
         }
@@ -33,7 +37,8 @@ struct ConfigurationTests {
     @Test("defaults apply when optional variables are unset")
     func defaults() throws {
         let settings = try ServiceSettings(
-            name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101, environment: ServiceEnvironment(self.minimal))
+            name: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101,
+            environment: ServiceEnvironment(self.minimal))
         #expect(settings.adminPort == 9101)
         #expect(settings.queueType == "classic")
         #expect(settings.rpcTimeout == .seconds(5))

@@ -11,7 +11,8 @@ struct ContractTests {
     @Test("an envelope round-trips with millisecond UTC timestamps")
     func envelopeRoundTrip() throws {
         let occurredAt = Date(timeIntervalSince1970: 1_795_000_000.123)
-        let envelope = Envelope(type: "test.thing.v1", correlationId: "req-1", occurredAt: occurredAt, data: PayloadV1(text: "hi"))
+        let envelope = Envelope(
+            type: "test.thing.v1", correlationId: "req-1", occurredAt: occurredAt, data: PayloadV1(text: "hi"))
         let data = try MessengerJSON.encode(envelope)
         let json = try #require(JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(json["occurredAt"] as? String == "2026-11-18T11:06:40.123Z")

@@ -3,7 +3,8 @@ import MessengerAMQP
 
 /// Opens a broker connection for the length of `body` and closes it after, whatever happens.
 public func withAMQPConnection<T>(name: String = "test", _ body: (AMQPConnection) async throws -> T) async throws -> T {
-    let connection = AMQPConnection(configuration: try TestEnvironment.amqpConfiguration(name: name), logger: TestEnvironment.logger)
+    let connection = AMQPConnection(
+        configuration: try TestEnvironment.amqpConfiguration(name: name), logger: TestEnvironment.logger)
     do {
         let result = try await body(connection)
         await connection.close()

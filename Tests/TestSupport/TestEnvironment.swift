@@ -14,10 +14,26 @@ public enum TestEnvironment {
     public static var rabbitMQURI: String { value("RABBITMQ_URI", default: "amqp://guest:guest@127.0.0.1:5673/%2f") }
     public static var databaseURL: String { value("DATABASE_URL", default: "postgres://postgres@127.0.0.1:5433/messenger") }
     public static var redis: RedisConfiguration {
-        RedisConfiguration(host: value("REDIS_HOST", default: "127.0.0.1"), port: Int(value("REDIS_PORT", default: "6380")) ?? 6380)
+        RedisConfiguration(
+            host: value("REDIS_HOST", default: "127.0.0.1"), port: Int(value("REDIS_PORT", default: "6380")) ?? 6380)
     }
-    public static var gatewayAdminURL: String {
-        "http://\(value("GATEWAY_HOST", default: "127.0.0.1")):\(value("GATEWAY_ADMIN_PORT", default: "9100"))"
+    /// The variable prefix and default admin port of each service.
+    static let services: [String: (prefix: String, adminPort: String)] = [
+        "socket-gateway": ("GATEWAY", "9100"), "auth": ("AUTH", "9101"), "messaging": ("MESSAGING", "9102"),
+        "media": ("MEDIA", "9103"), "delivery": ("DELIVERY", "9104"),
+    ]
+
+    /// A service's admin base URL: `<PREFIX>_HOST` (default 127.0.0.1) and `<PREFIX>_ADMIN_PORT`.
+    public static func adminURL(_ service: String) -> String {
+        let (prefix, port) = services[service]!
+        return "http://\(value("\(prefix)_HOST", default: "127.0.0.1")):\(value("\(prefix)_ADMIN_PORT", default: port))"
+    }
+
+    public static var gatewayAdminURL: String { adminURL("socket-gateway") }
+
+    /// The gateway's public base URL (`GATEWAY_HOST`, `PORT`).
+    public static var gatewayURL: String {
+        "http://\(value("GATEWAY_HOST", default: "127.0.0.1")):\(value("PORT", default: "5000"))"
     }
     /// `scripts/infra.sh`, for tests that stop and start servers.
     public static var infraScript: String {
