@@ -8,6 +8,7 @@
 #   scripts/infra.sh stop   [server...]      stops only what start started here
 #   scripts/infra.sh status [server...]      exit 0 when all answer
 #   scripts/infra.sh env                     KEY=value lines for services and tests
+#                                            (start and env create .run/keys/jwt-ed25519.pem once)
 #   scripts/infra.sh rabbitmq-stop-app | rabbitmq-start-app | redis-restart
 #
 # Every variable printed by `env` may be overridden by the caller's
@@ -42,8 +43,14 @@ REDIS_DIR="$RUN_DIR/redis"
 
 APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libpq-dev
     rabbitmq-server redis-server postgresql docker-compose)
-PIP_PACKAGES=("python-socketio[client]" websocket-client requests redis msgpack)
+# The venv's stamp is VENV_REVISION plus this list: changing either reinstalls.
+PIP_PACKAGES=("python-socketio[client]" websocket-client requests redis msgpack pytest cryptography)
+VENV_REVISION=2
 VENV="$RUN_DIR/venv"
+
+# Ed25519 signing key of the auth service (PKCS#8 PEM), generated once.
+KEY_DIR="$RUN_DIR/keys"
+JWT_KEY_DEFAULT="$KEY_DIR/jwt-ed25519.pem"
 
 # --- small helpers ----------------------------------------------------------
 
@@ -110,7 +117,27 @@ select_servers() {
 
 # --- environment for services and tests -----------------------------------
 
+# Generate the default JWT signing key once (PKCS#8 PEM Ed25519, mode 600), unless
+# the caller points JWT_PRIVATE_KEY_FILE elsewhere.
+ensure_jwt_key() {
+    [[ -z "${JWT_PRIVATE_KEY_FILE:-}" ]] || return 0
+    [[ -s "$JWT_KEY_DEFAULT" ]] && return 0
+    command -v openssl >/dev/null || die "openssl not found (needed to generate $JWT_KEY_DEFAULT)"
+    mkdir -p "$KEY_DIR"
+    chmod 700 "$KEY_DIR"
+    local tmp="$JWT_KEY_DEFAULT.tmp.$$"
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "$tmp" 2>/dev/null) || {
+        rm -f "$tmp"
+        die "openssl genpkey -algorithm ed25519 failed"
+    }
+    chmod 600 "$tmp"
+    mv "$tmp" "$JWT_KEY_DEFAULT"
+    say "generated the JWT signing key $JWT_KEY_DEFAULT"
+}
+
 # Print the KEY=value environment (caller's values win over the defaults).
+# LOGIN_WINDOW_SECONDS is 5 here, not the service's default of 300, so that the
+# e2e rate-limit test (Tests/e2e) can wait for the throttling window to end.
 print_env() {
     cat <<EOF
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
@@ -124,6 +151,9 @@ MESSAGING_ADMIN_PORT=${MESSAGING_ADMIN_PORT:-9102}
 MEDIA_ADMIN_PORT=${MEDIA_ADMIN_PORT:-9103}
 DELIVERY_ADMIN_PORT=${DELIVERY_ADMIN_PORT:-9104}
 MESSENGER_INFRA_SCRIPT=${MESSENGER_INFRA_SCRIPT:-$SELF}
+JWT_PRIVATE_KEY_FILE=${JWT_PRIVATE_KEY_FILE:-$JWT_KEY_DEFAULT}
+LOGIN_WINDOW_SECONDS=${LOGIN_WINDOW_SECONDS:-5}
+GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:${PORT:-5000}}
 EOF
 }
 
@@ -176,7 +206,7 @@ apt_install() {
 # Create .run/venv with the Python test clients (skipped when the stamp matches).
 install_venv() {
     local stamp="$VENV/.messenger-stamp" want
-    want="${PIP_PACKAGES[*]}"
+    want="r$VENV_REVISION ${PIP_PACKAGES[*]}"
     if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         say "python venv: up to date ($VENV)"
         return
@@ -508,6 +538,7 @@ cmd_start() {
     if [[ "$servers" == *" postgres "* ]]; then pg_start; fi
     if [[ "$servers" == *" redis "* ]]; then redis_start; fi
     if ((RABBIT_LAUNCHED)); then rabbit_wait; fi
+    ensure_jwt_key
     write_env_file
 }
 
@@ -539,7 +570,7 @@ cmd_status() {
 }
 
 # Print usage.
-usage() { sed -n '2,15p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 main() {
     local cmd="${1:-}"
@@ -549,7 +580,7 @@ main() {
         start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
         status) cmd_status "$@" ;;
-        env) print_env ;;
+        env) ensure_jwt_key && print_env ;;
         rabbitmq-stop-app) cmd_rabbit_stop_app ;;
         rabbitmq-start-app) cmd_rabbit_start_app ;;
         redis-restart) cmd_redis_restart ;;
