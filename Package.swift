@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "foundation-bench", targets: ["FoundationBench"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
@@ -22,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
     ],
     targets: [
         // MARK: System libraries (only the Shared layer imports these)
@@ -88,6 +92,15 @@ let package = Package(
             path: "Shared/Postgres"
         ),
         .target(
+            name: "MessengerTokens",
+            dependencies: [
+                "MessengerContracts",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Shared/Tokens"
+        ),
+        .target(
             name: "MessengerServiceKit",
             dependencies: [
                 "MessengerAMQP",
@@ -108,7 +121,14 @@ let package = Package(
         // MARK: Services
         .executableTarget(
             name: "AuthService",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: [
+                "MessengerServiceKit",
+                "MessengerTokens",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Services/auth"
         ),
         .executableTarget(
@@ -120,9 +140,12 @@ let package = Package(
             name: "SocketGateway",
             dependencies: [
                 "MessengerServiceKit",
+                "MessengerTokens",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "Services/socket-gateway"
+            path: "Services/socket-gateway",
+            resources: [.copy("Resources/openapi.json")]
         ),
         .executableTarget(
             name: "MediaService",
@@ -155,7 +178,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["MessengerServiceKit", "TestSupport"],
+            dependencies: [
+                "MessengerServiceKit", "MessengerTokens", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Tests/SharedTests"
         ),
         .testTarget(

@@ -1,10 +1,58 @@
+import Foundation
+import MessengerAMQP
+import MessengerContracts
 import MessengerServiceKit
+import MessengerTokens
 import ServiceLifecycle
 
-/// Wires the `auth` service: its schema, migrations and RPC handlers.
+/// Wires the `auth` service: its schema, signing key, and the account and token RPCs.
 func buildServices(context: ServiceContext) throws -> [any Service] {
-    let backend = try BackendService(
+    var backend = try BackendService(
         service: .auth, schema: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101,
         migrations: AuthMigrations.all, context: context)
-    return backend.services()
+    let settings = try AuthSettings(environment: context.environment)
+    let authenticator = Deferred<Authenticator>()
+    let database = backend.database
+    let logger = backend.logger
+    let amqp = backend.amqp
+    backend.topology = backend.topology.merged(with: AMQPTopology(exchanges: [.init(ExchangeName.events, kind: .topic)]))
+
+    backend.router.on(AuthMessage.register, RegisterRequest.self) { request, _ in try await authenticator.get().register(request)
+    }
+    backend.router.on(AuthMessage.login, LoginRequest.self) { request, _ in try await authenticator.get().login(request) }
+    backend.router.on(AuthMessage.refresh, RefreshTokenRequest.self) { request, _ in
+        try await authenticator.get().refresh(request)
+    }
+    backend.router.on(AuthMessage.logout, RefreshTokenRequest.self) { request, _ in try await authenticator.get().logout(request)
+    }
+    backend.router.on(AuthMessage.me, EmptyPayload.self) { _, context in try await authenticator.get().me(actor: context.actorID)
+    }
+    backend.router.on(AuthMessage.updateUser, UpdateUserRequest.self) { request, context in
+        try await authenticator.get().updateUser(request, actor: context.actorID)
+    }
+    backend.router.on(AuthMessage.searchUsers, SearchUsersRequest.self) { request, context in
+        try await authenticator.get().searchUsers(request, actor: context.actorID)
+    }
+    backend.router.on(AuthMessage.jwks, EmptyPayload.self) { _, _ in try authenticator.get().keySet }
+
+    return backend.services(prepare: {
+        let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
+        let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
+        let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
+        authenticator.set(
+            Authenticator(
+                users: PostgresUserRepository(client: database, logger: logger),
+                refreshTokens: RefreshTokenStore(client: database, lifetime: settings.refreshTokenLifetime, logger: logger),
+                throttle: LoginThrottle(client: database, limits: settings.throttle, logger: logger),
+                hasher: try await PasswordHasher(cost: settings.bcryptCost),
+                signer: await AccessTokenSigner(key: key, audience: settings.audience, lifetime: settings.accessTokenLifetime),
+                keySet: keySet))
+        // Gateways that started before this instance pick up its keys from this event.
+        try await amqp.publish(
+            AMQPMessage(
+                exchange: ExchangeName.events, routingKey: AuthMessage.keysChanged.rawValue,
+                body: try MessengerJSON.encode(Envelope(type: AuthMessage.keysChanged, data: keySet)),
+                properties: AMQPProperties(messageID: UUID.v7().uuidString, type: AuthMessage.keysChanged.rawValue)))
+        logger.info("signing key ready", metadata: ["kid": "\(key.kid)", "verification_keys": "\(keySet.keys.count)"])
+    })
 }

@@ -3,5 +3,70 @@ import MessengerServiceKit
 
 /// The `auth` schema's migrations, oldest first. Never edit a shipped one; append.
 enum AuthMigrations {
-    static let all: [Migration] = [.inbox]
+    static let all: [Migration] = [.inbox, users, refreshTokens, loginFailures, signingKeys]
+
+    static let users = Migration(
+        version: 2, name: "users",
+        statements: [
+            """
+            CREATE TABLE users (
+                id uuid PRIMARY KEY,
+                username text NOT NULL,
+                email text NOT NULL,
+                display_name text NOT NULL,
+                password_hash text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE UNIQUE INDEX users_username ON users (lower(username))",
+            "CREATE UNIQUE INDEX users_email ON users (lower(email))",
+            "CREATE INDEX users_username_prefix ON users (lower(username) text_pattern_ops)",
+            "CREATE INDEX users_display_name_prefix ON users (lower(display_name) text_pattern_ops)",
+        ])
+
+    static let refreshTokens = Migration(
+        version: 3, name: "refresh_tokens",
+        statements: [
+            """
+            CREATE TABLE refresh_tokens (
+                id uuid PRIMARY KEY,
+                family_id uuid NOT NULL,
+                user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                token_hash bytea NOT NULL UNIQUE,
+                replaces uuid REFERENCES refresh_tokens (id) ON DELETE SET NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                expires_at timestamptz NOT NULL,
+                spent_at timestamptz,
+                revoked_at timestamptz
+            )
+            """,
+            "CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id)",
+            "CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id) WHERE revoked_at IS NULL",
+        ])
+
+    static let loginFailures = Migration(
+        version: 4, name: "login_failures",
+        statements: [
+            """
+            CREATE TABLE login_failures (
+                key text PRIMARY KEY,
+                failures integer NOT NULL,
+                window_started_at timestamptz NOT NULL
+            )
+            """
+        ])
+
+    /// The generated signing key when none is configured (one row; replicas share it).
+    static let signingKeys = Migration(
+        version: 5, name: "signing_keys",
+        statements: [
+            """
+            CREATE TABLE signing_keys (
+                kid text PRIMARY KEY,
+                private_key bytea NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        ])
 }

@@ -4,8 +4,8 @@ import MessengerRedis
 import MessengerServiceKit
 import ServiceLifecycle
 
-/// Wires the gateway: broker connection and RPC client, Redis, the public HTTP server and the
-/// admin server.
+/// Wires the gateway: broker connection and RPC client, the verification keys, Redis, the
+/// public HTTP server (REST) and the admin server.
 func buildServices(context: ServiceContext) throws -> [any Service] {
     let settings = try GatewaySettings(environment: context.environment)
     var logger = context.logger
@@ -15,19 +15,23 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let rpc = RPCClient(
         connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
     let redis = RedisClient(configuration: settings.redis, logger: logger)
+    let keys = KeySetCache(audience: settings.audience, rpc: rpc, logger: logger)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis)]
 
     let startup = ServiceStartup(
         ready: ready, logger: logger,
         readyMessage: "socket-gateway ready; listening on http://\(settings.host):\(settings.port)",
-        steps: {},
-        workers: [rpc])
+        steps: { try await keys.refresh() },
+        workers: [KeyChangeListener(amqp: amqp, cache: keys, instanceID: settings.service.instanceID, logger: logger)])
 
-    let publicRouter = Router()
-    HealthController(checks: checks).addRoutes(to: publicRouter)
+    let router = Router(context: GatewayRequestContext.self)
+    router.add(middleware: ErrorShapeMiddleware())
+    AdminServer.addHealthRoutes(to: router, checks: checks)
+    UserController(rpc: rpc, keys: keys, trustProxy: settings.trustProxy).addRoutes(to: router)
+    try OpenAPIController().addRoutes(to: router)
     let publicServer = Application(
-        router: publicRouter, configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
+        router: router, configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
 
     let admin = AdminServer.make(
         host: settings.service.adminHost, port: settings.service.adminPort, checks: checks, registry: context.registry,
@@ -35,5 +39,5 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     ) { router in
         PingController(rpc: rpc).addRoutes(to: router)
     }
-    return [amqp, redis, startup, publicServer, admin]
+    return [amqp, redis, rpc, startup, publicServer, admin]
 }

@@ -59,10 +59,10 @@ public final class RPCClient: Service, Sendable {
     /// comes back as the thrown ``ServiceError``.
     public func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(
         _ type: MessageType, to service: ServiceName, payload: Payload, replyAs: Reply.Type = Reply.self,
-        correlationID: String? = nil, timeout: Duration? = nil
+        correlationID: String? = nil, actor: UUID? = nil, timeout: Duration? = nil
     ) async throws -> Reply {
         let body = try await self.callRaw(
-            type, to: service, payload: payload, correlationID: correlationID, timeout: timeout)
+            type, to: service, payload: payload, correlationID: correlationID, actor: actor, timeout: timeout)
         let reply: RPCReply<Reply>
         do {
             reply = try MessengerJSON.decode(RPCReply<Reply>.self, from: body)
@@ -77,11 +77,11 @@ public final class RPCClient: Service, Sendable {
     /// (`{"ok":...}`) untouched, for passing it on to a client.
     public func callRaw<Payload: Encodable & Sendable>(
         _ type: MessageType, to service: ServiceName, payload: Payload, correlationID: String? = nil,
-        timeout: Duration? = nil
+        actor: UUID? = nil, timeout: Duration? = nil
     ) async throws -> Data {
         let timeout = timeout ?? self.defaultTimeout
         let id = UUID().uuidString
-        let envelope = Envelope(type: type, correlationId: correlationID, data: payload)
+        let envelope = Envelope(type: type, correlationId: correlationID, actorId: actor, data: payload)
         let message = AMQPMessage(
             exchange: ExchangeName.rpc,
             routingKey: service.rawValue,

@@ -11,6 +11,8 @@ public struct RPCContext: Sendable {
     public var messageID: UUID
     public var correlationID: String?
     public var occurredAt: Date
+    /// The authenticated caller, when the request is made on a user's behalf.
+    public var actorID: UUID?
     /// Carries `correlation_id` in its metadata.
     public var logger: Logger
 }
@@ -37,7 +39,8 @@ public struct RPCRouter: Sendable {
                 }
                 let context = RPCContext(
                     type: type, messageID: envelope.id, correlationID: envelope.correlationId,
-                    occurredAt: envelope.occurredAt, logger: logger)
+                    occurredAt: envelope.occurredAt, actorID: envelope.actorId, logger: logger
+                )
                 reply = .success(try await handler(envelope.data, context))
             } catch let error as ServiceError {
                 reply = .failure(error)

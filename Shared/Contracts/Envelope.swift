@@ -14,16 +14,20 @@ public struct Envelope<Payload: Sendable>: Sendable {
     /// Follows one client request across every service it touches.
     public var correlationId: String?
     public var occurredAt: Date
+    /// The authenticated user on whose behalf a request is made, as the gateway verified it
+    /// from the access token (never taken from a client's payload).
+    public var actorId: UUID?
     public var data: Payload
 
     public init(
-        type: MessageType, id: UUID = UUID(), correlationId: String? = nil, occurredAt: Date = Date(),
-        data: Payload
+        type: MessageType, id: UUID = .v7(), correlationId: String? = nil, occurredAt: Date = Date(),
+        actorId: UUID? = nil, data: Payload
     ) {
         self.type = type
         self.id = id
         self.correlationId = correlationId
         self.occurredAt = occurredAt
+        self.actorId = actorId
         self.data = data
     }
 }
@@ -34,6 +38,7 @@ public struct EnvelopeHeader: Codable, Sendable {
     public var id: UUID
     public var correlationId: String?
     public var occurredAt: Date
+    public var actorId: UUID?
 }
 
 extension Envelope: Encodable where Payload: Encodable {}

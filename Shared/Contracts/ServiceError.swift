@@ -3,10 +3,13 @@
 public struct ServiceError: Error, Codable, Hashable, Sendable, CustomStringConvertible {
     public var code: ErrorCode
     public var message: String
+    /// Seconds to wait before trying again (`rate_limited`); REST sends it as `Retry-After`.
+    public var retryAfter: Int?
 
-    public init(_ code: ErrorCode, _ message: String) {
+    public init(_ code: ErrorCode, _ message: String, retryAfter: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public static func invalidArgument(_ message: String) -> ServiceError { .init(.invalidArgument, message) }
@@ -15,6 +18,9 @@ public struct ServiceError: Error, Codable, Hashable, Sendable, CustomStringConv
     public static func notFound(_ message: String = "not found") -> ServiceError { .init(.notFound, message) }
     public static func conflict(_ message: String) -> ServiceError { .init(.conflict, message) }
     public static func unavailable(_ message: String) -> ServiceError { .init(.unavailable, message) }
+    public static func rateLimited(_ message: String, retryAfter: Int) -> ServiceError {
+        .init(.rateLimited, message, retryAfter: retryAfter)
+    }
     public static func `internal`(_ message: String = "internal error") -> ServiceError { .init(.internal, message) }
 
     public var description: String { "\(self.code): \(self.message)" }

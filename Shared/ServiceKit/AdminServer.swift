@@ -20,7 +20,7 @@ public enum AdminServer {
     }
 
     /// Adds `/healthz` and `/readyz` to `router`.
-    public static func addHealthRoutes(to router: Routes, checks: [ReadinessCheck]) {
+    public static func addHealthRoutes<Context: RequestContext>(to router: Router<Context>, checks: [ReadinessCheck]) {
         router.get("/healthz") { _, _ in
             Self.json(.ok, ["status": "ok"])
         }

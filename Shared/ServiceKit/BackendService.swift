@@ -47,8 +47,11 @@ public struct BackendService {
         self.router.addPing(service: service, instanceID: self.settings.instanceID)
     }
 
-    /// The services to run, in start order.
-    public func services(workers extraWorkers: [any Service] = []) -> [any Service] {
+    /// The services to run, in start order. `prepare` runs after migrations and topology, before
+    /// the RPC server takes requests (load keys, warm caches).
+    public func services(
+        workers extraWorkers: [any Service] = [], prepare: @escaping @Sendable () async throws -> Void = {}
+    ) -> [any Service] {
         let ready = ReadyFlag()
         let migrator = DatabaseMigrator(
             client: self.database, schema: self.schema, migrations: self.migrations, logger: self.logger)
@@ -62,6 +65,7 @@ public struct BackendService {
             steps: {
                 try await migrator.run()
                 try await amqp.declare(topology)
+                try await prepare()
             },
             workers: [rpcServer] + extraWorkers)
         let admin = AdminServer.make(

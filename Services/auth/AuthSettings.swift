@@ -1,0 +1,59 @@
+import Foundation
+import MessengerServiceKit
+import MessengerTokens
+
+/// The auth service's own settings (see docs/auth.md), read once at start.
+struct AuthSettings: Sendable {
+    /// Where the signing key comes from, strongest first.
+    enum KeySource: Sendable {
+        case pem(String)
+        case secret(String)
+        case generated
+    }
+
+    var keySource: KeySource
+    /// Older public keys (PEM) still accepted during a rotation.
+    var previousPublicKeys: [String]
+    var audience: TokenAudience
+    var accessTokenLifetime: Duration
+    var refreshTokenLifetime: Duration
+    var bcryptCost: UInt8
+    var throttle: LoginThrottle.Limits
+
+    init(environment: ServiceEnvironment) throws {
+        if let path = environment.optional("JWT_PRIVATE_KEY_FILE") {
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError(variable: "JWT_PRIVATE_KEY_FILE", problem: "cannot be read: \(path)")
+            }
+            self.keySource = .pem(pem)
+        } else if let pem = environment.optional("JWT_PRIVATE_KEY") {
+            self.keySource = .pem(pem.replacingOccurrences(of: "\\n", with: "\n"))
+        } else if let secret = environment.optional("JWT_SECRET") {
+            self.keySource = .secret(secret)
+        } else {
+            self.keySource = .generated
+        }
+        if let path = environment.optional("JWT_PREVIOUS_PUBLIC_KEYS_FILE") {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError(variable: "JWT_PREVIOUS_PUBLIC_KEYS_FILE", problem: "cannot be read: \(path)")
+            }
+            self.previousPublicKeys = text.components(separatedBy: "-----END PUBLIC KEY-----")
+                .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+                .filter { !$0.isEmpty }
+                .map { $0 + "\n-----END PUBLIC KEY-----\n" }
+        } else {
+            self.previousPublicKeys = []
+        }
+        self.audience = TokenAudience(
+            issuer: environment.string("JWT_ISSUER", default: "messenger-auth"),
+            audience: environment.string("JWT_AUDIENCE", default: "messenger"))
+        self.accessTokenLifetime = .seconds(try environment.int("JWT_ACCESS_TTL_SECONDS", default: 900, in: 30...86_400))
+        self.refreshTokenLifetime = .seconds(
+            try environment.int("JWT_REFRESH_TTL_SECONDS", default: 30 * 86_400, in: 60...365 * 86_400))
+        self.bcryptCost = UInt8(try environment.int("BCRYPT_COST", default: 12, in: 4...16))
+        self.throttle = LoginThrottle.Limits(
+            perLogin: try environment.int("LOGIN_MAX_FAILURES", default: 5, in: 1...1000),
+            perAddress: try environment.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default: 20, in: 1...100_000),
+            window: .seconds(try environment.int("LOGIN_WINDOW_SECONDS", default: 300, in: 1...86_400)))
+    }
+}

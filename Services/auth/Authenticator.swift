@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerTokens
+
+/// What the auth service does: accounts, logins, token rotation. Each method is one RPC.
+struct Authenticator: Sendable {
+    let users: any UserRepository
+    let refreshTokens: RefreshTokenStore
+    let throttle: LoginThrottle
+    let hasher: PasswordHasher
+    let signer: AccessTokenSigner
+    let keySet: JSONWebKeySet
+
+    private var expiresIn: Int { Int(self.signer.lifetime.components.seconds) }
+
+    func register(_ request: RegisterRequest) async throws -> UserEnvelope {
+        let username = try Validation.username(request.username)
+        let email = try Validation.email(request.email)
+        try Validation.password(request.password)
+        let displayName = try request.displayName.map(Validation.displayName) ?? username
+        let record = UserRecord(
+            id: .v7(), username: username, email: email, displayName: displayName,
+            passwordHash: try await self.hasher.hash(request.password), createdAt: Date())
+        try await self.users.create(record)
+        return UserEnvelope(user: record.resource(includingEmail: true))
+    }
+
+    /// The same answer, after the same bcrypt work, for an unknown login and a wrong password.
+    func login(_ request: LoginRequest) async throws -> TokenPair {
+        let login = request.login.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        try await self.throttle.check(login: login, address: request.clientAddress)
+        let user = login.isEmpty ? nil : try await self.users.find(login: login)
+        let matches = try await self.hasher.verify(request.password, against: user?.passwordHash)
+        guard matches, let user else {
+            try await self.throttle.recordFailure(login: login, address: request.clientAddress)
+            throw ServiceError.unauthorized("invalid login or password")
+        }
+        try await self.throttle.recordSuccess(login: login)
+        let refreshToken = try await self.refreshTokens.issue(userID: user.id)
+        return try await self.tokenPair(for: user, refreshToken: refreshToken)
+    }
+
+    func refresh(_ request: RefreshTokenRequest) async throws -> TokenPair {
+        switch try await self.refreshTokens.rotate(request.refreshToken) {
+        case .rotated(let userID, let newToken):
+            guard let user = try await self.users.find(id: userID) else {
+                throw ServiceError.unauthorized("invalid refresh token")
+            }
+            return try await self.tokenPair(for: user, refreshToken: newToken)
+        case .reused, .invalid:
+            throw ServiceError.unauthorized("invalid refresh token")
+        }
+    }
+
+    func logout(_ request: RefreshTokenRequest) async throws -> EmptyPayload {
+        try await self.refreshTokens.revokeFamily(of: request.refreshToken)
+        return EmptyPayload()
+    }
+
+    func me(actor: UUID?) async throws -> UserEnvelope {
+        UserEnvelope(user: try await self.caller(actor).resource(includingEmail: true))
+    }
+
+    func updateUser(_ request: UpdateUserRequest, actor: UUID?) async throws -> UserEnvelope {
+        let caller = try await self.caller(actor)
+        guard request.userId.uuid == caller.id else { throw ServiceError.forbidden("you can only change your own account") }
+        let displayName = try request.displayName.map(Validation.displayName)
+        var updated = caller
+        if let password = request.password {
+            try Validation.password(password)
+            guard let current = request.currentPassword else {
+                throw ServiceError.forbidden("currentPassword is required to change the password")
+            }
+            guard try await self.hasher.verify(current, against: caller.passwordHash) else {
+                throw ServiceError.forbidden("currentPassword is wrong")
+            }
+            let hash = try await self.hasher.hash(password)
+            guard let record = try await self.users.updatePassword(id: caller.id, passwordHash: hash, displayName: displayName)
+            else {
+                throw ServiceError.unauthorized()
+            }
+            updated = record
+        } else if let displayName {
+            guard let record = try await self.users.updateDisplayName(id: caller.id, displayName: displayName) else {
+                throw ServiceError.unauthorized()
+            }
+            updated = record
+        }
+        return UserEnvelope(user: updated.resource(includingEmail: true))
+    }
+
+    func searchUsers(_ request: SearchUsersRequest, actor: UUID?) async throws -> UserList {
+        _ = try await self.caller(actor)
+        guard (1...50).contains(request.limit) else { throw ServiceError.invalidArgument("limit must be 1 to 50") }
+        let query = request.query.trimmingCharacters(in: .whitespacesAndNewlines)
+        let found = try await self.users.search(prefix: query, limit: request.limit)
+        return UserList(items: found.map { $0.resource(includingEmail: false) })
+    }
+
+    /// The authenticated caller; a token for a user that no longer exists is `unauthorized`.
+    private func caller(_ actor: UUID?) async throws -> UserRecord {
+        guard let actor, let user = try await self.users.find(id: actor) else { throw ServiceError.unauthorized() }
+        return user
+    }
+
+    private func tokenPair(for user: UserRecord, refreshToken: String) async throws -> TokenPair {
+        TokenPair(
+            accessToken: try await self.signer.sign(userID: user.id), refreshToken: refreshToken, expiresIn: self.expiresIn,
+            user: user.resource(includingEmail: true))
+    }
+}

@@ -1,0 +1,94 @@
+import Crypto
+import Foundation
+import Logging
+import MessengerContracts
+import PostgresNIO
+
+/// Rotating refresh tokens with reuse detection, stored only as SHA-256 hashes.
+struct RefreshTokenStore: Sendable {
+    let client: PostgresClient
+    let lifetime: Duration
+    let logger: Logger
+
+    /// What presenting a refresh token led to.
+    enum Rotation: Sendable {
+        /// Spent; a new token in the same family was issued for `userID`.
+        case rotated(userID: UUID, newToken: String)
+        /// Already spent: the whole family is now revoked.
+        case reused
+        /// Unknown, expired or revoked.
+        case invalid
+    }
+
+    /// A new random token (32 bytes, base64url) and its hash.
+    static func makeToken() -> (token: String, hash: Data) {
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        let token = bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return (token, Self.hash(token))
+    }
+
+    static func hash(_ token: String) -> Data {
+        Data(SHA256.hash(data: Data(token.utf8)))
+    }
+
+    /// Starts a new family for `userID` (at login) and returns its first token.
+    func issue(userID: UUID) async throws -> String {
+        let (token, hash) = Self.makeToken()
+        let expiresAt = Date().addingTimeInterval(Double(self.lifetime.components.seconds))
+        let id = UUID.v7()
+        try await self.client.query(
+            """
+            INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
+            VALUES (\(id), \(id), \(userID), \(hash), \(expiresAt))
+            """, logger: self.logger)
+        return token
+    }
+
+    /// Spends `token` and issues its successor, or revokes its family if it was spent before.
+    /// The row lock makes two concurrent refreshes with one token end as one rotation and one
+    /// reuse.
+    func rotate(_ token: String) async throws -> Rotation {
+        let hash = Self.hash(token)
+        let lifetime = self.lifetime
+        let logger = self.logger
+        return try await self.client.withTransaction(logger: logger) { connection -> Rotation in
+            let rows = try await connection.query(
+                """
+                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
+                FROM refresh_tokens WHERE token_hash = \(hash) FOR UPDATE
+                """, logger: logger)
+            var found: (UUID, UUID, UUID, Date, Bool, Bool)?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool).self) { found = row }
+            guard let (id, family, userID, expiresAt, spent, revoked) = found, !revoked, expiresAt > Date() else {
+                return .invalid
+            }
+            if spent {
+                try await connection.query(
+                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL",
+                    logger: logger)
+                logger.warning("refresh token reused: family revoked", metadata: ["user_id": "\(userID)"])
+                return .reused
+            }
+            let (newToken, newHash) = Self.makeToken()
+            let newExpiry = Date().addingTimeInterval(Double(lifetime.components.seconds))
+            try await connection.query("UPDATE refresh_tokens SET spent_at = now() WHERE id = \(id)", logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)
+                VALUES (\(UUID.v7()), \(family), \(userID), \(newHash), \(id), \(newExpiry))
+                """, logger: logger)
+            return .rotated(userID: userID, newToken: newToken)
+        }
+    }
+
+    /// Revokes the family `token` belongs to (logout). Unknown tokens are ignored.
+    func revokeFamily(of token: String) async throws {
+        let hash = Self.hash(token)
+        try await self.client.query(
+            """
+            UPDATE refresh_tokens SET revoked_at = now()
+            WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)) AND revoked_at IS NULL
+            """, logger: self.logger)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import MessengerContracts
+import PostgresNIO
+
+/// A stored user, password hash included. Never leaves the auth service as is.
+struct UserRecord: Sendable {
+    var id: UUID
+    var username: String
+    var email: String
+    var displayName: String
+    var passwordHash: String
+    var createdAt: Date
+
+    /// The contract's `User`; `email` only for the user themself.
+    func resource(includingEmail: Bool) -> User {
+        User(
+            id: EntityID(self.id), username: self.username, displayName: self.displayName, createdAt: self.createdAt,
+            email: includingEmail ? self.email : nil)
+    }
+}
+
+/// Users in auth's schema.
+protocol UserRepository: Sendable {
+    /// Throws `conflict` when the username or email is taken.
+    func create(_ user: UserRecord) async throws
+    /// By username or email, case-insensitively.
+    func find(login: String) async throws -> UserRecord?
+    func find(id: UUID) async throws -> UserRecord?
+    func updateDisplayName(id: UUID, displayName: String) async throws -> UserRecord?
+    /// Sets a new password hash and revokes every refresh token family of the user, atomically.
+    func updatePassword(id: UUID, passwordHash: String, displayName: String?) async throws -> UserRecord?
+    /// Users whose username or display name starts with `prefix` (case-insensitive).
+    func search(prefix: String, limit: Int) async throws -> [UserRecord]
+}
+
+struct PostgresUserRepository: UserRepository {
+    let client: PostgresClient
+    let logger: Logger
+
+    private static let columns = "id, username, email, display_name, password_hash, created_at"
+    private typealias Row = (UUID, String, String, String, String, Date)
+
+    private static func record(_ row: Row) -> UserRecord {
+        UserRecord(id: row.0, username: row.1, email: row.2, displayName: row.3, passwordHash: row.4, createdAt: row.5)
+    }
+
+    func create(_ user: UserRecord) async throws {
+        do {
+            try await self.client.query(
+                """
+                INSERT INTO users (id, username, email, display_name, password_hash, created_at, updated_at)
+                VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
+                """, logger: self.logger)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            let constraint = error.serverInfo?[.constraintName] ?? ""
+            throw ServiceError.conflict(constraint.contains("email") ? "email is already taken" : "username is already taken")
+        }
+    }
+
+    func find(login: String) async throws -> UserRecord? {
+        let normalized = login.lowercased()
+        let rows = try await self.client.query(
+            "SELECT \(unescaped: Self.columns) FROM users WHERE lower(username) = \(normalized) OR lower(email) = \(normalized) LIMIT 1",
+            logger: self.logger)
+        for try await row in rows.decode(Row.self) { return Self.record(row) }
+        return nil
+    }
+
+    func find(id: UUID) async throws -> UserRecord? {
+        let rows = try await self.client.query(
+            "SELECT \(unescaped: Self.columns) FROM users WHERE id = \(id)", logger: self.logger)
+        for try await row in rows.decode(Row.self) { return Self.record(row) }
+        return nil
+    }
+
+    func updateDisplayName(id: UUID, displayName: String) async throws -> UserRecord? {
+        let rows = try await self.client.query(
+            "UPDATE users SET display_name = \(displayName), updated_at = now() WHERE id = \(id) RETURNING \(unescaped: Self.columns)",
+            logger: self.logger)
+        for try await row in rows.decode(Row.self) { return Self.record(row) }
+        return nil
+    }
+
+    func updatePassword(id: UUID, passwordHash: String, displayName: String?) async throws -> UserRecord? {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            let rows = try await connection.query(
+                """
+                UPDATE users SET password_hash = \(passwordHash), display_name = coalesce(\(displayName), display_name),
+                    updated_at = now()
+                WHERE id = \(id) RETURNING \(unescaped: Self.columns)
+                """, logger: self.logger)
+            var updated: UserRecord?
+            for try await row in rows.decode(Row.self) { updated = Self.record(row) }
+            try await connection.query(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(id) AND revoked_at IS NULL", logger: self.logger)
+            return updated
+        }
+    }
+
+    func search(prefix: String, limit: Int) async throws -> [UserRecord] {
+        let pattern = Self.likePrefix(prefix.lowercased())
+        let rows = try await self.client.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM users
+            WHERE lower(username) LIKE \(pattern) ESCAPE '\\' OR lower(display_name) LIKE \(pattern) ESCAPE '\\'
+            ORDER BY lower(username) LIMIT \(limit)
+            """, logger: self.logger)
+        var users: [UserRecord] = []
+        for try await row in rows.decode(Row.self) { users.append(Self.record(row)) }
+        return users
+    }
+
+    /// `text%` with LIKE's wildcards in `text` escaped.
+    static func likePrefix(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_") + "%"
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import MessengerContracts
+
+/// The value rules of docs/auth.md; each failure is `invalid_argument` naming the field.
+enum Validation {
+    static func username(_ raw: String) throws -> String {
+        let username = raw.lowercased()
+        let allowed = username.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "."
+        }
+        guard allowed, (3...32).contains(username.unicodeScalars.count) else {
+            throw ServiceError.invalidArgument("username must be 3 to 32 characters of a-z, 0-9, '_' and '.'")
+        }
+        return username
+    }
+
+    static func email(_ raw: String) throws -> String {
+        let email = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        let valid =
+            email.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
+            && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".") && !email.contains(where: \.isWhitespace)
+        guard valid else { throw ServiceError.invalidArgument("email is not a valid address") }
+        return email
+    }
+
+    static func password(_ password: String, field: String = "password") throws {
+        guard (8...128).contains(password.unicodeScalars.count) else {
+            throw ServiceError.invalidArgument("\(field) must be 8 to 128 characters")
+        }
+    }
+
+    static func displayName(_ raw: String) throws -> String {
+        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...64).contains(name.count) else {
+            throw ServiceError.invalidArgument("displayName must be 1 to 64 characters")
+        }
+        return name
+    }
+}

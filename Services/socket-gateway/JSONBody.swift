@@ -1,0 +1,30 @@
+import Foundation
+import Hummingbird
+import MessengerContracts
+
+/// JSON in and out of REST handlers with the shared coding.
+enum JSONBody {
+    /// The largest request body the REST routes read.
+    static let limit = 64 * 1024
+
+    /// Decodes the body; not JSON or the wrong types are 400, too large is 413.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let buffer = try await request.body.collect(upTo: Self.limit)
+        do {
+            return try MessengerJSON.decode(type, from: Data(buffer: buffer))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw RESTError.malformed("the request body lacks '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw RESTError.malformed(
+                "the request body has a wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'")
+        } catch {
+            throw RESTError.malformed("the request body is not valid JSON")
+        }
+    }
+
+    static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: try MessengerJSON.encode(value))))
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Hummingbird
+import MessengerAMQP
+import MessengerContracts
+
+/// The REST routes for users and tokens (protocol.md section 2), each forwarded to the auth
+/// service as an RPC. The caller's id comes only from the verified bearer token.
+struct UserController {
+    let rpc: RPCClient
+    let keys: KeySetCache
+    /// Whether `X-Forwarded-For` names the client (behind a trusted proxy only).
+    let trustProxy: Bool
+
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        let api = router.group("api")
+        api.post("users") { request, context in
+            let body = try await JSONBody.decode(RegisterRequest.self, from: request)
+            let reply = try await self.call(AuthMessage.register, body, UserEnvelope.self, request, context)
+            return try JSONBody.response(reply, status: .created)
+        }
+        api.post("login") { request, context in
+            var body = try await JSONBody.decode(LoginRequest.self, from: request)
+            body.clientAddress = self.clientAddress(request, context)
+            return try JSONBody.response(try await self.call(AuthMessage.login, body, TokenPair.self, request, context))
+        }
+        api.post("token/refresh") { request, context in
+            let body = try await JSONBody.decode(RefreshTokenRequest.self, from: request)
+            return try JSONBody.response(try await self.call(AuthMessage.refresh, body, TokenPair.self, request, context))
+        }
+        api.post("logout") { request, context in
+            let body = try await JSONBody.decode(RefreshTokenRequest.self, from: request)
+            _ = try await self.call(AuthMessage.logout, body, EmptyPayload.self, request, context)
+            return Response(status: .noContent)
+        }
+
+        let authenticated = api.group().add(middleware: BearerAuthMiddleware(keys: self.keys))
+        authenticated.get("users/me") { request, context in
+            try JSONBody.response(try await self.call(AuthMessage.me, EmptyPayload(), UserEnvelope.self, request, context))
+        }
+        authenticated.patch("users/:id") { request, context in
+            guard let id = context.parameters.get("id").flatMap(EntityID.init) else {
+                // Not a user id: no such user, and changing others is forbidden either way.
+                throw RESTError(.forbidden("you can only change your own account"))
+            }
+            struct Changes: Decodable {
+                var displayName: String?
+                var password: String?
+                var currentPassword: String?
+            }
+            let changes = try await JSONBody.decode(Changes.self, from: request)
+            let body = UpdateUserRequest(
+                userId: id, displayName: changes.displayName, password: changes.password, currentPassword: changes.currentPassword
+            )
+            return try JSONBody.response(try await self.call(AuthMessage.updateUser, body, UserEnvelope.self, request, context))
+        }
+        authenticated.get("users") { request, context in
+            let query = request.uri.queryParameters.get("query") ?? ""
+            let limitText = request.uri.queryParameters.get("limit")
+            guard let limit = limitText.map({ Int($0) }) ?? 20 else {
+                throw RESTError(.invalidArgument("limit must be an integer from 1 to 50"))
+            }
+            let body = SearchUsersRequest(query: query, limit: limit)
+            return try JSONBody.response(try await self.call(AuthMessage.searchUsers, body, UserList.self, request, context))
+        }
+
+        router.get(".well-known/jwks.json") { _, _ in
+            try JSONBody.response(self.keys.verifier.keySet)
+        }
+    }
+
+    private func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(
+        _ type: MessageType, _ payload: Payload, _ reply: Reply.Type, _ request: Request, _ context: GatewayRequestContext
+    ) async throws -> Reply {
+        do {
+            return try await self.rpc.call(
+                type, to: .auth, payload: payload, replyAs: reply, correlationID: context.id, actor: context.userID)
+        } catch let error as ServiceError {
+            throw RESTError(error)
+        }
+    }
+
+    private func clientAddress(_ request: Request, _ context: GatewayRequestContext) -> String? {
+        if self.trustProxy, let forwarded = request.headers[.init("X-Forwarded-For")!] {
+            return forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        return context.remoteAddress?.ipAddress
+    }
+}

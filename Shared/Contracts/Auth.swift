@@ -1,0 +1,133 @@
+import Foundation
+
+/// The auth service's RPCs and events.
+public enum AuthMessage {
+    public static let register: MessageType = "auth.register.v1"
+    public static let login: MessageType = "auth.login.v1"
+    public static let refresh: MessageType = "auth.refresh.v1"
+    public static let logout: MessageType = "auth.logout.v1"
+    public static let me: MessageType = "auth.me.v1"
+    public static let updateUser: MessageType = "auth.update_user.v1"
+    public static let searchUsers: MessageType = "auth.search_users.v1"
+    public static let jwks: MessageType = "auth.jwks.v1"
+    /// Event: the set of verification keys changed (published on `messenger.events`).
+    public static let keysChanged: MessageType = "auth.keys_changed.v1"
+}
+
+/// The `User` resource of the client contract. `email` is only shown to the user themself.
+public struct User: Codable, Sendable, Hashable {
+    public var id: EntityID
+    public var username: String
+    public var displayName: String
+    public var createdAt: Date
+    public var email: String?
+
+    public init(id: EntityID, username: String, displayName: String, createdAt: Date, email: String?) {
+        self.id = id
+        self.username = username
+        self.displayName = displayName
+        self.createdAt = createdAt
+        self.email = email
+    }
+}
+
+/// `{user}`.
+public struct UserEnvelope: Codable, Sendable {
+    public var user: User
+    public init(user: User) { self.user = user }
+}
+
+/// `{items: [user]}`.
+public struct UserList: Codable, Sendable {
+    public var items: [User]
+    public init(items: [User]) { self.items = items }
+}
+
+/// `POST /api/users`.
+public struct RegisterRequest: Codable, Sendable {
+    public var username: String
+    public var email: String
+    public var password: String
+    public var displayName: String?
+}
+
+/// `POST /api/login`; the gateway adds the client's address for throttling.
+public struct LoginRequest: Codable, Sendable {
+    public var login: String
+    public var password: String
+    public var clientAddress: String?
+}
+
+/// `POST /api/token/refresh` and `POST /api/logout`.
+public struct RefreshTokenRequest: Codable, Sendable {
+    public var refreshToken: String
+}
+
+/// The answer to login and refresh.
+public struct TokenPair: Codable, Sendable {
+    public var accessToken: String
+    public var refreshToken: String
+    public var tokenType: String
+    /// Seconds until the access token expires.
+    public var expiresIn: Int
+    public var user: User
+
+    public init(accessToken: String, refreshToken: String, expiresIn: Int, user: User) {
+        self.accessToken = accessToken
+        self.refreshToken = refreshToken
+        self.tokenType = "Bearer"
+        self.expiresIn = expiresIn
+        self.user = user
+    }
+}
+
+/// `PATCH /api/users/:id`; `userId` comes from the path, the caller from the token.
+public struct UpdateUserRequest: Codable, Sendable {
+    public var userId: EntityID
+    public var displayName: String?
+    public var password: String?
+    public var currentPassword: String?
+
+    public init(userId: EntityID, displayName: String?, password: String?, currentPassword: String?) {
+        self.userId = userId
+        self.displayName = displayName
+        self.password = password
+        self.currentPassword = currentPassword
+    }
+}
+
+/// `GET /api/users?query=&limit=`.
+public struct SearchUsersRequest: Codable, Sendable {
+    public var query: String
+    public var limit: Int
+
+    public init(query: String, limit: Int) {
+        self.query = query
+        self.limit = limit
+    }
+}
+
+/// A JSON Web Key Set with public keys only.
+public struct JSONWebKeySet: Codable, Sendable, Hashable {
+    public var keys: [JSONWebKey]
+    public init(keys: [JSONWebKey]) { self.keys = keys }
+}
+
+/// One public Ed25519 key (`kty` OKP, `crv` Ed25519, `x` base64url of the raw key).
+public struct JSONWebKey: Codable, Sendable, Hashable {
+    public var kty: String
+    public var crv: String
+    public var x: String
+    public var kid: String
+    public var alg: String
+    public var use: String
+
+    public init(x: String, kid: String) {
+        self.kty = "OKP"
+        self.crv = "Ed25519"
+        self.x = x
+        self.kid = kid
+        self.alg = "EdDSA"
+        self.use = "sig"
+    }
+}

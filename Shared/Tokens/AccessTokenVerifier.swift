@@ -1,0 +1,88 @@
+import Crypto
+import Foundation
+import JWTKit
+import MessengerContracts
+import Synchronization
+
+/// Verifies access tokens locally against a cached JWKS, with no call per request.
+///
+/// Only `EdDSA` tokens whose `kid` is in the key set pass; `alg: none`, HS*, RS* and any other
+/// algorithm are refused before a key is even looked up, so a public key can never be used as an
+/// HMAC secret. Then the signature, expiry (no leeway), issuer and audience are checked.
+public final class AccessTokenVerifier: Sendable {
+    private let expected: TokenAudience
+    private let keys = Mutex<(collection: JWTKeyCollection, kids: Set<String>, set: JSONWebKeySet)>(
+        (JWTKeyCollection(), [], JSONWebKeySet(keys: [])))
+
+    public init(expected: TokenAudience) {
+        self.expected = expected
+    }
+
+    /// The public keys in use, as served at `/.well-known/jwks.json`.
+    public var keySet: JSONWebKeySet { self.keys.withLock { $0.set } }
+
+    /// Whether any key is loaded yet.
+    public var hasKeys: Bool { self.keys.withLock { !$0.kids.isEmpty } }
+
+    /// Replaces the verification keys.
+    public func update(_ set: JSONWebKeySet) async throws {
+        let collection = JWTKeyCollection()
+        var kids = Set<String>()
+        for key in set.keys where key.kty == "OKP" && key.crv == "Ed25519" && key.alg == "EdDSA" {
+            await collection.add(eddsa: try EdDSA.PublicKey(x: key.x, curve: .ed25519), kid: JWKIdentifier(string: key.kid))
+            kids.insert(key.kid)
+        }
+        self.keys.withLock { $0 = (collection, kids, set) }
+    }
+
+    /// Why a token was refused.
+    public enum Rejection: Error, Equatable, Sendable {
+        case malformed
+        case algorithm
+        case unknownKey(String)
+        case invalid
+    }
+
+    /// The user id of a valid token.
+    public func verify(_ token: String) async throws(Rejection) -> UUID {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerData = Base64URL.decode(parts[0]),
+            let header = try? JSONDecoder().decode(Header.self, from: headerData)
+        else { throw .malformed }
+        guard header.alg == "EdDSA" else { throw .algorithm }
+        guard let kid = header.kid else { throw .unknownKey("") }
+        let (collection, kids) = self.keys.withLock { ($0.collection, $0.kids) }
+        guard kids.contains(kid) else { throw .unknownKey(kid) }
+        let claims: AccessClaims
+        do {
+            claims = try await collection.verify(token, as: AccessClaims.self)
+        } catch {
+            throw .invalid
+        }
+        guard claims.iss.value == self.expected.issuer, claims.aud.value.contains(self.expected.audience),
+            let userID = UUID(uuidString: claims.sub.value)
+        else { throw .invalid }
+        return userID
+    }
+
+    private struct Header: Decodable {
+        var alg: String
+        var kid: String?
+    }
+}
+
+/// Base64url without padding (RFC 7515).
+public enum Base64URL {
+    public static func encode(_ data: some DataProtocol) -> String {
+        Data(data).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    public static func decode(_ text: some StringProtocol) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64)
+    }
+}

@@ -1,0 +1,81 @@
+import Crypto
+import Foundation
+import MessengerContracts
+import MessengerTokens
+import Testing
+
+@Suite("Access tokens")
+struct AccessTokenTests {
+    let key = SigningKey(Curve25519.Signing.PrivateKey())
+    let audience = TokenAudience(issuer: "messenger-auth", audience: "messenger")
+
+    func verifier() async throws -> AccessTokenVerifier {
+        let verifier = AccessTokenVerifier(expected: self.audience)
+        try await verifier.update(JSONWebKeySet(keys: [self.key.publicJWK]))
+        return verifier
+    }
+
+    func signer(audience: TokenAudience? = nil, lifetime: Duration = .seconds(900)) async -> AccessTokenSigner {
+        await AccessTokenSigner(key: self.key, audience: audience ?? self.audience, lifetime: lifetime)
+    }
+
+    @Test("a token signed with the current key verifies to its user")
+    func validToken() async throws {
+        let user = UUID()
+        let token = try await self.signer().sign(userID: user)
+        #expect(try await self.verifier().verify(token) == user)
+    }
+
+    @Test("alg none, HS256 with the public key, and unknown kids are refused before any key is used")
+    func algorithmAttacks() async throws {
+        let verifier = try await self.verifier()
+        let token = try await self.signer().sign(userID: UUID())
+        let payload = token.split(separator: ".")[1]
+        let none = Base64URL.encode(Data(#"{"alg":"none","typ":"JWT","kid":"\#(self.key.kid)"}"#.utf8)) + ".\(payload)."
+        await #expect(throws: AccessTokenVerifier.Rejection.algorithm) { try await verifier.verify(none) }
+
+        let hsHeader = Base64URL.encode(Data(#"{"alg":"HS256","typ":"JWT","kid":"\#(self.key.kid)"}"#.utf8))
+        let secret = SymmetricKey(data: self.key.privateKey.publicKey.rawRepresentation)
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(hsHeader).\(payload)".utf8), using: secret)
+        let hs256 = "\(hsHeader).\(payload).\(Base64URL.encode(Data(mac)))"
+        await #expect(throws: AccessTokenVerifier.Rejection.algorithm) { try await verifier.verify(hs256) }
+
+        let other = SigningKey(Curve25519.Signing.PrivateKey())
+        let foreign = try await AccessTokenSigner(key: other, audience: self.audience, lifetime: .seconds(900)).sign(
+            userID: UUID())
+        await #expect(throws: AccessTokenVerifier.Rejection.unknownKey(other.kid)) { try await verifier.verify(foreign) }
+    }
+
+    @Test("a tampered payload, a wrong audience or issuer, an expired token and garbage are refused")
+    func invalidTokens() async throws {
+        let verifier = try await self.verifier()
+        let token = try await self.signer().sign(userID: UUID())
+        let parts = token.split(separator: ".").map(String.init)
+        var claims = try #require(JSONSerialization.jsonObject(with: Base64URL.decode(parts[1])!) as? [String: Any])
+        claims["sub"] = UUID().uuidString.lowercased()
+        let tampered = "\(parts[0]).\(Base64URL.encode(try JSONSerialization.data(withJSONObject: claims))).\(parts[2])"
+        await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(tampered) }
+
+        let wrongAudience = try await self.signer(audience: TokenAudience(issuer: "messenger-auth", audience: "elsewhere"))
+            .sign(userID: UUID())
+        await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(wrongAudience) }
+        let wrongIssuer = try await self.signer(audience: TokenAudience(issuer: "someone", audience: "messenger"))
+            .sign(userID: UUID())
+        await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(wrongIssuer) }
+
+        let expired = try await self.signer(lifetime: .seconds(60)).sign(userID: UUID(), at: Date().addingTimeInterval(-120))
+        await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(expired) }
+
+        for garbage in ["", "abc", "a.b.c", "a.b", String(repeating: "x", count: 5000)] {
+            await #expect(throws: AccessTokenVerifier.Rejection.self) { try await verifier.verify(garbage) }
+        }
+    }
+
+    @Test("a key derived from JWT_SECRET is the same for every replica, and a PEM round-trips")
+    func keySources() throws {
+        #expect(SigningKey(derivedFrom: "s3cret").kid == SigningKey(derivedFrom: "s3cret").kid)
+        #expect(SigningKey(derivedFrom: "s3cret").kid != SigningKey(derivedFrom: "other").kid)
+        let pem = self.key.privateKey.pemRepresentation
+        #expect(try SigningKey(pem: pem).kid == self.key.kid)
+    }
+}
