@@ -48,9 +48,9 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /src/.run/venv \
     && /src/.run/venv/bin/pip install --quiet --disable-pip-version-check \
-        "python-socketio[client]" websocket-client requests redis msgpack
+        "python-socketio[client]" websocket-client requests redis msgpack pytest cryptography
 ENV PATH=/src/.run/venv/bin:$PATH
-CMD ["sh", "-c", "swift build --build-tests && swift test --skip-build --skip FaultTests"]
+CMD ["sh", "-c", "swift build --build-tests && swift test --skip-build --skip FaultTests && python -m pytest Tests/e2e -q -ra"]
 
 # ---- runtime: the C libraries the services link, curl for health checks
 FROM debian:bookworm-slim AS runtime

@@ -6,10 +6,10 @@ SHELL := /bin/bash
 
 FORMAT_PATHS := Package.swift Shared Services Tests
 
-.PHONY: help up down logs build test bench fmt compose-check
+.PHONY: help up down logs build test e2e bench bench-auth fmt compose-check
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 up: ## Install and start the servers, build (debug), start the five services
 	scripts/infra.sh install
@@ -30,9 +30,21 @@ build: ## swift build (debug)
 test: ## Full test run (scripts/test.sh): servers, services, tests, fault tests, compose check
 	scripts/test.sh
 
-bench: ## Build and run the benchmark (release)
+e2e: ## Only the REST end-to-end tests (pytest Tests/e2e) against the running services (make up first)
+	@[[ -f .run/local.env ]] || { echo "no .run/local.env: run make up first" >&2; exit 1; }
+	@while IFS= read -r line; do \
+	    key="$${line%%=*}"; \
+	    if [[ "$$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$$ && -z "$${!key+x}" ]]; then export "$$line"; fi; \
+	done < .run/local.env; \
+	exec .run/venv/bin/python -m pytest Tests/e2e -q -ra -p no:cacheprovider
+
+bench: ## Build and run the foundation benchmark (release; servers from make up)
 	swift build -c release --product foundation-bench
 	.build/release/foundation-bench
+
+bench-auth: ## Login, refresh and token verification through the running gateway (make up first)
+	swift build -c release --product auth-bench
+	.build/release/auth-bench
 
 fmt: ## Format the Swift sources in place
 	swift format --in-place --recursive $(FORMAT_PATHS)

@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "media", targets: ["MediaService"]),
         .executable(name: "delivery", targets: ["DeliveryService"]),
         .executable(name: "foundation-bench", targets: ["FoundationBench"]),
+        .executable(name: "auth-bench", targets: ["AuthBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -168,6 +169,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/Benchmarks/FoundationBench"
+        ),
+
+        .executableTarget(
+            name: "AuthBench",
+            dependencies: [
+                "MessengerContracts",
+                "MessengerTokens",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/Benchmarks/AuthBench"
         ),
 
         // MARK: Tests

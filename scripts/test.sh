@@ -5,8 +5,9 @@
 #   2. swift build --build-tests
 #   3. start the services that are not running
 #   4. swift test --skip FaultTests
-#   5. swift test --filter FaultTests   (restarts RabbitMQ/Redis: runs alone, last)
-#   6. docker-compose -f compose.yaml config -q
+#   5. python -m pytest Tests/e2e       (REST end-to-end, against the running services)
+#   6. swift test --filter FaultTests   (restarts RabbitMQ/Redis: runs alone, last)
+#   7. docker-compose -f compose.yaml config -q
 # On exit it stops only the servers and services it started itself. Every step
 # runs even after a failure (except those that need the build); the exit status
 # is the first failing step's.
@@ -65,13 +66,52 @@ swift_test() {
     swift test "$@" 2>&1 | tee "$log"
 }
 
+# Run the pytest end-to-end suite (Tests/e2e) with the venv's Python, keeping its output
+# in a log. Exit status 5 (no tests collected) is a failure like any other non-zero one.
+PYTEST_LOGS=()
+pytest_e2e() {
+    local log="$ROOT/.run/logs/pytest-e2e.log" python="$ROOT/.run/venv/bin/python" rc
+    mkdir -p "$ROOT/.run/logs"
+    PYTEST_LOGS+=("$log")
+    if [[ ! -x "$python" ]]; then
+        echo "pytest: $python is missing (scripts/infra.sh install creates it)" | tee "$log" >&2
+        return 1
+    fi
+    "$python" -m pytest Tests/e2e -q -ra -p no:cacheprovider 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    if ((rc == 5)); then echo "=== test.sh: pytest collected no tests" >&2; fi
+    return "$rc"
+}
+
+# Counts of pytest's closing line ("3 failed, 40 passed, 2 skipped, 1 error in 12.3s"), as
+# "passed failed" where failed includes errors; "0 0" when the log has no such line.
+pytest_counts() {
+    local line passed=0 failed=0 n word
+    line="$(grep -E '(^|[ =])[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?)(,| in )|(^|[ =])no tests ran in ' "$@" 2>/dev/null | tail -n 1 || true)"
+    while read -r n word; do
+        case "$word" in
+            passed) passed=$((passed + n)) ;;
+            failed | error | errors) failed=$((failed + n)) ;;
+        esac
+    done < <(grep -oE '[0-9]+ (passed|failed|errors?)\b' <<<"$line" || true)
+    echo "$passed $failed"
+}
+
 # Print "tests: N passed, N failed" counted from the per-test result lines of
-# XCTest ("Test Case '...' passed (") and Swift Testing ("Test x() passed after").
+# XCTest ("Test Case '...' passed (") and Swift Testing ("Test x() passed after"),
+# plus the closing line of each pytest run (its errors count as failed).
 summarize_tests() {
-    ((${#TEST_LOGS[@]})) || return 0
-    local passed failed
-    passed="$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -vE 'Test run with' | grep -cE "Test Case '.*' passed \(|Test .+ passed after [0-9.]+ seconds" || true)"
-    failed="$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -vE 'Test run with' | grep -cE "Test Case '.*' failed \(|Test .+ failed after [0-9.]+ seconds" || true)"
+    ((${#TEST_LOGS[@]} + ${#PYTEST_LOGS[@]})) || return 0
+    local passed=0 failed=0 log p f
+    if ((${#TEST_LOGS[@]})); then
+        passed="$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -vE 'Test run with' | grep -cE "Test Case '.*' passed \(|Test .+ passed after [0-9.]+ seconds" || true)"
+        failed="$(cat "${TEST_LOGS[@]}" 2>/dev/null | grep -vE 'Test run with' | grep -cE "Test Case '.*' failed \(|Test .+ failed after [0-9.]+ seconds" || true)"
+    fi
+    for log in "${PYTEST_LOGS[@]}"; do
+        read -r p f < <(pytest_counts "$log")
+        passed=$((passed + p))
+        failed=$((failed + f))
+    done
     if ((passed + failed > 0)); then echo "tests: $passed passed, $failed failed"; fi
 }
 
@@ -138,21 +178,25 @@ elif ((build_ok)); then
     skipped "start services" "servers did not start"
 fi
 
-# 4.-5. Tests, with the same environment as the services.
+# 4.-6. Tests, with the same environment as the services (GATEWAY_URL,
+# JWT_PRIVATE_KEY_FILE and LOGIN_WINDOW_SECONDS for the e2e suite come from it too).
 [[ ! -f "$ROOT/.run/local.env" ]] || load_env_file "$ROOT/.run/local.env"
 export PATH="$ROOT/.run/venv/bin:$PATH" # python3 = the venv with the test clients
 if ((build_ok)); then
     step "swift test --skip FaultTests" swift_test --skip-build --skip FaultTests
     if ((infra_ok)); then
+        step "pytest Tests/e2e" pytest_e2e
         step "swift test --filter FaultTests" swift_test --skip-build --filter FaultTests
     else
+        skipped "pytest Tests/e2e" "servers did not start"
         skipped "swift test --filter FaultTests" "servers did not start"
     fi
 else
     skipped "swift test" "the build failed"
+    skipped "pytest Tests/e2e" "the build failed"
 fi
 
-# 6. The compose file stays valid.
+# 7. The compose file stays valid.
 step "docker-compose config" docker-compose -f compose.yaml config -q
 
 exit "$FIRST_RC"

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import MessengerContracts
+import NIOCore
 
 /// A contract error as an HTTP response: the status for its code and the body
 /// `{"error": {"code", "message"}}`, with `Retry-After` when the error carries one.
@@ -72,6 +73,8 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
             case .unauthorized: throw RESTError(.unauthorized())
             default: throw RESTError(.init(.internal, "internal error"), status: error.status)
             }
+        } catch is NIOTooManyBytesError {
+            throw RESTError(.init(.payloadTooLarge, "the request body is too large"))
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
             throw RESTError(.internal())

@@ -1,0 +1,140 @@
+import Crypto
+import Foundation
+import Histogram
+import MessengerContracts
+import MessengerTokens
+import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Measures auth through the real gateway (login and refresh with bcrypt at the configured cost)
+/// and the gateway's local token verification. Needs `make up` running; run with
+/// `make bench-auth`.
+@main
+struct AuthBench {
+    static func main() async throws {
+        let base = ProcessInfo.processInfo.environment["GATEWAY_URL"] ?? "http://127.0.0.1:5000"
+        let callers = 8
+        line("auth-bench against \(base), \(callers) concurrent callers")
+
+        // 1. Token verification, in process, with the code the gateway runs.
+        let key = SigningKey(Curve25519.Signing.PrivateKey())
+        let audience = TokenAudience()
+        let verifier = AccessTokenVerifier(expected: audience)
+        try await verifier.update(JSONWebKeySet(keys: [key.publicJWK]))
+        let token = try await AccessTokenSigner(key: key, audience: audience, lifetime: .seconds(900)).sign(userID: UUID())
+        let verifications = 20_000
+        let verifyStart = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<2 {
+                group.addTask { for _ in 0..<(verifications / 2) { _ = try await verifier.verify(token) } }
+            }
+            try await group.waitForAll()
+        }
+        let verifyRate = Double(verifications) / (ContinuousClock.now - verifyStart).seconds
+        line("  token verification (2 tasks)            \(Int(verifyRate)) verifications/s")
+
+        // 2. Login and refresh through the gateway.
+        let user = "bench_\(UUID().uuidString.prefix(8).lowercased())"
+        let password = "bench password 1"
+        _ = try await post("\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password])
+        let logins = 64
+        let login = try await measure(count: logins, callers: callers) {
+            let (status, _) = try await post("\(base)/api/login", ["login": user, "password": password])
+            guard status == 200 else { throw BenchError.status(status) }
+        }
+        line(
+            "  login (bcrypt)                          \(format(login.rate)) logins/s, p50 \(format(login.p50)) ms, p99 \(format(login.p99)) ms"
+        )
+
+        // Every caller refreshes its own family in a chain (each refresh spends the previous token).
+        var tokens: [String] = []
+        for _ in 0..<callers {
+            let (_, body) = try await post("\(base)/api/login", ["login": user, "password": password])
+            tokens.append(try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
+        }
+        let chains = Chains(tokens)
+        let refreshes = 800
+        let refresh = try await measure(count: refreshes, callers: callers) { lane in
+            let (status, body) = try await post("\(base)/api/token/refresh", ["refreshToken": chains.take(lane)])
+            guard status == 200 else { throw BenchError.status(status) }
+            chains.put(lane, try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
+        }
+        line(
+            "  refresh (rotation)                      \(format(refresh.rate)) refreshes/s, p50 \(format(refresh.p50)) ms, p99 \(format(refresh.p99)) ms"
+        )
+    }
+
+    struct TokenReply: Decodable { var refreshToken: String }
+    enum BenchError: Error { case status(Int) }
+
+    struct Result {
+        var rate: Double
+        var p50: Double
+        var p99: Double
+    }
+
+    /// `count` calls spread over `callers` lanes, each lane one call at a time.
+    static func measure(count: Int, callers: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> Result {
+        let started = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+            for lane in 0..<callers {
+                group.addTask {
+                    var samples: [UInt64] = []
+                    var index = lane
+                    while index < count {
+                        let begin = ContinuousClock.now
+                        try await call(lane)
+                        let elapsed = ContinuousClock.now - begin
+                        samples.append(
+                            UInt64(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000))
+                        index += callers
+                    }
+                    return samples
+                }
+            }
+            var all: [UInt64] = []
+            for try await samples in group { all += samples }
+            return all
+        }
+        let elapsed = (ContinuousClock.now - started).seconds
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        for sample in latencies { _ = histogram.record(sample) }
+        return Result(
+            rate: Double(count) / elapsed, p50: Double(histogram.valueAtPercentile(50)) / 1000,
+            p99: Double(histogram.valueAtPercentile(99)) / 1000)
+    }
+
+    static func measure(count: Int, callers: Int, _ call: @escaping @Sendable () async throws -> Void) async throws -> Result {
+        try await measure(count: count, callers: callers) { (_: Int) in try await call() }
+    }
+
+    static func post(_ url: String, _ body: [String: String]) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = try JSONEncoder().encode(body)
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+}
+
+/// The newest refresh token of each lane's family.
+final class Chains: Sendable {
+    private let tokens: Mutex<[String]>
+    init(_ tokens: [String]) { self.tokens = Mutex(tokens) }
+    func take(_ lane: Int) -> String { self.tokens.withLock { $0[lane] } }
+    func put(_ lane: Int, _ token: String) { self.tokens.withLock { $0[lane] = token } }
+}
+
+func line(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+func format(_ value: Double) -> String { String(format: value >= 100 ? "%.0f" : "%.2f", value) }
+
+extension Duration {
+    var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
+}

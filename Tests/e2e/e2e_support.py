@@ -1,0 +1,184 @@
+"""Helpers shared by the e2e tests: the HTTP client, error-shape assertions, JWT pieces."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import uuid
+from typing import Any
+
+import requests
+
+GATEWAY_URL = os.environ.get("GATEWAY_URL", "http://127.0.0.1:5000").rstrip("/")
+TIMEOUT = float(os.environ.get("E2E_HTTP_TIMEOUT", "15"))
+
+JWT_ISSUER = os.environ.get("JWT_ISSUER", "messenger-auth")
+JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "messenger")
+
+ERROR_CODES = {
+    "invalid_argument",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "payload_too_large",
+    "rate_limited",
+    "unavailable",
+    "internal",
+}
+
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+USERNAME_RE = re.compile(r"^[a-z0-9_.]{3,32}$")
+BASE64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class Api:
+    """A thin `requests` wrapper bound to the gateway's base URL."""
+
+    def __init__(self, base_url: str = GATEWAY_URL) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        if json_body is not None:
+            data = json.dumps(json_body)
+            h.setdefault("Content-Type", "application/json")
+        return self.session.request(method, self.url(path), data=data, headers=h, params=params, timeout=TIMEOUT)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> requests.Response:
+        return self.request("POST", path, json_body=body, **kw)
+
+    def patch(self, path: str, body: Any = None, **kw: Any) -> requests.Response:
+        return self.request("PATCH", path, json_body=body, **kw)
+
+
+def describe(resp: requests.Response) -> str:
+    return f"{resp.request.method} {resp.request.url} -> {resp.status_code} {resp.text[:500]!r}"
+
+
+def assert_status(resp: requests.Response, status: int) -> None:
+    assert resp.status_code == status, f"expected {status}: {describe(resp)}"
+
+
+def assert_error(resp: requests.Response, status: int, code: str) -> str:
+    """Asserts an error response `{"error": {"code", "message"}}` with this status and code;
+    returns the message."""
+    assert code in ERROR_CODES
+    assert_status(resp, status)
+    assert resp.headers.get("Content-Type", "").startswith("application/json"), describe(resp)
+    body = resp.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), describe(resp)
+    err = body["error"]
+    assert err.get("code") == code, describe(resp)
+    assert isinstance(err.get("message"), str) and err["message"].strip(), describe(resp)
+    return err["message"]
+
+
+def assert_user_shape(user: Any, *, with_email: bool) -> None:
+    """A `User`: id (UUID), username, displayName, createdAt; email only when `with_email`."""
+    assert isinstance(user, dict), user
+    uuid.UUID(user["id"])
+    assert USERNAME_RE.match(user["username"]), user
+    assert isinstance(user["displayName"], str) and 1 <= len(user["displayName"]) <= 64, user
+    assert TIMESTAMP_RE.match(user["createdAt"]), user
+    if with_email:
+        assert isinstance(user.get("email"), str) and "@" in user["email"], user
+    else:
+        assert "email" not in user, user
+    for key in user:
+        assert "password" not in key.lower() and "hash" not in key.lower(), user
+
+
+def assert_token_pair(body: Any, user_id: str | None = None) -> None:
+    """The login / refresh response: accessToken, refreshToken, tokenType Bearer, expiresIn, user."""
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("accessToken"), str) and body["accessToken"].count(".") == 2, body
+    refresh = body.get("refreshToken")
+    assert isinstance(refresh, str) and len(refresh) >= 43 and BASE64URL_RE.match(refresh), body
+    assert body.get("tokenType") == "Bearer", body
+    expires_in = body.get("expiresIn")
+    assert isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in > 0, body
+    assert_user_shape(body.get("user"), with_email=True)
+    if user_id is not None:
+        assert body["user"]["id"] == user_id, body
+
+
+def unique_name(prefix: str = "e2e_") -> str:
+    """A fresh username matching ^[a-z0-9_.]{3,32}$."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+# --- JWT pieces ---------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url_json(obj: Any) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+
+
+def jwt_split(token: str) -> tuple[dict[str, Any], dict[str, Any], str, str, str]:
+    """(header, claims, header segment, claims segment, signature segment)."""
+    h, p, s = token.split(".")
+    return json.loads(b64url_decode(h)), json.loads(b64url_decode(p)), h, p, s
+
+
+# --- users --------------------------------------------------------------------------------------
+
+
+def do_register(
+    api: Api,
+    username: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    display_name: str | None = None,
+    **extra: Any,
+) -> tuple[dict[str, Any], str]:
+    """POST /api/users with fresh defaults; asserts 201 and the user's shape; (user, password)."""
+    username = username or unique_name()
+    email = email or f"{username.lower()}@e2e.example.com"
+    password = password or f"pw-{uuid.uuid4().hex[:16]}"
+    body: dict[str, Any] = {"username": username, "email": email, "password": password, **extra}
+    if display_name is not None:
+        body["displayName"] = display_name
+    resp = api.post("/api/users", body)
+    assert_status(resp, 201)
+    user = resp.json()["user"]
+    assert_user_shape(user, with_email=True)
+    return user, password
+
+
+def do_login(api: Api, login: str, password: str) -> dict[str, Any]:
+    """POST /api/login; asserts 200 and the token pair's shape; the body."""
+    resp = api.post("/api/login", {"login": login, "password": password})
+    assert_status(resp, 200)
+    body = resp.json()
+    assert_token_pair(body)
+    return body
