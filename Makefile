@@ -32,10 +32,7 @@ test: ## Full test run (scripts/test.sh): servers, services, tests, fault tests,
 
 e2e: ## Only the REST end-to-end tests (pytest Tests/e2e) against the running services (make up first)
 	@[[ -f .run/local.env ]] || { echo "no .run/local.env: run make up first" >&2; exit 1; }
-	@while IFS= read -r line; do \
-	    key="$${line%%=*}"; \
-	    if [[ "$$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$$ && -z "$${!key+x}" ]]; then export "$$line"; fi; \
-	done < .run/local.env; \
+	@source scripts/env.sh && load_env_file .run/local.env && \
 	exec .run/venv/bin/python -m pytest Tests/e2e -q -ra -p no:cacheprovider
 
 bench: ## Build and run the foundation benchmark (release; servers from make up)

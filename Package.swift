@@ -93,6 +93,11 @@ let package = Package(
             path: "Shared/Postgres"
         ),
         .target(
+            name: "SocketIOProtocol",
+            dependencies: [],
+            path: "Shared/SocketIO"
+        ),
+        .target(
             name: "MessengerTokens",
             dependencies: [
                 "MessengerContracts",
@@ -191,7 +196,7 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: [
-                "MessengerServiceKit", "MessengerTokens", "TestSupport",
+                "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/SharedTests"

@@ -28,15 +28,8 @@ say() { echo "services: $*" >&2; }
 # Print an error and exit.
 die() { echo "services: error: $*" >&2; exit 1; }
 
-# Export KEY=value lines of $1, keeping values the caller already set.
-load_env_file() {
-    local line key
-    while IFS= read -r line || [[ -n "$line" ]]; do
-        [[ "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)= ]] || continue
-        key="${BASH_REMATCH[1]}"
-        [[ -n "${!key+x}" ]] || export "${line?}"
-    done <"$1"
-}
+# shellcheck source=scripts/env.sh
+source "$ROOT/scripts/env.sh"
 
 # Name of the environment variable holding a service's admin port.
 admin_port_var() {

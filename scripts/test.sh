@@ -46,15 +46,8 @@ skipped() {
     ((FIRST_RC != 0)) || FIRST_RC=1
 }
 
-# Export KEY=value lines of $1, keeping values the caller already set.
-load_env_file() {
-    local line key
-    while IFS= read -r line || [[ -n "$line" ]]; do
-        [[ "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)= ]] || continue
-        key="${BASH_REMATCH[1]}"
-        [[ -n "${!key+x}" ]] || export "${line?}"
-    done <"$1"
-}
+# shellcheck source=scripts/env.sh
+source "$ROOT/scripts/env.sh"
 
 # Run `swift test` with the given arguments, keeping its output in a log.
 TEST_LOGS=()

@@ -16,20 +16,16 @@ import ThreadedIO
 /// confirms and closes. Put it before its users in a `ServiceGroup` so that it stops after them.
 public final class AMQPConnection: Service, Sendable {
     public let configuration: AMQPConfiguration
-    let mailbox = Mailbox<ConnectionCommand>()
-    let status = ConnectionStatus()
+    private let thread: HandleThread<ConnectionCommand>
+    private let status = ConnectionStatus()
     private let nextConsumerID = Atomic(1)
-    private let closed = Gate()
+    var mailbox: Mailbox<ConnectionCommand> { self.thread.mailbox }
 
     public init(configuration: AMQPConfiguration, logger: Logger) {
         self.configuration = configuration
-        let mailbox = self.mailbox
         let status = self.status
-        let closed = self.closed
-        HandleThread.start(name: "amqp-\(configuration.connectionName)") {
-            let driver = ConnectionDriver(configuration: configuration, mailbox: mailbox, status: status, logger: logger)
-            driver.run()
-            closed.open()
+        self.thread = HandleThread(name: "amqp-\(configuration.connectionName)", shutdownCommand: { .shutdown($0) }) {
+            ConnectionDriver(configuration: configuration, mailbox: $0, status: status, logger: logger).run()
         }
     }
 
@@ -45,11 +41,7 @@ public final class AMQPConnection: Service, Sendable {
     /// Waits up to a few seconds for outstanding confirms, closes the connection and ends the
     /// owning thread. Later operations fail with ``AMQPError/Code/shutdown``.
     public func close() async {
-        let promise = Promise<Void>()
-        if self.mailbox.send(.shutdown(promise)) {
-            try? await promise.value()
-        }
-        try? await self.closed.wait()
+        await self.thread.stop()
     }
 
     /// Declares exchanges, queues and bindings, now and after every reconnect. Returns once they

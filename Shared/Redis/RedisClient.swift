@@ -20,17 +20,14 @@ public final class RedisClient: Service, Sendable {
         case shutdown(Promise<Void>)
     }
 
-    private let mailbox = Mailbox<Command>()
+    private let thread: HandleThread<Command>
     private let status = RedisStatus()
-    private let closed = Gate()
+    private var mailbox: Mailbox<Command> { self.thread.mailbox }
 
     public init(configuration: RedisConfiguration, logger: Logger) {
-        let mailbox = self.mailbox
         let status = self.status
-        let closed = self.closed
-        HandleThread.start(name: "redis-commands") {
-            RedisCommandDriver(configuration: configuration, mailbox: mailbox, status: status, logger: logger).run()
-            closed.open()
+        self.thread = HandleThread(name: "redis-commands", shutdownCommand: { .shutdown($0) }) {
+            RedisCommandDriver(configuration: configuration, mailbox: $0, status: status, logger: logger).run()
         }
     }
 
@@ -45,11 +42,7 @@ public final class RedisClient: Service, Sendable {
 
     /// Closes the connection; later commands fail with `shutdown`.
     public func close() async {
-        let promise = Promise<Void>()
-        if self.mailbox.send(.shutdown(promise)) {
-            try? await promise.value()
-        }
-        try? await self.closed.wait()
+        await self.thread.stop()
     }
 
     /// Runs one command given as its arguments (binary-safe). An error reply throws

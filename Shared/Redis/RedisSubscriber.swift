@@ -30,24 +30,20 @@ public final class RedisSubscriber: Service, Sendable {
         case shutdown(Promise<Void>)
     }
 
-    private let mailbox = Mailbox<Command>()
+    private let thread: HandleThread<Command>
     private let status = RedisStatus()
-    private let closed = Gate()
+    private var mailbox: Mailbox<Command> { self.thread.mailbox }
     /// Every message, in arrival order. Iterate it once.
     public let messages: AsyncStream<RedisPubSubMessage>
 
     public init(configuration: RedisConfiguration, logger: Logger) {
         let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
         self.messages = stream
-        let mailbox = self.mailbox
         let status = self.status
-        let closed = self.closed
-        HandleThread.start(name: "redis-subscriber") {
-            RedisSubscriberDriver(
-                configuration: configuration, mailbox: mailbox, status: status, output: continuation, logger: logger
-            ).run()
+        self.thread = HandleThread(name: "redis-subscriber", shutdownCommand: { .shutdown($0) }) {
+            RedisSubscriberDriver(configuration: configuration, mailbox: $0, status: status, output: continuation, logger: logger)
+                .run()
             continuation.finish()
-            closed.open()
         }
     }
 
@@ -71,11 +67,7 @@ public final class RedisSubscriber: Service, Sendable {
 
     /// Closes the connection and ends `messages`.
     public func close() async {
-        let promise = Promise<Void>()
-        if self.mailbox.send(.shutdown(promise)) {
-            try? await promise.value()
-        }
-        try? await self.closed.wait()
+        await self.thread.stop()
     }
 }
 

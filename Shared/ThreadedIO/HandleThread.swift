@@ -1,16 +1,41 @@
 import Foundation
 
-/// Starts the one thread that owns a blocking C handle for its whole life.
+/// The one thread that owns a blocking C handle for its whole life, and the mailbox async
+/// callers reach it through.
 ///
-/// Blocking C libraries (librabbitmq-c, hiredis) must never run on Swift's cooperative pool or on
-/// a NIO event loop: each handle gets a thread of its own, and async callers talk to it through a
-/// ``Mailbox`` and continuations.
-public enum HandleThread {
-    /// Runs `body` on a new, named thread and returns at once.
-    public static func start(name: String, _ body: @escaping @Sendable () -> Void) {
-        let thread = Thread(block: body)
+/// Blocking C libraries (librabbitmq-c, hiredis) must never run on Swift's cooperative pool or
+/// on a NIO event loop: each handle gets a thread of its own, and callers talk to it through a
+/// ``Mailbox`` and ``Promise``s.
+public final class HandleThread<Command: Sendable>: Sendable {
+    public let mailbox = Mailbox<Command>()
+    private let ended = Gate()
+    private let shutdownCommand: @Sendable (Promise<Void>) -> Command
+
+    /// Starts `body` on a new, named thread. `body` owns the handle and returns when it has
+    /// handled the command `shutdownCommand` makes.
+    public init(
+        name: String, shutdownCommand: @escaping @Sendable (Promise<Void>) -> Command,
+        body: @escaping @Sendable (Mailbox<Command>) -> Void
+    ) {
+        self.shutdownCommand = shutdownCommand
+        let mailbox = self.mailbox
+        let ended = self.ended
+        let thread = Thread {
+            body(mailbox)
+            ended.open()
+        }
         thread.name = name
         thread.stackSize = 1 << 20
         thread.start()
+    }
+
+    /// Asks the owner to shut down and waits until its thread has ended. Safe to call more than
+    /// once, and concurrently.
+    public func stop() async {
+        let promise = Promise<Void>()
+        if self.mailbox.send(self.shutdownCommand(promise)) {
+            try? await promise.value()
+        }
+        try? await self.ended.wait()
     }
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import assert_error, assert_status
+from e2e_support import ERROR_CODES, assert_error, assert_status
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "Services" / "socket-gateway" / "Resources" / "openapi.json"
 DOC = json.loads(DOC_PATH.read_text(encoding="utf-8"))
@@ -57,17 +57,7 @@ def test_document_is_openapi_3_1():
     bearer = DOC["components"]["securitySchemes"]["bearerAuth"]
     assert (bearer["type"], bearer["scheme"], bearer["bearerFormat"]) == ("http", "bearer", "JWT")
     codes = set(DOC["components"]["schemas"]["ErrorCode"]["enum"])
-    assert codes == {
-        "invalid_argument",
-        "unauthorized",
-        "forbidden",
-        "not_found",
-        "conflict",
-        "payload_too_large",
-        "rate_limited",
-        "unavailable",
-        "internal",
-    }
+    assert codes == ERROR_CODES
 
 
 def test_documented_routes_are_exactly_the_gateway_routes():

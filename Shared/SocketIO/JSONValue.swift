@@ -1,0 +1,312 @@
+import Foundation
+
+/// Any JSON value, plus the binary blobs Socket.IO carries beside JSON as attachments.
+public indirect enum JSONValue: Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+    /// A binary attachment (`Buffer` / `ArrayBuffer` on the JavaScript side). Not JSON: the
+    /// Socket.IO encoder replaces it with a placeholder and sends the bytes apart.
+    case binary([UInt8])
+
+    /// Whether the value holds a binary attachment anywhere inside.
+    public var containsBinary: Bool {
+        switch self {
+        case .binary: true
+        case .array(let items): items.contains(where: \.containsBinary)
+        case .object(let members): members.values.contains(where: \.containsBinary)
+        default: false
+        }
+    }
+
+    public var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+}
+
+extension JSONValue {
+    /// Errors of JSON text parsing.
+    public struct ParseError: Error, Hashable, Sendable {
+        public var message: String
+    }
+
+    /// Parses JSON text (one value; UTF-8). Nesting deeper than `maximumDepth` is refused.
+    public static func parse(_ text: some StringProtocol, maximumDepth: Int = 64) throws -> JSONValue {
+        var parser = JSONTextParser(bytes: Array(text.utf8), maximumDepth: maximumDepth)
+        return try parser.parseDocument()
+    }
+
+    /// Compact JSON text. A `.binary` value is written as `null`: encode Socket.IO packets with
+    /// ``SocketIOPacket/encode()`` so binaries become attachments.
+    public var jsonText: String {
+        var output = ""
+        self.write(to: &output)
+        return output
+    }
+
+    func write(to output: inout String) {
+        switch self {
+        case .null, .binary: output += "null"
+        case .bool(let value): output += value ? "true" : "false"
+        case .number(let value): output += Self.format(value)
+        case .string(let value): Self.writeString(value, to: &output)
+        case .array(let items):
+            output += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { output += "," }
+                item.write(to: &output)
+            }
+            output += "]"
+        case .object(let members):
+            output += "{"
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { output += "," }
+                Self.writeString(key, to: &output)
+                output += ":"
+                members[key]!.write(to: &output)
+            }
+            output += "}"
+        }
+    }
+
+    static func format(_ value: Double) -> String {
+        guard value.isFinite else { return "null" }
+        if value == value.rounded(), abs(value) < 9_007_199_254_740_992 { return String(Int64(value)) }
+        return "\(value)"
+    }
+
+    static func writeString(_ value: String, to output: inout String) {
+        output += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": output += "\\\""
+            case "\\": output += "\\\\"
+            case "\n": output += "\\n"
+            case "\r": output += "\\r"
+            case "\t": output += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
+                output += String(format: "\\u%04x", scalar.value)
+            default: output.unicodeScalars.append(scalar)
+            }
+        }
+        output += "\""
+    }
+}
+
+/// A strict RFC 8259 parser over UTF-8 bytes with a depth limit, so hostile input can neither
+/// crash nor exhaust the stack.
+struct JSONTextParser {
+    let bytes: [UInt8]
+    let maximumDepth: Int
+    var index = 0
+
+    init(bytes: [UInt8], maximumDepth: Int) {
+        self.bytes = bytes
+        self.maximumDepth = maximumDepth
+    }
+
+    mutating func parseDocument() throws -> JSONValue {
+        let value = try self.parseValue(depth: 0)
+        self.skipWhitespace()
+        guard self.index == self.bytes.count else { throw self.error("trailing characters") }
+        return value
+    }
+
+    private func error(_ message: String) -> JSONValue.ParseError {
+        JSONValue.ParseError(message: "\(message) at offset \(self.index)")
+    }
+
+    private mutating func skipWhitespace() {
+        while self.index < self.bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(self.bytes[self.index]) { self.index += 1 }
+    }
+
+    private mutating func parseValue(depth: Int) throws -> JSONValue {
+        guard depth <= self.maximumDepth else { throw self.error("nesting too deep") }
+        self.skipWhitespace()
+        guard self.index < self.bytes.count else { throw self.error("unexpected end") }
+        switch self.bytes[self.index] {
+        case UInt8(ascii: "{"): return try self.parseObject(depth: depth)
+        case UInt8(ascii: "["): return try self.parseArray(depth: depth)
+        case UInt8(ascii: "\""): return .string(try self.parseString())
+        case UInt8(ascii: "t"): try self.expect("true"); return .bool(true)
+        case UInt8(ascii: "f"): try self.expect("false"); return .bool(false)
+        case UInt8(ascii: "n"): try self.expect("null"); return .null
+        default: return .number(try self.parseNumber())
+        }
+    }
+
+    private mutating func expect(_ literal: String) throws {
+        let expected = Array(literal.utf8)
+        guard self.index + expected.count <= self.bytes.count,
+            Array(self.bytes[self.index..<self.index + expected.count]) == expected
+        else { throw self.error("invalid literal") }
+        self.index += expected.count
+    }
+
+    private mutating func parseObject(depth: Int) throws -> JSONValue {
+        self.index += 1
+        var members: [String: JSONValue] = [:]
+        self.skipWhitespace()
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "}") {
+            self.index += 1
+            return .object(members)
+        }
+        while true {
+            self.skipWhitespace()
+            guard self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\"") else {
+                throw self.error("expected a key")
+            }
+            let key = try self.parseString()
+            self.skipWhitespace()
+            guard self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ":") else {
+                throw self.error("expected ':'")
+            }
+            self.index += 1
+            members[key] = try self.parseValue(depth: depth + 1)
+            self.skipWhitespace()
+            guard self.index < self.bytes.count else { throw self.error("unexpected end") }
+            if self.bytes[self.index] == UInt8(ascii: ",") {
+                self.index += 1
+                continue
+            }
+            guard self.bytes[self.index] == UInt8(ascii: "}") else { throw self.error("expected ',' or '}'") }
+            self.index += 1
+            return .object(members)
+        }
+    }
+
+    private mutating func parseArray(depth: Int) throws -> JSONValue {
+        self.index += 1
+        var items: [JSONValue] = []
+        self.skipWhitespace()
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "]") {
+            self.index += 1
+            return .array(items)
+        }
+        while true {
+            items.append(try self.parseValue(depth: depth + 1))
+            self.skipWhitespace()
+            guard self.index < self.bytes.count else { throw self.error("unexpected end") }
+            if self.bytes[self.index] == UInt8(ascii: ",") {
+                self.index += 1
+                continue
+            }
+            guard self.bytes[self.index] == UInt8(ascii: "]") else { throw self.error("expected ',' or ']'") }
+            self.index += 1
+            return .array(items)
+        }
+    }
+
+    private mutating func parseString() throws -> String {
+        self.index += 1
+        var scalars = String.UnicodeScalarView()
+        var start = self.index
+        var utf8Run: [UInt8] = []
+        func flush(_ parser: inout JSONTextParser) throws {
+            if start < parser.index {
+                utf8Run = Array(parser.bytes[start..<parser.index])
+                guard let text = String(validating: utf8Run, as: UTF8.self) else { throw parser.error("invalid UTF-8") }
+                scalars.append(contentsOf: text.unicodeScalars)
+            }
+        }
+        while true {
+            guard self.index < self.bytes.count else { throw self.error("unterminated string") }
+            let byte = self.bytes[self.index]
+            if byte == UInt8(ascii: "\"") {
+                try flush(&self)
+                self.index += 1
+                return String(scalars)
+            }
+            if byte < 0x20 { throw self.error("control character in string") }
+            if byte == UInt8(ascii: "\\") {
+                try flush(&self)
+                self.index += 1
+                guard self.index < self.bytes.count else { throw self.error("unterminated escape") }
+                let escape = self.bytes[self.index]
+                self.index += 1
+                switch escape {
+                case UInt8(ascii: "\""): scalars.append("\"")
+                case UInt8(ascii: "\\"): scalars.append("\\")
+                case UInt8(ascii: "/"): scalars.append("/")
+                case UInt8(ascii: "b"): scalars.append("\u{08}")
+                case UInt8(ascii: "f"): scalars.append("\u{0C}")
+                case UInt8(ascii: "n"): scalars.append("\n")
+                case UInt8(ascii: "r"): scalars.append("\r")
+                case UInt8(ascii: "t"): scalars.append("\t")
+                case UInt8(ascii: "u"):
+                    var code = try self.parseHex4()
+                    if (0xD800...0xDBFF).contains(code) {
+                        guard self.index + 1 < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
+                            self.bytes[self.index + 1] == UInt8(ascii: "u")
+                        else { throw self.error("lone surrogate") }
+                        self.index += 2
+                        let low = try self.parseHex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw self.error("lone surrogate") }
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let scalar = Unicode.Scalar(code) else { throw self.error("lone surrogate") }
+                    scalars.append(scalar)
+                default: throw self.error("invalid escape")
+                }
+                start = self.index
+                continue
+            }
+            self.index += 1
+        }
+    }
+
+    private mutating func parseHex4() throws -> UInt32 {
+        guard self.index + 4 <= self.bytes.count,
+            let value = UInt32(String(decoding: self.bytes[self.index..<self.index + 4], as: UTF8.self), radix: 16)
+        else { throw self.error("invalid \\u escape") }
+        self.index += 4
+        return value
+    }
+
+    private mutating func parseNumber() throws -> Double {
+        let start = self.index
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "-") { self.index += 1 }
+        let digitsStart = self.index
+        while self.index < self.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self.bytes[self.index]) {
+            self.index += 1
+        }
+        guard self.index > digitsStart else { throw self.error("invalid value") }
+        if self.bytes[digitsStart] == UInt8(ascii: "0"), self.index - digitsStart > 1 { throw self.error("leading zero") }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ".") {
+            self.index += 1
+            let fraction = self.index
+            while self.index < self.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self.bytes[self.index]) {
+                self.index += 1
+            }
+            guard self.index > fraction else { throw self.error("invalid number") }
+        }
+        if self.index < self.bytes.count,
+            self.bytes[self.index] == UInt8(ascii: "e") || self.bytes[self.index] == UInt8(ascii: "E")
+        {
+            self.index += 1
+            if self.index < self.bytes.count,
+                self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-")
+            {
+                self.index += 1
+            }
+            let exponent = self.index
+            while self.index < self.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self.bytes[self.index]) {
+                self.index += 1
+            }
+            guard self.index > exponent else { throw self.error("invalid number") }
+        }
+        guard let value = Double(String(decoding: self.bytes[start..<self.index], as: UTF8.self)) else {
+            throw self.error("invalid number")
+        }
+        return value
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import SocketIOProtocol
+import Testing
+
+@Suite("Engine.IO and Socket.IO packets")
+struct SocketIOCodecTests {
+    @Test("Engine.IO packets round-trip, and polling payloads split on the record separator")
+    func engineIO() throws {
+        let packets: [EngineIOPacket] = [
+            .open(#"{"sid":"x"}"#), .close, .ping("probe"), .pong(""), .message("2[\"a\"]"), .binary([1, 2, 255]), .upgrade,
+            .noop,
+        ]
+        for packet in packets { #expect(try EngineIOPacket.parse(packet.text) == packet) }
+        let body = EngineIOPacket.payload([.message("hello"), .binary([0, 1]), .ping("")])
+        #expect(body == "4hello\u{1e}bAAE=\u{1e}2")
+        #expect(try EngineIOPacket.parsePayload(body) == [.message("hello"), .binary([0, 1]), .ping("")])
+        #expect(throws: EngineIOProtocolError.self) { try EngineIOPacket.parse("9") }
+        #expect(throws: EngineIOProtocolError.self) { try EngineIOPacket.parse("") }
+        #expect(throws: EngineIOProtocolError.self) { try EngineIOPacket.parse("b!!!") }
+    }
+
+    @Test(
+        "Socket.IO packets decode as the protocol's examples show",
+        arguments: [
+            ("0", SocketIOPacket(kind: .connect)),
+            (
+                "0/admin,{\"token\":\"123\"}",
+                SocketIOPacket(kind: .connect, namespace: "/admin", data: .object(["token": .string("123")]))
+            ),
+            ("1/admin,", SocketIOPacket(kind: .disconnect, namespace: "/admin")),
+            ("2[\"foo\"]", SocketIOPacket.event("foo", [])),
+            (
+                "2/admin,12[\"bar\",1,true]",
+                SocketIOPacket.event("bar", [.number(1), .bool(true)], namespace: "/admin", ackID: 12)
+            ),
+            ("3/admin,13[\"bar\"]", SocketIOPacket.ack(13, [.string("bar")], namespace: "/admin")),
+            (
+                "4{\"message\":\"Not authorized\"}",
+                SocketIOPacket(kind: .connectError, data: .object(["message": .string("Not authorized")]))
+            ),
+        ])
+    func decode(text: String, expected: SocketIOPacket) throws {
+        var decoder = SocketIODecoder()
+        #expect(try decoder.receive(text: text) == expected)
+        #expect(expected.encode().text == text)
+    }
+
+    @Test("binary arguments travel as attachments and are put back in place")
+    func binaryRoundTrip() throws {
+        let packet = SocketIOPacket.event(
+            "upload", [.object(["file": .binary([1, 2, 3]), "name": .string("a.png")]), .binary([9])], ackID: 4)
+        let (text, attachments) = packet.encode()
+        #expect(text.hasPrefix("52-4[\"upload\""))
+        #expect(attachments == [[1, 2, 3], [9]])
+        var decoder = SocketIODecoder()
+        #expect(try decoder.receive(text: text) == nil)
+        #expect(try decoder.receive(binary: attachments[0]) == nil)
+        let decoded = try #require(try decoder.receive(binary: attachments[1]))
+        #expect(decoded.kind == .binaryEvent)
+        #expect(decoded.data == packet.data)
+        #expect(decoded.event?.name == "upload")
+    }
+
+    @Test(
+        "malformed packets are refused, never crash",
+        arguments: [
+            "", "9", "2", "2{\"a\":1}", "2[1]", "2[\"a\"", "3[\"x\"]", "1{\"a\":1}", "4[1]", "0[1]", "5-[\"a\"]", "599-[\"a\"]",
+            "51-[\"a\",{\"_placeholder\":true,\"num\":7}]", "2999999999999999999[\"a\"]", "2[\"\\ud800\"]",
+            String(repeating: "[", count: 500) + "\"x\"" + String(repeating: "]", count: 500),
+        ])
+    func malformed(text: String) throws {
+        var decoder = SocketIODecoder()
+        do {
+            if try decoder.receive(text: text) == nil {
+                // A binary packet: its attachment must not make it valid.
+                #expect(throws: SocketIOProtocolError.self) { try decoder.receive(binary: [1]) }
+            } else {
+                Issue.record("accepted \(text)")
+            }
+        } catch {
+            // Refused with a SocketIOProtocolError (the decoder's typed throws guarantee the type).
+        }
+    }
+
+    @Test("JSON text round-trips strings with escapes, surrogate pairs and numbers")
+    func json() throws {
+        let text = #"{"a":[1,-2.5,1e3,true,null],"b":"q\"\\\/\n\u00e9\ud83d\ude00"}"#
+        let value = try JSONValue.parse(text)
+        #expect(value["b"] == .string("q\"\\/\né😀"))
+        #expect(try JSONValue.parse(value.jsonText) == value)
+        #expect(value.jsonText == #"{"a":[1,-2.5,1000,true,null],"b":"q\"\\/\né😀"}"#)
+        for bad in ["01", "1.", "-", "\"\u{01}\"", "[1,]", "{\"a\"}", "tru", "\"\\x\""] {
+            #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(bad) }
+        }
+    }
+}
+
+@Suite("MessagePack")
+struct MessagePackTests {
+    @Test("values round-trip in their smallest encodings")
+    func roundTrip() throws {
+        let values: [MessagePackValue] = [
+            .nil, .bool(true), .uint(0), .uint(127), .uint(128), .uint(70_000), .uint(UInt64.max), .int(-1), .int(-33),
+            .int(-200),
+            .int(-40_000), .int(Int64.min), .double(1.5), .float(2.5), .string(""), .string(String(repeating: "é", count: 40)),
+            .binary([0, 255]), .binary([UInt8](repeating: 7, count: 70_000)), .array((0..<20).map { .uint(UInt64($0)) }),
+            .map([MessagePackPair(.string("rooms"), .array([.string("user:1")])), MessagePackPair(.string("flags"), .map([]))]),
+            .ext(type: 5, data: [1, 2, 3]),
+        ]
+        for value in values { #expect(try MessagePackValue.decode(value.encoded()) == value) }
+        #expect(MessagePackValue.uint(127).encoded() == [0x7F])
+        #expect(MessagePackValue.int(-1).encoded() == [0xFF])
+        #expect(MessagePackValue.string("a").encoded() == [0xA1, 0x61])
+    }
+
+    @Test("dates use the Timestamp extension exactly as notepack writes them")
+    func timestamps() throws {
+        let date = try #require(ISO8601DateFormatter().date(from: "2000-06-13T00:00:00Z"))
+        #expect(MessagePackValue.timestamp(date).encoded() == [0xD6, 0xFF, 0x39, 0x45, 0x79, 0x80])
+        let precise = Date(timeIntervalSince1970: 1_795_000_000.125)
+        let decoded = try #require(try MessagePackValue.decode(MessagePackValue.timestamp(precise).encoded()).date)
+        #expect(abs(decoded.timeIntervalSince(precise)) < 0.000_001)
+    }
+
+    @Test(
+        "hostile input fails cleanly",
+        arguments: [
+            [0xC1], [0xDD, 0xFF, 0xFF, 0xFF, 0xFF], [0xDB, 0x00, 0x00, 0x10, 0x00, 0x61], [0xA2, 0xFF, 0xFE], [0x92, 0x01],
+            [0x01, 0x02],
+            [UInt8](repeating: 0x91, count: 1000) + [0xC0],
+        ] as [[UInt8]])
+    func hostile(bytes: [UInt8]) {
+        #expect(throws: MessagePackError.self) { try MessagePackValue.decode(bytes) }
+    }
+}
