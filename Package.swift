@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
     ],
     targets: [
         // MARK: System libraries (only the Shared layer imports these)
@@ -98,6 +99,17 @@ let package = Package(
             path: "Shared/SocketIO"
         ),
         .target(
+            name: "SocketIOServer",
+            dependencies: [
+                "SocketIOProtocol",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Shared/SocketIOServer"
+        ),
+        .target(
             name: "MessengerTokens",
             dependencies: [
                 "MessengerContracts",
@@ -147,7 +159,10 @@ let package = Package(
             dependencies: [
                 "MessengerServiceKit",
                 "MessengerTokens",
+                "SocketIOProtocol",
+                "SocketIOServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Services/socket-gateway",

@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdWebSocket
 import MessengerAMQP
 import MessengerRedis
 import MessengerServiceKit
@@ -15,23 +16,41 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let rpc = RPCClient(
         connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
     let redis = RedisClient(configuration: settings.redis, logger: logger)
+    let subscriber = RedisSubscriber(configuration: settings.redis, logger: logger)
     let keys = KeySetCache(audience: settings.audience, rpc: rpc, logger: logger)
+    let socketGateway = SocketGateway(configuration: settings.engine, keys: keys, logger: logger)
+    let fanOut = RedisFanOut(
+        uid: settings.service.instanceID, redis: redis, subscriber: subscriber, server: socketGateway.server, logger: logger)
     let ready = ReadyFlag()
-    let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis)]
+    let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
+    let pushTopology = PushConsumer.topology(queueArguments: settings.service.durableQueueArguments)
 
     let startup = ServiceStartup(
         ready: ready, logger: logger,
         readyMessage: "socket-gateway ready; listening on http://\(settings.host):\(settings.port)",
-        steps: { try await keys.refresh() },
-        workers: [KeyChangeListener(amqp: amqp, cache: keys, instanceID: settings.service.instanceID, logger: logger)])
+        steps: {
+            try await keys.refresh()
+            try await amqp.declare(pushTopology)
+        },
+        workers: [
+            KeyChangeListener(amqp: amqp, cache: keys, instanceID: settings.service.instanceID, logger: logger),
+            fanOut,
+            PushConsumer(amqp: amqp, fanOut: fanOut, prefetch: settings.service.prefetch, logger: logger),
+        ])
 
     let router = Router(context: GatewayRequestContext.self)
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)
     UserController(rpc: rpc, keys: keys, trustProxy: settings.trustProxy).addRoutes(to: router)
     try OpenAPIController().addRoutes(to: router)
+    let webSocketRouter = Router(context: GatewayWebSocketContext.self)
+    socketGateway.addRoutes(http: router, webSocket: webSocketRouter)
     let publicServer = Application(
-        router: router, configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
+        router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: webSocketRouter,
+            configuration: .init(ws: .init(maxFrameSize: settings.engine.maxPayload))),
+        configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
 
     let admin = AdminServer.make(
         host: settings.service.adminHost, port: settings.service.adminPort, checks: checks, registry: context.registry,
@@ -39,5 +58,5 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     ) { router in
         PingController(rpc: rpc).addRoutes(to: router)
     }
-    return [amqp, redis, rpc, startup, publicServer, admin]
+    return [amqp, redis, subscriber, rpc, startup, publicServer, admin]
 }

@@ -1,6 +1,7 @@
 import MessengerRedis
 import MessengerServiceKit
 import MessengerTokens
+import SocketIOServer
 
 /// The gateway's settings: the shared ones plus its public listener, Redis and token checks.
 struct GatewaySettings: Sendable {
@@ -13,6 +14,9 @@ struct GatewaySettings: Sendable {
     var audience: TokenAudience
     /// `TRUST_PROXY=true`: take the client address from `X-Forwarded-For`.
     var trustProxy: Bool
+    /// Engine.IO: `SOCKETIO_PING_INTERVAL_MS`, `SOCKETIO_PING_TIMEOUT_MS`, `SOCKETIO_MAX_PAYLOAD`,
+    /// `CORS_ORIGIN` (empty for no CORS headers).
+    var engine: EngineConfiguration
 
     init(environment: ServiceEnvironment) throws {
         self.service = try ServiceSettings(
@@ -24,5 +28,11 @@ struct GatewaySettings: Sendable {
             issuer: environment.string("JWT_ISSUER", default: "messenger-auth"),
             audience: environment.string("JWT_AUDIENCE", default: "messenger"))
         self.trustProxy = try environment.choice("TRUST_PROXY", default: "false", among: ["true", "false"]) == "true"
+        var engine = EngineConfiguration()
+        engine.pingInterval = try environment.milliseconds("SOCKETIO_PING_INTERVAL_MS", default: 25_000, in: 100...600_000)
+        engine.pingTimeout = try environment.milliseconds("SOCKETIO_PING_TIMEOUT_MS", default: 20_000, in: 100...600_000)
+        engine.maxPayload = try environment.int("SOCKETIO_MAX_PAYLOAD", default: 1_000_000, in: 1024...100_000_000)
+        engine.corsOrigin = environment.string("CORS_ORIGIN", default: "*")
+        self.engine = engine
     }
 }

@@ -5,3 +5,12 @@ public enum ExchangeName {
     /// Topic exchange for domain events; the routing key is the event's ``MessageType``.
     public static let events = "messenger.events"
 }
+
+/// Where server-to-client pushes go: every gateway replica consumes the one durable queue
+/// (competing consumers) and fans each push out to the sockets through Redis.
+public enum GatewayPushes {
+    /// Direct exchange for pushes.
+    public static let exchange = "messenger.gateway"
+    public static let queue = "gateway.pushes"
+    public static let routingKey = "push"
+}

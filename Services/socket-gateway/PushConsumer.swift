@@ -1,0 +1,50 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import ServiceLifecycle
+import SocketIOProtocol
+
+/// Consumes server-to-client pushes (`{"rooms": [...], "except": [...], "event": "...",
+/// "args": [...]}`) from the gateways' shared queue and fans each out; a push that cannot be
+/// understood is dead-lettered with a log line, never retried forever.
+struct PushConsumer: Service {
+    let amqp: AMQPConnection
+    let fanOut: RedisFanOut
+    let prefetch: UInt16
+    let logger: Logger
+
+    static func topology(queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
+        AMQPTopology(
+            exchanges: [.init(GatewayPushes.exchange, kind: .direct)],
+            queues: [.init(GatewayPushes.queue, arguments: queueArguments)],
+            bindings: [.init(queue: GatewayPushes.queue, exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey)])
+    }
+
+    func run() async throws {
+        let consumer = self.amqp.consume(queue: GatewayPushes.queue, prefetch: self.prefetch)
+        await withGracefulShutdownHandler {
+            for await delivery in consumer {
+                guard let push = Self.decode(delivery.body) else {
+                    self.logger.error(
+                        "undecodable push rejected", metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
+                    delivery.reject(requeue: false)
+                    continue
+                }
+                await self.fanOut.emit(push.event, push.arguments, rooms: push.rooms, except: push.except)
+                delivery.ack()
+            }
+        } onGracefulShutdown: {
+            consumer.cancel()
+        }
+    }
+
+    static func decode(_ body: Data) -> (event: String, arguments: [JSONValue], rooms: [String], except: [String])? {
+        guard let text = String(data: body, encoding: .utf8), let value = try? JSONValue.parse(text),
+            case .string(let event)? = value["event"], case .array(let rooms)? = value["rooms"], !rooms.isEmpty
+        else { return nil }
+        let arguments: [JSONValue] = if case .array(let items)? = value["args"] { items } else { [] }
+        let except: [JSONValue] = if case .array(let items)? = value["except"] { items } else { [] }
+        return (event, arguments, rooms.compactMap(\.stringValue), except.compactMap(\.stringValue))
+    }
+}

@@ -1,0 +1,46 @@
+import Logging
+import MessengerRedis
+import ServiceLifecycle
+import SocketIOProtocol
+import SocketIOServer
+
+/// Emits to rooms across every gateway replica: delivers to this gateway's sockets at once and
+/// publishes the event in the Socket.IO Redis adapter format, so every other gateway (and any
+/// program that speaks `@socket.io/redis-emitter`) reaches the sockets it holds. Messages a
+/// gateway published itself are skipped when they come back.
+struct RedisFanOut: Service {
+    let uid: String
+    let redis: RedisClient
+    let subscriber: RedisSubscriber
+    let server: SocketIOServer
+    let logger: Logger
+
+    /// Sends `event` to the sockets in `rooms`, here and on every other gateway.
+    func emit(_ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = []) async {
+        await self.server.emit(event, arguments, rooms: rooms, except: except)
+        let message = EmitterMessage(uid: self.uid, event: event, arguments: arguments, rooms: rooms, except: except)
+        do {
+            try await self.redis.publish(channel: message.channel, message: message.encoded())
+        } catch {
+            // Sockets on other gateways miss this live event; durable events come back through
+            // the delivery service's retries and catch-up.
+            self.logger.warning("fan-out publish failed", metadata: ["event": "\(event)", "error": "\(error)"])
+        }
+    }
+
+    /// Delivers what other gateways and emitters publish, until graceful shutdown.
+    func run() async throws {
+        try await self.subscriber.subscribe(patterns: [EmitterMessage.pattern()])
+        await cancelWhenGracefulShutdown {
+            for await published in self.subscriber.messages {
+                guard let message = EmitterMessage(decoding: published.payload) else {
+                    self.logger.debug(
+                        "ignoring a message not in the emitter format", metadata: ["channel": "\(published.channel)"])
+                    continue
+                }
+                guard message.uid != self.uid, message.namespace == "/" else { continue }
+                await self.server.emit(message.event, message.arguments, rooms: message.rooms, except: message.except)
+            }
+        }
+    }
+}

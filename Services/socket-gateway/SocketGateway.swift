@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import MessengerContracts
+import NIOCore
+import SocketIOProtocol
+import SocketIOServer
+
+/// The request context of WebSocket upgrade requests on the public port.
+struct GatewayWebSocketContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let webSocket: WebSocketHandlerReference<Self>
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.webSocket = .init()
+        self.remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// The gateway's Socket.IO endpoint: clients authenticate with their access token (CONNECT
+/// `auth.token`, or `Authorization: Bearer` on the handshake), join `user:<id>`, and send
+/// commands that are answered through their ack as `{ok, data}` / `{ok: false, error}`.
+struct SocketGateway {
+    let server: SocketIOServer
+
+    init(configuration: EngineConfiguration, keys: KeySetCache, logger: Logger) {
+        self.server = SocketIOServer(
+            configuration: configuration, logger: logger,
+            authenticate: { auth, handshake in
+                let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
+                guard let token, let userID = await keys.verify(token) else { return nil }
+                return EntityID(userID).description
+            },
+            unknownEvent: { _, _ in
+                [Self.failure(.invalidArgument("unknown event"))]
+            })
+        // Liveness over the socket: echoes its first argument (binaries included) back.
+        self.server.on("ping") { _, arguments in
+            [.object(["ok": .bool(true), "data": .object(["pong": arguments.first ?? .object([:])])])]
+        }
+    }
+
+    func addRoutes(http: Router<GatewayRequestContext>, webSocket: Router<GatewayWebSocketContext>) {
+        self.server.engine.addPollingRoutes(to: http, path: "socket.io")
+        self.server.engine.addWebSocketRoute(to: webSocket, path: "socket.io")
+    }
+
+    static func failure(_ error: ServiceError) -> JSONValue {
+        .object([
+            "ok": .bool(false), "error": .object(["code": .string(error.code.rawValue), "message": .string(error.message)]),
+        ])
+    }
+
+    private static func bearer(_ headers: HTTPFields) -> String? {
+        guard let value = headers[.authorization], value.lowercased().hasPrefix("bearer ") else { return nil }
+        return String(value.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+
+/// One message of the Socket.IO Redis adapter / `@socket.io/redis-emitter` wire format:
+/// msgpack `[uid, {type, data: [event, ...args], nsp}, {rooms, except, flags}]` published on
+/// `socket.io#<nsp>#` (or `socket.io#<nsp>#<room>#` when it targets exactly one room).
+public struct EmitterMessage: Hashable, Sendable {
+    /// The publisher; a server skips its own messages (it delivered them locally already).
+    public var uid: String
+    public var namespace: String
+    public var event: String
+    public var arguments: [JSONValue]
+    public var rooms: [String]
+    public var except: [String]
+
+    public init(
+        uid: String, namespace: String = "/", event: String, arguments: [JSONValue], rooms: [String], except: [String] = []
+    ) {
+        self.uid = uid
+        self.namespace = namespace
+        self.event = event
+        self.arguments = arguments
+        self.rooms = rooms
+        self.except = except
+    }
+
+    /// The channel the adapter publishes this message on.
+    public var channel: String {
+        let base = "socket.io#\(self.namespace)#"
+        return self.rooms.count == 1 ? base + self.rooms[0] + "#" : base
+    }
+
+    /// The pattern a server subscribes to for `namespace`.
+    public static func pattern(namespace: String = "/") -> String { "socket.io#\(namespace)#*" }
+
+    public func encoded() -> [UInt8] {
+        let packet: MessagePackValue = .map([
+            MessagePackPair(.string("type"), .uint(2)),
+            MessagePackPair(.string("data"), .array([.string(self.event)] + self.arguments.map(MessagePackValue.init))),
+            MessagePackPair(.string("nsp"), .string(self.namespace)),
+        ])
+        let options: MessagePackValue = .map([
+            MessagePackPair(.string("rooms"), .array(self.rooms.map { .string($0) })),
+            MessagePackPair(.string("except"), .array(self.except.map { .string($0) })),
+            MessagePackPair(.string("flags"), .map([])),
+        ])
+        return MessagePackValue.array([.string(self.uid), packet, options]).encoded()
+    }
+
+    /// Decodes a published message; nil for anything that is not an EVENT in this format.
+    public init?(decoding bytes: [UInt8]) {
+        guard let value = try? MessagePackValue.decode(bytes), case .array(let parts) = value, parts.count >= 2,
+            case .string(let uid) = parts[0], case .array(let data)? = parts[1]["data"], case .string(let event) = data.first
+        else { return nil }
+        let type = parts[1]["type"]
+        guard type == .uint(2) || type == .int(2) || type == .uint(5) || type == .int(5) else { return nil }
+        self.uid = uid
+        self.namespace = parts[1]["nsp"].flatMap { if case .string(let nsp) = $0 { nsp } else { nil } } ?? "/"
+        self.event = event
+        self.arguments = data.dropFirst().map(JSONValue.init)
+        let options = parts.count > 2 ? parts[2] : .map([])
+        self.rooms = Self.strings(options["rooms"])
+        self.except = Self.strings(options["except"])
+    }
+
+    private static func strings(_ value: MessagePackValue?) -> [String] {
+        guard case .array(let items)? = value else { return [] }
+        return items.compactMap { if case .string(let text) = $0 { text } else { nil } }
+    }
+}
+
+extension MessagePackValue {
+    /// JSON as msgpack, as notepack encodes JavaScript values (binaries as `bin`).
+    public init(_ json: JSONValue) {
+        switch json {
+        case .null: self = .nil
+        case .bool(let value): self = .bool(value)
+        case .number(let value):
+            if value == value.rounded(), abs(value) < 9_007_199_254_740_992 {
+                self = value >= 0 ? .uint(UInt64(value)) : .int(Int64(value))
+            } else {
+                self = .double(value)
+            }
+        case .string(let value): self = .string(value)
+        case .binary(let bytes): self = .binary(bytes)
+        case .array(let items): self = .array(items.map(MessagePackValue.init))
+        case .object(let members):
+            self = .map(members.sorted { $0.key < $1.key }.map { MessagePackPair(.string($0.key), MessagePackValue($0.value)) })
+        }
+    }
+}
+
+extension JSONValue {
+    /// Msgpack as JSON, as a Socket.IO client would see it: dates become RFC 3339 strings.
+    public init(_ value: MessagePackValue) {
+        switch value {
+        case .nil: self = .null
+        case .bool(let flag): self = .bool(flag)
+        case .int(let number): self = .number(Double(number))
+        case .uint(let number): self = .number(Double(number))
+        case .float(let number): self = .number(Double(number))
+        case .double(let number): self = .number(number)
+        case .string(let text): self = .string(text)
+        case .binary(let bytes): self = .binary(bytes)
+        case .array(let items): self = .array(items.map(JSONValue.init))
+        case .map(let pairs):
+            var members: [String: JSONValue] = [:]
+            for pair in pairs {
+                if case .string(let key) = pair.key { members[key] = JSONValue(pair.value) }
+            }
+            self = .object(members)
+        case .ext:
+            if let date = value.date {
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                self = .string(formatter.string(from: date))
+            } else {
+                self = .null
+            }
+        }
+    }
+}

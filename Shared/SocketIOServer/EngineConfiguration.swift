@@ -1,0 +1,19 @@
+/// Engine.IO server settings, sent to clients in the handshake.
+public struct EngineConfiguration: Sendable {
+    public var pingInterval: Duration = .seconds(25)
+    public var pingTimeout: Duration = .seconds(20)
+    /// The largest HTTP long-polling body or WebSocket message, in bytes.
+    public var maxPayload: Int = 1_000_000
+    /// Whether polling clients are offered the upgrade to WebSocket.
+    public var allowUpgrades = true
+    /// `Access-Control-Allow-Origin` for long-polling requests; nil sends no CORS headers.
+    public var corsOrigin: String? = "*"
+    /// Clients that open a session but never send CONNECT are closed after this long.
+    public var connectTimeout: Duration = .seconds(45)
+
+    public init() {}
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+}

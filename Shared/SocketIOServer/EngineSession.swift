@@ -1,0 +1,215 @@
+import Foundation
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import SocketIOProtocol
+
+/// What an Engine.IO session tells the layer above it.
+public protocol EngineSessionDelegate: Sendable {
+    func engineSession(_ session: EngineSession, didReceive message: EngineMessage) async
+    func engineSessionDidClose(_ session: EngineSession, reason: String) async
+}
+
+/// A message of the layer above Engine.IO.
+public enum EngineMessage: Sendable, Hashable {
+    case text(String)
+    case binary([UInt8])
+}
+
+/// One Engine.IO session (`sid`) over long-polling, WebSocket, or polling upgraded to
+/// WebSocket. Packets to the client go through one ordered queue, so a Socket.IO packet and its
+/// binary attachments are never split by another message.
+public actor EngineSession {
+    public nonisolated let id: String
+    let configuration: EngineConfiguration
+    let logger: Logger
+    private var delegate: (any EngineSessionDelegate)?
+    private var outbox: [EngineIOPacket] = []
+    private var waitingPoll: CheckedContinuation<[EngineIOPacket], Never>?
+    private var webSocket: WebSocketOutboundWriter?
+    private var pumping = false
+    private var upgrading = false
+    private var lastPong = ContinuousClock.now
+    private var heartbeat: Task<Void, Never>?
+    public private(set) var isClosed = false
+
+    init(id: String, configuration: EngineConfiguration, logger: Logger) {
+        self.id = id
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "eio.sid"] = .string(id)
+        self.logger = logger
+    }
+
+    func start(delegate: any EngineSessionDelegate, webSocket: WebSocketOutboundWriter?) {
+        self.delegate = delegate
+        self.webSocket = webSocket
+        let interval = self.configuration.pingInterval
+        let timeout = self.configuration.pingTimeout
+        self.heartbeat = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard let self, await !self.isClosed else { return }
+                let sentAt = ContinuousClock.now
+                await self.send([.ping("")])
+                try? await Task.sleep(for: timeout)
+                if await self.lastPong < sentAt {
+                    await self.close(reason: "ping timeout", notifyClient: false)
+                    return
+                }
+            }
+        }
+    }
+
+    /// The handshake packet.
+    func handshake(upgrades: [String]) -> EngineIOPacket {
+        let upgradesJSON = upgrades.map { "\"\($0)\"" }.joined(separator: ",")
+        return .open(
+            #"{"sid":"\#(self.id)","upgrades":[\#(upgradesJSON)],"pingInterval":\#(EngineConfiguration.milliseconds(self.configuration.pingInterval)),"pingTimeout":\#(EngineConfiguration.milliseconds(self.configuration.pingTimeout)),"maxPayload":\#(self.configuration.maxPayload)}"#
+        )
+    }
+
+    // MARK: To the client
+
+    /// Queues messages of the layer above, in order.
+    public func send(_ messages: [EngineMessage]) {
+        self.send(
+            messages.map { message in
+                switch message {
+                case .text(let text): .message(text)
+                case .binary(let bytes): .binary(bytes)
+                }
+            })
+    }
+
+    func send(_ packets: [EngineIOPacket]) {
+        guard !self.isClosed else { return }
+        self.outbox += packets
+        self.flush()
+    }
+
+    private func flush() {
+        if let poll = self.waitingPoll, !self.outbox.isEmpty, !self.upgrading || self.webSocket == nil {
+            self.waitingPoll = nil
+            let packets = self.outbox
+            self.outbox = []
+            poll.resume(returning: packets)
+        } else if self.webSocket != nil, !self.upgrading, !self.pumping, !self.outbox.isEmpty {
+            self.pumping = true
+            Task { await self.pump() }
+        }
+    }
+
+    private func pump() async {
+        while let writer = self.webSocket, !self.outbox.isEmpty {
+            let packets = self.outbox
+            self.outbox = []
+            do {
+                for packet in packets {
+                    switch packet {
+                    case .binary(let bytes): try await writer.write(.binary(ByteBuffer(bytes: bytes)))
+                    default: try await writer.write(.text(packet.text))
+                    }
+                }
+            } catch {
+                self.close(reason: "transport error", notifyClient: false)
+            }
+        }
+        self.pumping = false
+    }
+
+    // MARK: Long-polling
+
+    /// A GET: the queued packets, waiting for some if there are none. A second concurrent GET
+    /// is a protocol violation.
+    func poll() async throws(EngineIOProtocolError) -> [EngineIOPacket] {
+        guard self.waitingPoll == nil else { throw EngineIOProtocolError("overlapping polls") }
+        if self.isClosed { return [.close] }
+        if !self.outbox.isEmpty, self.webSocket == nil || self.upgrading {
+            defer { self.outbox = [] }
+            return self.outbox
+        }
+        return await withCheckedContinuation { self.waitingPoll = $0 }
+    }
+
+    /// A POST: packets from the client.
+    func receive(payload: [EngineIOPacket]) async {
+        for packet in payload { await self.receive(packet) }
+    }
+
+    // MARK: From the client
+
+    func receive(_ packet: EngineIOPacket) async {
+        guard !self.isClosed else { return }
+        switch packet {
+        case .pong:
+            self.lastPong = ContinuousClock.now
+        case .ping(let data) where data == "probe" && self.upgrading:
+            break  // handled by the WebSocket upgrade
+        case .ping(let data):
+            self.send([.pong(data)])
+        case .message(let text):
+            await self.delegate?.engineSession(self, didReceive: .text(text))
+        case .binary(let bytes):
+            await self.delegate?.engineSession(self, didReceive: .binary(bytes))
+        case .close:
+            self.close(reason: "client close", notifyClient: false)
+        case .upgrade, .noop, .open:
+            break
+        }
+    }
+
+    // MARK: Upgrade to WebSocket
+
+    /// The probe of an upgrade arrived on the new WebSocket: answer it and make the pending poll
+    /// return (with a noop) so the client can finish the upgrade.
+    func beginUpgrade(writer: WebSocketOutboundWriter) async throws {
+        self.upgrading = true
+        try await writer.write(.text(EngineIOPacket.pong("probe").text))
+        if let poll = self.waitingPoll {
+            self.waitingPoll = nil
+            poll.resume(returning: [.noop])
+        }
+    }
+
+    /// The client sent `5`: from now on everything goes over the WebSocket.
+    func completeUpgrade(writer: WebSocketOutboundWriter) {
+        self.webSocket = writer
+        self.upgrading = false
+        if let poll = self.waitingPoll {
+            self.waitingPoll = nil
+            poll.resume(returning: [.noop])
+        }
+        self.flush()
+    }
+
+    var isWebSocket: Bool { self.webSocket != nil && !self.upgrading }
+
+    // MARK: Closing
+
+    /// Closes the session (telling the client, unless it is gone) and tells the delegate once.
+    public func close(reason: String, notifyClient: Bool = true) {
+        guard !self.isClosed else { return }
+        if notifyClient { self.outbox.append(.close) }
+        self.isClosed = true
+        self.heartbeat?.cancel()
+        if let poll = self.waitingPoll {
+            self.waitingPoll = nil
+            poll.resume(returning: self.outbox.isEmpty ? [.close] : self.outbox)
+            self.outbox = []
+        }
+        let writer = self.webSocket
+        let outbox = self.outbox
+        self.outbox = []
+        let delegate = self.delegate
+        self.delegate = nil
+        self.logger.debug("engine session closed", metadata: ["reason": "\(reason)"])
+        Task {
+            if let writer {
+                for packet in outbox where packet == .close { try? await writer.write(.text(packet.text)) }
+                try? await writer.close(.normalClosure, reason: nil)
+            }
+            await delegate?.engineSessionDidClose(self, reason: reason)
+        }
+    }
+}

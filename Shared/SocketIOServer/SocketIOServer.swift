@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import SocketIOProtocol
+import Synchronization
+
+/// A Socket.IO v5 server on top of ``EngineServer``: authentication at CONNECT, rooms, and an
+/// event router whose handlers answer through the client's ack. Only the `/` namespace exists;
+/// others are refused with CONNECT_ERROR.
+public final class SocketIOServer: Sendable {
+    /// The user id for a CONNECT's `auth` payload and the handshake, or nil to refuse.
+    public typealias Authenticator = @Sendable (_ auth: JSONValue?, _ handshake: EngineHandshake) async -> String?
+    /// Handles one event; the returned values are the ack's arguments.
+    public typealias EventHandler = @Sendable (_ socket: SocketIOSocket, _ arguments: [JSONValue]) async -> [JSONValue]
+    /// Runs once a socket is connected (joined its rooms), before its first event is handled.
+    public typealias ConnectHandler = @Sendable (_ socket: SocketIOSocket, _ auth: JSONValue?) async -> Void
+
+    /// The Engine.IO transport layer (add its routes to the HTTP routers).
+    public let engine: EngineServer
+    private let core: SocketIOCore
+
+    public init(
+        configuration: EngineConfiguration, logger: Logger, authenticate: @escaping Authenticator,
+        unknownEvent: @escaping EventHandler
+    ) {
+        let core = SocketIOCore(authenticate: authenticate, unknownEvent: unknownEvent, logger: logger)
+        self.core = core
+        self.engine = EngineServer(configuration: configuration, logger: logger) { session, handshake in
+            SocketIOConnection(core: core, session: session, handshake: handshake)
+        }
+    }
+
+    public var rooms: RoomRegistry { self.core.rooms }
+
+    /// Handles `event` from clients.
+    public func on(_ event: String, _ handler: @escaping EventHandler) {
+        self.core.handlers.withLock { $0[event] = handler }
+    }
+
+    public func onConnect(_ handler: @escaping ConnectHandler) {
+        self.core.connectHandler.withLock { $0 = handler }
+    }
+
+    /// Sends an event to every local socket in `rooms` (all sockets when empty), except those in
+    /// `except`.
+    public func emit(_ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = []) async {
+        let messages = SocketIOSocket.messages(for: .event(event, arguments))
+        for socket in self.core.rooms.sockets(in: rooms, except: except) {
+            await socket.session.send(messages)
+        }
+    }
+}
+
+/// What every connection of a server shares: authentication, handlers, rooms.
+final class SocketIOCore: Sendable {
+    let rooms = RoomRegistry()
+    let authenticate: SocketIOServer.Authenticator
+    let unknownEvent: SocketIOServer.EventHandler
+    let logger: Logger
+    let handlers = Mutex<[String: SocketIOServer.EventHandler]>([:])
+    let connectHandler = Mutex<SocketIOServer.ConnectHandler?>(nil)
+
+    init(
+        authenticate: @escaping SocketIOServer.Authenticator, unknownEvent: @escaping SocketIOServer.EventHandler, logger: Logger
+    ) {
+        self.authenticate = authenticate
+        self.unknownEvent = unknownEvent
+        self.logger = logger
+    }
+
+    func handler(for event: String) -> SocketIOServer.EventHandler {
+        self.handlers.withLock { $0[event] } ?? self.unknownEvent
+    }
+
+    var onConnect: SocketIOServer.ConnectHandler? { self.connectHandler.withLock { $0 } }
+}
+
+/// The Socket.IO side of one Engine.IO session: decodes packets, authenticates the CONNECT, and
+/// runs the socket's events one after the other, in arrival order.
+actor SocketIOConnection: EngineSessionDelegate {
+    private let server: SocketIOCore
+    private let session: EngineSession
+    private let handshake: EngineHandshake
+    private var decoder = SocketIODecoder()
+    private var socket: SocketIOSocket?
+    private var connecting = false
+    private let commands: AsyncStream<(String, [JSONValue], Int?)>.Continuation
+    private var connectTimeout: Task<Void, Never>?
+
+    init(core: SocketIOCore, session: EngineSession, handshake: EngineHandshake) {
+        self.server = core
+        self.session = session
+        self.handshake = handshake
+        let (stream, continuation) = AsyncStream.makeStream(of: (String, [JSONValue], Int?).self)
+        self.commands = continuation
+        let timeout = session.configuration.connectTimeout
+        self.connectTimeout = Task { [session] in
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled else { return }
+            await session.close(reason: "no CONNECT in time")
+        }
+        Task { [weak self] in
+            for await (event, arguments, ackID) in stream {
+                await self?.run(event, arguments, ackID)
+            }
+        }
+    }
+
+    func engineSession(_ session: EngineSession, didReceive message: EngineMessage) async {
+        do {
+            let packet: SocketIOPacket?
+            switch message {
+            case .text(let text): packet = try self.decoder.receive(text: text)
+            case .binary(let bytes): packet = try self.decoder.receive(binary: bytes)
+            }
+            if let packet { await self.handle(packet) }
+        } catch {
+            self.server.logger.info(
+                "closing a connection after a bad packet", metadata: ["eio.sid": "\(session.id)", "error": "\(error)"])
+            await session.close(reason: "bad packet")
+        }
+    }
+
+    private func handle(_ packet: SocketIOPacket) async {
+        switch packet.kind {
+        case .connect:
+            await self.connect(packet)
+        case .event, .binaryEvent:
+            guard self.socket != nil, packet.namespace == "/", let (name, arguments) = packet.event else {
+                await self.session.close(reason: "event before connect")
+                return
+            }
+            self.commands.yield((name, arguments, packet.ackID))
+        case .disconnect:
+            self.disconnect()
+            await self.session.close(reason: "client disconnect", notifyClient: false)
+        case .ack, .binaryAck, .connectError:
+            break  // the server asks for no acks
+        }
+    }
+
+    private func connect(_ packet: SocketIOPacket) async {
+        guard packet.namespace == "/" else {
+            await self.send(
+                SocketIOPacket(
+                    kind: .connectError, namespace: packet.namespace, data: .object(["message": .string("Invalid namespace")])))
+            return
+        }
+        guard self.socket == nil, !self.connecting else { return }
+        self.connecting = true
+        defer { self.connecting = false }
+        guard let userID = await self.server.authenticate(packet.data, self.handshake) else {
+            await self.send(SocketIOPacket(kind: .connectError, data: .object(["message": .string("unauthorized")])))
+            return
+        }
+        self.connectTimeout?.cancel()
+        let socket = SocketIOSocket(id: Self.makeSocketID(), userID: userID, session: self.session)
+        self.socket = socket
+        self.server.rooms.join(socket, "user:\(userID)")
+        await self.send(SocketIOPacket(kind: .connect, data: .object(["sid": .string(socket.id)])))
+        await self.server.onConnect?(socket, packet.data)
+    }
+
+    private func run(_ event: String, _ arguments: [JSONValue], _ ackID: Int?) async {
+        guard let socket = self.socket else { return }
+        let reply = await self.server.handler(for: event)(socket, arguments)
+        if let ackID { await self.send(.ack(ackID, reply)) }
+    }
+
+    private func send(_ packet: SocketIOPacket) async {
+        await self.session.send(SocketIOSocket.messages(for: packet))
+    }
+
+    private func disconnect() {
+        if let socket = self.socket {
+            self.server.rooms.leaveAll(socket, rooms: ["user:\(socket.userID)"])
+        }
+        self.socket = nil
+        self.commands.finish()
+    }
+
+    func engineSessionDidClose(_ session: EngineSession, reason: String) async {
+        self.connectTimeout?.cancel()
+        self.disconnect()
+    }
+
+    private static func makeSocketID() -> String {
+        let bytes = (0..<15).map { _ in UInt8.random(in: 0...255) }
+        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+}

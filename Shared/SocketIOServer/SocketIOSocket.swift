@@ -1,0 +1,35 @@
+import SocketIOProtocol
+
+/// A connected Socket.IO socket (namespace `/`): what event handlers and rooms hold.
+public final class SocketIOSocket: Sendable {
+    /// The Socket.IO socket id sent in the CONNECT reply.
+    public let id: String
+    /// Who authenticated this socket (the access token's user id).
+    public let userID: String
+    let session: EngineSession
+
+    init(id: String, userID: String, session: EngineSession) {
+        self.id = id
+        self.userID = userID
+        self.session = session
+    }
+
+    /// Sends an event to this socket.
+    public func emit(_ event: String, _ arguments: [JSONValue]) async {
+        await self.send(.event(event, arguments))
+    }
+
+    func send(_ packet: SocketIOPacket) async {
+        await self.session.send(Self.messages(for: packet))
+    }
+
+    static func messages(for packet: SocketIOPacket) -> [EngineMessage] {
+        let (text, attachments) = packet.encode()
+        return [.text(text)] + attachments.map { .binary($0) }
+    }
+
+    /// Closes the underlying connection.
+    public func disconnect() async {
+        await self.session.close(reason: "server disconnect")
+    }
+}

@@ -1,0 +1,270 @@
+"""The Socket.IO endpoint with stock clients (python-socketio) and raw Engine.IO traffic:
+transports and upgrade, authentication, acks, binaries, server pushes through RabbitMQ and
+the Redis emitter format, a second gateway, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+import pika
+import pytest
+import redis
+import requests
+import socketio
+import websocket
+
+from e2e_support import GATEWAY_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
+RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
+REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("REDIS_PORT", "6380"))
+
+
+def client(token: str | None, *, transports=None, headers=None, events=()) -> tuple[socketio.Client, queue.Queue]:
+    """A connected python-socketio client and the queue its listed events land in."""
+    received: queue.Queue = queue.Queue()
+    sio = socketio.Client(reconnection=False)
+    for name in events:
+        sio.on(name, lambda *args, _name=name: received.put((_name, args)))
+    kwargs = {"wait_timeout": 10}
+    if transports:
+        kwargs["transports"] = transports
+    sio.connect(GATEWAY_URL, auth={"token": token} if token else None, headers=headers or {}, **kwargs)
+    return sio, received
+
+
+def publish_push(rooms: list[str], event: str, args: list) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(
+        "messenger.gateway", "push", json.dumps({"rooms": rooms, "event": event, "args": args}).encode(),
+        pika.BasicProperties(delivery_mode=2, content_type="application/json"))
+    connection.close()
+
+
+def test_default_options_start_on_polling_and_upgrade_to_websocket(account):
+    sio, _ = client(account().access)
+    try:
+        deadline = time.time() + 5
+        while sio.transport() != "websocket" and time.time() < deadline:
+            time.sleep(0.05)
+        assert sio.transport() == "websocket"
+        assert sio.call("ping", {"n": 1}, timeout=5) == {"ok": True, "data": {"pong": {"n": 1}}}
+    finally:
+        sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+def test_single_transport_ack_round_trip(account, transports):
+    sio, _ = client(account().access, transports=transports)
+    try:
+        assert sio.transport() == transports[0]
+        assert sio.call("ping", "hello", timeout=5) == {"ok": True, "data": {"pong": "hello"}}
+    finally:
+        sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+def test_binary_round_trip(account, transports):
+    sio, _ = client(account().access, transports=transports)
+    try:
+        payload = {"file": b"\x00\x01\x02\xff" * 100, "nested": [b"x", {"y": b"z"}]}
+        assert sio.call("ping", payload, timeout=5) == {"ok": True, "data": {"pong": payload}}
+    finally:
+        sio.disconnect()
+
+
+def test_unknown_event_is_acked_with_invalid_argument(account):
+    sio, _ = client(account().access, transports=["websocket"])
+    try:
+        reply = sio.call("no_such_command", {}, timeout=5)
+        assert reply["ok"] is False and reply["error"]["code"] == "invalid_argument"
+    finally:
+        sio.disconnect()
+
+
+def test_authorization_header_on_the_handshake_is_accepted(account):
+    sio, _ = client(None, headers={"Authorization": f"Bearer {account().access}"})
+    try:
+        assert sio.call("ping", 1, timeout=5)["ok"] is True
+    finally:
+        sio.disconnect()
+
+
+@pytest.mark.parametrize("token", [None, "garbage", "a.b.c"])
+def test_bad_token_gets_connect_error_unauthorized(token):
+    errors: queue.Queue = queue.Queue()
+    sio = socketio.Client(reconnection=False)
+    sio.on("connect_error", lambda data: errors.put(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        sio.connect(GATEWAY_URL, auth={"token": token} if token else None, wait_timeout=5)
+    assert errors.get(timeout=5) == {"message": "unauthorized"}
+
+
+def test_push_from_rabbitmq_reaches_every_socket_of_the_user(account):
+    alice = account()
+    phone, phone_events = client(alice.access, transports=["websocket"], events=["hello"])
+    laptop, laptop_events = client(alice.access, transports=["polling"], events=["hello"])
+    try:
+        publish_push([f"user:{alice.id}"], "hello", [{"n": 7}])
+        assert phone_events.get(timeout=10) == ("hello", ({"n": 7},))
+        assert laptop_events.get(timeout=10) == ("hello", ({"n": 7},))
+    finally:
+        phone.disconnect()
+        laptop.disconnect()
+
+
+def test_emitter_format_in_redis_reaches_the_right_room_only(account):
+    alice, bob = account(), account()
+    a, a_events = client(alice.access, transports=["websocket"], events=["news"])
+    b, b_events = client(bob.access, transports=["websocket"], events=["news"])
+    try:
+        packet = {"type": 2, "data": ["news", {"text": "for alice"}, b"\x01\x02"], "nsp": "/"}
+        options = {"rooms": [f"user:{alice.id}"], "except": [], "flags": {}}
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT).publish(
+            f"socket.io#/#user:{alice.id}#", msgpack.packb(["emitter", packet, options], use_bin_type=True))
+        assert a_events.get(timeout=10) == ("news", ({"text": "for alice"}, b"\x01\x02"))
+        with pytest.raises(queue.Empty):
+            b_events.get(timeout=1)
+    finally:
+        a.disconnect()
+        b.disconnect()
+
+
+@pytest.fixture(scope="module")
+def second_gateway():
+    """Another gateway process on other ports, with short heartbeats and a small maxPayload."""
+    env = dict(os.environ)
+    env.update(PORT="5071", GATEWAY_ADMIN_PORT="9171", SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="200",
+               SOCKETIO_MAX_PAYLOAD="4096", ENV_FILE="/nonexistent/.env")
+    process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if requests.get("http://127.0.0.1:9171/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("the second gateway did not become ready")
+        yield "http://127.0.0.1:5071"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, second_gateway):
+    alice = account()
+    here, here_events = client(alice.access, transports=["websocket"], events=["hello"])
+    there = socketio.Client(reconnection=False)
+    there_events: queue.Queue = queue.Queue()
+    there.on("hello", lambda *args: there_events.put(args))
+    there.connect(second_gateway, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
+    try:
+        for n in range(4):  # whichever gateway consumes each push, both sockets get it
+            publish_push([f"user:{alice.id}"], "hello", [n])
+        assert sorted(here_events.get(timeout=10)[1][0] for _ in range(4)) == [0, 1, 2, 3]
+        assert sorted(there_events.get(timeout=10)[0] for _ in range(4)) == [0, 1, 2, 3]
+    finally:
+        here.disconnect()
+        there.disconnect()
+
+
+# --- raw Engine.IO / Socket.IO ------------------------------------------------------------
+
+def polling_open(base: str) -> dict:
+    resp = requests.get(f"{base}/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=5)
+    assert resp.status_code == 200 and resp.text.startswith("0")
+    return json.loads(resp.text[1:])
+
+
+def test_polling_handshake_framing_and_connect(account):
+    handshake = polling_open(GATEWAY_URL)
+    assert set(handshake) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+    assert handshake["upgrades"] == ["websocket"] and handshake["maxPayload"] == 1_000_000
+    url, params = f"{GATEWAY_URL}/socket.io/", {"EIO": "4", "transport": "polling", "sid": handshake["sid"]}
+    body = "40" + json.dumps({"token": account().access}) + "\x1e" + '421["ping",{"a":1}]'
+    assert requests.post(url, params=params, data=body, timeout=5).text == "ok"
+    packets = []
+    while len(packets) < 2:
+        packets += requests.get(url, params=params, timeout=5).text.split("\x1e")
+    assert packets[0].startswith('40{"sid":')
+    assert json.loads(packets[1][len("431"):]) == [{"ok": True, "data": {"pong": {"a": 1}}}]
+
+
+def test_polling_errors_unknown_sid_overlapping_polls_and_bad_packets():
+    url = f"{GATEWAY_URL}/socket.io/"
+    unknown = requests.get(url, params={"EIO": "4", "transport": "polling", "sid": "nope"}, timeout=5)
+    assert unknown.status_code == 400
+    assert requests.get(url, params={"EIO": "3", "transport": "polling"}, timeout=5).status_code == 400
+
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    results: list[int] = []
+    first = threading.Thread(target=lambda: results.append(requests.get(url, params=params, timeout=30).status_code))
+    first.start()
+    time.sleep(0.3)
+    assert requests.get(url, params=params, timeout=5).status_code == 400  # a second concurrent poll
+    first.join(timeout=30)
+
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    assert requests.post(url, params=params, data="9garbage", timeout=5).status_code == 400
+    assert requests.get(url, params=params, timeout=5).status_code == 400  # the session is gone
+
+
+def test_heartbeat_timeout_and_max_payload(second_gateway):
+    url = f"{second_gateway}/socket.io/"
+    handshake = polling_open(second_gateway)
+    assert handshake["pingInterval"] == 300 and handshake["pingTimeout"] == 200 and handshake["maxPayload"] == 4096
+    params = {"EIO": "4", "transport": "polling", "sid": handshake["sid"]}
+    # Never answer the ping: the server closes the session after interval + timeout.
+    time.sleep(1.2)
+    statuses = [requests.get(url, params=params, timeout=5) for _ in range(2)]
+    assert statuses[-1].status_code == 400
+
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(second_gateway)["sid"]}
+    too_big = requests.post(url, params=params, data="4" + "x" * 5000, timeout=5)
+    assert too_big.status_code == 413
+
+
+def test_raw_websocket_bad_packets_close_only_the_offender(account):
+    token = account().access
+    ws_url = GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    healthy, _ = client(token, transports=["websocket"])
+    try:
+        for bad in ["4x", "9", '42["ping"', "45-[]", "41"]:
+            ws = websocket.create_connection(ws_url, timeout=5)
+            assert ws.recv().startswith("0{")
+            ws.send("40" + json.dumps({"token": token}))
+            assert ws.recv().startswith('40{"sid"')
+            ws.send(bad)
+            with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+                for _ in range(5):
+                    if ws.recv() in ("", None):
+                        raise websocket.WebSocketConnectionClosedException()
+            ws.close()
+        assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+    finally:
+        healthy.disconnect()
+
+
+def test_raw_websocket_other_namespace_is_refused(account):
+    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5)
+    try:
+        assert ws.recv().startswith("0{")
+        ws.send("40/admin," + json.dumps({"token": account().access}))
+        assert ws.recv() == '44/admin,{"message":"Invalid namespace"}'
+    finally:
+        ws.close()
