@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "delivery", targets: ["DeliveryService"]),
         .executable(name: "foundation-bench", targets: ["FoundationBench"]),
         .executable(name: "auth-bench", targets: ["AuthBench"]),
+        .executable(name: "socketio-conformance", targets: ["SocketIOConformance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -200,6 +201,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/Benchmarks/AuthBench"
+        ),
+
+        .executableTarget(
+            name: "SocketIOConformance",
+            dependencies: [
+                "SocketIOProtocol",
+                "SocketIOServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Conformance/SocketIOConformance"
         ),
 
         // MARK: Tests

@@ -45,6 +45,11 @@ public final class EngineServer: Sendable {
         router.post(path) { request, _ in
             try await self.handlePost(request)
         }
+        for method in [HTTPRequest.Method.put, .delete, .patch] {
+            router.on(path, method: method) { request, _ in
+                self.error(request, code: 2, "Bad handshake method")
+            }
+        }
         router.on(path, method: .options) { request, _ in
             var response = Response(status: .noContent)
             self.addCORS(to: &response, request: request)
@@ -64,7 +69,7 @@ public final class EngineServer: Sendable {
             let upgrades = self.configuration.allowUpgrades ? ["websocket"] : []
             return self.text(request, await session.handshake(upgrades: upgrades).text)
         }
-        guard let session = self.session(sid), await !session.isWebSocket else {
+        guard let session = self.session(sid), await !session.isWebSocket, await !session.closeIfPingOverdue() else {
             return self.error(request, code: 1, "Session ID unknown")
         }
         do {
@@ -72,14 +77,16 @@ public final class EngineServer: Sendable {
             if packets.contains(.close) { self.forget(sid) }
             return self.text(request, EngineIOPacket.payload(packets))
         } catch {
-            await session.close(reason: "overlapping polls")
+            if error.reason != "upgraded" { await session.close(reason: "overlapping polls") }
             return self.error(request, code: 3, "Bad request")
         }
     }
 
     private func handlePost(_ request: Request) async throws -> Response {
         let query = Self.query(request)
-        guard query["EIO"] == "4", query["transport"] == "polling", let sid = query["sid"], let session = self.session(sid) else {
+        guard query["EIO"] == "4", query["transport"] == "polling", let sid = query["sid"], let session = self.session(sid),
+            await !session.closeIfPingOverdue()
+        else {
             return self.error(request, code: 1, "Session ID unknown")
         }
         let body: ByteBuffer
@@ -117,6 +124,11 @@ public final class EngineServer: Sendable {
             let query = Self.query(context.request)
             let messages = inbound.messages(maxSize: self.configuration.maxPayload)
             if let sid = query["sid"], let session = self.session(sid) {
+                // A session upgrades once: a second WebSocket for it is closed at once.
+                guard await !session.hasWebSocket else {
+                    try await outbound.close(.policyViolation, reason: "already upgraded")
+                    return
+                }
                 try await self.upgrade(session, messages: messages, writer: outbound)
             } else {
                 let remote = (context.requestContext as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress

@@ -25,11 +25,13 @@ public actor EngineSession {
     let logger: Logger
     private var delegate: (any EngineSessionDelegate)?
     private var outbox: [EngineIOPacket] = []
-    private var waitingPoll: CheckedContinuation<[EngineIOPacket], Never>?
+    private var waitingPoll: CheckedContinuation<[EngineIOPacket], any Error>?
     private var webSocket: WebSocketOutboundWriter?
     private var pumping = false
     private var upgrading = false
-    private var lastPong = ContinuousClock.now
+    private let openedAt = ContinuousClock.now
+    /// When the unanswered ping went out, if one is out.
+    private var pingSentAt: ContinuousClock.Instant?
     private var heartbeat: Task<Void, Never>?
     public private(set) var isClosed = false
 
@@ -46,19 +48,41 @@ public actor EngineSession {
         self.webSocket = webSocket
         let interval = self.configuration.pingInterval
         let timeout = self.configuration.pingTimeout
+        // Ping `pingInterval` after the session opened and after each pong; a pong must come
+        // within `pingTimeout`. Requests also check the deadline (`closeIfPingOverdue`), so a
+        // late client is refused exactly at the deadline, not at the timer's next tick.
+        let openedAt = self.openedAt
         self.heartbeat = Task { [weak self] in
+            var next = openedAt + interval
             while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
+                try? await Task.sleep(until: next)
                 guard let self, await !self.isClosed else { return }
-                let sentAt = ContinuousClock.now
-                await self.send([.ping("")])
-                try? await Task.sleep(for: timeout)
-                if await self.lastPong < sentAt {
-                    await self.close(reason: "ping timeout", notifyClient: false)
-                    return
+                let sentAt = await self.sendPing()
+                while await self.pingSentAt != nil {
+                    if ContinuousClock.now - sentAt >= timeout || Task.isCancelled {
+                        await self.close(reason: "ping timeout", notifyClient: false)
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(5))
                 }
+                next = ContinuousClock.now + interval
             }
         }
+    }
+
+    private func sendPing() -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        self.pingSentAt = now
+        self.send([.ping("")])
+        return now
+    }
+
+    /// Closes the session when its ping went unanswered past `pingTimeout`; true if it is closed.
+    func closeIfPingOverdue() -> Bool {
+        if let sentAt = self.pingSentAt, ContinuousClock.now - sentAt >= self.configuration.pingTimeout {
+            self.close(reason: "ping timeout", notifyClient: false)
+        }
+        return self.isClosed
     }
 
     /// The handshake packet.
@@ -89,7 +113,8 @@ public actor EngineSession {
     }
 
     private func flush() {
-        if let poll = self.waitingPoll, !self.outbox.isEmpty, !self.upgrading || self.webSocket == nil {
+        // While an upgrade is under way the queue waits for the WebSocket.
+        if let poll = self.waitingPoll, !self.outbox.isEmpty, !self.upgrading {
             self.waitingPoll = nil
             let packets = self.outbox
             self.outbox = []
@@ -125,11 +150,25 @@ public actor EngineSession {
     func poll() async throws(EngineIOProtocolError) -> [EngineIOPacket] {
         guard self.waitingPoll == nil else { throw EngineIOProtocolError("overlapping polls") }
         if self.isClosed { return [.close] }
-        if !self.outbox.isEmpty, self.webSocket == nil || self.upgrading {
+        // During an upgrade a poll only gets a noop, so the client can finish the upgrade; a
+        // client that already sent `5` on the WebSocket gets its poll refused instead, so give
+        // that message a moment to land.
+        if self.upgrading {
+            for _ in 0..<20 where self.upgrading {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            guard self.upgrading || self.webSocket == nil else { throw EngineIOProtocolError("upgraded") }
+            return [.noop]
+        }
+        if !self.outbox.isEmpty {
             defer { self.outbox = [] }
             return self.outbox
         }
-        return await withCheckedContinuation { self.waitingPoll = $0 }
+        do {
+            return try await withCheckedThrowingContinuation { self.waitingPoll = $0 }
+        } catch {
+            throw (error as? EngineIOProtocolError) ?? EngineIOProtocolError("poll failed")
+        }
     }
 
     /// A POST: packets from the client.
@@ -143,7 +182,7 @@ public actor EngineSession {
         guard !self.isClosed else { return }
         switch packet {
         case .pong:
-            self.lastPong = ContinuousClock.now
+            self.pingSentAt = nil
         case .ping(let data) where data == "probe" && self.upgrading:
             break  // handled by the WebSocket upgrade
         case .ping(let data):
@@ -166,10 +205,18 @@ public actor EngineSession {
     func beginUpgrade(writer: WebSocketOutboundWriter) async throws {
         self.upgrading = true
         try await writer.write(.text(EngineIOPacket.pong("probe").text))
-        if let poll = self.waitingPoll {
-            self.waitingPoll = nil
-            poll.resume(returning: [.noop])
+        // A client that sends `5` right after the probe should see its pending poll refused,
+        // not answered: give that message a moment before releasing the poll with a noop.
+        Task {
+            try? await Task.sleep(for: .milliseconds(100))
+            self.releasePollDuringUpgrade()
         }
+    }
+
+    private func releasePollDuringUpgrade() {
+        guard self.upgrading, let poll = self.waitingPoll else { return }
+        self.waitingPoll = nil
+        poll.resume(returning: [.noop])
     }
 
     /// The client sent `5`: from now on everything goes over the WebSocket.
@@ -178,12 +225,15 @@ public actor EngineSession {
         self.upgrading = false
         if let poll = self.waitingPoll {
             self.waitingPoll = nil
-            poll.resume(returning: [.noop])
+            poll.resume(throwing: EngineIOProtocolError("upgraded"))
         }
         self.flush()
     }
 
     var isWebSocket: Bool { self.webSocket != nil && !self.upgrading }
+
+    /// Whether the session uses, or is moving to, a WebSocket (a second upgrade is refused).
+    var hasWebSocket: Bool { self.webSocket != nil || self.upgrading }
 
     // MARK: Closing
 
@@ -194,8 +244,9 @@ public actor EngineSession {
         self.isClosed = true
         self.heartbeat?.cancel()
         if let poll = self.waitingPoll {
+            // A client that closed gets a noop to end its pending poll; otherwise the close.
             self.waitingPoll = nil
-            poll.resume(returning: self.outbox.isEmpty ? [.close] : self.outbox)
+            poll.resume(returning: notifyClient ? self.outbox : [.noop])
             self.outbox = []
         }
         let writer = self.webSocket

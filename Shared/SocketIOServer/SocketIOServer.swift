@@ -4,8 +4,8 @@ import SocketIOProtocol
 import Synchronization
 
 /// A Socket.IO v5 server on top of ``EngineServer``: authentication at CONNECT, rooms, and an
-/// event router whose handlers answer through the client's ack. Only the `/` namespace exists;
-/// others are refused with CONNECT_ERROR.
+/// event router whose handlers answer through the client's ack. Namespaces other than the
+/// configured ones (`/` by default) are refused with CONNECT_ERROR.
 public final class SocketIOServer: Sendable {
     /// The user id for a CONNECT's `auth` payload and the handshake, or nil to refuse.
     public typealias Authenticator = @Sendable (_ auth: JSONValue?, _ handshake: EngineHandshake) async -> String?
@@ -19,10 +19,10 @@ public final class SocketIOServer: Sendable {
     private let core: SocketIOCore
 
     public init(
-        configuration: EngineConfiguration, logger: Logger, authenticate: @escaping Authenticator,
-        unknownEvent: @escaping EventHandler
+        configuration: EngineConfiguration, logger: Logger, namespaces: Set<String> = ["/"],
+        authenticate: @escaping Authenticator, unknownEvent: @escaping EventHandler
     ) {
-        let core = SocketIOCore(authenticate: authenticate, unknownEvent: unknownEvent, logger: logger)
+        let core = SocketIOCore(namespaces: namespaces, authenticate: authenticate, unknownEvent: unknownEvent, logger: logger)
         self.core = core
         self.engine = EngineServer(configuration: configuration, logger: logger) { session, handshake in
             SocketIOConnection(core: core, session: session, handshake: handshake)
@@ -40,11 +40,13 @@ public final class SocketIOServer: Sendable {
         self.core.connectHandler.withLock { $0 = handler }
     }
 
-    /// Sends an event to every local socket in `rooms` (all sockets when empty), except those in
-    /// `except`.
-    public func emit(_ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = []) async {
-        let messages = SocketIOSocket.messages(for: .event(event, arguments))
-        for socket in self.core.rooms.sockets(in: rooms, except: except) {
+    /// Sends an event to every local socket of `namespace` in `rooms` (all its sockets when
+    /// empty), except those in `except`.
+    public func emit(
+        _ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = [], namespace: String = "/"
+    ) async {
+        let messages = SocketIOSocket.messages(for: .event(event, arguments, namespace: namespace))
+        for socket in self.core.rooms.sockets(in: rooms, except: except) where socket.namespace == namespace {
             await socket.session.send(messages)
         }
     }
@@ -53,6 +55,7 @@ public final class SocketIOServer: Sendable {
 /// What every connection of a server shares: authentication, handlers, rooms.
 final class SocketIOCore: Sendable {
     let rooms = RoomRegistry()
+    let namespaces: Set<String>
     let authenticate: SocketIOServer.Authenticator
     let unknownEvent: SocketIOServer.EventHandler
     let logger: Logger
@@ -60,8 +63,10 @@ final class SocketIOCore: Sendable {
     let connectHandler = Mutex<SocketIOServer.ConnectHandler?>(nil)
 
     init(
-        authenticate: @escaping SocketIOServer.Authenticator, unknownEvent: @escaping SocketIOServer.EventHandler, logger: Logger
+        namespaces: Set<String>, authenticate: @escaping SocketIOServer.Authenticator,
+        unknownEvent: @escaping SocketIOServer.EventHandler, logger: Logger
     ) {
+        self.namespaces = namespaces
         self.authenticate = authenticate
         self.unknownEvent = unknownEvent
         self.logger = logger
@@ -81,16 +86,17 @@ actor SocketIOConnection: EngineSessionDelegate {
     private let session: EngineSession
     private let handshake: EngineHandshake
     private var decoder = SocketIODecoder()
-    private var socket: SocketIOSocket?
-    private var connecting = false
-    private let commands: AsyncStream<(String, [JSONValue], Int?)>.Continuation
+    /// The connected sockets, by namespace.
+    private var sockets: [String: SocketIOSocket] = [:]
+    private var connecting: Set<String> = []
+    private let commands: AsyncStream<(SocketIOSocket, String, [JSONValue], Int?)>.Continuation
     private var connectTimeout: Task<Void, Never>?
 
     init(core: SocketIOCore, session: EngineSession, handshake: EngineHandshake) {
         self.server = core
         self.session = session
         self.handshake = handshake
-        let (stream, continuation) = AsyncStream.makeStream(of: (String, [JSONValue], Int?).self)
+        let (stream, continuation) = AsyncStream.makeStream(of: (SocketIOSocket, String, [JSONValue], Int?).self)
         self.commands = continuation
         let timeout = session.configuration.connectTimeout
         self.connectTimeout = Task { [session] in
@@ -99,8 +105,8 @@ actor SocketIOConnection: EngineSessionDelegate {
             await session.close(reason: "no CONNECT in time")
         }
         Task { [weak self] in
-            for await (event, arguments, ackID) in stream {
-                await self?.run(event, arguments, ackID)
+            for await (socket, event, arguments, ackID) in stream {
+                await self?.run(socket, event, arguments, ackID)
             }
         }
     }
@@ -125,62 +131,63 @@ actor SocketIOConnection: EngineSessionDelegate {
         case .connect:
             await self.connect(packet)
         case .event, .binaryEvent:
-            guard self.socket != nil, packet.namespace == "/", let (name, arguments) = packet.event else {
+            guard let socket = self.sockets[packet.namespace], let (name, arguments) = packet.event else {
                 await self.session.close(reason: "event before connect")
                 return
             }
-            self.commands.yield((name, arguments, packet.ackID))
+            self.commands.yield((socket, name, arguments, packet.ackID))
         case .disconnect:
-            self.disconnect()
-            await self.session.close(reason: "client disconnect", notifyClient: false)
+            // The connection stays open (other namespaces may follow); clients close it.
+            self.leave(packet.namespace)
         case .ack, .binaryAck, .connectError:
             break  // the server asks for no acks
         }
     }
 
     private func connect(_ packet: SocketIOPacket) async {
-        guard packet.namespace == "/" else {
+        let namespace = packet.namespace
+        guard self.server.namespaces.contains(namespace) else {
             await self.send(
                 SocketIOPacket(
-                    kind: .connectError, namespace: packet.namespace, data: .object(["message": .string("Invalid namespace")])))
+                    kind: .connectError, namespace: namespace, data: .object(["message": .string("Invalid namespace")])))
             return
         }
-        guard self.socket == nil, !self.connecting else { return }
-        self.connecting = true
-        defer { self.connecting = false }
+        guard self.sockets[namespace] == nil, !self.connecting.contains(namespace) else { return }
+        self.connecting.insert(namespace)
+        defer { self.connecting.remove(namespace) }
         guard let userID = await self.server.authenticate(packet.data, self.handshake) else {
-            await self.send(SocketIOPacket(kind: .connectError, data: .object(["message": .string("unauthorized")])))
+            await self.send(
+                SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(["message": .string("unauthorized")])))
             return
         }
         self.connectTimeout?.cancel()
-        let socket = SocketIOSocket(id: Self.makeSocketID(), userID: userID, session: self.session)
-        self.socket = socket
+        let socket = SocketIOSocket(id: Self.makeSocketID(), userID: userID, namespace: namespace, session: self.session)
+        self.sockets[namespace] = socket
         self.server.rooms.join(socket, "user:\(userID)")
-        await self.send(SocketIOPacket(kind: .connect, data: .object(["sid": .string(socket.id)])))
+        await self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
         await self.server.onConnect?(socket, packet.data)
     }
 
-    private func run(_ event: String, _ arguments: [JSONValue], _ ackID: Int?) async {
-        guard let socket = self.socket else { return }
+    private func run(_ socket: SocketIOSocket, _ event: String, _ arguments: [JSONValue], _ ackID: Int?) async {
+        guard self.sockets[socket.namespace] === socket else { return }
         let reply = await self.server.handler(for: event)(socket, arguments)
-        if let ackID { await self.send(.ack(ackID, reply)) }
+        if let ackID { await self.send(.ack(ackID, reply, namespace: socket.namespace)) }
     }
 
     private func send(_ packet: SocketIOPacket) async {
         await self.session.send(SocketIOSocket.messages(for: packet))
     }
 
-    private func disconnect() {
-        if let socket = self.socket {
+    private func leave(_ namespace: String) {
+        if let socket = self.sockets.removeValue(forKey: namespace) {
             self.server.rooms.leaveAll(socket, rooms: ["user:\(socket.userID)"])
         }
-        self.socket = nil
-        self.commands.finish()
     }
 
     func engineSessionDidClose(_ session: EngineSession, reason: String) async {
         self.connectTimeout?.cancel()
-        self.disconnect()
+        for namespace in Array(self.sockets.keys) { self.leave(namespace) }
+        self.commands.finish()
     }
 
     private static func makeSocketID() -> String {

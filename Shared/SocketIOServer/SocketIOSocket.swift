@@ -1,22 +1,25 @@
 import SocketIOProtocol
 
-/// A connected Socket.IO socket (namespace `/`): what event handlers and rooms hold.
+/// A connected Socket.IO socket (one namespace of one connection): what event handlers and rooms
+/// hold.
 public final class SocketIOSocket: Sendable {
     /// The Socket.IO socket id sent in the CONNECT reply.
     public let id: String
     /// Who authenticated this socket (the access token's user id).
     public let userID: String
+    public let namespace: String
     let session: EngineSession
 
-    init(id: String, userID: String, session: EngineSession) {
+    init(id: String, userID: String, namespace: String, session: EngineSession) {
         self.id = id
         self.userID = userID
+        self.namespace = namespace
         self.session = session
     }
 
     /// Sends an event to this socket.
     public func emit(_ event: String, _ arguments: [JSONValue]) async {
-        await self.send(.event(event, arguments))
+        await self.send(.event(event, arguments, namespace: self.namespace))
     }
 
     func send(_ packet: SocketIOPacket) async {

@@ -244,7 +244,7 @@ def test_raw_websocket_bad_packets_close_only_the_offender(account):
     ws_url = GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     healthy, _ = client(token, transports=["websocket"])
     try:
-        for bad in ["4x", "9", '42["ping"', "45-[]", "41"]:
+        for bad in ["4x", "9", '42["ping"', "45-[]", '43["x"]', "4" + "\xff"]:
             ws = websocket.create_connection(ws_url, timeout=5)
             assert ws.recv().startswith("0{")
             ws.send("40" + json.dumps({"token": token}))
