@@ -17,7 +17,7 @@ import ThreadedIO
 public final class AMQPConnection: Service, Sendable {
     public let configuration: AMQPConfiguration
     private let thread: HandleThread<ConnectionCommand>
-    private let status = ConnectionStatus()
+    private let status = ConnectedFlag()
     private let nextConsumerID = Atomic(1)
     var mailbox: Mailbox<ConnectionCommand> { self.thread.mailbox }
 
@@ -91,11 +91,4 @@ public final class AMQPConnection: Service, Sendable {
         if !accepted { continuation.finish() }
         return AMQPConsumer(id: id, stream: stream, mailbox: self.mailbox)
     }
-}
-
-/// The connection's state as other threads see it.
-final class ConnectionStatus: Sendable {
-    private let connected = Atomic(false)
-    var isConnected: Bool { self.connected.load(ordering: .acquiring) }
-    func set(connected: Bool) { self.connected.store(connected, ordering: .releasing) }
 }

@@ -20,7 +20,7 @@ final class ConnectionDriver {
 
     private let configuration: AMQPConfiguration
     private let mailbox: Mailbox<ConnectionCommand>
-    private let status: ConnectionStatus
+    private let status: ConnectedFlag
     private let logger: Logger
 
     private var connection: amqp_connection_state_t?
@@ -39,7 +39,7 @@ final class ConnectionDriver {
     /// Reused by every publish (the library copies what it needs into its frame buffer).
     private let publishArena = CArena()
 
-    init(configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectionStatus, logger: Logger) {
+    init(configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectedFlag, logger: Logger) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status

@@ -21,7 +21,7 @@ public final class RedisClient: Service, Sendable {
     }
 
     private let thread: HandleThread<Command>
-    private let status = RedisStatus()
+    private let status = ConnectedFlag()
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
 
     public init(configuration: RedisConfiguration, logger: Logger) {
@@ -70,23 +70,16 @@ public final class RedisClient: Service, Sendable {
     }
 }
 
-/// The connection state as other threads see it.
-final class RedisStatus: Sendable {
-    private let connected = Atomic(false)
-    var isConnected: Bool { self.connected.load(ordering: .acquiring) }
-    func set(connected: Bool) { self.connected.store(connected, ordering: .releasing) }
-}
-
 /// The command connection's thread-side loop.
 final class RedisCommandDriver {
     private let configuration: RedisConfiguration
     private let mailbox: Mailbox<RedisClient.Command>
-    private let status: RedisStatus
+    private let status: ConnectedFlag
     private let logger: Logger
     private var context: HiredisContext?
     private var shutdown: Promise<Void>?
 
-    init(configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: RedisStatus, logger: Logger) {
+    init(configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag, logger: Logger) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status

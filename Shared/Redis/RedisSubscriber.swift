@@ -31,7 +31,7 @@ public final class RedisSubscriber: Service, Sendable {
     }
 
     private let thread: HandleThread<Command>
-    private let status = RedisStatus()
+    private let status = ConnectedFlag()
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
     /// Every message, in arrival order. Iterate it once.
     public let messages: AsyncStream<RedisPubSubMessage>
@@ -79,7 +79,7 @@ final class RedisSubscriberDriver {
 
     private let configuration: RedisConfiguration
     private let mailbox: Mailbox<RedisSubscriber.Command>
-    private let status: RedisStatus
+    private let status: ConnectedFlag
     private let output: AsyncStream<RedisPubSubMessage>.Continuation
     private let logger: Logger
 
@@ -94,7 +94,7 @@ final class RedisSubscriberDriver {
     private var shutdown: Promise<Void>?
 
     init(
-        configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: RedisStatus,
+        configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
         output: AsyncStream<RedisPubSubMessage>.Continuation, logger: Logger
     ) {
         self.configuration = configuration

@@ -64,7 +64,7 @@ public final class EngineServer: Sendable {
         guard query["EIO"] == "4" else { return self.error(request, code: 5, "Unsupported protocol version") }
         guard query["transport"] == "polling" else { return self.error(request, code: 0, "Transport unknown") }
         guard let sid = query["sid"] else {
-            let session = self.open(
+            let session = await self.open(
                 EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress), webSocket: nil)
             let upgrades = self.configuration.allowUpgrades ? ["websocket"] : []
             return self.text(request, await session.handshake(upgrades: upgrades).text)
@@ -132,7 +132,7 @@ public final class EngineServer: Sendable {
                 try await self.upgrade(session, messages: messages, writer: outbound)
             } else {
                 let remote = (context.requestContext as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress
-                let session = self.open(
+                let session = await self.open(
                     EngineHandshake(headers: context.request.headers, query: query, remoteAddress: remote), webSocket: outbound)
                 try await outbound.write(.text(await session.handshake(upgrades: []).text))
                 try await self.serve(session, messages: messages)
@@ -185,11 +185,13 @@ public final class EngineServer: Sendable {
 
     // MARK: Sessions
 
-    private func open(_ handshake: EngineHandshake, webSocket: WebSocketOutboundWriter?) -> EngineSession {
+    /// Registers and starts a session before its handshake goes out, so the client's first
+    /// message always finds it ready.
+    private func open(_ handshake: EngineHandshake, webSocket: WebSocketOutboundWriter?) async -> EngineSession {
         let session = EngineSession(id: Self.makeSessionID(), configuration: self.configuration, logger: self.logger)
         self.sessions.withLock { $0[session.id] = session }
         let delegate = ForgettingDelegate(inner: self.makeDelegate(session, handshake), server: self)
-        Task { await session.start(delegate: delegate, webSocket: webSocket) }
+        await session.start(delegate: delegate, webSocket: webSocket)
         return session
     }
 
