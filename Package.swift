@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "foundation-bench", targets: ["FoundationBench"]),
         .executable(name: "auth-bench", targets: ["AuthBench"]),
         .executable(name: "socketio-conformance", targets: ["SocketIOConformance"]),
+        .executable(name: "socket-load", targets: ["SocketLoad"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -203,6 +204,16 @@ let package = Package(
             path: "Tests/Benchmarks/AuthBench"
         ),
 
+        .executableTarget(
+            name: "SocketLoad",
+            dependencies: [
+                "MessengerAMQP",
+                "MessengerContracts",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Benchmarks/SocketLoad"
+        ),
         .executableTarget(
             name: "SocketIOConformance",
             dependencies: [
