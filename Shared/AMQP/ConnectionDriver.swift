@@ -51,23 +51,17 @@ final class ConnectionDriver {
 
     /// Connects, serves and reconnects until shutdown is asked for.
     func run() {
-        var backoff = Backoff(
-            initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
-        var failures = 0
-        while self.shutdownPromise == nil {
-            do {
+        ReconnectLoop.run(
+            backoff: Backoff(
+                initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay),
+            isStopping: { self.shutdownPromise != nil },
+            connectAndServe: { connected in
                 try self.connect()
-                backoff.reset()
-                failures = 0
+                connected()
                 try self.serve()
-            } catch {
-                failures += 1
-                self.connectionLost(error, failures: failures)
-                if self.shutdownPromise == nil {
-                    self.waitWhileDisconnected(backoff.next())
-                }
-            }
-        }
+            },
+            lost: { error, failures in self.connectionLost(error, failures: failures) },
+            wait: { self.waitWhileDisconnected($0) })
         self.finish()
     }
 

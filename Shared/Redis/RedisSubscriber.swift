@@ -105,17 +105,16 @@ final class RedisSubscriberDriver {
     }
 
     func run() {
-        var backoff = Backoff(
-            initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
-        var failures = 0
-        while self.shutdown == nil {
-            do {
+        ReconnectLoop.run(
+            backoff: Backoff(
+                initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay),
+            isStopping: { self.shutdown != nil },
+            connectAndServe: { connected in
                 try self.connect()
-                backoff.reset()
-                failures = 0
+                connected()
                 try self.serve()
-            } catch {
-                failures += 1
+            },
+            lost: { error, failures in
                 if failures == 1 {
                     self.logger.warning("Redis subscriber disconnected, reconnecting", metadata: ["error": "\(error)"])
                 }
@@ -124,9 +123,8 @@ final class RedisSubscriberDriver {
                 // Callers waiting for a confirmation get it after the resubscription instead.
                 for entry in self.confirmations { if let promise = entry.promise { self.waitingForConnection.append(promise) } }
                 self.confirmations.removeAll()
-                self.sleep(backoff.next())
-            }
-        }
+            },
+            wait: { self.sleep($0) })
         self.context = nil
         self.status.set(connected: false)
         let closed = RedisError(.shutdown, "the subscriber is closed")
