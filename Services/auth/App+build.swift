@@ -34,25 +34,34 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await authenticator.get().searchUsers(request, actor: context.actorID)
     }
     backend.router.on(AuthMessage.jwks, EmptyPayload.self) { _, _ in try authenticator.get().keySet }
+    backend.router.on(AuthMessage.usersByID, UsersByIDRequest.self) { request, _ in
+        try await authenticator.get().users(request)
+    }
+    let outbox = OutboxSignal()
+    let relay = OutboxRelay(
+        client: database, amqp: amqp, exchange: ExchangeName.events, signal: outbox, schema: "auth", logger: logger)
 
-    return backend.services(prepare: {
-        let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
-        let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
-        let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
-        authenticator.set(
-            Authenticator(
-                users: PostgresUserRepository(client: database, logger: logger),
-                refreshTokens: RefreshTokenStore(client: database, lifetime: settings.refreshTokenLifetime, logger: logger),
-                throttle: LoginThrottle(client: database, limits: settings.throttle, logger: logger),
-                hasher: try await PasswordHasher(cost: settings.bcryptCost),
-                signer: await AccessTokenSigner(key: key, audience: settings.audience, lifetime: settings.accessTokenLifetime),
-                keySet: keySet))
-        // Gateways that started before this instance pick up its keys from this event.
-        try await amqp.publish(
-            AMQPMessage(
-                exchange: ExchangeName.events, routingKey: AuthMessage.keysChanged.rawValue,
-                body: try MessengerJSON.encode(Envelope(type: AuthMessage.keysChanged, data: keySet)),
-                properties: AMQPProperties(messageID: UUID.v7().uuidString, type: AuthMessage.keysChanged.rawValue)))
-        logger.info("signing key ready", metadata: ["kid": "\(key.kid)", "verification_keys": "\(keySet.keys.count)"])
-    })
+    return backend.services(
+        workers: [relay],
+        prepare: {
+            let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
+            let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
+            let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
+            authenticator.set(
+                Authenticator(
+                    users: PostgresUserRepository(client: database, outbox: outbox, logger: logger),
+                    refreshTokens: RefreshTokenStore(client: database, lifetime: settings.refreshTokenLifetime, logger: logger),
+                    throttle: LoginThrottle(client: database, limits: settings.throttle, logger: logger),
+                    hasher: try await PasswordHasher(cost: settings.bcryptCost),
+                    signer: await AccessTokenSigner(
+                        key: key, audience: settings.audience, lifetime: settings.accessTokenLifetime),
+                    keySet: keySet))
+            // Gateways that started before this instance pick up its keys from this event.
+            try await amqp.publish(
+                AMQPMessage(
+                    exchange: ExchangeName.events, routingKey: AuthMessage.keysChanged.rawValue,
+                    body: try MessengerJSON.encode(Envelope(type: AuthMessage.keysChanged, data: keySet)),
+                    properties: AMQPProperties(messageID: UUID.v7().uuidString, type: AuthMessage.keysChanged.rawValue)))
+            logger.info("signing key ready", metadata: ["kid": "\(key.kid)", "verification_keys": "\(keySet.keys.count)"])
+        })
 }

@@ -98,6 +98,13 @@ struct Authenticator: Sendable {
         return UserList(items: found.map { $0.resource(includingEmail: false) })
     }
 
+    /// Users by id (no emails), for other services' read models. Only services call it.
+    func users(_ request: UsersByIDRequest) async throws -> UserList {
+        guard request.ids.count <= 1000 else { throw ServiceError.invalidArgument("ids: at most 1000") }
+        let found = try await self.users.find(ids: request.ids.map(\.uuid))
+        return UserList(items: found.map { $0.resource(includingEmail: false) })
+    }
+
     /// The authenticated caller; a token for a user that no longer exists is `unauthorized`.
     private func caller(_ actor: UUID?) async throws -> UserRecord {
         guard let actor, let user = try await self.users.find(id: actor) else { throw ServiceError.unauthorized() }

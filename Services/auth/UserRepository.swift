@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import MessengerContracts
+import MessengerPostgres
+import MessengerServiceKit
 import PostgresNIO
 
 /// A stored user, password hash included. Never leaves the auth service as is.
@@ -32,10 +34,15 @@ protocol UserRepository: Sendable {
     func updatePassword(id: UUID, passwordHash: String, displayName: String?) async throws -> UserRecord?
     /// Users whose username or display name starts with `prefix` (case-insensitive).
     func search(prefix: String, limit: Int) async throws -> [UserRecord]
+    /// Those of `ids` that exist.
+    func find(ids: [UUID]) async throws -> [UserRecord]
 }
 
+/// Every change of a user's public data writes `auth.user_created.v1` / `auth.user_updated.v1`
+/// to auth's outbox in the same transaction, for the read models of other services.
 struct PostgresUserRepository: UserRepository {
     let client: PostgresClient
+    let outbox: OutboxSignal
     let logger: Logger
 
     private static let columns = "id, username, email, display_name, password_hash, created_at"
@@ -47,11 +54,15 @@ struct PostgresUserRepository: UserRepository {
 
     func create(_ user: UserRecord) async throws {
         do {
-            try await self.client.query(
-                """
-                INSERT INTO users (id, username, email, display_name, password_hash, created_at, updated_at)
-                VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
-                """, logger: self.logger)
+            try await self.client.transaction(logger: self.logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO users (id, username, email, display_name, password_hash, created_at, updated_at)
+                    VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
+                    """, logger: self.logger)
+                try await self.announce(AuthMessage.userCreated, user, on: connection)
+            }
+            self.outbox.wake()
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             let constraint = error.serverInfo?[.constraintName] ?? ""
             throw ServiceError.conflict(constraint.contains("email") ? "email is already taken" : "username is already taken")
@@ -75,11 +86,17 @@ struct PostgresUserRepository: UserRepository {
     }
 
     func updateDisplayName(id: UUID, displayName: String) async throws -> UserRecord? {
-        let rows = try await self.client.query(
-            "UPDATE users SET display_name = \(displayName), updated_at = now() WHERE id = \(id) RETURNING \(unescaped: Self.columns)",
-            logger: self.logger)
-        for try await row in rows.decode(Row.self) { return Self.record(row) }
-        return nil
+        let updated = try await self.client.transaction(logger: self.logger) { connection -> UserRecord? in
+            let rows = try await connection.query(
+                "UPDATE users SET display_name = \(displayName), updated_at = now() WHERE id = \(id) RETURNING \(unescaped: Self.columns)",
+                logger: self.logger)
+            var updated: UserRecord?
+            for try await row in rows.decode(Row.self) { updated = Self.record(row) }
+            if let updated { try await self.announce(AuthMessage.userUpdated, updated, on: connection) }
+            return updated
+        }
+        self.outbox.wake()
+        return updated
     }
 
     func updatePassword(id: UUID, passwordHash: String, displayName: String?) async throws -> UserRecord? {
@@ -94,8 +111,24 @@ struct PostgresUserRepository: UserRepository {
             for try await row in rows.decode(Row.self) { updated = Self.record(row) }
             try await connection.query(
                 "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(id) AND revoked_at IS NULL", logger: self.logger)
+            if let updated, displayName != nil { try await self.announce(AuthMessage.userUpdated, updated, on: connection) }
             return updated
         }
+    }
+
+    func find(ids: [UUID]) async throws -> [UserRecord] {
+        let rows = try await self.client.query(
+            "SELECT \(unescaped: Self.columns) FROM users WHERE id = ANY(\(ids))", logger: self.logger)
+        var users: [UserRecord] = []
+        for try await row in rows.decode(Row.self) { users.append(Self.record(row)) }
+        return users
+    }
+
+    /// Writes the user's public data (no email) as `type` to the outbox.
+    private func announce(_ type: MessageType, _ user: UserRecord, on connection: PostgresConnection) async throws {
+        try await Outbox.append(
+            Envelope(type: type, data: UserEnvelope(user: user.resource(includingEmail: false))), on: connection,
+            logger: self.logger)
     }
 
     func search(prefix: String, limit: Int) async throws -> [UserRecord] {

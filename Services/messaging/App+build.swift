@@ -1,10 +1,57 @@
+import MessengerAMQP
+import MessengerContracts
 import MessengerServiceKit
 import ServiceLifecycle
 
-/// Wires the `messaging` service: its schema, migrations and RPC handlers.
+/// Wires the `messaging` service: its schema, the conversation RPCs, the outbox relay and the
+/// read model of users.
 func buildServices(context: ServiceContext) throws -> [any Service] {
-    let backend = try BackendService(
+    var backend = try BackendService(
         service: .messaging, schema: "messaging", adminPortVariable: "MESSAGING_ADMIN_PORT", defaultAdminPort: 9102,
         migrations: MessagingMigrations.all, context: context)
-    return backend.services()
+    let settings = backend.settings
+    let logger = backend.logger
+    let rpc = RPCClient(connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout, logger: logger)
+    let directory = UserDirectory(client: backend.database, rpc: rpc, logger: logger)
+    let outbox = OutboxSignal()
+    let conversations = Conversations(client: backend.database, users: directory, outbox: outbox, logger: logger)
+    backend.topology = backend.topology.merged(
+        with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
+
+    backend.router.on(MessagingMessage.createConversation, CreateConversationRequest.self) { request, context in
+        try await conversations.createConversation(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.createMessage, CreateMessageRequest.self) { request, context in
+        try await conversations.createMessage(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.updateMessage, UpdateMessageRequest.self) { request, context in
+        try await conversations.updateMessage(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.deleteMessage, DeleteMessagesRequest.self) { request, context in
+        try await conversations.deleteMessages(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.addReaction, ReactionTarget.self) { request, context in
+        try await conversations.addReaction(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.removeReaction, ReactionTarget.self) { request, context in
+        try await conversations.removeReaction(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.markSeen, SeenMark.self) { request, context in
+        try await conversations.markSeen(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.listThreads, ListThreadsRequest.self) { request, context in
+        try await conversations.listThreads(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.listMessages, ListMessagesRequest.self) { request, context in
+        try await conversations.listMessages(request, actor: context.actorID)
+    }
+    backend.router.on(MessagingMessage.threadMembers, ThreadReference.self) { request, context in
+        try await conversations.threadMembers(request, actor: context.actorID)
+    }
+
+    let relay = OutboxRelay(
+        client: backend.database, amqp: backend.amqp, exchange: ExchangeName.events, signal: outbox, schema: "messaging",
+        logger: logger)
+    let users = UserEventsConsumer(amqp: backend.amqp, directory: directory, prefetch: settings.prefetch, logger: logger)
+    return backend.services(clients: [rpc], workers: [relay, users])
 }

@@ -3,5 +3,77 @@ import MessengerServiceKit
 
 /// The `messaging` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MessagingMigrations {
-    static let all: [Migration] = [.inbox]
+    static let all: [Migration] = [.inbox, .outbox(version: 2), users, threads, messages]
+
+    /// The read model of auth's users (ids and display data), kept from `auth.user_*` events.
+    static let users = Migration(
+        version: 3, name: "users",
+        statements: [
+            """
+            CREATE TABLE users (
+                id uuid PRIMARY KEY,
+                username text NOT NULL,
+                display_name text NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        ])
+
+    static let threads = Migration(
+        version: 4, name: "threads",
+        statements: [
+            """
+            CREATE TABLE threads (
+                id uuid PRIMARY KEY,
+                type text NOT NULL CHECK (type IN ('DM', 'GROUP')),
+                title text,
+                created_by uuid NOT NULL,
+                created_at timestamptz NOT NULL,
+                dm_key text UNIQUE,
+                last_seq bigint NOT NULL DEFAULT 0,
+                last_activity_at timestamptz NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE thread_members (
+                thread_id uuid NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+                user_id uuid NOT NULL,
+                role text NOT NULL CHECK (role IN ('owner', 'member')),
+                joined_at timestamptz NOT NULL,
+                last_seen_seq bigint NOT NULL DEFAULT 0,
+                PRIMARY KEY (thread_id, user_id)
+            )
+            """,
+            "CREATE INDEX thread_members_user ON thread_members (user_id)",
+        ])
+
+    static let messages = Migration(
+        version: 5, name: "messages",
+        statements: [
+            """
+            CREATE TABLE messages (
+                id uuid PRIMARY KEY,
+                thread_id uuid NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+                seq bigint NOT NULL,
+                sender_id uuid NOT NULL,
+                client_message_id text NOT NULL,
+                body text NOT NULL,
+                reply_to_id uuid REFERENCES messages (id),
+                created_at timestamptz NOT NULL,
+                edited_at timestamptz,
+                deleted_at timestamptz,
+                UNIQUE (thread_id, seq),
+                UNIQUE (thread_id, sender_id, client_message_id)
+            )
+            """,
+            """
+            CREATE TABLE reactions (
+                message_id uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+                user_id uuid NOT NULL,
+                emoji_hex text NOT NULL,
+                created_at timestamptz NOT NULL,
+                PRIMARY KEY (message_id, user_id, emoji_hex)
+            )
+            """,
+        ])
 }

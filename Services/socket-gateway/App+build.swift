@@ -21,6 +21,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let socketGateway = SocketGateway(configuration: settings.engine, keys: keys, logger: logger)
     let fanOut = RedisFanOut(
         uid: settings.service.instanceID, redis: redis, subscriber: subscriber, server: socketGateway.server, logger: logger)
+    MessagingCommands(rpc: rpc, fanOut: fanOut, logger: logger).register(on: socketGateway.server)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
     let pushTopology = PushConsumer.topology(queueArguments: settings.service.durableQueueArguments)
@@ -42,6 +43,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)
     UserController(rpc: rpc, keys: keys, trustProxy: settings.trustProxy).addRoutes(to: router)
+    ThreadController(rpc: rpc, keys: keys).addRoutes(to: router)
     try OpenAPIController().addRoutes(to: router)
     let webSocketRouter = Router(context: GatewayWebSocketContext.self)
     socketGateway.addRoutes(http: router, webSocket: webSocketRouter)

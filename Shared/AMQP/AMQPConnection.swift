@@ -66,6 +66,26 @@ public final class AMQPConnection: Service, Sendable {
         try await promise.value()
     }
 
+    /// Publishes `messages` in this order and returns once the broker confirmed every one; throws
+    /// the first failure (the others may still be published). Cheaper than one ``publish(_:)``
+    /// after the other: the whole batch shares the confirm window.
+    public func publish(_ messages: [AMQPMessage]) async throws {
+        var promises: [Promise<Void>] = []
+        promises.reserveCapacity(messages.count)
+        for message in messages {
+            let promise = Promise<Void>()
+            guard self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
+                throw AMQPError(.shutdown, "the AMQP connection is closed")
+            }
+            promises.append(promise)
+        }
+        var firstError: (any Error)?
+        for promise in promises {
+            do { try await promise.value() } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+
     /// Publishes a message without waiting for its confirm (it is still confirmed, and published
     /// again after a reconnect). For messages whose loss is harmless, such as RPC replies.
     public func send(_ message: AMQPMessage) {

@@ -79,18 +79,41 @@ public final class RPCClient: Service, Sendable {
         _ type: MessageType, to service: ServiceName, payload: Payload, correlationID: String? = nil,
         actor: UUID? = nil, timeout: Duration? = nil
     ) async throws -> Data {
+        let envelope = Envelope(type: type, correlationId: correlationID, actorId: actor, data: payload)
+        return try await self.send(
+            type, to: service, body: try MessengerJSON.encode(envelope), header: envelope.header, timeout: timeout)
+    }
+
+    /// Sends a request whose payload is already JSON (a client's command passed on as it came,
+    /// without decoding and encoding it again) and returns the reply's JSON untouched.
+    public func forward(
+        _ type: MessageType, to service: ServiceName, payloadJSON: some StringProtocol, correlationID: String? = nil,
+        actor: UUID? = nil, timeout: Duration? = nil
+    ) async throws -> Data {
+        let header = EnvelopeHeader(type: type, id: .v7(), correlationId: correlationID, occurredAt: Date(), actorId: actor)
+        var body = try MessengerJSON.encode(header)
+        guard body.last == UInt8(ascii: "}") else { throw ServiceError.internal() }
+        body.removeLast()
+        body.append(contentsOf: #","data":"#.utf8)
+        body.append(contentsOf: payloadJSON.utf8)
+        body.append(UInt8(ascii: "}"))
+        return try await self.send(type, to: service, body: body, header: header, timeout: timeout)
+    }
+
+    private func send(
+        _ type: MessageType, to service: ServiceName, body: Data, header: EnvelopeHeader, timeout: Duration?
+    ) async throws -> Data {
         let timeout = timeout ?? self.defaultTimeout
         let id = UUID().uuidString
-        let envelope = Envelope(type: type, correlationId: correlationID, actorId: actor, data: payload)
         let message = AMQPMessage(
             exchange: ExchangeName.rpc,
             routingKey: service.rawValue,
-            body: try MessengerJSON.encode(envelope),
+            body: body,
             properties: AMQPProperties(
-                messageID: envelope.id.uuidString, correlationID: id, replyTo: self.replyQueue, type: type.rawValue,
-                timestamp: UInt64(envelope.occurredAt.timeIntervalSince1970),
+                messageID: header.id.uuidString, correlationID: id, replyTo: self.replyQueue, type: type.rawValue,
+                timestamp: UInt64(header.occurredAt.timeIntervalSince1970),
                 expiration: String(Backoff.milliseconds(timeout)),
-                headers: correlationID.map { ["x-correlation-id": .string($0)] } ?? [:],
+                headers: header.correlationId.map { ["x-correlation-id": .string($0)] } ?? [:],
                 persistent: false),
             mandatory: true)
         let promise = Promise<Data>()

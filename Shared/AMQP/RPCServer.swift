@@ -44,13 +44,31 @@ public struct RPCRouter: Sendable {
                 reply = .success(try await handler(envelope.data, context))
             } catch let error as ServiceError {
                 reply = .failure(error)
-            } catch is DecodingError {
-                reply = .failure(.invalidArgument("malformed \(type) request"))
+            } catch let error as DecodingError {
+                reply = .failure(.invalidArgument(Self.describe(error)))
             } catch {
                 logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(error)"])
                 reply = .failure(.internal())
             }
             return (try? MessengerJSON.encode(reply)) ?? RPCServer.internalErrorReply
+        }
+    }
+}
+
+extension RPCRouter {
+    /// A client-safe sentence naming the request field that failed to decode.
+    static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String {
+            // The first key is the envelope's `data`; the rest is the client's payload.
+            let names = path.dropFirst().map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return names.isEmpty ? "the payload" : names.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(field(context.codingPath + [key])) is required"
+        case .valueNotFound(_, let context): return "\(field(context.codingPath)) is required"
+        case .typeMismatch(_, let context): return "\(field(context.codingPath)) has the wrong type"
+        case .dataCorrupted(let context): return "\(field(context.codingPath)) is not valid"
+        @unknown default: return "the payload is not valid"
         }
     }
 }

@@ -10,8 +10,20 @@ public enum AuthMessage {
     public static let updateUser: MessageType = "auth.update_user.v1"
     public static let searchUsers: MessageType = "auth.search_users.v1"
     public static let jwks: MessageType = "auth.jwks.v1"
+    /// Users by id, for services that keep a read model and meet an id it lacks.
+    public static let usersByID: MessageType = "auth.users_by_id.v1"
     /// Event: the set of verification keys changed (published on `messenger.events`).
     public static let keysChanged: MessageType = "auth.keys_changed.v1"
+    /// Event (`{user}`, no email): a user registered. From auth's outbox.
+    public static let userCreated: MessageType = "auth.user_created.v1"
+    /// Event (`{user}`, no email): a user's display data changed. From auth's outbox.
+    public static let userUpdated: MessageType = "auth.user_updated.v1"
+}
+
+/// `auth.users_by_id.v1`: answered with a ``UserList`` (no emails) of those that exist.
+public struct UsersByIDRequest: Codable, Sendable {
+    public var ids: [EntityID]
+    public init(ids: [EntityID]) { self.ids = ids }
 }
 
 /// The `User` resource of the client contract. `email` is only shown to the user themself.

@@ -39,6 +39,22 @@ public struct EnvelopeHeader: Codable, Sendable {
     public var correlationId: String?
     public var occurredAt: Date
     public var actorId: UUID?
+
+    public init(type: MessageType, id: UUID, correlationId: String?, occurredAt: Date, actorId: UUID?) {
+        self.type = type
+        self.id = id
+        self.correlationId = correlationId
+        self.occurredAt = occurredAt
+        self.actorId = actorId
+    }
+}
+
+extension Envelope {
+    /// Its fields but the payload.
+    public var header: EnvelopeHeader {
+        EnvelopeHeader(
+            type: self.type, id: self.id, correlationId: self.correlationId, occurredAt: self.occurredAt, actorId: self.actorId)
+    }
 }
 
 extension Envelope: Encodable where Payload: Encodable {}

@@ -125,7 +125,7 @@ public struct DatabaseMigrator: Sendable {
     }
 
     /// A stable 63-bit key per schema for `pg_advisory_lock`.
-    static func lockKey(for schema: String) -> Int64 {
+    public static func lockKey(for schema: String) -> Int64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in "messenger.migrations.\(schema)".utf8 {
             hash ^= UInt64(byte)

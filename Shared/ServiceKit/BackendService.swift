@@ -47,10 +47,13 @@ public struct BackendService {
         self.router.addPing(service: service, instanceID: self.settings.instanceID)
     }
 
-    /// The services to run, in start order. `prepare` runs after migrations and topology, before
-    /// the RPC server takes requests (load keys, warm caches).
+    /// The services to run, in start order. `clients` (an ``RPCClient`` to call other services)
+    /// start with the broker connection and stop before it; `workers` (consumers, relays) run
+    /// beside the RPC server once start-up is done. `prepare` runs after migrations and topology,
+    /// before the RPC server takes requests (load keys, warm caches).
     public func services(
-        workers extraWorkers: [any Service] = [], prepare: @escaping @Sendable () async throws -> Void = {}
+        clients: [any Service] = [], workers extraWorkers: [any Service] = [],
+        prepare: @escaping @Sendable () async throws -> Void = {}
     ) -> [any Service] {
         let ready = ReadyFlag()
         let migrator = DatabaseMigrator(
@@ -72,6 +75,6 @@ public struct BackendService {
             host: self.settings.adminHost, port: self.settings.adminPort,
             checks: [.started(ready), .amqp(self.amqp), .postgres(self.database, logger: self.logger)],
             registry: self.context.registry, logger: self.logger)
-        return [self.database, self.amqp, startup, admin]
+        return [self.database, self.amqp] + clients + [startup, admin]
     }
 }

@@ -107,6 +107,17 @@ def account(api: Api) -> Callable[..., Account]:
 
 
 @pytest.fixture(scope="module")
+def module_account(api: Api) -> Callable[..., Account]:
+    """module_account(**register_kwargs) -> a fresh user, logged in once, for module-scoped
+    fixtures (users that several tests of one module share without interfering)."""
+
+    def _account(**kwargs: Any) -> Account:
+        return new_account(api, **kwargs)
+
+    return _account
+
+
+@pytest.fixture(scope="module")
 def reader(api: Api) -> Account:
     """One logged-in user per test module, for tests that only read with its access token
     (never change it, never spend its refresh token)."""

@@ -1,0 +1,98 @@
+import Foundation
+import MessengerContracts
+import PostgresNIO
+
+extension Conversations {
+    static let maximumPageSize = 100
+
+    /// The caller's threads, newest activity first, each with its last message and the caller's
+    /// unread count (others' messages after the caller's seen mark, deleted ones excluded).
+    func listThreads(_ request: ListThreadsRequest, actor: UUID?) async throws -> Page<ThreadSummary> {
+        let caller = try Self.caller(actor)
+        let limit = try Self.pageSize(request.limit)
+        let after = try request.cursor.map(Cursor.threadPosition)
+        return try await self.client.withConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT t.id, t.type, t.title, t.created_by, t.created_at, t.last_seq, m.last_seen_seq,
+                       (extract(epoch FROM t.last_activity_at) * 1000000)::bigint AS activity
+                FROM thread_members m JOIN threads t ON t.id = m.thread_id
+                WHERE m.user_id = \(caller)
+                  AND (\(after == nil) OR ((extract(epoch FROM t.last_activity_at) * 1000000)::bigint, t.id)
+                       < (\(after?.activity ?? 0), \(after?.id ?? UUID())))
+                ORDER BY activity DESC, t.id DESC LIMIT \(limit + 1)
+                """, logger: self.logger)
+            typealias Row = (UUID, String, String?, UUID, Date, Int64, Int64, Int64)
+            var page: [Row] = []
+            for try await row in rows.decode(Row.self) { page.append(row) }
+            let hasMore = page.count > limit
+            page = Array(page.prefix(limit))
+            guard !page.isEmpty else { return Page(items: [], nextCursor: nil) }
+            let ids = page.map(\.0)
+
+            var members: [UUID: [UUID]] = [:]
+            let memberRows = try await connection.query(
+                """
+                SELECT thread_id, user_id FROM thread_members WHERE thread_id = ANY(\(ids))
+                ORDER BY thread_id, role = 'owner' DESC, user_id
+                """, logger: self.logger)
+            for try await (thread, user) in memberRows.decode((UUID, UUID).self) { members[thread, default: []].append(user) }
+
+            let withMessages = page.filter { $0.5 > 0 }
+            let lastMessages = try await MessageRows.load(
+                """
+                SELECT \(unescaped: MessageRows.columns) FROM messages m
+                JOIN unnest(\(withMessages.map(\.0))::uuid[], \(withMessages.map(\.5))::bigint[]) AS last(thread_id, seq)
+                  ON m.thread_id = last.thread_id AND m.seq = last.seq
+                """, on: connection, logger: self.logger)
+            let lastByThread = Dictionary(lastMessages.map { ($0.threadId.uuid, $0) }, uniquingKeysWith: { first, _ in first })
+
+            var unread: [UUID: Int] = [:]
+            let unreadRows = try await connection.query(
+                """
+                SELECT msg.thread_id, count(*)::bigint FROM messages msg
+                JOIN unnest(\(ids)::uuid[], \(page.map(\.6))::bigint[]) AS mark(thread_id, seen)
+                  ON msg.thread_id = mark.thread_id AND msg.seq > mark.seen
+                WHERE msg.sender_id <> \(caller) AND msg.deleted_at IS NULL
+                GROUP BY msg.thread_id
+                """, logger: self.logger)
+            for try await (thread, count) in unreadRows.decode((UUID, Int64).self) { unread[thread] = Int(count) }
+
+            let items = page.map { row in
+                ThreadSummary(
+                    thread: ChatThread(
+                        id: EntityID(row.0), type: ThreadKind(rawValue: row.1) ?? .group, title: row.2,
+                        createdBy: EntityID(row.3), memberIds: (members[row.0] ?? []).map(EntityID.init), createdAt: row.4),
+                    lastMessage: lastByThread[row.0], unreadCount: unread[row.0] ?? 0)
+            }
+            let next = hasMore ? page.last.map { Cursor.encode(Cursor.ThreadPosition(activity: $0.7, id: $0.0)) } : nil
+            return Page(items: items, nextCursor: next)
+        }
+    }
+
+    /// A thread's messages, newest first, members only.
+    func listMessages(_ request: ListMessagesRequest, actor: UUID?) async throws -> Page<ChatMessage> {
+        let caller = try Self.caller(actor)
+        let limit = try Self.pageSize(request.limit)
+        let before = try request.before.map(Cursor.beforeSeq) ?? Int64.max
+        let thread = request.threadId.uuid
+        return try await self.client.withConnection { connection in
+            try await self.requireMember(caller, of: thread, on: connection)
+            var messages = try await MessageRows.load(
+                """
+                SELECT \(unescaped: MessageRows.columns) FROM messages m
+                WHERE m.thread_id = \(thread) AND m.seq < \(before) ORDER BY m.seq DESC LIMIT \(limit + 1)
+                """, on: connection, logger: self.logger)
+            let hasMore = messages.count > limit
+            messages = Array(messages.prefix(limit))
+            return Page(items: messages, nextCursor: hasMore ? messages.last.map { Cursor.encode(beforeSeq: $0.seq) } : nil)
+        }
+    }
+
+    private static func pageSize(_ limit: Int) throws -> Int {
+        guard (1...maximumPageSize).contains(limit) else {
+            throw ServiceError.invalidArgument("limit must be an integer from 1 to \(maximumPageSize)")
+        }
+        return limit
+    }
+}

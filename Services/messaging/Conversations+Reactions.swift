@@ -1,0 +1,94 @@
+import Foundation
+import MessengerContracts
+import PostgresNIO
+
+extension Conversations {
+    /// `add_reaction`: idempotent; only the first add records `REACTION_ADDED`.
+    func addReaction(_ request: ReactionTarget, actor: UUID?) async throws -> ReactionEnvelope {
+        let caller = try Self.caller(actor)
+        let emoji = try MessagingRules.emojiHex(request.emojiHex)
+        let id = request.messageId.uuid
+        return try await self.write { connection in
+            let target = try await self.visibleMessage(id, caller: caller, on: connection)
+            guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get reactions") }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO reactions (message_id, user_id, emoji_hex, created_at) VALUES (\(id), \(caller), \(emoji), now())
+                ON CONFLICT DO NOTHING RETURNING created_at
+                """, logger: self.logger)
+            var createdAt: Date?
+            for try await at in inserted.decode(Date.self) { createdAt = at }
+            if createdAt != nil {
+                try await self.record(
+                    MessagingMessage.reactionAdded, name: "REACTION_ADDED", thread: target.thread,
+                    recipients: try await self.members(of: target.thread, on: connection),
+                    data: ReactionChange(
+                        threadId: EntityID(target.thread), messageId: request.messageId, userId: EntityID(caller),
+                        emojiHex: emoji),
+                    actor: caller, on: connection)
+            } else {
+                let existing = try await connection.query(
+                    "SELECT created_at FROM reactions WHERE message_id = \(id) AND user_id = \(caller) AND emoji_hex = \(emoji)",
+                    logger: self.logger)
+                for try await at in existing.decode(Date.self) { createdAt = at }
+            }
+            return ReactionEnvelope(
+                reaction: Reaction(
+                    messageId: request.messageId, userId: EntityID(caller), emojiHex: emoji, createdAt: createdAt ?? Date()))
+        }
+    }
+
+    /// `remove_reaction`: idempotent; only an actual removal records `REACTION_REMOVED`.
+    func removeReaction(_ request: ReactionTarget, actor: UUID?) async throws -> ReactionTarget {
+        let caller = try Self.caller(actor)
+        let emoji = try MessagingRules.emojiHex(request.emojiHex)
+        let id = request.messageId.uuid
+        return try await self.write { connection in
+            let target = try await self.visibleMessage(id, caller: caller, on: connection)
+            let removed = try await connection.query(
+                "DELETE FROM reactions WHERE message_id = \(id) AND user_id = \(caller) AND emoji_hex = \(emoji) RETURNING 1",
+                logger: self.logger)
+            var didRemove = false
+            for try await _ in removed.decode(Int.self) { didRemove = true }
+            if didRemove {
+                try await self.record(
+                    MessagingMessage.reactionRemoved, name: "REACTION_REMOVED", thread: target.thread,
+                    recipients: try await self.members(of: target.thread, on: connection),
+                    data: ReactionChange(
+                        threadId: EntityID(target.thread), messageId: request.messageId, userId: EntityID(caller),
+                        emojiHex: emoji),
+                    actor: caller, on: connection)
+            }
+            return ReactionTarget(messageId: request.messageId, emojiHex: emoji)
+        }
+    }
+
+    /// `mark_seen`: moves the caller's seen mark forward to the message (never back); a move
+    /// records `MESSAGE_SEEN` for the other members.
+    func markSeen(_ request: SeenMark, actor: UUID?) async throws -> SeenMark {
+        let caller = try Self.caller(actor)
+        let thread = request.threadId.uuid
+        return try await self.write { connection in
+            try await self.requireMember(caller, of: thread, on: connection)
+            let target = try await self.visibleMessage(request.messageId.uuid, caller: caller, on: connection)
+            guard target.thread == thread else { throw ServiceError.notFound("no such message in this thread") }
+            let moved = try await connection.query(
+                """
+                UPDATE thread_members SET last_seen_seq = \(target.seq)
+                WHERE thread_id = \(thread) AND user_id = \(caller) AND last_seen_seq < \(target.seq)
+                RETURNING now()
+                """, logger: self.logger)
+            var seenAt: Date?
+            for try await at in moved.decode(Date.self) { seenAt = at }
+            if let seenAt {
+                let others = try await self.members(of: thread, on: connection).filter { $0 != caller }
+                try await self.record(
+                    MessagingMessage.messageSeen, name: "MESSAGE_SEEN", thread: thread, recipients: others,
+                    data: MessageReceipt(
+                        threadId: request.threadId, messageId: request.messageId, userId: EntityID(caller), at: seenAt),
+                    actor: caller, on: connection)
+            }
+            return request
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import MessengerContracts
+import PostgresNIO
+
+extension Conversations {
+    /// `create_conversation`: a DM with exactly one other user (the same pair gets the same
+    /// thread back, with no new event) or a GROUP of 2...256 members with a title.
+    func createConversation(_ request: CreateConversationRequest, actor: UUID?) async throws -> ThreadEnvelope {
+        let caller = try Self.caller(actor)
+        var others: [UUID] = []
+        for id in request.memberIds.map(\.uuid) where id != caller && !others.contains(id) { others.append(id) }
+        let title: String?
+        switch request.type {
+        case .dm:
+            guard others.count == 1, request.memberIds.count == 1 else {
+                throw ServiceError.invalidArgument("memberIds of a DM must name exactly one other user")
+            }
+            title = nil
+        case .group:
+            title = try MessagingRules.title(request.title)
+            guard (2...MessagingRules.maximumGroupSize).contains(others.count + 1) else {
+                throw ServiceError.invalidArgument(
+                    "memberIds: a group has 2 to \(MessagingRules.maximumGroupSize) members, the creator included")
+            }
+        }
+        let unknown = try await self.users.unknown(others)
+        guard unknown.isEmpty else {
+            throw ServiceError.invalidArgument("memberIds: no such user \(unknown.map { EntityID($0).description }.sorted())")
+        }
+
+        let thread = ChatThread(
+            id: .make(), type: request.type, title: title, createdBy: EntityID(caller),
+            // The order `members(of:)` reads them back in: the owner, then by id.
+            memberIds: ([caller] + others.sorted { $0.uuidString < $1.uuidString }).map(EntityID.init), createdAt: Date())
+        let dmKey = request.type == .dm ? Self.dmKey(caller, others[0]) : nil
+        let created = try await self.write { connection -> ChatThread? in
+            let inserted = try await connection.query(
+                """
+                INSERT INTO threads (id, type, title, created_by, created_at, dm_key, last_activity_at)
+                VALUES (\(thread.id.uuid), \(thread.type.rawValue), \(title), \(caller), \(thread.createdAt), \(dmKey), \(thread.createdAt))
+                ON CONFLICT (dm_key) DO NOTHING RETURNING 1
+                """, logger: self.logger)
+            var isNew = false
+            for try await _ in inserted.decode(Int.self) { isNew = true }
+            guard isNew else { return nil }
+            let memberIDs = thread.memberIds.map(\.uuid)
+            try await connection.query(
+                """
+                INSERT INTO thread_members (thread_id, user_id, role, joined_at)
+                SELECT \(thread.id.uuid), member, CASE WHEN member = \(caller) THEN 'owner' ELSE 'member' END, \(thread.createdAt)
+                FROM unnest(\(memberIDs)::uuid[]) AS member
+                """, logger: self.logger)
+            try await self.record(
+                MessagingMessage.threadCreated, name: "THREAD_CREATED", thread: thread.id.uuid, recipients: memberIDs,
+                data: ThreadEnvelope(thread: thread), actor: caller, on: connection)
+            return thread
+        }
+        if let created { return ThreadEnvelope(thread: created) }
+        // The DM already exists (possibly created a moment ago by the other user).
+        guard let dmKey, let existing = try await self.thread(dmKey: dmKey) else {
+            throw ServiceError.internal("the DM vanished")
+        }
+        return ThreadEnvelope(thread: existing)
+    }
+
+    /// The caller's fellow members of a thread (the caller included), for ephemeral events.
+    func threadMembers(_ request: ThreadReference, actor: UUID?) async throws -> ThreadMembers {
+        let caller = try Self.caller(actor)
+        return try await self.client.withConnection { connection in
+            try await self.requireMember(caller, of: request.threadId.uuid, on: connection)
+            return ThreadMembers(memberIds: try await self.members(of: request.threadId.uuid, on: connection).map(EntityID.init))
+        }
+    }
+
+    /// The one key of the DM between two users, whichever of them asks.
+    static func dmKey(_ a: UUID, _ b: UUID) -> String {
+        let (low, high) = a.uuidString < b.uuidString ? (a, b) : (b, a)
+        return "\(low.uuidString.lowercased()):\(high.uuidString.lowercased())"
+    }
+
+    private func thread(dmKey: String) async throws -> ChatThread? {
+        try await self.client.withConnection { connection in
+            let rows = try await connection.query(
+                "SELECT id, title, created_by, created_at FROM threads WHERE dm_key = \(dmKey)", logger: self.logger)
+            for try await (id, title, createdBy, createdAt) in rows.decode((UUID, String?, UUID, Date).self) {
+                let members = try await self.members(of: id, on: connection)
+                return ChatThread(
+                    id: EntityID(id), type: .dm, title: title, createdBy: EntityID(createdBy),
+                    memberIds: members.map(EntityID.init), createdAt: createdAt)
+            }
+            return nil
+        }
+    }
+}

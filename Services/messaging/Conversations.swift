@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerPostgres
+import MessengerServiceKit
+import PostgresNIO
+
+/// What the messaging service does: threads, messages, reactions and seen marks, each command
+/// one transaction that also writes its domain event to the outbox. Every query is scoped to the
+/// caller's memberships; the caller comes from the request's verified actor, never a payload.
+///
+/// The commands live in `Conversations+Threads.swift`, `+Messages`, `+Reactions`, `+Queries`.
+struct Conversations: Sendable {
+    let client: PostgresClient
+    let users: UserDirectory
+    let outbox: OutboxSignal
+    let logger: Logger
+
+    /// The authenticated caller.
+    static func caller(_ actor: UUID?) throws -> UUID {
+        guard let actor else { throw ServiceError.unauthorized() }
+        return actor
+    }
+
+    /// Runs `body` in a transaction and wakes the outbox relay after the commit.
+    func write<Result: Sendable>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> Result {
+        let result = try await self.client.transaction(logger: self.logger, body)
+        self.outbox.wake()
+        return result
+    }
+
+    /// Appends a domain event to the outbox in the current transaction.
+    func record<Data: Encodable & Sendable>(
+        _ type: MessageType, name: String, thread: UUID, recipients: [UUID], data: Data, actor: UUID,
+        on connection: PostgresConnection
+    ) async throws {
+        let event = DomainEvent(
+            name: name, threadId: EntityID(thread), recipients: recipients.map(EntityID.init), data: data)
+        try await Outbox.append(Envelope(type: type, actorId: actor, data: event), on: connection, logger: self.logger)
+    }
+
+    /// The members of `thread`, in a stable order (owner first); empty when the thread does not
+    /// exist.
+    func members(of thread: UUID, on connection: PostgresConnection) async throws -> [UUID] {
+        let rows = try await connection.query(
+            "SELECT user_id FROM thread_members WHERE thread_id = \(thread) ORDER BY role = 'owner' DESC, user_id",
+            logger: self.logger)
+        var members: [UUID] = []
+        for try await id in rows.decode(UUID.self) { members.append(id) }
+        return members
+    }
+
+    /// Throws unless `user` is a member of `thread`: `not_found` when there is no such thread,
+    /// `forbidden` when the caller is not in it.
+    func requireMember(_ user: UUID, of thread: UUID, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM thread_members WHERE thread_id = \(thread) AND user_id = \(user)),
+                   EXISTS (SELECT 1 FROM threads WHERE id = \(thread))
+            """, logger: self.logger)
+        for try await (isMember, exists) in rows.decode((Bool, Bool).self) {
+            if isMember { return }
+            throw exists ? ServiceError.forbidden("you are not a member of this thread") : ServiceError.notFound("no such thread")
+        }
+        throw ServiceError.notFound("no such thread")
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import MessengerContracts
+
+/// The opaque keyset cursors of the paginated lists: base64url of a small versioned string, so
+/// clients cannot build one by accident and the server can change the format.
+enum Cursor {
+    /// A position in the thread list: after the thread `id` whose last activity was at
+    /// `activity` (microseconds since 1970).
+    struct ThreadPosition: Equatable {
+        var activity: Int64
+        var id: UUID
+    }
+
+    static func encode(_ position: ThreadPosition) -> String {
+        Self.wrap("t1:\(position.activity):\(position.id.uuidString.lowercased())")
+    }
+
+    static func threadPosition(_ cursor: String) throws -> ThreadPosition {
+        let parts = try Self.unwrap(cursor).split(separator: ":")
+        guard parts.count == 3, parts[0] == "t1", let activity = Int64(parts[1]), let id = UUID(uuidString: String(parts[2]))
+        else { throw Self.invalid }
+        return ThreadPosition(activity: activity, id: id)
+    }
+
+    /// A position in a thread's messages: before the message with this `seq`.
+    static func encode(beforeSeq seq: Int64) -> String { Self.wrap("m1:\(seq)") }
+
+    static func beforeSeq(_ cursor: String) throws -> Int64 {
+        let parts = try Self.unwrap(cursor).split(separator: ":")
+        guard parts.count == 2, parts[0] == "m1", let seq = Int64(parts[1]), seq > 0 else { throw Self.invalid }
+        return seq
+    }
+
+    private static let invalid = ServiceError.invalidArgument("cursor is not valid")
+
+    private static func wrap(_ text: String) -> String {
+        Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    private static func unwrap(_ cursor: String) throws -> String {
+        guard cursor.count <= 200 else { throw Self.invalid }
+        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { throw Self.invalid }
+        return text
+    }
+}

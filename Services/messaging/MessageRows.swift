@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+import MessengerContracts
+import PostgresNIO
+
+/// Reads messages and their reactions into the contract's `Message`.
+enum MessageRows {
+    static let columns =
+        "m.id, m.thread_id, m.seq, m.sender_id, m.client_message_id, m.body, m.reply_to_id, m.created_at, m.edited_at, m.deleted_at"
+
+    typealias Row = (UUID, UUID, Int64, UUID, String, String, UUID?, Date, Date?, Date?)
+
+    static func message(_ row: Row, reactions: [ReactionGroup]) -> ChatMessage {
+        let deleted = row.9 != nil
+        return ChatMessage(
+            id: EntityID(row.0), threadId: EntityID(row.1), senderId: EntityID(row.3), clientMessageId: row.4, seq: row.2,
+            body: deleted ? "" : row.5, replyToId: row.6.map(EntityID.init), attachments: [],
+            reactions: deleted ? [] : reactions, createdAt: row.7, editedAt: row.8, deletedAt: row.9)
+    }
+
+    /// Runs a query whose columns are ``columns`` and builds the messages, in the query's order.
+    static func load(
+        _ query: PostgresQuery, on connection: PostgresConnection, logger: Logger
+    ) async throws -> [ChatMessage] {
+        var rows: [Row] = []
+        for try await row in try await connection.query(query, logger: logger).decode(Row.self) { rows.append(row) }
+        let reactions = try await self.reactions(of: rows.filter { $0.9 == nil }.map(\.0), on: connection, logger: logger)
+        return rows.map { self.message($0, reactions: reactions[$0.0] ?? []) }
+    }
+
+    /// The reactions of `messages`, grouped by emoji in the order each emoji was first used.
+    static func reactions(
+        of messages: [UUID], on connection: PostgresConnection, logger: Logger
+    ) async throws -> [UUID: [ReactionGroup]] {
+        guard !messages.isEmpty else { return [:] }
+        let rows = try await connection.query(
+            """
+            SELECT message_id, emoji_hex, array_agg(user_id ORDER BY created_at, user_id)
+            FROM reactions WHERE message_id = ANY(\(messages))
+            GROUP BY message_id, emoji_hex ORDER BY message_id, min(created_at), emoji_hex
+            """, logger: logger)
+        var groups: [UUID: [ReactionGroup]] = [:]
+        for try await (message, emoji, users) in rows.decode((UUID, String, [UUID]).self) {
+            groups[message, default: []].append(ReactionGroup(emojiHex: emoji, userIds: users.map(EntityID.init)))
+        }
+        return groups
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerPostgres
+import PostgresNIO
+
+/// The users messaging knows: a read model of auth's users, kept from `auth.user_*` events
+/// (``UserEventsConsumer``). A user who registered a moment ago may not have reached it yet, so
+/// ids it does not know are asked of auth by RPC once and stored.
+struct UserDirectory: Sendable {
+    let client: PostgresClient
+    let rpc: RPCClient
+    let logger: Logger
+
+    /// Those of `ids` that are not users.
+    func unknown(_ ids: [UUID]) async throws -> [UUID] {
+        guard !ids.isEmpty else { return [] }
+        var missing = Set(ids).subtracting(try await self.known(ids))
+        guard !missing.isEmpty else { return [] }
+        let found = try await self.rpc.call(
+            AuthMessage.usersByID, to: .auth, payload: UsersByIDRequest(ids: missing.map(EntityID.init)), replyAs: UserList.self)
+        for user in found.items {
+            try await self.store(user, at: user.createdAt)
+            missing.remove(user.id.uuid)
+        }
+        return ids.filter(missing.contains)
+    }
+
+    /// Inserts or updates a user, unless a newer version is already stored.
+    func store(_ user: User, at version: Date) async throws {
+        try await self.client.query(
+            """
+            INSERT INTO users (id, username, display_name, updated_at)
+            VALUES (\(user.id.uuid), \(user.username), \(user.displayName), \(version))
+            ON CONFLICT (id) DO UPDATE SET username = excluded.username, display_name = excluded.display_name,
+                updated_at = excluded.updated_at
+            WHERE users.updated_at <= excluded.updated_at
+            """, logger: self.logger)
+    }
+
+    private func known(_ ids: [UUID]) async throws -> Set<UUID> {
+        let rows = try await self.client.query("SELECT id FROM users WHERE id = ANY(\(ids))", logger: self.logger)
+        var known = Set<UUID>()
+        for try await id in rows.decode(UUID.self) { known.insert(id) }
+        return known
+    }
+}

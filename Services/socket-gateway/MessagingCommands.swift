@@ -1,0 +1,85 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import SocketIOProtocol
+import SocketIOServer
+
+/// The conversation commands of the socket (protocol.md, "Commands"): each is passed on to the
+/// messaging service as an RPC, with the caller taken from the socket's verified token, and the
+/// service's `{ok, data}` / `{ok: false, error}` reply goes back through the ack as it came.
+/// `typing` is ephemeral: checked against the thread's members and emitted to the others' rooms
+/// through the fan-out, never stored.
+struct MessagingCommands {
+    let rpc: RPCClient
+    let fanOut: RedisFanOut
+    let logger: Logger
+
+    static let forwarded: [String: MessageType] = [
+        "create_conversation": MessagingMessage.createConversation,
+        "create_message": MessagingMessage.createMessage,
+        "update_message": MessagingMessage.updateMessage,
+        "delete_message": MessagingMessage.deleteMessage,
+        "add_reaction": MessagingMessage.addReaction,
+        "remove_reaction": MessagingMessage.removeReaction,
+        "mark_seen": MessagingMessage.markSeen,
+    ]
+
+    func register(on server: SocketIOServer) {
+        for (event, type) in Self.forwarded {
+            server.on(event) { socket, arguments in
+                [await self.forward(type, arguments, socket: socket)]
+            }
+        }
+        server.on("typing") { socket, arguments in
+            [await self.typing(arguments, socket: socket)]
+        }
+    }
+
+    private func forward(_ type: MessageType, _ arguments: [JSONValue], socket: SocketIOSocket) async -> JSONValue {
+        guard let payload = Self.payload(arguments) else {
+            return SocketGateway.failure(.invalidArgument("the payload must be a JSON object"))
+        }
+        do {
+            let reply = try await self.rpc.forward(
+                type, to: .messaging, payloadJSON: payload.jsonText, actor: UUID(uuidString: socket.userID))
+            return try JSONValue.parse(String(decoding: reply, as: UTF8.self))
+        } catch let error as ServiceError {
+            return SocketGateway.failure(error)
+        } catch {
+            self.logger.error("forwarding a command failed", metadata: ["type": "\(type)", "error": "\(error)"])
+            return SocketGateway.failure(.internal())
+        }
+    }
+
+    private func typing(_ arguments: [JSONValue], socket: SocketIOSocket) async -> JSONValue {
+        guard let payload = Self.payload(arguments), let threadText = payload["threadId"]?.stringValue,
+            let threadID = EntityID(threadText), case .bool(let isTyping)? = payload["isTyping"]
+        else {
+            return SocketGateway.failure(.invalidArgument("typing needs threadId (a thread id) and isTyping (a boolean)"))
+        }
+        do {
+            let members = try await self.rpc.call(
+                MessagingMessage.threadMembers, to: .messaging, payload: ThreadReference(threadId: threadID),
+                replyAs: ThreadMembers.self, actor: UUID(uuidString: socket.userID))
+            let others = members.memberIds.map(\.description).filter { $0 != socket.userID }
+            if !others.isEmpty {
+                let data: JSONValue = .object([
+                    "threadId": .string(threadID.description), "userId": .string(socket.userID), "isTyping": .bool(isTyping),
+                ])
+                await self.fanOut.emit("typing", [data], rooms: others.map { "user:\($0)" })
+            }
+            return .object(["ok": .bool(true), "data": .object([:])])
+        } catch let error as ServiceError {
+            return SocketGateway.failure(error)
+        } catch {
+            return SocketGateway.failure(.internal())
+        }
+    }
+
+    /// The command's payload: its first argument, which must be a JSON object without binaries.
+    private static func payload(_ arguments: [JSONValue]) -> JSONValue? {
+        guard let first = arguments.first, case .object = first, !first.containsBinary else { return nil }
+        return first
+    }
+}

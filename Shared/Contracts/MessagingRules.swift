@@ -1,0 +1,66 @@
+/// The contract's limits on what users write (protocol.md, "Conventions"), checked by the
+/// messaging service. Each check returns the normalised value or throws `invalid_argument`
+/// naming the field.
+public enum MessagingRules {
+    public static let maximumBodyLength = 4000
+    public static let maximumClientMessageIDLength = 64
+    public static let maximumTitleLength = 128
+    public static let maximumGroupSize = 256
+    public static let maximumDeleteBatch = 100
+    /// Code points in one `emojiHex` (the longest standard ZWJ sequences have 10).
+    public static let maximumEmojiCodePoints = 16
+
+    /// Trimmed of Unicode whitespace at both ends, 1...4000 code points.
+    public static func body(_ text: String) throws -> String {
+        let trimmed = trimmed(text)
+        guard !trimmed.isEmpty else { throw ServiceError.invalidArgument("body must not be empty") }
+        guard trimmed.unicodeScalars.count <= maximumBodyLength else {
+            throw ServiceError.invalidArgument("body must be at most \(maximumBodyLength) characters")
+        }
+        return trimmed
+    }
+
+    /// 1...64 characters, as given.
+    public static func clientMessageID(_ text: String) throws -> String {
+        guard (1...maximumClientMessageIDLength).contains(text.count) else {
+            throw ServiceError.invalidArgument("clientMessageId must be 1 to \(maximumClientMessageIDLength) characters")
+        }
+        return text
+    }
+
+    /// Trimmed, 1...128 characters.
+    public static func title(_ text: String?) throws -> String {
+        let trimmed = trimmed(text ?? "")
+        guard (1...maximumTitleLength).contains(trimmed.count) else {
+            throw ServiceError.invalidArgument("title must be 1 to \(maximumTitleLength) characters")
+        }
+        return trimmed
+    }
+
+    /// Lowercase hexadecimal Unicode scalar values (no leading zeros beyond 4 digits, no
+    /// surrogates) joined by `-`: `1f44d`, `1f468-200d-1f469`.
+    public static func emojiHex(_ text: String) throws -> String {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        let valid =
+            !text.isEmpty && parts.count <= maximumEmojiCodePoints
+            && parts.allSatisfy { part in
+                guard (1...6).contains(part.count),
+                    part.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+                    let value = UInt32(part, radix: 16), Unicode.Scalar(value) != nil
+                else { return false }
+                return part.count <= 4 || !part.hasPrefix("0")
+            }
+        guard valid else {
+            throw ServiceError.invalidArgument("emojiHex must be lowercase hex code points joined by '-', like 1f44d")
+        }
+        return text
+    }
+
+    static func trimmed(_ text: String) -> String {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(scalars[first...last])
+    }
+}

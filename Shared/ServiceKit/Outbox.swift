@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerPostgres
+import PostgresNIO
+
+extension Migration {
+    /// The transactional outbox: events written in the same transaction as the state change they
+    /// describe, published afterwards by ``OutboxRelay``. Rows are published in `position` order
+    /// and kept (marked) for a day, for inspection.
+    public static func outbox(version: Int) -> Migration {
+        Migration(
+            version: version, name: "outbox",
+            statements: [
+                """
+                CREATE TABLE outbox (
+                    position bigserial PRIMARY KEY,
+                    event_id uuid NOT NULL UNIQUE,
+                    type text NOT NULL,
+                    body text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    published_at timestamptz
+                )
+                """,
+                "CREATE INDEX outbox_unpublished ON outbox (position) WHERE published_at IS NULL",
+                "CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL",
+            ])
+    }
+}
+
+/// Writes domain events into the outbox, inside the caller's transaction.
+public enum Outbox {
+    /// Appends `envelope`; it is published (routing key = its type) once the transaction commits
+    /// and the relay runs. Call ``OutboxSignal/wake()`` after the commit for a prompt publish.
+    public static func append<Payload: Encodable & Sendable>(
+        _ envelope: Envelope<Payload>, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let body = String(decoding: try MessengerJSON.encode(envelope), as: UTF8.self)
+        try await connection.query(
+            "INSERT INTO outbox (event_id, type, body) VALUES (\(envelope.id), \(envelope.type.rawValue), \(body))",
+            logger: logger)
+    }
+}
+
+/// Wakes the outbox relay after a commit; the relay also polls, so a missed wake only delays.
+public final class OutboxSignal: Sendable {
+    let wakeups: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    public init() {
+        (self.wakeups, self.continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public func wake() { self.continuation.yield() }
+
+    func finish() { self.continuation.finish() }
+}
+
+/// The inbox of an idempotent consumer (``Migration/inbox``).
+public enum Inbox {
+    /// Records that `consumer` processed `messageID`, inside the transaction that applies its
+    /// effects; false when it was already processed (a redelivery: skip the effects).
+    public static func claim(
+        _ messageID: UUID, consumer: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Bool {
+        let rows = try await connection.query(
+            """
+            INSERT INTO processed_messages (consumer, message_id) VALUES (\(consumer), \(messageID))
+            ON CONFLICT DO NOTHING RETURNING 1
+            """, logger: logger)
+        for try await _ in rows.decode(Int.self) { return true }
+        return false
+    }
+}

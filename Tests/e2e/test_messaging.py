@@ -1,0 +1,1147 @@
+"""Messaging through the gateway, end to end (protocol.md sections 2-4).
+
+What is covered: the Socket.IO commands `create_conversation`, `create_message`,
+`update_message`, `delete_message`, `add_reaction`, `remove_reaction`, `mark_seen` and
+`typing` (acks, validation, permissions, idempotency, per-thread `seq` under concurrency),
+the REST reads `GET /api/threads` and `GET /api/threads/:id/messages` (shapes, ordering,
+cursors, unread counts, errors), and the domain events the messaging service publishes on
+the RabbitMQ topic exchange `messenger.events` (routing key = event type).
+
+How events are observed: an `EventTap` declares an exclusive, auto-delete, server-named
+queue bound to `messenger.events` with `messaging.#` before the test acts, then consumes with
+a deadline. Other tests may run against the same broker at the same time, so every check
+filters on the test's own thread ids. "Exactly one event" is checked after a later event of
+the same thread (a marker) has arrived, plus a short grace period.
+
+Users: registration and login cost a bcrypt hash each, so the tests that only need distinct
+members of GROUP threads share a module-scoped `crew` of five users (each test makes its own
+threads, so they do not interfere). Tests whose outcome depends on a user's whole state (DM
+pairs, which are unique per pair, and the caller's thread list) make fresh users.
+
+Environment: GATEWAY_URL (default http://127.0.0.1:5000), RABBITMQ_URI (default
+amqp://guest:guest@127.0.0.1:5673/%2f), E2E_ACK_TIMEOUT, E2E_EVENT_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pika
+import pytest
+import requests
+import socketio
+
+from e2e_support import TIMESTAMP_RE, Api, describe
+from test_socketio import client
+
+RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
+EVENTS_EXCHANGE = "messenger.events"
+ACK_TIMEOUT = float(os.environ.get("E2E_ACK_TIMEOUT", "10"))
+EVENT_TIMEOUT = float(os.environ.get("E2E_EVENT_TIMEOUT", "15"))
+# How long to keep listening for an event that must NOT come (a duplicate, a typing echo).
+QUIET_PERIOD = 1.0
+
+# Client-facing event name -> routing key of the domain event.
+ROUTING_KEYS = {
+    "THREAD_CREATED": "messaging.thread_created.v1",
+    "MESSAGE_CREATED": "messaging.message_created.v1",
+    "MESSAGE_UPDATED": "messaging.message_updated.v1",
+    "MESSAGES_DELETED": "messaging.messages_deleted.v1",
+    "REACTION_ADDED": "messaging.reaction_added.v1",
+    "REACTION_REMOVED": "messaging.reaction_removed.v1",
+    "MESSAGE_SEEN": "messaging.message_seen.v1",
+}
+
+THREAD_KEYS = {"id", "type", "title", "createdBy", "memberIds", "createdAt"}
+MESSAGE_KEYS = {
+    "id", "threadId", "senderId", "clientMessageId", "seq", "body", "replyToId",
+    "attachments", "reactions", "createdAt", "editedAt", "deletedAt",
+}
+NOT_A_MEMBER = ("forbidden", "not_found")  # protocol: forbidden, or not_found where existence is private
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def short(value: Any, limit: int = 300) -> str:
+    """repr() cut to `limit` characters, for failure messages about big payloads."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def cmid() -> str:
+    """A fresh clientMessageId."""
+    return f"c-{uuid.uuid4().hex}"
+
+
+def assert_id(value: Any, what: str = "id") -> None:
+    """A UUID string in lowercase (the contract's id form)."""
+    assert isinstance(value, str), f"{what}: expected a UUID string, got {value!r}"
+    uuid.UUID(value)
+    assert value == value.lower(), f"{what}: expected a lowercase UUID, got {value!r}"
+
+
+def assert_timestamp(value: Any, what: str) -> None:
+    assert isinstance(value, str) and TIMESTAMP_RE.match(value), f"{what}: expected an RFC 3339 UTC ms timestamp, got {value!r}"
+
+
+def ok(ack: Any, what: str = "command") -> dict[str, Any]:
+    """Asserts a success ack `{"ok": true, "data": {...}}`; returns data."""
+    assert isinstance(ack, dict) and ack.get("ok") is True, f"{what}: expected an ok ack, got {short(ack, 600)}"
+    data = ack.get("data")
+    assert isinstance(data, dict), f"{what}: ack data is not an object: {short(ack, 600)}"
+    return data
+
+
+def err(ack: Any, codes: str | Iterable[str], what: str = "command") -> str:
+    """Asserts an error ack `{"ok": false, "error": {"code", "message"}}` with one of `codes`;
+    returns the error's message."""
+    wanted = {codes} if isinstance(codes, str) else set(codes)
+    assert isinstance(ack, dict) and ack.get("ok") is False, f"{what}: expected an error ack {sorted(wanted)}, got {short(ack, 600)}"
+    error = ack.get("error")
+    assert isinstance(error, dict), f"{what}: error ack without an error object: {short(ack, 600)}"
+    assert error.get("code") in wanted, f"{what}: expected error code in {sorted(wanted)}, got {short(ack, 600)}"
+    assert isinstance(error.get("message"), str) and error["message"].strip(), f"{what}: error without a message: {short(ack)}"
+    return error["message"]
+
+
+def assert_rest_error(resp: requests.Response, statuses: int | Iterable[int], codes: str | Iterable[str]) -> None:
+    """A REST error `{"error": {"code", "message"}}` with one of `statuses` and `codes`."""
+    statuses = {statuses} if isinstance(statuses, int) else set(statuses)
+    codes = {codes} if isinstance(codes, str) else set(codes)
+    assert resp.status_code in statuses, f"expected HTTP {sorted(statuses)}: {describe(resp)}"
+    assert resp.headers.get("Content-Type", "").startswith("application/json"), describe(resp)
+    body = resp.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), describe(resp)
+    assert body["error"].get("code") in codes, f"expected code in {sorted(codes)}: {describe(resp)}"
+    assert isinstance(body["error"].get("message"), str) and body["error"]["message"].strip(), describe(resp)
+
+
+# --- resource shapes ----------------------------------------------------------------------------
+
+
+def assert_thread(
+    thread: Any,
+    *,
+    kind: str | None = None,
+    members: Iterable[str] | None = None,
+    created_by: str | None = None,
+    title: Any = ...,
+) -> None:
+    """A `Thread`; `members` (the caller included) compare as a set; `title=...` skips the title."""
+    assert isinstance(thread, dict), f"thread is not an object: {thread!r}"
+    missing = THREAD_KEYS - set(thread)
+    assert not missing, f"thread lacks {sorted(missing)}: {thread!r}"
+    assert_id(thread["id"], "thread.id")
+    assert thread["type"] in ("DM", "GROUP"), thread
+    assert_id(thread["createdBy"], "thread.createdBy")
+    assert_timestamp(thread["createdAt"], "thread.createdAt")
+    assert isinstance(thread["memberIds"], list), thread
+    for member in thread["memberIds"]:
+        assert_id(member, "thread.memberIds[]")
+    assert len(set(thread["memberIds"])) == len(thread["memberIds"]), f"duplicate member ids: {thread!r}"
+    assert thread["createdBy"] in thread["memberIds"], f"the creator is not a member: {thread!r}"
+    if thread["type"] == "DM":
+        assert thread["title"] is None, f"a DM's title is null: {thread!r}"
+        assert len(thread["memberIds"]) == 2, f"a DM has exactly two members: {thread!r}"
+    else:
+        assert isinstance(thread["title"], str) and 1 <= len(thread["title"]) <= 128, thread
+    if kind is not None:
+        assert thread["type"] == kind, thread
+    if members is not None:
+        assert set(thread["memberIds"]) == set(members), f"memberIds {thread['memberIds']} != {sorted(members)}"
+    if created_by is not None:
+        assert thread["createdBy"] == created_by, thread
+    if title is not ...:
+        assert thread["title"] == title, thread
+
+
+def assert_message(
+    message: Any,
+    *,
+    thread_id: str | None = None,
+    sender_id: str | None = None,
+    client_message_id: str | None = None,
+    body: str | None = None,
+    reply_to: Any = ...,
+    deleted: bool | None = None,
+    edited: bool | None = None,
+) -> None:
+    """A `Message`; a deleted one has body "", no attachments, no reactions and deletedAt set."""
+    assert isinstance(message, dict), f"message is not an object: {message!r}"
+    missing = MESSAGE_KEYS - set(message)
+    assert not missing, f"message lacks {sorted(missing)}: {short(message)}"
+    assert_id(message["id"], "message.id")
+    assert_id(message["threadId"], "message.threadId")
+    assert_id(message["senderId"], "message.senderId")
+    assert isinstance(message["clientMessageId"], str) and message["clientMessageId"], message
+    seq = message["seq"]
+    assert isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1, f"bad seq: {short(message)}"
+    assert isinstance(message["body"], str), message
+    if message["replyToId"] is not None:
+        assert_id(message["replyToId"], "message.replyToId")
+    assert isinstance(message["attachments"], list), message
+    assert isinstance(message["reactions"], list), message
+    for group in message["reactions"]:
+        assert isinstance(group, dict) and isinstance(group.get("emojiHex"), str), f"bad reaction group: {message!r}"
+        assert isinstance(group.get("userIds"), list) and group["userIds"], f"bad reaction group: {message!r}"
+        assert len(set(group["userIds"])) == len(group["userIds"]), f"a user shows twice in a reaction: {message!r}"
+    emojis = [group["emojiHex"] for group in message["reactions"]]
+    assert len(set(emojis)) == len(emojis), f"an emoji has two reaction groups: {message!r}"
+    assert_timestamp(message["createdAt"], "message.createdAt")
+    if message["editedAt"] is not None:
+        assert_timestamp(message["editedAt"], "message.editedAt")
+    if message["deletedAt"] is not None:
+        assert_timestamp(message["deletedAt"], "message.deletedAt")
+    if thread_id is not None:
+        assert message["threadId"] == thread_id, message
+    if sender_id is not None:
+        assert message["senderId"] == sender_id, message
+    if client_message_id is not None:
+        assert message["clientMessageId"] == client_message_id, message
+    if body is not None:
+        assert message["body"] == body, f"body {short(message['body'])} != {short(body)}"
+    if reply_to is not ...:
+        assert message["replyToId"] == reply_to, message
+    if deleted is True:
+        assert message["deletedAt"] is not None, f"expected deletedAt set: {message!r}"
+        assert message["body"] == "" and message["attachments"] == [] and message["reactions"] == [], (
+            f"a deleted message keeps no body, attachments or reactions: {message!r}")
+    elif deleted is False:
+        assert message["deletedAt"] is None, f"expected deletedAt null: {message!r}"
+    if edited is True:
+        assert message["editedAt"] is not None, f"expected editedAt set: {message!r}"
+    elif edited is False:
+        assert message["editedAt"] is None, f"expected editedAt null: {message!r}"
+
+
+def core(message: dict[str, Any]) -> dict[str, Any]:
+    """A message's contract fields (responses may add fields: additive evolution)."""
+    return {key: message.get(key) for key in MESSAGE_KEYS}
+
+
+def reactions_of(message: dict[str, Any]) -> dict[str, list[str]]:
+    """emojiHex -> userIds of a message's reaction groups."""
+    return {group["emojiHex"]: group["userIds"] for group in message["reactions"]}
+
+
+# --- Socket.IO peers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Peer:
+    """One connected socket of one user."""
+
+    account: Any
+    sio: socketio.Client
+    events: queue.Queue
+
+    @property
+    def id(self) -> str:
+        return self.account.id
+
+    def call(self, event: str, payload: Any = None, timeout: float = ACK_TIMEOUT) -> Any:
+        """Emits with an ack and returns the ack (payload None sends no argument at all)."""
+        try:
+            return self.sio.call(event, payload, timeout=timeout)
+        except socketio.exceptions.TimeoutError:
+            pytest.fail(f"no ack for {event} {short(payload)} within {timeout} s (user {self.id})")
+
+    def ok(self, event: str, payload: Any) -> dict[str, Any]:
+        return ok(self.call(event, payload), f"{event} {short(payload)}")
+
+    def refused(self, event: str, payload: Any, codes: str | Iterable[str]) -> str:
+        return err(self.call(event, payload), codes, f"{event} {short(payload)}")
+
+    # Shorthands for the common commands.
+
+    def dm(self, other_id: str) -> dict[str, Any]:
+        return self.ok("create_conversation", {"type": "DM", "memberIds": [other_id]})["thread"]
+
+    def group(self, member_ids: Iterable[str], title: str = "e2e group") -> dict[str, Any]:
+        payload = {"type": "GROUP", "memberIds": list(member_ids), "title": title}
+        return self.ok("create_conversation", payload)["thread"]
+
+    def send(self, thread_id: str, body: str = "hello", client_message_id: str | None = None, **extra: Any) -> dict[str, Any]:
+        payload = {"threadId": thread_id, "clientMessageId": client_message_id or cmid(), "body": body, **extra}
+        return self.ok("create_message", payload)["message"]
+
+    def typing_events(self, thread_id: str, timeout: float) -> list[dict[str, Any]]:
+        """The `typing` events for `thread_id` that arrive within `timeout` seconds."""
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                name, args = self.events.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if name == "typing" and args and isinstance(args[0], dict) and args[0].get("threadId") == thread_id:
+                found.append(args[0])
+        return found
+
+    def next_typing(self, thread_id: str, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
+        """The next `typing` event for `thread_id`; fails after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                name, args = self.events.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if name == "typing" and args and isinstance(args[0], dict) and args[0].get("threadId") == thread_id:
+                return args[0]
+        pytest.fail(f"user {self.id} got no typing event for thread {thread_id} within {timeout} s")
+
+
+@pytest.fixture
+def connect() -> Iterable[Callable[..., Peer]]:
+    """connect(account, transports=["websocket"], events=()) -> a connected Peer; every socket
+    opened through it is closed after the test."""
+    opened: list[socketio.Client] = []
+
+    def _connect(account: Any, *, transports: list[str] | None = None, events: Iterable[str] = ()) -> Peer:
+        sio, received = client(account.access, transports=transports or ["websocket"], events=list(events))
+        opened.append(sio)
+        return Peer(account, sio, received)
+
+    yield _connect
+    for sio in opened:
+        try:
+            sio.disconnect()
+        except Exception:  # noqa: BLE001 - teardown of a socket that may already be gone
+            pass
+
+
+@pytest.fixture(scope="module")
+def crew(module_account) -> list[Any]:
+    """Five users shared by this module's GROUP-only tests (each test makes its own threads)."""
+    return [module_account() for _ in range(5)]
+
+
+# --- REST ---------------------------------------------------------------------------------------
+
+
+def get_messages(api: Api, account: Any, thread_id: str, **params: Any) -> requests.Response:
+    return api.get(f"/api/threads/{thread_id}/messages", token=account.access, params=params or None)
+
+
+def messages_page(api: Api, account: Any, thread_id: str, **params: Any) -> dict[str, Any]:
+    """One 200 page of a thread's messages; asserts the page's shape."""
+    resp = get_messages(api, account, thread_id, **params)
+    assert resp.status_code == 200, f"expected 200: {describe(resp)}"
+    page = resp.json()
+    assert isinstance(page, dict) and isinstance(page.get("items"), list), describe(resp)
+    cursor = page.get("nextCursor")
+    assert cursor is None or (isinstance(cursor, str) and cursor), f"bad nextCursor: {describe(resp)}"
+    for item in page["items"]:
+        assert_message(item, thread_id=thread_id)
+    seqs = [item["seq"] for item in page["items"]]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs), f"page not newest first: seqs {seqs}"
+    return page
+
+
+def walk_messages(api: Api, account: Any, thread_id: str, limit: int = 100, expected: int | None = None) -> tuple[list[dict[str, Any]], list[int]]:
+    """Every message of a thread, newest first, following `nextCursor` as `before`; also the
+    page sizes. Every page but the last is full; one trailing empty page is tolerated."""
+    items: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    cursor: str | None = None
+    max_pages = (expected // limit + 3) if expected is not None else 10_000
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["before"] = cursor
+        page = messages_page(api, account, thread_id, **params)
+        sizes.append(len(page["items"]))
+        assert len(page["items"]) <= limit, f"page of {len(page['items'])} items for limit {limit}"
+        items += page["items"]
+        cursor = page.get("nextCursor")
+        if cursor is None:
+            break
+        assert len(page["items"]) == limit, f"a page before the last one is not full: sizes {sizes}, cursor {cursor!r}"
+        assert len(sizes) < max_pages, f"too many pages for {expected} messages at limit {limit}: sizes {sizes}"
+    return items, sizes
+
+
+def thread_page(api: Api, account: Any, **params: Any) -> dict[str, Any]:
+    """One 200 page of GET /api/threads; asserts the summaries' shape."""
+    resp = api.get("/api/threads", token=account.access, params=params or None)
+    assert resp.status_code == 200, f"expected 200: {describe(resp)}"
+    page = resp.json()
+    assert isinstance(page, dict) and isinstance(page.get("items"), list), describe(resp)
+    cursor = page.get("nextCursor")
+    assert cursor is None or (isinstance(cursor, str) and cursor), f"bad nextCursor: {describe(resp)}"
+    for summary in page["items"]:
+        assert isinstance(summary, dict), summary
+        assert_thread(summary.get("thread"))
+        assert account.id in summary["thread"]["memberIds"], f"a thread the caller is not in: {summary!r}"
+        unread = summary.get("unreadCount")
+        assert isinstance(unread, int) and not isinstance(unread, bool) and unread >= 0, summary
+        if summary.get("lastMessage") is not None:
+            assert_message(summary["lastMessage"], thread_id=summary["thread"]["id"])
+    return page
+
+
+def summaries(api: Api, account: Any) -> dict[str, dict[str, Any]]:
+    """thread id -> ThreadSummary, from one page of GET /api/threads."""
+    return {s["thread"]["id"]: s for s in thread_page(api, account, limit=100)["items"]}
+
+
+def unread(api: Api, account: Any, thread_id: str) -> int:
+    found = summaries(api, account)
+    assert thread_id in found, f"thread {thread_id} missing from {account.id}'s GET /api/threads"
+    return found[thread_id]["unreadCount"]
+
+
+# --- domain events on RabbitMQ ------------------------------------------------------------------
+
+
+@dataclass
+class DomainEvent:
+    routing_key: str
+    message_id: str | None
+    body: dict[str, Any]
+
+    @property
+    def name(self) -> Any:
+        return (self.body.get("data") or {}).get("name")
+
+    @property
+    def thread_id(self) -> Any:
+        thread_id = (self.body.get("data") or {}).get("threadId")
+        return thread_id.lower() if isinstance(thread_id, str) else thread_id
+
+    @property
+    def recipients(self) -> list[Any]:
+        return (self.body.get("data") or {}).get("recipients") or []
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The client event data (`{"message": ...}`, `{"thread": ...}`, ...)."""
+        inner = (self.body.get("data") or {}).get("data")
+        return inner if isinstance(inner, dict) else {}
+
+
+@dataclass
+class EventTap:
+    """A server-named exclusive queue bound to `messenger.events` with `messaging.#`."""
+
+    binding: str = "messaging.#"
+    received: list[DomainEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        try:
+            self.connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+            self.channel = self.connection.channel()
+            declared = self.channel.queue_declare(queue="", exclusive=True, auto_delete=True)
+            self.queue = declared.method.queue
+            self.channel.queue_bind(self.queue, EVENTS_EXCHANGE, routing_key=self.binding)
+            self.channel.basic_consume(self.queue, self._on_message, auto_ack=True)
+        except pika.exceptions.AMQPError as exc:
+            pytest.fail(f"cannot listen on {EVENTS_EXCHANGE} at {RABBITMQ_URI}: {exc!r}", pytrace=False)
+
+    def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            decoded = {"undecodable": body[:200].decode("utf-8", "replace")}
+        if isinstance(decoded, dict):
+            self.received.append(DomainEvent(method.routing_key, properties.message_id, decoded))
+
+    def pump(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.connection.process_data_events(time_limit=min(remaining, 0.2))
+
+    def matching(self, name: str, thread_id: str, where: Callable[[DomainEvent], bool] | None = None) -> list[DomainEvent]:
+        return [
+            ev for ev in self.received
+            if ev.routing_key == ROUTING_KEYS[name] and ev.thread_id == thread_id.lower() and (where is None or where(ev))
+        ]
+
+    def wait(
+        self,
+        name: str,
+        thread_id: str,
+        where: Callable[[DomainEvent], bool] | None = None,
+        count: int = 1,
+        timeout: float = EVENT_TIMEOUT,
+    ) -> list[DomainEvent]:
+        """At least `count` events `name` of `thread_id` (and `where`); fails after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.matching(name, thread_id, where)
+            if len(found) >= count:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                ours = [(ev.routing_key, ev.name) for ev in self.received if ev.thread_id == thread_id.lower()]
+                pytest.fail(
+                    f"{len(found)} of {count} {name} event(s) for thread {thread_id} within {timeout} s; "
+                    f"this thread's events so far: {ours}")
+            self.connection.process_data_events(time_limit=min(remaining, 0.2))
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except Exception:  # noqa: BLE001 - the broker may have closed it already
+            pass
+
+
+@pytest.fixture
+def tap() -> Iterable[EventTap]:
+    """Listens to messaging events from before the test acts until its end."""
+    listener = EventTap()
+    yield listener
+    listener.close()
+
+
+def event_message_id(ev: DomainEvent) -> Any:
+    """The id of the message in a MESSAGE_CREATED / MESSAGE_UPDATED event, or None."""
+    message = ev.payload.get("message")
+    return message.get("id") if isinstance(message, dict) else None
+
+
+def assert_envelope(ev: DomainEvent, name: str, thread_id: str, recipients: Iterable[str], actor_id: str | None = None) -> None:
+    """The event's envelope: type = routing key, id = AMQP message_id, occurredAt, actorId and
+    `data: {name, threadId, recipients, data}` with recipients compared as a set."""
+    body = ev.body
+    assert body.get("type") == ROUTING_KEYS[name] == ev.routing_key, f"type/routing key mismatch: {ev!r}"
+    assert isinstance(body.get("id"), str), ev
+    uuid.UUID(body["id"])
+    assert ev.message_id is not None and ev.message_id.lower() == body["id"].lower(), (
+        f"AMQP message_id {ev.message_id!r} != body id {body['id']!r}")
+    assert_timestamp(body.get("occurredAt"), f"{name} occurredAt")
+    if actor_id is not None:
+        actor = body.get("actorId")
+        assert isinstance(actor, str) and actor.lower() == actor_id, f"actorId {actor!r} != {actor_id}"
+    data = body.get("data")
+    assert isinstance(data, dict) and data.get("name") == name, f"data.name != {name}: {short(body, 800)}"
+    assert ev.thread_id == thread_id, body
+    got = [r.lower() if isinstance(r, str) else r for r in ev.recipients]
+    assert len(set(got)) == len(got), f"duplicate recipients: {got}"
+    assert set(got) == set(recipients), f"{name} recipients {sorted(got)} != {sorted(recipients)}"
+    assert isinstance(data.get("data"), dict), f"{name} without client data: {short(body, 800)}"
+
+
+# ================================================================================================
+# 1. DMs
+# ================================================================================================
+
+
+def test_dm_is_created_once_per_pair_with_one_thread_created_event(account, connect, tap):
+    alice, bob = account(), account()
+    a, b = connect(alice), connect(bob)
+
+    thread = a.dm(bob.id)
+    assert_thread(thread, kind="DM", members={alice.id, bob.id}, created_by=alice.id, title=None)
+
+    again = a.dm(bob.id)
+    assert again["id"] == thread["id"], f"a repeated DM request made a second thread: {again!r} vs {thread!r}"
+    reverse = b.dm(alice.id)
+    assert reverse["id"] == thread["id"], f"the DM asked from the other side is another thread: {reverse!r}"
+    assert_thread(reverse, kind="DM", members={alice.id, bob.id}, created_by=alice.id, title=None)
+
+    created = tap.wait("THREAD_CREATED", thread["id"])[0]
+    assert_envelope(created, "THREAD_CREATED", thread["id"], {alice.id, bob.id}, actor_id=alice.id)
+    assert_thread(created.payload.get("thread"), kind="DM", members={alice.id, bob.id}, created_by=alice.id, title=None)
+    assert created.payload["thread"]["id"] == thread["id"]
+
+    # A later event of the same thread as a marker, then no second THREAD_CREATED.
+    marker = a.send(thread["id"], "marker")
+    tap.wait("MESSAGE_CREATED", thread["id"], where=lambda ev: event_message_id(ev) == marker["id"])
+    tap.pump(QUIET_PERIOD)
+    repeats = tap.matching("THREAD_CREATED", thread["id"])
+    assert len(repeats) == 1, f"{len(repeats)} THREAD_CREATED events for one DM: {[ev.body for ev in repeats]}"
+
+
+def test_dm_refuses_self_unknown_and_wrong_member_counts(account, connect):
+    alice, bob = account(), account()
+    a = connect(alice)
+    for member_ids in ([alice.id], [new_id()], [], [bob.id, new_id()]):
+        a.refused("create_conversation", {"type": "DM", "memberIds": member_ids}, "invalid_argument")
+    # The refusals did not break the pair: it still gets its DM.
+    thread = a.dm(bob.id)
+    assert_thread(thread, kind="DM", members={alice.id, bob.id}, created_by=alice.id)
+
+
+def test_concurrent_dm_requests_from_both_sides_make_one_thread(account, connect):
+    alice, bob = account(), account()
+    peers = [connect(alice), connect(alice), connect(bob), connect(bob)]
+    start = threading.Barrier(len(peers))
+    acks: list[Any] = [None] * len(peers)
+
+    def ask(i: int) -> None:
+        other = bob.id if peers[i].account is alice else alice.id
+        start.wait(timeout=10)
+        acks[i] = peers[i].call("create_conversation", {"type": "DM", "memberIds": [other]})
+
+    workers = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(peers))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=ACK_TIMEOUT + 10)
+    assert all(not w.is_alive() for w in workers), "a concurrent create_conversation did not return"
+    ids = {ok(ack, "concurrent DM")["thread"]["id"] for ack in acks}
+    assert len(ids) == 1, f"concurrent DM requests for one pair made {len(ids)} threads: {ids}"
+
+
+# ================================================================================================
+# 2. GROUP validation
+# ================================================================================================
+
+
+def test_group_creation_and_validation(crew, connect):
+    alice, bob, carol = crew[0], crew[1], crew[2]
+    a = connect(alice)
+
+    pair = a.group([bob.id], title="pair")  # the smallest group: creator + 1
+    assert_thread(pair, kind="GROUP", members={alice.id, bob.id}, created_by=alice.id, title="pair")
+    trio = a.group([bob.id, carol.id], title="t" * 128)
+    assert_thread(trio, kind="GROUP", members={alice.id, bob.id, carol.id}, created_by=alice.id, title="t" * 128)
+    assert trio["id"] != pair["id"]
+    same_again = a.group([bob.id], title="pair")
+    assert same_again["id"] != pair["id"], "groups are not deduplicated like DMs"
+
+    bad_payloads = {
+        "missing title": {"type": "GROUP", "memberIds": [bob.id]},
+        "null title": {"type": "GROUP", "memberIds": [bob.id], "title": None},
+        "empty title": {"type": "GROUP", "memberIds": [bob.id], "title": ""},
+        "title over 128": {"type": "GROUP", "memberIds": [bob.id], "title": "t" * 129},
+        "title not a string": {"type": "GROUP", "memberIds": [bob.id], "title": 5},
+        "no other member": {"type": "GROUP", "memberIds": [], "title": "x"},
+        "only the creator": {"type": "GROUP", "memberIds": [alice.id], "title": "x"},
+        # 257 members with the creator (the ids are unknown too: a server may name either).
+        "over 256 members": {"type": "GROUP", "memberIds": [new_id() for _ in range(256)], "title": "x"},
+        "unknown member": {"type": "GROUP", "memberIds": [bob.id, new_id()], "title": "x"},
+        "member id not a uuid": {"type": "GROUP", "memberIds": [bob.id, "not-a-uuid"], "title": "x"},
+        "member id a number": {"type": "GROUP", "memberIds": [123], "title": "x"},
+        "memberIds a string": {"type": "GROUP", "memberIds": bob.id, "title": "x"},
+        "memberIds missing": {"type": "GROUP", "title": "x"},
+        "unknown type": {"type": "CHANNEL", "memberIds": [bob.id], "title": "x"},
+        "type missing": {"memberIds": [bob.id], "title": "x"},
+        "type a number": {"type": 1, "memberIds": [bob.id], "title": "x"},
+    }
+    for case, payload in bad_payloads.items():
+        err(a.call("create_conversation", payload), "invalid_argument", f"create_conversation ({case})")
+    for payload in ("GROUP", [bob.id], 42, None):
+        err(a.call("create_conversation", payload), "invalid_argument", f"create_conversation with payload {payload!r}")
+
+
+# ================================================================================================
+# 3. create_message
+# ================================================================================================
+
+
+def test_create_message_shape_idempotency_and_one_event(api, crew, connect, tap):
+    alice, bob = crew[0], crew[1]
+    a, b = connect(alice), connect(bob)
+    thread = a.group([bob.id], title="idempotency")
+
+    client_id = cmid()
+    first = a.send(thread["id"], "  hello there \n", client_id)
+    assert_message(first, thread_id=thread["id"], sender_id=alice.id, client_message_id=client_id, body="hello there",
+                   reply_to=None, deleted=False, edited=False)
+    assert first["attachments"] == [] and first["reactions"] == []
+
+    retry = a.send(thread["id"], "  hello there \n", client_id)
+    assert core(retry) == core(first), f"a retry with the same clientMessageId differs:\n{retry!r}\n{first!r}"
+    from_other_socket = connect(alice).send(thread["id"], "  hello there \n", client_id)
+    assert from_other_socket["id"] == first["id"] and from_other_socket["seq"] == first["seq"]
+
+    # The same clientMessageId from another user is another message.
+    bobs = b.send(thread["id"], "bob's own", client_id)
+    assert bobs["id"] != first["id"] and bobs["seq"] > first["seq"], (first, bobs)
+    assert_message(bobs, sender_id=bob.id, client_message_id=client_id, body="bob's own")
+
+    event = tap.wait("MESSAGE_CREATED", thread["id"], where=lambda ev: event_message_id(ev) == first["id"])[0]
+    assert_envelope(event, "MESSAGE_CREATED", thread["id"], {alice.id, bob.id}, actor_id=alice.id)
+    assert core(event.payload["message"]) == core(first), f"the event's message differs from the ack's: {event.payload!r}"
+    tap.wait("MESSAGE_CREATED", thread["id"], where=lambda ev: event_message_id(ev) == bobs["id"])
+    tap.pump(QUIET_PERIOD)
+    events = tap.matching("MESSAGE_CREATED", thread["id"], lambda ev: event_message_id(ev) == first["id"])
+    assert len(events) == 1, f"{len(events)} MESSAGE_CREATED events for one message sent three times"
+
+    # GET shows it once.
+    items = messages_page(api, alice, thread["id"])["items"]
+    assert [m["id"] for m in items] == [bobs["id"], first["id"]], [short(m) for m in items]
+    assert core(items[1]) == core(first)
+
+
+def test_create_message_body_and_client_message_id_limits(crew, connect):
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    thread = a.group([bob.id], title="limits")
+    tid = thread["id"]
+
+    for body, expected in [
+        ("a" * 4000, "a" * 4000),
+        ("\U0001F600" * 4000, "\U0001F600" * 4000),  # 4000 code points (8000 UTF-16 units)
+        ("  " + "b" * 4000 + " \n\t", "b" * 4000),  # the limit applies after trimming
+        ("\u2003\u3000 unicode spaces \u00a0\u2029", "unicode spaces"),
+        ("line one\n  line two", "line one\n  line two"),  # inner whitespace is kept
+    ]:
+        message = a.send(tid, body)
+        assert message["body"] == expected, f"body {short(body)} stored as {short(message['body'])}"
+
+    for case, body in [("empty", ""), ("spaces", "   "), ("whitespace only", " \n\t\u3000 "), ("4001 chars", "a" * 4001),
+                       ("4001 code points", "\U0001F600" * 4001), ("not a string", 5), ("null", None)]:
+        err(a.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": body}), "invalid_argument",
+            f"create_message with a {case} body")
+
+    a.send(tid, "64-char client id", "x" * 64)
+    for case, client_id in [("empty", ""), ("65 chars", "x" * 65), ("a number", 7), ("null", None)]:
+        err(a.call("create_message", {"threadId": tid, "clientMessageId": client_id, "body": "hi"}), "invalid_argument",
+            f"create_message with a {case} clientMessageId")
+    err(a.call("create_message", {"threadId": tid, "body": "hi"}), "invalid_argument", "create_message without clientMessageId")
+    err(a.call("create_message", {"clientMessageId": cmid(), "body": "hi"}), "invalid_argument", "create_message without threadId")
+    err(a.call("create_message", {"threadId": 12, "clientMessageId": cmid(), "body": "hi"}), "invalid_argument",
+        "create_message with a numeric threadId")
+    for payload in ("hello", [tid, "hi"], 3, None):
+        err(a.call("create_message", payload), "invalid_argument", f"create_message with payload {payload!r}")
+
+
+def test_create_message_membership_and_reply_to(api, crew, connect):
+    alice, bob, outsider = crew[0], crew[1], crew[3]
+    a, o = connect(alice), connect(outsider)
+    thread = a.group([bob.id], title="replies")
+    other = a.group([bob.id], title="elsewhere")
+
+    original = a.send(thread["id"], "original")
+    elsewhere = a.send(other["id"], "in another thread")
+
+    o.refused("create_message", {"threadId": thread["id"], "clientMessageId": cmid(), "body": "let me in"}, NOT_A_MEMBER)
+    o.refused("create_message", {"threadId": new_id(), "clientMessageId": cmid(), "body": "nowhere"}, NOT_A_MEMBER)
+    a.refused("create_message", {"threadId": "not-a-uuid", "clientMessageId": cmid(), "body": "x"},
+              ("invalid_argument", "not_found"))
+
+    reply = a.send(thread["id"], "a reply", replyToId=original["id"])
+    assert_message(reply, thread_id=thread["id"], reply_to=original["id"])
+    a.refused("create_message", {"threadId": thread["id"], "clientMessageId": cmid(), "body": "x", "replyToId": elsewhere["id"]},
+              "invalid_argument")
+    a.refused("create_message", {"threadId": thread["id"], "clientMessageId": cmid(), "body": "x", "replyToId": new_id()},
+              ("invalid_argument", "not_found"))
+    a.refused("create_message", {"threadId": thread["id"], "clientMessageId": cmid(), "body": "x", "replyToId": 17},
+              "invalid_argument")
+
+    # Nothing the outsider or the refused replies sent was stored.
+    items = messages_page(api, alice, thread["id"])["items"]
+    assert [m["id"] for m in items] == [reply["id"], original["id"]], [short(m) for m in items]
+    assert items[0]["replyToId"] == original["id"]
+
+
+# ================================================================================================
+# 5. update and delete
+# ================================================================================================
+
+
+def test_update_and_delete_permissions_soft_delete_and_events(api, crew, connect, tap):
+    alice, bob, outsider = crew[0], crew[1], crew[3]
+    a, b, o = connect(alice), connect(bob), connect(outsider)
+    thread = a.group([bob.id], title="edits")
+    other = a.group([bob.id], title="other edits")
+    tid = thread["id"]
+    m1, m2, m3 = (a.send(tid, f"message {i}") for i in (1, 2, 3))
+    foreign = a.send(other["id"], "in the other thread")
+    ok(b.call("add_reaction", {"messageId": m2["id"], "emojiHex": "1f44d"}), "bob reacts to m2")
+
+    # Only the author edits.
+    b.refused("update_message", {"messageId": m1["id"], "body": "bob was here"}, "forbidden")
+    o.refused("update_message", {"messageId": m1["id"], "body": "outsider"}, NOT_A_MEMBER)
+    edited = a.ok("update_message", {"messageId": m1["id"], "body": "  edited  "})["message"]
+    assert_message(edited, thread_id=tid, sender_id=alice.id, body="edited", edited=True, deleted=False)
+    assert (edited["id"], edited["seq"], edited["createdAt"], edited["clientMessageId"]) == (
+        m1["id"], m1["seq"], m1["createdAt"], m1["clientMessageId"]), f"an edit changed identity fields: {edited!r}"
+    for case, body in [("empty", ""), ("whitespace", "  "), ("4001 chars", "x" * 4001), ("a number", 1)]:
+        a.refused("update_message", {"messageId": m1["id"], "body": body}, "invalid_argument")
+    a.refused("update_message", {"messageId": m1["id"]}, "invalid_argument")
+
+    # Only the author deletes; 1..100 ids, all in one thread.
+    b.refused("delete_message", {"messageIds": [m1["id"]]}, "forbidden")
+    o.refused("delete_message", {"messageIds": [m1["id"]]}, NOT_A_MEMBER)
+    a.refused("delete_message", {"messageIds": [m3["id"], foreign["id"]]}, "invalid_argument")
+    a.refused("delete_message", {"messageIds": []}, "invalid_argument")
+    a.refused("delete_message", {"messageIds": [m3["id"]] + [new_id() for _ in range(100)]}, "invalid_argument")
+    a.refused("delete_message", {"messageIds": m3["id"]}, "invalid_argument")
+    a.refused("delete_message", {"messageIds": [42]}, "invalid_argument")
+    a.refused("delete_message", {}, "invalid_argument")
+    after_refusals = {m["id"]: m for m in messages_page(api, alice, tid)["items"]}
+    assert after_refusals[m3["id"]]["deletedAt"] is None, "a refused delete_message deleted a message"
+    assert messages_page(api, alice, other["id"])["items"][0]["deletedAt"] is None
+
+    deleted = a.ok("delete_message", {"messageIds": [m1["id"], m2["id"]]})
+    assert deleted.get("threadId") == tid, deleted
+    assert isinstance(deleted.get("messageIds"), list) and set(deleted["messageIds"]) == {m1["id"], m2["id"]}, deleted
+
+    a.refused("update_message", {"messageId": m1["id"], "body": "too late"}, "invalid_argument")
+
+    by_id = {m["id"]: m for m in messages_page(api, bob, tid)["items"]}
+    assert set(by_id) == {m1["id"], m2["id"], m3["id"]}, "a soft-deleted message left the history"
+    for gone in (m1, m2):
+        assert_message(by_id[gone["id"]], deleted=True, sender_id=alice.id)
+        assert by_id[gone["id"]]["seq"] == gone["seq"], "a deleted message keeps its seq"
+    assert_message(by_id[m3["id"]], body="message 3", deleted=False)
+
+    # Events: one MESSAGE_UPDATED with the new body, one MESSAGES_DELETED, none for the refusals.
+    updated_ev = tap.wait("MESSAGE_UPDATED", tid)[0]
+    assert_envelope(updated_ev, "MESSAGE_UPDATED", tid, {alice.id, bob.id}, actor_id=alice.id)
+    assert_message(updated_ev.payload.get("message"), body="edited", edited=True)
+    assert updated_ev.payload["message"]["id"] == m1["id"]
+    deleted_ev = tap.wait("MESSAGES_DELETED", tid)[0]
+    assert_envelope(deleted_ev, "MESSAGES_DELETED", tid, {alice.id, bob.id}, actor_id=alice.id)
+    assert deleted_ev.payload.get("threadId") == tid, deleted_ev.payload
+    assert set(deleted_ev.payload.get("messageIds") or []) == {m1["id"], m2["id"]}, deleted_ev.payload
+    tap.pump(QUIET_PERIOD)
+    assert len(tap.matching("MESSAGE_UPDATED", tid)) == 1, "refused updates published MESSAGE_UPDATED"
+    assert len(tap.matching("MESSAGES_DELETED", tid)) == 1, "refused deletes published MESSAGES_DELETED"
+    assert tap.matching("MESSAGES_DELETED", other["id"]) == [], "a refused cross-thread delete published an event"
+
+
+# ================================================================================================
+# 6. reactions
+# ================================================================================================
+
+
+def test_reactions_are_idempotent_validated_and_published_once(api, crew, connect, tap):
+    alice, bob, outsider = crew[0], crew[1], crew[3]
+    a, b, o = connect(alice), connect(bob), connect(outsider)
+    thread = a.group([bob.id], title="reactions")
+    tid = thread["id"]
+    message = a.send(tid, "react to me")
+    mid = message["id"]
+    thumbs, family = "1f44d", "1f468-200d-1f469"
+
+    for attempt in (1, 2):
+        reaction = b.ok("add_reaction", {"messageId": mid, "emojiHex": thumbs}).get("reaction")
+        assert isinstance(reaction, dict), f"add_reaction #{attempt} without a reaction: {reaction!r}"
+        assert (reaction.get("messageId"), reaction.get("userId"), reaction.get("emojiHex")) == (mid, bob.id, thumbs), reaction
+        assert_timestamp(reaction.get("createdAt"), "reaction.createdAt")
+    reaction = a.ok("add_reaction", {"messageId": mid, "emojiHex": family})["reaction"]
+    assert (reaction["messageId"], reaction["userId"], reaction["emojiHex"]) == (mid, alice.id, family), reaction
+    a.ok("add_reaction", {"messageId": mid, "emojiHex": thumbs})
+
+    shown = messages_page(api, alice, tid)["items"][0]
+    assert shown["id"] == mid
+    groups = reactions_of(shown)
+    assert set(groups) == {thumbs, family}, shown["reactions"]
+    assert sorted(groups[thumbs]) == sorted([bob.id, alice.id]) and groups[family] == [alice.id], shown["reactions"]
+
+    for bad in ("1F44D", "zz", "", "1f44d-", "-1f44d", "1f44d--1f3fb", "1f4 4d", "0x1f44d", 128077, None):
+        b.refused("add_reaction", {"messageId": mid, "emojiHex": bad}, "invalid_argument")
+        b.refused("remove_reaction", {"messageId": mid, "emojiHex": bad}, "invalid_argument")
+    b.refused("add_reaction", {"messageId": mid}, "invalid_argument")
+    b.refused("add_reaction", {"messageId": 5, "emojiHex": thumbs}, "invalid_argument")
+    b.refused("add_reaction", "1f44d", "invalid_argument")
+    o.refused("add_reaction", {"messageId": mid, "emojiHex": thumbs}, NOT_A_MEMBER)
+    o.refused("remove_reaction", {"messageId": mid, "emojiHex": family}, NOT_A_MEMBER)
+
+    for attempt in (1, 2):
+        removed = b.ok("remove_reaction", {"messageId": mid, "emojiHex": thumbs})
+        assert (removed.get("messageId"), removed.get("emojiHex")) == (mid, thumbs), f"remove #{attempt}: {removed!r}"
+    b.ok("remove_reaction", {"messageId": mid, "emojiHex": "1f600"})  # never added: still fine
+
+    groups = reactions_of(messages_page(api, bob, tid)["items"][0])
+    assert groups == {thumbs: [alice.id], family: [alice.id]}, groups
+
+    # Events: REACTION_ADDED once for bob's thumbs (the second add changed nothing).
+    def reaction_event(user_id: str, emoji: str) -> Callable[[DomainEvent], bool]:
+        return lambda ev: (ev.payload.get("messageId"), ev.payload.get("userId"), ev.payload.get("emojiHex")) == (mid, user_id, emoji)
+
+    added = tap.wait("REACTION_ADDED", tid, reaction_event(bob.id, thumbs))[0]
+    assert_envelope(added, "REACTION_ADDED", tid, {alice.id, bob.id}, actor_id=bob.id)
+    assert added.payload.get("threadId") == tid, added.payload
+    removed_ev = tap.wait("REACTION_REMOVED", tid, reaction_event(bob.id, thumbs))[0]
+    assert_envelope(removed_ev, "REACTION_REMOVED", tid, {alice.id, bob.id}, actor_id=bob.id)
+    tap.wait("REACTION_ADDED", tid, reaction_event(alice.id, thumbs))  # a later event of the thread
+    tap.pump(QUIET_PERIOD)
+    repeats = tap.matching("REACTION_ADDED", tid, reaction_event(bob.id, thumbs))
+    assert len(repeats) == 1, f"{len(repeats)} REACTION_ADDED events for one reaction added twice"
+
+
+# ================================================================================================
+# 8. unread counts, mark_seen, thread list ordering and paging
+# ================================================================================================
+
+
+def test_unread_counts_mark_seen_and_thread_ordering(api, account, connect, tap):
+    alice, bob, carol = account(), account(), account()
+    a, b, c = connect(alice), connect(bob), connect(carol)
+    ab = b.dm(alice.id)["id"]
+
+    sent = []
+    for i in range(3):
+        sent.append(b.send(ab, f"unread {i}"))
+        time.sleep(0.01)
+    summary = summaries(api, alice)[ab]
+    assert summary["unreadCount"] == 3, summary
+    assert (summary.get("lastMessage") or {}).get("id") == sent[2]["id"], summary
+    assert unread(api, bob, ab) == 0, "a sender's own messages count as unread"
+
+    seen = a.ok("mark_seen", {"threadId": ab, "messageId": sent[1]["id"]})
+    assert (seen.get("threadId"), seen.get("messageId")) == (ab, sent[1]["id"]), f"mark_seen ack: {seen!r}"
+    assert unread(api, alice, ab) == 1
+    a.ok("mark_seen", {"threadId": ab, "messageId": sent[0]["id"]})
+    assert unread(api, alice, ab) == 1, "mark_seen of an older message moved the seen mark back"
+    a.ok("mark_seen", {"threadId": ab, "messageId": sent[2]["id"]})
+    assert unread(api, alice, ab) == 0
+
+    for payload in ({"threadId": ab}, {"messageId": sent[2]["id"]}, {"threadId": ab, "messageId": 5}, "x"):
+        a.refused("mark_seen", payload, "invalid_argument")
+    c.refused("mark_seen", {"threadId": ab, "messageId": sent[2]["id"]}, NOT_A_MEMBER)
+
+    event = tap.wait("MESSAGE_SEEN", ab, lambda ev: ev.payload.get("messageId") == sent[1]["id"])[0]
+    assert_envelope(event, "MESSAGE_SEEN", ab, {bob.id}, actor_id=alice.id)
+    assert event.payload.get("userId") == alice.id and event.payload.get("threadId") == ab, event.payload
+    assert_timestamp(event.payload.get("at"), "MESSAGE_SEEN at")
+    latest = tap.wait("MESSAGE_SEEN", ab, lambda ev: ev.payload.get("messageId") == sent[2]["id"])[0]
+    assert_envelope(latest, "MESSAGE_SEEN", ab, {bob.id}, actor_id=alice.id)
+
+    # Own messages never count; the other side's unread count sees them.
+    time.sleep(0.01)
+    a.send(ab, "reply")
+    assert unread(api, alice, ab) == 0
+    assert unread(api, bob, ab) == 1
+
+    # Ordering by newest activity across two threads.
+    time.sleep(0.05)
+    ac = c.dm(alice.id)["id"]
+    c.send(ac, "hi from carol")
+    page = thread_page(api, alice)
+    assert [s["thread"]["id"] for s in page["items"]] == [ac, ab], [s["thread"]["id"] for s in page["items"]]
+    assert page["items"][0]["unreadCount"] == 1 and page["items"][1]["unreadCount"] == 0, page["items"]
+    assert page.get("nextCursor") is None, page
+    time.sleep(0.05)
+    last = b.send(ab, "bump")
+    page = thread_page(api, alice)
+    assert [s["thread"]["id"] for s in page["items"]] == [ab, ac], "a thread with a newer message does not come first"
+    assert page["items"][0]["lastMessage"]["id"] == last["id"]
+    assert page["items"][0]["unreadCount"] == 1
+
+    # Cursor paging with limit=1.
+    first = thread_page(api, alice, limit=1)
+    assert [s["thread"]["id"] for s in first["items"]] == [ab], first
+    assert first.get("nextCursor"), f"limit=1 with two threads has no nextCursor: {first!r}"
+    second = thread_page(api, alice, limit=1, cursor=first["nextCursor"])
+    assert [s["thread"]["id"] for s in second["items"]] == [ac], second
+    if second.get("nextCursor") is not None:
+        third = thread_page(api, alice, limit=1, cursor=second["nextCursor"])
+        assert third["items"] == [] and third.get("nextCursor") is None, third
+
+
+# ================================================================================================
+# 9. typing
+# ================================================================================================
+
+
+def test_typing_reaches_the_other_members_only(crew, connect):
+    alice, bob, carol, outsider = crew[0], crew[1], crew[2], crew[3]
+    typer = connect(alice, events=["typing"])
+    alice_laptop = connect(alice, events=["typing"])
+    b, c = connect(bob, events=["typing"]), connect(carol, events=["typing"])
+    o = connect(outsider, events=["typing"])
+    tid = typer.group([bob.id, carol.id], title="typing")["id"]
+
+    for is_typing in (True, False):
+        ack = typer.call("typing", {"threadId": tid, "isTyping": is_typing})
+        assert ack == {"ok": True, "data": {}}, f"typing ack: {ack!r}"
+        for peer in (b, c):
+            event = peer.next_typing(tid)
+            assert event.get("userId") == alice.id and event.get("isTyping") is is_typing, event
+            assert "seq" not in event, f"typing is ephemeral and has no seq: {event!r}"
+    for peer, who in ((typer, "the typer's socket"), (alice_laptop, "the typer's other socket"), (o, "a non-member")):
+        echoes = peer.typing_events(tid, QUIET_PERIOD)
+        assert echoes == [], f"{who} received typing events: {echoes}"
+    for peer in (b, c):
+        extra = peer.typing_events(tid, 0.2)
+        assert extra == [], f"duplicate typing events: {extra}"
+
+    o.refused("typing", {"threadId": tid, "isTyping": True}, NOT_A_MEMBER)
+    for payload in ({"threadId": tid, "isTyping": "yes"}, {"threadId": tid}, {"isTyping": True}, "typing"):
+        typer.refused("typing", payload, "invalid_argument")
+    assert b.typing_events(tid, 0.5) == [], "a refused typing command reached a member"
+
+
+# ================================================================================================
+# 10. REST errors
+# ================================================================================================
+
+
+def test_rest_reads_errors(api, crew, connect):
+    alice, bob, outsider = crew[0], crew[1], crew[3]
+    a = connect(alice)
+    tid = a.group([bob.id], title="rest errors")["id"]
+    a.send(tid, "one")
+
+    for path in ("/api/threads", f"/api/threads/{tid}/messages"):
+        assert_rest_error(api.get(path), 401, "unauthorized")
+        assert_rest_error(api.get(path, token="not.a.token"), 401, "unauthorized")
+
+    assert_rest_error(get_messages(api, outsider, tid), (403, 404), NOT_A_MEMBER)
+    assert_rest_error(get_messages(api, alice, new_id()), 404, "not_found")
+    assert_rest_error(get_messages(api, alice, "not-a-uuid"), 404, "not_found")
+
+    for limit in (0, 101, -1, "x", "1.5"):
+        assert_rest_error(get_messages(api, alice, tid, limit=limit), (400, 422), "invalid_argument")
+        resp = api.get("/api/threads", token=alice.access, params={"limit": limit})
+        assert_rest_error(resp, (400, 422), "invalid_argument")
+    for cursor in ("garbage", "%%%not-a-cursor%%%", "aGVsbG8", "eyJ4Ijo"):
+        assert_rest_error(get_messages(api, alice, tid, before=cursor), (400, 422), "invalid_argument")
+        resp = api.get("/api/threads", token=alice.access, params={"cursor": cursor})
+        assert_rest_error(resp, (400, 422), "invalid_argument")
+
+    assert len(messages_page(api, alice, tid, limit=100)["items"]) == 1
+    assert len(messages_page(api, bob, tid, limit=1)["items"]) == 1
+    thread_page(api, alice, limit=100)
+
+
+# ================================================================================================
+# 11. the polling transport
+# ================================================================================================
+
+
+def test_commands_over_long_polling(api, crew, connect):
+    alice, bob = crew[0], crew[1]
+    a = connect(alice, transports=["polling"])
+    assert a.sio.transport() == "polling"
+    thread = a.group([bob.id], title="polling")
+    assert_thread(thread, kind="GROUP", members={alice.id, bob.id})
+    message = a.send(thread["id"], "over polling", replyToId=None)
+    assert_message(message, thread_id=thread["id"], sender_id=alice.id, body="over polling", reply_to=None)
+    a.ok("add_reaction", {"messageId": message["id"], "emojiHex": "2764-fe0f"})
+    a.ok("mark_seen", {"threadId": thread["id"], "messageId": message["id"]})
+    assert a.call("typing", {"threadId": thread["id"], "isTyping": True}) == {"ok": True, "data": {}}
+    a.refused("create_message", {"threadId": thread["id"], "clientMessageId": cmid(), "body": " "}, "invalid_argument")
+    shown = messages_page(api, bob, thread["id"])["items"]
+    assert [m["id"] for m in shown] == [message["id"]]
+    assert reactions_of(shown[0]) == {"2764-fe0f": [alice.id]}
+
+
+# The two heavy tests come last: every message they send is also an unacknowledged event for its
+# members, which the delivery service replays to each new socket of those users.
+
+
+# ================================================================================================
+# 4. seq under concurrent senders
+# ================================================================================================
+
+
+def test_seq_is_unique_and_contiguous_under_20_concurrent_senders(api, crew, connect):
+    sockets_per_user, per_socket = 4, 10
+    owner = connect(crew[0])
+    tid = owner.group([u.id for u in crew[1:]], title="concurrent seq")["id"]
+    peers = [connect(user) for user in crew for _ in range(sockets_per_user)]
+    start = threading.Barrier(len(peers))
+    results: list[list[Any]] = [[] for _ in peers]
+    failures: list[str] = []
+
+    def run(i: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for n in range(per_socket):
+                payload = {"threadId": tid, "clientMessageId": f"s{i}-n{n}-{uuid.uuid4().hex[:8]}", "body": f"socket {i} #{n}"}
+                results[i].append((payload, peers[i].sio.call("create_message", payload, timeout=30)))
+        except Exception as exc:  # noqa: BLE001 - reported below with the socket's index
+            failures.append(f"socket {i}: {exc!r}")
+
+    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(peers))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert not any(w.is_alive() for w in workers), "senders still running after 120 s"
+    assert not failures, failures
+
+    acked: dict[str, dict[str, Any]] = {}
+    for i, sent in enumerate(results):
+        seqs = []
+        for payload, ack in sent:
+            message = ok(ack, f"socket {i} create_message {payload['clientMessageId']}")["message"]
+            assert_message(message, thread_id=tid, client_message_id=payload["clientMessageId"], body=payload["body"],
+                           sender_id=peers[i].id)
+            acked[message["id"]] = message
+            seqs.append(message["seq"])
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"socket {i}: its own messages out of order: {seqs}"
+    total = len(peers) * per_socket
+    assert len(acked) == total, f"{total} sends acked with {len(acked)} distinct message ids"
+    ack_seqs = sorted(m["seq"] for m in acked.values())
+    assert ack_seqs == list(range(1, total + 1)), f"acked seqs are not 1..{total}: duplicates or gaps in {ack_seqs}"
+
+    items, _ = walk_messages(api, crew[0], tid, limit=100, expected=total)
+    assert len(items) == total, f"GET returned {len(items)} messages, {total} sent"
+    seqs = [m["seq"] for m in items]
+    assert seqs == list(range(total, 0, -1)), f"stored seqs are not {total}..1: {seqs}"
+    for stored in items:
+        assert stored["id"] in acked, f"unknown message in the thread: {stored!r}"
+        mine = acked[stored["id"]]
+        assert (stored["seq"], stored["body"], stored["senderId"]) == (mine["seq"], mine["body"], mine["senderId"]), (stored, mine)
+
+
+# ================================================================================================
+# 7. paging through 1,000 messages
+# ================================================================================================
+
+
+def send_pipelined(peer: Peer, thread_id: str, bodies: list[str], window: int = 200, timeout: float = 240) -> list[dict[str, Any]]:
+    """Sends create_message for every body without waiting for each ack (at most `window`
+    unacknowledged at a time); returns the acked messages in sending order."""
+    acks: list[Any] = [None] * len(bodies)
+    slots = threading.Semaphore(window)
+    lock = threading.Lock()
+    done = threading.Event()
+    pending = [len(bodies)]
+
+    def on_ack(i: int) -> Callable[..., None]:
+        def callback(*args: Any) -> None:
+            acks[i] = args[0] if args else None
+            slots.release()
+            with lock:
+                pending[0] -= 1
+                if pending[0] == 0:
+                    done.set()
+        return callback
+
+    deadline = time.monotonic() + timeout
+    for i, body in enumerate(bodies):
+        if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            pytest.fail(f"only {len(bodies) - pending[0]} of {len(bodies)} create_message acks within {timeout} s")
+        peer.sio.emit("create_message", {"threadId": thread_id, "clientMessageId": f"p-{i}", "body": body}, callback=on_ack(i))
+    if not done.wait(timeout=max(0.0, deadline - time.monotonic())):
+        pytest.fail(f"only {len(bodies) - pending[0]} of {len(bodies)} create_message acks within {timeout} s")
+    return [ok(ack, f"pipelined create_message #{i}")["message"] for i, ack in enumerate(acks)]
+
+
+def test_paging_through_1000_messages(api, account, connect):
+    alice, bob = account(), account()
+    a = connect(alice)
+    tid = a.group([bob.id], title="a thousand")["id"]
+    bodies = [f"m{i:04d}" for i in range(1000)]
+    sent = send_pipelined(a, tid, bodies)
+    assert [m["body"] for m in sent] == bodies
+    sent_seqs = [m["seq"] for m in sent]
+    assert all(x < y for x, y in zip(sent_seqs, sent_seqs[1:])), "one socket's messages were not stored in sending order"
+    newest_first = [m["id"] for m in reversed(sent)]
+
+    default_page = messages_page(api, bob, tid)
+    assert [m["id"] for m in default_page["items"]] == newest_first[:50], "the default limit is 50, newest first"
+    assert default_page.get("nextCursor"), "a first page of 1,000 messages has a nextCursor"
+
+    for limit in (100, 37):
+        items, sizes = walk_messages(api, bob, tid, limit=limit, expected=1000)
+        ids = [m["id"] for m in items]
+        assert len(ids) == len(set(ids)), f"limit {limit}: {len(ids) - len(set(ids))} messages repeated across pages"
+        assert ids == newest_first, (
+            f"limit {limit}: pages are not the 1,000 messages newest first without gaps "
+            f"({len(ids)} items, {len(set(ids) & set(newest_first))} known; page sizes {sizes})")
+        seqs = [m["seq"] for m in items]
+        assert all(x > y for x, y in zip(seqs, seqs[1:])), f"limit {limit}: seqs not strictly descending"
+        assert [m["body"] for m in items] == bodies[::-1]
