@@ -14,7 +14,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let rpc = RPCClient(connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout, logger: logger)
     let directory = UserDirectory(client: backend.database, rpc: rpc, logger: logger)
     let outbox = OutboxSignal()
-    let conversations = Conversations(client: backend.database, users: directory, outbox: outbox, logger: logger)
+    let conversations = Conversations(
+        client: backend.database, users: directory, outbox: outbox, faults: FaultPoints(environment: context.environment),
+        logger: logger)
     backend.topology = backend.topology.merged(
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 

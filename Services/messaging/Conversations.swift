@@ -14,6 +14,8 @@ struct Conversations: Sendable {
     let client: PostgresClient
     let users: UserDirectory
     let outbox: OutboxSignal
+    /// `after_commit`: dies between a command's commit and the outbox relay's publish.
+    let faults: FaultPoints
     let logger: Logger
 
     /// The authenticated caller.
@@ -25,6 +27,7 @@ struct Conversations: Sendable {
     /// Runs `body` in a transaction and wakes the outbox relay after the commit.
     func write<Result: Sendable>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> Result {
         let result = try await self.client.transaction(logger: self.logger, body)
+        self.faults.crash(at: "after_commit")
         self.outbox.wake()
         return result
     }

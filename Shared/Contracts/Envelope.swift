@@ -19,6 +19,10 @@ public struct Envelope<Payload: Sendable>: Sendable {
     public var actorId: UUID?
     public var data: Payload
 
+    enum CodingKeys: String, CodingKey {
+        case type, id, correlationId, occurredAt, actorId, data
+    }
+
     public init(
         type: MessageType, id: UUID = .v7(), correlationId: String? = nil, occurredAt: Date = Date(),
         actorId: UUID? = nil, data: Payload
@@ -40,12 +44,28 @@ public struct EnvelopeHeader: Codable, Sendable {
     public var occurredAt: Date
     public var actorId: UUID?
 
+    private enum CodingKeys: String, CodingKey {
+        case type, id, correlationId, occurredAt, actorId
+    }
+
     public init(type: MessageType, id: UUID, correlationId: String?, occurredAt: Date, actorId: UUID?) {
         self.type = type
         self.id = id
         self.correlationId = correlationId
         self.occurredAt = occurredAt
         self.actorId = actorId
+    }
+}
+
+extension EnvelopeHeader {
+    /// Ids in lowercase, as ``Envelope`` writes them.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.type, forKey: .type)
+        try container.encode(EntityID(self.id), forKey: .id)
+        try container.encodeIfPresent(self.correlationId, forKey: .correlationId)
+        try container.encode(self.occurredAt, forKey: .occurredAt)
+        try container.encodeIfPresent(self.actorId.map(EntityID.init), forKey: .actorId)
     }
 }
 
@@ -57,5 +77,16 @@ extension Envelope {
     }
 }
 
-extension Envelope: Encodable where Payload: Encodable {}
+extension Envelope: Encodable where Payload: Encodable {
+    /// Ids in lowercase, as everywhere clients may see them.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.type, forKey: .type)
+        try container.encode(EntityID(self.id), forKey: .id)
+        try container.encodeIfPresent(self.correlationId, forKey: .correlationId)
+        try container.encode(self.occurredAt, forKey: .occurredAt)
+        try container.encodeIfPresent(self.actorId.map(EntityID.init), forKey: .actorId)
+        try container.encode(self.data, forKey: .data)
+    }
+}
 extension Envelope: Decodable where Payload: Decodable {}

@@ -11,7 +11,9 @@ How events are observed: an `EventTap` declares an exclusive, auto-delete, serve
 queue bound to `messenger.events` with `messaging.#` before the test acts, then consumes with
 a deadline. Other tests may run against the same broker at the same time, so every check
 filters on the test's own thread ids. "Exactly one event" is checked after a later event of
-the same thread (a marker) has arrived, plus a short grace period.
+the same thread (a marker) has arrived, plus a short grace period. Envelope ids (`id`,
+`actorId`) are compared case-insensitively everywhere but in one dedicated test, so that a
+cosmetic difference there does not hide the rest of the checks.
 
 Users: registration and login cost a bcrypt hash each, so the tests that only need distinct
 members of GROUP threads share a module-scoped `crew` of five users (each test makes its own
@@ -563,6 +565,20 @@ def test_dm_is_created_once_per_pair_with_one_thread_created_event(account, conn
     tap.pump(QUIET_PERIOD)
     repeats = tap.matching("THREAD_CREATED", thread["id"])
     assert len(repeats) == 1, f"{len(repeats)} THREAD_CREATED events for one DM: {[ev.body for ev in repeats]}"
+
+
+def test_event_envelope_ids_are_lowercase_and_match_the_amqp_message_id(crew, connect, tap):
+    """The other event checks compare envelope ids case-insensitively so that they can test
+    everything else; this one holds the envelope to the exact form: the body's `id` equals the
+    AMQP message_id, and `id` / `actorId` are lowercase UUID strings like every id in JSON."""
+    alice, bob = crew[0], crew[1]
+    thread = connect(alice).group([bob.id], title="envelope ids")
+    body = tap.wait("THREAD_CREATED", thread["id"])[0].body
+    message_id = tap.matching("THREAD_CREATED", thread["id"])[0].message_id
+    assert body.get("id") == message_id, f"body id {body.get('id')!r} != AMQP message_id {message_id!r} (exactly)"
+    assert_id(body.get("id"), "envelope id")
+    assert_id(body.get("actorId"), "envelope actorId")
+    assert body["actorId"] == alice.id
 
 
 def test_dm_refuses_self_unknown_and_wrong_member_counts(account, connect):
