@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "auth-bench", targets: ["AuthBench"]),
         .executable(name: "socketio-conformance", targets: ["SocketIOConformance"]),
         .executable(name: "socket-load", targets: ["SocketLoad"]),
+        .executable(name: "messaging-bench", targets: ["MessagingBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -153,7 +154,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "MessagingService",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: [
+                "MessengerServiceKit", "ThreadedIO",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             path: "Services/messaging"
         ),
         .executableTarget(
@@ -204,6 +208,19 @@ let package = Package(
             path: "Tests/Benchmarks/AuthBench"
         ),
 
+        .executableTarget(
+            name: "MessagingBench",
+            dependencies: [
+                "MessengerAMQP",
+                "MessengerContracts",
+                "MessengerPostgres",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/Benchmarks/MessagingBench"
+        ),
         .executableTarget(
             name: "SocketLoad",
             dependencies: [

@@ -8,7 +8,8 @@ import ServiceLifecycle
 func buildServices(context: ServiceContext) throws -> [any Service] {
     var backend = try BackendService(
         service: .messaging, schema: "messaging", adminPortVariable: "MESSAGING_ADMIN_PORT", defaultAdminPort: 9102,
-        migrations: MessagingMigrations.all, context: context)
+        // Commands in flight are what group commit batches: a deeper prefetch makes larger batches.
+        defaultPrefetch: 256, migrations: MessagingMigrations.all, context: context)
     let settings = backend.settings
     let logger = backend.logger
     let rpc = RPCClient(connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout, logger: logger)
@@ -23,8 +24,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     backend.router.on(MessagingMessage.createConversation, CreateConversationRequest.self) { request, context in
         try await conversations.createConversation(request, actor: context.actorID)
     }
+    let batcher = MessageBatcher(
+        conversations: conversations,
+        concurrentBatches: Int(context.environment.optional("MESSAGING_BATCH_WRITERS") ?? "") ?? 2)
     backend.router.on(MessagingMessage.createMessage, CreateMessageRequest.self) { request, context in
-        try await conversations.createMessage(request, actor: context.actorID)
+        try await batcher.createMessage(request, actor: context.actorID)
     }
     backend.router.on(MessagingMessage.updateMessage, UpdateMessageRequest.self) { request, context in
         try await conversations.updateMessage(request, actor: context.actorID)

@@ -18,7 +18,8 @@ public struct RPCContext: Sendable {
 }
 
 /// Maps message types to handlers. Each handler takes the decoded payload and returns the reply
-/// payload, or throws a ``ServiceError`` that becomes an error reply.
+/// payload (``RawJSON`` goes out as it is), or throws a ``ServiceError`` that becomes an error
+/// reply.
 public struct RPCRouter: Sendable {
     typealias Handler = @Sendable (_ body: Data, _ logger: Logger) async -> Data
     private(set) var handlers: [MessageType: Handler] = [:]
@@ -41,7 +42,9 @@ public struct RPCRouter: Sendable {
                     type: type, messageID: envelope.id, correlationID: envelope.correlationId,
                     occurredAt: envelope.occurredAt, actorID: envelope.actorId, logger: logger
                 )
-                reply = .success(try await handler(envelope.data, context))
+                let value = try await handler(envelope.data, context)
+                if let raw = value as? RawJSON { return raw.successReply }
+                reply = .success(value)
             } catch let error as ServiceError {
                 reply = .failure(error)
             } catch let error as DecodingError {

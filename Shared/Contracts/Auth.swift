@@ -61,6 +61,13 @@ public struct RegisterRequest: Codable, Sendable {
     public var email: String
     public var password: String
     public var displayName: String?
+
+    public init(username: String, email: String, password: String, displayName: String? = nil) {
+        self.username = username
+        self.email = email
+        self.password = password
+        self.displayName = displayName
+    }
 }
 
 /// `POST /api/login`; the gateway adds the client's address for throttling.

@@ -211,6 +211,12 @@ public struct CreateConversationRequest: Codable, Sendable {
     public var type: ThreadKind
     public var memberIds: [EntityID]
     public var title: String?
+
+    public init(type: ThreadKind, memberIds: [EntityID], title: String? = nil) {
+        self.type = type
+        self.memberIds = memberIds
+        self.title = title
+    }
 }
 
 /// `create_message`.

@@ -27,8 +27,8 @@ public struct BackendService {
     /// Reads the shared settings and `DATABASE_URL`, and prepares (without connecting) the pool
     /// and the broker connection. The router starts with the service's ping handler.
     public init(
-        service: ServiceName, schema: String, adminPortVariable: String, defaultAdminPort: Int, migrations: [Migration],
-        context: ServiceContext
+        service: ServiceName, schema: String, adminPortVariable: String, defaultAdminPort: Int, defaultPrefetch: Int = 64,
+        migrations: [Migration], context: ServiceContext
     ) throws {
         self.service = service
         self.schema = schema
@@ -36,6 +36,7 @@ public struct BackendService {
         self.context = context
         self.settings = try ServiceSettings(
             name: service.rawValue, adminPortVariable: adminPortVariable, defaultAdminPort: defaultAdminPort,
+            defaultPrefetch: defaultPrefetch,
             environment: context.environment)
         var logger = context.logger
         logger[metadataKey: LogKey.instance] = .string(self.settings.instanceID)

@@ -42,6 +42,35 @@ public enum Outbox {
     }
 }
 
+extension Outbox {
+    /// One event already encoded: its id, its type, and its envelope's JSON.
+    public struct EncodedEvent: Sendable {
+        public var id: UUID
+        public var type: MessageType
+        public var body: Data
+
+        public init(id: UUID, type: MessageType, body: Data) {
+            self.id = id
+            self.type = type
+            self.body = body
+        }
+    }
+
+    /// Appends several encoded events in one statement, in this order.
+    public static func append(_ events: [EncodedEvent], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !events.isEmpty else { return }
+        let ids = events.map(\.id)
+        let types = events.map(\.type.rawValue)
+        let bodies = events.map { String(decoding: $0.body, as: UTF8.self) }
+        try await connection.query(
+            """
+            INSERT INTO outbox (event_id, type, body)
+            SELECT id, type, body FROM unnest(\(ids)::uuid[], \(types)::text[], \(bodies)::text[]) WITH ORDINALITY AS e(id, type, body, n)
+            ORDER BY n
+            """, logger: logger)
+    }
+}
+
 /// Wakes the outbox relay after a commit; the relay also polls, so a missed wake only delays.
 public final class OutboxSignal: Sendable {
     let wakeups: AsyncStream<Void>

@@ -23,7 +23,10 @@ public struct ServiceSettings: Sendable {
 
     /// Reads `LOG_LEVEL`, `<SERVICE>_ADMIN_PORT`, `ADMIN_HOST`, `RABBITMQ_URI`, `RABBITMQ_HEARTBEAT`,
     /// `RABBITMQ_QUEUE_TYPE`, `RABBITMQ_PREFETCH`, `RPC_TIMEOUT_MS`.
-    public init(name: String, adminPortVariable: String, defaultAdminPort: Int, environment: ServiceEnvironment) throws {
+    public init(
+        name: String, adminPortVariable: String, defaultAdminPort: Int, defaultPrefetch: Int = 64,
+        environment: ServiceEnvironment
+    ) throws {
         self.name = name
         self.instanceID = "\(name)-\(UUID().uuidString.prefix(8).lowercased())"
         let level = try environment.choice(
@@ -36,7 +39,7 @@ public struct ServiceSettings: Sendable {
         amqp.connectionName = self.instanceID
         self.amqp = amqp
         self.queueType = try environment.choice("RABBITMQ_QUEUE_TYPE", default: "classic", among: ["classic", "quorum"])
-        self.prefetch = UInt16(try environment.int("RABBITMQ_PREFETCH", default: 64, in: 1...10_000))
+        self.prefetch = UInt16(try environment.int("RABBITMQ_PREFETCH", default: defaultPrefetch, in: 1...10_000))
         self.rpcTimeout = try environment.milliseconds("RPC_TIMEOUT_MS", default: 5000)
     }
 

@@ -1,0 +1,157 @@
+import Foundation
+import MessengerContracts
+import MessengerServiceKit
+import PostgresNIO
+
+extension Conversations {
+    /// What became of one command of a batch.
+    private enum Slot {
+        case failed(ServiceError)
+        /// Written before (a retry): the original's id.
+        case existing(UUID)
+        /// The same command earlier in this batch.
+        case sameAs(Int)
+        case created(ChatMessage, RawJSON)
+    }
+
+    /// Writes a batch of `create_message` commands (bodies and client ids already validated) in
+    /// one transaction: the same rules as ``createMessage(_:actor:)``, checked set-wise. Returns one
+    /// result per command, in order; throws only when the batch as a whole failed.
+    func createMessages(
+        _ commands: [(request: CreateMessageRequest, caller: UUID)]
+    ) async throws -> [Result<RawJSON, ServiceError>] {
+        let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
+        let slots = try await self.write { connection -> [Slot] in
+            // The thread rows, locked in id order (no deadlock between concurrent batches): from
+            // here on, this transaction alone appends to these threads.
+            var lastSeq: [UUID: Int64] = [:]
+            var now = Date.distantPast
+            let locked = try await connection.query(
+                "SELECT id, last_seq, clock_timestamp() FROM threads WHERE id = ANY(\(threadIDs)) ORDER BY id FOR UPDATE",
+                logger: self.logger)
+            for try await (id, seq, at) in locked.decode((UUID, Int64, Date).self) {
+                lastSeq[id] = seq
+                now = max(now, at)
+            }
+            var members: [UUID: [UUID]] = [:]
+            let memberRows = try await connection.query(
+                """
+                SELECT thread_id, user_id FROM thread_members WHERE thread_id = ANY(\(Array(lastSeq.keys)))
+                ORDER BY thread_id, role = 'owner' DESC, user_id
+                """, logger: self.logger)
+            for try await (thread, user) in memberRows.decode((UUID, UUID).self) { members[thread, default: []].append(user) }
+
+            // Retries of messages already written.
+            var existing: [Int: UUID] = [:]
+            let existingRows = try await connection.query(
+                """
+                SELECT m.id, k.n::bigint FROM messages m
+                JOIN unnest(\(commands.map(\.request.threadId.uuid))::uuid[], \(commands.map(\.caller))::uuid[],
+                            \(commands.map(\.request.clientMessageId))::text[]) WITH ORDINALITY AS k(thread_id, sender_id, client_id, n)
+                  ON m.thread_id = k.thread_id AND m.sender_id = k.sender_id AND m.client_message_id = k.client_id
+                """, logger: self.logger)
+            for try await (id, ordinal) in existingRows.decode((UUID, Int64).self) { existing[Int(ordinal) - 1] = id }
+
+            var replyThread: [UUID: UUID] = [:]
+            let replyIDs = commands.compactMap(\.request.replyToId?.uuid)
+            if !replyIDs.isEmpty {
+                let rows = try await connection.query(
+                    "SELECT id, thread_id FROM messages WHERE id = ANY(\(replyIDs))", logger: self.logger)
+                for try await (id, thread) in rows.decode((UUID, UUID).self) { replyThread[id] = thread }
+            }
+
+            var slots: [Slot] = []
+            var firstOfKey: [String: Int] = [:]
+            for (index, (request, caller)) in commands.enumerated() {
+                let thread = request.threadId.uuid
+                let key = "\(thread)|\(caller)|\(request.clientMessageId)"
+                guard let seq = lastSeq[thread] else {
+                    slots.append(.failed(.notFound("no such thread")))
+                    continue
+                }
+                guard members[thread]?.contains(caller) == true else {
+                    slots.append(.failed(.forbidden("you are not a member of this thread")))
+                    continue
+                }
+                if let id = existing[index] {
+                    slots.append(.existing(id))
+                } else if let first = firstOfKey[key] {
+                    slots.append(.sameAs(first))
+                } else if let replyTo = request.replyToId?.uuid, replyThread[replyTo] != thread {
+                    slots.append(.failed(.invalidArgument("replyToId must be a message of the same thread")))
+                } else {
+                    lastSeq[thread] = seq + 1
+                    firstOfKey[key] = index
+                    let message = ChatMessage(
+                        id: .make(), threadId: request.threadId, senderId: EntityID(caller),
+                        clientMessageId: request.clientMessageId, seq: seq + 1, body: request.body,
+                        replyToId: request.replyToId, attachments: [], reactions: [], createdAt: now, editedAt: nil,
+                        deletedAt: nil)
+                    // Encoded once, for both the reply and the event.
+                    slots.append(.created(message, try RawJSON(encoding: MessageEnvelope(message: message))))
+                }
+            }
+
+            let createdSlots = slots.compactMap { slot -> (ChatMessage, RawJSON)? in
+                if case .created(let message, let json) = slot { return (message, json) } else { return nil }
+            }
+            let created = createdSlots.map(\.0)
+            guard !created.isEmpty else { return slots }
+            try await connection.query(
+                """
+                INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
+                SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, \(now)
+                FROM unnest(\(created.map(\.id.uuid))::uuid[], \(created.map(\.threadId.uuid))::uuid[], \(created.map(\.seq))::bigint[],
+                            \(created.map(\.senderId.uuid))::uuid[], \(created.map(\.clientMessageId))::text[],
+                            \(created.map(\.body))::text[], \(created.map { $0.replyToId?.description ?? "" })::text[])
+                     AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
+                """, logger: self.logger)
+            let touched = Array(Set(created.map(\.threadId.uuid)))
+            try await connection.query(
+                """
+                UPDATE threads SET last_seq = x.seq, last_activity_at = \(now)
+                FROM unnest(\(touched)::uuid[], \(touched.map { lastSeq[$0] ?? 0 })::bigint[]) AS x(id, seq)
+                WHERE threads.id = x.id
+                """, logger: self.logger)
+            let occurredAt = Date()
+            let events = createdSlots.map { message, json in
+                let id = UUID.v7()
+                let event = DomainEvent(
+                    name: "MESSAGE_CREATED", threadId: message.threadId,
+                    recipients: (members[message.threadId.uuid] ?? []).map(EntityID.init), data: json)
+                return Outbox.EncodedEvent(
+                    id: id, type: MessagingMessage.messageCreated,
+                    body: event.envelopeJSON(
+                        type: MessagingMessage.messageCreated, id: id, occurredAt: occurredAt, actorId: message.senderId.uuid))
+            }
+            try await Outbox.append(events, on: connection, logger: self.logger)
+            return slots
+        }
+
+        var originals: [UUID: ChatMessage] = [:]
+        let existingIDs = slots.compactMap { slot -> UUID? in
+            if case .existing(let id) = slot { return id } else { return nil }
+        }
+        if !existingIDs.isEmpty {
+            let found = try await self.client.withConnection { connection in
+                try await MessageRows.load(
+                    "SELECT \(unescaped: MessageRows.columns) FROM messages m WHERE m.id = ANY(\(existingIDs))", on: connection,
+                    logger: self.logger)
+            }
+            for message in found { originals[message.id.uuid] = message }
+        }
+        func result(_ slot: Slot) -> Result<RawJSON, ServiceError> {
+            switch slot {
+            case .failed(let error): return .failure(error)
+            case .created(_, let json): return .success(json)
+            case .existing(let id):
+                guard let original = originals[id], let json = try? RawJSON(encoding: MessageEnvelope(message: original)) else {
+                    return .failure(.internal())
+                }
+                return .success(json)
+            case .sameAs(let index): return result(slots[index])
+            }
+        }
+        return slots.map(result)
+    }
+}

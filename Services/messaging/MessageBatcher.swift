@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerServiceKit
+import PostgresNIO
+import Synchronization
+import ThreadedIO
+
+/// Group commit for `create_message`: commands that arrive while a batch is being written wait
+/// and are written together in the next one, one transaction for up to `maximumBatch` messages
+/// (the thread rows locked in id order, set-based checks, multi-row inserts of the messages and
+/// their outbox events). Under load this turns several round trips and one WAL flush per
+/// message into a handful per batch; alone, a command is a batch of one.
+///
+/// Each command gets its own answer: errors (not a member, a bad `replyToId`) fail only their
+/// command, a retry finds its original. If a batch fails as a whole (a lost connection, a
+/// constraint raced by another replica), its commands are written again one by one, so one
+/// bad command never fails the others.
+final class MessageBatcher: Sendable {
+    private struct Pending: Sendable {
+        var request: CreateMessageRequest
+        var caller: UUID
+        var promise: Promise<RawJSON>
+    }
+
+    private struct State {
+        var queue: [Pending] = []
+        var drivers = 0
+    }
+
+    private let conversations: Conversations
+    private let maximumBatch: Int
+    private let maximumDrivers: Int
+    private let state = Mutex(State())
+
+    init(conversations: Conversations, maximumBatch: Int = 256, concurrentBatches: Int = 2) {
+        self.conversations = conversations
+        self.maximumBatch = maximumBatch
+        self.maximumDrivers = concurrentBatches
+    }
+
+    /// `create_message` (see ``Conversations/createMessage(_:actor:)`` for the rules).
+    /// The reply is the `{message}` JSON, encoded once for the reply and the event.
+    func createMessage(_ request: CreateMessageRequest, actor: UUID?) async throws -> RawJSON {
+        let caller = try Conversations.caller(actor)
+        var request = request
+        request.body = try MessagingRules.body(request.body)
+        request.clientMessageId = try MessagingRules.clientMessageID(request.clientMessageId)
+        let promise = Promise<RawJSON>()
+        let startDriver = self.state.withLock { state in
+            state.queue.append(Pending(request: request, caller: caller, promise: promise))
+            guard state.drivers < self.maximumDrivers else { return false }
+            state.drivers += 1
+            return true
+        }
+        if startDriver {
+            // Drives batches until the queue is empty, independently of this request's task.
+            Task { await self.drive() }
+        }
+        return try await promise.value()
+    }
+
+    private func drive() async {
+        while true {
+            let batch = self.state.withLock { state -> [Pending] in
+                let batch = Array(state.queue.prefix(self.maximumBatch))
+                state.queue.removeFirst(batch.count)
+                if batch.isEmpty { state.drivers -= 1 }
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            await self.write(batch)
+        }
+    }
+
+    private func write(_ batch: [Pending]) async {
+        do {
+            let results = try await self.conversations.createMessages(batch.map { ($0.request, $0.caller) })
+            for (pending, result) in zip(batch, results) {
+                switch result {
+                case .success(let message): pending.promise.succeed(message)
+                case .failure(let error): pending.promise.fail(error)
+                }
+            }
+        } catch {
+            self.conversations.logger.warning(
+                "a message batch failed; writing its messages one by one",
+                metadata: ["messages": "\(batch.count)", "error": "\(String(reflecting: error))"])
+            for pending in batch {
+                do {
+                    let message = try await self.conversations.createMessage(pending.request, actor: pending.caller)
+                    pending.promise.succeed(try RawJSON(encoding: message))
+                } catch {
+                    pending.promise.fail(error)
+                }
+            }
+        }
+    }
+}
