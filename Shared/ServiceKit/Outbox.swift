@@ -72,6 +72,7 @@ extension Outbox {
 }
 
 /// Wakes the outbox relay after a commit; the relay also polls, so a missed wake only delays.
+/// One signal per relay.
 public final class OutboxSignal: Sendable {
     let wakeups: AsyncStream<Void>
     private let continuation: AsyncStream<Void>.Continuation

@@ -71,3 +71,64 @@ struct ContractTests {
         #expect(throws: ServiceError.conflict("taken")) { try refused.get() }
     }
 }
+
+@Suite("Messaging contract")
+struct MessagingContractTests {
+    @Test("bodies are trimmed of Unicode whitespace and counted in code points")
+    func bodies() throws {
+        #expect(try MessagingRules.body("\u{3000} hello\n\t") == "hello")
+        #expect(throws: ServiceError.self) { try MessagingRules.body(" \u{2003}\n") }
+        #expect(try MessagingRules.body(String(repeating: "👍", count: 4000)).unicodeScalars.count == 4000)
+        #expect(throws: ServiceError.self) { try MessagingRules.body(String(repeating: "a", count: 4001)) }
+    }
+
+    @Test("emojiHex: lowercase hex code points joined by '-'")
+    func emojiHex() throws {
+        for valid in ["1f44d", "1f468-200d-1f469", "2764-fe0f", "a9", "10ffff"] {
+            #expect(try MessagingRules.emojiHex(valid) == valid)
+        }
+        for invalid in ["", "1F44D", "zz", "1f44d-", "-1f44d", "1f44d--1f44e", "110000", "d800", "0001f44d", "1f44d 1f44e"] {
+            #expect(throws: ServiceError.self, "\(invalid)") { try MessagingRules.emojiHex(invalid) }
+        }
+    }
+
+    @Test("titles and client message ids keep their limits")
+    func limits() throws {
+        #expect(try MessagingRules.title("  Team  ") == "Team")
+        #expect(throws: ServiceError.self) { try MessagingRules.title(nil) }
+        #expect(throws: ServiceError.self) { try MessagingRules.title(String(repeating: "t", count: 129)) }
+        #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID("") }
+        #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID(String(repeating: "c", count: 65)) }
+    }
+
+    @Test("an event spliced around pre-encoded JSON decodes as the envelope it stands for")
+    func splicedEvent() throws {
+        let message = ChatMessage(
+            id: .make(), threadId: .make(), senderId: .make(), clientMessageId: "c\"1", seq: 7, body: "he said \"hi\"\n",
+            replyToId: nil, attachments: [], reactions: [], createdAt: Date(timeIntervalSince1970: 1_790_000_000),
+            editedAt: nil, deletedAt: nil)
+        let raw = try RawJSON(encoding: MessageEnvelope(message: message))
+        let event = DomainEvent(name: "MESSAGE_CREATED", threadId: message.threadId, recipients: [message.senderId], data: raw)
+        let id = UUID.v7()
+        let actor = UUID()
+        let json = event.envelopeJSON(type: "messaging.message_created.v1", id: id, occurredAt: message.createdAt, actorId: actor)
+        let decoded = try MessengerJSON.decode(Envelope<DomainEvent<MessageEnvelope>>.self, from: json)
+        #expect(decoded.id == id && decoded.actorId == actor && decoded.type == "messaging.message_created.v1")
+        #expect(decoded.data.name == "MESSAGE_CREATED" && decoded.data.recipients == [message.senderId])
+        #expect(decoded.data.data.message == message)
+        let reply = try MessengerJSON.decode(RPCReply<MessageEnvelope>.self, from: raw.successReply)
+        #expect(try reply.get().message == message)
+        // Ids are written in lowercase.
+        #expect(String(decoding: json, as: UTF8.self).contains(#""id":"\#(EntityID(id).description)""#))
+    }
+
+    @Test("envelopes write their ids in lowercase")
+    func lowercaseEnvelopeIDs() throws {
+        let envelope = Envelope(type: "t.v1", actorId: UUID(), data: EmptyPayload())
+        let object = try JSONSerialization.jsonObject(with: try MessengerJSON.encode(envelope)) as? [String: Any]
+        #expect(object?["id"] as? String == envelope.id.uuidString.lowercased())
+        #expect(object?["actorId"] as? String == envelope.actorId?.uuidString.lowercased())
+        let header = try JSONSerialization.jsonObject(with: try MessengerJSON.encode(envelope.header)) as? [String: Any]
+        #expect(header?["id"] as? String == envelope.id.uuidString.lowercased())
+    }
+}

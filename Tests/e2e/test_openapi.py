@@ -23,6 +23,8 @@ GATEWAY_ROUTES = {
     ("GET", "/api/users/me"): True,
     ("PATCH", "/api/users/{id}"): True,
     ("GET", "/api/users"): True,
+    ("GET", "/api/threads"): True,
+    ("GET", "/api/threads/{threadId}/messages"): True,
     ("GET", "/.well-known/jwks.json"): False,
     ("GET", "/api/openapi.json"): False,
     ("GET", "/healthz"): False,
@@ -89,9 +91,13 @@ def test_documented_error_responses_use_the_error_schema(method, path):
 @pytest.mark.parametrize("method,path", documented_operations())
 def test_every_documented_operation_is_served(api, reader, method, path):
     acc = reader  # PATCH {} of oneself changes nothing; POST bodies {} are rejected
-    url_path = path.replace("{id}", acc.id)
+    url_path = path.replace("{id}", acc.id).replace("{threadId}", "01a2104b-0000-7000-8000-000000000000")
     body = {} if method in ("POST", "PATCH") else None
     resp = api.request(method, url_path, json_body=body, token=acc.access)
+    if "{threadId}" in path:  # no such thread: a 404 of the route itself, not "no such route"
+        assert_error(resp, 404, "not_found")
+        assert resp.json()["error"]["message"] != "no such route"
+        return
     assert resp.status_code not in (404, 405), f"{method} {url_path} -> {resp.status_code} {resp.text[:300]}"
 
 
@@ -99,7 +105,7 @@ def test_every_documented_operation_is_served(api, reader, method, path):
 def test_protected_operations_require_a_bearer_token(api, reader, method, path):
     reg = reader
     body = {} if method in ("POST", "PATCH") else None
-    resp = api.request(method, path.replace("{id}", reg.id), json_body=body)
+    resp = api.request(method, path.replace("{id}", reg.id).replace("{threadId}", reg.id), json_body=body)
     assert_error(resp, 401, "unauthorized")
 
 

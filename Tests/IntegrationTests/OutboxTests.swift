@@ -1,0 +1,143 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerPostgres
+import MessengerServiceKit
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+import TestSupport
+import Testing
+
+@Suite("Transactional outbox and inbox", .timeLimit(.minutes(2)))
+struct OutboxTests {
+    struct Numbered: Codable, Sendable {
+        var number: Int
+    }
+
+    /// A fresh schema with the inbox and outbox migrations, dropped afterwards.
+    func withSchema(_ body: (PostgresClient, String) async throws -> Void) async throws {
+        let schema = TestEnvironment.uniqueName("test_outbox")
+        let client = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeClient(
+            logger: TestEnvironment.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            do {
+                try await DatabaseMigrator(
+                    client: client, schema: schema, migrations: [.inbox, .outbox(version: 2)], logger: TestEnvironment.logger
+                ).run()
+                try await body(client, schema)
+            } catch {
+                _ = try? await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+                throw error
+            }
+            try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+        }
+    }
+
+    @Test("two relays publish every committed event exactly once, in commit order; rolled-back events never")
+    func relaysPublishOnceInOrder() async throws {
+        try await self.withSchema { client, schema in
+            let logger = TestEnvironment.logger
+            let exchange = TestEnvironment.uniqueName("test.events")
+            let queue = TestEnvironment.uniqueName("test.outbox")
+            try await withAMQPConnection(name: "outbox-test") { amqp in
+                try await amqp.declare(
+                    AMQPTopology(
+                        exchanges: [.init(exchange, kind: .topic, durable: false)],
+                        queues: [.init(queue, arguments: testQueueArguments)],
+                        bindings: [.init(queue: queue, exchange: exchange, routingKey: "#")]))
+                // Two replicas: the writers wake the first; the second only polls.
+                let signal = OutboxSignal()
+                let relays = [signal, OutboxSignal()].map { signal in
+                    OutboxRelay(
+                        client: client, amqp: amqp, exchange: exchange, signal: signal, schema: schema, batchSize: 50,
+                        pollInterval: .milliseconds(50), logger: logger)
+                }
+                let group = ServiceGroup(services: relays, logger: logger)
+                try await withThrowingTaskGroup(of: Void.self) { running in
+                    running.addTask { try await group.run() }
+                    // 300 events from 6 concurrent writers; every fifth transaction rolls back.
+                    try await withThrowingTaskGroup(of: Void.self) { writers in
+                        for writer in 0..<6 {
+                            writers.addTask {
+                                for index in 0..<50 {
+                                    let number = writer * 1000 + index
+                                    _ = try? await client.transaction(logger: logger) { connection in
+                                        try await Outbox.append(
+                                            Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection,
+                                            logger: logger)
+                                        if index % 5 == 4 { throw TestFailure("rolled back") }
+                                    }
+                                    signal.wake()
+                                }
+                            }
+                        }
+                        try await writers.waitForAll()
+                    }
+                    var received: [Int] = []
+                    var ids = Set<String>()
+                    let consumer = amqp.consume(queue: queue, prefetch: 500)
+                    for await delivery in consumer {
+                        let envelope = try MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body)
+                        #expect(delivery.properties.messageID == EntityID(envelope.id).description)
+                        ids.insert(delivery.properties.messageID ?? "")
+                        received.append(envelope.data.number)
+                        delivery.ack()
+                        if received.count == 240 { break }
+                    }
+                    consumer.cancel()
+                    #expect(ids.count == 240)
+                    #expect(received.allSatisfy { $0 % 1000 % 5 != 4 })
+                    // Each writer's events arrive in the order it committed them.
+                    for writer in 0..<6 {
+                        let mine = received.filter { $0 / 1000 == writer }
+                        #expect(mine == mine.sorted())
+                        #expect(mine.count == 40)
+                    }
+                    let rows = try await client.query(
+                        "SELECT count(*) FILTER (WHERE published_at IS NULL), count(*) FROM outbox", logger: logger)
+                    for try await (unpublished, total) in rows.decode((Int, Int).self) {
+                        #expect(unpublished == 0)
+                        #expect(total == 240)
+                    }
+                    // Nothing more arrives: no event was published twice.
+                    let extra = amqp.consume(queue: queue, prefetch: 10)
+                    let duplicates = Mutex(0)
+                    let draining = Task {
+                        for await delivery in extra {
+                            delivery.ack()
+                            duplicates.withLock { $0 += 1 }
+                        }
+                    }
+                    try await Task.sleep(for: .milliseconds(500))
+                    extra.cancel()
+                    await draining.value
+                    #expect(duplicates.withLock { $0 } == 0)
+                    await group.triggerGracefulShutdown()
+                    try await running.waitForAll()
+                }
+            }
+        }
+    }
+
+    @Test("the inbox claims a message id once per consumer")
+    func inboxClaimsOnce() async throws {
+        try await self.withSchema { client, _ in
+            let logger = TestEnvironment.logger
+            let id = UUID()
+            let first = try await client.transaction(logger: logger) {
+                try await Inbox.claim(id, consumer: "a", on: $0, logger: logger)
+            }
+            let again = try await client.transaction(logger: logger) {
+                try await Inbox.claim(id, consumer: "a", on: $0, logger: logger)
+            }
+            let other = try await client.transaction(logger: logger) {
+                try await Inbox.claim(id, consumer: "b", on: $0, logger: logger)
+            }
+            #expect(first && !again && other)
+        }
+    }
+}
