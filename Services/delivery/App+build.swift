@@ -1,10 +1,40 @@
+import Foundation
+import MessengerAMQP
+import MessengerContracts
 import MessengerServiceKit
 import ServiceLifecycle
 
-/// Wires the `delivery` service: its schema, migrations and RPC handlers.
+/// Wires the `delivery` service: its schema, the event log, the consumers of domain events and
+/// retry checks, the `ack_events` and `sync` RPCs, and the pruning job.
 func buildServices(context: ServiceContext) throws -> [any Service] {
-    let backend = try BackendService(
+    var backend = try BackendService(
         service: .delivery, schema: "delivery", adminPortVariable: "DELIVERY_ADMIN_PORT", defaultAdminPort: 9104,
-        migrations: DeliveryMigrations.all, context: context)
-    return backend.services()
+        defaultPrefetch: 256, migrations: DeliveryMigrations.all, context: context)
+    let settings = try DeliverySettings(environment: context.environment)
+    let logger = backend.logger
+    let log = EventLog(client: backend.database, retention: settings.retention, logger: logger)
+    let publisher = PushPublisher(amqp: backend.amqp, delays: settings.retryDelays)
+    backend.topology = backend.topology.merged(
+        with: DeliveryTopology.topology(delays: settings.retryDelays, queueArguments: backend.settings.durableQueueArguments))
+
+    backend.router.on(DeliveryMessage.ackEvents, AckEventsRequest.self) { request, context in
+        guard let user = context.actorID else { throw ServiceError.unauthorized() }
+        let (upToSeq, receipts) = try await log.acknowledge(user: user, upToSeq: request.upToSeq)
+        try await publisher.send(receipts)
+        return AckEventsRequest(upToSeq: upToSeq)
+    }
+    backend.router.on(DeliveryMessage.sync, SyncRequest.self) { request, context in
+        guard let user = context.actorID else { throw ServiceError.unauthorized() }
+        guard request.afterSeq >= 0 else { throw ServiceError.invalidArgument("afterSeq must not be negative") }
+        let limit = request.limit ?? 100
+        guard (1...500).contains(limit) else { throw ServiceError.invalidArgument("limit must be 1 to 500") }
+        return try await log.events(user: user, afterSeq: request.afterSeq, limit: limit)
+    }
+
+    return backend.services(workers: [
+        DomainEventConsumer(
+            amqp: backend.amqp, log: log, publisher: publisher, prefetch: backend.settings.prefetch, logger: logger),
+        RetryConsumer(amqp: backend.amqp, log: log, publisher: publisher, logger: logger),
+        Pruner(log: log, interval: settings.pruneInterval, logger: logger),
+    ])
 }

@@ -3,5 +3,53 @@ import MessengerServiceKit
 
 /// The `delivery` schema's migrations, oldest first. Never edit a shipped one; append.
 enum DeliveryMigrations {
-    static let all: [Migration] = [.inbox]
+    static let all: [Migration] = [.inbox, eventLog]
+
+    /// The per-user event log: each domain event once (`events`), and per recipient its seq and
+    /// delivery status (`deliveries`); `user_sequences` holds each user's last seq and how far
+    /// the user acknowledged.
+    static let eventLog = Migration(
+        version: 2, name: "event_log",
+        statements: [
+            """
+            CREATE TABLE events (
+                event_id uuid PRIMARY KEY,
+                name text NOT NULL,
+                occurred_at timestamptz NOT NULL,
+                data text NOT NULL,
+                thread_id uuid,
+                message_id uuid,
+                message_seq bigint,
+                sender_id uuid,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX events_message ON events (message_id) WHERE message_id IS NOT NULL",
+            "CREATE INDEX events_created_at ON events (created_at)",
+            """
+            CREATE TABLE user_sequences (
+                user_id uuid PRIMARY KEY,
+                last_seq bigint NOT NULL DEFAULT 0,
+                acked_seq bigint NOT NULL DEFAULT 0
+            )
+            """,
+            """
+            CREATE TABLE deliveries (
+                user_id uuid NOT NULL,
+                seq bigint NOT NULL,
+                event_id uuid NOT NULL REFERENCES events (event_id) ON DELETE CASCADE,
+                status text NOT NULL DEFAULT 'PENDING' CHECK (status IN ('PENDING', 'DELIVERED', 'SEEN')),
+                attempts integer NOT NULL DEFAULT 1,
+                first_attempt_at timestamptz NOT NULL DEFAULT now(),
+                last_attempt_at timestamptz NOT NULL DEFAULT now(),
+                delivered_at timestamptz,
+                seen_at timestamptz,
+                expires_at timestamptz NOT NULL,
+                PRIMARY KEY (user_id, seq),
+                UNIQUE (user_id, event_id)
+            )
+            """,
+            "CREATE INDEX deliveries_event ON deliveries (event_id)",
+            "CREATE INDEX deliveries_expires_at ON deliveries (expires_at)",
+        ])
 }

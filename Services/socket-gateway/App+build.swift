@@ -19,9 +19,18 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let subscriber = RedisSubscriber(configuration: settings.redis, logger: logger)
     let keys = KeySetCache(audience: settings.audience, rpc: rpc, logger: logger)
     let socketGateway = SocketGateway(configuration: settings.engine, keys: keys, logger: logger)
+    let streams = EventStreams(rpc: rpc, logger: logger)
+    socketGateway.server.onConnect { socket, auth in
+        let lastSeq = auth?["lastSeq"].flatMap { value -> Int64? in
+            if case .number(let number) = value { Int64(exactly: number) } else { nil }
+        }
+        streams.connected(socket, lastSeq: lastSeq ?? 0)
+    }
+    socketGateway.server.onDisconnect { socket in streams.disconnected(socket) }
     let fanOut = RedisFanOut(
-        uid: settings.service.instanceID, redis: redis, subscriber: subscriber, server: socketGateway.server, logger: logger)
-    MessagingCommands(rpc: rpc, fanOut: fanOut, logger: logger).register(on: socketGateway.server)
+        uid: settings.service.instanceID, redis: redis, subscriber: subscriber,
+        local: LocalDelivery(server: socketGateway.server, streams: streams), logger: logger)
+    SocketCommands(rpc: rpc, fanOut: fanOut, logger: logger).register(on: socketGateway.server)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
     let pushTopology = PushConsumer.topology(queueArguments: settings.service.durableQueueArguments)

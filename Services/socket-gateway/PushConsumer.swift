@@ -6,7 +6,7 @@ import ServiceLifecycle
 import SocketIOProtocol
 
 /// Consumes server-to-client pushes (`{"rooms": [...], "except": [...], "event": "...",
-/// "args": [...]}`) from the gateways' shared queue and fans each out; a push that cannot be
+/// "args": [...], "redelivery": bool}`) from the gateways' shared queue and fans each out; a push that cannot be
 /// understood is dead-lettered with a log line, never retried forever.
 struct PushConsumer: Service {
     let amqp: AMQPConnection
@@ -31,7 +31,9 @@ struct PushConsumer: Service {
                     delivery.reject(requeue: false)
                     continue
                 }
-                await self.fanOut.emit(push.event, push.arguments, rooms: push.rooms, except: push.except)
+                await self.fanOut.emit(
+                    push.event, push.arguments, rooms: push.rooms, except: push.except,
+                    flags: push.redelivery ? ["redelivery": true] : [:])
                 delivery.ack()
             }
         } onGracefulShutdown: {
@@ -39,12 +41,17 @@ struct PushConsumer: Service {
         }
     }
 
-    static func decode(_ body: Data) -> (event: String, arguments: [JSONValue], rooms: [String], except: [String])? {
+    static func decode(_ body: Data) -> (
+        event: String, arguments: [JSONValue], rooms: [String], except: [String], redelivery: Bool
+    )? {
         guard let text = String(data: body, encoding: .utf8), let value = try? JSONValue.parse(text),
             case .string(let event)? = value["event"], case .array(let rooms)? = value["rooms"], !rooms.isEmpty
         else { return nil }
         let arguments: [JSONValue] = if case .array(let items)? = value["args"] { items } else { [] }
         let except: [JSONValue] = if case .array(let items)? = value["except"] { items } else { [] }
-        return (event, arguments, rooms.compactMap(\.stringValue), except.compactMap(\.stringValue))
+        return (
+            event, arguments, rooms.compactMap(\.stringValue), except.compactMap(\.stringValue),
+            value["redelivery"] == .bool(true)
+        )
     }
 }

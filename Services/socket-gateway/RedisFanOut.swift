@@ -12,13 +12,17 @@ struct RedisFanOut: Service {
     let uid: String
     let redis: RedisClient
     let subscriber: RedisSubscriber
-    let server: SocketIOServer
+    let local: LocalDelivery
     let logger: Logger
 
-    /// Sends `event` to the sockets in `rooms`, here and on every other gateway.
-    func emit(_ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = []) async {
-        await self.server.emit(event, arguments, rooms: rooms, except: except)
-        let message = EmitterMessage(uid: self.uid, event: event, arguments: arguments, rooms: rooms, except: except)
+    /// Sends `event` to the sockets in `rooms`, here and on every other gateway. `flags` travel
+    /// with it (`redelivery` marks a durable event pushed again).
+    func emit(
+        _ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = [], flags: [String: Bool] = [:]
+    ) async {
+        await self.local.emit(event, arguments, rooms: rooms, except: except, flags: flags)
+        let message = EmitterMessage(
+            uid: self.uid, event: event, arguments: arguments, rooms: rooms, except: except, flags: flags)
         do {
             try await self.redis.publish(channel: message.channel, message: message.encoded())
         } catch {
@@ -39,7 +43,8 @@ struct RedisFanOut: Service {
                     continue
                 }
                 guard message.uid != self.uid, message.namespace == "/" else { continue }
-                await self.server.emit(message.event, message.arguments, rooms: message.rooms, except: message.except)
+                await self.local.emit(
+                    message.event, message.arguments, rooms: message.rooms, except: message.except, flags: message.flags)
             }
         }
     }

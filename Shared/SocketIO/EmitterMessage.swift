@@ -11,9 +11,13 @@ public struct EmitterMessage: Hashable, Sendable {
     public var arguments: [JSONValue]
     public var rooms: [String]
     public var except: [String]
+    /// Boolean flags of the broadcast (`volatile`, `compress`, ...); receivers ignore those they
+    /// do not know.
+    public var flags: [String: Bool]
 
     public init(
-        uid: String, namespace: String = "/", event: String, arguments: [JSONValue], rooms: [String], except: [String] = []
+        uid: String, namespace: String = "/", event: String, arguments: [JSONValue], rooms: [String], except: [String] = [],
+        flags: [String: Bool] = [:]
     ) {
         self.uid = uid
         self.namespace = namespace
@@ -21,6 +25,7 @@ public struct EmitterMessage: Hashable, Sendable {
         self.arguments = arguments
         self.rooms = rooms
         self.except = except
+        self.flags = flags
     }
 
     /// The channel the adapter publishes this message on.
@@ -41,7 +46,9 @@ public struct EmitterMessage: Hashable, Sendable {
         let options: MessagePackValue = .map([
             MessagePackPair(.string("rooms"), .array(self.rooms.map { .string($0) })),
             MessagePackPair(.string("except"), .array(self.except.map { .string($0) })),
-            MessagePackPair(.string("flags"), .map([])),
+            MessagePackPair(
+                .string("flags"),
+                .map(self.flags.sorted { $0.key < $1.key }.map { MessagePackPair(.string($0.key), .bool($0.value)) })),
         ])
         return MessagePackValue.array([.string(self.uid), packet, options]).encoded()
     }
@@ -60,6 +67,13 @@ public struct EmitterMessage: Hashable, Sendable {
         let options = parts.count > 2 ? parts[2] : .map([])
         self.rooms = Self.strings(options["rooms"])
         self.except = Self.strings(options["except"])
+        var flags: [String: Bool] = [:]
+        if case .map(let pairs)? = options["flags"] {
+            for pair in pairs {
+                if case .string(let name) = pair.key, case .bool(let value) = pair.value { flags[name] = value }
+            }
+        }
+        self.flags = flags
     }
 
     private static func strings(_ value: MessagePackValue?) -> [String] {

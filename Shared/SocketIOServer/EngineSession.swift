@@ -116,9 +116,7 @@ public actor EngineSession {
         // While an upgrade is under way the queue waits for the WebSocket.
         if let poll = self.waitingPoll, !self.outbox.isEmpty, !self.upgrading {
             self.waitingPoll = nil
-            let packets = self.outbox
-            self.outbox = []
-            poll.resume(returning: packets)
+            poll.resume(returning: self.takePollPayload())
         } else if self.webSocket != nil, !self.upgrading, !self.pumping, !self.outbox.isEmpty {
             self.pumping = true
             Task { await self.pump() }
@@ -145,6 +143,17 @@ public actor EngineSession {
 
     // MARK: Long-polling
 
+    /// Packets in one polling response, at most. python-engineio clients abort a connection whose
+    /// response carries more than 16 (`Payload.max_decode_packets`); the rest waits for the
+    /// next GET, which those clients send at once.
+    static let maximumPacketsPerPoll = 16
+
+    private func takePollPayload() -> [EngineIOPacket] {
+        let packets = Array(self.outbox.prefix(Self.maximumPacketsPerPoll))
+        self.outbox.removeFirst(packets.count)
+        return packets
+    }
+
     /// A GET: the queued packets, waiting for some if there are none. A second concurrent GET
     /// is a protocol violation.
     func poll() async throws(EngineIOProtocolError) -> [EngineIOPacket] {
@@ -161,8 +170,7 @@ public actor EngineSession {
             return [.noop]
         }
         if !self.outbox.isEmpty {
-            defer { self.outbox = [] }
-            return self.outbox
+            return self.takePollPayload()
         }
         do {
             return try await withCheckedThrowingContinuation { self.waitingPoll = $0 }
@@ -246,7 +254,9 @@ public actor EngineSession {
         if let poll = self.waitingPoll {
             // A client that closed gets a noop to end its pending poll; otherwise the close.
             self.waitingPoll = nil
-            poll.resume(returning: notifyClient ? self.outbox : [.noop])
+            let limit = Self.maximumPacketsPerPoll
+            let closing = self.outbox.count <= limit ? self.outbox : Array(self.outbox.prefix(limit - 1)) + [.close]
+            poll.resume(returning: notifyClient ? closing : [.noop])
             self.outbox = []
         }
         let writer = self.webSocket

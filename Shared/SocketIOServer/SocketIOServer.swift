@@ -13,6 +13,8 @@ public final class SocketIOServer: Sendable {
     public typealias EventHandler = @Sendable (_ socket: SocketIOSocket, _ arguments: [JSONValue]) async -> [JSONValue]
     /// Runs once a socket is connected (joined its rooms), before its first event is handled.
     public typealias ConnectHandler = @Sendable (_ socket: SocketIOSocket, _ auth: JSONValue?) async -> Void
+    /// Runs once a socket has left (DISCONNECT, or its connection closed), after it left its rooms.
+    public typealias DisconnectHandler = @Sendable (_ socket: SocketIOSocket) -> Void
 
     /// The Engine.IO transport layer (add its routes to the HTTP routers).
     public let engine: EngineServer
@@ -40,6 +42,10 @@ public final class SocketIOServer: Sendable {
         self.core.connectHandler.withLock { $0 = handler }
     }
 
+    public func onDisconnect(_ handler: @escaping DisconnectHandler) {
+        self.core.disconnectHandler.withLock { $0 = handler }
+    }
+
     /// Sends an event to every local socket of `namespace` in `rooms` (all its sockets when
     /// empty), except those in `except`.
     public func emit(
@@ -61,6 +67,7 @@ final class SocketIOCore: Sendable {
     let logger: Logger
     let handlers = Mutex<[String: SocketIOServer.EventHandler]>([:])
     let connectHandler = Mutex<SocketIOServer.ConnectHandler?>(nil)
+    let disconnectHandler = Mutex<SocketIOServer.DisconnectHandler?>(nil)
 
     init(
         namespaces: Set<String>, authenticate: @escaping SocketIOServer.Authenticator,
@@ -77,6 +84,7 @@ final class SocketIOCore: Sendable {
     }
 
     var onConnect: SocketIOServer.ConnectHandler? { self.connectHandler.withLock { $0 } }
+    var onDisconnect: SocketIOServer.DisconnectHandler? { self.disconnectHandler.withLock { $0 } }
 }
 
 /// The Socket.IO side of one Engine.IO session: decodes packets, authenticates the CONNECT, and
@@ -181,6 +189,7 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func leave(_ namespace: String) {
         if let socket = self.sockets.removeValue(forKey: namespace) {
             self.server.rooms.leaveAll(socket, rooms: ["user:\(socket.userID)"])
+            self.server.onDisconnect?(socket)
         }
     }
 

@@ -97,8 +97,12 @@ struct RPCTests {
             } throws: { error in
                 (error as? ServiceError)?.code == .invalidArgument
             }
-            await #expect(throws: ServiceError.invalidArgument("malformed test.echo.v1 request")) {
+            await #expect(throws: ServiceError.invalidArgument("the payload has the wrong type")) {
                 _ = try await client.call("test.echo.v1", to: service, payload: [1, 2, 3], replyAs: Echo.self)
+            }
+            struct Misnamed: Codable, Sendable { var texts: String }
+            await #expect(throws: ServiceError.invalidArgument("text is required")) {
+                _ = try await client.call("test.echo.v1", to: service, payload: Misnamed(texts: "x"), replyAs: Echo.self)
             }
         }
     }

@@ -1,13 +1,15 @@
-"""Helpers shared by the e2e tests: the HTTP client, error-shape assertions, JWT pieces."""
+"""Helpers shared by the e2e tests: the HTTP client, error-shape assertions, JWT pieces, waiting on queues."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import queue
 import re
+import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -182,3 +184,23 @@ def do_login(api: Api, login: str, password: str) -> dict[str, Any]:
     body = resp.json()
     assert_token_pair(body)
     return body
+
+
+# --- waiting on queues --------------------------------------------------------------------------
+
+
+def wait_for(source: queue.Queue, predicate: Callable[[Any], bool], timeout: float, seen: list[Any] | None = None) -> Any:
+    """Takes items off `source` until one satisfies `predicate` and returns it; None when none
+    did within `timeout` seconds. Every item taken (the match included) is appended to `seen`
+    when given, so that callers can look at what else arrived."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            item = source.get(timeout=remaining)
+        except queue.Empty:
+            return None
+        if seen is not None:
+            seen.append(item)
+        if predicate(item):
+            return item
+    return None

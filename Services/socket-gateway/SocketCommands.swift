@@ -5,30 +5,32 @@ import MessengerContracts
 import SocketIOProtocol
 import SocketIOServer
 
-/// The conversation commands of the socket (protocol.md, "Commands"): each is passed on to the
-/// messaging service as an RPC, with the caller taken from the socket's verified token, and the
+/// The commands of the socket (protocol.md, "Commands"): each is passed on to the messaging
+/// service (conversations) or the delivery service (`ack_events`, `sync`) as an RPC, with the caller taken from the socket's verified token, and the
 /// service's `{ok, data}` / `{ok: false, error}` reply goes back through the ack as it came.
 /// `typing` is ephemeral: checked against the thread's members and emitted to the others' rooms
 /// through the fan-out, never stored.
-struct MessagingCommands {
+struct SocketCommands {
     let rpc: RPCClient
     let fanOut: RedisFanOut
     let logger: Logger
 
-    static let forwarded: [String: MessageType] = [
-        "create_conversation": MessagingMessage.createConversation,
-        "create_message": MessagingMessage.createMessage,
-        "update_message": MessagingMessage.updateMessage,
-        "delete_message": MessagingMessage.deleteMessage,
-        "add_reaction": MessagingMessage.addReaction,
-        "remove_reaction": MessagingMessage.removeReaction,
-        "mark_seen": MessagingMessage.markSeen,
+    static let forwarded: [String: (MessageType, ServiceName)] = [
+        "create_conversation": (MessagingMessage.createConversation, .messaging),
+        "create_message": (MessagingMessage.createMessage, .messaging),
+        "update_message": (MessagingMessage.updateMessage, .messaging),
+        "delete_message": (MessagingMessage.deleteMessage, .messaging),
+        "add_reaction": (MessagingMessage.addReaction, .messaging),
+        "remove_reaction": (MessagingMessage.removeReaction, .messaging),
+        "mark_seen": (MessagingMessage.markSeen, .messaging),
+        "ack_events": (DeliveryMessage.ackEvents, .delivery),
+        "sync": (DeliveryMessage.sync, .delivery),
     ]
 
     func register(on server: SocketIOServer) {
-        for (event, type) in Self.forwarded {
+        for (event, (type, service)) in Self.forwarded {
             server.on(event) { socket, arguments in
-                [await self.forward(type, arguments, socket: socket)]
+                [await self.forward(type, to: service, arguments, socket: socket)]
             }
         }
         server.on("typing") { socket, arguments in
@@ -36,13 +38,15 @@ struct MessagingCommands {
         }
     }
 
-    private func forward(_ type: MessageType, _ arguments: [JSONValue], socket: SocketIOSocket) async -> JSONValue {
+    private func forward(
+        _ type: MessageType, to service: ServiceName, _ arguments: [JSONValue], socket: SocketIOSocket
+    ) async -> JSONValue {
         guard let payload = Self.payload(arguments) else {
             return SocketGateway.failure(.invalidArgument("the payload must be a JSON object"))
         }
         do {
             let reply = try await self.rpc.forward(
-                type, to: .messaging, payloadJSON: payload.jsonText, actor: UUID(uuidString: socket.userID))
+                type, to: service, payloadJSON: payload.jsonText, actor: UUID(uuidString: socket.userID))
             return try JSONValue.parse(String(decoding: reply, as: UTF8.self))
         } catch let error as ServiceError {
             return SocketGateway.failure(error)

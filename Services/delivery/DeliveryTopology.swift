@@ -1,0 +1,115 @@
+import Foundation
+import MessengerAMQP
+import MessengerContracts
+
+/// The queues and exchanges delivery owns.
+///
+/// - `delivery.events`: every domain event a user may see (bound to `messenger.events` with
+///   `messaging.#`), consumed by one replica at a time (`x-single-active-consumer`) so each
+///   user's seqs follow the events' order. A poison message is dead-lettered to
+///   `delivery.events.dead`.
+/// - `delivery.retry.<ms>ms`: one delay queue per retry level, with no consumer: a message waits
+///   its TTL there, then dead-letters through the `delivery.retry` exchange into `delivery.due`,
+///   where the retry check runs. Retries therefore live in RabbitMQ, not in a process's memory.
+/// - `delivery.dead`: pushes that exhausted their retries (the events stay buffered for
+///   catch-up); an operator can inspect them and move them back to `delivery.due` to replay.
+enum DeliveryTopology {
+    static let events = "delivery.events"
+    static let poison = "delivery.events.dead"
+    static let retryExchange = "delivery.retry"
+    static let due = "delivery.due"
+    static let dueKey = "due"
+    static let dead = "delivery.dead"
+
+    static func delayQueue(_ delay: Duration) -> String {
+        "delivery.retry.\(Self.milliseconds(delay))ms"
+    }
+
+    static func topology(delays: [Duration], queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
+        var eventArguments = queueArguments
+        eventArguments["x-single-active-consumer"] = .bool(true)
+        eventArguments["x-dead-letter-exchange"] = .string("")
+        eventArguments["x-dead-letter-routing-key"] = .string(Self.poison)
+        let delayQueues = delays.map { delay -> AMQPTopology.Queue in
+            var arguments = queueArguments
+            arguments["x-message-ttl"] = .int(Int64(Self.milliseconds(delay)))
+            arguments["x-dead-letter-exchange"] = .string(Self.retryExchange)
+            arguments["x-dead-letter-routing-key"] = .string(Self.dueKey)
+            return .init(Self.delayQueue(delay), arguments: arguments)
+        }
+        return AMQPTopology(
+            exchanges: [
+                .init(ExchangeName.events, kind: .topic), .init(Self.retryExchange, kind: .direct),
+                .init(GatewayPushes.exchange, kind: .direct),
+            ],
+            queues: [
+                .init(Self.events, arguments: eventArguments), .init(Self.poison, arguments: queueArguments),
+                .init(Self.due, arguments: queueArguments), .init(Self.dead, arguments: queueArguments),
+                .init(GatewayPushes.queue, arguments: queueArguments),
+            ] + delayQueues,
+            bindings: [
+                .init(queue: Self.events, exchange: ExchangeName.events, routingKey: "messaging.#"),
+                .init(queue: Self.due, exchange: Self.retryExchange, routingKey: Self.dueKey),
+                .init(queue: GatewayPushes.queue, exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey),
+            ])
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds) * 1000 + Int(duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// A stored event ready to go to one user: what a push carries.
+struct Delivery: Sendable {
+    var userID: UUID
+    var event: UserEvent
+}
+
+/// The retry check that follows every push: `{eventId, attempt}` (attempt 1 is the first check).
+struct RetryCheck: Codable, Sendable {
+    var eventId: EntityID
+    var attempt: Int
+}
+
+/// Publishes pushes to the gateways and schedules the retry checks.
+struct PushPublisher: Sendable {
+    let amqp: AMQPConnection
+    let delays: [Duration]
+
+    /// The gateway push for `delivery`: to the user's room, under the client event name.
+    func push(_ delivery: Delivery, redelivery: Bool) throws -> AMQPMessage {
+        struct Push: Encodable {
+            var rooms: [String]
+            var event: String
+            var args: [UserEvent]
+            var redelivery: Bool
+        }
+        let body = Push(
+            rooms: ["user:\(EntityID(delivery.userID))"], event: delivery.event.clientEventName, args: [delivery.event],
+            redelivery: redelivery)
+        return AMQPMessage(
+            exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: try MessengerJSON.encode(body),
+            properties: AMQPProperties(messageID: "\(delivery.event.eventId):\(delivery.userID)", type: "gateway.push.v1"))
+    }
+
+    /// The retry check number `attempt` (1-based) for `event`, in the delay queue of its level.
+    func retryCheck(event: EntityID, attempt: Int) throws -> AMQPMessage? {
+        guard attempt >= 1, attempt <= self.delays.count else { return nil }
+        return AMQPMessage(
+            exchange: "", routingKey: DeliveryTopology.delayQueue(self.delays[attempt - 1]),
+            body: try MessengerJSON.encode(RetryCheck(eventId: event, attempt: attempt)),
+            properties: AMQPProperties(messageID: "\(event):\(attempt)", type: "delivery.retry_check.v1"))
+    }
+
+    /// Pushes `deliveries` and schedules the first retry check of each event; returns once the
+    /// broker confirmed them all.
+    func send(_ deliveries: [Delivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        var messages = try deliveries.map { try self.push($0, redelivery: false) }
+        var scheduled = Set<EntityID>()
+        for delivery in deliveries where scheduled.insert(delivery.event.eventId).inserted {
+            if let check = try self.retryCheck(event: delivery.event.eventId, attempt: 1) { messages.append(check) }
+        }
+        try await self.amqp.publish(messages)
+    }
+}

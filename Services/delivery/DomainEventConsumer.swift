@@ -1,0 +1,136 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import ServiceLifecycle
+
+/// Consumes the domain events on `delivery.events` in batches: records each batch in one
+/// transaction (``EventLog/record(_:)``), pushes the new deliveries to the gateways and
+/// schedules their retry checks, and only then acks, so a crash anywhere before the ack
+/// redelivers the events, and the log's inbox turns the redelivery into a push of what is still
+/// pending. A message that is not a known domain event is dead-lettered with a log line.
+struct DomainEventConsumer: Service {
+    let amqp: AMQPConnection
+    let log: EventLog
+    let publisher: PushPublisher
+    let prefetch: UInt16
+    let logger: Logger
+
+    func run() async throws {
+        let consumer = self.amqp.consume(queue: DeliveryTopology.events, prefetch: self.prefetch)
+        await withGracefulShutdownHandler {
+            for await batch in consumer.batches(maximum: Int(self.prefetch)) {
+                await self.process(batch)
+            }
+        } onGracefulShutdown: {
+            consumer.cancel()
+        }
+    }
+
+    private func process(_ batch: [AMQPDelivery]) async {
+        var events: [IncomingEvent] = []
+        var accepted: [AMQPDelivery] = []
+        for delivery in batch {
+            guard let event = IncomingEvent(decoding: delivery.body) else {
+                self.logger.error(
+                    "poison domain event dead-lettered",
+                    metadata: [
+                        "message_id": "\(delivery.properties.messageID ?? "-")", "routing_key": "\(delivery.routingKey)",
+                    ])
+                delivery.reject(requeue: false)
+                continue
+            }
+            events.append(event)
+            accepted.append(delivery)
+        }
+        guard !events.isEmpty else { return }
+        do {
+            let deliveries = try await self.log.record(events)
+            try await self.publisher.send(deliveries)
+            for delivery in accepted { delivery.ack() }
+        } catch {
+            self.logger.warning(
+                "recording domain events failed; they will come again",
+                metadata: ["events": "\(events.count)", "error": "\(error)"])
+            for delivery in accepted { delivery.nack(requeue: true) }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}
+
+/// Runs the retry checks that come out of the delay queues (`delivery.due`): an event whose
+/// deliveries are still pending is pushed again to those users, and the next check is
+/// scheduled; after the last one the push goes to `delivery.dead` (the event stays in the log
+/// for catch-up until it expires).
+struct RetryConsumer: Service {
+    let amqp: AMQPConnection
+    let log: EventLog
+    let publisher: PushPublisher
+    let logger: Logger
+
+    func run() async throws {
+        let consumer = self.amqp.consume(queue: DeliveryTopology.due, prefetch: 32)
+        await withGracefulShutdownHandler {
+            for await delivery in consumer {
+                await self.check(delivery)
+            }
+        } onGracefulShutdown: {
+            consumer.cancel()
+        }
+    }
+
+    private func check(_ delivery: AMQPDelivery) async {
+        guard let check = try? MessengerJSON.decode(RetryCheck.self, from: delivery.body) else {
+            self.logger.error(
+                "undecodable retry check dropped", metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
+            delivery.reject(requeue: false)
+            return
+        }
+        do {
+            let pending = try await self.log.retry(event: check.eventId.uuid)
+            if !pending.isEmpty {
+                var messages = try pending.map { try self.publisher.push($0, redelivery: true) }
+                if let next = try self.publisher.retryCheck(event: check.eventId, attempt: check.attempt + 1) {
+                    messages.append(next)
+                } else {
+                    messages += try pending.map { pending in
+                        var dead = try self.publisher.push(pending, redelivery: true)
+                        dead.exchange = ""
+                        dead.routingKey = DeliveryTopology.dead
+                        dead.properties.headers["x-attempts"] = .int(Int64(check.attempt + 1))
+                        return dead
+                    }
+                    self.logger.notice(
+                        "event still unacknowledged after its last push; dead-lettered",
+                        metadata: ["event_id": "\(check.eventId)", "users": "\(pending.count)"])
+                }
+                try await self.amqp.publish(messages)
+            }
+            delivery.ack()
+        } catch {
+            self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(error)"])
+            delivery.nack(requeue: true)
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}
+
+/// Deletes expired deliveries and events now and then.
+struct Pruner: Service {
+    let log: EventLog
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while (try? await Task.sleep(for: self.interval)) != nil {
+                do {
+                    let removed = try await self.log.prune()
+                    if removed > 0 { self.logger.info("pruned expired deliveries", metadata: ["deliveries": "\(removed)"]) }
+                } catch {
+                    self.logger.warning("pruning failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}

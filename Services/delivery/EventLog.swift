@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerPostgres
+import MessengerServiceKit
+import PostgresNIO
+
+/// A domain event as delivery records it.
+struct IncomingEvent: Sendable {
+    var id: UUID
+    var occurredAt: Date
+    var actor: UUID?
+    var name: String
+    var threadID: UUID?
+    var recipients: [UUID]
+    var data: JSONAny
+
+    /// From the envelope of a `messaging.*` domain event; nil when it is not one.
+    init?(decoding body: Data) {
+        guard let envelope = try? MessengerJSON.decode(Envelope<DomainEvent<JSONAny>>.self, from: body),
+            ClientEvent.names[envelope.data.name] != nil
+        else { return nil }
+        self.id = envelope.id
+        self.occurredAt = envelope.occurredAt
+        self.actor = envelope.actorId
+        self.name = envelope.data.name
+        self.threadID = envelope.data.threadId.uuid
+        self.recipients = envelope.data.recipients.map(\.uuid)
+        self.data = envelope.data.data
+    }
+
+    init(id: UUID, occurredAt: Date, actor: UUID?, name: String, threadID: UUID?, recipients: [UUID], data: JSONAny) {
+        self.id = id
+        self.occurredAt = occurredAt
+        self.actor = actor
+        self.name = name
+        self.threadID = threadID
+        self.recipients = recipients
+        self.data = data
+    }
+}
+
+/// The per-user event log: records each domain event once, gives every recipient the next seq
+/// of their own sequence (gap-free: the seq is taken under the user's row lock in the
+/// transaction that stores the delivery), and tracks each delivery PENDING -> DELIVERED -> SEEN.
+struct EventLog: Sendable {
+    static let consumer = "delivery.events"
+
+    let client: PostgresClient
+    let retention: Duration
+    let logger: Logger
+
+    /// Records `events` in order, in one transaction. Returns what to push: the new deliveries,
+    /// and for an event recorded before (a redelivery from the broker) its still-pending ones.
+    func record(_ events: [IncomingEvent]) async throws -> [Delivery] {
+        try await self.client.transaction(logger: self.logger) { connection in
+            var deliveries: [Delivery] = []
+            for event in events {
+                deliveries += try await self.record(event, on: connection)
+            }
+            return deliveries
+        }
+    }
+
+    private func record(_ event: IncomingEvent, on connection: PostgresConnection) async throws -> [Delivery] {
+        guard try await Inbox.claim(event.id, consumer: Self.consumer, on: connection, logger: self.logger) else {
+            return try await self.pending(event: event.id, on: connection)
+        }
+        let text = String(decoding: try MessengerJSON.encode(event.data), as: UTF8.self)
+        let message = event.data["message"]
+        let messageID = (message?["id"] ?? event.data["messageId"])?.stringValue.flatMap(UUID.init(uuidString:))
+        let messageSeq = message?["seq"]?.int64Value
+        let senderID = message?["senderId"]?.stringValue.flatMap(UUID.init(uuidString:))
+        try await connection.query(
+            """
+            INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+            VALUES (\(event.id), \(event.name), \(event.occurredAt), \(text), \(event.threadID), \(messageID), \(messageSeq), \(senderID))
+            """, logger: self.logger)
+        if event.name == "MESSAGE_SEEN", let seer = event.data["userId"]?.stringValue.flatMap(UUID.init(uuidString:)),
+            let messageID
+        {
+            try await self.markSeen(user: seer, upTo: messageID, on: connection)
+        }
+        let recipients = Array(Set(event.recipients)).sorted { $0.uuidString < $1.uuidString }
+        guard !recipients.isEmpty else { return [] }
+        // One row lock per recipient, always taken in id order (no deadlocks).
+        let sequences = try await connection.query(
+            """
+            INSERT INTO user_sequences (user_id, last_seq) SELECT user_id, 1 FROM unnest(\(recipients)::uuid[]) AS user_id
+            ON CONFLICT (user_id) DO UPDATE SET last_seq = user_sequences.last_seq + 1
+            RETURNING user_id, last_seq
+            """, logger: self.logger)
+        var seqs: [UUID: Int64] = [:]
+        for try await (user, seq) in sequences.decode((UUID, Int64).self) { seqs[user] = seq }
+        let users = recipients.filter { seqs[$0] != nil }
+        let expires = Date().addingTimeInterval(Double(self.retention.components.seconds))
+        try await connection.query(
+            """
+            INSERT INTO deliveries (user_id, seq, event_id, expires_at)
+            SELECT user_id, seq, \(event.id), \(expires) FROM unnest(\(users)::uuid[], \(users.map { seqs[$0]! })::bigint[]) AS d(user_id, seq)
+            """, logger: self.logger)
+        return users.map { user in
+            Delivery(
+                userID: user,
+                event: UserEvent(
+                    eventId: EntityID(event.id), seq: seqs[user]!, type: event.name, occurredAt: event.occurredAt,
+                    data: event.data))
+        }
+    }
+
+    /// The still-pending, unexpired deliveries of an event.
+    func pending(event: UUID, on connection: PostgresConnection) async throws -> [Delivery] {
+        let rows = try await connection.query(
+            """
+            SELECT d.user_id, d.seq, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
+            WHERE d.event_id = \(event) AND d.status = 'PENDING' AND d.expires_at > now()
+            ORDER BY d.user_id
+            """, logger: self.logger)
+        var deliveries: [Delivery] = []
+        for try await (user, seq, name, occurredAt, data) in rows.decode((UUID, Int64, String, Date, String).self) {
+            deliveries.append(
+                Delivery(
+                    userID: user,
+                    event: UserEvent(
+                        eventId: EntityID(event), seq: seq, type: name, occurredAt: occurredAt,
+                        data: try JSONAny.parse(Data(data.utf8)))))
+        }
+        return deliveries
+    }
+
+    /// A retry check: the event's deliveries that are still pending get one more attempt.
+    func retry(event: UUID) async throws -> [Delivery] {
+        try await self.client.transaction(logger: self.logger) { connection in
+            try await connection.query(
+                """
+                UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now()
+                WHERE event_id = \(event) AND status = 'PENDING' AND expires_at > now()
+                """, logger: self.logger)
+            return try await self.pending(event: event, on: connection)
+        }
+    }
+
+    /// `ack_events`: every delivery of `user` up to `upToSeq` (clamped to the user's latest seq)
+    /// is DELIVERED. Each message delivered for the first time tells its sender, once per
+    /// recipient, with a `MESSAGE_DELIVERED` event recorded here. Returns the clamped seq and
+    /// those new events' deliveries.
+    func acknowledge(user: UUID, upToSeq: Int64) async throws -> (upToSeq: Int64, deliveries: [Delivery]) {
+        guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
+        return try await self.client.transaction(logger: self.logger) { connection in
+            let rows = try await connection.query(
+                """
+                UPDATE user_sequences SET acked_seq = greatest(acked_seq, least(\(upToSeq), last_seq))
+                WHERE user_id = \(user) RETURNING least(\(upToSeq), last_seq)
+                """, logger: self.logger)
+            var clamped: Int64 = 0
+            for try await value in rows.decode(Int64.self) { clamped = value }
+            guard clamped > 0 else { return (clamped, []) }
+            let delivered = try await connection.query(
+                """
+                WITH newly AS (
+                    UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
+                    WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
+                    RETURNING event_id, delivered_at
+                )
+                SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
+                WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> \(user)
+                ORDER BY e.message_seq
+                """, logger: self.logger)
+            var receipts: [IncomingEvent] = []
+            for try await (thread, message, sender, at) in delivered.decode((UUID?, UUID?, UUID, Date).self) {
+                guard let thread, let message else { continue }
+                let data = JSONAny.object([
+                    "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
+                    "userId": .string(EntityID(user).description), "at": .string(Timestamp.format(at)),
+                ])
+                receipts.append(
+                    IncomingEvent(
+                        id: .v7(), occurredAt: at, actor: user, name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender],
+                        data: data))
+            }
+            var deliveries: [Delivery] = []
+            for receipt in receipts { deliveries += try await self.record(receipt, on: connection) }
+            return (clamped, deliveries)
+        }
+    }
+
+    /// `sync` and the replay on connect: the user's unacknowledged, unexpired events after
+    /// `afterSeq`, in seq order.
+    func events(user: UUID, afterSeq: Int64, limit: Int) async throws -> SyncReply {
+        let rows = try await self.client.query(
+            """
+            SELECT d.seq, d.event_id, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
+            WHERE d.user_id = \(user) AND d.expires_at > now()
+              AND d.seq > greatest(\(afterSeq), (SELECT acked_seq FROM user_sequences WHERE user_id = \(user)))
+            ORDER BY d.seq LIMIT \(limit + 1)
+            """, logger: self.logger)
+        var events: [UserEvent] = []
+        for try await (seq, id, name, occurredAt, data) in rows.decode((Int64, UUID, String, Date, String).self) {
+            events.append(
+                UserEvent(
+                    eventId: EntityID(id), seq: seq, type: name, occurredAt: occurredAt, data: try JSONAny.parse(Data(data.utf8)))
+            )
+        }
+        let hasMore = events.count > limit
+        return SyncReply(events: Array(events.prefix(limit)), hasMore: hasMore)
+    }
+
+    /// `MESSAGE_SEEN`: the seer's deliveries of messages of that thread up to the seen one are
+    /// SEEN (a pending one counts as delivered now too).
+    private func markSeen(user: UUID, upTo message: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            UPDATE deliveries d SET status = 'SEEN', seen_at = now(), delivered_at = coalesce(d.delivered_at, now())
+            FROM events e, events seen
+            WHERE seen.message_id = \(message) AND seen.name = 'MESSAGE_CREATED'
+              AND e.event_id = d.event_id AND e.name = 'MESSAGE_CREATED' AND e.thread_id = seen.thread_id
+              AND e.message_seq <= seen.message_seq
+              AND d.user_id = \(user) AND d.status <> 'SEEN'
+            """, logger: self.logger)
+    }
+
+    /// Deletes expired deliveries, and events no delivery refers to any more.
+    func prune() async throws -> Int {
+        let rows = try await self.client.query(
+            "WITH gone AS (DELETE FROM deliveries WHERE expires_at <= now() RETURNING 1) SELECT count(*) FROM gone",
+            logger: self.logger)
+        var removed = 0
+        for try await count in rows.decode(Int.self) { removed = count }
+        try await self.client.query(
+            """
+            DELETE FROM events e WHERE e.created_at < now() - interval '1 hour'
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.event_id)
+            """, logger: self.logger)
+        try await self.client.query(
+            "DELETE FROM processed_messages WHERE processed_at < now() - make_interval(secs => \(Double(self.retention.components.seconds)))",
+            logger: self.logger)
+        return removed
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+
+/// The delivery service's RPCs (requests on `delivery.rpc`).
+public enum DeliveryMessage {
+    /// `ack_events`: everything up to a seq is delivered.
+    public static let ackEvents: MessageType = "delivery.ack_events.v1"
+    /// `sync`, and the replay on connect: unacknowledged events after a seq, in order.
+    public static let sync: MessageType = "delivery.sync.v1"
+}
+
+/// The client-facing event names of the durable events (protocol.md, "Events"), by the domain
+/// event's `type`.
+public enum ClientEvent {
+    public static let names: [String: String] = [
+        "THREAD_CREATED": "conversation_created",
+        "MESSAGE_CREATED": "message_created",
+        "MESSAGE_UPDATED": "message_updated",
+        "MESSAGES_DELETED": "bulk_message_deleted",
+        "REACTION_ADDED": "reaction_added",
+        "REACTION_REMOVED": "reaction_removed",
+        "ATTACHMENT_ADDED": "attachment_added",
+        "MESSAGE_DELIVERED": "message_delivered",
+        "MESSAGE_SEEN": "message_seen",
+    ]
+
+    /// Every client event name of a durable event (those the gateway orders per socket).
+    public static let durable = Set(names.values)
+}
+
+/// `ack_events {upToSeq}` and its reply (clamped to the user's latest seq).
+public struct AckEventsRequest: Codable, Sendable {
+    public var upToSeq: Int64
+    public init(upToSeq: Int64) { self.upToSeq = upToSeq }
+}
+
+/// `sync {afterSeq, limit?}`.
+public struct SyncRequest: Codable, Sendable {
+    public var afterSeq: Int64
+    public var limit: Int?
+    public init(afterSeq: Int64, limit: Int? = nil) {
+        self.afterSeq = afterSeq
+        self.limit = limit
+    }
+}
+
+/// A durable event as one user receives it: `{eventId, seq, type, occurredAt, data}`.
+public struct UserEvent: Codable, Sendable, Hashable {
+    public var eventId: EntityID
+    public var seq: Int64
+    /// The domain event's name (`MESSAGE_CREATED`).
+    public var type: String
+    public var occurredAt: Date
+    public var data: JSONAny
+
+    public init(eventId: EntityID, seq: Int64, type: String, occurredAt: Date, data: JSONAny) {
+        self.eventId = eventId
+        self.seq = seq
+        self.type = type
+        self.occurredAt = occurredAt
+        self.data = data
+    }
+
+    /// The client event name it is emitted under.
+    public var clientEventName: String { ClientEvent.names[self.type] ?? self.type.lowercased() }
+}
+
+/// `{events, hasMore}`: the reply of `sync`.
+public struct SyncReply: Codable, Sendable {
+    public var events: [UserEvent]
+    public var hasMore: Bool
+    public init(events: [UserEvent], hasMore: Bool) {
+        self.events = events
+        self.hasMore = hasMore
+    }
+}

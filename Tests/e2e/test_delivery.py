@@ -1,0 +1,884 @@
+"""Delivery of durable events, end to end (protocol.md section 3, "Connecting", "Commands"
+`ack_events` / `sync`, "Events"; the delivery service of issue 6).
+
+What is covered: every durable event reaches every socket of every recipient as
+`{eventId, seq, type, occurredAt, data}` with a per-user `seq` that starts at 1 and has no
+gaps; `ack_events` (cumulative, per user, clamped) and the `message_delivered` receipts it
+sends to a message's sender; `message_seen`; `sync` paging and its errors; the replay on
+connect after `lastSeq` and the seam with live events; redelivery of unacknowledged events
+(same eventId and seq) until acknowledged; poison messages dead-lettered to
+`delivery.events.dead`; and a restart of the delivery service and of the gateway that loses
+nothing. The restart test stops and starts services (scripts/services.sh) and comes last.
+
+How events are observed: each socket is a python-socketio client whose handlers run in the
+order the packets arrived (stock python-socketio runs every Engine.IO message's handler on a
+thread of its own, which could reorder them on our side), with a catch-all handler feeding a
+queue. A `Device` keeps everything its socket received, in arrival order. Delivery is
+at-least-once: an unacknowledged event comes again after a retry delay (2 s, then 10 s, ...),
+so most checks look at the first copy of each seq (as a client that drops seqs it already has)
+and require every repeated copy to be the same event. The catch-up test arranges its timing so
+that no retry can fall into its window, and then requires no repeat at all.
+
+Users: every test makes its own (a fresh user's seqs start at 1); registration and login cost
+about 0.5 s per user, so each test makes two or three.
+
+Environment: GATEWAY_URL, RABBITMQ_URI, MESSENGER_BIN_DIR (its last component is the build
+configuration handed to scripts/services.sh), DELIVERY_ADMIN_PORT (default 9104),
+E2E_ACK_TIMEOUT, E2E_EVENT_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import subprocess
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import engineio
+from engineio import packet as eio_packet
+import pika
+import pytest
+import requests
+import socketio
+
+from e2e_support import GATEWAY_URL, wait_for
+from test_messaging import (
+    EVENT_TIMEOUT,
+    EVENTS_EXCHANGE,
+    QUIET_PERIOD,
+    RABBITMQ_URI,
+    Peer,
+    assert_message,
+    assert_thread,
+    assert_timestamp,
+    err,
+    send_pipelined,
+    short,
+)
+from test_outbox_crash import BIN_DIR, SERVICES
+
+DELIVERY_ADMIN_PORT = os.environ.get("DELIVERY_ADMIN_PORT", "9104")
+DELIVERY_READY_URL = f"http://127.0.0.1:{DELIVERY_ADMIN_PORT}/readyz"
+GATEWAY_READY_URL = f"{GATEWAY_URL}/readyz"
+POISON_QUEUE = "delivery.events.dead"
+
+# The default retry delays of the delivery service (DELIVERY_RETRY_DELAYS_MS=2000,10000,...),
+# which the test environment keeps.
+FIRST_RETRY_DELAY = 2.0
+SECOND_RETRY_DELAY = 10.0
+# How long a redelivery may take to show up: the first retry delay plus slack.
+REDELIVERY_TIMEOUT = 8.0
+# Services take a few seconds to become ready after a start.
+RESTART_TIMEOUT = 60.0
+
+# Client event name -> `type` of the durable events (protocol.md, "Events").
+DURABLE_TYPES = {
+    "conversation_created": "THREAD_CREATED",
+    "message_created": "MESSAGE_CREATED",
+    "message_updated": "MESSAGE_UPDATED",
+    "bulk_message_deleted": "MESSAGES_DELETED",
+    "reaction_added": "REACTION_ADDED",
+    "reaction_removed": "REACTION_REMOVED",
+    "attachment_added": "ATTACHMENT_ADDED",
+    "message_delivered": "MESSAGE_DELIVERED",
+    "message_seen": "MESSAGE_SEEN",
+}
+EVENT_KEYS = {"eventId", "seq", "type", "occurredAt", "data"}
+RECEIPT_KEYS = {"threadId", "messageId", "userId", "at"}
+
+
+# --- a python-socketio client that handles events in arrival order -------------------------------
+
+
+class _InOrderEngineIOClient(engineio.Client):
+    """Runs the handler of each Engine.IO message on the read loop's thread, one after the
+    other, instead of on a new thread per message (which may reorder them)."""
+
+    def _receive_packet(self, pkt: Any) -> None:
+        if pkt.packet_type == eio_packet.MESSAGE:
+            self._trigger_event("message", pkt.data, run_async=False)
+        else:
+            super()._receive_packet(pkt)
+
+
+class OrderedClient(socketio.Client):
+    """python-socketio's Client with event handlers called in the order the packets arrived.
+    Handlers must not block (they only put what arrived on a queue)."""
+
+    def _engineio_client_class(self) -> type:
+        return _InOrderEngineIOClient
+
+
+# --- what a socket received ----------------------------------------------------------------------
+
+
+@dataclass
+class Ev:
+    """One server-to-client event as a socket received it: its name, its arguments, its arrival
+    number on that socket (= its index in `Device.log`) and time (monotonic)."""
+
+    name: str
+    args: tuple
+    n: int
+    at: float
+
+    @property
+    def durable(self) -> bool:
+        return self.name in DURABLE_TYPES
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The one argument `{eventId, seq, type, occurredAt, data}` (empty when not one dict)."""
+        return self.args[0] if len(self.args) == 1 and isinstance(self.args[0], dict) else {}
+
+    @property
+    def seq(self) -> Any:
+        return self.body.get("seq")
+
+    @property
+    def event_id(self) -> Any:
+        return self.body.get("eventId")
+
+    @property
+    def type(self) -> Any:
+        return self.body.get("type")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self.body.get("data")
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def message(self) -> dict[str, Any]:
+        message = self.data.get("message")
+        return message if isinstance(message, dict) else {}
+
+    @property
+    def thread_id(self) -> Any:
+        thread = self.data.get("thread")
+        if isinstance(thread, dict):
+            return thread.get("id")
+        return self.message.get("threadId") or self.data.get("threadId")
+
+    @property
+    def message_id(self) -> Any:
+        return self.message.get("id") or self.data.get("messageId")
+
+    def __repr__(self) -> str:
+        if self.durable:
+            return f"<{self.name} seq={self.seq} eventId={self.event_id} message={self.message_id}>"
+        return f"<{self.name} {short(self.args, 120)}>"
+
+
+@dataclass
+class Device(Peer):
+    """One connected socket of one user (a `Peer`, so `call`, `ok`, `refused`, `dm`, `group` and
+    `send` work), with everything it received, in arrival order."""
+
+    label: str = ""
+    log: list[Ev] = field(default_factory=list, repr=False)
+
+    @property
+    def who(self) -> str:
+        return f"{self.label or self.account.username} ({self.id})"
+
+    def mark(self) -> int:
+        """The position of the next event to arrive (for `since=`)."""
+        self.drain()
+        return len(self.log)
+
+    def drain(self) -> None:
+        """Moves what already arrived from the queue to the log."""
+        while True:
+            try:
+                self.log.append(self.events.get_nowait())
+            except queue.Empty:
+                return
+
+    def wait_for(self, predicate: Callable[[Ev], bool], what: str, timeout: float = EVENT_TIMEOUT, since: int = 0) -> Ev:
+        """The first event from position `since` on that satisfies `predicate`, waiting up to
+        `timeout` seconds for it; fails with what did arrive."""
+        for ev in self.log[since:]:
+            if predicate(ev):
+                return ev
+        found = wait_for(self.events, predicate, timeout, seen=self.log)
+        if found is None:
+            pytest.fail(f"{self.who}: no {what} within {timeout} s; received since #{since}: {self.log[since:][-40:]}")
+        return found
+
+    def gather(self, predicate: Callable[[Ev], bool], count: int, timeout: float = EVENT_TIMEOUT, since: int = 0) -> list[Ev]:
+        """The events from `since` on that satisfy `predicate`, as soon as there are `count` of
+        them, or what there is after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [ev for ev in self.log[since:] if predicate(ev)]
+            remaining = deadline - time.monotonic()
+            if len(found) >= count or remaining <= 0:
+                return found
+            if wait_for(self.events, predicate, remaining, seen=self.log) is None:
+                return [ev for ev in self.log[since:] if predicate(ev)]
+
+    def collect(
+        self, predicate: Callable[[Ev], bool], count: int, what: str, timeout: float = EVENT_TIMEOUT, since: int = 0
+    ) -> list[Ev]:
+        """Like `gather`, but fails when fewer than `count` came."""
+        found = self.gather(predicate, count, timeout, since)
+        if len(found) < count:
+            pytest.fail(f"{self.who}: {len(found)} of {count} {what} within {timeout} s; got {found[-20:]}; "
+                        f"everything since #{since}: {self.log[since:][-40:]}")
+        return found
+
+    def listen(self, seconds: float) -> None:
+        """Keeps everything that arrives for `seconds` (for checks that something does NOT come)."""
+        if seconds > 0:
+            wait_for(self.events, lambda _ev: False, seconds, seen=self.log)
+        self.drain()
+
+    def durable(self, since: int = 0, where: Callable[[Ev], bool] | None = None) -> list[Ev]:
+        self.drain()
+        return [ev for ev in self.log[since:] if ev.durable and (where is None or where(ev))]
+
+    def ack(self, up_to: Any) -> Any:
+        """`ack_events {upToSeq}`; returns the ack's `upToSeq`."""
+        data = self.ok("ack_events", {"upToSeq": up_to})
+        value = data.get("upToSeq")
+        assert isinstance(value, int) and not isinstance(value, bool), f"ack_events {up_to}: ack data {data!r}"
+        return value
+
+    def sync(self, after_seq: Any, limit: Any = None) -> dict[str, Any]:
+        """`sync {afterSeq, limit?}`; asserts the reply's shape; returns `{events, hasMore}`."""
+        payload: dict[str, Any] = {"afterSeq": after_seq}
+        if limit is not None:
+            payload["limit"] = limit
+        data = self.ok("sync", payload)
+        assert isinstance(data.get("events"), list), f"sync {payload}: {short(data, 600)}"
+        assert isinstance(data.get("hasMore"), bool), f"sync {payload}: hasMore is not a boolean: {short(data, 600)}"
+        for event in data["events"]:
+            assert_event_body(event)
+        return data
+
+
+@pytest.fixture
+def open_socket() -> Iterable[Callable[..., Device]]:
+    """open_socket(account, last_seq=None, transports=["websocket"], label="") -> a connected
+    Device. `last_seq` goes in the CONNECT's auth (`{token, lastSeq}`); None leaves it out.
+    Every socket opened through it is closed after the test."""
+    opened: list[socketio.Client] = []
+
+    def _open(account: Any, *, last_seq: Any = None, transports: list[str] | None = None, label: str = "") -> Device:
+        received: queue.Queue = queue.Queue()
+        counter = itertools.count()
+        sio = OrderedClient(reconnection=False)
+        # Registered before connecting: the replay follows the CONNECT at once.
+        sio.on("*", lambda event, *args: received.put(Ev(event, args, next(counter), time.monotonic())))
+        auth: dict[str, Any] = {"token": account.access}
+        if last_seq is not None:
+            auth["lastSeq"] = last_seq
+        sio.connect(GATEWAY_URL, auth=auth, transports=transports or ["websocket"], wait_timeout=10)
+        opened.append(sio)
+        return Device(account, sio, received, label=label)
+
+    yield _open
+    for sio in opened:
+        try:
+            sio.disconnect()
+        except Exception:  # noqa: BLE001 - teardown of a socket that may already be gone
+            pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def delivery_ready() -> None:
+    """Fails this module's tests at once, with one line, when the delivery service is not ready."""
+    try:
+        status = requests.get(DELIVERY_READY_URL, timeout=3).status_code
+        problem = "" if status == 200 else f"answered {status}"
+    except requests.RequestException as exc:
+        problem = str(exc)
+    if problem:
+        pytest.fail(f"the delivery service is not ready at {DELIVERY_READY_URL} ({problem}); DELIVERY_ADMIN_PORT?",
+                    pytrace=False)
+
+
+# --- predicates and checks ----------------------------------------------------------------------
+
+
+def named(name: str, thread_id: str | None = None, message_id: str | None = None) -> Callable[[Ev], bool]:
+    """Events `name` (of that thread, about that message, when given)."""
+
+    def predicate(ev: Ev) -> bool:
+        return (ev.name == name and (thread_id is None or ev.thread_id == thread_id)
+                and (message_id is None or ev.message_id == message_id))
+
+    return predicate
+
+
+def assert_event_body(body: Any, name: str | None = None) -> None:
+    """`{eventId, seq, type, occurredAt, data}` (more keys are tolerated)."""
+    assert isinstance(body, dict), f"a durable event's argument is not an object: {short(body)}"
+    missing = EVENT_KEYS - set(body)
+    assert not missing, f"event lacks {sorted(missing)}: {short(body, 600)}"
+    assert isinstance(body["eventId"], str), body
+    uuid.UUID(body["eventId"])
+    seq = body["seq"]
+    assert isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1, f"bad seq: {short(body)}"
+    assert body["type"] in DURABLE_TYPES.values(), f"unknown type: {short(body)}"
+    if name is not None:
+        assert body["type"] == DURABLE_TYPES[name], f"{name} with type {body['type']!r}"
+    assert_timestamp(body["occurredAt"], "event occurredAt")
+    assert isinstance(body["data"], dict), f"event data is not an object: {short(body)}"
+
+
+def assert_event(ev: Ev) -> None:
+    """A durable event as a socket got it: one argument, of the event shape, `type` matching."""
+    assert ev.durable, ev
+    assert len(ev.args) == 1, f"{ev.name} with {len(ev.args)} arguments: {short(ev.args)}"
+    assert_event_body(ev.args[0], ev.name)
+
+
+def assert_receipt(ev: Ev, name: str, thread_id: str, message_id: str, user_id: str) -> None:
+    """A `message_delivered` / `message_seen`: data `{threadId, messageId, userId, at}`."""
+    assert ev.name == name, ev
+    assert_event(ev)
+    missing = RECEIPT_KEYS - set(ev.data)
+    assert not missing, f"{name} data lacks {sorted(missing)}: {ev.data!r}"
+    assert ev.data["threadId"] == thread_id, ev.data
+    assert ev.data["messageId"] == message_id, ev.data
+    assert ev.data["userId"] == user_id, f"{name} names {ev.data['userId']}, expected {user_id}"
+    assert_timestamp(ev.data["at"], f"{name} at")
+
+
+def in_order(events: list[Ev], start: int | None = None, what: str = "events") -> list[Ev]:
+    """The first copy of each seq, in arrival order (what a client keeps that drops seqs it
+    already has). Asserts that a repeated seq is the same event (a redelivery: same eventId and
+    type), that one eventId has one seq, and that the first copies come in ascending seq order
+    without gaps, from `start` when given."""
+    firsts: dict[Any, Ev] = {}
+    seq_of: dict[Any, Any] = {}
+    kept: list[Ev] = []
+    for ev in events:
+        assert_event(ev)
+        assert seq_of.setdefault(ev.event_id, ev.seq) == ev.seq, (
+            f"{what}: eventId {ev.event_id} came with seq {seq_of[ev.event_id]} and with seq {ev.seq}")
+        prior = firsts.get(ev.seq)
+        if prior is None:
+            firsts[ev.seq] = ev
+            kept.append(ev)
+        else:
+            assert (prior.event_id, prior.type) == (ev.event_id, ev.type), (
+                f"{what}: seq {ev.seq} names two events: {prior!r} and {ev!r}")
+    seqs = [ev.seq for ev in kept]
+    if seqs:
+        first = seqs[0] if start is None else start
+        assert seqs == list(range(first, first + len(seqs))), (
+            f"{what}: seqs out of order or with gaps (first copies, arrival order): {seqs}")
+    return kept
+
+
+def repeats(events: list[Ev]) -> list[tuple[Ev, Ev, float]]:
+    """(first copy, repeat, seconds between them) for every seq that came more than once."""
+    firsts: dict[Any, Ev] = {}
+    found = []
+    for ev in events:
+        if ev.seq in firsts:
+            found.append((firsts[ev.seq], ev, round(ev.at - firsts[ev.seq].at, 3)))
+        else:
+            firsts[ev.seq] = ev
+    return found
+
+
+def assert_same_message(ev: Ev, sent: dict[str, Any]) -> None:
+    """A `message_created` carrying the message the sender's ack returned."""
+    assert_message(ev.message, thread_id=sent["threadId"], sender_id=sent["senderId"], body=sent["body"],
+                   client_message_id=sent["clientMessageId"])
+    assert (ev.message["id"], ev.message["seq"]) == (sent["id"], sent["seq"]), (ev.message, sent)
+
+
+# --- services and RabbitMQ ----------------------------------------------------------------------
+
+
+def services(command: str, *names: str, check: bool = True) -> str:
+    """`scripts/services.sh stop <names>` or `start <config> <names>` (which waits for /readyz);
+    returns its output, or fails the test with it when `check`."""
+    argv = ["bash", str(SERVICES), command] + ([BIN_DIR.name] if command == "start" else []) + list(names)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired as exc:
+        if check:
+            pytest.fail(f"{' '.join(argv[1:])} did not finish within 180 s: {exc}")
+        return f"timeout: {exc}"
+    output = (done.stdout + done.stderr).strip()
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(argv[1:])} exited with {done.returncode}:\n{output[-3000:]}")
+    return output if done.returncode == 0 else f"exit {done.returncode}: {output[-3000:]}"
+
+
+def not_ready(url: str, timeout: float = RESTART_TIMEOUT) -> str | None:
+    """None once `url` answers 200 (polled up to `timeout` seconds), else what it last said."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            resp = requests.get(url, timeout=2)
+            if resp.status_code == 200:
+                return None
+            last = f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            last = repr(exc)
+        time.sleep(0.25)
+    return f"{url} not ready within {timeout} s ({last})"
+
+
+def wait_ready(url: str, timeout: float = RESTART_TIMEOUT) -> None:
+    problem = not_ready(url, timeout)
+    if problem:
+        pytest.fail(problem)
+
+
+def publish_raw(routing_key: str, body: bytes, message_id: str) -> None:
+    """Publishes `body` on `messenger.events`, persistent, mandatory and confirmed (so an
+    unroutable publish fails here rather than vanishing)."""
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(
+            EVENTS_EXCHANGE, routing_key, body,
+            pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=message_id, type=routing_key),
+            mandatory=True)
+    finally:
+        connection.close()
+
+
+def take_dead_letters(queue_name: str, message_ids: set[str], timeout: float) -> dict[str, tuple[Any, bytes]]:
+    """The messages of `queue_name` whose AMQP message_id is in `message_ids`, waiting up to
+    `timeout` seconds for all of them; they are acked (removed). Other messages (other tests
+    may leave some) are only looked at: they go back to the queue when the channel closes."""
+    found: dict[str, tuple[Any, bytes]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+        try:
+            channel = connection.channel()
+            while True:
+                try:
+                    method, properties, body = channel.basic_get(queue_name, auto_ack=False)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    pytest.fail(f"cannot read the queue {queue_name}: {exc!r}")
+                if method is None:
+                    break
+                if properties.message_id in message_ids:
+                    found[properties.message_id] = (properties, body)
+                    channel.basic_ack(method.delivery_tag)
+        finally:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - the broker may have closed it already
+                pass
+        if set(found) >= message_ids or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.3)
+
+
+def now_timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# ================================================================================================
+# 1. a DM: event shape, ack, message_delivered once
+# ================================================================================================
+
+
+def test_dm_message_reaches_the_recipient_and_its_ack_tells_the_sender_once(account, open_socket):
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+
+    thread = a.dm(bob.id)
+    tid = thread["id"]
+    for device in (a, b):
+        created = device.wait_for(named("conversation_created", tid), "conversation_created")
+        assert_event(created)
+        assert created.seq == 1, f"{device.who}: a new user's first event has seq {created.seq}, not 1"
+        assert_thread(created.data.get("thread"), kind="DM", members={alice.id, bob.id}, created_by=alice.id)
+        assert created.data["thread"]["id"] == tid
+
+    sent = a.send(tid, "hello bob")
+    got = b.wait_for(named("message_created", tid, sent["id"]), "message_created")
+    assert_event(got)
+    assert got.seq == 2, f"bob's second event has seq {got.seq}"
+    assert_same_message(got, sent)
+    own = a.wait_for(named("message_created", tid, sent["id"]), "alice's own message_created")
+    assert own.seq == 2, f"the sender's own message_created has seq {own.seq}, not 2"
+    assert own.event_id == got.event_id, "one domain event, two eventIds"
+
+    assert b.ack(got.seq) == got.seq
+    receipt = a.wait_for(named("message_delivered", tid, sent["id"]), "message_delivered")
+    assert_receipt(receipt, "message_delivered", tid, sent["id"], bob.id)
+    assert receipt.seq == 3, f"alice's third event (after THREAD_CREATED and her MESSAGE_CREATED) has seq {receipt.seq}"
+
+    # Acking again, and the sender acking her own message, tell nobody anything new.
+    a_mark, b_mark = a.mark(), b.mark()
+    assert b.ack(got.seq) == got.seq
+    assert a.ack(receipt.seq) == receipt.seq
+    a.listen(1.5)
+    b.listen(0.2)
+    receipts = {ev.event_id for ev in a.durable(where=named("message_delivered"))}
+    assert receipts == {receipt.event_id}, f"a repeated ack sent more receipts: {a.durable(where=named('message_delivered'))}"
+    late = [ev for ev in a.durable(a_mark) if ev.event_id != receipt.event_id and ev.seq > receipt.seq]
+    assert late == [], f"alice got new events after the repeated ack: {late}"
+    new = [ev for ev in b.durable(b_mark) if ev.seq > got.seq]
+    assert new == [], f"bob got new events after acking (the sender's own ack tells nobody): {new}"
+    assert b.durable(where=named("message_delivered")) == [], "the recipient got a message_delivered"
+
+    in_order(a.durable(), start=1, what="alice")
+    in_order(b.durable(), start=1, what="bob")
+
+
+# ================================================================================================
+# 2. catch-up after lastSeq, then live, without duplicates or gaps
+# ================================================================================================
+
+
+def test_offline_user_catches_up_after_last_seq_then_gets_live_events_without_duplicate_or_gap(account, open_socket):
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    first = open_socket(bob, label="bob, first socket")
+    tid = a.dm(bob.id)["id"]
+    created = first.wait_for(named("conversation_created", tid), "conversation_created")
+    assert created.seq == 1
+    last_seq = created.seq  # what bob's client remembers; it does not ack
+    first.sio.disconnect()
+
+    bodies = [f"offline {i:02d}" for i in range(50)]
+    started = time.monotonic()
+    sent = send_pipelined(a, tid, bodies)
+    assert [m["body"] for m in sent] == bodies
+    # Alice's own socket gets the last message once delivery has recorded and pushed it for
+    # both. Then the first retry of every event (2 s after its push) goes by while bob is
+    # offline; the next ones come 10 s later, after bob has caught up and acked.
+    a.wait_for(named("message_created", tid, sent[-1]["id"]), "alice's own last message_created", timeout=30)
+    sending = time.monotonic() - started
+    time.sleep(FIRST_RETRY_DELAY + 1.5)
+
+    b = open_socket(bob, last_seq=last_seq, label="bob, catching up")
+    connected = time.monotonic()
+    replayed = b.collect(named("message_created", tid), 50, "replayed message_created", timeout=30)
+    caught_up = time.monotonic() - connected
+    replayed_to = max(ev.seq for ev in replayed)
+    assert b.ack(replayed_to) == replayed_to
+    first_durable = b.durable()[0]
+    assert (first_durable.name, first_durable.seq) == ("message_created", last_seq + 1), (
+        f"the replay after lastSeq={last_seq} starts with {first_durable!r}")
+
+    live_bodies = [f"live {i}" for i in range(5)]
+    live = [a.send(tid, body) for body in live_bodies]
+    arrived = b.collect(named("message_created", tid), 55, "message_created (50 replayed + 5 live)")
+    arrived_to = max(ev.seq for ev in arrived)
+    assert b.ack(arrived_to) == arrived_to
+    b.listen(QUIET_PERIOD)
+
+    messages = b.durable(where=named("message_created", tid))
+    timing = f"(sending took {sending:.1f} s, the catch-up {caught_up:.1f} s)"
+    assert repeats(b.durable()) == [], f"events came twice {timing}: {repeats(b.durable())}"
+    assert [ev.seq for ev in messages] == list(range(2, 57)), f"seqs: {[ev.seq for ev in messages]}"
+    assert [ev.message.get("body") for ev in messages] == bodies + live_bodies
+    assert [ev.message_id for ev in messages] == [m["id"] for m in sent + live]
+    assert [ev.seq for ev in b.durable()] == list(range(2, 57)), f"other events reached bob: {b.durable()}"
+    for ev, message in zip(messages, sent + live):
+        assert_same_message(ev, message)
+    assert len({ev.event_id for ev in messages}) == 55, "two events share an eventId"
+
+
+# ================================================================================================
+# 3. several devices; acks are per user
+# ================================================================================================
+
+
+def test_every_device_gets_every_event_and_an_ack_from_one_device_counts_for_all(account, open_socket):
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    a_laptop = open_socket(alice, transports=["polling"], label="alice's laptop")
+    phone = open_socket(bob, label="bob's phone")
+    laptop = open_socket(bob, transports=["polling"], label="bob's laptop")
+
+    tid = a.dm(bob.id)["id"]
+    sent = [a.send(tid, f"to every device {i}") for i in range(3)]
+    ids = [m["id"] for m in sent]
+
+    for device in (phone, laptop):
+        device.collect(named("message_created", tid), 3, "message_created")
+        kept = in_order(device.durable(), start=1, what=device.who)
+        assert [ev.name for ev in kept[:4]] == ["conversation_created"] + ["message_created"] * 3, kept
+        assert [ev.message_id for ev in kept[1:4]] == ids
+    assert ([ev.event_id for ev in in_order(phone.durable())[:4]]
+            == [ev.event_id for ev in in_order(laptop.durable())[:4]]), "the devices got different eventIds"
+    # The sender's other device gets her own messages too.
+    mine = a_laptop.collect(named("message_created", tid), 3, "alice's own message_created on her other device")
+    assert [ev.message_id for ev in in_order(mine)] == ids
+
+    # One device acks the first three events (THREAD_CREATED and two messages).
+    assert phone.ack(3) == 3
+    for m in sent[:2]:
+        receipt = a.wait_for(named("message_delivered", tid, m["id"]), f"message_delivered of {m['body']!r}")
+        assert_receipt(receipt, "message_delivered", tid, m["id"], bob.id)
+
+    # A new device gets only what is not acknowledged: the third message (seq 4).
+    for last_seq, label in ((0, "bob's tablet (lastSeq 0)"), (None, "bob's desktop (no lastSeq)")):
+        device = open_socket(bob, last_seq=last_seq, label=label)
+        first = device.wait_for(lambda ev: ev.durable, "a replayed event")
+        assert (first.name, first.seq, first.message_id) == ("message_created", 4, ids[2]), f"{label}: first event {first!r}"
+        device.listen(QUIET_PERIOD)
+        old = [ev for ev in device.durable() if ev.seq <= 3]
+        assert old == [], f"{label} got acknowledged events: {old}"
+        in_order(device.durable(), start=4, what=label)
+
+    # The other device sees the ack too; its ack of the rest tells alice about the third message.
+    assert [e["seq"] for e in laptop.sync(0)["events"]] == [4]
+    assert laptop.ack(4) == 4
+    receipt = a.wait_for(named("message_delivered", tid, ids[2]), "message_delivered of the third message")
+    assert_receipt(receipt, "message_delivered", tid, ids[2], bob.id)
+    assert phone.sync(0) == {"events": [], "hasMore": False}, "the laptop's ack did not count for the phone"
+
+    a.listen(1.0)
+    per_message: dict[Any, set[Any]] = {}
+    for ev in a.durable(where=named("message_delivered", tid)):
+        per_message.setdefault(ev.message_id, set()).add(ev.event_id)
+    assert {k: len(v) for k, v in per_message.items()} == {i: 1 for i in ids}, f"receipts per message: {per_message}"
+    in_order(a.durable(), start=1, what="alice")
+
+
+# ================================================================================================
+# 4. redelivery of unacknowledged events
+# ================================================================================================
+
+
+def test_an_unacknowledged_event_is_pushed_again_with_the_same_id_and_seq_until_acked(account, open_socket):
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+
+    m1 = a.send(tid, "push me again")
+    original = b.wait_for(named("message_created", tid, m1["id"]), "message_created")
+    again = b.wait_for(lambda ev: ev.event_id == original.event_id, "a redelivery of the unacknowledged event",
+                       timeout=REDELIVERY_TIMEOUT, since=original.n + 1)
+    waited = again.at - original.at
+    assert waited >= 1.0, f"pushed again after {waited:.2f} s (the first retry delay is {FIRST_RETRY_DELAY} s)"
+    assert again.name == original.name and again.body == original.body, (
+        f"the redelivery differs: {short(original.body, 400)} vs {short(again.body, 400)}")
+
+    # A second message acked at once is never pushed again (its first retry was due 2 s later);
+    # neither is the first one, whose next retry was due 10 s after its first redelivery.
+    m2 = a.send(tid, "ack me at once")
+    e2 = b.wait_for(named("message_created", tid, m2["id"]), "message_created of the second message")
+    assert e2.seq == original.seq + 1, (original, e2)
+    assert b.ack(e2.seq) == e2.seq
+    after_ack = b.mark()
+    acked_at = time.monotonic()
+    until = max(acked_at + FIRST_RETRY_DELAY + 2.5, again.at + SECOND_RETRY_DELAY + 2.0)
+    b.listen(until - time.monotonic())
+    late = [ev for ev in b.durable(after_ack) if ev.event_id in (original.event_id, e2.event_id)]
+    assert late == [], f"acknowledged events were pushed again: {[(ev, round(ev.at - acked_at, 2)) for ev in late]}"
+    in_order(b.durable(), start=1, what="bob")
+
+
+# ================================================================================================
+# 5. sync and ack_events
+# ================================================================================================
+
+
+def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamped(account, open_socket):
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    sent = [a.send(tid, f"sync {i}") for i in range(4)]
+    b.collect(named("message_created", tid), 4, "message_created")
+    pushed = {ev.seq: ev for ev in in_order(b.durable(), start=1, what="bob")}
+    assert sorted(pushed) == [1, 2, 3, 4, 5], pushed
+
+    pages, after, has_more = [], 0, True
+    while has_more:
+        assert len(pages) < 5, f"sync with limit 2 does not end: {pages}"
+        page = b.sync(after, limit=2)
+        pages.append([(e["seq"], e["type"]) for e in page["events"]])
+        for event in page["events"]:
+            assert event["eventId"] == pushed[event["seq"]].event_id, f"sync and push disagree on seq {event['seq']}"
+            assert event == pushed[event["seq"]].body, f"sync and push disagree: {short(event)} vs {pushed[event['seq']]!r}"
+        has_more = page["hasMore"]
+        if page["events"]:
+            after = page["events"][-1]["seq"]
+    assert [[seq for seq, _ in p] for p in pages] == [[1, 2], [3, 4], [5]], pages
+    assert pages[0][0][1] == "THREAD_CREATED" and all(t == "MESSAGE_CREATED" for p in pages[1:] for _, t in p), pages
+    assert [m["id"] for m in sent] == [pushed[s].message_id for s in (2, 3, 4, 5)]
+
+    everything = b.sync(0)
+    assert [e["seq"] for e in everything["events"]] == [1, 2, 3, 4, 5] and everything["hasMore"] is False
+    last_page = b.sync(4, limit=1)
+    assert [e["seq"] for e in last_page["events"]] == [5] and last_page["hasMore"] is False, last_page
+    assert b.sync(3, limit=1)["hasMore"] is True
+    assert b.sync(5)["events"] == [] and b.sync(10**6)["events"] == []
+    assert [e["seq"] for e in b.sync(0, limit=500)["events"]] == [1, 2, 3, 4, 5]
+
+    for payload in ({"afterSeq": 0, "limit": 0}, {"afterSeq": 0, "limit": 501}, {"afterSeq": 0, "limit": -1},
+                    {"afterSeq": -1}, {"afterSeq": -1, "limit": 10}, {"afterSeq": "x"}, {"afterSeq": 0, "limit": "x"}):
+        err(b.call("sync", payload), "invalid_argument", f"sync {payload}")
+
+    # Cumulative: acked events leave sync; an older ack does not bring them back.
+    assert b.ack(2) == 2
+    assert [e["seq"] for e in b.sync(0)["events"]] == [3, 4, 5]
+    assert [e["seq"] for e in b.sync(3)["events"]] == [4, 5]
+    b.ok("ack_events", {"upToSeq": 1})
+    assert [e["seq"] for e in b.sync(0)["events"]] == [3, 4, 5], "a lower ack brought acknowledged events back"
+    err(b.call("ack_events", {"upToSeq": "x"}), "invalid_argument", "ack_events with a string")
+
+    # Clamped to the latest seq.
+    assert b.ack(10**9) == 5
+    assert b.sync(0) == {"events": [], "hasMore": False}
+    # bob's acks sent alice receipts, nothing to bob.
+    for m in sent:
+        a.wait_for(named("message_delivered", tid, m["id"]), f"message_delivered of {m['body']!r}")
+    b.listen(0.5)
+    assert [ev for ev in b.durable() if ev.seq > 5] == [], f"bob got events from his own acks: {b.durable()}"
+
+
+# ================================================================================================
+# 6. mark_seen
+# ================================================================================================
+
+
+def test_mark_seen_tells_the_other_members_and_not_the_one_who_saw(account, open_socket):
+    alice, bob, carol = account(), account(), account()
+    a, b, c = open_socket(alice, label="alice"), open_socket(bob, label="bob"), open_socket(carol, label="carol")
+    tid = a.group([bob.id, carol.id], title="seen")["id"]
+    message = a.send(tid, "did you see this?")
+    for device in (b, c):
+        device.wait_for(named("message_created", tid, message["id"]), "message_created")
+
+    seen = b.ok("mark_seen", {"threadId": tid, "messageId": message["id"]})
+    assert (seen.get("threadId"), seen.get("messageId")) == (tid, message["id"]), f"mark_seen ack: {seen!r}"
+    for device in (a, c):
+        ev = device.wait_for(named("message_seen", tid, message["id"]), "message_seen")
+        assert_receipt(ev, "message_seen", tid, message["id"], bob.id)
+    b.listen(QUIET_PERIOD)
+    assert b.durable(where=named("message_seen")) == [], f"the one who saw got message_seen: {b.durable()}"
+    for device in (a, b, c):
+        in_order(device.durable(), start=1, what=device.who)
+
+
+# ================================================================================================
+# 7. poison messages
+# ================================================================================================
+
+
+def test_poison_domain_events_are_dead_lettered_and_later_events_still_flow(account, open_socket):
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    before = a.send(tid, "before the poison")
+    b.wait_for(named("message_created", tid, before["id"]), "message_created before the poison")
+
+    marker = uuid.uuid4().hex
+    unknown_event_id = str(uuid.uuid4())
+    poisons = {
+        f"e2e-poison-{marker}-text": b"not json " + marker.encode(),
+        f"e2e-poison-{marker}-shape": json.dumps({"hello": marker}).encode(),
+        # A well-formed envelope whose event name delivery does not know, addressed to bob.
+        f"e2e-poison-{marker}-name": json.dumps({
+            "type": "messaging.e2e_unknown.v1", "id": unknown_event_id, "occurredAt": now_timestamp(),
+            "actorId": alice.id,
+            "data": {"name": "E2E_NOT_AN_EVENT", "threadId": tid, "recipients": [alice.id, bob.id],
+                     "data": {"message": {"id": str(uuid.uuid4()), "threadId": tid, "marker": marker}}},
+        }).encode(),
+    }
+    # A routing key no other consumer binds (delivery binds messaging.#).
+    for message_id, body in poisons.items():
+        publish_raw("messaging.e2e_poison.v1", body, message_id)
+
+    after = a.send(tid, "after the poison")
+    got = b.wait_for(named("message_created", tid, after["id"]), "message_created after the poison")
+    assert_same_message(got, after)
+
+    dead = take_dead_letters(POISON_QUEUE, set(poisons), timeout=20)
+    assert set(dead) == set(poisons), f"not dead-lettered to {POISON_QUEUE}: {sorted(set(poisons) - set(dead))}"
+    for message_id, (_properties, body) in dead.items():
+        assert body == poisons[message_id], f"{message_id} changed on its way: {body[:200]!r}"
+
+    b.listen(0.5)
+    assert [ev for ev in b.log if ev.event_id == unknown_event_id or marker in json.dumps(ev.args, default=str)] == []
+    kept = in_order(b.durable(), start=1, what="bob")
+    assert [ev.message_id for ev in kept if ev.name == "message_created"] == [before["id"], after["id"]]
+    assert got.seq == 3, f"a poison message took a seq: the message after it has seq {got.seq}"
+
+
+# ================================================================================================
+# 8. restarts (last: stops and starts services)
+# ================================================================================================
+
+
+def test_restarting_delivery_and_the_gateway_loses_no_event(account, open_socket):
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    b.wait_for(named("conversation_created", tid), "conversation_created")
+
+    passed = False
+    try:
+        # 1. Delivery down: messaging still answers; the events wait in RabbitMQ.
+        services("stop", "delivery")
+        down = [a.send(tid, f"while delivery is down {i}") for i in range(3)]
+        b.listen(1.0)
+        early = b.durable(where=named("message_created", tid))
+        assert early == [], f"events reached bob while delivery was stopped: {early}"
+        services("start", "delivery")
+        wait_ready(DELIVERY_READY_URL)
+
+        wanted = named("message_created", tid)
+        live = b.gather(wanted, 3, timeout=45)
+        b.listen(0.5)
+        kept = in_order(b.durable(), start=1, what="bob")
+        if len({ev.seq for ev in live}) < 3:
+            warnings.warn(f"{len(live)} of 3 events came live after delivery's restart; reconnecting with lastSeq")
+            last = kept[-1].seq
+            b.sio.disconnect()
+            b = open_socket(bob, last_seq=last, label="bob, reconnected after delivery's restart")
+            b.collect(wanted, 3 - len({ev.seq for ev in live}), "message_created replayed after lastSeq", timeout=30)
+            b.listen(0.5)
+            kept += in_order(b.durable(), start=last + 1, what="bob, reconnected")
+        messages = [ev for ev in kept if ev.name == "message_created"]
+        assert [ev.message_id for ev in messages] == [m["id"] for m in down], messages
+        assert [ev.seq for ev in messages] == [2, 3, 4], messages
+        assert b.ack(4) == 4
+
+        # 2. One event pending for bob, who is offline, while the gateway restarts.
+        b.sio.disconnect()
+        pending = a.send(tid, "pending through the gateway's restart")
+        a.wait_for(named("message_created", tid, pending["id"]), "alice's own message_created (delivery recorded it)")
+        a.sio.disconnect()
+        services("stop", "socket-gateway")
+        services("start", "socket-gateway")
+        wait_ready(GATEWAY_READY_URL)
+
+        b2 = open_socket(bob, last_seq=4, label="bob after the gateway's restart")
+        a2 = open_socket(alice, label="alice after the gateway's restart")
+        replayed = b2.wait_for(named("message_created", tid, pending["id"]), "the pending message_created")
+        assert replayed.seq == 5, replayed
+        assert_same_message(replayed, pending)
+        fresh = a2.send(tid, "live after the gateway's restart")
+        arrived = b2.wait_for(named("message_created", tid, fresh["id"]), "the live message_created")
+        assert arrived.seq == 6, arrived
+        assert b2.ack(6) == 6
+        b2.listen(0.5)
+        kept = in_order(b2.durable(), start=5, what="bob after the gateway's restart")
+        assert [ev.message_id for ev in kept] == [pending["id"], fresh["id"]], kept
+        passed = True
+    finally:
+        # Whatever happened, leave both services running for the next tests.
+        outcome = services("start", "delivery", "socket-gateway", check=False)
+        problems = [p for p in (not_ready(DELIVERY_READY_URL), not_ready(GATEWAY_READY_URL)) if p]
+        if passed and problems:
+            pytest.fail(f"services not ready again after the test: {problems}; services.sh said: {outcome[-2000:]}")
