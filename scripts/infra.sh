@@ -137,7 +137,9 @@ ensure_jwt_key() {
 
 # Print the KEY=value environment (caller's values win over the defaults).
 # LOGIN_WINDOW_SECONDS is 5 here, not the service's default of 300, so that the
-# e2e rate-limit test (Tests/e2e) can wait for the throttling window to end.
+# e2e rate-limit test (Tests/e2e) can wait for the throttling window to end;
+# DELIVERY_PRUNE_INTERVAL_SECONDS is 2 (default 600) so that the e2e test of the
+# pruning job sees expired deliveries go.
 print_env() {
     cat <<EOF
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
@@ -153,6 +155,7 @@ DELIVERY_ADMIN_PORT=${DELIVERY_ADMIN_PORT:-9104}
 MESSENGER_INFRA_SCRIPT=${MESSENGER_INFRA_SCRIPT:-$SELF}
 JWT_PRIVATE_KEY_FILE=${JWT_PRIVATE_KEY_FILE:-$JWT_KEY_DEFAULT}
 LOGIN_WINDOW_SECONDS=${LOGIN_WINDOW_SECONDS:-5}
+DELIVERY_PRUNE_INTERVAL_SECONDS=${DELIVERY_PRUNE_INTERVAL_SECONDS:-2}
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:${PORT:-5000}}
 EOF
 }

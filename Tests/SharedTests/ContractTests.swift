@@ -132,3 +132,58 @@ struct MessagingContractTests {
         #expect(header?["id"] as? String == envelope.id.uuidString.lowercased())
     }
 }
+
+@Suite("Per-socket event ordering")
+struct SeqOrderingTests {
+    @Test("in order: each seq goes out once; duplicates are dropped")
+    func inOrder() {
+        var ordering = SeqOrdering(after: 3)
+        #expect(ordering.decide(seq: 3, redelivery: false) == .drop)
+        #expect(ordering.decide(seq: 4, redelivery: false) == .emit)
+        #expect(ordering.decide(seq: 4, redelivery: false) == .drop)
+        #expect(ordering.decide(seq: 5, redelivery: false) == .emit)
+        #expect(ordering.delivered == 5)
+    }
+
+    @Test("a redelivery goes out again even when the socket had it")
+    func redelivery() {
+        var ordering = SeqOrdering(after: 0)
+        #expect(ordering.decide(seq: 1, redelivery: false) == .emit)
+        #expect(ordering.decide(seq: 1, redelivery: true) == .emit)
+        #expect(ordering.delivered == 1)
+    }
+
+    @Test("a gap is filled from the log before the event that opened it")
+    func gap() {
+        var ordering = SeqOrdering(after: 2)
+        #expect(ordering.decide(seq: 6, redelivery: false) == .fillGap(after: 2))
+        #expect(ordering.delivered == 2)
+        #expect(ordering.accept(fetched: 3))
+        #expect(ordering.accept(fetched: 4))
+        #expect(!ordering.accept(fetched: 4))
+        // 5 was acknowledged on another device: not fetched back; 6 goes out after 4.
+        #expect(ordering.decideAfterGap(seq: 6))
+        #expect(ordering.decide(seq: 5, redelivery: false) == .drop)
+        #expect(ordering.decide(seq: 7, redelivery: false) == .emit)
+    }
+
+    @Test("replay then live: the seam has no duplicate and no reordering")
+    func seam() {
+        var ordering = SeqOrdering(after: 10)
+        let replayed = (8...14).filter { ordering.accept(fetched: $0) }
+        #expect(replayed == [11, 12, 13, 14])
+        // Live pushes that arrived during the replay.
+        #expect(ordering.decide(seq: 13, redelivery: false) == .drop)
+        #expect(ordering.decide(seq: 14, redelivery: false) == .drop)
+        #expect(ordering.decide(seq: 15, redelivery: false) == .emit)
+        #expect(SeqOrdering(after: -5).delivered == 0)
+    }
+
+    @Test("client event names of the durable events")
+    func names() {
+        #expect(ClientEvent.names["MESSAGES_DELETED"] == "bulk_message_deleted")
+        #expect(ClientEvent.names["THREAD_CREATED"] == "conversation_created")
+        #expect(ClientEvent.durable.contains("message_delivered"))
+        #expect(!ClientEvent.durable.contains("typing"))
+    }
+}

@@ -820,6 +820,37 @@ def test_poison_domain_events_are_dead_lettered_and_later_events_still_flow(acco
 # ================================================================================================
 
 
+def psql(sql: str) -> str:
+    """One statement through psql against DATABASE_URL; its output, unaligned."""
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5433/messenger")
+    done = subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
+    return done.stdout.strip()
+
+
+def test_expired_events_leave_catch_up_at_once_and_are_pruned_by_the_periodic_job(account, open_socket):
+    """The pruning job runs every DELIVERY_PRUNE_INTERVAL_SECONDS (2 s in the test environment)."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    tid = a.dm(bob.id)["id"]
+    a.send(tid, "expires")
+    deadline = time.time() + EVENT_TIMEOUT
+    while psql(f"SELECT count(*) FROM delivery.deliveries WHERE user_id = '{bob.id}'") != "2":
+        assert time.time() < deadline, "bob's deliveries were not recorded"
+        time.sleep(0.1)
+    # Bob was offline the whole time; his two events expire now (as after the retention period).
+    psql(f"UPDATE delivery.deliveries SET expires_at = now() - interval '1 second' WHERE user_id = '{bob.id}'")
+    b = open_socket(bob, last_seq=0, label="bob")
+    assert b.sync(0)["events"] == []
+    b.listen(1.0)
+    assert b.durable() == [], f"expired events were replayed: {b.durable()}"
+    deadline = time.time() + 15
+    while psql(f"SELECT count(*) FROM delivery.deliveries WHERE user_id = '{bob.id}'") != "0":
+        assert time.time() < deadline, "expired deliveries were not pruned"
+        time.sleep(0.5)
+    # Alice's deliveries of the same events are not expired and stay.
+    assert psql(f"SELECT count(*) FROM delivery.deliveries WHERE user_id = '{alice.id}'") == "2"
+
+
 def test_restarting_delivery_and_the_gateway_loses_no_event(account, open_socket):
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
