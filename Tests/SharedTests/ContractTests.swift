@@ -135,36 +135,42 @@ struct MessagingContractTests {
 
 @Suite("Per-socket event ordering")
 struct SeqOrderingTests {
+    func decide(_ ordering: inout SeqOrdering, _ seq: Int64, _ redelivery: Bool) -> SeqOrdering.Decision {
+        ordering.decide(seq: seq, redelivery: redelivery)
+    }
+    func accept(_ ordering: inout SeqOrdering, _ seq: Int64) -> Bool { ordering.accept(fetched: seq) }
+    func afterGap(_ ordering: inout SeqOrdering, _ seq: Int64) -> Bool { ordering.decideAfterGap(seq: seq) }
+
     @Test("in order: each seq goes out once; duplicates are dropped")
     func inOrder() {
         var ordering = SeqOrdering(after: 3)
-        #expect(ordering.decide(seq: 3, redelivery: false) == .drop)
-        #expect(ordering.decide(seq: 4, redelivery: false) == .emit)
-        #expect(ordering.decide(seq: 4, redelivery: false) == .drop)
-        #expect(ordering.decide(seq: 5, redelivery: false) == .emit)
+        #expect(decide(&ordering, 3, false) == .drop)
+        #expect(decide(&ordering, 4, false) == .emit)
+        #expect(decide(&ordering, 4, false) == .drop)
+        #expect(decide(&ordering, 5, false) == .emit)
         #expect(ordering.delivered == 5)
     }
 
     @Test("a redelivery goes out again even when the socket had it")
     func redelivery() {
         var ordering = SeqOrdering(after: 0)
-        #expect(ordering.decide(seq: 1, redelivery: false) == .emit)
-        #expect(ordering.decide(seq: 1, redelivery: true) == .emit)
+        #expect(decide(&ordering, 1, false) == .emit)
+        #expect(decide(&ordering, 1, true) == .emit)
         #expect(ordering.delivered == 1)
     }
 
     @Test("a gap is filled from the log before the event that opened it")
     func gap() {
         var ordering = SeqOrdering(after: 2)
-        #expect(ordering.decide(seq: 6, redelivery: false) == .fillGap(after: 2))
+        #expect(decide(&ordering, 6, false) == .fillGap(after: 2))
         #expect(ordering.delivered == 2)
-        #expect(ordering.accept(fetched: 3))
-        #expect(ordering.accept(fetched: 4))
-        #expect(!ordering.accept(fetched: 4))
+        #expect(accept(&ordering, 3))
+        #expect(accept(&ordering, 4))
+        #expect(!accept(&ordering, 4))
         // 5 was acknowledged on another device: not fetched back; 6 goes out after 4.
-        #expect(ordering.decideAfterGap(seq: 6))
-        #expect(ordering.decide(seq: 5, redelivery: false) == .drop)
-        #expect(ordering.decide(seq: 7, redelivery: false) == .emit)
+        #expect(afterGap(&ordering, 6))
+        #expect(decide(&ordering, 5, false) == .drop)
+        #expect(decide(&ordering, 7, false) == .emit)
     }
 
     @Test("replay then live: the seam has no duplicate and no reordering")
@@ -173,9 +179,9 @@ struct SeqOrderingTests {
         let replayed = (8...14).filter { ordering.accept(fetched: $0) }
         #expect(replayed == [11, 12, 13, 14])
         // Live pushes that arrived during the replay.
-        #expect(ordering.decide(seq: 13, redelivery: false) == .drop)
-        #expect(ordering.decide(seq: 14, redelivery: false) == .drop)
-        #expect(ordering.decide(seq: 15, redelivery: false) == .emit)
+        #expect(decide(&ordering, 13, false) == .drop)
+        #expect(decide(&ordering, 14, false) == .drop)
+        #expect(decide(&ordering, 15, false) == .emit)
         #expect(SeqOrdering(after: -5).delivered == 0)
     }
 
