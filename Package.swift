@@ -89,6 +89,14 @@ let package = Package(
             path: "Shared/Redis"
         ),
         .target(
+            name: "MessengerHTTP",
+            dependencies: [
+                "CCurl",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Shared/HTTP"
+        ),
+        .target(
             name: "MessengerPostgres",
             dependencies: [
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -176,7 +184,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "MediaService",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: [
+                "MessengerServiceKit", "MessengerHTTP", "ThreadedIO",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             path: "Services/media"
         ),
         .executableTarget(

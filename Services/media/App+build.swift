@@ -1,10 +1,66 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerHTTP
 import MessengerServiceKit
 import ServiceLifecycle
 
-/// Wires the `media` service: its schema, migrations and RPC handlers.
+/// Wires the `media` service: its schema, the store (Cloudinary when configured, the local disk
+/// otherwise), the upload and binding RPCs, and the clean-up of unbound uploads.
 func buildServices(context: ServiceContext) throws -> [any Service] {
-    let backend = try BackendService(
+    var backend = try BackendService(
         service: .media, schema: "media", adminPortVariable: "MEDIA_ADMIN_PORT", defaultAdminPort: 9103,
-        migrations: MediaMigrations.all, context: context)
-    return backend.services()
+        // Each upload request holds a whole file in memory: take few at a time.
+        defaultPrefetch: 8, migrations: MediaMigrations.all, context: context)
+    let settings = try MediaSettings(environment: context.environment)
+    let logger = backend.logger
+    let store: any MediaStore
+    if let cloudinary = settings.cloudinary {
+        store = CloudinaryStore(configuration: cloudinary, curl: CurlClient(), logger: logger)
+        logger.info(
+            "storing attachments in Cloudinary",
+            metadata: ["cloud": "\(cloudinary.cloudName)", "upload_prefix": "\(cloudinary.uploadPrefix)"])
+    } else {
+        store = LocalMediaStore(directory: settings.directory)
+        logger.info("storing attachments on the local disk", metadata: ["directory": "\(settings.directory)"])
+    }
+    let rpc = RPCClient(
+        connection: backend.amqp, instanceName: backend.settings.instanceID, timeout: backend.settings.rpcTimeout, logger: logger)
+    let attachments = Attachments(
+        client: backend.database, store: store, rpc: rpc, maximumUpload: settings.maximumUpload, logger: logger)
+
+    backend.router.on(MediaMessage.upload, UploadRequest.self) { request, context in
+        try await attachments.upload(request, actor: context.actorID)
+    }
+    backend.router.on(MediaMessage.addAttachments, AddAttachmentsRequest.self) { request, context in
+        try await attachments.addAttachments(request, actor: context.actorID)
+    }
+    return backend.services(
+        clients: [rpc],
+        workers: [
+            UnboundUploadCleaner(
+                attachments: attachments, lifetime: settings.unboundLifetime, interval: settings.cleanupInterval, logger: logger)
+        ])
+}
+
+/// Removes uploads never bound to a message, now and then.
+struct UnboundUploadCleaner: Service {
+    let attachments: Attachments
+    let lifetime: Duration
+    let interval: Duration
+    let logger: Logging.Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while (try? await Task.sleep(for: self.interval)) != nil {
+                do {
+                    let removed = try await self.attachments.removeUnbound(olderThan: self.lifetime)
+                    if removed > 0 { self.logger.info("removed unbound uploads", metadata: ["uploads": "\(removed)"]) }
+                } catch {
+                    self.logger.warning("removing unbound uploads failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
 }

@@ -51,6 +51,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     backend.router.on(MessagingMessage.listMessages, ListMessagesRequest.self) { request, context in
         try await conversations.listMessages(request, actor: context.actorID)
     }
+    backend.router.on(MessagingMessage.attach, AttachRequest.self) { request, context in
+        try await conversations.attach(request, actor: context.actorID)
+    }
     backend.router.on(MessagingMessage.threadMembers, ThreadReference.self) { request, context in
         try await conversations.threadMembers(request, actor: context.actorID)
     }

@@ -10,11 +10,11 @@ enum MessageRows {
 
     typealias Row = (UUID, UUID, Int64, UUID, String, String, UUID?, Date, Date?, Date?)
 
-    static func message(_ row: Row, reactions: [ReactionGroup]) -> ChatMessage {
+    static func message(_ row: Row, reactions: [ReactionGroup], attachments: [Attachment]) -> ChatMessage {
         let deleted = row.9 != nil
         return ChatMessage(
             id: EntityID(row.0), threadId: EntityID(row.1), senderId: EntityID(row.3), clientMessageId: row.4, seq: row.2,
-            body: deleted ? "" : row.5, replyToId: row.6.map(EntityID.init), attachments: [],
+            body: deleted ? "" : row.5, replyToId: row.6.map(EntityID.init), attachments: deleted ? [] : attachments,
             reactions: deleted ? [] : reactions, createdAt: row.7, editedAt: row.8, deletedAt: row.9)
     }
 
@@ -24,8 +24,26 @@ enum MessageRows {
     ) async throws -> [ChatMessage] {
         var rows: [Row] = []
         for try await row in try await connection.query(query, logger: logger).decode(Row.self) { rows.append(row) }
-        let reactions = try await self.reactions(of: rows.filter { $0.9 == nil }.map(\.0), on: connection, logger: logger)
-        return rows.map { self.message($0, reactions: reactions[$0.0] ?? []) }
+        let live = rows.filter { $0.9 == nil }.map(\.0)
+        let reactions = try await self.reactions(of: live, on: connection, logger: logger)
+        let attachments = try await self.attachments(of: live, on: connection, logger: logger)
+        return rows.map { self.message($0, reactions: reactions[$0.0] ?? [], attachments: attachments[$0.0] ?? []) }
+    }
+
+    /// The attachments bound to `messages`, in the order they were bound.
+    static func attachments(
+        of messages: [UUID], on connection: PostgresConnection, logger: Logger
+    ) async throws -> [UUID: [Attachment]] {
+        guard !messages.isEmpty else { return [:] }
+        let rows = try await connection.query(
+            """
+            SELECT message_id, resource FROM message_attachments WHERE message_id = ANY(\(messages)) ORDER BY message_id, position
+            """, logger: logger)
+        var found: [UUID: [Attachment]] = [:]
+        for try await (message, resource) in rows.decode((UUID, String).self) {
+            found[message, default: []].append(try MessengerJSON.decode(Attachment.self, from: Data(resource.utf8)))
+        }
+        return found
     }
 
     /// The reactions of `messages`, grouped by emoji in the order each emoji was first used.

@@ -3,7 +3,7 @@ import MessengerServiceKit
 
 /// The `messaging` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MessagingMigrations {
-    static let all: [Migration] = [.inbox, .outbox(version: 2), users, threads, messages]
+    static let all: [Migration] = [.inbox, .outbox(version: 2), users, threads, messages, attachments]
 
     /// The read model of auth's users (ids and display data), kept from `auth.user_*` events.
     static let users = Migration(
@@ -75,5 +75,22 @@ enum MessagingMigrations {
                 PRIMARY KEY (message_id, user_id, emoji_hex)
             )
             """,
+        ])
+
+    /// The attachments bound to messages (the `Attachment` resources media announced), in the
+    /// order they were bound.
+    static let attachments = Migration(
+        version: 6, name: "message_attachments",
+        statements: [
+            """
+            CREATE TABLE message_attachments (
+                attachment_id uuid PRIMARY KEY,
+                message_id uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+                position bigserial NOT NULL,
+                resource text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX message_attachments_message ON message_attachments (message_id, position)",
         ])
 }

@@ -53,6 +53,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     AdminServer.addHealthRoutes(to: router, checks: checks)
     UserController(rpc: rpc, keys: keys, trustProxy: settings.trustProxy).addRoutes(to: router)
     ThreadController(rpc: rpc, keys: keys).addRoutes(to: router)
+    MediaController(rpc: rpc, keys: keys, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload)
+        .addRoutes(to: router)
     try OpenAPIController().addRoutes(to: router)
     let webSocketRouter = Router(context: GatewayWebSocketContext.self)
     socketGateway.addRoutes(http: router, webSocket: webSocketRouter)

@@ -17,6 +17,10 @@ struct GatewaySettings: Sendable {
     /// Engine.IO: `SOCKETIO_PING_INTERVAL_MS`, `SOCKETIO_PING_TIMEOUT_MS`, `SOCKETIO_MAX_PAYLOAD`,
     /// `CORS_ORIGIN` (empty for no CORS headers).
     var engine: EngineConfiguration
+    /// The media service's local store (`MEDIA_DIR`), served under `/media/`, and the upload
+    /// limit (`MEDIA_MAX_UPLOAD_BYTES`).
+    var mediaDirectory: String
+    var maximumUpload: Int
 
     init(environment: ServiceEnvironment) throws {
         self.service = try ServiceSettings(
@@ -34,5 +38,7 @@ struct GatewaySettings: Sendable {
         engine.maxPayload = try environment.int("SOCKETIO_MAX_PAYLOAD", default: 1_000_000, in: 1024...100_000_000)
         engine.corsOrigin = environment.string("CORS_ORIGIN", default: "*")
         self.engine = engine
+        self.mediaDirectory = environment.string("MEDIA_DIR", default: "media")
+        self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(512 * 1024 * 1024))
     }
 }

@@ -36,6 +36,9 @@ struct SocketCommands {
         server.on("typing") { socket, arguments in
             [await self.typing(arguments, socket: socket)]
         }
+        server.on("add_attachments") { socket, arguments in
+            [await self.addAttachments(arguments, socket: socket)]
+        }
     }
 
     private func forward(
@@ -77,6 +80,48 @@ struct SocketCommands {
         } catch let error as ServiceError {
             return SocketGateway.failure(error)
         } catch {
+            return SocketGateway.failure(.internal())
+        }
+    }
+
+    /// `add_attachments` with `attachmentIds` (passed on to media as it is) or with `files`
+    /// (Socket.IO binary attachments: each uploaded to media first, then bound by id).
+    private func addAttachments(_ arguments: [JSONValue], socket: SocketIOSocket) async -> JSONValue {
+        guard let first = arguments.first, case .object = first else {
+            return SocketGateway.failure(.invalidArgument("the payload must be a JSON object"))
+        }
+        guard case .array(let files)? = first["files"] else {
+            return await self.forward(MediaMessage.addAttachments, to: .media, arguments, socket: socket)
+        }
+        guard let messageText = first["messageId"]?.stringValue, let messageID = EntityID(messageText) else {
+            return SocketGateway.failure(.invalidArgument("messageId must be a message id"))
+        }
+        guard (1...20).contains(files.count) else {
+            return SocketGateway.failure(.invalidArgument("files must list 1 to 20 files"))
+        }
+        let actor = UUID(uuidString: socket.userID)
+        do {
+            var ids: [EntityID] = []
+            for file in files {
+                guard case .binary(let bytes)? = file["data"] else {
+                    return SocketGateway.failure(.invalidArgument("files[].data must be binary"))
+                }
+                let upload = UploadRequest(
+                    fileName: file["fileName"]?.stringValue ?? "file", declaredContentType: file["contentType"]?.stringValue,
+                    data: Data(bytes))
+                let stored = try await self.rpc.call(
+                    MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
+                    timeout: MediaController.uploadTimeout)
+                ids.append(stored.attachment.id)
+            }
+            let reply = try await self.rpc.callRaw(
+                MediaMessage.addAttachments, to: .media, payload: AddAttachmentsRequest(messageId: messageID, attachmentIds: ids),
+                actor: actor)
+            return try JSONValue.parse(String(decoding: reply, as: UTF8.self))
+        } catch let error as ServiceError {
+            return SocketGateway.failure(error)
+        } catch {
+            self.logger.error("add_attachments failed", metadata: ["error": "\(error)"])
             return SocketGateway.failure(.internal())
         }
     }

@@ -14,6 +14,8 @@ public enum MessagingMessage {
     public static let listMessages: MessageType = "messaging.list_messages.v1"
     /// The caller's fellow members of a thread (for ephemeral events such as `typing`).
     public static let threadMembers: MessageType = "messaging.thread_members.v1"
+    /// From media: attachments are bound to a message of the caller (records `ATTACHMENT_ADDED`).
+    public static let attach: MessageType = "messaging.attach.v1"
 
     // Domain events.
     public static let threadCreated: MessageType = "messaging.thread_created.v1"
@@ -23,6 +25,7 @@ public enum MessagingMessage {
     public static let reactionAdded: MessageType = "messaging.reaction_added.v1"
     public static let reactionRemoved: MessageType = "messaging.reaction_removed.v1"
     public static let messageSeen: MessageType = "messaging.message_seen.v1"
+    public static let attachmentAdded: MessageType = "messaging.attachment_added.v1"
 }
 
 /// The payload of every domain event a user may see: the client-facing event name
@@ -172,6 +175,22 @@ public struct Attachment: Codable, Sendable, Hashable {
     public var width: Int?
     public var height: Int?
     public var createdAt: Date
+
+    public init(
+        id: EntityID, messageId: EntityID?, type: String, url: String, fileName: String, contentType: String, sizeBytes: Int64,
+        width: Int?, height: Int?, createdAt: Date
+    ) {
+        self.id = id
+        self.messageId = messageId
+        self.type = type
+        self.url = url
+        self.fileName = fileName
+        self.contentType = contentType
+        self.sizeBytes = sizeBytes
+        self.width = width
+        self.height = height
+        self.createdAt = createdAt
+    }
 }
 
 /// `ThreadSummary`: a thread with its newest message and the caller's unread count.

@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerPostgres
+import PostgresNIO
+
+/// What the media service does: stores uploads as unbound attachments of their owner, binds
+/// them to the owner's messages (messaging records `ATTACHMENT_ADDED`), and removes uploads
+/// never bound.
+struct Attachments: Sendable {
+    let client: PostgresClient
+    let store: any MediaStore
+    let rpc: RPCClient
+    let maximumUpload: Int
+    let logger: Logger
+
+    private static let columns =
+        "id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, message_id, created_at"
+    private typealias Row = (UUID, UUID, String, String, Int64, String, Int?, Int?, String, String, String, UUID?, Date)
+
+    private static func resource(_ row: Row) -> Attachment {
+        Attachment(
+            id: EntityID(row.0), messageId: row.11.map(EntityID.init), type: row.2, url: row.10, fileName: row.5,
+            contentType: row.3, sizeBytes: row.4, width: row.6, height: row.7, createdAt: row.12)
+    }
+
+    /// Validates (size, type from the bytes), stores, and records an unbound attachment.
+    func upload(_ request: UploadRequest, actor: UUID?) async throws -> AttachmentEnvelope {
+        guard let owner = actor else { throw ServiceError.unauthorized() }
+        guard request.data.count <= self.maximumUpload else {
+            throw ServiceError(.payloadTooLarge, "the file is larger than \(self.maximumUpload) bytes")
+        }
+        guard !request.data.isEmpty else { throw ServiceError.invalidArgument("file: the file is empty") }
+        guard let media = MediaSniffer.sniff(request.data) else {
+            throw ServiceError.invalidArgument("file: this type of file is not accepted")
+        }
+        let fileName = MediaSniffer.sanitizeFileName(request.fileName)
+        let stored = try await self.store.store(request.data, fileName: fileName, media: media)
+        let attachment = Attachment(
+            id: .make(), messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
+            sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: Date())
+        do {
+            try await self.client.query(
+                """
+                INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, created_at)
+                VALUES (\(attachment.id.uuid), \(owner), \(media.type), \(media.contentType), \(attachment.sizeBytes), \(fileName),
+                        \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt))
+                """, logger: self.logger)
+        } catch {
+            try? await self.store.delete(key: stored.key, media: media.type)
+            throw error
+        }
+        return AttachmentEnvelope(attachment: attachment)
+    }
+
+    /// `add_attachments`: the caller's own uploads, bound to the caller's message. An upload
+    /// of someone else is `forbidden`, one bound to another message `conflict`; messaging checks
+    /// the message (author only) and records the event.
+    func addAttachments(_ request: AddAttachmentsRequest, actor: UUID?) async throws -> AttachmentList {
+        guard let caller = actor else { throw ServiceError.unauthorized() }
+        var ids: [UUID] = []
+        for id in request.attachmentIds.map(\.uuid) where !ids.contains(id) { ids.append(id) }
+        guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
+        let rows = try await self.client.query(
+            "SELECT \(unescaped: Self.columns) FROM attachments WHERE id = ANY(\(ids))", logger: self.logger)
+        var found: [UUID: (owner: UUID, attachment: Attachment)] = [:]
+        for try await row in rows.decode(Row.self) { found[row.0] = (row.1, Self.resource(row)) }
+        var attachments: [Attachment] = []
+        for id in ids {
+            guard let entry = found[id] else { throw ServiceError.notFound("no such attachment \(EntityID(id))") }
+            guard entry.owner == caller else { throw ServiceError.forbidden("you can only attach your own uploads") }
+            if let bound = entry.attachment.messageId, bound != request.messageId {
+                throw ServiceError.conflict("attachment \(EntityID(id)) is bound to another message")
+            }
+            attachments.append(entry.attachment)
+        }
+        let reply = try await self.rpc.call(
+            MessagingMessage.attach, to: .messaging,
+            payload: AttachRequest(messageId: request.messageId, attachments: attachments),
+            replyAs: AttachmentList.self, actor: caller)
+        // Only now that messaging has them: a concurrent bind to another message loses here.
+        let bound = try await self.client.query(
+            """
+            UPDATE attachments SET message_id = \(request.messageId.uuid), bound_at = now()
+            WHERE id = ANY(\(ids)) AND (message_id IS NULL OR message_id = \(request.messageId.uuid))
+            RETURNING id
+            """, logger: self.logger)
+        var count = 0
+        for try await _ in bound.decode(UUID.self) { count += 1 }
+        if count != ids.count {
+            self.logger.warning("attachments bound concurrently", metadata: ["message_id": "\(request.messageId)"])
+        }
+        return reply
+    }
+
+    /// Deletes uploads never bound to a message and older than `lifetime`, files first.
+    func removeUnbound(olderThan lifetime: Duration) async throws -> Int {
+        let seconds = Double(lifetime.components.seconds)
+        let rows = try await self.client.query(
+            """
+            SELECT id, storage_key, type FROM attachments
+            WHERE message_id IS NULL AND created_at < now() - make_interval(secs => \(seconds)) LIMIT 500
+            """, logger: self.logger)
+        var removed = 0
+        for try await (id, key, type) in rows.decode((UUID, String, String).self) {
+            try await self.store.delete(key: key, media: type)
+            try await self.client.query("DELETE FROM attachments WHERE id = \(id) AND message_id IS NULL", logger: self.logger)
+            removed += 1
+        }
+        return removed
+    }
+}

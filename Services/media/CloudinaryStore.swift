@@ -1,0 +1,104 @@
+import Crypto
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerHTTP
+import ThreadedIO
+
+/// Cloudinary's upload API through libcurl: a signed `multipart/form-data` upload to
+/// `<prefix>/v1_1/<cloud>/<resource_type>/upload`, the `resource_type` chosen from the content
+/// (`image`, `video` for video and audio, `raw` otherwise); `secure_url` and `public_id` are kept.
+///
+/// The signature is Cloudinary's: the SHA-1 (hex) of the signed parameters (all but `file`,
+/// `api_key`, `resource_type` and `cloud_name`), sorted by name, joined as `k=v` with `&`,
+/// followed by the API secret. A 5xx or a failed transfer is retried with backoff; a 4xx is the
+/// caller's problem (`invalid_argument` with Cloudinary's message); a timeout on every attempt
+/// is `unavailable`.
+struct CloudinaryStore: MediaStore {
+    let configuration: CloudinaryConfiguration
+    let curl: CurlClient
+    let logger: Logger
+
+    func store(_ bytes: Data, fileName: String, media: SniffedMedia) async throws -> StoredFile {
+        let resourceType = Self.resourceType(media)
+        var parameters = ["public_id": unguessableToken(), "timestamp": String(Int(Date().timeIntervalSince1970))]
+        if let folder = self.configuration.folder { parameters["folder"] = folder }
+        let reply = try await self.call(
+            "\(resourceType)/upload", parameters: parameters,
+            file: MultipartField(
+                name: "file", file: Array(bytes), fileName: LocalMediaStore.storedName(fileName, media: media),
+                contentType: media.contentType))
+        struct Uploaded: Decodable {
+            var public_id: String
+            var secure_url: String
+        }
+        guard let uploaded = try? JSONDecoder().decode(Uploaded.self, from: Data(reply.body)) else {
+            throw ServiceError.unavailable("Cloudinary answered an upload without secure_url")
+        }
+        return StoredFile(storage: "cloudinary", key: uploaded.public_id, url: uploaded.secure_url)
+    }
+
+    func delete(key: String, media type: String) async throws {
+        let resourceType = type == "IMAGE" ? "image" : (type == "VIDEO" || type == "AUDIO") ? "video" : "raw"
+        _ = try await self.call(
+            "\(resourceType)/destroy", parameters: ["public_id": key, "timestamp": String(Int(Date().timeIntervalSince1970))],
+            file: nil)
+    }
+
+    static func resourceType(_ media: SniffedMedia) -> String {
+        switch media.type {
+        case "IMAGE": "image"
+        case "VIDEO", "AUDIO": "video"
+        default: "raw"
+        }
+    }
+
+    /// Cloudinary's signature of `parameters` (those that are signed) with `secret`.
+    static func signature(_ parameters: [String: String], secret: String) -> String {
+        let excluded: Set<String> = ["file", "api_key", "resource_type", "cloud_name", "signature"]
+        let text =
+            parameters.filter { !excluded.contains($0.key) && !$0.value.isEmpty }.sorted { $0.key < $1.key }
+            .map { "\($0.key)=\($0.value)" }.joined(separator: "&") + secret
+        return Insecure.SHA1.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func call(_ path: String, parameters: [String: String], file: MultipartField?) async throws -> HTTPReply {
+        let url = "\(self.configuration.uploadPrefix)/v1_1/\(self.configuration.cloudName)/\(path)"
+        var fields = parameters.sorted { $0.key < $1.key }.map { MultipartField(name: $0.key, value: $0.value) }
+        fields.append(MultipartField(name: "api_key", value: self.configuration.apiKey))
+        fields.append(
+            MultipartField(name: "signature", value: Self.signature(parameters, secret: self.configuration.apiSecret)))
+        if let file { fields.append(file) }
+
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+        var lastProblem = "no attempt"
+        for attempt in 1...self.configuration.attempts {
+            do {
+                let reply = try await self.curl.postMultipart(url: url, fields: fields, timeout: self.configuration.timeout)
+                switch reply.status {
+                case 200..<300:
+                    return reply
+                case 400..<500:
+                    throw ServiceError.invalidArgument("Cloudinary refused the file: \(Self.errorMessage(reply))")
+                default:
+                    lastProblem = "HTTP \(reply.status): \(Self.errorMessage(reply))"
+                }
+            } catch let error as CurlError {
+                lastProblem = error.isTimeout ? "timed out" : error.description
+            }
+            self.logger.warning(
+                "Cloudinary call failed", metadata: ["path": "\(path)", "attempt": "\(attempt)", "problem": "\(lastProblem)"])
+            if attempt < self.configuration.attempts { try await Task.sleep(for: backoff.next()) }
+        }
+        throw ServiceError.unavailable("Cloudinary is unavailable (\(lastProblem))")
+    }
+
+    private static func errorMessage(_ reply: HTTPReply) -> String {
+        struct Failure: Decodable {
+            struct Detail: Decodable { var message: String }
+            var error: Detail
+        }
+        if let failure = try? JSONDecoder().decode(Failure.self, from: Data(reply.body)) { return failure.error.message }
+        return String(decoding: reply.body.prefix(200), as: UTF8.self)
+    }
+}

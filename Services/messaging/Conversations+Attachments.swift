@@ -1,0 +1,53 @@
+import Foundation
+import MessengerContracts
+import PostgresNIO
+
+extension Conversations {
+    /// From media, for `add_attachments`: binds uploads of the caller to a message the caller
+    /// wrote (not deleted). Binding an attachment again is a no-op; only newly bound ones are
+    /// recorded in `ATTACHMENT_ADDED`. Replies with every attachment of the request.
+    func attach(_ request: AttachRequest, actor: UUID?) async throws -> AttachmentList {
+        let caller = try Self.caller(actor)
+        guard !request.attachments.isEmpty else { throw ServiceError.invalidArgument("attachmentIds must not be empty") }
+        return try await self.write { connection in
+            let target = try await self.visibleMessage(request.messageId.uuid, caller: caller, on: connection)
+            guard target.sender == caller else { throw ServiceError.forbidden("only the author can add attachments") }
+            guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get attachments") }
+            var bound: [Attachment] = []
+            for var attachment in request.attachments {
+                attachment.messageId = request.messageId
+                let resource = String(decoding: try MessengerJSON.encode(attachment), as: UTF8.self)
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO message_attachments (attachment_id, message_id, resource)
+                    VALUES (\(attachment.id.uuid), \(request.messageId.uuid), \(resource))
+                    ON CONFLICT (attachment_id) DO NOTHING RETURNING message_id
+                    """, logger: self.logger)
+                var isNew = false
+                for try await _ in inserted.decode(UUID.self) { isNew = true }
+                if isNew {
+                    bound.append(attachment)
+                    continue
+                }
+                let owner = try await connection.query(
+                    "SELECT message_id FROM message_attachments WHERE attachment_id = \(attachment.id.uuid)", logger: self.logger)
+                for try await message in owner.decode(UUID.self) where message != request.messageId.uuid {
+                    throw ServiceError.conflict("attachment \(attachment.id) is bound to another message")
+                }
+            }
+            if !bound.isEmpty {
+                try await self.record(
+                    MessagingMessage.attachmentAdded, name: "ATTACHMENT_ADDED", thread: target.thread,
+                    recipients: try await self.members(of: target.thread, on: connection),
+                    data: AttachmentsAdded(threadId: EntityID(target.thread), messageId: request.messageId, attachments: bound),
+                    actor: caller, on: connection)
+            }
+            return AttachmentList(
+                attachments: request.attachments.map { attachment in
+                    var attachment = attachment
+                    attachment.messageId = request.messageId
+                    return attachment
+                })
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Hummingbird
+import MessengerAMQP
+import MessengerContracts
+import NIOCore
+import NIOPosix
+
+/// `POST /api/attachments` (multipart upload, passed on to the media service in one message)
+/// and `GET /media/<token>/<name>` (the local store's files, read-only, with the type detected
+/// from their bytes).
+struct MediaController {
+    let rpc: RPCClient
+    let keys: KeySetCache
+    /// The local store's directory (`MEDIA_DIR`), shared with the media service.
+    let directory: String
+    let maximumUpload: Int
+
+    /// How long an upload may take end to end (the media service may be sending it on to
+    /// Cloudinary).
+    static let uploadTimeout = Duration.seconds(120)
+
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        router.group("api").add(middleware: BearerAuthMiddleware(keys: self.keys)).post("attachments") { request, context in
+            try await self.upload(request, context)
+        }
+        router.get("media/:token/:name") { request, context in
+            try await self.serve(request, context)
+        }
+    }
+
+    private func upload(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let caller = try context.requireUser()
+        guard let boundary = request.headers[.contentType].flatMap(MultipartForm.boundary(contentType:)) else {
+            throw RESTError.malformed("the body must be multipart/form-data")
+        }
+        // The file plus room for the form's own headers.
+        let buffer = try await request.body.collect(upTo: self.maximumUpload + 64 * 1024)
+        guard let form = MultipartForm(body: Data(buffer: buffer), boundary: boundary) else {
+            throw RESTError.malformed("the multipart body is malformed")
+        }
+        guard let file = form.parts.first(where: { $0.name == "file" && $0.fileName != nil }) else {
+            throw RESTError.malformed("the form has no file field")
+        }
+        guard file.body.count <= self.maximumUpload else {
+            throw RESTError(.init(.payloadTooLarge, "the file is larger than \(self.maximumUpload) bytes"))
+        }
+        do {
+            let reply = try await self.rpc.call(
+                MediaMessage.upload, to: .media,
+                payload: UploadRequest(fileName: file.fileName ?? "file", declaredContentType: file.contentType, data: file.body),
+                replyAs: AttachmentEnvelope.self, correlationID: context.id, actor: caller, timeout: Self.uploadTimeout)
+            return try JSONBody.response(reply, status: .created)
+        } catch let error as ServiceError {
+            throw RESTError(error)
+        }
+    }
+
+    private func serve(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        guard let token = context.parameters.get("token"), let name = context.parameters.get("name"),
+            token.count == 32, token.allSatisfy(\.isHexDigit),
+            !name.hasPrefix("."), (1...120).contains(name.count),
+            name.unicodeScalars.allSatisfy({
+                $0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)
+            })
+        else { throw RESTError(.notFound("no such file")) }
+        let path = URL(fileURLWithPath: self.directory, isDirectory: true).appendingPathComponent(token)
+            .appendingPathComponent(name).path
+        let header = try? await NIOThreadPool.singleton.runIfActive { () -> Data? in
+            guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+            defer { try? handle.close() }
+            return try handle.read(upToCount: MediaSniffer.headerLength)
+        }
+        guard let header = header ?? nil else { throw RESTError(.notFound("no such file")) }
+        let contentType = MediaSniffer.sniff(header)?.contentType ?? "application/octet-stream"
+        let body = try await FileIO().loadFile(path: path, context: context)
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: contentType, .init("X-Content-Type-Options")!: "nosniff",
+                .cacheControl: "public, max-age=31536000, immutable",
+            ], body: body)
+    }
+}
