@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 FORMAT_PATHS := Package.swift Shared Services Tests
 
-.PHONY: help up down logs build test e2e bench bench-auth bench-socket bench-messaging fmt compose-check
+.PHONY: help up down logs build test e2e bench bench-auth bench-socket bench-messaging bench-media fmt compose-check
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ bench-auth: ## Login, refresh and token verification through the running gateway
 bench-messaging: ## create_message RPCs through the running messaging service, beside a raw PostgreSQL insert ceiling (make up first)
 	swift build -c release --product messaging-bench
 	.build/release/messaging-bench
+
+bench-media: ## Upload throughput through the gateway to the local store and a local Cloudinary-compatible server (make up first)
+	swift build -c release --product media-bench
+	.run/venv/bin/python scripts/bench-media.py
 
 bench-socket: ## 10k idle Socket.IO clients against the running gateway: RSS per connection, broadcast rate (make up first)
 	swift build -c release --product socket-load

@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "socketio-conformance", targets: ["SocketIOConformance"]),
         .executable(name: "socket-load", targets: ["SocketLoad"]),
         .executable(name: "messaging-bench", targets: ["MessagingBench"]),
+        .executable(name: "media-bench", targets: ["MediaBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -233,6 +234,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/Benchmarks/MessagingBench"
+        ),
+        .executableTarget(
+            name: "MediaBench",
+            dependencies: [.product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Tests/Benchmarks/MediaBench"
         ),
         .executableTarget(
             name: "SocketLoad",

@@ -16,19 +16,22 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let settings = try MediaSettings(environment: context.environment)
     let logger = backend.logger
     let store: any MediaStore
+    let local = LocalMediaStore(directory: settings.directory)
+    var stores: [String: any MediaStore] = ["local": local]
     if let cloudinary = settings.cloudinary {
         store = CloudinaryStore(configuration: cloudinary, curl: CurlClient(), logger: logger)
+        stores["cloudinary"] = store
         logger.info(
             "storing attachments in Cloudinary",
             metadata: ["cloud": "\(cloudinary.cloudName)", "upload_prefix": "\(cloudinary.uploadPrefix)"])
     } else {
-        store = LocalMediaStore(directory: settings.directory)
+        store = local
         logger.info("storing attachments on the local disk", metadata: ["directory": "\(settings.directory)"])
     }
     let rpc = RPCClient(
         connection: backend.amqp, instanceName: backend.settings.instanceID, timeout: backend.settings.rpcTimeout, logger: logger)
     let attachments = Attachments(
-        client: backend.database, store: store, rpc: rpc, maximumUpload: settings.maximumUpload, logger: logger)
+        client: backend.database, store: store, stores: stores, rpc: rpc, maximumUpload: settings.maximumUpload, logger: logger)
 
     backend.router.on(MediaMessage.upload, UploadRequest.self) { request, context in
         try await attachments.upload(request, actor: context.actorID)

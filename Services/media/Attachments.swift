@@ -10,7 +10,10 @@ import PostgresNIO
 /// never bound.
 struct Attachments: Sendable {
     let client: PostgresClient
+    /// Where new uploads go.
     let store: any MediaStore
+    /// Every store a row may name (`storage`), for deleting what an earlier configuration stored.
+    let stores: [String: any MediaStore]
     let rpc: RPCClient
     let maximumUpload: Int
     let logger: Logger
@@ -94,19 +97,41 @@ struct Attachments: Sendable {
         return reply
     }
 
-    /// Deletes uploads never bound to a message and older than `lifetime`, files first.
+    private func release(_ ids: [UUID], from message: UUID) async throws {
+        guard !ids.isEmpty else { return }
+        try await self.client.query(
+            "UPDATE attachments SET message_id = NULL, bound_at = NULL WHERE id = ANY(\(ids)) AND message_id = \(message)",
+            logger: self.logger)
+    }
+
+    /// Deletes uploads never bound to a message and older than `lifetime`, files first, each
+    /// from the store its row names. A file that cannot be deleted now is logged and tried again
+    /// on the next run; the others go on.
     func removeUnbound(olderThan lifetime: Duration) async throws -> Int {
         let seconds = Double(lifetime.components.seconds)
         let rows = try await self.client.query(
             """
-            SELECT id, storage_key, type FROM attachments
-            WHERE message_id IS NULL AND created_at < now() - make_interval(secs => \(seconds)) LIMIT 500
+            SELECT id, storage, storage_key, type FROM attachments
+            WHERE message_id IS NULL AND created_at < now() - make_interval(secs => \(seconds))
+            ORDER BY created_at LIMIT 500
             """, logger: self.logger)
+        var expired: [(UUID, String, String, String)] = []
+        for try await row in rows.decode((UUID, String, String, String).self) { expired.append(row) }
         var removed = 0
-        for try await (id, key, type) in rows.decode((UUID, String, String).self) {
-            try await self.store.delete(key: key, media: type)
-            try await self.client.query("DELETE FROM attachments WHERE id = \(id) AND message_id IS NULL", logger: self.logger)
-            removed += 1
+        for (id, storage, key, type) in expired {
+            guard let store = self.stores[storage] else {
+                self.logger.warning("an unbound upload names a store that is not configured", metadata: ["storage": "\(storage)"])
+                continue
+            }
+            do {
+                try await store.delete(key: key, media: type)
+                try await self.client.query(
+                    "DELETE FROM attachments WHERE id = \(id) AND message_id IS NULL", logger: self.logger)
+                removed += 1
+            } catch {
+                self.logger.warning(
+                    "removing an unbound upload failed", metadata: ["attachment_id": "\(id)", "error": "\(error)"])
+            }
         }
         return removed
     }

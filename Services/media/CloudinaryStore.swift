@@ -78,7 +78,14 @@ struct CloudinaryStore: MediaStore {
                 switch reply.status {
                 case 200..<300:
                     return reply
+                case 420, 429:
+                    lastProblem = "rate limited (HTTP \(reply.status))"
                 case 400..<500:
+                    if reply.status == 401 || reply.status == 403 {
+                        self.logger.error(
+                            "Cloudinary refused our credentials or signature; check CLOUDINARY_*",
+                            metadata: ["status": "\(reply.status)", "message": "\(Self.errorMessage(reply))"])
+                    }
                     throw ServiceError.invalidArgument("Cloudinary refused the file: \(Self.errorMessage(reply))")
                 default:
                     lastProblem = "HTTP \(reply.status): \(Self.errorMessage(reply))"
@@ -98,7 +105,10 @@ struct CloudinaryStore: MediaStore {
             struct Detail: Decodable { var message: String }
             var error: Detail
         }
-        if let failure = try? JSONDecoder().decode(Failure.self, from: Data(reply.body)) { return failure.error.message }
-        return String(decoding: reply.body.prefix(200), as: UTF8.self)
+        let message =
+            (try? JSONDecoder().decode(Failure.self, from: Data(reply.body)))?.error.message
+            ?? String(decoding: reply.body.prefix(200), as: UTF8.self)
+        // Cloudinary explains a bad signature with the string it signed: not for clients.
+        return String(message.components(separatedBy: " String to sign").first ?? message).trimmingCharacters(in: .whitespaces)
     }
 }

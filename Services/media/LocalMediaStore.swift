@@ -39,10 +39,14 @@ struct LocalMediaStore: MediaStore {
         }
     }
 
-    /// The name on disk and in the URL: the sanitised name with spaces as `_`, ending in the
-    /// extension of the detected type.
+    /// The name on disk and in the URL: the sanitised name in ASCII (anything else, spaces
+    /// included, as `_`, so the URL needs no escaping), ending in the extension of the detected
+    /// type.
     static func storedName(_ fileName: String, media: SniffedMedia) -> String {
-        var base = MediaSniffer.sanitizeFileName(fileName).replacingOccurrences(of: " ", with: "_")
+        var base = String(
+            MediaSniffer.sanitizeFileName(fileName).unicodeScalars.map { scalar -> Character in
+                scalar.isASCII && scalar != " " ? Character(scalar) : "_"
+            })
         if let dot = base.lastIndex(of: "."), dot != base.startIndex { base = String(base[..<dot]) }
         return "\(base.prefix(80)).\(media.fileExtension)"
     }

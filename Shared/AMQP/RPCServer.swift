@@ -89,6 +89,7 @@ public struct RPCServer: Service {
     private let prefetch: UInt16
     private let router: RPCRouter
     private let logger: Logger
+    private let metrics = RPCServerMetrics()
 
     public init(connection: AMQPConnection, service: ServiceName, prefetch: UInt16 = 64, router: RPCRouter, logger: Logger) {
         self.connection = connection
@@ -149,10 +150,37 @@ public struct RPCServer: Service {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }
         delivery.ack()
-        Counter(label: "rpc_server_requests_total", dimensions: [("type", type.rawValue), ("outcome", outcome)]).increment()
-        Timer(label: "rpc_server_duration_seconds", dimensions: [("type", type.rawValue)])
-            .recordNanoseconds(
-                Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000)
-                    + (ContinuousClock.now - started).components.seconds * 1_000_000_000)
+        let elapsed = ContinuousClock.now - started
+        self.metrics.instruments(for: type, outcome: outcome).record(
+            Int64(elapsed.components.attoseconds / 1_000_000_000) + elapsed.components.seconds * 1_000_000_000)
+    }
+}
+
+/// The request counter and duration timer of each message type and outcome, made once: a
+/// metrics factory lookup per request is measurable at thousands of requests a second.
+final class RPCServerMetrics: Sendable {
+    struct Instruments: Sendable {
+        let requests: Counter
+        let duration: Timer
+
+        func record(_ nanoseconds: Int64) {
+            self.requests.increment()
+            self.duration.recordNanoseconds(nanoseconds)
+        }
+    }
+
+    private let cache = Mutex<[String: Instruments]>([:])
+
+    func instruments(for type: MessageType, outcome: String) -> Instruments {
+        let key = "\(type.rawValue)|\(outcome)"
+        if let found = self.cache.withLock({ $0[key] }) { return found }
+        let made = Instruments(
+            requests: Counter(label: "rpc_server_requests_total", dimensions: [("type", type.rawValue), ("outcome", outcome)]),
+            duration: Timer(label: "rpc_server_duration_seconds", dimensions: [("type", type.rawValue)]))
+        return self.cache.withLock { cache in
+            if let found = cache[key] { return found }
+            cache[key] = made
+            return made
+        }
     }
 }

@@ -25,6 +25,8 @@ GATEWAY_ROUTES = {
     ("GET", "/api/users"): True,
     ("GET", "/api/threads"): True,
     ("GET", "/api/threads/{threadId}/messages"): True,
+    ("POST", "/api/attachments"): True,
+    ("GET", "/media/{token}/{name}"): False,
     ("GET", "/.well-known/jwks.json"): False,
     ("GET", "/api/openapi.json"): False,
     ("GET", "/healthz"): False,
@@ -91,10 +93,12 @@ def test_documented_error_responses_use_the_error_schema(method, path):
 @pytest.mark.parametrize("method,path", documented_operations())
 def test_every_documented_operation_is_served(api, reader, method, path):
     acc = reader  # PATCH {} of oneself changes nothing; POST bodies {} are rejected
-    url_path = path.replace("{id}", acc.id).replace("{threadId}", "01a2104b-0000-7000-8000-000000000000")
+    url_path = (
+        path.replace("{id}", acc.id).replace("{threadId}", "01a2104b-0000-7000-8000-000000000000")
+        .replace("{token}", "0" * 32).replace("{name}", "none.png"))
     body = {} if method in ("POST", "PATCH") else None
     resp = api.request(method, url_path, json_body=body, token=acc.access)
-    if "{threadId}" in path:  # no such thread: a 404 of the route itself, not "no such route"
+    if "{threadId}" in path or "{token}" in path:  # no such thread or file: the route's own 404, not "no such route"
         assert_error(resp, 404, "not_found")
         assert resp.json()["error"]["message"] != "no such route"
         return

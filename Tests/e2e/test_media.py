@@ -1,0 +1,780 @@
+"""Attachments, end to end (protocol.md section 2 `POST /api/attachments` and `/media/...`,
+section 3 `add_attachments` and `attachment_added`, section 4 `Attachment`).
+
+What is covered:
+- the local store (the default): uploads through REST, the type taken from the bytes (not from
+  the name or the declared type), width/height of images, sanitised file names, the served file
+  (byte-identical, without credentials, with the detected Content-Type and `nosniff`), the
+  refusals (unknown bytes, empty file, over 25 MiB, no token, not multipart, no `file` field) and
+  path traversal on `/media/...`;
+- binding uploads to messages with `add_attachments` (by id, and as Socket.IO binary files): the
+  ack, the `attachment_added` event to every member, the attachments in the message reads, and
+  the refusals (someone else's upload or message, an upload bound to another message, a deleted
+  message, unknown ids);
+- the Cloudinary store, against `fake_cloudinary.FakeCloudinary`: the media service is stopped
+  and started again from `MESSENGER_BIN_DIR/media` with `CLOUDINARY_URL` /
+  `CLOUDINARY_UPLOAD_PREFIX` pointing at the fake, for the signed upload, the resource type, a
+  wrong secret, a retried 5xx and timeouts on every attempt. The normal media service is always
+  started again afterwards. These tests come last in this file: their module-scoped fixture keeps
+  the Cloudinary-backed media service until the module ends.
+
+Users: two module-scoped users (`alice`, `bob`) for every test; each test makes its own messages
+(their DM is shared: asking again for the same pair returns the same thread).
+
+Environment: GATEWAY_URL, MESSENGER_BIN_DIR, MEDIA_ADMIN_PORT (default 9103), E2E_ACK_TIMEOUT,
+E2E_EVENT_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import struct
+import subprocess
+import time
+import urllib.parse
+import uuid
+import zlib
+from typing import Any
+
+import pytest
+import requests
+
+from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe
+from fake_cloudinary import FakeCloudinary, string_to_sign
+from test_delivery import Device, assert_event, named, open_socket, services  # noqa: F401 - open_socket is a fixture
+from test_messaging import assert_id, assert_message, assert_timestamp, messages_page, short
+from test_outbox_crash import BIN_DIR, ROOT
+
+MAX_UPLOAD = 25 * 1024 * 1024
+MEDIA_ADMIN_PORT = os.environ.get("MEDIA_ADMIN_PORT", "9103")
+MEDIA_READY_URL = f"http://127.0.0.1:{MEDIA_ADMIN_PORT}/readyz"
+LOCAL_URL_PATH = "/media/"
+ATTACHMENT_KEYS = {"id", "type", "url", "fileName", "contentType", "sizeBytes", "createdAt"}
+
+# The Cloudinary-backed media service of these tests: one attempt times out after 1.5 s, three
+# attempts with backoff (200 ms, then 400 ms, jittered) stay under 6 s.
+CLOUDINARY_TIMEOUT_MS = 1500
+CLOUDINARY_ATTEMPTS = 3
+MEDIA_START_TIMEOUT = 60.0
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of that size (a gradient, so that the bytes are not all alike)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + bytes((x * 31 + y * 17) % 256 for x in range(width * 3)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def gif(width: int, height: int) -> bytes:
+    """A 1-colour GIF89a of that size."""
+    return (b"GIF89a" + struct.pack("<HH", width, height) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+            + b",\x00\x00\x00\x00" + struct.pack("<HH", width, height) + b"\x00\x02\x02D\x01\x00;")
+
+
+def jpeg_header(width: int, height: int) -> bytes:
+    """The start of a baseline JPEG (SOI, APP0, SOF0): enough to be recognised and measured."""
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + app0 + sof0 + b"\xff\xd9"
+
+
+def wav(samples: int = 800) -> bytes:
+    """A mono 8 kHz 8-bit WAV of silence."""
+    data = b"\x80" * samples
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8)
+    return b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt \
+        + b"data" + struct.pack("<I", len(data)) + data
+
+
+def binary_noise(size: int = 2048) -> bytes:
+    """Bytes of no accepted type: they start with NUL (no magic number of any type starts so,
+    and text has no NUL) and go on random."""
+    return b"\x00\x01\x02\x03\xfe\xfd\xfc\xfb" + os.urandom(size)
+
+
+# --- REST helpers ---------------------------------------------------------------------------------
+
+
+def upload(api: Api, token: str | None, file_name: str, data: bytes, content_type: str | None = None,
+           field: str = "file") -> requests.Response:
+    """POST /api/attachments with one multipart file field (requests builds the form)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    part = (file_name, data, content_type) if content_type is not None else (file_name, data)
+    return api.session.post(api.url("/api/attachments"), headers=headers, files={field: part}, timeout=TIMEOUT)
+
+
+def uploaded(api: Api, token: str, file_name: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """A 201 upload's attachment (shape checked, unbound)."""
+    resp = upload(api, token, file_name, data, content_type)
+    assert resp.status_code == 201, f"expected 201: {describe(resp)}"
+    body = resp.json()
+    assert isinstance(body, dict) and isinstance(body.get("attachment"), dict), describe(resp)
+    attachment = body["attachment"]
+    assert_attachment(attachment, size=len(data), message_id=None)
+    return attachment
+
+
+def absolute(url: str) -> str:
+    """An attachment url is absolute or relative to the gateway."""
+    return urllib.parse.urljoin(GATEWAY_URL + "/", url)
+
+
+def fetch(url: str) -> requests.Response:
+    """GET of an attachment's url without any credentials (a new connection, no session)."""
+    return requests.get(absolute(url), timeout=TIMEOUT)
+
+
+def assert_served(attachment: dict[str, Any], data: bytes) -> requests.Response:
+    """The attachment's url serves exactly `data`, without credentials, with its contentType and
+    `nosniff`."""
+    resp = fetch(attachment["url"])
+    assert resp.status_code == 200, f"fetching the attachment: {describe(resp)}"
+    assert resp.content == data, (f"served {len(resp.content)} bytes that differ from the {len(data)} uploaded "
+                                  f"(first bytes {resp.content[:16]!r} vs {data[:16]!r})")
+    served_type = resp.headers.get("Content-Type", "")
+    assert served_type.split(";")[0].strip().lower() == attachment["contentType"].split(";")[0].strip().lower(), (
+        f"served as {served_type!r}, the attachment says {attachment['contentType']!r}")
+    return resp
+
+
+def raw_get(path: str) -> tuple[int, bytes]:
+    """A GET of exactly `path` (no client-side normalisation of `..` or escapes)."""
+    parts = urllib.parse.urlsplit(GATEWAY_URL)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=TIMEOUT)
+    try:
+        connection.request("GET", path)
+        resp = connection.getresponse()
+        return resp.status, resp.read()
+    finally:
+        connection.close()
+
+
+# --- shapes ---------------------------------------------------------------------------------------
+
+
+def assert_attachment(
+    attachment: Any,
+    *,
+    kind: str | None = None,
+    content_type: str | None = None,
+    size: int | None = None,
+    message_id: Any = ...,
+    width: Any = ...,
+    height: Any = ...,
+) -> None:
+    """An `Attachment`; `message_id=None` means unbound (messageId absent or null); `content_type`
+    compares the media type without parameters; `...` skips a check."""
+    assert isinstance(attachment, dict), f"attachment is not an object: {attachment!r}"
+    missing = ATTACHMENT_KEYS - set(attachment)
+    assert not missing, f"attachment lacks {sorted(missing)}: {attachment!r}"
+    assert_id(attachment["id"], "attachment.id")
+    assert attachment["type"] in ("IMAGE", "VIDEO", "AUDIO", "FILE"), attachment
+    assert isinstance(attachment["url"], str) and attachment["url"], attachment
+    assert isinstance(attachment["fileName"], str) and attachment["fileName"], attachment
+    assert isinstance(attachment["contentType"], str) and "/" in attachment["contentType"], attachment
+    size_bytes = attachment["sizeBytes"]
+    assert isinstance(size_bytes, int) and not isinstance(size_bytes, bool) and size_bytes > 0, attachment
+    assert_timestamp(attachment["createdAt"], "attachment.createdAt")
+    for key in ("width", "height"):
+        value = attachment.get(key)
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0), attachment
+    if attachment.get("messageId") is not None:
+        assert_id(attachment["messageId"], "attachment.messageId")
+    if kind is not None:
+        assert attachment["type"] == kind, f"type {attachment['type']!r}, expected {kind!r}: {attachment!r}"
+    if content_type is not None:
+        media_type = attachment["contentType"].split(";")[0].strip().lower()
+        assert media_type == content_type, f"contentType {attachment['contentType']!r}, expected {content_type!r}"
+    if size is not None:
+        assert size_bytes == size, f"sizeBytes {size_bytes}, expected {size}"
+    if message_id is not ...:
+        assert attachment.get("messageId") == message_id, f"messageId {attachment.get('messageId')!r}, expected {message_id!r}"
+    if width is not ...:
+        assert attachment.get("width") == width, f"width {attachment.get('width')!r}, expected {width!r}"
+    if height is not ...:
+        assert attachment.get("height") == height, f"height {attachment.get('height')!r}, expected {height!r}"
+
+
+def same_attachment(got: dict[str, Any], want: dict[str, Any], message_id: str) -> None:
+    """`got` is the upload `want`, now bound to `message_id`."""
+    assert_attachment(got, message_id=message_id)
+    for key in ("id", "type", "url", "fileName", "contentType", "sizeBytes", "width", "height"):
+        assert got.get(key) == want.get(key), f"{key}: {got.get(key)!r} != uploaded {want.get(key)!r}\n{got!r}"
+
+
+def local_token(attachment: dict[str, Any]) -> tuple[str, str]:
+    """(token, stored name) of a local-store url `/media/<32 hex>/<name>`."""
+    path = urllib.parse.urlsplit(absolute(attachment["url"])).path
+    assert path.startswith(LOCAL_URL_PATH), f"not a local-store url: {attachment['url']!r}"
+    token, _, name = path[len(LOCAL_URL_PATH):].partition("/")
+    assert len(token) == 32 and all(c in "0123456789abcdef" for c in token), f"the url's token is not 128 random bits in hex: {attachment['url']!r}"
+    return token, name
+
+
+# --- users and sockets ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alice(module_account):
+    return module_account()
+
+
+@pytest.fixture(scope="module")
+def bob(module_account):
+    return module_account()
+
+
+@pytest.fixture
+def pair(open_socket, alice, bob) -> tuple[Device, Device, dict[str, Any]]:
+    """Alice's and Bob's sockets (recording everything) and their DM."""
+    a = open_socket(alice, label="alice")
+    b = open_socket(bob, label="bob")
+    thread = a.dm(bob.id)
+    return a, b, thread
+
+
+def bind(device: Device, message_id: str, ids: list[str]) -> Any:
+    """The ack of `add_attachments {messageId, attachmentIds}`."""
+    return device.call("add_attachments", {"messageId": message_id, "attachmentIds": ids})
+
+
+def attachments_of(api: Api, account: Any, thread_id: str, message_id: str) -> dict[str, Any]:
+    """The message as `GET /api/threads/:id/messages` shows it to `account`."""
+    page = messages_page(api, account, thread_id, limit=50)
+    found = [m for m in page["items"] if m["id"] == message_id]
+    assert found, f"message {message_id} missing from the newest 50 of thread {thread_id}"
+    return found[0]
+
+
+# ==================================================================================================
+# Local store: REST upload and /media/
+# ==================================================================================================
+
+
+def test_a_png_upload_is_served_back_byte_identical_without_credentials(api, alice):
+    data = png(7, 5)
+    # The declared type is wrong on purpose: the type comes from the bytes.
+    attachment = uploaded(api, alice.access, "pixel.png", data, "application/octet-stream")
+    assert_attachment(attachment, kind="IMAGE", content_type="image/png", size=len(data), width=7, height=5,
+                      message_id=None)
+    assert attachment["fileName"] == "pixel.png", attachment
+    token, name = local_token(attachment)
+    assert name.endswith(".png"), attachment
+
+    resp = assert_served(attachment, data)
+    assert resp.headers.get("Content-Type", "").split(";")[0] == "image/png", resp.headers
+    assert resp.headers.get("X-Content-Type-Options", "").lower() == "nosniff", resp.headers
+
+    # Unguessable: the same file again gets another url.
+    again = uploaded(api, alice.access, "pixel.png", data)
+    assert again["id"] != attachment["id"] and local_token(again)[0] != token, (attachment, again)
+
+
+@pytest.mark.parametrize(
+    "file_name, data, kind, content_type, width, height",
+    [
+        ("notes.png", "plain text, not an image ✓\n".encode(), "FILE", "text/plain", None, None),
+        ("animation.txt", gif(9, 4), "IMAGE", "image/gif", 9, 4),
+        ("photo.bin", jpeg_header(640, 480), "IMAGE", "image/jpeg", 640, 480),
+        ("sound.mp4", wav(), "AUDIO", "audio/wav", None, None),
+        ("report", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "FILE", "application/pdf", None, None),
+    ],
+    ids=["text-named-png", "gif-named-txt", "jpeg", "wav-named-mp4", "pdf-without-extension"],
+)
+def test_type_and_content_type_come_from_the_bytes(api, alice, file_name, data, kind, content_type, width, height):
+    attachment = uploaded(api, alice.access, file_name, data, "image/png")
+    assert_attachment(attachment, kind=kind, content_type=content_type, size=len(data), width=width, height=height)
+    resp = assert_served(attachment, data)
+    assert resp.headers.get("Content-Type", "").split(";")[0].strip() == content_type, resp.headers
+    assert resp.headers.get("X-Content-Type-Options", "").lower() == "nosniff", resp.headers
+
+
+def test_file_names_are_sanitised(api, alice):
+    attachment = uploaded(api, alice.access, "../../etc/pass wd?<x>.png", png(2, 2))
+    name = attachment["fileName"]
+    assert "/" not in name and "\\" not in name and ".." not in name and not name.startswith("."), attachment
+    assert name.startswith("pass wd") and name.endswith(".png"), f"the last path component, cleaned: {name!r}"
+    assert "?" not in name and "<" not in name and ">" not in name, attachment
+    _, stored = local_token(attachment)
+    assert ".." not in stored and "/" not in stored, attachment
+    assert_served(attachment, png(2, 2))
+
+    windows = uploaded(api, alice.access, "C:\\Users\\x\\report.txt", b"hello")
+    assert windows["fileName"] == "report.txt", windows
+
+
+@pytest.mark.parametrize("file_name", ["café.png", "日本語.png"], ids=["latin-accent", "cjk"])
+def test_a_non_ascii_file_name_keeps_its_url_fetchable(api, alice, file_name):
+    """Letters outside ASCII survive sanitising; the url must still work with a stock HTTP
+    client, which sends them percent-encoded (UTF-8)."""
+    data = png(2, 1)
+    attachment = uploaded(api, alice.access, file_name, data)
+    assert attachment["fileName"] == file_name, attachment
+    resp = assert_served(attachment, data)
+    assert resp.headers.get("X-Content-Type-Options", "").lower() == "nosniff", resp.headers
+
+
+def test_bytes_of_no_accepted_type_are_refused(api, alice):
+    message = assert_error(upload(api, alice.access, "data.png", binary_noise(), "image/png"), 422, "invalid_argument")
+    assert "file" in message.lower(), message
+
+
+def test_an_empty_file_is_refused(api, alice):
+    assert_error(upload(api, alice.access, "empty.txt", b""), 422, "invalid_argument")
+
+
+def test_the_upload_limit_is_25_mib(api, alice):
+    assert_error(upload(api, alice.access, "big.txt", b"a" * (MAX_UPLOAD + 1)), 413, "payload_too_large")
+    # Exactly the limit is accepted.
+    attachment = uploaded(api, alice.access, "limit.txt", b"b" * MAX_UPLOAD)
+    assert_attachment(attachment, kind="FILE", content_type="text/plain", size=MAX_UPLOAD)
+
+
+def test_an_upload_needs_a_valid_token(api, alice):
+    assert_error(upload(api, None, "a.png", png(1, 1)), 401, "unauthorized")
+    assert_error(upload(api, "not-a-token", "a.png", png(1, 1)), 401, "unauthorized")
+    tampered = alice.access[:-4] + ("AAAA" if not alice.access.endswith("AAAA") else "BBBB")
+    assert_error(upload(api, tampered, "a.png", png(1, 1)), 401, "unauthorized")
+
+
+def test_an_upload_must_be_multipart_with_a_file_field(api, alice):
+    auth = {"Authorization": f"Bearer {alice.access}"}
+    url = api.url("/api/attachments")
+    # Not multipart at all.
+    resp = api.session.post(url, headers={**auth, "Content-Type": "image/png"}, data=png(1, 1), timeout=TIMEOUT)
+    assert_error(resp, 400, "invalid_argument")
+    resp = api.session.post(url, headers=auth, json={"file": "aGVsbG8="}, timeout=TIMEOUT)
+    assert_error(resp, 400, "invalid_argument")
+    # Multipart without a `file` field: another field name, or `file` as a plain (non-file) value.
+    assert_error(upload(api, alice.access, "a.png", png(1, 1), field="attachment"), 400, "invalid_argument")
+    resp = api.session.post(url, headers=auth, files={"file": (None, "just text")}, timeout=TIMEOUT)
+    assert_error(resp, 400, "invalid_argument")
+    # Multipart by its header, but a body that is not.
+    resp = api.session.post(url, headers={**auth, "Content-Type": "multipart/form-data; boundary=xyz"},
+                            data=b"this is not a multipart body", timeout=TIMEOUT)
+    assert_error(resp, 400, "invalid_argument")
+
+
+def test_path_traversal_on_media_is_not_found(api, alice):
+    attachment = uploaded(api, alice.access, "probe.png", png(1, 1))
+    token, name = local_token(attachment)
+    status, _ = raw_get(f"/media/{token}/{name}")
+    assert status == 200, "the probe's own url must work"
+    # MEDIA_DIR is .run/media by default, so ../local.env is a real file next to it.
+    attempts = [
+        "/media/../local.env",
+        "/media/%2e%2e/local.env",
+        "/media/..%2flocal.env/x",
+        f"/media/{token}/../../local.env",
+        f"/media/{token}/..%2F..%2Flocal.env",
+        f"/media/{token}/%2e%2e%2f%2e%2e%2flocal.env",
+        f"/media/{token}/..%5C..%5Clocal.env",
+        f"/media/{token}%2F..%2F..%2Flocal.env/x",
+        f"/media/{token}/..",
+        f"/media/{token}/%2e%2e",
+        f"/media/{token}/.",
+        f"/media/{token}/.{name}.partial",
+        f"/media/{token}/{name}%00.txt",
+        f"/media/{token}/{name}/..",
+        f"/media/{token}/%2Fetc%2Fpasswd",
+        "/media//etc/passwd",
+        "/media/00000000000000000000000000000000/..%2F..%2F..%2Fetc%2Fpasswd",
+    ]
+    for path in attempts:
+        status, body = raw_get(path)
+        assert status == 404, f"GET {path} -> {status} {body[:120]!r}"
+        assert b"DATABASE_URL" not in body and b"root:" not in body, f"GET {path} leaked a file: {body[:200]!r}"
+
+
+# ==================================================================================================
+# Binding uploads to messages
+# ==================================================================================================
+
+
+def test_add_attachments_binds_an_upload_and_tells_every_member(api, alice, bob, pair):
+    a, b, thread = pair
+    message = a.send(thread["id"], "look at this")
+    data = png(4, 3)
+    upload_ = uploaded(api, alice.access, "look.png", data)
+    since_a, since_b = a.mark(), b.mark()
+
+    reply = ok_data(bind(a, message["id"], [upload_["id"]]), "add_attachments")
+    assert isinstance(reply.get("attachments"), list) and len(reply["attachments"]) == 1, short(reply)
+    same_attachment(reply["attachments"][0], upload_, message["id"])
+
+    for device, since in ((b, since_b), (a, since_a)):
+        ev = device.wait_for(named("attachment_added", thread["id"], message["id"]), "attachment_added", since=since)
+        assert_event(ev)
+        assert ev.type == "ATTACHMENT_ADDED", ev.body
+        assert ev.data.get("threadId") == thread["id"] and ev.data.get("messageId") == message["id"], ev.data
+        assert isinstance(ev.data.get("attachments"), list) and len(ev.data["attachments"]) == 1, ev.data
+        same_attachment(ev.data["attachments"][0], upload_, message["id"])
+
+    for reader in (alice, bob):
+        read = attachments_of(api, reader, thread["id"], message["id"])
+        assert_message(read, deleted=False, body="look at this")
+        assert len(read["attachments"]) == 1, read
+        same_attachment(read["attachments"][0], upload_, message["id"])
+    assert_served(upload_, data)
+
+    # Binding the same upload to the same message again changes nothing.
+    again = ok_data(bind(a, message["id"], [upload_["id"]]), "add_attachments again")
+    assert [x["id"] for x in again["attachments"]] == [upload_["id"]], short(again)
+    assert len(attachments_of(api, bob, thread["id"], message["id"])["attachments"]) == 1
+
+
+def test_binding_someone_elses_upload_is_forbidden(api, alice, bob, pair):
+    a, _, thread = pair
+    message = a.send(thread["id"], "with bob's picture?")
+    theirs = uploaded(api, bob.access, "bob.png", png(2, 2))
+    err_ack(bind(a, message["id"], [theirs["id"]]), "forbidden", "binding another user's upload")
+    # Also when mixed with one of the caller's own uploads: nothing is bound.
+    mine = uploaded(api, alice.access, "alice.png", png(2, 2))
+    err_ack(bind(a, message["id"], [mine["id"], theirs["id"]]), "forbidden", "binding own and another user's upload")
+    assert attachments_of(api, alice, thread["id"], message["id"])["attachments"] == []
+
+
+def test_binding_to_someone_elses_message_is_forbidden(api, alice, bob, pair):
+    a, b, thread = pair
+    their_message = b.send(thread["id"], "bob's words")
+    mine = uploaded(api, alice.access, "alice.png", png(3, 3))
+    err_ack(bind(a, their_message["id"], [mine["id"]]), "forbidden", "binding to another user's message")
+    assert attachments_of(api, bob, thread["id"], their_message["id"])["attachments"] == []
+    # The upload stayed unbound: its owner can still attach it to a message of their own.
+    own = a.send(thread["id"], "alice's words")
+    reply = ok_data(bind(a, own["id"], [mine["id"]]), "add_attachments after a refusal")
+    same_attachment(reply["attachments"][0], mine, own["id"])
+
+
+def test_an_upload_bound_to_another_message_is_a_conflict(api, alice, pair):
+    a, _, thread = pair
+    first = a.send(thread["id"], "first")
+    second = a.send(thread["id"], "second")
+    upload_ = uploaded(api, alice.access, "once.png", png(2, 3))
+    ok_data(bind(a, first["id"], [upload_["id"]]), "add_attachments to the first message")
+    err_ack(bind(a, second["id"], [upload_["id"]]), "conflict", "binding to a second message")
+    assert attachments_of(api, alice, thread["id"], second["id"])["attachments"] == []
+    kept = attachments_of(api, alice, thread["id"], first["id"])["attachments"]
+    assert [x["id"] for x in kept] == [upload_["id"]], kept
+
+
+def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
+    a, _, thread = pair
+    message = a.send(thread["id"], "soon gone")
+    upload_ = uploaded(api, alice.access, "gone.png", png(2, 2))
+    ok_data(bind(a, message["id"], [upload_["id"]]), "add_attachments")
+    a.ok("delete_message", {"messageIds": [message["id"]]})
+    for reader in (alice, bob):
+        read = attachments_of(api, reader, thread["id"], message["id"])
+        assert_message(read, deleted=True)
+        assert read["attachments"] == [], read
+    # A deleted message takes no new attachments.
+    other = uploaded(api, alice.access, "late.png", png(2, 2))
+    err_ack(bind(a, message["id"], [other["id"]]), ("invalid_argument", "not_found"), "binding to a deleted message")
+
+
+def test_add_attachments_refuses_bad_requests(api, alice, pair):
+    a, _, thread = pair
+    message = a.send(thread["id"], "bad requests")
+    err_ack(bind(a, message["id"], [str(uuid.uuid4())]), "not_found", "an unknown attachment id")
+    upload_ = uploaded(api, alice.access, "x.png", png(1, 1))
+    err_ack(bind(a, str(uuid.uuid4()), [upload_["id"]]), ("not_found", "forbidden"), "an unknown message id")
+    err_ack(bind(a, message["id"], []), "invalid_argument", "no attachment ids")
+    err_ack(a.call("add_attachments", {"messageId": message["id"], "attachmentIds": "nope"}), "invalid_argument",
+            "attachmentIds not a list")
+    err_ack(a.call("add_attachments", {"messageId": "nope", "attachmentIds": [upload_["id"]]}), "invalid_argument",
+            "a malformed messageId")
+    err_ack(a.call("add_attachments", {"messageId": message["id"], "files": [{"fileName": "a.txt", "data": "text"}]}),
+            "invalid_argument", "files[].data not binary")
+    # None of it bound the upload.
+    ok_data(bind(a, message["id"], [upload_["id"]]), "add_attachments after the refusals")
+
+
+# --- binary files through the socket ---------------------------------------------------------------
+
+
+def test_add_attachments_with_binary_files_stores_and_binds_them(api, alice, bob, pair):
+    a, b, thread = pair
+    message = a.send(thread["id"], "two files over the socket")
+    picture, notes = png(6, 2), "line one\nline two ✓\n".encode()
+    since_b = b.mark()
+    reply = ok_data(a.call("add_attachments", {
+        "messageId": message["id"],
+        "files": [
+            {"fileName": "socket.png", "contentType": "application/octet-stream", "data": picture},
+            {"fileName": "notes.txt", "contentType": "text/plain", "data": notes},
+        ],
+    }), "add_attachments with files")
+    attachments = reply.get("attachments")
+    assert isinstance(attachments, list) and len(attachments) == 2, short(reply)
+    first, second = attachments
+    assert_attachment(first, kind="IMAGE", content_type="image/png", size=len(picture), width=6, height=2,
+                      message_id=message["id"])
+    assert_attachment(second, kind="FILE", content_type="text/plain", size=len(notes), message_id=message["id"])
+    assert first["fileName"] == "socket.png" and second["fileName"] == "notes.txt", attachments
+    assert_served(first, picture)
+    assert_served(second, notes)
+
+    ev = b.wait_for(named("attachment_added", thread["id"], message["id"]), "attachment_added", since=since_b)
+    assert_event(ev)
+    assert [x["id"] for x in ev.data.get("attachments", [])] == [first["id"], second["id"]], ev.data
+    read = attachments_of(api, bob, thread["id"], message["id"])
+    assert [x["id"] for x in read["attachments"]] == [first["id"], second["id"]], read
+
+
+def test_a_binary_file_of_no_accepted_type_is_refused_over_the_socket(pair):
+    a, _, thread = pair
+    message = a.send(thread["id"], "noise")
+    err_ack(a.call("add_attachments", {"messageId": message["id"],
+                                       "files": [{"fileName": "noise.png", "contentType": "image/png", "data": binary_noise()}]}),
+            "invalid_argument", "add_attachments with noise")
+
+
+# --- ack helpers ------------------------------------------------------------------------------------
+
+
+def ok_data(ack: Any, what: str) -> dict[str, Any]:
+    assert isinstance(ack, dict) and ack.get("ok") is True, f"{what}: expected an ok ack, got {short(ack, 600)}"
+    assert isinstance(ack.get("data"), dict), f"{what}: {short(ack, 600)}"
+    return ack["data"]
+
+
+def err_ack(ack: Any, codes: str | tuple[str, ...], what: str) -> str:
+    wanted = {codes} if isinstance(codes, str) else set(codes)
+    assert isinstance(ack, dict) and ack.get("ok") is False, f"{what}: expected an error {sorted(wanted)}, got {short(ack, 600)}"
+    error = ack.get("error")
+    assert isinstance(error, dict) and error.get("code") in wanted, f"{what}: expected {sorted(wanted)}, got {short(ack, 600)}"
+    assert isinstance(error.get("message"), str) and error["message"].strip(), f"{what}: {short(ack)}"
+    return error["message"]
+
+
+# ==================================================================================================
+# Cloudinary store (keep these last: the module-scoped fixture keeps the Cloudinary-backed media
+# service until the module ends)
+# ==================================================================================================
+
+
+def local_env() -> dict[str, str]:
+    """KEY=value lines of .run/local.env (what scripts/services.sh gives the services)."""
+    path = ROOT / ".run" / "local.env"
+    values: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() and not key.startswith("#"):
+                values[key.strip()] = value
+    return values
+
+
+class CloudMedia:
+    """The media binary, started by this module with the Cloudinary store on a fake server."""
+
+    def __init__(self, fake: FakeCloudinary) -> None:
+        self.fake = fake
+        self.process: subprocess.Popen | None = None
+        self.log_path = ROOT / ".run" / "logs" / "media-cloudinary.log"
+
+    def environment(self, **overrides: str) -> dict[str, str]:
+        env = {**local_env(), **os.environ}
+        for key in ("CLOUDINARY_CLOUD_NAME", "CLOUDINARY_API_KEY", "CLOUDINARY_API_SECRET", "CLOUDINARY_FOLDER"):
+            env.pop(key, None)
+        env.update({
+            "CLOUDINARY_URL": self.fake.cloudinary_url(),
+            "CLOUDINARY_UPLOAD_PREFIX": self.fake.base_url,
+            "CLOUDINARY_TIMEOUT_MS": str(CLOUDINARY_TIMEOUT_MS),
+            "CLOUDINARY_ATTEMPTS": str(CLOUDINARY_ATTEMPTS),
+            "ENV_FILE": "/nonexistent/.env",
+        })
+        env.update(overrides)
+        return env
+
+    def start(self, **overrides: str) -> None:
+        assert self.process is None, "already started"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as log:
+            log.write(f"\n----- started by test_media.py at {time.strftime('%H:%M:%S')} -----\n")
+            log.flush()
+            self.process = subprocess.Popen([str(BIN_DIR / "media")], env=self.environment(**overrides), cwd=ROOT,
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + MEDIA_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the Cloudinary-backed media exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(MEDIA_READY_URL, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"the Cloudinary-backed media was not ready within {MEDIA_START_TIMEOUT} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to the process this module started (by its pid), SIGKILL after 15 s."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def restart(self, **overrides: str) -> None:
+        self.stop()
+        self.start(**overrides)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@pytest.fixture(scope="module")
+def cloud_media() -> Any:
+    """The fake Cloudinary and the media service running on it (the normal media service is
+    stopped meanwhile and started again after)."""
+    if not (BIN_DIR / "media").is_file():
+        pytest.fail(f"no media binary at {BIN_DIR / 'media'}; MESSENGER_BIN_DIR?", pytrace=False)
+    fake = FakeCloudinary().start()
+    media = CloudMedia(fake)
+    try:
+        services("stop", "media")
+        media.start()
+        yield media
+    finally:
+        try:
+            media.stop()
+        finally:
+            fake.stop()
+            services("start", "media", check=False)
+            try:
+                status = requests.get(MEDIA_READY_URL, timeout=3).status_code
+            except requests.RequestException as exc:
+                status = exc
+            assert status == 200, f"the normal media service did not come back: /readyz {status}"
+
+
+@pytest.fixture
+def cloud(cloud_media: CloudMedia) -> Any:
+    """The Cloudinary-backed media with a clean fake (no faults, empty record) for one test."""
+    cloud_media.fake.reset()
+    try:
+        yield cloud_media
+    finally:
+        cloud_media.fake.reset()
+
+
+def test_cloudinary_upload_is_signed_and_served_from_its_secure_url(api, alice, cloud):
+    fake = cloud.fake
+    data = png(12, 8)
+    attachment = uploaded(api, alice.access, "../cloud photo.png", data)
+    assert_attachment(attachment, kind="IMAGE", content_type="image/png", size=len(data), width=12, height=8)
+
+    seen = fake.uploads_seen()
+    assert len(seen) == 1, f"expected one upload call, got {[(r.path, r.status) for r in fake.requests]}"
+    call = seen[0]
+    assert call.path == f"/v1_1/{fake.cloud_name}/image/upload", call.path
+    assert call.status == 200 and call.signature_valid is True, (call.status, call.string_to_sign, call.params)
+    assert call.params.get("api_key") == fake.api_key, call.params
+    assert abs(int(call.params["timestamp"]) - time.time()) < 120, call.params
+    public_id = call.params.get("public_id", "")
+    assert len(public_id) >= 16, f"an unguessable public_id, got {public_id!r}"
+    # Cloudinary's scheme, computed here independently of the fake.
+    signed = sorted((k, v) for k, v in call.params.items() if k not in ("api_key", "signature", "file") and v)
+    expected = hashlib.sha1(("&".join(f"{k}={v}" for k, v in signed) + fake.api_secret).encode()).hexdigest()
+    assert call.params["signature"] == expected, (call.params, string_to_sign(call.params))
+    assert call.file_size == len(data) and (call.file_name or "").endswith(".png"), (call.file_name, call.file_size)
+
+    stored = fake.stored(public_id, "image")
+    assert stored is not None and stored.data == data, "the fake holds other bytes than those uploaded"
+    assert attachment["url"] == fake.secure_url(stored), (attachment["url"], fake.secure_url(stored))
+    resp = fetch(attachment["url"])
+    assert resp.status_code == 200 and resp.content == data, describe(resp)
+    assert resp.headers.get("Content-Type", "").startswith("image/png"), resp.headers
+
+
+@pytest.mark.parametrize(
+    "file_name, data, resource_type, kind",
+    [("clip.wav", wav(), "video", "AUDIO"), ("notes.txt", b"some notes\n", "raw", "FILE")],
+    ids=["audio-as-video", "text-as-raw"],
+)
+def test_cloudinary_resource_type_follows_the_content(api, alice, cloud, file_name, data, resource_type, kind):
+    attachment = uploaded(api, alice.access, file_name, data)
+    assert_attachment(attachment, kind=kind, size=len(data))
+    seen = cloud.fake.uploads_seen()
+    assert [r.path for r in seen] == [f"/v1_1/{cloud.fake.cloud_name}/{resource_type}/upload"], [r.path for r in seen]
+    assert seen[0].signature_valid is True and seen[0].status == 200, seen[0]
+    resp = fetch(attachment["url"])
+    assert resp.status_code == 200 and resp.content == data, describe(resp)
+
+
+def test_cloudinary_folder_is_a_signed_parameter(api, alice, cloud):
+    try:
+        cloud.restart(CLOUDINARY_FOLDER="e2e/chat")
+        data = png(2, 2)
+        attachment = uploaded(api, alice.access, "in-folder.png", data)
+        seen = cloud.fake.uploads_seen()
+        assert len(seen) == 1 and seen[0].status == 200 and seen[0].signature_valid is True, seen
+        assert seen[0].params.get("folder") == "e2e/chat", seen[0].params
+        assert "folder=e2e/chat&" in (seen[0].string_to_sign or ""), seen[0].string_to_sign
+        assert "/upload/e2e/chat/" in attachment["url"], attachment["url"]
+        assert fetch(attachment["url"]).content == data
+    finally:
+        cloud.fake.reset()
+        cloud.restart()
+
+
+def test_cloudinary_wrong_secret_is_refused_as_invalid_argument(api, alice, cloud):
+    try:
+        cloud.restart(CLOUDINARY_URL=cloud.fake.cloudinary_url(api_secret="not-the-secret"))
+        message = assert_error(upload(api, alice.access, "a.png", png(2, 2)), 422, "invalid_argument")
+        assert "Invalid Signature" in message, f"Cloudinary's message should reach the caller: {message!r}"
+        seen = cloud.fake.uploads_seen()
+        # A 4xx is the caller's problem: not retried.
+        assert len(seen) == 1, f"a 401 must not be retried: {[(r.path, r.status) for r in seen]}"
+        assert seen[0].status == 401 and seen[0].signature_valid is False, seen[0]
+    finally:
+        cloud.fake.reset()
+        cloud.restart()
+    # The right secret works again.
+    uploaded(api, alice.access, "b.png", png(2, 2))
+
+
+def test_cloudinary_5xx_is_retried(api, alice, cloud):
+    fake = cloud.fake
+    fake.fail_next_uploads(1, status=500)
+    data = png(3, 3)
+    attachment = uploaded(api, alice.access, "retry.png", data)
+    seen = fake.uploads_seen()
+    assert [r.status for r in seen] == [500, 200], [(r.status, r.fault) for r in seen]
+    assert seen[0].params.get("public_id") == seen[1].params.get("public_id"), "the retry is the same upload"
+    assert seen[1].at - seen[0].at >= 0.09, f"no backoff between attempts: {seen[1].at - seen[0].at:.3f} s"
+    stored = fake.stored(seen[1].params["public_id"], "image")
+    assert stored is not None and attachment["url"] == fake.secure_url(stored), attachment
+    assert fetch(attachment["url"]).content == data
+
+
+def test_cloudinary_timing_out_on_every_attempt_is_unavailable(api, alice, cloud):
+    fake = cloud.fake
+    fake.delay(3 * CLOUDINARY_TIMEOUT_MS / 1000)  # far beyond each attempt's timeout
+    started = time.monotonic()
+    message = assert_error(upload(api, alice.access, "slow.png", png(2, 2)), 503, "unavailable")
+    elapsed = time.monotonic() - started
+    seen = fake.uploads_seen()
+    fake.reset()  # wakes the handlers still sleeping
+    assert len(seen) == CLOUDINARY_ATTEMPTS, f"expected {CLOUDINARY_ATTEMPTS} attempts, got {len(seen)}: {message!r}"
+    assert elapsed >= CLOUDINARY_ATTEMPTS * CLOUDINARY_TIMEOUT_MS / 1000 * 0.9, f"gave up too early: {elapsed:.1f} s"
+    assert elapsed < 10, f"took {elapsed:.1f} s with a {CLOUDINARY_TIMEOUT_MS} ms timeout and {CLOUDINARY_ATTEMPTS} attempts"
+    # Once Cloudinary answers again, uploads work.
+    uploaded(api, alice.access, "fast.png", png(2, 2))
