@@ -12,7 +12,8 @@ public final class SocketIOServer: Sendable {
     /// Handles one event; the returned values are the ack's arguments.
     public typealias EventHandler = @Sendable (_ socket: SocketIOSocket, _ arguments: [JSONValue]) async -> [JSONValue]
     /// Runs once a socket is connected (joined its rooms), before its first event is handled.
-    public typealias ConnectHandler = @Sendable (_ socket: SocketIOSocket, _ auth: JSONValue?) async -> Void
+    /// Synchronous: start a task for anything that waits.
+    public typealias ConnectHandler = @Sendable (_ socket: SocketIOSocket, _ auth: JSONValue?) -> Void
     /// Runs once a socket has left (DISCONNECT, or its connection closed), after it left its rooms.
     public typealias DisconnectHandler = @Sendable (_ socket: SocketIOSocket) -> Void
 
@@ -173,7 +174,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.sockets[namespace] = socket
         self.server.rooms.join(socket, "user:\(userID)")
         await self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
-        await self.server.onConnect?(socket, packet.data)
+        self.server.onConnect?(socket, packet.data)
     }
 
     private func run(_ socket: SocketIOSocket, _ event: String, _ arguments: [JSONValue], _ ackID: Int?) async {

@@ -48,8 +48,10 @@ struct SocketIOConformance {
                 // The suite's waitFor() attaches its next listener only after the previous message
                 // resolved its promise; two frames read in one chunk would lose the second. A
                 // moment's pause keeps the CONNECT reply and this event in separate reads.
-                try? await Task.sleep(for: .milliseconds(5))
-                await socket.emit("auth", [auth ?? .object([:])])
+                Task {
+                    try? await Task.sleep(for: .milliseconds(5))
+                    await socket.emit("auth", [auth ?? .object([:])])
+                }
             }
             server.on("message") { socket, arguments in
                 await socket.emit("message-back", arguments)
