@@ -51,9 +51,9 @@ bench-media: ## Upload throughput through the gateway to the local store and a l
 	swift build -c release --product media-bench
 	.run/venv/bin/python scripts/bench-media.py
 
-bench-socket: ## 10k idle Socket.IO clients against the running gateway: RSS per connection, broadcast rate (make up first)
+bench-socket: ## 10k idle Socket.IO clients: RSS per connection and broadcast rate, gateway vs python-socketio (make up first)
 	swift build -c release --product socket-load
-	@source scripts/env.sh && load_env_file .run/local.env && .build/release/socket-load --clients=10000 --broadcasts=20
+	scripts/bench-socket.sh
 
 fmt: ## Format the Swift sources in place
 	swift format --in-place --recursive $(FORMAT_PATHS)

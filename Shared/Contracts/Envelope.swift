@@ -78,14 +78,10 @@ extension Envelope {
 }
 
 extension Envelope: Encodable where Payload: Encodable {
-    /// Ids in lowercase, as everywhere clients may see them.
+    /// The header's fields (ids in lowercase), then `data`.
     public func encode(to encoder: any Encoder) throws {
+        try self.header.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(self.type, forKey: .type)
-        try container.encode(EntityID(self.id), forKey: .id)
-        try container.encodeIfPresent(self.correlationId, forKey: .correlationId)
-        try container.encode(self.occurredAt, forKey: .occurredAt)
-        try container.encodeIfPresent(self.actorId.map(EntityID.init), forKey: .actorId)
         try container.encode(self.data, forKey: .data)
     }
 }

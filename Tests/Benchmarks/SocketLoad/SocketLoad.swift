@@ -25,7 +25,11 @@ struct SocketLoad {
         let clients = Int(options["clients"] ?? "") ?? 10_000
         let broadcasts = Int(options["broadcasts"] ?? "") ?? 100
         let base = environment["GATEWAY_URL"] ?? "http://127.0.0.1:5000"
-        let pidFile = options["gateway-pid-file"] ?? ".run/pids/svc-socket-gateway.pid"
+        // `--server-url` and `--trigger-url`: another Socket.IO server (the python-socketio
+        // reference) whose broadcast is started by a POST to the trigger URL.
+        let serverURL = options["server-url"] ?? base
+        let triggerURL = options["trigger-url"]
+        let pidFile = options["server-pid-file"] ?? options["gateway-pid-file"] ?? ".run/pids/svc-socket-gateway.pid"
         guard let pidText = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let gatewayPID = Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines))
         else {
@@ -39,10 +43,10 @@ struct SocketLoad {
         }()
 
         let token = try await Self.accessToken(base: base)
-        let url = base.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
+        let url = serverURL.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
         let counters = Counters()
         let before = Process.residentBytes(gatewayPID)
-        say("socket-load: \(clients) WebSocket clients against \(base); gateway RSS before \(before / 1024) KiB")
+        say("socket-load: \(clients) WebSocket clients against \(serverURL); server RSS before \(before / 1024) KiB")
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
@@ -82,7 +86,7 @@ struct SocketLoad {
             let connected = counters.connectedCount
             say("  connected \(connected), failed \(counters.failedCount)")
             say(
-                "  gateway RSS after \(after / 1024) KiB: \(String(format: "%.2f", Double(after - before) / 1024 / Double(max(connected, 1)))) KiB per connection (target <= 10)"
+                "  server RSS after \(after / 1024) KiB: \(String(format: "%.2f", Double(after - before) / 1024 / Double(max(connected, 1)))) KiB per connection (target <= 10)"
             )
 
             // 2. Broadcast: each push reaches every connected socket.
@@ -92,10 +96,18 @@ struct SocketLoad {
             let userID = try Self.subject(of: token)
             let cpuBefore = Process.cpuSeconds(gatewayPID)
             let started = ContinuousClock.now
-            for index in 0..<broadcasts {
-                let body = #"{"rooms":["user:\#(userID)"],"event":"bench","args":[{"n":\#(index)}]}"#
-                try await amqp.publish(
-                    AMQPMessage(exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: Data(body.utf8)))
+            if let triggerURL {
+                var request = URLRequest(url: URL(string: "\(triggerURL)?n=\(broadcasts)")!)
+                request.httpMethod = "POST"
+                request.timeoutInterval = 300
+                _ = try await URLSession.shared.data(for: request)
+            } else {
+                for index in 0..<broadcasts {
+                    let body = #"{"rooms":["user:\#(userID)"],"event":"bench","args":[{"n":\#(index)}]}"#
+                    try await amqp.publish(
+                        AMQPMessage(exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: Data(body.utf8))
+                    )
+                }
             }
             let expected = broadcasts * connected
             let deadline = ContinuousClock.now + .seconds(300)
@@ -110,7 +122,7 @@ struct SocketLoad {
                 "  broadcast: \(broadcasts) pushes x \(connected) sockets = \(delivered)/\(expected) deliveries in \(String(format: "%.2f", seconds)) s"
             )
             say(
-                "  \(Int(Double(delivered) / seconds)) deliveries/s; \(Int(Double(delivered) / max(cpu, 0.001))) deliveries per gateway CPU-second (\(String(format: "%.2f", cpu)) CPU-s)"
+                "  \(Int(Double(delivered) / seconds)) deliveries/s; \(Int(Double(delivered) / max(cpu, 0.001))) deliveries per server CPU-second (\(String(format: "%.2f", cpu)) CPU-s)"
             )
             await amqp.close()
             counters.stop()
