@@ -14,7 +14,7 @@ LOAD="$ROOT/.build/release/socket-load"
 echo "=== the gateway"
 "$LOAD" --clients="$CLIENTS" --broadcasts="$BROADCASTS"
 
-echo "=== python-socketio $("$ROOT/.run/venv/bin/python" -c 'import socketio; print(socketio.__version__)') on aiohttp"
+echo "=== python-socketio $("$ROOT/.run/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("python-socketio"))') on aiohttp"
 PORT=5099
 "$ROOT/.run/venv/bin/python" "$ROOT/Tests/Benchmarks/socketio_reference_server.py" "$PORT" &
 REFERENCE=$!
