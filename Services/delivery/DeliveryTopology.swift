@@ -89,7 +89,8 @@ struct PushPublisher: Sendable {
             redelivery: redelivery)
         return AMQPMessage(
             exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: try MessengerJSON.encode(body),
-            properties: AMQPProperties(messageID: "\(delivery.event.eventId):\(delivery.userID)", type: "gateway.push.v1"))
+            properties: AMQPProperties(
+                messageID: "\(delivery.event.eventId):\(EntityID(delivery.userID))", type: "gateway.push.v1"))
     }
 
     /// The retry check number `attempt` (1-based) for `event`, in the delay queue of its level.

@@ -62,7 +62,10 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         router: router,
         server: .http1WebSocketUpgrade(
             webSocketRouter: webSocketRouter,
-            configuration: .init(ws: .init(maxFrameSize: settings.engine.maxPayload))),
+            configuration: .init(
+                // An idle keep-alive connection closes after a minute.
+                http1: .init(idleTimeout: .seconds(60)),
+                ws: .init(maxFrameSize: settings.engine.maxPayload))),
         configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
 
     let admin = AdminServer.make(

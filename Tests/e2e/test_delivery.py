@@ -766,6 +766,12 @@ def test_mark_seen_tells_the_other_members_and_not_the_one_who_saw(account, open
         assert_receipt(ev, "message_seen", tid, message["id"], bob.id)
     b.listen(QUIET_PERIOD)
     assert b.durable(where=named("message_seen")) == [], f"the one who saw got message_seen: {b.durable()}"
+    # Bob's delivery of the message is SEEN (and counts as delivered); Carol's is not.
+    status = psql(
+        "SELECT d.user_id || ':' || d.status || ':' || (d.delivered_at IS NOT NULL) FROM delivery.deliveries d "
+        f"JOIN delivery.events e ON e.event_id = d.event_id WHERE e.message_id = '{message['id']}' "
+        f"AND e.name = 'MESSAGE_CREATED' AND d.user_id IN ('{bob.id}', '{carol.id}') ORDER BY d.user_id")
+    assert sorted(status.splitlines()) == sorted([f"{bob.id}:SEEN:true", f"{carol.id}:PENDING:false"]), status
     for device in (a, b, c):
         in_order(device.durable(), start=1, what=device.who)
 
@@ -849,6 +855,37 @@ def test_expired_events_leave_catch_up_at_once_and_are_pruned_by_the_periodic_jo
         time.sleep(0.5)
     # Alice's deliveries of the same events are not expired and stay.
     assert psql(f"SELECT count(*) FROM delivery.deliveries WHERE user_id = '{alice.id}'") == "2"
+
+
+def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_catch_up(account, open_socket):
+    """Delivery restarted with short retry delays (300 ms, 600 ms: delay queues of their own)."""
+    alice, bob = account(), account()
+    services("stop", "delivery")
+    env = dict(os.environ, DELIVERY_RETRY_DELAYS_MS="300,600", ENV_FILE="/nonexistent/.env")
+    log = open(BIN_DIR.parents[1] / ".run" / "logs" / "delivery-short-retries.log", "w")
+    short = subprocess.Popen([str(BIN_DIR / "delivery")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(DELIVERY_READY_URL)
+        a = open_socket(alice, label="alice")
+        tid = a.dm(bob.id)["id"]
+        message = a.send(tid, "nobody acks this")
+        created = a.wait_for(named("message_created", tid, message["id"]), "message_created")
+        dead_id = f"{created.event_id}:{bob.id}"
+        found = take_dead_letters("delivery.dead", {dead_id}, timeout=15)
+        assert dead_id in found, f"no dead letter {dead_id} in delivery.dead"
+        properties, body = found[dead_id]
+        push = json.loads(body)
+        assert push["rooms"] == [f"user:{bob.id}"] and push["event"] == "message_created", push
+        assert push["args"][0]["eventId"] == created.event_id and push["args"][0]["seq"] == 2, push
+        assert (properties.headers or {}).get("x-attempts") == 3, properties.headers
+        # Still buffered: Bob, connecting for the first time, gets it.
+        b = open_socket(bob, last_seq=0, label="bob")
+        ev = b.wait_for(named("message_created", tid, message["id"]), "the dead-lettered event on connect")
+        assert ev.event_id == created.event_id and ev.seq == 2
+    finally:
+        short.terminate()
+        short.wait(timeout=30)
+        services("start", "delivery")
 
 
 def test_restarting_delivery_and_the_gateway_loses_no_event(account, open_socket):

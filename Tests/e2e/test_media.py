@@ -563,6 +563,46 @@ def err_ack(ack: Any, codes: str | tuple[str, ...], what: str) -> str:
 # ==================================================================================================
 
 
+def test_unbound_uploads_are_removed_after_their_lifetime_and_bound_ones_stay(api, alice, pair):
+    """Media restarted with a 2 s lifetime for unbound uploads and a 1 s clean-up period."""
+    a, _, thread = pair
+    services_script = ROOT / "scripts" / "services.sh"
+    subprocess.run(["bash", str(services_script), "stop", "media"], check=True, capture_output=True, timeout=120)
+    env = {**local_env(), **os.environ, "MEDIA_UNBOUND_TTL_SECONDS": "2", "MEDIA_CLEANUP_INTERVAL_SECONDS": "1",
+           "ENV_FILE": "/nonexistent/.env"}
+    for key in ("CLOUDINARY_URL", "CLOUDINARY_CLOUD_NAME"):
+        env.pop(key, None)
+    with open(ROOT / ".run" / "logs" / "media-cleanup.log", "w") as log:
+        short = subprocess.Popen([str(BIN_DIR / "media")], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + MEDIA_START_TIMEOUT
+        while True:
+            try:
+                if requests.get(MEDIA_READY_URL, timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "media with a short upload lifetime did not become ready"
+            time.sleep(0.1)
+        kept_data, dropped_data = png(4, 4), png(5, 5)
+        kept = uploaded(api, alice.access, "kept.png", kept_data)
+        dropped = uploaded(api, alice.access, "dropped.png", dropped_data)
+        message = a.send(thread["id"], "keeps its picture")
+        ok_data(bind(a, message["id"], [kept["id"]]), "add_attachments")
+        deadline = time.monotonic() + 15
+        while fetch(dropped["url"]).status_code != 404:
+            assert time.monotonic() < deadline, "the unbound upload was not removed"
+            time.sleep(0.5)
+        assert_served(kept, kept_data)
+        err_ack(bind(a, message["id"], [dropped["id"]]), "not_found", "binding a removed upload")
+    finally:
+        short.terminate()
+        short.wait(timeout=30)
+        subprocess.run(["bash", str(services_script), "start", BIN_DIR.name, "media"], check=True, capture_output=True,
+                       timeout=120)
+
+
 def local_env() -> dict[str, str]:
     """KEY=value lines of .run/local.env (what scripts/services.sh gives the services)."""
     path = ROOT / ".run" / "local.env"
