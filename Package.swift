@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "socket-load", targets: ["SocketLoad"]),
         .executable(name: "messaging-bench", targets: ["MessagingBench"]),
         .executable(name: "media-bench", targets: ["MediaBench"]),
+        .executable(name: "messenger-load", targets: ["MessengerLoad"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -234,6 +235,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/Benchmarks/MessagingBench"
+        ),
+        .executableTarget(
+            name: "MessengerLoad",
+            dependencies: [
+                "SocketIOProtocol",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Benchmarks/MessengerLoad"
         ),
         .executableTarget(
             name: "MediaBench",

@@ -53,12 +53,44 @@ struct EventLog: Sendable {
     /// Records `events` in order, in one transaction. Returns what to push: the new deliveries,
     /// and for an event recorded before (a redelivery from the broker) its still-pending ones.
     func record(_ events: [IncomingEvent]) async throws -> [Delivery] {
-        try await self.client.transaction(logger: self.logger) { connection in
-            var deliveries: [Delivery] = []
-            for event in events {
-                deliveries += try await self.record(event, on: connection)
+        try await self.retryingDeadlocks {
+            try await self.client.transaction(logger: self.logger) { connection in
+                try await self.lockSequences(of: events.flatMap(\.recipients), on: connection)
+                var deliveries: [Delivery] = []
+                for event in events {
+                    deliveries += try await self.record(event, on: connection)
+                }
+                return deliveries
             }
-            return deliveries
+        }
+    }
+
+    /// Takes the sequence rows of `users` (creating the missing ones) in user-id order, the one
+    /// order every transaction of the log takes them in, so that concurrent batches and acks
+    /// never deadlock on them.
+    private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws {
+        let users = Array(Set(users))
+        guard !users.isEmpty else { return }
+        try await connection.query(
+            """
+            INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest(\(users)::uuid[]) AS user_id ORDER BY user_id
+            ON CONFLICT (user_id) DO NOTHING
+            """, logger: self.logger)
+        try await connection.query(
+            "SELECT user_id FROM user_sequences WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE", logger: self.logger)
+    }
+
+    /// Runs `body` again (up to three times) when PostgreSQL broke a deadlock or a serialization
+    /// conflict by aborting it: both are safe to retry at once.
+    private func retryingDeadlocks<Result>(_ body: () async throws -> Result) async throws -> Result {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as PSQLError where ["40P01", "40001"].contains(error.serverInfo?[.sqlState] ?? "") && attempt < 3 {
+                attempt += 1
+                self.logger.debug("retrying after a deadlock", metadata: ["attempt": "\(attempt)"])
+            }
         }
     }
 
@@ -146,41 +178,46 @@ struct EventLog: Sendable {
     /// those new events' deliveries.
     func acknowledge(user: UUID, upToSeq: Int64) async throws -> (upToSeq: Int64, deliveries: [Delivery]) {
         guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
-        return try await self.client.transaction(logger: self.logger) { connection in
-            let rows = try await connection.query(
-                """
-                UPDATE user_sequences SET acked_seq = greatest(acked_seq, least(\(upToSeq), last_seq))
-                WHERE user_id = \(user) RETURNING least(\(upToSeq), last_seq)
-                """, logger: self.logger)
-            var clamped: Int64 = 0
-            for try await value in rows.decode(Int64.self) { clamped = value }
-            guard clamped > 0 else { return (clamped, []) }
-            let delivered = try await connection.query(
-                """
-                WITH newly AS (
-                    UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
-                    WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
-                    RETURNING event_id, delivered_at
-                )
-                SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
-                WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> \(user)
-                ORDER BY e.message_seq
-                """, logger: self.logger)
-            var receipts: [IncomingEvent] = []
-            for try await (thread, message, sender, at) in delivered.decode((UUID?, UUID?, UUID, Date).self) {
-                guard let thread, let message else { continue }
-                let data = JSONAny.object([
-                    "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
-                    "userId": .string(EntityID(user).description), "at": .string(Timestamp.format(at)),
-                ])
-                receipts.append(
-                    IncomingEvent(
-                        id: .v7(), occurredAt: at, actor: user, name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender],
-                        data: data))
+        return try await self.retryingDeadlocks {
+            try await self.client.transaction(logger: self.logger) { connection in
+                // The user's latest seq only grows: clamping to a value read a moment ago is safe.
+                let latest = try await connection.query(
+                    "SELECT last_seq FROM user_sequences WHERE user_id = \(user)", logger: self.logger)
+                var clamped: Int64 = 0
+                for try await value in latest.decode(Int64.self) { clamped = min(upToSeq, value) }
+                guard clamped > 0 else { return (clamped, []) }
+                let delivered = try await connection.query(
+                    """
+                    WITH newly AS (
+                        UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
+                        WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
+                        RETURNING event_id, delivered_at
+                    )
+                    SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
+                    WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> \(user)
+                    ORDER BY e.message_seq
+                    """, logger: self.logger)
+                var receipts: [IncomingEvent] = []
+                for try await (thread, message, sender, at) in delivered.decode((UUID?, UUID?, UUID, Date).self) {
+                    guard let thread, let message else { continue }
+                    let data = JSONAny.object([
+                        "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
+                        "userId": .string(EntityID(user).description), "at": .string(Timestamp.format(at)),
+                    ])
+                    receipts.append(
+                        IncomingEvent(
+                            id: .v7(), occurredAt: at, actor: user, name: "MESSAGE_DELIVERED", threadID: thread,
+                            recipients: [sender], data: data))
+                }
+                // The acknowledging user's row and the senders' rows, in the one order.
+                try await self.lockSequences(of: [user] + receipts.flatMap(\.recipients), on: connection)
+                try await connection.query(
+                    "UPDATE user_sequences SET acked_seq = greatest(acked_seq, \(clamped)) WHERE user_id = \(user)",
+                    logger: self.logger)
+                var deliveries: [Delivery] = []
+                for receipt in receipts { deliveries += try await self.record(receipt, on: connection) }
+                return (clamped, deliveries)
             }
-            var deliveries: [Delivery] = []
-            for receipt in receipts { deliveries += try await self.record(receipt, on: connection) }
-            return (clamped, deliveries)
         }
     }
 
