@@ -55,12 +55,7 @@ struct EventLog: Sendable {
     func record(_ events: [IncomingEvent]) async throws -> [Delivery] {
         try await self.retryingDeadlocks {
             try await self.client.transaction(logger: self.logger) { connection in
-                try await self.lockSequences(of: events.flatMap(\.recipients), on: connection)
-                var deliveries: [Delivery] = []
-                for event in events {
-                    deliveries += try await self.record(event, on: connection)
-                }
-                return deliveries
+                try await self.recordBatch(events, on: connection)
             }
         }
     }
@@ -94,50 +89,110 @@ struct EventLog: Sendable {
         }
     }
 
-    private func record(_ event: IncomingEvent, on connection: PostgresConnection) async throws -> [Delivery] {
-        guard try await Inbox.claim(event.id, consumer: Self.consumer, on: connection, logger: self.logger) else {
-            return try await self.pending(event: event.id, on: connection)
+    /// Records `events` set-wise, a handful of statements for the whole batch: the inbox claims,
+    /// the events, the seqs (each recipient's `last_seq` raised by its number of new events, under
+    /// the row locks taken in user-id order), the deliveries. Events seen before (a redelivery)
+    /// give their still-pending deliveries instead.
+    private func recordBatch(_ events: [IncomingEvent], on connection: PostgresConnection) async throws -> [Delivery] {
+        guard !events.isEmpty else { return [] }
+        let claimed = try await connection.query(
+            """
+            INSERT INTO processed_messages (consumer, message_id)
+            SELECT \(Self.consumer), id FROM unnest(\(events.map(\.id))::uuid[]) AS id
+            ON CONFLICT DO NOTHING RETURNING message_id
+            """, logger: self.logger)
+        var fresh = Set<UUID>()
+        for try await id in claimed.decode(UUID.self) { fresh.insert(id) }
+        var redelivered: [Delivery] = []
+        var seenAgain = Set<UUID>()
+        var new: [IncomingEvent] = []
+        for event in events {
+            if fresh.remove(event.id) != nil {
+                new.append(event)
+            } else if seenAgain.insert(event.id).inserted {
+                redelivered += try await self.pending(event: event.id, on: connection)
+            }
         }
-        let text = String(decoding: try MessengerJSON.encode(event.data), as: UTF8.self)
-        let message = event.data["message"]
-        let messageID = (message?["id"] ?? event.data["messageId"])?.stringValue.flatMap(UUID.init(uuidString:))
-        let messageSeq = message?["seq"]?.int64Value
-        let senderID = message?["senderId"]?.stringValue.flatMap(UUID.init(uuidString:))
+        guard !new.isEmpty else { return redelivered }
+
+        // The recipients' rows, locked in one order, and their current last seq.
+        let users = Array(Set(new.flatMap(\.recipients)))
+        var last: [UUID: Int64] = [:]
+        if !users.isEmpty {
+            try await connection.query(
+                """
+                INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest(\(users)::uuid[]) AS user_id ORDER BY user_id
+                ON CONFLICT (user_id) DO NOTHING
+                """, logger: self.logger)
+            let rows = try await connection.query(
+                "SELECT user_id, last_seq FROM user_sequences WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE",
+                logger: self.logger)
+            for try await (user, seq) in rows.decode((UUID, Int64).self) { last[user] = seq }
+        }
+
+        // Seqs in the events' order; the event rows and the delivery rows as columns.
+        var deliveries: [Delivery] = []
+        var ids: [UUID] = [], names: [String] = [], times: [Date] = [], texts: [String] = []
+        var threads: [String] = [], messages: [String] = [], messageSeqs: [Int64] = [], senders: [String] = []
+        for event in new {
+            let message = event.data["message"]
+            ids.append(event.id)
+            names.append(event.name)
+            times.append(event.occurredAt)
+            texts.append(String(decoding: try MessengerJSON.encode(event.data), as: UTF8.self))
+            threads.append(event.threadID.map { EntityID($0).description } ?? "")
+            messages.append(
+                ((message?["id"] ?? event.data["messageId"])?.stringValue).flatMap(UUID.init(uuidString:)).map {
+                    EntityID($0).description
+                } ?? "")
+            messageSeqs.append(message?["seq"]?.int64Value ?? -1)
+            senders.append(
+                (message?["senderId"]?.stringValue).flatMap(UUID.init(uuidString:)).map { EntityID($0).description } ?? "")
+            for user in Array(Set(event.recipients)).sorted(by: { $0.uuidString < $1.uuidString }) {
+                guard let previous = last[user] else { continue }
+                last[user] = previous + 1
+                deliveries.append(
+                    Delivery(
+                        userID: user,
+                        event: UserEvent(
+                            eventId: EntityID(event.id), seq: previous + 1, type: event.name, occurredAt: event.occurredAt,
+                            data: event.data)))
+            }
+        }
         try await connection.query(
             """
             INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
-            VALUES (\(event.id), \(event.name), \(event.occurredAt), \(text), \(event.threadID), \(messageID), \(messageSeq), \(senderID))
+            SELECT id, name, occurred_at, data, NULLIF(thread_id, '')::uuid, NULLIF(message_id, '')::uuid,
+                   NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
+            FROM unnest(\(ids)::uuid[], \(names)::text[], \(times)::timestamptz[], \(texts)::text[], \(threads)::text[],
+                        \(messages)::text[], \(messageSeqs)::bigint[], \(senders)::text[])
+                 AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
             """, logger: self.logger)
-        if event.name == "MESSAGE_SEEN", let seer = event.data["userId"]?.stringValue.flatMap(UUID.init(uuidString:)),
-            let messageID
-        {
-            try await self.markSeen(user: seer, upTo: messageID, on: connection)
+        if !deliveries.isEmpty {
+            let expires = Date().addingTimeInterval(Double(self.retention.components.seconds))
+            try await connection.query(
+                """
+                INSERT INTO deliveries (user_id, seq, event_id, expires_at)
+                SELECT user_id, seq, event_id, \(expires)
+                FROM unnest(\(deliveries.map(\.userID))::uuid[], \(deliveries.map(\.event.seq))::bigint[],
+                            \(deliveries.map(\.event.eventId.uuid))::uuid[]) AS d(user_id, seq, event_id)
+                """, logger: self.logger)
+            let touched = Array(last.keys)
+            try await connection.query(
+                """
+                UPDATE user_sequences SET last_seq = x.last_seq
+                FROM unnest(\(touched)::uuid[], \(touched.map { last[$0]! })::bigint[]) AS x(user_id, last_seq)
+                WHERE user_sequences.user_id = x.user_id
+                """, logger: self.logger)
         }
-        let recipients = Array(Set(event.recipients)).sorted { $0.uuidString < $1.uuidString }
-        guard !recipients.isEmpty else { return [] }
-        // One row lock per recipient, always taken in id order (no deadlocks).
-        let sequences = try await connection.query(
-            """
-            INSERT INTO user_sequences (user_id, last_seq) SELECT user_id, 1 FROM unnest(\(recipients)::uuid[]) AS user_id
-            ON CONFLICT (user_id) DO UPDATE SET last_seq = user_sequences.last_seq + 1
-            RETURNING user_id, last_seq
-            """, logger: self.logger)
-        var seqs: [UUID: Int64] = [:]
-        for try await (user, seq) in sequences.decode((UUID, Int64).self) { seqs[user] = seq }
-        let users = recipients.filter { seqs[$0] != nil }
-        let expires = Date().addingTimeInterval(Double(self.retention.components.seconds))
-        try await connection.query(
-            """
-            INSERT INTO deliveries (user_id, seq, event_id, expires_at)
-            SELECT user_id, seq, \(event.id), \(expires) FROM unnest(\(users)::uuid[], \(users.map { seqs[$0]! })::bigint[]) AS d(user_id, seq)
-            """, logger: self.logger)
-        return users.map { user in
-            Delivery(
-                userID: user,
-                event: UserEvent(
-                    eventId: EntityID(event.id), seq: seqs[user]!, type: event.name, occurredAt: event.occurredAt,
-                    data: event.data))
+        for event in new where event.name == "MESSAGE_SEEN" {
+            if let seer = event.data["userId"]?.stringValue.flatMap(UUID.init(uuidString:)),
+                let message = event.data["messageId"]?.stringValue.flatMap(UUID.init(uuidString:))
+            {
+                try await self.markSeen(user: seer, upTo: message, on: connection)
+            }
         }
+        return redelivered + deliveries
     }
 
     /// The still-pending, unexpired deliveries of an event.
@@ -214,9 +269,7 @@ struct EventLog: Sendable {
                 try await connection.query(
                     "UPDATE user_sequences SET acked_seq = greatest(acked_seq, \(clamped)) WHERE user_id = \(user)",
                     logger: self.logger)
-                var deliveries: [Delivery] = []
-                for receipt in receipts { deliveries += try await self.record(receipt, on: connection) }
-                return (clamped, deliveries)
+                return (clamped, try await self.recordBatch(receipts, on: connection))
             }
         }
     }
