@@ -23,12 +23,11 @@ struct RedisFanOut: Service {
         await self.local.emit(event, arguments, rooms: rooms, except: except, flags: flags)
         let message = EmitterMessage(
             uid: self.uid, event: event, arguments: arguments, rooms: rooms, except: except, flags: flags)
-        do {
-            try await self.redis.publish(channel: message.channel, message: message.encoded())
-        } catch {
-            // Sockets on other gateways miss this live event; durable events come back through
-            // the delivery service's retries and catch-up.
-            self.logger.warning("fan-out publish failed", metadata: ["event": "\(event)", "error": "\(error)"])
+        // Not awaited: the next push need not wait for Redis's reply (publishes keep their order
+        // on the one connection). Sockets on other gateways that miss a live event get it again
+        // through the delivery service's retries and catch-up.
+        if !self.redis.publishWithoutReply(channel: message.channel, message: message.encoded()) {
+            self.logger.warning("fan-out publish refused: the Redis client is closed", metadata: ["event": "\(event)"])
         }
     }
 

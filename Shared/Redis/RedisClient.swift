@@ -62,6 +62,15 @@ public final class RedisClient: Service, Sendable {
         try await self.command(arguments.map { Array($0.utf8) })
     }
 
+    /// `PUBLISH channel message` without waiting for the reply: publishes still go out in call
+    /// order on the one connection, and the reply is read and dropped. For fan-out, whose loss
+    /// the callers cover otherwise. False when the client is closed.
+    @discardableResult
+    public func publishWithoutReply(channel: String, message: [UInt8]) -> Bool {
+        self.mailbox.send(
+            .request(Request(arguments: [Array("PUBLISH".utf8), Array(channel.utf8), message], promise: Promise())))
+    }
+
     /// `PUBLISH channel message`; returns how many subscribers received it.
     @discardableResult
     public func publish(channel: String, message: [UInt8]) async throws -> Int {
