@@ -94,6 +94,7 @@ let package = Package(
             name: "MessengerHTTP",
             dependencies: [
                 "CCurl",
+                "ThreadedIO",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Shared/HTTP"
@@ -196,7 +197,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "DeliveryService",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: ["MessengerServiceKit", "ThreadedIO"],
             path: "Services/delivery"
         ),
 

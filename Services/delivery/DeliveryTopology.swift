@@ -1,6 +1,7 @@
 import Foundation
 import MessengerAMQP
 import MessengerContracts
+import ThreadedIO
 
 /// The queues and exchanges delivery owns.
 ///
@@ -22,7 +23,7 @@ enum DeliveryTopology {
     static let dead = "delivery.dead"
 
     static func delayQueue(_ delay: Duration) -> String {
-        "delivery.retry.\(Self.milliseconds(delay))ms"
+        "delivery.retry.\(Backoff.milliseconds(delay))ms"
     }
 
     static func topology(delays: [Duration], queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
@@ -32,7 +33,7 @@ enum DeliveryTopology {
         eventArguments["x-dead-letter-routing-key"] = .string(Self.poison)
         let delayQueues = delays.map { delay -> AMQPTopology.Queue in
             var arguments = queueArguments
-            arguments["x-message-ttl"] = .int(Int64(Self.milliseconds(delay)))
+            arguments["x-message-ttl"] = .int(Int64(Backoff.milliseconds(delay)))
             arguments["x-dead-letter-exchange"] = .string(Self.retryExchange)
             arguments["x-dead-letter-routing-key"] = .string(Self.dueKey)
             return .init(Self.delayQueue(delay), arguments: arguments)
@@ -52,10 +53,6 @@ enum DeliveryTopology {
                 .init(queue: Self.due, exchange: Self.retryExchange, routingKey: Self.dueKey),
                 .init(queue: GatewayPushes.queue, exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey),
             ])
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds) * 1000 + Int(duration.components.attoseconds / 1_000_000_000_000_000)
     }
 }
 

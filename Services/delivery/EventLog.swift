@@ -62,17 +62,22 @@ struct EventLog: Sendable {
 
     /// Takes the sequence rows of `users` (creating the missing ones) in user-id order, the one
     /// order every transaction of the log takes them in, so that concurrent batches and acks
-    /// never deadlock on them.
-    private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws {
+    /// never deadlock on them. Returns each user's last seq.
+    @discardableResult
+    private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws -> [UUID: Int64] {
         let users = Array(Set(users))
-        guard !users.isEmpty else { return }
+        guard !users.isEmpty else { return [:] }
         try await connection.query(
             """
             INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest(\(users)::uuid[]) AS user_id ORDER BY user_id
             ON CONFLICT (user_id) DO NOTHING
             """, logger: self.logger)
-        try await connection.query(
-            "SELECT user_id FROM user_sequences WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE", logger: self.logger)
+        let rows = try await connection.query(
+            "SELECT user_id, last_seq FROM user_sequences WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE",
+            logger: self.logger)
+        var last: [UUID: Int64] = [:]
+        for try await (user, seq) in rows.decode((UUID, Int64).self) { last[user] = seq }
+        return last
     }
 
     /// Runs `body` again (up to three times) when PostgreSQL broke a deadlock or a serialization
@@ -95,14 +100,7 @@ struct EventLog: Sendable {
     /// give their still-pending deliveries instead.
     private func recordBatch(_ events: [IncomingEvent], on connection: PostgresConnection) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
-        let claimed = try await connection.query(
-            """
-            INSERT INTO processed_messages (consumer, message_id)
-            SELECT \(Self.consumer), id FROM unnest(\(events.map(\.id))::uuid[]) AS id
-            ON CONFLICT DO NOTHING RETURNING message_id
-            """, logger: self.logger)
-        var fresh = Set<UUID>()
-        for try await id in claimed.decode(UUID.self) { fresh.insert(id) }
+        var fresh = try await Inbox.claim(events.map(\.id), consumer: Self.consumer, on: connection, logger: self.logger)
         var redelivered: [Delivery] = []
         var seenAgain = Set<UUID>()
         var new: [IncomingEvent] = []
@@ -116,19 +114,7 @@ struct EventLog: Sendable {
         guard !new.isEmpty else { return redelivered }
 
         // The recipients' rows, locked in one order, and their current last seq.
-        let users = Array(Set(new.flatMap(\.recipients)))
-        var last: [UUID: Int64] = [:]
-        if !users.isEmpty {
-            try await connection.query(
-                """
-                INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest(\(users)::uuid[]) AS user_id ORDER BY user_id
-                ON CONFLICT (user_id) DO NOTHING
-                """, logger: self.logger)
-            let rows = try await connection.query(
-                "SELECT user_id, last_seq FROM user_sequences WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE",
-                logger: self.logger)
-            for try await (user, seq) in rows.decode((UUID, Int64).self) { last[user] = seq }
-        }
+        var last = try await self.lockSequences(of: new.flatMap(\.recipients), on: connection)
 
         // Seqs in the events' order; the event rows and the delivery rows as columns.
         var deliveries: [Delivery] = []

@@ -14,9 +14,12 @@ extension Conversations {
         case created(ChatMessage, RawJSON)
     }
 
-    /// Writes a batch of `create_message` commands (bodies and client ids already validated) in
-    /// one transaction: the same rules as ``createMessage(_:actor:)``, checked set-wise. Returns one
-    /// result per command, in order; throws only when the batch as a whole failed.
+    /// `create_message` for a batch of commands (bodies and client ids already validated), in one
+    /// transaction. The rules: members only; `replyToId` in the same thread; each thread's row is
+    /// locked (in id order) so concurrent senders get the next `seq` with no duplicate and no
+    /// gap; `(sender, thread, clientMessageId)` makes a retry return the original and record
+    /// nothing. Returns one result per command, in order; throws only when the batch as a whole
+    /// failed.
     func createMessages(
         _ commands: [(request: CreateMessageRequest, caller: UUID)]
     ) async throws -> [Result<RawJSON, ServiceError>] {

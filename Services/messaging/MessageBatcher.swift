@@ -39,7 +39,7 @@ final class MessageBatcher: Sendable {
         self.maximumDrivers = concurrentBatches
     }
 
-    /// `create_message` (see ``Conversations/createMessage(_:actor:)`` for the rules).
+    /// `create_message` (see ``Conversations/createMessages(_:)`` for the rules).
     /// The reply is the `{message}` JSON, encoded once for the reply and the event.
     func createMessage(_ request: CreateMessageRequest, actor: UUID?) async throws -> RawJSON {
         let caller = try Conversations.caller(actor)
@@ -75,24 +75,26 @@ final class MessageBatcher: Sendable {
 
     private func write(_ batch: [Pending]) async {
         do {
-            let results = try await self.conversations.createMessages(batch.map { ($0.request, $0.caller) })
-            for (pending, result) in zip(batch, results) {
-                switch result {
-                case .success(let message): pending.promise.succeed(message)
-                case .failure(let error): pending.promise.fail(error)
-                }
-            }
+            self.settle(batch, try await self.conversations.createMessages(batch.map { ($0.request, $0.caller) }))
         } catch {
             self.conversations.logger.warning(
                 "a message batch failed; writing its messages one by one",
                 metadata: ["messages": "\(batch.count)", "error": "\(String(reflecting: error))"])
             for pending in batch {
                 do {
-                    let message = try await self.conversations.createMessage(pending.request, actor: pending.caller)
-                    pending.promise.succeed(try RawJSON(encoding: message))
+                    self.settle([pending], try await self.conversations.createMessages([(pending.request, pending.caller)]))
                 } catch {
                     pending.promise.fail(error)
                 }
+            }
+        }
+    }
+
+    private func settle(_ batch: [Pending], _ results: [Result<RawJSON, ServiceError>]) {
+        for (pending, result) in zip(batch, results) {
+            switch result {
+            case .success(let message): pending.promise.succeed(message)
+            case .failure(let error): pending.promise.fail(error)
             }
         }
     }

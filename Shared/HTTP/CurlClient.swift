@@ -1,6 +1,7 @@
 import CCurl
 import Foundation
 import NIOPosix
+import ThreadedIO
 
 /// One field of a `multipart/form-data` request.
 public struct MultipartField: Sendable {
@@ -62,7 +63,7 @@ public final class CurlClient: Sendable {
     /// POSTs `fields` as `multipart/form-data` to `url`; a transfer that does not finish within
     /// `timeout` fails with a ``CurlError`` whose `isTimeout` is true.
     public func postMultipart(url: String, fields: [MultipartField], timeout: Duration) async throws -> HTTPReply {
-        let milliseconds = Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Backoff.milliseconds(timeout)
         return try await self.pool.runIfActive {
             try Self.perform(url: url, fields: fields, timeoutMilliseconds: milliseconds)
         }

@@ -101,4 +101,21 @@ public enum Inbox {
         for try await _ in rows.decode(Int.self) { return true }
         return false
     }
+
+    /// ``claim(_:consumer:on:logger:)`` for several messages in one statement: the ids claimed
+    /// now (the others were processed before).
+    public static func claim(
+        _ messageIDs: [UUID], consumer: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Set<UUID> {
+        guard !messageIDs.isEmpty else { return [] }
+        let rows = try await connection.query(
+            """
+            INSERT INTO processed_messages (consumer, message_id)
+            SELECT \(consumer), id FROM unnest(\(messageIDs)::uuid[]) AS id
+            ON CONFLICT DO NOTHING RETURNING message_id
+            """, logger: logger)
+        var claimed = Set<UUID>()
+        for try await id in rows.decode(UUID.self) { claimed.insert(id) }
+        return claimed
+    }
 }
