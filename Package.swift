@@ -197,7 +197,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "DeliveryService",
-            dependencies: ["MessengerServiceKit", "ThreadedIO"],
+            dependencies: ["MessengerServiceKit", "ThreadedIO", .product(name: "Crypto", package: "swift-crypto")],
             path: "Services/delivery"
         ),
 

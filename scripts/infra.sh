@@ -443,7 +443,7 @@ pg_start() {
         bin="$(pg_bin)"
         pg_prepare "$bin"
         as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
-            -o "-p $PG_PORT -k '$PG_SOCK' -c listen_addresses=127.0.0.1 -c max_connections=200" \
+            -o "-p $PG_PORT -k '$PG_SOCK' -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_preload_libraries=pg_stat_statements" \
             start >/dev/null || {
             tail -n 30 "$PG_LOG" >&2 || true
             die "postgres failed to start"

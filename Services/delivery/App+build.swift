@@ -19,8 +19,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
 
     backend.router.on(DeliveryMessage.ackEvents, AckEventsRequest.self) { request, context in
         guard let user = context.actorID else { throw ServiceError.unauthorized() }
-        let (upToSeq, receipts) = try await log.acknowledge(user: user, upToSeq: request.upToSeq)
-        try await publisher.send(receipts)
+        let upToSeq = try await log.acknowledge(user: user, upToSeq: request.upToSeq) { receipts in
+            try await publisher.sendToConsumer(receipts)
+        }
         return AckEventsRequest(upToSeq: upToSeq)
     }
     backend.router.on(DeliveryMessage.sync, SyncRequest.self) { request, context in

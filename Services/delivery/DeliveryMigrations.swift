@@ -3,7 +3,7 @@ import MessengerServiceKit
 
 /// The `delivery` schema's migrations, oldest first. Never edit a shipped one; append.
 enum DeliveryMigrations {
-    static let all: [Migration] = [.inbox, eventLog]
+    static let all: [Migration] = [.inbox, eventLog, acknowledgements]
 
     /// The per-user event log: each domain event once (`events`), and per recipient its seq and
     /// delivery status (`deliveries`); `user_sequences` holds each user's last seq and how far
@@ -51,5 +51,15 @@ enum DeliveryMigrations {
             """,
             "CREATE INDEX deliveries_event ON deliveries (event_id)",
             "CREATE INDEX deliveries_expires_at ON deliveries (expires_at)",
+        ])
+
+    /// How far each user acknowledged moves to a table of its own, so that an `ack_events` never
+    /// waits on (or holds) the sequence row that recording new events locks.
+    static let acknowledgements = Migration(
+        version: 3, name: "user_acks",
+        statements: [
+            "CREATE TABLE user_acks (user_id uuid PRIMARY KEY, acked_seq bigint NOT NULL)",
+            "INSERT INTO user_acks (user_id, acked_seq) SELECT user_id, acked_seq FROM user_sequences WHERE acked_seq > 0",
+            "ALTER TABLE user_sequences DROP COLUMN acked_seq",
         ])
 }

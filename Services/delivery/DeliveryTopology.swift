@@ -62,10 +62,35 @@ struct Delivery: Sendable {
     var event: UserEvent
 }
 
-/// The retry check that follows every push: `{eventId, attempt}` (attempt 1 is the first check).
+/// The retry check that follows every batch of pushes: `{eventIds, attempt}` (attempt 1 is the
+/// first check), one message for all the events the batch recorded, checked set-wise.
 struct RetryCheck: Codable, Sendable {
-    var eventId: EntityID
+    var eventIds: [EntityID]
     var attempt: Int
+
+    init(eventIds: [EntityID], attempt: Int) {
+        self.eventIds = eventIds
+        self.attempt = attempt
+    }
+
+    private enum CodingKeys: String, CodingKey { case eventIds, eventId, attempt }
+
+    /// Also reads the one-event form (`eventId`) that earlier versions scheduled.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.attempt = try container.decode(Int.self, forKey: .attempt)
+        if let single = try container.decodeIfPresent(EntityID.self, forKey: .eventId) {
+            self.eventIds = [single]
+        } else {
+            self.eventIds = try container.decode([EntityID].self, forKey: .eventIds)
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.eventIds, forKey: .eventIds)
+        try container.encode(self.attempt, forKey: .attempt)
+    }
 }
 
 /// Publishes pushes to the gateways and schedules the retry checks.
@@ -90,24 +115,42 @@ struct PushPublisher: Sendable {
                 messageID: "\(delivery.event.eventId):\(EntityID(delivery.userID))", type: "gateway.push.v1"))
     }
 
-    /// The retry check number `attempt` (1-based) for `event`, in the delay queue of its level.
-    func retryCheck(event: EntityID, attempt: Int) throws -> AMQPMessage? {
-        guard attempt >= 1, attempt <= self.delays.count else { return nil }
+    /// The retry check number `attempt` (1-based) for `events`, in the delay queue of its level.
+    func retryCheck(events: [EntityID], attempt: Int) throws -> AMQPMessage? {
+        guard attempt >= 1, attempt <= self.delays.count, let first = events.first else { return nil }
         return AMQPMessage(
             exchange: "", routingKey: DeliveryTopology.delayQueue(self.delays[attempt - 1]),
-            body: try MessengerJSON.encode(RetryCheck(eventId: event, attempt: attempt)),
-            properties: AMQPProperties(messageID: "\(event):\(attempt)", type: "delivery.retry_check.v1"))
+            body: try MessengerJSON.encode(RetryCheck(eventIds: events, attempt: attempt)),
+            properties: AMQPProperties(
+                messageID: "\(first)+\(events.count - 1):\(attempt)", type: "delivery.retry_check.v1"))
     }
 
-    /// Pushes `deliveries` and schedules the first retry check of each event; returns once the
-    /// broker confirmed them all.
+    /// Hands `receipts` to the event consumer: each goes into `delivery.events` as a domain event
+    /// of its own; returns once the broker confirmed them.
+    func sendToConsumer(_ receipts: [IncomingEvent]) async throws {
+        let messages = try receipts.map { receipt in
+            let envelope = Envelope(
+                type: "delivery.message_delivered.v1", id: receipt.id, occurredAt: receipt.occurredAt, actorId: receipt.actor,
+                data: DomainEvent(
+                    name: receipt.name, threadId: EntityID(receipt.threadID ?? receipt.id),
+                    recipients: receipt.recipients.map(EntityID.init), data: receipt.data))
+            return AMQPMessage(
+                exchange: "", routingKey: DeliveryTopology.events, body: try MessengerJSON.encode(envelope),
+                properties: AMQPProperties(
+                    contentType: "application/json", messageID: EntityID(receipt.id).description,
+                    type: "delivery.message_delivered.v1"))
+        }
+        try await self.amqp.publish(messages)
+    }
+
+    /// Pushes `deliveries` and schedules one first retry check for all their events; returns
+    /// once the broker confirmed them all.
     func send(_ deliveries: [Delivery]) async throws {
         guard !deliveries.isEmpty else { return }
         var messages = try deliveries.map { try self.push($0, redelivery: false) }
         var scheduled = Set<EntityID>()
-        for delivery in deliveries where scheduled.insert(delivery.event.eventId).inserted {
-            if let check = try self.retryCheck(event: delivery.event.eventId, attempt: 1) { messages.append(check) }
-        }
+        let events = deliveries.map(\.event.eventId).filter { scheduled.insert($0).inserted }
+        if let check = try self.retryCheck(events: events, attempt: 1) { messages.append(check) }
         try await self.amqp.publish(messages)
     }
 }

@@ -87,10 +87,12 @@ struct RetryConsumer: Service {
             return
         }
         do {
-            let pending = try await self.log.retry(event: check.eventId.uuid)
+            let pending = try await self.log.retry(events: check.eventIds.map(\.uuid))
             if !pending.isEmpty {
                 var messages = try pending.map { try self.publisher.push($0, redelivery: true) }
-                if let next = try self.publisher.retryCheck(event: check.eventId, attempt: check.attempt + 1) {
+                var seen = Set<EntityID>()
+                let stillPending = pending.map(\.event.eventId).filter { seen.insert($0).inserted }
+                if let next = try self.publisher.retryCheck(events: stillPending, attempt: check.attempt + 1) {
                     messages.append(next)
                 } else {
                     messages += try pending.map { pending in
@@ -101,8 +103,8 @@ struct RetryConsumer: Service {
                         return dead
                     }
                     self.logger.notice(
-                        "event still unacknowledged after its last push; dead-lettered",
-                        metadata: ["event_id": "\(check.eventId)", "users": "\(pending.count)"])
+                        "events still unacknowledged after their last push; dead-lettered",
+                        metadata: ["events": "\(stillPending.count)", "deliveries": "\(pending.count)"])
                 }
                 try await self.amqp.publish(messages)
             }

@@ -60,10 +60,10 @@ struct EventLog: Sendable {
         }
     }
 
-    /// Takes the sequence rows of `users` (creating the missing ones) in user-id order, the one
-    /// order every transaction of the log takes them in, so that concurrent batches and acks
-    /// never deadlock on them. Returns each user's last seq.
-    @discardableResult
+    /// Takes the sequence rows of `users` (creating the missing ones) in user-id order. Only the
+    /// event consumer takes them (one at a time across replicas, through the queue's single
+    /// active consumer); the order keeps even an overlap at a hand-over free of deadlocks.
+    /// Returns each user's last seq.
     private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws -> [UUID: Int64] {
         let users = Array(Set(users))
         guard !users.isEmpty else { return [:] }
@@ -201,62 +201,81 @@ struct EventLog: Sendable {
         return deliveries
     }
 
-    /// A retry check: the event's deliveries that are still pending get one more attempt.
-    func retry(event: UUID) async throws -> [Delivery] {
-        try await self.client.transaction(logger: self.logger) { connection in
-            try await connection.query(
-                """
+    /// A retry check: the still-pending, unexpired deliveries of `events` get one more attempt,
+    /// in one statement. Returns them in event order, then user order.
+    func retry(events: [UUID]) async throws -> [Delivery] {
+        guard !events.isEmpty else { return [] }
+        let rows = try await self.client.query(
+            """
+            WITH bumped AS (
                 UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now()
-                WHERE event_id = \(event) AND status = 'PENDING' AND expires_at > now()
-                """, logger: self.logger)
-            return try await self.pending(event: event, on: connection)
+                WHERE event_id = ANY(\(events)) AND status = 'PENDING' AND expires_at > now()
+                RETURNING user_id, seq, event_id
+            )
+            SELECT b.user_id, b.seq, b.event_id, e.name, e.occurred_at, e.data
+            FROM bumped b JOIN events e ON e.event_id = b.event_id
+            ORDER BY b.event_id, b.user_id
+            """, logger: self.logger)
+        var deliveries: [Delivery] = []
+        for try await (user, seq, event, name, occurredAt, data) in rows.decode((UUID, Int64, UUID, String, Date, String).self) {
+            deliveries.append(
+                Delivery(
+                    userID: user,
+                    event: UserEvent(
+                        eventId: EntityID(event), seq: seq, type: name, occurredAt: occurredAt,
+                        data: try JSONAny.parse(Data(data.utf8)))))
         }
+        return deliveries
     }
 
     /// `ack_events`: every delivery of `user` up to `upToSeq` (clamped to the user's latest seq)
     /// is DELIVERED. Each message delivered for the first time tells its sender, once per
-    /// recipient, with a `MESSAGE_DELIVERED` event recorded here. Returns the clamped seq and
-    /// those new events' deliveries.
-    func acknowledge(user: UUID, upToSeq: Int64) async throws -> (upToSeq: Int64, deliveries: [Delivery]) {
+    /// recipient, with a `MESSAGE_DELIVERED` receipt that `sendReceipts` hands to the event
+    /// consumer before the transaction commits, so the one consumer gives every seq (an ack
+    /// never locks a sequence row). A receipt's id is derived from the message and the
+    /// recipient: an ack retried after a failed commit sends the same receipts again, and the
+    /// consumer's inbox drops them. Returns the clamped seq.
+    func acknowledge(
+        user: UUID, upToSeq: Int64, sendReceipts: @Sendable ([IncomingEvent]) async throws -> Void
+    ) async throws -> Int64 {
         guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
-        return try await self.retryingDeadlocks {
-            try await self.client.transaction(logger: self.logger) { connection in
-                // The user's latest seq only grows: clamping to a value read a moment ago is safe.
-                let latest = try await connection.query(
-                    "SELECT last_seq FROM user_sequences WHERE user_id = \(user)", logger: self.logger)
-                var clamped: Int64 = 0
-                for try await value in latest.decode(Int64.self) { clamped = min(upToSeq, value) }
-                guard clamped > 0 else { return (clamped, []) }
-                let delivered = try await connection.query(
-                    """
-                    WITH newly AS (
-                        UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
-                        WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
-                        RETURNING event_id, delivered_at
-                    )
-                    SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
-                    WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> \(user)
-                    ORDER BY e.message_seq
-                    """, logger: self.logger)
-                var receipts: [IncomingEvent] = []
-                for try await (thread, message, sender, at) in delivered.decode((UUID?, UUID?, UUID, Date).self) {
-                    guard let thread, let message else { continue }
-                    let data = JSONAny.object([
-                        "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
-                        "userId": .string(EntityID(user).description), "at": .string(Timestamp.format(at)),
-                    ])
-                    receipts.append(
-                        IncomingEvent(
-                            id: .v7(), occurredAt: at, actor: user, name: "MESSAGE_DELIVERED", threadID: thread,
-                            recipients: [sender], data: data))
-                }
-                // The acknowledging user's row and the senders' rows, in the one order.
-                try await self.lockSequences(of: [user] + receipts.flatMap(\.recipients), on: connection)
-                try await connection.query(
-                    "UPDATE user_sequences SET acked_seq = greatest(acked_seq, \(clamped)) WHERE user_id = \(user)",
-                    logger: self.logger)
-                return (clamped, try await self.recordBatch(receipts, on: connection))
+        return try await self.client.transaction(logger: self.logger) { connection in
+            // The user's latest seq only grows: clamping to a value read a moment ago is safe.
+            let latest = try await connection.query(
+                "SELECT last_seq FROM user_sequences WHERE user_id = \(user)", logger: self.logger)
+            var clamped: Int64 = 0
+            for try await value in latest.decode(Int64.self) { clamped = min(upToSeq, value) }
+            guard clamped > 0 else { return clamped }
+            let delivered = try await connection.query(
+                """
+                WITH newly AS (
+                    UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
+                    WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
+                    RETURNING event_id, delivered_at
+                )
+                SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
+                WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> \(user)
+                ORDER BY e.message_seq
+                """, logger: self.logger)
+            var receipts: [IncomingEvent] = []
+            for try await (thread, message, sender, at) in delivered.decode((UUID?, UUID?, UUID, Date).self) {
+                guard let thread, let message else { continue }
+                let data = JSONAny.object([
+                    "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
+                    "userId": .string(EntityID(user).description), "at": .string(Timestamp.format(at)),
+                ])
+                receipts.append(
+                    IncomingEvent(
+                        id: .named("MESSAGE_DELIVERED \(message) \(user)"), occurredAt: at, actor: user,
+                        name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender], data: data))
             }
+            if !receipts.isEmpty { try await sendReceipts(receipts) }
+            try await connection.query(
+                """
+                INSERT INTO user_acks (user_id, acked_seq) VALUES (\(user), \(clamped))
+                ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
+                """, logger: self.logger)
+            return clamped
         }
     }
 
@@ -267,7 +286,7 @@ struct EventLog: Sendable {
             """
             SELECT d.seq, d.event_id, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
             WHERE d.user_id = \(user) AND d.expires_at > now()
-              AND d.seq > greatest(\(afterSeq), (SELECT acked_seq FROM user_sequences WHERE user_id = \(user)))
+              AND d.seq > greatest(\(afterSeq), coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0))
             ORDER BY d.seq LIMIT \(limit + 1)
             """, logger: self.logger)
         var events: [UserEvent] = []
@@ -295,16 +314,41 @@ struct EventLog: Sendable {
             """, logger: self.logger)
     }
 
-    /// Deletes expired deliveries, and events no delivery refers to any more.
-    func prune() async throws -> Int {
-        let rows = try await self.client.query(
-            "WITH gone AS (DELETE FROM deliveries WHERE expires_at <= now() RETURNING 1) SELECT count(*) FROM gone",
-            logger: self.logger)
+    /// Deletes expired deliveries, and the events whose last delivery that was, in chunks of
+    /// `chunk` deliveries, each one short transaction (the events are found from the deleted
+    /// rows' ids, never by scanning the deliveries).
+    func prune(chunk: Int = 5_000) async throws -> Int {
         var removed = 0
-        for try await count in rows.decode(Int.self) { removed = count }
+        while true {
+            let count = try await self.client.transaction(logger: self.logger) { connection in
+                let gone = try await connection.query(
+                    """
+                    DELETE FROM deliveries WHERE (user_id, seq) IN (
+                        SELECT user_id, seq FROM deliveries WHERE expires_at <= now() LIMIT \(chunk))
+                    RETURNING event_id
+                    """, logger: self.logger)
+                var count = 0
+                var events = Set<UUID>()
+                for try await event in gone.decode(UUID.self) {
+                    count += 1
+                    events.insert(event)
+                }
+                if !events.isEmpty {
+                    try await connection.query(
+                        """
+                        DELETE FROM events e WHERE e.event_id = ANY(\(Array(events)))
+                          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.event_id)
+                        """, logger: self.logger)
+                }
+                return count
+            }
+            removed += count
+            if count < chunk { break }
+        }
+        // Events that never had a delivery (no recipients), once past the retention.
         try await self.client.query(
             """
-            DELETE FROM events e WHERE e.created_at < now() - interval '1 hour'
+            DELETE FROM events e WHERE e.created_at < now() - make_interval(secs => \(Double(self.retention.components.seconds)))
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.event_id)
             """, logger: self.logger)
         try await self.client.query(

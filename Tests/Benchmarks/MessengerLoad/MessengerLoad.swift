@@ -60,7 +60,9 @@ struct MessengerLoad {
                 threads.append((sender, thread))
             }
             try await Task.sleep(for: .seconds(1))
-            say("  rate/s   sent  delivered  lost  errors   e2e p50    p90    p99  p99.9    max (ms)   ack p99   within target")
+            say(
+                "  rate/s   sent  delivered  lost  errors   e2e p50    p90    p99  p99.9    max (ms)   ack p50    p99   commit->recv p50    p99   within target"
+            )
             var best: Int?
             for rate in rates {
                 recorder.reset()
@@ -82,9 +84,11 @@ struct MessengerLoad {
                 if ok { best = rate }
                 say(
                     String(
-                        format: "  %6d %6d %10d %5d %7d   %7.1f %6.1f %6.1f %6.1f %6.1f   %7.1f   %@", rate, total,
+                        format: "  %6d %6d %10d %5d %7d   %7.1f %6.1f %6.1f %6.1f %6.1f   %7.1f %6.1f   %16.1f %6.1f   %@", rate,
+                        total,
                         report.delivered,
-                        report.lost, report.errors, report.p50, report.p90, report.p99, report.p999, report.max, report.ackP99,
+                        report.lost, report.errors, report.p50, report.p90, report.p99, report.p999, report.max, report.ackP50,
+                        report.ackP99, report.afterCommitP50, report.afterCommitP99,
                         (ok ? "yes" : "no") as NSString))
             }
             say("  highest rate with p99 <= 100 ms and nothing lost: \(best.map { "\($0) msg/s" } ?? "none of those tried")")
@@ -127,6 +131,7 @@ final class Recorder: Sendable {
     private struct State {
         var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
         var ack = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+        var afterCommit = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
         var delivered = Set<Int>()
         var errors = 0
     }
@@ -138,12 +143,14 @@ final class Recorder: Sendable {
 
     var delivered: Int { self.state.withLock { $0.delivered.count } }
 
-    func received(index: Int, intendedNanoseconds: Int64) {
+    func received(index: Int, intendedNanoseconds: Int64, createdAt: Date?) {
+        let afterCommit = createdAt.map { Date().timeIntervalSince($0) * 1_000_000 }
         let now = (ContinuousClock.now - self.origin)
         let elapsed = now.components.seconds * 1_000_000_000 + now.components.attoseconds / 1_000_000_000 - intendedNanoseconds
         self.state.withLock { state in
             guard state.delivered.insert(index).inserted else { return }
             state.latency.record(UInt64(max(elapsed, 0) / 1000))
+            if let afterCommit { state.afterCommit.record(UInt64(max(afterCommit, 0))) }
         }
     }
 
@@ -156,7 +163,7 @@ final class Recorder: Sendable {
 
     struct Report {
         var delivered, lost, errors: Int
-        var p50, p90, p99, p999, max, ackP99: Double
+        var p50, p90, p99, p999, max, ackP50, ackP99, afterCommitP50, afterCommitP99: Double
     }
 
     func report(sent: Int) -> Report {
@@ -167,7 +174,9 @@ final class Recorder: Sendable {
             return Report(
                 delivered: state.delivered.count, lost: sent - state.delivered.count, errors: state.errors,
                 p50: ms(state.latency, 50), p90: ms(state.latency, 90), p99: ms(state.latency, 99),
-                p999: ms(state.latency, 99.9), max: Double(state.latency.max) / 1000, ackP99: ms(state.ack, 99))
+                p999: ms(state.latency, 99.9), max: Double(state.latency.max) / 1000, ackP50: ms(state.ack, 50),
+                ackP99: ms(state.ack, 99),
+                afterCommitP50: ms(state.afterCommit, 50), afterCommitP99: ms(state.afterCommit, 99))
         }
     }
 }
@@ -263,7 +272,10 @@ final class LoadClient: Sendable {
             if parts.count == 3, let index = Int(parts[1]), let intended = Int64(parts[2]),
                 items[1]["data"]?["message"]?["senderId"]?.stringValue != self.account.id
             {
-                self.recorder.received(index: index, intendedNanoseconds: intended)
+                let createdAt = (items[1]["data"]?["message"]?["createdAt"]?.stringValue).flatMap {
+                    try? Date($0, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+                }
+                self.recorder.received(index: index, intendedNanoseconds: intended, createdAt: createdAt)
             }
             self.highestSeq.max(Int(seq), ordering: .relaxed)
         }
