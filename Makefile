@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 FORMAT_PATHS := Package.swift Shared Services Tests
 
-.PHONY: help up down logs build test e2e bench bench-auth bench-socket bench-messaging bench-media bench-e2e fmt compose-check
+.PHONY: help up down logs build test e2e bench bench-foundation bench-auth bench-socket bench-messaging bench-media fmt compose-check
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,7 +35,10 @@ e2e: ## Only the REST end-to-end tests (pytest Tests/e2e) against the running se
 	@source scripts/env.sh && load_env_file .run/local.env && \
 	exec .run/venv/bin/python -m pytest Tests/e2e -q -ra -p no:cacheprovider
 
-bench: ## Build and run the foundation benchmark (release; servers from make up)
+bench: ## End-to-end load (scripts/bench.sh): release services, every scenario, report under results/ (make up first; ARGS="--scenarios=floor,dm" for a part)
+	scripts/bench.sh $(ARGS)
+
+bench-foundation: ## The foundation benchmark: AMQP publish/consume/RPC and Redis PUBLISH against raw C loops (release; make up first)
 	swift build -c release --product foundation-bench
 	.build/release/foundation-bench
 
@@ -50,10 +53,6 @@ bench-messaging: ## create_message RPCs through the running messaging service, b
 bench-media: ## Upload throughput through the gateway to the local store and a local Cloudinary-compatible server (make up first)
 	swift build -c release --product media-bench
 	.run/venv/bin/python scripts/bench-media.py
-
-bench-e2e: ## Messages end to end through every service at stepped rates: latency percentiles, loss (make up first)
-	swift build -c release --product messenger-load
-	@source scripts/env.sh && load_env_file .run/local.env && .build/release/messenger-load --pairs=10 --rates=50,100,200,400 --duration=20
 
 bench-socket: ## 10k idle Socket.IO clients: RSS per connection and broadcast rate, gateway vs python-socketio (make up first)
 	swift build -c release --product socket-load

@@ -202,10 +202,21 @@ let package = Package(
         ),
 
         // MARK: Benchmarks (release build, not tests)
+        .target(
+            name: "BenchSupport",
+            dependencies: [
+                "CRabbitMQ",
+                "MessengerAMQP",
+                "MessengerRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/Benchmarks/BenchSupport"
+        ),
         .executableTarget(
             name: "FoundationBench",
             dependencies: [
-                "CRabbitMQ",
+                "BenchSupport",
                 "MessengerServiceKit",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -227,6 +238,7 @@ let package = Package(
         .executableTarget(
             name: "MessagingBench",
             dependencies: [
+                "BenchSupport",
                 "MessengerAMQP",
                 "MessengerContracts",
                 "MessengerPostgres",
@@ -240,6 +252,8 @@ let package = Package(
         .executableTarget(
             name: "MessengerLoad",
             dependencies: [
+                "BenchSupport",
+                "MessengerPostgres",
                 "SocketIOProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
@@ -255,6 +269,7 @@ let package = Package(
         .executableTarget(
             name: "SocketLoad",
             dependencies: [
+                "BenchSupport",
                 "MessengerAMQP",
                 "MessengerContracts",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

@@ -241,6 +241,8 @@ struct EventLog: Sendable {
         guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
         return try await self.client.transaction(logger: self.logger) { connection in
             // The user's latest seq only grows: clamping to a value read a moment ago is safe.
+            // Everything up to the acknowledged seq is DELIVERED already (or SEEN), so only the
+            // rows above it are looked at, not the user's whole history.
             let latest = try await connection.query(
                 "SELECT last_seq FROM user_sequences WHERE user_id = \(user)", logger: self.logger)
             var clamped: Int64 = 0
@@ -251,6 +253,7 @@ struct EventLog: Sendable {
                 WITH newly AS (
                     UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
                     WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
+                      AND seq > coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0)
                     RETURNING event_id, delivered_at
                 )
                 SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id

@@ -1,3 +1,4 @@
+import BenchSupport
 import Foundation
 import Histogram
 import Logging
@@ -100,7 +101,8 @@ struct FoundationBench {
         await connection.close()
 
         // 4. Redis PUBLISH through the pipelining client.
-        let redisRate = try await Self.redisPublish(redis, count: options.redisMessages, body: body, logger: logger)
+        let redisRate = try await Ceilings.redisPublish(
+            redis, messages: options.redisMessages, bodyBytes: options.bodyBytes, logger: logger)
         report.add("Redis PUBLISH (256 concurrent callers)", redisRate, "msg/s")
 
         let path = try report.write(to: "results")
@@ -201,29 +203,6 @@ struct FoundationBench {
             return RPCResult(p50: ms(50), p90: ms(90), p99: ms(99), max: Double(histogram.max) / 1000, throughput: throughput)
         }
     }
-
-    static func redisPublish(_ configuration: RedisConfiguration, count: Int, body: [UInt8], logger: Logger) async throws
-        -> Double
-    {
-        let client = RedisClient(configuration: configuration, logger: logger)
-        while !client.isConnected { try await Task.sleep(for: .milliseconds(10)) }
-        let started = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for lane in 0..<256 {
-                group.addTask {
-                    var index = lane
-                    while index < count {
-                        try await client.publish(channel: "bench#channel", message: body)
-                        index += 256
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-        let rate = Double(count) / (ContinuousClock.now - started).seconds
-        await client.close()
-        return rate
-    }
 }
 
 extension RPCRouter {
@@ -233,13 +212,4 @@ extension RPCRouter {
             PingReply(nonce: command.nonce, service: service.rawValue, instance: "bench")
         }
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
-}
-
-/// One line on standard output, unbuffered, so progress and the table stay in order.
-func say(_ line: String = "") {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -1,3 +1,4 @@
+import BenchSupport
 import Foundation
 import Histogram
 import Logging
@@ -25,7 +26,7 @@ struct MessagingBench {
         logger.logLevel = .warning
         let databaseURL = environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5433/messenger"
         let amqpConfiguration = try AMQPConfiguration(uri: environment["RABBITMQ_URI"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
-        line("messaging-bench: \(messages) create_message RPCs over \(threads) threads, \(lanes) concurrent callers")
+        say("messaging-bench: \(messages) create_message RPCs over \(threads) threads, \(lanes) concurrent callers")
 
         var database = try DatabaseConfiguration(url: databaseURL, schema: "messaging")
         database.maximumConnections = 8
@@ -37,19 +38,19 @@ struct MessagingBench {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
 
-            let ceiling = try await self.insertCeiling(postgres, logger: logger)
-            line(String(format: "  ceiling: raw insert-commit, 8 connections   %8.0f rows/s", ceiling))
+            let ceiling = try await Ceilings.postgresInsertCommit(postgres, logger: logger)
+            say(String(format: "  ceiling: raw insert-commit, 8 connections   %8.0f rows/s", ceiling))
 
             let setup = try await self.setUp(rpc)
             let result = try await self.run(rpc, postgres: postgres, setup: setup, logger: logger)
-            line(String(format: "  create_message acked                        %8.0f msg/s", result.ackedRate))
-            line(String(format: "  create_message acked and relayed            %8.0f msg/s", result.relayedRate))
-            line(
+            say(String(format: "  create_message acked                        %8.0f msg/s", result.ackedRate))
+            say(String(format: "  create_message acked and relayed            %8.0f msg/s", result.relayedRate))
+            say(
                 String(
                     format: "  ack latency ms: p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f", result.p50, result.p90,
                     result.p99, result.p999, result.max))
-            line(String(format: "  ratio to the ceiling                        %8.1f %%", 100 * result.relayedRate / ceiling))
-            if result.errors > 0 { line("  errors: \(result.errors)") }
+            say(String(format: "  ratio to the ceiling                        %8.1f %%", 100 * result.relayedRate / ceiling))
+            if result.errors > 0 { say("  errors: \(result.errors)") }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -146,42 +147,4 @@ struct MessagingBench {
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }
-
-    /// Single-row insert-commits of a message-sized row from 8 connections, 5 seconds.
-    static func insertCeiling(_ postgres: PostgresClient, logger: Logger) async throws -> Double {
-        try await postgres.query(
-            "CREATE TABLE IF NOT EXISTS public.bench_ceiling (id uuid PRIMARY KEY, thread_id uuid NOT NULL, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
-            logger: logger)
-        let duration = Duration.seconds(5)
-        let started = ContinuousClock.now
-        let count = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<8 {
-                group.addTask {
-                    try await postgres.withConnection { connection in
-                        var count = 0
-                        let thread = UUID()
-                        while ContinuousClock.now - started < duration {
-                            try await connection.query(
-                                "INSERT INTO public.bench_ceiling (id, thread_id, body) VALUES (\(UUID()), \(thread), \("message body"))",
-                                logger: logger)
-                            count += 1
-                        }
-                        return count
-                    }
-                }
-            }
-            return try await group.reduce(0, +)
-        }
-        let rate = Double(count) / (ContinuousClock.now - started).seconds
-        try await postgres.query("DROP TABLE public.bench_ceiling", logger: logger)
-        return rate
-    }
-}
-
-func line(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
-}
-
-extension Duration {
-    var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
 }

@@ -1,320 +1,294 @@
+import BenchSupport
 import Foundation
-import Histogram
-import HummingbirdWSClient
 import Logging
-import SocketIOProtocol
-import Synchronization
+import MessengerAMQP
+import MessengerPostgres
+import MessengerRedis
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-
-/// End to end through the whole system: `pairs` DMs between fresh users, each user one Socket.IO
-/// WebSocket client; messages sent at a fixed arrival rate (open loop: each message is stamped
-/// with its intended send time, so a slow system cannot slow the load down), and the latency
-/// from that time to `message_created` at the recipient, plus the ack latency, errors and
-/// loss. Every client acknowledges what it received (`ack_events`) every 250 ms, as a client would.
+/// The end-to-end load tool (`make bench`): fresh users, each with a Socket.IO WebSocket client
+/// of its own (written on SwiftNIO here, so the load costs little CPU), DMs and groups of 10,
+/// and the scenarios of docs/performance.md run one after the other against the running
+/// services:
 ///
-/// `messenger-load --pairs=10 --rates=200,500,1000 --duration=20` steps through the rates and
-/// reports, for each, the percentiles and whether p99 stayed within 100 ms with nothing lost.
-/// Needs `make up` (release services for meaningful figures); `make bench-e2e` runs it.
+/// 1. `floor`: the latency floor, 1:1 DMs at one modest rate;
+/// 2. `dm`, `group`: rate steps up to the highest rate with p99 <= 100 ms, nothing lost and no
+///    errors, for DMs and for groups of 10;
+/// 3. `idle`: idle sockets, the gateway's memory per connection;
+/// 4. `storm`: every socket of many users drops at once and reconnects with `lastSeq` while
+///    messages keep flowing.
+///
+/// Beside them, in the same run, the machine's ceilings: raw librabbitmq publish-with-confirm,
+/// raw PostgreSQL insert-commit (prepared, 8 connections), Redis PUBLISH; and for every step
+/// each process's CPU seconds per 1,000 messages, from /proc. Writes `result.json` under
+/// `results/<stamp>/` (`scripts/bench-report.py` turns it into a Markdown report with plots).
 @main
 struct MessengerLoad {
     static func main() async throws {
-        let options = Dictionary(
-            uniqueKeysWithValues: CommandLine.arguments.dropFirst().compactMap { argument -> (String, String)? in
-                let parts = argument.trimmingCharacters(in: CharacterSet(charactersIn: "-")).split(separator: "=", maxSplits: 1)
-                return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-            })
-        let base = ProcessInfo.processInfo.environment["GATEWAY_URL"] ?? "http://127.0.0.1:5000"
-        let pairs = Int(options["pairs"] ?? "") ?? 10
-        let rates = (options["rates"] ?? "200").split(separator: ",").compactMap { Int($0) }
-        let duration = Int(options["duration"] ?? "") ?? 20
+        let options = LoadOptions(arguments: CommandLine.arguments)
+        let environment = ProcessInfo.processInfo.environment
         let logger: Logger = {
             var logger = Logger(label: "messenger-load")
             logger.logLevel = .critical
             return logger
         }()
+        let processes = RunProcesses(selfName: "messenger-load")
+        var result = LoadResult(
+            startedAt: ISO8601DateFormatter().string(from: Date()), gitRevision: options.gitRevision,
+            machine: .current)
+        say(
+            "messenger-load against \(options.base): scenarios \(options.scenarios.sorted().joined(separator: ",")); \(result.machine.cores) cores"
+        )
 
-        say("messenger-load: \(pairs) DM pairs (\(pairs * 2) users, one socket each) against \(base)")
-        let users = try await withThrowingTaskGroup(of: Account.self) { group in
-            for index in 0..<(pairs * 2) {
-                group.addTask { try await Account.register(base: base, index: index) }
-            }
-            var accounts: [Account] = []
-            for try await account in group { accounts.append(account) }
-            return accounts
+        if options.ceilings {
+            result.ceilings = try await Self.ceilings(environment: environment, logger: logger)
         }
+
+        // The user pool and its sockets (one each), DMs between pairs, groups of 10.
+        say("  registering \(options.users) users")
+        let accounts = try await Account.register(count: options.users, base: options.base, label: "u")
         let recorder = Recorder()
-        let url = base.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
-        let clients = users.map { LoadClient(account: $0, recorder: recorder) }
+        let clients = accounts.enumerated().map { LoadClient(account: $0.element, slot: $0.offset, recorder: recorder) }
+        let url = options.base.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
         try await withThrowingTaskGroup(of: Void.self) { group in
             for client in clients {
                 group.addTask { try await client.run(url: url, logger: logger) }
             }
             for client in clients { try await client.connected() }
-            var threads: [(sender: LoadClient, thread: String)] = []
-            for index in 0..<pairs {
-                let sender = clients[2 * index]
-                let thread = try await sender.createDM(with: clients[2 * index + 1].account.id)
-                threads.append((sender, thread))
+            var dms: [LoadConversation] = []
+            for pair in stride(from: 0, to: clients.count - 1, by: 2) {
+                let thread = try await clients[pair].createConversation(type: "DM", with: [clients[pair + 1].account.id])
+                dms.append(LoadConversation(sender: clients[pair], thread: thread, recipients: 1))
+                dms.append(LoadConversation(sender: clients[pair + 1], thread: thread, recipients: 1))
+            }
+            var groups: [LoadConversation] = []
+            for first in stride(from: 0, through: clients.count - options.groupSize, by: options.groupSize) {
+                let members = Array(clients[first..<(first + options.groupSize)])
+                let thread = try await members[0].createConversation(
+                    type: "GROUP", with: members.dropFirst().map(\.account.id), title: "load group \(first / options.groupSize)")
+                groups += members.map { LoadConversation(sender: $0, thread: thread, recipients: options.groupSize - 1) }
             }
             try await Task.sleep(for: .seconds(1))
             say(
-                "  rate/s   sent  delivered  lost  errors   e2e p50    p90    p99  p99.9    max (ms)   ack p50    p99   commit->recv p50    p99   within target"
+                "  \(clients.count) sockets, \(dms.count / 2) DMs, \(groups.count / max(options.groupSize, 1)) groups of \(options.groupSize)"
             )
-            var best: Int?
-            for rate in rates {
-                recorder.reset()
-                let total = rate * duration
-                let started = ContinuousClock.now
-                for index in 0..<total {
-                    let intended = started + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate))
-                    try await Task.sleep(until: intended, clock: .continuous)
-                    let (sender, thread) = threads[index % threads.count]
-                    sender.send(thread: thread, step: rate, index: index, intended: intended)
-                }
-                // Everything still on its way gets a few seconds.
-                let deadline = ContinuousClock.now + .seconds(10)
-                while recorder.delivered < total, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                let report = recorder.report(sent: total)
-                let ok = report.lost == 0 && report.errors == 0 && report.p99 <= 100
-                if ok { best = rate }
-                say(
-                    String(
-                        format: "  %6d %6d %10d %5d %7d   %7.1f %6.1f %6.1f %6.1f %6.1f   %7.1f %6.1f   %16.1f %6.1f   %@", rate,
-                        total,
-                        report.delivered,
-                        report.lost, report.errors, report.p50, report.p90, report.p99, report.p999, report.max, report.ackP50,
-                        report.ackP99, report.afterCommitP50, report.afterCommitP99,
-                        (ok ? "yes" : "no") as NSString))
+            let steps = RateSteps(recorder: recorder, processes: processes)
+
+            if options.scenarios.contains("floor") {
+                result.scenarios.append(try await Self.floor(steps, dms, options: options))
             }
-            say("  highest rate with p99 <= 100 ms and nothing lost: \(best.map { "\($0) msg/s" } ?? "none of those tried")")
+            if options.scenarios.contains("dm") {
+                result.scenarios.append(
+                    try await Self.throughput(
+                        steps, dms, name: "throughput-dm", title: "Sustained throughput: 1:1 DMs", rates: options.rates,
+                        options: options, ceilings: result.ceilings))
+            }
+            if options.scenarios.contains("group") {
+                var scenario = try await Self.throughput(
+                    steps, groups, name: "throughput-group",
+                    title: "Sustained throughput: groups of \(options.groupSize)", rates: options.groupRates, options: options,
+                    ceilings: result.ceilings)
+                scenario.groupSize = options.groupSize
+                result.scenarios.append(scenario)
+            }
+            if options.scenarios.contains("idle") {
+                result.scenarios.append(try await Self.idle(url: url, options: options, processes: processes, logger: logger))
+            }
+            if options.scenarios.contains("storm") {
+                result.scenarios.append(try await Self.storm(url: url, options: options, logger: logger))
+            }
             for client in clients { client.close() }
             group.cancelAll()
         }
+
+        let folder = "\(options.output)/\(result.startedAt.replacingOccurrences(of: ":", with: "-"))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try JSONEncoder.report.encode(result).write(to: URL(fileURLWithPath: "\(folder)/result.json"))
+        say("\n  target                                         met   verdict")
+        for scenario in result.scenarios {
+            say(
+                "  \(scenario.title.padding(toLength: 46, withPad: " ", startingAt: 0)) \(scenario.met ? "yes" : "no ")   \(scenario.verdict)"
+            )
+        }
+        say("\nwrote \(folder)/result.json")
+        try Data(folder.utf8).write(to: URL(fileURLWithPath: "\(options.output)/latest"))
+    }
+
+    /// The machine's ceilings, measured while the services are idle.
+    static func ceilings(environment: [String: String], logger: Logger) async throws -> LoadResult.CeilingFigures {
+        say("  ceilings (same run): ...")
+        let amqp = try AMQPConfiguration(uri: environment["RABBITMQ_URI"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
+        let rabbit = try await Ceilings.rabbitMQPublishConfirm(amqp, logger: logger)
+        var database = try DatabaseConfiguration(
+            url: environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5433/messenger", schema: "public")
+        database.maximumConnections = 8
+        let postgres = database.makeClient(logger: logger)
+        let running = Task { await postgres.run() }
+        let insert = try await Ceilings.postgresInsertCommit(postgres, logger: logger)
+        running.cancel()
+        let redis = try await Ceilings.redisPublish(
+            RedisConfiguration(
+                host: environment["REDIS_HOST"] ?? "127.0.0.1", port: Int(environment["REDIS_PORT"] ?? "") ?? 6380),
+            logger: logger)
+        // A DM costs 3 PostgreSQL commits (messaging's, the outbox relay's mark, delivery's
+        // record), 5 confirmed persistent publishes (the event, two pushes, the receipt and its
+        // push) and 2 Redis PUBLISHes (the two pushes); sharing one machine, their costs add up.
+        let sum = 1 / (3 / insert + 5 / rabbit + 2 / redis)
+        say(
+            String(
+                format:
+                    "  ceilings: RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s",
+                rabbit, insert, redis, sum))
+        return .init(
+            rabbitmqPublishConfirmPerSecond: rabbit, postgresInsertCommitPerSecond: insert, redisPublishPerSecond: redis,
+            sumOfPartsMessagesPerSecond: sum,
+            sumOfPartsNote:
+                "1 / (3 / PostgreSQL + 5 / RabbitMQ + 2 / Redis): a DM costs 3 insert-commits (messaging, the outbox relay's mark, delivery), 5 confirmed persistent publishes (the event, two pushes, the delivery receipt and its push) and 2 Redis PUBLISHes, on one machine"
+        )
+    }
+
+    /// Scenario 1: the latency floor.
+    static func floor(_ steps: RateSteps, _ dms: [LoadConversation], options: LoadOptions) async throws -> Scenario {
+        var scenario = Scenario(
+            name: "latency-floor", title: "Latency floor: 1:1 DMs at \(options.floorRate) msg/s", kind: "rate-steps",
+            target: "p50 <= 5 ms, p99 <= 25 ms, p99.9 <= 60 ms")
+        say("\n  \(scenario.title), \(options.floorSeconds) s")
+        say(RateSteps.header)
+        let step = try await steps.run(dms, rate: options.floorRate, seconds: options.floorSeconds, label: "floor")
+        say(RateSteps.line(step))
+        scenario.steps = [step]
+        let latency = step.latencyMs
+        scenario.met = latency.p50 <= 5 && latency.p99 <= 25 && latency.p999 <= 60 && step.lost == 0 && step.errors == 0
+        scenario.verdict = String(
+            format: "p50 %.1f ms (%.1fx the target), p99 %.1f ms (%.1fx), p99.9 %.1f ms (%.1fx); %d lost, %d errors",
+            latency.p50, latency.p50 / 5, latency.p99, latency.p99 / 25, latency.p999, latency.p999 / 60, step.lost, step.errors)
+        return scenario
+    }
+
+    /// Scenario 2: rate steps up to the highest rate within p99 <= 100 ms, nothing lost, no
+    /// errors; stops after two steps in a row miss it.
+    static func throughput(
+        _ steps: RateSteps, _ conversations: [LoadConversation], name: String, title: String, rates: [Int],
+        options: LoadOptions, ceilings: LoadResult.CeilingFigures
+    ) async throws -> Scenario {
+        var scenario = Scenario(
+            name: name, title: title, kind: "rate-steps",
+            target: ">= 3,000 msg/s with p99 <= 100 ms, and >= 50 % of the sum-of-parts ceiling")
+        say("\n  \(title), \(options.stepSeconds) s per step")
+        say(RateSteps.header)
+        var results: [RateStep] = []
+        var misses = 0
+        for rate in rates {
+            let step = try await steps.run(conversations, rate: rate, seconds: options.stepSeconds, label: name)
+            say(RateSteps.line(step))
+            results.append(step)
+            if step.withinTarget {
+                scenario.bestRate = rate
+                misses = 0
+            } else {
+                misses += 1
+                if misses == 2 { break }
+            }
+            // Let retries and backlogs settle between steps.
+            try await Task.sleep(for: .seconds(2))
+        }
+        scenario.steps = results
+        let best = scenario.bestRate ?? 0
+        if let sum = ceilings.sumOfPartsMessagesPerSecond { scenario.ratioToCeiling = Double(best) / sum }
+        let ratio =
+            scenario.ratioToCeiling.map { String(format: "%.0f %% of the sum-of-parts ceiling", $0 * 100) }
+            ?? "no ceiling measured"
+        scenario.met = best >= 3000 && (scenario.ratioToCeiling ?? 0) >= 0.5
+        scenario.verdict =
+            best > 0
+            ? String(format: "best %d msg/s (%.0f %% of 3,000), %@", best, Double(best) / 30, ratio as NSString)
+            : "no step stayed within p99 <= 100 ms with nothing lost"
+        return scenario
+    }
+
+    /// Scenario 3: idle sockets.
+    static func idle(url: String, options: LoadOptions, processes: RunProcesses, logger: Logger) async throws -> Scenario {
+        var scenario = Scenario(
+            name: "idle-sockets", title: "Idle sockets: \(options.idle) connections", kind: "idle",
+            target: "gateway RSS <= 10 KiB per connection (at 50k connections)")
+        guard let gateway = processes.pid(of: "socket-gateway") else {
+            scenario.verdict = "no gateway pid file under .run/pids"
+            return scenario
+        }
+        say("\n  \(scenario.title)")
+        let account = try await Account.register(base: options.base, name: "idle")
+        let outcome = try await IdleSockets.run(
+            url: url, token: account.token, count: options.idle, gatewayPID: gateway, logger: logger)
+        let perConnection = Double(outcome.after - outcome.before) / Double(max(outcome.connected, 1))
+        scenario.connections = options.idle
+        scenario.connected = outcome.connected
+        scenario.sourceAddresses = 1
+        scenario.gatewayRssBeforeBytes = outcome.before
+        scenario.gatewayRssAfterBytes = outcome.after
+        scenario.gatewayRssAfterCloseBytes = outcome.afterClose
+        scenario.bytesPerConnection = perConnection
+        scenario.note = options.idleNote
+        scenario.met = perConnection <= 10 * 1024 && outcome.connected >= 50_000
+        scenario.verdict = String(
+            format: "%.1f KiB per connection (%.1fx the target) at %d connections; RSS %d -> %d MiB, %d MiB after closing",
+            perConnection / 1024, perConnection / 10240, outcome.connected, outcome.before >> 20, outcome.after >> 20,
+            outcome.afterClose >> 20)
+        say("    \(scenario.verdict)")
+        return scenario
+    }
+
+    /// Scenario 4: the reconnect storm.
+    static func storm(url: String, options: LoadOptions, logger: Logger) async throws -> Scenario {
+        let clients = options.stormUsers * options.stormSockets
+        var scenario = Scenario(
+            name: "reconnect-storm",
+            title: "Reconnect storm: \(clients) sockets (\(options.stormUsers) users x \(options.stormSockets))",
+            kind: "storm", target: "99 % resumed within 10 s, 0 events lost")
+        say("\n  \(scenario.title)")
+        let accounts = try await Account.register(count: options.stormUsers + 1, base: options.base, label: "storm")
+        let sender = LoadClient(account: accounts[0], slot: 1 << 19, recorder: Recorder())
+        let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await sender.run(url: url, logger: logger) }
+            try await sender.connected()
+            let outcome = try await ReconnectStorm.run(
+                url: url, sender: sender, receivers: Array(accounts.dropFirst()), socketsPerUser: options.stormSockets,
+                rate: options.stormRate, seconds: options.stormSeconds, dropAfter: .seconds(5), logger: logger)
+            sender.close()
+            group.cancelAll()
+            return outcome
+        }
+        let times = outcome.resumeTimes.map(\.seconds).sorted()
+        func percentile(_ p: Double) -> Double? {
+            times.isEmpty ? nil : times[min(times.count - 1, Int(Double(times.count) * p))]
+        }
+        let within = times.filter { $0 <= 10 }.count
+        scenario.clients = outcome.clients
+        scenario.resumed = times.count
+        scenario.resumedWithin10s = within
+        scenario.resumeSecondsP50 = percentile(0.5)
+        scenario.resumeSecondsP99 = percentile(0.99)
+        scenario.resumeSecondsMax = times.last
+        scenario.messagesSentDuringStorm = outcome.sent
+        scenario.deliveriesExpected = outcome.expected
+        scenario.deliveriesReceived = outcome.received
+        scenario.lost = outcome.expected - outcome.received
+        scenario.met = Double(within) >= 0.99 * Double(outcome.clients) && outcome.received == outcome.expected
+        scenario.verdict = String(
+            format: "%.1f %% resumed within 10 s (p50 %.2f s, p99 %.2f s); %d of %d deliveries lost",
+            100 * Double(within) / Double(max(outcome.clients, 1)), percentile(0.5) ?? -1, percentile(0.99) ?? -1,
+            outcome.expected - outcome.received, outcome.expected)
+        say("    \(scenario.verdict)")
+        return scenario
     }
 }
 
-/// A registered, logged-in user.
-struct Account: Sendable {
-    var id: String
-    var token: String
-
-    static func register(base: String, index: Int) async throws -> Account {
-        let name = "load_\(UUID().uuidString.prefix(8).lowercased())_\(index)"
-        let password = "load password 1"
-        _ = try await post("\(base)/api/users", ["username": name, "email": "\(name)@load.example", "password": password])
-        let data = try await post("\(base)/api/login", ["login": name, "password": password])
-        struct Reply: Decodable {
-            struct User: Decodable { var id: String }
-            var accessToken: String
-            var user: User
-        }
-        let reply = try JSONDecoder().decode(Reply.self, from: data)
-        return Account(id: reply.user.id, token: reply.accessToken)
+extension LoadResult.Machine {
+    /// This machine, from /proc and uname.
+    static var current: Self {
+        var name = utsname()
+        uname(&name)
+        let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return .init(
+            cores: ProcessInfo.processInfo.activeProcessorCount,
+            memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30), kernel: release)
     }
-
-    static func post(_ url: String, _ body: [String: String]) async throws -> Data {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONEncoder().encode(body)
-        return try await URLSession.shared.data(for: request).0
-    }
-}
-
-/// Latencies and counts of the current step, shared by every client.
-final class Recorder: Sendable {
-    private struct State {
-        var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-        var ack = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-        var afterCommit = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-        var delivered = Set<Int>()
-        var errors = 0
-    }
-
-    private let state = Mutex(State())
-    let origin = ContinuousClock.now
-
-    func reset() { self.state.withLock { $0 = State() } }
-
-    var delivered: Int { self.state.withLock { $0.delivered.count } }
-
-    func received(index: Int, intendedNanoseconds: Int64, createdAt: Date?) {
-        let afterCommit = createdAt.map { Date().timeIntervalSince($0) * 1_000_000 }
-        let now = (ContinuousClock.now - self.origin)
-        let elapsed = now.components.seconds * 1_000_000_000 + now.components.attoseconds / 1_000_000_000 - intendedNanoseconds
-        self.state.withLock { state in
-            guard state.delivered.insert(index).inserted else { return }
-            state.latency.record(UInt64(max(elapsed, 0) / 1000))
-            if let afterCommit { state.afterCommit.record(UInt64(max(afterCommit, 0))) }
-        }
-    }
-
-    func acked(after duration: Duration, ok: Bool) {
-        let micros = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
-        self.state.withLock { state in
-            if ok { state.ack.record(UInt64(max(micros, 0))) } else { state.errors += 1 }
-        }
-    }
-
-    struct Report {
-        var delivered, lost, errors: Int
-        var p50, p90, p99, p999, max, ackP50, ackP99, afterCommitP50, afterCommitP99: Double
-    }
-
-    func report(sent: Int) -> Report {
-        self.state.withLock { state in
-            func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> Double {
-                Double(histogram.valueAtPercentile(percentile)) / 1000
-            }
-            return Report(
-                delivered: state.delivered.count, lost: sent - state.delivered.count, errors: state.errors,
-                p50: ms(state.latency, 50), p90: ms(state.latency, 90), p99: ms(state.latency, 99),
-                p999: ms(state.latency, 99.9), max: Double(state.latency.max) / 1000, ackP50: ms(state.ack, 50),
-                ackP99: ms(state.ack, 99),
-                afterCommitP50: ms(state.afterCommit, 50), afterCommitP99: ms(state.afterCommit, 99))
-        }
-    }
-}
-
-/// One user's Socket.IO client: a WebSocket with the Engine.IO / Socket.IO framing written by
-/// hand (open, CONNECT with the token, ping/pong, events, acks).
-final class LoadClient: Sendable {
-    let account: Account
-    private let recorder: Recorder
-    private let outgoing: AsyncStream<String>.Continuation
-    private let outgoingStream: AsyncStream<String>
-    private let pending = Mutex<[Int: (started: ContinuousClock.Instant, reply: (@Sendable (JSONValue?) -> Void)?)]>([:])
-    private let nextAck = Atomic(1)
-    private let ready = Mutex<CheckedContinuation<Void, any Error>?>(nil)
-    private let isConnected = Atomic(false)
-    private let highestSeq = Atomic(0)
-
-    init(account: Account, recorder: Recorder) {
-        self.account = account
-        self.recorder = recorder
-        (self.outgoingStream, self.outgoing) = AsyncStream.makeStream(of: String.self)
-    }
-
-    func run(url: String, logger: Logger) async throws {
-        try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await frame in self.outgoingStream { try await outbound.write(.text(frame)) }
-                }
-                // Acknowledges what arrived, at most every 250 ms, as a client would.
-                group.addTask {
-                    var acked = 0
-                    while (try? await Task.sleep(for: .milliseconds(250))) != nil {
-                        let highest = self.highestSeq.load(ordering: .relaxed)
-                        if highest > acked {
-                            acked = highest
-                            self.emit("ack_events", #"{"upToSeq":\#(highest)}"#, reply: nil, counted: false)
-                        }
-                    }
-                }
-                var messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
-                while let message = try await messages.next() {
-                    guard case .text(let text) = message else { continue }
-                    self.handle(text)
-                }
-                group.cancelAll()
-            }
-        }
-    }
-
-    func connected() async throws {
-        if self.isConnected.load(ordering: .acquiring) { return }
-        try await withCheckedThrowingContinuation { continuation in
-            self.ready.withLock { $0 = continuation }
-            if self.isConnected.load(ordering: .acquiring) {
-                let waiting = self.ready.withLock { continuation -> CheckedContinuation<Void, any Error>? in
-                    defer { continuation = nil }
-                    return continuation
-                }
-                waiting?.resume()
-            }
-        }
-    }
-
-    func close() { self.outgoing.finish() }
-
-    private func handle(_ text: String) {
-        if text.hasPrefix("0{") {
-            self.outgoing.yield(#"40{"token":"\#(self.account.token)"}"#)
-        } else if text == "2" {
-            self.outgoing.yield("3")
-        } else if text.hasPrefix("40") {
-            self.isConnected.store(true, ordering: .releasing)
-            let waiting = self.ready.withLock { continuation -> CheckedContinuation<Void, any Error>? in
-                defer { continuation = nil }
-                return continuation
-            }
-            waiting?.resume()
-        } else if text.hasPrefix("43") {
-            let digits = text.dropFirst(2).prefix { $0.isNumber }
-            guard let id = Int(digits), let entry = self.pending.withLock({ $0.removeValue(forKey: id) }) else { return }
-            let reply = try? JSONValue.parse(text.dropFirst(2 + digits.count))
-            let first: JSONValue? = if case .array(let items)? = reply { items.first } else { nil }
-            self.recorder.acked(after: ContinuousClock.now - entry.started, ok: first?["ok"] == .bool(true))
-            entry.reply?(first)
-        } else if text.hasPrefix("42") {
-            guard case .array(let items)? = try? JSONValue.parse(text.dropFirst(2)), items.count >= 2,
-                items[0].stringValue == "message_created", case .number(let seq)? = items[1]["seq"],
-                let body = items[1]["data"]?["message"]?["body"]?.stringValue
-            else { return }
-            // Body: "load <index> <intended ns>" (only the recipients' copies are counted).
-            let parts = body.split(separator: " ")
-            if parts.count == 3, let index = Int(parts[1]), let intended = Int64(parts[2]),
-                items[1]["data"]?["message"]?["senderId"]?.stringValue != self.account.id
-            {
-                let createdAt = (items[1]["data"]?["message"]?["createdAt"]?.stringValue).flatMap {
-                    try? Date($0, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
-                }
-                self.recorder.received(index: index, intendedNanoseconds: intended, createdAt: createdAt)
-            }
-            self.highestSeq.max(Int(seq), ordering: .relaxed)
-        }
-    }
-
-    private func emit(_ event: String, _ payloadJSON: String, reply: (@Sendable (JSONValue?) -> Void)?, counted: Bool) {
-        let id = self.nextAck.add(1, ordering: .relaxed).oldValue
-        if counted || reply != nil { self.pending.withLock { $0[id] = (ContinuousClock.now, reply) } }
-        self.outgoing.yield(#"42\#(id)["\#(event)",\#(payloadJSON)]"#)
-    }
-
-    func createDM(with user: String) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            self.emit(
-                "create_conversation", #"{"type":"DM","memberIds":["\#(user)"]}"#,
-                reply: { reply in
-                    if let id = reply?["data"]?["thread"]?["id"]?.stringValue {
-                        continuation.resume(returning: id)
-                    } else {
-                        continuation.resume(throwing: LoadError.refused(reply?.jsonText ?? "no reply"))
-                    }
-                }, counted: false)
-        }
-    }
-
-    func send(thread: String, step: Int, index: Int, intended: ContinuousClock.Instant) {
-        let offset = intended - self.recorder.origin
-        let nanoseconds = offset.components.seconds * 1_000_000_000 + offset.components.attoseconds / 1_000_000_000
-        self.emit(
-            "create_message",
-            #"{"threadId":"\#(thread)","clientMessageId":"s\#(step)-m\#(index)","body":"load \#(index) \#(nanoseconds)"}"#,
-            reply: nil, counted: true)
-    }
-}
-
-enum LoadError: Error {
-    case refused(String)
-}
-
-func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -1,3 +1,4 @@
+import BenchSupport
 import Foundation
 import HummingbirdWSClient
 import Logging
@@ -45,7 +46,7 @@ struct SocketLoad {
         let token = try await Self.accessToken(base: base)
         let url = serverURL.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
         let counters = Counters()
-        let before = Process.residentBytes(gatewayPID)
+        let before = ProcessStats.residentBytes(gatewayPID)
         say("socket-load: \(clients) WebSocket clients against \(serverURL); server RSS before \(before / 1024) KiB")
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -82,7 +83,7 @@ struct SocketLoad {
                 try await Task.sleep(for: .milliseconds(200))
             }
             try await Task.sleep(for: .seconds(3))
-            let after = Process.residentBytes(gatewayPID)
+            let after = ProcessStats.residentBytes(gatewayPID)
             let connected = counters.connectedCount
             say("  connected \(connected), failed \(counters.failedCount)")
             say(
@@ -94,7 +95,7 @@ struct SocketLoad {
                 configuration: try AMQPConfiguration(uri: environment["RABBITMQ_URI"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f"),
                 logger: logger)
             let userID = try Self.subject(of: token)
-            let cpuBefore = Process.cpuSeconds(gatewayPID)
+            let cpuBefore = ProcessStats.cpuSeconds(gatewayPID)
             let started = ContinuousClock.now
             if let triggerURL {
                 var request = URLRequest(url: URL(string: "\(triggerURL)?n=\(broadcasts)")!)
@@ -116,7 +117,7 @@ struct SocketLoad {
             }
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            let cpu = Process.cpuSeconds(gatewayPID) - cpuBefore
+            let cpu = ProcessStats.cpuSeconds(gatewayPID) - cpuBefore
             let delivered = counters.deliveredCount
             say(
                 "  broadcast: \(broadcasts) pushes x \(connected) sockets = \(delivered)/\(expected) deliveries in \(String(format: "%.2f", seconds)) s"
@@ -171,28 +172,4 @@ final class Counters: Sendable {
     var failedCount: Int { self.failures.load(ordering: .relaxed) }
     var deliveredCount: Int { self.deliveries.load(ordering: .relaxed) }
     var isStopping: Bool { self.stopping.load(ordering: .relaxed) }
-}
-
-extension Process {
-    /// VmRSS of a process, in bytes, from /proc.
-    static func residentBytes(_ pid: Int32) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
-        else { return 0 }
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-    }
-
-    /// User + system CPU seconds of a process, from /proc.
-    static func cpuSeconds(_ pid: Int32) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        let ticks = (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
-        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-}
-
-func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -6,13 +6,17 @@ import MessengerAMQP
 /// durable queue, publisher confirms with a fixed window. No Swift concurrency, no queues, no
 /// copies beyond what the library does. (The benchmark is the one place outside Shared that
 /// calls the C module, on purpose.)
-struct RawRabbitMQPublisher {
-    let configuration: AMQPConfiguration
+public struct RawRabbitMQPublisher: Sendable {
+    public let configuration: AMQPConfiguration
 
-    enum Failure: Error { case step(String) }
+    public enum Failure: Error { case step(String) }
+
+    public init(configuration: AMQPConfiguration) {
+        self.configuration = configuration
+    }
 
     /// Publishes `count` messages of `body` and returns once every one is confirmed.
-    func publish(count: Int, body: [UInt8], queue: String, window: Int) throws -> Duration {
+    public func publish(count: Int, body: [UInt8], queue: String, window: Int) throws -> Duration {
         guard let connection = amqp_new_connection(), let socket = amqp_tcp_socket_new(connection) else {
             throw Failure.step("allocate")
         }

@@ -1,0 +1,62 @@
+import Foundation
+
+/// The command line of `messenger-load` (`--name=value`; every option has a default).
+struct LoadOptions {
+    var base: String
+    var scenarios: Set<String>
+    var users: Int
+    var groupSize: Int
+    var floorRate: Int
+    var floorSeconds: Int
+    var rates: [Int]
+    var groupRates: [Int]
+    var stepSeconds: Int
+    var idle: Int
+    var idleNote: String?
+    var stormUsers: Int
+    var stormSockets: Int
+    var stormRate: Int
+    var stormSeconds: Int
+    var ceilings: Bool
+    var output: String
+    var gitRevision: String
+
+    init(arguments: [String]) {
+        let values = Dictionary(
+            arguments.dropFirst().compactMap { argument -> (String, String)? in
+                let parts = argument.drop { $0 == "-" }.split(separator: "=", maxSplits: 1)
+                return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+            }, uniquingKeysWith: { $1 })
+        func int(_ name: String, _ fallback: Int) -> Int { values[name].flatMap { Int($0) } ?? fallback }
+        func ints(_ name: String, _ fallback: [Int]) -> [Int] {
+            values[name].map { $0.split(separator: ",").compactMap { Int($0) } } ?? fallback
+        }
+        self.base = ProcessInfo.processInfo.environment["GATEWAY_URL"] ?? "http://127.0.0.1:5000"
+        self.scenarios = Set((values["scenarios"] ?? "floor,dm,group,idle,storm").split(separator: ",").map(String.init))
+        self.users = int("users", 100)
+        self.groupSize = int("group-size", 10)
+        self.floorRate = int("floor-rate", 200)
+        self.floorSeconds = int("floor-seconds", 60)
+        self.rates = ints("rates", [200, 400, 600, 800, 1000, 1500, 2000, 3000])
+        self.groupRates = ints("group-rates", [20, 50, 100, 150, 200, 300])
+        self.stepSeconds = int("step-seconds", 20)
+        // One gateway process can hold only as many sockets as its open-file limit allows; the
+        // load tool is under the same limit.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let possible = Int(limit.rlim_cur) - 1_000
+        let wanted = int("idle", 50_000)
+        self.idle = min(wanted, possible)
+        if self.idle < wanted {
+            self.idleNote =
+                "\(wanted) wanted, \(self.idle) opened: the open-file limit here is \(limit.rlim_cur) (hard \(limit.rlim_max)) for the gateway and the load tool alike, and cannot be raised in this container"
+        }
+        self.stormUsers = int("storm-users", 100)
+        self.stormSockets = int("storm-sockets", 100)
+        self.stormRate = int("storm-rate", 100)
+        self.stormSeconds = int("storm-seconds", 20)
+        self.ceilings = values["ceilings"] != "no"
+        self.output = values["output"] ?? "results"
+        self.gitRevision = values["git"] ?? "unknown"
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+
+/// The JSON result of a run (`results/<stamp>/result.json`), read by `scripts/bench-report.py`.
+struct LoadResult: Codable {
+    struct Machine: Codable {
+        var cores: Int
+        var memoryGiB: Double
+        var kernel: String
+    }
+
+    struct CeilingFigures: Codable {
+        var rabbitmqPublishConfirmPerSecond: Double?
+        var postgresInsertCommitPerSecond: Double?
+        var redisPublishPerSecond: Double?
+        var sumOfPartsMessagesPerSecond: Double?
+        var sumOfPartsNote: String?
+    }
+
+    var tool = "messenger-load"
+    var startedAt: String
+    var gitRevision: String
+    var machine: Machine
+    var ceilings = CeilingFigures()
+    var scenarios: [Scenario] = []
+}
+
+/// One scenario's outcome: rate steps, idle sockets or a reconnect storm (the fields of the
+/// other kinds stay nil).
+struct Scenario: Codable {
+    var name: String
+    var title: String
+    var kind: String
+    var target: String
+    var met: Bool
+    var verdict: String
+
+    // rate-steps
+    var groupSize: Int?
+    var bestRate: Int?
+    var ratioToCeiling: Double?
+    var steps: [RateStep]?
+
+    // idle
+    var connections: Int?
+    var connected: Int?
+    var sourceAddresses: Int?
+    var gatewayRssBeforeBytes: Int?
+    var gatewayRssAfterBytes: Int?
+    var gatewayRssAfterCloseBytes: Int?
+    var bytesPerConnection: Double?
+    var note: String?
+
+    // storm
+    var clients: Int?
+    var resumed: Int?
+    var resumedWithin10s: Int?
+    var resumeSecondsP50: Double?
+    var resumeSecondsP99: Double?
+    var resumeSecondsMax: Double?
+    var messagesSentDuringStorm: Int?
+    var deliveriesExpected: Int?
+    var deliveriesReceived: Int?
+    var lost: Int?
+
+    init(name: String, title: String, kind: String, target: String) {
+        self.name = name
+        self.title = title
+        self.kind = kind
+        self.target = target
+        self.met = false
+        self.verdict = ""
+    }
+}
+
+/// One offered rate held for a while: what was sent, what arrived, how late, and what it cost.
+struct RateStep: Codable {
+    struct Percentiles: Codable {
+        var p50: Double
+        var p90: Double
+        var p99: Double
+        var p999: Double
+        var max: Double
+    }
+
+    struct AckPercentiles: Codable {
+        var p50: Double
+        var p99: Double
+    }
+
+    var rate: Int
+    var durationSeconds: Int
+    var achievedRate: Double
+    var sent: Int
+    /// Per-recipient deliveries expected (a message to a group of 10 has 9).
+    var deliveries: Int
+    var delivered: Int
+    var lost: Int
+    var errors: Int
+    var latencyMs: Percentiles
+    var ackMs: AckPercentiles
+    var withinTarget: Bool
+    var cpuSecondsPer1000: [String: Double]
+}
+
+extension JSONEncoder {
+    /// Sorted keys, indented, for results that diff well.
+    static var report: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return encoder
+    }
+}
