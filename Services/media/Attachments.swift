@@ -106,23 +106,24 @@ struct Attachments: Sendable {
 
     /// Deletes uploads never bound to a message and older than `lifetime`, files first, each
     /// from the store its row names. A file that cannot be deleted now is logged and tried again
-    /// on the next run; the others go on.
+    /// on the next run; the others go on. Uploads kept in a store this instance has no
+    /// configuration for (Cloudinary ones on an instance without an account) are left to an
+    /// instance that has it, and never stand in the way of the others.
     func removeUnbound(olderThan lifetime: Duration) async throws -> Int {
         let seconds = Double(lifetime.components.seconds)
+        let configured = Array(self.stores.keys)
         let rows = try await self.client.query(
             """
             SELECT id, storage, storage_key, type FROM attachments
             WHERE message_id IS NULL AND created_at < now() - make_interval(secs => \(seconds))
+              AND storage = ANY(\(configured))
             ORDER BY created_at LIMIT 500
             """, logger: self.logger)
         var expired: [(UUID, String, String, String)] = []
         for try await row in rows.decode((UUID, String, String, String).self) { expired.append(row) }
         var removed = 0
         for (id, storage, key, type) in expired {
-            guard let store = self.stores[storage] else {
-                self.logger.warning("an unbound upload names a store that is not configured", metadata: ["storage": "\(storage)"])
-                continue
-            }
+            guard let store = self.stores[storage] else { continue }
             do {
                 try await store.delete(key: key, media: type)
                 try await self.client.query(
