@@ -300,7 +300,7 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: [
-                "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "TestSupport",
+                "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "SocketIOServer", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/SharedTests"

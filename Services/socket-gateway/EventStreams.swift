@@ -7,11 +7,11 @@ import SocketIOServer
 import Synchronization
 
 /// A durable event on its way to a socket: the client event name and its one argument
-/// `{eventId, seq, type, occurredAt, data}`.
+/// `{eventId, seq, type, occurredAt, data}`, encoded once for every socket it goes to.
 struct DurableEvent: Sendable {
     var name: String
     var seq: Int64
-    var payload: JSONValue
+    var packet: EncodedEvent
     var redelivery: Bool
 
     /// From a push's event name and arguments; nil when it is not a durable event.
@@ -21,7 +21,7 @@ struct DurableEvent: Sendable {
         else { return nil }
         self.name = name
         self.seq = exact
-        self.payload = arguments[0]
+        self.packet = EncodedEvent(name, arguments)
         self.redelivery = redelivery
     }
 
@@ -114,7 +114,7 @@ actor SocketEventStream {
     func replay() async {
         while let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize) {
             for event in page.events where self.ordering.accept(fetched: event.seq) {
-                await self.socket.emit(event.name, [event.payload])
+                await self.socket.emit(event.packet)
             }
             guard page.hasMore, !page.events.isEmpty else { break }
         }
@@ -139,18 +139,18 @@ actor SocketEventStream {
     private func handle(_ event: DurableEvent) async {
         switch self.ordering.decide(seq: event.seq, redelivery: event.redelivery) {
         case .emit:
-            await self.socket.emit(event.name, [event.payload])
+            await self.socket.emit(event.packet)
         case .drop:
             break
         case .fillGap(let after):
             let missing = Int(min(Int64(Self.pageSize), event.seq - after))
             if let page = await self.fetch(self.socket.userID, after, missing) {
                 for fetched in page.events where fetched.seq < event.seq && self.ordering.accept(fetched: fetched.seq) {
-                    await self.socket.emit(fetched.name, [fetched.payload])
+                    await self.socket.emit(fetched.packet)
                 }
             }
             if self.ordering.decideAfterGap(seq: event.seq) {
-                await self.socket.emit(event.name, [event.payload])
+                await self.socket.emit(event.packet)
             }
         }
     }

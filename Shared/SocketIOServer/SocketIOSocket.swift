@@ -22,6 +22,12 @@ public final class SocketIOSocket: Sendable {
         await self.send(.event(event, arguments, namespace: self.namespace))
     }
 
+    /// Sends an event encoded before (once for every socket it goes to).
+    public func emit(_ event: EncodedEvent) async {
+        guard event.namespace == self.namespace else { return }
+        await self.session.send(event.messages)
+    }
+
     func send(_ packet: SocketIOPacket) async {
         await self.session.send(Self.messages(for: packet))
     }
@@ -34,5 +40,17 @@ public final class SocketIOSocket: Sendable {
     /// Closes the underlying connection.
     public func disconnect() async {
         await self.session.close(reason: "server disconnect")
+    }
+}
+
+/// An event packet encoded once, to be sent as it is to any number of sockets of its namespace
+/// (the same durable event goes to every socket of a user).
+public struct EncodedEvent: Sendable {
+    public let namespace: String
+    let messages: [EngineMessage]
+
+    public init(_ event: String, _ arguments: [JSONValue], namespace: String = "/") {
+        self.namespace = namespace
+        self.messages = SocketIOSocket.messages(for: .event(event, arguments, namespace: namespace))
     }
 }

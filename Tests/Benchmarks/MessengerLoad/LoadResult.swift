@@ -52,6 +52,9 @@ struct Scenario: Codable {
 
     // storm
     var clients: Int?
+    /// Connected again (CONNECT answered) after the drop.
+    var reconnected: Int?
+    /// Connected again and holding every message sent to the user until then.
     var resumed: Int?
     var resumedWithin10s: Int?
     var resumeSecondsP50: Double?
@@ -60,6 +63,7 @@ struct Scenario: Codable {
     var messagesSentDuringStorm: Int?
     var deliveriesExpected: Int?
     var deliveriesReceived: Int?
+    var deliveriesWithin15s: Int?
     var lost: Int?
 
     init(name: String, title: String, kind: String, target: String) {

@@ -262,6 +262,7 @@ struct MessengerLoad {
         }
         let within = times.filter { $0 <= 10 }.count
         scenario.clients = outcome.clients
+        scenario.reconnected = outcome.reconnected
         scenario.resumed = times.count
         scenario.resumedWithin10s = within
         scenario.resumeSecondsP50 = percentile(0.5)
@@ -270,12 +271,14 @@ struct MessengerLoad {
         scenario.messagesSentDuringStorm = outcome.sent
         scenario.deliveriesExpected = outcome.expected
         scenario.deliveriesReceived = outcome.received
+        scenario.deliveriesWithin15s = outcome.receivedInTime
         scenario.lost = outcome.expected - outcome.received
         scenario.met = Double(within) >= 0.99 * Double(outcome.clients) && outcome.received == outcome.expected
         scenario.verdict = String(
-            format: "%.1f %% resumed within 10 s (p50 %.2f s, p99 %.2f s); %d of %d deliveries lost",
+            format:
+                "%.1f %% resumed (connected again and caught up) within 10 s (p50 %.2f s, p99 %.2f s); %d of %d deliveries never arrived, %d arrived more than 15 s after the last send",
             100 * Double(within) / Double(max(outcome.clients, 1)), percentile(0.5) ?? -1, percentile(0.99) ?? -1,
-            outcome.expected - outcome.received, outcome.expected)
+            outcome.expected - outcome.received, outcome.expected, outcome.received - outcome.receivedInTime)
         say("    \(scenario.verdict)")
         return scenario
     }

@@ -1,0 +1,37 @@
+import Foundation
+import Logging
+import SocketIOProtocol
+import Synchronization
+import Testing
+
+@testable import SocketIOServer
+
+@Suite("Socket.IO server handlers")
+struct SocketIOHandlerTests {
+    /// A function value read out of a `Mutex` comes back wrapped in one more reabstraction thunk
+    /// per read; a server that stored its handlers that way called them through one more frame
+    /// per connection it had seen. The depth of the stack a handler runs on must not grow.
+    @Test("the connect and disconnect handlers run at the same depth on the 1,000th call as on the first")
+    func handlersAreNotWrappedOnEveryRead() {
+        let core = SocketIOCore(
+            namespaces: ["/"], authenticate: { _, _ in nil }, unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        let depths = Mutex<[Int]>([])
+        core.connectHandler.withLock {
+            $0 = HandlerBox { _, _ in depths.withLock { $0.append(Thread.callStackSymbols.count) } }
+        }
+        core.disconnectHandler.withLock {
+            $0 = HandlerBox { _ in depths.withLock { $0.append(Thread.callStackSymbols.count) } }
+        }
+        let socket = SocketIOSocket(
+            id: "s", userID: "u", namespace: "/",
+            session: EngineSession(id: "e", configuration: EngineConfiguration(), logger: Logger(label: "test")))
+        for _ in 0..<1_000 {
+            core.onConnect?(socket, nil)
+            core.onDisconnect?(socket)
+        }
+        let recorded = depths.withLock { $0 }
+        #expect(recorded.count == 2_000)
+        #expect(recorded[1_998] == recorded[0])
+        #expect(recorded[1_999] == recorded[1])
+    }
+}
