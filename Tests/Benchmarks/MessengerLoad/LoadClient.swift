@@ -6,12 +6,13 @@ import Synchronization
 
 /// One user's Socket.IO client: a WebSocket with the Engine.IO / Socket.IO framing written by
 /// hand (open, CONNECT with the token, ping/pong, events, acks). It acknowledges what it
-/// received (`ack_events`) every 250 ms, as an app would, and reports each `message_created`
+/// received (`ack_events`, cumulative) at most once per `ackInterval`, as an app would, and reports each `message_created`
 /// of the load (body `load <step> <index> <intended ns>`) from another sender to the recorder.
 final class LoadClient: Sendable {
     let account: Account
     /// This client's number among all clients (the recorder counts deliveries per slot).
     let slot: Int
+    private let ackInterval: Duration
     private let recorder: Recorder
     private let outgoing: AsyncStream<String>.Continuation
     private let outgoingStream: AsyncStream<String>
@@ -21,9 +22,10 @@ final class LoadClient: Sendable {
     private let isConnected = Atomic(false)
     private let highestSeq = Atomic(0)
 
-    init(account: Account, slot: Int, recorder: Recorder) {
+    init(account: Account, slot: Int, recorder: Recorder, ackInterval: Duration = .seconds(1)) {
         self.account = account
         self.slot = slot
+        self.ackInterval = ackInterval
         self.recorder = recorder
         (self.outgoingStream, self.outgoing) = AsyncStream.makeStream(of: String.self)
     }
@@ -36,7 +38,9 @@ final class LoadClient: Sendable {
                 }
                 group.addTask {
                     var acked = 0
-                    while (try? await Task.sleep(for: .milliseconds(250))) != nil {
+                    // Clients started together would otherwise all ack at the same instants.
+                    try? await Task.sleep(for: self.ackInterval * Double.random(in: 0..<1))
+                    while (try? await Task.sleep(for: self.ackInterval)) != nil {
                         let highest = self.highestSeq.load(ordering: .relaxed)
                         if highest > acked {
                             acked = highest

@@ -17,6 +17,7 @@ struct LoadOptions {
     var stormSockets: Int
     var stormRate: Int
     var stormSeconds: Int
+    var ackInterval: Duration
     var ceilings: Bool
     var output: String
     var gitRevision: String
@@ -55,6 +56,7 @@ struct LoadOptions {
         self.stormSockets = int("storm-sockets", 100)
         self.stormRate = int("storm-rate", 100)
         self.stormSeconds = int("storm-seconds", 20)
+        self.ackInterval = .milliseconds(int("ack-interval-ms", 1000))
         self.ceilings = values["ceilings"] != "no"
         self.output = values["output"] ?? "results"
         self.gitRevision = values["git"] ?? "unknown"
