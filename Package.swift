@@ -210,6 +210,7 @@ let package = Package(
                 "CRabbitMQ",
                 "MessengerAMQP",
                 "MessengerRedis",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

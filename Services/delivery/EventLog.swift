@@ -192,11 +192,7 @@ struct EventLog: Sendable {
         var deliveries: [Delivery] = []
         for try await (user, seq, name, occurredAt, data) in rows.decode((UUID, Int64, String, Date, String).self) {
             deliveries.append(
-                Delivery(
-                    userID: user,
-                    event: UserEvent(
-                        eventId: EntityID(event), seq: seq, type: name, occurredAt: occurredAt,
-                        data: try JSONAny.parse(Data(data.utf8)))))
+                try Delivery(user: user, seq: seq, event: event, name: name, occurredAt: occurredAt, storedData: data))
         }
         return deliveries
     }
@@ -219,11 +215,7 @@ struct EventLog: Sendable {
         var deliveries: [Delivery] = []
         for try await (user, seq, event, name, occurredAt, data) in rows.decode((UUID, Int64, UUID, String, Date, String).self) {
             deliveries.append(
-                Delivery(
-                    userID: user,
-                    event: UserEvent(
-                        eventId: EntityID(event), seq: seq, type: name, occurredAt: occurredAt,
-                        data: try JSONAny.parse(Data(data.utf8)))))
+                try Delivery(user: user, seq: seq, event: event, name: name, occurredAt: occurredAt, storedData: data))
         }
         return deliveries
     }
@@ -358,5 +350,16 @@ struct EventLog: Sendable {
             "DELETE FROM processed_messages WHERE processed_at < now() - make_interval(secs => \(Double(self.retention.components.seconds)))",
             logger: self.logger)
         return removed
+    }
+}
+
+extension Delivery {
+    /// A stored delivery, from its row and its event's row (`data` as stored: JSON text).
+    init(user: UUID, seq: Int64, event: UUID, name: String, occurredAt: Date, storedData: String) throws {
+        self.init(
+            userID: user,
+            event: UserEvent(
+                eventId: EntityID(event), seq: seq, type: name, occurredAt: occurredAt,
+                data: try JSONAny.parse(Data(storedData.utf8))))
     }
 }

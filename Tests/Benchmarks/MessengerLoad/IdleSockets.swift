@@ -18,19 +18,9 @@ enum IdleSockets {
             for index in 0..<count {
                 group.addTask {
                     do {
-                        try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
-                            var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                            guard case .text(let open)? = try await messages.next(), open.hasPrefix("0{") else { return }
-                            try await outbound.write(.text(#"40{"token":"\#(token)"}"#))
-                            while let message = try await messages.next() {
-                                guard case .text(let text) = message else { continue }
-                                if text == "2" {
-                                    try await outbound.write(.text("3"))
-                                } else if text.hasPrefix("40{") {
-                                    tally.connected.add(1, ordering: .relaxed)
-                                }
-                            }
-                        }
+                        try await IdleSocketClient.run(
+                            url: url, token: token, logger: logger,
+                            connected: { tally.connected.add(1, ordering: .relaxed) })
                     } catch {
                         tally.failed.add(1, ordering: .relaxed)
                     }

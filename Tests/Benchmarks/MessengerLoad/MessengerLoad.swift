@@ -47,7 +47,9 @@ struct MessengerLoad {
         say("  registering \(options.users) users")
         let accounts = try await Account.register(count: options.users, base: options.base, label: "u")
         let recorder = Recorder()
-        let clients = accounts.enumerated().map { LoadClient(account: $0.element, slot: $0.offset, recorder: recorder, ackInterval: options.ackInterval) }
+        let clients = accounts.enumerated().map {
+            LoadClient(account: $0.element, slot: $0.offset, recorder: recorder, ackInterval: options.ackInterval)
+        }
         let url = options.base.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
         try await withThrowingTaskGroup(of: Void.self) { group in
             for client in clients {

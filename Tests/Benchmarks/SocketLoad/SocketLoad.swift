@@ -53,23 +53,9 @@ struct SocketLoad {
             for index in 0..<clients {
                 group.addTask {
                     do {
-                        try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
-                            var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                            guard case .text(let open)? = try await messages.next(), open.hasPrefix("0{") else { return }
-                            try await outbound.write(.text(#"40{"token":"\#(token)"}"#))
-                            while let message = try await messages.next() {
-                                guard case .text(let text) = message else { continue }
-                                if text == "2" {
-                                    try await outbound.write(.text("3"))
-                                } else if text.hasPrefix("40{") {
-                                    counters.connected()
-                                } else if text.hasPrefix("42") {
-                                    counters.delivered()
-                                }
-                                if counters.isStopping { break }
-                            }
-                            try? await outbound.close(.normalClosure, reason: nil)
-                        }
+                        try await IdleSocketClient.run(
+                            url: url, token: token, logger: logger, connected: { counters.connected() },
+                            event: { counters.delivered() }, stop: { counters.isStopping })
                     } catch {
                         counters.failed()
                     }
