@@ -230,6 +230,7 @@ let package = Package(
         .executableTarget(
             name: "AuthBench",
             dependencies: [
+                "BenchSupport",
                 "MessengerContracts",
                 "MessengerTokens",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -266,7 +267,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "MediaBench",
-            dependencies: [.product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["BenchSupport", .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Tests/Benchmarks/MediaBench"
         ),
         .executableTarget(

@@ -132,7 +132,7 @@ struct PushPublisher: Sendable {
             let envelope = Envelope(
                 type: "delivery.message_delivered.v1", id: receipt.id, occurredAt: receipt.occurredAt, actorId: receipt.actor,
                 data: DomainEvent(
-                    name: receipt.name, threadId: EntityID(receipt.threadID ?? receipt.id),
+                    name: receipt.name, threadId: EntityID(receipt.threadID),
                     recipients: receipt.recipients.map(EntityID.init), data: receipt.data))
             return AMQPMessage(
                 exchange: "", routingKey: DeliveryTopology.events, body: try MessengerJSON.encode(envelope),

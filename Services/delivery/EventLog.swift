@@ -11,7 +11,7 @@ struct IncomingEvent: Sendable {
     var occurredAt: Date
     var actor: UUID?
     var name: String
-    var threadID: UUID?
+    var threadID: UUID
     var recipients: [UUID]
     var data: JSONAny
 
@@ -29,7 +29,7 @@ struct IncomingEvent: Sendable {
         self.data = envelope.data.data
     }
 
-    init(id: UUID, occurredAt: Date, actor: UUID?, name: String, threadID: UUID?, recipients: [UUID], data: JSONAny) {
+    init(id: UUID, occurredAt: Date, actor: UUID?, name: String, threadID: UUID, recipients: [UUID], data: JSONAny) {
         self.id = id
         self.occurredAt = occurredAt
         self.actor = actor
@@ -119,14 +119,14 @@ struct EventLog: Sendable {
         // Seqs in the events' order; the event rows and the delivery rows as columns.
         var deliveries: [Delivery] = []
         var ids: [UUID] = [], names: [String] = [], times: [Date] = [], texts: [String] = []
-        var threads: [String] = [], messages: [String] = [], messageSeqs: [Int64] = [], senders: [String] = []
+        var threads: [UUID] = [], messages: [String] = [], messageSeqs: [Int64] = [], senders: [String] = []
         for event in new {
             let message = event.data["message"]
             ids.append(event.id)
             names.append(event.name)
             times.append(event.occurredAt)
             texts.append(String(decoding: try MessengerJSON.encode(event.data), as: UTF8.self))
-            threads.append(event.threadID.map { EntityID($0).description } ?? "")
+            threads.append(event.threadID)
             messages.append(
                 ((message?["id"] ?? event.data["messageId"])?.stringValue).flatMap(UUID.init(uuidString:)).map {
                     EntityID($0).description
@@ -148,9 +148,9 @@ struct EventLog: Sendable {
         try await connection.query(
             """
             INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
-            SELECT id, name, occurred_at, data, NULLIF(thread_id, '')::uuid, NULLIF(message_id, '')::uuid,
+            SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid,
                    NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
-            FROM unnest(\(ids)::uuid[], \(names)::text[], \(times)::timestamptz[], \(texts)::text[], \(threads)::text[],
+            FROM unnest(\(ids)::uuid[], \(names)::text[], \(times)::timestamptz[], \(texts)::text[], \(threads)::uuid[],
                         \(messages)::text[], \(messageSeqs)::bigint[], \(senders)::text[])
                  AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
             """, logger: self.logger)
@@ -231,7 +231,18 @@ struct EventLog: Sendable {
         user: UUID, upToSeq: Int64, sendReceipts: @Sendable ([IncomingEvent]) async throws -> Void
     ) async throws -> Int64 {
         guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
-        return try await self.client.transaction(logger: self.logger) { connection in
+        // An ack and a batch marking seen messages can update the same delivery rows in
+        // different orders; a deadlock aborts one of them, and the ack is simply run again (its
+        // receipts keep their ids, so sending them twice records them once).
+        return try await self.retryingDeadlocks {
+            try await self.ack(user: user, upToSeq: upToSeq, sendReceipts: sendReceipts)
+        }
+    }
+
+    private func ack(
+        user: UUID, upToSeq: Int64, sendReceipts: @Sendable ([IncomingEvent]) async throws -> Void
+    ) async throws -> Int64 {
+        try await self.client.transaction(logger: self.logger) { connection in
             // The user's latest seq only grows: clamping to a value read a moment ago is safe.
             // Everything up to the acknowledged seq is DELIVERED already (or SEEN), so only the
             // rows above it are looked at, not the user's whole history.

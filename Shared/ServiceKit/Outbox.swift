@@ -93,13 +93,7 @@ public enum Inbox {
     public static func claim(
         _ messageID: UUID, consumer: String, on connection: PostgresConnection, logger: Logger
     ) async throws -> Bool {
-        let rows = try await connection.query(
-            """
-            INSERT INTO processed_messages (consumer, message_id) VALUES (\(consumer), \(messageID))
-            ON CONFLICT DO NOTHING RETURNING 1
-            """, logger: logger)
-        for try await _ in rows.decode(Int.self) { return true }
-        return false
+        try await self.claim([messageID], consumer: consumer, on: connection, logger: logger).contains(messageID)
     }
 
     /// ``claim(_:consumer:on:logger:)`` for several messages in one statement: the ids claimed

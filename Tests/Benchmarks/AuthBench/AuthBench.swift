@@ -1,13 +1,10 @@
+import BenchSupport
 import Crypto
 import Foundation
 import Histogram
 import MessengerContracts
 import MessengerTokens
 import Synchronization
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Measures auth through the real gateway (login and refresh with bcrypt at the configured cost)
 /// and the gateway's local token verification. Needs `make up` running; run with
@@ -17,7 +14,7 @@ struct AuthBench {
     static func main() async throws {
         let base = ProcessInfo.processInfo.environment["GATEWAY_URL"] ?? "http://127.0.0.1:5000"
         let callers = 8
-        line("auth-bench against \(base), \(callers) concurrent callers")
+        say("auth-bench against \(base), \(callers) concurrent callers")
 
         // 1. Token verification, in process, with the code the gateway runs.
         let key = SigningKey(Curve25519.Signing.PrivateKey())
@@ -34,35 +31,35 @@ struct AuthBench {
             try await group.waitForAll()
         }
         let verifyRate = Double(verifications) / (ContinuousClock.now - verifyStart).seconds
-        line("  token verification (2 tasks)            \(Int(verifyRate)) verifications/s")
+        say("  token verification (2 tasks)            \(Int(verifyRate)) verifications/s")
 
         // 2. Login and refresh through the gateway.
         let user = "bench_\(UUID().uuidString.prefix(8).lowercased())"
         let password = "bench password 1"
-        _ = try await post("\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password])
+        _ = try await postJSON("\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password])
         let logins = 64
         let login = try await measure(count: logins, callers: callers) {
-            let (status, _) = try await post("\(base)/api/login", ["login": user, "password": password])
+            let (status, _) = try await postJSON("\(base)/api/login", ["login": user, "password": password])
             guard status == 200 else { throw BenchError.status(status) }
         }
-        line(
+        say(
             "  login (bcrypt)                          \(format(login.rate)) logins/s, p50 \(format(login.p50)) ms, p99 \(format(login.p99)) ms"
         )
 
         // Every caller refreshes its own family in a chain (each refresh spends the previous token).
         var tokens: [String] = []
         for _ in 0..<callers {
-            let (_, body) = try await post("\(base)/api/login", ["login": user, "password": password])
+            let (_, body) = try await postJSON("\(base)/api/login", ["login": user, "password": password])
             tokens.append(try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
         }
         let chains = Chains(tokens)
         let refreshes = 800
         let refresh = try await measure(count: refreshes, callers: callers) { lane in
-            let (status, body) = try await post("\(base)/api/token/refresh", ["refreshToken": chains.take(lane)])
+            let (status, body) = try await postJSON("\(base)/api/token/refresh", ["refreshToken": chains.take(lane)])
             guard status == 200 else { throw BenchError.status(status) }
             chains.put(lane, try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
         }
-        line(
+        say(
             "  refresh (rotation)                      \(format(refresh.rate)) refreshes/s, p50 \(format(refresh.p50)) ms, p99 \(format(refresh.p99)) ms"
         )
     }
@@ -110,15 +107,6 @@ struct AuthBench {
     static func measure(count: Int, callers: Int, _ call: @escaping @Sendable () async throws -> Void) async throws -> Result {
         try await measure(count: count, callers: callers) { (_: Int) in try await call() }
     }
-
-    static func post(_ url: String, _ body: [String: String]) async throws -> (Int, Data) {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONEncoder().encode(body)
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
-    }
 }
 
 /// The newest refresh token of each lane's family.
@@ -129,12 +117,4 @@ final class Chains: Sendable {
     func put(_ lane: Int, _ token: String) { self.tokens.withLock { $0[lane] = token } }
 }
 
-func line(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
-}
-
 func format(_ value: Double) -> String { String(format: value >= 100 ? "%.0f" : "%.2f", value) }
-
-extension Duration {
-    var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
-}

@@ -1,3 +1,4 @@
+import BenchSupport
 import Foundation
 import Histogram
 import Synchronization
@@ -16,12 +17,12 @@ struct MediaBench {
         let environment = ProcessInfo.processInfo.environment
         let base = environment["GATEWAY_URL"] ?? "http://127.0.0.1:5000"
         let label = environment["MEDIA_BENCH_LABEL"] ?? "media"
-        let token = try await self.accessToken(base)
-        line("media-bench (\(label)) against \(base), 4 concurrent uploaders")
+        let token = try await Account.register(base: base, name: "media").token
+        say("media-bench (\(label)) against \(base), 4 concurrent uploaders")
         for (name, size, count) in [("100 KiB", 100 * 1024, 400), ("5 MiB", 5 * 1024 * 1024, 40)] {
             let file = self.textFile(size: size)
             let result = try await self.measure(base: base, token: token, file: file, count: count, uploaders: 4)
-            line(
+            say(
                 String(
                     format: "  %-8@ %4d uploads  %8.1f MiB/s  %7.1f uploads/s  p50 %7.1f ms  p99 %7.1f ms  errors %d",
                     name as NSString, count, result.mebibytesPerSecond, result.rate, result.p50, result.p99, result.errors))
@@ -86,7 +87,7 @@ struct MediaBench {
             return (total, errors)
         }
         let elapsed = ContinuousClock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.seconds
         let done = Double(count - errors)
         return Result(
             mebibytesPerSecond: done * Double(file.count) / 1_048_576 / seconds, rate: done / seconds,
@@ -101,27 +102,4 @@ struct MediaBench {
         while data.count < size { data.append(line) }
         return data.prefix(size)
     }
-
-    /// Registers a fresh user and logs in.
-    static func accessToken(_ base: String) async throws -> String {
-        let name = "mediabench_\(UUID().uuidString.prefix(8).lowercased())"
-        let password = "bench password 1"
-        _ = try await self.post("\(base)/api/users", ["username": name, "email": "\(name)@bench.example", "password": password])
-        let (_, body) = try await self.post("\(base)/api/login", ["login": name, "password": password])
-        struct Tokens: Decodable { var accessToken: String }
-        return try JSONDecoder().decode(Tokens.self, from: body).accessToken
-    }
-
-    static func post(_ url: String, _ body: [String: String]) async throws -> (Int, Data) {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONEncoder().encode(body)
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
-    }
-}
-
-func line(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }

@@ -43,7 +43,7 @@ struct SocketLoad {
             return logger
         }()
 
-        let token = try await Self.accessToken(base: base)
+        let token = try await Account.register(base: base, name: "socket").token
         let url = serverURL.replacingOccurrences(of: "http", with: "ws") + "/socket.io/?EIO=4&transport=websocket"
         let counters = Counters()
         let before = ProcessStats.residentBytes(gatewayPID)
@@ -102,7 +102,7 @@ struct SocketLoad {
                 try await Task.sleep(for: .milliseconds(20))
             }
             let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.seconds
             let cpu = ProcessStats.cpuSeconds(gatewayPID) - cpuBefore
             let delivered = counters.deliveredCount
             say(
@@ -115,23 +115,6 @@ struct SocketLoad {
             counters.stop()
             group.cancelAll()
         }
-    }
-
-    static func accessToken(base: String) async throws -> String {
-        let name = "load_\(UUID().uuidString.prefix(8).lowercased())"
-        let password = "load password 1"
-        _ = try await post("\(base)/api/users", ["username": name, "email": "\(name)@load.example", "password": password])
-        let data = try await post("\(base)/api/login", ["login": name, "password": password])
-        struct Reply: Decodable { var accessToken: String }
-        return try JSONDecoder().decode(Reply.self, from: data).accessToken
-    }
-
-    static func post(_ url: String, _ body: [String: String]) async throws -> Data {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONEncoder().encode(body)
-        return try await URLSession.shared.data(for: request).0
     }
 
     /// The `sub` claim of a JWT (read, not verified: the gateway verifies).

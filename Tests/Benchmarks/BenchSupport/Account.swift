@@ -4,14 +4,15 @@ import Foundation
 import FoundationNetworking
 #endif
 
-/// A registered, logged-in user.
-struct Account: Sendable {
-    var id: String
-    var token: String
+/// A user the benchmarks register and log in through the running gateway's REST API.
+public struct Account: Sendable {
+    public var id: String
+    /// The access token.
+    public var token: String
 
     /// Registers and logs in `count` fresh users, `concurrency` at a time (bcrypt makes each
     /// one cost the auth service a few milliseconds of CPU).
-    static func register(count: Int, base: String, label: String, concurrency: Int = 8) async throws -> [Account] {
+    public static func register(count: Int, base: String, label: String, concurrency: Int = 8) async throws -> [Account] {
         try await withThrowingTaskGroup(of: (Int, Account).self) { group in
             var accounts = [Account?](repeating: nil, count: count)
             var next = 0
@@ -29,11 +30,11 @@ struct Account: Sendable {
         }
     }
 
-    static func register(base: String, name suffix: String) async throws -> Account {
+    public static func register(base: String, name suffix: String) async throws -> Account {
         let name = "load_\(UUID().uuidString.prefix(8).lowercased())_\(suffix)"
         let password = "load password 1"
-        _ = try await post("\(base)/api/users", ["username": name, "email": "\(name)@load.example", "password": password])
-        let data = try await post("\(base)/api/login", ["login": name, "password": password])
+        _ = try await postJSON("\(base)/api/users", ["username": name, "email": "\(name)@load.example", "password": password])
+        let data = try await postJSON("\(base)/api/login", ["login": name, "password": password]).body
         struct Reply: Decodable {
             struct User: Decodable { var id: String }
             var accessToken: String
@@ -42,13 +43,15 @@ struct Account: Sendable {
         let reply = try JSONDecoder().decode(Reply.self, from: data)
         return Account(id: reply.user.id, token: reply.accessToken)
     }
+}
 
-    private static func post(_ url: String, _ body: [String: String]) async throws -> Data {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONEncoder().encode(body)
-        request.timeoutInterval = 60
-        return try await URLSession.shared.data(for: request).0
-    }
+/// POSTs `body` as JSON; the status and the body of the reply.
+public func postJSON(_ url: String, _ body: [String: String]) async throws -> (status: Int, body: Data) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = "POST"
+    request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    request.httpBody = try JSONEncoder().encode(body)
+    request.timeoutInterval = 60
+    let (data, response) = try await URLSession.shared.data(for: request)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
 }
