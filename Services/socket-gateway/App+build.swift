@@ -1,5 +1,4 @@
 import Hummingbird
-import HummingbirdWebSocket
 import MessengerAMQP
 import MessengerRedis
 import MessengerServiceKit
@@ -56,16 +55,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     MediaController(rpc: rpc, keys: keys, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload)
         .addRoutes(to: router)
     try OpenAPIController().addRoutes(to: router)
-    let webSocketRouter = Router(context: GatewayWebSocketContext.self)
-    socketGateway.addRoutes(http: router, webSocket: webSocketRouter)
+    socketGateway.addRoutes(to: router)
     let publicServer = Application(
         router: router,
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: webSocketRouter,
-            configuration: .init(
-                // An idle keep-alive connection closes after a minute.
-                http1: .init(idleTimeout: .seconds(60)),
-                ws: .init(maxFrameSize: settings.engine.maxPayload))),
+        // An idle keep-alive connection closes after a minute.
+        server: socketGateway.httpServer(http1: .init(idleTimeout: .seconds(60))),
         configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
 
     let admin = AdminServer.make(
@@ -74,5 +68,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     ) { router in
         PingController(rpc: rpc).addRoutes(to: router)
     }
-    return [amqp, redis, subscriber, rpc, startup, publicServer, admin]
+    // Stopped before the public server: WebSocket clients get a close and reconnect elsewhere.
+    let sessions = EngineSessionsCloser(engine: socketGateway.server.engine)
+    return [amqp, redis, subscriber, rpc, startup, publicServer, sessions, admin]
 }

@@ -1,24 +1,11 @@
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import MessengerContracts
 import NIOCore
 import SocketIOProtocol
 import SocketIOServer
-
-/// The request context of WebSocket upgrade requests on the public port.
-struct GatewayWebSocketContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
-    var coreContext: CoreRequestContextStorage
-    let webSocket: WebSocketHandlerReference<Self>
-    let remoteAddress: SocketAddress?
-
-    init(source: ApplicationRequestContextSource) {
-        self.coreContext = .init(source: source)
-        self.webSocket = .init()
-        self.remoteAddress = source.channel.remoteAddress
-    }
-}
 
 /// The gateway's Socket.IO endpoint: clients authenticate with their access token (CONNECT
 /// `auth.token`, or `Authorization: Bearer` on the handshake), join `user:<id>`, and send
@@ -43,9 +30,15 @@ struct SocketGateway {
         }
     }
 
-    func addRoutes(http: Router<GatewayRequestContext>, webSocket: Router<GatewayWebSocketContext>) {
-        self.server.engine.addPollingRoutes(to: http, path: "socket.io")
-        self.server.engine.addWebSocketRoute(to: webSocket, path: "socket.io")
+    /// Adds the long-polling transport; the WebSocket one is served by ``httpServer(http1:)``.
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        self.server.engine.addPollingRoutes(to: router, path: "socket.io")
+    }
+
+    /// The public HTTP/1.1 server: REST and long-polling through the router, Socket.IO
+    /// WebSockets straight to the engine.
+    func httpServer(http1: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+        self.server.engine.httpServer(webSocketPath: "/socket.io/", http1: http1)
     }
 
     static func failure(_ error: ServiceError) -> JSONValue {

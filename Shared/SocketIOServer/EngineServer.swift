@@ -1,8 +1,12 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
 import SocketIOProtocol
 import Synchronization
 
@@ -18,16 +22,20 @@ public struct EngineHandshake: Sendable {
 public final class EngineServer: Sendable {
     public let configuration: EngineConfiguration
     private let logger: Logger
+    /// Where polling sessions run (a WebSocket session runs on its connection's loop).
+    private let eventLoopGroup: any EventLoopGroup
     private let sessions = Mutex<[String: EngineSession]>([:])
     private let makeDelegate: @Sendable (EngineSession, EngineHandshake) -> any EngineSessionDelegate
 
     /// `makeDelegate` gives each new session the layer above it (Socket.IO).
     public init(
         configuration: EngineConfiguration, logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         makeDelegate: @escaping @Sendable (EngineSession, EngineHandshake) -> any EngineSessionDelegate
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
         self.makeDelegate = makeDelegate
     }
 
@@ -64,17 +72,17 @@ public final class EngineServer: Sendable {
         guard query["EIO"] == "4" else { return self.error(request, code: 5, "Unsupported protocol version") }
         guard query["transport"] == "polling" else { return self.error(request, code: 0, "Transport unknown") }
         guard let sid = query["sid"] else {
-            let session = await self.open(
-                EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress), webSocket: nil)
+            let session = await self.openPollingSession(
+                EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress))
             let upgrades = self.configuration.allowUpgrades ? ["websocket"] : []
             return self.text(request, await session.handshake(upgrades: upgrades).text)
         }
-        guard let session = self.session(sid), await !session.isWebSocket, await !session.closeIfPingOverdue() else {
+        guard let session = self.session(sid), await session.acceptsPoll() else {
             return self.error(request, code: 1, "Session ID unknown")
         }
         do {
             let packets = try await session.poll()
-            if packets.contains(.close) { self.forget(sid) }
+            if await session.isClosed { self.forget(sid) }
             return self.text(request, EngineIOPacket.payload(packets))
         } catch {
             if error.reason != "upgraded" { await session.close(reason: "overlapping polls") }
@@ -101,7 +109,8 @@ public final class EngineServer: Sendable {
             return self.error(request, code: 3, "Bad request")
         }
         do {
-            await session.receive(payload: try EngineIOPacket.parsePayload(text))
+            let packets = try EngineIOPacket.parsePayload(text)
+            await session.receive(payload: packets)
         } catch {
             self.logger.info("closing a session after a malformed payload", metadata: ["eio.sid": "\(sid)", "error": "\(error)"])
             await session.close(reason: "malformed payload")
@@ -112,87 +121,89 @@ public final class EngineServer: Sendable {
 
     // MARK: WebSocket
 
-    /// Adds the WebSocket transport at `path` to the router that handles upgrade requests.
-    public func addWebSocketRoute<Context: WebSocketRequestContext & RequestContext>(to router: Router<Context>, path: RouterPath)
-    {
-        router.ws(path) { request, _ in
-            let query = Self.query(request)
-            guard query["EIO"] == "4", query["transport"] == "websocket" else { return .dontUpgrade }
-            if let sid = query["sid"], self.session(sid) == nil { return .dontUpgrade }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, context in
-            let query = Self.query(context.request)
-            let messages = inbound.messages(maxSize: self.configuration.maxPayload)
-            if let sid = query["sid"], let session = self.session(sid) {
-                // A session upgrades once: a second WebSocket for it is closed at once.
-                guard await !session.hasWebSocket else {
-                    try await outbound.close(.policyViolation, reason: "already upgraded")
-                    return
-                }
-                try await self.upgrade(session, messages: messages, writer: outbound)
-            } else {
-                let remote = (context.requestContext as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress
-                let session = await self.open(
-                    EngineHandshake(headers: context.request.headers, query: query, remoteAddress: remote), webSocket: outbound)
-                try await outbound.write(.text(await session.handshake(upgrades: []).text))
-                try await self.serve(session, messages: messages)
-            }
+    /// The HTTP/1.1 server to run this engine on: WebSocket upgrades at `webSocketPath` are
+    /// served by the engine on the connection's event loop (no task per connection); every other
+    /// request goes to the application's router.
+    public func httpServer(webSocketPath: String, http1: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            EngineHTTPChannel(responder: responder, engine: self, webSocketPath: webSocketPath, configuration: http1)
         }
     }
 
-    private func upgrade(_ session: EngineSession, messages: WebSocketInboundMessageStream, writer: WebSocketOutboundWriter)
-        async throws
-    {
-        var iterator = messages.makeAsyncIterator()
-        guard case .text(let probe) = try await iterator.next(), probe == "2probe" else { return }
-        try await session.beginUpgrade(writer: writer)
-        guard case .text(let upgrade) = try await iterator.next(), upgrade == "5" else {
-            await session.close(reason: "upgrade failed")
+    /// Whether a WebSocket upgrade request for `uri` is one of ours: Engine.IO 4 over WebSocket,
+    /// opening a session or upgrading an open one.
+    func acceptsWebSocket(uri: String) -> Bool {
+        let query = Self.query(URI(uri))
+        guard query["EIO"] == "4", query["transport"] == "websocket" else { return false }
+        if let sid = query["sid"] { return self.session(sid) != nil }
+        return true
+    }
+
+    private static let upgradeHeaders: Set<String> = [
+        "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+        "accept-encoding", "cache-control", "pragma",
+    ]
+
+    /// Serves an upgraded WebSocket connection: opens its session (the handshake goes out at
+    /// once), or joins the polling session named by `sid`, which then upgrades.
+    func attachWebSocket(to channel: any Channel, head: HTTPRequestHead) throws {
+        let query = Self.query(URI(head.uri))
+        // One read per wake-up keeps one read buffer per connection (NIO pools one per read of
+        // a wake-up): WebSocket frames here are small, and most connections are idle.
+        try channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
+        let backlog = max(4 << 20, 4 * self.configuration.maxPayload)
+        let aggregator = NIOWebSocketFrameAggregator(
+            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16,
+            maxAccumulatedFrameSize: self.configuration.maxPayload)
+        if let sid = query["sid"] {
+            guard let session = self.session(sid) else { throw EngineIOProtocolError("Session ID unknown") }
+            try channel.pipeline.syncOperations.addHandlers(
+                aggregator,
+                EngineWebSocketHandler(session: session, upgrading: true, maximumBacklog: backlog, logger: self.logger))
             return
         }
-        await session.completeUpgrade(writer: writer)
-        try await self.serve(session, iterator: &iterator)
-    }
-
-    private func serve(_ session: EngineSession, messages: WebSocketInboundMessageStream) async throws {
-        var iterator = messages.makeAsyncIterator()
-        try await self.serve(session, iterator: &iterator)
-    }
-
-    private func serve(_ session: EngineSession, iterator: inout WebSocketInboundMessageStream.AsyncIterator) async throws {
-        defer { self.forget(session.id) }
-        do {
-            while let message = try await iterator.next() {
-                switch message {
-                case .text(let text):
-                    do {
-                        await session.receive(try EngineIOPacket.parse(text))
-                    } catch {
-                        await session.close(reason: "malformed packet", notifyClient: false)
-                        return
-                    }
-                case .binary(let buffer):
-                    await session.receive(.binary(Array(buffer.readableBytesView)))
-                }
-                if await session.isClosed { return }
-            }
-            await session.close(reason: "transport close", notifyClient: false)
-        } catch {
-            // An oversized message or a broken socket ends only this session.
-            await session.close(reason: "transport error: \(error)", notifyClient: false)
+        // The session keeps the handshake's headers for the layer above (authentication); the
+        // ones that only served the upgrade itself are left out.
+        var headers = HTTPFields()
+        for header in head.headers where !Self.upgradeHeaders.contains(header.name.lowercased()) {
+            if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
+        }
+        let handshake = EngineHandshake(headers: headers, query: query, remoteAddress: channel.remoteAddress?.ipAddress)
+        let session = self.makeSession(on: channel.eventLoop)
+        let webSocket = EngineWebSocket(channel: channel)
+        try channel.pipeline.syncOperations.addHandlers(
+            aggregator, EngineWebSocketHandler(session: session, upgrading: false, maximumBacklog: backlog, logger: self.logger))
+        session.assumeIsolated { session in
+            session.start(delegate: self.delegate(for: session, handshake: handshake), webSocket: webSocket)
+            webSocket.write([session.handshake(upgrades: [])])
         }
     }
 
     // MARK: Sessions
 
-    /// Registers and starts a session before its handshake goes out, so the client's first
-    /// message always finds it ready.
-    private func open(_ handshake: EngineHandshake, webSocket: WebSocketOutboundWriter?) async -> EngineSession {
-        let session = EngineSession(id: Self.makeSessionID(), configuration: self.configuration, logger: self.logger)
-        self.sessions.withLock { $0[session.id] = session }
-        let delegate = ForgettingDelegate(inner: self.makeDelegate(session, handshake), server: self)
-        await session.start(delegate: delegate, webSocket: webSocket)
+    /// Registers and starts a polling session before its handshake goes out, so the client's
+    /// first message always finds it ready.
+    private func openPollingSession(_ handshake: EngineHandshake) async -> EngineSession {
+        let session = self.makeSession(on: self.eventLoopGroup.next())
+        await session.start(delegate: self.delegate(for: session, handshake: handshake), webSocket: nil)
         return session
+    }
+
+    private func makeSession(on eventLoop: any EventLoop) -> EngineSession {
+        let session = EngineSession(
+            id: Self.makeSessionID(), eventLoop: eventLoop, configuration: self.configuration, logger: self.logger)
+        self.sessions.withLock { $0[session.id] = session }
+        return session
+    }
+
+    private func delegate(for session: EngineSession, handshake: EngineHandshake) -> ForgettingDelegate {
+        ForgettingDelegate(inner: self.makeDelegate(session, handshake), server: self)
+    }
+
+    /// Closes every session (on shutdown), telling the clients.
+    public func closeAllSessions() async {
+        let all = self.sessions.withLock { Array($0.values) }
+        for session in all { await session.close(reason: "server shutdown") }
     }
 
     private func session(_ id: String) -> EngineSession? {
@@ -203,14 +214,31 @@ public final class EngineServer: Sendable {
         _ = self.sessions.withLock { $0.removeValue(forKey: id) }
     }
 
+    /// How long a closed session that owes a poll its answer stays known (see
+    /// ``EngineSession/owesPoll``); the poll forgets it as soon as it is answered.
+    static let closedSessionLinger = TimeAmount.seconds(1)
+
+    fileprivate func forget(_ session: isolated EngineSession) {
+        guard session.owesPoll else {
+            self.forget(session.id)
+            return
+        }
+        let id = session.id
+        session.eventLoop.scheduleTask(in: Self.closedSessionLinger) { self.forget(id) }
+    }
+
     private static func makeSessionID() -> String {
         let bytes = (0..<15).map { _ in UInt8.random(in: 0...255) }
         return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     }
 
     private static func query(_ request: Request) -> [String: String] {
+        Self.query(request.uri)
+    }
+
+    private static func query(_ uri: URI) -> [String: String] {
         var result: [String: String] = [:]
-        for (key, value) in request.uri.queryParameters { result[String(key)] = String(value) }
+        for (key, value) in uri.queryParameters { result[String(key)] = String(value) }
         return result
     }
 
@@ -244,12 +272,12 @@ private struct ForgettingDelegate: EngineSessionDelegate {
     let inner: any EngineSessionDelegate
     let server: EngineServer
 
-    func engineSession(_ session: EngineSession, didReceive message: EngineMessage) async {
-        await self.inner.engineSession(session, didReceive: message)
+    func engineSession(_ session: isolated EngineSession, didReceive message: EngineMessage) {
+        self.inner.engineSession(session, didReceive: message)
     }
 
-    func engineSessionDidClose(_ session: EngineSession, reason: String) async {
-        self.server.forget(session.id)
-        await self.inner.engineSessionDidClose(session, reason: reason)
+    func engineSessionDidClose(_ session: isolated EngineSession, reason: String) {
+        self.server.forget(session)
+        self.inner.engineSessionDidClose(session, reason: reason)
     }
 }

@@ -1,13 +1,12 @@
-import Foundation
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import SocketIOProtocol
 
-/// What an Engine.IO session tells the layer above it.
+/// What an Engine.IO session tells the layer above it. Both calls run on the session's event
+/// loop, isolated to the session, in the order things happened; neither may block.
 public protocol EngineSessionDelegate: Sendable {
-    func engineSession(_ session: EngineSession, didReceive message: EngineMessage) async
-    func engineSessionDidClose(_ session: EngineSession, reason: String) async
+    func engineSession(_ session: isolated EngineSession, didReceive message: EngineMessage)
+    func engineSessionDidClose(_ session: isolated EngineSession, reason: String)
 }
 
 /// A message of the layer above Engine.IO.
@@ -17,72 +16,100 @@ public enum EngineMessage: Sendable, Hashable {
 }
 
 /// One Engine.IO session (`sid`) over long-polling, WebSocket, or polling upgraded to
-/// WebSocket. Packets to the client go through one ordered queue, so a Socket.IO packet and its
+/// WebSocket. Packets to the client go through one ordered path, so a Socket.IO packet and its
 /// binary attachments are never split by another message.
+///
+/// The session runs on one NIO event loop (its executor): a WebSocket session on its channel's
+/// loop, so frames in and out need no hop. An idle session holds no task: its heartbeat is a
+/// timer scheduled on the loop.
 public actor EngineSession {
     public nonisolated let id: String
+    /// The loop the session runs on.
+    public nonisolated let eventLoop: any EventLoop
     let configuration: EngineConfiguration
     let logger: Logger
     private var delegate: (any EngineSessionDelegate)?
+    /// Packets waiting for a poll (or, during an upgrade, for the WebSocket).
     private var outbox: [EngineIOPacket] = []
     private var waitingPoll: CheckedContinuation<[EngineIOPacket], any Error>?
-    private var webSocket: WebSocketOutboundWriter?
-    private var pumping = false
+    private var webSocket: EngineWebSocket?
+    /// The WebSocket of an upgrade under way, until the client sends `5`.
+    private var probing: EngineWebSocket?
     private var upgrading = false
-    private let openedAt = ContinuousClock.now
-    /// When the unanswered ping went out, if one is out.
-    private var pingSentAt: ContinuousClock.Instant?
-    private var heartbeat: Task<Void, Never>?
+    private var heartbeat: EngineHeartbeat
+    private var timer: Scheduled<Void>?
     public private(set) var isClosed = false
+    /// The client closed the session while no poll was waiting: a GET it sent together with
+    /// the closing POST may still arrive, and gets the noop a waiting poll would have got.
+    private(set) var owesPoll = false
 
-    init(id: String, configuration: EngineConfiguration, logger: Logger) {
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        self.eventLoop.executor.asUnownedSerialExecutor()
+    }
+
+    init(id: String, eventLoop: any EventLoop, configuration: EngineConfiguration, logger: Logger) {
         self.id = id
+        self.eventLoop = eventLoop
         self.configuration = configuration
-        var logger = logger
-        logger[metadataKey: "eio.sid"] = .string(id)
+        self.heartbeat = EngineHeartbeat(
+            interval: configuration.pingInterval, timeout: configuration.pingTimeout, openedAt: .now())
         self.logger = logger
     }
 
-    func start(delegate: any EngineSessionDelegate, webSocket: WebSocketOutboundWriter?) {
-        self.delegate = delegate
-        self.webSocket = webSocket
-        let interval = self.configuration.pingInterval
-        let timeout = self.configuration.pingTimeout
-        // Ping `pingInterval` after the session opened and after each pong; a pong must come
-        // within `pingTimeout`. Requests also check the deadline (`closeIfPingOverdue`), so a
-        // late client is refused exactly at the deadline, not at the timer's next tick.
-        let openedAt = self.openedAt
-        self.heartbeat = Task { [weak self] in
-            var next = openedAt + interval
-            while !Task.isCancelled {
-                try? await Task.sleep(until: next)
-                guard let self, await !self.isClosed else { return }
-                let sentAt = await self.sendPing()
-                while await self.pingSentAt != nil {
-                    if ContinuousClock.now - sentAt >= timeout || Task.isCancelled {
-                        await self.close(reason: "ping timeout", notifyClient: false)
-                        return
-                    }
-                    try? await Task.sleep(for: .milliseconds(5))
-                }
-                next = ContinuousClock.now + interval
-            }
+    /// Runs `body` isolated to the session: at once when called on its loop, else queued to it
+    /// (in call order either way). For callers outside Swift concurrency, such as channel
+    /// handlers.
+    nonisolated func onLoop(_ body: @escaping @Sendable (isolated EngineSession) -> Void) {
+        if self.eventLoop.inEventLoop {
+            self.assumeIsolated { body($0) }
+        } else {
+            self.eventLoop.execute { self.assumeIsolated { body($0) } }
         }
     }
 
-    private func sendPing() -> ContinuousClock.Instant {
-        let now = ContinuousClock.now
-        self.pingSentAt = now
-        self.send([.ping("")])
-        return now
+    func start(delegate: any EngineSessionDelegate, webSocket: EngineWebSocket?) {
+        self.delegate = delegate
+        self.webSocket = webSocket
+        self.arm()
+    }
+
+    /// Schedules the heartbeat's next step.
+    private func arm() {
+        self.timer?.cancel()
+        guard !self.isClosed else { return }
+        let deadline = self.heartbeat.nextDeadline
+        self.timer = self.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            self?.assumeIsolated { $0.heartbeatDue() }
+        }
+    }
+
+    private func heartbeatDue() {
+        guard !self.isClosed else { return }
+        switch self.heartbeat.due(at: .now()) {
+        case .sendPing:
+            self.send([.ping("")])
+            self.arm()
+        case .timedOut:
+            self.close(reason: "ping timeout", notifyClient: false)
+        case .wait:
+            self.arm()
+        }
     }
 
     /// Closes the session when its ping went unanswered past `pingTimeout`; true if it is closed.
+    /// Requests check this, so a late client is refused at the deadline, not at the timer's tick.
     func closeIfPingOverdue() -> Bool {
-        if let sentAt = self.pingSentAt, ContinuousClock.now - sentAt >= self.configuration.pingTimeout {
+        if self.heartbeat.isOverdue(at: .now()) {
             self.close(reason: "ping timeout", notifyClient: false)
         }
         return self.isClosed
+    }
+
+    /// Whether a long-polling GET is served: the session polls (no WebSocket), is open and its
+    /// ping is not overdue, or it owes the client's last poll its answer.
+    func acceptsPoll() -> Bool {
+        guard !self.isWebSocket else { return false }
+        return !self.closeIfPingOverdue() || self.owesPoll
     }
 
     /// The handshake packet.
@@ -95,7 +122,7 @@ public actor EngineSession {
 
     // MARK: To the client
 
-    /// Queues messages of the layer above, in order.
+    /// Sends messages of the layer above, in order.
     public func send(_ messages: [EngineMessage]) {
         self.send(
             messages.map { message in
@@ -108,37 +135,19 @@ public actor EngineSession {
 
     func send(_ packets: [EngineIOPacket]) {
         guard !self.isClosed else { return }
+        if let webSocket = self.webSocket, !self.upgrading {
+            webSocket.write(packets)
+            return
+        }
         self.outbox += packets
-        self.flush()
+        self.answerPoll()
     }
 
-    private func flush() {
+    private func answerPoll() {
         // While an upgrade is under way the queue waits for the WebSocket.
-        if let poll = self.waitingPoll, !self.outbox.isEmpty, !self.upgrading {
-            self.waitingPoll = nil
-            poll.resume(returning: self.takePollPayload())
-        } else if self.webSocket != nil, !self.upgrading, !self.pumping, !self.outbox.isEmpty {
-            self.pumping = true
-            Task { await self.pump() }
-        }
-    }
-
-    private func pump() async {
-        while let writer = self.webSocket, !self.outbox.isEmpty {
-            let packets = self.outbox
-            self.outbox = []
-            do {
-                for packet in packets {
-                    switch packet {
-                    case .binary(let bytes): try await writer.write(.binary(ByteBuffer(bytes: bytes)))
-                    default: try await writer.write(.text(packet.text))
-                    }
-                }
-            } catch {
-                self.close(reason: "transport error", notifyClient: false)
-            }
-        }
-        self.pumping = false
+        guard let poll = self.waitingPoll, !self.outbox.isEmpty, !self.upgrading else { return }
+        self.waitingPoll = nil
+        poll.resume(returning: self.takePollPayload())
     }
 
     // MARK: Long-polling
@@ -158,7 +167,11 @@ public actor EngineSession {
     /// is a protocol violation.
     func poll() async throws(EngineIOProtocolError) -> [EngineIOPacket] {
         guard self.waitingPoll == nil else { throw EngineIOProtocolError("overlapping polls") }
-        if self.isClosed { return [.close] }
+        if self.isClosed {
+            guard self.owesPoll else { return [.close] }
+            self.owesPoll = false
+            return [.noop]
+        }
         // During an upgrade a poll only gets a noop, so the client can finish the upgrade; a
         // client that already sent `5` on the WebSocket gets its poll refused instead, so give
         // that message a moment to land.
@@ -180,26 +193,27 @@ public actor EngineSession {
     }
 
     /// A POST: packets from the client.
-    func receive(payload: [EngineIOPacket]) async {
-        for packet in payload { await self.receive(packet) }
+    func receive(payload: [EngineIOPacket]) {
+        for packet in payload { self.receive(packet) }
     }
 
     // MARK: From the client
 
-    func receive(_ packet: EngineIOPacket) async {
+    func receive(_ packet: EngineIOPacket) {
         guard !self.isClosed else { return }
         switch packet {
         case .pong:
-            self.pingSentAt = nil
+            if self.heartbeat.pong(at: .now()) { self.arm() }
         case .ping(let data) where data == "probe" && self.upgrading:
             break  // handled by the WebSocket upgrade
         case .ping(let data):
             self.send([.pong(data)])
         case .message(let text):
-            await self.delegate?.engineSession(self, didReceive: .text(text))
+            self.delegate?.engineSession(self, didReceive: .text(text))
         case .binary(let bytes):
-            await self.delegate?.engineSession(self, didReceive: .binary(bytes))
+            self.delegate?.engineSession(self, didReceive: .binary(bytes))
         case .close:
+            self.owesPoll = self.waitingPoll == nil
             self.close(reason: "client close", notifyClient: false)
         case .upgrade, .noop, .open:
             break
@@ -210,14 +224,14 @@ public actor EngineSession {
 
     /// The probe of an upgrade arrived on the new WebSocket: answer it and make the pending poll
     /// return (with a noop) so the client can finish the upgrade.
-    func beginUpgrade(writer: WebSocketOutboundWriter) async throws {
+    func beginUpgrade(_ webSocket: EngineWebSocket) {
         self.upgrading = true
-        try await writer.write(.text(EngineIOPacket.pong("probe").text))
+        self.probing = webSocket
+        webSocket.write([.pong("probe")])
         // A client that sends `5` right after the probe should see its pending poll refused,
         // not answered: give that message a moment before releasing the poll with a noop.
-        Task {
-            try? await Task.sleep(for: .milliseconds(100))
-            self.releasePollDuringUpgrade()
+        self.eventLoop.scheduleTask(in: .milliseconds(100)) { [weak self] in
+            self?.assumeIsolated { $0.releasePollDuringUpgrade() }
         }
     }
 
@@ -228,14 +242,22 @@ public actor EngineSession {
     }
 
     /// The client sent `5`: from now on everything goes over the WebSocket.
-    func completeUpgrade(writer: WebSocketOutboundWriter) {
-        self.webSocket = writer
+    func completeUpgrade(_ webSocket: EngineWebSocket) {
+        guard !self.isClosed else {
+            webSocket.close(sending: [.close])
+            return
+        }
+        self.webSocket = webSocket
+        self.probing = nil
         self.upgrading = false
         if let poll = self.waitingPoll {
             self.waitingPoll = nil
             poll.resume(throwing: EngineIOProtocolError("upgraded"))
         }
-        self.flush()
+        if !self.outbox.isEmpty {
+            webSocket.write(self.outbox)
+            self.outbox = []
+        }
     }
 
     var isWebSocket: Bool { self.webSocket != nil && !self.upgrading }
@@ -248,9 +270,10 @@ public actor EngineSession {
     /// Closes the session (telling the client, unless it is gone) and tells the delegate once.
     public func close(reason: String, notifyClient: Bool = true) {
         guard !self.isClosed else { return }
-        if notifyClient { self.outbox.append(.close) }
         self.isClosed = true
-        self.heartbeat?.cancel()
+        self.timer?.cancel()
+        self.timer = nil
+        if notifyClient { self.outbox.append(.close) }
         if let poll = self.waitingPoll {
             // A client that closed gets a noop to end its pending poll; otherwise the close.
             self.waitingPoll = nil
@@ -259,18 +282,14 @@ public actor EngineSession {
             poll.resume(returning: notifyClient ? closing : [.noop])
             self.outbox = []
         }
-        let writer = self.webSocket
-        let outbox = self.outbox
+        if let webSocket = self.webSocket {
+            webSocket.close(sending: notifyClient ? [.close] : [])
+        }
+        self.probing?.close(sending: [])
         self.outbox = []
         let delegate = self.delegate
         self.delegate = nil
-        self.logger.debug("engine session closed", metadata: ["reason": "\(reason)"])
-        Task {
-            if let writer {
-                for packet in outbox where packet == .close { try? await writer.write(.text(packet.text)) }
-                try? await writer.close(.normalClosure, reason: nil)
-            }
-            await delegate?.engineSessionDidClose(self, reason: reason)
-        }
+        self.logger.debug("engine session closed", metadata: ["eio.sid": "\(self.id)", "reason": "\(reason)"])
+        delegate?.engineSessionDidClose(self, reason: reason)
     }
 }

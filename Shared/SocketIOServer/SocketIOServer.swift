@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import SocketIOProtocol
 import Synchronization
 
@@ -101,7 +102,17 @@ final class HandlerBox<Handler: Sendable>: Sendable {
 
 /// The Socket.IO side of one Engine.IO session: decodes packets, authenticates the CONNECT, and
 /// runs the socket's events one after the other, in arrival order.
+///
+/// It runs on its session's executor (the session's event loop), so the session hands it
+/// packets synchronously. While no event is pending it holds no task: a task runs the queue
+/// while there is something in it.
 actor SocketIOConnection: EngineSessionDelegate {
+    /// Events that may wait to run on one connection; past this the client is flooding and its
+    /// connection is closed.
+    static let maximumPendingEvents = 1_024
+
+    private typealias PendingEvent = (socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?)
+
     private let server: SocketIOCore
     private let session: EngineSession
     private let handshake: EngineHandshake
@@ -109,53 +120,65 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// The connected sockets, by namespace.
     private var sockets: [String: SocketIOSocket] = [:]
     private var connecting: Set<String> = []
-    private let commands: AsyncStream<(SocketIOSocket, String, [JSONValue], Int?)>.Continuation
-    private var connectTimeout: Task<Void, Never>?
+    /// Packets that arrived while a CONNECT was being authenticated, handled after it.
+    private var held: [SocketIOPacket] = []
+    private var pending: [PendingEvent] = []
+    private var running = false
+    private var connectTimeout: Scheduled<Void>?
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { self.session.unownedExecutor }
 
     init(core: SocketIOCore, session: EngineSession, handshake: EngineHandshake) {
         self.server = core
         self.session = session
         self.handshake = handshake
-        let (stream, continuation) = AsyncStream.makeStream(of: (SocketIOSocket, String, [JSONValue], Int?).self)
-        self.commands = continuation
-        let timeout = session.configuration.connectTimeout
-        self.connectTimeout = Task { [session] in
-            try? await Task.sleep(for: timeout)
-            guard !Task.isCancelled else { return }
-            await session.close(reason: "no CONNECT in time")
-        }
-        Task { [weak self] in
-            for await (socket, event, arguments, ackID) in stream {
-                await self?.run(socket, event, arguments, ackID)
-            }
+        self.connectTimeout = session.eventLoop.scheduleTask(in: TimeAmount(session.configuration.connectTimeout)) {
+            [weak session] in
+            session?.assumeIsolated { $0.close(reason: "no CONNECT in time") }
         }
     }
 
-    func engineSession(_ session: EngineSession, didReceive message: EngineMessage) async {
+    func engineSession(_ session: isolated EngineSession, didReceive message: EngineMessage) {
+        self.assumeIsolated { $0.receive(message) }
+    }
+
+    func engineSessionDidClose(_ session: isolated EngineSession, reason: String) {
+        self.assumeIsolated { $0.closed() }
+    }
+
+    private func receive(_ message: EngineMessage) {
         do {
             let packet: SocketIOPacket?
             switch message {
             case .text(let text): packet = try self.decoder.receive(text: text)
             case .binary(let bytes): packet = try self.decoder.receive(binary: bytes)
             }
-            if let packet { await self.handle(packet) }
+            if let packet { self.handle(packet) }
         } catch {
             self.server.logger.info(
-                "closing a connection after a bad packet", metadata: ["eio.sid": "\(session.id)", "error": "\(error)"])
-            await session.close(reason: "bad packet")
+                "closing a connection after a bad packet", metadata: ["eio.sid": "\(self.session.id)", "error": "\(error)"])
+            self.closeSession(reason: "bad packet")
         }
     }
 
-    private func handle(_ packet: SocketIOPacket) async {
-        switch packet.kind {
-        case .connect:
-            await self.connect(packet)
-        case .event, .binaryEvent:
-            guard let socket = self.sockets[packet.namespace], let (name, arguments) = packet.event else {
-                await self.session.close(reason: "event before connect")
+    private func handle(_ packet: SocketIOPacket) {
+        guard self.connecting.isEmpty else {
+            guard self.held.count < Self.maximumPendingEvents else {
+                self.closeSession(reason: "too many packets before CONNECT")
                 return
             }
-            self.commands.yield((socket, name, arguments, packet.ackID))
+            self.held.append(packet)
+            return
+        }
+        switch packet.kind {
+        case .connect:
+            self.connect(packet)
+        case .event, .binaryEvent:
+            guard let socket = self.sockets[packet.namespace], let (name, arguments) = packet.event else {
+                self.closeSession(reason: "event before connect")
+                return
+            }
+            self.enqueue((socket, name, arguments, packet.ackID))
         case .disconnect:
             // The connection stays open (other namespaces may follow); clients close it.
             self.leave(packet.namespace)
@@ -164,38 +187,82 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    private func connect(_ packet: SocketIOPacket) async {
+    private func connect(_ packet: SocketIOPacket) {
         let namespace = packet.namespace
         guard self.server.namespaces.contains(namespace) else {
-            await self.send(
+            self.send(
                 SocketIOPacket(
                     kind: .connectError, namespace: namespace, data: .object(["message": .string("Invalid namespace")])))
             return
         }
         guard self.sockets[namespace] == nil, !self.connecting.contains(namespace) else { return }
         self.connecting.insert(namespace)
-        defer { self.connecting.remove(namespace) }
-        guard let userID = await self.server.authenticate(packet.data, self.handshake) else {
-            await self.send(
+        Task {
+            let userID = await self.server.authenticate(packet.data, self.handshake)
+            self.finishConnect(packet, userID: userID)
+        }
+    }
+
+    private func finishConnect(_ packet: SocketIOPacket, userID: String?) {
+        let namespace = packet.namespace
+        self.connecting.remove(namespace)
+        if self.connecting.isEmpty { self.connecting = [] }  // frees the set's storage
+        defer { self.handleHeld() }
+        guard let userID else {
+            self.send(
                 SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(["message": .string("unauthorized")])))
             return
         }
+        guard !self.isSessionClosed else { return }
         self.connectTimeout?.cancel()
+        self.connectTimeout = nil
         let socket = SocketIOSocket(id: Self.makeSocketID(), userID: userID, namespace: namespace, session: self.session)
         self.sockets[namespace] = socket
         self.server.rooms.join(socket, "user:\(userID)")
-        await self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
+        self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
         self.server.onConnect?(socket, packet.data)
     }
 
-    private func run(_ socket: SocketIOSocket, _ event: String, _ arguments: [JSONValue], _ ackID: Int?) async {
-        guard self.sockets[socket.namespace] === socket else { return }
-        let reply = await self.server.handler(for: event)(socket, arguments)
-        if let ackID { await self.send(.ack(ackID, reply, namespace: socket.namespace)) }
+    private func handleHeld() {
+        let held = self.held
+        self.held = []
+        for packet in held { self.handle(packet) }
     }
 
-    private func send(_ packet: SocketIOPacket) async {
-        await self.session.send(SocketIOSocket.messages(for: packet))
+    private func enqueue(_ event: PendingEvent) {
+        guard self.pending.count < Self.maximumPendingEvents else {
+            self.server.logger.info(
+                "closing a connection that floods events", metadata: ["eio.sid": "\(self.session.id)"])
+            self.closeSession(reason: "too many pending events")
+            return
+        }
+        self.pending.append(event)
+        guard !self.running else { return }
+        self.running = true
+        Task { await self.runPending() }
+    }
+
+    private func runPending() async {
+        while !self.pending.isEmpty {
+            let event = self.pending.removeFirst()
+            guard self.sockets[event.socket.namespace] === event.socket else { continue }
+            let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
+            if let ackID = event.ackID { self.send(.ack(ackID, reply, namespace: event.socket.namespace)) }
+        }
+        self.running = false
+    }
+
+    private func send(_ packet: SocketIOPacket) {
+        let messages = SocketIOSocket.messages(for: packet)
+        self.session.assumeIsolated { $0.send(messages) }
+    }
+
+    private func closeSession(reason: String) {
+        self.session.assumeIsolated { $0.close(reason: reason) }
+    }
+
+    private var isSessionClosed: Bool {
+        self.session.assumeIsolated { $0.isClosed }
     }
 
     private func leave(_ namespace: String) {
@@ -205,10 +272,12 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    func engineSessionDidClose(_ session: EngineSession, reason: String) async {
+    private func closed() {
         self.connectTimeout?.cancel()
+        self.connectTimeout = nil
         for namespace in Array(self.sockets.keys) { self.leave(namespace) }
-        self.commands.finish()
+        self.pending = []
+        self.held = []
     }
 
     private static func makeSocketID() -> String {

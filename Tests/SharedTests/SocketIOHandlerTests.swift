@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import SocketIOProtocol
 import Synchronization
 import Testing
@@ -24,7 +25,9 @@ struct SocketIOHandlerTests {
         }
         let socket = SocketIOSocket(
             id: "s", userID: "u", namespace: "/",
-            session: EngineSession(id: "e", configuration: EngineConfiguration(), logger: Logger(label: "test")))
+            session: EngineSession(
+                id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
+                logger: Logger(label: "test")))
         for _ in 0..<1_000 {
             core.onConnect?(socket, nil)
             core.onDisconnect?(socket)

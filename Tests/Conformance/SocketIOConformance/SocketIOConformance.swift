@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import SocketIOProtocol
 import SocketIOServer
@@ -35,11 +35,11 @@ struct SocketIOConformance {
         configuration.corsOrigin = "*"
 
         let router = Router()
-        let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+        let engine: EngineServer
+        let path: String
         if mode == "engineio" {
-            let engine = EngineServer(configuration: configuration, logger: logger) { _, _ in Echo() }
-            engine.addPollingRoutes(to: router, path: "engine.io")
-            engine.addWebSocketRoute(to: webSocketRouter, path: "engine.io")
+            engine = EngineServer(configuration: configuration, logger: logger) { _, _ in Echo() }
+            path = "engine.io"
         } else {
             let server = SocketIOServer(
                 configuration: configuration, logger: logger, namespaces: ["/", "/custom"],
@@ -58,13 +58,13 @@ struct SocketIOConformance {
                 return []
             }
             server.on("message-with-ack") { _, arguments in arguments }
-            server.engine.addPollingRoutes(to: router, path: "socket.io")
-            server.engine.addWebSocketRoute(to: webSocketRouter, path: "socket.io")
+            engine = server.engine
+            path = "socket.io"
         }
+        engine.addPollingRoutes(to: router, path: RouterPath(path))
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: webSocketRouter, configuration: .init(ws: .init(maxFrameSize: 1_000_000))),
+            server: engine.httpServer(webSocketPath: "/\(path)/"),
             configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
         try await app.runService()
     }
@@ -72,9 +72,9 @@ struct SocketIOConformance {
 
 /// Engine.IO mode: every message goes straight back.
 struct Echo: EngineSessionDelegate {
-    func engineSession(_ session: EngineSession, didReceive message: EngineMessage) async {
-        await session.send([message])
+    func engineSession(_ session: isolated EngineSession, didReceive message: EngineMessage) {
+        session.send([message])
     }
 
-    func engineSessionDidClose(_ session: EngineSession, reason: String) async {}
+    func engineSessionDidClose(_ session: isolated EngineSession, reason: String) {}
 }

@@ -1,0 +1,96 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// A connection of the public HTTP/1.1 server that runs an ``EngineServer``. An Engine.IO
+/// WebSocket upgrade at the engine's path leaves the connection to ``EngineWebSocketHandler``
+/// in its pipeline: it costs no task while it lives, only the channel and the session. Any other
+/// request is served by the application's router, as Hummingbird's HTTP/1.1 channel does.
+struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
+    enum Upgrade: Sendable {
+        case webSocket
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgrade: EventLoopFuture<Upgrade>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let engine: EngineServer
+    let webSocketPath: String
+    let configuration: HTTP1Channel.Configuration
+
+    /// Reads start small: the channel keeps its last read buffer for the next read, and most of
+    /// the connections are idle WebSockets whose frames are a few bytes. A read that fills the
+    /// buffer makes the next one larger (up to 64 KiB), so uploads still read in large chunks.
+    static let readBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
+            let engine = self.engine
+            let path = self.webSocketPath
+            let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
+                maxFrameSize: engine.configuration.maxPayload,
+                shouldUpgrade: { channel, head in
+                    let ours = Self.path(of: head.uri, matches: path) && engine.acceptsWebSocket(uri: head.uri)
+                    return channel.eventLoop.makeSucceededFuture(ours ? HTTPHeaders() : nil)
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        try engine.attachWebSocket(to: channel, head: head)
+                        return .webSocket
+                    }
+                })
+            let configuration = self.configuration
+            let notUpgraded = NIOTypedHTTPServerUpgradeConfiguration<Upgrade>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandlers(configuration.additionalChannelHandlers())
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout.map { .init($0) }, logger: logger))
+                        return .http(
+                            try NIOAsyncChannel(
+                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
+                    }
+                })
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: notUpgraded)
+            pipeline.enablePipelining = false  // NIOAsyncChannel serves one request at a time
+            pipeline.enableErrorHandling = false  // Hummingbird answers errors
+            pipeline.enableResponseHeaderValidation = false  // HTTPTypes validates headers
+            pipeline.decoderConfiguration.maxHeaderFieldSize = configuration.httpDecoder.maxHeaderFieldSize
+            pipeline.decoderConfiguration.maxHeaderListSize = configuration.httpDecoder.maxHeaderListSize
+            pipeline.decoderConfiguration.maxHeaderFieldCount = configuration.httpDecoder.maxHeaderFieldCount
+            let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(upgrade: upgrade, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgrade.get() {
+            case .webSocket:
+                return  // the channel lives on in its pipeline
+            case .http(let http):
+                await self.handleHTTP(asyncChannel: http, logger: logger)
+            }
+        } catch {
+            logger.debug("connection ended before its first request was served", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Whether the path of `uri` is `path`, with or without its trailing slash.
+    static func path(of uri: String, matches path: String) -> Bool {
+        let requested = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        return requested == trimmed || requested == trimmed + "/"
+    }
+}

@@ -1,0 +1,218 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import SocketIOProtocol
+
+/// The WebSocket under an Engine.IO session: writes packets as frames on its channel, from any
+/// thread (off the channel's loop the write is queued to it, in call order).
+struct EngineWebSocket: Sendable {
+    let channel: any Channel
+
+    func write(_ packets: [EngineIOPacket]) {
+        guard !packets.isEmpty else { return }
+        let channel = self.channel
+        if channel.eventLoop.inEventLoop {
+            Self.write(packets, to: channel)
+        } else {
+            channel.eventLoop.execute { Self.write(packets, to: channel) }
+        }
+    }
+
+    /// Sends `packets`, then a close frame (normal closure), and closes the connection.
+    func close(sending packets: [EngineIOPacket]) {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            Self.write(packets, to: channel)
+            EngineWebSocketHandler.close(channel, code: .normalClosure)
+        }
+    }
+
+    private static func write(_ packets: [EngineIOPacket], to channel: any Channel) {
+        for packet in packets {
+            let frame: WebSocketFrame =
+                switch packet {
+                case .binary(let bytes): WebSocketFrame(fin: true, opcode: .binary, data: channel.allocator.buffer(bytes: bytes))
+                default: WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: packet.text))
+                }
+            channel.write(frame, promise: nil)
+        }
+        channel.flush()
+    }
+}
+
+/// Reads the WebSocket frames of one connection into its Engine.IO session, on the channel's
+/// event loop, without a task: text frames are parsed as Engine.IO packets, binary frames are
+/// binary packets, pings are answered, a close frame is echoed and ends the connection.
+///
+/// A WebSocket opened with the `sid` of a polling session first carries the upgrade (`2probe`,
+/// then `5`). Bad input (invalid UTF-8, a malformed packet, an oversized message) closes only
+/// this connection. Writes that pile up on a client that does not read (more than
+/// `maximumBacklog` bytes while the channel is not writable) close it too: durable events come
+/// back through the client's catch-up.
+final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    enum Stage {
+        /// Waiting for `2probe` on a WebSocket that upgrades a polling session.
+        case awaitingProbe
+        /// Probe answered; waiting for `5`.
+        case awaitingUpgrade
+        /// The session's transport.
+        case open
+        case closed
+    }
+
+    private let session: EngineSession
+    private var stage: Stage
+    private let maximumBacklog: Int
+    private var backlog = 0
+    private let logger: Logger
+
+    init(session: EngineSession, upgrading: Bool, maximumBacklog: Int, logger: Logger) {
+        self.session = session
+        self.stage = upgrading ? .awaitingProbe : .open
+        self.maximumBacklog = maximumBacklog
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard case .awaitingProbe = self.stage else { return }
+        // A session upgrades once: a second WebSocket for it is closed at once.
+        let channel = context.channel
+        self.session.onLoop { session in
+            if session.hasWebSocket || session.isClosed { Self.close(channel, code: .policyViolation) }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            guard let text = String(validating: frame.unmaskedData.readableBytesView, as: UTF8.self) else {
+                self.fail(context, "invalid UTF-8", code: .dataInconsistentWithMessage)
+                return
+            }
+            self.receive(text: text, context: context)
+        case .binary:
+            guard case .open = self.stage else {
+                self.fail(context, "binary frame during the upgrade", code: .protocolError)
+                return
+            }
+            let bytes = Array(frame.unmaskedData.readableBytesView)
+            self.session.onLoop { $0.receive(.binary(bytes)) }
+        case .ping:
+            context.writeAndFlush(
+                self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .pong:
+            break
+        case .connectionClose:
+            self.endSession(reason: "transport close")
+            Self.close(context.channel, code: .normalClosure)
+        default:
+            self.fail(context, "unexpected opcode \(frame.opcode)", code: .protocolError)
+        }
+    }
+
+    private func receive(text: String, context: ChannelHandlerContext) {
+        switch self.stage {
+        case .open:
+            do {
+                let packet = try EngineIOPacket.parse(text)
+                self.session.onLoop { $0.receive(packet) }
+            } catch {
+                self.fail(context, "malformed packet", code: .dataInconsistentWithMessage)
+            }
+        case .awaitingProbe:
+            guard text == "2probe" else {
+                self.fail(context, "upgrade without a probe", code: .protocolError)
+                return
+            }
+            self.stage = .awaitingUpgrade
+            let webSocket = EngineWebSocket(channel: context.channel)
+            self.session.onLoop { session in
+                // A session upgrades once: a second WebSocket for it is closed at once.
+                if session.hasWebSocket || session.isClosed {
+                    Self.close(webSocket.channel, code: .policyViolation)
+                } else {
+                    session.beginUpgrade(webSocket)
+                }
+            }
+        case .awaitingUpgrade:
+            guard text == "5" else {
+                self.fail(context, "upgrade not completed", code: .protocolError)
+                return
+            }
+            self.stage = .open
+            let webSocket = EngineWebSocket(channel: context.channel)
+            self.session.onLoop { $0.completeUpgrade(webSocket) }
+        case .closed:
+            break
+        }
+    }
+
+    /// Closes this connection after bad input (and the session with it, unless the connection
+    /// was only probing an upgrade).
+    private func fail(_ context: ChannelHandlerContext, _ reason: String, code: WebSocketErrorCode) {
+        self.logger.info(
+            "closing a WebSocket after bad input", metadata: ["eio.sid": "\(self.session.id)", "reason": "\(reason)"])
+        self.endSession(reason: reason)
+        Self.close(context.channel, code: code)
+    }
+
+    private func endSession(reason: String) {
+        let stage = self.stage
+        self.stage = .closed
+        switch stage {
+        case .open, .awaitingUpgrade:
+            self.session.onLoop { $0.close(reason: reason, notifyClient: false) }
+        case .awaitingProbe, .closed:
+            break  // a failed probe leaves the polling session as it was
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.endSession(reason: "transport close")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // An oversized or malformed frame, or a broken connection: it ends only this connection.
+        self.logger.debug("WebSocket error", metadata: ["eio.sid": "\(self.session.id)", "error": "\(error)"])
+        self.endSession(reason: "transport error")
+        Self.close(context.channel, code: error is NIOWebSocketFrameAggregator.Error ? .messageTooLarge : .protocolError)
+    }
+
+    // MARK: Writes
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if !context.channel.isWritable {
+            self.backlog += self.unwrapOutboundIn(data).length
+            if self.backlog > self.maximumBacklog {
+                self.logger.info(
+                    "closing a WebSocket whose client does not read",
+                    metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(self.backlog)"])
+                promise?.fail(ChannelError.outputClosed)
+                self.endSession(reason: "client does not read")
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.write(data, promise: promise)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.backlog = 0 }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Sends a close frame with `code`, then closes the connection.
+    static func close(_ channel: any Channel, code: WebSocketErrorCode) {
+        var data = channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let closed = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: closed)
+        closed.futureResult.whenComplete { _ in channel.close(promise: nil) }
+    }
+}
