@@ -190,10 +190,11 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         if !context.channel.isWritable {
             self.backlog += self.unwrapOutboundIn(data).length
             if self.backlog > self.maximumBacklog {
+                promise?.fail(ChannelError.outputClosed)
+                guard self.stage != .closed else { return }
                 self.logger.info(
                     "closing a WebSocket whose client does not read",
                     metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(self.backlog)"])
-                promise?.fail(ChannelError.outputClosed)
                 self.endSession(reason: "client does not read")
                 context.close(promise: nil)
                 return

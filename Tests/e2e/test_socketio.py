@@ -268,3 +268,91 @@ def test_raw_websocket_other_namespace_is_refused(account):
         assert ws.recv() == '44/admin,{"message":"Invalid namespace"}'
     finally:
         ws.close()
+
+
+def test_polling_flood_of_events_closes_only_the_offender(account):
+    """More events than a connection may have waiting (1,024) in one POST: that session is
+    closed, the gateway and the other sockets go on."""
+    token = account().access
+    healthy, _ = client(token, transports=["websocket"])
+    try:
+        url = f"{GATEWAY_URL}/socket.io/"
+        params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+        assert requests.post(url, params=params, data="40" + json.dumps({"token": token}), timeout=5).text == "ok"
+        assert requests.get(url, params=params, timeout=5).text.startswith('40{"sid"')
+        flood = "\x1e".join(f'42{n}["ping",{n}]' for n in range(1_100))
+        assert requests.post(url, params=params, data=flood, timeout=5).status_code in (200, 400)
+        ended = False
+        for _ in range(100):  # the acks of the events that ran, then the close
+            response = requests.get(url, params=params, timeout=5)
+            if response.status_code == 400 or "1" in response.text.split("\x1e"):
+                ended = True
+                break
+        assert ended
+        assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+    finally:
+        healthy.disconnect()
+
+
+def test_raw_websocket_oversized_messages_close_only_the_offender(account):
+    """A frame over maxPayload, and a message over it in fragments, each close their own
+    connection (with 1009, message too big, when the client is still reading)."""
+    token = account().access
+    ws_url = GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    healthy, _ = client(token, transports=["websocket"])
+    try:
+        for fragmented in (False, True):
+            ws = websocket.create_connection(ws_url, timeout=5)
+            assert ws.recv().startswith("0{")
+            payload = "4" + "x" * 1_100_000
+            try:
+                if fragmented:
+                    ws.send_frame(websocket.ABNF.create_frame(payload[:600_000], websocket.ABNF.OPCODE_TEXT, fin=0))
+                    ws.send_frame(websocket.ABNF.create_frame(payload[600_000:], websocket.ABNF.OPCODE_CONT, fin=1))
+                else:
+                    ws.send(payload)
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+                assert opcode == websocket.ABNF.OPCODE_CLOSE
+                assert int.from_bytes(frame.data[:2], "big") == 1009
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # refused at the frame's header, while the rest was still being sent
+            ws.close()
+        assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+    finally:
+        healthy.disconnect()
+
+
+def test_raw_websocket_client_that_does_not_read_is_closed(account):
+    """A client that sends commands but never reads its replies: once more than 4 MiB wait
+    for it past the socket buffers, the gateway closes it instead of buffering without end."""
+    token = account().access
+    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    try:
+        assert ws.recv().startswith("0{")
+        ws.send("40" + json.dumps({"token": token}))
+        assert ws.recv().startswith('40{"sid"')
+        blob = "y" * 200_000
+        closed = False
+        try:
+            for n in range(300):  # 60 MB of replies asked for, none read
+                ws.send(f'42{n}["ping",{json.dumps(blob)}]')
+        except (ConnectionResetError, BrokenPipeError, websocket.WebSocketConnectionClosedException):
+            closed = True
+        replies = 0
+        try:
+            while not closed:
+                opcode, _ = ws.recv_data_frame(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    closed = True
+                else:
+                    replies += 1
+        except (ConnectionResetError, websocket.WebSocketConnectionClosedException):
+            closed = True
+        assert closed and replies < 300
+    finally:
+        ws.close()
+    healthy, _ = client(token, transports=["websocket"])
+    try:
+        assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+    finally:
+        healthy.disconnect()
