@@ -60,7 +60,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         router: router,
         // An idle keep-alive connection closes after a minute.
         server: socketGateway.httpServer(http1: .init(idleTimeout: .seconds(60))),
-        configuration: .init(address: .hostname(settings.host, port: settings.port)), logger: logger)
+        // A reconnect storm brings thousands of connections at once: a long accept queue keeps
+        // them from waiting out SYN retransmits (the kernel caps it at somaxconn).
+        configuration: .init(address: .hostname(settings.host, port: settings.port), backlog: 4096), logger: logger)
 
     let admin = AdminServer.make(
         host: settings.service.adminHost, port: settings.service.adminPort, checks: checks, registry: context.registry,

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Logging
 import MessengerAMQP
@@ -39,8 +40,20 @@ struct DurableEvent: Sendable {
 /// after it with duplicates dropped. Live, a push whose seq leaves a gap makes the stream fetch
 /// the missing events first. So each socket sees each seq once, in ascending order, across the
 /// seam between replay and live.
+///
+/// Replays run at most ``maximumConcurrentReplays`` at a time, the others wait in line: a
+/// reconnect storm asks delivery for its pages at a pace it can serve, and the gateway's memory
+/// does not swell with thousands of replays in flight at once.
 final class EventStreams: Sendable {
+    static let maximumConcurrentReplays = 64
+
+    private struct ReplayLine {
+        var running = 0
+        var waiting: Deque<SocketEventStream> = []
+    }
+
     private let streams = Mutex<[String: SocketEventStream]>([:])
+    private let replays = Mutex(ReplayLine())
     private let rpc: RPCClient
     private let logger: Logger
 
@@ -53,7 +66,31 @@ final class EventStreams: Sendable {
     func connected(_ socket: SocketIOSocket, lastSeq: Int64) {
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: lastSeq), fetch: self.fetch)
         self.streams.withLock { $0[socket.id] = stream }
-        Task { await stream.replay() }
+        let startsNow = self.replays.withLock { line in
+            guard line.running < Self.maximumConcurrentReplays else {
+                line.waiting.append(stream)
+                return false
+            }
+            line.running += 1
+            return true
+        }
+        if startsNow { Task { await self.runReplays(startingWith: stream) } }
+    }
+
+    /// Replays `first`, then whatever waits in line, until the line is empty.
+    private func runReplays(startingWith first: SocketEventStream) async {
+        var next: SocketEventStream? = first
+        while let stream = next {
+            // A socket that left while it waited needs no replay.
+            if self.streams.withLock({ $0[stream.socketID] }) === stream { await stream.replay() }
+            next = self.replays.withLock { line in
+                guard let waiting = line.waiting.popFirst() else {
+                    line.running -= 1
+                    return nil
+                }
+                return waiting
+            }
+        }
     }
 
     func disconnected(_ socket: SocketIOSocket) {
@@ -98,6 +135,7 @@ actor SocketEventStream {
 
     private let socket: SocketIOSocket
     private let fetch: Fetch
+    nonisolated var socketID: String { self.socket.id }
     private var ordering: SeqOrdering
     private var waiting: [DurableEvent] = []
     /// True while the replay, or a batch of waiting events, is being handled.

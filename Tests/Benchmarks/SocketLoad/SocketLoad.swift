@@ -57,7 +57,7 @@ struct SocketLoad {
                             url: url, token: token, logger: logger, connected: { counters.connected() },
                             event: { counters.delivered() }, stop: { counters.isStopping })
                     } catch {
-                        counters.failed()
+                        if counters.failed() <= 3, !counters.isStopping { say("  connection failed: \(error)") }
                     }
                 }
                 if index % 200 == 199 { try await Task.sleep(for: .milliseconds(20)) }
@@ -134,7 +134,8 @@ final class Counters: Sendable {
     private let deliveries = Atomic(0)
     private let stopping = Atomic(false)
     func connected() { self.connections.add(1, ordering: .relaxed) }
-    func failed() { self.failures.add(1, ordering: .relaxed) }
+    /// Counts a failure; returns how many there have been.
+    @discardableResult func failed() -> Int { self.failures.add(1, ordering: .relaxed).newValue }
     func delivered() { self.deliveries.add(1, ordering: .relaxed) }
     func stop() { self.stopping.store(true, ordering: .relaxed) }
     var connectedCount: Int { self.connections.load(ordering: .relaxed) }
