@@ -260,6 +260,16 @@ public actor EngineSession {
         }
     }
 
+    /// Stops reading from the WebSocket until ``resumeReading()`` (the layer above has too much
+    /// to do); long-polling has nothing to pause.
+    func pauseReading() {
+        self.webSocket?.setReading(false)
+    }
+
+    func resumeReading() {
+        self.webSocket?.setReading(true)
+    }
+
     var isWebSocket: Bool { self.webSocket != nil && !self.upgrading }
 
     /// Whether the session uses, or is moving to, a WebSocket (a second upgrade is refused).

@@ -18,6 +18,12 @@ struct EngineWebSocket: Sendable {
         }
     }
 
+    /// Turns reading from the connection off or on (TCP then holds the client's writes back).
+    func setReading(_ on: Bool) {
+        // Turning it back on reads at once.
+        self.channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
+    }
+
     /// Sends `packets`, then a close frame (normal closure), and closes the connection.
     func close(sending packets: [EngineIOPacket]) {
         let channel = self.channel

@@ -107,9 +107,14 @@ final class HandlerBox<Handler: Sendable>: Sendable {
 /// packets synchronously. While no event is pending it holds no task: a task runs the queue
 /// while there is something in it.
 actor SocketIOConnection: EngineSessionDelegate {
-    /// Events that may wait to run on one connection; past this the client is flooding and its
-    /// connection is closed.
-    static let maximumPendingEvents = 1_024
+    /// Events waiting to run past which the connection stops reading (its client's writes wait
+    /// in TCP), and below which it reads again. A client that sends faster than its commands
+    /// are answered is slowed down, not dropped.
+    static let pauseReadingAt = 256
+    static let resumeReadingAt = 64
+    /// Events that may wait on one connection even so (long-polling cannot be paused: one POST
+    /// may carry many); past this the client is flooding and its connection is closed.
+    static let maximumPendingEvents = 4_096
 
     private typealias PendingEvent = (socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?)
 
@@ -237,6 +242,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             return
         }
         self.pending.append(event)
+        if self.pending.count == Self.pauseReadingAt { self.session.assumeIsolated { $0.pauseReading() } }
         guard !self.running else { return }
         self.running = true
         Task { await self.runPending() }
@@ -245,6 +251,7 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func runPending() async {
         while !self.pending.isEmpty {
             let event = self.pending.removeFirst()
+            if self.pending.count == Self.resumeReadingAt { self.resumeReading() }
             guard self.sockets[event.socket.namespace] === event.socket else { continue }
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
             if let ackID = event.ackID { self.send(.ack(ackID, reply, namespace: event.socket.namespace)) }
@@ -255,6 +262,10 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func send(_ packet: SocketIOPacket) {
         let messages = SocketIOSocket.messages(for: packet)
         self.session.assumeIsolated { $0.send(messages) }
+    }
+
+    private func resumeReading() {
+        self.session.assumeIsolated { $0.resumeReading() }
     }
 
     private func closeSession(reason: String) {
