@@ -271,7 +271,7 @@ def test_raw_websocket_other_namespace_is_refused(account):
 
 
 def test_polling_flood_of_events_closes_only_the_offender(account):
-    """More events than a connection may have waiting (1,024) in one POST: that session is
+    """More events than a connection may have waiting (4,096) in one POST: that session is
     closed, the gateway and the other sockets go on."""
     token = account().access
     healthy, _ = client(token, transports=["websocket"])
@@ -280,10 +280,10 @@ def test_polling_flood_of_events_closes_only_the_offender(account):
         params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
         assert requests.post(url, params=params, data="40" + json.dumps({"token": token}), timeout=5).text == "ok"
         assert requests.get(url, params=params, timeout=5).text.startswith('40{"sid"')
-        flood = "\x1e".join(f'42{n}["ping",{n}]' for n in range(1_100))
+        flood = "\x1e".join(f'42{n}["ping",{n}]' for n in range(4_200))
         assert requests.post(url, params=params, data=flood, timeout=5).status_code in (200, 400)
         ended = False
-        for _ in range(100):  # the acks of the events that ran, then the close
+        for _ in range(400):  # the acks of the events that ran, then the close
             response = requests.get(url, params=params, timeout=5)
             if response.status_code == 400 or "1" in response.text.split("\x1e"):
                 ended = True
@@ -356,3 +356,26 @@ def test_raw_websocket_client_that_does_not_read_is_closed(account):
         assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
     finally:
         healthy.disconnect()
+
+
+def test_raw_websocket_burst_of_commands_is_slowed_not_dropped(account):
+    """2,000 commands at once over one WebSocket: past 256 waiting the gateway stops reading
+    that socket until it catches up, and answers every one, in order."""
+    token = account().access
+    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    try:
+        assert ws.recv().startswith("0{")
+        ws.send("40" + json.dumps({"token": token}))
+        assert ws.recv().startswith('40{"sid"')
+        for n in range(2_000):
+            ws.send(f'42{n}["ping",{n}]')
+        acks = []
+        while len(acks) < 2_000:
+            frame = ws.recv()
+            if frame == "2":
+                ws.send("3")
+            elif frame.startswith("43"):
+                acks.append(int(frame[2:frame.index("[")]))
+        assert acks == list(range(2_000))
+    finally:
+        ws.close()
