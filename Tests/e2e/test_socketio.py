@@ -322,15 +322,21 @@ def test_raw_websocket_oversized_messages_close_only_the_offender(account):
         healthy.disconnect()
 
 
+def raw_connected_socket(token: str) -> websocket.WebSocket:
+    """A raw WebSocket on the Socket.IO endpoint, CONNECTed to `/` with `token`."""
+    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    assert ws.recv().startswith("0{")
+    ws.send("40" + json.dumps({"token": token}))
+    assert ws.recv().startswith('40{"sid"')
+    return ws
+
+
 def test_raw_websocket_client_that_does_not_read_is_closed(account):
     """A client that sends commands but never reads its replies: once more than 4 MiB wait
     for it past the socket buffers, the gateway closes it instead of buffering without end."""
     token = account().access
-    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    ws = raw_connected_socket(token)
     try:
-        assert ws.recv().startswith("0{")
-        ws.send("40" + json.dumps({"token": token}))
-        assert ws.recv().startswith('40{"sid"')
         blob = "y" * 200_000
         closed = False
         try:
@@ -362,11 +368,8 @@ def test_raw_websocket_burst_of_commands_is_slowed_not_dropped(account):
     """2,000 commands at once over one WebSocket: past 256 waiting the gateway stops reading
     that socket until it catches up, and answers every one, in order."""
     token = account().access
-    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    ws = raw_connected_socket(token)
     try:
-        assert ws.recv().startswith("0{")
-        ws.send("40" + json.dumps({"token": token}))
-        assert ws.recv().startswith('40{"sid"')
         for n in range(2_000):
             ws.send(f'42{n}["ping",{n}]')
         acks = []
