@@ -68,7 +68,7 @@ public final class EngineServer: Sendable {
     }
 
     private func handlePoll(_ request: Request, remoteAddress: String?) async throws -> Response {
-        let query = Self.query(request)
+        let query = Self.query(request.uri)
         guard query["EIO"] == "4" else { return self.error(request, code: 5, "Unsupported protocol version") }
         guard query["transport"] == "polling" else { return self.error(request, code: 0, "Transport unknown") }
         guard let sid = query["sid"] else {
@@ -91,7 +91,7 @@ public final class EngineServer: Sendable {
     }
 
     private func handlePost(_ request: Request) async throws -> Response {
-        let query = Self.query(request)
+        let query = Self.query(request.uri)
         guard query["EIO"] == "4", query["transport"] == "polling", let sid = query["sid"], let session = self.session(sid),
             await !session.closeIfPingOverdue()
         else {
@@ -230,10 +230,6 @@ public final class EngineServer: Sendable {
     private static func makeSessionID() -> String {
         let bytes = (0..<15).map { _ in UInt8.random(in: 0...255) }
         return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-    }
-
-    private static func query(_ request: Request) -> [String: String] {
-        Self.query(request.uri)
     }
 
     private static func query(_ uri: URI) -> [String: String] {

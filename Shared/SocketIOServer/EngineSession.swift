@@ -35,7 +35,6 @@ public actor EngineSession {
     private var webSocket: EngineWebSocket?
     /// The WebSocket of an upgrade under way, until the client sends `5`.
     private var probing: EngineWebSocket?
-    private var upgrading = false
     private var heartbeat: EngineHeartbeat
     private var timer: Scheduled<Void>?
     public private(set) var isClosed = false
@@ -225,7 +224,6 @@ public actor EngineSession {
     /// The probe of an upgrade arrived on the new WebSocket: answer it and make the pending poll
     /// return (with a noop) so the client can finish the upgrade.
     func beginUpgrade(_ webSocket: EngineWebSocket) {
-        self.upgrading = true
         self.probing = webSocket
         webSocket.write([.pong("probe")])
         // A client that sends `5` right after the probe should see its pending poll refused,
@@ -249,7 +247,6 @@ public actor EngineSession {
         }
         self.webSocket = webSocket
         self.probing = nil
-        self.upgrading = false
         if let poll = self.waitingPoll {
             self.waitingPoll = nil
             poll.resume(throwing: EngineIOProtocolError("upgraded"))
@@ -270,10 +267,18 @@ public actor EngineSession {
         self.webSocket?.setReading(true)
     }
 
+    /// Whether an upgrade to WebSocket is under way (probe answered, `5` not yet received).
+    private var upgrading: Bool { self.probing != nil }
+
     var isWebSocket: Bool { self.webSocket != nil && !self.upgrading }
 
-    /// Whether the session uses, or is moving to, a WebSocket (a second upgrade is refused).
-    var hasWebSocket: Bool { self.webSocket != nil || self.upgrading }
+    /// A session upgrades once: a WebSocket that comes for a session that already uses or is
+    /// moving to one, or that is closed, is closed at once. True when `webSocket` was refused.
+    func refusesUpgrade(to webSocket: EngineWebSocket) -> Bool {
+        guard self.webSocket != nil || self.upgrading || self.isClosed else { return false }
+        EngineWebSocketHandler.close(webSocket.channel, code: .policyViolation)
+        return true
+    }
 
     // MARK: Closing
 

@@ -20,7 +20,7 @@ struct EngineWebSocket: Sendable {
 
     /// Turns reading from the connection off or on (TCP then holds the client's writes back).
     func setReading(_ on: Bool) {
-        // Turning it back on reads at once.
+        // Turning it back on reads at once. It fails only on a closed channel: nothing to do.
         self.channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
     }
 
@@ -85,11 +85,8 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         guard case .awaitingProbe = self.stage else { return }
-        // A session upgrades once: a second WebSocket for it is closed at once.
-        let channel = context.channel
-        self.session.onLoop { session in
-            if session.hasWebSocket || session.isClosed { Self.close(channel, code: .policyViolation) }
-        }
+        let webSocket = EngineWebSocket(channel: context.channel)
+        self.session.onLoop { _ = $0.refusesUpgrade(to: webSocket) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -138,12 +135,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.stage = .awaitingUpgrade
             let webSocket = EngineWebSocket(channel: context.channel)
             self.session.onLoop { session in
-                // A session upgrades once: a second WebSocket for it is closed at once.
-                if session.hasWebSocket || session.isClosed {
-                    Self.close(webSocket.channel, code: .policyViolation)
-                } else {
-                    session.beginUpgrade(webSocket)
-                }
+                if !session.refusesUpgrade(to: webSocket) { session.beginUpgrade(webSocket) }
             }
         case .awaitingUpgrade:
             guard text == "5" else {
