@@ -32,6 +32,8 @@ final class ConnectionDriver {
     private var consumerChannels: [Int: amqp_channel_t] = [:]
     private var channelConsumers: [amqp_channel_t: Int] = [:]
     private var cancelling: Set<Int> = []
+    /// The acknowledgements of each consumer channel on this connection.
+    private var acknowledgements: [amqp_channel_t: AcknowledgementRuns] = [:]
     private var nextChannel = ConnectionDriver.firstConsumerChannel
     private var window: ConfirmWindow<PendingPublish>
     private var shutdownPromise: Promise<Void>?
@@ -96,6 +98,7 @@ final class ConnectionDriver {
 
         self.generation += 1
         self.nextChannel = Self.firstConsumerChannel
+        self.acknowledgements.removeAll()
         self.isOpen = true
         for id in self.consumers.keys.sorted() {
             try self.startConsumer(id)
@@ -186,6 +189,7 @@ final class ConnectionDriver {
             for command in self.mailbox.drain() {
                 try self.handle(command)
             }
+            try self.sendAcknowledgements()
             try self.publishWaiting()
             try self.readFrames()
             self.endCancelledConsumers()
@@ -231,17 +235,35 @@ final class ConnectionDriver {
             guard self.isOpen, generation == self.generation else { return }
             let status: Int32
             switch settlement {
-            case .ack: status = amqp_basic_ack(self.connection, channel, tag, 0)
+            case .ack:
+                // Sent after this round of commands, with the acks that came with it.
+                self.acknowledgements[channel, default: AcknowledgementRuns()].ack(tag)
+                return
             case .nack(let requeue): status = amqp_basic_nack(self.connection, channel, tag, 0, requeue ? 1 : 0)
             case .reject(let requeue): status = amqp_basic_reject(self.connection, channel, tag, requeue ? 1 : 0)
             }
             try self.check(status, "settle")
+            self.acknowledgements[channel, default: AcknowledgementRuns()].settledAlone(tag)
         case .shutdown(let promise):
             if let earlier = self.shutdownPromise {
                 earlier.succeed(())
             }
             self.shutdownPromise = promise
             self.shutdownDeadline = ContinuousClock.now + Self.shutdownGrace
+        }
+    }
+
+    /// Sends the acks of this round: one `multiple` ack per channel where they form a run.
+    private func sendAcknowledgements() throws {
+        guard self.isOpen else { return }
+        for channel in self.acknowledgements.keys where self.acknowledgements[channel]?.hasWaiting == true {
+            guard let frames = self.acknowledgements[channel]?.flush() else { continue }
+            if let through = frames.multiple {
+                try self.check(amqp_basic_ack(self.connection, channel, through, 1), "settle")
+            }
+            for tag in frames.single {
+                try self.check(amqp_basic_ack(self.connection, channel, tag, 0), "settle")
+            }
         }
     }
 
@@ -319,6 +341,7 @@ final class ConnectionDriver {
             else {
                 // Nobody listens any more: give it back to the queue.
                 try self.check(amqp_basic_reject(self.connection, frame.channel, tag, 1), "reject")
+                self.acknowledgements[frame.channel, default: AcknowledgementRuns()].settledAlone(tag)
                 return
             }
         case AMQPMethod.basicCancel:

@@ -191,7 +191,7 @@ public final class EngineServer: Sendable {
 
     private func makeSession(on eventLoop: any EventLoop) -> EngineSession {
         let session = EngineSession(
-            id: Self.makeSessionID(), eventLoop: eventLoop, configuration: self.configuration, logger: self.logger)
+            id: RandomID.make(), eventLoop: eventLoop, configuration: self.configuration, logger: self.logger)
         self.sessions.withLock { $0[session.id] = session }
         return session
     }
@@ -225,11 +225,6 @@ public final class EngineServer: Sendable {
         }
         let id = session.id
         session.eventLoop.scheduleTask(in: Self.closedSessionLinger) { self.forget(id) }
-    }
-
-    private static func makeSessionID() -> String {
-        let bytes = (0..<15).map { _ in UInt8.random(in: 0...255) }
-        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     }
 
     private static func query(_ uri: URI) -> [String: String] {

@@ -221,7 +221,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         guard !self.isSessionClosed else { return }
         self.connectTimeout?.cancel()
         self.connectTimeout = nil
-        let socket = SocketIOSocket(id: Self.makeSocketID(), userID: userID, namespace: namespace, session: self.session)
+        let socket = SocketIOSocket(id: RandomID.make(), userID: userID, namespace: namespace, session: self.session)
         self.sockets[namespace] = socket
         self.server.rooms.join(socket, "user:\(userID)")
         self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
@@ -291,8 +291,4 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.held = []
     }
 
-    private static func makeSocketID() -> String {
-        let bytes = (0..<15).map { _ in UInt8.random(in: 0...255) }
-        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-    }
 }

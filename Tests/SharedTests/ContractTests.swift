@@ -41,6 +41,56 @@ struct ContractTests {
         #expect(Timestamp.format(Date(timeIntervalSince1970: 59.9996)) == "1970-01-01T00:01:00.000Z")
     }
 
+    @Test("timestamps are written and read as Foundation's ISO 8601 format style does")
+    func timestampAgainstFormatStyle() throws {
+        let seconds = Date.ISO8601FormatStyle()
+        let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        var generator = SystemRandomNumberGenerator()
+        var samples: [Int64] = [0, -1, 951_782_400_500, 4_107_542_399_999, -2_208_988_800_000]
+        for _ in 0..<2_000 { samples.append(Int64.random(in: -2_000_000_000_000...4_000_000_000_000, using: &generator)) }
+        for milliseconds in samples {
+            let (whole, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+            let (second, millisecond) = fraction < 0 ? (whole - 1, fraction + 1000) : (whole, fraction)
+            let expected =
+                seconds.format(Date(timeIntervalSince1970: Double(second))).dropLast() + "."
+                + String(String(millisecond + 1000).dropFirst()) + "Z"
+            let text = Timestamp.format(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+            #expect(text == expected, "\(milliseconds)")
+            let parsed = try #require(Timestamp.parse(text))
+            #expect(abs(parsed.timeIntervalSince1970 - Double(milliseconds) / 1000) < 0.000_001, "\(text)")
+            #expect(abs(parsed.timeIntervalSince(try fractional.parse(text))) < 0.000_001, "\(text)")
+        }
+    }
+
+    @Test("timestamps in other RFC 3339 forms are read; malformed ones are refused")
+    func timestampForms() throws {
+        let utc = try #require(Timestamp.parse("2026-11-24T21:41:58.123Z"))
+        let offset = try #require(Timestamp.parse("2026-11-24T22:41:58.123+01:00"))
+        #expect(abs(offset.timeIntervalSince(utc)) < 0.000_001)
+        #expect(
+            Timestamp.parse("2026-11-24T21:41:58.123456Z").map { abs($0.timeIntervalSince(utc) - 0.000456) < 0.000_001 } == true)
+        for bad in ["2026-11-24T21:41:58.Z", "2026-11-24 21:41:58Z", "2026-11-24T21:41Z", "2026-11-24T21:41:5xZ"] {
+            #expect(Timestamp.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("random and time-ordered UUIDs carry their version and variant, and do not repeat")
+    func uuidVersions() {
+        var seen = Set<UUID>()
+        for _ in 0..<5_000 {
+            let random = UUID.random()
+            let ordered = UUID.v7()
+            #expect(random.uuid.6 >> 4 == 4 && random.uuid.8 >> 6 == 2)
+            #expect(ordered.uuid.6 >> 4 == 7 && ordered.uuid.8 >> 6 == 2)
+            seen.insert(random)
+            seen.insert(ordered)
+        }
+        #expect(seen.count == 10_000)
+        let earlier = UUID.v7(at: Date(timeIntervalSince1970: 1_000))
+        let later = UUID.v7(at: Date(timeIntervalSince1970: 1_000.002))
+        #expect(earlier.uuidString < later.uuidString)
+    }
+
     @Test("timestamps without fractional seconds are accepted")
     func timestampWithoutFraction() {
         #expect(Timestamp.parse("2026-11-24T21:41:58Z") != nil)

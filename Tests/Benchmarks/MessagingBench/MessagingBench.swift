@@ -18,7 +18,7 @@ struct MessagingBench {
     static let users = 16
     static let threads = 32
     static let lanes = Int(ProcessInfo.processInfo.environment["BENCH_LANES"] ?? "") ?? 128
-    static let messages = 20_000
+    static let messages = Int(ProcessInfo.processInfo.environment["BENCH_MESSAGES"] ?? "") ?? 20_000
 
     static func main() async throws {
         let environment = ProcessInfo.processInfo.environment
