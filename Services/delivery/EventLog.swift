@@ -67,16 +67,12 @@ struct EventLog: Sendable {
     private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws -> [UUID: Int64] {
         let users = Array(Set(users))
         guard !users.isEmpty else { return [:] }
-        try await connection.query(
-            """
-            INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest(\(users)::uuid[]) AS user_id ORDER BY user_id
-            ON CONFLICT (user_id) DO NOTHING
-            """, logger: self.logger)
-        let rows = try await connection.query(
-            "SELECT user_id, last_seq FROM user_sequences WHERE user_id = ANY(\(users)) ORDER BY user_id FOR UPDATE",
-            logger: self.logger)
+        try await connection.execute(EventLogStatements.EnsureSequences(users: users), logger: self.logger)
         var last: [UUID: Int64] = [:]
-        for try await (user, seq) in rows.decode((UUID, Int64).self) { last[user] = seq }
+        for try await row in try await connection.execute(EventLogStatements.LockSequences(users: users), logger: self.logger) {
+            let (user, seq) = try row.decode((UUID, Int64).self)
+            last[user] = seq
+        }
         return last
     }
 
@@ -145,31 +141,21 @@ struct EventLog: Sendable {
                             data: event.data)))
             }
         }
-        try await connection.query(
-            """
-            INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
-            SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid,
-                   NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
-            FROM unnest(\(ids)::uuid[], \(names)::text[], \(times)::timestamptz[], \(texts)::text[], \(threads)::uuid[],
-                        \(messages)::text[], \(messageSeqs)::bigint[], \(senders)::text[])
-                 AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
-            """, logger: self.logger)
+        try await connection.execute(
+            EventLogStatements.InsertEvents(
+                ids: ids, names: names, times: times, texts: texts, threads: threads, messages: messages,
+                messageSeqs: messageSeqs, senders: senders),
+            logger: self.logger)
         if !deliveries.isEmpty {
             let expires = Date().addingTimeInterval(Double(self.retention.components.seconds))
-            try await connection.query(
-                """
-                INSERT INTO deliveries (user_id, seq, event_id, expires_at)
-                SELECT user_id, seq, event_id, \(expires)
-                FROM unnest(\(deliveries.map(\.userID))::uuid[], \(deliveries.map(\.event.seq))::bigint[],
-                            \(deliveries.map(\.event.eventId.uuid))::uuid[]) AS d(user_id, seq, event_id)
-                """, logger: self.logger)
+            try await connection.execute(
+                EventLogStatements.InsertDeliveries(
+                    users: deliveries.map(\.userID), seqs: deliveries.map(\.event.seq),
+                    events: deliveries.map(\.event.eventId.uuid), expires: expires),
+                logger: self.logger)
             let touched = Array(last.keys)
-            try await connection.query(
-                """
-                UPDATE user_sequences SET last_seq = x.last_seq
-                FROM unnest(\(touched)::uuid[], \(touched.map { last[$0]! })::bigint[]) AS x(user_id, last_seq)
-                WHERE user_sequences.user_id = x.user_id
-                """, logger: self.logger)
+            try await connection.execute(
+                EventLogStatements.AdvanceSequences(users: touched, seqs: touched.map { last[$0]! }), logger: self.logger)
         }
         for event in new where event.name == "MESSAGE_SEEN" {
             if let seer = event.data["userId"]?.stringValue.flatMap(UUID.init(uuidString:)),
@@ -201,23 +187,15 @@ struct EventLog: Sendable {
     /// in one statement. Returns them in event order, then user order.
     func retry(events: [UUID]) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
-        let rows = try await self.client.query(
-            """
-            WITH bumped AS (
-                UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now()
-                WHERE event_id = ANY(\(events)) AND status = 'PENDING' AND expires_at > now()
-                RETURNING user_id, seq, event_id
-            )
-            SELECT b.user_id, b.seq, b.event_id, e.name, e.occurred_at, e.data
-            FROM bumped b JOIN events e ON e.event_id = b.event_id
-            ORDER BY b.event_id, b.user_id
-            """, logger: self.logger)
-        var deliveries: [Delivery] = []
-        for try await (user, seq, event, name, occurredAt, data) in rows.decode((UUID, Int64, UUID, String, Date, String).self) {
-            deliveries.append(
-                try Delivery(user: user, seq: seq, event: event, name: name, occurredAt: occurredAt, storedData: data))
+        return try await self.client.withConnection { connection in
+            var deliveries: [Delivery] = []
+            for try await row in try await connection.execute(EventLogStatements.Retry(events: events), logger: self.logger) {
+                let (user, seq, event, name, occurredAt, data) = try row.decode((UUID, Int64, UUID, String, Date, String).self)
+                deliveries.append(
+                    try Delivery(user: user, seq: seq, event: event, name: name, occurredAt: occurredAt, storedData: data))
+            }
+            return deliveries
         }
-        return deliveries
     }
 
     /// `ack_events`: every delivery of `user` up to `upToSeq` (clamped to the user's latest seq)
@@ -246,25 +224,16 @@ struct EventLog: Sendable {
             // The user's latest seq only grows: clamping to a value read a moment ago is safe.
             // Everything up to the acknowledged seq is DELIVERED already (or SEEN), so only the
             // rows above it are looked at, not the user's whole history.
-            let latest = try await connection.query(
-                "SELECT last_seq FROM user_sequences WHERE user_id = \(user)", logger: self.logger)
             var clamped: Int64 = 0
-            for try await value in latest.decode(Int64.self) { clamped = min(upToSeq, value) }
+            for try await row in try await connection.execute(EventLogStatements.LatestSeq(user: user), logger: self.logger) {
+                clamped = min(upToSeq, try row.decode(Int64.self))
+            }
             guard clamped > 0 else { return clamped }
-            let delivered = try await connection.query(
-                """
-                WITH newly AS (
-                    UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
-                    WHERE user_id = \(user) AND seq <= \(clamped) AND status = 'PENDING'
-                      AND seq > coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0)
-                    RETURNING event_id, delivered_at
-                )
-                SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
-                WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> \(user)
-                ORDER BY e.message_seq
-                """, logger: self.logger)
             var receipts: [IncomingEvent] = []
-            for try await (thread, message, sender, at) in delivered.decode((UUID?, UUID?, UUID, Date).self) {
+            for try await row in try await connection.execute(
+                EventLogStatements.Deliver(user: user, seq: clamped), logger: self.logger)
+            {
+                let (thread, message, sender, at) = try row.decode((UUID?, UUID?, UUID, Date).self)
                 guard let thread, let message else { continue }
                 let data = JSONAny.object([
                     "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
@@ -276,11 +245,7 @@ struct EventLog: Sendable {
                         name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender], data: data))
             }
             if !receipts.isEmpty { try await sendReceipts(receipts) }
-            try await connection.query(
-                """
-                INSERT INTO user_acks (user_id, acked_seq) VALUES (\(user), \(clamped))
-                ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
-                """, logger: self.logger)
+            try await connection.execute(EventLogStatements.RaiseAcked(user: user, seq: clamped), logger: self.logger)
             return clamped
         }
     }

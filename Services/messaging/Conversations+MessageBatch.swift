@@ -1,5 +1,6 @@
 import Foundation
 import MessengerContracts
+import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
 
@@ -29,31 +30,30 @@ extension Conversations {
             // here on, this transaction alone appends to these threads.
             var lastSeq: [UUID: Int64] = [:]
             var now = Date.distantPast
-            let locked = try await connection.query(
-                "SELECT id, last_seq, clock_timestamp() FROM threads WHERE id = ANY(\(threadIDs)) ORDER BY id FOR UPDATE",
-                logger: self.logger)
-            for try await (id, seq, at) in locked.decode((UUID, Int64, Date).self) {
+            for try await row in try await connection.execute(
+                MessageStatements.LockThreads(threads: threadIDs), logger: self.logger)
+            {
+                let (id, seq, at) = try row.decode((UUID, Int64, Date).self)
                 lastSeq[id] = seq
                 now = max(now, at)
             }
             var members: [UUID: [UUID]] = [:]
-            let memberRows = try await connection.query(
-                """
-                SELECT thread_id, user_id FROM thread_members WHERE thread_id = ANY(\(Array(lastSeq.keys)))
-                ORDER BY thread_id, role = 'owner' DESC, user_id
-                """, logger: self.logger)
-            for try await (thread, user) in memberRows.decode((UUID, UUID).self) { members[thread, default: []].append(user) }
+            for try await row in try await connection.execute(
+                MessageStatements.Members(threads: Array(lastSeq.keys)), logger: self.logger)
+            {
+                let (thread, user) = try row.decode((UUID, UUID).self)
+                members[thread, default: []].append(user)
+            }
 
             // Retries of messages already written.
             var existing: [Int: UUID] = [:]
-            let existingRows = try await connection.query(
-                """
-                SELECT m.id, k.n::bigint FROM messages m
-                JOIN unnest(\(commands.map(\.request.threadId.uuid))::uuid[], \(commands.map(\.caller))::uuid[],
-                            \(commands.map(\.request.clientMessageId))::text[]) WITH ORDINALITY AS k(thread_id, sender_id, client_id, n)
-                  ON m.thread_id = k.thread_id AND m.sender_id = k.sender_id AND m.client_message_id = k.client_id
-                """, logger: self.logger)
-            for try await (id, ordinal) in existingRows.decode((UUID, Int64).self) { existing[Int(ordinal) - 1] = id }
+            let retries = MessageStatements.Retries(
+                threads: commands.map(\.request.threadId.uuid), senders: commands.map(\.caller),
+                clientIDs: commands.map(\.request.clientMessageId))
+            for try await row in try await connection.execute(retries, logger: self.logger) {
+                let (id, ordinal) = try row.decode((UUID, Int64).self)
+                existing[Int(ordinal) - 1] = id
+            }
 
             var replyThread: [UUID: UUID] = [:]
             let replyIDs = commands.compactMap(\.request.replyToId?.uuid)
@@ -100,22 +100,16 @@ extension Conversations {
             }
             let created = createdSlots.map(\.0)
             guard !created.isEmpty else { return slots }
-            try await connection.query(
-                """
-                INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
-                SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, \(now)
-                FROM unnest(\(created.map(\.id.uuid))::uuid[], \(created.map(\.threadId.uuid))::uuid[], \(created.map(\.seq))::bigint[],
-                            \(created.map(\.senderId.uuid))::uuid[], \(created.map(\.clientMessageId))::text[],
-                            \(created.map(\.body))::text[], \(created.map { $0.replyToId?.description ?? "" })::text[])
-                     AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
-                """, logger: self.logger)
+            try await connection.execute(
+                MessageStatements.Insert(
+                    ids: created.map(\.id.uuid), threads: created.map(\.threadId.uuid), seqs: created.map(\.seq),
+                    senders: created.map(\.senderId.uuid), clientIDs: created.map(\.clientMessageId), bodies: created.map(\.body),
+                    replyTos: created.map { $0.replyToId?.description ?? "" }, createdAt: now),
+                logger: self.logger)
             let touched = Array(Set(created.map(\.threadId.uuid)))
-            try await connection.query(
-                """
-                UPDATE threads SET last_seq = x.seq, last_activity_at = \(now)
-                FROM unnest(\(touched)::uuid[], \(touched.map { lastSeq[$0] ?? 0 })::bigint[]) AS x(id, seq)
-                WHERE threads.id = x.id
-                """, logger: self.logger)
+            try await connection.execute(
+                MessageStatements.Advance(threads: touched, seqs: touched.map { lastSeq[$0] ?? 0 }, at: now),
+                logger: self.logger)
             let occurredAt = Date()
             let events = createdSlots.map { message, json in
                 let id = UUID.v7()

@@ -59,15 +59,11 @@ extension Outbox {
     /// Appends several encoded events in one statement, in this order.
     public static func append(_ events: [EncodedEvent], on connection: PostgresConnection, logger: Logger) async throws {
         guard !events.isEmpty else { return }
-        let ids = events.map(\.id)
-        let types = events.map(\.type.rawValue)
-        let bodies = events.map { String(decoding: $0.body, as: UTF8.self) }
-        try await connection.query(
-            """
-            INSERT INTO outbox (event_id, type, body)
-            SELECT id, type, body FROM unnest(\(ids)::uuid[], \(types)::text[], \(bodies)::text[]) WITH ORDINALITY AS e(id, type, body, n)
-            ORDER BY n
-            """, logger: logger)
+        try await connection.execute(
+            OutboxStatements.Append(
+                ids: events.map(\.id), types: events.map(\.type.rawValue),
+                bodies: events.map { String(decoding: $0.body, as: UTF8.self) }),
+            logger: logger)
     }
 }
 
@@ -102,14 +98,12 @@ public enum Inbox {
         _ messageIDs: [UUID], consumer: String, on connection: PostgresConnection, logger: Logger
     ) async throws -> Set<UUID> {
         guard !messageIDs.isEmpty else { return [] }
-        let rows = try await connection.query(
-            """
-            INSERT INTO processed_messages (consumer, message_id)
-            SELECT \(consumer), id FROM unnest(\(messageIDs)::uuid[]) AS id
-            ON CONFLICT DO NOTHING RETURNING message_id
-            """, logger: logger)
         var claimed = Set<UUID>()
-        for try await id in rows.decode(UUID.self) { claimed.insert(id) }
+        for try await row in try await connection.execute(
+            OutboxStatements.Claim(consumer: consumer, ids: messageIDs), logger: logger)
+        {
+            claimed.insert(try row.decode(UUID.self))
+        }
         return claimed
     }
 }

@@ -78,16 +78,16 @@ public struct OutboxRelay: Service {
     /// Publishes up to `batchSize` rows; returns how many (0 when another replica holds the turn).
     func publishBatch() async throws -> Int {
         try await self.client.withTransaction(logger: self.logger) { connection in
-            let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(self.lockKey))", logger: self.logger)
-            for try await acquired in locked.decode(Bool.self) where !acquired { return 0 }
-            let rows = try await connection.query(
-                """
-                SELECT position, event_id, type, body FROM outbox
-                WHERE published_at IS NULL ORDER BY position LIMIT \(self.batchSize)
-                """, logger: self.logger)
+            for try await row in try await connection.execute(OutboxStatements.TakeTurn(key: self.lockKey), logger: self.logger)
+            where try !row.decode(Bool.self) {
+                return 0
+            }
             var positions: [Int64] = []
             var messages: [AMQPMessage] = []
-            for try await (position, eventID, type, body) in rows.decode((Int64, UUID, String, String).self) {
+            for try await row in try await connection.execute(
+                OutboxStatements.Unpublished(limit: Int64(self.batchSize)), logger: self.logger)
+            {
+                let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
                 positions.append(position)
                 messages.append(
                     AMQPMessage(
@@ -97,8 +97,7 @@ public struct OutboxRelay: Service {
             }
             guard !messages.isEmpty else { return 0 }
             try await self.amqp.publish(messages)
-            try await connection.query(
-                "UPDATE outbox SET published_at = now() WHERE position = ANY(\(positions))", logger: self.logger)
+            try await connection.execute(OutboxStatements.MarkPublished(positions: positions), logger: self.logger)
             Counter(label: "outbox_published_total").increment(by: messages.count)
             return messages.count
         }

@@ -1,0 +1,127 @@
+import Foundation
+import MessengerPostgres
+import PostgresNIO
+
+/// The statements the event log runs for every event and every acknowledgement, prepared once
+/// per connection.
+enum EventLogStatements {
+    /// Creates the missing sequence rows of `users`, in user-id order.
+    struct EnsureSequences: PreparedCommand {
+        static let sql = """
+            INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest($1::uuid[]) AS user_id ORDER BY user_id
+            ON CONFLICT (user_id) DO NOTHING
+            """
+        var users: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.users) }
+    }
+
+    /// The sequence rows of `users`, locked in user-id order, with their last seq.
+    struct LockSequences: PreparedRows {
+        static let sql =
+            "SELECT user_id, last_seq FROM user_sequences WHERE user_id = ANY($1::uuid[]) ORDER BY user_id FOR UPDATE"
+        var users: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.users) }
+    }
+
+    /// The events, as columns ("" and -1 stand for no message id, seq or sender).
+    struct InsertEvents: PreparedCommand {
+        static let sql = """
+            INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+            SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid,
+                   NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
+            FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[], $7::bigint[], $8::text[])
+                 AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+            """
+        var ids: [UUID]
+        var names: [String]
+        var times: [Date]
+        var texts: [String]
+        var threads: [UUID]
+        var messages: [String]
+        var messageSeqs: [Int64]
+        var senders: [String]
+        func makeBindings() -> PostgresBindings {
+            PostgresBindings(
+                self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs, self.senders)
+        }
+    }
+
+    /// The deliveries, as columns.
+    struct InsertDeliveries: PreparedCommand {
+        static let sql = """
+            INSERT INTO deliveries (user_id, seq, event_id, expires_at)
+            SELECT user_id, seq, event_id, $4
+            FROM unnest($1::uuid[], $2::bigint[], $3::uuid[]) AS d(user_id, seq, event_id)
+            """
+        var users: [UUID]
+        var seqs: [Int64]
+        var events: [UUID]
+        var expires: Date
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.users, self.seqs, self.events, self.expires) }
+    }
+
+    /// Each user's new last seq.
+    struct AdvanceSequences: PreparedCommand {
+        static let sql = """
+            UPDATE user_sequences SET last_seq = x.last_seq
+            FROM unnest($1::uuid[], $2::bigint[]) AS x(user_id, last_seq)
+            WHERE user_sequences.user_id = x.user_id
+            """
+        var users: [UUID]
+        var seqs: [Int64]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.users, self.seqs) }
+    }
+
+    /// A retry check: the still-pending, unexpired deliveries of `events` get one more attempt.
+    struct Retry: PreparedRows {
+        static let sql = """
+            WITH bumped AS (
+                UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now()
+                WHERE event_id = ANY($1::uuid[]) AND status = 'PENDING' AND expires_at > now()
+                RETURNING user_id, seq, event_id
+            )
+            SELECT b.user_id, b.seq, b.event_id, e.name, e.occurred_at, e.data
+            FROM bumped b JOIN events e ON e.event_id = b.event_id
+            ORDER BY b.event_id, b.user_id
+            """
+        var events: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.events) }
+    }
+
+    /// `ack_events`: the user's latest seq.
+    struct LatestSeq: PreparedRows {
+        static let sql = "SELECT last_seq FROM user_sequences WHERE user_id = $1"
+        var user: UUID
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.user) }
+    }
+
+    /// `ack_events`: the user's deliveries up to `seq` above the acknowledged seq become
+    /// DELIVERED; returns the messages among them sent by someone else, for the receipts.
+    struct Deliver: PreparedRows {
+        static let sql = """
+            WITH newly AS (
+                UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
+                WHERE user_id = $1 AND seq <= $2 AND status = 'PENDING'
+                  AND seq > coalesce((SELECT acked_seq FROM user_acks WHERE user_id = $1), 0)
+                RETURNING event_id, delivered_at
+            )
+            SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
+            WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> $1
+            ORDER BY e.message_seq
+            """
+        var user: UUID
+        var seq: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.user, self.seq) }
+    }
+
+    /// `ack_events`: the user's acknowledged seq, raised only.
+    struct RaiseAcked: PreparedCommand {
+        static let sql = """
+            INSERT INTO user_acks (user_id, acked_seq) VALUES ($1, $2)
+            ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
+            """
+        var user: UUID
+        var seq: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.user, self.seq) }
+    }
+}

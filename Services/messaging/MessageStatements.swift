@@ -1,0 +1,73 @@
+import Foundation
+import MessengerPostgres
+import PostgresNIO
+
+/// The statements of a `create_message` batch (``Conversations/createMessages(_:)``),
+/// prepared once per connection.
+enum MessageStatements {
+    /// The threads' rows, locked in id order, with their last seq and the time now.
+    struct LockThreads: PreparedRows {
+        static let sql = "SELECT id, last_seq, clock_timestamp() FROM threads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+        var threads: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
+    }
+
+    /// The members of the threads, the owner first.
+    struct Members: PreparedRows {
+        static let sql = """
+            SELECT thread_id, user_id FROM thread_members WHERE thread_id = ANY($1::uuid[])
+            ORDER BY thread_id, role = 'owner' DESC, user_id
+            """
+        var threads: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
+    }
+
+    /// Messages written before for the same (thread, sender, client id): the 1-based position
+    /// of the command, and the original's id.
+    struct Retries: PreparedRows {
+        static let sql = """
+            SELECT m.id, k.n::bigint FROM messages m
+            JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS k(thread_id, sender_id, client_id, n)
+              ON m.thread_id = k.thread_id AND m.sender_id = k.sender_id AND m.client_message_id = k.client_id
+            """
+        var threads: [UUID]
+        var senders: [UUID]
+        var clientIDs: [String]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads, self.senders, self.clientIDs) }
+    }
+
+    /// The new messages, as columns (`replyTos` holds "" for none).
+    struct Insert: PreparedCommand {
+        static let sql = """
+            INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
+            SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, $8
+            FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[])
+                 AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
+            """
+        var ids: [UUID]
+        var threads: [UUID]
+        var seqs: [Int64]
+        var senders: [UUID]
+        var clientIDs: [String]
+        var bodies: [String]
+        var replyTos: [String]
+        var createdAt: Date
+        func makeBindings() -> PostgresBindings {
+            PostgresBindings(
+                self.ids, self.threads, self.seqs, self.senders, self.clientIDs, self.bodies, self.replyTos, self.createdAt)
+        }
+    }
+
+    /// Each thread's new last seq and activity time.
+    struct Advance: PreparedCommand {
+        static let sql = """
+            UPDATE threads SET last_seq = x.seq, last_activity_at = $3
+            FROM unnest($1::uuid[], $2::bigint[]) AS x(id, seq)
+            WHERE threads.id = x.id
+            """
+        var threads: [UUID]
+        var seqs: [Int64]
+        var at: Date
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads, self.seqs, self.at) }
+    }
+}

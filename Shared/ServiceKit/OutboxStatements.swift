@@ -1,0 +1,55 @@
+import Foundation
+import MessengerPostgres
+import PostgresNIO
+
+/// The outbox's and the inbox's statements, prepared once per connection: every message writes
+/// and relays an outbox row, and every consumed event claims an inbox row.
+enum OutboxStatements {
+    /// Appends encoded events in the order given.
+    struct Append: PreparedCommand {
+        static let sql = """
+            INSERT INTO outbox (event_id, type, body)
+            SELECT id, type, body FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS e(id, type, body, n)
+            ORDER BY n
+            """
+        var ids: [UUID]
+        var types: [String]
+        var bodies: [String]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.ids, self.types, self.bodies) }
+    }
+
+    /// The relay's turn: true when this transaction holds it.
+    struct TakeTurn: PreparedRows {
+        static let sql = "SELECT pg_try_advisory_xact_lock($1)"
+        var key: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.key) }
+    }
+
+    /// The oldest unpublished rows.
+    struct Unpublished: PreparedRows {
+        static let sql = """
+            SELECT position, event_id, type, body FROM outbox
+            WHERE published_at IS NULL ORDER BY position LIMIT $1
+            """
+        var limit: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.limit) }
+    }
+
+    struct MarkPublished: PreparedCommand {
+        static let sql = "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])"
+        var positions: [Int64]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.positions) }
+    }
+
+    /// Claims message ids for a consumer; returns the ids claimed now.
+    struct Claim: PreparedRows {
+        static let sql = """
+            INSERT INTO processed_messages (consumer, message_id)
+            SELECT $1, id FROM unnest($2::uuid[]) AS id
+            ON CONFLICT DO NOTHING RETURNING message_id
+            """
+        var consumer: String
+        var ids: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.consumer, self.ids) }
+    }
+}
