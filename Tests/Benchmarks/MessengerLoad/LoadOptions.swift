@@ -17,6 +17,8 @@ struct LoadOptions {
     var stormSockets: Int
     var stormRate: Int
     var stormSeconds: Int
+    /// Sockets the storm's sender sends from, each for its share of the DMs.
+    var stormSenders: Int
     var ackInterval: Duration
     var ceilings: Bool
     var output: String
@@ -56,6 +58,7 @@ struct LoadOptions {
         self.stormSockets = int("storm-sockets", 100)
         self.stormRate = int("storm-rate", 100)
         self.stormSeconds = int("storm-seconds", 20)
+        self.stormSenders = max(1, int("storm-senders", 1))
         self.ackInterval = .milliseconds(int("ack-interval-ms", 1000))
         self.ceilings = values["ceilings"] != "no"
         self.output = values["output"] ?? "results"

@@ -243,18 +243,23 @@ struct MessengerLoad {
         let clients = options.stormUsers * options.stormSockets
         var scenario = Scenario(
             name: "reconnect-storm",
-            title: "Reconnect storm: \(clients) sockets (\(options.stormUsers) users x \(options.stormSockets))",
+            title:
+                "Reconnect storm: \(clients) sockets (\(options.stormUsers) users x \(options.stormSockets)), \(options.stormSenders) sending socket\(options.stormSenders == 1 ? "" : "s")",
             kind: "storm", target: "99 % resumed within 10 s, 0 events lost")
         say("\n  \(scenario.title)")
         let accounts = try await Account.register(count: options.stormUsers + 1, base: options.base, label: "storm")
-        let sender = LoadClient(account: accounts[0], slot: 1 << 19, recorder: Recorder())
+        let senders = (0..<options.stormSenders).map {
+            LoadClient(account: accounts[0], slot: (1 << 19) + $0, recorder: Recorder())
+        }
         let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await sender.run(url: url, logger: logger) }
-            try await sender.connected()
+            for sender in senders {
+                group.addTask { try await sender.run(url: url, logger: logger) }
+                try await sender.connected()
+            }
             let outcome = try await ReconnectStorm.run(
-                url: url, sender: sender, receivers: Array(accounts.dropFirst()), socketsPerUser: options.stormSockets,
+                url: url, senders: senders, receivers: Array(accounts.dropFirst()), socketsPerUser: options.stormSockets,
                 rate: options.stormRate, seconds: options.stormSeconds, dropAfter: .seconds(5), logger: logger)
-            sender.close()
+            for sender in senders { sender.close() }
             group.cancelAll()
             return outcome
         }

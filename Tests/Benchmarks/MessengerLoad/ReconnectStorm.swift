@@ -146,7 +146,8 @@ final class StormSocket: Sendable {
 }
 
 /// The reconnect storm: `users` users with `socketsPerUser` sockets each, one sender in a DM
-/// with each of them sending at `rate`; a few seconds in, every socket drops at once and
+/// with each of them sending at `rate` (from one socket or several, each for its share of the
+/// DMs); a few seconds in, every socket drops at once and
 /// reconnects with its `lastSeq`. A socket has resumed once it is connected again and holds
 /// every message sent to its user until then (what it missed came through the replay); the
 /// storm measures how long that took after the drop, and whether every socket ends up with
@@ -164,12 +165,12 @@ enum ReconnectStorm {
     }
 
     static func run(
-        url: String, sender: LoadClient, receivers: [Account], socketsPerUser: Int, rate: Int, seconds: Int,
+        url: String, senders: [LoadClient], receivers: [Account], socketsPerUser: Int, rate: Int, seconds: Int,
         dropAfter: Duration, logger: Logger
     ) async throws -> Outcome {
         var threads: [String] = []
         for receiver in receivers {
-            threads.append(try await sender.createConversation(type: "DM", with: [receiver.id]))
+            threads.append(try await senders[0].createConversation(type: "DM", with: [receiver.id]))
         }
         let sockets = receivers.map { receiver in (0..<socketsPerUser).map { _ in StormSocket(token: receiver.token) } }
         let all = sockets.flatMap { $0 }
@@ -196,7 +197,9 @@ enum ReconnectStorm {
                 try await Task.sleep(
                     until: started + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate)), clock: .continuous)
                 let receiver = index % receivers.count
-                sender.send(thread: threads[receiver], clientMessageId: "storm-\(index)", body: "storm \(index)")
+                // One DM is always sent from the same socket, so its messages keep their order.
+                senders[receiver % senders.count].send(
+                    thread: threads[receiver], clientMessageId: "storm-\(index)", body: "storm \(index)")
                 sent[receiver].append((index, .now))
                 if !dropped, ContinuousClock.now - started >= dropAfter {
                     dropped = true
