@@ -60,18 +60,29 @@ struct EventLog: Sendable {
         }
     }
 
-    /// Takes the sequence rows of `users` (creating the missing ones) in user-id order. Only the
-    /// event consumer takes them (one at a time across replicas, through the queue's single
-    /// active consumer); the order keeps even an overlap at a hand-over free of deadlocks.
+    /// Takes the sequence rows of `users`: the existing ones in user-id order, then the ones it
+    /// creates. Only the event consumer takes them (one at a time across replicas, through the
+    /// queue's single active consumer), so the order matters only in an overlap at a hand-over.
     /// Returns each user's last seq.
     private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws -> [UUID: Int64] {
         let users = Array(Set(users))
         guard !users.isEmpty else { return [:] }
-        try await connection.execute(EventLogStatements.EnsureSequences(users: users), logger: self.logger)
         var last: [UUID: Int64] = [:]
         for try await row in try await connection.execute(EventLogStatements.LockSequences(users: users), logger: self.logger) {
             let (user, seq) = try row.decode((UUID, Int64).self)
             last[user] = seq
+        }
+        // A user's first event creates the row. Those rows are locked after the others, out of
+        // id order; a deadlock that could make (only at a hand-over between replicas) is retried.
+        let missing = users.filter { last[$0] == nil }
+        if !missing.isEmpty {
+            try await connection.execute(EventLogStatements.EnsureSequences(users: missing), logger: self.logger)
+            for try await row in try await connection.execute(
+                EventLogStatements.LockSequences(users: missing), logger: self.logger)
+            {
+                let (user, seq) = try row.decode((UUID, Int64).self)
+                last[user] = seq
+            }
         }
         return last
     }

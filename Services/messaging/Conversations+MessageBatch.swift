@@ -30,19 +30,14 @@ extension Conversations {
             // here on, this transaction alone appends to these threads.
             var lastSeq: [UUID: Int64] = [:]
             var now = Date.distantPast
+            var members: [UUID: [UUID]] = [:]
             for try await row in try await connection.execute(
                 MessageStatements.LockThreads(threads: threadIDs), logger: self.logger)
             {
-                let (id, seq, at) = try row.decode((UUID, Int64, Date).self)
+                let (id, seq, at, member) = try row.decode((UUID, Int64, Date, UUID?).self)
                 lastSeq[id] = seq
                 now = max(now, at)
-            }
-            var members: [UUID: [UUID]] = [:]
-            for try await row in try await connection.execute(
-                MessageStatements.Members(threads: Array(lastSeq.keys)), logger: self.logger)
-            {
-                let (thread, user) = try row.decode((UUID, UUID).self)
-                members[thread, default: []].append(user)
+                if let member { members[id, default: []].append(member) }
             }
 
             // Retries of messages already written.

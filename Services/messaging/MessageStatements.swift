@@ -5,18 +5,16 @@ import PostgresNIO
 /// The statements of a `create_message` batch (``Conversations/createMessages(_:)``),
 /// prepared once per connection.
 enum MessageStatements {
-    /// The threads' rows, locked in id order, with their last seq and the time now.
+    /// The threads' rows, locked in id order, with their last seq, the time now, and their
+    /// members (the owner first): one row per member. The lock is taken above the sort, so in
+    /// thread id order.
     struct LockThreads: PreparedRows {
-        static let sql = "SELECT id, last_seq, clock_timestamp() FROM threads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
-        var threads: [UUID]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
-    }
-
-    /// The members of the threads, the owner first.
-    struct Members: PreparedRows {
         static let sql = """
-            SELECT thread_id, user_id FROM thread_members WHERE thread_id = ANY($1::uuid[])
-            ORDER BY thread_id, role = 'owner' DESC, user_id
+            SELECT t.id, t.last_seq, clock_timestamp(), m.user_id
+            FROM threads t LEFT JOIN thread_members m ON m.thread_id = t.id
+            WHERE t.id = ANY($1::uuid[])
+            ORDER BY t.id, m.role = 'owner' DESC, m.user_id
+            FOR UPDATE OF t
             """
         var threads: [UUID]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }

@@ -36,6 +36,7 @@ struct RedisFanOut: Service {
         try await self.subscriber.subscribe(patterns: [EmitterMessage.pattern()])
         await cancelWhenGracefulShutdown {
             for await published in self.subscriber.messages {
+                if EmitterMessage.isPublished(by: self.uid, published.payload) { continue }
                 guard let message = EmitterMessage(decoding: published.payload) else {
                     self.logger.debug(
                         "ignoring a message not in the emitter format", metadata: ["channel": "\(published.channel)"])

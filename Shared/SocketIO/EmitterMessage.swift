@@ -53,6 +53,29 @@ public struct EmitterMessage: Hashable, Sendable {
         return MessagePackValue.array([.string(self.uid), packet, options]).encoded()
     }
 
+    /// Whether `bytes` is a message that `uid` published, read from its first field alone. A
+    /// server gets its own messages back from Redis and drops them; this spares it decoding the
+    /// whole message (the event's arguments) first.
+    public static func isPublished(by uid: String, _ bytes: [UInt8]) -> Bool {
+        var uid = uid
+        return uid.withUTF8 { uid -> Bool in
+            // An array of 2 or 3 (fixarray), then the uid as a fixstr or a str 8.
+            guard bytes.count > 2, bytes[0] == 0x92 || bytes[0] == 0x93 else { return false }
+            let start: Int
+            if uid.count < 32 {
+                guard bytes[1] == 0xA0 | UInt8(uid.count) else { return false }
+                start = 2
+            } else if uid.count < 256 {
+                guard bytes[1] == 0xD9, bytes[2] == UInt8(uid.count) else { return false }
+                start = 3
+            } else {
+                return false
+            }
+            guard bytes.count >= start + uid.count else { return false }
+            return bytes[start..<(start + uid.count)].elementsEqual(uid)
+        }
+    }
+
     /// Decodes a published message; nil for anything that is not an EVENT in this format.
     public init?(decoding bytes: [UInt8]) {
         guard let value = try? MessagePackValue.decode(bytes), case .array(let parts) = value, parts.count >= 2,

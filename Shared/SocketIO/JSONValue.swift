@@ -208,13 +208,25 @@ struct JSONTextParser {
 
     private mutating func parseString() throws -> String {
         self.index += 1
+        // Most strings have no escape: one run of bytes up to the closing quote.
+        var end = self.index
+        while end < self.bytes.count, self.bytes[end] != UInt8(ascii: "\""), self.bytes[end] != UInt8(ascii: "\\"),
+            self.bytes[end] >= 0x20
+        {
+            end += 1
+        }
+        if end < self.bytes.count, self.bytes[end] == UInt8(ascii: "\"") {
+            guard let text = UTF8Text.string(self.bytes[self.index..<end]) else { throw self.error("invalid UTF-8") }
+            self.index = end + 1
+            return text
+        }
         var scalars = String.UnicodeScalarView()
         var start = self.index
-        var utf8Run: [UInt8] = []
         func flush(_ parser: inout JSONTextParser) throws {
             if start < parser.index {
-                utf8Run = Array(parser.bytes[start..<parser.index])
-                guard let text = String(validating: utf8Run, as: UTF8.self) else { throw parser.error("invalid UTF-8") }
+                guard let text = UTF8Text.string(parser.bytes[start..<parser.index]) else {
+                    throw parser.error("invalid UTF-8")
+                }
                 scalars.append(contentsOf: text.unicodeScalars)
             }
         }

@@ -245,7 +245,7 @@ struct MessagePackReader {
     }
 
     mutating func string(_ count: Int) throws(MessagePackError) -> MessagePackValue {
-        guard let text = String(validating: try self.take(count), as: UTF8.self) else { throw MessagePackError("invalid UTF-8") }
+        guard let text = UTF8Text.string(try self.take(count)) else { throw MessagePackError("invalid UTF-8") }
         return .string(text)
     }
 

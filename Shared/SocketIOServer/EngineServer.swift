@@ -104,7 +104,7 @@ public final class EngineServer: Sendable {
             await session.close(reason: "payload too large")
             return self.error(request, code: 3, "Payload too large", status: .contentTooLarge)
         }
-        guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
+        guard let text = UTF8Text.string(body.readableBytesView) else {
             await session.close(reason: "invalid UTF-8")
             return self.error(request, code: 3, "Bad request")
         }

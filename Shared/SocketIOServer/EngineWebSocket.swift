@@ -93,7 +93,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
         case .text:
-            guard let text = String(validating: frame.unmaskedData.readableBytesView, as: UTF8.self) else {
+            guard let text = UTF8Text.string(frame.unmaskedData.readableBytesView) else {
                 self.fail(context, "invalid UTF-8", code: .dataInconsistentWithMessage)
                 return
             }

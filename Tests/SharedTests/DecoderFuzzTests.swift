@@ -86,6 +86,7 @@ struct DecoderFuzzTests {
             let bytes = Self.mutate(samples.randomElement(using: &generator)!, using: &generator)
             _ = try? MessagePackValue.decode(bytes)
             _ = EmitterMessage(decoding: bytes)
+            _ = EmitterMessage.isPublished(by: "emitter", bytes)
         }
     }
 

@@ -122,6 +122,20 @@ struct MessagePackTests {
         #expect(abs(decoded.timeIntervalSince(precise)) < 0.000_001)
     }
 
+    @Test("a server recognizes its own emitter messages from their first field")
+    func ownMessages() {
+        for uid in ["gw-1a2b", String(repeating: "u", count: 40)] {
+            let message = EmitterMessage(uid: uid, event: "news", arguments: [.string("x")], rooms: ["user:1"]).encoded()
+            #expect(EmitterMessage.isPublished(by: uid, message))
+            #expect(!EmitterMessage.isPublished(by: uid + "x", message))
+            #expect(!EmitterMessage.isPublished(by: String(uid.dropLast()), message))
+            #expect(!EmitterMessage.isPublished(by: "other", message))
+            #expect(EmitterMessage(decoding: message)?.uid == uid)
+        }
+        #expect(!EmitterMessage.isPublished(by: "gw", [0x93]))
+        #expect(!EmitterMessage.isPublished(by: "gw", [0x93, 0xA2, 0x67]))
+    }
+
     @Test(
         "hostile input fails cleanly",
         arguments: [
