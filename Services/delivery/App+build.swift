@@ -32,9 +32,15 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         return try await log.events(user: user, afterSeq: request.afterSeq, limit: limit)
     }
 
+    // A tenth of the first retry delay, at most 100 ms: the first retry comes that much later.
+    let retryChecks = FirstRetryChecks(
+        publisher: publisher, window: min(.milliseconds(100), settings.retryDelays[0] / 10),
+        limit: Int(backend.settings.prefetch) / 2, logger: logger)
     return backend.services(workers: [
+        retryChecks,
         DomainEventConsumer(
-            amqp: backend.amqp, log: log, publisher: publisher, prefetch: backend.settings.prefetch, logger: logger),
+            amqp: backend.amqp, log: log, publisher: publisher, retryChecks: retryChecks,
+            prefetch: backend.settings.prefetch, logger: logger),
         RetryConsumer(amqp: backend.amqp, log: log, publisher: publisher, logger: logger),
         Pruner(log: log, interval: settings.pruneInterval, logger: logger),
     ])

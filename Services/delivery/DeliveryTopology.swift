@@ -62,8 +62,8 @@ struct Delivery: Sendable {
     var event: UserEvent
 }
 
-/// The retry check that follows every batch of pushes: `{eventIds, attempt}` (attempt 1 is the
-/// first check), one message for all the events the batch recorded, checked set-wise.
+/// The retry check that follows pushes: `{eventIds, attempt}` (attempt 1 is the first check),
+/// one message for all the events pushed within a short window, checked set-wise.
 struct RetryCheck: Codable, Sendable {
     var eventIds: [EntityID]
     var attempt: Int
@@ -143,14 +143,10 @@ struct PushPublisher: Sendable {
         try await self.amqp.publish(messages)
     }
 
-    /// Pushes `deliveries` and schedules one first retry check for all their events; returns
-    /// once the broker confirmed them all.
+    /// Pushes `deliveries` (their first retry check is ``FirstRetryChecks``'s); returns once the
+    /// broker confirmed them all.
     func send(_ deliveries: [Delivery]) async throws {
         guard !deliveries.isEmpty else { return }
-        var messages = try deliveries.map { try self.push($0, redelivery: false) }
-        var scheduled = Set<EntityID>()
-        let events = deliveries.map(\.event.eventId).filter { scheduled.insert($0).inserted }
-        if let check = try self.retryCheck(events: events, attempt: 1) { messages.append(check) }
-        try await self.amqp.publish(messages)
+        try await self.amqp.publish(try deliveries.map { try self.push($0, redelivery: false) })
     }
 }

@@ -5,14 +5,15 @@ import MessengerContracts
 import ServiceLifecycle
 
 /// Consumes the domain events on `delivery.events` in batches: records each batch in one
-/// transaction (``EventLog/record(_:)``), pushes the new deliveries to the gateways and
-/// schedules their retry checks, and only then acks, so a crash anywhere before the ack
-/// redelivers the events, and the log's inbox turns the redelivery into a push of what is still
+/// transaction (``EventLog/record(_:)``), pushes the new deliveries to the gateways, and hands
+/// the events to ``FirstRetryChecks``, which acks them once their retry check is scheduled; a
+/// crash anywhere before the ack redelivers the events, and the log's inbox turns the redelivery into a push of what is still
 /// pending. A message that is not a known domain event is dead-lettered with a log line.
 struct DomainEventConsumer: Service {
     let amqp: AMQPConnection
     let log: EventLog
     let publisher: PushPublisher
+    let retryChecks: FirstRetryChecks
     let prefetch: UInt16
     let logger: Logger
 
@@ -47,7 +48,7 @@ struct DomainEventConsumer: Service {
         do {
             let deliveries = try await self.log.record(events)
             try await self.publisher.send(deliveries)
-            for delivery in accepted { delivery.ack() }
+            await self.retryChecks.add(events: deliveries.map(\.event.eventId), acking: accepted)
         } catch {
             self.logger.warning(
                 "recording domain events failed; they will come again",

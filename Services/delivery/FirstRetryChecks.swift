@@ -1,0 +1,79 @@
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import ServiceLifecycle
+import Synchronization
+
+/// Schedules the first retry check of pushed events for a short window of batches at once,
+/// and acks their domain events once that check is confirmed.
+///
+/// One check per pushed batch made a persistent message (and, when it came due, a dead-letter
+/// hop, a consume and an update) for every message at low rates, where a batch is one event.
+/// Events wait at most `window` for their check (a small fraction of the first retry delay),
+/// and their domain events stay unacknowledged until it is confirmed: a crash before that
+/// redelivers them, and the event log pushes what is still pending again.
+final class FirstRetryChecks: Service {
+    private struct Waiting {
+        var events: [EntityID] = []
+        var deliveries: [AMQPDelivery] = []
+        /// Shutting down: whatever comes now is scheduled at once.
+        var closing = false
+    }
+
+    private let publisher: PushPublisher
+    private let window: Duration
+    /// Scheduled at once, without waiting for the window, past this many domain events (the
+    /// consumer's prefetch would otherwise run out while they wait).
+    private let limit: Int
+    private let logger: Logger
+    private let waiting = Mutex(Waiting())
+
+    init(publisher: PushPublisher, window: Duration, limit: Int, logger: Logger) {
+        self.publisher = publisher
+        self.window = window
+        self.limit = max(1, limit)
+        self.logger = logger
+    }
+
+    /// Adds the events of a pushed batch; `deliveries` (the domain events they came in) are
+    /// acked once their check is confirmed.
+    func add(events: [EntityID], acking deliveries: [AMQPDelivery]) async {
+        let now = self.waiting.withLock { waiting in
+            waiting.events += events
+            waiting.deliveries += deliveries
+            return waiting.closing || waiting.deliveries.count >= self.limit
+        }
+        if now { await self.schedule() }
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while (try? await Task.sleep(for: self.window)) != nil { await self.schedule() }
+        }
+        // The consumer may still finish a batch: from now on, each is scheduled as it comes
+        // (the AMQP connection stops after the workers).
+        self.waiting.withLock { $0.closing = true }
+        await self.schedule()
+    }
+
+    private func schedule() async {
+        let taken = self.waiting.withLock { waiting in
+            defer { (waiting.events, waiting.deliveries) = ([], []) }
+            return waiting
+        }
+        guard !taken.deliveries.isEmpty else { return }
+        var seen = Set<EntityID>()
+        let events = taken.events.filter { seen.insert($0).inserted }
+        do {
+            if let check = try self.publisher.retryCheck(events: events, attempt: 1) {
+                try await self.publisher.amqp.publish([check])
+            }
+            for delivery in taken.deliveries { delivery.ack() }
+        } catch {
+            self.logger.warning(
+                "scheduling retry checks failed; their events will come again",
+                metadata: ["events": "\(events.count)", "error": "\(error)"])
+            for delivery in taken.deliveries { delivery.nack(requeue: true) }
+        }
+    }
+}
