@@ -78,14 +78,10 @@ public struct OutboxRelay: Service {
     /// Publishes up to `batchSize` rows; returns how many (0 when another replica holds the turn).
     func publishBatch() async throws -> Int {
         try await self.client.withTransaction(logger: self.logger) { connection in
-            for try await row in try await connection.execute(OutboxStatements.TakeTurn(key: self.lockKey), logger: self.logger)
-            where try !row.decode(Bool.self) {
-                return 0
-            }
             var positions: [Int64] = []
             var messages: [AMQPMessage] = []
             for try await row in try await connection.execute(
-                OutboxStatements.Unpublished(limit: Int64(self.batchSize)), logger: self.logger)
+                OutboxStatements.TakeTurn(key: self.lockKey, limit: Int64(self.batchSize)), logger: self.logger)
             {
                 let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
                 positions.append(position)

@@ -18,21 +18,17 @@ enum OutboxStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.ids, self.types, self.bodies) }
     }
 
-    /// The relay's turn: true when this transaction holds it.
+    /// The relay's turn and, when this transaction holds it, the oldest unpublished rows; no
+    /// rows when another replica has the turn.
     struct TakeTurn: PreparedRows {
-        static let sql = "SELECT pg_try_advisory_xact_lock($1)"
-        var key: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.key) }
-    }
-
-    /// The oldest unpublished rows.
-    struct Unpublished: PreparedRows {
         static let sql = """
-            SELECT position, event_id, type, body FROM outbox
-            WHERE published_at IS NULL ORDER BY position LIMIT $1
+            WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS mine)
+            SELECT position, event_id, type, body FROM outbox, turn
+            WHERE turn.mine AND published_at IS NULL ORDER BY position LIMIT $2
             """
+        var key: Int64
         var limit: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.limit) }
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.key, self.limit) }
     }
 
     struct MarkPublished: PreparedCommand {
