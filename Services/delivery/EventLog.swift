@@ -152,22 +152,14 @@ struct EventLog: Sendable {
                             data: event.data)))
             }
         }
+        let touched = Array(last.keys)
         try await connection.execute(
-            EventLogStatements.InsertEvents(
+            EventLogStatements.Record(
                 ids: ids, names: names, times: times, texts: texts, threads: threads, messages: messages,
-                messageSeqs: messageSeqs, senders: senders),
+                messageSeqs: messageSeqs, senders: senders, deliveries: deliveries,
+                expires: Date().addingTimeInterval(Double(self.retention.components.seconds)), users: touched,
+                lastSeqs: touched.map { last[$0]! }),
             logger: self.logger)
-        if !deliveries.isEmpty {
-            let expires = Date().addingTimeInterval(Double(self.retention.components.seconds))
-            try await connection.execute(
-                EventLogStatements.InsertDeliveries(
-                    users: deliveries.map(\.userID), seqs: deliveries.map(\.event.seq),
-                    events: deliveries.map(\.event.eventId.uuid), expires: expires),
-                logger: self.logger)
-            let touched = Array(last.keys)
-            try await connection.execute(
-                EventLogStatements.AdvanceSequences(users: touched, seqs: touched.map { last[$0]! }), logger: self.logger)
-        }
         for event in new where event.name == "MESSAGE_SEEN" {
             if let seer = event.data["userId"]?.stringValue.flatMap(UUID.init(uuidString:)),
                 let message = event.data["messageId"]?.stringValue.flatMap(UUID.init(uuidString:))

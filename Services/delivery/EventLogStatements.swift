@@ -23,14 +23,24 @@ enum EventLogStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.users) }
     }
 
-    /// The events, as columns ("" and -1 stand for no message id, seq or sender).
-    struct InsertEvents: PreparedCommand {
+    /// The events (as columns; "" and -1 stand for no message id, seq or sender), their
+    /// deliveries, and each recipient's new last seq: one statement.
+    struct Record: PreparedCommand {
         static let sql = """
-            INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
-            SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid,
-                   NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
-            FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[], $7::bigint[], $8::text[])
-                 AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+            WITH recorded AS (
+                INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+                SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid,
+                       NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
+                FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[], $7::bigint[],
+                            $8::text[]) AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+            ), delivered AS (
+                INSERT INTO deliveries (user_id, seq, event_id, expires_at)
+                SELECT user_id, seq, event_id, $12
+                FROM unnest($9::uuid[], $10::bigint[], $11::uuid[]) AS d(user_id, seq, event_id)
+            )
+            UPDATE user_sequences SET last_seq = x.last_seq
+            FROM unnest($13::uuid[], $14::bigint[]) AS x(user_id, last_seq)
+            WHERE user_sequences.user_id = x.user_id
             """
         var ids: [UUID]
         var names: [String]
@@ -40,36 +50,16 @@ enum EventLogStatements {
         var messages: [String]
         var messageSeqs: [Int64]
         var senders: [String]
+        var deliveries: [Delivery]
+        var expires: Date
+        var users: [UUID]
+        var lastSeqs: [Int64]
         func makeBindings() -> PostgresBindings {
             PostgresBindings(
-                self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs, self.senders)
+                self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs, self.senders,
+                self.deliveries.map(\.userID), self.deliveries.map(\.event.seq), self.deliveries.map(\.event.eventId.uuid),
+                self.expires, self.users, self.lastSeqs)
         }
-    }
-
-    /// The deliveries, as columns.
-    struct InsertDeliveries: PreparedCommand {
-        static let sql = """
-            INSERT INTO deliveries (user_id, seq, event_id, expires_at)
-            SELECT user_id, seq, event_id, $4
-            FROM unnest($1::uuid[], $2::bigint[], $3::uuid[]) AS d(user_id, seq, event_id)
-            """
-        var users: [UUID]
-        var seqs: [Int64]
-        var events: [UUID]
-        var expires: Date
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.users, self.seqs, self.events, self.expires) }
-    }
-
-    /// Each user's new last seq.
-    struct AdvanceSequences: PreparedCommand {
-        static let sql = """
-            UPDATE user_sequences SET last_seq = x.last_seq
-            FROM unnest($1::uuid[], $2::bigint[]) AS x(user_id, last_seq)
-            WHERE user_sequences.user_id = x.user_id
-            """
-        var users: [UUID]
-        var seqs: [Int64]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.users, self.seqs) }
     }
 
     /// A retry check: the still-pending, unexpired deliveries of `events` get one more attempt.

@@ -95,16 +95,7 @@ extension Conversations {
             }
             let created = createdSlots.map(\.0)
             guard !created.isEmpty else { return slots }
-            try await connection.execute(
-                MessageStatements.Insert(
-                    ids: created.map(\.id.uuid), threads: created.map(\.threadId.uuid), seqs: created.map(\.seq),
-                    senders: created.map(\.senderId.uuid), clientIDs: created.map(\.clientMessageId), bodies: created.map(\.body),
-                    replyTos: created.map { $0.replyToId?.description ?? "" }, createdAt: now),
-                logger: self.logger)
             let touched = Array(Set(created.map(\.threadId.uuid)))
-            try await connection.execute(
-                MessageStatements.Advance(threads: touched, seqs: touched.map { lastSeq[$0] ?? 0 }, at: now),
-                logger: self.logger)
             let occurredAt = Date()
             let events = createdSlots.map { message, json in
                 let id = UUID.v7()
@@ -116,7 +107,13 @@ extension Conversations {
                     body: event.envelopeJSON(
                         type: MessagingMessage.messageCreated, id: id, occurredAt: occurredAt, actorId: message.senderId.uuid))
             }
-            try await Outbox.append(events, on: connection, logger: self.logger)
+            try await connection.execute(
+                MessageStatements.Write(
+                    ids: created.map(\.id.uuid), threads: created.map(\.threadId.uuid), seqs: created.map(\.seq),
+                    senders: created.map(\.senderId.uuid), clientIDs: created.map(\.clientMessageId), bodies: created.map(\.body),
+                    replyTos: created.map { $0.replyToId?.description ?? "" }, createdAt: now, touchedThreads: touched,
+                    lastSeqs: touched.map { lastSeq[$0] ?? 0 }, events: events),
+                logger: self.logger)
             return slots
         }
 

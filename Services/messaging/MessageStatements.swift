@@ -1,5 +1,6 @@
 import Foundation
 import MessengerPostgres
+import MessengerServiceKit
 import PostgresNIO
 
 /// The statements of a `create_message` batch (``Conversations/createMessages(_:)``),
@@ -34,14 +35,21 @@ enum MessageStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads, self.senders, self.clientIDs) }
     }
 
-    /// The new messages, as columns (`replyTos` holds "" for none).
-    struct Insert: PreparedCommand {
+    /// The new messages (as columns; `replyTos` holds "" for none), each thread's new last seq
+    /// and activity time, and the messages' events in the outbox: one statement.
+    struct Write: PreparedCommand {
         static let sql = """
-            INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
-            SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, $8
-            FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[])
-                 AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
-            """
+            WITH inserted AS (
+                INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
+                SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, $8
+                FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[])
+                     AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
+            ), advanced AS (
+                UPDATE threads SET last_seq = x.seq, last_activity_at = $8
+                FROM unnest($9::uuid[], $10::bigint[]) AS x(id, seq)
+                WHERE threads.id = x.id
+            )
+            """ + Outbox.appendSQL(parametersFrom: 11)
         var ids: [UUID]
         var threads: [UUID]
         var seqs: [Int64]
@@ -50,22 +58,14 @@ enum MessageStatements {
         var bodies: [String]
         var replyTos: [String]
         var createdAt: Date
+        var touchedThreads: [UUID]
+        var lastSeqs: [Int64]
+        var events: [Outbox.EncodedEvent]
         func makeBindings() -> PostgresBindings {
             PostgresBindings(
-                self.ids, self.threads, self.seqs, self.senders, self.clientIDs, self.bodies, self.replyTos, self.createdAt)
+                self.ids, self.threads, self.seqs, self.senders, self.clientIDs, self.bodies, self.replyTos, self.createdAt,
+                self.touchedThreads, self.lastSeqs, self.events.map(\.id), self.events.map(\.type.rawValue),
+                self.events.map { String(decoding: $0.body, as: UTF8.self) })
         }
-    }
-
-    /// Each thread's new last seq and activity time.
-    struct Advance: PreparedCommand {
-        static let sql = """
-            UPDATE threads SET last_seq = x.seq, last_activity_at = $3
-            FROM unnest($1::uuid[], $2::bigint[]) AS x(id, seq)
-            WHERE threads.id = x.id
-            """
-        var threads: [UUID]
-        var seqs: [Int64]
-        var at: Date
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads, self.seqs, self.at) }
     }
 }

@@ -56,6 +56,18 @@ extension Outbox {
         }
     }
 
+    /// The statement that appends events given as three arrays (ids, types, bodies) bound at
+    /// `$first`, `$first+1` and `$first+2`, in their order; for a service's own statement that
+    /// writes its rows and their events at once.
+    public static func appendSQL(parametersFrom first: Int) -> String {
+        """
+        INSERT INTO outbox (event_id, type, body)
+        SELECT id, type, body FROM unnest($\(first)::uuid[], $\(first + 1)::text[], $\(first + 2)::text[])
+            WITH ORDINALITY AS e(id, type, body, n)
+        ORDER BY n
+        """
+    }
+
     /// Appends several encoded events in one statement, in this order.
     public static func append(_ events: [EncodedEvent], on connection: PostgresConnection, logger: Logger) async throws {
         guard !events.isEmpty else { return }

@@ -7,11 +7,7 @@ import PostgresNIO
 enum OutboxStatements {
     /// Appends encoded events in the order given.
     struct Append: PreparedCommand {
-        static let sql = """
-            INSERT INTO outbox (event_id, type, body)
-            SELECT id, type, body FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS e(id, type, body, n)
-            ORDER BY n
-            """
+        static let sql = Outbox.appendSQL(parametersFrom: 1)
         var ids: [UUID]
         var types: [String]
         var bodies: [String]
