@@ -19,6 +19,8 @@ public final class RPCClient: Service, Sendable {
     private let defaultTimeout: Duration
     private let logger: Logger
     private let ready = Gate()
+    /// Set once `run()` has ended: no sweep fails overdue calls any more.
+    private let stopped = Atomic(false)
     private let pending = Mutex<[String: PendingCall]>([:])
 
     /// A call waiting for its confirm, then its reply; both fail with `unavailable` at the
@@ -76,6 +78,13 @@ public final class RPCClient: Service, Sendable {
         } onGracefulShutdown: {
             consumer.cancel()
         }
+        // No reply can come now: the calls still waiting fail, and later ones time out on their own.
+        self.stopped.store(true, ordering: .relaxed)
+        let waiting = self.pending.withLock { pending in
+            defer { pending.removeAll() }
+            return pending.values
+        }
+        for call in waiting { call.fail(ServiceError.unavailable("the RPC client has stopped")) }
     }
 
     /// Fails the calls whose deadline has passed. One timer for all calls, instead of a timer task
@@ -152,9 +161,9 @@ public final class RPCClient: Service, Sendable {
                 persistent: false),
             mandatory: true)
         do {
-            guard self.ready.isOpen else {
-                // Not serving replies yet (the broker was unreachable since start): wait with a
-                // timer of this call's own.
+            guard self.ready.isOpen, !self.stopped.load(ordering: .relaxed) else {
+                // Not serving replies yet (the broker was unreachable since start), or no longer
+                // sweeping overdue calls (stopped): wait with a timer of this call's own.
                 return try await withThrowingTaskGroup(of: Data.self) { group in
                     group.addTask {
                         try await self.ready.wait()

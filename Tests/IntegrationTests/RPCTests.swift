@@ -126,6 +126,47 @@ struct RPCTests {
         }
     }
 
+    @Test("a client that stops fails the calls still waiting at once; a call after that still times out")
+    func stoppedClient() async throws {
+        try await withAMQPConnection(name: "rpc-stop") { connection in
+            let down = ServiceName(rawValue: TestEnvironment.uniqueName("down"))
+            try await connection.declare(RPCServer.topology(for: down, queueArguments: testQueueArguments))
+            let client = RPCClient(
+                connection: connection, instanceName: "test", timeout: .seconds(30), logger: TestEnvironment.logger)
+            let group = ServiceGroup(services: [client], logger: TestEnvironment.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                // Answered once the reply queue exists.
+                await #expect(throws: ServiceError.self) {
+                    _ = try await client.call(
+                        "test.echo.v1", to: ServiceName(rawValue: "nobody-here"), payload: Echo(text: "x"), replyAs: Echo.self)
+                }
+                let started = ContinuousClock.now
+                let waiting = Task {
+                    try await client.call("test.echo.v1", to: down, payload: Echo(text: "x"), replyAs: Echo.self)
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                await #expect {
+                    _ = try await waiting.value
+                } throws: { error in
+                    (error as? ServiceError)?.code == .unavailable
+                }
+                #expect(ContinuousClock.now - started < .seconds(10))
+
+                let later = ContinuousClock.now
+                await #expect {
+                    _ = try await client.call(
+                        "test.echo.v1", to: down, payload: Echo(text: "x"), replyAs: Echo.self, timeout: .milliseconds(500))
+                } throws: { error in
+                    (error as? ServiceError)?.code == .unavailable
+                }
+                #expect(ContinuousClock.now - later < .seconds(5))
+            }
+        }
+    }
+
     @Test("a call to a service that never existed fails as unavailable at once")
     func serviceUnknown() async throws {
         try await self.withRPC { client, _, _ in
