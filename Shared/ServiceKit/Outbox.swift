@@ -57,8 +57,8 @@ extension Outbox {
     }
 
     /// The statement that appends events given as three arrays (ids, types, bodies) bound at
-    /// `$first`, `$first+1` and `$first+2`, in their order; for a service's own statement that
-    /// writes its rows and their events at once.
+    /// `$first`, `$first+1` and `$first+2`, in their order; the tail of a service's own statement
+    /// that writes its rows and their events at once (messaging's `MessageStatements.Write`).
     public static func appendSQL(parametersFrom first: Int) -> String {
         """
         INSERT INTO outbox (event_id, type, body)
@@ -66,16 +66,6 @@ extension Outbox {
             WITH ORDINALITY AS e(id, type, body, n)
         ORDER BY n
         """
-    }
-
-    /// Appends several encoded events in one statement, in this order.
-    public static func append(_ events: [EncodedEvent], on connection: PostgresConnection, logger: Logger) async throws {
-        guard !events.isEmpty else { return }
-        try await connection.execute(
-            OutboxStatements.Append(
-                ids: events.map(\.id), types: events.map(\.type.rawValue),
-                bodies: events.map { String(decoding: $0.body, as: UTF8.self) }),
-            logger: logger)
     }
 }
 

@@ -2,18 +2,9 @@ import Foundation
 import MessengerPostgres
 import PostgresNIO
 
-/// The outbox's and the inbox's statements, prepared once per connection: every message writes
-/// and relays an outbox row, and every consumed event claims an inbox row.
+/// The relay's and the inbox's statements, prepared once per connection: every message's outbox
+/// row is relayed, and every consumed event claims an inbox row.
 enum OutboxStatements {
-    /// Appends encoded events in the order given.
-    struct Append: PreparedCommand {
-        static let sql = Outbox.appendSQL(parametersFrom: 1)
-        var ids: [UUID]
-        var types: [String]
-        var bodies: [String]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.ids, self.types, self.bodies) }
-    }
-
     /// The relay's turn and, when this transaction holds it, the oldest unpublished rows; no
     /// rows when another replica has the turn.
     struct TakeTurn: PreparedRows {
