@@ -76,7 +76,7 @@ struct EventLog: Sendable {
         // id order; a deadlock that could make (only at a hand-over between replicas) is retried.
         let missing = users.filter { last[$0] == nil }
         if !missing.isEmpty {
-            try await connection.execute(EventLogStatements.EnsureSequences(users: missing), logger: self.logger)
+            _ = try await connection.execute(EventLogStatements.EnsureSequences(users: missing), logger: self.logger)
             for try await row in try await connection.execute(
                 EventLogStatements.LockSequences(users: missing), logger: self.logger)
             {
@@ -153,7 +153,7 @@ struct EventLog: Sendable {
             }
         }
         let touched = Array(last.keys)
-        try await connection.execute(
+        _ = try await connection.execute(
             EventLogStatements.Record(
                 ids: ids, names: names, times: times, texts: texts, threads: threads, messages: messages,
                 messageSeqs: messageSeqs, senders: senders, deliveries: deliveries,
@@ -248,7 +248,7 @@ struct EventLog: Sendable {
                         name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender], data: data))
             }
             if !receipts.isEmpty { try await sendReceipts(receipts) }
-            try await connection.execute(EventLogStatements.RaiseAcked(user: user, seq: clamped), logger: self.logger)
+            _ = try await connection.execute(EventLogStatements.RaiseAcked(user: user, seq: clamped), logger: self.logger)
             return clamped
         }
     }

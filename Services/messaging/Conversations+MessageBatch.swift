@@ -107,7 +107,7 @@ extension Conversations {
                     body: event.envelopeJSON(
                         type: MessagingMessage.messageCreated, id: id, occurredAt: occurredAt, actorId: message.senderId.uuid))
             }
-            try await connection.execute(
+            _ = try await connection.execute(
                 MessageStatements.Write(
                     ids: created.map(\.id.uuid), threads: created.map(\.threadId.uuid), seqs: created.map(\.seq),
                     senders: created.map(\.senderId.uuid), clientIDs: created.map(\.clientMessageId), bodies: created.map(\.body),

@@ -93,7 +93,7 @@ public struct OutboxRelay: Service {
             }
             guard !messages.isEmpty else { return 0 }
             try await self.amqp.publish(messages)
-            try await connection.execute(OutboxStatements.MarkPublished(positions: positions), logger: self.logger)
+            _ = try await connection.execute(OutboxStatements.MarkPublished(positions: positions), logger: self.logger)
             Counter(label: "outbox_published_total").increment(by: messages.count)
             return messages.count
         }
