@@ -61,7 +61,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
                 AMQPMessage(
                     exchange: ExchangeName.events, routingKey: AuthMessage.keysChanged.rawValue,
                     body: try MessengerJSON.encode(Envelope(type: AuthMessage.keysChanged, data: keySet)),
-                    properties: AMQPProperties(messageID: UUID.v7().uuidString, type: AuthMessage.keysChanged.rawValue)))
+                    properties: AMQPProperties(messageID: UUID.v7().lowercasedText, type: AuthMessage.keysChanged.rawValue)))
             logger.info("signing key ready", metadata: ["kid": "\(key.kid)", "verification_keys": "\(keySet.keys.count)"])
         })
 }

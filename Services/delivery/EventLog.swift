@@ -135,13 +135,13 @@ struct EventLog: Sendable {
             texts.append(String(decoding: try MessengerJSON.encode(event.data), as: UTF8.self))
             threads.append(event.threadID)
             messages.append(
-                ((message?["id"] ?? event.data["messageId"])?.stringValue).flatMap(UUID.init(uuidString:)).map {
+                ((message?["id"] ?? event.data["messageId"])?.stringValue).flatMap { UUID(text: $0) }.map {
                     EntityID($0).description
                 } ?? "")
             messageSeqs.append(message?["seq"]?.int64Value ?? -1)
             senders.append(
-                (message?["senderId"]?.stringValue).flatMap(UUID.init(uuidString:)).map { EntityID($0).description } ?? "")
-            for user in Array(Set(event.recipients)).sorted(by: { $0.uuidString < $1.uuidString }) {
+                (message?["senderId"]?.stringValue).flatMap { UUID(text: $0) }.map { EntityID($0).description } ?? "")
+            for user in Array(Set(event.recipients)).sorted(by: { $0.lowercasedText < $1.lowercasedText }) {
                 guard let previous = last[user] else { continue }
                 last[user] = previous + 1
                 deliveries.append(
@@ -161,8 +161,8 @@ struct EventLog: Sendable {
                 lastSeqs: touched.map { last[$0]! }),
             logger: self.logger)
         for event in new where event.name == "MESSAGE_SEEN" {
-            if let seer = event.data["userId"]?.stringValue.flatMap(UUID.init(uuidString:)),
-                let message = event.data["messageId"]?.stringValue.flatMap(UUID.init(uuidString:))
+            if let seer = event.data["userId"]?.stringValue.flatMap({ UUID(text: $0) }),
+                let message = event.data["messageId"]?.stringValue.flatMap({ UUID(text: $0) })
             {
                 try await self.markSeen(user: seer, upTo: message, on: connection)
             }

@@ -31,7 +31,7 @@ extension Conversations {
         let thread = ChatThread(
             id: .make(), type: request.type, title: title, createdBy: EntityID(caller),
             // The order `members(of:)` reads them back in: the owner, then by id.
-            memberIds: ([caller] + others.sorted { $0.uuidString < $1.uuidString }).map(EntityID.init), createdAt: Date())
+            memberIds: ([caller] + others.sorted { $0.lowercasedText < $1.lowercasedText }).map(EntityID.init), createdAt: Date())
         let dmKey = request.type == .dm ? Self.dmKey(caller, others[0]) : nil
         let created = try await self.write { connection -> ChatThread? in
             let inserted = try await connection.query(
@@ -74,8 +74,8 @@ extension Conversations {
 
     /// The one key of the DM between two users, whichever of them asks.
     static func dmKey(_ a: UUID, _ b: UUID) -> String {
-        let (low, high) = a.uuidString < b.uuidString ? (a, b) : (b, a)
-        return "\(low.uuidString.lowercased()):\(high.uuidString.lowercased())"
+        let (low, high) = a.lowercasedText < b.lowercasedText ? (a, b) : (b, a)
+        return "\(low.lowercasedText):\(high.lowercasedText)"
     }
 
     private func thread(dmKey: String) async throws -> ChatThread? {

@@ -12,12 +12,12 @@ enum Cursor {
     }
 
     static func encode(_ position: ThreadPosition) -> String {
-        Self.wrap("t1:\(position.activity):\(position.id.uuidString.lowercased())")
+        Self.wrap("t1:\(position.activity):\(position.id.lowercasedText)")
     }
 
     static func threadPosition(_ cursor: String) throws -> ThreadPosition {
         let parts = try Self.unwrap(cursor).split(separator: ":")
-        guard parts.count == 3, parts[0] == "t1", let activity = Int64(parts[1]), let id = UUID(uuidString: String(parts[2]))
+        guard parts.count == 3, parts[0] == "t1", let activity = Int64(parts[1]), let id = UUID(text: String(parts[2]))
         else { throw Self.invalid }
         return ThreadPosition(activity: activity, id: id)
     }

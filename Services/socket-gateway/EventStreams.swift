@@ -109,7 +109,7 @@ final class EventStreams: Sendable {
         do {
             let reply = try await self.rpc.callRaw(
                 DeliveryMessage.sync, to: .delivery, payload: SyncRequest(afterSeq: afterSeq, limit: limit),
-                actor: UUID(uuidString: user))
+                actor: UUID(text: user))
             let json = try JSONValue.parse(String(decoding: reply, as: UTF8.self))
             guard json["ok"] == .bool(true), case .array(let events)? = json["data"]?["events"] else {
                 self.logger.warning("replay refused", metadata: ["reply": "\(json.jsonText.prefix(200))"])

@@ -49,7 +49,7 @@ struct SocketCommands {
         }
         do {
             let reply = try await self.rpc.forward(
-                type, to: service, payloadJSON: payload.jsonText, actor: UUID(uuidString: socket.userID))
+                type, to: service, payloadJSON: payload.jsonText, actor: UUID(text: socket.userID))
             return try JSONValue.parse(String(decoding: reply, as: UTF8.self))
         } catch let error as ServiceError {
             return SocketGateway.failure(error)
@@ -68,7 +68,7 @@ struct SocketCommands {
         do {
             let members = try await self.rpc.call(
                 MessagingMessage.threadMembers, to: .messaging, payload: ThreadReference(threadId: threadID),
-                replyAs: ThreadMembers.self, actor: UUID(uuidString: socket.userID))
+                replyAs: ThreadMembers.self, actor: UUID(text: socket.userID))
             let others = members.memberIds.map(\.description).filter { $0 != socket.userID }
             if !others.isEmpty {
                 let data: JSONValue = .object([
@@ -99,7 +99,7 @@ struct SocketCommands {
         guard (1...20).contains(files.count) else {
             return SocketGateway.failure(.invalidArgument("files must list 1 to 20 files"))
         }
-        let actor = UUID(uuidString: socket.userID)
+        let actor = UUID(text: socket.userID)
         do {
             var ids: [EntityID] = []
             for file in files {

@@ -97,7 +97,7 @@ public final class AMQPConnection: Service, Sendable {
     private static func identified(_ message: AMQPMessage) -> AMQPMessage {
         guard message.mandatory, message.properties.messageID == nil else { return message }
         var message = message
-        message.properties.messageID = UUID.random().uuidString
+        message.properties.messageID = UUID.random().lowercasedText
         return message
     }
 

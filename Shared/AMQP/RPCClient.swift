@@ -42,7 +42,7 @@ public final class RPCClient: Service, Sendable {
 
     public init(connection: AMQPConnection, instanceName: String, timeout: Duration = .seconds(5), logger: Logger) {
         self.connection = connection
-        self.replyQueue = "rpc.reply.\(instanceName).\(UUID().uuidString.lowercased())"
+        self.replyQueue = "rpc.reply.\(instanceName).\(UUID().lowercasedText)"
         self.defaultTimeout = timeout
         self.logger = logger
     }
@@ -148,13 +148,13 @@ public final class RPCClient: Service, Sendable {
         _ type: MessageType, to service: ServiceName, body: Data, header: EnvelopeHeader, timeout: Duration?
     ) async throws -> Data {
         let timeout = timeout ?? self.defaultTimeout
-        let id = UUID.random().uuidString
+        let id = UUID.random().lowercasedText
         let message = AMQPMessage(
             exchange: ExchangeName.rpc,
             routingKey: service.rawValue,
             body: body,
             properties: AMQPProperties(
-                messageID: header.id.uuidString, correlationID: id, replyTo: self.replyQueue, type: type.rawValue,
+                messageID: header.id.lowercasedText, correlationID: id, replyTo: self.replyQueue, type: type.rawValue,
                 timestamp: UInt64(header.occurredAt.timeIntervalSince1970),
                 expiration: String(Backoff.milliseconds(timeout)),
                 headers: header.correlationId.map { ["x-correlation-id": .string($0)] } ?? [:],

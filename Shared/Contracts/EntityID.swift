@@ -8,14 +8,14 @@ public struct EntityID: Hashable, Sendable, Codable, CustomStringConvertible {
     public init(_ uuid: UUID) { self.uuid = uuid }
 
     public init?(_ text: String) {
-        guard let uuid = UUID(uuidString: text) else { return nil }
+        guard let uuid = UUID(text: text) else { return nil }
         self.uuid = uuid
     }
 
     /// A new time-ordered id.
     public static func make() -> EntityID { EntityID(.v7()) }
 
-    public var description: String { self.uuid.uuidString.lowercased() }
+    public var description: String { self.uuid.lowercasedText }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()

@@ -58,6 +58,16 @@ public struct EnvelopeHeader: Codable, Sendable {
 }
 
 extension EnvelopeHeader {
+    /// Ids in any case (read as ``EntityID``s, without Foundation's `sscanf`-based parser).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.type = try container.decode(MessageType.self, forKey: .type)
+        self.id = try container.decode(EntityID.self, forKey: .id).uuid
+        self.correlationId = try container.decodeIfPresent(String.self, forKey: .correlationId)
+        self.occurredAt = try container.decode(Date.self, forKey: .occurredAt)
+        self.actorId = try container.decodeIfPresent(EntityID.self, forKey: .actorId)?.uuid
+    }
+
     /// Ids in lowercase, as ``Envelope`` writes them.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -85,4 +95,13 @@ extension Envelope: Encodable where Payload: Encodable {
         try container.encode(self.data, forKey: .data)
     }
 }
-extension Envelope: Decodable where Payload: Decodable {}
+extension Envelope: Decodable where Payload: Decodable {
+    /// The header's fields, then `data`.
+    public init(from decoder: any Decoder) throws {
+        let header = try EnvelopeHeader(from: decoder)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            type: header.type, id: header.id, correlationId: header.correlationId, occurredAt: header.occurredAt,
+            actorId: header.actorId, data: try container.decode(Payload.self, forKey: .data))
+    }
+}

@@ -89,7 +89,7 @@ public struct OutboxRelay: Service {
                     AMQPMessage(
                         exchange: self.exchange, routingKey: type, body: Data(body.utf8),
                         properties: AMQPProperties(
-                            contentType: "application/json", messageID: eventID.uuidString.lowercased(), type: type)))
+                            contentType: "application/json", messageID: eventID.lowercasedText, type: type)))
             }
             guard !messages.isEmpty else { return 0 }
             try await self.amqp.publish(messages)

@@ -13,12 +13,12 @@ public struct AccessClaims: JWTPayload, Equatable {
     public var aud: AudienceClaim
 
     public init(userID: UUID, issuedAt: Date, lifetime: Duration, issuer: String, audience: String) {
-        self.sub = SubjectClaim(value: userID.uuidString.lowercased())
+        self.sub = SubjectClaim(value: userID.lowercasedText)
         // Whole seconds, as JWT NumericDate values usually are.
         let issued = Date(timeIntervalSince1970: issuedAt.timeIntervalSince1970.rounded(.down))
         self.iat = IssuedAtClaim(value: issued)
         self.exp = ExpirationClaim(value: issued.addingTimeInterval(Double(lifetime.components.seconds)))
-        self.jti = IDClaim(value: UUID.v7().uuidString.lowercased())
+        self.jti = IDClaim(value: UUID.v7().lowercasedText)
         self.iss = IssuerClaim(value: issuer)
         self.aud = AudienceClaim(value: [audience])
     }

@@ -60,7 +60,7 @@ public final class AccessTokenVerifier: Sendable {
             throw .invalid
         }
         guard claims.iss.value == self.expected.issuer, claims.aud.value.contains(self.expected.audience),
-            let userID = UUID(uuidString: claims.sub.value)
+            let userID = UUID(text: claims.sub.value)
         else { throw .invalid }
         return userID
     }

@@ -91,6 +91,26 @@ struct ContractTests {
         #expect(earlier.uuidString < later.uuidString)
     }
 
+    @Test("UUIDs are written and read as Foundation does, in lowercase")
+    func uuidText() throws {
+        for uuid in (0..<2_000).map({ _ in UUID() }) + [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))] {
+            let text = uuid.lowercasedText
+            #expect(text == uuid.uuidString.lowercased())
+            #expect(UUID(text: text) == uuid)
+            #expect(UUID(text: uuid.uuidString) == uuid)
+            #expect(UUID(text: Substring("x" + text).dropFirst()) == uuid)
+        }
+        let valid = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+        for bad in [
+            "", "0190a1b2c3d47e5f8a9b0c1d2e3f4a5b", valid + "0", String(valid.dropLast()), "0190a1b2-c3d4-7e5f-8a9b_0c1d2e3f4a5b",
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g", "-0190a1b2c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5é",
+        ] {
+            #expect(UUID(text: bad) == nil, "\(bad)")
+            #expect(UUID(uuidString: bad) == nil, "Foundation agrees on \(bad)")
+        }
+    }
+
     @Test("timestamps without fractional seconds are accepted")
     func timestampWithoutFraction() {
         #expect(Timestamp.parse("2026-11-24T21:41:58Z") != nil)
