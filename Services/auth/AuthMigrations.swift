@@ -3,7 +3,9 @@ import MessengerServiceKit
 
 /// The `auth` schema's migrations, oldest first. Never edit a shipped one; append.
 enum AuthMigrations {
-    static let all: [Migration] = [.inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6)]
+    static let all: [Migration] = [
+        .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
+    ]
 
     static let users = Migration(
         version: 2, name: "users",

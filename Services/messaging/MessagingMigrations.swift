@@ -3,7 +3,9 @@ import MessengerServiceKit
 
 /// The `messaging` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MessagingMigrations {
-    static let all: [Migration] = [.inbox, .outbox(version: 2), users, threads, messages, attachments]
+    static let all: [Migration] = [
+        .inbox, .outbox(version: 2), users, threads, messages, attachments, .outboxDeletesPublished(version: 7),
+    ]
 
     /// The read model of auth's users (ids and display data), kept from `auth.user_*` events.
     static let users = Migration(

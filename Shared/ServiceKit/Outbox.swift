@@ -6,8 +6,8 @@ import PostgresNIO
 
 extension Migration {
     /// The transactional outbox: events written in the same transaction as the state change they
-    /// describe, published afterwards by ``OutboxRelay``. Rows are published in `position` order
-    /// and kept (marked) for a day, for inspection.
+    /// describe, published afterwards by ``OutboxRelay`` in `position` order. (Its first form
+    /// marked published rows and kept them a day; ``outboxDeletesPublished(version:)`` follows.)
     public static func outbox(version: Int) -> Migration {
         Migration(
             version: version, name: "outbox",
@@ -24,6 +24,21 @@ extension Migration {
                 """,
                 "CREATE INDEX outbox_unpublished ON outbox (position) WHERE published_at IS NULL",
                 "CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL",
+            ])
+    }
+
+    /// The relay deletes the rows it published instead of marking them: the table holds only the
+    /// rows still to publish (and the dead ones until the next vacuum), so the relay's scan from
+    /// the oldest position stays short. Marked rows had left the partial index of unpublished rows
+    /// full of dead entries that every relay turn walked through, more of them every hour.
+    public static func outboxDeletesPublished(version: Int) -> Migration {
+        Migration(
+            version: version, name: "outbox_deletes_published",
+            statements: [
+                "DELETE FROM outbox WHERE published_at IS NOT NULL",
+                "DROP INDEX outbox_unpublished",
+                "DROP INDEX outbox_published_at",
+                "ALTER TABLE outbox DROP COLUMN published_at",
             ])
     }
 }

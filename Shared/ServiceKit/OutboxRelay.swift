@@ -9,13 +9,17 @@ import ServiceLifecycle
 import ThreadedIO
 
 /// Publishes the outbox's rows to an exchange in `position` order, in batches that share the
-/// connection's confirm window, and marks them published once the broker confirmed every one.
+/// connection's confirm window, and deletes them once the broker confirmed every one.
 ///
-/// A crash between commit and publish loses nothing: the rows stay unpublished and the next run
-/// (of this or any replica) publishes them. A crash between the broker's confirm and the mark
-/// publishes them again, which consumers absorb by deduplicating on the message id (the event
-/// id). Replicas take turns through a transaction-scoped advisory lock, so one relay publishes at
-/// a time and order is kept.
+/// A crash between commit and publish loses nothing: the rows stay and the next run (of this or
+/// any replica) publishes them. A crash between the broker's confirm and the delete publishes
+/// them again, which consumers absorb by deduplicating on the message id (the event id). Replicas
+/// take turns through a transaction-scoped advisory lock, so one relay publishes at a time and
+/// order is kept.
+///
+/// Every turn reads from the oldest position, so it walks past the index entries of the rows
+/// deleted since the last vacuum. The relay vacuums the table itself every `vacuumEvery` rows
+/// it published, which keeps that walk short whatever the autovacuum settings.
 public struct OutboxRelay: Service {
     private let client: PostgresClient
     private let amqp: AMQPConnection
@@ -24,13 +28,12 @@ public struct OutboxRelay: Service {
     private let lockKey: Int64
     private let batchSize: Int
     private let pollInterval: Duration
-    private let retention: Duration
+    private let vacuumEvery: Int
     private let logger: Logger
 
     public init(
         client: PostgresClient, amqp: AMQPConnection, exchange: String, signal: OutboxSignal, schema: String,
-        batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), retention: Duration = .seconds(86_400),
-        logger: Logger
+        batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), vacuumEvery: Int = 5_000, logger: Logger
     ) {
         self.client = client
         self.amqp = amqp
@@ -39,7 +42,7 @@ public struct OutboxRelay: Service {
         self.lockKey = DatabaseMigrator.lockKey(for: "outbox.\(schema)")
         self.batchSize = batchSize
         self.pollInterval = pollInterval
-        self.retention = retention
+        self.vacuumEvery = vacuumEvery
         self.logger = logger
     }
 
@@ -53,15 +56,19 @@ public struct OutboxRelay: Service {
                 while (try? await Task.sleep(for: interval)) != nil { signal.wake() }
             }
             await cancelWhenGracefulShutdown {
-                var lastPrune = ContinuousClock.now - .seconds(3600)
+                var sinceVacuum = 0
                 var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
                 for await _ in signal.wakeups {
                     do {
-                        while try await self.publishBatch() == self.batchSize {}
+                        var published = self.batchSize
+                        while published == self.batchSize {
+                            published = try await self.publishBatch()
+                            sinceVacuum += published
+                        }
                         backoff.reset()
-                        if ContinuousClock.now - lastPrune > .seconds(600) {
-                            lastPrune = ContinuousClock.now
-                            try await self.prune()
+                        if sinceVacuum >= self.vacuumEvery {
+                            sinceVacuum = 0
+                            try await self.vacuum()
                         }
                     } catch {
                         guard !Task.isCancelled else { return }
@@ -93,15 +100,15 @@ public struct OutboxRelay: Service {
             }
             guard !messages.isEmpty else { return 0 }
             try await self.amqp.publish(messages)
-            _ = try await connection.execute(OutboxStatements.MarkPublished(positions: positions), logger: self.logger)
+            _ = try await connection.execute(OutboxStatements.DeletePublished(positions: positions), logger: self.logger)
             Counter(label: "outbox_published_total").increment(by: messages.count)
             return messages.count
         }
     }
 
-    private func prune() async throws {
-        let seconds = Double(self.retention.components.seconds)
-        try await self.client.query(
-            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => \(seconds))", logger: self.logger)
+    /// Removes the dead rows and their index entries (`SKIP_LOCKED`: not while another vacuum,
+    /// such as autovacuum's, is at it).
+    private func vacuum() async throws {
+        try await self.client.query("VACUUM (SKIP_LOCKED) outbox", logger: self.logger)
     }
 }

@@ -5,21 +5,22 @@ import PostgresNIO
 /// The relay's and the inbox's statements, prepared once per connection: every message's outbox
 /// row is relayed, and every consumed event claims an inbox row.
 enum OutboxStatements {
-    /// The relay's turn and, when this transaction holds it, the oldest unpublished rows; no
-    /// rows when another replica has the turn.
+    /// The relay's turn and, when this transaction holds it, the oldest rows (every row is still
+    /// to publish); no rows when another replica has the turn.
     struct TakeTurn: PreparedRows {
         static let sql = """
             WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS mine)
             SELECT position, event_id, type, body FROM outbox, turn
-            WHERE turn.mine AND published_at IS NULL ORDER BY position LIMIT $2
+            WHERE turn.mine ORDER BY position LIMIT $2
             """
         var key: Int64
         var limit: Int64
         func makeBindings() -> PostgresBindings { PostgresBindings(self.key, self.limit) }
     }
 
-    struct MarkPublished: PreparedCommand {
-        static let sql = "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])"
+    /// Removes the rows the broker confirmed.
+    struct DeletePublished: PreparedCommand {
+        static let sql = "DELETE FROM outbox WHERE position = ANY($1::bigint[])"
         var positions: [Int64]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.positions) }
     }

@@ -143,7 +143,7 @@ struct MessagingBench {
     }
 
     static func unpublished(_ postgres: PostgresClient, logger: Logger) async throws -> Int {
-        let rows = try await postgres.query("SELECT count(*) FROM outbox WHERE published_at IS NULL", logger: logger)
+        let rows = try await postgres.query("SELECT count(*) FROM outbox", logger: logger)
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }
