@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The one thread that owns a blocking C handle for its whole life, and the mailbox async
 /// callers reach it through.
@@ -21,12 +22,24 @@ public final class HandleThread<Command: Sendable>: Sendable {
         let mailbox = self.mailbox
         let ended = self.ended
         let thread = Thread {
+            Self.nameKernelThread(name)
             body(mailbox)
             ended.open()
         }
         thread.name = name
         thread.stackSize = 1 << 20
         thread.start()
+    }
+
+    /// Names the calling thread for `top -H`, perf and /proc (Linux keeps 15 bytes). Foundation's
+    /// `Thread.name` does not reach the kernel here, so the thread would carry its creator's name.
+    /// `pthread_setname_np` is not visible to Swift without `_GNU_SOURCE`; the file is.
+    private static func nameKernelThread(_ name: String) {
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { _ = close(fd) }
+        let bytes = Array(name.utf8.prefix(15))
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Asks the owner to shut down and waits until its thread has ended. Safe to call more than
