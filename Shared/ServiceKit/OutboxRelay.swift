@@ -68,7 +68,7 @@ public struct OutboxRelay: Service {
                         backoff.reset()
                         if sinceVacuum >= self.vacuumEvery {
                             sinceVacuum = 0
-                            try await self.vacuum()
+                            await self.vacuum()
                         }
                     } catch {
                         guard !Task.isCancelled else { return }
@@ -107,8 +107,13 @@ public struct OutboxRelay: Service {
     }
 
     /// Removes the dead rows and their index entries (`SKIP_LOCKED`: not while another vacuum,
-    /// such as autovacuum's, is at it).
-    private func vacuum() async throws {
-        try await self.client.query("VACUUM (SKIP_LOCKED) outbox", logger: self.logger)
+    /// such as autovacuum's, is at it). A failure only delays it to the next `vacuumEvery` rows:
+    /// publishing goes on.
+    private func vacuum() async {
+        do {
+            try await self.client.query("VACUUM (SKIP_LOCKED) outbox", logger: self.logger)
+        } catch {
+            self.logger.warning("outbox vacuum failed", metadata: [LogKey.error: "\(error)"])
+        }
     }
 }
