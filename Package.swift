@@ -65,7 +65,7 @@ let package = Package(
         ),
         .target(
             name: "MessengerContracts",
-            dependencies: [],
+            dependencies: ["SocketIOProtocol"],
             path: "Shared/Contracts"
         ),
         .target(
@@ -208,7 +208,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "DeliveryService",
-            dependencies: ["MessengerServiceKit", "ThreadedIO", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "MessengerServiceKit", "SocketIOProtocol", "ThreadedIO", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Services/delivery"
         ),
 

@@ -1,6 +1,7 @@
 import Foundation
 import MessengerAMQP
 import MessengerContracts
+import SocketIOProtocol
 import ThreadedIO
 
 /// The queues and exchanges delivery owns.
@@ -98,19 +99,24 @@ struct PushPublisher: Sendable {
     let amqp: AMQPConnection
     let delays: [Duration]
 
-    /// The gateway push for `delivery`: to the user's room, under the client event name.
+    /// The gateway push for `delivery`: to the user's room, under the client event name. Written
+    /// by hand (``JSONValue``): Foundation's encoder took about 5 % of delivery's CPU for it.
     func push(_ delivery: Delivery, redelivery: Bool) throws -> AMQPMessage {
-        struct Push: Encodable {
-            var rooms: [String]
-            var event: String
-            var args: [UserEvent]
-            var redelivery: Bool
-        }
-        let body = Push(
-            rooms: ["user:\(EntityID(delivery.userID))"], event: delivery.event.clientEventName, args: [delivery.event],
-            redelivery: redelivery)
+        let event = delivery.event
+        let body = JSONValue.object([
+            "rooms": .array([.string("user:\(EntityID(delivery.userID))")]),
+            "event": .string(event.clientEventName),
+            "args": .array([
+                .object([
+                    "eventId": .string(event.eventId.description), "seq": .number(Double(event.seq)),
+                    "type": .string(event.type), "occurredAt": .string(Timestamp.format(event.occurredAt)),
+                    "data": JSONValue(event.data),
+                ])
+            ]),
+            "redelivery": .bool(redelivery),
+        ])
         return AMQPMessage(
-            exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: try MessengerJSON.encode(body),
+            exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: Data(body.jsonText.utf8),
             properties: AMQPProperties(
                 messageID: "\(delivery.event.eventId):\(EntityID(delivery.userID))", type: "gateway.push.v1"))
     }

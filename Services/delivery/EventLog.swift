@@ -15,18 +15,26 @@ struct IncomingEvent: Sendable {
     var recipients: [UUID]
     var data: JSONAny
 
-    /// From the envelope of a `messaging.*` domain event; nil when it is not one.
+    /// From the envelope of a `messaging.*` domain event; nil when it is not one. Read with the
+    /// hand-written parser (``JSONAny/parse(_:)``), field by field, with the checks decoding
+    /// `Envelope<DomainEvent<JSONAny>>` made.
     init?(decoding body: Data) {
-        guard let envelope = try? MessengerJSON.decode(Envelope<DomainEvent<JSONAny>>.self, from: body),
-            ClientEvent.names[envelope.data.name] != nil
+        guard let envelope = try? JSONAny.parse(body), envelope["type"]?.stringValue != nil,
+            let id = envelope["id"]?.stringValue.flatMap({ UUID(text: $0) }),
+            let occurredAt = envelope["occurredAt"]?.stringValue.flatMap(Timestamp.parse),
+            let event = envelope["data"], let name = event["name"]?.stringValue, ClientEvent.names[name] != nil,
+            let threadID = event["threadId"]?.stringValue.flatMap({ UUID(text: $0) }),
+            case .array(let recipientValues)? = event["recipients"], let data = event["data"]
         else { return nil }
-        self.id = envelope.id
-        self.occurredAt = envelope.occurredAt
-        self.actor = envelope.actorId
-        self.name = envelope.data.name
-        self.threadID = envelope.data.threadId.uuid
-        self.recipients = envelope.data.recipients.map(\.uuid)
-        self.data = envelope.data.data
+        let recipients = recipientValues.compactMap { $0.stringValue.flatMap { UUID(text: $0) } }
+        guard recipients.count == recipientValues.count else { return nil }
+        var actor: UUID?
+        if let value = envelope["actorId"], value != .null {
+            guard let parsed = value.stringValue.flatMap({ UUID(text: $0) }) else { return nil }
+            actor = parsed
+        }
+        self.init(
+            id: id, occurredAt: occurredAt, actor: actor, name: name, threadID: threadID, recipients: recipients, data: data)
     }
 
     init(id: UUID, occurredAt: Date, actor: UUID?, name: String, threadID: UUID, recipients: [UUID], data: JSONAny) {
@@ -132,7 +140,7 @@ struct EventLog: Sendable {
             ids.append(event.id)
             names.append(event.name)
             times.append(event.occurredAt)
-            texts.append(String(decoding: try MessengerJSON.encode(event.data), as: UTF8.self))
+            texts.append(event.data.jsonText)
             threads.append(event.threadID)
             messages.append(
                 ((message?["id"] ?? event.data["messageId"])?.stringValue).flatMap { UUID(text: $0) }.map {

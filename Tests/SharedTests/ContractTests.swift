@@ -111,6 +111,24 @@ struct ContractTests {
         }
     }
 
+    @Test("JSONAny reads and writes JSON text as Foundation's coders do")
+    func jsonAnyText() throws {
+        let text = #"""
+            {"message":{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","seq":42,"body":"h\u00e9 \"q\" \\ \n 🎉","ratio":0.25,
+            "big":9007199254740991,"neg":-3,"deleted":null,"ok":true,"no":false,"tags":["a",[],{}]}}
+            """#
+        let fast = try JSONAny.parse(Data(text.utf8))
+        let foundation = try MessengerJSON.decode(JSONAny.self, from: Data(text.utf8))
+        #expect(fast == foundation)
+        #expect(fast["message"]?["seq"]?.int64Value == 42)
+        #expect(try JSONAny.parse(Data(fast.jsonText.utf8)) == fast)
+        #expect(try MessengerJSON.decode(JSONAny.self, from: Data(fast.jsonText.utf8)) == fast)
+        #expect(JSONAny.number(42).jsonText == "42")
+        for bad in ["", "{", "[1,]", "{\"a\":}", "nul", "\"unterminated"] {
+            #expect(throws: (any Error).self) { try JSONAny.parse(Data(bad.utf8)) }
+        }
+    }
+
     @Test("timestamps without fractional seconds are accepted")
     func timestampWithoutFraction() {
         #expect(Timestamp.parse("2026-11-24T21:41:58Z") != nil)
