@@ -101,7 +101,7 @@ struct PushPublisher: Sendable {
 
     /// The gateway push for `delivery`: to the user's room, under the client event name. Written
     /// by hand (``JSONValue``): Foundation's encoder took about 5 % of delivery's CPU for it.
-    func push(_ delivery: Delivery, redelivery: Bool) throws -> AMQPMessage {
+    func push(_ delivery: Delivery, redelivery: Bool) -> AMQPMessage {
         let event = delivery.event
         let body = JSONValue.object([
             "rooms": .array([.string("user:\(EntityID(delivery.userID))")]),
@@ -153,6 +153,6 @@ struct PushPublisher: Sendable {
     /// broker confirmed them all.
     func send(_ deliveries: [Delivery]) async throws {
         guard !deliveries.isEmpty else { return }
-        try await self.amqp.publish(try deliveries.map { try self.push($0, redelivery: false) })
+        try await self.amqp.publish(deliveries.map { self.push($0, redelivery: false) })
     }
 }

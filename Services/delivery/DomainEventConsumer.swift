@@ -7,8 +7,9 @@ import ServiceLifecycle
 /// Consumes the domain events on `delivery.events` in batches: records each batch in one
 /// transaction (``EventLog/record(_:)``), pushes the new deliveries to the gateways, and hands
 /// the events to ``FirstRetryChecks``, which acks them once their retry check is scheduled; a
-/// crash anywhere before the ack redelivers the events, and the log's inbox turns the redelivery into a push of what is still
-/// pending. A message that is not a known domain event is dead-lettered with a log line.
+/// crash anywhere before the ack redelivers the events, and the log's inbox turns the
+/// redelivery into a push of what is still pending. A message that is not a known domain event
+/// is dead-lettered with a log line.
 struct DomainEventConsumer: Service {
     let amqp: AMQPConnection
     let log: EventLog
@@ -90,14 +91,14 @@ struct RetryConsumer: Service {
         do {
             let pending = try await self.log.retry(events: check.eventIds.map(\.uuid))
             if !pending.isEmpty {
-                var messages = try pending.map { try self.publisher.push($0, redelivery: true) }
+                var messages = pending.map { self.publisher.push($0, redelivery: true) }
                 var seen = Set<EntityID>()
                 let stillPending = pending.map(\.event.eventId).filter { seen.insert($0).inserted }
                 if let next = try self.publisher.retryCheck(events: stillPending, attempt: check.attempt + 1) {
                     messages.append(next)
                 } else {
-                    messages += try pending.map { pending in
-                        var dead = try self.publisher.push(pending, redelivery: true)
+                    messages += pending.map { pending in
+                        var dead = self.publisher.push(pending, redelivery: true)
                         dead.exchange = ""
                         dead.routingKey = DeliveryTopology.dead
                         dead.properties.headers["x-attempts"] = .int(Int64(check.attempt + 1))
