@@ -70,6 +70,10 @@ public struct AMQPMessage: Sendable {
     /// Ask the broker to return the message when no queue matches (the publish then fails with
     /// ``AMQPError/Code/unroutable``).
     public var mandatory: Bool
+    /// Set on RPC requests and replies: messages with the same destination that are published in
+    /// the same moment may go together as one ``RPCBatch`` message of this AMQP type. They need a
+    /// correlation id and a type, which the batch keeps for each of them.
+    public var batchType: String?
 
     public init(
         exchange: String, routingKey: String, body: Data, properties: AMQPProperties = .init(), mandatory: Bool = false
@@ -79,5 +83,14 @@ public struct AMQPMessage: Sendable {
         self.body = body
         self.properties = properties
         self.mandatory = mandatory
+    }
+}
+
+extension AMQPMessage {
+    /// This message with ``batchType`` set.
+    public func batched(as batchType: String) -> AMQPMessage {
+        var message = self
+        message.batchType = batchType
+        return message
     }
 }

@@ -1,9 +1,28 @@
 import ThreadedIO
 
-/// A message published and the promise its caller waits on.
+/// A message published and the promises its callers wait on (several when it is a batch, see
+/// ``RPCBatch``).
 struct PendingPublish: Sendable {
     var message: AMQPMessage
-    var promise: Promise<Void>?
+    var promises: [Promise<Void>]
+
+    init(message: AMQPMessage, promise: Promise<Void>?) {
+        self.message = message
+        self.promises = promise.map { [$0] } ?? []
+    }
+
+    init(message: AMQPMessage, promises: [Promise<Void>]) {
+        self.message = message
+        self.promises = promises
+    }
+
+    func succeed() {
+        for promise in self.promises { promise.succeed(()) }
+    }
+
+    func fail(_ error: any Error) {
+        for promise in self.promises { promise.fail(error) }
+    }
 }
 
 /// What async callers ask of the thread that owns the librabbitmq connection.

@@ -186,9 +186,16 @@ final class ConnectionDriver {
     /// Runs commands and frames until shutdown has drained the confirm window.
     private func serve() throws {
         while true {
+            var publishes: [PendingPublish] = []
             for command in self.mailbox.drain() {
-                try self.handle(command)
+                if case .publish(let pending) = command {
+                    publishes.append(pending)
+                } else {
+                    try self.handle(command)
+                }
             }
+            // RPC requests and replies of this round that share a destination go as one message.
+            for pending in RPCBatch.coalesce(publishes) { self.window.enqueue(pending) }
             try self.sendAcknowledgements()
             try self.publishWaiting()
             try self.readFrames()
@@ -307,18 +314,18 @@ final class ConnectionDriver {
             let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             for entry in self.window.settle(tag: ack.delivery_tag, multiple: ack.multiple != 0) {
                 if entry.returned {
-                    entry.pending.promise?.fail(
+                    entry.pending.fail(
                         AMQPError(
                             .unroutable,
                             "no queue is bound for \(entry.pending.message.exchange)/\(entry.pending.message.routingKey)"))
                 } else {
-                    entry.pending.promise?.succeed(())
+                    entry.pending.succeed()
                 }
             }
         case AMQPMethod.basicNack:
             let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
             for entry in self.window.settle(tag: nack.delivery_tag, multiple: nack.multiple != 0) {
-                entry.pending.promise?.fail(AMQPError(.nacked, "the broker refused the message"))
+                entry.pending.fail(AMQPError(.nacked, "the broker refused the message"))
             }
         case AMQPMethod.basicReturn:
             let message = try self.readMessage(on: frame.channel)
@@ -431,14 +438,14 @@ final class ConnectionDriver {
         self.isOpen = false
         self.status.set(connected: false)
         let closed = AMQPError(.shutdown, "the AMQP connection is closed")
-        for pending in self.window.removeAll() { pending.promise?.fail(closed) }
+        for pending in self.window.removeAll() { pending.fail(closed) }
         for (_, promise) in self.pendingDeclares { promise.fail(closed) }
         self.pendingDeclares.removeAll()
         for spec in self.consumers.values { spec.continuation.finish() }
         self.consumers.removeAll()
         for command in self.mailbox.close() {
             switch command {
-            case .publish(let pending): pending.promise?.fail(closed)
+            case .publish(let pending): pending.fail(closed)
             case .declare(_, let promise): promise.fail(closed)
             case .consume(let spec): spec.continuation.finish()
             case .shutdown(let promise): promise.succeed(())

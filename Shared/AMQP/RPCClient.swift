@@ -9,6 +9,10 @@ import ThreadedIO
 /// service name, and the reply on this instance's own exclusive reply queue, matched by
 /// correlation id.
 ///
+/// Requests to one service that are published in the same moment travel as one ``RPCBatch``
+/// message, and so do their replies; each is still matched to its caller by its own
+/// correlation id.
+///
 /// A service that does not answer within the timeout (down, overloaded, or the broker is
 /// unreachable) makes the call throw ``ServiceError`` `unavailable`, never hang. Requests carry
 /// the timeout as their AMQP expiration, so a service that comes back later does not work on
@@ -63,15 +67,17 @@ public final class RPCClient: Service, Sendable {
                     while (try? await Task.sleep(for: Self.deadlineTick)) != nil { self.failOverdueCalls() }
                 }
                 for await delivery in consumer {
-                    guard let id = delivery.properties.correlationID,
-                        let call = self.pending.withLock({ $0.removeValue(forKey: id) })
-                    else {
-                        self.logger.debug(
-                            "reply for a call that gave up",
-                            metadata: ["correlation_id": "\(delivery.properties.correlationID ?? "-")"])
-                        continue
+                    if delivery.properties.type == RPCBatch.replyType {
+                        do {
+                            for item in try RPCBatch(decoding: delivery.body).items {
+                                self.deliverReply(item.body, correlationID: item.correlationID)
+                            }
+                        } catch {
+                            self.logger.error("malformed reply batch", metadata: ["error": "\(error)"])
+                        }
+                    } else {
+                        self.deliverReply(delivery.body, correlationID: delivery.properties.correlationID)
                     }
-                    call.reply.succeed(delivery.body)
                 }
                 group.cancelAll()
             }
@@ -85,6 +91,14 @@ public final class RPCClient: Service, Sendable {
             return pending.values
         }
         for call in waiting { call.fail(ServiceError.unavailable("the RPC client has stopped")) }
+    }
+
+    private func deliverReply(_ body: Data, correlationID: String?) {
+        guard let id = correlationID, let call = self.pending.withLock({ $0.removeValue(forKey: id) }) else {
+            self.logger.debug("reply for a call that gave up", metadata: ["correlation_id": "\(correlationID ?? "-")"])
+            return
+        }
+        call.reply.succeed(body)
     }
 
     /// Fails the calls whose deadline has passed. One timer for all calls, instead of a timer task
@@ -159,7 +173,8 @@ public final class RPCClient: Service, Sendable {
                 expiration: String(Backoff.milliseconds(timeout)),
                 headers: header.correlationId.map { ["x-correlation-id": .string($0)] } ?? [:],
                 persistent: false),
-            mandatory: true)
+            mandatory: true
+        ).batched(as: RPCBatch.requestType)
         do {
             guard self.ready.isOpen, !self.stopped.load(ordering: .relaxed) else {
                 // Not serving replies yet (the broker was unreachable since start), or no longer

@@ -78,7 +78,8 @@ extension RPCRouter {
 
 /// Serves a service's RPC queue: routes each request by its message type, always replies (an
 /// error reply for bad input or an unknown type, never silence), and acks the request after the
-/// reply is handed to the connection. Requests run concurrently, at most `prefetch` at a time.
+/// reply is handed to the connection. Requests run concurrently, at most `prefetch` messages at
+/// a time, where a message may be an ``RPCBatch`` of requests, each handled on its own.
 ///
 /// On graceful shutdown it stops consuming, finishes the requests it holds, and returns.
 public struct RPCServer: Service {
@@ -126,12 +127,42 @@ public struct RPCServer: Service {
     }
 
     private func serve(_ delivery: AMQPDelivery) async {
+        let replyTo = delivery.properties.replyTo
+        if delivery.properties.type == RPCBatch.requestType {
+            let items: [RPCBatch.Item]
+            do {
+                items = try RPCBatch(decoding: delivery.body).items
+            } catch {
+                // Without its items' correlation ids nothing can be answered; the callers time out.
+                self.logger.warning("malformed RPC batch dropped", metadata: ["error": "\(error)"])
+                delivery.reject(requeue: false)
+                return
+            }
+            await withDiscardingTaskGroup { group in
+                for item in items {
+                    group.addTask {
+                        await self.answer(
+                            MessageType(rawValue: item.type), body: item.body, correlationID: item.correlationID, replyTo: replyTo
+                        )
+                    }
+                }
+            }
+        } else {
+            await self.answer(
+                MessageType(rawValue: delivery.properties.type ?? ""), body: delivery.body,
+                correlationID: delivery.properties.correlationID, replyTo: replyTo)
+        }
+        delivery.ack()
+    }
+
+    /// Handles one request and hands its reply to the connection, which sends it with the other
+    /// replies to the same queue that are ready in the same moment (see ``RPCBatch``).
+    private func answer(_ type: MessageType, body: Data, correlationID: String?, replyTo: String?) async {
         let started = ContinuousClock.now
-        let type = MessageType(rawValue: delivery.properties.type ?? "")
         let reply: Data
         let outcome: String
         if let handler = self.router.handlers[type] {
-            reply = await handler(delivery.body, self.logger)
+            reply = await handler(body, self.logger)
             outcome = "handled"
         } else {
             self.logger.warning("unknown request type", metadata: ["type": "\(type)"])
@@ -140,16 +171,15 @@ public struct RPCServer: Service {
                 ?? Self.internalErrorReply
             outcome = "unknown_type"
         }
-        if let replyTo = delivery.properties.replyTo, !replyTo.isEmpty {
+        if let replyTo, !replyTo.isEmpty {
             self.connection.send(
                 AMQPMessage(
                     exchange: "", routingKey: replyTo, body: reply,
-                    properties: AMQPProperties(
-                        correlationID: delivery.properties.correlationID, type: type.rawValue + ".reply", persistent: false)))
+                    properties: AMQPProperties(correlationID: correlationID, type: type.rawValue + ".reply", persistent: false)
+                ).batched(as: RPCBatch.replyType))
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }
-        delivery.ack()
         let elapsed = ContinuousClock.now - started
         self.metrics.instruments(for: type, outcome: outcome).record(
             Int64(elapsed.components.attoseconds / 1_000_000_000) + elapsed.components.seconds * 1_000_000_000)

@@ -71,6 +71,68 @@ struct RPCTests {
         }
     }
 
+    @Test("concurrent calls of every outcome travel in batches, and each gets its own answer")
+    func batchedCalls() async throws {
+        try await self.withRPC { client, service, connection in
+            // A second queue on the service's routing key sees every message the server's queue gets.
+            let tap = TestEnvironment.uniqueName("rpc-tap")
+            try await connection.declare(
+                AMQPTopology(
+                    queues: [.init(tap, arguments: testQueueArguments)],
+                    bindings: [.init(queue: tap, exchange: ExchangeName.rpc, routingKey: service.rawValue)]))
+            let calls = 300
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<calls {
+                    group.addTask {
+                        switch index % 3 {
+                        case 0:
+                            let reply = try await client.call(
+                                "test.echo.v1", to: service, payload: Echo(text: "\(index)"), replyAs: Echo.self,
+                                correlationID: "c\(index)")
+                            #expect(reply == Echo(text: "\(index)", correlationID: "c\(index)"))
+                        case 1:
+                            await #expect(throws: ServiceError.forbidden("not yours")) {
+                                _ = try await client.call(
+                                    "test.refuse.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+                            }
+                        default:
+                            await #expect(throws: ServiceError.internal()) {
+                                _ = try await client.call(
+                                    "test.crash.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+                            }
+                        }
+                    }
+                }
+                // Calls to nobody, in the same moments: unroutable, batched or not.
+                for _ in 0..<20 {
+                    group.addTask {
+                        await #expect(throws: ServiceError.unavailable("nobody-here is not running")) {
+                            _ = try await client.call(
+                                "test.echo.v1", to: ServiceName(rawValue: "nobody-here"), payload: Echo(text: "x"),
+                                replyAs: Echo.self)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            var messages = 0
+            var batches = 0
+            var requests = 0
+            for await delivery in connection.consume(queue: tap, prefetch: 500, autoAck: true) {
+                messages += 1
+                if delivery.properties.type == RPCBatch.requestType {
+                    batches += 1
+                    requests += try RPCBatch(decoding: delivery.body).items.count
+                } else {
+                    requests += 1
+                }
+                if requests == calls { break }
+            }
+            #expect(batches > 0, "300 concurrent calls all went alone")
+            #expect(messages < calls)
+        }
+    }
+
     @Test("a handler's ServiceError comes back as the same error")
     func errorReply() async throws {
         try await self.withRPC { client, service, _ in
