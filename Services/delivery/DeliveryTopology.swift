@@ -118,7 +118,8 @@ struct PushPublisher: Sendable {
         return AMQPMessage(
             exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: Data(body.jsonText.utf8),
             properties: AMQPProperties(
-                messageID: "\(delivery.event.eventId):\(EntityID(delivery.userID))", type: "gateway.push.v1"))
+                messageID: "\(delivery.event.eventId):\(EntityID(delivery.userID))", type: GatewayPushes.pushType)
+        ).batched(as: GatewayPushes.batchType)
     }
 
     /// The retry check number `attempt` (1-based) for `events`, in the delay queue of its level.

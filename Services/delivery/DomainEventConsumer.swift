@@ -102,6 +102,7 @@ struct RetryConsumer: Service {
                         dead.exchange = ""
                         dead.routingKey = DeliveryTopology.dead
                         dead.properties.headers["x-attempts"] = .int(Int64(check.attempt + 1))
+                        dead.batchType = nil  // one message per push in the dead letters, with its headers
                         return dead
                     }
                     self.logger.notice(

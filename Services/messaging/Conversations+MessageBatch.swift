@@ -86,7 +86,7 @@ extension Conversations {
                         replyToId: request.replyToId, attachments: [], reactions: [], createdAt: now, editedAt: nil,
                         deletedAt: nil)
                     // Encoded once, for both the reply and the event.
-                    slots.append(.created(message, try RawJSON(encoding: MessageEnvelope(message: message))))
+                    slots.append(.created(message, message.envelopeJSON))
                 }
             }
 
@@ -134,7 +134,7 @@ extension Conversations {
             case .failed(let error): return .failure(error)
             case .created(_, let json): return .success(json)
             case .existing(let id):
-                guard let original = originals[id], let json = try? RawJSON(encoding: MessageEnvelope(message: original)) else {
+                guard let json = originals[id]?.envelopeJSON else {
                     return .failure(.internal())
                 }
                 return .success(json)

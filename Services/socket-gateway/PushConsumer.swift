@@ -7,7 +7,9 @@ import SocketIOProtocol
 
 /// Consumes server-to-client pushes (`{"rooms": [...], "except": [...], "event": "...",
 /// "args": [...], "redelivery": bool}`) from the gateways' shared queue and fans each out; a push that cannot be
-/// understood is dead-lettered with a log line, never retried forever.
+/// understood is dead-lettered with a log line, never retried forever. Pushes published in the
+/// same moment may come as one ``MessageBatch``; an item of it that cannot be understood is
+/// logged and skipped, and the rest of the batch still goes out.
 struct PushConsumer: Service {
     let amqp: AMQPConnection
     let fanOut: RedisFanOut
@@ -25,20 +27,35 @@ struct PushConsumer: Service {
         let consumer = self.amqp.consume(queue: GatewayPushes.queue, prefetch: self.prefetch)
         await withGracefulShutdownHandler {
             for await delivery in consumer {
-                guard let push = Self.decode(delivery.body) else {
-                    self.logger.error(
-                        "undecodable push rejected", metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
+                if delivery.properties.type == GatewayPushes.batchType {
+                    guard let batch = try? MessageBatch(decoding: delivery.body) else {
+                        self.logger.error("malformed push batch rejected")
+                        delivery.reject(requeue: false)
+                        continue
+                    }
+                    for item in batch.items { await self.emit(item.body) }
+                } else if await !self.emit(delivery.body) {
                     delivery.reject(requeue: false)
                     continue
                 }
-                await self.fanOut.emit(
-                    push.event, push.arguments, rooms: push.rooms, except: push.except,
-                    flags: push.redelivery ? ["redelivery": true] : [:])
                 delivery.ack()
             }
         } onGracefulShutdown: {
             consumer.cancel()
         }
+    }
+
+    /// Fans one push out; false (with a log line) when it cannot be understood.
+    @discardableResult
+    private func emit(_ body: Data) async -> Bool {
+        guard let push = Self.decode(body) else {
+            self.logger.error("undecodable push rejected", metadata: ["body_bytes": "\(body.count)"])
+            return false
+        }
+        await self.fanOut.emit(
+            push.event, push.arguments, rooms: push.rooms, except: push.except,
+            flags: push.redelivery ? ["redelivery": true] : [:])
+        return true
     }
 
     static func decode(_ body: Data) -> (

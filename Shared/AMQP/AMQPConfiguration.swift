@@ -21,6 +21,9 @@ public struct AMQPConfiguration: Sendable {
     /// First delay before reconnecting; doubles per failure up to `reconnectMaximumDelay`.
     public var reconnectInitialDelay: Duration = .milliseconds(100)
     public var reconnectMaximumDelay: Duration = .seconds(5)
+    /// Whether messages that may travel together are published as ``MessageBatch`` messages.
+    /// Turned off while a consumer that cannot read batches may still run (a rolling upgrade).
+    public var sendsBatches = true
 
     public init(host: String, port: Int = 5672, user: String = "guest", password: String = "guest", virtualHost: String = "/") {
         self.host = host

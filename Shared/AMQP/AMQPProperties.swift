@@ -70,9 +70,10 @@ public struct AMQPMessage: Sendable {
     /// Ask the broker to return the message when no queue matches (the publish then fails with
     /// ``AMQPError/Code/unroutable``).
     public var mandatory: Bool
-    /// Set on RPC requests and replies: messages with the same destination that are published in
-    /// the same moment may go together as one ``RPCBatch`` message of this AMQP type. They need a
-    /// correlation id and a type, which the batch keeps for each of them.
+    /// Set on messages that may travel together (RPC requests and replies, gateway pushes): those
+    /// with the same destination that are published in the same moment may go as one
+    /// ``MessageBatch`` message of this AMQP type, which keeps each one's correlation id, type and
+    /// body (and nothing else of their properties). Their consumer must read such batches.
     public var batchType: String?
 
     public init(

@@ -1,7 +1,7 @@
 import ThreadedIO
 
 /// A message published and the promises its callers wait on (several when it is a batch, see
-/// ``RPCBatch``).
+/// ``MessageBatch``).
 struct PendingPublish: Sendable {
     var message: AMQPMessage
     var promises: [Promise<Void>]

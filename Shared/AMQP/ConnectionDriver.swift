@@ -195,7 +195,8 @@ final class ConnectionDriver {
                 }
             }
             // RPC requests and replies of this round that share a destination go as one message.
-            for pending in RPCBatch.coalesce(publishes) { self.window.enqueue(pending) }
+            if self.configuration.sendsBatches { publishes = MessageBatch.coalesce(publishes) }
+            for pending in publishes { self.window.enqueue(pending) }
             try self.sendAcknowledgements()
             try self.publishWaiting()
             try self.readFrames()

@@ -9,7 +9,7 @@ import ThreadedIO
 /// service name, and the reply on this instance's own exclusive reply queue, matched by
 /// correlation id.
 ///
-/// Requests to one service that are published in the same moment travel as one ``RPCBatch``
+/// Requests to one service that are published in the same moment travel as one ``MessageBatch``
 /// message, and so do their replies; each is still matched to its caller by its own
 /// correlation id.
 ///
@@ -67,9 +67,9 @@ public final class RPCClient: Service, Sendable {
                     while (try? await Task.sleep(for: Self.deadlineTick)) != nil { self.failOverdueCalls() }
                 }
                 for await delivery in consumer {
-                    if delivery.properties.type == RPCBatch.replyType {
+                    if delivery.properties.type == MessageBatch.replyType {
                         do {
-                            for item in try RPCBatch(decoding: delivery.body).items {
+                            for item in try MessageBatch(decoding: delivery.body).items {
                                 self.deliverReply(item.body, correlationID: item.correlationID)
                             }
                         } catch {
@@ -174,7 +174,7 @@ public final class RPCClient: Service, Sendable {
                 headers: header.correlationId.map { ["x-correlation-id": .string($0)] } ?? [:],
                 persistent: false),
             mandatory: true
-        ).batched(as: RPCBatch.requestType)
+        ).batched(as: MessageBatch.requestType)
         do {
             guard self.ready.isOpen, !self.stopped.load(ordering: .relaxed) else {
                 // Not serving replies yet (the broker was unreachable since start), or no longer

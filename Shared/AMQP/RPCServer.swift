@@ -79,7 +79,7 @@ extension RPCRouter {
 /// Serves a service's RPC queue: routes each request by its message type, always replies (an
 /// error reply for bad input or an unknown type, never silence), and acks the request after the
 /// reply is handed to the connection. Requests run concurrently, at most `prefetch` messages at
-/// a time, where a message may be an ``RPCBatch`` of requests, each handled on its own.
+/// a time, where a message may be an ``MessageBatch`` of requests, each handled on its own.
 ///
 /// On graceful shutdown it stops consuming, finishes the requests it holds, and returns.
 public struct RPCServer: Service {
@@ -128,10 +128,10 @@ public struct RPCServer: Service {
 
     private func serve(_ delivery: AMQPDelivery) async {
         let replyTo = delivery.properties.replyTo
-        if delivery.properties.type == RPCBatch.requestType {
-            let items: [RPCBatch.Item]
+        if delivery.properties.type == MessageBatch.requestType {
+            let items: [MessageBatch.Item]
             do {
-                items = try RPCBatch(decoding: delivery.body).items
+                items = try MessageBatch(decoding: delivery.body).items
             } catch {
                 // Without its items' correlation ids nothing can be answered; the callers time out.
                 self.logger.warning("malformed RPC batch dropped", metadata: ["error": "\(error)"])
@@ -156,7 +156,7 @@ public struct RPCServer: Service {
     }
 
     /// Handles one request and hands its reply to the connection, which sends it with the other
-    /// replies to the same queue that are ready in the same moment (see ``RPCBatch``).
+    /// replies to the same queue that are ready in the same moment (see ``MessageBatch``).
     private func answer(_ type: MessageType, body: Data, correlationID: String?, replyTo: String?) async {
         let started = ContinuousClock.now
         let reply: Data
@@ -176,7 +176,7 @@ public struct RPCServer: Service {
                 AMQPMessage(
                     exchange: "", routingKey: replyTo, body: reply,
                     properties: AMQPProperties(correlationID: correlationID, type: type.rawValue + ".reply", persistent: false)
-                ).batched(as: RPCBatch.replyType))
+                ).batched(as: MessageBatch.replyType))
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }

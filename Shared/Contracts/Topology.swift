@@ -13,4 +13,8 @@ public enum GatewayPushes {
     public static let exchange = "messenger.gateway"
     public static let queue = "gateway.pushes"
     public static let routingKey = "push"
+    /// The AMQP type of one push.
+    public static let pushType = "gateway.push.v1"
+    /// The AMQP type of several pushes in one message (a ``MessageBatch`` body in MessengerAMQP).
+    public static let batchType = "gateway.push.batch.v1"
 }

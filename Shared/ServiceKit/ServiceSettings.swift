@@ -22,7 +22,7 @@ public struct ServiceSettings: Sendable {
     public var queueType: String
 
     /// Reads `LOG_LEVEL`, `<SERVICE>_ADMIN_PORT`, `ADMIN_HOST`, `RABBITMQ_URI`, `RABBITMQ_HEARTBEAT`,
-    /// `RABBITMQ_QUEUE_TYPE`, `RABBITMQ_PREFETCH`, `RPC_TIMEOUT_MS`.
+    /// `RABBITMQ_BATCHES`, `RABBITMQ_QUEUE_TYPE`, `RABBITMQ_PREFETCH`, `RPC_TIMEOUT_MS`.
     public init(
         name: String, adminPortVariable: String, defaultAdminPort: Int, defaultPrefetch: Int = 64,
         environment: ServiceEnvironment
@@ -37,6 +37,7 @@ public struct ServiceSettings: Sendable {
         var amqp = try environment.parsed("RABBITMQ_URI") { try AMQPConfiguration(uri: $0) }
         amqp.heartbeat = try environment.int("RABBITMQ_HEARTBEAT", default: 30, in: 0...600)
         amqp.connectionName = self.instanceID
+        amqp.sendsBatches = try environment.choice("RABBITMQ_BATCHES", default: "on", among: ["on", "off"]) == "on"
         self.amqp = amqp
         self.queueType = try environment.choice("RABBITMQ_QUEUE_TYPE", default: "classic", among: ["classic", "quorum"])
         self.prefetch = UInt16(try environment.int("RABBITMQ_PREFETCH", default: defaultPrefetch, in: 1...10_000))

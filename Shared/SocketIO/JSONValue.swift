@@ -84,8 +84,16 @@ extension JSONValue {
         return "\(value)"
     }
 
-    static func writeString(_ value: String, to output: inout String) {
+    /// Appends `value` as a JSON string (quoted, escaped as needed).
+    public static func writeString(_ value: String, to output: inout String) {
         output += "\""
+        // Most strings need no escape: one scan of the UTF-8 bytes, then one append. (0xE2 leads
+        // U+2028 and U+2029, which are escaped for JavaScript's sake.)
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0xE2 }) {
+            output += value
+            output += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": output += "\\\""

@@ -120,9 +120,9 @@ struct RPCTests {
             var requests = 0
             for await delivery in connection.consume(queue: tap, prefetch: 500, autoAck: true) {
                 messages += 1
-                if delivery.properties.type == RPCBatch.requestType {
+                if delivery.properties.type == MessageBatch.requestType {
                     batches += 1
-                    requests += try RPCBatch(decoding: delivery.body).items.count
+                    requests += try MessageBatch(decoding: delivery.body).items.count
                 } else {
                     requests += 1
                 }

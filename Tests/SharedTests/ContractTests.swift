@@ -129,6 +129,34 @@ struct ContractTests {
         }
     }
 
+    @Test("a message's hand-written JSON is what Foundation's encoder writes, and reads back the same")
+    func messageJSON() throws {
+        let at = Date(timeIntervalSince1970: 1_764_000_000.123)
+        let attachment = Attachment(
+            id: .make(), messageId: .make(), type: "image", url: "https://cdn.example/a/b \"c\".png", fileName: "b\\c\n.png",
+            contentType: "image/png", sizeBytes: 12_345, width: 640, height: 480, createdAt: at)
+        var bare = attachment
+        bare.messageId = nil
+        bare.width = nil
+        bare.height = nil
+        let bodies = ["hello", "h\u{e9} \"q\" \\ / \n\r\t \u{1}\u{1f} 🎉 \u{2028}\u{2029} — €", ""]
+        for body in bodies {
+            for full in [false, true] {
+                let message = ChatMessage(
+                    id: .make(), threadId: .make(), senderId: .make(), clientMessageId: "c-\(body.count) \"x\"",
+                    seq: 9_007_199_254,
+                    body: body, replyToId: full ? .make() : nil, attachments: full ? [attachment, bare] : [],
+                    reactions: full ? [ReactionGroup(emojiHex: "1f44d", userIds: [.make(), .make()])] : [],
+                    createdAt: at, editedAt: full ? at.addingTimeInterval(1) : nil,
+                    deletedAt: full ? at.addingTimeInterval(2) : nil)
+                let written = message.envelopeJSON.bytes
+                let foundation = try MessengerJSON.encode(MessageEnvelope(message: message))
+                #expect(try JSONAny.parse(written) == JSONAny.parse(foundation), "\(String(decoding: written, as: UTF8.self))")
+                #expect(try MessengerJSON.decode(MessageEnvelope.self, from: written).message == message)
+            }
+        }
+    }
+
     @Test("timestamps without fractional seconds are accepted")
     func timestampWithoutFraction() {
         #expect(Timestamp.parse("2026-11-24T21:41:58Z") != nil)

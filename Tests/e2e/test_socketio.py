@@ -9,6 +9,7 @@ import os
 import queue
 import signal
 import subprocess
+import struct
 import threading
 import time
 from pathlib import Path
@@ -123,6 +124,43 @@ def test_push_from_rabbitmq_reaches_every_socket_of_the_user(account):
     finally:
         phone.disconnect()
         laptop.disconnect()
+
+
+def message_batch(items: list[bytes], item_type: str) -> bytes:
+    """A MessageBatch body (docs/foundation.md): format byte 1, then per item a 16-bit length
+    and the correlation id (empty here), a 16-bit length and the type, a 32-bit length and the body."""
+    body = b"\x01"
+    for item in items:
+        body += struct.pack(">H", 0) + struct.pack(">H", len(item_type)) + item_type.encode()
+        body += struct.pack(">I", len(item)) + item
+    return body
+
+
+def test_a_batch_of_pushes_reaches_sockets_and_a_bad_item_spoils_nothing(account):
+    alice, bob = account(), account()
+    a, a_events = client(alice.access, transports=["websocket"], events=["hello"])
+    b, b_events = client(bob.access, transports=["websocket"], events=["hello"])
+    try:
+        pushes = [
+            json.dumps({"rooms": [f"user:{alice.id}"], "event": "hello", "args": [{"n": 1}]}).encode(),
+            b"not json",
+            json.dumps({"rooms": [f"user:{bob.id}"], "event": "hello", "args": [{"n": 2}]}).encode(),
+            json.dumps({"rooms": [f"user:{alice.id}"], "event": "hello", "args": [{"n": 3}]}).encode(),
+        ]
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(
+            "messenger.gateway", "push", message_batch(pushes, "gateway.push.v1"),
+            pika.BasicProperties(delivery_mode=2, type="gateway.push.batch.v1",
+                                 content_type="application/vnd.messenger.message-batch"))
+        connection.close()
+        assert a_events.get(timeout=10) == ("hello", ({"n": 1},))
+        assert a_events.get(timeout=10) == ("hello", ({"n": 3},))
+        assert b_events.get(timeout=10) == ("hello", ({"n": 2},))
+    finally:
+        a.disconnect()
+        b.disconnect()
 
 
 def test_emitter_format_in_redis_reaches_the_right_room_only(account):

@@ -25,7 +25,9 @@ struct MessagingBench {
         var logger = Logger(label: "messaging-bench")
         logger.logLevel = .warning
         let databaseURL = environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5433/messenger"
-        let amqpConfiguration = try AMQPConfiguration(uri: environment["RABBITMQ_URI"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
+        var amqpConfiguration = try AMQPConfiguration(uri: environment["RABBITMQ_URI"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
+        // As the services read it: `off` for an A/B run without batches.
+        amqpConfiguration.sendsBatches = environment["RABBITMQ_BATCHES"] != "off"
         say("messaging-bench: \(messages) create_message RPCs over \(threads) threads, \(lanes) concurrent callers")
 
         var database = try DatabaseConfiguration(url: databaseURL, schema: "messaging")

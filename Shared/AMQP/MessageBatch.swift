@@ -1,20 +1,23 @@
 import Foundation
 import MessengerContracts
 
-/// Several RPC requests (or replies) for one destination, carried in one AMQP message.
+/// Several messages for one destination (RPC requests, RPC replies, gateway pushes), carried in
+/// one AMQP message.
 ///
-/// Under load, many callers send requests to the same service in the same moment, and the
-/// service answers many of them to the same reply queue. The connection's thread publishes what
-/// its callers queued while it was busy: requests (or replies) of one round that share their
+/// Under load, many callers send requests to the same service in the same moment, a service
+/// answers many of them to the same reply queue, and delivery pushes many events to the
+/// gateways. The connection's thread publishes what its callers queued while it was busy:
+/// messages of one round that may travel together (``AMQPMessage/batchType``) and share their
 /// destination go out as one message of this format instead of one message each (see
-/// ``coalesce(_:)``). Each request and reply still has its own correlation id, type and body, and
-/// each is handled and answered on its own. Alone, a request is still a plain message, so a
-/// quiet system sends exactly what it did before batches.
+/// ``coalesce(_:)``). Each item keeps its own correlation id, type and body, and its consumer
+/// handles each on its own. Alone, a message is still a plain message, so a quiet system sends
+/// exactly what it did before batches, and nothing ever waits for a batch to fill.
 ///
 /// Body: a format byte (1), then per item its correlation id and type (each a 16-bit big-endian
-/// length and UTF-8 bytes) and its body (a 32-bit big-endian length and the bytes).
-public struct RPCBatch: Sendable, Equatable {
-    /// One request or reply of the batch.
+/// length and UTF-8 bytes; the correlation id is empty for messages without one) and its body
+/// (a 32-bit big-endian length and the bytes).
+public struct MessageBatch: Sendable, Equatable {
+    /// One message of the batch.
     public struct Item: Sendable, Equatable {
         public var correlationID: String
         public var type: String
@@ -27,11 +30,11 @@ public struct RPCBatch: Sendable, Equatable {
         }
     }
 
-    /// The AMQP type of a message carrying requests.
+    /// The AMQP type of a message carrying RPC requests.
     public static let requestType = "rpc.batch.v1"
-    /// The AMQP type of a message carrying replies.
+    /// The AMQP type of a message carrying RPC replies.
     public static let replyType = "rpc.batch.v1.reply"
-    public static let contentType = "application/vnd.messenger.rpc-batch"
+    public static let contentType = "application/vnd.messenger.message-batch"
     /// At most this many items go in one message, so that one message never holds more work than
     /// a consumer's fair share.
     static let maximumItems = 64
@@ -97,7 +100,7 @@ public struct RPCBatch: Sendable, Equatable {
     }
 }
 
-extension RPCBatch {
+extension MessageBatch {
     /// The messages of one round of publishes, with those that may travel together
     /// (``AMQPMessage/batchType``, the same destination, reply queue, expiration and flags)
     /// merged into batch messages. Everything else keeps its order; a merged message takes the
@@ -109,7 +112,7 @@ extension RPCBatch {
         var groups: [Int: (members: [PendingPublish], bytes: Int)] = [:]
         output.reserveCapacity(publishes.count)
         for pending in publishes {
-            guard let key = BatchKey(pending.message), pending.message.properties.correlationID != nil else {
+            guard let key = BatchKey(pending.message) else {
                 output.append(pending)
                 continue
             }
@@ -133,7 +136,7 @@ extension RPCBatch {
 
     private static func merged(_ group: [PendingPublish]) -> PendingPublish {
         let first = group[0].message
-        let batch = RPCBatch(
+        let batch = MessageBatch(
             items: group.map {
                 Item(
                     correlationID: $0.message.properties.correlationID ?? "", type: $0.message.properties.type ?? "",
