@@ -48,6 +48,8 @@ bench-auth: ## Login, refresh and token verification through the running gateway
 
 bench-messaging: ## create_message RPCs through the running messaging service, beside a raw PostgreSQL insert ceiling (make up first)
 	swift build -c release --product messaging-bench
+	@# Events left by earlier runs while delivery was stopped (never consumed) are dropped first.
+	scripts/infra.sh rabbitmq-purge-idle delivery.events
 	.build/release/messaging-bench
 
 bench-media: ## Upload throughput through the gateway to the local store and a local Cloudinary-compatible server (make up first)

@@ -10,6 +10,7 @@
 #   scripts/infra.sh env                     KEY=value lines for services and tests
 #                                            (start and env create .run/keys/jwt-ed25519.pem once)
 #   scripts/infra.sh rabbitmq-stop-app | rabbitmq-start-app | redis-restart
+#   scripts/infra.sh rabbitmq-purge-idle QUEUE...   empties the queues that have no consumer
 #
 # Every variable printed by `env` may be overridden by the caller's
 # environment. The local servers' own ports can be moved with INFRA_AMQP_PORT,
@@ -359,6 +360,18 @@ cmd_rabbit_stop_app() {
     echo "rabbitmq: app stopped"
 }
 
+# Empty each named queue that exists and has no consumer (benchmark leftovers);
+# a queue that someone consumes is left alone.
+cmd_rabbit_purge_idle() {
+    local queue consumers
+    for queue in "$@"; do
+        consumers="$(rmqctl list_queues -q --no-table-headers name consumers 2>/dev/null | awk -v q="$queue" '$1 == q { print $2 }')"
+        if [[ "$consumers" == "0" ]]; then
+            rmqctl purge_queue "$queue" >/dev/null && echo "rabbitmq: purged $queue (no consumer)"
+        fi
+    done
+}
+
 # rabbitmqctl start_app, then wait until AMQP answers again.
 cmd_rabbit_start_app() {
     rmqctl start_app >/dev/null
@@ -574,7 +587,7 @@ cmd_status() {
 }
 
 # Print usage.
-usage() { sed -n '2,16p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 main() {
     local cmd="${1:-}"
@@ -588,6 +601,7 @@ main() {
         rabbitmq-stop-app) cmd_rabbit_stop_app ;;
         rabbitmq-start-app) cmd_rabbit_start_app ;;
         redis-restart) cmd_redis_restart ;;
+        rabbitmq-purge-idle) cmd_rabbit_purge_idle "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

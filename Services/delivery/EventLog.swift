@@ -236,16 +236,13 @@ struct EventLog: Sendable {
             // Everything up to the acknowledged seq is DELIVERED already (or SEEN), so only the
             // rows above it are looked at, not the user's whole history.
             var clamped: Int64 = 0
-            for try await row in try await connection.execute(EventLogStatements.LatestSeq(user: user), logger: self.logger) {
-                clamped = min(upToSeq, try row.decode(Int64.self))
-            }
-            guard clamped > 0 else { return clamped }
             var receipts: [IncomingEvent] = []
             for try await row in try await connection.execute(
-                EventLogStatements.Deliver(user: user, seq: clamped), logger: self.logger)
+                EventLogStatements.Acknowledge(user: user, seq: upToSeq), logger: self.logger)
             {
-                let (thread, message, sender, at) = try row.decode((UUID?, UUID?, UUID, Date).self)
-                guard let thread, let message else { continue }
+                let (seq, thread, message, sender, at) = try row.decode((Int64, UUID?, UUID?, UUID?, Date?).self)
+                clamped = seq
+                guard let thread, let message, let sender, let at else { continue }
                 let data = JSONAny.object([
                     "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
                     "userId": .string(EntityID(user).description), "at": .string(Timestamp.format(at)),
@@ -255,8 +252,8 @@ struct EventLog: Sendable {
                         id: .named("MESSAGE_DELIVERED \(message) \(user)"), occurredAt: at, actor: user,
                         name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender], data: data))
             }
+            // Confirmed by the broker before this transaction commits: a failure rolls the ack back.
             if !receipts.isEmpty { try await sendReceipts(receipts) }
-            _ = try await connection.execute(EventLogStatements.RaiseAcked(user: user, seq: clamped), logger: self.logger)
             return clamped
         }
     }

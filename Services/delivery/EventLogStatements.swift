@@ -78,37 +78,32 @@ enum EventLogStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.events) }
     }
 
-    /// `ack_events`: the user's latest seq.
-    struct LatestSeq: PreparedRows {
-        static let sql = "SELECT last_seq FROM user_sequences WHERE user_id = $1"
-        var user: UUID
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.user) }
-    }
-
-    /// `ack_events`: the user's deliveries up to `seq` above the acknowledged seq become
-    /// DELIVERED; returns the messages among them sent by someone else, for the receipts.
-    struct Deliver: PreparedRows {
+    /// `ack_events` in one statement: clamps `seq` to the user's latest seq; the user's
+    /// deliveries up to it above the acknowledged seq become DELIVERED; the acknowledged seq is
+    /// raised (only). One row with the clamped seq, and with each message among the delivered
+    /// ones that someone else sent, for the receipts (null columns when there is none).
+    /// All parts see the snapshot the statement started with, so the rows looked at are those
+    /// above the acknowledged seq as it was before this ack.
+    struct Acknowledge: PreparedRows {
         static let sql = """
-            WITH newly AS (
+            WITH clamp AS (
+                SELECT least($2::bigint, coalesce((SELECT last_seq FROM user_sequences WHERE user_id = $1), 0)) AS seq
+            ), newly AS (
                 UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
-                WHERE user_id = $1 AND seq <= $2 AND status = 'PENDING'
+                WHERE user_id = $1 AND seq <= (SELECT seq FROM clamp) AND status = 'PENDING'
                   AND seq > coalesce((SELECT acked_seq FROM user_acks WHERE user_id = $1), 0)
                 RETURNING event_id, delivered_at
+            ), raised AS (
+                INSERT INTO user_acks (user_id, acked_seq) SELECT $1, seq FROM clamp WHERE seq > 0
+                ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
             )
-            SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at FROM newly JOIN events e ON e.event_id = newly.event_id
-            WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> $1
-            ORDER BY e.message_seq
-            """
-        var user: UUID
-        var seq: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.user, self.seq) }
-    }
-
-    /// `ack_events`: the user's acknowledged seq, raised only.
-    struct RaiseAcked: PreparedCommand {
-        static let sql = """
-            INSERT INTO user_acks (user_id, acked_seq) VALUES ($1, $2)
-            ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
+            SELECT clamp.seq, r.thread_id, r.message_id, r.sender_id, r.delivered_at
+            FROM clamp LEFT JOIN (
+                SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at, e.message_seq
+                FROM newly JOIN events e ON e.event_id = newly.event_id
+                WHERE e.name = 'MESSAGE_CREATED' AND e.sender_id IS NOT NULL AND e.sender_id <> $1
+            ) r ON true
+            ORDER BY r.message_seq
             """
         var user: UUID
         var seq: Int64
