@@ -17,6 +17,8 @@ import ThreadedIO
 ///   catch-up); an operator can inspect them and move them back to `delivery.due` to replay.
 enum DeliveryTopology {
     static let events = "delivery.events"
+    /// The AMQP type of several receipts in one message on `delivery.events` (a ``MessageBatch``).
+    static let receiptsBatchType = "delivery.receipts.batch.v1"
     static let poison = "delivery.events.dead"
     static let retryExchange = "delivery.retry"
     static let due = "delivery.due"
@@ -133,7 +135,8 @@ struct PushPublisher: Sendable {
     }
 
     /// Hands `receipts` to the event consumer: each goes into `delivery.events` as a domain event
-    /// of its own; returns once the broker confirmed them.
+    /// of its own (those of one ack may travel as one ``MessageBatch``); returns once the broker
+    /// confirmed them.
     func sendToConsumer(_ receipts: [IncomingEvent]) async throws {
         let messages = try receipts.map { receipt in
             let envelope = Envelope(
@@ -145,7 +148,8 @@ struct PushPublisher: Sendable {
                 exchange: "", routingKey: DeliveryTopology.events, body: try MessengerJSON.encode(envelope),
                 properties: AMQPProperties(
                     contentType: "application/json", messageID: EntityID(receipt.id).description,
-                    type: "delivery.message_delivered.v1"))
+                    type: "delivery.message_delivered.v1")
+            ).batched(as: DeliveryTopology.receiptsBatchType)
         }
         try await self.amqp.publish(messages)
     }

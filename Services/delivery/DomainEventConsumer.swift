@@ -33,7 +33,7 @@ struct DomainEventConsumer: Service {
         var events: [IncomingEvent] = []
         var accepted: [AMQPDelivery] = []
         for delivery in batch {
-            guard let event = IncomingEvent(decoding: delivery.body) else {
+            guard let decoded = Self.events(in: delivery) else {
                 self.logger.error(
                     "poison domain event dead-lettered",
                     metadata: [
@@ -42,7 +42,7 @@ struct DomainEventConsumer: Service {
                 delivery.reject(requeue: false)
                 continue
             }
-            events.append(event)
+            events += decoded
             accepted.append(delivery)
         }
         guard !events.isEmpty else { return }
@@ -57,6 +57,23 @@ struct DomainEventConsumer: Service {
             for delivery in accepted { delivery.nack(requeue: true) }
             try? await Task.sleep(for: .seconds(1))
         }
+    }
+}
+
+extension DomainEventConsumer {
+    /// The domain event a message carries, or the receipts of a batch (all of them, or nil when
+    /// any cannot be read: the whole message is then dead-lettered, as one poison event is).
+    static func events(in delivery: AMQPDelivery) -> [IncomingEvent]? {
+        guard delivery.properties.type == DeliveryTopology.receiptsBatchType else {
+            return IncomingEvent(decoding: delivery.body).map { [$0] }
+        }
+        guard let batch = try? MessageBatch(decoding: delivery.body) else { return nil }
+        var events: [IncomingEvent] = []
+        for item in batch.items {
+            guard let event = IncomingEvent(decoding: item.body) else { return nil }
+            events.append(event)
+        }
+        return events
     }
 }
 

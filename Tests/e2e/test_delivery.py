@@ -540,6 +540,24 @@ def test_dm_message_reaches_the_recipient_and_its_ack_tells_the_sender_once(acco
     in_order(b.durable(), start=1, what="bob")
 
 
+def test_one_ack_for_several_messages_tells_the_sender_once_per_message(account, open_socket):
+    # The receipts of one ack are published together (one message on delivery.events when the
+    # connection batches them); each still becomes an event of its own for the sender.
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    sent = [a.send(tid, f"message {n}") for n in range(5)]
+    got = [b.wait_for(named("message_created", tid, message["id"]), "message_created") for message in sent]
+    assert b.ack(max(ev.seq for ev in got)) == max(ev.seq for ev in got)
+    receipts = [a.wait_for(named("message_delivered", tid, message["id"]), "message_delivered") for message in sent]
+    for receipt, message in zip(receipts, sent):
+        assert_receipt(receipt, "message_delivered", tid, message["id"], bob.id)
+    a.listen(1.0)
+    all_receipts = a.durable(where=named("message_delivered"))
+    assert len({ev.event_id for ev in all_receipts}) == 5, f"not one receipt per message: {all_receipts}"
+    in_order(a.durable(), start=1, what="alice")
+
+
 # ================================================================================================
 # 2. catch-up after lastSeq, then live, without duplicates or gaps
 # ================================================================================================
