@@ -24,6 +24,20 @@ extension Conversations {
     func createMessages(
         _ commands: [(request: CreateMessageRequest, caller: UUID)]
     ) async throws -> [Result<RawJSON, ServiceError>] {
+        // Retries are rare, so the batch is first written without looking for them: the unique
+        // (thread, sender, clientMessageId) index refuses a retry's row, the transaction rolls
+        // back, and the batch is written again with the lookup. That saves a statement per
+        // batch, which on a quiet system is a statement per message.
+        do {
+            return try await self.createMessages(commands, lookingForRetries: false)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            return try await self.createMessages(commands, lookingForRetries: true)
+        }
+    }
+
+    private func createMessages(
+        _ commands: [(request: CreateMessageRequest, caller: UUID)], lookingForRetries: Bool
+    ) async throws -> [Result<RawJSON, ServiceError>] {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
         let slots = try await self.write { connection -> [Slot] in
             // The thread rows, locked in id order (no deadlock between concurrent batches): from
@@ -42,12 +56,14 @@ extension Conversations {
 
             // Retries of messages already written.
             var existing: [Int: UUID] = [:]
-            let retries = MessageStatements.Retries(
-                threads: commands.map(\.request.threadId.uuid), senders: commands.map(\.caller),
-                clientIDs: commands.map(\.request.clientMessageId))
-            for try await row in try await connection.execute(retries, logger: self.logger) {
-                let (id, ordinal) = try row.decode((UUID, Int64).self)
-                existing[Int(ordinal) - 1] = id
+            if lookingForRetries {
+                let retries = MessageStatements.Retries(
+                    threads: commands.map(\.request.threadId.uuid), senders: commands.map(\.caller),
+                    clientIDs: commands.map(\.request.clientMessageId))
+                for try await row in try await connection.execute(retries, logger: self.logger) {
+                    let (id, ordinal) = try row.decode((UUID, Int64).self)
+                    existing[Int(ordinal) - 1] = id
+                }
             }
 
             var replyThread: [UUID: UUID] = [:]

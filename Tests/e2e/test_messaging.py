@@ -1102,6 +1102,46 @@ def test_seq_is_unique_and_contiguous_under_20_concurrent_senders(api, crew, con
         assert (stored["seq"], stored["body"], stored["senderId"]) == (mine["seq"], mine["body"], mine["senderId"]), (stored, mine)
 
 
+def test_retries_mixed_with_new_messages_of_concurrent_senders_return_their_originals(crew, connect):
+    # A batch is written first without looking for retries; a retry in it makes the unique index
+    # refuse the batch, which is written again with the lookup. The other messages of that batch
+    # must come out as if nothing had happened: each once, seqs without gaps.
+    owner = connect(crew[0])
+    tid = owner.group([u.id for u in crew[1:]], title="retries in batches")["id"]
+    peers = [connect(user) for user in crew for _ in range(2)]
+    start = threading.Barrier(len(peers))
+    results: list[list[tuple[str, Any]]] = [[] for _ in peers]
+    failures: list[str] = []
+
+    def run(i: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for n in range(12):
+                client_id = f"r{i}-{n // 2}"  # every second send retries the one before
+                payload = {"threadId": tid, "clientMessageId": client_id, "body": f"socket {i} #{n // 2}"}
+                results[i].append((client_id, peers[i].sio.call("create_message", payload, timeout=30)))
+        except Exception as exc:  # noqa: BLE001 - reported below with the socket's index
+            failures.append(f"socket {i}: {exc!r}")
+
+    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(peers))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert not any(w.is_alive() for w in workers), "senders still running after 120 s"
+    assert not failures, failures
+
+    by_client_id: dict[str, dict[str, Any]] = {}
+    for i, sent in enumerate(results):
+        for client_id, ack in sent:
+            message = ok(ack, f"socket {i} create_message {client_id}")["message"]
+            first = by_client_id.setdefault(client_id, message)
+            assert (message["id"], message["seq"]) == (first["id"], first["seq"]), f"a retry differs: {message!r} {first!r}"
+    total = len(peers) * 6
+    assert len(by_client_id) == total
+    assert sorted(m["seq"] for m in by_client_id.values()) == list(range(1, total + 1))
+
+
 # ================================================================================================
 # 7. paging through 1,000 messages
 # ================================================================================================
