@@ -194,7 +194,8 @@ final class ConnectionDriver {
                     try self.handle(command)
                 }
             }
-            // RPC requests and replies of this round that share a destination go as one message.
+            // Messages of this round that may travel together and share a destination go as one
+            // (``MessageBatch``).
             if self.configuration.sendsBatches { publishes = MessageBatch.coalesce(publishes) }
             for pending in publishes { self.window.enqueue(pending) }
             try self.sendAcknowledgements()

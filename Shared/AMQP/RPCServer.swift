@@ -79,7 +79,7 @@ extension RPCRouter {
 /// Serves a service's RPC queue: routes each request by its message type, always replies (an
 /// error reply for bad input or an unknown type, never silence), and acks the request after the
 /// reply is handed to the connection. Requests run concurrently, at most `prefetch` messages at
-/// a time, where a message may be an ``MessageBatch`` of requests, each handled on its own.
+/// a time, where a message may be a ``MessageBatch`` of requests, each handled on its own.
 ///
 /// On graceful shutdown it stops consuming, finishes the requests it holds, and returns.
 public struct RPCServer: Service {
