@@ -138,17 +138,17 @@ struct PushPublisher: Sendable {
     /// of its own (those of one ack may travel as one ``MessageBatch``); returns once the broker
     /// confirmed them.
     func sendToConsumer(_ receipts: [IncomingEvent]) async throws {
-        let messages = try receipts.map { receipt in
-            let envelope = Envelope(
-                type: "delivery.message_delivered.v1", id: receipt.id, occurredAt: receipt.occurredAt, actorId: receipt.actor,
-                data: DomainEvent(
-                    name: receipt.name, threadId: EntityID(receipt.threadID),
-                    recipients: receipt.recipients.map(EntityID.init), data: receipt.data))
+        let type: MessageType = "delivery.message_delivered.v1"
+        let messages = receipts.map { receipt in
+            // The envelope written by hand around the receipt's data (``DomainEvent/envelopeJSON``).
+            let event = DomainEvent(
+                name: receipt.name, threadId: EntityID(receipt.threadID), recipients: receipt.recipients.map(EntityID.init),
+                data: RawJSON(bytes: Data(receipt.data.jsonText.utf8)))
             return AMQPMessage(
-                exchange: "", routingKey: DeliveryTopology.events, body: try MessengerJSON.encode(envelope),
+                exchange: "", routingKey: DeliveryTopology.events,
+                body: event.envelopeJSON(type: type, id: receipt.id, occurredAt: receipt.occurredAt, actorId: receipt.actor),
                 properties: AMQPProperties(
-                    contentType: "application/json", messageID: EntityID(receipt.id).description,
-                    type: "delivery.message_delivered.v1")
+                    contentType: "application/json", messageID: EntityID(receipt.id).description, type: type.rawValue)
             ).batched(as: DeliveryTopology.receiptsBatchType)
         }
         try await self.amqp.publish(messages)

@@ -7,9 +7,9 @@ import SocketIOProtocol
 
 /// Consumes server-to-client pushes (`{"rooms": [...], "except": [...], "event": "...",
 /// "args": [...], "redelivery": bool}`) from the gateways' shared queue and fans each out; a push that cannot be
-/// understood is dead-lettered with a log line, never retried forever. Pushes published in the
-/// same moment may come as one ``MessageBatch``; an item of it that cannot be understood is
-/// logged and skipped, and the rest of the batch still goes out.
+/// understood is rejected with a log line, never retried forever. Pushes published in the same
+/// moment may come as one ``MessageBatch``; an item of it that cannot be understood is logged
+/// and skipped, and the rest of the batch still goes out.
 struct PushConsumer: Service {
     let amqp: AMQPConnection
     let fanOut: RedisFanOut
@@ -27,14 +27,20 @@ struct PushConsumer: Service {
         let consumer = self.amqp.consume(queue: GatewayPushes.queue, prefetch: self.prefetch)
         await withGracefulShutdownHandler {
             for await delivery in consumer {
+                let messageID = delivery.properties.messageID ?? "-"
                 if delivery.properties.type == GatewayPushes.batchType {
                     guard let batch = try? MessageBatch(decoding: delivery.body) else {
-                        self.logger.error("malformed push batch rejected")
+                        self.logger.error("malformed push batch rejected", metadata: ["message_id": "\(messageID)"])
                         delivery.reject(requeue: false)
                         continue
                     }
-                    for item in batch.items { await self.emit(item.body) }
+                    for item in batch.items {
+                        if await !self.emit(item.body) {
+                            self.logger.error("undecodable push in a batch skipped", metadata: ["message_id": "\(messageID)"])
+                        }
+                    }
                 } else if await !self.emit(delivery.body) {
+                    self.logger.error("undecodable push rejected", metadata: ["message_id": "\(messageID)"])
                     delivery.reject(requeue: false)
                     continue
                 }
@@ -45,13 +51,9 @@ struct PushConsumer: Service {
         }
     }
 
-    /// Fans one push out; false (with a log line) when it cannot be understood.
-    @discardableResult
+    /// Fans one push out; false when it cannot be understood.
     private func emit(_ body: Data) async -> Bool {
-        guard let push = Self.decode(body) else {
-            self.logger.error("undecodable push rejected", metadata: ["body_bytes": "\(body.count)"])
-            return false
-        }
+        guard let push = Self.decode(body) else { return false }
         await self.fanOut.emit(
             push.event, push.arguments, rooms: push.rooms, except: push.except,
             flags: push.redelivery ? ["redelivery": true] : [:])

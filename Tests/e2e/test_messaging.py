@@ -1051,20 +1051,17 @@ def test_commands_over_long_polling(api, crew, connect):
 # ================================================================================================
 
 
-def test_seq_is_unique_and_contiguous_under_20_concurrent_senders(api, crew, connect):
-    sockets_per_user, per_socket = 4, 10
-    owner = connect(crew[0])
-    tid = owner.group([u.id for u in crew[1:]], title="concurrent seq")["id"]
-    peers = [connect(user) for user in crew for _ in range(sockets_per_user)]
+def send_concurrently(peers: list[Any], payloads: Callable[[int], list[dict[str, Any]]]) -> list[list[tuple[dict[str, Any], Any]]]:
+    """Every peer sends its `payloads(i)` as `create_message`, one after the other, all peers at
+    once from a barrier; returns each peer's (payload, ack) pairs in order."""
     start = threading.Barrier(len(peers))
-    results: list[list[Any]] = [[] for _ in peers]
+    results: list[list[tuple[dict[str, Any], Any]]] = [[] for _ in peers]
     failures: list[str] = []
 
     def run(i: int) -> None:
         try:
             start.wait(timeout=30)
-            for n in range(per_socket):
-                payload = {"threadId": tid, "clientMessageId": f"s{i}-n{n}-{uuid.uuid4().hex[:8]}", "body": f"socket {i} #{n}"}
+            for payload in payloads(i):
                 results[i].append((payload, peers[i].sio.call("create_message", payload, timeout=30)))
         except Exception as exc:  # noqa: BLE001 - reported below with the socket's index
             failures.append(f"socket {i}: {exc!r}")
@@ -1076,6 +1073,18 @@ def test_seq_is_unique_and_contiguous_under_20_concurrent_senders(api, crew, con
         w.join(timeout=120)
     assert not any(w.is_alive() for w in workers), "senders still running after 120 s"
     assert not failures, failures
+    return results
+
+
+def test_seq_is_unique_and_contiguous_under_20_concurrent_senders(api, crew, connect):
+    sockets_per_user, per_socket = 4, 10
+    owner = connect(crew[0])
+    tid = owner.group([u.id for u in crew[1:]], title="concurrent seq")["id"]
+    peers = [connect(user) for user in crew for _ in range(sockets_per_user)]
+    results = send_concurrently(peers, lambda i: [
+        {"threadId": tid, "clientMessageId": f"s{i}-n{n}-{uuid.uuid4().hex[:8]}", "body": f"socket {i} #{n}"}
+        for n in range(per_socket)
+    ])
 
     acked: dict[str, dict[str, Any]] = {}
     for i, sent in enumerate(results):
@@ -1109,31 +1118,15 @@ def test_retries_mixed_with_new_messages_of_concurrent_senders_return_their_orig
     owner = connect(crew[0])
     tid = owner.group([u.id for u in crew[1:]], title="retries in batches")["id"]
     peers = [connect(user) for user in crew for _ in range(2)]
-    start = threading.Barrier(len(peers))
-    results: list[list[tuple[str, Any]]] = [[] for _ in peers]
-    failures: list[str] = []
-
-    def run(i: int) -> None:
-        try:
-            start.wait(timeout=30)
-            for n in range(12):
-                client_id = f"r{i}-{n // 2}"  # every second send retries the one before
-                payload = {"threadId": tid, "clientMessageId": client_id, "body": f"socket {i} #{n // 2}"}
-                results[i].append((client_id, peers[i].sio.call("create_message", payload, timeout=30)))
-        except Exception as exc:  # noqa: BLE001 - reported below with the socket's index
-            failures.append(f"socket {i}: {exc!r}")
-
-    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(peers))]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
-    assert not any(w.is_alive() for w in workers), "senders still running after 120 s"
-    assert not failures, failures
+    # Every second send retries the one before (the same clientMessageId).
+    results = send_concurrently(peers, lambda i: [
+        {"threadId": tid, "clientMessageId": f"r{i}-{n // 2}", "body": f"socket {i} #{n // 2}"} for n in range(12)
+    ])
 
     by_client_id: dict[str, dict[str, Any]] = {}
     for i, sent in enumerate(results):
-        for client_id, ack in sent:
+        for payload, ack in sent:
+            client_id = payload["clientMessageId"]
             message = ok(ack, f"socket {i} create_message {client_id}")["message"]
             first = by_client_id.setdefault(client_id, message)
             assert (message["id"], message["seq"]) == (first["id"], first["seq"]), f"a retry differs: {message!r} {first!r}"
