@@ -68,16 +68,15 @@ public final class AMQPConnection: Service, Sendable {
 
     /// Publishes `messages` in this order and returns once the broker confirmed every one; throws
     /// the first failure (the others may still be published). Cheaper than one ``publish(_:)``
-    /// after the other: the whole batch shares the confirm window.
+    /// after the other: the whole batch shares the confirm window, and its messages that may travel
+    /// together (``AMQPMessage/batched(as:)``) to one destination go as one ``MessageBatch``.
     public func publish(_ messages: [AMQPMessage]) async throws {
-        var promises: [Promise<Void>] = []
-        promises.reserveCapacity(messages.count)
-        for message in messages {
-            let promise = Promise<Void>()
-            guard self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
-                throw AMQPError(.shutdown, "the AMQP connection is closed")
-            }
-            promises.append(promise)
+        let promises = messages.map { _ in Promise<Void>() }
+        let commands = zip(messages, promises).map { message, promise in
+            ConnectionCommand.publish(PendingPublish(message: Self.identified(message), promise: promise))
+        }
+        guard self.mailbox.send(contentsOf: commands) else {
+            throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
         var firstError: (any Error)?
         for promise in promises {

@@ -15,7 +15,8 @@ import ThreadedIO
 /// any replica) publishes them. A crash between the broker's confirm and the delete publishes
 /// them again, which consumers absorb by deduplicating on the message id (the event id). Replicas
 /// take turns through a transaction-scoped advisory lock, so one relay publishes at a time and
-/// order is kept.
+/// order is kept; a turn reads the rows only after it holds the lock, so it sees the deletes of
+/// the turn before it.
 ///
 /// Every turn reads from the oldest position, so it walks past the index entries of the rows
 /// deleted since the last vacuum. The relay vacuums the table itself every `vacuumEvery` rows
@@ -85,10 +86,17 @@ public struct OutboxRelay: Service {
     /// Publishes up to `batchSize` rows; returns how many (0 when another replica holds the turn).
     func publishBatch() async throws -> Int {
         try await self.client.withTransaction(logger: self.logger) { connection in
+            var holdsTurn = false
+            for try await mine in try await connection.execute(
+                OutboxStatements.TakeTurn(key: self.lockKey), logger: self.logger)
+            {
+                holdsTurn = mine
+            }
+            guard holdsTurn else { return 0 }
             var positions: [Int64] = []
             var messages: [AMQPMessage] = []
             for try await row in try await connection.execute(
-                OutboxStatements.TakeTurn(key: self.lockKey, limit: Int64(self.batchSize)), logger: self.logger)
+                OutboxStatements.OldestRows(limit: Int64(self.batchSize)), logger: self.logger)
             {
                 let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
                 positions.append(position)

@@ -5,17 +5,24 @@ import PostgresNIO
 /// The relay's and the inbox's statements, prepared once per connection: every message's outbox
 /// row is relayed, and every consumed event claims an inbox row.
 enum OutboxStatements {
-    /// The relay's turn and, when this transaction holds it, the oldest rows (every row is still
-    /// to publish); no rows when another replica has the turn.
-    struct TakeTurn: PreparedRows {
-        static let sql = """
-            WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS mine)
-            SELECT position, event_id, type, body FROM outbox, turn
-            WHERE turn.mine ORDER BY position LIMIT $2
-            """
+    /// The relay's turn: true when this transaction now holds it, false when another replica does.
+    ///
+    /// A statement of its own, before ``OldestRows``: a statement sees the rows committed when it
+    /// started, so one that took the turn in its own course could start before the previous holder
+    /// committed its deletes, get the turn right after, and publish those rows a second time.
+    struct TakeTurn: PostgresPreparedStatement {
+        static let sql = "SELECT pg_try_advisory_xact_lock($1)"
+        typealias Row = Bool
         var key: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.key) }
+        func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
+    }
+
+    /// The oldest rows (every row is still to publish), read once the turn is held.
+    struct OldestRows: PreparedRows {
+        static let sql = "SELECT position, event_id, type, body FROM outbox ORDER BY position LIMIT $1"
         var limit: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.key, self.limit) }
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.limit) }
     }
 
     /// Removes the rows the broker confirmed.

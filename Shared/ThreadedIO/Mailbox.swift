@@ -45,9 +45,20 @@ public final class Mailbox<Command: Sendable>: Sendable {
     /// owner has closed the mailbox.
     @discardableResult
     public func send(_ command: Command) -> Bool {
+        self.enqueue { $0.append(command) }
+    }
+
+    /// Queues `commands` together, so the owner takes them in the same ``drain()``, and wakes it
+    /// if it sleeps. Returns false, queuing nothing, once the owner has closed the mailbox.
+    @discardableResult
+    public func send(contentsOf commands: [Command]) -> Bool {
+        self.enqueue { $0.append(contentsOf: commands) }
+    }
+
+    private func enqueue(_ add: (inout [Command]) -> Void) -> Bool {
         let (accepted, mustWake) = self.state.withLock { state in
             guard !state.closed else { return (false, false) }
-            state.commands.append(command)
+            add(&state.commands)
             defer { state.sleeping = false }
             return (true, state.sleeping)
         }

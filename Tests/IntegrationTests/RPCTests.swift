@@ -71,18 +71,12 @@ struct RPCTests {
         }
     }
 
-    @Test("concurrent calls of every outcome travel in batches, and each gets its own answer")
-    func batchedCalls() async throws {
-        try await self.withRPC { client, service, connection in
-            // A second queue on the service's routing key sees every message the server's queue gets.
-            let tap = TestEnvironment.uniqueName("rpc-tap")
-            try await connection.declare(
-                AMQPTopology(
-                    queues: [.init(tap, arguments: testQueueArguments)],
-                    bindings: [.init(queue: tap, exchange: ExchangeName.rpc, routingKey: service.rawValue)]))
-            let calls = 300
+    @Test("concurrent calls of every outcome, to services up and down, each get their own answer")
+    func concurrentCallsOfEveryOutcome() async throws {
+        try await self.withRPC { client, service, _ in
+            // Whichever of them meet in one round of the connection travel as one batch.
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<calls {
+                for index in 0..<300 {
                     group.addTask {
                         switch index % 3 {
                         case 0:
@@ -115,21 +109,59 @@ struct RPCTests {
                 }
                 try await group.waitForAll()
             }
-            var messages = 0
-            var batches = 0
-            var requests = 0
-            for await delivery in connection.consume(queue: tap, prefetch: 500, autoAck: true) {
-                messages += 1
-                if delivery.properties.type == MessageBatch.requestType {
-                    batches += 1
-                    requests += try MessageBatch(decoding: delivery.body).items.count
-                } else {
-                    requests += 1
-                }
-                if requests == calls { break }
+        }
+    }
+
+    @Test("requests published together travel as one batch, and each of every outcome gets its own reply")
+    func batchedRequests() async throws {
+        try await self.withRPC { _, service, connection in
+            // A second queue on the service's routing key sees every message the server's queue gets.
+            let tap = TestEnvironment.uniqueName("rpc-tap")
+            let replies = TestEnvironment.uniqueName("rpc-replies")
+            try await connection.declare(
+                AMQPTopology(
+                    queues: [.init(tap, arguments: testQueueArguments), .init(replies, arguments: testQueueArguments)],
+                    bindings: [.init(queue: tap, exchange: ExchangeName.rpc, routingKey: service.rawValue)]))
+            let types: [MessageType] = ["test.echo.v1", "test.refuse.v1", "test.crash.v1", "test.unknown.v1"]
+            let requests = try (0..<40).map { index in
+                let type = types[index % types.count]
+                return AMQPMessage(
+                    exchange: ExchangeName.rpc, routingKey: service.rawValue,
+                    body: try MessengerJSON.encode(Envelope(type: type, data: Echo(text: "\(index)"))),
+                    properties: AMQPProperties(
+                        correlationID: "r\(index)", replyTo: replies, type: type.rawValue, persistent: false),
+                    mandatory: true
+                ).batched(as: MessageBatch.requestType)
             }
-            #expect(batches > 0, "300 concurrent calls all went alone")
-            #expect(messages < calls)
+            // One call to the connection: one round, so one message.
+            try await connection.publish(requests)
+            for await delivery in connection.consume(queue: tap, prefetch: 10, autoAck: true) {
+                #expect(delivery.properties.type == MessageBatch.requestType)
+                let items = try MessageBatch(decoding: delivery.body).items
+                #expect(items.map(\.correlationID) == (0..<40).map { "r\($0)" })
+                break
+            }
+            var answers: [String: RPCReply<Echo>] = [:]
+            for await delivery in connection.consume(queue: replies, prefetch: 100, autoAck: true) {
+                let batch =
+                    delivery.properties.type == MessageBatch.replyType
+                    ? try MessageBatch(decoding: delivery.body).items
+                    : [.init(correlationID: delivery.properties.correlationID ?? "", type: "", body: delivery.body)]
+                for item in batch {
+                    #expect(answers[item.correlationID] == nil, "\(item.correlationID) answered twice")
+                    answers[item.correlationID] = try MessengerJSON.decode(RPCReply<Echo>.self, from: item.body)
+                }
+                if answers.count == requests.count { break }
+            }
+            for index in 0..<40 {
+                let reply = try #require(answers["r\(index)"])
+                switch index % types.count {
+                case 0: #expect(try reply.get() == Echo(text: "\(index)"))
+                case 1: #expect(reply.error == .forbidden("not yours"))
+                case 2: #expect(reply.error == .internal())
+                default: #expect(reply.error?.code == .invalidArgument)
+                }
+            }
         }
     }
 
