@@ -43,17 +43,37 @@ struct DurableEvent: Sendable {
 ///
 /// Replays run at most ``maximumConcurrentReplays`` at a time, the others wait in line: a
 /// reconnect storm asks delivery for its pages at a pace it can serve, and the gateway's memory
-/// does not swell with thousands of replays in flight at once.
+/// does not swell with thousands of replays in flight at once. Sockets of one user that ask for
+/// the same page at the same time (devices coming back together) share one fetch: see
+/// ``fetch(user:afterSeq:limit:notBefore:)``.
 final class EventStreams: Sendable {
-    static let maximumConcurrentReplays = 64
+    static let maximumConcurrentReplays = 512
+
+    typealias Page = (events: [DurableEvent], hasMore: Bool)
+
+    private struct PageKey: Hashable {
+        var user: String
+        var afterSeq: Int64
+        var limit: Int
+    }
+
+    /// A fetch in flight, and when it was asked of delivery.
+    private struct SharedFetch {
+        var started: ContinuousClock.Instant
+        var page: Task<Page?, Never>
+    }
+
+    /// A stream waiting for its replay, and when it was registered.
+    private typealias PendingReplay = (stream: SocketEventStream, registered: ContinuousClock.Instant)
 
     private struct ReplayLine {
         var running = 0
-        var waiting: Deque<SocketEventStream> = []
+        var waiting: Deque<PendingReplay> = []
     }
 
     private let streams = Mutex<[String: SocketEventStream]>([:])
     private let replays = Mutex(ReplayLine())
+    private let fetches = Mutex<[PageKey: SharedFetch]>([:])
     private let rpc: RPCClient
     private let logger: Logger
 
@@ -64,25 +84,27 @@ final class EventStreams: Sendable {
 
     /// Starts the socket's stream with its replay after `lastSeq`.
     func connected(_ socket: SocketIOSocket, lastSeq: Int64) {
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: lastSeq), fetch: self.fetch)
+        let stream = SocketEventStream(
+            socket: socket, ordering: SeqOrdering(after: lastSeq), fetch: self.fetch(user:afterSeq:limit:notBefore:))
         self.streams.withLock { $0[socket.id] = stream }
+        let pending = (stream: stream, registered: ContinuousClock.now)
         let startsNow = self.replays.withLock { line in
             guard line.running < Self.maximumConcurrentReplays else {
-                line.waiting.append(stream)
+                line.waiting.append(pending)
                 return false
             }
             line.running += 1
             return true
         }
-        if startsNow { Task { await self.runReplays(startingWith: stream) } }
+        if startsNow { Task { await self.runReplays(startingWith: pending) } }
     }
 
     /// Replays `first`, then whatever waits in line, until the line is empty.
-    private func runReplays(startingWith first: SocketEventStream) async {
-        var next: SocketEventStream? = first
-        while let stream = next {
+    private func runReplays(startingWith first: PendingReplay) async {
+        var next: PendingReplay? = first
+        while let (stream, registered) = next {
             // A socket that left while it waited needs no replay.
-            if self.streams.withLock({ $0[stream.socketID] }) === stream { await stream.replay() }
+            if self.streams.withLock({ $0[stream.socketID] }) === stream { await stream.replay(registered: registered) }
             next = self.replays.withLock { line in
                 guard let waiting = line.waiting.popFirst() else {
                     line.running -= 1
@@ -99,13 +121,35 @@ final class EventStreams: Sendable {
 
     /// Hands a live event to a socket's stream. A socket whose stream is not started yet gets
     /// it from its replay instead (delivery stores every event before pushing it).
-    func deliver(_ event: DurableEvent, to socket: SocketIOSocket) async {
+    func deliver(_ event: DurableEvent, to socket: SocketIOSocket) {
         guard let stream = self.streams.withLock({ $0[socket.id] }) else { return }
-        await stream.receive(event)
+        stream.receive(event)
     }
 
     /// One page of the user's unacknowledged events after `afterSeq`, and whether more follow.
-    @Sendable private func fetch(user: String, afterSeq: Int64, limit: Int) async -> (events: [DurableEvent], hasMore: Bool)? {
+    ///
+    /// A caller joins a fetch of the same page already in flight when that fetch was asked of
+    /// delivery at or after `notBefore`: its page then holds every event stored before that
+    /// moment, and anything stored later reaches the caller live. A replay passes the moment
+    /// its socket's stream was registered (pushes reach the stream from then on); a gap fill
+    /// passes the moment it found the gap.
+    @Sendable private func fetch(user: String, afterSeq: Int64, limit: Int, notBefore: ContinuousClock.Instant) async -> Page? {
+        let key = PageKey(user: user, afterSeq: afterSeq, limit: limit)
+        let page = self.fetches.withLock { fetches -> Task<Page?, Never> in
+            if let shared = fetches[key], shared.started >= notBefore { return shared.page }
+            let started = ContinuousClock.now
+            let page = Task { await self.fetchFromDelivery(user: user, afterSeq: afterSeq, limit: limit) }
+            fetches[key] = SharedFetch(started: started, page: page)
+            return page
+        }
+        let result = await page.value
+        self.fetches.withLock { fetches in
+            if fetches[key]?.page == page { fetches[key] = nil }
+        }
+        return result
+    }
+
+    private func fetchFromDelivery(user: String, afterSeq: Int64, limit: Int) async -> Page? {
         do {
             let reply = try await self.rpc.callRaw(
                 DeliveryMessage.sync, to: .delivery, payload: SyncRequest(afterSeq: afterSeq, limit: limit),
@@ -124,72 +168,103 @@ final class EventStreams: Sendable {
 }
 
 /// One socket's durable events, kept in order by ``SeqOrdering``: handled one at a time (a
-/// replay or a gap fill finishes before the next push is looked at).
-actor SocketEventStream {
+/// replay or a gap fill finishes before the next push is looked at), by one drain at a time.
+///
+/// Handing it a live event never waits for the socket: the push consumer goes on to the next
+/// socket while this one's drain writes. Events that are ready together (a page of a replay, the
+/// pushes that arrived during a write) go to the socket in one write.
+final class SocketEventStream: Sendable {
     typealias Fetch =
-        @Sendable (_ user: String, _ afterSeq: Int64, _ limit: Int) async -> (
-            events: [DurableEvent], hasMore: Bool
-        )?
+        @Sendable (_ user: String, _ afterSeq: Int64, _ limit: Int, _ notBefore: ContinuousClock.Instant) async ->
+        EventStreams.Page?
 
     static let pageSize = 500
 
+    private struct State {
+        var ordering: SeqOrdering
+        var waiting: [DurableEvent] = []
+        /// True while the replay, or a drain of waiting events, is under way.
+        var busy = true
+    }
+
     private let socket: SocketIOSocket
     private let fetch: Fetch
-    nonisolated var socketID: String { self.socket.id }
-    private var ordering: SeqOrdering
-    private var waiting: [DurableEvent] = []
-    /// True while the replay, or a batch of waiting events, is being handled.
-    private var busy = true
+    private let state: Mutex<State>
+    var socketID: String { self.socket.id }
 
     init(socket: SocketIOSocket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
-        self.ordering = ordering
         self.fetch = fetch
+        self.state = Mutex(State(ordering: ordering))
     }
 
     /// Sends every unacknowledged event after the socket's `lastSeq`, then what arrived
-    /// meanwhile.
-    func replay() async {
-        while let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize) {
-            for event in page.events where self.ordering.accept(fetched: event.seq) {
-                await self.socket.emit(event.packet)
-            }
+    /// meanwhile. `registered`: when the stream was registered, so that every push from then on
+    /// reached it.
+    func replay(registered: ContinuousClock.Instant) async {
+        while true {
+            let after = self.state.withLock { $0.ordering.delivered }
+            guard let page = await self.fetch(self.socket.userID, after, Self.pageSize, registered) else { break }
+            await self.socket.emit(self.accept(page.events, before: nil))
             guard page.hasMore, !page.events.isEmpty else { break }
         }
         await self.drain()
     }
 
-    func receive(_ event: DurableEvent) async {
-        self.waiting.append(event)
-        guard !self.busy else { return }
-        self.busy = true
-        await self.drain()
+    /// Queues a live event, and starts a drain unless one (or the replay) is under way.
+    func receive(_ event: DurableEvent) {
+        let startsDrain = self.state.withLock { state in
+            state.waiting.append(event)
+            guard !state.busy else { return false }
+            state.busy = true
+            return true
+        }
+        if startsDrain { Task { await self.drain() } }
     }
 
     private func drain() async {
-        while !self.waiting.isEmpty {
-            let event = self.waiting.removeFirst()
-            await self.handle(event)
-        }
-        self.busy = false
-    }
-
-    private func handle(_ event: DurableEvent) async {
-        switch self.ordering.decide(seq: event.seq, redelivery: event.redelivery) {
-        case .emit:
-            await self.socket.emit(event.packet)
-        case .drop:
-            break
-        case .fillGap(let after):
-            let missing = Int(min(Int64(Self.pageSize), event.seq - after))
-            if let page = await self.fetch(self.socket.userID, after, missing) {
-                for fetched in page.events where fetched.seq < event.seq && self.ordering.accept(fetched: fetched.seq) {
-                    await self.socket.emit(fetched.packet)
+        while let events = self.takeWaiting() {
+            var ready: [EncodedEvent] = []
+            for event in events {
+                switch self.state.withLock({ $0.ordering.decide(seq: event.seq, redelivery: event.redelivery) }) {
+                case .emit:
+                    ready.append(event.packet)
+                case .drop:
+                    break
+                case .fillGap(let after):
+                    await self.socket.emit(ready)
+                    let missing = Int(min(Int64(Self.pageSize), event.seq - after))
+                    ready = []
+                    if let page = await self.fetch(self.socket.userID, after, missing, .now) {
+                        ready = self.accept(page.events, before: event.seq)
+                    }
+                    if self.state.withLock({ $0.ordering.decideAfterGap(seq: event.seq) }) { ready.append(event.packet) }
                 }
             }
-            if self.ordering.decideAfterGap(seq: event.seq) {
-                await self.socket.emit(event.packet)
+            await self.socket.emit(ready)
+        }
+    }
+
+    /// The waiting events, or nil (and no longer busy) when there are none.
+    private func takeWaiting() -> [DurableEvent]? {
+        self.state.withLock { state in
+            guard !state.waiting.isEmpty else {
+                state.busy = false
+                return nil
             }
+            defer { state.waiting.removeAll(keepingCapacity: true) }
+            return state.waiting
+        }
+    }
+
+    /// The packets of the fetched `events` (below `seq`, when given) not sent yet, in order.
+    private func accept(_ events: [DurableEvent], before seq: Int64?) -> [EncodedEvent] {
+        self.state.withLock { state in
+            var packets: [EncodedEvent] = []
+            for event in events where seq.map({ event.seq < $0 }) ?? true && state.ordering.accept(fetched: event.seq) {
+                packets.append(event.packet)
+            }
+            return packets
         }
     }
 }
@@ -206,7 +281,7 @@ struct LocalDelivery: Sendable {
             return
         }
         for socket in self.server.rooms.sockets(in: rooms, except: except) where socket.namespace == "/" {
-            await self.streams.deliver(durable, to: socket)
+            self.streams.deliver(durable, to: socket)
         }
     }
 }

@@ -24,8 +24,14 @@ public final class SocketIOSocket: Sendable {
 
     /// Sends an event encoded before (once for every socket it goes to).
     public func emit(_ event: EncodedEvent) async {
-        guard event.namespace == self.namespace else { return }
-        await self.session.send(event.messages)
+        await self.emit([event])
+    }
+
+    /// Sends events encoded before, in order, in one write to the connection.
+    public func emit(_ events: [EncodedEvent]) async {
+        let messages = events.lazy.filter { $0.namespace == self.namespace }.flatMap(\.messages)
+        guard !messages.isEmpty else { return }
+        await self.session.send(Array(messages))
     }
 
     func send(_ packet: SocketIOPacket) async {

@@ -34,6 +34,7 @@ import json
 import os
 import queue
 import subprocess
+import threading
 import time
 import uuid
 import warnings
@@ -669,6 +670,45 @@ def test_every_device_gets_every_event_and_an_ack_from_one_device_counts_for_all
         per_message.setdefault(ev.message_id, set()).add(ev.event_id)
     assert {k: len(v) for k, v in per_message.items()} == {i: 1 for i in ids}, f"receipts per message: {per_message}"
     in_order(a.durable(), start=1, what="alice")
+
+
+def test_devices_coming_back_together_each_get_the_whole_replay_in_order(account, open_socket):
+    # Sockets of one user that reconnect at the same moment with the same lastSeq may share the
+    # gateway's fetch of their replay; each still gets every event once, in seq order, and the
+    # live events that arrive meanwhile after it.
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    first = open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    created = first.wait_for(named("conversation_created", tid), "conversation_created")
+    first.sio.disconnect()
+    sent = send_pipelined(a, tid, [f"while away {i:02d}" for i in range(30)])
+    a.wait_for(named("message_created", tid, sent[-1]["id"]), "alice's own last message_created", timeout=30)
+
+    devices: list[Any] = [None] * 12
+    failures: list[str] = []
+    start = threading.Barrier(len(devices) + 1)
+
+    def come_back(i: int) -> None:
+        try:
+            start.wait(timeout=30)
+            devices[i] = open_socket(bob, last_seq=created.seq, label=f"bob's device {i}")
+        except Exception as exc:  # noqa: BLE001 - reported below with the device's index
+            failures.append(f"device {i}: {exc!r}")
+
+    threads = [threading.Thread(target=come_back, args=(i,)) for i in range(len(devices))]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=30)
+    live = [a.send(tid, f"live {i}") for i in range(3)]
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    expected = [m["id"] for m in sent + live]
+    for device in devices:
+        device.collect(named("message_created", tid), len(expected), "message_created (30 replayed + 3 live)")
+        kept = in_order(device.durable(), start=created.seq + 1, what=device.who)
+        assert [ev.message_id for ev in kept[: len(expected)]] == expected, device.who
 
 
 # ================================================================================================

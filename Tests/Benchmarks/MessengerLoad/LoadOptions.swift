@@ -24,12 +24,33 @@ struct LoadOptions {
     var output: String
     var gitRevision: String
 
-    init(arguments: [String]) {
-        let values = Dictionary(
-            arguments.dropFirst().compactMap { argument -> (String, String)? in
-                let parts = argument.drop { $0 == "-" }.split(separator: "=", maxSplits: 1)
-                return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-            }, uniquingKeysWith: { $1 })
+    /// The options, `--name=value` each, with their defaults.
+    static let usage = """
+        usage: messenger-load [--name=value ...]   (the gateway: GATEWAY_URL, default http://127.0.0.1:5000)
+          --scenarios=floor,dm,group,idle,storm   --users=100 --group-size=10
+          --floor-rate=200 --floor-seconds=60
+          --rates=200,400,600,800,1000,1500,2000,3000 --group-rates=20,50,100,150,200,300 --step-seconds=20
+          --idle=50000
+          --storm-users=100 --storm-sockets=100 --storm-rate=100 --storm-seconds=20 --storm-senders=1
+          --ack-interval-ms=1000 --ceilings=yes|no --output=results --git=REVISION
+        """
+    static let names: Set<String> = [
+        "scenarios", "users", "group-size", "floor-rate", "floor-seconds", "rates", "group-rates", "step-seconds", "idle",
+        "storm-users", "storm-sockets", "storm-rate", "storm-seconds", "storm-senders", "ack-interval-ms", "ceilings",
+        "output", "git",
+    ]
+
+    /// The options of `arguments`; nil, after printing the usage, for anything it does not know.
+    init?(arguments: [String]) {
+        var values: [String: String] = [:]
+        for argument in arguments.dropFirst() {
+            let parts = argument.drop { $0 == "-" }.split(separator: "=", maxSplits: 1)
+            guard argument.hasPrefix("--"), parts.count == 2, Self.names.contains(String(parts[0])) else {
+                FileHandle.standardError.write(Data("messenger-load: unknown argument '\(argument)'\n\(Self.usage)\n".utf8))
+                return nil
+            }
+            values[String(parts[0])] = String(parts[1])
+        }
         func int(_ name: String, _ fallback: Int) -> Int { values[name].flatMap { Int($0) } ?? fallback }
         func ints(_ name: String, _ fallback: [Int]) -> [Int] {
             values[name].map { $0.split(separator: ",").compactMap { Int($0) } } ?? fallback

@@ -60,6 +60,9 @@ struct Scenario: Codable {
     var resumeSecondsP50: Double?
     var resumeSecondsP99: Double?
     var resumeSecondsMax: Double?
+    /// From the drop to the CONNECT answer alone.
+    var reconnectSecondsP50: Double?
+    var reconnectSecondsP99: Double?
     var messagesSentDuringStorm: Int?
     var deliveriesExpected: Int?
     var deliveriesReceived: Int?

@@ -24,7 +24,7 @@ import MessengerRedis
 @main
 struct MessengerLoad {
     static func main() async throws {
-        let options = LoadOptions(arguments: CommandLine.arguments)
+        guard let options = LoadOptions(arguments: CommandLine.arguments) else { exit(2) }
         let environment = ProcessInfo.processInfo.environment
         let logger: Logger = {
             var logger = Logger(label: "messenger-load")
@@ -235,6 +235,10 @@ struct MessengerLoad {
             perConnection / 1024, perConnection / 10240, outcome.connected, outcome.before >> 20, outcome.after >> 20,
             outcome.afterClose >> 20)
         say("    \(scenario.verdict)")
+        say(
+            String(
+                format: "    of which connecting again: p50 %.2f s, p99 %.2f s", scenario.reconnectSecondsP50 ?? -1,
+                scenario.reconnectSecondsP99 ?? -1))
         return scenario
     }
 
@@ -264,9 +268,11 @@ struct MessengerLoad {
             return outcome
         }
         let times = outcome.resumeTimes.map(\.seconds).sorted()
-        func percentile(_ p: Double) -> Double? {
+        let reconnectTimes = outcome.reconnectTimes.map(\.seconds).sorted()
+        func percentile(_ p: Double, of times: [Double]) -> Double? {
             times.isEmpty ? nil : times[min(times.count - 1, Int(Double(times.count) * p))]
         }
+        func percentile(_ p: Double) -> Double? { percentile(p, of: times) }
         let within = times.filter { $0 <= 10 }.count
         scenario.clients = outcome.clients
         scenario.reconnected = outcome.reconnected
@@ -275,6 +281,8 @@ struct MessengerLoad {
         scenario.resumeSecondsP50 = percentile(0.5)
         scenario.resumeSecondsP99 = percentile(0.99)
         scenario.resumeSecondsMax = times.last
+        scenario.reconnectSecondsP50 = percentile(0.5, of: reconnectTimes)
+        scenario.reconnectSecondsP99 = percentile(0.99, of: reconnectTimes)
         scenario.messagesSentDuringStorm = outcome.sent
         scenario.deliveriesExpected = outcome.expected
         scenario.deliveriesReceived = outcome.received

@@ -156,6 +156,8 @@ enum ReconnectStorm {
     struct Outcome {
         var clients: Int
         var reconnected: Int
+        /// From the drop to the CONNECT answer, for every socket that came back.
+        var reconnectTimes: [Duration]
         var resumeTimes: [Duration]
         var sent: Int
         var expected: Int
@@ -249,13 +251,37 @@ enum ReconnectStorm {
                 if missingSockets > 0 { say("    missing: \(missingSockets) sockets lack some of their messages") }
             }
 
+            // How long the messages took, by the second they were sent in: to the first of their
+            // user's sockets, and to the last (a storm is bounded by one or the other).
+            var timeline: [Int: (first: [Double], last: [Double])] = [:]
+            for (receiver, userSockets) in sockets.enumerated() {
+                let arrivals = userSockets.map(\.arrivals)
+                for message in sent[receiver] {
+                    let times = arrivals.compactMap { $0[message.index] }
+                    guard let first = times.min(), let last = times.max() else { continue }
+                    let second = Int((message.at - started).seconds)
+                    timeline[second, default: ([], [])].first.append((first - message.at).seconds)
+                    timeline[second, default: ([], [])].last.append((last - message.at).seconds)
+                }
+            }
+            for second in timeline.keys.sorted() {
+                let entry = timeline[second]!
+                func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+                say(
+                    String(
+                        format: "    sent in second %2d: median latency to the first socket %.2f s, to the last %.2f s", second,
+                        median(entry.first), median(entry.last)))
+            }
+
             var resumeTimes: [Duration] = []
+            var reconnectTimes: [Duration] = []
             var reconnected = 0
             for (receiver, userSockets) in sockets.enumerated() {
                 for socket in userSockets {
                     let (droppedAt, reconnectedAt) = socket.storm
                     guard let droppedAt, let reconnectedAt else { continue }
                     reconnected += 1
+                    reconnectTimes.append(reconnectedAt - droppedAt)
                     let arrivals = socket.arrivals
                     let owed = sent[receiver].filter { $0.at <= reconnectedAt }.map { arrivals[$0.index] }
                     guard owed.allSatisfy({ $0 != nil }) else { continue }
@@ -266,7 +292,8 @@ enum ReconnectStorm {
             for socket in all { socket.stop() }
             group.cancelAll()
             return Outcome(
-                clients: all.count, reconnected: reconnected, resumeTimes: resumeTimes, sent: total, expected: expected,
+                clients: all.count, reconnected: reconnected, reconnectTimes: reconnectTimes, resumeTimes: resumeTimes,
+                sent: total, expected: expected,
                 received: received, receivedInTime: receivedInTime)
         }
     }
