@@ -8,7 +8,9 @@ import Synchronization
 /// One of the storm's sockets: it keeps what it received (the indices of the storm's messages,
 /// with when each first arrived) and the highest seq, and when told to drop, closes its
 /// WebSocket and connects again at once with `auth.lastSeq`, as a client coming back does. It
-/// never acknowledges, so everything it misses while away is still there to replay.
+/// never acknowledges while the storm is measured, so everything it misses while away is still
+/// there to replay; at the end one socket per user acknowledges everything it got, so the next
+/// run does not meet this run's retries.
 final class StormSocket: Sendable {
     let token: String
     private let received = Mutex([Int: ContinuousClock.Instant]())
@@ -16,8 +18,13 @@ final class StormSocket: Sendable {
     private let connections = Atomic(0)
     private let state = Mutex(State())
 
+    private enum Command {
+        case drop
+        case send(String)
+    }
+
     private struct State {
-        var drop: AsyncStream<Void>.Continuation?
+        var commands: AsyncStream<Command>.Continuation?
         var droppedAt: ContinuousClock.Instant?
         var reconnectedAt: ContinuousClock.Instant?
         var stopping = false
@@ -36,15 +43,20 @@ final class StormSocket: Sendable {
     /// Connects, and connects again after every drop, until `stop()`.
     func run(url: String, logger: Logger) async {
         while !self.state.withLock({ $0.stopping }) {
-            let (dropped, drop) = AsyncStream.makeStream(of: Void.self)
-            self.state.withLock { $0.drop = drop }
+            let (commands, commander) = AsyncStream.makeStream(of: Command.self)
+            self.state.withLock { $0.commands = commander }
             do {
                 try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
-                            for await _ in dropped {
-                                try await outbound.close(.goingAway, reason: nil)
-                                return
+                            for await command in commands {
+                                switch command {
+                                case .send(let text):
+                                    try await outbound.write(.text(text))
+                                case .drop:
+                                    try await outbound.close(.goingAway, reason: nil)
+                                    return
+                                }
                             }
                         }
                         var messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
@@ -63,20 +75,26 @@ final class StormSocket: Sendable {
 
     /// Drops the connection (it comes back by itself).
     func drop() {
-        let drop = self.state.withLock { state -> AsyncStream<Void>.Continuation? in
+        let commands = self.state.withLock { state -> AsyncStream<Command>.Continuation? in
             state.droppedAt = .now
             state.reconnectedAt = nil
-            return state.drop
+            return state.commands
         }
-        drop?.yield()
+        commands?.yield(.drop)
+    }
+
+    /// Acknowledges every event up to the highest seq this socket got (for its user).
+    func acknowledge() {
+        let commands = self.state.withLock { $0.commands }
+        commands?.yield(.send(#"42["ack_events",{"upToSeq":\#(self.seq)}]"#))
     }
 
     func stop() {
-        let drop = self.state.withLock { state -> AsyncStream<Void>.Continuation? in
+        let commands = self.state.withLock { state -> AsyncStream<Command>.Continuation? in
             state.stopping = true
-            return state.drop
+            return state.commands
         }
-        drop?.yield()
+        commands?.yield(.drop)
     }
 
     private func handle(_ text: String) -> String? {
@@ -289,6 +307,8 @@ enum ReconnectStorm {
                     resumeTimes.append(max(caughtUp, reconnectedAt) - droppedAt)
                 }
             }
+            for userSockets in sockets { userSockets.first?.acknowledge() }
+            try await Task.sleep(for: .seconds(2))
             for socket in all { socket.stop() }
             group.cancelAll()
             return Outcome(
