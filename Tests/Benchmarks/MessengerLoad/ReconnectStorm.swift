@@ -1,6 +1,5 @@
 import BenchSupport
 import Foundation
-import HummingbirdWSClient
 import Logging
 import SocketIOProtocol
 import Synchronization
@@ -41,30 +40,18 @@ final class StormSocket: Sendable {
     }
 
     /// Connects, and connects again after every drop, until `stop()`.
-    func run(url: String, logger: Logger) async {
+    func run(endpoint: StormConnection.Endpoint) async {
         while !self.state.withLock({ $0.stopping }) {
             let (commands, commander) = AsyncStream.makeStream(of: Command.self)
             self.state.withLock { $0.commands = commander }
             do {
-                try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for await command in commands {
-                                switch command {
-                                case .send(let text):
-                                    try await outbound.write(.text(text))
-                                case .drop:
-                                    try await outbound.close(.goingAway, reason: nil)
-                                    return
-                                }
-                            }
-                        }
-                        var messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
-                        while let message = try await messages.next() {
-                            guard case .text(let text) = message else { continue }
-                            if let reply = self.handle(text) { try await outbound.write(.text(reply)) }
-                        }
-                        group.cancelAll()
+                let channel = try await StormConnection.connect(
+                    to: endpoint, onText: { self.handle($0) }, onClose: { commander.finish() })
+                for await command in commands {
+                    switch command {
+                    case .send(let text):
+                        channel.writeAndFlush(StormConnection.text(text, allocator: channel.allocator), promise: nil)
+                    case .drop: StormConnection.close(channel)
                     }
                 }
             } catch {
@@ -188,6 +175,7 @@ enum ReconnectStorm {
         url: String, senders: [LoadClient], receivers: [Account], socketsPerUser: Int, rate: Int, seconds: Int,
         dropAfter: Duration, logger: Logger
     ) async throws -> Outcome {
+        guard let endpoint = StormConnection.Endpoint(url: url) else { throw StormConnection.InvalidURL(url: url) }
         var threads: [String] = []
         for receiver in receivers {
             threads.append(try await senders[0].createConversation(type: "DM", with: [receiver.id]))
@@ -196,7 +184,7 @@ enum ReconnectStorm {
         let all = sockets.flatMap { $0 }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, socket) in all.enumerated() {
-                group.addTask { await socket.run(url: url, logger: logger) }
+                group.addTask { await socket.run(endpoint: endpoint) }
                 if index % 200 == 199 { try await Task.sleep(for: .milliseconds(20)) }
             }
             let deadline = ContinuousClock.now + .seconds(120)
