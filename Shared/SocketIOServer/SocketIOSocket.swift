@@ -24,14 +24,16 @@ public final class SocketIOSocket: Sendable {
 
     /// Sends an event encoded before (once for every socket it goes to).
     public func emit(_ event: EncodedEvent) async {
-        await self.emit([event])
+        guard event.namespace == self.namespace else { return }
+        await self.session.send(event.messages)
     }
 
     /// Sends events encoded before, in order, in one write to the connection.
     public func emit(_ events: [EncodedEvent]) async {
-        let messages = events.lazy.filter { $0.namespace == self.namespace }.flatMap(\.messages)
+        var messages: [EngineMessage] = []
+        for event in events where event.namespace == self.namespace { messages += event.messages }
         guard !messages.isEmpty else { return }
-        await self.session.send(Array(messages))
+        await self.session.send(messages)
     }
 
     func send(_ packet: SocketIOPacket) async {
