@@ -60,7 +60,7 @@ DETAILS = {
     "idle": [
         ("connections", "Connections opened", "count"),
         ("connected", "Connections established", "count"),
-        ("sourceAddresses", "Source addresses", "count"),
+        ("sourceAddresses", "Source addresses (one per load process)", "count"),
         ("gatewayRssBeforeBytes", "Gateway RSS before", "bytes"),
         ("gatewayRssAfterBytes", "Gateway RSS after", "bytes"),
         ("gatewayRssAfterCloseBytes", "Gateway RSS after closing", "bytes"),
@@ -379,7 +379,22 @@ def scenario_section(scenario, index):
         lines += details + [""]
     if kind == "rate-steps":
         lines += steps_tables(scenario)
+    if kind == "idle":
+        lines += gateways_table(scenario)
     return lines
+
+
+def gateways_table(scenario):
+    """The idle scenario's figures for each gateway process it spread the sockets over."""
+    gateways = as_list(scenario.get("gateways"))
+    if not gateways:
+        return []
+    rows = [[str(index), count(g.get("connected")), size(g.get("rssBeforeBytes")),
+             size(g.get("rssAfterBytes")), size(g.get("rssAfterCloseBytes")),
+             size(g.get("bytesPerConnection"))]
+            for index, g in enumerate(gateways, start=1)]
+    return table(["Gateway", "Connections", "RSS before", "RSS after",
+                  "RSS after closing", "Per connection"], rows) + [""]
 
 
 def build_report(result, source, plots, plot_note):

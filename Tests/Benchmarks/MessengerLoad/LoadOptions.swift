@@ -12,7 +12,10 @@ struct LoadOptions {
     var groupRates: [Int]
     var stepSeconds: Int
     var idle: Int
-    var idleNote: String?
+    /// Sockets one process may hold here: its open-file limit less room for everything else.
+    var socketsPerProcess: Int
+    /// Set in a worker process of the idle scenario: the gateway it opens its sockets to.
+    var idleWorker: String?
     var stormUsers: Int
     var stormSockets: Int
     var stormRate: Int
@@ -30,12 +33,13 @@ struct LoadOptions {
           --scenarios=floor,dm,group,idle,storm   --users=100 --group-size=10
           --floor-rate=200 --floor-seconds=60
           --rates=200,400,600,800,1000,1500,2000,3000 --group-rates=20,50,100,150,200,300 --step-seconds=20
-          --idle=50000
+          --idle=50000   (spread over gateway replicas when one process may not hold them all)
           --storm-users=100 --storm-sockets=100 --storm-rate=100 --storm-seconds=20 --storm-senders=1
           --ack-interval-ms=1000 --ceilings=yes|no --output=results --git=REVISION
         """
     static let names: Set<String> = [
         "scenarios", "users", "group-size", "floor-rate", "floor-seconds", "rates", "group-rates", "step-seconds", "idle",
+        "idle-worker",
         "storm-users", "storm-sockets", "storm-rate", "storm-seconds", "storm-senders", "ack-interval-ms", "ceilings",
         "output", "git",
     ]
@@ -64,17 +68,13 @@ struct LoadOptions {
         self.rates = ints("rates", [200, 400, 600, 800, 1000, 1500, 2000, 3000])
         self.groupRates = ints("group-rates", [20, 50, 100, 150, 200, 300])
         self.stepSeconds = int("step-seconds", 20)
-        // One gateway process can hold only as many sockets as its open-file limit allows; the
-        // load tool is under the same limit.
+        // A process can hold only as many sockets as its open-file limit allows: the gateway and
+        // this tool alike.
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let possible = Int(limit.rlim_cur) - 1_000
-        let wanted = int("idle", 50_000)
-        self.idle = min(wanted, possible)
-        if self.idle < wanted {
-            self.idleNote =
-                "\(wanted) wanted, \(self.idle) opened: the open-file limit here is \(limit.rlim_cur) (hard \(limit.rlim_max)) for the gateway and the load tool alike, and cannot be raised in this container"
-        }
+        self.socketsPerProcess = Int(limit.rlim_cur) - 1_000
+        self.idle = int("idle", 50_000)
+        self.idleWorker = values["idle-worker"]
         self.stormUsers = int("storm-users", 100)
         self.stormSockets = int("storm-sockets", 100)
         self.stormRate = int("storm-rate", 100)

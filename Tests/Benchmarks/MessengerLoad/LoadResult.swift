@@ -48,6 +48,8 @@ struct Scenario: Codable {
     var gatewayRssAfterBytes: Int?
     var gatewayRssAfterCloseBytes: Int?
     var bytesPerConnection: Double?
+    /// Each gateway process's part, when the sockets were spread over several.
+    var gateways: [GatewayFigures]?
     var note: String?
 
     // storm
@@ -116,4 +118,13 @@ extension JSONEncoder {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return encoder
     }
+}
+
+/// One gateway process's part of the idle scenario.
+struct GatewayFigures: Codable {
+    var connected: Int
+    var rssBeforeBytes: Int
+    var rssAfterBytes: Int
+    var rssAfterCloseBytes: Int
+    var bytesPerConnection: Double
 }

@@ -40,18 +40,18 @@ final class StormSocket: Sendable {
     }
 
     /// Connects, and connects again after every drop, until `stop()`.
-    func run(endpoint: StormConnection.Endpoint) async {
+    func run(endpoint: PlainWebSocket.Endpoint) async {
         while !self.state.withLock({ $0.stopping }) {
             let (commands, commander) = AsyncStream.makeStream(of: Command.self)
             self.state.withLock { $0.commands = commander }
             do {
-                let channel = try await StormConnection.connect(
+                let channel = try await PlainWebSocket.connect(
                     to: endpoint, onText: { self.handle($0) }, onClose: { commander.finish() })
                 for await command in commands {
                     switch command {
                     case .send(let text):
-                        channel.writeAndFlush(StormConnection.text(text, allocator: channel.allocator), promise: nil)
-                    case .drop: StormConnection.close(channel)
+                        channel.writeAndFlush(PlainWebSocket.text(text, allocator: channel.allocator), promise: nil)
+                    case .drop: PlainWebSocket.close(channel)
                     }
                 }
             } catch {
@@ -175,7 +175,7 @@ enum ReconnectStorm {
         url: String, senders: [LoadClient], receivers: [Account], socketsPerUser: Int, rate: Int, seconds: Int,
         dropAfter: Duration, logger: Logger
     ) async throws -> Outcome {
-        guard let endpoint = StormConnection.Endpoint(url: url) else { throw StormConnection.InvalidURL(url: url) }
+        guard let endpoint = PlainWebSocket.Endpoint(url: url) else { throw PlainWebSocket.InvalidURL(url: url) }
         var threads: [String] = []
         for receiver in receivers {
             threads.append(try await senders[0].createConversation(type: "DM", with: [receiver.id]))

@@ -2,15 +2,18 @@ import NIOCore
 import NIOPosix
 import NIOWebSocket
 
-/// The storm's WebSocket connections on plain NIO channels: each text frame is handled on the
-/// event loop as it arrives, with no task or async sequence per frame, so that 10,000 of them
-/// cost the load tool little of the CPU the gateway is measured on.
+/// The storm's and the idle scenario's WebSocket connections, on plain NIO channels: each text
+/// frame is handled on the event loop as it arrives, with no task or async sequence per frame,
+/// so that tens of thousands of them cost the load tool little of the CPU and memory of the
+/// machine the gateway is measured on.
 ///
 /// The upgrade is written and read by hand: the server sends its first frame (Engine.IO's open
 /// packet) right behind its `101` response, often in the same read, and every byte after the
 /// response goes to the frame decoder.
-enum StormConnection {
+enum PlainWebSocket {
     struct NotUpgraded: Error {}
+    /// `IP_BIND_ADDRESS_NO_PORT` (linux/in.h), which Glibc's module does not export.
+    private static let bindAddressNoPort = NIOBSDSocket.Option(rawValue: 24)
     struct InvalidURL: Error { var url: String }
 
     /// Where the sockets connect: `ws://host:port/path?query`.
@@ -31,24 +34,32 @@ enum StormConnection {
         }
     }
 
-    /// Connects and upgrades to a WebSocket. Every text frame then goes to `onText`, and what it
-    /// returns is sent back; `onClose` runs once the connection is gone.
+    /// Connects (from `source`, a local IP address, when given) and upgrades to a WebSocket.
+    /// Every text frame then goes to `onText`, and what it returns is sent back; `onClose` runs
+    /// once the connection is gone.
     static func connect(
-        to endpoint: Endpoint, onText: @escaping @Sendable (String) -> String?, onClose: @escaping @Sendable () -> Void
+        to endpoint: Endpoint, from source: String? = nil, onText: @escaping @Sendable (String) -> String?,
+        onClose: @escaping @Sendable () -> Void
     ) async throws -> any Channel {
         let request =
             "GET \(endpoint.path) HTTP/1.1\r\nHost: \(endpoint.host):\(endpoint.port)\r\nUpgrade: websocket\r\n"
             + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        let (channel, upgraded) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: endpoint.host, port: endpoint.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let upgraded = channel.eventLoop.makePromise(of: Void.self)
-                    try channel.pipeline.syncOperations.addHandler(
-                        UpgradeHandler(
-                            request: request, frames: TextFrameHandler(onText: onText, onClose: onClose), upgraded: upgraded))
-                    return (channel, upgraded.futureResult)
-                }
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let source {
+            // The port is chosen at connect, for the whole address pair, instead of at bind among
+            // every port of the address (a scan that grows with each socket).
+            bootstrap = bootstrap.channelOption(.ipOption(Self.bindAddressNoPort), value: 1)
+                .bind(to: try SocketAddress(ipAddress: source, port: 0))
+        }
+        let (channel, upgraded) = try await bootstrap.connect(host: endpoint.host, port: endpoint.port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let upgraded = channel.eventLoop.makePromise(of: Void.self)
+                try channel.pipeline.syncOperations.addHandler(
+                    UpgradeHandler(
+                        request: request, frames: TextFrameHandler(onText: onText, onClose: onClose), upgraded: upgraded))
+                return (channel, upgraded.futureResult)
             }
+        }
         do {
             try await upgraded.get()
         } catch {
@@ -154,7 +165,7 @@ enum StormConnection {
             case .text:
                 if let reply = self.onText(String(buffer: frame.unmaskedData)) {
                     context.writeAndFlush(
-                        Self.wrapOutboundOut(StormConnection.text(reply, allocator: context.channel.allocator)), promise: nil)
+                        Self.wrapOutboundOut(PlainWebSocket.text(reply, allocator: context.channel.allocator)), promise: nil)
                 }
             case .ping:
                 let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
