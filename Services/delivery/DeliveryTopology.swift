@@ -154,10 +154,9 @@ struct PushPublisher: Sendable {
         try await self.amqp.publish(messages)
     }
 
-    /// Pushes `deliveries` (their first retry check is ``FirstRetryChecks``'s); returns once the
-    /// broker confirmed them all.
-    func send(_ deliveries: [Delivery]) async throws {
-        guard !deliveries.isEmpty else { return }
-        try await self.amqp.publish(deliveries.map { self.push($0, redelivery: false) })
+    /// Starts pushing `deliveries` (their first retry check is ``FirstRetryChecks``'s) and
+    /// returns their confirms.
+    func startSending(_ deliveries: [Delivery]) throws -> PendingConfirms {
+        try self.amqp.startPublishing(deliveries.map { self.push($0, redelivery: false) })
     }
 }

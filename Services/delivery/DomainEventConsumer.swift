@@ -10,6 +10,11 @@ import ServiceLifecycle
 /// crash anywhere before the ack redelivers the events, and the log's inbox turns the
 /// redelivery into a push of what is still pending. A message that is not a known domain event
 /// is dead-lettered with a log line.
+///
+/// Batches are recorded one after the other (each takes the seqs after the last), but a batch's
+/// pushes are confirmed by the broker while the next batch is recorded: the pushes go out in
+/// the order of the batches all the same, and the events of a batch are handed on only once its
+/// pushes are confirmed. The consumer's prefetch bounds the batches in flight.
 struct DomainEventConsumer: Service {
     let amqp: AMQPConnection
     let log: EventLog
@@ -18,18 +23,33 @@ struct DomainEventConsumer: Service {
     let prefetch: UInt16
     let logger: Logger
 
+    /// A recorded batch whose pushes are on their way.
+    private struct PushedBatch: Sendable {
+        var confirms: PendingConfirms
+        var events: [EntityID]
+        var deliveries: [AMQPDelivery]
+    }
+
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeliveryTopology.events, prefetch: self.prefetch)
+        let (pushed, pushedContinuation) = AsyncStream.makeStream(of: PushedBatch.self)
         await withGracefulShutdownHandler {
-            for await batch in consumer.batches(maximum: Int(self.prefetch)) {
-                await self.process(batch)
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for await batch in pushed { await self.handOn(batch) }
+                }
+                for await batch in consumer.batches(maximum: Int(self.prefetch)) {
+                    if let recorded = await self.process(batch) { pushedContinuation.yield(recorded) }
+                }
+                pushedContinuation.finish()
             }
         } onGracefulShutdown: {
             consumer.cancel()
         }
     }
 
-    private func process(_ batch: [AMQPDelivery]) async {
+    /// Records a batch and starts pushing its deliveries; nil when nothing is left to hand on.
+    private func process(_ batch: [AMQPDelivery]) async -> PushedBatch? {
         var events: [IncomingEvent] = []
         var accepted: [AMQPDelivery] = []
         for delivery in batch {
@@ -45,18 +65,34 @@ struct DomainEventConsumer: Service {
             events += decoded
             accepted.append(delivery)
         }
-        guard !events.isEmpty else { return }
+        guard !events.isEmpty else { return nil }
         do {
             let deliveries = try await self.log.record(events)
-            try await self.publisher.send(deliveries)
-            await self.retryChecks.add(events: deliveries.map(\.event.eventId), acking: accepted)
+            let confirms = try self.publisher.startSending(deliveries)
+            return PushedBatch(confirms: confirms, events: deliveries.map(\.event.eventId), deliveries: accepted)
         } catch {
-            self.logger.warning(
-                "recording domain events failed; they will come again",
-                metadata: ["events": "\(events.count)", "error": "\(error)"])
-            for delivery in accepted { delivery.nack(requeue: true) }
-            try? await Task.sleep(for: .seconds(1))
+            await self.giveBack(accepted, count: events.count, error: error)
+            return nil
         }
+    }
+
+    /// Once the batch's pushes are confirmed, its events go on to their first retry check.
+    private func handOn(_ batch: PushedBatch) async {
+        do {
+            try await batch.confirms.confirmed()
+            await self.retryChecks.add(events: batch.events, acking: batch.deliveries)
+        } catch {
+            await self.giveBack(batch.deliveries, count: batch.events.count, error: error)
+        }
+    }
+
+    /// Puts the domain events of a failed batch back on the queue, and pauses a moment.
+    private func giveBack(_ deliveries: [AMQPDelivery], count: Int, error: any Error) async {
+        self.logger.warning(
+            "recording or pushing domain events failed; they will come again",
+            metadata: ["events": "\(count)", "error": "\(error)"])
+        for delivery in deliveries { delivery.nack(requeue: true) }
+        try? await Task.sleep(for: .seconds(1))
     }
 }
 

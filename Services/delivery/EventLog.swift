@@ -58,41 +58,26 @@ struct EventLog: Sendable {
     let retention: Duration
     let logger: Logger
 
-    /// Records `events` in order, in one transaction. Returns what to push: the new deliveries,
-    /// and for an event recorded before (a redelivery from the broker) its still-pending ones.
+    /// Records `events` in order, atomically. Returns what to push: the new deliveries, and for
+    /// an event recorded before (a redelivery from the broker) its still-pending ones.
+    ///
+    /// The batch is one statement (``EventLogStatements/Record``), on its own when it can be: a
+    /// `MESSAGE_SEEN` event also marks deliveries seen, and then the statements share a
+    /// transaction.
     func record(_ events: [IncomingEvent]) async throws -> [Delivery] {
-        try await self.retryingDeadlocks {
-            try await self.client.transaction(logger: self.logger) { connection in
+        var seen = Set<UUID>()
+        let events = events.filter { seen.insert($0.id).inserted }  // an event twice in one batch is one event
+        guard !events.isEmpty else { return [] }
+        return try await self.retryingDeadlocks {
+            if events.contains(where: { $0.name == "MESSAGE_SEEN" }) {
+                return try await self.client.transaction(logger: self.logger) { connection in
+                    try await self.recordBatch(events, on: connection)
+                }
+            }
+            return try await self.client.withConnection { connection in
                 try await self.recordBatch(events, on: connection)
             }
         }
-    }
-
-    /// Takes the sequence rows of `users`: the existing ones in user-id order, then the ones it
-    /// creates. Only the event consumer takes them (one at a time across replicas, through the
-    /// queue's single active consumer), so the order matters only in an overlap at a hand-over.
-    /// Returns each user's last seq.
-    private func lockSequences(of users: [UUID], on connection: PostgresConnection) async throws -> [UUID: Int64] {
-        let users = Array(Set(users))
-        guard !users.isEmpty else { return [:] }
-        var last: [UUID: Int64] = [:]
-        for try await row in try await connection.execute(EventLogStatements.LockSequences(users: users), logger: self.logger) {
-            let (user, seq) = try row.decode((UUID, Int64).self)
-            last[user] = seq
-        }
-        // A user's first event creates the row. Those rows are locked after the others, out of
-        // id order; a deadlock that could make (only at a hand-over between replicas) is retried.
-        let missing = users.filter { last[$0] == nil }
-        if !missing.isEmpty {
-            _ = try await connection.execute(EventLogStatements.EnsureSequences(users: missing), logger: self.logger)
-            for try await row in try await connection.execute(
-                EventLogStatements.LockSequences(users: missing), logger: self.logger)
-            {
-                let (user, seq) = try row.decode((UUID, Int64).self)
-                last[user] = seq
-            }
-        }
-        return last
     }
 
     /// Runs `body` again (up to three times) when PostgreSQL broke a deadlock or a serialization
@@ -109,39 +94,14 @@ struct EventLog: Sendable {
         }
     }
 
-    /// Records `events` set-wise, a handful of statements for the whole batch: the inbox claims,
-    /// the events, the seqs (each recipient's `last_seq` raised by its number of new events, under
-    /// the row locks taken in user-id order), the deliveries. Events seen before (a redelivery)
-    /// give their still-pending deliveries instead.
+    /// Records `events` (no id twice) with ``EventLogStatements/Record``, then marks what the
+    /// `MESSAGE_SEEN` events among the new ones say was seen, and finds the still-pending
+    /// deliveries of the events recorded before.
     private func recordBatch(_ events: [IncomingEvent], on connection: PostgresConnection) async throws -> [Delivery] {
-        guard !events.isEmpty else { return [] }
-        var fresh = try await Inbox.claim(events.map(\.id), consumer: Self.consumer, on: connection, logger: self.logger)
-        var redelivered: [Delivery] = []
-        var seenAgain = Set<UUID>()
-        var new: [IncomingEvent] = []
+        var recipientEvents: [UUID] = [], recipientUsers: [UUID] = []
+        var messages: [String] = [], messageSeqs: [Int64] = [], senders: [String] = []
         for event in events {
-            if fresh.remove(event.id) != nil {
-                new.append(event)
-            } else if seenAgain.insert(event.id).inserted {
-                redelivered += try await self.pending(event: event.id, on: connection)
-            }
-        }
-        guard !new.isEmpty else { return redelivered }
-
-        // The recipients' rows, locked in one order, and their current last seq.
-        var last = try await self.lockSequences(of: new.flatMap(\.recipients), on: connection)
-
-        // Seqs in the events' order; the event rows and the delivery rows as columns.
-        var deliveries: [Delivery] = []
-        var ids: [UUID] = [], names: [String] = [], times: [Date] = [], texts: [String] = []
-        var threads: [UUID] = [], messages: [String] = [], messageSeqs: [Int64] = [], senders: [String] = []
-        for event in new {
             let message = event.data["message"]
-            ids.append(event.id)
-            names.append(event.name)
-            times.append(event.occurredAt)
-            texts.append(event.data.jsonText)
-            threads.append(event.threadID)
             messages.append(
                 ((message?["id"] ?? event.data["messageId"])?.stringValue).flatMap { UUID(text: $0) }.map {
                     EntityID($0).description
@@ -149,27 +109,43 @@ struct EventLog: Sendable {
             messageSeqs.append(message?["seq"]?.int64Value ?? -1)
             senders.append(
                 (message?["senderId"]?.stringValue).flatMap { UUID(text: $0) }.map { EntityID($0).description } ?? "")
-            for user in Array(Set(event.recipients)).sorted(by: { $0.lowercasedText < $1.lowercasedText }) {
-                guard let previous = last[user] else { continue }
-                last[user] = previous + 1
+            for user in event.recipients {
+                recipientEvents.append(event.id)
+                recipientUsers.append(user)
+            }
+        }
+        let statement = EventLogStatements.Record(
+            consumer: Self.consumer, ids: events.map(\.id), names: events.map(\.name), times: events.map(\.occurredAt),
+            texts: events.map(\.data.jsonText), threads: events.map(\.threadID), messages: messages, messageSeqs: messageSeqs,
+            senders: senders, recipientEvents: recipientEvents, recipientUsers: recipientUsers,
+            expires: Date().addingTimeInterval(Double(self.retention.components.seconds)))
+        var claimed = Set<UUID>()
+        var seqs: [UUID: [(user: UUID, seq: Int64)]] = [:]
+        for try await row in try await connection.execute(statement, logger: self.logger) {
+            let (event, user, seq) = try row.decode((UUID, UUID?, Int64?).self)
+            if let user, let seq {
+                seqs[event, default: []].append((user, seq))
+            } else {
+                claimed.insert(event)
+            }
+        }
+
+        var redelivered: [Delivery] = []
+        var deliveries: [Delivery] = []
+        for event in events {
+            guard claimed.contains(event.id) else {
+                redelivered += try await self.pending(event: event.id, on: connection)
+                continue
+            }
+            for (user, seq) in (seqs[event.id] ?? []).sorted(by: { $0.user.lowercasedText < $1.user.lowercasedText }) {
                 deliveries.append(
                     Delivery(
                         userID: user,
                         event: UserEvent(
-                            eventId: EntityID(event.id), seq: previous + 1, type: event.name, occurredAt: event.occurredAt,
+                            eventId: EntityID(event.id), seq: seq, type: event.name, occurredAt: event.occurredAt,
                             data: event.data)))
             }
-        }
-        let touched = Array(last.keys)
-        _ = try await connection.execute(
-            EventLogStatements.Record(
-                ids: ids, names: names, times: times, texts: texts, threads: threads, messages: messages,
-                messageSeqs: messageSeqs, senders: senders, deliveries: deliveries,
-                expires: Date().addingTimeInterval(Double(self.retention.components.seconds)), users: touched,
-                lastSeqs: touched.map { last[$0]! }),
-            logger: self.logger)
-        for event in new where event.name == "MESSAGE_SEEN" {
-            if let seer = event.data["userId"]?.stringValue.flatMap({ UUID(text: $0) }),
+            if event.name == "MESSAGE_SEEN", let seer = event.data["userId"]?.stringValue.flatMap({ UUID(text: $0) }),
                 let message = event.data["messageId"]?.stringValue.flatMap({ UUID(text: $0) })
             {
                 try await self.markSeen(user: seer, upTo: message, on: connection)

@@ -5,43 +5,51 @@ import PostgresNIO
 /// The statements the event log runs for every event and every acknowledgement, prepared once
 /// per connection.
 enum EventLogStatements {
-    /// Creates the missing sequence rows of `users`, in user-id order.
-    struct EnsureSequences: PreparedCommand {
+    /// A batch of events, in one statement: claims each event in the inbox, and for the events
+    /// claimed now (the others were recorded before: a redelivery) stores the event, raises each
+    /// recipient's last seq by its number of new events (the sequence rows are created or
+    /// updated in user-id order, and stay locked to the end of the transaction), and stores one
+    /// delivery per recipient with the seqs in the events' order.
+    ///
+    /// Events come as columns ("" and -1 stand for no message id, seq or sender), recipients as
+    /// (event, user) pairs. Returns a row (event, NULL, NULL) for each event claimed now and a
+    /// row (event, user, seq) for each delivery.
+    struct Record: PreparedRows {
         static let sql = """
-            INSERT INTO user_sequences (user_id) SELECT user_id FROM unnest($1::uuid[]) AS user_id ORDER BY user_id
-            ON CONFLICT (user_id) DO NOTHING
-            """
-        var users: [UUID]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.users) }
-    }
-
-    /// The sequence rows of `users`, locked in user-id order, with their last seq.
-    struct LockSequences: PreparedRows {
-        static let sql =
-            "SELECT user_id, last_seq FROM user_sequences WHERE user_id = ANY($1::uuid[]) ORDER BY user_id FOR UPDATE"
-        var users: [UUID]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.users) }
-    }
-
-    /// The events (as columns; "" and -1 stand for no message id, seq or sender), their
-    /// deliveries, and each recipient's new last seq: one statement.
-    struct Record: PreparedCommand {
-        static let sql = """
-            WITH recorded AS (
+            WITH input AS (
+                SELECT * FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[], $7::text[],
+                                     $8::bigint[], $9::text[])
+                    WITH ORDINALITY AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id, ord)
+            ), claimed AS (
+                INSERT INTO processed_messages (consumer, message_id) SELECT $1, id FROM input
+                ON CONFLICT DO NOTHING RETURNING message_id AS id
+            ), fresh AS (
+                SELECT input.* FROM input JOIN claimed USING (id)
+            ), recorded AS (
                 INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
-                SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid,
-                       NULLIF(message_seq, -1), NULLIF(sender_id, '')::uuid
-                FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[], $7::bigint[],
-                            $8::text[]) AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
+                SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid, NULLIF(message_seq, -1),
+                       NULLIF(sender_id, '')::uuid
+                FROM fresh
+            ), recipients AS (
+                SELECT DISTINCT fresh.id, fresh.ord, r.user_id
+                FROM fresh JOIN unnest($10::uuid[], $11::uuid[]) AS r(id, user_id) USING (id)
+            ), counts AS (
+                SELECT user_id, count(*) AS n FROM recipients GROUP BY user_id
+            ), raised AS (
+                INSERT INTO user_sequences (user_id, last_seq) SELECT user_id, n FROM counts ORDER BY user_id
+                ON CONFLICT (user_id) DO UPDATE SET last_seq = user_sequences.last_seq + EXCLUDED.last_seq
+                RETURNING user_id, last_seq
+            ), numbered AS (
+                SELECT r.id, r.user_id, raised.last_seq - counts.n + row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS seq
+                FROM recipients r JOIN counts USING (user_id) JOIN raised USING (user_id)
             ), delivered AS (
-                INSERT INTO deliveries (user_id, seq, event_id, expires_at)
-                SELECT user_id, seq, event_id, $12
-                FROM unnest($9::uuid[], $10::bigint[], $11::uuid[]) AS d(user_id, seq, event_id)
+                INSERT INTO deliveries (user_id, seq, event_id, expires_at) SELECT user_id, seq, id, $12 FROM numbered
             )
-            UPDATE user_sequences SET last_seq = x.last_seq
-            FROM unnest($13::uuid[], $14::bigint[]) AS x(user_id, last_seq)
-            WHERE user_sequences.user_id = x.user_id
+            SELECT id, NULL::uuid AS user_id, NULL::bigint AS seq FROM claimed
+            UNION ALL
+            SELECT id, user_id, seq FROM numbered
             """
+        var consumer: String
         var ids: [UUID]
         var names: [String]
         var times: [Date]
@@ -50,15 +58,13 @@ enum EventLogStatements {
         var messages: [String]
         var messageSeqs: [Int64]
         var senders: [String]
-        var deliveries: [Delivery]
+        var recipientEvents: [UUID]
+        var recipientUsers: [UUID]
         var expires: Date
-        var users: [UUID]
-        var lastSeqs: [Int64]
         func makeBindings() -> PostgresBindings {
             PostgresBindings(
-                self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs, self.senders,
-                self.deliveries.map(\.userID), self.deliveries.map(\.event.seq), self.deliveries.map(\.event.eventId.uuid),
-                self.expires, self.users, self.lastSeqs)
+                self.consumer, self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs,
+                self.senders, self.recipientEvents, self.recipientUsers, self.expires)
         }
     }
 

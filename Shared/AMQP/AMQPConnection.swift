@@ -71,6 +71,14 @@ public final class AMQPConnection: Service, Sendable {
     /// after the other: the whole batch shares the confirm window, and its messages that may travel
     /// together (``AMQPMessage/batched(as:)``) to one destination go as one ``MessageBatch``.
     public func publish(_ messages: [AMQPMessage]) async throws {
+        try await self.startPublishing(messages).confirmed()
+    }
+
+    /// Queues `messages` for publishing, in this order and after everything queued before, and
+    /// returns at once with their confirms to wait for: a caller can go on with its next piece of
+    /// work while the broker confirms these, and the order of its publishes is still the order of
+    /// its calls. Otherwise as ``publish(_:)-([AMQPMessage])``.
+    public func startPublishing(_ messages: [AMQPMessage]) throws -> PendingConfirms {
         let promises = messages.map { _ in Promise<Void>() }
         let commands = zip(messages, promises).map { message, promise in
             ConnectionCommand.publish(PendingPublish(message: Self.identified(message), promise: promise))
@@ -78,11 +86,7 @@ public final class AMQPConnection: Service, Sendable {
         guard self.mailbox.send(contentsOf: commands) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
-        var firstError: (any Error)?
-        for promise in promises {
-            do { try await promise.value() } catch { firstError = firstError ?? error }
-        }
-        if let firstError { throw firstError }
+        return PendingConfirms(promises: promises)
     }
 
     /// Publishes a message without waiting for its confirm (it is still confirmed, and published
