@@ -5,7 +5,8 @@ import PostgresNIO
 /// The statements the event log runs for every event and every acknowledgement, prepared once
 /// per connection.
 enum EventLogStatements {
-    /// A batch of events, in one statement: claims each event in the inbox, and for the events
+    /// A batch of events, in one statement: claims each event in the inbox (the insert
+    /// ``Inbox/claim(_:consumer:on:logger:)`` makes, here a step of the statement), and for the events
     /// claimed now (the others were recorded before: a redelivery) stores the event, raises each
     /// recipient's last seq by its number of new events (the sequence rows are created or
     /// updated in user-id order, and stay locked to the end of the transaction), and stores one

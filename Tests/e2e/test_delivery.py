@@ -382,6 +382,19 @@ def in_order(events: list[Ev], start: int | None = None, what: str = "events") -
     return kept
 
 
+def dm_with_bob_away(account, open_socket, bob_label: str) -> tuple[Any, Any, Any, str, Ev]:
+    """Alice and bob, a DM between them, and bob's socket gone once it got the DM's
+    `conversation_created` (what his client remembers as its lastSeq). Returns alice, bob,
+    alice's socket, the thread id and that event."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    first = open_socket(bob, label=bob_label)
+    tid = a.dm(bob.id)["id"]
+    created = first.wait_for(named("conversation_created", tid), "conversation_created")
+    first.sio.disconnect()
+    return alice, bob, a, tid, created
+
+
 def repeats(events: list[Ev]) -> list[tuple[Ev, Ev, float]]:
     """(first copy, repeat, seconds between them) for every seq that came more than once."""
     firsts: dict[Any, Ev] = {}
@@ -565,14 +578,9 @@ def test_one_ack_for_several_messages_tells_the_sender_once_per_message(account,
 
 
 def test_offline_user_catches_up_after_last_seq_then_gets_live_events_without_duplicate_or_gap(account, open_socket):
-    alice, bob = account(), account()
-    a = open_socket(alice, label="alice")
-    first = open_socket(bob, label="bob, first socket")
-    tid = a.dm(bob.id)["id"]
-    created = first.wait_for(named("conversation_created", tid), "conversation_created")
+    _alice, bob, a, tid, created = dm_with_bob_away(account, open_socket, "bob, first socket")
     assert created.seq == 1
     last_seq = created.seq  # what bob's client remembers; it does not ack
-    first.sio.disconnect()
 
     bodies = [f"offline {i:02d}" for i in range(50)]
     started = time.monotonic()
@@ -676,12 +684,7 @@ def test_devices_coming_back_together_each_get_the_whole_replay_in_order(account
     # Sockets of one user that reconnect at the same moment with the same lastSeq may share the
     # gateway's fetch of their replay; each still gets every event once, in seq order, and the
     # live events that arrive meanwhile after it.
-    alice, bob = account(), account()
-    a = open_socket(alice, label="alice")
-    first = open_socket(bob, label="bob")
-    tid = a.dm(bob.id)["id"]
-    created = first.wait_for(named("conversation_created", tid), "conversation_created")
-    first.sio.disconnect()
+    _alice, bob, a, tid, created = dm_with_bob_away(account, open_socket, "bob")
     sent = send_pipelined(a, tid, [f"while away {i:02d}" for i in range(30)])
     a.wait_for(named("message_created", tid, sent[-1]["id"]), "alice's own last message_created", timeout=30)
 
