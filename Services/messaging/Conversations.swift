@@ -17,6 +17,8 @@ struct Conversations: Sendable {
     /// `after_commit`: dies between a command's commit and the outbox relay's publish.
     let faults: FaultPoints
     let logger: Logger
+    /// What this replica last wrote to each thread, for `create_message` batches.
+    let knownThreads = KnownThreads()
 
     /// The authenticated caller.
     static func caller(_ actor: UUID?) throws -> UUID {
@@ -27,9 +29,14 @@ struct Conversations: Sendable {
     /// Runs `body` in a transaction and wakes the outbox relay after the commit.
     func write<Result: Sendable>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> Result {
         let result = try await self.client.transaction(logger: self.logger, body)
+        self.committed()
+        return result
+    }
+
+    /// After a command's commit: the `after_commit` crash point, then the outbox relay's wake-up.
+    func committed() {
         self.faults.crash(at: "after_commit")
         self.outbox.wake()
-        return result
     }
 
     /// Appends a domain event to the outbox in the current transaction.

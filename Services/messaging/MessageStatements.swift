@@ -6,12 +6,12 @@ import PostgresNIO
 /// The statements of a `create_message` batch (``Conversations/createMessages(_:)``),
 /// prepared once per connection.
 enum MessageStatements {
-    /// The threads' rows, locked in id order, with their last seq, the time now, and their
+    /// The threads' rows, locked in id order, with their last seq, their last activity, and their
     /// members (the owner first): one row per member. The lock is taken above the sort, so in
     /// thread id order.
     struct LockThreads: PreparedRows {
         static let sql = """
-            SELECT t.id, t.last_seq, clock_timestamp(), m.user_id
+            SELECT t.id, t.last_seq, t.last_activity_at, m.user_id
             FROM threads t LEFT JOIN thread_members m ON m.thread_id = t.id
             WHERE t.id = ANY($1::uuid[])
             ORDER BY t.id, m.role = 'owner' DESC, m.user_id
@@ -36,18 +36,29 @@ enum MessageStatements {
     }
 
     /// The new messages (as columns; `replyTos` holds "" for none), each thread's new last seq
-    /// and activity time, and the messages' events in the outbox: one statement.
+    /// and activity time, and the messages' events in the outbox: one statement, atomic on its
+    /// own, so it is also a batch without a transaction (``KnownThreads``).
+    ///
+    /// It takes its locks in the order ``LockThreads`` does, so that it cannot deadlock with a
+    /// batch under the locks: first the thread rows in id order (`locked`), then the rows'
+    /// update, then the messages, whose `(thread_id, seq)` index entries are what a batch
+    /// planned from a stale seq collides on. The `>= 0` conditions are always true; a subquery
+    /// in them runs its step to the end before the next one starts.
     struct Write: PreparedCommand {
         static let sql = """
-            WITH inserted AS (
+            WITH locked AS (
+                SELECT id FROM threads WHERE id = ANY($9::uuid[]) ORDER BY id FOR UPDATE
+            ), advanced AS (
+                UPDATE threads SET last_seq = x.seq, last_activity_at = $8
+                FROM unnest($9::uuid[], $10::bigint[]) AS x(id, seq)
+                WHERE threads.id = x.id AND (SELECT count(*) FROM locked) >= 0
+                RETURNING threads.id
+            ), inserted AS (
                 INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
                 SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, $8
                 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[])
                      AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
-            ), advanced AS (
-                UPDATE threads SET last_seq = x.seq, last_activity_at = $8
-                FROM unnest($9::uuid[], $10::bigint[]) AS x(id, seq)
-                WHERE threads.id = x.id
+                WHERE (SELECT count(*) FROM advanced) >= 0
             )
             """ + Outbox.appendSQL(parametersFrom: 11)
         var ids: [UUID]

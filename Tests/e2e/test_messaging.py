@@ -29,10 +29,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pika
@@ -1133,6 +1135,71 @@ def test_retries_mixed_with_new_messages_of_concurrent_senders_return_their_orig
     total = len(peers) * 6
     assert len(by_client_id) == total
     assert sorted(m["seq"] for m in by_client_id.values()) == list(range(1, total + 1))
+
+
+def start_second_messaging_replica() -> tuple[subprocess.Popen, str]:
+    """Starts another messaging process on the same database and queues (admin port 9112);
+    returns it and its admin URL once it is ready. RabbitMQ hands the commands to the two in
+    turn."""
+    root = Path(__file__).resolve().parents[2]
+    binary = Path(os.environ.get("MESSENGER_BIN_DIR", root / ".build" / "debug")) / "messaging"
+    admin = "http://127.0.0.1:9112"
+    env = dict(os.environ, MESSAGING_ADMIN_PORT="9112", ENV_FILE="/nonexistent/.env")
+    log = open(root / ".run" / "logs" / "messaging-second-replica.log", "w")
+    replica = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{admin}/readyz", timeout=1).status_code == 200:
+                return replica, admin
+        except requests.RequestException:
+            pass
+        assert replica.poll() is None, "the second messaging replica exited"
+        time.sleep(0.2)
+    replica.kill()
+    pytest.fail("the second messaging replica did not become ready")
+
+
+def create_message_requests_served(admin: str) -> int:
+    """The `create_message` commands a replica answered, from its /metrics."""
+    text = requests.get(f"{admin}/metrics", timeout=5).text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("rpc_server_requests_total") and "messaging.create_message.v1" in line)
+
+
+def test_two_replicas_writing_one_thread_keep_seq_contiguous_and_time_ordered(crew, connect):
+    # Each replica plans a batch from what it last wrote to the thread (docs/messaging.md, "One
+    # round trip"); with two replicas taking turns, that is stale every other message, and the
+    # unique (thread_id, seq) index must send those batches the locked way.
+    replica, admin = start_second_messaging_replica()
+    try:
+        owner = connect(crew[0])
+        tid = owner.group([u.id for u in crew[1:]], title="two replicas")["id"]
+        sequential = [ok(owner.sio.call("create_message", {"threadId": tid, "clientMessageId": f"t{n}", "body": f"#{n}"},
+                                        timeout=30), f"create_message t{n}")["message"] for n in range(30)]
+        assert [m["seq"] for m in sequential] == list(range(1, 31)), [m["seq"] for m in sequential]
+        peers = [connect(user) for user in crew for _ in range(2)]
+        results = send_concurrently(peers, lambda i: [
+            {"threadId": tid, "clientMessageId": f"c{i}-{n}", "body": f"socket {i} #{n}"} for n in range(10)
+        ])
+        concurrent = [ok(ack, f"socket {i} {payload['clientMessageId']}")["message"]
+                      for i, sent in enumerate(results) for payload, ack in sent]
+        total = 30 + len(concurrent)
+        by_seq = sorted(sequential + concurrent, key=lambda m: m["seq"])
+        assert [m["seq"] for m in by_seq] == list(range(1, total + 1)), "duplicates or gaps in the acked seqs"
+        times = [m["createdAt"] for m in by_seq]
+        assert times == sorted(times), "createdAt goes backwards as seq grows"
+        # A retry through either replica returns the original.
+        again = ok(owner.sio.call("create_message", {"threadId": tid, "clientMessageId": "t3", "body": "#3"}, timeout=30),
+                   "retry of t3")["message"]
+        assert (again["id"], again["seq"]) == (sequential[3]["id"], 4)
+        assert create_message_requests_served(admin) > 0, "the second replica answered no create_message"
+    finally:
+        replica.terminate()
+        try:
+            replica.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            replica.kill()
 
 
 # ================================================================================================
