@@ -9,7 +9,10 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     var backend = try BackendService(
         service: .messaging, schema: "messaging", adminPortVariable: "MESSAGING_ADMIN_PORT", defaultAdminPort: 9102,
         // Commands in flight are what group commit batches: a deeper prefetch makes larger batches.
-        defaultPrefetch: 256, migrations: MessagingMigrations.all, context: context)
+        defaultPrefetch: 256,
+        // The prepared statements (MessageStatements, the outbox's) look rows up by key; planning
+        // the batch's write at each execution cost more than running it.
+        genericPlans: true, migrations: MessagingMigrations.all, context: context)
     let settings = backend.settings
     let logger = backend.logger
     let rpc = RPCClient(connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout, logger: logger)

@@ -26,9 +26,10 @@ public struct BackendService {
 
     /// Reads the shared settings and `DATABASE_URL`, and prepares (without connecting) the pool
     /// and the broker connection. The router starts with the service's ping handler.
+    /// `genericPlans`: see ``DatabaseConfiguration/genericPlans``.
     public init(
         service: ServiceName, schema: String, adminPortVariable: String, defaultAdminPort: Int, defaultPrefetch: Int = 64,
-        migrations: [Migration], context: ServiceContext
+        genericPlans: Bool = false, migrations: [Migration], context: ServiceContext
     ) throws {
         self.service = service
         self.schema = schema
@@ -41,7 +42,8 @@ public struct BackendService {
         var logger = context.logger
         logger[metadataKey: LogKey.instance] = .string(self.settings.instanceID)
         self.logger = logger
-        let databaseConfiguration = try DatabaseConfiguration(environment: context.environment, schema: schema)
+        var databaseConfiguration = try DatabaseConfiguration(environment: context.environment, schema: schema)
+        databaseConfiguration.genericPlans = genericPlans
         self.database = databaseConfiguration.makeClient(logger: logger)
         self.amqp = AMQPConnection(configuration: self.settings.amqp, logger: logger)
         self.topology = RPCServer.topology(for: service, queueArguments: self.settings.durableQueueArguments)
