@@ -3,7 +3,7 @@ import MessengerServiceKit
 
 /// The `delivery` schema's migrations, oldest first. Never edit a shipped one; append.
 enum DeliveryMigrations {
-    static let all: [Migration] = [.inbox, eventLog, acknowledgements]
+    static let all: [Migration] = [.inbox, eventLog, acknowledgements, eventsAreTheInbox]
 
     /// The per-user event log: each domain event once (`events`), and per recipient its seq and
     /// delivery status (`deliveries`); `user_sequences` holds each user's last seq and how far
@@ -62,4 +62,11 @@ enum DeliveryMigrations {
             "INSERT INTO user_acks (user_id, acked_seq) SELECT user_id, acked_seq FROM user_sequences WHERE acked_seq > 0",
             "ALTER TABLE user_sequences DROP COLUMN acked_seq",
         ])
+
+    /// The events table is the event consumer's inbox: an event's id is its primary key, and an
+    /// event stays at least as long as its inbox id did (both for the retention), so recording
+    /// an event no longer also claims its id in `processed_messages`.
+    static let eventsAreTheInbox = Migration(
+        version: 4, name: "events_are_the_inbox",
+        statements: ["DROP TABLE processed_messages"])
 }

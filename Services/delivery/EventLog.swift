@@ -52,8 +52,6 @@ struct IncomingEvent: Sendable {
 /// of their own sequence (gap-free: the seq is taken under the user's row lock in the
 /// transaction that stores the delivery), and tracks each delivery PENDING -> DELIVERED -> SEEN.
 struct EventLog: Sendable {
-    static let consumer = "delivery.events"
-
     let client: PostgresClient
     let retention: Duration
     let logger: Logger
@@ -115,7 +113,7 @@ struct EventLog: Sendable {
             }
         }
         let statement = EventLogStatements.Record(
-            consumer: Self.consumer, ids: events.map(\.id), names: events.map(\.name), times: events.map(\.occurredAt),
+            ids: events.map(\.id), names: events.map(\.name), times: events.map(\.occurredAt),
             texts: events.map(\.data.jsonText), threads: events.map(\.threadID), messages: messages, messageSeqs: messageSeqs,
             senders: senders, recipientEvents: recipientEvents, recipientUsers: recipientUsers,
             expires: Date().addingTimeInterval(Double(self.retention.components.seconds)))
@@ -306,9 +304,6 @@ struct EventLog: Sendable {
             DELETE FROM events e WHERE e.created_at < now() - make_interval(secs => \(Double(self.retention.components.seconds)))
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.event_id)
             """, logger: self.logger)
-        try await self.client.query(
-            "DELETE FROM processed_messages WHERE processed_at < now() - make_interval(secs => \(Double(self.retention.components.seconds)))",
-            logger: self.logger)
         return removed
     }
 }

@@ -5,35 +5,33 @@ import PostgresNIO
 /// The statements the event log runs for every event and every acknowledgement, prepared once
 /// per connection.
 enum EventLogStatements {
-    /// A batch of events, in one statement: claims each event in the inbox (the insert
-    /// ``Inbox/claim(_:consumer:on:logger:)`` makes, here a step of the statement), and for the events
-    /// claimed now (the others were recorded before: a redelivery) stores the event, raises each
-    /// recipient's last seq by its number of new events (the sequence rows are created or
-    /// updated in user-id order, and stay locked to the end of the transaction), and stores one
-    /// delivery per recipient with the seqs in the events' order.
+    /// A batch of events, in one statement: stores each event unless it is stored already (its
+    /// id is the primary key, so the events table is the consumer's inbox: an event stored
+    /// before is a redelivery), and for the events stored now raises each recipient's last seq
+    /// by its number of new events (the sequence rows are created or updated in user-id order,
+    /// and stay locked to the end of the transaction) and stores one delivery per recipient
+    /// with the seqs in the events' order.
     ///
     /// Events come as columns ("" and -1 stand for no message id, seq or sender), recipients as
-    /// (event, user) pairs. Returns a row (event, NULL, NULL) for each event claimed now and a
+    /// (event, user) pairs. Returns a row (event, NULL, NULL) for each event stored now and a
     /// row (event, user, seq) for each delivery.
     struct Record: PreparedRows {
         static let sql = """
             WITH input AS (
-                SELECT * FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[], $7::text[],
-                                     $8::bigint[], $9::text[])
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[],
+                                     $7::bigint[], $8::text[])
                     WITH ORDINALITY AS e(id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id, ord)
             ), claimed AS (
-                INSERT INTO processed_messages (consumer, message_id) SELECT $1, id FROM input
-                ON CONFLICT DO NOTHING RETURNING message_id AS id
-            ), fresh AS (
-                SELECT input.* FROM input JOIN claimed USING (id)
-            ), recorded AS (
                 INSERT INTO events (event_id, name, occurred_at, data, thread_id, message_id, message_seq, sender_id)
                 SELECT id, name, occurred_at, data, thread_id, NULLIF(message_id, '')::uuid, NULLIF(message_seq, -1),
                        NULLIF(sender_id, '')::uuid
-                FROM fresh
+                FROM input
+                ON CONFLICT (event_id) DO NOTHING RETURNING event_id AS id
+            ), fresh AS (
+                SELECT input.* FROM input JOIN claimed USING (id)
             ), recipients AS (
                 SELECT DISTINCT fresh.id, fresh.ord, r.user_id
-                FROM fresh JOIN unnest($10::uuid[], $11::uuid[]) AS r(id, user_id) USING (id)
+                FROM fresh JOIN unnest($9::uuid[], $10::uuid[]) AS r(id, user_id) USING (id)
             ), counts AS (
                 SELECT user_id, count(*) AS n FROM recipients GROUP BY user_id
             ), raised AS (
@@ -44,13 +42,12 @@ enum EventLogStatements {
                 SELECT r.id, r.user_id, raised.last_seq - counts.n + row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS seq
                 FROM recipients r JOIN counts USING (user_id) JOIN raised USING (user_id)
             ), delivered AS (
-                INSERT INTO deliveries (user_id, seq, event_id, expires_at) SELECT user_id, seq, id, $12 FROM numbered
+                INSERT INTO deliveries (user_id, seq, event_id, expires_at) SELECT user_id, seq, id, $11 FROM numbered
             )
             SELECT id, NULL::uuid AS user_id, NULL::bigint AS seq FROM claimed
             UNION ALL
             SELECT id, user_id, seq FROM numbered
             """
-        var consumer: String
         var ids: [UUID]
         var names: [String]
         var times: [Date]
@@ -64,7 +61,7 @@ enum EventLogStatements {
         var expires: Date
         func makeBindings() -> PostgresBindings {
             PostgresBindings(
-                self.consumer, self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs,
+                self.ids, self.names, self.times, self.texts, self.threads, self.messages, self.messageSeqs,
                 self.senders, self.recipientEvents, self.recipientUsers, self.expires)
         }
     }

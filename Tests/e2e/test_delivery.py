@@ -748,6 +748,42 @@ def test_an_unacknowledged_event_is_pushed_again_with_the_same_id_and_seq_until_
     in_order(b.durable(), start=1, what="bob")
 
 
+def test_a_domain_event_published_twice_is_recorded_once(account, open_socket):
+    # The events table is delivery's inbox (docs/delivery.md): the same domain event again, as
+    # the outbox relay publishes it after a lost confirm, takes no seq and makes no new event.
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        tap = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(tap, EVENTS_EXCHANGE, "messaging.message_created.v1")
+        m1 = a.send(tid, "recorded once")
+        got = b.wait_for(named("message_created", tid, m1["id"]), "message_created")
+        assert b.ack(got.seq) == got.seq
+        captured = None
+        deadline = time.monotonic() + 10
+        while captured is None and time.monotonic() < deadline:
+            method, properties, body = channel.basic_get(tap, auto_ack=True)
+            if method is None:
+                time.sleep(0.05)
+            elif json.loads(body)["data"]["data"]["message"]["id"] == m1["id"]:
+                captured = (properties, body)
+        assert captured is not None, "the domain event of the message was not seen on messenger.events"
+    finally:
+        connection.close()
+
+    properties, body = captured
+    publish_raw("messaging.message_created.v1", body, properties.message_id)
+    m2 = a.send(tid, "after the duplicate")
+    e2 = b.wait_for(named("message_created", tid, m2["id"]), "the next message_created")
+    assert e2.seq == got.seq + 1, f"the duplicate took a seq: {got.seq} then {e2.seq}"
+    again = [ev for ev in b.durable() if ev.message_id == m1["id"] and ev.event_id != got.event_id]
+    assert again == [], f"the duplicate became an event of its own: {again}"
+    in_order(b.durable(), start=1, what="bob")
+
+
 # ================================================================================================
 # 5. sync and ack_events
 # ================================================================================================
