@@ -138,12 +138,15 @@ extension Conversations {
     /// Decides each command from its thread's last seq and members (`threads`: the threads that
     /// exist), the retries found (`existing`, by command index) and the reply targets' threads.
     /// The new messages are dated by this replica's clock, but never before their thread's last
-    /// activity, so `createdAt` does not go backwards within a thread as `seq` grows.
+    /// activity, so `createdAt` does not go backwards within a thread as `seq` grows. The time is
+    /// a whole millisecond (rounded up), as the JSON carries it, so that the reply and the stored
+    /// row say the same.
     private func plan(
         _ commands: [(request: CreateMessageRequest, caller: UUID)], threads: [UUID: KnownThreads.Thread],
         existing: [Int: UUID], replyThread: [UUID: UUID]
     ) -> Plan {
-        let now = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
+        let latest = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
+        let now = Date(timeIntervalSince1970: (latest.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
         var threads = threads
         var slots: [Slot] = []
         var firstOfKey: [String: Int] = [:]

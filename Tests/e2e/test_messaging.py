@@ -1167,7 +1167,7 @@ def create_message_requests_served(admin: str) -> int:
                if line.startswith("rpc_server_requests_total") and "messaging.create_message.v1" in line)
 
 
-def test_two_replicas_writing_one_thread_keep_seq_contiguous_and_time_ordered(crew, connect):
+def test_two_replicas_writing_one_thread_keep_seq_contiguous_and_time_ordered(api, crew, connect):
     # Each replica plans a batch from what it last wrote to the thread (docs/messaging.md, "One
     # round trip"); with two replicas taking turns, that is stale every other message, and the
     # unique (thread_id, seq) index must send those batches the locked way.
@@ -1189,6 +1189,9 @@ def test_two_replicas_writing_one_thread_keep_seq_contiguous_and_time_ordered(cr
         assert [m["seq"] for m in by_seq] == list(range(1, total + 1)), "duplicates or gaps in the acked seqs"
         times = [m["createdAt"] for m in by_seq]
         assert times == sorted(times), "createdAt goes backwards as seq grows"
+        stored, _ = walk_messages(api, crew[0], tid, limit=100, expected=total)
+        assert sorted((m["seq"], m["id"], m["createdAt"]) for m in stored) == [
+            (m["seq"], m["id"], m["createdAt"]) for m in by_seq], "the stored messages differ from the acked ones"
         # A retry through either replica returns the original.
         again = ok(owner.sio.call("create_message", {"threadId": tid, "clientMessageId": "t3", "body": "#3"}, timeout=30),
                    "retry of t3")["message"]
