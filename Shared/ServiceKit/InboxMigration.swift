@@ -1,9 +1,10 @@
 import MessengerPostgres
 
 extension Migration {
-    /// The inbox of an idempotent consumer: the ids of the messages it has processed, written in
-    /// the same transaction as their effects, so a redelivered message is recognised and skipped.
-    /// Every service that owns a schema starts with it.
+    /// The inbox of an idempotent consumer: the ids of the messages it has processed. Every
+    /// service schema shipped with it, so it stays; no consumer writes it any more, because each
+    /// is idempotent by a key of its own (delivery: the `events` primary key, which replaced its
+    /// inbox in migration 4; messaging's user read model and the gateway's key cache: upserts).
     public static let inbox = Migration(
         version: 1, name: "inbox",
         statements: [

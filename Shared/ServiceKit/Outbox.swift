@@ -98,29 +98,3 @@ public final class OutboxSignal: Sendable {
 
     func finish() { self.continuation.finish() }
 }
-
-/// The inbox of an idempotent consumer (``Migration/inbox``).
-public enum Inbox {
-    /// Records that `consumer` processed `messageID`, inside the transaction that applies its
-    /// effects; false when it was already processed (a redelivery: skip the effects).
-    public static func claim(
-        _ messageID: UUID, consumer: String, on connection: PostgresConnection, logger: Logger
-    ) async throws -> Bool {
-        try await self.claim([messageID], consumer: consumer, on: connection, logger: logger).contains(messageID)
-    }
-
-    /// ``claim(_:consumer:on:logger:)`` for several messages in one statement: the ids claimed
-    /// now (the others were processed before).
-    public static func claim(
-        _ messageIDs: [UUID], consumer: String, on connection: PostgresConnection, logger: Logger
-    ) async throws -> Set<UUID> {
-        guard !messageIDs.isEmpty else { return [] }
-        var claimed = Set<UUID>()
-        for try await row in try await connection.execute(
-            OutboxStatements.Claim(consumer: consumer, ids: messageIDs), logger: logger)
-        {
-            claimed.insert(try row.decode(UUID.self))
-        }
-        return claimed
-    }
-}

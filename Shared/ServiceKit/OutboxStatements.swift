@@ -2,8 +2,8 @@ import Foundation
 import MessengerPostgres
 import PostgresNIO
 
-/// The relay's and the inbox's statements, prepared once per connection: every message's outbox
-/// row is relayed, and every consumed event claims an inbox row.
+/// The relay's statements, prepared once per connection: every message's outbox row is
+/// relayed.
 enum OutboxStatements {
     /// The relay's turn: true when this transaction now holds it, false when another replica does.
     ///
@@ -30,17 +30,5 @@ enum OutboxStatements {
         static let sql = "DELETE FROM outbox WHERE position = ANY($1::bigint[])"
         var positions: [Int64]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.positions) }
-    }
-
-    /// Claims message ids for a consumer; returns the ids claimed now.
-    struct Claim: PreparedRows {
-        static let sql = """
-            INSERT INTO processed_messages (consumer, message_id)
-            SELECT $1, id FROM unnest($2::uuid[]) AS id
-            ON CONFLICT DO NOTHING RETURNING message_id
-            """
-        var consumer: String
-        var ids: [UUID]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.consumer, self.ids) }
     }
 }

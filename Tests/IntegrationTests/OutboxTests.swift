@@ -10,7 +10,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@Suite("Transactional outbox and inbox", .timeLimit(.minutes(2)))
+@Suite("Transactional outbox", .timeLimit(.minutes(2)))
 struct OutboxTests {
     struct Numbered: Codable, Sendable {
         var number: Int
@@ -126,24 +126,6 @@ struct OutboxTests {
                     try await running.waitForAll()
                 }
             }
-        }
-    }
-
-    @Test("the inbox claims a message id once per consumer")
-    func inboxClaimsOnce() async throws {
-        try await self.withSchema { client, _ in
-            let logger = TestEnvironment.logger
-            let id = UUID()
-            let first = try await client.transaction(logger: logger) {
-                try await Inbox.claim(id, consumer: "a", on: $0, logger: logger)
-            }
-            let again = try await client.transaction(logger: logger) {
-                try await Inbox.claim(id, consumer: "a", on: $0, logger: logger)
-            }
-            let other = try await client.transaction(logger: logger) {
-                try await Inbox.claim(id, consumer: "b", on: $0, logger: logger)
-            }
-            #expect(first && !again && other)
         }
     }
 }
