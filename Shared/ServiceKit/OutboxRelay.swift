@@ -13,12 +13,17 @@ import ThreadedIO
 ///
 /// A crash between commit and publish loses nothing: the rows stay and the next run (of this or
 /// any replica) publishes them. A crash between the broker's confirm and the delete publishes
-/// them again, which consumers absorb by deduplicating on the message id (the event id). Replicas
-/// take turns through a transaction-scoped advisory lock, so one relay publishes at a time and
-/// order is kept; a turn reads the rows only after it holds the lock, so it sees the deletes of
-/// the turn before it.
+/// them again, which consumers absorb by deduplicating on the message id (the event id).
 ///
-/// Every turn reads from the oldest position, so it walks past the index entries of the rows
+/// One relay across the replicas publishes at a time, so order is kept: the one that holds the
+/// turn, a session advisory lock on a connection it keeps. While it holds the turn, a batch is
+/// one statement (delete the previous batch's rows, read the next) and the publish. A relay
+/// without the turn tries to take it at each wake, and in the same statement wakes the holder
+/// through `NOTIFY` (the holder listens), so rows committed on any replica go out at once. If the
+/// holder's connection or process dies, PostgreSQL releases the lock and the next relay to wake
+/// (each polls) takes over.
+///
+/// Every batch reads from the oldest position, so it walks past the index entries of the rows
 /// deleted since the last vacuum. The relay vacuums the table itself every `vacuumEvery` rows
 /// it published, which keeps that walk short whatever the autovacuum settings.
 public struct OutboxRelay: Service {
@@ -27,6 +32,7 @@ public struct OutboxRelay: Service {
     private let exchange: String
     private let signal: OutboxSignal
     private let lockKey: Int64
+    private let channel: String
     private let batchSize: Int
     private let pollInterval: Duration
     private let vacuumEvery: Int
@@ -41,6 +47,7 @@ public struct OutboxRelay: Service {
         self.exchange = exchange
         self.signal = signal
         self.lockKey = DatabaseMigrator.lockKey(for: "outbox.\(schema)")
+        self.channel = "outbox.\(schema)"
         self.batchSize = batchSize
         self.pollInterval = pollInterval
         self.vacuumEvery = vacuumEvery
@@ -55,33 +62,25 @@ public struct OutboxRelay: Service {
         let (vacuums, vacuumDue) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
             group.addTask {
-                // The poll: rows committed by other replicas, or left by a crash, or whose wake was
-                // coalesced away.
+                // The poll: rows left by a crash, a holder that died, or a wake coalesced away.
                 while (try? await Task.sleep(for: interval)) != nil { signal.wake() }
             }
             group.addTask {
                 for await _ in vacuums { await self.vacuum() }
             }
             await cancelWhenGracefulShutdown {
-                var sinceVacuum = 0
-                var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
-                for await _ in signal.wakeups {
+                var wakeups = signal.wakeups.makeAsyncIterator()
+                var relay = RelayState(vacuumDue: vacuumDue)
+                while !Task.isCancelled {
                     do {
-                        var published = self.batchSize
-                        while published == self.batchSize {
-                            published = try await self.publishBatch()
-                            sinceVacuum += published
+                        try await self.client.withConnection { connection in
+                            try await self.serve(on: connection, wakeups: &wakeups, relay: &relay)
                         }
-                        backoff.reset()
-                        if sinceVacuum >= self.vacuumEvery {
-                            sinceVacuum = 0
-                            vacuumDue.yield()
-                        }
+                        return
                     } catch {
                         guard !Task.isCancelled else { return }
                         self.logger.warning("outbox relay failed, retrying", metadata: [LogKey.error: "\(error)"])
-                        try? await Task.sleep(for: backoff.next())
-                        signal.wake()
+                        try? await Task.sleep(for: relay.backoff.next())
                     }
                 }
             }
@@ -90,35 +89,118 @@ public struct OutboxRelay: Service {
         }
     }
 
-    /// Publishes up to `batchSize` rows; returns how many (0 when another replica holds the turn).
-    func publishBatch() async throws -> Int {
-        try await self.client.withTransaction(logger: self.logger) { connection in
-            var holdsTurn = false
-            for try await mine in try await connection.execute(
-                OutboxStatements.TakeTurn(key: self.lockKey), logger: self.logger)
-            {
-                holdsTurn = mine
-            }
-            guard holdsTurn else { return 0 }
-            var positions: [Int64] = []
-            var messages: [AMQPMessage] = []
-            for try await row in try await connection.execute(
-                OutboxStatements.OldestRows(limit: Int64(self.batchSize)), logger: self.logger)
-            {
-                let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
-                positions.append(position)
-                messages.append(
-                    AMQPMessage(
-                        exchange: self.exchange, routingKey: type, body: Data(body.utf8),
-                        properties: AMQPProperties(
-                            contentType: "application/json", messageID: eventID.lowercasedText, type: type)))
-            }
-            guard !messages.isEmpty else { return 0 }
-            try await self.amqp.publish(messages)
-            _ = try await connection.execute(OutboxStatements.DeletePublished(positions: positions), logger: self.logger)
-            Counter(label: "outbox_published_total").increment(by: messages.count)
-            return messages.count
+    /// What the relay carries from one connection to the next.
+    private struct RelayState {
+        var vacuumDue: AsyncStream<Void>.Continuation
+        var sinceVacuum = 0
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+    }
+
+    /// Relays on `connection` until shutdown (returns) or a failure (throws): waits for the turn,
+    /// then publishes at every wake while it holds it, and hands it back on the way out.
+    nonisolated(nonsending) private func serve(
+        on connection: PostgresConnection, wakeups: inout AsyncStream<Void>.Iterator, relay: inout RelayState
+    ) async throws {
+        while true {
+            guard await wakeups.next(isolation: #isolation) != nil else { return }
+            if try await self.takeTurnOrNudge(on: connection) { break }
         }
+        self.logger.debug("outbox relay holds the turn")
+        var published: [Int64] = []
+        do {
+            let signal = self.signal
+            try await connection.listen(on: self.channel) { notifications in
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask {
+                        for try await _ in notifications { signal.wake() }
+                    }
+                    // Rows may have been committed before the listen began: publish them first.
+                    repeat {
+                        try await self.publishAll(on: connection, published: &published, relay: &relay)
+                    } while await wakeups.next(isolation: #isolation) != nil
+                    group.cancelAll()
+                }
+            }
+        } catch {
+            await self.handBack(connection, published: published)
+            throw error
+        }
+        await self.handBack(connection, published: published)
+    }
+
+    private func takeTurnOrNudge(on connection: PostgresConnection) async throws -> Bool {
+        var holdsTurn = false
+        for try await mine in try await connection.execute(
+            OutboxStatements.TakeTurnOrNudge(key: self.lockKey, channel: self.channel), logger: self.logger)
+        {
+            holdsTurn = mine
+        }
+        return holdsTurn
+    }
+
+    /// Publishes batches until the table holds no more rows than the last batch's, which stay
+    /// (as `published`) until the next statement deletes them.
+    nonisolated(nonsending) private func publishAll(
+        on connection: PostgresConnection, published: inout [Int64], relay: inout RelayState
+    ) async throws {
+        while true {
+            // A batch runs to its end even when shutdown cancels the relay: cut short after the
+            // broker took it, its rows would stay and go out a second time from the next holder.
+            let deleting = published
+            let batch = try await Task { try await self.publishBatch(on: connection, deleting: deleting) }.value
+            published = batch
+            relay.sinceVacuum += batch.count
+            if relay.sinceVacuum >= self.vacuumEvery {
+                relay.sinceVacuum = 0
+                relay.vacuumDue.yield()
+            }
+            if batch.count < self.batchSize { break }
+        }
+        relay.backoff.reset()
+    }
+
+    /// Deletes the rows of the previous batch, reads the oldest others and publishes them;
+    /// returns their positions once the broker confirmed them all.
+    private func publishBatch(on connection: PostgresConnection, deleting published: [Int64]) async throws -> [Int64] {
+        var positions: [Int64] = []
+        var messages: [AMQPMessage] = []
+        for try await row in try await connection.execute(
+            OutboxStatements.DeletePublishedAndReadOldest(published: published, limit: Int64(self.batchSize)),
+            logger: self.logger)
+        {
+            let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
+            positions.append(position)
+            messages.append(
+                AMQPMessage(
+                    exchange: self.exchange, routingKey: type, body: Data(body.utf8),
+                    properties: AMQPProperties(contentType: "application/json", messageID: eventID.lowercasedText, type: type)))
+        }
+        guard !messages.isEmpty else { return [] }
+        try await self.amqp.publish(messages)
+        Counter(label: "outbox_published_total").increment(by: messages.count)
+        return positions
+    }
+
+    /// Deletes the last batch's rows and releases the turn. On a broken connection both are moot:
+    /// the server released the lock when the session ended, and the rows are published again.
+    /// If the connection lives but the release fails, it is closed, which releases the lock too.
+    /// It runs in a task of its own: at shutdown the relay's task is cancelled, and postgres-nio
+    /// fails a cancelled task's statements.
+    private func handBack(_ connection: PostgresConnection, published: [Int64]) async {
+        let (logger, key) = (self.logger, self.lockKey)
+        await Task {
+            do {
+                if !published.isEmpty {
+                    _ = try await connection.execute(OutboxStatements.DeletePublished(positions: published), logger: logger)
+                }
+                for try await _ in try await connection.execute(OutboxStatements.ReleaseTurn(key: key), logger: logger) {}
+            } catch {
+                logger.warning(
+                    "outbox relay could not hand its turn back; closing its connection",
+                    metadata: [LogKey.error: "\(String(reflecting: error))"])
+                try? await connection.close()
+            }
+        }.value
     }
 
     /// Removes the dead rows and their index entries (`SKIP_LOCKED`: not while another vacuum,

@@ -5,30 +5,46 @@ import PostgresNIO
 /// The relay's statements, prepared once per connection: every message's outbox row is
 /// relayed.
 enum OutboxStatements {
-    /// The relay's turn: true when this transaction now holds it, false when another replica does.
-    ///
-    /// A statement of its own, before ``OldestRows``: a statement sees the rows committed when it
-    /// started, so one that took the turn in its own course could start before the previous holder
-    /// committed its deletes, get the turn right after, and publish those rows a second time.
-    struct TakeTurn: PostgresPreparedStatement {
-        static let sql = "SELECT pg_try_advisory_xact_lock($1)"
+    /// A relay without the turn tries to take it (a session advisory lock, held by one relay
+    /// across all replicas) and, in the same round trip, wakes the relay that holds it through
+    /// `NOTIFY`: that relay publishes the rows this replica just committed. True when this
+    /// connection now holds the turn.
+    struct TakeTurnOrNudge: PostgresPreparedStatement {
+        static let sql = "SELECT pg_try_advisory_lock($1) FROM (SELECT pg_notify($2, '')) AS nudge"
         typealias Row = Bool
         var key: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.key) }
+        var channel: String
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.key, self.channel) }
         func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
     }
 
-    /// The oldest rows (every row is still to publish), read once the turn is held.
-    struct OldestRows: PreparedRows {
-        static let sql = "SELECT position, event_id, type, body FROM outbox ORDER BY position LIMIT $1"
+    /// Deletes the rows the broker confirmed in the previous batch and reads the oldest of the
+    /// others, in one round trip. The read sees the table as it was when the statement started,
+    /// deleted rows included, so it leaves them out by position.
+    struct DeletePublishedAndReadOldest: PreparedRows {
+        static let sql = """
+            WITH published AS (DELETE FROM outbox WHERE position = ANY($1::bigint[]))
+            SELECT position, event_id, type, body FROM outbox
+            WHERE position <> ALL($1::bigint[]) ORDER BY position LIMIT $2
+            """
+        var published: [Int64]
         var limit: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.limit) }
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.published, self.limit) }
     }
 
-    /// Removes the rows the broker confirmed.
+    /// Removes the rows the broker confirmed, when the relay hands its turn back.
     struct DeletePublished: PreparedCommand {
         static let sql = "DELETE FROM outbox WHERE position = ANY($1::bigint[])"
         var positions: [Int64]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.positions) }
+    }
+
+    /// Hands the turn back.
+    struct ReleaseTurn: PostgresPreparedStatement {
+        static let sql = "SELECT pg_advisory_unlock($1)"
+        typealias Row = Bool
+        var key: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.key) }
+        func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
     }
 }

@@ -128,4 +128,83 @@ struct OutboxTests {
             }
         }
     }
+
+    @Test("the relay holding the turn publishes what another replica commits, and hands the turn over when it stops")
+    func turnIsHandedOver() async throws {
+        try await self.withSchema { client, schema in
+            let logger = TestEnvironment.logger
+            let exchange = TestEnvironment.uniqueName("test.events")
+            let queue = TestEnvironment.uniqueName("test.outbox")
+            try await withAMQPConnection(name: "outbox-handover-test") { amqp in
+                try await amqp.declare(
+                    AMQPTopology(
+                        exchanges: [.init(exchange, kind: .topic, durable: false)],
+                        queues: [.init(queue, arguments: testQueueArguments)],
+                        bindings: [.init(queue: queue, exchange: exchange, routingKey: "#")]))
+                // No polls within the test's time: a relay wakes only on its signal or a NOTIFY.
+                let (first, second) = (OutboxSignal(), OutboxSignal())
+                func relay(_ signal: OutboxSignal) -> ServiceGroup {
+                    ServiceGroup(
+                        services: [
+                            OutboxRelay(
+                                client: client, amqp: amqp, exchange: exchange, signal: signal, schema: schema,
+                                pollInterval: .seconds(600), logger: logger)
+                        ], logger: logger)
+                }
+                func write(_ numbers: Range<Int>, waking signal: OutboxSignal) async throws {
+                    for number in numbers {
+                        try await client.withTransaction(logger: logger) { connection in
+                            try await Outbox.append(
+                                Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection,
+                                logger: logger)
+                        }
+                        signal.wake()
+                    }
+                }
+                func receive(_ count: Int) async throws -> [Int] {
+                    var numbers: [Int] = []
+                    let consumer = amqp.consume(queue: queue, prefetch: 100)
+                    for await delivery in consumer {
+                        numbers.append(try MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body).data.number)
+                        delivery.ack()
+                        if numbers.count == count { break }
+                    }
+                    consumer.cancel()
+                    return numbers
+                }
+                let (holder, other) = (relay(first), relay(second))
+                try await withThrowingTaskGroup(of: Void.self) { running in
+                    running.addTask { try await holder.run() }
+                    // The first relay takes the turn at its first wake and publishes.
+                    try await write(0..<1, waking: first)
+                    #expect(try await receive(1) == [0])
+                    running.addTask { try await other.run() }
+                    // The second cannot take the turn: it wakes the holder, which publishes.
+                    try await write(1..<21, waking: second)
+                    #expect(try await receive(20) == Array(1..<21))
+                    // The holder stops and hands the turn back; the second takes it at its next wake.
+                    await holder.triggerGracefulShutdown()
+                    try await write(21..<41, waking: second)
+                    #expect(try await receive(20) == Array(21..<41))
+                    await other.triggerGracefulShutdown()
+                    try await running.waitForAll()
+                }
+                // Both handed their last batch's rows back deleted: nothing is published twice.
+                let rows = try await client.query("SELECT count(*) FROM outbox", logger: logger)
+                for try await count in rows.decode(Int.self) { #expect(count == 0) }
+                let extra = amqp.consume(queue: queue, prefetch: 10)
+                let duplicates = Mutex(0)
+                let draining = Task {
+                    for await delivery in extra {
+                        delivery.ack()
+                        duplicates.withLock { $0 += 1 }
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                extra.cancel()
+                await draining.value
+                #expect(duplicates.withLock { $0 } == 0)
+            }
+        }
+    }
 }
