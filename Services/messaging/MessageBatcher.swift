@@ -26,6 +26,35 @@ final class MessageBatcher: Sendable {
     private struct State {
         var queue: [Pending] = []
         var drivers = 0
+        /// The threads of the batches being written. A thread is in one batch at a time: two
+        /// concurrent batches would plan the same next seq from ``KnownThreads``, and one of them
+        /// would collide and be written again under the locks.
+        var writing: Set<EntityID> = []
+
+        /// The oldest commands whose thread no batch is writing, at most `maximum`. A command
+        /// that waits makes the later ones of its thread wait too, so a thread's commands keep
+        /// their order.
+        mutating func takeBatch(maximum: Int) -> [Pending] {
+            var batch: [Pending] = []
+            var waiting: [Pending] = []
+            var busy = self.writing
+            for pending in self.queue {
+                let thread = pending.request.threadId
+                if batch.count < maximum, !busy.contains(thread) {
+                    batch.append(pending)
+                } else {
+                    waiting.append(pending)
+                    busy.insert(thread)
+                }
+            }
+            self.queue = waiting
+            for pending in batch { self.writing.insert(pending.request.threadId) }
+            return batch
+        }
+
+        mutating func finished(_ batch: [Pending]) {
+            for pending in batch { self.writing.remove(pending.request.threadId) }
+        }
     }
 
     private let conversations: Conversations
@@ -62,14 +91,16 @@ final class MessageBatcher: Sendable {
 
     private func drive() async {
         while true {
+            // A driver stops when nothing is left that it may write; commands that wait for a
+            // thread are taken by the driver writing it, once it is done.
             let batch = self.state.withLock { state -> [Pending] in
-                let batch = Array(state.queue.prefix(self.maximumBatch))
-                state.queue.removeFirst(batch.count)
+                let batch = state.takeBatch(maximum: self.maximumBatch)
                 if batch.isEmpty { state.drivers -= 1 }
                 return batch
             }
             guard !batch.isEmpty else { return }
             await self.write(batch)
+            self.state.withLock { $0.finished(batch) }
         }
     }
 
