@@ -39,18 +39,40 @@ struct OutboxTests {
         }
     }
 
+    /// A topic exchange and a queue bound to every key, named for this test.
+    func declareEventQueue(on amqp: AMQPConnection) async throws -> (exchange: String, queue: String) {
+        let exchange = TestEnvironment.uniqueName("test.events")
+        let queue = TestEnvironment.uniqueName("test.outbox")
+        try await amqp.declare(
+            AMQPTopology(
+                exchanges: [.init(exchange, kind: .topic, durable: false)],
+                queues: [.init(queue, arguments: testQueueArguments)],
+                bindings: [.init(queue: queue, exchange: exchange, routingKey: "#")]))
+        return (exchange, queue)
+    }
+
+    /// How many messages still arrive on `queue` within half a second (each one acked).
+    func leftInQueue(_ queue: String, on amqp: AMQPConnection) async throws -> Int {
+        let extra = amqp.consume(queue: queue, prefetch: 10)
+        let count = Mutex(0)
+        let draining = Task {
+            for await delivery in extra {
+                delivery.ack()
+                count.withLock { $0 += 1 }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        extra.cancel()
+        await draining.value
+        return count.withLock { $0 }
+    }
+
     @Test("two relays publish every committed event exactly once, in commit order; rolled-back events never")
     func relaysPublishOnceInOrder() async throws {
         try await self.withSchema { client, schema in
             let logger = TestEnvironment.logger
-            let exchange = TestEnvironment.uniqueName("test.events")
-            let queue = TestEnvironment.uniqueName("test.outbox")
             try await withAMQPConnection(name: "outbox-test") { amqp in
-                try await amqp.declare(
-                    AMQPTopology(
-                        exchanges: [.init(exchange, kind: .topic, durable: false)],
-                        queues: [.init(queue, arguments: testQueueArguments)],
-                        bindings: [.init(queue: queue, exchange: exchange, routingKey: "#")]))
+                let (exchange, queue) = try await self.declareEventQueue(on: amqp)
                 // Two replicas: the writers wake the first; the second only polls.
                 let signal = OutboxSignal()
                 let relays = [signal, OutboxSignal()].map { signal in
@@ -110,18 +132,7 @@ struct OutboxTests {
                     }
                     #expect(left == 0)
                     // Nothing more arrives: no event was published twice.
-                    let extra = amqp.consume(queue: queue, prefetch: 10)
-                    let duplicates = Mutex(0)
-                    let draining = Task {
-                        for await delivery in extra {
-                            delivery.ack()
-                            duplicates.withLock { $0 += 1 }
-                        }
-                    }
-                    try await Task.sleep(for: .milliseconds(500))
-                    extra.cancel()
-                    await draining.value
-                    #expect(duplicates.withLock { $0 } == 0)
+                    #expect(try await self.leftInQueue(queue, on: amqp) == 0)
                     await group.triggerGracefulShutdown()
                     try await running.waitForAll()
                 }
@@ -133,14 +144,8 @@ struct OutboxTests {
     func turnIsHandedOver() async throws {
         try await self.withSchema { client, schema in
             let logger = TestEnvironment.logger
-            let exchange = TestEnvironment.uniqueName("test.events")
-            let queue = TestEnvironment.uniqueName("test.outbox")
             try await withAMQPConnection(name: "outbox-handover-test") { amqp in
-                try await amqp.declare(
-                    AMQPTopology(
-                        exchanges: [.init(exchange, kind: .topic, durable: false)],
-                        queues: [.init(queue, arguments: testQueueArguments)],
-                        bindings: [.init(queue: queue, exchange: exchange, routingKey: "#")]))
+                let (exchange, queue) = try await self.declareEventQueue(on: amqp)
                 // No polls within the test's time: a relay wakes only on its signal or a NOTIFY.
                 let (first, second) = (OutboxSignal(), OutboxSignal())
                 func relay(_ signal: OutboxSignal) -> ServiceGroup {
@@ -192,18 +197,7 @@ struct OutboxTests {
                 // Both handed their last batch's rows back deleted: nothing is published twice.
                 let rows = try await client.query("SELECT count(*) FROM outbox", logger: logger)
                 for try await count in rows.decode(Int.self) { #expect(count == 0) }
-                let extra = amqp.consume(queue: queue, prefetch: 10)
-                let duplicates = Mutex(0)
-                let draining = Task {
-                    for await delivery in extra {
-                        delivery.ack()
-                        duplicates.withLock { $0 += 1 }
-                    }
-                }
-                try await Task.sleep(for: .milliseconds(300))
-                extra.cancel()
-                await draining.value
-                #expect(duplicates.withLock { $0 } == 0)
+                #expect(try await self.leftInQueue(queue, on: amqp) == 0)
             }
         }
     }
