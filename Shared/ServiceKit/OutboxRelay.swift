@@ -36,11 +36,13 @@ public struct OutboxRelay: Service {
     private let batchSize: Int
     private let pollInterval: Duration
     private let vacuumEvery: Int
+    private let shutdownGrace: Duration
     private let logger: Logger
 
     public init(
         client: PostgresClient, amqp: AMQPConnection, exchange: String, signal: OutboxSignal, schema: String,
-        batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), vacuumEvery: Int = 5_000, logger: Logger
+        batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), vacuumEvery: Int = 5_000,
+        shutdownGrace: Duration = .seconds(5), logger: Logger
     ) {
         self.client = client
         self.amqp = amqp
@@ -51,6 +53,7 @@ public struct OutboxRelay: Service {
         self.batchSize = batchSize
         self.pollInterval = pollInterval
         self.vacuumEvery = vacuumEvery
+        self.shutdownGrace = shutdownGrace
         self.logger = logger
     }
 
@@ -146,8 +149,19 @@ public struct OutboxRelay: Service {
         while true {
             // A batch runs to its end even when shutdown cancels the relay: cut short after the
             // broker took it, its rows would stay and go out a second time from the next holder.
+            // But not for longer than `shutdownGrace`: a broker that is away would hold the
+            // shutdown, and the rows then stay for the next holder.
             let deleting = published
-            let batch = try await Task { try await self.publishBatch(on: connection, deleting: deleting) }.value
+            let publishing = Task { try await self.publishBatch(on: connection, deleting: deleting) }
+            let grace = self.shutdownGrace
+            let batch = try await withTaskCancellationHandler {
+                try await publishing.value
+            } onCancel: {
+                Task {
+                    try? await Task.sleep(for: grace)
+                    publishing.cancel()
+                }
+            }
             published = batch
             relay.sinceVacuum += batch.count
             if relay.sinceVacuum >= self.vacuumEvery {

@@ -201,4 +201,33 @@ struct OutboxTests {
             }
         }
     }
+
+    @Test("a relay stops within its grace while the broker is away, and leaves its rows for the next holder")
+    func shutdownDoesNotWaitForAnAbsentBroker() async throws {
+        try await self.withSchema { client, schema in
+            let logger = TestEnvironment.logger
+            // Nothing listens on port 1: the connection keeps retrying, and a publish waits.
+            let amqp = AMQPConnection(configuration: AMQPConfiguration(host: "127.0.0.1", port: 1), logger: logger)
+            let signal = OutboxSignal()
+            let relay = ServiceGroup(
+                services: [
+                    OutboxRelay(
+                        client: client, amqp: amqp, exchange: "test.nowhere", signal: signal, schema: schema,
+                        pollInterval: .seconds(600), shutdownGrace: .milliseconds(200), logger: logger)
+                ], logger: logger)
+            try await client.withTransaction(logger: logger) { connection in
+                try await Outbox.append(
+                    Envelope(type: "test.numbered.v1", data: Numbered(number: 1)), on: connection, logger: logger)
+            }
+            let running = Task { try await relay.run() }
+            signal.wake()
+            // The relay reads the row and waits for the broker; then shutdown comes.
+            try await Task.sleep(for: .milliseconds(300))
+            await relay.triggerGracefulShutdown()
+            try await withTimeout(.seconds(20)) { try await running.value }
+            await amqp.close()
+            let rows = try await client.query("SELECT count(*) FROM outbox", logger: logger)
+            for try await count in rows.decode(Int.self) { #expect(count == 1) }
+        }
+    }
 }
