@@ -16,7 +16,8 @@ import ThreadedIO
 /// them again, which consumers absorb by deduplicating on the message id (the event id).
 ///
 /// One relay across the replicas publishes at a time, so order is kept: the one that holds the
-/// turn, a session advisory lock on a connection it keeps. While it holds the turn, a batch is
+/// turn, a session advisory lock on a connection it keeps (every relay keeps one connection of
+/// its pool, with the turn or waiting for it). While it holds the turn, a batch is
 /// one statement (delete the previous batch's rows, read the next) and the publish. A relay
 /// without the turn tries to take it at each wake, and in the same statement wakes the holder
 /// through `NOTIFY` (the holder listens), so rows committed on any replica go out at once. If the
@@ -168,7 +169,8 @@ public struct OutboxRelay: Service {
                 relay.sinceVacuum = 0
                 relay.vacuumDue.yield()
             }
-            if batch.count < self.batchSize { break }
+            // At shutdown the batch in flight ends, and the rest waits for the next holder.
+            if batch.count < self.batchSize || Task.isCancelled { break }
         }
         relay.backoff.reset()
     }
