@@ -235,6 +235,14 @@ def table(headers, rows, align=None):
 
 # --- Report sections ------------------------------------------------------
 
+def database_summary(state):
+    """What the database held: its rows that the run's statements read, and its size."""
+    size = num(state.get("sizeBytes"))
+    return (f"{count(state.get('messages'))} messages, {count(state.get('events'))} events, "
+            f"{count(state.get('deliveries'))} deliveries ({count(state.get('pendingDeliveries'))} "
+            f"pending), {number(size / (1 << 20)) if size is not None else NA} MiB")
+
+
 def header_section(result, source):
     """Title line and run metadata."""
     machine = result.get("machine")
@@ -246,6 +254,9 @@ def header_section(result, source):
     if get(machine, "kernel"):
         parts.append(f"kernel {text(machine['kernel'])}")
     revision = result.get("gitRevision")
+    databases = [f"- Database at {moment}: {database_summary(result.get(key))}"
+                 for key, moment in (("databaseAtStart", "start"), ("databaseAtEnd", "end"))
+                 if isinstance(result.get(key), dict)]
     return [
         f"# Load test report: {text(result.get('tool'))}",
         "",
@@ -253,6 +264,7 @@ def header_section(result, source):
         f"- Git revision: `{text(revision)}`" if revision
         else f"- Git revision: {NA}",
         f"- Machine: {', '.join(parts) if parts else NA}",
+        *databases,
         f"- Source: `{source.name}`",
         "",
     ]

@@ -20,6 +20,8 @@ struct LoadResult: Codable {
     var startedAt: String
     var gitRevision: String
     var machine: Machine
+    var databaseAtStart: DatabaseState?
+    var databaseAtEnd: DatabaseState?
     var ceilings = CeilingFigures()
     var scenarios: [Scenario] = []
 }

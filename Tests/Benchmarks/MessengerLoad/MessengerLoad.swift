@@ -42,6 +42,8 @@ struct MessengerLoad {
             "messenger-load against \(options.base): scenarios \(options.scenarios.sorted().joined(separator: ",")); \(result.machine.cores) cores"
         )
 
+        result.databaseAtStart = await DatabaseState.measure(environment: environment, logger: logger)
+        if let state = result.databaseAtStart { say("  database at start: \(state.summary)") }
         if options.ceilings {
             result.ceilings = try await Self.ceilings(environment: environment, logger: logger)
         }
@@ -104,6 +106,7 @@ struct MessengerLoad {
             for client in clients { client.close() }
             group.cancelAll()
         }
+        result.databaseAtEnd = await DatabaseState.measure(environment: environment, logger: logger)
 
         let folder = "\(options.output)/\(result.startedAt.replacingOccurrences(of: ":", with: "-"))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
