@@ -334,6 +334,53 @@ def details_table(scenario, kind):
     return table(["Metric", "Value"], rows, "ll") if rows else []
 
 
+def tail_lines(steps):
+    """Each step's disk flush latency (the probe beside it), and the slowest seconds of a
+    single-step scenario (the floor) with the slowest flush of that moment."""
+    rows = [[count(step.get("rate"))]
+            + [ms(get(step, "diskSyncMs", key))
+               for key in ("p50", "p99", "p999", "max")]
+            + [count(len(as_list(get(step, "diskSyncMs", "stalls"))))]
+            for step in steps if isinstance(step.get("diskSyncMs"), dict)]
+    if not rows:
+        return []
+    lines = ["The disk's flush latency during each step (4 KiB written and "
+             "`fdatasync`ed every 20 ms on the servers' filesystem, as every "
+             "commit is), in ms:", ""]
+    lines += table(["rate (msg/s)", "p50", "p99", "p99.9", "max",
+                    "flushes over 10 ms"], rows) + [""]
+    if len(steps) == 1 and as_list(steps[0].get("slowestSeconds")):
+        stalls = as_list(get(steps[0], "diskSyncMs", "stalls"))
+        rows = []
+        for second in as_list(steps[0].get("slowestSeconds")):
+            at = str(second.get("at", ""))
+            near = [num(stall.get("ms")) for stall in stalls
+                    if near_second(str(stall.get("at", "")), at)]
+            near = [value for value in near if value is not None]
+            rows.append([text(at), ms(second.get("maxMs")),
+                         f"{count(second.get('over25Ms'))} of "
+                         f"{count(second.get('deliveries'))}",
+                         ms(max(near)) if near else "under 10"])
+        lines += ["The slowest seconds (by intended send time) and the slowest "
+                  "disk flush that began in the same or the previous second:", ""]
+        lines += table(["second", "slowest delivery (ms)",
+                        "deliveries over 25 ms", "slowest flush (ms)"],
+                       rows, "lrrr") + [""]
+    return lines
+
+
+def near_second(stamp, second):
+    """Whether the ISO time `stamp` falls in the second starting at `second` or the one
+    before it."""
+    from datetime import datetime, timedelta
+    try:
+        start = datetime.fromisoformat(second.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return start - timedelta(seconds=1) <= moment < start + timedelta(seconds=1)
+
+
 def steps_tables(scenario):
     """The latency table and the CPU table of a rate-steps scenario."""
     steps = as_list(scenario.get("steps"))
@@ -343,11 +390,14 @@ def steps_tables(scenario):
                "delivered", "lost", "errors", "p50", "p90", "p99", "p99.9",
                "max", "ack p50", "ack p99", "within target"]
     rows = []
-    for step in steps:
+    warm_up = scenario.get("warmUp")
+    labelled = ([("warm-up", warm_up)] if isinstance(warm_up, dict) else []) + [("", step) for step in steps]
+    for label, step in labelled:
         latency = [ms(get(step, "latencyMs", key))
                    for key in ("p50", "p90", "p99", "p999", "max")]
         ack = [ms(get(step, "ackMs", key)) for key in ("p50", "p99")]
-        rows.append([count(step.get("rate")), number(step.get("achievedRate")),
+        rate = count(step.get("rate")) + (f" ({label})" if label else "")
+        rows.append([rate, number(step.get("achievedRate")),
                      count(step.get("sent")), count(step.get("deliveries")),
                      count(step.get("delivered")),
                      alert_count(step.get("lost")),
@@ -360,6 +410,7 @@ def steps_tables(scenario):
              f"deliveries expected{per_message}, `delivered` those received, "
              "`lost` the difference. Latency and ack times in ms.", ""]
     lines += table(headers, rows) + [""]
+    lines += tail_lines(steps)
 
     processes = processes_of(steps)
     if not processes:

@@ -15,7 +15,8 @@ public struct RawRabbitMQPublisher: Sendable {
         self.configuration = configuration
     }
 
-    /// Publishes `count` messages of `body` and returns once every one is confirmed.
+    /// Publishes `count` messages of `body` and returns once every one is confirmed; deletes
+    /// the queue afterwards.
     public func publish(count: Int, body: [UInt8], queue: String, window: Int) throws -> Duration {
         guard let connection = amqp_new_connection(), let socket = amqp_tcp_socket_new(connection) else {
             throw Failure.step("allocate")
@@ -78,6 +79,9 @@ public struct RawRabbitMQPublisher: Sendable {
             }
         }
         let elapsed = ContinuousClock.now - started
+        // The queue goes now, not when it expires a minute later: dropping its messages then
+        // would load the broker and the disk in the middle of the next scenario.
+        _ = queue.withCString { amqp_queue_delete(connection, 1, amqp_cstring_bytes($0), 0, 0) }
         _ = amqp_channel_close(connection, 1, AMQP_REPLY_SUCCESS)
         _ = amqp_connection_close(connection, AMQP_REPLY_SUCCESS)
         return elapsed

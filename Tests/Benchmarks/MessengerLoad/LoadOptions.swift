@@ -8,6 +8,8 @@ struct LoadOptions {
     var groupSize: Int
     var floorRate: Int
     var floorSeconds: Int
+    /// The floor's warm-up at the same rate, reported apart (0: none).
+    var warmUpSeconds: Int
     var rates: [Int]
     var groupRates: [Int]
     var stepSeconds: Int
@@ -24,6 +26,8 @@ struct LoadOptions {
     var stormSenders: Int
     var ackInterval: Duration
     var ceilings: Bool
+    /// Where the disk probe writes (on the servers' filesystem), or nil for no probe.
+    var diskProbe: String?
     var output: String
     var gitRevision: String
 
@@ -31,17 +35,18 @@ struct LoadOptions {
     static let usage = """
         usage: messenger-load [--name=value ...]   (the gateway: GATEWAY_URL, default http://127.0.0.1:5000)
           --scenarios=floor,dm,group,idle,storm   --users=100 --group-size=10
-          --floor-rate=200 --floor-seconds=60
+          --floor-rate=200 --floor-seconds=60 --warm-up-seconds=10
           --rates=200,400,600,800,1000,1500,2000,3000 --group-rates=20,50,100,150,200,300 --step-seconds=20
           --idle=50000   (spread over gateway replicas when one process may not hold them all)
           --storm-users=100 --storm-sockets=100 --storm-rate=100 --storm-seconds=20 --storm-senders=1
-          --ack-interval-ms=1000 --ceilings=yes|no --output=results --git=REVISION
+          --ack-interval-ms=1000 --ceilings=yes|no --disk-probe=.run/disk-sync-probe|no --output=results --git=REVISION
         """
     static let names: Set<String> = [
-        "scenarios", "users", "group-size", "floor-rate", "floor-seconds", "rates", "group-rates", "step-seconds", "idle",
+        "scenarios", "users", "group-size", "floor-rate", "floor-seconds", "warm-up-seconds", "rates", "group-rates",
+        "step-seconds", "idle",
         "idle-worker",
         "storm-users", "storm-sockets", "storm-rate", "storm-seconds", "storm-senders", "ack-interval-ms", "ceilings",
-        "output", "git",
+        "disk-probe", "output", "git",
     ]
 
     /// The options of `arguments`; nil, after printing the usage, for anything it does not know.
@@ -65,6 +70,7 @@ struct LoadOptions {
         self.groupSize = int("group-size", 10)
         self.floorRate = int("floor-rate", 200)
         self.floorSeconds = int("floor-seconds", 60)
+        self.warmUpSeconds = max(0, int("warm-up-seconds", 10))
         self.rates = ints("rates", [200, 400, 600, 800, 1000, 1500, 2000, 3000])
         self.groupRates = ints("group-rates", [20, 50, 100, 150, 200, 300])
         self.stepSeconds = int("step-seconds", 20)
@@ -82,6 +88,7 @@ struct LoadOptions {
         self.stormSenders = max(1, int("storm-senders", 1))
         self.ackInterval = .milliseconds(int("ack-interval-ms", 1000))
         self.ceilings = values["ceilings"] != "no"
+        self.diskProbe = values["disk-probe"] == "no" ? nil : values["disk-probe"] ?? ".run/disk-sync-probe"
         self.output = values["output"] ?? "results"
         self.gitRevision = values["git"] ?? "unknown"
     }

@@ -1,3 +1,4 @@
+import BenchSupport
 import Foundation
 
 /// The JSON result of a run (`results/<stamp>/result.json`), read by `scripts/bench-report.py`.
@@ -41,6 +42,8 @@ struct Scenario: Codable {
     var bestRate: Int?
     var ratioToCeiling: Double?
     var steps: [RateStep]?
+    /// The latency floor's warm-up at the same rate, before the measured step.
+    var warmUp: RateStep?
 
     // idle
     var connections: Int?
@@ -111,6 +114,25 @@ struct RateStep: Codable {
     var ackMs: AckPercentiles
     var withinTarget: Bool
     var cpuSecondsPer1000: [String: Double]
+    /// The seconds of the step with the slowest deliveries, slowest first.
+    var slowestSeconds: [Second]?
+    /// The disk's flush latency during the step (``DiskSyncProbe``).
+    var diskSyncMs: DiskSyncProbe.Figures?
+
+    /// One second of a step, by the messages' intended send times.
+    struct Second: Codable {
+        /// Its start on the wall clock (ISO 8601).
+        var at: String
+        var deliveries: Int
+        var maxMs: Double
+        var over25Ms: Int
+
+        mutating func add(_ milliseconds: Double) {
+            self.deliveries += 1
+            self.maxMs = max(self.maxMs, milliseconds)
+            if milliseconds > 25 { self.over25Ms += 1 }
+        }
+    }
 }
 
 extension JSONEncoder {

@@ -78,7 +78,8 @@ struct MessengerLoad {
             say(
                 "  \(clients.count) sockets, \(dms.count / 2) DMs, \(groups.count / max(options.groupSize, 1)) groups of \(options.groupSize)"
             )
-            let steps = RateSteps(recorder: recorder, processes: processes)
+            let steps = RateSteps(
+                recorder: recorder, processes: processes, diskProbe: options.diskProbe.flatMap { DiskSyncProbe(path: $0) })
 
             if options.scenarios.contains("floor") {
                 result.scenarios.append(try await Self.floor(steps, dms, options: options))
@@ -161,8 +162,17 @@ struct MessengerLoad {
             target: "p50 <= 5 ms, p99 <= 25 ms, p99.9 <= 60 ms")
         say("\n  \(scenario.title), \(options.floorSeconds) s")
         say(RateSteps.header)
+        if options.warmUpSeconds > 0 {
+            // The first seconds of load on services just started pay one-time costs (pool
+            // connections opened and their statements prepared, threads not yet known to
+            // messaging, first rows of each user): reported apart, not mixed into the floor.
+            let warmUp = try await steps.run(dms, rate: options.floorRate, seconds: options.warmUpSeconds, label: "warm-up")
+            say(RateSteps.line(warmUp) + "  (warm-up, \(options.warmUpSeconds) s)")
+            scenario.warmUp = warmUp
+        }
         let step = try await steps.run(dms, rate: options.floorRate, seconds: options.floorSeconds, label: "floor")
         say(RateSteps.line(step))
+        for line in RateSteps.tailLines(step) { say(line) }
         scenario.steps = [step]
         let latency = step.latencyMs
         scenario.met = latency.p50 <= 5 && latency.p99 <= 25 && latency.p999 <= 60 && step.lost == 0 && step.errors == 0
@@ -188,6 +198,7 @@ struct MessengerLoad {
         for rate in rates {
             let step = try await steps.run(conversations, rate: rate, seconds: options.stepSeconds, label: name)
             say(RateSteps.line(step))
+            if let disk = RateSteps.tailLines(step).first { say(disk) }
             results.append(step)
             if step.withinTarget {
                 scenario.bestRate = rate

@@ -17,11 +17,14 @@ final class RateSteps: Sendable {
     let recorder: Recorder
     let processes: RunProcesses
     let drain: Duration
+    /// Measures the disk's flush latency during each step, when there is a place to write to.
+    let diskProbe: DiskSyncProbe?
     private let steps = Mutex(0)
 
-    init(recorder: Recorder, processes: RunProcesses, drain: Duration = .seconds(10)) {
+    init(recorder: Recorder, processes: RunProcesses, diskProbe: DiskSyncProbe?, drain: Duration = .seconds(10)) {
         self.recorder = recorder
         self.processes = processes
+        self.diskProbe = diskProbe
         self.drain = drain
     }
 
@@ -31,6 +34,7 @@ final class RateSteps: Sendable {
             return step
         }
         self.recorder.start(step: step)
+        self.diskProbe?.start()
         let cpuBefore = self.processes.cpuSnapshot()
         let total = rate * seconds
         var deliveries = 0
@@ -55,7 +59,10 @@ final class RateSteps: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         let cpu = RunProcesses.difference(cpuBefore, self.processes.cpuSnapshot())
-        return self.recorder.step(rate: rate, seconds: seconds, elapsed: sending, sent: total, deliveries: deliveries, cpu: cpu)
+        var result = self.recorder.step(
+            rate: rate, seconds: seconds, elapsed: sending, sent: total, deliveries: deliveries, cpu: cpu)
+        result.diskSyncMs = await self.diskProbe?.stop()
+        return result
     }
 
     /// One line of the step table.
@@ -65,6 +72,40 @@ final class RateSteps: Sendable {
             step.achievedRate, step.sent, step.deliveries, step.lost, step.errors, step.latencyMs.p50, step.latencyMs.p90,
             step.latencyMs.p99, step.latencyMs.p999, step.latencyMs.max, step.ackMs.p50, step.ackMs.p99,
             (step.withinTarget ? "yes" : "no") as NSString)
+    }
+
+    /// The disk's flush latency during a step, and the step's slowest seconds with the slowest
+    /// flush of the same or the previous second (a stall delays what is sent after it began).
+    static func tailLines(_ step: RateStep) -> [String] {
+        guard let disk = step.diskSyncMs else { return [] }
+        var lines = [
+            String(
+                format:
+                    "      disk flush (4 KiB fdatasync every 20 ms): p50 %.2f, p99 %.1f, p99.9 %.1f, max %.1f ms; %d over %.0f ms",
+                disk.p50, disk.p99, disk.p999, disk.max, disk.stalls.count, DiskSyncProbe.stallThresholdMs)
+        ]
+        for second in step.slowestSeconds ?? [] {
+            let stall = Self.slowestFlush(near: second.at, in: disk.stalls)
+            lines.append(
+                String(
+                    format: "      slowest second %@: max %.1f ms, %d of %d deliveries over 25 ms; slowest flush then %@",
+                    second.at, second.maxMs, second.over25Ms, second.deliveries,
+                    stall.map { String(format: "%.1f ms", $0) } ?? "under 10 ms"))
+        }
+        return lines
+    }
+
+    /// The slowest of `stalls` that began in the second starting at `at` or in the one before.
+    static func slowestFlush(near at: String, in stalls: [DiskSyncProbe.Stall]) -> Double? {
+        guard let start = ISO8601DateFormatter().date(from: at) else { return nil }
+        let precise = ISO8601DateFormatter()
+        precise.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return
+            stalls.filter { stall in
+                guard let began = precise.date(from: stall.at) else { return false }
+                return began >= start.addingTimeInterval(-1) && began < start.addingTimeInterval(1)
+            }
+            .map(\.ms).max()
     }
 
     static let header =

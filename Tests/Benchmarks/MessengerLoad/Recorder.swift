@@ -13,11 +13,16 @@ final class Recorder: Sendable {
         var ack = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
         var delivered = Set<Int64>()
         var errors = 0
+        /// Per second since the origin (by intended send time): deliveries, the slowest, and
+        /// those over 25 ms, to tell where a step's tail comes from.
+        var seconds: [Int64: RateStep.Second] = [:]
     }
 
     private let state = Mutex(State())
     /// The origin of the intended send times written into message bodies.
     let origin = ContinuousClock.now
+    /// The origin on the wall clock, to line seconds up with the servers' logs.
+    private let originDate = Date()
 
     /// Starts counting for `step`; deliveries of other steps are ignored from now on.
     func start(step: Int) { self.state.withLock { $0 = State(step: step) } }
@@ -36,7 +41,11 @@ final class Recorder: Sendable {
         let elapsed = self.offset(of: .now) - intendedNanoseconds
         self.state.withLock { state in
             guard state.step == step, state.delivered.insert(Int64(index) << 20 | Int64(slot)).inserted else { return }
-            state.latency.record(UInt64(max(elapsed, 0) / 1000))
+            let microseconds = UInt64(max(elapsed, 0) / 1000)
+            state.latency.record(microseconds)
+            let second = intendedNanoseconds / 1_000_000_000
+            let milliseconds = Double(microseconds) / 1000
+            state.seconds[second, default: RateStep.Second(at: "", deliveries: 0, maxMs: 0, over25Ms: 0)].add(milliseconds)
         }
     }
 
@@ -56,12 +65,18 @@ final class Recorder: Sendable {
                 p50: ms(state.latency, 50), p90: ms(state.latency, 90), p99: ms(state.latency, 99),
                 p999: ms(state.latency, 99.9), max: Double(state.latency.max) / 1000)
             let lost = deliveries - state.delivered.count
+            let formatter = ISO8601DateFormatter()
+            let slowest = state.seconds.sorted { $0.value.maxMs > $1.value.maxMs }.prefix(5).map { second, figures in
+                var figures = figures
+                figures.at = formatter.string(from: self.originDate.addingTimeInterval(Double(second)))
+                return figures
+            }
             return RateStep(
                 rate: rate, durationSeconds: seconds, achievedRate: Double(sent) / elapsed.seconds, sent: sent,
                 deliveries: deliveries, delivered: state.delivered.count, lost: lost, errors: state.errors, latencyMs: latency,
                 ackMs: .init(p50: ms(state.ack, 50), p99: ms(state.ack, 99)),
                 withinTarget: lost == 0 && state.errors == 0 && latency.p99 <= 100,
-                cpuSecondsPer1000: cpu.mapValues { sent > 0 ? $0 / Double(sent) * 1000 : 0 })
+                cpuSecondsPer1000: cpu.mapValues { sent > 0 ? $0 / Double(sent) * 1000 : 0 }, slowestSeconds: slowest)
         }
     }
 }
