@@ -138,7 +138,7 @@ struct MessengerLoad {
             RedisConfiguration(
                 host: environment["REDIS_HOST"] ?? "127.0.0.1", port: Int(environment["REDIS_PORT"] ?? "") ?? 6380),
             logger: logger)
-        // A DM costs 3 PostgreSQL commits (messaging's, the outbox relay's mark, delivery's
+        // A DM costs 3 PostgreSQL commits (messaging's, the outbox relay's delete, delivery's
         // record), 5 confirmed persistent publishes (the event, two pushes, the receipt and its
         // push) and 2 Redis PUBLISHes (the two pushes); sharing one machine, their costs add up.
         let sum = 1 / (3 / insert + 5 / rabbit + 2 / redis)
@@ -151,7 +151,7 @@ struct MessengerLoad {
             rabbitmqPublishConfirmPerSecond: rabbit, postgresInsertCommitPerSecond: insert, redisPublishPerSecond: redis,
             sumOfPartsMessagesPerSecond: sum,
             sumOfPartsNote:
-                "1 / (3 / PostgreSQL + 5 / RabbitMQ + 2 / Redis): a DM costs 3 insert-commits (messaging, the outbox relay's mark, delivery), 5 confirmed persistent publishes (the event, two pushes, the delivery receipt and its push) and 2 Redis PUBLISHes, on one machine"
+                "1 / (3 / PostgreSQL + 5 / RabbitMQ + 2 / Redis): a DM costs 3 commits (messaging's insert, the outbox relay's delete, delivery's insert), 5 confirmed persistent publishes (the event, two pushes, the delivery receipt and its push) and 2 Redis PUBLISHes, on one machine"
         )
     }
 
