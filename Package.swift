@@ -221,6 +221,7 @@ let package = Package(
                 "CRabbitMQ",
                 "MessengerAMQP",
                 "MessengerRedis",
+                "ThreadedIO",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -338,9 +338,10 @@ def tail_lines(steps):
     """Each step's disk flush latency (the probe beside it), and the slowest seconds of a
     single-step scenario (the floor) with the slowest flush of that moment."""
     rows = [[count(step.get("rate"))]
-            + [ms(get(step, "diskSyncMs", key))
+            + [ms(get(step, "diskSyncMs", key)) if num(get(step, "diskSyncMs", "samples")) else NA
                for key in ("p50", "p99", "p999", "max")]
             + [count(len(as_list(get(step, "diskSyncMs", "stalls"))))]
+            + [text(get(step, "diskSyncMs", "failure")) if get(step, "diskSyncMs", "failure") else ""]
             for step in steps if isinstance(step.get("diskSyncMs"), dict)]
     if not rows:
         return []
@@ -348,37 +349,20 @@ def tail_lines(steps):
              "`fdatasync`ed every 20 ms on the servers' filesystem, as every "
              "commit is), in ms:", ""]
     lines += table(["rate (msg/s)", "p50", "p99", "p99.9", "max",
-                    "flushes over 10 ms"], rows) + [""]
+                    "flushes over 10 ms", "probe failure"], rows) + [""]
     if len(steps) == 1 and as_list(steps[0].get("slowestSeconds")):
-        stalls = as_list(get(steps[0], "diskSyncMs", "stalls"))
-        rows = []
-        for second in as_list(steps[0].get("slowestSeconds")):
-            at = str(second.get("at", ""))
-            near = [num(stall.get("ms")) for stall in stalls
-                    if near_second(str(stall.get("at", "")), at)]
-            near = [value for value in near if value is not None]
-            rows.append([text(at), ms(second.get("maxMs")),
-                         f"{count(second.get('over25Ms'))} of "
-                         f"{count(second.get('deliveries'))}",
-                         ms(max(near)) if near else "under 10"])
+        rows = [[text(second.get("at")), ms(second.get("maxMs")),
+                 f"{count(second.get('over25Ms'))} of "
+                 f"{count(second.get('deliveries'))}",
+                 ms(second.get("slowestFlushMs"))
+                 if num(second.get("slowestFlushMs")) is not None else "under 10"]
+                for second in as_list(steps[0].get("slowestSeconds"))]
         lines += ["The slowest seconds (by intended send time) and the slowest "
                   "disk flush that began in the same or the previous second:", ""]
         lines += table(["second", "slowest delivery (ms)",
                         "deliveries over 25 ms", "slowest flush (ms)"],
                        rows, "lrrr") + [""]
     return lines
-
-
-def near_second(stamp, second):
-    """Whether the ISO time `stamp` falls in the second starting at `second` or the one
-    before it."""
-    from datetime import datetime, timedelta
-    try:
-        start = datetime.fromisoformat(second.replace("Z", "+00:00"))
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return start - timedelta(seconds=1) <= moment < start + timedelta(seconds=1)
 
 
 def steps_tables(scenario):

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import ThreadedIO
 
 /// The disk's commit latency, measured beside a rate step: every `interval`, 4 KiB written and
 /// flushed (`fdatasync`) to a file on the servers' filesystem, which is what PostgreSQL does for
@@ -17,6 +18,8 @@ public final class DiskSyncProbe: Sendable {
         public var max: Double
         /// The flushes over `stallThresholdMs`, oldest first (at most 50).
         public var stalls: [Stall]
+        /// Why the probe stopped early (its file could not be opened, written or flushed).
+        public var failure: String?
     }
 
     /// One slow flush: when it started (ISO 8601 with milliseconds) and how long it took.
@@ -31,12 +34,14 @@ public final class DiskSyncProbe: Sendable {
         var running = false
         var samples: [Double] = []
         var stalls: [Stall] = []
+        var failure: String?
+        /// Fulfilled by the probe's thread when it ends; nil before the first start.
+        var ended: Promise<Void>?
     }
 
     private let path: String
     private let interval: Duration
     private let state = Mutex(State())
-    private let finished = Mutex<Bool>(true)
 
     /// A probe writing to `path`; nil when its folder does not exist.
     public init?(path: String, interval: Duration = .milliseconds(20)) {
@@ -50,30 +55,37 @@ public final class DiskSyncProbe: Sendable {
 
     /// Starts probing on a thread of its own (the flushes block).
     public func start() {
-        self.state.withLock { $0 = State(running: true) }
-        self.finished.withLock { $0 = false }
-        let thread = Thread { self.probe() }
+        let ended = Promise<Void>()
+        self.state.withLock { $0 = State(running: true, ended: ended) }
+        let thread = Thread { self.probe(ended: ended) }
         thread.name = "disk-sync-probe"
         thread.start()
     }
 
     /// Stops probing and returns what it measured.
     public func stop() async -> Figures {
-        self.state.withLock { $0.running = false }
-        while !self.finished.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
-        let (samples, stalls) = self.state.withLock { ($0.samples.sorted(), $0.stalls) }
+        let ended = self.state.withLock { state in
+            state.running = false
+            return state.ended
+        }
+        try? await ended?.value()
+        let (samples, stalls, failure) = self.state.withLock { ($0.samples.sorted(), $0.stalls, $0.failure) }
         func percentile(_ p: Double) -> Double {
             samples.isEmpty ? 0 : samples[min(samples.count - 1, Int(Double(samples.count) * p))]
         }
         return Figures(
             samples: samples.count, p50: percentile(0.5), p99: percentile(0.99), p999: percentile(0.999),
-            max: samples.last ?? 0, stalls: stalls)
+            max: samples.last ?? 0, stalls: stalls, failure: failure)
     }
 
-    private func probe() {
-        defer { self.finished.withLock { $0 = true } }
+    private func probe(ended: Promise<Void>) {
+        defer { ended.succeed(()) }
+        func fail(_ step: String) {
+            let reason = "\(step) \(self.path): errno \(errno)"
+            self.state.withLock { $0.failure = reason }
+        }
         let descriptor = open(self.path, O_WRONLY | O_CREAT, 0o644)
-        guard descriptor >= 0 else { return }
+        guard descriptor >= 0 else { return fail("open") }
         defer {
             close(descriptor)
             unlink(self.path)
@@ -88,7 +100,8 @@ public final class DiskSyncProbe: Sendable {
             let wall = Date()
             let started = ContinuousClock.now
             let written = block.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(slot % 256) * 4096) }
-            guard written == block.count, fdatasync(descriptor) == 0 else { return }
+            guard written == block.count else { return fail("write") }
+            guard fdatasync(descriptor) == 0 else { return fail("fdatasync") }
             let elapsed = ContinuousClock.now - started
             let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
             self.state.withLock { state in

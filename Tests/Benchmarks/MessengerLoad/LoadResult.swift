@@ -126,6 +126,9 @@ struct RateStep: Codable {
         var deliveries: Int
         var maxMs: Double
         var over25Ms: Int
+        /// The slowest disk flush that began in this second or the one before (a stall delays
+        /// what is sent after it began); nil when none took over 10 ms or no probe ran.
+        var slowestFlushMs: Double?
 
         mutating func add(_ milliseconds: Double) {
             self.deliveries += 1

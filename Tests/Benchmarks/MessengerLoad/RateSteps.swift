@@ -61,7 +61,14 @@ final class RateSteps: Sendable {
         let cpu = RunProcesses.difference(cpuBefore, self.processes.cpuSnapshot())
         var result = self.recorder.step(
             rate: rate, seconds: seconds, elapsed: sending, sent: total, deliveries: deliveries, cpu: cpu)
-        result.diskSyncMs = await self.diskProbe?.stop()
+        if let disk = await self.diskProbe?.stop() {
+            result.diskSyncMs = disk
+            result.slowestSeconds = result.slowestSeconds?.map { second in
+                var second = second
+                second.slowestFlushMs = Self.slowestFlush(near: second.at, in: disk.stalls)
+                return second
+            }
+        }
         return result
     }
 
@@ -78,14 +85,16 @@ final class RateSteps: Sendable {
     /// flush of the same or the previous second (a stall delays what is sent after it began).
     static func tailLines(_ step: RateStep) -> [String] {
         guard let disk = step.diskSyncMs else { return [] }
+        if let failure = disk.failure, disk.samples == 0 { return ["      disk flush not measured: \(failure)"] }
         var lines = [
             String(
                 format:
                     "      disk flush (4 KiB fdatasync every 20 ms): p50 %.2f, p99 %.1f, p99.9 %.1f, max %.1f ms; %d over %.0f ms",
                 disk.p50, disk.p99, disk.p999, disk.max, disk.stalls.count, DiskSyncProbe.stallThresholdMs)
         ]
+        if let failure = disk.failure { lines.append("      disk probe stopped early: \(failure)") }
         for second in step.slowestSeconds ?? [] {
-            let stall = Self.slowestFlush(near: second.at, in: disk.stalls)
+            let stall = second.slowestFlushMs
             lines.append(
                 String(
                     format: "      slowest second %@: max %.1f ms, %d of %d deliveries over 25 ms; slowest flush then %@",

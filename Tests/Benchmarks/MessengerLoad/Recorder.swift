@@ -45,7 +45,8 @@ final class Recorder: Sendable {
             state.latency.record(microseconds)
             let second = intendedNanoseconds / 1_000_000_000
             let milliseconds = Double(microseconds) / 1000
-            state.seconds[second, default: RateStep.Second(at: "", deliveries: 0, maxMs: 0, over25Ms: 0)].add(milliseconds)
+            state.seconds[second, default: RateStep.Second(at: "", deliveries: 0, maxMs: 0, over25Ms: 0, slowestFlushMs: nil)]
+                .add(milliseconds)
         }
     }
 
