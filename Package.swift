@@ -342,3 +342,13 @@ let package = Package(
         ),
     ]
 )
+
+// Release builds specialize generic code across the package's own modules, as they would within
+// one module: ThreadedIO's mailboxes and promises, the AMQP layer and the Socket.IO codec are
+// called from every service, and unspecialized they looked up generic metadata at run time
+// (about 5 % of a service's CPU in a profile of the latency floor).
+for target in package.targets where target.type == .regular || target.type == .executable {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))
+    ]
+}
