@@ -348,7 +348,8 @@ let package = Package(
 // called from every service, and unspecialized they looked up generic metadata at run time
 // (about 5 % of a service's CPU in a profile of the latency floor).
 for target in package.targets where target.type == .regular || target.type == .executable {
-    target.swiftSettings = (target.swiftSettings ?? []) + [
-        .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))
-    ]
+    target.swiftSettings =
+        (target.swiftSettings ?? []) + [
+            .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))
+        ]
 }

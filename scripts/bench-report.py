@@ -44,6 +44,10 @@ CEILINGS = [
     ("postgresInsertCommitPerSecond", "PostgreSQL insert + commit", "/s"),
     ("redisPublishPerSecond", "Redis publish", "/s"),
     ("sumOfPartsMessagesPerSecond", "Sum of parts (end to end)", "msg/s"),
+    ("threadWakeUpRoundTripP50Us",
+     "Thread wake-up round trip after 1 ms idle, p50", "µs"),
+    ("threadWakeUpRoundTripP99Us",
+     "Thread wake-up round trip after 1 ms idle, p99", "µs"),
 ]
 
 # Keys every scenario may have; they are shown outside the detail tables.

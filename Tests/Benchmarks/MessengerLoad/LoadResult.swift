@@ -15,6 +15,9 @@ struct LoadResult: Codable {
         var redisPublishPerSecond: Double?
         var sumOfPartsMessagesPerSecond: Double?
         var sumOfPartsNote: String?
+        /// Two threads waking each other through a pipe after 1 ms idle (``Ceilings/threadWakeUpRoundTrip(roundTrips:gap:)``).
+        var threadWakeUpRoundTripP50Us: Double?
+        var threadWakeUpRoundTripP99Us: Double?
     }
 
     var tool = "messenger-load"

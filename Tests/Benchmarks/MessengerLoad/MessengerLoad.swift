@@ -18,7 +18,8 @@ import MessengerRedis
 ///    messages keep flowing.
 ///
 /// Beside them, in the same run, the machine's ceilings: raw librabbitmq publish-with-confirm,
-/// raw PostgreSQL insert-commit (prepared, 8 connections), Redis PUBLISH; and for every step
+/// raw PostgreSQL insert-commit (prepared, 8 connections), Redis PUBLISH, and how long a thread
+/// takes to wake another and be woken back after 1 ms of idleness; and for every step
 /// each process's CPU seconds per 1,000 messages, from /proc. Writes `result.json` under
 /// `results/<stamp>/` (`scripts/bench-report.py` turns it into a Markdown report with plots).
 @main
@@ -142,16 +143,18 @@ struct MessengerLoad {
         // record), 5 confirmed persistent publishes (the event, two pushes, the receipt and its
         // push) and 2 Redis PUBLISHes (the two pushes); sharing one machine, their costs add up.
         let sum = 1 / (3 / insert + 5 / rabbit + 2 / redis)
+        let wakeUp = try await Ceilings.threadWakeUpRoundTrip()
         say(
             String(
                 format:
-                    "  ceilings: RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s",
-                rabbit, insert, redis, sum))
+                    "  ceilings: RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s; thread wake-up round trip after 1 ms idle p50 %.0f us, p99 %.0f us",
+                rabbit, insert, redis, sum, wakeUp.p50, wakeUp.p99))
         return .init(
             rabbitmqPublishConfirmPerSecond: rabbit, postgresInsertCommitPerSecond: insert, redisPublishPerSecond: redis,
             sumOfPartsMessagesPerSecond: sum,
             sumOfPartsNote:
-                "1 / (3 / PostgreSQL + 5 / RabbitMQ + 2 / Redis): a DM costs 3 commits (messaging's insert, the outbox relay's delete, delivery's insert), 5 confirmed persistent publishes (the event, two pushes, the delivery receipt and its push) and 2 Redis PUBLISHes, on one machine"
+                "1 / (3 / PostgreSQL + 5 / RabbitMQ + 2 / Redis): a DM costs 3 commits (messaging's insert, the outbox relay's delete, delivery's insert), 5 confirmed persistent publishes (the event, two pushes, the delivery receipt and its push) and 2 Redis PUBLISHes, on one machine",
+            threadWakeUpRoundTripP50Us: wakeUp.p50, threadWakeUpRoundTripP99Us: wakeUp.p99
         )
     }
 
