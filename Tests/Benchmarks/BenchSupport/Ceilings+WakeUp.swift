@@ -15,11 +15,12 @@ extension Ceilings {
     ) async throws -> (p50: Double, p99: Double) {
         var there: [Int32] = [0, 0]
         var back: [Int32] = [0, 0]
-        guard pipe(&there) == 0 else { throw WakeUpError(step: "pipe") }
+        guard pipe(&there) == 0 else { throw WakeUpError(step: "pipe", errorNumber: errno) }
         guard pipe(&back) == 0 else {
+            let failure = errno
             close(there[0])
             close(there[1])
-            throw WakeUpError(step: "pipe")
+            throw WakeUpError(step: "pipe", errorNumber: failure)
         }
         defer { for descriptor in there + back { close(descriptor) } }
         let (thereRead, thereWrite, backRead, backWrite) = (there[0], there[1], back[0], back[1])
@@ -31,33 +32,43 @@ extension Ceilings {
         }
         echo.name = "wake-up-echo"
         echo.start()
-        let measured = Promise<[Double]>()
+        // The samples, and the errno of a write or read that failed (0: none did).
+        let measured = Promise<([Double], Int32)>()
         let pause = useconds_t(gap.components.attoseconds / 1_000_000_000_000 + gap.components.seconds * 1_000_000)
         let measuring = Thread {
             var samples: [Double] = []
             samples.reserveCapacity(roundTrips)
             var byte: UInt8 = 1
+            var failure: Int32 = 0
             for _ in 0..<roundTrips {
                 usleep(pause)
                 let started = ContinuousClock.now
-                guard write(thereWrite, &byte, 1) == 1, read(backRead, &byte, 1) == 1 else { break }
+                guard write(thereWrite, &byte, 1) == 1, read(backRead, &byte, 1) == 1 else {
+                    failure = errno
+                    break
+                }
                 let elapsed = ContinuousClock.now - started
                 samples.append(Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12)
             }
             var stop: UInt8 = 0
             _ = write(thereWrite, &stop, 1)
-            measured.succeed(samples)
+            measured.succeed((samples, failure))
         }
         measuring.name = "wake-up-probe"
         measuring.start()
-        let samples = try await measured.value().sorted()
+        let (unsorted, failure) = try await measured.value()
         try await echoed.value()
-        guard samples.count == roundTrips else { throw WakeUpError(step: "read or write") }
-        return (samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
+        let samples = unsorted.sorted()
+        guard failure == 0, let p50 = samples.percentile(0.5), let p99 = samples.percentile(0.99) else {
+            throw WakeUpError(step: "read or write", errorNumber: failure)
+        }
+        return (p50, p99)
     }
 
     struct WakeUpError: Error, CustomStringConvertible {
         var step: String
-        var description: String { "thread wake-up probe: \(self.step) failed (errno \(errno))" }
+        /// The failed call's `errno`, read on its own thread right after it.
+        var errorNumber: Int32
+        var description: String { "thread wake-up probe: \(self.step) failed (errno \(self.errorNumber))" }
     }
 }

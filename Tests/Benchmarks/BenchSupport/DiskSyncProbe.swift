@@ -70,9 +70,7 @@ public final class DiskSyncProbe: Sendable {
         }
         try? await ended?.value()
         let (samples, stalls, failure) = self.state.withLock { ($0.samples.sorted(), $0.stalls, $0.failure) }
-        func percentile(_ p: Double) -> Double {
-            samples.isEmpty ? 0 : samples[min(samples.count - 1, Int(Double(samples.count) * p))]
-        }
+        func percentile(_ p: Double) -> Double { samples.percentile(p) ?? 0 }
         return Figures(
             samples: samples.count, p50: percentile(0.5), p99: percentile(0.99), p999: percentile(0.999),
             max: samples.last ?? 0, stalls: stalls, failure: failure)

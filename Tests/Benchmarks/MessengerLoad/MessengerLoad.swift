@@ -317,20 +317,16 @@ struct MessengerLoad {
         }
         let times = outcome.resumeTimes.map(\.seconds).sorted()
         let reconnectTimes = outcome.reconnectTimes.map(\.seconds).sorted()
-        func percentile(_ p: Double, of times: [Double]) -> Double? {
-            times.isEmpty ? nil : times[min(times.count - 1, Int(Double(times.count) * p))]
-        }
-        func percentile(_ p: Double) -> Double? { percentile(p, of: times) }
         let within = times.filter { $0 <= 10 }.count
         scenario.clients = outcome.clients
         scenario.reconnected = outcome.reconnected
         scenario.resumed = times.count
         scenario.resumedWithin10s = within
-        scenario.resumeSecondsP50 = percentile(0.5)
-        scenario.resumeSecondsP99 = percentile(0.99)
+        scenario.resumeSecondsP50 = times.percentile(0.5)
+        scenario.resumeSecondsP99 = times.percentile(0.99)
         scenario.resumeSecondsMax = times.last
-        scenario.reconnectSecondsP50 = percentile(0.5, of: reconnectTimes)
-        scenario.reconnectSecondsP99 = percentile(0.99, of: reconnectTimes)
+        scenario.reconnectSecondsP50 = reconnectTimes.percentile(0.5)
+        scenario.reconnectSecondsP99 = reconnectTimes.percentile(0.99)
         scenario.messagesSentDuringStorm = outcome.sent
         scenario.deliveriesExpected = outcome.expected
         scenario.deliveriesReceived = outcome.received
@@ -340,7 +336,7 @@ struct MessengerLoad {
         scenario.verdict = String(
             format:
                 "%.1f %% resumed (connected again and caught up) within 10 s (p50 %.2f s, p99 %.2f s); %d of %d deliveries never arrived, %d arrived more than 15 s after the last send",
-            100 * Double(within) / Double(max(outcome.clients, 1)), percentile(0.5) ?? -1, percentile(0.99) ?? -1,
+            100 * Double(within) / Double(max(outcome.clients, 1)), times.percentile(0.5) ?? -1, times.percentile(0.99) ?? -1,
             outcome.expected - outcome.received, outcome.expected, outcome.received - outcome.receivedInTime)
         say("    \(scenario.verdict)")
         return scenario
