@@ -11,7 +11,18 @@ public struct DatabaseConfiguration: Sendable {
     public var database: String
     /// The service's own schema; every table it creates lives there.
     public var schema: String
+    /// The pool's size: it opens this many connections at start and keeps them open. A pool
+    /// that shrinks when idle (postgres-nio's default) starts an idle timer each time it gets a
+    /// connection back and cancels it at the next query: a timer task, a dispatch timer and two
+    /// thread wake-ups per statement, for a saving nobody needs in a service that queries all day.
     public var maximumConnections: Int = 8
+    /// How often an idle connection runs `SELECT 1` (`DATABASE_KEEPALIVE_SECONDS`), or nil for
+    /// never. postgres-nio's pool arms this as a timer each time a connection goes idle and
+    /// cancels it at the next query, which cost 10 to 15 % of messaging's and delivery's CPU at
+    /// 200 messages/s (docs/performance.md), so it is off unless set: for a NAT or proxy between
+    /// the service and PostgreSQL that drops connections idle for longer than this. A closed
+    /// connection is noticed without it (the socket closes and the pool opens a new one).
+    public var keepAlive: Duration? = nil
     public var requireTLS = false
     /// Runs named prepared statements with their generic plan (`plan_cache_mode =
     /// force_generic_plan`). PostgreSQL otherwise plans a statement again at every execution
@@ -47,6 +58,8 @@ public struct DatabaseConfiguration: Sendable {
             host: self.host, port: self.port, username: self.user, password: self.password, database: self.database,
             tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable)
         configuration.options.maximumConnections = self.maximumConnections
+        configuration.options.minimumConnections = self.maximumConnections
+        configuration.options.keepAliveBehavior = self.keepAlive.map { .init(frequency: $0) }
         configuration.options.additionalStartupParameters = [("search_path", self.schema)]
         if self.genericPlans {
             configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))

@@ -70,4 +70,21 @@ struct ConfigurationTests {
         #expect(throws: DatabaseError.self) { try DatabaseConfiguration(url: "postgres://db/chat", schema: "auth; DROP") }
         #expect(throws: DatabaseError.self) { try DatabaseConfiguration(url: "mysql://db/chat", schema: "auth") }
     }
+
+    @Test("the pool's size and keep-alive come from the environment; keep-alive is off unless set")
+    func databasePool() throws {
+        let url = ["DATABASE_URL": "postgres://app@db/chat"]
+        let defaults = try DatabaseConfiguration(environment: ServiceEnvironment(url), schema: "auth")
+        #expect(defaults.maximumConnections == 8)
+        #expect(defaults.keepAlive == nil)
+        let set = try DatabaseConfiguration(
+            environment: ServiceEnvironment(url.merging(["DATABASE_POOL_SIZE": "3", "DATABASE_KEEPALIVE_SECONDS": "45"]) { $1 }),
+            schema: "auth")
+        #expect(set.maximumConnections == 3)
+        #expect(set.keepAlive == .seconds(45))
+        #expect(throws: ConfigurationError.self) {
+            try DatabaseConfiguration(
+                environment: ServiceEnvironment(url.merging(["DATABASE_KEEPALIVE_SECONDS": "-5"]) { $1 }), schema: "auth")
+        }
+    }
 }
