@@ -275,18 +275,33 @@ def header_section(result, source):
 
 
 def ceilings_section(result):
-    """The ceilings measured in the same run, one row per component."""
+    """The ceilings measured in the same run, one row per component: before the
+    scenarios and, when the result has them, again after them."""
     ceilings = result.get("ceilings")
     lines = ["## Ceilings (same run)", ""]
     if not isinstance(ceilings, dict):
         return lines + [f"_No ceilings in this result ({NA})._", ""]
-    rows = [[label, count(ceilings.get(key)), unit]
-            for key, label, unit in CEILINGS]
+    at_end = result.get("ceilingsAtEnd")
+    at_end = at_end if isinstance(at_end, dict) else None
+
+    def row(label, key, unit):
+        values = [count(ceilings.get(key))]
+        if at_end is not None:
+            values.append(count(at_end.get(key)))
+        return [label, *values, unit]
+
+    rows = [row(label, key, unit) for key, label, unit in CEILINGS]
     known = {key for key, _, _ in CEILINGS} | {"sumOfPartsNote"}
-    rows += [[f"`{key}`", count(value), ""]
+    rows += [row(f"`{key}`", key, "")
              for key, value in ceilings.items()
              if key not in known and not isinstance(value, (dict, list))]
-    lines += table(["Ceiling", "Value", "Unit"], rows, "lrl")
+    if at_end is None:
+        lines += table(["Ceiling", "Value", "Unit"], rows, "lrl")
+    else:
+        lines += ["Measured before the scenarios (ratios and verdicts use "
+                  "these) and again after them: how far the machine's speed "
+                  "moved during the run.", ""]
+        lines += table(["Ceiling", "Before", "After", "Unit"], rows, "lrrl")
     note = ceilings.get("sumOfPartsNote")
     if note:
         lines += ["", f"Sum of parts: {text(note)}"]

@@ -27,6 +27,9 @@ struct LoadResult: Codable {
     var databaseAtStart: DatabaseState?
     var databaseAtEnd: DatabaseState?
     var ceilings = CeilingFigures()
+    /// The same ceilings measured again after the scenarios: how far this machine's speed moved
+    /// during the run (ratios and verdicts use those measured first).
+    var ceilingsAtEnd: CeilingFigures?
     var scenarios: [Scenario] = []
 }
 

@@ -108,6 +108,9 @@ struct MessengerLoad {
             for client in clients { client.close() }
             group.cancelAll()
         }
+        if options.ceilings {
+            result.ceilingsAtEnd = try await Self.ceilings(environment: environment, logger: logger, atEnd: true)
+        }
         result.databaseAtEnd = await DatabaseState.measure(environment: environment, logger: logger)
 
         let folder = "\(options.output)/\(result.startedAt.replacingOccurrences(of: ":", with: "-"))"
@@ -123,9 +126,13 @@ struct MessengerLoad {
         try Data(folder.utf8).write(to: URL(fileURLWithPath: "\(options.output)/latest"))
     }
 
-    /// The machine's ceilings, measured while the services are idle.
-    static func ceilings(environment: [String: String], logger: Logger) async throws -> LoadResult.CeilingFigures {
-        say("  ceilings (same run): ...")
+    /// The machine's ceilings, measured while the services are idle; `atEnd` for the second
+    /// measurement, after the scenarios.
+    static func ceilings(
+        environment: [String: String], logger: Logger, atEnd: Bool = false
+    ) async throws -> LoadResult.CeilingFigures {
+        let name = atEnd ? "ceilings at the end" : "ceilings"
+        say(atEnd ? "\n  \(name): ..." : "  ceilings (same run): ...")
         let amqp = try AMQPConfiguration(uri: environment["RABBITMQ_URI"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
         let rabbit = try await Ceilings.rabbitMQPublishConfirm(amqp, logger: logger)
         var database = try DatabaseConfiguration(
@@ -145,10 +152,11 @@ struct MessengerLoad {
         let sum = 1 / (3 / insert + 5 / rabbit + 2 / redis)
         let wakeUp = try await Ceilings.threadWakeUpRoundTrip()
         say(
-            String(
-                format:
-                    "  ceilings: RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s; thread wake-up round trip after 1 ms idle p50 %.0f us, p99 %.0f us",
-                rabbit, insert, redis, sum, wakeUp.p50, wakeUp.p99))
+            "  \(name): "
+                + String(
+                    format:
+                        "RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s; thread wake-up round trip after 1 ms idle p50 %.0f us, p99 %.0f us",
+                    rabbit, insert, redis, sum, wakeUp.p50, wakeUp.p99))
         return .init(
             rabbitmqPublishConfirmPerSecond: rabbit, postgresInsertCommitPerSecond: insert, redisPublishPerSecond: redis,
             sumOfPartsMessagesPerSecond: sum,
@@ -166,9 +174,9 @@ struct MessengerLoad {
         say("\n  \(scenario.title), \(options.floorSeconds) s")
         say(RateSteps.header)
         if options.warmUpSeconds > 0 {
-            // The first seconds of load on services just started pay one-time costs (pool
-            // connections opened and their statements prepared, threads not yet known to
-            // messaging, first rows of each user): reported apart, not mixed into the floor.
+            // The first seconds of load on services just started pay one-time costs (statements
+            // prepared on each pool connection, threads not yet known to messaging, first rows
+            // of each user): reported apart, not mixed into the floor.
             let warmUp = try await steps.run(dms, rate: options.floorRate, seconds: options.warmUpSeconds, label: "warm-up")
             say(RateSteps.line(warmUp) + "  (warm-up, \(options.warmUpSeconds) s)")
             scenario.warmUp = warmUp
