@@ -320,6 +320,7 @@ let package = Package(
                 "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "SocketIOServer", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/SharedTests"
         ),

@@ -11,17 +11,16 @@ public struct DatabaseConfiguration: Sendable {
     public var database: String
     /// The service's own schema; every table it creates lives there.
     public var schema: String
-    /// The pool's size: it opens this many connections at start and keeps them open. A pool
-    /// that shrinks when idle (postgres-nio's default) starts an idle timer each time it gets a
-    /// connection back and cancels it at the next query: a timer task, a dispatch timer and two
-    /// thread wake-ups per statement, for a saving nobody needs in a service that queries all day.
+    /// The pool's size: it opens this many connections at start and keeps them open, so it
+    /// arms no idle timer when a connection comes back (see ``keepAlive``).
     public var maximumConnections: Int = 8
     /// How often an idle connection runs `SELECT 1` (`DATABASE_KEEPALIVE_SECONDS`), or nil for
-    /// never. postgres-nio's pool arms this as a timer each time a connection goes idle and
-    /// cancels it at the next query, which cost 10 to 15 % of messaging's and delivery's CPU at
-    /// 200 messages/s (docs/performance.md), so it is off unless set: for a NAT or proxy between
-    /// the service and PostgreSQL that drops connections idle for longer than this. A closed
-    /// connection is noticed without it (the socket closes and the pool opens a new one).
+    /// never. postgres-nio's pool arms its keep-alive and idle timers each time a connection
+    /// comes back and cancels them at the next statement; at 200 messages/s that cost messaging
+    /// and delivery 12 to 24 % of their CPU per message, most of it the keep-alive's
+    /// (docs/performance.md). So it is off unless set: for a NAT or proxy between the service
+    /// and PostgreSQL that drops idle connections. A closed connection is noticed without it
+    /// (the socket closes and the pool opens another).
     public var keepAlive: Duration? = nil
     public var requireTLS = false
     /// Runs named prepared statements with their generic plan (`plan_cache_mode =
@@ -54,6 +53,12 @@ public struct DatabaseConfiguration: Sendable {
 
     /// A pooled client whose connections resolve unqualified names in the service's schema.
     public func makeClient(logger: Logger) -> PostgresClient {
+        PostgresClient(configuration: self.clientConfiguration, backgroundLogger: logger)
+    }
+
+    /// The postgres-nio configuration ``makeClient(logger:)`` uses: a fixed-size pool, keep-alive
+    /// only when ``keepAlive`` is set.
+    public var clientConfiguration: PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: self.host, port: self.port, username: self.user, password: self.password, database: self.database,
             tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable)
@@ -65,7 +70,7 @@ public struct DatabaseConfiguration: Sendable {
             configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))
         }
         configuration.options.connectTimeout = .seconds(5)
-        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return configuration
     }
 }
 

@@ -1,6 +1,7 @@
 import MessengerAMQP
 import MessengerPostgres
 import MessengerServiceKit
+import PostgresNIO
 import Testing
 
 @Suite("Configuration")
@@ -77,11 +78,16 @@ struct ConfigurationTests {
         let defaults = try DatabaseConfiguration(environment: ServiceEnvironment(url), schema: "auth")
         #expect(defaults.maximumConnections == 8)
         #expect(defaults.keepAlive == nil)
+        #expect(defaults.clientConfiguration.options.minimumConnections == 8)
+        #expect(defaults.clientConfiguration.options.maximumConnections == 8)
+        #expect(defaults.clientConfiguration.options.keepAliveBehavior == nil)
         let set = try DatabaseConfiguration(
             environment: ServiceEnvironment(url.merging(["DATABASE_POOL_SIZE": "3", "DATABASE_KEEPALIVE_SECONDS": "45"]) { $1 }),
             schema: "auth")
         #expect(set.maximumConnections == 3)
         #expect(set.keepAlive == .seconds(45))
+        #expect(set.clientConfiguration.options.minimumConnections == 3)
+        #expect(set.clientConfiguration.options.keepAliveBehavior?.frequency == .seconds(45))
         #expect(throws: ConfigurationError.self) {
             try DatabaseConfiguration(
                 environment: ServiceEnvironment(url.merging(["DATABASE_KEEPALIVE_SECONDS": "-5"]) { $1 }), schema: "auth")

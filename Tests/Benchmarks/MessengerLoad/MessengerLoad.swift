@@ -109,7 +109,12 @@ struct MessengerLoad {
             group.cancelAll()
         }
         if options.ceilings {
-            result.ceilingsAtEnd = try await Self.ceilings(environment: environment, logger: logger, atEnd: true)
+            // A failure here must not cost the run its results: they are written without it.
+            do {
+                result.ceilingsAtEnd = try await Self.ceilings(environment: environment, logger: logger, atEnd: true)
+            } catch {
+                say("  ceilings at the end: not measured (\(error))")
+            }
         }
         result.databaseAtEnd = await DatabaseState.measure(environment: environment, logger: logger)
 
