@@ -14,7 +14,8 @@
 #
 # Every variable printed by `env` may be overridden by the caller's
 # environment. The local servers' own ports can be moved with INFRA_AMQP_PORT,
-# INFRA_RABBIT_DIST_PORT, INFRA_EPMD_PORT, INFRA_PG_PORT, INFRA_REDIS_PORT.
+# INFRA_RABBIT_DIST_PORT, INFRA_EPMD_PORT, INFRA_PG_PORT, INFRA_REDIS_PORT;
+# RabbitMQ's Erlang scheduler count with INFRA_RABBIT_SCHEDULERS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +31,12 @@ PG_PORT="${INFRA_PG_PORT:-5433}"
 REDIS_LOCAL_PORT="${INFRA_REDIS_PORT:-6380}"
 
 RABBIT_NODE="${INFRA_RABBIT_NODE:-messenger@localhost}"
+# Erlang schedulers (threads running Erlang code). One by default: RabbitMQ shares this machine's
+# cores with PostgreSQL, Redis, the services and the load tool, and with one scheduler per core
+# the processes behind a publish (reader, channel, queue, writer) hop between threads, each hop a
+# wake-up; one scheduler took 20 % less RabbitMQ CPU per DM at the same publish ceiling
+# (docs/performance.md). Set empty for Erlang's default (one per core).
+RABBIT_SCHEDULERS="${INFRA_RABBIT_SCHEDULERS-1}"
 RABBIT_DIR="$RUN_DIR/rabbitmq"
 RABBIT_HOME="$RABBIT_DIR/home"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -242,7 +249,7 @@ rabbit_env() {
         "RABBITMQ_CONFIG_FILE=$RABBIT_DIR/rabbitmq.conf" \
         "RABBITMQ_CONF_ENV_FILE=$RABBIT_DIR/rabbitmq-env.conf" \
         "RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins" \
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=${RABBIT_SCHEDULERS:++S $RABBIT_SCHEDULERS:$RABBIT_SCHEDULERS }-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
 # Run rabbitmqctl against our node with our environment.
