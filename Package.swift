@@ -317,7 +317,8 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: [
-                "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "SocketIOServer", "TestSupport",
+                "BenchSupport", "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "SocketIOServer",
+                "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

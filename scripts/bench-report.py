@@ -51,8 +51,8 @@ CEILINGS = [
 ]
 
 # Keys every scenario may have; they are shown outside the detail tables.
-COMMON_KEYS = {"name", "title", "kind", "target", "met", "verdict", "note",
-               "steps"}
+COMMON_KEYS = {"name", "title", "kind", "target", "met", "verdict", "bound",
+               "note", "steps"}
 
 # (key, label, formatter name) for the key/value tables of each kind.
 DETAILS = {
@@ -317,7 +317,15 @@ def targets_section(scenarios):
              text(s.get("verdict")), yes_no(s.get("met"))]
             for i, s in enumerate(scenarios)]
     headers = ["Scenario", "Target", "Result", "Met"]
-    return lines + table(headers, rows, "llll") + [""]
+    lines += table(headers, rows, "llll") + [""]
+    bounds = [(scenario_title(s, i), s.get("bound"))
+              for i, s in enumerate(scenarios) if s.get("bound")]
+    if bounds:
+        lines += ["What bounds the targets missed, from this run's own "
+                  "measurements:", ""]
+        lines += [f"- {text(title)}: {text(bound)}" for title, bound in bounds]
+        lines += [""]
+    return lines
 
 
 def plots_section(plots, plot_note):
@@ -393,8 +401,10 @@ def steps_tables(scenario):
                "delivered", "lost", "errors", "p50", "p90", "p99", "p99.9",
                "max", "ack p50", "ack p99", "within target"]
     rows = []
-    warm_up = scenario.get("warmUp")
-    labelled = ([("warm-up", warm_up)] if isinstance(warm_up, dict) else []) + [("", step) for step in steps]
+    extra = [(label, scenario.get(key)) for label, key in
+             (("warm-up", "warmUp"), ("unloaded", "unloaded"))]
+    labelled = ([(label, step) for label, step in extra if isinstance(step, dict)]
+                + [("", step) for step in steps])
     for label, step in labelled:
         latency = [ms(get(step, "latencyMs", key))
                    for key in ("p50", "p90", "p99", "p999", "max")]
@@ -437,6 +447,8 @@ def scenario_section(scenario, index):
              f"- Target: {text(scenario.get('target'))}",
              f"- Met: {yes_no(scenario.get('met'))}",
              f"- Verdict: {text(scenario.get('verdict'))}"]
+    if scenario.get("bound"):
+        lines.append(f"- What bounds it: {text(scenario['bound'])}")
     if scenario.get("note"):
         lines.append(f"- Note: {text(scenario['note'])}")
     lines.append("")

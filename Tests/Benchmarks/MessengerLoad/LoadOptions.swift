@@ -10,6 +10,9 @@ struct LoadOptions {
     var floorSeconds: Int
     /// The floor's warm-up at the same rate, reported apart (0: none).
     var warmUpSeconds: Int
+    /// Seconds of the floor's DMs at a tenth of its rate, with the machine otherwise idle: what
+    /// the path costs without waiting for a core (0: none).
+    var unloadedSeconds: Int
     var rates: [Int]
     var groupRates: [Int]
     var stepSeconds: Int
@@ -35,14 +38,15 @@ struct LoadOptions {
     static let usage = """
         usage: messenger-load [--name=value ...]   (the gateway: GATEWAY_URL, default http://127.0.0.1:5000)
           --scenarios=floor,dm,group,idle,storm   --users=100 --group-size=10
-          --floor-rate=200 --floor-seconds=60 --warm-up-seconds=10
+          --floor-rate=200 --floor-seconds=60 --warm-up-seconds=10 --unloaded-seconds=10
           --rates=200,400,600,800,1000,1500,2000,3000 --group-rates=20,50,100,150,200,300 --step-seconds=20
           --idle=50000   (spread over gateway replicas when one process may not hold them all)
           --storm-users=100 --storm-sockets=100 --storm-rate=100 --storm-seconds=20 --storm-senders=1
           --ack-interval-ms=1000 --ceilings=yes|no --disk-probe=.run/disk-sync-probe|no --output=results --git=REVISION
         """
     static let names: Set<String> = [
-        "scenarios", "users", "group-size", "floor-rate", "floor-seconds", "warm-up-seconds", "rates", "group-rates",
+        "scenarios", "users", "group-size", "floor-rate", "floor-seconds", "warm-up-seconds", "unloaded-seconds", "rates",
+        "group-rates",
         "step-seconds", "idle",
         "idle-worker",
         "storm-users", "storm-sockets", "storm-rate", "storm-seconds", "storm-senders", "ack-interval-ms", "ceilings",
@@ -71,6 +75,7 @@ struct LoadOptions {
         self.floorRate = int("floor-rate", 200)
         self.floorSeconds = int("floor-seconds", 60)
         self.warmUpSeconds = max(0, int("warm-up-seconds", 10))
+        self.unloadedSeconds = max(0, int("unloaded-seconds", 10))
         self.rates = ints("rates", [200, 400, 600, 800, 1000, 1500, 2000, 3000])
         self.groupRates = ints("group-rates", [20, 50, 100, 150, 200, 300])
         self.stepSeconds = int("step-seconds", 20)

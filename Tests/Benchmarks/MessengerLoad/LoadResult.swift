@@ -42,6 +42,8 @@ struct Scenario: Codable {
     var target: String
     var met: Bool
     var verdict: String
+    /// When the target is missed: what bounds the figures, from this run's own measurements.
+    var bound: String?
 
     // rate-steps
     var groupSize: Int?
@@ -50,6 +52,8 @@ struct Scenario: Codable {
     var steps: [RateStep]?
     /// The latency floor's warm-up at the same rate, before the measured step.
     var warmUp: RateStep?
+    /// The latency floor's DMs at a tenth of its rate, the machine otherwise idle.
+    var unloaded: RateStep?
 
     // idle
     var connections: Int?

@@ -4,6 +4,8 @@ import Logging
 import MessengerAMQP
 import MessengerPostgres
 import MessengerRedis
+import NIOCore
+import NIOPosix
 
 /// The end-to-end load tool (`make bench`): fresh users, each with a Socket.IO WebSocket client
 /// of its own (written on SwiftNIO here, so the load costs little CPU), DMs and groups of 10,
@@ -25,6 +27,10 @@ import MessengerRedis
 @main
 struct MessengerLoad {
     static func main() async throws {
+        // The clients' tasks run on NIO's event loops, where their sockets are, as the services'
+        // do (ServiceMain): no hand-off to a thread of Swift concurrency's own pool for every frame
+        // read, so the load costs less of the CPU it shares with the system under test.
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         guard let options = LoadOptions(arguments: CommandLine.arguments) else { exit(2) }
         let environment = ProcessInfo.processInfo.environment
         let logger: Logger = {
@@ -83,19 +89,22 @@ struct MessengerLoad {
                 recorder: recorder, processes: processes, diskProbe: options.diskProbe.flatMap { DiskSyncProbe(path: $0) })
 
             if options.scenarios.contains("floor") {
-                result.scenarios.append(try await Self.floor(steps, dms, options: options))
+                result.scenarios.append(
+                    try await Self.floor(
+                        steps, dms, options: options, cores: result.machine.cores,
+                        wakeUpP50Us: result.ceilings.threadWakeUpRoundTripP50Us))
             }
             if options.scenarios.contains("dm") {
                 result.scenarios.append(
                     try await Self.throughput(
                         steps, dms, name: "throughput-dm", title: "Sustained throughput: 1:1 DMs", rates: options.rates,
-                        options: options, ceilings: result.ceilings))
+                        options: options, ceilings: result.ceilings, cores: result.machine.cores))
             }
             if options.scenarios.contains("group") {
                 var scenario = try await Self.throughput(
                     steps, groups, name: "throughput-group",
                     title: "Sustained throughput: groups of \(options.groupSize)", rates: options.groupRates, options: options,
-                    ceilings: result.ceilings)
+                    ceilings: result.ceilings, cores: result.machine.cores)
                 scenario.groupSize = options.groupSize
                 result.scenarios.append(scenario)
             }
@@ -172,7 +181,9 @@ struct MessengerLoad {
     }
 
     /// Scenario 1: the latency floor.
-    static func floor(_ steps: RateSteps, _ dms: [LoadConversation], options: LoadOptions) async throws -> Scenario {
+    static func floor(
+        _ steps: RateSteps, _ dms: [LoadConversation], options: LoadOptions, cores: Int, wakeUpP50Us: Double?
+    ) async throws -> Scenario {
         var scenario = Scenario(
             name: "latency-floor", title: "Latency floor: 1:1 DMs at \(options.floorRate) msg/s", kind: "rate-steps",
             target: "p50 <= 5 ms, p99 <= 25 ms, p99.9 <= 60 ms")
@@ -186,6 +197,14 @@ struct MessengerLoad {
             say(RateSteps.line(warmUp) + "  (warm-up, \(options.warmUpSeconds) s)")
             scenario.warmUp = warmUp
         }
+        if options.unloadedSeconds > 0 {
+            // The same DMs at a tenth of the rate: nothing waits for a core, so this is what the
+            // path itself costs, the part of the floor that less CPU per message cannot remove.
+            let rate = max(1, options.floorRate / 10)
+            let unloaded = try await steps.run(dms, rate: rate, seconds: options.unloadedSeconds, label: "unloaded")
+            say(RateSteps.line(unloaded) + "  (unloaded, \(options.unloadedSeconds) s)")
+            scenario.unloaded = unloaded
+        }
         let step = try await steps.run(dms, rate: options.floorRate, seconds: options.floorSeconds, label: "floor")
         say(RateSteps.line(step))
         for line in RateSteps.tailLines(step) { say(line) }
@@ -195,6 +214,10 @@ struct MessengerLoad {
         scenario.verdict = String(
             format: "p50 %.1f ms (%.1fx the target), p99 %.1f ms (%.1fx), p99.9 %.1f ms (%.1fx); %d lost, %d errors",
             latency.p50, latency.p50 / 5, latency.p99, latency.p99 / 25, latency.p999, latency.p999 / 60, step.lost, step.errors)
+        if !scenario.met {
+            scenario.bound = Bounds.floor(step: step, unloaded: scenario.unloaded, cores: cores, wakeUpP50Us: wakeUpP50Us)
+            say("    bound: \(scenario.bound ?? "")")
+        }
         return scenario
     }
 
@@ -202,7 +225,7 @@ struct MessengerLoad {
     /// errors; stops after two steps in a row miss it.
     static func throughput(
         _ steps: RateSteps, _ conversations: [LoadConversation], name: String, title: String, rates: [Int],
-        options: LoadOptions, ceilings: LoadResult.CeilingFigures
+        options: LoadOptions, ceilings: LoadResult.CeilingFigures, cores: Int
     ) async throws -> Scenario {
         var scenario = Scenario(
             name: name, title: title, kind: "rate-steps",
@@ -237,6 +260,10 @@ struct MessengerLoad {
             best > 0
             ? String(format: "best %d msg/s (%.0f %% of 3,000), %@", best, Double(best) / 30, ratio as NSString)
             : "no step stayed within p99 <= 100 ms with nothing lost"
+        if !scenario.met {
+            scenario.bound = Bounds.throughput(steps: results, best: scenario.bestRate, target: 3000, cores: cores)
+            if let bound = scenario.bound { say("    bound: \(bound)") }
+        }
         return scenario
     }
 
