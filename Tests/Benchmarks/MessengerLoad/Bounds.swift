@@ -8,7 +8,7 @@ enum Bounds {
     /// A busier machine than this is taken as bounded by its cores.
     static let fullShare = 0.85
 
-    /// The latency floor's bound: the unloaded path against the loaded one, the cores, the disk.
+    /// The latency floor's bound: the path without contention, the cores, the disk, the wake-ups.
     static func floor(step: RateStep, unloaded: RateStep?, cores: Int, wakeUpP50Us: Double?) -> String {
         let use = CPUUse(cpuSecondsPer1000: step.cpuSecondsPer1000, rate: step.achievedRate, cores: cores)
         var parts: [String] = []
@@ -16,7 +16,7 @@ enum Bounds {
             parts.append(
                 String(
                     format:
-                        "the path: at %d msg/s, nothing waiting for a core, p50 %.1f ms and p99 %.1f ms (two commits, five broker hops and a Redis hop, each a thread wake-up)",
+                        "the path: at %d msg/s, nothing waiting for a core, p50 %.1f ms and p99 %.1f ms (three messages through RabbitMQ, two commits and a Redis hop, each a thread wake-up)",
                     unloaded.rate, unloaded.latencyMs.p50, unloaded.latencyMs.p99))
         }
         parts.append(

@@ -199,7 +199,8 @@ struct MessengerLoad {
         }
         if options.unloadedSeconds > 0 {
             // The same DMs at a tenth of the rate: nothing waits for a core, so this is what the
-            // path itself costs, the part of the floor that less CPU per message cannot remove.
+            // path costs without contention. Not a lower bound here: threads that sleep between
+            // messages take longer to wake, and 20 msg/s can be slower than 200.
             let rate = max(1, options.floorRate / 10)
             let unloaded = try await steps.run(dms, rate: rate, seconds: options.unloadedSeconds, label: "unloaded")
             say(RateSteps.line(unloaded) + "  (unloaded, \(options.unloadedSeconds) s)")
