@@ -11,14 +11,12 @@ public struct CPUUse: Sendable, Equatable {
         public var milliseconds: Double
     }
 
-    /// CPU milliseconds per message, every measured process together.
-    public var perMessageMs: Double
-    /// Cores busy on average during the step.
-    public var busyCores: Double
-    /// The machine's cores.
-    public var cores: Int
     /// Every process's share, largest first.
     public var shares: [Share]
+    /// The step's achieved rate, messages per second.
+    public var rate: Double
+    /// The machine's cores.
+    public var cores: Int
 
     /// - Parameters:
     ///   - cpuSecondsPer1000: each process's CPU seconds per 1,000 messages sent.
@@ -27,10 +25,15 @@ public struct CPUUse: Sendable, Equatable {
     public init(cpuSecondsPer1000: [String: Double], rate: Double, cores: Int) {
         self.shares = cpuSecondsPer1000.map { Share(process: $0.key, milliseconds: $0.value) }
             .sorted { ($0.milliseconds, $1.process) > ($1.milliseconds, $0.process) }
-        self.perMessageMs = self.shares.reduce(0) { $0 + $1.milliseconds }
-        self.busyCores = self.perMessageMs * rate / 1000
+        self.rate = rate
         self.cores = cores
     }
+
+    /// CPU milliseconds per message, every measured process together.
+    public var perMessageMs: Double { self.shares.reduce(0) { $0 + $1.milliseconds } }
+
+    /// Cores busy on average during the step.
+    public var busyCores: Double { self.perMessageMs * self.rate / 1000 }
 
     /// The share of the machine's cores that was busy.
     public var busyShare: Double { self.cores > 0 ? self.busyCores / Double(self.cores) : 0 }

@@ -18,7 +18,7 @@ public enum Ceilings {
         try await connection.declare(AMQPTopology(queues: [.init(queue, arguments: ["x-expires": .int(60_000)])]))
         await connection.close()
         let body = [UInt8](repeating: 0x61, count: bodyBytes)
-        let elapsed = try RawRabbitMQPublisher(configuration: configuration).publish(
+        let elapsed = try await RawRabbitMQPublisher(configuration: configuration).publishOnOwnThread(
             count: messages, body: body, queue: queue, window: window)
         return Double(messages) / elapsed.seconds
     }

@@ -1,6 +1,7 @@
 import CRabbitMQ
 import Foundation
 import MessengerAMQP
+import ThreadedIO
 
 /// The ceiling: librabbitmq-c driven by a plain loop on one thread, persistent messages to a
 /// durable queue, publisher confirms with a fixed window. No Swift concurrency, no queues, no
@@ -15,8 +16,25 @@ public struct RawRabbitMQPublisher: Sendable {
         self.configuration = configuration
     }
 
+    /// ``publish(count:body:queue:window:)`` on a thread of its own: its C calls block for
+    /// seconds, and an async caller may be on an event loop (the load tool runs Swift
+    /// concurrency on NIO's loops).
+    public func publishOnOwnThread(count: Int, body: [UInt8], queue: String, window: Int) async throws -> Duration {
+        let elapsed = Promise<Duration>()
+        let thread = Thread {
+            do {
+                elapsed.succeed(try self.publish(count: count, body: body, queue: queue, window: window))
+            } catch {
+                elapsed.fail(error)
+            }
+        }
+        thread.name = "raw-publisher"
+        thread.start()
+        return try await elapsed.value()
+    }
+
     /// Publishes `count` messages of `body` and returns once every one is confirmed; deletes
-    /// the queue afterwards.
+    /// the queue afterwards. Blocks its thread throughout.
     public func publish(count: Int, body: [UInt8], queue: String, window: Int) throws -> Duration {
         guard let connection = amqp_new_connection(), let socket = amqp_tcp_socket_new(connection) else {
             throw Failure.step("allocate")

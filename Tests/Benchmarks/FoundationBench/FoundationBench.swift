@@ -71,7 +71,7 @@ struct FoundationBench {
             let swiftQueue = "bench.swift.\(UUID().uuidString.prefix(8))"
             try await connection.declare(
                 AMQPTopology(queues: [rawQueue, swiftQueue].map { .init($0, arguments: ["x-expires": .int(120_000)]) }))
-            let raw = try RawRabbitMQPublisher(configuration: amqp).publish(
+            let raw = try await RawRabbitMQPublisher(configuration: amqp).publishOnOwnThread(
                 count: options.messages, body: body, queue: rawQueue, window: options.window)
             rawRates.append(Double(options.messages) / raw.seconds)
             let swift = try await Self.publishThroughClient(

@@ -43,12 +43,12 @@ enum Bounds {
             if limit.errors > 0 { missed.append("\(limit.errors) errors") }
             parts.append("at \(limit.rate) msg/s: \(missed.joined(separator: ", "))")
         }
+        let budget = use.budgetMs(atRate: Double(target))
         let cost = String(
             format:
                 "%.2f ms of CPU per message (%@), at which the %d cores carry at most %.0f msg/s; %@ msg/s leaves %.2f ms per message, %.1fx less",
             use.perMessageMs, use.largestText() as NSString, cores, use.rateAtFullMachine,
-            Self.grouped(target) as NSString,
-            use.budgetMs(atRate: Double(target)), use.perMessageMs / max(use.budgetMs(atRate: Double(target)), 0.001))
+            Self.grouped(target) as NSString, budget, use.perMessageMs / max(budget, 0.001))
         if use.busyShare >= Self.fullShare {
             parts.append("CPU: the processes took \(use.busyText), \(cost)")
         } else {
