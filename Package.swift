@@ -272,7 +272,6 @@ let package = Package(
                 "MessengerPostgres",
                 "SocketIOProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,93 +1,108 @@
 import BenchSupport
 import Foundation
-import HummingbirdWSClient
 import Logging
+import NIOCore
 import SocketIOProtocol
 import Synchronization
 
 /// One user's Socket.IO client: a WebSocket with the Engine.IO / Socket.IO framing written by
-/// hand (open, CONNECT with the token, ping/pong, events, acks). It acknowledges what it
-/// received (`ack_events`, cumulative) at most once per `ackInterval`, as an app would, and reports each `message_created`
-/// of the load (body `load <step> <index> <intended ns>`) from another sender to the recorder.
+/// hand (open, CONNECT with the token, ping/pong, events, acks), on a plain NIO channel
+/// (`PlainWebSocket`): each frame is handled on the event loop as it arrives, with no task or
+/// async sequence per frame. It acknowledges what it received (`ack_events`, cumulative) at most
+/// once per `ackInterval`, as an app would, and reports each `message_created` of the load
+/// (body `load <step> <index> <intended ns>`) from another sender to the recorder.
 final class LoadClient: Sendable {
     let account: Account
     /// This client's number among all clients (the recorder counts deliveries per slot).
     let slot: Int
     private let ackInterval: Duration
     private let recorder: Recorder
-    private let outgoing: AsyncStream<String>.Continuation
-    private let outgoingStream: AsyncStream<String>
+    private let channel = Mutex<(any Channel)?>(nil)
     private let pending = Mutex<[Int: (started: ContinuousClock.Instant, reply: (@Sendable (JSONValue?) -> Void)?)]>([:])
     private let nextAck = Atomic(1)
     private let ready = Mutex<CheckedContinuation<Void, any Error>?>(nil)
     private let isConnected = Atomic(false)
     private let highestSeq = Atomic(0)
+    private let ackedSeq = Atomic(0)
 
     init(account: Account, slot: Int, recorder: Recorder, ackInterval: Duration = .seconds(1)) {
         self.account = account
         self.slot = slot
         self.ackInterval = ackInterval
         self.recorder = recorder
-        (self.outgoingStream, self.outgoing) = AsyncStream.makeStream(of: String.self)
     }
 
+    /// Connects, and returns once the connection is closed.
     func run(url: String, logger: Logger) async throws {
-        try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await frame in self.outgoingStream { try await outbound.write(.text(frame)) }
-                }
-                group.addTask {
-                    var acked = 0
-                    // Clients started together would otherwise all ack at the same instants.
-                    try? await Task.sleep(for: self.ackInterval * Double.random(in: 0..<1))
-                    while (try? await Task.sleep(for: self.ackInterval)) != nil {
-                        let highest = self.highestSeq.load(ordering: .relaxed)
-                        if highest > acked {
-                            acked = highest
-                            self.emit("ack_events", #"{"upToSeq":\#(highest)}"#, reply: nil, counted: false)
-                        }
-                    }
-                }
-                var messages = inbound.messages(maxSize: 1 << 24).makeAsyncIterator()
-                while let message = try await messages.next() {
-                    guard case .text(let text) = message else { continue }
-                    self.handle(text)
-                }
-                group.cancelAll()
-            }
+        guard let endpoint = PlainWebSocket.Endpoint(url: url) else { throw PlainWebSocket.InvalidURL(url: url) }
+        let channel = try await PlainWebSocket.connect(
+            to: endpoint, onText: { [self] text in self.handle(text) },
+            onClose: { [self] in self.takeReady()?.resume(throwing: LoadError.refused("the connection closed")) })
+        self.channel.withLock { $0 = channel }
+        // CONNECT may have been answered already, before the channel was known here.
+        if self.isConnected.load(ordering: .acquiring) { self.takeReady()?.resume() }
+        // Clients started together would otherwise all ack at the same instants.
+        let acks = channel.eventLoop.scheduleRepeatedTask(
+            initialDelay: Self.nanoseconds(self.ackInterval * Double.random(in: 0..<1)),
+            delay: Self.nanoseconds(self.ackInterval)
+        ) { [self] _ in self.ackReceived() }
+        defer { acks.cancel() }
+        try await withTaskCancellationHandler {
+            try await channel.closeFuture.get()
+        } onCancel: {
+            channel.close(promise: nil)
         }
     }
 
+    /// Returns once the Socket.IO connection is established (and frames can be sent).
     func connected() async throws {
-        if self.isConnected.load(ordering: .acquiring) { return }
+        if self.isReady { return }
         try await withCheckedThrowingContinuation { continuation in
             self.ready.withLock { $0 = continuation }
-            if self.isConnected.load(ordering: .acquiring) { self.resumeReady() }
+            if self.isReady { self.takeReady()?.resume() }
         }
     }
 
-    func close() { self.outgoing.finish() }
+    private var isReady: Bool {
+        self.isConnected.load(ordering: .acquiring) && self.channel.withLock({ $0 }) != nil
+    }
 
-    private func resumeReady() {
-        let waiting = self.ready.withLock { continuation -> CheckedContinuation<Void, any Error>? in
+    func close() {
+        if let channel = self.channel.withLock({ $0 }) { PlainWebSocket.close(channel) }
+    }
+
+    /// `ack_events` up to the highest seq received, unless it was acknowledged already.
+    private func ackReceived() {
+        let highest = self.highestSeq.load(ordering: .relaxed)
+        guard highest > self.ackedSeq.load(ordering: .relaxed) else { return }
+        self.ackedSeq.store(highest, ordering: .relaxed)
+        self.emit("ack_events", #"{"upToSeq":\#(highest)}"#, reply: nil, counted: false)
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    private func takeReady() -> CheckedContinuation<Void, any Error>? {
+        self.ready.withLock { continuation in
             defer { continuation = nil }
             return continuation
         }
-        waiting?.resume()
     }
 
-    private func handle(_ text: String) {
+    /// Handles a frame on the channel's event loop; returns the frame to send back, if any.
+    private func handle(_ text: String) -> String? {
         if text.hasPrefix("0{") {
-            self.outgoing.yield(#"40{"token":"\#(self.account.token)"}"#)
+            return #"40{"token":"\#(self.account.token)"}"#
         } else if text == "2" {
-            self.outgoing.yield("3")
+            return "3"
         } else if text.hasPrefix("40") {
             self.isConnected.store(true, ordering: .releasing)
-            self.resumeReady()
+            if self.isReady { self.takeReady()?.resume() }
         } else if text.hasPrefix("43") {
             let digits = text.dropFirst(2).prefix { $0.isNumber }
-            guard let id = Int(digits), let entry = self.pending.withLock({ $0.removeValue(forKey: id) }) else { return }
+            guard let id = Int(digits), let entry = self.pending.withLock({ $0.removeValue(forKey: id) }) else { return nil }
             let reply = try? JSONValue.parse(text.dropFirst(2 + digits.count))
             let first: JSONValue? = if case .array(let items)? = reply { items.first } else { nil }
             if let callback = entry.reply {
@@ -98,20 +113,26 @@ final class LoadClient: Sendable {
         } else if text.hasPrefix("42") {
             guard case .array(let items)? = try? JSONValue.parse(text.dropFirst(2)), items.count >= 2,
                 case .number(let seq)? = items[1]["seq"]
-            else { return }
+            else { return nil }
             self.highestSeq.max(Int(seq), ordering: .relaxed)
             guard items[0].stringValue == "message_created", let message = items[1]["data"]?["message"],
                 message["senderId"]?.stringValue != self.account.id, let body = message["body"]?.stringValue,
                 let load = LoadBody(body)
-            else { return }
+            else { return nil }
             self.recorder.received(step: load.step, index: load.index, slot: self.slot, intendedNanoseconds: load.intended)
         }
+        return nil
     }
 
     private func emit(_ event: String, _ payloadJSON: String, reply: (@Sendable (JSONValue?) -> Void)?, counted: Bool) {
         let id = self.nextAck.add(1, ordering: .relaxed).oldValue
         if counted || reply != nil { self.pending.withLock { $0[id] = (ContinuousClock.now, reply) } }
-        self.outgoing.yield(#"42\#(id)["\#(event)",\#(payloadJSON)]"#)
+        self.write(#"42\#(id)["\#(event)",\#(payloadJSON)]"#)
+    }
+
+    private func write(_ frame: String) {
+        guard let channel = self.channel.withLock({ $0 }) else { return }
+        channel.writeAndFlush(PlainWebSocket.text(frame, allocator: channel.allocator), promise: nil)
     }
 
     /// `create_conversation`; returns the thread id.

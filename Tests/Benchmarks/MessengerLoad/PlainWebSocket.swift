@@ -2,7 +2,8 @@ import NIOCore
 import NIOPosix
 import NIOWebSocket
 
-/// The storm's and the idle scenario's WebSocket connections, on plain NIO channels: each text
+/// The load tool's WebSocket connections (the load clients', the storm's and the idle
+/// scenario's), on plain NIO channels: each text
 /// frame is handled on the event loop as it arrives, with no task or async sequence per frame,
 /// so that tens of thousands of them cost the load tool little of the CPU and memory of the
 /// machine the gateway is measured on.

@@ -42,7 +42,7 @@ final class RateSteps: Sendable {
         var nextProgress = started + .seconds(5)
         for index in 0..<total {
             let intended = started + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate))
-            try await Task.sleep(until: intended, clock: .continuous)
+            try await LoopTimer.sleep(until: intended)
             let conversation = conversations[index % conversations.count]
             conversation.sender.send(thread: conversation.thread, step: step, index: index, intended: intended)
             deliveries += conversation.recipients

@@ -202,8 +202,7 @@ enum ReconnectStorm {
             let started = ContinuousClock.now
             var dropped = false
             for index in 0..<total {
-                try await Task.sleep(
-                    until: started + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate)), clock: .continuous)
+                try await LoopTimer.sleep(until: started + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate)))
                 let receiver = index % receivers.count
                 // One DM is always sent from the same socket, so its messages keep their order.
                 senders[receiver % senders.count].send(
