@@ -3,10 +3,9 @@ import NIOPosix
 import NIOWebSocket
 
 /// The load tool's WebSocket connections (the load clients', the storm's and the idle
-/// scenario's), on plain NIO channels: each text
-/// frame is handled on the event loop as it arrives, with no task or async sequence per frame,
-/// so that tens of thousands of them cost the load tool little of the CPU and memory of the
-/// machine the gateway is measured on.
+/// scenario's), on plain NIO channels: each text frame is handled on the event loop as it
+/// arrives, with no task or async sequence per frame, so that the tool takes little of the CPU
+/// and memory of the machine the gateway is measured on.
 ///
 /// The upgrade is written and read by hand: the server sends its first frame (Engine.IO's open
 /// packet) right behind its `101` response, often in the same read, and every byte after the
