@@ -16,6 +16,7 @@ enum EventLogStatements {
     /// (event, user) pairs. Returns a row (event, NULL, NULL) for each event stored now and a
     /// row (event, user, seq) for each delivery.
     struct Record: PreparedRows {
+        static let name = "delivery.record"
         static let sql = """
             WITH input AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[],
@@ -68,6 +69,7 @@ enum EventLogStatements {
 
     /// A retry check: the still-pending, unexpired deliveries of `events` get one more attempt.
     struct Retry: PreparedRows {
+        static let name = "delivery.retry"
         static let sql = """
             WITH bumped AS (
                 UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now()
@@ -89,6 +91,7 @@ enum EventLogStatements {
     /// All parts see the snapshot the statement started with, so the rows looked at are those
     /// above the acknowledged seq as it was before this ack.
     struct Acknowledge: PreparedRows {
+        static let name = "delivery.acknowledge"
         static let sql = """
             WITH clamp AS (
                 SELECT least($2::bigint, coalesce((SELECT last_seq FROM user_sequences WHERE user_id = $1), 0)) AS seq

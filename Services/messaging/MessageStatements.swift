@@ -10,6 +10,7 @@ enum MessageStatements {
     /// members (the owner first): one row per member. The lock is taken above the sort, so in
     /// thread id order.
     struct LockThreads: PreparedRows {
+        static let name = "messaging.lock_threads"
         static let sql = """
             SELECT t.id, t.last_seq, t.last_activity_at, m.user_id
             FROM threads t LEFT JOIN thread_members m ON m.thread_id = t.id
@@ -24,6 +25,7 @@ enum MessageStatements {
     /// Messages written before for the same (thread, sender, client id): the 1-based position
     /// of the command, and the original's id.
     struct Retries: PreparedRows {
+        static let name = "messaging.retries"
         static let sql = """
             SELECT m.id, k.n::bigint FROM messages m
             JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS k(thread_id, sender_id, client_id, n)
@@ -45,6 +47,7 @@ enum MessageStatements {
     /// planned from a stale seq collides on. The `>= 0` conditions are always true; a subquery
     /// in them runs its step to the end before the next one starts.
     struct Write: PreparedCommand {
+        static let name = "messaging.write"
         static let sql = """
             WITH locked AS (
                 SELECT id FROM threads WHERE id = ANY($9::uuid[]) ORDER BY id FOR UPDATE

@@ -6,6 +6,9 @@ import PostgresNIO
 /// (perf, the end-to-end latency floor).
 ///
 /// Rows come back as they are; decode them at the call site (`row.decode((UUID, Int64).self)`).
+///
+/// Each statement names itself (`static let name`, unique within its service): postgres-nio's
+/// default name, `String(reflecting:)` of the type, is built again for every execution.
 public protocol PreparedRows: PostgresPreparedStatement where Row == PostgresRow {}
 
 extension PreparedRows {

@@ -10,6 +10,7 @@ enum OutboxStatements {
     /// `NOTIFY`: that relay publishes the rows this replica just committed. True when this
     /// connection now holds the turn.
     struct TakeTurnOrNudge: PostgresPreparedStatement {
+        static let name = "outbox.take_turn_or_nudge"
         static let sql = "SELECT pg_try_advisory_lock($1) FROM (SELECT pg_notify($2, '')) AS nudge"
         typealias Row = Bool
         var key: Int64
@@ -22,6 +23,7 @@ enum OutboxStatements {
     /// others, in one round trip. The read sees the table as it was when the statement started,
     /// deleted rows included, so it leaves them out by position.
     struct DeletePublishedAndReadOldest: PreparedRows {
+        static let name = "outbox.delete_published_and_read_oldest"
         static let sql = """
             WITH published AS (DELETE FROM outbox WHERE position = ANY($1::bigint[]))
             SELECT position, event_id, type, body FROM outbox
@@ -34,6 +36,7 @@ enum OutboxStatements {
 
     /// Removes the rows the broker confirmed, when the relay hands its turn back.
     struct DeletePublished: PreparedCommand {
+        static let name = "outbox.delete_published"
         static let sql = "DELETE FROM outbox WHERE position = ANY($1::bigint[])"
         var positions: [Int64]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.positions) }
@@ -41,6 +44,7 @@ enum OutboxStatements {
 
     /// Hands the turn back.
     struct ReleaseTurn: PostgresPreparedStatement {
+        static let name = "outbox.release_turn"
         static let sql = "SELECT pg_advisory_unlock($1)"
         typealias Row = Bool
         var key: Int64
