@@ -5,9 +5,9 @@ import NIOPosix
 /// global executor its timers still run on Dispatch's threads, which then hand the task back to
 /// a loop, two thread wake-ups per wait. The load tool waits once per message it sends, so that
 /// was about a quarter of its CPU at 400 msg/s (`perf`, twelfth session).
-enum LoopTimer {
+public enum LoopTimer {
     /// Returns at `deadline` (at once when it has passed); throws when the task is cancelled.
-    static func sleep(until deadline: ContinuousClock.Instant) async throws {
+    public static func sleep(until deadline: ContinuousClock.Instant) async throws {
         let delay = deadline - .now
         guard delay > .zero else { return }
         let (seconds, attoseconds) = delay.components
