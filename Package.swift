@@ -226,8 +226,6 @@ let package = Package(
                 "ThreadedIO",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/Benchmarks/BenchSupport"
@@ -274,6 +272,7 @@ let package = Package(
             dependencies: [
                 "BenchSupport",
                 "MessengerPostgres",
+                "MessengerServiceKit",
                 "SocketIOProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

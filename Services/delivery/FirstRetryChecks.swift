@@ -1,6 +1,7 @@
 import Logging
 import MessengerAMQP
 import MessengerContracts
+import MessengerServiceKit
 import ServiceLifecycle
 import Synchronization
 
@@ -48,7 +49,7 @@ final class FirstRetryChecks: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            while (try? await Task.sleep(for: self.window)) != nil { await self.schedule() }
+            while (try? await LoopTimer.sleep(for: self.window)) != nil { await self.schedule() }
         }
         // The consumer may still finish a batch: from now on, each is scheduled as it comes
         // (the AMQP connection stops after the workers).

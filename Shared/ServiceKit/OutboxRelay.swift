@@ -67,7 +67,7 @@ public struct OutboxRelay: Service {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 // The poll: rows left by a crash, a holder that died, or a wake coalesced away.
-                while (try? await Task.sleep(for: interval)) != nil { signal.wake() }
+                while (try? await LoopTimer.sleep(for: interval)) != nil { signal.wake() }
             }
             group.addTask {
                 for await _ in vacuums { await self.vacuum() }

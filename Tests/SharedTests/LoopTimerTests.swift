@@ -1,7 +1,7 @@
-import BenchSupport
+import MessengerServiceKit
 import Testing
 
-@Suite("The load tool's event-loop timer")
+@Suite("The event-loop timer")
 struct LoopTimerTests {
     @Test("returns at its deadline, not before")
     func notBeforeDeadline() async throws {

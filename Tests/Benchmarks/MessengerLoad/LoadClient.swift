@@ -43,8 +43,7 @@ final class LoadClient: Sendable {
         if self.isConnected.load(ordering: .acquiring) { self.takeReady()?.resume() }
         // Clients started together would otherwise all ack at the same instants.
         let acks = channel.eventLoop.scheduleRepeatedTask(
-            initialDelay: Self.nanoseconds(self.ackInterval * Double.random(in: 0..<1)),
-            delay: Self.nanoseconds(self.ackInterval)
+            initialDelay: TimeAmount(self.ackInterval * Double.random(in: 0..<1)), delay: TimeAmount(self.ackInterval)
         ) { [self] _ in self.ackReceived() }
         defer { acks.cancel() }
         try await withTaskCancellationHandler {
@@ -77,11 +76,6 @@ final class LoadClient: Sendable {
         guard highest > self.ackedSeq.load(ordering: .relaxed) else { return }
         self.ackedSeq.store(highest, ordering: .relaxed)
         self.emit("ack_events", #"{"upToSeq":\#(highest)}"#, reply: nil, counted: false)
-    }
-
-    private static func nanoseconds(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     private func takeReady() -> CheckedContinuation<Void, any Error>? {

@@ -1,5 +1,6 @@
 import BenchSupport
 import Foundation
+import MessengerServiceKit
 import Synchronization
 
 /// A conversation the load is sent to: who sends, in which thread, to how many recipients.

@@ -1,6 +1,7 @@
 import BenchSupport
 import Foundation
 import Logging
+import MessengerServiceKit
 import SocketIOProtocol
 import Synchronization
 
