@@ -20,7 +20,8 @@ final class LoadClient: Sendable {
     private let channel = Mutex<(any Channel)?>(nil)
     private let pending = Mutex<[Int: (started: ContinuousClock.Instant, reply: (@Sendable (JSONValue?) -> Void)?)]>([:])
     private let nextAck = Atomic(1)
-    private let ready = Mutex<CheckedContinuation<Void, any Error>?>(nil)
+    /// Who waits in `connected()`, and why the connection ended before it was ready, if it did.
+    private let ready = Mutex<(waiting: CheckedContinuation<Void, any Error>?, failure: (any Error)?)>((nil, nil))
     private let isConnected = Atomic(false)
     private let highestSeq = Atomic(0)
     private let ackedSeq = Atomic(0)
@@ -35,9 +36,15 @@ final class LoadClient: Sendable {
     /// Connects, and returns once the connection is closed.
     func run(url: String, logger: Logger) async throws {
         guard let endpoint = PlainWebSocket.Endpoint(url: url) else { throw PlainWebSocket.InvalidURL(url: url) }
-        let channel = try await PlainWebSocket.connect(
-            to: endpoint, onText: { [self] text in self.handle(text) },
-            onClose: { [self] in self.takeReady()?.resume(throwing: LoadError.refused("the connection closed")) })
+        let channel: any Channel
+        do {
+            channel = try await PlainWebSocket.connect(
+                to: endpoint, onText: { [self] text in self.handle(text) },
+                onClose: { [self] in self.fail(LoadError.refused("the connection closed")) })
+        } catch {
+            self.fail(error)
+            throw error
+        }
         self.channel.withLock { $0 = channel }
         // CONNECT may have been answered already, before the channel was known here.
         if self.isConnected.load(ordering: .acquiring) { self.takeReady()?.resume() }
@@ -57,7 +64,11 @@ final class LoadClient: Sendable {
     func connected() async throws {
         if self.isReady { return }
         try await withCheckedThrowingContinuation { continuation in
-            self.ready.withLock { $0 = continuation }
+            let failure = self.ready.withLock { ready -> (any Error)? in
+                if ready.failure == nil { ready.waiting = continuation }
+                return ready.failure
+            }
+            if let failure { return continuation.resume(throwing: failure) }
             if self.isReady { self.takeReady()?.resume() }
         }
     }
@@ -79,10 +90,21 @@ final class LoadClient: Sendable {
     }
 
     private func takeReady() -> CheckedContinuation<Void, any Error>? {
-        self.ready.withLock { continuation in
-            defer { continuation = nil }
-            return continuation
+        self.ready.withLock { ready in
+            defer { ready.waiting = nil }
+            return ready.waiting
         }
+    }
+
+    /// The connection failed or closed: a wait in `connected()`, now or later, ends with `error`
+    /// instead of waiting forever (a wait after the client was ready returns at once).
+    private func fail(_ error: any Error) {
+        let waiting = self.ready.withLock { ready in
+            if ready.failure == nil { ready.failure = error }
+            defer { ready.waiting = nil }
+            return ready.waiting
+        }
+        waiting?.resume(throwing: error)
     }
 
     /// Handles a frame on the channel's event loop; returns the frame to send back, if any.

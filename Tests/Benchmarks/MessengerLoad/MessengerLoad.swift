@@ -27,9 +27,9 @@ import NIOPosix
 @main
 struct MessengerLoad {
     static func main() async throws {
-        // The clients' tasks run on NIO's event loops, where their sockets are, as the services'
-        // do (ServiceMain): no hand-off to a thread of Swift concurrency's own pool for every frame
-        // read, so the load costs less of the CPU it shares with the system under test.
+        // The tool's tasks (the senders, the scenarios) run on NIO's event loops, where the sockets
+        // are, as the services' do (ServiceMain): no hand-off to a thread of Swift concurrency's
+        // own pool, so the load costs less of the CPU it shares with the system under test.
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         guard let options = LoadOptions(arguments: CommandLine.arguments) else { exit(2) }
         let environment = ProcessInfo.processInfo.environment
