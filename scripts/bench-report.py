@@ -146,9 +146,10 @@ def processes_of(steps):
     return known + [name for name in seen if name not in PROCESS_ORDER]
 
 
-def cpu_total(step, processes):
-    """Sum of the step's CPU seconds per 1,000 messages, or None."""
-    values = [num(get(step, "cpuSecondsPer1000", p)) for p in processes]
+def cpu_total(step, processes, key="cpuSecondsPer1000"):
+    """Sum of the step's per-process figures under `key` (CPU seconds per
+    1,000 messages by default), or None."""
+    values = [num(get(step, key, p)) for p in processes]
     values = [v for v in values if v is not None]
     return sum(values) if values else None
 
@@ -434,7 +435,26 @@ def steps_tables(scenario):
             + [number(cpu_total(step, processes), 2)]
             for step in steps]
     lines += ["CPU seconds per 1,000 messages sent, per process:", ""]
-    return lines + table(["rate (msg/s)"] + processes + ["total"], rows) + [""]
+    lines += table(["rate (msg/s)"] + processes + ["total"], rows) + [""]
+    for key, caption, digits in (
+            ("waitingForCoreMsPerMessage",
+             "Milliseconds per message the process's threads were ready to "
+             "run with no free core (the kernel's run-queue wait, summed over "
+             "the threads), per process:", 2),
+            ("timeslicesPerMessage",
+             "Times per message a thread of the process was put on a core "
+             "(its wake-ups, and returns after a preemption), per process:",
+             1)):
+        measured = [step for step in steps if isinstance(step.get(key), dict)]
+        if not measured:
+            continue
+        rows = [[count(step.get("rate"))]
+                + [number(get(step, key, p), digits) for p in processes]
+                + [number(cpu_total(step, processes, key), digits)]
+                for step in measured]
+        lines += [caption, ""]
+        lines += table(["rate (msg/s)"] + processes + ["total"], rows) + [""]
+    return lines
 
 
 def scenario_section(scenario, index):

@@ -22,7 +22,8 @@ enum Bounds {
         parts.append(
             String(
                 format: "the cores: at %d msg/s the processes took %@, %.1f ms of CPU per message (%@)",
-                step.rate, use.busyText as NSString, use.perMessageMs, use.largestText() as NSString))
+                step.rate, use.busyText as NSString, use.perMessageMs, use.largestText() as NSString)
+                + (Self.contention(step, use: use).map { ", and " + $0 } ?? ""))
         if let disk = Self.disk(step) { parts.append(disk) }
         if let wakeUpP50Us {
             parts.append(String(format: "a thread wake-up round trip took %.0f µs (p50) on this machine", wakeUpP50Us))
@@ -49,13 +50,27 @@ enum Bounds {
                 "%.2f ms of CPU per message (%@), at which the %d cores carry at most %.0f msg/s; %@ msg/s leaves %.2f ms per message, %.1fx less",
             use.perMessageMs, use.largestText() as NSString, cores, use.rateAtFullMachine,
             Self.grouped(target) as NSString, budget, use.perMessageMs / max(budget, 0.001))
+        let contention = Self.contention(limit, use: use).map { "; " + $0 } ?? ""
         if use.busyShare >= Self.fullShare {
-            parts.append("CPU: the processes took \(use.busyText), \(cost)")
+            parts.append("CPU: the processes took \(use.busyText), \(cost)\(contention)")
         } else {
-            parts.append("not the cores alone: the processes took \(use.busyText); \(cost)")
+            parts.append("not the cores alone: the processes took \(use.busyText); \(cost)\(contention)")
         }
         if let disk = Self.disk(limit) { parts.append(disk) }
         return parts.joined(separator: "; ")
+    }
+
+    /// How long the processes' threads waited for a free core, against the CPU they used, and
+    /// how often they were put on one; nil for a result without those figures.
+    private static func contention(_ step: RateStep, use: CPUUse) -> String? {
+        guard let waiting = step.waitingForCoreMsPerMessage, let slices = step.timeslicesPerMessage,
+            !waiting.isEmpty
+        else { return nil }
+        let waited = waiting.values.reduce(0, +)
+        return String(
+            format:
+                "their threads waited %.1f ms per message for a free core (%.1fx the CPU they used) and were put on a core %.0f times per message",
+            waited, waited / max(use.perMessageMs, 0.001), slices.values.reduce(0, +))
     }
 
     /// `3000` as "3,000".

@@ -124,6 +124,12 @@ struct RateStep: Codable {
     var ackMs: AckPercentiles
     var withinTarget: Bool
     var cpuSecondsPer1000: [String: Double]
+    /// Per process, the milliseconds per message its threads spent ready to run with no free
+    /// core (``SchedulerTimes``), summed over the threads: how much the cores were contended.
+    var waitingForCoreMsPerMessage: [String: Double]?
+    /// Per process, the times per message one of its threads was put on a core: its wake-ups
+    /// (and returns after a preemption).
+    var timeslicesPerMessage: [String: Double]?
     /// The seconds of the step with the slowest deliveries, slowest first.
     var slowestSeconds: [Second]?
     /// The disk's flush latency during the step (``DiskSyncProbe``).

@@ -37,6 +37,7 @@ final class RateSteps: Sendable {
         self.recorder.start(step: step)
         self.diskProbe?.start()
         let cpuBefore = self.processes.cpuSnapshot()
+        let schedulerBefore = self.processes.schedulerSnapshot()
         let total = rate * seconds
         var deliveries = 0
         let started = ContinuousClock.now
@@ -60,8 +61,10 @@ final class RateSteps: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         let cpu = RunProcesses.difference(cpuBefore, self.processes.cpuSnapshot())
+        let scheduler = RunProcesses.difference(schedulerBefore, self.processes.schedulerSnapshot())
         var result = self.recorder.step(
-            rate: rate, seconds: seconds, elapsed: sending, sent: total, deliveries: deliveries, cpu: cpu)
+            rate: rate, seconds: seconds, elapsed: sending, sent: total, deliveries: deliveries, cpu: cpu,
+            scheduler: scheduler)
         if let disk = await self.diskProbe?.stop() {
             result.diskSyncMs = disk
             result.slowestSeconds = result.slowestSeconds?.map { second in

@@ -57,7 +57,10 @@ final class Recorder: Sendable {
     }
 
     /// The step's figures so far.
-    func step(rate: Int, seconds: Int, elapsed: Duration, sent: Int, deliveries: Int, cpu: [String: Double]) -> RateStep {
+    func step(
+        rate: Int, seconds: Int, elapsed: Duration, sent: Int, deliveries: Int, cpu: [String: Double],
+        scheduler: [String: SchedulerTimes]
+    ) -> RateStep {
         self.state.withLock { state in
             func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> Double {
                 Double(histogram.valueAtPercentile(percentile)) / 1000
@@ -77,7 +80,12 @@ final class Recorder: Sendable {
                 deliveries: deliveries, delivered: state.delivered.count, lost: lost, errors: state.errors, latencyMs: latency,
                 ackMs: .init(p50: ms(state.ack, 50), p99: ms(state.ack, 99)),
                 withinTarget: lost == 0 && state.errors == 0 && latency.p99 <= 100,
-                cpuSecondsPer1000: cpu.mapValues { sent > 0 ? $0 / Double(sent) * 1000 : 0 }, slowestSeconds: slowest)
+                cpuSecondsPer1000: cpu.mapValues { sent > 0 ? $0 / Double(sent) * 1000 : 0 },
+                waitingForCoreMsPerMessage: scheduler.mapValues {
+                    sent > 0 ? Double($0.waitNanoseconds) / 1e6 / Double(sent) : 0
+                },
+                timeslicesPerMessage: scheduler.mapValues { sent > 0 ? Double($0.timeslices) / Double(sent) : 0 },
+                slowestSeconds: slowest)
         }
     }
 }
