@@ -439,8 +439,9 @@ def steps_tables(scenario):
     for key, caption, digits in (
             ("waitingForCoreMsPerMessage",
              "Milliseconds per message the process's threads were ready to "
-             "run with no free core (the kernel's run-queue wait, summed over "
-             "the threads), per process:", 2),
+             "run but not yet running (the kernel's run-queue wait: for a "
+             "busy core, or for an idle one to wake up; summed over the "
+             "threads), per process:", 2),
             ("timeslicesPerMessage",
              "Times per message a thread of the process was put on a core "
              "(its wake-ups, and returns after a preemption), per process:",

@@ -65,7 +65,8 @@ public enum ProcessStats {
 
 /// Time a set of threads spent on a core and waiting for one, as the kernel's scheduler counts
 /// it (/proc/<pid>/task/<tid>/schedstat): a thread that is ready to run (woken, or preempted)
-/// but finds no free core waits on a run queue until one frees up.
+/// waits on a run queue until its core is free, or, when that core was idle, until it has
+/// woken up (tens of µs in a virtual machine).
 public struct SchedulerTimes: Sendable, Equatable {
     /// Nanoseconds on a core.
     public var runNanoseconds: UInt64 = 0

@@ -16,14 +16,14 @@ enum Bounds {
             parts.append(
                 String(
                     format:
-                        "the path: at %d msg/s, nothing waiting for a core, p50 %.1f ms and p99 %.1f ms (three messages through RabbitMQ, two commits and a Redis hop, each a thread wake-up)",
+                        "the path: at %d msg/s, the cores mostly idle, p50 %.1f ms and p99 %.1f ms (three messages through RabbitMQ, two commits and a Redis hop, each a thread wake-up)",
                     unloaded.rate, unloaded.latencyMs.p50, unloaded.latencyMs.p99))
         }
         parts.append(
             String(
                 format: "the cores: at %d msg/s the processes took %@, %.1f ms of CPU per message (%@)",
                 step.rate, use.busyText as NSString, use.perMessageMs, use.largestText() as NSString)
-                + (Self.contention(step, use: use).map { ", and " + $0 } ?? ""))
+                + (Self.contention(step, use: use, unloaded: unloaded).map { "; " + $0 } ?? ""))
         if let disk = Self.disk(step) { parts.append(disk) }
         if let wakeUpP50Us {
             parts.append(String(format: "a thread wake-up round trip took %.0f µs (p50) on this machine", wakeUpP50Us))
@@ -60,17 +60,27 @@ enum Bounds {
         return parts.joined(separator: "; ")
     }
 
-    /// How long the processes' threads waited for a free core, against the CPU they used, and
-    /// how often they were put on one; nil for a result without those figures.
-    private static func contention(_ step: RateStep, use: CPUUse) -> String? {
-        guard let waiting = step.waitingForCoreMsPerMessage, let slices = step.timeslicesPerMessage,
-            !waiting.isEmpty
-        else { return nil }
-        let waited = waiting.values.reduce(0, +)
-        return String(
+    /// How often the processes' threads were put on a core, and how long they waited each time
+    /// between being ready to run and running (the run-queue wait: a busy core, or an idle
+    /// one waking up, which in a virtual machine takes tens of µs); with `unloaded`, that
+    /// wait at the unloaded rate too. Nil for a result without those figures.
+    private static func contention(_ step: RateStep, use: CPUUse, unloaded: RateStep? = nil) -> String? {
+        guard let (slices, waited) = Self.scheduling(step) else { return nil }
+        var text = String(
             format:
-                "their threads waited %.1f ms per message for a free core (%.1fx the CPU they used) and were put on a core %.0f times per message",
-            waited, waited / max(use.perMessageMs, 0.001), slices.values.reduce(0, +))
+                "their threads were put on a core %.0f times per message and waited %.0f µs on average each time before running (%.1f ms per message, %.1fx the CPU they used",
+            slices, waited / max(slices, 1) * 1000, waited, waited / max(use.perMessageMs, 0.001))
+        if let unloaded, let (quietSlices, quietWaited) = Self.scheduling(unloaded), quietSlices > 0 {
+            text += String(format: "; %.0f µs at %d msg/s", quietWaited / quietSlices * 1000, unloaded.rate)
+        }
+        return text + ")"
+    }
+
+    /// Times on a core and milliseconds waited for one, per message, all processes together.
+    private static func scheduling(_ step: RateStep) -> (slices: Double, waitedMs: Double)? {
+        guard let waiting = step.waitingForCoreMsPerMessage, let slices = step.timeslicesPerMessage, !waiting.isEmpty
+        else { return nil }
+        return (slices.values.reduce(0, +), waiting.values.reduce(0, +))
     }
 
     /// `3000` as "3,000".

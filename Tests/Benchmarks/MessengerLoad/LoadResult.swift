@@ -124,8 +124,9 @@ struct RateStep: Codable {
     var ackMs: AckPercentiles
     var withinTarget: Bool
     var cpuSecondsPer1000: [String: Double]
-    /// Per process, the milliseconds per message its threads spent ready to run with no free
-    /// core (``SchedulerTimes``), summed over the threads: how much the cores were contended.
+    /// Per process, the milliseconds per message its threads spent ready to run but not yet
+    /// running (``SchedulerTimes``: waiting for a busy core, or for an idle one to wake up),
+    /// summed over the threads.
     var waitingForCoreMsPerMessage: [String: Double]?
     /// Per process, the times per message one of its threads was put on a core: its wake-ups
     /// (and returns after a preemption).
