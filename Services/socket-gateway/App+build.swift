@@ -3,6 +3,7 @@ import MessengerAMQP
 import MessengerRedis
 import MessengerServiceKit
 import ServiceLifecycle
+import SocketIOProtocol
 
 /// Wires the gateway: broker connection and RPC client, the verification keys, Redis, the
 /// public HTTP server (REST) and the admin server.
@@ -15,7 +16,12 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let rpc = RPCClient(
         connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
     let redis = RedisClient(configuration: settings.redis, logger: logger)
-    let subscriber = RedisSubscriber(configuration: settings.redis, logger: logger)
+    // This gateway's own fan-out comes back on its subscription; it is dropped on the
+    // subscriber's thread (its sockets had it at once, see RedisFanOut).
+    let instanceID = settings.service.instanceID
+    let subscriber = RedisSubscriber(configuration: settings.redis, logger: logger) { payload in
+        EmitterMessage.isPublished(by: instanceID, payload)
+    }
     let keys = KeySetCache(audience: settings.audience, rpc: rpc, logger: logger)
     let socketGateway = SocketGateway(configuration: settings.engine, keys: keys, logger: logger)
     let streams = EventStreams(rpc: rpc, logger: logger)

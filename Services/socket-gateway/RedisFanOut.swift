@@ -7,7 +7,8 @@ import SocketIOServer
 /// Emits to rooms across every gateway replica: delivers to this gateway's sockets at once and
 /// publishes the event in the Socket.IO Redis adapter format, so every other gateway (and any
 /// program that speaks `@socket.io/redis-emitter`) reaches the sockets it holds. Messages a
-/// gateway published itself are skipped when they come back.
+/// gateway published itself are skipped when they come back (by the subscriber's thread, see
+/// `buildServices`, and again here by their uid).
 struct RedisFanOut: Service {
     let uid: String
     let redis: RedisClient
@@ -36,7 +37,6 @@ struct RedisFanOut: Service {
         try await self.subscriber.subscribe(patterns: [EmitterMessage.pattern()])
         await cancelWhenGracefulShutdown {
             for await published in self.subscriber.messages {
-                if EmitterMessage.isPublished(by: self.uid, published.payload) { continue }
                 guard let message = EmitterMessage(decoding: published.payload) else {
                     self.logger.debug(
                         "ignoring a message not in the emitter format", metadata: ["channel": "\(published.channel)"])

@@ -36,13 +36,20 @@ public final class RedisSubscriber: Service, Sendable {
     /// Every message, in arrival order. Iterate it once.
     public let messages: AsyncStream<RedisPubSubMessage>
 
-    public init(configuration: RedisConfiguration, logger: Logger) {
+    /// - Parameter skip: messages whose payload it returns true for are dropped on the
+    ///   connection's thread instead of being handed to `messages`: for a publisher's own
+    ///   messages coming back, which would otherwise wake a task only to be thrown away.
+    public init(
+        configuration: RedisConfiguration, logger: Logger, skip: (@Sendable (_ payload: [UInt8]) -> Bool)? = nil
+    ) {
         let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
         self.messages = stream
         let status = self.status
         self.thread = HandleThread(name: "redis-subscriber", shutdownCommand: { .shutdown($0) }) {
-            RedisSubscriberDriver(configuration: configuration, mailbox: $0, status: status, output: continuation, logger: logger)
-                .run()
+            RedisSubscriberDriver(
+                configuration: configuration, mailbox: $0, status: status, output: continuation, skip: skip, logger: logger
+            )
+            .run()
             continuation.finish()
         }
     }
@@ -81,6 +88,7 @@ final class RedisSubscriberDriver {
     private let mailbox: Mailbox<RedisSubscriber.Command>
     private let status: ConnectedFlag
     private let output: AsyncStream<RedisPubSubMessage>.Continuation
+    private let skip: (@Sendable ([UInt8]) -> Bool)?
     private let logger: Logger
 
     private var channels: Set<String> = []
@@ -95,12 +103,13 @@ final class RedisSubscriberDriver {
 
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
-        output: AsyncStream<RedisPubSubMessage>.Continuation, logger: Logger
+        output: AsyncStream<RedisPubSubMessage>.Continuation, skip: (@Sendable ([UInt8]) -> Bool)?, logger: Logger
     ) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
         self.output = output
+        self.skip = skip
         self.logger = logger
     }
 
@@ -198,11 +207,11 @@ final class RedisSubscriberDriver {
         guard case .array(let items) = value, let kind = items.first?.text else { return }
         switch kind {
         case "message" where items.count == 3:
-            if case .string(let payload) = items[2] {
+            if case .string(let payload) = items[2], self.skip?(payload) != true {
                 self.output.yield(RedisPubSubMessage(channel: items[1].text ?? "", pattern: nil, payload: payload))
             }
         case "pmessage" where items.count == 4:
-            if case .string(let payload) = items[3] {
+            if case .string(let payload) = items[3], self.skip?(payload) != true {
                 self.output.yield(RedisPubSubMessage(channel: items[2].text ?? "", pattern: items[1].text, payload: payload))
             }
         case "subscribe", "psubscribe":

@@ -51,4 +51,23 @@ struct RedisTests {
         await subscriber.close()
         await client.close()
     }
+
+    @Test("a subscriber's skip drops the payloads it matches before they reach the stream")
+    func skip() async throws {
+        let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger) {
+            $0.first == 0xAA
+        }
+        let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let channel = TestEnvironment.uniqueName("test#skip")
+        try await subscriber.subscribe(channels: [channel])
+        #expect(try await client.publish(channel: channel, message: [0xAA, 1]) == 1)
+        #expect(try await client.publish(channel: channel, message: [0x01, 2]) == 1)
+        let first = try await withTimeout(.seconds(10)) { () -> RedisPubSubMessage? in
+            for await message in subscriber.messages { return message }
+            return nil
+        }
+        #expect(first?.payload == [0x01, 2])
+        await subscriber.close()
+        await client.close()
+    }
 }
