@@ -76,6 +76,12 @@ final class HiredisContext {
         return Self.take(raw)
     }
 
+    /// True when the socket has something to read (or has closed), without waiting.
+    var isReadable: Bool {
+        var descriptor = pollfd(fd: self.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0
+    }
+
     /// Reads what the socket has (it must be readable) into the reader.
     func readAvailable() throws {
         guard redisBufferRead(self.context) == REDIS_OK else {

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -5,14 +6,18 @@ import ThreadedIO
 
 /// Redis commands over hiredis, safe to share between tasks.
 ///
-/// One thread owns the hiredis context. Commands that arrive while it waits for replies are sent
-/// together as one pipeline, so many concurrent callers cost few round trips. A broken
+/// One thread owns the hiredis context. Commands are written as they arrive, those that arrive
+/// together as one pipeline, and replies are read as they come back, so many concurrent callers
+/// cost few round trips and a command never waits for an earlier one's reply. A broken
 /// connection fails the commands under way (the caller decides whether to retry) and reconnects
 /// with backoff; commands sent while disconnected fail at once with a `connection` error.
 public final class RedisClient: Service, Sendable {
     struct Request: Sendable {
         var arguments: [[UInt8]]
         var promise: Promise<RedisValue>
+        /// False when no one waits for the reply: the thread then does not wake up for it, and
+        /// reads it the next time it is up.
+        var awaited = true
     }
 
     enum Command: Sendable {
@@ -68,7 +73,9 @@ public final class RedisClient: Service, Sendable {
     @discardableResult
     public func publishWithoutReply(channel: String, message: [UInt8]) -> Bool {
         self.mailbox.send(
-            .request(Request(arguments: [Array("PUBLISH".utf8), Array(channel.utf8), message], promise: Promise())))
+            .request(
+                Request(
+                    arguments: [Array("PUBLISH".utf8), Array(channel.utf8), message], promise: Promise(), awaited: false)))
     }
 
     /// `PUBLISH channel message`; returns how many subscribers received it.
@@ -87,6 +94,10 @@ final class RedisCommandDriver {
     private let logger: Logger
     private var context: HiredisContext?
     private var shutdown: Promise<Void>?
+    /// Commands written whose replies have not been read yet, in order.
+    private var unanswered: Deque<RedisClient.Request> = []
+    /// How many of them a caller waits for.
+    private var awaited = 0
 
     init(configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag, logger: Logger) {
         self.configuration = configuration
@@ -100,7 +111,7 @@ final class RedisCommandDriver {
             initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
         var failures = 0
         while self.shutdown == nil {
-            if self.context == nil {
+            guard let context = self.context else {
                 do {
                     self.context = try HiredisContext(self.configuration)
                     self.status.set(connected: true)
@@ -113,10 +124,11 @@ final class RedisCommandDriver {
                     if failures == 1 { self.logger.warning("Redis unreachable, retrying", metadata: ["error": "\(error)"]) }
                     self.failQueued(RedisError(.connection, "Redis is unreachable"))
                     self.sleep(backoff.next())
-                    continue
                 }
+                continue
             }
-            self.mailbox.wait(timeoutMilliseconds: 1000)
+            // The socket wakes the thread only for replies someone waits for.
+            self.mailbox.wait(socket: self.awaited > 0 ? context.fileDescriptor : nil, timeoutMilliseconds: 1000)
             var requests: [RedisClient.Request] = []
             for command in self.mailbox.drain() {
                 switch command {
@@ -124,11 +136,26 @@ final class RedisCommandDriver {
                 case .shutdown(let promise): self.shutdown = promise
                 }
             }
-            if !requests.isEmpty { self.execute(requests) }
+            do {
+                try self.readReplies(from: context)
+                if !requests.isEmpty { try self.send(requests, on: context) }
+            } catch {
+                self.connectionLost(error)
+            }
+        }
+        if let context = self.context {
+            // Replies callers still wait for, before closing.
+            do {
+                while self.awaited > 0, !self.unanswered.isEmpty { self.answer(try context.readReply()) }
+            } catch {
+                self.connectionLost(error)
+            }
         }
         self.context = nil
         self.status.set(connected: false)
         let closed = RedisError(.shutdown, "the Redis client is closed")
+        for request in self.unanswered { request.promise.fail(closed) }
+        self.unanswered.removeAll()
         for command in self.mailbox.close() {
             switch command {
             case .request(let request): request.promise.fail(closed)
@@ -138,25 +165,41 @@ final class RedisCommandDriver {
         self.shutdown?.succeed(())
     }
 
-    /// Sends every request as one pipeline, then reads the replies in order.
-    private func execute(_ requests: [RedisClient.Request]) {
-        guard let context = self.context else { return }
-        var answered = 0
-        do {
-            for request in requests { try context.append(request.arguments) }
-            for request in requests {
-                switch try context.readReply() {
-                case .success(let value): request.promise.succeed(value)
-                case .failure(let error): request.promise.fail(error)
-                }
-                answered += 1
-            }
-        } catch {
-            self.logger.warning("Redis connection lost", metadata: ["error": "\(error)"])
-            for request in requests[answered...] { request.promise.fail(error) }
-            self.context = nil
-            self.status.set(connected: false)
+    /// Writes `requests` as one pipeline; their replies are read as they come.
+    private func send(_ requests: [RedisClient.Request], on context: HiredisContext) throws {
+        for request in requests {
+            try context.append(request.arguments)
+            self.unanswered.append(request)
+            if request.awaited { self.awaited += 1 }
         }
+        try context.flush()
+    }
+
+    /// Hands out every reply the socket has now, in command order, without waiting.
+    private func readReplies(from context: HiredisContext) throws {
+        guard !self.unanswered.isEmpty, context.isReadable else { return }
+        try context.readAvailable()
+        while !self.unanswered.isEmpty, let reply = try context.bufferedReply() { self.answer(reply) }
+    }
+
+    private func answer(_ reply: Result<RedisValue, RedisError>) {
+        let request = self.unanswered.removeFirst()
+        if request.awaited { self.awaited -= 1 }
+        switch reply {
+        case .success(let value): request.promise.succeed(value)
+        case .failure(let error): request.promise.fail(error)
+        }
+    }
+
+    /// Fails the commands under way and drops the connection (the loop reconnects).
+    private func connectionLost(_ error: any Error) {
+        self.logger.warning("Redis connection lost", metadata: ["error": "\(error)"])
+        let failure = error as? RedisError ?? RedisError(.connection, "\(error)")
+        for request in self.unanswered { request.promise.fail(failure) }
+        self.unanswered.removeAll()
+        self.awaited = 0
+        self.context = nil
+        self.status.set(connected: false)
     }
 
     private func failQueued(_ error: RedisError) {

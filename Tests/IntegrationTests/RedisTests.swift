@@ -70,4 +70,36 @@ struct RedisTests {
         await subscriber.close()
         await client.close()
     }
+
+    @Test("publishes without a reply go out in order, and a command after them gets its own reply")
+    func publishesWithoutReply() async throws {
+        let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let channel = TestEnvironment.uniqueName("test#unawaited")
+        try await subscriber.subscribe(channels: [channel])
+        #expect(await TestHelpers.eventually(timeout: .seconds(5)) { client.isConnected })
+        let key = TestEnvironment.uniqueName("test:after")
+        for round in 0..<5 {
+            for index in 0..<100 { #expect(client.publishWithoutReply(channel: channel, message: [UInt8(round), UInt8(index)])) }
+            // The replies to the publishes come first on the connection; this command must get
+            // its own.
+            #expect(try await client.command("INCR", key).integer == Int64(round + 1))
+        }
+        let received = try await withTimeout(.seconds(10)) {
+            var received: [[UInt8]] = []
+            for await message in subscriber.messages {
+                received.append(message.payload)
+                if received.count == 500 { break }
+            }
+            return received
+        }
+        var expected: [[UInt8]] = []
+        for round in 0..<5 {
+            for index in 0..<100 { expected.append([UInt8(round), UInt8(index)]) }
+        }
+        #expect(received == expected)
+        try await client.command("DEL", key)
+        await subscriber.close()
+        await client.close()
+    }
 }
