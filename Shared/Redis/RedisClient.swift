@@ -165,13 +165,14 @@ final class RedisCommandDriver {
         self.shutdown?.succeed(())
     }
 
-    /// Writes `requests` as one pipeline; their replies are read as they come.
+    /// Writes `requests` as one pipeline; their replies are read as they come. They count as
+    /// under way first, so that a failure part way fails every one of them.
     private func send(_ requests: [RedisClient.Request], on context: HiredisContext) throws {
         for request in requests {
-            try context.append(request.arguments)
             self.unanswered.append(request)
             if request.awaited { self.awaited += 1 }
         }
+        for request in requests { try context.append(request.arguments) }
         try context.flush()
     }
 
