@@ -188,7 +188,10 @@ final class RedisCommandDriver {
         if request.awaited { self.awaited -= 1 }
         switch reply {
         case .success(let value): request.promise.succeed(value)
-        case .failure(let error): request.promise.fail(error)
+        case .failure(let error):
+            // No caller hears of an error to a command sent without waiting: the log does.
+            if !request.awaited { self.logger.warning("Redis refused a command", metadata: ["error": "\(error)"]) }
+            request.promise.fail(error)
         }
     }
 
