@@ -223,7 +223,7 @@ struct EventLog: Sendable {
                 ])
                 receipts.append(
                     IncomingEvent(
-                        id: .named("MESSAGE_DELIVERED \(message) \(user)"), occurredAt: at, actor: user,
+                        id: .named("MESSAGE_DELIVERED \(message) \(user)", orderedLike: message), occurredAt: at, actor: user,
                         name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender], data: data))
             }
             // Confirmed by the broker before this transaction commits: a failure rolls the ack back.

@@ -535,6 +535,10 @@ def test_dm_message_reaches_the_recipient_and_its_ack_tells_the_sender_once(acco
     receipt = a.wait_for(named("message_delivered", tid, sent["id"]), "message_delivered")
     assert_receipt(receipt, "message_delivered", tid, sent["id"], bob.id)
     assert receipt.seq == 3, f"alice's third event (after THREAD_CREATED and her MESSAGE_CREATED) has seq {receipt.seq}"
+    # The receipt's id sorts with its message: the message id's 48 bits of milliseconds, then
+    # version 8 (name-based) bits.
+    assert receipt.event_id[:13] == sent["id"][:13], f"receipt {receipt.event_id} is not ordered like {sent['id']}"
+    assert receipt.event_id[14] == "8", f"receipt {receipt.event_id} is not a version 8 UUID"
 
     # Acking again, and the sender acking her own message, tell nobody anything new.
     a_mark, b_mark = a.mark(), b.mark()
