@@ -262,7 +262,9 @@ struct MessengerLoad {
             ? String(format: "best %d msg/s (%.0f %% of 3,000), %@", best, Double(best) / 30, ratio as NSString)
             : "no step stayed within p99 <= 100 ms with nothing lost"
         if !scenario.met {
-            scenario.bound = Bounds.throughput(steps: results, best: scenario.bestRate, target: 3000, cores: cores)
+            scenario.bound = Bounds.throughput(
+                steps: results, best: scenario.bestRate, target: 3000, cores: cores,
+                sumOfParts: ceilings.sumOfPartsMessagesPerSecond)
             if let bound = scenario.bound { say("    bound: \(bound)") }
         }
         return scenario
