@@ -42,8 +42,9 @@ enum Bounds {
             parts.append(
                 String(
                     format:
-                        "%@ msg/s is %.1fx this run's sum-of-parts ceiling (%.0f msg/s: a DM's commits, confirmed publishes and Redis PUBLISHes at the rates each server reached alone, with nothing else running)",
-                    Self.grouped(target) as NSString, Double(target) / sumOfParts, sumOfParts))
+                        "%@ msg/s is %.1fx this run's sum-of-parts ceiling (%@ msg/s: a DM's commits, confirmed publishes and Redis PUBLISHes at the rates each server reached alone, with nothing else running)",
+                    Self.grouped(target) as NSString, Double(target) / sumOfParts,
+                    Self.grouped(Int(sumOfParts.rounded())) as NSString))
         }
         if limit.withinTarget {
             parts.append("the rates tried end at \(limit.rate) msg/s")
