@@ -16,7 +16,7 @@ enum Bounds {
             parts.append(
                 String(
                     format:
-                        "the path: at %d msg/s, the cores mostly idle, p50 %.1f ms and p99 %.1f ms (three messages through RabbitMQ, two commits and a Redis hop, each a thread wake-up)",
+                        "the path: at %d msg/s, the cores mostly idle, p50 %.1f ms and p99 %.1f ms (three messages through RabbitMQ and three commits: messaging's write, the outbox relay's statement, which deletes the rows it published before, and delivery's record; each a thread wake-up or more)",
                     unloaded.rate, unloaded.latencyMs.p50, unloaded.latencyMs.p99))
         }
         parts.append(
