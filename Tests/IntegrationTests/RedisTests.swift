@@ -38,16 +38,10 @@ struct RedisTests {
         #expect(try await client.publish(channel: channel, message: payload) == 1)
         #expect(try await client.publish(channel: "\(patternBase)#room", message: [1]) == 1)
 
-        let received = try await withTimeout(.seconds(10)) {
-            var received: [RedisPubSubMessage] = []
-            for await message in subscriber.messages {
-                received.append(message)
-                if received.count == 2 { break }
-            }
-            return received
-        }
-        #expect(received[0] == RedisPubSubMessage(channel: channel, pattern: nil, payload: payload))
-        #expect(received[1] == RedisPubSubMessage(channel: "\(patternBase)#room", pattern: "\(patternBase)#*", payload: [1]))
+        let received = try await Self.messages(2, from: subscriber)
+        #expect(received.count == 2)
+        #expect(received.first == RedisPubSubMessage(channel: channel, pattern: nil, payload: payload))
+        #expect(received.last == RedisPubSubMessage(channel: "\(patternBase)#room", pattern: "\(patternBase)#*", payload: [1]))
         await subscriber.close()
         await client.close()
     }
@@ -62,10 +56,7 @@ struct RedisTests {
         try await subscriber.subscribe(channels: [channel])
         #expect(try await client.publish(channel: channel, message: [0xAA, 1]) == 1)
         #expect(try await client.publish(channel: channel, message: [0x01, 2]) == 1)
-        let first = try await withTimeout(.seconds(10)) { () -> RedisPubSubMessage? in
-            for await message in subscriber.messages { return message }
-            return nil
-        }
+        let first = try await Self.messages(1, from: subscriber).first
         #expect(first?.payload == [0x01, 2])
         await subscriber.close()
         await client.close()
@@ -85,14 +76,7 @@ struct RedisTests {
             // its own.
             #expect(try await client.command("INCR", key).integer == Int64(round + 1))
         }
-        let received = try await withTimeout(.seconds(10)) {
-            var received: [[UInt8]] = []
-            for await message in subscriber.messages {
-                received.append(message.payload)
-                if received.count == 500 { break }
-            }
-            return received
-        }
+        let received = try await Self.messages(500, from: subscriber).map(\.payload)
         var expected: [[UInt8]] = []
         for round in 0..<5 {
             for index in 0..<100 { expected.append([UInt8(round), UInt8(index)]) }
@@ -101,5 +85,18 @@ struct RedisTests {
         try await client.command("DEL", key)
         await subscriber.close()
         await client.close()
+    }
+
+    /// The first `count` messages `subscriber` hands out (fewer if its stream ends), waiting at
+    /// most 10 s.
+    private static func messages(_ count: Int, from subscriber: RedisSubscriber) async throws -> [RedisPubSubMessage] {
+        try await withTimeout(.seconds(10)) {
+            var received: [RedisPubSubMessage] = []
+            for await message in subscriber.messages {
+                received.append(message)
+                if received.count == count { break }
+            }
+            return received
+        }
     }
 }
