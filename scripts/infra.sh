@@ -52,7 +52,7 @@ REDIS_DIR="$RUN_DIR/redis"
 APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libpq-dev
     rabbitmq-server redis-server postgresql docker-compose)
 # The venv's stamp is VENV_REVISION plus this list: changing either reinstalls.
-PIP_PACKAGES=("python-socketio[client]" aiohttp websocket-client requests redis msgpack pytest cryptography pika)
+PIP_PACKAGES=("python-socketio[client]" aiohttp websocket-client requests redis msgpack pytest cryptography pika matplotlib)
 VENV_REVISION=2
 VENV="$RUN_DIR/venv"
 
