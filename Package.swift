@@ -328,6 +328,11 @@ let package = Package(
             path: "Tests/SharedTests"
         ),
         .testTarget(
+            name: "LoadToolTests",
+            dependencies: ["MessengerLoad"],
+            path: "Tests/LoadToolTests"
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "MessengerServiceKit", "TestSupport",

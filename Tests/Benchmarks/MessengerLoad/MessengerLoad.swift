@@ -209,12 +209,7 @@ struct MessengerLoad {
         let step = try await steps.run(dms, rate: options.floorRate, seconds: options.floorSeconds, label: "floor")
         say(RateSteps.line(step))
         for line in RateSteps.tailLines(step) { say(line) }
-        scenario.steps = [step]
-        let latency = step.latencyMs
-        scenario.met = latency.p50 <= 5 && latency.p99 <= 25 && latency.p999 <= 60 && step.lost == 0 && step.errors == 0
-        scenario.verdict = String(
-            format: "p50 %.1f ms (%.1fx the target), p99 %.1f ms (%.1fx), p99.9 %.1f ms (%.1fx); %d lost, %d errors",
-            latency.p50, latency.p50 / 5, latency.p99, latency.p99 / 25, latency.p999, latency.p999 / 60, step.lost, step.errors)
+        scenario.judgeFloor(step)
         if !scenario.met {
             scenario.bound = Bounds.floor(step: step, unloaded: scenario.unloaded, cores: cores, wakeUpP50Us: wakeUpP50Us)
             say("    bound: \(scenario.bound ?? "")")
@@ -241,7 +236,6 @@ struct MessengerLoad {
             if let disk = RateSteps.tailLines(step).first { say(disk) }
             results.append(step)
             if step.withinTarget {
-                scenario.bestRate = rate
                 misses = 0
             } else {
                 misses += 1
@@ -250,20 +244,10 @@ struct MessengerLoad {
             // Let retries and backlogs settle between steps.
             try await Task.sleep(for: .seconds(2))
         }
-        scenario.steps = results
-        let best = scenario.bestRate ?? 0
-        if let sum = ceilings.sumOfPartsMessagesPerSecond { scenario.ratioToCeiling = Double(best) / sum }
-        let ratio =
-            scenario.ratioToCeiling.map { String(format: "%.0f %% of the sum-of-parts ceiling", $0 * 100) }
-            ?? "no ceiling measured"
-        scenario.met = best >= 3000 && (scenario.ratioToCeiling ?? 0) >= 0.5
-        scenario.verdict =
-            best > 0
-            ? String(format: "best %d msg/s (%.0f %% of 3,000), %@", best, Double(best) / 30, ratio as NSString)
-            : "no step stayed within p99 <= 100 ms with nothing lost"
+        scenario.judgeThroughput(results, sumOfParts: ceilings.sumOfPartsMessagesPerSecond)
         if !scenario.met {
             scenario.bound = Bounds.throughput(
-                steps: results, best: scenario.bestRate, target: 3000, cores: cores,
+                steps: results, best: scenario.bestRate, target: Targets.throughput, cores: cores,
                 sumOfParts: ceilings.sumOfPartsMessagesPerSecond)
             if let bound = scenario.bound { say("    bound: \(bound)") }
         }
@@ -295,34 +279,11 @@ struct MessengerLoad {
             await replicas.stop()
             throw error
         }
-        let connected = outcomes.reduce(0) { $0 + $1.connected }
-        let before = outcomes.reduce(0) { $0 + $1.before }
-        let after = outcomes.reduce(0) { $0 + $1.after }
-        let afterClose = outcomes.reduce(0) { $0 + $1.afterClose }
-        let perConnection = Double(after - before) / Double(max(connected, 1))
-        scenario.connections = options.idle
-        scenario.connected = connected
-        scenario.sourceAddresses = gatewayCount
-        scenario.gatewayRssBeforeBytes = before
-        scenario.gatewayRssAfterBytes = after
-        scenario.gatewayRssAfterCloseBytes = afterClose
-        scenario.bytesPerConnection = perConnection
-        scenario.gateways = outcomes.map {
-            .init(
-                connected: $0.connected, rssBeforeBytes: $0.before, rssAfterBytes: $0.after,
-                rssAfterCloseBytes: $0.afterClose,
-                bytesPerConnection: Double($0.after - $0.before) / Double(max($0.connected, 1)))
-        }
+        scenario.judgeIdle(outcomes, requested: options.idle)
         if gatewayCount > 1 {
             scenario.note =
                 "one process may open \(options.socketsPerProcess + 1_000) files here (hard limit, cannot be raised in this container), so the sockets are spread over \(gatewayCount) gateway processes started for this scenario, each with a load process of its own that connects from a loopback address of its own; the figure is the gateways' RSS growth together over the connections together"
         }
-        scenario.met = perConnection <= 10 * 1024 && connected >= 50_000
-        scenario.verdict = String(
-            format:
-                "%.1f KiB per connection (%.2fx the target) at %d connections over %d gateway%@; RSS %d -> %d MiB (%.1f KiB per connection with the processes' own memory), %d MiB after closing",
-            perConnection / 1024, perConnection / 10240, connected, gatewayCount, gatewayCount == 1 ? "" : "s",
-            before >> 20, after >> 20, Double(after) / Double(max(connected, 1)) / 1024, afterClose >> 20)
         say("    \(scenario.verdict)")
         for (index, gateway) in (scenario.gateways ?? []).enumerated() {
             say(
@@ -331,12 +292,6 @@ struct MessengerLoad {
                     gateway.bytesPerConnection / 1024, gateway.rssBeforeBytes >> 20, gateway.rssAfterBytes >> 20))
         }
         return scenario
-    }
-
-    /// When the storm's sockets drop, after the sending began: 5 s in, or a quarter of the way
-    /// in when the storm sends for less than 20 s, so that they always drop while messages flow.
-    static func stormDrop(seconds: Int) -> Duration {
-        .milliseconds(min(5_000, max(seconds, 1) * 250))
     }
 
     /// Scenario 4: the reconnect storm.
@@ -359,41 +314,14 @@ struct MessengerLoad {
             }
             let outcome = try await ReconnectStorm.run(
                 url: url, senders: senders, receivers: Array(accounts.dropFirst()), socketsPerUser: options.stormSockets,
-                rate: options.stormRate, seconds: options.stormSeconds, dropAfter: Self.stormDrop(seconds: options.stormSeconds),
+                rate: options.stormRate, seconds: options.stormSeconds,
+                dropAfter: ReconnectStorm.dropAfter(seconds: options.stormSeconds),
                 logger: logger)
             for sender in senders { sender.close() }
             group.cancelAll()
             return outcome
         }
-        let times = outcome.resumeTimes.map(\.seconds).sorted()
-        let reconnectTimes = outcome.reconnectTimes.map(\.seconds).sorted()
-        let within = times.filter { $0 <= 10 }.count
-        scenario.clients = outcome.clients
-        scenario.reconnected = outcome.reconnected
-        scenario.resumed = times.count
-        scenario.resumedWithin10s = within
-        scenario.resumeSecondsP50 = times.percentile(0.5)
-        scenario.resumeSecondsP99 = times.percentile(0.99)
-        scenario.resumeSecondsMax = times.last
-        scenario.reconnectSecondsP50 = reconnectTimes.percentile(0.5)
-        scenario.reconnectSecondsP99 = reconnectTimes.percentile(0.99)
-        scenario.messagesSentDuringStorm = outcome.sent
-        scenario.deliveriesExpected = outcome.expected
-        scenario.deliveriesReceived = outcome.received
-        scenario.deliveriesWithin15s = outcome.receivedInTime
-        scenario.lost = outcome.expected - outcome.received
-        scenario.met = Double(within) >= 0.99 * Double(outcome.clients) && outcome.received == outcome.expected
-        let resumeTimes =
-            if let p50 = times.percentile(0.5), let p99 = times.percentile(0.99) {
-                String(format: "p50 %.2f s, p99 %.2f s", p50, p99)
-            } else {
-                "no socket resumed; \(outcome.reconnected) of \(outcome.clients) connected again"
-            }
-        scenario.verdict = String(
-            format:
-                "%.1f %% resumed (connected again and caught up) within 10 s (%@); %d of %d deliveries never arrived, %d arrived more than 15 s after the last send",
-            100 * Double(within) / Double(max(outcome.clients, 1)), resumeTimes as NSString,
-            outcome.expected - outcome.received, outcome.expected, outcome.received - outcome.receivedInTime)
+        scenario.judgeStorm(outcome)
         say("    \(scenario.verdict)")
         return scenario
     }

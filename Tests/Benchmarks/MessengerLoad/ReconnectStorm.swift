@@ -172,6 +172,12 @@ enum ReconnectStorm {
         var receivedInTime: Int
     }
 
+    /// When the sockets drop, after the sending began: 5 s in, or a quarter of the way in when
+    /// the storm sends for less than 20 s, so that they always drop while messages flow.
+    static func dropAfter(seconds: Int) -> Duration {
+        .milliseconds(min(5_000, max(seconds, 1) * 250))
+    }
+
     static func run(
         url: String, senders: [LoadClient], receivers: [Account], socketsPerUser: Int, rate: Int, seconds: Int,
         dropAfter: Duration, logger: Logger

@@ -79,7 +79,7 @@ final class Recorder: Sendable {
                 rate: rate, durationSeconds: seconds, achievedRate: Double(sent) / elapsed.seconds, sent: sent,
                 deliveries: deliveries, delivered: state.delivered.count, lost: lost, errors: state.errors, latencyMs: latency,
                 ackMs: .init(p50: ms(state.ack, 50), p99: ms(state.ack, 99)),
-                withinTarget: lost == 0 && state.errors == 0 && latency.p99 <= 100,
+                withinTarget: lost == 0 && state.errors == 0 && latency.p99 <= Targets.stepP99Ms,
                 cpuSecondsPer1000: cpu.mapValues { sent > 0 ? $0 / Double(sent) * 1000 : 0 },
                 waitingForCoreMsPerMessage: scheduler.mapValues {
                     sent > 0 ? Double($0.waitNanoseconds) / 1e6 / Double(sent) : 0
