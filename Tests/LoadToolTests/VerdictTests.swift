@@ -126,3 +126,14 @@ struct VerdictTests {
         #expect(ReconnectStorm.dropAfter(seconds: 0) == .milliseconds(250))
     }
 }
+
+@Suite("The load tool's targets")
+struct TargetTests {
+    @Test("the targets read as the issue states them")
+    func texts() {
+        #expect(Targets.floorText == "p50 <= 5 ms, p99 <= 25 ms, p99.9 <= 60 ms")
+        #expect(Targets.throughputText == ">= 3,000 msg/s with p99 <= 100 ms, and >= 50 % of the sum-of-parts ceiling")
+        #expect(Targets.idleText == "gateway RSS <= 10 KiB per connection (at 50k connections)")
+        #expect(Targets.stormText == "99 % resumed within 10 s, 0 events lost")
+    }
+}

@@ -186,7 +186,7 @@ struct MessengerLoad {
     ) async throws -> Scenario {
         var scenario = Scenario(
             name: "latency-floor", title: "Latency floor: 1:1 DMs at \(options.floorRate) msg/s", kind: "rate-steps",
-            target: "p50 <= 5 ms, p99 <= 25 ms, p99.9 <= 60 ms")
+            target: Targets.floorText)
         say("\n  \(scenario.title), \(options.floorSeconds) s")
         say(RateSteps.header)
         if options.warmUpSeconds > 0 {
@@ -225,7 +225,7 @@ struct MessengerLoad {
     ) async throws -> Scenario {
         var scenario = Scenario(
             name: name, title: title, kind: "rate-steps",
-            target: ">= 3,000 msg/s with p99 <= 100 ms, and >= 50 % of the sum-of-parts ceiling")
+            target: Targets.throughputText)
         say("\n  \(title), \(options.stepSeconds) s per step")
         say(RateSteps.header)
         var results: [RateStep] = []
@@ -261,7 +261,7 @@ struct MessengerLoad {
         var scenario = Scenario(
             name: "idle-sockets",
             title: "Idle sockets: \(options.idle) connections over \(gatewayCount) gateway\(gatewayCount == 1 ? "" : "s")",
-            kind: "idle", target: "gateway RSS <= 10 KiB per connection (at 50k connections)")
+            kind: "idle", target: Targets.idleText)
         say("\n  \(scenario.title)")
         let account = try await Account.register(base: options.base, name: "idle")
         let adminPort = Int(ProcessInfo.processInfo.environment["GATEWAY_ADMIN_PORT"] ?? "") ?? 9100
@@ -301,7 +301,7 @@ struct MessengerLoad {
             name: "reconnect-storm",
             title:
                 "Reconnect storm: \(clients) sockets (\(options.stormUsers) users x \(options.stormSockets)), \(options.stormSenders) sending socket\(options.stormSenders == 1 ? "" : "s")",
-            kind: "storm", target: "99 % resumed within 10 s, 0 events lost")
+            kind: "storm", target: Targets.stormText)
         say("\n  \(scenario.title)")
         let accounts = try await Account.register(count: options.stormUsers + 1, base: options.base, label: "storm")
         let senders = (0..<options.stormSenders).map {
