@@ -110,7 +110,8 @@ def test_every_message_of_every_rate_step_reaches_every_recipient(result: dict) 
 def test_idle_sockets_all_connect_and_their_memory_is_measured(result: dict) -> None:
     s = scenario(result, "idle-sockets")
     assert s["connected"] == s["connections"] == 100
-    assert s["gatewayRssAfterBytes"] > 0 and s["bytesPerConnection"] is not None
+    assert s["gatewayRssBeforeBytes"] > 0 and s["gatewayRssAfterBytes"] > 0, s
+    assert [g["connected"] for g in s["gateways"]] == [100], s["gateways"]
 
 
 def test_every_storm_socket_drops_comes_back_and_catches_up(result: dict) -> None:
