@@ -29,14 +29,13 @@ struct Authenticator: Sendable {
     /// The same answer, after the same bcrypt work, for an unknown login and a wrong password.
     func login(_ request: LoginRequest) async throws -> TokenPair {
         let login = request.login.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        try await self.throttle.check(login: login, address: request.clientAddress)
-        let user = login.isEmpty ? nil : try await self.users.find(login: login)
+        try await self.throttle.reserveAttempt(login: login, address: request.clientAddress)
+        // No account has a login that long or with a NUL in it (PostgreSQL's text cannot hold
+        // one): such a login is unknown without asking the database.
+        let user = Validation.canBeLogin(login) ? try await self.users.find(login: login) : nil
         let matches = try await self.hasher.verify(request.password, against: user?.passwordHash)
-        guard matches, let user else {
-            try await self.throttle.recordFailure(login: login, address: request.clientAddress)
-            throw ServiceError.unauthorized("invalid login or password")
-        }
-        try await self.throttle.recordSuccess(login: login)
+        guard matches, let user else { throw ServiceError.unauthorized("invalid login or password") }
+        try await self.throttle.recordSuccess(login: login, address: request.clientAddress)
         let refreshToken = try await self.refreshTokens.issue(userID: user.id)
         return try await self.tokenPair(for: user, refreshToken: refreshToken)
     }
@@ -93,7 +92,7 @@ struct Authenticator: Sendable {
     func searchUsers(_ request: SearchUsersRequest, actor: UUID?) async throws -> UserList {
         _ = try await self.caller(actor)
         guard (1...50).contains(request.limit) else { throw ServiceError.invalidArgument("limit must be 1 to 50") }
-        let query = request.query.trimmingCharacters(in: .whitespacesAndNewlines)
+        let query = try Validation.text(request.query.trimmingCharacters(in: .whitespacesAndNewlines), field: "query")
         let found = try await self.users.search(prefix: query, limit: request.limit)
         return UserList(items: found.map { $0.resource(includingEmail: false) })
     }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import MessengerContracts
@@ -5,6 +6,12 @@ import PostgresNIO
 
 /// Counts failed logins per login name and per client address in fixed windows, in auth's
 /// schema so that every replica sees the same counts.
+///
+/// An attempt takes its place in both counters before its password is checked
+/// (``reserveAttempt(login:address:)``), in one statement, so that attempts arriving together
+/// cannot all pass a check made before any of them failed. An attempt refused for being over a
+/// limit gives its place back; a successful one clears the login's counter and gives the
+/// address's place back; a failed one keeps both.
 struct LoginThrottle: Sendable {
     struct Limits: Sendable {
         var perLogin: Int
@@ -18,47 +25,54 @@ struct LoginThrottle: Sendable {
 
     private var windowSeconds: Double { Double(self.limits.window.components.seconds) }
 
+    /// The counters' keys. The login and the address are hashed: a key has a fixed length
+    /// whatever was typed in the login field, and the table holds no login names.
     static func keys(login: String, address: String?) -> (login: String, address: String?) {
-        ("login:\(login.lowercased())", address.map { "address:\($0)" })
+        ("login:" + Self.digest(login.lowercased()), address.map { "address:" + Self.digest($0) })
     }
 
-    /// Throws `rate_limited` (with the seconds left in the window) when a counter is at its limit.
-    func check(login: String, address: String?) async throws {
+    private static func digest(_ text: String) -> String {
+        Data(SHA256.hash(data: Array(text.utf8))).base64EncodedString()
+    }
+
+    /// Counts the attempt for the login and the address; throws `rate_limited` (with the seconds
+    /// left in the window) when either counter is past its limit, after giving the place back.
+    func reserveAttempt(login: String, address: String?) async throws {
         let keys = Self.keys(login: login, address: address)
-        let candidates = [keys.login, keys.address].compactMap { $0 }
+        // Sorted, so that concurrent attempts lock the rows in the same order.
+        let candidates = [keys.login, keys.address].compactMap { $0 }.sorted()
+        let window = self.windowSeconds
         let rows = try await self.client.query(
             """
-            SELECT key, failures, extract(epoch FROM (window_started_at + make_interval(secs => \(self.windowSeconds)) - now()))::float8
-            FROM login_failures WHERE key = ANY(\(candidates))
+            INSERT INTO login_failures (key, failures, window_started_at)
+            SELECT key, 1, now() FROM unnest(\(candidates)::text[]) AS key ORDER BY key
+            ON CONFLICT (key) DO UPDATE SET
+                failures = CASE WHEN login_failures.window_started_at + make_interval(secs => \(window)) <= now()
+                    THEN 1 ELSE login_failures.failures + 1 END,
+                window_started_at = CASE WHEN login_failures.window_started_at + make_interval(secs => \(window)) <= now()
+                    THEN now() ELSE login_failures.window_started_at END
+            RETURNING key, failures, extract(epoch FROM (window_started_at + make_interval(secs => \(window)) - now()))::float8
             """, logger: self.logger)
-        for try await (key, failures, secondsLeft) in rows.decode((String, Int, Double).self) {
+        var secondsLeft: Double?
+        for try await (key, failures, left) in rows.decode((String, Int, Double).self) {
             let limit = key == keys.login ? self.limits.perLogin : self.limits.perAddress
-            if failures >= limit, secondsLeft > 0 {
-                throw ServiceError.rateLimited(
-                    "too many failed logins; try again later", retryAfter: Int(secondsLeft.rounded(.up)))
-            }
+            if failures > limit { secondsLeft = max(secondsLeft ?? 0, left) }
         }
+        guard let secondsLeft else { return }
+        try await self.giveBack(keys: candidates)
+        throw ServiceError.rateLimited(
+            "too many failed logins; try again later", retryAfter: max(1, Int(secondsLeft.rounded(.up))))
     }
 
-    /// Counts one failure for the login and the address; a window that has ended starts anew.
-    func recordFailure(login: String, address: String?) async throws {
+    /// A successful login clears the name's counter and gives the address its place back.
+    func recordSuccess(login: String, address: String?) async throws {
         let keys = Self.keys(login: login, address: address)
-        for key in [keys.login, keys.address].compactMap({ $0 }) {
-            try await self.client.query(
-                """
-                INSERT INTO login_failures (key, failures, window_started_at) VALUES (\(key), 1, now())
-                ON CONFLICT (key) DO UPDATE SET
-                    failures = CASE WHEN login_failures.window_started_at + make_interval(secs => \(self.windowSeconds)) <= now()
-                        THEN 1 ELSE login_failures.failures + 1 END,
-                    window_started_at = CASE WHEN login_failures.window_started_at + make_interval(secs => \(self.windowSeconds)) <= now()
-                        THEN now() ELSE login_failures.window_started_at END
-                """, logger: self.logger)
-        }
+        try await self.client.query("DELETE FROM login_failures WHERE key = \(keys.login)", logger: self.logger)
+        if let address = keys.address { try await self.giveBack(keys: [address]) }
     }
 
-    /// A successful login clears the name's counter.
-    func recordSuccess(login: String) async throws {
-        let key = Self.keys(login: login, address: nil).login
-        try await self.client.query("DELETE FROM login_failures WHERE key = \(key)", logger: self.logger)
+    private func giveBack(keys: [String]) async throws {
+        try await self.client.query(
+            "UPDATE login_failures SET failures = greatest(failures - 1, 0) WHERE key = ANY(\(keys))", logger: self.logger)
     }
 }

@@ -46,13 +46,19 @@ struct RefreshTokenStore: Sendable {
     }
 
     /// Spends `token` and issues its successor, or revokes its family if it was spent before.
-    /// The row lock makes two concurrent refreshes with one token end as one rotation and one
-    /// reuse.
+    ///
+    /// Every change to a user's refresh tokens first locks that user's row (``lockOwner``), as a
+    /// password change does by updating it: a rotation, a logout, a reuse and a password change
+    /// of one user run one after the other, and each reads the tokens only once it holds the
+    /// lock. Without it, a revocation could miss the successor that a rotation running beside it
+    /// had not committed yet, and that token would outlive its family's revocation. Two
+    /// concurrent refreshes with one token end as one rotation and one reuse.
     func rotate(_ token: String) async throws -> Rotation {
         let hash = Self.hash(token)
         let lifetime = self.lifetime
         let logger = self.logger
         return try await self.client.withTransaction(logger: logger) { connection -> Rotation in
+            guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return .invalid }
             let rows = try await connection.query(
                 """
                 SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
@@ -85,10 +91,30 @@ struct RefreshTokenStore: Sendable {
     /// Revokes the family `token` belongs to (logout). Unknown tokens are ignored.
     func revokeFamily(of token: String) async throws {
         let hash = Self.hash(token)
-        try await self.client.query(
+        let logger = self.logger
+        try await self.client.withTransaction(logger: logger) { connection in
+            guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return }
+            try await connection.query(
+                """
+                UPDATE refresh_tokens SET revoked_at = now()
+                WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)) AND revoked_at IS NULL
+                """, logger: logger)
+        }
+    }
+
+    /// Locks the row of the user the token was issued to, as an `UPDATE users` would (see
+    /// ``rotate(_:)``); false for an unknown token. The statements after it in the transaction
+    /// read what was committed before the lock was granted.
+    private static func lockOwner(ofTokenHash hash: Data, on connection: PostgresConnection, logger: Logger) async throws
+        -> Bool
+    {
+        let rows = try await connection.query(
             """
-            UPDATE refresh_tokens SET revoked_at = now()
-            WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)) AND revoked_at IS NULL
-            """, logger: self.logger)
+            SELECT u.id FROM users u WHERE u.id = (SELECT user_id FROM refresh_tokens WHERE token_hash = \(hash))
+            FOR NO KEY UPDATE OF u
+            """, logger: logger)
+        var locked = false
+        for try await _ in rows.decode(UUID.self) { locked = true }
+        return locked
     }
 }

@@ -18,9 +18,11 @@ enum Validation {
         let email = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         let valid =
-            email.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
+            email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
             && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".") && !email.contains(where: \.isWhitespace)
-        guard valid else { throw ServiceError.invalidArgument("email is not a valid address") }
+        guard valid, !Self.hasControlCharacters(email) else {
+            throw ServiceError.invalidArgument("email is not a valid address")
+        }
         return email
     }
 
@@ -32,9 +34,28 @@ enum Validation {
 
     static func displayName(_ raw: String) throws -> String {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...64).contains(name.count) else {
+        guard (1...64).contains(name.unicodeScalars.count) else {
             throw ServiceError.invalidArgument("displayName must be 1 to 64 characters")
         }
-        return name
+        return try Self.text(name, field: "displayName")
+    }
+
+    /// Free text that goes to the database: control characters (U+0000 to U+001F, U+007F to
+    /// U+009F) are refused, U+0000 above all, which PostgreSQL's text cannot hold.
+    static func text(_ text: String, field: String) throws -> String {
+        guard !Self.hasControlCharacters(text) else {
+            throw ServiceError.invalidArgument("\(field) must not contain control characters")
+        }
+        return text
+    }
+
+    /// Whether `login` (trimmed and lowercased) could name an account: a username or an email
+    /// address, so at most 254 characters and no control characters.
+    static func canBeLogin(_ login: String) -> Bool {
+        !login.isEmpty && login.unicodeScalars.count <= 254 && !Self.hasControlCharacters(login)
+    }
+
+    private static func hasControlCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }
 }

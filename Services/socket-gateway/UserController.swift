@@ -42,16 +42,12 @@ struct UserController {
                 // Not a user id: no such user, and changing others is forbidden either way.
                 throw RESTError(.forbidden("you can only change your own account"))
             }
-            struct Changes: Decodable {
-                var displayName: String?
-                var password: String?
-                var currentPassword: String?
-            }
-            let changes = try await JSONBody.decode(Changes.self, from: request)
-            let body = UpdateUserRequest(
-                userId: id, displayName: changes.displayName, password: changes.password, currentPassword: changes.currentPassword
-            )
-            return try JSONBody.response(try await self.call(AuthMessage.updateUser, body, UserEnvelope.self, request, context))
+            return try await self.updateUser(id, request, context)
+        }
+        // `users/me` is the caller, as for GET (the router would not take `me` as an `:id`).
+        authenticated.patch("users/me") { request, context in
+            guard let caller = context.userID else { throw RESTError(.unauthorized()) }
+            return try await self.updateUser(EntityID(caller), request, context)
         }
         authenticated.get("users") { request, context in
             let query = request.uri.queryParameters.get("query") ?? ""
@@ -68,6 +64,18 @@ struct UserController {
         }
     }
 
+    private func updateUser(_ id: EntityID, _ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        struct Changes: Decodable {
+            var displayName: String?
+            var password: String?
+            var currentPassword: String?
+        }
+        let changes = try await JSONBody.decode(Changes.self, from: request)
+        let body = UpdateUserRequest(
+            userId: id, displayName: changes.displayName, password: changes.password, currentPassword: changes.currentPassword)
+        return try JSONBody.response(try await self.call(AuthMessage.updateUser, body, UserEnvelope.self, request, context))
+    }
+
     private func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(
         _ type: MessageType, _ payload: Payload, _ reply: Reply.Type, _ request: Request, _ context: GatewayRequestContext
     ) async throws -> Reply {
@@ -81,7 +89,7 @@ struct UserController {
 
     private func clientAddress(_ request: Request, _ context: GatewayRequestContext) -> String? {
         if self.trustProxy, let forwarded = request.headers[.init("X-Forwarded-For")!] {
-            return forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) }
+            return forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) }
         }
         return context.remoteAddress?.ipAddress
     }

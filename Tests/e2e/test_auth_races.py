@@ -1,0 +1,177 @@
+"""Auth under concurrency and odd input: what docs/auth.md promises must hold when requests for
+one user arrive together, and for values PostgreSQL or bcrypt cannot take as they are."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import pytest
+import requests
+
+from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, assert_user_shape, unique_name
+
+MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
+WINDOW_SECONDS = int(os.environ.get("LOGIN_WINDOW_SECONDS", "300"))
+
+
+def together(*calls: Callable[[], requests.Response]) -> list[requests.Response]:
+    """Runs the calls at the same moment, each on its own connection; their responses in order."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], requests.Response]) -> requests.Response:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def refresh(token: str) -> Callable[[], requests.Response]:
+    return lambda: Api(GATEWAY_URL).post("/api/token/refresh", {"refreshToken": token})
+
+
+def refresh_is_refused(api: Api, token: str) -> None:
+    assert_error(api.post("/api/token/refresh", {"refreshToken": token}), 401, "unauthorized")
+
+
+# --- the login throttle ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(WINDOW_SECONDS > 30, reason="the test waits for the throttling window to end")
+def test_wrong_passwords_sent_together_are_throttled_like_one_after_another(api, register):
+    reg = register()
+    attempts = MAX_FAILURES + 7  # under the per-address limit (20), which the failures count against too
+    calls = [
+        (lambda i=i: Api(GATEWAY_URL).post("/api/login", {"login": reg.username, "password": f"wrong-{i}"}))
+        for i in range(attempts)
+    ]
+    statuses = sorted(resp.status_code for resp in together(*calls))
+    assert statuses == [401] * MAX_FAILURES + [429] * (attempts - MAX_FAILURES)
+    # The right password is refused too until the window ends; then it works.
+    assert_error(api.post("/api/login", {"login": reg.username, "password": reg.password}), 429, "rate_limited")
+    time.sleep(WINDOW_SECONDS + 0.5)
+    assert_status(api.post("/api/login", {"login": reg.username, "password": reg.password}), 200)
+
+
+# --- revocations racing a refresh ---------------------------------------------------------------
+
+
+def test_logout_racing_a_refresh_revokes_the_refreshed_token(api, account, login):
+    acc = account()
+    for _ in range(6):
+        token = login(acc.username, acc.password)["refreshToken"]
+        refreshed, logged_out = together(
+            refresh(token), lambda: Api(GATEWAY_URL).post("/api/logout", {"refreshToken": token}))
+        assert_status(logged_out, 204)
+        if refreshed.status_code == 200:
+            refresh_is_refused(api, refreshed.json()["refreshToken"])
+        else:
+            assert_error(refreshed, 401, "unauthorized")
+
+
+def test_reuse_racing_a_refresh_revokes_the_refreshed_token(api, account, login):
+    acc = account()
+    for _ in range(6):
+        first = login(acc.username, acc.password)["refreshToken"]
+        second = api.post("/api/token/refresh", {"refreshToken": first})
+        assert_status(second, 200)
+        current = second.json()["refreshToken"]
+        reused, refreshed = together(refresh(first), refresh(current))
+        assert_error(reused, 401, "unauthorized")
+        if refreshed.status_code == 200:
+            refresh_is_refused(api, refreshed.json()["refreshToken"])
+        refresh_is_refused(api, current)
+
+
+def test_password_change_during_refreshes_revokes_the_latest_token(api, account):
+    acc = account()
+    password = acc.password
+    for round_number in range(3):
+        pair = api.post("/api/login", {"login": acc.username, "password": password})
+        assert_status(pair, 200)
+        latest = [pair.json()["refreshToken"]]
+        stop = threading.Event()
+
+        def keep_refreshing() -> None:
+            client = Api(GATEWAY_URL)
+            while not stop.is_set():
+                resp = client.post("/api/token/refresh", {"refreshToken": latest[0]})
+                if resp.status_code != 200:
+                    return
+                latest[0] = resp.json()["refreshToken"]
+
+        refresher = threading.Thread(target=keep_refreshing)
+        refresher.start()
+        time.sleep(0.05)
+        new_password = f"changed-{round_number}-{unique_name()}"
+        resp = api.patch(
+            f"/api/users/{acc.id}", {"password": new_password, "currentPassword": password}, token=acc.access)
+        stop.set()
+        refresher.join(timeout=30)
+        assert_status(resp, 200)
+        password = new_password
+        refresh_is_refused(api, latest[0])
+
+
+# --- values PostgreSQL or bcrypt cannot take as they are ----------------------------------------
+
+
+def test_password_bytes_past_72_count(api, register):
+    base = "p" * 80
+    reg = register(password=base + "-right")
+    assert_error(api.post("/api/login", {"login": reg.username, "password": base + "-wrong"}), 401, "unauthorized")
+    assert_status(api.post("/api/login", {"login": reg.username, "password": base + "-right"}), 200)
+
+
+def test_password_with_nul_counts_past_it(api, register):
+    reg = register(password="\u0000pw-right-123")
+    assert_error(api.post("/api/login", {"login": reg.username, "password": "\u0000pw-wrong-123"}), 401, "unauthorized")
+    assert_status(api.post("/api/login", {"login": reg.username, "password": "\u0000pw-right-123"}), 200)
+
+
+@pytest.mark.parametrize("login_name", ["a\u0000b", "x" * 3000, "y" * 40_000], ids=["nul", "3000-chars", "40000-chars"])
+def test_login_that_cannot_name_an_account_is_401(api, login_name):
+    assert_error(api.post("/api/login", {"login": login_name, "password": "whatever-123"}), 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("displayName", "a\u0000b"), ("displayName", "tab\there"), ("email", "a\u0000b@e2e.example.com")],
+    ids=["display-name-nul", "display-name-tab", "email-nul"],
+)
+def test_register_control_characters_are_422(api, field, value):
+    name = unique_name()
+    body = {"username": name, "email": f"{name}@e2e.example.com", "password": "password-123", field: value}
+    assert_error(api.post("/api/users", body), 422, "invalid_argument")
+
+
+def test_display_name_counts_code_points(api, account):
+    acc = account()
+    resp = api.patch(f"/api/users/{acc.id}", {"displayName": "a" + "\u0301" * 64}, token=acc.access)
+    assert_error(resp, 422, "invalid_argument")
+    resp = api.patch(f"/api/users/{acc.id}", {"displayName": "e\u0301" * 32}, token=acc.access)
+    assert_status(resp, 200)
+
+
+def test_patch_display_name_with_nul_is_422(api, account):
+    acc = account()
+    resp = api.patch(f"/api/users/{acc.id}", {"displayName": "a\u0000b"}, token=acc.access)
+    assert_error(resp, 422, "invalid_argument")
+
+
+def test_search_query_with_nul_is_422(api, reader):
+    resp = api.get("/api/users", params={"query": "a\u0000"}, token=reader.access)
+    assert_error(resp, 422, "invalid_argument")
+
+
+def test_patch_users_me_changes_the_caller(api, account):
+    acc = account()
+    resp = api.patch("/api/users/me", {"displayName": "Me Myself"}, token=acc.access)
+    assert_status(resp, 200)
+    user = resp.json()["user"]
+    assert_user_shape(user, with_email=True)
+    assert user["id"] == acc.id and user["displayName"] == "Me Myself"
