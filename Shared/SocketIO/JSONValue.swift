@@ -263,18 +263,7 @@ struct JSONTextParser {
                 case UInt8(ascii: "r"): scalars.append("\r")
                 case UInt8(ascii: "t"): scalars.append("\t")
                 case UInt8(ascii: "u"):
-                    var code = try self.parseHex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        guard self.index + 1 < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
-                            self.bytes[self.index + 1] == UInt8(ascii: "u")
-                        else { throw self.error("lone surrogate") }
-                        self.index += 2
-                        let low = try self.parseHex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw self.error("lone surrogate") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    guard let scalar = Unicode.Scalar(code) else { throw self.error("lone surrogate") }
-                    scalars.append(scalar)
+                    scalars.append(try self.parseUnicodeEscape())
                 default: throw self.error("invalid escape")
                 }
                 start = self.index
@@ -282,6 +271,27 @@ struct JSONTextParser {
             }
             self.index += 1
         }
+    }
+
+    /// The scalar of a `\uXXXX` escape (its `\u` already read), or of a surrogate pair's two
+    /// escapes. A surrogate without its other half (JSON's grammar allows one, and
+    /// `JSON.stringify` writes one for a string cut inside an emoji) becomes U+FFFD, as a
+    /// browser does when it sends such a string as UTF-8: the packet is still understood, where
+    /// refusing it closed the client's connection.
+    private mutating func parseUnicodeEscape() throws -> Unicode.Scalar {
+        let code = try self.parseHex4()
+        if (0xD800...0xDBFF).contains(code), self.index + 5 < self.bytes.count,
+            self.bytes[self.index] == UInt8(ascii: "\\"), self.bytes[self.index + 1] == UInt8(ascii: "u")
+        {
+            let afterHigh = self.index
+            self.index += 2
+            let low = try self.parseHex4()
+            if (0xDC00...0xDFFF).contains(low), let scalar = Unicode.Scalar(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)) {
+                return scalar
+            }
+            self.index = afterHigh  // not its low half: that escape is read on its own next
+        }
+        return Unicode.Scalar(code) ?? "\u{FFFD}"
     }
 
     private mutating func parseHex4() throws -> UInt32 {

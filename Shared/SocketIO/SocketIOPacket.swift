@@ -85,11 +85,13 @@ public struct SocketIOProtocolError: Error, Hashable, Sendable, CustomStringConv
 /// Decodes Socket.IO packets from a connection's Engine.IO messages, waiting for the
 /// attachments of binary packets. One per connection.
 public struct SocketIODecoder: Sendable {
-    /// The most attachments one packet may announce.
+    /// The most attachments one packet may announce. The default is above what any command of
+    /// the gateway takes (`add_attachments`: 20 files), so that a command over its own limit gets
+    /// its error ack; only a packet past this one closes the connection.
     public var maximumAttachments: Int
     private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]])?
 
-    public init(maximumAttachments: Int = 10) {
+    public init(maximumAttachments: Int = 32) {
         self.maximumAttachments = maximumAttachments
     }
 
@@ -187,10 +189,11 @@ public struct SocketIODecoder: Sendable {
         switch value {
         case .object(let members):
             if members["_placeholder"] == .bool(true), case .number(let number) = members["num"] {
-                guard number >= 0, number == number.rounded(), Int(number) < attachments.count else {
+                // `Int(exactly:)`: `Int(_:)` traps for 1e300 or infinity, which any client may send.
+                guard let index = Int(exactly: number), attachments.indices.contains(index) else {
                     throw SocketIOProtocolError("placeholder refers to a missing attachment")
                 }
-                return .binary(attachments[Int(number)])
+                return .binary(attachments[index])
             }
             var result: [String: JSONValue] = [:]
             for (key, member) in members { result[key] = try reassemble(member, attachments) }

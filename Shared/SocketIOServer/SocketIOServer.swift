@@ -112,9 +112,13 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// are answered is slowed down, not dropped.
     static let pauseReadingAt = 256
     static let resumeReadingAt = 64
-    /// Events that may wait on one connection even so (long-polling cannot be paused: one POST
-    /// may carry many); past this the client is flooding and its connection is closed.
-    static let maximumPendingEvents = 4_096
+    /// Events that may wait on one connection even so; past this the client is flooding and its
+    /// connection is closed. Long-polling cannot be paused (one POST may carry many), and a
+    /// WebSocket pauses only between reads: one read of 64 KiB can hold about 6,000 of the
+    /// smallest frames, all queued before the pause takes effect. So the bound is well above
+    /// `pauseReadingAt` plus one read's worth (at 4,096, a burst of 10,000 tiny commands in one
+    /// write was closed as a flood).
+    static let maximumPendingEvents = 16_384
 
     private typealias PendingEvent = (socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?)
 
@@ -248,14 +252,20 @@ actor SocketIOConnection: EngineSessionDelegate {
         Task { await self.runPending() }
     }
 
+    /// Runs the queued events in arrival order. An event that arrived before its socket
+    /// disconnected (a DISCONNECT packet, or the connection closing) still runs, as the contract
+    /// says of a command sent without an ack: a client that emits and then disconnects at once
+    /// lost those commands before. Only its ack is left out, with no socket to take it.
     private func runPending() async {
         while !self.pending.isEmpty {
             let event = self.pending.removeFirst()
             if self.pending.count == Self.resumeReadingAt { self.resumeReading() }
-            guard self.sockets[event.socket.namespace] === event.socket else { continue }
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
-            if let ackID = event.ackID { self.send(.ack(ackID, reply, namespace: event.socket.namespace)) }
+            if let ackID = event.ackID, self.sockets[event.socket.namespace] === event.socket {
+                self.send(.ack(ackID, reply, namespace: event.socket.namespace))
+            }
         }
+        self.pending = []  // frees the array's storage
         self.running = false
     }
 
@@ -287,7 +297,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.connectTimeout?.cancel()
         self.connectTimeout = nil
         for namespace in Array(self.sockets.keys) { self.leave(namespace) }
-        self.pending = []
+        // `pending` is left to `runPending`: those events arrived while their socket was open.
         self.held = []
     }
 

@@ -65,7 +65,9 @@ struct SocketIOCodecTests {
         "malformed packets are refused, never crash",
         arguments: [
             "", "9", "2", "2{\"a\":1}", "2[1]", "2[\"a\"", "3[\"x\"]", "1{\"a\":1}", "4[1]", "0[1]", "5-[\"a\"]", "599-[\"a\"]",
-            "51-[\"a\",{\"_placeholder\":true,\"num\":7}]", "2999999999999999999[\"a\"]", "2[\"\\ud800\"]",
+            "51-[\"a\",{\"_placeholder\":true,\"num\":7}]", "2999999999999999999[\"a\"]",
+            "51-[\"x\",{\"_placeholder\":true,\"num\":1e300}]", "51-[\"x\",{\"_placeholder\":true,\"num\":-1e400}]",
+            "51-[\"x\",{\"_placeholder\":true,\"num\":0.5}]",
             String(repeating: "[", count: 500) + "\"x\"" + String(repeating: "]", count: 500),
         ])
     func malformed(text: String) throws {
@@ -89,8 +91,22 @@ struct SocketIOCodecTests {
         #expect(value["b"] == .string("q\"\\/\né😀"))
         #expect(try JSONValue.parse(value.jsonText) == value)
         #expect(value.jsonText == #"{"a":[1,-2.5,1000,true,null],"b":"q\"\\/\né😀"}"#)
-        for bad in ["01", "1.", "-", "\"\u{01}\"", "[1,]", "{\"a\"}", "tru", "\"\\x\""] {
+        for bad in ["01", "1.", "-", "\"\u{01}\"", "[1,]", "{\"a\"}", "tru", "\"\\x\"", #""\ud83d\uzzzz""#] {
             #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(bad) }
+        }
+    }
+
+    @Test("a surrogate escape without its other half is U+FFFD, and the text around it is kept")
+    func loneSurrogates() throws {
+        let cases: [(String, String)] = [
+            (#""cut \ud83d""#, "cut \u{FFFD}"),
+            (#""\ude00 first""#, "\u{FFFD} first"),
+            (#""\ud83d\u0041""#, "\u{FFFD}A"),
+            (#""\ud83d\ud83d\ude00""#, "\u{FFFD}😀"),
+            (#""\ud83dx""#, "\u{FFFD}x"),
+        ]
+        for (text, expected) in cases {
+            #expect(try JSONValue.parse(text) == .string(expected), "\(text)")
         }
     }
 }

@@ -12,6 +12,7 @@ import subprocess
 import struct
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import msgpack
@@ -309,7 +310,7 @@ def test_raw_websocket_other_namespace_is_refused(account):
 
 
 def test_polling_flood_of_events_closes_only_the_offender(account):
-    """More events than a connection may have waiting (4,096) in one POST: that session is
+    """More events than a connection may have waiting (16,384) in one POST: that session is
     closed, the gateway and the other sockets go on."""
     token = account().access
     healthy, _ = client(token, transports=["websocket"])
@@ -318,7 +319,7 @@ def test_polling_flood_of_events_closes_only_the_offender(account):
         params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
         assert requests.post(url, params=params, data="40" + json.dumps({"token": token}), timeout=5).text == "ok"
         assert requests.get(url, params=params, timeout=5).text.startswith('40{"sid"')
-        flood = "\x1e".join(f'42{n}["ping",{n}]' for n in range(4_200))
+        flood = "\x1e".join(f'42{n}["ping",{n}]' for n in range(16_500))
         assert requests.post(url, params=params, data=flood, timeout=5).status_code in (200, 400)
         ended = False
         for _ in range(400):  # the acks of the events that ran, then the close
@@ -420,3 +421,108 @@ def test_raw_websocket_burst_of_commands_is_slowed_not_dropped(account):
         assert acks == list(range(2_000))
     finally:
         ws.close()
+
+
+def test_binary_placeholder_out_of_range_closes_only_the_offender(account):
+    """A placeholder number no attachment can have (1e300 made the conversion to an index trap
+    and the whole gateway exit): refused like any bad packet, even before CONNECT."""
+    token = account().access
+    healthy, _ = client(token, transports=["websocket"])
+    try:
+        for connect_first in (False, True):
+            ws = websocket.create_connection(
+                GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5)
+            assert ws.recv().startswith("0{")
+            if connect_first:
+                ws.send("40" + json.dumps({"token": token}))
+                assert ws.recv().startswith('40{"sid"')
+            ws.send('451-["x",{"_placeholder":true,"num":1e300}]')
+            ws.send_binary(b"\x01")
+            with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+                for _ in range(5):
+                    if ws.recv() in ("", None):
+                        raise websocket.WebSocketConnectionClosedException()
+            ws.close()
+        assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+        assert requests.get(f"{GATEWAY_URL}/healthz", timeout=5).status_code == 200
+    finally:
+        healthy.disconnect()
+
+
+def test_raw_websocket_ten_thousand_tiny_commands_in_one_write_are_all_answered(account):
+    """One write of 10,000 small frames fills reads of 64 KiB with thousands of commands before
+    the pause at 256 takes effect: slowed down, not closed as a flood."""
+    ws = raw_connected_socket(account().access)
+    try:
+        count = 10_000
+        frames = b"".join(
+            websocket.ABNF.create_frame(f'42{n}["ping"]', websocket.ABNF.OPCODE_TEXT).format() for n in range(count))
+        ws.sock.sendall(frames)
+        acks = 0
+        while acks < count:
+            frame = ws.recv()
+            if frame == "2":
+                ws.send("3")
+            elif frame.startswith("43"):
+                acks += 1
+        assert acks == count
+    finally:
+        ws.close()
+
+
+def stored_bodies(account, thread_id: str, expected: int) -> list[str]:
+    """The bodies of the thread's messages, once there are `expected` of them (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        resp = requests.get(
+            f"{GATEWAY_URL}/api/threads/{thread_id}/messages", headers={"Authorization": f"Bearer {account.access}"},
+            timeout=5)
+        assert resp.status_code == 200, resp.text
+        stored = [message["body"] for message in resp.json()["items"]]
+        if len(stored) >= expected or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.1)
+
+
+def test_commands_emitted_just_before_a_disconnect_still_run_on_polling(account):
+    """Commands without an ack, then DISCONNECT at once: each still runs (protocol.md: a command
+    sent without an ack callback is still executed)."""
+    alice, bob = account(), account()
+    sender, _ = client(alice.access, transports=["polling"])
+    thread = sender.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)["data"]["thread"]
+    bodies = [f"parting words {n}" for n in range(3)]
+    for body in bodies:
+        sender.emit("create_message", {"threadId": thread["id"], "clientMessageId": body, "body": body})
+    sender.disconnect()
+    assert sorted(stored_bodies(alice, thread["id"], len(bodies))) == sorted(bodies)
+
+
+def test_commands_queued_behind_a_running_one_still_run_after_a_disconnect(account):
+    """On a WebSocket: forty commands without an ack, DISCONNECT and the close right behind
+    them, while the first ones still run. (python-socketio's own disconnect on a WebSocket may
+    drop what it had not written yet, so this one writes the frames itself.)"""
+    alice, bob = account(), account()
+    ws = raw_connected_socket(alice.access)
+    ws.send("420" + json.dumps(["create_conversation", {"type": "DM", "memberIds": [bob.id]}]))
+    while not (frame := ws.recv()).startswith("430"):
+        pass
+    thread = json.loads(frame[3:])[0]["data"]["thread"]
+    bodies = [f"queued words {n}" for n in range(40)]
+    for body in bodies:
+        ws.send("42" + json.dumps(["create_message", {"threadId": thread["id"], "clientMessageId": body, "body": body}]))
+    ws.send("41")
+    ws.close()
+    assert sorted(stored_bodies(alice, thread["id"], len(bodies))) == sorted(bodies)
+
+
+def test_add_attachments_over_its_limit_gets_an_error_ack(account):
+    """21 files: over the command's 20, under the decoder's 32 attachments per packet, so the
+    client gets invalid_argument and keeps its connection."""
+    sio, _ = client(account().access, transports=["websocket"])
+    try:
+        files = [{"fileName": f"f{n}.txt", "contentType": "text/plain", "data": b"x"} for n in range(21)]
+        reply = sio.call("add_attachments", {"messageId": str(uuid.uuid4()), "files": files}, timeout=10)
+        assert reply["ok"] is False and reply["error"]["code"] == "invalid_argument", reply
+        assert sio.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+    finally:
+        sio.disconnect()
