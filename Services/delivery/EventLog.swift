@@ -254,11 +254,12 @@ struct EventLog: Sendable {
     }
 
     /// `MESSAGE_SEEN`: the seer's deliveries of messages of that thread up to the seen one are
-    /// SEEN (a pending one counts as delivered now too).
+    /// SEEN. A pending one keeps no `delivered_at` until the seer's `ack_events` covers it: that
+    /// ack sets it and sends the sender's `MESSAGE_DELIVERED`, as for any other delivery.
     private func markSeen(user: UUID, upTo message: UUID, on connection: PostgresConnection) async throws {
         try await connection.query(
             """
-            UPDATE deliveries d SET status = 'SEEN', seen_at = now(), delivered_at = coalesce(d.delivered_at, now())
+            UPDATE deliveries d SET status = 'SEEN', seen_at = now()
             FROM events e, events seen
             WHERE seen.message_id = \(message) AND seen.name = 'MESSAGE_CREATED'
               AND e.event_id = d.event_id AND e.name = 'MESSAGE_CREATED' AND e.thread_id = seen.thread_id

@@ -85,9 +85,12 @@ enum EventLogStatements {
     }
 
     /// `ack_events` in one statement: clamps `seq` to the user's latest seq; the user's
-    /// deliveries up to it above the acknowledged seq become DELIVERED; the acknowledged seq is
-    /// raised (only). One row with the clamped seq, and with each message among the delivered
-    /// ones that someone else sent, for the receipts (null columns when there is none).
+    /// deliveries up to it above the acknowledged seq that were not acknowledged before (no
+    /// `delivered_at`) get it, and become DELIVERED unless the user marked them SEEN meanwhile;
+    /// the acknowledged seq is raised (only). One row with the clamped seq, and with each
+    /// message among the newly delivered ones that someone else sent, for the receipts (null
+    /// columns when there is none): a message seen before it was acknowledged gets its receipt
+    /// too.
     /// All parts see the snapshot the statement started with, so the rows looked at are those
     /// above the acknowledged seq as it was before this ack.
     struct Acknowledge: PreparedRows {
@@ -96,8 +99,8 @@ enum EventLogStatements {
             WITH clamp AS (
                 SELECT least($2::bigint, coalesce((SELECT last_seq FROM user_sequences WHERE user_id = $1), 0)) AS seq
             ), newly AS (
-                UPDATE deliveries SET status = 'DELIVERED', delivered_at = now()
-                WHERE user_id = $1 AND seq <= (SELECT seq FROM clamp) AND status = 'PENDING'
+                UPDATE deliveries SET status = CASE WHEN status = 'SEEN' THEN 'SEEN' ELSE 'DELIVERED' END, delivered_at = now()
+                WHERE user_id = $1 AND seq <= (SELECT seq FROM clamp) AND delivered_at IS NULL
                   AND seq > coalesce((SELECT acked_seq FROM user_acks WHERE user_id = $1), 0)
                 RETURNING event_id, delivered_at
             ), raised AS (

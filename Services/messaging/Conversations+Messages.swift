@@ -33,8 +33,8 @@ extension Conversations {
     /// and reactions are erased; deleting again is a no-op that records nothing.
     func deleteMessages(_ request: DeleteMessagesRequest, actor: UUID?) async throws -> DeletedMessages {
         let caller = try Self.caller(actor)
-        var ids: [UUID] = []
-        for id in request.messageIds.map(\.uuid) where !ids.contains(id) { ids.append(id) }
+        var seen = Set<UUID>()  // not a search of the list so far, which was quadratic in the ids sent
+        let ids = request.messageIds.map(\.uuid).filter { seen.insert($0).inserted }
         guard (1...MessagingRules.maximumDeleteBatch).contains(ids.count) else {
             throw ServiceError.invalidArgument("messageIds must list 1 to \(MessagingRules.maximumDeleteBatch) messages")
         }
@@ -78,14 +78,21 @@ extension Conversations {
 
     /// A message in one of the caller's threads, or `not_found` (whether it exists elsewhere is
     /// not the caller's business).
+    ///
+    /// `lockingIt` holds a share lock on the message's row until the transaction ends, for a
+    /// change that relies on the message not being deleted (a reaction, an attachment): a
+    /// delete running beside it waits for it, then erases what it added; and a change that
+    /// waited for a delete sees `deleted`. Without the lock, a reaction added while the message
+    /// was being deleted stayed, and its event reached clients after the delete's.
     func visibleMessage(
-        _ id: UUID, caller: UUID, on connection: PostgresConnection
+        _ id: UUID, caller: UUID, lockingIt: Bool = false, on connection: PostgresConnection
     ) async throws -> (thread: UUID, sender: UUID, seq: Int64, deleted: Bool) {
+        let lock = lockingIt ? "FOR SHARE OF m" : ""
         let rows = try await connection.query(
             """
             SELECT m.thread_id, m.sender_id, m.seq, m.deleted_at IS NOT NULL FROM messages m
             JOIN thread_members tm ON tm.thread_id = m.thread_id AND tm.user_id = \(caller)
-            WHERE m.id = \(id)
+            WHERE m.id = \(id) \(unescaped: lock)
             """, logger: self.logger)
         for try await (thread, sender, seq, deleted) in rows.decode((UUID, UUID, Int64, Bool).self) {
             return (thread, sender, seq, deleted)

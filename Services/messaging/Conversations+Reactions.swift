@@ -9,7 +9,7 @@ extension Conversations {
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
         return try await self.write { connection in
-            let target = try await self.visibleMessage(id, caller: caller, on: connection)
+            let target = try await self.visibleMessage(id, caller: caller, lockingIt: true, on: connection)
             guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get reactions") }
             let inserted = try await connection.query(
                 """

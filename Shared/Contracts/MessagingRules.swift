@@ -10,6 +10,10 @@ public enum MessagingRules {
     /// Code points in one `emojiHex` (the longest standard ZWJ sequences have 10).
     public static let maximumEmojiCodePoints = 16
 
+    // Every limit counts code points (Unicode scalars), as the contract says of the body: a
+    // count of grapheme clusters let one "character" carry thousands of combining marks. No
+    // text may hold U+0000, which PostgreSQL's text cannot store.
+
     /// Trimmed of Unicode whitespace at both ends, 1...4000 code points.
     public static func body(_ text: String) throws -> String {
         let trimmed = trimmed(text)
@@ -17,24 +21,32 @@ public enum MessagingRules {
         guard trimmed.unicodeScalars.count <= maximumBodyLength else {
             throw ServiceError.invalidArgument("body must be at most \(maximumBodyLength) characters")
         }
-        return trimmed
+        return try storable(trimmed, field: "body")
     }
 
-    /// 1...64 characters, as given.
+    /// 1...64 code points, as given.
     public static func clientMessageID(_ text: String) throws -> String {
-        guard (1...maximumClientMessageIDLength).contains(text.count) else {
+        guard (1...maximumClientMessageIDLength).contains(text.unicodeScalars.count) else {
             throw ServiceError.invalidArgument("clientMessageId must be 1 to \(maximumClientMessageIDLength) characters")
         }
-        return text
+        return try storable(text, field: "clientMessageId")
     }
 
-    /// Trimmed, 1...128 characters.
+    /// Trimmed, 1...128 code points.
     public static func title(_ text: String?) throws -> String {
         let trimmed = trimmed(text ?? "")
-        guard (1...maximumTitleLength).contains(trimmed.count) else {
+        guard (1...maximumTitleLength).contains(trimmed.unicodeScalars.count) else {
             throw ServiceError.invalidArgument("title must be 1 to \(maximumTitleLength) characters")
         }
-        return trimmed
+        return try storable(trimmed, field: "title")
+    }
+
+    /// `text`, unless it holds U+0000.
+    static func storable(_ text: String, field: String) throws -> String {
+        guard !text.unicodeScalars.contains("\u{0}") else {
+            throw ServiceError.invalidArgument("\(field) must not contain U+0000")
+        }
+        return text
     }
 
     /// Lowercase hexadecimal Unicode scalar values (no leading zeros beyond 4 digits, no

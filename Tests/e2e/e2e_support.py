@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import subprocess
 import time
 import uuid
 from typing import Any, Callable
@@ -204,3 +205,13 @@ def wait_for(source: queue.Queue, predicate: Callable[[Any], bool], timeout: flo
         if predicate(item):
             return item
     return None
+
+
+# --- the database -------------------------------------------------------------------------------
+
+
+def psql(sql: str) -> str:
+    """One statement through psql against DATABASE_URL; its output, unaligned."""
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5433/messenger")
+    done = subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
+    return done.stdout.strip()

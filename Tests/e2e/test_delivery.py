@@ -49,7 +49,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import GATEWAY_URL, wait_for
+from e2e_support import GATEWAY_URL, psql, wait_for
 from test_messaging import (
     EVENT_TIMEOUT,
     EVENTS_EXCHANGE,
@@ -867,12 +867,27 @@ def test_mark_seen_tells_the_other_members_and_not_the_one_who_saw(account, open
         assert_receipt(ev, "message_seen", tid, message["id"], bob.id)
     b.listen(QUIET_PERIOD)
     assert b.durable(where=named("message_seen")) == [], f"the one who saw got message_seen: {b.durable()}"
-    # Bob's delivery of the message is SEEN (and counts as delivered); Carol's is not.
-    status = psql(
-        "SELECT d.user_id || ':' || d.status || ':' || (d.delivered_at IS NOT NULL) FROM delivery.deliveries d "
-        f"JOIN delivery.events e ON e.event_id = d.event_id WHERE e.message_id = '{message['id']}' "
-        f"AND e.name = 'MESSAGE_CREATED' AND d.user_id IN ('{bob.id}', '{carol.id}') ORDER BY d.user_id")
-    assert sorted(status.splitlines()) == sorted([f"{bob.id}:SEEN:true", f"{carol.id}:PENDING:false"]), status
+    # Bob's delivery of the message is SEEN, not yet acknowledged; Carol's is pending.
+    def status() -> list[str]:
+        return sorted(psql(
+            "SELECT d.user_id || ':' || d.status || ':' || (d.delivered_at IS NOT NULL) FROM delivery.deliveries d "
+            f"JOIN delivery.events e ON e.event_id = d.event_id WHERE e.message_id = '{message['id']}' "
+            f"AND e.name = 'MESSAGE_CREATED' AND d.user_id IN ('{bob.id}', '{carol.id}') ORDER BY d.user_id").splitlines())
+    assert status() == sorted([f"{bob.id}:SEEN:false", f"{carol.id}:PENDING:false"])
+    # Seen before acknowledged, the usual client flow: Bob's ack still tells Alice, once, and
+    # marks his delivery delivered while it stays SEEN.
+    got = b.durable(where=named("message_created", tid, message["id"]))[0]
+    assert b.ack(got.seq) == got.seq
+    receipt = a.wait_for(named("message_delivered", tid, message["id"]), "message_delivered after mark_seen")
+    assert_receipt(receipt, "message_delivered", tid, message["id"], bob.id)
+    # The receipt is confirmed by the broker before the ack commits, so it may arrive first.
+    deadline = time.monotonic() + 5
+    while status() != sorted([f"{bob.id}:SEEN:true", f"{carol.id}:PENDING:false"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status() == sorted([f"{bob.id}:SEEN:true", f"{carol.id}:PENDING:false"])
+    a.listen(1.0)
+    receipts = {ev.event_id for ev in a.durable(where=named("message_delivered"))}
+    assert receipts == {receipt.event_id}, f"more than one receipt: {a.durable(where=named('message_delivered'))}"
     for device in (a, b, c):
         in_order(device.durable(), start=1, what=device.who)
 
@@ -925,13 +940,6 @@ def test_poison_domain_events_are_dead_lettered_and_later_events_still_flow(acco
 # ================================================================================================
 # 8. restarts (last: stops and starts services)
 # ================================================================================================
-
-
-def psql(sql: str) -> str:
-    """One statement through psql against DATABASE_URL; its output, unaligned."""
-    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5433/messenger")
-    done = subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
-    return done.stdout.strip()
 
 
 def test_expired_events_leave_catch_up_at_once_and_are_pruned_by_the_periodic_job(account, open_socket):

@@ -42,7 +42,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import TIMESTAMP_RE, Api, describe
+from e2e_support import TIMESTAMP_RE, Api, describe, psql
 from test_socketio import client
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
@@ -1264,3 +1264,53 @@ def test_paging_through_1000_messages(api, account, connect):
         seqs = [m["seq"] for m in items]
         assert all(x > y for x, y in zip(seqs, seqs[1:])), f"limit {limit}: seqs not strictly descending"
         assert [m["body"] for m in items] == bodies[::-1]
+
+
+# --- odd input and races ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["body", "clientMessageId"])
+def test_nul_in_a_message_is_invalid_argument(crew, connect, field):
+    a = connect(crew[0])
+    tid = a.group([crew[1].id], title="nul")["id"]
+    payload = {"threadId": tid, "clientMessageId": cmid(), "body": "hello", field: "a\u0000b"}
+    assert field in a.refused("create_message", payload, "invalid_argument")
+    assert "title" in a.refused(
+        "create_conversation", {"type": "GROUP", "memberIds": [crew[1].id], "title": "a\u0000b"}, "invalid_argument")
+
+
+def test_a_lone_surrogate_in_a_body_becomes_the_replacement_character(crew, connect):
+    # python-socketio writes "\ud83d" as JSON's escape, as JSON.stringify does for a string
+    # cut inside an emoji; the command is understood and the socket stays open.
+    a = connect(crew[0])
+    tid = a.group([crew[1].id], title="surrogate")["id"]
+    message = a.send(tid, "cut \ud83d")
+    assert message["body"] == "cut \ufffd"
+    assert a.sio.connected
+
+
+def test_sixteen_thousand_ids_for_delete_are_refused_at_once(crew, connect):
+    a = connect(crew[0])
+    ids = [new_id() for _ in range(16_000)]
+    assert "messageIds" in a.refused("delete_message", {"messageIds": ids}, "invalid_argument")
+    assert a.ok("ping", "still here") == {"pong": "still here"}
+
+
+def test_a_reaction_racing_the_delete_of_its_message_does_not_outlive_it(crew, connect):
+    a, b = connect(crew[0]), connect(crew[1])
+    tid = a.group([crew[1].id], title="reaction race")["id"]
+    messages = [a.send(tid, f"to delete {n}") for n in range(8)]
+    for message in messages:
+        start = threading.Barrier(2)
+
+        def react(message=message) -> None:
+            start.wait()
+            b.call("add_reaction", {"messageId": message["id"], "emojiHex": "1f44d"})
+
+        reacting = threading.Thread(target=react)
+        reacting.start()
+        start.wait()
+        a.ok("delete_message", {"messageIds": [message["id"]]})
+        reacting.join(timeout=ACK_TIMEOUT)
+    ids = ", ".join(f"'{message['id']}'" for message in messages)
+    assert psql(f"SELECT count(*) FROM messaging.reactions WHERE message_id IN ({ids})") == "0"
