@@ -97,6 +97,18 @@ public final class EngineServer: Sendable {
         else {
             return self.error(request, code: 1, "Session ID unknown")
         }
+        // Engine.IO v4: "a client MUST NOT have more than one active POST request"; one that
+        // does gets 400 and loses its session (two at once ran their commands out of order).
+        guard await session.beginPost() else {
+            await session.close(reason: "overlapping posts")
+            return self.error(request, code: 3, "Bad request")
+        }
+        let response = await self.receivePost(request, session: session, sid: sid)
+        await session.endPost()
+        return response
+    }
+
+    private func receivePost(_ request: Request, session: EngineSession, sid: String) async -> Response {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: self.configuration.maxPayload)

@@ -41,6 +41,8 @@ public actor EngineSession {
     /// The client closed the session while no poll was waiting: a GET it sent together with
     /// the closing POST may still arrive, and gets the noop a waiting poll would have got.
     private(set) var owesPoll = false
+    /// A long-polling POST is being read. The protocol allows one at a time.
+    private var postInFlight = false
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         self.eventLoop.executor.asUnownedSerialExecutor()
@@ -53,6 +55,17 @@ public actor EngineSession {
         self.heartbeat = EngineHeartbeat(
             interval: configuration.pingInterval, timeout: configuration.pingTimeout, openedAt: .now())
         self.logger = logger
+    }
+
+    /// Marks a POST as being read; false when one already is (the client broke the protocol).
+    func beginPost() -> Bool {
+        guard !self.postInFlight else { return false }
+        self.postInFlight = true
+        return true
+    }
+
+    func endPost() {
+        self.postInFlight = false
     }
 
     /// Runs `body` isolated to the session: at once when called on its loop, else queued to it

@@ -262,6 +262,23 @@ def test_polling_errors_unknown_sid_overlapping_polls_and_bad_packets():
     assert requests.post(url, params=params, data="9garbage", timeout=5).status_code == 400
     assert requests.get(url, params=params, timeout=5).status_code == 400  # the session is gone
 
+    # A second POST while one is still being sent: 400, and the session is closed (Engine.IO v4:
+    # a client MUST NOT have more than one active POST request).
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+
+    def slow_body():
+        yield b"6"
+        time.sleep(1.0)
+        yield b"\x1e6"
+
+    slow = threading.Thread(target=lambda: results.append(
+        requests.post(url, params=params, data=slow_body(), timeout=30).status_code))
+    slow.start()
+    time.sleep(0.3)
+    assert requests.post(url, params=params, data="6", timeout=5).status_code == 400
+    slow.join(timeout=30)
+    assert requests.get(url, params=params, timeout=5).status_code == 400  # the session is gone
+
 
 def test_heartbeat_timeout_and_max_payload(second_gateway):
     url = f"{second_gateway}/socket.io/"
