@@ -10,6 +10,9 @@ public struct EngineConfiguration: Sendable {
     public var corsOrigin: String? = "*"
     /// Clients that open a session but never send CONNECT are closed after this long.
     public var connectTimeout: Duration = .seconds(45)
+    /// An upgrade whose probe was answered but that the client does not complete (`5`) within
+    /// this is given up: the probing WebSocket is closed and the session goes on polling.
+    public var upgradeTimeout: Duration = .seconds(10)
 
     public init() {}
 

@@ -235,7 +235,8 @@ public actor EngineSession {
     // MARK: Upgrade to WebSocket
 
     /// The probe of an upgrade arrived on the new WebSocket: answer it and make the pending poll
-    /// return (with a noop) so the client can finish the upgrade.
+    /// return (with a noop) so the client can finish the upgrade. An upgrade not completed
+    /// within `upgradeTimeout` is given up (``abandonUpgrade(_:)``).
     func beginUpgrade(_ webSocket: EngineWebSocket) {
         self.probing = webSocket
         webSocket.write([.pong("probe")])
@@ -244,6 +245,25 @@ public actor EngineSession {
         self.eventLoop.scheduleTask(in: .milliseconds(100)) { [weak self] in
             self?.assumeIsolated { $0.releasePollDuringUpgrade() }
         }
+        self.eventLoop.scheduleTask(in: TimeAmount(self.configuration.upgradeTimeout)) { [weak self] in
+            self?.assumeIsolated { session in
+                guard session.abandonUpgrade(webSocket) else { return }
+                webSocket.close(sending: [])
+            }
+        }
+    }
+
+    /// The upgrade on `webSocket` failed (its connection closed before `5`, or it timed out):
+    /// the session goes on polling, as the reference server does ("client did not complete
+    /// upgrade"), and what waited for the WebSocket goes to the next poll. False when
+    /// `webSocket` is not the one probing (the upgrade completed, or another one is under way).
+    @discardableResult
+    func abandonUpgrade(_ webSocket: EngineWebSocket) -> Bool {
+        guard let probing = self.probing, probing.channel === webSocket.channel else { return false }
+        self.probing = nil
+        self.logger.debug("upgrade abandoned; polling goes on", metadata: ["eio.sid": "\(self.id)"])
+        self.answerPoll()
+        return true
     }
 
     private func releasePollDuringUpgrade() {

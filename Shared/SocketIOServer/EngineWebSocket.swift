@@ -111,7 +111,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .pong:
             break
         case .connectionClose:
-            self.endSession(reason: "transport close")
+            self.endSession(reason: "transport close", channel: context.channel)
             Self.close(context.channel, code: .normalClosure)
         default:
             self.fail(context, "unexpected opcode \(frame.opcode)", code: .protocolError)
@@ -155,30 +155,35 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     private func fail(_ context: ChannelHandlerContext, _ reason: String, code: WebSocketErrorCode) {
         self.logger.info(
             "closing a WebSocket after bad input", metadata: ["eio.sid": "\(self.session.id)", "reason": "\(reason)"])
-        self.endSession(reason: reason)
+        self.endSession(reason: reason, channel: context.channel)
         Self.close(context.channel, code: code)
     }
 
-    private func endSession(reason: String) {
+    /// Ends what this connection was to its session: the session itself when the connection is
+    /// its transport; only the upgrade when it was probing (the session goes on polling).
+    private func endSession(reason: String, channel: any Channel) {
         let stage = self.stage
         self.stage = .closed
         switch stage {
-        case .open, .awaitingUpgrade:
+        case .open:
             self.session.onLoop { $0.close(reason: reason, notifyClient: false) }
+        case .awaitingUpgrade:
+            let webSocket = EngineWebSocket(channel: channel)
+            self.session.onLoop { $0.abandonUpgrade(webSocket) }
         case .awaitingProbe, .closed:
             break  // a failed probe leaves the polling session as it was
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.endSession(reason: "transport close")
+        self.endSession(reason: "transport close", channel: context.channel)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // An oversized or malformed frame, or a broken connection: it ends only this connection.
         self.logger.debug("WebSocket error", metadata: ["eio.sid": "\(self.session.id)", "error": "\(error)"])
-        self.endSession(reason: "transport error")
+        self.endSession(reason: "transport error", channel: context.channel)
         Self.close(context.channel, code: error is NIOWebSocketFrameAggregator.Error ? .messageTooLarge : .protocolError)
     }
 
@@ -193,7 +198,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
                 self.logger.info(
                     "closing a WebSocket whose client does not read",
                     metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(self.backlog)"])
-                self.endSession(reason: "client does not read")
+                self.endSession(reason: "client does not read", channel: context.channel)
                 context.close(promise: nil)
                 return
             }

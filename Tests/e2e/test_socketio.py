@@ -543,3 +543,57 @@ def test_add_attachments_over_its_limit_gets_an_error_ack(account):
         assert sio.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
     finally:
         sio.disconnect()
+
+
+def polling_connected(token: str) -> tuple[str, dict]:
+    """A polling session CONNECTed to `/`: its URL and query parameters."""
+    url = f"{GATEWAY_URL}/socket.io/"
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    assert requests.post(url, params=params, data="40" + json.dumps({"token": token}), timeout=5).text == "ok"
+    assert requests.get(url, params=params, timeout=5).text.startswith('40{"sid"')
+    return url, params
+
+
+def poll_until_ack(url: str, params: dict, ack_id: int, timeout: float) -> list:
+    """GETs until the ack `ack_id` comes (noops and pings answered on the way); its data."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = requests.get(url, params=params, timeout=timeout)
+        assert response.status_code == 200, response.text
+        for packet in response.text.split("\x1e"):
+            if packet == "2":
+                requests.post(url, params=params, data="3", timeout=5)
+            elif packet.startswith(f"43{ack_id}["):
+                return json.loads(packet[len(f"43{ack_id}"):])
+    pytest.fail(f"no ack {ack_id} within {timeout} s")
+
+
+def probe(params: dict) -> websocket.WebSocket:
+    """A WebSocket that sends the upgrade's probe for the session and gets its answer."""
+    ws = websocket.create_connection(
+        GATEWAY_URL.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&sid={params['sid']}", timeout=5)
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    return ws
+
+
+def test_an_upgrade_that_fails_after_its_probe_leaves_the_session_polling(account):
+    """The probing WebSocket closes before `5`: only the upgrade is given up, as the reference
+    server does; the session's commands and acks go on over polling."""
+    url, params = polling_connected(account().access)
+    probe(params).close()
+    time.sleep(0.2)
+    assert requests.post(url, params=params, data='427["ping","after the probe"]', timeout=5).text == "ok"
+    assert poll_until_ack(url, params, 7, timeout=10) == [{"ok": True, "data": {"pong": "after the probe"}}]
+
+
+def test_an_upgrade_never_completed_is_given_up_after_ten_seconds(account):
+    """The probe is answered and `5` never comes: what waits for the WebSocket goes over
+    polling once the upgrade times out (10 s), instead of never."""
+    url, params = polling_connected(account().access)
+    ws = probe(params)
+    try:
+        assert requests.post(url, params=params, data='428["ping","during the probe"]', timeout=5).text == "ok"
+        assert poll_until_ack(url, params, 8, timeout=20) == [{"ok": True, "data": {"pong": "during the probe"}}]
+    finally:
+        ws.close()
