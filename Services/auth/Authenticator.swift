@@ -71,9 +71,13 @@ struct Authenticator: Sendable {
             guard let current = request.currentPassword else {
                 throw ServiceError.forbidden("currentPassword is required to change the password")
             }
+            // A wrong currentPassword counts as a failed login of the account's username: a stolen
+            // access token must not buy unlimited guesses at the password.
+            try await self.throttle.reserveAttempt(login: caller.username, address: nil)
             guard try await self.hasher.verify(current, against: caller.passwordHash) else {
                 throw ServiceError.forbidden("currentPassword is wrong")
             }
+            try await self.throttle.recordSuccess(login: caller.username, address: nil)
             let hash = try await self.hasher.hash(password)
             guard let record = try await self.users.updatePassword(id: caller.id, passwordHash: hash, displayName: displayName)
             else {

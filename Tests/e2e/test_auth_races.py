@@ -175,3 +175,20 @@ def test_patch_users_me_changes_the_caller(api, account):
     user = resp.json()["user"]
     assert_user_shape(user, with_email=True)
     assert user["id"] == acc.id and user["displayName"] == "Me Myself"
+
+
+@pytest.mark.skipif(WINDOW_SECONDS > 30, reason="the test waits for the throttling window to end")
+def test_wrong_current_passwords_count_as_failed_logins(api, account):
+    acc = account()
+    for n in range(MAX_FAILURES):
+        resp = api.patch(
+            f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": f"wrong-{n}"}, token=acc.access)
+        assert_error(resp, 403, "forbidden")
+    resp = api.patch(
+        f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": acc.password}, token=acc.access)
+    assert_error(resp, 429, "rate_limited")
+    assert_error(api.post("/api/login", {"login": acc.username, "password": acc.password}), 429, "rate_limited")
+    time.sleep(WINDOW_SECONDS + 0.5)
+    resp = api.patch(
+        f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": acc.password}, token=acc.access)
+    assert_status(resp, 200)
