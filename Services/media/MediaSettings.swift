@@ -16,7 +16,7 @@ struct MediaSettings: Sendable {
     var cloudinary: CloudinaryConfiguration?
 
     init(environment: ServiceEnvironment) throws {
-        self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(512 * 1024 * 1024))
+        self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(64 * 1024 * 1024))
         self.directory = environment.string("MEDIA_DIR", default: "media")
         self.unboundLifetime = .seconds(try environment.int("MEDIA_UNBOUND_TTL_SECONDS", default: 86_400, in: 1...(365 * 86_400)))
         self.cleanupInterval = .seconds(try environment.int("MEDIA_CLEANUP_INTERVAL_SECONDS", default: 3600, in: 1...86_400))

@@ -39,6 +39,8 @@ struct GatewaySettings: Sendable {
         engine.corsOrigin = environment.string("CORS_ORIGIN", default: "*")
         self.engine = engine
         self.mediaDirectory = environment.string("MEDIA_DIR", default: "media")
-        self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(512 * 1024 * 1024))
+        // An upload travels base64 in one RPC message: 64 MiB stays under RabbitMQ's 128 MiB
+        // `max_message_size` (see AMQPConfiguration.maximumMessageSize).
+        self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(64 * 1024 * 1024))
     }
 }

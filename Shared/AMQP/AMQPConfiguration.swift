@@ -21,6 +21,10 @@ public struct AMQPConfiguration: Sendable {
     /// First delay before reconnecting; doubles per failure up to `reconnectMaximumDelay`.
     public var reconnectInitialDelay: Duration = .milliseconds(100)
     public var reconnectMaximumDelay: Duration = .seconds(5)
+    /// The broker's `max_message_size` (RabbitMQ 3's default, 128 MiB). A bigger message is
+    /// refused before it is sent: the broker would close the publishing channel for it, and the
+    /// message, published again after every reconnect, would close it again for ever.
+    public var maximumMessageSize: Int = 128 * 1024 * 1024
     /// Whether messages that may travel together are published as ``MessageBatch`` messages.
     /// Turned off while a consumer that cannot read batches may still run (a rolling upgrade).
     public var sendsBatches = true

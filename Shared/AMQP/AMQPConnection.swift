@@ -59,6 +59,7 @@ public final class AMQPConnection: Service, Sendable {
     /// unroutable, or at shutdown. While the broker is unreachable the call waits; cancel the task
     /// to give up (the message may then still be published).
     public func publish(_ message: AMQPMessage) async throws {
+        try self.checkSize(message)
         let promise = Promise<Void>()
         guard self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
@@ -79,6 +80,7 @@ public final class AMQPConnection: Service, Sendable {
     /// work while the broker confirms these, and the order of its publishes is still the order of
     /// its calls. Otherwise as ``publish(_:)-([AMQPMessage])``.
     public func startPublishing(_ messages: [AMQPMessage]) throws -> PendingConfirms {
+        for message in messages { try self.checkSize(message) }
         let promises = messages.map { _ in Promise<Void>() }
         let commands = zip(messages, promises).map { message, promise in
             ConnectionCommand.publish(PendingPublish(message: Self.identified(message), promise: promise))
@@ -92,7 +94,17 @@ public final class AMQPConnection: Service, Sendable {
     /// Publishes a message without waiting for its confirm (it is still confirmed, and published
     /// again after a reconnect). For messages whose loss is harmless, such as RPC replies.
     public func send(_ message: AMQPMessage) {
+        guard (try? self.checkSize(message)) != nil else { return }  // it could only be refused
         self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
+    }
+
+    /// Refuses a message the broker would refuse (``AMQPConfiguration/maximumMessageSize``).
+    private func checkSize(_ message: AMQPMessage) throws {
+        guard message.body.count <= self.configuration.maximumMessageSize else {
+            throw AMQPError(
+                .protocolError,
+                "a message of \(message.body.count) bytes is over the broker's limit of \(self.configuration.maximumMessageSize)")
+        }
     }
 
     /// A returned mandatory message is matched to its publish by message id, so one is given to

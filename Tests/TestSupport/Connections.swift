@@ -2,9 +2,13 @@ import Foundation
 import MessengerAMQP
 
 /// Opens a broker connection for the length of `body` and closes it after, whatever happens.
-public func withAMQPConnection<T>(name: String = "test", _ body: (AMQPConnection) async throws -> T) async throws -> T {
-    let connection = AMQPConnection(
-        configuration: try TestEnvironment.amqpConfiguration(name: name), logger: TestEnvironment.logger)
+public func withAMQPConnection<T>(
+    name: String = "test", configuring configure: (inout AMQPConfiguration) -> Void = { _ in },
+    _ body: (AMQPConnection) async throws -> T
+) async throws -> T {
+    var configuration = try TestEnvironment.amqpConfiguration(name: name)
+    configure(&configuration)
+    let connection = AMQPConnection(configuration: configuration, logger: TestEnvironment.logger)
     do {
         let result = try await body(connection)
         await connection.close()
