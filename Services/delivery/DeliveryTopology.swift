@@ -15,7 +15,9 @@ import ThreadedIO
 ///   its TTL there, then dead-letters through the `delivery.retry` exchange into `delivery.due`,
 ///   where the retry check runs. Retries therefore live in RabbitMQ, not in a process's memory.
 /// - `delivery.dead`: pushes that exhausted their retries (the events stay buffered for
-///   catch-up); an operator can inspect them and move them back to `delivery.due` to replay.
+///   catch-up); an operator can inspect them and replay them by republishing them as they are
+///   to the gateways' exchange (docs/delivery.md). Not to `delivery.due`: they are not retry
+///   checks, and ``RetryConsumer`` drops what it cannot read.
 ///
 /// The gateways' queue (``GatewayPushes``), which delivery publishes into, is declared by
 /// ``BackendService`` for every producer of a ``SharedQueue``.
