@@ -9,17 +9,23 @@ import ThreadedIO
 /// - `delivery.events`: every domain event a user may see (bound to `messenger.events` with
 ///   `messaging.#`), consumed by one replica at a time (`x-single-active-consumer`) so each
 ///   user's seqs follow the events' order. A poison message is dead-lettered to
-///   `delivery.events.dead`.
+///   `delivery.events.dead`. Its definition is ``DeliveryEvents/sharedQueue``: messaging declares
+///   it too, so events relayed before delivery first started wait in it.
 /// - `delivery.retry.<ms>ms`: one delay queue per retry level, with no consumer: a message waits
 ///   its TTL there, then dead-letters through the `delivery.retry` exchange into `delivery.due`,
 ///   where the retry check runs. Retries therefore live in RabbitMQ, not in a process's memory.
 /// - `delivery.dead`: pushes that exhausted their retries (the events stay buffered for
-///   catch-up); an operator can inspect them and move them back to `delivery.due` to replay.
+///   catch-up); an operator can inspect them and replay them by republishing them as they are
+///   to the gateways' exchange (docs/delivery.md). Not to `delivery.due`: they are not retry
+///   checks, and ``RetryConsumer`` drops what it cannot read.
+///
+/// The gateways' queue (``GatewayPushes``), which delivery publishes into, is declared by
+/// ``BackendService`` for every producer of a ``SharedQueue``.
 enum DeliveryTopology {
-    static let events = "delivery.events"
+    static let events = DeliveryEvents.queue
     /// The AMQP type of several receipts in one message on `delivery.events` (a ``MessageBatch``).
     static let receiptsBatchType = "delivery.receipts.batch.v1"
-    static let poison = "delivery.events.dead"
+    static let poison = DeliveryEvents.poisonQueue
     static let retryExchange = "delivery.retry"
     static let due = "delivery.due"
     static let dueKey = "due"
@@ -30,10 +36,6 @@ enum DeliveryTopology {
     }
 
     static func topology(delays: [Duration], queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
-        var eventArguments = queueArguments
-        eventArguments["x-single-active-consumer"] = .bool(true)
-        eventArguments["x-dead-letter-exchange"] = .string("")
-        eventArguments["x-dead-letter-routing-key"] = .string(Self.poison)
         let delayQueues = delays.map { delay -> AMQPTopology.Queue in
             var arguments = queueArguments
             arguments["x-message-ttl"] = .int(Int64(Backoff.milliseconds(delay)))
@@ -41,21 +43,14 @@ enum DeliveryTopology {
             arguments["x-dead-letter-routing-key"] = .string(Self.dueKey)
             return .init(Self.delayQueue(delay), arguments: arguments)
         }
-        return AMQPTopology(
-            exchanges: [
-                .init(ExchangeName.events, kind: .topic), .init(Self.retryExchange, kind: .direct),
-                .init(GatewayPushes.exchange, kind: .direct),
-            ],
-            queues: [
-                .init(Self.events, arguments: eventArguments), .init(Self.poison, arguments: queueArguments),
-                .init(Self.due, arguments: queueArguments), .init(Self.dead, arguments: queueArguments),
-                .init(GatewayPushes.queue, arguments: queueArguments),
-            ] + delayQueues,
-            bindings: [
-                .init(queue: Self.events, exchange: ExchangeName.events, routingKey: "messaging.#"),
-                .init(queue: Self.due, exchange: Self.retryExchange, routingKey: Self.dueKey),
-                .init(queue: GatewayPushes.queue, exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey),
-            ])
+        return AMQPTopology(declaring: DeliveryEvents.sharedQueue, queueArguments: queueArguments).merged(
+            with: AMQPTopology(
+                exchanges: [.init(Self.retryExchange, kind: .direct)],
+                queues: [
+                    .init(Self.poison, arguments: queueArguments), .init(Self.due, arguments: queueArguments),
+                    .init(Self.dead, arguments: queueArguments),
+                ] + delayQueues,
+                bindings: [.init(queue: Self.due, exchange: Self.retryExchange, routingKey: Self.dueKey)]))
     }
 }
 

@@ -9,20 +9,16 @@ import ServiceLifecycle
 /// event's time, so redeliveries and reordering are harmless; an undecodable event is
 /// dead-lettered with a log line.
 struct UserEventsConsumer: Service {
-    static let queue = "messaging.users"
+    static let queue = UserEvents.queue
 
     let amqp: AMQPConnection
     let directory: UserDirectory
     let prefetch: UInt16
     let logger: Logger
 
+    /// The queue's declaration: ``UserEvents/sharedQueue``, which auth declares too.
     static func topology(queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
-        AMQPTopology(
-            exchanges: [.init(ExchangeName.events, kind: .topic)],
-            queues: [.init(Self.queue, arguments: queueArguments)],
-            bindings: [AuthMessage.userCreated, AuthMessage.userUpdated].map {
-                .init(queue: Self.queue, exchange: ExchangeName.events, routingKey: $0.rawValue)
-            })
+        AMQPTopology(declaring: UserEvents.sharedQueue, queueArguments: queueArguments)
     }
 
     func run() async throws {

@@ -16,11 +16,9 @@ struct PushConsumer: Service {
     let prefetch: UInt16
     let logger: Logger
 
+    /// The queue's declaration: ``GatewayPushes/sharedQueue``, which delivery declares too.
     static func topology(queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
-        AMQPTopology(
-            exchanges: [.init(GatewayPushes.exchange, kind: .direct)],
-            queues: [.init(GatewayPushes.queue, arguments: queueArguments)],
-            bindings: [.init(queue: GatewayPushes.queue, exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey)])
+        AMQPTopology(declaring: GatewayPushes.sharedQueue, queueArguments: queueArguments)
     }
 
     func run() async throws {

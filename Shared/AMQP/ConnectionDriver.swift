@@ -82,7 +82,15 @@ final class ConnectionDriver {
         var rpcTimeout = timeval(.seconds(30))
         _ = amqp_set_rpc_timeout(connection, &rpcTimeout)
 
-        var properties = arena.table(["connection_name": .string(self.configuration.connectionName)])
+        var properties = arena.table([
+            "connection_name": .string(self.configuration.connectionName),
+            // librabbitmq-c 0.11 advertises only authentication_failure_close and
+            // exchange_exchange_bindings, and merges this table into its own defaults (nested
+            // tables too, amqp_merge_capabilities). Without consumer_cancel_notify the broker
+            // cancels a consumer whose queue is deleted silently; with it, basic.cancel arrives
+            // and the connection starts over, declaring its topology and its consumers again.
+            "capabilities": .table(["consumer_cancel_notify": .bool(true), "connection.blocked": .bool(true)]),
+        ])
         try self.check(
             messenger_amqp_login_plain(
                 connection, arena.cString(self.configuration.virtualHost), 0, Int32(self.configuration.frameMax),

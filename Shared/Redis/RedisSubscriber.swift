@@ -93,8 +93,11 @@ final class RedisSubscriberDriver {
 
     private var channels: Set<String> = []
     private var patterns: Set<String> = []
-    /// Subscription confirmations still expected, in order, each with the caller to tell.
+    /// Subscription confirmations still expected, in order, each with the caller to tell. A
+    /// caller's entry is added before its command is written, so a write that fails leaves it
+    /// here, and the lost connection moves it to `waitingForConnection`.
     private var confirmations: Deque<(remaining: Int, promise: Promise<Void>?)> = []
+    /// Callers told once the next connection has subscribed again; failed at shutdown.
     private var waitingForConnection: [Promise<Void>] = []
     private var context: HiredisContext?
     private var lastActivity = ContinuousClock.now
@@ -153,10 +156,13 @@ final class RedisSubscriberDriver {
         self.context = context
         self.lastActivity = ContinuousClock.now
         self.pingSentAt = nil
-        let waiting = self.waitingForConnection
+        // The waiting callers are told after the resubscription's confirmations. They are in
+        // `confirmations` before anything is written: if the write fails, `lost` hands them back
+        // to `waitingForConnection` for the next attempt.
+        self.confirmations.append((self.channels.count + self.patterns.count, nil))
+        for promise in self.waitingForConnection { self.confirmations.append((0, promise)) }
         self.waitingForConnection = []
-        try self.send(channels: Array(self.channels), patterns: Array(self.patterns), promise: nil)
-        for promise in waiting { self.confirmations.append((0, promise)) }
+        try self.write(channels: Array(self.channels), patterns: Array(self.patterns))
         self.settleConfirmations()
         self.status.set(connected: true)
         self.logger.info(
@@ -164,18 +170,37 @@ final class RedisSubscriberDriver {
             metadata: ["channels": "\(self.channels.count)", "patterns": "\(self.patterns.count)"])
     }
 
-    private func send(channels: [String], patterns: [String], promise: Promise<Void>?) throws {
-        guard let context = self.context else { return }
+    /// Subscribes on the live connection; `promise` is recorded before anything is written (see
+    /// ``confirmations``).
+    private func send(channels: [String], patterns: [String], promise: Promise<Void>) throws {
+        guard self.context != nil else {
+            self.waitingForConnection.append(promise)
+            return
+        }
+        self.confirmations.append((channels.count + patterns.count, promise))
+        try self.write(channels: channels, patterns: patterns)
+        self.settleConfirmations()
+    }
+
+    private func write(channels: [String], patterns: [String]) throws {
+        guard let context = self.context else { throw RedisError(.connection, "not connected") }
         if !channels.isEmpty { try context.append([Array("SUBSCRIBE".utf8)] + channels.map { Array($0.utf8) }) }
         if !patterns.isEmpty { try context.append([Array("PSUBSCRIBE".utf8)] + patterns.map { Array($0.utf8) }) }
         try context.flush()
-        self.confirmations.append((channels.count + patterns.count, promise))
-        self.settleConfirmations()
     }
 
     private func serve() throws {
         while self.shutdown == nil {
-            for command in self.mailbox.drain() { try self.handle(command) }
+            let commands = self.mailbox.drain()
+            for (index, command) in commands.enumerated() {
+                do {
+                    try self.handle(command)
+                } catch {
+                    // The commands drained with the one that failed wait for the next connection.
+                    for later in commands[(index + 1)...] { self.hold(later) }
+                    throw error
+                }
+            }
             guard let context = self.context else { return }
             let readiness = self.mailbox.wait(socket: context.fileDescriptor, timeoutMilliseconds: 1000)
             if readiness.socketReadable {
@@ -245,16 +270,20 @@ final class RedisSubscriberDriver {
         let deadline = ContinuousClock.now + delay
         while self.shutdown == nil, ContinuousClock.now < deadline {
             self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(deadline - ContinuousClock.now))))
-            for command in self.mailbox.drain() {
-                switch command {
-                case .subscribe(let channels, let patterns, let promise):
-                    self.channels.formUnion(channels)
-                    self.patterns.formUnion(patterns)
-                    self.waitingForConnection.append(promise)
-                case .shutdown(let promise):
-                    self.shutdown = promise
-                }
-            }
+            for command in self.mailbox.drain() { self.hold(command) }
+        }
+    }
+
+    /// Keeps a command for the next connection, which subscribes to everything again and then
+    /// tells its caller.
+    private func hold(_ command: RedisSubscriber.Command) {
+        switch command {
+        case .subscribe(let channels, let patterns, let promise):
+            self.channels.formUnion(channels)
+            self.patterns.formUnion(patterns)
+            self.waitingForConnection.append(promise)
+        case .shutdown(let promise):
+            self.shutdown = promise
         }
     }
 }

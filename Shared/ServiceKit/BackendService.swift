@@ -46,8 +46,16 @@ public struct BackendService {
         databaseConfiguration.genericPlans = genericPlans
         self.database = databaseConfiguration.makeClient(logger: logger)
         self.amqp = AMQPConnection(configuration: self.settings.amqp, logger: logger)
-        self.topology = RPCServer.topology(for: service, queueArguments: self.settings.durableQueueArguments)
+        self.topology = Self.topology(for: service, queueArguments: self.settings.durableQueueArguments)
         self.router.addPing(service: service, instanceID: self.settings.instanceID)
+    }
+
+    /// What every such service declares before its own additions: its RPC queue, and the
+    /// consumers' queues it publishes into (``SharedQueue``), so that nothing it publishes before
+    /// their consumers first start is dropped.
+    public static func topology(for service: ServiceName, queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
+        RPCServer.topology(for: service, queueArguments: queueArguments)
+            .merged(with: .sharedQueues(producedBy: service, queueArguments: queueArguments))
     }
 
     /// The services to run, in start order. `clients` (an ``RPCClient`` to call other services)

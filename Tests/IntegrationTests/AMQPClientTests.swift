@@ -176,4 +176,38 @@ struct AMQPClientTests {
             consumer.cancel()
         }
     }
+
+    @Test("a consumer whose queue is deleted is told: the client declares the queue again and consumes on")
+    func deletedQueueConsumerRecovers() async throws {
+        try await withAMQPConnection { connection in
+            let queue = TestEnvironment.uniqueName("test.deleted")
+            try await self.declareQueue(connection, queue)
+            // Auto-ack: no settlement is left to send for a queue that is about to go.
+            let consumer = connection.consume(queue: queue, prefetch: 10, autoAck: true)
+            let bodies = try await withTimeout(.seconds(60)) {
+                var iterator = consumer.makeAsyncIterator()
+                try await connection.publish(AMQPMessage(exchange: Self.exchange, routingKey: queue, body: Data("before".utf8)))
+                let before = try #require(await iterator.next())
+                try BrokerAdmin.deleteQueue(queue)
+                // RabbitMQ cancels the consumer and says so (basic.cancel, which the client asks
+                // for at login); the client reconnects, declares its topology again and restarts
+                // its consumers. Until then the queue is missing and a mandatory publish comes
+                // back. Without the notification the queue never came back and this never ended.
+                while true {
+                    do {
+                        try await connection.publish(
+                            AMQPMessage(
+                                exchange: Self.exchange, routingKey: queue, body: Data("after".utf8), mandatory: true))
+                        break
+                    } catch let error as AMQPError where error.code == .unroutable {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                let after = try #require(await iterator.next())
+                return [before.body, after.body]
+            }
+            #expect(bodies == [Data("before".utf8), Data("after".utf8)])
+            consumer.cancel()
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MessengerRedis
+import Synchronization
 import TestSupport
 import Testing
 
@@ -98,5 +99,51 @@ struct RedisTests {
             }
             return received
         }
+    }
+
+    /// A listening socket that never accepts: the kernel completes connections and buffers what
+    /// they send until its buffers are full, after which a write waits and times out.
+    @Test("a subscribe whose write to Redis fails is never forgotten: it fails at close instead of waiting forever")
+    func failedWriteSubscribeEnds() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
+        configuration.timeout = .milliseconds(200)
+        configuration.reconnectInitialDelay = .milliseconds(10)
+        configuration.reconnectMaximumDelay = .milliseconds(50)
+        let subscriber = RedisSubscriber(configuration: configuration, logger: TestEnvironment.logger)
+        // Connecting with nothing to subscribe writes nothing, so this connection works.
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { subscriber.isConnected })
+        // Larger than the socket buffers of both ends: the write cannot finish.
+        let channel = String(repeating: "x", count: 64 << 20)
+        let outcome = Outcome()
+        Task {
+            do {
+                try await subscriber.subscribe(channels: [channel])
+                outcome.end(nil)
+            } catch {
+                outcome.end(error)
+            }
+        }
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { !subscriber.isConnected })
+        // Neither the close nor the subscribe is awaited directly: a promise that is never
+        // completed would hang the test instead of failing it.
+        let closing = Task { await subscriber.close() }
+        let ended = await TestHelpers.eventually(timeout: .seconds(10)) { outcome.ended }
+        #expect(ended, "the subscribe never ended")
+        #expect(outcome.error as? RedisError == RedisError(.shutdown, "the subscriber is closed"))
+        if ended { await closing.value }
+    }
+}
+
+/// How a call ended, written by the task that made it and read by the test.
+private final class Outcome: Sendable {
+    private let state = Mutex<(ended: Bool, error: (any Error)?)>((false, nil))
+
+    var ended: Bool { self.state.withLock { $0.ended } }
+    var error: (any Error)? { self.state.withLock { $0.error } }
+
+    func end(_ error: (any Error)?) {
+        self.state.withLock { $0 = (true, error) }
     }
 }
