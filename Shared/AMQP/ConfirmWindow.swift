@@ -33,11 +33,25 @@ struct ConfirmWindow<Pending> {
 
     /// The next message to publish and its delivery tag, when the window has room.
     mutating func next() -> (tag: UInt64, pending: Pending)? {
-        guard self.hasRoom, let pending = self.waiting.popFirst() else { return nil }
-        let tag = self.nextTag
-        self.nextTag += 1
-        self.inFlight.append(Entry(tag: tag, pending: pending))
-        return (tag, pending)
+        self.next(dropping: { _ in false }, dropped: { _ in })
+    }
+
+    /// The next message to publish and its delivery tag, when the window has room. Waiting
+    /// messages that `isStale` says are no longer worth sending are taken out on the way (they
+    /// get no tag) and handed to `dropped`.
+    mutating func next(dropping isStale: (Pending) -> Bool, dropped: (Pending) -> Void) -> (tag: UInt64, pending: Pending)? {
+        guard self.hasRoom else { return nil }
+        while let pending = self.waiting.popFirst() {
+            if isStale(pending) {
+                dropped(pending)
+                continue
+            }
+            let tag = self.nextTag
+            self.nextTag += 1
+            self.inFlight.append(Entry(tag: tag, pending: pending))
+            return (tag, pending)
+        }
+        return nil
     }
 
     /// Marks the oldest unreturned in-flight message matching `predicate` as returned by the

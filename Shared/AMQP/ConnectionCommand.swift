@@ -5,15 +5,26 @@ import ThreadedIO
 struct PendingPublish: Sendable {
     var message: AMQPMessage
     var promises: [Promise<Void>]
+    /// When the message stops being worth sending (an RPC request whose caller gives up then):
+    /// one still waiting at that time is dropped instead of published, and its `expiration` is
+    /// what is left until then when it is published, after a reconnect too.
+    var deadline: ContinuousClock.Instant?
 
-    init(message: AMQPMessage, promise: Promise<Void>?) {
+    init(message: AMQPMessage, promise: Promise<Void>?, deadline: ContinuousClock.Instant? = nil) {
         self.message = message
         self.promises = promise.map { [$0] } ?? []
+        self.deadline = deadline
     }
 
-    init(message: AMQPMessage, promises: [Promise<Void>]) {
+    init(message: AMQPMessage, promises: [Promise<Void>], deadline: ContinuousClock.Instant? = nil) {
         self.message = message
         self.promises = promises
+        self.deadline = deadline
+    }
+
+    /// Whether `deadline` has passed at `now`.
+    func isStale(at now: ContinuousClock.Instant) -> Bool {
+        self.deadline.map { $0 <= now } ?? false
     }
 
     func succeed() {

@@ -36,6 +36,9 @@ final class ConnectionDriver {
     private var acknowledgements: [amqp_channel_t: AcknowledgementRuns] = [:]
     private var nextChannel = ConnectionDriver.firstConsumerChannel
     private var window: ConfirmWindow<PendingPublish>
+    /// Commands drained from the mailbox that a lost connection kept from being handled; the
+    /// next connection handles them first, in order.
+    private var carriedOver: [ConnectionCommand] = []
     private var shutdownPromise: Promise<Void>?
     private var shutdownDeadline: ContinuousClock.Instant?
     /// Reused by every publish (the library copies what it needs into its frame buffer).
@@ -113,8 +116,15 @@ final class ConnectionDriver {
         }
         let declares = self.pendingDeclares
         self.pendingDeclares = []
-        for (topology, promise) in declares {
-            try self.declareNew(topology, promise)
+        for (index, (topology, promise)) in declares.enumerated() {
+            do {
+                try self.declareNew(topology, promise)
+            } catch {
+                // The ones after it wait for the next connection (this one kept itself if it
+                // should be tried again).
+                self.pendingDeclares += declares[(index + 1)...]
+                throw error
+            }
         }
         self.status.set(connected: true)
         self.logger.info(
@@ -195,11 +205,22 @@ final class ConnectionDriver {
     private func serve() throws {
         while true {
             var publishes: [PendingPublish] = []
-            for command in self.mailbox.drain() {
+            let commands = self.carriedOver + self.mailbox.drain()
+            self.carriedOver = []
+            for (index, command) in commands.enumerated() {
                 if case .publish(let pending) = command {
                     publishes.append(pending)
-                } else {
+                    continue
+                }
+                do {
                     try self.handle(command)
+                } catch {
+                    // The connection failed under this command. The publishes gathered so far go
+                    // to the window (published on the next connection), the commands after this
+                    // one wait for it: none of their callers is left waiting for ever.
+                    for pending in publishes { self.window.enqueue(pending) }
+                    self.carriedOver = Array(commands[(index + 1)...])
+                    throw error
                 }
             }
             // Messages of this round that may travel together and share a destination go as one
@@ -240,7 +261,14 @@ final class ConnectionDriver {
             if self.isOpen, let channel = self.consumerChannels[id] {
                 let arena = CArena()
                 amqp_basic_cancel(self.connection, channel, arena.bytes("consumer-\(id)"))
-                try self.checkRPC("basic.cancel")
+                do {
+                    try self.checkRPC("basic.cancel")
+                } catch {
+                    // The connection is going: its deliveries go back to the queue, and the
+                    // consumer ends here rather than being started again on the next one.
+                    self.consumers.removeValue(forKey: id)?.continuation.finish()
+                    throw error
+                }
                 // Deliveries that came before cancel-ok are still queued in the library; the
                 // stream ends once they have been handed out (see endCancelledConsumers).
                 self.cancelling.insert(id)
@@ -285,8 +313,16 @@ final class ConnectionDriver {
     }
 
     private func publishWaiting() throws {
-        while let (_, pending) = self.window.next() {
-            let message = pending.message
+        let now = ContinuousClock.now
+        while let (_, pending) = self.window.next(
+            dropping: { $0.isStale(at: now) },
+            dropped: { $0.fail(AMQPError(.timeout, "the message's deadline passed before it could be sent")) })
+        {
+            var message = pending.message
+            if let deadline = pending.deadline {
+                // What is left of the caller's wait, not the whole of it again after an outage.
+                message.properties.expiration = String(max(1, Backoff.milliseconds(deadline - now)))
+            }
             let arena = self.publishArena
             arena.reset()
             var properties = arena.properties(message.properties)
@@ -425,6 +461,11 @@ final class ConnectionDriver {
     }
 
     private func waitWhileDisconnected(_ delay: Duration) {
+        // Nothing here talks to the broker while the connection is closed: publishes wait in the
+        // window, declares and consumers for the next connection.
+        let carried = self.carriedOver
+        self.carriedOver = []
+        for command in carried { try? self.handle(command) }
         let deadline = ContinuousClock.now + delay
         while self.shutdownPromise == nil {
             let remaining = deadline - ContinuousClock.now
@@ -453,7 +494,7 @@ final class ConnectionDriver {
         self.pendingDeclares.removeAll()
         for spec in self.consumers.values { spec.continuation.finish() }
         self.consumers.removeAll()
-        for command in self.mailbox.close() {
+        for command in self.carriedOver + self.mailbox.close() {
             switch command {
             case .publish(let pending): pending.fail(closed)
             case .declare(_, let promise): promise.fail(closed)

@@ -148,7 +148,10 @@ extension MessageBatch {
                 contentType: Self.contentType, messageID: UUID.random().lowercasedText, replyTo: first.properties.replyTo,
                 type: first.batchType, expiration: first.properties.expiration, persistent: first.properties.persistent),
             mandatory: first.mandatory)
-        return PendingPublish(message: message, promises: group.flatMap(\.promises))
+        // Worth sending while any of its callers still waits.
+        let deadlines = group.map(\.deadline)
+        let deadline = deadlines.contains(nil) ? nil : deadlines.compactMap { $0 }.max()
+        return PendingPublish(message: message, promises: group.flatMap(\.promises), deadline: deadline)
     }
 
     /// What messages must share to travel in one batch.

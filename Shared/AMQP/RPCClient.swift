@@ -209,7 +209,11 @@ public final class RPCClient: Service, Sendable {
         let call = PendingCall(deadline: .now + timeout, service: service)
         self.pending.withLock { $0[id] = call }
         defer { _ = self.pending.withLock { $0.removeValue(forKey: id) } }
-        guard self.connection.mailbox.send(.publish(PendingPublish(message: message, promise: call.confirm))) else {
+        // The request is dropped, not sent, if it still waits (an outage) when its caller gives
+        // up: run later, it could do what the caller was told failed (a refresh token rotated
+        // twice reads as reuse and ends the session).
+        let pending = PendingPublish(message: message, promise: call.confirm, deadline: call.deadline)
+        guard self.connection.mailbox.send(.publish(pending)) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
         try await call.confirm.value()

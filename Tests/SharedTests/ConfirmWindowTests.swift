@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import MessengerAMQP
@@ -16,6 +17,42 @@ struct ConfirmWindowTests {
         let third = window.next()
         #expect(third?.tag == 3)
         #expect(third?.pending == "c")
+    }
+
+    @Test("messages gone stale while waiting (a reconnect) are dropped without a tag, and handed back")
+    func staleDropped() {
+        var window = ConfirmWindow<String>(limit: 10)
+        for name in ["rpc-old", "event", "rpc-late"] { window.enqueue(name) }
+        while window.next() != nil {}
+        window.connectionLost()
+        var dropped: [String] = []
+        var published: [(UInt64, String)] = []
+        while let (tag, pending) = window.next(dropping: { $0.hasPrefix("rpc") }, dropped: { dropped.append($0) }) {
+            published.append((tag, pending))
+        }
+        #expect(dropped == ["rpc-old", "rpc-late"])
+        #expect(published.map(\.0) == [1])
+        #expect(published.map(\.1) == ["event"])
+        #expect(window.settle(tag: 1, multiple: false).map(\.pending) == ["event"])
+        #expect(window.isIdle)
+    }
+
+    @Test("a batch is worth sending while any of its requests' callers still waits")
+    func batchDeadline() {
+        let now = ContinuousClock.now
+        func request(_ deadline: ContinuousClock.Instant?) -> PendingPublish {
+            PendingPublish(
+                message: AMQPMessage(exchange: "x", routingKey: "k", body: Data([1])).batched(as: "t"), promise: nil,
+                deadline: deadline)
+        }
+        let early = now + .seconds(1)
+        let late = now + .seconds(5)
+        let merged = MessageBatch.coalesce([request(early), request(late)])
+        #expect(merged.count == 1)
+        #expect(merged[0].deadline == late)
+        #expect(merged[0].isStale(at: now + .seconds(2)) == false)
+        #expect(merged[0].isStale(at: now + .seconds(5)))
+        #expect(MessageBatch.coalesce([request(early), request(nil)])[0].deadline == nil)
     }
 
     @Test("a multiple ack settles every tag up to it, a single ack only its own")

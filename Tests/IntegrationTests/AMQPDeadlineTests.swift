@@ -1,0 +1,48 @@
+import Foundation
+import TestSupport
+import Testing
+import ThreadedIO
+
+@testable import MessengerAMQP
+
+@Suite("AMQP messages with a deadline", .timeLimit(.minutes(2)))
+struct AMQPDeadlineTests {
+    @Test("a message still waiting when its deadline passes is dropped, and its caller told; the rest go out")
+    func staleMessageIsDropped() async throws {
+        try await withAMQPConnection { connection in
+            let exchange = "test.direct"
+            let queue = TestEnvironment.uniqueName("test.deadline")
+            try await connection.declare(
+                AMQPTopology(
+                    exchanges: [.init(exchange, kind: .direct)], queues: [.init(queue, arguments: testQueueArguments)],
+                    bindings: [.init(queue: queue, exchange: exchange, routingKey: queue)]))
+            let stale = Promise<Void>()
+            let fresh = Promise<Void>()
+            let now = ContinuousClock.now
+            #expect(
+                connection.mailbox.send(contentsOf: [
+                    .publish(
+                        PendingPublish(
+                            message: AMQPMessage(exchange: exchange, routingKey: queue, body: Data("stale".utf8)), promise: stale,
+                            deadline: now - .seconds(1))),
+                    .publish(
+                        PendingPublish(
+                            message: AMQPMessage(exchange: exchange, routingKey: queue, body: Data("fresh".utf8)), promise: fresh,
+                            deadline: now + .seconds(30))),
+                ]))
+            await #expect { try await stale.value() } throws: { ($0 as? AMQPError)?.code == .timeout }
+            try await withTimeout(.seconds(10)) { try await fresh.value() }
+            let consumer = connection.consume(queue: queue)
+            let delivery = try await withTimeout(.seconds(10)) {
+                var iterator = consumer.makeAsyncIterator()
+                return try #require(await iterator.next())
+            }
+            #expect(delivery.body == Data("fresh".utf8))
+            // Published with what was left of its 30 s, not more.
+            let expiration = try #require(delivery.properties.expiration.flatMap(Int.init))
+            #expect(expiration > 0 && expiration <= 30_000)
+            delivery.ack()
+            consumer.cancel()
+        }
+    }
+}
