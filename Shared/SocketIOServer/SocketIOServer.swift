@@ -133,6 +133,9 @@ actor SocketIOConnection: EngineSessionDelegate {
     private var held: [SocketIOPacket] = []
     private var pending: [PendingEvent] = []
     private var running = false
+    /// A namespace was connected once: later packets for namespaces that left are not a
+    /// protocol breach.
+    private var hasConnected = false
     private var connectTimeout: Scheduled<Void>?
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { self.session.unownedExecutor }
@@ -177,6 +180,13 @@ actor SocketIOConnection: EngineSessionDelegate {
                 return
             }
             self.held.append(packet)
+            return
+        }
+        // Socket.IO v5: "If the server does not receive a CONNECT packet first, then it MUST
+        // close the connection immediately" (an EVENT before it was refused below already; a
+        // DISCONNECT or an ACK was ignored).
+        guard packet.kind == .connect || !self.sockets.isEmpty || self.hasConnected else {
+            self.closeSession(reason: "packet before CONNECT")
             return
         }
         switch packet.kind {
@@ -227,6 +237,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.connectTimeout = nil
         let socket = SocketIOSocket(id: RandomID.make(), userID: userID, namespace: namespace, session: self.session)
         self.sockets[namespace] = socket
+        self.hasConnected = true
         self.server.rooms.join(socket, "user:\(userID)")
         self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
         self.server.onConnect?(socket, packet.data)

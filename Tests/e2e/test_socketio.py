@@ -295,6 +295,15 @@ def test_heartbeat_timeout_and_max_payload(second_gateway):
     assert too_big.status_code == 413
 
 
+def assert_closed_by_the_gateway(ws: websocket.WebSocket) -> None:
+    """The gateway closes `ws` (within five reads); then it is closed here too."""
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+        for _ in range(5):
+            if ws.recv() in ("", None):
+                raise websocket.WebSocketConnectionClosedException()
+    ws.close()
+
+
 def test_raw_websocket_bad_packets_close_only_the_offender(account):
     token = account().access
     ws_url = GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
@@ -306,11 +315,7 @@ def test_raw_websocket_bad_packets_close_only_the_offender(account):
             ws.send("40" + json.dumps({"token": token}))
             assert ws.recv().startswith('40{"sid"')
             ws.send(bad)
-            with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
-                for _ in range(5):
-                    if ws.recv() in ("", None):
-                        raise websocket.WebSocketConnectionClosedException()
-            ws.close()
+            assert_closed_by_the_gateway(ws)
         assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
     finally:
         healthy.disconnect()
@@ -455,11 +460,7 @@ def test_binary_placeholder_out_of_range_closes_only_the_offender(account):
                 assert ws.recv().startswith('40{"sid"')
             ws.send('451-["x",{"_placeholder":true,"num":1e300}]')
             ws.send_binary(b"\x01")
-            with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
-                for _ in range(5):
-                    if ws.recv() in ("", None):
-                        raise websocket.WebSocketConnectionClosedException()
-            ws.close()
+            assert_closed_by_the_gateway(ws)
         assert healthy.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
         assert requests.get(f"{GATEWAY_URL}/healthz", timeout=5).status_code == 200
     finally:
@@ -597,3 +598,12 @@ def test_an_upgrade_never_completed_is_given_up_after_ten_seconds(account):
         assert poll_until_ack(url, params, 8, timeout=20) == [{"ok": True, "data": {"pong": "during the probe"}}]
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("first", ["41", '431["x"]'], ids=["disconnect", "ack"])
+def test_a_packet_before_connect_closes_the_connection(first):
+    """Socket.IO v5: a server that does not receive a CONNECT first MUST close the connection."""
+    ws = websocket.create_connection(GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5)
+    assert ws.recv().startswith("0{")
+    ws.send(first)
+    assert_closed_by_the_gateway(ws)
