@@ -10,12 +10,7 @@ struct AMQPDeadlineTests {
     @Test("a message still waiting when its deadline passes is dropped, and its caller told; the rest go out")
     func staleMessageIsDropped() async throws {
         try await withAMQPConnection { connection in
-            let exchange = "test.direct"
-            let queue = TestEnvironment.uniqueName("test.deadline")
-            try await connection.declare(
-                AMQPTopology(
-                    exchanges: [.init(exchange, kind: .direct)], queues: [.init(queue, arguments: testQueueArguments)],
-                    bindings: [.init(queue: queue, exchange: exchange, routingKey: queue)]))
+            let (exchange, queue) = try await declareTestQueue(connection, "test.deadline")
             let stale = Promise<Void>()
             let fresh = Promise<Void>()
             let now = ContinuousClock.now
@@ -32,17 +27,11 @@ struct AMQPDeadlineTests {
                 ]))
             await #expect { try await stale.value() } throws: { ($0 as? AMQPError)?.code == .timeout }
             try await withTimeout(.seconds(10)) { try await fresh.value() }
-            let consumer = connection.consume(queue: queue)
-            let delivery = try await withTimeout(.seconds(10)) {
-                var iterator = consumer.makeAsyncIterator()
-                return try #require(await iterator.next())
-            }
+            let delivery = try await takeOneMessage(connection, from: queue)
             #expect(delivery.body == Data("fresh".utf8))
             // Published with what was left of its 30 s, not more.
             let expiration = try #require(delivery.properties.expiration.flatMap(Int.init))
             #expect(expiration > 0 && expiration <= 30_000)
-            delivery.ack()
-            consumer.cancel()
         }
     }
 }

@@ -10,12 +10,7 @@ struct AMQPDrainedCommandsTests {
     @Test("a publish queued right behind a refused declaration is still published and confirmed")
     func publishBehindRefusedDeclaration() async throws {
         try await withAMQPConnection { connection in
-            let exchange = "test.direct"
-            let queue = TestEnvironment.uniqueName("test.drained")
-            try await connection.declare(
-                AMQPTopology(
-                    exchanges: [.init(exchange, kind: .direct)], queues: [.init(queue, arguments: testQueueArguments)],
-                    bindings: [.init(queue: queue, exchange: exchange, routingKey: queue)]))
+            let (exchange, queue) = try await declareTestQueue(connection, "test.drained")
             // Both in one send, so that the connection's thread drains them in one round: the
             // refused declaration drops the connection while the publish is still to be handled.
             let refused = Promise<Void>()
@@ -28,14 +23,7 @@ struct AMQPDrainedCommandsTests {
                 ]))
             await #expect(throws: AMQPError.self) { try await refused.value() }
             try await withTimeout(.seconds(15)) { try await confirmed.value() }
-            let consumer = connection.consume(queue: queue)
-            let delivery = try await withTimeout(.seconds(10)) {
-                var iterator = consumer.makeAsyncIterator()
-                return try #require(await iterator.next())
-            }
-            #expect(delivery.body == Data("behind".utf8))
-            delivery.ack()
-            consumer.cancel()
+            #expect(try await takeOneMessage(connection, from: queue).body == Data("behind".utf8))
         }
     }
 }

@@ -34,3 +34,28 @@ public func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Senda
 
 /// Test queues expire a minute after their last use, so runs leave nothing behind.
 public let testQueueArguments: [String: AMQPFieldValue] = ["x-expires": .int(60_000)]
+
+/// Declares a fresh test queue (named from `prefix`) bound to the direct exchange `test.direct`
+/// by its own name; returns that exchange and the queue.
+public func declareTestQueue(_ connection: AMQPConnection, _ prefix: String) async throws -> (exchange: String, queue: String) {
+    let exchange = "test.direct"
+    let queue = TestEnvironment.uniqueName(prefix)
+    try await connection.declare(
+        AMQPTopology(
+            exchanges: [.init(exchange, kind: .direct)], queues: [.init(queue, arguments: testQueueArguments)],
+            bindings: [.init(queue: queue, exchange: exchange, routingKey: queue)]))
+    return (exchange, queue)
+}
+
+/// The next message on `queue` (waiting up to 10 s), acknowledged; the consumer is cancelled.
+public func takeOneMessage(_ connection: AMQPConnection, from queue: String) async throws -> AMQPDelivery {
+    let consumer = connection.consume(queue: queue)
+    defer { consumer.cancel() }
+    let delivery = try await withTimeout(.seconds(10)) {
+        var iterator = consumer.makeAsyncIterator()
+        guard let delivery = await iterator.next() else { throw TestFailure("the consumer of \(queue) ended") }
+        return delivery
+    }
+    delivery.ack()
+    return delivery
+}
