@@ -34,9 +34,10 @@ struct Authenticator: Sendable {
         // one): such a login is unknown without asking the database.
         let user = Validation.canBeLogin(login) ? try await self.users.find(login: login) : nil
         let matches = try await self.hasher.verify(request.password, against: user?.passwordHash)
-        guard matches, let user else { throw ServiceError.unauthorized("invalid login or password") }
+        guard matches, let user,
+            let refreshToken = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
+        else { throw ServiceError.unauthorized("invalid login or password") }
         try await self.throttle.recordSuccess(login: login, address: request.clientAddress)
-        let refreshToken = try await self.refreshTokens.issue(userID: user.id)
         return try await self.tokenPair(for: user, refreshToken: refreshToken)
     }
 

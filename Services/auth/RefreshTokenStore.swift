@@ -32,17 +32,31 @@ struct RefreshTokenStore: Sendable {
         Data(SHA256.hash(data: Data(token.utf8)))
     }
 
-    /// Starts a new family for `userID` (at login) and returns its first token.
-    func issue(userID: UUID) async throws -> String {
+    /// Starts a new family for `userID` (at login) and returns its first token; nil when the
+    /// user's password hash is no longer `passwordHash`, the one the login was checked against.
+    ///
+    /// The user's row is locked first, as a password change's `UPDATE` does: a login checked
+    /// against the old password just before a change gets no family after it (which the change's
+    /// revocation would not have seen), and one that issues first has its family revoked by it.
+    func issue(userID: UUID, whilePasswordHashIs passwordHash: String) async throws -> String? {
         let (token, hash) = Self.makeToken()
         let expiresAt = Date().addingTimeInterval(Double(self.lifetime.components.seconds))
         let id = UUID.v7()
-        try await self.client.query(
-            """
-            INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
-            VALUES (\(id), \(id), \(userID), \(hash), \(expiresAt))
-            """, logger: self.logger)
-        return token
+        let logger = self.logger
+        return try await self.client.withTransaction(logger: logger) { connection -> String? in
+            let rows = try await connection.query(
+                "SELECT id FROM users WHERE id = \(userID) AND password_hash = \(passwordHash) FOR NO KEY UPDATE",
+                logger: logger)
+            var unchanged = false
+            for try await _ in rows.decode(UUID.self) { unchanged = true }
+            guard unchanged else { return nil }
+            try await connection.query(
+                """
+                INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
+                VALUES (\(id), \(id), \(userID), \(hash), \(expiresAt))
+                """, logger: logger)
+            return token
+        }
     }
 
     /// Spends `token` and issues its successor, or revokes its family if it was spent before.

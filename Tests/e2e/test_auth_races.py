@@ -192,3 +192,23 @@ def test_wrong_current_passwords_count_as_failed_logins(api, account):
     resp = api.patch(
         f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": acc.password}, token=acc.access)
     assert_status(resp, 200)
+
+
+def test_a_login_racing_a_password_change_keeps_no_session_past_it(api, account):
+    """A login checked against the old password while the password changes: either it gets no
+    session (401), or the change revokes the session it got; never a session that outlives it."""
+    acc = account()
+    password = acc.password
+    for round_number in range(3):
+        new_password = f"raced-{round_number}-{unique_name()}"
+        change = lambda: Api(GATEWAY_URL).patch(  # noqa: E731
+            f"/api/users/{acc.id}", {"password": new_password, "currentPassword": password}, token=acc.access)
+        old_login = lambda: Api(GATEWAY_URL).post(  # noqa: E731
+            "/api/login", {"login": acc.username, "password": password})
+        changed, logged_in = together(change, old_login)
+        assert_status(changed, 200)
+        if logged_in.status_code == 200:
+            refresh_is_refused(api, logged_in.json()["refreshToken"])
+        else:
+            assert_error(logged_in, 401, "unauthorized")
+        password = new_password
