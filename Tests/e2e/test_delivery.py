@@ -793,6 +793,15 @@ def test_a_domain_event_published_twice_is_recorded_once(account, open_socket):
 # ================================================================================================
 
 
+def test_ack_events_past_a_64_bit_integer_is_clamped_too(account, open_socket):
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    tid = a.dm(bob.id)["id"]
+    created = a.wait_for(named("conversation_created", tid), "conversation_created")
+    assert a.ack(2**63 - 1) == created.seq
+    assert a.ack(10**30) == created.seq
+
+
 def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamped(account, open_socket):
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
