@@ -93,8 +93,10 @@ public final class AMQPConnection: Service, Sendable {
 
     /// Publishes a message without waiting for its confirm (it is still confirmed, and published
     /// again after a reconnect). For messages whose loss is harmless, such as RPC replies.
-    public func send(_ message: AMQPMessage) {
-        guard (try? self.checkSize(message)) != nil else { return }  // it could only be refused
+    /// Throws only for a message over ``AMQPConfiguration/maximumMessageSize``, which the broker
+    /// would refuse.
+    public func send(_ message: AMQPMessage) throws {
+        try self.checkSize(message)
         self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
     }
 

@@ -172,11 +172,20 @@ public struct RPCServer: Service {
             outcome = "unknown_type"
         }
         if let replyTo, !replyTo.isEmpty {
-            self.connection.send(
+            func replyMessage(_ body: Data) -> AMQPMessage {
                 AMQPMessage(
-                    exchange: "", routingKey: replyTo, body: reply,
+                    exchange: "", routingKey: replyTo, body: body,
                     properties: AMQPProperties(correlationID: correlationID, type: type.rawValue + ".reply", persistent: false)
-                ).batched(as: MessageBatch.replyType))
+                ).batched(as: MessageBatch.replyType)
+            }
+            do {
+                try self.connection.send(replyMessage(reply))
+            } catch {
+                // A reply too large for the broker: the caller gets `internal` now instead of
+                // waiting for its timeout.
+                self.logger.error("reply refused", metadata: ["type": "\(type)", "error": "\(error)"])
+                try? self.connection.send(replyMessage(Self.internalErrorReply))
+            }
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }

@@ -21,9 +21,8 @@ public struct SharedQueue: Sendable, Hashable {
     public enum ExchangeKind: String, Sendable, Hashable { case direct, topic }
 
     public var name: String
-    /// The service that consumes the queue and owns what it holds.
-    public var consumer: ServiceName
-    /// The services that publish into it, and so declare it too.
+    /// The services that publish into it, and so declare it too (its consumer declares it as
+    /// its own).
     public var producers: [ServiceName]
     public var exchange: String
     public var exchangeKind: ExchangeKind
@@ -35,11 +34,10 @@ public struct SharedQueue: Sendable, Hashable {
     public var deadLetterQueue: String?
 
     public init(
-        name: String, consumer: ServiceName, producers: [ServiceName], exchange: String, exchangeKind: ExchangeKind,
+        name: String, producers: [ServiceName], exchange: String, exchangeKind: ExchangeKind,
         routingKeys: [String], singleActiveConsumer: Bool = false, deadLetterQueue: String? = nil
     ) {
         self.name = name
-        self.consumer = consumer
         self.producers = producers
         self.exchange = exchange
         self.exchangeKind = exchangeKind
@@ -70,7 +68,7 @@ public enum GatewayPushes {
     public static let batchType = "gateway.push.batch.v1"
     /// Consumed by the gateways, declared by delivery too.
     public static let sharedQueue = SharedQueue(
-        name: Self.queue, consumer: .gateway, producers: [.delivery], exchange: Self.exchange, exchangeKind: .direct,
+        name: Self.queue, producers: [.delivery], exchange: Self.exchange, exchangeKind: .direct,
         routingKeys: [Self.routingKey])
 }
 
@@ -82,7 +80,7 @@ public enum DeliveryEvents {
     public static let poisonQueue = "delivery.events.dead"
     /// Consumed by delivery, declared by messaging (its outbox relay publishes the events) too.
     public static let sharedQueue = SharedQueue(
-        name: Self.queue, consumer: .delivery, producers: [.messaging], exchange: ExchangeName.events,
+        name: Self.queue, producers: [.messaging], exchange: ExchangeName.events,
         exchangeKind: .topic, routingKeys: [Self.routingKey], singleActiveConsumer: true,
         deadLetterQueue: Self.poisonQueue)
 }
@@ -92,6 +90,6 @@ public enum UserEvents {
     public static let queue = "messaging.users"
     /// Consumed by messaging, declared by auth (its outbox relay publishes the events) too.
     public static let sharedQueue = SharedQueue(
-        name: Self.queue, consumer: .messaging, producers: [.auth], exchange: ExchangeName.events, exchangeKind: .topic,
+        name: Self.queue, producers: [.auth], exchange: ExchangeName.events, exchangeKind: .topic,
         routingKeys: [AuthMessage.userCreated.rawValue, AuthMessage.userUpdated.rawValue])
 }

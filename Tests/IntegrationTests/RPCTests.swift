@@ -14,8 +14,11 @@ struct RPCTests {
     }
 
     /// Runs an RPC server for a fresh service name and a client, for the length of `body`.
-    func withRPC(_ body: @Sendable (RPCClient, ServiceName, AMQPConnection) async throws -> Void) async throws {
-        try await withAMQPConnection(name: "rpc") { connection in
+    func withRPC(
+        configuring configure: (inout AMQPConfiguration) -> Void = { _ in },
+        _ body: @Sendable (RPCClient, ServiceName, AMQPConnection) async throws -> Void
+    ) async throws {
+        try await withAMQPConnection(name: "rpc", configuring: configure) { connection in
             let service = ServiceName(rawValue: TestEnvironment.uniqueName("svc"))
             try await connection.declare(RPCServer.topology(for: service, queueArguments: testQueueArguments))
             var router = RPCRouter()
@@ -24,6 +27,9 @@ struct RPCTests {
             }
             router.on("test.refuse.v1", Echo.self) { _, _ -> Echo in
                 throw ServiceError.forbidden("not yours")
+            }
+            router.on("test.large.v1", Echo.self) { echo, _ in
+                Echo(text: String(repeating: echo.text, count: 4096))
             }
             router.on("test.crash.v1", Echo.self) { _, _ -> Echo in
                 throw TestFailure("an unexpected failure with internal details")
@@ -42,6 +48,17 @@ struct RPCTests {
                 }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
+            }
+        }
+    }
+
+    @Test("a reply too large for the broker comes back as internal, not as the caller's timeout")
+    func replyOverTheSizeLimit() async throws {
+        try await self.withRPC(configuring: { $0.maximumMessageSize = 2048 }) { client, service, _ in
+            await #expect {
+                _ = try await client.call("test.large.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+            } throws: { error in
+                (error as? ServiceError)?.code == .internal
             }
         }
     }

@@ -15,7 +15,7 @@ struct SharedQueueIntegrationTests {
         let name = TestEnvironment.uniqueName("test.shared")
         // Shaped like delivery.events: single active consumer, poison dead-lettered.
         let shared = SharedQueue(
-            name: name, consumer: .delivery, producers: [.messaging], exchange: Self.exchange, exchangeKind: .topic,
+            name: name, producers: [.messaging], exchange: Self.exchange, exchangeKind: .topic,
             routingKeys: ["\(name).#"], singleActiveConsumer: true, deadLetterQueue: "\(name).dead")
         let declaration = AMQPTopology(declaring: shared, queueArguments: testQueueArguments)
 
