@@ -11,6 +11,7 @@
 #                                            (start and env create .run/keys/jwt-ed25519.pem once)
 #   scripts/infra.sh rabbitmq-stop-app | rabbitmq-start-app | redis-restart
 #   scripts/infra.sh rabbitmq-purge-idle QUEUE...   empties the queues that have no consumer
+#   scripts/infra.sh rabbitmq-memory-alarm on|off    blocks publishers / lets them go again
 #
 # Every variable printed by `env` may be overridden by the caller's
 # environment. The local servers' own ports can be moved with INFRA_AMQP_PORT,
@@ -286,6 +287,8 @@ rabbit_prepare() {
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 # guest/guest works because we listen on loopback only.
 log.file.level = info
+# Stated, so that the fault tests can raise a memory alarm and set it back exactly.
+vm_memory_high_watermark.relative = 0.4
 EOF
     : >"$RABBIT_DIR/rabbitmq-env.conf" # keeps /etc/rabbitmq/rabbitmq-env.conf out
     echo '[].' >"$RABBIT_DIR/enabled_plugins"  # no management plugin
@@ -365,6 +368,16 @@ cmd_rabbit_stop_app() {
     rmqctl stop_app >/dev/null
     wait_port_closed "$AMQP_PORT" 30 || die "rabbitmq: port $AMQP_PORT still open after stop_app"
     echo "rabbitmq: app stopped"
+}
+
+# A memory alarm on (every publishing connection is blocked) or off again, for fault tests.
+cmd_rabbit_memory_alarm() {
+    case "${1:-}" in
+        on) rmqctl set_vm_memory_high_watermark 0 >/dev/null ;;
+        off) rmqctl set_vm_memory_high_watermark 0.4 >/dev/null ;;
+        *) die "usage: scripts/infra.sh rabbitmq-memory-alarm on|off" ;;
+    esac
+    echo "rabbitmq: memory alarm $1"
 }
 
 # Empty each named queue that exists and has no consumer (benchmark leftovers);
@@ -594,7 +607,7 @@ cmd_status() {
 }
 
 # Print usage.
-usage() { sed -n '2,17p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 main() {
     local cmd="${1:-}"
@@ -609,6 +622,7 @@ main() {
         rabbitmq-start-app) cmd_rabbit_start_app ;;
         redis-restart) cmd_redis_restart ;;
         rabbitmq-purge-idle) cmd_rabbit_purge_idle "$@" ;;
+        rabbitmq-memory-alarm) cmd_rabbit_memory_alarm "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

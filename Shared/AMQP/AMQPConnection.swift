@@ -4,33 +4,44 @@ import ServiceLifecycle
 import Synchronization
 import ThreadedIO
 
-/// A RabbitMQ connection over librabbitmq-c, safe to share between tasks.
+/// A RabbitMQ client over librabbitmq-c, safe to share between tasks.
 ///
-/// One dedicated thread owns the C connection and every call into the library; this type only
-/// queues commands to it and awaits their results, so no blocking call ever runs on the
-/// cooperative pool or a NIO event loop. The connection reconnects by itself with capped
-/// exponential backoff, declares its topology and restarts its consumers on every new
-/// connection, and publishes again whatever was in flight when a connection was lost.
+/// It keeps two broker connections: one publishes, the other consumes and acknowledges. Under a
+/// memory or disk alarm RabbitMQ stops reading from every connection that publishes; acks that
+/// shared it would stop too, and a service could not drain the queues whose growth raised the
+/// alarm. Each connection has a dedicated thread that owns it and every call into the library;
+/// this type only queues commands to them and awaits their results, so no blocking call ever runs
+/// on the cooperative pool or a NIO event loop. Each reconnects by itself with capped exponential
+/// backoff and declares the topology again; the consuming one restarts its consumers, the
+/// publishing one publishes again whatever was in flight when it was lost.
 ///
 /// As a `Service`, it runs until graceful shutdown, then waits (bounded) for outstanding
 /// confirms and closes. Put it before its users in a `ServiceGroup` so that it stops after them.
 public final class AMQPConnection: Service, Sendable {
     public let configuration: AMQPConfiguration
-    private let thread: HandleThread<ConnectionCommand>
-    private let status = ConnectedFlag()
+    private let publishing: HandleThread<ConnectionCommand>
+    private let consuming: HandleThread<ConnectionCommand>
+    private let publishingStatus = ConnectedFlag()
+    private let consumingStatus = ConnectedFlag()
     private let nextConsumerID = Atomic(1)
-    var mailbox: Mailbox<ConnectionCommand> { self.thread.mailbox }
+    /// Where publishes go.
+    var publishMailbox: Mailbox<ConnectionCommand> { self.publishing.mailbox }
+    /// Where consumers, and their acknowledgements, go.
+    var consumeMailbox: Mailbox<ConnectionCommand> { self.consuming.mailbox }
 
     public init(configuration: AMQPConfiguration, logger: Logger) {
         self.configuration = configuration
-        let status = self.status
-        self.thread = HandleThread(name: "amqp-\(configuration.connectionName)", shutdownCommand: { .shutdown($0) }) {
-            ConnectionDriver(configuration: configuration, mailbox: $0, status: status, logger: logger).run()
+        func thread(_ role: ConnectionDriver.Role, _ status: ConnectedFlag) -> HandleThread<ConnectionCommand> {
+            HandleThread(name: "amqp-\(role.rawValue)", shutdownCommand: { .shutdown($0) }) {
+                ConnectionDriver(role: role, configuration: configuration, mailbox: $0, status: status, logger: logger).run()
+            }
         }
+        self.publishing = thread(.publishing, self.publishingStatus)
+        self.consuming = thread(.consuming, self.consumingStatus)
     }
 
-    /// True while a broker connection is open and its topology declared.
-    public var isConnected: Bool { self.status.isConnected }
+    /// True while both broker connections are open and their topology declared.
+    public var isConnected: Bool { self.publishingStatus.isConnected && self.consumingStatus.isConnected }
 
     /// Runs until graceful shutdown (or cancellation), then closes the connection.
     public func run() async throws {
@@ -41,14 +52,23 @@ public final class AMQPConnection: Service, Sendable {
     /// Waits up to a few seconds for outstanding confirms, closes the connection and ends the
     /// owning thread. Later operations fail with ``AMQPError/Code/shutdown``.
     public func close() async {
-        await self.thread.stop()
+        async let consumingStopped: Void = self.consuming.stop()
+        await self.publishing.stop()
+        await consumingStopped
     }
 
     /// Declares exchanges, queues and bindings, now and after every reconnect. Returns once they
     /// exist on a live connection.
+    /// Both connections declare it: the consuming one whole, the publishing one without exclusive
+    /// queues, which only the connection that declared them may use.
     public func declare(_ topology: AMQPTopology) async throws {
+        try await Self.declare(topology, on: self.consumeMailbox)
+        try await Self.declare(topology.withoutExclusiveQueues, on: self.publishMailbox)
+    }
+
+    private static func declare(_ topology: AMQPTopology, on mailbox: Mailbox<ConnectionCommand>) async throws {
         let promise = Promise<Void>()
-        guard self.mailbox.send(.declare(topology, promise)) else {
+        guard mailbox.send(.declare(topology, promise)) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
         try await promise.value()
@@ -61,7 +81,7 @@ public final class AMQPConnection: Service, Sendable {
     public func publish(_ message: AMQPMessage) async throws {
         try self.checkSize(message)
         let promise = Promise<Void>()
-        guard self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
+        guard self.publishMailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
         try await promise.value()
@@ -85,7 +105,7 @@ public final class AMQPConnection: Service, Sendable {
         let commands = zip(messages, promises).map { message, promise in
             ConnectionCommand.publish(PendingPublish(message: Self.identified(message), promise: promise))
         }
-        guard self.mailbox.send(contentsOf: commands) else {
+        guard self.publishMailbox.send(contentsOf: commands) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
         return PendingConfirms(promises: promises)
@@ -97,7 +117,7 @@ public final class AMQPConnection: Service, Sendable {
     /// would refuse.
     public func send(_ message: AMQPMessage) throws {
         try self.checkSize(message)
-        self.mailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
+        self.publishMailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
     }
 
     /// Refuses a message the broker would refuse (``AMQPConfiguration/maximumMessageSize``).
@@ -123,9 +143,9 @@ public final class AMQPConnection: Service, Sendable {
     public func consume(queue: String, prefetch: UInt16 = 64, autoAck: Bool = false) -> AMQPConsumer {
         let id = self.nextConsumerID.add(1, ordering: .relaxed).oldValue
         let (stream, continuation) = AsyncStream.makeStream(of: AMQPDelivery.self)
-        let accepted = self.mailbox.send(
+        let accepted = self.consumeMailbox.send(
             .consume(ConsumerSpec(id: id, queue: queue, prefetch: prefetch, autoAck: autoAck, continuation: continuation)))
         if !accepted { continuation.finish() }
-        return AMQPConsumer(id: id, stream: stream, mailbox: self.mailbox)
+        return AMQPConsumer(id: id, stream: stream, mailbox: self.consumeMailbox)
     }
 }

@@ -61,4 +61,13 @@ public struct AMQPTopology: Sendable, Hashable {
             bindings: self.bindings + other.bindings
         )
     }
+
+    /// This topology without its exclusive queues and their bindings.
+    public var withoutExclusiveQueues: AMQPTopology {
+        let exclusive = Set(self.queues.filter(\.exclusive).map(\.name))
+        return AMQPTopology(
+            exchanges: self.exchanges,
+            queues: self.queues.filter { !$0.exclusive },
+            bindings: self.bindings.filter { !exclusive.contains($0.queue) })
+    }
 }

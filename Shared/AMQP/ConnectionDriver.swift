@@ -6,9 +6,16 @@ import ThreadedIO
 /// The librabbitmq-c connection and everything that touches it.
 ///
 /// Created on, and used only from, the connection's own thread (see ``AMQPConnection``), so it
-/// needs no locks. Channel 1 publishes in confirm mode, channel 2 declares topology, and each
-/// consumer has a channel of its own from 3 on.
+/// needs no locks. Channel 1 publishes in confirm mode (on a publishing connection), channel 2
+/// declares topology, and each consumer has a channel of its own from 3 on (on a consuming one).
 final class ConnectionDriver {
+    /// What a connection is for. RabbitMQ blocks a connection that publishes under a resource
+    /// alarm, so consumers and their acknowledgements go on a connection that never publishes.
+    enum Role: String {
+        case publishing = "publish"
+        case consuming = "consume"
+    }
+
     private static let publishChannel: amqp_channel_t = 1
     private static let adminChannel: amqp_channel_t = 2
     private static let firstConsumerChannel: amqp_channel_t = 3
@@ -18,6 +25,7 @@ final class ConnectionDriver {
     /// serviced from inside library calls).
     private static let idleWakeMilliseconds: Int32 = 250
 
+    private let role: Role
     private let configuration: AMQPConfiguration
     private let mailbox: Mailbox<ConnectionCommand>
     private let status: ConnectedFlag
@@ -44,14 +52,17 @@ final class ConnectionDriver {
     /// Reused by every publish (the library copies what it needs into its frame buffer).
     private let publishArena = CArena()
 
-    init(configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectedFlag, logger: Logger) {
+    init(
+        role: Role, configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectedFlag, logger: Logger
+    ) {
+        self.role = role
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
-        var logger = logger
-        logger[metadataKey: "amqp.connection"] = .string(configuration.connectionName)
-        self.logger = logger
         self.window = ConfirmWindow(limit: configuration.confirmWindow)
+        var logger = logger
+        logger[metadataKey: "amqp.connection"] = .string("\(configuration.connectionName)/\(role.rawValue)")
+        self.logger = logger
     }
 
     /// Connects, serves and reconnects until shutdown is asked for.
@@ -86,7 +97,7 @@ final class ConnectionDriver {
         _ = amqp_set_rpc_timeout(connection, &rpcTimeout)
 
         var properties = arena.table([
-            "connection_name": .string(self.configuration.connectionName),
+            "connection_name": .string("\(self.configuration.connectionName)/\(self.role.rawValue)"),
             // librabbitmq-c 0.11 advertises only authentication_failure_close and
             // exchange_exchange_bindings, and merges this table into its own defaults (nested
             // tables too, amqp_merge_capabilities). Without consumer_cancel_notify the broker
@@ -101,9 +112,11 @@ final class ConnectionDriver {
                 arena.cString(self.configuration.password)),
             "login")
 
-        try self.openChannel(Self.publishChannel)
-        amqp_confirm_select(connection, Self.publishChannel)
-        try self.checkRPC("confirm.select")
+        if self.role == .publishing {
+            try self.openChannel(Self.publishChannel)
+            amqp_confirm_select(connection, Self.publishChannel)
+            try self.checkRPC("confirm.select")
+        }
         try self.openChannel(Self.adminChannel)
         try self.declareNow(self.topology)
 
@@ -209,6 +222,7 @@ final class ConnectionDriver {
             self.carriedOver = []
             for (index, command) in commands.enumerated() {
                 if case .publish(let pending) = command {
+                    assert(self.role == .publishing, "a publish reached the consuming connection")
                     publishes.append(pending)
                     continue
                 }

@@ -213,7 +213,7 @@ public final class RPCClient: Service, Sendable {
         // up: run later, it could do what the caller was told failed (a refresh token rotated
         // twice reads as reuse and ends the session).
         let pending = PendingPublish(message: message, promise: call.confirm, deadline: call.deadline)
-        guard self.connection.mailbox.send(.publish(pending)) else {
+        guard self.connection.publishMailbox.send(.publish(pending)) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
         }
         try await call.confirm.value()

@@ -15,7 +15,7 @@ struct AMQPDeadlineTests {
             let fresh = Promise<Void>()
             let now = ContinuousClock.now
             #expect(
-                connection.mailbox.send(contentsOf: [
+                connection.publishMailbox.send(contentsOf: [
                     .publish(
                         PendingPublish(
                             message: AMQPMessage(exchange: exchange, routingKey: queue, body: Data("stale".utf8)), promise: stale,

@@ -18,7 +18,7 @@ struct AMQPDrainedCommandsTests {
             let conflicting = AMQPTopology(queues: [.init(queue, arguments: ["x-message-ttl": 5])])
             let message = AMQPMessage(exchange: exchange, routingKey: queue, body: Data("behind".utf8))
             #expect(
-                connection.mailbox.send(contentsOf: [
+                connection.publishMailbox.send(contentsOf: [
                     .declare(conflicting, refused), .publish(PendingPublish(message: message, promise: confirmed)),
                 ]))
             await #expect(throws: AMQPError.self) { try await refused.value() }
