@@ -6,8 +6,8 @@ import ServiceLifecycle
 
 /// Keeps the ``UserDirectory`` read model from auth's `auth.user_created.v1` and
 /// `auth.user_updated.v1` events. Applying an event is an idempotent upsert ordered by the
-/// event's time, so redeliveries and reordering are harmless; an undecodable event is
-/// dead-lettered with a log line.
+/// event's time, so redeliveries and reordering are harmless; an undecodable event is parked in
+/// ``UserEvents/poisonQueue``, as it came, with a log line.
 struct UserEventsConsumer: Service {
     static let queue = UserEvents.queue
 
@@ -16,9 +16,11 @@ struct UserEventsConsumer: Service {
     let prefetch: UInt16
     let logger: Logger
 
-    /// The queue's declaration: ``UserEvents/sharedQueue``, which auth declares too.
+    /// The queue's declaration (``UserEvents/sharedQueue``, which auth declares too) and the
+    /// queue for events that cannot be read.
     static func topology(queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
-        AMQPTopology(declaring: UserEvents.sharedQueue, queueArguments: queueArguments)
+        AMQPTopology(declaring: UserEvents.sharedQueue, queueArguments: queueArguments).merged(
+            with: AMQPTopology(queues: [.init(UserEvents.poisonQueue, arguments: queueArguments)]))
     }
 
     func run() async throws {
@@ -26,9 +28,7 @@ struct UserEventsConsumer: Service {
         await withGracefulShutdownHandler {
             for await delivery in consumer {
                 guard let event = try? MessengerJSON.decode(Envelope<UserEnvelope>.self, from: delivery.body) else {
-                    self.logger.error(
-                        "undecodable user event rejected", metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
-                    delivery.reject(requeue: false)
+                    await self.park(delivery)
                     continue
                 }
                 do {
@@ -42,6 +42,27 @@ struct UserEventsConsumer: Service {
             }
         } onGracefulShutdown: {
             consumer.cancel()
+        }
+    }
+
+    /// Moves an event that cannot be read to ``UserEvents/poisonQueue``: acknowledged once the
+    /// broker confirmed the copy, so it is never lost, and given back to the queue if that fails.
+    private func park(_ delivery: AMQPDelivery) async {
+        let messageID = delivery.properties.messageID ?? "-"
+        do {
+            try await self.amqp.publish(
+                AMQPMessage(
+                    exchange: "", routingKey: UserEvents.poisonQueue, body: delivery.body, properties: delivery.properties,
+                    mandatory: true))
+            delivery.ack()
+            self.logger.error(
+                "undecodable user event parked", metadata: ["message_id": "\(messageID)", "queue": "\(UserEvents.poisonQueue)"])
+        } catch {
+            self.logger.warning(
+                "parking an undecodable user event failed; redelivering",
+                metadata: ["message_id": "\(messageID)", "error": "\(error)"])
+            delivery.nack(requeue: true)
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 }

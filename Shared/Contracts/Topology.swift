@@ -88,6 +88,10 @@ public enum DeliveryEvents {
 /// Messaging's read model of users: auth's `auth.user_created.v1` and `auth.user_updated.v1`.
 public enum UserEvents {
     public static let queue = "messaging.users"
+    /// Where messaging parks the events it cannot read. ``queue`` has no dead-letter exchange (its
+    /// arguments are fixed on running brokers), so the consumer publishes them here itself, and
+    /// acknowledges them once the broker has confirmed them.
+    public static let poisonQueue = "messaging.users.dead"
     /// Consumed by messaging, declared by auth (its outbox relay publishes the events) too.
     public static let sharedQueue = SharedQueue(
         name: Self.queue, producers: [.auth], exchange: ExchangeName.events, exchangeKind: .topic,

@@ -69,6 +69,7 @@ DELIVERY_ADMIN_PORT = os.environ.get("DELIVERY_ADMIN_PORT", "9104")
 DELIVERY_READY_URL = f"http://127.0.0.1:{DELIVERY_ADMIN_PORT}/readyz"
 GATEWAY_READY_URL = f"{GATEWAY_URL}/readyz"
 POISON_QUEUE = "delivery.events.dead"
+USER_EVENTS_POISON_QUEUE = "messaging.users.dead"
 
 # The default retry delays of the delivery service (DELIVERY_RETRY_DELAYS_MS=2000,10000,...),
 # which the test environment keeps.
@@ -944,6 +945,32 @@ def test_poison_domain_events_are_dead_lettered_and_later_events_still_flow(acco
     kept = in_order(b.durable(), start=1, what="bob")
     assert [ev.message_id for ev in kept if ev.name == "message_created"] == [before["id"], after["id"]]
     assert got.seq == 3, f"a poison message took a seq: the message after it has seq {got.seq}"
+
+
+def test_undecodable_user_events_are_parked_and_later_user_events_still_apply(account):
+    """`messaging.users` has no dead-letter exchange (its arguments are fixed on running
+    brokers): messaging publishes what it cannot read to `messaging.users.dead` itself, and
+    acknowledges it only once that copy is confirmed."""
+    marker = uuid.uuid4().hex
+    poisons = {
+        f"e2e-user-poison-{marker}-text": b"not json " + marker.encode(),
+        f"e2e-user-poison-{marker}-shape": json.dumps({"type": "auth.user_created.v1", "data": {"hello": marker}}).encode(),
+    }
+    for message_id, body in poisons.items():
+        publish_raw("auth.user_created.v1", body, message_id)
+
+    # A user registered after the poison reaches messaging's directory all the same.
+    later = account()
+    deadline = time.monotonic() + 20
+    while psql(f"SELECT count(*) FROM messaging.users WHERE id = '{later.id}'") != "1":
+        assert time.monotonic() < deadline, "a user event behind the poison never reached messaging"
+        time.sleep(0.2)
+
+    parked = take_dead_letters(USER_EVENTS_POISON_QUEUE, set(poisons), timeout=20)
+    assert set(parked) == set(poisons), f"not parked in {USER_EVENTS_POISON_QUEUE}: {sorted(set(poisons) - set(parked))}"
+    for message_id, (properties, body) in parked.items():
+        assert body == poisons[message_id], f"{message_id} changed on its way: {body[:200]!r}"
+        assert properties.delivery_mode == 2, f"{message_id} was parked as a transient message"
 
 
 # ================================================================================================
