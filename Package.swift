@@ -338,6 +338,7 @@ let package = Package(
                 "CRabbitMQ", "MessengerServiceKit", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             path: "Tests/IntegrationTests"
         ),

@@ -33,7 +33,7 @@ struct DomainEventConsumer: Service {
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeliveryTopology.events, prefetch: self.prefetch)
         let (pushed, pushedContinuation) = AsyncStream.makeStream(of: PushedBatch.self)
-        await withGracefulShutdownHandler {
+        try await consumer.runUntilShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     for await batch in pushed { await self.handOn(batch) }
@@ -43,8 +43,6 @@ struct DomainEventConsumer: Service {
                 }
                 pushedContinuation.finish()
             }
-        } onGracefulShutdown: {
-            consumer.cancel()
         }
     }
 
@@ -125,12 +123,10 @@ struct RetryConsumer: Service {
 
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeliveryTopology.due, prefetch: 32)
-        await withGracefulShutdownHandler {
+        try await consumer.runUntilShutdown {
             for await delivery in consumer {
                 await self.check(delivery)
             }
-        } onGracefulShutdown: {
-            consumer.cancel()
         }
     }
 

@@ -25,7 +25,7 @@ struct UserEventsConsumer: Service {
 
     func run() async throws {
         let consumer = self.amqp.consume(queue: Self.queue, prefetch: self.prefetch)
-        await withGracefulShutdownHandler {
+        try await consumer.runUntilShutdown {
             for await delivery in consumer {
                 guard let event = try? MessengerJSON.decode(Envelope<UserEnvelope>.self, from: delivery.body) else {
                     await self.park(delivery)
@@ -40,8 +40,6 @@ struct UserEventsConsumer: Service {
                     try? await Task.sleep(for: .seconds(1))
                 }
             }
-        } onGracefulShutdown: {
-            consumer.cancel()
         }
     }
 

@@ -66,7 +66,7 @@ struct KeyChangeListener: Service {
                 queues: [.init(queue, durable: false, exclusive: true, autoDelete: true)],
                 bindings: [.init(queue: queue, exchange: ExchangeName.events, routingKey: AuthMessage.keysChanged.rawValue)]))
         let consumer = self.amqp.consume(queue: queue, prefetch: 4)
-        await withGracefulShutdownHandler {
+        try await consumer.runUntilShutdown {
             for await delivery in consumer {
                 do {
                     let envelope = try MessengerJSON.decode(Envelope<JSONWebKeySet>.self, from: delivery.body)
@@ -77,8 +77,6 @@ struct KeyChangeListener: Service {
                 }
                 delivery.ack()
             }
-        } onGracefulShutdown: {
-            consumer.cancel()
         }
     }
 }

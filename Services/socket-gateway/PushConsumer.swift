@@ -23,7 +23,7 @@ struct PushConsumer: Service {
 
     func run() async throws {
         let consumer = self.amqp.consume(queue: GatewayPushes.queue, prefetch: self.prefetch)
-        await withGracefulShutdownHandler {
+        try await consumer.runUntilShutdown {
             for await delivery in consumer {
                 let messageID = delivery.properties.messageID ?? "-"
                 if delivery.properties.type == GatewayPushes.batchType {
@@ -44,8 +44,6 @@ struct PushConsumer: Service {
                 }
                 delivery.ack()
             }
-        } onGracefulShutdown: {
-            consumer.cancel()
         }
     }
 

@@ -146,6 +146,6 @@ public final class AMQPConnection: Service, Sendable {
         let accepted = self.consumeMailbox.send(
             .consume(ConsumerSpec(id: id, queue: queue, prefetch: prefetch, autoAck: autoAck, continuation: continuation)))
         if !accepted { continuation.finish() }
-        return AMQPConsumer(id: id, stream: stream, mailbox: self.consumeMailbox)
+        return AMQPConsumer(id: id, queue: queue, stream: stream, mailbox: self.consumeMailbox)
     }
 }

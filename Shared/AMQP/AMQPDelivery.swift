@@ -64,6 +64,8 @@ final class SettlementHandle: Sendable {
 public struct AMQPConsumer: AsyncSequence, Sendable {
     public typealias Element = AMQPDelivery
     let id: Int
+    /// The queue consumed.
+    public let queue: String
     let stream: AsyncStream<AMQPDelivery>
     let mailbox: Mailbox<ConnectionCommand>
 

@@ -69,7 +69,17 @@ public final class RPCClient: Service, Sendable {
         let sweep = MultiThreadedEventLoopGroup.singleton.any().scheduleRepeatedTask(
             initialDelay: Self.deadlineTick, delay: Self.deadlineTick
         ) { _ in self.failOverdueCalls() }
-        await withGracefulShutdownHandler {
+        defer {
+            sweep.cancel()
+            // No reply can come now: the calls still waiting fail, and later ones time out on their own.
+            self.stopped.store(true, ordering: .relaxed)
+            let waiting = self.pending.withLock { pending in
+                defer { pending.removeAll() }
+                return pending.values
+            }
+            for call in waiting { call.fail(ServiceError.unavailable("the RPC client has stopped")) }
+        }
+        try await consumer.runUntilShutdown {
             for await delivery in consumer {
                 if delivery.properties.type == MessageBatch.replyType {
                     do {
@@ -83,17 +93,7 @@ public final class RPCClient: Service, Sendable {
                     self.deliverReply(delivery.body, correlationID: delivery.properties.correlationID)
                 }
             }
-        } onGracefulShutdown: {
-            consumer.cancel()
         }
-        sweep.cancel()
-        // No reply can come now: the calls still waiting fail, and later ones time out on their own.
-        self.stopped.store(true, ordering: .relaxed)
-        let waiting = self.pending.withLock { pending in
-            defer { pending.removeAll() }
-            return pending.values
-        }
-        for call in waiting { call.fail(ServiceError.unavailable("the RPC client has stopped")) }
     }
 
     private func deliverReply(_ body: Data, correlationID: String?) {

@@ -110,19 +110,12 @@ public struct RPCServer: Service {
 
     public func run() async throws {
         let consumer = self.connection.consume(queue: self.service.rpcQueue, prefetch: self.prefetch)
-        let stopping = Atomic(false)
-        await withGracefulShutdownHandler {
+        try await consumer.runUntilShutdown {
             await withDiscardingTaskGroup { group in
                 for await delivery in consumer {
                     group.addTask { await self.serve(delivery) }
                 }
             }
-        } onGracefulShutdown: {
-            stopping.store(true, ordering: .relaxed)
-            consumer.cancel()
-        }
-        if !stopping.load(ordering: .relaxed) {
-            throw AMQPError(.protocolError, "the \(self.service.rpcQueue) consumer ended unexpectedly")
         }
     }
 
