@@ -43,14 +43,14 @@ public final class AMQPConnection: Service, Sendable {
     /// True while both broker connections are open and their topology declared.
     public var isConnected: Bool { self.publishingStatus.isConnected && self.consumingStatus.isConnected }
 
-    /// Runs until graceful shutdown (or cancellation), then closes the connection.
+    /// Runs until graceful shutdown (or cancellation), then closes both connections.
     public func run() async throws {
         try? await gracefulShutdown()
         await self.close()
     }
 
-    /// Waits up to a few seconds for outstanding confirms, closes the connection and ends the
-    /// owning thread. Later operations fail with ``AMQPError/Code/shutdown``.
+    /// Waits up to a few seconds for outstanding confirms, closes both connections and ends
+    /// their threads. Later operations fail with ``AMQPError/Code/shutdown``.
     public func close() async {
         async let consumingStopped: Void = self.consuming.stop()
         await self.publishing.stop()
@@ -58,9 +58,8 @@ public final class AMQPConnection: Service, Sendable {
     }
 
     /// Declares exchanges, queues and bindings, now and after every reconnect. Returns once they
-    /// exist on a live connection.
-    /// Both connections declare it: the consuming one whole, the publishing one without exclusive
-    /// queues, which only the connection that declared them may use.
+    /// exist on live connections: the consuming one declares the whole topology, the publishing
+    /// one all but its exclusive queues, which only the connection that declared them may use.
     public func declare(_ topology: AMQPTopology) async throws {
         try await Self.declare(topology, on: self.consumeMailbox)
         try await Self.declare(topology.withoutExclusiveQueues, on: self.publishMailbox)
