@@ -36,8 +36,7 @@ struct UserEventsConsumer: Service {
                     delivery.ack()
                 } catch {
                     self.logger.warning("storing a user failed; redelivering", metadata: ["error": "\(error)"])
-                    delivery.nack(requeue: true)
-                    try? await Task.sleep(for: .seconds(1))
+                    await Self.giveBack(delivery)
                 }
             }
         }
@@ -45,12 +44,17 @@ struct UserEventsConsumer: Service {
 
     /// Moves an event that cannot be read to ``UserEvents/poisonQueue``: acknowledged once the
     /// broker confirmed the copy, so it is never lost, and given back to the queue if that fails.
+    /// The copy keeps the event's body and properties, but is persistent and never expires
+    /// whatever the event said: it waits for an operator.
     private func park(_ delivery: AMQPDelivery) async {
         let messageID = delivery.properties.messageID ?? "-"
+        var properties = delivery.properties
+        properties.persistent = true
+        properties.expiration = nil
         do {
             try await self.amqp.publish(
                 AMQPMessage(
-                    exchange: "", routingKey: UserEvents.poisonQueue, body: delivery.body, properties: delivery.properties,
+                    exchange: "", routingKey: UserEvents.poisonQueue, body: delivery.body, properties: properties,
                     mandatory: true))
             delivery.ack()
             self.logger.error(
@@ -59,8 +63,14 @@ struct UserEventsConsumer: Service {
             self.logger.warning(
                 "parking an undecodable user event failed; redelivering",
                 metadata: ["message_id": "\(messageID)", "error": "\(error)"])
-            delivery.nack(requeue: true)
-            try? await Task.sleep(for: .seconds(1))
+            await Self.giveBack(delivery)
         }
+    }
+
+    /// Returns `delivery` to the queue after a failure that may pass (PostgreSQL or the broker
+    /// away), and waits a second so that it is not tried again at once.
+    private static func giveBack(_ delivery: AMQPDelivery) async {
+        delivery.nack(requeue: true)
+        try? await Task.sleep(for: .seconds(1))
     }
 }

@@ -26,6 +26,8 @@ final class ConnectionDriver {
     private static let idleWakeMilliseconds: Int32 = 250
 
     private let role: Role
+    /// The name the broker shows: the configured one and the role (`messaging-1a2b/publish`).
+    private let name: String
     private let configuration: AMQPConfiguration
     private let mailbox: Mailbox<ConnectionCommand>
     private let status: ConnectedFlag
@@ -56,12 +58,13 @@ final class ConnectionDriver {
         role: Role, configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectedFlag, logger: Logger
     ) {
         self.role = role
+        self.name = "\(configuration.connectionName)/\(role.rawValue)"
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
         self.window = ConfirmWindow(limit: configuration.confirmWindow)
         var logger = logger
-        logger[metadataKey: "amqp.connection"] = .string("\(configuration.connectionName)/\(role.rawValue)")
+        logger[metadataKey: "amqp.connection"] = .string(self.name)
         self.logger = logger
     }
 
@@ -97,7 +100,7 @@ final class ConnectionDriver {
         _ = amqp_set_rpc_timeout(connection, &rpcTimeout)
 
         var properties = arena.table([
-            "connection_name": .string("\(self.configuration.connectionName)/\(self.role.rawValue)"),
+            "connection_name": .string(self.name),
             // librabbitmq-c 0.11 advertises only authentication_failure_close and
             // exchange_exchange_bindings, and merges this table into its own defaults (nested
             // tables too, amqp_merge_capabilities). Without consumer_cancel_notify the broker
