@@ -34,6 +34,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await authenticator.get().searchUsers(request, actor: context.actorID)
     }
     backend.router.on(AuthMessage.jwks, EmptyPayload.self) { _, _ in try authenticator.get().keySet }
+    backend.router.on(AuthMessage.revokedSessions, EmptyPayload.self) { _, _ in
+        try await authenticator.get().revokedSessions()
+    }
     backend.router.on(AuthMessage.usersByID, UsersByIDRequest.self) { request, _ in
         try await authenticator.get().users(request)
     }
@@ -47,10 +50,13 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
             let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
             let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
+            let revocations = SessionRevocations(accessTokenLifetime: settings.accessTokenLifetime, logger: logger)
             authenticator.set(
                 Authenticator(
-                    users: PostgresUserRepository(client: database, outbox: outbox, logger: logger),
-                    refreshTokens: RefreshTokenStore(client: database, lifetime: settings.refreshTokenLifetime, logger: logger),
+                    users: PostgresUserRepository(client: database, outbox: outbox, revocations: revocations, logger: logger),
+                    refreshTokens: RefreshTokenStore(
+                        client: database, lifetime: settings.refreshTokenLifetime, revocations: revocations, outbox: outbox,
+                        logger: logger),
                     throttle: LoginThrottle(client: database, limits: settings.throttle, logger: logger),
                     hasher: try await PasswordHasher(cost: settings.bcryptCost),
                     signer: await AccessTokenSigner(

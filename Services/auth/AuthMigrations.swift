@@ -5,6 +5,7 @@ import MessengerServiceKit
 enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
+        revokedSessions,
     ]
 
     static let users = Migration(
@@ -57,6 +58,21 @@ enum AuthMigrations {
                 window_started_at timestamptz NOT NULL
             )
             """
+        ])
+
+    /// The login sessions whose access tokens are revoked, until the last of them expires
+    /// (``SessionRevocations``).
+    static let revokedSessions = Migration(
+        version: 8, name: "revoked_sessions",
+        statements: [
+            """
+            CREATE TABLE revoked_sessions (
+                family_id uuid PRIMARY KEY,
+                user_id uuid NOT NULL,
+                until timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX revoked_sessions_until ON revoked_sessions (until)",
         ])
 
     /// The generated signing key when none is configured (one row; replicas share it).

@@ -35,22 +35,27 @@ struct Authenticator: Sendable {
         let user = Validation.canBeLogin(login) ? try await self.users.find(login: login) : nil
         let matches = try await self.hasher.verify(request.password, against: user?.passwordHash)
         guard matches, let user,
-            let refreshToken = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
+            let session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         else { throw ServiceError.unauthorized("invalid login or password") }
         try await self.throttle.recordSuccess(login: login, address: request.clientAddress)
-        return try await self.tokenPair(for: user, refreshToken: refreshToken)
+        return try await self.tokenPair(for: user, refreshToken: session.token, session: session.family)
     }
 
     func refresh(_ request: RefreshTokenRequest) async throws -> TokenPair {
         switch try await self.refreshTokens.rotate(request.refreshToken) {
-        case .rotated(let userID, let newToken):
+        case .rotated(let userID, let newToken, let family):
             guard let user = try await self.users.find(id: userID) else {
                 throw ServiceError.unauthorized("invalid refresh token")
             }
-            return try await self.tokenPair(for: user, refreshToken: newToken)
+            return try await self.tokenPair(for: user, refreshToken: newToken, session: family)
         case .reused, .invalid:
             throw ServiceError.unauthorized("invalid refresh token")
         }
+    }
+
+    /// The sessions revoked whose access tokens may still be unexpired (gateways ask at start).
+    func revokedSessions() async throws -> RevokedSessionList {
+        try await self.refreshTokens.revocations.recent(client: self.refreshTokens.client)
     }
 
     func logout(_ request: RefreshTokenRequest) async throws -> EmptyPayload {
@@ -80,7 +85,9 @@ struct Authenticator: Sendable {
             }
             try await self.throttle.recordSuccess(login: caller.username, address: nil)
             let hash = try await self.hasher.hash(password)
-            guard let record = try await self.users.updatePassword(id: caller.id, passwordHash: hash, displayName: displayName)
+            guard
+                let record = try await self.users.updatePassword(
+                    id: caller.id, passwordHash: hash, displayName: displayName, sparing: request.callerSession?.uuid)
             else {
                 throw ServiceError.unauthorized()
             }
@@ -115,9 +122,12 @@ struct Authenticator: Sendable {
         return user
     }
 
-    private func tokenPair(for user: UserRecord, refreshToken: String) async throws -> TokenPair {
+    /// The access token names the login session (`sid`), by which a logout, a reuse of its
+    /// refresh token or a password change revokes it.
+    private func tokenPair(for user: UserRecord, refreshToken: String, session: UUID) async throws -> TokenPair {
         TokenPair(
-            accessToken: try await self.signer.sign(userID: user.id), refreshToken: refreshToken, expiresIn: self.expiresIn,
+            accessToken: try await self.signer.sign(userID: user.id, session: session), refreshToken: refreshToken,
+            expiresIn: self.expiresIn,
             user: user.resource(includingEmail: true))
     }
 }

@@ -2,18 +2,22 @@ import Crypto
 import Foundation
 import Logging
 import MessengerContracts
+import MessengerServiceKit
 import PostgresNIO
 
 /// Rotating refresh tokens with reuse detection, stored only as SHA-256 hashes.
 struct RefreshTokenStore: Sendable {
     let client: PostgresClient
     let lifetime: Duration
+    let revocations: SessionRevocations
+    /// Woken after a revocation commits, for a prompt announcement.
+    let outbox: OutboxSignal
     let logger: Logger
 
     /// What presenting a refresh token led to.
     enum Rotation: Sendable {
-        /// Spent; a new token in the same family was issued for `userID`.
-        case rotated(userID: UUID, newToken: String)
+        /// Spent; a new token in the same family (login session) was issued for `userID`.
+        case rotated(userID: UUID, newToken: String, family: UUID)
         /// Already spent: the whole family is now revoked.
         case reused
         /// Unknown, expired or revoked.
@@ -32,18 +36,24 @@ struct RefreshTokenStore: Sendable {
         Data(SHA256.hash(data: Data(token.utf8)))
     }
 
+    /// A login session: a refresh token family and its first token.
+    struct NewSession: Sendable {
+        var token: String
+        var family: UUID
+    }
+
     /// Starts a new family for `userID` (at login) and returns its first token; nil when the
     /// user's password hash is no longer `passwordHash`, the one the login was checked against.
     ///
     /// The user's row is locked first, as a password change's `UPDATE` does: a login checked
     /// against the old password just before a change gets no family after it (which the change's
     /// revocation would not have seen), and one that issues first has its family revoked by it.
-    func issue(userID: UUID, whilePasswordHashIs passwordHash: String) async throws -> String? {
+    func issue(userID: UUID, whilePasswordHashIs passwordHash: String) async throws -> NewSession? {
         let (token, hash) = Self.makeToken()
         let expiresAt = Date().addingTimeInterval(Double(self.lifetime.components.seconds))
         let id = UUID.v7()
         let logger = self.logger
-        return try await self.client.withTransaction(logger: logger) { connection -> String? in
+        return try await self.client.withTransaction(logger: logger) { connection -> NewSession? in
             let rows = try await connection.query(
                 "SELECT id FROM users WHERE id = \(userID) AND password_hash = \(passwordHash) FOR NO KEY UPDATE",
                 logger: logger)
@@ -55,7 +65,7 @@ struct RefreshTokenStore: Sendable {
                 INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
                 VALUES (\(id), \(id), \(userID), \(hash), \(expiresAt))
                 """, logger: logger)
-            return token
+            return NewSession(token: token, family: id)
         }
     }
 
@@ -70,8 +80,9 @@ struct RefreshTokenStore: Sendable {
     func rotate(_ token: String) async throws -> Rotation {
         let hash = Self.hash(token)
         let lifetime = self.lifetime
+        let revocations = self.revocations
         let logger = self.logger
-        return try await self.client.withTransaction(logger: logger) { connection -> Rotation in
+        let rotation = try await self.client.withTransaction(logger: logger) { connection -> Rotation in
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return .invalid }
             let rows = try await connection.query(
                 """
@@ -84,9 +95,7 @@ struct RefreshTokenStore: Sendable {
                 return .invalid
             }
             if spent {
-                try await connection.query(
-                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL",
-                    logger: logger)
+                try await revocations.revokeFamily(family, on: connection)
                 logger.warning("refresh token reused: family revoked", metadata: ["user_id": "\(userID)"])
                 return .reused
             }
@@ -98,22 +107,22 @@ struct RefreshTokenStore: Sendable {
                 INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)
                 VALUES (\(UUID.v7()), \(family), \(userID), \(newHash), \(id), \(newExpiry))
                 """, logger: logger)
-            return .rotated(userID: userID, newToken: newToken)
+            return .rotated(userID: userID, newToken: newToken, family: family)
         }
+        if case .reused = rotation { self.outbox.wake() }
+        return rotation
     }
 
     /// Revokes the family `token` belongs to (logout). Unknown tokens are ignored.
     func revokeFamily(of token: String) async throws {
         let hash = Self.hash(token)
+        let revocations = self.revocations
         let logger = self.logger
         try await self.client.withTransaction(logger: logger) { connection in
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return }
-            try await connection.query(
-                """
-                UPDATE refresh_tokens SET revoked_at = now()
-                WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)) AND revoked_at IS NULL
-                """, logger: logger)
+            try await revocations.revokeFamily(ofTokenHash: hash, on: connection)
         }
+        self.outbox.wake()
     }
 
     /// Locks the row of the user the token was issued to, as an `UPDATE users` would (see

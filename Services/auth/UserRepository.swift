@@ -30,8 +30,10 @@ protocol UserRepository: Sendable {
     func find(login: String) async throws -> UserRecord?
     func find(id: UUID) async throws -> UserRecord?
     func updateDisplayName(id: UUID, displayName: String) async throws -> UserRecord?
-    /// Sets a new password hash and revokes every refresh token family of the user, atomically.
-    func updatePassword(id: UUID, passwordHash: String, displayName: String?) async throws -> UserRecord?
+    /// Sets a new password hash and revokes every refresh token of the user, atomically. Every
+    /// login session but `sparing` (the one that asks) ends at once; that one's access tokens
+    /// stay valid until they expire.
+    func updatePassword(id: UUID, passwordHash: String, displayName: String?, sparing: UUID?) async throws -> UserRecord?
     /// Users whose username or display name starts with `prefix` (case-insensitive).
     func search(prefix: String, limit: Int) async throws -> [UserRecord]
     /// Those of `ids` that exist.
@@ -43,6 +45,7 @@ protocol UserRepository: Sendable {
 struct PostgresUserRepository: UserRepository {
     let client: PostgresClient
     let outbox: OutboxSignal
+    let revocations: SessionRevocations
     let logger: Logger
 
     private static let columns = "id, username, email, display_name, password_hash, created_at"
@@ -99,8 +102,8 @@ struct PostgresUserRepository: UserRepository {
         return updated
     }
 
-    func updatePassword(id: UUID, passwordHash: String, displayName: String?) async throws -> UserRecord? {
-        try await self.client.withTransaction(logger: self.logger) { connection in
+    func updatePassword(id: UUID, passwordHash: String, displayName: String?, sparing: UUID?) async throws -> UserRecord? {
+        let updated = try await self.client.withTransaction(logger: self.logger) { connection in
             let rows = try await connection.query(
                 """
                 UPDATE users SET password_hash = \(passwordHash), display_name = coalesce(\(displayName), display_name),
@@ -109,11 +112,12 @@ struct PostgresUserRepository: UserRepository {
                 """, logger: self.logger)
             var updated: UserRecord?
             for try await row in rows.decode(Row.self) { updated = Self.record(row) }
-            try await connection.query(
-                "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(id) AND revoked_at IS NULL", logger: self.logger)
+            try await self.revocations.revokeAll(of: id, sparing: sparing, on: connection)
             if let updated, displayName != nil { try await self.announce(AuthMessage.userUpdated, updated, on: connection) }
             return updated
         }
+        self.outbox.wake()
+        return updated
     }
 
     func find(ids: [UUID]) async throws -> [UserRecord] {

@@ -5,7 +5,7 @@ import MessengerServiceKit
 import ServiceLifecycle
 import SocketIOProtocol
 
-/// Wires the gateway: broker connection and RPC client, the verification keys, Redis, the
+/// Wires the gateway: broker connection and RPC client, the access token check, Redis, the
 /// public HTTP server (REST) and the admin server.
 func buildServices(context: ServiceContext) throws -> [any Service] {
     let settings = try GatewaySettings(environment: context.environment)
@@ -22,8 +22,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let subscriber = RedisSubscriber(configuration: settings.redis, logger: logger) { payload in
         EmitterMessage.isPublished(by: instanceID, payload)
     }
-    let keys = KeySetCache(audience: settings.audience, rpc: rpc, logger: logger)
-    let socketGateway = SocketGateway(configuration: settings.engine, keys: keys, logger: logger)
+    let tokens = AccessTokenCheck(audience: settings.audience, rpc: rpc, logger: logger)
+    let socketGateway = SocketGateway(configuration: settings.engine, tokens: tokens, logger: logger)
     let streams = EventStreams(rpc: rpc, logger: logger)
     socketGateway.server.onConnect { socket, auth in
         let lastSeq = auth?["lastSeq"].flatMap { value -> Int64? in
@@ -38,17 +38,22 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     SocketCommands(rpc: rpc, fanOut: fanOut, logger: logger).register(on: socketGateway.server)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
+    let authEvents = AuthEventListener(
+        amqp: amqp, tokens: tokens, sockets: socketGateway.server, instanceID: instanceID, logger: logger)
     let pushTopology = PushConsumer.topology(queueArguments: settings.service.durableQueueArguments)
 
     let startup = ServiceStartup(
         ready: ready, logger: logger,
         readyMessage: "socket-gateway ready; listening on http://\(settings.host):\(settings.port)",
         steps: {
-            try await keys.refresh()
+            // Bound before the first fetch of the revoked sessions: none falls between the two.
+            try await amqp.declare(AuthEventListener.topology(instanceID: instanceID))
+            try await tokens.refresh()
+            try await authEvents.catchUp()
             try await amqp.declare(pushTopology)
         },
         workers: [
-            KeyChangeListener(amqp: amqp, cache: keys, instanceID: settings.service.instanceID, logger: logger),
+            authEvents,
             fanOut,
             PushConsumer(amqp: amqp, fanOut: fanOut, prefetch: settings.service.prefetch, logger: logger),
         ])
@@ -56,9 +61,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let router = Router(context: GatewayRequestContext.self)
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)
-    UserController(rpc: rpc, keys: keys, trustProxy: settings.trustProxy).addRoutes(to: router)
-    ThreadController(rpc: rpc, keys: keys).addRoutes(to: router)
-    MediaController(rpc: rpc, keys: keys, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload)
+    UserController(rpc: rpc, tokens: tokens, trustProxy: settings.trustProxy).addRoutes(to: router)
+    ThreadController(rpc: rpc, tokens: tokens).addRoutes(to: router)
+    MediaController(rpc: rpc, tokens: tokens, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload)
         .addRoutes(to: router)
     try OpenAPIController().addRoutes(to: router)
     socketGateway.addRoutes(to: router)

@@ -2,11 +2,11 @@ import Foundation
 import Hummingbird
 import MessengerTokens
 
-/// Verifies `Authorization: Bearer <access token>` locally against the cached JWKS and puts
-/// the user id in the context; anything else is 401.
+/// Verifies `Authorization: Bearer <access token>` locally (``AccessTokenCheck``: the cached
+/// JWKS and the revoked sessions) and puts the user id in the context; anything else is 401.
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
-    let keys: KeySetCache
+    let tokens: AccessTokenCheck
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response
     {
@@ -14,11 +14,12 @@ struct BearerAuthMiddleware: RouterMiddleware {
             authorization.lowercased().hasPrefix("bearer ")
         else { throw RESTError(.unauthorized("a bearer token is required")) }
         let token = String(authorization.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
-        guard let userID = await self.keys.verify(token) else {
-            throw RESTError(.unauthorized("the access token is invalid or expired"))
+        guard let verified = await self.tokens.verify(token) else {
+            throw RESTError(.unauthorized("the access token is invalid, expired or revoked"))
         }
         var context = context
-        context.userID = userID
+        context.userID = verified.userID
+        context.loginSession = verified.session
         return try await next(request, context)
     }
 }

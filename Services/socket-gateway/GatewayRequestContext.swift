@@ -9,6 +9,8 @@ struct GatewayRequestContext: RequestContext, RemoteAddressRequestContext {
     let remoteAddress: SocketAddress?
     /// Set by ``BearerAuthMiddleware`` from a verified access token; never from the request body.
     var userID: UUID?
+    /// The login session (`sid`) of that token, when it names one.
+    var loginSession: UUID?
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

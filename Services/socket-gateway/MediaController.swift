@@ -10,7 +10,7 @@ import NIOPosix
 /// from their bytes).
 struct MediaController {
     let rpc: RPCClient
-    let keys: KeySetCache
+    let tokens: AccessTokenCheck
     /// The local store's directory (`MEDIA_DIR`), shared with the media service.
     let directory: String
     let maximumUpload: Int
@@ -20,7 +20,7 @@ struct MediaController {
     static let uploadTimeout = Duration.seconds(120)
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        router.group("api").add(middleware: BearerAuthMiddleware(keys: self.keys)).post("attachments") { request, context in
+        router.group("api").add(middleware: BearerAuthMiddleware(tokens: self.tokens)).post("attachments") { request, context in
             try await self.upload(request, context)
         }
         router.get("media/:token/:name") { request, context in

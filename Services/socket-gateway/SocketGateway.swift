@@ -13,13 +13,14 @@ import SocketIOServer
 struct SocketGateway {
     let server: SocketIOServer
 
-    init(configuration: EngineConfiguration, keys: KeySetCache, logger: Logger) {
+    init(configuration: EngineConfiguration, tokens: AccessTokenCheck, logger: Logger) {
         self.server = SocketIOServer(
             configuration: configuration, logger: logger,
             authenticate: { auth, handshake in
                 let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
-                guard let token, let userID = await keys.verify(token) else { return nil }
-                return EntityID(userID).description
+                guard let token, let verified = await tokens.verify(token) else { return nil }
+                return SocketPrincipal(
+                    userID: EntityID(verified.userID).description, loginSession: verified.session?.lowercasedText)
             },
             unknownEvent: { _, _ in
                 [Self.failure(.invalidArgument("unknown event"))]

@@ -7,12 +7,12 @@ import MessengerContracts
 /// the messaging service for the verified caller. Cursors are opaque and passed through.
 struct ThreadController {
     let rpc: RPCClient
-    let keys: KeySetCache
+    let tokens: AccessTokenCheck
 
     static let defaultPageSize = 50
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        let threads = router.group("api/threads").add(middleware: BearerAuthMiddleware(keys: self.keys))
+        let threads = router.group("api/threads").add(middleware: BearerAuthMiddleware(tokens: self.tokens))
         threads.get { request, context in
             let body = ListThreadsRequest(
                 limit: try Self.limit(request), cursor: request.uri.queryParameters.get("cursor"))

@@ -7,7 +7,7 @@ import MessengerContracts
 /// service as an RPC. The caller's id comes only from the verified bearer token.
 struct UserController {
     let rpc: RPCClient
-    let keys: KeySetCache
+    let tokens: AccessTokenCheck
     /// Whether `X-Forwarded-For` names the client (behind a trusted proxy only).
     let trustProxy: Bool
 
@@ -33,7 +33,7 @@ struct UserController {
             return Response(status: .noContent)
         }
 
-        let authenticated = api.group().add(middleware: BearerAuthMiddleware(keys: self.keys))
+        let authenticated = api.group().add(middleware: BearerAuthMiddleware(tokens: self.tokens))
         authenticated.get("users/me") { request, context in
             try JSONBody.response(try await self.call(AuthMessage.me, EmptyPayload(), UserEnvelope.self, request, context))
         }
@@ -60,7 +60,7 @@ struct UserController {
         }
 
         router.get(".well-known/jwks.json") { _, _ in
-            try JSONBody.response(self.keys.verifier.keySet)
+            try JSONBody.response(self.tokens.verifier.keySet)
         }
     }
 
@@ -72,7 +72,8 @@ struct UserController {
         }
         let changes = try await JSONBody.decode(Changes.self, from: request)
         let body = UpdateUserRequest(
-            userId: id, displayName: changes.displayName, password: changes.password, currentPassword: changes.currentPassword)
+            userId: id, displayName: changes.displayName, password: changes.password, currentPassword: changes.currentPassword,
+            callerSession: context.loginSession.map(EntityID.init))
         return try JSONBody.response(try await self.call(AuthMessage.updateUser, body, UserEnvelope.self, request, context))
     }
 

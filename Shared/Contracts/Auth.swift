@@ -18,6 +18,34 @@ public enum AuthMessage {
     public static let userCreated: MessageType = "auth.user_created.v1"
     /// Event (`{user}`, no email): a user's display data changed. From auth's outbox.
     public static let userUpdated: MessageType = "auth.user_updated.v1"
+    /// Event (``RevokedSessions``): login sessions ended by a logout, a refresh token's reuse or
+    /// a password change. From auth's outbox; gateways refuse their access tokens and close
+    /// their sockets.
+    public static let sessionsRevoked: MessageType = "auth.sessions_revoked.v1"
+    /// The sessions revoked whose access tokens may still be unexpired, as a
+    /// ``RevokedSessionList``: what a gateway that starts, or missed events, needs to know.
+    public static let revokedSessions: MessageType = "auth.revoked_sessions.v1"
+}
+
+/// Login sessions (refresh token families, the `sid` of their access tokens) of one user that
+/// were revoked. No access token of them is valid after `until`, so a gateway can forget them
+/// then.
+public struct RevokedSessions: Codable, Sendable, Equatable {
+    public var userId: EntityID
+    public var sessionIds: [EntityID]
+    public var until: Date
+
+    public init(userId: EntityID, sessionIds: [EntityID], until: Date) {
+        self.userId = userId
+        self.sessionIds = sessionIds
+        self.until = until
+    }
+}
+
+/// `{items: [RevokedSessions]}`, the answer to `auth.revoked_sessions.v1`.
+public struct RevokedSessionList: Codable, Sendable {
+    public var items: [RevokedSessions]
+    public init(items: [RevokedSessions]) { self.items = items }
 }
 
 /// `auth.users_by_id.v1`: answered with a ``UserList`` (no emails) of those that exist.
@@ -100,18 +128,25 @@ public struct TokenPair: Codable, Sendable {
     }
 }
 
-/// `PATCH /api/users/:id`; `userId` comes from the path, the caller from the token.
+/// `PATCH /api/users/:id`; `userId` comes from the path, the caller and `callerSession` from
+/// the verified access token (never from the body).
 public struct UpdateUserRequest: Codable, Sendable {
     public var userId: EntityID
     public var displayName: String?
     public var password: String?
     public var currentPassword: String?
+    /// The login session (`sid`) of the access token that asks; a password change leaves that
+    /// token valid until it expires.
+    public var callerSession: EntityID?
 
-    public init(userId: EntityID, displayName: String?, password: String?, currentPassword: String?) {
+    public init(
+        userId: EntityID, displayName: String?, password: String?, currentPassword: String?, callerSession: EntityID? = nil
+    ) {
         self.userId = userId
         self.displayName = displayName
         self.password = password
         self.currentPassword = currentPassword
+        self.callerSession = callerSession
     }
 }
 

@@ -8,8 +8,8 @@ import Synchronization
 /// event router whose handlers answer through the client's ack. Namespaces other than the
 /// configured ones (`/` by default) are refused with CONNECT_ERROR.
 public final class SocketIOServer: Sendable {
-    /// The user id for a CONNECT's `auth` payload and the handshake, or nil to refuse.
-    public typealias Authenticator = @Sendable (_ auth: JSONValue?, _ handshake: EngineHandshake) async -> String?
+    /// Who a CONNECT's `auth` payload and the handshake authenticate, or nil to refuse.
+    public typealias Authenticator = @Sendable (_ auth: JSONValue?, _ handshake: EngineHandshake) async -> SocketPrincipal?
     /// Handles one event; the returned values are the ack's arguments.
     public typealias EventHandler = @Sendable (_ socket: SocketIOSocket, _ arguments: [JSONValue]) async -> [JSONValue]
     /// Runs once a socket is connected (joined its rooms), before its first event is handled.
@@ -57,6 +57,18 @@ public final class SocketIOServer: Sendable {
         for socket in self.core.rooms.sockets(in: rooms, except: except) where socket.namespace == namespace {
             await socket.session.send(messages)
         }
+    }
+}
+
+/// Who a socket authenticated as: the user, and the login session its credential belongs to
+/// (by which the server can disconnect it when that session ends).
+public struct SocketPrincipal: Sendable, Equatable {
+    public var userID: String
+    public var loginSession: String?
+
+    public init(userID: String, loginSession: String? = nil) {
+        self.userID = userID
+        self.loginSession = loginSession
     }
 }
 
@@ -119,6 +131,8 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// `pauseReadingAt` plus one read's worth (at 4,096, a burst of 10,000 tiny commands in one
     /// write was closed as a flood).
     static let maximumPendingEvents = 16_384
+    /// How long a connection whose last socket the server disconnected may stay open.
+    static let closeAfterServerDisconnect = TimeAmount.seconds(5)
 
     private typealias PendingEvent = (socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?)
 
@@ -217,17 +231,17 @@ actor SocketIOConnection: EngineSessionDelegate {
         guard self.sockets[namespace] == nil, !self.connecting.contains(namespace) else { return }
         self.connecting.insert(namespace)
         Task {
-            let userID = await self.server.authenticate(packet.data, self.handshake)
-            self.finishConnect(packet, userID: userID)
+            let principal = await self.server.authenticate(packet.data, self.handshake)
+            self.finishConnect(packet, principal: principal)
         }
     }
 
-    private func finishConnect(_ packet: SocketIOPacket, userID: String?) {
+    private func finishConnect(_ packet: SocketIOPacket, principal: SocketPrincipal?) {
         let namespace = packet.namespace
         self.connecting.remove(namespace)
         if self.connecting.isEmpty { self.connecting = [] }  // frees the set's storage
         defer { self.handleHeld() }
-        guard let userID else {
+        guard let principal else {
             self.send(
                 SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(["message": .string("unauthorized")])))
             return
@@ -235,10 +249,11 @@ actor SocketIOConnection: EngineSessionDelegate {
         guard !self.isSessionClosed else { return }
         self.connectTimeout?.cancel()
         self.connectTimeout = nil
-        let socket = SocketIOSocket(id: RandomID.make(), userID: userID, namespace: namespace, session: self.session)
+        let socket = SocketIOSocket(
+            id: RandomID.make(), principal: principal, namespace: namespace, session: self.session, connection: self)
         self.sockets[namespace] = socket
         self.hasConnected = true
-        self.server.rooms.join(socket, "user:\(userID)")
+        self.server.rooms.join(socket, "user:\(principal.userID)")
         self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
         self.server.onConnect?(socket, packet.data)
     }
@@ -295,6 +310,26 @@ actor SocketIOConnection: EngineSessionDelegate {
 
     private var isSessionClosed: Bool {
         self.session.assumeIsolated { $0.isClosed }
+    }
+
+    /// Disconnects `socket` from the server side: a DISCONNECT packet for its namespace (stock
+    /// clients do not reconnect after one), and the connection closes once it has no socket left.
+    ///
+    /// Stock clients close the connection themselves when their last namespace is disconnected;
+    /// one that does not is closed ``closeAfterServerDisconnect`` later, unless it connected a
+    /// namespace again meanwhile. Closing at once would drop the DISCONNECT on its way to a
+    /// polling client whose next GET had not arrived yet.
+    func disconnect(_ socket: SocketIOSocket) {
+        guard self.sockets[socket.namespace] === socket else { return }
+        self.send(SocketIOPacket(kind: .disconnect, namespace: socket.namespace))
+        self.leave(socket.namespace)
+        guard self.sockets.isEmpty else { return }
+        self.session.eventLoop.scheduleTask(in: Self.closeAfterServerDisconnect) { [weak self] in
+            self?.assumeIsolated { connection in
+                guard connection.sockets.isEmpty, connection.connecting.isEmpty else { return }
+                connection.closeSession(reason: "server disconnect")
+            }
+        }
     }
 
     private func leave(_ namespace: String) {

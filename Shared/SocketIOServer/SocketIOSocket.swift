@@ -7,14 +7,23 @@ public final class SocketIOSocket: Sendable {
     public let id: String
     /// Who authenticated this socket (the access token's user id).
     public let userID: String
+    /// The login session of the credential it authenticated with, if it named one.
+    public let loginSession: String?
     public let namespace: String
     let session: EngineSession
+    /// The connection that owns the socket, for a server-side disconnect.
+    private weak let connection: SocketIOConnection?
 
-    init(id: String, userID: String, namespace: String, session: EngineSession) {
+    init(
+        id: String, principal: SocketPrincipal, namespace: String, session: EngineSession,
+        connection: SocketIOConnection?
+    ) {
         self.id = id
-        self.userID = userID
+        self.userID = principal.userID
+        self.loginSession = principal.loginSession
         self.namespace = namespace
         self.session = session
+        self.connection = connection
     }
 
     /// Sends an event to this socket.
@@ -45,9 +54,11 @@ public final class SocketIOSocket: Sendable {
         return [.text(text)] + attachments.map { .binary($0) }
     }
 
-    /// Closes the underlying connection.
+    /// Disconnects the socket, as Socket.IO servers' `disconnect(true)` does: the client gets a
+    /// DISCONNECT for the namespace, the socket leaves its rooms, and the connection closes
+    /// when no other namespace of it is connected.
     public func disconnect() async {
-        await self.session.close(reason: "server disconnect")
+        await self.connection?.disconnect(self)
     }
 }
 

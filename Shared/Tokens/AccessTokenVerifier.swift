@@ -43,8 +43,8 @@ public final class AccessTokenVerifier: Sendable {
         case invalid
     }
 
-    /// The user id of a valid token.
-    public func verify(_ token: String) async throws(Rejection) -> UUID {
+    /// Who a valid token speaks for.
+    public func verify(_ token: String) async throws(Rejection) -> VerifiedAccessToken {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = Base64URL.decode(parts[0]),
             let header = try? JSONDecoder().decode(Header.self, from: headerData)
@@ -62,12 +62,32 @@ public final class AccessTokenVerifier: Sendable {
         guard claims.iss.value == self.expected.issuer, claims.aud.value.contains(self.expected.audience),
             let userID = UUID(text: claims.sub.value)
         else { throw .invalid }
-        return userID
+        // A `sid` that is present must be a session id: a token naming none cannot be revoked.
+        let session: UUID?
+        if let sid = claims.sid {
+            guard let id = UUID(text: sid) else { throw .invalid }
+            session = id
+        } else {
+            session = nil
+        }
+        return VerifiedAccessToken(userID: userID, session: session)
     }
 
     private struct Header: Decodable {
         var alg: String
         var kid: String?
+    }
+}
+
+/// What a valid access token says: the user, and the login session it was issued in.
+public struct VerifiedAccessToken: Sendable, Equatable {
+    public var userID: UUID
+    /// The refresh token family (`sid`); nil for a token signed without one.
+    public var session: UUID?
+
+    public init(userID: UUID, session: UUID?) {
+        self.userID = userID
+        self.session = session
     }
 }
 

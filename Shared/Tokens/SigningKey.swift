@@ -59,10 +59,11 @@ public struct AccessTokenSigner: Sendable {
         await self.keys.add(eddsa: EdDSA.PrivateKey(backing: key.privateKey), kid: JWKIdentifier(string: key.kid))
     }
 
-    /// A signed access token for `userID`.
-    public func sign(userID: UUID, at date: Date = Date()) async throws -> String {
+    /// A signed access token for `userID` in the login session `session` (its refresh token
+    /// family).
+    public func sign(userID: UUID, session: UUID?, at date: Date = Date()) async throws -> String {
         let claims = AccessClaims(
-            userID: userID, issuedAt: date, lifetime: self.lifetime, issuer: self.audience.issuer,
+            userID: userID, session: session, issuedAt: date, lifetime: self.lifetime, issuer: self.audience.issuer,
             audience: self.audience.audience)
         return try await self.keys.sign(claims, kid: JWKIdentifier(string: self.key.kid))
     }

@@ -19,17 +19,20 @@ struct AccessTokenTests {
         await AccessTokenSigner(key: self.key, audience: audience ?? self.audience, lifetime: lifetime)
     }
 
-    @Test("a token signed with the current key verifies to its user")
+    @Test("a token signed with the current key verifies to its user and its login session")
     func validToken() async throws {
         let user = UUID()
-        let token = try await self.signer().sign(userID: user)
-        #expect(try await self.verifier().verify(token) == user)
+        let session = UUID()
+        let token = try await self.signer().sign(userID: user, session: session)
+        #expect(try await self.verifier().verify(token) == VerifiedAccessToken(userID: user, session: session))
+        let sessionless = try await self.signer().sign(userID: user, session: nil)
+        #expect(try await self.verifier().verify(sessionless) == VerifiedAccessToken(userID: user, session: nil))
     }
 
     @Test("alg none, HS256 with the public key, and unknown kids are refused before any key is used")
     func algorithmAttacks() async throws {
         let verifier = try await self.verifier()
-        let token = try await self.signer().sign(userID: UUID())
+        let token = try await self.signer().sign(userID: UUID(), session: UUID())
         let payload = token.split(separator: ".")[1]
         let none = Base64URL.encode(Data(#"{"alg":"none","typ":"JWT","kid":"\#(self.key.kid)"}"#.utf8)) + ".\(payload)."
         await #expect(throws: AccessTokenVerifier.Rejection.algorithm) { try await verifier.verify(none) }
@@ -42,14 +45,14 @@ struct AccessTokenTests {
 
         let other = SigningKey(Curve25519.Signing.PrivateKey())
         let foreign = try await AccessTokenSigner(key: other, audience: self.audience, lifetime: .seconds(900)).sign(
-            userID: UUID())
+            userID: UUID(), session: UUID())
         await #expect(throws: AccessTokenVerifier.Rejection.unknownKey(other.kid)) { try await verifier.verify(foreign) }
     }
 
     @Test("a tampered payload, a wrong audience or issuer, an expired token and garbage are refused")
     func invalidTokens() async throws {
         let verifier = try await self.verifier()
-        let token = try await self.signer().sign(userID: UUID())
+        let token = try await self.signer().sign(userID: UUID(), session: UUID())
         let parts = token.split(separator: ".").map(String.init)
         var claims = try #require(JSONSerialization.jsonObject(with: Base64URL.decode(parts[1])!) as? [String: Any])
         claims["sub"] = UUID().uuidString.lowercased()
@@ -57,13 +60,14 @@ struct AccessTokenTests {
         await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(tampered) }
 
         let wrongAudience = try await self.signer(audience: TokenAudience(issuer: "messenger-auth", audience: "elsewhere"))
-            .sign(userID: UUID())
+            .sign(userID: UUID(), session: UUID())
         await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(wrongAudience) }
         let wrongIssuer = try await self.signer(audience: TokenAudience(issuer: "someone", audience: "messenger"))
-            .sign(userID: UUID())
+            .sign(userID: UUID(), session: UUID())
         await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(wrongIssuer) }
 
-        let expired = try await self.signer(lifetime: .seconds(60)).sign(userID: UUID(), at: Date().addingTimeInterval(-120))
+        let expired = try await self.signer(lifetime: .seconds(60)).sign(
+            userID: UUID(), session: UUID(), at: Date().addingTimeInterval(-120))
         await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(expired) }
 
         for garbage in ["", "abc", "a.b.c", "a.b", String(repeating: "x", count: 5000)] {

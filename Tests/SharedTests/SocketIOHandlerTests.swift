@@ -24,10 +24,10 @@ struct SocketIOHandlerTests {
             $0 = HandlerBox { _ in depths.withLock { $0.append(Thread.callStackSymbols.count) } }
         }
         let socket = SocketIOSocket(
-            id: "s", userID: "u", namespace: "/",
+            id: "s", principal: SocketPrincipal(userID: "u"), namespace: "/",
             session: EngineSession(
                 id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
-                logger: Logger(label: "test")))
+                logger: Logger(label: "test")), connection: nil)
         for _ in 0..<1_000 {
             core.onConnect?(socket, nil)
             core.onDisconnect?(socket)

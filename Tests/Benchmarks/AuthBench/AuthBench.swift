@@ -21,7 +21,8 @@ struct AuthBench {
         let audience = TokenAudience()
         let verifier = AccessTokenVerifier(expected: audience)
         try await verifier.update(JSONWebKeySet(keys: [key.publicJWK]))
-        let token = try await AccessTokenSigner(key: key, audience: audience, lifetime: .seconds(900)).sign(userID: UUID())
+        let token = try await AccessTokenSigner(key: key, audience: audience, lifetime: .seconds(900)).sign(
+            userID: UUID(), session: UUID())
         let verifications = 20_000
         let verifyStart = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in

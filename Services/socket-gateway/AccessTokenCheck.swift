@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerTokens
+import Synchronization
+
+/// Checks access tokens as auth would, with no call per request: against auth's public keys and
+/// the login sessions it revoked.
+///
+/// The keys are fetched over RPC at start, replaced when auth announces new ones
+/// (`auth.keys_changed.v1`), and fetched again (at most every few seconds) when a token names a
+/// key id that is not known. The revoked sessions come from `auth.sessions_revoked.v1` and from
+/// `auth.revoked_sessions.v1` at start and every minute (``AuthEventListener``).
+final class AccessTokenCheck: Sendable {
+    let verifier: AccessTokenVerifier
+    let revoked = RevokedSessionSet()
+    private let rpc: RPCClient
+    private let logger: Logger
+    private let lastRefresh = Mutex<ContinuousClock.Instant?>(nil)
+    private static let refreshInterval: Duration = .seconds(5)
+
+    init(audience: TokenAudience, rpc: RPCClient, logger: Logger) {
+        self.verifier = AccessTokenVerifier(expected: audience)
+        self.rpc = rpc
+        self.logger = logger
+    }
+
+    /// Fetches the key set from auth.
+    func refresh() async throws {
+        let set = try await self.rpc.call(AuthMessage.jwks, to: .auth, payload: EmptyPayload(), replyAs: JSONWebKeySet.self)
+        try await self.verifier.update(set)
+        self.logger.info("verification keys loaded", metadata: ["kids": "\(set.keys.map(\.kid))"])
+    }
+
+    /// Fetches the sessions auth revoked lately, and returns those that were not known, by user.
+    func fetchRevokedSessions() async throws -> [RevokedSessions] {
+        let list = try await self.rpc.call(
+            AuthMessage.revokedSessions, to: .auth, payload: EmptyPayload(), replyAs: RevokedSessionList.self)
+        return list.items.compactMap(self.revoke)
+    }
+
+    /// Records `revoked`; returns the sessions of it that were not known yet, or nil if none.
+    func revoke(_ revoked: RevokedSessions) -> RevokedSessions? {
+        let added = self.revoked.insert(revoked)
+        guard !added.isEmpty else { return nil }
+        return RevokedSessions(userId: revoked.userId, sessionIds: added.map(EntityID.init), until: revoked.until)
+    }
+
+    /// Who a valid access token of a session that was not revoked speaks for, or nil.
+    func verify(_ token: String) async -> VerifiedAccessToken? {
+        let verified: VerifiedAccessToken
+        do {
+            verified = try await self.verifier.verify(token)
+        } catch .unknownKey(let kid) where !kid.isEmpty && self.mayRefresh() {
+            try? await self.refresh()
+            guard let retried = try? await self.verifier.verify(token) else { return nil }
+            verified = retried
+        } catch {
+            return nil
+        }
+        if let session = verified.session, self.revoked.contains(session) { return nil }
+        return verified
+    }
+
+    private func mayRefresh() -> Bool {
+        self.lastRefresh.withLock { last in
+            let now = ContinuousClock.now
+            if let last, now - last < Self.refreshInterval { return false }
+            last = now
+            return true
+        }
+    }
+}

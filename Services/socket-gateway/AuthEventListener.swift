@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import MessengerAMQP
+import MessengerContracts
+import MessengerServiceKit
+import ServiceLifecycle
+import SocketIOServer
+
+/// Listens, on a queue of this gateway instance's own, for auth's announcements: new
+/// verification keys (`auth.keys_changed.v1`), and revoked login sessions
+/// (`auth.sessions_revoked.v1`), whose sockets it disconnects.
+///
+/// The queue exists only while this instance is connected, so announcements made before it
+/// started or while the broker was away never reach it. For the keys, a token with an unknown
+/// key id makes the gateway fetch them. For the sessions, ``catchUp()`` fetches the list of
+/// revoked ones at start (after the queue is bound) and every minute.
+struct AuthEventListener: Service {
+    let amqp: AMQPConnection
+    let tokens: AccessTokenCheck
+    let sockets: SocketIOServer
+    let instanceID: String
+    let logger: Logger
+    static let catchUpInterval: Duration = .seconds(60)
+
+    /// The instance's queue and its bindings; declared at start, before the first ``catchUp()``.
+    static func topology(instanceID: String) -> AMQPTopology {
+        let queue = self.queue(instanceID: instanceID)
+        return AMQPTopology(
+            exchanges: [.init(ExchangeName.events, kind: .topic)],
+            queues: [.init(queue, durable: false, exclusive: true, autoDelete: true)],
+            bindings: [AuthMessage.keysChanged, AuthMessage.sessionsRevoked].map {
+                .init(queue: queue, exchange: ExchangeName.events, routingKey: $0.rawValue)
+            })
+    }
+
+    private static func queue(instanceID: String) -> String { "\(instanceID).auth" }
+
+    /// Fetches the sessions auth revoked lately and disconnects the sockets of those that were
+    /// not known.
+    func catchUp() async throws {
+        for revoked in try await self.tokens.fetchRevokedSessions() {
+            await self.disconnect(revoked)
+        }
+    }
+
+    func run() async throws {
+        let consumer = self.amqp.consume(queue: Self.queue(instanceID: self.instanceID), prefetch: 16)
+        try await consumer.runUntilShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.catchUpPeriodically() }
+                for await delivery in consumer {
+                    await self.handle(delivery)
+                    delivery.ack()
+                }
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func handle(_ delivery: AMQPDelivery) async {
+        do {
+            switch delivery.routingKey {
+            case AuthMessage.keysChanged.rawValue:
+                let envelope = try MessengerJSON.decode(Envelope<JSONWebKeySet>.self, from: delivery.body)
+                try await self.tokens.verifier.update(envelope.data)
+                self.logger.info("verification keys replaced", metadata: ["kids": "\(envelope.data.keys.map(\.kid))"])
+            case AuthMessage.sessionsRevoked.rawValue:
+                let envelope = try MessengerJSON.decode(Envelope<RevokedSessions>.self, from: delivery.body)
+                if let added = self.tokens.revoke(envelope.data) { await self.disconnect(added) }
+            default:
+                self.logger.warning("unexpected announcement", metadata: ["routing_key": "\(delivery.routingKey)"])
+            }
+        } catch {
+            self.logger.warning(
+                "undecodable announcement", metadata: ["routing_key": "\(delivery.routingKey)", LogKey.error: "\(error)"])
+        }
+    }
+
+    /// Disconnects this instance's sockets of the revoked sessions.
+    private func disconnect(_ revoked: RevokedSessions) async {
+        let sessions = Set(revoked.sessionIds.map(\.description))
+        let affected = self.sockets.rooms.sockets(in: ["user:\(revoked.userId)"]).filter { socket in
+            socket.loginSession.map(sessions.contains) ?? false
+        }
+        for socket in affected { await socket.disconnect() }
+        self.logger.info(
+            "revoked sessions disconnected",
+            metadata: ["user_id": "\(revoked.userId)", "sessions": "\(sessions.count)", "sockets": "\(affected.count)"])
+    }
+
+    private func catchUpPeriodically() async {
+        while true {
+            do {
+                try await LoopTimer.sleep(for: Self.catchUpInterval)
+            } catch {
+                return
+            }
+            do {
+                try await self.catchUp()
+            } catch {
+                self.logger.warning("could not fetch the revoked sessions", metadata: [LogKey.error: "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+"""Revoked login sessions (docs/auth.md, "Revoked sessions"): a logout, a refresh token's reuse
+or a password change (for every session but the caller's) ends login sessions everywhere, at
+once. Their access
+tokens are refused on REST and at CONNECT although they have not expired, and their sockets, on
+every gateway, get a server-side DISCONNECT (stock clients do not reconnect after one). Other
+sessions of the same user, and other users, are untouched. A gateway that starts later learns
+the revocations from auth."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+import socketio
+import websocket
+
+from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, jwt_split
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
+SERVER_DISCONNECT = socketio.Client.reason.SERVER_DISCONNECT
+
+
+class Socket:
+    """A python-socketio client that records why it was disconnected."""
+
+    def __init__(self, token: str, *, url: str = GATEWAY_URL, transport: str = "websocket") -> None:
+        self.reasons: queue.Queue = queue.Queue()
+        # Reconnection on: a server-side DISCONNECT must still not bring it back.
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        self.sio.on("disconnect", lambda reason=None: self.reasons.put(reason))
+        self.sio.connect(url, auth={"token": token}, transports=[transport], wait_timeout=10)
+
+    def assert_disconnected_by_server(self, timeout: float = 10) -> None:
+        try:
+            reason = self.reasons.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"the socket was not disconnected within {timeout} s")
+        assert reason == SERVER_DISCONNECT, reason
+        time.sleep(1)  # give a reconnect, which must not happen, the time to happen
+        assert not self.sio.connected
+
+    def assert_still_connected(self) -> None:
+        assert self.reasons.empty(), self.reasons.get()
+        assert self.sio.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+def refused_at_connect(token: str, url: str = GATEWAY_URL) -> None:
+    errors: queue.Queue = queue.Queue()
+    sio = socketio.Client(reconnection=False)
+    sio.on("connect_error", lambda data: errors.put(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+    assert errors.get(timeout=5) == {"message": "unauthorized"}
+
+
+def me(api: Api, token: str) -> requests.Response:
+    return api.get("/api/users/me", token=token)
+
+
+def sid(access_token: str) -> str:
+    return jwt_split(access_token)[1]["sid"]
+
+
+@contextmanager
+def replica_gateway(number: int) -> Iterator[str]:
+    """Another gateway process on ports of its own, for as long as the block runs."""
+    port, admin = 5080 + number, 9180 + number
+    env = dict(os.environ)
+    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin), ENV_FILE="/nonexistent/.env")
+    process = subprocess.Popen(
+        [str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{admin}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("the replica gateway did not become ready")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_access_tokens_name_their_login_session(api, account, login):
+    acc = account()
+    refreshed = api.post("/api/token/refresh", {"refreshToken": acc.refresh}).json()
+    other = login(acc.username, acc.password)
+    assert uuid.UUID(sid(acc.access))
+    assert sid(refreshed["accessToken"]) == sid(acc.access)  # a rotation stays in the session
+    assert sid(other["accessToken"]) != sid(acc.access)  # a login starts another
+
+
+def test_logout_disconnects_that_sessions_sockets_and_refuses_its_access_token(api, account, login):
+    acc = account()
+    stranger = account()
+    other_device = login(acc.username, acc.password)
+    # The session's access token, rotated once: the logout names the newest refresh token.
+    rotated = api.post("/api/token/refresh", {"refreshToken": acc.refresh}).json()
+    ending = [Socket(acc.access), Socket(rotated["accessToken"], transport="polling")]
+    staying = [Socket(other_device["accessToken"]), Socket(stranger.access)]
+    try:
+        assert_status(api.post("/api/logout", {"refreshToken": rotated["refreshToken"]}), 204)
+        for socket in ending:
+            socket.assert_disconnected_by_server()
+        for socket in staying:
+            socket.assert_still_connected()
+        for token in (acc.access, rotated["accessToken"]):
+            assert_error(me(api, token), 401, "unauthorized")
+            refused_at_connect(token)
+        assert_status(me(api, other_device["accessToken"]), 200)
+        # Logging out again changes nothing for anyone.
+        assert_status(api.post("/api/logout", {"refreshToken": rotated["refreshToken"]}), 204)
+        for socket in staying:
+            socket.assert_still_connected()
+    finally:
+        for socket in ending + staying:
+            socket.close()
+
+
+def test_a_refresh_token_reuse_disconnects_its_session(api, account, login):
+    acc = account()
+    other_device = login(acc.username, acc.password)
+    rotated = api.post("/api/token/refresh", {"refreshToken": acc.refresh}).json()
+    thief = Socket(rotated["accessToken"])
+    owner = Socket(other_device["accessToken"])
+    try:
+        assert_error(api.post("/api/token/refresh", {"refreshToken": acc.refresh}), 401, "unauthorized")
+        thief.assert_disconnected_by_server()
+        owner.assert_still_connected()
+        assert_error(me(api, rotated["accessToken"]), 401, "unauthorized")
+    finally:
+        thief.close()
+        owner.close()
+
+
+def test_a_password_change_ends_every_other_session_of_the_user(api, account, login):
+    acc = account()
+    stranger = account()
+    other_device = login(acc.username, acc.password)
+    third_device = login(acc.username, acc.password)
+    ending = [Socket(other_device["accessToken"], transport="polling"), Socket(third_device["accessToken"])]
+    staying = [Socket(acc.access), Socket(stranger.access)]
+    try:
+        new_password = f"new-{uuid.uuid4().hex[:16]}"
+        # A session named in the body is not the caller's: only the token says which one asks.
+        body = {"password": new_password, "currentPassword": acc.password, "callerSession": sid(other_device["accessToken"])}
+        assert_status(api.patch(f"/api/users/{acc.id}", body, token=acc.access), 200)
+        for socket in ending:
+            socket.assert_disconnected_by_server()
+        for socket in staying:
+            socket.assert_still_connected()
+        for token in (other_device["accessToken"], third_device["accessToken"]):
+            assert_error(me(api, token), 401, "unauthorized")
+            refused_at_connect(token)
+        # The session that changed the password keeps its access token until it expires, but,
+        # as every refresh token of the user, its refresh token is revoked.
+        assert_status(me(api, acc.access), 200)
+        assert_error(api.post("/api/token/refresh", {"refreshToken": acc.refresh}), 401, "unauthorized")
+        # A login with the new password is a new session, and works at once.
+        fresh = login(acc.username, new_password)
+        assert_status(me(api, fresh["accessToken"]), 200)
+        again = Socket(fresh["accessToken"])
+        again.assert_still_connected()
+        again.close()
+    finally:
+        for socket in ending + staying:
+            socket.close()
+
+
+def test_a_revocation_disconnects_the_sessions_sockets_on_every_gateway(api, account):
+    acc = account()
+    with replica_gateway(1) as replica:
+        here = Socket(acc.access)
+        there = Socket(acc.access, url=replica)
+        try:
+            assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
+            here.assert_disconnected_by_server()
+            there.assert_disconnected_by_server()
+            assert_error(Api(replica).get("/api/users/me", token=acc.access), 401, "unauthorized")
+        finally:
+            here.close()
+            there.close()
+
+
+def test_a_gateway_started_after_a_revocation_refuses_the_revoked_token(api, account):
+    revoked = account()
+    valid = account()
+    assert_status(api.post("/api/logout", {"refreshToken": revoked.refresh}), 204)
+    with replica_gateway(2) as replica:
+        assert_error(Api(replica).get("/api/users/me", token=revoked.access), 401, "unauthorized")
+        refused_at_connect(revoked.access, url=replica)
+        assert_status(Api(replica).get("/api/users/me", token=valid.access), 200)
+        socket = Socket(valid.access, url=replica)
+        socket.assert_still_connected()
+        socket.close()
+
+
+def test_a_client_that_ignores_the_disconnect_is_closed_soon_after(api, account):
+    acc = account()
+    url = GATEWAY_URL.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=15)
+    try:
+        assert ws.recv().startswith("0")
+        ws.send("40" + json.dumps({"token": acc.access}))
+        assert ws.recv().startswith("40")
+        assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
+        revoked_at = time.monotonic()
+        frames = []
+        while True:
+            try:
+                frame = ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                break
+            if not frame:
+                break
+            frames.append(frame)
+        waited = time.monotonic() - revoked_at
+        # The DISCONNECT for "/", then, as the client does not close, the Engine.IO close.
+        assert frames == ["41", "1"], frames
+        assert 3 < waited < 14, waited
+    finally:
+        ws.close()
