@@ -207,6 +207,21 @@ def wait_for(source: queue.Queue, predicate: Callable[[Any], bool], timeout: flo
     return None
 
 
+def wait_until_ready(readyz_url: str, what: str, timeout: float = 30) -> None:
+    """Returns once `readyz_url` answers 200; fails the test with `what` after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if requests.get(readyz_url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    import pytest  # only the tests need it, not every importer of this module
+
+    pytest.fail(f"{what} did not become ready within {timeout:.0f} s")
+
+
 # --- the database -------------------------------------------------------------------------------
 
 

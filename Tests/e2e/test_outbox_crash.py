@@ -13,11 +13,9 @@ import uuid
 from pathlib import Path
 
 import pika
-import pytest
-import requests
 import socketio
 
-from e2e_support import GATEWAY_URL
+from e2e_support import GATEWAY_URL, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -27,15 +25,7 @@ SERVICES = ROOT / "scripts" / "services.sh"
 
 
 def wait_ready(timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{ADMIN_PORT}/readyz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    pytest.fail("messaging did not become ready")
+    wait_until_ready(f"http://127.0.0.1:{ADMIN_PORT}/readyz", "messaging", timeout)
 
 
 def drain(channel, queue_name: str, seconds: float) -> list[dict]:

@@ -24,7 +24,7 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, jwt_split
+from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, jwt_split, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -86,16 +86,7 @@ def replica_gateway(number: int) -> Iterator[str]:
         [str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{admin}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("the replica gateway did not become ready")
+        wait_until_ready(f"http://127.0.0.1:{admin}/readyz", "the replica gateway")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)

@@ -23,7 +23,7 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import GATEWAY_URL
+from e2e_support import GATEWAY_URL, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -189,16 +189,7 @@ def second_gateway():
                SOCKETIO_MAX_PAYLOAD="4096", ENV_FILE="/nonexistent/.env")
     process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if requests.get("http://127.0.0.1:9171/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("the second gateway did not become ready")
+        wait_until_ready("http://127.0.0.1:9171/readyz", "the second gateway")
         yield "http://127.0.0.1:5071"
     finally:
         process.send_signal(signal.SIGTERM)
