@@ -207,19 +207,32 @@ def wait_for(source: queue.Queue, predicate: Callable[[Any], bool], timeout: flo
     return None
 
 
-def wait_until_ready(readyz_url: str, what: str, timeout: float = 30) -> None:
-    """Returns once `readyz_url` answers 200; fails the test with `what` after `timeout` s."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def not_ready(readyz_url: str, timeout: float = 60, process: subprocess.Popen | None = None) -> str | None:
+    """None once `readyz_url` answers 200 (polled up to `timeout` seconds), else what it last
+    said, or that `process` (the service being waited for, when the test started it) exited."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return f"the process exited with {process.returncode}"
         try:
-            if requests.get(readyz_url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
+            resp = requests.get(readyz_url, timeout=2)
+            if resp.status_code == 200:
+                return None
+            last = f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            last = repr(exc)
         time.sleep(0.2)
-    import pytest  # only the tests need it, not every importer of this module
+    return f"{readyz_url} not ready within {timeout:.0f} s ({last})"
 
-    pytest.fail(f"{what} did not become ready within {timeout:.0f} s")
+
+def wait_until_ready(readyz_url: str, what: str, timeout: float = 60) -> None:
+    """Returns once `readyz_url` answers 200; else fails the test, naming `what`."""
+    problem = not_ready(readyz_url, timeout)
+    if problem:
+        import pytest  # only the tests need it, not every importer of this module
+
+        pytest.fail(f"{what}: {problem}")
 
 
 # --- the database -------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import GATEWAY_URL, psql, wait_for
+from e2e_support import GATEWAY_URL, not_ready, psql, wait_for, wait_until_ready
 from test_messaging import (
     EVENT_TIMEOUT,
     EVENTS_EXCHANGE,
@@ -434,26 +434,8 @@ def services(command: str, *names: str, check: bool = True) -> str:
     return output if done.returncode == 0 else f"exit {done.returncode}: {output[-3000:]}"
 
 
-def not_ready(url: str, timeout: float = RESTART_TIMEOUT) -> str | None:
-    """None once `url` answers 200 (polled up to `timeout` seconds), else what it last said."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            resp = requests.get(url, timeout=2)
-            if resp.status_code == 200:
-                return None
-            last = f"HTTP {resp.status_code}"
-        except requests.RequestException as exc:
-            last = repr(exc)
-        time.sleep(0.25)
-    return f"{url} not ready within {timeout} s ({last})"
-
-
 def wait_ready(url: str, timeout: float = RESTART_TIMEOUT) -> None:
-    problem = not_ready(url, timeout)
-    if problem:
-        pytest.fail(problem)
+    wait_until_ready(url, "a restarted service", timeout)
 
 
 def publish_raw(routing_key: str, body: bytes, message_id: str) -> None:

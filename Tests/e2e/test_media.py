@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 import requests
 
-from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe
+from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready
 from fake_cloudinary import FakeCloudinary, string_to_sign
 from test_delivery import Device, assert_event, named, open_socket, services  # noqa: F401 - open_socket is a fixture
 from test_messaging import assert_id, assert_message, assert_timestamp, messages_page, short
@@ -645,17 +645,9 @@ class CloudMedia:
             log.flush()
             self.process = subprocess.Popen([str(BIN_DIR / "media")], env=self.environment(**overrides), cwd=ROOT,
                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + MEDIA_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the Cloudinary-backed media exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(MEDIA_READY_URL, timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"the Cloudinary-backed media was not ready within {MEDIA_START_TIMEOUT} s:\n{self.log_tail()}")
+        problem = not_ready(MEDIA_READY_URL, MEDIA_START_TIMEOUT, self.process)
+        if problem:
+            pytest.fail(f"the Cloudinary-backed media: {problem}:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """SIGTERM to the process this module started (by its pid), SIGKILL after 15 s."""

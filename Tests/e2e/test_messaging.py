@@ -42,7 +42,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import TIMESTAMP_RE, Api, describe, psql
+from e2e_support import TIMESTAMP_RE, Api, describe, not_ready, psql
 from test_socketio import client
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
@@ -1147,17 +1147,11 @@ def start_second_messaging_replica() -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, MESSAGING_ADMIN_PORT="9112", ENV_FILE="/nonexistent/.env")
     log = open(root / ".run" / "logs" / "messaging-second-replica.log", "w")
     replica = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{admin}/readyz", timeout=1).status_code == 200:
-                return replica, admin
-        except requests.RequestException:
-            pass
-        assert replica.poll() is None, "the second messaging replica exited"
-        time.sleep(0.2)
-    replica.kill()
-    pytest.fail("the second messaging replica did not become ready")
+    problem = not_ready(f"{admin}/readyz", 60, replica)
+    if problem:
+        replica.kill()
+        pytest.fail(f"the second messaging replica: {problem}")
+    return replica, admin
 
 
 def create_message_requests_served(admin: str) -> int:
