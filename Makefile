@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 FORMAT_PATHS := Package.swift Shared Services Tests
 
-.PHONY: help up down logs build test e2e bench bench-foundation bench-auth bench-socket bench-messaging bench-media fmt compose-check
+.PHONY: help up down logs build test e2e bench bench-foundation bench-auth bench-revocation bench-socket bench-messaging bench-media fmt compose-check
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench-foundation: ## The foundation benchmark: AMQP publish/consume/RPC and Redi
 bench-auth: ## Login, refresh and token verification through the running gateway (make up first)
 	swift build -c release --product auth-bench
 	.build/release/auth-bench
+
+bench-revocation: ## How long a logout takes to reach its session's sockets, beside a socket ping and a REST call (make up first)
+	. scripts/env.sh && load_env_file .run/local.env && .run/venv/bin/python Tests/Benchmarks/revocation_latency.py
 
 bench-messaging: ## create_message RPCs through the running messaging service, beside a raw PostgreSQL insert ceiling (make up first)
 	swift build -c release --product messaging-bench

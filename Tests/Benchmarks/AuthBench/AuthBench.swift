@@ -34,13 +34,18 @@ struct AuthBench {
         let verifyRate = Double(verifications) / (ContinuousClock.now - verifyStart).seconds
         say("  token verification (2 tasks)            \(Int(verifyRate)) verifications/s")
 
-        // 2. Login and refresh through the gateway.
-        let user = "bench_\(UUID().uuidString.prefix(8).lowercased())"
+        // 2. Login and refresh through the gateway. One user per caller: the login throttle
+        // counts attempts in flight per login name, so 8 at once for one name are refused (429).
+        let prefix = "bench_\(UUID().uuidString.prefix(8).lowercased())"
+        let users = (0..<callers).map { "\(prefix)_\($0)" }
         let password = "bench password 1"
-        _ = try await postJSON("\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password])
+        for user in users {
+            _ = try await postJSON(
+                "\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password])
+        }
         let logins = 64
-        let login = try await measure(count: logins, callers: callers) {
-            let (status, _) = try await postJSON("\(base)/api/login", ["login": user, "password": password])
+        let login = try await measure(count: logins, callers: callers) { lane in
+            let (status, _) = try await postJSON("\(base)/api/login", ["login": users[lane], "password": password])
             guard status == 200 else { throw BenchError.status(status) }
         }
         say(
@@ -49,7 +54,7 @@ struct AuthBench {
 
         // Every caller refreshes its own family in a chain (each refresh spends the previous token).
         var tokens: [String] = []
-        for _ in 0..<callers {
+        for user in users {
             let (_, body) = try await postJSON("\(base)/api/login", ["login": user, "password": password])
             tokens.append(try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
         }
