@@ -39,7 +39,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
     let authEvents = AuthEventListener(
-        amqp: amqp, tokens: tokens, sockets: socketGateway.server, instanceID: instanceID, logger: logger)
+        amqp: amqp, tokens: tokens, sockets: socketGateway.server, instanceID: instanceID,
+        catchUpInterval: settings.revokedSessionsSync, logger: logger)
     let pushTopology = PushConsumer.topology(queueArguments: settings.service.durableQueueArguments)
 
     let startup = ServiceStartup(

@@ -13,14 +13,15 @@ import SocketIOServer
 /// The queue exists only while this instance is connected, so announcements made before it
 /// started or while the broker was away never reach it. For the keys, a token with an unknown
 /// key id makes the gateway fetch them. For the sessions, ``catchUp()`` fetches the list of
-/// revoked ones at start (after the queue is bound) and every minute.
+/// revoked ones at start (after the queue is bound) and every `catchUpInterval` (a minute by
+/// default).
 struct AuthEventListener: Service {
     let amqp: AMQPConnection
     let tokens: AccessTokenCheck
     let sockets: SocketIOServer
     let instanceID: String
+    let catchUpInterval: Duration
     let logger: Logger
-    static let catchUpInterval: Duration = .seconds(60)
 
     /// The instance's queue and its bindings; declared at start, before the first ``catchUp()``.
     static func topology(instanceID: String) -> AMQPTopology {
@@ -91,7 +92,7 @@ struct AuthEventListener: Service {
     private func catchUpPeriodically() async {
         while true {
             do {
-                try await LoopTimer.sleep(for: Self.catchUpInterval)
+                try await LoopTimer.sleep(for: self.catchUpInterval)
             } catch {
                 return
             }

@@ -12,6 +12,9 @@ struct GatewaySettings: Sendable {
     var redis: RedisConfiguration
     /// `JWT_ISSUER` and `JWT_AUDIENCE`, as auth signs them.
     var audience: TokenAudience
+    /// How often the gateway fetches the revoked sessions from auth, beside the announcements
+    /// (`REVOKED_SESSIONS_SYNC_SECONDS`).
+    var revokedSessionsSync: Duration
     /// `TRUST_PROXY=true`: take the client address from `X-Forwarded-For`.
     var trustProxy: Bool
     /// Engine.IO: `SOCKETIO_PING_INTERVAL_MS`, `SOCKETIO_PING_TIMEOUT_MS`, `SOCKETIO_MAX_PAYLOAD`,
@@ -31,6 +34,8 @@ struct GatewaySettings: Sendable {
         self.audience = TokenAudience(
             issuer: environment.string("JWT_ISSUER", default: "messenger-auth"),
             audience: environment.string("JWT_AUDIENCE", default: "messenger"))
+        self.revokedSessionsSync = .seconds(
+            try environment.int("REVOKED_SESSIONS_SYNC_SECONDS", default: 60, in: 1...3600))
         self.trustProxy = try environment.choice("TRUST_PROXY", default: "false", among: ["true", "false"]) == "true"
         var engine = EngineConfiguration()
         engine.pingInterval = try environment.milliseconds("SOCKETIO_PING_INTERVAL_MS", default: 25_000, in: 100...600_000)
