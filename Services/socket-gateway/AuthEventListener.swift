@@ -79,7 +79,7 @@ struct AuthEventListener: Service {
 
     /// Disconnects this instance's sockets of the revoked sessions.
     private func disconnect(_ revoked: RevokedSessions) async {
-        let sessions = Set(revoked.sessionIds.map(\.description))
+        let sessions = Set(revoked.sessionIds.map(\.uuid))
         let affected = self.sockets.rooms.sockets(in: ["user:\(revoked.userId)"]).filter { socket in
             socket.loginSession.map(sessions.contains) ?? false
         }

@@ -20,7 +20,7 @@ struct SocketGateway {
                 let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
                 guard let token, let verified = await tokens.verify(token) else { return nil }
                 return SocketPrincipal(
-                    userID: EntityID(verified.userID).description, loginSession: verified.session?.lowercasedText)
+                    userID: EntityID(verified.userID).description, loginSession: verified.session)
             },
             unknownEvent: { _, _ in
                 [Self.failure(.invalidArgument("unknown event"))]

@@ -64,9 +64,9 @@ public final class SocketIOServer: Sendable {
 /// (by which the server can disconnect it when that session ends).
 public struct SocketPrincipal: Sendable, Equatable {
     public var userID: String
-    public var loginSession: String?
+    public var loginSession: UUID?
 
-    public init(userID: String, loginSession: String? = nil) {
+    public init(userID: String, loginSession: UUID? = nil) {
         self.userID = userID
         self.loginSession = loginSession
     }

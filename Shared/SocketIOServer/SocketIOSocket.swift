@@ -1,3 +1,4 @@
+import Foundation
 import SocketIOProtocol
 
 /// A connected Socket.IO socket (one namespace of one connection): what event handlers and rooms
@@ -8,15 +9,17 @@ public final class SocketIOSocket: Sendable {
     /// Who authenticated this socket (the access token's user id).
     public let userID: String
     /// The login session of the credential it authenticated with, if it named one.
-    public let loginSession: String?
+    public let loginSession: UUID?
     public let namespace: String
     let session: EngineSession
-    /// The connection that owns the socket, for a server-side disconnect.
-    private weak let connection: SocketIOConnection?
+    /// The connection that owns the socket, for a server-side disconnect. A strong reference
+    /// (a weak one costs every connection a side table): the cycle it makes with the
+    /// connection's own `sockets` ends when the socket leaves, which every disconnect and close
+    /// does.
+    private let connection: SocketIOConnection?
 
     init(
-        id: String, principal: SocketPrincipal, namespace: String, session: EngineSession,
-        connection: SocketIOConnection?
+        id: String, principal: SocketPrincipal, namespace: String, session: EngineSession, connection: SocketIOConnection?
     ) {
         self.id = id
         self.userID = principal.userID
