@@ -11,7 +11,8 @@ import Synchronization
 /// The keys are fetched over RPC at start, replaced when auth announces new ones
 /// (`auth.keys_changed.v1`), and fetched again (at most every few seconds) when a token names a
 /// key id that is not known. The revoked sessions come from `auth.sessions_revoked.v1` and from
-/// `auth.revoked_sessions.v1` at start and every minute (``AuthEventListener``).
+/// `auth.revoked_sessions.v1` at start and then every `REVOKED_SESSIONS_SYNC_SECONDS`
+/// (``AuthEventListener``).
 final class AccessTokenCheck: Sendable {
     let verifier: AccessTokenVerifier
     let revoked = RevokedSessionSet()
