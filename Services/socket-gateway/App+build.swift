@@ -26,6 +26,13 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let socketGateway = SocketGateway(configuration: settings.engine, tokens: tokens, logger: logger)
     let streams = EventStreams(rpc: rpc, logger: logger)
     socketGateway.server.onConnect { socket, auth in
+        // A revocation applied between this socket's token check and its joining `user:<id>`
+        // found no socket to disconnect; the session is in the set by then (it is added before
+        // the room is searched), so the socket goes here.
+        if let session = socket.loginSession, tokens.revoked.contains(session) {
+            Task { await socket.disconnect() }
+            return
+        }
         let lastSeq = auth?["lastSeq"].flatMap { value -> Int64? in
             if case .number(let number) = value { Int64(exactly: number) } else { nil }
         }
