@@ -50,7 +50,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
             let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
             let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
-            let revocations = SessionRevocations(accessTokenLifetime: settings.accessTokenLifetime, logger: logger)
+            let revocations = SessionRevocations(
+                client: database, accessTokenLifetime: settings.accessTokenLifetime, logger: logger)
             authenticator.set(
                 Authenticator(
                     users: PostgresUserRepository(client: database, outbox: outbox, revocations: revocations, logger: logger),

@@ -55,7 +55,7 @@ struct Authenticator: Sendable {
 
     /// The sessions revoked whose access tokens may still be unexpired (gateways ask at start).
     func revokedSessions() async throws -> RevokedSessionList {
-        try await self.refreshTokens.revocations.recent(client: self.refreshTokens.client)
+        try await self.refreshTokens.revocations.recent()
     }
 
     func logout(_ request: RefreshTokenRequest) async throws -> EmptyPayload {

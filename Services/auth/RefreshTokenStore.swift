@@ -83,7 +83,7 @@ struct RefreshTokenStore: Sendable {
         let revocations = self.revocations
         let logger = self.logger
         let rotation = try await self.client.withTransaction(logger: logger) { connection -> Rotation in
-            guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return .invalid }
+            guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) != nil else { return .invalid }
             let rows = try await connection.query(
                 """
                 SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
@@ -119,25 +119,25 @@ struct RefreshTokenStore: Sendable {
         let revocations = self.revocations
         let logger = self.logger
         try await self.client.withTransaction(logger: logger) { connection in
-            guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return }
-            try await revocations.revokeFamily(ofTokenHash: hash, on: connection)
+            guard let family = try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return }
+            try await revocations.revokeFamily(family, on: connection)
         }
         self.outbox.wake()
     }
 
     /// Locks the row of the user the token was issued to, as an `UPDATE users` would (see
-    /// ``rotate(_:)``); false for an unknown token. The statements after it in the transaction
-    /// read what was committed before the lock was granted.
+    /// ``rotate(_:)``), and returns the token's family; nil for an unknown token. The statements
+    /// after it in the transaction read what was committed before the lock was granted.
     private static func lockOwner(ofTokenHash hash: Data, on connection: PostgresConnection, logger: Logger) async throws
-        -> Bool
+        -> UUID?
     {
         let rows = try await connection.query(
             """
-            SELECT u.id FROM users u WHERE u.id = (SELECT user_id FROM refresh_tokens WHERE token_hash = \(hash))
+            SELECT t.family_id FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = \(hash)
             FOR NO KEY UPDATE OF u
             """, logger: logger)
-        var locked = false
-        for try await _ in rows.decode(UUID.self) { locked = true }
-        return locked
+        var family: UUID?
+        for try await id in rows.decode(UUID.self) { family = id }
+        return family
     }
 }

@@ -13,27 +13,18 @@ import PostgresNIO
 /// rotation), so none is valid later than its newest refresh token's `created_at` plus
 /// ``reach``. Older families are revoked without an announcement.
 struct SessionRevocations: Sendable {
+    let client: PostgresClient
     /// An access token's lifetime plus a minute for the clocks of auth and PostgreSQL.
     let reach: Duration
     let logger: Logger
 
-    init(accessTokenLifetime: Duration, logger: Logger) {
+    init(client: PostgresClient, accessTokenLifetime: Duration, logger: Logger) {
+        self.client = client
         self.reach = accessTokenLifetime + .seconds(60)
         self.logger = logger
     }
 
-    /// Revokes the family `tokenHash` belongs to (logout).
-    func revokeFamily(ofTokenHash tokenHash: Data, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query(
-            """
-            UPDATE refresh_tokens SET revoked_at = now()
-            WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = \(tokenHash)) AND revoked_at IS NULL
-            RETURNING user_id, family_id, created_at, now()
-            """, logger: self.logger)
-        try await self.end(rows, sparing: nil, on: connection)
-    }
-
-    /// Revokes the family `family` (a spent refresh token was presented again).
+    /// Revokes the family `family` (a logout, or a spent refresh token presented again).
     func revokeFamily(_ family: UUID, on connection: PostgresConnection) async throws {
         let rows = try await connection.query(
             """
@@ -57,8 +48,8 @@ struct SessionRevocations: Sendable {
 
     /// Every session ended whose access tokens may be unexpired, by user: what a gateway needs
     /// at start, and again now and then in case it missed an announcement.
-    func recent(client: PostgresClient) async throws -> RevokedSessionList {
-        let rows = try await client.query(
+    func recent() async throws -> RevokedSessionList {
+        let rows = try await self.client.query(
             "SELECT user_id, family_id, until FROM revoked_sessions WHERE until > now()", logger: self.logger)
         var byUser: [UUID: RevokedSessions] = [:]
         for try await (userID, family, until) in rows.decode((UUID, UUID, Date).self) {

@@ -84,8 +84,10 @@ struct AuthEventListener: Service {
             socket.loginSession.map(sessions.contains) ?? false
         }
         for socket in affected { await socket.disconnect() }
-        self.logger.info(
-            "revoked sessions disconnected",
+        // A line per user whose sockets were here; a gateway's start learns every recent
+        // revocation, mostly of users it has never seen.
+        self.logger.log(
+            level: affected.isEmpty ? .debug : .info, "revoked sessions disconnected",
             metadata: ["user_id": "\(revoked.userId)", "sessions": "\(sessions.count)", "sockets": "\(affected.count)"])
     }
 
