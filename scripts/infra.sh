@@ -12,6 +12,8 @@
 #   scripts/infra.sh rabbitmq-stop-app | rabbitmq-start-app | redis-restart
 #   scripts/infra.sh rabbitmq-purge-idle QUEUE...   empties the queues that have no consumer
 #   scripts/infra.sh rabbitmq-memory-alarm on|off    blocks publishers / lets them go again
+#   scripts/infra.sh crash rabbitmq|postgres  ends a server as a crash would (fault tests;
+#                                            `start` brings it back)
 #
 # Every variable printed by `env` may be overridden by the caller's
 # environment. The local servers' own ports can be moved with INFRA_AMQP_PORT,
@@ -564,6 +566,35 @@ cmd_redis_restart() {
     redis_start
 }
 
+# --- crashes (fault tests) ------------------------------------------------------------
+
+# End a server the way a crash would, so that fault tests can check what survives it:
+# RabbitMQ's node gets SIGKILL (what it had confirmed must be on disk); PostgreSQL stops in
+# immediate mode (every server process quits at once, without a checkpoint, and the next start
+# runs crash recovery from the WAL). Only servers this checkout started.
+cmd_crash() {
+    local pid
+    case "${1:-}" in
+        rabbitmq)
+            pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
+            [[ -n "$pid" ]] || die "rabbitmq: not started by this checkout"
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_pid_gone "$pid" 15 || die "rabbitmq: pid $pid still there after SIGKILL"
+            wait_port_closed "$AMQP_PORT" 15 || die "rabbitmq: port $AMQP_PORT still open after SIGKILL"
+            rm -f "$PID_DIR/rabbitmq.pid" "$RABBIT_DIR/rabbitmq.pid"
+            echo "rabbitmq: killed (pid $pid)"
+            ;;
+        postgres)
+            [[ -f "$PID_DIR/postgres.pid" ]] || die "postgres: not started by this checkout"
+            as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m immediate -w -t 30 stop >/dev/null ||
+                die "postgres: immediate stop failed"
+            rm -f "$PID_DIR/postgres.pid"
+            echo "postgres: crashed (immediate stop)"
+            ;;
+        *) die "usage: scripts/infra.sh crash rabbitmq|postgres" ;;
+    esac
+}
+
 # --- subcommands -------------------------------------------------------------------
 
 # Start the given servers (default all); RabbitMQ boots while the others start.
@@ -623,6 +654,7 @@ main() {
         redis-restart) cmd_redis_restart ;;
         rabbitmq-purge-idle) cmd_rabbit_purge_idle "$@" ;;
         rabbitmq-memory-alarm) cmd_rabbit_memory_alarm "$@" ;;
+        crash) cmd_crash "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

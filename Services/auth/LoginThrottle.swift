@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import MessengerContracts
+import MessengerPostgres
 import PostgresNIO
 
 /// Counts failed logins per login name and per client address in fixed windows, in auth's
@@ -19,7 +20,7 @@ struct LoginThrottle: Sendable {
         var window: Duration
     }
 
-    let client: PostgresClient
+    let client: Database
     let limits: Limits
     let logger: Logger
 

@@ -2,12 +2,13 @@ import Crypto
 import Foundation
 import Logging
 import MessengerContracts
+import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
 
 /// Rotating refresh tokens with reuse detection, stored only as SHA-256 hashes.
 struct RefreshTokenStore: Sendable {
-    let client: PostgresClient
+    let client: Database
     let lifetime: Duration
     let revocations: SessionRevocations
     /// Woken after a revocation commits, for a prompt announcement.

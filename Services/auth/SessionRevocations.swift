@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MessengerContracts
+import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
 
@@ -13,12 +14,12 @@ import PostgresNIO
 /// rotation), so none is valid later than its newest refresh token's `created_at` plus
 /// ``reach``. Older families are revoked without an announcement.
 struct SessionRevocations: Sendable {
-    let client: PostgresClient
+    let client: Database
     /// An access token's lifetime plus a minute for the clocks of auth and PostgreSQL.
     let reach: Duration
     let logger: Logger
 
-    init(client: PostgresClient, accessTokenLifetime: Duration, logger: Logger) {
+    init(client: Database, accessTokenLifetime: Duration, logger: Logger) {
         self.client = client
         self.reach = accessTokenLifetime + .seconds(60)
         self.logger = logger

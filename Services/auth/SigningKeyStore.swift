@@ -2,13 +2,14 @@ import Crypto
 import Foundation
 import Logging
 import MessengerContracts
+import MessengerPostgres
 import MessengerTokens
 import PostgresNIO
 
 /// Finds the key that signs access tokens: configured (PEM), derived from `JWT_SECRET`, or
 /// generated once and kept in auth's schema so that restarts and replicas share it.
 enum SigningKeyStore {
-    static func load(_ source: AuthSettings.KeySource, client: PostgresClient, logger: Logger) async throws -> SigningKey {
+    static func load(_ source: AuthSettings.KeySource, client: Database, logger: Logger) async throws -> SigningKey {
         switch source {
         case .pem(let pem):
             return try SigningKey(pem: pem)
@@ -31,7 +32,7 @@ enum SigningKeyStore {
         }
     }
 
-    private static func stored(client: PostgresClient, logger: Logger) async throws -> SigningKey? {
+    private static func stored(client: Database, logger: Logger) async throws -> SigningKey? {
         let rows = try await client.query(
             "SELECT private_key FROM signing_keys ORDER BY created_at, kid LIMIT 1", logger: logger)
         for try await raw in rows.decode(Data.self) {

@@ -43,7 +43,7 @@ protocol UserRepository: Sendable {
 /// Every change of a user's public data writes `auth.user_created.v1` / `auth.user_updated.v1`
 /// to auth's outbox in the same transaction, for the read models of other services.
 struct PostgresUserRepository: UserRepository {
-    let client: PostgresClient
+    let client: Database
     let outbox: OutboxSignal
     let revocations: SessionRevocations
     let logger: Logger

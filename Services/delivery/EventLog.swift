@@ -52,7 +52,7 @@ struct IncomingEvent: Sendable {
 /// of their own sequence (gap-free: the seq is taken under the user's row lock in the
 /// transaction that stores the delivery), and tracks each delivery PENDING -> DELIVERED -> SEEN.
 struct EventLog: Sendable {
-    let client: PostgresClient
+    let client: Database
     let retention: Duration
     let logger: Logger
 
@@ -191,7 +191,7 @@ struct EventLog: Sendable {
     /// recipient: an ack retried after a failed commit sends the same receipts again, and the
     /// consumer's inbox drops them. Returns the clamped seq.
     func acknowledge(
-        user: UUID, upToSeq: Int64, sendReceipts: @Sendable ([IncomingEvent]) async throws -> Void
+        user: UUID, upToSeq: Int64, sendReceipts: @escaping @Sendable ([IncomingEvent]) async throws -> Void
     ) async throws -> Int64 {
         guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
         // An ack and a batch marking seen messages can update the same delivery rows in
@@ -203,7 +203,7 @@ struct EventLog: Sendable {
     }
 
     private func ack(
-        user: UUID, upToSeq: Int64, sendReceipts: @Sendable ([IncomingEvent]) async throws -> Void
+        user: UUID, upToSeq: Int64, sendReceipts: @escaping @Sendable ([IncomingEvent]) async throws -> Void
     ) async throws -> Int64 {
         try await self.client.transaction(logger: self.logger) { connection in
             // The user's latest seq only grows: clamping to a value read a moment ago is safe.

@@ -9,7 +9,7 @@ import PostgresNIO
 /// them to the owner's messages (messaging records `ATTACHMENT_ADDED`), and removes uploads
 /// never bound.
 struct Attachments: Sendable {
-    let client: PostgresClient
+    let client: Database
     /// Where new uploads go.
     let store: any MediaStore
     /// Every store a row may name (`storage`), for deleting what an earlier configuration stored.

@@ -11,7 +11,7 @@ import PostgresNIO
 ///
 /// The commands live in `Conversations+Threads.swift`, `+Messages`, `+Reactions`, `+Queries`.
 struct Conversations: Sendable {
-    let client: PostgresClient
+    let client: Database
     let users: UserDirectory
     let outbox: OutboxSignal
     /// `after_commit`: dies between a command's commit and the outbox relay's publish.
@@ -27,7 +27,7 @@ struct Conversations: Sendable {
     }
 
     /// Runs `body` in a transaction and wakes the outbox relay after the commit.
-    func write<Result: Sendable>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> Result {
+    func write<Result: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> Result) async throws -> Result {
         let result = try await self.client.transaction(logger: self.logger, body)
         self.committed()
         return result

@@ -9,7 +9,7 @@ import PostgresNIO
 /// (``UserEventsConsumer``). A user who registered a moment ago may not have reached it yet, so
 /// ids it does not know are asked of auth by RPC once and stored.
 struct UserDirectory: Sendable {
-    let client: PostgresClient
+    let client: Database
     let rpc: RPCClient
     let logger: Logger
 

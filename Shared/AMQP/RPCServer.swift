@@ -23,6 +23,10 @@ public struct RPCContext: Sendable {
 public struct RPCRouter: Sendable {
     typealias Handler = @Sendable (_ body: Data, _ logger: Logger) async -> Data
     private(set) var handlers: [MessageType: Handler] = [:]
+    /// Tells the failures of a dependency that is down (a lost database connection) from bugs:
+    /// those are answered `unavailable` (safe to retry) instead of `internal`. Set it before the
+    /// handlers are added.
+    public var isDependencyDown: @Sendable (any Error) -> Bool = { _ in false }
 
     public init() {}
 
@@ -30,6 +34,7 @@ public struct RPCRouter: Sendable {
         _ type: MessageType, _ payload: Payload.Type,
         _ handler: @escaping @Sendable (Payload, RPCContext) async throws -> Reply
     ) {
+        let isDependencyDown = self.isDependencyDown
         self.handlers[type] = { body, logger in
             let reply: RPCReply<Reply>
             do {
@@ -49,6 +54,9 @@ public struct RPCRouter: Sendable {
                 reply = .failure(error)
             } catch let error as DecodingError {
                 reply = .failure(.invalidArgument(Self.describe(error)))
+            } catch  where isDependencyDown(error) {
+                logger.warning("handler failed: a dependency is down", metadata: ["type": "\(type)", "error": "\(error)"])
+                reply = .failure(.unavailable("a service dependency is unavailable; try again"))
             } catch {
                 logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(error)"])
                 reply = .failure(.internal())

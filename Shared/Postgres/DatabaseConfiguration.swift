@@ -11,8 +11,12 @@ public struct DatabaseConfiguration: Sendable {
     public var database: String
     /// The service's own schema; every table it creates lives there.
     public var schema: String
-    /// The pool's size: it opens this many connections at start and keeps them open, so it
-    /// arms no idle timer when a connection comes back (see ``keepAlive``).
+    /// The pool's size. It opens connections as they are needed and closes one idle for a
+    /// minute. A minimum of 8 kept open saved the idle timer that the pool arms each time a
+    /// connection comes back (see ``keepAlive``), but postgres-nio's pool (1.33) crashes the
+    /// process on a precondition (`minimumConcurrentConnections <= active`) when it is asked for a
+    /// connection after losing some of that minimum to a server restart: delivery died that way
+    /// in Tests/e2e/test_crash_under_load.py. With no minimum the precondition always holds.
     public var maximumConnections: Int = 8
     /// How often an idle connection runs `SELECT 1` (`DATABASE_KEEPALIVE_SECONDS`), or nil for
     /// never. postgres-nio's pool arms its keep-alive and idle timers each time a connection
@@ -56,14 +60,19 @@ public struct DatabaseConfiguration: Sendable {
         PostgresClient(configuration: self.clientConfiguration, backgroundLogger: logger)
     }
 
-    /// The postgres-nio configuration ``makeClient(logger:)`` uses: a fixed-size pool, keep-alive
-    /// only when ``keepAlive`` is set.
+    /// ``makeClient(logger:)``, its calls guarded against a lost connection (``Database``).
+    public func makeDatabase(logger: Logger) -> Database {
+        Database(client: self.makeClient(logger: logger), logger: logger)
+    }
+
+    /// The postgres-nio configuration ``makeClient(logger:)`` uses: up to ``maximumConnections``,
+    /// keep-alive only when ``keepAlive`` is set.
     public var clientConfiguration: PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: self.host, port: self.port, username: self.user, password: self.password, database: self.database,
             tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable)
         configuration.options.maximumConnections = self.maximumConnections
-        configuration.options.minimumConnections = self.maximumConnections
+        configuration.options.minimumConnections = 0
         configuration.options.keepAliveBehavior = self.keepAlive.map { .init(frequency: $0) }
         configuration.options.additionalStartupParameters = [("search_path", self.schema)]
         if self.genericPlans {
@@ -81,6 +90,8 @@ public struct DatabaseError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let invalidConfiguration = Code(name: "invalid_configuration")
         public static let migrationChanged = Code(name: "migration_changed")
         public static let migrationFailed = Code(name: "migration_failed")
+        /// A statement's connection closed and the statement was never answered (``Database``).
+        public static let connectionLost = Code(name: "connection_lost")
         public var description: String { self.name }
     }
 

@@ -29,12 +29,12 @@ public struct Migration: Sendable {
 /// Applies a service's migrations in order, each in its own transaction, under a PostgreSQL
 /// advisory lock so that replicas starting together apply each migration exactly once.
 public struct DatabaseMigrator: Sendable {
-    private let client: PostgresClient
+    private let client: Database
     private let schema: String
     private let migrations: [Migration]
     private let logger: Logger
 
-    public init(client: PostgresClient, schema: String, migrations: [Migration], logger: Logger) {
+    public init(client: Database, schema: String, migrations: [Migration], logger: Logger) {
         self.client = client
         self.schema = schema
         self.migrations = migrations.sorted { $0.version < $1.version }

@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// what it holds), the broker connection (waits for confirms), the pool.
 public struct BackendService {
     public let settings: ServiceSettings
-    public let database: PostgresClient
+    public let database: Database
     public let amqp: AMQPConnection
     public let logger: Logger
     public var router = RPCRouter()
@@ -44,9 +44,10 @@ public struct BackendService {
         self.logger = logger
         var databaseConfiguration = try DatabaseConfiguration(environment: context.environment, schema: schema)
         databaseConfiguration.genericPlans = genericPlans
-        self.database = databaseConfiguration.makeClient(logger: logger)
+        self.database = databaseConfiguration.makeDatabase(logger: logger)
         self.amqp = AMQPConnection(configuration: self.settings.amqp, logger: logger)
         self.topology = Self.topology(for: service, queueArguments: self.settings.durableQueueArguments)
+        self.router.isDependencyDown = Database.isUnavailable
         self.router.addPing(service: service, instanceID: self.settings.instanceID)
     }
 

@@ -28,7 +28,7 @@ import ThreadedIO
 /// deleted since the last vacuum. The relay vacuums the table itself every `vacuumEvery` rows
 /// it published, which keeps that walk short whatever the autovacuum settings.
 public struct OutboxRelay: Service {
-    private let client: PostgresClient
+    private let database: Database
     private let amqp: AMQPConnection
     private let exchange: String
     private let signal: OutboxSignal
@@ -41,11 +41,11 @@ public struct OutboxRelay: Service {
     private let logger: Logger
 
     public init(
-        client: PostgresClient, amqp: AMQPConnection, exchange: String, signal: OutboxSignal, schema: String,
+        client: Database, amqp: AMQPConnection, exchange: String, signal: OutboxSignal, schema: String,
         batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), vacuumEvery: Int = 5_000,
         shutdownGrace: Duration = .seconds(5), logger: Logger
     ) {
-        self.client = client
+        self.database = client
         self.amqp = amqp
         self.exchange = exchange
         self.signal = signal
@@ -77,7 +77,9 @@ public struct OutboxRelay: Service {
                 var relay = RelayState(vacuumDue: vacuumDue)
                 while !Task.isCancelled {
                     do {
-                        try await self.client.withConnection { connection in
+                        // The relay holds its connection for its life, so the connection is the
+                        // pool's own (its statements are guarded one by one; ``Database``).
+                        try await self.database.client.withConnection { connection in
                             try await self.serve(on: connection, wakeups: &wakeups, relay: &relay)
                         }
                         return
@@ -133,13 +135,16 @@ public struct OutboxRelay: Service {
     }
 
     private func takeTurnOrNudge(on connection: PostgresConnection) async throws -> Bool {
-        var holdsTurn = false
-        for try await mine in try await connection.execute(
-            OutboxStatements.TakeTurnOrNudge(key: self.lockKey, channel: self.channel), logger: self.logger)
-        {
-            holdsTurn = mine
+        let (key, channel, logger) = (self.lockKey, self.channel, self.logger)
+        return try await self.database.run(on: connection) {
+            var holdsTurn = false
+            for try await mine in try await connection.execute(
+                OutboxStatements.TakeTurnOrNudge(key: key, channel: channel), logger: logger)
+            {
+                holdsTurn = mine
+            }
+            return holdsTurn
         }
-        return holdsTurn
     }
 
     /// Publishes batches until the table holds no more rows than the last batch's, which stay
@@ -178,18 +183,22 @@ public struct OutboxRelay: Service {
     /// Deletes the rows of the previous batch, reads the oldest others and publishes them;
     /// returns their positions once the broker confirmed them all.
     private func publishBatch(on connection: PostgresConnection, deleting published: [Int64]) async throws -> [Int64] {
-        var positions: [Int64] = []
-        var messages: [AMQPMessage] = []
-        for try await row in try await connection.execute(
-            OutboxStatements.DeletePublishedAndReadOldest(published: published, limit: Int64(self.batchSize)),
-            logger: self.logger)
-        {
-            let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
-            positions.append(position)
-            messages.append(
-                AMQPMessage(
-                    exchange: self.exchange, routingKey: type, body: Data(body.utf8),
-                    properties: AMQPProperties(contentType: "application/json", messageID: eventID.lowercasedText, type: type)))
+        let (exchange, limit, logger) = (self.exchange, Int64(self.batchSize), self.logger)
+        let (positions, messages) = try await self.database.run(on: connection) {
+            var positions: [Int64] = []
+            var messages: [AMQPMessage] = []
+            for try await row in try await connection.execute(
+                OutboxStatements.DeletePublishedAndReadOldest(published: published, limit: limit), logger: logger)
+            {
+                let (position, eventID, type, body) = try row.decode((Int64, UUID, String, String).self)
+                positions.append(position)
+                messages.append(
+                    AMQPMessage(
+                        exchange: exchange, routingKey: type, body: Data(body.utf8),
+                        properties: AMQPProperties(contentType: "application/json", messageID: eventID.lowercasedText, type: type)
+                    ))
+            }
+            return (positions, messages)
         }
         guard !messages.isEmpty else { return [] }
         try await self.amqp.publish(messages)
@@ -203,13 +212,15 @@ public struct OutboxRelay: Service {
     /// It runs in a task of its own: at shutdown the relay's task is cancelled, and postgres-nio
     /// fails a cancelled task's statements.
     private func handBack(_ connection: PostgresConnection, published: [Int64]) async {
-        let (logger, key) = (self.logger, self.lockKey)
+        let (logger, key, database) = (self.logger, self.lockKey, self.database)
         await Task {
             do {
-                if !published.isEmpty {
-                    _ = try await connection.execute(OutboxStatements.DeletePublished(positions: published), logger: logger)
+                try await database.run(on: connection) {
+                    if !published.isEmpty {
+                        _ = try await connection.execute(OutboxStatements.DeletePublished(positions: published), logger: logger)
+                    }
+                    for try await _ in try await connection.execute(OutboxStatements.ReleaseTurn(key: key), logger: logger) {}
                 }
-                for try await _ in try await connection.execute(OutboxStatements.ReleaseTurn(key: key), logger: logger) {}
             } catch {
                 logger.warning(
                     "outbox relay could not hand its turn back; closing its connection",
@@ -226,7 +237,7 @@ public struct OutboxRelay: Service {
     /// `vacuumEvery` rows: publishing goes on.
     private func vacuum() async {
         do {
-            try await self.client.query("VACUUM (SKIP_LOCKED, TRUNCATE false) outbox", logger: self.logger)
+            try await self.database.query("VACUUM (SKIP_LOCKED, TRUNCATE false) outbox", logger: self.logger)
         } catch  where !Task.isCancelled {
             self.logger.warning("outbox vacuum failed", metadata: [LogKey.error: "\(error)"])
         } catch {

@@ -1,5 +1,6 @@
 import Logging
 import MessengerAMQP
+import MessengerPostgres
 import MessengerRedis
 import PostgresNIO
 import Synchronization
@@ -30,10 +31,10 @@ public struct ReadinessCheck: Sendable {
     }
 
     /// PostgreSQL answers `SELECT 1` within a second.
-    public static func postgres(_ client: PostgresClient, logger: Logger) -> ReadinessCheck {
+    public static func postgres(_ database: Database, logger: Logger) -> ReadinessCheck {
         ReadinessCheck(name: "postgres") {
             await withTaskGroup(of: Bool.self) { group in
-                group.addTask { (try? await client.query("SELECT 1", logger: logger)) != nil }
+                group.addTask { (try? await database.query("SELECT 1", logger: logger)) != nil }
                 group.addTask {
                     try? await Task.sleep(for: .seconds(1))
                     return false

@@ -15,27 +15,30 @@ struct MigrationTests {
     ]
 
     /// A running client for a fresh schema, dropped afterwards.
-    func withDatabase(_ body: (PostgresClient, String) async throws -> Void) async throws {
+    func withDatabase(_ body: (Database, String) async throws -> Void) async throws {
         let schema = TestEnvironment.uniqueName("test_migrations")
         let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
-        let client = configuration.makeClient(logger: TestEnvironment.logger)
+        let client = configuration.makeDatabase(logger: TestEnvironment.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            group.addTask { try await client.run() }
             defer { group.cancelAll() }
             do {
                 try await body(client, schema)
             } catch {
-                _ = try? await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+                _ = try? await client.query(
+                    PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
                 throw error
             }
-            try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+            try await client.query(
+                PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
         }
     }
 
-    func appliedVersions(_ client: PostgresClient, _ schema: String) async throws -> [Int] {
+    func appliedVersions(_ client: Database, _ schema: String) async throws -> [Int] {
         var versions: [Int] = []
         let rows = try await client.query(
-            PostgresQuery(unsafeSQL: "SELECT version FROM \(schema).schema_migrations ORDER BY version"))
+            PostgresQuery(unsafeSQL: "SELECT version FROM \(schema).schema_migrations ORDER BY version"),
+            logger: TestEnvironment.logger)
         for try await version in rows.decode(Int.self) { versions.append(version) }
         return versions
     }
@@ -48,17 +51,19 @@ struct MigrationTests {
             #expect(try await migrator.run() == [1, 2])
             #expect(try await migrator.run() == [])
             #expect(try await self.appliedVersions(client, schema) == [1, 2])
-            try await client.query(PostgresQuery(unsafeSQL: "INSERT INTO \(schema).things (id, label) VALUES (1, 'ok')"))
+            try await client.query(
+                PostgresQuery(unsafeSQL: "INSERT INTO \(schema).things (id, label) VALUES (1, 'ok')"),
+                logger: TestEnvironment.logger)
         }
     }
 
     @Test("two replicas migrating at once apply each migration exactly once")
     func concurrentRunners() async throws {
         try await self.withDatabase { client, schema in
-            let otherClient = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeClient(
+            let otherClient = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeDatabase(
                 logger: TestEnvironment.logger)
             try await withThrowingTaskGroup(of: Void.self) { running in
-                running.addTask { await otherClient.run() }
+                running.addTask { try await otherClient.run() }
                 defer { running.cancelAll() }
                 let first = DatabaseMigrator(
                     client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
@@ -108,8 +113,8 @@ struct MigrationTests {
             let rows = try await client.query(
                 PostgresQuery(
                     unsafeSQL:
-                        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '\(schema)' AND table_name = 'half'")
-            )
+                        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '\(schema)' AND table_name = 'half'"),
+                logger: TestEnvironment.logger)
             for try await count in rows.decode(Int.self) { #expect(count == 0) }
         }
     }

@@ -17,12 +17,12 @@ struct OutboxTests {
     }
 
     /// A fresh schema with the inbox and outbox migrations, dropped afterwards.
-    func withSchema(_ body: (PostgresClient, String) async throws -> Void) async throws {
+    func withSchema(_ body: (Database, String) async throws -> Void) async throws {
         let schema = TestEnvironment.uniqueName("test_outbox")
-        let client = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeClient(
+        let client = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeDatabase(
             logger: TestEnvironment.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            group.addTask { try await client.run() }
             defer { group.cancelAll() }
             do {
                 try await DatabaseMigrator(
@@ -32,10 +32,12 @@ struct OutboxTests {
                 ).run()
                 try await body(client, schema)
             } catch {
-                _ = try? await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+                _ = try? await client.query(
+                    PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
                 throw error
             }
-            try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+            try await client.query(
+                PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
         }
     }
 

@@ -22,6 +22,10 @@ struct RPCTests {
             let service = ServiceName(rawValue: TestEnvironment.uniqueName("svc"))
             try await connection.declare(RPCServer.topology(for: service, queueArguments: testQueueArguments))
             var router = RPCRouter()
+            router.isDependencyDown = { $0 is DependencyDown }
+            router.on("test.down.v1", Echo.self) { _, _ -> Echo in
+                throw DependencyDown()
+            }
             router.on("test.echo.v1", Echo.self) { echo, context in
                 Echo(text: echo.text, correlationID: context.correlationID)
             }
@@ -187,6 +191,18 @@ struct RPCTests {
         try await self.withRPC { client, service, _ in
             await #expect(throws: ServiceError.forbidden("not yours")) {
                 _ = try await client.call("test.refuse.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
+            }
+        }
+    }
+
+    /// What a handler throws when the database went away under it.
+    struct DependencyDown: Error {}
+
+    @Test("a failure the router knows as a dependency that is down comes back as unavailable, not internal")
+    func dependencyDownReply() async throws {
+        try await self.withRPC { client, service, _ in
+            await #expect(throws: ServiceError.unavailable("a service dependency is unavailable; try again")) {
+                _ = try await client.call("test.down.v1", to: service, payload: Echo(text: "x"), replyAs: Echo.self)
             }
         }
     }

@@ -72,13 +72,13 @@ struct ConfigurationTests {
         #expect(throws: DatabaseError.self) { try DatabaseConfiguration(url: "mysql://db/chat", schema: "auth") }
     }
 
-    @Test("the pool's size and keep-alive come from the environment; keep-alive is off unless set")
+    @Test("the pool's size and keep-alive come from the environment; keep-alive is off unless set; no minimum")
     func databasePool() throws {
         let url = ["DATABASE_URL": "postgres://app@db/chat"]
         let defaults = try DatabaseConfiguration(environment: ServiceEnvironment(url), schema: "auth")
         #expect(defaults.maximumConnections == 8)
         #expect(defaults.keepAlive == nil)
-        #expect(defaults.clientConfiguration.options.minimumConnections == 8)
+        #expect(defaults.clientConfiguration.options.minimumConnections == 0)
         #expect(defaults.clientConfiguration.options.maximumConnections == 8)
         #expect(defaults.clientConfiguration.options.keepAliveBehavior == nil)
         let set = try DatabaseConfiguration(
@@ -86,7 +86,7 @@ struct ConfigurationTests {
             schema: "auth")
         #expect(set.maximumConnections == 3)
         #expect(set.keepAlive == .seconds(45))
-        #expect(set.clientConfiguration.options.minimumConnections == 3)
+        #expect(set.clientConfiguration.options.minimumConnections == 0)
         #expect(set.clientConfiguration.options.keepAliveBehavior?.frequency == .seconds(45))
         #expect(throws: ConfigurationError.self) {
             try DatabaseConfiguration(

@@ -1,0 +1,214 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// A service's PostgreSQL: postgres-nio's connection pool, with every call guarded so that a
+/// connection lost under it cannot leave the caller waiting forever.
+///
+/// postgres-nio (1.33) hands each statement to its connection's channel without a write
+/// promise. When the connection closes between the lease and that write (the server crashed or
+/// restarted), the channel's pipeline is already gone, the write is dropped, and the statement's
+/// promise is never completed: its caller waits forever, holding whatever it holds. Messaging's
+/// batch writer held every later message of its thread that way after a crash of PostgreSQL
+/// (Tests/e2e/test_crash_under_load.py found it).
+///
+/// So each call runs in a task of its own while the caller waits for its outcome, and a watchdog
+/// looks at the calls in flight four times a second. A closed connection fails its statements at
+/// once, so a call whose connection has been closed for a whole look was dropped: the watchdog
+/// fails it with ``DatabaseError/Code/connectionLost``, and its task is left to wait on nothing.
+/// A call on an open connection is never failed by the watchdog, however long it takes; a call
+/// still waiting for a connection after ``leaseLimit`` is (postgres-nio's pool can leave a request
+/// waiting when its last connection fails under it).
+public final class Database: Service, Sendable {
+    /// A call in flight: when it began, the connection it leased once it has one, its task, and
+    /// how to fail its caller.
+    private struct Call: Sendable {
+        let started: ContinuousClock.Instant
+        var connection: PostgresConnection?
+        var seenClosed = false
+        var task: Task<Void, Never>?
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    /// The pool (for what this type does not wrap; its calls are not guarded).
+    public let client: PostgresClient
+    private let logger: Logger
+    private let calls = Mutex<(next: UInt64, inFlight: [UInt64: Call])>((0, [:]))
+    /// How long a call may wait for a connection from the pool before it fails.
+    let leaseLimit: Duration
+    static let watchInterval: TimeAmount = .milliseconds(250)
+
+    public init(client: PostgresClient, leaseLimit: Duration = .seconds(15), logger: Logger) {
+        self.client = client
+        self.leaseLimit = leaseLimit
+        self.logger = logger
+    }
+
+    /// Runs the pool, and the watchdog for as long as the pool runs.
+    public func run() async throws {
+        let watchdog = MultiThreadedEventLoopGroup.singleton.any().scheduleRepeatedTask(
+            initialDelay: Self.watchInterval, delay: Self.watchInterval
+        ) { _ in self.failDroppedCalls() }
+        defer { watchdog.cancel() }
+        await self.client.run()
+    }
+
+    /// `PostgresClient.withConnection`, guarded.
+    public func withConnection<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await self.guarded { register in
+            try await self.client.withConnection { connection in
+                register(connection)
+                return try await body(connection)
+            }
+        }
+    }
+
+    /// Runs statements on a connection the caller holds for long (the outbox relay's, leased from
+    /// ``client``), guarded as the calls that lease one are. `statements` should run statements
+    /// only: the watchdog may fail the caller once the connection closed, while they still run.
+    public func run<Result: Sendable>(
+        on connection: PostgresConnection, _ statements: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        try await self.guarded { register in
+            register(connection)
+            return try await statements()
+        }
+    }
+
+    /// `PostgresClient.withTransaction`, guarded: commits when `body` returns, rolls back when it
+    /// throws (the error comes wrapped in a `PostgresTransactionError`).
+    public func withTransaction<Result: Sendable>(
+        logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await self.withConnection { connection in
+            try await connection.withTransaction(logger: logger) { try await body($0) }
+        }
+    }
+
+    /// Like ``withTransaction(logger:_:)``, but rethrows the body's own error (a `ServiceError`
+    /// stays a `ServiceError`), where `withTransaction` would wrap it.
+    public func transaction<Result: Sendable>(
+        logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await self.withTransaction(logger: logger, body)
+        } catch let error as PostgresTransactionError {
+            if let closureError = error.closureError { throw closureError }
+            throw error
+        }
+    }
+
+    /// `PostgresClient.query`, guarded: the rows, read in full on a pooled connection (decode
+    /// them as postgres-nio's: `for try await (id, name) in rows.decode((UUID, String).self)`).
+    @discardableResult
+    public func query(_ query: PostgresQuery, logger: Logger) async throws -> Rows {
+        try await self.withConnection { connection in
+            Rows(rows: try await connection.query(query, logger: logger).collect())
+        }
+    }
+
+    /// The rows of a ``query(_:logger:)``, already read: an `AsyncSequence` of `PostgresRow`, so
+    /// that postgres-nio's `decode` applies to it as to its own row sequence.
+    public struct Rows: AsyncSequence, Sendable {
+        public typealias Element = PostgresRow
+        let rows: [PostgresRow]
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            var rows: IndexingIterator<[PostgresRow]>
+            public mutating func next() async -> PostgresRow? { self.rows.next() }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rows: self.rows.makeIterator()) }
+    }
+
+    /// Runs `operation` in a task of its own, and returns its outcome, or the watchdog's error if
+    /// the connection it registered closed under it and it did not end.
+    private func guarded<Result: Sendable>(
+        _ operation: @escaping @Sendable (_ register: @escaping @Sendable (PostgresConnection) -> Void) async throws -> Result
+    ) async throws -> Result {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, any Error>) in
+            let outcome = Outcome(continuation)
+            let id = self.calls.withLock { calls in
+                calls.next += 1
+                calls.inFlight[calls.next] = Call(started: .now, fail: { outcome.resume(.failure($0)) })
+                return calls.next
+            }
+            let task = Task {
+                let result: Swift.Result<Result, any Error>
+                do {
+                    result = .success(
+                        try await operation { connection in
+                            self.calls.withLock { $0.inFlight[id]?.connection = connection }
+                        })
+                } catch {
+                    result = .failure(error)
+                }
+                self.calls.withLock { _ = $0.inFlight.removeValue(forKey: id) }
+                outcome.resume(result)
+            }
+            self.calls.withLock { $0.inFlight[id]?.task = task }
+        }
+    }
+
+    /// The watchdog's look: fails the calls whose connection was already closed at the last look,
+    /// and those that waited for a connection longer than ``leaseLimit`` (cancelling their wait).
+    func failDroppedCalls() {
+        let now = ContinuousClock.now
+        let (dropped, unleased) = self.calls.withLock { calls -> ([Call], [Call]) in
+            var dropped: [Call] = []
+            var unleased: [Call] = []
+            for (id, call) in calls.inFlight {
+                if let connection = call.connection {
+                    guard connection.isClosed else { continue }
+                    if call.seenClosed {
+                        dropped.append(call)
+                        calls.inFlight.removeValue(forKey: id)
+                    } else {
+                        calls.inFlight[id]?.seenClosed = true
+                    }
+                } else if now - call.started > self.leaseLimit {
+                    unleased.append(call)
+                    calls.inFlight.removeValue(forKey: id)
+                }
+            }
+            return (dropped, unleased)
+        }
+        if !dropped.isEmpty {
+            self.logger.warning(
+                "database calls on a closed connection never ended; failing them", metadata: ["calls": "\(dropped.count)"])
+            for call in dropped {
+                call.fail(DatabaseError(.connectionLost, "the connection closed and the statement was never answered"))
+            }
+        }
+        if !unleased.isEmpty {
+            self.logger.warning(
+                "database calls found no connection in time; failing them", metadata: ["calls": "\(unleased.count)"])
+            for call in unleased {
+                // Failed first: the cancelled wait ends the call's task with the pool's error.
+                call.fail(DatabaseError(.connectionLost, "no database connection within \(self.leaseLimit)"))
+                call.task?.cancel()
+            }
+        }
+    }
+
+    /// How many calls are in flight (for tests).
+    var callsInFlight: Int { self.calls.withLock { $0.inFlight.count } }
+}
+
+/// A continuation resumed once, by whichever of the call's task and the watchdog comes first.
+private final class Outcome<Value: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Value, any Error>?>
+
+    init(_ continuation: CheckedContinuation<Value, any Error>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(_ result: Result<Value, any Error>) {
+        self.continuation.withLock { $0.take() }?.resume(with: result)
+    }
+}

@@ -1,0 +1,29 @@
+import PostgresNIO
+
+extension Database {
+    /// Whether `error` says that PostgreSQL could not be reached, or went away under a statement,
+    /// rather than that the statement was wrong: a lost or refused connection, a call the
+    /// watchdog failed, a server shutting down, crashed or still recovering (SQLSTATE class 08,
+    /// 57P01 to 57P03). A caller may retry such a failure (the contract's `unavailable`).
+    public static func isUnavailable(_ error: any Error) -> Bool {
+        switch error {
+        case let error as DatabaseError:
+            return error.code == .connectionLost
+        case let error as PostgresTransactionError:
+            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
+            return causes.contains { $0.map(Self.isUnavailable) ?? false }
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
+                return true
+            case .server:
+                guard let state = error.serverInfo?[.sqlState] else { return false }
+                return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+            default:
+                return false
+            }
+        default:
+            return false
+        }
+    }
+}

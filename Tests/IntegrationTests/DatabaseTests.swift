@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+import MessengerPostgres
+import PostgresNIO
+import Synchronization
+import TestSupport
+import Testing
+
+/// ``Database``'s guard against statements that a closed connection swallows, against the real
+/// PostgreSQL: a connection closed while it is leased, then a statement on it.
+@Suite("Database calls on a lost connection", .timeLimit(.minutes(1)))
+struct DatabaseTests {
+    final class Flag: Sendable {
+        let value = Atomic(false)
+    }
+
+    /// A running ``Database`` for the test's body.
+    func withDatabase(_ body: (Database) async throws -> Void) async throws {
+        let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
+            logger: TestEnvironment.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await database.run() }
+            defer { group.cancelAll() }
+            try await body(database)
+        }
+    }
+
+    @Test("postgres-nio alone: a statement on a connection closed under its lease never ends")
+    func unguardedStatementWaitsForever() async throws {
+        try await self.withDatabase { database in
+            let ended = Flag()
+            // A task of its own: it never ends, so nothing may wait for it.
+            Task {
+                try? await database.client.withConnection { connection in
+                    try await connection.close()
+                    _ = try? await connection.query("SELECT 1", logger: TestEnvironment.logger)
+                    ended.value.store(true, ordering: .relaxed)
+                }
+            }
+            try await Task.sleep(for: .seconds(2))
+            let didEnd = ended.value.load(ordering: .relaxed)
+            #expect(!didEnd, "postgres-nio now fails such a statement: Database's guard may go")
+        }
+    }
+
+    @Test("guarded: the same statement fails with connection_lost within a second, and the next call works")
+    func guardedStatementFails() async throws {
+        try await self.withDatabase { database in
+            let started = ContinuousClock.now
+            await #expect {
+                try await database.withConnection { connection in
+                    try await connection.close()
+                    return try await connection.query("SELECT 1", logger: TestEnvironment.logger).collect().count
+                }
+            } throws: { error in
+                (error as? DatabaseError)?.code == .connectionLost
+            }
+            #expect(ContinuousClock.now - started < .seconds(5))
+            let rows = try await database.query("SELECT 1", logger: TestEnvironment.logger)
+            for try await one in rows.decode(Int.self) { #expect(one == 1) }
+        }
+    }
+
+    @Test("guarded: a statement that runs long on an open connection is left alone")
+    func slowStatementIsNotFailed() async throws {
+        try await self.withDatabase { database in
+            let rows = try await database.query("SELECT pg_sleep(1.2)::text", logger: TestEnvironment.logger)
+            var count = 0
+            for try await _ in rows { count += 1 }
+            #expect(count == 1)
+        }
+    }
+
+    @Test("guarded: a call that finds no connection within the lease limit fails with connection_lost")
+    func unreachableServerFailsInTime() async throws {
+        // Nothing listens on port 1: the pool keeps failing to connect, and would hold the
+        // request until its own circuit breaker trips (a minute).
+        let configuration = try DatabaseConfiguration(url: "postgres://postgres@127.0.0.1:1/none", schema: "public")
+        let database = Database(
+            client: configuration.makeClient(logger: TestEnvironment.logger), leaseLimit: .seconds(1),
+            logger: TestEnvironment.logger)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await database.run() }
+            defer { group.cancelAll() }
+            let started = ContinuousClock.now
+            await #expect {
+                try await database.query("SELECT 1", logger: TestEnvironment.logger)
+            } throws: { error in
+                (error as? DatabaseError)?.code == .connectionLost
+            }
+            #expect(ContinuousClock.now - started < .seconds(10))
+        }
+    }
+}
+
+/// Which database failures count as `unavailable`.
+@Suite("Database failures that mean unavailable")
+struct DatabaseUnavailableTests {
+    @Test("a lost connection, a watchdog's failure and a server shutting down are; a bad statement is not")
+    func classification() async throws {
+        #expect(Database.isUnavailable(DatabaseError(.connectionLost, "gone")))
+        #expect(!Database.isUnavailable(DatabaseError(.migrationFailed, "bad")))
+        #expect(!Database.isUnavailable(CancellationError()))
+        let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
+            logger: TestEnvironment.logger)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await database.run() }
+            defer { group.cancelAll() }
+            do {
+                try await database.query("SELECT * FROM no_such_table_at_all", logger: TestEnvironment.logger)
+                Issue.record("the query did not fail")
+            } catch {
+                #expect(!Database.isUnavailable(error), "\(String(reflecting: error))")
+            }
+            do {
+                _ = try await database.withConnection { connection in
+                    try await connection.close()
+                    return try await connection.query("SELECT 1", logger: TestEnvironment.logger).collect().count
+                }
+                Issue.record("the query did not fail")
+            } catch {
+                #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+"""Processes killed while messages flow (the guide's "nothing acknowledged is lost",
+architecture.md's delivery guarantees, protocol.md's `create_message` idempotency and
+`lastSeq` catch-up).
+
+Four senders write to three DMs and one group of four, a few messages a second each, through
+stock python-socketio clients that reconnect by themselves (with `lastSeq` in their CONNECT).
+While they do, one of these happens, and the process comes back:
+- delivery, messaging and the gateway, one after the other, get SIGKILL (no shutdown of any
+  kind: in-flight RPCs, unconfirmed publishes, unacknowledged deliveries and open
+  transactions all die with the process);
+- PostgreSQL stops in immediate mode (its processes quit at once, without a checkpoint; the
+  next start replays the WAL), under every service's pool;
+- RabbitMQ's node gets SIGKILL (what it confirmed must be on disk).
+
+A sender whose `create_message` gets no ack, or an `unavailable` error, sends it again with
+the same `clientMessageId`, as a client should; every other error fails the test.
+
+When the senders stop, the test requires:
+- every message a sender was told was saved is in its thread's history exactly once, and no
+  message the senders did not send is;
+- every member of the thread got its `message_created`, live or by `sync`, with one event
+  per message (a message committed once is announced once, whatever was redelivered);
+- every member's seqs run from 1 without a gap, and each seq is always the same event.
+
+The PostgreSQL case found two faults of postgres-nio that wedged or stopped a service
+(docs/foundation.md, "PostgreSQL"). Each user has one socket; each case takes 30 to 45 s. The
+module stops and starts processes with scripts/services.sh and scripts/infra.sh, and leaves
+everything running and ready.
+
+Environment: as test_delivery.py (GATEWAY_URL, MESSENGER_BIN_DIR, DELIVERY_ADMIN_PORT), and
+MESSAGING_ADMIN_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+
+from e2e_support import GATEWAY_URL, Api, not_ready
+from test_delivery import DELIVERY_READY_URL, GATEWAY_READY_URL, OrderedClient, services, wait_ready
+from test_messaging import short
+
+ROOT = Path(__file__).resolve().parents[2]
+PID_DIR = ROOT / ".run" / "pids"
+INFRA = ROOT / "scripts" / "infra.sh"
+MESSAGING_READY_URL = f"http://127.0.0.1:{os.environ.get('MESSAGING_ADMIN_PORT', '9102')}/readyz"
+READY_URLS = {
+    "delivery": DELIVERY_READY_URL,
+    "messaging": MESSAGING_READY_URL,
+    "socket-gateway": GATEWAY_READY_URL,
+}
+
+# The processes are this checkout's own (scripts/services.sh and scripts/infra.sh record their
+# pids); against another deployment (compose's test profile) there is nothing here to kill.
+pytestmark = pytest.mark.skipif(
+    not (PID_DIR / "svc-messaging.pid").exists() or not (PID_DIR / "postgres.pid").exists(),
+    reason="needs the servers and services started by scripts/infra.sh and scripts/services.sh",
+)
+
+SEND_INTERVAL = 0.12  # seconds between one sender's messages: about 8 a second each
+ATTEMPT_TIMEOUT = 4.0  # seconds a sender waits for one attempt's ack before sending it again
+SETTLE_TIMEOUT = 60.0  # seconds, after the senders stop, for every event to arrive
+RETRYABLE = {"unavailable"}
+
+
+@dataclass
+class Member:
+    """One user with one socket that reconnects by itself, keeping every durable event it
+    receives by seq, and acknowledging them about once a second."""
+
+    account: Any
+    label: str
+    events: dict[int, dict[str, Any]] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sio: socketio.Client | None = None
+
+    def contiguous(self) -> int:
+        """The highest seq up to which this socket has every event."""
+        with self.lock:
+            seq = 0
+            while seq + 1 in self.events:
+                seq += 1
+            return seq
+
+    def keep(self, body: Any) -> None:
+        if not isinstance(body, dict) or not isinstance(body.get("seq"), int):
+            return
+        with self.lock:
+            before = self.events.setdefault(body["seq"], body)
+            if before.get("eventId") != body.get("eventId"):
+                self.conflicts.append(f"seq {body['seq']}: {short(before, 200)} and then {short(body, 200)}")
+
+    def connect(self) -> None:
+        sio = OrderedClient(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1.0)
+        sio.on("*", lambda _event, *args: self.keep(args[0] if len(args) == 1 else None))
+        # A callable: each reconnection sends the seq this socket has everything up to.
+        sio.connect(
+            GATEWAY_URL,
+            auth=lambda: {"token": self.account.access, "lastSeq": self.contiguous()},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        self.sio = sio
+
+    def call(self, event: str, payload: Any, timeout: float) -> Any:
+        """The ack, or None when there was none (not connected, or no answer in time)."""
+        assert self.sio is not None
+        try:
+            return self.sio.call(event, payload, timeout=timeout)
+        except socketio.exceptions.SocketIOError:
+            return None
+
+    def message_ids(self, thread_id: str) -> list[str]:
+        with self.lock:
+            return [
+                body["data"]["message"]["id"]
+                for body in self.events.values()
+                if body.get("type") == "MESSAGE_CREATED" and body["data"]["message"]["threadId"] == thread_id
+            ]
+
+    def catch_up(self) -> None:
+        """Fetches with `sync` whatever is missing after the contiguous seq (pushes are retried
+        anyway; this only shortens the wait)."""
+        after = self.contiguous()
+        ack = self.call("sync", {"afterSeq": after, "limit": 500}, timeout=10)
+        if isinstance(ack, dict) and ack.get("ok"):
+            for body in ack["data"]["events"]:
+                self.keep(body)
+
+
+@dataclass
+class Sender:
+    """A member that sends to one thread until told to stop, each message until it is saved."""
+
+    member: Member
+    thread_id: str
+    saved: dict[str, str] = field(default_factory=dict)  # clientMessageId -> message id
+    attempts: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, stop: threading.Event, give_up: threading.Event) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            client_id = f"crash-{self.member.label}-{n}-{uuid.uuid4().hex[:6]}"
+            payload = {"threadId": self.thread_id, "clientMessageId": client_id, "body": f"{self.member.label} #{n}"}
+            while True:
+                self.attempts += 1
+                ack = self.member.call("create_message", payload, timeout=ATTEMPT_TIMEOUT)
+                if isinstance(ack, dict) and ack.get("ok") is True:
+                    message = ack["data"]["message"]
+                    if message.get("clientMessageId") != client_id or message.get("threadId") != self.thread_id:
+                        self.failures.append(f"{client_id}: the ack names another message: {short(ack, 300)}")
+                    self.saved[client_id] = message["id"]
+                    break
+                code = ack.get("error", {}).get("code") if isinstance(ack, dict) else None
+                if ack is not None and code not in RETRYABLE:
+                    self.failures.append(f"{client_id}: {short(ack, 300)}")
+                    break
+                if give_up.is_set():
+                    self.failures.append(f"{client_id}: still not saved when the test gave up (last ack {ack!r})")
+                    return
+                time.sleep(0.2)
+            time.sleep(SEND_INTERVAL)
+
+
+def infra(*argv: str) -> None:
+    """`scripts/infra.sh <argv>`; fails the test with its output when it fails."""
+    done = subprocess.run(["bash", str(INFRA), *argv], capture_output=True, text=True, timeout=240)
+    if done.returncode != 0:
+        pytest.fail(f"infra.sh {' '.join(argv)} exited with {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+def kill(service: str) -> None:
+    """SIGKILL to the service's recorded pid; returns once the process is gone."""
+    pid = int((PID_DIR / f"svc-{service}.pid").read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+
+
+def history(api: Api, member: Member, thread_id: str) -> list[dict[str, Any]]:
+    """Every message of the thread, through REST, newest first, following the cursor."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        path = f"/api/threads/{thread_id}/messages"
+        params = {"limit": 100, **({"before": cursor} if cursor else {})}
+        resp = api.get(path, token=member.account.access, params=params)
+        assert resp.status_code == 200, f"GET {path}: {resp.status_code} {resp.text[:300]}"
+        body = resp.json()
+        items += body["items"]
+        cursor = body.get("nextCursor")
+        if not cursor:
+            return items
+
+
+class Traffic:
+    """Ten users: three DMs and a group of four, each with one sender, sending until `finish`."""
+
+    def __init__(self, account: Any) -> None:
+        self.members = [Member(account(), f"u{i}") for i in range(10)]
+        for member in self.members:
+            member.connect()
+        self.threads: list[tuple[str, list[Member]]] = []
+        self.senders: list[Sender] = []
+        for i in range(3):
+            writer, reader = self.members[2 * i], self.members[2 * i + 1]
+            thread = self.create(writer, {"type": "DM", "memberIds": [reader.account.id]})
+            self.threads.append((thread, [writer, reader]))
+            self.senders.append(Sender(writer, thread))
+        group = self.members[6:]
+        ids = [m.account.id for m in group[1:]]
+        thread = self.create(group[0], {"type": "GROUP", "memberIds": ids, "title": "crash under load"})
+        self.threads.append((thread, group))
+        self.senders.append(Sender(group[0], thread))
+        self.stop, self.give_up, self.acking = threading.Event(), threading.Event(), threading.Event()
+        self.workers = [threading.Thread(target=s.run, args=(self.stop, self.give_up), daemon=True) for s in self.senders]
+        self.acker = threading.Thread(target=self.acknowledge, daemon=True)
+        for worker in [*self.workers, self.acker]:
+            worker.start()
+
+    @staticmethod
+    def create(member: Member, payload: dict[str, Any]) -> str:
+        ack = member.call("create_conversation", payload, timeout=10)
+        assert isinstance(ack, dict) and ack.get("ok"), ack
+        return ack["data"]["thread"]["id"]
+
+    def acknowledge(self) -> None:
+        """About once a second, each member acks what it has without a gap (errors are ignored:
+        the next round acks again)."""
+        acked = {id(m): 0 for m in self.members}
+        while not self.acking.wait(1.0):
+            for m in self.members:
+                seq = m.contiguous()
+                if seq > acked[id(m)] and isinstance(m.call("ack_events", {"upToSeq": seq}, timeout=3), dict):
+                    acked[id(m)] = seq
+
+    def close(self) -> None:
+        self.acking.set()
+        self.stop.set()
+        self.give_up.set()
+        for m in self.members:
+            if m.sio is not None:
+                try:
+                    m.sio.disconnect()
+                except Exception:  # noqa: BLE001 - teardown of a socket that may already be gone
+                    pass
+
+    def finish(self, api: Api) -> str:
+        """Stops the senders and checks everything the module's docstring promises; returns a
+        line saying how many messages were saved and how many attempts were sent again."""
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(timeout=ATTEMPT_TIMEOUT + 1)
+        self.give_up.set()
+        for worker in self.workers:
+            worker.join(timeout=ATTEMPT_TIMEOUT + 1)
+        failures = [f for s in self.senders for f in s.failures]
+        assert not failures, f"sends that failed: {failures[:10]}"
+        assert all(not w.is_alive() for w in self.workers), "a sender is still sending"
+
+        # Every saved message must reach every member of its thread, live or by sync.
+        wanted = {
+            tid: {mid for s in self.senders if s.thread_id == tid for mid in s.saved.values()} for tid, _ in self.threads
+        }
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while True:
+            missing = {(m.label, tid): wanted[tid] - set(m.message_ids(tid)) for tid, ms in self.threads for m in ms}
+            missing = {k: v for k, v in missing.items() if v}
+            if not missing or time.monotonic() > deadline:
+                break
+            for _, ms in self.threads:
+                for m in ms:
+                    m.catch_up()
+            time.sleep(1)
+        assert not missing, "saved messages that never reached a member: " + short(
+            {f"{k[0]} in {k[1]}": sorted(v)[:5] for k, v in missing.items()}, 1500
+        )
+
+        total = sum(len(s.saved) for s in self.senders)
+        assert total > 50, f"only {total} messages were saved"
+        for tid, ms in self.threads:
+            sent = {cid: mid for s in self.senders if s.thread_id == tid for cid, mid in s.saved.items()}
+            by_client_id: dict[str, list[str]] = {}
+            for message in history(api, ms[0], tid):
+                by_client_id.setdefault(message["clientMessageId"], []).append(message["id"])
+            duplicated = {cid: ids for cid, ids in by_client_id.items() if len(ids) > 1}
+            assert not duplicated, f"thread {tid}: messages stored twice: {short(duplicated, 800)}"
+            assert {cid: ids[0] for cid, ids in by_client_id.items()} == sent, (
+                f"thread {tid}: the history differs from what the senders were told: "
+                f"{len(by_client_id)} stored, {len(sent)} saved; "
+                f"not stored {sorted(set(sent) - set(by_client_id))[:5]}, "
+                f"never acked {sorted(set(by_client_id) - set(sent))[:5]}"
+            )
+            for m in ms:
+                announced = m.message_ids(tid)
+                twice = sorted(x for x in set(announced) if announced.count(x) > 1)
+                assert not twice, f"{m.label}: messages announced under two seqs in {tid}: {twice[:5]}"
+                assert set(announced) == set(sent.values()), f"{m.label}: announced messages differ from the saved ones"
+        for m in self.members:
+            assert not m.conflicts, f"{m.label}: one seq, two events: {m.conflicts[:3]}"
+            with m.lock:
+                seqs = sorted(m.events)
+            assert seqs == list(range(1, len(seqs) + 1)), f"{m.label}: seqs with a gap: {seqs[:5]}...{seqs[-5:]}"
+        retried = sum(s.attempts for s in self.senders) - total
+        return f"{total} messages saved, {retried} attempts sent again"
+
+
+def assert_all_ready(outcome: str) -> None:
+    problems = [p for p in (not_ready(url) for url in READY_URLS.values()) if p]
+    assert not problems, f"services not ready after the test: {problems}; services.sh said: {outcome[-2000:]}"
+
+
+def test_killing_delivery_messaging_and_the_gateway_under_load_loses_and_duplicates_nothing(api, account):
+    traffic = Traffic(account)
+    try:
+        time.sleep(3)
+        for service in ("delivery", "messaging", "socket-gateway"):
+            kill(service)
+            time.sleep(1)
+            services("start", service)
+            wait_ready(READY_URLS[service])
+            time.sleep(3)
+        summary = traffic.finish(api)
+    finally:
+        traffic.close()
+        # Whatever happened, leave every service running and ready for the next tests.
+        outcome = services("start", "delivery", "messaging", "socket-gateway", check=False)
+    assert_all_ready(outcome)
+    print(f"services killed: {summary}")
+
+
+@pytest.mark.parametrize("server", ["postgres", "rabbitmq"])
+def test_a_crash_of_postgres_or_rabbitmq_under_load_loses_and_duplicates_nothing(api, account, server):
+    traffic = Traffic(account)
+    try:
+        time.sleep(3)
+        infra("crash", server)
+        time.sleep(2)
+        infra("start", server)
+        for url in READY_URLS.values():
+            wait_ready(url)
+        time.sleep(4)
+        summary = traffic.finish(api)
+    finally:
+        traffic.close()
+        # Whatever happened, leave the server and every service running for the next tests.
+        subprocess.run(["bash", str(INFRA), "start", server], capture_output=True, timeout=240)
+        outcome = services("start", "delivery", "messaging", "socket-gateway", check=False)
+    assert_all_ready(outcome)
+    print(f"{server} crashed: {summary}")
