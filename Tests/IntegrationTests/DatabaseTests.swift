@@ -7,7 +7,9 @@ import TestSupport
 import Testing
 
 /// ``Database``'s guard against statements that a closed connection swallows, against the real
-/// PostgreSQL: a connection closed while it is leased, then a statement on it.
+/// PostgreSQL: a connection closed while it is leased, then a statement on it. No test times
+/// anything (machines here are shared and noisy): a call that never ends hits the suite's time
+/// limit, and the error's type tells the watchdog's failure from the pool's own (a minute).
 @Suite("Database calls on a lost connection", .timeLimit(.minutes(1)))
 struct DatabaseTests {
     final class Flag: Sendable {
@@ -43,10 +45,9 @@ struct DatabaseTests {
         }
     }
 
-    @Test("guarded: the same statement fails with connection_lost within a second, and the next call works")
+    @Test("guarded: the same statement fails with connection_lost, and the next call works")
     func guardedStatementFails() async throws {
         try await self.withDatabase { database in
-            let started = ContinuousClock.now
             await #expect {
                 try await database.withConnection { connection in
                     try await connection.close()
@@ -55,7 +56,6 @@ struct DatabaseTests {
             } throws: { error in
                 (error as? DatabaseError)?.code == .connectionLost
             }
-            #expect(ContinuousClock.now - started < .seconds(5))
             let rows = try await database.query("SELECT 1", logger: TestEnvironment.logger)
             for try await one in rows.decode(Int.self) { #expect(one == 1) }
         }
@@ -82,13 +82,11 @@ struct DatabaseTests {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await database.run() }
             defer { group.cancelAll() }
-            let started = ContinuousClock.now
             await #expect {
                 try await database.query("SELECT 1", logger: TestEnvironment.logger)
             } throws: { error in
                 (error as? DatabaseError)?.code == .connectionLost
             }
-            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 }
