@@ -54,7 +54,7 @@ public struct RPCRouter: Sendable {
                 reply = .failure(error)
             } catch let error as DecodingError {
                 reply = .failure(.invalidArgument(Self.describe(error)))
-            } catch  where isDependencyDown(error) {
+            } catch where isDependencyDown(error) {
                 logger.warning("handler failed: a dependency is down", metadata: ["type": "\(type)", "error": "\(error)"])
                 reply = .failure(.unavailable("a service dependency is unavailable; try again"))
             } catch {

@@ -196,8 +196,6 @@ public final class Database: Service, Sendable {
         }
     }
 
-    /// How many calls are in flight (for tests).
-    var callsInFlight: Int { self.calls.withLock { $0.inFlight.count } }
 }
 
 /// A continuation resumed once, by whichever of the call's task and the watchdog comes first.
