@@ -106,7 +106,10 @@ let package = Package(
         .target(
             name: "MessengerPostgres",
             dependencies: [
+                "ThreadedIO",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // For `ConnectionPoolError`, which PostgresClient's calls throw unwrapped.
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -340,6 +343,7 @@ let package = Package(
             dependencies: [
                 "CRabbitMQ", "MessengerServiceKit", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],

@@ -54,7 +54,7 @@ public struct RPCRouter: Sendable {
                 reply = .failure(error)
             } catch let error as DecodingError {
                 reply = .failure(.invalidArgument(Self.describe(error)))
-            } catch where isDependencyDown(error) {
+            } catch  where isDependencyDown(error) {
                 logger.warning("handler failed: a dependency is down", metadata: ["type": "\(type)", "error": "\(error)"])
                 reply = .failure(.unavailable("a service dependency is unavailable; try again"))
             } catch {
@@ -91,6 +91,8 @@ extension RPCRouter {
 ///
 /// On graceful shutdown it stops consuming, finishes the requests it holds, and returns.
 public struct RPCServer: Service {
+    /// A request that takes longer than this is logged (the duration metric says how many).
+    static let slowRequest: Duration = .seconds(2)
     static let internalErrorReply = Data(#"{"ok":false,"error":{"code":"internal","message":"internal error"}}"#.utf8)
 
     private let connection: AMQPConnection
@@ -191,6 +193,10 @@ public struct RPCServer: Service {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }
         let elapsed = ContinuousClock.now - started
+        if elapsed > Self.slowRequest {
+            // Its caller may have given up already (RPC_TIMEOUT_MS, 5 s by default).
+            self.logger.warning("slow request", metadata: ["type": "\(type)", "elapsed": "\(elapsed)"])
+        }
         self.metrics.instruments(for: type, outcome: outcome).record(
             Int64(elapsed.components.attoseconds / 1_000_000_000) + elapsed.components.seconds * 1_000_000_000)
     }

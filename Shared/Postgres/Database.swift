@@ -4,6 +4,7 @@ import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
+import ThreadedIO
 
 /// A service's PostgreSQL: postgres-nio's connection pool, with every call guarded so that a
 /// connection lost under it cannot leave the caller waiting forever.
@@ -127,31 +128,36 @@ public final class Database: Service, Sendable {
     }
 
     /// Runs `operation` in a task of its own, and returns its outcome, or the watchdog's error if
-    /// the connection it registered closed under it and it did not end.
+    /// the connection it registered closed under it and it did not end. The caller's cancellation
+    /// is passed on to the task, whose outcome the caller still gets (as postgres-nio's caller
+    /// would: a transaction cancelled too late to roll back returns its commit).
     private func guarded<Result: Sendable>(
         _ operation: @escaping @Sendable (_ register: @escaping @Sendable (PostgresConnection) -> Void) async throws -> Result
     ) async throws -> Result {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, any Error>) in
-            let outcome = Outcome(continuation)
-            let id = self.calls.withLock { calls in
-                calls.next += 1
-                calls.inFlight[calls.next] = Call(started: .now, fail: { outcome.resume(.failure($0)) })
-                return calls.next
+        let promise = Promise<Result>()
+        let id = self.calls.withLock { calls in
+            calls.next += 1
+            calls.inFlight[calls.next] = Call(started: .now, fail: promise.fail)
+            return calls.next
+        }
+        let task = Task {
+            let result: Swift.Result<Result, any Error>
+            do {
+                result = .success(
+                    try await operation { connection in
+                        self.calls.withLock { $0.inFlight[id]?.connection = connection }
+                    })
+            } catch {
+                result = .failure(error)
             }
-            let task = Task {
-                let result: Swift.Result<Result, any Error>
-                do {
-                    result = .success(
-                        try await operation { connection in
-                            self.calls.withLock { $0.inFlight[id]?.connection = connection }
-                        })
-                } catch {
-                    result = .failure(error)
-                }
-                self.calls.withLock { _ = $0.inFlight.removeValue(forKey: id) }
-                outcome.resume(result)
-            }
-            self.calls.withLock { $0.inFlight[id]?.task = task }
+            self.calls.withLock { _ = $0.inFlight.removeValue(forKey: id) }
+            promise.complete(result)
+        }
+        self.calls.withLock { $0.inFlight[id]?.task = task }
+        return try await withTaskCancellationHandler {
+            try await promise.outcome()
+        } onCancel: {
+            task.cancel()
         }
     }
 
@@ -194,19 +200,5 @@ public final class Database: Service, Sendable {
                 call.task?.cancel()
             }
         }
-    }
-
-}
-
-/// A continuation resumed once, by whichever of the call's task and the watchdog comes first.
-private final class Outcome<Value: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<Value, any Error>?>
-
-    init(_ continuation: CheckedContinuation<Value, any Error>) {
-        self.continuation = Mutex(continuation)
-    }
-
-    func resume(_ result: Result<Value, any Error>) {
-        self.continuation.withLock { $0.take() }?.resume(with: result)
     }
 }

@@ -1,14 +1,19 @@
 import PostgresNIO
+import _ConnectionPoolModule
 
 extension Database {
     /// Whether `error` says that PostgreSQL could not be reached, or went away under a statement,
     /// rather than that the statement was wrong: a lost or refused connection, a call the
     /// watchdog failed, a server shutting down, crashed or still recovering (SQLSTATE class 08,
-    /// 57P01 to 57P03). A caller may retry such a failure (the contract's `unavailable`).
+    /// 57P01 to 57P03), a pool that gave up connecting (its circuit breaker trips after a minute
+    /// of failed attempts, and then fails every call at once until a connection succeeds) or is
+    /// shutting down. A caller may retry such a failure (the contract's `unavailable`).
     public static func isUnavailable(_ error: any Error) -> Bool {
         switch error {
         case let error as DatabaseError:
             return error.code == .connectionLost
+        case let error as ConnectionPoolError:
+            return error == .connectionCreationCircuitBreakerTripped || error == .poolShutdown
         case let error as PostgresTransactionError:
             let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
             return causes.contains { $0.map(Self.isUnavailable) ?? false }

@@ -32,26 +32,33 @@ public final class Promise<Value: Sendable>: Sendable {
     /// first.
     public func value() async throws -> Value {
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let ready: Result<Value, any Error>? = self.state.withLock { state in
-                    switch state {
-                    case .pending:
-                        state = .waiting(continuation)
-                        return nil
-                    case .done(let result):
-                        return result
-                    case .waiting:
-                        preconditionFailure("a Promise is awaited once")
-                    }
-                }
-                if let ready { continuation.resume(with: ready) }
-            }
+            try await self.outcome()
         } onCancel: {
             self.complete(.failure(CancellationError()))
         }
     }
 
-    private func complete(_ result: Result<Value, any Error>) {
+    /// Suspends until the result is set, even when the awaiting task is cancelled: for a caller
+    /// that passes its cancellation on to whoever sets the result, and wants what they made of it.
+    public func outcome() async throws -> Value {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<Value, any Error>? = self.state.withLock { state in
+                switch state {
+                case .pending:
+                    state = .waiting(continuation)
+                    return nil
+                case .done(let result):
+                    return result
+                case .waiting:
+                    preconditionFailure("a Promise is awaited once")
+                }
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    /// Sets the result, unless it is set already.
+    public func complete(_ result: Result<Value, any Error>) {
         let continuation: CheckedContinuation<Value, any Error>? = self.state.withLock { state in
             switch state {
             case .pending:

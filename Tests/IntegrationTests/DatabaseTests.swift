@@ -5,6 +5,7 @@ import PostgresNIO
 import Synchronization
 import TestSupport
 import Testing
+import _ConnectionPoolModule
 
 /// ``Database``'s guard against statements that a closed connection swallows, against the real
 /// PostgreSQL: a connection closed while it is leased, then a statement on it. No test times
@@ -71,6 +72,41 @@ struct DatabaseTests {
         }
     }
 
+    @Test("guarded: the caller's cancellation reaches the call (a wait it does not end would meet the time limit)")
+    func cancellationReachesTheCall() async throws {
+        try await self.withDatabase { database in
+            let entered = AsyncStream<Void>.makeStream()
+            let caller = Task {
+                try await database.withConnection { _ in
+                    entered.continuation.yield()
+                    try await Task.sleep(for: .seconds(600))
+                }
+            }
+            for await _ in entered.stream { break }
+            caller.cancel()
+            await #expect(throws: CancellationError.self) { try await caller.value }
+        }
+    }
+
+    @Test("guarded: a cancelled caller gets what the call made of it, as postgres-nio's caller would")
+    func cancelledCallerGetsTheOutcome() async throws {
+        try await self.withDatabase { database in
+            let entered = AsyncStream<Void>.makeStream()
+            let caller = Task {
+                try await database.withConnection { _ in
+                    entered.continuation.yield()
+                    // Cancelled, the sleep ends early; the call still returns what it makes.
+                    try? await Task.sleep(for: .milliseconds(300))
+                    return 42
+                }
+            }
+            for await _ in entered.stream { break }
+            caller.cancel()
+            let value = try await caller.value
+            #expect(value == 42)
+        }
+    }
+
     @Test("guarded: a call that finds no connection within the lease limit fails with connection_lost")
     func unreachableServerFailsInTime() async throws {
         // Nothing listens on port 1: the pool keeps failing to connect, and would hold the
@@ -94,11 +130,14 @@ struct DatabaseTests {
 /// Which database failures count as `unavailable`.
 @Suite("Database failures that mean unavailable")
 struct DatabaseUnavailableTests {
-    @Test("a lost connection, a watchdog's failure and a server shutting down are; a bad statement is not")
+    @Test("a lost connection, a watchdog's failure, a tripped pool and a server shutting down are; a bad statement is not")
     func classification() async throws {
         #expect(Database.isUnavailable(DatabaseError(.connectionLost, "gone")))
         #expect(!Database.isUnavailable(DatabaseError(.migrationFailed, "bad")))
         #expect(!Database.isUnavailable(CancellationError()))
+        #expect(Database.isUnavailable(ConnectionPoolError.connectionCreationCircuitBreakerTripped))
+        #expect(Database.isUnavailable(ConnectionPoolError.poolShutdown))
+        #expect(!Database.isUnavailable(ConnectionPoolError.requestCancelled))
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: TestEnvironment.logger)
         await withTaskGroup(of: Void.self) { group in

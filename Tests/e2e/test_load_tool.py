@@ -55,7 +55,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--git=e2e",
     ]
     done = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"messenger-load exited with {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"messenger-load exited with {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[:4000]}"
     folder = ROOT / (output / "latest").read_text().strip()  # the run's folder (absolute here)
     assert (folder / "result.json").is_file(), done.stdout[-4000:]
     return folder

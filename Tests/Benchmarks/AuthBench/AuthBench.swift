@@ -40,13 +40,13 @@ struct AuthBench {
         let users = (0..<callers).map { "\(prefix)_\($0)" }
         let password = "bench password 1"
         for user in users {
-            _ = try await postJSON(
-                "\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password])
+            try await postJSON(
+                "\(base)/api/users", ["username": user, "email": "\(user)@bench.example", "password": password]
+            ).expect(201)
         }
         let logins = 64
         let login = try await measure(count: logins, callers: callers) { lane in
-            let (status, _) = try await postJSON("\(base)/api/login", ["login": users[lane], "password": password])
-            guard status == 200 else { throw BenchError.status(status) }
+            try await postJSON("\(base)/api/login", ["login": users[lane], "password": password]).expect(200)
         }
         say(
             "  login (bcrypt)                          \(format(login.rate)) logins/s, p50 \(format(login.p50)) ms, p99 \(format(login.p99)) ms"
@@ -55,14 +55,13 @@ struct AuthBench {
         // Every caller refreshes its own family in a chain (each refresh spends the previous token).
         var tokens: [String] = []
         for user in users {
-            let (_, body) = try await postJSON("\(base)/api/login", ["login": user, "password": password])
+            let body = try await postJSON("\(base)/api/login", ["login": user, "password": password]).expect(200)
             tokens.append(try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
         }
         let chains = Chains(tokens)
         let refreshes = 800
         let refresh = try await measure(count: refreshes, callers: callers) { lane in
-            let (status, body) = try await postJSON("\(base)/api/token/refresh", ["refreshToken": chains.take(lane)])
-            guard status == 200 else { throw BenchError.status(status) }
+            let body = try await postJSON("\(base)/api/token/refresh", ["refreshToken": chains.take(lane)]).expect(200)
             chains.put(lane, try JSONDecoder().decode(TokenReply.self, from: body).refreshToken)
         }
         say(
@@ -71,7 +70,6 @@ struct AuthBench {
     }
 
     struct TokenReply: Decodable { var refreshToken: String }
-    enum BenchError: Error { case status(Int) }
 
     struct Result {
         var rate: Double

@@ -26,7 +26,17 @@ import NIOPosix
 /// `results/<stamp>/` (`scripts/bench-report.py` turns it into a Markdown report with plots).
 @main
 struct MessengerLoad {
-    static func main() async throws {
+    static func main() async {
+        do {
+            try await self.run()
+        } catch {
+            // One line that says what failed, not a crash report of the top-level error.
+            FileHandle.standardError.write(Data("messenger-load: failed: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func run() async throws {
         // The tool's tasks (the senders, the scenarios) run on NIO's event loops, where the sockets
         // are, as the services' do (ServiceMain): no hand-off to a thread of Swift concurrency's
         // own pool, so the load costs less of the CPU it shares with the system under test.
