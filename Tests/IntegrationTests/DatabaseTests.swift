@@ -72,18 +72,27 @@ struct DatabaseTests {
         }
     }
 
+    /// Starts `body` as a guarded call in a task of its own, and cancels that task once `body`
+    /// has begun; the task, to await.
+    func cancelledOnceBegun<Result: Sendable>(
+        _ database: Database, _ body: @escaping @Sendable () async throws -> Result
+    ) async -> Task<Result, any Error> {
+        let begun = AsyncStream<Void>.makeStream()
+        let caller = Task {
+            try await database.withConnection { _ in
+                begun.continuation.yield()
+                return try await body()
+            }
+        }
+        for await _ in begun.stream { break }
+        caller.cancel()
+        return caller
+    }
+
     @Test("guarded: the caller's cancellation reaches the call (a wait it does not end would meet the time limit)")
     func cancellationReachesTheCall() async throws {
         try await self.withDatabase { database in
-            let entered = AsyncStream<Void>.makeStream()
-            let caller = Task {
-                try await database.withConnection { _ in
-                    entered.continuation.yield()
-                    try await Task.sleep(for: .seconds(600))
-                }
-            }
-            for await _ in entered.stream { break }
-            caller.cancel()
+            let caller = await self.cancelledOnceBegun(database) { try await Task.sleep(for: .seconds(600)) }
             await #expect(throws: CancellationError.self) { try await caller.value }
         }
     }
@@ -91,17 +100,11 @@ struct DatabaseTests {
     @Test("guarded: a cancelled caller gets what the call made of it, as postgres-nio's caller would")
     func cancelledCallerGetsTheOutcome() async throws {
         try await self.withDatabase { database in
-            let entered = AsyncStream<Void>.makeStream()
-            let caller = Task {
-                try await database.withConnection { _ in
-                    entered.continuation.yield()
-                    // Cancelled, the sleep ends early; the call still returns what it makes.
-                    try? await Task.sleep(for: .milliseconds(300))
-                    return 42
-                }
+            let caller = await self.cancelledOnceBegun(database) {
+                // Cancelled, the sleep ends early; the call still returns what it makes.
+                try? await Task.sleep(for: .milliseconds(300))
+                return 42
             }
-            for await _ in entered.stream { break }
-            caller.cancel()
             let value = try await caller.value
             #expect(value == 42)
         }

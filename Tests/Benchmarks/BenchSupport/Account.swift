@@ -1,4 +1,5 @@
 import Foundation
+import ThreadedIO
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -64,13 +65,15 @@ public func postJSON(_ url: String, _ body: [String: String]) async throws -> HT
     return HTTPReply(url: url, status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
 }
 
-/// `request`, made again while it answers 503 (`unavailable`), up to 5 times in all, after 1, 2,
-/// 4 and 8 seconds; the last reply, and how many requests it took.
+/// `request`, made again while it answers 503 (`unavailable`), up to 5 times in all, after
+/// pauses growing from 1 s to 8 s (``Backoff``: jittered, so clients that failed together do not
+/// come back together); the last reply, and how many requests it took.
 func retryingUnavailable(_ request: () async throws -> HTTPReply) async throws -> (reply: HTTPReply, attempts: Int) {
     var attempts = 1
+    var backoff = Backoff(initial: .seconds(1), maximum: .seconds(8))
     var reply = try await request()
     while reply.status == 503, attempts < 5 {
-        try await Task.sleep(for: .seconds(1 << (attempts - 1)))
+        try await Task.sleep(for: backoff.next())
         attempts += 1
         reply = try await request()
     }
