@@ -62,7 +62,8 @@ public struct DatabaseConfiguration: Sendable {
 
     /// ``makeClient(logger:)``, its calls guarded against a lost connection (``Database``).
     public func makeDatabase(logger: Logger) -> Database {
-        Database(client: self.makeClient(logger: logger), logger: logger)
+        // Two of the pool's connections stay for its other users (the outbox relay keeps one).
+        Database(client: self.makeClient(logger: logger), keeping: max(0, self.maximumConnections - 2), logger: logger)
     }
 
     /// The postgres-nio configuration ``makeClient(logger:)`` uses: up to ``maximumConnections``,
