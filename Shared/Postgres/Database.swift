@@ -104,23 +104,13 @@ public final class Database: Service, Sendable {
                 if !kept { held.release.succeed(()) }
                 return try result.get()
             }
-            // The closure returns what `body` made of the connection, so an error thrown here is
-            // the lease's: the call never had a connection.
-            let result: Swift.Result<Result, any Error>
-            do {
-                result = try await self.client.withConnection { connection in
-                    self.held.withLock { $0.leased() }
-                    call.runs(on: connection)
-                    let result = await Self.outcome { try await body(connection) }
-                    call.end(result)
-                    if result.isSuccess, !connection.isClosed { await self.hold(connection) }
-                    return result
-                }
-            } catch {
-                self.held.withLock { $0.leased() }
-                throw error
+            return try await self.client.withConnection { connection in
+                call.runs(on: connection)
+                let result = await Self.outcome { try await body(connection) }
+                call.end(result)
+                if result.isSuccess, !connection.isClosed { await self.hold(connection) }
+                return try result.get()
             }
-            return try result.get()
         }
     }
 
@@ -136,8 +126,7 @@ public final class Database: Service, Sendable {
         }
     }
 
-    /// An idle kept connection for a call, passing over (and releasing) those that closed; or
-    /// none, and the call counts among those waiting for the pool until it leased one.
+    /// An idle kept connection for a call, passing over (and releasing) those that closed.
     private func lend() -> Held? {
         while let held = self.held.withLock({ $0.lend() }) {
             guard held.connection.isClosed else { return held }

@@ -9,18 +9,10 @@
 /// connections its calls leased, up to `maximum`, and lends them to the next calls itself, most
 /// recently used first. One left idle for a whole look of the watchdog goes back to the pool, as
 /// do all of them at shutdown, and any whose call failed.
-///
-/// While calls wait for a connection from the pool (none was idle here when they came), none is
-/// kept: a connection whose call ends goes back to the pool, which hands it to the next of them.
-/// Kept idle instead, it would serve only calls that come later, while those queued in the pool
-/// wait for the few connections the pool has left (a burst of 10,000 reconnecting sockets waited
-/// seconds that way for delivery's catch-up queries).
 struct HeldConnections<Held> {
     private var idle: [(held: Held, used: Bool)] = []
     /// Those kept, idle or lent to a call.
     private(set) var count = 0
-    /// The calls waiting for a connection from the pool.
-    private(set) var waiting = 0
     /// At most this many are kept; calls beyond them lease from the pool as before.
     let maximum: Int
     private var isReleasing = false
@@ -31,32 +23,21 @@ struct HeldConnections<Held> {
 
     /// A connection leased from the pool ended its first call well: whether to keep it, idle.
     mutating func keep(_ held: Held) -> Bool {
-        guard !self.isReleasing, self.waiting == 0, self.count < self.maximum else { return false }
+        guard !self.isReleasing, self.count < self.maximum else { return false }
         self.count += 1
         self.idle.append((held, true))
         return true
     }
 
-    /// The most recently used idle connection, lent to a call until ``giveBack(_:reusable:)``;
-    /// or none, and the caller counts among those waiting for the pool until ``leased()``.
+    /// The most recently used idle connection, lent to a call until ``giveBack(_:reusable:)``.
     mutating func lend() -> Held? {
-        guard let entry = self.idle.popLast() else {
-            self.waiting += 1
-            return nil
-        }
-        return entry.held
-    }
-
-    /// A call that ``lend()`` sent to the pool has its connection, or failed to get one.
-    mutating func leased() {
-        self.waiting -= 1
+        self.idle.popLast()?.held
     }
 
     /// A lent connection's call ended: whether it is kept (idle again) or to be released, as it
-    /// is when the call failed or the connection closed (`reusable` false), while calls wait for
-    /// the pool, or at shutdown.
+    /// is when the call failed or the connection closed (`reusable` false), or at shutdown.
     mutating func giveBack(_ held: Held, reusable: Bool) -> Bool {
-        guard reusable, self.waiting == 0, !self.isReleasing else {
+        guard reusable, !self.isReleasing else {
             self.count -= 1
             return false
         }

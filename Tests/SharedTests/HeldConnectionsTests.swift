@@ -14,7 +14,6 @@ struct HeldConnectionsTests {
         #expect(held.count == 2)
         let lent = [held.lend(), held.lend(), held.lend()]
         #expect(lent == [2, 1, nil], "both lent: the next call leases from the pool")
-        held.leased()
         let givenBack = held.giveBack(1, reusable: true)
         let lentAgain = held.lend()
         #expect(givenBack && lentAgain == 1)
@@ -50,23 +49,6 @@ struct HeldConnectionsTests {
         let (fourth, fifth) = (held.look(), held.look())
         #expect(fourth.isEmpty && fifth == [2])
         #expect(held.count == 0)
-    }
-
-    @Test("while calls wait for the pool, connections go back to it instead of being kept")
-    func waitersGetTheConnections() {
-        var held = HeldConnections<Int>(maximum: 4)
-        _ = held.keep(1)
-        let lent = (held.lend(), held.lend(), held.lend())
-        #expect(lent == (1, nil, nil))
-        #expect(held.waiting == 2)
-        let whileWaiting = (held.giveBack(1, reusable: true), held.keep(2))
-        #expect(whileWaiting == (false, false), "the pool hands them to the calls waiting")
-        #expect(held.count == 0)
-        held.leased()
-        held.leased()
-        let afterwards = (held.keep(2), held.lend())
-        #expect(afterwards == (true, 2))
-        #expect(held.waiting == 0)
     }
 
     @Test("at shutdown every idle connection is released, a lent one once it comes back, and none is kept")
