@@ -16,8 +16,7 @@ public struct DatabaseConfiguration: Sendable {
     /// connection comes back (see ``keepAlive``), but postgres-nio's pool (1.33) crashes the
     /// process on a precondition (`minimumConcurrentConnections <= active`) when it is asked for a
     /// connection after losing some of that minimum to a server restart: delivery died that way
-    /// in Tests/e2e/test_crash_under_load.py. With no minimum the precondition always holds;
-    /// ``Database`` spares the timer instead by keeping connections between its calls.
+    /// in Tests/e2e/test_crash_under_load.py. With no minimum the precondition always holds.
     public var maximumConnections: Int = 8
     /// How often an idle connection runs `SELECT 1` (`DATABASE_KEEPALIVE_SECONDS`), or nil for
     /// never. postgres-nio's pool arms its keep-alive and idle timers each time a connection
