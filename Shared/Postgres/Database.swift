@@ -23,9 +23,6 @@ import ThreadedIO
 /// A call on an open connection is never failed by the watchdog, however long it takes; a call
 /// still waiting for a connection after ``leaseLimit`` is (postgres-nio's pool can leave a request
 /// waiting when its last connection fails under it).
-///
-/// The connections its calls leased stay leased between calls, up to a few, and serve the next
-/// calls without the pool (``HeldConnections``): the pool's idle timers cost more than the guard.
 public final class Database: Service, Sendable {
     /// A call in flight: when it began, the connection it leased once it has one, its task, and
     /// how to fail its caller.
@@ -37,79 +34,37 @@ public final class Database: Service, Sendable {
         let fail: @Sendable (any Error) -> Void
     }
 
-    /// A connection kept leased between calls (``HeldConnections``), and how to give it back
-    /// to the pool.
-    struct Held: Sendable {
-        let connection: PostgresConnection
-        let release: Promise<Void>
-    }
-
     /// The pool (for what this type does not wrap; its calls are not guarded).
     public let client: PostgresClient
     private let logger: Logger
     private let calls = Mutex<(next: UInt64, inFlight: [UInt64: Call])>((0, [:]))
-    private let held: Mutex<HeldConnections<Held>>
     /// How long a call may wait for a connection from the pool before it fails.
     let leaseLimit: Duration
-    /// How often the watchdog looks at the calls in flight and the connections kept idle.
-    let watchInterval: TimeAmount
+    static let watchInterval: TimeAmount = .milliseconds(250)
 
-    /// `keeping` connections at most stay leased between calls (``HeldConnections``); leave the
-    /// pool some for callers of ``client`` (the outbox relay holds one).
-    public convenience init(client: PostgresClient, keeping: Int = 4, leaseLimit: Duration = .seconds(15), logger: Logger) {
-        self.init(client: client, keeping: keeping, leaseLimit: leaseLimit, watchInterval: .milliseconds(250), logger: logger)
-    }
-
-    init(client: PostgresClient, keeping: Int, leaseLimit: Duration, watchInterval: TimeAmount, logger: Logger) {
+    public init(client: PostgresClient, leaseLimit: Duration = .seconds(15), logger: Logger) {
         self.client = client
-        self.held = Mutex(HeldConnections(maximum: keeping))
         self.leaseLimit = leaseLimit
-        self.watchInterval = watchInterval
         self.logger = logger
     }
 
-    /// Runs the pool, and the watchdog for as long as the pool runs. At shutdown (or when
-    /// cancelled) the connections kept between calls go back to the pool first.
+    /// Runs the pool, and the watchdog for as long as the pool runs.
     public func run() async throws {
         let watchdog = MultiThreadedEventLoopGroup.singleton.any().scheduleRepeatedTask(
-            initialDelay: self.watchInterval, delay: self.watchInterval
-        ) { _ in
-            self.failDroppedCalls()
-            self.release(self.held.withLock { $0.look() })
-        }
+            initialDelay: Self.watchInterval, delay: Self.watchInterval
+        ) { _ in self.failDroppedCalls() }
         defer { watchdog.cancel() }
-        await withGracefulShutdownHandler {
-            await withTaskCancellationHandler {
-                await self.client.run()
-            } onCancel: {
-                self.release(self.held.withLock { $0.releaseAll() })
-            }
-        } onGracefulShutdown: {
-            self.release(self.held.withLock { $0.releaseAll() })
-        }
+        await self.client.run()
     }
 
-    /// `PostgresClient.withConnection`, guarded, on a connection kept from an earlier call when
-    /// one is idle (``HeldConnections``).
+    /// `PostgresClient.withConnection`, guarded.
     public func withConnection<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await self.guarded { call in
-            if let held = self.lend() {
-                call.runs(on: held.connection)
-                let result = await Self.outcome { try await body(held.connection) }
-                let kept = self.held.withLock {
-                    $0.giveBack(held, reusable: result.isSuccess && !held.connection.isClosed)
-                }
-                if !kept { held.release.succeed(()) }
-                return try result.get()
-            }
-            return try await self.client.withConnection { connection in
-                call.runs(on: connection)
-                let result = await Self.outcome { try await body(connection) }
-                call.end(result)
-                if result.isSuccess, !connection.isClosed { await self.hold(connection) }
-                return try result.get()
+        try await self.guarded { register in
+            try await self.client.withConnection { connection in
+                register(connection)
+                return try await body(connection)
             }
         }
     }
@@ -120,39 +75,9 @@ public final class Database: Service, Sendable {
     public func run<Result: Sendable>(
         on connection: PostgresConnection, _ statements: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
-        try await self.guarded { call in
-            call.runs(on: connection)
+        try await self.guarded { register in
+            register(connection)
             return try await statements()
-        }
-    }
-
-    /// An idle kept connection for a call, passing over (and releasing) those that closed.
-    private func lend() -> Held? {
-        while let held = self.held.withLock({ $0.lend() }) {
-            guard held.connection.isClosed else { return held }
-            _ = self.held.withLock { $0.giveBack(held, reusable: false) }
-            held.release.succeed(())
-        }
-        return nil
-    }
-
-    /// Keeps `connection`, leased from the pool by the calling task, until it is released (or
-    /// returns at once if there are enough kept).
-    private func hold(_ connection: PostgresConnection) async {
-        let held = Held(connection: connection, release: Promise())
-        guard self.held.withLock({ $0.keep(held) }) else { return }
-        try? await held.release.outcome()
-    }
-
-    private func release(_ connections: [Held]) {
-        for held in connections { held.release.succeed(()) }
-    }
-
-    private static func outcome<Result>(_ body: () async throws -> Result) async -> Swift.Result<Result, any Error> {
-        do {
-            return .success(try await body())
-        } catch {
-            return .failure(error)
         }
     }
 
@@ -202,29 +127,12 @@ public final class Database: Service, Sendable {
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rows: self.rows.makeIterator()) }
     }
 
-    /// A guarded call as its task sees it: tells the watchdog which connection it runs on, and
-    /// may end the call for its caller before its task ends (the first end wins).
-    private struct GuardedCall<Result: Sendable>: Sendable {
-        let database: Database
-        let id: UInt64
-        let promise: Promise<Result>
-
-        func runs(on connection: PostgresConnection) {
-            self.database.calls.withLock { $0.inFlight[self.id]?.connection = connection }
-        }
-
-        func end(_ result: Swift.Result<Result, any Error>) {
-            self.database.calls.withLock { _ = $0.inFlight.removeValue(forKey: self.id) }
-            self.promise.complete(result)
-        }
-    }
-
     /// Runs `operation` in a task of its own, and returns its outcome, or the watchdog's error if
-    /// the connection it runs on closed under it and it did not end. The caller's cancellation
+    /// the connection it registered closed under it and it did not end. The caller's cancellation
     /// is passed on to the task, whose outcome the caller still gets (as postgres-nio's caller
     /// would: a transaction cancelled too late to roll back returns its commit).
     private func guarded<Result: Sendable>(
-        _ operation: @escaping @Sendable (GuardedCall<Result>) async throws -> Result
+        _ operation: @escaping @Sendable (_ register: @escaping @Sendable (PostgresConnection) -> Void) async throws -> Result
     ) async throws -> Result {
         let promise = Promise<Result>()
         let id = self.calls.withLock { calls in
@@ -232,8 +140,19 @@ public final class Database: Service, Sendable {
             calls.inFlight[calls.next] = Call(started: .now, fail: promise.fail)
             return calls.next
         }
-        let call = GuardedCall(database: self, id: id, promise: promise)
-        let task = Task { call.end(await Self.outcome { try await operation(call) }) }
+        let task = Task {
+            let result: Swift.Result<Result, any Error>
+            do {
+                result = .success(
+                    try await operation { connection in
+                        self.calls.withLock { $0.inFlight[id]?.connection = connection }
+                    })
+            } catch {
+                result = .failure(error)
+            }
+            self.calls.withLock { _ = $0.inFlight.removeValue(forKey: id) }
+            promise.complete(result)
+        }
         self.calls.withLock { $0.inFlight[id]?.task = task }
         return try await withTaskCancellationHandler {
             try await promise.outcome()
@@ -281,11 +200,5 @@ public final class Database: Service, Sendable {
                 call.task?.cancel()
             }
         }
-    }
-}
-
-extension Result {
-    fileprivate var isSuccess: Bool {
-        if case .success = self { return true } else { return false }
     }
 }

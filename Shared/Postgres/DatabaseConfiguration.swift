@@ -62,8 +62,7 @@ public struct DatabaseConfiguration: Sendable {
 
     /// ``makeClient(logger:)``, its calls guarded against a lost connection (``Database``).
     public func makeDatabase(logger: Logger) -> Database {
-        // Two of the pool's connections stay for its other users (the outbox relay keeps one).
-        Database(client: self.makeClient(logger: logger), keeping: max(0, self.maximumConnections - 2), logger: logger)
+        Database(client: self.makeClient(logger: logger), logger: logger)
     }
 
     /// The postgres-nio configuration ``makeClient(logger:)`` uses: up to ``maximumConnections``,

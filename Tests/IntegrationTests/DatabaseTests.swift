@@ -1,12 +1,11 @@
 import Foundation
 import Logging
+import MessengerPostgres
 import PostgresNIO
 import Synchronization
 import TestSupport
 import Testing
 import _ConnectionPoolModule
-
-@testable import MessengerPostgres
 
 /// ``Database``'s guard against statements that a closed connection swallows, against the real
 /// PostgreSQL: a connection closed while it is leased, then a statement on it. No test times
@@ -127,93 +126,6 @@ struct DatabaseTests {
             } throws: { error in
                 (error as? DatabaseError)?.code == .connectionLost
             }
-        }
-    }
-}
-
-/// ``Database``'s connections kept between calls (``HeldConnections``), against the real
-/// PostgreSQL.
-@Suite("Database connections kept between calls", .timeLimit(.minutes(1)))
-struct HeldConnectionTests {
-    final class Seen: Sendable {
-        let connection = Mutex<PostgresConnection?>(nil)
-    }
-
-    /// Runs `body` with a running ``Database`` keeping up to 6 connections, and waits for the
-    /// database's end after it. Its watchdog looks every 30 s, so that a connection kept idle is
-    /// not given back to the pool during a test on a slow machine.
-    func withDatabase(_ body: (Database) async throws -> Void) async throws {
-        let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
-        let database = Database(
-            client: configuration.makeClient(logger: TestEnvironment.logger), keeping: 6, leaseLimit: .seconds(15),
-            watchInterval: .seconds(30), logger: TestEnvironment.logger)
-        let running = Task { try await database.run() }
-        defer { running.cancel() }
-        try await body(database)
-        running.cancel()
-        // A kept connection that held up the pool's shutdown would meet the time limit here.
-        try await running.value
-    }
-
-    /// The server process of `connection`, once `statement` (which selects it) ran.
-    static func backendPID(
-        on connection: PostgresConnection, _ statement: PostgresQuery = "SELECT pg_backend_pid()"
-    ) async throws -> Int32 {
-        let rows = try await connection.query(statement, logger: TestEnvironment.logger)
-        for try await pid in rows.decode(Int32.self) { return pid }
-        throw DatabaseError(.connectionLost, "no row")
-    }
-
-    func backendPID(_ database: Database, seen: Seen? = nil) async throws -> Int32 {
-        try await database.withConnection { connection in
-            seen?.connection.withLock { $0 = connection }
-            return try await Self.backendPID(on: connection)
-        }
-    }
-
-    @Test("a call's connection stays leased (the pool's next lease gets another), serves the next call, and shutdown closes it")
-    func keptAndClosedAtShutdown() async throws {
-        let seen = Seen()
-        try await self.withDatabase { database in
-            let first = try await self.backendPID(database, seen: seen)
-            let pool = try await database.client.withConnection { try await Self.backendPID(on: $0) }
-            let second = try await self.backendPID(database)
-            #expect(pool != first, "the pool's idle connection would be the first call's had it gone back")
-            #expect(second == first)
-        }
-        let connection = try #require(seen.connection.withLock { $0 })
-        #expect(connection.isClosed, "the pool closed the kept connection at its shutdown")
-    }
-
-    @Test("a kept connection the server closed is passed over, and the next call gets another")
-    func closedIsPassedOver() async throws {
-        try await self.withDatabase { database in
-            let seen = Seen()
-            let first = try await self.backendPID(database, seen: seen)
-            let connection = try #require(seen.connection.withLock { $0 })
-            try await database.client.query("SELECT pg_terminate_backend(\(first))", logger: TestEnvironment.logger)
-            while !connection.isClosed { try await Task.sleep(for: .milliseconds(20)) }
-            let second = try await self.backendPID(database)
-            #expect(second != first)
-        }
-    }
-
-    @Test("calls beyond those kept lease from the pool, and all of them end")
-    func concurrentCalls() async throws {
-        try await self.withDatabase { database in
-            let pids = try await withThrowingTaskGroup(of: Int32.self) { group in
-                for _ in 0..<40 {
-                    group.addTask {
-                        try await database.withConnection {
-                            try await Self.backendPID(on: $0, "SELECT pg_backend_pid() FROM pg_sleep(0.05)")
-                        }
-                    }
-                }
-                return try await group.reduce(into: Set<Int32>()) { $0.insert($1) }
-            }
-            #expect(pids.count <= 8, "the pool's maximum")
-            // The kept ones serve again.
-            #expect(pids.contains(try await self.backendPID(database)))
         }
     }
 }
