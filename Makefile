@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 FORMAT_PATHS := Package.swift Shared Services Tests
 
-.PHONY: help up down logs build test e2e bench bench-foundation bench-auth bench-revocation bench-socket bench-messaging bench-media fmt compose-check
+.PHONY: help up down logs build test e2e bench bench-foundation bench-auth bench-revocation bench-login-burst bench-socket bench-messaging bench-media fmt compose-check
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench-auth: ## Login, refresh and token verification through the running gateway
 
 bench-revocation: ## How long a logout takes to reach its session's sockets, beside a socket ping and a REST call (make up first)
 	. scripts/env.sh && load_env_file .run/local.env && .run/venv/bin/python Tests/Benchmarks/revocation_latency.py
+
+bench-login-burst: ## 100 logins at once, each retrying 503, against auth's bcrypt threads (make up first)
+	. scripts/env.sh && load_env_file .run/local.env && .run/venv/bin/python Tests/Benchmarks/login_burst.py
 
 bench-messaging: ## create_message RPCs through the running messaging service, beside a raw PostgreSQL insert ceiling (make up first)
 	swift build -c release --product messaging-bench

@@ -176,7 +176,9 @@ let package = Package(
                 "MessengerTokens",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Services/auth"
@@ -332,6 +334,16 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/SharedTests"
+        ),
+        .testTarget(
+            name: "AuthServiceTests",
+            dependencies: [
+                "AuthService", "MessengerServiceKit", "MessengerTokens", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/AuthServiceTests"
         ),
         .testTarget(
             name: "LoadToolTests",

@@ -17,9 +17,12 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let amqp = backend.amqp
     backend.topology = backend.topology.merged(with: AMQPTopology(exchanges: [.init(ExchangeName.events, kind: .topic)]))
 
-    backend.router.on(AuthMessage.register, RegisterRequest.self) { request, _ in try await authenticator.get().register(request)
+    backend.router.on(AuthMessage.register, RegisterRequest.self) { request, context in
+        try await authenticator.get().register(request, before: context.deadline)
     }
-    backend.router.on(AuthMessage.login, LoginRequest.self) { request, _ in try await authenticator.get().login(request) }
+    backend.router.on(AuthMessage.login, LoginRequest.self) { request, context in
+        try await authenticator.get().login(request, before: context.deadline)
+    }
     backend.router.on(AuthMessage.refresh, RefreshTokenRequest.self) { request, _ in
         try await authenticator.get().refresh(request)
     }
@@ -28,7 +31,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     backend.router.on(AuthMessage.me, EmptyPayload.self) { _, context in try await authenticator.get().me(actor: context.actorID)
     }
     backend.router.on(AuthMessage.updateUser, UpdateUserRequest.self) { request, context in
-        try await authenticator.get().updateUser(request, actor: context.actorID)
+        try await authenticator.get().updateUser(request, actor: context.actorID, before: context.deadline)
     }
     backend.router.on(AuthMessage.searchUsers, SearchUsersRequest.self) { request, context in
         try await authenticator.get().searchUsers(request, actor: context.actorID)

@@ -14,26 +14,33 @@ struct Authenticator: Sendable {
 
     private var expiresIn: Int { Int(self.signer.lifetime.components.seconds) }
 
-    func register(_ request: RegisterRequest) async throws -> UserEnvelope {
+    func register(_ request: RegisterRequest, before deadline: ContinuousClock.Instant?) async throws -> UserEnvelope {
         let username = try Validation.username(request.username)
         let email = try Validation.email(request.email)
         try Validation.password(request.password)
         let displayName = try request.displayName.map(Validation.displayName) ?? username
         let record = UserRecord(
             id: .v7(), username: username, email: email, displayName: displayName,
-            passwordHash: try await self.hasher.hash(request.password), createdAt: Date())
+            passwordHash: try await self.hash(request.password, before: deadline), createdAt: Date())
         try await self.users.create(record)
         return UserEnvelope(user: record.resource(includingEmail: true))
     }
 
     /// The same answer, after the same bcrypt work, for an unknown login and a wrong password.
-    func login(_ request: LoginRequest) async throws -> TokenPair {
+    func login(_ request: LoginRequest, before deadline: ContinuousClock.Instant?) async throws -> TokenPair {
         let login = request.login.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        // In a burst, a login refused here costs no statement at all.
+        do {
+            try self.hasher.ensureACheckCanEnd(before: deadline)
+        } catch is PasswordHasher.CallerGaveUp {
+            throw Self.callerGaveUp
+        }
         try await self.throttle.reserveAttempt(login: login, address: request.clientAddress)
         // No account has a login that long or with a NUL in it (PostgreSQL's text cannot hold
         // one): such a login is unknown without asking the database.
         let user = Validation.canBeLogin(login) ? try await self.users.find(login: login) : nil
-        let matches = try await self.hasher.verify(request.password, against: user?.passwordHash)
+        let matches = try await self.check(
+            request.password, against: user?.passwordHash, login: login, address: request.clientAddress, before: deadline)
         guard matches, let user,
             let session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         else { throw ServiceError.unauthorized("invalid login or password") }
@@ -67,7 +74,9 @@ struct Authenticator: Sendable {
         UserEnvelope(user: try await self.caller(actor).resource(includingEmail: true))
     }
 
-    func updateUser(_ request: UpdateUserRequest, actor: UUID?) async throws -> UserEnvelope {
+    func updateUser(
+        _ request: UpdateUserRequest, actor: UUID?, before deadline: ContinuousClock.Instant?
+    ) async throws -> UserEnvelope {
         let caller = try await self.caller(actor)
         guard request.userId.uuid == caller.id else { throw ServiceError.forbidden("you can only change your own account") }
         let displayName = try request.displayName.map(Validation.displayName)
@@ -80,11 +89,14 @@ struct Authenticator: Sendable {
             // A wrong currentPassword counts as a failed login of the account's username: a stolen
             // access token must not buy unlimited guesses at the password.
             try await self.throttle.reserveAttempt(login: caller.username, address: nil)
-            guard try await self.hasher.verify(current, against: caller.passwordHash) else {
+            guard
+                try await self.check(
+                    current, against: caller.passwordHash, login: caller.username, address: nil, before: deadline)
+            else {
                 throw ServiceError.forbidden("currentPassword is wrong")
             }
             try await self.throttle.recordSuccess(login: caller.username, address: nil)
-            let hash = try await self.hasher.hash(password)
+            let hash = try await self.hash(password, before: deadline)
             guard
                 let record = try await self.users.updatePassword(
                     id: caller.id, passwordHash: hash, displayName: displayName, sparing: request.callerSession?.uuid)
@@ -114,6 +126,34 @@ struct Authenticator: Sendable {
         guard request.ids.count <= 1000 else { throw ServiceError.invalidArgument("ids: at most 1000") }
         let found = try await self.users.find(ids: request.ids.map(\.uuid))
         return UserList(items: found.map { $0.resource(includingEmail: false) })
+    }
+
+    /// Checks a password for an attempt that holds its places in the throttle. An attempt whose
+    /// caller stopped waiting before the check could start gives them back: it guessed nothing.
+    private func check(
+        _ password: String, against hash: String?, login: String, address: String?,
+        before deadline: ContinuousClock.Instant?
+    ) async throws -> Bool {
+        do {
+            return try await self.hasher.verify(password, against: hash, before: deadline)
+        } catch is PasswordHasher.CallerGaveUp {
+            try await self.throttle.giveBackAttempt(login: login, address: address)
+            throw Self.callerGaveUp
+        }
+    }
+
+    private func hash(_ password: String, before deadline: ContinuousClock.Instant?) async throws -> String {
+        do {
+            return try await self.hasher.hash(password, before: deadline)
+        } catch is PasswordHasher.CallerGaveUp {
+            throw Self.callerGaveUp
+        }
+    }
+
+    /// The answer to a request skipped because its caller stopped waiting (it goes unread,
+    /// unless the caller's clock ran slow).
+    private static var callerGaveUp: ServiceError {
+        .unavailable("the password check waited too long for its turn; try again")
     }
 
     /// The authenticated caller; a token for a user that no longer exists is `unauthorized`.

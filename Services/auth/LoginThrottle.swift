@@ -12,7 +12,8 @@ import PostgresNIO
 /// (``reserveAttempt(login:address:)``), in one statement, so that attempts arriving together
 /// cannot all pass a check made before any of them failed. An attempt refused for being over a
 /// limit gives its place back; a successful one clears the login's counter and gives the
-/// address's place back; a failed one keeps both.
+/// address's place back; a failed one keeps both; one whose password was never checked (its
+/// caller stopped waiting first) gives both back.
 struct LoginThrottle: Sendable {
     struct Limits: Sendable {
         var perLogin: Int
@@ -70,6 +71,12 @@ struct LoginThrottle: Sendable {
         let keys = Self.keys(login: login, address: address)
         try await self.client.query("DELETE FROM login_failures WHERE key = \(keys.login)", logger: self.logger)
         if let address = keys.address { try await self.giveBack(keys: [address]) }
+    }
+
+    /// An attempt whose password was not checked gives both its places back: it guessed nothing.
+    func giveBackAttempt(login: String, address: String?) async throws {
+        let keys = Self.keys(login: login, address: address)
+        try await self.giveBack(keys: [keys.login, keys.address].compactMap { $0 })
     }
 
     private func giveBack(keys: [String]) async throws {

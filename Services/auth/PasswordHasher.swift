@@ -1,6 +1,9 @@
 import Crypto
 import HummingbirdBcrypt
+import Metrics
+import NIOCore
 import NIOPosix
+import Synchronization
 
 /// bcrypt on NIO's blocking thread pool: a hash takes about a quarter of a second at cost 12,
 /// which must never run on an event loop or tie up the cooperative pool.
@@ -10,30 +13,54 @@ import NIOPosix
 /// SHA-256 (64 ASCII characters) and that is what bcrypt hashes; the stored hash carries the
 /// prefix ``prehashedPrefix`` to say so. A stored hash without it (a plain bcrypt hash, as this
 /// service wrote before) is still verified against the password itself.
+///
+/// The pool has a thread per core, so a burst of logins waits in line. Each call takes its
+/// request's deadline (``RPCContext/deadline``), and a check that cannot end before it is not
+/// done (``CallerGaveUp``): refused at once when the line ahead is already longer than the
+/// caller will wait (``PasswordCheckQueue``), and skipped at its turn when the caller stopped
+/// waiting meanwhile. Done anyway, such checks answer no one and only delay the ones behind
+/// them, among them the retries of the callers that gave up, until no check ends in time.
 struct PasswordHasher: Sendable {
     static let prehashedPrefix = "bcrypt-sha256$"
+
+    /// The check could not end before its caller stops waiting, so it was not done.
+    struct CallerGaveUp: Error {}
+
+    /// The line of checks, under a lock.
+    private final class Line: Sendable {
+        let state: Mutex<PasswordCheckQueue>
+        init(_ queue: PasswordCheckQueue) { self.state = Mutex(queue) }
+    }
+
+    private static let skipped = Counter(label: "password_checks_skipped_total")
 
     let cost: UInt8
     /// A hash of a random password at the same cost: verifying against it makes a login for an
     /// unknown user take as long as one with a wrong password.
     let decoy: String
+    private let line: Line
 
     init(cost: UInt8) async throws {
         self.cost = cost
-        let pool = NIOThreadPool.singleton
-        self.decoy = try await pool.runIfActive { Self.prehashedPrefix + Bcrypt.hash(Self.prehash(.random()), cost: cost) }
+        let started = ContinuousClock.now
+        self.decoy = try await NIOThreadPool.singleton.runIfActive {
+            Self.prehashedPrefix + Bcrypt.hash(Self.prehash(.random()), cost: cost)
+        }
+        self.line = Line(
+            PasswordCheckQueue(
+                threads: NIOSingletons.blockingPoolThreadCountSuggestion, firstDuration: ContinuousClock.now - started))
     }
 
-    func hash(_ password: String) async throws -> String {
+    func hash(_ password: String, before deadline: ContinuousClock.Instant?) async throws -> String {
         let cost = self.cost
-        return try await NIOThreadPool.singleton.runIfActive {
+        return try await self.check(before: deadline) {
             Self.prehashedPrefix + Bcrypt.hash(Self.prehash(password), cost: cost)
         }
     }
 
-    func verify(_ password: String, against hash: String?) async throws -> Bool {
+    func verify(_ password: String, against hash: String?, before deadline: ContinuousClock.Instant?) async throws -> Bool {
         let hash = hash ?? self.decoy
-        let matches = try await NIOThreadPool.singleton.runIfActive {
+        let matches = try await self.check(before: deadline) {
             if hash.hasPrefix(Self.prehashedPrefix) {
                 Bcrypt.verify(Self.prehash(password), hash: String(hash.dropFirst(Self.prehashedPrefix.count)))
             } else {
@@ -41,6 +68,49 @@ struct PasswordHasher: Sendable {
             }
         }
         return matches && hash != self.decoy
+    }
+
+    /// The checks waiting for a thread or running.
+    var checksInLine: Int { self.line.state.withLock { $0.inLine } }
+
+    /// Throws ``CallerGaveUp`` when a check arriving now could not end before `deadline`: a
+    /// request that must do other work first (a login reserves its place in the throttle and
+    /// looks the user up) asks before that work, which would be wasted too.
+    func ensureACheckCanEnd(before deadline: ContinuousClock.Instant?) throws {
+        guard self.line.state.withLock({ $0.wouldTake(at: .now, deadline: deadline) }) else {
+            Self.skipped.increment()
+            throw CallerGaveUp()
+        }
+    }
+
+    /// Runs `work` on the pool when it can end before `deadline`; throws ``CallerGaveUp`` when
+    /// it cannot (at once) or when the deadline passed while it waited for a thread.
+    private func check<Result: Sendable>(
+        before deadline: ContinuousClock.Instant?, _ work: @escaping @Sendable () -> Result
+    ) async throws -> Result {
+        let line = self.line
+        guard line.state.withLock({ $0.admit(at: .now, deadline: deadline) }) else {
+            Self.skipped.increment()
+            throw CallerGaveUp()
+        }
+        let (result, duration): (Result?, Duration?)
+        do {
+            (result, duration) = try await NIOThreadPool.singleton.runIfActive {
+                let started = ContinuousClock.now
+                if let deadline, deadline <= started { return (nil, nil) }
+                let result = work()
+                return (result, ContinuousClock.now - started)
+            }
+        } catch {
+            line.state.withLock { $0.ended(after: nil) }
+            throw error
+        }
+        line.state.withLock { $0.ended(after: duration) }
+        guard let result else {
+            Self.skipped.increment()
+            throw CallerGaveUp()
+        }
+        return result
     }
 
     /// The lowercase hex of the password's SHA-256: every byte of the password counts, and

@@ -13,6 +13,12 @@ public struct RPCContext: Sendable {
     public var occurredAt: Date
     /// The authenticated caller, when the request is made on a user's behalf.
     public var actorID: UUID?
+    /// When the caller stops waiting for the reply: the request's AMQP `expiration` (what was
+    /// left of the caller's timeout when it was published; ``RPCClient``) counted from its
+    /// arrival here, so no two machines' clocks are compared. Nil for a request without one.
+    /// Work that waits its turn for a scarce resource checks it before it starts: a request
+    /// whose caller gave up is then skipped, not worked through while retries queue behind it.
+    public var deadline: ContinuousClock.Instant?
     /// Carries `correlation_id` in its metadata.
     public var logger: Logger
 }
@@ -21,7 +27,7 @@ public struct RPCContext: Sendable {
 /// payload (``RawJSON`` goes out as it is), or throws a ``ServiceError`` that becomes an error
 /// reply.
 public struct RPCRouter: Sendable {
-    typealias Handler = @Sendable (_ body: Data, _ logger: Logger) async -> Data
+    typealias Handler = @Sendable (_ body: Data, _ deadline: ContinuousClock.Instant?, _ logger: Logger) async -> Data
     private(set) var handlers: [MessageType: Handler] = [:]
     /// Tells the failures of a dependency that is down (a lost database connection) from bugs:
     /// those are answered `unavailable` (safe to retry) instead of `internal`. Set it before the
@@ -35,7 +41,7 @@ public struct RPCRouter: Sendable {
         _ handler: @escaping @Sendable (Payload, RPCContext) async throws -> Reply
     ) {
         let isDependencyDown = self.isDependencyDown
-        self.handlers[type] = { body, logger in
+        self.handlers[type] = { body, deadline, logger in
             let reply: RPCReply<Reply>
             do {
                 let envelope = try MessengerJSON.decode(Envelope<Payload>.self, from: body)
@@ -45,7 +51,7 @@ public struct RPCRouter: Sendable {
                 }
                 let context = RPCContext(
                     type: type, messageID: envelope.id, correlationID: envelope.correlationId,
-                    occurredAt: envelope.occurredAt, actorID: envelope.actorId, logger: logger
+                    occurredAt: envelope.occurredAt, actorID: envelope.actorId, deadline: deadline, logger: logger
                 )
                 let value = try await handler(envelope.data, context)
                 if let raw = value as? RawJSON { return raw.successReply }
@@ -131,6 +137,7 @@ public struct RPCServer: Service {
 
     private func serve(_ delivery: AMQPDelivery) async {
         let replyTo = delivery.properties.replyTo
+        let deadline = delivery.properties.expiration.flatMap { Int64($0) }.map { ContinuousClock.now + .milliseconds($0) }
         if delivery.properties.type == MessageBatch.requestType {
             let items: [MessageBatch.Item]
             do {
@@ -145,27 +152,29 @@ public struct RPCServer: Service {
                 for item in items {
                     group.addTask {
                         await self.answer(
-                            MessageType(rawValue: item.type), body: item.body, correlationID: item.correlationID, replyTo: replyTo
-                        )
+                            MessageType(rawValue: item.type), body: item.body, correlationID: item.correlationID,
+                            deadline: deadline, replyTo: replyTo)
                     }
                 }
             }
         } else {
             await self.answer(
                 MessageType(rawValue: delivery.properties.type ?? ""), body: delivery.body,
-                correlationID: delivery.properties.correlationID, replyTo: replyTo)
+                correlationID: delivery.properties.correlationID, deadline: deadline, replyTo: replyTo)
         }
         delivery.ack()
     }
 
     /// Handles one request and hands its reply to the connection, which sends it with the other
     /// replies to the same queue that are ready in the same moment (see ``MessageBatch``).
-    private func answer(_ type: MessageType, body: Data, correlationID: String?, replyTo: String?) async {
+    private func answer(
+        _ type: MessageType, body: Data, correlationID: String?, deadline: ContinuousClock.Instant?, replyTo: String?
+    ) async {
         let started = ContinuousClock.now
         let reply: Data
         let outcome: String
         if let handler = self.router.handlers[type] {
-            reply = await handler(body, self.logger)
+            reply = await handler(body, deadline, self.logger)
             outcome = "handled"
         } else {
             self.logger.warning("unknown request type", metadata: ["type": "\(type)"])

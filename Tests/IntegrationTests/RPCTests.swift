@@ -3,6 +3,7 @@ import Logging
 import MessengerAMQP
 import MessengerContracts
 import ServiceLifecycle
+import Synchronization
 import TestSupport
 import Testing
 
@@ -38,6 +39,13 @@ struct RPCTests {
             router.on("test.crash.v1", Echo.self) { _, _ -> Echo in
                 throw TestFailure("an unexpected failure with internal details")
             }
+            // Waits `text` milliseconds, then notes what is left of its caller's wait.
+            router.on("test.deadline.v1", Echo.self) { echo, context in
+                try await Task.sleep(for: .milliseconds(Int(echo.text) ?? 0))
+                let left = context.deadline.map { $0 - .now }
+                Self.timeLeft.withLock { $0[context.correlationID ?? ""] = left }
+                return Echo(text: left.map { "\($0)" } ?? "none")
+            }
             let server = RPCServer(connection: connection, service: service, router: router, logger: TestEnvironment.logger)
             let client = RPCClient(
                 connection: connection, instanceName: "test", timeout: .seconds(5), logger: TestEnvironment.logger)
@@ -53,6 +61,37 @@ struct RPCTests {
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
             }
+        }
+    }
+
+    /// What ``RPCContext/deadline`` left of their callers' waits, by correlation id, as the
+    /// `test.deadline.v1` handler saw it after its pause (nil: no deadline).
+    static let timeLeft = Mutex<[String: Duration?]>([:])
+
+    @Test("a handler knows when its caller stops waiting: the call's timeout, counted from the request's arrival")
+    func deadlineFromTheCallersTimeout() async throws {
+        try await self.withRPC { client, service, _ in
+            let id = TestEnvironment.uniqueName("deadline")
+            _ = try await client.call(
+                "test.deadline.v1", to: service, payload: Echo(text: "0"), replyAs: Echo.self, correlationID: id,
+                timeout: .seconds(30))
+            let left = try #require(Self.timeLeft.withLock { $0[id] }.flatMap { $0 })
+            #expect(left > .zero && left <= .seconds(30))
+        }
+    }
+
+    @Test("a handler still working when its caller gave up sees its deadline passed")
+    func deadlinePassedOnceTheCallerGaveUp() async throws {
+        try await self.withRPC { client, service, _ in
+            let id = TestEnvironment.uniqueName("deadline")
+            await #expect(throws: ServiceError.self) {
+                _ = try await client.call(
+                    "test.deadline.v1", to: service, payload: Echo(text: "1500"), replyAs: Echo.self, correlationID: id,
+                    timeout: .milliseconds(500))
+            }
+            #expect(await TestHelpers.eventually(timeout: .seconds(20)) { Self.timeLeft.withLock { $0[id] } != nil })
+            let left = try #require(Self.timeLeft.withLock { $0[id] }.flatMap { $0 })
+            #expect(left <= .zero)
         }
     }
 
