@@ -78,7 +78,8 @@ struct PasswordHasher: Sendable {
     /// looks the user up) asks before that work, which would be wasted too.
     func ensureACheckCanEnd(before deadline: ContinuousClock.Instant?) throws {
         guard self.line.state.withLock({ $0.wouldTake(at: .now, deadline: deadline) }) else {
-            throw Self.skip()
+            Self.skipped.increment()
+            throw CallerGaveUp()
         }
     }
 
@@ -89,7 +90,8 @@ struct PasswordHasher: Sendable {
     ) async throws -> Result {
         let line = self.line
         guard line.state.withLock({ $0.admit(at: .now, deadline: deadline) }) else {
-            throw Self.skip()
+            Self.skipped.increment()
+            throw CallerGaveUp()
         }
         let (result, duration): (Result?, Duration?)
         do {
@@ -105,15 +107,10 @@ struct PasswordHasher: Sendable {
         }
         line.state.withLock { $0.ended(after: duration) }
         guard let result else {
-            throw Self.skip()
+            Self.skipped.increment()
+            throw CallerGaveUp()
         }
         return result
-    }
-
-    /// Counts a check not done, and the error that says so.
-    private static func skip() -> CallerGaveUp {
-        Self.skipped.increment()
-        return CallerGaveUp()
     }
 
     /// The lowercase hex of the password's SHA-256: every byte of the password counts, and
