@@ -21,7 +21,8 @@ struct Authenticator: Sendable {
         let displayName = try request.displayName.map(Validation.displayName) ?? username
         let record = UserRecord(
             id: .v7(), username: username, email: email, displayName: displayName,
-            passwordHash: try await self.hash(request.password, before: deadline), createdAt: Date())
+            passwordHash: try await Self.unavailableIfGaveUp { try await self.hasher.hash(request.password, before: deadline) },
+            createdAt: Date())
         try await self.users.create(record)
         return UserEnvelope(user: record.resource(includingEmail: true))
     }
@@ -30,11 +31,7 @@ struct Authenticator: Sendable {
     func login(_ request: LoginRequest, before deadline: ContinuousClock.Instant?) async throws -> TokenPair {
         let login = request.login.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         // In a burst, a login refused here costs no statement at all.
-        do {
-            try self.hasher.ensureACheckCanEnd(before: deadline)
-        } catch is PasswordHasher.CallerGaveUp {
-            throw Self.callerGaveUp
-        }
+        try await Self.unavailableIfGaveUp { try self.hasher.ensureACheckCanEnd(before: deadline) }
         try await self.throttle.reserveAttempt(login: login, address: request.clientAddress)
         // No account has a login that long or with a NUL in it (PostgreSQL's text cannot hold
         // one): such a login is unknown without asking the database.
@@ -96,7 +93,7 @@ struct Authenticator: Sendable {
                 throw ServiceError.forbidden("currentPassword is wrong")
             }
             try await self.throttle.recordSuccess(login: caller.username, address: nil)
-            let hash = try await self.hash(password, before: deadline)
+            let hash = try await Self.unavailableIfGaveUp { try await self.hasher.hash(password, before: deadline) }
             guard
                 let record = try await self.users.updatePassword(
                     id: caller.id, passwordHash: hash, displayName: displayName, sparing: request.callerSession?.uuid)
@@ -142,9 +139,11 @@ struct Authenticator: Sendable {
         }
     }
 
-    private func hash(_ password: String, before deadline: ContinuousClock.Instant?) async throws -> String {
+    /// `body`, with a password check skipped because its caller stopped waiting answered as
+    /// ``callerGaveUp``.
+    private static func unavailableIfGaveUp<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            return try await self.hasher.hash(password, before: deadline)
+            return try await body()
         } catch is PasswordHasher.CallerGaveUp {
             throw Self.callerGaveUp
         }

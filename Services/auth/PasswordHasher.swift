@@ -78,8 +78,7 @@ struct PasswordHasher: Sendable {
     /// looks the user up) asks before that work, which would be wasted too.
     func ensureACheckCanEnd(before deadline: ContinuousClock.Instant?) throws {
         guard self.line.state.withLock({ $0.wouldTake(at: .now, deadline: deadline) }) else {
-            Self.skipped.increment()
-            throw CallerGaveUp()
+            throw Self.skip()
         }
     }
 
@@ -90,8 +89,7 @@ struct PasswordHasher: Sendable {
     ) async throws -> Result {
         let line = self.line
         guard line.state.withLock({ $0.admit(at: .now, deadline: deadline) }) else {
-            Self.skipped.increment()
-            throw CallerGaveUp()
+            throw Self.skip()
         }
         let (result, duration): (Result?, Duration?)
         do {
@@ -107,10 +105,15 @@ struct PasswordHasher: Sendable {
         }
         line.state.withLock { $0.ended(after: duration) }
         guard let result else {
-            Self.skipped.increment()
-            throw CallerGaveUp()
+            throw Self.skip()
         }
         return result
+    }
+
+    /// Counts a check not done, and the error that says so.
+    private static func skip() -> CallerGaveUp {
+        Self.skipped.increment()
+        return CallerGaveUp()
     }
 
     /// The lowercase hex of the password's SHA-256: every byte of the password counts, and
