@@ -133,26 +133,28 @@ struct Authenticator: Sendable {
     ) async throws -> Bool {
         do {
             return try await self.hasher.verify(password, against: hash, before: deadline)
-        } catch is PasswordHasher.CallerGaveUp {
+        } catch let gaveUp as PasswordHasher.CallerGaveUp {
             try await self.throttle.giveBackAttempt(login: login, address: address)
-            throw Self.callerGaveUp
+            throw Self.unavailable(gaveUp)
         }
     }
 
     /// `body`, with a password check skipped because its caller stopped waiting answered as
-    /// ``callerGaveUp``.
+    /// ``unavailable(_:)``.
     private static func unavailableIfGaveUp<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch is PasswordHasher.CallerGaveUp {
-            throw Self.callerGaveUp
+        } catch let gaveUp as PasswordHasher.CallerGaveUp {
+            throw Self.unavailable(gaveUp)
         }
     }
 
-    /// The answer to a request skipped because its caller stopped waiting (it goes unread,
-    /// unless the caller's clock ran slow).
-    private static var callerGaveUp: ServiceError {
-        .unavailable("the password check waited too long for its turn; try again")
+    /// The answer to a request whose password check was not done because its caller would stop
+    /// waiting first, with when to try again: when the line ahead would let a check start. A
+    /// request refused as it arrived gets it in time; one skipped at its turn goes unread, unless
+    /// the caller's clock ran slow.
+    private static func unavailable(_ gaveUp: PasswordHasher.CallerGaveUp) -> ServiceError {
+        .unavailable("the password check would wait too long for its turn; try again", retryAfter: gaveUp.retryAfterSeconds)
     }
 
     /// The authenticated caller; a token for a user that no longer exists is `unauthorized`.

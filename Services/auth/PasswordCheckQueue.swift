@@ -21,7 +21,13 @@ struct PasswordCheckQueue: Sendable {
 
     /// When a check that arrives at `now` can be expected to end.
     func expectedEnd(arrivingAt now: ContinuousClock.Instant) -> ContinuousClock.Instant {
-        now + self.meanDuration * (self.inLine / self.threads + 1)
+        now + self.waitForAThread + self.meanDuration
+    }
+
+    /// How long a check arriving now would wait for a thread: when one refused now could be
+    /// taken at once, if nothing else arrived meanwhile.
+    var waitForAThread: Duration {
+        self.meanDuration * (self.inLine / self.threads)
     }
 
     /// Takes a check into the line unless it would wait for a thread and is expected to end

@@ -24,7 +24,16 @@ struct PasswordHasher: Sendable {
     static let prehashedPrefix = "bcrypt-sha256$"
 
     /// The check could not end before its caller stops waiting, so it was not done.
-    struct CallerGaveUp: Error {}
+    struct CallerGaveUp: Error {
+        /// How long a check arriving when this one was given up would have waited for a thread.
+        var lineWait: Duration
+
+        /// Whole seconds, at least 1, for a caller to wait before it tries again (`Retry-After`).
+        var retryAfterSeconds: Int {
+            let (seconds, attoseconds) = self.lineWait.components
+            return max(1, Int(seconds) + (attoseconds > 0 ? 1 : 0))
+        }
+    }
 
     /// The line of checks, under a lock.
     private final class Line: Sendable {
@@ -78,7 +87,7 @@ struct PasswordHasher: Sendable {
     /// looks the user up) asks before that work, which would be wasted too.
     func ensureACheckCanEnd(before deadline: ContinuousClock.Instant?) throws {
         guard self.line.state.withLock({ $0.wouldTake(at: .now, deadline: deadline) }) else {
-            throw Self.skip()
+            throw self.skip()
         }
     }
 
@@ -89,7 +98,7 @@ struct PasswordHasher: Sendable {
     ) async throws -> Result {
         let line = self.line
         guard line.state.withLock({ $0.admit(at: .now, deadline: deadline) }) else {
-            throw Self.skip()
+            throw self.skip()
         }
         let (result, duration): (Result?, Duration?)
         do {
@@ -105,15 +114,15 @@ struct PasswordHasher: Sendable {
         }
         line.state.withLock { $0.ended(after: duration) }
         guard let result else {
-            throw Self.skip()
+            throw self.skip()
         }
         return result
     }
 
-    /// Counts a check not done, and the error that says so.
-    private static func skip() -> CallerGaveUp {
+    /// Counts a check not done, and the error that says so, with the line's wait as it is now.
+    private func skip() -> CallerGaveUp {
         Self.skipped.increment()
-        return CallerGaveUp()
+        return CallerGaveUp(lineWait: self.line.state.withLock { $0.waitForAThread })
     }
 
     /// The lowercase hex of the password's SHA-256: every byte of the password counts, and

@@ -3,7 +3,8 @@
 public struct ServiceError: Error, Codable, Hashable, Sendable, CustomStringConvertible {
     public var code: ErrorCode
     public var message: String
-    /// Seconds to wait before trying again (`rate_limited`); REST sends it as `Retry-After`.
+    /// Seconds to wait before trying again (`rate_limited`, and `unavailable` when the service
+    /// can tell); REST sends it as `Retry-After`.
     public var retryAfter: Int?
 
     public init(_ code: ErrorCode, _ message: String, retryAfter: Int? = nil) {
@@ -17,7 +18,9 @@ public struct ServiceError: Error, Codable, Hashable, Sendable, CustomStringConv
     public static func forbidden(_ message: String = "forbidden") -> ServiceError { .init(.forbidden, message) }
     public static func notFound(_ message: String = "not found") -> ServiceError { .init(.notFound, message) }
     public static func conflict(_ message: String) -> ServiceError { .init(.conflict, message) }
-    public static func unavailable(_ message: String) -> ServiceError { .init(.unavailable, message) }
+    public static func unavailable(_ message: String, retryAfter: Int? = nil) -> ServiceError {
+        .init(.unavailable, message, retryAfter: retryAfter)
+    }
     public static func rateLimited(_ message: String, retryAfter: Int) -> ServiceError {
         .init(.rateLimited, message, retryAfter: retryAfter)
     }

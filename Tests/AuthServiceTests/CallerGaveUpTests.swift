@@ -92,7 +92,8 @@ struct CallerGaveUpTests {
                 await #expect {
                     try await authenticator.login(login, before: .now + .microseconds(1))
                 } throws: { error in
-                    (error as? ServiceError)?.code == .unavailable
+                    // With a retry-after of at least a second: the line ahead is a hash long.
+                    (error as? ServiceError)?.code == .unavailable && ((error as? ServiceError)?.retryAfter ?? 0) >= 1
                 }
                 return waiting
             }
@@ -244,6 +245,25 @@ struct PasswordCheckQueueTests {
         line.ended(after: .milliseconds(250))
         let afterOneEnded = line.admit(at: self.now, deadline: self.now + .seconds(1))
         #expect(afterOneEnded)
+    }
+
+    @Test("the wait for a thread grows by a mean's time with each round of checks ahead")
+    func waitForAThread() {
+        var line = PasswordCheckQueue(threads: 2, firstDuration: .milliseconds(250))
+        var waits: [Duration] = []
+        for _ in 0..<5 {
+            waits.append(line.waitForAThread)
+            _ = line.admit(at: self.now, deadline: nil)
+        }
+        #expect(waits == [.zero, .zero, .milliseconds(250), .milliseconds(250), .milliseconds(500)])
+        #expect(line.expectedEnd(arrivingAt: self.now) == self.now + .milliseconds(750))
+    }
+
+    @Test("a caller refused is told to come back in whole seconds, at least one")
+    func retryAfterInWholeSeconds() {
+        let waits: [Duration] = [.zero, .milliseconds(250), .seconds(1), .milliseconds(1001), .milliseconds(2500)]
+        let seconds = waits.map { PasswordHasher.CallerGaveUp(lineWait: $0).retryAfterSeconds }
+        #expect(seconds == [1, 1, 1, 2, 3])
     }
 
     @Test("a pool of no threads counts as one")

@@ -3,11 +3,13 @@ check within the gateway's RPC timeout (docs/auth.md, "Login bursts").
 
 Registers USERS accounts, then every user logs in at the same moment, each from its own loopback
 address (127.0.2.x, so that the per-address login throttle sees distinct clients), and retries an
-`unavailable` (503) answer after a pause of 0.5 to 1 s, as a client should, for at most LIMIT
-seconds. Prints how long the burst took to log everyone in, how many 503s the clients saw, how
-many bcrypt checks auth skipped because their caller had stopped waiting, and auth's CPU time.
+`unavailable` (503) answer for at most LIMIT seconds, as a client should: after the answer's
+`Retry-After` plus up to half a second (mode `retry-after`, the default), or after 0.5 to 1 s
+whatever the answer says (mode `fixed`). Prints how long the burst took to log everyone in, how
+many 503s the clients saw, how many bcrypt checks auth skipped because their caller had stopped
+waiting, and auth's CPU time.
 
-    .run/venv/bin/python Tests/Benchmarks/login_burst.py [users] [limit seconds]
+    .run/venv/bin/python Tests/Benchmarks/login_burst.py [users] [limit seconds] [retry-after|fixed]
 
 Needs `make up` (the gateway at GATEWAY_URL, default http://127.0.0.1:5000; auth's admin port at
 AUTH_ADMIN_PORT, default 9101; auth's pid in .run/pids/svc-auth.pid).
@@ -69,11 +71,22 @@ async def register(names: list[str]) -> None:
     await asyncio.gather(*(one(index, name) for index, name in enumerate(names)))
 
 
-async def log_in(index: int, name: str, start: asyncio.Event, limit: float) -> tuple[float | None, int, int]:
-    """Seconds from the burst's start to this user's 200 (None if never), 503s, other answers."""
+def pause(reply: aiohttp.ClientResponse, honor_retry_after: bool) -> float:
+    """Seconds before the next attempt after a 503."""
+    retry_after = reply.headers.get("Retry-After", "")
+    if honor_retry_after and retry_after.isdigit():
+        return int(retry_after) + random.uniform(0, 0.5)
+    return random.uniform(0.5, 1.0)
+
+
+async def log_in(
+    index: int, name: str, start: asyncio.Event, limit: float, honor_retry_after: bool
+) -> tuple[float | None, int, int, int]:
+    """Seconds from the burst's start to this user's 200 (None if never), 503s, 503s with a
+    Retry-After, other answers."""
     connector = aiohttp.TCPConnector(local_addr=(address(index), 0))
     timeout = aiohttp.ClientTimeout(total=limit)
-    unavailable = other = 0
+    unavailable = told_when = other = 0
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await start.wait()
         began = time.monotonic()
@@ -81,19 +94,24 @@ async def log_in(index: int, name: str, start: asyncio.Event, limit: float) -> t
             async with session.post(BASE + "/api/login", json={"login": name, "password": PASSWORD}) as reply:
                 await reply.read()
                 if reply.status == 200:
-                    return time.monotonic() - began, unavailable, other
+                    return time.monotonic() - began, unavailable, told_when, other
                 if reply.status == 503:
                     unavailable += 1
+                    told_when += "Retry-After" in reply.headers
                 else:
                     other += 1
-                    return None, unavailable, other
-            await asyncio.sleep(random.uniform(0.5, 1.0))
-    return None, unavailable, other
+                    return None, unavailable, told_when, other
+            await asyncio.sleep(pause(reply, honor_retry_after))
+    return None, unavailable, told_when, other
 
 
 async def main() -> None:
     users = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     limit = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    mode = sys.argv[3] if len(sys.argv) > 3 else "retry-after"
+    if mode not in ("retry-after", "fixed"):
+        sys.exit(f"mode {mode!r}: retry-after or fixed")
+    honor_retry_after = mode == "retry-after"
     prefix = "burst_" + uuid.uuid4().hex[:8]
     names = [f"{prefix}_{index}" for index in range(users)]
     print(f"login burst against {BASE}: registering {users} users")
@@ -102,21 +120,26 @@ async def main() -> None:
         skipped_before = await skipped_checks(admin)
         cpu_before = auth_cpu_seconds()
         start = asyncio.Event()
-        tasks = [asyncio.create_task(log_in(index, name, start, limit)) for index, name in enumerate(names)]
+        tasks = [
+            asyncio.create_task(log_in(index, name, start, limit, honor_retry_after))
+            for index, name in enumerate(names)
+        ]
         await asyncio.sleep(0.5)  # every client's session is ready
-        print(f"{users} logins at once, each retrying 503 after 0.5 to 1 s, for at most {limit:.0f} s")
+        after = "Retry-After plus up to 0.5 s" if honor_retry_after else "0.5 to 1 s"
+        print(f"{users} logins at once, each retrying 503 after {after}, for at most {limit:.0f} s")
         start.set()
         results = await asyncio.gather(*tasks)
         skipped = await skipped_checks(admin) - skipped_before
         cpu = auth_cpu_seconds() - cpu_before
     times = sorted(result[0] for result in results if result[0] is not None)
     unavailable = sum(result[1] for result in results)
-    other = sum(result[2] for result in results)
-    print("| logged in | last in (s) | p50 (s) | 503 answers | other answers | checks skipped | auth CPU (s) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    told_when = sum(result[2] for result in results)
+    other = sum(result[3] for result in results)
+    print("| logged in | last in (s) | p50 (s) | 503 answers | with Retry-After | other answers | checks skipped | auth CPU (s) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     last = f"{times[-1]:.1f}" if times else "-"
     median = f"{statistics.median(times):.1f}" if times else "-"
-    print(f"| {len(times)} of {users} | {last} | {median} | {unavailable} | {other} | {skipped} | {cpu:.1f} |")
+    print(f"| {len(times)} of {users} | {last} | {median} | {unavailable} | {told_when} | {other} | {skipped} | {cpu:.1f} |")
 
 
 if __name__ == "__main__":
