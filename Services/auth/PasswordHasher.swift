@@ -19,7 +19,8 @@ import Synchronization
 /// done (``CallerGaveUp``): refused at once when the line ahead is already longer than the
 /// caller will wait (``PasswordCheckQueue``), and skipped at its turn when the caller stopped
 /// waiting meanwhile. Done anyway, such checks answer no one and only delay the ones behind
-/// them, among them the retries of the callers that gave up, until no check ends in time.
+/// them, among them the retries of the callers that gave up, until no check ends in time. A new
+/// hash that ends after the deadline is thrown away (``hash(_:before:)``).
 struct PasswordHasher: Sendable {
     static let prehashedPrefix = "bcrypt-sha256$"
 
@@ -60,11 +61,19 @@ struct PasswordHasher: Sendable {
                 threads: NIOSingletons.blockingPoolThreadCountSuggestion, firstDuration: ContinuousClock.now - started))
     }
 
+    /// A new hash of `password`, for an account or a password change that is written next. A
+    /// hash that ends after `deadline` throws ``CallerGaveUp`` too: its caller has been told
+    /// 503, and must not find the write done anyway (an account that makes its registration's
+    /// retry a 409, a password that makes its retry's `currentPassword` wrong).
     func hash(_ password: String, before deadline: ContinuousClock.Instant?) async throws -> String {
         let cost = self.cost
-        return try await self.check(before: deadline) {
+        let hash = try await self.check(before: deadline) {
             Self.prehashedPrefix + Bcrypt.hash(Self.prehash(password), cost: cost)
         }
+        if let deadline, deadline <= .now {
+            throw CallerGaveUp(lineWait: self.line.state.withLock { $0.waitForAThread })
+        }
+        return hash
     }
 
     func verify(_ password: String, against hash: String?, before deadline: ContinuousClock.Instant?) async throws -> Bool {

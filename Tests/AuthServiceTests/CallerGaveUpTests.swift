@@ -110,6 +110,23 @@ struct CallerGaveUpTests {
         }
     }
 
+    @Test("a registration whose hash ends after its caller stopped waiting creates no account")
+    func lateRegistrationCreatesNothing() async throws {
+        // A hash of tens of milliseconds against a deadline of a few: the hash starts in time
+        // and ends late (or, on a machine slow to start it, is skipped at its turn: the same
+        // answer, and no account either way).
+        try await self.withAuthenticator(maxFailures: 5, cost: 10) { authenticator, _ in
+            let name = TestEnvironment.uniqueName("gaveup")
+            let request = RegisterRequest(username: name, email: "\(name)@example.com", password: Self.password)
+            await #expect {
+                _ = try await authenticator.register(request, before: .now + .milliseconds(5))
+            } throws: { error in
+                (error as? ServiceError)?.code == .unavailable
+            }
+            _ = try await authenticator.register(request, before: nil)
+        }
+    }
+
     @Test("a skipped registration creates no account")
     func skippedRegistrationCreatesNothing() async throws {
         try await self.withAuthenticator(maxFailures: 5) { authenticator, _ in
@@ -174,8 +191,10 @@ struct CallerGaveUpTests {
     }
 
     /// An ``Authenticator`` on auth's schema (and the database it uses), with `maxFailures` failed logins allowed per login
-    /// and per address.
-    func withAuthenticator(maxFailures: Int, _ body: (Authenticator, Database) async throws -> Void) async throws {
+    /// and per address, hashing at `cost`.
+    func withAuthenticator(
+        maxFailures: Int, cost: UInt8 = Self.cost, _ body: (Authenticator, Database) async throws -> Void
+    ) async throws {
         let logger = TestEnvironment.logger
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "auth").makeDatabase(
             logger: logger)
@@ -194,7 +213,7 @@ struct CallerGaveUpTests {
                 throttle: LoginThrottle(
                     client: database, limits: .init(perLogin: maxFailures, perAddress: maxFailures, window: .seconds(600)),
                     logger: logger),
-                hasher: try await PasswordHasher(cost: Self.cost),
+                hasher: try await PasswordHasher(cost: cost),
                 signer: await AccessTokenSigner(key: key, audience: TokenAudience(), lifetime: .seconds(900)),
                 keySet: JSONWebKeySet(keys: [key.publicJWK]))
             try await body(authenticator, database)
