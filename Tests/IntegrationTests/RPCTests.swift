@@ -84,10 +84,13 @@ struct RPCTests {
     func deadlinePassedOnceTheCallerGaveUp() async throws {
         try await self.withRPC { client, service, _ in
             let id = TestEnvironment.uniqueName("deadline")
+            // The timeout is long enough for the request to reach the handler on a loaded
+            // machine (one that waits past it is dropped by the broker, and the handler never
+            // runs), and the handler's pause longer still.
             await #expect(throws: ServiceError.self) {
                 _ = try await client.call(
-                    "test.deadline.v1", to: service, payload: Echo(text: "1500"), replyAs: Echo.self, correlationID: id,
-                    timeout: .milliseconds(500))
+                    "test.deadline.v1", to: service, payload: Echo(text: "4000"), replyAs: Echo.self, correlationID: id,
+                    timeout: .seconds(2))
             }
             #expect(await TestHelpers.eventually(timeout: .seconds(20)) { Self.timeLeft.withLock { $0[id] } != nil })
             let left = try #require(Self.timeLeft.withLock { $0[id] }.flatMap { $0 })
