@@ -70,9 +70,7 @@ struct PasswordHasher: Sendable {
         let hash = try await self.check(before: deadline) {
             Self.prehashedPrefix + Bcrypt.hash(Self.prehash(password), cost: cost)
         }
-        if let deadline, deadline <= .now {
-            throw CallerGaveUp(lineWait: self.line.state.withLock { $0.waitForAThread })
-        }
+        if let deadline, deadline <= .now { throw self.gaveUp() }
         return hash
     }
 
@@ -128,10 +126,15 @@ struct PasswordHasher: Sendable {
         return result
     }
 
-    /// Counts a check not done, and the error that says so, with the line's wait as it is now.
+    /// Counts a check not done, and the error that says so.
     private func skip() -> CallerGaveUp {
         Self.skipped.increment()
-        return CallerGaveUp(lineWait: self.line.state.withLock { $0.waitForAThread })
+        return self.gaveUp()
+    }
+
+    /// The error for a caller that gave up, with the line's wait as it is now.
+    private func gaveUp() -> CallerGaveUp {
+        CallerGaveUp(lineWait: self.line.state.withLock { $0.waitForAThread })
     }
 
     /// The lowercase hex of the password's SHA-256: every byte of the password counts, and

@@ -190,7 +190,7 @@ def do_login(api: Api, login: str, password: str) -> dict[str, Any]:
     return body
 
 
-# --- waiting on queues --------------------------------------------------------------------------
+# --- the login throttle's window ------------------------------------------------------------
 
 
 def within_one_login_window(window_seconds: float, scenario: Callable[[], T], tries: int = 3) -> T:
@@ -214,6 +214,9 @@ def within_one_login_window(window_seconds: float, scenario: Callable[[], T], tr
             durations.append(took)
     pytest.skip(f"{tries} runs each took longer than the {window_seconds} s login window: "
                 + ", ".join(f"{d:.1f} s" for d in durations))
+
+
+# --- waiting on queues --------------------------------------------------------------------------
 
 
 def wait_for(source: queue.Queue, predicate: Callable[[Any], bool], timeout: float, seen: list[Any] | None = None) -> Any:
