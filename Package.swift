@@ -346,6 +346,15 @@ let package = Package(
             path: "Tests/AuthServiceTests"
         ),
         .testTarget(
+            name: "SocketGatewayTests",
+            dependencies: [
+                "MessengerContracts", "SocketGateway",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/SocketGatewayTests"
+        ),
+        .testTarget(
             name: "LoadToolTests",
             dependencies: ["MessengerLoad"],
             path: "Tests/LoadToolTests"
