@@ -70,7 +70,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             try await amqp.publish(
                 AMQPMessage(
                     exchange: ExchangeName.events, routingKey: AuthMessage.keysChanged.rawValue,
-                    body: try MessengerJSON.encode(Envelope(type: AuthMessage.keysChanged, data: keySet)),
+                    body: try Envelope(type: AuthMessage.keysChanged, data: keySet).encoded(),
                     properties: AMQPProperties(messageID: UUID.v7().lowercasedText, type: AuthMessage.keysChanged.rawValue)))
             logger.info("signing key ready", metadata: ["kid": "\(key.kid)", "verification_keys": "\(keySet.keys.count)"])
         })

@@ -142,7 +142,7 @@ public final class RPCClient: Service, Sendable {
     ) async throws -> Data {
         let envelope = Envelope(type: type, correlationId: correlationID, actorId: actor, data: payload)
         return try await self.send(
-            type, to: service, body: try MessengerJSON.encode(envelope), header: envelope.header, timeout: timeout)
+            type, to: service, body: try envelope.encoded(), header: envelope.header, timeout: timeout)
     }
 
     /// Sends a request whose payload is already JSON (a client's command passed on as it came,
@@ -152,13 +152,8 @@ public final class RPCClient: Service, Sendable {
         actor: UUID? = nil, timeout: Duration? = nil
     ) async throws -> Data {
         let header = EnvelopeHeader(type: type, id: .v7(), correlationId: correlationID, occurredAt: Date(), actorId: actor)
-        var body = try MessengerJSON.encode(header)
-        guard body.last == UInt8(ascii: "}") else { throw ServiceError.internal() }
-        body.removeLast()
-        body.append(contentsOf: #","data":"#.utf8)
-        body.append(contentsOf: payloadJSON.utf8)
-        body.append(UInt8(ascii: "}"))
-        return try await self.send(type, to: service, body: body, header: header, timeout: timeout)
+        return try await self.send(
+            type, to: service, body: header.envelopeJSON(data: payloadJSON.utf8), header: header, timeout: timeout)
     }
 
     private func send(

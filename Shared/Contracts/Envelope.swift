@@ -1,4 +1,5 @@
 import Foundation
+import SocketIOProtocol
 
 /// The envelope every message between services travels in.
 ///
@@ -79,6 +80,28 @@ extension EnvelopeHeader {
     }
 }
 
+extension EnvelopeHeader {
+    /// The envelope of `data` (JSON text) under this header: the members ``encode(to:)`` writes,
+    /// then `"data"`, written directly. Through Foundation's encoder, the header alone was 4 % of
+    /// the gateway's CPU under load (perf, one per command it passes on).
+    public func envelopeJSON(data: some Sequence<UInt8>) -> Data {
+        var text = #"{"type":"#
+        JSONValue.writeString(self.type.rawValue, to: &text)
+        text += #","id":""# + EntityID(self.id).description + "\""
+        if let correlationId = self.correlationId {
+            text += #","correlationId":"#
+            JSONValue.writeString(correlationId, to: &text)
+        }
+        text += #","occurredAt":""# + Timestamp.format(self.occurredAt) + "\""
+        if let actorId = self.actorId { text += #","actorId":""# + EntityID(actorId).description + "\"" }
+        text += #","data":"#
+        var json = Data(text.utf8)
+        json.append(contentsOf: data)
+        json.append(UInt8(ascii: "}"))
+        return json
+    }
+}
+
 extension Envelope {
     /// Its fields but the payload.
     public var header: EnvelopeHeader {
@@ -93,6 +116,13 @@ extension Envelope: Encodable where Payload: Encodable {
         try self.header.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(self.data, forKey: .data)
+    }
+}
+extension Envelope where Payload: Encodable {
+    /// This envelope as JSON: the payload through ``MessengerJSON``, the header written directly
+    /// (``EnvelopeHeader/envelopeJSON(data:)``). What every service sends.
+    public func encoded() throws -> Data {
+        self.header.envelopeJSON(data: try MessengerJSON.encode(self.data))
     }
 }
 extension Envelope: Decodable where Payload: Decodable {

@@ -23,19 +23,17 @@ public struct RawJSON: Sendable, Hashable {
 }
 
 extension DomainEvent where Data == RawJSON {
-    /// The envelope of this event as JSON, written directly: every field is an id, a contract
-    /// name or a timestamp (nothing to escape), and `data` is spliced in as it is.
+    /// The envelope of this event as JSON, written directly: the event's fields are ids and a
+    /// contract name (nothing to escape), and `data` is spliced in as it is.
     public func envelopeJSON(type: MessageType, id: UUID, occurredAt: Date, actorId: UUID?) -> Foundation.Data {
-        var text = #"{"type":""# + type.rawValue + #"","id":""# + EntityID(id).description + #"","occurredAt":""#
-        text += Timestamp.format(occurredAt) + "\""
-        if let actorId { text += #","actorId":""# + EntityID(actorId).description + "\"" }
-        text += #","data":{"name":""# + self.name + #"","threadId":""# + self.threadId.description + #"","recipients":["#
+        var text = #"{"name":""# + self.name + #"","threadId":""# + self.threadId.description + #"","recipients":["#
         text += self.recipients.map { "\"\($0.description)\"" }.joined(separator: ",")
         text += #"],"data":"#
-        var json = Foundation.Data(text.utf8)
-        json.append(self.data.bytes)
-        json.append(contentsOf: "}}".utf8)
-        return json
+        var data = Foundation.Data(text.utf8)
+        data.append(self.data.bytes)
+        data.append(UInt8(ascii: "}"))
+        let header = EnvelopeHeader(type: type, id: id, correlationId: nil, occurredAt: occurredAt, actorId: actorId)
+        return header.envelopeJSON(data: data)
     }
 }
 

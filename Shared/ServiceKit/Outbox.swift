@@ -50,7 +50,7 @@ public enum Outbox {
     public static func append<Payload: Encodable & Sendable>(
         _ envelope: Envelope<Payload>, on connection: PostgresConnection, logger: Logger
     ) async throws {
-        let body = String(decoding: try MessengerJSON.encode(envelope), as: UTF8.self)
+        let body = String(decoding: try envelope.encoded(), as: UTF8.self)
         try await connection.query(
             "INSERT INTO outbox (event_id, type, body) VALUES (\(envelope.id), \(envelope.type.rawValue), \(body))",
             logger: logger)

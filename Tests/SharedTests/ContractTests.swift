@@ -23,6 +23,30 @@ struct ContractTests {
         #expect(abs(decoded.occurredAt.timeIntervalSince(occurredAt)) < 0.001)
     }
 
+    @Test(
+        "an envelope written directly holds what Foundation's encoder writes, and reads back the same",
+        arguments: [nil, "req-1", #"a "quoted" \ back\slash"#, "line\nbreak\t\u{01}\u{1F}", "é 😀 \u{2028}\u{2029} </x>"]
+    )
+    func directEnvelope(correlationId: String?) throws {
+        for actor: UUID? in [nil, UUID()] {
+            let envelope = Envelope(
+                type: "test.thing.v1", correlationId: correlationId, occurredAt: Date(timeIntervalSince1970: 1_795_000_000.123),
+                actorId: actor, data: PayloadV1(text: "hi \"there\""))
+            let written = try envelope.encoded()
+            let direct = try #require(JSONSerialization.jsonObject(with: written) as? NSDictionary)
+            let foundation = try #require(
+                JSONSerialization.jsonObject(with: try MessengerJSON.makeEncoder().encode(envelope)) as? NSDictionary)
+            #expect(direct == foundation)
+            let decoded = try MessengerJSON.decode(Envelope<PayloadV1>.self, from: written)
+            #expect(decoded.header.correlationId == correlationId && decoded.actorId == actor && decoded.id == envelope.id)
+            #expect(decoded.type == envelope.type && decoded.data == envelope.data)
+            #expect(abs(decoded.occurredAt.timeIntervalSince(envelope.occurredAt)) < 0.001)
+            // A payload passed on as JSON text is spliced as it is.
+            let forwarded = envelope.header.envelopeJSON(data: #"{"text":"hi \"there\""}"#.utf8)
+            #expect(try MessengerJSON.decode(Envelope<PayloadV1>.self, from: forwarded).data == envelope.data)
+        }
+    }
+
     @Test("decoders ignore fields added by a newer producer")
     func additiveEvolution() throws {
         let json = """
