@@ -26,14 +26,14 @@ extension DomainEvent where Data == RawJSON {
     /// The envelope of this event as JSON, written directly: the event's fields are ids and a
     /// contract name (nothing to escape), and `data` is spliced in as it is.
     public func envelopeJSON(type: MessageType, id: UUID, occurredAt: Date, actorId: UUID?) -> Foundation.Data {
-        var text = #"{"name":""# + self.name + #"","threadId":""# + self.threadId.description + #"","recipients":["#
-        text += self.recipients.map { "\"\($0.description)\"" }.joined(separator: ",")
-        text += #"],"data":"#
-        var data = Foundation.Data(text.utf8)
-        data.append(self.data.bytes)
-        data.append(UInt8(ascii: "}"))
         let header = EnvelopeHeader(type: type, id: id, correlationId: nil, occurredAt: occurredAt, actorId: actorId)
-        return header.envelopeJSON(data: data)
+        var text = header.openingJSON + #"{"name":""# + self.name + #"","threadId":""# + self.threadId.description
+        text += #"","recipients":["# + self.recipients.map { "\"\($0.description)\"" }.joined(separator: ",")
+        text += #"],"data":"#
+        var json = Foundation.Data(text.utf8)
+        json.append(self.data.bytes)
+        json.append(contentsOf: "}}".utf8)
+        return json
     }
 }
 

@@ -93,15 +93,12 @@ struct RESTErrorTests {
     @Test("unknown routes, and known paths with another method, are 404 not_found")
     func unknownRoutes() async throws {
         try await Self.application().test(.router) { client in
-            try await client.execute(uri: "/no/such/route", method: .get) { response in
-                #expect(response.status == .notFound)
-                let error = try Self.errorBody(response)
-                #expect(error.code == "not_found")
-            }
-            try await client.execute(uri: "/login", method: .get) { response in
-                #expect(response.status == .notFound)
-                let error = try Self.errorBody(response)
-                #expect(error.code == "not_found")
+            for (uri, method) in [("/no/such/route", HTTPRequest.Method.get), ("/login", .get)] {
+                try await client.execute(uri: uri, method: method) { response in
+                    #expect(response.status == .notFound, "\(method) \(uri)")
+                    let error = try Self.errorBody(response)
+                    #expect(error.code == "not_found")
+                }
             }
         }
     }
