@@ -131,9 +131,10 @@ struct PushPublisher: Sendable {
 
     /// Hands `receipts` to the event consumer: each goes into `delivery.events` as a domain event
     /// of its own (those of one ack may travel as one ``MessageBatch``); returns once the broker
-    /// confirmed them.
+    /// confirmed them. They carry the correlation id of the ack that caused them.
     func sendToConsumer(_ receipts: [IncomingEvent]) async throws {
         let type: MessageType = "delivery.message_delivered.v1"
+        let correlationID = RequestCorrelation.id
         let messages = receipts.map { receipt in
             // The envelope written by hand around the receipt's data (``DomainEvent/envelopeJSON``).
             let event = DomainEvent(
@@ -141,7 +142,9 @@ struct PushPublisher: Sendable {
                 data: RawJSON(bytes: Data(receipt.data.jsonText.utf8)))
             return AMQPMessage(
                 exchange: "", routingKey: DeliveryTopology.events,
-                body: event.envelopeJSON(type: type, id: receipt.id, occurredAt: receipt.occurredAt, actorId: receipt.actor),
+                body: event.envelopeJSON(
+                    type: type, id: receipt.id, correlationId: correlationID, occurredAt: receipt.occurredAt,
+                    actorId: receipt.actor),
                 properties: AMQPProperties(
                     contentType: "application/json", messageID: EntityID(receipt.id).description, type: type.rawValue)
             ).batched(as: DeliveryTopology.receiptsBatchType)

@@ -4,6 +4,14 @@ import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
 
+/// One `create_message` command of a batch: what was asked, by whom, and the correlation id of
+/// the request that asked it (its event carries it on).
+struct MessageCommand: Sendable {
+    var request: CreateMessageRequest
+    var caller: UUID
+    var correlationID: String?
+}
+
 extension Conversations {
     /// What became of one command of a batch.
     private enum Slot {
@@ -12,7 +20,7 @@ extension Conversations {
         case existing(UUID)
         /// The same command earlier in this batch.
         case sameAs(Int)
-        case created(ChatMessage, RawJSON)
+        case created(ChatMessage, RawJSON, correlationID: String?)
     }
 
     /// A batch decided: each command's slot, the statement that writes the new messages and their
@@ -35,7 +43,7 @@ extension Conversations {
     /// (another replica wrote to the thread since, or a command is a retry), the batch is written
     /// in a transaction that locks its threads and reads them.
     func createMessages(
-        _ commands: [(request: CreateMessageRequest, caller: UUID)]
+        _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>] {
         if let results = try await self.createMessagesFromKnownThreads(commands) {
             return results
@@ -53,7 +61,7 @@ extension Conversations {
 
     /// The batch as one statement (atomic on its own), or nil when the locked way must write it.
     private func createMessagesFromKnownThreads(
-        _ commands: [(request: CreateMessageRequest, caller: UUID)]
+        _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>]? {
         guard !commands.contains(where: { $0.request.replyToId != nil }),
             let known = self.knownThreads.lookup(commands.map(\.request.threadId.uuid))
@@ -76,7 +84,7 @@ extension Conversations {
     }
 
     private func createMessagesUnderLocks(
-        _ commands: [(request: CreateMessageRequest, caller: UUID)], lookingForRetries: Bool
+        _ commands: [MessageCommand], lookingForRetries: Bool
     ) async throws -> [Result<RawJSON, ServiceError>] {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
         let plan = try await self.write { connection -> Plan in
@@ -142,7 +150,7 @@ extension Conversations {
     /// a whole millisecond (rounded up), as the JSON carries it, so that the reply and the stored
     /// row say the same.
     private func plan(
-        _ commands: [(request: CreateMessageRequest, caller: UUID)], threads: [UUID: KnownThreads.Thread],
+        _ commands: [MessageCommand], threads: [UUID: KnownThreads.Thread],
         existing: [Int: UUID], replyThread: [UUID: UUID]
     ) -> Plan {
         let latest = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
@@ -150,7 +158,8 @@ extension Conversations {
         var threads = threads
         var slots: [Slot] = []
         var firstOfKey: [String: Int] = [:]
-        for (index, (request, caller)) in commands.enumerated() {
+        for (index, command) in commands.enumerated() {
+            let (request, caller) = (command.request, command.caller)
             let thread = request.threadId.uuid
             let key = "\(thread)|\(caller)|\(request.clientMessageId)"
             guard let known = threads[thread] else {
@@ -176,18 +185,19 @@ extension Conversations {
                     replyToId: request.replyToId, attachments: [], reactions: [], createdAt: now, editedAt: nil,
                     deletedAt: nil)
                 // Encoded once, for both the reply and the event.
-                slots.append(.created(message, message.envelopeJSON))
+                slots.append(.created(message, message.envelopeJSON, correlationID: command.correlationID))
             }
         }
 
-        let created = slots.compactMap { slot -> (message: ChatMessage, json: RawJSON)? in
-            if case .created(let message, let json) = slot { return (message, json) } else { return nil }
+        let created = slots.compactMap { slot -> (message: ChatMessage, json: RawJSON, correlationID: String?)? in
+            if case .created(let message, let json, let correlationID) = slot { return (message, json, correlationID) }
+            return nil
         }
         guard !created.isEmpty else { return Plan(slots: slots, write: nil, threads: threads) }
         let messages = created.map(\.message)
         let touched = Array(Set(messages.map(\.threadId.uuid)))
         let occurredAt = Date()
-        let events = created.map { message, json in
+        let events = created.map { message, json, correlationID in
             let id = UUID.v7()
             let event = DomainEvent(
                 name: "MESSAGE_CREATED", threadId: message.threadId,
@@ -195,7 +205,8 @@ extension Conversations {
             return Outbox.EncodedEvent(
                 id: id, type: MessagingMessage.messageCreated,
                 body: event.envelopeJSON(
-                    type: MessagingMessage.messageCreated, id: id, occurredAt: occurredAt, actorId: message.senderId.uuid))
+                    type: MessagingMessage.messageCreated, id: id, correlationId: correlationID, occurredAt: occurredAt,
+                    actorId: message.senderId.uuid))
         }
         let write = MessageStatements.Write(
             ids: messages.map(\.id.uuid), threads: messages.map(\.threadId.uuid), seqs: messages.map(\.seq),
@@ -210,7 +221,7 @@ extension Conversations {
         func result(_ slot: Slot) -> Result<RawJSON, ServiceError> {
             switch slot {
             case .failed(let error): return .failure(error)
-            case .created(_, let json): return .success(json)
+            case .created(_, let json, _): return .success(json)
             case .existing(let id):
                 guard let json = originals[id]?.envelopeJSON else { return .failure(.internal()) }
                 return .success(json)

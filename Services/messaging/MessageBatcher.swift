@@ -18,8 +18,7 @@ import ThreadedIO
 /// bad command never fails the others.
 final class MessageBatcher: Sendable {
     private struct Pending: Sendable {
-        var request: CreateMessageRequest
-        var caller: UUID
+        var command: MessageCommand
         var promise: Promise<RawJSON>
     }
 
@@ -39,7 +38,7 @@ final class MessageBatcher: Sendable {
             var waiting: [Pending] = []
             var busy = self.writing
             for pending in self.queue {
-                let thread = pending.request.threadId
+                let thread = pending.command.request.threadId
                 if batch.count < maximum, !busy.contains(thread) {
                     batch.append(pending)
                 } else {
@@ -48,12 +47,12 @@ final class MessageBatcher: Sendable {
                 }
             }
             self.queue = waiting
-            for pending in batch { self.writing.insert(pending.request.threadId) }
+            for pending in batch { self.writing.insert(pending.command.request.threadId) }
             return batch
         }
 
         mutating func finished(_ batch: [Pending]) {
-            for pending in batch { self.writing.remove(pending.request.threadId) }
+            for pending in batch { self.writing.remove(pending.command.request.threadId) }
         }
     }
 
@@ -77,14 +76,16 @@ final class MessageBatcher: Sendable {
         request.clientMessageId = try MessagingRules.clientMessageID(request.clientMessageId)
         let promise = Promise<RawJSON>()
         let startDriver = self.state.withLock { state in
-            state.queue.append(Pending(request: request, caller: caller, promise: promise))
+            let command = MessageCommand(request: request, caller: caller, correlationID: RequestCorrelation.id)
+            state.queue.append(Pending(command: command, promise: promise))
             guard state.drivers < self.maximumDrivers else { return false }
             state.drivers += 1
             return true
         }
         if startDriver {
-            // Drives batches until the queue is empty, independently of this request's task.
-            Task { await self.drive() }
+            // Drives batches until the queue is empty, independently of this request's task, and
+            // so without its correlation id (each command's event carries its own).
+            Task { await RequestCorrelation.$id.withValue(nil) { await self.drive() } }
         }
         return try await promise.value()
     }
@@ -106,14 +107,14 @@ final class MessageBatcher: Sendable {
 
     private func write(_ batch: [Pending]) async {
         do {
-            self.settle(batch, try await self.conversations.createMessages(batch.map { ($0.request, $0.caller) }))
+            self.settle(batch, try await self.conversations.createMessages(batch.map(\.command)))
         } catch {
             self.conversations.logger.warning(
                 "a message batch failed; writing its messages one by one",
                 metadata: ["messages": "\(batch.count)", "error": "\(String(reflecting: error))"])
             for pending in batch {
                 do {
-                    self.settle([pending], try await self.conversations.createMessages([(pending.request, pending.caller)]))
+                    self.settle([pending], try await self.conversations.createMessages([pending.command]))
                 } catch {
                     pending.promise.fail(error)
                 }

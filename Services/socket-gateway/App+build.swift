@@ -1,5 +1,6 @@
 import Hummingbird
 import MessengerAMQP
+import MessengerContracts
 import MessengerRedis
 import MessengerServiceKit
 import ServiceLifecycle
@@ -67,6 +68,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         ])
 
     let router = Router(context: GatewayRequestContext.self)
+    router.add(middleware: CorrelationMiddleware())
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)
     UserController(rpc: rpc, tokens: tokens, trustProxy: settings.trustProxy).addRoutes(to: router)

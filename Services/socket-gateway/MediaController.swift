@@ -48,7 +48,7 @@ struct MediaController {
             let reply = try await self.rpc.call(
                 MediaMessage.upload, to: .media,
                 payload: UploadRequest(fileName: file.fileName ?? "file", declaredContentType: file.contentType, data: file.body),
-                replyAs: AttachmentEnvelope.self, correlationID: context.id, actor: caller, timeout: Self.uploadTimeout)
+                replyAs: AttachmentEnvelope.self, actor: caller, timeout: Self.uploadTimeout)
             return try JSONBody.response(reply, status: .created)
         } catch let error as ServiceError {
             throw RESTError(error)

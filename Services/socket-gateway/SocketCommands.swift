@@ -29,15 +29,27 @@ struct SocketCommands {
 
     func register(on server: SocketIOServer) {
         for (event, (type, service)) in Self.forwarded {
-            server.on(event) { socket, arguments in
-                [await self.forward(type, to: service, arguments, socket: socket)]
+            Self.on(event, server) { socket, arguments in
+                await self.forward(type, to: service, arguments, socket: socket)
             }
         }
-        server.on("typing") { socket, arguments in
-            [await self.typing(arguments, socket: socket)]
+        Self.on("typing", server) { socket, arguments in
+            await self.typing(arguments, socket: socket)
         }
-        server.on("add_attachments") { socket, arguments in
-            [await self.addAttachments(arguments, socket: socket)]
+        Self.on("add_attachments", server) { socket, arguments in
+            await self.addAttachments(arguments, socket: socket)
+        }
+    }
+
+    /// Handles `event` with a correlation id of its own for each command (a new trace id: a
+    /// Socket.IO packet has no headers), bound while the command runs, so the RPCs and domain
+    /// events it causes and the lines logged for it carry it.
+    private static func on(
+        _ event: String, _ server: SocketIOServer,
+        _ handler: @escaping @Sendable (SocketIOSocket, [JSONValue]) async -> JSONValue
+    ) {
+        server.on(event) { socket, arguments in
+            [await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }]
         }
     }
 

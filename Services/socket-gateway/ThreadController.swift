@@ -43,7 +43,7 @@ struct ThreadController {
     ) async throws -> Reply {
         do {
             return try await self.rpc.call(
-                type, to: .messaging, payload: payload, replyAs: reply, correlationID: context.id, actor: context.requireUser())
+                type, to: .messaging, payload: payload, replyAs: reply, actor: context.requireUser())
         } catch let error as ServiceError {
             throw RESTError(error)
         }

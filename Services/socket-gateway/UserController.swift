@@ -82,7 +82,7 @@ struct UserController {
     ) async throws -> Reply {
         do {
             return try await self.rpc.call(
-                type, to: .auth, payload: payload, replyAs: reply, correlationID: context.id, actor: context.userID)
+                type, to: .auth, payload: payload, replyAs: reply, actor: context.userID)
         } catch let error as ServiceError {
             throw RESTError(error)
         }

@@ -15,6 +15,9 @@ import ThreadedIO
 /// message, and so do their replies; each is still matched to its caller by its own
 /// correlation id.
 ///
+/// A request made while a request correlation is bound (``RequestCorrelation``) carries it in
+/// its envelope and its `x-correlation-id` header, so it follows the client's request on.
+///
 /// A service that does not answer within the timeout (down, overloaded, or the broker is
 /// unreachable) makes the call throw ``ServiceError`` `unavailable`, never hang. Requests carry
 /// the timeout as their AMQP expiration, so a service that comes back later does not work on
@@ -98,7 +101,7 @@ public final class RPCClient: Service, Sendable {
 
     private func deliverReply(_ body: Data, correlationID: String?) {
         guard let id = correlationID, let call = self.pending.withLock({ $0.removeValue(forKey: id) }) else {
-            self.logger.debug("reply for a call that gave up", metadata: ["correlation_id": "\(correlationID ?? "-")"])
+            self.logger.debug("reply for a call that gave up", metadata: ["call_id": "\(correlationID ?? "-")"])
             return
         }
         call.reply.succeed(body)
@@ -120,10 +123,9 @@ public final class RPCClient: Service, Sendable {
     /// comes back as the thrown ``ServiceError``.
     public func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(
         _ type: MessageType, to service: ServiceName, payload: Payload, replyAs: Reply.Type = Reply.self,
-        correlationID: String? = nil, actor: UUID? = nil, timeout: Duration? = nil
+        actor: UUID? = nil, timeout: Duration? = nil
     ) async throws -> Reply {
-        let body = try await self.callRaw(
-            type, to: service, payload: payload, correlationID: correlationID, actor: actor, timeout: timeout)
+        let body = try await self.callRaw(type, to: service, payload: payload, actor: actor, timeout: timeout)
         let reply: RPCReply<Reply>
         do {
             reply = try MessengerJSON.decode(RPCReply<Reply>.self, from: body)
@@ -134,13 +136,12 @@ public final class RPCClient: Service, Sendable {
         return try reply.get()
     }
 
-    /// Like ``call(_:to:payload:replyAs:correlationID:timeout:)`` but returns the reply's JSON
+    /// Like ``call(_:to:payload:replyAs:actor:timeout:)`` but returns the reply's JSON
     /// (`{"ok":...}`) untouched, for passing it on to a client.
     public func callRaw<Payload: Encodable & Sendable>(
-        _ type: MessageType, to service: ServiceName, payload: Payload, correlationID: String? = nil,
-        actor: UUID? = nil, timeout: Duration? = nil
+        _ type: MessageType, to service: ServiceName, payload: Payload, actor: UUID? = nil, timeout: Duration? = nil
     ) async throws -> Data {
-        let envelope = Envelope(type: type, correlationId: correlationID, actorId: actor, data: payload)
+        let envelope = Envelope(type: type, actorId: actor, data: payload)
         return try await self.send(
             type, to: service, body: try envelope.encoded(), header: envelope.header, timeout: timeout)
     }
@@ -148,10 +149,11 @@ public final class RPCClient: Service, Sendable {
     /// Sends a request whose payload is already JSON (a client's command passed on as it came,
     /// without decoding and encoding it again) and returns the reply's JSON untouched.
     public func forward(
-        _ type: MessageType, to service: ServiceName, payloadJSON: some StringProtocol, correlationID: String? = nil,
-        actor: UUID? = nil, timeout: Duration? = nil
+        _ type: MessageType, to service: ServiceName, payloadJSON: some StringProtocol, actor: UUID? = nil,
+        timeout: Duration? = nil
     ) async throws -> Data {
-        let header = EnvelopeHeader(type: type, id: .v7(), correlationId: correlationID, occurredAt: Date(), actorId: actor)
+        let header = EnvelopeHeader(
+            type: type, id: .v7(), correlationId: RequestCorrelation.id, occurredAt: Date(), actorId: actor)
         return try await self.send(
             type, to: service, body: header.envelopeJSON(data: payloadJSON.utf8), header: header, timeout: timeout)
     }

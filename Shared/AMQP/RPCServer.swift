@@ -43,17 +43,21 @@ public struct RPCRouter: Sendable {
         let isDependencyDown = self.isDependencyDown
         self.handlers[type] = { body, deadline, logger in
             let reply: RPCReply<Reply>
+            var logger = logger
             do {
                 let envelope = try MessengerJSON.decode(Envelope<Payload>.self, from: body)
-                var logger = logger
                 if let correlationID = envelope.correlationId {
-                    logger[metadataKey: "correlation_id"] = .string(correlationID)
+                    logger[metadataKey: LogKey.correlationID] = .string(correlationID)
                 }
                 let context = RPCContext(
                     type: type, messageID: envelope.id, correlationID: envelope.correlationId,
                     occurredAt: envelope.occurredAt, actorID: envelope.actorId, deadline: deadline, logger: logger
                 )
-                let value = try await handler(envelope.data, context)
+                // Bound while the handler runs: the RPCs it makes and the events it records carry
+                // the request's correlation id on.
+                let value = try await RequestCorrelation.$id.withValue(envelope.correlationId) {
+                    try await handler(envelope.data, context)
+                }
                 if let raw = value as? RawJSON { return raw.successReply }
                 reply = .success(value)
             } catch let error as ServiceError {

@@ -3,8 +3,9 @@ import SocketIOProtocol
 
 /// The envelope every message between services travels in.
 ///
-/// The same fields are mirrored into AMQP properties (`type`, `message_id`, `correlation_id`,
-/// `timestamp`) so that routing never has to decode the body; the body stays self-describing for
+/// The same fields are mirrored into AMQP properties (`type`, `message_id`, `timestamp`, and on
+/// RPC requests the `x-correlation-id` header; the AMQP `correlation_id` matches a reply to its
+/// call) so that routing never has to decode the body; the body stays self-describing for
 /// outboxes, dead-letter queues and replays. Decoders ignore unknown fields, so producers may add
 /// fields without a new version.
 public struct Envelope<Payload: Sendable>: Sendable {
@@ -12,7 +13,8 @@ public struct Envelope<Payload: Sendable>: Sendable {
     public var type: MessageType
     /// Unique per message; consumers deduplicate on it.
     public var id: UUID
-    /// Follows one client request across every service it touches.
+    /// Follows one client request across every service it touches: the W3C trace id of the
+    /// request (``RequestCorrelation``).
     public var correlationId: String?
     public var occurredAt: Date
     /// The authenticated user on whose behalf a request is made, as the gateway verified it
@@ -24,8 +26,9 @@ public struct Envelope<Payload: Sendable>: Sendable {
         case type, id, correlationId, occurredAt, actorId, data
     }
 
+    /// The correlation id is the current request's (``RequestCorrelation/id``) unless given.
     public init(
-        type: MessageType, id: UUID = .v7(), correlationId: String? = nil, occurredAt: Date = Date(),
+        type: MessageType, id: UUID = .v7(), correlationId: String? = RequestCorrelation.id, occurredAt: Date = Date(),
         actorId: UUID? = nil, data: Payload
     ) {
         self.type = type

@@ -25,8 +25,10 @@ public struct RawJSON: Sendable, Hashable {
 extension DomainEvent where Data == RawJSON {
     /// The envelope of this event as JSON, written directly: the event's fields are ids and a
     /// contract name (nothing to escape), and `data` is spliced in as it is.
-    public func envelopeJSON(type: MessageType, id: UUID, occurredAt: Date, actorId: UUID?) -> Foundation.Data {
-        let header = EnvelopeHeader(type: type, id: id, correlationId: nil, occurredAt: occurredAt, actorId: actorId)
+    public func envelopeJSON(
+        type: MessageType, id: UUID, correlationId: String?, occurredAt: Date, actorId: UUID?
+    ) -> Foundation.Data {
+        let header = EnvelopeHeader(type: type, id: id, correlationId: correlationId, occurredAt: occurredAt, actorId: actorId)
         var text = header.openingJSON + #"{"name":""# + self.name + #"","threadId":""# + self.threadId.description
         text += #"","recipients":["# + self.recipients.map { "\"\($0.description)\"" }.joined(separator: ",")
         text += #"],"data":"#
@@ -39,7 +41,7 @@ extension DomainEvent where Data == RawJSON {
 
 extension RawJSON: Encodable {
     /// `RawJSON` is spliced by the code that sends it (``successReply``,
-    /// ``DomainEvent/envelopeJSON(type:id:occurredAt:actorId:)``); an `Encoder` cannot embed raw
+    /// ``DomainEvent/envelopeJSON(type:id:correlationId:occurredAt:actorId:)``); an `Encoder` cannot embed raw
     /// text, so encoding it through one is refused rather than producing something else.
     public func encode(to encoder: any Encoder) throws {
         throw EncodingError.invalidValue(

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MessengerContracts
 import NIOCore
 import NIOPosix
 import Prometheus

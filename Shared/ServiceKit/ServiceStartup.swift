@@ -1,4 +1,5 @@
 import Logging
+import MessengerContracts
 import MessengerPostgres
 import ServiceLifecycle
 import ThreadedIO

@@ -12,6 +12,8 @@ struct RPCTests {
     struct Echo: Codable, Sendable, Equatable {
         var text: String
         var correlationID: String?
+        /// The correlation id an envelope the handler makes carries (``RequestCorrelation``).
+        var carriedOn: String?
     }
 
     /// Runs an RPC server for a fresh service name and a client, for the length of `body`.
@@ -28,7 +30,9 @@ struct RPCTests {
                 throw DependencyDown()
             }
             router.on("test.echo.v1", Echo.self) { echo, context in
-                Echo(text: echo.text, correlationID: context.correlationID)
+                Echo(
+                    text: echo.text, correlationID: context.correlationID,
+                    carriedOn: Envelope(type: "test.next.v1", data: EmptyPayload()).correlationId)
             }
             router.on("test.refuse.v1", Echo.self) { _, _ -> Echo in
                 throw ServiceError.forbidden("not yours")
@@ -72,9 +76,10 @@ struct RPCTests {
     func deadlineFromTheCallersTimeout() async throws {
         try await self.withRPC { client, service, _ in
             let id = TestEnvironment.uniqueName("deadline")
-            _ = try await client.call(
-                "test.deadline.v1", to: service, payload: Echo(text: "0"), replyAs: Echo.self, correlationID: id,
-                timeout: .seconds(30))
+            _ = try await RequestCorrelation.$id.withValue(id) {
+                try await client.call(
+                    "test.deadline.v1", to: service, payload: Echo(text: "0"), replyAs: Echo.self, timeout: .seconds(30))
+            }
             let left = try #require(Self.timeLeft.withLock { $0[id] }.flatMap { $0 })
             #expect(left > .zero && left <= .seconds(30))
         }
@@ -88,9 +93,10 @@ struct RPCTests {
             // machine (one that waits past it is dropped by the broker, and the handler never
             // runs), and the handler's pause longer still.
             await #expect(throws: ServiceError.self) {
-                _ = try await client.call(
-                    "test.deadline.v1", to: service, payload: Echo(text: "4000"), replyAs: Echo.self, correlationID: id,
-                    timeout: .seconds(2))
+                _ = try await RequestCorrelation.$id.withValue(id) {
+                    try await client.call(
+                        "test.deadline.v1", to: service, payload: Echo(text: "4000"), replyAs: Echo.self, timeout: .seconds(2))
+                }
             }
             #expect(await TestHelpers.eventually(timeout: .seconds(20)) { Self.timeLeft.withLock { $0[id] } != nil })
             let left = try #require(Self.timeLeft.withLock { $0[id] }.flatMap { $0 })
@@ -109,12 +115,15 @@ struct RPCTests {
         }
     }
 
-    @Test("a call gets its reply, with the correlation id carried across")
+    @Test("a call gets its reply, with the caller's correlation id carried across and bound in the handler")
     func roundTrip() async throws {
         try await self.withRPC { client, service, _ in
-            let reply = try await client.call(
-                "test.echo.v1", to: service, payload: Echo(text: "hi"), replyAs: Echo.self, correlationID: "req-42")
-            #expect(reply == Echo(text: "hi", correlationID: "req-42"))
+            let reply = try await RequestCorrelation.$id.withValue("req-42") {
+                try await client.call("test.echo.v1", to: service, payload: Echo(text: "hi"), replyAs: Echo.self)
+            }
+            #expect(reply == Echo(text: "hi", correlationID: "req-42", carriedOn: "req-42"))
+            let unbound = try await client.call("test.echo.v1", to: service, payload: Echo(text: "hi"), replyAs: Echo.self)
+            #expect(unbound == Echo(text: "hi"))
         }
     }
 
@@ -143,10 +152,11 @@ struct RPCTests {
                     group.addTask {
                         switch index % 3 {
                         case 0:
-                            let reply = try await client.call(
-                                "test.echo.v1", to: service, payload: Echo(text: "\(index)"), replyAs: Echo.self,
-                                correlationID: "c\(index)")
-                            #expect(reply == Echo(text: "\(index)", correlationID: "c\(index)"))
+                            let reply = try await RequestCorrelation.$id.withValue("c\(index)") {
+                                try await client.call(
+                                    "test.echo.v1", to: service, payload: Echo(text: "\(index)"), replyAs: Echo.self)
+                            }
+                            #expect(reply == Echo(text: "\(index)", correlationID: "c\(index)", carriedOn: "c\(index)"))
                         case 1:
                             await #expect(throws: ServiceError.forbidden("not yours")) {
                                 _ = try await client.call(

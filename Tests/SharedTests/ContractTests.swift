@@ -251,9 +251,12 @@ struct MessagingContractTests {
         let event = DomainEvent(name: "MESSAGE_CREATED", threadId: message.threadId, recipients: [message.senderId], data: raw)
         let id = UUID.v7()
         let actor = UUID()
-        let json = event.envelopeJSON(type: "messaging.message_created.v1", id: id, occurredAt: message.createdAt, actorId: actor)
+        let json = event.envelopeJSON(
+            type: "messaging.message_created.v1", id: id, correlationId: "4bf92f3577b34da6a3ce929d0e0e4736",
+            occurredAt: message.createdAt, actorId: actor)
         let decoded = try MessengerJSON.decode(Envelope<DomainEvent<MessageEnvelope>>.self, from: json)
         #expect(decoded.id == id && decoded.actorId == actor && decoded.type == "messaging.message_created.v1")
+        #expect(decoded.correlationId == "4bf92f3577b34da6a3ce929d0e0e4736")
         #expect(decoded.data.name == "MESSAGE_CREATED" && decoded.data.recipients == [message.senderId])
         #expect(decoded.data.data.message == message)
         let reply = try MessengerJSON.decode(RPCReply<MessageEnvelope>.self, from: raw.successReply)

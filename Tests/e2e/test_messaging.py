@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import secrets
 import subprocess
 import threading
 import time
@@ -42,7 +44,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import TIMESTAMP_RE, Api, describe, not_ready, psql
+from e2e_support import TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, unique_name
 from test_socketio import client
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
@@ -581,6 +583,58 @@ def test_event_envelope_ids_are_lowercase_and_match_the_amqp_message_id(crew, co
     assert_id(body.get("id"), "envelope id")
     assert_id(body.get("actorId"), "envelope actorId")
     assert body["actorId"] == alice.id
+
+
+TRACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def test_each_socket_command_has_a_correlation_id_of_its_own_that_its_event_carries(crew, connect, tap):
+    """A Socket.IO packet has no headers, so the gateway starts a trace id for each command
+    (docs/foundation.md, "Correlation ids"); the domain event the command causes carries it as
+    its envelope's `correlationId`."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    thread = a.group([bob.id], title="correlation ids")
+    messages = [a.send(thread["id"], "one"), a.send(thread["id"], "two")]
+    ids = [tap.wait("THREAD_CREATED", thread["id"])[0].body.get("correlationId")]
+    for message in messages:
+        event = tap.wait("MESSAGE_CREATED", thread["id"], where=lambda ev, m=message: event_message_id(ev) == m["id"])[0]
+        ids.append(event.body.get("correlationId"))
+    for correlation_id in ids:
+        assert TRACE_ID_RE.match(correlation_id or ""), f"correlationId {correlation_id!r} is not a W3C trace id"
+    assert len(set(ids)) == 3, f"three commands, correlation ids {ids}"
+
+
+def test_a_rest_requests_traceparent_follows_it_into_the_event_it_causes(api):
+    """A client's W3C `traceparent`: its trace id is the request's correlation id, sent back in
+    `X-Correlation-Id` and carried by the domain event the request causes (here auth's
+    `user_created`, from `POST /api/users`). An invalid header starts a trace of the gateway's own."""
+    tap = EventTap(binding="auth.user_created.v1")
+    try:
+        trace_id = secrets.token_hex(16)
+        sent = {}
+        for traceparent in (f"00-{trace_id}-{secrets.token_hex(8)}-01", f"00-{'0' * 32}-{secrets.token_hex(8)}-01"):
+            username = unique_name()
+            body = {"username": username, "email": f"{username.lower()}@e2e.example.com", "password": f"pw-{uuid.uuid4().hex}"}
+            resp = api.post("/api/users", body, headers={"traceparent": traceparent})
+            assert_status(resp, 201)
+            sent[resp.json()["user"]["id"]] = resp.headers.get("X-Correlation-Id")
+        (ours, user_id), (started, other_id) = [(cid, uid) for uid, cid in sent.items()]
+        assert ours == trace_id, f"X-Correlation-Id {ours!r} is not the traceparent's trace id {trace_id!r}"
+        assert TRACE_ID_RE.match(started or "") and started != trace_id, f"an all-zero trace id gave {started!r}"
+
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        found: dict[str, Any] = {}
+        while len(found) < 2 and time.monotonic() < deadline:
+            tap.pump(0.2)
+            for ev in tap.received:
+                user = ev.body.get("data", {}).get("user") or {}
+                if user.get("id") in sent:
+                    found[user["id"]] = ev.body.get("correlationId")
+        assert found.get(user_id) == trace_id, f"the user_created event carries {found.get(user_id)!r}, not {trace_id!r}"
+        assert found.get(other_id) == started, f"the second event carries {found.get(other_id)!r}, not {started!r}"
+    finally:
+        tap.close()
 
 
 def test_dm_refuses_self_unknown_and_wrong_member_counts(account, connect):
