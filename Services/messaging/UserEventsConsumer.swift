@@ -31,12 +31,15 @@ struct UserEventsConsumer: Service {
                     await self.park(delivery)
                     continue
                 }
-                do {
-                    try await self.directory.store(event.data.user, at: event.occurredAt)
-                    delivery.ack()
-                } catch {
-                    self.logger.warning("storing a user failed; redelivering", metadata: ["error": "\(error)"])
-                    await Self.giveBack(delivery)
+                // Its log lines carry the correlation id of the request that changed the user.
+                await RequestCorrelation.$id.withValue(event.correlationId) {
+                    do {
+                        try await self.directory.store(event.data.user, at: event.occurredAt)
+                        delivery.ack()
+                    } catch {
+                        self.logger.warning("storing a user failed; redelivering", metadata: ["error": "\(error)"])
+                        await Self.giveBack(delivery)
+                    }
                 }
             }
         }
