@@ -35,25 +35,24 @@ public struct TraceParent: Sendable, Equatable {
 
     /// A new trace id: 16 random bytes (``SecureRandom``), not all zero, in lowercase hex.
     public static func newTraceID() -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 16)
-        repeat {
-            bytes.withUnsafeMutableBytes { SecureRandom.fill($0) }
-        } while bytes.allSatisfy { $0 == 0 }
-        var text: [UInt8] = []
-        text.reserveCapacity(32)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0f)])
+        var bytes = SecureRandom.uuidBytes()
+        while withUnsafeBytes(of: bytes, { $0.allSatisfy { $0 == 0 } }) { bytes = SecureRandom.uuidBytes() }
+        return withUnsafeBytes(of: bytes) { bytes in
+            String(unsafeUninitializedCapacity: 32) { text in
+                for (index, byte) in bytes.enumerated() {
+                    text[2 * index] = HexDigit.lowercase(byte >> 4)
+                    text[2 * index + 1] = HexDigit.lowercase(byte & 0x0F)
+                }
+                return 32
+            }
         }
-        return String(decoding: text, as: UTF8.self)
     }
 
     /// Lowercase hexadecimal digits (the specification's `HEXDIGLC`), not all `0`.
     private static func isNonZeroHex(_ digits: ArraySlice<UInt8>) -> Bool {
         var nonZero = false
         for digit in digits {
-            guard Self.digitValue(digit) != nil else { return false }
+            guard HexDigit.lowercaseValue(digit) != nil else { return false }
             nonZero = nonZero || digit != UInt8(ascii: "0")
         }
         return nonZero
@@ -62,18 +61,10 @@ public struct TraceParent: Sendable, Equatable {
     private static func hexValue(_ digits: ArraySlice<UInt8>) -> UInt8? {
         var value: UInt8 = 0
         for digit in digits {
-            guard let nibble = Self.digitValue(digit) else { return nil }
+            guard let nibble = HexDigit.lowercaseValue(digit) else { return nil }
             value = value << 4 | nibble
         }
         return value
-    }
-
-    private static func digitValue(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        default: return nil
-        }
     }
 }
 

@@ -14,8 +14,8 @@ extension UUID {
                         text[position] = UInt8(ascii: "-")
                         position += 1
                     }
-                    text[position] = UUIDTextDigits.lowercase(byte >> 4)
-                    text[position + 1] = UUIDTextDigits.lowercase(byte & 0x0F)
+                    text[position] = HexDigit.lowercase(byte >> 4)
+                    text[position + 1] = HexDigit.lowercase(byte & 0x0F)
                     position += 2
                 }
                 return position
@@ -31,20 +31,32 @@ extension UUID {
     }
 }
 
-private enum UUIDTextDigits {
+/// Hexadecimal digits as UTF-8 bytes, for the ids written and read by hand (UUIDs, trace ids).
+enum HexDigit {
+    /// The lowercase digit for a value 0...15.
     static func lowercase(_ value: UInt8) -> UInt8 {
         value < 10 ? UInt8(ascii: "0") &+ value : UInt8(ascii: "a") &+ value &- 10
     }
 
+    /// The value of a digit in either case.
     static func value(_ digit: UInt8) -> UInt8? {
         switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit &- UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit &- UInt8(ascii: "a") &+ 10
         case UInt8(ascii: "A")...UInt8(ascii: "F"): digit &- UInt8(ascii: "A") &+ 10
-        default: nil
+        default: Self.lowercaseValue(digit)
         }
     }
 
+    /// The value of a lowercase digit; nil for an uppercase one.
+    static func lowercaseValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit &- UInt8(ascii: "a") &+ 10
+        default: nil
+        }
+    }
+}
+
+private enum UUIDTextDigits {
     static func parse(_ utf8: some Collection<UInt8>) -> uuid_t? {
         guard utf8.count == 36 else { return nil }
         var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -56,7 +68,7 @@ private enum UUIDTextDigits {
                     position = utf8.index(after: position)
                 }
                 let next = utf8.index(after: position)
-                guard let high = Self.value(utf8[position]), let low = Self.value(utf8[next]) else { return false }
+                guard let high = HexDigit.value(utf8[position]), let low = HexDigit.value(utf8[next]) else { return false }
                 output[index] = high << 4 | low
                 position = utf8.index(after: next)
             }
