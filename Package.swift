@@ -349,8 +349,10 @@ let package = Package(
         .testTarget(
             name: "SocketGatewayTests",
             dependencies: [
-                "MessengerContracts", "SocketGateway",
+                "MessengerContracts", "SocketGateway", "SocketIOProtocol", "SocketIOServer",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

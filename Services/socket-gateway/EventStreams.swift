@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MessengerAMQP
 import MessengerContracts
+import NIOCore
 import SocketIOProtocol
 import SocketIOServer
 import Synchronization
@@ -64,14 +65,16 @@ final class EventStreams: Sendable {
     }
 
     /// A stream waiting for its replay, and when it was registered.
-    private typealias PendingReplay = (stream: SocketEventStream, registered: ContinuousClock.Instant)
+    private typealias Stream = SocketEventStream<SocketIOSocket>
+
+    private typealias PendingReplay = (stream: Stream, registered: ContinuousClock.Instant)
 
     private struct ReplayLine {
         var running = 0
         var waiting: Deque<PendingReplay> = []
     }
 
-    private let streams = Mutex<[String: SocketEventStream]>([:])
+    private let streams = Mutex<[String: Stream]>([:])
     private let replays = Mutex(ReplayLine())
     private let fetches = Mutex<[PageKey: SharedFetch]>([:])
     private let rpc: RPCClient
@@ -84,7 +87,7 @@ final class EventStreams: Sendable {
 
     /// Starts the socket's stream with its replay after `lastSeq`.
     func connected(_ socket: SocketIOSocket, lastSeq: Int64) {
-        let stream = SocketEventStream(
+        let stream = Stream(
             socket: socket, ordering: SeqOrdering(after: lastSeq), fetch: self.fetch(user:afterSeq:limit:notBefore:))
         self.streams.withLock { $0[socket.id] = stream }
         let pending = (stream: stream, registered: ContinuousClock.now)
@@ -172,23 +175,28 @@ final class EventStreams: Sendable {
 ///
 /// The push consumer hands a live event to one socket after the other and waits for each: a
 /// fan-out that did not wait (a task per socket's drain) was measured slower for DMs and groups
-/// (p99 at 400 DMs a second 129 against 62 ms). A replay's page goes out in one write.
-actor SocketEventStream {
+/// (p99 at 400 DMs a second 129 against 62 ms). A replay's page goes out in one write, and so do
+/// the events that waited meanwhile. The stream runs on its socket's event loop, so handing an
+/// event to the connection is a call on the same thread, not one more hop.
+actor SocketEventStream<Socket: DurableEventSink> {
     typealias Fetch =
         @Sendable (_ user: String, _ afterSeq: Int64, _ limit: Int, _ notBefore: ContinuousClock.Instant) async ->
         EventStreams.Page?
 
-    static let pageSize = 500
+    static var pageSize: Int { 500 }
 
-    private let socket: SocketIOSocket
+    private let socket: Socket
     private let fetch: Fetch
     nonisolated var socketID: String { self.socket.id }
+    nonisolated var unownedExecutor: UnownedSerialExecutor {
+        self.socket.eventLoop.executor.asUnownedSerialExecutor()
+    }
     private var ordering: SeqOrdering
     private var waiting: [DurableEvent] = []
     /// True while the replay, or a batch of waiting events, is being handled.
     private var busy = true
 
-    init(socket: SocketIOSocket, ordering: SeqOrdering, fetch: @escaping Fetch) {
+    init(socket: Socket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
         self.ordering = ordering
         self.fetch = fetch
@@ -199,7 +207,8 @@ actor SocketEventStream {
     /// reached it.
     func replay(registered: ContinuousClock.Instant) async {
         while let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize, registered) {
-            await self.socket.emit(self.accept(page.events, before: nil))
+            let packets = self.accept(page.events, before: nil)
+            if !packets.isEmpty { await self.socket.emit(packets) }
             guard page.hasMore, !page.events.isEmpty else { break }
         }
         await self.drain()
@@ -212,29 +221,41 @@ actor SocketEventStream {
         await self.drain()
     }
 
+    /// Sends what waits, in order: the events that can go at once leave together in one write,
+    /// so a socket that fell behind (its replay still running, or its loop busy) catches up in
+    /// one write rather than one per event.
     private func drain() async {
         while !self.waiting.isEmpty {
-            let event = self.waiting.removeFirst()
-            await self.handle(event)
+            let events = self.waiting
+            self.waiting = []
+            var ready: [EncodedEvent] = []
+            for event in events {
+                switch self.ordering.decide(seq: event.seq, redelivery: event.redelivery) {
+                case .emit:
+                    ready.append(event.packet)
+                case .drop:
+                    break
+                case .fillGap(let after):
+                    // What is ready goes first: the gap's fetch may take a while.
+                    if !ready.isEmpty { await self.socket.emit(ready) }
+                    ready = await self.fill(gapAfter: after, before: event)
+                }
+            }
+            if !ready.isEmpty { await self.socket.emit(ready) }
         }
         self.busy = false
     }
 
-    private func handle(_ event: DurableEvent) async {
-        switch self.ordering.decide(seq: event.seq, redelivery: event.redelivery) {
-        case .emit:
-            await self.socket.emit(event.packet)
-        case .drop:
-            break
-        case .fillGap(let after):
-            let missing = Int(min(Int64(Self.pageSize), event.seq - after))
-            var ready: [EncodedEvent] = []
-            if let page = await self.fetch(self.socket.userID, after, missing, .now) {
-                ready = self.accept(page.events, before: event.seq)
-            }
-            if self.ordering.decideAfterGap(seq: event.seq) { ready.append(event.packet) }
-            await self.socket.emit(ready)
+    /// The events missing between `after` and `event` (as far as the log has them), then
+    /// `event` itself unless the socket has it by then.
+    private func fill(gapAfter after: Int64, before event: DurableEvent) async -> [EncodedEvent] {
+        let missing = Int(min(Int64(Self.pageSize), event.seq - after))
+        var ready: [EncodedEvent] = []
+        if let page = await self.fetch(self.socket.userID, after, missing, .now) {
+            ready = self.accept(page.events, before: event.seq)
         }
+        if self.ordering.decideAfterGap(seq: event.seq) { ready.append(event.packet) }
+        return ready
     }
 
     /// The packets of the fetched `events` (below `seq`, when given) not sent yet, in order.
@@ -246,6 +267,19 @@ actor SocketEventStream {
         return packets
     }
 }
+
+/// Where a stream's events go, in writes of one or more events: a connected socket (tests
+/// record the writes instead).
+protocol DurableEventSink: Sendable {
+    var id: String { get }
+    var userID: String { get }
+    /// Where the stream runs: the socket's own loop, so a write to it needs no hop.
+    var eventLoop: any EventLoop { get }
+    /// Runs on the caller's executor (the stream's, the socket's loop).
+    nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async
+}
+
+extension SocketIOSocket: DurableEventSink {}
 
 /// Delivers an emit to this gateway's own sockets: durable events through each socket's
 /// ``SocketEventStream``, anything else (`typing`, pushes of other kinds) straight away.

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SocketIOProtocol
 
 /// A connected Socket.IO socket (one namespace of one connection): what event handlers and rooms
@@ -29,6 +30,10 @@ public final class SocketIOSocket: Sendable {
         self.connection = connection
     }
 
+    /// The event loop the socket's connection runs on. An actor that only talks to this socket
+    /// can run there too (its executor), so its sends reach the connection without a hop.
+    public var eventLoop: any EventLoop { self.session.eventLoop }
+
     /// Sends an event to this socket.
     public func emit(_ event: String, _ arguments: [JSONValue]) async {
         await self.send(.event(event, arguments, namespace: self.namespace))
@@ -40,8 +45,9 @@ public final class SocketIOSocket: Sendable {
         await self.session.send(event.messages)
     }
 
-    /// Sends events encoded before, in order, in one write to the connection.
-    public func emit(_ events: [EncodedEvent]) async {
+    /// Sends events encoded before, in order, in one write to the connection. It runs on the
+    /// caller's executor: from the connection's loop it reaches the session without a hop.
+    public nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async {
         var messages: [EngineMessage] = []
         for event in events where event.namespace == self.namespace { messages += event.messages }
         guard !messages.isEmpty else { return }

@@ -1,0 +1,72 @@
+import Foundation
+import MessengerContracts
+import NIOCore
+import NIOPosix
+import SocketIOProtocol
+import Synchronization
+import Testing
+
+@testable import SocketGateway
+@testable import SocketIOServer
+
+@Suite("A socket's durable-event stream")
+struct EventStreamTests {
+    /// Records each write a stream makes, as the seqs of the events in it.
+    final class RecordingSocket: DurableEventSink {
+        let id = "socket"
+        let userID = "user"
+        let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.any()
+        private let recorded = Mutex<[[Int64]]>([])
+        /// Whether every write was made on the socket's loop (the stream's executor).
+        let onItsLoop = Atomic(true)
+
+        var writes: [[Int64]] { self.recorded.withLock { $0 } }
+
+        nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async {
+            let seqs = events.flatMap(\.messages).compactMap { message -> Int64? in
+                // A Socket.IO EVENT packet, `2[name, argument]` (Engine.IO adds its `4` below).
+                guard case .text(let text) = message, text.hasPrefix("2"),
+                    case .array(let packet)? = try? JSONValue.parse(String(text.dropFirst())),
+                    case .number(let seq)? = packet.last?["seq"]
+                else { return nil }
+                return Int64(seq)
+            }
+            if !self.eventLoop.inEventLoop { self.onItsLoop.store(false, ordering: .relaxed) }
+            self.recorded.withLock { $0.append(seqs) }
+        }
+    }
+
+    static func event(_ seq: Int64, redelivery: Bool = false) -> DurableEvent {
+        DurableEvent(
+            name: "message_created", arguments: [.object(["seq": .number(Double(seq))])], redelivery: redelivery)!
+    }
+
+    /// The pushes that arrived during the replay go out after it, once each, in seq order, and
+    /// together: a write for what is ready before a gap, then the gap's events with the rest.
+    @Test("events that waited for the replay go out in order, without duplicates, in one write per run")
+    func waitingEventsLeaveTogether() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[(afterSeq: Int64, limit: Int)]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, limit, _ in
+            fetches.withLock { $0.append((afterSeq, limit)) }
+            let stored: [Int64] = [1, 2, 3, 4, 5, 6, 7, 8]
+            let page = stored.filter { $0 > afterSeq }.prefix(afterSeq == 0 ? 3 : limit).map { Self.event($0) }
+            return (Array(page), false)
+        }
+        // A new stream is busy until its replay has run: these wait.
+        for seq: Int64 in [2, 4, 5, 7, 8] { await stream.receive(Self.event(seq)) }
+        await stream.replay(registered: .now)
+
+        #expect(socket.writes == [[1, 2, 3], [4, 5], [6, 7, 8]])
+        #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 5])
+        #expect(fetches.withLock { $0.last?.limit } == 2)
+
+        // Live again: one push, one write; a push the socket has is dropped; a redelivery goes out.
+        await stream.receive(Self.event(9))
+        await stream.receive(Self.event(9))
+        await stream.receive(Self.event(8, redelivery: true))
+        #expect(socket.writes.dropFirst(3) == [[9], [8]])
+        let onItsLoop = socket.onItsLoop.load(ordering: .relaxed)
+        #expect(onItsLoop, "the stream wrote from another thread than its socket's loop")
+    }
+}
