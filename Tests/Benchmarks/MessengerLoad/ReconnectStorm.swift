@@ -97,9 +97,11 @@ final class StormSocket: Sendable {
             }
         } else if text.hasPrefix("42") {
             // 10,000 of these sockets run in this process: the two numbers are read from the
-            // text, without parsing all of it.
-            if let seq = Self.eventSeq(in: text) { self.highestSeq.max(seq, ordering: .relaxed) }
-            if text.hasPrefix(#"42["message_created""#), let index = Self.integer(after: #""body":"storm "#, in: text) {
+            // text's bytes in one pass, without parsing all of it (Foundation's `range(of:)` was
+            // 13 % of the tool's CPU in a storm).
+            let read = Self.read(text)
+            if let seq = read.seq { self.highestSeq.max(seq, ordering: .relaxed) }
+            if let index = read.stormIndex, text.hasPrefix(#"42["message_created""#) {
                 let now = ContinuousClock.now
                 self.received.withLock { received in
                     if received[index] == nil { received[index] = now }
@@ -109,45 +111,62 @@ final class StormSocket: Sendable {
         return nil
     }
 
-    /// The event's own `seq` in `42["name",{...}]`: the key at the argument object's level (the
-    /// message inside has a `seq` of its own, and keys come in any order).
-    private static func eventSeq(in text: String) -> Int? {
-        let bytes = Array(text.utf8)
-        let key = Array(#""seq":"#.utf8)
-        var depth = 0
-        var inString = false
-        var escaped = false
-        var index = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            if inString {
-                if escaped {
-                    escaped = false
-                } else if byte == UInt8(ascii: "\\") {
-                    escaped = true
+    /// From an event packet `42["name",{...}]`: the event's own `seq` (the key at the argument
+    /// object's level: the message inside has a `seq` of its own, and keys come in any order),
+    /// and the number after the first `"body":"storm `.
+    static func read(_ text: String) -> (seq: Int?, stormIndex: Int?) {
+        var text = text
+        return text.withUTF8 { bytes in
+            var seq: Int?
+            var stormIndex: Int?
+            var depth = 0
+            var inString = false
+            var escaped = false
+            var index = 0
+            while index < bytes.count, seq == nil || stormIndex == nil {
+                let byte = bytes[index]
+                if inString {
+                    if escaped {
+                        escaped = false
+                    } else if byte == UInt8(ascii: "\\") {
+                        escaped = true
+                    } else if byte == UInt8(ascii: "\"") {
+                        inString = false
+                    }
                 } else if byte == UInt8(ascii: "\"") {
-                    inString = false
+                    if seq == nil, depth == 2, let value = Self.number(after: Self.seqKey, at: index, in: bytes) {
+                        seq = value
+                    } else if stormIndex == nil, let value = Self.number(after: Self.stormBody, at: index, in: bytes) {
+                        stormIndex = value
+                    }
+                    inString = true
+                } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
+                    depth += 1
+                } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
+                    depth -= 1
                 }
-            } else if byte == UInt8(ascii: "\"") {
-                if depth == 2, bytes[index...].starts(with: key) {
-                    let digits = bytes[(index + key.count)...].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-                    return Int(String(decoding: digits, as: UTF8.self))
-                }
-                inString = true
-            } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
-                depth += 1
-            } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
-                depth -= 1
+                index += 1
             }
-            index += 1
+            return (seq, stormIndex)
         }
-        return nil
     }
 
-    /// The decimal number right after the first `marker` in `text`.
-    private static func integer(after marker: String, in text: String) -> Int? {
-        guard let range = text.range(of: marker) else { return nil }
-        return Int(text[range.upperBound...].prefix { $0.isNumber })
+    private static let seqKey = Array(#""seq":"#.utf8)
+    private static let stormBody = Array(#""body":"storm "#.utf8)
+
+    /// The decimal number right after `marker`, when `marker` starts at `start`.
+    private static func number(after marker: [UInt8], at start: Int, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard bytes.count - start > marker.count else { return nil }
+        for offset in 0..<marker.count where bytes[start + offset] != marker[offset] { return nil }
+        var value = 0
+        var index = start + marker.count
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+            let (tens, overflow) = value.multipliedReportingOverflow(by: 10)
+            guard !overflow, tens <= Int.max - 9 else { return nil }
+            value = tens + Int(bytes[index] - UInt8(ascii: "0"))
+            index += 1
+        }
+        return index > start + marker.count ? value : nil
     }
 }
 
