@@ -222,8 +222,8 @@ actor SocketEventStream<Socket: DurableEventSink> {
     }
 
     /// Sends what waits, in order: the events that can go at once leave together in one write,
-    /// so a socket that fell behind (its replay still running, or its loop busy) catches up in
-    /// one write rather than one per event.
+    /// so the pushes that came while the replay or a gap's fetch ran go out in one write rather
+    /// than one per event.
     private func drain() async {
         while !self.waiting.isEmpty {
             let events = self.waiting

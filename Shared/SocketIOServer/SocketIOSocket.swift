@@ -39,12 +39,6 @@ public final class SocketIOSocket: Sendable {
         await self.send(.event(event, arguments, namespace: self.namespace))
     }
 
-    /// Sends an event encoded before (once for every socket it goes to).
-    public func emit(_ event: EncodedEvent) async {
-        guard event.namespace == self.namespace else { return }
-        await self.session.send(event.messages)
-    }
-
     /// Sends events encoded before, in order, in one write to the connection. It runs on the
     /// caller's executor: from the connection's loop it reaches the session without a hop.
     public nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async {
