@@ -256,15 +256,27 @@ struct EventLog: Sendable {
     /// `MESSAGE_SEEN`: the seer's deliveries of messages of that thread up to the seen one are
     /// SEEN. A pending one keeps no `delivered_at` until the seer's `ack_events` covers it: that
     /// ack sets it and sends the sender's `MESSAGE_DELIVERED`, as for any other delivery.
+    ///
+    /// Only the thread's messages after the last one the seer marked seen there
+    /// (`seen_marks`) are looked at, so a mark costs what arrived since the previous one, not
+    /// the seer's whole history. Marking an older message changes nothing.
     private func markSeen(user: UUID, upTo message: UUID, on connection: PostgresConnection) async throws {
         try await connection.query(
             """
-            UPDATE deliveries d SET status = 'SEEN', seen_at = now()
-            FROM events e, events seen
-            WHERE seen.message_id = \(message) AND seen.name = 'MESSAGE_CREATED'
-              AND e.event_id = d.event_id AND e.name = 'MESSAGE_CREATED' AND e.thread_id = seen.thread_id
-              AND e.message_seq <= seen.message_seq
-              AND d.user_id = \(user) AND d.status <> 'SEEN'
+            WITH target AS (
+                SELECT thread_id, message_seq FROM events WHERE message_id = \(message) AND name = 'MESSAGE_CREATED'
+            ), previous AS (
+                SELECT coalesce(max(s.message_seq), 0) AS message_seq
+                FROM seen_marks s JOIN target t USING (thread_id) WHERE s.user_id = \(user)
+            ), marked AS (
+                UPDATE deliveries d SET status = 'SEEN', seen_at = now()
+                FROM events e, target t, previous p
+                WHERE e.thread_id = t.thread_id AND e.name = 'MESSAGE_CREATED'
+                  AND e.message_seq > p.message_seq AND e.message_seq <= t.message_seq
+                  AND d.event_id = e.event_id AND d.user_id = \(user) AND d.status <> 'SEEN'
+            )
+            INSERT INTO seen_marks (user_id, thread_id, message_seq) SELECT \(user), thread_id, message_seq FROM target
+            ON CONFLICT (user_id, thread_id) DO UPDATE SET message_seq = greatest(seen_marks.message_seq, excluded.message_seq)
             """, logger: self.logger)
     }
 

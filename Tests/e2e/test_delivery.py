@@ -888,6 +888,47 @@ def test_mark_seen_tells_the_other_members_and_not_the_one_who_saw(account, open
         in_order(device.durable(), start=1, what=device.who)
 
 
+def test_mark_seen_marks_the_thread_up_to_the_message_and_no_further(account, open_socket):
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    other = a.group([bob.id], title="other thread")["id"]
+    messages = [a.send(tid, f"message {n}") for n in range(1, 5)]
+    elsewhere = a.send(other, "in another thread")
+    for message in messages:
+        b.wait_for(named("message_created", tid, message["id"]), "message_created")
+    b.wait_for(named("message_created", other, elsewhere["id"]), "message_created")
+
+    def statuses() -> list[str]:
+        """Bob's deliveries of the five messages, in the order they were sent."""
+        ids = [m["id"] for m in messages] + [elsewhere["id"]]
+        rows = dict(line.split(":") for line in psql(
+            "SELECT e.message_id || ':' || d.status FROM delivery.deliveries d "
+            "JOIN delivery.events e ON e.event_id = d.event_id "
+            f"WHERE d.user_id = '{bob.id}' AND e.name = 'MESSAGE_CREATED' "
+            f"AND e.message_id IN ({', '.join(repr(i) for i in ids)})").splitlines())
+        return [rows.get(i, "-") for i in ids]
+
+    def mark(message: dict, thread: str, expected: list[str]) -> None:
+        b.ok("mark_seen", {"threadId": thread, "messageId": message["id"]})
+        a.wait_for(named("message_seen", thread, message["id"]), "message_seen")
+        deadline = time.monotonic() + 5
+        while statuses() != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert statuses() == expected
+
+    pending, seen = "PENDING", "SEEN"
+    mark(messages[1], tid, [seen, seen, pending, pending, pending])
+    # An older message does not move the mark back: no event, nothing changes.
+    b.ok("mark_seen", {"threadId": tid, "messageId": messages[0]["id"]})
+    a.listen(QUIET_PERIOD)
+    assert a.durable(where=named("message_seen", tid, messages[0]["id"])) == []
+    assert statuses() == [seen, seen, pending, pending, pending]
+    # The next mark covers the messages after the last one, and only this thread's.
+    mark(messages[3], tid, [seen, seen, seen, seen, pending])
+    mark(elsewhere, other, [seen] * 5)
+
+
 # ================================================================================================
 # 7. poison messages
 # ================================================================================================
