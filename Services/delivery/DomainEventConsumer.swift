@@ -67,7 +67,7 @@ struct DomainEventConsumer: Service {
         do {
             let deliveries = try await self.log.record(events)
             let confirms = try self.publisher.startSending(deliveries)
-            return PushedBatch(confirms: confirms, events: deliveries.map(\.event.eventId), deliveries: accepted)
+            return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: accepted)
         } catch {
             await self.giveBack(accepted, count: events.count, error: error)
             return nil
@@ -142,7 +142,7 @@ struct RetryConsumer: Service {
             if !pending.isEmpty {
                 var messages = pending.map { self.publisher.push($0, redelivery: true) }
                 var seen = Set<EntityID>()
-                let stillPending = pending.map(\.event.eventId).filter { seen.insert($0).inserted }
+                let stillPending = pending.map(\.eventID).filter { seen.insert($0).inserted }
                 if let next = try self.publisher.retryCheck(events: stillPending, attempt: check.attempt + 1) {
                     messages.append(next)
                 } else {

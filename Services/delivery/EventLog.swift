@@ -112,9 +112,10 @@ struct EventLog: Sendable {
                 recipientUsers.append(user)
             }
         }
+        let texts = events.map(\.data.jsonText)
         let statement = EventLogStatements.Record(
             ids: events.map(\.id), names: events.map(\.name), times: events.map(\.occurredAt),
-            texts: events.map(\.data.jsonText), threads: events.map(\.threadID), messages: messages, messageSeqs: messageSeqs,
+            texts: texts, threads: events.map(\.threadID), messages: messages, messageSeqs: messageSeqs,
             senders: senders, recipientEvents: recipientEvents, recipientUsers: recipientUsers,
             expires: Date().addingTimeInterval(Double(self.retention.components.seconds)))
         var claimed = Set<UUID>()
@@ -130,7 +131,7 @@ struct EventLog: Sendable {
 
         var redelivered: [Delivery] = []
         var deliveries: [Delivery] = []
-        for event in events {
+        for (event, text) in zip(events, texts) {
             guard claimed.contains(event.id) else {
                 redelivered += try await self.pending(event: event.id, on: connection)
                 continue
@@ -138,10 +139,8 @@ struct EventLog: Sendable {
             for (user, seq) in (seqs[event.id] ?? []).sorted(by: { $0.user.lowercasedText < $1.user.lowercasedText }) {
                 deliveries.append(
                     Delivery(
-                        userID: user,
-                        event: UserEvent(
-                            eventId: EntityID(event.id), seq: seq, type: event.name, occurredAt: event.occurredAt,
-                            data: event.data)))
+                        userID: user, eventID: EntityID(event.id), seq: seq, name: event.name, occurredAt: event.occurredAt,
+                        dataJSON: text))
             }
             if event.name == "MESSAGE_SEEN", let seer = event.data["userId"]?.stringValue.flatMap({ UUID(text: $0) }),
                 let message = event.data["messageId"]?.stringValue.flatMap({ UUID(text: $0) })
@@ -163,7 +162,7 @@ struct EventLog: Sendable {
         var deliveries: [Delivery] = []
         for try await (user, seq, name, occurredAt, data) in rows.decode((UUID, Int64, String, Date, String).self) {
             deliveries.append(
-                try Delivery(user: user, seq: seq, event: event, name: name, occurredAt: occurredAt, storedData: data))
+                Delivery(userID: user, eventID: EntityID(event), seq: seq, name: name, occurredAt: occurredAt, dataJSON: data))
         }
         return deliveries
     }
@@ -177,7 +176,8 @@ struct EventLog: Sendable {
             for try await row in try await connection.execute(EventLogStatements.Retry(events: events), logger: self.logger) {
                 let (user, seq, event, name, occurredAt, data) = try row.decode((UUID, Int64, UUID, String, Date, String).self)
                 deliveries.append(
-                    try Delivery(user: user, seq: seq, event: event, name: name, occurredAt: occurredAt, storedData: data))
+                    Delivery(userID: user, eventID: EntityID(event), seq: seq, name: name, occurredAt: occurredAt, dataJSON: data)
+                )
             }
             return deliveries
         }
@@ -318,16 +318,5 @@ struct EventLog: Sendable {
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.event_id)
             """, logger: self.logger)
         return removed
-    }
-}
-
-extension Delivery {
-    /// A stored delivery, from its row and its event's row (`data` as stored: JSON text).
-    init(user: UUID, seq: Int64, event: UUID, name: String, occurredAt: Date, storedData: String) throws {
-        self.init(
-            userID: user,
-            event: UserEvent(
-                eventId: EntityID(event), seq: seq, type: name, occurredAt: occurredAt,
-                data: try JSONAny.parse(Data(storedData.utf8))))
     }
 }

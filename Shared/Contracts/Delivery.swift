@@ -25,6 +25,9 @@ public enum ClientEvent {
 
     /// Every client event name of a durable event (those the gateway orders per socket).
     public static let durable = Set(names.values)
+
+    /// The client event name a domain event of `type` is emitted under.
+    public static func name(for type: String) -> String { Self.names[type] ?? type.lowercased() }
 }
 
 /// `ack_events {upToSeq}` and its reply (clamped to the user's latest seq).
@@ -76,9 +79,6 @@ public struct UserEvent: Codable, Sendable, Hashable {
         self.occurredAt = occurredAt
         self.data = data
     }
-
-    /// The client event name it is emitted under.
-    public var clientEventName: String { ClientEvent.names[self.type] ?? self.type.lowercased() }
 }
 
 /// `{events, hasMore}`: the reply of `sync`.

@@ -37,20 +37,36 @@ public struct EmitterMessage: Hashable, Sendable {
     /// The pattern a server subscribes to for `namespace`.
     public static func pattern(namespace: String = "/") -> String { "socket.io#\(namespace)#*" }
 
+    /// The message's bytes, written directly (the arguments too: no msgpack value is built
+    /// first); the same bytes as encoding the equivalent ``MessagePackValue``.
     public func encoded() -> [UInt8] {
-        let packet: MessagePackValue = .map([
-            MessagePackPair(.string("type"), .uint(2)),
-            MessagePackPair(.string("data"), .array([.string(self.event)] + self.arguments.map(MessagePackValue.init))),
-            MessagePackPair(.string("nsp"), .string(self.namespace)),
-        ])
-        let options: MessagePackValue = .map([
-            MessagePackPair(.string("rooms"), .array(self.rooms.map { .string($0) })),
-            MessagePackPair(.string("except"), .array(self.except.map { .string($0) })),
-            MessagePackPair(
-                .string("flags"),
-                .map(self.flags.sorted { $0.key < $1.key }.map { MessagePackPair(.string($0.key), .bool($0.value)) })),
-        ])
-        return MessagePackValue.array([.string(self.uid), packet, options]).encoded()
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        MessagePackWriter.arrayHeader(3, into: &out)
+        MessagePackWriter.string(self.uid, into: &out)
+        MessagePackWriter.mapHeader(3, into: &out)
+        MessagePackWriter.string("type", into: &out)
+        MessagePackWriter.unsigned(2, into: &out)
+        MessagePackWriter.string("data", into: &out)
+        MessagePackWriter.arrayHeader(1 + self.arguments.count, into: &out)
+        MessagePackWriter.string(self.event, into: &out)
+        for argument in self.arguments { argument.writeMessagePack(into: &out) }
+        MessagePackWriter.string("nsp", into: &out)
+        MessagePackWriter.string(self.namespace, into: &out)
+        MessagePackWriter.mapHeader(3, into: &out)
+        MessagePackWriter.string("rooms", into: &out)
+        MessagePackWriter.arrayHeader(self.rooms.count, into: &out)
+        for room in self.rooms { MessagePackWriter.string(room, into: &out) }
+        MessagePackWriter.string("except", into: &out)
+        MessagePackWriter.arrayHeader(self.except.count, into: &out)
+        for room in self.except { MessagePackWriter.string(room, into: &out) }
+        MessagePackWriter.string("flags", into: &out)
+        MessagePackWriter.mapHeader(self.flags.count, into: &out)
+        for (name, value) in self.flags.sorted(by: { $0.key < $1.key }) {
+            MessagePackWriter.string(name, into: &out)
+            out.append(value ? 0xC3 : 0xC2)
+        }
+        return out
     }
 
     /// Whether `bytes` is a message that `uid` published, read from its first field alone. A
@@ -105,23 +121,34 @@ public struct EmitterMessage: Hashable, Sendable {
     }
 }
 
-extension MessagePackValue {
-    /// JSON as msgpack, as notepack encodes JavaScript values (binaries as `bin`).
-    public init(_ json: JSONValue) {
-        switch json {
-        case .null: self = .nil
-        case .bool(let value): self = .bool(value)
+extension JSONValue {
+    /// Appends the value as msgpack, as notepack encodes JavaScript values: whole numbers below
+    /// 2^53 as integers, other numbers as float 64, binaries as `bin`, object keys sorted.
+    func writeMessagePack(into out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(0xC0)
+        case .bool(let value): out.append(value ? 0xC3 : 0xC2)
         case .number(let value):
             if value == value.rounded(), abs(value) < 9_007_199_254_740_992 {
-                self = value >= 0 ? .uint(UInt64(value)) : .int(Int64(value))
+                if value >= 0 {
+                    MessagePackWriter.unsigned(UInt64(value), into: &out)
+                } else {
+                    MessagePackWriter.integer(Int64(value), into: &out)
+                }
             } else {
-                self = .double(value)
+                MessagePackWriter.double(value, into: &out)
             }
-        case .string(let value): self = .string(value)
-        case .binary(let bytes): self = .binary(bytes)
-        case .array(let items): self = .array(items.map(MessagePackValue.init))
+        case .string(let value): MessagePackWriter.string(value, into: &out)
+        case .binary(let bytes): MessagePackWriter.binary(bytes, into: &out)
+        case .array(let items):
+            MessagePackWriter.arrayHeader(items.count, into: &out)
+            for item in items { item.writeMessagePack(into: &out) }
         case .object(let members):
-            self = .map(members.sorted { $0.key < $1.key }.map { MessagePackPair(.string($0.key), MessagePackValue($0.value)) })
+            MessagePackWriter.mapHeader(members.count, into: &out)
+            for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+                MessagePackWriter.string(key, into: &out)
+                value.writeMessagePack(into: &out)
+            }
         }
     }
 }

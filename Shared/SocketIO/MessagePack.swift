@@ -81,68 +81,19 @@ extension MessagePackValue {
         switch self {
         case .nil: out.append(0xC0)
         case .bool(let value): out.append(value ? 0xC3 : 0xC2)
-        case .int(let value):
-            if value >= 0 {
-                MessagePackValue.uint(UInt64(value)).encode(into: &out)
-            } else if value >= -32 {
-                out.append(UInt8(bitPattern: Int8(value)))
-            } else if value >= Int64(Int8.min) {
-                out += [0xD0, UInt8(bitPattern: Int8(value))]
-            } else if value >= Int64(Int16.min) {
-                out.append(0xD1)
-                out += UInt16(bitPattern: Int16(value)).bigEndianBytes
-            } else if value >= Int64(Int32.min) {
-                out.append(0xD2)
-                out += UInt32(bitPattern: Int32(value)).bigEndianBytes
-            } else {
-                out.append(0xD3)
-                out += UInt64(bitPattern: value).bigEndianBytes
-            }
-        case .uint(let value):
-            if value < 0x80 {
-                out.append(UInt8(value))
-            } else if value <= UInt64(UInt8.max) {
-                out += [0xCC, UInt8(value)]
-            } else if value <= UInt64(UInt16.max) {
-                out.append(0xCD)
-                out += UInt16(value).bigEndianBytes
-            } else if value <= UInt64(UInt32.max) {
-                out.append(0xCE)
-                out += UInt32(value).bigEndianBytes
-            } else {
-                out.append(0xCF)
-                out += value.bigEndianBytes
-            }
+        case .int(let value): MessagePackWriter.integer(value, into: &out)
+        case .uint(let value): MessagePackWriter.unsigned(value, into: &out)
         case .float(let value):
             out.append(0xCA)
-            out += value.bitPattern.bigEndianBytes
-        case .double(let value):
-            out.append(0xCB)
-            out += value.bitPattern.bigEndianBytes
-        case .string(let value):
-            let bytes = Array(value.utf8)
-            if bytes.count < 32 {
-                out.append(0xA0 | UInt8(bytes.count))
-            } else {
-                Self.writeLength(bytes.count, small: 0xD9, medium: 0xDA, large: 0xDB, into: &out)
-            }
-            out += bytes
-        case .binary(let bytes):
-            Self.writeLength(bytes.count, small: 0xC4, medium: 0xC5, large: 0xC6, into: &out)
-            out += bytes
+            MessagePackWriter.bigEndian(value.bitPattern, into: &out)
+        case .double(let value): MessagePackWriter.double(value, into: &out)
+        case .string(let value): MessagePackWriter.string(value, into: &out)
+        case .binary(let bytes): MessagePackWriter.binary(bytes, into: &out)
         case .array(let items):
-            if items.count < 16 {
-                out.append(0x90 | UInt8(items.count))
-            } else {
-                Self.writeLength(items.count, small: nil, medium: 0xDC, large: 0xDD, into: &out)
-            }
+            MessagePackWriter.arrayHeader(items.count, into: &out)
             for item in items { item.encode(into: &out) }
         case .map(let pairs):
-            if pairs.count < 16 {
-                out.append(0x80 | UInt8(pairs.count))
-            } else {
-                Self.writeLength(pairs.count, small: nil, medium: 0xDE, large: 0xDF, into: &out)
-            }
+            MessagePackWriter.mapHeader(pairs.count, into: &out)
             for pair in pairs {
                 pair.key.encode(into: &out)
                 pair.value.encode(into: &out)
@@ -154,22 +105,10 @@ extension MessagePackValue {
             case 4: out.append(0xD6)
             case 8: out.append(0xD7)
             case 16: out.append(0xD8)
-            default: Self.writeLength(data.count, small: 0xC7, medium: 0xC8, large: 0xC9, into: &out)
+            default: MessagePackWriter.length(data.count, small: 0xC7, medium: 0xC8, large: 0xC9, into: &out)
             }
             out.append(UInt8(bitPattern: type))
             out += data
-        }
-    }
-
-    private static func writeLength(_ count: Int, small: UInt8?, medium: UInt8, large: UInt8, into out: inout [UInt8]) {
-        if let small, count <= Int(UInt8.max) {
-            out += [small, UInt8(count)]
-        } else if count <= Int(UInt16.max) {
-            out.append(medium)
-            out += UInt16(count).bigEndianBytes
-        } else {
-            out.append(large)
-            out += UInt32(count).bigEndianBytes
         }
     }
 
@@ -180,6 +119,94 @@ extension MessagePackValue {
         let value = try reader.read(depth: 0)
         guard reader.offset == bytes.count else { throw MessagePackError("trailing bytes") }
         return value
+    }
+}
+
+/// The smallest msgpack encodings of scalars and container headers, appended to a byte buffer.
+/// Shared by ``MessagePackValue`` and by code that writes msgpack without building a value
+/// first (``JSONValue/writeMessagePack(into:)``).
+enum MessagePackWriter {
+    static func integer(_ value: Int64, into out: inout [UInt8]) {
+        if value >= 0 {
+            Self.unsigned(UInt64(value), into: &out)
+        } else if value >= -32 {
+            out.append(UInt8(bitPattern: Int8(value)))
+        } else if value >= Int64(Int8.min) {
+            out.append(0xD0)
+            out.append(UInt8(bitPattern: Int8(value)))
+        } else if value >= Int64(Int16.min) {
+            out.append(0xD1)
+            Self.bigEndian(Int16(value), into: &out)
+        } else if value >= Int64(Int32.min) {
+            out.append(0xD2)
+            Self.bigEndian(Int32(value), into: &out)
+        } else {
+            out.append(0xD3)
+            Self.bigEndian(value, into: &out)
+        }
+    }
+
+    static func unsigned(_ value: UInt64, into out: inout [UInt8]) {
+        if value < 0x80 {
+            out.append(UInt8(value))
+        } else if value <= UInt64(UInt8.max) {
+            out.append(0xCC)
+            out.append(UInt8(value))
+        } else if value <= UInt64(UInt16.max) {
+            out.append(0xCD)
+            Self.bigEndian(UInt16(value), into: &out)
+        } else if value <= UInt64(UInt32.max) {
+            out.append(0xCE)
+            Self.bigEndian(UInt32(value), into: &out)
+        } else {
+            out.append(0xCF)
+            Self.bigEndian(value, into: &out)
+        }
+    }
+
+    static func double(_ value: Double, into out: inout [UInt8]) {
+        out.append(0xCB)
+        Self.bigEndian(value.bitPattern, into: &out)
+    }
+
+    static func string(_ value: String, into out: inout [UInt8]) {
+        let count = value.utf8.count
+        if count < 32 {
+            out.append(0xA0 | UInt8(count))
+        } else {
+            Self.length(count, small: 0xD9, medium: 0xDA, large: 0xDB, into: &out)
+        }
+        out.append(contentsOf: value.utf8)
+    }
+
+    static func binary(_ bytes: [UInt8], into out: inout [UInt8]) {
+        Self.length(bytes.count, small: 0xC4, medium: 0xC5, large: 0xC6, into: &out)
+        out += bytes
+    }
+
+    static func arrayHeader(_ count: Int, into out: inout [UInt8]) {
+        count < 16 ? out.append(0x90 | UInt8(count)) : Self.length(count, small: nil, medium: 0xDC, large: 0xDD, into: &out)
+    }
+
+    static func mapHeader(_ count: Int, into out: inout [UInt8]) {
+        count < 16 ? out.append(0x80 | UInt8(count)) : Self.length(count, small: nil, medium: 0xDE, large: 0xDF, into: &out)
+    }
+
+    static func length(_ count: Int, small: UInt8?, medium: UInt8, large: UInt8, into out: inout [UInt8]) {
+        if let small, count <= Int(UInt8.max) {
+            out.append(small)
+            out.append(UInt8(count))
+        } else if count <= Int(UInt16.max) {
+            out.append(medium)
+            Self.bigEndian(UInt16(count), into: &out)
+        } else {
+            out.append(large)
+            Self.bigEndian(UInt32(count), into: &out)
+        }
+    }
+
+    static func bigEndian<Integer: FixedWidthInteger>(_ value: Integer, into out: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { out.append(contentsOf: $0) }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
-import SocketIOProtocol
 import Testing
+
+@testable import SocketIOProtocol
 
 /// Property tests in the spirit of fuzzing, deterministic so they can run in every `make test`:
 /// hundreds of thousands of mutated inputs (bit flips, truncations, duplications, random bytes)
@@ -116,6 +117,47 @@ struct DecoderFuzzTests {
         }
     }
 
+    @Test("emitter messages are written directly as the bytes of their msgpack values")
+    func emitterMessagesWrittenDirectly() {
+        var generator = Generator(state: 0x5EED_0005)
+        let edges: [JSONValue] = [
+            .number(9_007_199_254_740_991), .number(9_007_199_254_740_992), .number(-9_007_199_254_740_991), .number(-0.5),
+            .number(-129), .number(-32), .number(-33), .number(65_536), .number(4_294_967_296), .number(1e300), .number(-0.0),
+            .string(String(repeating: "é", count: 20)), .string(String(repeating: "x", count: 300)),
+            .string(String(repeating: "y", count: 70_000)), .array((0..<20).map { .number(Double($0)) }),
+            .object(Dictionary(uniqueKeysWithValues: (0..<20).map { ("key\($0)", JSONValue.bool($0 % 2 == 0)) })),
+        ]
+        var cases = edges.map { [$0] }
+        for _ in 0..<2_000 {
+            cases.append((0..<Int.random(in: 0...3, using: &generator)).map { _ in Self.randomJSON(depth: 0, using: &generator) })
+        }
+        for arguments in cases {
+            let message = EmitterMessage(
+                uid: "gw-1", event: "message_created", arguments: arguments, rooms: ["user:1", "user:2"], except: ["x"],
+                flags: ["redelivery": true, "compress": false])
+            let value = MessagePackValue.array([
+                .string(message.uid),
+                .map([
+                    MessagePackPair(.string("type"), .uint(2)),
+                    MessagePackPair(
+                        .string("data"), .array([.string(message.event)] + arguments.map(MessagePackValue.init(reference:)))),
+                    MessagePackPair(.string("nsp"), .string("/")),
+                ]),
+                .map([
+                    MessagePackPair(.string("rooms"), .array([.string("user:1"), .string("user:2")])),
+                    MessagePackPair(.string("except"), .array([.string("x")])),
+                    MessagePackPair(
+                        .string("flags"),
+                        .map([
+                            MessagePackPair(.string("compress"), .bool(false)),
+                            MessagePackPair(.string("redelivery"), .bool(true)),
+                        ])),
+                ]),
+            ])
+            #expect(message.encoded() == value.encoded())
+        }
+    }
+
     @Test("random values round-trip through Socket.IO packets (binaries as attachments) and MessagePack")
     func roundTrips() throws {
         var generator = Generator(state: 0x5EED_0004)
@@ -127,7 +169,33 @@ struct DecoderFuzzTests {
             var decoded = try decoder.receive(text: text)
             for attachment in attachments { decoded = try decoder.receive(binary: attachment) }
             #expect(decoded?.data == packet.data)
-            #expect(JSONValue(try MessagePackValue.decode(MessagePackValue(argument).encoded())) == argument)
+            var bytes: [UInt8] = []
+            argument.writeMessagePack(into: &bytes)
+            #expect(JSONValue(try MessagePackValue.decode(bytes)) == argument)
+        }
+    }
+}
+
+extension MessagePackValue {
+    /// JSON as msgpack, value by value, as notepack encodes JavaScript values: the reference
+    /// the directly written bytes are checked against.
+    fileprivate init(reference json: JSONValue) {
+        switch json {
+        case .null: self = .nil
+        case .bool(let value): self = .bool(value)
+        case .number(let value):
+            if value == value.rounded(), abs(value) < 9_007_199_254_740_992 {
+                self = value >= 0 ? .uint(UInt64(value)) : .int(Int64(value))
+            } else {
+                self = .double(value)
+            }
+        case .string(let value): self = .string(value)
+        case .binary(let bytes): self = .binary(bytes)
+        case .array(let items): self = .array(items.map(MessagePackValue.init(reference:)))
+        case .object(let members):
+            self = .map(
+                members.sorted { $0.key < $1.key }.map { MessagePackPair(.string($0.key), MessagePackValue(reference: $0.value)) }
+            )
         }
     }
 }
