@@ -16,14 +16,15 @@ struct DurableEvent: Sendable {
     var packet: EncodedEvent
     var redelivery: Bool
 
-    /// From a push's event name and arguments; nil when it is not a durable event.
-    init?(name: String, arguments: [JSONValue], redelivery: Bool) {
+    /// From a push's event name and arguments; nil when it is not a durable event. The packet is
+    /// `argumentsJSON` spliced in when given (the arguments' text as the push carried it).
+    init?(name: String, arguments: [JSONValue], argumentsJSON: String? = nil, redelivery: Bool) {
         guard ClientEvent.durable.contains(name), arguments.count == 1, case .number(let seq)? = arguments[0]["seq"],
             let exact = Int64(exactly: seq)
         else { return nil }
         self.name = name
         self.seq = exact
-        self.packet = EncodedEvent(name, arguments)
+        self.packet = argumentsJSON.map { EncodedEvent(name, argumentsJSON: $0) } ?? EncodedEvent(name, arguments)
         self.redelivery = redelivery
     }
 
@@ -287,8 +288,14 @@ struct LocalDelivery: Sendable {
     let server: SocketIOServer
     let streams: EventStreams
 
-    func emit(_ event: String, _ arguments: [JSONValue], rooms: [String], except: [String], flags: [String: Bool]) async {
-        guard let durable = DurableEvent(name: event, arguments: arguments, redelivery: flags["redelivery"] == true) else {
+    func emit(
+        _ event: String, _ arguments: [JSONValue], argumentsJSON: String? = nil, rooms: [String], except: [String],
+        flags: [String: Bool]
+    ) async {
+        guard
+            let durable = DurableEvent(
+                name: event, arguments: arguments, argumentsJSON: argumentsJSON, redelivery: flags["redelivery"] == true)
+        else {
             await self.server.emit(event, arguments, rooms: rooms, except: except)
             return
         }

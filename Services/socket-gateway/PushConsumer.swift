@@ -51,21 +51,29 @@ struct PushConsumer: Service {
     private func emit(_ body: Data) async -> Bool {
         guard let push = Self.decode(body) else { return false }
         await self.fanOut.emit(
-            push.event, push.arguments, rooms: push.rooms, except: push.except,
+            push.event, push.arguments, argumentsJSON: push.argumentsJSON, rooms: push.rooms, except: push.except,
             flags: push.redelivery ? ["redelivery": true] : [:])
         return true
     }
 
+    /// A push's parts; `argumentsJSON` is the text of its `args` array as it came, for this
+    /// gateway's sockets (no need to write it again).
     static func decode(_ body: Data) -> (
-        event: String, arguments: [JSONValue], rooms: [String], except: [String], redelivery: Bool
+        event: String, arguments: [JSONValue], argumentsJSON: String?, rooms: [String], except: [String], redelivery: Bool
     )? {
-        guard let text = String(data: body, encoding: .utf8), let value = try? JSONValue.parse(text),
+        guard let text = String(data: body, encoding: .utf8),
+            let (value, argumentsText) = try? JSONValue.parse(text, keepingTextOf: "args"),
             case .string(let event)? = value["event"], case .array(let rooms)? = value["rooms"], !rooms.isEmpty
         else { return nil }
-        let arguments: [JSONValue] = if case .array(let items)? = value["args"] { items } else { [] }
+        var arguments: [JSONValue] = []
+        var argumentsJSON: String?
+        if case .array(let items)? = value["args"] {
+            arguments = items
+            argumentsJSON = argumentsText
+        }
         let except: [JSONValue] = if case .array(let items)? = value["except"] { items } else { [] }
         return (
-            event, arguments, rooms.compactMap(\.stringValue), except.compactMap(\.stringValue),
+            event, arguments, argumentsJSON, rooms.compactMap(\.stringValue), except.compactMap(\.stringValue),
             value["redelivery"] == .bool(true)
         )
     }

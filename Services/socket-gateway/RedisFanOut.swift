@@ -17,11 +17,13 @@ struct RedisFanOut: Service {
     let logger: Logger
 
     /// Sends `event` to the sockets in `rooms`, here and on every other gateway. `flags` travel
-    /// with it (`redelivery` marks a durable event pushed again).
+    /// with it (`redelivery` marks a durable event pushed again). `argumentsJSON`, the
+    /// arguments' JSON text when the caller has it, goes to this gateway's sockets as it is.
     func emit(
-        _ event: String, _ arguments: [JSONValue], rooms: [String], except: [String] = [], flags: [String: Bool] = [:]
+        _ event: String, _ arguments: [JSONValue], argumentsJSON: String? = nil, rooms: [String], except: [String] = [],
+        flags: [String: Bool] = [:]
     ) async {
-        await self.local.emit(event, arguments, rooms: rooms, except: except, flags: flags)
+        await self.local.emit(event, arguments, argumentsJSON: argumentsJSON, rooms: rooms, except: except, flags: flags)
         let message = EmitterMessage(
             uid: self.uid, event: event, arguments: arguments, rooms: rooms, except: except, flags: flags)
         // Not awaited: the next push need not wait for Redis's reply (publishes keep their order

@@ -45,6 +45,18 @@ extension JSONValue {
         return try parser.parseDocument()
     }
 
+    /// Parses JSON text like ``parse(_:maximumDepth:)``, and also returns the exact text of the
+    /// top-level object's member `key` (nil when the document is not an object or has no such
+    /// member): a value to be sent on as it came, without writing it again.
+    public static func parse(
+        _ text: some StringProtocol, keepingTextOf key: String, maximumDepth: Int = 64
+    ) throws -> (value: JSONValue, memberText: String?) {
+        var parser = JSONTextParser(bytes: Array(text.utf8), maximumDepth: maximumDepth)
+        parser.keptKey = Array(key.utf8)
+        let value = try parser.parseDocument()
+        return (value, parser.kept.map { String(decoding: parser.bytes[$0], as: UTF8.self) })
+    }
+
     /// Compact JSON text. A `.binary` value is written as `null`: encode Socket.IO packets with
     /// ``SocketIOPacket/encode()`` so binaries become attachments.
     public var jsonText: String {
@@ -116,6 +128,9 @@ struct JSONTextParser {
     let bytes: [UInt8]
     let maximumDepth: Int
     var index = 0
+    /// A member of the top-level object whose text to keep (UTF-8), and where it was found.
+    var keptKey: [UInt8]?
+    var kept: Range<Int>?
 
     init(bytes: [UInt8], maximumDepth: Int) {
         self.bytes = bytes
@@ -179,7 +194,14 @@ struct JSONTextParser {
                 throw self.error("expected ':'")
             }
             self.index += 1
-            members[key] = try self.parseValue(depth: depth + 1)
+            if depth == 0, let keptKey = self.keptKey, key.utf8.elementsEqual(keptKey) {
+                self.skipWhitespace()
+                let start = self.index
+                members[key] = try self.parseValue(depth: depth + 1)
+                self.kept = start..<self.index
+            } else {
+                members[key] = try self.parseValue(depth: depth + 1)
+            }
             self.skipWhitespace()
             guard self.index < self.bytes.count else { throw self.error("unexpected end") }
             if self.bytes[self.index] == UInt8(ascii: ",") {

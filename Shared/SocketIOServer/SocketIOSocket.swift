@@ -75,4 +75,25 @@ public struct EncodedEvent: Sendable {
         self.namespace = namespace
         self.messages = SocketIOSocket.messages(for: .event(event, arguments, namespace: namespace))
     }
+
+    /// The event with its arguments given as the JSON text of an array (`[...]`, as a push
+    /// carried them, holding no binaries), spliced into the packet as it is.
+    public init(_ event: String, argumentsJSON: String, namespace: String = "/") {
+        self.namespace = namespace
+        var text = String(SocketIOPacket.Kind.event.rawValue)
+        if namespace != "/" { text += namespace + "," }
+        text += "["
+        JSONValue.writeString(event, to: &text)
+        let inner = argumentsJSON.utf8.dropFirst().dropLast().drop { Self.isWhitespace($0) }
+        if !inner.isEmpty {
+            text += ","
+            text += String(Substring(inner))
+        }
+        text += "]"
+        self.messages = [.text(text)]
+    }
+
+    private static func isWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
 }

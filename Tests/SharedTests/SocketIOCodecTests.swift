@@ -109,6 +109,17 @@ struct SocketIOCodecTests {
             #expect(try JSONValue.parse(text) == .string(expected), "\(text)")
         }
     }
+
+    @Test("the text of a top-level member is kept exactly as it came")
+    func keptMemberText() throws {
+        let text = #"{"a": {"args":[9]} ,"args" :  [ 1, {"b":"\u00e9"} ] ,"z":[2]}"#
+        let (value, kept) = try JSONValue.parse(text, keepingTextOf: "args")
+        #expect(kept == #"[ 1, {"b":"\u00e9"} ]"#)
+        #expect(value == (try JSONValue.parse(text)))
+        #expect(try JSONValue.parse(#"{"a":1}"#, keepingTextOf: "args").memberText == nil)
+        #expect(try JSONValue.parse(#"[{"args":1}]"#, keepingTextOf: "args").memberText == nil)
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(#"{"args":[1}"#, keepingTextOf: "args") }
+    }
 }
 
 @Suite("MessagePack")
