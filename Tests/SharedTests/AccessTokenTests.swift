@@ -75,6 +75,41 @@ struct AccessTokenTests {
         }
     }
 
+    @Test("a token verified once is remembered, with the same result, until the keys change")
+    func rememberedTokens() async throws {
+        let verifier = try await self.verifier()
+        let user = UUID()
+        let session = UUID()
+        let token = try await self.signer().sign(userID: user, session: session)
+        let expected = VerifiedAccessToken(userID: user, session: session)
+        #expect(try await verifier.verify(token) == expected)
+        #expect(verifier.rememberedTokens == 1)
+        #expect(try await verifier.verify(token) == expected)
+        #expect(verifier.rememberedTokens == 1)
+
+        // The remembered token's bytes with its payload changed are another token, checked in full.
+        let parts = token.split(separator: ".").map(String.init)
+        var claims = try #require(JSONSerialization.jsonObject(with: Base64URL.decode(parts[1])!) as? [String: Any])
+        claims["sub"] = UUID().uuidString.lowercased()
+        let tampered = "\(parts[0]).\(Base64URL.encode(try JSONSerialization.data(withJSONObject: claims))).\(parts[2])"
+        await #expect(throws: AccessTokenVerifier.Rejection.invalid) { try await verifier.verify(tampered) }
+        #expect(verifier.rememberedTokens == 1)
+
+        // The same key set again keeps what was verified; a new one (the old key gone) forgets it.
+        try await verifier.update(JSONWebKeySet(keys: [self.key.publicJWK]))
+        #expect(verifier.rememberedTokens == 1)
+        let next = SigningKey(Curve25519.Signing.PrivateKey())
+        try await verifier.update(JSONWebKeySet(keys: [next.publicJWK]))
+        #expect(verifier.rememberedTokens == 0)
+        await #expect(throws: AccessTokenVerifier.Rejection.unknownKey(self.key.kid)) { try await verifier.verify(token) }
+
+        // With no cache, every check is made in full and nothing is kept.
+        let uncached = AccessTokenVerifier(expected: self.audience, cacheCapacity: 0)
+        try await uncached.update(JSONWebKeySet(keys: [self.key.publicJWK]))
+        #expect(try await uncached.verify(token) == expected)
+        #expect(uncached.rememberedTokens == 0)
+    }
+
     @Test("a key derived from JWT_SECRET is the same for every replica, and a PEM round-trips")
     func keySources() throws {
         #expect(SigningKey(derivedFrom: "s3cret").kid == SigningKey(derivedFrom: "s3cret").kid)

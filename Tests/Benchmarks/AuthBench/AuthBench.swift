@@ -16,23 +16,28 @@ struct AuthBench {
         let callers = 8
         say("auth-bench against \(base), \(callers) concurrent callers")
 
-        // 1. Token verification, in process, with the code the gateway runs.
+        // 1. Token verification, in process, with the code the gateway runs: in full (the
+        // signature checked, as for a token met the first time), and for a token verified before.
         let key = SigningKey(Curve25519.Signing.PrivateKey())
         let audience = TokenAudience()
-        let verifier = AccessTokenVerifier(expected: audience)
-        try await verifier.update(JSONWebKeySet(keys: [key.publicJWK]))
         let token = try await AccessTokenSigner(key: key, audience: audience, lifetime: .seconds(900)).sign(
             userID: UUID(), session: UUID())
-        let verifications = 20_000
-        let verifyStart = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<2 {
-                group.addTask { for _ in 0..<(verifications / 2) { _ = try await verifier.verify(token) } }
+        for (label, capacity) in [("in full", 0), ("remembered", 32_768)] {
+            let verifier = AccessTokenVerifier(expected: audience, cacheCapacity: capacity)
+            try await verifier.update(JSONWebKeySet(keys: [key.publicJWK]))
+            let verifications = capacity == 0 ? 20_000 : 1_000_000
+            let verifyStart = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<2 {
+                    group.addTask { for _ in 0..<(verifications / 2) { _ = try await verifier.verify(token) } }
+                }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+            let verifyRate = Double(verifications) / (ContinuousClock.now - verifyStart).seconds
+            say(
+                "  token verification, \(label) (2 tasks)".padding(toLength: 42, withPad: " ", startingAt: 0)
+                    + "\(Int(verifyRate)) verifications/s")
         }
-        let verifyRate = Double(verifications) / (ContinuousClock.now - verifyStart).seconds
-        say("  token verification (2 tasks)            \(Int(verifyRate)) verifications/s")
 
         // 2. Login and refresh through the gateway. One user per caller: the login throttle
         // counts attempts in flight per login name, so 8 at once for one name are refused (429).
