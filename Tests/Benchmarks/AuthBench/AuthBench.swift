@@ -35,7 +35,7 @@ struct AuthBench {
             }
             let verifyRate = Double(verifications) / (ContinuousClock.now - verifyStart).seconds
             say(
-                "  token verification, \(label) (2 tasks)".padding(toLength: 42, withPad: " ", startingAt: 0)
+                "  token verification, \(label) (2 tasks)".padding(toLength: 44, withPad: " ", startingAt: 0)
                     + "\(Int(verifyRate)) verifications/s")
         }
 
