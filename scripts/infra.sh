@@ -38,7 +38,7 @@ RABBIT_NODE="${INFRA_RABBIT_NODE:-messenger@localhost}"
 # cores with PostgreSQL, Redis, the services and the load tool, and with one scheduler per core
 # the processes behind a publish (reader, channel, queue, writer) hop between threads, each hop a
 # wake-up; one scheduler took 20 % less RabbitMQ CPU per DM at the same publish ceiling
-# (docs/performance.md). Set empty for Erlang's default (one per core).
+# (docs/performance-history.md, twelfth session). Set empty for Erlang's default (one per core).
 RABBIT_SCHEDULERS="${INFRA_RABBIT_SCHEDULERS-1}"
 RABBIT_DIR="$RUN_DIR/rabbitmq"
 RABBIT_HOME="$RABBIT_DIR/home"

@@ -22,7 +22,7 @@ public struct DatabaseConfiguration: Sendable {
     /// never. postgres-nio's pool arms its keep-alive and idle timers each time a connection
     /// comes back and cancels them at the next statement; at 200 messages/s that cost messaging
     /// and delivery 12 to 24 % of their CPU per message, most of it the keep-alive's
-    /// (docs/performance.md). So it is off unless set: for a NAT or proxy between the service
+    /// (docs/performance-history.md). So it is off unless set: for a NAT or proxy between the service
     /// and PostgreSQL that drops idle connections. A closed connection is noticed without it
     /// (the socket closes and the pool opens another).
     public var keepAlive: Duration? = nil
