@@ -27,6 +27,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let socketGateway = SocketGateway(configuration: settings.engine, tokens: tokens, logger: logger)
     let streams = EventStreams(rpc: rpc, logger: logger)
     socketGateway.server.onConnect { socket, auth in
+        GatewayMetrics.connectedSockets.increment()
         // A revocation applied between this socket's token check and its joining `user:<id>`
         // found no socket to disconnect; the session is in the set by then (it is added before
         // the room is searched), so the socket goes here.
@@ -39,7 +40,10 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         }
         streams.connected(socket, lastSeq: lastSeq ?? 0)
     }
-    socketGateway.server.onDisconnect { socket in streams.disconnected(socket) }
+    socketGateway.server.onDisconnect { socket in
+        GatewayMetrics.connectedSockets.decrement()
+        streams.disconnected(socket)
+    }
     let fanOut = RedisFanOut(
         uid: settings.service.instanceID, redis: redis, subscriber: subscriber,
         local: LocalDelivery(server: socketGateway.server, streams: streams), logger: logger)
@@ -68,6 +72,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         ])
 
     let router = Router(context: GatewayRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: CorrelationMiddleware())
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)

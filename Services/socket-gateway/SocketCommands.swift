@@ -43,13 +43,17 @@ struct SocketCommands {
 
     /// Handles `event` with a correlation id of its own for each command (a new trace id: a
     /// Socket.IO packet has no headers), bound while the command runs, so the RPCs and domain
-    /// events it causes and the lines logged for it carry it.
+    /// events it causes and the lines logged for it carry it; and counts it (``GatewayMetrics``).
     private static func on(
         _ event: String, _ server: SocketIOServer,
         _ handler: @escaping @Sendable (SocketIOSocket, [JSONValue]) async -> JSONValue
     ) {
+        let metrics = GatewayMetrics.Command(event: event)
         server.on(event) { socket, arguments in
-            [await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }]
+            let start = ContinuousClock.now
+            let reply = await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }
+            metrics.record(reply, since: start)
+            return [reply]
         }
     }
 

@@ -104,6 +104,56 @@ def test_authorization_header_on_the_handshake_is_accepted(account):
         sio.disconnect()
 
 
+GATEWAY_ADMIN_URL = f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` in a Prometheus scrape whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == name or (head.startswith(name + "{") and all(f'{k}="{v}"' in head for k, v in labels.items())):
+            total += float(value)
+    return total
+
+
+def test_gateway_metrics_count_http_requests_connected_sockets_and_commands(account):
+    """The gateway's /metrics (admin port): HTTP requests by route and status, the sockets
+    connected to it, and each socket command by event and outcome with its duration."""
+    user = account()
+
+    def scrape() -> str:
+        return requests.get(f"{GATEWAY_ADMIN_URL}/metrics", timeout=5).text
+
+    before = scrape()
+    me = requests.get(f"{GATEWAY_URL}/api/users/me", headers={"Authorization": f"Bearer {user.access}"}, timeout=5)
+    assert me.status_code == 200
+    assert requests.get(f"{GATEWAY_URL}/api/users/me", timeout=5).status_code == 401
+    sio, _ = client(user.access)
+    try:
+        assert sio.call("sync", {"afterSeq": 0}, timeout=10)["ok"] is True
+        assert sio.call("sync", {"afterSeq": -1}, timeout=10)["ok"] is False
+        during = scrape()
+    finally:
+        sio.disconnect()
+
+    route = {"http_route": "/api/users/me", "http_request_method": "GET"}
+    for status in ("200", "401"):
+        assert metric(during, "hb_requests", **route, http_response_status_code=status) \
+            >= metric(before, "hb_requests", **route, http_response_status_code=status) + 1
+    assert metric(during, "socketio_connected_sockets") >= metric(before, "socketio_connected_sockets") + 1
+    for outcome in ("ok", "error"):
+        assert metric(during, "socket_commands_total", event="sync", outcome=outcome) \
+            == metric(before, "socket_commands_total", event="sync", outcome=outcome) + 1
+    assert metric(during, "socket_command_duration_seconds_count", event="sync") \
+        == metric(before, "socket_command_duration_seconds_count", event="sync") + 2
+    # The socket that left is no longer counted (other tests' sockets may come and go meanwhile).
+    deadline = time.monotonic() + 10
+    while metric(scrape(), "socketio_connected_sockets") > metric(during, "socketio_connected_sockets") - 1:
+        assert time.monotonic() < deadline, "socketio_connected_sockets did not go down after the disconnect"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("token", [None, "garbage", "a.b.c"])
 def test_bad_token_gets_connect_error_unauthorized(token):
     errors: queue.Queue = queue.Queue()
