@@ -32,12 +32,19 @@ struct PushConsumer: Service {
                         delivery.reject(requeue: false)
                         continue
                     }
+                    var emissions: [RedisFanOut.Emission] = []
+                    emissions.reserveCapacity(batch.items.count)
                     for item in batch.items {
-                        if await !self.emit(item.body) {
+                        if let emission = Self.decode(item.body) {
+                            emissions.append(emission)
+                        } else {
                             self.logger.error("undecodable push in a batch skipped", metadata: ["message_id": "\(messageID)"])
                         }
                     }
-                } else if await !self.emit(delivery.body) {
+                    await self.fanOut.emit(emissions)
+                } else if let emission = Self.decode(delivery.body) {
+                    await self.fanOut.emit([emission])
+                } else {
                     self.logger.error("undecodable push rejected", metadata: ["message_id": "\(messageID)"])
                     delivery.reject(requeue: false)
                     continue
@@ -47,20 +54,9 @@ struct PushConsumer: Service {
         }
     }
 
-    /// Fans one push out; false when it cannot be understood.
-    private func emit(_ body: Data) async -> Bool {
-        guard let push = Self.decode(body) else { return false }
-        await self.fanOut.emit(
-            push.event, push.arguments, argumentsJSON: push.argumentsJSON, rooms: push.rooms, except: push.except,
-            flags: push.redelivery ? ["redelivery": true] : [:])
-        return true
-    }
-
-    /// A push's parts; `argumentsJSON` is the text of its `args` array as it came, for this
-    /// gateway's sockets (no need to write it again).
-    static func decode(_ body: Data) -> (
-        event: String, arguments: [JSONValue], argumentsJSON: String?, rooms: [String], except: [String], redelivery: Bool
-    )? {
+    /// A push as an emission (nil when it cannot be understood); `argumentsJSON` is the text of
+    /// its `args` array as it came, for this gateway's sockets (no need to write it again).
+    static func decode(_ body: Data) -> RedisFanOut.Emission? {
         guard let text = String(data: body, encoding: .utf8),
             let (value, argumentsText) = try? JSONValue.parse(text, keepingTextOf: "args"),
             case .string(let event)? = value["event"], case .array(let rooms)? = value["rooms"], !rooms.isEmpty
@@ -72,9 +68,8 @@ struct PushConsumer: Service {
             argumentsJSON = argumentsText
         }
         let except: [JSONValue] = if case .array(let items)? = value["except"] { items } else { [] }
-        return (
-            event, arguments, argumentsJSON, rooms.compactMap(\.stringValue), except.compactMap(\.stringValue),
-            value["redelivery"] == .bool(true)
-        )
+        return RedisFanOut.Emission(
+            event: event, arguments: arguments, argumentsJSON: argumentsJSON, rooms: rooms.compactMap(\.stringValue),
+            except: except.compactMap(\.stringValue), flags: value["redelivery"] == .bool(true) ? ["redelivery": true] : [:])
     }
 }

@@ -16,21 +16,44 @@ struct RedisFanOut: Service {
     let local: LocalDelivery
     let logger: Logger
 
-    /// Sends `event` to the sockets in `rooms`, here and on every other gateway. `flags` travel
-    /// with it (`redelivery` marks a durable event pushed again). `argumentsJSON`, the
-    /// arguments' JSON text when the caller has it, goes to this gateway's sockets as it is.
-    func emit(
-        _ event: String, _ arguments: [JSONValue], argumentsJSON: String? = nil, rooms: [String], except: [String] = [],
-        flags: [String: Bool] = [:]
-    ) async {
-        await self.local.emit(event, arguments, argumentsJSON: argumentsJSON, rooms: rooms, except: except, flags: flags)
-        let message = EmitterMessage(
-            uid: self.uid, event: event, arguments: arguments, rooms: rooms, except: except, flags: flags)
+    /// One event for the sockets in some rooms. `flags` travel with it (`redelivery` marks a
+    /// durable event pushed again). `argumentsJSON`, the arguments' JSON text when the caller
+    /// has it, goes to this gateway's sockets as it is.
+    struct Emission: Sendable {
+        var event: String
+        var arguments: [JSONValue]
+        var argumentsJSON: String? = nil
+        var rooms: [String]
+        var except: [String] = []
+        var flags: [String: Bool] = [:]
+    }
+
+    /// Sends `event` to the sockets in `rooms`, here and on every other gateway.
+    func emit(_ event: String, _ arguments: [JSONValue], rooms: [String]) async {
+        await self.emit([Emission(event: event, arguments: arguments, rooms: rooms)])
+    }
+
+    /// Sends each emission, in order, to this gateway's sockets and then, all together, to
+    /// every other gateway: their Redis publishes reach the connection's thread as one pipeline
+    /// (a batch of pushes wakes it once, not once per push).
+    func emit(_ emissions: [Emission]) async {
+        var published: [(channel: String, message: [UInt8])] = []
+        published.reserveCapacity(emissions.count)
+        for emission in emissions {
+            await self.local.emit(
+                emission.event, emission.arguments, argumentsJSON: emission.argumentsJSON, rooms: emission.rooms,
+                except: emission.except, flags: emission.flags)
+            let message = EmitterMessage(
+                uid: self.uid, event: emission.event, arguments: emission.arguments, rooms: emission.rooms,
+                except: emission.except, flags: emission.flags)
+            published.append((message.channel, message.encoded()))
+        }
         // Not awaited: the next push need not wait for Redis's reply (publishes keep their order
         // on the one connection). Sockets on other gateways that miss a live event get it again
         // through the delivery service's retries and catch-up.
-        if !self.redis.publishWithoutReply(channel: message.channel, message: message.encoded()) {
-            self.logger.warning("fan-out publish refused: the Redis client is closed", metadata: ["event": "\(event)"])
+        if !self.redis.publishWithoutReply(published) {
+            self.logger.warning(
+                "fan-out publish refused: the Redis client is closed", metadata: ["events": "\(emissions.count)"])
         }
     }
 

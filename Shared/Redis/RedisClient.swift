@@ -72,10 +72,22 @@ public final class RedisClient: Service, Sendable {
     /// the callers cover otherwise. False when the client is closed.
     @discardableResult
     public func publishWithoutReply(channel: String, message: [UInt8]) -> Bool {
-        self.mailbox.send(
-            .request(
-                Request(
-                    arguments: [Array("PUBLISH".utf8), Array(channel.utf8), message], promise: Promise(), awaited: false)))
+        self.publishWithoutReply([(channel, message)])
+    }
+
+    /// Several `PUBLISH`es without waiting for their replies, in order and handed to the
+    /// connection's thread together: one wake-up and one pipeline for all of them. False when
+    /// the client is closed.
+    @discardableResult
+    public func publishWithoutReply(_ messages: [(channel: String, message: [UInt8])]) -> Bool {
+        guard !messages.isEmpty else { return true }
+        return self.mailbox.send(
+            contentsOf: messages.map {
+                .request(
+                    Request(
+                        arguments: [Array("PUBLISH".utf8), Array($0.channel.utf8), $0.message], promise: Promise(),
+                        awaited: false))
+            })
     }
 
     /// `PUBLISH channel message`; returns how many subscribers received it.

@@ -63,7 +63,7 @@ struct RedisTests {
         await client.close()
     }
 
-    @Test("publishes without a reply go out in order, and a command after them gets its own reply")
+    @Test("publishes without a reply, one by one and batched, go out in order, and a command after them gets its own reply")
     func publishesWithoutReply() async throws {
         let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
         let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
@@ -72,7 +72,9 @@ struct RedisTests {
         #expect(await TestHelpers.eventually(timeout: .seconds(5)) { client.isConnected })
         let key = TestEnvironment.uniqueName("test:after")
         for round in 0..<5 {
-            for index in 0..<100 { #expect(client.publishWithoutReply(channel: channel, message: [UInt8(round), UInt8(index)])) }
+            for index in 0..<50 { #expect(client.publishWithoutReply(channel: channel, message: [UInt8(round), UInt8(index)])) }
+            // The rest as one batch, which keeps its place after them.
+            #expect(client.publishWithoutReply((50..<100).map { (channel, [UInt8(round), UInt8($0)]) }))
             // The replies to the publishes come first on the connection; this command must get
             // its own.
             #expect(try await client.command("INCR", key).integer == Int64(round + 1))
