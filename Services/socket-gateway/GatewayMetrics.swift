@@ -23,8 +23,7 @@ enum GatewayMetrics {
 
         /// Counts a command answered with `reply` (`{ok: true, ...}` or `{ok: false, error}`).
         func record(_ reply: JSONValue, since start: ContinuousClock.Instant) {
-            let elapsed = (ContinuousClock.now - start).components
-            self.duration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            self.duration.record(duration: ContinuousClock.now - start)
             if case .bool(true)? = reply["ok"] { self.succeeded.increment() } else { self.failed.increment() }
         }
     }

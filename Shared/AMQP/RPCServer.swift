@@ -224,9 +224,7 @@ public struct RPCServer: Service {
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }
-        let elapsed = ContinuousClock.now - started
-        self.metrics.instruments(for: type, outcome: outcome).record(
-            Int64(elapsed.components.attoseconds / 1_000_000_000) + elapsed.components.seconds * 1_000_000_000)
+        self.metrics.instruments(for: type, outcome: outcome).record(ContinuousClock.now - started)
     }
 }
 
@@ -237,9 +235,9 @@ final class RPCServerMetrics: Sendable {
         let requests: Counter
         let duration: Timer
 
-        func record(_ nanoseconds: Int64) {
+        func record(_ elapsed: Duration) {
             self.requests.increment()
-            self.duration.recordNanoseconds(nanoseconds)
+            self.duration.record(duration: elapsed)
         }
     }
 

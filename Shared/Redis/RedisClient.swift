@@ -77,7 +77,7 @@ public final class RedisClient: Service, Sendable {
 
     /// Several `PUBLISH`es without waiting for their replies, in order and handed to the
     /// connection's thread together: one wake-up and one pipeline for all of them. False when
-    /// the client is closed.
+    /// the client is closed (an empty list is true: nothing to refuse).
     @discardableResult
     public func publishWithoutReply(_ messages: [(channel: String, message: [UInt8])]) -> Bool {
         guard !messages.isEmpty else { return true }

@@ -59,6 +59,7 @@ struct VerifiedTokens {
         self.newer[digest] = entry
     }
 
+    /// Forgets every token (the keys that accepted them changed).
     mutating func removeAll() {
         self.newer = [:]
         self.older = [:]
