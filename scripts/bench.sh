@@ -12,6 +12,7 @@ cd "$ROOT"
 # shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 [[ -f .run/local.env ]] || { echo "bench: no .run/local.env: run make up first" >&2; exit 1; }
+[[ -x .run/venv/bin/python ]] || { echo "bench: no .run/venv (the report's Python): run make up first" >&2; exit 1; }
 
 swift build -c release
 scripts/services.sh stop
