@@ -739,6 +739,31 @@ def test_an_unacknowledged_event_is_pushed_again_with_the_same_id_and_seq_until_
     in_order(b.durable(), start=1, what="bob")
 
 
+def test_a_receipt_the_sender_does_not_acknowledge_is_pushed_again_until_acked(account, open_socket):
+    # A receipt is an event of the sender's like any other: the event consumer records it, pushes
+    # it and schedules its first retry check (docs/delivery.md).
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    m = a.send(tid, "tell me it arrived")
+    got = b.wait_for(named("message_created", tid, m["id"]), "message_created")
+    assert b.ack(got.seq) == got.seq
+    receipt = a.wait_for(named("message_delivered", tid, m["id"]), "message_delivered")
+    assert_receipt(receipt, "message_delivered", tid, m["id"], bob.id)
+    again = a.wait_for(lambda ev: ev.event_id == receipt.event_id,
+                       "a redelivery of the unacknowledged receipt", timeout=REDELIVERY_TIMEOUT, since=receipt.n + 1)
+    waited = again.at - receipt.at
+    assert waited >= 1.0, f"pushed again after {waited:.2f} s (the first retry delay is {FIRST_RETRY_DELAY} s)"
+    assert again.body == receipt.body, f"the redelivery differs: {short(receipt.body, 400)} vs {short(again.body, 400)}"
+    # Acknowledged, it is not pushed again (its next retry was due 10 s after the first).
+    assert a.ack(receipt.seq) == receipt.seq
+    after_ack = a.mark()
+    a.listen(max(0.0, again.at + SECOND_RETRY_DELAY + 2.0 - time.monotonic()))
+    late = [ev for ev in a.durable(after_ack) if ev.event_id == receipt.event_id]
+    assert late == [], f"an acknowledged receipt was pushed again: {late}"
+    in_order(a.durable(), start=1, what="alice")
+
+
 def test_a_domain_event_published_twice_is_recorded_once(account, open_socket):
     # The events table is delivery's inbox (docs/delivery.md): the same domain event again, as
     # the outbox relay publishes it after a lost confirm, takes no seq and makes no new event.
