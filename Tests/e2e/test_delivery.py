@@ -710,6 +710,18 @@ def test_devices_coming_back_together_each_get_the_whole_replay_in_order(account
 # ================================================================================================
 
 
+def pushed_again(device: Device, original: Ev, what: str) -> Ev:
+    """The push of `original` again on `device`: after the first retry delay, the same event
+    (same id, seq and body)."""
+    again = device.wait_for(lambda ev: ev.event_id == original.event_id, f"a redelivery of {what}",
+                            timeout=REDELIVERY_TIMEOUT, since=original.n + 1)
+    waited = again.at - original.at
+    assert waited >= 1.0, f"pushed again after {waited:.2f} s (the first retry delay is {FIRST_RETRY_DELAY} s)"
+    assert again.name == original.name and again.body == original.body, (
+        f"the redelivery differs: {short(original.body, 400)} vs {short(again.body, 400)}")
+    return again
+
+
 def test_an_unacknowledged_event_is_pushed_again_with_the_same_id_and_seq_until_acked(account, open_socket):
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
@@ -717,12 +729,7 @@ def test_an_unacknowledged_event_is_pushed_again_with_the_same_id_and_seq_until_
 
     m1 = a.send(tid, "push me again")
     original = b.wait_for(named("message_created", tid, m1["id"]), "message_created")
-    again = b.wait_for(lambda ev: ev.event_id == original.event_id, "a redelivery of the unacknowledged event",
-                       timeout=REDELIVERY_TIMEOUT, since=original.n + 1)
-    waited = again.at - original.at
-    assert waited >= 1.0, f"pushed again after {waited:.2f} s (the first retry delay is {FIRST_RETRY_DELAY} s)"
-    assert again.name == original.name and again.body == original.body, (
-        f"the redelivery differs: {short(original.body, 400)} vs {short(again.body, 400)}")
+    again = pushed_again(b, original, "the unacknowledged event")
 
     # A second message acked at once is never pushed again (its first retry was due 2 s later);
     # neither is the first one, whose next retry was due 10 s after its first redelivery.
@@ -750,11 +757,7 @@ def test_a_receipt_the_sender_does_not_acknowledge_is_pushed_again_until_acked(a
     assert b.ack(got.seq) == got.seq
     receipt = a.wait_for(named("message_delivered", tid, m["id"]), "message_delivered")
     assert_receipt(receipt, "message_delivered", tid, m["id"], bob.id)
-    again = a.wait_for(lambda ev: ev.event_id == receipt.event_id,
-                       "a redelivery of the unacknowledged receipt", timeout=REDELIVERY_TIMEOUT, since=receipt.n + 1)
-    waited = again.at - receipt.at
-    assert waited >= 1.0, f"pushed again after {waited:.2f} s (the first retry delay is {FIRST_RETRY_DELAY} s)"
-    assert again.body == receipt.body, f"the redelivery differs: {short(receipt.body, 400)} vs {short(again.body, 400)}"
+    again = pushed_again(a, receipt, "the unacknowledged receipt")
     # Acknowledged, it is not pushed again (its next retry was due 10 s after the first).
     assert a.ack(receipt.seq) == receipt.seq
     after_ack = a.mark()
