@@ -20,7 +20,9 @@ When the senders stop, the test requires:
   message the senders did not send is;
 - every member of the thread got its `message_created`, live or by `sync`, with one event
   per message (a message committed once is announced once, whatever was redelivered);
-- every member's seqs run from 1 without a gap, and each seq is always the same event.
+- every member's seqs run from 1 without a gap, and each seq is always the same event;
+- after a last `ack_events` from every member, each message a recipient acknowledged told its
+  sender with one `message_delivered` (one event id per message and recipient).
 
 The PostgreSQL case found two faults of postgres-nio that wedged or stopped a service
 (docs/foundation.md, "PostgreSQL"). Each user has one socket; each case takes 30 to 45 s. The
@@ -41,7 +43,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import socketio
@@ -128,6 +130,25 @@ class Member:
                 for body in self.events.values()
                 if body.get("type") == "MESSAGE_CREATED" and body["data"]["message"]["threadId"] == thread_id
             ]
+
+    def created_seqs(self, thread_id: str) -> dict[str, int]:
+        """Message id -> the seq of its `message_created` on this socket, in `thread_id`."""
+        with self.lock:
+            return {
+                body["data"]["message"]["id"]: seq
+                for seq, body in self.events.items()
+                if body.get("type") == "MESSAGE_CREATED" and body["data"]["message"]["threadId"] == thread_id
+            }
+
+    def receipts(self) -> dict[tuple[str, str], set[str]]:
+        """(message id, recipient id) -> the event ids of the `MESSAGE_DELIVERED` receipts kept."""
+        found: dict[tuple[str, str], set[str]] = {}
+        with self.lock:
+            for body in self.events.values():
+                if body.get("type") == "MESSAGE_DELIVERED":
+                    key = (body["data"].get("messageId"), body["data"].get("userId"))
+                    found.setdefault(key, set()).add(body.get("eventId"))
+        return found
 
     def catch_up(self) -> None:
         """Fetches with `sync` whatever is missing after the contiguous seq (pushes are retried
@@ -282,19 +303,14 @@ class Traffic:
         wanted = {
             tid: {mid for s in self.senders if s.thread_id == tid for mid in s.saved.values()} for tid, _ in self.threads
         }
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            missing = {(m.label, tid): wanted[tid] - set(m.message_ids(tid)) for tid, ms in self.threads for m in ms}
-            missing = {k: v for k, v in missing.items() if v}
-            if not missing or time.monotonic() > deadline:
-                break
-            for _, ms in self.threads:
-                for m in ms:
-                    m.catch_up()
-            time.sleep(1)
+        missing = self.settle(
+            lambda: {(m.label, tid): wanted[tid] - set(m.message_ids(tid)) for tid, ms in self.threads for m in ms}
+        )
         assert not missing, "saved messages that never reached a member: " + short(
             {f"{k[0]} in {k[1]}": sorted(v)[:5] for k, v in missing.items()}, 1500
         )
+
+        receipts = self.check_receipts()
 
         total = sum(len(s.saved) for s in self.senders)
         assert total > 50, f"only {total} messages were saved"
@@ -322,7 +338,52 @@ class Traffic:
                 seqs = sorted(m.events)
             assert seqs == list(range(1, len(seqs) + 1)), f"{m.label}: seqs with a gap: {seqs[:5]}...{seqs[-5:]}"
         retried = sum(s.attempts for s in self.senders) - total
-        return f"{total} messages saved, {retried} attempts sent again"
+        return f"{total} messages saved, {retried} attempts sent again, {receipts} receipts"
+
+
+    def settle(self, missing: Callable[[], dict[Any, set[Any]]]) -> dict[Any, set[Any]]:
+        """What `missing` still names (its empty sets left out) once it names nothing or
+        SETTLE_TIMEOUT has passed; every member fetches what it lacks with `sync` meanwhile."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while True:
+            left = {key: items for key, items in missing().items() if items}
+            if not left or time.monotonic() > deadline:
+                return left
+            for m in self.members:
+                m.catch_up()
+            time.sleep(1)
+
+    def check_receipts(self) -> int:
+        """Every member acks what it has one last time; then each message it acknowledged must
+        have told its sender, once (one event id), live or by `sync`. Returns how many did."""
+        self.acking.set()
+        self.acker.join(timeout=5)
+        acked: dict[str, int] = {}
+        for m in self.members:
+            reply = m.call("ack_events", {"upToSeq": m.contiguous()}, timeout=10)
+            assert isinstance(reply, dict) and reply.get("ok"), f"{m.label}: the last ack failed: {short(reply, 300)}"
+            acked[m.label] = reply["data"]["upToSeq"]
+        expected: dict[str, set[tuple[str, str]]] = {}  # sender label -> (message id, recipient id)
+        for sender in self.senders:
+            members = next(ms for tid, ms in self.threads if tid == sender.thread_id)
+            for r in members:
+                if r is sender.member:
+                    continue
+                for message, seq in r.created_seqs(sender.thread_id).items():
+                    if seq <= acked[r.label]:
+                        expected.setdefault(sender.member.label, set()).add((message, r.account.id))
+        by_label = {m.label: m for m in self.members}
+        missing = self.settle(
+            lambda: {label: pairs - set(by_label[label].receipts()) for label, pairs in expected.items()}
+        )
+        assert sum(len(pairs) for pairs in expected.values()) > 50, f"too few acknowledged messages: {expected}"
+        assert not missing, "acknowledged messages whose sender never got the receipt: " + short(
+            {label: sorted(pairs)[:5] for label, pairs in missing.items()}, 1500
+        )
+        for m in self.members:
+            twice = {key: ids for key, ids in m.receipts().items() if len(ids) > 1}
+            assert not twice, f"{m.label}: one message and recipient, several receipts: {short(twice, 800)}"
+        return sum(len(pairs) for pairs in expected.values())
 
 
 def assert_all_ready(outcome: str) -> None:
