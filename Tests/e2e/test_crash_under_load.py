@@ -123,22 +123,17 @@ class Member:
         except socketio.exceptions.SocketIOError:
             return None
 
-    def message_ids(self, thread_id: str) -> list[str]:
+    def created(self, thread_id: str) -> list[tuple[int, str]]:
+        """(seq, message id) of every `message_created` this socket kept in `thread_id`."""
         with self.lock:
             return [
-                body["data"]["message"]["id"]
-                for body in self.events.values()
+                (seq, body["data"]["message"]["id"])
+                for seq, body in self.events.items()
                 if body.get("type") == "MESSAGE_CREATED" and body["data"]["message"]["threadId"] == thread_id
             ]
 
-    def created_seqs(self, thread_id: str) -> dict[str, int]:
-        """Message id -> the seq of its `message_created` on this socket, in `thread_id`."""
-        with self.lock:
-            return {
-                body["data"]["message"]["id"]: seq
-                for seq, body in self.events.items()
-                if body.get("type") == "MESSAGE_CREATED" and body["data"]["message"]["threadId"] == thread_id
-            }
+    def message_ids(self, thread_id: str) -> list[str]:
+        return [message for _, message in self.created(thread_id)]
 
     def receipts(self) -> dict[tuple[str, str], set[str]]:
         """(message id, recipient id) -> the event ids of the `MESSAGE_DELIVERED` receipts kept."""
@@ -340,7 +335,6 @@ class Traffic:
         retried = sum(s.attempts for s in self.senders) - total
         return f"{total} messages saved, {retried} attempts sent again, {receipts} receipts"
 
-
     def settle(self, missing: Callable[[], dict[Any, set[Any]]]) -> dict[Any, set[Any]]:
         """What `missing` still names (its empty sets left out) once it names nothing or
         SETTLE_TIMEOUT has passed; every member fetches what it lacks with `sync` meanwhile."""
@@ -369,21 +363,22 @@ class Traffic:
             for r in members:
                 if r is sender.member:
                     continue
-                for message, seq in r.created_seqs(sender.thread_id).items():
+                for seq, message in r.created(sender.thread_id):
                     if seq <= acked[r.label]:
                         expected.setdefault(sender.member.label, set()).add((message, r.account.id))
         by_label = {m.label: m for m in self.members}
         missing = self.settle(
             lambda: {label: pairs - set(by_label[label].receipts()) for label, pairs in expected.items()}
         )
-        assert sum(len(pairs) for pairs in expected.values()) > 50, f"too few acknowledged messages: {expected}"
+        count = sum(len(pairs) for pairs in expected.values())
+        assert count > 50, f"too few acknowledged messages: {expected}"
         assert not missing, "acknowledged messages whose sender never got the receipt: " + short(
             {label: sorted(pairs)[:5] for label, pairs in missing.items()}, 1500
         )
         for m in self.members:
             twice = {key: ids for key, ids in m.receipts().items() if len(ids) > 1}
             assert not twice, f"{m.label}: one message and recipient, several receipts: {short(twice, 800)}"
-        return sum(len(pairs) for pairs in expected.values())
+        return count
 
 
 def assert_all_ready(outcome: str) -> None:
