@@ -16,22 +16,7 @@ struct MigrationTests {
 
     /// A running client for a fresh schema, dropped afterwards.
     func withDatabase(_ body: (Database, String) async throws -> Void) async throws {
-        let schema = TestEnvironment.uniqueName("test_migrations")
-        let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
-        let client = configuration.makeDatabase(logger: TestEnvironment.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            defer { group.cancelAll() }
-            do {
-                try await body(client, schema)
-            } catch {
-                _ = try? await client.query(
-                    PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
-                throw error
-            }
-            try await client.query(
-                PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
-        }
+        try await withFreshSchema("test_migrations", body)
     }
 
     func appliedVersions(_ client: Database, _ schema: String) async throws -> [Int] {

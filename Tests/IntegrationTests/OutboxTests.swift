@@ -18,27 +18,8 @@ struct OutboxTests {
 
     /// A fresh schema with the inbox and outbox migrations, dropped afterwards.
     func withSchema(_ body: (Database, String) async throws -> Void) async throws {
-        let schema = TestEnvironment.uniqueName("test_outbox")
-        let client = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeDatabase(
-            logger: TestEnvironment.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            defer { group.cancelAll() }
-            do {
-                try await DatabaseMigrator(
-                    client: client, schema: schema,
-                    migrations: [.inbox, .outbox(version: 2), .outboxDeletesPublished(version: 3)],
-                    logger: TestEnvironment.logger
-                ).run()
-                try await body(client, schema)
-            } catch {
-                _ = try? await client.query(
-                    PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
-                throw error
-            }
-            try await client.query(
-                PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: TestEnvironment.logger)
-        }
+        try await withFreshSchema(
+            "test_outbox", migrations: [.inbox, .outbox(version: 2), .outboxDeletesPublished(version: 3)], body)
     }
 
     /// A topic exchange and a queue bound to every key, named for this test.

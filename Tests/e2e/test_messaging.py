@@ -283,11 +283,12 @@ class Peer:
         payload = {"threadId": thread_id, "clientMessageId": client_message_id or cmid(), "body": body, **extra}
         return self.ok("create_message", payload)["message"]
 
-    def typing_events(self, thread_id: str, timeout: float) -> list[dict[str, Any]]:
-        """The `typing` events for `thread_id` that arrive within `timeout` seconds."""
+    def typing_events(self, thread_id: str, timeout: float, first_only: bool = False) -> list[dict[str, Any]]:
+        """The `typing` events for `thread_id` that arrive within `timeout` seconds (only the first one
+        with `first_only`)."""
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (remaining := deadline - time.monotonic()) > 0 and not (first_only and found):
             try:
                 name, args = self.events.get(timeout=remaining)
             except queue.Empty:
@@ -298,15 +299,10 @@ class Peer:
 
     def next_typing(self, thread_id: str, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
         """The next `typing` event for `thread_id`; fails after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                name, args = self.events.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if name == "typing" and args and isinstance(args[0], dict) and args[0].get("threadId") == thread_id:
-                return args[0]
-        pytest.fail(f"user {self.id} got no typing event for thread {thread_id} within {timeout} s")
+        found = self.typing_events(thread_id, timeout, first_only=True)
+        if not found:
+            pytest.fail(f"user {self.id} got no typing event for thread {thread_id} within {timeout} s")
+        return found[0]
 
 
 @pytest.fixture
