@@ -332,6 +332,8 @@ let package = Package(
                 "BenchSupport", "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "SocketIOServer",
                 "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

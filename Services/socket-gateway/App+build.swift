@@ -3,6 +3,7 @@ import MessengerAMQP
 import MessengerContracts
 import MessengerRedis
 import MessengerServiceKit
+import NIOCore
 import ServiceLifecycle
 import SocketIOProtocol
 
@@ -84,8 +85,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     socketGateway.addRoutes(to: router)
     let publicServer = Application(
         router: router,
-        // An idle keep-alive connection closes after a minute.
-        server: socketGateway.httpServer(http1: .init(idleTimeout: .seconds(60))),
+        server: socketGateway.httpServer(http1: .init(idleTimeout: TimeAmount(settings.httpIdleTimeout))),
         // A reconnect storm brings thousands of connections at once: a long accept queue keeps
         // them from waiting out SYN retransmits (the kernel caps it at somaxconn).
         configuration: .init(address: .hostname(settings.host, port: settings.port), backlog: 4096), logger: logger)

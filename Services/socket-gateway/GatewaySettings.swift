@@ -17,6 +17,8 @@ struct GatewaySettings: Sendable {
     var revokedSessionsSync: Duration
     /// `TRUST_PROXY=true`: take the client address from `X-Forwarded-For`.
     var trustProxy: Bool
+    /// How long an idle keep-alive HTTP connection stays open (`HTTP_IDLE_TIMEOUT_SECONDS`).
+    var httpIdleTimeout: Duration
     /// Engine.IO: `SOCKETIO_PING_INTERVAL_MS`, `SOCKETIO_PING_TIMEOUT_MS`, `SOCKETIO_MAX_PAYLOAD`,
     /// `CORS_ORIGIN` (empty for no CORS headers).
     var engine: EngineConfiguration
@@ -37,6 +39,7 @@ struct GatewaySettings: Sendable {
         self.revokedSessionsSync = .seconds(
             try environment.int("REVOKED_SESSIONS_SYNC_SECONDS", default: 60, in: 1...3600))
         self.trustProxy = try environment.choice("TRUST_PROXY", default: "false", among: ["true", "false"]) == "true"
+        self.httpIdleTimeout = .seconds(try environment.int("HTTP_IDLE_TIMEOUT_SECONDS", default: 60, in: 1...3600))
         var engine = EngineConfiguration()
         engine.pingInterval = try environment.milliseconds("SOCKETIO_PING_INTERVAL_MS", default: 25_000, in: 100...600_000)
         engine.pingTimeout = try environment.milliseconds("SOCKETIO_PING_TIMEOUT_MS", default: 20_000, in: 100...600_000)

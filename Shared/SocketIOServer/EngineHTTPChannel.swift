@@ -9,7 +9,9 @@ import NIOWebSocket
 /// A connection of the public HTTP/1.1 server that runs an ``EngineServer``. An Engine.IO
 /// WebSocket upgrade at the engine's path leaves the connection to ``EngineWebSocketHandler``
 /// in its pipeline: it costs no task while it lives, only the channel and the session. Any other
-/// request is served by the application's router, as Hummingbird's HTTP/1.1 channel does.
+/// request is served by the application's router, as Hummingbird's HTTP/1.1 channel does; an
+/// upgrade that comes after such a request (``KeepAliveUpgradeHandler``) keeps the connection's
+/// HTTP task waiting until the connection closes.
 struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     enum Upgrade: Sendable {
         case webSocket
@@ -34,29 +36,21 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
-            let engine = self.engine
-            let path = self.webSocketPath
-            let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
-                maxFrameSize: engine.configuration.maxPayload,
-                shouldUpgrade: { channel, head in
-                    let ours = Self.path(of: head.uri, matches: path) && engine.acceptsWebSocket(uri: head.uri)
-                    return channel.eventLoop.makeSucceededFuture(ours ? HTTPHeaders() : nil)
-                },
-                upgradePipelineHandler: { channel, head in
-                    channel.eventLoop.makeCompletedFuture {
-                        try engine.attachWebSocket(to: channel, head: head)
-                        return .webSocket
-                    }
-                })
-            let configuration = self.configuration
+            let upgrader = Self.webSocketUpgrader(engine: self.engine, path: self.webSocketPath)
+            let (engine, configuration) = (self.engine, self.configuration)
             let notUpgraded = NIOTypedHTTPServerUpgradeConfiguration<Upgrade>(
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandlers(configuration.additionalChannelHandlers())
+                        let httpHandlers: [any RemovableChannelHandler] =
+                            [HTTP1ToHTTPServerCodec(secure: false)] + configuration.additionalChannelHandlers() + [
+                                HTTPConnectionStateHandler(
+                                    idleTimeout: configuration.idleTimeout.map { .init($0) }, logger: logger)
+                            ]
+                        // A later request on this connection may still upgrade.
                         try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout.map { .init($0) }, logger: logger))
+                            KeepAliveUpgradeHandler(upgrader: upgrader, engine: engine, httpHandlers: httpHandlers))
+                        try channel.pipeline.syncOperations.addHandlers(httpHandlers)
                         return .http(
                             try NIOAsyncChannel(
                                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
@@ -72,6 +66,23 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
             return Value(upgrade: upgrade, channel: channel)
         }
+    }
+
+    /// Upgrades Engine.IO WebSocket requests at the engine's path, the first request of a
+    /// connection (through NIO's upgrade handler) or a later one (``KeepAliveUpgradeHandler``).
+    static func webSocketUpgrader(engine: EngineServer, path: String) -> NIOTypedWebSocketServerUpgrader<Upgrade> {
+        NIOTypedWebSocketServerUpgrader<Upgrade>(
+            maxFrameSize: engine.configuration.maxPayload,
+            shouldUpgrade: { channel, head in
+                let ours = Self.path(of: head.uri, matches: path) && engine.acceptsWebSocket(uri: head.uri)
+                return channel.eventLoop.makeSucceededFuture(ours ? HTTPHeaders() : nil)
+            },
+            upgradePipelineHandler: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    try engine.attachWebSocket(to: channel, head: head)
+                    return .webSocket
+                }
+            })
     }
 
     func handle(value: Value, logger: Logger) async {

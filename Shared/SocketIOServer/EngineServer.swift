@@ -157,8 +157,11 @@ public final class EngineServer: Sendable {
     ]
 
     /// Serves an upgraded WebSocket connection: opens its session (the handshake goes out at
-    /// once), or joins the polling session named by `sid`, which then upgrades.
-    func attachWebSocket(to channel: any Channel, head: HTTPRequestHead) throws {
+    /// once), or joins the polling session named by `sid`, which then upgrades. The engine's
+    /// handlers go at `position` in the pipeline, after the WebSocket frame codec.
+    func attachWebSocket(
+        to channel: any Channel, head: HTTPRequestHead, position: ChannelPipeline.SynchronousOperations.Position = .last
+    ) throws {
         let query = Self.query(URI(head.uri))
         // One read per wake-up keeps one read buffer per connection (NIO pools one per read of
         // a wake-up): WebSocket frames here are small, and most connections are idle.
@@ -170,8 +173,11 @@ public final class EngineServer: Sendable {
         if let sid = query["sid"] {
             guard let session = self.session(sid) else { throw EngineIOProtocolError("Session ID unknown") }
             try channel.pipeline.syncOperations.addHandlers(
-                aggregator,
-                EngineWebSocketHandler(session: session, upgrading: true, maximumBacklog: backlog, logger: self.logger))
+                [
+                    aggregator,
+                    EngineWebSocketHandler(session: session, upgrading: true, maximumBacklog: backlog, logger: self.logger),
+                ],
+                position: position)
             return
         }
         // The session keeps the handshake's headers for the layer above (authentication); the
@@ -184,7 +190,11 @@ public final class EngineServer: Sendable {
         let session = self.makeSession(on: channel.eventLoop)
         let webSocket = EngineWebSocket(channel: channel)
         try channel.pipeline.syncOperations.addHandlers(
-            aggregator, EngineWebSocketHandler(session: session, upgrading: false, maximumBacklog: backlog, logger: self.logger))
+            [
+                aggregator,
+                EngineWebSocketHandler(session: session, upgrading: false, maximumBacklog: backlog, logger: self.logger),
+            ],
+            position: position)
         session.assumeIsolated { session in
             session.start(delegate: self.delegate(for: session, handshake: handshake), webSocket: webSocket)
             webSocket.write([session.handshake(upgrades: [])])

@@ -4,10 +4,13 @@ the Redis emitter format, a second gateway, and bad input."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import struct
 import threading
@@ -65,6 +68,30 @@ def test_default_options_start_on_polling_and_upgrade_to_websocket(account):
         assert sio.call("ping", {"n": 1}, timeout=5) == {"ok": True, "data": {"pong": {"n": 1}}}
     finally:
         sio.disconnect()
+
+
+def test_async_client_with_default_options_upgrades_on_its_polling_connection(account):
+    """python-socketio's AsyncClient (aiohttp) sends the WebSocket upgrade on the keep-alive
+    connection its polling handshake went over."""
+    alice = account()
+
+    async def scenario() -> None:
+        sio = socketio.AsyncClient(reconnection=False)
+        hellos: asyncio.Queue = asyncio.Queue()
+        sio.on("hello", lambda *args: hellos.put_nowait(args))
+        await sio.connect(GATEWAY_URL, auth={"token": alice.access}, wait_timeout=10)
+        try:
+            deadline = time.monotonic() + 5
+            while sio.transport() != "websocket" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert sio.transport() == "websocket"
+            assert await sio.call("ping", {"n": 1}, timeout=5) == {"ok": True, "data": {"pong": {"n": 1}}}
+            await asyncio.to_thread(publish_push, [f"user:{alice.id}"], "hello", [1])
+            assert await asyncio.wait_for(hellos.get(), 10) == (1,)
+        finally:
+            await sio.disconnect()
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
@@ -231,19 +258,28 @@ def test_emitter_format_in_redis_reaches_the_right_room_only(account):
         b.disconnect()
 
 
+@contextlib.contextmanager
+def gateway_process(port: int, admin_port: int, **settings: str):
+    """Another gateway process on `port`, with `settings` over the environment; yields its URL
+    and the process, and stops it afterwards."""
+    env = dict(os.environ)
+    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/nonexistent/.env", **settings)
+    process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{admin_port}/readyz", f"the gateway on port {port}")
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+
+
 @pytest.fixture(scope="module")
 def second_gateway():
     """Another gateway process on other ports, with short heartbeats and a small maxPayload."""
-    env = dict(os.environ)
-    env.update(PORT="5071", GATEWAY_ADMIN_PORT="9171", SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="200",
-               SOCKETIO_MAX_PAYLOAD="4096", ENV_FILE="/nonexistent/.env")
-    process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_ready("http://127.0.0.1:9171/readyz", "the second gateway")
-        yield "http://127.0.0.1:5071"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+    with gateway_process(5071, 9171, SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="200",
+                         SOCKETIO_MAX_PAYLOAD="4096") as (url, _):
+        yield url
 
 
 def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, second_gateway):
@@ -648,3 +684,77 @@ def test_a_packet_before_connect_closes_the_connection(first):
     assert ws.recv().startswith("0{")
     ws.send(first)
     assert_closed_by_the_gateway(ws)
+
+
+def exchange(connection: socket.socket, request: str) -> tuple[int, bytes]:
+    """Sends one HTTP/1.1 request on `connection`, kept alive, and reads its answer: the status
+    and the body (by its Content-Length)."""
+    connection.sendall(request.encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        assert chunk, "the gateway closed the connection"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        assert chunk, "the gateway closed the connection"
+        body += chunk
+    return int(lines[0].split()[1]), body
+
+
+def ws_ack(ws: websocket.WebSocket, ack_id: int) -> list:
+    """Reads `ws` until the ack `ack_id` comes (within its timeout); its data."""
+    while not (frame := ws.recv()).startswith(f"43{ack_id}["):
+        pass
+    return json.loads(frame[len(f"43{ack_id}"):])
+
+
+def test_a_websocket_upgrade_after_other_requests_on_a_keep_alive_connection(account):
+    """An upgrade that comes after other requests on a connection (aiohttp sends it on the
+    connection of its polling handshake) is served as one that opens a connection: it upgrades
+    a polling session or opens one; a refused one is answered, and closes the connection. Upgraded,
+    the connection outlives the HTTP idle timeout, and one still open when the gateway stops does
+    not hold the shutdown up."""
+    token = account().access
+    with gateway_process(5072, 9172, HTTP_IDLE_TIMEOUT_SECONDS="1") as (base, process):
+        host = "Host: 127.0.0.1:5072\r\n"
+        ws_url = base.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        healthz = f"GET /healthz HTTP/1.1\r\n{host}\r\n"
+
+        refused = socket.create_connection(("127.0.0.1", 5072), timeout=5)
+        assert exchange(refused, healthz)[0] == 200
+        upgrade = (f"GET /socket.io/?EIO=4&transport=websocket&sid=nope HTTP/1.1\r\n{host}Upgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        assert exchange(refused, upgrade)[0] == 400
+        assert refused.recv(1) == b"", "a refused upgrade closes its connection (NIO's decoder reads no more)"
+        refused.close()
+
+        direct = socket.create_connection(("127.0.0.1", 5072), timeout=5)
+        assert exchange(direct, healthz)[0] == 200
+        opened = websocket.create_connection(ws_url, socket=direct, timeout=5)
+        assert opened.recv().startswith("0{")
+        opened.send("40" + json.dumps({"token": token}))
+        opened.send('421["ping","opened"]')
+        assert ws_ack(opened, 1) == [{"ok": True, "data": {"pong": "opened"}}]
+        opened.close()
+
+        polled = socket.create_connection(("127.0.0.1", 5072), timeout=5)
+        status, body = exchange(polled, f"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n{host}\r\n")
+        assert status == 200
+        sid = json.loads(body[1:])["sid"]
+        params = {"EIO": "4", "transport": "polling", "sid": sid}
+        assert requests.post(f"{base}/socket.io/", params=params, data="40" + json.dumps({"token": token}), timeout=5).text == "ok"
+        upgraded = websocket.create_connection(f"{ws_url}&sid={sid}", socket=polled, timeout=5)
+        upgraded.send("2probe")
+        assert upgraded.recv() == "3probe"
+        upgraded.send("5")
+        time.sleep(1.5)  # past the HTTP idle timeout
+        upgraded.send('422["ping","upgraded"]')
+        assert ws_ack(upgraded, 2) == [{"ok": True, "data": {"pong": "upgraded"}}]
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert_closed_by_the_gateway(upgraded)
