@@ -15,34 +15,41 @@ enum Cursor {
         Self.wrap("t1:\(position.activity):\(position.id.lowercasedText)")
     }
 
+    /// The thread list's `cursor`.
     static func threadPosition(_ cursor: String) throws -> ThreadPosition {
-        let parts = try Self.unwrap(cursor).split(separator: ":")
+        let parts = try Self.unwrap(cursor, field: "cursor").split(separator: ":")
         guard parts.count == 3, parts[0] == "t1", let activity = Int64(parts[1]), let id = UUID(text: String(parts[2]))
-        else { throw Self.invalid }
+        else { throw Self.invalid("cursor") }
         return ThreadPosition(activity: activity, id: id)
     }
 
     /// A position in a thread's messages: before the message with this `seq`.
     static func encode(beforeSeq seq: Int64) -> String { Self.wrap("m1:\(seq)") }
 
+    /// The message list's `before`.
     static func beforeSeq(_ cursor: String) throws -> Int64 {
-        let parts = try Self.unwrap(cursor).split(separator: ":")
-        guard parts.count == 2, parts[0] == "m1", let seq = Int64(parts[1]), seq > 0 else { throw Self.invalid }
+        let parts = try Self.unwrap(cursor, field: "before").split(separator: ":")
+        guard parts.count == 2, parts[0] == "m1", let seq = Int64(parts[1]), seq > 0 else { throw Self.invalid("before") }
         return seq
     }
 
-    private static let invalid = ServiceError.invalidArgument("cursor is not valid")
+    /// The error for a cursor that is not one of ours, naming the query parameter it came in.
+    private static func invalid(_ field: String) -> ServiceError {
+        .invalidArgument("\(field) is not valid: pass a nextCursor as it came")
+    }
 
     private static func wrap(_ text: String) -> String {
         Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
 
-    private static func unwrap(_ cursor: String) throws -> String {
-        guard cursor.count <= 200 else { throw Self.invalid }
+    private static func unwrap(_ cursor: String, field: String) throws -> String {
+        guard cursor.count <= 200 else { throw Self.invalid(field) }
         var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { throw Self.invalid }
+        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else {
+            throw Self.invalid(field)
+        }
         return text
     }
 }

@@ -7,19 +7,29 @@ enum JSONBody {
     /// The largest request body the REST routes read.
     static let limit = 64 * 1024
 
-    /// Decodes the body; not JSON or the wrong types are 400, too large is 413.
+    /// Decodes the body; not JSON or the wrong types are 400, naming the field, too large is 413.
     static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
         let buffer = try await request.body.collect(upTo: Self.limit)
         do {
             return try MessengerJSON.decode(type, from: Data(buffer: buffer))
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw RESTError.malformed("the request body lacks '\(key.stringValue)'")
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw RESTError.malformed(
-                "the request body has a wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'")
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw RESTError.malformed("the request body lacks '\(Self.field(context.codingPath + [key]))'")
+        } catch let DecodingError.valueNotFound(_, context) where !context.codingPath.isEmpty {
+            throw RESTError.malformed("the request body has null at '\(Self.field(context.codingPath))'")
+        } catch let DecodingError.typeMismatch(_, context) where !context.codingPath.isEmpty {
+            throw RESTError.malformed("the request body has a wrong type at '\(Self.field(context.codingPath))'")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw RESTError.malformed("the request body has an invalid value at '\(Self.field(context.codingPath))'")
+        } catch DecodingError.valueNotFound, DecodingError.typeMismatch {
+            throw RESTError.malformed("the request body must be a JSON object")
         } catch {
             throw RESTError.malformed("the request body is not valid JSON")
         }
+    }
+
+    private static func field(_ path: [any CodingKey]) -> String {
+        path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            .replacingOccurrences(of: ".[", with: "[")
     }
 
     static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {

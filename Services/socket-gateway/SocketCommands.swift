@@ -106,8 +106,11 @@ struct SocketCommands {
         guard let first = arguments.first, case .object = first else {
             return SocketGateway.failure(.invalidArgument("the payload must be a JSON object"))
         }
-        guard case .array(let files)? = first["files"] else {
-            return await self.forward(MediaMessage.addAttachments, to: .media, arguments, socket: socket)
+        let files: [JSONValue]
+        switch first["files"] {
+        case nil, .null?: return await self.forward(MediaMessage.addAttachments, to: .media, arguments, socket: socket)
+        case .array(let listed)?: files = listed
+        default: return SocketGateway.failure(.invalidArgument("files must be an array of files"))
         }
         guard let messageText = first["messageId"]?.stringValue, let messageID = EntityID(messageText) else {
             return SocketGateway.failure(.invalidArgument("messageId must be a message id"))
@@ -142,9 +145,12 @@ struct SocketCommands {
         }
     }
 
-    /// The command's payload: its first argument, which must be a JSON object without binaries.
+    /// The command's payload: its first argument, which must be a JSON object. Binaries in it
+    /// (Socket.IO attachments; only `add_attachments` takes files) go on as the placeholders the
+    /// packet carried them as: in a field the service does not know they are ignored, like any
+    /// unknown field; in one it knows, the service names the field as having the wrong type.
     private static func payload(_ arguments: [JSONValue]) -> JSONValue? {
-        guard let first = arguments.first, case .object = first, !first.containsBinary else { return nil }
-        return first
+        guard let first = arguments.first, case .object = first else { return nil }
+        return first.withBinaryPlaceholders
     }
 }

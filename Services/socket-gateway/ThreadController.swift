@@ -14,8 +14,8 @@ struct ThreadController {
     func addRoutes(to router: Router<GatewayRequestContext>) {
         let threads = router.group("api/threads").add(middleware: BearerAuthMiddleware(tokens: self.tokens))
         threads.get { request, context in
-            let body = ListThreadsRequest(
-                limit: try Self.limit(request), cursor: request.uri.queryParameters.get("cursor"))
+            let query = FormQuery(request)
+            let body = ListThreadsRequest(limit: try Self.limit(query), cursor: query["cursor"])
             return try JSONBody.response(
                 try await self.call(MessagingMessage.listThreads, body, Page<ThreadSummary>.self, context))
         }
@@ -23,8 +23,8 @@ struct ThreadController {
             guard let thread = context.parameters.get("id").flatMap(EntityID.init) else {
                 throw RESTError(.notFound("no such thread"))
             }
-            let body = ListMessagesRequest(
-                threadId: thread, limit: try Self.limit(request), before: request.uri.queryParameters.get("before"))
+            let query = FormQuery(request)
+            let body = ListMessagesRequest(threadId: thread, limit: try Self.limit(query), before: query["before"])
             return try JSONBody.response(
                 try await self.call(MessagingMessage.listMessages, body, Page<ChatMessage>.self, context))
         }
@@ -32,8 +32,8 @@ struct ThreadController {
 
     /// `limit` from the query: absent is the default; not an integer is 400 (out of range is the
     /// service's 422).
-    private static func limit(_ request: Request) throws -> Int {
-        guard let text = request.uri.queryParameters.get("limit") else { return Self.defaultPageSize }
+    private static func limit(_ query: FormQuery) throws -> Int {
+        guard let text = query["limit"] else { return Self.defaultPageSize }
         guard let limit = Int(text) else { throw RESTError.malformed("limit must be an integer from 1 to 100") }
         return limit
     }

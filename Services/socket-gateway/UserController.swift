@@ -50,12 +50,12 @@ struct UserController {
             return try await self.updateUser(EntityID(caller), request, context)
         }
         authenticated.get("users") { request, context in
-            let query = request.uri.queryParameters.get("query") ?? ""
-            let limitText = request.uri.queryParameters.get("limit")
-            guard let limit = limitText.map({ Int($0) }) ?? 20 else {
-                throw RESTError(.invalidArgument("limit must be an integer from 1 to 50"))
+            // Not an integer is 400, as for the thread lists; out of range is auth's 422.
+            let query = FormQuery(request)
+            guard let limit = query["limit"].map({ Int($0) }) ?? 20 else {
+                throw RESTError.malformed("limit must be an integer from 1 to 50")
             }
-            let body = SearchUsersRequest(query: query, limit: limit)
+            let body = SearchUsersRequest(query: query["query"] ?? "", limit: limit)
             return try JSONBody.response(try await self.call(AuthMessage.searchUsers, body, UserList.self, request, context))
         }
 

@@ -35,21 +35,10 @@ public struct AckEventsRequest: Codable, Sendable {
     public var upToSeq: Int64
     public init(upToSeq: Int64) { self.upToSeq = upToSeq }
 
-    /// A whole number past `Int64` (JSON has no bound, and 2^63 - 1 itself reaches a service as
-    /// 9.223372036854776e18 through the gateway's doubles) is `Int64.max`: the ack clamps it to
-    /// the user's latest seq like any value above it, instead of refusing the payload.
+    /// Over `Int64`'s range is `Int64.max`: the ack clamps it to the user's latest seq like any
+    /// value above it, instead of refusing the payload (``KeyedDecodingContainer/decodeWholeNumber(forKey:)``).
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        if let exact = try? container.decode(Int64.self, forKey: .upToSeq) {
-            self.upToSeq = exact
-            return
-        }
-        let number = try container.decode(Double.self, forKey: .upToSeq)
-        guard number >= 0, number == number.rounded() else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .upToSeq, in: container, debugDescription: "upToSeq must be a whole number")
-        }
-        self.upToSeq = Int64(exactly: number) ?? .max
+        self.upToSeq = try decoder.container(keyedBy: CodingKeys.self).decodeWholeNumber(forKey: .upToSeq)
     }
 }
 
@@ -60,6 +49,16 @@ public struct SyncRequest: Codable, Sendable {
     public init(afterSeq: Int64, limit: Int? = nil) {
         self.afterSeq = afterSeq
         self.limit = limit
+    }
+
+    /// Whole numbers, each named in the error when it is not one; past `Int64`'s range is its
+    /// bound (an `afterSeq` past every seq, a `limit` the service refuses as out of range).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.afterSeq = try container.decodeWholeNumber(forKey: .afterSeq)
+        if container.contains(.limit), try !container.decodeNil(forKey: .limit) {
+            self.limit = Int(clamping: try container.decodeWholeNumber(forKey: .limit))
+        }
     }
 }
 

@@ -12,16 +12,6 @@ public indirect enum JSONValue: Hashable, Sendable {
     /// Socket.IO encoder replaces it with a placeholder and sends the bytes apart.
     case binary([UInt8])
 
-    /// Whether the value holds a binary attachment anywhere inside.
-    public var containsBinary: Bool {
-        switch self {
-        case .binary: true
-        case .array(let items): items.contains(where: \.containsBinary)
-        case .object(let members): members.values.contains(where: \.containsBinary)
-        default: false
-        }
-    }
-
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil
@@ -366,6 +356,8 @@ struct JSONTextParser {
         guard let value = Double(String(decoding: self.bytes[start..<self.index], as: UTF8.self)) else {
             throw self.error("invalid number")
         }
-        return value
+        // JSON numbers have no bound; one past a double's range (`1e400`) is the largest double
+        // of its sign, not an infinity, which JSON cannot carry on (it would go out as `null`).
+        return value.isFinite ? value : (value < 0 ? -.greatestFiniteMagnitude : .greatestFiniteMagnitude)
     }
 }

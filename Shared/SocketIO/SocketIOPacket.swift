@@ -63,7 +63,7 @@ public struct SocketIOPacket: Hashable, Sendable {
         return (text, attachments)
     }
 
-    private static func extractBinaries(_ value: JSONValue, into attachments: inout [[UInt8]]) -> JSONValue {
+    fileprivate static func extractBinaries(_ value: JSONValue, into attachments: inout [[UInt8]]) -> JSONValue {
         switch value {
         case .binary(let bytes):
             attachments.append(bytes)
@@ -72,6 +72,15 @@ public struct SocketIOPacket: Hashable, Sendable {
         case .object(let members): return .object(members.mapValues { extractBinaries($0, into: &attachments) })
         default: return value
         }
+    }
+}
+
+extension JSONValue {
+    /// This value with each binary replaced by its placeholder, `{"_placeholder": true, "num": n}`,
+    /// as a binary packet carries it on the wire.
+    public var withBinaryPlaceholders: JSONValue {
+        var attachments: [[UInt8]] = []
+        return SocketIOPacket.extractBinaries(self, into: &attachments)
     }
 }
 

@@ -210,6 +210,35 @@ struct ContractTests {
             RPCReply<PayloadV1>.self, from: Data(#"{"ok":false,"error":{"code":"conflict","message":"taken"}}"#.utf8))
         #expect(throws: ServiceError.conflict("taken")) { try refused.get() }
     }
+
+    @Test("seqs and limits are whole numbers: exact, whole doubles, or clamped past Int64; others name the field")
+    func wholeNumbers() throws {
+        func sync(_ json: String) throws -> SyncRequest { try MessengerJSON.decode(SyncRequest.self, from: Data(json.utf8)) }
+        func ack(_ json: String) throws -> AckEventsRequest {
+            try MessengerJSON.decode(AckEventsRequest.self, from: Data(json.utf8))
+        }
+        #expect(try sync(#"{"afterSeq":3}"#).afterSeq == 3)
+        #expect(try sync(#"{"afterSeq":3,"limit":null}"#).limit == nil)
+        #expect(try sync(#"{"afterSeq":9.223372036854776e18,"limit":1e300}"#).afterSeq == .max)
+        #expect(try sync(#"{"afterSeq":0,"limit":1e300}"#).limit == .max)
+        #expect(try sync(#"{"afterSeq":0,"limit":-1e300}"#).limit == .min)
+        #expect(try ack(#"{"upToSeq":1.7976931348623157e308}"#).upToSeq == .max)
+        #expect(try ack(#"{"upToSeq":-2}"#).upToSeq == -2)
+        for (json, field) in [
+            (#"{"afterSeq":1.5}"#, "afterSeq"), (#"{"afterSeq":0,"limit":2.5}"#, "limit"), (#"{"afterSeq":"x"}"#, "afterSeq"),
+        ] {
+            do {
+                _ = try sync(json)
+                Issue.record("\(json) decoded")
+            } catch let error as DecodingError {
+                guard case .dataCorrupted(let context) = error else {
+                    if case .typeMismatch(_, let context) = error { #expect(context.codingPath.last?.stringValue == field) }
+                    continue
+                }
+                #expect(context.codingPath.last?.stringValue == field, "\(json)")
+            }
+        }
+    }
 }
 
 @Suite("Messaging contract")

@@ -96,6 +96,24 @@ struct SocketIOCodecTests {
         }
     }
 
+    @Test("a number past a double's range is the largest double of its sign, never an infinity")
+    func hugeNumbers() throws {
+        let value = try JSONValue.parse("[1e400,-1e400," + String(repeating: "9", count: 400) + "]")
+        #expect(
+            value
+                == .array([
+                    .number(.greatestFiniteMagnitude), .number(-.greatestFiniteMagnitude), .number(.greatestFiniteMagnitude),
+                ]))
+        #expect(!value.jsonText.contains("null"))
+    }
+
+    @Test("binaries become the placeholders a binary packet carries, numbered in order")
+    func binaryPlaceholders() {
+        let value: JSONValue = .object(["a": .array([.string("x"), .binary([1]), .binary([2])])])
+        let placeholder = { (n: Double) -> JSONValue in .object(["_placeholder": .bool(true), "num": .number(n)]) }
+        #expect(value.withBinaryPlaceholders == .object(["a": .array([.string("x"), placeholder(0), placeholder(1)])]))
+    }
+
     @Test("a surrogate escape without its other half is U+FFFD, and the text around it is kept")
     func loneSurrogates() throws {
         let cases: [(String, String)] = [

@@ -109,6 +109,9 @@ struct RESTErrorTests {
             ("{not json", .badRequest, "invalid_argument", "not valid JSON"),
             (#"{"username":"ann"}"#, .badRequest, "invalid_argument", "lacks 'password'"),
             (#"{"username":"ann","password":7}"#, .badRequest, "invalid_argument", "wrong type at 'password'"),
+            (#"{"username":"ann","password":null}"#, .badRequest, "invalid_argument", "null at 'password'"),
+            ("null", .badRequest, "invalid_argument", "must be a JSON object"),
+            ("[1]", .badRequest, "invalid_argument", "must be a JSON object"),
             (
                 #"{"username":"ann","password":""# + String(repeating: "x", count: JSONBody.limit) + #""}"#,
                 .contentTooLarge, "payload_too_large", "too large"

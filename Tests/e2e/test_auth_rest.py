@@ -265,6 +265,14 @@ def test_login_body_errors_are_400(api):
     resp = api.request("POST", "/api/login", data=b"login=a&password=b", headers={"Content-Type": "application/json"})
     assert_error(resp, 400, "invalid_argument")
     assert_error(api.post("/api/login", {"login": 42, "password": "password123"}), 400, "invalid_argument")
+    for field in ("login", "password"):
+        body = {"login": "someone", "password": "password123", field: None}
+        message = assert_error(api.post("/api/login", body), 400, "invalid_argument")
+        assert field in message, f"a null {field} is refused without naming it: {message!r}"
+    for raw in ("null", "[1]"):
+        resp = api.request("POST", "/api/login", data=raw.encode(), headers={"Content-Type": "application/json"})
+        message = assert_error(resp, 400, "invalid_argument")
+        assert "JSON object" in message, f"body {raw}: {message!r}"
 
 
 # --- GET /api/users/me --------------------------------------------------------------------------
@@ -478,11 +486,32 @@ def test_search_is_a_prefix_match_not_a_substring_match(api, reader, register):
     assert resp.json()["items"] == []
 
 
-@pytest.mark.parametrize("limit", ["0", "51", "-1", "abc"])
+@pytest.mark.parametrize("limit", ["0", "51", "-1"])
 def test_search_bad_limit_is_422(api, reader, limit):
     acc = reader
     resp = api.get("/api/users", params={"query": "e2e", "limit": limit}, token=acc.access)
     assert_error(resp, 422, "invalid_argument")
+
+
+@pytest.mark.parametrize("limit", ["abc", "1.5"])
+def test_search_limit_not_an_integer_is_400(api, reader, limit):
+    """As for the thread and message lists: a wrong type is 400, out of range 422."""
+    resp = api.get("/api/users", params={"query": "e2e", "limit": limit}, token=reader.access)
+    assert "limit" in assert_error(resp, 400, "invalid_argument")
+
+
+def test_search_query_is_form_encoded(api, reader, register):
+    """`+` is a space, as `requests`, `URLSearchParams` and HTML forms write it; `%2B` is a plus."""
+    marker = "Qp" + uuid.uuid4().hex[:8]
+    target = register(display_name=f"{marker} Hopper")
+    resp = api.get(f"/api/users?query={marker}+hop", token=reader.access)
+    assert_status(resp, 200)
+    assert [u["id"] for u in resp.json()["items"]] == [target.id]
+    resp = api.get("/api/users", params={"query": f"{marker} Hop"}, token=reader.access)
+    assert [u["id"] for u in resp.json()["items"]] == [target.id]
+    resp = api.get(f"/api/users?query={marker}%2Bhop", token=reader.access)
+    assert_status(resp, 200)
+    assert resp.json()["items"] == []
 
 
 def test_search_limit_bounds_are_accepted(api, reader):

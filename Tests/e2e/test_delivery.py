@@ -849,9 +849,17 @@ def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamp
     assert b.sync(5)["events"] == [] and b.sync(10**6)["events"] == []
     assert [e["seq"] for e in b.sync(0, limit=500)["events"]] == [1, 2, 3, 4, 5]
 
-    for payload in ({"afterSeq": 0, "limit": 0}, {"afterSeq": 0, "limit": 501}, {"afterSeq": 0, "limit": -1},
-                    {"afterSeq": -1}, {"afterSeq": -1, "limit": 10}, {"afterSeq": "x"}, {"afterSeq": 0, "limit": "x"}):
-        err(b.call("sync", payload), "invalid_argument", f"sync {payload}")
+    # Each refusal names the field (10**400: a JSON number past a double's range).
+    for payload, field in (({"afterSeq": 0, "limit": 0}, "limit"), ({"afterSeq": 0, "limit": 501}, "limit"),
+                           ({"afterSeq": 0, "limit": -1}, "limit"), ({"afterSeq": -1}, "afterSeq"),
+                           ({"afterSeq": -1, "limit": 10}, "afterSeq"), ({"afterSeq": "x"}, "afterSeq"),
+                           ({"afterSeq": 0, "limit": "x"}, "limit"), ({"afterSeq": 1.5}, "afterSeq"),
+                           ({"afterSeq": 0, "limit": 2.5}, "limit"), ({"afterSeq": 0, "limit": 10**400}, "limit"),
+                           ({"afterSeq": 0, "limit": -10**400}, "limit")):
+        message = err(b.call("sync", payload), "invalid_argument", f"sync {payload}")
+        assert field in message, f"sync {payload}: the error does not name {field}: {message!r}"
+    # Past every seq, however large: nothing after it.
+    assert b.sync(2**70) == {"events": [], "hasMore": False} and b.sync(10**400) == {"events": [], "hasMore": False}
 
     # Cumulative: acked events leave sync; an older ack does not bring them back.
     assert b.ack(2) == 2
@@ -861,7 +869,8 @@ def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamp
     assert [e["seq"] for e in b.sync(0)["events"]] == [3, 4, 5], "a lower ack brought acknowledged events back"
     err(b.call("ack_events", {"upToSeq": "x"}), "invalid_argument", "ack_events with a string")
 
-    # Clamped to the latest seq.
+    # Clamped to the latest seq, however large.
+    assert b.ack(10**400) == 5
     assert b.ack(10**9) == 5
     assert b.sync(0) == {"events": [], "hasMore": False}
     # bob's acks sent alice receipts, nothing to bob.

@@ -495,6 +495,8 @@ def test_add_attachments_refuses_bad_requests(api, alice, pair):
             "a malformed messageId")
     err_ack(a.call("add_attachments", {"messageId": message["id"], "files": [{"fileName": "a.txt", "data": "text"}]}),
             "invalid_argument", "files[].data not binary")
+    said = err_ack(a.call("add_attachments", {"messageId": message["id"], "files": 5}), "invalid_argument", "files not a list")
+    assert "files" in said, said
     # None of it bound the upload.
     ok_data(bind(a, message["id"], [upload_["id"]]), "add_attachments after the refusals")
 

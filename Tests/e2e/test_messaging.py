@@ -778,6 +778,13 @@ def test_create_message_body_and_client_message_id_limits(crew, connect):
     for payload in ("hello", [tid, "hi"], 3, None):
         err(a.call("create_message", payload), "invalid_argument", f"create_message with payload {payload!r}")
 
+    # A binary (a Socket.IO attachment) in a field the service does not know is ignored, like any
+    # unknown field; in one it knows, it is the wrong type, and the error names the field.
+    assert a.send(tid, "a binary beside me", extraBlob=b"\x01\x02", nested={"blob": b"\x03"})["body"] == "a binary beside me"
+    message = err(a.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": b"hi"}), "invalid_argument",
+                  "create_message with a binary body")
+    assert "body" in message, message
+
 
 def test_create_message_membership_and_reply_to(api, crew, connect):
     alice, bob, outsider = crew[0], crew[1], crew[3]
@@ -1063,9 +1070,12 @@ def test_rest_reads_errors(api, crew, connect):
         resp = api.get("/api/threads", token=alice.access, params={"limit": limit})
         assert_rest_error(resp, (400, 422), "invalid_argument")
     for cursor in ("garbage", "%%%not-a-cursor%%%", "aGVsbG8", "eyJ4Ijo"):
-        assert_rest_error(get_messages(api, alice, tid, before=cursor), (400, 422), "invalid_argument")
+        resp = get_messages(api, alice, tid, before=cursor)
+        assert_rest_error(resp, (400, 422), "invalid_argument")
+        assert "before" in resp.json()["error"]["message"], resp.text
         resp = api.get("/api/threads", token=alice.access, params={"cursor": cursor})
         assert_rest_error(resp, (400, 422), "invalid_argument")
+        assert "cursor" in resp.json()["error"]["message"], resp.text
 
     assert len(messages_page(api, alice, tid, limit=100)["items"]) == 1
     assert len(messages_page(api, bob, tid, limit=1)["items"]) == 1
