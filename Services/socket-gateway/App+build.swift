@@ -72,8 +72,12 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             PushConsumer(amqp: amqp, fanOut: fanOut, prefetch: settings.service.prefetch, logger: logger),
         ])
 
-    let router = Router(context: GatewayRequestContext.self)
+    // HEAD is answered as GET on every GET route (RFC 9110, 9.3.2); NIO's encoder leaves the body out.
+    let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: MetricsMiddleware())
+    if let cors = RESTCORSMiddleware<GatewayRequestContext>(origin: settings.engine.corsOrigin, enginePath: "/socket.io") {
+        router.add(middleware: cors)
+    }
     router.add(middleware: CorrelationMiddleware())
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)

@@ -53,7 +53,7 @@ public final class EngineServer: Sendable {
         router.post(path) { request, _ in
             try await self.handlePost(request)
         }
-        for method in [HTTPRequest.Method.put, .delete, .patch] {
+        for method in [HTTPRequest.Method.head, .put, .delete, .patch] {  // HEAD would open a session
             router.on(path, method: method) { request, _ in
                 self.error(request, code: 2, "Bad handshake method")
             }
