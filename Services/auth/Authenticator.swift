@@ -32,16 +32,17 @@ struct Authenticator: Sendable {
         let login = request.login.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         // In a burst, a login refused here costs no statement at all.
         try await Self.unavailableIfGaveUp { try self.hasher.ensureACheckCanEnd(before: deadline) }
-        try await self.throttle.reserveAttempt(login: login, address: request.clientAddress)
         // No account has a login that long or with a NUL in it (PostgreSQL's text cannot hold
         // one): such a login is unknown without asking the database.
         let user = Validation.canBeLogin(login) ? try await self.users.find(login: login) : nil
+        let key = Self.throttleKey(user, login: login)
+        try await self.throttle.reserveAttempt(login: key, address: request.clientAddress)
         let matches = try await self.check(
-            request.password, against: user?.passwordHash, login: login, address: request.clientAddress, before: deadline)
+            request.password, against: user?.passwordHash, login: key, address: request.clientAddress, before: deadline)
         guard matches, let user,
             let session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         else { throw ServiceError.unauthorized("invalid login or password") }
-        try await self.throttle.recordSuccess(login: login, address: request.clientAddress)
+        try await self.throttle.recordSuccess(login: key, address: request.clientAddress)
         return try await self.tokenPair(for: user, refreshToken: session.token, session: session.family)
     }
 
@@ -83,16 +84,15 @@ struct Authenticator: Sendable {
             guard let current = request.currentPassword else {
                 throw ServiceError.forbidden("currentPassword is required to change the password")
             }
-            // A wrong currentPassword counts as a failed login of the account's username: a stolen
-            // access token must not buy unlimited guesses at the password.
-            try await self.throttle.reserveAttempt(login: caller.username, address: nil)
-            guard
-                try await self.check(
-                    current, against: caller.passwordHash, login: caller.username, address: nil, before: deadline)
+            // A wrong currentPassword counts as a failed login of the account: a stolen access
+            // token must not buy unlimited guesses at the password.
+            let key = Self.throttleKey(caller, login: caller.username)
+            try await self.throttle.reserveAttempt(login: key, address: nil)
+            guard try await self.check(current, against: caller.passwordHash, login: key, address: nil, before: deadline)
             else {
                 throw ServiceError.forbidden("currentPassword is wrong")
             }
-            try await self.throttle.recordSuccess(login: caller.username, address: nil)
+            try await self.throttle.recordSuccess(login: key, address: nil)
             let hash = try await Self.unavailableIfGaveUp { try await self.hasher.hash(password, before: deadline) }
             guard
                 let record = try await self.users.updatePassword(
@@ -123,6 +123,17 @@ struct Authenticator: Sendable {
         guard request.ids.count <= 1000 else { throw ServiceError.invalidArgument("ids: at most 1000") }
         let found = try await self.users.find(ids: request.ids.map(\.uuid))
         return UserList(items: found.map { $0.resource(includingEmail: false) })
+    }
+
+    /// What the throttle counts an attempt against: the account when the login names one, so
+    /// that its username and its email share one counter (each had its own, which doubled the
+    /// guesses per account), and the login as typed otherwise.
+    static func throttleKey(_ user: UserRecord?, login: String) -> String {
+        Self.throttleKey(userID: user?.id, login: login)
+    }
+
+    static func throttleKey(userID: UUID?, login: String) -> String {
+        userID.map { "user:\($0.lowercasedText)" } ?? login
     }
 
     /// Checks a password for an attempt that holds its places in the throttle. An attempt whose

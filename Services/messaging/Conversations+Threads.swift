@@ -14,7 +14,9 @@ extension Conversations {
         let title: String?
         switch request.type {
         case .dm:
-            guard others.count == 1, request.memberIds.count == 1 else {
+            // As for a group: the caller and repeats are dropped, so `[bob, bob]` and
+            // `[bob, me]` name the one other user too.
+            guard others.count == 1 else {
                 throw ServiceError.invalidArgument("memberIds of a DM must name exactly one other user")
             }
             title = nil

@@ -101,7 +101,7 @@ struct SocketCommands {
     }
 
     /// `add_attachments` with `attachmentIds` (passed on to media as it is) or with `files`
-    /// (Socket.IO binary attachments: each uploaded to media first, then bound by id).
+    /// (Socket.IO binary attachments: each uploaded to media first, then bound by id), not both.
     private func addAttachments(_ arguments: [JSONValue], socket: SocketIOSocket) async -> JSONValue {
         guard let first = arguments.first, case .object = first else {
             return SocketGateway.failure(.invalidArgument("the payload must be a JSON object"))
@@ -111,6 +111,9 @@ struct SocketCommands {
         case nil, .null?: return await self.forward(MediaMessage.addAttachments, to: .media, arguments, socket: socket)
         case .array(let listed)?: files = listed
         default: return SocketGateway.failure(.invalidArgument("files must be an array of files"))
+        }
+        if let ids = first["attachmentIds"], ids != .null {
+            return SocketGateway.failure(.invalidArgument("give attachmentIds or files, not both"))
         }
         guard let messageText = first["messageId"]?.stringValue, let messageID = EntityID(messageText) else {
             return SocketGateway.failure(.invalidArgument("messageId must be a message id"))

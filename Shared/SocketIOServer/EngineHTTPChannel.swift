@@ -47,6 +47,7 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                                 HTTPConnectionStateHandler(
                                     idleTimeout: configuration.idleTimeout.map { .init($0) }, logger: logger)
                             ]
+                        try channel.pipeline.syncOperations.addHandler(ExpectContinueHandler())
                         // A later request on this connection may still upgrade.
                         try channel.pipeline.syncOperations.addHandler(
                             KeepAliveUpgradeHandler(upgrader: upgrader, engine: engine, httpHandlers: httpHandlers))

@@ -161,6 +161,9 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 ],
                 position: .first)
             for handler in self.httpHandlers { _ = pipeline.removeHandler(handler) }
+            if let expect = try? pipeline.context(handlerType: ExpectContinueHandler.self) {
+                _ = pipeline.removeHandler(context: expect)
+            }
             _ = pipeline.removeHandler(context: try pipeline.context(handlerType: HTTPResponseEncoder.self))
             _ = pipeline.removeHandler(context: try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self))
             try self.engine.attachWebSocket(to: context.channel, head: head, position: .after(errors))

@@ -51,7 +51,7 @@ struct CallerGaveUpTests {
     @Test("skipped logins answer unavailable and give their places in the throttle back")
     func skippedLoginsGiveTheirPlacesBack() async throws {
         try await self.withAuthenticator(maxFailures: 2) { authenticator, _ in
-            let name = try await Self.newAccount(authenticator)
+            let (name, _) = try await Self.newAccount(authenticator)
             let login = try Self.loginRequest(name, Self.password)
             // More skipped attempts than the throttle allows failures, for the login and the address.
             for _ in 0..<3 {
@@ -79,7 +79,7 @@ struct CallerGaveUpTests {
     @Test("a login that arrives when the line will not let it end in time is refused before any statement")
     func refusedBeforeTheThrottle() async throws {
         try await self.withAuthenticator(maxFailures: 5) { authenticator, database in
-            let name = try await Self.newAccount(authenticator)
+            let (name, id) = try await Self.newAccount(authenticator)
             // Every pool thread blocked, and as many checks waiting as there are threads: the line
             // is full, and the next check would wait at least a hash's time.
             let login = try Self.loginRequest(name, Self.password)
@@ -99,7 +99,8 @@ struct CallerGaveUpTests {
             }
             for check in waiting { _ = try await check.value }
             // No place was reserved in the throttle, for the login or the address.
-            let keys = LoginThrottle.keys(login: name, address: login.clientAddress)
+            let keys = LoginThrottle.keys(
+                login: Authenticator.throttleKey(userID: id, login: name), address: login.clientAddress)
             let rows = try await database.query(
                 "SELECT count(*) FROM login_failures WHERE key = ANY(\([keys.login, keys.address ?? ""]))",
                 logger: TestEnvironment.logger)
@@ -175,12 +176,12 @@ struct CallerGaveUpTests {
         }
     }
 
-    /// Registers an account with ``password``; returns its username.
-    static func newAccount(_ authenticator: Authenticator) async throws -> String {
+    /// Registers an account with ``password``; returns its username and id.
+    static func newAccount(_ authenticator: Authenticator) async throws -> (name: String, id: UUID) {
         let name = TestEnvironment.uniqueName("gaveup")
-        _ = try await authenticator.register(
+        let created = try await authenticator.register(
             RegisterRequest(username: name, email: "\(name)@example.com", password: Self.password), before: nil)
-        return name
+        return (name, created.user.id.uuid)
     }
 
     /// A login from an address of its own, so that tests running together do not share its counter.

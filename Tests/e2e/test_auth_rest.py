@@ -569,6 +569,19 @@ def test_login_throttled_after_max_failures(api, register):
     within_one_login_window(WINDOW_SECONDS, throttled)
 
 
+def test_login_by_username_and_by_email_share_the_accounts_counter(api, register):
+    """One account, one counter: failures by its username and by its email add up."""
+    def throttled() -> None:
+        reg = register()
+        by_name = MAX_FAILURES // 2
+        fail_logins(api, reg.username, by_name)
+        fail_logins(api, reg.email.upper(), MAX_FAILURES - by_name)
+        assert_rate_limited(api.post("/api/login", {"login": reg.username, "password": reg.password}))
+        assert_rate_limited(api.post("/api/login", {"login": reg.email, "password": reg.password}))
+
+    within_one_login_window(WINDOW_SECONDS, throttled)
+
+
 def test_login_allowed_again_after_retry_after(api, register, login):
     if WINDOW_SECONDS > MAX_RECOVERY_WAIT:
         pytest.skip(f"LOGIN_WINDOW_SECONDS={WINDOW_SECONDS} is too long to wait for (scripts/infra.sh env sets 5)")

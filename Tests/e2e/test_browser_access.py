@@ -1,7 +1,11 @@
-"""What a browser app (or a careful HTTP client) relies on beyond the contract's table: CORS on
-the REST routes (docs/auth.md, "Browsers"), and HEAD answered like GET."""
+"""What browsers and stock HTTP clients rely on beyond the contract's table: CORS on the REST
+routes and HEAD answered like GET (docs/auth.md, "Browsers"), and `Expect: 100-continue`
+answered (docs/socketio.md, "The upgrade")."""
 
 from __future__ import annotations
+
+import json
+import socket
 
 import requests
 
@@ -67,3 +71,28 @@ def test_head_is_answered_as_get_without_a_body(api, reader):
     assert head.headers["Content-Type"] == "image/png"
     assert head.headers["X-Content-Type-Options"] == "nosniff"
     assert head.headers.get("Content-Length") == str(len(image))
+
+
+def test_expect_100_continue_is_answered_before_the_body():
+    """curl sends `Expect: 100-continue` with any body over 1 KiB and waits a second for the
+    answer before it sends the body anyway."""
+    body = json.dumps({"refreshToken": "x" * 2000}).encode()
+    host = GATEWAY_URL.split("//", 1)[1]
+    address, port = host.split(":")
+    with socket.create_connection((address, int(port)), timeout=5) as connection:
+        connection.sendall(
+            f"POST /api/logout HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = connection.recv(4096)
+            assert chunk, "the gateway closed the connection"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        connection.sendall(body)
+        final = interim.split(b"\r\n\r\n", 1)[1]
+        while b"\r\n\r\n" not in final:
+            chunk = connection.recv(4096)
+            assert chunk, "the gateway closed the connection"
+            final += chunk
+        assert final.startswith(b"HTTP/1.1 204"), final

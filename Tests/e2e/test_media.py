@@ -497,6 +497,10 @@ def test_add_attachments_refuses_bad_requests(api, alice, pair):
             "invalid_argument", "files[].data not binary")
     said = err_ack(a.call("add_attachments", {"messageId": message["id"], "files": 5}), "invalid_argument", "files not a list")
     assert "files" in said, said
+    both = {"messageId": message["id"], "attachmentIds": [upload_["id"]],
+            "files": [{"fileName": "b.png", "contentType": "image/png", "data": png(1, 1)}]}
+    said = err_ack(a.call("add_attachments", both), "invalid_argument", "attachmentIds and files together")
+    assert "attachmentIds" in said and "files" in said, said
     # None of it bound the upload.
     ok_data(bind(a, message["id"], [upload_["id"]]), "add_attachments after the refusals")
 

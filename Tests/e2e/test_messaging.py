@@ -641,6 +641,10 @@ def test_dm_refuses_self_unknown_and_wrong_member_counts(account, connect):
     # The refusals did not break the pair: it still gets its DM.
     thread = a.dm(bob.id)
     assert_thread(thread, kind="DM", members={alice.id, bob.id}, created_by=alice.id)
+    # As for a group, the caller and repeats are dropped: these name the one other user too.
+    for member_ids in ([bob.id, bob.id], [bob.id, alice.id], [alice.id, bob.id.upper()]):
+        again = a.ok("create_conversation", {"type": "DM", "memberIds": member_ids})["thread"]
+        assert again["id"] == thread["id"], member_ids
 
 
 def test_concurrent_dm_requests_from_both_sides_make_one_thread(account, connect):
