@@ -12,6 +12,8 @@ struct AuthSettings: Sendable {
     }
 
     var keySource: KeySource
+    /// The shortest `JWT_SECRET` taken (32 random bytes is what the derived key is worth).
+    static let minimumSecretBytes = 32
     /// Older public keys (PEM) still accepted during a rotation.
     var previousPublicKeys: [String]
     var audience: TokenAudience
@@ -29,6 +31,13 @@ struct AuthSettings: Sendable {
         } else if let pem = environment.optional("JWT_PRIVATE_KEY") {
             self.keySource = .pem(pem.replacingOccurrences(of: "\\n", with: "\n"))
         } else if let secret = environment.optional("JWT_SECRET") {
+            // The key's public half is in the JWKS for anyone to test guesses of the secret
+            // against, offline: a short one (an old HS256 secret, say) would give the key away.
+            guard secret.utf8.count >= Self.minimumSecretBytes else {
+                throw ConfigurationError(
+                    variable: "JWT_SECRET",
+                    problem: "must be at least \(Self.minimumSecretBytes) bytes of random text (or give a PEM key instead)")
+            }
             self.keySource = .secret(secret)
         } else {
             self.keySource = .generated

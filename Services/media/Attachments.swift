@@ -78,23 +78,36 @@ struct Attachments: Sendable {
             }
             attachments.append(entry.attachment)
         }
-        let reply = try await self.rpc.call(
-            MessagingMessage.attach, to: .messaging,
-            payload: AttachRequest(messageId: request.messageId, attachments: attachments),
-            replyAs: AttachmentList.self, actor: caller)
-        // Only now that messaging has them: a concurrent bind to another message loses here.
-        let bound = try await self.client.query(
+        // Reserved for the message before messaging records it: there is no moment at which
+        // messaging shows an upload that media takes for unbound (and would delete once its
+        // lifetime ends). A concurrent bind to another message loses here.
+        let messageID = request.messageId.uuid
+        let newlyReserved = attachments.filter { $0.messageId == nil }.map(\.id.uuid)
+        let reserved = try await self.client.query(
             """
-            UPDATE attachments SET message_id = \(request.messageId.uuid), bound_at = now()
-            WHERE id = ANY(\(ids)) AND (message_id IS NULL OR message_id = \(request.messageId.uuid))
+            UPDATE attachments SET message_id = \(messageID), bound_at = coalesce(bound_at, now())
+            WHERE id = ANY(\(ids)) AND (message_id IS NULL OR message_id = \(messageID))
             RETURNING id
             """, logger: self.logger)
         var count = 0
-        for try await _ in bound.decode(UUID.self) { count += 1 }
-        if count != ids.count {
-            self.logger.warning("attachments bound concurrently", metadata: ["message_id": "\(request.messageId)"])
+        for try await _ in reserved.decode(UUID.self) { count += 1 }
+        guard count == ids.count else {
+            try await self.release(newlyReserved, from: messageID)
+            throw ServiceError.conflict("an attachment was bound to another message meanwhile")
         }
-        return reply
+        do {
+            return try await self.rpc.call(
+                MessagingMessage.attach, to: .messaging,
+                payload: AttachRequest(messageId: request.messageId, attachments: attachments),
+                replyAs: AttachmentList.self, actor: caller)
+        } catch let refusal as ServiceError where ![.unavailable, .internal].contains(refusal.code) {
+            // Messaging refused (not the author, no such message): nothing of it was recorded.
+            try await self.release(newlyReserved, from: messageID)
+            throw refusal
+        }
+        // Any other failure (a timeout, a crash) may come after messaging committed: the uploads
+        // stay reserved for this message, and the client's retry (messaging's attach is
+        // idempotent) completes it. At worst an upload stays reserved and is never cleaned up.
     }
 
     private func release(_ ids: [UUID], from message: UUID) async throws {

@@ -19,6 +19,12 @@ final class AccessTokenCheck: Sendable {
     private let rpc: RPCClient
     private let logger: Logger
     private let lastRefresh = Mutex<ContinuousClock.Instant?>(nil)
+    private let revocationsFetched = Atomic(false)
+
+    /// Whether the revoked sessions were fetched from auth at least once. Before that a revoked
+    /// token would pass, so the gateway checks no token (a gateway starting while auth's
+    /// database is away could otherwise take revoked tokens for as long as that lasts).
+    var knowsRevocations: Bool { self.revocationsFetched.load(ordering: .acquiring) }
     private static let refreshInterval: Duration = .seconds(5)
 
     init(audience: TokenAudience, rpc: RPCClient, logger: Logger) {
@@ -38,7 +44,9 @@ final class AccessTokenCheck: Sendable {
     func fetchRevokedSessions() async throws -> [RevokedSessions] {
         let list = try await self.rpc.call(
             AuthMessage.revokedSessions, to: .auth, payload: EmptyPayload(), replyAs: RevokedSessionList.self)
-        return list.items.compactMap(self.revoke)
+        let added = list.items.compactMap(self.revoke)
+        self.revocationsFetched.store(true, ordering: .releasing)
+        return added
     }
 
     /// Records `revoked`; returns the sessions of it that were not known yet, or nil if none.

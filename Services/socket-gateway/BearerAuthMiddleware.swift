@@ -3,7 +3,8 @@ import Hummingbird
 import MessengerTokens
 
 /// Verifies `Authorization: Bearer <access token>` locally (``AccessTokenCheck``: the cached
-/// JWKS and the revoked sessions) and puts the user id in the context; anything else is 401.
+/// JWKS and the revoked sessions) and puts the user id in the context; anything else is 401,
+/// and 503 while the gateway does not know the revoked sessions yet (it is starting).
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let tokens: AccessTokenCheck
@@ -13,6 +14,10 @@ struct BearerAuthMiddleware: RouterMiddleware {
         guard let authorization = request.headers[.authorization],
             authorization.lowercased().hasPrefix("bearer ")
         else { throw RESTError(.unauthorized("a bearer token is required")) }
+        // Until the revoked sessions are known, a revoked token would pass: the client retries.
+        guard self.tokens.knowsRevocations else {
+            throw RESTError(.unavailable("the gateway is starting; try again", retryAfter: 1))
+        }
         let token = String(authorization.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
         guard let verified = await self.tokens.verify(token) else {
             throw RESTError(.unauthorized("the access token is invalid, expired or revoked"))

@@ -17,10 +17,12 @@ struct SocketGateway {
         self.server = SocketIOServer(
             configuration: configuration, logger: logger,
             authenticate: { auth, handshake in
+                // Until the revoked sessions are known, a revoked token would pass.
+                guard tokens.knowsRevocations else { return .failure(.unavailable) }
                 let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
-                guard let token, let verified = await tokens.verify(token) else { return nil }
-                return SocketPrincipal(
-                    userID: EntityID(verified.userID).description, loginSession: verified.session)
+                guard let token, let verified = await tokens.verify(token) else { return .failure(.unauthorized) }
+                return .success(
+                    SocketPrincipal(userID: EntityID(verified.userID).description, loginSession: verified.session))
             },
             unknownEvent: { _, _ in
                 [Self.failure(.invalidArgument("unknown event"))]

@@ -88,10 +88,14 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
             context.write(self.wrapOutboundOut(.head(head)), promise: promise)
         case .end where lastResponse:
             self.inFlight = 0
-            context.writeAndFlush(data, promise: promise)
-            context.close(promise: nil)
+            // Closed once the answer is out: closing at once could drop what is not written yet.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            written.futureResult.cascade(to: promise)
+            context.writeAndFlush(data, promise: written)
         case .end:
-            self.inFlight -= 1
+            // An answer to a request the decoder could not read has an end but no request.
+            self.inFlight = max(0, self.inFlight - 1)
             context.write(data, promise: promise)
             self.decideWhenReady(context: context)
         default:
@@ -99,8 +103,12 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    /// A WebSocket handshake: a request to switch to `websocket`, without a body (one with a body
+    /// is not a handshake, and holding its body could take any amount of memory).
     private static func asksForWebSocket(_ head: HTTPRequestHead) -> Bool {
         Self.switchesProtocols(head) && head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
+            && !head.headers.contains(name: "transfer-encoding")
+            && head.headers["content-length"].allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "0" }
     }
 
     /// Whether NIO's HTTP decoder takes `head` for a switch of protocols (llhttp's rule).
@@ -165,9 +173,14 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 _ = pipeline.removeHandler(context: expect)
             }
             _ = pipeline.removeHandler(context: try pipeline.context(handlerType: HTTPResponseEncoder.self))
-            _ = pipeline.removeHandler(context: try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            // The decoder leaves in a task of its own, handing on what it holds beyond the
+            // request (bytes sent before the 101): this handler drops them, so it leaves only
+            // after the decoder (the application's handler, next, takes HTTP parts only).
+            let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            pipeline.removeHandler(context: decoder).hop(to: context.eventLoop).assumeIsolated().whenComplete { _ in
+                _ = context.pipeline.syncOperations.removeHandler(context: context)
+            }
             try self.engine.attachWebSocket(to: context.channel, head: head, position: .after(errors))
-            _ = pipeline.removeHandler(context: context)
         } catch {
             context.close(promise: nil)
         }

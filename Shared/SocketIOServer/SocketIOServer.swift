@@ -8,8 +8,10 @@ import Synchronization
 /// event router whose handlers answer through the client's ack. Namespaces other than the
 /// configured ones (`/` by default) are refused with CONNECT_ERROR.
 public final class SocketIOServer: Sendable {
-    /// Who a CONNECT's `auth` payload and the handshake authenticate, or nil to refuse.
-    public typealias Authenticator = @Sendable (_ auth: JSONValue?, _ handshake: EngineHandshake) async -> SocketPrincipal?
+    /// Who a CONNECT's `auth` payload and the handshake authenticate, or why the CONNECT is
+    /// refused (its CONNECT_ERROR's message).
+    public typealias Authenticator =
+        @Sendable (_ auth: JSONValue?, _ handshake: EngineHandshake) async -> Result<SocketPrincipal, ConnectRefusal>
     /// Handles one event; the returned values are the ack's arguments.
     public typealias EventHandler = @Sendable (_ socket: SocketIOSocket, _ arguments: [JSONValue]) async -> [JSONValue]
     /// Runs once a socket is connected (joined its rooms), before its first event is handled.
@@ -58,6 +60,18 @@ public final class SocketIOServer: Sendable {
             await socket.session.send(messages)
         }
     }
+}
+
+/// Why a CONNECT was refused: the message of its CONNECT_ERROR.
+public struct ConnectRefusal: Error, Hashable, Sendable {
+    public var message: String
+
+    public init(message: String) { self.message = message }
+
+    /// A missing, invalid, expired or revoked credential (protocol.md, "Connecting").
+    public static let unauthorized = ConnectRefusal(message: "unauthorized")
+    /// The server cannot check credentials yet (it is starting); the client may retry.
+    public static let unavailable = ConnectRefusal(message: "unavailable")
 }
 
 /// Who a socket authenticated as: the user, and the login session its credential belongs to
@@ -236,14 +250,17 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    private func finishConnect(_ packet: SocketIOPacket, principal: SocketPrincipal?) {
+    private func finishConnect(_ packet: SocketIOPacket, principal authenticated: Result<SocketPrincipal, ConnectRefusal>) {
         let namespace = packet.namespace
         self.connecting.remove(namespace)
         if self.connecting.isEmpty { self.connecting = [] }  // frees the set's storage
         defer { self.handleHeld() }
-        guard let principal else {
+        let principal: SocketPrincipal
+        switch authenticated {
+        case .success(let who): principal = who
+        case .failure(let refusal):
             self.send(
-                SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(["message": .string("unauthorized")])))
+                SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(["message": .string(refusal.message)])))
             return
         }
         guard !self.isSessionClosed else { return }

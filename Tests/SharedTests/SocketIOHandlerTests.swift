@@ -15,7 +15,8 @@ struct SocketIOHandlerTests {
     @Test("the connect and disconnect handlers run at the same depth on the 1,000th call as on the first")
     func handlersAreNotWrappedOnEveryRead() {
         let core = SocketIOCore(
-            namespaces: ["/"], authenticate: { _, _ in nil }, unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+            namespaces: ["/"], authenticate: { _, _ in .failure(.unauthorized) }, unknownEvent: { _, _ in [] },
+            logger: Logger(label: "test"))
         let depths = Mutex<[Int]>([])
         core.connectHandler.withLock {
             $0 = HandlerBox { _, _ in depths.withLock { $0.append(Thread.callStackSymbols.count) } }

@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import pytest
@@ -18,6 +19,9 @@ import requests
 T = TypeVar("T")
 
 GATEWAY_URL = os.environ.get("GATEWAY_URL", "http://127.0.0.1:5000").rstrip("/")
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
+SERVICES = ROOT / "scripts" / "services.sh"
 TIMEOUT = float(os.environ.get("E2E_HTTP_TIMEOUT", "15"))
 
 JWT_ISSUER = os.environ.get("JWT_ISSUER", "messenger-auth")
@@ -272,3 +276,19 @@ def psql(sql: str) -> str:
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5433/messenger")
     done = subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
     return done.stdout.strip()
+
+
+def services(command: str, *names: str, check: bool = True) -> str:
+    """`scripts/services.sh stop <names>` or `start <config> <names>` (which waits for /readyz);
+    returns its output, or fails the test with it when `check`."""
+    argv = ["bash", str(SERVICES), command] + ([BIN_DIR.name] if command == "start" else []) + list(names)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired as exc:
+        if check:
+            pytest.fail(f"{' '.join(argv[1:])} did not finish within 180 s: {exc}")
+        return f"timeout: {exc}"
+    output = (done.stdout + done.stderr).strip()
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(argv[1:])} exited with {done.returncode}:\n{output[-3000:]}")
+    return output if done.returncode == 0 else f"exit {done.returncode}: {output[-3000:]}"

@@ -49,7 +49,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import GATEWAY_URL, not_ready, psql, wait_for, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, not_ready, psql, services, wait_for, wait_until_ready  # noqa: F401 - services is shared on
 from test_messaging import (
     EVENT_TIMEOUT,
     EVENTS_EXCHANGE,
@@ -63,7 +63,6 @@ from test_messaging import (
     send_pipelined,
     short,
 )
-from test_outbox_crash import BIN_DIR, SERVICES
 
 DELIVERY_ADMIN_PORT = os.environ.get("DELIVERY_ADMIN_PORT", "9104")
 DELIVERY_READY_URL = f"http://127.0.0.1:{DELIVERY_ADMIN_PORT}/readyz"
@@ -420,22 +419,6 @@ def assert_same_message(ev: Ev, sent: dict[str, Any]) -> None:
 
 
 # --- services and RabbitMQ ----------------------------------------------------------------------
-
-
-def services(command: str, *names: str, check: bool = True) -> str:
-    """`scripts/services.sh stop <names>` or `start <config> <names>` (which waits for /readyz);
-    returns its output, or fails the test with it when `check`."""
-    argv = ["bash", str(SERVICES), command] + ([BIN_DIR.name] if command == "start" else []) + list(names)
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired as exc:
-        if check:
-            pytest.fail(f"{' '.join(argv[1:])} did not finish within 180 s: {exc}")
-        return f"timeout: {exc}"
-    output = (done.stdout + done.stderr).strip()
-    if check and done.returncode != 0:
-        pytest.fail(f"{' '.join(argv[1:])} exited with {done.returncode}:\n{output[-3000:]}")
-    return output if done.returncode == 0 else f"exit {done.returncode}: {output[-3000:]}"
 
 
 def wait_ready(url: str, timeout: float = RESTART_TIMEOUT) -> None:

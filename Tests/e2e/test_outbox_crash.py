@@ -10,18 +10,14 @@ import os
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pika
 import socketio
 
-from e2e_support import GATEWAY_URL, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, ROOT, SERVICES, wait_until_ready
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 ADMIN_PORT = os.environ.get("MESSAGING_ADMIN_PORT", "9102")
-SERVICES = ROOT / "scripts" / "services.sh"
 
 
 def wait_ready(timeout: float = 60) -> None:

@@ -16,7 +16,6 @@ import struct
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import msgpack
 import pika
@@ -26,10 +25,8 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import GATEWAY_URL, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, assert_error, services, wait_until_ready
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6380"))
@@ -259,14 +256,15 @@ def test_emitter_format_in_redis_reaches_the_right_room_only(account):
 
 
 @contextlib.contextmanager
-def gateway_process(port: int, admin_port: int, **settings: str):
+def gateway_process(port: int, admin_port: int, *, ready: bool = True, **settings: str):
     """Another gateway process on `port`, with `settings` over the environment; yields its URL
-    and the process, and stops it afterwards."""
+    and the process, once it is ready (or only alive, without `ready`), and stops it afterwards."""
     env = dict(os.environ)
     env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/nonexistent/.env", **settings)
     process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until_ready(f"http://127.0.0.1:{admin_port}/readyz", f"the gateway on port {port}")
+        probe = "readyz" if ready else "healthz"
+        wait_until_ready(f"http://127.0.0.1:{admin_port}/{probe}", f"the gateway on port {port}")
         yield f"http://127.0.0.1:{port}", process
     finally:
         if process.poll() is None:
@@ -280,6 +278,31 @@ def second_gateway():
     with gateway_process(5071, 9171, SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="200",
                          SOCKETIO_MAX_PAYLOAD="4096") as (url, _):
         yield url
+
+
+def test_a_gateway_that_does_not_know_the_revoked_sessions_yet_checks_no_token(account):
+    """Until its first fetch of the revoked sessions from auth succeeds, a gateway would take a
+    revoked token: it answers 503 `unavailable` on REST and CONNECT_ERROR "unavailable" instead
+    (not "unauthorized": the client is not logged out), and serves once auth answers."""
+    token = account().access
+    services("stop", "auth")
+    try:
+        with gateway_process(5073, 9173, ready=False) as (base, _):
+            me = requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert_error(me, 503, "unavailable")
+            assert me.headers.get("Retry-After") == "1"
+            errors: queue.Queue = queue.Queue()
+            sio = socketio.Client(reconnection=False)
+            sio.on("connect_error", lambda data: errors.put(data))
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+            assert errors.get(timeout=5) == {"message": "unavailable"}
+            services("start", "auth")
+            wait_until_ready("http://127.0.0.1:9173/readyz", "the gateway once auth is back")
+            me = requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert me.status_code == 200, me.text
+    finally:
+        services("start", "auth", check=False)
 
 
 def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, second_gateway):

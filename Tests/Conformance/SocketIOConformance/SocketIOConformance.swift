@@ -43,7 +43,7 @@ struct SocketIOConformance {
         } else {
             let server = SocketIOServer(
                 configuration: configuration, logger: logger, namespaces: ["/", "/custom"],
-                authenticate: { _, _ in SocketPrincipal(userID: "anonymous") }, unknownEvent: { _, _ in [] })
+                authenticate: { _, _ in .success(SocketPrincipal(userID: "anonymous")) }, unknownEvent: { _, _ in [] })
             server.onConnect { socket, auth in
                 // The suite's waitFor() attaches its next listener only after the previous message
                 // resolved its promise; two frames read in one chunk would lose the second. A
