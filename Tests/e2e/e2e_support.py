@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import pytest
 import requests
+import socketio
 
 T = TypeVar("T")
 
@@ -292,3 +293,14 @@ def services(command: str, *names: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         pytest.fail(f"{' '.join(argv[1:])} exited with {done.returncode}:\n{output[-3000:]}")
     return output if done.returncode == 0 else f"exit {done.returncode}: {output[-3000:]}"
+
+
+def connect_error(url: str, auth: dict[str, Any] | None, **connect: Any) -> Any:
+    """The data of the CONNECT_ERROR a stock client gets when it connects to `url` with `auth`
+    (its connect fails)."""
+    errors: queue.Queue = queue.Queue()
+    sio = socketio.Client(reconnection=False)
+    sio.on("connect_error", lambda data: errors.put(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        sio.connect(url, auth=auth, wait_timeout=5, **connect)
+    return errors.get(timeout=5)

@@ -24,7 +24,7 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, jwt_split, psql, wait_until_ready
+from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, connect_error, jwt_split, psql, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -60,12 +60,7 @@ class Socket:
 
 
 def refused_at_connect(token: str, url: str = GATEWAY_URL) -> None:
-    errors: queue.Queue = queue.Queue()
-    sio = socketio.Client(reconnection=False)
-    sio.on("connect_error", lambda data: errors.put(data))
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
-    assert errors.get(timeout=5) == {"message": "unauthorized"}
+    assert connect_error(url, {"token": token}, transports=["websocket"]) == {"message": "unauthorized"}
 
 
 def me(api: Api, token: str) -> requests.Response:

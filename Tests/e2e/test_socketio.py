@@ -25,7 +25,7 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import BIN_DIR, GATEWAY_URL, assert_error, services, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, assert_error, connect_error, services, wait_until_ready
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
@@ -180,12 +180,7 @@ def test_gateway_metrics_count_http_requests_connected_sockets_and_commands(acco
 
 @pytest.mark.parametrize("token", [None, "garbage", "a.b.c"])
 def test_bad_token_gets_connect_error_unauthorized(token):
-    errors: queue.Queue = queue.Queue()
-    sio = socketio.Client(reconnection=False)
-    sio.on("connect_error", lambda data: errors.put(data))
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        sio.connect(GATEWAY_URL, auth={"token": token} if token else None, wait_timeout=5)
-    assert errors.get(timeout=5) == {"message": "unauthorized"}
+    assert connect_error(GATEWAY_URL, {"token": token} if token else None) == {"message": "unauthorized"}
 
 
 def test_push_from_rabbitmq_reaches_every_socket_of_the_user(account):
@@ -291,12 +286,7 @@ def test_a_gateway_that_does_not_know_the_revoked_sessions_yet_checks_no_token(a
             me = requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert_error(me, 503, "unavailable")
             assert me.headers.get("Retry-After") == "1"
-            errors: queue.Queue = queue.Queue()
-            sio = socketio.Client(reconnection=False)
-            sio.on("connect_error", lambda data: errors.put(data))
-            with pytest.raises(socketio.exceptions.ConnectionError):
-                sio.connect(base, auth={"token": token}, transports=["websocket"], wait_timeout=5)
-            assert errors.get(timeout=5) == {"message": "unavailable"}
+            assert connect_error(base, {"token": token}, transports=["websocket"]) == {"message": "unavailable"}
             services("start", "auth")
             wait_until_ready("http://127.0.0.1:9173/readyz", "the gateway once auth is back")
             me = requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
