@@ -25,6 +25,10 @@ public final class EngineServer: Sendable {
     /// Where polling sessions run (a WebSocket session runs on its connection's loop).
     private let eventLoopGroup: any EventLoopGroup
     private let sessions = Mutex<[String: EngineSession]>([:])
+    /// Set by ``closeAllSessions()``: no session opens after it. A client that reconnects at
+    /// once would otherwise land here again, on a server that is stopping, and its WebSocket
+    /// would hold the server's shutdown up until the client left.
+    private let closing = Atomic(false)
     private let makeDelegate: @Sendable (EngineSession, EngineHandshake) -> any EngineSessionDelegate
 
     /// `makeDelegate` gives each new session the layer above it (Socket.IO).
@@ -72,8 +76,10 @@ public final class EngineServer: Sendable {
         guard query["EIO"] == "4" else { return self.error(request, code: 5, "Unsupported protocol version") }
         guard query["transport"] == "polling" else { return self.error(request, code: 0, "Transport unknown") }
         guard let sid = query["sid"] else {
-            let session = await self.openPollingSession(
-                EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress))
+            guard
+                let session = await self.openPollingSession(
+                    EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress))
+            else { return self.error(request, code: 3, "Server is shutting down", status: .serviceUnavailable) }
             let upgrades = self.configuration.allowUpgrades ? ["websocket"] : []
             return self.text(request, await session.handshake(upgrades: upgrades).text)
         }
@@ -145,6 +151,7 @@ public final class EngineServer: Sendable {
     /// Whether a WebSocket upgrade request for `uri` is one of ours: Engine.IO 4 over WebSocket,
     /// opening a session or upgrading an open one.
     func acceptsWebSocket(uri: String) -> Bool {
+        guard !self.closing.load(ordering: .acquiring) else { return false }
         let query = Self.query(URI(uri))
         guard query["EIO"] == "4", query["transport"] == "websocket" else { return false }
         if let sid = query["sid"] { return self.session(sid) != nil }
@@ -187,7 +194,9 @@ public final class EngineServer: Sendable {
             if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
         }
         let handshake = EngineHandshake(headers: headers, query: query, remoteAddress: channel.remoteAddress?.ipAddress)
-        let session = self.makeSession(on: channel.eventLoop)
+        guard let session = self.makeSession(on: channel.eventLoop) else {
+            throw EngineIOProtocolError("server is shutting down")
+        }
         let webSocket = EngineWebSocket(channel: channel)
         try channel.pipeline.syncOperations.addHandlers(
             [
@@ -205,16 +214,24 @@ public final class EngineServer: Sendable {
 
     /// Registers and starts a polling session before its handshake goes out, so the client's
     /// first message always finds it ready.
-    private func openPollingSession(_ handshake: EngineHandshake) async -> EngineSession {
-        let session = self.makeSession(on: self.eventLoopGroup.next())
+    private func openPollingSession(_ handshake: EngineHandshake) async -> EngineSession? {
+        guard let session = self.makeSession(on: self.eventLoopGroup.next()) else { return nil }
         await session.start(delegate: self.delegate(for: session, handshake: handshake), webSocket: nil)
         return session
     }
 
-    private func makeSession(on eventLoop: any EventLoop) -> EngineSession {
+    /// A new registered session, or nil once the server is closing.
+    func makeSession(on eventLoop: any EventLoop) -> EngineSession? {
+        guard !self.closing.load(ordering: .acquiring) else { return nil }
         let session = EngineSession(
             id: RandomID.make(), eventLoop: eventLoop, configuration: self.configuration, logger: self.logger)
         self.sessions.withLock { $0[session.id] = session }
+        // Closing began meanwhile: its list of sessions to close may have been taken before this
+        // one was in it, so it does not open at all.
+        guard !self.closing.load(ordering: .acquiring) else {
+            self.forget(session.id)
+            return nil
+        }
         return session
     }
 
@@ -222,8 +239,9 @@ public final class EngineServer: Sendable {
         ForgettingDelegate(inner: self.makeDelegate(session, handshake), server: self)
     }
 
-    /// Closes every session (on shutdown), telling the clients.
+    /// Closes every session (on shutdown), telling the clients; no session opens after it.
     public func closeAllSessions() async {
+        self.closing.store(true, ordering: .releasing)
         let all = self.sessions.withLock { Array($0.values) }
         for session in all { await session.close(reason: "server shutdown") }
     }
