@@ -5,7 +5,7 @@ import NIOWebSocket
 /// Serves an Engine.IO WebSocket upgrade that comes after other requests on a keep-alive
 /// connection. NIO's upgrade handler looks at a connection's first request only, but clients may
 /// upgrade on a connection they used before: aiohttp, under python-socketio's `AsyncClient`,
-/// sends the upgrade on the connection its polling handshake went over, as browsers may too.
+/// sends the upgrade on the connection its polling handshake went over.
 ///
 /// It sits on the HTTP side of a connection for the connection's life, between the HTTP/1 codec
 /// and the application, and passes everything through, until an upgrade request for the engine
