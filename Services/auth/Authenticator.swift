@@ -35,7 +35,7 @@ struct Authenticator: Sendable {
         // No account has a login that long or with a NUL in it (PostgreSQL's text cannot hold
         // one): such a login is unknown without asking the database.
         let user = Validation.canBeLogin(login) ? try await self.users.find(login: login) : nil
-        let key = Self.throttleKey(user, login: login)
+        let key = Self.throttleKey(userID: user?.id, login: login)
         try await self.throttle.reserveAttempt(login: key, address: request.clientAddress)
         let matches = try await self.check(
             request.password, against: user?.passwordHash, login: key, address: request.clientAddress, before: deadline)
@@ -86,7 +86,7 @@ struct Authenticator: Sendable {
             }
             // A wrong currentPassword counts as a failed login of the account: a stolen access
             // token must not buy unlimited guesses at the password.
-            let key = Self.throttleKey(caller, login: caller.username)
+            let key = Self.throttleKey(userID: caller.id, login: caller.username)
             try await self.throttle.reserveAttempt(login: key, address: nil)
             guard try await self.check(current, against: caller.passwordHash, login: key, address: nil, before: deadline)
             else {
@@ -128,10 +128,6 @@ struct Authenticator: Sendable {
     /// What the throttle counts an attempt against: the account when the login names one, so
     /// that its username and its email share one counter (each had its own, which doubled the
     /// guesses per account), and the login as typed otherwise.
-    static func throttleKey(_ user: UserRecord?, login: String) -> String {
-        Self.throttleKey(userID: user?.id, login: login)
-    }
-
     static func throttleKey(userID: UUID?, login: String) -> String {
         userID.map { "user:\($0.lowercasedText)" } ?? login
     }

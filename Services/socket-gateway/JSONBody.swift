@@ -13,23 +13,18 @@ enum JSONBody {
         do {
             return try MessengerJSON.decode(type, from: Data(buffer: buffer))
         } catch let DecodingError.keyNotFound(key, context) {
-            throw RESTError.malformed("the request body lacks '\(Self.field(context.codingPath + [key]))'")
+            throw RESTError.malformed("the request body lacks '\((context.codingPath + [key]).fieldName)'")
         } catch let DecodingError.valueNotFound(_, context) where !context.codingPath.isEmpty {
-            throw RESTError.malformed("the request body has null at '\(Self.field(context.codingPath))'")
+            throw RESTError.malformed("the request body has null at '\(context.codingPath.fieldName)'")
         } catch let DecodingError.typeMismatch(_, context) where !context.codingPath.isEmpty {
-            throw RESTError.malformed("the request body has a wrong type at '\(Self.field(context.codingPath))'")
+            throw RESTError.malformed("the request body has a wrong type at '\(context.codingPath.fieldName)'")
         } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
-            throw RESTError.malformed("the request body has an invalid value at '\(Self.field(context.codingPath))'")
+            throw RESTError.malformed("the request body has an invalid value at '\(context.codingPath.fieldName)'")
         } catch DecodingError.valueNotFound, DecodingError.typeMismatch {
             throw RESTError.malformed("the request body must be a JSON object")
         } catch {
             throw RESTError.malformed("the request body is not valid JSON")
         }
-    }
-
-    private static func field(_ path: [any CodingKey]) -> String {
-        path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-            .replacingOccurrences(of: ".[", with: "[")
     }
 
     static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -99,8 +99,8 @@ extension RPCRouter {
     static func describe(_ error: DecodingError) -> String {
         func field(_ path: [any CodingKey]) -> String {
             // The first key is the envelope's `data`; the rest is the client's payload.
-            let names = path.dropFirst().map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-            return names.isEmpty ? "the payload" : names.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+            let name = Array(path.dropFirst()).fieldName
+            return name.isEmpty ? "the payload" : name
         }
         switch error {
         case .keyNotFound(let key, let context): return "\(field(context.codingPath + [key])) is required"
