@@ -369,7 +369,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRabbitMQ", "MessengerServiceKit", "TestSupport",
+                "CRabbitMQ", "MessagingService", "MessengerServiceKit", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -3,7 +3,9 @@ import MessengerContracts
 import PostgresNIO
 
 extension Conversations {
-    /// `update_message`: the author edits the body of a message that is not deleted.
+    /// `update_message`: the author edits the body of a message that is not deleted. Sending the
+    /// body it has already changes nothing (no new `editedAt`, no event), like a repeated
+    /// `create_message`.
     func updateMessage(_ request: UpdateMessageRequest, actor: UUID?) async throws -> MessageEnvelope {
         let caller = try Self.caller(actor)
         let body = try MessagingRules.body(request.body)
@@ -12,15 +14,19 @@ extension Conversations {
             let target = try await self.visibleMessage(id, caller: caller, on: connection)
             guard target.sender == caller else { throw ServiceError.forbidden("only the author can edit a message") }
             let updated = try await connection.query(
-                "UPDATE messages SET body = \(body), edited_at = now() WHERE id = \(id) AND deleted_at IS NULL RETURNING 1",
-                logger: self.logger)
+                """
+                UPDATE messages SET body = \(body), edited_at = now()
+                WHERE id = \(id) AND deleted_at IS NULL AND body <> \(body) RETURNING 1
+                """, logger: self.logger)
             var changed = false
             for try await _ in updated.decode(Int.self) { changed = true }
-            guard changed else { throw ServiceError.invalidArgument("a deleted message cannot be edited") }
             let messages = try await MessageRows.load(
                 "SELECT \(unescaped: MessageRows.columns) FROM messages m WHERE m.id = \(id)", on: connection, logger: self.logger
             )
             guard let message = messages.first else { throw ServiceError.notFound("no such message") }
+            guard message.deletedAt == nil else { throw ServiceError.invalidArgument("a deleted message cannot be edited") }
+            // The body it has already: nothing is edited, and nothing is announced.
+            guard changed else { return MessageEnvelope(message: message) }
             try await self.record(
                 MessagingMessage.messageUpdated, name: "MESSAGE_UPDATED", thread: target.thread,
                 recipients: try await self.members(of: target.thread, on: connection),

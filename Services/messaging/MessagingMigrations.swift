@@ -5,6 +5,7 @@ import MessengerServiceKit
 enum MessagingMigrations {
     static let all: [Migration] = [
         .inbox, .outbox(version: 2), users, threads, messages, attachments, .outboxDeletesPublished(version: 7),
+        reactionsInOneSpelling,
     ]
 
     /// The read model of auth's users (ids and display data), kept from `auth.user_*` events.
@@ -94,5 +95,27 @@ enum MessagingMigrations {
             )
             """,
             "CREATE INDEX message_attachments_message ON message_attachments (message_id, position)",
+        ])
+
+    /// `emojiHex` once took leading zeros up to four digits (`0041` beside `41`, two reactions
+    /// for one code point) and U+0000 (`0`). Each reaction now has its one spelling
+    /// (`MessagingRules.emojiHex`): a user's reactions that name one code point sequence are
+    /// merged into the earliest, and reactions with U+0000, which no client can send or remove
+    /// any more, are dropped.
+    static let reactionsInOneSpelling = Migration(
+        version: 8, name: "reactions_in_one_spelling",
+        statements: [
+            #"DELETE FROM reactions WHERE emoji_hex ~ '(^|-)0+(-|$)'"#,
+            #"""
+            DELETE FROM reactions r USING reactions k
+            WHERE k.message_id = r.message_id AND k.user_id = r.user_id AND k.emoji_hex <> r.emoji_hex
+                AND regexp_replace(k.emoji_hex, '(^|-)0+([0-9a-f])', '\1\2', 'g')
+                    = regexp_replace(r.emoji_hex, '(^|-)0+([0-9a-f])', '\1\2', 'g')
+                AND (k.created_at, k.emoji_hex) < (r.created_at, r.emoji_hex)
+            """#,
+            #"""
+            UPDATE reactions SET emoji_hex = regexp_replace(emoji_hex, '(^|-)0+([0-9a-f])', '\1\2', 'g')
+            WHERE emoji_hex ~ '(^|-)0'
+            """#,
         ])
 }

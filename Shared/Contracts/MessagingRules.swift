@@ -49,23 +49,21 @@ public enum MessagingRules {
         return text
     }
 
-    /// Lowercase hexadecimal Unicode scalar values (no leading zeros beyond 4 digits, no
-    /// surrogates) joined by `-`: `1f44d`, `1f468-200d-1f469`.
+    /// Lowercase hexadecimal Unicode scalar values joined by `-`: `1f44d`, `1f468-200d-1f469`.
+    /// Returned in its one spelling, without leading zeros (`0041` and `41` are one code point,
+    /// and one reaction), the way the contract's examples write it. U+0000 and surrogates are
+    /// not scalars anyone reacts with, and are refused.
     public static func emojiHex(_ text: String) throws -> String {
+        let invalid = ServiceError.invalidArgument("emojiHex must be lowercase hex code points joined by '-', like 1f44d")
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        let valid =
-            !text.isEmpty && parts.count <= maximumEmojiCodePoints
-            && parts.allSatisfy { part in
-                guard (1...6).contains(part.count),
-                    part.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
-                    let value = UInt32(part, radix: 16), Unicode.Scalar(value) != nil
-                else { return false }
-                return part.count <= 4 || !part.hasPrefix("0")
-            }
-        guard valid else {
-            throw ServiceError.invalidArgument("emojiHex must be lowercase hex code points joined by '-', like 1f44d")
-        }
-        return text
+        guard !text.isEmpty, parts.count <= maximumEmojiCodePoints else { throw invalid }
+        return try parts.map { part in
+            guard (1...6).contains(part.count),
+                part.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+                let value = UInt32(part, radix: 16), value != 0, Unicode.Scalar(value) != nil
+            else { throw invalid }
+            return String(value, radix: 16)
+        }.joined(separator: "-")
     }
 
     static func trimmed(_ text: String) -> String {

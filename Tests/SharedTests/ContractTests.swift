@@ -249,12 +249,19 @@ struct MessagingContractTests {
         #expect(throws: ServiceError.self) { try MessagingRules.body(String(repeating: "a", count: 4001)) }
     }
 
-    @Test("emojiHex: lowercase hex code points joined by '-'")
+    @Test("emojiHex: lowercase hex code points joined by '-', in one spelling")
     func emojiHex() throws {
         for valid in ["1f44d", "1f468-200d-1f469", "2764-fe0f", "a9", "10ffff"] {
             #expect(try MessagingRules.emojiHex(valid) == valid)
         }
-        for invalid in ["", "1F44D", "zz", "1f44d-", "-1f44d", "1f44d--1f44e", "110000", "d800", "0001f44d", "1f44d 1f44e"] {
+        // One spelling per code point: leading zeros go.
+        for (given, canonical) in [("0041", "41"), ("00a9-fe0f", "a9-fe0f"), ("01f44d", "1f44d"), ("000041-0200d", "41-200d")] {
+            #expect(try MessagingRules.emojiHex(given) == canonical)
+        }
+        for invalid in [
+            "", "1F44D", "zz", "1f44d-", "-1f44d", "1f44d--1f44e", "110000", "d800", "0001f44d", "1f44d 1f44e", "0", "0000",
+            "1f44d-0", "+41", Array(repeating: "41", count: 17).joined(separator: "-"),
+        ] {
             #expect(throws: ServiceError.self, "\(invalid)") { try MessagingRules.emojiHex(invalid) }
         }
     }

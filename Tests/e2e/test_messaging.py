@@ -844,6 +844,11 @@ def test_update_and_delete_permissions_soft_delete_and_events(api, crew, connect
     for case, body in [("empty", ""), ("whitespace", "  "), ("4001 chars", "x" * 4001), ("a number", 1)]:
         a.refused("update_message", {"messageId": m1["id"], "body": body}, "invalid_argument")
     a.refused("update_message", {"messageId": m1["id"]}, "invalid_argument")
+    # The body a message has already (after trimming) edits nothing: no new editedAt, no event
+    # (the count of MESSAGE_UPDATED below), and a message never edited stays unedited.
+    assert a.ok("update_message", {"messageId": m1["id"], "body": "edited\n"})["message"] == edited
+    unedited = a.ok("update_message", {"messageId": m3["id"], "body": "message 3"})["message"]
+    assert_message(unedited, body="message 3", edited=False, deleted=False)
 
     # Only the author deletes; 1..100 ids, all in one thread.
     b.refused("delete_message", {"messageIds": [m1["id"]]}, "forbidden")
@@ -881,7 +886,7 @@ def test_update_and_delete_permissions_soft_delete_and_events(api, crew, connect
     assert deleted_ev.payload.get("threadId") == tid, deleted_ev.payload
     assert set(deleted_ev.payload.get("messageIds") or []) == {m1["id"], m2["id"]}, deleted_ev.payload
     tap.pump(QUIET_PERIOD)
-    assert len(tap.matching("MESSAGE_UPDATED", tid)) == 1, "refused updates published MESSAGE_UPDATED"
+    assert len(tap.matching("MESSAGE_UPDATED", tid)) == 1, "refused or unchanged updates published MESSAGE_UPDATED"
     assert len(tap.matching("MESSAGES_DELETED", tid)) == 1, "refused deletes published MESSAGES_DELETED"
     assert tap.matching("MESSAGES_DELETED", other["id"]) == [], "a refused cross-thread delete published an event"
 
@@ -908,6 +913,10 @@ def test_reactions_are_idempotent_validated_and_published_once(api, crew, connec
     reaction = a.ok("add_reaction", {"messageId": mid, "emojiHex": family})["reaction"]
     assert (reaction["messageId"], reaction["userId"], reaction["emojiHex"]) == (mid, alice.id, family), reaction
     a.ok("add_reaction", {"messageId": mid, "emojiHex": thumbs})
+    # Leading zeros are one more spelling of the same code point: the same reaction, in the
+    # contract's spelling.
+    again = a.ok("add_reaction", {"messageId": mid, "emojiHex": "01f44d"})["reaction"]
+    assert again["emojiHex"] == thumbs, again
 
     shown = messages_page(api, alice, tid)["items"][0]
     assert shown["id"] == mid
@@ -915,7 +924,7 @@ def test_reactions_are_idempotent_validated_and_published_once(api, crew, connec
     assert set(groups) == {thumbs, family}, shown["reactions"]
     assert sorted(groups[thumbs]) == sorted([bob.id, alice.id]) and groups[family] == [alice.id], shown["reactions"]
 
-    for bad in ("1F44D", "zz", "", "1f44d-", "-1f44d", "1f44d--1f3fb", "1f4 4d", "0x1f44d", 128077, None):
+    for bad in ("1F44D", "zz", "", "1f44d-", "-1f44d", "1f44d--1f3fb", "1f4 4d", "0x1f44d", "0", "1f44d-0", 128077, None):
         b.refused("add_reaction", {"messageId": mid, "emojiHex": bad}, "invalid_argument")
         b.refused("remove_reaction", {"messageId": mid, "emojiHex": bad}, "invalid_argument")
     b.refused("add_reaction", {"messageId": mid}, "invalid_argument")
