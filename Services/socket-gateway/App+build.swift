@@ -36,10 +36,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             Task { await socket.disconnect() }
             return
         }
-        let lastSeq = auth?["lastSeq"].flatMap { value -> Int64? in
-            if case .number(let number) = value { Int64(exactly: number) } else { nil }
-        }
-        streams.connected(socket, lastSeq: lastSeq ?? 0)
+        // Checked by the authentication that let this socket in.
+        let lastSeq = (try? ResumePoint.lastSeq(in: auth).get()) ?? 0
+        streams.connected(socket, lastSeq: lastSeq)
     }
     socketGateway.server.onDisconnect { socket in
         GatewayMetrics.connectedSockets.decrement()

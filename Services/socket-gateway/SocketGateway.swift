@@ -21,6 +21,7 @@ struct SocketGateway {
                 guard tokens.knowsRevocations else { return .failure(.unavailable) }
                 let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
                 guard let token, let verified = await tokens.verify(token) else { return .failure(.unauthorized) }
+                if case .failure(let refusal) = ResumePoint.lastSeq(in: auth) { return .failure(refusal) }
                 return .success(
                     SocketPrincipal(userID: EntityID(verified.userID).description, loginSession: verified.session))
             },

@@ -62,16 +62,27 @@ public final class SocketIOServer: Sendable {
     }
 }
 
-/// Why a CONNECT was refused: the message of its CONNECT_ERROR.
+/// Why a CONNECT was refused: its CONNECT_ERROR's `{message, data?}` (stock clients hand both
+/// to their `connect_error` handler).
 public struct ConnectRefusal: Error, Hashable, Sendable {
     public var message: String
+    public var data: JSONValue?
 
-    public init(message: String) { self.message = message }
+    public init(message: String, data: JSONValue? = nil) {
+        self.message = message
+        self.data = data
+    }
 
     /// A missing, invalid, expired or revoked credential (protocol.md, "Connecting").
     public static let unauthorized = ConnectRefusal(message: "unauthorized")
     /// The server cannot check credentials yet (it is starting); the client may retry.
     public static let unavailable = ConnectRefusal(message: "unavailable")
+
+    /// The CONNECT_ERROR packet's data.
+    var payload: JSONValue {
+        guard let data = self.data else { return .object(["message": .string(self.message)]) }
+        return .object(["message": .string(self.message), "data": data])
+    }
 }
 
 /// Who a socket authenticated as: the user, and the login session its credential belongs to
@@ -260,7 +271,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         case .success(let who): principal = who
         case .failure(let refusal):
             self.send(
-                SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(["message": .string(refusal.message)])))
+                SocketIOPacket(kind: .connectError, namespace: namespace, data: refusal.payload))
             return
         }
         guard !self.isSessionClosed else { return }

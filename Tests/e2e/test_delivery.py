@@ -49,7 +49,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import BIN_DIR, GATEWAY_URL, not_ready, psql, services, wait_for, wait_until_ready  # noqa: F401 - services is shared on
+from e2e_support import BIN_DIR, GATEWAY_URL, connect_error, not_ready, psql, services, wait_for, wait_until_ready  # noqa: F401 - services is shared on
 from test_messaging import (
     EVENT_TIMEOUT,
     EVENTS_EXCHANGE,
@@ -601,6 +601,15 @@ def test_offline_user_catches_up_after_last_seq_then_gets_live_events_without_du
 # ================================================================================================
 
 
+@pytest.mark.parametrize("last_seq", ["3", -1, 1.5, True, [1], {"seq": 1}], ids=str)
+def test_a_last_seq_that_is_not_a_whole_number_refuses_the_connect_naming_it(account, last_seq):
+    # Taken as 0, it would hand the client a full replay it did not ask for.
+    assert connect_error(GATEWAY_URL, {"token": account().access, "lastSeq": last_seq}, transports=["websocket"]) == {
+        "message": "invalid_argument",
+        "data": {"code": "invalid_argument", "message": "lastSeq must be a whole number, 0 or more"},
+    }
+
+
 def test_every_device_gets_every_event_and_an_ack_from_one_device_counts_for_all(account, open_socket):
     alice, bob = account(), account()
     a = open_socket(alice, label="alice")
@@ -630,7 +639,9 @@ def test_every_device_gets_every_event_and_an_ack_from_one_device_counts_for_all
         assert_receipt(receipt, "message_delivered", tid, m["id"], bob.id)
 
     # A new device gets only what is not acknowledged: the third message (seq 4).
-    for last_seq, label in ((0, "bob's tablet (lastSeq 0)"), (None, "bob's desktop (no lastSeq)")):
+    for last_seq, label in (
+        (0, "bob's tablet (lastSeq 0)"), (None, "bob's desktop (no lastSeq)"), (3.0, "bob's watch (lastSeq 3.0)"),
+    ):
         device = open_socket(bob, last_seq=last_seq, label=label)
         first = device.wait_for(lambda ev: ev.durable, "a replayed event")
         assert (first.name, first.seq, first.message_id) == ("message_created", 4, ids[2]), f"{label}: first event {first!r}"
