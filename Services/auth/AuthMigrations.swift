@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
-        revokedSessions,
+        revokedSessions, displayNamesInNFC,
     ]
 
     static let users = Migration(
@@ -86,5 +86,14 @@ enum AuthMigrations {
                 created_at timestamptz NOT NULL DEFAULT now()
             )
             """
+        ])
+
+    /// Display names are stored in NFC from now on (`Validation.displayName`); the ones stored
+    /// before are brought to it, so that search finds them. Other services' copies are display
+    /// data only, and render the same in either form.
+    static let displayNamesInNFC = Migration(
+        version: 9, name: "display_names_in_nfc",
+        statements: [
+            "UPDATE users SET display_name = normalize(display_name, NFC) WHERE display_name IS NOT NFC NORMALIZED"
         ])
 }

@@ -113,7 +113,7 @@ struct Authenticator: Sendable {
     func searchUsers(_ request: SearchUsersRequest, actor: UUID?) async throws -> UserList {
         _ = try await self.caller(actor)
         guard (1...50).contains(request.limit) else { throw ServiceError.invalidArgument("limit must be 1 to 50") }
-        let query = try Validation.text(request.query.trimmingCharacters(in: .whitespacesAndNewlines), field: "query")
+        let query = try Validation.searchQuery(request.query)
         let found = try await self.users.search(prefix: query, limit: request.limit)
         return UserList(items: found.map { $0.resource(includingEmail: false) })
     }

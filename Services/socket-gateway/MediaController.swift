@@ -65,14 +65,19 @@ struct MediaController {
         else { throw RESTError(.notFound("no such file")) }
         let path = URL(fileURLWithPath: self.directory, isDirectory: true).appendingPathComponent(token)
             .appendingPathComponent(name).path
-        let header = try? await NIOThreadPool.singleton.runIfActive { () -> Data? in
+        let found = try? await NIOThreadPool.singleton.runIfActive { () -> (header: Data, size: Int)? in
             guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
             defer { try? handle.close() }
-            return try handle.read(upToCount: MediaSniffer.headerLength)
+            let size = try handle.seekToEnd()
+            try handle.seek(toOffset: 0)
+            return (try handle.read(upToCount: MediaSniffer.headerLength) ?? Data(), Int(size))
         }
-        guard let header = header ?? nil else { throw RESTError(.notFound("no such file")) }
+        guard let (header, size) = found ?? nil else { throw RESTError(.notFound("no such file")) }
         let contentType = MediaSniffer.sniff(header)?.contentType ?? "application/octet-stream"
-        let body = try await FileIO().loadFile(path: path, context: context)
+        // HEAD (routed here as GET) gets the headers without the file being read.
+        let body =
+            request.method == .head
+            ? ResponseBody(contentLength: size) { _ in } : try await FileIO().loadFile(path: path, context: context)
         return Response(
             status: .ok,
             headers: [

@@ -21,7 +21,7 @@ public struct EngineHandshake: Sendable {
 /// on one path, sessions by `sid`, heartbeats, `maxPayload`, CORS.
 public final class EngineServer: Sendable {
     public let configuration: EngineConfiguration
-    private let logger: Logger
+    let logger: Logger
     /// Where polling sessions run (a WebSocket session runs on its connection's loop).
     private let eventLoopGroup: any EventLoopGroup
     private let sessions = Mutex<[String: EngineSession]>([:])

@@ -182,6 +182,11 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             try self.engine.attachWebSocket(to: context.channel, head: head, position: .after(errors))
         } catch {
+            // On an open connection, the pipeline was not what this handler expects: a bug, not
+            // the client's doing. A connection the client closed meanwhile is nothing to report.
+            self.engine.logger.log(
+                level: context.channel.isActive ? .error : .debug, "WebSocket upgrade failed; connection closed",
+                metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
     }

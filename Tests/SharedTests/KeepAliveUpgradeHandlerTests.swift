@@ -80,7 +80,7 @@ struct KeepAliveUpgradeHandlerTests {
         await self.channel.testingEventLoop.run()
     }
 
-    func has<Handler: ChannelHandler>(_ type: Handler.Type) async throws -> Bool {
+    func has<Handler: ChannelHandler & SendableMetatype>(_ type: Handler.Type) async throws -> Bool {
         try await self.channel.testingEventLoop.executeInContext { [channel] in
             (try? channel.pipeline.syncOperations.context(handlerType: type)) != nil
         }

@@ -134,7 +134,18 @@ def test_register_bad_username_is_422(api, username):
     assert_error(resp, 422, "invalid_argument")
 
 
-@pytest.mark.parametrize("display_name", ["   ", "", "d" * 65], ids=["blank", "empty", "65-chars"])
+BAD_DISPLAY_NAMES = {
+    "blank": "   ",
+    "empty": "",
+    "65-chars": "d" * 65,
+    "only-a-byte-order-mark": "\ufeff",
+    "only-zero-width": "\u200b\u200d",
+    "right-to-left-override": "evil\u202egnp.exe",
+    "isolate": "\u2067name\u2069",
+}
+
+
+@pytest.mark.parametrize("display_name", BAD_DISPLAY_NAMES.values(), ids=BAD_DISPLAY_NAMES.keys())
 def test_register_bad_display_name_is_422(api, display_name):
     name = unique_name()
     resp = api.post(
@@ -314,7 +325,7 @@ def test_patch_own_display_name(api, account):
     assert me(api, acc.access).json()["user"]["displayName"] == "New Name"
 
 
-@pytest.mark.parametrize("display_name", ["   ", "d" * 65], ids=["blank", "65-chars"])
+@pytest.mark.parametrize("display_name", BAD_DISPLAY_NAMES.values(), ids=BAD_DISPLAY_NAMES.keys())
 def test_patch_bad_display_name_is_422(api, account, display_name):
     acc = account()
     resp = api.patch(f"/api/users/{acc.id}", {"displayName": display_name}, token=acc.access)
@@ -475,6 +486,20 @@ def test_search_by_display_name_prefix_case_insensitive(api, reader, register):
     assert [u["id"] for u in items] == [target.id]
     assert_user_shape(items[0], with_email=False)
     assert items[0]["displayName"] == f"{marker} Lovelace"
+
+
+def test_display_names_are_stored_in_nfc_and_search_finds_either_form(api, reader, register):
+    marker = "Qz" + uuid.uuid4().hex[:8]
+    decomposed, composed = f"{marker} Jose\u0301", f"{marker} Jos\u00e9"  # "José", two ways
+    target = register(display_name=decomposed)
+    assert target.user["displayName"] == composed
+    for query in (composed, decomposed, f"{marker} jos\u00c9"):
+        resp = api.get("/api/users", params={"query": query}, token=reader.access)
+        assert_status(resp, 200)
+        assert [u["id"] for u in resp.json()["items"]] == [target.id], query
+    # Right-to-left text needs no formatting characters, and keeps its marks.
+    arabic = register(display_name="\u0644\u064a\u0644\u0649 \u200f")
+    assert arabic.user["displayName"] == "\u0644\u064a\u0644\u0649 \u200f"
 
 
 def test_search_is_a_prefix_match_not_a_substring_match(api, reader, register):
