@@ -74,6 +74,7 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     static func webSocketUpgrader(engine: EngineServer, path: String) -> NIOTypedWebSocketServerUpgrader<Upgrade> {
         NIOTypedWebSocketServerUpgrader<Upgrade>(
             maxFrameSize: engine.configuration.maxPayload,
+            enableAutomaticErrorHandling: false,  // EngineWebSocketHandler answers errors with a close frame
             shouldUpgrade: { channel, head in
                 let ours = Self.path(of: head.uri, matches: path) && engine.acceptsWebSocket(uri: head.uri)
                 return channel.eventLoop.makeSucceededFuture(ours ? HTTPHeaders() : nil)

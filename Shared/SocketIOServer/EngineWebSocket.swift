@@ -24,7 +24,8 @@ struct EngineWebSocket: Sendable {
         self.channel.setOption(ChannelOptions.autoRead, value: on).whenFailure { _ in }
     }
 
-    /// Sends `packets`, then a close frame (normal closure), and closes the connection.
+    /// Sends `packets`, then a close frame (normal closure), and closes the connection (see
+    /// ``EngineWebSocketHandler``, "Closing").
     func close(sending packets: [EngineIOPacket]) {
         let channel = self.channel
         channel.eventLoop.execute {
@@ -55,7 +56,18 @@ struct EngineWebSocket: Sendable {
 /// this connection. Writes that pile up on a client that does not read (more than
 /// `maximumBacklog` bytes while the channel is not writable) close it too: durable events come
 /// back through the client's catch-up.
+///
+/// Closing: the first close frame written (by this handler, or by the session through
+/// ``EngineWebSocket``) ends the writing side; any later one is dropped. Once it is sent, the
+/// connection shuts its output (the client reads the close frame, then the end of the stream)
+/// and goes on reading, and dropping, what the client still sends, until the client closes or
+/// ``lingering`` has passed. Closing at once would reset a connection with unread input (a
+/// client still sending the rest of an oversized frame), and the reset made clients lose the
+/// close frame and its code; browsers' and `ws`'s servers linger the same way.
 final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// How long a closed connection keeps reading what its client still sends.
+    static let lingering = TimeAmount.seconds(5)
+
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
@@ -74,6 +86,8 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var stage: Stage
     private let maximumBacklog: Int
     private var backlog = 0
+    /// A close frame went out: nothing is read or written any more.
+    private var closing = false
     private let logger: Logger
 
     init(session: EngineSession, upgrading: Bool, maximumBacklog: Int, logger: Logger) {
@@ -90,6 +104,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.closing else { return }
         let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
         case .text:
@@ -180,16 +195,48 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelInactive()
     }
 
+    /// The client closed its side of the connection without a close frame (the channel allows
+    /// half-closure): nothing more comes, so the connection ends.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed? = event as? ChannelEvent {
+            self.endSession(reason: "transport close", channel: context.channel)
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // While closing, the frame decoder reports each read it drops (it stopped at the error
+        // that closed the connection): that is the lingering, nothing new.
+        guard !self.closing else { return }
         // An oversized or malformed frame, or a broken connection: it ends only this connection.
         self.logger.debug("WebSocket error", metadata: ["eio.sid": "\(self.session.id)", "error": "\(error)"])
         self.endSession(reason: "transport error", channel: context.channel)
-        Self.close(context.channel, code: error is NIOWebSocketFrameAggregator.Error ? .messageTooLarge : .protocolError)
+        let tooLarge =
+            error is NIOWebSocketFrameAggregator.Error || (error as? NIOWebSocketError) == .invalidFrameLength
+        Self.close(context.channel, code: tooLarge ? .messageTooLarge : .protocolError)
     }
 
     // MARK: Writes
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !self.closing else {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
+        if self.unwrapOutboundIn(data).opcode == .connectionClose {
+            self.closing = true
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.cascade(to: promise)
+            let channel = context.channel
+            written.futureResult.whenComplete { result in
+                guard case .success = result else { return channel.close(promise: nil) }
+                Self.linger(channel)
+            }
+            context.write(data, promise: written)
+            return
+        }
         if !context.channel.isWritable {
             self.backlog += self.unwrapOutboundIn(data).length
             if self.backlog > self.maximumBacklog {
@@ -211,12 +258,19 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelWritabilityChanged()
     }
 
-    /// Sends a close frame with `code`, then closes the connection.
+    /// Sends a close frame with `code`; the handler then closes the connection ("Closing").
     static func close(_ channel: any Channel, code: WebSocketErrorCode) {
         var data = channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
-        let closed = channel.eventLoop.makePromise(of: Void.self)
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: closed)
-        closed.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: nil)
+    }
+
+    /// After the close frame: the output ends, the input is read (and dropped) until the client
+    /// closes, for ``lingering`` at most.
+    private static func linger(_ channel: any Channel) {
+        channel.close(mode: .output).whenComplete { result in
+            guard case .success = result else { return channel.close(promise: nil) }
+            channel.eventLoop.scheduleTask(in: Self.lingering) { channel.close(promise: nil) }
+        }
     }
 }

@@ -160,14 +160,9 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
             // were); this one leaves last and lets the handshake through, and drops the bytes
             // the decoder hands on as it leaves.
             let pipeline = context.pipeline.syncOperations
-            let errors = WebSocketProtocolErrorHandler()
-            try pipeline.addHandlers(
-                [
-                    WebSocketFrameEncoder(),
-                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: self.engine.configuration.maxPayload)),
-                    errors,
-                ],
-                position: .first)
+            // No `WebSocketProtocolErrorHandler`: the engine's handler answers errors itself.
+            let frames = ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: self.engine.configuration.maxPayload))
+            try pipeline.addHandlers([WebSocketFrameEncoder(), frames], position: .first)
             for handler in self.httpHandlers { _ = pipeline.removeHandler(handler) }
             if let expect = try? pipeline.context(handlerType: ExpectContinueHandler.self) {
                 _ = pipeline.removeHandler(context: expect)
@@ -180,7 +175,7 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
             pipeline.removeHandler(context: decoder).hop(to: context.eventLoop).assumeIsolated().whenComplete { _ in
                 _ = context.pipeline.syncOperations.removeHandler(context: context)
             }
-            try self.engine.attachWebSocket(to: context.channel, head: head, position: .after(errors))
+            try self.engine.attachWebSocket(to: context.channel, head: head, position: .after(frames))
         } catch {
             // On an open connection, the pipeline was not what this handler expects: a bug, not
             // the client's doing. A connection the client closed meanwhile is nothing to report.
