@@ -7,13 +7,16 @@ import MessengerServiceKit
 import ServiceLifecycle
 
 /// Wires the `media` service: its schema, the store (Cloudinary when configured, the local disk
-/// otherwise), the upload and binding RPCs, and the clean-up of unbound uploads.
+/// otherwise), the upload and binding RPCs, the removal of deleted messages' files, and the
+/// clean-up.
 func buildServices(context: ServiceContext) throws -> [any Service] {
     var backend = try BackendService(
         service: .media, schema: "media", adminPortVariable: "MEDIA_ADMIN_PORT", defaultAdminPort: 9103,
         // Each upload request holds a whole file in memory: take few at a time.
         defaultPrefetch: 8, migrations: MediaMigrations.all, context: context)
     let settings = try MediaSettings(environment: context.environment)
+    backend.topology = backend.topology.merged(
+        with: DeletedMessagesConsumer.topology(queueArguments: backend.settings.durableQueueArguments))
     let logger = backend.logger
     let store: any MediaStore
     let local = LocalMediaStore(directory: settings.directory)
@@ -42,13 +45,16 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     return backend.services(
         clients: [rpc],
         workers: [
-            UnboundUploadCleaner(
-                attachments: attachments, lifetime: settings.unboundLifetime, interval: settings.cleanupInterval, logger: logger)
+            DeletedMessagesConsumer(
+                amqp: backend.amqp, attachments: attachments, prefetch: backend.settings.prefetch, logger: logger),
+            MediaCleaner(
+                attachments: attachments, lifetime: settings.unboundLifetime, interval: settings.cleanupInterval, logger: logger),
         ])
 }
 
-/// Removes uploads never bound to a message, now and then.
-struct UnboundUploadCleaner: Service {
+/// Now and then, removes uploads never bound to a message, and the files of deleted messages
+/// that a store could not delete when the deletion came.
+struct MediaCleaner: Service {
     let attachments: Attachments
     let lifetime: Duration
     let interval: Duration
@@ -60,8 +66,10 @@ struct UnboundUploadCleaner: Service {
                 do {
                     let removed = try await self.attachments.removeUnbound(olderThan: self.lifetime)
                     if removed > 0 { self.logger.info("removed unbound uploads", metadata: ["uploads": "\(removed)"]) }
+                    let late = try await self.attachments.removeFilesOfDeletedMessages()
+                    if late > 0 { self.logger.info("removed files of deleted messages", metadata: ["files": "\(late)"]) }
                 } catch {
-                    self.logger.warning("removing unbound uploads failed", metadata: ["error": "\(error)"])
+                    self.logger.warning("the media clean-up failed", metadata: ["error": "\(error)"])
                 }
             }
         }

@@ -7,7 +7,7 @@ import PostgresNIO
 
 /// What the media service does: stores uploads as unbound attachments of their owner, binds
 /// them to the owner's messages (messaging records `ATTACHMENT_ADDED`), and removes uploads
-/// never bound.
+/// never bound and the files of deleted messages.
 struct Attachments: Sendable {
     let client: Database
     /// Where new uploads go.
@@ -118,33 +118,67 @@ struct Attachments: Sendable {
     }
 
     /// Deletes uploads never bound to a message and older than `lifetime`, files first, each
-    /// from the store its row names. A file that cannot be deleted now is logged and tried again
-    /// on the next run; the others go on. Uploads kept in a store this instance has no
-    /// configuration for (Cloudinary ones on an instance without an account) are left to an
-    /// instance that has it, and never stand in the way of the others.
+    /// from the store its row names (``removeStored(_:stillMatching:)``).
     func removeUnbound(olderThan lifetime: Duration) async throws -> Int {
         let seconds = Double(lifetime.components.seconds)
-        let configured = Array(self.stores.keys)
         let rows = try await self.client.query(
             """
             SELECT id, storage, storage_key, type FROM attachments
             WHERE message_id IS NULL AND created_at < now() - make_interval(secs => \(seconds))
-              AND storage = ANY(\(configured))
+              AND storage = ANY(\(Array(self.stores.keys)))
             ORDER BY created_at LIMIT 500
             """, logger: self.logger)
-        var expired: [(UUID, String, String, String)] = []
-        for try await row in rows.decode((UUID, String, String, String).self) { expired.append(row) }
+        return try await self.removeStored(rows, stillMatching: .unbound)
+    }
+
+    /// Marks the attachments of `messages`, which messaging deleted, for removal. Idempotent: a
+    /// redelivered deletion marks nothing new.
+    func markMessagesDeleted(_ messages: [UUID]) async throws {
+        try await self.client.query(
+            """
+            UPDATE attachments SET message_deleted_at = now()
+            WHERE message_id = ANY(\(messages)) AND message_deleted_at IS NULL
+            """, logger: self.logger)
+    }
+
+    /// Deletes the files of deleted messages' attachments (marked by ``markMessagesDeleted(_:)``),
+    /// then their rows, oldest marks first.
+    func removeFilesOfDeletedMessages() async throws -> Int {
+        let rows = try await self.client.query(
+            """
+            SELECT id, storage, storage_key, type FROM attachments
+            WHERE message_deleted_at IS NOT NULL AND storage = ANY(\(Array(self.stores.keys)))
+            ORDER BY message_deleted_at LIMIT 500
+            """, logger: self.logger)
+        return try await self.removeStored(rows, stillMatching: .ofDeletedMessage)
+    }
+
+    /// What a clean-up removes, as the condition its rows must still meet when they are deleted
+    /// (an unbound upload may have been bound meanwhile).
+    private enum Leftover: String {
+        case unbound = "message_id IS NULL"
+        case ofDeletedMessage = "message_deleted_at IS NOT NULL"
+    }
+
+    /// Deletes each row's file from the store the row names, then the row if it is still a
+    /// `leftover`; returns how many went. A file that cannot be deleted now is logged and tried
+    /// again on a later run; the others go on. Rows kept in a store this instance has no
+    /// configuration for (Cloudinary ones on an instance without an account) are left to an
+    /// instance that has it, and never stand in the way of the others.
+    private func removeStored(_ rows: Database.Rows, stillMatching leftover: Leftover) async throws -> Int {
+        var found: [(UUID, String, String, String)] = []
+        for try await row in rows.decode((UUID, String, String, String).self) { found.append(row) }
         var removed = 0
-        for (id, storage, key, type) in expired {
+        for (id, storage, key, type) in found {
             guard let store = self.stores[storage] else { continue }
             do {
                 try await store.delete(key: key, media: type)
                 try await self.client.query(
-                    "DELETE FROM attachments WHERE id = \(id) AND message_id IS NULL", logger: self.logger)
+                    "DELETE FROM attachments WHERE id = \(id) AND \(unescaped: leftover.rawValue)", logger: self.logger)
                 removed += 1
             } catch {
                 self.logger.warning(
-                    "removing an unbound upload failed", metadata: ["attachment_id": "\(id)", "error": "\(error)"])
+                    "removing a stored file failed; tried again later", metadata: ["attachment_id": "\(id)", "error": "\(error)"])
             }
         }
         return removed

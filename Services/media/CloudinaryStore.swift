@@ -38,10 +38,13 @@ struct CloudinaryStore: MediaStore {
         return StoredFile(storage: "cloudinary", key: uploaded.public_id, url: uploaded.secure_url)
     }
 
+    /// Cloudinary's `destroy`, with `invalidate` so that its CDN stops serving the file too (a
+    /// deleted message's photo should not stay reachable from a cache).
     func delete(key: String, media type: String) async throws {
         let resourceType = type == "IMAGE" ? "image" : (type == "VIDEO" || type == "AUDIO") ? "video" : "raw"
         _ = try await self.call(
-            "\(resourceType)/destroy", parameters: ["public_id": key, "timestamp": String(Int(Date().timeIntervalSince1970))],
+            "\(resourceType)/destroy",
+            parameters: ["public_id": key, "invalidate": "true", "timestamp": String(Int(Date().timeIntervalSince1970))],
             file: nil)
     }
 

@@ -3,7 +3,7 @@ import MessengerServiceKit
 
 /// The `media` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MediaMigrations {
-    static let all: [Migration] = [.inbox, attachments]
+    static let all: [Migration] = [.inbox, attachments, attachmentsOfDeletedMessages]
 
     static let attachments = Migration(
         version: 2, name: "attachments",
@@ -27,5 +27,15 @@ enum MediaMigrations {
             )
             """,
             "CREATE INDEX attachments_unbound ON attachments (created_at) WHERE message_id IS NULL",
+        ])
+
+    /// A deleted message's attachments are marked when media hears of the deletion, then
+    /// removed with their files (``Attachments/removeFilesOfDeletedMessages()``).
+    static let attachmentsOfDeletedMessages = Migration(
+        version: 3, name: "attachments_of_deleted_messages",
+        statements: [
+            "ALTER TABLE attachments ADD COLUMN message_deleted_at timestamptz",
+            "CREATE INDEX attachments_message ON attachments (message_id) WHERE message_id IS NOT NULL",
+            "CREATE INDEX attachments_of_deleted_messages ON attachments (message_deleted_at) WHERE message_deleted_at IS NOT NULL",
         ])
 }

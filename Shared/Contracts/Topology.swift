@@ -47,7 +47,9 @@ public struct SharedQueue: Sendable, Hashable {
     }
 
     /// Every queue that is declared by its producers as well as by its consumer.
-    public static let all: [SharedQueue] = [GatewayPushes.sharedQueue, DeliveryEvents.sharedQueue, UserEvents.sharedQueue]
+    public static let all: [SharedQueue] = [
+        GatewayPushes.sharedQueue, DeliveryEvents.sharedQueue, UserEvents.sharedQueue, DeletedMessageFiles.sharedQueue,
+    ]
 
     /// The queues `service` publishes into and must declare.
     public static func produced(by service: ServiceName) -> [SharedQueue] {
@@ -96,4 +98,15 @@ public enum UserEvents {
     public static let sharedQueue = SharedQueue(
         name: Self.queue, producers: [.auth], exchange: ExchangeName.events, exchangeKind: .topic,
         routingKeys: [AuthMessage.userCreated.rawValue, AuthMessage.userUpdated.rawValue])
+}
+
+/// Media's queue of messaging's `messaging.messages_deleted.v1`: the files of a deleted message
+/// are deleted. A message media cannot read is dead-lettered to ``poisonQueue``.
+public enum DeletedMessageFiles {
+    public static let queue = "media.messages-deleted"
+    public static let poisonQueue = "media.messages-deleted.dead"
+    /// Consumed by media, declared by messaging (its outbox relay publishes the events) too.
+    public static let sharedQueue = SharedQueue(
+        name: Self.queue, producers: [.messaging], exchange: ExchangeName.events, exchangeKind: .topic,
+        routingKeys: [MessagingMessage.messagesDeleted.rawValue], deadLetterQueue: Self.poisonQueue)
 }

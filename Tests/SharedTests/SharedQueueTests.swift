@@ -30,7 +30,7 @@ struct SharedQueueTests {
 
     @Test("the relays' events and delivery's pushes each have a queue their producer declares")
     func producers() {
-        #expect(SharedQueue.produced(by: .messaging).map(\.name) == ["delivery.events"])
+        #expect(SharedQueue.produced(by: .messaging).map(\.name) == ["delivery.events", "media.messages-deleted"])
         #expect(SharedQueue.produced(by: .auth).map(\.name) == ["messaging.users"])
         #expect(SharedQueue.produced(by: .delivery).map(\.name) == ["gateway.pushes"])
         #expect(SharedQueue.produced(by: .media).isEmpty)
@@ -61,6 +61,21 @@ struct SharedQueueTests {
             users.bindings == [
                 .init(queue: "messaging.users", exchange: "messenger.events", routingKey: "auth.user_created.v1"),
                 .init(queue: "messaging.users", exchange: "messenger.events", routingKey: "auth.user_updated.v1"),
+            ])
+
+        let deletions = AMQPTopology(declaring: DeletedMessageFiles.sharedQueue, queueArguments: classic)
+        #expect(
+            deletions.queues == [
+                .init(
+                    "media.messages-deleted",
+                    arguments: [
+                        "x-queue-type": "classic", "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": "media.messages-deleted.dead",
+                    ])
+            ])
+        #expect(
+            deletions.bindings == [
+                .init(queue: "media.messages-deleted", exchange: "messenger.events", routingKey: "messaging.messages_deleted.v1")
             ])
 
         let pushes = AMQPTopology(declaring: GatewayPushes.sharedQueue, queueArguments: classic)

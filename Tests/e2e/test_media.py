@@ -38,13 +38,14 @@ import uuid
 import zlib
 from typing import Any
 
+import pika
 import pytest
 import requests
 
 from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready
 from fake_cloudinary import FakeCloudinary, string_to_sign
-from test_delivery import Device, assert_event, named, open_socket, services  # noqa: F401 - open_socket is a fixture
-from test_messaging import assert_id, assert_message, assert_timestamp, messages_page, short
+from test_delivery import Device, assert_event, named, open_socket, services, take_dead_letters  # noqa: F401 - open_socket is a fixture
+from test_messaging import RABBITMQ_URI, assert_id, assert_message, assert_timestamp, messages_page, short
 from test_outbox_crash import BIN_DIR, ROOT
 
 MAX_UPLOAD = 25 * 1024 * 1024
@@ -131,6 +132,22 @@ def absolute(url: str) -> str:
 def fetch(url: str) -> requests.Response:
     """GET of an attachment's url without any credentials (a new connection, no session)."""
     return requests.get(absolute(url), timeout=TIMEOUT)
+
+
+def wait_until_gone(url: str, what: str, timeout: float = 15) -> None:
+    """Waits until `url` answers 404. A download that runs while the file is being deleted may
+    break off after its headers (the gateway found the file, then it was gone): that counts as
+    not gone yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = fetch(url).status_code
+        except requests.exceptions.ChunkedEncodingError:
+            status = 200
+        if status == 404:
+            return
+        assert status == 200 and time.monotonic() < deadline, f"{what} is still served ({status})"
+        time.sleep(0.2)
 
 
 def assert_served(attachment: dict[str, Any], data: bytes) -> requests.Response:
@@ -482,6 +499,47 @@ def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
     err_ack(bind(a, message["id"], [other["id"]]), ("invalid_argument", "not_found"), "binding to a deleted message")
 
 
+def test_a_deleted_messages_files_are_deleted_and_other_messages_keep_theirs(api, alice, pair):
+    """Soft delete keeps the message's row, not its files: their URLs stop working."""
+    a, _, thread = pair
+    gone_data, kept_data = png(6, 3), png(3, 6)
+    gone_message, kept_message = a.send(thread["id"], "a photo, soon deleted"), a.send(thread["id"], "a photo that stays")
+    gone, kept = uploaded(api, alice.access, "gone.png", gone_data), uploaded(api, alice.access, "kept.png", kept_data)
+    ok_data(bind(a, gone_message["id"], [gone["id"]]), "add_attachments")
+    ok_data(bind(a, kept_message["id"], [kept["id"]]), "add_attachments")
+    assert_served(gone, gone_data)
+
+    a.ok("delete_message", {"messageIds": [gone_message["id"]]})
+    wait_until_gone(gone["url"], "the deleted message's file")
+    assert_served(kept, kept_data)
+    # The upload goes with its file (its row right after): it cannot be bound again.
+    err_ack(bind(a, kept_message["id"], [gone["id"]]), ("not_found", "conflict"), "binding the deleted message's upload")
+
+
+def test_a_deletion_media_cannot_read_is_dead_lettered_and_later_ones_still_apply(api, alice, pair):
+    marker = uuid.uuid4().hex
+    poisons = {f"e2e-media-poison-{marker}-text": b"not json", f"e2e-media-poison-{marker}-shape": b'{"data": 5}'}
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message_id, body in poisons.items():  # straight to media's queue: no other consumer sees them
+            channel.basic_publish("", "media.messages-deleted", body,
+                                  pika.BasicProperties(delivery_mode=2, message_id=message_id), mandatory=True)
+    finally:
+        connection.close()
+    dead = take_dead_letters("media.messages-deleted.dead", set(poisons), timeout=20)
+    assert {k: body for k, (_, body) in dead.items()} == poisons
+
+    a, _, thread = pair
+    data = png(4, 7)
+    message = a.send(thread["id"], "after the poison")
+    attachment = uploaded(api, alice.access, "after.png", data)
+    ok_data(bind(a, message["id"], [attachment["id"]]), "add_attachments")
+    a.ok("delete_message", {"messageIds": [message["id"]]})
+    wait_until_gone(attachment["url"], "the file of a message deleted after the poison")
+
+
 def test_add_attachments_refuses_bad_requests(api, alice, pair):
     a, _, thread = pair
     message = a.send(thread["id"], "bad requests")
@@ -596,10 +654,7 @@ def test_unbound_uploads_are_removed_after_their_lifetime_and_bound_ones_stay(ap
         dropped = uploaded(api, alice.access, "dropped.png", dropped_data)
         message = a.send(thread["id"], "keeps its picture")
         ok_data(bind(a, message["id"], [kept["id"]]), "add_attachments")
-        deadline = time.monotonic() + 15
-        while fetch(dropped["url"]).status_code != 404:
-            assert time.monotonic() < deadline, "the unbound upload was not removed"
-            time.sleep(0.5)
+        wait_until_gone(dropped["url"], "the unbound upload")
         assert_served(kept, kept_data)
         err_ack(bind(a, message["id"], [dropped["id"]]), "not_found", "binding a removed upload")
     finally:
@@ -740,6 +795,29 @@ def test_cloudinary_upload_is_signed_and_served_from_its_secure_url(api, alice, 
     resp = fetch(attachment["url"])
     assert resp.status_code == 200 and resp.content == data, describe(resp)
     assert resp.headers.get("Content-Type", "").startswith("image/png"), resp.headers
+
+
+def test_cloudinary_files_of_a_deleted_message_are_destroyed_and_invalidated(api, alice, pair, cloud):
+    fake = cloud.fake
+    a, _, thread = pair
+    attachment = uploaded(api, alice.access, "cloud gone.png", png(9, 9))
+    public_id = fake.uploads_seen()[0].params["public_id"]
+    message = a.send(thread["id"], "a photo in the cloud")
+    ok_data(bind(a, message["id"], [attachment["id"]]), "add_attachments")
+    assert fetch(attachment["url"]).status_code == 200
+
+    a.ok("delete_message", {"messageIds": [message["id"]]})
+    deadline = time.monotonic() + 15
+    while fake.stored(public_id, "image") is not None:
+        assert time.monotonic() < deadline, "the deleted message's file was not destroyed"
+        time.sleep(0.2)
+    destroys = [r for r in fake.requests if r.action == "destroy"]
+    assert len(destroys) == 1, [(r.path, r.params) for r in destroys]
+    call = destroys[0]
+    assert call.path == f"/v1_1/{fake.cloud_name}/image/destroy" and call.status == 200, (call.path, call.status)
+    assert call.signature_valid is True, (call.string_to_sign, call.params)
+    assert (call.params.get("public_id"), call.params.get("invalidate")) == (public_id, "true"), call.params
+    assert fetch(attachment["url"]).status_code == 404
 
 
 @pytest.mark.parametrize(
