@@ -142,6 +142,22 @@ struct KeepAliveUpgradeHandlerTests {
         try await self.channel.close()
     }
 
+    @Test("a frame over maxPayload gets one close frame, 1009, and what the client still sends is dropped")
+    func oversizedFrame() async throws {
+        try await self.send(Self.upgrade("/socket.io/?EIO=4&transport=websocket"))
+        #expect(try await self.written().hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
+        // A masked text frame announcing 2,000,000 bytes (maxPayload is 1,000,000), then some of them.
+        var header: [UInt8] = [0x81, 0x80 | 127]
+        header += withUnsafeBytes(of: UInt64(2_000_000).bigEndian, Array.init)
+        header += [1, 2, 3, 4]
+        try await self.channel.writeInbound(ByteBuffer(bytes: header + Array(repeating: 0x61, count: 1000)))
+        try await self.channel.writeInbound(ByteBuffer(bytes: Array(repeating: 0x61, count: 1000)))
+        await self.channel.testingEventLoop.run()
+        var written: [UInt8] = []
+        while let buffer = try await self.channel.readOutbound(as: ByteBuffer.self) { written += Array(buffer.readableBytesView) }
+        #expect(written == [0x88, 0x02, 0x03, 0xF1], "one close frame with code 1009, nothing else")
+    }
+
     @Test("an upgrade request with a body is no handshake: the application answers it, and the connection closes")
     func upgradeWithABody() async throws {
         try await self.send(Self.upgrade("/socket.io/?EIO=4&transport=websocket", extraHeaders: "Content-Length: 3\r\n") + "abc")
