@@ -268,6 +268,9 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// After the close frame: the output ends, the input is read (and dropped) until the client
     /// closes, for ``lingering`` at most.
     private static func linger(_ channel: any Channel) {
+        // Reading may be paused (a client that sent faster than its commands ran): the rest of
+        // what it sends, and the end of its stream, must be read now.
+        channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         channel.close(mode: .output).whenComplete { result in
             guard case .success = result else { return channel.close(promise: nil) }
             channel.eventLoop.scheduleTask(in: Self.lingering) { channel.close(promise: nil) }
