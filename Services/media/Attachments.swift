@@ -142,12 +142,15 @@ struct Attachments: Sendable {
     }
 
     /// Deletes the files of deleted messages' attachments (marked by ``markMessagesDeleted(_:)``),
-    /// then their rows, oldest marks first.
-    func removeFilesOfDeletedMessages() async throws -> Int {
+    /// then their rows, oldest marks first: those of `messages`, or all of them (the clean-up's
+    /// pass, for what a store refused before; only those of `messages` after a deletion, so that
+    /// a store that is down does not make every deletion retry every file left).
+    func removeFilesOfDeletedMessages(_ messages: [UUID]? = nil) async throws -> Int {
         let rows = try await self.client.query(
             """
             SELECT id, storage, storage_key, type FROM attachments
             WHERE message_deleted_at IS NOT NULL AND storage = ANY(\(Array(self.stores.keys)))
+              AND (\(messages)::uuid[] IS NULL OR message_id = ANY(\(messages)::uuid[]))
             ORDER BY message_deleted_at LIMIT 500
             """, logger: self.logger)
         return try await self.removeStored(rows, stillMatching: .ofDeletedMessage)

@@ -45,8 +45,9 @@ struct DeletedMessagesConsumer: Service {
     }
 
     private func handle(_ deleted: DeletedMessages, delivery: AMQPDelivery) async {
+        let messages = deleted.messageIds.map(\.uuid)
         do {
-            try await self.attachments.markMessagesDeleted(deleted.messageIds.map(\.uuid))
+            try await self.attachments.markMessagesDeleted(messages)
             delivery.ack()
         } catch {
             self.logger.warning("marking a deleted message's files failed; redelivering", metadata: ["error": "\(error)"])
@@ -55,7 +56,7 @@ struct DeletedMessagesConsumer: Service {
             return
         }
         do {
-            let removed = try await self.attachments.removeFilesOfDeletedMessages()
+            let removed = try await self.attachments.removeFilesOfDeletedMessages(messages)
             if removed > 0 { self.logger.debug("removed files of deleted messages", metadata: ["files": "\(removed)"]) }
         } catch {
             self.logger.warning(
