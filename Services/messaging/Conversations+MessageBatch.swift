@@ -66,7 +66,7 @@ extension Conversations {
         guard !commands.contains(where: { $0.request.replyToId != nil }),
             let known = self.knownThreads.lookup(commands.map(\.request.threadId.uuid))
         else { return nil }
-        let plan = self.plan(commands, threads: known, existing: [:], replyThread: [:])
+        let plan = self.plan(commands, threads: known, existing: [:], replyTargets: [:])
         if let write = plan.write {
             do {
                 _ = try await self.client.withConnection { connection in
@@ -112,15 +112,18 @@ extension Conversations {
                 }
             }
 
-            var replyThread: [UUID: UUID] = [:]
+            var replyTargets: [UUID: ReplyTarget] = [:]
             let replyIDs = commands.compactMap(\.request.replyToId?.uuid)
             if !replyIDs.isEmpty {
                 let rows = try await connection.query(
-                    "SELECT id, thread_id FROM messages WHERE id = ANY(\(replyIDs))", logger: self.logger)
-                for try await (id, thread) in rows.decode((UUID, UUID).self) { replyThread[id] = thread }
+                    "SELECT id, thread_id, deleted_at IS NOT NULL FROM messages WHERE id = ANY(\(replyIDs))",
+                    logger: self.logger)
+                for try await (id, thread, deleted) in rows.decode((UUID, UUID, Bool).self) {
+                    replyTargets[id] = ReplyTarget(thread: thread, deleted: deleted)
+                }
             }
 
-            let plan = self.plan(commands, threads: threads, existing: existing, replyThread: replyThread)
+            let plan = self.plan(commands, threads: threads, existing: existing, replyTargets: replyTargets)
             if let write = plan.write {
                 _ = try await connection.execute(write, logger: self.logger)
             }
@@ -143,15 +146,22 @@ extension Conversations {
         return Self.results(plan.slots, originals: originals)
     }
 
+    /// The message a new one replies to: it must be in the same thread, and not deleted (a reply
+    /// would quote a tombstone).
+    struct ReplyTarget {
+        var thread: UUID
+        var deleted: Bool
+    }
+
     /// Decides each command from its thread's last seq and members (`threads`: the threads that
-    /// exist), the retries found (`existing`, by command index) and the reply targets' threads.
+    /// exist), the retries found (`existing`, by command index) and the messages replied to.
     /// The new messages are dated by this replica's clock, but never before their thread's last
     /// activity, so `createdAt` does not go backwards within a thread as `seq` grows. The time is
     /// a whole millisecond (rounded up), as the JSON carries it, so that the reply and the stored
     /// row say the same.
     private func plan(
         _ commands: [MessageCommand], threads: [UUID: KnownThreads.Thread],
-        existing: [Int: UUID], replyThread: [UUID: UUID]
+        existing: [Int: UUID], replyTargets: [UUID: ReplyTarget]
     ) -> Plan {
         let latest = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
         let now = Date(timeIntervalSince1970: (latest.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
@@ -174,8 +184,10 @@ extension Conversations {
                 slots.append(.existing(id))
             } else if let first = firstOfKey[key] {
                 slots.append(.sameAs(first))
-            } else if let replyTo = request.replyToId?.uuid, replyThread[replyTo] != thread {
+            } else if let replyTo = request.replyToId?.uuid, replyTargets[replyTo]?.thread != thread {
                 slots.append(.failed(.invalidArgument("replyToId must be a message of the same thread")))
+            } else if let replyTo = request.replyToId?.uuid, replyTargets[replyTo]?.deleted == true {
+                slots.append(.failed(.invalidArgument("replyToId is a deleted message, which cannot be replied to")))
             } else {
                 threads[thread] = KnownThreads.Thread(members: known.members, lastSeq: known.lastSeq + 1, lastActivity: now)
                 firstOfKey[key] = index

@@ -47,12 +47,25 @@ extension Conversations {
                 """, on: connection, logger: self.logger)
             let lastByThread = Dictionary(lastMessages.map { ($0.threadId.uuid, $0) }, uniquingKeysWith: { first, _ in first })
 
+            // Unread: the other members' messages after the caller's seen mark and after the
+            // caller's own latest message (replying means having read what came before, as chat
+            // apps count it; the mark itself does not move), up to the last seq read above, so
+            // that a message committed meanwhile is in neither the count nor `lastMessage`.
             var unread: [UUID: Int] = [:]
             let unreadRows = try await connection.query(
                 """
+                WITH mark AS (
+                    SELECT * FROM unnest(\(ids)::uuid[], \(page.map(\.6))::bigint[], \(page.map(\.5))::bigint[])
+                        AS mark(thread_id, seen, last)
+                ), read AS (
+                    SELECT mark.thread_id, mark.last, greatest(mark.seen, coalesce(max(own.seq), 0)) AS upto
+                    FROM mark LEFT JOIN messages own
+                      ON own.thread_id = mark.thread_id AND own.sender_id = \(caller)
+                     AND own.seq > mark.seen AND own.seq <= mark.last
+                    GROUP BY mark.thread_id, mark.last, mark.seen
+                )
                 SELECT msg.thread_id, count(*)::bigint FROM messages msg
-                JOIN unnest(\(ids)::uuid[], \(page.map(\.6))::bigint[]) AS mark(thread_id, seen)
-                  ON msg.thread_id = mark.thread_id AND msg.seq > mark.seen
+                JOIN read ON msg.thread_id = read.thread_id AND msg.seq > read.upto AND msg.seq <= read.last
                 WHERE msg.sender_id <> \(caller) AND msg.deleted_at IS NULL
                 GROUP BY msg.thread_id
                 """, logger: self.logger)

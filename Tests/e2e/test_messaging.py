@@ -812,6 +812,11 @@ def test_create_message_membership_and_reply_to(api, crew, connect):
               ("invalid_argument", "not_found"))
     a.refused("create_message", {"threadId": thread["id"], "clientMessageId": cmid(), "body": "x", "replyToId": 17},
               "invalid_argument")
+    # A deleted message cannot be replied to (the reply would quote a tombstone).
+    gone = a.send(other["id"], "soon deleted")
+    a.ok("delete_message", {"messageIds": [gone["id"]]})
+    a.refused("create_message", {"threadId": other["id"], "clientMessageId": cmid(), "body": "x", "replyToId": gone["id"]},
+              "invalid_argument")
 
     # Nothing the outsider or the refused replies sent was stored.
     items = messages_page(api, alice, thread["id"])["items"]
@@ -1024,6 +1029,56 @@ def test_unread_counts_mark_seen_and_thread_ordering(api, account, connect, tap)
     if second.get("nextCursor") is not None:
         third = thread_page(api, alice, limit=1, cursor=second["nextCursor"])
         assert third["items"] == [] and third.get("nextCursor") is None, third
+
+
+def test_replying_clears_the_unread_count_above_the_reply(api, account, connect):
+    alice, bob = account(), account()
+    a, b = connect(alice), connect(bob)
+    tid = b.dm(alice.id)["id"]
+    for i in range(3):
+        b.send(tid, f"unread {i}")
+    assert unread(api, alice, tid) == 3
+    a.send(tid, "answering all three")
+    assert unread(api, alice, tid) == 0, "a reply left the messages above it unread"
+    b.send(tid, "after the reply")
+    assert unread(api, alice, tid) == 1
+
+
+def test_a_thread_summary_is_one_moment_while_messages_arrive(api, account, connect):
+    """unreadCount never counts a message newer than the summary's lastMessage (the caller has
+    marked nothing seen and sent nothing, so the two agree exactly)."""
+    alice, bob = account(), account()
+    b = connect(bob)
+    tid = b.dm(alice.id)["id"]
+    sending = threading.Event()
+    sending.set()
+
+    def send_all() -> None:
+        try:
+            for i in range(80):
+                b.send(tid, f"burst {i}")
+        finally:
+            sending.clear()
+
+    sender = threading.Thread(target=send_all, daemon=True)
+    sender.start()
+    polls = []
+    while sending.is_set():
+        summary = summaries(api, alice)[tid]
+        last = summary.get("lastMessage")
+        polls.append(((last or {}).get("seq", 0), summary["unreadCount"]))
+    sender.join(timeout=60)
+    assert polls and all(seq == count for seq, count in polls), [p for p in polls if p[0] != p[1]][:5]
+
+
+def test_an_empty_cursor_or_limit_is_the_first_page(api, account, connect):
+    alice, bob = account(), account()
+    b = connect(bob)
+    tid = b.dm(alice.id)["id"]
+    b.send(tid, "one")
+    for path, name in (("/api/threads", "cursor"), (f"/api/threads/{tid}/messages", "before")):
+        resp = api.get(f"{path}?{name}=&limit=", token=alice.access)
+        assert resp.status_code == 200 and len(resp.json()["items"]) == 1, describe(resp)
 
 
 # ================================================================================================
