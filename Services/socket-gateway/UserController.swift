@@ -49,9 +49,28 @@ struct UserController {
             guard let caller = context.userID else { throw RESTError(.unauthorized()) }
             return try await self.updateUser(EntityID(caller), request, context)
         }
+        // A user by id (the email only to the user themself): clients know a thread's members by
+        // their ids alone.
+        authenticated.get("users/:id") { request, context in
+            guard let id = context.parameters.get("id").flatMap(EntityID.init) else {
+                throw RESTError(.notFound("no such user"))
+            }
+            if id.uuid == context.userID {
+                return try JSONBody.response(
+                    try await self.call(AuthMessage.me, EmptyPayload(), UserEnvelope.self, request, context))
+            }
+            guard let user = try await self.users(ids: [id], request, context).first else {
+                throw RESTError(.notFound("no such user"))
+            }
+            return try JSONBody.response(UserEnvelope(user: user))
+        }
         authenticated.get("users") { request, context in
-            // Not an integer is 400, as for the thread lists; out of range is auth's 422.
             let query = FormQuery(request)
+            if let ids = query["ids"] {
+                guard query["query"] == nil else { throw RESTError.malformed("query and ids cannot be used together") }
+                return try JSONBody.response(UserList(items: try await self.users(ids: Self.ids(ids), request, context)))
+            }
+            // Not an integer is 400, as for the thread lists; out of range is auth's 422.
             guard let limit = query["limit"].map({ Int($0) }) ?? 20 else {
                 throw RESTError.malformed("limit must be an integer from 1 to 50")
             }
@@ -62,6 +81,30 @@ struct UserController {
         router.get(".well-known/jwks.json") { _, _ in
             try JSONBody.response(self.tokens.verifier.keySet)
         }
+    }
+
+    /// `ids=<id>,<id>,...`: 1 to 100 user ids, repeats dropped.
+    private static func ids(_ text: String) throws -> [EntityID] {
+        var ids: [EntityID] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let id = EntityID(part.trimmingCharacters(in: .whitespaces)) else {
+                throw RESTError.malformed("ids must be user ids separated by commas")
+            }
+            if !ids.contains(id) { ids.append(id) }
+        }
+        guard ids.count <= Self.maximumLookup else {
+            throw RESTError(.invalidArgument("ids must name 1 to \(Self.maximumLookup) users"))
+        }
+        return ids
+    }
+
+    static let maximumLookup = 100
+
+    /// The users of `ids` that exist (no emails), in the order of `ids`.
+    private func users(ids: [EntityID], _ request: Request, _ context: GatewayRequestContext) async throws -> [User] {
+        let found = try await self.call(AuthMessage.usersByID, UsersByIDRequest(ids: ids), UserList.self, request, context)
+        let byID = Dictionary(found.items.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        return ids.compactMap { byID[$0] }
     }
 
     private func updateUser(_ id: EntityID, _ request: Request, _ context: GatewayRequestContext) async throws -> Response {

@@ -547,6 +547,36 @@ def test_search_limit_bounds_are_accepted(api, reader):
         assert [u["id"] for u in resp.json()["items"]] == [acc.id]
 
 
+def test_a_user_is_found_by_id_with_the_email_only_for_oneself(api, account):
+    me_, other = account(), account()
+    resp = api.get(f"/api/users/{other.id}", token=me_.access)
+    assert_status(resp, 200)
+    user = resp.json()["user"]
+    assert_user_shape(user, with_email=False)
+    assert (user["id"], user["username"]) == (other.id, other.username)
+    own = api.get(f"/api/users/{me_.id.upper()}", token=me_.access)
+    assert_status(own, 200)
+    assert own.json()["user"]["email"] == me_.email
+    for missing in (str(uuid.uuid4()), "not-a-uuid"):
+        assert_error(api.get(f"/api/users/{missing}", token=me_.access), 404, "not_found")
+    assert_error(api.get(f"/api/users/{other.id}"), 401, "unauthorized")
+
+
+def test_users_are_looked_up_by_ids_in_the_order_given(api, account):
+    a, b, c = account(), account(), account()
+    ids = [c.id, str(uuid.uuid4()), a.id, c.id, b.id]
+    resp = api.get("/api/users", params={"ids": ",".join(ids)}, token=a.access)
+    assert_status(resp, 200)
+    items = resp.json()["items"]
+    assert [u["id"] for u in items] == [c.id, a.id, b.id], items
+    for user in items:
+        assert_user_shape(user, with_email=False)
+    assert_error(api.get("/api/users", params={"ids": f"{a.id},nope"}, token=a.access), 400, "invalid_argument")
+    assert_error(api.get("/api/users", params={"ids": a.id, "query": "e2e"}, token=a.access), 400, "invalid_argument")
+    too_many = ",".join(str(uuid.uuid4()) for _ in range(101))
+    assert_error(api.get("/api/users", params={"ids": too_many}, token=a.access), 422, "invalid_argument")
+
+
 def test_search_requires_bearer(api):
     assert_error(api.get("/api/users", params={"query": "e2e"}), 401, "unauthorized")
     assert_error(api.get("/api/users", params={"query": "e2e"}, token="garbage"), 401, "unauthorized")

@@ -21,6 +21,7 @@ GATEWAY_ROUTES = {
     ("POST", "/api/token/refresh"): False,
     ("POST", "/api/logout"): False,
     ("GET", "/api/users/me"): True,
+    ("GET", "/api/users/{id}"): True,
     ("PATCH", "/api/users/{id}"): True,
     ("GET", "/api/users"): True,
     ("GET", "/api/threads"): True,
