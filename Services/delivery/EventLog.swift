@@ -60,14 +60,15 @@ struct EventLog: Sendable {
     /// an event recorded before (a redelivery from the broker) its still-pending ones.
     ///
     /// The batch is one statement (``EventLogStatements/Record``), on its own when it can be: a
-    /// `MESSAGE_SEEN` event also marks deliveries seen, and then the statements share a
-    /// transaction.
+    /// `MESSAGE_SEEN` event also marks deliveries seen, and a `MESSAGES_DELETED` event erases
+    /// what its messages' stored events said (``eraseDeletedMessages(_:on:)``); then the
+    /// statements share a transaction.
     func record(_ events: [IncomingEvent]) async throws -> [Delivery] {
         var seen = Set<UUID>()
         let events = events.filter { seen.insert($0.id).inserted }  // an event twice in one batch is one event
         guard !events.isEmpty else { return [] }
         return try await self.retryingDeadlocks {
-            if events.contains(where: { $0.name == "MESSAGE_SEEN" }) {
+            if events.contains(where: { $0.name == "MESSAGE_SEEN" || $0.name == "MESSAGES_DELETED" }) {
                 return try await self.client.transaction(logger: self.logger) { connection in
                     try await self.recordBatch(events, on: connection)
                 }
@@ -148,7 +149,34 @@ struct EventLog: Sendable {
                 try await self.markSeen(user: seer, upTo: message, on: connection)
             }
         }
+        // Recorded again or not (erasing twice changes nothing), a deletion erases.
+        for event in events where event.name == "MESSAGES_DELETED" {
+            try await self.eraseDeletedMessages(event, on: connection)
+        }
         return redelivered + deliveries
+    }
+
+    /// A soft delete keeps the message's row, not what it said: the stored events that carry
+    /// the deleted messages (`MESSAGE_CREATED`, `MESSAGE_UPDATED`, `ATTACHMENT_ADDED`) now carry
+    /// them as the thread shows them, body `""`, no attachments or reactions, `deletedAt` the
+    /// deletion's time. A device that had not acknowledged them gets that in its replay, its
+    /// `sync` and any push again, instead of the deleted text and file URLs for up to the
+    /// events' retention. Each keeps its event id and seq.
+    private func eraseDeletedMessages(_ deletion: IncomingEvent, on connection: PostgresConnection) async throws {
+        guard case .array(let values)? = deletion.data["messageIds"] else { return }
+        let messages = values.compactMap { $0.stringValue.flatMap { UUID(text: $0) } }
+        guard !messages.isEmpty else { return }
+        let deletedAt = Timestamp.format(deletion.occurredAt)
+        try await connection.query(
+            """
+            UPDATE events SET data = CASE name
+                WHEN 'ATTACHMENT_ADDED' THEN jsonb_set(data::jsonb, '{attachments}', '[]')
+                ELSE jsonb_set(jsonb_set(jsonb_set(jsonb_set(data::jsonb,
+                    '{message,body}', '""'), '{message,attachments}', '[]'), '{message,reactions}', '[]'),
+                    '{message,deletedAt}', to_jsonb(\(deletedAt)::text))
+                END::text
+            WHERE message_id = ANY(\(messages)) AND name IN ('MESSAGE_CREATED', 'MESSAGE_UPDATED', 'ATTACHMENT_ADDED')
+            """, logger: self.logger)
     }
 
     /// The still-pending, unexpired deliveries of an event.

@@ -879,6 +879,32 @@ def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamp
 # ================================================================================================
 
 
+def test_a_deleted_message_reaches_a_device_that_had_not_acknowledged_it_erased(account, open_socket):
+    """Its MESSAGE_CREATED and MESSAGE_UPDATED, replayed and synced, carry the message as the
+    thread shows it: body "", deletedAt set; a message not deleted keeps its body."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    tid = a.dm(bob.id)["id"]
+    secret = a.send(tid, "my PIN is 4321 (oops)")
+    a.ok("update_message", {"messageId": secret["id"], "body": "my PIN is 4321, edited"})
+    kept = a.send(tid, "this one stays")
+    a.ok("delete_message", {"messageIds": [secret["id"]]})
+    # Alice's copy of the deletion means delivery recorded it (and erased in the same transaction).
+    a.wait_for(named("bulk_message_deleted", tid), "bulk_message_deleted")
+
+    b = open_socket(bob, label="bob, offline until now")
+    b.wait_for(named("bulk_message_deleted", tid), "bulk_message_deleted in bob's replay")
+    synced = {e["seq"]: e for e in b.sync(0)["events"]}
+    for ev in b.durable():
+        for copy, message in (("replayed", ev.message), ("synced", synced[ev.seq]["data"].get("message") or {})):
+            if ev.message_id == secret["id"] and ev.name in ("message_created", "message_updated"):
+                assert message.get("body") == "" and message.get("deletedAt"), f"{copy} {ev!r}: {message!r}"
+                assert message.get("attachments") == [] and message.get("reactions") == [], f"{copy}: {message!r}"
+            elif ev.message_id == kept["id"] and ev.name == "message_created":
+                assert message.get("body") == "this one stays" and message.get("deletedAt") is None, message
+    assert "4321" not in json.dumps([ev.args for ev in b.durable()]) + json.dumps(list(synced.values()))
+
+
 def test_mark_seen_tells_the_other_members_and_not_the_one_who_saw(account, open_socket):
     alice, bob, carol = account(), account(), account()
     a, b, c = open_socket(alice, label="alice"), open_socket(bob, label="bob"), open_socket(carol, label="carol")

@@ -501,7 +501,7 @@ def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
 
 def test_a_deleted_messages_files_are_deleted_and_other_messages_keep_theirs(api, alice, pair):
     """Soft delete keeps the message's row, not its files: their URLs stop working."""
-    a, _, thread = pair
+    a, b, thread = pair
     gone_data, kept_data = png(6, 3), png(3, 6)
     gone_message, kept_message = a.send(thread["id"], "a photo, soon deleted"), a.send(thread["id"], "a photo that stays")
     gone, kept = uploaded(api, alice.access, "gone.png", gone_data), uploaded(api, alice.access, "kept.png", kept_data)
@@ -512,6 +512,10 @@ def test_a_deleted_messages_files_are_deleted_and_other_messages_keep_theirs(api
     a.ok("delete_message", {"messageIds": [gone_message["id"]]})
     wait_until_gone(gone["url"], "the deleted message's file")
     assert_served(kept, kept_data)
+    # Bob, who acknowledged nothing, gets the ATTACHMENT_ADDED events again without the URL.
+    b.wait_for(named("bulk_message_deleted", thread["id"]), "bulk_message_deleted")
+    added = {e["data"]["messageId"]: e["data"]["attachments"] for e in b.sync(0)["events"] if e["type"] == "ATTACHMENT_ADDED"}
+    assert added[gone_message["id"]] == [] and [x["id"] for x in added[kept_message["id"]]] == [kept["id"]], added
     # The upload goes with its file (its row right after): it cannot be bound again.
     err_ack(bind(a, kept_message["id"], [gone["id"]]), ("not_found", "conflict"), "binding the deleted message's upload")
 
