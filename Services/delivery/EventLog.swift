@@ -261,24 +261,34 @@ struct EventLog: Sendable {
     }
 
     /// `sync` and the replay on connect: the user's unacknowledged, unexpired events after
-    /// `afterSeq`, in seq order.
+    /// `afterSeq`, in seq order, and the user's latest seq (one row with no event when the page
+    /// is empty).
     func events(user: UUID, afterSeq: Int64, limit: Int) async throws -> SyncReply {
         let rows = try await self.client.query(
             """
-            SELECT d.seq, d.event_id, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
-            WHERE d.user_id = \(user) AND d.expires_at > now()
-              AND d.seq > greatest(\(afterSeq), coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0))
-            ORDER BY d.seq LIMIT \(limit + 1)
+            WITH latest AS (SELECT coalesce((SELECT last_seq FROM user_sequences WHERE user_id = \(user)), 0) AS seq),
+            page AS (
+                SELECT d.seq, d.event_id, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
+                WHERE d.user_id = \(user) AND d.expires_at > now()
+                  AND d.seq > greatest(\(afterSeq), coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0))
+                ORDER BY d.seq LIMIT \(limit + 1)
+            )
+            SELECT latest.seq, page.seq, page.event_id, page.name, page.occurred_at, page.data
+            FROM latest LEFT JOIN page ON true ORDER BY page.seq
             """, logger: self.logger)
         var events: [UserEvent] = []
-        for try await (seq, id, name, occurredAt, data) in rows.decode((Int64, UUID, String, Date, String).self) {
+        var latestSeq: Int64 = 0
+        typealias Row = (Int64, Int64?, UUID?, String?, Date?, String?)
+        for try await (latest, seq, id, name, occurredAt, data) in rows.decode(Row.self) {
+            latestSeq = latest
+            guard let seq, let id, let name, let occurredAt, let data else { continue }
             events.append(
                 UserEvent(
                     eventId: EntityID(id), seq: seq, type: name, occurredAt: occurredAt, data: try JSONAny.parse(Data(data.utf8)))
             )
         }
         let hasMore = events.count > limit
-        return SyncReply(events: Array(events.prefix(limit)), hasMore: hasMore)
+        return SyncReply(events: Array(events.prefix(limit)), hasMore: hasMore, latestSeq: latestSeq)
     }
 
     /// `MESSAGE_SEEN`: the seer's deliveries of messages of that thread up to the seen one are

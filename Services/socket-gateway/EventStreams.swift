@@ -51,7 +51,8 @@ struct DurableEvent: Sendable {
 final class EventStreams: Sendable {
     static let maximumConcurrentReplays = 512
 
-    typealias Page = (events: [DurableEvent], hasMore: Bool)
+    /// A page of the user's unacknowledged events, and the user's latest seq when delivery said.
+    typealias Page = (events: [DurableEvent], hasMore: Bool, latestSeq: Int64?)
 
     private struct PageKey: Hashable {
         var user: String
@@ -163,7 +164,9 @@ final class EventStreams: Sendable {
                 self.logger.warning("replay refused", metadata: ["reply": "\(json.jsonText.prefix(200))"])
                 return nil
             }
-            return (events.compactMap(DurableEvent.init(fetched:)), json["data"]?["hasMore"] == .bool(true))
+            let latest: Int64? =
+                if case .number(let value)? = json["data"]?["latestSeq"] { Int64(exactly: value) } else { nil }
+            return (events.compactMap(DurableEvent.init(fetched:)), json["data"]?["hasMore"] == .bool(true), latest)
         } catch {
             self.logger.warning("fetching events to replay failed", metadata: ["error": "\(error)"])
             return nil
@@ -207,7 +210,13 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// meanwhile. `registered`: when the stream was registered, so that every push from then on
     /// reached it.
     func replay(registered: ContinuousClock.Instant) async {
+        var first = true
         while let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize, registered) {
+            // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
+            // past the user's latest seq comes down to it, or the events up to it would be taken
+            // for ones the socket has.
+            if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
+            first = false
             let packets = self.accept(page.events, before: nil)
             if !packets.isEmpty { await self.socket.emit(packets) }
             guard page.hasMore, !page.events.isEmpty else { break }

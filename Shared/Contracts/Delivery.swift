@@ -80,12 +80,16 @@ public struct UserEvent: Codable, Sendable, Hashable {
     }
 }
 
-/// `{events, hasMore}`: the reply of `sync`.
+/// `{events, hasMore, latestSeq}`: the reply of `sync`. `latestSeq` (beyond the contract,
+/// additive) is the highest seq the user has, acknowledged or not: a client whose own idea of
+/// it is higher kept state it should not have (another account's, or from before a reset).
 public struct SyncReply: Codable, Sendable {
     public var events: [UserEvent]
     public var hasMore: Bool
-    public init(events: [UserEvent], hasMore: Bool) {
+    public var latestSeq: Int64
+    public init(events: [UserEvent], hasMore: Bool, latestSeq: Int64) {
         self.events = events
         self.hasMore = hasMore
+        self.latestSeq = latestSeq
     }
 }

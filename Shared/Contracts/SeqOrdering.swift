@@ -10,6 +10,13 @@ public struct SeqOrdering: Sendable, Hashable {
         self.delivered = max(0, lastSeq)
     }
 
+    /// The user's latest seq, learned before anything was given to the socket: a `lastSeq`
+    /// beyond it (a client that kept another account's seq, or one from before a reset) comes
+    /// down to it, so that the events after it are not taken for ones the socket has.
+    public mutating func resume(atMost latest: Int64) {
+        self.delivered = min(self.delivered, max(0, latest))
+    }
+
     public enum Decision: Hashable, Sendable {
         /// Send it now.
         case emit

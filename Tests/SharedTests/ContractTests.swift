@@ -328,6 +328,17 @@ struct SeqOrderingTests {
         #expect(ordering.delivered == 5)
     }
 
+    @Test("a lastSeq past the user's latest seq comes down to it; one below stays")
+    func resumeAtMost() {
+        var ahead = SeqOrdering(after: 100)
+        ahead.resume(atMost: 2)
+        #expect(ahead.delivered == 2)
+        #expect(decide(&ahead, 3, false) == .emit)
+        var behind = SeqOrdering(after: 5)
+        behind.resume(atMost: 9)
+        #expect(behind.delivered == 5)
+    }
+
     @Test("a redelivery goes out again even when the socket had it")
     func redelivery() {
         var ordering = SeqOrdering(after: 0)

@@ -51,7 +51,7 @@ struct EventStreamTests {
             fetches.withLock { $0.append((afterSeq, limit)) }
             let stored: [Int64] = [1, 2, 3, 4, 5, 6, 7, 8]
             let page = stored.filter { $0 > afterSeq }.prefix(afterSeq == 0 ? 3 : limit).map { Self.event($0) }
-            return (Array(page), false)
+            return (Array(page), false, 8)
         }
         // A new stream is busy until its replay has run: these wait.
         for seq: Int64 in [2, 4, 5, 7, 8] { await stream.receive(Self.event(seq)) }
@@ -68,5 +68,18 @@ struct EventStreamTests {
         #expect(socket.writes.dropFirst(3) == [[9], [8]])
         let onItsLoop = socket.onItsLoop.load(ordering: .relaxed)
         #expect(onItsLoop, "the stream wrote from another thread than its socket's loop")
+    }
+
+    @Test("a lastSeq past the user's latest seq comes down to it: the events after it are not dropped")
+    func lastSeqAheadOfTheLog() async {
+        let socket = RecordingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _ in
+            #expect(afterSeq == 100)
+            return ([], false, 2)  // the user's log ends at seq 2
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(3))
+        await stream.receive(Self.event(2))
+        #expect(socket.writes == [[3]], "seq 3 goes out; seq 2 is one the socket had")
     }
 }

@@ -655,7 +655,7 @@ def test_every_device_gets_every_event_and_an_ack_from_one_device_counts_for_all
     assert laptop.ack(4) == 4
     receipt = a.wait_for(named("message_delivered", tid, ids[2]), "message_delivered of the third message")
     assert_receipt(receipt, "message_delivered", tid, ids[2], bob.id)
-    assert phone.sync(0) == {"events": [], "hasMore": False}, "the laptop's ack did not count for the phone"
+    assert phone.sync(0) == {"events": [], "hasMore": False, "latestSeq": 4}, "the laptop's ack did not count for the phone"
 
     a.listen(1.0)
     per_message: dict[Any, set[Any]] = {}
@@ -853,7 +853,8 @@ def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamp
         message = err(b.call("sync", payload), "invalid_argument", f"sync {payload}")
         assert field in message, f"sync {payload}: the error does not name {field}: {message!r}"
     # Past every seq, however large: nothing after it.
-    assert b.sync(2**70) == {"events": [], "hasMore": False} and b.sync(10**400) == {"events": [], "hasMore": False}
+    nothing = {"events": [], "hasMore": False, "latestSeq": 5}
+    assert b.sync(2**70) == nothing and b.sync(10**400) == nothing
 
     # Cumulative: acked events leave sync; an older ack does not bring them back.
     assert b.ack(2) == 2
@@ -866,7 +867,7 @@ def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamp
     # Clamped to the latest seq, however large.
     assert b.ack(10**400) == 5
     assert b.ack(10**9) == 5
-    assert b.sync(0) == {"events": [], "hasMore": False}
+    assert b.sync(0) == {"events": [], "hasMore": False, "latestSeq": 5}
     # bob's acks sent alice receipts, nothing to bob.
     for m in sent:
         a.wait_for(named("message_delivered", tid, m["id"]), f"message_delivered of {m['body']!r}")
@@ -877,6 +878,26 @@ def test_sync_pages_unacknowledged_events_and_ack_events_is_cumulative_and_clamp
 # ================================================================================================
 # 6. mark_seen
 # ================================================================================================
+
+
+def test_a_socket_whose_last_seq_is_past_the_users_latest_still_gets_every_event(account, open_socket):
+    """Its lastSeq (another account's, one from before a reset) comes down to the user's latest
+    seq: the next events reach it live. Bob's other device acknowledges each event at once, so
+    no retry could bring it instead."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    tid = a.dm(bob.id)["id"]  # bob's seq 1
+    steady = open_socket(bob, label="bob's phone")
+    steady.wait_for(named("conversation_created", tid), "conversation_created")
+    assert steady.ack(1) == 1
+    ahead = open_socket(bob, last_seq=100, label="bob's laptop, lastSeq 100")
+    for i in range(2):
+        sent = a.send(tid, f"live {i}")
+        got = steady.wait_for(named("message_created", tid, sent["id"]), "message_created on the phone")
+        assert steady.ack(got.seq) == got.seq
+        ahead.wait_for(named("message_created", tid, sent["id"]), f"message {i} on the socket with lastSeq 100")
+    sync = steady.sync(0)
+    assert sync["events"] == [] and sync.get("latestSeq") == 3, sync
 
 
 def test_a_deleted_message_reaches_a_device_that_had_not_acknowledged_it_erased(account, open_socket):
