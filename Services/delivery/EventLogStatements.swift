@@ -87,7 +87,8 @@ enum EventLogStatements {
     /// `ack_events` in one statement: clamps `seq` to the user's latest seq; the user's
     /// deliveries up to it above the acknowledged seq that were not acknowledged before (no
     /// `delivered_at`) get it, and become DELIVERED unless the user marked them SEEN meanwhile;
-    /// the acknowledged seq is raised (only). One row with the clamped seq, and with each
+    /// the acknowledged seq is raised (only). One row with the acknowledged seq after this ack
+    /// (the clamped seq, or the one acknowledged before when that is higher), and with each
     /// message among the newly delivered ones that someone else sent, for the receipts (null
     /// columns when there is none): a message seen before it was acknowledged gets its receipt
     /// too.
@@ -107,7 +108,8 @@ enum EventLogStatements {
                 INSERT INTO user_acks (user_id, acked_seq) SELECT $1, seq FROM clamp WHERE seq > 0
                 ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
             )
-            SELECT clamp.seq, r.thread_id, r.message_id, r.sender_id, r.delivered_at
+            SELECT greatest(clamp.seq, coalesce((SELECT acked_seq FROM user_acks WHERE user_id = $1), 0)),
+                   r.thread_id, r.message_id, r.sender_id, r.delivered_at
             FROM clamp LEFT JOIN (
                 SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at, e.message_seq
                 FROM newly JOIN events e ON e.event_id = newly.event_id
