@@ -89,8 +89,7 @@ struct DomainEventConsumer: Service {
         self.logger.warning(
             "recording or pushing domain events failed; they will come again",
             metadata: ["events": "\(count)", "error": "\(error)"])
-        for delivery in deliveries { delivery.nack(requeue: true) }
-        try? await Task.sleep(for: .seconds(1))
+        await deliveries.requeueAfterFailure()
     }
 }
 
@@ -163,8 +162,7 @@ struct RetryConsumer: Service {
             delivery.ack()
         } catch {
             self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(error)"])
-            delivery.nack(requeue: true)
-            try? await Task.sleep(for: .seconds(1))
+            await delivery.requeueAfterFailure()
         }
     }
 }

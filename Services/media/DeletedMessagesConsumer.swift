@@ -51,8 +51,7 @@ struct DeletedMessagesConsumer: Service {
             delivery.ack()
         } catch {
             self.logger.warning("marking a deleted message's files failed; redelivering", metadata: ["error": "\(error)"])
-            delivery.nack(requeue: true)
-            try? await Task.sleep(for: .seconds(1))  // not tried again at once
+            await delivery.requeueAfterFailure()
             return
         }
         do {

@@ -38,7 +38,7 @@ struct UserEventsConsumer: Service {
                         delivery.ack()
                     } catch {
                         self.logger.warning("storing a user failed; redelivering", metadata: ["error": "\(error)"])
-                        await Self.giveBack(delivery)
+                        await delivery.requeueAfterFailure()
                     }
                 }
             }
@@ -66,14 +66,7 @@ struct UserEventsConsumer: Service {
             self.logger.warning(
                 "parking an undecodable user event failed; redelivering",
                 metadata: ["message_id": "\(messageID)", "error": "\(error)"])
-            await Self.giveBack(delivery)
+            await delivery.requeueAfterFailure()
         }
-    }
-
-    /// Returns `delivery` to the queue after a failure that may pass (PostgreSQL or the broker
-    /// away), and waits a second so that it is not tried again at once.
-    private static func giveBack(_ delivery: AMQPDelivery) async {
-        delivery.nack(requeue: true)
-        try? await Task.sleep(for: .seconds(1))
     }
 }

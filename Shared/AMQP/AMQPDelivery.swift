@@ -36,6 +36,22 @@ public struct AMQPDelivery: Sendable {
     }
 }
 
+extension AMQPDelivery {
+    /// Returns the message to its queue after a failure that may pass (PostgreSQL or the broker
+    /// away), then waits a second, so that the consumer does not take it again at once and spin.
+    public func requeueAfterFailure() async {
+        await [self].requeueAfterFailure()
+    }
+}
+
+extension Sequence where Element == AMQPDelivery {
+    /// ``AMQPDelivery/requeueAfterFailure()`` for several messages, with one wait.
+    public func requeueAfterFailure() async {
+        for delivery in self { delivery.nack(requeue: true) }
+        try? await Task.sleep(for: .seconds(1))
+    }
+}
+
 /// How a delivery is settled.
 enum Settlement: Sendable {
     case ack
