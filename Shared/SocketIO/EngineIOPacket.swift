@@ -29,6 +29,15 @@ public enum EngineIOPacket: Hashable, Sendable {
         }
     }
 
+    /// The packet's size as sent, in bytes (a binary packet as its bytes, before base64).
+    public var byteCount: Int {
+        switch self {
+        case .open(let data), .ping(let data), .pong(let data), .message(let data): 1 + data.utf8.count
+        case .binary(let bytes): 1 + bytes.count
+        case .close, .upgrade, .noop: 1
+        }
+    }
+
     /// Parses one text packet (or a `b<base64>` polling record).
     public static func parse(_ text: some StringProtocol) throws(EngineIOProtocolError) -> EngineIOPacket {
         guard let first = text.first else { throw EngineIOProtocolError("empty packet") }

@@ -65,6 +65,12 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.decoderConfiguration.maxHeaderListSize = configuration.httpDecoder.maxHeaderListSize
             pipeline.decoderConfiguration.maxHeaderFieldCount = configuration.httpDecoder.maxHeaderFieldCount
             let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(
+                type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self)
+            let path = self.webSocketPath
+            try channel.pipeline.syncOperations.addHandler(
+                UnservedUpgradeFilter { head in Self.upgrades(head, engine: engine, path: path) },
+                position: .before(upgradeHandler))
             return Value(upgrade: upgrade, channel: channel)
         }
     }
@@ -98,6 +104,14 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         } catch {
             logger.debug("connection ended before its first request was served", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Whether the upgrader switches the connection of a first request `head` to the engine's
+    /// WebSocket: the checks of `webSocketUpgrader` and of NIO's WebSocket upgrader.
+    static func upgrades(_ head: HTTPRequestHead, engine: EngineServer, path: String) -> Bool {
+        KeepAliveUpgradeHandler.asksForWebSocket(head) && head.headers["sec-websocket-version"] == ["13"]
+            && head.headers["sec-websocket-key"].count == 1 && Self.path(of: head.uri, matches: path)
+            && engine.acceptsWebSocket(uri: head.uri)
     }
 
     /// Whether the path of `uri` is `path`, with or without its trailing slash.

@@ -3,6 +3,11 @@ import NIOCore
 /// The Engine.IO heartbeat of one session, without I/O: the server pings `interval` after the
 /// session opened and after each pong, and a ping unanswered for `timeout` ends the session.
 /// The session arms one timer at ``nextDeadline`` and asks ``due(at:)`` what to do when it fires.
+///
+/// While the server does not read the connection (``pauseReading()``: the client sent more
+/// commands than it has answered yet), the client's pong may be waiting unread behind its own
+/// commands, so an unanswered ping does not end the session then: it gets its whole `timeout`
+/// again from the moment reading resumes.
 struct EngineHeartbeat: Sendable {
     enum Action: Equatable {
         case sendPing
@@ -14,7 +19,10 @@ struct EngineHeartbeat: Sendable {
     let interval: TimeAmount
     let timeout: TimeAmount
     private var nextPingAt: NIODeadline
+    /// Since when the outstanding ping's answer is awaited: when it was sent, or when the
+    /// server last began to read the connection again.
     private(set) var pingSentAt: NIODeadline?
+    private(set) var isReadingPaused = false
 
     init(interval: Duration, timeout: Duration, openedAt: NIODeadline) {
         self.interval = TimeAmount(interval)
@@ -29,7 +37,12 @@ struct EngineHeartbeat: Sendable {
 
     mutating func due(at now: NIODeadline) -> Action {
         if let sentAt = self.pingSentAt {
-            return now - sentAt >= self.timeout ? .timedOut : .wait
+            guard now - sentAt >= self.timeout else { return .wait }
+            guard !self.isReadingPaused else {
+                self.pingSentAt = now
+                return .wait
+            }
+            return .timedOut
         }
         guard now >= self.nextPingAt else { return .wait }
         self.pingSentAt = now
@@ -46,6 +59,22 @@ struct EngineHeartbeat: Sendable {
 
     /// Whether the outstanding ping is past its deadline.
     func isOverdue(at now: NIODeadline) -> Bool {
-        self.pingSentAt.map { now - $0 >= self.timeout } ?? false
+        guard !self.isReadingPaused else { return false }
+        return self.pingSentAt.map { now - $0 >= self.timeout } ?? false
+    }
+
+    /// The server stopped reading the connection.
+    mutating func pauseReading() {
+        self.isReadingPaused = true
+    }
+
+    /// The server reads the connection again: an outstanding ping gets its whole timeout from
+    /// `now`. True when that moved the deadline (the timer must be re-armed).
+    mutating func resumeReading(at now: NIODeadline) -> Bool {
+        guard self.isReadingPaused else { return false }
+        self.isReadingPaused = false
+        guard self.pingSentAt != nil else { return false }
+        self.pingSentAt = now
+        return true
     }
 }

@@ -103,6 +103,10 @@ public final class EngineServer: Sendable {
         else {
             return self.error(request, code: 1, "Session ID unknown")
         }
+        // A session that moved to WebSocket (or began on it) takes nothing over polling: its sid
+        // may have been seen in the polling URLs, and a POST would run commands as its user.
+        // Refused like the reference server's transport mismatch; the session goes on.
+        guard await !session.isWebSocket else { return self.error(request, code: 3, "Bad request") }
         // Engine.IO v4: "a client MUST NOT have more than one active POST request"; one that
         // does gets 400 and loses its session (two at once ran their commands out of order).
         guard await session.beginPost() else {
@@ -173,7 +177,7 @@ public final class EngineServer: Sendable {
         // One read per wake-up keeps one read buffer per connection (NIO pools one per read of
         // a wake-up): WebSocket frames here are small, and most connections are idle.
         try channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
-        let backlog = max(4 << 20, 4 * self.configuration.maxPayload)
+        let backlog = self.configuration.maximumBacklog
         let aggregator = NIOWebSocketFrameAggregator(
             minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16,
             maxAccumulatedFrameSize: self.configuration.maxPayload)

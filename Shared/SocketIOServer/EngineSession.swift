@@ -31,6 +31,8 @@ public actor EngineSession {
     private var delegate: (any EngineSessionDelegate)?
     /// Packets waiting for a poll (or, during an upgrade, for the WebSocket).
     private var outbox: [EngineIOPacket] = []
+    /// The outbox's size in bytes, as sent (see ``EngineConfiguration/maximumBacklog``).
+    private var outboxBytes = 0
     private var waitingPoll: CheckedContinuation<[EngineIOPacket], any Error>?
     private var webSocket: EngineWebSocket?
     /// The WebSocket of an upgrade under way, until the client sends `5`.
@@ -43,6 +45,9 @@ public actor EngineSession {
     private(set) var owesPoll = false
     /// A long-polling POST is being read. The protocol allows one at a time.
     private var postInFlight = false
+    /// A long-polling GET is being answered (waiting for packets, or for an upgrade to finish).
+    /// The protocol allows one at a time.
+    private var pollInFlight = false
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         self.eventLoop.executor.asUnownedSerialExecutor()
@@ -152,6 +157,14 @@ public actor EngineSession {
             return
         }
         self.outbox += packets
+        self.outboxBytes += packets.reduce(0) { $0 + $1.byteCount }
+        guard self.outboxBytes <= self.configuration.maximumBacklog else {
+            self.logger.info(
+                "closing a session whose client does not poll",
+                metadata: ["eio.sid": "\(self.id)", "backlog": "\(self.outboxBytes)"])
+            self.close(reason: "client does not poll", notifyClient: false)
+            return
+        }
         self.answerPoll()
     }
 
@@ -172,13 +185,16 @@ public actor EngineSession {
     private func takePollPayload() -> [EngineIOPacket] {
         let packets = Array(self.outbox.prefix(Self.maximumPacketsPerPoll))
         self.outbox.removeFirst(packets.count)
+        self.outboxBytes -= packets.reduce(0) { $0 + $1.byteCount }
         return packets
     }
 
     /// A GET: the queued packets, waiting for some if there are none. A second concurrent GET
     /// is a protocol violation.
     func poll() async throws(EngineIOProtocolError) -> [EngineIOPacket] {
-        guard self.waitingPoll == nil else { throw EngineIOProtocolError("overlapping polls") }
+        guard !self.pollInFlight else { throw EngineIOProtocolError("overlapping polls") }
+        self.pollInFlight = true
+        defer { self.pollInFlight = false }
         if self.isClosed {
             guard self.owesPoll else { return [.close] }
             self.owesPoll = false
@@ -225,7 +241,7 @@ public actor EngineSession {
         case .binary(let bytes):
             self.delegate?.engineSession(self, didReceive: .binary(bytes))
         case .close:
-            self.owesPoll = self.waitingPoll == nil
+            self.owesPoll = !self.pollInFlight
             self.close(reason: "client close", notifyClient: false)
         case .upgrade, .noop, .open:
             break
@@ -287,17 +303,23 @@ public actor EngineSession {
         if !self.outbox.isEmpty {
             webSocket.write(self.outbox)
             self.outbox = []
+            self.outboxBytes = 0
         }
     }
 
     /// Stops reading from the WebSocket until ``resumeReading()`` (the layer above has too much
-    /// to do); long-polling has nothing to pause.
+    /// to do); long-polling has nothing to pause. Meanwhile the client's pong may wait unread
+    /// behind its commands, so the heartbeat does not time it out (``EngineHeartbeat``).
     func pauseReading() {
-        self.webSocket?.setReading(false)
+        guard let webSocket = self.webSocket else { return }
+        self.heartbeat.pauseReading()
+        webSocket.setReading(false)
     }
 
     func resumeReading() {
-        self.webSocket?.setReading(true)
+        guard let webSocket = self.webSocket else { return }
+        if self.heartbeat.resumeReading(at: .now()) { self.arm() }
+        webSocket.setReading(true)
     }
 
     /// Whether an upgrade to WebSocket is under way (probe answered, `5` not yet received).
@@ -335,6 +357,7 @@ public actor EngineSession {
         }
         self.probing?.close(sending: [])
         self.outbox = []
+        self.outboxBytes = 0
         let delegate = self.delegate
         self.delegate = nil
         self.logger.debug("engine session closed", metadata: ["eio.sid": "\(self.id)", "reason": "\(reason)"])

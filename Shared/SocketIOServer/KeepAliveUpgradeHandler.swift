@@ -105,7 +105,7 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// A WebSocket handshake: a request to switch to `websocket`, without a body (one with a body
     /// is not a handshake, and holding its body could take any amount of memory).
-    private static func asksForWebSocket(_ head: HTTPRequestHead) -> Bool {
+    static func asksForWebSocket(_ head: HTTPRequestHead) -> Bool {
         Self.switchesProtocols(head) && head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
             && !head.headers.contains(name: "transfer-encoding")
             && head.headers["content-length"].allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "0" }

@@ -55,4 +55,52 @@ struct EngineHeartbeatTests {
         #expect(!answered)
         #expect(heartbeat.nextDeadline == self.opened + .milliseconds(300))
     }
+
+    @Test("while the server does not read the connection, an unanswered ping does not time out")
+    func pausedReading() {
+        var heartbeat = self.heartbeat()
+        let sent = self.opened + .milliseconds(300)
+        _ = heartbeat.due(at: sent)
+        heartbeat.pauseReading()
+        #expect(!heartbeat.isOverdue(at: sent + .seconds(10)))
+        let atDeadline = heartbeat.due(at: sent + .milliseconds(200))
+        #expect(atDeadline == .wait)
+        #expect(heartbeat.nextDeadline == sent + .milliseconds(400))
+        let muchLater = heartbeat.due(at: sent + .seconds(10))
+        #expect(muchLater == .wait)
+    }
+
+    @Test("once reading resumes, the outstanding ping gets its whole timeout from then")
+    func resumedReading() {
+        var heartbeat = self.heartbeat()
+        let sent = self.opened + .milliseconds(300)
+        _ = heartbeat.due(at: sent)
+        heartbeat.pauseReading()
+        let resumedAt = sent + .seconds(5)
+        let moved = heartbeat.resumeReading(at: resumedAt)
+        #expect(moved)
+        #expect(heartbeat.nextDeadline == resumedAt + .milliseconds(200))
+        #expect(!heartbeat.isOverdue(at: resumedAt + .milliseconds(199)))
+        let justBefore = heartbeat.due(at: resumedAt + .milliseconds(199))
+        let atDeadline = heartbeat.due(at: resumedAt + .milliseconds(200))
+        #expect(justBefore == .wait)
+        #expect(atDeadline == .timedOut)
+    }
+
+    @Test("resuming what was not paused, or with no ping out, moves no deadline")
+    func resumeWithoutPause() {
+        var heartbeat = self.heartbeat()
+        let sent = self.opened + .milliseconds(300)
+        let notPaused = heartbeat.resumeReading(at: self.opened + .milliseconds(100))
+        #expect(!notPaused)
+        _ = heartbeat.due(at: sent)
+        let stillNotPaused = heartbeat.resumeReading(at: sent + .milliseconds(100))
+        #expect(!stillNotPaused)
+        #expect(heartbeat.nextDeadline == sent + .milliseconds(200))
+        _ = heartbeat.pong(at: sent + .milliseconds(50))
+        heartbeat.pauseReading()
+        let noPingOut = heartbeat.resumeReading(at: sent + .milliseconds(60))
+        #expect(!noPingOut)
+        #expect(heartbeat.nextDeadline == sent + .milliseconds(350))
+    }
 }

@@ -772,3 +772,140 @@ def test_a_websocket_upgrade_after_other_requests_on_a_keep_alive_connection(acc
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         assert_closed_by_the_gateway(upgraded)
+
+
+def raw_websocket_session(base: str, token: str) -> tuple[websocket.WebSocket, str]:
+    """A raw WebSocket opened directly on `base`'s Socket.IO endpoint and CONNECTed with `token`;
+    its Engine.IO sid."""
+    ws = websocket.create_connection(base.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    handshake = ws.recv()
+    assert handshake.startswith("0{")
+    ws.send("40" + json.dumps({"token": token}))
+    assert ws.recv().startswith('40{"sid"')
+    return ws, json.loads(handshake[1:])["sid"]
+
+
+def test_a_polling_post_for_a_websocket_session_is_refused(account):
+    """A session on WebSocket (opened on it, or upgraded to it) takes nothing over polling: a
+    POST with its sid would run commands as its user (the sid of an upgraded session was in its
+    polling URLs). 400, as the reference server's transport mismatch, and the session goes on."""
+    alice, bob = account(), account()
+    url = f"{GATEWAY_URL}/socket.io/"
+    ws, sid = raw_websocket_session(GATEWAY_URL, alice.access)
+    try:
+        injected = '429["create_conversation",' + json.dumps({"type": "DM", "memberIds": [bob.id]}) + "]"
+        refused = requests.post(url, params={"EIO": "4", "transport": "polling", "sid": sid}, data=injected, timeout=5)
+        assert refused.status_code == 400 and refused.json() == {"code": 3, "message": "Bad request"}
+        ws.send('421["ping","still mine"]')
+        assert ws_ack(ws, 1) == [{"ok": True, "data": {"pong": "still mine"}}]
+    finally:
+        ws.close()
+    threads = requests.get(f"{GATEWAY_URL}/api/threads", headers={"Authorization": f"Bearer {alice.access}"}, timeout=5)
+    assert threads.status_code == 200 and threads.json()["items"] == [], "the injected command ran"
+
+    url, params = polling_connected(alice.access)
+    upgraded = probe(params)
+    try:
+        upgraded.send("5")
+        time.sleep(0.2)
+        assert requests.post(url, params=params, data='421["ping","over polling"]', timeout=5).status_code == 400
+        upgraded.send('422["ping","over the upgrade"]')
+        assert ws_ack(upgraded, 2) == [{"ok": True, "data": {"pong": "over the upgrade"}}]
+    finally:
+        upgraded.close()
+
+
+def test_a_polling_client_that_does_not_poll_is_closed_past_its_backlog():
+    """Pings of almost 1 MB each, and no GET for their pongs: past 4 MiB waiting for the client
+    the session is closed (the memory a WebSocket that does not read may hold), instead of
+    growing for as long as the client keeps posting."""
+    url = f"{GATEWAY_URL}/socket.io/"
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    for _ in range(5):  # 5 MB of pongs asked for
+        response = requests.post(url, params=params, data="2" + "x" * 999_000, timeout=10)
+        if response.status_code != 200:
+            break
+    gone = requests.get(url, params=params, timeout=5)
+    assert gone.status_code == 400 and gone.json() == {"code": 1, "message": "Session ID unknown"}
+
+    # Under the bound, the pongs all come, over as many polls as they need.
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    for n in range(3):
+        assert requests.post(url, params=params, data=f"2{n}" + "x" * 999_000, timeout=10).text == "ok"
+    pongs: list[str] = []
+    while len(pongs) < 3:
+        pongs += [p for p in requests.get(url, params=params, timeout=5).text.split("\x1e") if p.startswith("3")]
+    assert [p[:2] for p in pongs] == ["30", "31", "32"] and all(len(p) == 999_002 for p in pongs)
+
+
+def test_overlapping_polls_during_an_upgrade_are_refused(account):
+    """One GET at a time holds while an upgrade is under way too: a second one gets 400 and the
+    session is closed, as outside an upgrade."""
+    url, params = polling_connected(account().access)
+    ws = probe(params)
+    try:
+        statuses: list[int] = []
+        polls = [threading.Thread(target=lambda: statuses.append(requests.get(url, params=params, timeout=10).status_code))
+                 for _ in range(3)]
+        for poll in polls:
+            poll.start()
+        for poll in polls:
+            poll.join(timeout=15)
+        assert sorted(statuses)[-1] == 400 and statuses.count(400) >= 2, statuses
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("request_line, headers, status", [
+    ("GET /healthz", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n", 200),
+    ("GET /healthz", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", 200),
+    ("GET /socket.io/?EIO=3&transport=websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                                                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", 400),
+    ("GET /socket.io/?EIO=4&transport=websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", 400),
+], ids=["h2c", "websocket-elsewhere", "engine-io-3", "no-key"])
+def test_a_first_request_asking_for_an_upgrade_not_served_is_answered_as_http(request_line, headers, status):
+    """HTTP lets a server ignore an upgrade it does not serve: `curl --http2 http://…` (h2c) and
+    WebSocket handshakes the engine refuses get the answer the request would get without the
+    header, and the connection closes after it (NIO's decoder reads no more after such a request).
+    NIO's upgrade handler lost such a first request, and the client got no response at all."""
+    connection = socket.create_connection(("127.0.0.1", int(GATEWAY_URL.rsplit(":", 1)[1])), timeout=5)
+    try:
+        answer, body = exchange(connection, f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n")
+        assert answer == status, body
+        if status == 400:
+            assert json.loads(body)["code"] in (0, 5)  # the Engine.IO error body
+        assert connection.recv(1) == b"", "the connection closes after the answer"
+    finally:
+        connection.close()
+
+
+def test_a_burst_of_commands_outlasting_the_heartbeat_is_slowed_not_dropped(account, second_gateway):
+    """600 create_message at once on a gateway whose heartbeat is 300 + 200 ms: the gateway stops
+    reading past 256 waiting, so the client's pong waits unread behind its own commands. The
+    heartbeat waits for reading to resume instead of closing a client that did answer."""
+    alice, bob = account(), account()
+    ws, _ = raw_websocket_session(second_gateway, alice.access)
+    try:
+        ws.send("420" + json.dumps(["create_conversation", {"type": "DM", "memberIds": [bob.id]}]))
+        while not (frame := ws.recv()).startswith("430"):
+            if frame == "2":
+                ws.send("3")
+        thread = json.loads(frame[3:])[0]["data"]["thread"]
+        bodies = [f"burst {n}" for n in range(600)]
+        for n, body in enumerate(bodies):
+            ws.send(f"42{n + 1}" + json.dumps(["create_message", {"threadId": thread["id"], "clientMessageId": body,
+                                                                  "body": body}]))
+        acks: list[int] = []
+        while len(acks) < len(bodies):
+            frame = ws.recv()
+            assert frame not in ("", None), f"closed after {len(acks)} acks"
+            if frame == "2":
+                ws.send("3")
+            elif frame.startswith("43"):
+                bracket = frame.index("[")
+                assert json.loads(frame[bracket:])[0]["ok"] is True, frame
+                acks.append(int(frame[2:bracket]))
+        assert acks == list(range(1, len(bodies) + 1))
+    finally:
+        ws.close()
