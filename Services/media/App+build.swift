@@ -64,10 +64,10 @@ struct MediaCleaner: Service {
         await cancelWhenGracefulShutdown {
             while (try? await Task.sleep(for: self.interval)) != nil {
                 do {
-                    let removed = try await self.attachments.removeUnbound(olderThan: self.lifetime)
-                    if removed > 0 { self.logger.info("removed unbound uploads", metadata: ["uploads": "\(removed)"]) }
-                    let late = try await self.attachments.removeFilesOfDeletedMessages()
-                    if late > 0 { self.logger.info("removed files of deleted messages", metadata: ["files": "\(late)"]) }
+                    let removed = try await self.attachments.cleanUp(unboundOlderThan: self.lifetime)
+                    if removed > 0 {
+                        self.logger.info("removed expired uploads and deleted messages' files", metadata: ["files": "\(removed)"])
+                    }
                 } catch {
                     self.logger.warning("the media clean-up failed", metadata: ["error": "\(error)"])
                 }

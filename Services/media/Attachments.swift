@@ -66,7 +66,10 @@ struct Attachments: Sendable {
         for id in request.attachmentIds.map(\.uuid) where !ids.contains(id) { ids.append(id) }
         guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
         let rows = try await self.client.query(
-            "SELECT \(unescaped: Self.columns) FROM attachments WHERE id = ANY(\(ids))", logger: self.logger)
+            """
+            SELECT \(unescaped: Self.columns) FROM attachments
+            WHERE id = ANY(\(ids)) AND removal_marked_at IS NULL
+            """, logger: self.logger)
         var found: [UUID: (owner: UUID, attachment: Attachment)] = [:]
         for try await row in rows.decode(Row.self) { found[row.0] = (row.1, Self.resource(row)) }
         var attachments: [Attachment] = []
@@ -78,23 +81,8 @@ struct Attachments: Sendable {
             }
             attachments.append(entry.attachment)
         }
-        // Reserved for the message before messaging records it: there is no moment at which
-        // messaging shows an upload that media takes for unbound (and would delete once its
-        // lifetime ends). A concurrent bind to another message loses here.
         let messageID = request.messageId.uuid
-        let newlyReserved = attachments.filter { $0.messageId == nil }.map(\.id.uuid)
-        let reserved = try await self.client.query(
-            """
-            UPDATE attachments SET message_id = \(messageID), bound_at = coalesce(bound_at, now())
-            WHERE id = ANY(\(ids)) AND (message_id IS NULL OR message_id = \(messageID))
-            RETURNING id
-            """, logger: self.logger)
-        var count = 0
-        for try await _ in reserved.decode(UUID.self) { count += 1 }
-        guard count == ids.count else {
-            try await self.release(newlyReserved, from: messageID)
-            throw ServiceError.conflict("an attachment was bound to another message meanwhile")
-        }
+        let newlyReserved = try await self.reserve(ids, for: messageID)
         do {
             return try await self.rpc.call(
                 MessagingMessage.attach, to: .messaging,
@@ -110,6 +98,39 @@ struct Attachments: Sendable {
         // idempotent) completes it. At worst an upload stays reserved and is never cleaned up.
     }
 
+    /// Reserves the uploads `ids` for `message` before messaging records them, so that there is
+    /// no moment at which messaging shows an upload that media takes for unbound (and would
+    /// delete once its lifetime ends). All or none: one bound to another message meanwhile, or
+    /// marked for removal, is a `conflict` and reserves nothing. Returns the uploads this call
+    /// bound (not those already bound to `message`, by an earlier or a concurrent call), the
+    /// only ones a refusal may give back: giving back every upload of the call released one
+    /// that a concurrent bind had just reserved and messaging recorded.
+    private func reserve(_ ids: [UUID], for message: UUID) async throws -> [UUID] {
+        let rows = try await self.client.query(
+            """
+            WITH wanted AS (
+                SELECT id, message_id, removal_marked_at FROM attachments WHERE id = ANY(\(ids)) FOR UPDATE
+            ), free AS (
+                SELECT count(*) = \(ids.count) AS all_free FROM wanted
+                WHERE (message_id IS NULL OR message_id = \(message)) AND removal_marked_at IS NULL
+            )
+            UPDATE attachments a SET message_id = \(message), bound_at = coalesce(a.bound_at, now())
+            FROM wanted w, free
+            WHERE a.id = w.id AND free.all_free
+            RETURNING a.id, w.message_id IS NULL
+            """, logger: self.logger)
+        var count = 0
+        var newlyReserved: [UUID] = []
+        for try await (id, wasUnbound) in rows.decode((UUID, Bool).self) {
+            count += 1
+            if wasUnbound { newlyReserved.append(id) }
+        }
+        guard count == ids.count else {
+            throw ServiceError.conflict("an attachment was bound to another message or removed meanwhile")
+        }
+        return newlyReserved
+    }
+
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
         try await self.client.query(
@@ -117,18 +138,20 @@ struct Attachments: Sendable {
             logger: self.logger)
     }
 
-    /// Deletes uploads never bound to a message and older than `lifetime`, files first, each
-    /// from the store its row names (``removeStored(_:stillMatching:)``).
-    func removeUnbound(olderThan lifetime: Duration) async throws -> Int {
+    /// The clean-up's pass: marks uploads never bound to a message and older than `lifetime`
+    /// for removal, then removes every marked file (``removeMarked(of:)``), a deleted message's
+    /// that a store refused before included. Marked, an upload can no longer be bound: a bind
+    /// and the clean-up never both take it (the clean-up deleted the file first and checked the
+    /// row after, so a bind in between kept a row whose file was gone).
+    func cleanUp(unboundOlderThan lifetime: Duration) async throws -> Int {
         let seconds = Double(lifetime.components.seconds)
-        let rows = try await self.client.query(
+        try await self.client.query(
             """
-            SELECT id, storage, storage_key, type FROM attachments
-            WHERE message_id IS NULL AND created_at < now() - make_interval(secs => \(seconds))
-              AND storage = ANY(\(Array(self.stores.keys)))
-            ORDER BY created_at LIMIT 500
+            UPDATE attachments SET removal_marked_at = now()
+            WHERE message_id IS NULL AND removal_marked_at IS NULL
+              AND created_at < now() - make_interval(secs => \(seconds))
             """, logger: self.logger)
-        return try await self.removeStored(rows, stillMatching: .unbound)
+        return try await self.removeMarked()
     }
 
     /// Marks the attachments of `messages`, which messaging deleted, for removal. Idempotent: a
@@ -136,39 +159,41 @@ struct Attachments: Sendable {
     func markMessagesDeleted(_ messages: [UUID]) async throws {
         try await self.client.query(
             """
-            UPDATE attachments SET message_deleted_at = now()
-            WHERE message_id = ANY(\(messages)) AND message_deleted_at IS NULL
+            UPDATE attachments SET removal_marked_at = now()
+            WHERE message_id = ANY(\(messages)) AND removal_marked_at IS NULL
             """, logger: self.logger)
     }
 
-    /// Deletes the files of deleted messages' attachments (marked by ``markMessagesDeleted(_:)``),
-    /// then their rows, oldest marks first: those of `messages`, or all of them (the clean-up's
-    /// pass, for what a store refused before; only those of `messages` after a deletion, so that
-    /// a store that is down does not make every deletion retry every file left).
-    func removeFilesOfDeletedMessages(_ messages: [UUID]? = nil) async throws -> Int {
-        let rows = try await self.client.query(
-            """
-            SELECT id, storage, storage_key, type FROM attachments
-            WHERE message_deleted_at IS NOT NULL AND storage = ANY(\(Array(self.stores.keys)))
-              AND (\(messages)::uuid[] IS NULL OR message_id = ANY(\(messages)::uuid[]))
-            ORDER BY message_deleted_at LIMIT 500
-            """, logger: self.logger)
-        return try await self.removeStored(rows, stillMatching: .ofDeletedMessage)
+    /// How many marked files one statement reads at a time.
+    private static let removalBatch = 500
+
+    /// Deletes the files of attachments marked for removal (a deleted message's, an expired
+    /// upload's), then their rows, oldest marks first: those of `messages`, or all of them (the
+    /// clean-up's pass, for what a store refused before; only those of `messages` after a
+    /// deletion, so that a store that is down does not make every deletion retry every file
+    /// left). Goes on batch after batch until none is left or a store refused one.
+    func removeMarked(of messages: [UUID]? = nil) async throws -> Int {
+        var removed = 0
+        while true {
+            let rows = try await self.client.query(
+                """
+                SELECT id, storage, storage_key, type FROM attachments
+                WHERE removal_marked_at IS NOT NULL AND storage = ANY(\(Array(self.stores.keys)))
+                  AND (\(messages)::uuid[] IS NULL OR message_id = ANY(\(messages)::uuid[]))
+                ORDER BY removal_marked_at, id LIMIT \(Self.removalBatch)
+                """, logger: self.logger)
+            let batch = try await self.removeStored(rows)
+            removed += batch.removed
+            guard batch.found == Self.removalBatch, batch.removed == batch.found else { return removed }
+        }
     }
 
-    /// What a clean-up removes, as the condition its rows must still meet when they are deleted
-    /// (an unbound upload may have been bound meanwhile).
-    private enum Leftover: String {
-        case unbound = "message_id IS NULL"
-        case ofDeletedMessage = "message_deleted_at IS NOT NULL"
-    }
-
-    /// Deletes each row's file from the store the row names, then the row if it is still a
-    /// `leftover`; returns how many went. A file that cannot be deleted now is logged and tried
-    /// again on a later run; the others go on. Rows kept in a store this instance has no
+    /// Deletes each marked row's file from the store the row names, then the row; returns how
+    /// many rows were read and how many went. A file that cannot be deleted now is logged and
+    /// tried again on a later run; the others go on. Rows kept in a store this instance has no
     /// configuration for (Cloudinary ones on an instance without an account) are left to an
     /// instance that has it, and never stand in the way of the others.
-    private func removeStored(_ rows: Database.Rows, stillMatching leftover: Leftover) async throws -> Int {
+    private func removeStored(_ rows: Database.Rows) async throws -> (found: Int, removed: Int) {
         var found: [(UUID, String, String, String)] = []
         for try await row in rows.decode((UUID, String, String, String).self) { found.append(row) }
         var removed = 0
@@ -176,14 +201,13 @@ struct Attachments: Sendable {
             guard let store = self.stores[storage] else { continue }
             do {
                 try await store.delete(key: key, media: type)
-                try await self.client.query(
-                    "DELETE FROM attachments WHERE id = \(id) AND \(unescaped: leftover.rawValue)", logger: self.logger)
+                try await self.client.query("DELETE FROM attachments WHERE id = \(id)", logger: self.logger)
                 removed += 1
             } catch {
                 self.logger.warning(
                     "removing a stored file failed; tried again later", metadata: ["attachment_id": "\(id)", "error": "\(error)"])
             }
         }
-        return removed
+        return (found.count, removed)
     }
 }

@@ -55,7 +55,7 @@ struct DeletedMessagesConsumer: Service {
             return
         }
         do {
-            let removed = try await self.attachments.removeFilesOfDeletedMessages(messages)
+            let removed = try await self.attachments.removeMarked(of: messages)
             if removed > 0 { self.logger.debug("removed files of deleted messages", metadata: ["files": "\(removed)"]) }
         } catch {
             self.logger.warning(

@@ -3,7 +3,7 @@ import MessengerServiceKit
 
 /// The `media` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MediaMigrations {
-    static let all: [Migration] = [.inbox, attachments, attachmentsOfDeletedMessages]
+    static let all: [Migration] = [.inbox, attachments, attachmentsOfDeletedMessages, removalMarks]
 
     static let attachments = Migration(
         version: 2, name: "attachments",
@@ -30,12 +30,22 @@ enum MediaMigrations {
         ])
 
     /// A deleted message's attachments are marked when media hears of the deletion, then
-    /// removed with their files (``Attachments/removeFilesOfDeletedMessages()``).
+    /// removed with their files (``Attachments/removeMarked(of:)``).
     static let attachmentsOfDeletedMessages = Migration(
         version: 3, name: "attachments_of_deleted_messages",
         statements: [
             "ALTER TABLE attachments ADD COLUMN message_deleted_at timestamptz",
             "CREATE INDEX attachments_message ON attachments (message_id) WHERE message_id IS NOT NULL",
             "CREATE INDEX attachments_of_deleted_messages ON attachments (message_deleted_at) WHERE message_deleted_at IS NOT NULL",
+        ])
+
+    /// One mark for every attachment whose file is to be removed: a deleted message's, and an
+    /// upload whose lifetime ended unbound. A marked upload can no longer be bound, so the
+    /// clean-up never deletes the file of an upload a bind took meanwhile.
+    static let removalMarks = Migration(
+        version: 4, name: "removal_marks",
+        statements: [
+            "ALTER TABLE attachments RENAME COLUMN message_deleted_at TO removal_marked_at",
+            "ALTER INDEX attachments_of_deleted_messages RENAME TO attachments_marked_for_removal",
         ])
 }

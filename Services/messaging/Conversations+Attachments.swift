@@ -3,6 +3,10 @@ import MessengerContracts
 import PostgresNIO
 
 extension Conversations {
+    /// Attachments one message may have, over all its `add_attachments`: a message, its page
+    /// and its deletion stay bounded.
+    static let maximumAttachmentsPerMessage = 50
+
     /// From media, for `add_attachments`: binds uploads of the caller to a message the caller
     /// wrote (not deleted). Binding an attachment again is a no-op; only newly bound ones are
     /// recorded in `ATTACHMENT_ADDED`. Replies with every attachment of the request.
@@ -36,6 +40,13 @@ extension Conversations {
                 }
             }
             if !bound.isEmpty {
+                let total = try await connection.query(
+                    "SELECT count(*)::bigint FROM message_attachments WHERE message_id = \(request.messageId.uuid)",
+                    logger: self.logger)
+                for try await count in total.decode(Int64.self) where count > Self.maximumAttachmentsPerMessage {
+                    throw ServiceError.invalidArgument(
+                        "a message has at most \(Self.maximumAttachmentsPerMessage) attachments")
+                }
                 try await self.record(
                     MessagingMessage.attachmentAdded, name: "ATTACHMENT_ADDED", thread: target.thread,
                     recipients: try await self.members(of: target.thread, on: connection),

@@ -27,6 +27,7 @@ E2E_EVENT_TIMEOUT.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import http.client
 import os
@@ -42,7 +43,7 @@ import pika
 import pytest
 import requests
 
-from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready
+from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready, psql
 from fake_cloudinary import FakeCloudinary, string_to_sign
 from test_delivery import Device, assert_event, named, open_socket, services, take_dead_letters  # noqa: F401 - open_socket is a fixture
 from test_messaging import RABBITMQ_URI, assert_id, assert_message, assert_timestamp, messages_page, short
@@ -482,6 +483,41 @@ def test_an_upload_bound_to_another_message_is_a_conflict(api, alice, pair):
     assert attachments_of(api, alice, thread["id"], second["id"])["attachments"] == []
     kept = attachments_of(api, alice, thread["id"], first["id"])["attachments"]
     assert [x["id"] for x in kept] == [upload_["id"]], kept
+
+
+def test_a_refused_bind_gives_back_only_the_uploads_it_bound(api, alice, open_socket, pair):
+    """Three binds at once: R1 {M, [U]}, R2 {M, [U, V]}, R3 {M2, [V]}. R2 loses V to R3 and is a
+    conflict; it must not give back U, which R1 bound and messaging recorded (it did in about
+    half the tries: media then took U for unbound, and the clean-up would have deleted its file
+    under a message that still shows it). Reservations are all or none now."""
+    a, _, thread = pair
+    second, third = open_socket(alice, label="alice-2"), open_socket(alice, label="alice-3")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        for _ in range(12):
+            u, v = uploaded(api, alice.access, "u.png", png(2, 2)), uploaded(api, alice.access, "v.png", png(2, 2))
+            m, m2 = a.send(thread["id"], "R1 and R2"), a.send(thread["id"], "R3")
+            calls = [pool.submit(bind, a, m["id"], [u["id"]]), pool.submit(bind, second, m["id"], [u["id"], v["id"]]),
+                     pool.submit(bind, third, m2["id"], [v["id"]])]
+            r1, r2, r3 = (call.result() for call in calls)
+            if r1.get("ok"):
+                assert psql(f"SELECT message_id FROM media.attachments WHERE id = '{u['id']}'") == m["id"], (r1, r2, r3)
+            if r3.get("ok"):
+                assert psql(f"SELECT message_id FROM media.attachments WHERE id = '{v['id']}'") == m2["id"], (r1, r2, r3)
+            assert not (r2.get("ok") and r3.get("ok")), "V bound to two messages"
+
+
+def test_a_message_has_at_most_50_attachments(api, alice, pair):
+    """Over all its add_attachments: a message, its page and its deletion stay bounded. The
+    refused bind gives its uploads back, and they can go to another message."""
+    a, _, thread = pair
+    message = a.send(thread["id"], "an album")
+    uploads = [uploaded(api, alice.access, f"p{n}.png", png(2, 2)) for n in range(51)]
+    for start in range(0, 50, 20):
+        ok_data(bind(a, message["id"], [x["id"] for x in uploads[start:min(start + 20, 50)]]), "add_attachments")
+    err_ack(bind(a, message["id"], [uploads[50]["id"]]), "invalid_argument", "the 51st attachment")
+    assert len(attachments_of(api, alice, thread["id"], message["id"])["attachments"]) == 50
+    other = a.send(thread["id"], "the one left over")
+    ok_data(bind(a, other["id"], [uploads[50]["id"]]), "add_attachments to another message")
 
 
 def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
