@@ -382,6 +382,43 @@ def test_an_upload_must_be_multipart_with_a_file_field(api, alice):
     assert_error(resp, 400, "invalid_argument")
 
 
+def test_a_file_is_served_in_ranges_with_a_validator_and_kept_out_of_shared_caches(api, alice):
+    """One byte range is 206 (video players on iOS need it), one outside the file 416, several
+    the whole file; the token is the ETag (304 on a match); browsers may keep a file, shared
+    caches may not (a deleted message's file must stop being served); a file opened on its own
+    runs nothing in the gateway's origin."""
+    data = png(7, 5)
+    attachment = uploaded(api, alice.access, "ranges.png", data)
+    url = absolute(attachment["url"])
+    whole = requests.get(url, timeout=TIMEOUT)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    assert whole.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert "sandbox" in whole.headers["Content-Security-Policy"]
+    etag = whole.headers["ETag"]
+    assert etag == f'"{local_token(attachment)[0]}"'
+
+    part = requests.get(url, headers={"Range": "bytes=1-4"}, timeout=TIMEOUT)
+    assert part.status_code == 206 and part.content == data[1:5]
+    assert part.headers["Content-Range"] == f"bytes 1-4/{len(data)}"
+    tail = requests.get(url, headers={"Range": "bytes=-3"}, timeout=TIMEOUT)
+    assert tail.status_code == 206 and tail.content == data[-3:]
+    beyond = requests.get(url, headers={"Range": f"bytes={len(data)}-"}, timeout=TIMEOUT)
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(data)}"
+    several = requests.get(url, headers={"Range": "bytes=0-1,3-4"}, timeout=TIMEOUT)
+    assert several.status_code == 200 and several.content == data
+    stale = requests.get(url, headers={"Range": "bytes=0-1", "If-Range": '"another"'}, timeout=TIMEOUT)
+    assert stale.status_code == 200 and stale.content == data
+
+    cached = requests.get(url, headers={"If-None-Match": etag}, timeout=TIMEOUT)
+    assert cached.status_code == 304 and cached.content == b""
+    assert requests.get(url, headers={"If-None-Match": '"another"'}, timeout=TIMEOUT).status_code == 200
+
+    pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    document = requests.get(absolute(uploaded(api, alice.access, "report.pdf", pdf)["url"]), timeout=TIMEOUT)
+    assert document.status_code == 200 and document.headers["Content-Disposition"] == "attachment"
+
+
 def test_path_traversal_on_media_is_not_found(api, alice):
     attachment = uploaded(api, alice.access, "probe.png", png(1, 1))
     token, name = local_token(attachment)
