@@ -42,6 +42,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     backend.router.on(MediaMessage.addAttachments, AddAttachmentsRequest.self) { request, context in
         try await attachments.addAttachments(request, actor: context.actorID)
     }
+    backend.router.on(MediaMessage.discardUploads, DiscardUploadsRequest.self) { request, context in
+        try await attachments.discardUploads(request, actor: context.actorID)
+    }
     return backend.services(
         clients: [rpc],
         workers: [

@@ -131,6 +131,25 @@ struct Attachments: Sendable {
         return newlyReserved
     }
 
+    /// Deletes the caller's uploads among `request`'s that are still unbound (marked, then
+    /// removed like any other; one a store refuses now goes with the next clean-up). Uploads of
+    /// others and bound ones are left as they are.
+    func discardUploads(_ request: DiscardUploadsRequest, actor: UUID?) async throws -> EmptyPayload {
+        guard let caller = actor else { throw ServiceError.unauthorized() }
+        let ids = request.attachmentIds.map(\.uuid)
+        guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
+        let marked = try await self.client.query(
+            """
+            UPDATE attachments SET removal_marked_at = now()
+            WHERE id = ANY(\(ids)) AND owner_id = \(caller) AND message_id IS NULL AND removal_marked_at IS NULL
+            RETURNING id
+            """, logger: self.logger)
+        var discarded: [UUID] = []
+        for try await id in marked.decode(UUID.self) { discarded.append(id) }
+        if !discarded.isEmpty { _ = try await self.removeMarked(ids: discarded) }
+        return EmptyPayload()
+    }
+
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
         try await self.client.query(
@@ -167,12 +186,13 @@ struct Attachments: Sendable {
     /// How many marked files one statement reads at a time.
     private static let removalBatch = 500
 
-    /// Deletes the files of attachments marked for removal (a deleted message's, an expired
-    /// upload's), then their rows, oldest marks first: those of `messages`, or all of them (the
+    /// Deletes the files of attachments marked for removal (a deleted message's, an expired or a
+    /// discarded upload's), then their rows, oldest marks first: those of `messages` or `ids`,
+    /// or all of them (the
     /// clean-up's pass, for what a store refused before; only those of `messages` after a
     /// deletion, so that a store that is down does not make every deletion retry every file
     /// left). Goes on batch after batch until none is left or a store refused one.
-    func removeMarked(of messages: [UUID]? = nil) async throws -> Int {
+    func removeMarked(of messages: [UUID]? = nil, ids: [UUID]? = nil) async throws -> Int {
         var removed = 0
         while true {
             let rows = try await self.client.query(
@@ -180,6 +200,7 @@ struct Attachments: Sendable {
                 SELECT id, storage, storage_key, type FROM attachments
                 WHERE removal_marked_at IS NOT NULL AND storage = ANY(\(Array(self.stores.keys)))
                   AND (\(messages)::uuid[] IS NULL OR message_id = ANY(\(messages)::uuid[]))
+                  AND (\(ids)::uuid[] IS NULL OR id = ANY(\(ids)::uuid[]))
                 ORDER BY removal_marked_at, id LIMIT \(Self.removalBatch)
                 """, logger: self.logger)
             let batch = try await self.removeStored(rows)

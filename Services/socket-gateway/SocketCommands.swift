@@ -121,30 +121,64 @@ struct SocketCommands {
         guard (1...20).contains(files.count) else {
             return SocketGateway.failure(.invalidArgument("files must list 1 to 20 files"))
         }
-        let actor = UUID(text: socket.userID)
-        do {
-            var ids: [EntityID] = []
-            for file in files {
-                guard case .binary(let bytes)? = file["data"] else {
-                    return SocketGateway.failure(.invalidArgument("files[].data must be binary"))
-                }
-                let upload = UploadRequest(
+        var uploads: [UploadRequest] = []
+        for file in files {
+            guard case .binary(let bytes)? = file["data"] else {
+                return SocketGateway.failure(.invalidArgument("files[].data must be binary"))
+            }
+            uploads.append(
+                UploadRequest(
                     fileName: file["fileName"]?.stringValue ?? "file", declaredContentType: file["contentType"]?.stringValue,
-                    data: Data(bytes))
+                    data: Data(bytes)))
+        }
+        let actor = UUID(text: socket.userID)
+        var ids: [EntityID] = []
+        do {
+            for upload in uploads {
                 let stored = try await self.rpc.call(
                     MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
                     timeout: MediaController.uploadTimeout)
                 ids.append(stored.attachment.id)
             }
-            let reply = try await self.rpc.callRaw(
-                MediaMessage.addAttachments, to: .media, payload: AddAttachmentsRequest(messageId: messageID, attachmentIds: ids),
-                actor: actor)
-            return try JSONValue.parse(String(decoding: reply, as: UTF8.self))
+            let reply = try JSONValue.parse(
+                String(
+                    decoding: try await self.rpc.callRaw(
+                        MediaMessage.addAttachments, to: .media,
+                        payload: AddAttachmentsRequest(messageId: messageID, attachmentIds: ids), actor: actor),
+                    as: UTF8.self))
+            if reply["ok"] == .bool(false), let code = reply["error"]?["code"]?.stringValue,
+                Self.isRefusal(ErrorCode(rawValue: code))
+            {
+                await self.discard(ids, actor: actor)
+            }
+            return reply
         } catch let error as ServiceError {
+            if Self.isRefusal(error.code) { await self.discard(ids, actor: actor) }
             return SocketGateway.failure(error)
         } catch {
             self.logger.error("add_attachments failed", metadata: ["error": "\(error)"])
             return SocketGateway.failure(.internal())
+        }
+    }
+
+    /// Whether a failure of `add_attachments` with files is a refusal (a file of no accepted
+    /// type, a message not the caller's), after which the files it stored go too, rather than
+    /// wait a day unbound under ids the client never learnt. After a timeout or a failure of
+    /// the service the bind may have been done, so they stay.
+    private static func isRefusal(_ code: ErrorCode) -> Bool {
+        ![.unavailable, .internal].contains(code)
+    }
+
+    /// Asks media to delete `ids`, uploads of `actor` that a refused `add_attachments` stored;
+    /// what fails here goes with the clean-up of unbound uploads.
+    private func discard(_ ids: [EntityID], actor: UUID?) async {
+        guard !ids.isEmpty else { return }
+        do {
+            _ = try await self.rpc.call(
+                MediaMessage.discardUploads, to: .media, payload: DiscardUploadsRequest(attachmentIds: ids),
+                replyAs: EmptyPayload.self, actor: actor)
+        } catch {
+            self.logger.warning("discarding the uploads of a refused add_attachments failed", metadata: ["error": "\(error)"])
         }
     }
 

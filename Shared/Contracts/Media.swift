@@ -6,6 +6,9 @@ public enum MediaMessage {
     public static let upload: MessageType = "media.upload.v1"
     /// `add_attachments` with attachment ids: binds the caller's uploads to the caller's message.
     public static let addAttachments: MessageType = "media.add_attachments.v1"
+    /// Deletes uploads of the caller that are still unbound: those of an `add_attachments` with
+    /// files that was refused.
+    public static let discardUploads: MessageType = "media.discard_uploads.v1"
 }
 
 /// `media.upload.v1`: the bytes travel base64-encoded in the one request message (the reason is
@@ -36,6 +39,15 @@ public struct AddAttachmentsRequest: Codable, Sendable {
 
     public init(messageId: EntityID, attachmentIds: [EntityID]) {
         self.messageId = messageId
+        self.attachmentIds = attachmentIds
+    }
+}
+
+/// `media.discard_uploads.v1`: the caller's uploads to delete if they are still unbound.
+public struct DiscardUploadsRequest: Codable, Sendable {
+    public var attachmentIds: [EntityID]
+
+    public init(attachmentIds: [EntityID]) {
         self.attachmentIds = attachmentIds
     }
 }

@@ -680,6 +680,35 @@ def test_a_binary_file_of_no_accepted_type_is_refused_over_the_socket(pair):
             "invalid_argument", "add_attachments with noise")
 
 
+def test_files_of_a_refused_add_attachments_are_not_kept(alice, bob, pair):
+    """add_attachments with files stores each file, then binds them. When the bind is refused (a
+    message of someone else) or a later file is (no accepted type), the files it stored go too,
+    instead of staying a day, served, under ids the client never learnt."""
+    a, b, thread = pair
+    bobs = b.send(thread["id"], "bob's words")
+    tag = uuid.uuid4().hex[:12]
+
+    def stored(name: str) -> int:
+        return int(psql(f"SELECT count(*) FROM media.attachments WHERE owner_id = '{alice.id}' AND file_name = '{name}'"))
+
+    err_ack(a.call("add_attachments", {"messageId": bobs["id"],
+                                       "files": [{"fileName": f"{tag}-a.png", "contentType": "image/png", "data": png(2, 2)}]}),
+            "forbidden", "files for someone else's message")
+    err_ack(a.call("add_attachments", {"messageId": str(uuid.uuid4()),
+                                       "files": [{"fileName": f"{tag}-b.png", "contentType": "image/png", "data": png(2, 2)}]}),
+            "not_found", "files for no message")
+    mine = a.send(thread["id"], "mine")
+    err_ack(a.call("add_attachments", {"messageId": mine["id"], "files": [
+        {"fileName": f"{tag}-c.png", "contentType": "image/png", "data": png(2, 2)},
+        {"fileName": f"{tag}-d.png", "contentType": "image/png", "data": png(3, 3)},
+        {"fileName": f"{tag}-e.png", "contentType": "image/png", "data": binary_noise()},
+    ]}), "invalid_argument", "a third file of no accepted type")
+    deadline = time.monotonic() + 10
+    while any(stored(f"{tag}-{x}.png") for x in "abcd") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [stored(f"{tag}-{x}.png") for x in "abcd"] == [0, 0, 0, 0]
+
+
 # --- ack helpers ------------------------------------------------------------------------------------
 
 
