@@ -73,7 +73,7 @@ struct MediaController {
             return (try handle.read(upToCount: MediaSniffer.headerLength) ?? Data(), Int(size))
         }
         guard let (header, size) = found ?? nil else { throw RESTError(.notFound("no such file")) }
-        let contentType = MediaSniffer.sniff(header)?.contentType ?? "application/octet-stream"
+        let contentType = MediaSniffer.sniffHeader(header)?.contentType ?? "application/octet-stream"
         // A file's URL names its content for good (its token is new for every upload): the
         // token is its validator.
         let etag = "\"\(token)\""
