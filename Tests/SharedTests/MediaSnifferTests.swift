@@ -304,3 +304,76 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("MediaSniffer: file names")
+struct MediaSnifferFileNameTests {
+    @Test(
+        "letters, marks and digits of every script are kept, in NFC",
+        arguments: [
+            ("cafe\u{301}.txt", "caf\u{E9}.txt"), ("café.png", "café.png"), ("नमस्ते.txt", "नमस्ते.txt"),
+            ("٢٠٢٤.pdf", "٢٠٢٤.pdf"), ("日本語.png", "日本語.png"), ("\u{1100}\u{1161}\u{11A8}.txt", "\u{AC01}.txt"),
+            ("report 2024-01_final.v2.txt", "report 2024-01_final.v2.txt"), ("x\u{20DD}.txt", "x\u{20DD}.txt"),
+        ])
+    func kept(name: String, expected: String) {
+        let sanitised = MediaSniffer.sanitizeFileName(name)
+        #expect(sanitised == expected)
+        #expect(Array(sanitised.unicodeScalars) == Array(expected.unicodeScalars))
+    }
+
+    @Test(
+        "separators, controls, format characters, punctuation and symbols become _",
+        arguments: [
+            ("../../etc/pass wd?<x>.png", "pass wd__x_.png"), ("C:\\Users\\x\\report.txt", "report.txt"),
+            ("\u{202E}gnp.exe", "_gnp.exe"), ("a\u{200B}b\u{200D}c.txt", "a_b_c.txt"), ("a\u{00A0}b.txt", "a_b.txt"),
+            ("a\u{2028}b\u{0}c\u{7F}d\te.txt", "a_b_c_d_e.txt"), ("what?!*:|\"'.txt", "what_______.txt"),
+            ("smile😀.png", "smile_.png"), ("a\u{3000}b", "a_b"),
+        ])
+    func replaced(name: String, expected: String) {
+        #expect(MediaSniffer.sanitizeFileName(name) == expected)
+    }
+
+    @Test(
+        "no dot or space at either end, and file when nothing is left",
+        arguments: [
+            (".bashrc", "bashrc"), ("  ..name. .", "name"), ("...", "file"), ("", "file"), ("dir/", "file"),
+            ("/", "file"), (".\u{301}x", "\u{301}x"),
+        ])
+    func trimmed(name: String, expected: String) {
+        let sanitised = MediaSniffer.sanitizeFileName(name)
+        #expect(Array(sanitised.unicodeScalars) == Array(expected.unicodeScalars))
+        #expect(sanitised.unicodeScalars.first != ".")
+    }
+
+    @Test("at most 100 characters and 255 UTF-8 bytes, cut between characters")
+    func bounded() {
+        let latin = MediaSniffer.sanitizeFileName(String(repeating: "é", count: 300))
+        #expect(latin.count == 100 && latin.utf8.count == 200)
+        let cjk = MediaSniffer.sanitizeFileName(String(repeating: "日", count: 300))
+        #expect(cjk.count == 85 && cjk.utf8.count == 255)
+        let clusters = MediaSniffer.sanitizeFileName(String(repeating: "e\u{301}\u{316}\u{317}", count: 100))
+        #expect(clusters.utf8.count <= 255 && clusters.utf8.count > 245)
+        #expect(clusters.unicodeScalars.last == "\u{317}", "a whole cluster at the end")
+    }
+
+    @Test("one cluster of 3,000,000 combining marks does not pass, and costs little")
+    func hugeCluster() {
+        let marks = String(repeating: "\u{301}\u{316}", count: 1_500_000)
+        let start = ContinuousClock.now
+        #expect(MediaSniffer.sanitizeFileName("a" + marks + ".png") == "file")
+        let named = MediaSniffer.sanitizeFileName("name-" + String(repeating: "x", count: 50) + "a" + marks)
+        #expect(named == "name-" + String(repeating: "x", count: 50))
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
+    @Test(
+        "sanitising a sanitised name changes nothing",
+        arguments: [
+            "cafe\u{301}.txt", "../x/.\u{301}a", String(repeating: "日本", count: 200), "a\u{200B}b\u{301}",
+            "  .x .", String(repeating: "e\u{301}\u{316}", count: 90), "\u{1100}\u{1161}\u{11A8}",
+        ])
+    func idempotent(name: String) {
+        let once = MediaSniffer.sanitizeFileName(name)
+        #expect(MediaSniffer.sanitizeFileName(once) == once)
+        #expect(Array(MediaSniffer.sanitizeFileName(once).unicodeScalars) == Array(once.unicodeScalars))
+    }
+}
