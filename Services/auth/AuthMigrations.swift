@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
-        revokedSessions, displayNamesInNFC,
+        revokedSessions, displayNamesInNFC, endedSessions,
     ]
 
     static let users = Migration(
@@ -95,5 +95,22 @@ enum AuthMigrations {
         version: 9, name: "display_names_in_nfc",
         statements: [
             "UPDATE users SET display_name = normalize(display_name, NFC) WHERE display_name IS NOT NFC NORMALIZED"
+        ])
+
+    /// Every login session that was ended and announced (a logout, a reuse, a password change),
+    /// for good: a session whose refresh tokens were revoked but that was spared (the caller of
+    /// a password change) is not in it, and is ended by a later logout or password change.
+    /// Sessions announced before are carried over from `revoked_sessions`.
+    static let endedSessions = Migration(
+        version: 10, name: "ended_sessions",
+        statements: [
+            """
+            CREATE TABLE ended_sessions (
+                family_id uuid PRIMARY KEY,
+                user_id uuid NOT NULL,
+                ended_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "INSERT INTO ended_sessions (family_id, user_id) SELECT family_id, user_id FROM revoked_sessions",
         ])
 }

@@ -6,16 +6,20 @@ import MessengerServiceKit
 import PostgresNIO
 
 /// Ends login sessions (refresh token families) inside the caller's transaction: revokes their
-/// refresh tokens, records the sessions whose access tokens may still be unexpired in
-/// `revoked_sessions`, and announces them as `auth.sessions_revoked.v1` through the outbox, so
-/// gateways refuse those tokens and close their sockets (docs/auth.md, "Revoked sessions").
+/// refresh tokens, records each session ended (`ended_sessions`, for good) and, while its
+/// access tokens may be unexpired, in `revoked_sessions`, and announces it as
+/// `auth.sessions_revoked.v1` through the outbox, so gateways refuse its tokens and close its
+/// sockets (docs/auth.md, "Revoked sessions").
 ///
-/// A family's access tokens are signed when its refresh tokens are created (at login and at each
-/// rotation), so none is valid later than its newest refresh token's `created_at` plus
-/// ``reach``. Older families are revoked without an announcement.
+/// Every session not ended before is announced, however old: a socket outlives its token, so
+/// a session whose last access token expired long ago may still have one open. (Until the
+/// thirty-seventh session only sessions with a token signed in the last ``reach`` were, and a
+/// phone connected for more than about 16 minutes without a refresh kept receiving messages
+/// after its logout; a session spared by a password change was never announced later.)
 struct SessionRevocations: Sendable {
     let client: Database
-    /// An access token's lifetime plus a minute for the clocks of auth and PostgreSQL.
+    /// An access token's lifetime plus a minute for the clocks of auth and PostgreSQL: how long
+    /// an ended session's tokens are refused (its last one was signed before it ended).
     let reach: Duration
     let logger: Logger
 
@@ -25,26 +29,39 @@ struct SessionRevocations: Sendable {
         self.logger = logger
     }
 
-    /// Revokes the family `family` (a logout, or a spent refresh token presented again).
+    /// Ends the session `family` (a logout, or a spent refresh token presented again), unless
+    /// it was ended before.
     func revokeFamily(_ family: UUID, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query(
+        try await connection.query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL",
+            logger: self.logger)
+        let ended = try await connection.query(
             """
-            UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL
-            RETURNING user_id, family_id, created_at, now()
+            INSERT INTO ended_sessions (family_id, user_id)
+            SELECT DISTINCT family_id, user_id FROM refresh_tokens WHERE family_id = \(family)
+            ON CONFLICT (family_id) DO NOTHING
+            RETURNING user_id, family_id
             """, logger: self.logger)
-        try await self.end(rows, sparing: nil, on: connection)
+        try await self.announce(ended, on: connection)
     }
 
     /// Revokes every refresh token of `userID` (a password change), and ends every session but
-    /// `sparing`, whose access tokens stay valid until they expire: the caller keeps working,
-    /// and logs in again when its token runs out, having no refresh token left.
+    /// `sparing` not ended before, a session spared by an earlier password change included.
+    /// `sparing`'s access tokens stay valid until they expire: the caller keeps working, and
+    /// logs in again when its token runs out, having no refresh token left.
     func revokeAll(of userID: UUID, sparing: UUID?, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query(
+        try await connection.query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(userID) AND revoked_at IS NULL",
+            logger: self.logger)
+        let ended = try await connection.query(
             """
-            UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(userID) AND revoked_at IS NULL
-            RETURNING user_id, family_id, created_at, now()
+            INSERT INTO ended_sessions (family_id, user_id)
+            SELECT DISTINCT family_id, user_id FROM refresh_tokens
+            WHERE user_id = \(userID) AND family_id IS DISTINCT FROM \(sparing)
+            ON CONFLICT (family_id) DO NOTHING
+            RETURNING user_id, family_id
             """, logger: self.logger)
-        try await self.end(rows, sparing: sparing, on: connection)
+        try await self.announce(ended, on: connection)
     }
 
     /// Every session ended whose access tokens may be unexpired, by user: what a gateway needs
@@ -59,21 +76,13 @@ struct SessionRevocations: Sendable {
         return RevokedSessionList(items: Array(byUser.values))
     }
 
-    /// Records and announces the sessions of the revoked refresh token rows `rows` (user,
-    /// family, created, the database's now) whose access tokens may still be valid.
-    private func end(_ rows: PostgresRowSequence, sparing: UUID?, on connection: PostgresConnection) async throws {
-        var newest: [UUID: (user: UUID, created: Date)] = [:]
-        var now = Date.distantPast
-        for try await (userID, family, created, databaseNow) in rows.decode((UUID, UUID, Date, Date).self) {
-            now = databaseNow
-            if family == sparing { continue }
-            if let known = newest[family], known.created >= created { continue }
-            newest[family] = (userID, created)
-        }
-        let reach = Double(self.reach.components.seconds)
+    /// Records in `revoked_sessions` and announces the sessions just ended, `rows` (user,
+    /// family): their tokens are refused for ``reach`` from now.
+    private func announce(_ rows: PostgresRowSequence, on connection: PostgresConnection) async throws {
+        let until = Date().addingTimeInterval(Double(self.reach.components.seconds))
         var byUser: [UUID: RevokedSessions] = [:]
-        for (family, (userID, created)) in newest where created.addingTimeInterval(reach) > now {
-            Self.add(family, of: userID, until: created.addingTimeInterval(reach), to: &byUser)
+        for try await (userID, family) in rows.decode((UUID, UUID).self) {
+            Self.add(family, of: userID, until: until, to: &byUser)
         }
         guard !byUser.isEmpty else { return }
         try await connection.query("DELETE FROM revoked_sessions WHERE until <= now()", logger: self.logger)

@@ -70,6 +70,16 @@ public final class AccessTokenVerifier: Sendable {
         case invalid
     }
 
+    /// A byte of the base64url alphabet (letters, digits, `-`, `_`).
+    private static func isBase64URL(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "_"):
+            true
+        default: false
+        }
+    }
+
     /// Who a valid token speaks for.
     public func verify(_ token: String) async throws(Rejection) -> VerifiedAccessToken {
         let digest = SHA256.hash(data: Data(token.utf8))
@@ -79,8 +89,11 @@ public final class AccessTokenVerifier: Sendable {
         }
         if let remembered { return remembered }
 
+        // A compact JWS is three base64url parts without padding (RFC 7515, section 2): a token
+        // with anything else (a `=` the signature check would ignore) is not one.
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let headerData = Base64URL.decode(parts[0]),
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(Self.isBase64URL) }),
+            let headerData = Base64URL.decode(parts[0]),
             let header = try? JSONDecoder().decode(Header.self, from: headerData)
         else { throw .malformed }
         guard header.alg == "EdDSA" else { throw .algorithm }

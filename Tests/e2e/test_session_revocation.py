@@ -247,3 +247,58 @@ def test_a_revocation_whose_announcement_never_came_is_applied_at_the_next_sync(
             assert_error(Api(replica).get("/api/users/me", token=acc.access), 401, "unauthorized")
         finally:
             socket.close()
+
+
+def test_a_session_spared_by_a_password_change_ends_at_its_logout_or_at_the_next_change(api, account, login):
+    """The session that changed the password keeps working, but it is not ended for good: its
+    logout ends it, and so does a password change from another session. (Its refresh tokens were
+    already revoked, so both found nothing to revoke and announced nothing: the device that logged
+    out kept its socket and its access token.)"""
+    acc = account()
+    phone = Socket(acc.access)
+    try:
+        first = f"new-{uuid.uuid4().hex[:16]}"
+        assert_status(api.patch(f"/api/users/{acc.id}", {"password": first, "currentPassword": acc.password},
+                                token=acc.access), 200)
+        phone.assert_still_connected()
+        assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
+        phone.assert_disconnected_by_server()
+        assert_error(me(api, acc.access), 401, "unauthorized")
+        refused_at_connect(acc.access)
+    finally:
+        phone.close()
+
+    laptop_tokens = login(acc.username, first)
+    tablet_tokens = login(acc.username, first)
+    laptop, tablet = Socket(laptop_tokens["accessToken"]), Socket(tablet_tokens["accessToken"])
+    try:
+        second = f"new-{uuid.uuid4().hex[:16]}"
+        assert_status(api.patch(f"/api/users/{acc.id}", {"password": second, "currentPassword": first},
+                                token=laptop_tokens["accessToken"]), 200)
+        tablet.assert_disconnected_by_server()
+        laptop.assert_still_connected()
+        third = f"new-{uuid.uuid4().hex[:16]}"
+        desk = login(acc.username, second)
+        assert_status(api.patch(f"/api/users/{acc.id}", {"password": third, "currentPassword": second},
+                                token=desk["accessToken"]), 200)
+        laptop.assert_disconnected_by_server()
+        assert_error(me(api, laptop_tokens["accessToken"]), 401, "unauthorized")
+        assert_status(me(api, desk["accessToken"]), 200)
+    finally:
+        laptop.close()
+        tablet.close()
+
+
+def test_a_session_whose_last_token_is_old_is_still_ended_with_its_sockets(api, account, login):
+    """A socket outlives its access token: a phone connected for hours without a refresh is a
+    session whose newest token is old. Its logout still disconnects it (only sessions with a
+    token signed in the last 16 minutes were announced). The session's token rows are made a day
+    old here, as if the phone had been connected that long."""
+    acc = account()
+    phone = Socket(acc.access)
+    try:
+        psql(f"UPDATE auth.refresh_tokens SET created_at = now() - interval '1 day' WHERE family_id = '{sid(acc.access)}'")
+        assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
+        phone.assert_disconnected_by_server()
+    finally:
+        phone.close()

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from e2e_support import (
+    GATEWAY_URL,
     JWT_AUDIENCE,
     JWT_ISSUER,
     assert_error,
@@ -26,6 +27,7 @@ from e2e_support import (
     b64url,
     b64url_decode,
     b64url_json,
+    connect_error,
     jwt_split,
 )
 
@@ -260,6 +262,18 @@ def test_tampered_signature_is_rejected(api, victim):
     assert_rejected(api, f"{h}.{p}.{b64url(bytes(raw))}")
     assert_rejected(api, f"{h}.{p}.")
     assert_rejected(api, f"{h}.{p}")
+
+
+@pytest.mark.parametrize("part", [0, 1, 2])
+def test_a_token_with_padding_or_characters_outside_base64url_is_rejected(api, victim, part):
+    """A compact JWS is three base64url parts without padding: `=` on a part (which a lenient
+    decoder skips, leaving the signature valid) or a character of standard base64 is another
+    string for the same token, and is refused, on REST and at CONNECT."""
+    pieces = victim.access.split(".")
+    for changed in (pieces[part] + "=", pieces[part] + "==", pieces[part].replace("-", "+").replace("_", "/") + "+"):
+        forged = ".".join(changed if n == part else piece for n, piece in enumerate(pieces))
+        assert_rejected(api, forged)
+        assert connect_error(GATEWAY_URL, {"token": forged}, transports=["websocket"]) == {"message": "unauthorized"}
 
 
 def test_refresh_token_is_not_an_access_token(api, victim):
