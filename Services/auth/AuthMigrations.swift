@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
-        revokedSessions, displayNamesInNFC, endedSessions,
+        revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC,
     ]
 
     static let users = Migration(
@@ -112,5 +112,20 @@ enum AuthMigrations {
             )
             """,
             "INSERT INTO ended_sessions (family_id, user_id) SELECT family_id, user_id FROM revoked_sessions",
+        ])
+
+    /// Emails are stored in NFC since the thirty-seventh session, and logins are looked up in
+    /// NFC: the ones stored before are brought to it, except an address that another account
+    /// has in another form (two accounts were possible then), which keeps its form; its account
+    /// logs in by username.
+    static let emailsInNFC = Migration(
+        version: 11, name: "emails_in_nfc",
+        statements: [
+            """
+            UPDATE users u SET email = normalize(u.email, NFC)
+            WHERE u.email IS NOT NFC NORMALIZED
+              AND NOT EXISTS (
+                  SELECT 1 FROM users o WHERE o.id <> u.id AND lower(normalize(o.email, NFC)) = lower(normalize(u.email, NFC)))
+            """
         ])
 }

@@ -29,7 +29,7 @@ struct Authenticator: Sendable {
 
     /// The same answer, after the same bcrypt work, for an unknown login and a wrong password.
     func login(_ request: LoginRequest, before deadline: ContinuousClock.Instant?) async throws -> TokenPair {
-        let login = request.login.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let login = Validation.login(request.login)
         // In a burst, a login refused here costs no statement at all.
         try await Self.unavailableIfGaveUp { try self.hasher.ensureACheckCanEnd(before: deadline) }
         // No account has a login that long or with a NUL in it (PostgreSQL's text cannot hold

@@ -14,16 +14,24 @@ enum Validation {
         return username
     }
 
+    /// Trimmed, lowercased and in NFC (`josé` typed as one code point or as `e` and an accent
+    /// is one address, which logs in either way): a local part, `@`, and a domain of at least
+    /// two non-empty labels; every character visible (no spaces, controls, or format
+    /// characters such as U+200B or the bidirectional overrides).
     static func email(_ raw: String) throws -> String {
-        let email = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let email = Self.login(raw)
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
         let valid =
-            email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
-            && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".") && !email.contains(where: \.isWhitespace)
-        guard valid, !Self.hasControlCharacters(email) else {
-            throw ServiceError.invalidArgument("email is not a valid address")
-        }
+            email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && labels.count >= 2
+            && labels.allSatisfy { !$0.isEmpty } && email.unicodeScalars.allSatisfy(Self.isVisible)
+        guard valid else { throw ServiceError.invalidArgument("email is not a valid address") }
         return email
+    }
+
+    /// A login as accounts are looked up by: trimmed, lowercased, in NFC.
+    static func login(_ raw: String) -> String {
+        raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased().precomposedStringWithCanonicalMapping
     }
 
     static func password(_ password: String, field: String = "password") throws {

@@ -112,8 +112,14 @@ def test_register_password_length_counts_unicode_scalars(register):
         "user@",
         "",
         "u" * 245 + "@example.com",  # 257 characters
+        "a@b..c",
+        "a@.b.c",
+        "zero\u200bwidth@example.com",
+        "over\u202eride@example.com",
+        "bom\ufeff@example.com",
     ],
-    ids=["no-at", "two-at", "empty-local", "no-dot-domain", "empty-domain", "empty", "too-long"],
+    ids=["no-at", "two-at", "empty-local", "no-dot-domain", "empty-domain", "empty", "too-long", "empty-label",
+         "leading-dot", "zero-width-space", "bidi-override", "bom"],
 )
 def test_register_bad_email_is_422(api, email):
     name = unique_name()
@@ -255,6 +261,22 @@ def test_login_by_email(api, register):
     resp = api.post("/api/login", {"login": reg.email, "password": reg.password})
     assert_status(resp, 200)
     assert_token_pair(resp.json(), reg.id)
+
+
+def test_an_email_is_one_address_in_either_unicode_form(api):
+    """`josé` typed as one code point (NFC, what most keyboards send) or as `e` and a combining
+    accent (NFD, what macOS may send) is one address: stored in NFC, taken once, and logged in by
+    either form."""
+    local = f"jos{uuid.uuid4().hex[:8]}"
+    decomposed, composed = f"{local}e\u0301@example.com", f"{local}\u00e9@example.com"
+    name = unique_name()
+    created = api.post("/api/users", {"username": name, "email": decomposed, "password": "password123"})
+    assert_status(created, 201)
+    assert created.json()["user"]["email"] == composed
+    again = api.post("/api/users", {"username": unique_name(), "email": composed, "password": "password123"})
+    assert_error(again, 409, "conflict")
+    for form in (composed, decomposed, composed.upper()):
+        assert_status(api.post("/api/login", {"login": form, "password": "password123"}), 200)
 
 
 def test_login_wrong_password_is_401(api, register):
