@@ -92,7 +92,7 @@ public final class AccessTokenVerifier: Sendable {
         // A compact JWS is three base64url parts without padding (RFC 7515, section 2): a token
         // with anything else (a `=` the signature check would ignore) is not one.
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(Self.isBase64URL) }),
+        guard parts.count == 3, parts.allSatisfy({ $0.utf8.allSatisfy(Self.isBase64URL) }),
             let headerData = Base64URL.decode(parts[0]),
             let header = try? JSONDecoder().decode(Header.self, from: headerData)
         else { throw .malformed }
