@@ -243,11 +243,15 @@ public final class EngineServer: Sendable {
         ForgettingDelegate(inner: self.makeDelegate(session, handshake), server: self)
     }
 
-    /// Closes every session (on shutdown), telling the clients; no session opens after it.
+    /// Closes every session (on shutdown); no session opens after it. The clients are not sent
+    /// Engine.IO's close packet, which stock clients take for a disconnect they must not undo
+    /// (python-engineio and the JavaScript client do not reconnect after it): a WebSocket gets
+    /// its close frame and a pending poll its noop, and each client, finding its transport gone,
+    /// reconnects, to another replica if there is one, and resumes from its `lastSeq`.
     public func closeAllSessions() async {
         self.closing.store(true, ordering: .releasing)
         let all = self.sessions.withLock { Array($0.values) }
-        for session in all { await session.close(reason: "server shutdown") }
+        for session in all { await session.close(reason: "server shutdown", notifyClient: false) }
     }
 
     private func session(_ id: String) -> EngineSession? {

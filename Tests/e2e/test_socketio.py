@@ -909,3 +909,28 @@ def test_a_burst_of_commands_outlasting_the_heartbeat_is_slowed_not_dropped(acco
         assert acks == list(range(1, len(bodies) + 1))
     finally:
         ws.close()
+
+
+def test_stock_clients_reconnect_after_a_graceful_restart_of_their_gateway(account):
+    """A deploy stops the gateway with SIGTERM. Its sessions are closed without Engine.IO's close
+    packet, which python-engineio (and the JavaScript client) take for a disconnect they must not
+    undo: before, every stock client stayed offline after a restart. Now each finds its transport
+    gone and reconnects, over WebSocket, polling, and polling upgraded."""
+    token = account().access
+    clients: dict[str, tuple[socketio.Client, queue.Queue]] = {}
+    with gateway_process(5074, 9174) as (base, _):
+        for transports in (["websocket"], ["polling"], ["polling", "websocket"]):
+            sio = socketio.Client()  # default options: reconnection on
+            connects: queue.Queue = queue.Queue()
+            sio.on("connect", lambda connects=connects: connects.put("connect"))
+            sio.connect(base, auth={"token": token}, transports=transports, wait_timeout=10)
+            assert connects.get(timeout=10) == "connect"
+            clients["+".join(transports)] = (sio, connects)
+    try:
+        with gateway_process(5074, 9174):
+            for name, (sio, connects) in clients.items():
+                assert connects.get(timeout=30) == "connect", f"{name} did not reconnect"
+                assert sio.call("ping", name, timeout=10) == {"ok": True, "data": {"pong": name}}
+    finally:
+        for sio, _ in clients.values():
+            sio.disconnect()
