@@ -23,8 +23,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     backend.router.on(AuthMessage.login, LoginRequest.self) { request, context in
         try await authenticator.get().login(request, before: context.deadline)
     }
-    backend.router.on(AuthMessage.refresh, RefreshTokenRequest.self) { request, _ in
-        try await authenticator.get().refresh(request)
+    backend.router.on(AuthMessage.refresh, RefreshTokenRequest.self) { request, context in
+        try await authenticator.get().refresh(request, before: context.deadline)
     }
     backend.router.on(AuthMessage.logout, RefreshTokenRequest.self) { request, _ in try await authenticator.get().logout(request)
     }

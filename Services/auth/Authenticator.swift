@@ -23,7 +23,7 @@ struct Authenticator: Sendable {
             id: .v7(), username: username, email: email, displayName: displayName,
             passwordHash: try await Self.unavailableIfGaveUp { try await self.hasher.hash(request.password, before: deadline) },
             createdAt: Date())
-        try await self.users.create(record)
+        try await self.users.create(record, before: deadline)
         return UserEnvelope(user: record.resource(includingEmail: true))
     }
 
@@ -46,8 +46,8 @@ struct Authenticator: Sendable {
         return try await self.tokenPair(for: user, refreshToken: session.token, session: session.family)
     }
 
-    func refresh(_ request: RefreshTokenRequest) async throws -> TokenPair {
-        switch try await self.refreshTokens.rotate(request.refreshToken) {
+    func refresh(_ request: RefreshTokenRequest, before deadline: ContinuousClock.Instant?) async throws -> TokenPair {
+        switch try await self.refreshTokens.rotate(request.refreshToken, before: deadline) {
         case .rotated(let userID, let newToken, let family):
             guard let user = try await self.users.find(id: userID) else {
                 throw ServiceError.unauthorized("invalid refresh token")

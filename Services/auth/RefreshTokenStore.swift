@@ -78,7 +78,7 @@ struct RefreshTokenStore: Sendable {
     /// lock. Without it, a revocation could miss the successor that a rotation running beside it
     /// had not committed yet, and that token would outlive its family's revocation. Two
     /// concurrent refreshes with one token end as one rotation and one reuse.
-    func rotate(_ token: String) async throws -> Rotation {
+    func rotate(_ token: String, before deadline: ContinuousClock.Instant?) async throws -> Rotation {
         let hash = Self.hash(token)
         let lifetime = self.lifetime
         let revocations = self.revocations
@@ -108,6 +108,8 @@ struct RefreshTokenStore: Sendable {
                 INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)
                 VALUES (\(UUID.v7()), \(family), \(userID), \(newHash), \(id), \(newExpiry))
                 """, logger: logger)
+            // A rotation its caller will not hear of must not be spent: the retry would be a reuse.
+            try CommitDeadline.ensureTimeLeft(before: deadline)
             return .rotated(userID: userID, newToken: newToken, family: family)
         }
         if case .reused = rotation { self.outbox.wake() }
@@ -127,7 +129,7 @@ struct RefreshTokenStore: Sendable {
     }
 
     /// Locks the row of the user the token was issued to, as an `UPDATE users` would (see
-    /// ``rotate(_:)``), and returns the token's family; nil for an unknown token. The statements
+    /// ``rotate(_:before:)``), and returns the token's family; nil for an unknown token. The statements
     /// after it in the transaction read what was committed before the lock was granted.
     private static func lockOwner(ofTokenHash hash: Data, on connection: PostgresConnection, logger: Logger) async throws
         -> UUID?

@@ -24,8 +24,9 @@ struct UserRecord: Sendable {
 
 /// Users in auth's schema.
 protocol UserRepository: Sendable {
-    /// Throws `conflict` when the username or email is taken.
-    func create(_ user: UserRecord) async throws
+    /// Throws `conflict` when the username or email is taken, and `unavailable` without
+    /// writing anything when `deadline` is too close to commit (``CommitDeadline``).
+    func create(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws
     /// By username or email, case-insensitively.
     func find(login: String) async throws -> UserRecord?
     func find(id: UUID) async throws -> UserRecord?
@@ -55,7 +56,7 @@ struct PostgresUserRepository: UserRepository {
         UserRecord(id: row.0, username: row.1, email: row.2, displayName: row.3, passwordHash: row.4, createdAt: row.5)
     }
 
-    func create(_ user: UserRecord) async throws {
+    func create(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws {
         do {
             try await self.client.transaction(logger: self.logger) { connection in
                 try await connection.query(
@@ -64,6 +65,7 @@ struct PostgresUserRepository: UserRepository {
                     VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
                     """, logger: self.logger)
                 try await self.announce(AuthMessage.userCreated, user, on: connection)
+                try CommitDeadline.ensureTimeLeft(before: deadline)
             }
             self.outbox.wake()
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {

@@ -424,3 +424,38 @@ def test_a_crash_of_postgres_or_rabbitmq_under_load_loses_and_duplicates_nothing
         outcome = services("start", "delivery", "messaging", "socket-gateway", check=False)
     assert_all_ready(outcome)
     print(f"{server} crashed: {summary}")
+
+
+def test_a_refresh_or_registration_answered_unavailable_during_a_database_stall_can_be_retried(api, account):
+    """PostgreSQL stops for 7 s. A refresh and a registration sent meanwhile wait for it past the
+    gateway's 5 s and get 503 `unavailable`, which the contract calls safe to retry. Auth must not
+    commit them once the database is back: a rotation its caller never heard of made the retry a
+    reuse, which ended the session (the user was logged out), and an account created after its
+    caller left made the retry a 409 for the user's own name."""
+    acc = account()
+    name = f"stall{uuid.uuid4().hex[:10]}"
+    registration = {"username": name, "email": f"{name}@example.com", "password": "password123"}
+    answers: dict[str, int] = {}
+
+    def send(what: str, path: str, body: dict) -> None:
+        answers[what] = api.post(path, body).status_code
+
+    infra("stop", "postgres")
+    try:
+        senders = [threading.Thread(target=send, args=("refresh", "/api/token/refresh", {"refreshToken": acc.refresh})),
+                   threading.Thread(target=send, args=("register", "/api/users", registration))]
+        for sender in senders:
+            sender.start()
+        time.sleep(7)
+    finally:
+        infra("start", "postgres")
+    for sender in senders:
+        sender.join(timeout=30)
+    for url in READY_URLS.values():
+        wait_ready(url)
+    assert answers == {"refresh": 503, "register": 503}, answers
+    time.sleep(3)  # what auth still had in hand when the database came back is done by now
+    refreshed = api.post("/api/token/refresh", {"refreshToken": acc.refresh})
+    assert refreshed.status_code == 200, refreshed.text
+    assert api.get("/api/users/me", token=refreshed.json()["accessToken"]).status_code == 200
+    assert api.post("/api/users", registration).status_code == 201
