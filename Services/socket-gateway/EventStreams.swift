@@ -179,8 +179,8 @@ final class EventStreams: Sendable {
 ///
 /// The push consumer hands a live event to one socket after the other and waits for each: a
 /// fan-out that did not wait (a task per socket's drain) was measured slower for DMs and groups
-/// (p99 at 400 DMs a second 129 against 62 ms). A replay's page goes out in one write, and so do
-/// the events that waited meanwhile. The stream runs on its socket's event loop, so handing an
+/// (p99 at 400 DMs a second 129 against 62 ms). A replay's page goes out in slices of 32 events
+/// (``sliceSize``), and the events that waited meanwhile in one write. The stream runs on its socket's event loop, so handing an
 /// event to the connection is a call on the same thread, not one more hop.
 actor SocketEventStream<Socket: DurableEventSink> {
     typealias Fetch =
@@ -188,6 +188,10 @@ actor SocketEventStream<Socket: DurableEventSink> {
         EventStreams.Page?
 
     static var pageSize: Int { 500 }
+    /// Events of a replay's page written at once: at most about 1.5 MB (a body of 4,000
+    /// characters is at most about 48 KB as escaped JSON), well under what may wait for a
+    /// long-polling client.
+    static var sliceSize: Int { 32 }
 
     private let socket: Socket
     private let fetch: Fetch
@@ -218,7 +222,13 @@ actor SocketEventStream<Socket: DurableEventSink> {
             if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
             first = false
             let packets = self.accept(page.events, before: nil)
-            if !packets.isEmpty { await self.socket.emit(packets) }
+            // A long-polling client takes a page in many GETs, and a replay faster than that
+            // filled its queue past the bound at which its session is closed: the page goes out
+            // in slices, each once the one before is mostly out (at once on a WebSocket).
+            for start in stride(from: 0, to: packets.count, by: Self.sliceSize) {
+                await self.socket.emit(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
+                await self.socket.waitForRoom()
+            }
             guard page.hasMore, !page.events.isEmpty else { break }
         }
         await self.drain()
@@ -287,6 +297,9 @@ protocol DurableEventSink: Sendable {
     var eventLoop: any EventLoop { get }
     /// Runs on the caller's executor (the stream's, the socket's loop).
     nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async
+    /// Returns once what was emitted is mostly on its way to the client (a long-polling client
+    /// takes it 16 packets a GET).
+    func waitForRoom() async
 }
 
 extension SocketIOSocket: DurableEventSink {}

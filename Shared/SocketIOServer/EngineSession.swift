@@ -33,6 +33,8 @@ public actor EngineSession {
     private var outbox: [EngineIOPacket] = []
     /// The outbox's size in bytes, as sent (see ``EngineConfiguration/maximumBacklog``).
     private var outboxBytes = 0
+    /// Callers of ``waitForRoom()``, resumed when the outbox is small again or the session ends.
+    private var roomWaiters: [CheckedContinuation<Void, Never>] = []
     private var waitingPoll: CheckedContinuation<[EngineIOPacket], any Error>?
     private var webSocket: EngineWebSocket?
     /// The WebSocket of an upgrade under way, until the client sends `5`.
@@ -177,6 +179,28 @@ public actor EngineSession {
 
     // MARK: Long-polling
 
+    /// Returns once the packets sent so far are mostly on their way: at once on a WebSocket
+    /// (whose writes TCP paces), and on long-polling once what waits for the next GETs is a
+    /// quarter of the backlog bound or less. A sender of many packets in a row (a replay's
+    /// pages) waits here, so a polling client, which takes 16 packets a GET, is not closed for
+    /// a backlog its own catch-up made.
+    public func waitForRoom() async {
+        while !self.hasRoom {
+            await withCheckedContinuation { self.roomWaiters.append($0) }
+        }
+    }
+
+    private var hasRoom: Bool {
+        self.isClosed || (self.webSocket != nil && !self.upgrading)
+            || self.outboxBytes <= self.configuration.maximumBacklog / 4
+    }
+
+    private func resumeRoomWaiters() {
+        let waiters = self.roomWaiters
+        self.roomWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
     /// Packets in one polling response, at most. python-engineio clients abort a connection whose
     /// response carries more than 16 (`Payload.max_decode_packets`); the rest waits for the
     /// next GET, which those clients send at once.
@@ -186,6 +210,7 @@ public actor EngineSession {
         let packets = Array(self.outbox.prefix(Self.maximumPacketsPerPoll))
         self.outbox.removeFirst(packets.count)
         self.outboxBytes -= packets.reduce(0) { $0 + $1.byteCount }
+        if self.hasRoom { self.resumeRoomWaiters() }
         return packets
     }
 
@@ -305,6 +330,7 @@ public actor EngineSession {
             self.outbox = []
             self.outboxBytes = 0
         }
+        self.resumeRoomWaiters()
     }
 
     /// Stops reading from the WebSocket until ``resumeReading()`` (the layer above has too much
@@ -358,6 +384,7 @@ public actor EngineSession {
         self.probing?.close(sending: [])
         self.outbox = []
         self.outboxBytes = 0
+        self.resumeRoomWaiters()
         let delegate = self.delegate
         self.delegate = nil
         self.logger.debug("engine session closed", metadata: ["eio.sid": "\(self.id)", "reason": "\(reason)"])

@@ -48,6 +48,13 @@ public final class SocketIOSocket: Sendable {
         await self.session.send(messages)
     }
 
+    /// Returns once what was sent to this socket is mostly on its way (see
+    /// ``EngineSession/waitForRoom()``): a sender of many events in a row paces itself on a
+    /// long-polling client.
+    public func waitForRoom() async {
+        await self.session.waitForRoom()
+    }
+
     func send(_ packet: SocketIOPacket) async {
         await self.session.send(Self.messages(for: packet))
     }

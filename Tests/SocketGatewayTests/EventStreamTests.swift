@@ -34,6 +34,8 @@ struct EventStreamTests {
             if !self.eventLoop.inEventLoop { self.onItsLoop.store(false, ordering: .relaxed) }
             self.recorded.withLock { $0.append(seqs) }
         }
+
+        func waitForRoom() async {}
     }
 
     static func event(_ seq: Int64, redelivery: Bool = false) -> DurableEvent {

@@ -934,3 +934,39 @@ def test_stock_clients_reconnect_after_a_graceful_restart_of_their_gateway(accou
     finally:
         for sio, _ in clients.values():
             sio.disconnect()
+
+
+def test_a_polling_client_catches_up_on_a_backlog_larger_than_the_polling_bound(account):
+    """300 messages of 4,000 characters of four bytes each (about 4.8 MB of events) wait for a
+    user who then connects over long-polling. The replay goes out in slices, each once the one
+    before is mostly polled, so the client gets them all in order on one connection, instead of
+    its session being closed for a backlog past the bound its own catch-up made."""
+    alice, bob = account(), account()
+    sender, _ = client(bob.access, transports=["websocket"])
+    try:
+        thread = sender.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)["data"]["thread"]
+        body = "\U0001f600" * 4000
+        for n in range(300):
+            reply = sender.call("create_message", {"threadId": thread["id"], "clientMessageId": f"big-{n}", "body": body},
+                                timeout=30)
+            assert reply["ok"] is True, reply
+    finally:
+        sender.disconnect()
+    reader = socketio.Client(reconnection=False)
+    seqs: list[int] = []
+    disconnects: list[str] = []
+    done = threading.Event()
+
+    def created(event):
+        seqs.append(event["seq"])
+        if len(seqs) == 300:
+            done.set()
+
+    reader.on("message_created", created)
+    reader.on("disconnect", lambda reason=None: disconnects.append(str(reason)))
+    reader.connect(GATEWAY_URL, auth={"token": alice.access, "lastSeq": 0}, transports=["polling"], wait_timeout=10)
+    try:
+        assert done.wait(timeout=120), f"{len(seqs)} of 300 events, disconnects {disconnects}"
+        assert disconnects == [] and seqs == sorted(seqs) and len(set(seqs)) == 300
+    finally:
+        reader.disconnect()
