@@ -62,9 +62,7 @@ struct Attachments: Sendable {
     /// the message (author only) and records the event.
     func addAttachments(_ request: AddAttachmentsRequest, actor: UUID?) async throws -> AttachmentList {
         guard let caller = actor else { throw ServiceError.unauthorized() }
-        var ids: [UUID] = []
-        for id in request.attachmentIds.map(\.uuid) where !ids.contains(id) { ids.append(id) }
-        guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
+        let ids = try Self.uploadIDs(request.attachmentIds)
         let rows = try await self.client.query(
             """
             SELECT \(unescaped: Self.columns) FROM attachments
@@ -88,7 +86,7 @@ struct Attachments: Sendable {
                 MessagingMessage.attach, to: .messaging,
                 payload: AttachRequest(messageId: request.messageId, attachments: attachments),
                 replyAs: AttachmentList.self, actor: caller)
-        } catch let refusal as ServiceError where ![.unavailable, .internal].contains(refusal.code) {
+        } catch let refusal as ServiceError where refusal.code.isRefusal {
             // Messaging refused (not the author, no such message): nothing of it was recorded.
             try await self.release(newlyReserved, from: messageID)
             throw refusal
@@ -136,8 +134,7 @@ struct Attachments: Sendable {
     /// others and bound ones are left as they are.
     func discardUploads(_ request: DiscardUploadsRequest, actor: UUID?) async throws -> EmptyPayload {
         guard let caller = actor else { throw ServiceError.unauthorized() }
-        let ids = request.attachmentIds.map(\.uuid)
-        guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
+        let ids = try Self.uploadIDs(request.attachmentIds)
         let marked = try await self.client.query(
             """
             UPDATE attachments SET removal_marked_at = now()
@@ -150,6 +147,14 @@ struct Attachments: Sendable {
         return EmptyPayload()
     }
 
+    /// The uploads a request names, each once and in order: 1 to 20 of them.
+    private static func uploadIDs(_ listed: [EntityID]) throws -> [UUID] {
+        var ids: [UUID] = []
+        for id in listed.map(\.uuid) where !ids.contains(id) { ids.append(id) }
+        guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
+        return ids
+    }
+
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
         try await self.client.query(
@@ -158,7 +163,7 @@ struct Attachments: Sendable {
     }
 
     /// The clean-up's pass: marks uploads never bound to a message and older than `lifetime`
-    /// for removal, then removes every marked file (``removeMarked(of:)``), a deleted message's
+    /// for removal, then removes every marked file (``removeMarked(of:ids:)``), a deleted message's
     /// that a store refused before included. Marked, an upload can no longer be bound: a bind
     /// and the clean-up never both take it (the clean-up deleted the file first and checked the
     /// row after, so a bind in between kept a row whose file was gone).
@@ -188,10 +193,10 @@ struct Attachments: Sendable {
 
     /// Deletes the files of attachments marked for removal (a deleted message's, an expired or a
     /// discarded upload's), then their rows, oldest marks first: those of `messages` or `ids`,
-    /// or all of them (the
-    /// clean-up's pass, for what a store refused before; only those of `messages` after a
-    /// deletion, so that a store that is down does not make every deletion retry every file
-    /// left). Goes on batch after batch until none is left or a store refused one.
+    /// or all of them (the clean-up's pass, for what a store refused before; only those of
+    /// `messages` after a deletion, so that a store that is down does not make every deletion
+    /// retry every file left). Goes on batch after batch until none is left or a store refused
+    /// one.
     func removeMarked(of messages: [UUID]? = nil, ids: [UUID]? = nil) async throws -> Int {
         var removed = 0
         while true {

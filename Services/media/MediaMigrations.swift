@@ -30,7 +30,7 @@ enum MediaMigrations {
         ])
 
     /// A deleted message's attachments are marked when media hears of the deletion, then
-    /// removed with their files (``Attachments/removeMarked(of:)``).
+    /// removed with their files (``Attachments/removeMarked(of:ids:)``).
     static let attachmentsOfDeletedMessages = Migration(
         version: 3, name: "attachments_of_deleted_messages",
         statements: [

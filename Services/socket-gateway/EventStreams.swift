@@ -180,8 +180,9 @@ final class EventStreams: Sendable {
 /// The push consumer hands a live event to one socket after the other and waits for each: a
 /// fan-out that did not wait (a task per socket's drain) was measured slower for DMs and groups
 /// (p99 at 400 DMs a second 129 against 62 ms). A replay's page goes out in slices of 32 events
-/// (``sliceSize``), and the events that waited meanwhile in one write. The stream runs on its socket's event loop, so handing an
-/// event to the connection is a call on the same thread, not one more hop.
+/// (``sliceSize``), and the events that waited meanwhile in one write. The stream runs on its
+/// socket's event loop, so handing an event to the connection is a call on the same thread, not
+/// one more hop.
 actor SocketEventStream<Socket: DurableEventSink> {
     typealias Fetch =
         @Sendable (_ user: String, _ afterSeq: Int64, _ limit: Int, _ notBefore: ContinuousClock.Instant) async ->

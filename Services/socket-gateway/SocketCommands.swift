@@ -140,33 +140,24 @@ struct SocketCommands {
                     timeout: MediaController.uploadTimeout)
                 ids.append(stored.attachment.id)
             }
-            let reply = try JSONValue.parse(
-                String(
-                    decoding: try await self.rpc.callRaw(
-                        MediaMessage.addAttachments, to: .media,
-                        payload: AddAttachmentsRequest(messageId: messageID, attachmentIds: ids), actor: actor),
-                    as: UTF8.self))
-            if reply["ok"] == .bool(false), let code = reply["error"]?["code"]?.stringValue,
-                Self.isRefusal(ErrorCode(rawValue: code))
-            {
+            let bind = try await self.rpc.callRaw(
+                MediaMessage.addAttachments, to: .media,
+                payload: AddAttachmentsRequest(messageId: messageID, attachmentIds: ids), actor: actor)
+            let reply = try JSONValue.parse(String(decoding: bind, as: UTF8.self))
+            if reply["ok"] == .bool(false), let code = reply["error"]?["code"]?.stringValue, ErrorCode(rawValue: code).isRefusal {
                 await self.discard(ids, actor: actor)
             }
             return reply
         } catch let error as ServiceError {
-            if Self.isRefusal(error.code) { await self.discard(ids, actor: actor) }
+            // A refusal (a file of no accepted type, a message not the caller's): the files this
+            // command stored go too, rather than wait a day unbound under ids the client never
+            // learnt. After a timeout the bind may have been done, so they stay.
+            if error.code.isRefusal { await self.discard(ids, actor: actor) }
             return SocketGateway.failure(error)
         } catch {
             self.logger.error("add_attachments failed", metadata: ["error": "\(error)"])
             return SocketGateway.failure(.internal())
         }
-    }
-
-    /// Whether a failure of `add_attachments` with files is a refusal (a file of no accepted
-    /// type, a message not the caller's), after which the files it stored go too, rather than
-    /// wait a day unbound under ids the client never learnt. After a timeout or a failure of
-    /// the service the bind may have been done, so they stay.
-    private static func isRefusal(_ code: ErrorCode) -> Bool {
-        ![.unavailable, .internal].contains(code)
     }
 
     /// Asks media to delete `ids`, uploads of `actor` that a refused `add_attachments` stored;

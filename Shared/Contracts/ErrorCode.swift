@@ -15,4 +15,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Codable, Sendable, CustomSt
     public static let `internal` = ErrorCode(rawValue: "internal")
 
     public var description: String { self.rawValue }
+
+    /// Whether a request that failed with this code was refused, having changed nothing. After
+    /// `unavailable` (a timeout) or `internal` the request may have been carried out, so what
+    /// it set going must not be undone.
+    public var isRefusal: Bool { self != .unavailable && self != .internal }
 }
