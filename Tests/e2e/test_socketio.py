@@ -959,14 +959,17 @@ def test_a_polling_client_catches_up_on_a_backlog_larger_than_the_polling_bound(
 
     def created(event):
         seqs.append(event["seq"])
-        if len(seqs) == 300:
+        if len(set(seqs)) == 300:
             done.set()
 
     reader.on("message_created", created)
     reader.on("disconnect", lambda reason=None: disconnects.append(str(reason)))
     reader.connect(GATEWAY_URL, auth={"token": alice.access, "lastSeq": 0}, transports=["polling"], wait_timeout=10)
     try:
-        assert done.wait(timeout=120), f"{len(seqs)} of 300 events, disconnects {disconnects}"
-        assert disconnects == [] and seqs == sorted(seqs) and len(set(seqs)) == 300
+        assert done.wait(timeout=120), f"{len(set(seqs))} of 300 events, disconnects {disconnects}"
+        # The reader acknowledges nothing, so delivery pushes unacknowledged events again (2 s on,
+        # as the contract asks) while a slow catch-up still runs: the first copies are in order.
+        first_copies = list(dict.fromkeys(seqs))
+        assert disconnects == [] and first_copies == sorted(first_copies) and len(first_copies) == 300
     finally:
         reader.disconnect()
