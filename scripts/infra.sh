@@ -14,6 +14,8 @@
 #   scripts/infra.sh rabbitmq-memory-alarm on|off    blocks publishers / lets them go again
 #   scripts/infra.sh crash rabbitmq|postgres  ends a server as a crash would (fault tests;
 #                                            `start` brings it back)
+#   scripts/infra.sh rabbitmqctl ARGS...      rabbitmqctl against our node, with its environment
+#                                            (e.g. `list_queues name messages consumers`)
 #
 # Every variable printed by `env` may be overridden by the caller's
 # environment. The local servers' own ports can be moved with INFRA_AMQP_PORT,
@@ -149,8 +151,8 @@ ensure_jwt_key() {
 # Print the KEY=value environment (caller's values win over the defaults).
 # LOGIN_WINDOW_SECONDS is 5 here, not the service's default of 300, so that the
 # e2e rate-limit test (Tests/e2e) can wait for the throttling window to end;
-# DELIVERY_PRUNE_INTERVAL_SECONDS is 2 (default 600) so that the e2e test of the
-# pruning job sees expired deliveries go.
+# DELIVERY_PRUNE_INTERVAL_SECONDS is 2 (default 600) and AUTH_PRUNE_INTERVAL_SECONDS
+# 2 (default 3600) so that the e2e tests of the pruning jobs see expired rows go.
 print_env() {
     cat <<EOF
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
@@ -167,6 +169,7 @@ MESSENGER_INFRA_SCRIPT=${MESSENGER_INFRA_SCRIPT:-$SELF}
 JWT_PRIVATE_KEY_FILE=${JWT_PRIVATE_KEY_FILE:-$JWT_KEY_DEFAULT}
 LOGIN_WINDOW_SECONDS=${LOGIN_WINDOW_SECONDS:-5}
 DELIVERY_PRUNE_INTERVAL_SECONDS=${DELIVERY_PRUNE_INTERVAL_SECONDS:-2}
+AUTH_PRUNE_INTERVAL_SECONDS=${AUTH_PRUNE_INTERVAL_SECONDS:-2}
 MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:${PORT:-5000}}
 EOF
@@ -638,7 +641,7 @@ cmd_status() {
 }
 
 # Print usage.
-usage() { sed -n '2,18p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 main() {
     local cmd="${1:-}"
@@ -655,6 +658,7 @@ main() {
         rabbitmq-purge-idle) cmd_rabbit_purge_idle "$@" ;;
         rabbitmq-memory-alarm) cmd_rabbit_memory_alarm "$@" ;;
         crash) cmd_crash "$@" ;;
+        rabbitmqctl) rmqctl "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

@@ -47,14 +47,22 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let relay = OutboxRelay(
         client: database, amqp: amqp, exchange: ExchangeName.events, signal: outbox, schema: "auth", logger: logger)
 
+    let revocations = SessionRevocations(client: database, accessTokenLifetime: settings.accessTokenLifetime, logger: logger)
+    let pruner = AuthPruner(
+        client: database, revocations: revocations, loginWindow: settings.throttle.window, outbox: outbox, logger: logger)
+
     return backend.services(
-        workers: [relay],
+        workers: [
+            relay,
+            PeriodicJob("auth pruning", every: settings.pruneInterval, logger: logger) {
+                let count = try await pruner.prune()
+                if count > 0 { logger.info("pruned expired sessions, tokens and login counters", metadata: ["rows": "\(count)"]) }
+            },
+        ],
         prepare: {
             let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
             let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
             let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
-            let revocations = SessionRevocations(
-                client: database, accessTokenLifetime: settings.accessTokenLifetime, logger: logger)
             authenticator.set(
                 Authenticator(
                     users: PostgresUserRepository(client: database, outbox: outbox, revocations: revocations, logger: logger),

@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
-        revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC,
+        revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry,
     ]
 
     static let users = Migration(
@@ -128,4 +128,9 @@ enum AuthMigrations {
                   SELECT 1 FROM users o WHERE o.id <> u.id AND lower(normalize(o.email, NFC)) = lower(normalize(u.email, NFC)))
             """
         ])
+
+    /// The pruning job (``AuthPruner``) finds expired refresh tokens by this index.
+    static let refreshTokensByExpiry = Migration(
+        version: 12, name: "refresh_tokens_by_expiry",
+        statements: ["CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at)"])
 }

@@ -21,6 +21,8 @@ struct AuthSettings: Sendable {
     var refreshTokenLifetime: Duration
     var bcryptCost: UInt8
     var throttle: LoginThrottle.Limits
+    /// How often expired sessions, tokens and login counters are pruned (``AuthPruner``).
+    var pruneInterval: Duration
 
     init(environment: ServiceEnvironment) throws {
         if let path = environment.optional("JWT_PRIVATE_KEY_FILE") {
@@ -64,5 +66,6 @@ struct AuthSettings: Sendable {
             perLogin: try environment.int("LOGIN_MAX_FAILURES", default: 5, in: 1...1000),
             perAddress: try environment.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default: 20, in: 1...100_000),
             window: .seconds(try environment.int("LOGIN_WINDOW_SECONDS", default: 300, in: 1...86_400)))
+        self.pruneInterval = .seconds(try environment.int("AUTH_PRUNE_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
     }
 }

@@ -64,6 +64,29 @@ struct SessionRevocations: Sendable {
         try await self.announce(ended, on: connection)
     }
 
+    /// Ends up to `limit` sessions none of whose refresh tokens is younger than a day past its
+    /// expiry (abandoned ones, and ones spared by a password change), announced like a logout: a
+    /// socket still open on one is closed. Their tokens are then pruned (``AuthPruner``), and a
+    /// session not ended first would no longer be found to end. Returns how many were ended.
+    ///
+    /// A day's margin, so that a rotation checking expiry by auth's clock (``RefreshTokenStore``)
+    /// never meets a session this ends by PostgreSQL's.
+    func endExpired(limit: Int, on connection: PostgresConnection) async throws -> Int {
+        let ended = try await connection.query(
+            """
+            INSERT INTO ended_sessions (family_id, user_id)
+            SELECT DISTINCT t.family_id, t.user_id FROM refresh_tokens t
+            WHERE t.expires_at < now() - interval '1 day'
+              AND NOT EXISTS (SELECT 1 FROM ended_sessions e WHERE e.family_id = t.family_id)
+              AND NOT EXISTS (
+                  SELECT 1 FROM refresh_tokens n WHERE n.family_id = t.family_id AND n.expires_at >= now() - interval '1 day')
+            LIMIT \(limit)
+            ON CONFLICT (family_id) DO NOTHING
+            RETURNING user_id, family_id
+            """, logger: self.logger)
+        return try await self.announce(ended, on: connection)
+    }
+
     /// Every session ended whose access tokens may be unexpired, by user: what a gateway needs
     /// at start, and again now and then in case it missed an announcement.
     func recent() async throws -> RevokedSessionList {
@@ -77,14 +100,15 @@ struct SessionRevocations: Sendable {
     }
 
     /// Records in `revoked_sessions` and announces the sessions just ended, `rows` (user,
-    /// family): their tokens are refused for ``reach`` from now.
-    private func announce(_ rows: PostgresRowSequence, on connection: PostgresConnection) async throws {
+    /// family): their tokens are refused for ``reach`` from now. Returns how many sessions.
+    @discardableResult
+    private func announce(_ rows: PostgresRowSequence, on connection: PostgresConnection) async throws -> Int {
         let until = Date().addingTimeInterval(Double(self.reach.components.seconds))
         var byUser: [UUID: RevokedSessions] = [:]
         for try await (userID, family) in rows.decode((UUID, UUID).self) {
             Self.add(family, of: userID, until: until, to: &byUser)
         }
-        guard !byUser.isEmpty else { return }
+        guard !byUser.isEmpty else { return 0 }
         try await connection.query("DELETE FROM revoked_sessions WHERE until <= now()", logger: self.logger)
         for revoked in byUser.values {
             let families = revoked.sessionIds.map(\.uuid)
@@ -99,6 +123,7 @@ struct SessionRevocations: Sendable {
             self.logger.info(
                 "sessions revoked", metadata: ["user_id": "\(revoked.userId)", "sessions": "\(families.count)"])
         }
+        return byUser.values.reduce(0) { $0 + $1.sessionIds.count }
     }
 
     private static func add(_ family: UUID, of userID: UUID, until: Date, to byUser: inout [UUID: RevokedSessions]) {

@@ -41,7 +41,10 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         DomainEventConsumer(
             amqp: backend.amqp, log: log, publisher: publisher, retryChecks: retryChecks,
             prefetch: backend.settings.prefetch, logger: logger),
-        RetryConsumer(amqp: backend.amqp, log: log, publisher: publisher, logger: logger),
-        Pruner(log: log, interval: settings.pruneInterval, logger: logger),
+        RetryConsumer(amqp: backend.amqp, log: log, publisher: publisher, retention: settings.retention, logger: logger),
+        PeriodicJob("delivery pruning", every: settings.pruneInterval, logger: logger) {
+            let removed = try await log.prune()
+            if removed > 0 { logger.info("pruned expired deliveries", metadata: ["deliveries": "\(removed)"]) }
+        },
     ])
 }

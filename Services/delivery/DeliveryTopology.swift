@@ -17,7 +17,9 @@ import ThreadedIO
 /// - `delivery.dead`: pushes that exhausted their retries (the events stay buffered for
 ///   catch-up); an operator can inspect them and replay them by republishing them as they are
 ///   to the gateways' exchange (docs/delivery.md). Not to `delivery.due`: they are not retry
-///   checks, and ``RetryConsumer`` drops what it cannot read.
+///   checks, and ``RetryConsumer`` drops what it cannot read. Bounded: every event a user has
+///   not acknowledged within the retries ends here (offline users' too), so the queue keeps
+///   the newest ``deadLetterLimit`` and each dead letter expires with its event's retention.
 ///
 /// The gateways' queue (``GatewayPushes``), which delivery publishes into, is declared by
 /// ``BackendService`` for every producer of a ``SharedQueue``.
@@ -30,9 +32,20 @@ enum DeliveryTopology {
     static let due = "delivery.due"
     static let dueKey = "due"
     static let dead = "delivery.dead"
+    /// How many dead letters `delivery.dead` keeps; past it the oldest are dropped
+    /// (`x-overflow: drop-head`). A queue's arguments cannot change once it exists, so this is a
+    /// constant, not a setting (docs/delivery.md, "Retries and dead letters").
+    static let deadLetterLimit: Int64 = 100_000
 
     static func delayQueue(_ delay: Duration) -> String {
         "delivery.retry.\(Backoff.milliseconds(delay))ms"
+    }
+
+    static func deadLetterArguments(_ queueArguments: [String: AMQPFieldValue]) -> [String: AMQPFieldValue] {
+        var arguments = queueArguments
+        arguments["x-max-length"] = .int(Self.deadLetterLimit)
+        arguments["x-overflow"] = .string("drop-head")
+        return arguments
     }
 
     static func topology(delays: [Duration], queueArguments: [String: AMQPFieldValue]) -> AMQPTopology {
@@ -48,7 +61,7 @@ enum DeliveryTopology {
                 exchanges: [.init(Self.retryExchange, kind: .direct)],
                 queues: [
                     .init(Self.poison, arguments: queueArguments), .init(Self.due, arguments: queueArguments),
-                    .init(Self.dead, arguments: queueArguments),
+                    .init(Self.dead, arguments: Self.deadLetterArguments(queueArguments)),
                 ] + delayQueues,
                 bindings: [.init(queue: Self.due, exchange: Self.retryExchange, routingKey: Self.dueKey)]))
     }

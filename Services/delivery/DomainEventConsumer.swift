@@ -3,6 +3,7 @@ import Logging
 import MessengerAMQP
 import MessengerContracts
 import ServiceLifecycle
+import ThreadedIO
 
 /// Consumes the domain events on `delivery.events` in batches: records each batch in one
 /// transaction (``EventLog/record(_:)``), pushes the new deliveries to the gateways, and hands
@@ -113,11 +114,14 @@ extension DomainEventConsumer {
 /// Runs the retry checks that come out of the delay queues (`delivery.due`): an event whose
 /// deliveries are still pending is pushed again to those users, and the next check is
 /// scheduled; after the last one the push goes to `delivery.dead` (the event stays in the log
-/// for catch-up until it expires).
+/// for catch-up until it expires, and so does its dead letter).
 struct RetryConsumer: Service {
     let amqp: AMQPConnection
     let log: EventLog
     let publisher: PushPublisher
+    /// How long an event stays in the log: a dead letter expires after it (its `expiration`), at
+    /// most the retries' span after its event.
+    let retention: Duration
     let logger: Logger
 
     func run() async throws {
@@ -150,6 +154,7 @@ struct RetryConsumer: Service {
                         dead.exchange = ""
                         dead.routingKey = DeliveryTopology.dead
                         dead.properties.headers["x-attempts"] = .int(Int64(check.attempt + 1))
+                        dead.properties.expiration = String(Backoff.milliseconds(self.retention))
                         dead.batchType = nil  // one message per push in the dead letters, with its headers
                         return dead
                     }
@@ -163,26 +168,6 @@ struct RetryConsumer: Service {
         } catch {
             self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(error)"])
             await delivery.requeueAfterFailure()
-        }
-    }
-}
-
-/// Deletes expired deliveries and events now and then.
-struct Pruner: Service {
-    let log: EventLog
-    let interval: Duration
-    let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while (try? await Task.sleep(for: self.interval)) != nil {
-                do {
-                    let removed = try await self.log.prune()
-                    if removed > 0 { self.logger.info("pruned expired deliveries", metadata: ["deliveries": "\(removed)"]) }
-                } catch {
-                    self.logger.warning("pruning failed", metadata: ["error": "\(error)"])
-                }
-            }
         }
     }
 }

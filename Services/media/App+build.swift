@@ -50,31 +50,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         workers: [
             DeletedMessagesConsumer(
                 amqp: backend.amqp, attachments: attachments, prefetch: backend.settings.prefetch, logger: logger),
-            MediaCleaner(
-                attachments: attachments, lifetime: settings.unboundLifetime, interval: settings.cleanupInterval, logger: logger),
-        ])
-}
-
-/// Now and then, removes uploads never bound to a message, and the files of deleted messages
-/// that a store could not delete when the deletion came.
-struct MediaCleaner: Service {
-    let attachments: Attachments
-    let lifetime: Duration
-    let interval: Duration
-    let logger: Logging.Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while (try? await Task.sleep(for: self.interval)) != nil {
-                do {
-                    let removed = try await self.attachments.cleanUp(unboundOlderThan: self.lifetime)
-                    if removed > 0 {
-                        self.logger.info("removed expired uploads and deleted messages' files", metadata: ["files": "\(removed)"])
-                    }
-                } catch {
-                    self.logger.warning("the media clean-up failed", metadata: ["error": "\(error)"])
+            PeriodicJob("media clean-up", every: settings.cleanupInterval, logger: logger) {
+                let removed = try await attachments.cleanUp(unboundOlderThan: settings.unboundLifetime)
+                if removed > 0 {
+                    logger.info("removed expired uploads and deleted messages' files", metadata: ["files": "\(removed)"])
                 }
-            }
-        }
-    }
+            },
+        ])
 }

@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// Deletes the files of deleted messages: messaging's `messaging.messages_deleted.v1` events,
 /// from ``DeletedMessageFiles/queue``. An event marks its messages' attachments in one statement
 /// and is acknowledged once that committed; the files and rows go right after, and whatever a
-/// store could not delete then is tried again by the ``MediaCleaner``. Marking is idempotent,
+/// store could not delete then is tried again by the periodic clean-up (`Attachments.cleanUp`). Marking is idempotent,
 /// so a redelivered event changes nothing; one that cannot be read is dead-lettered to
 /// ``DeletedMessageFiles/poisonQueue`` with a log line.
 struct DeletedMessagesConsumer: Service {

@@ -15,10 +15,6 @@ struct MediaController {
     let directory: String
     let maximumUpload: Int
 
-    /// How long an upload may take end to end (the media service may be sending it on to
-    /// Cloudinary).
-    static let uploadTimeout = Duration.seconds(120)
-
     func addRoutes(to router: Router<GatewayRequestContext>) {
         router.group("api").add(middleware: BearerAuthMiddleware(tokens: self.tokens)).post("attachments") { request, context in
             try await self.upload(request, context)
@@ -45,10 +41,9 @@ struct MediaController {
             throw RESTError(.init(.payloadTooLarge, "the file is larger than \(self.maximumUpload) bytes"))
         }
         do {
-            let reply = try await self.rpc.call(
-                MediaMessage.upload, to: .media,
-                payload: UploadRequest(fileName: file.fileName ?? "file", declaredContentType: file.contentType, data: file.body),
-                replyAs: AttachmentEnvelope.self, actor: caller, timeout: Self.uploadTimeout)
+            let reply = try await MediaUploads(rpc: self.rpc).store(
+                UploadRequest(fileName: file.fileName ?? "file", declaredContentType: file.contentType, data: file.body),
+                actor: caller)
             return try JSONBody.response(reply, status: .created)
         } catch let error as ServiceError {
             throw RESTError(error)

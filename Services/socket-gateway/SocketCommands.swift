@@ -135,9 +135,7 @@ struct SocketCommands {
         var ids: [EntityID] = []
         do {
             for upload in uploads {
-                let stored = try await self.rpc.call(
-                    MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
-                    timeout: MediaController.uploadTimeout)
+                let stored = try await MediaUploads(rpc: self.rpc).store(upload, actor: actor)
                 ids.append(stored.attachment.id)
             }
             let bind = try await self.rpc.callRaw(

@@ -1129,6 +1129,8 @@ def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_
         assert push["rooms"] == [f"user:{bob.id}"] and push["event"] == "message_created", push
         assert push["args"][0]["eventId"] == created.event_id and push["args"][0]["seq"] == 2, push
         assert (properties.headers or {}).get("x-attempts") == 3, properties.headers
+        # A dead letter expires with its event (DELIVERY_RETENTION_SECONDS, 7 days by default).
+        assert properties.expiration == str(7 * 86_400 * 1000), properties.expiration
         # Still buffered: Bob, connecting for the first time, gets it.
         b = open_socket(bob, last_seq=0, label="bob")
         ev = b.wait_for(named("message_created", tid, message["id"]), "the dead-lettered event on connect")
@@ -1137,6 +1139,22 @@ def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_
         short.terminate()
         short.wait(timeout=30)
         services("start", "delivery")
+
+
+def test_the_dead_letter_queue_keeps_at_most_100000_pushes_dropping_the_oldest():
+    """Every event a user has not acknowledged after the last retry is dead-lettered, offline
+    users' too, so `delivery.dead` must not grow without bound. A declaration with the same
+    arguments is accepted and one with another bound refused (406): the queue has these."""
+    queue_type = os.environ.get("RABBITMQ_QUEUE_TYPE", "classic")
+    bound = {"x-queue-type": queue_type, "x-max-length": 100_000, "x-overflow": "drop-head"}
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        connection.channel().queue_declare("delivery.dead", durable=True, arguments=bound)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            connection.channel().queue_declare("delivery.dead", durable=True, arguments={**bound, "x-max-length": 99})
+        assert refused.value.reply_code == 406, refused.value
+    finally:
+        connection.close()
 
 
 def test_restarting_delivery_and_the_gateway_loses_no_event(account, open_socket):

@@ -617,6 +617,26 @@ def test_a_deletion_media_cannot_read_is_dead_lettered_and_later_ones_still_appl
     wait_until_gone(attachment["url"], "the file of a message deleted after the poison")
 
 
+def test_an_upload_while_media_is_down_is_refused_within_seconds_not_after_the_upload_timeout(api, alice, pair):
+    """An upload may take 120 s (media may be sending it on to Cloudinary), so the gateway pings
+    media first: when media is down the caller hears `unavailable` after the ping's 3 s, and the
+    socket's later commands do not wait behind it. The bound asserted, 60 s, only tells the two
+    apart."""
+    a, _, thread = pair
+    message = a.send(thread["id"], "a file while media is down")
+    services("stop", "media")
+    try:
+        started = time.monotonic()
+        assert_error(upload(api, alice.access, "down.png", png(2, 2)), 503, "unavailable")
+        files = [{"fileName": "down.png", "contentType": "image/png", "data": png(2, 2)}]
+        err_ack(a.call("add_attachments", {"messageId": message["id"], "files": files}), "unavailable", "files, media down")
+        assert time.monotonic() - started < 60, "the uploads waited for the whole upload timeout"
+        assert a.call("ping", "after the uploads") == {"ok": True, "data": {"pong": "after the uploads"}}
+    finally:
+        services("start", "media")
+    ok_data(a.call("add_attachments", {"messageId": message["id"], "files": files}), "files, media back")
+
+
 def test_add_attachments_refuses_bad_requests(api, alice, pair):
     a, _, thread = pair
     message = a.send(thread["id"], "bad requests")

@@ -8,6 +8,8 @@ the revocations from auth."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import queue
@@ -302,3 +304,63 @@ def test_a_session_whose_last_token_is_old_is_still_ended_with_its_sockets(api, 
         phone.assert_disconnected_by_server()
     finally:
         phone.close()
+
+
+# ================================================================================================
+# Pruning (docs/auth.md, "Pruning"; AUTH_PRUNE_INTERVAL_SECONDS is 2 in the test environment)
+# ================================================================================================
+
+
+def wait_for_sql(sql: str, expected: str, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while (value := psql(sql)) != expected:
+        assert time.monotonic() < deadline, f"{what}: {sql} gave {value!r}, not {expected!r}"
+        time.sleep(0.3)
+
+
+def test_a_session_whose_tokens_all_expired_is_ended_and_pruned_and_a_live_one_loses_only_spent_ones(api, account, login):
+    acc = account()
+    live = login(acc.username, acc.password)
+    # The abandoned session: rotated once (one spent token, one current). The live one: twice.
+    rotated = api.post("/api/token/refresh", {"refreshToken": acc.refresh}).json()
+    live1 = api.post("/api/token/refresh", {"refreshToken": live["refreshToken"]}).json()
+    live2 = api.post("/api/token/refresh", {"refreshToken": live1["refreshToken"]}).json()
+    abandoned_sid, live_sid = sid(acc.access), sid(live["accessToken"])
+    tokens = "SELECT count(*) FROM auth.refresh_tokens WHERE family_id = '{}'"
+    assert psql(tokens.format(abandoned_sid)) == "2" and psql(tokens.format(live_sid)) == "3"
+    abandoned, staying = Socket(rotated["accessToken"]), Socket(live2["accessToken"])
+    try:
+        # As after the refresh tokens' lifetime and a day more.
+        psql(f"UPDATE auth.refresh_tokens SET expires_at = now() - interval '2 days' WHERE family_id = '{abandoned_sid}'")
+        psql(
+            "UPDATE auth.refresh_tokens SET expires_at = now() - interval '2 days' "
+            f"WHERE family_id = '{live_sid}' AND spent_at IS NOT NULL"
+        )
+        # Ended like a logout: its socket, open all along, is disconnected, and its tokens go.
+        abandoned.assert_disconnected_by_server(timeout=20)
+        assert_error(me(api, rotated["accessToken"]), 401, "unauthorized")
+        wait_for_sql(tokens.format(abandoned_sid), "0", "the ended session's tokens")
+        wait_for_sql(
+            f"SELECT count(*) FROM auth.ended_sessions WHERE family_id = '{abandoned_sid}'", "0", "the ended session's record"
+        )
+        # The live session keeps its current token only, and goes on.
+        wait_for_sql(tokens.format(live_sid), "1", "the live session's spent tokens")
+        staying.assert_still_connected()
+        assert_status(api.post("/api/token/refresh", {"refreshToken": live2["refreshToken"]}), 200)
+        # A pruned spent token is refused as the expired token it is, not taken for a reuse.
+        assert_error(api.post("/api/token/refresh", {"refreshToken": live["refreshToken"]}), 401, "unauthorized")
+        staying.assert_still_connected()
+    finally:
+        abandoned.close()
+        staying.close()
+
+
+def test_login_counters_whose_window_ended_are_pruned(api, register):
+    """LOGIN_WINDOW_SECONDS is 5 in the test environment; a counter goes two windows after it started."""
+    user = register()
+    assert api.post("/api/login", {"login": user.username, "password": "not the password"}).status_code == 401
+    # The counter of an existing account is keyed by its id (LoginThrottle.keys, hashed).
+    digest = base64.b64encode(hashlib.sha256(f"user:{user.user['id']}".encode()).digest()).decode()
+    counter = f"SELECT count(*) FROM auth.login_failures WHERE key = 'login:{digest}'"
+    assert psql(counter) == "1"
+    wait_for_sql(counter, "0", "the expired login counter", timeout=30)

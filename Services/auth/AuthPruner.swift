@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+import MessengerPostgres
+import MessengerServiceKit
+import PostgresNIO
+
+/// Deletes what auth keeps only for a while, so that its tables follow the live sessions and
+/// not every login and refresh ever made (docs/auth.md, "Pruning"):
+///
+/// 1. refresh tokens spent more than a day past their expiry: one presented is refused as
+///    expired whether its row is there or not (``RefreshTokenStore/rotate(_:before:)`` checks
+///    expiry first), so reuse detection loses nothing;
+/// 2. sessions whose every token expired over a day ago are ended and announced
+///    (``SessionRevocations/endExpired(limit:on:)``), then their tokens are deleted;
+/// 3. ended sessions with no token left (nothing could find them to end again), ended sessions'
+///    refusal past its end (`revoked_sessions`), and login counters whose window ended over a
+///    window ago.
+///
+/// Each step goes in batches, each its own statement, so no pass holds many locks for long.
+struct AuthPruner: Sendable {
+    let client: Database
+    let revocations: SessionRevocations
+    let loginWindow: Duration
+    /// Woken once a pass ended sessions, for a prompt announcement.
+    let outbox: OutboxSignal
+    let logger: Logger
+
+    static let batch = 1000
+
+    /// One pass; returns how many rows it deleted or sessions it ended.
+    @discardableResult
+    func prune() async throws -> Int {
+        var count = try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM refresh_tokens WHERE id IN (
+                SELECT id FROM refresh_tokens
+                WHERE expires_at < now() - interval '1 day' AND spent_at IS NOT NULL LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
+        let revocations = self.revocations
+        while true {
+            let ended = try await self.client.withTransaction(logger: self.logger) { connection in
+                try await revocations.endExpired(limit: Self.batch, on: connection)
+            }
+            count += ended
+            if ended > 0 { self.outbox.wake() }
+            if ended < Self.batch { break }
+        }
+        count += try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM refresh_tokens WHERE id IN (
+                SELECT t.id FROM refresh_tokens t JOIN ended_sessions e ON e.family_id = t.family_id
+                WHERE t.expires_at < now() - interval '1 day' LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
+        count += try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM ended_sessions WHERE family_id IN (
+                SELECT e.family_id FROM ended_sessions e
+                WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = e.family_id) LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
+        count += try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM revoked_sessions WHERE family_id IN (
+                SELECT family_id FROM revoked_sessions WHERE until <= now() LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
+        let window = Double(self.loginWindow.components.seconds)
+        count += try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM login_failures WHERE key IN (
+                SELECT key FROM login_failures
+                WHERE window_started_at < now() - 2 * make_interval(secs => \(window)) LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
+        return count
+    }
+
+    /// Runs `statement` (a `DELETE` of at most ``batch`` rows that answers how many it deleted)
+    /// until it deletes fewer.
+    private func deleteInBatches(_ statement: PostgresQuery) async throws -> Int {
+        var total = 0
+        while true {
+            var deleted = 0
+            for try await count in try await self.client.query(statement, logger: self.logger).decode(Int.self) {
+                deleted = count
+            }
+            total += deleted
+            if deleted < Self.batch { return total }
+        }
+    }
+}
