@@ -344,6 +344,7 @@ let package = Package(
             dependencies: [
                 "AuthService", "MessengerServiceKit", "MessengerTokens", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

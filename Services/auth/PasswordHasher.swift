@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import HummingbirdBcrypt
 import Metrics
 import NIOCore
@@ -9,10 +10,13 @@ import Synchronization
 /// which must never run on an event loop or tie up the cooperative pool.
 ///
 /// bcrypt reads at most 72 bytes of its input and stops at a NUL byte, while a password may be
-/// 128 code points (up to 512 bytes of UTF-8). So the password is first reduced to the hex of its
-/// SHA-256 (64 ASCII characters) and that is what bcrypt hashes; the stored hash carries the
-/// prefix ``prehashedPrefix`` to say so. A stored hash without it (a plain bcrypt hash, as this
-/// service wrote before) is still verified against the password itself.
+/// 128 code points (up to 512 bytes of UTF-8). So the password is first brought to NFC (`é`
+/// typed as one code point or as `e` and an accent is one password), then reduced to the hex of
+/// its SHA-256 (64 ASCII characters), and that is what bcrypt hashes; the stored hash carries
+/// the prefix ``prefix`` to say so. Hashes written before are verified as they were made: one
+/// with ``unnormalizedPrefix`` against the SHA-256 of the password as typed, one with no prefix
+/// (a plain bcrypt hash) against the password itself. Each hash is checked once, in its own
+/// form, so a wrong password costs one bcrypt whatever the hash's age.
 ///
 /// The pool has a thread per core, so a burst of logins waits in line. Each call takes its
 /// request's deadline (``RPCContext/deadline``), and a check that cannot end before it is not
@@ -22,7 +26,10 @@ import Synchronization
 /// them, among them the retries of the callers that gave up, until no check ends in time. A new
 /// hash that ends after the deadline is thrown away (``hash(_:before:)``).
 struct PasswordHasher: Sendable {
-    static let prehashedPrefix = "bcrypt-sha256$"
+    /// bcrypt of the SHA-256 of the password in NFC (since the thirty-eighth session).
+    static let prefix = "bcrypt-sha256-nfc$"
+    /// bcrypt of the SHA-256 of the password as typed (2026-12-02 to the thirty-eighth session).
+    static let unnormalizedPrefix = "bcrypt-sha256$"
 
     /// The check could not end before its caller stops waiting, so it was not done.
     struct CallerGaveUp: Error {
@@ -54,7 +61,7 @@ struct PasswordHasher: Sendable {
         self.cost = cost
         let started = ContinuousClock.now
         self.decoy = try await NIOThreadPool.singleton.runIfActive {
-            Self.prehashedPrefix + Bcrypt.hash(Self.prehash(.random()), cost: cost)
+            Self.prefix + Bcrypt.hash(Self.prehash(.random()), cost: cost)
         }
         self.line = Line(
             PasswordCheckQueue(
@@ -68,7 +75,7 @@ struct PasswordHasher: Sendable {
     func hash(_ password: String, before deadline: ContinuousClock.Instant?) async throws -> String {
         let cost = self.cost
         let hash = try await self.check(before: deadline) {
-            Self.prehashedPrefix + Bcrypt.hash(Self.prehash(password), cost: cost)
+            Self.prefix + Bcrypt.hash(Self.prehash(password.precomposedStringWithCanonicalMapping), cost: cost)
         }
         if let deadline, deadline <= .now { throw self.gaveUp() }
         return hash
@@ -77,8 +84,11 @@ struct PasswordHasher: Sendable {
     func verify(_ password: String, against hash: String?, before deadline: ContinuousClock.Instant?) async throws -> Bool {
         let hash = hash ?? self.decoy
         let matches = try await self.check(before: deadline) {
-            if hash.hasPrefix(Self.prehashedPrefix) {
-                Bcrypt.verify(Self.prehash(password), hash: String(hash.dropFirst(Self.prehashedPrefix.count)))
+            if hash.hasPrefix(Self.prefix) {
+                Bcrypt.verify(
+                    Self.prehash(password.precomposedStringWithCanonicalMapping), hash: String(hash.dropFirst(Self.prefix.count)))
+            } else if hash.hasPrefix(Self.unnormalizedPrefix) {
+                Bcrypt.verify(Self.prehash(password), hash: String(hash.dropFirst(Self.unnormalizedPrefix.count)))
             } else {
                 Bcrypt.verify(password, hash: hash)
             }

@@ -102,6 +102,15 @@ def test_register_password_length_counts_unicode_scalars(register):
     register(password="p" * 128)
 
 
+def test_a_password_typed_in_nfd_or_nfc_is_one_password(api, register):
+    """`é` as one code point (most keyboards) or as `e` and a combining accent (macOS)."""
+    composed, decomposed = "caf\u00e9-secret-1", "cafe\u0301-secret-1"
+    reg = register(password=decomposed)
+    assert_status(api.post("/api/login", {"login": reg.username, "password": composed}), 200)
+    assert_status(api.post("/api/login", {"login": reg.username, "password": decomposed}), 200)
+    assert_error(api.post("/api/login", {"login": reg.username, "password": "cafe-secret-1"}), 401, "unauthorized")
+
+
 @pytest.mark.parametrize(
     "email",
     [

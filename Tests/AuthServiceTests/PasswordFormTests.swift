@@ -1,0 +1,38 @@
+import HummingbirdBcrypt
+import Testing
+
+@testable import AuthService
+
+/// Passwords are hashed in NFC, and hashes written before are verified in the form they were
+/// made in (``PasswordHasher``).
+@Suite("Password forms")
+struct PasswordFormTests {
+    static let cost: UInt8 = 4
+    /// `café-secret` with `é` as one code point (NFC) and as `e` and a combining accent (NFD).
+    static let composed = "caf\u{E9}-secret"
+    static let decomposed = "cafe\u{301}-secret"
+
+    @Test("a password typed in NFC or in NFD is one password")
+    func eitherForm() async throws {
+        let hasher = try await PasswordHasher(cost: Self.cost)
+        let fromNFD = try await hasher.hash(Self.decomposed, before: nil)
+        #expect(fromNFD.hasPrefix(PasswordHasher.prefix))
+        #expect(try await hasher.verify(Self.composed, against: fromNFD, before: nil))
+        #expect(try await hasher.verify(Self.decomposed, against: fromNFD, before: nil))
+        let fromNFC = try await hasher.hash(Self.composed, before: nil)
+        #expect(try await hasher.verify(Self.decomposed, against: fromNFC, before: nil))
+        #expect(try await !hasher.verify("cafe-secret", against: fromNFC, before: nil))
+    }
+
+    @Test("a hash written before verifies the password as it was typed then, and nothing else")
+    func earlierHashes() async throws {
+        let hasher = try await PasswordHasher(cost: Self.cost)
+        let unnormalized =
+            PasswordHasher.unnormalizedPrefix + Bcrypt.hash(PasswordHasher.prehash(Self.decomposed), cost: Self.cost)
+        #expect(try await hasher.verify(Self.decomposed, against: unnormalized, before: nil))
+        #expect(try await !hasher.verify(Self.composed, against: unnormalized, before: nil))
+        let plain = Bcrypt.hash(Self.composed, cost: Self.cost)
+        #expect(try await hasher.verify(Self.composed, against: plain, before: nil))
+        #expect(try await !hasher.verify(Self.decomposed, against: plain, before: nil))
+    }
+}
