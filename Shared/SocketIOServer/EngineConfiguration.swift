@@ -17,9 +17,9 @@ public struct EngineConfiguration: Sendable {
     public init() {}
 
     /// Bytes waiting for a client that does not read (a WebSocket whose channel is not
-    /// writable) or does not poll, past which its session is closed: buffering without end
-    /// would let one client take the gateway's memory. Durable events come back through the
-    /// client's catch-up.
+    /// writable) or does not poll, past which its session is closed if it made no progress for
+    /// a while (``EngineBacklog``): buffering without end would let one client take the
+    /// gateway's memory. Durable events come back through the client's catch-up.
     var maximumBacklog: Int { max(4 << 20, 4 * self.maxPayload) }
 
     static func milliseconds(_ duration: Duration) -> Int {

@@ -71,6 +71,8 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             try channel.pipeline.syncOperations.addHandler(
                 UnservedUpgradeFilter { head in Self.upgrades(head, engine: engine, path: path) },
                 position: .before(upgradeHandler))
+            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(UnparsableRequestResponder(), position: .after(decoder))
             return Value(upgrade: upgrade, channel: channel)
         }
     }

@@ -53,9 +53,10 @@ struct EngineWebSocket: Sendable {
 ///
 /// A WebSocket opened with the `sid` of a polling session first carries the upgrade (`2probe`,
 /// then `5`). Bad input (invalid UTF-8, a malformed packet, an oversized message) closes only
-/// this connection. Writes that pile up on a client that does not read (more than
-/// `maximumBacklog` bytes while the channel is not writable) close it too: durable events come
-/// back through the client's catch-up.
+/// this connection. Writes that pile up on a client that does not read close it too
+/// (``EngineBacklog``: more than `maximumBacklog` bytes written while the channel is not
+/// writable, none of them taken by the socket for a while, or eight times that in any case):
+/// durable events come back through the client's catch-up.
 ///
 /// Closing: the first close frame written (by this handler, or by the session through
 /// ``EngineWebSocket``) ends the writing side; any later one is dropped. Once it is sent, the
@@ -85,7 +86,11 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let session: EngineSession
     private var stage: Stage
     private let maximumBacklog: Int
+    /// Bytes written since the channel was last writable.
     private var backlog = 0
+    /// When a write last reached the socket while the channel was not writable (set on the
+    /// channel's loop, from the writes' promises).
+    private var progress: NIOLoopBoundBox<NIODeadline>?
     /// A close frame went out: nothing is read or written any more.
     private var closing = false
     private let logger: Logger
@@ -98,6 +103,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.progress = NIOLoopBoundBox(.now(), eventLoop: context.eventLoop)
         guard case .awaitingProbe = self.stage else { return }
         let webSocket = EngineWebSocket(channel: context.channel)
         self.session.onLoop { _ = $0.refusesUpgrade(to: webSocket) }
@@ -237,24 +243,33 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
             context.write(data, promise: written)
             return
         }
-        if !context.channel.isWritable {
-            self.backlog += self.unwrapOutboundIn(data).length
-            if self.backlog > self.maximumBacklog {
-                promise?.fail(ChannelError.outputClosed)
-                guard self.stage != .closed else { return }
-                self.logger.info(
-                    "closing a WebSocket whose client does not read",
-                    metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(self.backlog)"])
-                self.endSession(reason: "client does not read", channel: context.channel)
-                context.close(promise: nil)
-                return
-            }
+        guard !context.channel.isWritable, let progress = self.progress else {
+            context.write(data, promise: promise)
+            return
         }
-        context.write(data, promise: promise)
+        if self.backlog == 0 { progress.value = .now() }  // a stretch of backlog starts
+        self.backlog += self.unwrapOutboundIn(data).length
+        let bound = EngineBacklog(limit: self.maximumBacklog)
+        if let problem = bound.problem(bytes: self.backlog, sinceProgress: .now() - progress.value) {
+            promise?.fail(ChannelError.outputClosed)
+            guard self.stage != .closed else { return }
+            self.logger.info(
+                "closing a WebSocket whose client \(problem.rawValue)",
+                metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(self.backlog)"])
+            self.endSession(reason: "client \(problem.rawValue)", channel: context.channel)
+            context.close(promise: nil)
+            return
+        }
+        let written = promise ?? context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenSuccess { progress.value = .now() }
+        context.write(data, promise: written)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { self.backlog = 0 }
+        if context.channel.isWritable {
+            self.backlog = 0
+            self.session.onLoop { $0.webSocketBecameWritable() }
+        }
         context.fireChannelWritabilityChanged()
     }
 

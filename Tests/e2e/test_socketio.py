@@ -816,17 +816,29 @@ def test_a_polling_post_for_a_websocket_session_is_refused(account):
 
 
 def test_a_polling_client_that_does_not_poll_is_closed_past_its_backlog():
-    """Pings of almost 1 MB each, and no GET for their pongs: past 4 MiB waiting for the client
-    the session is closed (the memory a WebSocket that does not read may hold), instead of
-    growing for as long as the client keeps posting."""
+    """Pings of almost 1 MB each, and no GET for their pongs: past 4 MiB waiting for a client
+    that made no GET for 10 s the session is closed, and past 32 MiB at once (the memory a
+    WebSocket that does not read may hold), instead of growing for as long as the client keeps
+    posting (EngineBacklog)."""
     url = f"{GATEWAY_URL}/socket.io/"
-    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
-    for _ in range(5):  # 5 MB of pongs asked for
-        response = requests.post(url, params=params, data="2" + "x" * 999_000, timeout=10)
-        if response.status_code != 200:
-            break
-    gone = requests.get(url, params=params, timeout=5)
-    assert gone.status_code == 400 and gone.json() == {"code": 1, "message": "Session ID unknown"}
+
+    def post_pings(params: dict, count: int, pause_before_last: float = 0) -> None:
+        for n in range(count):
+            if n == count - 1:
+                time.sleep(pause_before_last)
+            if requests.post(url, params=params, data="2" + "x" * 999_000, timeout=10).status_code != 200:
+                break
+
+    def assert_gone(params: dict) -> None:
+        gone = requests.get(url, params=params, timeout=5)
+        assert gone.status_code == 400 and gone.json() == {"code": 1, "message": "Session ID unknown"}
+
+    stalled = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    post_pings(stalled, 6, pause_before_last=11)  # 6 MB asked for, the last after 11 s without a GET
+    assert_gone(stalled)
+    flooded = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
+    post_pings(flooded, 35)  # 35 MB asked for at once
+    assert_gone(flooded)
 
     # Under the bound, the pongs all come, over as many polls as they need.
     params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
@@ -973,3 +985,116 @@ def test_a_polling_client_catches_up_on_a_backlog_larger_than_the_polling_bound(
         assert disconnects == [] and first_copies == sorted(first_copies) and len(first_copies) == 300
     finally:
         reader.disconnect()
+
+
+class SlowWebSocketReader:
+    """A raw Engine.IO/Socket.IO WebSocket client with a small receive buffer, as on a real
+    network path, that reads at most `rate` bytes a second, after not reading at all for
+    `pause` seconds. It answers pings and records the seqs of `message_created`."""
+
+    def __init__(self, token: str, *, rate: float, pause: float = 0.0, last_seq: int | None = None) -> None:
+        self.rate, self.pause = rate, pause
+        self.ws = websocket.create_connection(
+            GATEWAY_URL.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
+            sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)], timeout=30)
+        assert self.ws.recv().startswith("0")
+        auth = {"token": token} | ({"lastSeq": last_seq} if last_seq is not None else {})
+        self.ws.send("40" + json.dumps(auth))
+        assert self.ws.recv().startswith("40")
+        self.seqs: list[int] = []
+        self.ended: str | None = None
+
+    def read_until(self, count: int, timeout: float) -> None:
+        time.sleep(self.pause)
+        deadline = time.monotonic() + timeout
+        while len(set(self.seqs)) < count and time.monotonic() < deadline:
+            try:
+                frame = self.ws.recv()
+            except Exception as exc:  # noqa: BLE001 - the end of the connection, whatever it is
+                self.ended = f"{type(exc).__name__}: {exc}"
+                return
+            if not frame:
+                self.ended = "closed by the server"
+                return
+            if frame == "2":
+                self.ws.send("3")
+            elif frame.startswith("42"):
+                name, data = json.loads(frame[2:])[:2]
+                if name == "message_created":
+                    self.seqs.append(data["seq"])
+            time.sleep(len(frame) / self.rate)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def send_big_messages(sender: socketio.Client, thread_id: str, count: int, tag: str) -> None:
+    body = "\U0001f600" * 4000  # 16 KB of UTF-8
+    for n in range(count):
+        reply = sender.call("create_message", {"threadId": thread_id, "clientMessageId": f"{tag}-{n}", "body": body},
+                            timeout=30)
+        assert reply["ok"] is True, reply
+
+
+def test_a_websocket_client_reading_slowly_catches_up_on_a_backlog_past_the_bound(account):
+    """600 messages of 16 KB (about 9.6 MB of events) wait for a user who connects over a
+    WebSocket and reads at 4 MB/s through a 64 KB receive buffer. The replay waits for the
+    channel to be writable before each slice, so the client gets every event on one connection.
+    Until the thirty-eighth session the replay wrote its pages at once, and past 4 MiB waiting
+    the gateway closed the connection as a client that does not read; a stock client then
+    reconnected with the same lastSeq, over and over, and never caught up."""
+    alice, bob = account(), account()
+    sender, _ = client(bob.access, transports=["websocket"])
+    try:
+        thread = sender.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)["data"]["thread"]
+        send_big_messages(sender, thread["id"], 600, "backlog")
+    finally:
+        sender.disconnect()
+    reader = SlowWebSocketReader(alice.access, rate=4_000_000, last_seq=0)
+    try:
+        reader.read_until(600, timeout=120)
+        assert reader.ended is None, f"{reader.ended} after {len(set(reader.seqs))} of 600 events"
+        first_copies = list(dict.fromkeys(reader.seqs))
+        assert len(first_copies) == 600 and first_copies == sorted(first_copies)
+    finally:
+        reader.close()
+
+
+def test_a_websocket_client_that_stops_reading_for_a_moment_keeps_its_connection_through_a_burst(account):
+    """A connected client does not read for 3 s (a phone switching networks) while 600
+    messages of 16 KB arrive live, more than 4 MiB. It made no progress for less than the 10 s
+    the gateway allows, so it is not closed; then it reads them all. Until the thirty-eighth
+    session any 4 MiB written while the channel was not writable closed the connection."""
+    alice, bob = account(), account()
+    sender, _ = client(bob.access, transports=["websocket"])
+    reader = SlowWebSocketReader(alice.access, rate=50_000_000, pause=3)
+    try:
+        thread = sender.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)["data"]["thread"]
+        burst = threading.Thread(target=send_big_messages, args=(sender, thread["id"], 600, "burst"))
+        burst.start()
+        reader.read_until(600, timeout=120)
+        burst.join(timeout=120)
+        assert reader.ended is None, f"{reader.ended} after {len(set(reader.seqs))} of 600 events"
+        assert len(set(reader.seqs)) == 600
+    finally:
+        reader.close()
+        sender.disconnect()
+
+
+@pytest.mark.parametrize("request_text, status", [
+    ("GET /api/users?ids=" + "0" * 90_000 + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 431),
+    ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + "b" * 100_000 + "\r\n\r\n", 431),
+    ("GET /socket.io/?EIO=4&transport=polling&x=" + "1" * 90_000 + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 431),
+    ("BROKEN\x01 / HTTP/1.1\r\n\r\n", 400),
+], ids=["long-url", "big-header", "long-engine-url", "malformed"])
+def test_a_first_request_the_http_decoder_cannot_parse_gets_an_answer_and_the_connection_closes(request_text, status):
+    """A request line or header section past the decoder's limits is 431, any other parse error
+    400, and the connection closes. Until the thirty-eighth session such a first request got no
+    answer and its connection stayed open (GET /api/users?ids= with 5,000 ids hung)."""
+    connection = socket.create_connection(("127.0.0.1", int(GATEWAY_URL.rsplit(":", 1)[1])), timeout=10)
+    try:
+        answer, _ = exchange(connection, request_text)
+        assert answer == status
+        assert connection.recv(1) == b"", "the connection closes after the answer"
+    finally:
+        connection.close()
