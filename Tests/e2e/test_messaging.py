@@ -1418,6 +1418,29 @@ def test_sixteen_thousand_ids_for_delete_are_refused_at_once(crew, connect):
     assert a.ok("ping", "still here") == {"pong": "still here"}
 
 
+def test_a_message_has_at_most_20_different_emoji_and_each_may_be_used_by_every_member(api, crew, connect):
+    """A message carries its reactions in every page, thread summary and event: 20 different
+    emoji at most (docs/messaging.md), each of which every member may add."""
+    alice, bob = crew[0], crew[1]
+    a, b = connect(alice), connect(bob)
+    tid = a.group([bob.id], title="many reactions")["id"]
+    mid = a.send(tid, "react a lot")["id"]
+    emoji = [format(0x1F600 + n, "x") for n in range(21)]
+    for hex_ in emoji[:20]:
+        a.ok("add_reaction", {"messageId": mid, "emojiHex": hex_})
+    said = a.refused("add_reaction", {"messageId": mid, "emojiHex": emoji[20]}, "invalid_argument")
+    assert "20" in said, said
+    b.refused("add_reaction", {"messageId": mid, "emojiHex": emoji[20]}, "invalid_argument")
+    # One already there is not one more: bob adds it, and alice adds hers again.
+    b.ok("add_reaction", {"messageId": mid, "emojiHex": emoji[0]})
+    a.ok("add_reaction", {"messageId": mid, "emojiHex": emoji[0]})
+    groups = reactions_of(messages_page(api, alice, tid)["items"][0])
+    assert set(groups) == set(emoji[:20]) and sorted(groups[emoji[0]]) == sorted([alice.id, bob.id]), groups
+    # A removal makes room again.
+    a.ok("remove_reaction", {"messageId": mid, "emojiHex": emoji[19]})
+    a.ok("add_reaction", {"messageId": mid, "emojiHex": emoji[20]})
+
+
 def test_a_reaction_racing_the_delete_of_its_message_does_not_outlive_it(crew, connect):
     a, b = connect(crew[0]), connect(crew[1])
     tid = a.group([crew[1].id], title="reaction race")["id"]
