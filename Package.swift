@@ -353,7 +353,7 @@ let package = Package(
         .testTarget(
             name: "SocketGatewayTests",
             dependencies: [
-                "MessengerContracts", "SocketGateway", "SocketIOProtocol", "SocketIOServer",
+                "MessengerContracts", "MessengerServiceKit", "SocketGateway", "SocketIOProtocol", "SocketIOServer",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

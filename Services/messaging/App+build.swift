@@ -29,7 +29,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     }
     let batcher = MessageBatcher(
         conversations: conversations,
-        concurrentBatches: Int(context.environment.optional("MESSAGING_BATCH_WRITERS") ?? "") ?? 2)
+        concurrentBatches: try context.environment.int("MESSAGING_BATCH_WRITERS", default: 2, in: 1...64))
     backend.router.on(MessagingMessage.createMessage, CreateMessageRequest.self) { request, context in
         try await batcher.createMessage(request, actor: context.actorID)
     }

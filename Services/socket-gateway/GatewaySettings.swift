@@ -44,7 +44,8 @@ struct GatewaySettings: Sendable {
         engine.pingInterval = try environment.milliseconds("SOCKETIO_PING_INTERVAL_MS", default: 25_000, in: 100...600_000)
         engine.pingTimeout = try environment.milliseconds("SOCKETIO_PING_TIMEOUT_MS", default: 20_000, in: 100...600_000)
         engine.maxPayload = try environment.int("SOCKETIO_MAX_PAYLOAD", default: 1_000_000, in: 1024...100_000_000)
-        engine.corsOrigin = environment.string("CORS_ORIGIN", default: "*")
+        // Set but empty is no CORS at all (until the thirty-eighth session it was `*`).
+        engine.corsOrigin = environment.asSet("CORS_ORIGIN").map { $0.isEmpty ? nil : $0 } ?? "*"
         self.engine = engine
         self.mediaDirectory = environment.string("MEDIA_DIR", default: "media")
         // An upload travels base64 in one RPC message: 64 MiB stays under RabbitMQ's 128 MiB

@@ -45,9 +45,11 @@ public struct AMQPConfiguration: Sendable {
         else {
             throw AMQPError(.invalidURI, "expected amqp://user:password@host:port/vhost")
         }
+        let port = components.port ?? 5672
+        guard (1...65_535).contains(port) else { throw AMQPError(.invalidURI, "the port must be 1 to 65535") }
         self.init(
             host: host,
-            port: components.port ?? 5672,
+            port: port,
             user: components.percentEncodedUser.flatMap { $0.removingPercentEncoding } ?? "guest",
             password: components.percentEncodedPassword.flatMap { $0.removingPercentEncoding } ?? "guest"
         )
@@ -58,7 +60,10 @@ public struct AMQPConfiguration: Sendable {
             self.virtualHost = String(path.dropFirst()).removingPercentEncoding ?? "/"
         }
         for item in components.queryItems ?? [] where item.name == "heartbeat" {
-            if let value = item.value.flatMap(Int.init) { self.heartbeat = value }
+            guard let value = item.value.flatMap(Int.init), (0...600).contains(value) else {
+                throw AMQPError(.invalidURI, "heartbeat must be 0 to 600 seconds")
+            }
+            self.heartbeat = value
         }
     }
 }

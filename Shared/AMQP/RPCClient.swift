@@ -58,10 +58,20 @@ public final class RPCClient: Service, Sendable {
 
     /// Declares the reply queue and routes replies to their callers until graceful shutdown.
     public func run() async throws {
-        try await self.connection.declare(
-            AMQPTopology(
-                exchanges: [.init(ExchangeName.rpc, kind: .direct)],
-                queues: [.init(self.replyQueue, durable: false, exclusive: true, autoDelete: true)]))
+        // The declaration waits while the broker is unreachable: a shutdown then ends it (until
+        // the thirty-eighth session a service with an RPC client ignored SIGTERM meanwhile).
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await self.connection.declare(
+                    AMQPTopology(
+                        exchanges: [.init(ExchangeName.rpc, kind: .direct)],
+                        queues: [.init(self.replyQueue, durable: false, exclusive: true, autoDelete: true)]))
+            }
+        } catch {
+            guard Task.isShuttingDownGracefully else { throw error }
+            self.stopped.store(true, ordering: .relaxed)
+            return
+        }
         // Replies are transient by nature (the queue dies with its connection, and a lost reply
         // ends as `unavailable` for the caller), so they are consumed without acks.
         let consumer = self.connection.consume(queue: self.replyQueue, prefetch: 0, autoAck: true)

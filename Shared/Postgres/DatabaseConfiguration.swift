@@ -26,7 +26,11 @@ public struct DatabaseConfiguration: Sendable {
     /// and PostgreSQL that drops idle connections. A closed connection is noticed without it
     /// (the socket closes and the pool opens another).
     public var keepAlive: Duration? = nil
-    public var requireTLS = false
+    /// How the connection is encrypted and the server checked (`sslmode`).
+    public var tlsMode: TLSMode = .disable
+    /// `sslrootcert`: the CA certificates (PEM) the server's certificate is checked against,
+    /// instead of the system's.
+    public var rootCertificatePath: String?
     /// Runs named prepared statements with their generic plan (`plan_cache_mode =
     /// force_generic_plan`). PostgreSQL otherwise plans a statement again at every execution
     /// for as long as its plan for the values at hand looks cheaper than its generic one, which
@@ -35,8 +39,20 @@ public struct DatabaseConfiguration: Sendable {
     /// key: a range condition's generic plan guesses a third of the table.
     public var genericPlans = false
 
-    /// Parses `postgres://user:password@host:port/database` (`postgresql://` too; `sslmode=require`
-    /// turns TLS on).
+    /// `sslmode`, with libpq's meanings: `disable` (the default here), `allow` and `prefer` (TLS
+    /// when the server offers it, the certificate not checked), `require` (TLS, the certificate
+    /// checked only when `sslrootcert` is given), `verify-ca` (TLS, the certificate checked
+    /// against the CAs) and `verify-full` (and its host name). Any other value is a configuration
+    /// error: until the thirty-eighth session only `require` turned TLS on, and `verify-full`
+    /// silently connected in plain text.
+    public enum TLSMode: String, Sendable, CaseIterable {
+        case disable, allow, prefer, require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
+    }
+
+    /// Parses `postgres://user:password@host:port/database` (`postgresql://` too) with the
+    /// optional `sslmode` and `sslrootcert` (``TLSMode``).
     public init(url: String, schema: String) throws {
         guard let components = URLComponents(string: url),
             components.scheme == "postgres" || components.scheme == "postgresql",
@@ -45,14 +61,51 @@ public struct DatabaseConfiguration: Sendable {
             throw DatabaseError(.invalidConfiguration, "expected postgres://user:password@host:port/database")
         }
         try SQLIdentifier.validate(schema)
+        let port = components.port ?? 5432
+        guard (1...65_535).contains(port) else {
+            throw DatabaseError(.invalidConfiguration, "the port must be 1 to 65535")
+        }
         self.host = host
-        self.port = components.port ?? 5432
+        self.port = port
         self.user = components.percentEncodedUser?.removingPercentEncoding ?? "postgres"
         self.password = components.percentEncodedPassword?.removingPercentEncoding
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         self.database = path.isEmpty ? self.user : path
         self.schema = schema
-        self.requireTLS = components.queryItems?.contains { $0.name == "sslmode" && $0.value == "require" } ?? false
+        let query = components.queryItems ?? []
+        if let mode = query.last(where: { $0.name == "sslmode" }).map({ $0.value ?? "" }) {
+            guard let tlsMode = TLSMode(rawValue: mode) else {
+                let modes = TLSMode.allCases.map(\.rawValue).joined(separator: ", ")
+                throw DatabaseError(.invalidConfiguration, "sslmode must be one of \(modes)")
+            }
+            self.tlsMode = tlsMode
+        }
+        self.rootCertificatePath = query.last { $0.name == "sslrootcert" }?.value.flatMap { $0.isEmpty ? nil : $0 }
+        if let path = self.rootCertificatePath, !FileManager.default.isReadableFile(atPath: path) {
+            throw DatabaseError(.invalidConfiguration, "sslrootcert cannot be read: \(path)")
+        }
+    }
+
+    /// postgres-nio's TLS setting for ``tlsMode`` and ``rootCertificatePath``.
+    var tls: PostgresClient.Configuration.TLS {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let path = self.rootCertificatePath { configuration.trustRoots = .file(path) }
+        switch self.tlsMode {
+        case .disable:
+            return .disable
+        case .allow, .prefer:
+            configuration.certificateVerification = .none
+            return .prefer(configuration)
+        case .require:
+            configuration.certificateVerification = self.rootCertificatePath == nil ? .none : .noHostnameVerification
+            return .require(configuration)
+        case .verifyCA:
+            configuration.certificateVerification = .noHostnameVerification
+            return .require(configuration)
+        case .verifyFull:
+            configuration.certificateVerification = .fullVerification
+            return .require(configuration)
+        }
     }
 
     /// A pooled client whose connections resolve unqualified names in the service's schema.
@@ -70,7 +123,7 @@ public struct DatabaseConfiguration: Sendable {
     public var clientConfiguration: PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: self.host, port: self.port, username: self.user, password: self.password, database: self.database,
-            tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable)
+            tls: self.tls)
         configuration.options.maximumConnections = self.maximumConnections
         configuration.options.minimumConnections = 0
         configuration.options.keepAliveBehavior = self.keepAlive.map { .init(frequency: $0) }

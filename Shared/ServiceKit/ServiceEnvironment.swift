@@ -40,6 +40,12 @@ public struct ServiceEnvironment: Sendable {
         self.reader = reader
     }
 
+    /// The value as set, empty included; nil only when unset: for a variable whose empty value
+    /// means "none" rather than "the default" (`CORS_ORIGIN=`).
+    public func asSet(_ variable: String) -> String? {
+        self.reader.string(forKey: ConfigKey(variable))
+    }
+
     /// The value, or nil when unset or empty.
     public func optional(_ variable: String) -> String? {
         guard let value = self.reader.string(forKey: ConfigKey(variable)), !value.isEmpty else { return nil }

@@ -35,7 +35,8 @@ public struct ServiceSettings: Sendable {
         self.adminHost = environment.string("ADMIN_HOST", default: "127.0.0.1")
         self.adminPort = try environment.port(adminPortVariable, default: defaultAdminPort)
         var amqp = try environment.parsed("RABBITMQ_URI") { try AMQPConfiguration(uri: $0) }
-        amqp.heartbeat = try environment.int("RABBITMQ_HEARTBEAT", default: 30, in: 0...600)
+        // `RABBITMQ_HEARTBEAT` wins over the URI's `?heartbeat=`, which wins over the default.
+        amqp.heartbeat = try environment.int("RABBITMQ_HEARTBEAT", default: amqp.heartbeat, in: 0...600)
         amqp.connectionName = self.instanceID
         amqp.sendsBatches = try environment.choice("RABBITMQ_BATCHES", default: "on", among: ["on", "off"]) == "on"
         self.amqp = amqp

@@ -29,18 +29,14 @@ public struct ServiceStartup: Service {
     }
 
     public func run() async throws {
-        let deadline = ContinuousClock.now + self.patience
-        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
-        while true {
-            do {
-                try await self.steps()
-                break
-            } catch {
-                // A migration the server refuses or an edited one will not get better by waiting.
-                guard ContinuousClock.now < deadline, !Task.isCancelled, !(error is DatabaseError) else { throw error }
-                self.logger.warning("start-up step failed, retrying", metadata: [LogKey.error: "\(String(reflecting: error))"])
-                try await Task.sleep(for: backoff.next())
-            }
+        // A shutdown during start-up (a server still unreachable) ends it at once, without the
+        // workers: until the thirty-eighth session SIGTERM waited for the start-up's patience.
+        do {
+            try await cancelWhenGracefulShutdown { try await self.start() }
+        } catch {
+            guard Task.isShuttingDownGracefully else { throw error }
+            self.logger.notice("shut down during start-up")
+            return
         }
         self.ready.set()
         self.logger.notice(self.readyMessage)
@@ -49,5 +45,28 @@ public struct ServiceStartup: Service {
                 group.addTask { try await worker.run() }
             }
         }
+    }
+
+    /// Runs the start-up steps, retrying them with backoff for up to ``patience``.
+    private func start() async throws {
+        let deadline = ContinuousClock.now + self.patience
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
+        while true {
+            do {
+                try await self.steps()
+                return
+            } catch {
+                guard ContinuousClock.now < deadline, !Task.isCancelled, Self.mayRetry(error) else { throw error }
+                self.logger.warning("start-up step failed, retrying", metadata: [LogKey.error: "\(String(reflecting: error))"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    /// Whether waiting may help: a database still coming up or unreachable may come, while a
+    /// migration the server refuses, an edited one, or a bad configuration will not get better.
+    static func mayRetry(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return true }
+        return error.code == .connectionLost
     }
 }

@@ -1,8 +1,9 @@
+import Foundation
 import Glibc
 import TestSupport
 
-/// A TCP socket on 127.0.0.1 that listens and never accepts: connections to it complete, and
-/// what they send fills the kernel's buffers and is never read.
+/// A TCP socket on 127.0.0.1 that listens and never accepts (unless asked, ``firstBytes(_:)``):
+/// connections to it complete, and what they send fills the kernel's buffers and is never read.
 final class SilentListener {
     let port: Int
     private let descriptor: Int32
@@ -27,6 +28,22 @@ final class SilentListener {
         }
         self.descriptor = descriptor
         self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Accepts one connection and returns the first `count` bytes its client sends (fewer if it
+    /// closes first), on a thread of its own: `accept` and `recv` block.
+    func firstBytes(_ count: Int) async -> [UInt8] {
+        let descriptor = self.descriptor
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let connection = accept(descriptor, nil, nil)
+                guard connection >= 0 else { return continuation.resume(returning: []) }
+                defer { Glibc.close(connection) }
+                var bytes = [UInt8](repeating: 0, count: count)
+                let read = recv(connection, &bytes, count, Int32(MSG_WAITALL))
+                continuation.resume(returning: Array(bytes.prefix(max(0, read))))
+            }
+        }
     }
 
     func close() {

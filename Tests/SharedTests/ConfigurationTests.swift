@@ -58,6 +58,21 @@ struct ConfigurationTests {
         #expect(custom.heartbeat == 15)
         #expect(try AMQPConfiguration(uri: "amqp://localhost").virtualHost == "/")
         #expect(throws: AMQPError.self) { try AMQPConfiguration(uri: "amqps//broken") }
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(uri: "amqp://localhost:70789") }
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(uri: "amqp://localhost?heartbeat=abc") }
+    }
+
+    @Test("the URI's heartbeat is kept unless RABBITMQ_HEARTBEAT is set")
+    func heartbeat() throws {
+        func heartbeat(_ variables: [String: String]) throws -> Int {
+            try ServiceSettings(
+                name: "test", adminPortVariable: "TEST_ADMIN_PORT", defaultAdminPort: 9199,
+                environment: ServiceEnvironment(variables)
+            ).amqp.heartbeat
+        }
+        #expect(try heartbeat(["RABBITMQ_URI": "amqp://localhost"]) == 30)
+        #expect(try heartbeat(["RABBITMQ_URI": "amqp://localhost?heartbeat=5"]) == 5)
+        #expect(try heartbeat(["RABBITMQ_URI": "amqp://localhost?heartbeat=5", "RABBITMQ_HEARTBEAT": "10"]) == 10)
     }
 
     @Test("DATABASE_URL parses, and schema names are checked")
