@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "MessengerPostgres",
             dependencies: [
-                "ThreadedIO",
+                "MessengerContracts", "ThreadedIO",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 // For `ConnectionPoolError`, which PostgresClient's calls throw unwrapped.
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),

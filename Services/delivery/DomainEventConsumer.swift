@@ -89,7 +89,7 @@ struct DomainEventConsumer: Service {
     private func giveBack(_ deliveries: [AMQPDelivery], count: Int, error: any Error) async {
         self.logger.warning(
             "recording or pushing domain events failed; they will come again",
-            metadata: ["events": "\(count)", "error": "\(error)"])
+            metadata: ["events": "\(count)", "error": "\(LoggedError(error))"])
         await deliveries.requeueAfterFailure()
     }
 }
@@ -166,7 +166,7 @@ struct RetryConsumer: Service {
             }
             delivery.ack()
         } catch {
-            self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(error)"])
+            self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
         }
     }

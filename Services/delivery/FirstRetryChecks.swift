@@ -73,7 +73,7 @@ final class FirstRetryChecks: Service {
         } catch {
             self.logger.warning(
                 "scheduling retry checks failed; their events will come again",
-                metadata: ["events": "\(events.count)", "error": "\(error)"])
+                metadata: ["events": "\(events.count)", "error": "\(LoggedError(error))"])
             for delivery in taken.deliveries { delivery.nack(requeue: true) }
         }
     }

@@ -231,7 +231,8 @@ struct Attachments: Sendable {
                 removed += 1
             } catch {
                 self.logger.warning(
-                    "removing a stored file failed; tried again later", metadata: ["attachment_id": "\(id)", "error": "\(error)"])
+                    "removing a stored file failed; tried again later",
+                    metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
             }
         }
         return (found.count, removed)

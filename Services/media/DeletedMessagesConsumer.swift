@@ -50,7 +50,8 @@ struct DeletedMessagesConsumer: Service {
             try await self.attachments.markMessagesDeleted(messages)
             delivery.ack()
         } catch {
-            self.logger.warning("marking a deleted message's files failed; redelivering", metadata: ["error": "\(error)"])
+            self.logger.warning(
+                "marking a deleted message's files failed; redelivering", metadata: ["error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
             return
         }
@@ -59,7 +60,8 @@ struct DeletedMessagesConsumer: Service {
             if removed > 0 { self.logger.debug("removed files of deleted messages", metadata: ["files": "\(removed)"]) }
         } catch {
             self.logger.warning(
-                "removing files of deleted messages failed; the clean-up tries again", metadata: ["error": "\(error)"])
+                "removing files of deleted messages failed; the clean-up tries again",
+                metadata: ["error": "\(LoggedError(error))"])
         }
     }
 }

@@ -37,7 +37,7 @@ struct UserEventsConsumer: Service {
                         try await self.directory.store(event.data.user, at: event.occurredAt)
                         delivery.ack()
                     } catch {
-                        self.logger.warning("storing a user failed; redelivering", metadata: ["error": "\(error)"])
+                        self.logger.warning("storing a user failed; redelivering", metadata: ["error": "\(LoggedError(error))"])
                         await delivery.requeueAfterFailure()
                     }
                 }
@@ -65,7 +65,7 @@ struct UserEventsConsumer: Service {
         } catch {
             self.logger.warning(
                 "parking an undecodable user event failed; redelivering",
-                metadata: ["message_id": "\(messageID)", "error": "\(error)"])
+                metadata: ["message_id": "\(messageID)", "error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
         }
     }

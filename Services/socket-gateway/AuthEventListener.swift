@@ -73,7 +73,8 @@ struct AuthEventListener: Service {
             }
         } catch {
             self.logger.warning(
-                "undecodable announcement", metadata: ["routing_key": "\(delivery.routingKey)", LogKey.error: "\(error)"])
+                "undecodable announcement",
+                metadata: ["routing_key": "\(delivery.routingKey)", LogKey.error: "\(LoggedError(error))"])
         }
     }
 
@@ -101,7 +102,7 @@ struct AuthEventListener: Service {
             do {
                 try await self.catchUp()
             } catch {
-                self.logger.warning("could not fetch the revoked sessions", metadata: [LogKey.error: "\(error)"])
+                self.logger.warning("could not fetch the revoked sessions", metadata: [LogKey.error: "\(LoggedError(error))"])
             }
         }
     }

@@ -168,7 +168,7 @@ final class EventStreams: Sendable {
                 if case .number(let value)? = json["data"]?["latestSeq"] { Int64(exactly: value) } else { nil }
             return (events.compactMap(DurableEvent.init(fetched:)), json["data"]?["hasMore"] == .bool(true), latest)
         } catch {
-            self.logger.warning("fetching events to replay failed", metadata: ["error": "\(error)"])
+            self.logger.warning("fetching events to replay failed", metadata: ["error": "\(LoggedError(error))"])
             return nil
         }
     }

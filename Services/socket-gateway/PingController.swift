@@ -43,7 +43,7 @@ struct PingController {
             let ok = reply.nonce == command.nonce && reply.service == service.rawValue
             return Result(ok: ok, instance: reply.instance, milliseconds: elapsed, error: ok ? nil : "mismatched reply")
         } catch {
-            return Result(ok: false, instance: nil, milliseconds: 0, error: "\(error)")
+            return Result(ok: false, instance: nil, milliseconds: 0, error: "\(LoggedError(error))")
         }
     }
 }

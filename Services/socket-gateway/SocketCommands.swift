@@ -70,7 +70,7 @@ struct SocketCommands {
         } catch let error as ServiceError {
             return SocketGateway.failure(error)
         } catch {
-            self.logger.error("forwarding a command failed", metadata: ["type": "\(type)", "error": "\(error)"])
+            self.logger.error("forwarding a command failed", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
             return SocketGateway.failure(.internal())
         }
     }
@@ -153,7 +153,7 @@ struct SocketCommands {
             if error.code.isRefusal { await self.discard(ids, actor: actor) }
             return SocketGateway.failure(error)
         } catch {
-            self.logger.error("add_attachments failed", metadata: ["error": "\(error)"])
+            self.logger.error("add_attachments failed", metadata: ["error": "\(LoggedError(error))"])
             return SocketGateway.failure(.internal())
         }
     }
@@ -167,7 +167,8 @@ struct SocketCommands {
                 MediaMessage.discardUploads, to: .media, payload: DiscardUploadsRequest(attachmentIds: ids),
                 replyAs: EmptyPayload.self, actor: actor)
         } catch {
-            self.logger.warning("discarding the uploads of a refused add_attachments failed", metadata: ["error": "\(error)"])
+            self.logger.warning(
+                "discarding the uploads of a refused add_attachments failed", metadata: ["error": "\(LoggedError(error))"])
         }
     }
 

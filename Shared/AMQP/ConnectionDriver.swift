@@ -1,6 +1,7 @@
 import CRabbitMQ
 import Foundation
 import Logging
+import MessengerContracts
 import ThreadedIO
 
 /// The librabbitmq-c connection and everything that touches it.
@@ -207,7 +208,7 @@ final class ConnectionDriver {
         } catch let error as AMQPError where error.code == .protocolError {
             // The broker refused this consumer (no such queue, for example): its owner hears of it
             // when the sequence ends, instead of the connection retrying forever.
-            self.logger.error("consumer refused", metadata: ["queue": "\(spec.queue)", "error": "\(error)"])
+            self.logger.error("consumer refused", metadata: ["queue": "\(spec.queue)", "error": "\(LoggedError(error))"])
             self.consumers.removeValue(forKey: id)?.continuation.finish()
             throw error
         }
@@ -471,9 +472,9 @@ final class ConnectionDriver {
         self.endCancelledConsumers()
         // One line per outage, then quiet retries: a broker that is down is not news every 5 s.
         if wasOpen || failures == 1 {
-            self.logger.warning("AMQP connection lost, reconnecting", metadata: ["error": "\(error)"])
+            self.logger.warning("AMQP connection lost, reconnecting", metadata: ["error": "\(LoggedError(error))"])
         } else {
-            self.logger.debug("AMQP reconnect failed", metadata: ["error": "\(error)", "attempt": "\(failures)"])
+            self.logger.debug("AMQP reconnect failed", metadata: ["error": "\(LoggedError(error))", "attempt": "\(failures)"])
         }
     }
 

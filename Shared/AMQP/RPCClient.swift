@@ -100,7 +100,7 @@ public final class RPCClient: Service, Sendable {
                             self.deliverReply(item.body, correlationID: item.correlationID)
                         }
                     } catch {
-                        self.logger.error("malformed reply batch", metadata: ["error": "\(error)"])
+                        self.logger.error("malformed reply batch", metadata: ["error": "\(LoggedError(error))"])
                     }
                 } else {
                     self.deliverReply(delivery.body, correlationID: delivery.properties.correlationID)
@@ -140,7 +140,7 @@ public final class RPCClient: Service, Sendable {
         do {
             reply = try MessengerJSON.decode(RPCReply<Reply>.self, from: body)
         } catch {
-            self.logger.error("undecodable reply", metadata: ["type": "\(type)", "error": "\(error)"])
+            self.logger.error("undecodable reply", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
             throw ServiceError.internal()
         }
         return try reply.get()
@@ -206,7 +206,7 @@ public final class RPCClient: Service, Sendable {
         } catch let error as AMQPError where error.code == .unroutable {
             throw ServiceError.unavailable("\(service) is not running")
         } catch let error as AMQPError {
-            self.logger.warning("RPC publish failed", metadata: ["type": "\(type)", "error": "\(error)"])
+            self.logger.warning("RPC publish failed", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
             throw ServiceError.unavailable("the message broker is unavailable")
         }
     }

@@ -51,7 +51,7 @@ public struct RPCRouter: Sendable {
             } catch let error as DecodingError {
                 return Self.encoded(RPCReply<Reply>.failure(.invalidArgument(Self.describe(error))))
             } catch {
-                logger.error("undecodable request", metadata: ["type": "\(type)", "error": "\(error)"])
+                logger.error("undecodable request", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
                 return Self.encoded(RPCReply<Reply>.failure(.internal()))
             }
             // Bound while the handler runs: the RPCs it makes, the events it records and the lines
@@ -78,10 +78,11 @@ public struct RPCRouter: Sendable {
                 } catch let error as DecodingError {
                     reply = .failure(.invalidArgument(Self.describe(error)))
                 } catch  where isDependencyDown(error) {
-                    logger.warning("handler failed: a dependency is down", metadata: ["type": "\(type)", "error": "\(error)"])
+                    logger.warning(
+                        "handler failed: a dependency is down", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
                     reply = .failure(.unavailable("a service dependency is unavailable; try again"))
                 } catch {
-                    logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(error)"])
+                    logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
                     reply = .failure(.internal())
                 }
                 return Self.encoded(reply)
@@ -167,7 +168,7 @@ public struct RPCServer: Service {
                 items = try MessageBatch(decoding: delivery.body).items
             } catch {
                 // Without its items' correlation ids nothing can be answered; the callers time out.
-                self.logger.warning("malformed RPC batch dropped", metadata: ["error": "\(error)"])
+                self.logger.warning("malformed RPC batch dropped", metadata: ["error": "\(LoggedError(error))"])
                 delivery.reject(requeue: false)
                 return
             }
@@ -218,7 +219,7 @@ public struct RPCServer: Service {
             } catch {
                 // A reply too large for the broker: the caller gets `internal` now instead of
                 // waiting for its timeout.
-                self.logger.error("reply refused", metadata: ["type": "\(type)", "error": "\(error)"])
+                self.logger.error("reply refused", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
                 try? self.connection.send(replyMessage(Self.internalErrorReply))
             }
         } else {

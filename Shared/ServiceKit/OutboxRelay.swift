@@ -85,7 +85,7 @@ public struct OutboxRelay: Service {
                         return
                     } catch {
                         guard !Task.isCancelled else { return }
-                        self.logger.warning("outbox relay failed, retrying", metadata: [LogKey.error: "\(error)"])
+                        self.logger.warning("outbox relay failed, retrying", metadata: [LogKey.error: "\(LoggedError(error))"])
                         try? await Task.sleep(for: relay.backoff.next())
                     }
                 }
@@ -239,7 +239,7 @@ public struct OutboxRelay: Service {
         do {
             try await self.database.query("VACUUM (SKIP_LOCKED, TRUNCATE false) outbox", logger: self.logger)
         } catch  where !Task.isCancelled {
-            self.logger.warning("outbox vacuum failed", metadata: [LogKey.error: "\(error)"])
+            self.logger.warning("outbox vacuum failed", metadata: [LogKey.error: "\(LoggedError(error))"])
         } catch {
             // Shutting down.
         }

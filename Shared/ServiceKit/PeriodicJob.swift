@@ -1,4 +1,5 @@
 import Logging
+import MessengerContracts
 import ServiceLifecycle
 
 /// Work a service repeats every `interval` until it shuts down: pruning what has expired,
@@ -25,7 +26,8 @@ public struct PeriodicJob: Service {
                     try await self.round()
                 } catch {
                     self.logger.warning(
-                        "a periodic job failed; it runs again later", metadata: ["job": "\(self.name)", "error": "\(error)"])
+                        "a periodic job failed; it runs again later",
+                        metadata: ["job": "\(self.name)", "error": "\(LoggedError(error))"])
                 }
             }
         }

@@ -46,7 +46,7 @@ public enum ServiceMain {
         do {
             services = try await build(ServiceContext(environment: environment, registry: registry, logger: logger))
         } catch let error as ConfigurationError {
-            logger.critical("\(error)")
+            logger.critical("\(LoggedError(error))")
             exit(1)
         } catch {
             logger.critical("cannot start: \(String(reflecting: error))")
