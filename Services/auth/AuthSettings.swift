@@ -29,9 +29,10 @@ struct AuthSettings: Sendable {
             guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigurationError(variable: "JWT_PRIVATE_KEY_FILE", problem: "cannot be read: \(path)")
             }
-            self.keySource = .pem(pem)
+            self.keySource = .pem(try Self.checkedPrivateKey(pem, variable: "JWT_PRIVATE_KEY_FILE"))
         } else if let pem = environment.optional("JWT_PRIVATE_KEY") {
-            self.keySource = .pem(pem.replacingOccurrences(of: "\\n", with: "\n"))
+            self.keySource = .pem(
+                try Self.checkedPrivateKey(pem.replacingOccurrences(of: "\\n", with: "\n"), variable: "JWT_PRIVATE_KEY"))
         } else if let secret = environment.optional("JWT_SECRET") {
             // The key's public half is in the JWKS for anyone to test guesses of the secret
             // against, offline: a short one (an old HS256 secret, say) would give the key away.
@@ -52,6 +53,10 @@ struct AuthSettings: Sendable {
                 .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
                 .filter { !$0.isEmpty }
                 .map { $0 + "\n-----END PUBLIC KEY-----\n" }
+            for pem in self.previousPublicKeys where (try? SigningKey.publicJWK(pem: pem)) == nil {
+                throw ConfigurationError(
+                    variable: "JWT_PREVIOUS_PUBLIC_KEYS_FILE", problem: "holds a key that is not an Ed25519 public key in PEM")
+            }
         } else {
             self.previousPublicKeys = []
         }
@@ -67,5 +72,15 @@ struct AuthSettings: Sendable {
             perAddress: try environment.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default: 20, in: 1...100_000),
             window: .seconds(try environment.int("LOGIN_WINDOW_SECONDS", default: 300, in: 1...86_400)))
         self.pruneInterval = .seconds(try environment.int("AUTH_PRUNE_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
+    }
+
+    /// `pem`, once it is known to be an Ed25519 private key: a bad key stops the service at
+    /// start with one line naming `variable` (it was found only after the migrations, retried for
+    /// a minute, and reported as an RSA or ASN.1 error).
+    private static func checkedPrivateKey(_ pem: String, variable: String) throws -> String {
+        guard (try? SigningKey(pem: pem)) != nil else {
+            throw ConfigurationError(variable: variable, problem: "is not an Ed25519 private key in PEM (PKCS#8)")
+        }
+        return pem
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import MessengerServiceKit
 import Testing
 
@@ -14,6 +15,26 @@ struct AuthSettingsTests {
         let settings = try AuthSettings(environment: ServiceEnvironment(["JWT_SECRET": String(repeating: "k", count: 32)]))
         guard case .secret = settings.keySource else {
             Issue.record("a 32-byte secret is not the key's source")
+            return
+        }
+    }
+
+    @Test("a signing key that is not an Ed25519 private key in PEM is refused, naming its variable")
+    func badKeyRefused() throws {
+        for (variable, value) in [
+            ("JWT_PRIVATE_KEY", "not a key"),
+            ("JWT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"),
+        ] {
+            #expect {
+                try AuthSettings(environment: ServiceEnvironment([variable: value]))
+            } throws: { error in
+                (error as? ConfigurationError)?.variable == variable
+            }
+        }
+        let key = Curve25519.Signing.PrivateKey().pemRepresentation
+        let settings = try AuthSettings(environment: ServiceEnvironment(["JWT_PRIVATE_KEY": key]))
+        guard case .pem = settings.keySource else {
+            Issue.record("a valid PEM key is not the key's source")
             return
         }
     }
