@@ -30,7 +30,11 @@ public struct RPCContext: Sendable {
 /// payload (``RawJSON`` goes out as it is), or throws a ``ServiceError`` that becomes an error
 /// reply.
 public struct RPCRouter: Sendable {
-    typealias Handler = @Sendable (_ body: Data, _ deadline: ContinuousClock.Instant?, _ logger: Logger) async -> Data
+    /// A request's reply, and its outcome for the metrics: `ok` or the error's code.
+    typealias Handler =
+        @Sendable (_ body: Data, _ deadline: ContinuousClock.Instant?, _ logger: Logger) async -> (
+            reply: Data, outcome: String
+        )
     private(set) var handlers: [MessageType: Handler] = [:]
     /// Tells the failures of a dependency that is down (a lost database connection) from bugs:
     /// those are answered `unavailable` (safe to retry) instead of `internal`. Set it before the
@@ -49,10 +53,10 @@ public struct RPCRouter: Sendable {
             do {
                 envelope = try MessengerJSON.decode(Envelope<Payload>.self, from: body)
             } catch let error as DecodingError {
-                return Self.encoded(RPCReply<Reply>.failure(.invalidArgument(Self.describe(error))))
+                return Self.answer(RPCReply<Reply>.failure(.invalidArgument(Self.describe(error))))
             } catch {
                 logger.error("undecodable request", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
-                return Self.encoded(RPCReply<Reply>.failure(.internal()))
+                return Self.answer(RPCReply<Reply>.failure(.internal()))
             }
             // Bound while the handler runs: the RPCs it makes, the events it records and the lines
             // it logs carry the request's correlation id on.
@@ -71,7 +75,7 @@ public struct RPCRouter: Sendable {
                 let reply: RPCReply<Reply>
                 do {
                     let value = try await handler(envelope.data, context)
-                    if let raw = value as? RawJSON { return raw.successReply }
+                    if let raw = value as? RawJSON { return (raw.successReply, "ok") }
                     reply = .success(value)
                 } catch let error as ServiceError {
                     reply = .failure(error)
@@ -85,13 +89,15 @@ public struct RPCRouter: Sendable {
                     logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
                     reply = .failure(.internal())
                 }
-                return Self.encoded(reply)
+                return Self.answer(reply)
             }
         }
     }
 
-    private static func encoded<Reply: Encodable>(_ reply: RPCReply<Reply>) -> Data {
-        (try? MessengerJSON.encode(reply)) ?? RPCServer.internalErrorReply
+    /// `reply` encoded, with its outcome: `ok`, or the error's code (a bounded set).
+    private static func answer<Reply: Encodable>(_ reply: RPCReply<Reply>) -> (reply: Data, outcome: String) {
+        let outcome = reply.ok ? "ok" : (reply.error?.code.rawValue ?? ErrorCode.internal.rawValue)
+        return ((try? MessengerJSON.encode(reply)) ?? RPCServer.internalErrorReply, outcome)
     }
 }
 
@@ -198,8 +204,7 @@ public struct RPCServer: Service {
         let reply: Data
         let outcome: String
         if let handler = self.router.handlers[type] {
-            reply = await handler(body, deadline, self.logger)
-            outcome = "handled"
+            (reply, outcome) = await handler(body, deadline, self.logger)
         } else {
             self.logger.warning("unknown request type", metadata: ["type": "\(type)"])
             reply =

@@ -682,3 +682,21 @@ def test_login_allowed_again_after_retry_after(api, register, login):
     wait = min(retry_after, WINDOW_SECONDS + 2)
     time.sleep(max(0.0, wait - (time.monotonic() - started)) + 0.5)
     login(reg.username, reg.password)
+
+
+def test_the_rpc_metrics_count_requests_by_outcome(api, register):
+    """`rpc_server_requests_total` has an `outcome` of `ok` or the error's code, so an
+    operator sees a backend's error rate (it was `handled` for every request)."""
+    admin = f"http://127.0.0.1:{os.environ.get('AUTH_ADMIN_PORT', '9101')}"
+
+    def served(outcome: str) -> int:
+        text = requests.get(f"{admin}/metrics", timeout=5).text
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+                   if line.startswith("rpc_server_requests_total") and 'type="auth.login.v1"' in line
+                   and f'outcome="{outcome}"' in line)
+
+    user = register()
+    before_ok, before_refused = served("ok"), served("unauthorized")
+    assert_status(api.post("/api/login", {"login": user.username, "password": user.password}), 200)
+    assert_error(api.post("/api/login", {"login": user.username, "password": "not the password"}), 401, "unauthorized")
+    assert served("ok") >= before_ok + 1 and served("unauthorized") >= before_refused + 1
