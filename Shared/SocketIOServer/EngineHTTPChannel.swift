@@ -34,7 +34,8 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     static let readBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        let firstRequestTimeout = self.configuration.idleTimeout ?? .seconds(60)
+        return channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.readBuffers)
             let upgrader = Self.webSocketUpgrader(engine: self.engine, path: self.webSocketPath)
             let (engine, configuration) = (self.engine, self.configuration)
@@ -73,8 +74,21 @@ struct EngineHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 position: .before(upgradeHandler))
             let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try channel.pipeline.syncOperations.addHandler(UnparsableRequestResponder(), position: .after(decoder))
+            Self.close(channel, unlessItsFirstRequestComes: upgrade, within: firstRequestTimeout)
             return Value(upgrade: upgrade, channel: channel)
         }
+    }
+
+    /// Closes `channel` if its first request's head has not come through the upgrade handler
+    /// (`upgrade` unresolved) within `timeout`. The idle timeout's handler comes with the first
+    /// request, so a connection whose first request never arrives whole (a client gone between
+    /// connect and request, a slow loris) gets the same time. Until the thirty-eighth session it
+    /// was held until the client closed it.
+    static func close(
+        _ channel: any Channel, unlessItsFirstRequestComes upgrade: EventLoopFuture<Upgrade>, within timeout: TimeAmount
+    ) {
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        upgrade.whenComplete { _ in timer.cancel() }
     }
 
     /// Upgrades Engine.IO WebSocket requests at the engine's path, the first request of a

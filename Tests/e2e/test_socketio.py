@@ -1098,3 +1098,17 @@ def test_a_first_request_the_http_decoder_cannot_parse_gets_an_answer_and_the_co
         assert connection.recv(1) == b"", "the connection closes after the answer"
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /api/thr"], ids=["nothing", "half-a-request-line"])
+def test_a_connection_whose_first_request_never_comes_whole_is_closed_after_the_idle_timeout(sent):
+    """The HTTP idle timeout (1 s on this gateway) holds before the first request too: a client
+    gone between connect and request, or a slow loris, does not pin a file descriptor. Until the
+    thirty-eighth session such connections stayed open until the client closed them."""
+    with gateway_process(5076, 9176, HTTP_IDLE_TIMEOUT_SECONDS="1"):
+        connection = socket.create_connection(("127.0.0.1", 5076), timeout=15)
+        try:
+            connection.sendall(sent)
+            assert connection.recv(1) == b"", "the gateway closes the connection"
+        finally:
+            connection.close()
