@@ -16,8 +16,9 @@ source "$ROOT/scripts/env.sh"
 
 swift build -c release
 scripts/services.sh stop
-# The test environment prunes every 2 s; a production deployment every 10 minutes.
-DELIVERY_PRUNE_INTERVAL_SECONDS=600 scripts/services.sh start release
+# The test environment prunes every 2 s; a production deployment every 10 minutes (delivery)
+# and every hour (auth).
+DELIVERY_PRUNE_INTERVAL_SECONDS=600 AUTH_PRUNE_INTERVAL_SECONDS=3600 scripts/services.sh start release
 if ! .run/venv/bin/python -c 'import matplotlib' 2>/dev/null; then
     .run/venv/bin/pip install -q matplotlib || echo "bench: matplotlib not installed; the report will have no plots" >&2
 fi
