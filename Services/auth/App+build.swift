@@ -7,10 +7,11 @@ import ServiceLifecycle
 
 /// Wires the `auth` service: its schema, signing key, and the account and token RPCs.
 func buildServices(context: ServiceContext) throws -> [any Service] {
+    // Read before the broker connections start, so a bad value is the only line logged.
+    let settings = try AuthSettings(environment: context.environment)
     var backend = try BackendService(
         service: .auth, schema: "auth", adminPortVariable: "AUTH_ADMIN_PORT", defaultAdminPort: 9101,
         migrations: AuthMigrations.all, context: context)
-    let settings = try AuthSettings(environment: context.environment)
     let authenticator = Deferred<Authenticator>()
     let database = backend.database
     let logger = backend.logger

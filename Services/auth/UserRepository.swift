@@ -56,22 +56,33 @@ struct PostgresUserRepository: UserRepository {
         UserRecord(id: row.0, username: row.1, email: row.2, displayName: row.3, passwordHash: row.4, createdAt: row.5)
     }
 
+    /// A taken username or email is found by the insert itself (`ON CONFLICT DO NOTHING`), not
+    /// by a unique violation: each violation wrote an ERROR line to PostgreSQL's log, with the
+    /// taken address in its DETAIL (personal data in the server's log, an outside tester found).
     func create(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws {
-        do {
-            try await self.client.transaction(logger: self.logger) { connection in
-                try await connection.query(
+        try await self.client.transaction(logger: self.logger) { connection in
+            let inserted = try await connection.query(
+                """
+                INSERT INTO users (id, username, email, display_name, password_hash, created_at, updated_at)
+                VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
+                ON CONFLICT DO NOTHING RETURNING id
+                """, logger: self.logger)
+            var created = false
+            for try await _ in inserted.decode(UUID.self) { created = true }
+            guard created else {
+                let taken = try await connection.query(
                     """
-                    INSERT INTO users (id, username, email, display_name, password_hash, created_at, updated_at)
-                    VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
+                    SELECT bool_or(lower(username) = lower(\(user.username))) FROM users
+                    WHERE lower(username) = lower(\(user.username)) OR lower(email) = lower(\(user.email))
                     """, logger: self.logger)
-                try await self.announce(AuthMessage.userCreated, user, on: connection)
-                try CommitDeadline.ensureTimeLeft(before: deadline)
+                var usernameTaken = true
+                for try await value in taken.decode(Bool?.self) { usernameTaken = value ?? true }
+                throw ServiceError.conflict(usernameTaken ? "username is already taken" : "email is already taken")
             }
-            self.outbox.wake()
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            let constraint = error.serverInfo?[.constraintName] ?? ""
-            throw ServiceError.conflict(constraint.contains("email") ? "email is already taken" : "username is already taken")
+            try await self.announce(AuthMessage.userCreated, user, on: connection)
+            try CommitDeadline.ensureTimeLeft(before: deadline)
         }
+        self.outbox.wake()
     }
 
     func find(login: String) async throws -> UserRecord? {

@@ -7,10 +7,11 @@ import ServiceLifecycle
 /// Wires the `delivery` service: its schema, the event log, the consumers of domain events and
 /// retry checks, the `ack_events` and `sync` RPCs, and the pruning job.
 func buildServices(context: ServiceContext) throws -> [any Service] {
+    // Read before the broker connections start, so a bad value is the only line logged.
+    let settings = try DeliverySettings(environment: context.environment)
     var backend = try BackendService(
         service: .delivery, schema: "delivery", adminPortVariable: "DELIVERY_ADMIN_PORT", defaultAdminPort: 9104,
         defaultPrefetch: 256, migrations: DeliveryMigrations.all, context: context)
-    let settings = try DeliverySettings(environment: context.environment)
     let logger = backend.logger
     let log = EventLog(client: backend.database, retention: settings.retention, logger: logger)
     let publisher = PushPublisher(amqp: backend.amqp, delays: settings.retryDelays)

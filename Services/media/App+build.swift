@@ -10,11 +10,12 @@ import ServiceLifecycle
 /// otherwise), the upload and binding RPCs, the removal of deleted messages' files, and the
 /// clean-up.
 func buildServices(context: ServiceContext) throws -> [any Service] {
+    // Read before the broker connections start, so a bad value is the only line logged.
+    let settings = try MediaSettings(environment: context.environment)
     var backend = try BackendService(
         service: .media, schema: "media", adminPortVariable: "MEDIA_ADMIN_PORT", defaultAdminPort: 9103,
         // Each upload request holds a whole file in memory: take few at a time.
         defaultPrefetch: 8, migrations: MediaMigrations.all, context: context)
-    let settings = try MediaSettings(environment: context.environment)
     backend.topology = backend.topology.merged(
         with: DeletedMessagesConsumer.topology(queueArguments: backend.settings.durableQueueArguments))
     let logger = backend.logger

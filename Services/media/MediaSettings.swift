@@ -21,6 +21,21 @@ struct MediaSettings: Sendable {
         self.unboundLifetime = .seconds(try environment.int("MEDIA_UNBOUND_TTL_SECONDS", default: 86_400, in: 1...(365 * 86_400)))
         self.cleanupInterval = .seconds(try environment.int("MEDIA_CLEANUP_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
         self.cloudinary = try CloudinaryConfiguration(environment: environment)
+        if self.cloudinary == nil { try Self.checkWritable(self.directory) }
+    }
+
+    /// The local store's directory, created if missing, must be writable: a directory that is
+    /// not stops the service at start naming `MEDIA_DIR`, instead of failing every upload.
+    static func checkWritable(_ directory: String) throws {
+        let files = FileManager.default
+        do {
+            try files.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ConfigurationError(variable: "MEDIA_DIR", problem: "cannot be created: \(directory)")
+        }
+        guard files.isWritableFile(atPath: directory) else {
+            throw ConfigurationError(variable: "MEDIA_DIR", problem: "cannot be written: \(directory)")
+        }
     }
 }
 
@@ -59,6 +74,11 @@ struct CloudinaryConfiguration: Sendable {
         }
         var prefix = environment.string("CLOUDINARY_UPLOAD_PREFIX", default: "https://api.cloudinary.com")
         while prefix.hasSuffix("/") { prefix.removeLast() }
+        guard let components = URLComponents(string: prefix), ["http", "https"].contains(components.scheme ?? ""),
+            components.host?.isEmpty == false
+        else {
+            throw ConfigurationError(variable: "CLOUDINARY_UPLOAD_PREFIX", problem: "must be an http(s) URL")
+        }
         self.uploadPrefix = prefix
         self.folder = environment.optional("CLOUDINARY_FOLDER")
         self.timeout = try environment.milliseconds("CLOUDINARY_TIMEOUT_MS", default: 60_000)

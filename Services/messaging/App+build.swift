@@ -6,6 +6,8 @@ import ServiceLifecycle
 /// Wires the `messaging` service: its schema, the conversation RPCs, the outbox relay and the
 /// read model of users.
 func buildServices(context: ServiceContext) throws -> [any Service] {
+    // Read before the broker connections start, so a bad value is the only line logged.
+    let batchWriters = try context.environment.int("MESSAGING_BATCH_WRITERS", default: 2, in: 1...64)
     var backend = try BackendService(
         service: .messaging, schema: "messaging", adminPortVariable: "MESSAGING_ADMIN_PORT", defaultAdminPort: 9102,
         // Commands in flight are what group commit batches: a deeper prefetch makes larger batches.
@@ -29,7 +31,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     }
     let batcher = MessageBatcher(
         conversations: conversations,
-        concurrentBatches: try context.environment.int("MESSAGING_BATCH_WRITERS", default: 2, in: 1...64))
+        concurrentBatches: batchWriters)
     backend.router.on(MessagingMessage.createMessage, CreateMessageRequest.self) { request, context in
         try await batcher.createMessage(request, actor: context.actorID)
     }

@@ -56,6 +56,57 @@ struct ServiceProcessTests {
         #expect(result.output.contains("AUTH_ADMIN_PORT must be an integer"))
     }
 
+    @Test(
+        "a value found bad only by trying it stops a service at start and names the variable",
+        arguments: [
+            ("media", "MEDIA_DIR", "/proc/messenger-media"),
+            ("media", "CLOUDINARY_UPLOAD_PREFIX", "not a url"),
+            ("auth", "JWT_PRIVATE_KEY", "not a key"),
+            ("messaging", "MESSAGING_BATCH_WRITERS", "0"),
+        ])
+    func failFastOnUnusableValue(service: String, variable: String, value: String) throws {
+        var environment = TestEnvironment.serviceVariables
+        environment[variable] = value
+        environment.removeValue(forKey: "JWT_PRIVATE_KEY_FILE")
+        for key in environment.keys where key.hasPrefix("CLOUDINARY_") && key != variable { environment.removeValue(forKey: key) }
+        if variable == "CLOUDINARY_UPLOAD_PREFIX" { environment["CLOUDINARY_URL"] = "cloudinary://key:secret@demo" }
+        let result = try TestHelpers.run("\(TestEnvironment.binaryDirectory)/\(service)", environment: environment)
+        #expect(result.status == 1)
+        #expect(result.output.contains("configuration error: \(variable)"), "\(result.output)")
+        #expect(result.output.split(separator: "\n").count == 1, "read before any connection starts: \(result.output)")
+    }
+
+    @Test(
+        "SIGTERM during start-up, every server unreachable, ends a service at once with status 0",
+        arguments: [
+            ("auth", "AUTH", 19191), ("messaging", "MESSAGING", 19192), ("media", "MEDIA", 19193),
+            ("delivery", "DELIVERY", 19194), ("socket-gateway", "GATEWAY", 19195),
+        ])
+    func gracefulStopDuringStartUp(service: String, prefix: String, adminPort: Int) async throws {
+        var environment = TestEnvironment.serviceVariables
+        environment["RABBITMQ_URI"] = "amqp://guest:guest@127.0.0.1:1/%2f"
+        environment["DATABASE_URL"] = "postgres://postgres@127.0.0.1:2/messenger"
+        environment["REDIS_PORT"] = "3"
+        environment["\(prefix)_ADMIN_PORT"] = String(adminPort)
+        environment["PORT"] = "15199"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(TestEnvironment.binaryDirectory)/\(service)")
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try await Task.sleep(for: .seconds(2))
+        process.terminate()  // SIGTERM, while start-up still waits for the servers
+        // Start-up retries for a minute: an exit well before it is the shutdown's.
+        let exited = await TestHelpers.eventually(timeout: .seconds(20)) { !process.isRunning }
+        #expect(exited)
+        if exited {
+            #expect(process.terminationStatus == 0 && process.terminationReason == .exit)
+        } else {
+            kill(process.processIdentifier, SIGKILL)
+        }
+    }
+
     @Test("SIGTERM: a service stops consuming, finishes, and exits 0")
     func gracefulStop() async throws {
         var environment = TestEnvironment.serviceVariables
