@@ -162,15 +162,16 @@ public actor EngineSession {
         }
         self.outbox += packets
         self.outboxBytes += packets.reduce(0) { $0 + $1.byteCount }
+        // A GET waiting for packets takes its share first, and counts as the client's progress:
+        // one that waited longer than the stall for a burst is not taken for a client that stopped.
+        self.answerPoll()
         let bound = EngineBacklog(limit: self.configuration.maximumBacklog)
         if let problem = bound.problem(bytes: self.outboxBytes, sinceProgress: .now() - self.lastPoll) {
             self.logger.info(
                 "closing a session whose client \(problem.rawValue)",
                 metadata: ["eio.sid": "\(self.id)", "backlog": "\(self.outboxBytes)"])
             self.close(reason: "client \(problem.rawValue)", notifyClient: false)
-            return
         }
-        self.answerPoll()
     }
 
     private func answerPoll() {
