@@ -1,6 +1,5 @@
 import Configuration
 import Foundation
-import SystemPackage
 
 /// A configuration value that is missing or malformed. Its description is the one line a service
 /// prints before it exits at start.
@@ -27,8 +26,14 @@ public struct ServiceEnvironment: Sendable {
     /// (default `.env` in the working directory). The process environment wins.
     public static func load() async throws -> ServiceEnvironment {
         let path = ProcessInfo.processInfo.environment["ENV_FILE"] ?? ".env"
-        let file = try await EnvironmentVariablesProvider(environmentFilePath: FilePath(path), allowMissing: true)
+        let contents = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let file = EnvironmentVariablesProvider(environmentVariables: DotEnvFile.variables(in: contents))
         return ServiceEnvironment(reader: ConfigReader(providers: [EnvironmentVariablesProvider(), file]))
+    }
+
+    /// An environment read from `.env` text alone (tests).
+    public init(dotEnv contents: String) {
+        self.init(DotEnvFile.variables(in: contents))
     }
 
     /// An environment made of exactly these variables (tests).

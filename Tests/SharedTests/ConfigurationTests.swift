@@ -62,6 +62,27 @@ struct ConfigurationTests {
         #expect(throws: AMQPError.self) { try AMQPConfiguration(uri: "amqp://localhost?heartbeat=abc") }
     }
 
+    @Test(".env lines are read as docker compose and python-dotenv read them")
+    func dotEnv() throws {
+        let environment = ServiceEnvironment(
+            dotEnv: """
+                # a comment
+                MEDIA_DIR="/srv/media"
+                export LOG_LEVEL=debug
+                CORS_ORIGIN='https://chat.example'
+                PORT=5000 # the public port
+                JWT_ISSUER=a=b
+                not a line
+                EMPTY=
+                """)
+        #expect(environment.optional("MEDIA_DIR") == "/srv/media")
+        #expect(environment.optional("LOG_LEVEL") == "debug")
+        #expect(environment.optional("CORS_ORIGIN") == "https://chat.example")
+        #expect(environment.optional("PORT") == "5000")
+        #expect(environment.optional("JWT_ISSUER") == "a=b")
+        #expect(environment.asSet("EMPTY") == "")
+    }
+
     @Test("the URI's heartbeat is kept unless RABBITMQ_HEARTBEAT is set")
     func heartbeat() throws {
         func heartbeat(_ variables: [String: String]) throws -> Int {

@@ -1,0 +1,38 @@
+/// The `.env` file's lines as docker compose and python-dotenv read them: `KEY=value`, `#`
+/// comments, an optional `export ` before the key, and a value in matching single or double
+/// quotes taken without them (an unquoted value ends at ` #`). swift-configuration's own
+/// parser kept the quotes (`MEDIA_DIR="/srv/media"` was a directory named with quotes) and
+/// ignored `export` lines.
+enum DotEnvFile {
+    static func variables(in contents: String) -> [String: String] {
+        var variables: [String: String] = [:]
+        for rawLine in contents.split(whereSeparator: \.isNewline) {
+            var line = Substring(rawLine).trimmingWhitespace()
+            guard !line.isEmpty, !line.hasPrefix("#") else { continue }
+            if line.hasPrefix("export ") { line = line.dropFirst("export ".count).trimmingWhitespace() }
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            let key = line[..<equals].trimmingWhitespace()
+            guard let first = key.first, first == "_" || first.isLetter,
+                key.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) })
+            else { continue }
+            variables[String(key)] = Self.value(line[line.index(after: equals)...].trimmingWhitespace())
+        }
+        return variables
+    }
+
+    private static func value(_ text: Substring) -> String {
+        if text.count >= 2, let quote = text.first, quote == "\"" || quote == "'", text.last == quote {
+            return String(text.dropFirst().dropLast())
+        }
+        if let comment = text.range(of: " #") { return String(text[..<comment.lowerBound].trimmingWhitespace()) }
+        return String(text)
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingWhitespace() -> Substring {
+        let start = self.firstIndex { !$0.isWhitespace } ?? self.endIndex
+        let end = self[start...].lastIndex { !$0.isWhitespace }.map { self.index(after: $0) } ?? start
+        return self[start..<end]
+    }
+}
