@@ -199,7 +199,11 @@ struct EventLog: Sendable {
     /// in one statement. Returns them in event order, then user order.
     func retry(events: [UUID]) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
-        return try await self.client.withConnection { connection in
+        return try await self.retryingDeadlocks { try await self.retryOnce(events: events) }
+    }
+
+    private func retryOnce(events: [UUID]) async throws -> [Delivery] {
+        try await self.client.withConnection { connection in
             var deliveries: [Delivery] = []
             for try await row in try await connection.execute(EventLogStatements.Retry(events: events), logger: self.logger) {
                 let (user, seq, event, name, occurredAt, data) = try row.decode((UUID, Int64, UUID, String, Date, String).self)
