@@ -62,8 +62,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         ],
         prepare: {
             let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
-            let previous = try settings.previousPublicKeys.map(SigningKey.publicJWK(pem:))
-            let keySet = JSONWebKeySet(keys: [key.publicJWK] + previous.filter { $0.kid != key.kid })
+            let keySet = JSONWebKeySet(keys: [key.publicJWK] + settings.previousPublicKeys.filter { $0.kid != key.kid })
             authenticator.set(
                 Authenticator(
                     users: PostgresUserRepository(client: database, outbox: outbox, revocations: revocations, logger: logger),

@@ -1,4 +1,5 @@
 import Foundation
+import MessengerContracts
 import MessengerServiceKit
 import MessengerTokens
 
@@ -6,7 +7,8 @@ import MessengerTokens
 struct AuthSettings: Sendable {
     /// Where the signing key comes from, strongest first.
     enum KeySource: Sendable {
-        case pem(String)
+        /// `JWT_PRIVATE_KEY_FILE` or `JWT_PRIVATE_KEY`, read and checked with the settings.
+        case configured(SigningKey)
         case secret(String)
         case generated
     }
@@ -14,8 +16,8 @@ struct AuthSettings: Sendable {
     var keySource: KeySource
     /// The shortest `JWT_SECRET` taken (32 random bytes is what the derived key is worth).
     static let minimumSecretBytes = 32
-    /// Older public keys (PEM) still accepted during a rotation.
-    var previousPublicKeys: [String]
+    /// Older public keys still accepted during a rotation (`JWT_PREVIOUS_PUBLIC_KEYS_FILE`).
+    var previousPublicKeys: [JSONWebKey]
     var audience: TokenAudience
     var accessTokenLifetime: Duration
     var refreshTokenLifetime: Duration
@@ -29,10 +31,10 @@ struct AuthSettings: Sendable {
             guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigurationError(variable: "JWT_PRIVATE_KEY_FILE", problem: "cannot be read: \(path)")
             }
-            self.keySource = .pem(try Self.checkedPrivateKey(pem, variable: "JWT_PRIVATE_KEY_FILE"))
+            self.keySource = .configured(try Self.privateKey(pem, variable: "JWT_PRIVATE_KEY_FILE"))
         } else if let pem = environment.optional("JWT_PRIVATE_KEY") {
-            self.keySource = .pem(
-                try Self.checkedPrivateKey(pem.replacingOccurrences(of: "\\n", with: "\n"), variable: "JWT_PRIVATE_KEY"))
+            self.keySource = .configured(
+                try Self.privateKey(pem.replacingOccurrences(of: "\\n", with: "\n"), variable: "JWT_PRIVATE_KEY"))
         } else if let secret = environment.optional("JWT_SECRET") {
             // The key's public half is in the JWKS for anyone to test guesses of the secret
             // against, offline: a short one (an old HS256 secret, say) would give the key away.
@@ -49,14 +51,17 @@ struct AuthSettings: Sendable {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigurationError(variable: "JWT_PREVIOUS_PUBLIC_KEYS_FILE", problem: "cannot be read: \(path)")
             }
-            self.previousPublicKeys = text.components(separatedBy: "-----END PUBLIC KEY-----")
+            self.previousPublicKeys = try text.components(separatedBy: "-----END PUBLIC KEY-----")
                 .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
                 .filter { !$0.isEmpty }
-                .map { $0 + "\n-----END PUBLIC KEY-----\n" }
-            for pem in self.previousPublicKeys where (try? SigningKey.publicJWK(pem: pem)) == nil {
-                throw ConfigurationError(
-                    variable: "JWT_PREVIOUS_PUBLIC_KEYS_FILE", problem: "holds a key that is not an Ed25519 public key in PEM")
-            }
+                .map { pem in
+                    guard let key = try? SigningKey.publicJWK(pem: pem + "\n-----END PUBLIC KEY-----\n") else {
+                        throw ConfigurationError(
+                            variable: "JWT_PREVIOUS_PUBLIC_KEYS_FILE",
+                            problem: "holds a key that is not an Ed25519 public key in PEM")
+                    }
+                    return key
+                }
         } else {
             self.previousPublicKeys = []
         }
@@ -74,13 +79,13 @@ struct AuthSettings: Sendable {
         self.pruneInterval = .seconds(try environment.int("AUTH_PRUNE_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
     }
 
-    /// `pem`, once it is known to be an Ed25519 private key: a bad key stops the service at
-    /// start with one line naming `variable` (it was found only after the migrations, retried for
-    /// a minute, and reported as an RSA or ASN.1 error).
-    private static func checkedPrivateKey(_ pem: String, variable: String) throws -> String {
-        guard (try? SigningKey(pem: pem)) != nil else {
+    /// The key in `pem`: a bad key stops the service at start with one line naming `variable` (it
+    /// was found only after the migrations, retried for a minute, and reported as an RSA or ASN.1
+    /// error).
+    private static func privateKey(_ pem: String, variable: String) throws -> SigningKey {
+        guard let key = try? SigningKey(pem: pem) else {
             throw ConfigurationError(variable: variable, problem: "is not an Ed25519 private key in PEM (PKCS#8)")
         }
-        return pem
+        return key
     }
 }

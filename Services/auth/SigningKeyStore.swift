@@ -11,8 +11,8 @@ import PostgresNIO
 enum SigningKeyStore {
     static func load(_ source: AuthSettings.KeySource, client: Database, logger: Logger) async throws -> SigningKey {
         switch source {
-        case .pem(let pem):
-            return try SigningKey(pem: pem)
+        case .configured(let key):
+            return key
         case .secret(let secret):
             return SigningKey(derivedFrom: secret)
         case .generated:

@@ -191,7 +191,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
     static var pageSize: Int { 500 }
     /// Events of a replay's page written at once: at most about 1.5 MB (a body of 4,000
     /// characters is at most about 48 KB as escaped JSON), well under what may wait for a
-    /// long-polling client.
+    /// client.
     static var sliceSize: Int { 32 }
 
     private let socket: Socket
@@ -223,9 +223,9 @@ actor SocketEventStream<Socket: DurableEventSink> {
             if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
             first = false
             let packets = self.accept(page.events, before: nil)
-            // A long-polling client takes a page in many GETs, and a replay faster than that
-            // filled its queue past the bound at which its session is closed: the page goes out
-            // in slices, each once the one before is mostly out (at once on a WebSocket).
+            // A page written at once could pass the bound at which a session is closed (a
+            // long-polling client takes a page in many GETs, a phone reads a WebSocket at its
+            // link's pace): the page goes out in slices, each once the one before is mostly out.
             for start in stride(from: 0, to: packets.count, by: Self.sliceSize) {
                 await self.socket.emit(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
                 await self.socket.waitForRoom()
@@ -298,8 +298,8 @@ protocol DurableEventSink: Sendable {
     var eventLoop: any EventLoop { get }
     /// Runs on the caller's executor (the stream's, the socket's loop).
     nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async
-    /// Returns once what was emitted is mostly on its way to the client (a long-polling client
-    /// takes it 16 packets a GET).
+    /// Returns once what was emitted is mostly on its way to the client (a WebSocket writable
+    /// again; a long-polling client, which takes 16 packets a GET, with little left waiting).
     func waitForRoom() async
 }
 

@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// cleaning up after failures. A round that fails is logged, and the next one comes on time;
 /// the work must therefore be safe to run again after a partial round.
 public struct PeriodicJob: Service {
-    /// What the job does, for the logs (`expired sessions pruning`).
+    /// What the job does, for the logs (`auth pruning`).
     public let name: String
     public let interval: Duration
     let logger: Logger

@@ -24,9 +24,15 @@ public struct ServiceEnvironment: Sendable {
 
     /// Reads the process environment and, when it exists, the `.env` file at `ENV_FILE`
     /// (default `.env` in the working directory). The process environment wins.
-    public static func load() async throws -> ServiceEnvironment {
+    public static func load() throws -> ServiceEnvironment {
         let path = ProcessInfo.processInfo.environment["ENV_FILE"] ?? ".env"
-        let contents = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        var contents = ""
+        if FileManager.default.fileExists(atPath: path) {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigurationError(variable: "ENV_FILE", problem: "cannot be read: \(path)")
+            }
+            contents = String(decoding: data, as: UTF8.self)
+        }
         let file = EnvironmentVariablesProvider(environmentVariables: DotEnvFile.variables(in: contents))
         return ServiceEnvironment(reader: ConfigReader(providers: [EnvironmentVariablesProvider(), file]))
     }

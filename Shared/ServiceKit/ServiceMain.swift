@@ -30,7 +30,7 @@ public enum ServiceMain {
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let environment: ServiceEnvironment
         do {
-            environment = try await ServiceEnvironment.load()
+            environment = try ServiceEnvironment.load()
         } catch {
             MessengerLogging.bootstrap(level: .info)
             Logger(label: name).critical("configuration error: cannot read the .env file: \(error)")
@@ -46,7 +46,7 @@ public enum ServiceMain {
         do {
             services = try await build(ServiceContext(environment: environment, registry: registry, logger: logger))
         } catch let error as ConfigurationError {
-            logger.critical("\(LoggedError(error))")
+            logger.critical("\(error)")
             exit(1)
         } catch {
             logger.critical("cannot start: \(String(reflecting: error))")

@@ -181,7 +181,7 @@ public actor EngineSession {
         poll.resume(returning: self.takePollPayload())
     }
 
-    // MARK: Long-polling
+    // MARK: Pacing
 
     /// Returns once the packets sent so far are mostly on their way: on a WebSocket once its
     /// channel is writable (NIO's buffer below its high-water mark), on long-polling once what
@@ -212,6 +212,8 @@ public actor EngineSession {
         self.roomWaiters = []
         for waiter in waiters { waiter.resume() }
     }
+
+    // MARK: Long-polling
 
     /// Packets in one polling response, at most. python-engineio clients abort a connection whose
     /// response carries more than 16 (`Payload.max_decode_packets`); the rest waits for the

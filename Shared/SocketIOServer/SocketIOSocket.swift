@@ -49,8 +49,8 @@ public final class SocketIOSocket: Sendable {
     }
 
     /// Returns once what was sent to this socket is mostly on its way (see
-    /// ``EngineSession/waitForRoom()``): a sender of many events in a row paces itself on a
-    /// long-polling client.
+    /// ``EngineSession/waitForRoom()``): a sender of many events in a row paces itself on the
+    /// client.
     public func waitForRoom() async {
         await self.session.waitForRoom()
     }

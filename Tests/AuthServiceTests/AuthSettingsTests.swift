@@ -1,5 +1,7 @@
 import Crypto
+import Foundation
 import MessengerServiceKit
+import MessengerTokens
 import Testing
 
 @testable import AuthService
@@ -33,9 +35,28 @@ struct AuthSettingsTests {
         }
         let key = Curve25519.Signing.PrivateKey().pemRepresentation
         let settings = try AuthSettings(environment: ServiceEnvironment(["JWT_PRIVATE_KEY": key]))
-        guard case .pem = settings.keySource else {
+        guard case .configured = settings.keySource else {
             Issue.record("a valid PEM key is not the key's source")
             return
+        }
+    }
+
+    @Test("the previous public keys file gives one verification key per PEM; a bad one is refused, naming the file's variable")
+    func previousPublicKeys() throws {
+        let old = Curve25519.Signing.PrivateKey()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("previous-\(UUID()).pem").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let secret = ["JWT_SECRET": String(repeating: "k", count: 32), "JWT_PREVIOUS_PUBLIC_KEYS_FILE": path]
+        try (old.publicKey.pemRepresentation + "\n" + Curve25519.Signing.PrivateKey().publicKey.pemRepresentation)
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let settings = try AuthSettings(environment: ServiceEnvironment(secret))
+        #expect(settings.previousPublicKeys.count == 2)
+        #expect(settings.previousPublicKeys.first?.kid == SigningKey(old).kid)
+        try "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect {
+            try AuthSettings(environment: ServiceEnvironment(secret))
+        } throws: { error in
+            (error as? ConfigurationError)?.variable == "JWT_PREVIOUS_PUBLIC_KEYS_FILE"
         }
     }
 }
