@@ -54,9 +54,9 @@ struct EngineWebSocket: Sendable {
 /// A WebSocket opened with the `sid` of a polling session first carries the upgrade (`2probe`,
 /// then `5`). Bad input (invalid UTF-8, a malformed packet, an oversized message) closes only
 /// this connection. Writes that pile up on a client that does not read close it too
-/// (``EngineBacklog``: more than `maximumBacklog` bytes written while the channel is not
-/// writable, none of them taken by the socket for a while, or eight times that in any case):
-/// durable events come back through the client's catch-up.
+/// (``EngineBacklog``: more than `maximumBacklog` bytes queued on the channel while it is not
+/// writable and none taken by the socket for a while, or eight times that in any case): durable
+/// events come back through the client's catch-up.
 ///
 /// Closing: the first close frame written (by this handler, or by the session through
 /// ``EngineWebSocket``) ends the writing side; any later one is dropped. Once it is sent, the
@@ -86,10 +86,9 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let session: EngineSession
     private var stage: Stage
     private let maximumBacklog: Int
-    /// Bytes written since the channel was last writable.
-    private var backlog = 0
-    /// When a write last reached the socket while the channel was not writable (set on the
-    /// channel's loop, from the writes' promises).
+    /// When the channel last lost its writability, or a write made while it was not writable
+    /// last reached the socket, whichever is later (set on the channel's loop, the latter from
+    /// the writes' promises).
     private var progress: NIOLoopBoundBox<NIODeadline>?
     /// A close frame went out: nothing is read or written any more.
     private var closing = false
@@ -247,15 +246,17 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
             context.write(data, promise: promise)
             return
         }
-        if self.backlog == 0 { progress.value = .now() }  // a stretch of backlog starts
-        self.backlog += self.unwrapOutboundIn(data).length
+        // What still waits for the socket, this frame included: a client that reads as fast as
+        // it is written to keeps it small however much was written.
+        let queued = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+        let backlog = queued + self.unwrapOutboundIn(data).length
         let bound = EngineBacklog(limit: self.maximumBacklog)
-        if let problem = bound.problem(bytes: self.backlog, sinceProgress: .now() - progress.value) {
+        if let problem = bound.problem(bytes: backlog, sinceProgress: .now() - progress.value) {
             promise?.fail(ChannelError.outputClosed)
             guard self.stage != .closed else { return }
             self.logger.info(
                 "closing a WebSocket whose client \(problem.rawValue)",
-                metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(self.backlog)"])
+                metadata: ["eio.sid": "\(self.session.id)", "backlog": "\(backlog)"])
             self.endSession(reason: "client \(problem.rawValue)", channel: context.channel)
             context.close(promise: nil)
             return
@@ -267,8 +268,9 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            self.backlog = 0
             self.session.onLoop { $0.webSocketBecameWritable() }
+        } else {
+            self.progress?.value = .now()  // a stretch of backlog starts
         }
         context.fireChannelWritabilityChanged()
     }
