@@ -222,6 +222,7 @@ let package = Package(
             name: "DeliveryService",
             dependencies: [
                 "MessengerServiceKit", "SocketIOProtocol", "ThreadedIO", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Services/delivery"
         ),

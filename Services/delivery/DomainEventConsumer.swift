@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MessengerAMQP
 import MessengerContracts
+import Metrics
 import ServiceLifecycle
 import ThreadedIO
 
@@ -124,6 +125,12 @@ struct RetryConsumer: Service {
     let retention: Duration
     let logger: Logger
 
+    /// `delivery_redelivered_total`: pushes sent again by a retry check.
+    static let redelivered = Counter(label: "delivery_redelivered_total")
+    /// `delivery_dead_lettered_total`: pushes still unacknowledged after the last retry level,
+    /// sent to `delivery.dead`.
+    static let deadLettered = Counter(label: "delivery_dead_lettered_total")
+
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeliveryTopology.due, prefetch: 32)
         try await consumer.runUntilShutdown {
@@ -144,6 +151,7 @@ struct RetryConsumer: Service {
             let pending = try await self.log.retry(events: check.eventIds.map(\.uuid))
             if !pending.isEmpty {
                 var messages = pending.map { self.publisher.push($0, redelivery: true) }
+                var deadLettered = 0
                 var seen = Set<EntityID>()
                 let stillPending = pending.map(\.eventID).filter { seen.insert($0).inserted }
                 if let next = try self.publisher.retryCheck(events: stillPending, attempt: check.attempt + 1) {
@@ -158,11 +166,16 @@ struct RetryConsumer: Service {
                         dead.batchType = nil  // one message per push in the dead letters, with its headers
                         return dead
                     }
-                    self.logger.notice(
+                    deadLettered = pending.count
+                    // Routine without presence (an offline user's every push ends here): the
+                    // count is in /metrics, a line per check only when asked for.
+                    self.logger.info(
                         "events still unacknowledged after their last push; dead-lettered",
                         metadata: ["events": "\(stillPending.count)", "deliveries": "\(pending.count)"])
                 }
                 try await self.amqp.publish(messages)
+                Self.redelivered.increment(by: pending.count)
+                Self.deadLettered.increment(by: deadLettered)
             }
             delivery.ack()
         } catch {

@@ -470,9 +470,11 @@ final class ConnectionDriver {
         self.consumerChannels.removeAll()
         self.channelConsumers.removeAll()
         self.endCancelledConsumers()
-        // One line per outage, then quiet retries: a broker that is down is not news every 5 s.
         if wasOpen || failures == 1 {
             self.logger.warning("AMQP connection lost, reconnecting", metadata: ["error": "\(LoggedError(error))"])
+        } else if ReconnectLoop.isWorthAWarning(failuresInARow: failures) {
+            self.logger.warning(
+                "AMQP broker still unreachable", metadata: ["error": "\(LoggedError(error))", "attempt": "\(failures)"])
         } else {
             self.logger.debug("AMQP reconnect failed", metadata: ["error": "\(LoggedError(error))", "attempt": "\(failures)"])
         }

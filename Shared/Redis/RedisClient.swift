@@ -133,7 +133,10 @@ final class RedisCommandDriver {
                         "Redis connected", metadata: ["host": "\(self.configuration.host):\(self.configuration.port)"])
                 } catch {
                     failures += 1
-                    if failures == 1 { self.logger.warning("Redis unreachable, retrying", metadata: ["error": "\(error)"]) }
+                    if ReconnectLoop.isWorthAWarning(failuresInARow: failures) {
+                        self.logger.warning(
+                            "Redis unreachable, retrying", metadata: ["error": "\(error)", "attempt": "\(failures)"])
+                    }
                     self.failQueued(RedisError(.connection, "Redis is unreachable"))
                     self.sleep(backoff.next())
                 }

@@ -127,8 +127,10 @@ final class RedisSubscriberDriver {
                 try self.serve()
             },
             lost: { error, failures in
-                if failures == 1 {
-                    self.logger.warning("Redis subscriber disconnected, reconnecting", metadata: ["error": "\(error)"])
+                if ReconnectLoop.isWorthAWarning(failuresInARow: failures) {
+                    self.logger.warning(
+                        "Redis subscriber disconnected, reconnecting",
+                        metadata: ["error": "\(error)", "attempt": "\(failures)"])
                 }
                 self.context = nil
                 self.status.set(connected: false)

@@ -1,17 +1,14 @@
 import Logging
 import MessengerContracts
 
-/// Sets up swift-log once per process: one line per entry on standard error, with metadata, and
-/// the correlation id of the request being served (``RequestCorrelation``) on every line written
-/// while it is bound.
+/// Sets up swift-log once per process: one line per entry on standard error, with metadata
+/// (``MessengerLogHandler``), and the correlation id of the request being served
+/// (``RequestCorrelation``) on every line written while it is bound.
 public enum MessengerLogging {
     public static func bootstrap(level: Logger.Level) {
         LoggingSystem.bootstrap(
-            { label, provider in
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
-            }, metadataProvider: Self.correlation)
+            { label, provider in MessengerLogHandler(label: label, level: level, metadataProvider: provider) },
+            metadataProvider: Self.correlation)
     }
 
     /// `correlation_id` while a request correlation is bound.

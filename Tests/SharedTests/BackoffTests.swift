@@ -13,4 +13,10 @@ struct BackoffTests {
         backoff.reset()
         #expect(backoff.next() <= .milliseconds(100))
     }
+
+    @Test("an outage is warned about at its first failure, then every 30th")
+    func warningsDuringAnOutage() {
+        let warned = (1...95).filter { ReconnectLoop.isWorthAWarning(failuresInARow: $0) }
+        #expect(warned == [1, 30, 60, 90])
+    }
 }

@@ -304,3 +304,18 @@ def connect_error(url: str, auth: dict[str, Any] | None, **connect: Any) -> Any:
     with pytest.raises(socketio.exceptions.ConnectionError):
         sio.connect(url, auth=auth, wait_timeout=5, **connect)
     return errors.get(timeout=5)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` in a Prometheus scrape whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == name or (head.startswith(name + "{") and all(f'{k}="{v}"' in head for k, v in labels.items())):
+            total += float(value)
+    return total
+
+
+def scrape_metric(admin_url: str, name: str, **labels: str) -> float:
+    """``metric`` of a service's /metrics now (its admin URL, `http://127.0.0.1:PORT`)."""
+    return metric(requests.get(f"{admin_url}/metrics", timeout=5).text, name, **labels)

@@ -18,6 +18,7 @@ from e2e_support import (
     assert_status,
     assert_token_pair,
     assert_user_shape,
+    scrape_metric,
     unique_name,
     within_one_login_window,
 )
@@ -690,10 +691,7 @@ def test_the_rpc_metrics_count_requests_by_outcome(api, register):
     admin = f"http://127.0.0.1:{os.environ.get('AUTH_ADMIN_PORT', '9101')}"
 
     def served(outcome: str) -> int:
-        text = requests.get(f"{admin}/metrics", timeout=5).text
-        return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-                   if line.startswith("rpc_server_requests_total") and 'type="auth.login.v1"' in line
-                   and f'outcome="{outcome}"' in line)
+        return int(scrape_metric(admin, "rpc_server_requests_total", type="auth.login.v1", outcome=outcome))
 
     user = register()
     before_ok, before_refused = served("ok"), served("unauthorized")

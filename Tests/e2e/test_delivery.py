@@ -49,7 +49,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import BIN_DIR, GATEWAY_URL, connect_error, not_ready, psql, services, wait_for, wait_until_ready  # noqa: F401 - services is shared on
+from e2e_support import BIN_DIR, GATEWAY_URL, connect_error, not_ready, psql, scrape_metric, services, wait_for, wait_until_ready  # noqa: F401 - services is shared on
 from test_messaging import (
     EVENT_TIMEOUT,
     EVENTS_EXCHANGE,
@@ -1131,6 +1131,10 @@ def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_
         assert (properties.headers or {}).get("x-attempts") == 3, properties.headers
         # A dead letter expires with its event (DELIVERY_RETENTION_SECONDS, 7 days by default).
         assert properties.expiration == str(7 * 86_400 * 1000), properties.expiration
+        # /metrics counts it, and the two pushes sent again before it (this process is new).
+        admin = DELIVERY_READY_URL.removesuffix("/readyz")
+        assert scrape_metric(admin, "delivery_dead_lettered_total") >= 1
+        assert scrape_metric(admin, "delivery_redelivered_total") >= 2
         # Still buffered: Bob, connecting for the first time, gets it.
         b = open_socket(bob, last_seq=0, label="bob")
         ev = b.wait_for(named("message_created", tid, message["id"]), "the dead-lettered event on connect")

@@ -44,7 +44,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, unique_name
+from e2e_support import TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, scrape_metric, unique_name
 from test_socketio import client
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
@@ -1284,9 +1284,7 @@ def start_second_messaging_replica() -> tuple[subprocess.Popen, str]:
 
 def create_message_requests_served(admin: str) -> int:
     """The `create_message` commands a replica answered, from its /metrics."""
-    text = requests.get(f"{admin}/metrics", timeout=5).text
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-               if line.startswith("rpc_server_requests_total") and "messaging.create_message.v1" in line)
+    return int(scrape_metric(admin, "rpc_server_requests_total", type="messaging.create_message.v1"))
 
 
 def test_two_replicas_writing_one_thread_keep_seq_contiguous_and_time_ordered(api, crew, connect):

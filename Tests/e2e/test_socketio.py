@@ -25,7 +25,7 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import BIN_DIR, GATEWAY_URL, assert_error, connect_error, services, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, assert_error, connect_error, metric, services, wait_until_ready
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
@@ -129,16 +129,6 @@ def test_authorization_header_on_the_handshake_is_accepted(account):
 
 
 GATEWAY_ADMIN_URL = f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` in a Prometheus scrape whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        if head == name or (head.startswith(name + "{") and all(f'{k}="{v}"' in head for k, v in labels.items())):
-            total += float(value)
-    return total
 
 
 def test_gateway_metrics_count_http_requests_connected_sockets_and_commands(account):
