@@ -382,6 +382,20 @@ def test_an_upload_must_be_multipart_with_a_file_field(api, alice):
     assert_error(resp, 400, "invalid_argument")
 
 
+def test_a_large_form_of_tiny_parts_is_refused_at_once_and_the_gateway_goes_on(api, alice):
+    """20 MB of 60-byte parts. Until the thirty-ninth session the gateway searched the whole
+    body again (a copy of it, on Linux) for every part, on an event loop: an outside tester's
+    form like this held a loop for 15 minutes, and the sockets and admin port on it with it.
+    Now a form has at most 64 parts and is parsed in one pass."""
+    part = b'--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n'
+    body = part * (20_000_000 // len(part)) + b"--xyz--\r\n"
+    resp = api.session.post(api.url("/api/attachments"), data=body, timeout=60, headers={
+        "Authorization": f"Bearer {alice.access}", "Content-Type": "multipart/form-data; boundary=xyz"})
+    assert_error(resp, 400, "invalid_argument")
+    # A well-formed upload right after it is served as usual.
+    assert upload(api, alice.access, "after.png", png(2, 2)).status_code == 201
+
+
 def test_a_file_is_served_in_ranges_with_a_validator_and_kept_out_of_shared_caches(api, alice):
     """One byte range is 206 (video players on iOS need it), one outside the file 416, several
     the whole file; the token is the ETag (304 on a match); browsers may keep a file, shared
