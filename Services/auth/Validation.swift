@@ -24,7 +24,7 @@ enum Validation {
         let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
         let valid =
             email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && labels.count >= 2
-            && labels.allSatisfy { !$0.isEmpty } && email.unicodeScalars.allSatisfy(Self.isVisible)
+            && labels.allSatisfy { !$0.isEmpty } && email.unicodeScalars.allSatisfy(ShownName.isVisible)
         guard valid else { throw ServiceError.invalidArgument("email is not a valid address") }
         return email
     }
@@ -41,38 +41,20 @@ enum Validation {
     }
 
     /// Trimmed and in NFC (`é` typed as one code point or as `e` and an accent is one name,
-    /// which search then finds either way), 1...64 code points. A name must show something (not
-    /// only format characters such as U+FEFF or U+200B), and may not hold the bidirectional
-    /// embeddings, overrides and isolates that would reorder the text a client shows around it
-    /// ("alice reacted" read backwards).
+    /// which search then finds either way), 1...64 code points, and shown as it is written
+    /// (``ShownName``).
     static func displayName(_ raw: String) throws -> String {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines).precomposedStringWithCanonicalMapping
         guard (1...64).contains(name.unicodeScalars.count) else {
             throw ServiceError.invalidArgument("displayName must be 1 to 64 characters")
         }
-        guard name.unicodeScalars.contains(where: Self.isVisible) else {
-            throw ServiceError.invalidArgument("displayName must have a visible character")
-        }
-        guard !name.unicodeScalars.contains(where: Self.isDirectionalFormatting) else {
-            throw ServiceError.invalidArgument(
-                "displayName must not contain directional formatting characters (U+202A to U+202E, U+2066 to U+2069)")
-        }
-        return try Self.text(name, field: "displayName")
+        try ShownName.check(name, field: "displayName")
+        return name
     }
 
     /// A search query is compared with names in the same form they are stored in.
     static func searchQuery(_ raw: String) throws -> String {
         try Self.text(raw.trimmingCharacters(in: .whitespacesAndNewlines).precomposedStringWithCanonicalMapping, field: "query")
-    }
-
-    private static func isVisible(_ scalar: Unicode.Scalar) -> Bool {
-        let properties = scalar.properties
-        return !properties.isWhitespace && !properties.isDefaultIgnorableCodePoint
-            && properties.generalCategory != .format && properties.generalCategory != .control
-    }
-
-    private static func isDirectionalFormatting(_ scalar: Unicode.Scalar) -> Bool {
-        (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
     }
 
     /// Free text that goes to the database: control characters (U+0000 to U+001F, U+007F to

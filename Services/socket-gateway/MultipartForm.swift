@@ -104,8 +104,14 @@ struct MultipartForm {
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             switch field {
             case "content-disposition":
-                name = Self.parameter("name", in: value)
-                fileName = Self.parameter("filename", in: value)
+                let parameters = Self.parameters(of: value)
+                name = parameters["name"]
+                // Browsers write `"`, CR and LF in a file name as %22, %0D and %0A (HTML's
+                // form encoding); the media service cleans the name it stores.
+                fileName = parameters["filename"].map {
+                    $0.replacingOccurrences(of: "%22", with: "\"").replacingOccurrences(of: "%0D", with: "\r")
+                        .replacingOccurrences(of: "%0A", with: "\n")
+                }
             case "content-type":
                 contentType = value
             default:
@@ -116,17 +122,43 @@ struct MultipartForm {
         return Part(name: name, fileName: fileName, contentType: contentType, body: Data())
     }
 
-    /// `key="value"` (or unquoted) in a header value.
-    private static func parameter(_ key: String, in value: String) -> String? {
-        for piece in value.split(separator: ";").dropFirst() {
-            let trimmed = piece.trimmingCharacters(in: .whitespaces)
-            guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals].lowercased() == key else { continue }
-            var text = String(trimmed[trimmed.index(after: equals)...])
+    /// The `key="value"` (or unquoted) parameters after a header value's first `;`, keys
+    /// lowercased, the first of each key kept. A `;` inside quotes is part of the value
+    /// (browsers send `filename="report; final.txt"` so); `\"` in quotes is a quote.
+    static func parameters(of value: String) -> [String: String] {
+        var pieces: [String] = []
+        var piece = ""
+        var quoted = false
+        var escaped = false
+        for scalar in value.unicodeScalars {
+            if quoted {
+                if escaped {
+                    escaped = false
+                } else if scalar == "\\" {
+                    escaped = true
+                } else if scalar == "\"" {
+                    quoted = false
+                }
+            } else if scalar == ";" {
+                pieces.append(piece)
+                piece = ""
+                continue
+            } else if scalar == "\"" {
+                quoted = true
+            }
+            piece.unicodeScalars.append(scalar)
+        }
+        pieces.append(piece)
+        var parameters: [String: String] = [:]
+        for piece in pieces.dropFirst() {
+            guard let equals = piece.firstIndex(of: "=") else { continue }
+            let key = piece[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+            var text = piece[piece.index(after: equals)...].trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 {
                 text = String(text.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\"")
             }
-            return text
+            if parameters[key] == nil { parameters[key] = text }
         }
-        return nil
+        return parameters
     }
 }

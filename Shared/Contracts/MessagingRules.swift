@@ -32,13 +32,16 @@ public enum MessagingRules {
         return try storable(text, field: "clientMessageId")
     }
 
-    /// Trimmed, 1...128 code points.
+    /// Trimmed, 1...128 code points, shown as it is written (``ShownName``, as a display name:
+    /// a member is added to a group without being asked, so a title that reorders the text
+    /// around it would be a way to mislead them).
     public static func title(_ text: String?) throws -> String {
         let trimmed = trimmed(text ?? "")
         guard (1...maximumTitleLength).contains(trimmed.unicodeScalars.count) else {
             throw ServiceError.invalidArgument("title must be 1 to \(maximumTitleLength) characters")
         }
-        return try storable(trimmed, field: "title")
+        try ShownName.check(trimmed, field: "title")
+        return trimmed
     }
 
     /// `text`, unless it holds U+0000.

@@ -271,6 +271,13 @@ struct MessagingContractTests {
         #expect(try MessagingRules.title("  Team  ") == "Team")
         #expect(throws: ServiceError.self) { try MessagingRules.title(nil) }
         #expect(throws: ServiceError.self) { try MessagingRules.title(String(repeating: "t", count: 129)) }
+        // Shown as written, like a display name: something visible, no control characters, no
+        // bidirectional overrides; right-to-left text itself is fine.
+        for refused in ["\u{200B}", " \u{FEFF}\u{200B} ", "a\u{202E}b", "x\u{2067}y", "bell\u{7}", "tab\tbed", "nul\u{0}"] {
+            #expect(throws: ServiceError.self) { try MessagingRules.title(refused) }
+        }
+        #expect(try MessagingRules.title("فريق العمل") == "فريق العمل")
+        #expect(try MessagingRules.title("👨‍👩‍👧 family") == "👨‍👩‍👧 family")
         #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID("") }
         #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID(String(repeating: "c", count: 65)) }
     }

@@ -71,4 +71,19 @@ struct MultipartFormTests {
         #expect(MultipartForm.find(Array("ab".utf8), in: slice, from: 2) == 3..<5)
         #expect(MultipartForm.find(Array("ab".utf8), in: slice, from: 7) == nil)
     }
+
+    @Test("a disposition's parameters: quotes keep a `;`, escaped quotes, unquoted values, keys in any case")
+    func dispositionParameters() {
+        #expect(
+            MultipartForm.parameters(of: #"form-data; name="file"; filename="report; final.txt""#)
+                == ["name": "file", "filename": "report; final.txt"])
+        #expect(
+            MultipartForm.parameters(of: #"form-data;NAME=a ; FileName = "x"y.png""#) == ["name": "a", "filename": #"x"y.png"#])
+        #expect(MultipartForm.parameters(of: #"form-data; name="a"; name="b"; junk"#) == ["name": "a"])
+        let form = MultipartForm(
+            body: Data(
+                "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a%22;x=%22.txt\"\r\n\r\nz\r\n--b--".utf8),
+            boundary: "b")
+        #expect(form?.parts.first?.fileName == #"a";x=".txt"#)
+    }
 }

@@ -691,6 +691,10 @@ def test_group_creation_and_validation(crew, connect):
         "empty title": {"type": "GROUP", "memberIds": [bob.id], "title": ""},
         "title over 128": {"type": "GROUP", "memberIds": [bob.id], "title": "t" * 129},
         "title not a string": {"type": "GROUP", "memberIds": [bob.id], "title": 5},
+        # Shown as written, like a display name (a member is added without being asked).
+        "title of a zero-width space": {"type": "GROUP", "memberIds": [bob.id], "title": "\u200b"},
+        "title with a right-to-left override": {"type": "GROUP", "memberIds": [bob.id], "title": "a\u202eb"},
+        "title with a control character": {"type": "GROUP", "memberIds": [bob.id], "title": "bell\u0007"},
         "no other member": {"type": "GROUP", "memberIds": [], "title": "x"},
         "only the creator": {"type": "GROUP", "memberIds": [alice.id], "title": "x"},
         # 257 members with the creator (the ids are unknown too: a server may name either).

@@ -1,0 +1,32 @@
+/// The rules for a name that other users are shown: a display name, a group's title. It must
+/// show something (not only whitespace or format characters such as U+200B or U+FEFF), and may
+/// hold neither control characters nor the bidirectional embeddings, overrides and isolates
+/// that would reorder the text a client shows around it ("alice reacted" read backwards).
+public enum ShownName {
+    /// Throws `invalid_argument` naming `field` when `name` breaks a rule; `name` is already
+    /// trimmed and within its length.
+    public static func check(_ name: String, field: String) throws {
+        guard name.unicodeScalars.contains(where: Self.isVisible) else {
+            throw ServiceError.invalidArgument("\(field) must have a visible character")
+        }
+        guard !name.unicodeScalars.contains(where: Self.isDirectionalFormatting) else {
+            throw ServiceError.invalidArgument(
+                "\(field) must not contain directional formatting characters (U+202A to U+202E, U+2066 to U+2069)")
+        }
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw ServiceError.invalidArgument("\(field) must not contain control characters")
+        }
+    }
+
+    /// Whether `scalar` shows something: not whitespace, a control character, or a format or
+    /// default-ignorable character (U+200B, U+FEFF, the bidirectional overrides).
+    public static func isVisible(_ scalar: Unicode.Scalar) -> Bool {
+        let properties = scalar.properties
+        return !properties.isWhitespace && !properties.isDefaultIgnorableCodePoint
+            && properties.generalCategory != .format && properties.generalCategory != .control
+    }
+
+    private static func isDirectionalFormatting(_ scalar: Unicode.Scalar) -> Bool {
+        (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+    }
+}
