@@ -30,7 +30,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         guard request.afterSeq >= 0 else { throw ServiceError.invalidArgument("afterSeq must not be negative") }
         let limit = request.limit ?? 100
         guard (1...500).contains(limit) else { throw ServiceError.invalidArgument("limit must be 1 to 500") }
-        return try await log.events(user: user, afterSeq: request.afterSeq, limit: limit)
+        return try await log.events(
+            user: user, afterSeq: request.afterSeq, limit: limit, includeAcknowledged: request.includeAcknowledged ?? false)
     }
 
     // A tenth of the first retry delay, at most 100 ms: the first retry comes that much later.

@@ -266,15 +266,19 @@ struct EventLog: Sendable {
 
     /// `sync` and the replay on connect: the user's unacknowledged, unexpired events after
     /// `afterSeq`, in seq order, and the user's latest seq (one row with no event when the page
-    /// is empty).
-    func events(user: UUID, afterSeq: Int64, limit: Int) async throws -> SyncReply {
+    /// is empty). `includeAcknowledged`: the acknowledged ones too (a gateway's gap fill).
+    func events(user: UUID, afterSeq: Int64, limit: Int, includeAcknowledged: Bool = false) async throws -> SyncReply {
+        // The acknowledged events stay in the log until they expire; a gap fill needs them back
+        // when another device of the user acknowledged them before this one got them.
+        let acknowledgedBound: Int64 = includeAcknowledged ? 0 : Int64.max
         let rows = try await self.client.query(
             """
             WITH latest AS (SELECT coalesce((SELECT last_seq FROM user_sequences WHERE user_id = \(user)), 0) AS seq),
             page AS (
                 SELECT d.seq, d.event_id, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
                 WHERE d.user_id = \(user) AND d.expires_at > now()
-                  AND d.seq > greatest(\(afterSeq), coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0))
+                  AND d.seq > greatest(\(afterSeq), least(\(acknowledgedBound),
+                      coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0)))
                 ORDER BY d.seq LIMIT \(limit + 1)
             )
             SELECT latest.seq, page.seq, page.event_id, page.name, page.occurred_at, page.data

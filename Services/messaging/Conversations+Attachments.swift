@@ -14,7 +14,7 @@ extension Conversations {
         let caller = try Self.caller(actor)
         guard !request.attachments.isEmpty else { throw ServiceError.invalidArgument("attachmentIds must not be empty") }
         return try await self.write { connection in
-            let target = try await self.visibleMessage(request.messageId.uuid, caller: caller, lockingIt: true, on: connection)
+            let target = try await self.visibleMessage(request.messageId.uuid, caller: caller, locking: .share, on: connection)
             guard target.sender == caller else { throw ServiceError.forbidden("only the author can add attachments") }
             guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get attachments") }
             var bound: [Attachment] = []

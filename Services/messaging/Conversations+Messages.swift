@@ -82,18 +82,40 @@ extension Conversations {
         }
     }
 
+    /// How ``visibleMessage(_:caller:locking:on:)`` locks the message's row until the
+    /// transaction ends.
+    enum MessageLock {
+        case none
+        /// For a change that relies on the message staying as it is (a reaction removed, an
+        /// attachment bound): an edit or delete running beside it waits for it, or it waits for
+        /// them and sees what they did.
+        case share
+        /// ``share``, and one such change at a time (a reaction added: the message's count of
+        /// emoji is read after the adds before it committed).
+        case exclusive
+    }
+
     /// A message in one of the caller's threads, or `not_found` (whether it exists elsewhere is
     /// not the caller's business).
     ///
-    /// `lockingIt` holds a share lock on the message's row until the transaction ends, for a
-    /// change that relies on the message not being deleted (a reaction, an attachment): a
-    /// delete running beside it waits for it, then erases what it added; and a change that
-    /// waited for a delete sees `deleted`. Without the lock, a reaction added while the message
-    /// was being deleted stayed, and its event reached clients after the delete's.
+    /// `locking` (``MessageLock``): a delete running beside a reaction or attachment waits for
+    /// it, then erases what it added, and a change that waited for a delete sees `deleted`
+    /// (without the lock, a reaction added while the message was being deleted stayed, and its
+    /// event reached clients after the delete's). An edit and a reaction's change are ordered
+    /// the same way, so the edit's event carries the reactions as they are by its position
+    /// (until the thirty-ninth session a removal took no lock: an edit beside it read the
+    /// reaction before the removal committed and recorded its event after the removal's,
+    /// bringing the reaction back on every client). Adds are one at a time, so their count of
+    /// emoji sees each other (with a share lock 30 adds at once stored 25 emoji of the 20).
     func visibleMessage(
-        _ id: UUID, caller: UUID, lockingIt: Bool = false, on connection: PostgresConnection
+        _ id: UUID, caller: UUID, locking: MessageLock = .none, on connection: PostgresConnection
     ) async throws -> (thread: UUID, sender: UUID, seq: Int64, deleted: Bool) {
-        let lock = lockingIt ? "FOR SHARE OF m" : ""
+        let lock =
+            switch locking {
+            case .none: ""
+            case .share: "FOR SHARE OF m"
+            case .exclusive: "FOR NO KEY UPDATE OF m"
+            }
         let rows = try await connection.query(
             """
             SELECT m.thread_id, m.sender_id, m.seq, m.deleted_at IS NOT NULL FROM messages m

@@ -16,7 +16,7 @@ extension Conversations {
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
         return try await self.write { connection in
-            let target = try await self.visibleMessage(id, caller: caller, lockingIt: true, on: connection)
+            let target = try await self.visibleMessage(id, caller: caller, locking: .exclusive, on: connection)
             guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get reactions") }
             let inserted = try await connection.query(
                 """
@@ -26,7 +26,7 @@ extension Conversations {
             var createdAt: Date?
             for try await at in inserted.decode(Date.self) { createdAt = at }
             if createdAt != nil {
-                // The message's row is locked: concurrent adds count one after the other.
+                // The message's row is locked exclusively: concurrent adds count one after the other.
                 let emojiCount = try await connection.query(
                     "SELECT count(DISTINCT emoji_hex)::bigint FROM reactions WHERE message_id = \(id)", logger: self.logger)
                 for try await count in emojiCount.decode(Int64.self) where count > Self.maximumEmojiPerMessage {
@@ -58,7 +58,7 @@ extension Conversations {
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
         return try await self.write { connection in
-            let target = try await self.visibleMessage(id, caller: caller, on: connection)
+            let target = try await self.visibleMessage(id, caller: caller, locking: .share, on: connection)
             let removed = try await connection.query(
                 "DELETE FROM reactions WHERE message_id = \(id) AND user_id = \(caller) AND emoji_hex = \(emoji) RETURNING 1",
                 logger: self.logger)

@@ -42,13 +42,19 @@ public struct AckEventsRequest: Codable, Sendable {
     }
 }
 
-/// `sync {afterSeq, limit?}`.
+/// `sync {afterSeq, limit?, includeAcknowledged?}`.
 public struct SyncRequest: Codable, Sendable {
     public var afterSeq: Int64
     public var limit: Int?
-    public init(afterSeq: Int64, limit: Int? = nil) {
+    /// Also the events acknowledged already (by this device or another), as long as the log
+    /// keeps them: what a gateway fetches to fill a gap in a connected socket's seqs. Not in the
+    /// contract, which has `sync` return unacknowledged events; a client may ask it too (its own
+    /// events, as `sync` always returns), to catch a device up on what another one acknowledged.
+    public var includeAcknowledged: Bool?
+    public init(afterSeq: Int64, limit: Int? = nil, includeAcknowledged: Bool? = nil) {
         self.afterSeq = afterSeq
         self.limit = limit
+        self.includeAcknowledged = includeAcknowledged
     }
 
     /// Whole numbers, each named in the error when it is not one; past `Int64`'s range is its
@@ -59,6 +65,7 @@ public struct SyncRequest: Codable, Sendable {
         if container.contains(.limit), try !container.decodeNil(forKey: .limit) {
             self.limit = Int(clamping: try container.decodeWholeNumber(forKey: .limit))
         }
+        self.includeAcknowledged = try container.decodeIfPresent(Bool.self, forKey: .includeAcknowledged)
     }
 }
 

@@ -48,9 +48,10 @@ struct EventStreamTests {
     @Test("events that waited for the replay go out in order, without duplicates, in one write per run")
     func waitingEventsLeaveTogether() async {
         let socket = RecordingSocket()
-        let fetches = Mutex<[(afterSeq: Int64, limit: Int)]>([])
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, limit, _ in
-            fetches.withLock { $0.append((afterSeq, limit)) }
+        let fetches = Mutex<[(afterSeq: Int64, limit: Int, includeAcknowledged: Bool)]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             let stored: [Int64] = [1, 2, 3, 4, 5, 6, 7, 8]
             let page = stored.filter { $0 > afterSeq }.prefix(afterSeq == 0 ? 3 : limit).map { Self.event($0) }
             return (Array(page), false, 8)
@@ -62,6 +63,9 @@ struct EventStreamTests {
         #expect(socket.writes == [[1, 2, 3], [4, 5], [6, 7, 8]])
         #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 5])
         #expect(fetches.withLock { $0.last?.limit } == 2)
+        // The replay asks for what is unacknowledged; a gap's fill for everything the log keeps
+        // (another device may have acknowledged the missing events already).
+        #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
 
         // Live again: one push, one write; a push the socket has is dropped; a redelivery goes out.
         await stream.receive(Self.event(9))
@@ -75,7 +79,7 @@ struct EventStreamTests {
     @Test("a lastSeq past the user's latest seq comes down to it: the events after it are not dropped")
     func lastSeqAheadOfTheLog() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _, _ in
             #expect(afterSeq == 100)
             return ([], false, 2)  // the user's log ends at seq 2
         }

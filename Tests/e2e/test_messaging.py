@@ -1443,6 +1443,85 @@ def test_a_message_has_at_most_20_different_emoji_and_each_may_be_used_by_every_
     a.ok("add_reaction", {"messageId": mid, "emojiHex": emoji[20]})
 
 
+def test_different_emoji_added_at_once_still_keep_to_20(api, crew, connect):
+    """30 sockets add 30 different emoji to one message at the same moment. Adds lock the
+    message's row exclusively, so each counts the emoji of the adds before it; until the
+    thirty-ninth session the lock was shared and an outside tester stored 25."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="emoji at once")["id"]
+    mid = a.send(tid, "react at once")["id"]
+    sockets = [connect(alice) for _ in range(30)]
+    start = threading.Barrier(len(sockets))
+    replies: list[Any] = [None] * len(sockets)
+
+    def add(n: int) -> None:
+        start.wait()
+        replies[n] = sockets[n].call("add_reaction", {"messageId": mid, "emojiHex": format(0x1F600 + n, "x")})
+
+    adding = [threading.Thread(target=add, args=(n,)) for n in range(len(sockets))]
+    for thread in adding:
+        thread.start()
+    for thread in adding:
+        thread.join(timeout=ACK_TIMEOUT * 3)
+    accepted = [reply for reply in replies if reply and reply.get("ok") is True]
+    refused = [reply["error"]["code"] for reply in replies if reply and reply.get("ok") is False]
+    assert len(accepted) == 20 and refused == ["invalid_argument"] * 10, replies
+    assert len(reactions_of(messages_page(api, alice, tid)["items"][0])) == 20
+
+
+def test_an_edit_racing_a_reaction_removal_carries_the_reactions_as_they_are(api, crew, connect):
+    """Bob removes his reaction while Alice edits the message, 20 times. The edit's event
+    carries the message's reactions; replayed in seq order, the events must end where the
+    message is. Until the thirty-ninth session a removal took no lock on the message: the edit
+    read the reaction before the removal committed and recorded its event after it, so every
+    client brought the removed reaction back (an outside tester saw 26 of 40 so)."""
+    alice, bob = crew[0], crew[1]
+    a, b = connect(alice), connect(bob)
+    tid = a.group([bob.id], title="edit and unreact")["id"]
+    messages = [a.send(tid, f"edit me {n}")["id"] for n in range(20)]
+    for n, mid in enumerate(messages):
+        b.ok("add_reaction", {"messageId": mid, "emojiHex": "1f44d"})
+        start = threading.Barrier(2)
+
+        def unreact(mid=mid) -> None:
+            start.wait()
+            b.ok("remove_reaction", {"messageId": mid, "emojiHex": "1f44d"})
+
+        removing = threading.Thread(target=unreact)
+        removing.start()
+        start.wait()
+        a.ok("update_message", {"messageId": mid, "body": f"edited {n}"})
+        removing.join(timeout=ACK_TIMEOUT)
+    # Alice's log: each message's add, removal and edit (delivery records them in seq order).
+    wanted = {"REACTION_ADDED", "REACTION_REMOVED", "MESSAGE_UPDATED"}
+    deadline = time.monotonic() + 30
+    while True:
+        events, after, more = [], 0, True
+        while more:
+            page = a.ok("sync", {"afterSeq": after, "limit": 500})
+            events += page["events"]
+            more = page["hasMore"] and bool(page["events"])
+            after = events[-1]["seq"] if events else after
+        mine = [event for event in events if event["type"] in wanted and event["data"].get("threadId", tid) == tid]
+        if len(mine) >= 3 * len(messages) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    state: dict[str, set[tuple[str, str]]] = {mid: {("1f44d", bob.id)} for mid in messages}
+    for event in sorted(mine, key=lambda event: event["seq"]):
+        data = event["data"]
+        if event["type"] == "MESSAGE_UPDATED":
+            message = data["message"]
+            state[message["id"]] = {(emoji, user) for emoji, users in reactions_of(message).items() for user in users}
+        elif event["type"] == "REACTION_ADDED":
+            state[data["messageId"]].add((data["emojiHex"], data["userId"]))
+        else:
+            state[data["messageId"]].discard((data["emojiHex"], data["userId"]))
+    stale = [mid for mid in messages if state[mid]]
+    assert stale == [], f"{len(stale)} of {len(messages)} messages got their removed reaction back from the events"
+    assert all(reactions_of(item) == {} for item in messages_page(api, alice, tid)["items"] if item["id"] in messages)
+
+
 def test_a_reaction_racing_the_delete_of_its_message_does_not_outlive_it(crew, connect):
     a, b = connect(crew[0]), connect(crew[1])
     tid = a.group([crew[1].id], title="reaction race")["id"]

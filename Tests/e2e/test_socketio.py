@@ -302,6 +302,57 @@ def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, seco
         there.disconnect()
 
 
+def test_devices_that_do_not_acknowledge_get_every_event_live_while_another_acknowledges_at_once(
+        account, second_gateway):
+    """Alice's phone acknowledges each message_created as it comes; her laptops, on both
+    gateways, never do. Bob sends 300 messages from sockets on both gateways. Each gateway
+    writes a push to its own sockets before it publishes it to the other through Redis, so a
+    push can overtake an earlier one, and the socket fills the gap from the log. Until the
+    thirty-ninth session the fill fetched unacknowledged events only: what the phone had
+    acknowledged meanwhile did not come back, the socket moved past it, and the earlier push was
+    then dropped as one the socket had (an outside tester's laptops lost 558 of 3,000)."""
+    alice, bob = account(), account()
+    phone = socketio.Client(reconnection=False)
+
+    @phone.on("message_created")
+    def acknowledge(event):
+        phone.emit("ack_events", {"upToSeq": event["seq"]})
+
+    phone.connect(GATEWAY_URL, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
+    laptops: list[tuple[socketio.Client, list[int]]] = []
+    senders: list[socketio.Client] = []
+    try:
+        for n in range(6):
+            laptop, seqs = socketio.Client(reconnection=False), []
+            laptop.on("message_created", lambda event, _seqs=seqs: _seqs.append(event["seq"]))
+            laptop.connect(GATEWAY_URL if n % 2 else second_gateway, auth={"token": alice.access},
+                           transports=["websocket"], wait_timeout=10)
+            laptops.append((laptop, seqs))
+        for n in range(4):
+            sender = socketio.Client(reconnection=False)
+            sender.connect(GATEWAY_URL if n % 2 else second_gateway, auth={"token": bob.access},
+                           transports=["websocket"], wait_timeout=10)
+            senders.append(sender)
+        thread = senders[0].call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)
+        thread_id = thread["data"]["thread"]["id"]
+        for n in range(300):
+            senders[n % 4].emit("create_message", {"threadId": thread_id, "clientMessageId": f"m{n}", "body": f"m{n}"})
+            if n % 20 == 19:
+                time.sleep(0.2)
+        # Seq 1 is the conversation_created event; the messages are seqs 2 to 301.
+        wanted = list(range(2, 302))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(len(set(seqs)) < len(wanted) for _, seqs in laptops):
+            time.sleep(0.2)
+        for n, (laptop, seqs) in enumerate(laptops):
+            first = [seq for i, seq in enumerate(seqs) if seq not in seqs[:i]]
+            assert laptop.connected, f"laptop {n} was disconnected"
+            assert first == wanted, f"laptop {n}: {len(set(seqs))} of 300, missing {sorted(set(wanted) - set(seqs))[:20]}"
+    finally:
+        for client_ in [phone] + [laptop for laptop, _ in laptops] + senders:
+            client_.disconnect()
+
+
 # --- raw Engine.IO / Socket.IO ------------------------------------------------------------
 
 def polling_open(base: str) -> dict:
