@@ -98,24 +98,36 @@ public struct SocketIODecoder: Sendable {
     /// the gateway takes (`add_attachments`: 20 files), so that a command over its own limit gets
     /// its error ack; only a packet past this one closes the connection.
     public var maximumAttachments: Int
-    private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]])?
+    /// The most bytes one packet's attachments may hold together; past it the packet is
+    /// refused (each attachment is one Engine.IO message, so `maxPayload` bounds each alone).
+    public var maximumAttachmentBytes: Int
+    private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]], bytes: Int)?
 
-    public init(maximumAttachments: Int = 32) {
+    public init(maximumAttachments: Int = 32, maximumAttachmentBytes: Int = 8_000_000) {
         self.maximumAttachments = maximumAttachments
+        self.maximumAttachmentBytes = maximumAttachmentBytes
     }
+
+    /// A binary packet's header came and some of its attachments are still to come.
+    public var isAwaitingAttachments: Bool { self.pending != nil }
 
     /// A text message: the packet, or nil while its attachments are still to come.
     public mutating func receive(text: String) throws(SocketIOProtocolError) -> SocketIOPacket? {
         guard self.pending == nil else { throw SocketIOProtocolError("text packet while waiting for binary attachments") }
         let (packet, attachments) = try Self.parseHeader(text, maximumAttachments: self.maximumAttachments)
         if attachments == 0 { return packet }
-        self.pending = (packet, attachments, [])
+        self.pending = (packet, attachments, [], 0)
         return nil
     }
 
     /// A binary message: an attachment of the packet under way.
     public mutating func receive(binary: [UInt8]) throws(SocketIOProtocolError) -> SocketIOPacket? {
         guard var pending = self.pending else { throw SocketIOProtocolError("unexpected binary attachment") }
+        pending.bytes += binary.count
+        guard pending.bytes <= self.maximumAttachmentBytes else {
+            self.pending = nil
+            throw SocketIOProtocolError("binary attachments over \(self.maximumAttachmentBytes) bytes")
+        }
         pending.attachments.append(binary)
         guard pending.attachments.count == pending.expected else {
             self.pending = pending

@@ -111,6 +111,9 @@ final class SocketIOCore: Sendable {
     // walking them on the next connect). A class reference is read as it is.
     let connectHandler = Mutex<HandlerBox<SocketIOServer.ConnectHandler>?>(nil)
     let disconnectHandler = Mutex<HandlerBox<SocketIOServer.DisconnectHandler>?>(nil)
+    /// Bytes of binary attachments held, over every connection, for packets still waiting for
+    /// the rest of theirs (``AttachmentBudget``).
+    let attachmentBudget = AttachmentBudget(limit: AttachmentBudget.defaultLimit)
 
     init(
         namespaces: Set<String>, authenticate: @escaping SocketIOServer.Authenticator,
@@ -176,6 +179,13 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// protocol breach.
     private var hasConnected = false
     private var connectTimeout: Scheduled<Void>?
+    /// What this connection holds of ``SocketIOCore/attachmentBudget``.
+    private var attachmentBytes = 0
+    /// Closes the connection when a binary packet's next attachment does not come in time.
+    private var attachmentStall: Scheduled<Void>?
+
+    /// How long a binary packet may wait for its next attachment.
+    static let attachmentStallLimit = TimeAmount.seconds(30)
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { self.session.unownedExecutor }
 
@@ -201,11 +211,25 @@ actor SocketIOConnection: EngineSessionDelegate {
         do {
             let packet: SocketIOPacket?
             switch message {
-            case .text(let text): packet = try self.decoder.receive(text: text)
-            case .binary(let bytes): packet = try self.decoder.receive(binary: bytes)
+            case .text(let text):
+                packet = try self.decoder.receive(text: text)
+            case .binary(let bytes):
+                if self.decoder.isAwaitingAttachments {
+                    guard self.server.attachmentBudget.reserve(bytes.count) else {
+                        self.server.logger.warning(
+                            "closing a connection: the attachments waiting for the rest of their packets fill the budget",
+                            metadata: ["eio.sid": "\(self.session.id)", "budget": "\(self.server.attachmentBudget.limit)"])
+                        self.closeSession(reason: "attachment budget")
+                        return
+                    }
+                    self.attachmentBytes += bytes.count
+                }
+                packet = try self.decoder.receive(binary: bytes)
             }
+            self.watchAttachments()
             if let packet { self.handle(packet) }
         } catch {
+            self.watchAttachments()
             self.server.logger.info(
                 "closing a connection after a bad packet", metadata: ["eio.sid": "\(self.session.id)", "error": "\(error)"])
             self.closeSession(reason: "bad packet")
@@ -367,7 +391,30 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
+    /// While a binary packet waits for attachments, its connection must send the next one
+    /// within ``attachmentStallLimit``; once none waits, what it held goes back to the budget.
+    /// A client that announced 32 attachments and sent 31 held 31 MB until it closed.
+    private func watchAttachments() {
+        self.attachmentStall?.cancel()
+        self.attachmentStall = nil
+        guard self.decoder.isAwaitingAttachments, !self.isSessionClosed else {
+            self.releaseAttachments()
+            return
+        }
+        self.attachmentStall = self.session.eventLoop.scheduleTask(in: Self.attachmentStallLimit) { [weak session] in
+            session?.assumeIsolated { $0.close(reason: "binary attachments stalled") }
+        }
+    }
+
+    private func releaseAttachments() {
+        self.server.attachmentBudget.release(self.attachmentBytes)
+        self.attachmentBytes = 0
+    }
+
     private func closed() {
+        self.attachmentStall?.cancel()
+        self.attachmentStall = nil
+        self.releaseAttachments()
         self.connectTimeout?.cancel()
         self.connectTimeout = nil
         for namespace in Array(self.sockets.keys) { self.leave(namespace) }

@@ -678,6 +678,70 @@ def test_add_attachments_over_its_limit_gets_an_error_ack(account):
         sio.disconnect()
 
 
+def raw_websocket(token: str) -> websocket.WebSocket:
+    """A raw Engine.IO WebSocket with its CONNECT to `/` done."""
+    ws = websocket.create_connection(
+        GATEWAY_URL.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    assert ws.recv().startswith("0")
+    ws.send("40" + json.dumps({"token": token}))
+    assert ws.recv().startswith("40")
+    return ws
+
+
+def read_until_closed(ws: websocket.WebSocket, timeout: float) -> bool:
+    """Reads (answering pings) until the server closes the connection: true if it did in time."""
+    deadline = time.monotonic() + timeout
+    ws.settimeout(1)
+    while time.monotonic() < deadline:
+        try:
+            frame = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return True
+        if not frame:
+            return True
+        if frame == "2":
+            ws.send("3")
+    return False
+
+
+def attachments_header(count: int) -> str:
+    files = [{"fileName": f"f{n}.bin", "contentType": "application/octet-stream", "data": {"_placeholder": True, "num": n}}
+             for n in range(count)]
+    return f"45{count}-1" + json.dumps(["add_attachments", {"messageId": str(uuid.uuid4()), "files": files}])
+
+
+def test_a_binary_packet_past_8_mb_of_attachments_closes_only_its_connection(account):
+    """Each attachment is one Engine.IO message (at most maxPayload), and a packet's together
+    at most 8 MB: the ninth of 999,000 bytes closes the connection. Until the thirty-ninth
+    session there was no bound but 32 attachments, which one socket could hold forever."""
+    other, _ = client(account().access, transports=["websocket"])
+    ws = raw_websocket(account().access)
+    try:
+        ws.send(attachments_header(10))
+        for _ in range(9):
+            ws.send_binary(b"x" * 999_000)
+        assert read_until_closed(ws, timeout=30), "the connection stayed open past 8 MB of attachments"
+        assert other.call("ping", "still here", timeout=5) == {"ok": True, "data": {"pong": "still here"}}
+    finally:
+        ws.close()
+        other.disconnect()
+
+
+def test_a_binary_packet_whose_next_attachment_does_not_come_closes_its_connection(account):
+    """A packet announces two attachments and sends one; the client answers pings, so only the
+    wait for the second (30 s at most) closes it. Until the thirty-ninth session it waited as
+    long as the connection lived, holding what had come."""
+    ws = raw_websocket(account().access)
+    try:
+        ws.send(attachments_header(2))
+        ws.send_binary(b"x" * 500_000)
+        assert read_until_closed(ws, timeout=60), "the half-sent packet was held for a minute"
+    finally:
+        ws.close()
+
+
 def polling_connected(token: str) -> tuple[str, dict]:
     """A polling session CONNECTed to `/`: its URL and query parameters."""
     url = f"{GATEWAY_URL}/socket.io/"
