@@ -153,6 +153,9 @@ ensure_jwt_key() {
 # e2e rate-limit test (Tests/e2e) can wait for the throttling window to end;
 # DELIVERY_PRUNE_INTERVAL_SECONDS is 2 (default 600) and AUTH_PRUNE_INTERVAL_SECONDS
 # 2 (default 3600) so that the e2e tests of the pruning jobs see expired rows go.
+# SOCKET_COMMAND_RATE is 0 (no limit; default 30 a second per user): the e2e tests
+# send bursts of hundreds of commands as one user, and the limit's own test starts a
+# gateway of its own with a low one.
 print_env() {
     cat <<EOF
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
@@ -170,6 +173,7 @@ JWT_PRIVATE_KEY_FILE=${JWT_PRIVATE_KEY_FILE:-$JWT_KEY_DEFAULT}
 LOGIN_WINDOW_SECONDS=${LOGIN_WINDOW_SECONDS:-5}
 DELIVERY_PRUNE_INTERVAL_SECONDS=${DELIVERY_PRUNE_INTERVAL_SECONDS:-2}
 AUTH_PRUNE_INTERVAL_SECONDS=${AUTH_PRUNE_INTERVAL_SECONDS:-2}
+SOCKET_COMMAND_RATE=${SOCKET_COMMAND_RATE:-0}
 MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:${PORT:-5000}}
 EOF

@@ -166,7 +166,10 @@ struct EventLog: Sendable {
         guard case .array(let values)? = deletion.data["messageIds"] else { return }
         let messages = values.compactMap { $0.stringValue.flatMap { UUID(text: $0) } }
         guard !messages.isEmpty else { return }
-        let deletedAt = Timestamp.format(deletion.occurredAt)
+        // The messages' own `deletedAt` (as the thread shows it), or the deletion's time from
+        // an event recorded before the thirty-ninth session, which was a millisecond or two off.
+        let deletedAt = Timestamp.format(
+            deletion.data["deletedAt"]?.stringValue.flatMap(Timestamp.parse) ?? deletion.occurredAt)
         try await connection.query(
             """
             UPDATE events SET data = CASE name

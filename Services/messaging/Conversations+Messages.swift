@@ -13,9 +13,13 @@ extension Conversations {
         return try await self.write { connection in
             let target = try await self.visibleMessage(id, caller: caller, on: connection)
             guard target.sender == caller else { throw ServiceError.forbidden("only the author can edit a message") }
+            // Edits of one message take its row one after the other, and each `editedAt` is
+            // later than the one before (at least by a millisecond, the contract's precision):
+            // `now()`, the transaction's start, let an edit that waited for another's lock carry
+            // an earlier time than the edit clients got before it.
             let updated = try await connection.query(
                 """
-                UPDATE messages SET body = \(body), edited_at = now()
+                UPDATE messages SET body = \(body), edited_at = greatest(clock_timestamp(), edited_at + interval '1 millisecond')
                 WHERE id = \(id) AND deleted_at IS NULL AND body <> \(body) RETURNING 1
                 """, logger: self.logger)
             var changed = false
@@ -65,18 +69,22 @@ extension Conversations {
             let deleted = try await connection.query(
                 """
                 UPDATE messages SET deleted_at = now(), body = '' WHERE id = ANY(\(ids)) AND deleted_at IS NULL
-                RETURNING id
+                RETURNING id, deleted_at
                 """, logger: self.logger)
             var newlyDeleted: [UUID] = []
-            for try await id in deleted.decode(UUID.self) { newlyDeleted.append(id) }
+            var deletedAt: Date?
+            for try await (id, at) in deleted.decode((UUID, Date).self) {
+                newlyDeleted.append(id)
+                deletedAt = at
+            }
             if !newlyDeleted.isEmpty {
                 try await connection.query("DELETE FROM reactions WHERE message_id = ANY(\(newlyDeleted))", logger: self.logger)
                 let order = ids.filter(newlyDeleted.contains)
                 try await self.record(
                     MessagingMessage.messagesDeleted, name: "MESSAGES_DELETED", thread: thread,
                     recipients: try await self.members(of: thread, on: connection),
-                    data: DeletedMessages(threadId: EntityID(thread), messageIds: order.map(EntityID.init)), actor: caller,
-                    on: connection)
+                    data: DeletedMessages(threadId: EntityID(thread), messageIds: order.map(EntityID.init), deletedAt: deletedAt),
+                    actor: caller, on: connection)
             }
             return DeletedMessages(threadId: EntityID(thread), messageIds: ids.map(EntityID.init))
         }

@@ -29,7 +29,10 @@ extension Conversations {
         }
         let unknown = try await self.users.unknown(others)
         guard unknown.isEmpty else {
-            throw ServiceError.invalidArgument("memberIds: no such user \(unknown.map { EntityID($0).description }.sorted())")
+            // A few are enough to act on; 255 made a 10 KB error.
+            let named = unknown.map { EntityID($0).description }.sorted()
+            let more = named.count > 3 ? " and \(named.count - 3) more" : ""
+            throw ServiceError.invalidArgument("memberIds: no such user \(Array(named.prefix(3)))\(more)")
         }
 
         let thread = ChatThread(

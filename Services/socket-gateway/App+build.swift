@@ -47,7 +47,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let fanOut = RedisFanOut(
         uid: settings.service.instanceID, redis: redis, subscriber: subscriber,
         local: LocalDelivery(server: socketGateway.server, streams: streams), logger: logger)
-    SocketCommands(rpc: rpc, fanOut: fanOut, logger: logger).register(on: socketGateway.server)
+    SocketCommands(rpc: rpc, fanOut: fanOut, rateLimit: CommandRateLimit(settings: settings.commandRate), logger: logger)
+        .register(on: socketGateway.server)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
     let authEvents = AuthEventListener(
@@ -77,6 +78,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     if let cors = RESTCORSMiddleware<GatewayRequestContext>(origin: settings.engine.corsOrigin, enginePath: "/socket.io") {
         router.add(middleware: cors)
     }
+    router.add(middleware: APICacheMiddleware())
     router.add(middleware: CorrelationMiddleware())
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)

@@ -26,6 +26,9 @@ struct GatewaySettings: Sendable {
     /// limit (`MEDIA_MAX_UPLOAD_BYTES`).
     var mediaDirectory: String
     var maximumUpload: Int
+    /// Socket commands per user and second, and their burst (`SOCKET_COMMAND_RATE`,
+    /// `SOCKET_COMMAND_BURST`; a rate of 0 is no limit).
+    var commandRate: CommandRateLimit.Settings
 
     init(environment: ServiceEnvironment) throws {
         self.service = try ServiceSettings(
@@ -51,5 +54,8 @@ struct GatewaySettings: Sendable {
         // An upload travels base64 in one RPC message: 64 MiB stays under RabbitMQ's 128 MiB
         // `max_message_size` (see AMQPConfiguration.maximumMessageSize).
         self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(64 * 1024 * 1024))
+        self.commandRate = CommandRateLimit.Settings(
+            rate: try environment.int("SOCKET_COMMAND_RATE", default: 30, in: 0...100_000),
+            burst: try environment.int("SOCKET_COMMAND_BURST", default: 120, in: 1...1_000_000))
     }
 }

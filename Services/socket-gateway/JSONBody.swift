@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import MessengerContracts
+import SocketIOProtocol
 
 /// JSON in and out of REST handlers with the shared coding.
 enum JSONBody {
@@ -10,6 +11,11 @@ enum JSONBody {
     /// Decodes the body; not JSON or the wrong types are 400, naming the field, too large is 413.
     static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
         let buffer = try await request.body.collect(upTo: Self.limit)
+        // The socket's strict parser first: Foundation's decoder takes trailing commas and
+        // leading zeros (`{"a":012,}`), which a socket packet with the same text is refused for.
+        guard (try? JSONValue.parse(String(decoding: buffer.readableBytesView, as: UTF8.self))) != nil else {
+            throw RESTError.malformed("the request body is not valid JSON")
+        }
         do {
             return try MessengerJSON.decode(type, from: Data(buffer: buffer))
         } catch let DecodingError.keyNotFound(key, context) {

@@ -13,6 +13,7 @@ import SocketIOServer
 struct SocketCommands {
     let rpc: RPCClient
     let fanOut: RedisFanOut
+    let rateLimit: CommandRateLimit
     let logger: Logger
 
     static let forwarded: [String: (MessageType, ServiceName)] = [
@@ -29,14 +30,14 @@ struct SocketCommands {
 
     func register(on server: SocketIOServer) {
         for (event, (type, service)) in Self.forwarded {
-            Self.on(event, server) { socket, arguments in
+            self.on(event, server) { socket, arguments in
                 await self.forward(type, to: service, arguments, socket: socket)
             }
         }
-        Self.on("typing", server) { socket, arguments in
+        self.on("typing", server) { socket, arguments in
             await self.typing(arguments, socket: socket)
         }
-        Self.on("add_attachments", server) { socket, arguments in
+        self.on("add_attachments", server) { socket, arguments in
             await self.addAttachments(arguments, socket: socket)
         }
     }
@@ -44,13 +45,21 @@ struct SocketCommands {
     /// Handles `event` with a correlation id of its own for each command (a new trace id: a
     /// Socket.IO packet has no headers), bound while the command runs, so the RPCs and domain
     /// events it causes and the lines logged for it carry it; and counts it (``GatewayMetrics``).
-    private static func on(
+    /// A command over the user's rate (``CommandRateLimit``) is answered `rate_limited`.
+    private func on(
         _ event: String, _ server: SocketIOServer,
         _ handler: @escaping @Sendable (SocketIOSocket, [JSONValue]) async -> JSONValue
     ) {
         let metrics = GatewayMetrics.Command(event: event)
+        let rateLimit = self.rateLimit
         server.on(event) { socket, arguments in
             let start = ContinuousClock.now
+            if let wait = rateLimit.retryAfter(user: socket.userID, event: event) {
+                let reply = SocketGateway.failure(
+                    .rateLimited("too many commands; wait \(wait) s", retryAfter: wait))
+                metrics.record(reply, since: start)
+                return [reply]
+            }
             let reply = await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }
             metrics.record(reply, since: start)
             return [reply]

@@ -46,9 +46,9 @@ struct SocketGateway {
     }
 
     static func failure(_ error: ServiceError) -> JSONValue {
-        .object([
-            "ok": .bool(false), "error": .object(["code": .string(error.code.rawValue), "message": .string(error.message)]),
-        ])
+        var body: [String: JSONValue] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
+        if let retryAfter = error.retryAfter { body["retryAfter"] = .number(Double(retryAfter)) }
+        return .object(["ok": .bool(false), "error": .object(body)])
     }
 
     private static func bearer(_ headers: HTTPFields) -> String? {

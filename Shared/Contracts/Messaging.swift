@@ -344,9 +344,14 @@ public struct ReactionEnvelope: Codable, Sendable {
 public struct DeletedMessages: Codable, Sendable {
     public var threadId: EntityID
     public var messageIds: [EntityID]
-    public init(threadId: EntityID, messageIds: [EntityID]) {
+    /// In the `MESSAGES_DELETED` event (not the command's reply): the messages' `deletedAt` as
+    /// the thread shows it, which delivery writes into their earlier events, so a replay shows
+    /// the same time as the thread's page.
+    public var deletedAt: Date?
+    public init(threadId: EntityID, messageIds: [EntityID], deletedAt: Date? = nil) {
         self.threadId = threadId
         self.messageIds = messageIds
+        self.deletedAt = deletedAt
     }
 }
 

@@ -13,9 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import engineio
 import pytest
 import requests
 import socketio
+from engineio import packet as eio_packet
 
 T = TypeVar("T")
 
@@ -319,3 +321,25 @@ def metric(text: str, name: str, **labels: str) -> float:
 def scrape_metric(admin_url: str, name: str, **labels: str) -> float:
     """``metric`` of a service's /metrics now (its admin URL, `http://127.0.0.1:PORT`)."""
     return metric(requests.get(f"{admin_url}/metrics", timeout=5).text, name, **labels)
+
+
+# --- a python-socketio client that handles events in arrival order -------------------------------
+
+
+class _InOrderEngineIOClient(engineio.Client):
+    """Runs the handler of each Engine.IO message on the read loop's thread, one after the
+    other, instead of on a new thread per message (which may reorder them)."""
+
+    def _receive_packet(self, pkt: Any) -> None:
+        if pkt.packet_type == eio_packet.MESSAGE:
+            self._trigger_event("message", pkt.data, run_async=False)
+        else:
+            super()._receive_packet(pkt)
+
+
+class OrderedClient(socketio.Client):
+    """python-socketio's Client with event handlers called in the order the packets arrived.
+    Handlers must not block (they only put what arrived on a queue)."""
+
+    def _engineio_client_class(self) -> type:
+        return _InOrderEngineIOClient

@@ -266,6 +266,20 @@ def test_login_by_username(api, register):
     assert body["user"]["email"] == reg.email
 
 
+def test_api_responses_are_not_stored_by_caches(api, register):
+    """Tokens, the caller's email and conversations: `Cache-Control: no-store` on every /api
+    response, errors included (RFC 6749 section 5.1 for the token responses)."""
+    reg = register()
+    login = api.post("/api/login", {"login": reg.username, "password": reg.password})
+    assert_status(login, 200)
+    tokens = login.json()
+    refreshed = api.post("/api/token/refresh", {"refreshToken": tokens["refreshToken"]})
+    me = api.get("/api/users/me", headers={"Authorization": f"Bearer {tokens['accessToken']}"})
+    refused = api.post("/api/login", {"login": reg.username, "password": "wrong password"})
+    for resp in (login, refreshed, me, refused):
+        assert resp.headers.get("Cache-Control") == "no-store", (resp.request.url, resp.status_code, resp.headers)
+
+
 def test_login_by_email(api, register):
     reg = register()
     resp = api.post("/api/login", {"login": reg.email, "password": reg.password})
@@ -316,6 +330,10 @@ def test_login_body_errors_are_400(api):
         resp = api.request("POST", "/api/login", data=raw.encode(), headers={"Content-Type": "application/json"})
         message = assert_error(resp, 400, "invalid_argument")
         assert "JSON object" in message, f"body {raw}: {message!r}"
+    # Not JSON, though Foundation's decoder took them (a socket packet with them is refused).
+    for raw in ('{"login": "someone", "password": "password123",}', '{"login": "someone", "password": "password123", "n": 012}'):
+        resp = api.request("POST", "/api/login", data=raw.encode(), headers={"Content-Type": "application/json"})
+        assert "not valid JSON" in assert_error(resp, 400, "invalid_argument"), raw
 
 
 # --- GET /api/users/me --------------------------------------------------------------------------

@@ -1522,6 +1522,49 @@ def test_an_edit_racing_a_reaction_removal_carries_the_reactions_as_they_are(api
     assert all(reactions_of(item) == {} for item in messages_page(api, alice, tid)["items"] if item["id"] in messages)
 
 
+def test_concurrent_edits_carry_editedat_in_the_order_of_their_events(crew, connect):
+    """12 edits of one message at once from two sockets, 4 times: in seq order each
+    message_updated has a later editedAt than the one before, and the last is the message as it
+    stays. Until the thirty-ninth session editedAt was the transaction's start: an edit that
+    waited for another's lock carried the earlier time."""
+    alice, bob = crew[0], crew[1]
+    a, a2 = connect(alice), connect(alice)
+    tid = a.group([bob.id], title="edits at once")["id"]
+    messages = []
+    for round_ in range(4):
+        mid = a.send(tid, f"start {round_}")["id"]
+        messages.append(mid)
+        start = threading.Barrier(12)
+
+        def edit(n: int, mid=mid) -> None:
+            start.wait()
+            (a if n % 2 else a2).ok("update_message", {"messageId": mid, "body": f"v{n}"})
+
+        editing = [threading.Thread(target=edit, args=(n,)) for n in range(12)]
+        for thread in editing:
+            thread.start()
+        for thread in editing:
+            thread.join(timeout=ACK_TIMEOUT * 2)
+    deadline = time.monotonic() + 30
+    while True:
+        events, after, more = [], 0, True
+        while more:
+            page = a.ok("sync", {"afterSeq": after, "limit": 500})
+            events += page["events"]
+            more = page["hasMore"] and bool(page["events"])
+            after = events[-1]["seq"] if events else after
+        edits = [event for event in events if event["type"] == "MESSAGE_UPDATED"
+                 and event["data"]["message"]["id"] in messages]
+        if len(edits) >= 12 * len(messages) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(edits) == 12 * len(messages)
+    for mid in messages:
+        stamps = [event["data"]["message"]["editedAt"] for event in sorted(edits, key=lambda event: event["seq"])
+                  if event["data"]["message"]["id"] == mid]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
+
+
 def test_a_reaction_racing_the_delete_of_its_message_does_not_outlive_it(crew, connect):
     a, b = connect(crew[0]), connect(crew[1])
     tid = a.group([crew[1].id], title="reaction race")["id"]

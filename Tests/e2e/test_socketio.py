@@ -25,7 +25,7 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import BIN_DIR, GATEWAY_URL, assert_error, connect_error, metric, services, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, OrderedClient, assert_error, connect_error, metric, services, wait_until_ready
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
@@ -265,6 +265,42 @@ def second_gateway():
         yield url
 
 
+def test_a_user_past_the_command_rate_gets_rate_limited_and_others_do_not(account):
+    """A gateway with SOCKET_COMMAND_RATE=1 and SOCKET_COMMAND_BURST=5 (production: 30 and
+    120; the test environment turns it off). Of one user's burst of commands over two sockets,
+    5 pass, the rest are `rate_limited` with `retryAfter` and not run; ack_events is not
+    counted; another user is not held back; a while later the user may go on."""
+    alice, bob = account(), account()
+    with gateway_process(5075, 9175, SOCKET_COMMAND_RATE="1", SOCKET_COMMAND_BURST="5") as (base, _):
+        sockets = []
+        for account_ in (alice, alice, bob):
+            sio = socketio.Client(reconnection=False)
+            sio.connect(base, auth={"token": account_.access}, transports=["websocket"], wait_timeout=10)
+            sockets.append(sio)
+        phone, laptop, other = sockets
+        try:
+            thread = phone.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
+            tid = thread["data"]["thread"]["id"]  # one of the 5
+            replies: queue.Queue = queue.Queue()
+            for n in range(8):
+                (phone if n % 2 else laptop).emit(
+                    "create_message", {"threadId": tid, "clientMessageId": f"r{n}", "body": f"r{n}"}, callback=replies.put)
+            answers = [replies.get(timeout=10) for _ in range(8)]
+            refused = [answer["error"] for answer in answers if answer["ok"] is False]
+            assert len(refused) == 4, answers
+            assert all(error["code"] == "rate_limited" and error["retryAfter"] >= 1 for error in refused), refused
+            assert phone.call("ack_events", {"upToSeq": 1}, timeout=10)["ok"] is True
+            assert other.call("sync", {"afterSeq": 0}, timeout=10)["ok"] is True
+            page = requests.get(f"{base}/api/threads/{tid}/messages", timeout=10,
+                                headers={"Authorization": f"Bearer {bob.access}"}).json()["items"]
+            assert len(page) == 4, page
+            time.sleep(1.5)
+            assert phone.call("sync", {"afterSeq": 0}, timeout=10)["ok"] is True
+        finally:
+            for sio in sockets:
+                sio.disconnect()
+
+
 def test_a_gateway_that_does_not_know_the_revoked_sessions_yet_checks_no_token(account):
     """Until its first fetch of the revoked sessions from auth succeeds, a gateway would take a
     revoked token: it answers 503 `unavailable` on REST and CONNECT_ERROR "unavailable" instead
@@ -323,7 +359,9 @@ def test_devices_that_do_not_acknowledge_get_every_event_live_while_another_ackn
     senders: list[socketio.Client] = []
     try:
         for n in range(6):
-            laptop, seqs = socketio.Client(reconnection=False), []
+            # Handlers in arrival order: python-socketio's own client runs each on a thread of
+            # its own, which may reorder them.
+            laptop, seqs = OrderedClient(reconnection=False), []
             laptop.on("message_created", lambda event, _seqs=seqs: _seqs.append(event["seq"]))
             laptop.connect(GATEWAY_URL if n % 2 else second_gateway, auth={"token": alice.access},
                            transports=["websocket"], wait_timeout=10)
