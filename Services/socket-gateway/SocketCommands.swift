@@ -135,6 +135,11 @@ struct SocketCommands {
             guard case .binary(let bytes)? = file["data"] else {
                 return SocketGateway.failure(.invalidArgument("files[].data must be binary"))
             }
+            // Absent is "file"; present, each must be a string (a number was taken as absent).
+            for field in ["fileName", "contentType"] where ![nil, .null].contains(file[field]) && file[field]?.stringValue == nil
+            {
+                return SocketGateway.failure(.invalidArgument("files[].\(field) must be a string"))
+            }
             uploads.append(
                 UploadRequest(
                     fileName: file["fileName"]?.stringValue ?? "file", declaredContentType: file["contentType"]?.stringValue,

@@ -24,7 +24,12 @@ public enum ShownName {
         let properties = scalar.properties
         return !properties.isWhitespace && !properties.isDefaultIgnorableCodePoint
             && properties.generalCategory != .format && properties.generalCategory != .control
+            && !Self.blanks.contains(scalar.value)
     }
+
+    /// Letters and symbols that draw nothing, used to make names that look empty: the Braille
+    /// blank and the Hangul fillers (the Unicode properties call them visible).
+    private static let blanks: Set<UInt32> = [0x2800, 0x115F, 0x1160, 0x3164, 0xFFA0]
 
     private static func isDirectionalFormatting(_ scalar: Unicode.Scalar) -> Bool {
         (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)

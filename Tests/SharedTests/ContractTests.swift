@@ -273,7 +273,10 @@ struct MessagingContractTests {
         #expect(throws: ServiceError.self) { try MessagingRules.title(String(repeating: "t", count: 129)) }
         // Shown as written, like a display name: something visible, no control characters, no
         // bidirectional overrides; right-to-left text itself is fine.
-        for refused in ["\u{200B}", " \u{FEFF}\u{200B} ", "a\u{202E}b", "x\u{2067}y", "bell\u{7}", "tab\tbed", "nul\u{0}"] {
+        for refused in [
+            "\u{200B}", " \u{FEFF}\u{200B} ", "a\u{202E}b", "x\u{2067}y", "bell\u{7}", "tab\tbed", "nul\u{0}", "\u{2800}",
+            "\u{3164}\u{3164}",
+        ] {
             #expect(throws: ServiceError.self) { try MessagingRules.title(refused) }
         }
         #expect(try MessagingRules.title("فريق العمل") == "فريق العمل")

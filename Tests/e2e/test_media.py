@@ -664,6 +664,9 @@ def test_add_attachments_refuses_bad_requests(api, alice, pair):
             "a malformed messageId")
     err_ack(a.call("add_attachments", {"messageId": message["id"], "files": [{"fileName": "a.txt", "data": "text"}]}),
             "invalid_argument", "files[].data not binary")
+    said = err_ack(a.call("add_attachments", {"messageId": message["id"], "files": [{"fileName": 5, "data": b"x"}]}),
+                   "invalid_argument", "files[].fileName not a string")
+    assert "fileName" in said, said
     said = err_ack(a.call("add_attachments", {"messageId": message["id"], "files": 5}), "invalid_argument", "files not a list")
     assert "files" in said, said
     both = {"messageId": message["id"], "attachmentIds": [upload_["id"]],
