@@ -1443,6 +1443,18 @@ def test_a_message_has_at_most_20_different_emoji_and_each_may_be_used_by_every_
     a.ok("add_reaction", {"messageId": mid, "emojiHex": emoji[20]})
 
 
+def unacknowledged_events(peer: Peer) -> list[dict[str, Any]]:
+    """Every event the peer's user has not acknowledged, page after page of `sync`."""
+    events: list[dict[str, Any]] = []
+    after, more = 0, True
+    while more:
+        page = peer.ok("sync", {"afterSeq": after, "limit": 500})
+        events += page["events"]
+        more = page["hasMore"] and bool(page["events"])
+        after = events[-1]["seq"] if events else after
+    return events
+
+
 def test_different_emoji_added_at_once_still_keep_to_20(api, crew, connect):
     """30 sockets add 30 different emoji to one message at the same moment. Adds lock the
     message's row exclusively, so each counts the emoji of the adds before it; until the
@@ -1497,12 +1509,7 @@ def test_an_edit_racing_a_reaction_removal_carries_the_reactions_as_they_are(api
     wanted = {"REACTION_ADDED", "REACTION_REMOVED", "MESSAGE_UPDATED"}
     deadline = time.monotonic() + 30
     while True:
-        events, after, more = [], 0, True
-        while more:
-            page = a.ok("sync", {"afterSeq": after, "limit": 500})
-            events += page["events"]
-            more = page["hasMore"] and bool(page["events"])
-            after = events[-1]["seq"] if events else after
+        events = unacknowledged_events(a)
         mine = [event for event in events if event["type"] in wanted and event["data"].get("threadId", tid) == tid]
         if len(mine) >= 3 * len(messages) or time.monotonic() > deadline:
             break
@@ -1547,12 +1554,7 @@ def test_concurrent_edits_carry_editedat_in_the_order_of_their_events(crew, conn
             thread.join(timeout=ACK_TIMEOUT * 2)
     deadline = time.monotonic() + 30
     while True:
-        events, after, more = [], 0, True
-        while more:
-            page = a.ok("sync", {"afterSeq": after, "limit": 500})
-            events += page["events"]
-            more = page["hasMore"] and bool(page["events"])
-            after = events[-1]["seq"] if events else after
+        events = unacknowledged_events(a)
         edits = [event for event in events if event["type"] == "MESSAGE_UPDATED"
                  and event["data"]["message"]["id"] in messages]
         if len(edits) >= 12 * len(messages) or time.monotonic() > deadline:
