@@ -287,13 +287,15 @@ def test_a_user_past_the_command_rate_gets_rate_limited_and_others_do_not(accoun
                     "create_message", {"threadId": tid, "clientMessageId": f"r{n}", "body": f"r{n}"}, callback=replies.put)
             answers = [replies.get(timeout=10) for _ in range(8)]
             refused = [answer["error"] for answer in answers if answer["ok"] is False]
-            assert len(refused) == 4, answers
+            # 4 tokens are left; one more may come back while the commands run (1 a second, and
+            # each socket runs its commands one after the other), not more on any machine here.
+            assert len(refused) in (3, 4), answers
             assert all(error["code"] == "rate_limited" and error["retryAfter"] >= 1 for error in refused), refused
             assert phone.call("ack_events", {"upToSeq": 1}, timeout=10)["ok"] is True
             assert other.call("sync", {"afterSeq": 0}, timeout=10)["ok"] is True
             page = requests.get(f"{base}/api/threads/{tid}/messages", timeout=10,
                                 headers={"Authorization": f"Bearer {bob.access}"}).json()["items"]
-            assert len(page) == 4, page
+            assert len(page) == 8 - len(refused), page
             time.sleep(1.5)
             assert phone.call("sync", {"afterSeq": 0}, timeout=10)["ok"] is True
         finally:
