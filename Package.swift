@@ -44,10 +44,12 @@ let package = Package(
             pkgConfig: "librabbitmq",
             providers: [.apt(["librabbitmq-dev"])]
         ),
+        // No pkgConfig: hiredis's .pc adds `-D_FILE_OFFSET_BITS=64`, which SwiftPM refuses with a
+        // warning on every build (it changes nothing on 64-bit Linux); the shim includes
+        // <hiredis/hiredis.h> from the default path and the module map links hiredis.
         .systemLibrary(
             name: "CHiredis",
             path: "Shared/CHiredis",
-            pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
         .systemLibrary(
