@@ -31,7 +31,11 @@ struct MediaController {
         }
         // The file plus room for the form's own headers.
         let buffer = try await request.body.collect(upTo: self.maximumUpload + 64 * 1024)
-        guard let form = MultipartForm(body: Data(buffer: buffer), boundary: boundary) else {
+        // Copying and parsing up to 25 MiB: off the event loops, like the upload's encoding.
+        let parsed = await withTaskExecutorPreference(globalConcurrentExecutor) {
+            MultipartForm(body: Data(buffer: buffer), boundary: boundary)
+        }
+        guard let form = parsed else {
             throw RESTError.malformed("the multipart body is malformed")
         }
         guard let file = form.parts.first(where: { $0.name == "file" && $0.fileName != nil }) else {

@@ -23,8 +23,12 @@ struct MediaUploads: Sendable {
         let ping = PingCommand()
         _ = try await self.rpc.call(
             .ping(.media), to: .media, payload: ping, replyAs: PingReply.self, timeout: Self.pickupTimeout)
-        return try await self.rpc.call(
-            MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
-            timeout: Self.timeout)
+        // Encoding a file of up to 25 MiB as the RPC's JSON (base64) takes tens of milliseconds:
+        // off the event loops, where every socket of the loop would wait for it.
+        return try await withTaskExecutorPreference(globalConcurrentExecutor) {
+            try await self.rpc.call(
+                MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
+                timeout: Self.timeout)
+        }
     }
 }
