@@ -1,8 +1,10 @@
 import Synchronization
 
-/// A token bucket: `burst` commands at once, then `rate` a second. Pure; times are seconds on
-/// a monotonic clock.
+/// A token bucket that lends: `burst` commands at once, then `rate` a second, and a command
+/// past that takes a token from the future and waits for it. Pure; times are seconds on a
+/// monotonic clock.
 struct TokenBucket: Sendable, Hashable {
+    /// Tokens in hand; below zero, the ones already promised to waiting commands.
     var tokens: Double
     var updated: Double
 
@@ -11,15 +13,11 @@ struct TokenBucket: Sendable, Hashable {
         self.updated = now
     }
 
-    /// Takes one token: nil when there was one, else the seconds until there is.
-    mutating func take(now: Double, rate: Double, burst: Int) -> Double? {
-        self.tokens = min(Double(burst), self.tokens + max(0, now - self.updated) * rate)
+    /// Takes one token: the seconds to wait until it is there (0 when it is now).
+    mutating func take(now: Double, rate: Double, burst: Int) -> Double {
+        self.tokens = min(Double(burst), self.tokens + max(0, now - self.updated) * rate) - 1
         self.updated = now
-        guard self.tokens < 1 else {
-            self.tokens -= 1
-            return nil
-        }
-        return (1 - self.tokens) / rate
+        return self.tokens >= 0 ? 0 : -self.tokens / rate
     }
 
     /// Full again by `now`: forgetting it changes nothing.
@@ -28,10 +26,13 @@ struct TokenBucket: Sendable, Hashable {
     }
 }
 
-/// How many socket commands one user may send to this gateway: `SOCKET_COMMAND_RATE` a second
-/// with bursts of `SOCKET_COMMAND_BURST` (0 for no limit), over all the user's sockets here.
-/// A command past it is answered `rate_limited` (with `retryAfter`) and not run. `ack_events`
-/// is not counted: it is cumulative, cheap, and what lets the user's retries stop.
+/// How many socket commands one user may have run on this gateway: `SOCKET_COMMAND_RATE` a
+/// second with bursts of `SOCKET_COMMAND_BURST` (a rate of 0 is no limit), over all the user's
+/// sockets here. A command past it waits for its turn, then runs: the contract has every
+/// command run, those sent without an ack callback too, in the order sent. While a socket's
+/// command waits, its later ones queue behind it, and past 256 the connection stops reading, so
+/// a client sending faster is slowed down by TCP, not dropped. `ack_events` is not counted: it
+/// is cumulative, cheap, and what lets the user's retries stop.
 ///
 /// Without it one user could keep the backend busy for everyone: an outside tester sent 1,800
 /// messages in 3 s to a group of 50 (90,000 events), and another pair's messages took 4 to 6 s
@@ -59,14 +60,15 @@ final class CommandRateLimit: Sendable {
         self.settings = settings
     }
 
-    /// Nil when `user` may run `event` now; else the whole seconds to wait (at least 1).
-    func retryAfter(user: String, event: String) -> Int? {
-        guard self.settings.isOn, !Self.uncounted.contains(event) else { return nil }
+    /// How long `user`'s `event` must wait for its turn (zero when it may run now). The turn
+    /// is taken: the caller waits that long, then runs the command.
+    func delay(user: String, event: String) -> Duration {
+        guard self.settings.isOn, !Self.uncounted.contains(event) else { return .zero }
         let elapsed = ContinuousClock.now - self.start
         let now = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let rate = Double(self.settings.rate)
         let burst = self.settings.burst
-        let wait = self.state.withLock { state -> Double? in
+        let wait = self.state.withLock { state -> Double in
             // Users who went quiet are forgotten now and then (their buckets are full again):
             // the table holds the users active lately, not everyone ever seen.
             state.calls += 1
@@ -78,6 +80,6 @@ final class CommandRateLimit: Sendable {
             state.buckets[user] = bucket
             return wait
         }
-        return wait.map { max(1, Int($0.rounded(.up))) }
+        return .nanoseconds(Int64(wait * 1e9))
     }
 }

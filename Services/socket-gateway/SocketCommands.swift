@@ -45,7 +45,7 @@ struct SocketCommands {
     /// Handles `event` with a correlation id of its own for each command (a new trace id: a
     /// Socket.IO packet has no headers), bound while the command runs, so the RPCs and domain
     /// events it causes and the lines logged for it carry it; and counts it (``GatewayMetrics``).
-    /// A command over the user's rate (``CommandRateLimit``) is answered `rate_limited`.
+    /// A command over the user's rate (``CommandRateLimit``) waits for its turn first.
     private func on(
         _ event: String, _ server: SocketIOServer,
         _ handler: @escaping @Sendable (SocketIOSocket, [JSONValue]) async -> JSONValue
@@ -53,13 +53,10 @@ struct SocketCommands {
         let metrics = GatewayMetrics.Command(event: event)
         let rateLimit = self.rateLimit
         server.on(event) { socket, arguments in
+            let delay = rateLimit.delay(user: socket.userID, event: event)
+            // A socket that closes meanwhile cancels nothing here: its command still runs.
+            if delay > .zero { try? await Task.sleep(for: delay) }
             let start = ContinuousClock.now
-            if let wait = rateLimit.retryAfter(user: socket.userID, event: event) {
-                let reply = SocketGateway.failure(
-                    .rateLimited("too many commands; wait \(wait) s", retryAfter: wait))
-                metrics.record(reply, since: start)
-                return [reply]
-            }
             let reply = await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }
             metrics.record(reply, since: start)
             return [reply]

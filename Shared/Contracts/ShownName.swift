@@ -1,7 +1,8 @@
 /// The rules for a name that other users are shown: a display name, a group's title. It must
 /// show something (not only whitespace or format characters such as U+200B or U+FEFF), and may
-/// hold neither control characters nor the bidirectional embeddings, overrides and isolates
-/// that would reorder the text a client shows around it ("alice reacted" read backwards).
+/// hold neither control characters, line breaks, nor the bidirectional embeddings, overrides
+/// and isolates that would reorder the text a client shows around it ("alice reacted" read
+/// backwards).
 public enum ShownName {
     /// Throws `invalid_argument` naming `field` when `name` breaks a rule; `name` is already
     /// trimmed and within its length.
@@ -13,8 +14,8 @@ public enum ShownName {
             throw ServiceError.invalidArgument(
                 "\(field) must not contain directional formatting characters (U+202A to U+202E, U+2066 to U+2069)")
         }
-        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw ServiceError.invalidArgument("\(field) must not contain control characters")
+        guard !name.unicodeScalars.contains(where: Self.breaksTheLine) else {
+            throw ServiceError.invalidArgument("\(field) must not contain control characters or line breaks")
         }
     }
 
@@ -31,7 +32,18 @@ public enum ShownName {
     /// blank and the Hangul fillers (the Unicode properties call them visible).
     private static let blanks: Set<UInt32> = [0x2800, 0x115F, 0x1160, 0x3164, 0xFFA0]
 
+    /// The embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069). The marks
+    /// (U+200E, U+200F, U+061C) are kept: they only give a neutral character a direction, which
+    /// right-to-left names with digits need (docs/auth.md).
     private static func isDirectionalFormatting(_ scalar: Unicode.Scalar) -> Bool {
         (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+    }
+
+    /// Control characters, and U+2028 and U+2029, which break a line as a newline does.
+    private static func breaksTheLine(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
     }
 }

@@ -99,11 +99,12 @@ public struct SocketIODecoder: Sendable {
     /// its error ack; only a packet past this one closes the connection.
     public var maximumAttachments: Int
     /// The most bytes one packet's attachments may hold together; past it the packet is
-    /// refused (each attachment is one Engine.IO message, so `maxPayload` bounds each alone).
+    /// refused. Each attachment is one Engine.IO message, so `maxPayload` bounds each alone,
+    /// and the count times that bounds them all; this is for a tighter bound.
     public var maximumAttachmentBytes: Int
     private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]], bytes: Int)?
 
-    public init(maximumAttachments: Int = 32, maximumAttachmentBytes: Int = 8_000_000) {
+    public init(maximumAttachments: Int = 32, maximumAttachmentBytes: Int = .max) {
         self.maximumAttachments = maximumAttachments
         self.maximumAttachmentBytes = maximumAttachmentBytes
     }

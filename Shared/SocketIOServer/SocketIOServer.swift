@@ -162,7 +162,11 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// How long a connection whose last socket the server disconnected may stay open.
     static let closeAfterServerDisconnect = TimeAmount.seconds(5)
 
-    private typealias PendingEvent = (socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?)
+    /// An event waiting to run, and the bytes of its binary attachments, which stay counted in
+    /// ``SocketIOCore/attachmentBudget`` until it has run.
+    private typealias PendingEvent = (
+        socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?, attachmentBytes: Int
+    )
 
     private let server: SocketIOCore
     private let session: EngineSession
@@ -179,13 +183,14 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// protocol breach.
     private var hasConnected = false
     private var connectTimeout: Scheduled<Void>?
-    /// What this connection holds of ``SocketIOCore/attachmentBudget``.
+    /// What the binary packet under way holds of ``SocketIOCore/attachmentBudget``.
     private var attachmentBytes = 0
-    /// Closes the connection when a binary packet's next attachment does not come in time.
-    private var attachmentStall: Scheduled<Void>?
+    /// Closes the connection when a binary packet's attachments do not all come in time.
+    private var attachmentDeadline: Scheduled<Void>?
 
-    /// How long a binary packet may wait for its next attachment.
-    static let attachmentStallLimit = TimeAmount.seconds(30)
+    /// How long a binary packet's attachments may take to come, from its header: one deadline
+    /// for the packet, so a client cannot hold what it sent by sending a byte now and then.
+    static let attachmentTimeLimit = TimeAmount.seconds(60)
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { self.session.unownedExecutor }
 
@@ -226,8 +231,14 @@ actor SocketIOConnection: EngineSessionDelegate {
                 }
                 packet = try self.decoder.receive(binary: bytes)
             }
+            // A packet complete with attachments keeps them counted until its event has run.
+            var packetBytes = 0
+            if packet != nil {
+                packetBytes = self.attachmentBytes
+                self.attachmentBytes = 0
+            }
             self.watchAttachments()
-            if let packet { self.handle(packet) }
+            if let packet { self.handle(packet, attachmentBytes: packetBytes) }
         } catch {
             self.watchAttachments()
             self.server.logger.info(
@@ -236,8 +247,12 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    private func handle(_ packet: SocketIOPacket) {
+    /// `attachmentBytes`: what the packet's attachments hold of the budget, given back once its
+    /// event has run, or at once when it is not an event that runs.
+    private func handle(_ packet: SocketIOPacket, attachmentBytes: Int = 0) {
         guard self.connecting.isEmpty else {
+            // Held only while a CONNECT is checked (moments): its bytes are not counted.
+            self.server.attachmentBudget.release(attachmentBytes)
             guard self.held.count < Self.maximumPendingEvents else {
                 self.closeSession(reason: "too many packets before CONNECT")
                 return
@@ -245,6 +260,8 @@ actor SocketIOConnection: EngineSessionDelegate {
             self.held.append(packet)
             return
         }
+        var queued = false
+        defer { if !queued { self.server.attachmentBudget.release(attachmentBytes) } }
         // Socket.IO v5: "If the server does not receive a CONNECT packet first, then it MUST
         // close the connection immediately" (an EVENT before it was refused below already; a
         // DISCONNECT or an ACK was ignored).
@@ -260,7 +277,7 @@ actor SocketIOConnection: EngineSessionDelegate {
                 self.closeSession(reason: "event before connect")
                 return
             }
-            self.enqueue((socket, name, arguments, packet.ackID))
+            queued = self.enqueue((socket, name, arguments, packet.ackID, attachmentBytes))
         case .disconnect:
             // The connection stays open (other namespaces may follow); clients close it.
             self.leave(packet.namespace)
@@ -316,18 +333,20 @@ actor SocketIOConnection: EngineSessionDelegate {
         for packet in held { self.handle(packet) }
     }
 
-    private func enqueue(_ event: PendingEvent) {
+    /// Queues `event` to run; false when the connection floods and is closed instead.
+    private func enqueue(_ event: PendingEvent) -> Bool {
         guard self.pending.count < Self.maximumPendingEvents else {
             self.server.logger.info(
                 "closing a connection that floods events", metadata: ["eio.sid": "\(self.session.id)"])
             self.closeSession(reason: "too many pending events")
-            return
+            return false
         }
         self.pending.append(event)
         if self.pending.count == Self.pauseReadingAt { self.session.assumeIsolated { $0.pauseReading() } }
-        guard !self.running else { return }
+        guard !self.running else { return true }
         self.running = true
         Task { await self.runPending() }
+        return true
     }
 
     /// Runs the queued events in arrival order. An event that arrived before its socket
@@ -339,6 +358,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             let event = self.pending.removeFirst()
             if self.pending.count == Self.resumeReadingAt { self.resumeReading() }
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
+            self.server.attachmentBudget.release(event.attachmentBytes)
             if let ackID = event.ackID, self.sockets[event.socket.namespace] === event.socket {
                 self.send(.ack(ackID, reply, namespace: event.socket.namespace))
             }
@@ -392,17 +412,19 @@ actor SocketIOConnection: EngineSessionDelegate {
     }
 
     /// While a binary packet waits for attachments, its connection must send the next one
-    /// within ``attachmentStallLimit``; once none waits, what it held goes back to the budget.
-    /// A client that announced 32 attachments and sent 31 held 31 MB until it closed.
+    /// within ``attachmentTimeLimit`` of its header; once none waits, what a packet left
+    /// unfinished goes back to the budget. A client that announced 32 attachments and sent 31
+    /// held 31 MB until it closed.
     private func watchAttachments() {
-        self.attachmentStall?.cancel()
-        self.attachmentStall = nil
         guard self.decoder.isAwaitingAttachments, !self.isSessionClosed else {
+            self.attachmentDeadline?.cancel()
+            self.attachmentDeadline = nil
             self.releaseAttachments()
             return
         }
-        self.attachmentStall = self.session.eventLoop.scheduleTask(in: Self.attachmentStallLimit) { [weak session] in
-            session?.assumeIsolated { $0.close(reason: "binary attachments stalled") }
+        guard self.attachmentDeadline == nil else { return }
+        self.attachmentDeadline = self.session.eventLoop.scheduleTask(in: Self.attachmentTimeLimit) { [weak session] in
+            session?.assumeIsolated { $0.close(reason: "binary attachments too slow") }
         }
     }
 
@@ -412,8 +434,8 @@ actor SocketIOConnection: EngineSessionDelegate {
     }
 
     private func closed() {
-        self.attachmentStall?.cancel()
-        self.attachmentStall = nil
+        self.attachmentDeadline?.cancel()
+        self.attachmentDeadline = nil
         self.releaseAttachments()
         self.connectTimeout?.cancel()
         self.connectTimeout = nil

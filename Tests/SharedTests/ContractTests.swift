@@ -275,11 +275,12 @@ struct MessagingContractTests {
         // bidirectional overrides; right-to-left text itself is fine.
         for refused in [
             "\u{200B}", " \u{FEFF}\u{200B} ", "a\u{202E}b", "x\u{2067}y", "bell\u{7}", "tab\tbed", "nul\u{0}", "\u{2800}",
-            "\u{3164}\u{3164}",
+            "\u{3164}\u{3164}", "Team\u{2029}admin: open this", "a\u{2028}b",
         ] {
             #expect(throws: ServiceError.self) { try MessagingRules.title(refused) }
         }
         #expect(try MessagingRules.title("فريق العمل") == "فريق العمل")
+        #expect(try MessagingRules.title("فريق \u{200F}2") == "فريق \u{200F}2")  // a mark is kept
         #expect(try MessagingRules.title("👨‍👩‍👧 family") == "👨‍👩‍👧 family")
         #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID("") }
         #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID(String(repeating: "c", count: 65)) }
