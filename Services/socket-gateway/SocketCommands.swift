@@ -133,9 +133,11 @@ struct SocketCommands {
                 return SocketGateway.failure(.invalidArgument("files[].data must be binary"))
             }
             // Absent is "file"; present, each must be a string (a number was taken as absent).
-            for field in ["fileName", "contentType"] where ![nil, .null].contains(file[field]) && file[field]?.stringValue == nil
-            {
-                return SocketGateway.failure(.invalidArgument("files[].\(field) must be a string"))
+            for field in ["fileName", "contentType"] {
+                switch file[field] {
+                case nil, .null?, .string?: continue
+                default: return SocketGateway.failure(.invalidArgument("files[].\(field) must be a string"))
+                }
             }
             uploads.append(
                 UploadRequest(

@@ -98,15 +98,10 @@ public struct SocketIODecoder: Sendable {
     /// the gateway takes (`add_attachments`: 20 files), so that a command over its own limit gets
     /// its error ack; only a packet past this one closes the connection.
     public var maximumAttachments: Int
-    /// The most bytes one packet's attachments may hold together; past it the packet is
-    /// refused. Each attachment is one Engine.IO message, so `maxPayload` bounds each alone,
-    /// and the count times that bounds them all; this is for a tighter bound.
-    public var maximumAttachmentBytes: Int
-    private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]], bytes: Int)?
+    private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]])?
 
-    public init(maximumAttachments: Int = 32, maximumAttachmentBytes: Int = .max) {
+    public init(maximumAttachments: Int = 32) {
         self.maximumAttachments = maximumAttachments
-        self.maximumAttachmentBytes = maximumAttachmentBytes
     }
 
     /// A binary packet's header came and some of its attachments are still to come.
@@ -117,18 +112,13 @@ public struct SocketIODecoder: Sendable {
         guard self.pending == nil else { throw SocketIOProtocolError("text packet while waiting for binary attachments") }
         let (packet, attachments) = try Self.parseHeader(text, maximumAttachments: self.maximumAttachments)
         if attachments == 0 { return packet }
-        self.pending = (packet, attachments, [], 0)
+        self.pending = (packet, attachments, [])
         return nil
     }
 
     /// A binary message: an attachment of the packet under way.
     public mutating func receive(binary: [UInt8]) throws(SocketIOProtocolError) -> SocketIOPacket? {
         guard var pending = self.pending else { throw SocketIOProtocolError("unexpected binary attachment") }
-        pending.bytes += binary.count
-        guard pending.bytes <= self.maximumAttachmentBytes else {
-            self.pending = nil
-            throw SocketIOProtocolError("binary attachments over \(self.maximumAttachmentBytes) bytes")
-        }
         pending.attachments.append(binary)
         guard pending.attachments.count == pending.expected else {
             self.pending = pending

@@ -1,12 +1,12 @@
 import Synchronization
 
-/// The bytes of binary attachments a server holds, over all its connections, for packets still
-/// waiting for the rest of theirs. Each connection's packet is bounded on its own (the
-/// decoder's `maximumAttachmentBytes`, a stall limit); this bounds their sum, which many
-/// connections of one user could otherwise multiply (an outside tester held 31 MB per socket,
-/// 418 MB with 12 sockets). Past it, the connection whose attachment does not fit is closed.
+/// The bytes of binary attachments a server holds over all its connections: from each
+/// attachment's arrival until its packet's command has run (a packet still missing attachments
+/// has a deadline of its own). Without it many connections of one user could multiply what
+/// each holds (an outside tester held 31 MB per socket, 418 MB with 12 sockets). Past it, the
+/// connection whose attachment does not fit is closed.
 final class AttachmentBudget: Sendable {
-    /// 256 MiB: 32 packets at the decoder's bound at once.
+    /// 256 MiB: eight packets of 32 attachments of 1 MB (the default `maxPayload`) at once.
     static let defaultLimit = 256 << 20
 
     let limit: Int

@@ -111,8 +111,8 @@ final class SocketIOCore: Sendable {
     // walking them on the next connect). A class reference is read as it is.
     let connectHandler = Mutex<HandlerBox<SocketIOServer.ConnectHandler>?>(nil)
     let disconnectHandler = Mutex<HandlerBox<SocketIOServer.DisconnectHandler>?>(nil)
-    /// Bytes of binary attachments held, over every connection, for packets still waiting for
-    /// the rest of theirs (``AttachmentBudget``).
+    /// Bytes of binary attachments held over every connection, until their packets' commands
+    /// have run (``AttachmentBudget``).
     let attachmentBudget = AttachmentBudget(limit: AttachmentBudget.defaultLimit)
 
     init(
@@ -411,7 +411,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    /// While a binary packet waits for attachments, its connection must send the next one
+    /// While a binary packet waits for attachments, its connection must send all of them
     /// within ``attachmentTimeLimit`` of its header; once none waits, what a packet left
     /// unfinished goes back to the budget. A client that announced 32 attachments and sent 31
     /// held 31 MB until it closed.
