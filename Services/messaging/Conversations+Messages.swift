@@ -66,9 +66,21 @@ extension Conversations {
             guard found == ids.count, let thread = threads.first else { throw ServiceError.notFound("no such message") }
             guard threads.count == 1 else { throw ServiceError.invalidArgument("messageIds must all be in one thread") }
             guard senders == [caller] else { throw ServiceError.forbidden("only the author can delete a message") }
+            // The rows are locked first (in one order, so two deletes of overlapping messages
+            // cannot deadlock), then one `deletedAt` is taken for all of them: a delete that
+            // waited for an edit's lock is later than that edit's `editedAt`, which `now()`, the
+            // transaction's start, was not (the thirty-ninth session's review).
+            _ = try await connection.query(
+                """
+                SELECT id FROM messages WHERE id = ANY(\(ids)) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE
+                """, logger: self.logger
+            ).collect()
             let deleted = try await connection.query(
                 """
-                UPDATE messages SET deleted_at = now(), body = '' WHERE id = ANY(\(ids)) AND deleted_at IS NULL
+                UPDATE messages SET body = '', deleted_at = (
+                    SELECT greatest(clock_timestamp(), max(edited_at)) FROM messages WHERE id = ANY(\(ids))
+                )
+                WHERE id = ANY(\(ids)) AND deleted_at IS NULL
                 RETURNING id, deleted_at
                 """, logger: self.logger)
             var newlyDeleted: [UUID] = []

@@ -1567,6 +1567,44 @@ def test_concurrent_edits_carry_editedat_in_the_order_of_their_events(crew, conn
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
 
 
+def test_a_delete_racing_an_edit_is_no_earlier_than_the_edit(crew, connect):
+    """Alice edits a message from one socket and deletes it from another at the same moment, 30
+    times. When the edit went first, the deletion's deletedAt is no earlier than the edit's
+    editedAt. Until the fortieth session a delete took `now()`, its transaction's start, so one
+    that waited for the edit's lock carried an earlier time than the edit clients saw before."""
+    alice, bob = crew[0], crew[1]
+    a, a2 = connect(alice), connect(alice)
+    tid = a.group([bob.id], title="edit and delete")["id"]
+    messages = [a.send(tid, f"edit then delete {n}")["id"] for n in range(30)]
+    for n, mid in enumerate(messages):
+        start = threading.Barrier(2)
+
+        def edit(mid=mid, n=n) -> None:
+            start.wait()
+            a2.call("update_message", {"messageId": mid, "body": f"edited {n}"})
+
+        editing = threading.Thread(target=edit)
+        editing.start()
+        start.wait()
+        a.ok("delete_message", {"messageIds": [mid]})
+        editing.join(timeout=ACK_TIMEOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        events = unacknowledged_events(a)
+        deletions = {event["data"]["messageIds"][0]: event for event in events
+                     if event["type"] == "MESSAGES_DELETED" and event["data"]["messageIds"][0] in messages}
+        if len(deletions) == len(messages) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(deletions) == len(messages)
+    edits = {event["data"]["message"]["id"]: event for event in events
+             if event["type"] == "MESSAGE_UPDATED" and event["data"]["message"]["id"] in messages}
+    assert edits, "no edit went before its delete in 30 tries"
+    earlier = [(edit["data"]["message"]["editedAt"], deletions[mid]["data"]["deletedAt"]) for mid, edit in edits.items()
+               if deletions[mid]["data"]["deletedAt"] < edit["data"]["message"]["editedAt"]]
+    assert earlier == [], f"{len(earlier)} of {len(edits)} deletes were earlier than the edit before them: {earlier}"
+
+
 def test_a_reaction_racing_the_delete_of_its_message_does_not_outlive_it(crew, connect):
     a, b = connect(crew[0]), connect(crew[1])
     tid = a.group([crew[1].id], title="reaction race")["id"]
