@@ -107,6 +107,9 @@ public struct SocketIODecoder: Sendable {
     /// A binary packet's header came and some of its attachments are still to come.
     public var isAwaitingAttachments: Bool { self.pending != nil }
 
+    /// The namespace of the binary packet whose attachments are still to come.
+    public var awaitedNamespace: String? { self.pending?.packet.namespace }
+
     /// A text message: the packet, or nil while its attachments are still to come.
     public mutating func receive(text: String) throws(SocketIOProtocolError) -> SocketIOPacket? {
         guard self.pending == nil else { throw SocketIOProtocolError("text packet while waiting for binary attachments") }

@@ -113,7 +113,7 @@ final class SocketIOCore: Sendable {
     let disconnectHandler = Mutex<HandlerBox<SocketIOServer.DisconnectHandler>?>(nil)
     /// Bytes of binary attachments held over every connection, until their packets' commands
     /// have run (``AttachmentBudget``).
-    let attachmentBudget = AttachmentBudget(limit: AttachmentBudget.defaultLimit)
+    let attachmentBudget = AttachmentBudget()
 
     init(
         namespaces: Set<String>, authenticate: @escaping SocketIOServer.Authenticator,
@@ -162,10 +162,10 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// How long a connection whose last socket the server disconnected may stay open.
     static let closeAfterServerDisconnect = TimeAmount.seconds(5)
 
-    /// An event waiting to run, and the bytes of its binary attachments, which stay counted in
+    /// An event waiting to run, and what its binary attachments hold of
     /// ``SocketIOCore/attachmentBudget`` until it has run.
     private typealias PendingEvent = (
-        socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?, attachmentBytes: Int
+        socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?, attachments: AttachmentHold?
     )
 
     private let server: SocketIOCore
@@ -184,7 +184,7 @@ actor SocketIOConnection: EngineSessionDelegate {
     private var hasConnected = false
     private var connectTimeout: Scheduled<Void>?
     /// What the binary packet under way holds of ``SocketIOCore/attachmentBudget``.
-    private var attachmentBytes = 0
+    private var attachments: AttachmentHold?
     /// Closes the connection when a binary packet's attachments do not all come in time.
     private var attachmentDeadline: Scheduled<Void>?
 
@@ -220,25 +220,18 @@ actor SocketIOConnection: EngineSessionDelegate {
                 packet = try self.decoder.receive(text: text)
             case .binary(let bytes):
                 if self.decoder.isAwaitingAttachments {
-                    guard self.server.attachmentBudget.reserve(bytes.count) else {
-                        self.server.logger.warning(
-                            "closing a connection: the attachments waiting for the rest of their packets fill the budget",
-                            metadata: ["eio.sid": "\(self.session.id)", "budget": "\(self.server.attachmentBudget.limit)"])
-                        self.closeSession(reason: "attachment budget")
-                        return
-                    }
-                    self.attachmentBytes += bytes.count
+                    guard self.hold(attachment: bytes.count) else { return }
                 }
                 packet = try self.decoder.receive(binary: bytes)
             }
             // A packet complete with attachments keeps them counted until its event has run.
-            var packetBytes = 0
+            var held: AttachmentHold?
             if packet != nil {
-                packetBytes = self.attachmentBytes
-                self.attachmentBytes = 0
+                held = self.attachments
+                self.attachments = nil
             }
             self.watchAttachments()
-            if let packet { self.handle(packet, attachmentBytes: packetBytes) }
+            if let packet { self.handle(packet, attachments: held) }
         } catch {
             self.watchAttachments()
             self.server.logger.info(
@@ -247,12 +240,41 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    /// `attachmentBytes`: what the packet's attachments hold of the budget, given back once its
+    /// Counts an attachment of the binary packet under way in the budget, in the share of the
+    /// user whose socket it is for; false when the connection is closed instead. Attachments
+    /// for a namespace with no socket connected are refused (the packet would be; and a client
+    /// that has not authenticated holds nothing).
+    private func hold(attachment bytes: Int) -> Bool {
+        guard let namespace = self.decoder.awaitedNamespace, let socket = self.sockets[namespace] else {
+            self.closeSession(reason: "binary attachments for a namespace not connected")
+            return false
+        }
+        let budget = self.server.attachmentBudget
+        switch budget.reserve(bytes, for: socket.userID) {
+        case .reserved:
+            self.attachments = AttachmentHold(user: socket.userID, bytes: (self.attachments?.bytes ?? 0) + bytes)
+            return true
+        case .overUserShare:
+            self.server.logger.info(
+                "closing a connection: its user's attachments waiting for their commands fill the user's share",
+                metadata: ["eio.sid": "\(self.session.id)", "share": "\(budget.userShare)"])
+            self.closeSession(reason: "attachment share")
+            return false
+        case .overLimit:
+            self.server.logger.warning(
+                "closing a connection: the attachments waiting for their commands fill the budget",
+                metadata: ["eio.sid": "\(self.session.id)", "budget": "\(budget.limit)"])
+            self.closeSession(reason: "attachment budget")
+            return false
+        }
+    }
+
+    /// `attachments`: what the packet's attachments hold of the budget, given back once its
     /// event has run, or at once when it is not an event that runs.
-    private func handle(_ packet: SocketIOPacket, attachmentBytes: Int = 0) {
+    private func handle(_ packet: SocketIOPacket, attachments: AttachmentHold? = nil) {
         guard self.connecting.isEmpty else {
             // Held only while a CONNECT is checked (moments): its bytes are not counted.
-            self.server.attachmentBudget.release(attachmentBytes)
+            self.server.attachmentBudget.release(attachments)
             guard self.held.count < Self.maximumPendingEvents else {
                 self.closeSession(reason: "too many packets before CONNECT")
                 return
@@ -261,7 +283,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             return
         }
         var queued = false
-        defer { if !queued { self.server.attachmentBudget.release(attachmentBytes) } }
+        defer { if !queued { self.server.attachmentBudget.release(attachments) } }
         // Socket.IO v5: "If the server does not receive a CONNECT packet first, then it MUST
         // close the connection immediately" (an EVENT before it was refused below already; a
         // DISCONNECT or an ACK was ignored).
@@ -277,7 +299,7 @@ actor SocketIOConnection: EngineSessionDelegate {
                 self.closeSession(reason: "event before connect")
                 return
             }
-            queued = self.enqueue((socket, name, arguments, packet.ackID, attachmentBytes))
+            queued = self.enqueue((socket, name, arguments, packet.ackID, attachments))
         case .disconnect:
             // The connection stays open (other namespaces may follow); clients close it.
             self.leave(packet.namespace)
@@ -358,7 +380,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             let event = self.pending.removeFirst()
             if self.pending.count == Self.resumeReadingAt { self.resumeReading() }
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
-            self.server.attachmentBudget.release(event.attachmentBytes)
+            self.server.attachmentBudget.release(event.attachments)
             if let ackID = event.ackID, self.sockets[event.socket.namespace] === event.socket {
                 self.send(.ack(ackID, reply, namespace: event.socket.namespace))
             }
@@ -429,8 +451,8 @@ actor SocketIOConnection: EngineSessionDelegate {
     }
 
     private func releaseAttachments() {
-        self.server.attachmentBudget.release(self.attachmentBytes)
-        self.attachmentBytes = 0
+        self.server.attachmentBudget.release(self.attachments)
+        self.attachments = nil
     }
 
     private func closed() {

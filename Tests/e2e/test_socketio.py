@@ -25,7 +25,8 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import BIN_DIR, GATEWAY_URL, OrderedClient, assert_error, connect_error, metric, services, wait_until_ready
+from e2e_support import (BIN_DIR, GATEWAY_URL, OrderedClient, assert_error, connect_error, metric, scrape_metric, services,
+                         wait_until_ready)
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
@@ -791,6 +792,50 @@ def test_a_binary_packet_whose_attachments_do_not_all_come_closes_its_connection
         assert read_until_closed(ws, timeout=90), "the half-sent packet was held for a minute and a half"
     finally:
         ws.close()
+
+
+def test_one_users_waiting_attachments_leave_room_for_other_users(account):
+    """Alice opens 9 sockets and on each sends attachments of 999,000 bytes of a packet of 32
+    that she never completes: 31 on the first eight and 20 on the last, 267.7 MB, just under
+    the gateway's whole budget (256 MiB). She may hold a share of it (64 MiB): her third socket
+    and those after it are closed. Bob's ten photos then go through. Until the fortieth session
+    the budget had no shares, so her sockets held nearly all of it and Bob's upload closed his
+    connection."""
+    alice, bob = account(), account()
+    sockets = [raw_websocket(alice.access) for _ in range(9)]
+    try:
+        for n, ws in enumerate(sockets):
+            try:
+                ws.send(attachments_header(32))
+                for _ in range(31 if n < 8 else 20):
+                    ws.send_binary(b"a" * 999_000)
+            except (ConnectionError, websocket.WebSocketConnectionClosedException):
+                pass  # closed for holding more than her share
+        # The gateway has read what she sent once what it holds stops changing.
+        admin = f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}"
+        held, deadline = -1.0, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            now = scrape_metric(admin, "socketio_attachment_bytes_held")
+            if now == held:
+                break
+            held = now
+        assert 0 < held <= 64 << 20, held
+        sio, _ = client(bob.access, transports=["websocket"])
+        try:
+            thread = sio.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)["data"]["thread"]
+            message = sio.call("create_message", {"threadId": thread["id"], "clientMessageId": "ten", "body": "photos"},
+                               timeout=10)["data"]["message"]
+            files = [{"fileName": f"p{n}.jpg", "contentType": "image/jpeg", "data": b"b" * 999_000} for n in range(10)]
+            reply = sio.call("add_attachments", {"messageId": message["id"], "files": files}, timeout=60)
+            assert reply["ok"] is True and len(reply["data"]["attachments"]) == 10, reply
+        finally:
+            sio.disconnect()
+        closed = [read_until_closed(ws, timeout=3) for ws in sockets]
+        assert closed[:2] == [False, False] and all(closed[2:]), closed
+    finally:
+        for ws in sockets:
+            ws.close()
 
 
 def polling_connected(token: str) -> tuple[str, dict]:
