@@ -87,8 +87,8 @@ extension Conversations {
     func listMessages(_ request: ListMessagesRequest, actor: UUID?) async throws -> Page<ChatMessage> {
         let caller = try Self.caller(actor)
         let limit = try Self.pageSize(request.limit)
-        let before = try request.before.map(Cursor.beforeSeq) ?? Int64.max
         let thread = request.threadId.uuid
+        let before = try request.before.map { try Cursor.beforeSeq($0, in: thread) } ?? Int64.max
         return try await self.client.withConnection { connection in
             try await self.requireMember(caller, of: thread, on: connection)
             var messages = try await MessageRows.load(
@@ -98,7 +98,8 @@ extension Conversations {
                 """, on: connection, logger: self.logger)
             let hasMore = messages.count > limit
             messages = Array(messages.prefix(limit))
-            return Page(items: messages, nextCursor: hasMore ? messages.last.map { Cursor.encode(beforeSeq: $0.seq) } : nil)
+            return Page(
+                items: messages, nextCursor: hasMore ? messages.last.map { Cursor.encode(beforeSeq: $0.seq, in: thread) } : nil)
         }
     }
 

@@ -23,13 +23,24 @@ enum Cursor {
         return ThreadPosition(activity: activity, id: id)
     }
 
-    /// A position in a thread's messages: before the message with this `seq`.
-    static func encode(beforeSeq seq: Int64) -> String { Self.wrap("m1:\(seq)") }
+    /// A position in `thread`'s messages: before the message with this `seq`.
+    static func encode(beforeSeq seq: Int64, in thread: UUID) -> String {
+        Self.wrap("m2:\(thread.lowercasedText):\(seq)")
+    }
 
-    /// The message list's `before`.
-    static func beforeSeq(_ cursor: String) throws -> Int64 {
+    /// The message list's `before`, for `thread`'s messages. A cursor of another thread is not
+    /// valid (its position would mean nothing here). A cursor of the first format (`m1`, which
+    /// named no thread, until the fortieth session) is still taken, so that a client paging
+    /// across an upgrade goes on.
+    static func beforeSeq(_ cursor: String, in thread: UUID) throws -> Int64 {
         let parts = try Self.unwrap(cursor, field: "before").split(separator: ":")
-        guard parts.count == 2, parts[0] == "m1", let seq = Int64(parts[1]), seq > 0 else { throw Self.invalid("before") }
+        let seq: Int64?
+        switch (parts.first, parts.count) {
+        case ("m1", 2): seq = Int64(parts[1])
+        case ("m2", 3) where UUID(text: String(parts[1])) == thread: seq = Int64(parts[2])
+        default: seq = nil
+        }
+        guard let seq, seq > 0 else { throw Self.invalid("before") }
         return seq
     }
 

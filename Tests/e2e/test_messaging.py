@@ -26,6 +26,7 @@ amqp://guest:guest@127.0.0.1:5673/%2f), E2E_ACK_TIMEOUT, E2E_EVENT_TIMEOUT.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -1073,6 +1074,27 @@ def test_a_thread_summary_is_one_moment_while_messages_arrive(api, account, conn
         polls.append(((last or {}).get("seq", 0), summary["unreadCount"]))
     sender.join(timeout=60)
     assert polls and all(seq == count for seq, count in polls), [p for p in polls if p[0] != p[1]][:5]
+
+
+def test_a_message_cursor_pages_only_the_thread_it_came_from(api, account, connect):
+    """A `before` cursor of one thread is invalid_argument in another (it was taken there, and
+    paged from a position that meant nothing in that thread, until the fortieth session). A
+    cursor of the first format, which named no thread, still pages, so a client paging across
+    an upgrade goes on."""
+    alice, bob, carol = account(), account(), account()
+    a = connect(alice)
+    first, second = a.dm(bob.id)["id"], a.dm(carol.id)["id"]
+    for n in range(3):
+        a.send(first, f"first {n}")
+        a.send(second, f"second {n}")
+    cursor = messages_page(api, alice, first, limit=1)["nextCursor"]
+    assert [m["body"] for m in messages_page(api, alice, first, limit=5, before=cursor)["items"]] == ["first 1", "first 0"]
+    resp = get_messages(api, alice, second, before=cursor)
+    assert_rest_error(resp, (400, 422), "invalid_argument")
+    assert "before" in resp.json()["error"]["message"], resp.text
+    newest_seq = messages_page(api, alice, second, limit=1)["items"][0]["seq"]
+    old_format = base64.urlsafe_b64encode(f"m1:{newest_seq}".encode()).decode().rstrip("=")
+    assert [m["body"] for m in messages_page(api, alice, second, before=old_format)["items"]] == ["second 1", "second 0"]
 
 
 def test_an_empty_cursor_or_limit_is_the_first_page(api, account, connect):
