@@ -242,10 +242,11 @@ def test_emitter_format_in_redis_reaches_the_right_room_only(account):
 
 
 @contextlib.contextmanager
-def gateway_process(port: int, admin_port: int, *, ready: bool = True, **settings: str):
-    """Another gateway process on `port`, with `settings` over the environment; yields its URL
-    and the process, once it is ready (or only alive, without `ready`), and stops it afterwards."""
-    env = dict(os.environ)
+def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tuple[str, ...] = (), **settings: str):
+    """Another gateway process on `port`, with `settings` over the environment and `unset`'s
+    variables taken out of it; yields its URL and the process, once it is ready (or only alive,
+    without `ready`), and stops it afterwards."""
+    env = {name: value for name, value in os.environ.items() if name not in unset}
     env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/nonexistent/.env", **settings)
     process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -308,6 +309,34 @@ def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(acco
                     break
                 time.sleep(0.2)
             assert sorted(item["body"] for item in page) == [f"r{n}" for n in range(8)], page
+        finally:
+            for sio in sockets:
+                sio.disconnect()
+
+
+def test_the_command_rate_at_its_defaults_lets_a_burst_of_120_through_then_30_a_second(account):
+    """A gateway with SOCKET_COMMAND_RATE and SOCKET_COMMAND_BURST unset (the test environment
+    sets the rate to 0, off). One user sends 200 `sync` commands at once over two sockets: all
+    are answered, but the 80 past the burst at 30 a second, so the last no sooner than about
+    2.7 s after the first (2 s asserted); another user's command is answered before them."""
+    alice, bob = account(), account()
+    with gateway_process(5076, 9176, unset=("SOCKET_COMMAND_RATE", "SOCKET_COMMAND_BURST")) as (base, _):
+        sockets = []
+        for account_ in (alice, alice, bob):
+            sio = socketio.Client(reconnection=False)
+            sio.connect(base, auth={"token": account_.access}, transports=["websocket"], wait_timeout=10)
+            sockets.append(sio)
+        phone, laptop, other = sockets
+        try:
+            replies: queue.Queue = queue.Queue()
+            started = time.monotonic()
+            for n in range(200):
+                (phone if n % 2 else laptop).emit("sync", {"afterSeq": 0, "limit": 1}, callback=replies.put)
+            assert other.call("sync", {"afterSeq": 0, "limit": 1}, timeout=10)["ok"] is True
+            assert replies.qsize() < 200, "another user's command waited behind all of this user's"
+            answers = [replies.get(timeout=60) for _ in range(200)]
+            assert all(answer["ok"] is True for answer in answers), [a for a in answers if a["ok"] is not True][:3]
+            assert time.monotonic() - started >= 2.0, "the commands past the default burst did not wait"
         finally:
             for sio in sockets:
                 sio.disconnect()
