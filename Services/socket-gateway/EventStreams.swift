@@ -220,9 +220,18 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// Sends every unacknowledged event after the socket's `lastSeq`, then what arrived
     /// meanwhile. `registered`: when the stream was registered, so that every push from then on
     /// reached it.
+    ///
+    /// When delivery does not answer, the connection is closed and the client reconnects to ask
+    /// again: until the fortieth session the replay just ended, and the socket got nothing of
+    /// what it missed until a live push showed the gap.
     func replay(registered: ContinuousClock.Instant) async {
         var first = true
-        while let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize, false, registered) {
+        while true {
+            guard let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize, false, registered)
+            else {
+                await self.socket.closeConnection(reason: "replay unavailable")
+                return  // busy for good: nothing more goes to this socket
+            }
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
@@ -236,7 +245,10 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 await self.socket.emit(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
                 await self.socket.waitForRoom()
             }
-            guard page.hasMore, !page.events.isEmpty else { break }
+            guard page.hasMore, !page.events.isEmpty else {
+                if !page.hasMore, let latest = page.latestSeq { self.ordering.caughtUp(through: latest) }
+                break
+            }
         }
         await self.drain()
     }
@@ -265,7 +277,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 case .fillGap(let after):
                     // What is ready goes first: the gap's fetch may take a while.
                     if !ready.isEmpty { await self.socket.emit(ready) }
-                    ready = await self.fill(gapAfter: after, before: event)
+                    guard let filled = await self.fill(gapAfter: after, before: event) else {
+                        await self.socket.closeConnection(reason: "missing events unavailable")
+                        return  // busy for good: nothing more goes to this socket
+                    }
+                    ready = filled
                 }
             }
             if !ready.isEmpty { await self.socket.emit(ready) }
@@ -283,11 +299,23 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// fetched unacknowledged events only, so it came back without it, the socket moved on,
     /// and the earlier push, when it came, was dropped as one the socket had: an outside
     /// tester's laptops lost 558 of 3,000 group messages while their phones acknowledged.
-    private func fill(gapAfter after: Int64, before event: DurableEvent) async -> [EncodedEvent] {
-        let missing = Int(min(Int64(Self.pageSize), event.seq - after))
+    ///
+    /// A gap wider than a page is fetched page by page. When delivery does not answer, nothing
+    /// moves past the gap: false, and the caller closes the connection, so that the client
+    /// reconnects from what it has. Until the fortieth session the event went out anyway and the
+    /// gap was skipped for good (and past 500 missing events, the rest of it too). The last
+    /// page's packets are returned, not sent, to leave with what follows in one write.
+    private func fill(gapAfter after: Int64, before event: DurableEvent) async -> [EncodedEvent]? {
+        var after = after
         var ready: [EncodedEvent] = []
-        if let page = await self.fetch(self.socket.userID, after, missing, true, .now) {
+        while after < event.seq - 1 {
+            let missing = Int(min(Int64(Self.pageSize), event.seq - 1 - after))
+            guard let page = await self.fetch(self.socket.userID, after, missing, true, .now) else { return nil }
             ready = self.accept(page.events, before: event.seq)
+            guard page.hasMore, let last = page.events.last?.seq, last > after, last < event.seq - 1 else { break }
+            if !ready.isEmpty { await self.socket.emit(ready) }
+            ready = []
+            after = last
         }
         if self.ordering.decideAfterGap(seq: event.seq) { ready.append(event.packet) }
         return ready
@@ -315,6 +343,8 @@ protocol DurableEventSink: Sendable {
     /// Returns once what was emitted is mostly on its way to the client (a WebSocket writable
     /// again; a long-polling client, which takes 16 packets a GET, with little left waiting).
     func waitForRoom() async
+    /// Closes the connection so that the client reconnects and replays what it is missing.
+    func closeConnection(reason: String) async
 }
 
 extension SocketIOSocket: DurableEventSink {}

@@ -17,6 +17,14 @@ public struct SeqOrdering: Sendable, Hashable {
         self.delivered = min(self.delivered, max(0, latest))
     }
 
+    /// The socket's replay ended with the user's latest seq `latest`: every event up to it was
+    /// in the replay or is acknowledged (or expired), so none is missing. Without it, a new
+    /// device of a user who had acknowledged everything took its first live push for a gap,
+    /// and the gap's fill (which fetches acknowledged events too) sent it up to 500 old events.
+    public mutating func caughtUp(through latest: Int64) {
+        self.delivered = max(self.delivered, latest)
+    }
+
     public enum Decision: Hashable, Sendable {
         /// Send it now.
         case emit

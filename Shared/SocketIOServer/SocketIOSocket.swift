@@ -64,6 +64,12 @@ public final class SocketIOSocket: Sendable {
         return [.text(text)] + attachments.map { .binary($0) }
     }
 
+    /// Closes the socket's connection as a transport failure: unlike ``disconnect()``, stock
+    /// clients reconnect (with their `auth`, so with their `lastSeq`).
+    public func closeConnection(reason: String) async {
+        await self.session.close(reason: reason)
+    }
+
     /// Disconnects the socket, as Socket.IO servers' `disconnect(true)` does: the client gets a
     /// DISCONNECT for the namespace, the socket leaves its rooms, and the connection closes
     /// when no other namespace of it is connected.

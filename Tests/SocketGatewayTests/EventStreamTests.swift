@@ -36,7 +36,16 @@ struct EventStreamTests {
         }
 
         func waitForRoom() async {}
+
+        private let closeReasons = Mutex<[String]>([])
+        var closes: [String] { self.closeReasons.withLock { $0 } }
+
+        func closeConnection(reason: String) async {
+            self.closeReasons.withLock { $0.append(reason) }
+        }
     }
+
+    typealias Fetched = (afterSeq: Int64, limit: Int, includeAcknowledged: Bool)
 
     static func event(_ seq: Int64, redelivery: Bool = false) -> DurableEvent {
         DurableEvent(
@@ -53,8 +62,9 @@ struct EventStreamTests {
             _, afterSeq, limit, includeAcknowledged, _ in
             fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             let stored: [Int64] = [1, 2, 3, 4, 5, 6, 7, 8]
+            // The replay's fetch saw the log at seq 3; the rest was stored (and pushed) after it.
             let page = stored.filter { $0 > afterSeq }.prefix(afterSeq == 0 ? 3 : limit).map { Self.event($0) }
-            return (Array(page), false, 8)
+            return (Array(page), false, afterSeq == 0 ? 3 : 8)
         }
         // A new stream is busy until its replay has run: these wait.
         for seq: Int64 in [2, 4, 5, 7, 8] { await stream.receive(Self.event(seq)) }
@@ -62,7 +72,7 @@ struct EventStreamTests {
 
         #expect(socket.writes == [[1, 2, 3], [4, 5], [6, 7, 8]])
         #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 5])
-        #expect(fetches.withLock { $0.last?.limit } == 2)
+        #expect(fetches.withLock { $0.last?.limit } == 1)
         // The replay asks for what is unacknowledged; a gap's fill for everything the log keeps
         // (another device may have acknowledged the missing events already).
         #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
@@ -87,5 +97,64 @@ struct EventStreamTests {
         await stream.receive(Self.event(3))
         await stream.receive(Self.event(2))
         #expect(socket.writes == [[3]], "seq 3 goes out; seq 2 is one the socket had")
+    }
+
+    @Test("a replay that ends with everything acknowledged leaves no gap before the next push")
+    func everythingAcknowledged() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            return ([], false, 40)  // 40 events, all acknowledged on another device
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(41))
+        #expect(socket.writes == [[41]])
+        #expect(fetches.withLock { $0.count } == 1, "the first push was taken for a gap and 40 old events fetched")
+    }
+
+    @Test("a gap wider than a page is fetched page by page, up to the push that opened it")
+    func wideGap() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            guard includeAcknowledged else { return ([], false, 0) }  // the replay: nothing yet
+            let page = (afterSeq + 1...min(afterSeq + Int64(limit), 1_201)).map { Self.event($0) }
+            return (page, afterSeq + Int64(limit) < 1_201, 1_201)
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(1_201))
+        #expect(socket.writes.flatMap { $0 } == Array(1...1_201))
+        #expect(socket.writes.count == 3, "a page a write, the last with the push")
+        #expect(fetches.withLock { $0.dropFirst().map(\.afterSeq) } == [0, 500, 1_000])
+        #expect(fetches.withLock { $0.dropFirst().map(\.limit) } == [500, 500, 200])
+        #expect(socket.closes.isEmpty)
+    }
+
+    @Test("when a gap cannot be fetched, nothing moves past it: the connection is closed for the client to reconnect")
+    func gapUnavailable() async {
+        let socket = RecordingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, _, _, includeAcknowledged, _ in
+            includeAcknowledged ? nil : ([Self.event(1)], false, 1)
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(3))
+        await stream.receive(Self.event(4))
+        #expect(socket.writes == [[1]], "seq 3 went out past the missing seq 2")
+        #expect(socket.closes == ["missing events unavailable"])
+    }
+
+    @Test("when the replay cannot be fetched, the connection is closed for the client to reconnect")
+    func replayUnavailable() async {
+        let socket = RecordingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 5)) { _, _, _, _, _ in nil }
+        await stream.receive(Self.event(9))
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(10))
+        #expect(socket.writes.isEmpty)
+        #expect(socket.closes == ["replay unavailable"])
     }
 }

@@ -641,6 +641,28 @@ def test_every_device_gets_every_event_and_an_ack_from_one_device_counts_for_all
     in_order(a.durable(), start=1, what="alice")
 
 
+def test_a_new_device_of_a_user_who_acknowledged_everything_gets_only_new_events(account, open_socket):
+    """Bob's phone acknowledges everything; then he logs in on a laptop (lastSeq 0). Its replay
+    is empty, and the next message reaches it alone. Until the fortieth session the laptop
+    took that first push for a gap after seq 0, and the gap's fill (which fetches acknowledged
+    events too) sent it every old event the log kept, up to 500."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    phone = open_socket(bob, label="bob's phone")
+    tid = a.dm(bob.id)["id"]
+    for i in range(5):
+        a.send(tid, f"before the laptop {i}")
+    phone.collect(named("message_created", tid), 5, "message_created")
+    assert phone.ack(6) == 6
+    laptop = open_socket(bob, last_seq=0, label="bob's laptop")
+    laptop.listen(QUIET_PERIOD)
+    assert laptop.durable() == [], f"the laptop's replay had acknowledged events: {laptop.durable()}"
+    message = a.send(tid, "after the laptop")
+    first = laptop.wait_for(named("message_created", tid, message["id"]), "the new message")
+    laptop.listen(QUIET_PERIOD)
+    assert [ev.seq for ev in laptop.durable()] == [7] and first.seq == 7, laptop.durable()
+
+
 def test_devices_coming_back_together_each_get_the_whole_replay_in_order(account, open_socket):
     # Sockets of one user that reconnect at the same moment with the same lastSeq may share the
     # gateway's fetch of their replay; each still gets every event once, in seq order, and the
