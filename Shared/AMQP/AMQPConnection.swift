@@ -23,6 +23,8 @@ public final class AMQPConnection: Service, Sendable {
     private let consuming: HandleThread<ConnectionCommand>
     private let publishingStatus = ConnectedFlag()
     private let consumingStatus = ConnectedFlag()
+    private let publishingSocket = SocketBreaker()
+    private let consumingSocket = SocketBreaker()
     private let nextConsumerID = Atomic(1)
     /// Where publishes go.
     var publishMailbox: Mailbox<ConnectionCommand> { self.publishing.mailbox }
@@ -31,13 +33,17 @@ public final class AMQPConnection: Service, Sendable {
 
     public init(configuration: AMQPConfiguration, logger: Logger) {
         self.configuration = configuration
-        func thread(_ role: ConnectionDriver.Role, _ status: ConnectedFlag) -> HandleThread<ConnectionCommand> {
+        func thread(_ role: ConnectionDriver.Role, _ status: ConnectedFlag, _ socket: SocketBreaker) -> HandleThread<
+            ConnectionCommand
+        > {
             HandleThread(name: "amqp-\(role.rawValue)", shutdownCommand: { .shutdown($0) }) {
-                ConnectionDriver(role: role, configuration: configuration, mailbox: $0, status: status, logger: logger).run()
+                ConnectionDriver(
+                    role: role, configuration: configuration, mailbox: $0, status: status, socket: socket, logger: logger
+                ).run()
             }
         }
-        self.publishing = thread(.publishing, self.publishingStatus)
-        self.consuming = thread(.consuming, self.consumingStatus)
+        self.publishing = thread(.publishing, self.publishingStatus, self.publishingSocket)
+        self.consuming = thread(.consuming, self.consumingStatus, self.consumingSocket)
     }
 
     /// True while both broker connections are open and their topology declared.
@@ -51,11 +57,25 @@ public final class AMQPConnection: Service, Sendable {
 
     /// Waits up to a few seconds for outstanding confirms, closes both connections and ends
     /// their threads. Later operations fail with ``AMQPError/Code/shutdown``.
+    ///
+    /// A thread blocked in the library with no time limit (a publish the broker does not read,
+    /// under a resource alarm or on a dead link) would keep it from ever returning: past the
+    /// confirms' grace and a margin, its socket is shut down under it (``SocketBreaker``).
+    /// Until the fortieth session a service told to stop during an alarm never exited.
     public func close() async {
+        let sockets = [self.publishingSocket, self.consumingSocket]
+        let breaking = Task {
+            try await Task.sleep(for: ConnectionDriver.shutdownGrace + Self.closeMargin)
+            for socket in sockets { socket.breakSocket() }
+        }
         async let consumingStopped: Void = self.consuming.stop()
         await self.publishing.stop()
         await consumingStopped
+        breaking.cancel()
     }
+
+    /// How long past the confirms' grace a closing connection's thread may take to end.
+    static let closeMargin: Duration = .seconds(5)
 
     /// Declares exchanges, queues and bindings, now and after every reconnect. Returns once they
     /// exist on live connections: the consuming one declares the whole topology, the publishing

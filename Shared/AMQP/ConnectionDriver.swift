@@ -21,7 +21,7 @@ final class ConnectionDriver {
     private static let adminChannel: amqp_channel_t = 2
     private static let firstConsumerChannel: amqp_channel_t = 3
     /// How long a closing connection waits for outstanding confirms.
-    private static let shutdownGrace: Duration = .seconds(5)
+    static let shutdownGrace: Duration = .seconds(5)
     /// The longest the thread sleeps without calling into the library (heartbeats are only
     /// serviced from inside library calls).
     private static let idleWakeMilliseconds: Int32 = 250
@@ -32,6 +32,7 @@ final class ConnectionDriver {
     private let configuration: AMQPConfiguration
     private let mailbox: Mailbox<ConnectionCommand>
     private let status: ConnectedFlag
+    private let socket: SocketBreaker
     private let logger: Logger
 
     private var connection: amqp_connection_state_t?
@@ -52,13 +53,18 @@ final class ConnectionDriver {
     private var carriedOver: [ConnectionCommand] = []
     private var shutdownPromise: Promise<Void>?
     private var shutdownDeadline: ContinuousClock.Instant?
+    /// Closing gave up on unconfirmed messages: the broker is not reading (a resource alarm, a
+    /// dead link), so no close handshake is attempted either (it would wait 30 s for nothing).
+    private var abandoned = false
     /// Reused by every publish (the library copies what it needs into its frame buffer).
     private let publishArena = CArena()
 
     init(
-        role: Role, configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectedFlag, logger: Logger
+        role: Role, configuration: AMQPConfiguration, mailbox: Mailbox<ConnectionCommand>, status: ConnectedFlag,
+        socket: SocketBreaker, logger: Logger
     ) {
         self.role = role
+        self.socket = socket
         self.name = "\(configuration.connectionName)/\(role.rawValue)"
         self.configuration = configuration
         self.mailbox = mailbox
@@ -97,6 +103,7 @@ final class ConnectionDriver {
         try self.check(
             amqp_socket_open_noblock(socket, arena.cString(self.configuration.host), Int32(self.configuration.port), &timeout),
             "connect to \(self.configuration.host):\(self.configuration.port)")
+        self.socket.set(amqp_get_sockfd(connection))
         var rpcTimeout = timeval(.seconds(30))
         _ = amqp_set_rpc_timeout(connection, &rpcTimeout)
 
@@ -255,9 +262,13 @@ final class ConnectionDriver {
                     self.logger.warning(
                         "closing with unconfirmed messages",
                         metadata: ["unconfirmed": "\(self.window.inFlight.count + self.window.waiting.count)"])
+                    self.abandoned = true
                     return
                 }
             }
+            // Confirms read just now may have made room for messages that wait: publish them
+            // at once, not when the idle wake comes (up to 250 ms later).
+            if self.window.hasRoom, !self.window.waiting.isEmpty { continue }
             self.mailbox.wait(socket: amqp_get_sockfd(self.connection), timeoutMilliseconds: Self.idleWakeMilliseconds)
         }
     }
@@ -410,7 +421,9 @@ final class ConnectionDriver {
             guard let id = self.channelConsumers[frame.channel], let spec = self.consumers[id],
                 case .enqueued = spec.continuation.yield(delivery)
             else {
-                // Nobody listens any more: give it back to the queue.
+                // Nobody listens any more: give it back to the queue (a consumer without acks
+                // has nothing to give back: the broker would close the channel for the tag).
+                if let id = self.channelConsumers[frame.channel], self.consumers[id]?.autoAck == true { return }
                 try self.check(amqp_basic_reject(self.connection, frame.channel, tag, 1), "reject")
                 self.acknowledgements[frame.channel, default: AcknowledgementRuns()].settledAlone(tag)
                 return
@@ -463,6 +476,7 @@ final class ConnectionDriver {
         self.status.set(connected: false)
         self.isOpen = false
         if let connection = self.connection {
+            self.socket.set(nil)
             amqp_destroy_connection(connection)
             self.connection = nil
         }
@@ -500,9 +514,10 @@ final class ConnectionDriver {
 
     private func finish() {
         if let connection = self.connection {
-            if self.isOpen {
+            if self.isOpen, !self.abandoned {
                 _ = amqp_connection_close(connection, AMQP_REPLY_SUCCESS)
             }
+            self.socket.set(nil)
             amqp_destroy_connection(connection)
             self.connection = nil
         }

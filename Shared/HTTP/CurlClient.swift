@@ -96,6 +96,9 @@ public final class CurlClient: Sendable {
         defer { unmanaged.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         let code: CURLcode = errorBuffer.withUnsafeMutableBufferPointer { errorPointer in
+            // curl keeps the buffer's address until the handle is cleaned up; the pointer is
+            // valid only in this closure, so curl is told to forget it before the closure ends.
+            defer { _ = messenger_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, nil) }
             var status = messenger_curl_setopt_string(handle, CURLOPT_URL, url)
             if status == CURLE_OK {
                 status = messenger_curl_setopt_pointer(handle, CURLOPT_MIMEPOST, UnsafeMutableRawPointer(mime))

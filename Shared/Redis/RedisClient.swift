@@ -153,6 +153,13 @@ final class RedisCommandDriver {
             }
             do {
                 try self.readReplies(from: context)
+            } catch {
+                // The requests just taken were not sent: they fail with the ones under way
+                // (until the fortieth session they were dropped, and their callers waited for ever).
+                self.connectionLost(error, notSent: requests)
+                continue
+            }
+            do {
                 if !requests.isEmpty { try self.send(requests, on: context) }
             } catch {
                 self.connectionLost(error)
@@ -210,11 +217,13 @@ final class RedisCommandDriver {
         }
     }
 
-    /// Fails the commands under way and drops the connection (the loop reconnects).
-    private func connectionLost(_ error: any Error) {
+    /// Fails the commands under way, and `notSent`, and drops the connection (the loop
+    /// reconnects).
+    private func connectionLost(_ error: any Error, notSent: [RedisClient.Request] = []) {
         self.logger.warning("Redis connection lost", metadata: ["error": "\(error)"])
         let failure = error as? RedisError ?? RedisError(.connection, "\(error)")
         for request in self.unanswered { request.promise.fail(failure) }
+        for request in notSent { request.promise.fail(failure) }
         self.unanswered.removeAll()
         self.awaited = 0
         self.context = nil

@@ -210,7 +210,10 @@ final class RedisSubscriberDriver {
                 self.lastActivity = ContinuousClock.now
                 self.pingSentAt = nil
                 while let reply = try context.bufferedReply() {
-                    if case .success(let value) = reply { self.handle(value) }
+                    switch reply {
+                    case .success(let value): self.handle(value)
+                    case .failure(let error): self.refused(error)
+                    }
                 }
             }
             try self.checkAlive()
@@ -247,6 +250,16 @@ final class RedisSubscriberDriver {
         default:
             break  // "pong", "unsubscribe"
         }
+    }
+
+    /// An error reply: the server refused a SUBSCRIBE or PSUBSCRIBE (an ACL without the
+    /// channel, say). The oldest subscription waiting for its confirmations fails, rather than
+    /// leaving its caller, and every later one, waiting for ever.
+    private func refused(_ error: RedisError) {
+        self.logger.error("Redis refused a subscription", metadata: ["error": "\(error)"])
+        guard !self.confirmations.isEmpty else { return }
+        self.confirmations.removeFirst().promise?.fail(error)
+        self.settleConfirmations()
     }
 
     private func settleConfirmations() {

@@ -74,4 +74,33 @@ extension BrokerOutageTests {
             await consuming.value
         }
     }
+
+    /// librabbitmq-c 0.11 sends a publish with no time limit, and under an alarm the broker does
+    /// not read: a publish larger than the socket buffers blocks the publishing thread for good.
+    /// Until the fortieth session a connection closed then never finished closing (a service
+    /// told to stop during an alarm never exited); now its socket is shut down under the thread
+    /// past the confirms' grace and a margin.
+    @Test("a connection closes when a publish the broker does not read blocks its thread")
+    func closesWhileAPublishIsBlocked() async throws {
+        let connection = AMQPConnection(
+            configuration: try TestEnvironment.amqpConfiguration(name: "alarm-close"), logger: TestEnvironment.logger)
+        let (exchange, queue) = try await declareTestQueue(connection, "test.alarm.close")
+        try TestHelpers.infra("rabbitmq-memory-alarm", "on")
+        do {
+            let publish = Task {
+                try await connection.publish(AMQPMessage(exchange: exchange, routingKey: queue, body: Data(count: 32 << 20)))
+            }
+            try await Task.sleep(for: .seconds(2))  // the thread is in the library, blocked
+            let started = ContinuousClock.now
+            try await withTimeout(.seconds(60)) { await connection.close() }
+            let took = ContinuousClock.now - started
+            #expect(took >= .seconds(5), "closed before the confirms' grace: \(took)")
+            await #expect(throws: AMQPError.self) { try await publish.value }
+        } catch {
+            try? TestHelpers.infra("rabbitmq-memory-alarm", "off")
+            await connection.close()
+            throw error
+        }
+        try TestHelpers.infra("rabbitmq-memory-alarm", "off")
+    }
 }

@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 import uuid
+from typing import Any
 
 import msgpack
 import pika
@@ -797,12 +798,18 @@ def test_ten_files_of_nearly_maxpayload_each_go_through_one_add_attachments(acco
     attachments' bounds that closed the connection of a phone sending ten photos of 999,000
     bytes (8 MB for a whole packet)."""
     alice, bob = account(), account()
-    sio, _ = client(alice.access, transports=["websocket"])
+    send_ten_photos(alice, bob)
+
+
+def send_ten_photos(sender: Any, peer: Any) -> None:
+    """`sender` sends ten files of 999,000 bytes in one binary `add_attachments` to a message
+    of a new DM with `peer`; they must all be bound, and the connection stay up."""
+    sio, _ = client(sender.access, transports=["websocket"])
     try:
-        thread = sio.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)["data"]["thread"]
+        thread = sio.call("create_conversation", {"type": "DM", "memberIds": [peer.id]}, timeout=10)["data"]["thread"]
         message = sio.call("create_message", {"threadId": thread["id"], "clientMessageId": "ten", "body": "ten files"},
                            timeout=10)["data"]["message"]
-        files = [{"fileName": f"f{n}.txt", "contentType": "text/plain", "data": b"x" * 999_000} for n in range(10)]
+        files = [{"fileName": f"p{n}.jpg", "contentType": "image/jpeg", "data": b"x" * 999_000} for n in range(10)]
         reply = sio.call("add_attachments", {"messageId": message["id"], "files": files}, timeout=60)
         assert reply["ok"] is True and len(reply["data"]["attachments"]) == 10, reply
         assert sio.connected
@@ -826,8 +833,10 @@ def test_a_binary_packet_whose_attachments_do_not_all_come_closes_its_connection
 def test_one_users_waiting_attachments_leave_room_for_other_users(account):
     """Alice opens 9 sockets and on each sends attachments of 999,000 bytes of a packet of 32
     that she never completes: 31 on the first eight and 20 on the last, 267.7 MB, just under
-    the gateway's whole budget (256 MiB). She may hold a share of it (64 MiB): her third socket
-    and those after it are closed. Bob's ten photos then go through. Until the fortieth session
+    the gateway's whole budget (256 MiB). She may hold a share of it (64 MiB): a socket whose
+    attachment would take her past it is closed, and the gateway holds no more than her share
+    (which sockets stay open depends on timing: a socket that does not answer pings is closed
+    after 45 s, and a packet's attachments may take 60 s). Bob's ten photos then go through. Until the fortieth session
     the budget had no shares, so her sockets held nearly all of it and Bob's upload closed his
     connection."""
     alice, bob = account(), account()
@@ -850,18 +859,7 @@ def test_one_users_waiting_attachments_leave_room_for_other_users(account):
                 break
             held = now
         assert 0 < held <= 64 << 20, held
-        sio, _ = client(bob.access, transports=["websocket"])
-        try:
-            thread = sio.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)["data"]["thread"]
-            message = sio.call("create_message", {"threadId": thread["id"], "clientMessageId": "ten", "body": "photos"},
-                               timeout=10)["data"]["message"]
-            files = [{"fileName": f"p{n}.jpg", "contentType": "image/jpeg", "data": b"b" * 999_000} for n in range(10)]
-            reply = sio.call("add_attachments", {"messageId": message["id"], "files": files}, timeout=60)
-            assert reply["ok"] is True and len(reply["data"]["attachments"]) == 10, reply
-        finally:
-            sio.disconnect()
-        closed = [read_until_closed(ws, timeout=3) for ws in sockets]
-        assert closed[:2] == [False, False] and all(closed[2:]), closed
+        send_ten_photos(bob, alice)
     finally:
         for ws in sockets:
             ws.close()
