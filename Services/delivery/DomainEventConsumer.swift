@@ -66,13 +66,31 @@ struct DomainEventConsumer: Service {
             accepted.append(delivery)
         }
         guard !events.isEmpty else { return nil }
-        do {
-            let deliveries = try await self.log.record(events)
-            let confirms = try self.publisher.startSending(deliveries)
-            return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: accepted)
-        } catch {
-            await self.giveBack(accepted, count: events.count, error: error)
-            return nil
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+        var failures = 0
+        while true {
+            do {
+                let deliveries = try await self.log.record(events)
+                let confirms = try self.publisher.startSending(deliveries)
+                return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: accepted)
+            } catch {
+                // The batch is recorded again in place, before anything after it. Given back to
+                // the queue, its events came again behind the next batch, which the consumer
+                // had received already and which then took the seqs before theirs (a delete's
+                // erasure could run before the create it erases was recorded; the fortieth
+                // session's review). Only shutdown gives them back.
+                failures += 1
+                guard !Task.isShuttingDownGracefully, !Task.isCancelled else {
+                    await self.giveBack(accepted, count: events.count, error: error)
+                    return nil
+                }
+                if ReconnectLoop.isWorthAWarning(failuresInARow: failures) {
+                    self.logger.warning(
+                        "recording domain events failed; trying again",
+                        metadata: ["events": "\(events.count)", "attempt": "\(failures)", "error": "\(LoggedError(error))"])
+                }
+                try? await Task.sleep(for: backoff.next())
+            }
         }
     }
 

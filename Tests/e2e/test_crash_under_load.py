@@ -20,7 +20,8 @@ When the senders stop, the test requires:
   message the senders did not send is;
 - every member of the thread got its `message_created`, live or by `sync`, with one event
   per message (a message committed once is announced once, whatever was redelivered);
-- every member's seqs run from 1 without a gap, and each seq is always the same event;
+- every member's seqs run from 1 without a gap, and each seq is always the same event, and
+  the messages of a thread come in the thread's order;
 - after a last `ack_events` from every member, each message a recipient acknowledged told its
   sender with one `message_delivered` (one event id per message and recipient).
 
@@ -312,8 +313,10 @@ class Traffic:
         for tid, ms in self.threads:
             sent = {cid: mid for s in self.senders if s.thread_id == tid for cid, mid in s.saved.items()}
             by_client_id: dict[str, list[str]] = {}
+            thread_seq: dict[str, int] = {}
             for message in history(api, ms[0], tid):
                 by_client_id.setdefault(message["clientMessageId"], []).append(message["id"])
+                thread_seq[message["id"]] = message["seq"]
             duplicated = {cid: ids for cid, ids in by_client_id.items() if len(ids) > 1}
             assert not duplicated, f"thread {tid}: messages stored twice: {short(duplicated, 800)}"
             assert {cid: ids[0] for cid, ids in by_client_id.items()} == sent, (
@@ -327,6 +330,10 @@ class Traffic:
                 twice = sorted(x for x in set(announced) if announced.count(x) > 1)
                 assert not twice, f"{m.label}: messages announced under two seqs in {tid}: {twice[:5]}"
                 assert set(announced) == set(sent.values()), f"{m.label}: announced messages differ from the saved ones"
+                # A thread's messages reach each member in the thread's order (delivery records
+                # the outbox's events in order, whatever failed on the way).
+                order = [thread_seq[mid] for _, mid in sorted(m.created(tid))]
+                assert order == sorted(order), f"{m.label}: messages of {tid} out of the thread's order: {order}"
         for m in self.members:
             assert not m.conflicts, f"{m.label}: one seq, two events: {m.conflicts[:3]}"
             with m.lock:

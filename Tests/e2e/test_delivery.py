@@ -663,6 +663,81 @@ def test_a_new_device_of_a_user_who_acknowledged_everything_gets_only_new_events
     assert [ev.seq for ev in laptop.durable()] == [7] and first.seq == 7, laptop.durable()
 
 
+def thread_messages(account: Any, thread_id: str) -> list[dict[str, Any]]:
+    """Every message of a thread through REST, newest first."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 100, **({"before": cursor} if cursor else {})}
+        resp = requests.get(f"{GATEWAY_URL}/api/threads/{thread_id}/messages", params=params, timeout=10,
+                            headers={"Authorization": f"Bearer {account.access}"})
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        items += page["items"]
+        cursor = page.get("nextCursor")
+        if not cursor:
+            return items
+
+
+def every_event(device: Device) -> list[dict[str, Any]]:
+    """Every unacknowledged event of the device's user, in seq order, page after page."""
+    events: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = device.sync(after, 500)
+        events += page["events"]
+        if not page["hasMore"] or not page["events"]:
+            return events
+        after = events[-1]["seq"]
+
+
+def test_a_thread_is_recorded_in_order_when_deliverys_database_connections_are_cut(account, open_socket):
+    """Alice sends 200 messages to Bob without waiting for their acks while the connections of
+    delivery's recording statements are terminated again and again. Bob's log must hold each
+    message once, in the thread's order. Until the fortieth session a batch whose recording
+    failed went back to the queue and came again behind the next batch, which took the seqs
+    before it."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    phone = open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    stop = threading.Event()
+    cuts = [0]
+
+    def cut() -> None:
+        while not stop.is_set():
+            cuts[0] += int(psql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE query LIKE '%INSERT INTO user_sequences%' AND pid <> pg_backend_pid()") or 0)
+            time.sleep(0.05)
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    try:
+        for i in range(200):
+            a.sio.emit("create_message", {"threadId": tid, "clientMessageId": f"cut {i}", "body": f"cut {i}"})
+        deadline = time.monotonic() + 60
+        while len(thread_messages(alice, tid)) < 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        cutter.join(timeout=30)
+    thread_seq = {message["id"]: message["seq"] for message in thread_messages(alice, tid)}
+    assert len(thread_seq) == 200, f"{len(thread_seq)} of the 200 messages were stored"
+    assert cuts[0] > 0, "no recording statement was caught to be cut"
+    deadline = time.monotonic() + 60
+    while True:
+        events = every_event(phone)
+        created = [event for event in events if event["type"] == "MESSAGE_CREATED"]
+        if len(created) >= 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    ids = [event["data"]["message"]["id"] for event in created]
+    assert sorted(ids) == sorted(thread_seq), f"{len(ids)} message_created for {len(thread_seq)} messages"
+    order = [thread_seq[mid] for mid in ids]
+    assert order == sorted(order), f"out of the thread's order after {cuts[0]} cuts: {order}"
+
+
 def test_devices_coming_back_together_each_get_the_whole_replay_in_order(account, open_socket):
     # Sockets of one user that reconnect at the same moment with the same lastSeq may share the
     # gateway's fetch of their replay; each still gets every event once, in seq order, and the
