@@ -32,19 +32,28 @@ struct DomainEventConsumer: Service {
         var deliveries: [AMQPDelivery]
     }
 
+    /// At graceful shutdown the batch under way is recorded and handed on, its domain events
+    /// acked, and the rest given back in place (``AMQPConsumer/runInOrderUntilShutdown(_:)``),
+    /// so that the replica that takes over records them in order. Until the fortieth session
+    /// the consumer cancelled and recorded what it had received while the next replica was
+    /// already recording what came after.
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeliveryTopology.events, prefetch: self.prefetch)
         let (pushed, pushedContinuation) = AsyncStream.makeStream(of: PushedBatch.self)
-        try await consumer.runUntilShutdown {
+        try await consumer.runInOrderUntilShutdown { handover in
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     for await batch in pushed { await self.handOn(batch) }
                 }
                 for await batch in consumer.batches(maximum: Int(self.prefetch)) {
+                    guard handover.begin() else { break }
                     if let recorded = await self.process(batch) { pushedContinuation.yield(recorded) }
+                    guard handover.end() else { break }
                 }
                 pushedContinuation.finish()
             }
+            // Every batch taken is handed on; their retry check goes now, and their acks with it.
+            await self.retryChecks.flush()
         }
     }
 

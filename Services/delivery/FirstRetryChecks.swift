@@ -57,6 +57,11 @@ final class FirstRetryChecks: Service {
         await self.schedule()
     }
 
+    /// Schedules what waits now, and acks its domain events once the check is confirmed.
+    func flush() async {
+        await self.schedule()
+    }
+
     private func schedule() async {
         let taken = self.waiting.withLock { waiting in
             defer { (waiting.events, waiting.deliveries) = ([], []) }

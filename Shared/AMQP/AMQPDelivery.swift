@@ -93,6 +93,18 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     public func cancel() {
         self.mailbox.send(.cancelConsumer(id: self.id))
     }
+
+    /// Stops consuming by closing the consumer's channel, once the acks given so far are sent:
+    /// the messages received and not settled go back to the queue in their places, before the
+    /// broker hands anything to another consumer, and settling them later does nothing. The
+    /// sequence ends.
+    ///
+    /// For a queue whose order must hold across a handover (`x-single-active-consumer`):
+    /// ``cancel()`` makes the broker activate the next consumer at once, which then takes later
+    /// messages while this one still handles those it received.
+    public func close() {
+        self.mailbox.send(.closeConsumer(id: self.id))
+    }
 }
 
 /// What the connection needs to (re)start a consumer.

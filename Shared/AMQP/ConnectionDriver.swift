@@ -44,6 +44,10 @@ final class ConnectionDriver {
     private var consumerChannels: [Int: amqp_channel_t] = [:]
     private var channelConsumers: [amqp_channel_t: Int] = [:]
     private var cancelling: Set<Int> = []
+    /// Consumer channels closed on this connection (``ConnectionCommand/closeConsumer(id:)``):
+    /// settlements of their deliveries, and deliveries the library still holds for them, are
+    /// dropped (the broker put them back in the queue).
+    private var closedChannels: Set<amqp_channel_t> = []
     /// The acknowledgements of each consumer channel on this connection.
     private var acknowledgements: [amqp_channel_t: AcknowledgementRuns] = [:]
     private var nextChannel = ConnectionDriver.firstConsumerChannel
@@ -134,6 +138,7 @@ final class ConnectionDriver {
         self.generation += 1
         self.nextChannel = Self.firstConsumerChannel
         self.acknowledgements.removeAll()
+        self.closedChannels.removeAll()
         self.isOpen = true
         for id in self.consumers.keys.sorted() {
             try self.startConsumer(id)
@@ -304,9 +309,12 @@ final class ConnectionDriver {
             } else {
                 self.consumers.removeValue(forKey: id)?.continuation.finish()
             }
+        case .closeConsumer(let id):
+            try self.closeConsumer(id)
         case .settle(let settlement, let tag, let channel, let generation):
-            // A delivery from an earlier connection cannot be settled: the broker requeued it.
-            guard self.isOpen, generation == self.generation else { return }
+            // A delivery from an earlier connection, or from a closed channel, cannot be
+            // settled: the broker requeued it.
+            guard self.isOpen, generation == self.generation, !self.closedChannels.contains(channel) else { return }
             let status: Int32
             switch settlement {
             case .ack:
@@ -365,6 +373,24 @@ final class ConnectionDriver {
         }
     }
 
+    /// Closes a consumer's channel, after sending the acks it was given so far: the broker puts
+    /// the deliveries it has not had settled back in the queue, in their places, before it
+    /// hands anything to another consumer. The consumer's sequence ends.
+    private func closeConsumer(_ id: Int) throws {
+        guard self.isOpen, let channel = self.consumerChannels[id] else {
+            self.consumers.removeValue(forKey: id)?.continuation.finish()
+            return
+        }
+        try self.sendAcknowledgements()
+        self.closedChannels.insert(channel)
+        self.consumerChannels.removeValue(forKey: id)
+        self.channelConsumers.removeValue(forKey: channel)
+        self.acknowledgements.removeValue(forKey: channel)
+        self.consumers.removeValue(forKey: id)?.continuation.finish()
+        amqp_channel_close(self.connection, channel, AMQP_REPLY_SUCCESS)
+        try self.checkRPC("channel.close \(channel)")
+    }
+
     /// Handles every frame that can be had without blocking.
     private func readFrames() throws {
         var frame = amqp_frame_t()
@@ -418,6 +444,9 @@ final class ConnectionDriver {
                 body: message.body, properties: message.properties, exchange: exchange, routingKey: routingKey,
                 redelivered: redelivered, tag: tag, channel: frame.channel, generation: self.generation,
                 settlement: SettlementHandle(mailbox: self.mailbox))
+            // A delivery that reached the library before its channel was closed: the broker has
+            // it back in the queue.
+            if self.closedChannels.contains(frame.channel) { return }
             guard let id = self.channelConsumers[frame.channel], let spec = self.consumers[id],
                 case .enqueued = spec.continuation.yield(delivery)
             else {
@@ -535,7 +564,7 @@ final class ConnectionDriver {
             case .declare(_, let promise): promise.fail(closed)
             case .consume(let spec): spec.continuation.finish()
             case .shutdown(let promise): promise.succeed(())
-            case .cancelConsumer, .settle: break
+            case .cancelConsumer, .closeConsumer, .settle: break
             }
         }
         self.shutdownPromise?.succeed(())

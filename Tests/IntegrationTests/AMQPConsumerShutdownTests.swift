@@ -1,6 +1,7 @@
 import Foundation
 import MessengerAMQP
 import ServiceLifecycleTestKit
+import Synchronization
 import TestSupport
 import Testing
 
@@ -38,6 +39,59 @@ struct AMQPConsumerShutdownTests {
                     }
                 }
                 #expect(received == [Data("one".utf8)])
+            }
+        }
+    }
+
+    /// ``AMQPConsumer/runInOrderUntilShutdown(_:)``: the active consumer of a single-active-
+    /// consumer queue has 30 messages, has handled 10, and shuts down. The standby gets the
+    /// other 50 in the queue's order. With `basic.cancel` (``AMQPConsumer/runUntilShutdown(_:)``)
+    /// it was activated at once and got messages 30 to 59 before 10 to 29.
+    @Test("an ordered consumer's shutdown gives back what it did not handle, in place, before the standby gets anything")
+    func orderedHandover() async throws {
+        try await withAMQPConnection(name: "test-handover-active") { first in
+            try await withAMQPConnection(name: "test-handover-standby") { second in
+                let exchange = "test.direct"
+                let queue = TestEnvironment.uniqueName("test.handover")
+                var arguments = testQueueArguments
+                arguments["x-single-active-consumer"] = .bool(true)
+                let topology = AMQPTopology(
+                    exchanges: [.init(exchange, kind: .direct)], queues: [.init(queue, arguments: arguments)],
+                    bindings: [.init(queue: queue, exchange: exchange, routingKey: queue)])
+                try await first.declare(topology)
+                try await second.declare(topology)
+                for n in 0..<60 {
+                    try await first.publish(AMQPMessage(exchange: exchange, routingKey: queue, body: Data("\(n)".utf8)))
+                }
+                // The first consumer registered is the active one.
+                let active = first.consume(queue: queue, prefetch: 30)
+                #expect(await TestHelpers.eventually(timeout: .seconds(10)) { (try? BrokerAdmin.consumerCount(queue)) == 1 })
+                let standbyGot = Mutex<[String]>([])
+                let standby = second.consume(queue: queue, prefetch: 100)
+                #expect(await TestHelpers.eventually(timeout: .seconds(10)) { (try? BrokerAdmin.consumerCount(queue)) == 2 })
+                try await testGracefulShutdown { shutdown in
+                    try await active.runInOrderUntilShutdown { handover in
+                        var received = 0
+                        for await delivery in active {
+                            received += 1
+                            if received <= 10, handover.begin() {
+                                delivery.ack()
+                                _ = handover.end()
+                            }
+                            if received == 30 { shutdown.triggerGracefulShutdown() }
+                        }
+                    }
+                }
+                let taking = Task {
+                    for await delivery in standby {
+                        standbyGot.withLock { $0.append(String(decoding: delivery.body, as: UTF8.self)) }
+                        delivery.ack()
+                    }
+                }
+                #expect(await TestHelpers.eventually(timeout: .seconds(20)) { standbyGot.withLock { $0.count } >= 50 })
+                standby.cancel()
+                taking.cancel()
+                #expect(standbyGot.withLock { $0 } == (10..<60).map { "\($0)" })
             }
         }
     }
