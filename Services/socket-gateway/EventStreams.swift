@@ -210,6 +210,8 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private var waiting: [DurableEvent] = []
     /// True while the replay, or a batch of waiting events, is being handled.
     private var busy = true
+    /// A gap's fetch under way (see ``drain(startingWith:)``).
+    private var filling: Task<Void, Never>?
 
     init(socket: Socket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
@@ -262,13 +264,18 @@ actor SocketEventStream<Socket: DurableEventSink> {
 
     /// Sends what waits, in order: the events that can go at once leave together in one write,
     /// so the pushes that came while the replay or a gap's fetch ran go out in one write rather
-    /// than one per event.
-    private func drain() async {
+    /// than one per event. `ready`: packets to send first (a gap's events).
+    ///
+    /// A gap's fetch, a round trip to delivery, runs in a task of its own, and the caller (the
+    /// push consumer, which hands each push to one socket after the other) goes on at once:
+    /// until the fortieth session it waited for the fetch, and so did every other socket of the
+    /// gateway. The stream stays busy meanwhile, so what comes waits behind the gap.
+    private func drain(startingWith ready: [EncodedEvent] = []) async {
+        var ready = ready
         while !self.waiting.isEmpty {
             let events = self.waiting
             self.waiting = []
-            var ready: [EncodedEvent] = []
-            for event in events {
+            for (index, event) in events.enumerated() {
                 switch self.ordering.decide(seq: event.seq, redelivery: event.redelivery) {
                 case .emit:
                     ready.append(event.packet)
@@ -277,16 +284,31 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 case .fillGap(let after):
                     // What is ready goes first: the gap's fetch may take a while.
                     if !ready.isEmpty { await self.socket.emit(ready) }
-                    guard let filled = await self.fill(gapAfter: after, before: event) else {
-                        await self.socket.closeConnection(reason: "missing events unavailable")
-                        return  // busy for good: nothing more goes to this socket
-                    }
-                    ready = filled
+                    self.waiting = Array(events[(index + 1)...]) + self.waiting
+                    self.filling = Task { await self.fillThenDrain(gapAfter: after, before: event) }
+                    return
                 }
             }
             if !ready.isEmpty { await self.socket.emit(ready) }
+            ready = []
         }
+        if !ready.isEmpty { await self.socket.emit(ready) }
         self.busy = false
+    }
+
+    private func fillThenDrain(gapAfter after: Int64, before event: DurableEvent) async {
+        guard let filled = await self.fill(gapAfter: after, before: event) else {
+            self.filling = nil
+            await self.socket.closeConnection(reason: "missing events unavailable")
+            return  // busy for good: nothing more goes to this socket
+        }
+        self.filling = nil
+        await self.drain(startingWith: filled)
+    }
+
+    /// Returns once no gap's fetch is under way (for tests).
+    func settled() async {
+        while let filling = self.filling { await filling.value }
     }
 
     /// The events missing between `after` and `event` (as far as the log has them), then

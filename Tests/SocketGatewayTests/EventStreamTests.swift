@@ -69,6 +69,7 @@ struct EventStreamTests {
         // A new stream is busy until its replay has run: these wait.
         for seq: Int64 in [2, 4, 5, 7, 8] { await stream.receive(Self.event(seq)) }
         await stream.replay(registered: .now)
+        await stream.settled()
 
         #expect(socket.writes == [[1, 2, 3], [4, 5], [6, 7, 8]])
         #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 5])
@@ -127,6 +128,7 @@ struct EventStreamTests {
         }
         await stream.replay(registered: .now)
         await stream.receive(Self.event(1_201))
+        await stream.settled()
         #expect(socket.writes.flatMap { $0 } == Array(1...1_201))
         #expect(socket.writes.count == 3, "a page a write, the last with the push")
         #expect(fetches.withLock { $0.dropFirst().map(\.afterSeq) } == [0, 500, 1_000])
@@ -143,6 +145,7 @@ struct EventStreamTests {
         await stream.replay(registered: .now)
         await stream.receive(Self.event(3))
         await stream.receive(Self.event(4))
+        await stream.settled()
         #expect(socket.writes == [[1]], "seq 3 went out past the missing seq 2")
         #expect(socket.closes == ["missing events unavailable"])
     }
@@ -156,5 +159,24 @@ struct EventStreamTests {
         await stream.receive(Self.event(10))
         #expect(socket.writes.isEmpty)
         #expect(socket.closes == ["replay unavailable"])
+    }
+
+    @Test("a gap's fetch does not hold the caller: the push consumer goes on to other sockets meanwhile")
+    func gapDoesNotHoldTheCaller() async {
+        let socket = RecordingSocket()
+        let (answer, delivery) = AsyncStream.makeStream(of: Void.self)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, _ in
+            guard includeAcknowledged else { return ([], false, 0) }
+            for await _ in answer { break }  // delivery is slow to answer
+            return ([Self.event(1), Self.event(2)].filter { $0.seq > afterSeq }, false, 3)
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(3))  // returns while the gap's fetch waits
+        await stream.receive(Self.event(4))
+        #expect(socket.writes.isEmpty)
+        delivery.yield()
+        await stream.settled()
+        #expect(socket.writes == [[1, 2, 3, 4]])
     }
 }
