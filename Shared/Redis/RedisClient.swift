@@ -18,6 +18,8 @@ public final class RedisClient: Service, Sendable {
         /// False when no one waits for the reply: the thread then does not wake up for it, and
         /// reads it the next time it is up.
         var awaited = true
+        /// When it was written (set by the thread).
+        var sentAt: ContinuousClock.Instant?
     }
 
     enum Command: Sendable {
@@ -163,6 +165,13 @@ final class RedisCommandDriver {
                 if !requests.isEmpty { try self.send(requests, on: context) }
             } catch {
                 self.connectionLost(error)
+                continue
+            }
+            // A reply that does not come in time: a stalled server, or a link that died without
+            // closing (replies are read only when the socket is readable, so a socket timeout
+            // would never fire). Until the fortieth session such a command waited for ever.
+            if let oldest = self.unanswered.first?.sentAt, ContinuousClock.now - oldest > self.configuration.timeout {
+                self.connectionLost(RedisError(.connection, "no reply within \(self.configuration.timeout)"))
             }
         }
         if let context = self.context {
@@ -190,7 +199,9 @@ final class RedisCommandDriver {
     /// Writes `requests` as one pipeline; their replies are read as they come. They count as
     /// under way first, so that a failure part way fails every one of them.
     private func send(_ requests: [RedisClient.Request], on context: HiredisContext) throws {
-        for request in requests {
+        let now = ContinuousClock.now
+        for var request in requests {
+            request.sentAt = now
             self.unanswered.append(request)
             if request.awaited { self.awaited += 1 }
         }

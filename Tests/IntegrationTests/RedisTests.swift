@@ -28,6 +28,22 @@ struct RedisTests {
         await client.close()
     }
 
+    /// Replies are read only when the socket is readable, so a socket timeout never fires: until
+    /// the fortieth session a command to a server that stopped answering waited for ever.
+    @Test("a command whose reply does not come within the timeout fails, and the connection is dropped")
+    func replyTimeout() async throws {
+        let listener = try SilentListener()
+        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
+        configuration.timeout = .seconds(1)
+        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+        #expect(await TestHelpers.eventually(timeout: .seconds(5)) { client.isConnected })
+        let error = await #expect(throws: RedisError.self) {
+            try await withTimeout(.seconds(20)) { try await client.command("PING") }
+        }
+        #expect(error?.kind == .connection)
+        await client.close()
+    }
+
     @Test("pub/sub delivers binary payloads on channels and patterns")
     func pubSub() async throws {
         let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
