@@ -96,9 +96,11 @@ struct Authenticator: Sendable {
             let hash = try await Self.unavailableIfGaveUp { try await self.hasher.hash(password, before: deadline) }
             guard
                 let record = try await self.users.updatePassword(
-                    id: caller.id, passwordHash: hash, displayName: displayName, sparing: request.callerSession?.uuid)
+                    id: caller.id, replacing: caller.passwordHash, with: hash, displayName: displayName,
+                    sparing: request.callerSession?.uuid)
             else {
-                throw ServiceError.unauthorized()
+                // Another change of the password committed after the check.
+                throw ServiceError.forbidden("currentPassword is wrong")
             }
             updated = record
         } else if let displayName {

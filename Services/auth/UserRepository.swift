@@ -34,7 +34,9 @@ protocol UserRepository: Sendable {
     /// Sets a new password hash and revokes every refresh token of the user, atomically. Every
     /// login session but `sparing` (the one that asks) ends at once; that one's access tokens
     /// stay valid until they expire.
-    func updatePassword(id: UUID, passwordHash: String, displayName: String?, sparing: UUID?) async throws -> UserRecord?
+    func updatePassword(
+        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?
+    ) async throws -> UserRecord?
     /// Users whose username or display name starts with `prefix` (case-insensitive).
     func search(prefix: String, limit: Int) async throws -> [UserRecord]
     /// Those of `ids` that exist.
@@ -115,16 +117,23 @@ struct PostgresUserRepository: UserRepository {
         return updated
     }
 
-    func updatePassword(id: UUID, passwordHash: String, displayName: String?, sparing: UUID?) async throws -> UserRecord? {
-        let updated = try await self.client.withTransaction(logger: self.logger) { connection in
+    /// Replaces the password whose hash is still `checkedHash` (the one the caller's
+    /// `currentPassword` was checked against); nil, with nothing changed, when it is not (another
+    /// change committed meanwhile: until the fortieth session both changes succeeded, and the
+    /// later silently replaced the password the earlier one's caller had just set).
+    func updatePassword(
+        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?
+    ) async throws -> UserRecord? {
+        let updated = try await self.client.withTransaction(logger: self.logger) { connection -> UserRecord? in
             let rows = try await connection.query(
                 """
                 UPDATE users SET password_hash = \(passwordHash), display_name = coalesce(\(displayName), display_name),
                     updated_at = now()
-                WHERE id = \(id) RETURNING \(unescaped: Self.columns)
+                WHERE id = \(id) AND password_hash = \(checkedHash) RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
             var updated: UserRecord?
             for try await row in rows.decode(Row.self) { updated = Self.record(row) }
+            guard updated != nil else { return nil }
             try await self.revocations.revokeAll(of: id, sparing: sparing, on: connection)
             if let updated, displayName != nil { try await self.announce(AuthMessage.userUpdated, updated, on: connection) }
             return updated

@@ -130,6 +130,32 @@ def test_password_change_during_refreshes_revokes_the_latest_token(api, account)
         refresh_is_refused(api, latest[0])
 
 
+def test_two_password_changes_from_the_same_password_at_once_let_one_win(api, account):
+    """Two PATCHes with the same currentPassword and different new passwords, at the same moment,
+    3 times: exactly one is 200, the other 403 (its currentPassword is no longer the account's),
+    and the password is the winner's. Until the fortieth session both were 200 and the later
+    commit silently replaced the password the other caller had just been told was set."""
+    acc = account()
+    password = acc.password
+    for round_number in range(3):
+        token = api.post("/api/login", {"login": acc.username, "password": password}).json()["accessToken"]
+        first, second = f"first-{round_number}-{unique_name()}", f"second-{round_number}-{unique_name()}"
+
+        def change(new_password: str) -> Callable[[], requests.Response]:
+            return lambda: Api(GATEWAY_URL).patch(
+                f"/api/users/{acc.id}", {"password": new_password, "currentPassword": password}, token=token)
+
+        responses = together(change(first), change(second))
+        statuses = sorted(resp.status_code for resp in responses)
+        assert statuses == [200, 403], [(resp.status_code, resp.text[:200]) for resp in responses]
+        winner = first if responses[0].status_code == 200 else second
+        loser = second if winner == first else first
+        assert_error(responses[1 if winner == first else 0], 403, "forbidden")
+        assert_status(api.post("/api/login", {"login": acc.username, "password": winner}), 200)
+        assert_error(api.post("/api/login", {"login": acc.username, "password": loser}), 401, "unauthorized")
+        password = winner
+
+
 # --- values PostgreSQL or bcrypt cannot take as they are ----------------------------------------
 
 
