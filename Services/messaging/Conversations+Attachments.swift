@@ -14,11 +14,16 @@ extension Conversations {
         let caller = try Self.caller(actor)
         guard !request.attachments.isEmpty else { throw ServiceError.invalidArgument("attachmentIds must not be empty") }
         return try await self.write { connection in
-            let target = try await self.visibleMessage(request.messageId.uuid, caller: caller, locking: .share, on: connection)
+            // Exclusive: binds to one message go one at a time, so each counts the ones before
+            // it (with a share lock two binds of 20 to a message of 11 both passed the limit of
+            // 50). The rows are inserted in id order, so two binds that name the same uploads
+            // for different messages cannot deadlock.
+            let target = try await self.visibleMessage(
+                request.messageId.uuid, caller: caller, locking: .exclusive, on: connection)
             guard target.sender == caller else { throw ServiceError.forbidden("only the author can add attachments") }
             guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get attachments") }
-            var bound: [Attachment] = []
-            for var attachment in request.attachments {
+            var newlyBound = Set<EntityID>()
+            for var attachment in request.attachments.sorted(by: { $0.id.uuid.uuidString < $1.id.uuid.uuidString }) {
                 attachment.messageId = request.messageId
                 let resource = String(decoding: try MessengerJSON.encode(attachment), as: UTF8.self)
                 let inserted = try await connection.query(
@@ -30,7 +35,7 @@ extension Conversations {
                 var isNew = false
                 for try await _ in inserted.decode(UUID.self) { isNew = true }
                 if isNew {
-                    bound.append(attachment)
+                    newlyBound.insert(attachment.id)
                     continue
                 }
                 let owner = try await connection.query(
@@ -38,6 +43,14 @@ extension Conversations {
                 for try await message in owner.decode(UUID.self) where message != request.messageId.uuid {
                     throw ServiceError.conflict("attachment \(attachment.id) is bound to another message")
                 }
+            }
+            // In the request's order, once each.
+            var listed = Set<EntityID>()
+            let bound = request.attachments.filter { newlyBound.contains($0.id) && listed.insert($0.id).inserted }.map {
+                attachment in
+                var attachment = attachment
+                attachment.messageId = request.messageId
+                return attachment
             }
             if !bound.isEmpty {
                 let total = try await connection.query(

@@ -159,6 +159,17 @@ extension Conversations {
     /// activity, so `createdAt` does not go backwards within a thread as `seq` grows. The time is
     /// a whole millisecond (rounded up), as the JSON carries it, so that the reply and the stored
     /// row say the same.
+    /// What makes two `create_message` commands one message, compared as the table's unique
+    /// index compares it: byte for byte. Swift's `==` on strings takes canonically equivalent
+    /// text as equal (NFC "é" and NFD "e" + U+0301): until the fortieth session two commands of
+    /// one batch with such ids became one message, and the second's own body was acknowledged
+    /// and never stored (an outside reviewer lost 12 in 15 rounds).
+    private struct IdempotencyKey: Hashable {
+        var thread: UUID
+        var sender: UUID
+        var clientMessageID: [UInt8]
+    }
+
     private func plan(
         _ commands: [MessageCommand], threads: [UUID: KnownThreads.Thread],
         existing: [Int: UUID], replyTargets: [UUID: ReplyTarget]
@@ -167,11 +178,11 @@ extension Conversations {
         let now = Date(timeIntervalSince1970: (latest.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
         var threads = threads
         var slots: [Slot] = []
-        var firstOfKey: [String: Int] = [:]
+        var firstOfKey: [IdempotencyKey: Int] = [:]
         for (index, command) in commands.enumerated() {
             let (request, caller) = (command.request, command.caller)
             let thread = request.threadId.uuid
-            let key = "\(thread)|\(caller)|\(request.clientMessageId)"
+            let key = IdempotencyKey(thread: thread, sender: caller, clientMessageID: Array(request.clientMessageId.utf8))
             guard let known = threads[thread] else {
                 slots.append(.failed(.notFound("no such thread")))
                 continue

@@ -106,12 +106,13 @@ extension Conversations {
     /// transaction ends.
     enum MessageLock {
         case none
-        /// For a change that relies on the message staying as it is (a reaction removed, an
-        /// attachment bound): an edit or delete running beside it waits for it, or it waits for
-        /// them and sees what they did.
+        /// For a change that relies on the message staying as it is (a reaction removed): an
+        /// edit or delete running beside it waits for it, or it waits for them and sees what
+        /// they did.
         case share
-        /// ``share``, and one such change at a time (a reaction added: the message's count of
-        /// emoji is read after the adds before it committed).
+        /// ``share``, and one such change at a time (a reaction added, attachments bound: the
+        /// message's count of emoji or attachments is read after the changes before it
+        /// committed).
         case exclusive
     }
 

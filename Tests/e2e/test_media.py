@@ -33,6 +33,7 @@ import http.client
 import os
 import struct
 import subprocess
+import threading
 import time
 import urllib.parse
 import uuid
@@ -569,6 +570,34 @@ def test_a_message_has_at_most_50_attachments(api, alice, pair):
     assert len(attachments_of(api, alice, thread["id"], message["id"])["attachments"]) == 50
     other = a.send(thread["id"], "the one left over")
     ok_data(bind(a, other["id"], [uploads[50]["id"]]), "add_attachments to another message")
+
+
+def test_two_binds_at_once_keep_a_message_to_50_attachments(api, alice, open_socket, pair):
+    """A message with 11 attachments; two sockets bind 20 more each at the same moment. One
+    goes through and the other is invalid_argument: 31 in all. Until the fortieth session binds
+    took a share lock on the message, each counted only its own rows and those committed, and
+    a reviewer's message ended with 51."""
+    a, _, thread = pair
+    sockets = [open_socket(alice, label=f"alice {n}") for n in range(2)]
+    for round_ in range(3):  # 3 of 5 single rounds failed against the old service
+        message = a.send(thread["id"], f"two albums at once {round_}")
+        uploads = [uploaded(api, alice.access, f"q{n}.png", png(2, 2))["id"] for n in range(51)]
+        ok_data(bind(a, message["id"], uploads[:11]), "add_attachments")
+        replies: list[Any] = [None, None]
+        start = threading.Barrier(2)
+
+        def go(n: int, message_id: str = message["id"], uploads: list[str] = uploads) -> None:
+            start.wait()
+            replies[n] = bind(sockets[n], message_id, uploads[11 + 20 * n:31 + 20 * n])
+
+        binding = [threading.Thread(target=go, args=(n,)) for n in range(2)]
+        for thread_ in binding:
+            thread_.start()
+        for thread_ in binding:
+            thread_.join(timeout=60)
+        outcomes = sorted("ok" if reply.get("ok") else reply["error"]["code"] for reply in replies)
+        assert outcomes == ["invalid_argument", "ok"], replies
+        assert len(attachments_of(api, alice, thread["id"], message["id"])["attachments"]) == 31
 
 
 def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):

@@ -1589,6 +1589,39 @@ def test_concurrent_edits_carry_editedat_in_the_order_of_their_events(crew, conn
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
 
 
+def test_canonically_equivalent_client_message_ids_in_one_batch_are_two_messages(api, crew, connect):
+    """Three sockets of Alice: one sends a message while the other two send clientMessageIds
+    that differ only in Unicode normalization ("café" as NFC and as NFD) with different bodies,
+    15 times, so that they often land in one batch. They are different ids (as the table's
+    unique index compares them, byte for byte), so each is its own message. Until the fortieth
+    session the batch compared them as Swift strings, which are equal: the second was answered
+    with the first's message and its own body was never stored (12 of 15 in a reviewer's run)."""
+    alice, bob = crew[0], crew[1]
+    sockets = [connect(alice) for _ in range(3)]
+    tid = sockets[0].dm(bob.id)["id"]
+    for round_ in range(15):
+        nfc, nfd = f"caf{round_}\u00e9", f"caf{round_}e\u0301"
+        replies: list[Any] = [None] * 3
+        start = threading.Barrier(3)
+
+        def send(n: int, client_id: str, body: str) -> None:
+            start.wait()
+            replies[n] = sockets[n].ok("create_message", {"threadId": tid, "clientMessageId": client_id, "body": body})
+
+        senders = [threading.Thread(target=send, args=args) for args in
+                   ((0, f"warm {round_}", "warm"), (1, nfc, f"NFC {round_}"), (2, nfd, f"NFD {round_}"))]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=ACK_TIMEOUT)
+        first, second = replies[1]["message"], replies[2]["message"]
+        assert (first["clientMessageId"], first["body"]) == (nfc, f"NFC {round_}"), first
+        assert (second["clientMessageId"], second["body"]) == (nfd, f"NFD {round_}"), second
+        assert first["id"] != second["id"], f"round {round_}: the NFD command was answered with the NFC message"
+    stored = [item["body"] for item in messages_page(api, alice, tid, limit=100)["items"]]
+    assert len(stored) == 45 and sum(body.startswith("NFD") for body in stored) == 15, stored
+
+
 def test_a_delete_racing_an_edit_is_no_earlier_than_the_edit(crew, connect):
     """Alice edits a message from one socket and deletes it from another at the same moment, 30
     times. When the edit went first, the deletion's deletedAt is no earlier than the edit's
