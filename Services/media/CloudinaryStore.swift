@@ -83,12 +83,15 @@ struct CloudinaryStore: MediaStore {
                     return reply
                 case 420, 429:
                     lastProblem = "rate limited (HTTP \(reply.status))"
+                case 401, 403:
+                    // Our credentials or signature, not the client's file: the client is told the
+                    // store is unavailable, and the details (which name the key) go to the log
+                    // only. Until the fortieth session this was 422 with Cloudinary's text.
+                    self.logger.error(
+                        "Cloudinary refused our credentials or signature; check CLOUDINARY_*",
+                        metadata: ["status": "\(reply.status)", "message": "\(Self.errorMessage(reply))"])
+                    throw ServiceError.unavailable("the file store is unavailable")
                 case 400..<500:
-                    if reply.status == 401 || reply.status == 403 {
-                        self.logger.error(
-                            "Cloudinary refused our credentials or signature; check CLOUDINARY_*",
-                            metadata: ["status": "\(reply.status)", "message": "\(Self.errorMessage(reply))"])
-                    }
                     throw ServiceError.invalidArgument("Cloudinary refused the file: \(Self.errorMessage(reply))")
                 default:
                     lastProblem = "HTTP \(reply.status): \(Self.errorMessage(reply))"
