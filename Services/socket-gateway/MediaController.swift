@@ -14,6 +14,8 @@ struct MediaController {
     /// The local store's directory (`MEDIA_DIR`), shared with the media service.
     let directory: String
     let maximumUpload: Int
+    /// Uploads under way, per user and in all (``UploadSlots``).
+    let slots = UploadSlots()
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         router.group("api").add(middleware: BearerAuthMiddleware(tokens: self.tokens)).post("attachments") { request, context in
@@ -29,6 +31,17 @@ struct MediaController {
         guard let boundary = request.headers[.contentType].flatMap(MultipartForm.boundary(contentType:)) else {
             throw RESTError.malformed("the body must be multipart/form-data")
         }
+        // A slot before the body is read: a refused upload holds nothing.
+        do {
+            return try await self.slots.withSlot(for: caller.lowercasedText) {
+                try await self.store(request, boundary: boundary, caller: caller)
+            }
+        } catch let error as ServiceError {
+            throw RESTError(error)
+        }
+    }
+
+    private func store(_ request: Request, boundary: String, caller: UUID) async throws -> Response {
         // The file plus room for the form's own headers.
         let buffer = try await request.body.collect(upTo: self.maximumUpload + 64 * 1024)
         // Copying and parsing up to 25 MiB: off the event loops, like the upload's encoding.

@@ -600,6 +600,33 @@ def test_two_binds_at_once_keep_a_message_to_50_attachments(api, alice, open_soc
         assert len(attachments_of(api, alice, thread["id"], message["id"])["attachments"]) == 31
 
 
+def test_a_user_has_two_uploads_under_way_at_most(api, alice, bob):
+    """Three uploads of 20 MB by one user at the same moment: two are stored, the third is 429
+    `rate_limited` with Retry-After, refused before its body is read; another user's upload
+    meanwhile is not held back. Until the fortieth session nothing bounded uploads under way,
+    and each held about 88 MiB in the gateway (a reviewer's measure)."""
+    data = b"words " * 3_400_000  # 20 MB of UTF-8 text
+    start = threading.Barrier(4)
+    responses: list[Any] = [None] * 4
+
+    def send(n: int, token: str) -> None:
+        start.wait()
+        responses[n] = upload(Api(api.base_url), token, f"big{n}.txt", data, "text/plain")
+
+    senders = [threading.Thread(target=send, args=(n, alice.access)) for n in range(3)]
+    senders.append(threading.Thread(target=send, args=(3, bob.access)))
+    for thread_ in senders:
+        thread_.start()
+    for thread_ in senders:
+        thread_.join(timeout=120)
+    statuses = sorted(resp.status_code for resp in responses[:3])
+    assert statuses == [201, 201, 429], [(resp.status_code, resp.text[:200]) for resp in responses[:3]]
+    refused = next(resp for resp in responses[:3] if resp.status_code == 429)
+    assert_error(refused, 429, "rate_limited")
+    assert refused.headers.get("Retry-After") == "1", refused.headers
+    assert responses[3].status_code == 201, responses[3].text[:200]
+
+
 def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
     a, _, thread = pair
     message = a.send(thread["id"], "soon gone")
