@@ -48,10 +48,7 @@ struct Authenticator: Sendable {
 
     func refresh(_ request: RefreshTokenRequest, before deadline: ContinuousClock.Instant?) async throws -> TokenPair {
         switch try await self.refreshTokens.rotate(request.refreshToken, before: deadline) {
-        case .rotated(let userID, let newToken, let family):
-            guard let user = try await self.users.find(id: userID) else {
-                throw ServiceError.unauthorized("invalid refresh token")
-            }
+        case .rotated(let user, let newToken, let family):
             return try await self.tokenPair(for: user, refreshToken: newToken, session: family)
         case .reused, .invalid:
             throw ServiceError.unauthorized("invalid refresh token")

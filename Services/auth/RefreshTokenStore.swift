@@ -17,8 +17,10 @@ struct RefreshTokenStore: Sendable {
 
     /// What presenting a refresh token led to.
     enum Rotation: Sendable {
-        /// Spent; a new token in the same family (login session) was issued for `userID`.
-        case rotated(userID: UUID, newToken: String, family: UUID)
+        /// Spent; a new token in the same family (login session) was issued for `user`, read in
+        /// the rotation's transaction (read after it, a failure left the client with a spent
+        /// token and a 503 telling it to retry, and the retry ended the session as a reuse).
+        case rotated(user: UserRecord, newToken: String, family: UUID)
         /// Already spent: the whole family is now revoked.
         case reused
         /// Unknown, expired or revoked.
@@ -87,14 +89,23 @@ struct RefreshTokenStore: Sendable {
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) != nil else { return .invalid }
             let rows = try await connection.query(
                 """
-                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
-                FROM refresh_tokens WHERE token_hash = \(hash) FOR UPDATE
+                SELECT t.id, t.family_id, t.expires_at, t.spent_at IS NOT NULL, t.revoked_at IS NOT NULL,
+                       u.id, u.username, u.email, u.display_name, u.password_hash, u.created_at
+                FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = \(hash) FOR UPDATE OF t
                 """, logger: logger)
-            var found: (UUID, UUID, UUID, Date, Bool, Bool)?
-            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool).self) { found = row }
-            guard let (id, family, userID, expiresAt, spent, revoked) = found, !revoked, expiresAt > Date() else {
+            typealias Row = (UUID, UUID, Date, Bool, Bool, UUID, String, String, String, String, Date)
+            var found: Row?
+            for try await row in rows.decode(Row.self) { found = row }
+            guard
+                let (id, family, expiresAt, spent, revoked, userID, username, email, displayName, passwordHash, createdAt) =
+                    found,
+                !revoked, expiresAt > Date()
+            else {
                 return .invalid
             }
+            let user = UserRecord(
+                id: userID, username: username, email: email, displayName: displayName, passwordHash: passwordHash,
+                createdAt: createdAt)
             if spent {
                 try await revocations.revokeFamily(family, on: connection)
                 logger.warning("refresh token reused: family revoked", metadata: ["user_id": "\(userID)"])
@@ -110,7 +121,7 @@ struct RefreshTokenStore: Sendable {
                 """, logger: logger)
             // A rotation its caller will not hear of must not be spent: the retry would be a reuse.
             try CommitDeadline.ensureTimeLeft(before: deadline)
-            return .rotated(userID: userID, newToken: newToken, family: family)
+            return .rotated(user: user, newToken: newToken, family: family)
         }
         if case .reused = rotation { self.outbox.wake() }
         return rotation
