@@ -43,6 +43,13 @@ struct Authenticator: Sendable {
             let session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         else { throw ServiceError.unauthorized("invalid login or password") }
         try await self.throttle.recordSuccess(login: key, address: request.clientAddress)
+        if self.hasher.needsRehash(user.passwordHash) {
+            // Once per account and cost: skipped (and tried at the next login) when it cannot end
+            // before the caller stops waiting, or when the database fails.
+            if let hash = try? await self.hasher.hash(request.password, before: deadline) {
+                try? await self.users.rehashPassword(id: user.id, replacing: user.passwordHash, with: hash)
+            }
+        }
         return try await self.tokenPair(for: user, refreshToken: session.token, session: session.family)
     }
 

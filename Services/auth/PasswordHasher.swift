@@ -96,6 +96,18 @@ struct PasswordHasher: Sendable {
         return matches && hash != self.decoy
     }
 
+    /// Whether a stored hash is of an older form or another cost than new ones: its account's
+    /// password is hashed again at its next successful login. (Otherwise an account keeps the
+    /// cost it was made with for good, and a wrong password for it answers as fast as that
+    /// cost, which tells a prober it exists: the decoy of an unknown login has today's cost.)
+    func needsRehash(_ hash: String) -> Bool {
+        guard hash.hasPrefix(Self.prefix) else { return true }
+        // `$2b$12$...` after the prefix.
+        let bcrypt = hash.dropFirst(Self.prefix.count).split(separator: "$", omittingEmptySubsequences: true)
+        guard bcrypt.count >= 2, let cost = UInt8(bcrypt[1]) else { return true }
+        return cost != self.cost
+    }
+
     /// The checks waiting for a thread or running.
     var checksInLine: Int { self.line.state.withLock { $0.inLine } }
 

@@ -37,6 +37,9 @@ protocol UserRepository: Sendable {
     func updatePassword(
         id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?
     ) async throws -> UserRecord?
+    /// The same password hashed anew (another cost or form): replaces `checkedHash` if it is
+    /// still the stored one, and ends no session.
+    func rehashPassword(id: UUID, replacing checkedHash: String, with passwordHash: String) async throws
     /// Users whose username or display name starts with `prefix` (case-insensitive).
     func search(prefix: String, limit: Int) async throws -> [UserRecord]
     /// Those of `ids` that exist.
@@ -115,6 +118,12 @@ struct PostgresUserRepository: UserRepository {
         }
         self.outbox.wake()
         return updated
+    }
+
+    func rehashPassword(id: UUID, replacing checkedHash: String, with passwordHash: String) async throws {
+        try await self.client.query(
+            "UPDATE users SET password_hash = \(passwordHash) WHERE id = \(id) AND password_hash = \(checkedHash)",
+            logger: self.logger)
     }
 
     /// Replaces the password whose hash is still `checkedHash` (the one the caller's

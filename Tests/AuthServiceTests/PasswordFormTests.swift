@@ -35,4 +35,15 @@ struct PasswordFormTests {
         #expect(try await hasher.verify(Self.composed, against: plain, before: nil))
         #expect(try await !hasher.verify(Self.decomposed, against: plain, before: nil))
     }
+
+    @Test("a hash of an older form or another cost is to be made again at the next login")
+    func rehash() async throws {
+        let hasher = try await PasswordHasher(cost: Self.cost)
+        #expect(!hasher.needsRehash(try await hasher.hash(Self.composed, before: nil)))
+        let costlier = try await PasswordHasher(cost: Self.cost + 1)
+        #expect(costlier.needsRehash(try await hasher.hash(Self.composed, before: nil)))
+        #expect(hasher.needsRehash(PasswordHasher.unnormalizedPrefix + Bcrypt.hash("x", cost: Self.cost)))
+        #expect(hasher.needsRehash(Bcrypt.hash("x", cost: Self.cost)))
+        #expect(hasher.needsRehash(PasswordHasher.prefix + "garbage"))
+    }
 }

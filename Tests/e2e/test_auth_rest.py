@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -13,13 +14,17 @@ import pytest
 import requests
 
 from e2e_support import (
+    BIN_DIR,
     Api,
     assert_error,
     assert_status,
     assert_token_pair,
     assert_user_shape,
+    psql,
     scrape_metric,
+    services,
     unique_name,
+    wait_until_ready,
     within_one_login_window,
 )
 
@@ -716,3 +721,31 @@ def test_the_rpc_metrics_count_requests_by_outcome(api, register):
     assert_status(api.post("/api/login", {"login": user.username, "password": user.password}), 200)
     assert_error(api.post("/api/login", {"login": user.username, "password": "not the password"}), 401, "unauthorized")
     assert served("ok") >= before_ok + 1 and served("unauthorized") >= before_refused + 1
+
+
+def test_a_password_hashed_at_another_cost_is_hashed_again_at_its_next_login(api, account):
+    """Auth restarted with BCRYPT_COST 11 (the account was made at another): the first login
+    hashes the password again at 11, with no session ended, and the password still works. Until
+    the fortieth session an account kept its cost for good, and a wrong password for an account
+    of a lower cost answered faster than one for an unknown login, which tells a prober it
+    exists."""
+    acc = account()
+    def cost_of() -> str:
+        return psql(f"SELECT substring(password_hash from '\\$2b\\$([0-9]+)\\$') FROM auth.users WHERE id = '{acc.id}'")
+
+    assert cost_of() != "11"
+    services("stop", "auth")
+    env = dict(os.environ, BCRYPT_COST="11", ENV_FILE="/nonexistent/.env")
+    log = open(BIN_DIR.parents[1] / ".run" / "logs" / "auth-cost-11.log", "w")
+    other = subprocess.Popen([str(BIN_DIR / "auth")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{os.environ.get('AUTH_ADMIN_PORT', '9101')}/readyz", "auth at cost 11")
+        assert_status(api.post("/api/login", {"login": acc.username, "password": acc.password}), 200)
+        assert cost_of() == "11"
+        assert_status(me(api, acc.access), 200)  # no session ended
+        assert_status(api.post("/api/login", {"login": acc.username, "password": acc.password}), 200)
+    finally:
+        other.terminate()
+        other.wait(timeout=30)
+        services("start", "auth")
+
