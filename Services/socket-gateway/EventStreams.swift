@@ -7,6 +7,7 @@ import NIOCore
 import SocketIOProtocol
 import SocketIOServer
 import Synchronization
+import ThreadedIO
 
 /// A durable event on its way to a socket: the client event name and its one argument
 /// `{eventId, seq, type, occurredAt, data}`, encoded once for every socket it goes to.
@@ -229,7 +230,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
     func replay(registered: ContinuousClock.Instant) async {
         var first = true
         while true {
-            guard let page = await self.fetch(self.socket.userID, self.ordering.delivered, Self.pageSize, false, registered)
+            guard let page = await self.fetchPatiently(after: self.ordering.delivered, limit: Self.pageSize, registered)
             else {
                 await self.socket.closeConnection(reason: "replay unavailable")
                 return  // busy for good: nothing more goes to this socket
@@ -239,14 +240,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // for ones the socket has.
             if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
             first = false
-            let packets = self.accept(page.events, before: nil)
-            // A page written at once could pass the bound at which a session is closed (a
-            // long-polling client takes a page in many GETs, a phone reads a WebSocket at its
-            // link's pace): the page goes out in slices, each once the one before is mostly out.
-            for start in stride(from: 0, to: packets.count, by: Self.sliceSize) {
-                await self.socket.emit(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
-                await self.socket.waitForRoom()
-            }
+            await self.sendPaced(self.accept(page.events, before: nil))
             guard page.hasMore, !page.events.isEmpty else {
                 if !page.hasMore, let latest = page.latestSeq { self.ordering.caughtUp(through: latest) }
                 break
@@ -254,6 +248,33 @@ actor SocketEventStream<Socket: DurableEventSink> {
         }
         await self.drain()
     }
+
+    /// A page written at once could pass the bound at which a session is closed (a long-polling
+    /// client takes a page in many GETs, a phone reads a WebSocket at its link's pace): a page
+    /// goes out in slices, each once the one before is mostly out.
+    private func sendPaced(_ packets: [EncodedEvent]) async {
+        for start in stride(from: 0, to: packets.count, by: Self.sliceSize) {
+            await self.socket.emit(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
+            await self.socket.waitForRoom()
+        }
+    }
+
+    /// A page of events (acknowledged ones too, `includeAcknowledged`), asked of delivery up to
+    /// ``fetchAttempts`` times, about half a second and then a second apart, before the stream
+    /// gives up: a delivery that is briefly overloaded or restarting does not close every
+    /// socket whose replay or fill it failed (the clients would all reconnect at once).
+    private func fetchPatiently(
+        after: Int64, limit: Int, includeAcknowledged: Bool = false, _ notBefore: ContinuousClock.Instant
+    ) async -> EventStreams.Page? {
+        var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(1))
+        for attempt in 1...Self.fetchAttempts {
+            if let page = await self.fetch(self.socket.userID, after, limit, includeAcknowledged, notBefore) { return page }
+            if attempt < Self.fetchAttempts { try? await Task.sleep(for: backoff.next()) }
+        }
+        return nil
+    }
+
+    static var fetchAttempts: Int { 3 }
 
     func receive(_ event: DurableEvent) async {
         self.waiting.append(event)
@@ -272,7 +293,9 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// gateway. The stream stays busy meanwhile, so what comes waits behind the gap.
     private func drain(startingWith ready: [EncodedEvent] = []) async {
         var ready = ready
-        while !self.waiting.isEmpty {
+        // What arrives while a write is under way is looked at before the stream stops being
+        // busy (a push that came then would otherwise wait for the next one).
+        repeat {
             let events = self.waiting
             self.waiting = []
             for (index, event) in events.enumerated() {
@@ -291,8 +314,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
             }
             if !ready.isEmpty { await self.socket.emit(ready) }
             ready = []
-        }
-        if !ready.isEmpty { await self.socket.emit(ready) }
+        } while !self.waiting.isEmpty
         self.busy = false
     }
 
@@ -332,10 +354,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
         var ready: [EncodedEvent] = []
         while after < event.seq - 1 {
             let missing = Int(min(Int64(Self.pageSize), event.seq - 1 - after))
-            guard let page = await self.fetch(self.socket.userID, after, missing, true, .now) else { return nil }
+            guard let page = await self.fetchPatiently(after: after, limit: missing, includeAcknowledged: true, .now)
+            else { return nil }
             ready = self.accept(page.events, before: event.seq)
             guard page.hasMore, let last = page.events.last?.seq, last > after, last < event.seq - 1 else { break }
-            if !ready.isEmpty { await self.socket.emit(ready) }
+            await self.sendPaced(ready)
             ready = []
             after = last
         }

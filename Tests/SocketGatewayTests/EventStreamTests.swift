@@ -130,7 +130,8 @@ struct EventStreamTests {
         await stream.receive(Self.event(1_201))
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == Array(1...1_201))
-        #expect(socket.writes.count == 3, "a page a write, the last with the push")
+        // The first two pages in slices of 32 (paced like a replay), the last with the push.
+        #expect(socket.writes.count == 16 + 16 + 1)
         #expect(fetches.withLock { $0.dropFirst().map(\.afterSeq) } == [0, 500, 1_000])
         #expect(fetches.withLock { $0.dropFirst().map(\.limit) } == [500, 500, 200])
         #expect(socket.closes.isEmpty)
@@ -178,5 +179,21 @@ struct EventStreamTests {
         delivery.yield()
         await stream.settled()
         #expect(socket.writes == [[1, 2, 3, 4]])
+    }
+
+    @Test("a fetch that fails is asked again before the connection is closed")
+    func fetchAskedAgain() async {
+        let socket = RecordingSocket()
+        let failures = Mutex(1)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
+            let fail = failures.withLock { left in
+                defer { left -= 1 }
+                return left > 0
+            }
+            return fail ? nil : ([Self.event(1), Self.event(2)].filter { $0.seq > afterSeq }, false, 2)
+        }
+        await stream.replay(registered: .now)
+        #expect(socket.writes == [[1, 2]])
+        #expect(socket.closes.isEmpty)
     }
 }
