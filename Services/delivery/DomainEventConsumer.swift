@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import MessengerAMQP
 import MessengerContracts
+import MessengerPostgres
 import Metrics
+import PostgresNIO
 import ServiceLifecycle
 import ThreadedIO
 
@@ -89,7 +91,18 @@ struct DomainEventConsumer: Service {
                 // erasure could run before the create it erases was recorded; the fortieth
                 // session's review). Only shutdown gives them back.
                 failures += 1
-                guard !Task.isShuttingDownGracefully, !Task.isCancelled else {
+                // A failure that is not the database's or the broker's being away (a statement
+                // the data breaks, say) would fail the same way for ever and hold the queue for
+                // every user: after a few tries the batch goes back to the queue as before, with
+                // an error, and the events behind it flow.
+                let isPassing = Self.isPassing(error)
+                guard !Task.isShuttingDownGracefully, !Task.isCancelled, isPassing || failures < Self.triesOfAFailureThatStays
+                else {
+                    if !isPassing {
+                        self.logger.error(
+                            "recording domain events keeps failing the same way; they go back to the queue",
+                            metadata: ["events": "\(events.count)", "error": "\(LoggedError(error))"])
+                    }
                     await self.giveBack(accepted, count: events.count, error: error)
                     return nil
                 }
@@ -101,6 +114,19 @@ struct DomainEventConsumer: Service {
                 try? await Task.sleep(for: backoff.next())
             }
         }
+    }
+
+    /// Tries in place of a batch whose failure is not ``isPassing(_:)``.
+    static let triesOfAFailureThatStays = 5
+
+    /// A failure that ends by itself: PostgreSQL or the broker away or restarting, a deadlock or
+    /// a serialization failure.
+    static func isPassing(_ error: any Error) -> Bool {
+        if Database.isUnavailable(error) || error is AMQPError { return true }
+        if let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] {
+            return ["40P01", "40001"].contains(state) || state.hasPrefix("53") || state.hasPrefix("57")
+        }
+        return false
     }
 
     /// Once the batch's pushes are confirmed, its events go on to their first retry check.
