@@ -39,9 +39,17 @@ struct Authenticator: Sendable {
         try await self.throttle.reserveAttempt(login: key, address: request.clientAddress)
         let matches = try await self.check(
             request.password, against: user?.passwordHash, login: key, address: request.clientAddress, before: deadline)
-        guard matches, let user,
-            let session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
-        else { throw ServiceError.unauthorized("invalid login or password") }
+        guard matches, var user else { throw ServiceError.unauthorized("invalid login or password") }
+        var session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
+        if session == nil, let now = try await self.users.find(id: user.id), now.passwordHash != user.passwordHash,
+            try await self.hasher.verify(request.password, against: now.passwordHash, before: deadline)
+        {
+            // The hash changed after the check: another login of the account hashed the same
+            // password again at today's cost (see below). A password change would not verify.
+            user = now
+            session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
+        }
+        guard let session else { throw ServiceError.unauthorized("invalid login or password") }
         try await self.throttle.recordSuccess(login: key, address: request.clientAddress)
         if self.hasher.needsRehash(user.passwordHash) {
             // Once per account and cost: skipped (and tried at the next login) when it cannot end
@@ -98,14 +106,20 @@ struct Authenticator: Sendable {
             }
             try await self.throttle.recordSuccess(login: key, address: nil)
             let hash = try await Self.unavailableIfGaveUp { try await self.hasher.hash(password, before: deadline) }
-            guard
-                let record = try await self.users.updatePassword(
-                    id: caller.id, replacing: caller.passwordHash, with: hash, displayName: displayName,
+            var checked = caller.passwordHash
+            var record = try await self.users.updatePassword(
+                id: caller.id, replacing: checked, with: hash, displayName: displayName, sparing: request.callerSession?.uuid)
+            if record == nil, let now = try await self.users.find(id: caller.id), now.passwordHash != checked,
+                try await self.hasher.verify(current, against: now.passwordHash, before: deadline)
+            {
+                // A login hashed the same password again at today's cost after the check.
+                checked = now.passwordHash
+                record = try await self.users.updatePassword(
+                    id: caller.id, replacing: checked, with: hash, displayName: displayName,
                     sparing: request.callerSession?.uuid)
-            else {
-                // Another change of the password committed after the check.
-                throw ServiceError.forbidden("currentPassword is wrong")
             }
+            // Otherwise another change of the password committed after the check.
+            guard let record else { throw ServiceError.forbidden("currentPassword is wrong") }
             updated = record
         } else if let displayName {
             guard let record = try await self.users.updateDisplayName(id: caller.id, displayName: displayName) else {

@@ -89,23 +89,16 @@ struct RefreshTokenStore: Sendable {
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) != nil else { return .invalid }
             let rows = try await connection.query(
                 """
-                SELECT t.id, t.family_id, t.expires_at, t.spent_at IS NOT NULL, t.revoked_at IS NOT NULL,
-                       u.id, u.username, u.email, u.display_name, u.password_hash, u.created_at
-                FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = \(hash) FOR UPDATE OF t
+                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
+                FROM refresh_tokens WHERE token_hash = \(hash) FOR UPDATE
                 """, logger: logger)
-            typealias Row = (UUID, UUID, Date, Bool, Bool, UUID, String, String, String, String, Date)
-            var found: Row?
-            for try await row in rows.decode(Row.self) { found = row }
-            guard
-                let (id, family, expiresAt, spent, revoked, userID, username, email, displayName, passwordHash, createdAt) =
-                    found,
-                !revoked, expiresAt > Date()
+            var found: (UUID, UUID, UUID, Date, Bool, Bool)?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool).self) { found = row }
+            guard let (id, family, userID, expiresAt, spent, revoked) = found, !revoked, expiresAt > Date(),
+                let user = try await PostgresUserRepository.find(id: userID, on: connection, logger: logger)
             else {
                 return .invalid
             }
-            let user = UserRecord(
-                id: userID, username: username, email: email, displayName: displayName, passwordHash: passwordHash,
-                createdAt: createdAt)
             if spent {
                 try await revocations.revokeFamily(family, on: connection)
                 logger.warning("refresh token reused: family revoked", metadata: ["user_id": "\(userID)"])

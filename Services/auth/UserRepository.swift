@@ -106,6 +106,13 @@ struct PostgresUserRepository: UserRepository {
         return nil
     }
 
+    /// ``find(id:)`` in a transaction of another store's (a refresh's rotation).
+    static func find(id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> UserRecord? {
+        let rows = try await connection.query("SELECT \(unescaped: Self.columns) FROM users WHERE id = \(id)", logger: logger)
+        for try await row in rows.decode(Row.self) { return Self.record(row) }
+        return nil
+    }
+
     func updateDisplayName(id: UUID, displayName: String) async throws -> UserRecord? {
         let updated = try await self.client.transaction(logger: self.logger) { connection -> UserRecord? in
             let rows = try await connection.query(
