@@ -96,7 +96,7 @@ final class RedisSubscriberDriver {
     /// Subscription confirmations still expected, in order, each with the caller to tell. A
     /// caller's entry is added before its command is written, so a write that fails leaves it
     /// here, and the lost connection moves it to `waitingForConnection`.
-    private var confirmations: Deque<(remaining: Int, promise: Promise<Void>?)> = []
+    private var confirmations: Deque<AwaitedConfirmation> = []
     /// Callers told once the next connection has subscribed again; failed at shutdown.
     private var waitingForConnection: [Promise<Void>] = []
     private var context: HiredisContext?
@@ -161,8 +161,10 @@ final class RedisSubscriberDriver {
         // The waiting callers are told after the resubscription's confirmations. They are in
         // `confirmations` before anything is written: if the write fails, `lost` hands them back
         // to `waitingForConnection` for the next attempt.
-        self.confirmations.append((self.channels.count + self.patterns.count, nil))
-        for promise in self.waitingForConnection { self.confirmations.append((0, promise)) }
+        self.confirmations.append(AwaitedConfirmation(channels: Array(self.channels), patterns: Array(self.patterns)))
+        for promise in self.waitingForConnection {
+            self.confirmations.append(AwaitedConfirmation(channels: [], patterns: [], promise: promise))
+        }
         self.waitingForConnection = []
         try self.write(channels: Array(self.channels), patterns: Array(self.patterns))
         self.settleConfirmations()
@@ -179,7 +181,7 @@ final class RedisSubscriberDriver {
             self.waitingForConnection.append(promise)
             return
         }
-        self.confirmations.append((channels.count + patterns.count, promise))
+        self.confirmations.append(AwaitedConfirmation(channels: channels, patterns: patterns, promise: promise))
         try self.write(channels: channels, patterns: patterns)
         self.settleConfirmations()
     }
@@ -245,7 +247,15 @@ final class RedisSubscriberDriver {
                 self.output.yield(RedisPubSubMessage(channel: items[2].text ?? "", pattern: items[1].text, payload: payload))
             }
         case "subscribe", "psubscribe":
-            if !self.confirmations.isEmpty { self.confirmations[0].remaining -= 1 }
+            // Replies come in the order the commands went: a subscription's SUBSCRIBE, then its
+            // PSUBSCRIBE, then the next subscription's.
+            if let index = self.confirmations.firstIndex(where: { $0.remaining > 0 }) {
+                if kind == "subscribe" {
+                    self.confirmations[index].channelsLeft -= 1
+                } else {
+                    self.confirmations[index].patternsLeft -= 1
+                }
+            }
             self.settleConfirmations()
         default:
             break  // "pong", "unsubscribe"
@@ -255,17 +265,26 @@ final class RedisSubscriberDriver {
     /// An error reply: the server refused a SUBSCRIBE or PSUBSCRIBE (an ACL without the
     /// channel, say). The oldest subscription waiting for its confirmations fails, rather than
     /// leaving its caller, and every later one, waiting for ever.
+    /// Its names leave the subscribed sets, so that a later subscribe to them asks again (and
+    /// a reconnect does not ask for them).
     private func refused(_ error: RedisError) {
         self.logger.error("Redis refused a subscription", metadata: ["error": "\(error)"])
-        guard !self.confirmations.isEmpty else { return }
-        self.confirmations.removeFirst().promise?.fail(error)
+        guard let index = self.confirmations.firstIndex(where: { $0.remaining > 0 }) else { return }
+        if self.confirmations[index].channelsLeft > 0 {
+            self.channels.subtract(self.confirmations[index].channels)
+            self.confirmations[index].channelsLeft = 0
+        } else {
+            self.patterns.subtract(self.confirmations[index].patterns)
+            self.confirmations[index].patternsLeft = 0
+        }
+        self.confirmations[index].refusal = error
         self.settleConfirmations()
     }
 
     private func settleConfirmations() {
         while let first = self.confirmations.first, first.remaining <= 0 {
             self.confirmations.removeFirst()
-            first.promise?.succeed(())
+            if let refusal = first.refusal { first.promise?.fail(refusal) } else { first.promise?.succeed(()) }
         }
     }
 
@@ -301,4 +320,25 @@ final class RedisSubscriberDriver {
             self.shutdown = promise
         }
     }
+}
+
+/// A subscription waiting for Redis's confirmations (one per name), with the caller to tell.
+struct AwaitedConfirmation {
+    let channels: [String]
+    let patterns: [String]
+    var channelsLeft: Int
+    var patternsLeft: Int
+    var promise: Promise<Void>?
+    /// Redis refused its SUBSCRIBE or PSUBSCRIBE: the caller is told so once the other is done.
+    var refusal: RedisError?
+
+    init(channels: [String], patterns: [String], promise: Promise<Void>? = nil) {
+        self.channels = channels
+        self.patterns = patterns
+        self.channelsLeft = channels.count
+        self.patternsLeft = patterns.count
+        self.promise = promise
+    }
+
+    var remaining: Int { self.channelsLeft + self.patternsLeft }
 }
