@@ -268,6 +268,17 @@ def second_gateway():
         yield url
 
 
+def websocket_clients(base: str, *accounts: Any) -> list[socketio.Client]:
+    """A python-socketio client on a WebSocket to the gateway at `base` for each account, in
+    order, without reconnection."""
+    clients = []
+    for account_ in accounts:
+        sio = socketio.Client(reconnection=False)
+        sio.connect(base, auth={"token": account_.access}, transports=["websocket"], wait_timeout=10)
+        clients.append(sio)
+    return clients
+
+
 def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(account):
     """A gateway with SOCKET_COMMAND_RATE=2 and SOCKET_COMMAND_BURST=3 (production: 30 and
     120; the test environment turns it off). One user sends 8 messages at once over two
@@ -277,11 +288,7 @@ def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(acco
     ack_events is not counted."""
     alice, bob = account(), account()
     with gateway_process(5075, 9175, SOCKET_COMMAND_RATE="2", SOCKET_COMMAND_BURST="3") as (base, _):
-        sockets = []
-        for account_ in (alice, alice, bob):
-            sio = socketio.Client(reconnection=False)
-            sio.connect(base, auth={"token": account_.access}, transports=["websocket"], wait_timeout=10)
-            sockets.append(sio)
+        sockets = websocket_clients(base, alice, alice, bob)
         phone, laptop, other = sockets
         try:
             thread = phone.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
@@ -322,11 +329,7 @@ def test_the_command_rate_at_its_defaults_lets_a_burst_of_120_through_then_30_a_
     2.7 s after the first (2 s asserted); another user's command is answered before them."""
     alice, bob = account(), account()
     with gateway_process(5076, 9176, unset=("SOCKET_COMMAND_RATE", "SOCKET_COMMAND_BURST")) as (base, _):
-        sockets = []
-        for account_ in (alice, alice, bob):
-            sio = socketio.Client(reconnection=False)
-            sio.connect(base, auth={"token": account_.access}, transports=["websocket"], wait_timeout=10)
-            sockets.append(sio)
+        sockets = websocket_clients(base, alice, alice, bob)
         phone, laptop, other = sockets
         try:
             replies: queue.Queue = queue.Queue()
