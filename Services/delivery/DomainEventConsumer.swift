@@ -122,11 +122,11 @@ struct DomainEventConsumer: Service {
     /// A failure that ends by itself: PostgreSQL or the broker away or restarting, a deadlock or
     /// a serialization failure.
     static func isPassing(_ error: any Error) -> Bool {
-        if Database.isUnavailable(error) || error is AMQPError { return true }
-        if let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] {
-            return ["40P01", "40001"].contains(state) || state.hasPrefix("53") || state.hasPrefix("57")
-        }
-        return false
+        if Database.isUnavailable(error) || Database.isConflict(error) || error is AMQPError { return true }
+        // Insufficient resources (53) and an operator's intervention (57: a statement cancelled,
+        // a server shutting down).
+        guard let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("53") || state.hasPrefix("57")
     }
 
     /// Once the batch's pushes are confirmed, its events go on to their first retry check.

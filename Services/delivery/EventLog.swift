@@ -86,7 +86,7 @@ struct EventLog: Sendable {
         while true {
             do {
                 return try await body()
-            } catch let error as PSQLError where ["40P01", "40001"].contains(error.serverInfo?[.sqlState] ?? "") && attempt < 3 {
+            } catch  where Database.isConflict(error) && attempt < 3 {
                 attempt += 1
                 self.logger.debug("retrying after a deadlock", metadata: ["attempt": "\(attempt)"])
             }

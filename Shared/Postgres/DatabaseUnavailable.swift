@@ -31,4 +31,11 @@ extension Database {
             return false
         }
     }
+
+    /// Whether PostgreSQL aborted the statement to break a deadlock (40P01) or a serialization
+    /// conflict (40001): the same work may be run again at once.
+    public static func isConflict(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
 }
