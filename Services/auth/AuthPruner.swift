@@ -83,7 +83,7 @@ struct AuthPruner: Sendable {
         var total = 0
         while true {
             var deleted = 0
-            for try await count in try await self.client.query(statement, logger: self.logger).decode(Int.self) {
+            for try await count in try await self.client.write(statement, logger: self.logger).decode(Int.self) {
                 deleted = count
             }
             total += deleted

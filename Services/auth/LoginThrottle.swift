@@ -44,7 +44,7 @@ struct LoginThrottle: Sendable {
         // Sorted, so that concurrent attempts lock the rows in the same order.
         let candidates = [keys.login, keys.address].compactMap { $0 }.sorted()
         let window = self.windowSeconds
-        let rows = try await self.client.query(
+        let rows = try await self.client.write(
             """
             INSERT INTO login_failures (key, failures, window_started_at)
             SELECT key, 1, now() FROM unnest(\(candidates)::text[]) AS key ORDER BY key
@@ -69,7 +69,7 @@ struct LoginThrottle: Sendable {
     /// A successful login clears the name's counter and gives the address its place back.
     func recordSuccess(login: String, address: String?) async throws {
         let keys = Self.keys(login: login, address: address)
-        try await self.client.query("DELETE FROM login_failures WHERE key = \(keys.login)", logger: self.logger)
+        try await self.client.write("DELETE FROM login_failures WHERE key = \(keys.login)", logger: self.logger)
         if let address = keys.address { try await self.giveBack(keys: [address]) }
     }
 
@@ -80,7 +80,7 @@ struct LoginThrottle: Sendable {
     }
 
     private func giveBack(keys: [String]) async throws {
-        try await self.client.query(
+        try await self.client.write(
             "UPDATE login_failures SET failures = greatest(failures - 1, 0) WHERE key = ANY(\(keys))", logger: self.logger)
     }
 }

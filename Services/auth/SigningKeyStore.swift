@@ -18,7 +18,7 @@ enum SigningKeyStore {
         case .generated:
             if let stored = try await self.stored(client: client, logger: logger) { return stored }
             let key = SigningKey(Curve25519.Signing.PrivateKey())
-            try await client.query(
+            try await client.write(
                 """
                 INSERT INTO signing_keys (kid, private_key) VALUES (\(key.kid), \(key.privateKey.rawRepresentation))
                 ON CONFLICT DO NOTHING

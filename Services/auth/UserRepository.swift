@@ -128,7 +128,7 @@ struct PostgresUserRepository: UserRepository {
     }
 
     func rehashPassword(id: UUID, replacing checkedHash: String, with passwordHash: String) async throws {
-        try await self.client.query(
+        try await self.client.write(
             "UPDATE users SET password_hash = \(passwordHash) WHERE id = \(id) AND password_hash = \(checkedHash)",
             logger: self.logger)
     }

@@ -74,7 +74,11 @@ struct EventLog: Sendable {
                 }
             }
             return try await self.client.withConnection { connection in
-                try await self.recordBatch(events, on: connection)
+                let deliveries = try await self.recordBatch(events, on: connection)
+                // Committed at the statement's Sync, after its rows came: pushed and acked
+                // before that, a batch whose backend was terminated in between was lost.
+                try await connection.confirmCommitted(logger: self.logger)
+                return deliveries
             }
         }
     }
@@ -214,6 +218,7 @@ struct EventLog: Sendable {
                     Delivery(userID: user, eventID: EntityID(event), seq: seq, name: name, occurredAt: occurredAt, dataJSON: data)
                 )
             }
+            try await connection.confirmCommitted(logger: self.logger)  // the attempts it counted
             return deliveries
         }
     }
@@ -361,7 +366,7 @@ struct EventLog: Sendable {
             if count < chunk { break }
         }
         // Events that never had a delivery (no recipients), once past the retention.
-        try await self.client.query(
+        try await self.client.write(
             """
             DELETE FROM events e WHERE e.created_at < now() - make_interval(secs => \(Double(self.retention.components.seconds)))
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.event_id)

@@ -44,7 +44,7 @@ struct Attachments: Sendable {
             id: .make(), messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
             sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: Date())
         do {
-            try await self.client.query(
+            try await self.client.write(
                 """
                 INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, created_at)
                 VALUES (\(attachment.id.uuid), \(owner), \(media.type), \(media.contentType), \(attachment.sizeBytes), \(fileName),
@@ -104,7 +104,7 @@ struct Attachments: Sendable {
     /// only ones a refusal may give back: giving back every upload of the call released one
     /// that a concurrent bind had just reserved and messaging recorded.
     private func reserve(_ ids: [UUID], for message: UUID) async throws -> [UUID] {
-        let rows = try await self.client.query(
+        let rows = try await self.client.write(
             """
             WITH wanted AS (
                 SELECT id, message_id, removal_marked_at FROM attachments WHERE id = ANY(\(ids)) FOR UPDATE
@@ -135,7 +135,7 @@ struct Attachments: Sendable {
     func discardUploads(_ request: DiscardUploadsRequest, actor: UUID?) async throws -> EmptyPayload {
         guard let caller = actor else { throw ServiceError.unauthorized() }
         let ids = try Self.uploadIDs(request.attachmentIds)
-        let marked = try await self.client.query(
+        let marked = try await self.client.write(
             """
             UPDATE attachments SET removal_marked_at = now()
             WHERE id = ANY(\(ids)) AND owner_id = \(caller) AND message_id IS NULL AND removal_marked_at IS NULL
@@ -157,7 +157,7 @@ struct Attachments: Sendable {
 
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
-        try await self.client.query(
+        try await self.client.write(
             "UPDATE attachments SET message_id = NULL, bound_at = NULL WHERE id = ANY(\(ids)) AND message_id = \(message)",
             logger: self.logger)
     }
@@ -169,7 +169,7 @@ struct Attachments: Sendable {
     /// row after, so a bind in between kept a row whose file was gone).
     func cleanUp(unboundOlderThan lifetime: Duration) async throws -> Int {
         let seconds = Double(lifetime.components.seconds)
-        try await self.client.query(
+        try await self.client.write(
             """
             UPDATE attachments SET removal_marked_at = now()
             WHERE message_id IS NULL AND removal_marked_at IS NULL
@@ -181,7 +181,7 @@ struct Attachments: Sendable {
     /// Marks the attachments of `messages`, which messaging deleted, for removal. Idempotent: a
     /// redelivered deletion marks nothing new.
     func markMessagesDeleted(_ messages: [UUID]) async throws {
-        try await self.client.query(
+        try await self.client.write(
             """
             UPDATE attachments SET removal_marked_at = now()
             WHERE message_id = ANY(\(messages)) AND removal_marked_at IS NULL
@@ -227,7 +227,7 @@ struct Attachments: Sendable {
             guard let store = self.stores[storage] else { continue }
             do {
                 try await store.delete(key: key, media: type)
-                try await self.client.query("DELETE FROM attachments WHERE id = \(id)", logger: self.logger)
+                try await self.client.write("DELETE FROM attachments WHERE id = \(id)", logger: self.logger)
                 removed += 1
             } catch {
                 self.logger.warning(

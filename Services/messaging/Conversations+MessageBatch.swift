@@ -69,8 +69,11 @@ extension Conversations {
         let plan = self.plan(commands, threads: known, existing: [:], replyTargets: [:])
         if let write = plan.write {
             do {
-                _ = try await self.client.withConnection { connection in
-                    try await connection.execute(write, logger: self.logger)
+                try await self.client.withConnection { connection in
+                    _ = try await connection.execute(write, logger: self.logger)
+                    // Told to the senders as saved: committed first (the statement's own rows
+                    // come before its commit).
+                    try await connection.confirmCommitted(logger: self.logger)
                 }
             } catch {
                 self.knownThreads.forget(known.keys)

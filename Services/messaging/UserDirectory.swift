@@ -29,7 +29,7 @@ struct UserDirectory: Sendable {
 
     /// Inserts or updates a user, unless a newer version is already stored.
     func store(_ user: User, at version: Date) async throws {
-        try await self.client.query(
+        try await self.client.write(
             """
             INSERT INTO users (id, username, display_name, updated_at)
             VALUES (\(user.id.uuid), \(user.username), \(user.displayName), \(version))
