@@ -14,12 +14,12 @@ import ThreadedIO
 /// - `delivery.retry.<ms>ms`: one delay queue per retry level, with no consumer: a message waits
 ///   its TTL there, then dead-letters through the `delivery.retry` exchange into `delivery.due`,
 ///   where the retry check runs. Retries therefore live in RabbitMQ, not in a process's memory.
-/// - `delivery.dead`: pushes that exhausted their retries (the events stay buffered for
-///   catch-up); an operator can inspect them and replay them by republishing them as they are
-///   to the gateways' exchange (docs/delivery.md). Not to `delivery.due`: they are not retry
-///   checks, and ``RetryConsumer`` drops what it cannot read. Bounded: every event a user has
-///   not acknowledged within the retries ends here (offline users' too), so the queue keeps
-///   the newest ``deadLetterLimit`` and each dead letter expires with its event's retention.
+/// - `delivery.dead`: a ``DeadLetter`` for each push that exhausted its retries (the events
+///   stay buffered for catch-up); an operator can inspect them, and replay them by moving them
+///   to `delivery.due`, where ``RetryConsumer`` pushes each once more from the log
+///   (docs/delivery.md). Bounded: every event a user has not acknowledged within the retries
+///   ends here (offline users' too), so the queue keeps the newest ``deadLetterLimit`` and each
+///   dead letter expires with its event's retention.
 ///
 /// The gateways' queue (``GatewayPushes``), which delivery publishes into, is declared by
 /// ``BackendService`` for every producer of a ``SharedQueue``.
@@ -110,6 +110,24 @@ struct RetryCheck: Codable, Sendable {
     }
 }
 
+/// A push that exhausted its retries, as `delivery.dead` keeps it:
+/// `{"attempts","eventId","seq","type","userId"}`, the delivery it was, not what it said, so a
+/// message deleted since keeps no text there. Moved to `delivery.due`, it is pushed once more
+/// from the log, as the log has it then (``RetryConsumer``); a delivery acknowledged or expired
+/// meanwhile is not.
+struct DeadLetter: Codable, Sendable {
+    /// Its AMQP type, which tells it from a retry check in `delivery.due`.
+    static let messageType = "delivery.dead_letter.v1"
+
+    var userId: EntityID
+    var eventId: EntityID
+    var seq: Int64
+    /// The domain event's name (`MESSAGE_CREATED`).
+    var type: String
+    /// Pushes sent: the first and its retries.
+    var attempts: Int
+}
+
 /// Publishes pushes to the gateways and schedules the retry checks.
 struct PushPublisher: Sendable {
     let amqp: AMQPConnection
@@ -149,6 +167,20 @@ struct PushPublisher: Sendable {
             body: try MessengerJSON.encode(RetryCheck(eventIds: events, attempt: attempt)),
             properties: AMQPProperties(
                 messageID: "\(first)+\(events.count - 1):\(attempt)", type: "delivery.retry_check.v1"))
+    }
+
+    /// The dead letter of `delivery` after `attempts` pushes, into `delivery.dead`; it expires
+    /// after `retention`, when its event has left the log.
+    func deadLetter(_ delivery: Delivery, attempts: Int, retention: Duration) throws -> AMQPMessage {
+        let letter = DeadLetter(
+            userId: EntityID(delivery.userID), eventId: delivery.eventID, seq: delivery.seq, type: delivery.name,
+            attempts: attempts)
+        return AMQPMessage(
+            exchange: "", routingKey: DeliveryTopology.dead, body: try MessengerJSON.encode(letter),
+            properties: AMQPProperties(
+                contentType: "application/json", messageID: "\(delivery.eventID):\(EntityID(delivery.userID))",
+                type: DeadLetter.messageType, expiration: String(Backoff.milliseconds(retention)),
+                headers: ["x-attempts": .int(Int64(attempts))]))
     }
 
     /// Hands `receipts` to the event consumer: each goes into `delivery.events` as a domain event

@@ -167,8 +167,9 @@ extension DomainEventConsumer {
 
 /// Runs the retry checks that come out of the delay queues (`delivery.due`): an event whose
 /// deliveries are still pending is pushed again to those users, and the next check is
-/// scheduled; after the last one the push goes to `delivery.dead` (the event stays in the log
-/// for catch-up until it expires, and so does its dead letter).
+/// scheduled; after the last one a ``DeadLetter`` goes to `delivery.dead` (the event stays in
+/// the log for catch-up until it expires, and so does its dead letter). A dead letter moved back
+/// to `delivery.due` is replayed from the log.
 struct RetryConsumer: Service {
     let amqp: AMQPConnection
     let log: EventLog
@@ -194,6 +195,7 @@ struct RetryConsumer: Service {
     }
 
     private func check(_ delivery: AMQPDelivery) async {
+        if delivery.properties.type == DeadLetter.messageType { return await self.replay(delivery) }
         guard let check = try? MessengerJSON.decode(RetryCheck.self, from: delivery.body) else {
             self.logger.error(
                 "undecodable retry check dropped", metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
@@ -210,14 +212,8 @@ struct RetryConsumer: Service {
                 if let next = try self.publisher.retryCheck(events: stillPending, attempt: check.attempt + 1) {
                     messages.append(next)
                 } else {
-                    messages += pending.map { pending in
-                        var dead = self.publisher.push(pending, redelivery: true)
-                        dead.exchange = ""
-                        dead.routingKey = DeliveryTopology.dead
-                        dead.properties.headers["x-attempts"] = .int(Int64(check.attempt + 1))
-                        dead.properties.expiration = String(Backoff.milliseconds(self.retention))
-                        dead.batchType = nil  // one message per push in the dead letters, with its headers
-                        return dead
+                    messages += try pending.map { pending in
+                        try self.publisher.deadLetter(pending, attempts: check.attempt + 1, retention: self.retention)
                     }
                     deadLettered = pending.count
                     // Routine without presence (an offline user's every push ends here): the
@@ -233,6 +229,30 @@ struct RetryConsumer: Service {
             delivery.ack()
         } catch {
             self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(LoggedError(error))"])
+            await delivery.requeueAfterFailure()
+        }
+    }
+
+    /// A dead letter an operator moved to `delivery.due`: its delivery, if still pending and in
+    /// the log, is pushed once more as the log has it now (a deleted message's erased), flagged
+    /// `redelivery`, and not retried again.
+    private func replay(_ delivery: AMQPDelivery) async {
+        guard let letter = try? MessengerJSON.decode(DeadLetter.self, from: delivery.body) else {
+            self.logger.error(
+                "undecodable dead letter dropped", metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
+            delivery.reject(requeue: false)
+            return
+        }
+        do {
+            let pending = try await self.log.retry(events: [letter.eventId.uuid], users: [letter.userId.uuid])
+            if !pending.isEmpty {
+                try await self.amqp.publish(pending.map { self.publisher.push($0, redelivery: true) })
+                Self.redelivered.increment(by: pending.count)
+            }
+            delivery.ack()
+        } catch {
+            self.logger.warning(
+                "replaying a dead letter failed; it will come again", metadata: ["error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
         }
     }

@@ -202,17 +202,19 @@ struct EventLog: Sendable {
         return deliveries
     }
 
-    /// A retry check: the still-pending, unexpired deliveries of `events` get one more attempt,
-    /// in one statement. Returns them in event order, then user order.
-    func retry(events: [UUID]) async throws -> [Delivery] {
+    /// A retry check: the still-pending, unexpired deliveries of `events` (only those of
+    /// `users`, when given: a replayed dead letter's) get one more attempt, in one statement.
+    /// Returns them in event order, then user order.
+    func retry(events: [UUID], users: [UUID] = []) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
-        return try await self.retryingDeadlocks { try await self.retryOnce(events: events) }
+        return try await self.retryingDeadlocks { try await self.retryOnce(events: events, users: users) }
     }
 
-    private func retryOnce(events: [UUID]) async throws -> [Delivery] {
+    private func retryOnce(events: [UUID], users: [UUID]) async throws -> [Delivery] {
         try await self.client.withConnection { connection in
             var deliveries: [Delivery] = []
-            for try await row in try await connection.execute(EventLogStatements.Retry(events: events), logger: self.logger) {
+            let statement = EventLogStatements.Retry(events: events, users: users)
+            for try await row in try await connection.execute(statement, logger: self.logger) {
                 let (user, seq, event, name, occurredAt, data) = try row.decode((UUID, Int64, UUID, String, Date, String).self)
                 deliveries.append(
                     Delivery(userID: user, eventID: EntityID(event), seq: seq, name: name, occurredAt: occurredAt, dataJSON: data)

@@ -78,6 +78,7 @@ enum EventLogStatements {
             WITH due AS (
                 SELECT user_id, seq FROM deliveries
                 WHERE event_id = ANY($1::uuid[]) AND status = 'PENDING' AND expires_at > now()
+                  AND (cardinality($2::uuid[]) = 0 OR user_id = ANY($2::uuid[]))
                 ORDER BY user_id, seq
                 FOR UPDATE
             ), bumped AS (
@@ -90,7 +91,9 @@ enum EventLogStatements {
             ORDER BY b.event_id, b.user_id
             """
         var events: [UUID]
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.events) }
+        /// Only these users' deliveries (a replayed dead letter's); empty: everyone's.
+        var users: [UUID] = []
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.events, self.users) }
     }
 
     /// `ack_events` in one statement: clamps `seq` to the user's latest seq; the user's
