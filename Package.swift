@@ -225,6 +225,7 @@ let package = Package(
             name: "DeliveryService",
             dependencies: [
                 "MessengerServiceKit", "SocketIOProtocol", "ThreadedIO", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Services/delivery"

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import MessengerAMQP
 import MessengerContracts
@@ -28,6 +29,11 @@ final class FirstRetryChecks: Service {
     private let limit: Int
     private let logger: Logger
     private let waiting = Mutex(Waiting())
+    /// One ``schedule()`` at a time, in turn: ``flush()`` returns once the one under way has
+    /// acked what it took (until the fortieth session a flush at shutdown found nothing left
+    /// while the timer's check waited for its confirm, and the consumer's channel closed before
+    /// that check's acks, so the next replica pushed those events once more).
+    private let turns = Turns()
 
     init(publisher: PushPublisher, window: Duration, limit: Int, logger: Logger) {
         self.publisher = publisher
@@ -63,6 +69,8 @@ final class FirstRetryChecks: Service {
     }
 
     private func schedule() async {
+        await self.turns.take()
+        defer { self.turns.pass() }
         let taken = self.waiting.withLock { waiting in
             defer { (waiting.events, waiting.deliveries) = ([], []) }
             return waiting
@@ -81,5 +89,36 @@ final class FirstRetryChecks: Service {
                 metadata: ["events": "\(events.count)", "error": "\(LoggedError(error))"])
             for delivery in taken.deliveries { delivery.nack(requeue: true) }
         }
+    }
+}
+
+/// A turn for async work, given in the order it was asked for.
+private final class Turns: Sendable {
+    private let state = Mutex<(taken: Bool, waiting: Deque<CheckedContinuation<Void, Never>>)>((false, []))
+
+    func take() async {
+        await withCheckedContinuation { (turn: CheckedContinuation<Void, Never>) in
+            let now = self.state.withLock { state in
+                guard state.taken else {
+                    state.taken = true
+                    return true
+                }
+                state.waiting.append(turn)
+                return false
+            }
+            if now { turn.resume() }
+        }
+    }
+
+    /// Gives the turn to the next in line, or frees it.
+    func pass() {
+        let next = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let next = state.waiting.popFirst() else {
+                state.taken = false
+                return nil
+            }
+            return next
+        }
+        next?.resume()
     }
 }
