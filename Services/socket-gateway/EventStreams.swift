@@ -124,7 +124,7 @@ final class EventStreams: Sendable {
     }
 
     func disconnected(_ socket: SocketIOSocket) {
-        _ = self.streams.withLock { $0.removeValue(forKey: socket.id) }
+        self.streams.withLock { $0.removeValue(forKey: socket.id) }?.leave()
     }
 
     /// Hands a live event to a socket's stream. A socket whose stream is not started yet gets
@@ -208,6 +208,8 @@ actor SocketEventStream<Socket: DurableEventSink> {
         self.socket.eventLoop.executor.asUnownedSerialExecutor()
     }
     private var ordering: SeqOrdering
+    /// The socket left (see ``leave()``).
+    private let left = Atomic(false)
     private var waiting: [DurableEvent] = []
     /// True while the replay, or a batch of waiting events, is being handled.
     private var busy = true
@@ -219,6 +221,18 @@ actor SocketEventStream<Socket: DurableEventSink> {
         self.ordering = ordering
         self.fetch = fetch
     }
+
+    /// The socket left: the stream sends nothing more, and a replay or a gap's fill under way
+    /// stops at its next step. Until the forty-first session they went on to the end: a
+    /// reconnecting client's old replay fetched every page again while its new one did, a
+    /// revoked session's socket kept getting events until its connection closed, and a client
+    /// that disconnected the namespace and connected it again on the same connection got the old
+    /// replay's slices between the new one's, out of seq order.
+    nonisolated func leave() {
+        self.left.store(true, ordering: .relaxed)
+    }
+
+    private var hasLeft: Bool { self.left.load(ordering: .relaxed) }
 
     /// Sends every unacknowledged event after the socket's `lastSeq`, then what arrived
     /// meanwhile. `registered`: when the stream was registered, so that every push from then on
@@ -232,9 +246,10 @@ actor SocketEventStream<Socket: DurableEventSink> {
         while true {
             guard let page = await self.fetchPatiently(after: self.ordering.delivered, limit: Self.pageSize, registered)
             else {
-                await self.socket.closeConnection(reason: "replay unavailable")
+                if !self.hasLeft { await self.socket.closeConnection(reason: "replay unavailable") }
                 return  // busy for good: nothing more goes to this socket
             }
+            guard !self.hasLeft else { return }
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
@@ -253,10 +268,16 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// client takes a page in many GETs, a phone reads a WebSocket at its link's pace): a page
     /// goes out in slices, each once the one before is mostly out.
     private func sendPaced(_ packets: [EncodedEvent]) async {
-        for start in stride(from: 0, to: packets.count, by: Self.sliceSize) {
-            await self.socket.emit(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
+        for start in stride(from: 0, to: packets.count, by: Self.sliceSize) where !self.hasLeft {
+            await self.send(Array(packets[start..<min(start + Self.sliceSize, packets.count)]))
             await self.socket.waitForRoom()
         }
+    }
+
+    /// One write to the socket, unless it left.
+    private func send(_ packets: [EncodedEvent]) async {
+        guard !self.hasLeft, !packets.isEmpty else { return }
+        await self.socket.emit(packets)
     }
 
     /// A page of events (acknowledged ones too, `includeAcknowledged`), asked of delivery up to
@@ -267,7 +288,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
         after: Int64, limit: Int, includeAcknowledged: Bool = false, _ notBefore: ContinuousClock.Instant
     ) async -> EventStreams.Page? {
         var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(1))
-        for attempt in 1...Self.fetchAttempts {
+        for attempt in 1...Self.fetchAttempts where !self.hasLeft {
             if let page = await self.fetch(self.socket.userID, after, limit, includeAcknowledged, notBefore) { return page }
             if attempt < Self.fetchAttempts { try? await Task.sleep(for: backoff.next()) }
         }
@@ -306,13 +327,13 @@ actor SocketEventStream<Socket: DurableEventSink> {
                     break
                 case .fillGap(let after):
                     // What is ready goes first: the gap's fetch may take a while.
-                    if !ready.isEmpty { await self.socket.emit(ready) }
+                    await self.send(ready)
                     self.waiting = Array(events[(index + 1)...]) + self.waiting
                     self.filling = Task { await self.fillThenDrain(gapAfter: after, before: event) }
                     return
                 }
             }
-            if !ready.isEmpty { await self.socket.emit(ready) }
+            await self.send(ready)
             ready = []
         } while !self.waiting.isEmpty
         self.busy = false
@@ -321,7 +342,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private func fillThenDrain(gapAfter after: Int64, before event: DurableEvent) async {
         guard let filled = await self.fill(gapAfter: after, before: event) else {
             self.filling = nil
-            await self.socket.closeConnection(reason: "missing events unavailable")
+            if !self.hasLeft { await self.socket.closeConnection(reason: "missing events unavailable") }
             return  // busy for good: nothing more goes to this socket
         }
         self.filling = nil
@@ -352,7 +373,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private func fill(gapAfter after: Int64, before event: DurableEvent) async -> [EncodedEvent]? {
         var after = after
         var ready: [EncodedEvent] = []
-        while after < event.seq - 1 {
+        while after < event.seq - 1, !self.hasLeft {
             let missing = Int(min(Int64(Self.pageSize), event.seq - 1 - after))
             guard let page = await self.fetchPatiently(after: after, limit: missing, includeAcknowledged: true, .now)
             else { return nil }

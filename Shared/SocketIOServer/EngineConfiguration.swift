@@ -14,6 +14,13 @@ public struct EngineConfiguration: Sendable {
     /// this is given up: the probing WebSocket is closed and the session goes on polling.
     public var upgradeTimeout: Duration = .seconds(10)
 
+    /// How long a sender pacing itself on the client (``EngineSession/waitForRoom()``: a
+    /// replay's slices) waits for room before the client is taken for one that does not read
+    /// and its session is closed, as a transport failure (the client reconnects and catches up
+    /// from what it has). A minute: a slice of a replay is at most about 1.5 MB, which a client
+    /// reading at 25 KB/s takes within it.
+    public var longestWaitForRoom: Duration = .seconds(60)
+
     public init() {}
 
     /// Bytes waiting for a client that does not read (a WebSocket whose channel is not

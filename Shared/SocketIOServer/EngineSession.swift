@@ -190,10 +190,28 @@ public actor EngineSession {
     /// its own catch-up made, and the gateway holds a slice at a time, not the whole catch-up.
     /// (Until the thirty-eighth session a WebSocket never waited, and a catch-up of 18 MB was
     /// written at once and closed as a client that does not read.)
+    ///
+    /// A wait that lasts ``EngineConfiguration/longestWaitForRoom`` closes the session: until the
+    /// forty-first session it could last for ever, and a client that stopped reading during its
+    /// replay (answering pings all the same) held one of the gateway's replay places for good;
+    /// 512 such clients stopped every later replay, and with it every later socket's events.
     public func waitForRoom() async {
+        guard !self.hasRoom else { return }
+        let expiry = self.eventLoop.scheduleTask(in: TimeAmount(self.configuration.longestWaitForRoom)) { [weak self] in
+            self?.assumeIsolated { $0.waitForRoomExpired() }
+        }
+        defer { expiry.cancel() }
         while !self.hasRoom {
             await withCheckedContinuation { self.roomWaiters.append($0) }
         }
+    }
+
+    private func waitForRoomExpired() {
+        guard !self.hasRoom else { return }
+        self.logger.info(
+            "closing a session whose client does not read what waits for it",
+            metadata: ["eio.sid": "\(self.id)", "backlog": "\(self.outboxBytes)"])
+        self.close(reason: "client does not read", notifyClient: false)
     }
 
     private var hasRoom: Bool {

@@ -65,9 +65,12 @@ public final class SocketIOSocket: Sendable {
     }
 
     /// Closes the socket's connection as a transport failure: unlike ``disconnect()``, stock
-    /// clients reconnect (with their `auth`, so with their `lastSeq`).
+    /// clients reconnect (with their `auth`, so with their `lastSeq`). The client is not told:
+    /// python-socketio takes an Engine.IO close packet for the server's goodbye and never
+    /// reconnects (until the forty-first session it got one, and a client whose replay delivery
+    /// could not serve stayed offline for good).
     public func closeConnection(reason: String) async {
-        await self.session.close(reason: reason)
+        await self.session.close(reason: reason, notifyClient: false)
     }
 
     /// Disconnects the socket, as Socket.IO servers' `disconnect(true)` does: the client gets a

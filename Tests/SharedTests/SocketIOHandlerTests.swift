@@ -38,4 +38,19 @@ struct SocketIOHandlerTests {
         #expect(recorded[1_998] == recorded[0])
         #expect(recorded[1_999] == recorded[1])
     }
+
+    /// A replay paces itself on the client with `waitForRoom`; a client that stops reading
+    /// must not hold it (and the gateway's replay place) for ever.
+    @Test("a wait for room that lasts the longest wait closes the session, which ends the wait")
+    func waitForRoomEnds() async {
+        var configuration = EngineConfiguration()
+        configuration.longestWaitForRoom = .milliseconds(200)
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+            logger: Logger(label: "test"))
+        // A long-polling session with more waiting than a quarter of the bound, and no GET.
+        await session.send([.text(String(repeating: "x", count: 1_200_000)), .text(String(repeating: "y", count: 200_000))])
+        await session.waitForRoom()
+        #expect(await session.isClosed)
+    }
 }

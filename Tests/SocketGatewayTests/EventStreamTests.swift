@@ -196,4 +196,27 @@ struct EventStreamTests {
         #expect(socket.writes == [[1, 2]])
         #expect(socket.closes.isEmpty)
     }
+
+    @Test("a socket that leaves stops its replay at the next step: no more pages fetched or written, no close")
+    func leavingStopsTheReplay() async {
+        let socket = RecordingSocket()
+        let fetched = Mutex(0)
+        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
+            let count = fetched.withLock { count in
+                count += 1
+                return count
+            }
+            // The socket leaves while its second page is being fetched.
+            if count == 2 { holder.withLock { $0?.leave() } }
+            return ([Self.event(afterSeq + 1)], true, 10)
+        }
+        holder.withLock { $0 = stream }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(5))
+        await stream.settled()
+        #expect(socket.writes == [[1]])
+        #expect(fetched.withLock { $0 } == 2)
+        #expect(socket.closes.isEmpty)
+    }
 }

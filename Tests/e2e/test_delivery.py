@@ -1274,6 +1274,39 @@ def test_the_dead_letter_queue_keeps_at_most_100000_pushes_dropping_the_oldest()
         connection.close()
 
 
+def test_a_stock_client_whose_replay_delivery_cannot_serve_reconnects_by_itself_and_gets_it(account, open_socket):
+    """The gateway closes the connection of a socket whose replay delivery does not answer
+    (three tries), so that the client reconnects with its lastSeq. Closed with an Engine.IO
+    close packet, as before the forty-first session, python-socketio took it for the server's
+    goodbye and stayed offline for good."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    tid = a.dm(bob.id)["id"]
+    services("stop", "delivery")
+    sio = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=1, randomization_factor=0)
+    try:
+        message = a.send(tid, "sent while delivery is down")
+        connects: list[float] = []
+        disconnects: list[float] = []
+        received: queue.Queue = queue.Queue()
+        sio.on("connect", lambda: connects.append(time.monotonic()))
+        sio.on("disconnect", lambda *_args: disconnects.append(time.monotonic()))
+        sio.on("message_created", lambda event: received.put(event))
+        sio.connect(GATEWAY_URL, auth={"token": bob.access, "lastSeq": 0}, transports=["websocket"], wait_timeout=10)
+        deadline = time.monotonic() + 60
+        while not disconnects and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert disconnects, "the gateway kept a socket whose replay delivery could not serve"
+        services("start", "delivery")
+        wait_ready(DELIVERY_READY_URL)
+        event = received.get(timeout=60)
+        assert event["data"]["message"]["id"] == message["id"], event
+        assert len(connects) >= 2, f"the client did not reconnect: connects {connects}, disconnects {disconnects}"
+    finally:
+        sio.disconnect()
+        services("start", "delivery")
+
+
 def test_restarting_delivery_and_the_gateway_loses_no_event(account, open_socket):
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
