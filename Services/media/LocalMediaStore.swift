@@ -6,6 +6,11 @@ import NIOPosix
 /// gateway at `/media/<token>/<file name>`. A file is written to a temporary name in its
 /// directory and renamed into place, so a reader never sees half a file and a failure leaves
 /// nothing behind. The disk calls run on NIO's blocking thread pool.
+///
+/// A stored file is on the disk before ``store(_:fileName:media:)`` returns: the file, then its
+/// folder (the rename) and the folder's parent (the new folder) are flushed (`fsync`). Until
+/// the forty-first session nothing was, so the upload's row, committed right after, and the
+/// message it was then bound to could outlive a crash of the machine that lost the file.
 struct LocalMediaStore: MediaStore {
     let directory: URL
 
@@ -21,8 +26,10 @@ struct LocalMediaStore: MediaStore {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let temporary = folder.appendingPathComponent(".\(name).partial")
             do {
-                try bytes.write(to: temporary, options: [.withoutOverwriting])
+                try Self.writeDurably(bytes, to: temporary)
                 try FileManager.default.moveItem(at: temporary, to: folder.appendingPathComponent(name))
+                try Self.flushDirectory(folder)
+                try Self.flushDirectory(self.directory)
             } catch {
                 try? FileManager.default.removeItem(at: folder)
                 throw error
@@ -37,6 +44,24 @@ struct LocalMediaStore: MediaStore {
         try await NIOThreadPool.singleton.runIfActive {
             if FileManager.default.fileExists(atPath: folder.path) { try FileManager.default.removeItem(at: folder) }
         }
+    }
+
+    /// Writes `bytes` to a new file at `url` and flushes them to the disk.
+    private static func writeDurably(_ bytes: Data, to url: URL) throws {
+        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false)
+        defer { try? handle.close() }
+        try handle.write(contentsOf: bytes)
+        try handle.synchronize()
+    }
+
+    /// Flushes a directory's entries (a file renamed or created in it) to the disk.
+    private static func flushDirectory(_ url: URL) throws {
+        let descriptor = open(url.path, O_RDONLY | O_DIRECTORY)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     }
 
     /// The name on disk and in the URL: the sanitised name in ASCII (anything else, spaces
