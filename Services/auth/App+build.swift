@@ -25,7 +25,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await authenticator.get().login(request, before: context.deadline)
     }
     backend.router.on(AuthMessage.refresh, RefreshTokenRequest.self) { request, context in
-        try await authenticator.get().refresh(request, before: context.deadline)
+        try await authenticator.get().refresh(request, requestID: context.messageID, before: context.deadline)
     }
     backend.router.on(AuthMessage.logout, RefreshTokenRequest.self) { request, _ in try await authenticator.get().logout(request)
     }

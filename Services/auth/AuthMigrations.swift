@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
-        revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry,
+        revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
     ]
 
     static let users = Migration(
@@ -133,4 +133,10 @@ enum AuthMigrations {
     static let refreshTokensByExpiry = Migration(
         version: 12, name: "refresh_tokens_by_expiry",
         statements: ["CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at)"])
+
+    /// The request that spent a refresh token (``RefreshTokenStore/rotate(_:request:before:)``):
+    /// the same request delivered again is not a reuse.
+    static let refreshTokensSpentBy = Migration(
+        version: 13, name: "refresh_tokens_spent_by",
+        statements: ["ALTER TABLE refresh_tokens ADD COLUMN spent_by uuid"])
 }

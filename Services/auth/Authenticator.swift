@@ -61,10 +61,19 @@ struct Authenticator: Sendable {
         return try await self.tokenPair(for: user, refreshToken: session.token, session: session.family)
     }
 
-    func refresh(_ request: RefreshTokenRequest, before deadline: ContinuousClock.Instant?) async throws -> TokenPair {
-        switch try await self.refreshTokens.rotate(request.refreshToken, before: deadline) {
+    /// `requestID`: the RPC request's id, which tells a request delivered again from a reuse.
+    func refresh(
+        _ request: RefreshTokenRequest, requestID: UUID, before deadline: ContinuousClock.Instant?
+    ) async throws -> TokenPair {
+        switch try await self.refreshTokens.rotate(request.refreshToken, request: requestID, before: deadline) {
         case .rotated(let user, let newToken, let family):
             return try await self.tokenPair(for: user, refreshToken: newToken, session: family)
+        case .repeated:
+            // The first delivery's reply went to the caller already, and this one is dropped
+            // (its correlation id was answered); should the first reply have been lost, the
+            // new token cannot be given again (only its hash is kept): the client logs in again,
+            // and the session it can no longer refresh expires.
+            throw ServiceError.unauthorized("this refresh was answered already")
         case .reused, .invalid:
             throw ServiceError.unauthorized("invalid refresh token")
         }

@@ -23,6 +23,9 @@ struct RefreshTokenStore: Sendable {
         case rotated(user: UserRecord, newToken: String, family: UUID)
         /// Already spent: the whole family is now revoked.
         case reused
+        /// Already spent by this same request, delivered again (RPC requests are delivered at
+        /// least once): nothing changed, and its first delivery's answer stands.
+        case repeated
         /// Unknown, expired or revoked.
         case invalid
     }
@@ -80,7 +83,13 @@ struct RefreshTokenStore: Sendable {
     /// lock. Without it, a revocation could miss the successor that a rotation running beside it
     /// had not committed yet, and that token would outlive its family's revocation. Two
     /// concurrent refreshes with one token end as one rotation and one reuse.
-    func rotate(_ token: String, before deadline: ContinuousClock.Instant?) async throws -> Rotation {
+    ///
+    /// `request` is the RPC request's id: the token records the request that spent it, and the
+    /// same request delivered again (the broker redelivers a request whose ack a lost connection
+    /// took, and a publisher republishes one whose confirm it did not get) is ``Rotation/repeated``,
+    /// not a reuse. Until the forty-first session such a copy revoked the session its first
+    /// delivery had just rotated, and the caller, answered with the new token, was logged out.
+    func rotate(_ token: String, request: UUID, before deadline: ContinuousClock.Instant?) async throws -> Rotation {
         let hash = Self.hash(token)
         let lifetime = self.lifetime
         let revocations = self.revocations
@@ -89,15 +98,19 @@ struct RefreshTokenStore: Sendable {
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) != nil else { return .invalid }
             let rows = try await connection.query(
                 """
-                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
+                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL, spent_by
                 FROM refresh_tokens WHERE token_hash = \(hash) FOR UPDATE
                 """, logger: logger)
-            var found: (UUID, UUID, UUID, Date, Bool, Bool)?
-            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool).self) { found = row }
-            guard let (id, family, userID, expiresAt, spent, revoked) = found, !revoked, expiresAt > Date(),
+            var found: (UUID, UUID, UUID, Date, Bool, Bool, UUID?)?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool, UUID?).self) { found = row }
+            guard let (id, family, userID, expiresAt, spent, revoked, spentBy) = found, !revoked, expiresAt > Date(),
                 let user = try await PostgresUserRepository.find(id: userID, on: connection, logger: logger)
             else {
                 return .invalid
+            }
+            if spent, spentBy == request {
+                logger.notice("a refresh request delivered again; its first delivery's rotation stands")
+                return .repeated
             }
             if spent {
                 try await revocations.revokeFamily(family, on: connection)
@@ -106,7 +119,8 @@ struct RefreshTokenStore: Sendable {
             }
             let (newToken, newHash) = Self.makeToken()
             let newExpiry = Date().addingTimeInterval(Double(lifetime.components.seconds))
-            try await connection.query("UPDATE refresh_tokens SET spent_at = now() WHERE id = \(id)", logger: logger)
+            try await connection.query(
+                "UPDATE refresh_tokens SET spent_at = now(), spent_by = \(request) WHERE id = \(id)", logger: logger)
             try await connection.query(
                 """
                 INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)

@@ -3,12 +3,16 @@ one user arrive together, and for values PostgreSQL or bcrypt cannot take as the
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import uuid
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+import pika
 import pytest
 import requests
 
@@ -21,6 +25,7 @@ from e2e_support import (
     unique_name,
     within_one_login_window,
 )
+from test_messaging import RABBITMQ_URI
 
 MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
 WINDOW_SECONDS = int(os.environ.get("LOGIN_WINDOW_SECONDS", "300"))
@@ -258,3 +263,49 @@ def test_a_login_racing_a_password_change_keeps_no_session_past_it(api, account)
         else:
             assert_error(logged_in, 401, "unauthorized")
         password = new_password
+
+
+# --- a refresh request delivered twice ----------------------------------------------------------
+
+
+def test_a_refresh_request_delivered_twice_rotates_once_and_revokes_nothing(api, account, login):
+    """RPC requests are delivered at least once: the broker redelivers one whose ack a lost
+    connection took, and a publisher republishes one whose confirm it did not get. The second
+    copy of a refresh finds its token spent by its own first copy: that is not a reuse. Before
+    the forty-first session it revoked the session the first copy had just rotated, and the
+    caller, answered with the new token, was logged out."""
+    acc = account()
+    token = login(acc.username, acc.password)["refreshToken"]
+    request_id = str(uuid.uuid4())
+    body = json.dumps({
+        "type": "auth.refresh.v1", "id": request_id,
+        "occurredAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": {"refreshToken": token},
+    }).encode()
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        replies = channel.queue_declare("", exclusive=True).method.queue
+        channel.confirm_delivery()
+        answers: list[dict[str, Any]] = []
+        for copy in range(2):
+            channel.basic_publish(
+                "messenger.rpc", "auth", body,
+                pika.BasicProperties(
+                    content_type="application/json", message_id=request_id, correlation_id=f"copy-{copy}",
+                    reply_to=replies, type="auth.refresh.v1", expiration="10000"),
+                mandatory=True)
+            # One after the other, as a redelivery comes after the first copy's work.
+            for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=15):
+                assert reply is not None, f"no reply to copy {copy}"
+                answers.append(json.loads(reply))
+                break
+            channel.cancel()
+    finally:
+        connection.close()
+    first, second = answers
+    assert first["ok"] is True, first
+    assert second["ok"] is False and second["error"]["code"] == "unauthorized", second
+    # The session lives on: the first copy's new token refreshes.
+    refreshed = refresh(first["data"]["refreshToken"])()
+    assert_status(refreshed, 200)
