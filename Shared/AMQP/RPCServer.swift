@@ -167,7 +167,8 @@ public struct RPCServer: Service {
 
     private func serve(_ delivery: AMQPDelivery) async {
         let replyTo = delivery.properties.replyTo
-        let deadline = delivery.properties.expiration.flatMap { Int64($0) }.map { ContinuousClock.now + .milliseconds($0) }
+        let deadline = Self.deadline(
+            expiration: delivery.properties.expiration, redelivered: delivery.redelivered, arrival: .now)
         if delivery.properties.type == MessageBatch.requestType {
             let items: [MessageBatch.Item]
             do {
@@ -193,6 +194,19 @@ public struct RPCServer: Service {
                 correlationID: delivery.properties.correlationID, deadline: deadline, replyTo: replyTo)
         }
         delivery.ack()
+    }
+
+    /// When a request's caller stops waiting: its `expiration` (what was left of the caller's
+    /// timeout when it was published) counted from its arrival here. A request delivered again
+    /// (its first delivery's ack went with a lost connection or replica) may have waited any
+    /// time before: RabbitMQ does not shorten its `expiration` when it requeues it, so counted
+    /// from the new arrival it gave the request its whole window again, and a write that checks
+    /// the deadline (a refresh token's rotation) could commit after its caller was answered
+    /// `unavailable`, making the caller's retry a reuse. Its deadline is taken as passed: such
+    /// writes refuse it, and a caller still waiting retries.
+    static func deadline(expiration: String?, redelivered: Bool, arrival: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        if redelivered { return arrival }
+        return expiration.flatMap { Int64($0) }.map { arrival + .milliseconds($0) }
     }
 
     /// Handles one request and hands its reply to the connection, which sends it with the other

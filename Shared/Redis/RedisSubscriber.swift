@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 import ThreadedIO
@@ -24,6 +25,12 @@ public struct RedisPubSubMessage: Sendable, Hashable {
 /// Pub/sub is fire-and-forget in Redis: messages published while the connection is down are not
 /// seen. Callers that need every message keep them elsewhere (this system keeps events in the
 /// delivery service and replays them).
+///
+/// At most `buffer` messages wait to be read; past it the newest are dropped, counted in
+/// `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing bounded
+/// them: a gateway slower to fan out than the others are to publish (one holding most of a busy
+/// room's sockets) took their backlog into its heap, out of reach of Redis's own bound on a
+/// subscriber's output (`client-output-buffer-limit pubsub`, which drops such a subscriber).
 public final class RedisSubscriber: Service, Sendable {
     enum Command: Sendable {
         case subscribe(channels: [String], patterns: [String], Promise<Void>)
@@ -32,6 +39,7 @@ public final class RedisSubscriber: Service, Sendable {
 
     private let thread: HandleThread<Command>
     private let status = ConnectedFlag()
+    private let droppedCount = DroppedCount()
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
     /// Every message, in arrival order. Iterate it once.
     public let messages: AsyncStream<RedisPubSubMessage>
@@ -40,14 +48,18 @@ public final class RedisSubscriber: Service, Sendable {
     ///   connection's thread instead of being handed to `messages`: for a publisher's own
     ///   messages coming back, which would otherwise wake a task only to be thrown away.
     public init(
-        configuration: RedisConfiguration, logger: Logger, skip: (@Sendable (_ payload: [UInt8]) -> Bool)? = nil
+        configuration: RedisConfiguration, logger: Logger, buffer: Int = RedisSubscriber.defaultBuffer,
+        skip: (@Sendable (_ payload: [UInt8]) -> Bool)? = nil
     ) {
-        let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: RedisPubSubMessage.self, bufferingPolicy: .bufferingOldest(max(1, buffer)))
         self.messages = stream
         let status = self.status
+        let droppedCount = self.droppedCount
         self.thread = HandleThread(name: "redis-subscriber", shutdownCommand: { .shutdown($0) }) {
             RedisSubscriberDriver(
-                configuration: configuration, mailbox: $0, status: status, output: continuation, skip: skip, logger: logger
+                configuration: configuration, mailbox: $0, status: status, output: continuation, dropped: droppedCount,
+                skip: skip, logger: logger
             )
             .run()
             continuation.finish()
@@ -56,6 +68,15 @@ public final class RedisSubscriber: Service, Sendable {
 
     /// True while connected and subscribed.
     public var isConnected: Bool { self.status.isConnected }
+
+    /// Messages that may wait to be read: seconds of a gateway's busiest fan-out, a few tens of
+    /// MB at most.
+    public static let defaultBuffer = 20_000
+    /// `redis_subscriber_dropped_total`: messages dropped because `buffer` were waiting.
+    static let dropped = Counter(label: "redis_subscriber_dropped_total")
+
+    /// How many messages this subscriber dropped (``defaultBuffer``).
+    public var droppedMessages: Int { self.droppedCount.value.load(ordering: .relaxed) }
 
     /// Subscribes to channels and patterns; returns once Redis confirmed every one of them. The
     /// subscriptions are renewed after every reconnect.
@@ -88,6 +109,7 @@ final class RedisSubscriberDriver {
     private let mailbox: Mailbox<RedisSubscriber.Command>
     private let status: ConnectedFlag
     private let output: AsyncStream<RedisPubSubMessage>.Continuation
+    private let dropped: DroppedCount
     private let skip: (@Sendable ([UInt8]) -> Bool)?
     private let logger: Logger
 
@@ -103,15 +125,20 @@ final class RedisSubscriberDriver {
     private var lastActivity = ContinuousClock.now
     private var pingSentAt: ContinuousClock.Instant?
     private var shutdown: Promise<Void>?
+    /// Messages dropped since the last warning, and when it was logged.
+    private var droppedSinceWarning = 0
+    private var lastDropWarning: ContinuousClock.Instant?
 
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
-        output: AsyncStream<RedisPubSubMessage>.Continuation, skip: (@Sendable ([UInt8]) -> Bool)?, logger: Logger
+        output: AsyncStream<RedisPubSubMessage>.Continuation, dropped: DroppedCount,
+        skip: (@Sendable ([UInt8]) -> Bool)?, logger: Logger
     ) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
         self.output = output
+        self.dropped = dropped
         self.skip = skip
         self.logger = logger
     }
@@ -235,16 +262,32 @@ final class RedisSubscriberDriver {
         }
     }
 
+    /// Hands a message to the reader, or drops it when the buffer is full (a warning every ten
+    /// seconds at most while that lasts).
+    private func deliver(_ message: RedisPubSubMessage) {
+        guard case .dropped = self.output.yield(message) else { return }
+        RedisSubscriber.dropped.increment()
+        self.dropped.value.add(1, ordering: .relaxed)
+        self.droppedSinceWarning += 1
+        let now = ContinuousClock.now
+        if let last = self.lastDropWarning, now - last < .seconds(10) { return }
+        self.logger.warning(
+            "subscribed messages dropped: too many wait to be read",
+            metadata: ["dropped": "\(self.droppedSinceWarning)"])
+        self.droppedSinceWarning = 0
+        self.lastDropWarning = now
+    }
+
     private func handle(_ value: RedisValue) {
         guard case .array(let items) = value, let kind = items.first?.text else { return }
         switch kind {
         case "message" where items.count == 3:
             if case .string(let payload) = items[2], self.skip?(payload) != true {
-                self.output.yield(RedisPubSubMessage(channel: items[1].text ?? "", pattern: nil, payload: payload))
+                self.deliver(RedisPubSubMessage(channel: items[1].text ?? "", pattern: nil, payload: payload))
             }
         case "pmessage" where items.count == 4:
             if case .string(let payload) = items[3], self.skip?(payload) != true {
-                self.output.yield(RedisPubSubMessage(channel: items[2].text ?? "", pattern: items[1].text, payload: payload))
+                self.deliver(RedisPubSubMessage(channel: items[2].text ?? "", pattern: items[1].text, payload: payload))
             }
         case "subscribe", "psubscribe":
             // Replies come in the order the commands went: a subscription's SUBSCRIBE, then its
@@ -341,4 +384,9 @@ struct AwaitedConfirmation {
     }
 
     var remaining: Int { self.channelsLeft + self.patternsLeft }
+}
+
+/// A subscriber's dropped messages, counted on its connection's thread.
+final class DroppedCount: Sendable {
+    let value = Atomic(0)
 }

@@ -63,6 +63,23 @@ struct RedisTests {
         await client.close()
     }
 
+    @Test("a subscriber keeps at most its buffer of unread messages: the oldest wait, the newest are dropped")
+    func boundedBuffer() async throws {
+        let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger, buffer: 10)
+        let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let channel = TestEnvironment.uniqueName("test#bounded")
+        try await subscriber.subscribe(channels: [channel])
+        for index in 0..<50 { #expect(try await client.publish(channel: channel, message: [UInt8(index)]) == 1) }
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { subscriber.droppedMessages == 40 })
+        let received = try await Self.messages(10, from: subscriber).map(\.payload)
+        #expect(received == (0..<10).map { [UInt8($0)] })
+        #expect(try await client.publish(channel: channel, message: [99]) == 1)
+        let next = try await Self.messages(1, from: subscriber).first
+        #expect(next?.payload == [99], "a message after the reader caught up is not dropped")
+        await subscriber.close()
+        await client.close()
+    }
+
     @Test("a subscriber's skip drops the payloads it matches before they reach the stream")
     func skip() async throws {
         let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger) {
