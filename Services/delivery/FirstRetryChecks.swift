@@ -54,8 +54,11 @@ final class FirstRetryChecks: Service {
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while (try? await LoopTimer.sleep(for: self.window)) != nil { await self.schedule() }
+        // Only the wait ends at graceful shutdown, not a check under way: cancelled, its publish
+        // stopped waiting for the confirm and nacked what it took, and the next replica pushed
+        // those events again (the forty-first session's review; the whole loop was cancelled).
+        while (try? await cancelWhenGracefulShutdown({ try await LoopTimer.sleep(for: self.window) })) != nil {
+            await self.schedule()
         }
         // The consumer may still finish a batch: from now on, each is scheduled as it comes
         // (the AMQP connection stops after the workers).

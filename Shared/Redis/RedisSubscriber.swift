@@ -26,8 +26,8 @@ public struct RedisPubSubMessage: Sendable, Hashable {
 /// seen. Callers that need every message keep them elsewhere (this system keeps events in the
 /// delivery service and replays them).
 ///
-/// At most `buffer` messages wait to be read; past it the newest are dropped, counted in
-/// `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing bounded
+/// At most `buffer` bytes of payloads wait to be read; past it the newest messages are dropped,
+/// counted in `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing bounded
 /// them: a gateway slower to fan out than the others are to publish (one holding most of a busy
 /// room's sockets) took their backlog into its heap, out of reach of Redis's own bound on a
 /// subscriber's output (`client-output-buffer-limit pubsub`, which drops such a subscriber).
@@ -39,26 +39,26 @@ public final class RedisSubscriber: Service, Sendable {
 
     private let thread: HandleThread<Command>
     private let status = ConnectedFlag()
-    private let droppedCount = DroppedCount()
+    private let buffered = BufferedMessages()
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
     /// Every message, in arrival order. Iterate it once.
-    public let messages: AsyncStream<RedisPubSubMessage>
+    public let messages: RedisPubSubMessages
 
     /// - Parameter skip: messages whose payload it returns true for are dropped on the
     ///   connection's thread instead of being handed to `messages`: for a publisher's own
     ///   messages coming back, which would otherwise wake a task only to be thrown away.
     public init(
-        configuration: RedisConfiguration, logger: Logger, buffer: Int = RedisSubscriber.defaultBuffer,
+        configuration: RedisConfiguration, logger: Logger, buffer: Int = RedisSubscriber.defaultBufferBytes,
         skip: (@Sendable (_ payload: [UInt8]) -> Bool)? = nil
     ) {
-        let (stream, continuation) = AsyncStream.makeStream(
-            of: RedisPubSubMessage.self, bufferingPolicy: .bufferingOldest(max(1, buffer)))
-        self.messages = stream
+        let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
+        let buffered = self.buffered
+        buffered.limit = max(1, buffer)
+        self.messages = RedisPubSubMessages(stream: stream, buffered: buffered)
         let status = self.status
-        let droppedCount = self.droppedCount
         self.thread = HandleThread(name: "redis-subscriber", shutdownCommand: { .shutdown($0) }) {
             RedisSubscriberDriver(
-                configuration: configuration, mailbox: $0, status: status, output: continuation, dropped: droppedCount,
+                configuration: configuration, mailbox: $0, status: status, output: continuation, buffered: buffered,
                 skip: skip, logger: logger
             )
             .run()
@@ -69,14 +69,13 @@ public final class RedisSubscriber: Service, Sendable {
     /// True while connected and subscribed.
     public var isConnected: Bool { self.status.isConnected }
 
-    /// Messages that may wait to be read: seconds of a gateway's busiest fan-out, a few tens of
-    /// MB at most.
-    public static let defaultBuffer = 20_000
-    /// `redis_subscriber_dropped_total`: messages dropped because `buffer` were waiting.
+    /// Payload bytes that may wait to be read: seconds of a gateway's busiest fan-out.
+    public static let defaultBufferBytes = 32 << 20
+    /// `redis_subscriber_dropped_total`: messages dropped because the buffer was full.
     static let dropped = Counter(label: "redis_subscriber_dropped_total")
 
-    /// How many messages this subscriber dropped (``defaultBuffer``).
-    public var droppedMessages: Int { self.droppedCount.value.load(ordering: .relaxed) }
+    /// How many messages this subscriber dropped (``defaultBufferBytes``).
+    public var droppedMessages: Int { self.buffered.dropped.load(ordering: .relaxed) }
 
     /// Subscribes to channels and patterns; returns once Redis confirmed every one of them. The
     /// subscriptions are renewed after every reconnect.
@@ -109,7 +108,7 @@ final class RedisSubscriberDriver {
     private let mailbox: Mailbox<RedisSubscriber.Command>
     private let status: ConnectedFlag
     private let output: AsyncStream<RedisPubSubMessage>.Continuation
-    private let dropped: DroppedCount
+    private let buffered: BufferedMessages
     private let skip: (@Sendable ([UInt8]) -> Bool)?
     private let logger: Logger
 
@@ -131,14 +130,14 @@ final class RedisSubscriberDriver {
 
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
-        output: AsyncStream<RedisPubSubMessage>.Continuation, dropped: DroppedCount,
+        output: AsyncStream<RedisPubSubMessage>.Continuation, buffered: BufferedMessages,
         skip: (@Sendable ([UInt8]) -> Bool)?, logger: Logger
     ) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
         self.output = output
-        self.dropped = dropped
+        self.buffered = buffered
         self.skip = skip
         self.logger = logger
     }
@@ -265,9 +264,12 @@ final class RedisSubscriberDriver {
     /// Hands a message to the reader, or drops it when the buffer is full (a warning every ten
     /// seconds at most while that lasts).
     private func deliver(_ message: RedisPubSubMessage) {
-        guard case .dropped = self.output.yield(message) else { return }
+        if self.buffered.take(message.payload.count) {
+            self.output.yield(message)
+            return
+        }
         RedisSubscriber.dropped.increment()
-        self.dropped.value.add(1, ordering: .relaxed)
+        self.buffered.dropped.add(1, ordering: .relaxed)
         self.droppedSinceWarning += 1
         let now = ContinuousClock.now
         if let last = self.lastDropWarning, now - last < .seconds(10) { return }
@@ -386,7 +388,50 @@ struct AwaitedConfirmation {
     var remaining: Int { self.channelsLeft + self.patternsLeft }
 }
 
-/// A subscriber's dropped messages, counted on its connection's thread.
-final class DroppedCount: Sendable {
-    let value = Atomic(0)
+/// The payload bytes waiting to be read, against their limit, and the messages dropped.
+final class BufferedMessages: Sendable {
+    private let bytes = Atomic(0)
+    private let limitValue = Atomic(RedisSubscriber.defaultBufferBytes)
+    let dropped = Atomic(0)
+
+    var limit: Int {
+        get { self.limitValue.load(ordering: .relaxed) }
+        set { self.limitValue.store(newValue, ordering: .relaxed) }
+    }
+
+    /// Counts `count` bytes in, unless that would pass the limit (a message alone larger than
+    /// the limit goes when nothing waits).
+    func take(_ count: Int) -> Bool {
+        let waiting = self.bytes.load(ordering: .relaxed)
+        guard waiting == 0 || waiting + count <= self.limit else { return false }
+        self.bytes.add(count, ordering: .relaxed)
+        return true
+    }
+
+    func release(_ count: Int) {
+        self.bytes.subtract(count, ordering: .relaxed)
+    }
+}
+
+/// The messages of a ``RedisSubscriber``, in arrival order: an `AsyncSequence` to iterate once,
+/// which frees each message's room in the buffer as it is read.
+public struct RedisPubSubMessages: AsyncSequence, Sendable {
+    public typealias Element = RedisPubSubMessage
+    let stream: AsyncStream<RedisPubSubMessage>
+    let buffered: BufferedMessages
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<RedisPubSubMessage>.AsyncIterator
+        let buffered: BufferedMessages
+
+        public mutating func next() async -> RedisPubSubMessage? {
+            guard let message = await self.base.next() else { return nil }
+            self.buffered.release(message.payload.count)
+            return message
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: self.stream.makeAsyncIterator(), buffered: self.buffered)
+    }
 }

@@ -63,7 +63,7 @@ struct RedisTests {
         await client.close()
     }
 
-    @Test("a subscriber keeps at most its buffer of unread messages: the oldest wait, the newest are dropped")
+    @Test("a subscriber keeps at most its buffer of unread payload bytes: the oldest wait, the newest are dropped")
     func boundedBuffer() async throws {
         let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger, buffer: 10)
         let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)

@@ -7,7 +7,7 @@ import Testing
 
 @testable import SocketIOServer
 
-@Suite("Socket.IO server handlers")
+@Suite("Socket.IO server handlers", .timeLimit(.minutes(1)))
 struct SocketIOHandlerTests {
     /// A function value read out of a `Mutex` comes back wrapped in one more reabstraction thunk
     /// per read; a server that stored its handlers that way called them through one more frame
