@@ -111,7 +111,7 @@ final class MessageBatcher: Sendable {
         } catch {
             self.conversations.logger.warning(
                 "a message batch failed; writing its messages one by one",
-                metadata: ["messages": "\(batch.count)", "error": "\(String(reflecting: error))"])
+                metadata: ["messages": "\(batch.count)", "error": "\(LoggedError(error))"])
             for pending in batch {
                 do {
                     self.settle([pending], try await self.conversations.createMessages([pending.command]))

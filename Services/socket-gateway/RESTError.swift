@@ -76,7 +76,7 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch is NIOTooManyBytesError {
             throw RESTError(.init(.payloadTooLarge, "the request body is too large"))
         } catch {
-            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            context.logger.error("request failed", metadata: ["error": "\(LoggedError(error))"])
             throw RESTError(.internal())
         }
     }

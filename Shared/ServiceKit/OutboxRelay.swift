@@ -224,7 +224,7 @@ public struct OutboxRelay: Service {
             } catch {
                 logger.warning(
                     "outbox relay could not hand its turn back; closing its connection",
-                    metadata: [LogKey.error: "\(String(reflecting: error))"])
+                    metadata: [LogKey.error: "\(LoggedError(error))"])
                 try? await connection.close()
             }
         }.value

@@ -49,7 +49,7 @@ public enum ServiceMain {
             logger.critical("\(error)")
             exit(1)
         } catch {
-            logger.critical("cannot start: \(String(reflecting: error))")
+            logger.critical("cannot start: \(LoggedError(error))")
             exit(1)
         }
 
@@ -66,7 +66,7 @@ public enum ServiceMain {
             try await group.run()
             logger.info("stopped")
         } catch {
-            logger.critical("stopped on error: \(String(reflecting: error))")
+            logger.critical("stopped on error: \(LoggedError(error))")
             exit(1)
         }
     }

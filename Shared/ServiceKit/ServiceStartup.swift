@@ -57,7 +57,7 @@ public struct ServiceStartup: Service {
                 return
             } catch {
                 guard ContinuousClock.now < deadline, !Task.isCancelled, Self.mayRetry(error) else { throw error }
-                self.logger.warning("start-up step failed, retrying", metadata: [LogKey.error: "\(String(reflecting: error))"])
+                self.logger.warning("start-up step failed, retrying", metadata: [LogKey.error: "\(LoggedError(error))"])
                 try await Task.sleep(for: backoff.next())
             }
         }
