@@ -387,7 +387,7 @@ let package = Package(
         .testTarget(
             name: "FaultTests",
             dependencies: [
-                "MessengerServiceKit", "TestSupport",
+                "DeliveryService", "MessengerServiceKit", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/FaultTests"
