@@ -27,10 +27,10 @@ public struct RedisPubSubMessage: Sendable, Hashable {
 /// delivery service and replays them).
 ///
 /// At most `buffer` bytes of payloads wait to be read; past it the newest messages are dropped,
-/// counted in `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing bounded
-/// them: a gateway slower to fan out than the others are to publish (one holding most of a busy
-/// room's sockets) took their backlog into its heap, out of reach of Redis's own bound on a
-/// subscriber's output (`client-output-buffer-limit pubsub`, which drops such a subscriber).
+/// counted in `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing
+/// bounded them: a gateway slower to fan out than the others are to publish (one holding most of
+/// a busy room's sockets) took their backlog into its heap, out of reach of Redis's own bound on
+/// a subscriber's output (`client-output-buffer-limit pubsub`, which drops such a subscriber).
 public final class RedisSubscriber: Service, Sendable {
     enum Command: Sendable {
         case subscribe(channels: [String], patterns: [String], Promise<Void>)
@@ -39,7 +39,7 @@ public final class RedisSubscriber: Service, Sendable {
 
     private let thread: HandleThread<Command>
     private let status = ConnectedFlag()
-    private let buffered = BufferedMessages()
+    private let buffered: BufferedMessages
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
     /// Every message, in arrival order. Iterate it once.
     public let messages: RedisPubSubMessages
@@ -52,8 +52,8 @@ public final class RedisSubscriber: Service, Sendable {
         skip: (@Sendable (_ payload: [UInt8]) -> Bool)? = nil
     ) {
         let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
-        let buffered = self.buffered
-        buffered.limit = max(1, buffer)
+        let buffered = BufferedMessages(limit: max(1, buffer))
+        self.buffered = buffered
         self.messages = RedisPubSubMessages(stream: stream, buffered: buffered)
         let status = self.status
         self.thread = HandleThread(name: "redis-subscriber", shutdownCommand: { .shutdown($0) }) {
@@ -390,13 +390,12 @@ struct AwaitedConfirmation {
 
 /// The payload bytes waiting to be read, against their limit, and the messages dropped.
 final class BufferedMessages: Sendable {
+    let limit: Int
     private let bytes = Atomic(0)
-    private let limitValue = Atomic(RedisSubscriber.defaultBufferBytes)
     let dropped = Atomic(0)
 
-    var limit: Int {
-        get { self.limitValue.load(ordering: .relaxed) }
-        set { self.limitValue.store(newValue, ordering: .relaxed) }
+    init(limit: Int) {
+        self.limit = limit
     }
 
     /// Counts `count` bytes in, unless that would pass the limit (a message alone larger than
