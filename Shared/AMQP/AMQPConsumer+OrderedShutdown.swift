@@ -11,8 +11,11 @@ extension AMQPConsumer {
     /// ``OrderedHandover/begin()`` before a batch and ``OrderedHandover/end()`` after it),
     /// `consuming` returns once it has settled what it handled, and the consumer's channel is
     /// then closed (``close()``): what it received and did not handle goes back to the queue in
-    /// its place, before the next consumer gets anything. A consumer idle at shutdown is closed
-    /// at once.
+    /// its place, before the next consumer gets anything. A consumer idle at shutdown ends its
+    /// sequence at once but keeps its channel (``AMQPConsumer/hold()``) until `consuming`
+    /// returns, so the acks of batches it handled and has not settled yet (a confirm still on its
+    /// way) are sent before the close: until the forty-second session it closed at once, those
+    /// acks were dropped, and the next replica handled those messages again.
     public func runInOrderUntilShutdown(_ consuming: (OrderedHandover) async -> Void) async throws {
         let handover = OrderedHandover(consumer: self)
         await withGracefulShutdownHandler {
@@ -57,13 +60,13 @@ public final class OrderedHandover: Sendable {
 
     var isStopping: Bool { self.state.withLock { $0.stopping } }
 
-    /// Graceful shutdown: an idle consumer is closed now, which ends its sequence; a busy one
-    /// stops after its batch.
+    /// Graceful shutdown: an idle consumer's sequence ends now, with its channel kept open for
+    /// the acks still to come; a busy one stops after its batch.
     func stop() {
         let idle = self.state.withLock { state in
             state.stopping = true
             return !state.handling
         }
-        if idle { self.consumer.close() }
+        if idle { self.consumer.hold() }
     }
 }

@@ -94,6 +94,14 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         self.mailbox.send(.cancelConsumer(id: self.id))
     }
 
+    /// Ends the sequence while the channel stays open, so that acks still on their way count:
+    /// what the broker hands the consumer afterwards stays unsettled (within the prefetch) until
+    /// ``close()`` gives it back in place. For a consumer of a single-active-consumer queue idle
+    /// at shutdown, whose last batches are not settled yet.
+    public func hold() {
+        self.mailbox.send(.holdConsumer(id: self.id))
+    }
+
     /// Stops consuming by closing the consumer's channel, once the acks given so far are sent:
     /// the messages received and not settled go back to the queue in their places, before the
     /// broker hands anything to another consumer, and settling them later does nothing. The

@@ -42,6 +42,7 @@ enum ConnectionCommand: Sendable {
     case declare(AMQPTopology, Promise<Void>)
     case consume(ConsumerSpec)
     case cancelConsumer(id: Int)
+    case holdConsumer(id: Int)
     case closeConsumer(id: Int)
     case settle(Settlement, tag: UInt64, channel: UInt16, generation: UInt64)
     case shutdown(Promise<Void>)

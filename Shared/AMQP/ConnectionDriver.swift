@@ -44,6 +44,10 @@ final class ConnectionDriver {
     private var consumerChannels: [Int: amqp_channel_t] = [:]
     private var channelConsumers: [amqp_channel_t: Int] = [:]
     private var cancelling: Set<Int> = []
+    /// Consumers whose sequence ended with their channel still open
+    /// (``ConnectionCommand/holdConsumer(id:)``): what the broker hands them now stays unsettled
+    /// until the channel closes and gives it back in place.
+    private var held: Set<Int> = []
     /// Consumer channels closed on this connection (``ConnectionCommand/closeConsumer(id:)``):
     /// settlements of their deliveries, and deliveries the library still holds for them, are
     /// dropped (the broker put them back in the queue).
@@ -309,6 +313,9 @@ final class ConnectionDriver {
             } else {
                 self.consumers.removeValue(forKey: id)?.continuation.finish()
             }
+        case .holdConsumer(let id):
+            self.consumers.removeValue(forKey: id)?.continuation.finish()
+            if self.isOpen, self.consumerChannels[id] != nil { self.held.insert(id) }
         case .closeConsumer(let id):
             try self.closeConsumer(id)
         case .settle(let settlement, let tag, let channel, let generation):
@@ -377,6 +384,7 @@ final class ConnectionDriver {
     /// the deliveries it has not had settled back in the queue, in their places, before it
     /// hands anything to another consumer. The consumer's sequence ends.
     private func closeConsumer(_ id: Int) throws {
+        self.held.remove(id)
         guard self.isOpen, let channel = self.consumerChannels[id] else {
             self.consumers.removeValue(forKey: id)?.continuation.finish()
             return
@@ -447,6 +455,8 @@ final class ConnectionDriver {
             // A delivery that reached the library before its channel was closed: the broker has
             // it back in the queue.
             if self.closedChannels.contains(frame.channel) { return }
+            // A held consumer leaves it unsettled: its channel's close gives it back in place.
+            if let id = self.channelConsumers[frame.channel], self.held.contains(id) { return }
             guard let id = self.channelConsumers[frame.channel], let spec = self.consumers[id],
                 case .enqueued = spec.continuation.yield(delivery)
             else {
@@ -512,6 +522,7 @@ final class ConnectionDriver {
         self.window.connectionLost()
         self.consumerChannels.removeAll()
         self.channelConsumers.removeAll()
+        self.held.removeAll()
         self.endCancelledConsumers()
         if wasOpen || failures == 1 {
             self.logger.warning("AMQP connection lost, reconnecting", metadata: ["error": "\(LoggedError(error))"])
@@ -564,7 +575,7 @@ final class ConnectionDriver {
             case .declare(_, let promise): promise.fail(closed)
             case .consume(let spec): spec.continuation.finish()
             case .shutdown(let promise): promise.succeed(())
-            case .cancelConsumer, .closeConsumer, .settle: break
+            case .cancelConsumer, .holdConsumer, .closeConsumer, .settle: break
             }
         }
         self.shutdownPromise?.succeed(())

@@ -97,4 +97,65 @@ struct AMQPConsumerShutdownTests {
             }
         }
     }
+
+    /// An ordered consumer idle at shutdown may still have acks to send: delivery acks a batch
+    /// once its pushes are confirmed, after it has taken the next batch. Here a batch of three
+    /// is acked a second after it was handled, shutdown begins in that second, and a fourth
+    /// message arrives in it. Until the forty-second session the idle consumer's channel was
+    /// closed at once: the three acks were dropped and the three came back.
+    @Test("an ordered consumer idle at shutdown sends the acks still on their way before it closes")
+    func idleOrderedShutdownKeepsLateAcks() async throws {
+        try await withAMQPConnection(name: "test-idle-handover") { connection in
+            let exchange = "test.direct"
+            let queue = TestEnvironment.uniqueName("test.idle-handover")
+            var arguments = testQueueArguments
+            arguments["x-single-active-consumer"] = .bool(true)
+            try await connection.declare(
+                AMQPTopology(
+                    exchanges: [.init(exchange, kind: .direct)], queues: [.init(queue, arguments: arguments)],
+                    bindings: [.init(queue: queue, exchange: exchange, routingKey: queue)]))
+            func publish(_ n: Int) async throws {
+                try await connection.publish(AMQPMessage(exchange: exchange, routingKey: queue, body: Data("\(n)".utf8)))
+            }
+            for n in 0..<3 { try await publish(n) }
+            let consumer = connection.consume(queue: queue, prefetch: 10)
+            try await testGracefulShutdown { shutdown in
+                try await consumer.runInOrderUntilShutdown { handover in
+                    let (handled, settling) = AsyncStream.makeStream(of: [AMQPDelivery].self)
+                    await withDiscardingTaskGroup { group in
+                        group.addTask {
+                            for await batch in handled {
+                                shutdown.triggerGracefulShutdown()
+                                try? await Task.sleep(for: .milliseconds(500))
+                                try? await publish(3)
+                                try? await Task.sleep(for: .milliseconds(500))
+                                for delivery in batch { delivery.ack() }
+                            }
+                        }
+                        var taken: [AMQPDelivery] = []
+                        for await batch in consumer.batches(maximum: 10) {
+                            guard handover.begin() else { break }
+                            taken += batch
+                            if taken.count == 3 { settling.yield(taken) }
+                            guard handover.end() else { break }
+                        }
+                        settling.finish()
+                    }
+                }
+            }
+            let after = connection.consume(queue: queue)
+            let got = Mutex<[String]>([])
+            let taking = Task {
+                for await delivery in after {
+                    got.withLock { $0.append(String(decoding: delivery.body, as: UTF8.self)) }
+                    delivery.ack()
+                }
+            }
+            #expect(await TestHelpers.eventually(timeout: .seconds(10)) { !got.withLock { $0 }.isEmpty })
+            try await Task.sleep(for: .seconds(1))
+            after.cancel()
+            await taking.value
+            #expect(got.withLock { $0 } == ["3"])
+        }
+    }
 }
