@@ -11,7 +11,8 @@ public struct EngineConfiguration: Sendable {
     /// Clients that open a session but never send CONNECT are closed after this long.
     public var connectTimeout: Duration = .seconds(45)
     /// An upgrade whose probe was answered but that the client does not complete (`5`) within
-    /// this is given up: the probing WebSocket is closed and the session goes on polling.
+    /// this is given up: the probing WebSocket is closed and the session goes on polling. A
+    /// WebSocket opened with a session's sid that sends no probe (`2probe`) within this is closed.
     public var upgradeTimeout: Duration = .seconds(10)
 
     /// How long a sender pacing itself on the client (``EngineSession/waitForRoom()``: a

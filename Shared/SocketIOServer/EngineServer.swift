@@ -178,6 +178,7 @@ public final class EngineServer: Sendable {
         // a wake-up): WebSocket frames here are small, and most connections are idle.
         try channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
         let backlog = self.configuration.maximumBacklog
+        let probeTimeout = TimeAmount(self.configuration.upgradeTimeout)
         let aggregator = NIOWebSocketFrameAggregator(
             minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16,
             maxAccumulatedFrameSize: self.configuration.maxPayload)
@@ -186,7 +187,9 @@ public final class EngineServer: Sendable {
             try channel.pipeline.syncOperations.addHandlers(
                 [
                     aggregator,
-                    EngineWebSocketHandler(session: session, upgrading: true, maximumBacklog: backlog, logger: self.logger),
+                    EngineWebSocketHandler(
+                        session: session, upgrading: true, maximumBacklog: backlog, probeTimeout: probeTimeout,
+                        logger: self.logger),
                 ],
                 position: position)
             return
@@ -205,7 +208,9 @@ public final class EngineServer: Sendable {
         try channel.pipeline.syncOperations.addHandlers(
             [
                 aggregator,
-                EngineWebSocketHandler(session: session, upgrading: false, maximumBacklog: backlog, logger: self.logger),
+                EngineWebSocketHandler(
+                    session: session, upgrading: false, maximumBacklog: backlog, probeTimeout: probeTimeout,
+                    logger: self.logger),
             ],
             position: position)
         session.assumeIsolated { session in

@@ -52,7 +52,9 @@ struct EngineWebSocket: Sendable {
 /// binary packets, pings are answered, a close frame is echoed and ends the connection.
 ///
 /// A WebSocket opened with the `sid` of a polling session first carries the upgrade (`2probe`,
-/// then `5`). Bad input (invalid UTF-8, a malformed packet, an oversized message) closes only
+/// then `5`); one that sends no `2probe` within `upgradeTimeout` is closed (until the
+/// forty-second session it stayed open for good, outside every session's heartbeat, and anyone
+/// with a polling sid could pile such connections up). Bad input (invalid UTF-8, a malformed packet, an oversized message) closes only
 /// this connection. Writes that pile up on a client that does not read close it too
 /// (``EngineBacklog``: more than `maximumBacklog` bytes queued on the channel while it is not
 /// writable and none taken by the socket for a while, or eight times that in any case): durable
@@ -83,9 +85,13 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         case closed
     }
 
+    /// The event that ends a connection still waiting for `2probe`.
+    private struct ProbeTimedOut {}
+
     private let session: EngineSession
     private var stage: Stage
     private let maximumBacklog: Int
+    private let probeTimeout: TimeAmount
     /// When the channel last lost its writability, or a write made while it was not writable
     /// last reached the socket, whichever is later (set on the channel's loop, the latter from
     /// the writes' promises).
@@ -94,10 +100,11 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var closing = false
     private let logger: Logger
 
-    init(session: EngineSession, upgrading: Bool, maximumBacklog: Int, logger: Logger) {
+    init(session: EngineSession, upgrading: Bool, maximumBacklog: Int, probeTimeout: TimeAmount, logger: Logger) {
         self.session = session
         self.stage = upgrading ? .awaitingProbe : .open
         self.maximumBacklog = maximumBacklog
+        self.probeTimeout = probeTimeout
         self.logger = logger
     }
 
@@ -106,6 +113,11 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         guard case .awaitingProbe = self.stage else { return }
         let webSocket = EngineWebSocket(channel: context.channel)
         self.session.onLoop { _ = $0.refusesUpgrade(to: webSocket) }
+        // Past the probe, the session's own upgrade timer takes over (``EngineSession``).
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: self.probeTimeout) {
+            channel.pipeline.fireUserInboundEventTriggered(ProbeTimedOut())
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -203,6 +215,10 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// The client closed its side of the connection without a close frame (the channel allows
     /// half-closure): nothing more comes, so the connection ends.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ProbeTimedOut {
+            if case .awaitingProbe = self.stage, !self.closing { self.fail(context, "no probe in time", code: .policyViolation) }
+            return
+        }
         if case .inputClosed? = event as? ChannelEvent {
             self.endSession(reason: "transport close", channel: context.channel)
             context.close(promise: nil)

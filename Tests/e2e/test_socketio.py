@@ -922,6 +922,23 @@ def test_an_upgrade_never_completed_is_given_up_after_ten_seconds(account):
         ws.close()
 
 
+def test_a_websocket_that_never_probes_is_closed_after_ten_seconds(account):
+    """A WebSocket opened with a polling session's sid that sends no `2probe` is closed once the
+    upgrade timeout (10 s) has passed, with 1008 (policy violation); the session goes on polling.
+    Until the forty-second session it stayed open for good, outside every heartbeat."""
+    url, params = polling_connected(account().access)
+    ws = websocket.create_connection(
+        GATEWAY_URL.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&sid={params['sid']}", timeout=30)
+    started = time.monotonic()
+    opcode, frame = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(frame[:2], "big") == 1008
+    assert time.monotonic() - started >= 8
+    ws.close()
+    assert requests.post(url, params=params, data='429["ping","still polling"]', timeout=5).text == "ok"
+    assert poll_until_ack(url, params, 9, timeout=10) == [{"ok": True, "data": {"pong": "still polling"}}]
+
+
 @pytest.mark.parametrize("first", ["41", '431["x"]'], ids=["disconnect", "ack"])
 def test_a_packet_before_connect_closes_the_connection(first):
     """Socket.IO v5: a server that does not receive a CONNECT first MUST close the connection."""
