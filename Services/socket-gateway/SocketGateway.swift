@@ -16,8 +16,12 @@ struct SocketGateway {
     init(configuration: EngineConfiguration, tokens: AccessTokenCheck, logger: Logger) {
         self.server = SocketIOServer(
             configuration: configuration, logger: logger,
+            // Until the revoked sessions are known, a revoked token would pass: no connection is
+            // taken (503 to the handshake, which clients retry; until the forty-second session a
+            // CONNECT_ERROR, after which socket.io-client 4 never reconnected by itself).
+            isReady: { tokens.knowsRevocations },
             authenticate: { auth, handshake in
-                // Until the revoked sessions are known, a revoked token would pass.
+                // No session opens before (`isReady`); kept as the last line of defence.
                 guard tokens.knowsRevocations else { return .failure(.unavailable) }
                 let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
                 guard let token, let verified = await tokens.verify(token) else { return .failure(.unauthorized) }

@@ -29,9 +29,13 @@ extension JSONValue {
         public var message: String
     }
 
-    /// Parses JSON text (one value; UTF-8). Nesting deeper than `maximumDepth` is refused.
-    public static func parse(_ text: some StringProtocol, maximumDepth: Int = 64) throws -> JSONValue {
-        var parser = JSONTextParser(bytes: Array(text.utf8), maximumDepth: maximumDepth)
+    /// Parses JSON text (one value; UTF-8). Nesting deeper than `maximumDepth`, and a document
+    /// of more than `maximumValues` values (each array, object, string, number and literal
+    /// counts one), are refused.
+    public static func parse(
+        _ text: some StringProtocol, maximumDepth: Int = 64, maximumValues: Int = .max
+    ) throws -> JSONValue {
+        var parser = JSONTextParser(bytes: Array(text.utf8), maximumDepth: maximumDepth, maximumValues: maximumValues)
         return try parser.parseDocument()
     }
 
@@ -113,18 +117,22 @@ extension JSONValue {
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes with a depth limit, so hostile input can neither
-/// crash nor exhaust the stack.
+/// crash nor exhaust the stack, and a limit on values, so that a document cannot take much more
+/// memory parsed than as text (a megabyte of `[[],[],...]` is 333,000 arrays).
 struct JSONTextParser {
     let bytes: [UInt8]
     let maximumDepth: Int
+    /// Values the document may still have.
+    private var valuesLeft: Int
     var index = 0
     /// A member of the top-level object whose text to keep (UTF-8), and where it was found.
     var keptKey: [UInt8]?
     var kept: Range<Int>?
 
-    init(bytes: [UInt8], maximumDepth: Int) {
+    init(bytes: [UInt8], maximumDepth: Int, maximumValues: Int = .max) {
         self.bytes = bytes
         self.maximumDepth = maximumDepth
+        self.valuesLeft = maximumValues
     }
 
     mutating func parseDocument() throws -> JSONValue {
@@ -151,6 +159,8 @@ struct JSONTextParser {
 
     private mutating func parseValue(depth: Int) throws -> JSONValue {
         guard depth <= self.maximumDepth else { throw self.error("nesting too deep") }
+        guard self.valuesLeft > 0 else { throw self.error("too many values") }
+        self.valuesLeft -= 1
         self.skipWhitespace()
         guard self.index < self.bytes.count else { throw self.error("unexpected end") }
         switch self.bytes[self.index] {

@@ -98,10 +98,14 @@ public struct SocketIODecoder: Sendable {
     /// the gateway takes (`add_attachments`: 20 files), so that a command over its own limit gets
     /// its error ack; only a packet past this one closes the connection.
     public var maximumAttachments: Int
+    /// The most JSON values one packet's payload may have (``JSONValue/parse(_:maximumDepth:maximumValues:)``):
+    /// past it the packet is refused as malformed.
+    public var maximumValues: Int
     private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]])?
 
-    public init(maximumAttachments: Int = 32) {
+    public init(maximumAttachments: Int = 32, maximumValues: Int = .max) {
         self.maximumAttachments = maximumAttachments
+        self.maximumValues = maximumValues
     }
 
     /// A binary packet's header came and some of its attachments are still to come.
@@ -113,7 +117,8 @@ public struct SocketIODecoder: Sendable {
     /// A text message: the packet, or nil while its attachments are still to come.
     public mutating func receive(text: String) throws(SocketIOProtocolError) -> SocketIOPacket? {
         guard self.pending == nil else { throw SocketIOProtocolError("text packet while waiting for binary attachments") }
-        let (packet, attachments) = try Self.parseHeader(text, maximumAttachments: self.maximumAttachments)
+        let (packet, attachments) = try Self.parseHeader(
+            text, maximumAttachments: self.maximumAttachments, maximumValues: self.maximumValues)
         if attachments == 0 { return packet }
         self.pending = (packet, attachments, [])
         return nil
@@ -135,7 +140,9 @@ public struct SocketIODecoder: Sendable {
         return packet
     }
 
-    static func parseHeader(_ text: String, maximumAttachments: Int) throws(SocketIOProtocolError) -> (SocketIOPacket, Int) {
+    static func parseHeader(
+        _ text: String, maximumAttachments: Int, maximumValues: Int = .max
+    ) throws(SocketIOProtocolError) -> (SocketIOPacket, Int) {
         var rest = Substring(text)
         guard let first = rest.first, let digit = first.wholeNumberValue, let kind = SocketIOPacket.Kind(rawValue: digit) else {
             throw SocketIOProtocolError("unknown packet type")
@@ -167,9 +174,9 @@ public struct SocketIODecoder: Sendable {
         var data: JSONValue?
         if !rest.isEmpty {
             do {
-                data = try JSONValue.parse(rest)
+                data = try JSONValue.parse(rest, maximumValues: maximumValues)
             } catch {
-                throw SocketIOProtocolError("payload is not JSON")
+                throw SocketIOProtocolError("payload is not JSON, or has too many values")
             }
         }
         let packet = SocketIOPacket(kind: kind, namespace: namespace, ackID: ackID, data: data)

@@ -21,6 +21,9 @@ public struct EngineConfiguration: Sendable {
     /// from what it has). A minute: a slice of a replay is at most about 1.5 MB, which a client
     /// reading at 25 KB/s takes within it.
     public var longestWaitForRoom: Duration = .seconds(60)
+    /// The longest a long-polling POST's answer is held while the layer above has too much to do
+    /// (``EngineSession/holdPostWhilePaused()``): under python-engineio's 5 s for a POST.
+    public var longestPostHold: Duration = .seconds(2)
 
     public init() {}
 

@@ -7,7 +7,10 @@ import NIOCore
 /// While the server does not read the connection (``pauseReading()``: the client sent more
 /// commands than it has answered yet), the client's pong may be waiting unread behind its own
 /// commands, so an unanswered ping does not end the session then: it gets its whole `timeout`
-/// again from the moment reading resumes.
+/// again from the moment reading resumes. Pings go on meanwhile, one each `timeout`: a stock
+/// JavaScript client closes a connection that sends it no ping for `interval` + `timeout`,
+/// whatever else it reads (until the forty-second session none went out while paused, and a
+/// browser that sent two minutes of commands at once timed the server out).
 struct EngineHeartbeat: Sendable {
     enum Action: Equatable {
         case sendPing
@@ -40,7 +43,7 @@ struct EngineHeartbeat: Sendable {
             guard now - sentAt >= self.timeout else { return .wait }
             guard !self.isReadingPaused else {
                 self.pingSentAt = now
-                return .wait
+                return .sendPing
             }
             return .timedOut
         }

@@ -29,18 +29,30 @@ public final class EngineServer: Sendable {
     /// once would otherwise land here again, on a server that is stopping, and its WebSocket
     /// would hold the server's shutdown up until the client left.
     private let closing = Atomic(false)
+    private let isReady: @Sendable () -> Bool
     private let makeDelegate: @Sendable (EngineSession, EngineHandshake) -> any EngineSessionDelegate
 
-    /// `makeDelegate` gives each new session the layer above it (Socket.IO).
+    /// `makeDelegate` gives each new session the layer above it (Socket.IO). No session opens
+    /// while `isReady` is false (a layer above that cannot serve yet): the handshake gets 503 and
+    /// a WebSocket is refused, which stock clients take for a lost transport and retry with
+    /// their backoff. (A CONNECT_ERROR would not do: socket.io-client 4 does not reconnect
+    /// after one.)
     public init(
         configuration: EngineConfiguration, logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        isReady: @escaping @Sendable () -> Bool = { true },
         makeDelegate: @escaping @Sendable (EngineSession, EngineHandshake) -> any EngineSessionDelegate
     ) {
         self.configuration = configuration
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
+        self.isReady = isReady
         self.makeDelegate = makeDelegate
+    }
+
+    /// Whether new sessions open: the server is not closing, and the layer above is ready.
+    private var opensSessions: Bool {
+        !self.closing.load(ordering: .acquiring) && self.isReady()
     }
 
     /// Open sessions.
@@ -79,7 +91,7 @@ public final class EngineServer: Sendable {
             guard
                 let session = await self.openPollingSession(
                     EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress))
-            else { return self.error(request, code: 3, "Server is shutting down", status: .serviceUnavailable) }
+            else { return self.error(request, code: 3, "Server unavailable", status: .serviceUnavailable) }
             let upgrades = self.configuration.allowUpgrades ? ["websocket"] : []
             return self.text(request, await session.handshake(upgrades: upgrades).text)
         }
@@ -123,7 +135,9 @@ public final class EngineServer: Sendable {
         do {
             body = try await request.body.collect(upTo: self.configuration.maxPayload)
         } catch {
-            await session.close(reason: "payload too large")
+            // python-engineio puts everything it has queued in one POST, whatever `maxPayload`
+            // says: closed without the close packet, its client reconnects.
+            await session.close(reason: "payload too large", notifyClient: false)
             return self.error(request, code: 3, "Payload too large", status: .contentTooLarge)
         }
         guard let text = UTF8Text.string(body.readableBytesView) else {
@@ -133,6 +147,7 @@ public final class EngineServer: Sendable {
         do {
             let packets = try EngineIOPacket.parsePayload(text)
             await session.receive(payload: packets)
+            await session.holdPostWhilePaused()
         } catch {
             self.logger.info("closing a session after a malformed payload", metadata: ["eio.sid": "\(sid)", "error": "\(error)"])
             await session.close(reason: "malformed payload")
@@ -159,7 +174,7 @@ public final class EngineServer: Sendable {
         let query = Self.query(URI(uri))
         guard query["EIO"] == "4", query["transport"] == "websocket" else { return false }
         if let sid = query["sid"] { return self.session(sid) != nil }
-        return true
+        return self.isReady()
     }
 
     private static let upgradeHeaders: Set<String> = [
@@ -231,7 +246,7 @@ public final class EngineServer: Sendable {
 
     /// A new registered session, or nil once the server is closing.
     func makeSession(on eventLoop: any EventLoop) -> EngineSession? {
-        guard !self.closing.load(ordering: .acquiring) else { return nil }
+        guard self.opensSessions else { return nil }
         let session = EngineSession(
             id: RandomID.make(), eventLoop: eventLoop, configuration: self.configuration, logger: self.logger)
         self.sessions.withLock { $0[session.id] = session }

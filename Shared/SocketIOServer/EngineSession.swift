@@ -49,6 +49,10 @@ public actor EngineSession {
     private(set) var owesPoll = false
     /// A long-polling POST is being read. The protocol allows one at a time.
     private var postInFlight = false
+    /// The layer above asked not to be given more for now (``pauseReading()``).
+    private var isReadingPaused = false
+    /// The answer of a long-polling POST, held while reading is paused (``holdPostWhilePaused()``).
+    private var heldPost: CheckedContinuation<Void, Never>?
     /// A long-polling GET is being answered (waiting for packets, or for an upgrade to finish).
     /// The protocol allows one at a time.
     private var pollInFlight = false
@@ -354,6 +358,12 @@ public actor EngineSession {
         }
         self.webSocket = webSocket
         self.probing = nil
+        self.releaseHeldPost()
+        if self.isReadingPaused {
+            // Paused while polling: the WebSocket starts paused too.
+            self.heartbeat.pauseReading()
+            webSocket.setReading(false)
+        }
         if let poll = self.waitingPoll {
             self.waitingPoll = nil
             poll.resume(throwing: EngineIOProtocolError("upgraded"))
@@ -367,18 +377,42 @@ public actor EngineSession {
     }
 
     /// Stops reading from the WebSocket until ``resumeReading()`` (the layer above has too much
-    /// to do); long-polling has nothing to pause. Meanwhile the client's pong may wait unread
-    /// behind its commands, so the heartbeat does not time it out (``EngineHeartbeat``).
+    /// to do); meanwhile the client's pong may wait unread behind its commands, so the heartbeat
+    /// does not time it out (``EngineHeartbeat``). A long-polling session's POSTs are answered
+    /// late instead (``holdPostWhilePaused()``).
     func pauseReading() {
+        self.isReadingPaused = true
         guard let webSocket = self.webSocket else { return }
         self.heartbeat.pauseReading()
         webSocket.setReading(false)
     }
 
     func resumeReading() {
+        self.isReadingPaused = false
+        self.releaseHeldPost()
         guard let webSocket = self.webSocket else { return }
         if self.heartbeat.resumeReading(at: .now()) { self.arm() }
         webSocket.setReading(true)
+    }
+
+    /// Long-polling's back-pressure: after a POST's packets were handed on, its answer waits
+    /// while reading is paused, for ``EngineConfiguration/longestPostHold`` at most. A client
+    /// sends its next POST only once the last is answered (the protocol allows one at a time),
+    /// so it sends no faster than its commands run. Not longer: python-engineio gives a POST
+    /// 5 s, and fails the connection past that.
+    func holdPostWhilePaused() async {
+        guard self.isReadingPaused, !self.isClosed, self.webSocket == nil, self.heldPost == nil else { return }
+        let timeout = self.eventLoop.scheduleTask(in: TimeAmount(self.configuration.longestPostHold)) { [weak self] in
+            self?.assumeIsolated { $0.releaseHeldPost() }
+        }
+        await withCheckedContinuation { self.heldPost = $0 }
+        timeout.cancel()
+    }
+
+    private func releaseHeldPost() {
+        let post = self.heldPost
+        self.heldPost = nil
+        post?.resume()
     }
 
     /// Whether an upgrade to WebSocket is under way (probe answered, `5` not yet received).
@@ -418,6 +452,7 @@ public actor EngineSession {
         self.outbox = []
         self.outboxBytes = 0
         self.resumeRoomWaiters()
+        self.releaseHeldPost()
         let delegate = self.delegate
         self.delegate = nil
         self.logger.debug("engine session closed", metadata: ["eio.sid": "\(self.id)", "reason": "\(reason)"])

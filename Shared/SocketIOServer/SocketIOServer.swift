@@ -24,13 +24,15 @@ public final class SocketIOServer: Sendable {
     public let engine: EngineServer
     private let core: SocketIOCore
 
+    /// `isReady`: whether new connections are taken (``EngineServer/init(configuration:logger:eventLoopGroup:isReady:makeDelegate:)``).
     public init(
         configuration: EngineConfiguration, logger: Logger, namespaces: Set<String> = ["/"],
+        isReady: @escaping @Sendable () -> Bool = { true },
         authenticate: @escaping Authenticator, unknownEvent: @escaping EventHandler
     ) {
         let core = SocketIOCore(namespaces: namespaces, authenticate: authenticate, unknownEvent: unknownEvent, logger: logger)
         self.core = core
-        self.engine = EngineServer(configuration: configuration, logger: logger) { session, handshake in
+        self.engine = EngineServer(configuration: configuration, logger: logger, isReady: isReady) { session, handshake in
             SocketIOConnection(core: core, session: session, handshake: handshake)
         }
     }
@@ -152,6 +154,21 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// are answered is slowed down, not dropped.
     static let pauseReadingAt = 256
     static let resumeReadingAt = 64
+    /// The same marks for the bytes of those events (their packets' text; binary attachments are
+    /// counted in ``SocketIOCore/attachmentBudget``): a megabyte, about one `maxPayload`, and a
+    /// quarter of it. Until the forty-second session only events were counted, and 256 events
+    /// of a megabyte each could wait on one WebSocket (16,384 on a polling session).
+    static let pauseReadingAtBytes = 1 << 20
+    static let resumeReadingAtBytes = 1 << 18
+    /// The bytes that may wait on one connection even so: past the pause, a WebSocket reads at
+    /// most the rest of one read and one message of `maxPayload`, and a polling client sends its
+    /// next POST only once its last is answered (held while reading is paused, for
+    /// ``EngineConfiguration/longestPostHold`` at most).
+    static let maximumPendingBytes = 8 << 20
+    /// The most JSON values one packet may carry (``SocketIODecoder/maximumValues``): far above
+    /// any command (`delete_message` takes 100 ids), and it keeps what a packet takes parsed
+    /// within a small multiple of its text.
+    static let maximumValuesPerPacket = 10_000
     /// Events that may wait on one connection even so; past this the client is flooding and its
     /// connection is closed. Long-polling cannot be paused (one POST may carry many), and a
     /// WebSocket pauses only between reads: one read of 64 KiB can hold about 6,000 of the
@@ -165,19 +182,27 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// An event waiting to run, and what its binary attachments hold of
     /// ``SocketIOCore/attachmentBudget`` until it has run.
     private typealias PendingEvent = (
-        socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?, attachments: AttachmentHold?
+        socket: SocketIOSocket, name: String, arguments: [JSONValue], ackID: Int?, attachments: AttachmentHold?,
+        bytes: Int
     )
 
     private let server: SocketIOCore
     private let session: EngineSession
     private let handshake: EngineHandshake
-    private var decoder = SocketIODecoder()
+    private var decoder = SocketIODecoder(maximumValues: SocketIOConnection.maximumValuesPerPacket)
     /// The connected sockets, by namespace.
     private var sockets: [String: SocketIOSocket] = [:]
     private var connecting: Set<String> = []
-    /// Packets that arrived while a CONNECT was being authenticated, handled after it.
-    private var held: [SocketIOPacket] = []
+    /// Packets that arrived while a CONNECT was being authenticated (with their text's size),
+    /// handled after it.
+    private var held: [(packet: SocketIOPacket, bytes: Int)] = []
     private var pending: [PendingEvent] = []
+    /// The text bytes of `held` and `pending`.
+    private var pendingBytes = 0
+    /// The size of the text of the binary packet whose attachments are still to come.
+    private var binaryHeaderBytes = 0
+    /// Reading is paused (``pauseReadingAt``, ``pauseReadingAtBytes``).
+    private var isReadingPaused = false
     private var running = false
     /// A namespace was connected once: later packets for namespaces that left are not a
     /// protocol breach.
@@ -215,14 +240,18 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func receive(_ message: EngineMessage) {
         do {
             let packet: SocketIOPacket?
+            var textBytes = 0
             switch message {
             case .text(let text):
                 packet = try self.decoder.receive(text: text)
+                textBytes = text.utf8.count
+                if packet == nil { self.binaryHeaderBytes = textBytes }
             case .binary(let bytes):
                 if self.decoder.isAwaitingAttachments {
                     guard self.hold(attachment: bytes.count) else { return }
                 }
                 packet = try self.decoder.receive(binary: bytes)
+                textBytes = self.binaryHeaderBytes
             }
             // A packet complete with attachments keeps them counted until its event has run.
             var held: AttachmentHold?
@@ -231,7 +260,7 @@ actor SocketIOConnection: EngineSessionDelegate {
                 self.attachments = nil
             }
             self.watchAttachments()
-            if let packet { self.handle(packet, attachments: held) }
+            if let packet { self.handle(packet, bytes: textBytes, attachments: held) }
         } catch {
             self.watchAttachments()
             self.server.logger.info(
@@ -258,28 +287,31 @@ actor SocketIOConnection: EngineSessionDelegate {
             self.server.logger.info(
                 "closing a connection: its user's attachments waiting for their commands fill the user's share",
                 metadata: ["eio.sid": "\(self.session.id)", "share": "\(budget.userShare)"])
-            self.closeSession(reason: "attachment share")
+            self.closeSession(reason: "attachment share", notifyClient: false)
             return false
         case .overLimit:
             self.server.logger.warning(
                 "closing a connection: the attachments waiting for their commands fill the budget",
                 metadata: ["eio.sid": "\(self.session.id)", "budget": "\(budget.limit)"])
-            self.closeSession(reason: "attachment budget")
+            self.closeSession(reason: "attachment budget", notifyClient: false)
             return false
         }
     }
 
-    /// `attachments`: what the packet's attachments hold of the budget, given back once its
-    /// event has run, or at once when it is not an event that runs.
-    private func handle(_ packet: SocketIOPacket, attachments: AttachmentHold? = nil) {
+    /// `bytes`: the size of the packet's text. `attachments`: what the packet's attachments
+    /// hold of the budget, given back once its event has run, or at once when it is not an
+    /// event that runs.
+    private func handle(_ packet: SocketIOPacket, bytes: Int, attachments: AttachmentHold? = nil) {
         guard self.connecting.isEmpty else {
-            // Held only while a CONNECT is checked (moments): its bytes are not counted.
+            // Held only while a CONNECT is checked (moments): its attachments are not counted.
             self.server.attachmentBudget.release(attachments)
-            guard self.held.count < Self.maximumPendingEvents else {
+            guard self.held.count < Self.maximumPendingEvents, self.admits(bytes) else {
                 self.closeSession(reason: "too many packets before CONNECT")
                 return
             }
-            self.held.append(packet)
+            self.held.append((packet, bytes))
+            self.pendingBytes += bytes
+            self.pauseReadingIfFull()
             return
         }
         var queued = false
@@ -299,7 +331,7 @@ actor SocketIOConnection: EngineSessionDelegate {
                 self.closeSession(reason: "event before connect")
                 return
             }
-            queued = self.enqueue((socket, name, arguments, packet.ackID, attachments))
+            queued = self.enqueue((socket, name, arguments, packet.ackID, attachments, bytes))
         case .disconnect:
             // The connection stays open (other namespaces may follow); clients close it.
             self.leave(packet.namespace)
@@ -352,19 +384,30 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func handleHeld() {
         let held = self.held
         self.held = []
-        for packet in held { self.handle(packet) }
+        for (packet, bytes) in held {
+            self.pendingBytes -= bytes
+            self.handle(packet, bytes: bytes)
+        }
+        self.resumeReadingIfRoom()
+    }
+
+    /// Whether `bytes` more may wait on this connection.
+    private func admits(_ bytes: Int) -> Bool {
+        self.pendingBytes + bytes <= Self.maximumPendingBytes
     }
 
     /// Queues `event` to run; false when the connection floods and is closed instead.
     private func enqueue(_ event: PendingEvent) -> Bool {
-        guard self.pending.count < Self.maximumPendingEvents else {
+        guard self.pending.count < Self.maximumPendingEvents, self.admits(event.bytes) else {
             self.server.logger.info(
-                "closing a connection that floods events", metadata: ["eio.sid": "\(self.session.id)"])
+                "closing a connection that floods events",
+                metadata: ["eio.sid": "\(self.session.id)", "events": "\(self.pending.count)", "bytes": "\(self.pendingBytes)"])
             self.closeSession(reason: "too many pending events")
             return false
         }
         self.pending.append(event)
-        if self.pending.count == Self.pauseReadingAt { self.session.assumeIsolated { $0.pauseReading() } }
+        self.pendingBytes += event.bytes
+        self.pauseReadingIfFull()
         guard !self.running else { return true }
         self.running = true
         Task { await self.runPending() }
@@ -378,7 +421,8 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func runPending() async {
         while !self.pending.isEmpty {
             let event = self.pending.removeFirst()
-            if self.pending.count == Self.resumeReadingAt { self.resumeReading() }
+            self.pendingBytes -= event.bytes
+            self.resumeReadingIfRoom()
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
             self.server.attachmentBudget.release(event.attachments)
             if let ackID = event.ackID, self.sockets[event.socket.namespace] === event.socket {
@@ -394,12 +438,30 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.session.assumeIsolated { $0.send(messages) }
     }
 
-    private func resumeReading() {
+    /// Pauses reading once the events or their bytes reach their marks.
+    private func pauseReadingIfFull() {
+        guard !self.isReadingPaused,
+            self.pending.count + self.held.count >= Self.pauseReadingAt || self.pendingBytes >= Self.pauseReadingAtBytes
+        else { return }
+        self.isReadingPaused = true
+        self.session.assumeIsolated { $0.pauseReading() }
+    }
+
+    /// Reads again once both the events and their bytes are down to their resume marks.
+    private func resumeReadingIfRoom() {
+        guard self.isReadingPaused,
+            self.pending.count + self.held.count <= Self.resumeReadingAt, self.pendingBytes <= Self.resumeReadingAtBytes
+        else { return }
+        self.isReadingPaused = false
         self.session.assumeIsolated { $0.resumeReading() }
     }
 
-    private func closeSession(reason: String) {
-        self.session.assumeIsolated { $0.close(reason: reason) }
+    /// Closes the session. `notifyClient: false` for a limit or a timeout the client did not
+    /// break the protocol to reach (the attachments budget, a slow upload): without the close
+    /// packet, stock clients take it for a lost transport and reconnect, where python-socketio
+    /// takes the close packet for a goodbye and stays away.
+    private func closeSession(reason: String, notifyClient: Bool = true) {
+        self.session.assumeIsolated { $0.close(reason: reason, notifyClient: notifyClient) }
     }
 
     private var isSessionClosed: Bool {
@@ -446,7 +508,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
         guard self.attachmentDeadline == nil else { return }
         self.attachmentDeadline = self.session.eventLoop.scheduleTask(in: Self.attachmentTimeLimit) { [weak session] in
-            session?.assumeIsolated { $0.close(reason: "binary attachments too slow") }
+            session?.assumeIsolated { $0.close(reason: "binary attachments too slow", notifyClient: false) }
         }
     }
 
@@ -463,6 +525,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.connectTimeout = nil
         for namespace in Array(self.sockets.keys) { self.leave(namespace) }
         // `pending` is left to `runPending`: those events arrived while their socket was open.
+        for (_, bytes) in self.held { self.pendingBytes -= bytes }
         self.held = []
     }
 

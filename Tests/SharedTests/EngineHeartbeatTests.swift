@@ -56,18 +56,21 @@ struct EngineHeartbeatTests {
         #expect(heartbeat.nextDeadline == self.opened + .milliseconds(300))
     }
 
-    @Test("while the server does not read the connection, an unanswered ping does not time out")
+    @Test("while the server does not read the connection, an unanswered ping does not time out, and pings go on")
     func pausedReading() {
         var heartbeat = self.heartbeat()
         let sent = self.opened + .milliseconds(300)
         _ = heartbeat.due(at: sent)
         heartbeat.pauseReading()
         #expect(!heartbeat.isOverdue(at: sent + .seconds(10)))
+        let beforeDeadline = heartbeat.due(at: sent + .milliseconds(199))
+        #expect(beforeDeadline == .wait)
         let atDeadline = heartbeat.due(at: sent + .milliseconds(200))
-        #expect(atDeadline == .wait)
+        #expect(atDeadline == .sendPing)
         #expect(heartbeat.nextDeadline == sent + .milliseconds(400))
         let muchLater = heartbeat.due(at: sent + .seconds(10))
-        #expect(muchLater == .wait)
+        #expect(muchLater == .sendPing)
+        #expect(heartbeat.nextDeadline == sent + .seconds(10) + .milliseconds(200))
     }
 
     @Test("once reading resumes, the outstanding ping gets its whole timeout from then")

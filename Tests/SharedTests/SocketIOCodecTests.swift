@@ -45,6 +45,16 @@ struct SocketIOCodecTests {
         #expect(expected.encode().text == text)
     }
 
+    @Test("a packet with more JSON values than the decoder's limit is refused; one at the limit is taken")
+    func valueLimit() throws {
+        var decoder = SocketIODecoder(maximumValues: 10)
+        // The array, the name and eight numbers: ten values.
+        #expect(try decoder.receive(text: #"2["x",1,2,3,4,5,6,7,8]"#)?.event?.arguments.count == 8)
+        #expect(throws: SocketIOProtocolError.self) { try decoder.receive(text: #"2["x",[],[],[],[],[],[],[],[],[]]"#) }
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(#"{"a":[1,2]}"#, maximumValues: 3) }
+        #expect(try JSONValue.parse(#"{"a":[1,2]}"#, maximumValues: 4) == .object(["a": .array([.number(1), .number(2)])]))
+    }
+
     @Test("binary arguments travel as attachments and are put back in place")
     func binaryRoundTrip() throws {
         let packet = SocketIOPacket.event(

@@ -53,4 +53,78 @@ struct SocketIOHandlerTests {
         await session.waitForRoom()
         #expect(await session.isClosed)
     }
+
+    /// Events waiting to run are bounded in bytes, not only in number: a polling client's POST
+    /// is answered only once they are down again (its back-pressure), and one that sends past
+    /// the bound is closed. Until the forty-second session 16,384 events of a megabyte each
+    /// could wait on one polling session, every POST answered at once.
+    @Test("events waiting on a polling session are bounded in bytes: the POST's answer waits, and a flood is closed")
+    func pendingBytesAreBounded() async throws {
+        let gate = Gate()
+        let core = SocketIOCore(
+            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
+            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        core.handlers.withLock { $0["slow"] = { _, _ in await gate.wait() } }
+        var configuration = EngineConfiguration()
+        configuration.longestPostHold = .seconds(30)
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+            logger: Logger(label: "test"))
+        let connection = SocketIOConnection(
+            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
+        await session.start(delegate: connection, webSocket: nil)
+        await session.receive(payload: [.message("0")])
+        #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+
+        // One event runs (and waits at the gate); two wait, 1.2 MB: past the pause mark.
+        let event = EngineIOPacket.message(#"2["slow","\#(String(repeating: "x", count: 600_000))"]"#)
+        await session.receive(payload: [event, event, event])
+        let answered = Atomic(false)
+        let post = Task {
+            await session.holdPostWhilePaused()
+            answered.store(true, ordering: .relaxed)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let answeredEarly = answered.load(ordering: .relaxed)
+        #expect(!answeredEarly, "the POST was answered while 1.2 MB of events waited")
+        gate.open()
+        await post.value
+        #expect(!(await session.isClosed))
+
+        // Past the bound (8 MiB waiting), the connection is closed.
+        gate.close()
+        await session.receive(payload: Array(repeating: event, count: 16))
+        #expect(await session.isClosed)
+        gate.open()
+    }
+}
+
+/// Holds event handlers until it is opened.
+private final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async -> [JSONValue] {
+        await withCheckedContinuation { continuation in
+            let go = self.state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if go { continuation.resume() }
+        }
+        return []
+    }
+
+    func open() {
+        let waiting = self.state.withLock { state in
+            state.open = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func close() {
+        self.state.withLock { $0.open = false }
+    }
 }

@@ -348,8 +348,12 @@ def test_the_command_rate_at_its_defaults_lets_a_burst_of_120_through_then_30_a_
 
 def test_a_gateway_that_does_not_know_the_revoked_sessions_yet_checks_no_token(account):
     """Until its first fetch of the revoked sessions from auth succeeds, a gateway would take a
-    revoked token: it answers 503 `unavailable` on REST and CONNECT_ERROR "unavailable" instead
-    (not "unauthorized": the client is not logged out), and serves once auth answers."""
+    revoked token: it answers 503 `unavailable` on REST, and opens no Socket.IO connection (503
+    to the Engine.IO handshake, a WebSocket refused: not "unauthorized", the client is not logged
+    out). Stock clients take that for a lost transport and retry with their backoff: a
+    python-socketio client started meanwhile connects by itself once auth answers. (Until the
+    forty-second session it got CONNECT_ERROR "unavailable", after which socket.io-client 4
+    never reconnects by itself.)"""
     token = account().access
     services("stop", "auth")
     try:
@@ -357,9 +361,27 @@ def test_a_gateway_that_does_not_know_the_revoked_sessions_yet_checks_no_token(a
             me = requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert_error(me, 503, "unavailable")
             assert me.headers.get("Retry-After") == "1"
-            assert connect_error(base, {"token": token}, transports=["websocket"]) == {"message": "unavailable"}
-            services("start", "auth")
-            wait_until_ready("http://127.0.0.1:9173/readyz", "the gateway once auth is back")
+            handshake = requests.get(f"{base}/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=10)
+            assert handshake.status_code == 503
+            with pytest.raises(websocket.WebSocketBadStatusException):
+                websocket.create_connection(base.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+            connected = threading.Event()
+            sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
+            sio.on("connect", connected.set)
+            starting = threading.Thread(
+                target=lambda: sio.connect(base, auth={"token": token}, transports=["websocket"], retry=True, wait_timeout=10),
+                daemon=True)
+            starting.start()
+            try:
+                time.sleep(1)
+                assert not connected.is_set()
+                services("start", "auth")
+                wait_until_ready("http://127.0.0.1:9173/readyz", "the gateway once auth is back")
+                assert connected.wait(timeout=20), "the client did not connect by itself once the gateway was ready"
+                assert sio.call("ping", "ready", timeout=10) == {"ok": True, "data": {"pong": "ready"}}
+            finally:
+                starting.join(timeout=20)
+                sio.disconnect()
             me = requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert me.status_code == 200, me.text
     finally:
@@ -507,6 +529,24 @@ def test_heartbeat_timeout_and_max_payload(second_gateway):
     params = {"EIO": "4", "transport": "polling", "sid": polling_open(second_gateway)["sid"]}
     too_big = requests.post(url, params=params, data="4" + "x" * 5000, timeout=5)
     assert too_big.status_code == 413
+
+
+def test_a_polling_client_past_max_payload_reconnects(second_gateway, account):
+    """python-engineio puts everything it has queued in one POST, whatever `maxPayload` says; the
+    gateway answers 413 and ends the session without the close packet, so the client takes it
+    for a lost transport and reconnects (with the close packet, which it takes for a goodbye, it
+    stayed away until the forty-second session)."""
+    connects: queue.Queue = queue.Queue()
+    sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
+    sio.on("connect", lambda: connects.put(time.monotonic()))
+    sio.connect(second_gateway, auth={"token": account().access}, transports=["polling"], wait_timeout=10)
+    try:
+        connects.get(timeout=10)
+        sio.emit("ping", "x" * 5000)
+        connects.get(timeout=20)  # connected again
+        assert sio.call("ping", "again", timeout=10) == {"ok": True, "data": {"pong": "again"}}
+    finally:
+        sio.disconnect()
 
 
 def assert_closed_by_the_gateway(ws: websocket.WebSocket) -> None:
