@@ -22,7 +22,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let outbox = OutboxSignal()
     let conversations = Conversations(
         client: backend.database, users: directory, outbox: outbox, faults: FaultPoints(environment: context.environment),
-        logger: logger)
+        logger: logger, batchLockTimeout: settings.rpcTimeout)
     backend.topology = backend.topology.merged(
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 
