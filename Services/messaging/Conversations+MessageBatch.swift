@@ -4,12 +4,21 @@ import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
 
-/// One `create_message` command of a batch: what was asked, by whom, and the correlation id of
-/// the request that asked it (its event carries it on).
+/// One `create_message` command of a batch: what was asked, by whom, the correlation id of the
+/// request that asked it (its event carries it on), and when its caller stops waiting
+/// (``RPCContext/deadline``; nil for a request without one).
 struct MessageCommand: Sendable {
     var request: CreateMessageRequest
     var caller: UUID
     var correlationID: String?
+    var deadline: ContinuousClock.Instant? = nil
+
+    /// Whether its caller gave up at `now`: the gateway has answered it `unavailable`, and the
+    /// client's retry (the same `clientMessageId`) writes it.
+    func isAbandoned(at now: ContinuousClock.Instant) -> Bool {
+        guard let deadline = self.deadline else { return false }
+        return now >= deadline
+    }
 }
 
 extension Conversations {
