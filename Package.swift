@@ -191,6 +191,7 @@ let package = Package(
             name: "MessagingService",
             dependencies: [
                 "MessengerServiceKit", "ThreadedIO",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Services/messaging"

@@ -22,7 +22,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let outbox = OutboxSignal()
     let conversations = Conversations(
         client: backend.database, users: directory, outbox: outbox, faults: FaultPoints(environment: context.environment),
-        logger: logger)
+        logger: logger, batchLockTimeout: settings.rpcTimeout)
     backend.topology = backend.topology.merged(
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 
@@ -33,7 +33,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         conversations: conversations,
         concurrentBatches: batchWriters)
     backend.router.on(MessagingMessage.createMessage, CreateMessageRequest.self) { request, context in
-        try await batcher.createMessage(request, actor: context.actorID)
+        try await batcher.createMessage(request, actor: context.actorID, deadline: context.deadline)
     }
     backend.router.on(MessagingMessage.updateMessage, UpdateMessageRequest.self) { request, context in
         try await conversations.updateMessage(request, actor: context.actorID)

@@ -4,12 +4,21 @@ import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
 
-/// One `create_message` command of a batch: what was asked, by whom, and the correlation id of
-/// the request that asked it (its event carries it on).
+/// One `create_message` command of a batch: what was asked, by whom, the correlation id of the
+/// request that asked it (its event carries it on), and when its caller stops waiting
+/// (``RPCContext/deadline``; nil for a request without one).
 struct MessageCommand: Sendable {
     var request: CreateMessageRequest
     var caller: UUID
     var correlationID: String?
+    var deadline: ContinuousClock.Instant? = nil
+
+    /// Whether its caller gave up at `now`: the gateway has answered it `unavailable`, and the
+    /// client's retry (the same `clientMessageId`) writes it.
+    func isAbandoned(at now: ContinuousClock.Instant) -> Bool {
+        guard let deadline = self.deadline else { return false }
+        return now >= deadline
+    }
 }
 
 extension Conversations {
@@ -63,6 +72,8 @@ extension Conversations {
     private func createMessagesFromKnownThreads(
         _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>]? {
+        // A reply takes the locked way: its target is read under a share lock that a delete
+        // of it waits for (``MessageStatements/ReplyTargets``), which this statement cannot take.
         guard !commands.contains(where: { $0.request.replyToId != nil }),
             let known = self.knownThreads.lookup(commands.map(\.request.threadId.uuid))
         else { return nil }
@@ -90,7 +101,11 @@ extension Conversations {
         _ commands: [MessageCommand], lookingForRetries: Bool
     ) async throws -> [Result<RawJSON, ServiceError>] {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
+        let lockTimeout = MessageStatements.LockTimeout(
+            milliseconds: "\(DatabaseConfiguration.milliseconds(self.batchLockTimeout))")
         let plan = try await self.write { connection -> Plan in
+            // No lock is waited for longer than callers wait for their answer.
+            for try await _ in try await connection.execute(lockTimeout, logger: self.logger) {}
             // The thread rows, locked in id order (no deadlock between concurrent batches): from
             // here on, this transaction alone appends to these threads.
             var threads: [UUID: KnownThreads.Thread] = [:]
@@ -115,13 +130,15 @@ extension Conversations {
                 }
             }
 
+            // The messages replied to, share-locked: a delete of one waits for this batch, or
+            // this batch for the delete, and then sees the message deleted.
             var replyTargets: [UUID: ReplyTarget] = [:]
-            let replyIDs = commands.compactMap(\.request.replyToId?.uuid)
+            let replyIDs = Array(Set(commands.compactMap(\.request.replyToId?.uuid)))
             if !replyIDs.isEmpty {
-                let rows = try await connection.query(
-                    "SELECT id, thread_id, deleted_at IS NOT NULL FROM messages WHERE id = ANY(\(replyIDs))",
-                    logger: self.logger)
-                for try await (id, thread, deleted) in rows.decode((UUID, UUID, Bool).self) {
+                for try await row in try await connection.execute(
+                    MessageStatements.ReplyTargets(ids: replyIDs), logger: self.logger)
+                {
+                    let (id, thread, deleted) = try row.decode((UUID, UUID, Bool).self)
                     replyTargets[id] = ReplyTarget(thread: thread, deleted: deleted)
                 }
             }
@@ -150,7 +167,7 @@ extension Conversations {
     }
 
     /// The message a new one replies to: it must be in the same thread, and not deleted (a reply
-    /// would quote a tombstone).
+    /// would quote a tombstone), as it is once the batch holds its share lock.
     struct ReplyTarget {
         var thread: UUID
         var deleted: Bool

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MessengerContracts
 import MessengerServiceKit
+import Metrics
 import PostgresNIO
 import Synchronization
 import ThreadedIO
@@ -16,6 +17,12 @@ import ThreadedIO
 /// command, a retry finds its original. If a batch fails as a whole (a lost connection, a
 /// constraint raced by another replica), its commands are written again one by one, so one
 /// bad command never fails the others.
+///
+/// A command whose caller stopped waiting (its ``MessageCommand/deadline`` passed while it
+/// queued, behind a stalled database say) is not written: it fails as `unavailable`, as the
+/// gateway already answered it, and the client's retry with the same `clientMessageId` writes
+/// it. Before the forty-second session the writers wrote a whole stale backlog, whose callers
+/// had all been told 503, before any fresh command.
 final class MessageBatcher: Sendable {
     private struct Pending: Sendable {
         var command: MessageCommand
@@ -30,16 +37,20 @@ final class MessageBatcher: Sendable {
         /// would collide and be written again under the locks.
         var writing: Set<EntityID> = []
 
-        /// The oldest commands whose thread no batch is writing, at most `maximum`. A command
-        /// that waits makes the later ones of its thread wait too, so a thread's commands keep
-        /// their order.
-        mutating func takeBatch(maximum: Int) -> [Pending] {
+        /// The oldest commands whose thread no batch is writing, at most `maximum`, and apart,
+        /// every queued command whose caller gave up by `now` (taken off the queue, to be failed).
+        /// A command that waits makes the later ones of its thread wait too, so a thread's
+        /// commands keep their order.
+        mutating func takeBatch(maximum: Int, now: ContinuousClock.Instant) -> (batch: [Pending], abandoned: [Pending]) {
             var batch: [Pending] = []
+            var abandoned: [Pending] = []
             var waiting: [Pending] = []
             var busy = self.writing
             for pending in self.queue {
                 let thread = pending.command.request.threadId
-                if batch.count < maximum, !busy.contains(thread) {
+                if pending.command.isAbandoned(at: now) {
+                    abandoned.append(pending)
+                } else if batch.count < maximum, !busy.contains(thread) {
                     batch.append(pending)
                 } else {
                     waiting.append(pending)
@@ -48,13 +59,16 @@ final class MessageBatcher: Sendable {
             }
             self.queue = waiting
             for pending in batch { self.writing.insert(pending.command.request.threadId) }
-            return batch
+            return (batch, abandoned)
         }
 
         mutating func finished(_ batch: [Pending]) {
             for pending in batch { self.writing.remove(pending.command.request.threadId) }
         }
     }
+
+    /// Commands not written because their caller's deadline passed before their turn.
+    private static let abandoned = Counter(label: "messages_abandoned_total")
 
     private let conversations: Conversations
     private let maximumBatch: Int
@@ -68,15 +82,20 @@ final class MessageBatcher: Sendable {
     }
 
     /// `create_message` (see ``Conversations/createMessages(_:)`` for the rules).
-    /// The reply is the `{message}` JSON, encoded once for the reply and the event.
-    func createMessage(_ request: CreateMessageRequest, actor: UUID?) async throws -> RawJSON {
+    /// The reply is the `{message}` JSON, encoded once for the reply and the event. `deadline`:
+    /// when the caller stops waiting (``RPCContext/deadline``); past it, the command is not
+    /// written and fails as `unavailable`.
+    func createMessage(
+        _ request: CreateMessageRequest, actor: UUID?, deadline: ContinuousClock.Instant?
+    ) async throws -> RawJSON {
         let caller = try Conversations.caller(actor)
         var request = request
         request.body = try MessagingRules.body(request.body)
         request.clientMessageId = try MessagingRules.clientMessageID(request.clientMessageId)
         let promise = Promise<RawJSON>()
         let startDriver = self.state.withLock { state in
-            let command = MessageCommand(request: request, caller: caller, correlationID: RequestCorrelation.id)
+            let command = MessageCommand(
+                request: request, caller: caller, correlationID: RequestCorrelation.id, deadline: deadline)
             state.queue.append(Pending(command: command, promise: promise))
             guard state.drivers < self.maximumDrivers else { return false }
             state.drivers += 1
@@ -94,15 +113,34 @@ final class MessageBatcher: Sendable {
         while true {
             // A driver stops when nothing is left that it may write; commands that wait for a
             // thread are taken by the driver writing it, once it is done.
-            let batch = self.state.withLock { state -> [Pending] in
-                let batch = state.takeBatch(maximum: self.maximumBatch)
-                if batch.isEmpty { state.drivers -= 1 }
-                return batch
+            let now = ContinuousClock.now
+            let (batch, abandoned) = self.state.withLock { state -> ([Pending], [Pending]) in
+                let taken = state.takeBatch(maximum: self.maximumBatch, now: now)
+                if taken.batch.isEmpty { state.drivers -= 1 }
+                return taken
             }
+            self.fail(abandoned)
             guard !batch.isEmpty else { return }
             await self.write(batch)
             self.state.withLock { $0.finished(batch) }
         }
+    }
+
+    /// The answer to a command whose caller gave up (the gateway answered it already).
+    private static let gaveUp = ServiceError.unavailable(
+        "the request's deadline passed before its message could be written; send it again", retryAfter: 1)
+
+    /// Fails commands whose caller gave up, with nothing written.
+    private func fail(_ abandoned: [Pending]) {
+        for pending in abandoned { pending.promise.fail(Self.gaveUp) }
+        self.count(abandoned: abandoned.count)
+    }
+
+    private func count(abandoned: Int) {
+        guard abandoned > 0 else { return }
+        Self.abandoned.increment(by: abandoned)
+        self.conversations.logger.notice(
+            "create_message commands whose callers stopped waiting were not written", metadata: ["messages": "\(abandoned)"])
     }
 
     private func write(_ batch: [Pending]) async {
@@ -112,13 +150,22 @@ final class MessageBatcher: Sendable {
             self.conversations.logger.warning(
                 "a message batch failed; writing its messages one by one",
                 metadata: ["messages": "\(batch.count)", "error": "\(LoggedError(error))"])
+            var abandoned = 0
             for pending in batch {
+                // Not written again once its caller gave up (the batch waited for a lock, say):
+                // each would wait as long again.
+                if pending.command.isAbandoned(at: .now) {
+                    pending.promise.fail(Self.gaveUp)
+                    abandoned += 1
+                    continue
+                }
                 do {
                     self.settle([pending], try await self.conversations.createMessages([pending.command]))
                 } catch {
                     pending.promise.fail(error)
                 }
             }
+            self.count(abandoned: abandoned)
         }
     }
 

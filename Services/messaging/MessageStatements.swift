@@ -6,6 +6,17 @@ import PostgresNIO
 /// The statements of a `create_message` batch (``Conversations/createMessages(_:)``),
 /// prepared once per connection.
 enum MessageStatements {
+    /// Bounds every lock wait of the batch's transaction (`lock_timeout`, `SET LOCAL`; in
+    /// milliseconds, as text): a batch behind a lock whose holder froze gives up with 55P03,
+    /// which callers get as `unavailable`, instead of holding its writer and its commands until
+    /// the server ends the holder's session (`idle_in_transaction_session_timeout`).
+    struct LockTimeout: PreparedRows {
+        static let name = "messaging.lock_timeout"
+        static let sql = "SELECT set_config('lock_timeout', $1, true)"
+        var milliseconds: String
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.milliseconds) }
+    }
+
     /// The threads' rows, locked in id order, with their last seq, their last activity, and their
     /// members (the owner first): one row per member. The lock is taken above the sort, so in
     /// thread id order.
@@ -20,6 +31,24 @@ enum MessageStatements {
             """
         var threads: [UUID]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
+    }
+
+    /// The messages replied to (`replyToId`), with their thread and whether they are deleted,
+    /// share-locked in id order until the batch commits. The lock conflicts with the one
+    /// `delete_message` takes (`FOR NO KEY UPDATE`, also in id order) before it marks a message
+    /// deleted, so a reply and a delete of its target run one after the other: a reply that
+    /// waited sees `deleted_at`, and a delete that waited comes after the reply. A plain read
+    /// did not wait (nor does the foreign key's check, a `FOR KEY SHARE` lock), and a reply
+    /// could be stored pointing to a message deleted at the same moment. The batch holds its
+    /// thread rows already; no transaction locks a message and then a thread, so this order
+    /// cannot deadlock.
+    struct ReplyTargets: PreparedRows {
+        static let name = "messaging.reply_targets"
+        static let sql = """
+            SELECT id, thread_id, deleted_at IS NOT NULL FROM messages WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE
+            """
+        var ids: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.ids) }
     }
 
     /// Messages written before for the same (thread, sender, client id): the 1-based position

@@ -38,6 +38,14 @@ public struct DatabaseConfiguration: Sendable {
     /// assumes ten elements. Only for services whose prepared statements are all lookups by
     /// key: a range condition's generic plan guesses a third of the table.
     public var genericPlans = false
+    /// `idle_in_transaction_session_timeout`: PostgreSQL ends a session that sits in an open
+    /// transaction, waiting for its client, this long, and so releases the locks it holds. Without
+    /// it a client frozen inside a transaction (a stopped or partitioned replica) held its row
+    /// locks until its TCP connection died, and every `create_message` of those threads, on every
+    /// replica, waited behind them. Nil (the default here) leaves the server's setting;
+    /// services read `DATABASE_IDLE_IN_TRANSACTION_SECONDS` (30 s by default, far above any
+    /// pause between the statements of our transactions; docs/foundation.md).
+    public var idleInTransactionTimeout: Duration? = nil
 
     /// `sslmode`, with libpq's meanings: `disable` (the default here), `allow` and `prefer` (TLS
     /// when the server offers it, the certificate not checked), `require` (TLS, the certificate
@@ -131,8 +139,20 @@ public struct DatabaseConfiguration: Sendable {
         if self.genericPlans {
             configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))
         }
+        if let timeout = self.idleInTransactionTimeout {
+            configuration.options.additionalStartupParameters.append(
+                ("idle_in_transaction_session_timeout", "\(Self.milliseconds(timeout))"))
+        }
         configuration.options.connectTimeout = .seconds(5)
         return configuration
+    }
+
+    /// `duration` in whole milliseconds (rounded up, at least 1): PostgreSQL's unit for timeouts,
+    /// where 0 would turn them off.
+    public static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return max(1, milliseconds)
     }
 }
 

@@ -7,7 +7,11 @@ extension Database {
     /// watchdog failed, a server shutting down, crashed or still recovering (SQLSTATE class 08,
     /// 57P01 to 57P03), a pool that gave up connecting (its circuit breaker trips after a minute
     /// of failed attempts, and then fails every call at once until a connection succeeds) or is
-    /// shutting down. A caller may retry such a failure (the contract's `unavailable`).
+    /// shutting down. Also a lock that was not granted in time (55P03, `lock_timeout`: another
+    /// session held it, perhaps frozen) and a session the server ended because it sat idle in a
+    /// transaction (25P03, `idle_in_transaction_session_timeout`; the statements after it fail as
+    /// a closed connection): nothing of the work was committed. A caller may retry such a failure
+    /// (the contract's `unavailable`).
     public static func isUnavailable(_ error: any Error) -> Bool {
         switch error {
         case let error as DatabaseError:
@@ -23,7 +27,7 @@ extension Database {
                 return true
             case .server:
                 guard let state = error.serverInfo?[.sqlState] else { return false }
-                return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+                return state.hasPrefix("08") || Self.unavailableStates.contains(state)
             default:
                 return false
             }
@@ -31,6 +35,11 @@ extension Database {
             return false
         }
     }
+
+    /// The SQLSTATEs outside class 08 that ``isUnavailable(_:)`` takes for a database that is
+    /// away or busy: admin shutdown, crash shutdown, cannot connect now, lock not available, and
+    /// idle-in-transaction session timeout.
+    static let unavailableStates: Set<String> = ["57P01", "57P02", "57P03", "55P03", "25P03"]
 
     /// Whether PostgreSQL aborted the statement to break a deadlock (40P01) or a serialization
     /// conflict (40001): the same work may be run again at once.

@@ -52,13 +52,16 @@ public struct ServiceSettings: Sendable {
 }
 
 extension DatabaseConfiguration {
-    /// Reads `DATABASE_URL`, `DATABASE_POOL_SIZE` and `DATABASE_KEEPALIVE_SECONDS` for a service
-    /// that owns `schema`.
+    /// Reads `DATABASE_URL`, `DATABASE_POOL_SIZE`, `DATABASE_KEEPALIVE_SECONDS` and
+    /// `DATABASE_IDLE_IN_TRANSACTION_SECONDS` (30 by default, 0 leaves the server's setting) for a
+    /// service that owns `schema`.
     public init(environment: ServiceEnvironment, schema: String) throws {
         self = try environment.parsed("DATABASE_URL") { try DatabaseConfiguration(url: $0, schema: schema) }
         self.maximumConnections = try environment.int("DATABASE_POOL_SIZE", default: 8, in: 1...200)
         let keepAlive = try environment.int("DATABASE_KEEPALIVE_SECONDS", default: 0, in: 0...86_400)
         self.keepAlive = keepAlive > 0 ? .seconds(keepAlive) : nil
+        let idle = try environment.int("DATABASE_IDLE_IN_TRANSACTION_SECONDS", default: 30, in: 0...86_400)
+        self.idleInTransactionTimeout = idle > 0 ? .seconds(idle) : nil
     }
 }
 

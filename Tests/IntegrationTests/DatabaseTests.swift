@@ -163,4 +163,42 @@ struct DatabaseUnavailableTests {
             }
         }
     }
+
+    @Test("a lock not granted within lock_timeout (55P03) and a session ended idle in a transaction (25P03) are")
+    func lockTimeoutAndIdleSession() async throws {
+        var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
+        configuration.idleInTransactionTimeout = .milliseconds(200)
+        let database = configuration.makeDatabase(logger: TestEnvironment.logger)
+        let logger = TestEnvironment.logger
+        let key = Int64.random(in: 1...Int64.max)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await database.run() }
+            defer { group.cancelAll() }
+            // A session holds an advisory lock; another waits for it at most 100 ms.
+            try await database.withConnection { holder in
+                try await holder.query("SELECT pg_advisory_lock(\(key))", logger: logger)
+                do {
+                    try await database.transaction(logger: logger) { connection in
+                        try await connection.query("SET LOCAL lock_timeout = 100", logger: logger)
+                        try await connection.query("SELECT pg_advisory_xact_lock(\(key))", logger: logger)
+                    }
+                    Issue.record("the lock was granted")
+                } catch {
+                    #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
+                }
+                try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
+            }
+            // A transaction that waits longer than the timeout between two statements.
+            do {
+                try await database.transaction(logger: logger) { connection in
+                    try await connection.query("SELECT 1", logger: logger)
+                    try await Task.sleep(for: .seconds(1))
+                    try await connection.query("SELECT 1", logger: logger)
+                }
+                Issue.record("the idle transaction went on")
+            } catch {
+                #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
+            }
+        }
+    }
 }

@@ -108,7 +108,9 @@ struct ConfigurationTests {
         #expect(throws: DatabaseError.self) { try DatabaseConfiguration(url: "mysql://db/chat", schema: "auth") }
     }
 
-    @Test("the pool's size and keep-alive come from the environment; keep-alive is off unless set; no minimum")
+    @Test(
+        "the pool's size, keep-alive and idle-in-transaction timeout come from the environment; keep-alive is off unless set; no minimum"
+    )
     func databasePool() throws {
         let url = ["DATABASE_URL": "postgres://app@db/chat"]
         let defaults = try DatabaseConfiguration(environment: ServiceEnvironment(url), schema: "auth")
@@ -117,6 +119,11 @@ struct ConfigurationTests {
         #expect(defaults.clientConfiguration.options.minimumConnections == 0)
         #expect(defaults.clientConfiguration.options.maximumConnections == 8)
         #expect(defaults.clientConfiguration.options.keepAliveBehavior == nil)
+        #expect(defaults.idleInTransactionTimeout == .seconds(30))
+        #expect(
+            defaults.clientConfiguration.options.additionalStartupParameters.contains {
+                $0 == ("idle_in_transaction_session_timeout", "30000")
+            })
         let set = try DatabaseConfiguration(
             environment: ServiceEnvironment(url.merging(["DATABASE_POOL_SIZE": "3", "DATABASE_KEEPALIVE_SECONDS": "45"]) { $1 }),
             schema: "auth")
@@ -124,6 +131,14 @@ struct ConfigurationTests {
         #expect(set.keepAlive == .seconds(45))
         #expect(set.clientConfiguration.options.minimumConnections == 0)
         #expect(set.clientConfiguration.options.keepAliveBehavior?.frequency == .seconds(45))
+        let off = try DatabaseConfiguration(
+            environment: ServiceEnvironment(url.merging(["DATABASE_IDLE_IN_TRANSACTION_SECONDS": "0"]) { $1 }),
+            schema: "auth")
+        #expect(off.idleInTransactionTimeout == nil)
+        #expect(
+            !off.clientConfiguration.options.additionalStartupParameters.contains {
+                $0.0 == "idle_in_transaction_session_timeout"
+            })
         #expect(throws: ConfigurationError.self) {
             try DatabaseConfiguration(
                 environment: ServiceEnvironment(url.merging(["DATABASE_KEEPALIVE_SECONDS": "-5"]) { $1 }), schema: "auth")

@@ -274,10 +274,12 @@ def wait_until_ready(readyz_url: str, what: str, timeout: float = 60) -> None:
 # --- the database -------------------------------------------------------------------------------
 
 
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5433/messenger")
+
+
 def psql(sql: str) -> str:
     """One statement through psql against DATABASE_URL; its output, unaligned."""
-    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5433/messenger")
-    done = subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(["psql", DATABASE_URL, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
     return done.stdout.strip()
 
 

@@ -45,7 +45,9 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, scrape_metric, unique_name
+from e2e_support import (
+    DATABASE_URL, TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, scrape_metric, unique_name,
+)
 from test_socketio import client
 
 RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
@@ -1678,3 +1680,199 @@ def test_a_reaction_racing_the_delete_of_its_message_does_not_outlive_it(crew, c
         reacting.join(timeout=ACK_TIMEOUT)
     ids = ", ".join(f"'{message['id']}'" for message in messages)
     assert psql(f"SELECT count(*) FROM messaging.reactions WHERE message_id IN ({ids})") == "0"
+
+
+def test_a_reply_waits_for_a_delete_of_its_target_under_way_and_is_refused(crew, connect):
+    """A delete of the message Bob replies to is under way: a psql session has done what
+    `delete_message` does first (locked the row `FOR NO KEY UPDATE`, marked it deleted) and has
+    not committed. The reply must wait for it and then be refused, as a reply to a deleted
+    message is. Until the forty-second session the batch read its reply targets without a lock
+    (and the foreign key's check takes one the delete's does not block): the reply saw the
+    message not yet deleted and was stored pointing to a message deleted a moment later."""
+    alice, bob = crew[0], crew[1]
+    a, b = connect(alice), connect(bob)
+    tid = a.group([bob.id], title="reply to a message being deleted")["id"]
+    target = a.send(tid, "about to be deleted")["id"]
+    holder = hold_in_psql(
+        f"e2e-reply-race-{uuid.uuid4().hex[:12]}",
+        f"SELECT id FROM messaging.messages WHERE id = '{target}' FOR NO KEY UPDATE;\n"
+        f"UPDATE messaging.messages SET body = '', deleted_at = clock_timestamp() WHERE id = '{target}';\n")
+    replies: list[Any] = []
+    try:
+        payload = {"threadId": tid, "clientMessageId": cmid(), "body": "a reply", "replyToId": target}
+        replying = threading.Thread(target=lambda: replies.append(b.call("create_message", payload)))
+        replying.start()
+        replying.join(timeout=1.5)
+        waited = replying.is_alive()
+    finally:
+        release_psql(holder)
+    replying.join(timeout=ACK_TIMEOUT)
+    assert replies, f"no ack for the reply within {ACK_TIMEOUT} s of the delete's commit"
+    err(replies[0], "invalid_argument", "a reply to a message whose delete was under way")
+    assert waited, "the reply was answered while the delete of its target was under way, without waiting for it"
+
+
+def test_replies_racing_the_delete_of_their_target_come_before_it_or_are_refused(crew, connect):
+    """Alice deletes a message while Bob replies to it, 30 times at once. Each reply is either
+    refused (it came after the delete: a deleted message cannot be replied to) or stored, and
+    then it came before the delete: its MESSAGE_CREATED precedes the MESSAGES_DELETED of its
+    target in Alice's event log (seq order). A reply read its target without a lock until the
+    forty-second session, and could be stored after the delete had marked its target deleted."""
+    alice, bob = crew[0], crew[1]
+    a, b = connect(alice), connect(bob)
+    tid = a.group([bob.id], title="replies and deletes")["id"]
+    targets = [a.send(tid, f"reply to me {n}")["id"] for n in range(30)]
+    replies: dict[str, Any] = {}
+    for n, target in enumerate(targets):
+        start = threading.Barrier(2)
+
+        def reply(target=target, n=n) -> None:
+            start.wait()
+            replies[target] = b.call(
+                "create_message", {"threadId": tid, "clientMessageId": cmid(), "body": f"reply {n}", "replyToId": target})
+
+        replying = threading.Thread(target=reply)
+        replying.start()
+        start.wait()
+        a.ok("delete_message", {"messageIds": [target]})
+        replying.join(timeout=ACK_TIMEOUT)
+    assert len(replies) == len(targets), f"{len(targets) - len(replies)} replies got no ack"
+    stored: dict[str, str] = {}  # target -> reply id
+    for target, ack in replies.items():
+        if isinstance(ack, dict) and ack.get("ok") is False:
+            err(ack, "invalid_argument", f"a reply to {target}")
+        else:
+            message = ok(ack, f"a reply to {target}")["message"]
+            assert message["replyToId"] == target, message
+            stored[target] = message["id"]
+
+    deadline = time.monotonic() + 30
+    while True:
+        events = unacknowledged_events(a)
+        seq_of_delete = {event["data"]["messageIds"][0]: event["seq"] for event in events
+                         if event["type"] == "MESSAGES_DELETED" and event["data"]["messageIds"][0] in targets}
+        seq_of_reply = {event["data"]["message"]["id"]: event["seq"] for event in events
+                        if event["type"] == "MESSAGE_CREATED" and event["data"]["message"]["id"] in stored.values()}
+        if (len(seq_of_delete) == len(targets) and len(seq_of_reply) == len(stored)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(seq_of_delete) == len(targets), f"{len(seq_of_delete)} of {len(targets)} MESSAGES_DELETED events arrived"
+    assert len(seq_of_reply) == len(stored), f"{len(seq_of_reply)} of {len(stored)} stored replies' events arrived"
+    late = [target for target, reply_id in stored.items() if seq_of_reply[reply_id] > seq_of_delete[target]]
+    assert late == [], (f"{len(late)} of {len(stored)} stored replies came after the delete of their target "
+                        f"({len(targets) - len(stored)} were refused)")
+
+
+def hold_in_psql(name: str, statements: str) -> subprocess.Popen:
+    """A psql session (application_name `name`) that runs `statements` in an open transaction
+    and keeps it open until `COMMIT;` is written to its stdin (or it is killed: its transaction
+    rolls back). Returns once the last statement has run."""
+    holder = subprocess.Popen(
+        ["psql", DATABASE_URL, "-X", "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PGAPPNAME": name})
+    assert holder.stdin is not None
+    holder.stdin.write("BEGIN;\n" + statements + "SELECT 'held';\n")
+    holder.stdin.flush()
+    deadline = time.monotonic() + 15
+    while psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' "
+               "AND state = 'idle in transaction' AND query LIKE 'SELECT ''held''%'") != "1":
+        if holder.poll() is not None:
+            pytest.fail(f"psql exited with {holder.returncode}: {holder.stderr.read() if holder.stderr else ''}")
+        if time.monotonic() > deadline:
+            holder.kill()
+            pytest.fail(f"psql did not run {statements!r} within 15 s")
+        time.sleep(0.05)
+    return holder
+
+
+def release_psql(holder: subprocess.Popen) -> None:
+    """Commits a ``hold_in_psql`` session's transaction and waits for psql to end."""
+    if holder.poll() is None and holder.stdin is not None and not holder.stdin.closed:
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.close()
+    try:
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+
+
+def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_written(api, crew, connect):
+    """Messaging's writes stall (a psql session holds `messaging.outbox` locked, which every
+    message's write waits for) for longer than the gateway waits for an answer. The batch
+    writers are taken by "plug" commands sent first; the backlog sent after them waits in the
+    batcher, and its callers are answered `unavailable` at the RPC timeout. Once the stall ends,
+    the backlog must not be written: a command whose caller gave up fails, and the client's
+    retry with the same clientMessageId writes it (once). Until the forty-second session the
+    writers wrote the whole stale backlog before any fresh command.
+
+    Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default) and the
+    gateway's RPC_TIMEOUT_MS (5000 by default); it stalls every messaging write for some seconds."""
+    writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
+    rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    # Threads this replica has written to, so their writes take the one-statement way, which
+    # waits for the table lock as long as it is held.
+    plug_threads = [a.group([bob.id], title=f"plug {n}")["id"] for n in range(writers + 2)]
+    backlog_thread = a.group([bob.id], title="backlog")["id"]
+    for tid in plug_threads + [backlog_thread]:
+        a.send(tid, "before the stall")
+    plugs = [connect(alice) for _ in plug_threads]
+    backlog = [connect(alice) for _ in range(6)]
+    acks: dict[str, Any] = {}
+
+    def send(peer: Peer, tid: str, client_id: str) -> None:
+        try:
+            acks[client_id] = peer.sio.call(
+                "create_message", {"threadId": tid, "clientMessageId": client_id, "body": client_id},
+                timeout=rpc_timeout + 10)
+        except socketio.exceptions.TimeoutError:
+            acks[client_id] = None
+
+    holder = hold_in_psql(f"e2e-stall-{uuid.uuid4().hex[:12]}", "LOCK TABLE messaging.outbox IN EXCLUSIVE MODE;\n")
+    senders: list[threading.Thread] = []
+    backlog_ids = [f"backlog {n} {uuid.uuid4().hex[:8]}" for n in range(len(backlog))]
+    try:
+        # One plug at a time, so that each becomes a batch of its own and takes a writer.
+        for n, (peer, tid) in enumerate(zip(plugs, plug_threads)):
+            senders.append(threading.Thread(target=send, args=(peer, tid, f"plug {n} {uuid.uuid4().hex[:8]}")))
+            senders[-1].start()
+            time.sleep(0.3)
+        for peer, client_id in zip(backlog, backlog_ids):
+            senders.append(threading.Thread(target=send, args=(peer, backlog_thread, client_id)))
+            senders[-1].start()
+        # Every backlog caller has been answered `unavailable` by the gateway before the stall ends.
+        for thread in senders[len(plugs):]:
+            thread.join(timeout=rpc_timeout + 10)
+        time.sleep(1.0)
+    finally:
+        release_psql(holder)
+    for thread in senders:
+        thread.join(timeout=rpc_timeout + 10)
+    for client_id in backlog_ids:
+        err(acks.get(client_id), "unavailable", f"backlog command {client_id} during the stall")
+
+    # The plugs' batches, in flight when the stall began, are written once it ends; then the
+    # backlog is taken, and refused.
+    deadline = time.monotonic() + 30
+    while True:
+        written = [len(messages_page(api, alice, tid)["items"]) for tid in plug_threads[:writers]]
+        if all(count == 2 for count in written) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    stored = [item["body"] for item in messages_page(api, alice, backlog_thread)["items"]]
+    assert stored == ["before the stall"], (
+        f"{len(stored) - 1} of the {len(backlog)} commands whose callers were answered unavailable were written "
+        f"after the stall: {stored}")
+
+    # The client's retry writes it, once.
+    retried = ok(a.call("create_message", {"threadId": backlog_thread, "clientMessageId": backlog_ids[0],
+                                           "body": backlog_ids[0]}), "the retry")["message"]
+    assert retried["clientMessageId"] == backlog_ids[0]
+    again = ok(a.call("create_message", {"threadId": backlog_thread, "clientMessageId": backlog_ids[0],
+                                         "body": backlog_ids[0]}), "the retry's retry")["message"]
+    assert again["id"] == retried["id"]
+    assert len(messages_page(api, alice, backlog_thread)["items"]) == 2
