@@ -30,11 +30,14 @@ struct ReactionSpellingMigrationTests {
                 (ann, "0041", 30), (ann, "41", 20), (ann, "041", 40), (ann, "2764-fe0f", 10),
                 (bob, "0041", 5), (bob, "0", 5), (bob, "1f44d-0000", 5),
             ]
+            // Ages from one fixed time, not `now()` at each read: a migration that took more than
+            // half a second on a busy machine made every age one more.
+            let reference = Date()
             for (user, emoji, age) in stored {
                 try await client.query(
                     """
                     INSERT INTO \(unescaped: schema).reactions (message_id, user_id, emoji_hex, created_at)
-                    VALUES (\(message), \(user), \(emoji), now() - make_interval(secs => \(Double(age))))
+                    VALUES (\(message), \(user), \(emoji), \(reference.addingTimeInterval(-Double(age))))
                     """, logger: logger)
             }
 
@@ -46,7 +49,7 @@ struct ReactionSpellingMigrationTests {
             var kept: [String] = []
             let rows = try await client.query(
                 """
-                SELECT user_id::text || ' ' || emoji_hex || ' ' || round(extract(epoch FROM now() - created_at))::text
+                SELECT user_id::text || ' ' || emoji_hex || ' ' || round(extract(epoch FROM \(reference) - created_at))::text
                 FROM \(unescaped: schema).reactions ORDER BY 1
                 """, logger: logger)
             for try await row in rows.decode(String.self) { kept.append(row) }
