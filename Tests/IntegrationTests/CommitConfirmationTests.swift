@@ -48,13 +48,21 @@ struct CommitConfirmationTests {
         try await database.query("DROP FUNCTION \(unescaped: table)_slow()", logger: TestEnvironment.logger)
     }
 
-    /// Terminates the backend of `connection` half a second from now, from another connection.
+    /// Terminates the backend of `connection`, from another connection, once it sleeps in the
+    /// deferred trigger (its commit). A fixed half second missed the commit on a busy machine.
     func terminateSoon(_ connection: PostgresConnection, _ database: Database) async throws -> Task<Void, any Error> {
         let rows = try await connection.query("SELECT pg_backend_pid()", logger: TestEnvironment.logger)
         var pid: Int32 = 0
         for try await value in rows.decode(Int32.self) { pid = value }
         return Task {
-            try await Task.sleep(for: .milliseconds(500))
+            while true {
+                var sleeping = false
+                for try await event in try await database.query(
+                    "SELECT wait_event FROM pg_stat_activity WHERE pid = \(pid)", logger: TestEnvironment.logger
+                ).decode(String?.self) { sleeping = event == "PgSleep" }
+                if sleeping { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             try await database.query("SELECT pg_terminate_backend(\(pid))", logger: TestEnvironment.logger)
         }
     }
