@@ -81,7 +81,9 @@ extension Conversations {
         if let write = plan.write {
             do {
                 try await self.client.withConnection { connection in
-                    _ = try await connection.execute(write, logger: self.logger)
+                    // Read to the end: the row sequence is handed over before the statement has run, and
+                    // its error comes after (postgres-nio's command-tag overload traps on this one).
+                    for try await _ in try await connection.execute(write, logger: self.logger) {}
                     // Told to the senders as saved: committed first (the statement's own rows
                     // come before its commit).
                     try await connection.confirmCommitted(logger: self.logger)
@@ -145,7 +147,9 @@ extension Conversations {
 
             let plan = self.plan(commands, threads: threads, existing: existing, replyTargets: replyTargets)
             if let write = plan.write {
-                _ = try await connection.execute(write, logger: self.logger)
+                // Read to the end: the row sequence is handed over before the statement has run, and
+                // its error comes after (postgres-nio's command-tag overload traps on this one).
+                for try await _ in try await connection.execute(write, logger: self.logger) {}
             }
             return plan
         }

@@ -48,10 +48,12 @@ public struct DatabaseMigrator: Sendable {
         let schema = SQLIdentifier.quoted(self.schema)
         let lockKey = Self.lockKey(for: self.schema)
         return try await self.client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: self.logger)
+            // Read to the end: postgres-nio returns at the row description, before the lock is
+            // granted, and an error of the wait would come after it, unread.
+            _ = try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: self.logger).collect()
             do {
                 let applied = try await self.migrate(connection, schema: schema)
-                try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger)
+                _ = try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger).collect()
                 return applied
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger)

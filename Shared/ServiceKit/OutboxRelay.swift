@@ -217,7 +217,11 @@ public struct OutboxRelay: Service {
             do {
                 try await database.run(on: connection) {
                     if !published.isEmpty {
-                        _ = try await connection.execute(OutboxStatements.DeletePublished(positions: published), logger: logger)
+                        // Read to the end: the row sequence is handed over before the statement has run, and
+                        // its error comes after (postgres-nio's command-tag overload traps on this one).
+                        for try await _ in try await connection.execute(
+                            OutboxStatements.DeletePublished(positions: published), logger: logger)
+                        {}
                     }
                     for try await _ in try await connection.execute(OutboxStatements.ReleaseTurn(key: key), logger: logger) {}
                 }

@@ -35,8 +35,16 @@ extension JSONValue {
     public static func parse(
         _ text: some StringProtocol, maximumDepth: Int = 64, maximumValues: Int = .max
     ) throws -> JSONValue {
+        try Self.parseCounting(text, maximumDepth: maximumDepth, maximumValues: maximumValues).value
+    }
+
+    /// ``parse(_:maximumDepth:maximumValues:)``, and how many values the document has.
+    static func parseCounting(
+        _ text: some StringProtocol, maximumDepth: Int = 64, maximumValues: Int = .max
+    ) throws -> (value: JSONValue, values: Int) {
         var parser = JSONTextParser(bytes: Array(text.utf8), maximumDepth: maximumDepth, maximumValues: maximumValues)
-        return try parser.parseDocument()
+        let value = try parser.parseDocument()
+        return (value, maximumValues - parser.valuesLeft)
     }
 
     /// Parses JSON text like ``parse(_:maximumDepth:)``, and also returns the exact text of the
@@ -123,7 +131,7 @@ struct JSONTextParser {
     let bytes: [UInt8]
     let maximumDepth: Int
     /// Values the document may still have.
-    private var valuesLeft: Int
+    private(set) var valuesLeft: Int
     var index = 0
     /// A member of the top-level object whose text to keep (UTF-8), and where it was found.
     var keptKey: [UInt8]?

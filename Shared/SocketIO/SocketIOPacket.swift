@@ -101,6 +101,9 @@ public struct SocketIODecoder: Sendable {
     /// The most JSON values one packet's payload may have (``JSONValue/parse(_:maximumDepth:maximumValues:)``):
     /// past it the packet is refused as malformed.
     public var maximumValues: Int
+    /// The JSON values of the last packet whose text was received (a binary packet's, from its
+    /// header): with its text's size, a measure of what it takes in memory parsed.
+    public private(set) var lastPacketValues = 0
     private var pending: (packet: SocketIOPacket, expected: Int, attachments: [[UInt8]])?
 
     public init(maximumAttachments: Int = 32, maximumValues: Int = .max) {
@@ -117,8 +120,9 @@ public struct SocketIODecoder: Sendable {
     /// A text message: the packet, or nil while its attachments are still to come.
     public mutating func receive(text: String) throws(SocketIOProtocolError) -> SocketIOPacket? {
         guard self.pending == nil else { throw SocketIOProtocolError("text packet while waiting for binary attachments") }
-        let (packet, attachments) = try Self.parseHeader(
+        let (packet, attachments, values) = try Self.parseHeader(
             text, maximumAttachments: self.maximumAttachments, maximumValues: self.maximumValues)
+        self.lastPacketValues = values
         if attachments == 0 { return packet }
         self.pending = (packet, attachments, [])
         return nil
@@ -142,7 +146,7 @@ public struct SocketIODecoder: Sendable {
 
     static func parseHeader(
         _ text: String, maximumAttachments: Int, maximumValues: Int = .max
-    ) throws(SocketIOProtocolError) -> (SocketIOPacket, Int) {
+    ) throws(SocketIOProtocolError) -> (SocketIOPacket, attachments: Int, values: Int) {
         var rest = Substring(text)
         guard let first = rest.first, let digit = first.wholeNumberValue, let kind = SocketIOPacket.Kind(rawValue: digit) else {
             throw SocketIOProtocolError("unknown packet type")
@@ -172,16 +176,17 @@ public struct SocketIODecoder: Sendable {
             rest = rest.dropFirst(digits.count)
         }
         var data: JSONValue?
+        var values = 0
         if !rest.isEmpty {
             do {
-                data = try JSONValue.parse(rest, maximumValues: maximumValues)
+                (data, values) = try JSONValue.parseCounting(rest, maximumValues: maximumValues)
             } catch {
                 throw SocketIOProtocolError("payload is not JSON, or has too many values")
             }
         }
         let packet = SocketIOPacket(kind: kind, namespace: namespace, ackID: ackID, data: data)
         try Self.validate(packet)
-        return (packet, attachments)
+        return (packet, attachments, values)
     }
 
     /// The shape rules of the protocol for each packet type.

@@ -154,21 +154,31 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// are answered is slowed down, not dropped.
     static let pauseReadingAt = 256
     static let resumeReadingAt = 64
-    /// The same marks for the bytes of those events (their packets' text; binary attachments are
-    /// counted in ``SocketIOCore/attachmentBudget``): a megabyte, about one `maxPayload`, and a
-    /// quarter of it. Until the forty-second session only events were counted, and 256 events
-    /// of a megabyte each could wait on one WebSocket (16,384 on a polling session).
+    /// The same marks for the bytes those events take (``bytes(text:values:)``; binary
+    /// attachments are counted in ``SocketIOCore/attachmentBudget``): a megabyte, about one
+    /// `maxPayload`, and a quarter of it. Until the forty-second session only events were
+    /// counted, and 256 events of a megabyte each could wait on one WebSocket (16,384 on a
+    /// polling session).
     static let pauseReadingAtBytes = 1 << 20
     static let resumeReadingAtBytes = 1 << 18
     /// The bytes that may wait on one connection even so: past the pause, a WebSocket reads at
     /// most the rest of one read and one message of `maxPayload`, and a polling client sends its
     /// next POST only once its last is answered (held while reading is paused, for
     /// ``EngineConfiguration/longestPostHold`` at most).
-    static let maximumPendingBytes = 8 << 20
-    /// The most JSON values one packet may carry (``SocketIODecoder/maximumValues``): far above
-    /// any command (`delete_message` takes 100 ids), and it keeps what a packet takes parsed
-    /// within a small multiple of its text.
-    static let maximumValuesPerPacket = 10_000
+    static let maximumPendingBytes = 16 << 20
+    /// The most JSON values one packet may carry (``SocketIODecoder/maximumValues``): a
+    /// `maxPayload` of ids is some 25,000 (a `delete_message` of 16,000 ids gets its
+    /// `invalid_argument`), and this keeps a packet's parsed form within about 4 MB.
+    static let maximumValuesPerPacket = 100_000
+    /// What a parsed JSON value takes beyond its text: the 8-byte slot in its array or
+    /// dictionary and the box of an indirect enum case. A megabyte of `[1,1,…]` parses to about
+    /// 20 MB.
+    static let bytesPerValue = 40
+
+    /// What an event waiting to run holds in memory, about: its text and its parsed values.
+    static func bytes(text: Int, values: Int) -> Int {
+        text + values * Self.bytesPerValue
+    }
     /// Events that may wait on one connection even so; past this the client is flooding and its
     /// connection is closed. Long-polling cannot be paused (one POST may carry many), and a
     /// WebSocket pauses only between reads: one read of 64 KiB can hold about 6,000 of the
@@ -199,7 +209,7 @@ actor SocketIOConnection: EngineSessionDelegate {
     private var pending: [PendingEvent] = []
     /// The text bytes of `held` and `pending`.
     private var pendingBytes = 0
-    /// The size of the text of the binary packet whose attachments are still to come.
+    /// What the binary packet whose attachments are still to come holds (``bytes(text:values:)``).
     private var binaryHeaderBytes = 0
     /// Reading is paused (``pauseReadingAt``, ``pauseReadingAtBytes``).
     private var isReadingPaused = false
@@ -240,18 +250,18 @@ actor SocketIOConnection: EngineSessionDelegate {
     private func receive(_ message: EngineMessage) {
         do {
             let packet: SocketIOPacket?
-            var textBytes = 0
+            var packetBytes = 0
             switch message {
             case .text(let text):
                 packet = try self.decoder.receive(text: text)
-                textBytes = text.utf8.count
-                if packet == nil { self.binaryHeaderBytes = textBytes }
+                packetBytes = Self.bytes(text: text.utf8.count, values: self.decoder.lastPacketValues)
+                if packet == nil { self.binaryHeaderBytes = packetBytes }
             case .binary(let bytes):
                 if self.decoder.isAwaitingAttachments {
                     guard self.hold(attachment: bytes.count) else { return }
                 }
                 packet = try self.decoder.receive(binary: bytes)
-                textBytes = self.binaryHeaderBytes
+                packetBytes = self.binaryHeaderBytes
             }
             // A packet complete with attachments keeps them counted until its event has run.
             var held: AttachmentHold?
@@ -260,7 +270,7 @@ actor SocketIOConnection: EngineSessionDelegate {
                 self.attachments = nil
             }
             self.watchAttachments()
-            if let packet { self.handle(packet, bytes: textBytes, attachments: held) }
+            if let packet { self.handle(packet, bytes: packetBytes, attachments: held) }
         } catch {
             self.watchAttachments()
             self.server.logger.info(
@@ -298,7 +308,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    /// `bytes`: the size of the packet's text. `attachments`: what the packet's attachments
+    /// `bytes`: what the packet holds (``bytes(text:values:)``). `attachments`: what the packet's attachments
     /// hold of the budget, given back once its event has run, or at once when it is not an
     /// event that runs.
     private func handle(_ packet: SocketIOPacket, bytes: Int, attachments: AttachmentHold? = nil) {

@@ -76,7 +76,8 @@ struct SocketIOHandlerTests {
         await session.receive(payload: [.message("0")])
         #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
 
-        // One event runs (and waits at the gate); two wait, 1.2 MB: past the pause mark.
+        // One event runs (and waits at the gate); two wait, 1.2 MB: past the pause mark (a
+        // string is one value: its text is nearly all it holds).
         let event = EngineIOPacket.message(#"2["slow","\#(String(repeating: "x", count: 600_000))"]"#)
         await session.receive(payload: [event, event, event])
         let answered = Atomic(false)
@@ -91,11 +92,52 @@ struct SocketIOHandlerTests {
         await post.value
         #expect(!(await session.isClosed))
 
-        // Past the bound (8 MiB waiting), the connection is closed.
+        // Past the bound (16 MiB waiting), the connection is closed.
         gate.close()
-        await session.receive(payload: Array(repeating: event, count: 16))
+        await session.receive(payload: Array(repeating: event, count: 30))
         #expect(await session.isClosed)
         gate.open()
+    }
+}
+
+extension SocketIOHandlerTests {
+    /// A packet's values count in what it holds: a megabyte of `[1,1,…]` takes about 20 MB
+    /// parsed, so a few of them pause reading, where their text alone would not.
+    @Test("a packet's parsed values count in what waits: small values pause reading sooner than their text would")
+    func valuesCountInPendingBytes() async throws {
+        let gate = Gate()
+        let core = SocketIOCore(
+            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
+            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        core.handlers.withLock { $0["slow"] = { _, _ in await gate.wait() } }
+        var configuration = EngineConfiguration()
+        configuration.longestPostHold = .seconds(30)
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+            logger: Logger(label: "test"))
+        let connection = SocketIOConnection(
+            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
+        await session.start(delegate: connection, webSocket: nil)
+        await session.receive(payload: [.message("0")])
+        #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+        // 20,000 numbers: 40 KB of text, about 800 KB parsed. One runs, two wait.
+        let numbers = Array(repeating: "1", count: 20_000).joined(separator: ",")
+        let event = EngineIOPacket.message(#"2["slow",\#(numbers)]"#)
+        await session.receive(payload: [event, event, event])
+        let answered = Atomic(false)
+        let post = Task {
+            await session.holdPostWhilePaused()
+            answered.store(true, ordering: .relaxed)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let answeredEarly = answered.load(ordering: .relaxed)
+        #expect(!answeredEarly, "80 KB of text that parses to 1.6 MB did not pause reading")
+        gate.open()
+        await post.value
+        // Past the values a packet may carry, the packet is refused and the connection closed.
+        let tooMany = Array(repeating: "1", count: 100_000).joined(separator: ",")
+        await session.receive(payload: [.message(#"2["slow",\#(tooMany)]"#)])
+        #expect(await session.isClosed)
     }
 }
 
