@@ -377,7 +377,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRabbitMQ", "MessagingService", "MessengerServiceKit", "TestSupport",
+                "CRabbitMQ", "MediaService", "MessagingService", "MessengerServiceKit", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -55,8 +55,11 @@ PG_DB=messenger
 REDIS_DIR="$RUN_DIR/redis"
 
 APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libpq-dev
-    rabbitmq-server redis-server postgresql docker-compose)
-# The venv's stamp is VENV_REVISION plus this list: changing either reinstalls.
+    rabbitmq-server redis-server postgresql docker-compose
+    curl openssl pkg-config ca-certificates)
+# The venv's stamp is VENV_REVISION, this list and the constraints' checksum: changing any
+# reinstalls. The constraints pin every version (scripts/python-constraints.txt).
+PIP_CONSTRAINTS="$ROOT/scripts/python-constraints.txt"
 PIP_PACKAGES=("python-socketio[client]" aiohttp websocket-client requests redis msgpack pytest cryptography pika matplotlib)
 VENV_REVISION=2
 VENV="$RUN_DIR/venv"
@@ -218,17 +221,23 @@ apt_install() {
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod 755 "$policy"
         made_policy=1
+        # Removed even when apt is interrupted (a timeout, Ctrl-C): left behind, it would deny
+        # every service start on the machine.
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM
     fi
     local rc=0
     { apt-get update -q && apt-get install -y -q --no-install-recommends "$@"; } || rc=$?
-    ((made_policy == 0)) || rm -f "$policy"
+    if ((made_policy == 1)); then
+        rm -f "$policy"
+        trap - EXIT INT TERM
+    fi
     ((rc == 0)) || die "apt-get failed (exit $rc)"
 }
 
 # Create .run/venv with the Python test clients (skipped when the stamp matches).
 install_venv() {
     local stamp="$VENV/.messenger-stamp" want
-    want="r$VENV_REVISION ${PIP_PACKAGES[*]}"
+    want="r$VENV_REVISION ${PIP_PACKAGES[*]} $(cksum <"$PIP_CONSTRAINTS" | cut -d' ' -f1)"
     if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         say "python venv: up to date ($VENV)"
         return
@@ -236,7 +245,7 @@ install_venv() {
     say "python venv: creating $VENV"
     mkdir -p "$RUN_DIR"
     [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$PIP_CONSTRAINTS" "${PIP_PACKAGES[@]}"
     echo "$want" >"$stamp"
     say "python venv: ready"
 }
@@ -454,9 +463,19 @@ pg_prepare() {
         if ! as_pg test -w "$PG_BASE"; then
             # The repo path is not reachable for user postgres (e.g. under /root):
             # keep the data in /var/tmp and link it from .run.
-            local alt
+            local alt pid
             alt="/var/tmp/messenger-postgres-$(echo "$ROOT" | cksum | cut -d' ' -f1)"
             say "postgres: $PG_BASE not reachable for user postgres; using $alt"
+            # A checkout at the same path before this one left its data there: this checkout
+            # starts from an empty database, as one whose data is under .run does.
+            if [[ -e "$alt" ]]; then
+                pid="$(head -1 "$alt/data/postmaster.pid" 2>/dev/null || true)"
+                if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+                    die "postgres: $alt is used by a running server (pid $pid); stop it first"
+                fi
+                say "postgres: removing $alt, left by an earlier checkout at this path"
+                rm -rf "$alt"
+            fi
             mkdir -p "$alt" && chown postgres: "$alt"
             rmdir "$PG_LINK" && ln -s "$alt" "$PG_LINK"
             pg_paths

@@ -88,7 +88,15 @@ struct Attachments: Sendable {
                 replyAs: AttachmentList.self, actor: caller)
         } catch let refusal as ServiceError where refusal.code.isRefusal {
             // Messaging refused (not the author, no such message): nothing of it was recorded.
-            try await self.release(newlyReserved, from: messageID)
+            // The client hears the refusal even if giving the uploads back fails (they stay
+            // reserved, as after a timeout below).
+            do {
+                try await self.release(newlyReserved, from: messageID)
+            } catch {
+                self.logger.warning(
+                    "giving back uploads after a refused attach failed",
+                    metadata: ["message_id": "\(request.messageId)", "error": "\(LoggedError(error))"])
+            }
             throw refusal
         }
         // Any other failure (a timeout, a crash) may come after messaging committed: the uploads

@@ -91,8 +91,17 @@ struct CloudinaryStore: MediaStore {
                         "Cloudinary refused our credentials or signature; check CLOUDINARY_*",
                         metadata: ["status": "\(reply.status)", "message": "\(Self.errorMessage(reply))"])
                     throw ServiceError.unavailable("the file store is unavailable")
-                case 400..<500:
+                case 400, 413, 415, 422:
+                    // The file (its format, its size, its content): the client's to fix.
                     throw ServiceError.invalidArgument("Cloudinary refused the file: \(Self.errorMessage(reply))")
+                case 400..<500:
+                    // Any other refusal (404: a cloud or path that does not exist) is our
+                    // configuration's, not the client's file: the details, which name it, go to the
+                    // log only (until the forty-second session the client got them, as 422).
+                    self.logger.error(
+                        "Cloudinary refused the request; check CLOUDINARY_*",
+                        metadata: ["status": "\(reply.status)", "message": "\(Self.errorMessage(reply))"])
+                    throw ServiceError.unavailable("the file store is unavailable")
                 default:
                     lastProblem = "HTTP \(reply.status): \(Self.errorMessage(reply))"
                 }

@@ -44,8 +44,9 @@ struct MediaController {
     private func store(_ request: Request, boundary: String, caller: UUID) async throws -> Response {
         // The file plus room for the form's own headers.
         let buffer = try await request.body.collect(upTo: self.maximumUpload + 64 * 1024)
-        // Copying and parsing up to 25 MiB: off the event loops, like the upload's encoding.
-        let parsed = await withTaskExecutorPreference(globalConcurrentExecutor) {
+        // Copying and parsing up to 25 MiB: on NIO's thread pool, off the event loops, like the
+        // upload's encoding.
+        let parsed = try await NIOThreadPool.singleton.runIfActive {
             MultipartForm(body: Data(buffer: buffer), boundary: boundary)
         }
         guard let form = parsed else {

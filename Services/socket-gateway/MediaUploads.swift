@@ -1,6 +1,7 @@
 import Foundation
 import MessengerAMQP
 import MessengerContracts
+import NIOPosix
 
 /// Passes uploads on to the media service, for `POST /api/attachments` and `add_attachments`
 /// with files alike.
@@ -24,11 +25,14 @@ struct MediaUploads: Sendable {
         _ = try await self.rpc.call(
             .ping(.media), to: .media, payload: ping, replyAs: PingReply.self, timeout: Self.pickupTimeout)
         // Encoding a file of up to 25 MiB as the RPC's JSON (base64) takes tens of milliseconds:
-        // off the event loops, where every socket of the loop would wait for it.
-        return try await withTaskExecutorPreference(globalConcurrentExecutor) {
-            try await self.rpc.call(
-                MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
-                timeout: Self.timeout)
-        }
+        // on NIO's thread pool, not on an event loop, where every socket of the loop would wait
+        // for it. (Until the forty-second session it ran under a preference for the global
+        // concurrent executor, which is the event loops here: it took nothing off them.)
+        return try await self.rpc.call(
+            MediaMessage.upload, to: .media, payload: upload, replyAs: AttachmentEnvelope.self, actor: actor,
+            timeout: Self.timeout, offload: Self.threadPool)
     }
+
+    /// Runs a request's encoding on NIO's thread pool.
+    static let threadPool = RPCEncodingOffload { encode in try await NIOThreadPool.singleton.runIfActive(encode) }
 }

@@ -131,11 +131,17 @@ public final class RPCClient: Service, Sendable {
 
     /// Sends `payload` as a `type` request to `service` and decodes its reply; a remote error
     /// comes back as the thrown ``ServiceError``.
+    ///
+    /// `offload`, when given, runs the request's encoding (on a thread pool): for a payload large
+    /// enough that encoding it on an event loop would hold up the loop's other work (an upload's
+    /// file as base64, tens of milliseconds). Swift concurrency's global executor is the event
+    /// loops here (``ServiceMain``), so a task executor preference does not take work off them.
     public func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(
         _ type: MessageType, to service: ServiceName, payload: Payload, replyAs: Reply.Type = Reply.self,
-        actor: UUID? = nil, timeout: Duration? = nil
+        actor: UUID? = nil, timeout: Duration? = nil, offload: RPCEncodingOffload? = nil
     ) async throws -> Reply {
-        let body = try await self.callRaw(type, to: service, payload: payload, actor: actor, timeout: timeout)
+        let body = try await self.callRaw(
+            type, to: service, payload: payload, actor: actor, timeout: timeout, offload: offload)
         let reply: RPCReply<Reply>
         do {
             reply = try MessengerJSON.decode(RPCReply<Reply>.self, from: body)
@@ -149,11 +155,17 @@ public final class RPCClient: Service, Sendable {
     /// Like ``call(_:to:payload:replyAs:actor:timeout:)`` but returns the reply's JSON
     /// (`{"ok":...}`) untouched, for passing it on to a client.
     public func callRaw<Payload: Encodable & Sendable>(
-        _ type: MessageType, to service: ServiceName, payload: Payload, actor: UUID? = nil, timeout: Duration? = nil
+        _ type: MessageType, to service: ServiceName, payload: Payload, actor: UUID? = nil, timeout: Duration? = nil,
+        offload: RPCEncodingOffload? = nil
     ) async throws -> Data {
         let envelope = Envelope(type: type, actorId: actor, data: payload)
-        return try await self.send(
-            type, to: service, body: try envelope.encoded(), header: envelope.header, timeout: timeout)
+        let body: Data
+        if let offload {
+            body = try await offload.run { try envelope.encoded() }
+        } else {
+            body = try envelope.encoded()
+        }
+        return try await self.send(type, to: service, body: body, header: envelope.header, timeout: timeout)
     }
 
     /// Sends a request whose payload is already JSON (a client's command passed on as it came,
@@ -225,5 +237,15 @@ public final class RPCClient: Service, Sendable {
         }
         try await call.confirm.value()
         return try await call.reply.value()
+    }
+}
+
+/// Where an RPC request's encoding runs when it should not run on the caller's event loop (see
+/// ``RPCClient/call(_:to:payload:replyAs:actor:timeout:offload:)``): a thread pool's `run`.
+public struct RPCEncodingOffload: Sendable {
+    let run: @Sendable (@escaping @Sendable () throws -> Data) async throws -> Data
+
+    public init(_ run: @escaping @Sendable (@escaping @Sendable () throws -> Data) async throws -> Data) {
+        self.run = run
     }
 }

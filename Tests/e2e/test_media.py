@@ -1069,6 +1069,20 @@ def test_cloudinary_wrong_secret_is_unavailable_to_the_client(api, alice, cloud)
     uploaded(api, alice.access, "b.png", png(2, 2))
 
 
+def test_cloudinary_refusing_our_path_is_unavailable_to_the_client(api, alice, cloud):
+    """A 404 from Cloudinary (a cloud or upload prefix that does not exist) is our configuration
+    too: 503 `unavailable`, with Cloudinary's text in the log only. Until the forty-second session
+    every 4xx but 401/403 was the client's file: 422 with that text."""
+    try:
+        cloud.restart(CLOUDINARY_UPLOAD_PREFIX=cloud.fake.base_url + "/nowhere")
+        message = assert_error(upload(api, alice.access, "a.png", png(2, 2)), 503, "unavailable")
+        assert "route" not in message.lower() and "nowhere" not in message, message
+    finally:
+        cloud.fake.reset()
+        cloud.restart()
+    uploaded(api, alice.access, "b.png", png(2, 2))
+
+
 def test_cloudinary_5xx_is_retried(api, alice, cloud):
     fake = cloud.fake
     fake.fail_next_uploads(1, status=500)
