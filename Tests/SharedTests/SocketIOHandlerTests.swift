@@ -61,20 +61,7 @@ struct SocketIOHandlerTests {
     @Test("events waiting on a polling session are bounded in bytes: the POST's answer waits, and a flood is closed")
     func pendingBytesAreBounded() async throws {
         let gate = Gate()
-        let core = SocketIOCore(
-            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
-            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
-        core.handlers.withLock { $0["slow"] = { _, _ in await gate.wait() } }
-        var configuration = EngineConfiguration()
-        configuration.longestPostHold = .seconds(30)
-        let session = EngineSession(
-            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
-            logger: Logger(label: "test"))
-        let connection = SocketIOConnection(
-            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
-        await session.start(delegate: connection, webSocket: nil)
-        await session.receive(payload: [.message("0")])
-        #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+        let session = try await Self.connectedPollingSession(slowEventsWaitAt: gate)
 
         // One event runs (and waits at the gate); two wait, 1.2 MB: past the pause mark (a
         // string is one value: its text is nearly all it holds).
@@ -101,11 +88,9 @@ struct SocketIOHandlerTests {
 }
 
 extension SocketIOHandlerTests {
-    /// A packet's values count in what it holds: a megabyte of `[1,1,…]` takes about 20 MB
-    /// parsed, so a few of them pause reading, where their text alone would not.
-    @Test("a packet's parsed values count in what waits: small values pause reading sooner than their text would")
-    func valuesCountInPendingBytes() async throws {
-        let gate = Gate()
+    /// A polling session whose socket is connected, whose `slow` event waits at `gate`, and whose
+    /// POSTs are held up to 30 s while reading is paused.
+    static func connectedPollingSession(slowEventsWaitAt gate: Gate) async throws -> EngineSession {
         let core = SocketIOCore(
             namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
             unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
@@ -120,6 +105,17 @@ extension SocketIOHandlerTests {
         await session.start(delegate: connection, webSocket: nil)
         await session.receive(payload: [.message("0")])
         #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+        return session
+    }
+}
+
+extension SocketIOHandlerTests {
+    /// A packet's values count in what it holds: a megabyte of `[1,1,…]` takes about 20 MB
+    /// parsed, so a few of them pause reading, where their text alone would not.
+    @Test("a packet's parsed values count in what waits: small values pause reading sooner than their text would")
+    func valuesCountInPendingBytes() async throws {
+        let gate = Gate()
+        let session = try await Self.connectedPollingSession(slowEventsWaitAt: gate)
         // 20,000 numbers: 40 KB of text, about 800 KB parsed. One runs, two wait.
         let numbers = Array(repeating: "1", count: 20_000).joined(separator: ",")
         let event = EngineIOPacket.message(#"2["slow",\#(numbers)]"#)
@@ -142,7 +138,7 @@ extension SocketIOHandlerTests {
 }
 
 /// Holds event handlers until it is opened.
-private final class Gate: Sendable {
+final class Gate: Sendable {
     private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
 
     func wait() async -> [JSONValue] {
