@@ -66,17 +66,8 @@ struct SocketIOHandlerTests {
         // One event runs (and waits at the gate); two wait, 1.2 MB: past the pause mark (a
         // string is one value: its text is nearly all it holds).
         let event = EngineIOPacket.message(#"2["slow","\#(String(repeating: "x", count: 600_000))"]"#)
-        await session.receive(payload: [event, event, event])
-        let answered = Atomic(false)
-        let post = Task {
-            await session.holdPostWhilePaused()
-            answered.store(true, ordering: .relaxed)
-        }
-        try await Task.sleep(for: .milliseconds(300))
-        let answeredEarly = answered.load(ordering: .relaxed)
-        #expect(!answeredEarly, "the POST was answered while 1.2 MB of events waited")
-        gate.open()
-        await post.value
+        try await Self.expectPostHeldUntilOpened(
+            session, gate, receiving: [event, event, event], "the POST was answered while 1.2 MB of events waited")
         #expect(!(await session.isClosed))
 
         // Past the bound (16 MiB waiting), the connection is closed.
@@ -88,6 +79,23 @@ struct SocketIOHandlerTests {
 }
 
 extension SocketIOHandlerTests {
+    /// Receives `payload` as a POST's and expects the POST's answer held until `gate` opens.
+    static func expectPostHeldUntilOpened(
+        _ session: EngineSession, _ gate: Gate, receiving payload: [EngineIOPacket], _ problem: Comment
+    ) async throws {
+        await session.receive(payload: payload)
+        let answered = Atomic(false)
+        let post = Task {
+            await session.holdPostWhilePaused()
+            answered.store(true, ordering: .relaxed)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let answeredEarly = answered.load(ordering: .relaxed)
+        #expect(!answeredEarly, problem)
+        gate.open()
+        await post.value
+    }
+
     /// A polling session whose socket is connected, whose `slow` event waits at `gate`, and whose
     /// POSTs are held up to 30 s while reading is paused.
     static func connectedPollingSession(slowEventsWaitAt gate: Gate) async throws -> EngineSession {
@@ -119,17 +127,8 @@ extension SocketIOHandlerTests {
         // 20,000 numbers: 40 KB of text, about 800 KB parsed. One runs, two wait.
         let numbers = Array(repeating: "1", count: 20_000).joined(separator: ",")
         let event = EngineIOPacket.message(#"2["slow",\#(numbers)]"#)
-        await session.receive(payload: [event, event, event])
-        let answered = Atomic(false)
-        let post = Task {
-            await session.holdPostWhilePaused()
-            answered.store(true, ordering: .relaxed)
-        }
-        try await Task.sleep(for: .milliseconds(300))
-        let answeredEarly = answered.load(ordering: .relaxed)
-        #expect(!answeredEarly, "80 KB of text that parses to 1.6 MB did not pause reading")
-        gate.open()
-        await post.value
+        try await Self.expectPostHeldUntilOpened(
+            session, gate, receiving: [event, event, event], "80 KB of text that parses to 1.6 MB did not pause reading")
         // Past the values a packet may carry, the packet is refused and the connection closed.
         let tooMany = Array(repeating: "1", count: 100_000).joined(separator: ",")
         await session.receive(payload: [.message(#"2["slow",\#(tooMany)]"#)])
