@@ -38,7 +38,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         client: backend.database, store: store, stores: stores, rpc: rpc, maximumUpload: settings.maximumUpload, logger: logger)
 
     backend.router.on(MediaMessage.upload, UploadRequest.self) { request, context in
-        try await attachments.upload(request, actor: context.actorID)
+        try await attachments.upload(request, actor: context.actorID, deadline: context.deadline)
     }
     backend.router.on(MediaMessage.addAttachments, AddAttachmentsRequest.self) { request, context in
         try await attachments.addAttachments(request, actor: context.actorID)

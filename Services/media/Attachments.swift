@@ -28,8 +28,12 @@ struct Attachments: Sendable {
             contentType: row.3, sizeBytes: row.4, width: row.6, height: row.7, createdAt: row.12)
     }
 
-    /// Validates (size, type from the bytes), stores, and records an unbound attachment.
-    func upload(_ request: UploadRequest, actor: UUID?) async throws -> AttachmentEnvelope {
+    /// Validates (size, type from the bytes), stores, and records an unbound attachment. Past
+    /// `deadline` (the caller stopped waiting, and heard `unavailable`) a stored file is deleted
+    /// again and nothing is recorded.
+    func upload(_ request: UploadRequest, actor: UUID?, deadline: ContinuousClock.Instant?) async throws
+        -> AttachmentEnvelope
+    {
         guard let owner = actor else { throw ServiceError.unauthorized() }
         guard request.data.count <= self.maximumUpload else {
             throw ServiceError(.payloadTooLarge, "the file is larger than \(self.maximumUpload) bytes")
@@ -39,7 +43,11 @@ struct Attachments: Sendable {
             throw ServiceError.invalidArgument("file: this type of file is not accepted")
         }
         let fileName = MediaSniffer.sanitizeFileName(request.fileName)
-        let stored = try await self.store.store(request.data, fileName: fileName, media: media)
+        let stored = try await self.store.store(request.data, fileName: fileName, media: media, deadline: deadline)
+        if let deadline, ContinuousClock.now >= deadline {
+            try? await self.store.delete(key: stored.key, media: media.type)
+            throw ServiceError.unavailable("the upload took longer than its caller waited; send it again")
+        }
         let attachment = Attachment(
             id: .make(), messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
             sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: Date())

@@ -11,15 +11,18 @@ import ThreadedIO
 ///
 /// The signature is Cloudinary's: the SHA-1 (hex) of the signed parameters (all but `file`,
 /// `api_key`, `resource_type` and `cloud_name`), sorted by name, joined as `k=v` with `&`,
-/// followed by the API secret. A 5xx or a failed transfer is retried with backoff; a 4xx is the
-/// caller's problem (`invalid_argument` with Cloudinary's message); a timeout on every attempt
+/// followed by the API secret. A 5xx or a failed transfer is retried with backoff, within the
+/// caller's deadline (no attempt outlasts it); a 400, 413, 415 or 422 is the file's problem
+/// (`invalid_argument` with Cloudinary's message); any other 4xx, and a failure of every attempt,
 /// is `unavailable`.
 struct CloudinaryStore: MediaStore {
     let configuration: CloudinaryConfiguration
     let curl: CurlClient
     let logger: Logger
 
-    func store(_ bytes: Data, fileName: String, media: SniffedMedia) async throws -> StoredFile {
+    func store(
+        _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
+    ) async throws -> StoredFile {
         let resourceType = Self.resourceType(media)
         var parameters = ["public_id": unguessableToken(), "timestamp": String(Int(Date().timeIntervalSince1970))]
         if let folder = self.configuration.folder { parameters["folder"] = folder }
@@ -27,7 +30,8 @@ struct CloudinaryStore: MediaStore {
             "\(resourceType)/upload", parameters: parameters,
             file: MultipartField(
                 name: "file", file: Array(bytes), fileName: LocalMediaStore.storedName(fileName, media: media),
-                contentType: media.contentType))
+                contentType: media.contentType),
+            deadline: deadline)
         struct Uploaded: Decodable {
             var public_id: String
             var secure_url: String
@@ -45,7 +49,7 @@ struct CloudinaryStore: MediaStore {
         _ = try await self.call(
             "\(resourceType)/destroy",
             parameters: ["public_id": key, "invalidate": "true", "timestamp": String(Int(Date().timeIntervalSince1970))],
-            file: nil)
+            file: nil, deadline: nil)
     }
 
     static func resourceType(_ media: SniffedMedia) -> String {
@@ -65,7 +69,12 @@ struct CloudinaryStore: MediaStore {
         return Insecure.SHA1.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
-    private func call(_ path: String, parameters: [String: String], file: MultipartField?) async throws -> HTTPReply {
+    /// `deadline`: when the caller stops waiting. No attempt starts after it, and none is given
+    /// longer than what is left of it: until the forty-second session, three attempts of 60 s
+    /// outlasted the gateway's 120 s, and a late one stored a file nobody was told of.
+    private func call(
+        _ path: String, parameters: [String: String], file: MultipartField?, deadline: ContinuousClock.Instant?
+    ) async throws -> HTTPReply {
         let url = "\(self.configuration.uploadPrefix)/v1_1/\(self.configuration.cloudName)/\(path)"
         var fields = parameters.sorted { $0.key < $1.key }.map { MultipartField(name: $0.key, value: $0.value) }
         fields.append(MultipartField(name: "api_key", value: self.configuration.apiKey))
@@ -76,8 +85,14 @@ struct CloudinaryStore: MediaStore {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         var lastProblem = "no attempt"
         for attempt in 1...self.configuration.attempts {
+            var timeout = self.configuration.timeout
+            if let deadline {
+                let left = ContinuousClock.now.duration(to: deadline)
+                guard left > .milliseconds(100) else { break }
+                timeout = min(timeout, left)
+            }
             do {
-                let reply = try await self.curl.postMultipart(url: url, fields: fields, timeout: self.configuration.timeout)
+                let reply = try await self.curl.postMultipart(url: url, fields: fields, timeout: timeout)
                 switch reply.status {
                 case 200..<300:
                     return reply

@@ -18,7 +18,9 @@ struct LocalMediaStore: MediaStore {
         self.directory = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
     }
 
-    func store(_ bytes: Data, fileName: String, media: SniffedMedia) async throws -> StoredFile {
+    func store(
+        _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
+    ) async throws -> StoredFile {
         let token = unguessableToken()
         let name = Self.storedName(fileName, media: media)
         let folder = self.directory.appendingPathComponent(token, isDirectory: true)

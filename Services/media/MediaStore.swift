@@ -12,8 +12,11 @@ struct StoredFile: Sendable {
 /// ``CloudinaryStore``.
 protocol MediaStore: Sendable {
     /// Stores `bytes` of the (already validated) type `media` under a new unguessable name.
-    /// Nothing is left behind when it throws.
-    func store(_ bytes: Data, fileName: String, media: SniffedMedia) async throws -> StoredFile
+    /// Nothing is left behind when it throws. A store that retries stops once `deadline` (when
+    /// the caller stops waiting) has passed.
+    func store(
+        _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
+    ) async throws -> StoredFile
     /// Deletes a stored file; a missing one is not an error.
     func delete(key: String, media type: String) async throws
 }

@@ -27,9 +27,11 @@ E2E_EVENT_TIMEOUT.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
 import http.client
+import json
 import os
 import struct
 import subprocess
@@ -38,6 +40,7 @@ import time
 import urllib.parse
 import uuid
 import zlib
+from datetime import datetime, timezone
 from typing import Any
 
 import pika
@@ -1081,6 +1084,47 @@ def test_cloudinary_refusing_our_path_is_unavailable_to_the_client(api, alice, c
         cloud.fake.reset()
         cloud.restart()
     uploaded(api, alice.access, "b.png", png(2, 2))
+
+
+def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
+    """An upload whose caller waits 3 s (the request's `expiration`) while Cloudinary answers in
+    10, with attempts of 1.5 s: the second attempt gets what is left of the 3 s, no third
+    follows, the answer is `unavailable`, and no attachment is recorded. Until the forty-second
+    session every attempt had its full timeout whatever the caller's deadline (three of 60 s by
+    default, past the gateway's 120 s), and a late one stored a file nobody was told of."""
+    cloud.fake.delay(10)
+    request_id = str(uuid.uuid4())
+    body = json.dumps({
+        "type": "media.upload.v1", "id": request_id, "actorId": alice.id,
+        "occurredAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()},
+    }).encode()
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        replies = channel.queue_declare("", exclusive=True).method.queue
+        channel.confirm_delivery()
+        channel.basic_publish(
+            "messenger.rpc", "media", body,
+            pika.BasicProperties(content_type="application/json", message_id=request_id, correlation_id="late",
+                                 reply_to=replies, type="media.upload.v1", expiration="3000"),
+            mandatory=True)
+        answer = None
+        for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=20):
+            answer = json.loads(reply) if reply is not None else None
+            break
+        channel.cancel()
+    finally:
+        connection.close()
+    assert answer is not None, "no answer within 20 s"
+    assert answer["ok"] is False and answer["error"]["code"] == "unavailable", answer
+    # The fake records a request when it answers it, 10 s after it came.
+    deadline = time.monotonic() + 15
+    while len(cloud.fake.uploads_seen()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    assert len(cloud.fake.uploads_seen()) == 2, "attempts went on past the caller's deadline"
+    assert psql(f"SELECT count(*) FROM media.attachments WHERE owner_id = '{alice.id}' AND file_name = 'late.png'") == "0"
 
 
 def test_cloudinary_5xx_is_retried(api, alice, cloud):
