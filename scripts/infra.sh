@@ -223,7 +223,8 @@ apt_install() {
         made_policy=1
         # Removed even when apt is interrupted (a timeout, Ctrl-C): left behind, it would deny
         # every service start on the machine.
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        trap 'rm -f /usr/sbin/policy-rc.d; exit 130' INT TERM
     fi
     local rc=0
     { apt-get update -q && apt-get install -y -q --no-install-recommends "$@"; } || rc=$?

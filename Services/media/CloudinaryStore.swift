@@ -125,7 +125,11 @@ struct CloudinaryStore: MediaStore {
             }
             self.logger.warning(
                 "Cloudinary call failed", metadata: ["path": "\(path)", "attempt": "\(attempt)", "problem": "\(lastProblem)"])
-            if attempt < self.configuration.attempts { try await Task.sleep(for: backoff.next()) }
+            if attempt < self.configuration.attempts {
+                var pause = backoff.next()
+                if let deadline { pause = min(pause, max(.zero, ContinuousClock.now.duration(to: deadline))) }
+                try await Task.sleep(for: pause)
+            }
         }
         throw ServiceError.unavailable("Cloudinary is unavailable (\(lastProblem))")
     }

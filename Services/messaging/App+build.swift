@@ -14,7 +14,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         defaultPrefetch: 256,
         // The prepared statements (MessageStatements, the outbox's) look rows up by key; planning
         // the batch's write at each execution cost more than running it.
-        genericPlans: true, migrations: MessagingMigrations.all, context: context)
+        genericPlans: true,
+        // A statement behind a lock whose holder froze (a stopped or partitioned replica, in
+        // the middle of a batch) gives up when its caller does, with `unavailable`: the fast
+        // path's one statement as much as a batch under the locks (docs/messaging.md).
+        boundsLockWaits: true, migrations: MessagingMigrations.all, context: context)
     let settings = backend.settings
     let logger = backend.logger
     let rpc = RPCClient(connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout, logger: logger)
@@ -22,7 +26,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let outbox = OutboxSignal()
     let conversations = Conversations(
         client: backend.database, users: directory, outbox: outbox, faults: FaultPoints(environment: context.environment),
-        logger: logger, batchLockTimeout: settings.rpcTimeout)
+        logger: logger)
     backend.topology = backend.topology.merged(
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 

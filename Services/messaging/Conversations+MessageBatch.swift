@@ -103,11 +103,7 @@ extension Conversations {
         _ commands: [MessageCommand], lookingForRetries: Bool
     ) async throws -> [Result<RawJSON, ServiceError>] {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
-        let lockTimeout = MessageStatements.LockTimeout(
-            milliseconds: "\(DatabaseConfiguration.milliseconds(self.batchLockTimeout))")
         let plan = try await self.write { connection -> Plan in
-            // No lock is waited for longer than callers wait for their answer.
-            for try await _ in try await connection.execute(lockTimeout, logger: self.logger) {}
             // The thread rows, locked in id order (no deadlock between concurrent batches): from
             // here on, this transaction alone appends to these threads.
             var threads: [UUID: KnownThreads.Thread] = [:]

@@ -19,10 +19,6 @@ struct Conversations: Sendable {
     let logger: Logger
     /// What this replica last wrote to each thread, for `create_message` batches.
     let knownThreads = KnownThreads()
-    /// The longest a `create_message` batch under the thread locks waits for any one lock
-    /// (`lock_timeout`): as long as callers wait for their answer (`RPC_TIMEOUT_MS`, 5 s by
-    /// default), after which the gateway has answered them `unavailable` anyway.
-    var batchLockTimeout: Duration = .seconds(5)
 
     /// The authenticated caller.
     static func caller(_ actor: UUID?) throws -> UUID {

@@ -6,17 +6,6 @@ import PostgresNIO
 /// The statements of a `create_message` batch (``Conversations/createMessages(_:)``),
 /// prepared once per connection.
 enum MessageStatements {
-    /// Bounds every lock wait of the batch's transaction (`lock_timeout`, `SET LOCAL`; in
-    /// milliseconds, as text): a batch behind a lock whose holder froze gives up with 55P03,
-    /// which callers get as `unavailable`, instead of holding its writer and its commands until
-    /// the server ends the holder's session (`idle_in_transaction_session_timeout`).
-    struct LockTimeout: PreparedRows {
-        static let name = "messaging.lock_timeout"
-        static let sql = "SELECT set_config('lock_timeout', $1, true)"
-        var milliseconds: String
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.milliseconds) }
-    }
-
     /// The threads' rows, locked in id order, with their last seq, their last activity, and their
     /// members (the owner first): one row per member. The lock is taken above the sort, so in
     /// thread id order.

@@ -46,6 +46,12 @@ public struct DatabaseConfiguration: Sendable {
     /// services read `DATABASE_IDLE_IN_TRANSACTION_SECONDS` (30 s by default, far above any
     /// pause between the statements of our transactions; docs/foundation.md).
     public var idleInTransactionTimeout: Duration? = nil
+    /// `lock_timeout` for every statement of every connection (nil: the server's setting, no
+    /// limit): a statement behind a lock whose holder froze fails with 55P03 (``Database/
+    /// isUnavailable(_:)``) instead of waiting for the server to end the holder's session. The
+    /// migrator lifts it for its own session (its advisory lock waits for another replica's
+    /// migrations, its DDL for every transaction on the table).
+    public var lockTimeout: Duration? = nil
 
     /// `sslmode`, with libpq's meanings: `disable` (the default here), `allow` and `prefer` (TLS
     /// when the server offers it, the certificate not checked), `require` (TLS, the certificate
@@ -142,6 +148,9 @@ public struct DatabaseConfiguration: Sendable {
         if let timeout = self.idleInTransactionTimeout {
             configuration.options.additionalStartupParameters.append(
                 ("idle_in_transaction_session_timeout", "\(Self.milliseconds(timeout))"))
+        }
+        if let timeout = self.lockTimeout {
+            configuration.options.additionalStartupParameters.append(("lock_timeout", "\(Self.milliseconds(timeout))"))
         }
         configuration.options.connectTimeout = .seconds(5)
         return configuration

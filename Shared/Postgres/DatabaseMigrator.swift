@@ -48,15 +48,26 @@ public struct DatabaseMigrator: Sendable {
         let schema = SQLIdentifier.quoted(self.schema)
         let lockKey = Self.lockKey(for: self.schema)
         return try await self.client.withConnection { connection in
-            // Read to the end: postgres-nio returns at the row description, before the lock is
-            // granted, and an error of the wait would come after it, unread.
-            _ = try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: self.logger).collect()
+            // A pool's `lock_timeout` (DatabaseConfiguration.lockTimeout) is lifted here: the
+            // advisory lock waits for another replica's migrations, and DDL for every transaction
+            // on its table. The pool's setting comes back before the connection does.
+            try await connection.query("SET lock_timeout = 0", logger: self.logger)
             do {
-                let applied = try await self.migrate(connection, schema: schema)
+                // Read to the end: postgres-nio returns at the row description, before the lock
+                // is granted, and an error of the wait would come after it, unread.
+                _ = try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: self.logger).collect()
+                let applied: [Int]
+                do {
+                    applied = try await self.migrate(connection, schema: schema)
+                } catch {
+                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger).collect()
+                    throw error
+                }
                 _ = try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger).collect()
+                try await connection.query("RESET lock_timeout", logger: self.logger)
                 return applied
             } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger)
+                _ = try? await connection.query("RESET lock_timeout", logger: self.logger)
                 throw error
             }
         }

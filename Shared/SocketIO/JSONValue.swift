@@ -204,6 +204,9 @@ struct JSONTextParser {
                 throw self.error("expected a key")
             }
             let key = try self.parseString()
+            // A member's key counts as a value too: it is a string of its own, and a slot.
+            guard self.valuesLeft > 0 else { throw self.error("too many values") }
+            self.valuesLeft -= 1
             self.skipWhitespace()
             guard self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ":") else {
                 throw self.error("expected ':'")

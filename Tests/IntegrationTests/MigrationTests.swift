@@ -63,6 +63,38 @@ struct MigrationTests {
         }
     }
 
+    /// Messaging's pool sets `lock_timeout` on every connection (`boundsLockWaits`); the
+    /// migrator lifts it for its session, so a replica that starts while another migrates waits
+    /// for it, and gives the setting back with the connection.
+    @Test("with a pool's lock_timeout, a replica migrating behind another waits, and the pool keeps its setting")
+    func lockTimeoutPool() async throws {
+        try await self.withDatabase { client, schema in
+            var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
+            configuration.lockTimeout = .milliseconds(100)
+            configuration.maximumConnections = 1  // the SHOW below runs on the migrator's connection
+            let bounded = configuration.makeDatabase(logger: TestEnvironment.logger)
+            try await withThrowingTaskGroup(of: Void.self) { running in
+                running.addTask { try await bounded.run() }
+                defer { running.cancelAll() }
+                let first = DatabaseMigrator(
+                    client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                let second = DatabaseMigrator(
+                    client: bounded, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                // The first holds the migrations' lock for 0.3 s (its pg_sleep), past the 100 ms.
+                async let a = first.run()
+                try await Task.sleep(for: .milliseconds(50))
+                async let b = second.run()
+                let applied = try await a + b
+                #expect(applied.sorted() == [1, 2])
+                var settings: [String] = []
+                for try await value in try await bounded.query("SHOW lock_timeout", logger: TestEnvironment.logger)
+                    .decode(String.self)
+                { settings.append(value) }
+                #expect(settings == ["100ms"])
+            }
+        }
+    }
+
     @Test("a migration edited after it was applied stops the start")
     func editedMigration() async throws {
         try await self.withDatabase { client, schema in

@@ -139,6 +139,11 @@ struct ConfigurationTests {
             !off.clientConfiguration.options.additionalStartupParameters.contains {
                 $0.0 == "idle_in_transaction_session_timeout"
             })
+        // No lock_timeout unless the service asks for one (messaging: its RPC timeout).
+        #expect(!defaults.clientConfiguration.options.additionalStartupParameters.contains { $0.0 == "lock_timeout" })
+        var bounded = defaults
+        bounded.lockTimeout = .milliseconds(5_000)
+        #expect(bounded.clientConfiguration.options.additionalStartupParameters.contains { $0 == ("lock_timeout", "5000") })
         #expect(throws: ConfigurationError.self) {
             try DatabaseConfiguration(
                 environment: ServiceEnvironment(url.merging(["DATABASE_KEEPALIVE_SECONDS": "-5"]) { $1 }), schema: "auth")

@@ -1798,74 +1798,103 @@ def release_psql(holder: subprocess.Popen) -> None:
             holder.wait(timeout=30)
 
 
+def reply_bodies(properties: pika.BasicProperties, body: bytes) -> list[bytes]:
+    """The replies an RPC reply message carries: itself, or the items of a MessageBatch (format
+    byte 1, then per item a 16-bit correlation id, a 16-bit type and a 32-bit body, each with its
+    big-endian length)."""
+    if properties.type != "rpc.batch.v1.reply":
+        return [body]
+    assert body[0] == 1, body[:1]
+    items, at = [], 1
+    while at < len(body):
+        for width in (2, 2):
+            length = int.from_bytes(body[at:at + width], "big")
+            at += width + length
+        length = int.from_bytes(body[at:at + 4], "big")
+        items.append(body[at + 4:at + 4 + length])
+        at += 4 + length
+    return items
+
+
 def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_written(api, crew, connect):
     """Messaging's writes stall (a psql session holds `messaging.outbox` locked, which every
-    message's write waits for) for longer than the gateway waits for an answer. The batch
-    writers are taken by "plug" commands sent first; the backlog sent after them waits in the
-    batcher, and its callers are answered `unavailable` at the RPC timeout. Once the stall ends,
-    the backlog must not be written: a command whose caller gave up fails, and the client's
-    retry with the same clientMessageId writes it (once). Until the forty-second session the
-    writers wrote the whole stale backlog before any fresh command.
+    message's write waits for). The batch writers are taken by "plug" commands sent first; a
+    backlog sent after them straight to messaging, by callers that wait 1 s (the requests'
+    `expiration`), waits in the batcher past that. When a writer is free again (the plugs' lock
+    waits end at messaging's `lock_timeout`, the RPC timeout), the backlog must not be written: a
+    command whose caller gave up fails `unavailable`, and the client's retry with the same
+    clientMessageId writes it (once). Until the forty-second session the writers wrote the whole
+    stale backlog before any fresh command.
 
-    Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default) and the
-    gateway's RPC_TIMEOUT_MS (5000 by default); it stalls every messaging write for some seconds."""
+    Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default); it stalls
+    every messaging write for some seconds."""
     writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
     rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
     alice, bob = crew[0], crew[1]
     a = connect(alice)
     # Threads this replica has written to, so their writes take the one-statement way, which
-    # waits for the table lock as long as it is held.
+    # waits for the table lock.
     plug_threads = [a.group([bob.id], title=f"plug {n}")["id"] for n in range(writers + 2)]
     backlog_thread = a.group([bob.id], title="backlog")["id"]
     for tid in plug_threads + [backlog_thread]:
         a.send(tid, "before the stall")
     plugs = [connect(alice) for _ in plug_threads]
-    backlog = [connect(alice) for _ in range(6)]
-    acks: dict[str, Any] = {}
+    backlog_ids = [f"backlog {n} {uuid.uuid4().hex[:8]}" for n in range(6)]
 
     def send(peer: Peer, tid: str, client_id: str) -> None:
         try:
-            acks[client_id] = peer.sio.call(
-                "create_message", {"threadId": tid, "clientMessageId": client_id, "body": client_id},
-                timeout=rpc_timeout + 10)
+            peer.sio.call("create_message", {"threadId": tid, "clientMessageId": client_id, "body": client_id},
+                          timeout=rpc_timeout + 10)
         except socketio.exceptions.TimeoutError:
-            acks[client_id] = None
+            pass
 
     holder = hold_in_psql(f"e2e-stall-{uuid.uuid4().hex[:12]}", "LOCK TABLE messaging.outbox IN EXCLUSIVE MODE;\n")
     senders: list[threading.Thread] = []
-    backlog_ids = [f"backlog {n} {uuid.uuid4().hex[:8]}" for n in range(len(backlog))]
+    answers: list[dict[str, Any]] = []
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
     try:
         # One plug at a time, so that each becomes a batch of its own and takes a writer.
         for n, (peer, tid) in enumerate(zip(plugs, plug_threads)):
             senders.append(threading.Thread(target=send, args=(peer, tid, f"plug {n} {uuid.uuid4().hex[:8]}")))
             senders[-1].start()
             time.sleep(0.3)
-        for peer, client_id in zip(backlog, backlog_ids):
-            senders.append(threading.Thread(target=send, args=(peer, backlog_thread, client_id)))
-            senders[-1].start()
-        # Every backlog caller has been answered `unavailable` by the gateway before the stall ends.
-        for thread in senders[len(plugs):]:
-            thread.join(timeout=rpc_timeout + 10)
-        time.sleep(1.0)
+        channel = connection.channel()
+        replies = channel.queue_declare("", exclusive=True).method.queue
+        channel.confirm_delivery()
+        for client_id in backlog_ids:
+            request_id = str(uuid.uuid4())
+            channel.basic_publish(
+                "messenger.rpc", "messaging", json.dumps({
+                    "type": "messaging.create_message.v1", "id": request_id, "actorId": alice.id,
+                    "occurredAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                    "data": {"threadId": backlog_thread, "clientMessageId": client_id, "body": client_id},
+                }).encode(),
+                pika.BasicProperties(content_type="application/json", message_id=request_id, correlation_id=client_id,
+                                     reply_to=replies, type="messaging.create_message.v1", expiration="1000"),
+                mandatory=True)
+        time.sleep(2.0)  # the backlog's callers have given up; the writers still wait
     finally:
         release_psql(holder)
+    try:
+        for _method, properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=rpc_timeout + 15):
+            if reply is None:
+                break
+            # Replies ready at one moment come as one MessageBatch (docs/foundation.md).
+            answers += [json.loads(body) for body in reply_bodies(properties, reply)]
+            if len(answers) >= len(backlog_ids):
+                break
+    finally:
+        connection.close()
     for thread in senders:
         thread.join(timeout=rpc_timeout + 10)
-    for client_id in backlog_ids:
-        err(acks.get(client_id), "unavailable", f"backlog command {client_id} during the stall")
+    assert len(answers) == len(backlog_ids), answers
+    for answer in answers:
+        assert answer["ok"] is False and answer["error"]["code"] == "unavailable", answer
 
-    # The plugs' batches, in flight when the stall began, are written once it ends; then the
-    # backlog is taken, and refused.
-    deadline = time.monotonic() + 30
-    while True:
-        written = [len(messages_page(api, alice, tid)["items"]) for tid in plug_threads[:writers]]
-        if all(count == 2 for count in written) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
     time.sleep(1.0)
     stored = [item["body"] for item in messages_page(api, alice, backlog_thread)["items"]]
     assert stored == ["before the stall"], (
-        f"{len(stored) - 1} of the {len(backlog)} commands whose callers were answered unavailable were written "
+        f"{len(stored) - 1} of the {len(backlog_ids)} commands whose callers had given up were written "
         f"after the stall: {stored}")
 
     # The client's retry writes it, once.
