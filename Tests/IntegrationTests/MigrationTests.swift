@@ -19,6 +19,11 @@ struct MigrationTests {
         try await withFreshSchema("test_migrations", body)
     }
 
+    /// The test's migrations for `schema`, run through `client`.
+    func migrator(_ client: Database, _ schema: String) -> DatabaseMigrator {
+        DatabaseMigrator(client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+    }
+
     func appliedVersions(_ client: Database, _ schema: String) async throws -> [Int] {
         var versions: [Int] = []
         let rows = try await client.query(
@@ -31,8 +36,7 @@ struct MigrationTests {
     @Test("migrations apply in order once; a second run applies nothing")
     func idempotent() async throws {
         try await self.withDatabase { client, schema in
-            let migrator = DatabaseMigrator(
-                client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+            let migrator = self.migrator(client, schema)
             #expect(try await migrator.run() == [1, 2])
             #expect(try await migrator.run() == [])
             #expect(try await self.appliedVersions(client, schema) == [1, 2])
@@ -50,10 +54,8 @@ struct MigrationTests {
             try await withThrowingTaskGroup(of: Void.self) { running in
                 running.addTask { try await otherClient.run() }
                 defer { running.cancelAll() }
-                let first = DatabaseMigrator(
-                    client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
-                let second = DatabaseMigrator(
-                    client: otherClient, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                let first = self.migrator(client, schema)
+                let second = self.migrator(otherClient, schema)
                 async let a = first.run()
                 async let b = second.run()
                 let applied = try await a + b
@@ -76,10 +78,8 @@ struct MigrationTests {
             try await withThrowingTaskGroup(of: Void.self) { running in
                 running.addTask { try await bounded.run() }
                 defer { running.cancelAll() }
-                let first = DatabaseMigrator(
-                    client: client, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
-                let second = DatabaseMigrator(
-                    client: bounded, schema: schema, migrations: Self.migrations, logger: TestEnvironment.logger)
+                let first = self.migrator(client, schema)
+                let second = self.migrator(bounded, schema)
                 // The first holds the migrations' lock for 0.3 s (its pg_sleep), past the 100 ms.
                 async let a = first.run()
                 try await Task.sleep(for: .milliseconds(50))

@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -281,6 +282,46 @@ def psql(sql: str) -> str:
     """One statement through psql against DATABASE_URL; its output, unaligned."""
     done = subprocess.run(["psql", DATABASE_URL, "-Atc", sql], check=True, capture_output=True, text=True, timeout=30)
     return done.stdout.strip()
+
+
+def publish_request(channel: Any, service: str, type_: str, data: Any, *, reply_to: str, expiration_ms: int,
+                    actor: str | None = None, request_id: str | None = None, correlation_id: str = "e2e") -> str:
+    """Publishes one RPC request straight to `service` on a pika channel in confirm mode, as
+    another service's RPC client would (an envelope on `messenger.rpc`, mandatory, the caller's
+    wait as its `expiration`); its id (`request_id`, or a new one)."""
+    import pika  # only the tests that talk to the broker need it
+    request_id = request_id or str(uuid.uuid4())
+    envelope: dict[str, Any] = {
+        "type": type_, "id": request_id,
+        "occurredAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": data,
+    }
+    if actor is not None:
+        envelope["actorId"] = actor
+    channel.basic_publish(
+        "messenger.rpc", service, json.dumps(envelope).encode(),
+        pika.BasicProperties(content_type="application/json", message_id=request_id, correlation_id=correlation_id,
+                             reply_to=reply_to, type=type_, expiration=str(expiration_ms)),
+        mandatory=True)
+    return request_id
+
+
+def reply_bodies(properties: Any, body: bytes) -> list[bytes]:
+    """The replies an RPC reply message carries: itself, or the items of a MessageBatch (format
+    byte 1, then per item a 16-bit correlation id, a 16-bit type and a 32-bit body, each with its
+    big-endian length; docs/foundation.md)."""
+    if properties.type != "rpc.batch.v1.reply":
+        return [body]
+    assert body[0] == 1, body[:1]
+    items, at = [], 1
+    while at < len(body):
+        for width in (2, 2):
+            length = int.from_bytes(body[at:at + width], "big")
+            at += width + length
+        length = int.from_bytes(body[at:at + 4], "big")
+        items.append(body[at + 4:at + 4 + length])
+        at += 4 + length
+    return items
 
 
 def services(command: str, *names: str, check: bool = True) -> str:

@@ -8,7 +8,6 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -22,6 +21,7 @@ from e2e_support import (
     assert_error,
     assert_status,
     assert_user_shape,
+    publish_request,
     unique_name,
     within_one_login_window,
 )
@@ -277,11 +277,6 @@ def test_a_refresh_request_delivered_twice_rotates_once_and_revokes_nothing(api,
     acc = account()
     token = login(acc.username, acc.password)["refreshToken"]
     request_id = str(uuid.uuid4())
-    body = json.dumps({
-        "type": "auth.refresh.v1", "id": request_id,
-        "occurredAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": {"refreshToken": token},
-    }).encode()
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
     try:
         channel = connection.channel()
@@ -289,12 +284,8 @@ def test_a_refresh_request_delivered_twice_rotates_once_and_revokes_nothing(api,
         channel.confirm_delivery()
         answers: list[dict[str, Any]] = []
         for copy in range(2):
-            channel.basic_publish(
-                "messenger.rpc", "auth", body,
-                pika.BasicProperties(
-                    content_type="application/json", message_id=request_id, correlation_id=f"copy-{copy}",
-                    reply_to=replies, type="auth.refresh.v1", expiration="10000"),
-                mandatory=True)
+            publish_request(channel, "auth", "auth.refresh.v1", {"refreshToken": token}, reply_to=replies,
+                            expiration_ms=10_000, request_id=request_id, correlation_id=f"copy-{copy}")
             # One after the other, as a redelivery comes after the first copy's work.
             for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=15):
                 assert reply is not None, f"no reply to copy {copy}"

@@ -40,14 +40,13 @@ import time
 import urllib.parse
 import uuid
 import zlib
-from datetime import datetime, timezone
 from typing import Any
 
 import pika
 import pytest
 import requests
 
-from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready, psql
+from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready, psql, publish_request
 from fake_cloudinary import FakeCloudinary, string_to_sign
 from test_delivery import Device, assert_event, named, open_socket, services, take_dead_letters  # noqa: F401 - open_socket is a fixture
 from test_messaging import RABBITMQ_URI, assert_id, assert_message, assert_timestamp, messages_page, short
@@ -1093,22 +1092,14 @@ def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
     session every attempt had its full timeout whatever the caller's deadline (three of 60 s by
     default, past the gateway's 120 s), and a late one stored a file nobody was told of."""
     cloud.fake.delay(10)
-    request_id = str(uuid.uuid4())
-    body = json.dumps({
-        "type": "media.upload.v1", "id": request_id, "actorId": alice.id,
-        "occurredAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()},
-    }).encode()
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
     try:
         channel = connection.channel()
         replies = channel.queue_declare("", exclusive=True).method.queue
         channel.confirm_delivery()
-        channel.basic_publish(
-            "messenger.rpc", "media", body,
-            pika.BasicProperties(content_type="application/json", message_id=request_id, correlation_id="late",
-                                 reply_to=replies, type="media.upload.v1", expiration="3000"),
-            mandatory=True)
+        publish_request(channel, "media", "media.upload.v1",
+                        {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()},
+                        reply_to=replies, expiration_ms=3000, actor=alice.id)
         answer = None
         for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=20):
             answer = json.loads(reply) if reply is not None else None

@@ -46,7 +46,8 @@ import requests
 import socketio
 
 from e2e_support import (
-    DATABASE_URL, TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, scrape_metric, unique_name,
+    DATABASE_URL, TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, publish_request, reply_bodies,
+    scrape_metric, unique_name,
 )
 from test_socketio import client
 
@@ -1798,24 +1799,6 @@ def release_psql(holder: subprocess.Popen) -> None:
             holder.wait(timeout=30)
 
 
-def reply_bodies(properties: pika.BasicProperties, body: bytes) -> list[bytes]:
-    """The replies an RPC reply message carries: itself, or the items of a MessageBatch (format
-    byte 1, then per item a 16-bit correlation id, a 16-bit type and a 32-bit body, each with its
-    big-endian length)."""
-    if properties.type != "rpc.batch.v1.reply":
-        return [body]
-    assert body[0] == 1, body[:1]
-    items, at = [], 1
-    while at < len(body):
-        for width in (2, 2):
-            length = int.from_bytes(body[at:at + width], "big")
-            at += width + length
-        length = int.from_bytes(body[at:at + 4], "big")
-        items.append(body[at + 4:at + 4 + length])
-        at += 4 + length
-    return items
-
-
 def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_written(api, crew, connect):
     """Messaging's writes stall (a psql session holds `messaging.outbox` locked, which every
     message's write waits for). The batch writers are taken by "plug" commands sent first; a
@@ -1862,16 +1845,9 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
         replies = channel.queue_declare("", exclusive=True).method.queue
         channel.confirm_delivery()
         for client_id in backlog_ids:
-            request_id = str(uuid.uuid4())
-            channel.basic_publish(
-                "messenger.rpc", "messaging", json.dumps({
-                    "type": "messaging.create_message.v1", "id": request_id, "actorId": alice.id,
-                    "occurredAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                    "data": {"threadId": backlog_thread, "clientMessageId": client_id, "body": client_id},
-                }).encode(),
-                pika.BasicProperties(content_type="application/json", message_id=request_id, correlation_id=client_id,
-                                     reply_to=replies, type="messaging.create_message.v1", expiration="1000"),
-                mandatory=True)
+            publish_request(channel, "messaging", "messaging.create_message.v1",
+                            {"threadId": backlog_thread, "clientMessageId": client_id, "body": client_id},
+                            reply_to=replies, expiration_ms=1000, actor=alice.id, correlation_id=client_id)
         time.sleep(2.0)  # the backlog's callers have given up; the writers still wait
     finally:
         release_psql(holder)
