@@ -330,7 +330,9 @@ let package = Package(
         // MARK: Tests
         .target(
             name: "TestSupport",
-            dependencies: ["MessengerServiceKit"],
+            dependencies: [
+                "MessengerPostgres", "MessengerServiceKit", .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             path: "Tests/TestSupport"
         ),
         .testTarget(

@@ -15,13 +15,16 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let logger = backend.logger
     let log = EventLog(client: backend.database, retention: settings.retention, logger: logger)
     let publisher = PushPublisher(amqp: backend.amqp, delays: settings.retryDelays)
+    let rpcTimeout = backend.settings.rpcTimeout
     backend.topology = backend.topology.merged(
         with: DeliveryTopology.topology(delays: settings.retryDelays, queueArguments: backend.settings.durableQueueArguments))
 
     backend.router.on(DeliveryMessage.ackEvents, AckEventsRequest.self) { request, context in
         guard let user = context.actorID else { throw ServiceError.unauthorized() }
+        // The receipts' confirms are awaited inside the ack's transaction: no longer than its caller waits.
+        let deadline = context.deadline ?? .now + rpcTimeout
         let upToSeq = try await log.acknowledge(user: user, upToSeq: request.upToSeq) { receipts in
-            try await publisher.sendToConsumer(receipts)
+            try await publisher.sendToConsumer(receipts, before: deadline)
         }
         return AckEventsRequest(upToSeq: upToSeq)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import MessengerAMQP
 import MessengerContracts
+import MessengerServiceKit
 import SocketIOProtocol
 import ThreadedIO
 
@@ -185,8 +186,10 @@ struct PushPublisher: Sendable {
 
     /// Hands `receipts` to the event consumer: each goes into `delivery.events` as a domain event
     /// of its own (those of one ack may travel as one ``MessageBatch``); returns once the broker
-    /// confirmed them. They carry the correlation id of the ack that caused them.
-    func sendToConsumer(_ receipts: [IncomingEvent]) async throws {
+    /// confirmed them, or throws `unavailable` at `deadline` (the ack waits for these inside its
+    /// transaction, and a broker outage must not hold its connection). They carry the correlation
+    /// id of the ack that caused them.
+    func sendToConsumer(_ receipts: [IncomingEvent], before deadline: ContinuousClock.Instant) async throws {
         let type: MessageType = "delivery.message_delivered.v1"
         let correlationID = RequestCorrelation.id
         let messages = receipts.map { receipt in
@@ -203,7 +206,10 @@ struct PushPublisher: Sendable {
                     contentType: "application/json", messageID: EntityID(receipt.id).description, type: type.rawValue)
             ).batched(as: DeliveryTopology.receiptsBatchType)
         }
-        try await self.amqp.publish(messages)
+        let confirms = try self.amqp.startPublishing(messages)
+        try await withDeadline(deadline, waitingFor: "the broker's confirm of the delivery receipts") {
+            try await confirms.confirmed()
+        }
     }
 
     /// Starts pushing `deliveries` (their first retry check is ``FirstRetryChecks``'s) and

@@ -44,7 +44,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await attachments.addAttachments(request, actor: context.actorID)
     }
     backend.router.on(MediaMessage.discardUploads, DiscardUploadsRequest.self) { request, context in
-        try await attachments.discardUploads(request, actor: context.actorID)
+        try await attachments.discardUploads(request, actor: context.actorID, deadline: context.deadline)
     }
     return backend.services(
         clients: [rpc],

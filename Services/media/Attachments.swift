@@ -45,7 +45,7 @@ struct Attachments: Sendable {
         let fileName = MediaSniffer.sanitizeFileName(request.fileName)
         let stored = try await self.store.store(request.data, fileName: fileName, media: media, deadline: deadline)
         if let deadline, ContinuousClock.now >= deadline {
-            try? await self.store.delete(key: stored.key, media: media.type)
+            try? await self.store.delete(key: stored.key, media: media.type, deadline: nil)
             throw ServiceError.unavailable("the upload took longer than its caller waited; send it again")
         }
         let attachment = Attachment(
@@ -59,7 +59,7 @@ struct Attachments: Sendable {
                         \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt))
                 """, logger: self.logger)
         } catch {
-            try? await self.store.delete(key: stored.key, media: media.type)
+            try? await self.store.delete(key: stored.key, media: media.type, deadline: nil)
             throw error
         }
         return AttachmentEnvelope(attachment: attachment)
@@ -146,9 +146,11 @@ struct Attachments: Sendable {
     }
 
     /// Deletes the caller's uploads among `request`'s that are still unbound (marked, then
-    /// removed like any other; one a store refuses now goes with the next clean-up). Uploads of
-    /// others and bound ones are left as they are.
-    func discardUploads(_ request: DiscardUploadsRequest, actor: UUID?) async throws -> EmptyPayload {
+    /// removed like any other; one a store refuses now, or one not reached by `deadline`, goes
+    /// with the next clean-up). Uploads of others and bound ones are left as they are.
+    func discardUploads(
+        _ request: DiscardUploadsRequest, actor: UUID?, deadline: ContinuousClock.Instant?
+    ) async throws -> EmptyPayload {
         guard let caller = actor else { throw ServiceError.unauthorized() }
         let ids = try Self.uploadIDs(request.attachmentIds)
         let marked = try await self.client.write(
@@ -159,7 +161,7 @@ struct Attachments: Sendable {
             """, logger: self.logger)
         var discarded: [UUID] = []
         for try await id in marked.decode(UUID.self) { discarded.append(id) }
-        if !discarded.isEmpty { _ = try await self.removeMarked(ids: discarded) }
+        if !discarded.isEmpty { _ = try await self.removeMarked(ids: discarded, deadline: deadline) }
         return EmptyPayload()
     }
 
@@ -211,9 +213,11 @@ struct Attachments: Sendable {
     /// discarded upload's), then their rows, oldest marks first: those of `messages` or `ids`,
     /// or all of them (the clean-up's pass, for what a store refused before; only those of
     /// `messages` after a deletion, so that a store that is down does not make every deletion
-    /// retry every file left). Goes on batch after batch until none is left or a store refused
-    /// one.
-    func removeMarked(of messages: [UUID]? = nil, ids: [UUID]? = nil) async throws -> Int {
+    /// retry every file left). Goes on batch after batch until none is left, a store refused
+    /// one, or `deadline` (a waiting caller's) passed; the rest stay marked for the clean-up.
+    func removeMarked(
+        of messages: [UUID]? = nil, ids: [UUID]? = nil, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> Int {
         var removed = 0
         while true {
             let rows = try await self.client.query(
@@ -224,7 +228,7 @@ struct Attachments: Sendable {
                   AND (\(ids)::uuid[] IS NULL OR id = ANY(\(ids)::uuid[]))
                 ORDER BY removal_marked_at, id LIMIT \(Self.removalBatch)
                 """, logger: self.logger)
-            let batch = try await self.removeStored(rows)
+            let batch = try await self.removeStored(rows, deadline: deadline)
             removed += batch.removed
             guard batch.found == Self.removalBatch, batch.removed == batch.found else { return removed }
         }
@@ -235,14 +239,17 @@ struct Attachments: Sendable {
     /// tried again on a later run; the others go on. Rows kept in a store this instance has no
     /// configuration for (Cloudinary ones on an instance without an account) are left to an
     /// instance that has it, and never stand in the way of the others.
-    private func removeStored(_ rows: Database.Rows) async throws -> (found: Int, removed: Int) {
+    private func removeStored(
+        _ rows: Database.Rows, deadline: ContinuousClock.Instant?
+    ) async throws -> (found: Int, removed: Int) {
         var found: [(UUID, String, String, String)] = []
         for try await row in rows.decode((UUID, String, String, String).self) { found.append(row) }
         var removed = 0
         for (id, storage, key, type) in found {
+            if let deadline, deadline <= .now { break }
             guard let store = self.stores[storage] else { continue }
             do {
-                try await store.delete(key: key, media: type)
+                try await store.delete(key: key, media: type, deadline: deadline)
                 try await self.client.write("DELETE FROM attachments WHERE id = \(id)", logger: self.logger)
                 removed += 1
             } catch {

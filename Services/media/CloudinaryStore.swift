@@ -44,12 +44,12 @@ struct CloudinaryStore: MediaStore {
 
     /// Cloudinary's `destroy`, with `invalidate` so that its CDN stops serving the file too (a
     /// deleted message's photo should not stay reachable from a cache).
-    func delete(key: String, media type: String) async throws {
+    func delete(key: String, media type: String, deadline: ContinuousClock.Instant?) async throws {
         let resourceType = type == "IMAGE" ? "image" : (type == "VIDEO" || type == "AUDIO") ? "video" : "raw"
         _ = try await self.call(
             "\(resourceType)/destroy",
             parameters: ["public_id": key, "invalidate": "true", "timestamp": String(Int(Date().timeIntervalSince1970))],
-            file: nil, deadline: nil)
+            file: nil, deadline: deadline)
     }
 
     static func resourceType(_ media: SniffedMedia) -> String {

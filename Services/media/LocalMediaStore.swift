@@ -40,7 +40,7 @@ struct LocalMediaStore: MediaStore {
         return StoredFile(storage: "local", key: "\(token)/\(name)", url: "/media/\(token)/\(name)")
     }
 
-    func delete(key: String, media type: String) async throws {
+    func delete(key: String, media type: String, deadline: ContinuousClock.Instant?) async throws {
         guard let token = key.split(separator: "/").first, token.count == 32 else { return }
         let folder = self.directory.appendingPathComponent(String(token), isDirectory: true)
         try await NIOThreadPool.singleton.runIfActive {

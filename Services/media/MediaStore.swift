@@ -17,8 +17,9 @@ protocol MediaStore: Sendable {
     func store(
         _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
     ) async throws -> StoredFile
-    /// Deletes a stored file; a missing one is not an error.
-    func delete(key: String, media type: String) async throws
+    /// Deletes a stored file; a missing one is not an error. A store that retries stops once
+    /// `deadline` has passed (nil: a background clean-up, with no caller waiting).
+    func delete(key: String, media type: String, deadline: ContinuousClock.Instant?) async throws
 }
 
 /// A new unguessable token (128 random bits, hex) for a stored file's name.

@@ -49,6 +49,11 @@ public struct RPCRouter: Sendable {
     ) {
         let isDependencyDown = self.isDependencyDown
         self.handlers[type] = { body, deadline, logger in
+            // Its caller stopped waiting while it queued (or it was delivered again): its work
+            // would answer no one, and a write would be done twice when the caller retries.
+            if let deadline, deadline <= .now {
+                return Self.answer(RPCReply<Reply>.failure(.unavailable("the request waited past its deadline; try again")))
+            }
             let envelope: Envelope<Payload>
             do {
                 envelope = try MessengerJSON.decode(Envelope<Payload>.self, from: body)

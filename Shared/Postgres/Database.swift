@@ -162,7 +162,7 @@ public final class Database: Service, Sendable {
     }
 
     /// The watchdog's look: fails the calls whose connection was already closed at the last look,
-    /// and those that waited for a connection longer than ``leaseLimit`` (cancelling their wait).
+    /// and those that waited for a connection longer than ``leaseLimit``, and cancels their tasks.
     func failDroppedCalls() {
         let now = ContinuousClock.now
         let (dropped, unleased) = self.calls.withLock { calls -> ([Call], [Call]) in
@@ -189,6 +189,9 @@ public final class Database: Service, Sendable {
                 "database calls on a closed connection never ended; failing them", metadata: ["calls": "\(dropped.count)"])
             for call in dropped {
                 call.fail(DatabaseError(.connectionLost, "the connection closed and the statement was never answered"))
+                // A transaction body awaiting something else (a broker's confirm) stops too,
+                // instead of waiting for it on a connection that is gone.
+                call.task?.cancel()
             }
         }
         if !unleased.isEmpty {

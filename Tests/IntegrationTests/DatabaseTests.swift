@@ -62,6 +62,30 @@ struct DatabaseTests {
         }
     }
 
+    @Test("guarded: a body awaiting something else when its connection closes is failed and cancelled")
+    func bodyAwaitingElsewhereIsCancelled() async throws {
+        try await self.withDatabase { database in
+            let cancelled = Flag()
+            await #expect {
+                try await database.withConnection { connection in
+                    try await connection.close()
+                    // A transaction body awaiting a broker's confirm, say: no statement pending.
+                    do {
+                        try await Task.sleep(for: .seconds(600))
+                    } catch {
+                        cancelled.value.store(true, ordering: .relaxed)
+                        throw error
+                    }
+                }
+            } throws: { error in
+                (error as? DatabaseError)?.code == .connectionLost
+            }
+            // Until the forty-third session the call failed and its body slept on.
+            let stopped = await TestHelpers.eventually(timeout: .seconds(5)) { cancelled.value.load(ordering: .relaxed) }
+            #expect(stopped, "the body still awaits on a connection that is gone")
+        }
+    }
+
     @Test("guarded: a statement that runs long on an open connection is left alone")
     func slowStatementIsNotFailed() async throws {
         try await self.withDatabase { database in

@@ -1,3 +1,7 @@
+import Foundation
+import Logging
+import MessengerContracts
+import Synchronization
 import Testing
 
 @testable import MessengerAMQP
@@ -13,5 +17,30 @@ struct RPCDeadlineTests {
         // RabbitMQ keeps the whole expiration when it requeues: counted again, it was a new window.
         #expect(RPCServer.deadline(expiration: "5000", redelivered: true, arrival: arrival) == arrival)
         #expect(RPCServer.deadline(expiration: nil, redelivered: true, arrival: arrival) == arrival)
+    }
+
+    @Test("a request whose deadline passed while it queued is answered unavailable without running its handler")
+    func expiredRequestIsNotRun() async throws {
+        let runs = Atomic(0)
+        var router = RPCRouter()
+        router.on("test.echo.v1", EmptyPayload.self) { payload, _ in
+            runs.add(1, ordering: .relaxed)
+            return payload
+        }
+        let handler = try #require(router.handlers["test.echo.v1"])
+        let body = try MessengerJSON.encode(Envelope(type: "test.echo.v1", data: EmptyPayload()))
+        let logger = Logger(label: "test")
+
+        let expired = await handler(body, .now - .milliseconds(1), logger)
+        #expect(expired.outcome == "unavailable")
+        let afterExpired = runs.load(ordering: .relaxed)
+        #expect(afterExpired == 0)
+
+        for deadline: ContinuousClock.Instant? in [.now + .seconds(60), nil] {
+            let answered = await handler(body, deadline, logger)
+            #expect(answered.outcome == "ok")
+        }
+        let afterLive = runs.load(ordering: .relaxed)
+        #expect(afterLive == 2)
     }
 }

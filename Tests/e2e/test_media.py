@@ -1085,6 +1085,25 @@ def test_cloudinary_refusing_our_path_is_unavailable_to_the_client(api, alice, c
     uploaded(api, alice.access, "b.png", png(2, 2))
 
 
+def call_media(user: Any, type_: str, data: Any, *, waiting_ms: int) -> Any:
+    """An RPC request sent straight to media on `user`'s behalf by a caller that waits
+    `waiting_ms` (its `expiration`); the decoded answer, or None after 20 s without one."""
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        replies = channel.queue_declare("", exclusive=True).method.queue
+        channel.confirm_delivery()
+        publish_request(channel, "media", type_, data, reply_to=replies, expiration_ms=waiting_ms, actor=user.id)
+        answer = None
+        for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=20):
+            answer = json.loads(reply) if reply is not None else None
+            break
+        channel.cancel()
+        return answer
+    finally:
+        connection.close()
+
+
 def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
     """An upload whose caller waits 3 s (the request's `expiration`) while Cloudinary answers in
     10, with attempts of 1.5 s: the second attempt gets what is left of the 3 s, no third
@@ -1092,21 +1111,8 @@ def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
     session every attempt had its full timeout whatever the caller's deadline (three of 60 s by
     default, past the gateway's 120 s), and a late one stored a file nobody was told of."""
     cloud.fake.delay(10)
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
-    try:
-        channel = connection.channel()
-        replies = channel.queue_declare("", exclusive=True).method.queue
-        channel.confirm_delivery()
-        publish_request(channel, "media", "media.upload.v1",
-                        {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()},
-                        reply_to=replies, expiration_ms=3000, actor=alice.id)
-        answer = None
-        for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=20):
-            answer = json.loads(reply) if reply is not None else None
-            break
-        channel.cancel()
-    finally:
-        connection.close()
+    answer = call_media(alice, "media.upload.v1",
+                        {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()}, waiting_ms=3000)
     assert answer is not None, "no answer within 20 s"
     assert answer["ok"] is False and answer["error"]["code"] == "unavailable", answer
     # The fake records a request when it answers it, 10 s after it came.
@@ -1116,6 +1122,32 @@ def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
     time.sleep(2)
     assert len(cloud.fake.uploads_seen()) == 2, "attempts went on past the caller's deadline"
     assert psql(f"SELECT count(*) FROM media.attachments WHERE owner_id = '{alice.id}' AND file_name = 'late.png'") == "0"
+
+
+def test_discarding_cloudinary_uploads_ends_at_the_callers_deadline(api, alice, cloud):
+    """`discard_uploads` deletes files while its caller waits, and no longer: with Cloudinary
+    answering in 10 s, attempts of 1.5 s and a caller that waits 3 s, the first file's attempts
+    end at the 3 s, the second file is not tried, and both stay marked for the clean-up. Until
+    the forty-third session every file had all its attempts (by default 20 files, 3 attempts of
+    60 s each: an hour), holding one of media's request slots and a curl thread."""
+    fake = cloud.fake
+    first = uploaded(api, alice.access, "discard one.png", png(2, 2))
+    second = uploaded(api, alice.access, "discard two.png", png(3, 3))
+    first_key, second_key = (r.params["public_id"] for r in fake.uploads_seen())
+    fake.delay(10)
+    started = time.monotonic()
+    answer = call_media(alice, "media.discard_uploads.v1", {"attachmentIds": [first["id"], second["id"]]},
+                        waiting_ms=3000)
+    elapsed = time.monotonic() - started
+    assert answer is not None and answer["ok"] is True, answer
+    assert elapsed < 6, f"answered after {elapsed:.1f} s to a caller that waited 3 s"
+    # The fake records a request when it answers it, 10 s after it came.
+    time.sleep(max(0.0, started + 14 - time.monotonic()))
+    destroyed = [r.params.get("public_id") for r in fake.requests if r.action == "destroy"]
+    assert destroyed and set(destroyed) == {first_key} and len(destroyed) <= 2, destroyed
+    marked = psql("SELECT count(*) FROM media.attachments WHERE id IN "
+                  f"('{first['id']}', '{second['id']}') AND removal_marked_at IS NOT NULL")
+    assert marked == "2", f"{marked} of the 2 uploads are left marked for the clean-up"
 
 
 def test_cloudinary_5xx_is_retried(api, alice, cloud):

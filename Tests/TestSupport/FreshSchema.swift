@@ -1,10 +1,9 @@
 import MessengerPostgres
 import PostgresNIO
-import TestSupport
 
 /// Runs `body` with a running ``Database`` for a schema of its own, named from `prefix`, after
 /// `migrations` ran in it; drops the schema afterwards, whether `body` threw or not.
-func withFreshSchema(
+public func withFreshSchema(
     _ prefix: String, migrations: [Migration] = [], _ body: (Database, String) async throws -> Void
 ) async throws {
     let schema = TestEnvironment.uniqueName(prefix)
