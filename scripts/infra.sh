@@ -106,6 +106,12 @@ pid_alive() {
     [[ -n "$state" && "$state" != Z && "$state" != X ]]
 }
 
+# True when pid $1 is alive and runs the program named $2 (its /proc comm), so that a pid
+# file left from an earlier boot never gets a recycled pid signalled.
+server_pid_alive() {
+    pid_alive "$1" && [[ "$(cat "/proc/$1/comm" 2>/dev/null || true)" == "$2" ]]
+}
+
 # Read a pid file ($1); prints the pid or nothing.
 read_pid() {
     if [[ -f "$1" ]]; then head -n1 "$1" | tr -dc '0-9'; fi
@@ -368,12 +374,14 @@ rabbit_stop() {
         rmqctl shutdown >/dev/null 2>&1 || say "rabbitmq: rabbitmqctl shutdown failed"
     fi
     # Fallback by pid: TERM (graceful), then KILL.
-    local p
-    for p in $pid $wrapper; do
-        if pid_alive "$p" && ! wait_pid_gone "$p" 15; then
+    local entry p
+    for entry in "$pid:beam.smp" "$wrapper:rabbitmq-server"; do
+        p="${entry%%:*}"
+        if server_pid_alive "$p" "${entry#*:}" && ! wait_pid_gone "$p" 15; then
+            server_pid_alive "$p" "${entry#*:}" || continue
             say "rabbitmq: pid $p still alive; sending TERM"
             kill -TERM "$p" 2>/dev/null || true
-            wait_pid_gone "$p" 15 || { kill -KILL "$p" 2>/dev/null || true; }
+            wait_pid_gone "$p" 15 || { server_pid_alive "$p" "${entry#*:}" && kill -KILL "$p" 2>/dev/null || true; }
         fi
     done
     ERL_EPMD_PORT="$EPMD_PORT" HOME="$RABBIT_HOME" epmd -kill >/dev/null 2>&1 || true
@@ -574,12 +582,12 @@ redis_stop() {
         say "redis: not started by this checkout; leaving it"
         return
     fi
-    if pid_alive "$pid"; then
+    if server_pid_alive "$pid" redis-server; then
         redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" shutdown nosave >/dev/null 2>&1 || true
-        if ! wait_pid_gone "$pid" 15; then
+        if ! wait_pid_gone "$pid" 15 && server_pid_alive "$pid" redis-server; then
             say "redis: pid $pid still alive; sending TERM"
             kill -TERM "$pid" 2>/dev/null || true
-            wait_pid_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+            wait_pid_gone "$pid" 10 || { server_pid_alive "$pid" redis-server && kill -KILL "$pid" 2>/dev/null || true; }
         fi
     fi
     rm -f "$PID_DIR/redis.pid"
@@ -604,7 +612,7 @@ cmd_crash() {
     case "${1:-}" in
         rabbitmq)
             pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
-            [[ -n "$pid" ]] || die "rabbitmq: not started by this checkout"
+            server_pid_alive "$pid" beam.smp || die "rabbitmq: not started by this checkout, or not running"
             kill -KILL "$pid" 2>/dev/null || true
             wait_pid_gone "$pid" 15 || die "rabbitmq: pid $pid still there after SIGKILL"
             wait_port_closed "$AMQP_PORT" 15 || die "rabbitmq: port $AMQP_PORT still open after SIGKILL"
