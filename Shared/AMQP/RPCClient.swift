@@ -184,6 +184,8 @@ public final class RPCClient: Service, Sendable {
         _ type: MessageType, to service: ServiceName, body: Data, header: EnvelopeHeader, timeout: Duration?
     ) async throws -> Data {
         let timeout = timeout ?? self.defaultTimeout
+        // One deadline for the whole call, however long it waits before its publish.
+        let deadline = ContinuousClock.now + timeout
         let id = UUID.random().lowercasedText
         let message = AMQPMessage(
             exchange: ExchangeName.rpc,
@@ -204,17 +206,17 @@ public final class RPCClient: Service, Sendable {
                 return try await withThrowingTaskGroup(of: Data.self) { group in
                     group.addTask {
                         try await self.ready.wait()
-                        return try await self.call(message, id: id, service: service, timeout: timeout)
+                        return try await self.call(message, id: id, service: service, deadline: deadline)
                     }
                     group.addTask {
-                        try await Task.sleep(for: timeout)
+                        try await Task.sleep(until: deadline)
                         throw ServiceError.unavailable("\(service) did not answer in time")
                     }
                     defer { group.cancelAll() }
                     return try await group.next()!
                 }
             }
-            return try await self.call(message, id: id, service: service, timeout: timeout)
+            return try await self.call(message, id: id, service: service, deadline: deadline)
         } catch let error as AMQPError where error.code == .unroutable {
             throw ServiceError.unavailable("\(service) is not running")
         } catch let error as AMQPError {
@@ -223,9 +225,14 @@ public final class RPCClient: Service, Sendable {
         }
     }
 
-    /// Publishes a request and waits for its reply, both bounded by the call's deadline.
-    private func call(_ message: AMQPMessage, id: String, service: ServiceName, timeout: Duration) async throws -> Data {
-        let call = PendingCall(deadline: .now + timeout, service: service)
+    /// Publishes a request and waits for its reply, both bounded by the call's deadline. Until
+    /// the forty-third session a call that first waited for the client to be ready got the whole
+    /// timeout again from then: its request could be published, and run, after its caller had
+    /// been answered `unavailable`.
+    private func call(
+        _ message: AMQPMessage, id: String, service: ServiceName, deadline: ContinuousClock.Instant
+    ) async throws -> Data {
+        let call = PendingCall(deadline: deadline, service: service)
         self.pending.withLock { $0[id] = call }
         defer { _ = self.pending.withLock { $0.removeValue(forKey: id) } }
         // The request is dropped, not sent, if it still waits (an outage) when its caller gives

@@ -32,7 +32,7 @@ public struct RPCContext: Sendable {
 public struct RPCRouter: Sendable {
     /// A request's reply, and its outcome for the metrics: `ok` or the error's code.
     typealias Handler =
-        @Sendable (_ body: Data, _ deadline: ContinuousClock.Instant?, _ logger: Logger) async -> (
+        @Sendable (_ body: Data, _ deadline: ContinuousClock.Instant?, _ redelivered: Bool, _ logger: Logger) async -> (
             reply: Data, outcome: String
         )
     private(set) var handlers: [MessageType: Handler] = [:]
@@ -48,10 +48,12 @@ public struct RPCRouter: Sendable {
         _ handler: @escaping @Sendable (Payload, RPCContext) async throws -> Reply
     ) {
         let isDependencyDown = self.isDependencyDown
-        self.handlers[type] = { body, deadline, logger in
-            // Its caller stopped waiting while it queued (or it was delivered again): its work
-            // would answer no one, and a write would be done twice when the caller retries.
-            if let deadline, deadline <= .now {
+        self.handlers[type] = { body, deadline, redelivered, logger in
+            // Its caller stopped waiting while it queued: its work would answer no one, and a
+            // write would be done twice when the caller retries. (A request delivered again has
+            // its deadline passed too, but its handler may know it from its first delivery's
+            // work: auth tells a refresh's second copy from a reuse.)
+            if let deadline, !redelivered, deadline <= .now {
                 return Self.answer(RPCReply<Reply>.failure(.unavailable("the request waited past its deadline; try again")))
             }
             let envelope: Envelope<Payload>
@@ -64,37 +66,41 @@ public struct RPCRouter: Sendable {
                 return Self.answer(RPCReply<Reply>.failure(.internal()))
             }
             // Bound while the handler runs: the RPCs it makes, the events it records and the lines
-            // it logs carry the request's correlation id on.
+            // it logs carry the request's correlation id on; its database calls wait for a
+            // connection no longer than its caller waits.
             return await RequestCorrelation.$id.withValue(envelope.correlationId) {
-                let started = ContinuousClock.now
-                defer {
-                    let elapsed = ContinuousClock.now - started
-                    // Its caller may have given up already (RPC_TIMEOUT_MS, 5 s by default).
-                    if elapsed > RPCServer.slowRequest {
-                        logger.warning("slow request", metadata: ["type": "\(type)", "elapsed": "\(elapsed)"])
+                await RequestDeadline.$current.withValue(deadline) {
+                    let started = ContinuousClock.now
+                    defer {
+                        let elapsed = ContinuousClock.now - started
+                        // Its caller may have given up already (RPC_TIMEOUT_MS, 5 s by default).
+                        if elapsed > RPCServer.slowRequest {
+                            logger.warning("slow request", metadata: ["type": "\(type)", "elapsed": "\(elapsed)"])
+                        }
                     }
+                    let context = RPCContext(
+                        type: type, messageID: envelope.id, correlationID: envelope.correlationId,
+                        occurredAt: envelope.occurredAt, actorID: envelope.actorId, deadline: deadline, logger: logger)
+                    let reply: RPCReply<Reply>
+                    do {
+                        let value = try await handler(envelope.data, context)
+                        if let raw = value as? RawJSON { return (raw.successReply, "ok") }
+                        reply = .success(value)
+                    } catch let error as ServiceError {
+                        reply = .failure(error)
+                    } catch let error as DecodingError {
+                        reply = .failure(.invalidArgument(Self.describe(error)))
+                    } catch  where isDependencyDown(error) {
+                        logger.warning(
+                            "handler failed: a dependency is down",
+                            metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
+                        reply = .failure(.unavailable("a service dependency is unavailable; try again"))
+                    } catch {
+                        logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
+                        reply = .failure(.internal())
+                    }
+                    return Self.answer(reply)
                 }
-                let context = RPCContext(
-                    type: type, messageID: envelope.id, correlationID: envelope.correlationId,
-                    occurredAt: envelope.occurredAt, actorID: envelope.actorId, deadline: deadline, logger: logger)
-                let reply: RPCReply<Reply>
-                do {
-                    let value = try await handler(envelope.data, context)
-                    if let raw = value as? RawJSON { return (raw.successReply, "ok") }
-                    reply = .success(value)
-                } catch let error as ServiceError {
-                    reply = .failure(error)
-                } catch let error as DecodingError {
-                    reply = .failure(.invalidArgument(Self.describe(error)))
-                } catch  where isDependencyDown(error) {
-                    logger.warning(
-                        "handler failed: a dependency is down", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
-                    reply = .failure(.unavailable("a service dependency is unavailable; try again"))
-                } catch {
-                    logger.error("handler failed", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
-                    reply = .failure(.internal())
-                }
-                return Self.answer(reply)
             }
         }
     }
@@ -189,14 +195,15 @@ public struct RPCServer: Service {
                     group.addTask {
                         await self.answer(
                             MessageType(rawValue: item.type), body: item.body, correlationID: item.correlationID,
-                            deadline: deadline, replyTo: replyTo)
+                            deadline: deadline, redelivered: delivery.redelivered, replyTo: replyTo)
                     }
                 }
             }
         } else {
             await self.answer(
                 MessageType(rawValue: delivery.properties.type ?? ""), body: delivery.body,
-                correlationID: delivery.properties.correlationID, deadline: deadline, replyTo: replyTo)
+                correlationID: delivery.properties.correlationID, deadline: deadline, redelivered: delivery.redelivered,
+                replyTo: replyTo)
         }
         delivery.ack()
     }
@@ -217,13 +224,14 @@ public struct RPCServer: Service {
     /// Handles one request and hands its reply to the connection, which sends it with the other
     /// replies to the same queue that are ready in the same moment (see ``MessageBatch``).
     private func answer(
-        _ type: MessageType, body: Data, correlationID: String?, deadline: ContinuousClock.Instant?, replyTo: String?
+        _ type: MessageType, body: Data, correlationID: String?, deadline: ContinuousClock.Instant?, redelivered: Bool,
+        replyTo: String?
     ) async {
         let started = ContinuousClock.now
         let reply: Data
         let outcome: String
         if let handler = self.router.handlers[type] {
-            (reply, outcome) = await handler(body, deadline, self.logger)
+            (reply, outcome) = await handler(body, deadline, redelivered, self.logger)
         } else {
             self.logger.warning("unknown request type", metadata: ["type": "\(type)"])
             reply =

@@ -1,4 +1,5 @@
 import Logging
+import MessengerContracts
 import NIOCore
 import NIOPosix
 import PostgresNIO
@@ -19,15 +20,19 @@ import ThreadedIO
 /// So each call runs in a task of its own while the caller waits for its outcome, and a watchdog
 /// looks at the calls in flight four times a second. A closed connection fails its statements at
 /// once, so a call whose connection has been closed for a whole look was dropped: the watchdog
-/// fails it with ``DatabaseError/Code/connectionLost``, and its task is left to wait on nothing.
-/// A call on an open connection is never failed by the watchdog, however long it takes; a call
-/// still waiting for a connection after ``leaseLimit`` is (postgres-nio's pool can leave a request
-/// waiting when its last connection fails under it).
+/// fails it with ``DatabaseError/Code/connectionLost``, and its task is cancelled. A call on an
+/// open connection is never failed by the watchdog, however long it takes; a call still waiting
+/// for a connection after ``leaseLimit`` is (postgres-nio's pool can leave a request waiting when
+/// its last connection fails under it), and so is one made for a request whose caller stopped
+/// waiting (``RequestDeadline``) while it waited.
 public final class Database: Service, Sendable {
     /// A call in flight: when it began, the connection it leased once it has one, its task, and
     /// how to fail its caller.
     private struct Call: Sendable {
         let started: ContinuousClock.Instant
+        /// Until when it may wait for a connection: ``leaseLimit`` after it began, or its
+        /// request's deadline if that comes first.
+        let leaseDeadline: ContinuousClock.Instant
         var connection: PostgresConnection?
         var seenClosed = false
         var task: Task<Void, Never>?
@@ -137,7 +142,9 @@ public final class Database: Service, Sendable {
         let promise = Promise<Result>()
         let id = self.calls.withLock { calls in
             calls.next += 1
-            calls.inFlight[calls.next] = Call(started: .now, fail: promise.fail)
+            let now = ContinuousClock.now
+            let leaseDeadline = min(now + self.leaseLimit, RequestDeadline.current ?? now + self.leaseLimit)
+            calls.inFlight[calls.next] = Call(started: now, leaseDeadline: leaseDeadline, fail: promise.fail)
             return calls.next
         }
         let task = Task {
@@ -177,7 +184,7 @@ public final class Database: Service, Sendable {
                     } else {
                         calls.inFlight[id]?.seenClosed = true
                     }
-                } else if now - call.started > self.leaseLimit {
+                } else if now > call.leaseDeadline {
                     unleased.append(call)
                     calls.inFlight.removeValue(forKey: id)
                 }
@@ -199,7 +206,13 @@ public final class Database: Service, Sendable {
                 "database calls found no connection in time; failing them", metadata: ["calls": "\(unleased.count)"])
             for call in unleased {
                 // Failed first: the cancelled wait ends the call's task with the pool's error.
-                call.fail(DatabaseError(.connectionLost, "no database connection within \(self.leaseLimit)"))
+                let waited = call.leaseDeadline - call.started
+                call.fail(
+                    DatabaseError(
+                        .connectionLost,
+                        waited < self.leaseLimit
+                            ? "no database connection before the request's caller stopped waiting"
+                            : "no database connection within \(self.leaseLimit)"))
                 call.task?.cancel()
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MessengerContracts
 import MessengerPostgres
 import PostgresNIO
 import Synchronization
@@ -83,6 +84,42 @@ struct DatabaseTests {
             // Until the forty-third session the call failed and its body slept on.
             let stopped = await TestHelpers.eventually(timeout: .seconds(5)) { cancelled.value.load(ordering: .relaxed) }
             #expect(stopped, "the body still awaits on a connection that is gone")
+        }
+    }
+
+    @Test("guarded: a call for a request whose caller stops waiting waits for a connection until then, not the lease limit")
+    func leaseWaitEndsAtTheRequestsDeadline() async throws {
+        var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
+        configuration.maximumConnections = 1
+        let database = configuration.makeDatabase(logger: TestEnvironment.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await database.run() }
+            defer { group.cancelAll() }
+            let (held, release) = AsyncStream<Void>.makeStream()
+            let (leased, hasLeased) = AsyncStream<Void>.makeStream()
+            let holder = Task {
+                try await database.withConnection { _ in
+                    hasLeased.yield()
+                    for await _ in held { break }
+                }
+            }
+            for await _ in leased { break }
+            let started = ContinuousClock.now
+            await #expect {
+                try await RequestDeadline.$current.withValue(.now + .milliseconds(300)) {
+                    try await database.query("SELECT 1", logger: TestEnvironment.logger)
+                }
+            } throws: { error in
+                (error as? DatabaseError)?.code == .connectionLost
+            }
+            let waited = ContinuousClock.now - started
+            // The lease limit is 15 s; the watchdog looks every 250 ms.
+            #expect(waited < .seconds(5), "waited \(waited) for a connection past the request's deadline")
+            release.yield()
+            try await holder.value
+            // Without a deadline, the freed connection serves the next call.
+            let rows = try await database.query("SELECT 1", logger: TestEnvironment.logger)
+            for try await one in rows.decode(Int.self) { #expect(one == 1) }
         }
     }
 

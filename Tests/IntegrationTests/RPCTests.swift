@@ -85,6 +85,31 @@ struct RPCTests {
         }
     }
 
+    @Test("a call made before its client is ready keeps its deadline: the handler sees what is left of it")
+    func callBeforeReadyKeepsItsDeadline() async throws {
+        try await self.withRPC { _, service, connection in
+            let late = RPCClient(
+                connection: connection, instanceName: "late", timeout: .seconds(5), logger: TestEnvironment.logger)
+            let id = TestEnvironment.uniqueName("deadline")
+            let calling = Task {
+                try await RequestCorrelation.$id.withValue(id) {
+                    try await late.call(
+                        "test.deadline.v1", to: service, payload: Echo(text: "0"), replyAs: Echo.self, timeout: .seconds(4))
+                }
+            }
+            // The client starts serving replies 2 s into the call's 4 s.
+            try await Task.sleep(for: .seconds(2))
+            let group = ServiceGroup(services: [late], logger: TestEnvironment.logger)
+            let running = Task { try await group.run() }
+            _ = try await calling.value
+            await group.triggerGracefulShutdown()
+            try await running.value
+            let left = try #require(Self.timeLeft.withLock { $0[id] }.flatMap { $0 })
+            // Until the forty-third session the call got its whole 4 s again once the client was ready.
+            #expect(left > .zero && left < .milliseconds(2500), "the handler saw \(left) left")
+        }
+    }
+
     @Test("a handler still working when its caller gave up sees its deadline passed")
     func deadlinePassedOnceTheCallerGaveUp() async throws {
         try await self.withRPC { client, service, _ in
