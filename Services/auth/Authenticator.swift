@@ -42,7 +42,9 @@ struct Authenticator: Sendable {
         guard matches, var user else { throw ServiceError.unauthorized("invalid login or password") }
         var session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         if session == nil, let now = try await self.users.find(id: user.id), now.passwordHash != user.passwordHash,
-            try await self.hasher.verify(request.password, against: now.passwordHash, before: deadline)
+            try await Self.unavailableIfGaveUp({
+                try await self.hasher.verify(request.password, against: now.passwordHash, before: deadline)
+            })
         {
             // The hash changed after the check: another login of the account hashed the same
             // password again at today's cost (see below). A password change would not verify.
@@ -117,15 +119,18 @@ struct Authenticator: Sendable {
             let hash = try await Self.unavailableIfGaveUp { try await self.hasher.hash(password, before: deadline) }
             var checked = caller.passwordHash
             var record = try await self.users.updatePassword(
-                id: caller.id, replacing: checked, with: hash, displayName: displayName, sparing: request.callerSession?.uuid)
+                id: caller.id, replacing: checked, with: hash, displayName: displayName, sparing: request.callerSession?.uuid,
+                before: deadline)
             if record == nil, let now = try await self.users.find(id: caller.id), now.passwordHash != checked,
-                try await self.hasher.verify(current, against: now.passwordHash, before: deadline)
+                try await Self.unavailableIfGaveUp({
+                    try await self.hasher.verify(current, against: now.passwordHash, before: deadline)
+                })
             {
                 // A login hashed the same password again at today's cost after the check.
                 checked = now.passwordHash
                 record = try await self.users.updatePassword(
                     id: caller.id, replacing: checked, with: hash, displayName: displayName,
-                    sparing: request.callerSession?.uuid)
+                    sparing: request.callerSession?.uuid, before: deadline)
             }
             // Otherwise another change of the password committed after the check.
             guard let record else { throw ServiceError.forbidden("currentPassword is wrong") }

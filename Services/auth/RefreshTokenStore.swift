@@ -59,7 +59,7 @@ struct RefreshTokenStore: Sendable {
         let expiresAt = Date().addingTimeInterval(Double(self.lifetime.components.seconds))
         let id = UUID.v7()
         let logger = self.logger
-        return try await self.client.withTransaction(logger: logger) { connection -> NewSession? in
+        return try await self.client.transaction(logger: logger) { connection -> NewSession? in
             let rows = try await connection.query(
                 "SELECT id FROM users WHERE id = \(userID) AND password_hash = \(passwordHash) FOR NO KEY UPDATE",
                 logger: logger)
@@ -94,7 +94,7 @@ struct RefreshTokenStore: Sendable {
         let lifetime = self.lifetime
         let revocations = self.revocations
         let logger = self.logger
-        let rotation = try await self.client.withTransaction(logger: logger) { connection -> Rotation in
+        let rotation = try await self.client.transaction(logger: logger) { connection -> Rotation in
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) != nil else { return .invalid }
             let rows = try await connection.query(
                 """
@@ -139,7 +139,7 @@ struct RefreshTokenStore: Sendable {
         let hash = Self.hash(token)
         let revocations = self.revocations
         let logger = self.logger
-        try await self.client.withTransaction(logger: logger) { connection in
+        try await self.client.transaction(logger: logger) { connection in
             guard let family = try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) else { return }
             try await revocations.revokeFamily(family, on: connection)
         }

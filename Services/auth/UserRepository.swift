@@ -33,9 +33,11 @@ protocol UserRepository: Sendable {
     func updateDisplayName(id: UUID, displayName: String) async throws -> UserRecord?
     /// Sets a new password hash and revokes every refresh token of the user, atomically. Every
     /// login session but `sparing` (the one that asks) ends at once; that one's access tokens
-    /// stay valid until they expire.
+    /// stay valid until they expire. Throws `unavailable` without changing anything when
+    /// `deadline` is too close to commit (``CommitDeadline``).
     func updatePassword(
-        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?
+        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?,
+        before deadline: ContinuousClock.Instant?
     ) async throws -> UserRecord?
     /// The same password hashed anew (another cost or form): replaces `checkedHash` if it is
     /// still the stored one, and ends no session.
@@ -138,9 +140,10 @@ struct PostgresUserRepository: UserRepository {
     /// change committed meanwhile: until the fortieth session both changes succeeded, and the
     /// later silently replaced the password the earlier one's caller had just set).
     func updatePassword(
-        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?
+        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?,
+        before deadline: ContinuousClock.Instant?
     ) async throws -> UserRecord? {
-        let updated = try await self.client.withTransaction(logger: self.logger) { connection -> UserRecord? in
+        let updated = try await self.client.transaction(logger: self.logger) { connection -> UserRecord? in
             let rows = try await connection.query(
                 """
                 UPDATE users SET password_hash = \(passwordHash), display_name = coalesce(\(displayName), display_name),
@@ -152,6 +155,9 @@ struct PostgresUserRepository: UserRepository {
             guard updated != nil else { return nil }
             try await self.revocations.revokeAll(of: id, sparing: sparing, on: connection)
             if let updated, displayName != nil { try await self.announce(AuthMessage.userUpdated, updated, on: connection) }
+            // A change its caller will not hear of must not commit: the retry's currentPassword
+            // would be wrong, a 403 that counts as a failed login.
+            try CommitDeadline.ensureTimeLeft(before: deadline)
             return updated
         }
         self.outbox.wake()

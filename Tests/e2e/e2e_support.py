@@ -23,6 +23,7 @@ from engineio import packet as eio_packet
 T = TypeVar("T")
 
 GATEWAY_URL = os.environ.get("GATEWAY_URL", "http://127.0.0.1:5000").rstrip("/")
+RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
 SERVICES = ROOT / "scripts" / "services.sh"
@@ -304,6 +305,28 @@ def publish_request(channel: Any, service: str, type_: str, data: Any, *, reply_
                              reply_to=reply_to, type=type_, expiration=str(expiration_ms)),
         mandatory=True)
     return request_id
+
+
+def call_service(service: str, type_: str, data: Any, *, waiting_ms: int, actor: str | None = None,
+                 request_id: str | None = None) -> Any:
+    """One RPC request sent straight to `service` (``publish_request``) by a caller that waits
+    `waiting_ms` (its `expiration`); the decoded answer, or None after 20 s without one."""
+    import pika  # only the tests that talk to the broker need it
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        replies = channel.queue_declare("", exclusive=True).method.queue
+        channel.confirm_delivery()
+        publish_request(channel, service, type_, data, reply_to=replies, expiration_ms=waiting_ms, actor=actor,
+                        request_id=request_id)
+        answer = None
+        for _method, properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=20):
+            answer = json.loads(reply_bodies(properties, reply)[0]) if reply is not None else None
+            break
+        channel.cancel()
+        return answer
+    finally:
+        connection.close()
 
 
 def reply_bodies(properties: Any, body: bytes) -> list[bytes]:

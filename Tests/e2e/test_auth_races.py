@@ -21,6 +21,7 @@ from e2e_support import (
     assert_error,
     assert_status,
     assert_user_shape,
+    call_service,
     publish_request,
     unique_name,
     within_one_login_window,
@@ -300,3 +301,18 @@ def test_a_refresh_request_delivered_twice_rotates_once_and_revokes_nothing(api,
     # The session lives on: the first copy's new token refreshes.
     refreshed = refresh(first["data"]["refreshToken"])()
     assert_status(refreshed, 200)
+
+
+def test_a_refresh_too_close_to_its_deadline_is_unavailable_and_spends_nothing(api, account, login):
+    """A refresh checks, right before its commit, that its caller will still be waiting for the
+    answer (half a second at least); if not, it rolls back and answers `unavailable`, safe to
+    retry, and the retry rotates the same token. A caller that waits 450 ms is such a caller.
+    Until the forty-third session the check's error came wrapped by the transaction and was
+    answered `internal` (500)."""
+    acc = account()
+    token = login(acc.username, acc.password)["refreshToken"]
+    answer = call_service("auth", "auth.refresh.v1", {"refreshToken": token}, waiting_ms=450)
+    assert answer is not None, "no answer within 20 s"
+    assert answer["ok"] is False and answer["error"]["code"] == "unavailable", answer
+    # Nothing was spent: the same token refreshes, and is not taken for a reuse.
+    assert_status(refresh(token)(), 200)

@@ -46,7 +46,7 @@ import pika
 import pytest
 import requests
 
-from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, describe, not_ready, psql, publish_request
+from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, call_service, describe, not_ready, psql
 from fake_cloudinary import FakeCloudinary, string_to_sign
 from test_delivery import Device, assert_event, named, open_socket, services, take_dead_letters  # noqa: F401 - open_socket is a fixture
 from test_messaging import RABBITMQ_URI, assert_id, assert_message, assert_timestamp, messages_page, short
@@ -1085,25 +1085,6 @@ def test_cloudinary_refusing_our_path_is_unavailable_to_the_client(api, alice, c
     uploaded(api, alice.access, "b.png", png(2, 2))
 
 
-def call_media(user: Any, type_: str, data: Any, *, waiting_ms: int) -> Any:
-    """An RPC request sent straight to media on `user`'s behalf by a caller that waits
-    `waiting_ms` (its `expiration`); the decoded answer, or None after 20 s without one."""
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
-    try:
-        channel = connection.channel()
-        replies = channel.queue_declare("", exclusive=True).method.queue
-        channel.confirm_delivery()
-        publish_request(channel, "media", type_, data, reply_to=replies, expiration_ms=waiting_ms, actor=user.id)
-        answer = None
-        for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=20):
-            answer = json.loads(reply) if reply is not None else None
-            break
-        channel.cancel()
-        return answer
-    finally:
-        connection.close()
-
-
 def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
     """An upload whose caller waits 3 s (the request's `expiration`) while Cloudinary answers in
     10, with attempts of 1.5 s: the second attempt gets what is left of the 3 s, no third
@@ -1111,8 +1092,9 @@ def test_cloudinary_attempts_end_at_the_callers_deadline(alice, cloud):
     session every attempt had its full timeout whatever the caller's deadline (three of 60 s by
     default, past the gateway's 120 s), and a late one stored a file nobody was told of."""
     cloud.fake.delay(10)
-    answer = call_media(alice, "media.upload.v1",
-                        {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()}, waiting_ms=3000)
+    answer = call_service("media", "media.upload.v1",
+                        {"fileName": "late.png", "data": base64.b64encode(png(2, 2)).decode()}, waiting_ms=3000,
+                          actor=alice.id)
     assert answer is not None, "no answer within 20 s"
     assert answer["ok"] is False and answer["error"]["code"] == "unavailable", answer
     # The fake records a request when it answers it, 10 s after it came.
@@ -1136,8 +1118,8 @@ def test_discarding_cloudinary_uploads_ends_at_the_callers_deadline(api, alice, 
     first_key, second_key = (r.params["public_id"] for r in fake.uploads_seen())
     fake.delay(10)
     started = time.monotonic()
-    answer = call_media(alice, "media.discard_uploads.v1", {"attachmentIds": [first["id"], second["id"]]},
-                        waiting_ms=3000)
+    answer = call_service("media", "media.discard_uploads.v1", {"attachmentIds": [first["id"], second["id"]]},
+                          waiting_ms=3000, actor=alice.id)
     elapsed = time.monotonic() - started
     assert answer is not None and answer["ok"] is True, answer
     assert elapsed < 6, f"answered after {elapsed:.1f} s to a caller that waited 3 s"

@@ -46,12 +46,11 @@ import requests
 import socketio
 
 from e2e_support import (
-    DATABASE_URL, TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, publish_request, reply_bodies,
-    scrape_metric, unique_name,
+    DATABASE_URL, RABBITMQ_URI, TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, publish_request,
+    reply_bodies, scrape_metric, unique_name,
 )
 from test_socketio import client
 
-RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 EVENTS_EXCHANGE = "messenger.events"
 ACK_TIMEOUT = float(os.environ.get("E2E_ACK_TIMEOUT", "10"))
 EVENT_TIMEOUT = float(os.environ.get("E2E_EVENT_TIMEOUT", "15"))

@@ -14,9 +14,8 @@ import uuid
 import pika
 import socketio
 
-from e2e_support import BIN_DIR, GATEWAY_URL, ROOT, SERVICES, wait_until_ready
+from e2e_support import BIN_DIR, GATEWAY_URL, RABBITMQ_URI, ROOT, SERVICES, wait_until_ready
 
-RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 ADMIN_PORT = os.environ.get("MESSAGING_ADMIN_PORT", "9102")
 
 

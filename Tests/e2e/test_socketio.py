@@ -26,10 +26,9 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import (BIN_DIR, GATEWAY_URL, OrderedClient, assert_error, connect_error, metric, scrape_metric, services,
+from e2e_support import (BIN_DIR, GATEWAY_URL, RABBITMQ_URI, OrderedClient, assert_error, connect_error, metric, scrape_metric, services,
                          wait_until_ready)
 
-RABBITMQ_URI = os.environ.get("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5673/%2f")
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6380"))
 
