@@ -1,4 +1,3 @@
-import DequeModule
 import Foundation
 import Logging
 import MessengerAMQP
@@ -44,13 +43,16 @@ struct DurableEvent: Sendable {
 /// the missing events first. So each socket sees each seq once, in ascending order, across the
 /// seam between replay and live.
 ///
-/// Replays run at most ``maximumConcurrentReplays`` at a time, the others wait in line: a
-/// reconnect storm asks delivery for its pages at a pace it can serve, and the gateway's memory
-/// does not swell with thousands of replays in flight at once. Sockets of one user that ask for
+/// Replays run at most ``maximumConcurrentReplays`` at a time, and at most
+/// ``maximumConcurrentReplaysPerUser`` of one user's; the others wait in line (``ReplayLine``): a
+/// reconnect storm asks delivery for its pages at a pace it can serve, the gateway's memory does
+/// not swell with thousands of replays in flight at once, and one user's slow sockets cannot hold
+/// every place. Sockets of one user that ask for
 /// the same page at the same time (devices coming back together) share one fetch: see
 /// ``fetch(user:afterSeq:limit:includeAcknowledged:notBefore:)``.
 final class EventStreams: Sendable {
     static let maximumConcurrentReplays = 512
+    static let maximumConcurrentReplaysPerUser = 2
 
     /// A page of the user's unacknowledged events, and the user's latest seq when delivery said.
     typealias Page = (events: [DurableEvent], hasMore: Bool, latestSeq: Int64?)
@@ -73,13 +75,11 @@ final class EventStreams: Sendable {
 
     private typealias PendingReplay = (stream: Stream, registered: ContinuousClock.Instant)
 
-    private struct ReplayLine {
-        var running = 0
-        var waiting: Deque<PendingReplay> = []
-    }
-
     private let streams = Mutex<[String: Stream]>([:])
-    private let replays = Mutex(ReplayLine())
+    private let replays = Mutex(
+        ReplayLine<PendingReplay>(
+            maximumRunning: EventStreams.maximumConcurrentReplays, maximumPerUser: EventStreams.maximumConcurrentReplaysPerUser)
+    )
     private let fetches = Mutex<[PageKey: SharedFetch]>([:])
     private let rpc: RPCClient
     private let logger: Logger
@@ -96,30 +96,18 @@ final class EventStreams: Sendable {
             fetch: self.fetch(user:afterSeq:limit:includeAcknowledged:notBefore:))
         self.streams.withLock { $0[socket.id] = stream }
         let pending = (stream: stream, registered: ContinuousClock.now)
-        let startsNow = self.replays.withLock { line in
-            guard line.running < Self.maximumConcurrentReplays else {
-                line.waiting.append(pending)
-                return false
-            }
-            line.running += 1
-            return true
-        }
-        if startsNow { Task { await self.runReplays(startingWith: pending) } }
+        let user = socket.userID
+        let startsNow = self.replays.withLock { $0.arrive(pending, user: user) }
+        if startsNow { Task { await self.runReplays(startingWith: pending, of: user) } }
     }
 
-    /// Replays `first`, then whatever waits in line, until the line is empty.
-    private func runReplays(startingWith first: PendingReplay) async {
-        var next: PendingReplay? = first
-        while let (stream, registered) = next {
+    /// Replays `first`, then the next replay the line lets start, until none can.
+    private func runReplays(startingWith first: PendingReplay, of user: String) async {
+        var next: (user: String, entry: PendingReplay)? = (user, first)
+        while let (user, (stream, registered)) = next {
             // A socket that left while it waited needs no replay.
             if self.streams.withLock({ $0[stream.socketID] }) === stream { await stream.replay(registered: registered) }
-            next = self.replays.withLock { line in
-                guard let waiting = line.waiting.popFirst() else {
-                    line.running -= 1
-                    return nil
-                }
-                return waiting
-            }
+            next = self.replays.withLock { $0.finish(user: user) }
         }
     }
 
