@@ -379,7 +379,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRabbitMQ", "MediaService", "MessagingService", "MessengerServiceKit", "TestSupport",
+                "CRabbitMQ", "DeliveryService", "MediaService", "MessagingService", "MessengerServiceKit", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

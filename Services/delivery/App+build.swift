@@ -23,7 +23,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         guard let user = context.actorID else { throw ServiceError.unauthorized() }
         // The receipts' confirms are awaited inside the ack's transaction: no longer than its caller waits.
         let deadline = context.deadline ?? .now + rpcTimeout
-        let upToSeq = try await log.acknowledge(user: user, upToSeq: request.upToSeq) { receipts in
+        let upToSeq = try await log.acknowledge(user: user, upToSeq: request.upToSeq, before: deadline) { receipts in
             try await publisher.sendToConsumer(receipts, before: deadline)
         }
         return AckEventsRequest(upToSeq: upToSeq)

@@ -55,6 +55,8 @@ struct EventLog: Sendable {
     let client: Database
     let retention: Duration
     let logger: Logger
+    /// How many seqs one transaction of an ack covers at most (``acknowledge(user:upToSeq:before:sendReceipts:)``).
+    var ackChunk: Int64 = 5_000
 
     /// Records `events` in order, atomically. Returns what to push: the new deliveries, and for
     /// an event recorded before (a redelivery from the broker) its still-pending ones.
@@ -232,32 +234,50 @@ struct EventLog: Sendable {
     /// never locks a sequence row). A receipt's id is derived from the message and the
     /// recipient: an ack retried after a failed commit sends the same receipts again, and the
     /// consumer's inbox drops them. Returns the clamped seq.
+    ///
+    /// The deliveries are acknowledged ``ackChunk`` seqs at a time, each chunk in its own
+    /// transaction, while `deadline` allows; past it the ack is `unavailable`, and its retry goes
+    /// on from where it stopped. Until the forty-third session an ack was one transaction
+    /// however many deliveries it covered: a user back after days in busy groups could ack
+    /// hundreds of thousands at once, which could not end before the deadline, rolled back, and
+    /// failed the same way at every retry, holding the rows' locks each time.
     func acknowledge(
-        user: UUID, upToSeq: Int64, sendReceipts: @escaping @Sendable ([IncomingEvent]) async throws -> Void
+        user: UUID, upToSeq: Int64, before deadline: ContinuousClock.Instant? = nil,
+        sendReceipts: @escaping @Sendable ([IncomingEvent]) async throws -> Void
     ) async throws -> Int64 {
         guard upToSeq >= 0 else { throw ServiceError.invalidArgument("upToSeq must not be negative") }
-        // An ack and a batch marking seen messages can update the same delivery rows in
-        // different orders; a deadlock aborts one of them, and the ack is simply run again (its
-        // receipts keep their ids, so sending them twice records them once).
-        return try await self.retryingDeadlocks {
-            try await self.ack(user: user, upToSeq: upToSeq, sendReceipts: sendReceipts)
+        while true {
+            // An ack and a batch marking seen messages can update the same delivery rows in
+            // different orders; a deadlock aborts one of them, and the chunk is simply run again
+            // (its receipts keep their ids, so sending them twice records them once).
+            let (acknowledged, target) = try await self.retryingDeadlocks {
+                try await self.ack(user: user, upToSeq: upToSeq, sendReceipts: sendReceipts)
+            }
+            if acknowledged >= target { return acknowledged }
+            if let deadline, ContinuousClock.now >= deadline {
+                throw ServiceError.unavailable("acknowledging took longer than its caller waited; send it again")
+            }
         }
     }
 
+    /// One chunk of an ack: the acknowledged seq after it, and the seq the ack goes to.
     private func ack(
         user: UUID, upToSeq: Int64, sendReceipts: @escaping @Sendable ([IncomingEvent]) async throws -> Void
-    ) async throws -> Int64 {
+    ) async throws -> (acknowledged: Int64, target: Int64) {
         try await self.client.transaction(logger: self.logger) { connection in
             // The user's latest seq only grows: clamping to a value read a moment ago is safe.
             // Everything up to the acknowledged seq is DELIVERED already (or SEEN), so only the
             // rows above it are looked at, not the user's whole history.
             var clamped: Int64 = 0
+            var target: Int64 = 0
             var receipts: [IncomingEvent] = []
             for try await row in try await connection.execute(
-                EventLogStatements.Acknowledge(user: user, seq: upToSeq), logger: self.logger)
+                EventLogStatements.Acknowledge(user: user, seq: upToSeq, chunk: self.ackChunk), logger: self.logger)
             {
-                let (seq, thread, message, sender, at) = try row.decode((Int64, UUID?, UUID?, UUID?, Date?).self)
+                let (seq, goal, thread, message, sender, at) = try row.decode(
+                    (Int64, Int64, UUID?, UUID?, UUID?, Date?).self)
                 clamped = seq
+                target = goal
                 guard let thread, let message, let sender, let at else { continue }
                 let data = JSONAny.object([
                     "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
@@ -268,9 +288,9 @@ struct EventLog: Sendable {
                         id: .named("MESSAGE_DELIVERED \(message) \(user)", orderedLike: message), occurredAt: at, actor: user,
                         name: "MESSAGE_DELIVERED", threadID: thread, recipients: [sender], data: data))
             }
-            // Confirmed by the broker before this transaction commits: a failure rolls the ack back.
+            // Confirmed by the broker before this transaction commits: a failure rolls the chunk back.
             if !receipts.isEmpty { try await sendReceipts(receipts) }
-            return clamped
+            return (clamped, target)
         }
     }
 

@@ -96,21 +96,24 @@ enum EventLogStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.events, self.users) }
     }
 
-    /// `ack_events` in one statement: clamps `seq` to the user's latest seq; the user's
-    /// deliveries up to it above the acknowledged seq that were not acknowledged before (no
-    /// `delivered_at`) get it, and become DELIVERED unless the user marked them SEEN meanwhile;
-    /// the acknowledged seq is raised (only). One row with the acknowledged seq after this ack
-    /// (the clamped seq, or the one acknowledged before when that is higher), and with each
-    /// message among the newly delivered ones that someone else sent, for the receipts (null
-    /// columns when there is none): a message seen before it was acknowledged gets its receipt
-    /// too.
+    /// A chunk of `ack_events` in one statement: clamps `seq` to the user's latest seq (the
+    /// target), and to `chunk` past the acknowledged seq; the user's deliveries up to it above
+    /// the acknowledged seq that were not acknowledged before (no `delivered_at`) get it, and
+    /// become DELIVERED unless the user marked them SEEN meanwhile; the acknowledged seq is
+    /// raised (only). One row with the acknowledged seq after this chunk (the clamped seq, or
+    /// the one acknowledged before when that is higher) and the target, and with each message
+    /// among the newly delivered ones that someone else sent, for the receipts (null columns
+    /// when there is none): a message seen before it was acknowledged gets its receipt too.
     /// All parts see the snapshot the statement started with, so the rows looked at are those
     /// above the acknowledged seq as it was before this ack.
     struct Acknowledge: PreparedRows {
         static let name = "delivery.acknowledge"
         static let sql = """
-            WITH clamp AS (
+            WITH target AS (
                 SELECT least($2::bigint, coalesce((SELECT last_seq FROM user_sequences WHERE user_id = $1), 0)) AS seq
+            ), clamp AS (
+                SELECT least((SELECT seq FROM target),
+                             coalesce((SELECT acked_seq FROM user_acks WHERE user_id = $1), 0) + $3::bigint) AS seq
             ), newly AS (
                 UPDATE deliveries SET status = CASE WHEN status = 'SEEN' THEN 'SEEN' ELSE 'DELIVERED' END, delivered_at = now()
                 WHERE user_id = $1 AND seq <= (SELECT seq FROM clamp) AND delivered_at IS NULL
@@ -121,7 +124,7 @@ enum EventLogStatements {
                 ON CONFLICT (user_id) DO UPDATE SET acked_seq = greatest(user_acks.acked_seq, excluded.acked_seq)
             )
             SELECT greatest(clamp.seq, coalesce((SELECT acked_seq FROM user_acks WHERE user_id = $1), 0)),
-                   r.thread_id, r.message_id, r.sender_id, r.delivered_at
+                   (SELECT seq FROM target), r.thread_id, r.message_id, r.sender_id, r.delivered_at
             FROM clamp LEFT JOIN (
                 SELECT e.thread_id, e.message_id, e.sender_id, newly.delivered_at, e.message_seq
                 FROM newly JOIN events e ON e.event_id = newly.event_id
@@ -131,6 +134,8 @@ enum EventLogStatements {
             """
         var user: UUID
         var seq: Int64
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.user, self.seq) }
+        /// How far past the user's acknowledged seq this statement goes at most.
+        var chunk: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.user, self.seq, self.chunk) }
     }
 }
