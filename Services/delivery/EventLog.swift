@@ -57,6 +57,9 @@ struct EventLog: Sendable {
     let logger: Logger
     /// How many seqs one transaction of an ack covers at most (``acknowledge(user:upToSeq:before:sendReceipts:)``).
     var ackChunk: Int64 = 5_000
+    /// The events' data a page of ``events(user:afterSeq:limit:includeAcknowledged:)`` holds, at
+    /// most (its first event whatever its size).
+    static let maximumPageBytes = 1 << 20
 
     /// Records `events` in order, atomically. Returns what to push: the new deliveries, and for
     /// an event recorded before (a redelivery from the broker) its still-pending ones.
@@ -297,6 +300,12 @@ struct EventLog: Sendable {
     /// `sync` and the replay on connect: the user's unacknowledged, unexpired events after
     /// `afterSeq`, in seq order, and the user's latest seq (one row with no event when the page
     /// is empty). `includeAcknowledged`: the acknowledged ones too (a gateway's gap fill).
+    ///
+    /// A page holds `limit` events at most, and stops early (with `hasMore`) once their data
+    /// passes ``maximumPageBytes``: its first event always goes. Until the forty-third session
+    /// only the count bounded a page, and 500 large events (a 4,000-character body escaped, a
+    /// message with many reactions) made pages of 12 to 100 MB, which a gateway holds for
+    /// each socket it replays to (a review).
     func events(user: UUID, afterSeq: Int64, limit: Int, includeAcknowledged: Bool = false) async throws -> SyncReply {
         // The acknowledged events stay in the log until they expire; a gap fill needs them back
         // when another device of the user acknowledged them before this one got them.
@@ -316,16 +325,23 @@ struct EventLog: Sendable {
             """, logger: self.logger)
         var events: [UserEvent] = []
         var latestSeq: Int64 = 0
+        var bytes = 0
+        var cutShort = false
         typealias Row = (Int64, Int64?, UUID?, String?, Date?, String?)
         for try await (latest, seq, id, name, occurredAt, data) in rows.decode(Row.self) {
             latestSeq = latest
-            guard let seq, let id, let name, let occurredAt, let data else { continue }
+            guard let seq, let id, let name, let occurredAt, let data, !cutShort else { continue }
+            bytes += data.utf8.count
+            if !events.isEmpty, bytes > Self.maximumPageBytes {
+                cutShort = true
+                continue
+            }
             events.append(
                 UserEvent(
                     eventId: EntityID(id), seq: seq, type: name, occurredAt: occurredAt, data: try JSONAny.parse(Data(data.utf8)))
             )
         }
-        let hasMore = events.count > limit
+        let hasMore = cutShort || events.count > limit
         return SyncReply(events: Array(events.prefix(limit)), hasMore: hasMore, latestSeq: latestSeq)
     }
 

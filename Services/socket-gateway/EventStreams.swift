@@ -285,8 +285,21 @@ actor SocketEventStream<Socket: DurableEventSink> {
 
     static var fetchAttempts: Int { 3 }
 
+    /// Live events that wait while the stream is busy, at most (see ``receive(_:)``).
+    static var maximumWaiting: Int { 256 }
+
+    /// A live push. While the stream is busy (its replay, its wait in line, a gap's fetch) it
+    /// waits; past ``maximumWaiting`` only the newest waiting event is kept, and the gap it then
+    /// leaves is filled from the log like any other (acknowledged events too), so nothing is
+    /// lost. Until the forty-third session the waiting events had no bound: a socket whose
+    /// replay a slow client read for hours held every live push of its user meanwhile, each
+    /// retry of them too (a review).
     func receive(_ event: DurableEvent) async {
-        self.waiting.append(event)
+        if self.waiting.count >= Self.maximumWaiting, let newest = (self.waiting + [event]).max(by: { $0.seq < $1.seq }) {
+            self.waiting = [newest]
+        } else {
+            self.waiting.append(event)
+        }
         guard !self.busy else { return }
         self.busy = true
         await self.drain()

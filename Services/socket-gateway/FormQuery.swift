@@ -19,6 +19,18 @@ struct FormQuery {
 
     subscript(name: String) -> String? { self.values[name].flatMap { $0.isEmpty ? nil : $0 } }
 
+    /// `name`'s value as a whole number, nil when absent. Digits past `Int`'s range (with an
+    /// optional sign) are its largest or smallest value, so that the service answers them as
+    /// out of its range (422) like any other; anything else is `malformed` (400) with `message`.
+    /// Until the forty-third session `limit=99999999999999999999` was 400.
+    func wholeNumber(_ name: String, orElse message: String) throws -> Int? {
+        guard let text = self[name] else { return nil }
+        if let value = Int(text) { return value }
+        let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
+        guard !digits.isEmpty, digits.allSatisfy({ ("0"..."9").contains($0) }) else { throw RESTError.malformed(message) }
+        return text.first == "-" ? Int.min : Int.max
+    }
+
     private static func decode(_ text: Substring) -> String {
         let spaced = text.replacingOccurrences(of: "+", with: " ")
         return spaced.removingPercentEncoding ?? spaced

@@ -55,12 +55,16 @@ struct PushConsumer: Service {
     }
 
     /// A push as an emission (nil when it cannot be understood); `argumentsJSON` is the text of
-    /// its `args` array as it came, for this gateway's sockets (no need to write it again).
+    /// its `args` array as it came, for this gateway's sockets (no need to write it again). A
+    /// push names its rooms: no rooms would be every socket of every gateway (until the
+    /// forty-third session `"rooms": [123]` came to that, its non-string room dropped).
     static func decode(_ body: Data) -> RedisFanOut.Emission? {
         guard let text = String(data: body, encoding: .utf8),
             let (value, argumentsText) = try? JSONValue.parse(text, keepingTextOf: "args"),
-            case .string(let event)? = value["event"], case .array(let rooms)? = value["rooms"], !rooms.isEmpty
+            case .string(let event)? = value["event"], case .array(let roomValues)? = value["rooms"]
         else { return nil }
+        let rooms = roomValues.compactMap(\.stringValue)
+        guard !rooms.isEmpty, rooms.count == roomValues.count else { return nil }
         var arguments: [JSONValue] = []
         var argumentsJSON: String?
         if case .array(let items)? = value["args"] {
@@ -69,7 +73,7 @@ struct PushConsumer: Service {
         }
         let except: [JSONValue] = if case .array(let items)? = value["except"] { items } else { [] }
         return RedisFanOut.Emission(
-            event: event, arguments: arguments, argumentsJSON: argumentsJSON, rooms: rooms.compactMap(\.stringValue),
+            event: event, arguments: arguments, argumentsJSON: argumentsJSON, rooms: rooms,
             except: except.compactMap(\.stringValue), flags: value["redelivery"] == .bool(true) ? ["redelivery": true] : [:])
     }
 }

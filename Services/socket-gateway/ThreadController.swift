@@ -33,9 +33,7 @@ struct ThreadController {
     /// `limit` from the query: absent is the default; not an integer is 400 (out of range is the
     /// service's 422).
     private static func limit(_ query: FormQuery) throws -> Int {
-        guard let text = query["limit"] else { return Self.defaultPageSize }
-        guard let limit = Int(text) else { throw RESTError.malformed("limit must be an integer from 1 to 100") }
-        return limit
+        try query.wholeNumber("limit", orElse: "limit must be an integer from 1 to 100") ?? Self.defaultPageSize
     }
 
     private func call<Payload: Encodable & Sendable, Reply: Decodable & Sendable>(

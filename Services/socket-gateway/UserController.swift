@@ -19,8 +19,15 @@ struct UserController {
             return try JSONBody.response(reply, status: .created)
         }
         api.post("login") { request, context in
-            var body = try await JSONBody.decode(LoginRequest.self, from: request)
-            body.clientAddress = self.clientAddress(request, context)
+            // The contract's fields only: a client's `clientAddress` is an unknown field, ignored
+            // (decoded as the RPC's own, a number there was 400).
+            struct Credentials: Decodable {
+                var login: String
+                var password: String
+            }
+            let credentials = try await JSONBody.decode(Credentials.self, from: request)
+            let body = LoginRequest(
+                login: credentials.login, password: credentials.password, clientAddress: self.clientAddress(request, context))
             return try JSONBody.response(try await self.call(AuthMessage.login, body, TokenPair.self, request, context))
         }
         api.post("token/refresh") { request, context in
@@ -71,9 +78,7 @@ struct UserController {
                 return try JSONBody.response(UserList(items: try await self.users(ids: Self.ids(ids), request, context)))
             }
             // Not an integer is 400, as for the thread lists; out of range is auth's 422.
-            guard let limit = query["limit"].map({ Int($0) }) ?? 20 else {
-                throw RESTError.malformed("limit must be an integer from 1 to 50")
-            }
+            let limit = try query.wholeNumber("limit", orElse: "limit must be an integer from 1 to 50") ?? 20
             let body = SearchUsersRequest(query: query["query"] ?? "", limit: limit)
             return try JSONBody.response(try await self.call(AuthMessage.searchUsers, body, UserList.self, request, context))
         }

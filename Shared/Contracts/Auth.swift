@@ -102,7 +102,14 @@ public struct RegisterRequest: Codable, Sendable {
 public struct LoginRequest: Codable, Sendable {
     public var login: String
     public var password: String
+    /// The client's address as the gateway saw it (the per-address throttle); never the client's.
     public var clientAddress: String?
+
+    public init(login: String, password: String, clientAddress: String?) {
+        self.login = login
+        self.password = password
+        self.clientAddress = clientAddress
+    }
 }
 
 /// `POST /api/token/refresh` and `POST /api/logout`.

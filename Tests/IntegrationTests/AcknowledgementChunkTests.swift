@@ -10,30 +10,19 @@ import Testing
 /// transaction of its own (``EventLog/acknowledge(user:upToSeq:before:sendReceipts:)``).
 @Suite("Acknowledging in chunks", .timeLimit(.minutes(1)))
 struct AcknowledgementChunkTests {
-    /// `count` messages from one sender to `recipient`, recorded in `log`; their seqs.
-    func record(_ count: Int, to recipient: UUID, in log: EventLog) async throws -> [Int64] {
-        let (sender, thread) = (UUID(), UUID())
-        let events = (1...count).map { seq in
-            IncomingEvent(
-                id: UUID(), occurredAt: Date(), actor: sender, name: "MESSAGE_CREATED", threadID: thread,
-                recipients: [recipient],
-                data: .object([
-                    "message": .object([
-                        "id": .string(EntityID(UUID()).description), "seq": .number(Double(seq)),
-                        "senderId": .string(EntityID(sender).description),
-                    ])
-                ]))
-        }
-        return try await log.record(events).map(\.seq)
-    }
-
-    @Test("an ack past a chunk goes chunk by chunk to its end, with every receipt once")
-    func chunkByChunk() async throws {
+    /// A log in a fresh schema that acknowledges 3 seqs a chunk, and a recipient's 10 messages.
+    func withTenMessages(_ body: (EventLog, _ recipient: UUID, _ seqs: [Int64]) async throws -> Void) async throws {
         try await withFreshSchema("ack_chunks", migrations: DeliveryMigrations.all) { database, _ in
             var log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
             log.ackChunk = 3
             let recipient = UUID()
-            let seqs = try await self.record(10, to: recipient, in: log)
+            try await body(log, recipient, try await log.recordMessages(10, to: recipient))
+        }
+    }
+
+    @Test("an ack past a chunk goes chunk by chunk to its end, with every receipt once")
+    func chunkByChunk() async throws {
+        try await self.withTenMessages { log, recipient, seqs in
             let receipts = Mutex<[[UUID]]>([])
             let acked = try await log.acknowledge(user: recipient, upToSeq: 100) { sent in
                 receipts.withLock { $0.append(sent.map(\.id)) }
@@ -48,11 +37,7 @@ struct AcknowledgementChunkTests {
 
     @Test("an ack whose deadline passes between chunks keeps the chunks it made and is unavailable; its retry ends it")
     func deadlineBetweenChunks() async throws {
-        try await withFreshSchema("ack_chunks", migrations: DeliveryMigrations.all) { database, _ in
-            var log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
-            log.ackChunk = 3
-            let recipient = UUID()
-            let seqs = try await self.record(10, to: recipient, in: log)
+        try await self.withTenMessages { log, recipient, seqs in
             await #expect(throws: ServiceError.self) {
                 try await log.acknowledge(user: recipient, upToSeq: 100, before: .now) { _ in }
             }

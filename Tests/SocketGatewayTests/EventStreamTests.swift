@@ -87,6 +87,28 @@ struct EventStreamTests {
         #expect(onItsLoop, "the stream wrote from another thread than its socket's loop")
     }
 
+    @Test("past the bound of waiting events only the newest waits; the rest come from the log, in order")
+    func waitingEventsBounded() async {
+        let socket = RecordingSocket()
+        let count = Int64(SocketEventStream<RecordingSocket>.maximumWaiting + 100)
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            // The replay's fetch saw an empty log; the rest was stored (and pushed) after it.
+            guard includeAcknowledged else { return ([], false, 0) }
+            let page = (afterSeq + 1...min(afterSeq + Int64(limit), count)).map { Self.event($0) }
+            return (page, afterSeq + Int64(limit) < count, count)
+        }
+        // A new stream is busy until its replay has run: these wait, past the bound.
+        for seq in 1...count { await stream.receive(Self.event(seq)) }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == Array(1...count))
+        #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
+        #expect(socket.closes.isEmpty)
+    }
+
     @Test("a lastSeq past the user's latest seq comes down to it: the events after it are not dropped")
     func lastSeqAheadOfTheLog() async {
         let socket = RecordingSocket()

@@ -20,4 +20,28 @@ struct FormQueryTests {
             }
         }
     }
+
+    @Test("a whole number: digits past Int's range are its bounds (the service's 422), anything else malformed (400)")
+    func wholeNumbers() async throws {
+        let router = Router()
+        router.get("/n") { request, _ -> String in
+            do {
+                return try FormQuery(request).wholeNumber("n", orElse: "n must be whole").map { "\($0)" } ?? "nil"
+            } catch {
+                return "malformed"
+            }
+        }
+        let cases = [
+            ("n=20", "20"), ("n=-3", "-3"), ("", "nil"), ("n=", "nil"),
+            ("n=99999999999999999999", "\(Int.max)"), ("n=-99999999999999999999", "\(Int.min)"),
+            ("n=1.5", "malformed"), ("n=abc", "malformed"), ("n=-", "malformed"), ("n=1e3", "malformed"),
+        ]
+        try await Application(router: router).test(.router) { client in
+            for (query, expected) in cases {
+                try await client.execute(uri: "/n?\(query)", method: .get) { response in
+                    #expect(String(buffer: response.body) == expected, "\(query)")
+                }
+            }
+        }
+    }
 }

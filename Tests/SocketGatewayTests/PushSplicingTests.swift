@@ -61,6 +61,13 @@ struct PushSplicingTests {
         #expect(try #require(PushConsumer.decode(Data(#"{"event":"e","rooms":["r"]}"#.utf8))).argumentsJSON == nil)
         #expect(try #require(PushConsumer.decode(Data(#"{"event":"e","rooms":["r"],"args":{"a":1}}"#.utf8))).argumentsJSON == nil)
     }
+
+    @Test("a push must name its rooms, each a string: no rooms would reach every socket")
+    func roomsNamed() {
+        for rooms in ["[]", "[123]", #"["r",1]"#, #""r""#] {
+            #expect(PushConsumer.decode(Data(#"{"event":"e","rooms":\#(rooms),"args":[]}"#.utf8)) == nil, "\(rooms)")
+        }
+    }
 }
 
 extension SocketIODecoder {
