@@ -271,6 +271,17 @@ def test_login_by_username(api, register):
     assert body["user"]["email"] == reg.email
 
 
+def test_login_ignores_unknown_fields_of_any_type(api, register):
+    """Unknown request fields are ignored (protocol.md). `clientAddress` is one to a client, though
+    the gateway hands auth a field of that name (the address it saw): until the forty-third
+    session the gateway decoded the client's body as that request, and a number there was 400."""
+    reg = register()
+    for extra in ({"clientAddress": 5}, {"clientAddress": "10.0.0.1", "remember": True}):
+        resp = api.post("/api/login", {"login": reg.username, "password": reg.password, **extra})
+        assert_status(resp, 200)
+        assert_token_pair(resp.json(), reg.id)
+
+
 def test_api_responses_are_not_stored_by_caches(api, register):
     """Tokens, the caller's email and conversations: `Cache-Control: no-store` on every /api
     response, errors included (RFC 6749 section 5.1 for the token responses)."""
