@@ -5,6 +5,10 @@ import MessengerContracts
 import MessengerPostgres
 import PostgresNIO
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Counts failed logins per login name and per client address in fixed windows, in auth's
 /// schema so that every replica sees the same counts.
 ///
@@ -28,9 +32,24 @@ struct LoginThrottle: Sendable {
     private var windowSeconds: Double { Double(self.limits.window.components.seconds) }
 
     /// The counters' keys. The login and the address are hashed: a key has a fixed length
-    /// whatever was typed in the login field, and the table holds no login names.
+    /// whatever was typed in the login field, and the table holds no login names. The address
+    /// counts as its ``network(of:)``.
     static func keys(login: String, address: String?) -> (login: String, address: String?) {
-        ("login:" + Self.digest(login.lowercased()), address.map { "address:" + Self.digest($0) })
+        ("login:" + Self.digest(login.lowercased()), address.map { "address:" + Self.digest(Self.network(of: $0)) })
+    }
+
+    /// What one client's addresses have in common: an IPv4 address itself (an IPv4-mapped IPv6
+    /// one too), an IPv6 address's /64, the least a single host is given. Until the
+    /// forty-third session every IPv6 address counted on its own, and a client holding a /64
+    /// had 2^64 counters to spread a password spraying over (a review). Text that is not an
+    /// address is itself.
+    static func network(of address: String) -> String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard address.contains(":"), inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        return bytes[0..<8].map { String(format: "%02x", $0) }.joined() + "::/64"
     }
 
     private static func digest(_ text: String) -> String {

@@ -21,8 +21,10 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
 
     backend.router.on(DeliveryMessage.ackEvents, AckEventsRequest.self) { request, context in
         guard let user = context.actorID else { throw ServiceError.unauthorized() }
-        // The receipts' confirms are awaited inside the ack's transaction: no longer than its caller waits.
-        let deadline = context.deadline ?? .now + rpcTimeout
+        // The receipts' confirms are awaited inside the ack's transaction: no longer than its
+        // caller waits. An ack delivered again (its caller may still wait) gets a timeout's worth:
+        // acknowledging twice changes nothing.
+        let deadline = context.redelivered ? .now + rpcTimeout : (context.deadline ?? .now + rpcTimeout)
         let upToSeq = try await log.acknowledge(user: user, upToSeq: request.upToSeq, before: deadline) { receipts in
             try await publisher.sendToConsumer(receipts, before: deadline)
         }

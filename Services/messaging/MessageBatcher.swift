@@ -103,8 +103,9 @@ final class MessageBatcher: Sendable {
         }
         if startDriver {
             // Drives batches until the queue is empty, independently of this request's task, and
-            // so without its correlation id (each command's event carries its own).
-            Task { await RequestCorrelation.$id.withValue(nil) { await self.drive() } }
+            // so without its correlation id (each command's event carries its own) or deadline
+            // (each command's is checked before its batch).
+            RequestScope.detach { await self.drive() }
         }
         return try await promise.value()
     }

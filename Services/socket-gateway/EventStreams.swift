@@ -43,8 +43,9 @@ struct DurableEvent: Sendable {
 /// the missing events first. So each socket sees each seq once, in ascending order, across the
 /// seam between replay and live.
 ///
-/// Replays run at most ``maximumConcurrentReplays`` at a time, and at most
-/// ``maximumConcurrentReplaysPerUser`` of one user's; the others wait in line (``ReplayLine``): a
+/// Replays run at most ``maximumConcurrentReplays`` at a time, and once half of those places are
+/// taken, at most ``maximumConcurrentReplaysPerUser`` of one user's; the others wait in line
+/// (``ReplayLine``): a
 /// reconnect storm asks delivery for its pages at a pace it can serve, the gateway's memory does
 /// not swell with thousands of replays in flight at once, and one user's slow sockets cannot hold
 /// every place. Sockets of one user that ask for
@@ -101,13 +102,16 @@ final class EventStreams: Sendable {
         if startsNow { Task { await self.runReplays(startingWith: pending, of: user) } }
     }
 
-    /// Replays `first`, then the next replay the line lets start, until none can.
+    /// Replays `first`, then a replay the line lets start (the others it lets start at the same
+    /// time get tasks of their own), until none can.
     private func runReplays(startingWith first: PendingReplay, of user: String) async {
         var next: (user: String, entry: PendingReplay)? = (user, first)
         while let (user, (stream, registered)) = next {
             // A socket that left while it waited needs no replay.
             if self.streams.withLock({ $0[stream.socketID] }) === stream { await stream.replay(registered: registered) }
-            next = self.replays.withLock { $0.finish(user: user) }
+            let starting = self.replays.withLock { $0.finish(user: user) }
+            for other in starting.dropFirst() { Task { await self.runReplays(startingWith: other.entry, of: other.user) } }
+            next = starting.first
         }
     }
 
@@ -291,7 +295,8 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// A live push. While the stream is busy (its replay, its wait in line, a gap's fetch) it
     /// waits; past ``maximumWaiting`` only the newest waiting event is kept, and the gap it then
     /// leaves is filled from the log like any other (acknowledged events too), so nothing is
-    /// lost. Until the forty-third session the waiting events had no bound: a socket whose
+    /// lost (a redelivery of an event the socket had is dropped with the rest; delivery pushes
+    /// it again at its next retry while it is unacknowledged). Until the forty-third session the waiting events had no bound: a socket whose
     /// replay a slow client read for hours held every live push of its user meanwhile, each
     /// retry of them too (a review).
     func receive(_ event: DurableEvent) async {

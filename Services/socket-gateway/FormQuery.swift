@@ -27,7 +27,9 @@ struct FormQuery {
         guard let text = self[name] else { return nil }
         if let value = Int(text) { return value }
         let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
-        guard !digits.isEmpty, digits.allSatisfy({ ("0"..."9").contains($0) }) else { throw RESTError.malformed(message) }
+        guard !digits.isEmpty, digits.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) else {
+            throw RESTError.malformed(message)
+        }
         return text.first == "-" ? Int.min : Int.max
     }
 

@@ -19,6 +19,9 @@ public struct RPCContext: Sendable {
     /// Work that waits its turn for a scarce resource checks it before it starts: a request
     /// whose caller gave up is then skipped, not worked through while retries queue behind it.
     public var deadline: ContinuousClock.Instant?
+    /// The request was delivered before (its first delivery's ack went with a lost connection
+    /// or replica): its ``deadline`` is its arrival, as no one can tell how long it waited.
+    public var redelivered: Bool
     /// The service's logger. While the handler runs, the request's correlation id is bound
     /// (``RequestCorrelation``), and the services' logging bootstrap adds it to every line as
     /// `correlation_id`; it is not set on this logger, whose handler would render its metadata
@@ -67,9 +70,10 @@ public struct RPCRouter: Sendable {
             }
             // Bound while the handler runs: the RPCs it makes, the events it records and the lines
             // it logs carry the request's correlation id on; its database calls wait for a
-            // connection no longer than its caller waits.
+            // connection no longer than its caller waits (a request delivered again, whose
+            // caller may still wait, as long as the pool lets them).
             return await RequestCorrelation.$id.withValue(envelope.correlationId) {
-                await RequestDeadline.$current.withValue(deadline) {
+                await RequestDeadline.$current.withValue(redelivered ? nil : deadline) {
                     let started = ContinuousClock.now
                     defer {
                         let elapsed = ContinuousClock.now - started
@@ -80,7 +84,8 @@ public struct RPCRouter: Sendable {
                     }
                     let context = RPCContext(
                         type: type, messageID: envelope.id, correlationID: envelope.correlationId,
-                        occurredAt: envelope.occurredAt, actorID: envelope.actorId, deadline: deadline, logger: logger)
+                        occurredAt: envelope.occurredAt, actorID: envelope.actorId, deadline: deadline,
+                        redelivered: redelivered, logger: logger)
                     let reply: RPCReply<Reply>
                     do {
                         let value = try await handler(envelope.data, context)

@@ -5,3 +5,20 @@
 public enum RequestDeadline {
     @TaskLocal public static var current: ContinuousClock.Instant?
 }
+
+/// The task locals that belong to the request a task serves (``RequestCorrelation``,
+/// ``RequestDeadline``), and how to start work that outlives it.
+public enum RequestScope {
+    /// Starts `body` in a task of its own that serves no request: a plain `Task` would carry
+    /// the current request's correlation id and deadline into it, and its database calls would
+    /// stop waiting for a connection at a deadline long past (a batch writer that a request
+    /// started and that goes on after it; the forty-third session's review of its own diff).
+    @discardableResult
+    public static func detach(_ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        Task {
+            await RequestCorrelation.$id.withValue(nil) {
+                await RequestDeadline.$current.withValue(nil) { await body() }
+            }
+        }
+    }
+}

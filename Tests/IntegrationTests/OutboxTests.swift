@@ -162,7 +162,7 @@ struct OutboxTests {
                 }
                 let (holder, other) = (relay(first), relay(second))
                 try await withThrowingTaskGroup(of: Void.self) { running in
-                    running.addTask { try await holder.run() }
+                    let holding = Task { try await holder.run() }
                     // The first relay takes the turn at its first wake and publishes.
                     try await write(0..<1, waking: first)
                     #expect(try await receive(1) == [0])
@@ -171,7 +171,11 @@ struct OutboxTests {
                     try await write(1..<21, waking: second)
                     #expect(try await receive(20) == Array(1..<21))
                     // The holder stops and hands the turn back; the second takes it at its next wake.
+                    // Its wakes come once the holder has stopped: one that came before the hand-back
+                    // found the turn taken, and with no poll in the test's time, the second waited
+                    // for good (a clean-clone run met the time limit so).
                     await holder.triggerGracefulShutdown()
+                    try await holding.value
                     try await write(21..<41, waking: second)
                     #expect(try await receive(20) == Array(21..<41))
                     await other.triggerGracefulShutdown()

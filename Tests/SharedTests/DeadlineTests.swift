@@ -39,3 +39,22 @@ struct DeadlineTests {
         }
     }
 }
+
+@Suite("Work that outlives its request")
+struct RequestScopeTests {
+    @Test("a task started with RequestScope.detach carries neither the request's correlation id nor its deadline")
+    func detachedTaskServesNoRequest() async {
+        let (correlation, deadline) = await RequestCorrelation.$id.withValue("request") {
+            await RequestDeadline.$current.withValue(.now + .seconds(5)) {
+                // A plain task would carry both (the batch writer's bug this guards against).
+                let plain = await Task { (RequestCorrelation.id, RequestDeadline.current) }.value
+                #expect(plain.0 == "request" && plain.1 != nil)
+                let values = Mutex<(String?, ContinuousClock.Instant?)>(("unset", .now))
+                await RequestScope.detach { values.withLock { $0 = (RequestCorrelation.id, RequestDeadline.current) } }.value
+                return values.withLock { $0 }
+            }
+        }
+        #expect(correlation == nil)
+        #expect(deadline == nil)
+    }
+}

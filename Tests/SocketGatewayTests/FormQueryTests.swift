@@ -35,6 +35,7 @@ struct FormQueryTests {
             ("n=20", "20"), ("n=-3", "-3"), ("", "nil"), ("n=", "nil"),
             ("n=99999999999999999999", "\(Int.max)"), ("n=-99999999999999999999", "\(Int.min)"),
             ("n=1.5", "malformed"), ("n=abc", "malformed"), ("n=-", "malformed"), ("n=1e3", "malformed"),
+            ("n=99999999999999999999%CC%81", "malformed"),
         ]
         try await Application(router: router).test(.router) { client in
             for (query, expected) in cases {
