@@ -84,8 +84,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     AdminServer.addHealthRoutes(to: router, checks: checks)
     UserController(rpc: rpc, tokens: tokens, trustProxy: settings.trustProxy).addRoutes(to: router)
     ThreadController(rpc: rpc, tokens: tokens).addRoutes(to: router)
-    MediaController(rpc: rpc, tokens: tokens, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload)
-        .addRoutes(to: router)
+    MediaController(
+        rpc: rpc, tokens: tokens, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload,
+        bodyTimeout: settings.uploadBodyTimeout
+    )
+    .addRoutes(to: router)
     try OpenAPIController().addRoutes(to: router)
     socketGateway.addRoutes(to: router)
     let publicServer = Application(

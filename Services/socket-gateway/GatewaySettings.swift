@@ -26,6 +26,8 @@ struct GatewaySettings: Sendable {
     /// limit (`MEDIA_MAX_UPLOAD_BYTES`).
     var mediaDirectory: String
     var maximumUpload: Int
+    /// How long an upload's body may take to arrive, whole (`UPLOAD_BODY_TIMEOUT_SECONDS`).
+    var uploadBodyTimeout: Duration
     /// Socket commands per user and second, and their burst (`SOCKET_COMMAND_RATE`,
     /// `SOCKET_COMMAND_BURST`; a rate of 0 is no limit).
     var commandRate: CommandRateLimit.Settings
@@ -54,6 +56,7 @@ struct GatewaySettings: Sendable {
         // An upload travels base64 in one RPC message: 64 MiB stays under RabbitMQ's 128 MiB
         // `max_message_size` (see AMQPConfiguration.maximumMessageSize).
         self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(64 * 1024 * 1024))
+        self.uploadBodyTimeout = .seconds(try environment.int("UPLOAD_BODY_TIMEOUT_SECONDS", default: 300, in: 1...3600))
         self.commandRate = CommandRateLimit.Settings(
             rate: try environment.int("SOCKET_COMMAND_RATE", default: 30, in: 0...100_000),
             burst: try environment.int("SOCKET_COMMAND_BURST", default: 120, in: 1...1_000_000))

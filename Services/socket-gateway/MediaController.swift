@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import MessengerAMQP
 import MessengerContracts
+import MessengerServiceKit
 import NIOCore
 import NIOPosix
 
@@ -14,6 +15,9 @@ struct MediaController {
     /// The local store's directory (`MEDIA_DIR`), shared with the media service.
     let directory: String
     let maximumUpload: Int
+    /// How long the body may take to arrive, whole. The slot is held while it is read, and the
+    /// idle timeout alone let a client that sent a byte a minute hold it for good (a review).
+    let bodyTimeout: Duration
     /// Uploads under way, per user and in all (``UploadSlots``).
     let slots = UploadSlots()
 
@@ -43,7 +47,10 @@ struct MediaController {
 
     private func store(_ request: Request, boundary: String, caller: UUID) async throws -> Response {
         // The file plus room for the form's own headers.
-        let buffer = try await request.body.collect(upTo: self.maximumUpload + 64 * 1024)
+        let limit = self.maximumUpload + 64 * 1024
+        let buffer = try await withDeadline(.now + self.bodyTimeout, waitingFor: "the upload's body") {
+            try await request.body.collect(upTo: limit)
+        }
         // Copying and parsing up to 25 MiB: on NIO's thread pool, off the event loops, like the
         // upload's encoding.
         let parsed = try await NIOThreadPool.singleton.runIfActive {

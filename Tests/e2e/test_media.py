@@ -33,6 +33,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import struct
 import subprocess
 import threading
@@ -627,6 +628,44 @@ def test_a_user_has_two_uploads_under_way_at_most(api, alice, bob):
     assert_error(refused, 429, "rate_limited")
     assert refused.headers.get("Retry-After") == "1", refused.headers
     assert responses[3].status_code == 201, responses[3].text[:200]
+
+
+def test_an_upload_body_that_trickles_is_cut_at_its_deadline_and_gives_its_slot_back(alice):
+    """A gateway whose uploads' bodies must arrive within 2 s (`UPLOAD_BODY_TIMEOUT_SECONDS`;
+    300 by default). Two uploads of one user that send their headers and a few bytes, then
+    nothing, hold the user's two slots until then: each is answered 503 `unavailable`, and the
+    user's next upload goes through. Until the forty-third session only the 60 s idle timeout
+    bounded such a body, and a client sending a byte a minute held its slots for good."""
+    from test_socketio import gateway_process  # the helper that starts another gateway
+    with gateway_process(5077, 9177, UPLOAD_BODY_TIMEOUT_SECONDS="2") as (base, _):
+        head = (f"POST /api/attachments HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {alice.access}\r\n"
+                "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n").encode()
+        started = time.monotonic()
+        trickling = []
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", 5077))
+            sock.sendall(head)
+            trickling.append(sock)
+        statuses = []
+        for sock in trickling:
+            sock.settimeout(15)
+            received = b""
+            try:
+                while b"\r\n" not in received:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    received += chunk
+            except socket.timeout:
+                pass
+            finally:
+                sock.close()
+            statuses.append(received.split(b"\r\n", 1)[0].decode(errors="replace"))
+        elapsed = time.monotonic() - started
+        assert all(" 503 " in status for status in statuses), statuses
+        assert elapsed < 10, f"answered after {elapsed:.1f} s with a 2 s body deadline"
+        attachment = uploaded(Api(base), alice.access, "after.png", png(2, 2))
+        assert attachment["type"] == "IMAGE", attachment
 
 
 def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
