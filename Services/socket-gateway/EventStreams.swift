@@ -45,11 +45,10 @@ struct DurableEvent: Sendable {
 ///
 /// Replays run at most ``maximumConcurrentReplays`` at a time, and once half of those places are
 /// taken, at most ``maximumConcurrentReplaysPerUser`` of one user's; the others wait in line
-/// (``ReplayLine``): a
-/// reconnect storm asks delivery for its pages at a pace it can serve, the gateway's memory does
-/// not swell with thousands of replays in flight at once, and one user's slow sockets cannot hold
-/// every place. Sockets of one user that ask for
-/// the same page at the same time (devices coming back together) share one fetch: see
+/// (``ReplayLine``): a reconnect storm asks delivery for its pages at a pace it can serve, the
+/// gateway's memory does not swell with thousands of replays in flight at once, and one user's
+/// slow sockets cannot hold every place. Sockets of one user that ask for the same page at the
+/// same time (devices coming back together) share one fetch: see
 /// ``fetch(user:afterSeq:limit:includeAcknowledged:notBefore:)``.
 final class EventStreams: Sendable {
     static let maximumConcurrentReplays = 512
@@ -296,9 +295,9 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// waits; past ``maximumWaiting`` only the newest waiting event is kept, and the gap it then
     /// leaves is filled from the log like any other (acknowledged events too), so nothing is
     /// lost (a redelivery of an event the socket had is dropped with the rest; delivery pushes
-    /// it again at its next retry while it is unacknowledged). Until the forty-third session the waiting events had no bound: a socket whose
-    /// replay a slow client read for hours held every live push of its user meanwhile, each
-    /// retry of them too (a review).
+    /// it again at its next retry while it is unacknowledged). Until the forty-third session the
+    /// waiting events had no bound: a socket whose replay a slow client read for hours held
+    /// every live push of its user meanwhile, each retry of them too (a review).
     func receive(_ event: DurableEvent) async {
         if self.waiting.count >= Self.maximumWaiting, let newest = (self.waiting + [event]).max(by: { $0.seq < $1.seq }) {
             self.waiting = [newest]

@@ -199,9 +199,7 @@ struct CallerGaveUpTests {
         let logger = TestEnvironment.logger
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "auth").makeDatabase(
             logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await whileRunning(database) {
             _ = try await DatabaseMigrator(client: database, schema: "auth", migrations: AuthMigrations.all, logger: logger)
                 .run()
             let revocations = SessionRevocations(client: database, accessTokenLifetime: .seconds(900), logger: logger)

@@ -18,9 +18,7 @@ struct CommitConfirmationTests {
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: TestEnvironment.logger)
         let table = "commit_probe_\(UInt32.random(in: 0...UInt32.max))"
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await whileRunning(database) {
             let logger = TestEnvironment.logger
             try await database.query("CREATE TABLE \(unescaped: table) (id int)", logger: logger)
             try await database.query(

@@ -22,9 +22,7 @@ struct DatabaseTests {
     func withDatabase(_ body: (Database) async throws -> Void) async throws {
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: TestEnvironment.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await whileRunning(database) {
             try await body(database)
         }
     }
@@ -92,9 +90,7 @@ struct DatabaseTests {
         var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
         configuration.maximumConnections = 1
         let database = configuration.makeDatabase(logger: TestEnvironment.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await whileRunning(database) {
             let (held, release) = AsyncStream<Void>.makeStream()
             let (leased, hasLeased) = AsyncStream<Void>.makeStream()
             let holder = Task {
@@ -232,9 +228,7 @@ struct DatabaseUnavailableTests {
         let database = configuration.makeDatabase(logger: TestEnvironment.logger)
         let logger = TestEnvironment.logger
         let key = Int64.random(in: 1...Int64.max)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await whileRunning(database) {
             // A session holds an advisory lock; another waits for it at most 100 ms.
             try await database.withConnection { holder in
                 try await holder.query("SELECT pg_advisory_lock(\(key))", logger: logger)

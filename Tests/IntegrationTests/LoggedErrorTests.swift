@@ -13,9 +13,7 @@ struct LoggedErrorTests {
     func uniqueViolation() async throws {
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: TestEnvironment.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await whileRunning(database) {
             let logged = try await database.withConnection { connection -> String in
                 try await connection.query(
                     "CREATE TEMPORARY TABLE logged (value text PRIMARY KEY)", logger: TestEnvironment.logger)

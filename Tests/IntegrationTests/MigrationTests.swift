@@ -51,9 +51,7 @@ struct MigrationTests {
         try await self.withDatabase { client, schema in
             let otherClient = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeDatabase(
                 logger: TestEnvironment.logger)
-            try await withThrowingTaskGroup(of: Void.self) { running in
-                running.addTask { try await otherClient.run() }
-                defer { running.cancelAll() }
+            try await whileRunning(otherClient) {
                 let first = self.migrator(client, schema)
                 let second = self.migrator(otherClient, schema)
                 async let a = first.run()
@@ -75,9 +73,7 @@ struct MigrationTests {
             configuration.lockTimeout = .milliseconds(100)
             configuration.maximumConnections = 1  // the SHOW below runs on the migrator's connection
             let bounded = configuration.makeDatabase(logger: TestEnvironment.logger)
-            try await withThrowingTaskGroup(of: Void.self) { running in
-                running.addTask { try await bounded.run() }
-                defer { running.cancelAll() }
+            try await whileRunning(bounded) {
                 let first = self.migrator(client, schema)
                 let second = self.migrator(bounded, schema)
                 // The first holds the migrations' lock for 0.3 s (its pg_sleep), past the 100 ms.

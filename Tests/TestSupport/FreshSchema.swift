@@ -10,9 +10,7 @@ public func withFreshSchema(
     let client = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeDatabase(
         logger: TestEnvironment.logger)
     let drop = PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE")
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await client.run() }
-        defer { group.cancelAll() }
+    try await whileRunning(client) {
         do {
             if !migrations.isEmpty {
                 try await DatabaseMigrator(
