@@ -43,7 +43,9 @@ public enum ServiceMain {
         let registry = MessengerMetrics.bootstrap()
 
         let services: [any Service]
+        let shutdownTimeout: Duration
         do {
+            shutdownTimeout = .seconds(try environment.int("SHUTDOWN_TIMEOUT_SECONDS", default: 20, in: 1...3600))
             services = try await build(ServiceContext(environment: environment, registry: registry, logger: logger))
         } catch let error as ConfigurationError {
             logger.critical("\(error)")
@@ -54,14 +56,7 @@ public enum ServiceMain {
         }
 
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services.map {
-                    .init(
-                        service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
-                        failureTerminationBehavior: .gracefullyShutdownGroup)
-                },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+            configuration: Self.groupConfiguration(services: services, shutdownTimeout: shutdownTimeout, logger: logger))
         do {
             try await group.run()
             logger.info("stopped")
@@ -70,4 +65,33 @@ public enum ServiceMain {
             exit(1)
         }
     }
+
+    /// How a service's parts run: in order, each one's end (a failure or not) stopping the
+    /// others gracefully on SIGTERM or SIGINT, in reverse order.
+    ///
+    /// A graceful stop may take `shutdownTimeout` (`SHUTDOWN_TIMEOUT_SECONDS`); what still runs
+    /// then is cancelled: a publish waiting for a confirm the broker holds back under a resource
+    /// alarm gives up, and the messages it would have acked go back to their queue for the next
+    /// replica. Until the forty-fourth session a service told to stop during an alarm waited
+    /// until it was killed. Cancelled parts that do not end within ``cancellationLimit`` stop the
+    /// process with a fatal error, so that it always ends.
+    public static func groupConfiguration(services: [any Service], shutdownTimeout: Duration, logger: Logger)
+        -> ServiceGroupConfiguration
+    {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map {
+                .init(
+                    service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup)
+            },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = shutdownTimeout
+        configuration.maximumCancellationDuration = Self.cancellationLimit
+        return configuration
+    }
+
+    /// How long cancelled parts may take to end: a broker connection takes at most its confirms'
+    /// grace and its close margin (10 s), the rest far less.
+    public static let cancellationLimit: Duration = .seconds(15)
 }
