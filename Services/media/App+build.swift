@@ -35,7 +35,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let rpc = RPCClient(
         connection: backend.amqp, instanceName: backend.settings.instanceID, timeout: backend.settings.rpcTimeout, logger: logger)
     let attachments = Attachments(
-        client: backend.database, store: store, stores: stores, rpc: rpc, maximumUpload: settings.maximumUpload, logger: logger)
+        client: backend.database, store: store, stores: stores, rpc: rpc, maximumUpload: settings.maximumUpload,
+        faults: FaultPoints(environment: context.environment), logger: logger)
 
     backend.router.on(MediaMessage.upload, UploadRequest.self) { request, context in
         try await attachments.upload(request, actor: context.actorID, deadline: context.deadline)

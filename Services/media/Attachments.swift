@@ -3,6 +3,7 @@ import Logging
 import MessengerAMQP
 import MessengerContracts
 import MessengerPostgres
+import MessengerServiceKit
 import PostgresNIO
 
 /// What the media service does: stores uploads as unbound attachments of their owner, binds
@@ -16,6 +17,8 @@ struct Attachments: Sendable {
     let stores: [String: any MediaStore]
     let rpc: RPCClient
     let maximumUpload: Int
+    /// `after_store`: the process dies once a file is stored, before its row is written.
+    let faults: FaultPoints
     let logger: Logger
 
     private static let columns =
@@ -31,6 +34,13 @@ struct Attachments: Sendable {
     /// Validates (size, type from the bytes), stores, and records an unbound attachment. Past
     /// `deadline` (the caller stopped waiting, and heard `unavailable`) a stored file is deleted
     /// again and nothing is recorded.
+    ///
+    /// Where the file goes is recorded first (`uploads_in_progress`), and the row that finishes
+    /// the upload takes that record's place in one statement: a file whose upload crashed or
+    /// failed after it was stored is deleted by the clean-up (until the forty-fourth session it
+    /// stayed in the store for good, on Cloudinary at the account's cost). A record the clean-up
+    /// took first (an upload under way for longer than an unbound upload's lifetime) leaves the
+    /// upload `unavailable` and its file deleted.
     func upload(_ request: UploadRequest, actor: UUID?, deadline: ContinuousClock.Instant?) async throws
         -> AttachmentEnvelope
     {
@@ -42,27 +52,66 @@ struct Attachments: Sendable {
         guard let media = MediaSniffer.sniff(request.data) else {
             throw ServiceError.invalidArgument("file: this type of file is not accepted")
         }
-        let fileName = MediaSniffer.sanitizeFileName(request.fileName)
-        let stored = try await self.store.store(request.data, fileName: fileName, media: media, deadline: deadline)
+        // A request delivered again (its first delivery's media crashed) has its deadline passed:
+        // its caller may be gone, so nothing is stored for it.
         if let deadline, ContinuousClock.now >= deadline {
-            try? await self.store.delete(key: stored.key, media: media.type, deadline: nil)
+            throw ServiceError.unavailable("the upload waited longer than its caller; send it again")
+        }
+        let fileName = MediaSniffer.sanitizeFileName(request.fileName)
+        let id = EntityID.make()
+        let planned = self.store.plan(fileName: fileName, media: media)
+        try await self.client.write(
+            """
+            INSERT INTO uploads_in_progress (id, storage, storage_key, type)
+            VALUES (\(id.uuid), \(planned.storage), \(planned.key), \(media.type))
+            """, logger: self.logger)
+        // A failure from here on leaves the record: the store may have the file all the same (a
+        // remote store's answer lost), and the clean-up deletes it either way.
+        let stored = try await self.store.store(request.data, as: planned, fileName: fileName, media: media, deadline: deadline)
+        self.faults.crash(at: "after_store")
+        if let deadline, ContinuousClock.now >= deadline {
+            await self.abandon(id, stored: stored, type: media.type)
             throw ServiceError.unavailable("the upload took longer than its caller waited; send it again")
         }
         let attachment = Attachment(
-            id: .make(), messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
+            id: id, messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
             sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: Date())
+        let recorded: Bool
         do {
-            try await self.client.write(
+            let rows = try await self.client.write(
                 """
+                WITH finished AS (DELETE FROM uploads_in_progress WHERE id = \(id.uuid) RETURNING id)
                 INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, created_at)
-                VALUES (\(attachment.id.uuid), \(owner), \(media.type), \(media.contentType), \(attachment.sizeBytes), \(fileName),
-                        \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt))
+                SELECT id, \(owner), \(media.type), \(media.contentType), \(attachment.sizeBytes), \(fileName),
+                       \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt)
+                FROM finished
+                RETURNING id
                 """, logger: self.logger)
+            var count = 0
+            for try await _ in rows { count += 1 }
+            recorded = count == 1
         } catch {
-            try? await self.store.delete(key: stored.key, media: media.type, deadline: nil)
+            await self.abandon(id, stored: stored, type: media.type)
             throw error
         }
+        guard recorded else {
+            await self.abandon(id, stored: stored, type: media.type)
+            throw ServiceError.unavailable("the upload took longer than its record was kept; send it again")
+        }
         return AttachmentEnvelope(attachment: attachment)
+    }
+
+    /// Deletes the file of an upload that will not be recorded, then the record of its place;
+    /// what fails is left to the clean-up.
+    private func abandon(_ id: EntityID, stored: StoredFile, type: String) async {
+        do {
+            try await self.store.delete(key: stored.key, media: type, deadline: nil)
+            try await self.client.write("DELETE FROM uploads_in_progress WHERE id = \(id.uuid)", logger: self.logger)
+        } catch {
+            self.logger.warning(
+                "deleting the file of an upload that failed did not work; the clean-up will",
+                metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
+        }
     }
 
     /// `add_attachments`: the caller's own uploads, bound to the caller's message. An upload
@@ -193,7 +242,41 @@ struct Attachments: Sendable {
             WHERE message_id IS NULL AND removal_marked_at IS NULL
               AND created_at < now() - make_interval(secs => \(seconds))
             """, logger: self.logger)
-        return try await self.removeMarked()
+        return try await self.removeMarked() + self.removeAbandonedUploads(olderThan: lifetime)
+    }
+
+    /// Deletes the files of uploads still in progress after `age`, which crashed or failed
+    /// before their row was written, then their records; a file the store does not have is
+    /// not an error. Goes on until none is left or a store refused one; the rest are tried
+    /// again at the next pass. Records of a store this instance has no configuration for are
+    /// left to an instance that has it.
+    func removeAbandonedUploads(olderThan age: Duration) async throws -> Int {
+        let seconds = Double(age.components.seconds)
+        var removed = 0
+        while true {
+            let rows = try await self.client.query(
+                """
+                SELECT id, storage, storage_key, type FROM uploads_in_progress
+                WHERE started_at < now() - make_interval(secs => \(seconds)) AND storage = ANY(\(Array(self.stores.keys)))
+                ORDER BY started_at, id LIMIT \(Self.removalBatch)
+                """, logger: self.logger)
+            var found: [(UUID, String, String, String)] = []
+            for try await row in rows.decode((UUID, String, String, String).self) { found.append(row) }
+            for (id, storage, key, type) in found {
+                guard let store = self.stores[storage] else { continue }
+                do {
+                    try await store.delete(key: key, media: type, deadline: nil)
+                    try await self.client.write("DELETE FROM uploads_in_progress WHERE id = \(id)", logger: self.logger)
+                    removed += 1
+                } catch {
+                    self.logger.warning(
+                        "removing the file of an abandoned upload failed; tried again later",
+                        metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
+                    return removed
+                }
+            }
+            guard found.count == Self.removalBatch else { return removed }
+        }
     }
 
     /// Marks the attachments of `messages`, which messaging deleted, for removal. Idempotent: a

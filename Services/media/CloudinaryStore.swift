@@ -20,11 +20,19 @@ struct CloudinaryStore: MediaStore {
     let curl: CurlClient
     let logger: Logger
 
+    /// The key is the `public_id` Cloudinary gives the file: the token, after the folder when
+    /// one is set (`CLOUDINARY_FOLDER`).
+    func plan(fileName: String, media: SniffedMedia) -> PlannedFile {
+        let token = unguessableToken()
+        let folder = self.configuration.folder.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/")) } ?? ""
+        return PlannedFile(storage: "cloudinary", key: folder.isEmpty ? token : "\(folder)/\(token)", token: token)
+    }
+
     func store(
-        _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
+        _ bytes: Data, as planned: PlannedFile, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
     ) async throws -> StoredFile {
         let resourceType = Self.resourceType(media)
-        var parameters = ["public_id": unguessableToken(), "timestamp": String(Int(Date().timeIntervalSince1970))]
+        var parameters = ["public_id": planned.token, "timestamp": String(Int(Date().timeIntervalSince1970))]
         if let folder = self.configuration.folder { parameters["folder"] = folder }
         let reply = try await self.call(
             "\(resourceType)/upload", parameters: parameters,

@@ -7,7 +7,7 @@ import NIOPosix
 /// directory and renamed into place, so a reader never sees half a file and a failure leaves
 /// nothing behind. The disk calls run on NIO's blocking thread pool.
 ///
-/// A stored file is on the disk before ``store(_:fileName:media:)`` returns: the file, then its
+/// A stored file is on the disk before ``store(_:as:fileName:media:deadline:)`` returns: the file, then its
 /// folder (the rename) and the folder's parent (the new folder) are flushed (`fsync`). Until
 /// the forty-first session nothing was, so the upload's row, committed right after, and the
 /// message it was then bound to could outlive a crash of the machine that lost the file.
@@ -18,10 +18,15 @@ struct LocalMediaStore: MediaStore {
         self.directory = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
     }
 
-    func store(
-        _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
-    ) async throws -> StoredFile {
+    func plan(fileName: String, media: SniffedMedia) -> PlannedFile {
         let token = unguessableToken()
+        return PlannedFile(storage: "local", key: "\(token)/\(Self.storedName(fileName, media: media))", token: token)
+    }
+
+    func store(
+        _ bytes: Data, as planned: PlannedFile, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
+    ) async throws -> StoredFile {
+        let token = planned.token
         let name = Self.storedName(fileName, media: media)
         let folder = self.directory.appendingPathComponent(token, isDirectory: true)
         try await NIOThreadPool.singleton.runIfActive {

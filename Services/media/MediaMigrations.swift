@@ -3,7 +3,7 @@ import MessengerServiceKit
 
 /// The `media` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MediaMigrations {
-    static let all: [Migration] = [.inbox, attachments, attachmentsOfDeletedMessages, removalMarks]
+    static let all: [Migration] = [.inbox, attachments, attachmentsOfDeletedMessages, removalMarks, uploadsInProgress]
 
     static let attachments = Migration(
         version: 2, name: "attachments",
@@ -47,5 +47,23 @@ enum MediaMigrations {
         statements: [
             "ALTER TABLE attachments RENAME COLUMN message_deleted_at TO removal_marked_at",
             "ALTER INDEX attachments_of_deleted_messages RENAME TO attachments_marked_for_removal",
+        ])
+
+    /// Where each upload under way is storing its file, written before the file is: a file whose
+    /// upload never got its row (a crash, a failed write) is deleted by the clean-up once it is
+    /// older than an unbound upload's lifetime (``Attachments/removeAbandonedUploads(olderThan:)``).
+    static let uploadsInProgress = Migration(
+        version: 5, name: "uploads_in_progress",
+        statements: [
+            """
+            CREATE TABLE uploads_in_progress (
+                id uuid PRIMARY KEY,
+                storage text NOT NULL,
+                storage_key text NOT NULL,
+                type text NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX uploads_in_progress_started ON uploads_in_progress (started_at)",
         ])
 }

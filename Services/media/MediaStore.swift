@@ -8,14 +8,29 @@ struct StoredFile: Sendable {
     var url: String
 }
 
+/// Where a new file is to be stored, chosen before it is: an upload records it first, so that a
+/// file whose upload never finished (the process crashed, the row could not be written) can
+/// still be found and deleted.
+struct PlannedFile: Sendable {
+    /// The store's name (`StoredFile.storage`).
+    var storage: String
+    /// What ``MediaStore/delete(key:media:deadline:)`` takes to delete the file.
+    var key: String
+    /// The new unguessable name: 128 random bits, hex.
+    var token: String
+}
+
 /// Where attachment bytes live. Two implementations: ``LocalMediaStore`` (the default) and
 /// ``CloudinaryStore``.
 protocol MediaStore: Sendable {
-    /// Stores `bytes` of the (already validated) type `media` under a new unguessable name.
-    /// Nothing is left behind when it throws. A store that retries stops once `deadline` (when
-    /// the caller stops waiting) has passed.
+    /// A new unguessable place for a file called `fileName` of the type `media`.
+    func plan(fileName: String, media: SniffedMedia) -> PlannedFile
+    /// Stores `bytes` of the (already validated) type `media` where `planned` says. A store that
+    /// retries stops once `deadline` (when the caller stops waiting) has passed. When it throws,
+    /// the file may still have been stored (a remote store's answer lost, say): delete
+    /// `planned.key` to be sure.
     func store(
-        _ bytes: Data, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
+        _ bytes: Data, as planned: PlannedFile, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
     ) async throws -> StoredFile
     /// Deletes a stored file; a missing one is not an error. A store that retries stops once
     /// `deadline` has passed (nil: a background clean-up, with no caller waiting).
