@@ -138,8 +138,13 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
             let bytes = Array(frame.unmaskedData.readableBytesView)
             self.session.onLoop { $0.receive(.binary(bytes)) }
         case .ping:
-            context.writeAndFlush(
-                self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            // Through this handler's own `write`, where the backlog bound is: written past it
+            // (`context.write`), the pongs to a client that pings and never reads waited without
+            // end, a hundred bytes for every six it sent (a review in the forty-fourth session).
+            self.write(
+                context: context,
+                data: self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            context.flush()
         case .pong:
             break
         case .connectionClose:
