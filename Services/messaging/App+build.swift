@@ -31,7 +31,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 
     backend.router.on(MessagingMessage.createConversation, CreateConversationRequest.self) { request, context in
-        try await conversations.createConversation(request, actor: context.actorID)
+        try await conversations.createConversation(request, actor: context.actorID, requestID: context.messageID)
     }
     let batcher = MessageBatcher(
         conversations: conversations,
@@ -40,16 +40,16 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await batcher.createMessage(request, actor: context.actorID, deadline: context.deadline)
     }
     backend.router.on(MessagingMessage.updateMessage, UpdateMessageRequest.self) { request, context in
-        try await conversations.updateMessage(request, actor: context.actorID)
+        try await conversations.updateMessage(request, actor: context.actorID, requestID: context.messageID)
     }
     backend.router.on(MessagingMessage.deleteMessage, DeleteMessagesRequest.self) { request, context in
         try await conversations.deleteMessages(request, actor: context.actorID)
     }
     backend.router.on(MessagingMessage.addReaction, ReactionTarget.self) { request, context in
-        try await conversations.addReaction(request, actor: context.actorID)
+        try await conversations.addReaction(request, actor: context.actorID, requestID: context.messageID)
     }
     backend.router.on(MessagingMessage.removeReaction, ReactionTarget.self) { request, context in
-        try await conversations.removeReaction(request, actor: context.actorID)
+        try await conversations.removeReaction(request, actor: context.actorID, requestID: context.messageID)
     }
     backend.router.on(MessagingMessage.markSeen, SeenMark.self) { request, context in
         try await conversations.markSeen(request, actor: context.actorID)
@@ -71,5 +71,10 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         client: backend.database, amqp: backend.amqp, exchange: ExchangeName.events, signal: outbox, schema: "messaging",
         logger: logger)
     let users = UserEventsConsumer(amqp: backend.amqp, directory: directory, prefetch: settings.prefetch, logger: logger)
-    return backend.services(clients: [rpc], workers: [relay, users])
+    let database = backend.database
+    let pruning = PeriodicJob("handled requests pruning", every: .seconds(60), logger: logger) {
+        let removed = try await HandledRequests.prune(on: database, logger: logger)
+        if removed > 0 { logger.debug("pruned handled requests", metadata: ["requests": "\(removed)"]) }
+    }
+    return backend.services(clients: [rpc], workers: [relay, users, pruning])
 }

@@ -6,11 +6,11 @@ extension Conversations {
     /// `update_message`: the author edits the body of a message that is not deleted. Sending the
     /// body it has already changes nothing (no new `editedAt`, no event), like a repeated
     /// `create_message`.
-    func updateMessage(_ request: UpdateMessageRequest, actor: UUID?) async throws -> MessageEnvelope {
+    func updateMessage(_ request: UpdateMessageRequest, actor: UUID?, requestID: UUID) async throws -> MessageEnvelope {
         let caller = try Self.caller(actor)
         let body = try MessagingRules.body(request.body)
         let id = request.messageId.uuid
-        return try await self.write { connection in
+        return try await self.write(once: requestID) { connection in
             let target = try await self.visibleMessage(id, caller: caller, on: connection)
             guard target.sender == caller else { throw ServiceError.forbidden("only the author can edit a message") }
             // Edits of one message take its row one after the other, and each `editedAt` is

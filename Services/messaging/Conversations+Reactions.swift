@@ -11,11 +11,11 @@ extension Conversations {
     static let maximumEmojiPerMessage = 20
 
     /// `add_reaction`: idempotent; only the first add records `REACTION_ADDED`.
-    func addReaction(_ request: ReactionTarget, actor: UUID?) async throws -> ReactionEnvelope {
+    func addReaction(_ request: ReactionTarget, actor: UUID?, requestID: UUID) async throws -> ReactionEnvelope {
         let caller = try Self.caller(actor)
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
-        return try await self.write { connection in
+        return try await self.write(once: requestID) { connection in
             let target = try await self.visibleMessage(id, caller: caller, locking: .exclusive, on: connection)
             guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get reactions") }
             let inserted = try await connection.query(
@@ -53,11 +53,11 @@ extension Conversations {
     }
 
     /// `remove_reaction`: idempotent; only an actual removal records `REACTION_REMOVED`.
-    func removeReaction(_ request: ReactionTarget, actor: UUID?) async throws -> ReactionTarget {
+    func removeReaction(_ request: ReactionTarget, actor: UUID?, requestID: UUID) async throws -> ReactionTarget {
         let caller = try Self.caller(actor)
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
-        return try await self.write { connection in
+        return try await self.write(once: requestID) { connection in
             let target = try await self.visibleMessage(id, caller: caller, locking: .share, on: connection)
             let removed = try await connection.query(
                 "DELETE FROM reactions WHERE message_id = \(id) AND user_id = \(caller) AND emoji_hex = \(emoji) RETURNING 1",

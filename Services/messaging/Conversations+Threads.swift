@@ -5,7 +5,9 @@ import PostgresNIO
 extension Conversations {
     /// `create_conversation`: a DM with exactly one other user (the same pair gets the same
     /// thread back, with no new event) or a GROUP of 2...256 members with a title.
-    func createConversation(_ request: CreateConversationRequest, actor: UUID?) async throws -> ThreadEnvelope {
+    func createConversation(
+        _ request: CreateConversationRequest, actor: UUID?, requestID: UUID
+    ) async throws -> ThreadEnvelope {
         let caller = try Self.caller(actor)
         // A set, not a search of the list so far: that was quadratic in the ids sent, and a
         // request of 16,000 ids held messaging's core for seconds.
@@ -40,7 +42,7 @@ extension Conversations {
             // The order `members(of:)` reads them back in: the owner, then by id.
             memberIds: ([caller] + others.sorted { $0.lowercasedText < $1.lowercasedText }).map(EntityID.init), createdAt: Date())
         let dmKey = request.type == .dm ? Self.dmKey(caller, others[0]) : nil
-        let created = try await self.write { connection -> ChatThread? in
+        let created = try await self.write(once: requestID) { connection -> ChatThread? in
             let inserted = try await connection.query(
                 """
                 INSERT INTO threads (id, type, title, created_by, created_at, dm_key, last_activity_at)

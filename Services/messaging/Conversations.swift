@@ -33,6 +33,35 @@ struct Conversations: Sendable {
         return result
     }
 
+    /// Runs `body` in a transaction, at most once for `request` (its envelope id): the first
+    /// time its result is recorded with the commit (``HandledRequests``), and a copy of the
+    /// request that comes later gets that result without running `body`.
+    func write<Result: Codable & Sendable>(
+        once request: UUID, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        do {
+            let (result, ran) = try await self.client.transaction(logger: self.logger) { connection -> (Result, Bool) in
+                if let earlier = try await HandledRequests.reply(
+                    of: request, as: Result.self, on: connection, logger: self.logger)
+                {
+                    return (earlier, false)
+                }
+                let result = try await body(connection)
+                try await HandledRequests.record(request, reply: result, on: connection, logger: self.logger)
+                return (result, true)
+            }
+            if ran { self.committed() }
+            return result
+        } catch is HandledRequests.AlreadyHandled {
+            // A copy committed while this one ran, which rolled back: the copy's answer.
+            let earlier = try await self.client.withConnection { connection in
+                try await HandledRequests.reply(of: request, as: Result.self, on: connection, logger: self.logger)
+            }
+            guard let earlier else { throw ServiceError.internal() }
+            return earlier
+        }
+    }
+
     /// After a command's commit: the `after_commit` crash point, then the outbox relay's wake-up.
     func committed() {
         self.faults.crash(at: "after_commit")

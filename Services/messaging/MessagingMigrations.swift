@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum MessagingMigrations {
     static let all: [Migration] = [
         .inbox, .outbox(version: 2), users, threads, messages, attachments, .outboxDeletesPublished(version: 7),
-        reactionsInOneSpelling,
+        reactionsInOneSpelling, handledRequests,
     ]
 
     /// The read model of auth's users (ids and display data), kept from `auth.user_*` events.
@@ -117,5 +117,19 @@ enum MessagingMigrations {
             UPDATE reactions SET emoji_hex = regexp_replace(emoji_hex, '(^|-)0+([0-9a-f])', '\1\2', 'g')
             WHERE emoji_hex ~ '(^|-)0'
             """#,
+        ])
+
+    /// The commands that committed, by request id, with their replies (``HandledRequests``).
+    static let handledRequests = Migration(
+        version: 9, name: "handled_requests",
+        statements: [
+            """
+            CREATE TABLE handled_requests (
+                id uuid PRIMARY KEY,
+                reply bytea NOT NULL,
+                handled_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX handled_requests_age ON handled_requests (handled_at)",
         ])
 }

@@ -46,7 +46,7 @@ import requests
 import socketio
 
 from e2e_support import (
-    DATABASE_URL, RABBITMQ_URI, TIMESTAMP_RE, Api, assert_status, describe, not_ready, psql, publish_request,
+    DATABASE_URL, RABBITMQ_URI, TIMESTAMP_RE, Api, assert_status, call_service, describe, not_ready, psql, publish_request,
     reply_bodies, scrape_metric, unique_name,
 )
 from test_socketio import client
@@ -1880,3 +1880,45 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
                                          "body": backlog_ids[0]}), "the retry's retry")["message"]
     assert again["id"] == retried["id"]
     assert len(messages_page(api, alice, backlog_thread)["items"]) == 2
+
+
+def test_a_command_that_comes_again_is_answered_as_the_first_time_and_not_run_again(api, crew, connect, tap):
+    """A request that comes to messaging a second time (delivered again after its first
+    delivery's replica or connection was lost before the ack, or published again after a lost
+    confirm) carries the same envelope id. Run again, an edit undid a later edit (A, B, then A's
+    copy: every client showed A), a removed reaction came back and a group was made twice; until
+    the forty-fourth session that was so. Now the copy gets the first answer and changes nothing."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    thread = a.group([bob.id], title="copies")
+    tid = thread["id"]
+    mid = a.send(tid, "original")["id"]
+
+    def command(type_: str, data: dict[str, Any], request_id: str) -> dict[str, Any]:
+        answer = call_service("messaging", f"messaging.{type_}.v1", data, waiting_ms=5000, actor=alice.id,
+                              request_id=request_id)
+        assert answer is not None and answer.get("ok") is True, f"{type_}: {short(answer)}"
+        return answer["data"]
+
+    first_edit = str(uuid.uuid4())
+    edited_a = command("update_message", {"messageId": mid, "body": "A"}, first_edit)["message"]
+    command("update_message", {"messageId": mid, "body": "B"}, str(uuid.uuid4()))
+    again = command("update_message", {"messageId": mid, "body": "A"}, first_edit)["message"]
+    assert again == edited_a, "the copy's answer is not the first answer"
+    assert messages_page(api, alice, tid)["items"][0]["body"] == "B", "the edit's copy undid the later edit"
+
+    first_add = str(uuid.uuid4())
+    command("add_reaction", {"messageId": mid, "emojiHex": "1f44d"}, first_add)
+    command("remove_reaction", {"messageId": mid, "emojiHex": "1f44d"}, str(uuid.uuid4()))
+    command("add_reaction", {"messageId": mid, "emojiHex": "1f44d"}, first_add)
+    assert reactions_of(messages_page(api, alice, tid)["items"][0]) == {}, "the removed reaction came back"
+
+    first_group = str(uuid.uuid4())
+    made = command("create_conversation", {"type": "GROUP", "memberIds": [bob.id], "title": "once"}, first_group)
+    made_again = command("create_conversation", {"type": "GROUP", "memberIds": [bob.id], "title": "once"}, first_group)
+    assert made_again["thread"]["id"] == made["thread"]["id"], "the copy made a second group"
+
+    tap.pump(1.0)
+    assert len(tap.matching("MESSAGE_UPDATED", tid)) == 2, "an edit's copy was announced"
+    assert len(tap.matching("REACTION_ADDED", tid)) == 1, "a reaction's copy was announced"
+    assert len(tap.matching("THREAD_CREATED", made["thread"]["id"])) == 1, "the group's copy was announced"

@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+import MessengerContracts
+import MessengerPostgres
+import PostgresNIO
+
+/// The commands that committed, each under its request's envelope id, with what it answered:
+/// a request that comes again (delivered again after a replica or connection was lost before
+/// its ack, or published again after the publisher lost its confirm) is answered from here and
+/// not run a second time.
+///
+/// Run again, an edit could undo a later one (A, then B, then A's copy: every client shows A),
+/// a reaction removed since could come back, and a group could be created twice; until the
+/// forty-fourth session that was so (a review). Seen marks (they only move forward), deletes,
+/// attachments and DMs are the same when run again and are not recorded here.
+enum HandledRequests {
+    /// How long a command's record is kept: far longer than a request waits in its queue, and
+    /// than a publisher that lost its connection takes to publish it again.
+    static let retention: Duration = .seconds(3600)
+
+    /// A copy of the request committed while this one ran.
+    struct AlreadyHandled: Error {}
+
+    /// What `request` answered when it committed, if it did.
+    static func reply<Reply: Decodable>(
+        of request: UUID, as type: Reply.Type, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Reply? {
+        let rows = try await connection.query("SELECT reply FROM handled_requests WHERE id = \(request)", logger: logger)
+        for try await reply in rows.decode(ByteBuffer.self) {
+            return try MessengerJSON.decode(Reply.self, from: Data(reply.readableBytesView))
+        }
+        return nil
+    }
+
+    /// Records `request` and its `reply` in the command's transaction; throws ``AlreadyHandled``
+    /// when a copy of it committed first (the insert waits for that copy's transaction).
+    static func record<Reply: Encodable>(
+        _ request: UUID, reply: Reply, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let rows = try await connection.query(
+            """
+            INSERT INTO handled_requests (id, reply) VALUES (\(request), \(try MessengerJSON.encode(reply)))
+            ON CONFLICT (id) DO NOTHING RETURNING 1
+            """, logger: logger)
+        for try await _ in rows.decode(Int.self) { return }
+        throw AlreadyHandled()
+    }
+
+    /// Deletes the records older than ``retention``; how many went.
+    static func prune(on database: Database, logger: Logger) async throws -> Int {
+        let seconds = Double(Self.retention.components.seconds)
+        let rows = try await database.write(
+            """
+            WITH gone AS (DELETE FROM handled_requests WHERE handled_at < now() - make_interval(secs => \(seconds)) RETURNING 1)
+            SELECT count(*) FROM gone
+            """, logger: logger)
+        for try await removed in rows.decode(Int.self) { return removed }
+        return 0
+    }
+}
