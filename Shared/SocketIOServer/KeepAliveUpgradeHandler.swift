@@ -37,6 +37,13 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Set by a request that asks to switch protocols and goes to the application: its response
     /// closes the connection, as NIO's HTTP decoder reads no more requests after it.
     private var closeWhenAnswered = false
+    /// Set at the end of a request that asks to switch protocols (one held for the upgrader
+    /// included): NIO's HTTP decoder reads nothing after it, and would pile up what comes next,
+    /// without a bound, until the answer (up to a long-poll's 25 s; a review in the forty-fourth
+    /// session). No read is asked for meanwhile; an upgrade asks again.
+    private var readsStopped = false
+    private var stopsReadingAtEnd = false
+    private var readWanted = false
     private var held: HeldUpgrade?
     private var upgraded = false
     private let upgrader: NIOTypedWebSocketServerUpgrader<EngineHTTPChannel.Upgrade>
@@ -60,7 +67,10 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         let part = self.unwrapInboundIn(data)
         if var upgrade = self.held {
             upgrade.parts.append(part)
-            if case .end = part { upgrade.complete = true }
+            if case .end = part {
+                upgrade.complete = true
+                self.readsStopped = true
+            }
             self.held = upgrade
             self.decideWhenReady(context: context)
             return
@@ -71,9 +81,18 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             self.inFlight += 1
-            if Self.switchesProtocols(head) { self.closeWhenAnswered = true }
+            if Self.switchesProtocols(head) {
+                self.closeWhenAnswered = true
+                self.stopsReadingAtEnd = true
+            }
         }
+        if case .end = part, self.stopsReadingAtEnd { self.readsStopped = true }
         context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard self.readsStopped else { return context.read() }
+        self.readWanted = true
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -136,6 +155,11 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                     case .success(let headers):
                         self.upgraded = true
                         self.upgrade(context: context, head: upgrade.head, headers: headers)
+                        self.readsStopped = false
+                        if self.readWanted {
+                            self.readWanted = false
+                            context.read()
+                        }
                     case .failure:
                         self.inFlight += 1
                         self.closeWhenAnswered = true

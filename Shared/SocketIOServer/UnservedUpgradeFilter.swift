@@ -12,12 +12,24 @@ import NIOHTTP1
 /// buffers the head only of requests that ask for none), so without this handler the client got
 /// no response at all. The request keeps `Connection: close` because NIO's HTTP decoder reads
 /// nothing after a request that asked to switch protocols. It sits between the decoder and the
-/// upgrade handler, and leaves after the first request head.
-final class UnservedUpgradeFilter: ChannelInboundHandler, RemovableChannelHandler {
+/// upgrade handler, and leaves after the first request head, unless it made that request plain:
+/// then it stays, and once the request has ended it asks for no more reads. The decoder would
+/// only pile up what came next, without a bound, until the response closes the connection (up
+/// to a long-poll's 25 s; a review in the forty-fourth session).
+final class UnservedUpgradeFilter: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = Any
+
+    private enum State {
+        case firstRequest
+        /// The first request was made plain: reading stops at its end.
+        case plainRequest
+        case notReading
+    }
 
     private let willUpgrade: (HTTPRequestHead) -> Bool
+    private var state = State.firstRequest
 
     /// `willUpgrade` says whether the upgrade handler switches `head`'s connection.
     init(willUpgrade: @escaping (HTTPRequestHead) -> Bool) {
@@ -25,17 +37,24 @@ final class UnservedUpgradeFilter: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(var head) = self.unwrapInboundIn(data) else {
+        let part = self.unwrapInboundIn(data)
+        guard case .firstRequest = self.state, case .head(var head) = part else {
+            if case .end = part, case .plainRequest = self.state { self.state = .notReading }
             context.fireChannelRead(data)
             return
         }
         if head.headers.contains(name: "upgrade"), !self.willUpgrade(head) {
             Self.makePlain(&head)
+            self.state = .plainRequest
             context.fireChannelRead(self.wrapInboundOut(.head(head)))
         } else {
             context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard case .notReading = self.state else { return context.read() }
     }
 
     /// Drops the request's `Upgrade` header and asks for the connection to close after the

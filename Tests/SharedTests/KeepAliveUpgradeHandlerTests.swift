@@ -36,16 +36,28 @@ struct KeepAliveUpgradeHandlerTests {
         func engineSessionDidClose(_ session: isolated EngineSession, reason: String) {}
     }
 
+    /// Counts the reads that reach the socket's end of the pipeline.
+    final class ReadCounter: ChannelOutboundHandler, Sendable {
+        typealias OutboundIn = Any
+        let count = Atomic(0)
+
+        func read(context: ChannelHandlerContext) {
+            self.count.add(1, ordering: .relaxed)
+            context.read()
+        }
+    }
+
     let requests = Requests()
     let channel = NIOAsyncTestingChannel()
+    let reads = ReadCounter()
 
     init() async throws {
         let engine = EngineServer(configuration: .init(), logger: Logger(label: "test")) { _, _ in NoLayerAbove() }
-        let requests = self.requests
+        let (requests, reads) = (self.requests, self.reads)
         try await self.channel.testingEventLoop.executeInContext { [channel] in
             let encoder = HTTPResponseEncoder()
             try channel.pipeline.syncOperations.addHandlers(
-                encoder,
+                reads, encoder,
                 ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
                 KeepAliveUpgradeHandler(
                     upgrader: EngineHTTPChannel.webSocketUpgrader(engine: engine, path: "/socket.io/"), engine: engine,
@@ -78,6 +90,14 @@ struct KeepAliveUpgradeHandlerTests {
     func endResponse() async throws {
         try await self.channel.writeOutbound(HTTPServerResponsePart.end(nil))
         await self.channel.testingEventLoop.run()
+    }
+
+    /// Whether a read asked for at the application's end reaches the socket.
+    func readReachesTheSocket() async throws -> Bool {
+        let before = self.reads.count.load(ordering: .relaxed)
+        self.channel.read()
+        await self.channel.testingEventLoop.run()
+        return self.reads.count.load(ordering: .relaxed) > before
     }
 
     func has<Handler: ChannelHandler & SendableMetatype>(_ type: Handler.Type) async throws -> Bool {
@@ -174,5 +194,31 @@ struct KeepAliveUpgradeHandlerTests {
         let answer = try await self.respond(.ok)
         #expect(answer.lowercased().contains("connection: close"))
         #expect(!self.channel.isActive)
+    }
+
+    /// NIO's HTTP decoder reads nothing after a request that asks to switch protocols; what came
+    /// next piled up in it without a bound until the answer closed the connection (a review in
+    /// the forty-fourth session).
+    @Test("after a request to switch protocols that the application answers, no read is asked for")
+    func noReadsAfterASwitchingRequest() async throws {
+        try await self.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try await self.readReachesTheSocket())
+        _ = try await self.respond(.ok)
+        try await self.send("GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n")
+        #expect(try await !self.readReachesTheSocket())
+    }
+
+    @Test("an upgrade held for a response asks for no read until it is done, then reads again")
+    func heldUpgradeReadsAgainOnceDone() async throws {
+        try await self.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = try await self.respond(.ok, end: false)
+        try await self.send(Self.upgrade("/socket.io/?EIO=4&transport=websocket"))
+        #expect(try await !self.readReachesTheSocket())
+        let before = self.reads.count.load(ordering: .relaxed)
+        try await self.endResponse()
+        #expect(try await self.written().contains("HTTP/1.1 101 Switching Protocols\r\n"))
+        #expect(self.reads.count.load(ordering: .relaxed) > before, "the read asked for while held was not asked again")
+        #expect(try await self.readReachesTheSocket())
+        try await self.channel.close()
     }
 }
