@@ -66,7 +66,9 @@ struct EngineWebSocket: Sendable {
 /// and goes on reading, and dropping, what the client still sends, until the client closes or
 /// ``lingering`` has passed. Closing at once would reset a connection with unread input (a
 /// client still sending the rest of an oversized frame), and the reset made clients lose the
-/// close frame and its code; browsers' and `ws`'s servers linger the same way.
+/// close frame and its code; browsers' and `ws`'s servers linger the same way. A close frame
+/// not written within ``lingering`` (queued behind what a client does not read) ends the
+/// connection without it.
 final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// How long a closed connection keeps reading what its client still sends.
     static let lingering = TimeAmount.seconds(5)
@@ -256,7 +258,14 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: promise)
             let channel = context.channel
+            // A client that does not read never takes the frame, queued behind what it did not
+            // read: the connection then ends without it. Until the forty-fourth session nothing
+            // more was written once the session had closed, so nothing checked the backlog
+            // again, and the connection stayed open for as long as the client's TCP did (a
+            // review).
+            let unwritten = context.eventLoop.scheduleTask(in: Self.lingering) { channel.close(promise: nil) }
             written.futureResult.whenComplete { result in
+                unwritten.cancel()
                 guard case .success = result else { return channel.close(promise: nil) }
                 Self.linger(channel)
             }

@@ -46,4 +46,36 @@ struct EngineWebSocketTests {
         #expect(channel.isActive)
         _ = try? channel.finish()
     }
+
+    /// Holds every write: a socket whose client does not read.
+    final class UnreadSocket: ChannelOutboundHandler {
+        typealias OutboundIn = Any
+        var held: [EventLoopPromise<Void>?] = []
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            self.held.append(promise)
+        }
+    }
+
+    /// A close frame queued behind writes the client does not read is never written; until
+    /// the forty-fourth session such a connection stayed open for as long as the client's TCP
+    /// did (a review).
+    @Test("a close frame the client never takes: the connection ends after the lingering time")
+    func unwrittenCloseFrameEnds() throws {
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
+            logger: Logger(label: "test"))
+        let handler = EngineWebSocketHandler(
+            session: session, upgrading: false, maximumBacklog: 1 << 20, probeTimeout: .seconds(10),
+            logger: Logger(label: "test"))
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        try channel.pipeline.syncOperations.addHandlers(UnreadSocket(), handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        EngineWebSocketHandler.close(channel, code: .goingAway)
+        loop.advanceTime(by: .seconds(4))
+        #expect(channel.isActive)
+        loop.advanceTime(by: EngineWebSocketHandler.lingering)
+        #expect(!channel.isActive)
+    }
 }
