@@ -384,10 +384,16 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.connectTimeout = nil
         let socket = SocketIOSocket(
             id: RandomID.make(), principal: principal, namespace: namespace, session: self.session, connection: self)
+        // The reply goes first: it can take a polling session past its backlog's bound, and the
+        // session then closes on the spot. Until the forty-fourth session the socket was in by
+        // then, its disconnect handler ran, and its connect handler after it, which registered
+        // an event stream that no disconnect would remove (a review). Nothing runs in between:
+        // the client's next packet, and any event for its user, come after this.
+        self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
+        guard !self.isSessionClosed else { return }
         self.sockets[namespace] = socket
         self.hasConnected = true
         self.server.rooms.join(socket, "user:\(principal.userID)")
-        self.send(SocketIOPacket(kind: .connect, namespace: namespace, data: .object(["sid": .string(socket.id)])))
         self.server.onConnect?(socket, packet.data)
     }
 

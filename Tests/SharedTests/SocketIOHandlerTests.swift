@@ -3,6 +3,7 @@ import Logging
 import NIOPosix
 import SocketIOProtocol
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import SocketIOServer
@@ -163,5 +164,39 @@ final class Gate: Sendable {
 
     func close() {
         self.state.withLock { $0.open = false }
+    }
+}
+
+extension SocketIOHandlerTests {
+    /// The CONNECT reply can be what takes a polling session past its backlog's hard bound: the
+    /// session closes on the spot. Until the forty-fourth session the socket's disconnect handler
+    /// ran then, and its connect handler after it, for a socket already gone: the gateway kept
+    /// that socket's event stream (and replayed into it) for good (a review).
+    @Test("a CONNECT whose reply closes the session runs neither the connect nor the disconnect handler")
+    func connectReplyThatClosesTheSession() async throws {
+        let core = SocketIOCore(
+            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
+            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        let calls = Mutex<[String]>([])
+        core.connectHandler.withLock { $0 = HandlerBox { _, _ in calls.withLock { $0.append("connect") } } }
+        core.disconnectHandler.withLock { $0 = HandlerBox { _ in calls.withLock { $0.append("disconnect") } } }
+        let configuration = EngineConfiguration()
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+            logger: Logger(label: "test"))
+        let connection = SocketIOConnection(
+            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
+        await session.start(delegate: connection, webSocket: nil)
+        // 20 bytes under the hard bound wait for a GET that does not come.
+        let hardLimit = EngineBacklog(limit: configuration.maximumBacklog).hardLimit
+        await session.send([EngineIOPacket.message(String(repeating: "x", count: hardLimit - 21))])
+        #expect(!(await session.isClosed))
+        await session.receive(payload: [.message("0")])
+        let closed = await TestHelpers.eventually(timeout: .seconds(5)) { await session.isClosed }
+        #expect(closed)
+        try await Task.sleep(for: .milliseconds(200))
+        // Neither handler runs: the socket was never in.
+        let recorded = calls.withLock { $0 }
+        #expect(recorded.isEmpty, "\(recorded)")
     }
 }
