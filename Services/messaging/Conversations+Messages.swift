@@ -16,10 +16,13 @@ extension Conversations {
             // Edits of one message take its row one after the other, and each `editedAt` is
             // later than the one before (at least by a millisecond, the contract's precision):
             // `now()`, the transaction's start, let an edit that waited for another's lock carry
-            // an earlier time than the edit clients got before it.
+            // an earlier time than the edit clients got before it. Nor is it earlier than the
+            // message's `createdAt`, which the replica that wrote it took from its own clock: one
+            // running ahead of the database's made edits that came before their message (a
+            // review in the forty-fourth session).
             let updated = try await connection.query(
                 """
-                UPDATE messages SET body = \(body), edited_at = greatest(clock_timestamp(), edited_at + interval '1 millisecond')
+                UPDATE messages SET body = \(body), edited_at = greatest(clock_timestamp(), edited_at + interval '1 millisecond', created_at)
                 WHERE id = \(id) AND deleted_at IS NULL AND body <> \(body) RETURNING 1
                 """, logger: self.logger)
             var changed = false
@@ -78,7 +81,7 @@ extension Conversations {
             let deleted = try await connection.query(
                 """
                 UPDATE messages SET body = '', deleted_at = (
-                    SELECT greatest(clock_timestamp(), max(edited_at)) FROM messages WHERE id = ANY(\(ids))
+                    SELECT greatest(clock_timestamp(), max(edited_at), max(created_at)) FROM messages WHERE id = ANY(\(ids))
                 )
                 WHERE id = ANY(\(ids)) AND deleted_at IS NULL
                 RETURNING id, deleted_at

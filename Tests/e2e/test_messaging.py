@@ -1922,3 +1922,19 @@ def test_a_command_that_comes_again_is_answered_as_the_first_time_and_not_run_ag
     assert len(tap.matching("MESSAGE_UPDATED", tid)) == 2, "an edit's copy was announced"
     assert len(tap.matching("REACTION_ADDED", tid)) == 1, "a reaction's copy was announced"
     assert len(tap.matching("THREAD_CREATED", made["thread"]["id"])) == 1, "the group's copy was announced"
+
+
+def test_an_edit_or_delete_is_never_dated_before_its_message(crew, connect):
+    """`createdAt` comes from the clock of the replica that wrote the message, `editedAt` and
+    `deletedAt` from the database's. A replica whose clock ran ahead (here: a message dated a
+    minute ahead) made edits dated before their message until the forty-fourth session."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="clocks")["id"]
+    edited_id, deleted_id = a.send(tid, "ahead")["id"], a.send(tid, "ahead too")["id"]
+    psql(f"UPDATE messaging.messages SET created_at = created_at + interval '1 minute' "
+         f"WHERE id IN ('{edited_id}', '{deleted_id}')")
+    edited = a.ok("update_message", {"messageId": edited_id, "body": "edited"})["message"]
+    assert edited["editedAt"] >= edited["createdAt"], edited
+    a.ok("delete_message", {"messageIds": [deleted_id]})
+    assert psql(f"SELECT deleted_at >= created_at FROM messaging.messages WHERE id = '{deleted_id}'") == "t"
