@@ -1,5 +1,6 @@
 import Foundation
 import MessengerContracts
+import MessengerServiceKit
 import PostgresNIO
 
 extension Conversations {
@@ -62,6 +63,9 @@ extension Conversations {
             try await self.record(
                 MessagingMessage.threadCreated, name: "THREAD_CREATED", thread: thread.id.uuid, recipients: memberIDs,
                 data: ThreadEnvelope(thread: thread), actor: caller, on: connection)
+            // A group committed after its caller was answered `unavailable` would be made again
+            // by the retry (a DM is the pair's one thread however often it is asked for).
+            if request.type == .group { try CommitDeadline.ensureTimeLeft(before: RequestDeadline.current) }
             return thread
         }
         if let created { return ThreadEnvelope(thread: created) }

@@ -18,8 +18,17 @@ struct UserDirectory: Sendable {
         guard !ids.isEmpty else { return [] }
         var missing = Set(ids).subtracting(try await self.known(ids))
         guard !missing.isEmpty else { return [] }
+        // No longer than the request this serves waits: with a timeout of its own, a slow auth
+        // let a group be created after its caller had been answered `unavailable`, and the
+        // caller's retry created a second one (a review in the forty-fourth session).
+        var timeout: Duration?
+        if let deadline = RequestDeadline.current {
+            timeout = ContinuousClock.now.duration(to: deadline)
+            guard timeout! > .zero else { throw ServiceError.unavailable("the request's deadline passed") }
+        }
         let found = try await self.rpc.call(
-            AuthMessage.usersByID, to: .auth, payload: UsersByIDRequest(ids: missing.map(EntityID.init)), replyAs: UserList.self)
+            AuthMessage.usersByID, to: .auth, payload: UsersByIDRequest(ids: missing.map(EntityID.init)), replyAs: UserList.self,
+            timeout: timeout)
         for user in found.items {
             try await self.store(user, at: user.createdAt)
             missing.remove(user.id.uuid)

@@ -1938,3 +1938,17 @@ def test_an_edit_or_delete_is_never_dated_before_its_message(crew, connect):
     assert edited["editedAt"] >= edited["createdAt"], edited
     a.ok("delete_message", {"messageIds": [deleted_id]})
     assert psql(f"SELECT deleted_at >= created_at FROM messaging.messages WHERE id = '{deleted_id}'") == "t"
+
+
+def test_a_group_too_close_to_its_deadline_is_unavailable_and_not_created(api, crew):
+    """A group created after its caller was answered `unavailable` would be created again by the
+    retry the contract allows. Right before its commit, `create_conversation` checks that its
+    caller still waits half a second at least; a caller that waits 300 ms gets `unavailable` and
+    no group. Until the forty-fourth session the group was created all the same."""
+    alice, bob = crew[0], crew[1]
+    title = f"late {secrets.token_hex(4)}"
+    answer = call_service("messaging", "messaging.create_conversation.v1",
+                          {"type": "GROUP", "memberIds": [bob.id], "title": title}, waiting_ms=300, actor=alice.id)
+    assert answer is not None and answer.get("ok") is False, short(answer)
+    assert answer["error"]["code"] == "unavailable", short(answer)
+    assert psql(f"SELECT count(*) FROM messaging.threads WHERE title = '{title}'") == "0"
