@@ -6,7 +6,8 @@ extension Conversations {
     static let maximumPageSize = 100
 
     /// The caller's threads, newest activity first, each with its last message and the caller's
-    /// unread count (others' messages after the caller's seen mark, deleted ones excluded).
+    /// unread count (others' messages after the caller's seen mark, deleted ones excluded). A
+    /// page stops early, with its cursor, once it passes about a megabyte (``PageBytes``).
     func listThreads(_ request: ListThreadsRequest, actor: UUID?) async throws -> Page<ThreadSummary> {
         let caller = try Self.caller(actor)
         let limit = try Self.pageSize(request.limit)
@@ -77,19 +78,25 @@ extension Conversations {
                 """, logger: self.logger)
             for try await (thread, count) in unreadRows.decode((UUID, Int64).self) { unread[thread] = Int(count) }
 
-            let items = page.map { row in
+            var items = page.map { row in
                 ThreadSummary(
                     thread: ChatThread(
                         id: EntityID(row.0), type: ThreadKind(rawValue: row.1) ?? .group, title: row.2,
                         createdBy: EntityID(row.3), memberIds: (members[row.0] ?? []).map(EntityID.init), createdAt: row.4),
                     lastMessage: lastByThread[row.0], unreadCount: unread[row.0] ?? 0)
             }
-            let next = hasMore ? page.last.map { Cursor.encode(Cursor.ThreadPosition(activity: $0.7, id: $0.0)) } : nil
+            let fitting = PageBytes.fitting(items, size: PageBytes.of)
+            let cutShort = fitting < items.count
+            items = Array(items.prefix(fitting))
+            page = Array(page.prefix(fitting))
+            let next =
+                hasMore || cutShort ? page.last.map { Cursor.encode(Cursor.ThreadPosition(activity: $0.7, id: $0.0)) } : nil
             return Page(items: items, nextCursor: next)
         }
     }
 
-    /// A thread's messages, newest first, members only.
+    /// A thread's messages, newest first, members only; a page stops early, with its cursor,
+    /// once it passes about a megabyte (``PageBytes``).
     func listMessages(_ request: ListMessagesRequest, actor: UUID?) async throws -> Page<ChatMessage> {
         let caller = try Self.caller(actor)
         let limit = try Self.pageSize(request.limit)
@@ -102,8 +109,9 @@ extension Conversations {
                 SELECT \(unescaped: MessageRows.columns) FROM messages m
                 WHERE m.thread_id = \(thread) AND m.seq < \(before) ORDER BY m.seq DESC LIMIT \(limit + 1)
                 """, on: connection, logger: self.logger)
-            let hasMore = messages.count > limit
-            messages = Array(messages.prefix(limit))
+            let fitting = PageBytes.fitting(messages.prefix(limit), size: PageBytes.of)
+            let hasMore = messages.count > fitting
+            messages = Array(messages.prefix(fitting))
             return Page(
                 items: messages, nextCursor: hasMore ? messages.last.map { Cursor.encode(beforeSeq: $0.seq, in: thread) } : nil)
         }

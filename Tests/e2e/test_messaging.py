@@ -1952,3 +1952,57 @@ def test_a_group_too_close_to_its_deadline_is_unavailable_and_not_created(api, c
     assert answer is not None and answer.get("ok") is False, short(answer)
     assert answer["error"]["code"] == "unavailable", short(answer)
     assert psql(f"SELECT count(*) FROM messaging.threads WHERE title = '{title}'") == "0"
+
+
+def add_heavy_reactions(messages: list[dict[str, Any]]) -> None:
+    """20 emoji of 1,000 users each on every message of `messages` (about 800 KB of ids)."""
+    ids = ",".join(f"'{m['id']}'" for m in messages)
+    psql(f"INSERT INTO messaging.reactions (message_id, user_id, emoji_hex, created_at) "
+         f"SELECT m, gen_random_uuid(), to_hex(128512 + e), now() FROM unnest(ARRAY[{ids}]::uuid[]) AS m, "
+         f"generate_series(0, 19) AS e, generate_series(1, 1000) AS u")
+
+
+def test_a_page_of_threads_whose_last_messages_are_heavy_stops_at_about_a_megabyte(api, account, crew, connect):
+    """As a page of messages (below): a page of threads whose last messages are heavy stops
+    once it passes about a megabyte, and its cursor pages on to the rest."""
+    owner = account()
+    a = connect(owner)
+    threads = [a.group([crew[1].id], title=f"heavy {i}")["id"] for i in range(3)]
+    add_heavy_reactions([a.send(tid, "heavy last") for tid in threads])
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        resp = api.get("/api/threads", token=owner.access, params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        assert resp.status_code == 200, describe(resp)
+        assert len(resp.content) < 1_500_000, f"a page of {len(resp.content)} bytes"
+        page = resp.json()
+        seen += [item["thread"]["id"] for item in page["items"]]
+        cursor = page.get("nextCursor")
+        if cursor is None:
+            break
+    assert seen == list(reversed(threads)), "paging lost or repeated a thread"
+
+
+def test_a_page_of_heavy_messages_stops_at_about_a_megabyte_and_pages_on(api, crew, connect):
+    """A message may carry 20 emoji each used by every member of a large group: about 200 KB of
+    ids at 256 members. A page of 100 such messages was 20 MB for one GET until the forty-fourth
+    session; a page now stops once its messages pass about a megabyte, and `nextCursor` pages on.
+    Here each of three messages carries 20 emoji of 1,000 users each (about 800 KB of ids)."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="heavy")["id"]
+    light = a.send(tid, "light")
+    heavy = [a.send(tid, f"heavy {i}") for i in range(3)]
+    add_heavy_reactions(heavy)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        resp = get_messages(api, alice, tid, limit=100, **({"before": cursor} if cursor else {}))
+        assert resp.status_code == 200, describe(resp)
+        assert len(resp.content) < 1_500_000, f"a page of {len(resp.content)} bytes"
+        page = resp.json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page.get("nextCursor")
+        if cursor is None:
+            break
+    assert seen == [m["id"] for m in reversed(heavy)] + [light["id"]], "paging lost or repeated a message"
