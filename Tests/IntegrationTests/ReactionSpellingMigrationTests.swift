@@ -44,7 +44,9 @@ struct ReactionSpellingMigrationTests {
             let applied = try await DatabaseMigrator(
                 client: client, schema: schema, migrations: MessagingMigrations.all, logger: logger
             ).run()
-            #expect(applied == [MessagingMigrations.reactionsInOneSpelling.version])
+            // This one, and those after it.
+            let version = MessagingMigrations.reactionsInOneSpelling.version
+            #expect(applied == MessagingMigrations.all.map(\.version).filter { $0 >= version })
 
             var kept: [String] = []
             let rows = try await client.query(

@@ -1,7 +1,6 @@
 import MessengerContracts
+import MessengerServiceKit
 import Testing
-
-@testable import AuthService
 
 @Suite("A write commits only with time left for its answer")
 struct CommitDeadlineTests {
