@@ -246,36 +246,46 @@ struct Attachments: Sendable {
     }
 
     /// Deletes the files of uploads still in progress after `age`, which crashed or failed
-    /// before their row was written, then their records; a file the store does not have is
-    /// not an error. Goes on until none is left or a store refused one; the rest are tried
-    /// again at the next pass. Records of a store this instance has no configuration for are
-    /// left to an instance that has it.
+    /// before their row was written; a file the store does not have is not an error. Each
+    /// record is taken (deleted) before its file is: an upload that finishes meanwhile then
+    /// finds its record gone and deletes its file itself, where deleting the file first let
+    /// such an upload record a row whose file went next (the forty-fourth session's review of
+    /// its own diff). A file the store refuses puts its record back for the next pass, and ends
+    /// this one. Records of a store this instance has no configuration for are left to an
+    /// instance that has it.
     func removeAbandonedUploads(olderThan age: Duration) async throws -> Int {
         let seconds = Double(age.components.seconds)
         var removed = 0
         while true {
-            let rows = try await self.client.query(
+            let rows = try await self.client.write(
                 """
-                SELECT id, storage, storage_key, type FROM uploads_in_progress
-                WHERE started_at < now() - make_interval(secs => \(seconds)) AND storage = ANY(\(Array(self.stores.keys)))
-                ORDER BY started_at, id LIMIT \(Self.removalBatch)
+                DELETE FROM uploads_in_progress WHERE id IN (
+                    SELECT id FROM uploads_in_progress
+                    WHERE started_at < now() - make_interval(secs => \(seconds)) AND storage = ANY(\(Array(self.stores.keys)))
+                    ORDER BY started_at, id LIMIT \(Self.removalBatch) FOR UPDATE SKIP LOCKED
+                ) RETURNING id, storage, storage_key, type, started_at
                 """, logger: self.logger)
-            var found: [(UUID, String, String, String)] = []
-            for try await row in rows.decode((UUID, String, String, String).self) { found.append(row) }
-            for (id, storage, key, type) in found {
-                guard let store = self.stores[storage] else { continue }
+            var taken: [(UUID, String, String, String, Date)] = []
+            for try await row in rows.decode((UUID, String, String, String, Date).self) { taken.append(row) }
+            for (index, (id, storage, key, type, startedAt)) in taken.enumerated() {
                 do {
-                    try await store.delete(key: key, media: type, deadline: nil)
-                    try await self.client.write("DELETE FROM uploads_in_progress WHERE id = \(id)", logger: self.logger)
+                    try await self.stores[storage]?.delete(key: key, media: type, deadline: nil)
                     removed += 1
                 } catch {
                     self.logger.warning(
                         "removing the file of an abandoned upload failed; tried again later",
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
+                    for (id, storage, key, type, startedAt) in [(id, storage, key, type, startedAt)] + taken[(index + 1)...] {
+                        try await self.client.write(
+                            """
+                            INSERT INTO uploads_in_progress (id, storage, storage_key, type, started_at)
+                            VALUES (\(id), \(storage), \(key), \(type), \(startedAt)) ON CONFLICT (id) DO NOTHING
+                            """, logger: self.logger)
+                    }
                     return removed
                 }
             }
-            guard found.count == Self.removalBatch else { return removed }
+            guard taken.count == Self.removalBatch else { return removed }
         }
     }
 

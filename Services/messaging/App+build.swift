@@ -31,7 +31,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 
     backend.router.on(MessagingMessage.createConversation, CreateConversationRequest.self) { request, context in
-        try await conversations.createConversation(request, actor: context.actorID, requestID: context.messageID)
+        try await conversations.createConversation(
+            request, actor: context.actorID, requestID: context.messageID, deadline: context.deadline)
     }
     let batcher = MessageBatcher(
         conversations: conversations,

@@ -7,7 +7,7 @@ extension Conversations {
     /// `create_conversation`: a DM with exactly one other user (the same pair gets the same
     /// thread back, with no new event) or a GROUP of 2...256 members with a title.
     func createConversation(
-        _ request: CreateConversationRequest, actor: UUID?, requestID: UUID
+        _ request: CreateConversationRequest, actor: UUID?, requestID: UUID, deadline: ContinuousClock.Instant?
     ) async throws -> ThreadEnvelope {
         let caller = try Self.caller(actor)
         // A set, not a search of the list so far: that was quadratic in the ids sent, and a
@@ -30,7 +30,7 @@ extension Conversations {
                     "memberIds: a group has 2 to \(MessagingRules.maximumGroupSize) members, the creator included")
             }
         }
-        let unknown = try await self.users.unknown(others)
+        let unknown = try await self.users.unknown(others, before: deadline)
         guard unknown.isEmpty else {
             // A few are enough to act on; 255 made a 10 KB error.
             let named = unknown.map { EntityID($0).description }.sorted()
@@ -64,8 +64,10 @@ extension Conversations {
                 MessagingMessage.threadCreated, name: "THREAD_CREATED", thread: thread.id.uuid, recipients: memberIDs,
                 data: ThreadEnvelope(thread: thread), actor: caller, on: connection)
             // A group committed after its caller was answered `unavailable` would be made again
-            // by the retry (a DM is the pair's one thread however often it is asked for).
-            if request.type == .group { try CommitDeadline.ensureTimeLeft(before: RequestDeadline.current) }
+            // by the retry (a DM is the pair's one thread however often it is asked for). A copy
+            // delivered again has its deadline passed: unless its first run committed (then
+            // ``write(once:_:)`` answers what that run did), it makes no group.
+            if request.type == .group { try CommitDeadline.ensureTimeLeft(before: deadline) }
             return thread
         }
         if let created { return ThreadEnvelope(thread: created) }

@@ -34,26 +34,23 @@ struct Conversations: Sendable {
     }
 
     /// Runs `body` in a transaction, at most once for `request` (its envelope id): the first
-    /// time its result is recorded with the commit (``HandledRequests``), and a copy of the
-    /// request that comes later gets that result without running `body`.
+    /// time it claims the id and records its result with the commit (``HandledRequests``), and a
+    /// copy of the request gets that result without running `body`.
     func write<Result: Codable & Sendable>(
         once request: UUID, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         do {
-            let (result, ran) = try await self.client.transaction(logger: self.logger) { connection -> (Result, Bool) in
-                if let earlier = try await HandledRequests.reply(
-                    of: request, as: Result.self, on: connection, logger: self.logger)
-                {
-                    return (earlier, false)
+            let result = try await self.client.transaction(logger: self.logger) { connection -> Result in
+                guard try await HandledRequests.claim(request, on: connection, logger: self.logger) else {
+                    throw HandledRequests.AlreadyHandled()
                 }
                 let result = try await body(connection)
                 try await HandledRequests.record(request, reply: result, on: connection, logger: self.logger)
-                return (result, true)
+                return result
             }
-            if ran { self.committed() }
+            self.committed()
             return result
         } catch is HandledRequests.AlreadyHandled {
-            // A copy committed while this one ran, which rolled back: the copy's answer.
             let earlier = try await self.client.withConnection { connection in
                 try await HandledRequests.reply(of: request, as: Result.self, on: connection, logger: self.logger)
             }

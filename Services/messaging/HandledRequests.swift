@@ -11,15 +11,38 @@ import PostgresNIO
 ///
 /// Run again, an edit could undo a later one (A, then B, then A's copy: every client shows A),
 /// a reaction removed since could come back, and a group could be created twice; until the
-/// forty-fourth session that was so (a review). Seen marks (they only move forward), deletes,
-/// attachments and DMs are the same when run again and are not recorded here.
+/// forty-fourth session that was so (a review). Seen marks (they only move forward), deletes
+/// and attachments are the same when run again and are not recorded here; a DM is recorded
+/// like a group (its copy finds the pair's thread either way).
 enum HandledRequests {
     /// How long a command's record is kept: far longer than a request waits in its queue, and
     /// than a publisher that lost its connection takes to publish it again.
     static let retention: Duration = .seconds(3600)
 
-    /// A copy of the request committed while this one ran.
+    /// A copy of the request committed first.
     struct AlreadyHandled: Error {}
+
+    /// Claims `request` at the start of its command's transaction: false when a copy of it
+    /// committed, before or while this one waited for the copy's claim. Two copies at once
+    /// run one after the other, so the second never runs its command (nor answers an error for
+    /// a command its copy carried out).
+    static func claim(_ request: UUID, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        let rows = try await connection.query(
+            """
+            INSERT INTO handled_requests (id, reply) VALUES (\(request), ''::bytea)
+            ON CONFLICT (id) DO NOTHING RETURNING 1
+            """, logger: logger)
+        for try await _ in rows.decode(Int.self) { return true }
+        return false
+    }
+
+    /// Records the `reply` of the claimed `request`, in its command's transaction.
+    static func record<Reply: Encodable>(
+        _ request: UUID, reply: Reply, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        try await connection.query(
+            "UPDATE handled_requests SET reply = \(try MessengerJSON.encode(reply)) WHERE id = \(request)", logger: logger)
+    }
 
     /// What `request` answered when it committed, if it did.
     static func reply<Reply: Decodable>(
@@ -30,20 +53,6 @@ enum HandledRequests {
             return try MessengerJSON.decode(Reply.self, from: Data(reply.readableBytesView))
         }
         return nil
-    }
-
-    /// Records `request` and its `reply` in the command's transaction; throws ``AlreadyHandled``
-    /// when a copy of it committed first (the insert waits for that copy's transaction).
-    static func record<Reply: Encodable>(
-        _ request: UUID, reply: Reply, on connection: PostgresConnection, logger: Logger
-    ) async throws {
-        let rows = try await connection.query(
-            """
-            INSERT INTO handled_requests (id, reply) VALUES (\(request), \(try MessengerJSON.encode(reply)))
-            ON CONFLICT (id) DO NOTHING RETURNING 1
-            """, logger: logger)
-        for try await _ in rows.decode(Int.self) { return }
-        throw AlreadyHandled()
     }
 
     /// Deletes the records older than ``retention``; how many went.

@@ -13,8 +13,8 @@ struct UserDirectory: Sendable {
     let rpc: RPCClient
     let logger: Logger
 
-    /// Those of `ids` that are not users.
-    func unknown(_ ids: [UUID]) async throws -> [UUID] {
+    /// Those of `ids` that are not users; auth is asked until `deadline` at most.
+    func unknown(_ ids: [UUID], before deadline: ContinuousClock.Instant?) async throws -> [UUID] {
         guard !ids.isEmpty else { return [] }
         var missing = Set(ids).subtracting(try await self.known(ids))
         guard !missing.isEmpty else { return [] }
@@ -22,7 +22,7 @@ struct UserDirectory: Sendable {
         // let a group be created after its caller had been answered `unavailable`, and the
         // caller's retry created a second one (a review in the forty-fourth session).
         var timeout: Duration?
-        if let deadline = RequestDeadline.current {
+        if let deadline {
             timeout = ContinuousClock.now.duration(to: deadline)
             guard timeout! > .zero else { throw ServiceError.unavailable("the request's deadline passed") }
         }
