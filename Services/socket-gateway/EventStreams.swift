@@ -248,7 +248,15 @@ actor SocketEventStream<Socket: DurableEventSink> {
             first = false
             await self.sendPaced(self.accept(page.events, before: nil))
             guard page.hasMore, !page.events.isEmpty else {
-                if !page.hasMore, let latest = page.latestSeq { self.ordering.caughtUp(through: latest) }
+                // Every event up to `latest` was in the replay or is acknowledged, save those
+                // pushed to this socket while it ran: another device may have acknowledged them
+                // meanwhile, and they wait here, not in the page. Caught up through them, the
+                // socket took them for ones it had and dropped them, and no gap was ever seen
+                // (a review in the forty-fourth session).
+                if !page.hasMore, let latest = page.latestSeq {
+                    let firstWaiting = self.waiting.lazy.map(\.seq).min()
+                    self.ordering.caughtUp(through: firstWaiting.map { min(latest, $0 - 1) } ?? latest)
+                }
                 break
             }
         }

@@ -87,6 +87,26 @@ struct EventStreamTests {
         #expect(onItsLoop, "the stream wrote from another thread than its socket's loop")
     }
 
+    /// A push that reached the socket while its replay ran, and that another device of the user
+    /// acknowledged meanwhile, is not in the replay's page (only unacknowledged events are), but
+    /// the page's latest seq counts it. Until the forty-fourth session the stream took it for
+    /// one the socket had, and dropped it (a review).
+    @Test("an event pushed during the replay and acknowledged elsewhere meanwhile still goes out")
+    func waitingEventAcknowledgedElsewhere() async {
+        let socket = RecordingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, _ in
+            // Seqs 1 and 2 are unacknowledged; 3 and 4 came after, and the phone acknowledged them.
+            let stored: [Int64] = includeAcknowledged ? [1, 2, 3, 4] : [1, 2]
+            return (stored.filter { $0 > afterSeq }.map { Self.event($0) }, false, 4)
+        }
+        await stream.receive(Self.event(3))
+        await stream.receive(Self.event(4))
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == [1, 2, 3, 4])
+    }
+
     @Test("past the bound of waiting events only the newest waits; the rest come from the log, in order")
     func waitingEventsBounded() async {
         let socket = RecordingSocket()
