@@ -191,12 +191,12 @@ struct EventLog: Sendable {
             """, logger: self.logger)
     }
 
-    /// The still-pending, unexpired deliveries of an event.
+    /// The unacknowledged (no `delivered_at`, seen or not), unexpired deliveries of an event.
     func pending(event: UUID, on connection: PostgresConnection) async throws -> [Delivery] {
         let rows = try await connection.query(
             """
             SELECT d.user_id, d.seq, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
-            WHERE d.event_id = \(event) AND d.status = 'PENDING' AND d.expires_at > now()
+            WHERE d.event_id = \(event) AND d.delivered_at IS NULL AND d.expires_at > now()
             ORDER BY d.user_id
             """, logger: self.logger)
         var deliveries: [Delivery] = []

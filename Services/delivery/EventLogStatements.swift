@@ -67,7 +67,9 @@ enum EventLogStatements {
         }
     }
 
-    /// A retry check: the still-pending, unexpired deliveries of `events` get one more attempt.
+    /// A retry check: the unacknowledged (no `delivered_at`), unexpired deliveries of `events`
+    /// get one more attempt; one marked seen too, as `mark_seen` is no acknowledgement (until
+    /// the forty-fourth session a seen delivery was never tried again; a review).
     /// Their rows are locked in (user, seq) order, the order in which an `ack_events` locks a
     /// user's: locked in the order of the events' ids (receipts' ids are not time-ordered), a
     /// check and an ack deadlocked now and then (seen in an outside tester's logs; the check was
@@ -77,7 +79,7 @@ enum EventLogStatements {
         static let sql = """
             WITH due AS (
                 SELECT user_id, seq FROM deliveries
-                WHERE event_id = ANY($1::uuid[]) AND status = 'PENDING' AND expires_at > now()
+                WHERE event_id = ANY($1::uuid[]) AND delivered_at IS NULL AND expires_at > now()
                   AND (cardinality($2::uuid[]) = 0 OR user_id = ANY($2::uuid[]))
                 ORDER BY user_id, seq
                 FOR UPDATE

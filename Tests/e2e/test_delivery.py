@@ -825,6 +825,19 @@ def test_an_unacknowledged_event_is_pushed_again_with_the_same_id_and_seq_until_
     in_order(b.durable(), start=1, what="bob")
 
 
+def test_an_event_marked_seen_but_not_acknowledged_is_pushed_again(account, open_socket):
+    """`mark_seen` is not an acknowledgement: a message seen (on this device or another) and not
+    acknowledged is pushed again like any other, for a socket of the user that missed it. Until
+    the forty-fourth session a seen delivery was never tried again (a review)."""
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    m = a.send(tid, "seen, not acked")
+    original = b.wait_for(named("message_created", tid, m["id"]), "message_created")
+    b.ok("mark_seen", {"threadId": tid, "messageId": m["id"]})
+    pushed_again(b, original, "the event marked seen")
+
+
 def test_a_receipt_the_sender_does_not_acknowledge_is_pushed_again_until_acked(account, open_socket):
     # A receipt is an event of the sender's like any other: the event consumer records it, pushes
     # it and schedules its first retry check (docs/delivery.md).
