@@ -19,6 +19,10 @@ struct Authenticator: Sendable {
         let email = try Validation.email(request.email)
         try Validation.password(request.password)
         let displayName = try request.displayName.map(Validation.displayName) ?? username
+        // A name or address taken costs no bcrypt hash: until the forty-fourth session each
+        // such attempt hashed first, and a client repeating one (a 409 every time) kept the
+        // threads that logins share busy (a review). The insert still decides a race.
+        try await self.users.ensureFree(username: username, email: email)
         let record = UserRecord(
             id: .v7(), username: username, email: email, displayName: displayName,
             passwordHash: try await Self.unavailableIfGaveUp { try await self.hasher.hash(request.password, before: deadline) },

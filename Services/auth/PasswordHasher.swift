@@ -50,6 +50,8 @@ struct PasswordHasher: Sendable {
     }
 
     private static let skipped = Counter(label: "password_checks_skipped_total")
+    /// `password_hashes_total`: new hashes begun (registrations, password changes, rehashes).
+    private static let hashes = Counter(label: "password_hashes_total")
 
     let cost: UInt8
     /// A hash of a random password at the same cost: verifying against it makes a login for an
@@ -74,6 +76,7 @@ struct PasswordHasher: Sendable {
     /// retry a 409, a password that makes its retry's `currentPassword` wrong).
     func hash(_ password: String, before deadline: ContinuousClock.Instant?) async throws -> String {
         let cost = self.cost
+        Self.hashes.increment()
         let hash = try await self.check(before: deadline) {
             Self.prefix + Bcrypt.hash(Self.prehash(password.precomposedStringWithCanonicalMapping), cost: cost)
         }

@@ -27,6 +27,9 @@ protocol UserRepository: Sendable {
     /// Throws `conflict` when the username or email is taken, and `unavailable` without
     /// writing anything when `deadline` is too close to commit (``CommitDeadline``).
     func create(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws
+    /// Throws `conflict`, as ``create(_:before:)`` would, when the username or email is taken:
+    /// a registration asks before it hashes the password.
+    func ensureFree(username: String, email: String) async throws
     /// By username or email, case-insensitively.
     func find(login: String) async throws -> UserRecord?
     func find(id: UUID) async throws -> UserRecord?
@@ -77,19 +80,36 @@ struct PostgresUserRepository: UserRepository {
             var created = false
             for try await _ in inserted.decode(UUID.self) { created = true }
             guard created else {
-                let taken = try await connection.query(
-                    """
-                    SELECT bool_or(lower(username) = lower(\(user.username))) FROM users
-                    WHERE lower(username) = lower(\(user.username)) OR lower(email) = lower(\(user.email))
-                    """, logger: self.logger)
-                var usernameTaken = true
-                for try await value in taken.decode(Bool?.self) { usernameTaken = value ?? true }
-                throw ServiceError.conflict(usernameTaken ? "username is already taken" : "email is already taken")
+                throw try await Self.taken(username: user.username, email: user.email, on: connection, logger: self.logger)
+                    ?? ServiceError.conflict("username is already taken")
             }
             try await self.announce(AuthMessage.userCreated, user, on: connection)
             try CommitDeadline.ensureTimeLeft(before: deadline)
         }
         self.outbox.wake()
+    }
+
+    func ensureFree(username: String, email: String) async throws {
+        let conflict = try await self.client.withConnection { connection in
+            try await Self.taken(username: username, email: email, on: connection, logger: self.logger)
+        }
+        if let conflict { throw conflict }
+    }
+
+    /// The `conflict` for a taken username (first) or email; nil when both are free.
+    private static func taken(
+        username: String, email: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> ServiceError? {
+        let rows = try await connection.query(
+            """
+            SELECT bool_or(lower(username) = lower(\(username))) FROM users
+            WHERE lower(username) = lower(\(username)) OR lower(email) = lower(\(email))
+            """, logger: logger)
+        for try await usernameTaken in rows.decode(Bool?.self) {
+            guard let usernameTaken else { return nil }  // no row matched
+            return ServiceError.conflict(usernameTaken ? "username is already taken" : "email is already taken")
+        }
+        return nil
     }
 
     func find(login: String) async throws -> UserRecord? {

@@ -91,6 +91,20 @@ def test_register_duplicate_email_case_insensitive_is_409(api, register):
     assert_error(resp, 409, "conflict")
 
 
+def test_registering_a_taken_name_or_address_hashes_no_password(api, register):
+    """A registration asks whether its username and email are free before it hashes the
+    password: until the forty-fourth session each 409 cost a bcrypt hash on the threads that
+    logins share, and a client repeating one kept logins waiting (a review)."""
+    admin = f"http://127.0.0.1:{os.environ.get('AUTH_ADMIN_PORT', '9101')}"
+    first = register()
+    before = scrape_metric(admin, "password_hashes_total")
+    for body in ({"username": first.username, "email": f"x-{first.username}@e2e.example.com", "password": "password123"},
+                 {"username": unique_name(), "email": first.email, "password": "password123"}):
+        for _ in range(3):
+            assert_error(api.post("/api/users", body), 409, "conflict")
+    assert scrape_metric(admin, "password_hashes_total") == before
+
+
 @pytest.mark.parametrize(
     "password",
     ["short7!", "", "x" * 129, "\U0001f44d" * 7],
