@@ -54,6 +54,12 @@ struct UserEventsConsumer: Service {
         var properties = delivery.properties
         properties.persistent = true
         properties.expiration = nil
+        // Properties that cannot be sent again as they came (read as text, a message id with
+        // bytes that are not UTF-8 grew past 255) are dropped: the body is what the operator needs.
+        if properties.encodingProblem(frameMax: self.amqp.configuration.frameMax) != nil {
+            properties = AMQPProperties(
+                contentType: nil, type: delivery.properties.type.flatMap { $0.utf8.count <= 255 ? $0 : nil })
+        }
         do {
             try await self.amqp.publish(
                 AMQPMessage(

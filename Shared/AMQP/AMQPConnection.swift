@@ -98,7 +98,7 @@ public final class AMQPConnection: Service, Sendable {
     /// unroutable, or at shutdown. While the broker is unreachable the call waits; cancel the task
     /// to give up (the message may then still be published).
     public func publish(_ message: AMQPMessage) async throws {
-        try self.checkSize(message)
+        try self.check(message)
         let promise = Promise<Void>()
         guard self.publishMailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: promise))) else {
             throw AMQPError(.shutdown, "the AMQP connection is closed")
@@ -119,7 +119,7 @@ public final class AMQPConnection: Service, Sendable {
     /// work while the broker confirms these, and the order of its publishes is still the order of
     /// its calls. Otherwise as ``publish(_:)-([AMQPMessage])``.
     public func startPublishing(_ messages: [AMQPMessage]) throws -> PendingConfirms {
-        for message in messages { try self.checkSize(message) }
+        for message in messages { try self.check(message) }
         let promises = messages.map { _ in Promise<Void>() }
         let commands = zip(messages, promises).map { message, promise in
             ConnectionCommand.publish(PendingPublish(message: Self.identified(message), promise: promise))
@@ -135,16 +135,22 @@ public final class AMQPConnection: Service, Sendable {
     /// Throws only for a message over ``AMQPConfiguration/maximumMessageSize``, which the broker
     /// would refuse.
     public func send(_ message: AMQPMessage) throws {
-        try self.checkSize(message)
+        try self.check(message)
         self.publishMailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
     }
 
     /// Refuses a message the broker would refuse (``AMQPConfiguration/maximumMessageSize``).
-    private func checkSize(_ message: AMQPMessage) throws {
+    /// Throws `protocolError` for a message the broker or the library would refuse: a body over
+    /// ``AMQPConfiguration/maximumMessageSize``, properties that cannot be encoded
+    /// (``AMQPProperties/encodingProblem(frameMax:)``).
+    func check(_ message: AMQPMessage) throws {
         guard message.body.count <= self.configuration.maximumMessageSize else {
             throw AMQPError(
                 .protocolError,
                 "a message of \(message.body.count) bytes is over the broker's limit of \(self.configuration.maximumMessageSize)")
+        }
+        if let problem = message.properties.encodingProblem(frameMax: self.configuration.frameMax) {
+            throw AMQPError(.protocolError, "a message that cannot be sent: \(problem)")
         }
     }
 

@@ -114,6 +114,11 @@ public final class RPCClient: Service, Sendable {
             self.logger.debug("reply for a call that gave up", metadata: ["call_id": "\(correlationID ?? "-")"])
             return
         }
+        // The reply shows the request was published: its confirm may still be on its way on a
+        // connection lost since, and the caller must not wait for it past its reply (it waited
+        // for the whole outage, then got `unavailable` for a request that was served; the
+        // forty-fourth session's review).
+        call.confirm.succeed(())
         call.reply.succeed(body)
     }
 
@@ -232,6 +237,7 @@ public final class RPCClient: Service, Sendable {
     private func call(
         _ message: AMQPMessage, id: String, service: ServiceName, deadline: ContinuousClock.Instant
     ) async throws -> Data {
+        try self.connection.check(message)
         let call = PendingCall(deadline: deadline, service: service)
         self.pending.withLock { $0[id] = call }
         defer { _ = self.pending.withLock { $0.removeValue(forKey: id) } }

@@ -22,4 +22,31 @@ struct AMQPMessageSizeTests {
             #expect(try await takeOneMessage(connection, from: queue).body.count == 1024)
         }
     }
+
+    /// librabbitmq-c stops at a short string over 255 bytes after the method frame went out;
+    /// until the forty-fourth session that read as a lost connection, and the message was
+    /// republished, and failed, about ten times a second, holding every publish behind it.
+    @Test("a message whose properties cannot be encoded is refused before it is sent, and the connection goes on")
+    func unencodablePropertiesAreRefused() async throws {
+        try await withAMQPConnection(name: "test-properties") { connection in
+            let (exchange, queue) = try await declareTestQueue(connection, "test.properties")
+            let longID = AMQPMessage(
+                exchange: exchange, routingKey: queue, body: Data("x".utf8),
+                properties: AMQPProperties(messageID: String(repeating: "é", count: 150)))
+            let bigHeaders = AMQPMessage(
+                exchange: exchange, routingKey: queue, body: Data("x".utf8),
+                properties: AMQPProperties(headers: ["big": .bytes(Array(repeating: 1, count: 200_000))]))
+            for message in [longID, bigHeaders] {
+                await #expect {
+                    try await withTimeout(.seconds(5)) { try await connection.publish(message) }
+                } throws: { error in
+                    (error as? AMQPError)?.code == .protocolError
+                }
+            }
+            try await withTimeout(.seconds(10)) {
+                try await connection.publish(AMQPMessage(exchange: exchange, routingKey: queue, body: Data("ok".utf8)))
+            }
+            #expect(try await takeOneMessage(connection, from: queue).body == Data("ok".utf8))
+        }
+    }
 }
