@@ -54,6 +54,17 @@ struct ConfirmWindow<Pending> {
         return nil
     }
 
+    /// Takes the waiting messages `isStale` says are no longer worth sending out of the queue,
+    /// wherever they wait, and hands them to `dropped`; the others keep their order.
+    mutating func dropWaiting(where isStale: (Pending) -> Bool, dropped: (Pending) -> Void) {
+        guard self.waiting.contains(where: isStale) else { return }
+        var kept: Deque<Pending> = []
+        for pending in self.waiting {
+            if isStale(pending) { dropped(pending) } else { kept.append(pending) }
+        }
+        self.waiting = kept
+    }
+
     /// Marks the oldest unreturned in-flight message matching `predicate` as returned by the
     /// broker (`basic.return` precedes the message's `basic.ack`).
     mutating func markReturned(where predicate: (Pending) -> Bool) {

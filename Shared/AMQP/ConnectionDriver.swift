@@ -37,6 +37,13 @@ final class ConnectionDriver {
 
     private var connection: amqp_connection_state_t?
     private var isOpen = false
+    /// The broker said it stops reading this connection (`connection.blocked`: a memory or disk
+    /// alarm), until `connection.unblocked`. Nothing is written meanwhile: written, a message
+    /// waited in the socket and ran once the alarm cleared, minutes after its caller had been
+    /// answered `unavailable` (an RPC request: a refresh rotated for a client whose retry then
+    /// read as a reuse; the forty-fourth session's review). Messages whose deadline passes
+    /// meanwhile are dropped from the queue, as during an outage.
+    private var publishingBlocked = false
     private var generation: UInt64 = 0
     private var topology = AMQPTopology()
     private var pendingDeclares: [(AMQPTopology, Promise<Void>)] = []
@@ -143,6 +150,7 @@ final class ConnectionDriver {
         self.nextChannel = Self.firstConsumerChannel
         self.acknowledgements.removeAll()
         self.closedChannels.removeAll()
+        self.publishingBlocked = false
         self.isOpen = true
         for id in self.consumers.keys.sorted() {
             try self.startConsumer(id)
@@ -262,7 +270,11 @@ final class ConnectionDriver {
             if self.configuration.sendsBatches { publishes = MessageBatch.coalesce(publishes) }
             for pending in publishes { self.window.enqueue(pending) }
             try self.sendAcknowledgements()
-            try self.publishWaiting()
+            if self.publishingBlocked {
+                self.dropStaleWaiting()
+            } else {
+                try self.publishWaiting()
+            }
             try self.readFrames()
             self.endCancelledConsumers()
             if self.shutdownPromise != nil {
@@ -277,7 +289,7 @@ final class ConnectionDriver {
             }
             // Confirms read just now may have made room for messages that wait: publish them
             // at once, not when the idle wake comes (up to 250 ms later).
-            if self.window.hasRoom, !self.window.waiting.isEmpty { continue }
+            if self.window.hasRoom, !self.window.waiting.isEmpty, !self.publishingBlocked { continue }
             self.mailbox.wait(socket: amqp_get_sockfd(self.connection), timeoutMilliseconds: Self.idleWakeMilliseconds)
         }
     }
@@ -353,6 +365,15 @@ final class ConnectionDriver {
             for tag in frames.single {
                 try self.check(amqp_basic_ack(self.connection, channel, tag, 0), "settle")
             }
+        }
+    }
+
+    /// Fails the waiting messages whose deadline has passed (an RPC request whose caller gave
+    /// up), where they wait in the queue.
+    private func dropStaleWaiting() {
+        let now = ContinuousClock.now
+        self.window.dropWaiting(where: { $0.isStale(at: now) }) {
+            $0.fail(AMQPError(.timeout, "the message's deadline passed before it could be sent"))
         }
     }
 
@@ -477,8 +498,10 @@ final class ConnectionDriver {
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             throw AMQPError(.connection, "connection closed by the broker: \(close.reply_code) \(close.reply_text.string)")
         case AMQPMethod.connectionBlocked:
+            self.publishingBlocked = true
             self.logger.warning("the broker blocked publishing (resource alarm)")
         case AMQPMethod.connectionUnblocked:
+            self.publishingBlocked = false
             self.logger.info("the broker unblocked publishing")
         default:
             self.logger.debug("ignoring method", metadata: ["method": "\(method.id)", "channel": "\(frame.channel)"])
@@ -549,6 +572,8 @@ final class ConnectionDriver {
                 // Nothing here talks to the broker while the connection is closed.
                 try? self.handle(command)
             }
+            // A call made during the outage does not hold its request until the broker is back.
+            self.dropStaleWaiting()
         }
     }
 

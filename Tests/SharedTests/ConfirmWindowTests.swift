@@ -19,6 +19,17 @@ struct ConfirmWindowTests {
         #expect(third?.pending == "c")
     }
 
+    @Test("stale messages are taken out wherever they wait (a blocked connection, an outage); the rest keep their order")
+    func staleDroppedInPlace() {
+        var window = ConfirmWindow<String>(limit: 1)
+        for name in ["event-1", "rpc-a", "event-2", "rpc-b"] { window.enqueue(name) }
+        var dropped: [String] = []
+        window.dropWaiting(where: { $0.hasPrefix("rpc") }, dropped: { dropped.append($0) })
+        #expect(dropped == ["rpc-a", "rpc-b"])
+        #expect(Array(window.waiting) == ["event-1", "event-2"])
+        #expect(window.next()?.tag == 1)
+    }
+
     @Test("messages gone stale while waiting (a reconnect) are dropped without a tag, and handed back")
     func staleDropped() {
         var window = ConfirmWindow<String>(limit: 10)
