@@ -47,8 +47,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let fanOut = RedisFanOut(
         uid: settings.service.instanceID, redis: redis, subscriber: subscriber,
         local: LocalDelivery(server: socketGateway.server, streams: streams), logger: logger)
-    SocketCommands(rpc: rpc, fanOut: fanOut, rateLimit: CommandRateLimit(settings: settings.commandRate), logger: logger)
-        .register(on: socketGateway.server)
+    SocketCommands(
+        rpc: rpc, fanOut: fanOut, rateLimit: CommandRateLimit(settings: settings.commandRate),
+        isRevoked: { socket in socket.loginSession.map { tokens.revoked.contains($0) } ?? false }, logger: logger
+    )
+    .register(on: socketGateway.server)
     let ready = ReadyFlag()
     let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
     let authEvents = AuthEventListener(

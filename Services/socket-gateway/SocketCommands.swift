@@ -14,6 +14,9 @@ struct SocketCommands {
     let rpc: RPCClient
     let fanOut: RedisFanOut
     let rateLimit: CommandRateLimit
+    /// Whether the login session of a socket's token has ended (a logout, a password change, a
+    /// refresh token's reuse).
+    let isRevoked: @Sendable (SocketIOSocket) -> Bool
     let logger: Logger
 
     static let forwarded: [String: (MessageType, ServiceName)] = [
@@ -51,11 +54,20 @@ struct SocketCommands {
         _ handler: @escaping @Sendable (SocketIOSocket, [JSONValue]) async -> JSONValue
     ) {
         let metrics = GatewayMetrics.Command(event: event)
-        let rateLimit = self.rateLimit
+        let (rateLimit, isRevoked) = (self.rateLimit, self.isRevoked)
         server.on(event) { socket, arguments in
             let delay = rateLimit.delay(user: socket.userID, event: event)
-            // A socket that closes meanwhile cancels nothing here: its command still runs.
+            // A socket that closes meanwhile cancels nothing here: its command still runs,
+            // unless its login session ended. Until the forty-fourth session the commands a
+            // socket had queued ran after the session's revocation disconnected it (at the
+            // user's rate: minutes of a stolen token's deletes after the owner logged out; a
+            // review).
             if delay > .zero { try? await Task.sleep(for: delay) }
+            if isRevoked(socket) {
+                let refused = SocketGateway.failure(.unauthorized("the login session has ended"))
+                metrics.record(refused, since: .now)
+                return [refused]
+            }
             let start = ContinuousClock.now
             let reply = await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }
             metrics.record(reply, since: start)

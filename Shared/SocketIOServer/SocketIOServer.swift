@@ -419,6 +419,15 @@ actor SocketIOConnection: EngineSessionDelegate {
                 "closing a connection that floods events",
                 metadata: ["eio.sid": "\(self.session.id)", "events": "\(self.pending.count)", "bytes": "\(self.pendingBytes)"])
             self.closeSession(reason: "too many pending events")
+            // What a flooding client queued does not run: kept, a closed connection's queue
+            // still ran at the user's command rate, and a client that flooded and reconnected,
+            // again and again, kept every one of them in memory (a review in the forty-fourth
+            // session).
+            for event in self.pending {
+                self.server.attachmentBudget.release(event.attachments)
+                self.pendingBytes -= event.bytes
+            }
+            self.pending = []
             return false
         }
         self.pending.append(event)

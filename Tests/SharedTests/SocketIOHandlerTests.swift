@@ -200,3 +200,39 @@ extension SocketIOHandlerTests {
         #expect(recorded.isEmpty, "\(recorded)")
     }
 }
+
+extension SocketIOHandlerTests {
+    /// What a connection closed for flooding had queued does not run. Until the forty-fourth
+    /// session a closed connection's queue still ran, at the user's command rate, and a client
+    /// that flooded and reconnected again and again kept all of it in memory (a review).
+    @Test("a connection closed for flooding runs none of the events it had queued")
+    func floodedQueueDropped() async throws {
+        let gate = Gate()
+        let ran = Mutex(0)
+        let core = SocketIOCore(
+            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
+            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        core.handlers.withLock {
+            $0["slow"] = { _, _ in
+                ran.withLock { $0 += 1 }
+                return await gate.wait()
+            }
+        }
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
+            logger: Logger(label: "test"))
+        let connection = SocketIOConnection(
+            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
+        await session.start(delegate: connection, webSocket: nil)
+        await session.receive(payload: [.message("0")])
+        #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+        // At most one runs (and waits at the gate); the rest queue, past the 16 MiB bound.
+        let event = EngineIOPacket.message(#"2["slow","\#(String(repeating: "x", count: 600_000))"]"#)
+        await session.receive(payload: Array(repeating: event, count: 30))
+        #expect(await session.isClosed)
+        gate.open()
+        try await Task.sleep(for: .milliseconds(300))
+        // The one that started before the flood may have run; none of those queued.
+        #expect(ran.withLock { $0 } <= 1, "the flooded connection's queue ran")
+    }
+}

@@ -364,3 +364,27 @@ def test_login_counters_whose_window_ended_are_pruned(api, register):
     counter = f"SELECT count(*) FROM auth.login_failures WHERE key = 'login:{digest}'"
     assert psql(counter) == "1"
     wait_for_sql(counter, "0", "the expired login counter", timeout=30)
+
+
+def test_commands_queued_by_a_socket_do_not_run_after_its_session_ends(api, account):
+    """A gateway with a command rate of 2 a second and a burst of 1: a socket queues 20
+    `create_message` (no ack asked for), then its session is logged out. What had not run by
+    then does not run: until the forty-fourth session every queued command ran after the
+    revocation disconnected the socket, at the user's rate (minutes of a stolen token's
+    commands after the owner logged out)."""
+    acc, bob = account(), account()
+    with replica_gateway(4, SOCKET_COMMAND_RATE="2", SOCKET_COMMAND_BURST="1") as replica:
+        sio = socketio.Client(reconnection=False)
+        sio.connect(replica, auth={"token": acc.access}, transports=["websocket"], wait_timeout=10)
+        try:
+            thread = sio.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
+            tid = thread["data"]["thread"]["id"]
+            for n in range(20):
+                sio.emit("create_message", {"threadId": tid, "clientMessageId": f"q{n}", "body": f"q{n}"})
+            time.sleep(0.5)
+            assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
+            time.sleep(12)  # 20 commands at 2 a second would all have run by now
+        finally:
+            sio.disconnect()
+    count = int(psql(f"SELECT count(*) FROM messaging.messages WHERE thread_id = '{tid}'"))
+    assert count <= 4, f"{count} of the 20 queued commands ran, most after the session ended"
