@@ -13,7 +13,10 @@ import Testing
 /// sleeps holds the commit open here long enough to terminate the backend inside it.
 @Suite("Commits confirmed", .timeLimit(.minutes(1)))
 struct CommitConfirmationTests {
-    /// A fresh table whose commits take a second, and a running ``Database``, for the test's body.
+    /// A fresh table whose commits take three seconds, and a running ``Database``, for the test's
+    /// body. (One second was too short a window on a busy machine: the watcher that terminates
+    /// the backend inside the commit was not run before the commit was done, and waited for a
+    /// sleep that had ended until the suite's time limit.)
     func withSlowCommits(_ body: (Database, _ table: String) async throws -> Void) async throws {
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: TestEnvironment.logger)
@@ -24,7 +27,7 @@ struct CommitConfirmationTests {
             try await database.query(
                 """
                 CREATE FUNCTION \(unescaped: table)_slow() RETURNS trigger LANGUAGE plpgsql
-                AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$
+                AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$
                 """, logger: logger)
             try await database.query(
                 """
@@ -53,7 +56,11 @@ struct CommitConfirmationTests {
         var pid: Int32 = 0
         for try await value in rows.decode(Int32.self) { pid = value }
         return Task {
+            let started = ContinuousClock.now
             while true {
+                guard ContinuousClock.now - started < .seconds(20) else {
+                    throw TestFailure("the backend was never seen sleeping in its commit")
+                }
                 var sleeping = false
                 for try await event in try await database.query(
                     "SELECT wait_event FROM pg_stat_activity WHERE pid = \(pid)", logger: TestEnvironment.logger
