@@ -18,16 +18,7 @@ extension BrokerOutageTests {
     func stopEndsUnderALastingAlarm() async throws {
         let connection = AMQPConnection(
             configuration: try TestEnvironment.amqpConfiguration(name: "stop-alarm"), logger: TestEnvironment.logger)
-        let (exchange, queue) = try await declareTestQueue(connection, "test.stop.alarm")
-        for id in 0..<3 {
-            try await connection.publish(AMQPMessage(exchange: exchange, routingKey: queue, body: Data("\(id)".utf8)))
-        }
-        let received = Mutex<[AMQPDelivery]>([])
-        let consumer = connection.consume(queue: queue, prefetch: 10)
-        let consuming = Task {
-            for await delivery in consumer { received.withLock { $0.append(delivery) } }
-        }
-        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { received.withLock { $0.count } == 3 })
+        let (queue, received, consumer, consuming) = try await Self.threeDomainEvents(on: connection, "test.stop.alarm")
 
         let checks = FirstRetryChecks(
             publisher: PushPublisher(amqp: connection, delays: [.seconds(600)]), window: .milliseconds(50), limit: 100,
@@ -43,7 +34,7 @@ extension BrokerOutageTests {
         let started: ContinuousClock.Instant
         try TestHelpers.infra("rabbitmq-memory-alarm", "on")
         do {
-            await checks.add(events: [EntityID(.v7())], acking: received.withLock { $0 })
+            await checks.add(events: [EntityID(.v7())], acking: received.all)
             // The timer's check now waits for its confirm, which the alarm holds for good.
             try await Task.sleep(for: .milliseconds(500))
             started = ContinuousClock.now

@@ -9,19 +9,31 @@ import Testing
 
 @Suite("Engine.IO over a WebSocket")
 struct EngineWebSocketTests {
+    /// A connected test channel whose WebSocket is an open Engine.IO session's transport, with
+    /// `socket` (if any) between it and the channel's end.
+    static func openChannel(
+        maximumBacklog: Int, loop: EmbeddedEventLoop = EmbeddedEventLoop(), behind socket: (any ChannelHandler)? = nil
+    ) throws -> EmbeddedChannel {
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
+            logger: Logger(label: "test"))
+        let handler = EngineWebSocketHandler(
+            session: session, upgrading: false, maximumBacklog: maximumBacklog, probeTimeout: .seconds(10),
+            logger: Logger(label: "test"))
+        let channel = EmbeddedChannel(loop: loop)
+        if let socket { try channel.pipeline.syncOperations.addHandler(socket) }
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
     /// The pong to a WebSocket ping is written like any frame: while the client does not read,
     /// it counts against the connection's backlog bound. Until the forty-fourth session pongs
     /// were written past the handler that keeps the bound, so a client that sent pings and
     /// never read made the gateway hold their pongs without end.
     @Test("a pong to a client that does not read counts against the backlog bound, which closes the connection")
     func pongsCountAgainstTheBacklog() throws {
-        let session = EngineSession(
-            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
-            logger: Logger(label: "test"))
-        let handler = EngineWebSocketHandler(
-            session: session, upgrading: false, maximumBacklog: 10, probeTimeout: .seconds(10), logger: Logger(label: "test"))
-        let channel = EmbeddedChannel(handler: handler)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let channel = try Self.openChannel(maximumBacklog: 10)
         channel.isWritable = false
         let ping = WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(repeating: 1, count: 100))
         try channel.writeInbound(ping)
@@ -32,13 +44,7 @@ struct EngineWebSocketTests {
 
     @Test("a client that reads gets its pong")
     func pongWhileWritable() throws {
-        let session = EngineSession(
-            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
-            logger: Logger(label: "test"))
-        let handler = EngineWebSocketHandler(
-            session: session, upgrading: false, maximumBacklog: 10, probeTimeout: .seconds(10), logger: Logger(label: "test"))
-        let channel = EmbeddedChannel(handler: handler)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let channel = try Self.openChannel(maximumBacklog: 10)
         try channel.writeInbound(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "hi")))
         let pong = try #require(try channel.readOutbound(as: WebSocketFrame.self))
         #expect(pong.opcode == .pong)
@@ -62,16 +68,8 @@ struct EngineWebSocketTests {
     /// did (a review).
     @Test("a close frame the client never takes: the connection ends after the lingering time")
     func unwrittenCloseFrameEnds() throws {
-        let session = EngineSession(
-            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
-            logger: Logger(label: "test"))
-        let handler = EngineWebSocketHandler(
-            session: session, upgrading: false, maximumBacklog: 1 << 20, probeTimeout: .seconds(10),
-            logger: Logger(label: "test"))
         let loop = EmbeddedEventLoop()
-        let channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandlers(UnreadSocket(), handler)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let channel = try Self.openChannel(maximumBacklog: 1 << 20, loop: loop, behind: UnreadSocket())
         EngineWebSocketHandler.close(channel, code: .goingAway)
         loop.advanceTime(by: .seconds(4))
         #expect(channel.isActive)

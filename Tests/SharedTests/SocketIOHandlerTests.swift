@@ -100,20 +100,31 @@ extension SocketIOHandlerTests {
     /// A polling session whose socket is connected, whose `slow` event waits at `gate`, and whose
     /// POSTs are held up to 30 s while reading is paused.
     static func connectedPollingSession(slowEventsWaitAt gate: Gate) async throws -> EngineSession {
-        let core = SocketIOCore(
-            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
-            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        let core = Self.core()
         core.handlers.withLock { $0["slow"] = { _, _ in await gate.wait() } }
         var configuration = EngineConfiguration()
         configuration.longestPostHold = .seconds(30)
+        let session = await Self.pollingSession(core, configuration: configuration)
+        await session.receive(payload: [.message("0")])
+        #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+        return session
+    }
+
+    /// A server core on `/` that lets every client in as user `u`.
+    static func core() -> SocketIOCore {
+        SocketIOCore(
+            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
+            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+    }
+
+    /// A started long-polling session whose Socket.IO layer is `core`'s.
+    static func pollingSession(_ core: SocketIOCore, configuration: EngineConfiguration = .init()) async -> EngineSession {
         let session = EngineSession(
             id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
             logger: Logger(label: "test"))
         let connection = SocketIOConnection(
             core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
         await session.start(delegate: connection, webSocket: nil)
-        await session.receive(payload: [.message("0")])
-        #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
         return session
     }
 }
@@ -174,19 +185,12 @@ extension SocketIOHandlerTests {
     /// that socket's event stream (and replayed into it) for good (a review).
     @Test("a CONNECT whose reply closes the session runs neither the connect nor the disconnect handler")
     func connectReplyThatClosesTheSession() async throws {
-        let core = SocketIOCore(
-            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
-            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        let core = Self.core()
         let calls = Mutex<[String]>([])
         core.connectHandler.withLock { $0 = HandlerBox { _, _ in calls.withLock { $0.append("connect") } } }
         core.disconnectHandler.withLock { $0 = HandlerBox { _ in calls.withLock { $0.append("disconnect") } } }
         let configuration = EngineConfiguration()
-        let session = EngineSession(
-            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
-            logger: Logger(label: "test"))
-        let connection = SocketIOConnection(
-            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
-        await session.start(delegate: connection, webSocket: nil)
+        let session = await Self.pollingSession(core, configuration: configuration)
         // 20 bytes under the hard bound wait for a GET that does not come.
         let hardLimit = EngineBacklog(limit: configuration.maximumBacklog).hardLimit
         await session.send([EngineIOPacket.message(String(repeating: "x", count: hardLimit - 21))])
@@ -209,21 +213,14 @@ extension SocketIOHandlerTests {
     func floodedQueueDropped() async throws {
         let gate = Gate()
         let ran = Mutex(0)
-        let core = SocketIOCore(
-            namespaces: ["/"], authenticate: { _, _ in .success(SocketPrincipal(userID: "u")) },
-            unknownEvent: { _, _ in [] }, logger: Logger(label: "test"))
+        let core = Self.core()
         core.handlers.withLock {
             $0["slow"] = { _, _ in
                 ran.withLock { $0 += 1 }
                 return await gate.wait()
             }
         }
-        let session = EngineSession(
-            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
-            logger: Logger(label: "test"))
-        let connection = SocketIOConnection(
-            core: core, session: session, handshake: EngineHandshake(headers: [:], query: [:], remoteAddress: nil))
-        await session.start(delegate: connection, webSocket: nil)
+        let session = await Self.pollingSession(core)
         await session.receive(payload: [.message("0")])
         #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
         // At most one runs (and waits at the gate); the rest queue, past the 16 MiB bound.
