@@ -114,8 +114,14 @@ final class SocketIOCore: Sendable {
     let connectHandler = Mutex<HandlerBox<SocketIOServer.ConnectHandler>?>(nil)
     let disconnectHandler = Mutex<HandlerBox<SocketIOServer.DisconnectHandler>?>(nil)
     /// Bytes of binary attachments held over every connection, until their packets' commands
-    /// have run (``AttachmentBudget``).
-    let attachmentBudget = AttachmentBudget()
+    /// have run (``HeldBytesBudget``).
+    let attachmentBudget = HeldBytesBudget(
+        limit: HeldBytesBudget.attachmentLimit, userShare: HeldBytesBudget.attachmentUserShare,
+        meter: "socketio_attachment_bytes_held")
+    /// Bytes of commands queued to run, each user's over all their connections (open or closed)
+    /// within a share (``HeldBytesBudget``).
+    let queuedCommands = HeldBytesBudget(
+        limit: .max, userShare: HeldBytesBudget.queuedCommandUserShare, meter: "socketio_queued_command_bytes_held")
 
     init(
         namespaces: Set<String>, authenticate: @escaping SocketIOServer.Authenticator,
@@ -414,10 +420,17 @@ actor SocketIOConnection: EngineSessionDelegate {
 
     /// Queues `event` to run; false when the connection floods and is closed instead.
     private func enqueue(_ event: PendingEvent) -> Bool {
-        guard self.pending.count < Self.maximumPendingEvents, self.admits(event.bytes) else {
+        // Within the connection's bounds, and within its user's share of queued commands over
+        // all their connections (a closed connection's queue still runs).
+        guard self.pending.count < Self.maximumPendingEvents, self.admits(event.bytes),
+            self.server.queuedCommands.reserve(event.bytes, for: event.socket.userID) == .reserved
+        else {
             self.server.logger.info(
                 "closing a connection that floods events",
-                metadata: ["eio.sid": "\(self.session.id)", "events": "\(self.pending.count)", "bytes": "\(self.pendingBytes)"])
+                metadata: [
+                    "eio.sid": "\(self.session.id)", "events": "\(self.pending.count)", "bytes": "\(self.pendingBytes)",
+                    "user_bytes": "\(self.server.queuedCommands.inUse(by: event.socket.userID))",
+                ])
             self.closeSession(reason: "too many pending events")
             // What a flooding client queued does not run: kept, a closed connection's queue
             // still ran at the user's command rate, and a client that flooded and reconnected,
@@ -425,6 +438,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             // session).
             for event in self.pending {
                 self.server.attachmentBudget.release(event.attachments)
+                self.server.queuedCommands.release(event.bytes, for: event.socket.userID)
                 self.pendingBytes -= event.bytes
             }
             self.pending = []
@@ -447,6 +461,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         while !self.pending.isEmpty {
             let event = self.pending.removeFirst()
             self.pendingBytes -= event.bytes
+            self.server.queuedCommands.release(event.bytes, for: event.socket.userID)
             self.resumeReadingIfRoom()
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
             self.server.attachmentBudget.release(event.attachments)

@@ -233,3 +233,34 @@ extension SocketIOHandlerTests {
         #expect(ran.withLock { $0 } <= 1, "the flooded connection's queue ran")
     }
 }
+
+extension SocketIOHandlerTests {
+    /// A connection's queue of commands is bounded (16 MiB), and a closed connection's queue still
+    /// runs; a user's queues over all their connections share 32 MiB. Until the forty-fourth
+    /// session nothing bounded them together: a client that filled a queue, disconnected and
+    /// did it again kept every one of them in memory (a review).
+    @Test("a user's queued commands over all their connections are bounded: the connection past the share is closed")
+    func queuedCommandsSharedPerUser() async throws {
+        let gate = Gate()
+        let core = Self.core()
+        core.handlers.withLock { $0["slow"] = { _, _ in await gate.wait() } }
+        var configuration = EngineConfiguration()
+        configuration.longestPostHold = .milliseconds(1)
+        // 25 events of 600 KB: 15 MB, under one connection's bound.
+        let event = EngineIOPacket.message(#"2["slow","\#(String(repeating: "x", count: 600_000))"]"#)
+        var sessions: [EngineSession] = []
+        for _ in 0..<3 {
+            let session = await Self.pollingSession(core, configuration: configuration)
+            await session.receive(payload: [.message("0")])
+            #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+            await session.receive(payload: Array(repeating: event, count: 25))
+            sessions.append(session)
+        }
+        #expect(!(await sessions[0].isClosed))
+        #expect(!(await sessions[1].isClosed))
+        #expect(await sessions[2].isClosed, "a third connection's 15 MB queue fit in the user's share")
+        #expect(core.queuedCommands.inUse(by: "u") <= HeldBytesBudget.queuedCommandUserShare)
+        gate.open()
+        for session in sessions { await session.close(reason: "test over", notifyClient: false) }
+    }
+}

@@ -3,10 +3,10 @@ import Testing
 @testable import SocketIOServer
 
 @Suite("Attachment budget")
-struct AttachmentBudgetTests {
+struct HeldBytesBudgetTests {
     @Test("reservations fit under the limit, one that does not takes nothing, releases give room back")
     func reserveAndRelease() {
-        let budget = AttachmentBudget(limit: 100, userShare: 100)
+        let budget = HeldBytesBudget(limit: 100, userShare: 100, meter: "test_bytes_held")
         #expect(budget.reserve(60, for: "a") == .reserved)
         #expect(budget.reserve(40, for: "b") == .reserved)
         #expect(budget.reserve(1, for: "c") == .overLimit)
@@ -22,7 +22,7 @@ struct AttachmentBudgetTests {
 
     @Test("one user holds no more than a share, and what they hold leaves room for the others")
     func userShare() {
-        let budget = AttachmentBudget(limit: 100, userShare: 40)
+        let budget = HeldBytesBudget(limit: 100, userShare: 40, meter: "test_bytes_held")
         #expect(budget.reserve(30, for: "a") == .reserved)
         #expect(budget.reserve(11, for: "a") == .overUserShare)
         #expect(budget.reserve(10, for: "a") == .reserved)

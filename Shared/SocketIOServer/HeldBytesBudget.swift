@@ -1,20 +1,28 @@
 import Metrics
 import Synchronization
 
-/// The bytes of binary attachments a server holds over all its connections: from each
-/// attachment's arrival until its packet's command has run (a packet still missing attachments
-/// has a deadline of its own). Without it many connections of one user could multiply what
-/// each holds (an outside tester held 31 MB per socket, 418 MB with 12 sockets).
+/// Bytes a server holds on its users' behalf over all their connections, each user within a
+/// share of it, so that one user's many connections cannot multiply what each may hold, nor
+/// fill the whole and get everyone else refused. Past the share or the whole, the connection
+/// whose bytes do not fit is closed. Two of them (``SocketIOCore``):
 ///
-/// Each user may hold a share of it, so that one user's many sockets cannot fill it and get
-/// everyone else's attachments refused. Past the share or the whole, the connection whose
-/// attachment does not fit is closed.
-final class AttachmentBudget: Sendable {
-    /// 256 MiB: eight packets of 32 attachments of 1 MB (the default `maxPayload`) at once.
-    static let defaultLimit = 256 << 20
-    /// 64 MiB a user: two packets of 32 attachments of 1 MB at once, or six `add_attachments`
-    /// of ten photos from as many devices.
-    static let defaultUserShare = 64 << 20
+/// - binary attachments, from each one's arrival until its packet's command has run (a packet
+///   still missing attachments has a deadline of its own). Without it an outside tester held
+///   31 MB per socket, 418 MB with 12 sockets;
+/// - the text of queued commands, from their arrival until they run. A connection's queue is
+///   bounded (``SocketIOConnection``), and a closed connection's queue still runs, at the user's
+///   command rate; without a share, a client that filled a queue, disconnected and did it again
+///   kept every one of them in memory (a review in the forty-fourth session).
+final class HeldBytesBudget: Sendable {
+    /// 256 MiB of attachments: eight packets of 32 attachments of 1 MB (the default
+    /// `maxPayload`) at once.
+    static let attachmentLimit = 256 << 20
+    /// 64 MiB of attachments a user: two packets of 32 attachments of 1 MB at once, or six
+    /// `add_attachments` of ten photos from as many devices.
+    static let attachmentUserShare = 64 << 20
+    /// 32 MiB of queued commands a user: two connections' whole queues (16 MiB each), which a
+    /// client only reaches by sending faster than its commands run for long.
+    static let queuedCommandUserShare = 32 << 20
 
     /// What ``reserve(_:for:)`` did.
     enum Reservation: Equatable {
@@ -28,8 +36,9 @@ final class AttachmentBudget: Sendable {
     let limit: Int
     let userShare: Int
     private let state = Mutex(State())
-    /// `socketio_attachment_bytes_held`: what the budget holds now.
-    private let bytesHeld = Meter(label: "socketio_attachment_bytes_held")
+    /// What the budget holds now (`socketio_attachment_bytes_held`,
+    /// `socketio_queued_command_bytes_held`).
+    private let bytesHeld: Meter
 
     private struct State {
         var total = 0
@@ -37,9 +46,10 @@ final class AttachmentBudget: Sendable {
         var byUser: [String: Int] = [:]
     }
 
-    init(limit: Int = AttachmentBudget.defaultLimit, userShare: Int = AttachmentBudget.defaultUserShare) {
+    init(limit: Int, userShare: Int, meter: String) {
         self.limit = limit
         self.userShare = userShare
+        self.bytesHeld = Meter(label: meter)
     }
 
     var inUse: Int { self.state.withLock { $0.total } }
@@ -71,13 +81,14 @@ final class AttachmentBudget: Sendable {
     }
 }
 
-/// What one packet's attachments hold of an ``AttachmentBudget``, and in whose share.
+/// What one packet's attachments (or one queued command) hold of a ``HeldBytesBudget``, and in
+/// whose share.
 struct AttachmentHold: Sendable {
     var user: String
     var bytes: Int
 }
 
-extension AttachmentBudget {
+extension HeldBytesBudget {
     func release(_ hold: AttachmentHold?) {
         guard let hold else { return }
         self.release(hold.bytes, for: hold.user)
