@@ -108,6 +108,6 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         PingController(rpc: rpc).addRoutes(to: router)
     }
     // Stopped before the public server: WebSocket clients get a close and reconnect elsewhere.
-    let sessions = EngineSessionsCloser(engine: socketGateway.server.engine)
+    let sessions = EngineSessionsCloser(server: socketGateway.server)
     return [amqp, redis, subscriber, rpc, startup, publicServer, sessions, admin]
 }

@@ -39,6 +39,18 @@ public final class SocketIOServer: Sendable {
 
     public var rooms: RoomRegistry { self.core.rooms }
 
+    /// Returns once no command that clients sent is queued or running, or after `limit`. For a
+    /// graceful stop, after the sessions closed: a closed connection's queued commands still
+    /// run (commands sent without an ack are run all the same), and they need the service's
+    /// RPC client, which stops after this. Until the forty-fourth session the gateway stopped
+    /// at once and dropped them (a review).
+    public func commandsDone(waitingAtMost limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while self.core.queuedCommands.inUse > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     /// Handles `event` from clients.
     public func on(_ event: String, _ handler: @escaping EventHandler) {
         self.core.handlers.withLock { $0[event] = handler }
@@ -118,8 +130,8 @@ final class SocketIOCore: Sendable {
     let attachmentBudget = HeldBytesBudget(
         limit: HeldBytesBudget.attachmentLimit, userShare: HeldBytesBudget.attachmentUserShare,
         meter: "socketio_attachment_bytes_held")
-    /// Bytes of commands queued to run, each user's over all their connections (open or closed)
-    /// within a share (``HeldBytesBudget``).
+    /// Bytes of commands queued or running, each user's over all their connections (open or
+    /// closed) within a share (``HeldBytesBudget``).
     let queuedCommands = HeldBytesBudget(
         limit: .max, userShare: HeldBytesBudget.queuedCommandUserShare, meter: "socketio_queued_command_bytes_held")
 
@@ -461,9 +473,10 @@ actor SocketIOConnection: EngineSessionDelegate {
         while !self.pending.isEmpty {
             let event = self.pending.removeFirst()
             self.pendingBytes -= event.bytes
-            self.server.queuedCommands.release(event.bytes, for: event.socket.userID)
             self.resumeReadingIfRoom()
             let reply = await self.server.handler(for: event.name)(event.socket, event.arguments)
+            // Held in the user's share until it has run: a graceful stop waits for it.
+            self.server.queuedCommands.release(event.bytes, for: event.socket.userID)
             self.server.attachmentBudget.release(event.attachments)
             if let ackID = event.ackID, self.sockets[event.socket.namespace] === event.socket {
                 self.send(.ack(ackID, reply, namespace: event.socket.namespace))

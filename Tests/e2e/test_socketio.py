@@ -321,6 +321,30 @@ def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(acco
                 sio.disconnect()
 
 
+def test_a_graceful_stop_runs_the_commands_clients_had_sent(account):
+    """A gateway with a command rate of 5 a second and a burst of 1: a socket sends 10
+    `create_message` without an ack callback, and the gateway gets SIGTERM at once. The
+    sessions close, and the stop waits for the queued commands to run (up to 10 s): all 10
+    messages are stored. Until the forty-fourth session the gateway stopped at once and the
+    commands still waiting for their turn were lost."""
+    alice, bob = account(), account()
+    with gateway_process(5079, 9179, SOCKET_COMMAND_RATE="5", SOCKET_COMMAND_BURST="1") as (base, process):
+        sio = socketio.Client(reconnection=False)
+        sio.connect(base, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
+        thread = sio.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
+        tid = thread["data"]["thread"]["id"]
+        for n in range(10):
+            sio.emit("create_message", {"threadId": tid, "clientMessageId": f"s{n}", "body": f"s{n}"})
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        with contextlib.suppress(Exception):
+            sio.disconnect()
+    page = requests.get(f"{GATEWAY_URL}/api/threads/{tid}/messages", timeout=10,
+                        headers={"Authorization": f"Bearer {bob.access}"}).json()["items"]
+    assert sorted(item["body"] for item in page) == sorted(f"s{n}" for n in range(10)), page
+
+
 def test_the_command_rate_at_its_defaults_lets_a_burst_of_120_through_then_30_a_second(account):
     """A gateway with SOCKET_COMMAND_RATE and SOCKET_COMMAND_BURST unset (the test environment
     sets the rate to 0, off). One user sends 200 `sync` commands at once over two sockets: all
