@@ -267,7 +267,7 @@ struct Attachments: Sendable {
                 """, logger: self.logger)
             var taken: [(UUID, String, String, String, Date)] = []
             for try await row in rows.decode((UUID, String, String, String, Date).self) { taken.append(row) }
-            for (index, (id, storage, key, type, startedAt)) in taken.enumerated() {
+            for (index, (id, storage, key, type, _)) in taken.enumerated() {
                 do {
                     try await self.stores[storage]?.delete(key: key, media: type, deadline: nil)
                     removed += 1
@@ -275,7 +275,7 @@ struct Attachments: Sendable {
                     self.logger.warning(
                         "removing the file of an abandoned upload failed; tried again later",
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
-                    for (id, storage, key, type, startedAt) in [(id, storage, key, type, startedAt)] + taken[(index + 1)...] {
+                    for (id, storage, key, type, startedAt) in taken[index...] {
                         try await self.client.write(
                             """
                             INSERT INTO uploads_in_progress (id, storage, storage_key, type, started_at)

@@ -21,11 +21,8 @@ struct UserDirectory: Sendable {
         // No longer than the request this serves waits: with a timeout of its own, a slow auth
         // let a group be created after its caller had been answered `unavailable`, and the
         // caller's retry created a second one (a review in the forty-fourth session).
-        var timeout: Duration?
-        if let deadline {
-            timeout = ContinuousClock.now.duration(to: deadline)
-            guard timeout! > .zero else { throw ServiceError.unavailable("the request's deadline passed") }
-        }
+        let timeout = deadline.map { ContinuousClock.now.duration(to: $0) }
+        if let timeout, timeout <= .zero { throw ServiceError.unavailable("the request's deadline passed") }
         let found = try await self.rpc.call(
             AuthMessage.usersByID, to: .auth, payload: UsersByIDRequest(ids: missing.map(EntityID.init)), replyAs: UserList.self,
             timeout: timeout)

@@ -40,9 +40,8 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Set at the end of a request that asks to switch protocols (one held for the upgrader
     /// included): NIO's HTTP decoder reads nothing after it, and would pile up what comes next,
     /// without a bound, until the answer (up to a long-poll's 25 s; a review in the forty-fourth
-    /// session). No read is asked for meanwhile; an upgrade asks again.
+    /// session). No read is asked for meanwhile (`readWanted` notes one); an upgrade asks again.
     private var readsStopped = false
-    private var stopsReadingAtEnd = false
     private var readWanted = false
     private var held: HeldUpgrade?
     private var upgraded = false
@@ -81,12 +80,9 @@ final class KeepAliveUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             self.inFlight += 1
-            if Self.switchesProtocols(head) {
-                self.closeWhenAnswered = true
-                self.stopsReadingAtEnd = true
-            }
+            if Self.switchesProtocols(head) { self.closeWhenAnswered = true }
         }
-        if case .end = part, self.stopsReadingAtEnd { self.readsStopped = true }
+        if case .end = part, self.closeWhenAnswered { self.readsStopped = true }
         context.fireChannelRead(data)
     }
 
