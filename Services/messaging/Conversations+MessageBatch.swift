@@ -19,6 +19,15 @@ struct MessageCommand: Sendable {
         guard let deadline = self.deadline else { return false }
         return now >= deadline
     }
+
+    /// The answer to a command whose caller gave up (the gateway answered it already).
+    static let callerGaveUp = ServiceError.unavailable(
+        "the request's deadline passed before its message could be written; send it again", retryAfter: 1)
+
+    /// The answer to a command whose thread another session holds locked
+    /// (``LockedThreads``).
+    static let threadLocked = ServiceError.unavailable(
+        "the thread is held by another writer; send the message again", retryAfter: 1)
 }
 
 extension Conversations {
@@ -51,20 +60,38 @@ extension Conversations {
     /// thread is not known, a command replies to a message, or the unique indexes refuse a row
     /// (another replica wrote to the thread since, or a command is a retry), the batch is written
     /// in a transaction that locks its threads and reads them.
+    ///
+    /// A thread row that another session holds locked longer than `lock_timeout` (half the RPC
+    /// timeout: a replica froze inside its batch's transaction, say) must not fail the batch's
+    /// other threads, nor hold them while PostgreSQL waits to end the holder's session. So when
+    /// a batch gives up on a lock, it is written again at once skipping locked thread rows: the
+    /// commands of the threads still locked are answered `unavailable` (the client sends them
+    /// again), and those threads' later batches skip too, without waiting, until one locks them
+    /// (``LockedThreads``).
     func createMessages(
         _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>] {
-        if let results = try await self.createMessagesFromKnownThreads(commands) {
-            return results
+        if self.lockedThreads.containsAny(of: commands.map(\.request.threadId.uuid)) {
+            return try await self.createMessagesUnderLocks(commands, lookingForRetries: true, skippingLocked: true)
         }
-        // Retries are rare, so the batch is first written without looking for them: the unique
-        // (thread, sender, clientMessageId) index refuses a retry's row, the transaction rolls
-        // back, and the batch is written again with the lookup. That saves a statement per
-        // batch, which on a quiet system is a statement per message.
         do {
-            return try await self.createMessagesUnderLocks(commands, lookingForRetries: false)
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            return try await self.createMessagesUnderLocks(commands, lookingForRetries: true)
+            if let results = try await self.createMessagesFromKnownThreads(commands) {
+                return results
+            }
+            // Retries are rare, so the batch is first written without looking for them: the unique
+            // (thread, sender, clientMessageId) index refuses a retry's row, the transaction rolls
+            // back, and the batch is written again with the lookup. That saves a statement per
+            // batch, which on a quiet system is a statement per message.
+            do {
+                return try await self.createMessagesUnderLocks(commands, lookingForRetries: false)
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+                return try await self.createMessagesUnderLocks(commands, lookingForRetries: true)
+            }
+        } catch  where Database.isLockTimeout(error) {
+            self.logger.warning(
+                "a message batch gave up waiting for a lock; writing it again around the locked threads",
+                metadata: ["messages": "\(commands.count)"])
+            return try await self.createMessagesUnderLocks(commands, lookingForRetries: true, skippingLocked: true)
         }
     }
 
@@ -99,21 +126,36 @@ extension Conversations {
         return Self.results(plan.slots, originals: [:])
     }
 
+    /// `skippingLocked`: thread rows another session holds locked are not waited for; their
+    /// commands fail as ``MessageCommand/threadLocked``.
     private func createMessagesUnderLocks(
-        _ commands: [MessageCommand], lookingForRetries: Bool
+        _ commands: [MessageCommand], lookingForRetries: Bool, skippingLocked: Bool = false
     ) async throws -> [Result<RawJSON, ServiceError>] {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
-        let plan = try await self.write { connection -> Plan in
+        let (plan, locked) = try await self.write { connection -> (Plan, Set<UUID>) in
             // The thread rows, locked in id order (no deadlock between concurrent batches): from
             // here on, this transaction alone appends to these threads.
             var threads: [UUID: KnownThreads.Thread] = [:]
-            for try await row in try await connection.execute(
-                MessageStatements.LockThreads(threads: threadIDs), logger: self.logger)
-            {
+            let rows =
+                skippingLocked
+                ? try await connection.execute(MessageStatements.LockFreeThreads(threads: threadIDs), logger: self.logger)
+                : try await connection.execute(MessageStatements.LockThreads(threads: threadIDs), logger: self.logger)
+            for try await row in rows {
                 let (id, seq, activity, member) = try row.decode((UUID, Int64, Date, UUID?).self)
                 var thread = threads[id] ?? KnownThreads.Thread(members: [], lastSeq: seq, lastActivity: activity)
                 if let member { thread.members.append(member) }
                 threads[id] = thread
+            }
+
+            // Threads skipped: those that exist are locked by another session.
+            var locked: Set<UUID> = []
+            let skipped = threadIDs.filter { threads[$0] == nil }
+            if skippingLocked, !skipped.isEmpty {
+                for try await row in try await connection.execute(
+                    MessageStatements.ExistingThreads(threads: skipped), logger: self.logger)
+                {
+                    locked.insert(try row.decode(UUID.self))
+                }
             }
 
             // Retries of messages already written.
@@ -141,15 +183,20 @@ extension Conversations {
                 }
             }
 
-            let plan = self.plan(commands, threads: threads, existing: existing, replyTargets: replyTargets)
+            let plan = self.plan(
+                commands, threads: threads, locked: locked, existing: existing, replyTargets: replyTargets)
             if let write = plan.write {
                 // Read to the end: the row sequence is handed over before the statement has run, and
                 // its error comes after (postgres-nio's command-tag overload traps on this one).
                 for try await _ in try await connection.execute(write, logger: self.logger) {}
             }
-            return plan
+            return (plan, locked)
         }
         self.knownThreads.wrote(plan.threads)
+        if skippingLocked {
+            self.lockedThreads.found(locked: locked)
+            self.lockedThreads.found(free: plan.threads.keys)
+        }
 
         var originals: [UUID: ChatMessage] = [:]
         let existingIDs = plan.slots.compactMap { slot -> UUID? in
@@ -191,11 +238,12 @@ extension Conversations {
     }
 
     private func plan(
-        _ commands: [MessageCommand], threads: [UUID: KnownThreads.Thread],
+        _ commands: [MessageCommand], threads: [UUID: KnownThreads.Thread], locked: Set<UUID> = [],
         existing: [Int: UUID], replyTargets: [UUID: ReplyTarget]
     ) -> Plan {
         let latest = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
         let now = Date(timeIntervalSince1970: (latest.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
+        let instant = ContinuousClock.now
         var threads = threads
         var slots: [Slot] = []
         var firstOfKey: [IdempotencyKey: Int] = [:]
@@ -203,6 +251,16 @@ extension Conversations {
             let (request, caller) = (command.request, command.caller)
             let thread = request.threadId.uuid
             let key = IdempotencyKey(thread: thread, sender: caller, clientMessageID: Array(request.clientMessageId.utf8))
+            // Not written once its caller gave up (the batch waited for a lock, say): the
+            // client's retry writes it.
+            if command.isAbandoned(at: instant) {
+                slots.append(.failed(MessageCommand.callerGaveUp))
+                continue
+            }
+            if locked.contains(thread) {
+                slots.append(.failed(MessageCommand.threadLocked))
+                continue
+            }
             guard let known = threads[thread] else {
                 slots.append(.failed(.notFound("no such thread")))
                 continue

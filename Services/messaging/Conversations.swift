@@ -19,6 +19,8 @@ struct Conversations: Sendable {
     let logger: Logger
     /// What this replica last wrote to each thread, for `create_message` batches.
     let knownThreads = KnownThreads()
+    /// Threads another session held locked past `lock_timeout`, for `create_message` batches.
+    let lockedThreads = LockedThreads()
 
     /// The authenticated caller.
     static func caller(_ actor: UUID?) throws -> UUID {

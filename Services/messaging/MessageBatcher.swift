@@ -127,13 +127,9 @@ final class MessageBatcher: Sendable {
         }
     }
 
-    /// The answer to a command whose caller gave up (the gateway answered it already).
-    private static let gaveUp = ServiceError.unavailable(
-        "the request's deadline passed before its message could be written; send it again", retryAfter: 1)
-
     /// Fails commands whose caller gave up, with nothing written.
     private func fail(_ abandoned: [Pending]) {
-        for pending in abandoned { pending.promise.fail(Self.gaveUp) }
+        for pending in abandoned { pending.promise.fail(MessageCommand.callerGaveUp) }
         self.count(abandoned: abandoned.count)
     }
 
@@ -156,7 +152,7 @@ final class MessageBatcher: Sendable {
                 // Not written again once its caller gave up (the batch waited for a lock, say):
                 // each would wait as long again.
                 if pending.command.isAbandoned(at: .now) {
-                    pending.promise.fail(Self.gaveUp)
+                    pending.promise.fail(MessageCommand.callerGaveUp)
                     abandoned += 1
                     continue
                 }

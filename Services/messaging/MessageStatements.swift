@@ -22,6 +22,23 @@ enum MessageStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
     }
 
+    /// ``LockThreads`` for the threads whose row no other session holds locked: a locked row is
+    /// skipped, not waited for (``LockedThreads``).
+    struct LockFreeThreads: PreparedRows {
+        static let name = "messaging.lock_free_threads"
+        static let sql = LockThreads.sql + " SKIP LOCKED"
+        var threads: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
+    }
+
+    /// Which of the threads exist (read without a lock).
+    struct ExistingThreads: PreparedRows {
+        static let name = "messaging.existing_threads"
+        static let sql = "SELECT id FROM threads WHERE id = ANY($1::uuid[])"
+        var threads: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
+    }
+
     /// The messages replied to (`replyToId`), with their thread and whether they are deleted,
     /// share-locked in id order until the batch commits. The lock conflicts with the one
     /// `delete_message` takes (`FOR NO KEY UPDATE`, also in id order) before it marks a message

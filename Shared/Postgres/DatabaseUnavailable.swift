@@ -41,6 +41,20 @@ extension Database {
     /// idle-in-transaction session timeout.
     static let unavailableStates: Set<String> = ["57P01", "57P02", "57P03", "55P03", "25P03"]
 
+    /// Whether `error` is a lock not granted within `lock_timeout` (55P03): another session held
+    /// it that long, perhaps frozen inside its transaction.
+    public static func isLockTimeout(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PostgresTransactionError:
+            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
+            return causes.contains { $0.map(Self.isLockTimeout) ?? false }
+        case let error as PSQLError:
+            return error.serverInfo?[.sqlState] == "55P03"
+        default:
+            return false
+        }
+    }
+
     /// Whether PostgreSQL aborted the statement to break a deadlock (40P01) or a serialization
     /// conflict (40001): the same work may be run again at once.
     public static func isConflict(_ error: any Error) -> Bool {

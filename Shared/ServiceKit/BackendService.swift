@@ -27,8 +27,9 @@ public struct BackendService {
     /// Reads the shared settings and `DATABASE_URL`, and prepares (without connecting) the pool
     /// and the broker connection. The router starts with the service's ping handler.
     /// `genericPlans`: see ``DatabaseConfiguration/genericPlans``. `boundsLockWaits`: no lock is
-    /// waited for longer than callers wait for their answer, the RPC timeout
-    /// (``DatabaseConfiguration/lockTimeout``).
+    /// waited for longer than half the time callers wait for their answer, the RPC timeout
+    /// (``DatabaseConfiguration/lockTimeout``), so that a batch that gave up on a lock still has
+    /// time to write the rest of its work without it.
     public init(
         service: ServiceName, schema: String, adminPortVariable: String, defaultAdminPort: Int, defaultPrefetch: Int = 64,
         genericPlans: Bool = false, boundsLockWaits: Bool = false, migrations: [Migration], context: ServiceContext
@@ -46,7 +47,7 @@ public struct BackendService {
         self.logger = logger
         var databaseConfiguration = try DatabaseConfiguration(environment: context.environment, schema: schema)
         databaseConfiguration.genericPlans = genericPlans
-        if boundsLockWaits { databaseConfiguration.lockTimeout = self.settings.rpcTimeout }
+        if boundsLockWaits { databaseConfiguration.lockTimeout = self.settings.rpcTimeout / 2 }
         self.database = databaseConfiguration.makeDatabase(logger: logger)
         self.amqp = AMQPConnection(configuration: self.settings.amqp, logger: logger)
         self.topology = Self.topology(for: service, queueArguments: self.settings.durableQueueArguments)

@@ -1882,6 +1882,61 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
     assert len(messages_page(api, alice, backlog_thread)["items"]) == 2
 
 
+def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, crew, connect):
+    """A psql session holds thread rows locked (`FOR UPDATE`), as a replica that froze inside its
+    batch's transaction would. Each batch writer first takes a message to one of those threads;
+    a message to another thread and one more to a locked thread queue behind them, and are
+    written together in one batch. The free thread's message must be stored while the lock is
+    held, and only the locked threads' messages answered `unavailable`. Until the forty-fifth
+    session a batch waited for a lock as long as its callers waited, and then failed whole: the
+    free thread's message was refused too, for as long as the holder held the lock.
+
+    Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default)."""
+    writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
+    rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    locked = [a.group([bob.id], title=f"locked {n}")["id"] for n in range(writers)]
+    free = a.group([bob.id], title="free")["id"]
+    peers = [connect(alice) for _ in range(writers + 2)]
+    answers: dict[str, Any] = {}
+
+    def send(peer: Peer, tid: str, key: str) -> None:
+        answers[key] = peer.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": key},
+                                 timeout=rpc_timeout + 10)
+
+    rows = ", ".join(f"'{tid}'" for tid in locked)
+    holder = hold_in_psql(f"e2e-frozen-writer-{uuid.uuid4().hex[:12]}",
+                          f"SELECT id FROM messaging.threads WHERE id IN ({rows}) ORDER BY id FOR UPDATE;\n")
+    senders: list[threading.Thread] = []
+    try:
+        # One at a time, so that each takes a writer of its own.
+        for n, tid in enumerate(locked):
+            senders.append(threading.Thread(target=send, args=(peers[n], tid, f"locked {n}")))
+            senders[-1].start()
+            time.sleep(0.3)
+        # Queued behind the writers, and then written as one batch.
+        senders.append(threading.Thread(target=send, args=(peers[writers], locked[0], "locked again")))
+        senders.append(threading.Thread(target=send, args=(peers[writers + 1], free, "free")))
+        for thread in senders[-2:]:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=rpc_timeout + 15)
+        stored_while_locked = [item["body"] for item in messages_page(api, alice, free)["items"]]
+    finally:
+        release_psql(holder)
+    assert set(answers) == {f"locked {n}" for n in range(writers)} | {"locked again", "free"}, answers
+    ok(answers["free"], "a message to a thread no other session holds, batched with one to a held thread")
+    assert stored_while_locked == ["free"], stored_while_locked
+    for key in [f"locked {n}" for n in range(writers)] + ["locked again"]:
+        err(answers[key], "unavailable", f"a message to a held thread ({key})")
+
+    # Once the holder is gone, the held threads take messages again.
+    for tid in locked:
+        assert ok(a.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": "after"}),
+                  "a message once the lock is released")["message"]["body"] == "after"
+
+
 def test_a_command_that_comes_again_is_answered_as_the_first_time_and_not_run_again(api, crew, connect, tap):
     """A request that comes to messaging a second time (delivered again after its first
     delivery's replica or connection was lost before the ack, or published again after a lost
