@@ -26,6 +26,8 @@ struct DomainEventConsumer: Service {
     let retryChecks: FirstRetryChecks
     let prefetch: UInt16
     let logger: Logger
+    /// Messages that kept failing on their own, to tell poison from a database that refuses all.
+    let refused = RefusedMessages()
 
     /// A recorded batch whose pushes are on their way.
     private struct PushedBatch: Sendable {
@@ -61,8 +63,7 @@ struct DomainEventConsumer: Service {
 
     /// Records a batch and starts pushing its deliveries; nil when nothing is left to hand on.
     private func process(_ batch: [AMQPDelivery]) async -> PushedBatch? {
-        var events: [IncomingEvent] = []
-        var accepted: [AMQPDelivery] = []
+        var parts: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
         for delivery in batch {
             guard let decoded = Self.events(in: delivery) else {
                 self.logger.error(
@@ -73,43 +74,149 @@ struct DomainEventConsumer: Service {
                 delivery.reject(requeue: false)
                 continue
             }
-            events += decoded
-            accepted.append(delivery)
+            parts.append((delivery, decoded))
         }
+        let events = parts.flatMap(\.events)
         guard !events.isEmpty else { return nil }
+        // The batch is recorded again in place, before anything after it. Given back to the
+        // queue, its events came again behind the next batch, which the consumer had received
+        // already and which then took the seqs before theirs (a delete's erasure could run
+        // before the create it erases was recorded; the fortieth session's review). Only
+        // shutdown gives them back.
+        let outcome = await self.retrying(events.count, tries: Self.triesOfAFailureThatStays) {
+            let deliveries = try await self.log.record(events)
+            return (try self.publisher.startSending(deliveries), deliveries)
+        }
+        switch outcome {
+        case .done(let (confirms, deliveries)):
+            self.refused.recorded()
+            return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: parts.map(\.delivery))
+        case .stopped(let error):
+            await self.giveBack(parts.map(\.delivery), count: events.count, error: error)
+            return nil
+        case .keepsFailing(let error):
+            self.logger.error(
+                "recording domain events keeps failing the same way; recording them one message at a time",
+                metadata: ["events": "\(events.count)", "error": "\(LoggedError(error))"])
+            return await self.isolate(parts)
+        }
+    }
+
+    /// A batch whose failure stays (a statement the data breaks, say), recorded one message at a
+    /// time in order, so that one poison message neither loops for ever nor holds back the
+    /// events around it. Given back to the queue whole, it came again a second later, failed
+    /// again, and was never dead-lettered (the forty-fifth session's review).
+    ///
+    /// A message that keeps failing alone is poison when a later message of its batch records,
+    /// or when it had kept failing before and other messages were recorded since
+    /// (``RefusedMessages``): it is dead-lettered to `delivery.events.dead` with an error, where
+    /// an operator can look at it and move it back. Otherwise the failure may be the system's (a
+    /// database that refuses every write, say): the message goes back to the queue, and nothing
+    /// is dead-lettered. Three messages in a row that keep failing, with none recorded since,
+    /// send the rest of the batch back too.
+    private func isolate(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> PushedBatch? {
+        var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
+        var failing: [AMQPDelivery] = []
+        for (index, part) in parts.enumerated() {
+            switch await self.retrying(
+                part.events.count, tries: Self.triesOfAMessageAlone, { try await self.log.record(part.events) })
+            {
+            case .done(let deliveries):
+                self.refused.recorded()
+                self.deadLetter(failing)
+                failing = []
+                recorded.append((part.delivery, deliveries))
+            case .keepsFailing(let error):
+                failing.append(part.delivery)
+                guard failing.count < Self.failingMessagesOfASystemFailure else {
+                    self.logger.error(
+                        "recording domain events fails message after message; they go back to the queue",
+                        metadata: ["error": "\(LoggedError(error))"])
+                    return await self.pushOrGiveBack(recorded, givingBack: failing + parts[(index + 1)...].map(\.delivery))
+                }
+            case .stopped(let error):
+                let rest = failing + parts[index...].map(\.delivery)
+                guard !recorded.isEmpty else {
+                    await self.giveBack(rest, count: rest.count, error: error)
+                    return nil
+                }
+                return await self.pushOrGiveBack(recorded, givingBack: rest)
+            }
+        }
+        // The last messages kept failing with nothing recorded after them in this batch.
+        var back: [AMQPDelivery] = []
+        for delivery in failing {
+            if self.refused.keptFailing(Self.key(of: delivery)) { self.deadLetter([delivery]) } else { back.append(delivery) }
+        }
+        return await self.pushOrGiveBack(recorded, givingBack: back)
+    }
+
+    /// What tells a message from another across its deliveries: its id, or its body.
+    private static func key(of delivery: AMQPDelivery) -> String {
+        delivery.properties.messageID ?? "body \(delivery.body.hashValue)"
+    }
+
+    /// Starts pushing what was recorded (nil when nothing was), after giving `rest` back to the
+    /// queue.
+    private func pushOrGiveBack(
+        _ recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])], givingBack rest: [AMQPDelivery]
+    ) async -> PushedBatch? {
+        if !rest.isEmpty {
+            for delivery in rest { delivery.nack(requeue: true) }
+        }
+        guard !recorded.isEmpty else {
+            try? await Task.sleep(for: .seconds(1))
+            return nil
+        }
+        let deliveries = recorded.flatMap(\.deliveries)
+        switch await self.retrying(deliveries.count, tries: .max, { try self.publisher.startSending(deliveries) }) {
+        case .done(let confirms):
+            return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: recorded.map(\.delivery))
+        case .keepsFailing(let error), .stopped(let error):
+            // Recorded: given back, they come again as a push of what is still pending.
+            await self.giveBack(recorded.map(\.delivery), count: deliveries.count, error: error)
+            return nil
+        }
+    }
+
+    private func deadLetter(_ poison: [AMQPDelivery]) {
+        for delivery in poison {
+            self.logger.error(
+                "a domain event that cannot be recorded was dead-lettered",
+                metadata: [
+                    "message_id": "\(delivery.properties.messageID ?? "-")", "routing_key": "\(delivery.routingKey)",
+                ])
+            delivery.reject(requeue: false)
+        }
+    }
+
+    /// What came of ``retrying(_:tries:_:)``.
+    private enum Attempt<Value> {
+        case done(Value)
+        /// A failure that is not ``isPassing(_:)``, `tries` times.
+        case keepsFailing(any Error)
+        /// Shutdown or cancellation came while it failed.
+        case stopped(any Error)
+    }
+
+    /// Runs `body` until it succeeds, with a backoff: a failure that passes (``isPassing(_:)``)
+    /// is tried again until shutdown, any other `tries` times.
+    private func retrying<Value>(
+        _ events: Int, tries: Int, _ body: () async throws -> Value
+    ) async -> Attempt<Value> {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         var failures = 0
         while true {
             do {
-                let deliveries = try await self.log.record(events)
-                let confirms = try self.publisher.startSending(deliveries)
-                return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: accepted)
+                return .done(try await body())
             } catch {
-                // The batch is recorded again in place, before anything after it. Given back to
-                // the queue, its events came again behind the next batch, which the consumer
-                // had received already and which then took the seqs before theirs (a delete's
-                // erasure could run before the create it erases was recorded; the fortieth
-                // session's review). Only shutdown gives them back.
                 failures += 1
-                // A failure that is not the database's or the broker's being away (a statement
-                // the data breaks, say) would fail the same way for ever and hold the queue for
-                // every user: after a few tries the batch goes back to the queue as before, with
-                // an error, and the events behind it flow.
-                let isPassing = Self.isPassing(error)
-                guard !Task.isShuttingDownGracefully, !Task.isCancelled, isPassing || failures < Self.triesOfAFailureThatStays
-                else {
-                    if !isPassing {
-                        self.logger.error(
-                            "recording domain events keeps failing the same way; they go back to the queue",
-                            metadata: ["events": "\(events.count)", "error": "\(LoggedError(error))"])
-                    }
-                    await self.giveBack(accepted, count: events.count, error: error)
-                    return nil
-                }
+                if Task.isShuttingDownGracefully || Task.isCancelled { return .stopped(error) }
+                if !Self.isPassing(error), failures >= tries { return .keepsFailing(error) }
                 if ReconnectLoop.isWorthAWarning(failuresInARow: failures) {
                     self.logger.warning(
                         "recording domain events failed; trying again",
-                        metadata: ["events": "\(events.count)", "attempt": "\(failures)", "error": "\(LoggedError(error))"])
+                        metadata: ["events": "\(events)", "attempt": "\(failures)", "error": "\(LoggedError(error))"])
                 }
                 try? await Task.sleep(for: backoff.next())
             }
@@ -118,6 +225,11 @@ struct DomainEventConsumer: Service {
 
     /// Tries in place of a batch whose failure is not ``isPassing(_:)``.
     static let triesOfAFailureThatStays = 5
+    /// Tries of one message of such a batch, recorded alone.
+    static let triesOfAMessageAlone = 2
+    /// Messages in a row that keep failing alone, with none recorded since, that make the
+    /// failure the system's rather than theirs.
+    static let failingMessagesOfASystemFailure = 3
 
     /// A failure that ends by itself: PostgreSQL or the broker away or restarting, a deadlock or
     /// a serialization failure.

@@ -1161,6 +1161,64 @@ def test_poison_domain_events_are_dead_lettered_and_later_events_still_flow(acco
     assert got.seq == 3, f"a poison message took a seq: the message after it has seq {got.seq}"
 
 
+def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_behind_it_flow(account, open_socket):
+    """A trigger makes PostgreSQL refuse to record one message's event (a failure that stays,
+    unlike the database being away). Delivery must dead-letter that event to
+    `delivery.events.dead` and record the ones behind it, in order. Until the forty-fifth
+    session the batch went back to the queue after five tries, came again a second later and
+    failed again, every few seconds for ever, and was never dead-lettered (and a batch it came
+    back in failed whole)."""
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    before = a.send(tid, "before the refused one")
+    b.wait_for(named("message_created", tid, before["id"]), "message_created before the refused one")
+
+    marker = f"refused-{uuid.uuid4().hex}"
+    name = f"e2e_refuse_{uuid.uuid4().hex[:12]}"
+    psql(f"CREATE FUNCTION delivery.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         f"IF NEW.data LIKE '%{marker}%' THEN RAISE EXCEPTION 'e2e: refused'; END IF; RETURN NEW; END $$; "
+         f"CREATE TRIGGER {name} BEFORE INSERT ON delivery.events FOR EACH ROW EXECUTE FUNCTION delivery.{name}();")
+    dead: list[bytes] = []
+    try:
+        refused = a.send(tid, marker)
+        after = [a.send(tid, f"after {n}") for n in range(3)]
+        for message in after:
+            b.wait_for(named("message_created", tid, message["id"]), f"message_created for {message['body']!r}",
+                       timeout=60)
+        deadline = time.monotonic() + 30
+        while not dead and time.monotonic() < deadline:
+            dead = [body for _, (_, body) in take_dead_letters_where(
+                POISON_QUEUE, lambda body: marker.encode() in body).items()]
+            time.sleep(0.3)
+    finally:
+        psql(f"DROP TRIGGER IF EXISTS {name} ON delivery.events; DROP FUNCTION IF EXISTS delivery.{name}();")
+    assert len(dead) == 1, f"the refused event was not dead-lettered to {POISON_QUEUE} once: {len(dead)}"
+    b.listen(0.5)
+    kept = in_order(b.durable(), start=1, what="bob")
+    assert [ev.message_id for ev in kept if ev.name == "message_created"] == (
+        [before["id"]] + [message["id"] for message in after])
+    assert refused["id"] not in [ev.message_id for ev in b.log]
+
+
+def take_dead_letters_where(queue_name: str, matches: Callable[[bytes], bool]) -> dict[str, tuple[Any, bytes]]:
+    """The messages of `queue_name` whose body `matches`, by message id; they are acked
+    (removed), and the others go back to the queue when the channel closes."""
+    found: dict[str, tuple[Any, bytes]] = {}
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(queue_name, auto_ack=False)
+            if method is None:
+                return found
+            if matches(body):
+                found[properties.message_id or str(method.delivery_tag)] = (properties, body)
+                channel.basic_ack(method.delivery_tag)
+    finally:
+        connection.close()
+
+
 def test_undecodable_user_events_are_parked_and_later_user_events_still_apply(account):
     """`messaging.users` has no dead-letter exchange (its arguments are fixed on running
     brokers): messaging publishes what it cannot read to `messaging.users.dead` itself, and
