@@ -112,6 +112,14 @@ final class RedisCommandDriver {
     private var unanswered: Deque<RedisClient.Request> = []
     /// How many of them a caller waits for.
     private var awaited = 0
+    /// The wait between connection attempts. It starts again once a connection has answered a
+    /// command, not when it is made: a server that accepts and then closes (Redis at its client
+    /// limit, a proxy whose backend is down) is not a connection. Until the forty-fifth session
+    /// the driver reconnected at once each time, once per fan-out batch (review).
+    private var backoff = Backoff()
+    private var answeredOnThisConnection = false
+    /// The last connection was lost before it answered anything: wait before the next.
+    private var lostBeforeAReply = false
 
     init(configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag, logger: Logger) {
         self.configuration = configuration
@@ -121,15 +129,20 @@ final class RedisCommandDriver {
     }
 
     func run() {
-        var backoff = Backoff(
+        self.backoff = Backoff(
             initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
         var failures = 0
         while self.shutdown == nil {
             guard let context = self.context else {
+                if self.lostBeforeAReply {
+                    self.lostBeforeAReply = false
+                    self.sleep(self.backoff.next())
+                    continue
+                }
                 do {
                     self.context = try HiredisContext(self.configuration)
+                    self.answeredOnThisConnection = false
                     self.status.set(connected: true)
-                    backoff.reset()
                     failures = 0
                     self.logger.info(
                         "Redis connected", metadata: ["host": "\(self.configuration.host):\(self.configuration.port)"])
@@ -140,7 +153,7 @@ final class RedisCommandDriver {
                             "Redis unreachable, retrying", metadata: ["error": "\(error)", "attempt": "\(failures)"])
                     }
                     self.failQueued(RedisError(.connection, "Redis is unreachable"))
-                    self.sleep(backoff.next())
+                    self.sleep(self.backoff.next())
                 }
                 continue
             }
@@ -219,6 +232,10 @@ final class RedisCommandDriver {
     private func answer(_ reply: Result<RedisValue, RedisError>) {
         let request = self.unanswered.removeFirst()
         if request.awaited { self.awaited -= 1 }
+        if !self.answeredOnThisConnection {
+            self.answeredOnThisConnection = true
+            self.backoff.reset()
+        }
         switch reply {
         case .success(let value): request.promise.succeed(value)
         case .failure(let error):
@@ -239,6 +256,7 @@ final class RedisCommandDriver {
         self.awaited = 0
         self.context = nil
         self.status.set(connected: false)
+        self.lostBeforeAReply = !self.answeredOnThisConnection
     }
 
     private func failQueued(_ error: RedisError) {

@@ -124,6 +124,8 @@ final class RedisSubscriberDriver {
     private var lastActivity = ContinuousClock.now
     private var pingSentAt: ContinuousClock.Instant?
     private var shutdown: Promise<Void>?
+    /// Whether Redis confirmed the current connection's resubscription.
+    private var resubscribed = false
     /// Messages dropped since the last warning, and when it was logged.
     private var droppedSinceWarning = 0
     private var lastDropWarning: ContinuousClock.Instant?
@@ -149,8 +151,10 @@ final class RedisSubscriberDriver {
             isStopping: { self.shutdown != nil },
             connectAndServe: { connected in
                 try self.connect()
-                connected()
-                try self.serve()
+                // The backoff starts again only once Redis confirmed the resubscription: a server
+                // that accepts and then refuses or closes (at its client limit, behind a proxy
+                // whose backend is down) is not a connection.
+                try self.serve(onceResubscribed: connected)
             },
             lost: { error, failures in
                 if ReconnectLoop.isWorthAWarning(failuresInARow: failures) {
@@ -187,17 +191,16 @@ final class RedisSubscriberDriver {
         // The waiting callers are told after the resubscription's confirmations. They are in
         // `confirmations` before anything is written: if the write fails, `lost` hands them back
         // to `waitingForConnection` for the next attempt.
-        self.confirmations.append(AwaitedConfirmation(channels: Array(self.channels), patterns: Array(self.patterns)))
+        self.resubscribed = false
+        var resubscription = AwaitedConfirmation(channels: Array(self.channels), patterns: Array(self.patterns))
+        resubscription.isResubscription = true
+        self.confirmations.append(resubscription)
         for promise in self.waitingForConnection {
             self.confirmations.append(AwaitedConfirmation(channels: [], patterns: [], promise: promise))
         }
         self.waitingForConnection = []
         try self.write(channels: Array(self.channels), patterns: Array(self.patterns))
         self.settleConfirmations()
-        self.status.set(connected: true)
-        self.logger.info(
-            "Redis subscriber connected",
-            metadata: ["channels": "\(self.channels.count)", "patterns": "\(self.patterns.count)"])
     }
 
     /// Subscribes on the live connection; `promise` is recorded before anything is written (see
@@ -219,8 +222,15 @@ final class RedisSubscriberDriver {
         try context.flush()
     }
 
-    private func serve() throws {
+    /// Serves the connection until shutdown; `resubscribed` runs once Redis has confirmed the
+    /// resubscription.
+    private func serve(onceResubscribed resubscribed: () -> Void) throws {
+        var toldResubscribed = false
         while self.shutdown == nil {
+            if self.resubscribed, !toldResubscribed {
+                toldResubscribed = true
+                resubscribed()
+            }
             let commands = self.mailbox.drain()
             for (index, command) in commands.enumerated() {
                 do {
@@ -240,7 +250,7 @@ final class RedisSubscriberDriver {
                 while let reply = try context.bufferedReply() {
                     switch reply {
                     case .success(let value): self.handle(value)
-                    case .failure(let error): self.refused(error)
+                    case .failure(let error): try self.refused(error)
                     }
                 }
             }
@@ -311,10 +321,21 @@ final class RedisSubscriberDriver {
     /// channel, say). The oldest subscription waiting for its confirmations fails, rather than
     /// leaving its caller, and every later one, waiting for ever.
     /// Its names leave the subscribed sets, so that a later subscribe to them asks again (and
-    /// a reconnect does not ask for them).
-    private func refused(_ error: RedisError) {
+    /// a reconnect does not ask for them). An error that answers the resubscription of a new
+    /// connection ends the connection instead, and the names stay: it is most often not about
+    /// them but the server's refusing the connection (`-ERR max number of clients reached`,
+    /// protected mode's `-DENIED`), written before it closes. Until the forty-fifth session it
+    /// took every name out, and the next connection subscribed to nothing and said it was ready
+    /// (review).
+    private func refused(_ error: RedisError) throws {
+        guard let index = self.confirmations.firstIndex(where: { $0.remaining > 0 }) else {
+            self.logger.error("Redis sent an error no subscription waited for", metadata: ["error": "\(error)"])
+            return
+        }
+        if self.confirmations[index].isResubscription {
+            throw RedisError(.connection, "Redis refused the resubscription: \(error)")
+        }
         self.logger.error("Redis refused a subscription", metadata: ["error": "\(error)"])
-        guard let index = self.confirmations.firstIndex(where: { $0.remaining > 0 }) else { return }
         if self.confirmations[index].channelsLeft > 0 {
             self.channels.subtract(self.confirmations[index].channels)
             self.confirmations[index].channelsLeft = 0
@@ -329,6 +350,13 @@ final class RedisSubscriberDriver {
     private func settleConfirmations() {
         while let first = self.confirmations.first, first.remaining <= 0 {
             self.confirmations.removeFirst()
+            if first.isResubscription {
+                self.resubscribed = true
+                self.status.set(connected: true)
+                self.logger.info(
+                    "Redis subscriber connected",
+                    metadata: ["channels": "\(self.channels.count)", "patterns": "\(self.patterns.count)"])
+            }
             if let refusal = first.refusal { first.promise?.fail(refusal) } else { first.promise?.succeed(()) }
         }
     }
@@ -376,6 +404,8 @@ struct AwaitedConfirmation {
     var promise: Promise<Void>?
     /// Redis refused its SUBSCRIBE or PSUBSCRIBE: the caller is told so once the other is done.
     var refusal: RedisError?
+    /// The names a new connection subscribes to again (no caller waits for it).
+    var isResubscription = false
 
     init(channels: [String], patterns: [String], promise: Promise<Void>? = nil) {
         self.channels = channels

@@ -171,6 +171,68 @@ struct RedisTests {
     }
 }
 
+extension RedisTests {
+    @Test("a server that accepts and closes at once is connected to again after a growing wait, not once per command")
+    func reconnectsWithBackoffToAServerThatCloses() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
+        configuration.reconnectInitialDelay = .milliseconds(100)
+        configuration.reconnectMaximumDelay = .milliseconds(400)
+        let counting = Task { await listener.acceptAndClose(for: .seconds(2)) }
+        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+        let sending = Task {
+            while !Task.isCancelled {
+                _ = try? await client.command("PING")
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        let connections = await counting.value
+        sending.cancel()
+        await client.close()
+        // About 10 with the waits (50 to 400 ms each); hundreds without.
+        #expect(connections < 25, "\(connections) connections in 2 s")
+    }
+
+    @Test("an error that answers a new connection's resubscription ends it, and the next connection subscribes again")
+    func refusedResubscriptionKeepsTheNames() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
+        configuration.timeout = .seconds(5)
+        configuration.reconnectInitialDelay = .milliseconds(10)
+        configuration.reconnectMaximumDelay = .milliseconds(50)
+        let pattern = "socket.io#/#*"
+        let lastConnection = Received()
+        // 1: confirms the PSUBSCRIBE, then closes. 2: answers it as a Redis at its client limit
+        // does, and closes. 3: records what the subscriber asks.
+        let server = Task {
+            await listener.serve(3) { index, connection in
+                let asked = SilentListener.read(connection, until: pattern)
+                switch index {
+                case 0:
+                    SilentListener.write(connection, "*3\r\n$10\r\npsubscribe\r\n$\(pattern.utf8.count)\r\n\(pattern)\r\n:1\r\n")
+                case 1: SilentListener.write(connection, "-ERR max number of clients reached\r\n")
+                default: lastConnection.text.withLock { $0 = asked }
+                }
+                usleep(100_000)
+            }
+        }
+        let subscriber = RedisSubscriber(configuration: configuration, logger: TestEnvironment.logger)
+        try await subscriber.subscribe(patterns: [pattern])
+        await server.value
+        let asked = lastConnection.text.withLock { $0 }
+        #expect(asked.contains("PSUBSCRIBE"), "the third connection subscribed to nothing")
+        #expect(asked.contains(pattern))
+        await subscriber.close()
+    }
+}
+
+/// What a scripted server's connection received, written on its thread and read by the test.
+private final class Received: Sendable {
+    let text = Mutex("")
+}
+
 /// How a call ended, written by the task that made it and read by the test.
 private final class Outcome: Sendable {
     private let state = Mutex<(ended: Bool, error: (any Error)?)>((false, nil))

@@ -4,7 +4,7 @@ import TestSupport
 
 /// A TCP socket on 127.0.0.1 that listens and never accepts (unless asked, ``firstBytes(_:)``):
 /// connections to it complete, and what they send fills the kernel's buffers and is never read.
-final class SilentListener {
+final class SilentListener: Sendable {
     let port: Int
     private let descriptor: Int32
 
@@ -44,6 +44,63 @@ final class SilentListener {
                 continuation.resume(returning: Array(bytes.prefix(max(0, read))))
             }
         }
+    }
+
+    /// Accepts `count` connections one after the other on a thread of its own, and runs
+    /// `script` with each one's index and descriptor (closed after it); returns when all ran.
+    func serve(_ count: Int, _ script: @escaping @Sendable (_ index: Int, _ connection: Int32) -> Void) async {
+        let descriptor = self.descriptor
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                for index in 0..<count {
+                    let connection = accept(descriptor, nil, nil)
+                    guard connection >= 0 else { break }
+                    var timeout = timeval(tv_sec: 2, tv_usec: 0)
+                    setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                    script(index, connection)
+                    Glibc.close(connection)
+                }
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Accepts connections and closes each at once, for `duration`; returns how many came.
+    func acceptAndClose(for duration: Duration) async -> Int {
+        let descriptor = self.descriptor
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+                setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let end = ContinuousClock.now + duration
+                var accepted = 0
+                while ContinuousClock.now < end {
+                    let connection = accept(descriptor, nil, nil)
+                    guard connection >= 0 else { continue }
+                    accepted += 1
+                    Glibc.close(connection)
+                }
+                continuation.resume(returning: accepted)
+            }
+        }
+    }
+
+    /// What `connection` sends until it has sent `marker` (or closes, or is silent for 2 s).
+    static func read(_ connection: Int32, until marker: String) -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: received, as: UTF8.self).contains(marker) {
+            let count = recv(connection, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            received += buffer.prefix(count)
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Writes `text` to `connection`.
+    static func write(_ connection: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, 0) }
     }
 
     func close() {
