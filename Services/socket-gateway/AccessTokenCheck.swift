@@ -44,14 +44,20 @@ final class AccessTokenCheck: Sendable {
     func fetchRevokedSessions() async throws -> [RevokedSessions] {
         let list = try await self.rpc.call(
             AuthMessage.revokedSessions, to: .auth, payload: EmptyPayload(), replyAs: RevokedSessionList.self)
-        let added = list.items.compactMap(self.revoke)
+        let added = list.items.compactMap { self.revoke($0) }
         self.revocationsFetched.store(true, ordering: .releasing)
         return added
     }
 
-    /// Records `revoked`; returns the sessions of it that were not known yet, or nil if none.
-    func revoke(_ revoked: RevokedSessions) -> RevokedSessions? {
-        let added = self.revoked.insert(revoked)
+    /// Records `revoked`; returns the sessions of it whose sockets are to be closed: those that
+    /// were not known yet, or nil if none. A revocation that comes after its sessions' tokens
+    /// all expired (a gateway cut off from the broker longer than that, an outbox relay that
+    /// published late) is not kept, since no token of it passes any more, but its sessions'
+    /// sockets are closed all the same: a socket outlives the token it connected with. Until the
+    /// forty-fifth session such a revocation was dropped whole, and the sockets stayed (review).
+    func revoke(_ revoked: RevokedSessions, now: Date = Date()) -> RevokedSessions? {
+        guard revoked.until > now else { return revoked.sessionIds.isEmpty ? nil : revoked }
+        let added = self.revoked.insert(revoked, now: now)
         guard !added.isEmpty else { return nil }
         return RevokedSessions(userId: revoked.userId, sessionIds: added.map(EntityID.init), until: revoked.until)
     }

@@ -21,12 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pika
 import pytest
 import requests
 import socketio
 import websocket
 
-from e2e_support import GATEWAY_URL, Api, assert_error, assert_status, connect_error, jwt_split, psql, wait_until_ready
+from e2e_support import GATEWAY_URL, RABBITMQ_URI, Api, assert_error, assert_status, connect_error, jwt_split, psql, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -249,6 +250,36 @@ def test_a_revocation_whose_announcement_never_came_is_applied_at_the_next_sync(
             assert_error(Api(replica).get("/api/users/me", token=acc.access), 401, "unauthorized")
         finally:
             socket.close()
+
+
+def test_a_revocation_announced_after_its_tokens_expired_still_closes_the_sessions_sockets(api, account):
+    """A revocation can reach a gateway after its session's last access token expired (the
+    gateway was cut off from the broker for longer, or auth's outbox relay published late): its
+    `until` is past. No token of the session passes any more, but a socket connected with one
+    is still open, and must be closed. Until the forty-fifth session the gateway dropped such an
+    announcement whole, and the socket stayed, taking pushes and commands."""
+    acc = account()
+    socket = Socket(acc.access)
+    try:
+        socket.assert_still_connected()
+        envelope = {
+            "type": "auth.sessions_revoked.v1", "id": str(uuid.uuid4()),
+            "occurredAt": "2026-01-01T00:00:00.000Z", "actorId": acc.id,
+            "data": {"userId": acc.id, "sessionIds": [sid(acc.access)], "until": "2026-01-01T00:16:00.000Z"},
+        }
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                "messenger.events", "auth.sessions_revoked.v1", json.dumps(envelope).encode(),
+                pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=envelope["id"],
+                                     type="auth.sessions_revoked.v1"))
+        finally:
+            connection.close()
+        socket.assert_disconnected_by_server(timeout=10)
+    finally:
+        socket.close()
 
 
 def test_a_session_spared_by_a_password_change_ends_at_its_logout_or_at_the_next_change(api, account, login):
