@@ -58,7 +58,18 @@ extension Database {
     /// Whether PostgreSQL aborted the statement to break a deadlock (40P01) or a serialization
     /// conflict (40001): the same work may be run again at once.
     public static func isConflict(_ error: any Error) -> Bool {
+        if let error = error as? PostgresTransactionError {
+            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
+            return causes.contains { $0.map(Self.isConflict) ?? false }
+        }
         guard let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
         return state == "40P01" || state == "40001"
+    }
+
+    /// Whether a caller may send the same request again: the database was away or busy
+    /// (``isUnavailable(_:)``), or it rolled the work back to break a deadlock or a
+    /// serialization conflict (``isConflict(_:)``). RPC handlers answer these `unavailable`.
+    public static func isRetryable(_ error: any Error) -> Bool {
+        Self.isUnavailable(error) || Self.isConflict(error)
     }
 }

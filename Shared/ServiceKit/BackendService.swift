@@ -51,7 +51,9 @@ public struct BackendService {
         self.database = databaseConfiguration.makeDatabase(logger: logger)
         self.amqp = AMQPConnection(configuration: self.settings.amqp, logger: logger)
         self.topology = Self.topology(for: service, queueArguments: self.settings.durableQueueArguments)
-        self.router.isDependencyDown = Database.isUnavailable
+        // A deadlock PostgreSQL broke rolled the work back: as safe to retry as an outage. Until
+        // the forty-fifth session it was answered `internal` (a logout racing the pruner, say).
+        self.router.isDependencyDown = Database.isRetryable
         self.router.addPing(service: service, instanceID: self.settings.instanceID)
     }
 

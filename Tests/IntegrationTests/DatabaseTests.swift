@@ -242,6 +242,7 @@ struct DatabaseUnavailableTests {
                     Issue.record("the lock was granted")
                 } catch {
                     #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
+                    #expect(Database.isLockTimeout(error), "\(String(reflecting: error))")
                 }
                 try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
             }
@@ -255,6 +256,36 @@ struct DatabaseUnavailableTests {
                 Issue.record("the idle transaction went on")
             } catch {
                 #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
+            }
+        }
+    }
+
+    @Test("a deadlock PostgreSQL broke (40P01) is retryable, although the database is not away")
+    func deadlockIsRetryable() async throws {
+        let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
+        let database = configuration.makeDatabase(logger: TestEnvironment.logger)
+        let logger = TestEnvironment.logger
+        let (a, b) = (Int64.random(in: 1...Int64.max), Int64.random(in: 1...Int64.max))
+        @Sendable func lock(_ first: Int64, then second: Int64) async -> (any Error)? {
+            do {
+                try await database.transaction(logger: logger) { connection in
+                    _ = try await connection.query("SELECT pg_advisory_xact_lock(\(first))", logger: logger).collect()
+                    try await Task.sleep(for: .milliseconds(300))
+                    _ = try await connection.query("SELECT pg_advisory_xact_lock(\(second))", logger: logger).collect()
+                }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        try await whileRunning(database) {
+            async let one = lock(a, then: b)
+            async let other = lock(b, then: a)
+            let errors = await [one, other].compactMap { $0 }
+            #expect(errors.count == 1, "\(errors)")
+            for error in errors {
+                #expect(Database.isRetryable(error), "\(String(reflecting: error))")
+                #expect(!Database.isUnavailable(error))
             }
         }
     }
