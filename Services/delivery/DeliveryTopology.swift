@@ -156,7 +156,8 @@ struct PushPublisher: Sendable {
         return AMQPMessage(
             exchange: GatewayPushes.exchange, routingKey: GatewayPushes.routingKey, body: Data(body.utf8),
             properties: AMQPProperties(
-                messageID: "\(delivery.eventID):\(EntityID(delivery.userID))", type: GatewayPushes.pushType)
+                messageID: "\(delivery.eventID):\(EntityID(delivery.userID))", type: GatewayPushes.pushType,
+                expiration: GatewayPushes.expiration)
         ).batched(as: GatewayPushes.batchType)
     }
 

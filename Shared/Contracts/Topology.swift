@@ -68,6 +68,12 @@ public enum GatewayPushes {
     public static let pushType = "gateway.push.v1"
     /// The AMQP type of several pushes in one message (a ``MessageBatch`` body in MessengerAMQP).
     public static let batchType = "gateway.push.batch.v1"
+    /// How long a push waits in the queue for a gateway (its `expiration`, in milliseconds).
+    /// Pushes are the fast path only: the event log, its retries and a client's replay carry
+    /// the same events. Without it, a gateway outage filled the broker with pushes (five per
+    /// delivery, one per retry) that the gateways then worked through, stale, before any live
+    /// one (delivery review, forty-fifth session).
+    public static let expiration = "60000"
     /// Consumed by the gateways, declared by delivery too.
     public static let sharedQueue = SharedQueue(
         name: Self.queue, producers: [.delivery], exchange: Self.exchange, exchangeKind: .direct,

@@ -1161,6 +1161,34 @@ def test_poison_domain_events_are_dead_lettered_and_later_events_still_flow(acco
     assert got.seq == 3, f"a poison message took a seq: the message after it has seq {got.seq}"
 
 
+def test_pushes_to_the_gateways_expire_in_the_queue(account, open_socket):
+    """Pushes are the fast path; the log, its retries and the replay carry the same events. A
+    push waits at most a minute in `gateway.pushes` for a gateway (`expiration`), so that an
+    outage of the gateways does not fill the broker with five stale pushes per delivery. A
+    queue of the test's own, bound like `gateway.pushes`, gets a copy of each."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    tid = a.dm(bob.id)["id"]
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        copies = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(copies, "messenger.gateway", "push")
+        sent = a.send(tid, "a push with an expiration")
+        properties = None
+        deadline = time.monotonic() + 15
+        while properties is None and time.monotonic() < deadline:
+            method, header, body = channel.basic_get(copies, auto_ack=True)
+            if method is not None and sent["id"].encode() in body:
+                properties = header
+            elif method is None:
+                time.sleep(0.1)
+    finally:
+        connection.close()
+    assert properties is not None, "no push of the message reached the gateways' exchange"
+    assert properties.expiration == "60000", properties
+
+
 def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_behind_it_flow(account, open_socket):
     """A trigger makes PostgreSQL refuse to record one message's event (a failure that stays,
     unlike the database being away). Delivery must dead-letter that event to
