@@ -380,7 +380,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRabbitMQ", "DeliveryService", "MediaService", "MessagingService", "MessengerServiceKit", "TestSupport",
+                "CRabbitMQ", "DeliveryService", "MediaService", "MessagingService", "MessengerHTTP", "MessengerServiceKit",
+                "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

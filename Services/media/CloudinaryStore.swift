@@ -139,7 +139,9 @@ struct CloudinaryStore: MediaStore {
                 try await Task.sleep(for: pause)
             }
         }
-        throw ServiceError.unavailable("Cloudinary is unavailable (\(lastProblem))")
+        // What went wrong (Cloudinary's text, curl's, which may name a proxy or a host) is in the
+        // log above, not in the client's answer (until the forty-fifth session it was).
+        throw ServiceError.unavailable("the file store is unavailable")
     }
 
     private static func errorMessage(_ reply: HTTPReply) -> String {

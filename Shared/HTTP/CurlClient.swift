@@ -60,12 +60,20 @@ public final class CurlClient: Sendable {
         self.pool.shutdownGracefully { _ in }
     }
 
-    /// POSTs `fields` as `multipart/form-data` to `url`; a transfer that does not finish within
-    /// `timeout` fails with a ``CurlError`` whose `isTimeout` is true.
+    /// POSTs `fields` as `multipart/form-data` to `url`; a call that does not finish within
+    /// `timeout` fails with a ``CurlError`` whose `isTimeout` is true. The time counts from the
+    /// call, so a wait for one of the pool's threads counts too: until the forty-fifth session the
+    /// transfer got the whole `timeout` once it had a thread, and a call that had waited ran past
+    /// its caller's deadline (review).
     public func postMultipart(url: String, fields: [MultipartField], timeout: Duration) async throws -> HTTPReply {
-        let milliseconds = Backoff.milliseconds(timeout)
+        let deadline = ContinuousClock.now + timeout
         return try await self.pool.runIfActive {
-            try Self.perform(url: url, fields: fields, timeoutMilliseconds: milliseconds)
+            let left = Backoff.milliseconds(ContinuousClock.now.duration(to: deadline))
+            guard left > 0 else {
+                throw CurlError(
+                    code: Int(CURLE_OPERATION_TIMEDOUT.rawValue), message: "timed out waiting for a transfer thread")
+            }
+            return try Self.perform(url: url, fields: fields, timeoutMilliseconds: left)
         }
     }
 

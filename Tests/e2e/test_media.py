@@ -1279,6 +1279,16 @@ def test_cloudinary_5xx_is_retried(api, alice, cloud):
     assert fetch(attachment["url"]).content == data
 
 
+def test_cloudinary_failing_every_attempt_is_unavailable_without_its_details(api, alice, cloud):
+    """Cloudinary's text (or curl's, which may name a proxy or a host) goes to media's log, not to
+    the client: until the forty-fifth session the 503 quoted it."""
+    fake = cloud.fake
+    fake.fail_next_uploads(CLOUDINARY_ATTEMPTS, status=502)
+    message = assert_error(upload(api, alice.access, "failing.png", png(2, 2)), 503, "unavailable")
+    fake.reset()
+    assert "General Error" not in message and "502" not in message and "curl" not in message.lower(), message
+
+
 def test_cloudinary_timing_out_on_every_attempt_is_unavailable(api, alice, cloud):
     fake = cloud.fake
     fake.delay(3 * CLOUDINARY_TIMEOUT_MS / 1000)  # far beyond each attempt's timeout
