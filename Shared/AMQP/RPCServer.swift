@@ -262,7 +262,10 @@ public struct RPCServer: Service {
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])
         }
-        self.metrics.instruments(for: type, outcome: outcome).record(ContinuousClock.now - started)
+        // An unknown type is counted under one label: the name a publisher sent, kept as a metric
+        // label and a cache key for good, grew both without bound (review).
+        let label: MessageType = self.router.handlers[type] == nil ? "unknown" : type
+        self.metrics.instruments(for: label, outcome: outcome).record(ContinuousClock.now - started)
     }
 }
 

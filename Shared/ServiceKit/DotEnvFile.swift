@@ -1,6 +1,6 @@
 /// The `.env` file's lines as docker compose and python-dotenv read them: `KEY=value`, `#`
 /// comments, an optional `export ` before the key, and a value in matching single or double
-/// quotes taken without them (an unquoted value ends at ` #`). swift-configuration's own
+/// quotes taken without them and without what follows them (an unquoted value ends at ` #`). swift-configuration's own
 /// parser kept the quotes (`MEDIA_DIR="/srv/media"` was a directory named with quotes) and
 /// ignored `export` lines.
 enum DotEnvFile {
@@ -20,9 +20,13 @@ enum DotEnvFile {
         return variables
     }
 
+    /// A quoted value is what lies between its quote and the next one, whatever follows (a
+    /// comment: until the forty-fifth session `KEY="a b" # c` kept its quotes).
     private static func value(_ text: Substring) -> String {
-        if text.count >= 2, let quote = text.first, quote == "\"" || quote == "'", text.last == quote {
-            return String(text.dropFirst().dropLast())
+        if let quote = text.first, quote == "\"" || quote == "'",
+            let closing = text.dropFirst().firstIndex(of: quote)
+        {
+            return String(text[text.index(after: text.startIndex)..<closing])
         }
         if let comment = text.range(of: " #") { return String(text[..<comment.lowerBound].trimmingWhitespace()) }
         return String(text)

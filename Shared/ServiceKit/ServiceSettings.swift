@@ -57,7 +57,9 @@ extension DatabaseConfiguration {
     /// service that owns `schema`.
     public init(environment: ServiceEnvironment, schema: String) throws {
         self = try environment.parsed("DATABASE_URL") { try DatabaseConfiguration(url: $0, schema: schema) }
-        self.maximumConnections = try environment.int("DATABASE_POOL_SIZE", default: 8, in: 1...200)
+        // At least 2: auth's and messaging's outbox relay holds one for as long as it runs, and
+        // with a pool of 1 every RPC waited for a connection until its deadline (review).
+        self.maximumConnections = try environment.int("DATABASE_POOL_SIZE", default: 8, in: 2...200)
         let keepAlive = try environment.int("DATABASE_KEEPALIVE_SECONDS", default: 0, in: 0...86_400)
         self.keepAlive = keepAlive > 0 ? .seconds(keepAlive) : nil
         let idle = try environment.int("DATABASE_IDLE_IN_TRANSACTION_SECONDS", default: 30, in: 0...86_400)

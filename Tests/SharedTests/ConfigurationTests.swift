@@ -74,6 +74,8 @@ struct ConfigurationTests {
                 JWT_ISSUER=a=b
                 not a line
                 EMPTY=
+                SECRET="a b" # a comment after the quotes
+                PATTERN='#1'
                 """)
         #expect(environment.optional("MEDIA_DIR") == "/srv/media")
         #expect(environment.optional("LOG_LEVEL") == "debug")
@@ -81,6 +83,8 @@ struct ConfigurationTests {
         #expect(environment.optional("PORT") == "5000")
         #expect(environment.optional("JWT_ISSUER") == "a=b")
         #expect(environment.asSet("EMPTY") == "")
+        #expect(environment.optional("SECRET") == "a b")
+        #expect(environment.optional("PATTERN") == "#1")
     }
 
     @Test("the URI's heartbeat is kept unless RABBITMQ_HEARTBEAT is set")
@@ -147,6 +151,11 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) {
             try DatabaseConfiguration(
                 environment: ServiceEnvironment(url.merging(["DATABASE_KEEPALIVE_SECONDS": "-5"]) { $1 }), schema: "auth")
+        }
+        // The outbox relay holds a connection for good: a pool of one would serve nothing else.
+        #expect(throws: ConfigurationError.self) {
+            try DatabaseConfiguration(
+                environment: ServiceEnvironment(url.merging(["DATABASE_POOL_SIZE": "1"]) { $1 }), schema: "auth")
         }
     }
 }

@@ -1937,6 +1937,22 @@ def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, cre
                   "a message once the lock is released")["message"]["body"] == "after"
 
 
+def test_requests_of_unknown_types_are_counted_under_one_label():
+    """A request type messaging does not serve is refused `invalid_argument`, and counted as
+    `type="unknown"`: until the forty-fifth session each name a publisher sent became a metric
+    series, and an entry of the metrics cache, for good."""
+    admin = f"http://127.0.0.1:{os.environ.get('MESSAGING_ADMIN_PORT', '9102')}"
+    before = scrape_metric(admin, "rpc_server_requests_total", type="unknown", outcome="unknown_type")
+    names = [f"messaging.e2e_unknown_{uuid.uuid4().hex[:12]}.v1" for _ in range(3)]
+    for name in names:
+        answer = call_service("messaging", name, {}, waiting_ms=5000)
+        assert answer is not None and answer["ok"] is False and answer["error"]["code"] == "invalid_argument", answer
+    text = requests.get(f"{admin}/metrics", timeout=5).text
+    assert not [name for name in names if name in text], "an unknown type became a metric label"
+    after = scrape_metric(admin, "rpc_server_requests_total", type="unknown", outcome="unknown_type")
+    assert after - before == 3, (before, after)
+
+
 def test_a_command_that_comes_again_is_answered_as_the_first_time_and_not_run_again(api, crew, connect, tap):
     """A request that comes to messaging a second time (delivered again after its first
     delivery's replica or connection was lost before the ack, or published again after a lost
