@@ -6,10 +6,18 @@ import ServiceLifecycle
 
 /// Deletes the files of deleted messages: messaging's `messaging.messages_deleted.v1` events,
 /// from ``DeletedMessageFiles/queue``. An event marks its messages' attachments in one statement
-/// and is acknowledged once that committed; the files and rows go right after, and whatever a
-/// store could not delete then is tried again by the periodic clean-up (`Attachments.cleanUp`). Marking is idempotent,
-/// so a redelivered event changes nothing; one that cannot be read is dead-lettered to
+/// (from then on they are not served) and is acknowledged once that committed; the files and
+/// rows go next, in a task of their own, and whatever a store could not delete then is tried
+/// again by the periodic clean-up (`Attachments.cleanUp`). Marking is idempotent, so a
+/// redelivered event changes nothing; one that cannot be read is dead-lettered to
 /// ``DeletedMessageFiles/poisonQueue`` with a log line.
+///
+/// Removing a file may take minutes while Cloudinary hangs (each attempt waits its timeout).
+/// Until the forty-fifth session the consumer removed an event's files before it took the next
+/// event, so every later deletion waited, unmarked and still served, behind the files of the
+/// ones before (review). Now marking never waits for a removal: at most
+/// ``pendingRemovals`` deletions wait for theirs, and past that the oldest are left to the
+/// clean-up.
 struct DeletedMessagesConsumer: Service {
     let amqp: AMQPConnection
     let attachments: Attachments
@@ -23,38 +31,60 @@ struct DeletedMessagesConsumer: Service {
             with: AMQPTopology(queues: [.init(DeletedMessageFiles.poisonQueue, arguments: queueArguments)]))
     }
 
+    /// Deletions whose files wait for their removal, at most.
+    static let pendingRemovals = 1_024
+
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeletedMessageFiles.queue, prefetch: self.prefetch)
-        try await consumer.runUntilShutdown {
-            for await delivery in consumer {
-                guard
-                    let event = try? MessengerJSON.decode(
-                        Envelope<DomainEvent<DeletedMessages>>.self, from: delivery.body)
-                else {
-                    self.logger.error(
-                        "undecodable message deletion dead-lettered",
-                        metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
-                    delivery.reject(requeue: false)
-                    continue
+        let (removals, pending) = AsyncStream.makeStream(
+            of: [UUID].self, bufferingPolicy: .bufferingNewest(Self.pendingRemovals))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                for await messages in removals {
+                    // What is left at shutdown stays marked for the clean-up.
+                    guard !Task.isShuttingDownGracefully else { break }
+                    await self.removeFiles(of: messages)
                 }
-                await RequestCorrelation.$id.withValue(event.correlationId) {
-                    await self.handle(event.data.data, delivery: delivery)
+            }
+            defer { pending.finish() }
+            try await consumer.runUntilShutdown {
+                for await delivery in consumer {
+                    guard
+                        let event = try? MessengerJSON.decode(
+                            Envelope<DomainEvent<DeletedMessages>>.self, from: delivery.body)
+                    else {
+                        self.logger.error(
+                            "undecodable message deletion dead-lettered",
+                            metadata: ["message_id": "\(delivery.properties.messageID ?? "-")"])
+                        delivery.reject(requeue: false)
+                        continue
+                    }
+                    let messages = event.data.data.messageIds.map(\.uuid)
+                    let marked = await RequestCorrelation.$id.withValue(event.correlationId) {
+                        await self.mark(messages, delivery: delivery)
+                    }
+                    if marked { pending.yield(messages) }
                 }
             }
         }
     }
 
-    private func handle(_ deleted: DeletedMessages, delivery: AMQPDelivery) async {
-        let messages = deleted.messageIds.map(\.uuid)
+    /// Marks the messages' files for removal and acknowledges the event; false when it goes back
+    /// to the queue.
+    private func mark(_ messages: [UUID], delivery: AMQPDelivery) async -> Bool {
         do {
             try await self.attachments.markMessagesDeleted(messages)
             delivery.ack()
+            return true
         } catch {
             self.logger.warning(
                 "marking a deleted message's files failed; redelivering", metadata: ["error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
-            return
+            return false
         }
+    }
+
+    private func removeFiles(of messages: [UUID]) async {
         do {
             let removed = try await self.attachments.removeMarked(of: messages)
             if removed > 0 { self.logger.debug("removed files of deleted messages", metadata: ["files": "\(removed)"]) }

@@ -1124,6 +1124,36 @@ def test_cloudinary_files_of_a_deleted_message_are_destroyed_and_invalidated(api
     assert fetch(attachment["url"]).status_code == 404
 
 
+def test_a_deletion_is_marked_at_once_while_cloudinary_hangs_over_the_files_of_earlier_ones(api, alice, pair, cloud):
+    """Cloudinary answers nothing in time (every destroy waits out its attempts). Deleting a
+    message with three files, then another message, must mark the second's file (it is no longer
+    served) at once: until the forty-fifth session the consumer removed the first's files, about
+    5 s each, before it took the next deletion, which stayed unmarked and served meanwhile."""
+    fake = cloud.fake
+    a, _, thread = pair
+    first = a.send(thread["id"], "three photos")
+    files = [uploaded(api, alice.access, f"hang {n}.png", png(4 + n, 4)) for n in range(3)]
+    ok_data(bind(a, first["id"], [f["id"] for f in files]), "add_attachments")
+    second = a.send(thread["id"], "one photo")
+    last = uploaded(api, alice.access, "hang last.png", png(3, 3))
+    ok_data(bind(a, second["id"], [last["id"]]), "add_attachments")
+
+    fake.delay(3 * CLOUDINARY_TIMEOUT_MS / 1000)  # every destroy attempt times out
+    try:
+        a.ok("delete_message", {"messageIds": [first["id"]]})
+        time.sleep(1.0)  # the first deletion's removals are under way
+        a.ok("delete_message", {"messageIds": [second["id"]]})
+        deadline = time.monotonic() + 4
+        marked = ""
+        while marked != "1" and time.monotonic() < deadline:
+            marked = psql(f"SELECT count(*) FROM media.attachments WHERE id = '{last['id']}' "
+                          "AND removal_marked_at IS NOT NULL")
+            time.sleep(0.1)
+    finally:
+        fake.reset()
+    assert marked == "1", "the second deletion's file was not marked while the first's files were being removed"
+
+
 @pytest.mark.parametrize(
     "file_name, data, resource_type, kind",
     [("clip.wav", wav(), "video", "AUDIO"), ("notes.txt", b"some notes\n", "raw", "FILE")],
