@@ -54,12 +54,12 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
 
     return backend.services(
         workers: [
-            relay,
             PeriodicJob("auth pruning", every: settings.pruneInterval, logger: logger) {
                 let count = try await pruner.prune()
                 if count > 0 { logger.info("pruned expired sessions, tokens and login counters", metadata: ["rows": "\(count)"]) }
-            },
+            }
         ],
+        relays: [relay],
         prepare: {
             let key = try await SigningKeyStore.load(settings.keySource, client: database, logger: logger)
             let keySet = JSONWebKeySet(keys: [key.publicJWK] + settings.previousPublicKeys.filter { $0.kid != key.kid })

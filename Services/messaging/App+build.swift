@@ -77,5 +77,5 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         let removed = try await HandledRequests.prune(on: database, logger: logger)
         if removed > 0 { logger.debug("pruned handled requests", metadata: ["requests": "\(removed)"]) }
     }
-    return backend.services(clients: [rpc], workers: [relay, users, pruning])
+    return backend.services(clients: [rpc], workers: [users, pruning], relays: [relay])
 }

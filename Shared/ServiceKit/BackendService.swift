@@ -66,11 +66,13 @@ public struct BackendService {
     }
 
     /// The services to run, in start order. `clients` (an ``RPCClient`` to call other services)
-    /// start with the broker connection and stop before it; `workers` (consumers, relays) run
-    /// beside the RPC server once start-up is done. `prepare` runs after migrations and topology,
-    /// before the RPC server takes requests (load keys, warm caches).
+    /// start with the broker connection and stop before it; `workers` (consumers, periodic jobs)
+    /// run beside the RPC server once start-up is done; `relays` (the outbox relay) too, and at a
+    /// graceful shutdown they stop after the RPC server and the workers (``ServiceStartup``).
+    /// `prepare` runs after migrations and topology, before the RPC server takes requests (load
+    /// keys, warm caches).
     public func services(
-        clients: [any Service] = [], workers extraWorkers: [any Service] = [],
+        clients: [any Service] = [], workers extraWorkers: [any Service] = [], relays: [any Service] = [],
         prepare: @escaping @Sendable () async throws -> Void = {}
     ) -> [any Service] {
         let ready = ReadyFlag()
@@ -88,7 +90,7 @@ public struct BackendService {
                 try await amqp.declare(topology)
                 try await prepare()
             },
-            workers: [rpcServer] + extraWorkers)
+            workers: [rpcServer] + extraWorkers, followers: relays)
         let admin = AdminServer.make(
             host: self.settings.adminHost, port: self.settings.adminPort,
             checks: [.started(ready), .amqp(self.amqp), .postgres(self.database, logger: self.logger)],

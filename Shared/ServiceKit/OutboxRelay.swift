@@ -124,6 +124,9 @@ public struct OutboxRelay: Service {
                     repeat {
                         try await self.publishAll(on: connection, published: &published, relay: &relay)
                     } while await wakeups.next(isolation: #isolation) != nil
+                    // Stopping: a last batch for what the service committed since the last wake
+                    // (its commands finished before the relay was stopped; ``ServiceStartup``).
+                    try await self.publishAll(on: connection, published: &published, relay: &relay)
                     group.cancelAll()
                 }
             }

@@ -47,7 +47,7 @@ import socketio
 
 from e2e_support import (
     DATABASE_URL, RABBITMQ_URI, TIMESTAMP_RE, Api, assert_status, call_service, describe, not_ready, psql, publish_request,
-    reply_bodies, scrape_metric, unique_name,
+    reply_bodies, scrape_metric, services, unique_name,
 )
 from test_socketio import client
 
@@ -1935,6 +1935,40 @@ def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, cre
     for tid in locked:
         assert ok(a.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": "after"}),
                   "a message once the lock is released")["message"]["body"] == "after"
+
+
+def test_events_of_commands_finished_during_a_graceful_stop_are_published_before_messaging_ends(crew, connect):
+    """A `create_message` waits for its thread's lock when messaging is told to stop (SIGTERM);
+    the lock goes a moment later, the command commits and is answered, and its event must leave
+    the outbox before the process ends. Until the forty-fifth session the outbox relay stopped at
+    the shutdown's start, and the event waited in the outbox until messaging started again.
+
+    Stops and starts the messaging service."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="a stop")["id"]
+    holder = hold_in_psql(f"e2e-stop-{uuid.uuid4().hex[:12]}",
+                          f"SELECT id FROM messaging.threads WHERE id = '{tid}' FOR UPDATE;\n")
+    answers: list[Any] = []
+    sender = threading.Thread(target=lambda: answers.append(a.sio.call(
+        "create_message", {"threadId": tid, "clientMessageId": cmid(), "body": "sent as it stops"}, timeout=30)))
+    stopping = threading.Thread(target=services, args=("stop", "messaging"))
+    try:
+        sender.start()
+        time.sleep(0.5)  # the command waits for the lock
+        stopping.start()
+        time.sleep(1.0)  # messaging is stopping, the command still waits
+    finally:
+        release_psql(holder)
+    sender.join(timeout=30)
+    stopping.join(timeout=90)
+    try:
+        assert answers, "no answer to the command that was under way"
+        ok(answers[0], "the command under way when messaging was told to stop")
+        left = psql(f"SELECT count(*) FROM messaging.outbox WHERE body LIKE '%{tid}%'")
+        assert left == "0", f"{left} event(s) of the command were left in the outbox when messaging ended"
+    finally:
+        services("start", "messaging")
 
 
 def test_requests_of_unknown_types_are_counted_under_one_label():
