@@ -36,6 +36,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         connection: backend.amqp, instanceName: backend.settings.instanceID, timeout: backend.settings.rpcTimeout, logger: logger)
     let attachments = Attachments(
         client: backend.database, store: store, stores: stores, rpc: rpc, maximumUpload: settings.maximumUpload,
+        unboundBytesPerUser: settings.unboundBytesPerUser,
         faults: FaultPoints(environment: context.environment), logger: logger)
 
     backend.router.on(MediaMessage.upload, UploadRequest.self) { request, context in

@@ -17,6 +17,8 @@ struct Attachments: Sendable {
     let stores: [String: any MediaStore]
     let rpc: RPCClient
     let maximumUpload: Int
+    /// What a user's unbound uploads may hold in all (``MediaSettings/unboundBytesPerUser``).
+    let unboundBytesPerUser: Int64
     /// `after_store`: the process dies once a file is stored, before its row is written.
     let faults: FaultPoints
     let logger: Logger
@@ -39,7 +41,7 @@ struct Attachments: Sendable {
     /// the upload takes that record's place in one statement: a file whose upload crashed or
     /// failed after it was stored is deleted by the clean-up (until the forty-fourth session it
     /// stayed in the store for good, on Cloudinary at the account's cost). A record the clean-up
-    /// took first (an upload under way for longer than an unbound upload's lifetime) leaves the
+    /// claimed first (an upload under way for longer than an unbound upload's lifetime) leaves the
     /// upload `unavailable` and its file deleted.
     func upload(_ request: UploadRequest, actor: UUID?, deadline: ContinuousClock.Instant?) async throws
         -> AttachmentEnvelope
@@ -57,6 +59,7 @@ struct Attachments: Sendable {
         if let deadline, ContinuousClock.now >= deadline {
             throw ServiceError.unavailable("the upload waited longer than its caller; send it again")
         }
+        try await self.ensureRoom(for: Int64(request.data.count), of: owner)
         let fileName = MediaSniffer.sanitizeFileName(request.fileName)
         let id = EntityID.make()
         let planned = self.store.plan(fileName: fileName, media: media)
@@ -80,7 +83,7 @@ struct Attachments: Sendable {
         do {
             let rows = try await self.client.write(
                 """
-                WITH finished AS (DELETE FROM uploads_in_progress WHERE id = \(id.uuid) RETURNING id)
+                WITH finished AS (DELETE FROM uploads_in_progress WHERE id = \(id.uuid) AND claimed_at IS NULL RETURNING id)
                 INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, created_at)
                 SELECT id, \(owner), \(media.type), \(media.contentType), \(attachment.sizeBytes), \(fileName),
                        \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt)
@@ -99,6 +102,25 @@ struct Attachments: Sendable {
             throw ServiceError.unavailable("the upload took longer than its record was kept; send it again")
         }
         return AttachmentEnvelope(attachment: attachment)
+    }
+
+    /// Throws `rate_limited` when `bytes` more would take `owner`'s unbound uploads past
+    /// ``unboundBytesPerUser``: without a bound, one account could fill the disk or the
+    /// Cloudinary account with uploads it never binds, each kept a day (review). Uploads under
+    /// way beside this one are not counted: a user has at most two at once per gateway.
+    private func ensureRoom(for bytes: Int64, of owner: UUID) async throws {
+        let rows = try await self.client.query(
+            """
+            SELECT coalesce(sum(size_bytes), 0)::bigint FROM attachments
+            WHERE owner_id = \(owner) AND message_id IS NULL AND removal_marked_at IS NULL
+            """, logger: self.logger)
+        var held: Int64 = 0
+        for try await total in rows.decode(Int64.self) { held = total }
+        guard held + bytes <= self.unboundBytesPerUser else {
+            throw ServiceError.rateLimited(
+                "your uploads not attached to a message hold \(held) bytes, and at most \(self.unboundBytesPerUser) may be; "
+                    + "attach them, or wait for them to expire", retryAfter: 60)
+        }
     }
 
     /// Deletes the file of an upload that will not be recorded, then the record of its place;
@@ -245,45 +267,51 @@ struct Attachments: Sendable {
         return try await self.removeMarked() + self.removeAbandonedUploads(olderThan: lifetime)
     }
 
+    /// How long a claim of the clean-up on an abandoned upload's record holds: past it, a pass
+    /// that died (or still runs) is taken over.
+    static let uploadClaimLease: Duration = .seconds(600)
+
     /// Deletes the files of uploads still in progress after `age`, which crashed or failed
     /// before their row was written; a file the store does not have is not an error. Each
-    /// record is taken (deleted) before its file is: an upload that finishes meanwhile then
-    /// finds its record gone and deletes its file itself, where deleting the file first let
-    /// such an upload record a row whose file went next (the forty-fourth session's review of
-    /// its own diff). A file the store refuses puts its record back for the next pass, and ends
-    /// this one. Records of a store this instance has no configuration for are left to an
-    /// instance that has it.
-    func removeAbandonedUploads(olderThan age: Duration) async throws -> Int {
+    /// record is claimed (`claimed_at`) before its file is deleted, and deleted after it: an
+    /// upload that finishes meanwhile finds its record claimed and deletes its file itself
+    /// (deleting the file first let such an upload record a row whose file went next: the
+    /// forty-fourth session's review of its own diff), and a pass that dies part way leaves its
+    /// records claimed, taken again after `lease` (until the forty-fifth session the batch's
+    /// records were deleted before their files, and a pass that died lost them). A file the
+    /// store refuses gives its claim back, with the rest of the batch's, and ends this pass.
+    /// Records of a store this instance has no configuration for are left to an instance that
+    /// has it.
+    func removeAbandonedUploads(olderThan age: Duration, lease: Duration = Self.uploadClaimLease) async throws -> Int {
         let seconds = Double(age.components.seconds)
+        let leaseSeconds = Double(lease.components.seconds)
         var removed = 0
         while true {
             let rows = try await self.client.write(
                 """
-                DELETE FROM uploads_in_progress WHERE id IN (
+                UPDATE uploads_in_progress SET claimed_at = now() WHERE id IN (
                     SELECT id FROM uploads_in_progress
                     WHERE started_at < now() - make_interval(secs => \(seconds)) AND storage = ANY(\(Array(self.stores.keys)))
+                      AND (claimed_at IS NULL OR claimed_at <= now() - make_interval(secs => \(leaseSeconds)))
                     ORDER BY started_at, id LIMIT \(Self.removalBatch) FOR UPDATE SKIP LOCKED
-                ) RETURNING id, storage, storage_key, type, started_at
+                ) RETURNING id, storage, storage_key, type
                 """, logger: self.logger)
-            var taken: [(UUID, String, String, String, Date)] = []
-            for try await row in rows.decode((UUID, String, String, String, Date).self) { taken.append(row) }
-            for (index, (id, storage, key, type, _)) in taken.enumerated() {
+            var taken: [(UUID, String, String, String)] = []
+            for try await row in rows.decode((UUID, String, String, String).self) { taken.append(row) }
+            for (index, (id, storage, key, type)) in taken.enumerated() {
                 do {
                     try await self.stores[storage]?.delete(key: key, media: type, deadline: nil)
-                    removed += 1
                 } catch {
                     self.logger.warning(
                         "removing the file of an abandoned upload failed; tried again later",
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
-                    for (id, storage, key, type, startedAt) in taken[index...] {
-                        try await self.client.write(
-                            """
-                            INSERT INTO uploads_in_progress (id, storage, storage_key, type, started_at)
-                            VALUES (\(id), \(storage), \(key), \(type), \(startedAt)) ON CONFLICT (id) DO NOTHING
-                            """, logger: self.logger)
-                    }
+                    let unclaimed = taken[index...].map(\.0)
+                    try await self.client.write(
+                        "UPDATE uploads_in_progress SET claimed_at = NULL WHERE id = ANY(\(unclaimed))", logger: self.logger)
                     return removed
                 }
+                try await self.client.write("DELETE FROM uploads_in_progress WHERE id = \(id)", logger: self.logger)
+                removed += 1
             }
             guard taken.count == Self.removalBatch else { return removed }
         }

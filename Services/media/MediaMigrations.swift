@@ -3,7 +3,10 @@ import MessengerServiceKit
 
 /// The `media` schema's migrations, oldest first. Never edit a shipped one; append.
 enum MediaMigrations {
-    static let all: [Migration] = [.inbox, attachments, attachmentsOfDeletedMessages, removalMarks, uploadsInProgress]
+    static let all: [Migration] = [
+        .inbox, attachments, attachmentsOfDeletedMessages, removalMarks, uploadsInProgress, uploadClaims,
+        unboundBytesByOwner,
+    ]
 
     static let attachments = Migration(
         version: 2, name: "attachments",
@@ -65,5 +68,25 @@ enum MediaMigrations {
             )
             """,
             "CREATE INDEX uploads_in_progress_started ON uploads_in_progress (started_at)",
+        ])
+
+    /// The clean-up claims a record of an abandoned upload (`claimed_at`) and deletes it only once
+    /// its file is gone, instead of deleting a batch of records before their files: a clean-up
+    /// that died part way through lost the records it had not got to, and their files stayed
+    /// (the forty-fifth session's review). A claim older than
+    /// ``Attachments/uploadClaimLease`` is taken again by the next pass.
+    static let uploadClaims = Migration(
+        version: 6, name: "upload_claims",
+        statements: ["ALTER TABLE uploads_in_progress ADD COLUMN claimed_at timestamptz"])
+
+    /// What a user's unbound uploads hold in all is read before each upload
+    /// (``Attachments/upload(_:actor:deadline:)``).
+    static let unboundBytesByOwner = Migration(
+        version: 7, name: "unbound_bytes_by_owner",
+        statements: [
+            """
+            CREATE INDEX attachments_unbound_by_owner ON attachments (owner_id)
+            WHERE message_id IS NULL AND removal_marked_at IS NULL
+            """
         ])
 }

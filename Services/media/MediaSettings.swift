@@ -12,6 +12,10 @@ struct MediaSettings: Sendable {
     /// default one day), checked every `MEDIA_CLEANUP_INTERVAL_SECONDS` (default 3600).
     var unboundLifetime: Duration
     var cleanupInterval: Duration
+    /// The bytes a user's uploads not yet bound to a message may hold in all
+    /// (`MEDIA_UNBOUND_BYTES_PER_USER`, default 256 MiB): past it an upload is `rate_limited`
+    /// until some are bound or expire.
+    var unboundBytesPerUser: Int64
     /// Set when Cloudinary is configured; the local store is used otherwise.
     var cloudinary: CloudinaryConfiguration?
 
@@ -20,6 +24,8 @@ struct MediaSettings: Sendable {
         self.directory = environment.string("MEDIA_DIR", default: "media")
         self.unboundLifetime = .seconds(try environment.int("MEDIA_UNBOUND_TTL_SECONDS", default: 86_400, in: 1...(365 * 86_400)))
         self.cleanupInterval = .seconds(try environment.int("MEDIA_CLEANUP_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
+        self.unboundBytesPerUser = Int64(
+            try environment.int("MEDIA_UNBOUND_BYTES_PER_USER", default: 256 * 1024 * 1024, in: 1...(1 << 40)))
         self.cloudinary = try CloudinaryConfiguration(environment: environment)
         if self.cloudinary == nil { try Self.checkWritable(self.directory) }
     }

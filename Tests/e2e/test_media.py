@@ -887,6 +887,31 @@ def test_unbound_uploads_are_removed_after_their_lifetime_and_bound_ones_stay(ap
         start_media()
 
 
+def test_a_users_unbound_uploads_are_bounded_in_bytes(api, account, open_socket):
+    """Media restarted with MEDIA_UNBOUND_BYTES_PER_USER=5000: an upload that would take a
+    user's uploads not yet bound to a message past it is 429 `rate_limited` with Retry-After,
+    another user's is not, and binding makes room. Until the forty-fifth session nothing bounded
+    the bytes, and one account could fill the store."""
+    alice, bob = account(), account()
+    a = open_socket(alice, label="alice")
+    thread = a.dm(bob.id)
+    stop_media()
+    bounded = start_local_media("media-unbound-bytes.log", MEDIA_UNBOUND_BYTES_PER_USER="5000")
+    try:
+        data = b"x" * 3000 + b"\n"
+        first = uploaded(api, alice.access, "first.txt", data, "text/plain")
+        refused = upload(api, alice.access, "second.txt", data, "text/plain")
+        assert_error(refused, 429, "rate_limited")
+        assert refused.headers.get("Retry-After") == "60", refused.headers
+        uploaded(api, bob.access, "bobs.txt", data, "text/plain")
+        message = a.send(thread["id"], "makes room")
+        ok_data(bind(a, message["id"], [first["id"]]), "add_attachments")
+        uploaded(api, alice.access, "second.txt", data, "text/plain")
+    finally:
+        stop_process(bounded)
+        start_media()
+
+
 def test_a_file_stored_by_an_upload_that_crashed_before_its_row_is_removed(api, alice):
     """Media dies right after storing a file (`FAULT_POINTS=after_store`), before the upload's
     row is written. The next media gets the request again (it was never acknowledged) and answers
