@@ -107,8 +107,9 @@ struct DomainEventConsumer: Service {
     /// events around it. Given back to the queue whole, it came again a second later, failed
     /// again, and was never dead-lettered (the forty-fifth session's review).
     ///
-    /// A message that keeps failing alone is poison when a later message of its batch records,
-    /// or when it had kept failing before and other messages were recorded since
+    /// A message that keeps failing alone is poison when it fails once more after a later
+    /// message of its batch recorded (one that records then goes in after it: a fault that
+    /// passed), or when it had kept failing before and other messages were recorded since
     /// (``RefusedMessages``): it is dead-lettered to `delivery.events.dead` with an error, where
     /// an operator can look at it and move it back. Otherwise the failure may be the system's (a
     /// database that refuses every write, say): the message goes back to the queue, and nothing
@@ -116,26 +117,35 @@ struct DomainEventConsumer: Service {
     /// send the rest of the batch back too.
     private func isolate(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> PushedBatch? {
         var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
-        var failing: [AMQPDelivery] = []
+        var failing: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
         for (index, part) in parts.enumerated() {
             switch await self.retrying(
                 part.events.count, tries: Self.triesOfAMessageAlone, { try await self.log.record(part.events) })
             {
             case .done(let deliveries):
                 self.refused.recorded()
-                self.deadLetter(failing)
-                failing = []
                 recorded.append((part.delivery, deliveries))
+                // The database takes writes: one more try of those that failed before tells a
+                // fault that has passed (they record now, after this one) from poison.
+                for earlier in failing {
+                    switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
+                    case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
+                    case .keepsFailing: self.deadLetter([earlier.delivery])
+                    case .stopped: earlier.delivery.nack(requeue: true)
+                    }
+                }
+                failing = []
             case .keepsFailing(let error):
-                failing.append(part.delivery)
+                failing.append(part)
                 guard failing.count < Self.failingMessagesOfASystemFailure else {
                     self.logger.error(
                         "recording domain events fails message after message; they go back to the queue",
                         metadata: ["error": "\(LoggedError(error))"])
-                    return await self.pushOrGiveBack(recorded, givingBack: failing + parts[(index + 1)...].map(\.delivery))
+                    return await self.pushOrGiveBack(
+                        recorded, givingBack: (failing + parts[(index + 1)...]).map(\.delivery))
                 }
             case .stopped(let error):
-                let rest = failing + parts[index...].map(\.delivery)
+                let rest = (failing + parts[index...]).map(\.delivery)
                 guard !recorded.isEmpty else {
                     await self.giveBack(rest, count: rest.count, error: error)
                     return nil
@@ -145,7 +155,7 @@ struct DomainEventConsumer: Service {
         }
         // The last messages kept failing with nothing recorded after them in this batch.
         var back: [AMQPDelivery] = []
-        for delivery in failing {
+        for (delivery, _) in failing {
             if self.refused.keptFailing(Self.key(of: delivery)) { self.deadLetter([delivery]) } else { back.append(delivery) }
         }
         return await self.pushOrGiveBack(recorded, givingBack: back)

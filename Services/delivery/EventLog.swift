@@ -139,13 +139,14 @@ struct EventLog: Sendable {
             }
         }
 
-        var redelivered: [Delivery] = []
+        // The events recorded before (a redelivery): their still-pending deliveries, read in one
+        // statement (one per event until the forty-fifth session: a standby taking over 256
+        // redelivered receipt batches read thousands of events one round trip at a time).
+        let recordedBefore = events.map(\.id).filter { !claimed.contains($0) }
+        let redelivered = recordedBefore.isEmpty ? [] : try await self.pending(events: recordedBefore, on: connection)
         var deliveries: [Delivery] = []
         for (event, text) in zip(events, texts) {
-            guard claimed.contains(event.id) else {
-                redelivered += try await self.pending(event: event.id, on: connection)
-                continue
-            }
+            guard claimed.contains(event.id) else { continue }
             for (user, seq) in (seqs[event.id] ?? []).sorted(by: { $0.user.lowercasedText < $1.user.lowercasedText }) {
                 deliveries.append(
                     Delivery(
@@ -191,16 +192,18 @@ struct EventLog: Sendable {
             """, logger: self.logger)
     }
 
-    /// The unacknowledged (no `delivered_at`, seen or not), unexpired deliveries of an event.
-    func pending(event: UUID, on connection: PostgresConnection) async throws -> [Delivery] {
+    /// The unacknowledged (no `delivered_at`, seen or not), unexpired deliveries of `events`, in
+    /// the order of `events`, then by user.
+    func pending(events: [UUID], on connection: PostgresConnection) async throws -> [Delivery] {
         let rows = try await connection.query(
             """
-            SELECT d.user_id, d.seq, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
-            WHERE d.event_id = \(event) AND d.delivered_at IS NULL AND d.expires_at > now()
-            ORDER BY d.user_id
+            SELECT d.user_id, d.seq, d.event_id, e.name, e.occurred_at, e.data
+            FROM deliveries d JOIN events e ON e.event_id = d.event_id
+            WHERE d.event_id = ANY(\(events)) AND d.delivered_at IS NULL AND d.expires_at > now()
+            ORDER BY array_position(\(events), d.event_id), d.user_id
             """, logger: self.logger)
         var deliveries: [Delivery] = []
-        for try await (user, seq, name, occurredAt, data) in rows.decode((UUID, Int64, String, Date, String).self) {
+        for try await (user, seq, event, name, occurredAt, data) in rows.decode((UUID, Int64, UUID, String, Date, String).self) {
             deliveries.append(
                 Delivery(userID: user, eventID: EntityID(event), seq: seq, name: name, occurredAt: occurredAt, dataJSON: data))
         }
