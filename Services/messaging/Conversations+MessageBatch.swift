@@ -3,6 +3,7 @@ import MessengerContracts
 import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
+import ThreadedIO
 
 /// One `create_message` command of a batch: what was asked, by whom, the correlation id of the
 /// request that asked it (its event carries it on), and when its caller stops waiting
@@ -64,15 +65,14 @@ extension Conversations {
     /// A thread row that another session holds locked longer than `lock_timeout` (half the RPC
     /// timeout: a replica froze inside its batch's transaction, say) must not fail the batch's
     /// other threads, nor hold them while PostgreSQL waits to end the holder's session. So when
-    /// a batch gives up on a lock, it is written again at once skipping locked thread rows: the
-    /// commands of the threads still locked are answered `unavailable` (the client sends them
-    /// again), and those threads' later batches skip too, without waiting, until one locks them
-    /// (``LockedThreads``).
+    /// a batch gives up on a lock, it is written again at once around the held threads
+    /// (``createMessagesAroundHeldThreads(_:)``), and so are the later batches of a thread found
+    /// held (``LockedThreads``) until one locks it.
     func createMessages(
         _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>] {
         if self.lockedThreads.containsAny(of: commands.map(\.request.threadId.uuid)) {
-            return try await self.createMessagesUnderLocks(commands, lookingForRetries: true, skippingLocked: true)
+            return try await self.createMessagesAroundHeldThreads(commands)
         }
         do {
             if let results = try await self.createMessagesFromKnownThreads(commands) {
@@ -83,16 +83,49 @@ extension Conversations {
             // back, and the batch is written again with the lookup. That saves a statement per
             // batch, which on a quiet system is a statement per message.
             do {
-                return try await self.createMessagesUnderLocks(commands, lookingForRetries: false)
+                return try await self.createMessagesUnderLocks(commands, lookingForRetries: false).results
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-                return try await self.createMessagesUnderLocks(commands, lookingForRetries: true)
+                return try await self.createMessagesUnderLocks(commands, lookingForRetries: true).results
             }
         } catch  where Database.isLockTimeout(error) {
             self.logger.warning(
-                "a message batch gave up waiting for a lock; writing it again around the locked threads",
+                "a message batch gave up waiting for a lock; writing it again around the held threads",
                 metadata: ["messages": "\(commands.count)"])
-            return try await self.createMessagesUnderLocks(commands, lookingForRetries: true, skippingLocked: true)
+            return try await self.createMessagesAroundHeldThreads(commands)
         }
+    }
+
+    /// How long a thread skipped as held is waited for, on its own, before its commands are
+    /// answered `unavailable`.
+    static let heldThreadWait: Duration = .milliseconds(200)
+
+    /// Writes the commands of the threads no other session holds, taking the thread rows with
+    /// `SKIP LOCKED`; then each thread that was held, on its own, waiting at most
+    /// ``heldThreadWait`` for it: a thread a healthy writer held for a moment (another replica's
+    /// batch, a delete) is written then, and only one whose holder keeps it (frozen) has its
+    /// commands answered `unavailable` ("the thread is held by another writer"; the client sends
+    /// them again) and is remembered as held (``LockedThreads``). Until the forty-fifth
+    /// session's review of its own diff, every thread skipped was answered so and remembered: a
+    /// busy thread two replicas wrote to kept failing.
+    private func createMessagesAroundHeldThreads(
+        _ commands: [MessageCommand]
+    ) async throws -> [Result<RawJSON, ServiceError>] {
+        var (results, held) = try await self.createMessagesUnderLocks(
+            commands, lookingForRetries: true, skippingLocked: true)
+        for thread in held.sorted(by: { $0.uuidString < $1.uuidString }) {
+            let indices = commands.indices.filter { commands[$0].request.threadId.uuid == thread }
+            do {
+                let again = try await self.createMessagesUnderLocks(
+                    indices.map { commands[$0] }, lookingForRetries: true, lockWait: Self.heldThreadWait
+                ).results
+                for (index, result) in zip(indices, again) { results[index] = result }
+                self.lockedThreads.found(free: [thread])
+            } catch  where Database.isLockTimeout(error) {
+                // Its commands keep their answer, `threadLocked`.
+                self.lockedThreads.found(locked: [thread])
+            }
+        }
+        return results
     }
 
     /// The batch as one statement (atomic on its own), or nil when the locked way must write it.
@@ -127,12 +160,18 @@ extension Conversations {
     }
 
     /// `skippingLocked`: thread rows another session holds locked are not waited for; their
-    /// commands fail as ``MessageCommand/threadLocked``.
+    /// commands fail as ``MessageCommand/threadLocked``, and the threads are returned as `held`.
+    /// `lockWait`: no lock of the transaction is waited for longer (the pool's `lock_timeout`
+    /// otherwise).
     private func createMessagesUnderLocks(
-        _ commands: [MessageCommand], lookingForRetries: Bool, skippingLocked: Bool = false
-    ) async throws -> [Result<RawJSON, ServiceError>] {
+        _ commands: [MessageCommand], lookingForRetries: Bool, skippingLocked: Bool = false, lockWait: Duration? = nil
+    ) async throws -> (results: [Result<RawJSON, ServiceError>], held: Set<UUID>) {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
         let (plan, locked) = try await self.write { connection -> (Plan, Set<UUID>) in
+            if let lockWait {
+                try await connection.query(
+                    "SELECT set_config('lock_timeout', \(String(Backoff.milliseconds(lockWait))), true)", logger: self.logger)
+            }
             // The thread rows, locked in id order (no deadlock between concurrent batches): from
             // here on, this transaction alone appends to these threads.
             var threads: [UUID: KnownThreads.Thread] = [:]
@@ -193,10 +232,7 @@ extension Conversations {
             return (plan, locked)
         }
         self.knownThreads.wrote(plan.threads)
-        if skippingLocked {
-            self.lockedThreads.found(locked: locked)
-            self.lockedThreads.found(free: plan.threads.keys)
-        }
+        if skippingLocked { self.lockedThreads.found(free: plan.threads.keys) }
 
         var originals: [UUID: ChatMessage] = [:]
         let existingIDs = plan.slots.compactMap { slot -> UUID? in
@@ -210,7 +246,7 @@ extension Conversations {
             }
             for message in found { originals[message.id.uuid] = message }
         }
-        return Self.results(plan.slots, originals: originals)
+        return (Self.results(plan.slots, originals: originals), locked)
     }
 
     /// The message a new one replies to: it must be in the same thread, and not deleted (a reply

@@ -23,10 +23,21 @@ enum MessageStatements {
     }
 
     /// ``LockThreads`` for the threads whose row no other session holds locked: a locked row is
-    /// skipped, not waited for (``LockedThreads``).
+    /// skipped, not waited for (``LockedThreads``). The rows are locked on their own, before the
+    /// join: on the joined rows, each member's row tries the lock again, and a thread whose holder
+    /// committed part way through would come back with only some of its members (the forty-fifth
+    /// session's review of its own diff).
     struct LockFreeThreads: PreparedRows {
         static let name = "messaging.lock_free_threads"
-        static let sql = LockThreads.sql + " SKIP LOCKED"
+        static let sql = """
+            WITH locked AS MATERIALIZED (
+                SELECT id, last_seq, last_activity_at FROM threads WHERE id = ANY($1::uuid[])
+                ORDER BY id FOR UPDATE SKIP LOCKED
+            )
+            SELECT t.id, t.last_seq, t.last_activity_at, m.user_id
+            FROM locked t LEFT JOIN thread_members m ON m.thread_id = t.id
+            ORDER BY t.id, m.role = 'owner' DESC, m.user_id
+            """
         var threads: [UUID]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
     }
