@@ -20,13 +20,34 @@ enum DotEnvFile {
         return variables
     }
 
-    /// A quoted value is what lies between its quote and the next one, whatever follows (a
-    /// comment: until the forty-fifth session `KEY="a b" # c` kept its quotes).
+    /// A quoted value is what lies between its quote and the closing one, whatever follows (a
+    /// comment: until the forty-fifth session `KEY="a b" # c` kept its quotes). Within double
+    /// quotes `\"` and `\\` are a quote and a backslash and `\n` a line break, as compose and
+    /// python-dotenv read them (another backslash stays); single quotes take everything as it is.
     private static func value(_ text: Substring) -> String {
-        if let quote = text.first, quote == "\"" || quote == "'",
-            let closing = text.dropFirst().firstIndex(of: quote)
-        {
+        if text.first == "'", let closing = text.dropFirst().firstIndex(of: "'") {
             return String(text[text.index(after: text.startIndex)..<closing])
+        }
+        if text.first == "\"" {
+            var value = ""
+            var escaped = false
+            for character in text.dropFirst() {
+                if escaped {
+                    switch character {
+                    case "n": value.append("\n")
+                    case "\"", "\\": value.append(character)
+                    default: value += "\\\(character)"
+                    }
+                    escaped = false
+                } else if character == "\\" {
+                    escaped = true
+                } else if character == "\"" {
+                    return value
+                } else {
+                    value.append(character)
+                }
+            }
+            // No closing quote: the text as it is, as before.
         }
         if let comment = text.range(of: " #") { return String(text[..<comment.lowerBound].trimmingWhitespace()) }
         return String(text)

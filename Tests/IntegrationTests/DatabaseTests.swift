@@ -242,7 +242,6 @@ struct DatabaseUnavailableTests {
                     Issue.record("the lock was granted")
                 } catch {
                     #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
-                    #expect(Database.isLockTimeout(error), "\(String(reflecting: error))")
                 }
                 try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
             }
@@ -256,6 +255,35 @@ struct DatabaseUnavailableTests {
                 Issue.record("the idle transaction went on")
             } catch {
                 #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
+            }
+        }
+    }
+
+    @Test("a lock not granted within lock_timeout is told from other failures (55P03), in a transaction or not")
+    func lockTimeoutIsRecognized() async throws {
+        let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
+        let database = configuration.makeDatabase(logger: TestEnvironment.logger)
+        let logger = TestEnvironment.logger
+        let key = Int64.random(in: 1...Int64.max)
+        try await whileRunning(database) {
+            try await database.withConnection { holder in
+                try await holder.query("SELECT pg_advisory_lock(\(key))", logger: logger)
+                do {
+                    try await database.transaction(logger: logger) { connection in
+                        try await connection.query("SET LOCAL lock_timeout = 100", logger: logger)
+                        _ = try await connection.query("SELECT pg_advisory_xact_lock(\(key))", logger: logger).collect()
+                    }
+                    Issue.record("the lock was granted")
+                } catch {
+                    #expect(Database.isLockTimeout(error), "\(String(reflecting: error))")
+                }
+                try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
+            }
+            do {
+                try await database.query("SELECT 1/0", logger: logger)
+                Issue.record("1/0 answered")
+            } catch {
+                #expect(!Database.isLockTimeout(error))
             }
         }
     }

@@ -76,6 +76,9 @@ struct ConfigurationTests {
                 EMPTY=
                 SECRET="a b" # a comment after the quotes
                 PATTERN='#1'
+                PASSWORD="ab\\"c\\\\d" # quoted
+                RAW='a\\b'
+                WINDOWS="C:\\media"
                 """)
         #expect(environment.optional("MEDIA_DIR") == "/srv/media")
         #expect(environment.optional("LOG_LEVEL") == "debug")
@@ -85,6 +88,9 @@ struct ConfigurationTests {
         #expect(environment.asSet("EMPTY") == "")
         #expect(environment.optional("SECRET") == "a b")
         #expect(environment.optional("PATTERN") == "#1")
+        #expect(environment.optional("PASSWORD") == #"ab"c\d"#)
+        #expect(environment.optional("RAW") == #"a\b"#)
+        #expect(environment.optional("WINDOWS") == #"C:\media"#)
     }
 
     @Test("the URI's heartbeat is kept unless RABBITMQ_HEARTBEAT is set")
