@@ -13,11 +13,11 @@ import Testing
 /// sleeps holds the commit open here long enough to terminate the backend inside it.
 @Suite("Commits confirmed", .timeLimit(.minutes(1)))
 struct CommitConfirmationTests {
-    /// A fresh table whose commits take three seconds, and a running ``Database``, for the test's
-    /// body. (One second was too short a window on a busy machine: the watcher that terminates
-    /// the backend inside the commit was not run before the commit was done, and waited for a
-    /// sleep that had ended until the suite's time limit.)
-    func withSlowCommits(_ body: (Database, _ table: String) async throws -> Void) async throws {
+    /// A fresh table whose commits take `seconds`, and a running ``Database``, for the test's
+    /// body. The tests that terminate the backend inside the commit take ten: the watcher ends
+    /// the sleep as soon as it sees it, and on a busy machine (the whole suite at once) it missed
+    /// a window of one second, and once one of three.
+    func withSlowCommits(seconds: Int = 10, _ body: (Database, _ table: String) async throws -> Void) async throws {
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: TestEnvironment.logger)
         let table = "commit_probe_\(UInt32.random(in: 0...UInt32.max))"
@@ -27,7 +27,7 @@ struct CommitConfirmationTests {
             try await database.query(
                 """
                 CREATE FUNCTION \(unescaped: table)_slow() RETURNS trigger LANGUAGE plpgsql
-                AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$
+                AS $$ BEGIN PERFORM pg_sleep(\(unescaped: String(seconds))); RETURN NULL; END $$
                 """, logger: logger)
             try await database.query(
                 """
@@ -130,7 +130,7 @@ struct CommitConfirmationTests {
 
     @Test("Database.write: a statement whose commit goes through returns its rows, stored")
     func writeReturnsCommittedRows() async throws {
-        try await self.withSlowCommits { database, table in
+        try await self.withSlowCommits(seconds: 1) { database, table in
             let rows = try await database.write(
                 "INSERT INTO \(unescaped: table) VALUES (7) RETURNING id", logger: TestEnvironment.logger)
             var ids: [Int] = []

@@ -294,11 +294,17 @@ struct DatabaseUnavailableTests {
         let database = configuration.makeDatabase(logger: TestEnvironment.logger)
         let logger = TestEnvironment.logger
         let (a, b) = (Int64.random(in: 1...Int64.max), Int64.random(in: 1...Int64.max))
+        let holding = HoldingCount()
         @Sendable func lock(_ first: Int64, then second: Int64) async -> (any Error)? {
             do {
                 try await database.transaction(logger: logger) { connection in
                     _ = try await connection.query("SELECT pg_advisory_xact_lock(\(first))", logger: logger).collect()
-                    try await Task.sleep(for: .milliseconds(300))
+                    // Both hold their first lock before either asks for its second.
+                    holding.count.withLock { $0 += 1 }
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while holding.count.withLock({ $0 }) < 2, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
                     _ = try await connection.query("SELECT pg_advisory_xact_lock(\(second))", logger: logger).collect()
                 }
                 return nil
@@ -317,4 +323,9 @@ struct DatabaseUnavailableTests {
             }
         }
     }
+}
+
+/// How many of the deadlock test's transactions hold their first lock.
+private final class HoldingCount: Sendable {
+    let count = Mutex(0)
 }
