@@ -107,9 +107,10 @@ struct DomainEventConsumer: Service {
     /// events around it. Given back to the queue whole, it came again a second later, failed
     /// again, and was never dead-lettered (the forty-fifth session's review).
     ///
-    /// A message that keeps failing alone is poison when it fails once more after a later
-    /// message of its batch recorded (one that records then goes in after it: a fault that
-    /// passed), or when it had kept failing before and other messages were recorded since
+    /// A message that keeps failing alone is tried once more before each later message of its
+    /// batch (one that records then, in its place, was hit by a fault that passed); it is poison
+    /// when it fails that try and the later message records, or when it had kept failing before
+    /// and other messages were recorded since
     /// (``RefusedMessages``): it is dead-lettered to `delivery.events.dead` with an error, where
     /// an operator can look at it and move it back. Otherwise the failure may be the system's (a
     /// database that refuses every write, say): the message goes back to the queue, and nothing
@@ -119,22 +120,29 @@ struct DomainEventConsumer: Service {
         var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
         var failing: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
         for (index, part) in parts.enumerated() {
+            // Those that failed before this one get one more try first, so that a fault that has
+            // passed records them in their place (after this one, a deletion's erasure could
+            // have run before the message it erases was stored; the forty-fifth session's review
+            // of its own diff).
+            var stillFailing: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
+            for earlier in failing {
+                switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
+                case .done(let deliveries):
+                    self.refused.recorded()
+                    recorded.append((earlier.delivery, deliveries))
+                case .keepsFailing, .stopped: stillFailing.append(earlier)
+                }
+            }
+            failing = stillFailing
             switch await self.retrying(
                 part.events.count, tries: Self.triesOfAMessageAlone, { try await self.log.record(part.events) })
             {
             case .done(let deliveries):
                 self.refused.recorded()
-                recorded.append((part.delivery, deliveries))
-                // The database takes writes: one more try of those that failed before tells a
-                // fault that has passed (they record now, after this one) from poison.
-                for earlier in failing {
-                    switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
-                    case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
-                    case .keepsFailing: self.deadLetter([earlier.delivery])
-                    case .stopped: earlier.delivery.nack(requeue: true)
-                    }
-                }
+                // This one records right after they failed once more: they are poison.
+                self.deadLetter(failing.map(\.delivery))
                 failing = []
+                recorded.append((part.delivery, deliveries))
             case .keepsFailing(let error):
                 failing.append(part)
                 guard failing.count < Self.failingMessagesOfASystemFailure else {

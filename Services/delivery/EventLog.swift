@@ -198,9 +198,10 @@ struct EventLog: Sendable {
         let rows = try await connection.query(
             """
             SELECT d.user_id, d.seq, d.event_id, e.name, e.occurred_at, e.data
-            FROM deliveries d JOIN events e ON e.event_id = d.event_id
-            WHERE d.event_id = ANY(\(events)) AND d.delivered_at IS NULL AND d.expires_at > now()
-            ORDER BY array_position(\(events), d.event_id), d.user_id
+            FROM unnest(\(events)::uuid[]) WITH ORDINALITY AS k(event_id, n)
+            JOIN deliveries d ON d.event_id = k.event_id JOIN events e ON e.event_id = d.event_id
+            WHERE d.delivered_at IS NULL AND d.expires_at > now()
+            ORDER BY k.n, d.user_id
             """, logger: self.logger)
         var deliveries: [Delivery] = []
         for try await (user, seq, event, name, occurredAt, data) in rows.decode((UUID, Int64, UUID, String, Date, String).self) {

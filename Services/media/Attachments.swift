@@ -268,8 +268,9 @@ struct Attachments: Sendable {
     }
 
     /// How long a claim of the clean-up on an abandoned upload's record holds: past it, a pass
-    /// that died (or still runs) is taken over.
-    static let uploadClaimLease: Duration = .seconds(600)
+    /// that died (or still runs: Cloudinary's deletes may take minutes each) is taken over, and a
+    /// file may be deleted twice, which is harmless.
+    static let uploadClaimLease: Duration = .seconds(6 * 3600)
 
     /// Deletes the files of uploads still in progress after `age`, which crashed or failed
     /// before their row was written; a file the store does not have is not an error. Each
@@ -279,17 +280,19 @@ struct Attachments: Sendable {
     /// forty-fourth session's review of its own diff), and a pass that dies part way leaves its
     /// records claimed, taken again after `lease` (until the forty-fifth session the batch's
     /// records were deleted before their files, and a pass that died lost them). A file the
-    /// store refuses gives its claim back, with the rest of the batch's, and ends this pass.
+    /// store refuses gives its claim back, with the rest of the batch's (those this pass still
+    /// holds), and ends this pass.
     /// Records of a store this instance has no configuration for are left to an instance that
     /// has it.
     func removeAbandonedUploads(olderThan age: Duration, lease: Duration = Self.uploadClaimLease) async throws -> Int {
         let seconds = Double(age.components.seconds)
         let leaseSeconds = Double(lease.components.seconds)
+        let claim = UUID()
         var removed = 0
         while true {
             let rows = try await self.client.write(
                 """
-                UPDATE uploads_in_progress SET claimed_at = now() WHERE id IN (
+                UPDATE uploads_in_progress SET claimed_at = now(), claim = \(claim) WHERE id IN (
                     SELECT id FROM uploads_in_progress
                     WHERE started_at < now() - make_interval(secs => \(seconds)) AND storage = ANY(\(Array(self.stores.keys)))
                       AND (claimed_at IS NULL OR claimed_at <= now() - make_interval(secs => \(leaseSeconds)))
@@ -307,7 +310,10 @@ struct Attachments: Sendable {
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
                     let unclaimed = taken[index...].map(\.0)
                     try await self.client.write(
-                        "UPDATE uploads_in_progress SET claimed_at = NULL WHERE id = ANY(\(unclaimed))", logger: self.logger)
+                        """
+                        UPDATE uploads_in_progress SET claimed_at = NULL, claim = NULL
+                        WHERE id = ANY(\(unclaimed)) AND claim = \(claim)
+                        """, logger: self.logger)
                     return removed
                 }
                 try await self.client.write("DELETE FROM uploads_in_progress WHERE id = \(id)", logger: self.logger)

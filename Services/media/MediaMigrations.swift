@@ -77,7 +77,7 @@ enum MediaMigrations {
     /// ``Attachments/uploadClaimLease`` is taken again by the next pass.
     static let uploadClaims = Migration(
         version: 6, name: "upload_claims",
-        statements: ["ALTER TABLE uploads_in_progress ADD COLUMN claimed_at timestamptz"])
+        statements: ["ALTER TABLE uploads_in_progress ADD COLUMN claimed_at timestamptz, ADD COLUMN claim uuid"])
 
     /// What a user's unbound uploads hold in all is read before each upload
     /// (``Attachments/upload(_:actor:deadline:)``).

@@ -26,6 +26,11 @@ struct MediaSettings: Sendable {
         self.cleanupInterval = .seconds(try environment.int("MEDIA_CLEANUP_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
         self.unboundBytesPerUser = Int64(
             try environment.int("MEDIA_UNBOUND_BYTES_PER_USER", default: 256 * 1024 * 1024, in: 1...(1 << 40)))
+        // A file larger than the bound would be refused for ever, as if for a while.
+        guard self.unboundBytesPerUser >= Int64(self.maximumUpload) else {
+            throw ConfigurationError(
+                variable: "MEDIA_UNBOUND_BYTES_PER_USER", problem: "must be at least MEDIA_MAX_UPLOAD_BYTES")
+        }
         self.cloudinary = try CloudinaryConfiguration(environment: environment)
         if self.cloudinary == nil { try Self.checkWritable(self.directory) }
     }

@@ -100,26 +100,28 @@ extension Conversations {
     static let heldThreadWait: Duration = .milliseconds(200)
 
     /// Writes the commands of the threads no other session holds, taking the thread rows with
-    /// `SKIP LOCKED`; then each thread that was held, on its own, waiting at most
-    /// ``heldThreadWait`` for it: a thread a healthy writer held for a moment (another replica's
-    /// batch, a delete) is written then, and only one whose holder keeps it (frozen) has its
-    /// commands answered `unavailable` ("the thread is held by another writer"; the client sends
-    /// them again) and is remembered as held (``LockedThreads``). Until the forty-fifth
-    /// session's review of its own diff, every thread skipped was answered so and remembered: a
-    /// busy thread two replicas wrote to kept failing.
+    /// `SKIP LOCKED`. A thread skipped that was found held before (``LockedThreads``) has its
+    /// commands answered `unavailable` at once ("the thread is held by another writer"; the client
+    /// sends them again). One skipped for the first time is then tried on its own, waiting at
+    /// most ``heldThreadWait``: a thread a healthy writer held for a moment (another replica's
+    /// batch, a delete) is written then, and only one still held is answered so and remembered.
+    /// Until the forty-fifth session's review of its own diff every thread skipped was answered
+    /// so and remembered, and a busy thread two replicas wrote to kept failing.
     private func createMessagesAroundHeldThreads(
         _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>] {
+        let remembered = Set(
+            commands.map(\.request.threadId.uuid).filter { self.lockedThreads.containsAny(of: [$0]) })
         var (results, held) = try await self.createMessagesUnderLocks(
             commands, lookingForRetries: true, skippingLocked: true)
-        for thread in held.sorted(by: { $0.uuidString < $1.uuidString }) {
+        self.lockedThreads.found(locked: held.intersection(remembered))
+        for thread in held.subtracting(remembered).sorted(by: { $0.uuidString < $1.uuidString }) {
             let indices = commands.indices.filter { commands[$0].request.threadId.uuid == thread }
             do {
                 let again = try await self.createMessagesUnderLocks(
                     indices.map { commands[$0] }, lookingForRetries: true, lockWait: Self.heldThreadWait
                 ).results
                 for (index, result) in zip(indices, again) { results[index] = result }
-                self.lockedThreads.found(free: [thread])
             } catch  where Database.isLockTimeout(error) {
                 // Its commands keep their answer, `threadLocked`.
                 self.lockedThreads.found(locked: [thread])

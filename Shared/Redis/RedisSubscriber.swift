@@ -321,9 +321,9 @@ final class RedisSubscriberDriver {
     /// channel, say). The oldest subscription waiting for its confirmations fails, rather than
     /// leaving its caller, and every later one, waiting for ever.
     /// Its names leave the subscribed sets, so that a later subscribe to them asks again (and
-    /// a reconnect does not ask for them). An error other than an ACL's `NOPERM` that answers the
-    /// resubscription of a new connection ends the connection instead, and the names stay: it is
-    /// not about them but the server's refusing the connection (`-ERR max number of clients reached`,
+    /// a reconnect does not ask for them). An error that answers the resubscription of a new
+    /// connection ends the connection instead, and the names stay: it is most often not about
+    /// them but the server's refusing the connection (`-ERR max number of clients reached`,
     /// protected mode's `-DENIED`), written before it closes. Until the forty-fifth session it
     /// took every name out, and the next connection subscribed to nothing and said it was ready
     /// (review).
@@ -332,8 +332,10 @@ final class RedisSubscriberDriver {
             self.logger.error("Redis sent an error no subscription waited for", metadata: ["error": "\(error)"])
             return
         }
-        // An ACL's refusal (`-NOPERM`) is about the names, and fails them as a caller's would.
-        if self.confirmations[index].isResubscription, !error.message.hasPrefix("NOPERM") {
+        // Even an ACL's refusal (`-NOPERM`): Redis refuses a whole SUBSCRIBE for one name, and
+        // the resubscription asks for every name at once, so dropping the names it names would
+        // drop them all, silently. The subscriber stays disconnected instead, and says so.
+        if self.confirmations[index].isResubscription {
             throw RedisError(.connection, "Redis refused the resubscription: \(error)")
         }
         self.logger.error("Redis refused a subscription", metadata: ["error": "\(error)"])

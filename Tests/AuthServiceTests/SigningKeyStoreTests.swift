@@ -12,12 +12,7 @@ struct SigningKeyStoreTests {
     @Test("replicas generating the key at the same moment all end up with the same one")
     func oneKeyForEveryReplica() async throws {
         let logger = TestEnvironment.logger
-        let schema = "auth_keys_\(UUID().uuidString.prefix(8).lowercased())"
-        let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema).makeDatabase(
-            logger: logger)
-        try await whileRunning(database) {
-            _ = try await DatabaseMigrator(client: database, schema: schema, migrations: AuthMigrations.all, logger: logger)
-                .run()
+        try await withFreshSchema("auth_keys", migrations: AuthMigrations.all) { database, schema in
             // Each insert commits a random while after it started (and after its `created_at`),
             // so that without the lock a replica could commit and read before an older insert
             // committed, and keep its own key.
@@ -38,7 +33,6 @@ struct SigningKeyStoreTests {
                 return try await group.reduce(into: Set<String>()) { $0.insert($1) }
             }
             #expect(kids.count == 1, "\(kids.count) keys")
-            try await database.write("DROP SCHEMA \(unescaped: schema) CASCADE", logger: logger)
         }
     }
 }

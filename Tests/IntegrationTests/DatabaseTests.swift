@@ -221,30 +221,38 @@ struct DatabaseUnavailableTests {
         }
     }
 
+    /// The error of a transaction that waits at most 100 ms for an advisory lock another session
+    /// holds (nil if it got it).
+    func lockWaitError(_ database: Database) async throws -> (any Error)? {
+        let logger = TestEnvironment.logger
+        let key = Int64.random(in: 1...Int64.max)
+        return try await database.withConnection { holder in
+            try await holder.query("SELECT pg_advisory_lock(\(key))", logger: logger)
+            var failure: (any Error)?
+            do {
+                try await database.transaction(logger: logger) { connection in
+                    try await connection.query("SET LOCAL lock_timeout = 100", logger: logger)
+                    // Read to the end: postgres-nio hands the rows over at the row description,
+                    // and the lock's error comes after it.
+                    _ = try await connection.query("SELECT pg_advisory_xact_lock(\(key))", logger: logger).collect()
+                }
+            } catch {
+                failure = error
+            }
+            try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
+            return failure
+        }
+    }
+
     @Test("a lock not granted within lock_timeout (55P03) and a session ended idle in a transaction (25P03) are")
     func lockTimeoutAndIdleSession() async throws {
         var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
         configuration.idleInTransactionTimeout = .milliseconds(200)
         let database = configuration.makeDatabase(logger: TestEnvironment.logger)
         let logger = TestEnvironment.logger
-        let key = Int64.random(in: 1...Int64.max)
         try await whileRunning(database) {
-            // A session holds an advisory lock; another waits for it at most 100 ms.
-            try await database.withConnection { holder in
-                try await holder.query("SELECT pg_advisory_lock(\(key))", logger: logger)
-                do {
-                    try await database.transaction(logger: logger) { connection in
-                        try await connection.query("SET LOCAL lock_timeout = 100", logger: logger)
-                        // Read to the end: postgres-nio hands the rows over at the row
-                        // description, and the lock's error comes after it.
-                        _ = try await connection.query("SELECT pg_advisory_xact_lock(\(key))", logger: logger).collect()
-                    }
-                    Issue.record("the lock was granted")
-                } catch {
-                    #expect(Database.isUnavailable(error), "\(String(reflecting: error))")
-                }
-                try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
-            }
+            let error = try await self.lockWaitError(database)
+            #expect(error.map(Database.isUnavailable) == true, "\(String(reflecting: error))")
             // A transaction that waits longer than the timeout between two statements.
             do {
                 try await database.transaction(logger: logger) { connection in
@@ -259,26 +267,14 @@ struct DatabaseUnavailableTests {
         }
     }
 
-    @Test("a lock not granted within lock_timeout is told from other failures (55P03), in a transaction or not")
+    @Test("a lock not granted within lock_timeout (55P03) is told from other failures")
     func lockTimeoutIsRecognized() async throws {
         let configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public")
         let database = configuration.makeDatabase(logger: TestEnvironment.logger)
         let logger = TestEnvironment.logger
-        let key = Int64.random(in: 1...Int64.max)
         try await whileRunning(database) {
-            try await database.withConnection { holder in
-                try await holder.query("SELECT pg_advisory_lock(\(key))", logger: logger)
-                do {
-                    try await database.transaction(logger: logger) { connection in
-                        try await connection.query("SET LOCAL lock_timeout = 100", logger: logger)
-                        _ = try await connection.query("SELECT pg_advisory_xact_lock(\(key))", logger: logger).collect()
-                    }
-                    Issue.record("the lock was granted")
-                } catch {
-                    #expect(Database.isLockTimeout(error), "\(String(reflecting: error))")
-                }
-                try await holder.query("SELECT pg_advisory_unlock(\(key))", logger: logger)
-            }
+            let error = try await self.lockWaitError(database)
+            #expect(error.map(Database.isLockTimeout) == true, "\(String(reflecting: error))")
             do {
                 try await database.query("SELECT 1/0", logger: logger)
                 Issue.record("1/0 answered")

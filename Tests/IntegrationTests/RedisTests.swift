@@ -142,10 +142,7 @@ struct RedisTests {
     func failedWriteSubscribeEnds() async throws {
         let listener = try SilentListener()
         defer { listener.close() }
-        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
-        configuration.timeout = .milliseconds(200)
-        configuration.reconnectInitialDelay = .milliseconds(10)
-        configuration.reconnectMaximumDelay = .milliseconds(50)
+        let configuration = Self.quickToReconnect(to: listener, timeout: .milliseconds(200))
         let subscriber = RedisSubscriber(configuration: configuration, logger: TestEnvironment.logger)
         // Connecting with nothing to subscribe writes nothing, so this connection works.
         #expect(await TestHelpers.eventually(timeout: .seconds(10)) { subscriber.isConnected })
@@ -198,10 +195,7 @@ extension RedisTests {
     func refusedResubscriptionKeepsTheNames() async throws {
         let listener = try SilentListener()
         defer { listener.close() }
-        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
-        configuration.timeout = .seconds(5)
-        configuration.reconnectInitialDelay = .milliseconds(10)
-        configuration.reconnectMaximumDelay = .milliseconds(50)
+        let configuration = Self.quickToReconnect(to: listener, timeout: .seconds(5))
         let pattern = "socket.io#/#*"
         let lastConnection = Received()
         // 1: confirms the PSUBSCRIBE, then closes. 2: answers it as a Redis at its client limit
@@ -225,6 +219,18 @@ extension RedisTests {
         #expect(asked.contains("PSUBSCRIBE"), "the third connection subscribed to nothing")
         #expect(asked.contains(pattern))
         await subscriber.close()
+    }
+}
+
+extension RedisTests {
+    /// A configuration for a test server on `listener`: commands wait `timeout`, reconnects 10
+    /// to 50 ms.
+    static func quickToReconnect(to listener: SilentListener, timeout: Duration) -> RedisConfiguration {
+        var configuration = RedisConfiguration(host: "127.0.0.1", port: listener.port)
+        configuration.timeout = timeout
+        configuration.reconnectInitialDelay = .milliseconds(10)
+        configuration.reconnectMaximumDelay = .milliseconds(50)
+        return configuration
     }
 }
 

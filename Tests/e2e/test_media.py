@@ -888,7 +888,7 @@ def test_unbound_uploads_are_removed_after_their_lifetime_and_bound_ones_stay(ap
 
 
 def test_a_users_unbound_uploads_are_bounded_in_bytes(api, account, open_socket):
-    """Media restarted with MEDIA_UNBOUND_BYTES_PER_USER=5000: an upload that would take a
+    """Media restarted with MEDIA_UNBOUND_BYTES_PER_USER=5000 (and files of at most 5,000 bytes): an upload that would take a
     user's uploads not yet bound to a message past it is 429 `rate_limited` with Retry-After,
     another user's is not, and binding makes room. Until the forty-fifth session nothing bounded
     the bytes, and one account could fill the store."""
@@ -896,7 +896,8 @@ def test_a_users_unbound_uploads_are_bounded_in_bytes(api, account, open_socket)
     a = open_socket(alice, label="alice")
     thread = a.dm(bob.id)
     stop_media()
-    bounded = start_local_media("media-unbound-bytes.log", MEDIA_UNBOUND_BYTES_PER_USER="5000")
+    bounded = start_local_media("media-unbound-bytes.log", MEDIA_UNBOUND_BYTES_PER_USER="5000",
+                                MEDIA_MAX_UPLOAD_BYTES="5000")
     try:
         data = b"x" * 3000 + b"\n"
         first = uploaded(api, alice.access, "first.txt", data, "text/plain")
