@@ -77,4 +77,7 @@ public struct EngineIOProtocolError: Error, Hashable, Sendable, CustomStringConv
     public var reason: String
     public init(_ reason: String) { self.reason = reason }
     public var description: String { "invalid Engine.IO packet: \(self.reason)" }
+
+    /// A request for a session that closed meanwhile.
+    public static let sessionClosed = EngineIOProtocolError("session closed")
 }

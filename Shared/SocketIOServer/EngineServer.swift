@@ -103,6 +103,7 @@ public final class EngineServer: Sendable {
             if await session.isClosed { self.forget(sid) }
             return self.text(request, EngineIOPacket.payload(packets))
         } catch {
+            if error == .sessionClosed { return self.error(request, code: 1, "Session ID unknown") }
             if error.reason != "upgraded" { await session.close(reason: "overlapping polls") }
             return self.error(request, code: 3, "Bad request")
         }

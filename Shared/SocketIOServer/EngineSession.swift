@@ -44,6 +44,8 @@ public actor EngineSession {
     private var heartbeat: EngineHeartbeat
     private var timer: Scheduled<Void>?
     public private(set) var isClosed = false
+    /// The session was closed with the close packet for the client (see ``close(reason:notifyClient:)``).
+    private var closeWasNotified = false
     /// The client closed the session while no poll was waiting: a GET it sent together with
     /// the closing POST may still arrive, and gets the noop a waiting poll would have got.
     private(set) var owesPoll = false
@@ -270,9 +272,17 @@ public actor EngineSession {
         self.pollInFlight = true
         defer { self.pollInFlight = false }
         if self.isClosed {
-            guard self.owesPoll else { return [.close] }
-            self.owesPoll = false
-            return [.noop]
+            // A GET that got past `acceptsPoll()` just before the session closed. The close
+            // packet only where the close sends one: python-socketio takes it for a goodbye and
+            // never reconnects, so a session closed as a lost transport refuses the GET instead,
+            // as it refuses any GET after it (a race of a GET with a POST past `maxPayload` kept
+            // one in 26 clients away until the forty-sixth session).
+            if self.owesPoll {
+                self.owesPoll = false
+                return [.noop]
+            }
+            guard self.closeWasNotified else { throw EngineIOProtocolError.sessionClosed }
+            return [.close]
         }
         // During an upgrade a poll only gets a noop, so the client can finish the upgrade; a
         // client that already sent `5` on the WebSocket gets its poll refused instead, so give
@@ -446,6 +456,7 @@ public actor EngineSession {
     public func close(reason: String, notifyClient: Bool = true) {
         guard !self.isClosed else { return }
         self.isClosed = true
+        self.closeWasNotified = notifyClient
         self.timer?.cancel()
         self.timer = nil
         if notifyClient { self.outbox.append(.close) }

@@ -27,4 +27,24 @@ struct EnginePollingTests {
         #expect(first.first.map { if case .ping = $0 { true } else { false } } == true, "the first GET: \(first.prefix(2))")
         await session.close(reason: "test over", notifyClient: false)
     }
+
+    /// A GET checked in just before its session closed reaches `poll()` after the close. Until
+    /// the forty-sixth session it got the close packet whatever the close, and a python-socketio
+    /// client whose POST past `maxPayload` raced its GET took it for a goodbye and never came
+    /// back (one CI run in about 26).
+    @Test("a GET that arrives as its session closes gets the close packet only from a close that sends one")
+    func pollAfterClose() async throws {
+        for notifyClient in [false, true] {
+            let session = EngineSession(
+                id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
+                logger: Logger(label: "test"))
+            await session.start(delegate: KeepAliveUpgradeHandlerTests.NoLayerAbove(), webSocket: nil)
+            await session.close(reason: "test", notifyClient: notifyClient)
+            if notifyClient {
+                #expect(try await session.poll() == [.close])
+            } else {
+                await #expect(throws: EngineIOProtocolError.sessionClosed) { try await session.poll() }
+            }
+        }
+    }
 }
