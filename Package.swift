@@ -332,6 +332,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "MessengerPostgres", "MessengerServiceKit", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/TestSupport"
         ),

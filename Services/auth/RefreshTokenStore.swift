@@ -89,7 +89,60 @@ struct RefreshTokenStore: Sendable {
     /// took, and a publisher republishes one whose confirm it did not get) is ``Rotation/repeated``,
     /// not a reuse. Until the forty-first session such a copy revoked the session its first
     /// delivery had just rotated, and the caller, answered with the new token, was logged out.
+    ///
+    /// A connection lost after PostgreSQL committed the rotation and before its answer came (a
+    /// restart, a failover, the network) leaves the outcome unknown; the rotation is then looked
+    /// up by its new token, and one that committed is answered as usual. Answered 503, the
+    /// client's retry with the same token was a reuse and ended its session (until the
+    /// forty-sixth session; AuthServiceTests' lost-commit test cuts the answer to the `COMMIT`).
     func rotate(_ token: String, request: UUID, before deadline: ContinuousClock.Instant?) async throws -> Rotation {
+        let (newToken, newHash) = Self.makeToken()
+        do {
+            return try await self.rotate(token, to: (newToken, newHash), request: request, before: deadline)
+        } catch  where Database.isUnavailable(error) {
+            guard let committed = await self.committedRotation(to: (newToken, newHash), before: deadline) else { throw error }
+            self.logger.notice("a rotation whose commit went unanswered had committed; answered as rotated")
+            return committed
+        }
+    }
+
+    /// The rotation to `successor`, if it committed (the successor is stored); nil if it did not
+    /// or that cannot be known. The pool may hand out another connection the cut closed, so the
+    /// look is tried a few times, for at most 2 s and not past `deadline`.
+    private func committedRotation(
+        to successor: (token: String, hash: Data), before deadline: ContinuousClock.Instant?
+    ) async -> Rotation? {
+        let end = min(deadline ?? .now + .seconds(2), .now + .seconds(2))
+        var pause = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await self.lookUpRotation(to: successor)
+            } catch  where Database.isUnavailable(error) && ContinuousClock.now + pause < end {
+                try? await Task.sleep(for: pause)
+                pause *= 2
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    private func lookUpRotation(to successor: (token: String, hash: Data)) async throws -> Rotation? {
+        let logger = self.logger
+        return try await self.client.withConnection { connection -> Rotation? in
+            let rows = try await connection.query(
+                "SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = \(successor.hash)", logger: logger)
+            var found: (UUID, UUID)?
+            for try await row in rows.decode((UUID, UUID).self) { found = row }
+            guard let (family, userID) = found,
+                let user = try await PostgresUserRepository.find(id: userID, on: connection, logger: logger)
+            else { return nil }
+            return .rotated(user: user, newToken: successor.token, family: family)
+        }
+    }
+
+    private func rotate(
+        _ token: String, to successor: (token: String, hash: Data), request: UUID, before deadline: ContinuousClock.Instant?
+    ) async throws -> Rotation {
         let hash = Self.hash(token)
         let lifetime = self.lifetime
         let revocations = self.revocations
@@ -117,18 +170,17 @@ struct RefreshTokenStore: Sendable {
                 logger.warning("refresh token reused: family revoked", metadata: ["user_id": "\(userID)"])
                 return .reused
             }
-            let (newToken, newHash) = Self.makeToken()
             let newExpiry = Date().addingTimeInterval(Double(lifetime.components.seconds))
             try await connection.query(
                 "UPDATE refresh_tokens SET spent_at = now(), spent_by = \(request) WHERE id = \(id)", logger: logger)
             try await connection.query(
                 """
                 INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)
-                VALUES (\(UUID.v7()), \(family), \(userID), \(newHash), \(id), \(newExpiry))
+                VALUES (\(UUID.v7()), \(family), \(userID), \(successor.hash), \(id), \(newExpiry))
                 """, logger: logger)
             // A rotation its caller will not hear of must not be spent: the retry would be a reuse.
             try CommitDeadline.ensureTimeLeft(before: deadline)
-            return .rotated(user: user, newToken: newToken, family: family)
+            return .rotated(user: user, newToken: successor.token, family: family)
         }
         if case .reused = rotation { self.outbox.wake() }
         return rotation

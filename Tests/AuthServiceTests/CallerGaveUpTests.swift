@@ -192,13 +192,13 @@ struct CallerGaveUpTests {
     }
 
     /// An ``Authenticator`` on auth's schema (and the database it uses), with `maxFailures` failed logins allowed per login
-    /// and per address, hashing at `cost`.
+    /// and per address, hashing at `cost`, reaching PostgreSQL at `databaseURL`.
     func withAuthenticator(
-        maxFailures: Int, cost: UInt8 = Self.cost, _ body: (Authenticator, Database) async throws -> Void
+        maxFailures: Int, cost: UInt8 = Self.cost, databaseURL: String = TestEnvironment.databaseURL,
+        _ body: (Authenticator, Database) async throws -> Void
     ) async throws {
         let logger = TestEnvironment.logger
-        let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "auth").makeDatabase(
-            logger: logger)
+        let database = try DatabaseConfiguration(url: databaseURL, schema: "auth").makeDatabase(logger: logger)
         try await whileRunning(database) {
             _ = try await DatabaseMigrator(client: database, schema: "auth", migrations: AuthMigrations.all, logger: logger)
                 .run()

@@ -1,0 +1,108 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A TCP proxy on loopback in front of a server, that can lose one answer the way a network
+/// cut or a crash after the server acted would: once armed with a marker, the first request
+/// that carries it goes through, the server's answer to it is dropped, and both of that
+/// connection's sides are closed. Every other byte passes unchanged.
+public final class CuttingProxy: Sendable {
+    /// The port the proxy listens on, at 127.0.0.1.
+    public let port: Int
+    private let listener: any Channel
+    private let marker = Marker()
+
+    /// A proxy to `host`:`port`, listening on a free port of 127.0.0.1.
+    public init(to host: String, port targetPort: Int) async throws {
+        let marker = self.marker
+        self.listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { client in
+                ClientBootstrap(group: client.eventLoop).connect(host: host, port: targetPort).flatMapThrowing { server in
+                    let link = Link()
+                    try client.pipeline.syncOperations.addHandler(
+                        Relay(to: server, link: link, cutAfter: { bytes in marker.take(ifIn: bytes) }))
+                    try server.pipeline.syncOperations.addHandler(Relay(to: client, link: link, cutAfter: nil))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        self.port = self.listener.localAddress?.port ?? 0
+    }
+
+    /// Drops the answer to the next request whose bytes contain `marker` (say `COMMIT`), and
+    /// closes its connection.
+    public func cutAfterRequest(containing marker: String) {
+        self.marker.bytes.withLock { $0 = Array(marker.utf8) }
+    }
+
+    /// Whether the cut is still to come.
+    public var isArmed: Bool { self.marker.bytes.withLock { $0 != nil } }
+
+    /// Stops listening; the connections it proxies go on.
+    public func close() async throws {
+        try await self.listener.close()
+    }
+}
+
+/// The bytes a request must carry to be the one after which the proxy cuts; nil when unarmed.
+private final class Marker: Sendable {
+    let bytes = Mutex<[UInt8]?>(nil)
+
+    /// Whether `request` carries the marker; if so the proxy is disarmed.
+    func take(ifIn request: ByteBuffer) -> Bool {
+        self.bytes.withLock { armed in
+            guard let wanted = armed, Self.contains(Array(request.readableBytesView), wanted) else { return false }
+            armed = nil
+            return true
+        }
+    }
+
+    private static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, bytes.count >= needle.count else { return false }
+        return (0...(bytes.count - needle.count)).contains { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+}
+
+/// The two connections of one proxied client, on one event loop: whether its next answer is
+/// to be dropped.
+private final class Link {
+    var cutting = false
+}
+
+/// Passes what one side of a link reads to the other.
+private final class Relay: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    let peer: any Channel
+    let link: Link
+    /// On the client's side: whether a request is the one after which to cut.
+    let cutAfter: ((ByteBuffer) -> Bool)?
+
+    init(to peer: any Channel, link: Link, cutAfter: ((ByteBuffer) -> Bool)?) {
+        self.peer = peer
+        self.link = link
+        self.cutAfter = cutAfter
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = self.unwrapInboundIn(data)
+        if let cutAfter {
+            if cutAfter(bytes) { self.link.cutting = true }
+        } else if self.link.cutting {
+            // The answer is lost with the connection.
+            context.close(promise: nil)
+            self.peer.close(promise: nil)
+            return
+        }
+        self.peer.writeAndFlush(bytes, promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.peer.close(promise: nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
