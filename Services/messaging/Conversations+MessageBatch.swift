@@ -29,6 +29,16 @@ struct MessageCommand: Sendable {
     /// (``LockedThreads``).
     static let threadLocked = ServiceError.unavailable(
         "the thread is held by another writer; send the message again", retryAfter: 1)
+
+    /// The answer to a reply whose target another session holds locked (a frozen delete, edit or
+    /// reaction of it; ``LockedThreads``).
+    static let replyTargetLocked = ServiceError.unavailable(
+        "the message replied to is held by another writer; send the message again", retryAfter: 1)
+
+    /// The rows the command needs locked: its thread's, and its reply target's.
+    var rowsLocked: [UUID] {
+        [self.request.threadId.uuid] + (self.request.replyToId.map { [$0.uuid] } ?? [])
+    }
 }
 
 extension Conversations {
@@ -71,7 +81,7 @@ extension Conversations {
     func createMessages(
         _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>] {
-        if self.lockedThreads.containsAny(of: commands.map(\.request.threadId.uuid)) {
+        if self.lockedThreads.containsAny(of: commands.flatMap(\.rowsLocked)) {
             return try await self.createMessagesAroundHeldThreads(commands)
         }
         do {
@@ -95,38 +105,52 @@ extension Conversations {
         }
     }
 
-    /// How long a thread skipped as held is waited for, on its own, before its commands are
-    /// answered `unavailable`.
-    static let heldThreadWait: Duration = .milliseconds(200)
+    /// How long a row skipped as held is given before the commands that need it are tried again.
+    static let heldRowWait: Duration = .milliseconds(200)
 
-    /// Writes the commands of the threads no other session holds, taking the thread rows with
-    /// `SKIP LOCKED`. A thread skipped that was found held before (``LockedThreads``) has its
-    /// commands answered `unavailable` at once ("the thread is held by another writer"; the client
-    /// sends them again). One skipped for the first time is then tried on its own, waiting at
-    /// most ``heldThreadWait``: a thread a healthy writer held for a moment (another replica's
-    /// batch, a delete) is written then, and only one still held is answered so and remembered.
-    /// Until the forty-fifth session's review of its own diff every thread skipped was answered
-    /// so and remembered, and a busy thread two replicas wrote to kept failing.
+    /// Writes the commands whose rows (thread, reply target) no other session holds, taking
+    /// them with `SKIP LOCKED`. A command whose row was found held before (``LockedThreads``) is
+    /// answered `unavailable` at once ("held by another writer"; the client sends it again). The
+    /// commands whose rows were skipped for the first time are tried once more, together, after
+    /// ``heldRowWait``: a row a healthy writer held for a moment (another replica's batch, a
+    /// delete) is free by then, and only rows still held are remembered.
+    ///
+    /// Until the forty-sixth session each newly skipped thread was tried alone with a 200 ms lock
+    /// wait, one after the other, while the answers of the messages already written waited (past
+    /// the callers' deadline with a dozen threads); an error other than a lock timeout in one of
+    /// those tries failed the whole batch, written or not; a held reply target was waited for
+    /// twice and then failed the batch; and a skip refreshed a remembered thread's memory.
     private func createMessagesAroundHeldThreads(
         _ commands: [MessageCommand]
     ) async throws -> [Result<RawJSON, ServiceError>] {
-        let remembered = Set(
-            commands.map(\.request.threadId.uuid).filter { self.lockedThreads.containsAny(of: [$0]) })
+        let rows = Set(commands.flatMap(\.rowsLocked))
+        let remembered = rows.filter { self.lockedThreads.containsAny(of: [$0]) }
         var (results, held) = try await self.createMessagesUnderLocks(
             commands, lookingForRetries: true, skippingLocked: true)
-        self.lockedThreads.found(locked: held.intersection(remembered))
-        for thread in held.subtracting(remembered).sorted(by: { $0.uuidString < $1.uuidString }) {
-            let indices = commands.indices.filter { commands[$0].request.threadId.uuid == thread }
-            do {
-                let again = try await self.createMessagesUnderLocks(
-                    indices.map { commands[$0] }, lookingForRetries: true, lockWait: Self.heldThreadWait
-                ).results
-                for (index, result) in zip(indices, again) { results[index] = result }
-            } catch  where Database.isLockTimeout(error) {
-                // Its commands keep their answer, `threadLocked`.
-                self.lockedThreads.found(locked: [thread])
-            }
+        let newlyHeld = held.subtracting(remembered)
+        let now = ContinuousClock.now
+        let again = commands.indices.filter { index in
+            !commands[index].isAbandoned(at: now + Self.heldRowWait)
+                && !newlyHeld.isDisjoint(with: commands[index].rowsLocked)
         }
+        guard !again.isEmpty else {
+            self.lockedThreads.found(locked: held)
+            return results
+        }
+        try? await Task.sleep(for: Self.heldRowWait)
+        do {
+            let second = try await self.createMessagesUnderLocks(
+                again.map { commands[$0] }, lookingForRetries: true, skippingLocked: true)
+            for (index, result) in zip(again, second.results) { results[index] = result }
+            held = held.subtracting(newlyHeld).union(second.held)
+        } catch {
+            // The first pass's messages are written and stay answered; these keep their
+            // `unavailable`, and their clients send them again.
+            self.logger.warning(
+                "writing again the messages whose rows were held failed",
+                metadata: ["messages": "\(again.count)", "error": "\(LoggedError(error))"])
+        }
+        self.lockedThreads.found(locked: held)
         return results
     }
 
@@ -161,19 +185,14 @@ extension Conversations {
         return Self.results(plan.slots, originals: [:])
     }
 
-    /// `skippingLocked`: thread rows another session holds locked are not waited for; their
-    /// commands fail as ``MessageCommand/threadLocked``, and the threads are returned as `held`.
-    /// `lockWait`: no lock of the transaction is waited for longer (the pool's `lock_timeout`
-    /// otherwise).
+    /// `skippingLocked`: thread rows and reply targets another session holds locked are not
+    /// waited for; their commands fail as ``MessageCommand/threadLocked`` or
+    /// ``MessageCommand/replyTargetLocked``, and their ids are returned as `held`.
     private func createMessagesUnderLocks(
-        _ commands: [MessageCommand], lookingForRetries: Bool, skippingLocked: Bool = false, lockWait: Duration? = nil
+        _ commands: [MessageCommand], lookingForRetries: Bool, skippingLocked: Bool = false
     ) async throws -> (results: [Result<RawJSON, ServiceError>], held: Set<UUID>) {
         let threadIDs = Array(Set(commands.map(\.request.threadId.uuid)))
-        let (plan, locked) = try await self.write { connection -> (Plan, Set<UUID>) in
-            if let lockWait {
-                try await connection.query(
-                    "SELECT set_config('lock_timeout', \(String(Backoff.milliseconds(lockWait))), true)", logger: self.logger)
-            }
+        let (plan, locked, free) = try await self.write { connection -> (Plan, Set<UUID>, Set<UUID>) in
             // The thread rows, locked in id order (no deadlock between concurrent batches): from
             // here on, this transaction alone appends to these threads.
             var threads: [UUID: KnownThreads.Thread] = [:]
@@ -216,11 +235,22 @@ extension Conversations {
             var replyTargets: [UUID: ReplyTarget] = [:]
             let replyIDs = Array(Set(commands.compactMap(\.request.replyToId?.uuid)))
             if !replyIDs.isEmpty {
-                for try await row in try await connection.execute(
-                    MessageStatements.ReplyTargets(ids: replyIDs), logger: self.logger)
-                {
+                let rows =
+                    skippingLocked
+                    ? try await connection.execute(MessageStatements.FreeReplyTargets(ids: replyIDs), logger: self.logger)
+                    : try await connection.execute(MessageStatements.ReplyTargets(ids: replyIDs), logger: self.logger)
+                for try await row in rows {
                     let (id, thread, deleted) = try row.decode((UUID, UUID, Bool).self)
                     replyTargets[id] = ReplyTarget(thread: thread, deleted: deleted)
+                }
+            }
+            // Reply targets skipped: those that exist are locked by another session.
+            let skippedTargets = replyIDs.filter { replyTargets[$0] == nil }
+            if skippingLocked, !skippedTargets.isEmpty {
+                for try await row in try await connection.execute(
+                    MessageStatements.ExistingMessages(ids: skippedTargets), logger: self.logger)
+                {
+                    locked.insert(try row.decode(UUID.self))
                 }
             }
 
@@ -231,10 +261,10 @@ extension Conversations {
                 // its error comes after (postgres-nio's command-tag overload traps on this one).
                 for try await _ in try await connection.execute(write, logger: self.logger) {}
             }
-            return (plan, locked)
+            return (plan, locked, Set(threads.keys).union(replyTargets.keys))
         }
         self.knownThreads.wrote(plan.threads)
-        if skippingLocked { self.lockedThreads.found(free: plan.threads.keys) }
+        if skippingLocked { self.lockedThreads.found(free: free) }
 
         var originals: [UUID: ChatMessage] = [:]
         let existingIDs = plan.slots.compactMap { slot -> UUID? in
@@ -297,6 +327,10 @@ extension Conversations {
             }
             if locked.contains(thread) {
                 slots.append(.failed(MessageCommand.threadLocked))
+                continue
+            }
+            if let replyTo = request.replyToId?.uuid, locked.contains(replyTo) {
+                slots.append(.failed(MessageCommand.replyTargetLocked))
                 continue
             }
             guard let known = threads[thread] else {

@@ -1,13 +1,14 @@
 import Foundation
 import Synchronization
 
-/// Threads whose row another session held locked longer than messaging's `lock_timeout` (a
-/// replica that froze inside its batch's transaction, say). While a thread is here, a
-/// `create_message` batch with a command for it skips locked thread rows instead of waiting for
-/// them (``Conversations/createMessages(_:)``): that thread's commands are answered
-/// `unavailable` at once, and the batch's other commands are written. A thread leaves when a
-/// batch locks it, or after `memory` (PostgreSQL ends a frozen holder's session after
-/// `idle_in_transaction_session_timeout`, 30 s by default). At most `capacity` threads are kept;
+/// Threads, and messages replied to, whose row another session held locked longer than
+/// messaging's `lock_timeout` (a replica that froze inside its batch's transaction, or inside a
+/// delete or a reaction of a message, say). While a row is here, a `create_message` batch with a
+/// command that needs it skips locked rows instead of waiting for them
+/// (``Conversations/createMessages(_:)``): the commands that need it are answered `unavailable`
+/// at once, and the batch's other commands are written. A row leaves when a batch locks it, or
+/// `memory` after it was first found (PostgreSQL ends a frozen holder's session after
+/// `idle_in_transaction_session_timeout`, 30 s by default). At most `capacity` rows are kept;
 /// past it the oldest entry goes.
 final class LockedThreads: Sendable {
     private let state = Mutex([UUID: ContinuousClock.Instant]())
@@ -29,7 +30,8 @@ final class LockedThreads: Sendable {
         }
     }
 
-    /// Records `ids` as found locked at `now`.
+    /// Records `ids` as found locked at `now`; one recorded already keeps the time it was first
+    /// found (a thread two replicas keep busy must not be remembered for ever by skips).
     func found(locked ids: some Sequence<UUID>, now: ContinuousClock.Instant = .now) {
         self.state.withLock { state in
             for id in ids {
@@ -39,7 +41,7 @@ final class LockedThreads: Sendable {
                         state.removeValue(forKey: oldest.key)
                     }
                 }
-                state[id] = now
+                if state[id].map({ now - $0 < self.memory }) != true { state[id] = now }
             }
         }
     }

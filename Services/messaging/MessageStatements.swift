@@ -68,6 +68,25 @@ enum MessageStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.ids) }
     }
 
+    /// ``ReplyTargets`` without waiting: those another session holds locked are skipped.
+    struct FreeReplyTargets: PreparedRows {
+        static let name = "messaging.free_reply_targets"
+        static let sql = """
+            SELECT id, thread_id, deleted_at IS NOT NULL FROM messages WHERE id = ANY($1::uuid[])
+            ORDER BY id FOR SHARE SKIP LOCKED
+            """
+        var ids: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.ids) }
+    }
+
+    /// Which of the messages exist (read without a lock).
+    struct ExistingMessages: PreparedRows {
+        static let name = "messaging.existing_messages"
+        static let sql = "SELECT id FROM messages WHERE id = ANY($1::uuid[])"
+        var ids: [UUID]
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.ids) }
+    }
+
     /// Messages written before for the same (thread, sender, client id): the 1-based position
     /// of the command, and the original's id.
     struct Retries: PreparedRows {

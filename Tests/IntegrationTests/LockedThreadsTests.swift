@@ -21,6 +21,21 @@ struct LockedThreadsTests {
         #expect(threads.count == 0)
     }
 
+    /// Until the forty-sixth session every skip recorded the time again, and a thread that two
+    /// replicas kept busy could stay remembered, its messages refused, for as long as they did.
+    @Test("a thread found locked again is remembered from the first time, not the last")
+    func rememberedFromTheFirstTime() {
+        let threads = LockedThreads(memory: .seconds(60))
+        let held = UUID()
+        let start = ContinuousClock.now
+        threads.found(locked: [held], now: start)
+        threads.found(locked: [held], now: start + .seconds(50))
+        #expect(!threads.containsAny(of: [held], now: start + .seconds(60)))
+        // Once forgotten, found again: remembered from then.
+        threads.found(locked: [held], now: start + .seconds(70))
+        #expect(threads.containsAny(of: [held], now: start + .seconds(129)))
+    }
+
     @Test("past its capacity, the entries whose memory ran out go first, then the oldest")
     func bounded() {
         let threads = LockedThreads(memory: .seconds(60), capacity: 3)

@@ -1937,6 +1937,62 @@ def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, cre
                   "a message once the lock is released")["message"]["body"] == "after"
 
 
+def test_a_message_held_by_a_frozen_writer_fails_only_the_replies_to_it(api, crew, connect):
+    """A psql session holds messages locked (`FOR NO KEY UPDATE`), as a replica that froze inside
+    a delete or a reaction of them would. Each batch writer first takes a reply to one of them; a
+    reply to one again and a message to another thread queue behind them, and are written
+    together in one batch. The other thread's message must be stored while the lock is held, and
+    only the replies answered `unavailable`. Until the forty-sixth session a batch with a reply
+    to a held message waited for it twice (2.5 s each) and then failed whole.
+
+    Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default)."""
+    writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
+    rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    threads = [a.group([bob.id], title=f"replied to {n}")["id"] for n in range(writers)]
+    targets = [a.send(tid, body=f"target {n}")["id"] for n, tid in enumerate(threads)]
+    free = a.group([bob.id], title="free of replies")["id"]
+    peers = [connect(alice) for _ in range(writers + 2)]
+    answers: dict[str, Any] = {}
+
+    def send(peer: Peer, tid: str, key: str, reply_to: str | None) -> None:
+        payload = {"threadId": tid, "clientMessageId": cmid(), "body": key}
+        if reply_to:
+            payload["replyToId"] = reply_to
+        answers[key] = peer.call("create_message", payload, timeout=rpc_timeout + 10)
+
+    rows = ", ".join(f"'{mid}'" for mid in targets)
+    holder = hold_in_psql(f"e2e-frozen-reaction-{uuid.uuid4().hex[:12]}",
+                          f"SELECT id FROM messaging.messages WHERE id IN ({rows}) ORDER BY id FOR NO KEY UPDATE;\n")
+    senders: list[threading.Thread] = []
+    try:
+        # One at a time, so that each takes a writer of its own.
+        for n, tid in enumerate(threads):
+            senders.append(threading.Thread(target=send, args=(peers[n], tid, f"reply {n}", targets[n])))
+            senders[-1].start()
+            time.sleep(0.3)
+        # Queued behind the writers, and then written as one batch.
+        senders.append(threading.Thread(target=send, args=(peers[writers], threads[0], "reply again", targets[0])))
+        senders.append(threading.Thread(target=send, args=(peers[writers + 1], free, "free", None)))
+        for thread in senders[-2:]:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=rpc_timeout + 15)
+        stored_while_locked = [item["body"] for item in messages_page(api, alice, free)["items"]]
+    finally:
+        release_psql(holder)
+    assert set(answers) == {f"reply {n}" for n in range(writers)} | {"reply again", "free"}, answers
+    ok(answers["free"], "a message batched with a reply to a held message")
+    assert stored_while_locked == ["free"], stored_while_locked
+    for key in [f"reply {n}" for n in range(writers)] + ["reply again"]:
+        assert "replied to is held" in err(answers[key], "unavailable", f"a reply to a held message ({key})")
+
+    # Once the holder is gone, the messages take replies again.
+    for tid, target in zip(threads, targets):
+        assert a.send(tid, body="after", replyToId=target)["replyToId"] == target
+
+
 def test_events_of_commands_finished_during_a_graceful_stop_are_published_before_messaging_ends(crew, connect):
     """A `create_message` waits for its thread's lock when messaging is told to stop (SIGTERM);
     the lock goes a moment later, the command commits and is answered, and its event must leave
