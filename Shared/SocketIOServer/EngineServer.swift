@@ -104,10 +104,14 @@ public final class EngineServer: Sendable {
             return self.text(request, EngineIOPacket.payload(packets))
         } catch {
             if error == .sessionClosed { return self.error(request, code: 1, "Session ID unknown") }
-            if error.reason != "upgraded" { await session.close(reason: "overlapping polls") }
+            if error.reason != "upgraded" { await session.close(reason: "overlapping polls", notifyClient: false) }
             return self.error(request, code: 3, "Bad request")
         }
     }
+
+    // A request that breaks the transport's rules (two polls or posts at once, a body that is
+    // not UTF-8 or not Engine.IO) closes its session as a transport error, without the close
+    // packet, as the reference server does; a close the layer above asks for tells the client.
 
     private func handlePost(_ request: Request) async throws -> Response {
         let query = Self.query(request.uri)
@@ -123,7 +127,7 @@ public final class EngineServer: Sendable {
         // Engine.IO v4: "a client MUST NOT have more than one active POST request"; one that
         // does gets 400 and loses its session (two at once ran their commands out of order).
         guard await session.beginPost() else {
-            await session.close(reason: "overlapping posts")
+            await session.close(reason: "overlapping posts", notifyClient: false)
             return self.error(request, code: 3, "Bad request")
         }
         let response = await self.receivePost(request, session: session, sid: sid)
@@ -142,16 +146,16 @@ public final class EngineServer: Sendable {
             return self.error(request, code: 3, "Payload too large", status: .contentTooLarge)
         }
         guard let text = UTF8Text.string(body.readableBytesView) else {
-            await session.close(reason: "invalid UTF-8")
+            await session.close(reason: "invalid UTF-8", notifyClient: false)
             return self.error(request, code: 3, "Bad request")
         }
         do {
             let packets = try EngineIOPacket.parsePayload(text)
-            await session.receive(payload: packets)
+            guard await session.receive(payload: packets) else { return self.error(request, code: 3, "Bad request") }
             await session.holdPostWhilePaused()
         } catch {
             self.logger.info("closing a session after a malformed payload", metadata: ["eio.sid": "\(sid)", "error": "\(error)"])
-            await session.close(reason: "malformed payload")
+            await session.close(reason: "malformed payload", notifyClient: false)
             return self.error(request, code: 3, "Bad request")
         }
         return self.text(request, "ok")
@@ -221,14 +225,19 @@ public final class EngineServer: Sendable {
             throw EngineIOProtocolError("server is shutting down")
         }
         let webSocket = EngineWebSocket(channel: channel)
-        try channel.pipeline.syncOperations.addHandlers(
-            [
-                aggregator,
-                EngineWebSocketHandler(
-                    session: session, upgrading: false, maximumBacklog: backlog, probeTimeout: probeTimeout,
-                    logger: self.logger),
-            ],
-            position: position)
+        do {
+            try channel.pipeline.syncOperations.addHandlers(
+                [
+                    aggregator,
+                    EngineWebSocketHandler(
+                        session: session, upgrading: false, maximumBacklog: backlog, probeTimeout: probeTimeout,
+                        logger: self.logger),
+                ],
+                position: position)
+        } catch {
+            self.forget(session.id)  // never started: nothing would ever close it
+            throw error
+        }
         session.assumeIsolated { session in
             session.start(delegate: self.delegate(for: session, handshake: handshake), webSocket: webSocket)
             webSocket.write([session.handshake(upgrades: [])])
@@ -284,11 +293,11 @@ public final class EngineServer: Sendable {
     }
 
     /// How long a closed session that owes a poll its answer stays known (see
-    /// ``EngineSession/owesPoll``); the poll forgets it as soon as it is answered.
+    /// ``EngineSession/finalPoll``); the poll forgets it as soon as it is answered.
     static let closedSessionLinger = TimeAmount.seconds(1)
 
     fileprivate func forget(_ session: isolated EngineSession) {
-        guard session.owesPoll else {
+        guard session.finalPoll != nil else {
             self.forget(session.id)
             return
         }

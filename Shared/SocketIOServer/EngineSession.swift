@@ -46,9 +46,12 @@ public actor EngineSession {
     public private(set) var isClosed = false
     /// The session was closed with the close packet for the client (see ``close(reason:notifyClient:)``).
     private var closeWasNotified = false
-    /// The client closed the session while no poll was waiting: a GET it sent together with
-    /// the closing POST may still arrive, and gets the noop a waiting poll would have got.
-    private(set) var owesPoll = false
+    /// What the next GET gets after the session closed while no poll was waiting: the noop a
+    /// waiting poll would have got, for a GET the client sent together with its closing POST;
+    /// the close packet (and what was queued before it), for a close that tells the client.
+    /// Until the forty-sixth session the latter was dropped, and the client's next GET got 400,
+    /// which stock clients take for a lost transport: they reconnected instead of leaving.
+    private(set) var finalPoll: [EngineIOPacket]?
     /// A long-polling POST is being read. The protocol allows one at a time.
     private var postInFlight = false
     /// The layer above asked not to be given more for now (``pauseReading()``).
@@ -131,7 +134,7 @@ public actor EngineSession {
     private func sendPing() {
         guard self.webSocket == nil || self.upgrading else { return self.send([.ping("")]) }
         self.outbox.insert(.ping(""), at: 0)
-        self.outboxBytes += EngineIOPacket.ping("").byteCount
+        self.outboxBytes += Self.cost(of: [.ping("")])
         self.answerPoll()
     }
 
@@ -148,7 +151,7 @@ public actor EngineSession {
     /// ping is not overdue, or it owes the client's last poll its answer.
     func acceptsPoll() -> Bool {
         guard !self.isWebSocket else { return false }
-        return !self.closeIfPingOverdue() || self.owesPoll
+        return !self.closeIfPingOverdue() || self.finalPoll != nil
     }
 
     /// The handshake packet.
@@ -179,7 +182,7 @@ public actor EngineSession {
             return
         }
         self.outbox += packets
-        self.outboxBytes += packets.reduce(0) { $0 + $1.byteCount }
+        self.outboxBytes += Self.cost(of: packets)
         // A GET waiting for packets takes its share first, and counts as the client's progress:
         // one that waited longer than the stall for a burst is not taken for a client that stopped.
         self.answerPoll()
@@ -251,6 +254,15 @@ public actor EngineSession {
 
     // MARK: Long-polling
 
+    /// What `packets` weigh against the backlog bound: their bytes, and what a queued packet
+    /// holds whatever its size (its entry, its string). Counted by bytes alone, a million
+    /// one-byte packets weighed a megabyte and held 24 (a review in the forty-sixth session).
+    static func cost(of packets: some Sequence<EngineIOPacket>) -> Int {
+        packets.reduce(0) { $0 + $1.byteCount + Self.packetOverhead }
+    }
+
+    static let packetOverhead = 32
+
     /// Packets in one polling response, at most. python-engineio clients abort a connection whose
     /// response carries more than 16 (`Payload.max_decode_packets`); the rest waits for the
     /// next GET, which those clients send at once.
@@ -259,7 +271,7 @@ public actor EngineSession {
     private func takePollPayload() -> [EngineIOPacket] {
         let packets = Array(self.outbox.prefix(Self.maximumPacketsPerPoll))
         self.outbox.removeFirst(packets.count)
-        self.outboxBytes -= packets.reduce(0) { $0 + $1.byteCount }
+        self.outboxBytes -= Self.cost(of: packets)
         self.lastPoll = .now()
         if self.hasRoom { self.resumeRoomWaiters() }
         return packets
@@ -271,19 +283,7 @@ public actor EngineSession {
         guard !self.pollInFlight else { throw EngineIOProtocolError("overlapping polls") }
         self.pollInFlight = true
         defer { self.pollInFlight = false }
-        if self.isClosed {
-            // A GET that got past `acceptsPoll()` just before the session closed. The close
-            // packet only where the close sends one: python-socketio takes it for a goodbye and
-            // never reconnects, so a session closed as a lost transport refuses the GET instead,
-            // as it refuses any GET after it (a race of a GET with a POST past `maxPayload` kept
-            // one in 26 clients away until the forty-sixth session).
-            if self.owesPoll {
-                self.owesPoll = false
-                return [.noop]
-            }
-            guard self.closeWasNotified else { throw EngineIOProtocolError.sessionClosed }
-            return [.close]
-        }
+        if self.isClosed { return try self.answerAfterClose() }
         // During an upgrade a poll only gets a noop, so the client can finish the upgrade; a
         // client that already sent `5` on the WebSocket gets its poll refused instead, so give
         // that message a moment to land.
@@ -291,9 +291,13 @@ public actor EngineSession {
             for _ in 0..<20 where self.upgrading {
                 try? await Task.sleep(for: .milliseconds(5))
             }
+            if self.isClosed { return try self.answerAfterClose() }
             guard self.upgrading || self.webSocket == nil else { throw EngineIOProtocolError("upgraded") }
             return [.noop]
         }
+        // A GET that got past `acceptsPoll()` just before the upgrade completed would wait here
+        // for packets that now go to the WebSocket, as long as the session lasts.
+        guard self.webSocket == nil else { throw EngineIOProtocolError("upgraded") }
         if !self.outbox.isEmpty {
             return self.takePollPayload()
         }
@@ -304,9 +308,28 @@ public actor EngineSession {
         }
     }
 
-    /// A POST: packets from the client.
-    func receive(payload: [EngineIOPacket]) {
+    /// A GET for a session that closed: what its close left for it (``finalPoll``), the close
+    /// packet where the close sends one, or a refusal. The close packet only where the close sent
+    /// one: python-socketio takes it for a goodbye and never reconnects, so a session closed as
+    /// a lost transport refuses a GET that got past `acceptsPoll()` just before the close, as it
+    /// refuses any GET after it (a GET racing a POST past `maxPayload` kept one in 26 clients
+    /// away until the forty-sixth session).
+    private func answerAfterClose() throws(EngineIOProtocolError) -> [EngineIOPacket] {
+        if let final = self.finalPoll {
+            self.finalPoll = nil
+            return final
+        }
+        guard self.closeWasNotified else { throw EngineIOProtocolError.sessionClosed }
+        return [.close]
+    }
+
+    /// A POST: packets from the client; false (nothing taken) when the session moved to its
+    /// WebSocket while the POST was read, whose packets would come after the WebSocket's.
+    @discardableResult
+    func receive(payload: [EngineIOPacket]) -> Bool {
+        guard self.webSocket == nil else { return false }
         for packet in payload { self.receive(packet) }
+        return true
     }
 
     // MARK: From the client
@@ -318,14 +341,19 @@ public actor EngineSession {
             if self.heartbeat.pong(at: .now()) { self.arm() }
         case .ping(let data) where data == "probe" && self.upgrading:
             break  // handled by the WebSocket upgrade
-        case .ping(let data):
-            self.send([.pong(data)])
+        case .ping:
+            // Engine.IO 4 clients answer the server's pings and send none; the reference server
+            // closes such a session ("invalid heartbeat direction"). Answered, a POST of tiny
+            // pings queued a pong each, a memory far past the backlog bound (a review in the
+            // forty-sixth session).
+            self.logger.info("closing a session whose client sent a ping", metadata: ["eio.sid": "\(self.id)"])
+            self.close(reason: "invalid heartbeat direction", notifyClient: false)
         case .message(let text):
             self.delegate?.engineSession(self, didReceive: .text(text))
         case .binary(let bytes):
             self.delegate?.engineSession(self, didReceive: .binary(bytes))
         case .close:
-            self.owesPoll = !self.pollInFlight
+            if !self.pollInFlight { self.finalPoll = [.noop] }
             self.close(reason: "client close", notifyClient: false)
         case .upgrade, .noop, .open:
             break
@@ -375,7 +403,13 @@ public actor EngineSession {
     /// The client sent `5`: from now on everything goes over the WebSocket.
     func completeUpgrade(_ webSocket: EngineWebSocket) {
         guard !self.isClosed else {
-            webSocket.close(sending: [.close])
+            webSocket.close(sending: self.closeWasNotified ? [.close] : [])
+            return
+        }
+        // Only the WebSocket that answered the probe upgrades: not one refused meanwhile, nor
+        // one whose upgrade timed out as its `5` arrived.
+        guard let probing = self.probing, probing.channel === webSocket.channel else {
+            webSocket.close(sending: [])
             return
         }
         self.webSocket = webSocket
@@ -460,18 +494,20 @@ public actor EngineSession {
         self.timer?.cancel()
         self.timer = nil
         if notifyClient { self.outbox.append(.close) }
+        let limit = Self.maximumPacketsPerPoll
+        let closing = self.outbox.count <= limit ? self.outbox : Array(self.outbox.prefix(limit - 1)) + [.close]
         if let poll = self.waitingPoll {
             // A client that closed gets a noop to end its pending poll; otherwise the close.
             self.waitingPoll = nil
-            let limit = Self.maximumPacketsPerPoll
-            let closing = self.outbox.count <= limit ? self.outbox : Array(self.outbox.prefix(limit - 1)) + [.close]
             poll.resume(returning: notifyClient ? closing : [.noop])
-            self.outbox = []
+        } else if notifyClient, self.webSocket == nil {
+            self.finalPoll = closing  // for the client's next GET
         }
         if let webSocket = self.webSocket {
             webSocket.close(sending: notifyClient ? [.close] : [])
         }
         self.probing?.close(sending: [])
+        self.probing = nil
         self.outbox = []
         self.outboxBytes = 0
         self.resumeRoomWaiters()

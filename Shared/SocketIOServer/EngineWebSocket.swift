@@ -100,6 +100,9 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var progress: NIOLoopBoundBox<NIODeadline>?
     /// A close frame went out: nothing is read or written any more.
     private var closing = false
+    /// The data of the latest ping that came while the channel was not writable, answered once
+    /// it is.
+    private var owedPong: ByteBuffer?
     private let logger: Logger
 
     init(session: EngineSession, upgrading: Bool, maximumBacklog: Int, probeTimeout: TimeAmount, logger: Logger) {
@@ -140,13 +143,16 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
             let bytes = Array(frame.unmaskedData.readableBytesView)
             self.session.onLoop { $0.receive(.binary(bytes)) }
         case .ping:
-            // Through this handler's own `write`, where the backlog bound is: written past it
-            // (`context.write`), the pongs to a client that pings and never reads waited without
-            // end, a hundred bytes for every six it sent (a review in the forty-fourth session).
-            self.write(
-                context: context,
-                data: self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
-            context.flush()
+            // While the channel is not writable only the latest ping is answered, once it is
+            // (RFC 6455 5.5.3 allows it): each pong queued cost a hundred bytes or more and was
+            // counted as its two (a review in the forty-sixth session). Through this handler's
+            // own `write`, where the backlog bound is: written past it, the pongs to a client
+            // that pings and never reads waited without end (the forty-fourth session's).
+            guard context.channel.isWritable else {
+                self.owedPong = frame.unmaskedData
+                return
+            }
+            self.writePong(frame.unmaskedData, context: context)
         case .pong:
             break
         case .connectionClose:
@@ -296,8 +302,19 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.write(data, promise: written)
     }
 
+    private func writePong(_ data: ByteBuffer, context: ChannelHandlerContext) {
+        self.write(
+            context: context, data: self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: data)),
+            promise: nil)
+        context.flush()
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
+            if let pong = self.owedPong, !self.closing {
+                self.owedPong = nil
+                self.writePong(pong, context: context)
+            }
             self.session.onLoop { $0.webSocketBecameWritable() }
         } else {
             self.progress?.value = .now()  // a stretch of backlog starts

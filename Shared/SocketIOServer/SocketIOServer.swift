@@ -334,7 +334,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             // Held only while a CONNECT is checked (moments): its attachments are not counted.
             self.server.attachmentBudget.release(attachments)
             guard self.held.count < Self.maximumPendingEvents, self.admits(bytes) else {
-                self.closeSession(reason: "too many packets before CONNECT")
+                self.closeSession(reason: "too many packets before CONNECT", notifyClient: false)
                 return
             }
             self.held.append((packet, bytes))
@@ -443,7 +443,10 @@ actor SocketIOConnection: EngineSessionDelegate {
                     "eio.sid": "\(self.session.id)", "events": "\(self.pending.count)", "bytes": "\(self.pendingBytes)",
                     "user_bytes": "\(self.server.queuedCommands.inUse(by: event.socket.userID))",
                 ])
-            self.closeSession(reason: "too many pending events")
+            // As a lost transport: python-socketio puts everything it queued in one POST, and
+            // a burst it sent so, or one of another connection of the user, must not make it
+            // leave for good (it takes the close packet for a goodbye).
+            self.closeSession(reason: "too many pending events", notifyClient: false)
             // What a flooding client queued does not run: kept, a closed connection's queue
             // still ran at the user's command rate, and a client that flooded and reconnected,
             // again and again, kept every one of them in memory (a review in the forty-fourth

@@ -41,10 +41,49 @@ struct EnginePollingTests {
             await session.start(delegate: KeepAliveUpgradeHandlerTests.NoLayerAbove(), webSocket: nil)
             await session.close(reason: "test", notifyClient: notifyClient)
             if notifyClient {
+                // The next GET gets the close packet (``EngineSession/finalPoll``), and so does
+                // one more that raced it.
+                #expect(try await session.poll() == [.close])
                 #expect(try await session.poll() == [.close])
             } else {
                 await #expect(throws: EngineIOProtocolError.sessionClosed) { try await session.poll() }
             }
         }
+    }
+
+    static func openSession() async -> EngineSession {
+        let session = EngineSession(
+            id: "e", eventLoop: MultiThreadedEventLoopGroup.singleton.any(), configuration: EngineConfiguration(),
+            logger: Logger(label: "test"))
+        await session.start(delegate: KeepAliveUpgradeHandlerTests.NoLayerAbove(), webSocket: nil)
+        return session
+    }
+
+    /// Until the forty-sixth session a close that tells the client, with no GET waiting, dropped
+    /// the close packet with what was queued before it: the next GET got 400, which stock
+    /// clients take for a lost transport, and they reconnected instead of leaving.
+    @Test("a close that tells the client, with no GET waiting, leaves its packets to the next GET")
+    func notifiedCloseWaitsForTheNextGet() async throws {
+        let session = await Self.openSession()
+        await session.send([EngineIOPacket.message("41")])
+        await session.close(reason: "test", notifyClient: true)
+        #expect(await session.acceptsPoll())
+        #expect(try await session.poll() == [.message("41"), .close])
+    }
+
+    /// Engine.IO 4 clients send no pings; the reference server closes a session that does
+    /// ("invalid heartbeat direction"). Until the forty-sixth session each was answered, and a
+    /// POST of a million one-byte pings queued a million pongs.
+    @Test("a client's ping closes its session, as a lost transport")
+    func clientPingCloses() async throws {
+        let session = await Self.openSession()
+        await session.receive(payload: [.ping(""), .ping(""), .ping("")])
+        #expect(await session.isClosed)
+        await #expect(throws: EngineIOProtocolError.sessionClosed) { try await session.poll() }
+    }
+
+    @Test("a queued packet weighs its bytes and a fixed overhead against the backlog bound")
+    func packetCost() {
+        #expect(EngineSession.cost(of: [.pong(""), .message("hello")]) == 1 + 6 + 2 * EngineSession.packetOverhead)
     }
 }

@@ -193,7 +193,7 @@ extension SocketIOHandlerTests {
         let session = await Self.pollingSession(core, configuration: configuration)
         // 20 bytes under the hard bound wait for a GET that does not come.
         let hardLimit = EngineBacklog(limit: configuration.maximumBacklog).hardLimit
-        await session.send([EngineIOPacket.message(String(repeating: "x", count: hardLimit - 21))])
+        await session.send([EngineIOPacket.message(String(repeating: "x", count: hardLimit - 21 - EngineSession.packetOverhead))])
         #expect(!(await session.isClosed))
         await session.receive(payload: [.message("0")])
         let closed = await TestHelpers.eventually(timeout: .seconds(5)) { await session.isClosed }

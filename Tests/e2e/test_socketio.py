@@ -586,7 +586,7 @@ def test_raw_websocket_bad_packets_close_only_the_offender(account):
     ws_url = GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     healthy, _ = client(token, transports=["websocket"])
     try:
-        for bad in ["4x", "9", '42["ping"', "45-[]", '43["x"]', "4" + "\xff"]:
+        for bad in ["4x", "9", '42["ping"', "45-[]", '43["x"]', "4" + "\xff", "2"]:
             ws = websocket.create_connection(ws_url, timeout=5)
             assert ws.recv().startswith("0{")
             ws.send("40" + json.dumps({"token": token}))
@@ -1126,39 +1126,52 @@ def test_a_polling_post_for_a_websocket_session_is_refused(account):
         upgraded.close()
 
 
-def test_a_polling_client_that_does_not_poll_is_closed_past_its_backlog():
-    """Pings of almost 1 MB each, and no GET for their pongs: past 4 MiB waiting for a client
-    that made no GET for 10 s the session is closed, and past 32 MiB at once (the memory a
-    WebSocket that does not read may hold), instead of growing for as long as the client keeps
-    posting (EngineBacklog)."""
-    url = f"{GATEWAY_URL}/socket.io/"
+def test_a_polling_client_that_does_not_poll_is_closed_past_its_backlog(account):
+    """`ping` commands of almost 1 MB each, whose acks echo them, and no GET for the acks: past
+    4 MiB waiting for a client that made no GET for 10 s the session is closed, and past 32 MiB
+    at once (the memory a WebSocket that does not read may hold), instead of growing for as
+    long as the client keeps posting (EngineBacklog). (Until the forty-sixth session this test
+    posted Engine.IO pings, which a client must not send and now close the session.)"""
+    token = account().access
+    filler = "x" * 999_000
 
-    def post_pings(params: dict, count: int, pause_before_last: float = 0) -> None:
+    def post_echoes(params: dict, count: int, pause_before_last: float = 0) -> None:
         for n in range(count):
             if n == count - 1:
                 time.sleep(pause_before_last)
-            if requests.post(url, params=params, data="2" + "x" * 999_000, timeout=10).status_code != 200:
+            body = f'42{n}["ping","{filler}"]'
+            if requests.post(url, params=params, data=body, timeout=30).status_code != 200:
                 break
 
     def assert_gone(params: dict) -> None:
         gone = requests.get(url, params=params, timeout=5)
         assert gone.status_code == 400 and gone.json() == {"code": 1, "message": "Session ID unknown"}
 
-    stalled = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
-    post_pings(stalled, 6, pause_before_last=11)  # 6 MB asked for, the last after 11 s without a GET
+    url, stalled = polling_connected(token)
+    post_echoes(stalled, 6, pause_before_last=11)  # 6 MB of acks asked for, the last after 11 s without a GET
     assert_gone(stalled)
-    flooded = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
-    post_pings(flooded, 35)  # 35 MB asked for at once
+    _, flooded = polling_connected(token)
+    post_echoes(flooded, 35)  # 35 MB of acks asked for at once
     assert_gone(flooded)
 
-    # Under the bound, the pongs all come, over as many polls as they need.
-    params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
-    for n in range(3):
-        assert requests.post(url, params=params, data=f"2{n}" + "x" * 999_000, timeout=10).text == "ok"
-    pongs: list[str] = []
-    while len(pongs) < 3:
-        pongs += [p for p in requests.get(url, params=params, timeout=5).text.split("\x1e") if p.startswith("3")]
-    assert [p[:2] for p in pongs] == ["30", "31", "32"] and all(len(p) == 999_002 for p in pongs)
+    # Under the bound, the acks all come, over as many polls as they need.
+    _, params = polling_connected(token)
+    post_echoes(params, 3)
+    acks: list[str] = []
+    while len(acks) < 3:
+        acks += [p for p in requests.get(url, params=params, timeout=5).text.split("\x1e") if p.startswith("43")]
+    assert [p[:3] for p in acks] == ["430", "431", "432"] and all(filler in p for p in acks)
+
+
+def test_a_client_that_sends_an_engineio_ping_is_closed(account):
+    """Engine.IO 4 clients answer the server's pings and send none; the reference server closes
+    a session that does ("invalid heartbeat direction"), as a lost transport (no close packet).
+    Until the forty-sixth session each ping was answered, and a POST of a million one-byte
+    pings queued a million pongs, far more memory than the backlog bound counted."""
+    url, params = polling_connected(account().access)
+    requests.post(url, params=params, data="\x1e".join(["2"] * 1000), timeout=10)
+    gone = requests.get(url, params=params, timeout=5)
+    assert gone.status_code == 400 and gone.json()["code"] == 1, gone.text
 
 
 def test_overlapping_polls_during_an_upgrade_are_refused(account):
