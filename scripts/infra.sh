@@ -12,6 +12,7 @@
 #   scripts/infra.sh rabbitmq-stop-app | rabbitmq-start-app | redis-restart
 #   scripts/infra.sh rabbitmq-purge-idle QUEUE...   empties the queues that have no consumer
 #   scripts/infra.sh rabbitmq-memory-alarm on|off    blocks publishers / lets them go again
+#   scripts/infra.sh rabbitmq-freeze on|off          stops the broker's process (SIGSTOP) / resumes it
 #   scripts/infra.sh crash rabbitmq|postgres  ends a server as a crash would (fault tests;
 #                                            `start` brings it back)
 #   scripts/infra.sh rabbitmqctl ARGS...      rabbitmqctl against our node, with its environment
@@ -397,6 +398,20 @@ cmd_rabbit_stop_app() {
     echo "rabbitmq: app stopped"
 }
 
+# The broker's process stopped (SIGSTOP: its sockets stay open and unread, as a frozen broker's
+# or a VM's paused) or running again, for fault tests.
+cmd_rabbit_freeze() {
+    local pid
+    pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
+    [[ -n "$pid" ]] || die "rabbitmq: not running"
+    case "${1:-}" in
+        on) kill -STOP "$pid" ;;
+        off) kill -CONT "$pid" ;;
+        *) die "usage: scripts/infra.sh rabbitmq-freeze on|off" ;;
+    esac
+    echo "rabbitmq: frozen $1"
+}
+
 # A memory alarm on (every publishing connection is blocked) or off again, for fault tests.
 cmd_rabbit_memory_alarm() {
     case "${1:-}" in
@@ -685,6 +700,7 @@ main() {
         status) cmd_status "$@" ;;
         env) ensure_jwt_key && print_env ;;
         rabbitmq-stop-app) cmd_rabbit_stop_app ;;
+        rabbitmq-freeze) cmd_rabbit_freeze "$@" ;;
         rabbitmq-start-app) cmd_rabbit_start_app ;;
         redis-restart) cmd_redis_restart ;;
         rabbitmq-purge-idle) cmd_rabbit_purge_idle "$@" ;;

@@ -202,6 +202,10 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// The socket left (see ``leave()``).
     private let left = Atomic(false)
     private var waiting: [DurableEvent] = []
+    /// The lowest seq of the live events that came during the replay, those collapsed away
+    /// from ``waiting`` included (see ``receive(_:)``).
+    private var lowestSeqDuringReplay: Int64?
+    private var replaying = true
     /// True while the replay, or a batch of waiting events, is being handled.
     private var busy = true
     /// A gap's fetch under way (see ``drain(startingWith:)``).
@@ -253,13 +257,18 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 // meanwhile, and they wait here, not in the page. Caught up through them, the
                 // socket took them for ones it had and dropped them, and no gap was ever seen
                 // (a review in the forty-fourth session).
+                // The lowest seq that came during the replay, not only of those still waiting:
+                // past ``maximumWaiting`` the older ones were collapsed away, and caught up
+                // through them the socket never got them (until the forty-sixth session).
                 if !page.hasMore, let latest = page.latestSeq {
-                    let firstWaiting = self.waiting.lazy.map(\.seq).min()
+                    let firstWaiting = [self.waiting.lazy.map(\.seq).min(), self.lowestSeqDuringReplay].compactMap { $0 }.min()
                     self.ordering.caughtUp(through: firstWaiting.map { min(latest, $0 - 1) } ?? latest)
                 }
                 break
             }
         }
+        self.replaying = false
+        self.lowestSeqDuringReplay = nil
         await self.drain()
     }
 
@@ -307,6 +316,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// waiting events had no bound: a socket whose replay a slow client read for hours held
     /// every live push of its user meanwhile, each retry of them too (a review).
     func receive(_ event: DurableEvent) async {
+        if self.replaying { self.lowestSeqDuringReplay = min(self.lowestSeqDuringReplay ?? event.seq, event.seq) }
         if self.waiting.count >= Self.maximumWaiting, let newest = (self.waiting + [event]).max(by: { $0.seq < $1.seq }) {
             self.waiting = [newest]
         } else {
@@ -433,6 +443,7 @@ extension SocketIOSocket: DurableEventSink {}
 struct LocalDelivery: Sendable {
     let server: SocketIOServer
     let streams: EventStreams
+    static let userRoomPrefix = "user:"
 
     func emit(
         _ event: String, _ arguments: [JSONValue], argumentsJSON: String? = nil, rooms: [String], except: [String],
@@ -445,7 +456,13 @@ struct LocalDelivery: Sendable {
             await self.server.emit(event, arguments, rooms: rooms, except: except)
             return
         }
-        for socket in self.server.rooms.sockets(in: rooms, except: except) where socket.namespace == "/" {
+        // A durable event is one user's (its seq is in that user's log): it goes to that user's
+        // room alone. Any other room list (none, which is every socket; two users') is a
+        // producer's mistake, and each socket taking it would take the seq for its own user's.
+        guard rooms.count == 1, rooms[0].hasPrefix(Self.userRoomPrefix) else { return }
+        let user = rooms[0].dropFirst(Self.userRoomPrefix.count)
+        for socket in self.server.rooms.sockets(in: rooms, except: except)
+        where socket.namespace == "/" && socket.userID == user {
             await self.streams.deliver(durable, to: socket)
         }
     }

@@ -28,6 +28,16 @@ public struct AMQPConfiguration: Sendable {
     /// Whether messages that may travel together are published as ``MessageBatch`` messages.
     /// Turned off while a consumer that cannot read batches may still run (a rolling upgrade).
     public var sendsBatches = true
+    /// How long a connection's thread may stay in one stretch of library calls before its socket
+    /// is shut down and it reconnects (``SocketBreaker``): twice the heartbeat, at least 10 s
+    /// (60 s without heartbeats). A frozen broker or a silent dead link otherwise held a publish
+    /// for ever.
+    public var stalledCallLimit: Duration?
+
+    /// ``stalledCallLimit``, or its default.
+    var stallLimit: Duration {
+        self.stalledCallLimit ?? (self.heartbeat > 0 ? max(.seconds(2 * self.heartbeat), .seconds(10)) : .seconds(60))
+    }
 
     public init(host: String, port: Int = 5672, user: String = "guest", password: String = "guest", virtualHost: String = "/") {
         self.host = host

@@ -31,6 +31,8 @@ public final class AMQPConnection: Service, Sendable {
     /// Where consumers, and their acknowledgements, go.
     var consumeMailbox: Mailbox<ConnectionCommand> { self.consuming.mailbox }
 
+    private let stallWatch: Task<Void, Never>
+
     public init(configuration: AMQPConfiguration, logger: Logger) {
         self.configuration = configuration
         func thread(_ role: ConnectionDriver.Role, _ status: ConnectedFlag, _ socket: SocketBreaker) -> HandleThread<
@@ -44,6 +46,11 @@ public final class AMQPConnection: Service, Sendable {
         }
         self.publishing = thread(.publishing, self.publishingStatus, self.publishingSocket)
         self.consuming = thread(.consuming, self.consumingStatus, self.consumingSocket)
+        let sockets = [("publish", self.publishingSocket), ("consume", self.consumingSocket)]
+        self.stallWatch = Task {
+            await Self.breakStalledCalls(
+                sockets, limit: configuration.stallLimit, name: configuration.connectionName, logger: logger)
+        }
     }
 
     /// True while both broker connections are open and their topology declared.
@@ -55,6 +62,25 @@ public final class AMQPConnection: Service, Sendable {
         await self.close()
     }
 
+    /// Whether the publishing connection is open (the consuming one is ``isConnected``'s other half).
+    public var isPublishingConnected: Bool { self.publishingStatus.isConnected }
+
+    /// Until ``close()``: once a second, a connection whose thread stalled in the library
+    /// longer than `limit` has its socket shut down, and reconnects
+    /// (``AMQPConfiguration/stalledCallLimit``).
+    private static func breakStalledCalls(
+        _ sockets: [(role: String, socket: SocketBreaker)], limit: Duration, name: String, logger: Logger
+    ) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            for (role, socket) in sockets where socket.breakIfStalled(longerThan: limit) {
+                logger.warning(
+                    "an AMQP connection stalled in the library; its socket was shut down, and it reconnects",
+                    metadata: ["amqp.connection": "\(name)/\(role)", "limit": "\(limit)"])
+            }
+        }
+    }
+
     /// Waits up to a few seconds for outstanding confirms, closes both connections and ends
     /// their threads. Later operations fail with ``AMQPError/Code/shutdown``.
     ///
@@ -63,6 +89,7 @@ public final class AMQPConnection: Service, Sendable {
     /// confirms' grace and a margin, its socket is shut down under it (``SocketBreaker``).
     /// Until the fortieth session a service told to stop during an alarm never exited.
     public func close() async {
+        self.stallWatch.cancel()
         let sockets = [self.publishingSocket, self.consumingSocket]
         let breaking = Task {
             try await Task.sleep(for: ConnectionDriver.shutdownGrace + Self.closeMargin)

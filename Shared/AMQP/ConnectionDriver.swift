@@ -97,6 +97,7 @@ final class ConnectionDriver {
                 initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay),
             isStopping: { self.shutdownPromise != nil },
             connectAndServe: { connected in
+                self.socket.working(since: .now)
                 try self.connect()
                 connected()
                 try self.serve()
@@ -273,6 +274,10 @@ final class ConnectionDriver {
             if self.publishingBlocked {
                 self.dropStaleWaiting()
             } else {
+                // Frames first: a heartbeat deadline passed is found here, where the read has a
+                // time limit, and not in `amqp_basic_publish`, whose own check of it waits for
+                // the broker without one.
+                try self.readFrames()
                 try self.publishWaiting()
             }
             try self.readFrames()
@@ -290,7 +295,9 @@ final class ConnectionDriver {
             // Confirms read just now may have made room for messages that wait: publish them
             // at once, not when the idle wake comes (up to 250 ms later).
             if self.window.hasRoom, !self.window.waiting.isEmpty, !self.publishingBlocked { continue }
+            self.socket.working(since: nil)
             self.mailbox.wait(socket: amqp_get_sockfd(self.connection), timeoutMilliseconds: Self.idleWakeMilliseconds)
+            self.socket.working(since: .now)
         }
     }
 
@@ -398,6 +405,7 @@ final class ConnectionDriver {
                     amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
             }
             try self.check(status, "basic.publish")
+            self.socket.working(since: .now)  // a stall is one call that does not return
         }
     }
 
@@ -430,6 +438,7 @@ final class ConnectionDriver {
             try self.check(status, "read frame")
             try self.handle(frame)
             amqp_maybe_release_buffers(self.connection)
+            self.socket.working(since: .now)
         }
     }
 
@@ -558,6 +567,7 @@ final class ConnectionDriver {
     }
 
     private func waitWhileDisconnected(_ delay: Duration) {
+        self.socket.working(since: nil)
         // Nothing here talks to the broker while the connection is closed: publishes wait in the
         // window, declares and consumers for the next connection.
         let carried = self.carriedOver

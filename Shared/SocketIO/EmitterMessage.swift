@@ -104,8 +104,11 @@ public struct EmitterMessage: Hashable, Sendable {
         self.event = event
         self.arguments = data.dropFirst().map(JSONValue.init)
         let options = parts.count > 2 ? parts[2] : .map([])
-        self.rooms = Self.strings(options["rooms"])
-        self.except = Self.strings(options["except"])
+        // A room that is not a string refuses the message: dropped, a list of them would come
+        // to none, which is every socket.
+        guard let rooms = Self.strings(options["rooms"]), let except = Self.strings(options["except"]) else { return nil }
+        self.rooms = rooms
+        self.except = except
         var flags: [String: Bool] = [:]
         if case .map(let pairs)? = options["flags"] {
             for pair in pairs {
@@ -115,9 +118,16 @@ public struct EmitterMessage: Hashable, Sendable {
         self.flags = flags
     }
 
-    private static func strings(_ value: MessagePackValue?) -> [String] {
-        guard case .array(let items)? = value else { return [] }
-        return items.compactMap { if case .string(let text) = $0 { text } else { nil } }
+    /// The strings of a list; [] when there is none, nil when it holds anything else.
+    private static func strings(_ value: MessagePackValue?) -> [String]? {
+        guard let value, value != .nil else { return [] }
+        guard case .array(let items) = value else { return nil }
+        var strings: [String] = []
+        for item in items {
+            guard case .string(let text) = item else { return nil }
+            strings.append(text)
+        }
+        return strings
     }
 }
 

@@ -205,6 +205,25 @@ struct MessagePackTests {
         #expect(!EmitterMessage.isPublished(by: "gw", [0x93, 0xA2, 0x67]))
     }
 
+    /// A room dropped for not being a string could leave none, which is every socket (the
+    /// forty-sixth session's review; pushes from RabbitMQ were refused so since the forty-third).
+    @Test("an emitter message whose rooms are not all strings is refused; one without rooms is to everyone")
+    func roomsMustBeStrings() {
+        func message(rooms: MessagePackValue?) -> [UInt8] {
+            let packet = MessagePackValue.map([
+                MessagePackPair(.string("type"), .uint(2)), MessagePackPair(.string("data"), .array([.string("news")])),
+                MessagePackPair(.string("nsp"), .string("/")),
+            ])
+            let options = MessagePackValue.map(rooms.map { [MessagePackPair(.string("rooms"), $0)] } ?? [])
+            return MessagePackValue.array([.string("gw"), packet, options]).encoded()
+        }
+        #expect(EmitterMessage(decoding: message(rooms: .array([.string("user:1")])))?.rooms == ["user:1"])
+        #expect(EmitterMessage(decoding: message(rooms: .array([.uint(123)]))) == nil)
+        #expect(EmitterMessage(decoding: message(rooms: .array([.string("user:1"), .uint(1)]))) == nil)
+        #expect(EmitterMessage(decoding: message(rooms: .string("user:1"))) == nil)
+        #expect(EmitterMessage(decoding: message(rooms: nil))?.rooms == [])
+    }
+
     @Test(
         "hostile input fails cleanly",
         arguments: [

@@ -129,6 +129,27 @@ struct EventStreamTests {
         #expect(socket.closes.isEmpty)
     }
 
+    /// Past the bound, the waiting events collapse to the newest; when another device
+    /// acknowledged them all meanwhile, the replay's page is empty and its latest seq counts
+    /// them. Until the forty-sixth session the replay caught up through the lowest seq still
+    /// waiting, past the collapsed ones, and the socket never got them (a review).
+    @Test("events collapsed away while the replay ran, acknowledged elsewhere meanwhile, still go out")
+    func collapsedEventsAcknowledgedElsewhere() async {
+        let socket = RecordingSocket()
+        let count = Int64(SocketEventStream<RecordingSocket>.maximumWaiting + 100)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, _ in
+            // Every event was acknowledged by another device before the replay's fetch.
+            guard includeAcknowledged else { return ([], false, count) }
+            let page = (afterSeq + 1...min(afterSeq + Int64(limit), count)).map { Self.event($0) }
+            return (page, afterSeq + Int64(limit) < count, count)
+        }
+        for seq in 1...count { await stream.receive(Self.event(seq)) }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == Array(1...count))
+    }
+
     @Test("a lastSeq past the user's latest seq comes down to it: the events after it are not dropped")
     func lastSeqAheadOfTheLog() async {
         let socket = RecordingSocket()

@@ -241,6 +241,28 @@ def test_emitter_format_in_redis_reaches_the_right_room_only(account):
         b.disconnect()
 
 
+def test_a_durable_event_goes_only_to_the_one_user_room_it_names(account):
+    """A durable event (its seq is in one user's log) published in the emitter format with no
+    room (every socket, to Socket.IO) or with two users' rooms reaches no socket: each socket
+    taking it would take the seq for its own user's. Until the forty-sixth session both reached
+    the sockets they named, and no room named reached every socket of the gateway."""
+    alice, bob = account(), account()
+    a, a_events = client(alice.access, transports=["websocket"], events=["message_created"])
+    try:
+        event = {"eventId": str(uuid.uuid4()), "seq": 7, "type": "message.created",
+                 "occurredAt": "2026-12-05T00:00:00.000Z", "data": {"message": {"body": "not yours"}}}
+        publisher = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        for rooms in ([], [f"user:{bob.id}", f"user:{alice.id}"]):
+            packet = {"type": 2, "data": ["message_created", event], "nsp": "/"}
+            channel = f"socket.io#/#user:{alice.id}#" if len(rooms) == 1 else "socket.io#/#"
+            publisher.publish(channel, msgpack.packb(["emitter", packet, {"rooms": rooms, "except": [], "flags": {}}],
+                                                     use_bin_type=True))
+        with pytest.raises(queue.Empty):
+            a_events.get(timeout=2)
+    finally:
+        a.disconnect()
+
+
 @contextlib.contextmanager
 def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tuple[str, ...] = (), **settings: str):
     """Another gateway process on `port`, with `settings` over the environment and `unset`'s
