@@ -197,21 +197,19 @@ public final class EngineServer: Sendable {
         // One read per wake-up keeps one read buffer per connection (NIO pools one per read of
         // a wake-up): WebSocket frames here are small, and most connections are idle.
         try channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
-        let backlog = self.configuration.maximumBacklog
-        let probeTimeout = TimeAmount(self.configuration.upgradeTimeout)
-        let aggregator = NIOWebSocketFrameAggregator(
-            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16,
-            maxAccumulatedFrameSize: self.configuration.maxPayload)
+        // The frame aggregator and the engine's handler, for `session` (`upgrading` it from polling).
+        func addHandlers(for session: EngineSession, upgrading: Bool) throws {
+            let aggregator = NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16,
+                maxAccumulatedFrameSize: self.configuration.maxPayload)
+            let handler = EngineWebSocketHandler(
+                session: session, upgrading: upgrading, maximumBacklog: self.configuration.maximumBacklog,
+                probeTimeout: TimeAmount(self.configuration.upgradeTimeout), logger: self.logger)
+            try channel.pipeline.syncOperations.addHandlers([aggregator, handler], position: position)
+        }
         if let sid = query["sid"] {
             guard let session = self.session(sid) else { throw EngineIOProtocolError("Session ID unknown") }
-            try channel.pipeline.syncOperations.addHandlers(
-                [
-                    aggregator,
-                    EngineWebSocketHandler(
-                        session: session, upgrading: true, maximumBacklog: backlog, probeTimeout: probeTimeout,
-                        logger: self.logger),
-                ],
-                position: position)
+            try addHandlers(for: session, upgrading: true)
             return
         }
         // The session keeps the handshake's headers for the layer above (authentication); the
@@ -226,14 +224,7 @@ public final class EngineServer: Sendable {
         }
         let webSocket = EngineWebSocket(channel: channel)
         do {
-            try channel.pipeline.syncOperations.addHandlers(
-                [
-                    aggregator,
-                    EngineWebSocketHandler(
-                        session: session, upgrading: false, maximumBacklog: backlog, probeTimeout: probeTimeout,
-                        logger: self.logger),
-                ],
-                position: position)
+            try addHandlers(for: session, upgrading: false)
         } catch {
             self.forget(session.id)  // never started: nothing would ever close it
             throw error

@@ -1882,6 +1882,39 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
     assert len(messages_page(api, alice, backlog_thread)["items"]) == 2
 
 
+def send_behind_held_rows(api: Api, reader: Any, hold_sql: str, name: str, first: list[tuple[Peer, dict]],
+                          queued: list[tuple[Peer, dict]], free: str) -> tuple[dict[str, Any], list[str]]:
+    """While a psql session holds rows (`hold_sql`, as a replica frozen inside its transaction
+    would), sends `first`'s commands one at a time, so that each takes a batch writer of its own,
+    then `queued`'s together behind them (written as one batch), and reads the thread `free`'s
+    messages while the rows are still held. Returns each command's answer by its body, and
+    those messages' bodies."""
+    rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
+    answers: dict[str, Any] = {}
+
+    def send(peer: Peer, payload: dict) -> None:
+        answers[payload["body"]] = peer.call("create_message", {**payload, "clientMessageId": cmid()},
+                                             timeout=rpc_timeout + 10)
+
+    holder = hold_in_psql(f"{name}-{uuid.uuid4().hex[:12]}", hold_sql)
+    senders: list[threading.Thread] = []
+    try:
+        for peer, payload in first:
+            senders.append(threading.Thread(target=send, args=(peer, payload)))
+            senders[-1].start()
+            time.sleep(0.3)
+        for peer, payload in queued:
+            senders.append(threading.Thread(target=send, args=(peer, payload)))
+        for thread in senders[len(first):]:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=rpc_timeout + 15)
+        stored_while_locked = [item["body"] for item in messages_page(api, reader, free)["items"]]
+    finally:
+        release_psql(holder)
+    return answers, stored_while_locked
+
+
 def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, crew, connect):
     """A psql session holds thread rows locked (`FOR UPDATE`), as a replica that froze inside its
     batch's transaction would. Each batch writer first takes a message to one of those threads;
@@ -1893,38 +1926,19 @@ def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, cre
 
     Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default)."""
     writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
-    rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
     alice, bob = crew[0], crew[1]
     a = connect(alice)
     locked = [a.group([bob.id], title=f"locked {n}")["id"] for n in range(writers)]
     free = a.group([bob.id], title="free")["id"]
     peers = [connect(alice) for _ in range(writers + 2)]
-    answers: dict[str, Any] = {}
-
-    def send(peer: Peer, tid: str, key: str) -> None:
-        answers[key] = peer.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": key},
-                                 timeout=rpc_timeout + 10)
-
     rows = ", ".join(f"'{tid}'" for tid in locked)
-    holder = hold_in_psql(f"e2e-frozen-writer-{uuid.uuid4().hex[:12]}",
-                          f"SELECT id FROM messaging.threads WHERE id IN ({rows}) ORDER BY id FOR UPDATE;\n")
-    senders: list[threading.Thread] = []
-    try:
-        # One at a time, so that each takes a writer of its own.
-        for n, tid in enumerate(locked):
-            senders.append(threading.Thread(target=send, args=(peers[n], tid, f"locked {n}")))
-            senders[-1].start()
-            time.sleep(0.3)
-        # Queued behind the writers, and then written as one batch.
-        senders.append(threading.Thread(target=send, args=(peers[writers], locked[0], "locked again")))
-        senders.append(threading.Thread(target=send, args=(peers[writers + 1], free, "free")))
-        for thread in senders[-2:]:
-            thread.start()
-        for thread in senders:
-            thread.join(timeout=rpc_timeout + 15)
-        stored_while_locked = [item["body"] for item in messages_page(api, alice, free)["items"]]
-    finally:
-        release_psql(holder)
+    answers, stored_while_locked = send_behind_held_rows(
+        api, alice, f"SELECT id FROM messaging.threads WHERE id IN ({rows}) ORDER BY id FOR UPDATE;\n",
+        "e2e-frozen-writer",
+        first=[(peers[n], {"threadId": tid, "body": f"locked {n}"}) for n, tid in enumerate(locked)],
+        queued=[(peers[writers], {"threadId": locked[0], "body": "locked again"}),
+                (peers[writers + 1], {"threadId": free, "body": "free"})],
+        free=free)
     assert set(answers) == {f"locked {n}" for n in range(writers)} | {"locked again", "free"}, answers
     ok(answers["free"], "a message to a thread no other session holds, batched with one to a held thread")
     assert stored_while_locked == ["free"], stored_while_locked
@@ -1947,41 +1961,21 @@ def test_a_message_held_by_a_frozen_writer_fails_only_the_replies_to_it(api, cre
 
     Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default)."""
     writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
-    rpc_timeout = int(os.environ.get("RPC_TIMEOUT_MS", "5000")) / 1000
     alice, bob = crew[0], crew[1]
     a = connect(alice)
     threads = [a.group([bob.id], title=f"replied to {n}")["id"] for n in range(writers)]
     targets = [a.send(tid, body=f"target {n}")["id"] for n, tid in enumerate(threads)]
     free = a.group([bob.id], title="free of replies")["id"]
     peers = [connect(alice) for _ in range(writers + 2)]
-    answers: dict[str, Any] = {}
-
-    def send(peer: Peer, tid: str, key: str, reply_to: str | None) -> None:
-        payload = {"threadId": tid, "clientMessageId": cmid(), "body": key}
-        if reply_to:
-            payload["replyToId"] = reply_to
-        answers[key] = peer.call("create_message", payload, timeout=rpc_timeout + 10)
-
     rows = ", ".join(f"'{mid}'" for mid in targets)
-    holder = hold_in_psql(f"e2e-frozen-reaction-{uuid.uuid4().hex[:12]}",
-                          f"SELECT id FROM messaging.messages WHERE id IN ({rows}) ORDER BY id FOR NO KEY UPDATE;\n")
-    senders: list[threading.Thread] = []
-    try:
-        # One at a time, so that each takes a writer of its own.
-        for n, tid in enumerate(threads):
-            senders.append(threading.Thread(target=send, args=(peers[n], tid, f"reply {n}", targets[n])))
-            senders[-1].start()
-            time.sleep(0.3)
-        # Queued behind the writers, and then written as one batch.
-        senders.append(threading.Thread(target=send, args=(peers[writers], threads[0], "reply again", targets[0])))
-        senders.append(threading.Thread(target=send, args=(peers[writers + 1], free, "free", None)))
-        for thread in senders[-2:]:
-            thread.start()
-        for thread in senders:
-            thread.join(timeout=rpc_timeout + 15)
-        stored_while_locked = [item["body"] for item in messages_page(api, alice, free)["items"]]
-    finally:
-        release_psql(holder)
+    answers, stored_while_locked = send_behind_held_rows(
+        api, alice, f"SELECT id FROM messaging.messages WHERE id IN ({rows}) ORDER BY id FOR NO KEY UPDATE;\n",
+        "e2e-frozen-reaction",
+        first=[(peers[n], {"threadId": tid, "body": f"reply {n}", "replyToId": targets[n]})
+               for n, tid in enumerate(threads)],
+        queued=[(peers[writers], {"threadId": threads[0], "body": "reply again", "replyToId": targets[0]}),
+                (peers[writers + 1], {"threadId": free, "body": "free"})],
+        free=free)
     assert set(answers) == {f"reply {n}" for n in range(writers)} | {"reply again", "free"}, answers
     ok(answers["free"], "a message batched with a reply to a held message")
     assert stored_while_locked == ["free"], stored_while_locked
