@@ -179,6 +179,12 @@ public final class AMQPConnection: Service, Sendable {
         if let problem = message.properties.encodingProblem(frameMax: self.configuration.frameMax) {
             throw AMQPError(.protocolError, "a message that cannot be sent: \(problem)")
         }
+        // AMQP's short strings: longer, the library cannot encode the publish, and the connection
+        // it fails on would send it again after every reconnect.
+        for (name, value) in [("exchange", message.exchange), ("routing key", message.routingKey)]
+        where value.utf8.count > 255 {
+            throw AMQPError(.protocolError, "a message that cannot be sent: its \(name) is over 255 bytes")
+        }
     }
 
     /// A returned mandatory message is matched to its publish by message id, so one is given to

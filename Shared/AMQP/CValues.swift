@@ -204,7 +204,17 @@ extension amqp_bytes_t {
 }
 
 extension AMQPFieldValue {
-    init(_ field: amqp_field_value_t) {
+    /// How deep tables and arrays in a message's headers are read; deeper ones are `.void`. A
+    /// producer's headers nested tens of thousands deep fit in one frame, and reading them by
+    /// recursion without a bound would overflow the consuming thread's stack (a review in the
+    /// forty-sixth session).
+    static let maximumDepth = 16
+
+    init(_ field: amqp_field_value_t, depth: Int = 0) {
+        if depth >= Self.maximumDepth, field.kind == FieldKind.table || field.kind == FieldKind.array {
+            self = .void
+            return
+        }
         switch field.kind {
         case FieldKind.utf8: self = .string(field.value.bytes.string)
         case FieldKind.bytes: self = .bytes(field.value.bytes.array)
@@ -220,21 +230,23 @@ extension AMQPFieldValue {
         case FieldKind.f32: self = .double(Double(field.value.f32))
         case FieldKind.f64: self = .double(field.value.f64)
         case FieldKind.timestamp: self = .timestamp(field.value.u64)
-        case FieldKind.table: self = .table(Self.dictionary(field.value.table))
+        case FieldKind.table: self = .table(Self.dictionary(field.value.table, depth: depth + 1))
         case FieldKind.array:
             let array = field.value.array
             var items: [AMQPFieldValue] = []
-            for index in 0..<Int(array.num_entries) { items.append(AMQPFieldValue(array.entries[index])) }
+            for index in 0..<Int(array.num_entries) {
+                items.append(AMQPFieldValue(array.entries[index], depth: depth + 1))
+            }
             self = .array(items)
         default: self = .void
         }
     }
 
-    static func dictionary(_ table: amqp_table_t) -> [String: AMQPFieldValue] {
+    static func dictionary(_ table: amqp_table_t, depth: Int = 0) -> [String: AMQPFieldValue] {
         var result: [String: AMQPFieldValue] = [:]
         for index in 0..<Int(table.num_entries) {
             let entry = table.entries[index]
-            result[entry.key.string] = AMQPFieldValue(entry.value)
+            result[entry.key.string] = AMQPFieldValue(entry.value, depth: depth)
         }
         return result
     }

@@ -241,6 +241,10 @@ public final class RPCClient: Service, Sendable {
         let call = PendingCall(deadline: deadline, service: service)
         self.pending.withLock { $0[id] = call }
         defer { _ = self.pending.withLock { $0.removeValue(forKey: id) } }
+        // Stopped after this call's check and before it was in `pending`: nothing would fail
+        // it (the stop fails only the calls it finds), and no sweep runs (a review in the
+        // forty-sixth session). The stop sets `stopped` before it empties `pending`.
+        guard !self.stopped.load(ordering: .relaxed) else { throw ServiceError.unavailable("the RPC client has stopped") }
         // The request is dropped, not sent, if it still waits (an outage) when its caller gives
         // up: run later, it could do what the caller was told failed (a refresh token rotated
         // twice reads as reuse and ends the session).

@@ -27,7 +27,10 @@ public final class HandleThread<Command: Sendable>: Sendable {
             ended.open()
         }
         thread.name = name
-        thread.stackSize = 1 << 20
+        // librabbitmq-c decodes a message's header tables by recursion, with no bound on their
+        // depth: one frame can nest about 26,000 levels, megabytes of C stack. Virtual memory,
+        // taken only as it is used.
+        thread.stackSize = 16 << 20
         thread.start()
     }
 

@@ -36,7 +36,9 @@ struct AMQPMessageSizeTests {
             let bigHeaders = AMQPMessage(
                 exchange: exchange, routingKey: queue, body: Data("x".utf8),
                 properties: AMQPProperties(headers: ["big": .bytes(Array(repeating: 1, count: 200_000))]))
-            for message in [longID, bigHeaders] {
+            // Its exchange or routing key over 255 bytes too (the forty-sixth session's review).
+            let longKey = AMQPMessage(exchange: exchange, routingKey: String(repeating: "k", count: 256), body: Data())
+            for message in [longID, bigHeaders, longKey] {
                 await #expect {
                     try await withTimeout(.seconds(5)) { try await connection.publish(message) }
                 } throws: { error in

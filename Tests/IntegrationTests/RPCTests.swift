@@ -120,13 +120,21 @@ struct RPCTests {
     func deadlinePassedOnceTheCallerGaveUp() async throws {
         try await self.withRPC { client, service, _ in
             let id = TestEnvironment.uniqueName("deadline")
+            // The client and the server running first: at the suite's start, on a loaded machine,
+            // their start could take the call's whole 2 s, and the request was dropped unrun (a
+            // CI run in the forty-sixth session).
+            _ = try await client.call(
+                "test.echo.v1", to: service, payload: Echo(text: "warm"), replyAs: Echo.self, timeout: .seconds(30))
             // The timeout is long enough for the request to reach the handler on a loaded
             // machine (one that waits past it is dropped by the broker, and the handler never
-            // runs), and the handler's pause longer still.
+            // runs), and the handler's pause far longer still: the timeout's sweep runs on a
+            // shared event loop, which other tests of the suite keep busy for seconds at a time
+            // (a debug build parsing megabytes of Socket.IO packets), and with a 4 s pause the
+            // reply once came first.
             await #expect(throws: ServiceError.self) {
                 _ = try await RequestCorrelation.$id.withValue(id) {
                     try await client.call(
-                        "test.deadline.v1", to: service, payload: Echo(text: "4000"), replyAs: Echo.self, timeout: .seconds(2))
+                        "test.deadline.v1", to: service, payload: Echo(text: "8000"), replyAs: Echo.self, timeout: .seconds(2))
                 }
             }
             #expect(await TestHelpers.eventually(timeout: .seconds(20)) { Self.timeLeft.withLock { $0[id] } != nil })
