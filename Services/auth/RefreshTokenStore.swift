@@ -5,6 +5,7 @@ import MessengerContracts
 import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
+import ThreadedIO
 
 /// Rotating refresh tokens with reuse detection, stored only as SHA-256 hashes.
 struct RefreshTokenStore: Sendable {
@@ -113,13 +114,13 @@ struct RefreshTokenStore: Sendable {
         to successor: (token: String, hash: Data), before deadline: ContinuousClock.Instant?
     ) async -> Rotation? {
         let end = min(deadline ?? .now + .seconds(2), .now + .seconds(2))
-        var pause = Duration.milliseconds(50)
+        var backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(500))
         while true {
+            let pause = backoff.next()
             do {
                 return try await self.lookUpRotation(to: successor)
             } catch  where Database.isUnavailable(error) && ContinuousClock.now + pause < end {
                 try? await Task.sleep(for: pause)
-                pause *= 2
             } catch {
                 return nil
             }

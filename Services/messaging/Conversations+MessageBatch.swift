@@ -3,7 +3,6 @@ import MessengerContracts
 import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
-import ThreadedIO
 
 /// One `create_message` command of a batch: what was asked, by whom, the correlation id of the
 /// request that asked it (its event carries it on), and when its caller stops waiting

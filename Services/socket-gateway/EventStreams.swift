@@ -443,7 +443,6 @@ extension SocketIOSocket: DurableEventSink {}
 struct LocalDelivery: Sendable {
     let server: SocketIOServer
     let streams: EventStreams
-    static let userRoomPrefix = "user:"
 
     func emit(
         _ event: String, _ arguments: [JSONValue], argumentsJSON: String? = nil, rooms: [String], except: [String],
@@ -457,12 +456,11 @@ struct LocalDelivery: Sendable {
             return
         }
         // A durable event is one user's (its seq is in that user's log): it goes to that user's
-        // room alone. Any other room list (none, which is every socket; two users') is a
-        // producer's mistake, and each socket taking it would take the seq for its own user's.
-        guard rooms.count == 1, rooms[0].hasPrefix(Self.userRoomPrefix) else { return }
-        let user = rooms[0].dropFirst(Self.userRoomPrefix.count)
-        for socket in self.server.rooms.sockets(in: rooms, except: except)
-        where socket.namespace == "/" && socket.userID == user {
+        // room alone, which only that user's sockets join. Any other room list (none, which is
+        // every socket; two users') is a producer's mistake, and each socket taking it would take
+        // the seq for its own user's.
+        guard rooms.count == 1, rooms[0].hasPrefix("user:") else { return }
+        for socket in self.server.rooms.sockets(in: rooms, except: except) where socket.namespace == "/" {
             await self.streams.deliver(durable, to: socket)
         }
     }

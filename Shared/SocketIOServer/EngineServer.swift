@@ -59,6 +59,10 @@ public final class EngineServer: Sendable {
     public var sessionCount: Int { self.sessions.withLock { $0.count } }
 
     // MARK: HTTP long-polling
+    //
+    // A request that breaks the transport's rules (two polls or posts at once, a body that is
+    // not UTF-8 or not Engine.IO) closes its session as a transport error, without the close
+    // packet, as the reference server does; a close the layer above asks for tells the client.
 
     /// Adds GET / POST / OPTIONS of the long-polling transport at `path`.
     public func addPollingRoutes<Context: RequestContext>(to router: Router<Context>, path: RouterPath) {
@@ -108,10 +112,6 @@ public final class EngineServer: Sendable {
             return self.error(request, code: 3, "Bad request")
         }
     }
-
-    // A request that breaks the transport's rules (two polls or posts at once, a body that is
-    // not UTF-8 or not Engine.IO) closes its session as a transport error, without the close
-    // packet, as the reference server does; a close the layer above asks for tells the client.
 
     private func handlePost(_ request: Request) async throws -> Response {
         let query = Self.query(request.uri)

@@ -254,8 +254,7 @@ def test_a_durable_event_goes_only_to_the_one_user_room_it_names(account):
         publisher = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
         for rooms in ([], [f"user:{bob.id}", f"user:{alice.id}"]):
             packet = {"type": 2, "data": ["message_created", event], "nsp": "/"}
-            channel = f"socket.io#/#user:{alice.id}#" if len(rooms) == 1 else "socket.io#/#"
-            publisher.publish(channel, msgpack.packb(["emitter", packet, {"rooms": rooms, "except": [], "flags": {}}],
+            publisher.publish("socket.io#/#", msgpack.packb(["emitter", packet, {"rooms": rooms, "except": [], "flags": {}}],
                                                      use_bin_type=True))
         with pytest.raises(queue.Empty):
             a_events.get(timeout=2)
