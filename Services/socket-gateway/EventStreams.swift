@@ -114,6 +114,34 @@ final class EventStreams: Sendable {
         }
     }
 
+    /// Live events at most this many sockets ask delivery for at once after a fan-out gap
+    /// (see ``lookForMissedEvents(storedBefore:)``).
+    static let maximumConcurrentProbes = 16
+
+    /// Pushes may have missed this gateway's sockets (its Redis subscriber lost its connection,
+    /// or dropped messages): each socket asks delivery for the events after the last one it got,
+    /// acknowledged ones too, at most ``maximumConcurrentProbes`` at a time. Sockets of one user
+    /// share a page. `storedBefore`: from when on pushes reach the sockets again (the
+    /// resubscription), so a fetch asked since then has every event they may have missed.
+    ///
+    /// Until the forty-seventh session nothing looked: a socket got what it missed only when
+    /// the user's next event showed the gap, or from delivery's retries, which stop once another
+    /// device acknowledges.
+    func lookForMissedEvents(storedBefore: ContinuousClock.Instant) async {
+        let streams = self.streams.withLock { Array($0.values) }
+        await withTaskGroup(of: Void.self) { group in
+            var next = streams.makeIterator()
+            for _ in 0..<Self.maximumConcurrentProbes {
+                guard let stream = next.next() else { break }
+                group.addTask { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+            }
+            while await group.next() != nil {
+                guard let stream = next.next() else { continue }
+                group.addTask { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+            }
+        }
+    }
+
     func disconnected(_ socket: SocketIOSocket) {
         self.streams.withLock { $0.removeValue(forKey: socket.id) }?.leave()
     }
@@ -208,8 +236,15 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private var replaying = true
     /// True while the replay, or a batch of waiting events, is being handled.
     private var busy = true
-    /// A gap's fetch under way (see ``drain(startingWith:)``).
+    /// A gap's fetch under way (see ``drain(startingWith:)``), or a look for missed events.
     private var filling: Task<Void, Never>?
+    /// Pushes may have missed this socket while it was busy: look once it is not (see
+    /// ``lookForMissedEvents(storedBefore:)``), with fetches asked at or after this moment.
+    private var missedPushesSince: ContinuousClock.Instant?
+    /// Pushes may have missed this socket during its replay.
+    private var missedPushesDuringReplay = false
+    /// The user's latest seq when the replay's first page was fetched.
+    private var latestAtReplayStart: Int64?
 
     init(socket: Socket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
@@ -248,7 +283,10 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
-            if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
+            if first, let latest = page.latestSeq {
+                self.ordering.resume(atMost: latest)
+                self.latestAtReplayStart = latest
+            }
             first = false
             await self.sendPaced(self.accept(page.events, before: nil))
             guard page.hasMore, !page.events.isEmpty else {
@@ -260,15 +298,24 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 // The lowest seq that came during the replay, not only of those still waiting:
                 // past ``maximumWaiting`` the older ones were collapsed away, and caught up
                 // through them the socket never got them (until the forty-sixth session).
+                // Pushes that missed the socket during the replay are not among those: past the
+                // user's latest seq when the replay started, the events are ones the socket must
+                // get acknowledged or not, and a look for missed events follows.
                 if !page.hasMore, let latest = page.latestSeq {
                     let firstWaiting = [self.waiting.lazy.map(\.seq).min(), self.lowestSeqDuringReplay].compactMap { $0 }.min()
-                    self.ordering.caughtUp(through: firstWaiting.map { min(latest, $0 - 1) } ?? latest)
+                    var through = firstWaiting.map { min(latest, $0 - 1) } ?? latest
+                    if self.missedPushesDuringReplay, let start = self.latestAtReplayStart { through = min(through, start) }
+                    self.ordering.caughtUp(through: through)
                 }
                 break
             }
         }
         self.replaying = false
         self.lowestSeqDuringReplay = nil
+        if self.missedPushesDuringReplay {
+            self.missedPushesDuringReplay = false
+            self.missedPushesSince = .now
+        }
         await self.drain()
     }
 
@@ -359,7 +406,46 @@ actor SocketEventStream<Socket: DurableEventSink> {
             await self.send(ready)
             ready = []
         } while !self.waiting.isEmpty
+        if let since = self.missedPushesSince {
+            // In a task of its own, as a gap's fetch: the caller may be the push consumer.
+            self.missedPushesSince = nil
+            self.filling = Task { await self.fetchMissedThenDrain(storedBefore: since) }
+            return
+        }
         self.busy = false
+    }
+
+    /// Pushes may have missed this socket since `storedBefore` (the gateway's fan-out had a
+    /// gap): sends the events after the last one it got, acknowledged ones too, and then what
+    /// waits. A socket busy with its replay or a gap looks once that is done. When delivery does
+    /// not answer, nothing more is done: the user's next event shows the gap, as before.
+    func lookForMissedEvents(storedBefore: ContinuousClock.Instant) async {
+        guard !self.hasLeft else { return }
+        if self.replaying {
+            self.missedPushesDuringReplay = true
+        } else if self.busy {
+            self.missedPushesSince = max(self.missedPushesSince ?? storedBefore, storedBefore)
+        } else {
+            self.busy = true
+            await self.fetchMissedThenDrain(storedBefore: storedBefore)
+        }
+    }
+
+    private func fetchMissedThenDrain(storedBefore: ContinuousClock.Instant) async {
+        var ready: [EncodedEvent] = []
+        while !self.hasLeft {
+            let after = self.ordering.delivered
+            guard
+                let page = await self.fetchPatiently(
+                    after: after, limit: Self.pageSize, includeAcknowledged: true, storedBefore)
+            else { break }
+            ready = self.accept(page.events, before: nil)
+            guard page.hasMore, let last = page.events.last?.seq, last > after else { break }
+            await self.sendPaced(ready)
+            ready = []
+        }
+        self.filling = nil
+        await self.drain(startingWith: ready)
     }
 
     private func fillThenDrain(gapAfter after: Int64, before event: DurableEvent) async {

@@ -57,20 +57,39 @@ struct RedisFanOut: Service {
         }
     }
 
-    /// Delivers what other gateways and emitters publish, until graceful shutdown.
+    /// Delivers what other gateways and emitters publish, until graceful shutdown; after a gap
+    /// in what the subscriber got, every socket looks for the durable events it missed.
     func run() async throws {
         try await self.subscriber.subscribe(patterns: [EmitterMessage.pattern()])
         await cancelWhenGracefulShutdown {
-            for await published in self.subscriber.messages {
-                guard let message = EmitterMessage(decoding: published.payload) else {
-                    self.logger.debug(
-                        "ignoring a message not in the emitter format", metadata: ["channel": "\(published.channel)"])
-                    continue
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.lookForMissedEventsAfterGaps() }
+                for await published in self.subscriber.messages {
+                    guard let message = EmitterMessage(decoding: published.payload) else {
+                        self.logger.debug(
+                            "ignoring a message not in the emitter format", metadata: ["channel": "\(published.channel)"])
+                        continue
+                    }
+                    guard message.uid != self.uid, message.namespace == "/" else { continue }
+                    await self.local.emit(
+                        message.event, message.arguments, rooms: message.rooms, except: message.except,
+                        flags: message.flags)
                 }
-                guard message.uid != self.uid, message.namespace == "/" else { continue }
-                await self.local.emit(
-                    message.event, message.arguments, rooms: message.rooms, except: message.except, flags: message.flags)
+                group.cancelAll()
             }
+        }
+    }
+
+    /// Pub/sub keeps nothing for a subscriber that was away: the durable events other gateways
+    /// published meanwhile are in delivery's log, and the sockets fetch them from there. Other
+    /// emits (`typing`, presence) are not kept anywhere and stay missed.
+    private func lookForMissedEventsAfterGaps() async {
+        for await _ in self.subscriber.gaps {
+            let since = ContinuousClock.now
+            self.logger.info("fan-out may have missed pushes: the sockets look for events they missed")
+            await self.local.streams.lookForMissedEvents(storedBefore: since)
+            self.logger.debug(
+                "sockets looked for missed events", metadata: ["took": "\(ContinuousClock.now - since)"])
         }
     }
 }

@@ -24,7 +24,7 @@ public struct RedisPubSubMessage: Sendable, Hashable {
 ///
 /// Pub/sub is fire-and-forget in Redis: messages published while the connection is down are not
 /// seen. Callers that need every message keep them elsewhere (this system keeps events in the
-/// delivery service and replays them).
+/// delivery service and replays them), and ``gaps`` tells them when to look there.
 ///
 /// At most `buffer` bytes of payloads wait to be read; past it the newest messages are dropped,
 /// counted in `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing
@@ -43,6 +43,10 @@ public final class RedisSubscriber: Service, Sendable {
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
     /// Every message, in arrival order. Iterate it once.
     public let messages: RedisPubSubMessages
+    /// A value each time messages may have been missed: once a new connection has subscribed
+    /// again after one was lost, and after a message was dropped because the buffer was full.
+    /// Values not read yet collapse into one. Iterate it once.
+    public let gaps: AsyncStream<Void>
 
     /// - Parameter skip: messages whose payload it returns true for are dropped on the
     ///   connection's thread instead of being handed to `messages`: for a publisher's own
@@ -52,17 +56,20 @@ public final class RedisSubscriber: Service, Sendable {
         skip: (@Sendable (_ payload: [UInt8]) -> Bool)? = nil
     ) {
         let (stream, continuation) = AsyncStream.makeStream(of: RedisPubSubMessage.self)
+        let (gaps, gapContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let buffered = BufferedMessages(limit: max(1, buffer))
         self.buffered = buffered
         self.messages = RedisPubSubMessages(stream: stream, buffered: buffered)
+        self.gaps = gaps
         let status = self.status
         self.thread = HandleThread(name: "redis-subscriber", shutdownCommand: { .shutdown($0) }) {
             RedisSubscriberDriver(
-                configuration: configuration, mailbox: $0, status: status, output: continuation, buffered: buffered,
-                skip: skip, logger: logger
+                configuration: configuration, mailbox: $0, status: status, output: continuation, gaps: gapContinuation,
+                buffered: buffered, skip: skip, logger: logger
             )
             .run()
             continuation.finish()
+            gapContinuation.finish()
         }
     }
 
@@ -108,6 +115,7 @@ final class RedisSubscriberDriver {
     private let mailbox: Mailbox<RedisSubscriber.Command>
     private let status: ConnectedFlag
     private let output: AsyncStream<RedisPubSubMessage>.Continuation
+    private let gaps: AsyncStream<Void>.Continuation
     private let buffered: BufferedMessages
     private let skip: (@Sendable ([UInt8]) -> Bool)?
     private let logger: Logger
@@ -126,19 +134,23 @@ final class RedisSubscriberDriver {
     private var shutdown: Promise<Void>?
     /// Whether Redis confirmed the current connection's resubscription.
     private var resubscribed = false
+    /// A connection was lost while subscribed to something: the next one's resubscription is
+    /// told as a gap.
+    private var missedWhileDisconnected = false
     /// Messages dropped since the last warning, and when it was logged.
     private var droppedSinceWarning = 0
     private var lastDropWarning: ContinuousClock.Instant?
 
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
-        output: AsyncStream<RedisPubSubMessage>.Continuation, buffered: BufferedMessages,
-        skip: (@Sendable ([UInt8]) -> Bool)?, logger: Logger
+        output: AsyncStream<RedisPubSubMessage>.Continuation, gaps: AsyncStream<Void>.Continuation,
+        buffered: BufferedMessages, skip: (@Sendable ([UInt8]) -> Bool)?, logger: Logger
     ) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
         self.output = output
+        self.gaps = gaps
         self.buffered = buffered
         self.skip = skip
         self.logger = logger
@@ -164,6 +176,7 @@ final class RedisSubscriberDriver {
                 }
                 self.context = nil
                 self.status.set(connected: false)
+                if !self.channels.isEmpty || !self.patterns.isEmpty { self.missedWhileDisconnected = true }
                 // Callers waiting for a confirmation get it after the resubscription instead.
                 for entry in self.confirmations { if let promise = entry.promise { self.waitingForConnection.append(promise) } }
                 self.confirmations.removeAll()
@@ -280,6 +293,7 @@ final class RedisSubscriberDriver {
         }
         RedisSubscriber.dropped.increment()
         self.buffered.dropped.add(1, ordering: .relaxed)
+        self.gaps.yield()
         self.droppedSinceWarning += 1
         let now = ContinuousClock.now
         if let last = self.lastDropWarning, now - last < .seconds(10) { return }
@@ -359,6 +373,10 @@ final class RedisSubscriberDriver {
                 self.logger.info(
                     "Redis subscriber connected",
                     metadata: ["channels": "\(self.channels.count)", "patterns": "\(self.patterns.count)"])
+                if self.missedWhileDisconnected {
+                    self.missedWhileDisconnected = false
+                    self.gaps.yield()
+                }
             }
             if let refusal = first.refusal { first.promise?.fail(refusal) } else { first.promise?.succeed(()) }
         }

@@ -76,6 +76,8 @@ struct RedisTests {
         #expect(try await client.publish(channel: channel, message: [99]) == 1)
         let next = try await Self.messages(1, from: subscriber).first
         #expect(next?.payload == [99], "a message after the reader caught up is not dropped")
+        var gaps = subscriber.gaps.makeAsyncIterator()
+        #expect(await gaps.next() != nil, "the drops were not told as a gap")
         await subscriber.close()
         await client.close()
     }
@@ -218,6 +220,41 @@ extension RedisTests {
         let asked = lastConnection.text.withLock { $0 }
         #expect(asked.contains("PSUBSCRIBE"), "the third connection subscribed to nothing")
         #expect(asked.contains(pattern))
+        await subscriber.close()
+    }
+}
+
+extension RedisTests {
+    @Test("a connection lost while subscribed is told as a gap once the next one has subscribed again")
+    func reconnectIsAGap() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let configuration = Self.quickToReconnect(to: listener, timeout: .seconds(5))
+        let pattern = "socket.io#/#*"
+        let confirmation = "*3\r\n$10\r\npsubscribe\r\n$\(pattern.utf8.count)\r\n\(pattern)\r\n:1\r\n"
+        let resubscribed = Received()
+        // 1: confirms the PSUBSCRIBE, then closes. 2: confirms it again and stays.
+        let server = Task {
+            await listener.serve(2) { index, connection in
+                _ = SilentListener.read(connection, until: pattern)
+                SilentListener.write(connection, confirmation)
+                if index == 1 {
+                    resubscribed.text.withLock { $0 = "yes" }
+                    usleep(1_000_000)
+                } else {
+                    usleep(100_000)
+                }
+            }
+        }
+        let subscriber = RedisSubscriber(configuration: configuration, logger: TestEnvironment.logger)
+        try await subscriber.subscribe(patterns: [pattern])
+        let gap = try await withTimeout(.seconds(10)) {
+            var gaps = subscriber.gaps.makeAsyncIterator()
+            return await gaps.next() != nil
+        }
+        #expect(gap)
+        #expect(resubscribed.text.withLock { $0 } == "yes", "the gap was told before the new connection subscribed")
+        await server.value
         await subscriber.close()
     }
 }

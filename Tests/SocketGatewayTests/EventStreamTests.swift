@@ -244,6 +244,78 @@ struct EventStreamTests {
         #expect(socket.writes == [[1, 2, 3, 4]])
     }
 
+    /// The gateway's Redis subscriber was away: pushes other gateways published meanwhile never
+    /// came, and another device acknowledged them. Until the forty-seventh session the socket
+    /// got them only when the user's next event showed the gap.
+    @Test("after a fan-out gap a live socket fetches the events it missed, acknowledged ones too")
+    func missedPushesFetched() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let asked = ContinuousClock.now
+        let notBefore = Mutex<[ContinuousClock.Instant]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, since in
+            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            notBefore.withLock { $0.append(since) }
+            // 1 and 2 unacknowledged at the replay; 3 pushed; 4 and 5 missed and acknowledged.
+            guard includeAcknowledged else { return ([Self.event(1), Self.event(2)], false, 2) }
+            return ([4, 5].filter { $0 > afterSeq }.map { Self.event($0) }, false, 5)
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(3))
+        await stream.lookForMissedEvents(storedBefore: asked)
+        await stream.settled()
+        await stream.receive(Self.event(6))
+        #expect(socket.writes == [[1, 2], [3], [4, 5], [6]])
+        #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 3])
+        #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
+        #expect(notBefore.withLock { $0.last } == asked, "sockets of one user would not share the page")
+        #expect(socket.closes.isEmpty)
+    }
+
+    /// The replay ends with the user's latest seq, past an event whose push missed the socket
+    /// while the replay ran and which another device acknowledged: it is in no page, and
+    /// caught up through it the socket would never get it.
+    @Test("a fan-out gap during the replay: the events stored since the replay began are fetched after it")
+    func missedPushesDuringTheReplay() async {
+        let socket = RecordingSocket()
+        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, _ in
+            if includeAcknowledged { return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3) }
+            if afterSeq == 0 { return ([Self.event(1)], true, 2) }
+            // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged.
+            await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
+            return ([Self.event(2)], false, 3)
+        }
+        holder.withLock { $0 = stream }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == [1, 2, 3])
+    }
+
+    @Test("a fan-out gap while a gap is being filled: the socket looks for missed events once the fill is done")
+    func missedPushesWhileBusy() async {
+        let socket = RecordingSocket()
+        let (answer, delivery) = AsyncStream.makeStream(of: Void.self)
+        let fetches = Mutex<[Int64]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, _ in
+            guard includeAcknowledged else { return ([], false, 0) }
+            fetches.withLock { $0.append(afterSeq) }
+            if afterSeq == 0 { for await _ in answer { break } }  // the gap's fill waits for delivery
+            return ([1, 2, 4].filter { $0 > afterSeq }.map { Self.event($0) }.filter { $0.seq != 3 }, false, 4)
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(3))  // a gap: 1 and 2 are fetched
+        await stream.lookForMissedEvents(storedBefore: .now)  // returns at once: the socket is busy
+        #expect(socket.writes.isEmpty)
+        delivery.yield()
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == [1, 2, 3, 4])
+        #expect(fetches.withLock { $0 } == [0, 3])
+    }
+
     @Test("a fetch that fails is asked again before the connection is closed")
     func fetchAskedAgain() async {
         let socket = RecordingSocket()
