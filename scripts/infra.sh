@@ -165,7 +165,9 @@ ensure_jwt_key() {
 # 2 (default 3600) so that the e2e tests of the pruning jobs see expired rows go.
 # SOCKET_COMMAND_RATE is 0 (no limit; default 30 a second per user): the e2e tests
 # send bursts of hundreds of commands as one user, and the limit's own test starts a
-# gateway of its own with a low one.
+# gateway of its own with a low one. REGISTRATIONS_PER_ADDRESS is 0 (no limit; default
+# 20 an hour per address): the tests register thousands of accounts from 127.0.0.1, and
+# the limit's own test starts auth with a low one.
 print_env() {
     cat <<EOF
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
@@ -184,6 +186,7 @@ LOGIN_WINDOW_SECONDS=${LOGIN_WINDOW_SECONDS:-5}
 DELIVERY_PRUNE_INTERVAL_SECONDS=${DELIVERY_PRUNE_INTERVAL_SECONDS:-2}
 AUTH_PRUNE_INTERVAL_SECONDS=${AUTH_PRUNE_INTERVAL_SECONDS:-2}
 SOCKET_COMMAND_RATE=${SOCKET_COMMAND_RATE:-0}
+REGISTRATIONS_PER_ADDRESS=${REGISTRATIONS_PER_ADDRESS:-0}
 MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:${PORT:-5000}}
 EOF

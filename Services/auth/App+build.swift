@@ -50,7 +50,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
 
     let revocations = SessionRevocations(client: database, accessTokenLifetime: settings.accessTokenLifetime, logger: logger)
     let pruner = AuthPruner(
-        client: database, revocations: revocations, loginWindow: settings.throttle.window, outbox: outbox, logger: logger)
+        client: database, revocations: revocations, loginWindow: settings.throttle.window,
+        registrationWindow: settings.registrations.window, outbox: outbox, logger: logger)
 
     return backend.services(
         workers: [
@@ -70,6 +71,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
                         client: database, lifetime: settings.refreshTokenLifetime, revocations: revocations, outbox: outbox,
                         logger: logger),
                     throttle: LoginThrottle(client: database, limits: settings.throttle, logger: logger),
+                    registrations: RegistrationThrottle(client: database, limits: settings.registrations, logger: logger),
                     hasher: try await PasswordHasher(cost: settings.bcryptCost),
                     signer: await AccessTokenSigner(
                         key: key, audience: settings.audience, lifetime: settings.accessTokenLifetime),

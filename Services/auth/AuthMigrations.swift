@@ -6,6 +6,7 @@ enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
         revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
+        registrationCounts,
     ]
 
     static let users = Migration(
@@ -139,4 +140,17 @@ enum AuthMigrations {
     static let refreshTokensSpentBy = Migration(
         version: 13, name: "refresh_tokens_spent_by",
         statements: ["ALTER TABLE refresh_tokens ADD COLUMN spent_by uuid"])
+
+    /// Accounts registered per client address and window (``RegistrationThrottle``).
+    static let registrationCounts = Migration(
+        version: 14, name: "registration_counts",
+        statements: [
+            """
+            CREATE TABLE registration_counts (
+                key text PRIMARY KEY,
+                registrations integer NOT NULL,
+                window_started_at timestamptz NOT NULL
+            )
+            """
+        ])
 }

@@ -13,14 +13,15 @@ import PostgresNIO
 /// 2. sessions whose every token expired over a day ago are ended and announced
 ///    (``SessionRevocations/endExpired(limit:on:)``), then their tokens are deleted;
 /// 3. ended sessions with no token left (nothing could find them to end again), ended sessions'
-///    refusal past its end (`revoked_sessions`), and login counters whose window ended over a
-///    window ago.
+///    refusal past its end (`revoked_sessions`), and login and registration counters whose
+///    window ended over a window ago.
 ///
 /// Each step goes in batches, each its own statement, so no pass holds many locks for long.
 struct AuthPruner: Sendable {
     let client: Database
     let revocations: SessionRevocations
     let loginWindow: Duration
+    let registrationWindow: Duration
     /// Woken once a pass ended sessions, for a prompt announcement.
     let outbox: OutboxSignal
     let logger: Logger
@@ -72,6 +73,15 @@ struct AuthPruner: Sendable {
             WITH deleted AS (DELETE FROM login_failures WHERE key IN (
                 SELECT key FROM login_failures
                 WHERE window_started_at < now() - 2 * make_interval(secs => \(window)) LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
+        let registrationWindow = Double(self.registrationWindow.components.seconds)
+        count += try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM registration_counts WHERE key IN (
+                SELECT key FROM registration_counts
+                WHERE window_started_at < now() - 2 * make_interval(secs => \(registrationWindow)) LIMIT \(Self.batch))
+                RETURNING 1)
             SELECT count(*)::int FROM deleted
             """)
         return count

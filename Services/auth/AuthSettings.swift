@@ -23,6 +23,7 @@ struct AuthSettings: Sendable {
     var refreshTokenLifetime: Duration
     var bcryptCost: UInt8
     var throttle: LoginThrottle.Limits
+    var registrations: RegistrationThrottle.Limits
     /// How often expired sessions, tokens and login counters are pruned (``AuthPruner``).
     var pruneInterval: Duration
 
@@ -76,6 +77,9 @@ struct AuthSettings: Sendable {
             perLogin: try environment.int("LOGIN_MAX_FAILURES", default: 5, in: 1...1000),
             perAddress: try environment.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default: 20, in: 1...100_000),
             window: .seconds(try environment.int("LOGIN_WINDOW_SECONDS", default: 300, in: 1...86_400)))
+        self.registrations = RegistrationThrottle.Limits(
+            perAddress: try environment.int("REGISTRATIONS_PER_ADDRESS", default: 20, in: 0...1_000_000),
+            window: .seconds(try environment.int("REGISTRATION_WINDOW_SECONDS", default: 3600, in: 1...86_400)))
         self.pruneInterval = .seconds(try environment.int("AUTH_PRUNE_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
     }
 

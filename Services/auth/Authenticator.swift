@@ -8,6 +8,7 @@ struct Authenticator: Sendable {
     let users: any UserRepository
     let refreshTokens: RefreshTokenStore
     let throttle: LoginThrottle
+    let registrations: RegistrationThrottle
     let hasher: PasswordHasher
     let signer: AccessTokenSigner
     let keySet: JSONWebKeySet
@@ -23,12 +24,21 @@ struct Authenticator: Sendable {
         // such attempt hashed first, and a client repeating one (a 409 every time) kept the
         // threads that logins share busy (a review). The insert still decides a race.
         try await self.users.ensureFree(username: username, email: email)
-        let record = UserRecord(
-            id: .v7(), username: username, email: email, displayName: displayName,
-            passwordHash: try await Self.unavailableIfGaveUp { try await self.hasher.hash(request.password, before: deadline) },
-            createdAt: Date())
-        try await self.users.create(record, before: deadline)
-        return UserEnvelope(user: record.resource(includingEmail: true))
+        try await self.registrations.reserve(address: request.clientAddress)
+        do {
+            let record = UserRecord(
+                id: .v7(), username: username, email: email, displayName: displayName,
+                passwordHash: try await Self.unavailableIfGaveUp {
+                    try await self.hasher.hash(request.password, before: deadline)
+                },
+                createdAt: Date())
+            try await self.users.create(record, before: deadline)
+            return UserEnvelope(user: record.resource(includingEmail: true))
+        } catch {
+            // Nothing was created (a race for the name, the caller gave up, the database failed).
+            try? await self.registrations.giveBack(address: request.clientAddress)
+            throw error
+        }
     }
 
     /// The same answer, after the same bcrypt work, for an unknown login and a wrong password.

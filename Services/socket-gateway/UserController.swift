@@ -14,7 +14,17 @@ struct UserController {
     func addRoutes(to router: Router<GatewayRequestContext>) {
         let api = router.group("api")
         api.post("users") { request, context in
-            let body = try await JSONBody.decode(RegisterRequest.self, from: request)
+            // The contract's fields only, as for a login.
+            struct Registration: Decodable {
+                var username: String
+                var email: String
+                var password: String
+                var displayName: String?
+            }
+            let registration = try await JSONBody.decode(Registration.self, from: request)
+            let body = RegisterRequest(
+                username: registration.username, email: registration.email, password: registration.password,
+                displayName: registration.displayName, clientAddress: self.clientAddress(request, context))
             let reply = try await self.call(AuthMessage.register, body, UserEnvelope.self, request, context)
             return try JSONBody.response(reply, status: .created)
         }

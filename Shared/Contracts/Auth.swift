@@ -83,18 +83,23 @@ public struct UserList: Codable, Sendable {
     public init(items: [User]) { self.items = items }
 }
 
-/// `POST /api/users`.
+/// `POST /api/users`; the gateway adds the client's address for the per-address limit.
 public struct RegisterRequest: Codable, Sendable {
     public var username: String
     public var email: String
     public var password: String
     public var displayName: String?
+    /// The client's address as the gateway saw it (the per-address limit); never the client's.
+    public var clientAddress: String?
 
-    public init(username: String, email: String, password: String, displayName: String? = nil) {
+    public init(
+        username: String, email: String, password: String, displayName: String? = nil, clientAddress: String? = nil
+    ) {
         self.username = username
         self.email = email
         self.password = password
         self.displayName = displayName
+        self.clientAddress = clientAddress
     }
 }
 

@@ -192,10 +192,11 @@ struct CallerGaveUpTests {
     }
 
     /// An ``Authenticator`` on auth's schema (and the database it uses), with `maxFailures` failed logins allowed per login
-    /// and per address, hashing at `cost`, reaching PostgreSQL at `databaseURL`.
+    /// and per address and `registrationsPerAddress` accounts per address (0: no limit), hashing at `cost`, reaching
+    /// PostgreSQL at `databaseURL`.
     func withAuthenticator(
-        maxFailures: Int, cost: UInt8 = Self.cost, databaseURL: String = TestEnvironment.databaseURL,
-        _ body: (Authenticator, Database) async throws -> Void
+        maxFailures: Int, registrationsPerAddress: Int = 0, cost: UInt8 = Self.cost,
+        databaseURL: String = TestEnvironment.databaseURL, _ body: (Authenticator, Database) async throws -> Void
     ) async throws {
         let logger = TestEnvironment.logger
         let database = try DatabaseConfiguration(url: databaseURL, schema: "auth").makeDatabase(logger: logger)
@@ -211,6 +212,9 @@ struct CallerGaveUpTests {
                     client: database, lifetime: .seconds(3600), revocations: revocations, outbox: outbox, logger: logger),
                 throttle: LoginThrottle(
                     client: database, limits: .init(perLogin: maxFailures, perAddress: maxFailures, window: .seconds(600)),
+                    logger: logger),
+                registrations: RegistrationThrottle(
+                    client: database, limits: .init(perAddress: registrationsPerAddress, window: .seconds(600)),
                     logger: logger),
                 hasher: try await PasswordHasher(cost: cost),
                 signer: await AccessTokenSigner(key: key, audience: TokenAudience(), lifetime: .seconds(900)),

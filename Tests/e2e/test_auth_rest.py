@@ -20,6 +20,7 @@ from e2e_support import (
     assert_status,
     assert_token_pair,
     assert_user_shape,
+    do_register,
     psql,
     scrape_metric,
     services,
@@ -774,3 +775,34 @@ def test_a_password_hashed_at_another_cost_is_hashed_again_at_its_next_login(api
         other.wait(timeout=30)
         services("start", "auth")
 
+
+def test_an_address_past_its_registrations_in_the_window_is_refused(api):
+    """Auth restarted with REGISTRATIONS_PER_ADDRESS=2 (the test environment has no limit):
+    two accounts from this address, then 429 with a Retry-After within the window, even with a
+    `clientAddress` of the client's own in the body (only the gateway's counts). A taken name is
+    still answered 409, before anything is counted."""
+    psql("DELETE FROM auth.registration_counts")
+    services("stop", "auth")
+    env = dict(os.environ, REGISTRATIONS_PER_ADDRESS="2", REGISTRATION_WINDOW_SECONDS="600",
+               ENV_FILE="/nonexistent/.env")
+    log = open(BIN_DIR.parents[1] / ".run" / "logs" / "auth-registrations.log", "w")
+    other = subprocess.Popen([str(BIN_DIR / "auth")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{os.environ.get('AUTH_ADMIN_PORT', '9101')}/readyz", "auth with a limit")
+        first, _ = do_register(api)
+        do_register(api)
+        for extra in ({}, {"clientAddress": "203.0.113.9"}):
+            name = unique_name()
+            resp = api.post("/api/users", {"username": name, "email": f"{name}@e2e.example.com",
+                                           "password": "a password 1", **extra})
+            assert_error(resp, 429, "rate_limited")
+            retry_after = resp.headers.get("Retry-After", "")
+            assert retry_after.isdigit() and 1 <= int(retry_after) <= 600, f"Retry-After: {retry_after!r}"
+        taken = api.post("/api/users", {"username": first["username"], "email": "other@e2e.example.com",
+                                        "password": "a password 1"})
+        assert_error(taken, 409, "conflict")
+    finally:
+        other.terminate()
+        other.wait(timeout=30)
+        psql("DELETE FROM auth.registration_counts")
+        services("start", "auth")

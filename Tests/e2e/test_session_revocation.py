@@ -397,6 +397,20 @@ def test_login_counters_whose_window_ended_are_pruned(api, register):
     wait_for_sql(counter, "0", "the expired login counter", timeout=30)
 
 
+def test_the_pruning_job_deletes_expired_registration_counters():
+    """REGISTRATION_WINDOW_SECONDS is 3600 (the default): a counter goes two windows after it
+    started, and one in its window stays."""
+    old, fresh = f"address:e2e-old-{uuid.uuid4().hex}", f"address:e2e-fresh-{uuid.uuid4().hex}"
+    psql("INSERT INTO auth.registration_counts (key, registrations, window_started_at) VALUES "
+         f"('{old}', 3, now() - interval '3 hours'), ('{fresh}', 3, now() - interval '90 minutes')")
+    try:
+        wait_for_sql(f"SELECT count(*) FROM auth.registration_counts WHERE key = '{old}'", "0",
+                     "the expired registration counter", timeout=30)
+        assert psql(f"SELECT count(*) FROM auth.registration_counts WHERE key = '{fresh}'") == "1"
+    finally:
+        psql(f"DELETE FROM auth.registration_counts WHERE key IN ('{old}', '{fresh}')")
+
+
 def test_commands_queued_by_a_socket_do_not_run_after_its_session_ends(api, account):
     """A gateway with a command rate of 2 a second and a burst of 1: a socket queues 20
     `create_message` (no ack asked for), then its session is logged out. What had not run by
