@@ -161,9 +161,14 @@ public final class AMQPConnection: Service, Sendable {
     /// again after a reconnect). For messages whose loss is harmless, such as RPC replies.
     /// Throws only for a message over ``AMQPConfiguration/maximumMessageSize``, which the broker
     /// would refuse.
-    public func send(_ message: AMQPMessage) throws {
+    ///
+    /// - Parameter deadline: when the message is worth nothing any more (an RPC reply once its
+    ///   caller stopped waiting): one still waiting to be sent then (an outage, a blocked
+    ///   connection) is dropped, and one sent carries what is left as its `expiration`.
+    public func send(_ message: AMQPMessage, deadline: ContinuousClock.Instant? = nil) throws {
         try self.check(message)
-        self.publishMailbox.send(.publish(PendingPublish(message: Self.identified(message), promise: nil)))
+        self.publishMailbox.send(
+            .publish(PendingPublish(message: Self.identified(message), promise: nil, deadline: deadline)))
     }
 
     /// Refuses a message the broker would refuse (``AMQPConfiguration/maximumMessageSize``).

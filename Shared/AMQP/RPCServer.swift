@@ -251,13 +251,19 @@ public struct RPCServer: Service {
                     properties: AMQPProperties(correlationID: correlationID, type: type.rawValue + ".reply", persistent: false)
                 ).batched(as: MessageBatch.replyType)
             }
+            // Worth sending while the caller waits: a reply its caller stopped waiting for (the
+            // handler outlasted it, or an outage held the reply) is dropped, not sent late to a
+            // reply queue whose call is over. Until the forty-seventh session replies had no
+            // deadline. A request delivered again has no known one (its deadline here is taken as
+            // passed for writes; its caller may still wait).
+            let replyDeadline = redelivered ? nil : deadline
             do {
-                try self.connection.send(replyMessage(reply))
+                try self.connection.send(replyMessage(reply), deadline: replyDeadline)
             } catch {
                 // A reply too large for the broker: the caller gets `internal` now instead of
                 // waiting for its timeout.
                 self.logger.error("reply refused", metadata: ["type": "\(type)", "error": "\(LoggedError(error))"])
-                try? self.connection.send(replyMessage(Self.internalErrorReply))
+                try? self.connection.send(replyMessage(Self.internalErrorReply), deadline: replyDeadline)
             }
         } else {
             self.logger.warning("request without reply_to", metadata: ["type": "\(type)"])

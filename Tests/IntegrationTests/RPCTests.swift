@@ -143,6 +143,50 @@ struct RPCTests {
         }
     }
 
+    /// A request published by hand, as a caller whose wait is `expiration` ms, with replies to a
+    /// queue of the test's: a reply the handler finishes after that is dropped, not sent late.
+    /// Until the forty-seventh session every reply went out, however late (and after an outage,
+    /// all of them at once to reply queues whose calls were over).
+    @Test("a reply its caller stopped waiting for is not sent; one in time is, with what is left as its expiration")
+    func lateReplyDropped() async throws {
+        try await self.withRPC { client, service, connection in
+            _ = try await client.call(
+                "test.echo.v1", to: service, payload: Echo(text: "warm"), replyAs: Echo.self, timeout: .seconds(30))
+            let replies = TestEnvironment.uniqueName("test.replies")
+            try await connection.declare(AMQPTopology(queues: [.init(replies, arguments: testQueueArguments)]))
+            func request(pause: Int, expiration: Int) throws -> AMQPMessage {
+                let envelope = Envelope(
+                    type: "test.deadline.v1", correlationId: "pause-\(pause)", data: Echo(text: String(pause)))
+                return AMQPMessage(
+                    exchange: ExchangeName.rpc, routingKey: service.rawValue, body: try MessengerJSON.encode(envelope),
+                    properties: AMQPProperties(
+                        correlationID: "pause-\(pause)", replyTo: replies, type: "test.deadline.v1",
+                        expiration: String(expiration), persistent: false))
+            }
+            try await connection.publish(try request(pause: 1500, expiration: 500))
+            try await connection.publish(try request(pause: 0, expiration: 20_000))
+            let consumer = connection.consume(queue: replies)
+            let received = Mutex<[(id: String?, expiration: String?)]>([])
+            let reading = Task {
+                for await delivery in consumer {
+                    received.withLock { $0.append((delivery.properties.correlationID, delivery.properties.expiration)) }
+                    delivery.ack()
+                }
+            }
+            #expect(await TestHelpers.eventually(timeout: .seconds(10)) { !received.withLock { $0 }.isEmpty })
+            let inTime = try #require(received.withLock { $0.first })
+            #expect(inTime.id == "pause-0")
+            let expiration = try #require(inTime.expiration.flatMap { Int($0) })
+            #expect(expiration > 0 && expiration <= 20_000)
+            // The late one's handler ends at 1.5 s; its reply is given as long again to come.
+            #expect(await TestHelpers.eventually(timeout: .seconds(10)) { Self.timeLeft.withLock { $0["pause-1500"] } != nil })
+            try await Task.sleep(for: .seconds(2))
+            #expect(received.withLock { $0.map(\.id) } == ["pause-0"], "the late reply was sent")
+            consumer.cancel()
+            await reading.value
+        }
+    }
+
     @Test("a reply too large for the broker comes back as internal, not as the caller's timeout")
     func replyOverTheSizeLimit() async throws {
         try await self.withRPC(configuring: { $0.maximumMessageSize = 2048 }) { client, service, _ in
