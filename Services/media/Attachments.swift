@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import MessengerAMQP
@@ -26,6 +27,11 @@ struct Attachments: Sendable {
     private static let columns =
         "id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, message_id, created_at"
     private typealias Row = (UUID, UUID, String, String, Int64, String, Int?, Int?, String, String, String, UUID?, Date)
+
+    /// ``columns`` of the table named `alias` in a query.
+    private static func columns(_ alias: String) -> String {
+        Self.columns.split(separator: ", ").map { "\(alias).\($0)" }.joined(separator: ", ")
+    }
 
     private static func resource(_ row: Row) -> Attachment {
         Attachment(
@@ -79,14 +85,16 @@ struct Attachments: Sendable {
         let attachment = Attachment(
             id: id, messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
             sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: Date())
+        let digest = Data(SHA256.hash(data: request.data))
         let recorded: Bool
         do {
             let rows = try await self.client.write(
                 """
                 WITH finished AS (DELETE FROM uploads_in_progress WHERE id = \(id.uuid) AND claimed_at IS NULL RETURNING id)
-                INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, created_at)
+                INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, created_at, content_sha256)
                 SELECT id, \(owner), \(media.type), \(media.contentType), \(attachment.sizeBytes), \(fileName),
-                       \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt)
+                       \(media.width), \(media.height), \(stored.storage), \(stored.key), \(stored.url), \(attachment.createdAt),
+                       \(digest)
                 FROM finished
                 RETURNING id
                 """, logger: self.logger)
@@ -139,9 +147,27 @@ struct Attachments: Sendable {
     /// `add_attachments`: the caller's own uploads, bound to the caller's message. An upload
     /// of someone else is `forbidden`, one bound to another message `conflict`; messaging checks
     /// the message (author only) and records the event.
+    ///
+    /// An upload of a file the message has already (the same bytes, name and type, attached by
+    /// the caller) is not bound: the answer gives the attachment the message has, and the upload
+    /// is discarded. That is most often a client's retry of `add_attachments` with files whose
+    /// answer it lost: the files travel again, and until the forty-seventh session the message
+    /// got each of them twice. Two such commands at the same moment may still both bind.
     func addAttachments(_ request: AddAttachmentsRequest, actor: UUID?) async throws -> AttachmentList {
         guard let caller = actor else { throw ServiceError.unauthorized() }
-        let ids = try Self.uploadIDs(request.attachmentIds)
+        let listed = try Self.uploadIDs(request.attachmentIds)
+        let repeats = try await self.repeats(among: listed, of: request.messageId.uuid, owner: caller)
+        let ids = listed.filter { repeats[$0] == nil }
+        guard !ids.isEmpty else {
+            // Nothing new: messaging still checks the message is the caller's, and answers.
+            let attachments = listed.compactMap { repeats[$0] }
+            let answer = try await self.rpc.call(
+                MessagingMessage.attach, to: .messaging,
+                payload: AttachRequest(messageId: request.messageId, attachments: attachments),
+                replyAs: AttachmentList.self, actor: caller)
+            await self.discardRepeats(Array(repeats.keys), of: caller)
+            return answer
+        }
         let rows = try await self.client.query(
             """
             SELECT \(unescaped: Self.columns) FROM attachments
@@ -150,7 +176,11 @@ struct Attachments: Sendable {
         var found: [UUID: (owner: UUID, attachment: Attachment)] = [:]
         for try await row in rows.decode(Row.self) { found[row.0] = (row.1, Self.resource(row)) }
         var attachments: [Attachment] = []
-        for id in ids {
+        for id in listed {
+            if let repeated = repeats[id] {
+                attachments.append(repeated)
+                continue
+            }
             guard let entry = found[id] else { throw ServiceError.notFound("no such attachment \(EntityID(id))") }
             guard entry.owner == caller else { throw ServiceError.forbidden("you can only attach your own uploads") }
             if let bound = entry.attachment.messageId, bound != request.messageId {
@@ -161,10 +191,12 @@ struct Attachments: Sendable {
         let messageID = request.messageId.uuid
         let newlyReserved = try await self.reserve(ids, for: messageID)
         do {
-            return try await self.rpc.call(
+            let answer = try await self.rpc.call(
                 MessagingMessage.attach, to: .messaging,
                 payload: AttachRequest(messageId: request.messageId, attachments: attachments),
                 replyAs: AttachmentList.self, actor: caller)
+            await self.discardRepeats(Array(repeats.keys), of: caller)
+            return answer
         } catch let refusal as ServiceError where refusal.code.isRefusal {
             // Messaging refused (not the author, no such message): nothing of it was recorded.
             // The client hears the refusal even if giving the uploads back fails (they stay
@@ -181,6 +213,40 @@ struct Attachments: Sendable {
         // Any other failure (a timeout, a crash) may come after messaging committed: the uploads
         // stay reserved for this message, and the client's retry (messaging's attach is
         // idempotent) completes it. At worst an upload stays reserved and is never cleaned up.
+    }
+
+    /// The caller's unbound uploads among `ids` whose file `message` has already (bound by the
+    /// caller, with the same SHA-256, name and type), each with that attachment (the first bound).
+    private func repeats(among ids: [UUID], of message: UUID, owner: UUID) async throws -> [UUID: Attachment] {
+        let rows = try await self.client.query(
+            """
+            SELECT DISTINCT ON (u.id) \(unescaped: Self.columns("a")), u.id
+            FROM attachments u JOIN attachments a
+              ON a.message_id = \(message) AND a.owner_id = u.owner_id AND a.content_sha256 = u.content_sha256
+             AND a.file_name = u.file_name AND a.content_type = u.content_type AND a.removal_marked_at IS NULL
+            WHERE u.id = ANY(\(ids)) AND u.owner_id = \(owner) AND u.message_id IS NULL AND u.removal_marked_at IS NULL
+            ORDER BY u.id, a.bound_at, a.id
+            """, logger: self.logger)
+        var found: [UUID: Attachment] = [:]
+        for try await row in rows.decode(
+            (UUID, UUID, String, String, Int64, String, Int?, Int?, String, String, String, UUID?, Date, UUID).self)
+        {
+            found[row.13] = Self.resource(
+                (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12))
+        }
+        return found
+    }
+
+    /// Discards the uploads an `add_attachments` found repeated (``repeats(among:of:owner:)``);
+    /// what fails here goes with the clean-up of unbound uploads.
+    private func discardRepeats(_ ids: [UUID], of owner: UUID) async {
+        guard !ids.isEmpty else { return }
+        do {
+            _ = try await self.discardUploads(
+                DiscardUploadsRequest(attachmentIds: ids.map(EntityID.init)), actor: owner, deadline: nil)
+        } catch {
+            self.logger.warning("discarding repeated uploads failed", metadata: ["error": "\(LoggedError(error))"])
+        }
     }
 
     /// Reserves the uploads `ids` for `message` before messaging records them, so that there is

@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum MediaMigrations {
     static let all: [Migration] = [
         .inbox, attachments, attachmentsOfDeletedMessages, removalMarks, uploadsInProgress, uploadClaims,
-        unboundBytesByOwner,
+        unboundBytesByOwner, contentDigests,
     ]
 
     static let attachments = Migration(
@@ -89,4 +89,10 @@ enum MediaMigrations {
             WHERE message_id IS NULL AND removal_marked_at IS NULL
             """
         ])
+
+    /// Each upload's SHA-256: binding a file the message already has gives that attachment
+    /// (``Attachments/addAttachments(_:actor:)``). Uploads from before it have none.
+    static let contentDigests = Migration(
+        version: 8, name: "content_digests",
+        statements: ["ALTER TABLE attachments ADD COLUMN content_sha256 bytea"])
 }

@@ -749,6 +749,42 @@ def test_an_upload_while_media_is_down_is_refused_within_seconds_not_after_the_u
     ok_data(a.call("add_attachments", {"messageId": message["id"], "files": files}), "files, media back")
 
 
+def test_add_attachments_with_the_same_files_again_gives_the_attachments_the_message_has(api, alice, bob, pair):
+    """A client that lost the answer to add_attachments with files sends it again: the files
+    travel again, but the message keeps one copy of each (the answer names the attachments it
+    has, no second attachment_added), and the repeated uploads are discarded. A different file,
+    or the same bytes under another name, is a new attachment. Until the forty-seventh session
+    the message got every file twice."""
+    a, b, thread = pair
+    message = a.send(thread["id"], "sent twice")
+    files = [{"fileName": "twice.png", "contentType": "image/png", "data": png(3, 2)},
+             {"fileName": "also.png", "contentType": "image/png", "data": png(2, 3)}]
+    since_b = b.mark()
+    first = ok_data(a.call("add_attachments", {"messageId": message["id"], "files": files}), "first")
+    b.wait_for(named("attachment_added", thread["id"], message["id"]), "attachment_added", since=since_b)
+    since_b = b.mark()
+    again = ok_data(a.call("add_attachments", {"messageId": message["id"], "files": files}), "again")
+    assert [x["id"] for x in again["attachments"]] == [x["id"] for x in first["attachments"]], (first, again)
+    other = ok_data(a.call("add_attachments", {"messageId": message["id"], "files": [
+        {"fileName": "renamed.png", "contentType": "image/png", "data": png(3, 2)}]}), "renamed")
+    assert other["attachments"][0]["id"] not in {x["id"] for x in first["attachments"]}
+    read = attachments_of(api, bob, thread["id"], message["id"])
+    assert sorted(x["fileName"] for x in read["attachments"]) == ["also.png", "renamed.png", "twice.png"], read
+    # Bob heard of the renamed file alone after the first command.
+    added = b.wait_for(named("attachment_added", thread["id"], message["id"]), "attachment_added", since=since_b)
+    assert [x["fileName"] for x in added.data["attachments"]] == ["renamed.png"], added.data
+    # The repeats were discarded: only the three bound uploads of these names are left.
+    deadline = time.monotonic() + 10
+    left = None
+    while time.monotonic() < deadline:
+        left = psql(f"SELECT count(*) FROM media.attachments WHERE owner_id = '{alice.id}' "
+                    f"AND file_name IN ('twice.png', 'also.png') AND message_id IS NULL")
+        if left == "0":
+            break
+        time.sleep(0.2)
+    assert left == "0", f"{left} repeated uploads left"
+
+
 def test_add_attachments_refuses_bad_requests(api, alice, pair):
     a, _, thread = pair
     message = a.send(thread["id"], "bad requests")
