@@ -145,6 +145,11 @@ public struct RPCServer: Service {
     /// A handler that takes longer than this is logged, with the request's correlation id (the
     /// duration metric says how many).
     static let slowRequest: Duration = .seconds(2)
+    /// How long past its caller's deadline a reply is still sent: a handler that ends at the
+    /// deadline answers `unavailable`, and a caller whose clock or transit ran a little behind
+    /// hears it.
+    static let replyGrace: Duration = .seconds(5)
+
     static let internalErrorReply = Data(#"{"ok":false,"error":{"code":"internal","message":"internal error"}}"#.utf8)
 
     private let connection: AMQPConnection
@@ -251,12 +256,12 @@ public struct RPCServer: Service {
                     properties: AMQPProperties(correlationID: correlationID, type: type.rawValue + ".reply", persistent: false)
                 ).batched(as: MessageBatch.replyType)
             }
-            // Worth sending while the caller waits: a reply its caller stopped waiting for (the
-            // handler outlasted it, or an outage held the reply) is dropped, not sent late to a
-            // reply queue whose call is over. Until the forty-seventh session replies had no
+            // Worth sending while the caller may wait: a reply held past its caller's deadline
+            // and ``replyGrace`` (by an outage or a blocked connection) is dropped, not sent to a
+            // reply queue whose call is long over. Until the forty-seventh session replies had no
             // deadline. A request delivered again has no known one (its deadline here is taken as
             // passed for writes; its caller may still wait).
-            let replyDeadline = redelivered ? nil : deadline
+            let replyDeadline = redelivered ? nil : deadline.map { $0 + Self.replyGrace }
             do {
                 try self.connection.send(replyMessage(reply), deadline: replyDeadline)
             } catch {
