@@ -15,6 +15,8 @@ struct DurableEvent: Sendable {
     var seq: Int64
     var packet: EncodedEvent
     var redelivery: Bool
+    /// The event's `occurredAt` as it was written (``Timestamp``).
+    var occurredAt: String?
 
     /// From a push's event name and arguments; nil when it is not a durable event. The packet is
     /// `argumentsJSON` spliced in when given (the arguments' text as the push carried it).
@@ -26,6 +28,7 @@ struct DurableEvent: Sendable {
         self.seq = exact
         self.packet = argumentsJSON.map { EncodedEvent(name, argumentsJSON: $0) } ?? EncodedEvent(name, arguments)
         self.redelivery = redelivery
+        self.occurredAt = arguments[0]["occurredAt"]?.stringValue
     }
 
     /// From an event of a `sync` reply.
@@ -133,11 +136,12 @@ final class EventStreams: Sendable {
             var next = streams.makeIterator()
             for _ in 0..<Self.maximumConcurrentProbes {
                 guard let stream = next.next() else { break }
-                group.addTask { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+                group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
             }
+            // A graceful shutdown stops the sweep: what has not looked yet does not.
             while await group.next() != nil {
                 guard let stream = next.next() else { continue }
-                group.addTask { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+                group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
             }
         }
     }
@@ -243,8 +247,13 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private var missedPushesSince: ContinuousClock.Instant?
     /// Pushes may have missed this socket during its replay.
     private var missedPushesDuringReplay = false
-    /// The user's latest seq when the replay's first page was fetched.
-    private var latestAtReplayStart: Int64?
+    /// When the stream was registered: pushes reach it from then on.
+    private let registeredAt = Date()
+    /// After a replay that pushes may have missed: the events up to `through` that are not in
+    /// the replay's pages were acknowledged (on another device) before it ended; those that
+    /// occurred before `before` (the socket's registration) are skipped as the replay would,
+    /// and the others go out (see ``accept(_:before:)``).
+    private var acknowledgedBeforeReplay: (through: Int64, before: Date)?
 
     init(socket: Socket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
@@ -283,12 +292,9 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
-            if first, let latest = page.latestSeq {
-                self.ordering.resume(atMost: latest)
-                self.latestAtReplayStart = latest
-            }
+            if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
             first = false
-            await self.sendPaced(self.accept(page.events, before: nil))
+            await self.sendPaced(self.accept(self.withWaiting(page.events), before: nil))
             guard page.hasMore, !page.events.isEmpty else {
                 // Every event up to `latest` was in the replay or is acknowledged, save those
                 // pushed to this socket while it ran: another device may have acknowledged them
@@ -298,14 +304,19 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 // The lowest seq that came during the replay, not only of those still waiting:
                 // past ``maximumWaiting`` the older ones were collapsed away, and caught up
                 // through them the socket never got them (until the forty-sixth session).
-                // Pushes that missed the socket during the replay are not among those: past the
-                // user's latest seq when the replay started, the events are ones the socket must
-                // get acknowledged or not, and a look for missed events follows.
+                // Pushes that missed the socket during the replay (a gap in the gateway's fan-out)
+                // are not among those either, and nothing here tells which they are: the events
+                // up to `latest` are then told apart by when they occurred (before the socket
+                // registered: acknowledged before it came, skipped as the replay would), by the
+                // look for missed events that follows and any gap's fill.
                 if !page.hasMore, let latest = page.latestSeq {
                     let firstWaiting = [self.waiting.lazy.map(\.seq).min(), self.lowestSeqDuringReplay].compactMap { $0 }.min()
-                    var through = firstWaiting.map { min(latest, $0 - 1) } ?? latest
-                    if self.missedPushesDuringReplay, let start = self.latestAtReplayStart { through = min(through, start) }
-                    self.ordering.caughtUp(through: through)
+                    let through = firstWaiting.map { min(latest, $0 - 1) } ?? latest
+                    if self.missedPushesDuringReplay {
+                        self.acknowledgedBeforeReplay = (through, self.registeredAt - Self.clockMargin)
+                    } else {
+                        self.ordering.caughtUp(through: through)
+                    }
                 }
                 break
             }
@@ -343,7 +354,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
         after: Int64, limit: Int, includeAcknowledged: Bool = false, _ notBefore: ContinuousClock.Instant
     ) async -> EventStreams.Page? {
         var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(1))
-        for attempt in 1...Self.fetchAttempts where !self.hasLeft {
+        for attempt in 1...Self.fetchAttempts where !self.hasLeft && !Task.isCancelled {
             if let page = await self.fetch(self.socket.userID, after, limit, includeAcknowledged, notBefore) { return page }
             if attempt < Self.fetchAttempts { try? await Task.sleep(for: backoff.next()) }
         }
@@ -497,12 +508,38 @@ actor SocketEventStream<Socket: DurableEventSink> {
     }
 
     /// The packets of the fetched `events` (below `seq`, when given) not sent yet, in order.
+    /// After a replay that pushes may have missed, an event it did not send that occurred before
+    /// the socket registered is skipped (``acknowledgedBeforeReplay``).
     private func accept(_ events: [DurableEvent], before seq: Int64?) -> [EncodedEvent] {
         var packets: [EncodedEvent] = []
-        for event in events where seq.map({ event.seq < $0 }) ?? true && self.ordering.accept(fetched: event.seq) {
-            packets.append(event.packet)
+        for event in events where seq.map({ event.seq < $0 }) ?? true {
+            if let old = self.acknowledgedBeforeReplay, event.seq <= old.through,
+                let occurred = event.occurredAt.flatMap(Timestamp.parse), occurred < old.before
+            {
+                self.ordering.caughtUp(through: event.seq)
+                continue
+            }
+            if self.ordering.accept(fetched: event.seq) { packets.append(event.packet) }
+        }
+        if let old = self.acknowledgedBeforeReplay, self.ordering.delivered >= old.through {
+            self.acknowledgedBeforeReplay = nil
         }
         return packets
+    }
+
+    /// How far apart the gateway's clock and the clock that stamped `occurredAt` may be.
+    static var clockMargin: TimeInterval { 2 }
+
+    /// A replay's page, with the live events waiting that fall among its events, in seq order: a
+    /// push that came during the replay and was acknowledged on another device meanwhile is not
+    /// in the page, and the page's later events would have taken the socket past it (the
+    /// forty-seventh session's review).
+    private func withWaiting(_ page: [DurableEvent]) -> [DurableEvent] {
+        guard let top = page.last?.seq else { return page }
+        let inPage = Set(page.lazy.map(\.seq))
+        let among = self.waiting.filter { $0.seq < top && !inPage.contains($0.seq) }
+        guard !among.isEmpty else { return page }
+        return (page + among).sorted { $0.seq < $1.seq }
     }
 }
 

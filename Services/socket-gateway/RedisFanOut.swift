@@ -83,6 +83,10 @@ struct RedisFanOut: Service {
     /// Pub/sub keeps nothing for a subscriber that was away: the durable events other gateways
     /// published meanwhile are in delivery's log, and the sockets fetch them from there. Other
     /// emits (`typing`, presence) are not kept anywhere and stay missed.
+    ///
+    /// Sweeps start at least ``gapSweepInterval`` apart (the gaps told meanwhile make one
+    /// more): a subscriber dropping messages under a sustained load tells a gap at each drop,
+    /// and a sweep asks delivery once per socket.
     private func lookForMissedEventsAfterGaps() async {
         for await _ in self.subscriber.gaps {
             let since = ContinuousClock.now
@@ -90,6 +94,9 @@ struct RedisFanOut: Service {
             await self.local.streams.lookForMissedEvents(storedBefore: since)
             self.logger.debug(
                 "sockets looked for missed events", metadata: ["took": "\(ContinuousClock.now - since)"])
+            try? await Task.sleep(until: since + Self.gapSweepInterval)
         }
     }
+
+    static let gapSweepInterval: Duration = .seconds(5)
 }

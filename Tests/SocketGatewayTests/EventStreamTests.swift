@@ -47,9 +47,10 @@ struct EventStreamTests {
 
     typealias Fetched = (afterSeq: Int64, limit: Int, includeAcknowledged: Bool)
 
-    static func event(_ seq: Int64, redelivery: Bool = false) -> DurableEvent {
-        DurableEvent(
-            name: "message_created", arguments: [.object(["seq": .number(Double(seq))])], redelivery: redelivery)!
+    static func event(_ seq: Int64, redelivery: Bool = false, occurredAt: Date? = nil) -> DurableEvent {
+        var argument: [String: JSONValue] = ["seq": .number(Double(seq))]
+        if let occurredAt { argument["occurredAt"] = .string(Timestamp.format(occurredAt)) }
+        return DurableEvent(name: "message_created", arguments: [.object(argument)], redelivery: redelivery)!
     }
 
     /// The pushes that arrived during the replay go out after it, once each, in seq order, and
@@ -287,6 +288,48 @@ struct EventStreamTests {
             // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged.
             await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
             return ([Self.event(2)], false, 3)
+        }
+        holder.withLock { $0 = stream }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == [1, 2, 3])
+    }
+
+    /// Seq 2 was stored before the socket registered and acknowledged on another device: the
+    /// replay skips it, as always. Seq 3 was stored after, its push missed the socket in a gap of
+    /// the fan-out, and another device acknowledged it before the replay's first page: the page
+    /// counts it in its latest seq, and catching up through that (the first version of the
+    /// look, in this session) lost it (the session's review).
+    @Test("a fan-out gap during the replay: what occurred since the socket registered goes out, older acknowledged events do not")
+    func missedPushesBeforeTheFirstPage() async {
+        let socket = RecordingSocket()
+        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
+        let old = Date() - 3600
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, _ in
+            let log = [Self.event(1, occurredAt: old), Self.event(2, occurredAt: old), Self.event(3, occurredAt: Date())]
+            if includeAcknowledged { return (log.filter { $0.seq > afterSeq }, false, 3) }
+            await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
+            return ([log[0]].filter { $0.seq > afterSeq }, false, 3)
+        }
+        holder.withLock { $0 = stream }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == [1, 3])
+        await stream.receive(Self.event(4))
+        #expect(socket.writes.flatMap { $0 } == [1, 3, 4])
+    }
+
+    /// Seq 2 came live while the replay ran and another device acknowledged it before the page
+    /// was fetched; the page holds 1 and 3. Until the forty-seventh session the page's 3 took
+    /// the socket past 2, and the waiting push was then dropped as one it had (a review).
+    @Test("a push that waited during the replay goes out between the page's events around it")
+    func waitingPushAmongThePage() async {
+        let socket = RecordingSocket()
+        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
+            await holder.withLock { $0 }?.receive(Self.event(2))
+            return ([Self.event(1), Self.event(3)].filter { $0.seq > afterSeq }, false, 3)
         }
         holder.withLock { $0 = stream }
         await stream.replay(registered: .now)
