@@ -3,6 +3,7 @@ import MessengerRedis
 import ServiceLifecycle
 import SocketIOProtocol
 import SocketIOServer
+import ThreadedIO
 
 /// Emits to rooms across every gateway replica: delivers to this gateway's sockets at once and
 /// publishes the event in the Socket.IO Redis adapter format, so every other gateway (and any
@@ -57,14 +58,29 @@ struct RedisFanOut: Service {
         }
     }
 
-    /// Delivers what other gateways and emitters publish, until graceful shutdown; after a gap
-    /// in what the subscriber got, every socket looks for the durable events it missed.
+    /// The channel on which a gateway says that some of its publishes may not have reached
+    /// Redis, with its uid as the payload: every other gateway then has its sockets look for the
+    /// events they missed. Outside `socket.io#…`, so that no Socket.IO server takes it for an
+    /// emit.
+    static let resyncChannel = "messenger#gateway#resync"
+
+    /// Delivers what other gateways and emitters publish, until graceful shutdown. After a gap
+    /// in what this gateway's subscriber got, or when another gateway says some of its
+    /// publishes were lost, every socket looks for the durable events it missed.
     func run() async throws {
-        try await self.subscriber.subscribe(patterns: [EmitterMessage.pattern()])
+        try await self.subscriber.subscribe(channels: [Self.resyncChannel], patterns: [EmitterMessage.pattern()])
+        let (sweeps, sweep) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let uid = Array(self.uid.utf8)
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                group.addTask { await self.lookForMissedEventsAfterGaps() }
+                group.addTask { for await _ in self.subscriber.gaps { sweep.yield() } }
+                group.addTask { await self.lookForMissedEvents(on: sweeps) }
+                group.addTask { await self.announceLostPublishes() }
                 for await published in self.subscriber.messages {
+                    if published.channel == Self.resyncChannel {
+                        if published.payload != uid { sweep.yield() }
+                        continue
+                    }
                     guard let message = EmitterMessage(decoding: published.payload) else {
                         self.logger.debug(
                             "ignoring a message not in the emitter format", metadata: ["channel": "\(published.channel)"])
@@ -84,11 +100,11 @@ struct RedisFanOut: Service {
     /// published meanwhile are in delivery's log, and the sockets fetch them from there. Other
     /// emits (`typing`, presence) are not kept anywhere and stay missed.
     ///
-    /// Sweeps start at least ``gapSweepInterval`` apart (the gaps told meanwhile make one
+    /// Sweeps start at least ``gapSweepInterval`` apart (the requests made meanwhile make one
     /// more): a subscriber dropping messages under a sustained load tells a gap at each drop,
     /// and a sweep asks delivery once per socket.
-    private func lookForMissedEventsAfterGaps() async {
-        for await _ in self.subscriber.gaps {
+    private func lookForMissedEvents(on sweeps: AsyncStream<Void>) async {
+        for await _ in sweeps {
             let since = ContinuousClock.now
             self.logger.info("fan-out may have missed pushes: the sockets look for events they missed")
             await self.local.streams.lookForMissedEvents(storedBefore: since)
@@ -99,4 +115,22 @@ struct RedisFanOut: Service {
     }
 
     static let gapSweepInterval: Duration = .seconds(5)
+
+    /// Publishes of this gateway that Redis may not have taken (``RedisClient/lostPublishes``)
+    /// reached no other gateway, whose subscriber saw no gap: once Redis takes a publish again,
+    /// they are told (``resyncChannel``). Tried every 200 ms to 2 s until it goes.
+    private func announceLostPublishes() async {
+        for await _ in self.redis.lostPublishes {
+            var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(2))
+            while !Task.isCancelled {
+                do {
+                    try await self.redis.publish(channel: Self.resyncChannel, message: Array(self.uid.utf8))
+                    self.logger.info("publishes may have been lost: the other gateways were told to look for missed events")
+                    break
+                } catch {
+                    try? await Task.sleep(for: backoff.next())
+                }
+            }
+        }
+    }
 }

@@ -30,11 +30,20 @@ public final class RedisClient: Service, Sendable {
     private let thread: HandleThread<Command>
     private let status = ConnectedFlag()
     private var mailbox: Mailbox<Command> { self.thread.mailbox }
+    /// A value each time a command sent without waiting for its reply
+    /// (``publishWithoutReply(_:)``) may not have been done: Redis refused it, the connection
+    /// was lost before its reply, or it came while Redis was unreachable. Values not read yet
+    /// collapse into one. Iterate it once.
+    public let lostPublishes: AsyncStream<Void>
 
     public init(configuration: RedisConfiguration, logger: Logger) {
         let status = self.status
+        let (lostPublishes, lost) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.lostPublishes = lostPublishes
         self.thread = HandleThread(name: "redis-commands", shutdownCommand: { .shutdown($0) }) {
-            RedisCommandDriver(configuration: configuration, mailbox: $0, status: status, logger: logger).run()
+            RedisCommandDriver(configuration: configuration, mailbox: $0, status: status, lostPublishes: lost, logger: logger)
+                .run()
+            lost.finish()
         }
     }
 
@@ -105,6 +114,7 @@ final class RedisCommandDriver {
     private let configuration: RedisConfiguration
     private let mailbox: Mailbox<RedisClient.Command>
     private let status: ConnectedFlag
+    private let lostPublishes: AsyncStream<Void>.Continuation
     private let logger: Logger
     private var context: HiredisContext?
     private var shutdown: Promise<Void>?
@@ -121,10 +131,14 @@ final class RedisCommandDriver {
     /// The last connection was lost before it answered anything: wait before the next.
     private var lostBeforeAReply = false
 
-    init(configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag, logger: Logger) {
+    init(
+        configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag,
+        lostPublishes: AsyncStream<Void>.Continuation, logger: Logger
+    ) {
         self.configuration = configuration
         self.mailbox = mailbox
         self.status = status
+        self.lostPublishes = lostPublishes
         self.logger = logger
     }
 
@@ -240,7 +254,10 @@ final class RedisCommandDriver {
         case .success(let value): request.promise.succeed(value)
         case .failure(let error):
             // No caller hears of an error to a command sent without waiting: the log does.
-            if !request.awaited { self.logger.warning("Redis refused a command", metadata: ["error": "\(error)"]) }
+            if !request.awaited {
+                self.logger.warning("Redis refused a command", metadata: ["error": "\(error)"])
+                self.lostPublishes.yield()
+            }
             request.promise.fail(error)
         }
     }
@@ -252,6 +269,9 @@ final class RedisCommandDriver {
         let failure = error as? RedisError ?? RedisError(.connection, "\(error)")
         for request in self.unanswered { request.promise.fail(failure) }
         for request in notSent { request.promise.fail(failure) }
+        if self.unanswered.contains(where: { !$0.awaited }) || notSent.contains(where: { !$0.awaited }) {
+            self.lostPublishes.yield()
+        }
         self.unanswered.removeAll()
         self.awaited = 0
         self.context = nil
@@ -262,7 +282,9 @@ final class RedisCommandDriver {
     private func failQueued(_ error: RedisError) {
         for command in self.mailbox.drain() {
             switch command {
-            case .request(let request): request.promise.fail(error)
+            case .request(let request):
+                if !request.awaited { self.lostPublishes.yield() }
+                request.promise.fail(error)
             case .shutdown(let promise): self.shutdown = promise
             }
         }

@@ -264,6 +264,41 @@ extension RedisTests {
 }
 
 extension RedisTests {
+    @Test("a publish sent without waiting that Redis refuses, or whose connection is lost before its reply, is told")
+    func lostPublishesAreTold() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let configuration = Self.quickToReconnect(to: listener, timeout: .seconds(5))
+        // 1: refuses the first PUBLISH, then closes on the second without answering it.
+        let server = Task {
+            await listener.serve(1) { _, connection in
+                _ = SilentListener.read(connection, until: "first")
+                SilentListener.write(connection, "-NOPERM no permissions\r\n")
+                _ = SilentListener.read(connection, until: "second")
+            }
+        }
+        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { client.isConnected })
+        let told = Counted()
+        let listening = Task {
+            for await _ in client.lostPublishes { told.count.add(1, ordering: .relaxed) }
+        }
+        #expect(client.publishWithoutReply(channel: "c", message: Array("first".utf8)))
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { told.count.load(ordering: .relaxed) == 1 })
+        #expect(client.publishWithoutReply(channel: "c", message: Array("second".utf8)))
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { told.count.load(ordering: .relaxed) == 2 })
+        await server.value
+        await client.close()
+        await listening.value
+    }
+}
+
+/// How many times something was told, counted by one task and read by the test.
+private final class Counted: Sendable {
+    let count = Atomic(0)
+}
+
+extension RedisTests {
     /// A configuration for a test server on `listener`: commands wait `timeout`, reconnects 10
     /// to 50 ms.
     static func quickToReconnect(to listener: SilentListener, timeout: Duration) -> RedisConfiguration {
