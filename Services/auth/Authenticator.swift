@@ -24,23 +24,26 @@ struct Authenticator: Sendable {
         // such attempt hashed first, and a client repeating one (a 409 every time) kept the
         // threads that logins share busy (a review). The insert still decides a race.
         try await self.users.ensureFree(username: username, email: email)
-        // The place is taken before the hash and given back only when no hash was spent (the
-        // check was skipped for a caller who gave up): a registration that hashed and then lost
-        // a race for its name, or was too late, keeps it, or concurrent attempts at one new name
-        // would cost a hash each and count once (the forty-seventh session's review).
+        // The place is taken before the hash. A registration that hashed and then lost a race
+        // for its name keeps it, or concurrent attempts at one new name would cost a hash each
+        // and count once (the forty-seventh session's review); any other failure gives it back
+        // (an overloaded auth that answers 503 does not spend the address's registrations).
         try await self.registrations.reserve(address: request.clientAddress)
-        let passwordHash: String
         do {
-            passwordHash = try await self.hasher.hash(request.password, before: deadline)
-        } catch let gaveUp as PasswordHasher.CallerGaveUp {
-            if !gaveUp.workDone { try? await self.registrations.giveBack(address: request.clientAddress) }
-            throw Self.unavailable(gaveUp)
+            let passwordHash = try await Self.unavailableIfGaveUp {
+                try await self.hasher.hash(request.password, before: deadline)
+            }
+            let record = UserRecord(
+                id: .v7(), username: username, email: email, displayName: displayName, passwordHash: passwordHash,
+                createdAt: Date())
+            try await self.users.create(record, before: deadline)
+            return UserEnvelope(user: record.resource(includingEmail: true))
+        } catch let taken as ServiceError where taken.code == .conflict {
+            throw taken
+        } catch {
+            try? await self.registrations.giveBack(address: request.clientAddress)
+            throw error
         }
-        let record = UserRecord(
-            id: .v7(), username: username, email: email, displayName: displayName, passwordHash: passwordHash,
-            createdAt: Date())
-        try await self.users.create(record, before: deadline)
-        return UserEnvelope(user: record.resource(includingEmail: true))
     }
 
     /// The same answer, after the same bcrypt work, for an unknown login and a wrong password.

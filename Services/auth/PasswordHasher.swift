@@ -35,9 +35,6 @@ struct PasswordHasher: Sendable {
     struct CallerGaveUp: Error {
         /// How long a check arriving when this one was given up would have waited for a thread.
         var lineWait: Duration
-        /// The work was done, and ended past the deadline (a hash thrown away), rather than
-        /// skipped.
-        var workDone = false
 
         /// Whole seconds, at least 1, for a caller to wait before it tries again (`Retry-After`).
         var retryAfterSeconds: Int {
@@ -83,11 +80,7 @@ struct PasswordHasher: Sendable {
         let hash = try await self.check(before: deadline) {
             Self.prefix + Bcrypt.hash(Self.prehash(password.precomposedStringWithCanonicalMapping), cost: cost)
         }
-        if let deadline, deadline <= .now {
-            var late = self.gaveUp()
-            late.workDone = true
-            throw late
-        }
+        if let deadline, deadline <= .now { throw self.gaveUp() }
         return hash
     }
 

@@ -36,7 +36,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         let limit = request.limit ?? 100
         guard (1...500).contains(limit) else { throw ServiceError.invalidArgument("limit must be 1 to 500") }
         return try await log.events(
-            user: user, afterSeq: request.afterSeq, limit: limit, includeAcknowledged: request.includeAcknowledged ?? false)
+            user: user, afterSeq: request.afterSeq, limit: limit, includeAcknowledged: request.includeAcknowledged ?? false,
+            acknowledgedSince: request.acknowledgedSince)
     }
 
     // A tenth of the first retry delay, at most 100 ms: the first retry comes that much later.

@@ -303,25 +303,30 @@ struct EventLog: Sendable {
 
     /// `sync` and the replay on connect: the user's unacknowledged, unexpired events after
     /// `afterSeq`, in seq order, and the user's latest seq (one row with no event when the page
-    /// is empty). `includeAcknowledged`: the acknowledged ones too (a gateway's gap fill).
+    /// is empty). `includeAcknowledged`: the acknowledged ones too (a gateway's gap fill);
+    /// with `acknowledgedSince`, only those first pushed at or after it.
     ///
     /// A page holds `limit` events at most, and stops early (with `hasMore`) once their data
     /// passes ``maximumPageBytes``: its first event always goes. Until the forty-third session
     /// only the count bounded a page, and 500 large events (a 4,000-character body escaped, a
     /// message with many reactions) made pages of 12 to 100 MB, which a gateway holds for
     /// each socket it replays to (a review).
-    func events(user: UUID, afterSeq: Int64, limit: Int, includeAcknowledged: Bool = false) async throws -> SyncReply {
+    func events(
+        user: UUID, afterSeq: Int64, limit: Int, includeAcknowledged: Bool = false, acknowledgedSince: Date? = nil
+    ) async throws -> SyncReply {
         // The acknowledged events stay in the log until they expire; a gap fill needs them back
         // when another device of the user acknowledged them before this one got them.
-        let acknowledgedBound: Int64 = includeAcknowledged ? 0 : Int64.max
+        let acknowledgedBound: Int64 = includeAcknowledged && acknowledgedSince == nil ? 0 : Int64.max
+        // Without a moment, none of the acknowledged ones past the bound above qualify by it.
+        let storedSince = includeAcknowledged ? acknowledgedSince : nil
         let rows = try await self.client.query(
             """
             WITH latest AS (SELECT coalesce((SELECT last_seq FROM user_sequences WHERE user_id = \(user)), 0) AS seq),
             page AS (
                 SELECT d.seq, d.event_id, e.name, e.occurred_at, e.data FROM deliveries d JOIN events e ON e.event_id = d.event_id
-                WHERE d.user_id = \(user) AND d.expires_at > now()
-                  AND d.seq > greatest(\(afterSeq), least(\(acknowledgedBound),
-                      coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0)))
+                WHERE d.user_id = \(user) AND d.expires_at > now() AND d.seq > \(afterSeq)
+                  AND (d.seq > least(\(acknowledgedBound), coalesce((SELECT acked_seq FROM user_acks WHERE user_id = \(user)), 0))
+                       OR d.first_attempt_at >= \(storedSince))
                 ORDER BY d.seq LIMIT \(limit + 1)
             )
             SELECT latest.seq, page.seq, page.event_id, page.name, page.occurred_at, page.data

@@ -152,7 +152,9 @@ struct Attachments: Sendable {
     /// the caller) is not bound: the answer gives the attachment the message has, and the upload
     /// is discarded. That is most often a client's retry of `add_attachments` with files whose
     /// answer it lost: the files travel again, and until the forty-seventh session the message
-    /// got each of them twice. Two such commands at the same moment may still both bind.
+    /// got each of them twice. Two such commands at the same moment may still both bind, and a
+    /// repeat may be answered with an upload another command has reserved and messaging then
+    /// refuses (that command gives it back, and its gateway discards it).
     func addAttachments(_ request: AddAttachmentsRequest, actor: UUID?) async throws -> AttachmentList {
         guard let caller = actor else { throw ServiceError.unauthorized() }
         let listed = try Self.uploadIDs(request.attachmentIds)
@@ -216,36 +218,50 @@ struct Attachments: Sendable {
     }
 
     /// The caller's unbound uploads among `ids` whose file `message` has already (bound by the
-    /// caller, with the same SHA-256, name and type), each with that attachment (the first bound).
+    /// caller, with the same SHA-256, name and type), each with that attachment: a different
+    /// one for each upload (the earliest bound first), and none the request lists itself, so
+    /// that an answer never names an attachment twice.
     private func repeats(among ids: [UUID], of message: UUID, owner: UUID) async throws -> [UUID: Attachment] {
         let rows = try await self.client.query(
             """
-            SELECT DISTINCT ON (u.id) \(unescaped: Self.columns("a")), u.id
+            SELECT \(unescaped: Self.columns("a")), u.id
             FROM attachments u JOIN attachments a
               ON a.message_id = \(message) AND a.owner_id = u.owner_id AND a.content_sha256 = u.content_sha256
              AND a.file_name = u.file_name AND a.content_type = u.content_type AND a.removal_marked_at IS NULL
             WHERE u.id = ANY(\(ids)) AND u.owner_id = \(owner) AND u.message_id IS NULL AND u.removal_marked_at IS NULL
-            ORDER BY u.id, a.bound_at, a.id
+            ORDER BY a.bound_at, a.id
             """, logger: self.logger)
-        var found: [UUID: Attachment] = [:]
+        var candidates: [UUID: [Attachment]] = [:]
         for try await row in rows.decode(
             (UUID, UUID, String, String, Int64, String, Int?, Int?, String, String, String, UUID?, Date, UUID).self)
         {
-            found[row.13] = Self.resource(
-                (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12))
+            candidates[row.13, default: []].append(
+                Self.resource((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12)))
+        }
+        var taken = Set(ids)
+        var found: [UUID: Attachment] = [:]
+        for id in ids {
+            guard let attachment = candidates[id]?.first(where: { !taken.contains($0.id.uuid) }) else { continue }
+            taken.insert(attachment.id.uuid)
+            found[id] = attachment
         }
         return found
     }
 
-    /// Discards the uploads an `add_attachments` found repeated (``repeats(among:of:owner:)``);
-    /// what fails here goes with the clean-up of unbound uploads.
+    /// Marks the uploads an `add_attachments` found repeated (``repeats(among:of:owner:)``) for
+    /// removal; the clean-up deletes their files (deleting them here, from Cloudinary, could
+    /// take longer than the caller waits for the answer). What fails goes with the clean-up of
+    /// unbound uploads.
     private func discardRepeats(_ ids: [UUID], of owner: UUID) async {
         guard !ids.isEmpty else { return }
         do {
-            _ = try await self.discardUploads(
-                DiscardUploadsRequest(attachmentIds: ids.map(EntityID.init)), actor: owner, deadline: nil)
+            try await self.client.write(
+                """
+                UPDATE attachments SET removal_marked_at = now()
+                WHERE id = ANY(\(ids)) AND owner_id = \(owner) AND message_id IS NULL AND removal_marked_at IS NULL
+                """, logger: self.logger)
         } catch {
-            self.logger.warning("discarding repeated uploads failed", metadata: ["error": "\(LoggedError(error))"])
+            self.logger.warning("marking repeated uploads for removal failed", metadata: ["error": "\(LoggedError(error))"])
         }
     }
 

@@ -15,8 +15,6 @@ struct DurableEvent: Sendable {
     var seq: Int64
     var packet: EncodedEvent
     var redelivery: Bool
-    /// The event's `occurredAt` as it was written (``Timestamp``).
-    var occurredAt: String?
 
     /// From a push's event name and arguments; nil when it is not a durable event. The packet is
     /// `argumentsJSON` spliced in when given (the arguments' text as the push carried it).
@@ -28,7 +26,6 @@ struct DurableEvent: Sendable {
         self.seq = exact
         self.packet = argumentsJSON.map { EncodedEvent(name, argumentsJSON: $0) } ?? EncodedEvent(name, arguments)
         self.redelivery = redelivery
-        self.occurredAt = arguments[0]["occurredAt"]?.stringValue
     }
 
     /// From an event of a `sync` reply.
@@ -65,6 +62,7 @@ final class EventStreams: Sendable {
         var afterSeq: Int64
         var limit: Int
         var includeAcknowledged: Bool
+        var acknowledgedSince: Date?
     }
 
     /// A fetch in flight, and when it was asked of delivery.
@@ -96,7 +94,7 @@ final class EventStreams: Sendable {
     func connected(_ socket: SocketIOSocket, lastSeq: Int64) {
         let stream = Stream(
             socket: socket, ordering: SeqOrdering(after: lastSeq),
-            fetch: self.fetch(user:afterSeq:limit:includeAcknowledged:notBefore:))
+            fetch: self.fetch(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:notBefore:))
         self.streams.withLock { $0[socket.id] = stream }
         let pending = (stream: stream, registered: ContinuousClock.now)
         let user = socket.userID
@@ -166,9 +164,12 @@ final class EventStreams: Sendable {
     /// its socket's stream was registered (pushes reach the stream from then on); a gap fill
     /// passes the moment it found the gap.
     @Sendable private func fetch(
-        user: String, afterSeq: Int64, limit: Int, includeAcknowledged: Bool, notBefore: ContinuousClock.Instant
+        user: String, afterSeq: Int64, limit: Int, includeAcknowledged: Bool, acknowledgedSince: Date?,
+        notBefore: ContinuousClock.Instant
     ) async -> Page? {
-        let key = PageKey(user: user, afterSeq: afterSeq, limit: limit, includeAcknowledged: includeAcknowledged)
+        let key = PageKey(
+            user: user, afterSeq: afterSeq, limit: limit, includeAcknowledged: includeAcknowledged,
+            acknowledgedSince: acknowledgedSince)
         let page = self.fetches.withLock { fetches -> Task<Page?, Never> in
             if let shared = fetches[key], shared.started >= notBefore { return shared.page }
             let started = ContinuousClock.now
@@ -185,7 +186,9 @@ final class EventStreams: Sendable {
 
     private func fetchFromDelivery(_ key: PageKey) async -> Page? {
         do {
-            let request = SyncRequest(afterSeq: key.afterSeq, limit: key.limit, includeAcknowledged: key.includeAcknowledged)
+            let request = SyncRequest(
+                afterSeq: key.afterSeq, limit: key.limit, includeAcknowledged: key.includeAcknowledged,
+                acknowledgedSince: key.acknowledgedSince)
             let reply = try await self.rpc.callRaw(
                 DeliveryMessage.sync, to: .delivery, payload: request, actor: UUID(text: key.user))
             let json = try JSONValue.parse(String(decoding: reply, as: UTF8.self))
@@ -215,7 +218,8 @@ final class EventStreams: Sendable {
 actor SocketEventStream<Socket: DurableEventSink> {
     typealias Fetch =
         @Sendable (
-            _ user: String, _ afterSeq: Int64, _ limit: Int, _ includeAcknowledged: Bool, _ notBefore: ContinuousClock.Instant
+            _ user: String, _ afterSeq: Int64, _ limit: Int, _ includeAcknowledged: Bool, _ acknowledgedSince: Date?,
+            _ notBefore: ContinuousClock.Instant
         ) async -> EventStreams.Page?
 
     static var pageSize: Int { 500 }
@@ -250,10 +254,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// When the stream was registered: pushes reach it from then on.
     private let registeredAt = Date()
     /// After a replay that pushes may have missed: the events up to `through` that are not in
-    /// the replay's pages were acknowledged (on another device) before it ended; those that
-    /// occurred before `before` (the socket's registration) are skipped as the replay would,
-    /// and the others go out (see ``accept(_:before:)``).
-    private var acknowledgedBeforeReplay: (through: Int64, before: Date)?
+    /// the replay's pages were acknowledged (on another device) before it ended. Of those, the
+    /// ones delivery stored since `since` (the socket's registration) must go out, and the
+    /// older ones not: the look and any gap's fill ask delivery for the acknowledged events
+    /// stored since then only, until the socket is past `through`.
+    private var acknowledgedSince: (since: Date, through: Int64)?
 
     init(socket: Socket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
@@ -305,15 +310,18 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 // past ``maximumWaiting`` the older ones were collapsed away, and caught up
                 // through them the socket never got them (until the forty-sixth session).
                 // Pushes that missed the socket during the replay (a gap in the gateway's fan-out)
-                // are not among those either, and nothing here tells which they are: the events
-                // up to `latest` are then told apart by when they occurred (before the socket
-                // registered: acknowledged before it came, skipped as the replay would), by the
-                // look for missed events that follows and any gap's fill.
+                // are not among those either, and nothing here tells which they are: delivery
+                // does, by when it stored each event (``acknowledgedSince``), for the look for
+                // missed events that follows and any gap's fill. (The first version of this look
+                // caught up through the first page's latest seq, and lost such an event stored
+                // before that page; the second told events apart by their `occurredAt`, the
+                // producer's clock, and paged through every acknowledged event in the log:
+                // the forty-seventh session's reviews.)
                 if !page.hasMore, let latest = page.latestSeq {
                     let firstWaiting = [self.waiting.lazy.map(\.seq).min(), self.lowestSeqDuringReplay].compactMap { $0 }.min()
                     let through = firstWaiting.map { min(latest, $0 - 1) } ?? latest
                     if self.missedPushesDuringReplay {
-                        self.acknowledgedBeforeReplay = (through, self.registeredAt - Self.clockMargin)
+                        self.acknowledgedSince = (self.registeredAt - Self.clockMargin, through)
                     } else {
                         self.ordering.caughtUp(through: through)
                     }
@@ -354,8 +362,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
         after: Int64, limit: Int, includeAcknowledged: Bool = false, _ notBefore: ContinuousClock.Instant
     ) async -> EventStreams.Page? {
         var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(1))
+        let since = includeAcknowledged ? self.acknowledgedSince?.since : nil
         for attempt in 1...Self.fetchAttempts where !self.hasLeft && !Task.isCancelled {
-            if let page = await self.fetch(self.socket.userID, after, limit, includeAcknowledged, notBefore) { return page }
+            if let page = await self.fetch(self.socket.userID, after, limit, includeAcknowledged, since, notBefore) {
+                return page
+            }
             if attempt < Self.fetchAttempts { try? await Task.sleep(for: backoff.next()) }
         }
         return nil
@@ -417,6 +428,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
             await self.send(ready)
             ready = []
         } while !self.waiting.isEmpty
+        self.settleAcknowledgedSince()
         if let since = self.missedPushesSince {
             // In a task of its own, as a gap's fetch: the caller may be the push consumer.
             self.missedPushesSince = nil
@@ -451,7 +463,15 @@ actor SocketEventStream<Socket: DurableEventSink> {
                     after: after, limit: Self.pageSize, includeAcknowledged: true, storedBefore)
             else { break }
             ready = self.accept(page.events, before: nil)
-            guard page.hasMore, let last = page.events.last?.seq, last > after else { break }
+            guard page.hasMore, let last = page.events.last?.seq, last > after else {
+                // Every event the socket must get came: the others up to the replay's end were
+                // acknowledged before it registered.
+                if !page.hasMore, let old = self.acknowledgedSince {
+                    self.ordering.caughtUp(through: old.through)
+                    self.acknowledgedSince = nil
+                }
+                break
+            }
             await self.sendPaced(ready)
             ready = []
         }
@@ -508,26 +528,22 @@ actor SocketEventStream<Socket: DurableEventSink> {
     }
 
     /// The packets of the fetched `events` (below `seq`, when given) not sent yet, in order.
-    /// After a replay that pushes may have missed, an event it did not send that occurred before
-    /// the socket registered is skipped (``acknowledgedBeforeReplay``).
     private func accept(_ events: [DurableEvent], before seq: Int64?) -> [EncodedEvent] {
         var packets: [EncodedEvent] = []
-        for event in events where seq.map({ event.seq < $0 }) ?? true {
-            if let old = self.acknowledgedBeforeReplay, event.seq <= old.through,
-                let occurred = event.occurredAt.flatMap(Timestamp.parse), occurred < old.before
-            {
-                self.ordering.caughtUp(through: event.seq)
-                continue
-            }
-            if self.ordering.accept(fetched: event.seq) { packets.append(event.packet) }
+        for event in events where seq.map({ event.seq < $0 }) ?? true && self.ordering.accept(fetched: event.seq) {
+            packets.append(event.packet)
         }
-        if let old = self.acknowledgedBeforeReplay, self.ordering.delivered >= old.through {
-            self.acknowledgedBeforeReplay = nil
-        }
+        self.settleAcknowledgedSince()
         return packets
     }
 
-    /// How far apart the gateway's clock and the clock that stamped `occurredAt` may be.
+    /// Past the replay's end, every event goes to the socket acknowledged or not, as always.
+    private func settleAcknowledgedSince() {
+        if let old = self.acknowledgedSince, self.ordering.delivered >= old.through { self.acknowledgedSince = nil }
+    }
+
+    /// How far apart the gateway's clock and PostgreSQL's, which stamps when delivery stored
+    /// an event, may be.
     static var clockMargin: TimeInterval { 2 }
 
     /// A replay's page, with the live events waiting that fall among its events, in seq order: a

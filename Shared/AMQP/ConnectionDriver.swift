@@ -267,8 +267,23 @@ final class ConnectionDriver {
                 }
             }
             // Messages of this round that may travel together and share a destination go as one
-            // (``MessageBatch``).
-            if self.configuration.sendsBatches { publishes = MessageBatch.coalesce(publishes) }
+            // (``MessageBatch``), once those whose deadline passed are dropped: a batch is sent
+            // while any of its members' callers waits, and the first round after an outage
+            // gathers the outage's requests, whose callers gave up, with fresh ones (the
+            // forty-seventh session's review).
+            if self.configuration.sendsBatches {
+                let now = ContinuousClock.now
+                var fresh: [PendingPublish] = []
+                fresh.reserveCapacity(publishes.count)
+                for pending in publishes {
+                    if pending.isStale(at: now) {
+                        pending.fail(AMQPError(.timeout, "the message's deadline passed before it could be sent"))
+                    } else {
+                        fresh.append(pending)
+                    }
+                }
+                publishes = MessageBatch.coalesce(fresh)
+            }
             for pending in publishes { self.window.enqueue(pending) }
             try self.sendAcknowledgements()
             if self.publishingBlocked {

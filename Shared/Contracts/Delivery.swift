@@ -51,10 +51,16 @@ public struct SyncRequest: Codable, Sendable {
     /// contract, which has `sync` return unacknowledged events; a client may ask it too (its own
     /// events, as `sync` always returns), to catch a device up on what another one acknowledged.
     public var includeAcknowledged: Bool?
-    public init(afterSeq: Int64, limit: Int? = nil, includeAcknowledged: Bool? = nil) {
+    /// With `includeAcknowledged`: only the acknowledged events stored (first pushed) at or
+    /// after this moment. A gateway's socket that may have missed pushes during its replay asks
+    /// for these: the ones stored since it registered, which it must get, and not the older
+    /// ones its replay rightly left out.
+    public var acknowledgedSince: Date?
+    public init(afterSeq: Int64, limit: Int? = nil, includeAcknowledged: Bool? = nil, acknowledgedSince: Date? = nil) {
         self.afterSeq = afterSeq
         self.limit = limit
         self.includeAcknowledged = includeAcknowledged
+        self.acknowledgedSince = acknowledgedSince
     }
 
     /// Whole numbers, each named in the error when it is not one; past `Int64`'s range is its
@@ -66,6 +72,7 @@ public struct SyncRequest: Codable, Sendable {
             self.limit = Int(clamping: try container.decodeWholeNumber(forKey: .limit))
         }
         self.includeAcknowledged = try container.decodeIfPresent(Bool.self, forKey: .includeAcknowledged)
+        self.acknowledgedSince = try container.decodeIfPresent(Date.self, forKey: .acknowledgedSince)
     }
 }
 

@@ -34,4 +34,29 @@ struct AMQPDeadlineTests {
             #expect(expiration > 0 && expiration <= 30_000)
         }
     }
+
+    /// Messages that may travel together and share a destination go as one batch, sent while
+    /// any of its members' callers waits: a member whose deadline has passed is dropped first,
+    /// not carried by a fresh one (the first round after an outage gathers both).
+    @Test("a stale message is not carried in a batch by a fresh one")
+    func staleMemberLeftOutOfTheBatch() async throws {
+        try await withAMQPConnection { connection in
+            let (exchange, queue) = try await declareTestQueue(connection, "test.deadline.batch")
+            let stale = Promise<Void>()
+            let fresh = Promise<Void>()
+            let now = ContinuousClock.now
+            func message(_ body: String) -> AMQPMessage {
+                AMQPMessage(exchange: exchange, routingKey: queue, body: Data(body.utf8)).batched(as: "test.batch")
+            }
+            #expect(
+                connection.publishMailbox.send(contentsOf: [
+                    .publish(PendingPublish(message: message("stale"), promise: stale, deadline: now - .seconds(1))),
+                    .publish(PendingPublish(message: message("fresh"), promise: fresh, deadline: now + .seconds(30))),
+                ]))
+            await #expect { try await stale.value() } throws: { ($0 as? AMQPError)?.code == .timeout }
+            try await withTimeout(.seconds(10)) { try await fresh.value() }
+            let delivery = try await takeOneMessage(connection, from: queue)
+            #expect(delivery.body == Data("fresh".utf8), "the stale message went in a batch")
+        }
+    }
 }

@@ -27,4 +27,29 @@ struct EventPageTests {
             #expect(pages == [Array(seqs[0...1]), Array(seqs[2...3]), [seqs[4]], [seqs[5]]])
         }
     }
+
+    @Test("with acknowledgedSince, a page holds the unacknowledged events and the acknowledged ones stored since then")
+    func acknowledgedSince() async throws {
+        try await withFreshSchema("event_pages_since", migrations: DeliveryMigrations.all) { database, _ in
+            let log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
+            let recipient = UUID()
+            let old = try await log.recordMessages(2, to: recipient)
+            try await Task.sleep(for: .milliseconds(50))
+            let since = Date()
+            try await Task.sleep(for: .milliseconds(50))
+            let new = try await log.recordMessages(2, to: recipient)
+            _ = try await log.acknowledge(user: recipient, upToSeq: new[0]) { _ in }
+            let unacknowledged = new[1]
+            func page(_ includeAcknowledged: Bool, _ since: Date?) async throws -> [Int64] {
+                try await log.events(
+                    user: recipient, afterSeq: 0, limit: 500, includeAcknowledged: includeAcknowledged,
+                    acknowledgedSince: since
+                ).events.map(\.seq)
+            }
+            #expect(try await page(false, nil) == [unacknowledged])
+            #expect(try await page(false, since) == [unacknowledged], "acknowledgedSince alone changes nothing")
+            #expect(try await page(true, nil) == old + new)
+            #expect(try await page(true, since) == new)
+        }
+    }
 }

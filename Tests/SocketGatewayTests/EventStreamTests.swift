@@ -47,10 +47,9 @@ struct EventStreamTests {
 
     typealias Fetched = (afterSeq: Int64, limit: Int, includeAcknowledged: Bool)
 
-    static func event(_ seq: Int64, redelivery: Bool = false, occurredAt: Date? = nil) -> DurableEvent {
-        var argument: [String: JSONValue] = ["seq": .number(Double(seq))]
-        if let occurredAt { argument["occurredAt"] = .string(Timestamp.format(occurredAt)) }
-        return DurableEvent(name: "message_created", arguments: [.object(argument)], redelivery: redelivery)!
+    static func event(_ seq: Int64, redelivery: Bool = false) -> DurableEvent {
+        DurableEvent(
+            name: "message_created", arguments: [.object(["seq": .number(Double(seq))])], redelivery: redelivery)!
     }
 
     /// The pushes that arrived during the replay go out after it, once each, in seq order, and
@@ -60,7 +59,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetches = Mutex<[(afterSeq: Int64, limit: Int, includeAcknowledged: Bool)]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _ in
+            _, afterSeq, limit, includeAcknowledged, _, _ in
             fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             let stored: [Int64] = [1, 2, 3, 4, 5, 6, 7, 8]
             // The replay's fetch saw the log at seq 3; the rest was stored (and pushed) after it.
@@ -96,7 +95,7 @@ struct EventStreamTests {
     func waitingEventAcknowledgedElsewhere() async {
         let socket = RecordingSocket()
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _ in
+            _, afterSeq, _, includeAcknowledged, _, _ in
             // Seqs 1 and 2 are unacknowledged; 3 and 4 came after, and the phone acknowledged them.
             let stored: [Int64] = includeAcknowledged ? [1, 2, 3, 4] : [1, 2]
             return (stored.filter { $0 > afterSeq }.map { Self.event($0) }, false, 4)
@@ -114,7 +113,7 @@ struct EventStreamTests {
         let count = Int64(SocketEventStream<RecordingSocket>.maximumWaiting + 100)
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _ in
+            _, afterSeq, limit, includeAcknowledged, _, _ in
             fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             // The replay's fetch saw an empty log; the rest was stored (and pushed) after it.
             guard includeAcknowledged else { return ([], false, 0) }
@@ -139,7 +138,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let count = Int64(SocketEventStream<RecordingSocket>.maximumWaiting + 100)
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _ in
+            _, afterSeq, limit, includeAcknowledged, _, _ in
             // Every event was acknowledged by another device before the replay's fetch.
             guard includeAcknowledged else { return ([], false, count) }
             let page = (afterSeq + 1...min(afterSeq + Int64(limit), count)).map { Self.event($0) }
@@ -154,7 +153,7 @@ struct EventStreamTests {
     @Test("a lastSeq past the user's latest seq comes down to it: the events after it are not dropped")
     func lastSeqAheadOfTheLog() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _, _, _ in
             #expect(afterSeq == 100)
             return ([], false, 2)  // the user's log ends at seq 2
         }
@@ -169,7 +168,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _ in
+            _, afterSeq, limit, includeAcknowledged, _, _ in
             fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             return ([], false, 40)  // 40 events, all acknowledged on another device
         }
@@ -184,7 +183,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _ in
+            _, afterSeq, limit, includeAcknowledged, _, _ in
             fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             guard includeAcknowledged else { return ([], false, 0) }  // the replay: nothing yet
             let page = (afterSeq + 1...min(afterSeq + Int64(limit), 1_201)).map { Self.event($0) }
@@ -204,7 +203,7 @@ struct EventStreamTests {
     @Test("when a gap cannot be fetched, nothing moves past it: the connection is closed for the client to reconnect")
     func gapUnavailable() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, _, _, includeAcknowledged, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, _, _, includeAcknowledged, _, _ in
             includeAcknowledged ? nil : ([Self.event(1)], false, 1)
         }
         await stream.replay(registered: .now)
@@ -218,7 +217,7 @@ struct EventStreamTests {
     @Test("when the replay cannot be fetched, the connection is closed for the client to reconnect")
     func replayUnavailable() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 5)) { _, _, _, _, _ in nil }
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 5)) { _, _, _, _, _, _ in nil }
         await stream.receive(Self.event(9))
         await stream.replay(registered: .now)
         await stream.receive(Self.event(10))
@@ -231,7 +230,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let (answer, delivery) = AsyncStream.makeStream(of: Void.self)
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _ in
+            _, afterSeq, _, includeAcknowledged, _, _ in
             guard includeAcknowledged else { return ([], false, 0) }
             for await _ in answer { break }  // delivery is slow to answer
             return ([Self.event(1), Self.event(2)].filter { $0.seq > afterSeq }, false, 3)
@@ -255,7 +254,7 @@ struct EventStreamTests {
         let asked = ContinuousClock.now
         let notBefore = Mutex<[ContinuousClock.Instant]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, since in
+            _, afterSeq, limit, includeAcknowledged, _, since in
             fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
             notBefore.withLock { $0.append(since) }
             // 1 and 2 unacknowledged at the replay; 3 pushed; 4 and 5 missed and acknowledged.
@@ -282,7 +281,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _ in
+            _, afterSeq, _, includeAcknowledged, _, _ in
             if includeAcknowledged { return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3) }
             if afterSeq == 0 { return ([Self.event(1)], true, 2) }
             // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged.
@@ -299,25 +298,37 @@ struct EventStreamTests {
     /// replay skips it, as always. Seq 3 was stored after, its push missed the socket in a gap of
     /// the fan-out, and another device acknowledged it before the replay's first page: the page
     /// counts it in its latest seq, and catching up through that (the first version of the
-    /// look, in this session) lost it (the session's review).
-    @Test("a fan-out gap during the replay: what occurred since the socket registered goes out, older acknowledged events do not")
+    /// look, in this session) lost it. The look asks delivery for the acknowledged events stored
+    /// since the socket registered (about: less the clocks' margin), which is 3 alone (the
+    /// session's reviews).
+    @Test("a fan-out gap during the replay: the acknowledged events stored since the socket registered go out, older ones do not")
     func missedPushesBeforeTheFirstPage() async {
         let socket = RecordingSocket()
         let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
-        let old = Date() - 3600
+        let registered = Date()
+        let asked = Mutex<[Date?]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _ in
-            let log = [Self.event(1, occurredAt: old), Self.event(2, occurredAt: old), Self.event(3, occurredAt: Date())]
-            if includeAcknowledged { return (log.filter { $0.seq > afterSeq }, false, 3) }
-            await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
-            return ([log[0]].filter { $0.seq > afterSeq }, false, 3)
+            _, afterSeq, _, includeAcknowledged, since, _ in
+            guard includeAcknowledged else {
+                await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
+                return ([Self.event(1)].filter { $0.seq > afterSeq }, false, 3)
+            }
+            asked.withLock { $0.append(since) }
+            // Delivery's answer: 2 was stored an hour ago, 3 just now.
+            let stored = since == nil ? [Self.event(2), Self.event(3)] : [Self.event(3)]
+            return (stored.filter { $0.seq > afterSeq }, false, 3)
         }
         holder.withLock { $0 = stream }
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == [1, 3])
-        await stream.receive(Self.event(4))
-        #expect(socket.writes.flatMap { $0 } == [1, 3, 4])
+        let since = try? #require(asked.withLock { $0.first } ?? nil)
+        #expect(since.map { $0 <= registered && $0 > registered - 10 } == true, "asked since \(String(describing: since))")
+        // Past the replay's end the socket is as any other: a gap's fill asks for everything.
+        await stream.receive(Self.event(5))
+        await stream.settled()
+        #expect(asked.withLock { $0.count } == 2 && asked.withLock { $0.last } == .some(nil))
+        #expect(socket.writes.flatMap { $0 } == [1, 3, 5])
     }
 
     /// Seq 2 came live while the replay ran and another device acknowledged it before the page
@@ -327,7 +338,7 @@ struct EventStreamTests {
     func waitingPushAmongThePage() async {
         let socket = RecordingSocket()
         let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _, _ in
             await holder.withLock { $0 }?.receive(Self.event(2))
             return ([Self.event(1), Self.event(3)].filter { $0.seq > afterSeq }, false, 3)
         }
@@ -343,7 +354,7 @@ struct EventStreamTests {
         let (answer, delivery) = AsyncStream.makeStream(of: Void.self)
         let fetches = Mutex<[Int64]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _ in
+            _, afterSeq, _, includeAcknowledged, _, _ in
             guard includeAcknowledged else { return ([], false, 0) }
             fetches.withLock { $0.append(afterSeq) }
             if afterSeq == 0 { for await _ in answer { break } }  // the gap's fill waits for delivery
@@ -363,7 +374,7 @@ struct EventStreamTests {
     func fetchAskedAgain() async {
         let socket = RecordingSocket()
         let failures = Mutex(1)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _, _ in
             let fail = failures.withLock { left in
                 defer { left -= 1 }
                 return left > 0
@@ -380,7 +391,7 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetched = Mutex(0)
         let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _, _ in
             let count = fetched.withLock { count in
                 count += 1
                 return count
