@@ -162,13 +162,7 @@ struct Attachments: Sendable {
         let ids = listed.filter { repeats[$0] == nil }
         guard !ids.isEmpty else {
             // Nothing new: messaging still checks the message is the caller's, and answers.
-            let attachments = listed.compactMap { repeats[$0] }
-            let answer = try await self.rpc.call(
-                MessagingMessage.attach, to: .messaging,
-                payload: AttachRequest(messageId: request.messageId, attachments: attachments),
-                replyAs: AttachmentList.self, actor: caller)
-            await self.discardRepeats(Array(repeats.keys), of: caller)
-            return answer
+            return try await self.record(listed.compactMap { repeats[$0] }, on: request.messageId, by: caller, repeats: repeats)
         }
         let rows = try await self.client.query(
             """
@@ -193,12 +187,7 @@ struct Attachments: Sendable {
         let messageID = request.messageId.uuid
         let newlyReserved = try await self.reserve(ids, for: messageID)
         do {
-            let answer = try await self.rpc.call(
-                MessagingMessage.attach, to: .messaging,
-                payload: AttachRequest(messageId: request.messageId, attachments: attachments),
-                replyAs: AttachmentList.self, actor: caller)
-            await self.discardRepeats(Array(repeats.keys), of: caller)
-            return answer
+            return try await self.record(attachments, on: request.messageId, by: caller, repeats: repeats)
         } catch let refusal as ServiceError where refusal.code.isRefusal {
             // Messaging refused (not the author, no such message): nothing of it was recorded.
             // The client hears the refusal even if giving the uploads back fails (they stay
@@ -215,6 +204,18 @@ struct Attachments: Sendable {
         // Any other failure (a timeout, a crash) may come after messaging committed: the uploads
         // stay reserved for this message, and the client's retry (messaging's attach is
         // idempotent) completes it. At worst an upload stays reserved and is never cleaned up.
+    }
+
+    /// Has messaging record `attachments` on `message` (it checks the caller is the author, and
+    /// records the event for those it did not have), then discards the repeated uploads.
+    private func record(
+        _ attachments: [Attachment], on message: EntityID, by caller: UUID, repeats: [UUID: Attachment]
+    ) async throws -> AttachmentList {
+        let answer = try await self.rpc.call(
+            MessagingMessage.attach, to: .messaging, payload: AttachRequest(messageId: message, attachments: attachments),
+            replyAs: AttachmentList.self, actor: caller)
+        await self.discardRepeats(Array(repeats.keys), of: caller)
+        return answer
     }
 
     /// The caller's unbound uploads among `ids` whose file `message` has already (bound by the

@@ -502,15 +502,12 @@ def test_devices_that_do_not_acknowledge_get_every_event_live_while_another_ackn
             client_.disconnect()
 
 
-def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_away(account, second_gateway):
-    """Redis refuses every channel for a while (an ACL change), so neither gateway's subscriber
-    is subscribed and neither gateway's publishes reach the other: each push reaches only the
-    sockets of the gateway that consumed it. Alice's phone, on the first gateway, acknowledges
-    what it gets, so delivery does not push it again. Bob sends until a message reaches the
-    phone and not the laptop on the second gateway. Once Redis allows the channels again, the
-    second gateway's subscriber is back and its sockets look for what they missed: the laptop
-    gets that message with nothing sent after it. Until the forty-seventh session it got it
-    only with Alice's next event."""
+def phone_alone_then_laptop(account: Any, second_gateway: str, refuse: str, allow: str) -> None:
+    """Alice's phone on the first gateway (acknowledging each message_created at once, so that
+    delivery does not push it again) and her laptop on the second; Redis's default user loses
+    `refuse` (an ACL rule) while Bob sends, until a message reaches the phone and not the
+    laptop; then gets `allow` back. The laptop must then get that message with nothing sent
+    after it."""
     alice, bob = account(), account()
     phone = socketio.Client(reconnection=False)
     phone_seqs: list[int] = []
@@ -529,11 +526,11 @@ def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_aw
     try:
         thread = sender.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)
         thread_id = thread["data"]["thread"]["id"]
-        admin.execute_command("ACL", "SETUSER", "default", "resetchannels")
+        admin.execute_command("ACL", "SETUSER", "default", refuse)
         missed = None
         try:
             for n in range(30):
-                reply = sender.call("create_message", {"threadId": thread_id, "clientMessageId": f"g{n}", "body": f"g{n}"},
+                reply = sender.call("create_message", {"threadId": thread_id, "clientMessageId": f"m{n}", "body": f"m{n}"},
                                     timeout=10)
                 assert reply["ok"] is True, reply
                 seen = max(phone_seqs + laptop_seqs, default=0)
@@ -547,7 +544,7 @@ def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_aw
                     break
             assert missed is not None, "no push reached the phone alone"
         finally:
-            admin.execute_command("ACL", "SETUSER", "default", "allchannels")
+            admin.execute_command("ACL", "SETUSER", "default", allow)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and missed not in laptop_seqs:
             time.sleep(0.1)
@@ -557,62 +554,23 @@ def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_aw
         admin.close()
         for client_ in (phone, laptop, sender):
             client_.disconnect()
+
+
+def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_away(account, second_gateway):
+    """Redis refuses every channel for a while, so neither gateway's subscriber is subscribed
+    and neither gateway's publishes reach the other: each push reaches only the sockets of the
+    gateway that consumed it. Once Redis allows the channels again, the second gateway's
+    subscriber is back and its sockets look for what they missed. Until the forty-seventh
+    session the laptop got the message only with Alice's next event."""
+    phone_alone_then_laptop(account, second_gateway, refuse="resetchannels", allow="allchannels")
 
 
 def test_a_socket_gets_what_another_gateway_failed_to_publish_to_redis(account, second_gateway):
-    """Redis refuses PUBLISH for a while (an ACL change; the subscriptions stay, so no
-    subscriber sees a gap): each push reaches only the sockets of the gateway that consumed it.
-    Bob sends until a message reaches Alice's phone (first gateway, acknowledging at once) and
-    not her laptop (second gateway). Once Redis takes PUBLISH again, the first gateway tells the
-    others that publishes were lost, and the laptop's gateway has its sockets look: the laptop
-    gets the message with nothing sent after it. Until the forty-seventh session only a gap in a
-    subscriber started such a look."""
-    alice, bob = account(), account()
-    phone = socketio.Client(reconnection=False)
-    phone_seqs: list[int] = []
-
-    @phone.on("message_created")
-    def acknowledge(event):
-        phone_seqs.append(event["seq"])
-        phone.emit("ack_events", {"upToSeq": event["seq"]})
-
-    phone.connect(GATEWAY_URL, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
-    laptop, laptop_seqs = OrderedClient(reconnection=False), []
-    laptop.on("message_created", lambda event: laptop_seqs.append(event["seq"]))
-    laptop.connect(second_gateway, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
-    (sender,) = websocket_clients(GATEWAY_URL, bob)
-    admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
-    try:
-        thread = sender.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)
-        thread_id = thread["data"]["thread"]["id"]
-        admin.execute_command("ACL", "SETUSER", "default", "-publish")
-        missed = None
-        try:
-            for n in range(30):
-                reply = sender.call("create_message", {"threadId": thread_id, "clientMessageId": f"p{n}", "body": f"p{n}"},
-                                    timeout=10)
-                assert reply["ok"] is True, reply
-                seen = max(phone_seqs + laptop_seqs, default=0)
-                deadline = time.monotonic() + 1.5
-                while time.monotonic() < deadline and max(phone_seqs + laptop_seqs, default=0) == seen:
-                    time.sleep(0.02)
-                time.sleep(0.3)
-                newest = max(phone_seqs + laptop_seqs, default=0)
-                if newest > seen and newest in phone_seqs and newest not in laptop_seqs:
-                    missed = newest
-                    break
-            assert missed is not None, "no push reached the phone alone"
-        finally:
-            admin.execute_command("ACL", "SETUSER", "default", "+publish")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and missed not in laptop_seqs:
-            time.sleep(0.1)
-        assert missed in laptop_seqs, f"the laptop never got seq {missed}: {laptop_seqs}"
-        assert laptop.connected
-    finally:
-        admin.close()
-        for client_ in (phone, laptop, sender):
-            client_.disconnect()
+    """Redis refuses PUBLISH for a while; the subscriptions stay, so no subscriber sees a gap.
+    Once Redis takes PUBLISH again, the first gateway tells the others that publishes were
+    lost, and the laptop's gateway has its sockets look. Until the forty-seventh session only a
+    gap in a subscriber started such a look."""
+    phone_alone_then_laptop(account, second_gateway, refuse="-publish", allow="+publish")
 
 
 # --- raw Engine.IO / Socket.IO ------------------------------------------------------------
