@@ -64,13 +64,16 @@ struct RedisFanOut: Service {
     /// emit.
     static let resyncChannel = "messenger#gateway#resync"
 
+    /// What this gateway publishes on ``resyncChannel``: its uid.
+    private var resyncPayload: [UInt8] { Array(self.uid.utf8) }
+
     /// Delivers what other gateways and emitters publish, until graceful shutdown. After a gap
     /// in what this gateway's subscriber got, or when another gateway says some of its
     /// publishes were lost, every socket looks for the durable events it missed.
     func run() async throws {
         try await self.subscriber.subscribe(channels: [Self.resyncChannel], patterns: [EmitterMessage.pattern()])
         let (sweeps, sweep) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let uid = Array(self.uid.utf8)
+        let ownResync = self.resyncPayload
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { for await _ in self.subscriber.gaps { sweep.yield() } }
@@ -78,7 +81,7 @@ struct RedisFanOut: Service {
                 group.addTask { await self.announceLostPublishes() }
                 for await published in self.subscriber.messages {
                     if published.channel == Self.resyncChannel {
-                        if published.payload != uid { sweep.yield() }
+                        if published.payload != ownResync { sweep.yield() }
                         continue
                     }
                     guard let message = EmitterMessage(decoding: published.payload) else {
@@ -124,7 +127,7 @@ struct RedisFanOut: Service {
             var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(2))
             while !Task.isCancelled {
                 do {
-                    try await self.redis.publish(channel: Self.resyncChannel, message: Array(self.uid.utf8))
+                    try await self.redis.publish(channel: Self.resyncChannel, message: self.resyncPayload)
                     self.logger.info("publishes may have been lost: the other gateways were told to look for missed events")
                     break
                 } catch {

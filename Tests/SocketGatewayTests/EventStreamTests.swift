@@ -47,6 +47,24 @@ struct EventStreamTests {
 
     typealias Fetched = (afterSeq: Int64, limit: Int, includeAcknowledged: Bool)
 
+    /// A stream whose fetch reaches the stream itself as its first argument: to push, tell of a
+    /// gap or leave while a page is being fetched.
+    static func stream(
+        _ socket: RecordingSocket,
+        fetch:
+            @escaping @Sendable (
+                _ stream: SocketEventStream<RecordingSocket>?, _ afterSeq: Int64, _ includeAcknowledged: Bool, _ since: Date?
+            ) async -> EventStreams.Page?
+    ) -> SocketEventStream<RecordingSocket> {
+        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, since, _ in
+            await fetch(holder.withLock { $0 }, afterSeq, includeAcknowledged, since)
+        }
+        holder.withLock { $0 = stream }
+        return stream
+    }
+
     static func event(_ seq: Int64, redelivery: Bool = false) -> DurableEvent {
         DurableEvent(
             name: "message_created", arguments: [.object(["seq": .number(Double(seq))])], redelivery: redelivery)!
@@ -279,16 +297,13 @@ struct EventStreamTests {
     @Test("a fan-out gap during the replay: the events stored since the replay began are fetched after it")
     func missedPushesDuringTheReplay() async {
         let socket = RecordingSocket()
-        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _, _ in
+        let stream = Self.stream(socket) { stream, afterSeq, includeAcknowledged, _ in
             if includeAcknowledged { return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3) }
             if afterSeq == 0 { return ([Self.event(1)], true, 2) }
             // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged.
-            await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
+            await stream?.lookForMissedEvents(storedBefore: .now)
             return ([Self.event(2)], false, 3)
         }
-        holder.withLock { $0 = stream }
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == [1, 2, 3])
@@ -302,15 +317,13 @@ struct EventStreamTests {
     /// since the socket registered (about: less the clocks' margin), which is 3 alone (the
     /// session's reviews).
     @Test("a fan-out gap during the replay: the acknowledged events stored since the socket registered go out, older ones do not")
-    func missedPushesBeforeTheFirstPage() async {
+    func missedPushesBeforeTheFirstPage() async throws {
         let socket = RecordingSocket()
-        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
         let registered = Date()
         let asked = Mutex<[Date?]>([])
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, since, _ in
+        let stream = Self.stream(socket) { stream, afterSeq, includeAcknowledged, since in
             guard includeAcknowledged else {
-                await holder.withLock { $0 }?.lookForMissedEvents(storedBefore: .now)
+                await stream?.lookForMissedEvents(storedBefore: .now)
                 return ([Self.event(1)].filter { $0.seq > afterSeq }, false, 3)
             }
             asked.withLock { $0.append(since) }
@@ -318,12 +331,11 @@ struct EventStreamTests {
             let stored = since == nil ? [Self.event(2), Self.event(3)] : [Self.event(3)]
             return (stored.filter { $0.seq > afterSeq }, false, 3)
         }
-        holder.withLock { $0 = stream }
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == [1, 3])
-        let since = try? #require(asked.withLock { $0.first } ?? nil)
-        #expect(since.map { $0 <= registered && $0 > registered - 10 } == true, "asked since \(String(describing: since))")
+        let since = try #require(asked.withLock { $0.first } ?? nil)
+        #expect(since <= registered && since > registered - 10, "asked since \(since)")
         // Past the replay's end the socket is as any other: a gap's fill asks for everything.
         await stream.receive(Self.event(5))
         await stream.settled()
@@ -337,12 +349,10 @@ struct EventStreamTests {
     @Test("a push that waited during the replay goes out between the page's events around it")
     func waitingPushAmongThePage() async {
         let socket = RecordingSocket()
-        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _, _ in
-            await holder.withLock { $0 }?.receive(Self.event(2))
+        let stream = Self.stream(socket) { stream, afterSeq, _, _ in
+            await stream?.receive(Self.event(2))
             return ([Self.event(1), Self.event(3)].filter { $0.seq > afterSeq }, false, 3)
         }
-        holder.withLock { $0 = stream }
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == [1, 2, 3])
@@ -390,17 +400,15 @@ struct EventStreamTests {
     func leavingStopsTheReplay() async {
         let socket = RecordingSocket()
         let fetched = Mutex(0)
-        let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _, _ in
+        let stream = Self.stream(socket) { stream, afterSeq, _, _ in
             let count = fetched.withLock { count in
                 count += 1
                 return count
             }
             // The socket leaves while its second page is being fetched.
-            if count == 2 { holder.withLock { $0?.leave() } }
+            if count == 2 { stream?.leave() }
             return ([Self.event(afterSeq + 1)], true, 10)
         }
-        holder.withLock { $0 = stream }
         await stream.replay(registered: .now)
         await stream.receive(Self.event(5))
         await stream.settled()
