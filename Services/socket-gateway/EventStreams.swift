@@ -134,12 +134,12 @@ final class EventStreams: Sendable {
             var next = streams.makeIterator()
             for _ in 0..<Self.maximumConcurrentProbes {
                 guard let stream = next.next() else { break }
-                group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+                _ = group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
             }
             // A graceful shutdown stops the sweep: what has not looked yet does not.
             while await group.next() != nil {
                 guard let stream = next.next() else { continue }
-                group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+                _ = group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
             }
         }
     }

@@ -206,6 +206,14 @@ public final class AMQPConnection: Service, Sendable {
     public func consume(queue: String, prefetch: UInt16 = 64, autoAck: Bool = false) -> AMQPConsumer {
         let id = self.nextConsumerID.add(1, ordering: .relaxed).oldValue
         let (stream, continuation) = AsyncStream.makeStream(of: AMQPDelivery.self)
+        // Its iterating task cancelled, or every copy of it dropped, without `cancel()` or
+        // `close()`: the channel is closed, which gives what it holds back to the queue. Until
+        // the forty-eighth session it stayed open, and each delivery was rejected to the queue
+        // and handed straight back, as fast as the broker could, until the connection closed.
+        let mailbox = self.consumeMailbox
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { mailbox.send(.closeConsumer(id: id)) }
+        }
         let accepted = self.consumeMailbox.send(
             .consume(ConsumerSpec(id: id, queue: queue, prefetch: prefetch, autoAck: autoAck, continuation: continuation)))
         if !accepted { continuation.finish() }

@@ -7,6 +7,13 @@ import DequeModule
 /// them. When the connection is lost, every message in flight goes back to the front of the
 /// queue, in order, to be published again on the next connection (at-least-once: consumers
 /// deduplicate by message id); delivery tags start over at 1.
+///
+/// A broker that closes the channel for one message (no such exchange, a permission, a size
+/// over its own limit) does not say which: the messages in flight then become suspects, and
+/// are published again one at a time. The one whose channel is closed again while it is alone
+/// in flight is the culprit, handed back to fail, and the rest go on (``refusedByBroker()``).
+/// Until the forty-eighth session such a message was published again after every reconnect,
+/// for ever, and held every publish behind it.
 struct ConfirmWindow<Pending> {
     struct Entry {
         var tag: UInt64
@@ -18,6 +25,9 @@ struct ConfirmWindow<Pending> {
     private(set) var waiting: Deque<Pending> = []
     private(set) var inFlight: Deque<Entry> = []
     private var nextTag: UInt64 = 1
+    /// How many messages, from the front of the queue (and the one in flight), go one at a
+    /// time: those in flight when the broker last closed the channel.
+    private(set) var suspects = 0
 
     init(limit: Int) {
         precondition(limit > 0)
@@ -25,7 +35,7 @@ struct ConfirmWindow<Pending> {
     }
 
     var isIdle: Bool { self.waiting.isEmpty && self.inFlight.isEmpty }
-    var hasRoom: Bool { self.inFlight.count < self.limit }
+    var hasRoom: Bool { self.suspects > 0 ? self.inFlight.isEmpty : self.inFlight.count < self.limit }
 
     mutating func enqueue(_ pending: Pending) {
         self.waiting.append(pending)
@@ -43,6 +53,7 @@ struct ConfirmWindow<Pending> {
         guard self.hasRoom else { return nil }
         while let pending = self.waiting.popFirst() {
             if isStale(pending) {
+                if self.suspects > 0 { self.suspects -= 1 }
                 dropped(pending)
                 continue
             }
@@ -59,8 +70,16 @@ struct ConfirmWindow<Pending> {
     mutating func dropWaiting(where isStale: (Pending) -> Bool, dropped: (Pending) -> Void) {
         guard self.waiting.contains(where: isStale) else { return }
         var kept: Deque<Pending> = []
+        var suspects = self.suspects - (self.inFlight.isEmpty ? 0 : min(self.suspects, 1))
         for pending in self.waiting {
-            if isStale(pending) { dropped(pending) } else { kept.append(pending) }
+            let suspect = suspects > 0
+            if suspect { suspects -= 1 }
+            if isStale(pending) {
+                if suspect { self.suspects -= 1 }
+                dropped(pending)
+            } else {
+                kept.append(pending)
+            }
         }
         self.waiting = kept
     }
@@ -76,15 +95,32 @@ struct ConfirmWindow<Pending> {
     /// Removes and returns the messages a confirm settles: `tag` alone, or every tag up to it
     /// when `multiple`.
     mutating func settle(tag: UInt64, multiple: Bool) -> [Entry] {
+        var settled: [Entry] = []
         if multiple {
-            var settled: [Entry] = []
             while let first = self.inFlight.first, first.tag <= tag {
                 settled.append(self.inFlight.removeFirst())
             }
-            return settled
+        } else if let index = self.inFlight.firstIndex(where: { $0.tag == tag }) {
+            settled = [self.inFlight.remove(at: index)]
         }
-        guard let index = self.inFlight.firstIndex(where: { $0.tag == tag }) else { return [] }
-        return [self.inFlight.remove(at: index)]
+        self.suspects = max(0, self.suspects - settled.count)
+        return settled
+    }
+
+    /// The broker closed the channel for one of the messages in flight. While suspects go one
+    /// at a time, that is the one in flight: it is taken out and returned, to be failed. Any
+    /// other time, every message in flight becomes a suspect. Either way the rest go back to
+    /// the front of the queue, as when the connection is lost.
+    mutating func refusedByBroker() -> Pending? {
+        if self.suspects > 0, self.inFlight.count == 1 {
+            self.suspects -= 1
+            let culprit = self.inFlight.removeFirst().pending
+            self.connectionLost()
+            return culprit
+        }
+        self.suspects = max(self.suspects, self.inFlight.count)
+        self.connectionLost()
+        return nil
     }
 
     /// The connection is gone: in-flight messages go back to the front of the queue.
@@ -101,6 +137,7 @@ struct ConfirmWindow<Pending> {
         let all = self.inFlight.map(\.pending) + Array(self.waiting)
         self.inFlight.removeAll()
         self.waiting.removeAll()
+        self.suspects = 0
         return all
     }
 }

@@ -502,9 +502,7 @@ final class ConnectionDriver {
             if self.closedChannels.contains(frame.channel) { return }
             // A held consumer leaves it unsettled: its channel's close gives it back in place.
             if let id = self.channelConsumers[frame.channel], self.held.contains(id) { return }
-            guard let id = self.channelConsumers[frame.channel], let spec = self.consumers[id],
-                case .enqueued = spec.continuation.yield(delivery)
-            else {
+            guard let id = self.channelConsumers[frame.channel], let spec = self.consumers[id] else {
                 // Nobody listens any more: give it back to the queue (a consumer without acks
                 // has nothing to give back: the broker would close the channel for the tag).
                 if let id = self.channelConsumers[frame.channel], self.consumers[id]?.autoAck == true { return }
@@ -512,12 +510,29 @@ final class ConnectionDriver {
                 self.acknowledgements[frame.channel, default: AcknowledgementRuns()].settledAlone(tag)
                 return
             }
+            if case .terminated = spec.continuation.yield(delivery) {
+                // Its sequence was cancelled by its reader (``AMQPConnection/consume(queue:prefetch:autoAck:)``
+                // sends the close too): closing the channel gives this delivery and the others
+                // unsettled back in place, where a reject had the broker hand it straight back.
+                try self.closeConsumer(id)
+            }
         case AMQPMethod.basicCancel:
             throw AMQPError(.protocolError, "the broker cancelled a consumer on channel \(frame.channel)")
         case AMQPMethod.channelClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-            throw AMQPError(
-                .protocolError, "channel \(frame.channel) closed by the broker: \(close.reply_code) \(close.reply_text.string)")
+            let reason = "\(close.reply_code) \(close.reply_text.string)"
+            // On the publishing channel, the broker refused a message in flight: the next
+            // connection finds which (``ConfirmWindow/refusedByBroker()``).
+            if frame.channel == Self.publishChannel, let culprit = self.window.refusedByBroker() {
+                self.logger.error(
+                    "the broker refused a message",
+                    metadata: [
+                        "exchange": "\(culprit.message.exchange)", "routing_key": "\(culprit.message.routingKey)",
+                        "reason": "\(reason)",
+                    ])
+                culprit.fail(AMQPError(.protocolError, "the broker refused the message: \(reason)"))
+            }
+            throw AMQPError(.protocolError, "channel \(frame.channel) closed by the broker: \(reason)")
         case AMQPMethod.connectionClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             throw AMQPError(.connection, "connection closed by the broker: \(close.reply_code) \(close.reply_text.string)")

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MessengerContracts
 import Metrics
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -46,6 +47,18 @@ public struct RPCRouter: Sendable {
 
     public init() {}
 
+    /// Requests at least this big are decoded on NIO's thread pool, not on a thread of the
+    /// cooperative pool, which every other request of the service shares: a 25 MiB upload's
+    /// JSON (its file in base64) takes tens of milliseconds to decode.
+    static let offloadedDecodingSize = 256 * 1024
+
+    /// Decodes a request's body, off the cooperative pool when it is big
+    /// (``offloadedDecodingSize``).
+    static func decode<Value: Decodable & Sendable>(_ type: Value.Type, from body: Data) async throws -> Value {
+        guard body.count >= Self.offloadedDecodingSize else { return try MessengerJSON.decode(type, from: body) }
+        return try await NIOThreadPool.singleton.runIfActive { try MessengerJSON.decode(type, from: body) }
+    }
+
     public mutating func on<Payload: Decodable & Sendable, Reply: Encodable & Sendable>(
         _ type: MessageType, _ payload: Payload.Type,
         _ handler: @escaping @Sendable (Payload, RPCContext) async throws -> Reply
@@ -61,7 +74,7 @@ public struct RPCRouter: Sendable {
             }
             let envelope: Envelope<Payload>
             do {
-                envelope = try MessengerJSON.decode(Envelope<Payload>.self, from: body)
+                envelope = try await RPCRouter.decode(Envelope<Payload>.self, from: body)
             } catch let error as DecodingError {
                 return Self.answer(RPCReply<Reply>.failure(.invalidArgument(Self.describe(error))))
             } catch {

@@ -111,4 +111,54 @@ struct ConfirmWindowTests {
         #expect(window.removeAll() == [1, 2, 3])
         #expect(window.isIdle)
     }
+
+    @Test("a message the broker closes the channel for is found by sending the suspects one at a time, and only it fails")
+    func refusedMessageIsolated() {
+        var window = ConfirmWindow<String>(limit: 10)
+        for name in ["a", "poison", "b", "c"] { window.enqueue(name) }
+        while window.next() != nil {}
+        _ = window.settle(tag: 1, multiple: false)  // "a" was confirmed before the close
+        // The close names no message: the three in flight become suspects; "d" came after.
+        #expect(window.refusedByBroker() == nil)
+        window.enqueue("d")
+        #expect(window.suspects == 3)
+        #expect(Array(window.waiting) == ["poison", "b", "c", "d"])
+        // One at a time: nothing else goes out before the first suspect is settled or refused.
+        #expect(window.next()?.pending == "poison")
+        #expect(window.next() == nil)
+        #expect(window.refusedByBroker() == "poison")
+        #expect(window.suspects == 2)
+        #expect(window.next()?.pending == "b")
+        #expect(window.next() == nil)
+        #expect(window.settle(tag: 1, multiple: false).map(\.pending) == ["b"])
+        #expect(window.next()?.pending == "c")
+        #expect(window.next() == nil)
+        _ = window.settle(tag: 2, multiple: false)
+        // The suspects are cleared: the window is whole again.
+        #expect(window.suspects == 0)
+        #expect(window.next()?.pending == "d")
+    }
+
+    @Test("suspects dropped as stale, or put back by a lost connection, are counted right")
+    func suspectsDroppedOrLost() {
+        var window = ConfirmWindow<String>(limit: 10)
+        for name in ["rpc-a", "event", "rpc-b"] { window.enqueue(name) }
+        while window.next() != nil {}
+        _ = window.refusedByBroker()
+        window.enqueue("rpc-later")
+        #expect(window.suspects == 3)
+        // A connection lost with a suspect in flight: it is still a suspect, first in line.
+        #expect(window.next()?.pending == "rpc-a")
+        window.connectionLost()
+        #expect(window.suspects == 3)
+        var dropped: [String] = []
+        window.dropWaiting(where: { $0.hasPrefix("rpc") }, dropped: { dropped.append($0) })
+        #expect(dropped == ["rpc-a", "rpc-b", "rpc-later"])
+        #expect(window.suspects == 1)
+        #expect(window.next()?.pending == "event")
+        #expect(window.next() == nil)
+        _ = window.settle(tag: 1, multiple: false)
+        #expect(window.suspects == 0)
+        #expect(window.isIdle)
+    }
 }

@@ -47,10 +47,11 @@ public func declareTestQueue(_ connection: AMQPConnection, _ prefix: String) asy
     return (exchange, queue)
 }
 
-/// The next message on `queue` (waiting up to 10 s), acknowledged; the consumer is cancelled.
+/// The next message on `queue` (waiting up to 10 s), acknowledged; the consumer's channel is
+/// closed, which gives the messages it received after that one back to the queue.
 public func takeOneMessage(_ connection: AMQPConnection, from queue: String) async throws -> AMQPDelivery {
     let consumer = connection.consume(queue: queue)
-    defer { consumer.cancel() }
+    defer { consumer.close() }
     let delivery = try await withTimeout(.seconds(10)) {
         var iterator = consumer.makeAsyncIterator()
         guard let delivery = await iterator.next() else { throw TestFailure("the consumer of \(queue) ended") }
