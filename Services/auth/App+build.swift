@@ -38,8 +38,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await authenticator.get().searchUsers(request, actor: context.actorID)
     }
     backend.router.on(AuthMessage.jwks, EmptyPayload.self) { _, _ in try authenticator.get().keySet }
-    backend.router.on(AuthMessage.revokedSessions, EmptyPayload.self) { _, _ in
-        try await authenticator.get().revokedSessions()
+    backend.router.on(AuthMessage.revokedSessions, RevokedSessionsRequest.self) { request, _ in
+        try await authenticator.get().revokedSessions(request)
     }
     backend.router.on(AuthMessage.usersByID, UsersByIDRequest.self) { request, _ in
         try await authenticator.get().users(request)

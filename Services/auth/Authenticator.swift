@@ -100,9 +100,10 @@ struct Authenticator: Sendable {
         }
     }
 
-    /// The sessions revoked whose access tokens may still be unexpired (gateways ask at start).
-    func revokedSessions() async throws -> RevokedSessionList {
-        try await self.refreshTokens.revocations.recent()
+    /// The sessions revoked whose access tokens may still be unexpired (gateways ask at start),
+    /// and those ended since `request`'s place (``SessionRevocations/recent(endedSince:)``).
+    func revokedSessions(_ request: RevokedSessionsRequest) async throws -> RevokedSessionList {
+        try await self.refreshTokens.revocations.recent(endedSince: request.endedSince)
     }
 
     func logout(_ request: RefreshTokenRequest) async throws -> EmptyPayload {

@@ -88,16 +88,64 @@ struct SessionRevocations: Sendable {
     }
 
     /// Every session ended whose access tokens may be unexpired, by user: what a gateway needs
-    /// at start, and again now and then in case it missed an announcement.
-    func recent() async throws -> RevokedSessionList {
-        let rows = try await self.client.query(
-            "SELECT user_id, family_id, until FROM revoked_sessions WHERE until > now()", logger: self.logger)
-        var byUser: [UUID: RevokedSessions] = [:]
-        for try await (userID, family, until) in rows.decode((UUID, UUID, Date).self) {
-            Self.add(family, of: userID, until: until, to: &byUser)
+    /// at start, and again now and then in case it missed an announcement. With `endedSince`
+    /// (where the gateway's last answer left off) older than those, the sessions ended since
+    /// then too, in pages of ``endedPage``: a gateway cut off from the broker for longer than a
+    /// token lives missed their announcements, and its sockets of them are still open. Until
+    /// the forty-eighth session such a gateway never learnt of them.
+    func recent(endedSince: String? = nil) async throws -> RevokedSessionList {
+        let since = try endedSince.map(EndedSessionsPlace.init)
+        return try await self.client.withConnection { connection in
+            var now: Int64 = 0
+            let clock = try await connection.query(
+                "SELECT (extract(epoch FROM now()) * 1000000)::bigint", logger: self.logger)
+            for try await microseconds in clock.decode(Int64.self) { now = microseconds }
+            var byUser: [UUID: RevokedSessions] = [:]
+            var listed: Set<UUID> = []
+            let rows = try await connection.query(
+                "SELECT user_id, family_id, until FROM revoked_sessions WHERE until > now()", logger: self.logger)
+            for try await (userID, family, until) in rows.decode((UUID, UUID, Date).self) {
+                Self.add(family, of: userID, until: until, to: &byUser)
+                listed.insert(family)
+            }
+            // Five minutes back, for a session whose transaction began (its `ended_at`) before
+            // now and commits after.
+            let complete = EndedSessionsPlace(microseconds: now - 300_000_000)
+            // `revoked_sessions` holds every session ended within ``reach``, less a minute for
+            // the clocks (its `until` is auth's time, `ended_at` PostgreSQL's).
+            let covered = now - (Int64(self.reach.components.seconds) - 60) * 1_000_000
+            guard let since, since.microseconds < covered else {
+                return RevokedSessionList(items: Array(byUser.values), next: complete.text, more: false)
+            }
+            // The nil UUID sorts first: with no session named, every one ended at the instant.
+            let after = since.after ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            let ended = try await connection.query(
+                """
+                SELECT user_id, family_id, until, ended_us FROM (
+                    SELECT user_id, family_id, ended_at + make_interval(secs => \(Double(self.reach.components.seconds))) AS until,
+                           (extract(epoch FROM ended_at) * 1000000)::bigint AS ended_us
+                    FROM ended_sessions
+                ) e
+                WHERE (ended_us, family_id) > (\(since.microseconds), \(after))
+                ORDER BY ended_us, family_id LIMIT \(Self.endedPage)
+                """, logger: self.logger)
+            var last: EndedSessionsPlace?
+            var count = 0
+            for try await (userID, family, until, endedAt) in ended.decode((UUID, UUID, Date, Int64).self) {
+                count += 1
+                last = EndedSessionsPlace(microseconds: endedAt, after: family)
+                // Its tokens expired: the gateway closes its sockets and keeps nothing.
+                if !listed.contains(family) { Self.add(family, of: userID, until: until, to: &byUser) }
+            }
+            if count == Self.endedPage, let last {
+                return RevokedSessionList(items: Array(byUser.values), next: last.text, more: true)
+            }
+            return RevokedSessionList(items: Array(byUser.values), next: complete.text, more: false)
         }
-        return RevokedSessionList(items: Array(byUser.values))
     }
+
+    /// Sessions ended since a gateway's place, at most, in one answer.
+    static let endedPage = 2_000
 
     /// Records in `revoked_sessions` and announces the sessions just ended, `rows` (user,
     /// family): their tokens are refused for ``reach`` from now. Returns how many sessions.

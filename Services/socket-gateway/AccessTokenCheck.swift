@@ -20,6 +20,7 @@ final class AccessTokenCheck: Sendable {
     private let logger: Logger
     private let lastRefresh = Mutex<ContinuousClock.Instant?>(nil)
     private let revocationsFetched = Atomic(false)
+    private let revocationsPlace = RevokedSessionsPlace()
 
     /// Whether the revoked sessions were fetched from auth at least once. Before that a revoked
     /// token would pass, so the gateway checks no token (a gateway starting while auth's
@@ -40,12 +41,20 @@ final class AccessTokenCheck: Sendable {
         self.logger.info("verification keys loaded", metadata: ["kids": "\(set.keys.map(\.kid))"])
     }
 
-    /// Fetches the sessions auth revoked lately, and returns those that were not known, by user.
+    /// Fetches the sessions auth revoked lately, and those ended since the last answer left
+    /// off (a gateway cut off from the broker longer than a token lives missed their
+    /// announcements), and returns those that were not known, by user.
     func fetchRevokedSessions() async throws -> [RevokedSessions] {
-        let list = try await self.rpc.call(
-            AuthMessage.revokedSessions, to: .auth, payload: EmptyPayload(), replyAs: RevokedSessionList.self)
-        let added = list.items.compactMap { self.revoke($0) }
-        self.revocationsFetched.store(true, ordering: .releasing)
+        var added: [RevokedSessions] = []
+        try await self.revocationsPlace.sync(
+            ask: { request in
+                try await self.rpc.call(
+                    AuthMessage.revokedSessions, to: .auth, payload: request, replyAs: RevokedSessionList.self)
+            },
+            take: { answer in
+                added += answer.items.compactMap { self.revoke($0) }
+                self.revocationsFetched.store(true, ordering: .releasing)
+            })
         return added
     }
 

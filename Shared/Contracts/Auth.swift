@@ -42,10 +42,32 @@ public struct RevokedSessions: Codable, Sendable, Equatable {
     }
 }
 
-/// `{items: [RevokedSessions]}`, the answer to `auth.revoked_sessions.v1`.
+/// `auth.revoked_sessions.v1`'s request: `{}` at a gateway's start, then where its last answer
+/// left off.
+public struct RevokedSessionsRequest: Codable, Sendable, Equatable {
+    /// The ``RevokedSessionList/next`` of the gateway's last answer: the sessions ended since
+    /// are listed too, those whose tokens all expired included, for a gateway that asked last
+    /// longer ago than a token lives (cut off from the broker) to close their sockets.
+    public var endedSince: String?
+
+    public init(endedSince: String? = nil) { self.endedSince = endedSince }
+}
+
+/// `{items: [RevokedSessions], next, more}`, the answer to `auth.revoked_sessions.v1`.
 public struct RevokedSessionList: Codable, Sendable {
     public var items: [RevokedSessions]
-    public init(items: [RevokedSessions]) { self.items = items }
+    /// Where the next request starts (``RevokedSessionsRequest/endedSince``), a place only auth
+    /// reads; nil from an auth that keeps none (before the forty-eighth session).
+    public var next: String?
+    /// More sessions ended since the request's place than one answer holds: ask again from
+    /// ``next`` at once.
+    public var more: Bool?
+
+    public init(items: [RevokedSessions], next: String? = nil, more: Bool? = nil) {
+        self.items = items
+        self.next = next
+        self.more = more
+    }
 }
 
 /// `auth.users_by_id.v1`: answered with a ``UserList`` (no emails) of those that exist.
