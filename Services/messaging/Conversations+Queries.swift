@@ -40,13 +40,14 @@ extension Conversations {
             for try await (thread, user) in memberRows.decode((UUID, UUID).self) { members[thread, default: []].append(user) }
 
             let withMessages = page.filter { $0.5 > 0 }
-            let lastMessages = try await MessageRows.load(
+            let lastMessages = try await MessageRows.loadCounted(
                 """
-                SELECT \(unescaped: MessageRows.columns) FROM messages m
+                SELECT \(unescaped: MessageRows.countedColumns) FROM messages m
                 JOIN unnest(\(withMessages.map(\.0))::uuid[], \(withMessages.map(\.5))::bigint[]) AS last(thread_id, seq)
                   ON m.thread_id = last.thread_id AND m.seq = last.seq
                 """, on: connection, logger: self.logger)
-            let lastByThread = Dictionary(lastMessages.map { ($0.threadId.uuid, $0) }, uniquingKeysWith: { first, _ in first })
+            let lastByThread = Dictionary(
+                lastMessages.map { ($0.message.threadId.uuid, $0) }, uniquingKeysWith: { first, _ in first })
 
             // Unread: the other members' messages after the caller's seen mark and after the
             // caller's own latest message (replying means having read what came before, as chat
@@ -83,12 +84,21 @@ extension Conversations {
                     thread: ChatThread(
                         id: EntityID(row.0), type: ThreadKind(rawValue: row.1) ?? .group, title: row.2,
                         createdBy: EntityID(row.3), memberIds: (members[row.0] ?? []).map(EntityID.init), createdAt: row.4),
-                    lastMessage: lastByThread[row.0], unreadCount: unread[row.0] ?? 0)
+                    lastMessage: lastByThread[row.0]?.message, unreadCount: unread[row.0] ?? 0)
             }
-            let fitting = PageBytes.fitting(items, size: PageBytes.of)
+            // Cut to size before the kept last messages' reactions are read (``MessageRows/loadCounted(_:on:logger:)``).
+            let fitting = PageBytes.fitting(items) { summary in
+                PageBytes.of(summary) + (summary.lastMessage.flatMap { lastByThread[$0.threadId.uuid]?.reactionBytes } ?? 0)
+            }
             let cutShort = fitting < items.count
             items = Array(items.prefix(fitting))
             page = Array(page.prefix(fitting))
+            let withReactions = try await MessageRows.withReactions(
+                items.compactMap(\.lastMessage), on: connection, logger: self.logger)
+            let reacted = Dictionary(withReactions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            for index in items.indices {
+                items[index].lastMessage = items[index].lastMessage.flatMap { reacted[$0.id] }
+            }
             let next =
                 hasMore || cutShort ? page.last.map { Cursor.encode(Cursor.ThreadPosition(activity: $0.7, id: $0.0)) } : nil
             return Page(items: items, nextCursor: next)
@@ -104,14 +114,15 @@ extension Conversations {
         let before = try request.before.map { try Cursor.beforeSeq($0, in: thread) } ?? Int64.max
         return try await self.client.withConnection { connection in
             try await self.requireMember(caller, of: thread, on: connection)
-            var messages = try await MessageRows.load(
+            let counted = try await MessageRows.loadCounted(
                 """
-                SELECT \(unescaped: MessageRows.columns) FROM messages m
+                SELECT \(unescaped: MessageRows.countedColumns) FROM messages m
                 WHERE m.thread_id = \(thread) AND m.seq < \(before) ORDER BY m.seq DESC LIMIT \(limit + 1)
                 """, on: connection, logger: self.logger)
-            let fitting = PageBytes.fitting(messages.prefix(limit), size: PageBytes.of)
-            let hasMore = messages.count > fitting
-            messages = Array(messages.prefix(fitting))
+            let fitting = PageBytes.fitting(counted.prefix(limit)) { PageBytes.of($0.message) + $0.reactionBytes }
+            let hasMore = counted.count > fitting
+            let messages = try await MessageRows.withReactions(
+                counted.prefix(fitting).map(\.message), on: connection, logger: self.logger)
             return Page(
                 items: messages, nextCursor: hasMore ? messages.last.map { Cursor.encode(beforeSeq: $0.seq, in: thread) } : nil)
         }

@@ -32,6 +32,12 @@ enum PageBytes {
         return 400 + message.body.utf8.count + message.clientMessageId.utf8.count + reactions + attachments
     }
 
+    /// `count` reactions, at most: 40 bytes an id, and 40 an emoji (of at most
+    /// ``Conversations/maximumEmojiPerMessage``), as ``of(_:)-(ChatMessage)`` counts them.
+    static func ofReactions(count: Int) -> Int {
+        count == 0 ? 0 : 40 * count + 40 * min(count, Conversations.maximumEmojiPerMessage)
+    }
+
     /// A thread summary: its thread's fields and member ids, and its last message.
     static func of(_ summary: ThreadSummary) -> Int {
         300 + (summary.thread.title?.utf8.count ?? 0) + 40 * summary.thread.memberIds.count
