@@ -6,7 +6,7 @@ enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
         revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
-        registrationCounts,
+        registrationCounts, endedSessionsInOrder,
     ]
 
     static let users = Migration(
@@ -133,7 +133,9 @@ enum AuthMigrations {
     /// The pruning job (``AuthPruner``) finds expired refresh tokens by this index.
     static let refreshTokensByExpiry = Migration(
         version: 12, name: "refresh_tokens_by_expiry",
-        statements: ["CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at)"])
+        statements: ["CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at)"],
+        // Built without holding logins and refreshes (the forty-eighth session; the same checksum).
+        buildsIndexesConcurrently: true)
 
     /// The request that spent a refresh token (``RefreshTokenStore/rotate(_:request:before:)``):
     /// the same request delivered again is not a reuse.
@@ -153,4 +155,11 @@ enum AuthMigrations {
             )
             """
         ])
+
+    /// Gateways page through the sessions ended since their place, in this order
+    /// (``SessionRevocations/recent(endedSince:)``).
+    static let endedSessionsInOrder = Migration(
+        version: 15, name: "ended_sessions_in_order",
+        statements: ["CREATE INDEX ended_sessions_in_order ON ended_sessions (ended_at, family_id)"],
+        buildsIndexesConcurrently: true)
 }

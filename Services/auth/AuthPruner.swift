@@ -12,7 +12,9 @@ import PostgresNIO
 ///    expiry first), so reuse detection loses nothing;
 /// 2. sessions whose every token expired over a day ago are ended and announced
 ///    (``SessionRevocations/endExpired(limit:on:)``), then their tokens are deleted;
-/// 3. ended sessions with no token left (nothing could find them to end again), ended sessions'
+/// 3. ended sessions with no token left (nothing could find them to end again) a week after
+///    they ended (``endedSessionsKept``: a gateway cut off from the broker is told of them when
+///    it is back, ``SessionRevocations/recent(endedSince:)``), ended sessions'
 ///    refusal past its end (`revoked_sessions`), and login and registration counters whose
 ///    window ended over a window ago.
 ///
@@ -27,6 +29,9 @@ struct AuthPruner: Sendable {
     let logger: Logger
 
     static let batch = 1000
+    /// How long an ended session is kept after it ended, at least: a gateway away for longer
+    /// does not learn of the sessions ended before.
+    static let endedSessionsKept = "7 days"
 
     /// One pass; returns how many rows it deleted or sessions it ended.
     @discardableResult
@@ -58,7 +63,8 @@ struct AuthPruner: Sendable {
             """
             WITH deleted AS (DELETE FROM ended_sessions WHERE family_id IN (
                 SELECT e.family_id FROM ended_sessions e
-                WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = e.family_id) LIMIT \(Self.batch)) RETURNING 1)
+                WHERE e.ended_at < now() - \(Self.endedSessionsKept)::interval
+                  AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = e.family_id) LIMIT \(Self.batch)) RETURNING 1)
             SELECT count(*)::int FROM deleted
             """)
         count += try await self.deleteInBatches(

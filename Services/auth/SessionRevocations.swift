@@ -119,15 +119,15 @@ struct SessionRevocations: Sendable {
             }
             // The nil UUID sorts first: with no session named, every one ended at the instant.
             let after = since.after ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            // On the column itself, so that its index (`ended_sessions_in_order`) serves: the
+            // place's microseconds added to the epoch as a whole interval, exactly.
             let ended = try await connection.query(
                 """
-                SELECT user_id, family_id, until, ended_us FROM (
-                    SELECT user_id, family_id, ended_at + make_interval(secs => \(Double(self.reach.components.seconds))) AS until,
-                           (extract(epoch FROM ended_at) * 1000000)::bigint AS ended_us
-                    FROM ended_sessions
-                ) e
-                WHERE (ended_us, family_id) > (\(since.microseconds), \(after))
-                ORDER BY ended_us, family_id LIMIT \(Self.endedPage)
+                SELECT user_id, family_id, ended_at + make_interval(secs => \(Double(self.reach.components.seconds))),
+                       (extract(epoch FROM ended_at) * 1000000)::bigint
+                FROM ended_sessions
+                WHERE (ended_at, family_id) > ('epoch'::timestamptz + \(since.microseconds) * interval '1 microsecond', \(after))
+                ORDER BY ended_at, family_id LIMIT \(Self.endedPage)
                 """, logger: self.logger)
             var last: EndedSessionsPlace?
             var count = 0

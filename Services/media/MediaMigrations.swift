@@ -88,7 +88,9 @@ enum MediaMigrations {
             CREATE INDEX attachments_unbound_by_owner ON attachments (owner_id)
             WHERE message_id IS NULL AND removal_marked_at IS NULL
             """
-        ])
+        ],
+        // Built without holding uploads and binds (the forty-eighth session; the same checksum).
+        buildsIndexesConcurrently: true)
 
     /// Each upload's SHA-256: binding a file the message already has gives that attachment
     /// (``Attachments/addAttachments(_:actor:)``). Uploads from before it have none.

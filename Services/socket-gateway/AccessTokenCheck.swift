@@ -43,19 +43,19 @@ final class AccessTokenCheck: Sendable {
 
     /// Fetches the sessions auth revoked lately, and those ended since the last answer left
     /// off (a gateway cut off from the broker longer than a token lives missed their
-    /// announcements), and returns those that were not known, by user.
-    func fetchRevokedSessions() async throws -> [RevokedSessions] {
-        var added: [RevokedSessions] = []
+    /// announcements), and hands those that were not known to `close`, answer by answer: the
+    /// place moves past an answer only once its sessions' sockets are closed.
+    func syncRevokedSessions(close: (RevokedSessions) async -> Void) async throws {
         try await self.revocationsPlace.sync(
             ask: { request in
                 try await self.rpc.call(
                     AuthMessage.revokedSessions, to: .auth, payload: request, replyAs: RevokedSessionList.self)
             },
             take: { answer in
-                added += answer.items.compactMap { self.revoke($0) }
+                let added = answer.items.compactMap { self.revoke($0) }
                 self.revocationsFetched.store(true, ordering: .releasing)
+                for revoked in added { await close(revoked) }
             })
-        return added
     }
 
     /// Records `revoked`; returns the sessions of it whose sockets are to be closed: those that

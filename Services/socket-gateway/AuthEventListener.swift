@@ -39,9 +39,7 @@ struct AuthEventListener: Service {
     /// Fetches the sessions auth revoked lately and disconnects the sockets of those that were
     /// not known.
     func catchUp() async throws {
-        for revoked in try await self.tokens.fetchRevokedSessions() {
-            await self.disconnect(revoked)
-        }
+        try await self.tokens.syncRevokedSessions { await self.disconnect($0) }
     }
 
     func run() async throws {

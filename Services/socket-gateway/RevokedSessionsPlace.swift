@@ -12,13 +12,21 @@ final class RevokedSessionsPlace: Sendable {
 
     /// Asks from the place for answers until auth says none follow (at most
     /// ``answersPerSync``), handing each to `take` before the place moves past it. A failed
-    /// ask leaves the place where the last answer taken left it.
+    /// ask leaves the place where the last answer taken left it, but a place auth refuses
+    /// (`invalid_argument`: one from another version of auth) is dropped, and the next sync
+    /// starts afresh.
     func sync(
-        ask: (RevokedSessionsRequest) async throws -> RevokedSessionList, take: (RevokedSessionList) -> Void
+        ask: (RevokedSessionsRequest) async throws -> RevokedSessionList, take: (RevokedSessionList) async -> Void
     ) async throws {
         for _ in 0..<Self.answersPerSync {
-            let answer = try await ask(RevokedSessionsRequest(endedSince: self.place.withLock { $0 }))
-            take(answer)
+            let answer: RevokedSessionList
+            do {
+                answer = try await ask(RevokedSessionsRequest(endedSince: self.place.withLock { $0 }))
+            } catch let error as ServiceError where error.code == .invalidArgument {
+                self.place.withLock { $0 = nil }
+                throw error
+            }
+            await take(answer)
             guard let next = answer.next else { return }
             self.place.withLock { $0 = next }
             guard answer.more == true else { return }

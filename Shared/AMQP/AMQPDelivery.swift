@@ -85,8 +85,23 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     let stream: AsyncStream<AMQPDelivery>
     let mailbox: Mailbox<ConnectionCommand>
 
-    public func makeAsyncIterator() -> AsyncStream<AMQPDelivery>.AsyncIterator {
-        self.stream.makeAsyncIterator()
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(base: self.stream.makeAsyncIterator())
+    }
+
+    /// Hands out the deliveries until the sequence ends, or until the task reading it is
+    /// cancelled: its consumer's channel is then closed (``AMQPConnection/consume(queue:prefetch:autoAck:)``),
+    /// so what was received and not handed out yet goes back to the queue, and an ack given
+    /// from then on would count for nothing.
+    public struct Iterator: AsyncIteratorProtocol {
+        var base: AsyncStream<AMQPDelivery>.AsyncIterator
+
+        public mutating func next() async -> AMQPDelivery? {
+            // Asked even when cancelled already: that is how the stream learns of it, and ends.
+            let delivery = await self.base.next()
+            guard !Task.isCancelled else { return nil }
+            return delivery
+        }
     }
 
     /// Stops the flow of new messages (`basic.cancel`).

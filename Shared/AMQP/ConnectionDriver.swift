@@ -18,6 +18,9 @@ final class ConnectionDriver {
     }
 
     private static let publishChannel: amqp_channel_t = 1
+    /// The codes of a channel close that refuse what the channel asked: 403 ACCESS_REFUSED,
+    /// 404 NOT_FOUND, 406 PRECONDITION_FAILED.
+    private static let refusals: Set<UInt16> = [403, 404, 406]
     private static let adminChannel: amqp_channel_t = 2
     private static let firstConsumerChannel: amqp_channel_t = 3
     /// How long a closing connection waits for outstanding confirms.
@@ -521,9 +524,13 @@ final class ConnectionDriver {
         case AMQPMethod.channelClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             let reason = "\(close.reply_code) \(close.reply_text.string)"
-            // On the publishing channel, the broker refused a message in flight: the next
-            // connection finds which (``ConfirmWindow/refusedByBroker()``).
-            if frame.channel == Self.publishChannel, let culprit = self.window.refusedByBroker() {
+            // On the publishing channel, with a code for something a publish asked (access
+            // refused, not found, precondition failed), the broker refused a message in flight:
+            // the next connection finds which (``ConfirmWindow/refusedByBroker()``). Any other
+            // close is taken as a lost connection.
+            if frame.channel == Self.publishChannel, Self.refusals.contains(close.reply_code),
+                let culprit = self.window.refusedByBroker()
+            {
                 self.logger.error(
                     "the broker refused a message",
                     metadata: [

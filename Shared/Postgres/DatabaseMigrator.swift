@@ -8,11 +8,17 @@ public struct Migration: Sendable {
     public var name: String
     /// One SQL statement each (the extended protocol takes one statement per query).
     public var statements: [String]
+    /// Whether the statements are `CREATE [UNIQUE] INDEX <name> ON ...` on tables that hold
+    /// rows already, built without holding writes: each runs as `CREATE INDEX CONCURRENTLY`,
+    /// outside a transaction (``DatabaseMigrator``). Not part of the checksum: a shipped index
+    /// migration can be marked so.
+    public var buildsIndexesConcurrently: Bool
 
-    public init(version: Int, name: String, statements: [String]) {
+    public init(version: Int, name: String, statements: [String], buildsIndexesConcurrently: Bool = false) {
         self.version = version
         self.name = name
         self.statements = statements
+        self.buildsIndexesConcurrently = buildsIndexesConcurrently
     }
 
     /// FNV-1a of the statements, stored to notice a shipped migration that was edited.
@@ -28,7 +34,18 @@ public struct Migration: Sendable {
 
 /// Applies a service's migrations in order, each in its own transaction, under a PostgreSQL
 /// advisory lock so that replicas starting together apply each migration exactly once.
+///
+/// An index migration (``Migration/buildsIndexesConcurrently``) builds each index with
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS`, outside a transaction: writes to the table go on
+/// while it builds (until the forty-eighth session an index on a table of a few million rows
+/// held them for seconds). An index a failed or interrupted build left invalid is dropped and
+/// built again, and the migration is recorded once every index is valid. Replicas wait for the
+/// lock by trying it again every ``lockRetry``: one waiting in `pg_advisory_lock` holds a
+/// snapshot, which a concurrent build waits for, and the two would deadlock.
 public struct DatabaseMigrator: Sendable {
+    /// How often a replica tries the migrations' lock while another holds it.
+    static let lockRetry: Duration = .milliseconds(200)
+
     private let client: Database
     private let schema: String
     private let migrations: [Migration]
@@ -53,9 +70,15 @@ public struct DatabaseMigrator: Sendable {
             // on its table. The pool's setting comes back before the connection does.
             try await connection.query("SET lock_timeout = 0", logger: self.logger)
             do {
-                // Read to the end: postgres-nio returns at the row description, before the lock
-                // is granted, and an error of the wait would come after it, unread.
-                _ = try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: self.logger).collect()
+                // Tried again and again rather than waited for in `pg_advisory_lock`, whose
+                // snapshot a concurrent index build would wait for (see the type's comment).
+                while true {
+                    var locked = false
+                    let rows = try await connection.query("SELECT pg_try_advisory_lock(\(lockKey))", logger: self.logger)
+                    for try await granted in rows.decode(Bool.self) { locked = granted }
+                    if locked { break }
+                    try await Task.sleep(for: Self.lockRetry)
+                }
                 let applied: [Int]
                 do {
                     applied = try await self.migrate(connection, schema: schema)
@@ -109,6 +132,15 @@ public struct DatabaseMigrator: Sendable {
             binds.append(migration.checksum)
             let record = PostgresQuery(
                 unsafeSQL: "INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", binds: binds)
+            if migration.buildsIndexesConcurrently {
+                try await self.buildIndexes(of: migration, on: connection, schema: schema)
+                try await connection.query(record, logger: self.logger)
+                self.logger.info(
+                    "applied migration",
+                    metadata: ["schema": "\(self.schema)", "version": "\(migration.version)", "name": "\(migration.name)"])
+                applied.append(migration.version)
+                continue
+            }
             do {
                 try await connection.withTransaction(logger: self.logger) { transaction in
                     try await transaction.query(
@@ -137,6 +169,52 @@ public struct DatabaseMigrator: Sendable {
         return applied
     }
 
+    /// Builds the indexes of `migration` one by one with `CREATE INDEX CONCURRENTLY`, in
+    /// `schema` (quoted), each after dropping one of its name that an earlier build left invalid.
+    private func buildIndexes(of migration: Migration, on connection: PostgresConnection, schema: String) async throws {
+        for statement in migration.statements {
+            guard let index = IndexStatement(statement) else {
+                throw DatabaseError(
+                    .migrationFailed,
+                    "migration \(migration.version) (\(migration.name)) of \(self.schema) builds indexes concurrently, "
+                        + "and this is not CREATE [UNIQUE] INDEX <name> ON ...: \(statement)")
+            }
+            do {
+                var valid: Bool?
+                let rows = try await connection.query(
+                    """
+                    SELECT i.indisvalid FROM pg_index i
+                    JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = \(self.schema) AND c.relname = \(index.name)
+                    """, logger: self.logger)
+                for try await isValid in rows.decode(Bool.self) { valid = isValid }
+                if valid == false {
+                    self.logger.warning(
+                        "dropping an index an earlier build left invalid",
+                        metadata: ["schema": "\(self.schema)", "index": "\(index.name)"])
+                    try await connection.query(
+                        PostgresQuery(unsafeSQL: "DROP INDEX CONCURRENTLY IF EXISTS \(schema).\(index.name)"), logger: self.logger
+                    )
+                }
+                // The table is named in the statement without its schema: the session's
+                // search path finds it, and is set back before the connection goes back.
+                try await connection.query(PostgresQuery(unsafeSQL: "SET search_path TO \(schema)"), logger: self.logger)
+                do {
+                    try await connection.query(PostgresQuery(unsafeSQL: index.concurrently), logger: self.logger)
+                } catch {
+                    _ = try? await connection.query("RESET search_path", logger: self.logger)
+                    throw error
+                }
+                try await connection.query("RESET search_path", logger: self.logger)
+            } catch let error as PSQLError where error.serverInfo != nil {
+                throw DatabaseError(
+                    .migrationFailed,
+                    "migration \(migration.version) (\(migration.name)) of \(self.schema) failed: \(error.serverInfo?[.message] ?? "")"
+                )
+            }
+        }
+    }
+
     /// A stable 63-bit key per schema for `pg_advisory_lock`.
     public static func lockKey(for schema: String) -> Int64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -145,5 +223,28 @@ public struct DatabaseMigrator: Sendable {
             hash = hash &* 0x100_0000_01b3
         }
         return Int64(bitPattern: hash & 0x7fff_ffff_ffff_ffff)
+    }
+}
+
+/// `CREATE [UNIQUE] INDEX <name> ON ...`, read to be run concurrently.
+struct IndexStatement: Equatable {
+    /// The index's name.
+    var name: String
+    /// The statement as `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS <name> ON ...`.
+    var concurrently: String
+
+    init?(_ statement: String) {
+        let words = statement.split(whereSeparator: \.isWhitespace)
+        let unique = words.count > 1 && words[1].uppercased() == "UNIQUE"
+        let nameAt = unique ? 3 : 2
+        guard words.count > nameAt + 1, words[0].uppercased() == "CREATE", words[nameAt - 1].uppercased() == "INDEX",
+            words[nameAt + 1].uppercased() == "ON"
+        else { return nil }
+        let name = String(words[nameAt])
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else { return nil }
+        self.name = name
+        // The rest as written, after the name (the words are slices of the statement).
+        self.concurrently =
+            "CREATE \(unique ? "UNIQUE " : "")INDEX CONCURRENTLY IF NOT EXISTS \(name)\(statement[words[nameAt].endIndex...])"
     }
 }

@@ -77,4 +77,26 @@ struct RevokedSessionsPlaceTests {
             }, take: { _ in })
         #expect(answers == RevokedSessionsPlace.answersPerSync)
     }
+
+    @Test("a place auth refuses (another version's) is dropped: the next sync starts afresh")
+    func refusedPlaceDropped() async throws {
+        let place = RevokedSessionsPlace()
+        var asked: [String?] = []
+        try await place.sync(
+            ask: {
+                asked.append($0.endedSince); return Self.answer("odd", more: false)
+            }, take: { _ in })
+        await #expect(throws: ServiceError.self) {
+            try await place.sync(
+                ask: { request in
+                    asked.append(request.endedSince)
+                    throw ServiceError.invalidArgument("endedSince: not a place auth gave")
+                }, take: { _ in })
+        }
+        try await place.sync(
+            ask: {
+                asked.append($0.endedSince); return Self.answer("t1", more: false)
+            }, take: { _ in })
+        #expect(asked == [nil, "odd", nil])
+    }
 }
