@@ -12,6 +12,9 @@ struct EndedSessionsPlace: Equatable {
     /// The last session listed that ended at ``microseconds``; nil: none was.
     var after: UUID?
 
+    /// The year 9999, about.
+    static let latest: Int64 = 253_402_300_799_000_000
+
     var text: String { self.after.map { "\(self.microseconds):\($0.lowercasedText)" } ?? "\(self.microseconds)" }
 
     init(microseconds: Int64, after: UUID? = nil) {
@@ -22,7 +25,8 @@ struct EndedSessionsPlace: Equatable {
     /// Reads a place from ``text``; throws `invalid_argument` for anything else.
     init(_ text: String) throws {
         let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let microseconds = Int64(parts[0]) else {
+        // Within PostgreSQL's timestamps, and after 1970: auth gives no other.
+        guard let microseconds = Int64(parts[0]), (0...Self.latest).contains(microseconds) else {
             throw ServiceError.invalidArgument("endedSince: not a place auth gave")
         }
         self.microseconds = microseconds

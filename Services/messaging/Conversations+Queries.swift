@@ -90,15 +90,18 @@ extension Conversations {
             let fitting = PageBytes.fitting(items) { summary in
                 PageBytes.of(summary) + (summary.lastMessage.flatMap { lastByThread[$0.threadId.uuid]?.reactionBytes } ?? 0)
             }
-            let cutShort = fitting < items.count
+            let counted = items.count
             items = Array(items.prefix(fitting))
-            page = Array(page.prefix(fitting))
             let withReactions = try await MessageRows.withReactions(
                 items.compactMap(\.lastMessage), on: connection, logger: self.logger)
             let reacted = Dictionary(withReactions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             for index in items.indices {
                 items[index].lastMessage = items[index].lastMessage.flatMap { reacted[$0.id] }
             }
+            // Measured again: a last message from before the bound on emoji may have more than counted.
+            items = Array(items.prefix(PageBytes.fitting(items, size: PageBytes.of)))
+            let cutShort = items.count < counted
+            page = Array(page.prefix(items.count))
             let next =
                 hasMore || cutShort ? page.last.map { Cursor.encode(Cursor.ThreadPosition(activity: $0.7, id: $0.0)) } : nil
             return Page(items: items, nextCursor: next)
@@ -120,9 +123,11 @@ extension Conversations {
                 WHERE m.thread_id = \(thread) AND m.seq < \(before) ORDER BY m.seq DESC LIMIT \(limit + 1)
                 """, on: connection, logger: self.logger)
             let fitting = PageBytes.fitting(counted.prefix(limit)) { PageBytes.of($0.message) + $0.reactionBytes }
-            let hasMore = counted.count > fitting
-            let messages = try await MessageRows.withReactions(
+            var messages = try await MessageRows.withReactions(
                 counted.prefix(fitting).map(\.message), on: connection, logger: self.logger)
+            // Measured again: a message from before the bound on emoji may have more than counted.
+            messages = Array(messages.prefix(PageBytes.fitting(messages, size: PageBytes.of)))
+            let hasMore = counted.count > messages.count
             return Page(
                 items: messages, nextCursor: hasMore ? messages.last.map { Cursor.encode(beforeSeq: $0.seq, in: thread) } : nil)
         }

@@ -41,7 +41,8 @@ enum MessageRows {
         /// How many reactions it has.
         var reactions: Int
 
-        /// What its reactions will add to the page, at most (``PageBytes``).
+        /// What its reactions will add to the page, at most unless the message is from before
+        /// the bound on emoji (``PageBytes/ofReactions(count:)``).
         var reactionBytes: Int { PageBytes.ofReactions(count: self.reactions) }
     }
 

@@ -32,10 +32,12 @@ enum PageBytes {
         return 400 + message.body.utf8.count + message.clientMessageId.utf8.count + reactions + attachments
     }
 
-    /// `count` reactions, at most: 40 bytes an id, and 40 an emoji (of at most
-    /// ``Conversations/maximumEmojiPerMessage``), as ``of(_:)-(ChatMessage)`` counts them.
+    /// `count` reactions, as ``of(_:)-(ChatMessage)`` counts them (40 bytes an id, and 40 an
+    /// emoji), with as many emoji as a message may have now
+    /// (``Conversations/maximumEmojiPerMessage``): a message from before that bound may have
+    /// more, so a page cut on this is measured again once its reactions are read.
     static func ofReactions(count: Int) -> Int {
-        count == 0 ? 0 : 40 * count + 40 * min(count, Conversations.maximumEmojiPerMessage)
+        40 * count + 40 * min(count, Conversations.maximumEmojiPerMessage)
     }
 
     /// A thread summary: its thread's fields and member ids, and its last message.

@@ -180,15 +180,24 @@ public struct DatabaseMigrator: Sendable {
                         + "and this is not CREATE [UNIQUE] INDEX <name> ON ...: \(statement)")
             }
             do {
-                var valid: Bool?
+                // What already has the name: nothing, or an index of this table (`IF NOT EXISTS`
+                // would take anything of the name for the index, and record it).
+                var existing: (kind: String, table: String, valid: Bool)?
                 let rows = try await connection.query(
                     """
-                    SELECT i.indisvalid FROM pg_index i
-                    JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                    SELECT c.relkind::text, coalesce(t.relname::text, ''), coalesce(i.indisvalid, false)
+                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid
                     WHERE n.nspname = \(self.schema) AND c.relname = \(index.name)
                     """, logger: self.logger)
-                for try await isValid in rows.decode(Bool.self) { valid = isValid }
-                if valid == false {
+                for try await row in rows.decode((String, String, Bool).self) { existing = row }
+                if let existing, existing.kind != "i" || existing.table != index.table {
+                    throw DatabaseError(
+                        .migrationFailed,
+                        "migration \(migration.version) (\(migration.name)) of \(self.schema): \(index.name) exists already, "
+                            + "and is not an index of \(index.table)")
+                }
+                if existing?.valid == false {
                     self.logger.warning(
                         "dropping an index an earlier build left invalid",
                         metadata: ["schema": "\(self.schema)", "index": "\(index.name)"])
@@ -206,7 +215,9 @@ public struct DatabaseMigrator: Sendable {
                     throw error
                 }
                 try await connection.query("RESET search_path", logger: self.logger)
-            } catch let error as PSQLError where error.serverInfo != nil {
+            } catch let error as PSQLError where error.serverInfo != nil && !Database.isRetryable(error) {
+                // A restart, a failover or a deadlock is thrown as it is, and the next start
+                // tries again (an invalid leftover is dropped then).
                 throw DatabaseError(
                     .migrationFailed,
                     "migration \(migration.version) (\(migration.name)) of \(self.schema) failed: \(error.serverInfo?[.message] ?? "")"
@@ -226,10 +237,13 @@ public struct DatabaseMigrator: Sendable {
     }
 }
 
-/// `CREATE [UNIQUE] INDEX <name> ON ...`, read to be run concurrently.
+/// `CREATE [UNIQUE] INDEX <name> ON <table> ...`, read to be run concurrently. The name and the
+/// table are lower case, as PostgreSQL folds unquoted names, so that they are found as written.
 struct IndexStatement: Equatable {
     /// The index's name.
     var name: String
+    /// The table's name.
+    var table: String
     /// The statement as `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS <name> ON ...`.
     var concurrently: String
 
@@ -240,9 +254,15 @@ struct IndexStatement: Equatable {
         guard words.count > nameAt + 1, words[0].uppercased() == "CREATE", words[nameAt - 1].uppercased() == "INDEX",
             words[nameAt + 1].uppercased() == "ON"
         else { return nil }
+        func isName(_ text: some StringProtocol) -> Bool {
+            !text.isEmpty && text.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }
+        }
         let name = String(words[nameAt])
-        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else { return nil }
+        guard isName(name), words.count > nameAt + 2 else { return nil }
+        let table = words[nameAt + 2].prefix { $0 != "(" }
+        guard isName(table) else { return nil }
         self.name = name
+        self.table = String(table)
         // The rest as written, after the name (the words are slices of the statement).
         self.concurrently =
             "CREATE \(unique ? "UNIQUE " : "")INDEX CONCURRENTLY IF NOT EXISTS \(name)\(statement[words[nameAt].endIndex...])"

@@ -75,7 +75,7 @@ struct EndedSessionsSyncTests {
         try await withFreshSchema("auth_ended", migrations: AuthMigrations.all) { database, _ in
             let revocations = SessionRevocations(
                 client: database, accessTokenLifetime: .seconds(900), logger: TestEnvironment.logger)
-            for text in ["yesterday", "12:not-a-uuid", ""] {
+            for text in ["yesterday", "12:not-a-uuid", "", "-300000000000000000", "999999999999999999999"] {
                 await #expect {
                     _ = try await revocations.recent(endedSince: text)
                 } throws: { error in

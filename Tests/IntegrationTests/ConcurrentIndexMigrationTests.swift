@@ -49,7 +49,12 @@ struct ConcurrentIndexMigrationTests {
         #expect(
             IndexStatement("create index ind on things (label)")?.concurrently
                 == "CREATE INDEX CONCURRENTLY IF NOT EXISTS ind on things (label)")
-        for other in ["CREATE TABLE x (id int)", "ALTER TABLE things ADD COLUMN x int", "CREATE INDEX ON things (label)", ""] {
+        #expect(IndexStatement("CREATE INDEX t_label ON things(label)")?.table == "things")
+        // Upper case is folded by PostgreSQL: such a name would not be found as written.
+        for other in [
+            "CREATE TABLE x (id int)", "ALTER TABLE things ADD COLUMN x int", "CREATE INDEX ON things (label)", "",
+            "CREATE INDEX Things_Label ON things (label)", "CREATE INDEX things_label ON Things (label)",
+        ] {
             #expect(IndexStatement(other) == nil, "\(other)")
         }
     }
@@ -86,6 +91,20 @@ struct ConcurrentIndexMigrationTests {
             try await client.query("DELETE FROM things WHERE id > 100", logger: TestEnvironment.logger)
             #expect(try await self.migrate(client, schema, [Self.table, unique]) == [2])
             #expect(try await self.validity(client, schema, "things_label_unique") == true)
+        }
+    }
+
+    @Test("a name taken by something else than an index of the table stops the migration, instead of being taken for the index")
+    func nameTakenElsewhere() async throws {
+        try await withFreshSchema("test_cic") { (client, schema) async throws in
+            _ = try await self.migrate(client, schema, [Self.table])
+            try await client.query("CREATE TABLE things_label (id int)", logger: TestEnvironment.logger)
+            await #expect {
+                _ = try await self.migrate(
+                    client, schema, [Self.table, Self.index("CREATE INDEX things_label ON things (label)")])
+            } throws: { error in
+                (error as? DatabaseError)?.code == .migrationFailed
+            }
         }
     }
 

@@ -2138,6 +2138,27 @@ def test_a_page_of_threads_whose_last_messages_are_heavy_stops_at_about_a_megaby
     assert seen == list(reversed(threads)), "paging lost or repeated a thread"
 
 
+def test_a_page_with_messages_from_before_the_emoji_bound_is_measured_with_their_reactions(api, crew, connect):
+    """A page is cut on each row's count of reactions before they are read, taking 20 emoji at
+    most, as a message may have now; messages from before that bound may have many more. Here
+    three such messages have 8,000 reactions over 4,000 emoji each: counted as about 320 KB
+    each, all three would go in one page, 1.4 MB with their emoji. Measured again once their
+    reactions are read, the page holds two, and pages on to the third."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="legacy emoji")["id"]
+    legacy = [a.send(tid, f"legacy {i}") for i in range(3)]
+    ids = ",".join(f"'{m['id']}'" for m in legacy)
+    psql(f"INSERT INTO messaging.reactions (message_id, user_id, emoji_hex, created_at) "
+         f"SELECT m, gen_random_uuid(), to_hex(65536 + e), now() FROM unnest(ARRAY[{ids}]::uuid[]) AS m, "
+         f"generate_series(0, 3999) AS e, generate_series(1, 2) AS u")
+    first = messages_page(api, alice, tid, limit=100)
+    assert [m["id"] for m in first["items"]] == [m["id"] for m in reversed(legacy)][:2]
+    assert first["nextCursor"]
+    rest = messages_page(api, alice, tid, limit=100, before=first["nextCursor"])
+    assert [m["id"] for m in rest["items"]] == [legacy[0]["id"]]
+
+
 def test_a_page_of_heavy_messages_stops_at_about_a_megabyte_and_pages_on(api, crew, connect):
     """A message may carry 20 emoji each used by every member of a large group: about 200 KB of
     ids at 256 members. A page of 100 such messages was 20 MB for one GET until the forty-fourth
