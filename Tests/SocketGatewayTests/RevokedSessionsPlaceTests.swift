@@ -42,20 +42,14 @@ struct RevokedSessionsPlaceTests {
         let place = RevokedSessionsPlace()
         var asked: [String?] = []
         var script: [RevokedSessionList?] = [Self.answer("p1", more: true), nil, Self.answer("t1", more: false)]
-        await #expect(throws: Refused.self) {
-            try await place.sync(
-                ask: { request in
-                    asked.append(request.endedSince)
-                    guard let answer = script.removeFirst() else { throw Refused() }
-                    return answer
-                }, take: { _ in })
+        // Answers from the script; nil is a failed ask.
+        func ask(_ request: RevokedSessionsRequest) throws -> RevokedSessionList {
+            asked.append(request.endedSince)
+            guard let answer = script.removeFirst() else { throw Refused() }
+            return answer
         }
-        try await place.sync(
-            ask: { request in
-                asked.append(request.endedSince)
-                guard let answer = script.removeFirst() else { throw Refused() }
-                return answer
-            }, take: { _ in })
+        await #expect(throws: Refused.self) { try await place.sync(ask: ask, take: { _ in }) }
+        try await place.sync(ask: ask, take: { _ in })
         #expect(asked == [nil, "p1", "p1"])
     }
 
