@@ -27,7 +27,8 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import GATEWAY_URL, RABBITMQ_URI, Api, assert_error, assert_status, connect_error, jwt_split, psql, wait_until_ready
+from e2e_support import (GATEWAY_URL, RABBITMQ_URI, Api, assert_error, assert_status, call_service, connect_error, jwt_split, psql,
+                         wait_until_ready)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -250,6 +251,46 @@ def test_a_revocation_whose_announcement_never_came_is_applied_at_the_next_sync(
             assert_error(Api(replica).get("/api/users/me", token=acc.access), 401, "unauthorized")
         finally:
             socket.close()
+
+
+def test_a_gateway_away_longer_than_a_token_lives_is_told_of_the_sessions_ended_meanwhile(account):
+    """`auth.revoked_sessions.v1` as a gateway asks it, through the broker: each answer carries
+    `next`, where the gateway's next sync starts (`endedSince`). From a place older than the
+    sessions whose tokens may be unexpired (a gateway cut off from the broker for longer), the
+    sessions ended since come too, with their past `until`, in pages (`more`). Here a session
+    ended an hour ago, no longer among the unexpired ones, as a gateway away for two hours
+    would have missed it. Until the forty-eighth session such a gateway never learnt of it."""
+    acc = account()
+    session = sid(acc.access)
+    psql(f"INSERT INTO auth.ended_sessions (family_id, user_id, ended_at) "
+         f"VALUES ('{uuid.UUID(session)}', '{uuid.UUID(acc.id)}', now() - interval '1 hour')")
+
+    def ask(place: str | None) -> dict:
+        answer = call_service("auth", "auth.revoked_sessions.v1", {} if place is None else {"endedSince": place},
+                              waiting_ms=10_000)
+        assert answer is not None and answer.get("ok") is True, answer
+        return answer["data"]
+
+    fresh = ask(None)
+    assert isinstance(fresh["next"], str) and fresh["more"] is False, fresh
+    assert session not in [s for item in fresh["items"] for s in item["sessionIds"]]
+
+    place: str | None = psql("SELECT (extract(epoch FROM now() - interval '2 hours') * 1000000)::bigint")
+    told = {}
+    for _ in range(50):
+        page = ask(place)
+        for item in page["items"]:
+            for s in item["sessionIds"]:
+                told[s] = item
+        place = page["next"]
+        if not page["more"]:
+            break
+    assert session in told, "the session ended an hour ago was not told"
+    assert told[session]["userId"] == acc.id
+    assert told[session]["until"] < time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), told[session]
+
+    refused = call_service("auth", "auth.revoked_sessions.v1", {"endedSince": "yesterday"}, waiting_ms=10_000)
+    assert refused is not None and refused.get("ok") is False and refused["error"]["code"] == "invalid_argument", refused
 
 
 def test_a_revocation_announced_after_its_tokens_expired_still_closes_the_sessions_sockets(api, account):
