@@ -109,8 +109,9 @@ struct DatabaseTests {
                 (error as? DatabaseError)?.code == .connectionLost
             }
             let waited = ContinuousClock.now - started
-            // The lease limit is 15 s; the watchdog looks every 250 ms.
-            #expect(waited < .seconds(5), "waited \(waited) for a connection past the request's deadline")
+            // The lease limit is 15 s; the watchdog looks every 250 ms. The bound only tells the
+            // two apart: on the loaded CI machine the whole suite's load once made it 5.3 s.
+            #expect(waited < .seconds(10), "waited \(waited) for a connection past the request's deadline")
             release.yield()
             try await holder.value
             // Without a deadline, the freed connection serves the next call.
