@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import struct
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -1487,21 +1489,25 @@ def test_a_websocket_client_that_stops_reading_for_a_moment_keeps_its_connection
     was closed now and then."""
     alice, bob = account(), account()
     sender, _ = client(bob.access, transports=["websocket"])
-    reader = SlowWebSocketReader(alice.access, rate=50_000_000, pause=6)
-    acks: queue.Queue = queue.Queue()
     try:
         thread = sender.call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)["data"]["thread"]
-        body = "\U0001f600" * 4000  # 16 KB of UTF-8
-        for n in range(900):
-            sender.emit("create_message", {"threadId": thread["id"], "clientMessageId": f"burst-{n}", "body": body},
-                        callback=acks.put)
+    finally:
+        sender.disconnect()
+    reader = SlowWebSocketReader(alice.access, rate=50_000_000, pause=6)
+    burst = subprocess.Popen(  # 16 KB of UTF-8 each, from a process of its own (burst_sender.py says why)
+        [sys.executable, str(Path(__file__).with_name("burst_sender.py")), GATEWAY_URL, thread["id"], "900", "4000",
+         "burst"], env=os.environ | {"ACCESS_TOKEN": bob.access}, stdout=subprocess.PIPE, text=True)
+    try:
         reader.read_until(900, timeout=120)
         assert reader.ended is None, f"{reader.ended} after {len(set(reader.seqs))} of 900 events"
         assert len(set(reader.seqs)) == 900
-        assert all(acks.get(timeout=30)["ok"] is True for _ in range(900))
+        sent = json.loads(burst.communicate(timeout=60)[0])
+        assert sent["ended"] is None and len(sent["acks"]) == 900, sent["ended"]
+        assert all(ack["ok"] is True for ack in sent["acks"].values())
     finally:
         reader.close()
-        sender.disconnect()
+        burst.kill()
+        burst.wait()
 
 
 @pytest.mark.parametrize("request_text, status", [
