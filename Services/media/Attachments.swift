@@ -159,48 +159,23 @@ struct Attachments: Sendable {
     /// the caller) is not bound: the answer gives the attachment the message has, and the upload
     /// is discarded. That is most often a client's retry of `add_attachments` with files whose
     /// answer it lost: the files travel again, and until the forty-seventh session the message
-    /// got each of them twice. Two such commands at the same moment may still both bind, and a
-    /// repeat may be answered with an upload another command has reserved and messaging then
-    /// refuses (that command gives it back, and its gateway discards it).
+    /// got each of them twice. Binds to one message take turns (``reserve(_:for:owner:)``), so
+    /// two such commands at the same moment bind the file once (until the forty-ninth session
+    /// both could).
     func addAttachments(_ request: AddAttachmentsRequest, actor: UUID?) async throws -> AttachmentList {
         guard let caller = actor else { throw ServiceError.unauthorized() }
         let listed = try Self.uploadIDs(request.attachmentIds)
-        let repeats = try await self.repeats(among: listed, of: request.messageId.uuid, owner: caller)
-        let ids = listed.filter { repeats[$0] == nil }
-        guard !ids.isEmpty else {
-            // Nothing new: messaging still checks the message is the caller's, and answers.
-            return try await self.record(listed.compactMap { repeats[$0] }, on: request.messageId, by: caller, repeats: repeats)
-        }
-        let rows = try await self.client.query(
-            """
-            SELECT \(unescaped: Self.columns) FROM attachments
-            WHERE id = ANY(\(ids)) AND removal_marked_at IS NULL
-            """, logger: self.logger)
-        var found: [UUID: (owner: UUID, attachment: Attachment)] = [:]
-        for try await row in rows.decode(Row.self) { found[row.0] = (row.1, Self.resource(row)) }
-        var attachments: [Attachment] = []
-        for id in listed {
-            if let repeated = repeats[id] {
-                attachments.append(repeated)
-                continue
-            }
-            guard let entry = found[id] else { throw ServiceError.notFound("no such attachment \(EntityID(id))") }
-            guard entry.owner == caller else { throw ServiceError.forbidden("you can only attach your own uploads") }
-            if let bound = entry.attachment.messageId, bound != request.messageId {
-                throw ServiceError.conflict("attachment \(EntityID(id)) is bound to another message")
-            }
-            attachments.append(entry.attachment)
-        }
         let messageID = request.messageId.uuid
-        let newlyReserved = try await self.reserve(ids, for: messageID)
+        let reservation = try await self.reserve(listed, for: messageID, owner: caller)
         do {
-            return try await self.record(attachments, on: request.messageId, by: caller, repeats: repeats)
+            return try await self.record(
+                reservation.attachments, on: request.messageId, by: caller, repeats: reservation.repeats)
         } catch let refusal as ServiceError where refusal.code.isRefusal {
             // Messaging refused (not the author, no such message): nothing of it was recorded.
             // The client hears the refusal even if giving the uploads back fails (they stay
             // reserved, as after a timeout below).
             do {
-                try await self.release(newlyReserved, from: messageID)
+                try await self.release(reservation.newlyReserved, from: messageID)
             } catch {
                 self.logger.warning(
                     "giving back uploads after a refused attach failed",
@@ -211,6 +186,82 @@ struct Attachments: Sendable {
         // Any other failure (a timeout, a crash) may come after messaging committed: the uploads
         // stay reserved for this message, and the client's retry (messaging's attach is
         // idempotent) completes it. At worst an upload stays reserved and is never cleaned up.
+    }
+
+    /// What ``reserve(_:for:owner:)`` did with the uploads an `add_attachments` listed.
+    private struct Reservation: Sendable {
+        /// The attachments for messaging to record, in the order listed: a repeat's attachment
+        /// in place of the upload.
+        var attachments: [Attachment]
+        /// The uploads found repeated, each with the attachment the message has (to discard).
+        var repeats: [UUID: Attachment]
+        /// The uploads this call bound, the only ones a refusal may give back.
+        var newlyReserved: [UUID]
+    }
+
+    /// Reserves the caller's uploads `listed` for `message` before messaging records them, so
+    /// that there is no moment at which messaging shows an upload that media takes for unbound
+    /// (and would delete once its lifetime ends), and finds the repeats among them.
+    ///
+    /// One transaction, holding a lock on `message` (an advisory lock, as the message's row is
+    /// messaging's): a bind to the same message waits for this one's commit, then finds the files
+    /// it bound as repeats. Without the lock two commands with the same file, each reading the
+    /// message's attachments before the other's bind, both bound it. Nothing else runs under the
+    /// lock: messaging's call comes after the commit.
+    ///
+    /// All or none: an upload that is missing is `not_found`, someone else's `forbidden`, one
+    /// bound to another message or marked for removal `conflict`, and then nothing is reserved.
+    private func reserve(_ listed: [UUID], for message: UUID, owner: UUID) async throws -> Reservation {
+        try await self.client.transaction(logger: self.logger) { connection in
+            try await connection.query(
+                "SELECT pg_advisory_xact_lock(\(Self.bindLockClass), \(Self.bindLockKey(message)))", logger: self.logger)
+            let repeats = try await self.repeats(among: listed, of: message, owner: owner, on: connection)
+            let ids = listed.filter { repeats[$0] == nil }
+            // Nothing new: messaging still checks the message is the caller's, and answers.
+            guard !ids.isEmpty else {
+                return Reservation(attachments: listed.compactMap { repeats[$0] }, repeats: repeats, newlyReserved: [])
+            }
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: Self.columns) FROM attachments
+                WHERE id = ANY(\(ids)) AND removal_marked_at IS NULL
+                FOR UPDATE
+                """, logger: self.logger)
+            var found: [UUID: (owner: UUID, attachment: Attachment)] = [:]
+            for try await row in rows.decode(Row.self) { found[row.0] = (row.1, Self.resource(row)) }
+            var attachments: [Attachment] = []
+            var newlyReserved: [UUID] = []
+            for id in listed {
+                if let repeated = repeats[id] {
+                    attachments.append(repeated)
+                    continue
+                }
+                guard let entry = found[id] else { throw ServiceError.notFound("no such attachment \(EntityID(id))") }
+                guard entry.owner == owner else { throw ServiceError.forbidden("you can only attach your own uploads") }
+                if let bound = entry.attachment.messageId, bound.uuid != message {
+                    throw ServiceError.conflict("attachment \(EntityID(id)) is bound to another message")
+                }
+                if entry.attachment.messageId == nil { newlyReserved.append(id) }
+                attachments.append(entry.attachment)
+            }
+            try await connection.query(
+                """
+                UPDATE attachments SET message_id = \(message), bound_at = now()
+                WHERE id = ANY(\(newlyReserved))
+                """, logger: self.logger)
+            return Reservation(attachments: attachments, repeats: repeats, newlyReserved: newlyReserved)
+        }
+    }
+
+    /// The class of the advisory locks that order binds to one message
+    /// (``reserve(_:for:owner:)``): the first key of PostgreSQL's two-key form.
+    static let bindLockClass: Int32 = 0x6D65_6469  // "medi"
+
+    /// The second key of a message's bind lock: 32 bits of its id. Two messages that share them
+    /// only take turns.
+    static func bindLockKey(_ message: UUID) -> Int32 {
+        let bytes = message.uuid
+        return Int32(bitPattern: UInt32(bytes.12) << 24 | UInt32(bytes.13) << 16 | UInt32(bytes.14) << 8 | UInt32(bytes.15))
     }
 
     /// Has messaging record `attachments` on `message` (it checks the caller is the author, and
@@ -229,8 +280,10 @@ struct Attachments: Sendable {
     /// caller, with the same SHA-256, name and type), each with that attachment: a different
     /// one for each upload (the earliest bound first), and none the request lists itself, so
     /// that an answer never names an attachment twice.
-    private func repeats(among ids: [UUID], of message: UUID, owner: UUID) async throws -> [UUID: Attachment] {
-        let rows = try await self.client.query(
+    private func repeats(
+        among ids: [UUID], of message: UUID, owner: UUID, on connection: PostgresConnection
+    ) async throws -> [UUID: Attachment] {
+        let rows = try await connection.query(
             """
             SELECT \(unescaped: Self.columns("a")), u.id
             FROM attachments u JOIN attachments a
@@ -256,7 +309,7 @@ struct Attachments: Sendable {
         return found
     }
 
-    /// Marks the uploads an `add_attachments` found repeated (``repeats(among:of:owner:)``) for
+    /// Marks the uploads an `add_attachments` found repeated (``repeats(among:of:owner:on:)``) for
     /// removal; the clean-up deletes their files (deleting them here, from Cloudinary, could
     /// take longer than the caller waits for the answer). What fails goes with the clean-up of
     /// unbound uploads.
@@ -271,39 +324,6 @@ struct Attachments: Sendable {
         } catch {
             self.logger.warning("marking repeated uploads for removal failed", metadata: ["error": "\(LoggedError(error))"])
         }
-    }
-
-    /// Reserves the uploads `ids` for `message` before messaging records them, so that there is
-    /// no moment at which messaging shows an upload that media takes for unbound (and would
-    /// delete once its lifetime ends). All or none: one bound to another message meanwhile, or
-    /// marked for removal, is a `conflict` and reserves nothing. Returns the uploads this call
-    /// bound (not those already bound to `message`, by an earlier or a concurrent call), the
-    /// only ones a refusal may give back: giving back every upload of the call released one
-    /// that a concurrent bind had just reserved and messaging recorded.
-    private func reserve(_ ids: [UUID], for message: UUID) async throws -> [UUID] {
-        let rows = try await self.client.write(
-            """
-            WITH wanted AS (
-                SELECT id, message_id, removal_marked_at FROM attachments WHERE id = ANY(\(ids)) FOR UPDATE
-            ), free AS (
-                SELECT count(*) = \(ids.count) AS all_free FROM wanted
-                WHERE (message_id IS NULL OR message_id = \(message)) AND removal_marked_at IS NULL
-            )
-            UPDATE attachments a SET message_id = \(message), bound_at = coalesce(a.bound_at, now())
-            FROM wanted w, free
-            WHERE a.id = w.id AND free.all_free
-            RETURNING a.id, w.message_id IS NULL
-            """, logger: self.logger)
-        var count = 0
-        var newlyReserved: [UUID] = []
-        for try await (id, wasUnbound) in rows.decode((UUID, Bool).self) {
-            count += 1
-            if wasUnbound { newlyReserved.append(id) }
-        }
-        guard count == ids.count else {
-            throw ServiceError.conflict("an attachment was bound to another message or removed meanwhile")
-        }
-        return newlyReserved
     }
 
     /// Deletes the caller's uploads among `request`'s that are still unbound (marked, then

@@ -780,6 +780,35 @@ def test_add_attachments_with_the_same_files_again_gives_the_attachments_the_mes
     assert left == "0", f"{left} repeated uploads left"
 
 
+def test_two_add_attachments_with_the_same_file_at_once_bind_it_once(api, open_socket, alice, pair):
+    """Two of Alice's devices send add_attachments at the same moment, each with its own upload
+    of one file (a retry racing the command whose answer was lost, on another connection): the
+    message gets the file once, both answers name that attachment, and the other upload is
+    marked for removal. Until the forty-ninth session each command could read the message's
+    attachments before the other's bind, and both bound the file."""
+    a, _, thread = pair
+    a2 = open_socket(alice, label="alice-2")
+    for round_ in range(8):
+        message = a.send(thread["id"], f"at once {round_}")
+        data = png(5, round_ + 1)
+        uploads = [uploaded(api, alice.access, "once.png", data)["id"] for _ in range(2)]
+        start = threading.Barrier(2)
+
+        def attach(device: Device, upload_id: str) -> Any:
+            start.wait(timeout=10)
+            return bind(device, message["id"], [upload_id])
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(attach, (a, a2), uploads))
+        named_ = {ok_data(answer, "add_attachments at once")["attachments"][0]["id"] for answer in answers}
+        assert len(named_) == 1, (round_, answers)
+        read = attachments_of(api, alice, thread["id"], message["id"])
+        assert [x["id"] for x in read["attachments"]] == list(named_), (round_, read)
+        unmarked = psql(f"SELECT count(*) FROM media.attachments WHERE id IN ('{uploads[0]}', '{uploads[1]}') "
+                        f"AND message_id IS NULL AND removal_marked_at IS NULL")
+        assert unmarked == "0", f"round {round_}: {unmarked} repeated upload left unbound and unmarked"
+
+
 def test_add_attachments_refuses_bad_requests(api, alice, pair):
     a, _, thread = pair
     message = a.send(thread["id"], "bad requests")
