@@ -28,6 +28,10 @@ struct Attachments: Sendable {
     private static let columns =
         "id, owner_id, type, content_type, size_bytes, file_name, width, height, storage, storage_key, url, message_id, created_at"
     private typealias Row = (UUID, UUID, String, String, Int64, String, Int?, Int?, String, String, String, UUID?, Date)
+    /// A ``Row`` and whether the upload is marked for removal.
+    private typealias MarkedRow = (
+        UUID, UUID, String, String, Int64, String, Int?, Int?, String, String, String, UUID?, Date, Bool
+    )
 
     /// ``columns`` of the table named `alias` in a query.
     private static func columns(_ alias: String) -> String {
@@ -210,7 +214,9 @@ struct Attachments: Sendable {
     /// lock: messaging's call comes after the commit.
     ///
     /// All or none: an upload that is missing is `not_found`, someone else's `forbidden`, one
-    /// bound to another message or marked for removal `conflict`, and then nothing is reserved.
+    /// bound to another message `conflict` (a deleted message's too: until the forty-ninth
+    /// session its marked uploads were `not_found`), one otherwise marked for removal (discarded,
+    /// or past its lifetime) `not_found`, and then nothing is reserved.
     private func reserve(_ listed: [UUID], for message: UUID, owner: UUID) async throws -> Reservation {
         try await self.client.transaction(logger: self.logger) { connection in
             try await connection.query(
@@ -223,12 +229,15 @@ struct Attachments: Sendable {
             }
             let rows = try await connection.query(
                 """
-                SELECT \(unescaped: Self.columns) FROM attachments
-                WHERE id = ANY(\(ids)) AND removal_marked_at IS NULL
+                SELECT \(unescaped: Self.columns), removal_marked_at IS NOT NULL FROM attachments
+                WHERE id = ANY(\(ids))
                 FOR UPDATE
                 """, logger: self.logger)
-            var found: [UUID: (owner: UUID, attachment: Attachment)] = [:]
-            for try await row in rows.decode(Row.self) { found[row.0] = (row.1, Self.resource(row)) }
+            var found: [UUID: (owner: UUID, attachment: Attachment, marked: Bool)] = [:]
+            for try await row in rows.decode(MarkedRow.self) {
+                let columns = (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12)
+                found[row.0] = (row.1, Self.resource(columns), row.13)
+            }
             var attachments: [Attachment] = []
             var newlyReserved: [UUID] = []
             for id in listed {
@@ -241,6 +250,8 @@ struct Attachments: Sendable {
                 if let bound = entry.attachment.messageId, bound.uuid != message {
                     throw ServiceError.conflict("attachment \(EntityID(id)) is bound to another message")
                 }
+                // Discarded, or past its lifetime unbound: its file is being removed.
+                guard !entry.marked else { throw ServiceError.notFound("no such attachment \(EntityID(id))") }
                 if entry.attachment.messageId == nil { newlyReserved.append(id) }
                 attachments.append(entry.attachment)
             }
@@ -346,11 +357,18 @@ struct Attachments: Sendable {
         return EmptyPayload()
     }
 
-    /// The uploads a request names, each once and in order: 1 to 20 of them.
-    private static func uploadIDs(_ listed: [EntityID]) throws -> [UUID] {
+    /// The uploads a request names, each once and in order: 1 to 20 of them. It stops at the
+    /// 21st: a list of 25,000 ids, each looked for among those before it, held a core for
+    /// seconds before it was refused (a review in the forty-ninth session).
+    static func uploadIDs(_ listed: [EntityID]) throws -> [UUID] {
+        let refusal = ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads")
         var ids: [UUID] = []
-        for id in listed.map(\.uuid) where !ids.contains(id) { ids.append(id) }
-        guard (1...20).contains(ids.count) else { throw ServiceError.invalidArgument("attachmentIds must list 1 to 20 uploads") }
+        var seen = Set<UUID>()
+        for id in listed.lazy.map(\.uuid) where seen.insert(id).inserted {
+            guard ids.count < 20 else { throw refusal }
+            ids.append(id)
+        }
+        guard !ids.isEmpty else { throw refusal }
         return ids
     }
 

@@ -61,12 +61,14 @@ final class AccessTokenCheck: Sendable {
     /// Records `revoked`; returns the sessions of it whose sockets are to be closed: those that
     /// were not known yet, or nil if none. A revocation that comes after its sessions' tokens
     /// all expired (a gateway cut off from the broker longer than that, an outbox relay that
-    /// published late) is not kept, since no token of it passes any more, but its sessions'
-    /// sockets are closed all the same: a socket outlives the token it connected with. Until the
-    /// forty-fifth session such a revocation was dropped whole, and the sockets stayed (review).
+    /// published late) has its sessions' sockets closed all the same: a socket outlives the
+    /// token it connected with. Until the forty-fifth session such a revocation was dropped
+    /// whole, and the sockets stayed (review). It is kept too, within the set's retention, so
+    /// that the commands those sockets queued are refused (until the forty-ninth session they
+    /// ran: a review).
     func revoke(_ revoked: RevokedSessions, now: Date = Date()) -> RevokedSessions? {
-        guard revoked.until > now else { return revoked.sessionIds.isEmpty ? nil : revoked }
         let added = self.revoked.insert(revoked, now: now)
+        guard revoked.until > now else { return revoked.sessionIds.isEmpty ? nil : revoked }
         guard !added.isEmpty else { return nil }
         return RevokedSessions(userId: revoked.userId, sessionIds: added.map(EntityID.init), until: revoked.until)
     }

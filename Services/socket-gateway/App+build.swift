@@ -49,7 +49,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         local: LocalDelivery(server: socketGateway.server, streams: streams), logger: logger)
     SocketCommands(
         rpc: rpc, fanOut: fanOut, rateLimit: CommandRateLimit(settings: settings.commandRate),
-        isRevoked: { socket in socket.loginSession.map { tokens.revoked.contains($0) } ?? false }, logger: logger
+        isRevoked: { socket in socket.loginSession.map { tokens.revoked.hasEnded($0) } ?? false }, logger: logger
     )
     .register(on: socketGateway.server)
     let ready = ReadyFlag()

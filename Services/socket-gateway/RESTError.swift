@@ -5,7 +5,8 @@ import MessengerContracts
 import NIOCore
 
 /// A contract error as an HTTP response: the status for its code and the body
-/// `{"error": {"code", "message"}}`, with `Retry-After` when the error carries one.
+/// `{"error": {"code", "message"}}`, with `Retry-After` when the error carries one, and
+/// `Cache-Control: no-store`.
 struct RESTError: HTTPResponseError {
     let error: ServiceError
     let status: HTTPResponse.Status
@@ -45,7 +46,10 @@ struct RESTError: HTTPResponseError {
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        // No cache keeps an error: Hummingbird makes this response outside the middleware chain,
+        // where ``APICacheMiddleware`` never sees it (until the forty-ninth session `/api`'s
+        // errors went without `Cache-Control`, and a browser may keep a 404 by heuristic).
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"]
         if let retryAfter = self.error.retryAfter { headers[.retryAfter] = String(retryAfter) }
         if self.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         let body = try MessengerJSON.encode(Body(error: .init(code: self.error.code, message: self.error.message)))

@@ -56,17 +56,23 @@ struct SocketCommands {
         let metrics = GatewayMetrics.Command(event: event)
         let (rateLimit, isRevoked) = (self.rateLimit, self.isRevoked)
         server.on(event) { socket, arguments in
-            let delay = rateLimit.delay(user: socket.userID, event: event)
             // A socket that closes meanwhile cancels nothing here: its command still runs,
             // unless its login session ended. Until the forty-fourth session the commands a
             // socket had queued ran after the session's revocation disconnected it (at the
             // user's rate: minutes of a stolen token's deletes after the owner logged out; a
-            // review).
+            // review). Checked before the command takes its turn too: until the forty-ninth
+            // session each refused command waited for its turn first, so a stolen token's
+            // queues, refused one by one at the user's rate, held the owner's commands back
+            // for as long (a review).
+            if isRevoked(socket) {
+                metrics.record(Self.sessionEnded, since: .now)
+                return [Self.sessionEnded]
+            }
+            let delay = rateLimit.delay(user: socket.userID, event: event)
             if delay > .zero { try? await Task.sleep(for: delay) }
             if isRevoked(socket) {
-                let refused = SocketGateway.failure(.unauthorized("the login session has ended"))
-                metrics.record(refused, since: .now)
-                return [refused]
+                metrics.record(Self.sessionEnded, since: .now)
+                return [Self.sessionEnded]
             }
             let start = ContinuousClock.now
             let reply = await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }
@@ -74,6 +80,9 @@ struct SocketCommands {
             return [reply]
         }
     }
+
+    /// The answer to a command whose socket's login session ended.
+    private static let sessionEnded = SocketGateway.failure(.unauthorized("the login session has ended"))
 
     private func forward(
         _ type: MessageType, to service: ServiceName, _ arguments: [JSONValue], socket: SocketIOSocket

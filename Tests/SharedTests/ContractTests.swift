@@ -264,6 +264,11 @@ struct MessagingContractTests {
         ] {
             #expect(throws: ServiceError.self, "\(invalid)") { try MessagingRules.emojiHex(invalid) }
         }
+        // The longest spelling passes the length check made before the split; a megabyte of
+        // separators is refused by it (it was split into a million parts first).
+        let longest = Array(repeating: "10ffff", count: 16).joined(separator: "-")
+        #expect(try MessagingRules.emojiHex(longest) == longest)
+        #expect(throws: ServiceError.self) { try MessagingRules.emojiHex(String(repeating: "-", count: 1_000_000)) }
     }
 
     @Test("titles and client message ids keep their limits")

@@ -25,21 +25,38 @@ struct RevokedSessionSetTests {
         #expect(set.contains(a, now: self.now + 100))
     }
 
-    @Test("an announcement whose tokens have all expired adds nothing")
-    func expiredAnnouncement() {
+    @Test("a session is kept an hour past its last token for its queued commands, and no longer")
+    func keptForCommands() {
         let set = RevokedSessionSet()
-        #expect(set.insert(self.revoked([UUID()], until: -1), now: self.now).isEmpty)
-        #expect(set.count == 0)
+        let a = UUID()
+        set.insert(self.revoked([a], until: 60), now: self.now)
+        #expect(!set.contains(a, now: self.now + 61))
+        #expect(set.hasEnded(a, now: self.now + 61))
+        #expect(set.hasEnded(a, now: self.now + 60 + RevokedSessionSet.retention - 1))
+        #expect(!set.hasEnded(a, now: self.now + 60 + RevokedSessionSet.retention))
+        #expect(!set.hasEnded(UUID(), now: self.now))
     }
 
-    @Test("sessions whose tokens expired are dropped as the set grows")
+    @Test("an announcement whose tokens have all expired is kept for commands within the retention, not past it")
+    func expiredAnnouncement() {
+        let set = RevokedSessionSet()
+        let late = UUID()
+        #expect(set.insert(self.revoked([late], until: -60), now: self.now) == [late])
+        #expect(!set.contains(late, now: self.now))
+        #expect(set.hasEnded(late, now: self.now))
+        #expect(set.insert(self.revoked([UUID()], until: -RevokedSessionSet.retention - 1), now: self.now).isEmpty)
+        #expect(set.count == 1)
+    }
+
+    @Test("sessions past their retention are dropped as the set grows")
     func pruned() {
         let set = RevokedSessionSet()
         for _ in 0..<1_000 { set.insert(self.revoked([UUID()], until: 10), now: self.now) }
         let lasting = UUID()
-        set.insert(self.revoked([lasting], until: 3_600), now: self.now)
-        for _ in 0..<100 { set.insert(self.revoked([UUID()], until: 3_600), now: self.now + 20) }
+        set.insert(self.revoked([lasting], until: 7_200), now: self.now)
+        let later = self.now + 20 + RevokedSessionSet.retention
+        for _ in 0..<100 { set.insert(self.revoked([UUID()], until: 7_200), now: later) }
         #expect(set.count < 1_000)
-        #expect(set.contains(lasting, now: self.now + 20))
+        #expect(set.contains(lasting, now: later))
     }
 }

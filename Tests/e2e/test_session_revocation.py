@@ -19,7 +19,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pika
 import pytest
@@ -303,24 +303,29 @@ def test_a_revocation_announced_after_its_tokens_expired_still_closes_the_sessio
     socket = Socket(acc.access)
     try:
         socket.assert_still_connected()
-        envelope = {
-            "type": "auth.sessions_revoked.v1", "id": str(uuid.uuid4()),
-            "occurredAt": "2026-01-01T00:00:00.000Z", "actorId": acc.id,
-            "data": {"userId": acc.id, "sessionIds": [sid(acc.access)], "until": "2026-01-01T00:16:00.000Z"},
-        }
-        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
-        try:
-            channel = connection.channel()
-            channel.confirm_delivery()
-            channel.basic_publish(
-                "messenger.events", "auth.sessions_revoked.v1", json.dumps(envelope).encode(),
-                pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=envelope["id"],
-                                     type="auth.sessions_revoked.v1"))
-        finally:
-            connection.close()
+        announce_late_revocation(acc, "2026-01-01T00:16:00.000Z")
         socket.assert_disconnected_by_server(timeout=10)
     finally:
         socket.close()
+
+
+def announce_late_revocation(acc: Any, until: str) -> None:
+    """Publishes, as auth would, the revocation of `acc`'s session with `until` in the past."""
+    envelope = {
+        "type": "auth.sessions_revoked.v1", "id": str(uuid.uuid4()),
+        "occurredAt": "2026-01-01T00:00:00.000Z", "actorId": acc.id,
+        "data": {"userId": acc.id, "sessionIds": [sid(acc.access)], "until": until},
+    }
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(
+            "messenger.events", "auth.sessions_revoked.v1", json.dumps(envelope).encode(),
+            pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=envelope["id"],
+                                 type="auth.sessions_revoked.v1"))
+    finally:
+        connection.close()
 
 
 def test_a_session_spared_by_a_password_change_ends_at_its_logout_or_at_the_next_change(api, account, login):
@@ -476,5 +481,31 @@ def test_commands_queued_by_a_socket_do_not_run_after_its_session_ends(api, acco
             time.sleep(12)  # 20 commands at 2 a second would all have run by now
         finally:
             sio.disconnect()
+    count = int(psql(f"SELECT count(*) FROM messaging.messages WHERE thread_id = '{tid}'"))
+    assert count <= 4, f"{count} of the 20 queued commands ran, most after the session ended"
+
+
+def test_commands_queued_by_a_socket_do_not_run_after_a_revocation_announced_past_its_tokens_expiry(api, account):
+    """As above, but the revocation reaches the gateway after its session's last token expired
+    (its `until` a minute past: a gateway cut off from the broker, an outbox relay that published
+    late), and the socket closes itself first: its connection's queue still runs. The gateway
+    keeps an ended session an hour past its `until` for such queues. Until the forty-ninth session
+    it forgot a session at its `until`, took such an announcement only to close sockets, and every
+    queued command ran (a review); with an announcement in time, what was still queued ran once
+    the `until` had passed."""
+    acc, bob = account(), account()
+    with replica_gateway(4, SOCKET_COMMAND_RATE="2", SOCKET_COMMAND_BURST="1") as replica:
+        sio = socketio.Client(reconnection=False)
+        sio.connect(replica, auth={"token": acc.access}, transports=["websocket"], wait_timeout=10)
+        try:
+            thread = sio.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
+            tid = thread["data"]["thread"]["id"]
+            for n in range(20):
+                sio.emit("create_message", {"threadId": tid, "clientMessageId": f"q{n}", "body": f"q{n}"})
+            time.sleep(0.5)
+        finally:
+            sio.disconnect()
+        announce_late_revocation(acc, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 60)))
+        time.sleep(12)  # 20 commands at 2 a second would all have run by now
     count = int(psql(f"SELECT count(*) FROM messaging.messages WHERE thread_id = '{tid}'"))
     assert count <= 4, f"{count} of the 20 queued commands ran, most after the session ended"
