@@ -28,12 +28,18 @@ struct DomainEventConsumer: Service {
     let logger: Logger
     /// Messages that kept failing on their own, to tell poison from a database that refuses all.
     let refused = RefusedMessages()
+    /// The pushes waiting for the broker's confirm, at most.
+    let pushBudget = PushBudget(limit: DomainEventConsumer.pushBytesInFlight)
+    /// 64 MiB: about 50,000 DMs' pushes, so that only the large groups' events ever wait.
+    static let pushBytesInFlight = 64 << 20
 
     /// A recorded batch whose pushes are on their way.
     private struct PushedBatch: Sendable {
         var confirms: PendingConfirms
         var events: [EntityID]
         var deliveries: [AMQPDelivery]
+        /// What it took of the ``PushBudget``, given back once its pushes are confirmed.
+        var pushBytes = 0
     }
 
     /// At graceful shutdown the batch under way is recorded and handed on, its domain events
@@ -51,7 +57,25 @@ struct DomainEventConsumer: Service {
                 }
                 for await batch in consumer.batches(maximum: Int(self.prefetch)) {
                     guard handover.begin() else { break }
-                    if let recorded = await self.process(batch) { pushedContinuation.yield(recorded) }
+                    var chunks = Self.chunks(self.decode(batch), bytes: self.pushBudget.limit / 4)[...]
+                    while let chunk = chunks.popFirst() {
+                        await withGracefulShutdownHandler {
+                            await self.pushBudget.take(chunk.pushBytes)
+                        } onGracefulShutdown: {
+                            self.pushBudget.stopBounding()
+                        }
+                        guard var recorded = await self.process(chunk.parts) else {
+                            self.pushBudget.give(chunk.pushBytes)
+                            // Given back at shutdown: what follows goes back too, in place.
+                            if Task.isShuttingDownGracefully || Task.isCancelled {
+                                await chunks.flatMap(\.parts).map(\.delivery).requeueAfterFailure()
+                                break
+                            }
+                            continue
+                        }
+                        recorded.pushBytes = chunk.pushBytes
+                        pushedContinuation.yield(recorded)
+                    }
                     guard handover.end() else { break }
                 }
                 pushedContinuation.finish()
@@ -61,8 +85,9 @@ struct DomainEventConsumer: Service {
         }
     }
 
-    /// Records a batch and starts pushing its deliveries; nil when nothing is left to hand on.
-    private func process(_ batch: [AMQPDelivery]) async -> PushedBatch? {
+    /// The domain events of a batch's messages; one that is not a domain event is
+    /// dead-lettered.
+    private func decode(_ batch: [AMQPDelivery]) -> [(delivery: AMQPDelivery, events: [IncomingEvent])] {
         var parts: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
         for delivery in batch {
             guard let decoded = Self.events(in: delivery) else {
@@ -76,6 +101,40 @@ struct DomainEventConsumer: Service {
             }
             parts.append((delivery, decoded))
         }
+        return parts
+    }
+
+    /// A batch's messages in order, cut where their pushes would pass `bytes` (a message whose
+    /// pushes alone pass it is a chunk of its own): each chunk is recorded and pushed in turn,
+    /// within the ``PushBudget``. A batch of DMs or small groups is one chunk.
+    static func chunks(
+        _ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])], bytes limit: Int
+    ) -> [(parts: [(delivery: AMQPDelivery, events: [IncomingEvent])], pushBytes: Int)] {
+        var chunks: [(parts: [(delivery: AMQPDelivery, events: [IncomingEvent])], pushBytes: Int)] = []
+        for part in parts {
+            let bytes = Self.pushBytes(of: part.events, carriedIn: part.delivery.body.count)
+            if let last = chunks.last, last.pushBytes + bytes <= limit {
+                chunks[chunks.count - 1].parts.append(part)
+                chunks[chunks.count - 1].pushBytes += bytes
+            } else {
+                chunks.append(([part], bytes))
+            }
+        }
+        return chunks
+    }
+
+    /// About what the pushes of `events`, which came in a message of `bodyBytes`, hold: each
+    /// event's share of the message (its data, mostly) and a push's own fields, once per
+    /// recipient.
+    static func pushBytes(of events: [IncomingEvent], carriedIn bodyBytes: Int) -> Int {
+        guard !events.isEmpty else { return 0 }
+        let perEvent = bodyBytes / events.count + 320
+        return events.reduce(0) { $0 + max(1, $1.recipients.count) * perEvent }
+    }
+
+    /// Records a chunk of a batch and starts pushing its deliveries; nil when nothing is left
+    /// to hand on.
+    private func process(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> PushedBatch? {
         let events = parts.flatMap(\.events)
         guard !events.isEmpty else { return nil }
         // The batch is recorded again in place, before anything after it. Given back to the
@@ -261,6 +320,7 @@ struct DomainEventConsumer: Service {
 
     /// Once the batch's pushes are confirmed, its events go on to their first retry check.
     private func handOn(_ batch: PushedBatch) async {
+        defer { self.pushBudget.give(batch.pushBytes) }
         do {
             try await batch.confirms.confirmed()
             await self.retryChecks.add(events: batch.events, acking: batch.deliveries)
@@ -309,6 +369,11 @@ struct RetryConsumer: Service {
     let retention: Duration
     let logger: Logger
 
+    /// Pushes built and published at once by a check: 1,024 of a 256-member group's largest
+    /// events are about 25 MB (a check of 128 such events has 32,768 pushes, built at once
+    /// until the forty-ninth session: a review). A check of DMs is one publish, as before.
+    static let pushesPerPublish = 1024
+
     /// `delivery_redelivered_total`: pushes sent again by a retry check.
     static let redelivered = Counter(label: "delivery_redelivered_total")
     /// `delivery_dead_lettered_total`: pushes still unacknowledged after the last retry level,
@@ -335,15 +400,17 @@ struct RetryConsumer: Service {
         do {
             let pending = try await self.log.retry(events: check.eventIds.map(\.uuid))
             if !pending.isEmpty {
-                var messages = pending.map { self.publisher.push($0, redelivery: true) }
+                // An operator's check may carry any attempt: past the last level it dead-letters.
+                let attempt = min(check.attempt, Int(Int32.max)) + 1
+                var after: [AMQPMessage]
                 var deadLettered = 0
                 var seen = Set<EntityID>()
                 let stillPending = pending.map(\.eventID).filter { seen.insert($0).inserted }
-                if let next = try self.publisher.retryCheck(events: stillPending, attempt: check.attempt + 1) {
-                    messages.append(next)
+                if let next = try self.publisher.retryCheck(events: stillPending, attempt: attempt) {
+                    after = [next]
                 } else {
-                    messages += try pending.map { pending in
-                        try self.publisher.deadLetter(pending, attempts: check.attempt + 1, retention: self.retention)
+                    after = try pending.map { pending in
+                        try self.publisher.deadLetter(pending, attempts: attempt, retention: self.retention)
                     }
                     deadLettered = pending.count
                     // Routine without presence (an offline user's every push ends here): the
@@ -352,7 +419,14 @@ struct RetryConsumer: Service {
                         "events still unacknowledged after their last push; dead-lettered",
                         metadata: ["events": "\(stillPending.count)", "deliveries": "\(pending.count)"])
                 }
-                try await self.amqp.publish(messages)
+                // The pushes are built and confirmed a slice at a time (each a copy of its event's
+                // data), the next check or the dead letters with the last slice.
+                for start in stride(from: 0, to: pending.count, by: Self.pushesPerPublish) {
+                    let end = min(start + Self.pushesPerPublish, pending.count)
+                    var messages = pending[start..<end].map { self.publisher.push($0, redelivery: true) }
+                    if end == pending.count { messages += after }
+                    try await self.amqp.publish(messages)
+                }
                 Self.redelivered.increment(by: pending.count)
                 Self.deadLettered.increment(by: deadLettered)
             }

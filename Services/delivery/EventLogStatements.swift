@@ -73,7 +73,8 @@ enum EventLogStatements {
     /// Their rows are locked in (user, seq) order, the order in which an `ack_events` locks a
     /// user's: locked in the order of the events' ids (receipts' ids are not time-ordered), a
     /// check and an ack deadlocked now and then (seen in an outside tester's logs; the check was
-    /// requeued and nothing lost).
+    /// requeued and nothing lost). An event's data comes with its first row only
+    /// (``EventLog/Deliveries``).
     struct Retry: PreparedRows {
         static let name = "delivery.retry"
         static let sql = """
@@ -88,8 +89,10 @@ enum EventLogStatements {
                 FROM due WHERE d.user_id = due.user_id AND d.seq = due.seq
                 RETURNING d.user_id, d.seq, d.event_id
             )
-            SELECT b.user_id, b.seq, b.event_id, e.name, e.occurred_at, e.data
+            SELECT b.user_id, b.seq, b.event_id, e.name, e.occurred_at,
+                   CASE WHEN lag(b.event_id) OVER w IS DISTINCT FROM b.event_id THEN e.data END
             FROM bumped b JOIN events e ON e.event_id = b.event_id
+            WINDOW w AS (ORDER BY b.event_id, b.user_id)
             ORDER BY b.event_id, b.user_id
             """
         var events: [UUID]

@@ -29,4 +29,11 @@ public struct AMQPError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "AMQP \(self.code): \(self.message)" }
+
+    /// Whether the broker was away or did not take a message: the work may be done again once
+    /// it is back (`unavailable` to a caller). Refusals of a request (``Code/protocolError``,
+    /// ``Code/unroutable``) and a bad URI are not.
+    public var isBrokerUnavailable: Bool {
+        [.connection, .nacked, .shutdown, .timeout].contains(self.code)
+    }
 }

@@ -53,7 +53,11 @@ public struct BackendService {
         self.topology = Self.topology(for: service, queueArguments: self.settings.durableQueueArguments)
         // A deadlock PostgreSQL broke rolled the work back: as safe to retry as an outage. Until
         // the forty-fifth session it was answered `internal` (a logout racing the pruner, say).
-        self.router.isDependencyDown = Database.isRetryable
+        // So is a publish the broker did not take (delivery's receipts, inside an ack's
+        // transaction): it was `internal` until the forty-ninth session (a review).
+        self.router.isDependencyDown = { error in
+            Database.isRetryable(error) || (error as? AMQPError)?.isBrokerUnavailable == true
+        }
         self.router.addPing(service: service, instanceID: self.settings.instanceID)
     }
 

@@ -115,9 +115,16 @@ struct SocketIOCodecTests {
         #expect(value["b"] == .string("q\"\\/\né😀"))
         #expect(try JSONValue.parse(value.jsonText) == value)
         #expect(value.jsonText == #"{"a":[1,-2.5,1000,true,null],"b":"q\"\\/\né😀"}"#)
-        for bad in ["01", "1.", "-", "\"\u{01}\"", "[1,]", "{\"a\"}", "tru", "\"\\x\"", #""\ud83d\uzzzz""#] {
+        for bad in [
+            "01", "1.", "-", "\"\u{01}\"", "[1,]", "{\"a\"}", "tru", "\"\\x\"", #""\ud83d\uzzzz""#, #""\u+0a1""#, #""\u00""#,
+            #""\u 0a1""#, #""\u00g1""#,
+        ] {
             #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(bad) }
         }
+        // Hex digits of either case; 4,000 escapes of a control character are one string.
+        #expect(try JSONValue.parse(#""\u00E9\u00e9\uFFFD""#) == .string("éé\u{FFFD}"))
+        let escaped = "\"" + String(repeating: #"\u0001"#, count: 4000) + "\""
+        #expect(try JSONValue.parse(escaped) == .string(String(repeating: "\u{01}", count: 4000)))
     }
 
     @Test("a number past a double's range is the largest double of its sign, never an infinity")
