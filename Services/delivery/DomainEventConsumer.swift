@@ -64,17 +64,23 @@ struct DomainEventConsumer: Service {
                         } onGracefulShutdown: {
                             self.pushBudget.stopBounding()
                         }
-                        guard var recorded = await self.process(chunk.parts) else {
-                            self.pushBudget.give(chunk.pushBytes)
-                            // Given back at shutdown: what follows goes back too, in place.
-                            if Task.isShuttingDownGracefully || Task.isCancelled {
-                                await chunks.flatMap(\.parts).map(\.delivery).requeueAfterFailure()
-                                break
+                        let processed = await self.process(chunk.parts)
+                        if var pushed = processed.pushed {
+                            pushed.pushBytes = chunk.pushBytes
+                            if case .terminated = pushedContinuation.yield(pushed) {
+                                // Cancelled: nothing hands it on, and its messages come again.
+                                self.pushBudget.give(chunk.pushBytes)
                             }
-                            continue
+                        } else {
+                            self.pushBudget.give(chunk.pushBytes)
                         }
-                        recorded.pushBytes = chunk.pushBytes
-                        pushedContinuation.yield(recorded)
+                        // Messages given back unrecorded come again behind the rest of the queue:
+                        // the batch's later chunks go back too, in place, and are not recorded
+                        // before them (a review of the chunks, in the session that made them).
+                        if processed.gaveBack {
+                            await chunks.flatMap(\.parts).map(\.delivery).requeueAfterFailure()
+                            break
+                        }
                     }
                     guard handover.end() else { break }
                 }
@@ -132,11 +138,17 @@ struct DomainEventConsumer: Service {
         return events.reduce(0) { $0 + max(1, $1.recipients.count) * perEvent }
     }
 
-    /// Records a chunk of a batch and starts pushing its deliveries; nil when nothing is left
-    /// to hand on.
-    private func process(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> PushedBatch? {
+    /// What came of recording a chunk: the batch to hand on (none when nothing was recorded),
+    /// and whether messages were given back to the queue unrecorded.
+    private struct Processed {
+        var pushed: PushedBatch?
+        var gaveBack = false
+    }
+
+    /// Records a chunk of a batch and starts pushing its deliveries.
+    private func process(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> Processed {
         let events = parts.flatMap(\.events)
-        guard !events.isEmpty else { return nil }
+        guard !events.isEmpty else { return Processed() }
         // The batch is recorded again in place, before anything after it. Given back to the
         // queue, its events came again behind the next batch, which the consumer had received
         // already and which then took the seqs before theirs (a delete's erasure could run
@@ -149,10 +161,11 @@ struct DomainEventConsumer: Service {
         switch outcome {
         case .done(let (confirms, deliveries)):
             self.refused.recorded()
-            return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: parts.map(\.delivery))
+            return Processed(
+                pushed: PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: parts.map(\.delivery)))
         case .stopped(let error):
             await self.giveBack(parts.map(\.delivery), count: events.count, error: error)
-            return nil
+            return Processed(gaveBack: true)
         case .keepsFailing(let error):
             self.logger.error(
                 "recording domain events keeps failing the same way; recording them one message at a time",
@@ -175,7 +188,7 @@ struct DomainEventConsumer: Service {
     /// database that refuses every write, say): the message goes back to the queue, and nothing
     /// is dead-lettered. Three messages in a row that keep failing, with none recorded since,
     /// send the rest of the batch back too.
-    private func isolate(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> PushedBatch? {
+    private func isolate(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> Processed {
         var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
         var failing: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
         for (index, part) in parts.enumerated() {
@@ -215,7 +228,7 @@ struct DomainEventConsumer: Service {
                 let rest = (failing + parts[index...]).map(\.delivery)
                 guard !recorded.isEmpty else {
                     await self.giveBack(rest, count: rest.count, error: error)
-                    return nil
+                    return Processed(gaveBack: true)
                 }
                 return await self.pushOrGiveBack(recorded, givingBack: rest)
             }
@@ -233,26 +246,30 @@ struct DomainEventConsumer: Service {
         delivery.properties.messageID ?? "body \(delivery.body.hashValue)"
     }
 
-    /// Starts pushing what was recorded (nil when nothing was), after giving `rest` back to the
+    /// Starts pushing what was recorded (none when nothing was), after giving `rest` back to the
     /// queue.
     private func pushOrGiveBack(
         _ recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])], givingBack rest: [AMQPDelivery]
-    ) async -> PushedBatch? {
+    ) async -> Processed {
         if !rest.isEmpty {
             for delivery in rest { delivery.nack(requeue: true) }
         }
         guard !recorded.isEmpty else {
             try? await Task.sleep(for: .seconds(1))
-            return nil
+            return Processed(gaveBack: !rest.isEmpty)
         }
         let deliveries = recorded.flatMap(\.deliveries)
         switch await self.retrying(deliveries.count, tries: .max, { try self.publisher.startSending(deliveries) }) {
         case .done(let confirms):
-            return PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: recorded.map(\.delivery))
+            return Processed(
+                pushed: PushedBatch(
+                    confirms: confirms, events: deliveries.map(\.eventID), deliveries: recorded.map(\.delivery)),
+                gaveBack: !rest.isEmpty)
         case .keepsFailing(let error), .stopped(let error):
-            // Recorded: given back, they come again as a push of what is still pending.
+            // Recorded: given back, they come again as a push of what is still pending (in any
+            // order: they have their seqs).
             await self.giveBack(recorded.map(\.delivery), count: deliveries.count, error: error)
-            return nil
+            return Processed(gaveBack: !rest.isEmpty)
         }
     }
 

@@ -29,6 +29,16 @@ final class PushBudget: Sendable {
     /// Returns once `bytes` more may be pushed, and counts them in flight. One caller at a
     /// time (the consumer's loop).
     func take(_ bytes: Int) async {
+        // Cancelled (a sibling service failed, no graceful shutdown), nothing may give back
+        // what the wait is for: the bound is lifted, as at graceful shutdown.
+        await withTaskCancellationHandler {
+            await self.wait(for: bytes)
+        } onCancel: {
+            self.stopBounding()
+        }
+    }
+
+    private func wait(for bytes: Int) async {
         await withCheckedContinuation { (resume: CheckedContinuation<Void, Never>) in
             let now = self.state.withLock { state in
                 guard !state.bounded || state.inFlight == 0 || state.inFlight + bytes <= self.limit else {
@@ -52,8 +62,8 @@ final class PushBudget: Sendable {
         resume?.resume()
     }
 
-    /// Lifts the bound (graceful shutdown): the waiting caller goes on, and so does every later
-    /// one.
+    /// Lifts the bound (graceful shutdown, cancellation): the waiting caller goes on, and so
+    /// does every later one.
     func stopBounding() {
         let resume = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.bounded = false

@@ -171,15 +171,18 @@ struct Attachments: Sendable {
         let listed = try Self.uploadIDs(request.attachmentIds)
         let messageID = request.messageId.uuid
         let reservation = try await self.reserve(listed, for: messageID, owner: caller)
+        let sent = reservation.attachments.map(\.id.uuid)
         do {
-            return try await self.record(
+            let answer = try await self.record(
                 reservation.attachments, on: request.messageId, by: caller, repeats: reservation.repeats)
+            await self.settle(sent, on: messageID)
+            return answer
         } catch let refusal as ServiceError where refusal.code.isRefusal {
-            // Messaging refused (not the author, no such message): nothing of it was recorded.
-            // The client hears the refusal even if giving the uploads back fails (they stay
-            // reserved, as after a timeout below).
+            // Messaging refused (not the author, no such message, the message's limit): nothing
+            // of it was recorded. The client hears the refusal even if giving the uploads back
+            // fails (they stay reserved, as after a timeout below).
             do {
-                try await self.release(reservation.newlyReserved, from: messageID)
+                try await self.release(sent, from: messageID)
             } catch {
                 self.logger.warning(
                     "giving back uploads after a refused attach failed",
@@ -199,8 +202,6 @@ struct Attachments: Sendable {
         var attachments: [Attachment]
         /// The uploads found repeated, each with the attachment the message has (to discard).
         var repeats: [UUID: Attachment]
-        /// The uploads this call bound, the only ones a refusal may give back.
-        var newlyReserved: [UUID]
     }
 
     /// Reserves the caller's uploads `listed` for `message` before messaging records them, so
@@ -225,7 +226,9 @@ struct Attachments: Sendable {
             let ids = listed.filter { repeats[$0] == nil }
             // Nothing new: messaging still checks the message is the caller's, and answers.
             guard !ids.isEmpty else {
-                return Reservation(attachments: listed.compactMap { repeats[$0] }, repeats: repeats, newlyReserved: [])
+                let attachments = listed.compactMap { repeats[$0] }
+                try await self.markPending(attachments.map(\.id.uuid), for: message, on: connection)
+                return Reservation(attachments: attachments, repeats: repeats)
             }
             let rows = try await connection.query(
                 """
@@ -239,7 +242,6 @@ struct Attachments: Sendable {
                 found[row.0] = (row.1, Self.resource(columns), row.13)
             }
             var attachments: [Attachment] = []
-            var newlyReserved: [UUID] = []
             for id in listed {
                 if let repeated = repeats[id] {
                     attachments.append(repeated)
@@ -252,15 +254,38 @@ struct Attachments: Sendable {
                 }
                 // Discarded, or past its lifetime unbound: its file is being removed.
                 guard !entry.marked else { throw ServiceError.notFound("no such attachment \(EntityID(id))") }
-                if entry.attachment.messageId == nil { newlyReserved.append(id) }
                 attachments.append(entry.attachment)
             }
-            try await connection.query(
+            try await self.markPending(attachments.map(\.id.uuid), for: message, on: connection)
+            return Reservation(attachments: attachments, repeats: repeats)
+        }
+    }
+
+    /// Binds `ids` to `message` (those not bound yet become `unsettled`: messaging has not
+    /// recorded them) and counts this command's messaging call as pending on each, inside
+    /// ``reserve(_:for:owner:)``'s transaction.
+    private func markPending(_ ids: [UUID], for message: UUID, on connection: PostgresConnection) async throws {
+        guard !ids.isEmpty else { return }
+        try await connection.query(
+            """
+            UPDATE attachments SET message_id = \(message), bound_at = coalesce(bound_at, now()),
+                unsettled = unsettled OR message_id IS NULL, attach_pending = attach_pending + 1
+            WHERE id = ANY(\(ids))
+            """, logger: self.logger)
+    }
+
+    /// Messaging recorded `ids` on `message`: they are settled, and this command's call is no
+    /// longer pending on them. What fails leaves them bound, which they are.
+    private func settle(_ ids: [UUID], on message: UUID) async {
+        do {
+            try await self.client.write(
                 """
-                UPDATE attachments SET message_id = \(message), bound_at = now()
-                WHERE id = ANY(\(newlyReserved))
+                UPDATE attachments SET unsettled = false, attach_pending = greatest(attach_pending - 1, 0)
+                WHERE id = ANY(\(ids)) AND message_id = \(message)
                 """, logger: self.logger)
-            return Reservation(attachments: attachments, repeats: repeats, newlyReserved: newlyReserved)
+        } catch {
+            self.logger.warning(
+                "settling bound uploads failed", metadata: ["message_id": "\(message)", "error": "\(LoggedError(error))"])
         }
     }
 
@@ -372,11 +397,27 @@ struct Attachments: Sendable {
         return ids
     }
 
+    /// Messaging refused a command that sent `ids` for `message`: its call is no longer pending
+    /// on them, and those that no other command's call holds and that messaging never recorded
+    /// are unbound again. Under the message's bind lock, so that no reservation relies on one
+    /// meanwhile. Until the forty-ninth session a refusal gave back every upload the command
+    /// had bound, one a concurrent command had since been answered with (as a repeat, or listed
+    /// again) and messaging had recorded for that one included: the message kept an
+    /// attachment whose file the clean-up then deleted (a review).
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
-        try await self.client.write(
-            "UPDATE attachments SET message_id = NULL, bound_at = NULL WHERE id = ANY(\(ids)) AND message_id = \(message)",
-            logger: self.logger)
+        try await self.client.transaction(logger: self.logger) { connection in
+            try await connection.query(
+                "SELECT pg_advisory_xact_lock(\(Self.bindLockClass), \(Self.bindLockKey(message)))", logger: self.logger)
+            try await connection.query(
+                """
+                UPDATE attachments SET attach_pending = greatest(attach_pending - 1, 0),
+                    message_id = CASE WHEN unsettled AND attach_pending <= 1 THEN NULL ELSE message_id END,
+                    bound_at = CASE WHEN unsettled AND attach_pending <= 1 THEN NULL ELSE bound_at END,
+                    unsettled = unsettled AND attach_pending > 1
+                WHERE id = ANY(\(ids)) AND message_id = \(message)
+                """, logger: self.logger)
+        }
     }
 
     /// The clean-up's pass: marks uploads never bound to a message and older than `lifetime`

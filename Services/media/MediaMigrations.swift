@@ -5,7 +5,7 @@ import MessengerServiceKit
 enum MediaMigrations {
     static let all: [Migration] = [
         .inbox, attachments, attachmentsOfDeletedMessages, removalMarks, uploadsInProgress, uploadClaims,
-        unboundBytesByOwner, contentDigests,
+        unboundBytesByOwner, contentDigests, pendingBinds,
     ]
 
     static let attachments = Migration(
@@ -97,4 +97,17 @@ enum MediaMigrations {
     static let contentDigests = Migration(
         version: 8, name: "content_digests",
         statements: ["ALTER TABLE attachments ADD COLUMN content_sha256 bytea"])
+
+    /// How many `add_attachments` sent an attachment to messaging without an answer yet
+    /// (`attach_pending`), and whether an upload bound by one of them was never recorded by
+    /// messaging (`unsettled`): a refusal gives an upload back only when neither holds it
+    /// (``Attachments/addAttachments(_:actor:)``). Rows bound before it count as recorded.
+    static let pendingBinds = Migration(
+        version: 9, name: "pending_binds",
+        statements: [
+            """
+            ALTER TABLE attachments ADD COLUMN attach_pending integer NOT NULL DEFAULT 0,
+                ADD COLUMN unsettled boolean NOT NULL DEFAULT false
+            """
+        ])
 }

@@ -32,11 +32,16 @@ struct PushConsumer: Service {
                 let messageID = delivery.properties.messageID ?? "-"
                 let batched = delivery.properties.type == GatewayPushes.batchType
                 let body = delivery.body
-                let read =
-                    body.count >= Self.offloadedDecodingSize
-                    ? ((try? await NIOThreadPool.singleton.runIfActive { Self.emissions(in: body, batched: batched) })
-                        ?? Self.emissions(in: body, batched: batched))
-                    : Self.emissions(in: body, batched: batched)
+                let read: (emissions: [RedisFanOut.Emission], skipped: Int)?
+                if body.count >= Self.offloadedDecodingSize {
+                    do {
+                        read = try await NIOThreadPool.singleton.runIfActive { Self.emissions(in: body, batched: batched) }
+                    } catch {
+                        read = Self.emissions(in: body, batched: batched)  // the pool is not running
+                    }
+                } else {
+                    read = Self.emissions(in: body, batched: batched)
+                }
                 guard let (emissions, skipped) = read else {
                     self.logger.error(
                         batched ? "malformed push batch rejected" : "undecodable push rejected",

@@ -809,6 +809,41 @@ def test_two_add_attachments_with_the_same_file_at_once_bind_it_once(api, open_s
         assert unmarked == "0", f"round {round_}: {unmarked} repeated upload left unbound and unmarked"
 
 
+def test_a_refused_add_attachments_does_not_unbind_a_file_another_command_was_answered_with(api, open_socket, alice,
+                                                                                             pair):
+    """A message has 49 attachments. One device adds a file F and one more (51: refused, past
+    the limit of 50); another device, at the same moment, adds its own upload of F again, and is
+    answered with the first command's upload of F (a repeat), which messaging records. The
+    refused command must not unbind that upload: the message shows it, and media must keep
+    its file. Until the forty-ninth session a refusal gave back every upload its command had
+    bound, and the clean-up later deleted the file of an attachment the message kept."""
+    a, _, thread = pair
+    a2 = open_socket(alice, label="alice-2")
+    for round_ in range(6):
+        message = a.send(thread["id"], f"full {round_}")
+        filler = [uploaded(api, alice.access, f"fill{n}.png", png(2, n + 1))["id"] for n in range(49)]
+        for start in range(0, 49, 20):
+            ok_data(bind(a, message["id"], filler[start:start + 20]), "filling the message")
+        data = png(7, round_ + 3)
+        first = uploaded(api, alice.access, "f.png", data)["id"]
+        extra = uploaded(api, alice.access, "extra.png", png(3, 9))["id"]
+        again = uploaded(api, alice.access, "f.png", data)["id"]
+        start = threading.Barrier(2)
+
+        def attach(device: Device, ids: list[str]) -> Any:
+            start.wait(timeout=10)
+            return bind(device, message["id"], ids)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            refused, answered = pool.map(attach, (a, a2), ([first, extra], [again]))
+        err_ack(refused, "invalid_argument", "past the message's 50 attachments")
+        named_ = ok_data(answered, "the same file again")["attachments"][0]["id"]
+        read = attachments_of(api, alice, thread["id"], message["id"])
+        assert named_ in {x["id"] for x in read["attachments"]} and len(read["attachments"]) == 50, (round_, read)
+        bound = psql(f"SELECT message_id FROM media.attachments WHERE id = '{named_}' AND removal_marked_at IS NULL")
+        assert bound == message["id"], f"round {round_}: the upload the message shows is {bound or 'gone'} in media"
+
+
 def test_add_attachments_refuses_bad_requests(api, alice, pair):
     a, _, thread = pair
     message = a.send(thread["id"], "bad requests")

@@ -1494,9 +1494,13 @@ def test_a_websocket_client_that_stops_reading_for_a_moment_keeps_its_connection
     finally:
         sender.disconnect()
     reader = SlowWebSocketReader(alice.access, rate=50_000_000, pause=6)
-    burst = subprocess.Popen(  # 16 KB of UTF-8 each, from a process of its own (burst_sender.py says why)
-        [sys.executable, str(Path(__file__).with_name("burst_sender.py")), GATEWAY_URL, thread["id"], "900", "4000",
-         "burst"], env=os.environ | {"ACCESS_TOKEN": bob.access}, stdout=subprocess.PIPE, text=True)
+    try:
+        burst = subprocess.Popen(  # 16 KB of UTF-8 each, from a process of its own (burst_sender.py says why)
+            [sys.executable, str(Path(__file__).with_name("burst_sender.py")), GATEWAY_URL, thread["id"], "900", "4000",
+             "burst"], env=os.environ | {"ACCESS_TOKEN": bob.access}, stdout=subprocess.PIPE, text=True)
+    except BaseException:
+        reader.close()
+        raise
     try:
         reader.read_until(900, timeout=120)
         assert reader.ended is None, f"{reader.ended} after {len(set(reader.seqs))} of 900 events"
