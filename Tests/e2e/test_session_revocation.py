@@ -19,7 +19,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pika
 import pytest
@@ -461,12 +461,11 @@ def test_the_pruning_job_deletes_expired_registration_counters():
         psql(f"DELETE FROM auth.registration_counts WHERE key IN ('{old}', '{fresh}')")
 
 
-def test_commands_queued_by_a_socket_do_not_run_after_its_session_ends(api, account):
-    """A gateway with a command rate of 2 a second and a burst of 1: a socket queues 20
-    `create_message` (no ack asked for), then its session is logged out. What had not run by
-    then does not run: until the forty-fourth session every queued command ran after the
-    revocation disconnected the socket, at the user's rate (minutes of a stolen token's
-    commands after the owner logged out)."""
+def queued_commands_that_ran(account, end_session: Callable[[Any, Callable[[], None]], None]) -> int:
+    """On a gateway with a command rate of 2 a second and a burst of 1, a socket queues 20
+    `create_message` (no ack asked for); `end_session(acc, disconnect)` ends its session (and
+    may disconnect the socket first). Returns how many of the 20 ran in the 12 s after, in which
+    all would have at that rate."""
     acc, bob = account(), account()
     with replica_gateway(4, SOCKET_COMMAND_RATE="2", SOCKET_COMMAND_BURST="1") as replica:
         sio = socketio.Client(reconnection=False)
@@ -477,11 +476,22 @@ def test_commands_queued_by_a_socket_do_not_run_after_its_session_ends(api, acco
             for n in range(20):
                 sio.emit("create_message", {"threadId": tid, "clientMessageId": f"q{n}", "body": f"q{n}"})
             time.sleep(0.5)
-            assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
-            time.sleep(12)  # 20 commands at 2 a second would all have run by now
+            end_session(acc, sio.disconnect)
+            time.sleep(12)
         finally:
             sio.disconnect()
-    count = int(psql(f"SELECT count(*) FROM messaging.messages WHERE thread_id = '{tid}'"))
+    return int(psql(f"SELECT count(*) FROM messaging.messages WHERE thread_id = '{tid}'"))
+
+
+def test_commands_queued_by_a_socket_do_not_run_after_its_session_ends(api, account):
+    """A socket queues 20 commands at 2 a second, then its session is logged out. What had not
+    run by then does not run: until the forty-fourth session every queued command ran after the
+    revocation disconnected the socket, at the user's rate (minutes of a stolen token's
+    commands after the owner logged out)."""
+    def log_out(acc: Any, _disconnect: Callable[[], None]) -> None:
+        assert_status(api.post("/api/logout", {"refreshToken": acc.refresh}), 204)
+
+    count = queued_commands_that_ran(account, log_out)
     assert count <= 4, f"{count} of the 20 queued commands ran, most after the session ended"
 
 
@@ -493,19 +503,9 @@ def test_commands_queued_by_a_socket_do_not_run_after_a_revocation_announced_pas
     it forgot a session at its `until`, took such an announcement only to close sockets, and every
     queued command ran (a review); with an announcement in time, what was still queued ran once
     the `until` had passed."""
-    acc, bob = account(), account()
-    with replica_gateway(4, SOCKET_COMMAND_RATE="2", SOCKET_COMMAND_BURST="1") as replica:
-        sio = socketio.Client(reconnection=False)
-        sio.connect(replica, auth={"token": acc.access}, transports=["websocket"], wait_timeout=10)
-        try:
-            thread = sio.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
-            tid = thread["data"]["thread"]["id"]
-            for n in range(20):
-                sio.emit("create_message", {"threadId": tid, "clientMessageId": f"q{n}", "body": f"q{n}"})
-            time.sleep(0.5)
-        finally:
-            sio.disconnect()
+    def disconnect_then_announce(acc: Any, disconnect: Callable[[], None]) -> None:
+        disconnect()
         announce_late_revocation(acc, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 60)))
-        time.sleep(12)  # 20 commands at 2 a second would all have run by now
-    count = int(psql(f"SELECT count(*) FROM messaging.messages WHERE thread_id = '{tid}'"))
+
+    count = queued_commands_that_ran(account, disconnect_then_announce)
     assert count <= 4, f"{count} of the 20 queued commands ran, most after the session ended"
