@@ -78,7 +78,7 @@ struct DomainEventConsumer: Service {
                         // the batch's later chunks go back too, in place, and are not recorded
                         // before them (a review of the chunks, in the session that made them).
                         if processed.gaveBack {
-                            await chunks.flatMap(\.parts).map(\.delivery).requeueAfterFailure()
+                            if !chunks.isEmpty { await chunks.flatMap(\.parts).map(\.delivery).requeueAfterFailure() }
                             break
                         }
                     }
@@ -419,7 +419,7 @@ struct RetryConsumer: Service {
             if !pending.isEmpty {
                 // An operator's check may carry any attempt: past the last level it dead-letters.
                 let attempt = min(check.attempt, Int(Int32.max)) + 1
-                var after: [AMQPMessage]
+                let after: [AMQPMessage]
                 var deadLettered = 0
                 var seen = Set<EntityID>()
                 let stillPending = pending.map(\.eventID).filter { seen.insert($0).inserted }

@@ -220,8 +220,7 @@ struct Attachments: Sendable {
     /// or past its lifetime) `not_found`, and then nothing is reserved.
     private func reserve(_ listed: [UUID], for message: UUID, owner: UUID) async throws -> Reservation {
         try await self.client.transaction(logger: self.logger) { connection in
-            try await connection.query(
-                "SELECT pg_advisory_xact_lock(\(Self.bindLockClass), \(Self.bindLockKey(message)))", logger: self.logger)
+            try await self.lockBinds(of: message, on: connection)
             let repeats = try await self.repeats(among: listed, of: message, owner: owner, on: connection)
             let ids = listed.filter { repeats[$0] == nil }
             // Nothing new: messaging still checks the message is the caller's, and answers.
@@ -287,6 +286,13 @@ struct Attachments: Sendable {
             self.logger.warning(
                 "settling bound uploads failed", metadata: ["message_id": "\(message)", "error": "\(LoggedError(error))"])
         }
+    }
+
+    /// Takes the lock that orders binds to `message` and their releases, until the transaction
+    /// on `connection` ends.
+    private func lockBinds(of message: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            "SELECT pg_advisory_xact_lock(\(Self.bindLockClass), \(Self.bindLockKey(message)))", logger: self.logger)
     }
 
     /// The class of the advisory locks that order binds to one message
@@ -407,8 +413,7 @@ struct Attachments: Sendable {
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
         try await self.client.transaction(logger: self.logger) { connection in
-            try await connection.query(
-                "SELECT pg_advisory_xact_lock(\(Self.bindLockClass), \(Self.bindLockKey(message)))", logger: self.logger)
+            try await self.lockBinds(of: message, on: connection)
             try await connection.query(
                 """
                 UPDATE attachments SET attach_pending = greatest(attach_pending - 1, 0),

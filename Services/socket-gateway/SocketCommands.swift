@@ -64,16 +64,15 @@ struct SocketCommands {
             // session each refused command waited for its turn first, so a stolen token's
             // queues, refused one by one at the user's rate, held the owner's commands back
             // for as long (a review).
-            if isRevoked(socket) {
+            func sessionEnded() -> Bool {
+                guard isRevoked(socket) else { return false }
                 metrics.record(Self.sessionEnded, since: .now)
-                return [Self.sessionEnded]
+                return true
             }
+            if sessionEnded() { return [Self.sessionEnded] }
             let delay = rateLimit.delay(user: socket.userID, event: event)
             if delay > .zero { try? await Task.sleep(for: delay) }
-            if isRevoked(socket) {
-                metrics.record(Self.sessionEnded, since: .now)
-                return [Self.sessionEnded]
-            }
+            if sessionEnded() { return [Self.sessionEnded] }
             let start = ContinuousClock.now
             let reply = await RequestCorrelation.$id.withValue(TraceParent.newTraceID()) { await handler(socket, arguments) }
             metrics.record(reply, since: start)
