@@ -26,8 +26,6 @@ struct DomainEventConsumer: Service {
     let retryChecks: FirstRetryChecks
     let prefetch: UInt16
     let logger: Logger
-    /// Messages that kept failing on their own, to tell poison from a database that refuses all.
-    let refused = RefusedMessages()
     /// The pushes waiting for the broker's confirm, at most.
     let pushBudget = PushBudget(limit: DomainEventConsumer.pushBytesInFlight)
     /// 64 MiB: about 50,000 DMs' pushes, so that only the large groups' events ever wait.
@@ -42,11 +40,20 @@ struct DomainEventConsumer: Service {
         var pushBytes = 0
     }
 
+    /// A domain event message and the events it carries.
+    typealias Part = (delivery: AMQPDelivery, events: [IncomingEvent])
+
     /// At graceful shutdown the batch under way is recorded and handed on, its domain events
     /// acked, and the rest given back in place (``AMQPConsumer/runInOrderUntilShutdown(_:)``),
     /// so that the replica that takes over records them in order. Until the fortieth session
     /// the consumer cancelled and recorded what it had received while the next replica was
     /// already recording what came after.
+    ///
+    /// Messages that keep failing with none behind them recorded (``isolate(_:)``) are never
+    /// given back to the queue outside shutdown: they stay at its head, and are tried again a
+    /// second later with what arrived behind them. Given back, they came again behind the
+    /// messages the consumer had received already, which then took the seqs before theirs
+    /// (until the fiftieth session).
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeliveryTopology.events, prefetch: self.prefetch)
         let (pushed, pushedContinuation) = AsyncStream.makeStream(of: PushedBatch.self)
@@ -55,9 +62,20 @@ struct DomainEventConsumer: Service {
                 group.addTask {
                     for await batch in pushed { await self.handOn(batch) }
                 }
-                for await batch in consumer.batches(maximum: Int(self.prefetch)) {
+                var batches = consumer.batches(maximum: Int(self.prefetch)).makeAsyncIterator()
+                var kept: [Part] = []
+                while true {
+                    let batch: [AMQPDelivery]
+                    if kept.isEmpty {
+                        guard let next = await batches.next() else { break }
+                        batch = next
+                    } else {
+                        try? await Task.sleep(for: .seconds(1))
+                        batch = batches.arrived(maximum: Int(self.prefetch) - kept.count)
+                    }
                     guard handover.begin() else { break }
-                    var chunks = Self.chunks(self.decode(batch), bytes: self.pushBudget.limit / 4)[...]
+                    var chunks = Self.chunks(kept + self.decode(batch), bytes: self.pushBudget.limit / 4)[...]
+                    kept = []
                     while let chunk = chunks.popFirst() {
                         await withGracefulShutdownHandler {
                             await self.pushBudget.take(chunk.pushBytes)
@@ -74,11 +92,15 @@ struct DomainEventConsumer: Service {
                         } else {
                             self.pushBudget.give(chunk.pushBytes)
                         }
-                        // Messages given back unrecorded come again behind the rest of the queue:
-                        // the batch's later chunks go back too, in place, and are not recorded
-                        // before them (a review of the chunks, in the session that made them).
+                        // Nothing after messages that stay or go back is recorded before them: the
+                        // batch's later chunks stay with them, or go back too, in place (a review
+                        // of the chunks, in the session that made them).
                         if processed.gaveBack {
                             if !chunks.isEmpty { await chunks.flatMap(\.parts).map(\.delivery).requeueAfterFailure() }
+                            break
+                        }
+                        if !processed.kept.isEmpty {
+                            kept = processed.kept + chunks.flatMap(\.parts)
                             break
                         }
                     }
@@ -93,8 +115,8 @@ struct DomainEventConsumer: Service {
 
     /// The domain events of a batch's messages; one that is not a domain event is
     /// dead-lettered.
-    private func decode(_ batch: [AMQPDelivery]) -> [(delivery: AMQPDelivery, events: [IncomingEvent])] {
-        var parts: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
+    private func decode(_ batch: [AMQPDelivery]) -> [Part] {
+        var parts: [Part] = []
         for delivery in batch {
             guard let decoded = Self.events(in: delivery) else {
                 self.logger.error(
@@ -114,9 +136,9 @@ struct DomainEventConsumer: Service {
     /// pushes alone pass it is a chunk of its own): each chunk is recorded and pushed in turn,
     /// within the ``PushBudget``. A batch of DMs or small groups is one chunk.
     static func chunks(
-        _ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])], bytes limit: Int
-    ) -> [(parts: [(delivery: AMQPDelivery, events: [IncomingEvent])], pushBytes: Int)] {
-        var chunks: [(parts: [(delivery: AMQPDelivery, events: [IncomingEvent])], pushBytes: Int)] = []
+        _ parts: [Part], bytes limit: Int
+    ) -> [(parts: [Part], pushBytes: Int)] {
+        var chunks: [(parts: [Part], pushBytes: Int)] = []
         for part in parts {
             let bytes = Self.pushBytes(of: part.events, carriedIn: part.delivery.body.count)
             if let last = chunks.last, last.pushBytes + bytes <= limit {
@@ -139,14 +161,16 @@ struct DomainEventConsumer: Service {
     }
 
     /// What came of recording a chunk: the batch to hand on (none when nothing was recorded),
-    /// and whether messages were given back to the queue unrecorded.
+    /// the messages that stay at the head of the queue unrecorded, and whether messages were
+    /// given back to the queue unrecorded (at shutdown).
     private struct Processed {
         var pushed: PushedBatch?
+        var kept: [Part] = []
         var gaveBack = false
     }
 
     /// Records a chunk of a batch and starts pushing its deliveries.
-    private func process(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> Processed {
+    private func process(_ parts: [Part]) async -> Processed {
         let events = parts.flatMap(\.events)
         guard !events.isEmpty else { return Processed() }
         // The batch is recorded again in place, before anything after it. Given back to the
@@ -160,7 +184,6 @@ struct DomainEventConsumer: Service {
         }
         switch outcome {
         case .done(let (confirms, deliveries)):
-            self.refused.recorded()
             return Processed(
                 pushed: PushedBatch(confirms: confirms, events: deliveries.map(\.eventID), deliveries: parts.map(\.delivery)))
         case .stopped(let error):
@@ -179,98 +202,84 @@ struct DomainEventConsumer: Service {
     /// events around it. Given back to the queue whole, it came again a second later, failed
     /// again, and was never dead-lettered (the forty-fifth session's review).
     ///
-    /// A message that keeps failing alone is tried once more before each later message of its
-    /// batch (one that records then, in its place, was hit by a fault that passed); it is poison
-    /// when it fails that try and the later message records, or when it had kept failing before
-    /// and other messages were recorded since
-    /// (``RefusedMessages``): it is dead-lettered to `delivery.events.dead` with an error, where
-    /// an operator can look at it and move it back. Otherwise the failure may be the system's (a
-    /// database that refuses every write, say): the message goes back to the queue, and nothing
-    /// is dead-lettered. Three messages in a row that keep failing, with none recorded since,
-    /// send the rest of the batch back too.
-    private func isolate(_ parts: [(delivery: AMQPDelivery, events: [IncomingEvent])]) async -> Processed {
+    /// A message behind others that keep failing alone is first recorded in a transaction that
+    /// is rolled back (``EventLog/tryRecording(_:)``). When that works the database takes
+    /// writes: those ahead of it get one more try, in their place, and are poison when they fail
+    /// it (one that records then was hit by a fault that passed). A poison message is
+    /// dead-lettered to `delivery.events.dead` with an error, where an operator can look at it
+    /// and move it back. When no message behind them records, the failure may be the system's (a
+    /// database that refuses every write, say): they stay at the head of the queue
+    /// (``Processed/kept``), and nothing is dead-lettered. Until the fiftieth session the later
+    /// messages were recorded for real, and three failing messages in a row sent the batch
+    /// back: three poison messages at the head of the queue held up every event behind them for
+    /// ever (a review).
+    private func isolate(_ parts: [Part]) async -> Processed {
         var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
-        var failing: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
+        var failing: [Part] = []
         for (index, part) in parts.enumerated() {
-            // Those that failed before this one get one more try first, so that a fault that has
-            // passed records them in their place (after this one, a deletion's erasure could
-            // have run before the message it erases was stored; the forty-fifth session's review
-            // of its own diff).
-            var stillFailing: [(delivery: AMQPDelivery, events: [IncomingEvent])] = []
-            for earlier in failing {
-                switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
-                case .done(let deliveries):
-                    self.refused.recorded()
-                    recorded.append((earlier.delivery, deliveries))
-                case .keepsFailing, .stopped: stillFailing.append(earlier)
+            if !failing.isEmpty {
+                switch await self.retrying(part.events.count, tries: 1, { try await self.log.tryRecording(part.events) }) {
+                case .done: break
+                case .keepsFailing:
+                    failing.append(part)
+                    continue
+                case .stopped(let error):
+                    return await self.push(recorded, givingBack: (failing + parts[index...]).map(\.delivery), error: error)
+                }
+                var ahead = failing[...]
+                failing = []
+                while let earlier = ahead.popFirst() {
+                    switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
+                    case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
+                    case .keepsFailing: self.deadLetter([earlier.delivery])
+                    case .stopped(let error):
+                        let rest = [earlier] + ahead + parts[index...]
+                        return await self.push(recorded, givingBack: rest.map(\.delivery), error: error)
+                    }
                 }
             }
-            failing = stillFailing
             switch await self.retrying(
                 part.events.count, tries: Self.triesOfAMessageAlone, { try await self.log.record(part.events) })
             {
-            case .done(let deliveries):
-                self.refused.recorded()
-                // This one records right after they failed once more: they are poison.
-                self.deadLetter(failing.map(\.delivery))
-                failing = []
-                recorded.append((part.delivery, deliveries))
-            case .keepsFailing(let error):
-                failing.append(part)
-                guard failing.count < Self.failingMessagesOfASystemFailure else {
-                    self.logger.error(
-                        "recording domain events fails message after message; they go back to the queue",
-                        metadata: ["error": "\(LoggedError(error))"])
-                    return await self.pushOrGiveBack(
-                        recorded, givingBack: (failing + parts[(index + 1)...]).map(\.delivery))
-                }
+            case .done(let deliveries): recorded.append((part.delivery, deliveries))
+            case .keepsFailing: failing.append(part)
             case .stopped(let error):
-                let rest = (failing + parts[index...]).map(\.delivery)
-                guard !recorded.isEmpty else {
-                    await self.giveBack(rest, count: rest.count, error: error)
-                    return Processed(gaveBack: true)
-                }
-                return await self.pushOrGiveBack(recorded, givingBack: rest)
+                return await self.push(recorded, givingBack: (failing + parts[index...]).map(\.delivery), error: error)
             }
         }
-        // The last messages kept failing with nothing recorded after them in this batch.
-        var back: [AMQPDelivery] = []
-        for (delivery, _) in failing {
-            if self.refused.keptFailing(Self.key(of: delivery)) { self.deadLetter([delivery]) } else { back.append(delivery) }
+        if !failing.isEmpty {
+            self.logger.error(
+                "domain events keep failing with none behind them recorded; they stay at the head of the queue",
+                metadata: ["messages": "\(failing.count)"])
         }
-        return await self.pushOrGiveBack(recorded, givingBack: back)
+        return await self.push(recorded, keeping: failing)
     }
 
-    /// What tells a message from another across its deliveries: its id, or its body.
-    private static func key(of delivery: AMQPDelivery) -> String {
-        delivery.properties.messageID ?? "body \(delivery.body.hashValue)"
-    }
-
-    /// Starts pushing what was recorded (none when nothing was), after giving `rest` back to the
-    /// queue.
-    private func pushOrGiveBack(
-        _ recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])], givingBack rest: [AMQPDelivery]
+    /// Starts pushing what was recorded (none when nothing was); `kept` stays at the head of the
+    /// queue, and `rest` goes back to it (shutdown came, with `error`).
+    private func push(
+        _ recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])], keeping kept: [Part] = [],
+        givingBack rest: [AMQPDelivery] = [], error: (any Error)? = nil
     ) async -> Processed {
+        var processed = Processed(kept: kept, gaveBack: !rest.isEmpty)
         if !rest.isEmpty {
+            self.logger.warning(
+                "recording domain events stopped; the rest go back to the queue",
+                metadata: ["messages": "\(rest.count)", "error": "\(error.map { "\(LoggedError($0))" } ?? "-")"])
             for delivery in rest { delivery.nack(requeue: true) }
         }
-        guard !recorded.isEmpty else {
-            try? await Task.sleep(for: .seconds(1))
-            return Processed(gaveBack: !rest.isEmpty)
-        }
+        guard !recorded.isEmpty else { return processed }
         let deliveries = recorded.flatMap(\.deliveries)
         switch await self.retrying(deliveries.count, tries: .max, { try self.publisher.startSending(deliveries) }) {
         case .done(let confirms):
-            return Processed(
-                pushed: PushedBatch(
-                    confirms: confirms, events: deliveries.map(\.eventID), deliveries: recorded.map(\.delivery)),
-                gaveBack: !rest.isEmpty)
+            processed.pushed = PushedBatch(
+                confirms: confirms, events: deliveries.map(\.eventID), deliveries: recorded.map(\.delivery))
         case .keepsFailing(let error), .stopped(let error):
             // Recorded: given back, they come again as a push of what is still pending (in any
             // order: they have their seqs).
             await self.giveBack(recorded.map(\.delivery), count: deliveries.count, error: error)
-            return Processed(gaveBack: !rest.isEmpty)
         }
+        return processed
     }
 
     private func deadLetter(_ poison: [AMQPDelivery]) {
@@ -321,9 +330,6 @@ struct DomainEventConsumer: Service {
     static let triesOfAFailureThatStays = 5
     /// Tries of one message of such a batch, recorded alone.
     static let triesOfAMessageAlone = 2
-    /// Messages in a row that keep failing alone, with none recorded since, that make the
-    /// failure the system's rather than theirs.
-    static let failingMessagesOfASystemFailure = 3
 
     /// A failure that ends by itself: PostgreSQL or the broker away or restarting, a deadlock or
     /// a serialization failure.

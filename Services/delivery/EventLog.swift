@@ -88,6 +88,28 @@ struct EventLog: Sendable {
         }
     }
 
+    /// Records `events` as ``record(_:)`` does, in a transaction that is then rolled back:
+    /// throws what recording them throws, and changes nothing. Tells a database that takes
+    /// writes from one that refuses them, without recording a message before those ahead of it.
+    func tryRecording(_ events: [IncomingEvent]) async throws {
+        var seen = Set<UUID>()
+        let events = events.filter { seen.insert($0.id).inserted }
+        guard !events.isEmpty else { return }
+        do {
+            try await self.retryingDeadlocks {
+                try await self.client.transaction(logger: self.logger) { connection in
+                    _ = try await self.recordBatch(events, on: connection)
+                    throw RolledBack()
+                }
+            }
+        } catch is RolledBack {
+            return
+        }
+    }
+
+    /// Ends ``tryRecording(_:)``'s transaction with a rollback.
+    private struct RolledBack: Error {}
+
     /// Runs `body` again (up to three times) when PostgreSQL broke a deadlock or a serialization
     /// conflict by aborting it: both are safe to retry at once.
     private func retryingDeadlocks<Result>(_ body: () async throws -> Result) async throws -> Result {

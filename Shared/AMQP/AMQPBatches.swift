@@ -56,5 +56,12 @@ public struct AMQPBatches: AsyncSequence, Sendable {
                 }
             }
         }
+
+        /// What arrived since the last batch, at most `maximum`, without waiting (none when
+        /// nothing did): for a consumer that holds messages at the head of its queue and tries
+        /// them again with what comes behind them.
+        public func arrived(maximum: Int) -> [AMQPDelivery] {
+            self.buffer.take(Swift.max(0, maximum))
+        }
     }
 }

@@ -43,6 +43,33 @@ struct AMQPConsumerShutdownTests {
         }
     }
 
+    /// ``AMQPBatches/AsyncIterator/arrived(maximum:)``: what delivery's event consumer takes,
+    /// without waiting, behind messages it holds at the head of its queue.
+    @Test("a batch consumer takes what arrived behind its last batch, in order, without waiting")
+    func arrivedBehindTheLastBatch() async throws {
+        try await withAMQPConnection(name: "test-arrived") { connection in
+            let (exchange, queue) = try await declareTestQueue(connection, "test.arrived")
+            let consumer = connection.consume(queue: queue, prefetch: 10)
+            var batches = consumer.batches(maximum: 10).makeAsyncIterator()
+            #expect(batches.arrived(maximum: 10).isEmpty)
+            try await connection.publish(AMQPMessage(exchange: exchange, routingKey: queue, body: Data("0".utf8)))
+            var taken = await batches.next() ?? []
+            let messages = (1..<6).map { AMQPMessage(exchange: exchange, routingKey: queue, body: Data("\($0)".utf8)) }
+            try await connection.publish(messages)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while taken.count < 6, ContinuousClock.now < deadline {
+                let arrived = batches.arrived(maximum: 2)
+                #expect(arrived.count <= 2)
+                taken += arrived
+                if arrived.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(taken.map { String(decoding: $0.body, as: UTF8.self) } == ["0", "1", "2", "3", "4", "5"])
+            #expect(batches.arrived(maximum: 10).isEmpty)
+            for delivery in taken { delivery.ack() }
+            consumer.cancel()
+        }
+    }
+
     /// ``AMQPConsumer/runInOrderUntilShutdown(_:)``: the active consumer of a single-active-
     /// consumer queue has 30 messages, has handled 10, and shuts down. The standby gets the
     /// other 50 in the queue's order. With a `basic.cancel` in place of the close, this test

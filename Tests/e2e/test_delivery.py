@@ -1189,18 +1189,22 @@ def test_pushes_to_the_gateways_expire_in_the_queue(account, open_socket):
     assert properties.expiration == "60000", properties
 
 
-def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_behind_it_flow(account, open_socket):
-    """A trigger makes PostgreSQL refuse to record one message's event (a failure that stays,
-    unlike the database being away). Delivery must dead-letter that event to
-    `delivery.events.dead` and record the ones behind it, in order. Until the forty-fifth
+@pytest.mark.parametrize("in_a_row, queued", [(1, False), (4, True)])
+def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_behind_it_flow(
+        account, open_socket, in_a_row, queued):
+    """A trigger makes PostgreSQL refuse to record some messages' events (a failure that stays,
+    unlike the database being away). Delivery must dead-letter those events to
+    `delivery.events.dead` and record the ones behind them, in order. Until the forty-fifth
     session the batch went back to the queue after five tries, came again a second later and
     failed again, every few seconds for ever, and was never dead-lettered (and a batch it came
-    back in failed whole)."""
+    back in failed whole). Until the fiftieth, three refused in a row at the head of the queue
+    (`queued`: sent while delivery was stopped, so that they come first, in one batch) sent
+    their batch back every time, and the events behind them never came."""
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
     tid = a.dm(bob.id)["id"]
-    before = a.send(tid, "before the refused one")
-    b.wait_for(named("message_created", tid, before["id"]), "message_created before the refused one")
+    before = a.send(tid, "before the refused ones")
+    b.wait_for(named("message_created", tid, before["id"]), "message_created before the refused ones")
 
     marker = f"refused-{uuid.uuid4().hex}"
     name = f"e2e_refuse_{uuid.uuid4().hex[:12]}"
@@ -1209,24 +1213,62 @@ def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_beh
          f"CREATE TRIGGER {name} BEFORE INSERT ON delivery.events FOR EACH ROW EXECUTE FUNCTION delivery.{name}();")
     dead: list[bytes] = []
     try:
-        refused = a.send(tid, marker)
-        after = [a.send(tid, f"after {n}") for n in range(3)]
+        if queued:
+            services("stop", "delivery")
+        try:
+            refused = [a.send(tid, f"{marker} {n}") for n in range(in_a_row)]
+            after = [a.send(tid, f"after {n}") for n in range(3)]
+        finally:
+            if queued:
+                services("start", "delivery")
         for message in after:
             b.wait_for(named("message_created", tid, message["id"]), f"message_created for {message['body']!r}",
                        timeout=60)
         deadline = time.monotonic() + 30
-        while not dead and time.monotonic() < deadline:
-            dead = [body for _, (_, body) in take_dead_letters_where(
+        while len(dead) < in_a_row and time.monotonic() < deadline:
+            dead += [body for _, (_, body) in take_dead_letters_where(
                 POISON_QUEUE, lambda body: marker.encode() in body).items()]
             time.sleep(0.3)
     finally:
         psql(f"DROP TRIGGER IF EXISTS {name} ON delivery.events; DROP FUNCTION IF EXISTS delivery.{name}();")
-    assert len(dead) == 1, f"the refused event was not dead-lettered to {POISON_QUEUE} once: {len(dead)}"
+    assert len(dead) == in_a_row, f"not every refused event was dead-lettered to {POISON_QUEUE} once: {len(dead)}"
     b.listen(0.5)
     kept = in_order(b.durable(), start=1, what="bob")
     assert [ev.message_id for ev in kept if ev.name == "message_created"] == (
         [before["id"]] + [message["id"] for message in after])
-    assert refused["id"] not in [ev.message_id for ev in b.log]
+    assert not {message["id"] for message in refused} & {ev.message_id for ev in b.log}
+
+
+def test_a_database_that_refuses_every_event_dead_letters_none_and_records_them_in_order_once_it_takes_them(
+        account, open_socket):
+    """The other side of the test above: when PostgreSQL refuses every event, the failure is
+    the system's, not the messages'. Delivery must keep them (back on the queue, tried again)
+    and dead-letter none, and record them in order once the database takes them."""
+    alice, bob = account(), account()
+    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
+    tid = a.dm(bob.id)["id"]
+    before = a.send(tid, "before the database refuses")
+    b.wait_for(named("message_created", tid, before["id"]), "message_created before the database refuses")
+
+    name = f"e2e_refuse_all_{uuid.uuid4().hex[:12]}"
+    psql(f"CREATE FUNCTION delivery.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         f"RAISE EXCEPTION 'e2e: refused'; END $$; "
+         f"CREATE TRIGGER {name} BEFORE INSERT ON delivery.events FOR EACH ROW EXECUTE FUNCTION delivery.{name}();")
+    try:
+        sent = [a.send(tid, f"while refused {n}") for n in range(4)]
+        # Two rounds of tries: five of the batch, then one message at a time, then back.
+        time.sleep(10)
+        dead = take_dead_letters_where(POISON_QUEUE, lambda body: tid.encode() in body)
+    finally:
+        psql(f"DROP TRIGGER IF EXISTS {name} ON delivery.events; DROP FUNCTION IF EXISTS delivery.{name}();")
+    assert dead == {}, f"events dead-lettered while the database refused every one: {sorted(dead)}"
+    for message in sent:
+        b.wait_for(named("message_created", tid, message["id"]), f"message_created for {message['body']!r}",
+                   timeout=30)
+    b.listen(0.5)
+    kept = in_order(b.durable(), start=1, what="bob")
+    assert [ev.message_id for ev in kept if ev.name == "message_created"] == (
+        [before["id"]] + [message["id"] for message in sent])
 
 
 def take_dead_letters_where(queue_name: str, matches: Callable[[bytes], bool]) -> dict[str, tuple[Any, bytes]]:
