@@ -15,6 +15,13 @@ enum EventLogStatements {
     /// Events come as columns ("" and -1 stand for no message id, seq or sender), recipients as
     /// (event, user) pairs. Returns a row (event, NULL, NULL) for each event stored now and a
     /// row (event, user, seq) for each delivery.
+    ///
+    /// A delivery's `first_attempt_at` is when its row is written (`clock_timestamp()`), after
+    /// the statement waited for the sequence rows' locks: the statement's start (`now()`, the
+    /// column's default until the fiftieth session) could be seconds before the event was
+    /// stored and pushed, and a gateway's look for pushes a socket missed, which asks for the
+    /// events stored since the socket registered (``EventLog/events(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:)``),
+    /// passed over such an event once another device had acknowledged it.
     struct Record: PreparedRows {
         static let name = "delivery.record"
         static let sql = """
@@ -43,7 +50,8 @@ enum EventLogStatements {
                 SELECT r.id, r.user_id, raised.last_seq - counts.n + row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS seq
                 FROM recipients r JOIN counts USING (user_id) JOIN raised USING (user_id)
             ), delivered AS (
-                INSERT INTO deliveries (user_id, seq, event_id, expires_at) SELECT user_id, seq, id, $11 FROM numbered
+                INSERT INTO deliveries (user_id, seq, event_id, expires_at, first_attempt_at)
+                SELECT user_id, seq, id, $11, clock_timestamp() FROM numbered
             )
             SELECT id, NULL::uuid AS user_id, NULL::bigint AS seq FROM claimed
             UNION ALL

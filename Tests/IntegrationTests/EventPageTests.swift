@@ -52,4 +52,34 @@ struct EventPageTests {
             #expect(try await page(true, since) == new)
         }
     }
+
+    /// A statement that waits for a recipient's sequence row (an ack holds it) stores its
+    /// events when it gets it: `acknowledgedSince` must count them from then.
+    @Test("an event whose recording waited for its recipient's lock is stored when it got it, for acknowledgedSince")
+    func storedWhenTheLockCame() async throws {
+        try await withFreshSchema("event_pages_lock", migrations: DeliveryMigrations.all) { database, _ in
+            let log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
+            let recipient = UUID()
+            _ = try await log.recordMessages(1, to: recipient)
+            let (locked, lockTaken) = AsyncStream.makeStream(of: Void.self)
+            let released = Task {
+                try await database.transaction(logger: TestEnvironment.logger) { connection in
+                    _ = try await connection.query(
+                        "SELECT 1 FROM user_sequences WHERE user_id = \(recipient) FOR UPDATE", logger: TestEnvironment.logger
+                    ).collect()
+                    lockTaken.yield()
+                    try await Task.sleep(for: .seconds(1))
+                    return Date()
+                }
+            }
+            for await _ in locked { break }
+            let recorded = try await log.recordMessages(1, to: recipient)
+            let releasedAt = try await released.value
+            _ = try await log.acknowledge(user: recipient, upToSeq: recorded[0]) { _ in }
+            let page = try await log.events(
+                user: recipient, afterSeq: 1, limit: 500, includeAcknowledged: true,
+                acknowledgedSince: releasedAt.addingTimeInterval(-0.2))
+            #expect(page.events.map(\.seq) == recorded)
+        }
+    }
 }
