@@ -41,16 +41,19 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         try await batcher.createMessage(request, actor: context.actorID, deadline: context.deadline)
     }
     backend.router.on(MessagingMessage.updateMessage, UpdateMessageRequest.self) { request, context in
-        try await conversations.updateMessage(request, actor: context.actorID, requestID: context.messageID)
+        try await conversations.updateMessage(
+            request, actor: context.actorID, requestID: context.messageID, deadline: context.deadline)
     }
     backend.router.on(MessagingMessage.deleteMessage, DeleteMessagesRequest.self) { request, context in
         try await conversations.deleteMessages(request, actor: context.actorID)
     }
     backend.router.on(MessagingMessage.addReaction, ReactionTarget.self) { request, context in
-        try await conversations.addReaction(request, actor: context.actorID, requestID: context.messageID)
+        try await conversations.addReaction(
+            request, actor: context.actorID, requestID: context.messageID, deadline: context.deadline)
     }
     backend.router.on(MessagingMessage.removeReaction, ReactionTarget.self) { request, context in
-        try await conversations.removeReaction(request, actor: context.actorID, requestID: context.messageID)
+        try await conversations.removeReaction(
+            request, actor: context.actorID, requestID: context.messageID, deadline: context.deadline)
     }
     backend.router.on(MessagingMessage.markSeen, SeenMark.self) { request, context in
         try await conversations.markSeen(request, actor: context.actorID)

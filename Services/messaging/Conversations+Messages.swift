@@ -1,12 +1,21 @@
 import Foundation
 import MessengerContracts
+import MessengerServiceKit
 import PostgresNIO
 
 extension Conversations {
     /// `update_message`: the author edits the body of a message that is not deleted. Sending the
     /// body it has already changes nothing (no new `editedAt`, no event), like a repeated
     /// `create_message`.
-    func updateMessage(_ request: UpdateMessageRequest, actor: UUID?, requestID: UUID) async throws -> MessageEnvelope {
+    ///
+    /// It does not commit past its `deadline` (``CommitDeadline``; a request delivered again has
+    /// it passed): its caller was answered `unavailable` by then. Until the fiftieth session an
+    /// edit whose replica froze before its commit ran again on another a minute later and undid
+    /// the edit the user made after being told the first failed (a review; so did a reaction's
+    /// add or removal).
+    func updateMessage(
+        _ request: UpdateMessageRequest, actor: UUID?, requestID: UUID, deadline: ContinuousClock.Instant?
+    ) async throws -> MessageEnvelope {
         let caller = try Self.caller(actor)
         let body = try MessagingRules.body(request.body)
         let id = request.messageId.uuid
@@ -38,6 +47,7 @@ extension Conversations {
                 MessagingMessage.messageUpdated, name: "MESSAGE_UPDATED", thread: target.thread,
                 recipients: try await self.members(of: target.thread, on: connection),
                 data: MessageEnvelope(message: message), actor: caller, on: connection)
+            try CommitDeadline.ensureTimeLeft(before: deadline)
             return MessageEnvelope(message: message)
         }
     }

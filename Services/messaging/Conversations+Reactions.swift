@@ -1,5 +1,6 @@
 import Foundation
 import MessengerContracts
+import MessengerServiceKit
 import PostgresNIO
 
 extension Conversations {
@@ -10,8 +11,11 @@ extension Conversations {
     /// reactions, 1.2 MB in every member's thread list and in each of its edits' events.
     static let maximumEmojiPerMessage = 20
 
-    /// `add_reaction`: idempotent; only the first add records `REACTION_ADDED`.
-    func addReaction(_ request: ReactionTarget, actor: UUID?, requestID: UUID) async throws -> ReactionEnvelope {
+    /// `add_reaction`: idempotent; only the first add records `REACTION_ADDED`. Like an edit, it
+    /// does not commit past its `deadline` (``updateMessage(_:actor:requestID:deadline:)``).
+    func addReaction(
+        _ request: ReactionTarget, actor: UUID?, requestID: UUID, deadline: ContinuousClock.Instant?
+    ) async throws -> ReactionEnvelope {
         let caller = try Self.caller(actor)
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
@@ -20,7 +24,8 @@ extension Conversations {
             guard !target.deleted else { throw ServiceError.invalidArgument("a deleted message cannot get reactions") }
             let inserted = try await connection.query(
                 """
-                INSERT INTO reactions (message_id, user_id, emoji_hex, created_at) VALUES (\(id), \(caller), \(emoji), now())
+                INSERT INTO reactions (message_id, user_id, emoji_hex, created_at)
+                VALUES (\(id), \(caller), \(emoji), clock_timestamp())
                 ON CONFLICT DO NOTHING RETURNING created_at
                 """, logger: self.logger)
             var createdAt: Date?
@@ -46,14 +51,18 @@ extension Conversations {
                     logger: self.logger)
                 for try await at in existing.decode(Date.self) { createdAt = at }
             }
+            try CommitDeadline.ensureTimeLeft(before: deadline)
             return ReactionEnvelope(
                 reaction: Reaction(
                     messageId: request.messageId, userId: EntityID(caller), emojiHex: emoji, createdAt: createdAt ?? Date()))
         }
     }
 
-    /// `remove_reaction`: idempotent; only an actual removal records `REACTION_REMOVED`.
-    func removeReaction(_ request: ReactionTarget, actor: UUID?, requestID: UUID) async throws -> ReactionTarget {
+    /// `remove_reaction`: idempotent; only an actual removal records `REACTION_REMOVED`. Like an
+    /// edit, it does not commit past its `deadline` (``updateMessage(_:actor:requestID:deadline:)``).
+    func removeReaction(
+        _ request: ReactionTarget, actor: UUID?, requestID: UUID, deadline: ContinuousClock.Instant?
+    ) async throws -> ReactionTarget {
         let caller = try Self.caller(actor)
         let emoji = try MessagingRules.emojiHex(request.emojiHex)
         let id = request.messageId.uuid
@@ -73,12 +82,16 @@ extension Conversations {
                         emojiHex: emoji),
                     actor: caller, on: connection)
             }
+            try CommitDeadline.ensureTimeLeft(before: deadline)
             return ReactionTarget(messageId: request.messageId, emojiHex: emoji)
         }
     }
 
     /// `mark_seen`: moves the caller's seen mark forward to the message (never back); a move
-    /// records `MESSAGE_SEEN` for the other members.
+    /// records `MESSAGE_SEEN` for the other members. Its `at` is when the mark moved, after the
+    /// member's row was locked: the transaction's start (`now()`, until the fiftieth session)
+    /// let a mark that waited for another's lock carry an earlier time than the mark before it
+    /// (a review). A reaction's `createdAt` likewise.
     func markSeen(_ request: SeenMark, actor: UUID?) async throws -> SeenMark {
         let caller = try Self.caller(actor)
         let thread = request.threadId.uuid
@@ -90,7 +103,7 @@ extension Conversations {
                 """
                 UPDATE thread_members SET last_seen_seq = \(target.seq)
                 WHERE thread_id = \(thread) AND user_id = \(caller) AND last_seen_seq < \(target.seq)
-                RETURNING now()
+                RETURNING clock_timestamp()
                 """, logger: self.logger)
             var seenAt: Date?
             for try await at in moved.decode(Date.self) { seenAt = at }

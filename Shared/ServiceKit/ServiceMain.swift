@@ -28,6 +28,9 @@ public enum ServiceMain {
         // on the global executor: bcrypt, files and libcurl have thread pools of their own, and
         // librabbitmq-c and hiredis their own threads.
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        // A write to a socket its peer closed fails with EPIPE instead of killing the process:
+        // hiredis writes with `write()`, and until NIO made its first socket nothing had said so.
+        signal(SIGPIPE, SIG_IGN)
         let environment: ServiceEnvironment
         do {
             environment = try ServiceEnvironment.load()

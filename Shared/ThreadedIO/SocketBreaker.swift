@@ -11,24 +11,49 @@ import Synchronization
 /// long after (``breakIfStalled(longerThan:now:)``). A broker frozen, or a link dropped without a
 /// reset, left a thread sending into a full socket for ever, and one whose heartbeat deadline
 /// had passed waiting in librabbitmq's `amqp_try_recv` without a time limit.
+///
+/// It shuts down a duplicate of the socket's descriptor, its own: the library closes its
+/// descriptor by itself on some failures (a heartbeat or RPC timeout, a refused login), and
+/// until the fiftieth session the breaker, which held that number until the owner cleared it,
+/// could shut down whatever socket the process opened next under the same number (a client's
+/// websocket, a database connection; a review of the C layers).
 public final class SocketBreaker: Sendable {
     private struct State {
+        /// The duplicate of the owner's socket, closed when the owner clears or replaces it.
         var descriptor: Int32?
         var broken = false
         var workingSince: ContinuousClock.Instant?
+
+        mutating func replace(with descriptor: Int32?) {
+            if let old = self.descriptor { _ = Glibc.close(old) }
+            self.descriptor = descriptor
+        }
+
+        func shutDown() {
+            if let descriptor = self.descriptor { _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
+        }
     }
 
     private let state = Mutex(State())
 
     public init() {}
 
-    /// The owner thread: the socket once connected, nil before the handle closes it. (The lock
-    /// keeps ``breakSocket()`` from shutting down a descriptor number already reused.) A socket
-    /// set after ``breakSocket()`` is shut down at once: the owner is being stopped.
+    deinit {
+        self.state.withLock { $0.replace(with: nil) }
+    }
+
+    /// The owner thread: the socket once connected, nil when the handle is torn down. A socket
+    /// set after ``breakSocket()`` is shut down at once: the owner is being stopped. (When the
+    /// descriptor cannot be duplicated, there is nothing to break it with: the owner's own
+    /// timeouts are all it has.)
     public func set(_ descriptor: Int32?) {
+        let duplicate = descriptor.flatMap { descriptor in
+            let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+            return duplicate >= 0 ? duplicate : nil
+        }
         self.state.withLock { state in
-            state.descriptor = descriptor
-            if state.broken, let descriptor { _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
+            state.replace(with: duplicate)
+            if state.broken { state.shutDown() }
         }
     }
 
@@ -36,7 +61,7 @@ public final class SocketBreaker: Sendable {
     public func breakSocket() {
         self.state.withLock { state in
             state.broken = true
-            if let descriptor = state.descriptor { _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
+            state.shutDown()
         }
     }
 
@@ -50,9 +75,9 @@ public final class SocketBreaker: Sendable {
     /// once: the owner marks its next work again.
     public func breakIfStalled(longerThan limit: Duration, now: ContinuousClock.Instant = .now) -> Bool {
         self.state.withLock { state in
-            guard let since = state.workingSince, now - since > limit, let descriptor = state.descriptor else { return false }
+            guard let since = state.workingSince, now - since > limit, state.descriptor != nil else { return false }
             state.workingSince = nil
-            _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
+            state.shutDown()
             return true
         }
     }

@@ -2109,6 +2109,30 @@ def test_a_group_too_close_to_its_deadline_is_unavailable_and_not_created(api, c
     assert psql(f"SELECT count(*) FROM messaging.threads WHERE title = '{title}'") == "0"
 
 
+def test_an_edit_or_reaction_too_close_to_its_deadline_is_unavailable_and_changes_nothing(api, crew, connect):
+    """As a group above: an edit, a reaction's add or its removal that committed after its
+    caller was answered `unavailable` (a replica that froze before its commit, the request
+    delivered again a minute later) undid what the user did after being told it failed, until
+    the fiftieth session (a review)."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="late changes")["id"]
+    mid = a.send(tid, "as sent")["id"]
+    a.ok("add_reaction", {"messageId": mid, "emojiHex": "1f44d"})
+
+    def late(type_: str, data: dict[str, Any]) -> None:
+        answer = call_service("messaging", f"messaging.{type_}.v1", data, waiting_ms=300, actor=alice.id)
+        assert answer is not None and answer.get("ok") is False, short(answer)
+        assert answer["error"]["code"] == "unavailable", short(answer)
+
+    late("update_message", {"messageId": mid, "body": "edited too late"})
+    late("add_reaction", {"messageId": mid, "emojiHex": "2764"})
+    late("remove_reaction", {"messageId": mid, "emojiHex": "1f44d"})
+    message = messages_page(api, alice, tid)["items"][0]
+    assert message["body"] == "as sent" and message.get("editedAt") is None, message
+    assert reactions_of(message) == {"1f44d": [alice.id]}, message
+
+
 def add_heavy_reactions(messages: list[dict[str, Any]]) -> None:
     """20 emoji of 1,000 users each on every message of `messages` (about 800 KB of ids)."""
     ids = ",".join(f"'{m['id']}'" for m in messages)
