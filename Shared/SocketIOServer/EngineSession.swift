@@ -216,7 +216,16 @@ public actor EngineSession {
     /// forty-first session it could last for ever, and a client that stopped reading during its
     /// replay (answering pings all the same) held one of the gateway's replay places for good;
     /// 512 such clients stopped every later replay, and with it every later socket's events.
+    ///
+    /// A WebSocket on another loop than the session's (a session upgraded from polling, which
+    /// both stock clients start with) gets the writes queued to its loop: its writability counts
+    /// them only once they ran there, so the wait first lets them run. Until the fiftieth session
+    /// it read the writability before, always found room, and a replay queued its whole page (up
+    /// to about 24 MB) on such a socket at once (a review).
     public func waitForRoom() async {
+        if let webSocket = self.webSocket, !self.upgrading, !webSocket.channel.eventLoop.inEventLoop {
+            try? await webSocket.channel.eventLoop.submit {}.get()
+        }
         guard !self.hasRoom else { return }
         let expiry = self.eventLoop.scheduleTask(in: TimeAmount(self.configuration.longestWaitForRoom)) { [weak self] in
             self?.assumeIsolated { $0.waitForRoomExpired() }
@@ -358,6 +367,23 @@ public actor EngineSession {
         case .upgrade, .noop, .open:
             break
         }
+    }
+
+    /// A packet that came over the WebSocket on `channel`: taken only when that WebSocket is
+    /// the session's transport. One opened with the session's sid whose upgrade was refused (the
+    /// session had its WebSocket already) or given up sends nothing in the session's name:
+    /// until the fiftieth session its handler took the `5` it sent after its probe for the
+    /// upgrade done, and what came after it ran as the session's user (a review).
+    func receive(_ packet: EngineIOPacket, over channel: any Channel) {
+        guard let webSocket = self.webSocket, webSocket.channel === channel else { return }
+        self.receive(packet)
+    }
+
+    /// The WebSocket on `channel` ended (closed, broken, or after bad input): the session ends
+    /// with it only when it is the session's transport.
+    func transportEnded(_ channel: any Channel, reason: String) {
+        guard let webSocket = self.webSocket, webSocket.channel === channel else { return }
+        self.close(reason: reason, notifyClient: false)
     }
 
     // MARK: Upgrade to WebSocket

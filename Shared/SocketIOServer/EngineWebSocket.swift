@@ -141,7 +141,8 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
                 return
             }
             let bytes = Array(frame.unmaskedData.readableBytesView)
-            self.session.onLoop { $0.receive(.binary(bytes)) }
+            let channel = context.channel
+            self.session.onLoop { $0.receive(.binary(bytes), over: channel) }
         case .ping:
             // While the channel is not writable only the latest ping is answered, once it is
             // (RFC 6455 5.5.3 allows it): each pong queued cost a hundred bytes or more and was
@@ -168,7 +169,8 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .open:
             do {
                 let packet = try EngineIOPacket.parse(text)
-                self.session.onLoop { $0.receive(packet) }
+                let channel = context.channel
+                self.session.onLoop { $0.receive(packet, over: channel) }
             } catch {
                 self.fail(context, "malformed packet", code: .dataInconsistentWithMessage)
             }
@@ -187,6 +189,8 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
                 self.fail(context, "upgrade not completed", code: .protocolError)
                 return
             }
+            // Open from here on as far as this handler knows; the session takes what comes
+            // next only if the upgrade completed on this WebSocket (``EngineSession/receive(_:over:)``).
             self.stage = .open
             let webSocket = EngineWebSocket(channel: context.channel)
             self.session.onLoop { $0.completeUpgrade(webSocket) }
@@ -211,7 +215,7 @@ final class EngineWebSocketHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.stage = .closed
         switch stage {
         case .open:
-            self.session.onLoop { $0.close(reason: reason, notifyClient: false) }
+            self.session.onLoop { $0.transportEnded(channel, reason: reason) }
         case .awaitingUpgrade:
             let webSocket = EngineWebSocket(channel: channel)
             self.session.onLoop { $0.abandonUpgrade(webSocket) }

@@ -1096,6 +1096,57 @@ def test_a_websocket_that_never_probes_is_closed_after_ten_seconds(account):
     assert poll_until_ack(url, params, 9, timeout=10) == [{"ok": True, "data": {"pong": "still polling"}}]
 
 
+def test_a_second_websocket_with_a_sessions_sid_sends_nothing_in_its_name_and_does_not_end_it(account):
+    """Someone who learns the sid of a session already on its WebSocket opens another with it,
+    and sends the upgrade (`2probe`, `5`) and a command in the same write as the upgrade request,
+    before the refusal can close it. Until the fiftieth session the command ran as the session's
+    user (its ack reached the victim's socket), and the second WebSocket's close ended the
+    victim's session (a review). The reference server refuses such a WebSocket outright.
+    Whether the command got in first was a race (one round in four failed on the old server):
+    eight rounds."""
+    for _ in range(8):
+        intrude_on_a_websocket_session(account().access)
+
+
+def intrude_on_a_websocket_session(token: str) -> None:
+    """One round of the test above."""
+    victim = websocket.create_connection(
+        GATEWAY_URL.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+    try:
+        handshake = victim.recv()
+        assert handshake.startswith("0{"), handshake
+        sid = json.loads(handshake[1:])["sid"]
+        victim.send("40" + json.dumps({"token": token}))
+        assert victim.recv().startswith('40{"sid"')
+
+        host, port = GATEWAY_URL.removeprefix("http://").split(":")
+        frames = b"".join(websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT).format()
+                          for text in ("2probe", "5", '4217["ping","not yours"]'))
+        request = (f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        with socket.create_connection((host, int(port)), timeout=10) as intruder:
+            intruder.sendall(request + frames)
+            answer = b""
+            with contextlib.suppress(OSError):
+                while chunk := intruder.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+
+        victim.send('4218["ping","still mine"]')
+        victim.settimeout(10)
+        got: list[str] = []
+        while not any(text.startswith("4318") for text in got):
+            text = victim.recv()
+            if text == "2":
+                victim.send("3")
+            got.append(text)
+        assert not [text for text in got if text.startswith("4317")], f"the intruder's command ran: {got}"
+        assert json.loads(got[-1][4:]) == [{"ok": True, "data": {"pong": "still mine"}}]
+    finally:
+        victim.close()
+
+
 @pytest.mark.parametrize("first", ["41", '431["x"]'], ids=["disconnect", "ack"])
 def test_a_packet_before_connect_closes_the_connection(first):
     """Socket.IO v5: a server that does not receive a CONNECT first MUST close the connection."""
