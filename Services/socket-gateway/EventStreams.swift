@@ -145,7 +145,9 @@ final class EventStreams: Sendable {
     }
 
     func disconnected(_ socket: SocketIOSocket) {
-        self.streams.withLock { $0.removeValue(forKey: socket.id) }?.leave()
+        guard let stream = self.streams.withLock({ $0.removeValue(forKey: socket.id) }) else { return }
+        stream.leave()
+        self.replays.withLock { $0.removeWaiting { $0.stream === stream } }
     }
 
     /// Hands a live event to a socket's stream. A socket whose stream is not started yet gets
@@ -450,18 +452,34 @@ actor SocketEventStream<Socket: DurableEventSink> {
             self.missedPushesSince = max(self.missedPushesSince ?? storedBefore, storedBefore)
         } else {
             self.busy = true
-            await self.fetchMissedThenDrain(storedBefore: storedBefore)
+            // The first page is fetched here, within the sweep's bound on fetches at once; what is
+            // sent at the client's pace, and any later page, go on in a task of the stream's own,
+            // as a gap's fill does. Sent here, until the fiftieth session, 16 sockets that read a
+            // slice a minute held the sweep, and every other socket's missed events, for as long
+            // (a review).
+            let first = await self.fetchPatiently(
+                after: self.ordering.delivered, limit: Self.pageSize, includeAcknowledged: true, storedBefore)
+            guard let first else { return await self.drain() }
+            self.filling = Task { await self.fetchMissedThenDrain(storedBefore: storedBefore, first: first) }
         }
     }
 
-    private func fetchMissedThenDrain(storedBefore: ContinuousClock.Instant) async {
+    /// Sends the events after the last one the socket got (acknowledged ones too), `first` being
+    /// the first page of them when it was fetched already, then what waits.
+    private func fetchMissedThenDrain(storedBefore: ContinuousClock.Instant, first: EventStreams.Page? = nil) async {
         var ready: [EncodedEvent] = []
+        var first = first
         while !self.hasLeft {
             let after = self.ordering.delivered
-            guard
-                let page = await self.fetchPatiently(
+            let fetched: EventStreams.Page?
+            if let given = first {
+                fetched = given
+                first = nil
+            } else {
+                fetched = await self.fetchPatiently(
                     after: after, limit: Self.pageSize, includeAcknowledged: true, storedBefore)
-            else { break }
+            }
+            guard let page = fetched else { break }
             ready = self.accept(page.events, before: nil)
             guard page.hasMore, let last = page.events.last?.seq, last > after else {
                 // Every event the socket must get came: the others up to the replay's end were

@@ -56,6 +56,13 @@ struct ReplayLine<Entry> {
         return starting
     }
 
+    /// Forgets the waiting entries that `match` (their sockets left): until the fiftieth session
+    /// each stayed, and with it its closed connection, until the line reached it, so a client
+    /// reconnecting again and again while the line was full piled them up (a review).
+    mutating func removeWaiting(where match: (Entry) -> Bool) {
+        self.waiting.removeAll { match($0.entry) }
+    }
+
     private func mayStart(_ user: String) -> Bool {
         guard self.running < self.maximumRunning else { return false }
         return self.running < self.maximumRunning / 2 || self.runningByUser[user, default: 0] < self.maximumPerUser

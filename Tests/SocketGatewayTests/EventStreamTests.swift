@@ -358,6 +358,48 @@ struct EventStreamTests {
         #expect(socket.writes.flatMap { $0 } == [1, 2, 3])
     }
 
+    /// A socket that reads slowly: ``waitForRoom()`` waits until the room is opened.
+    final class SlowReadingSocket: DurableEventSink {
+        let recording = RecordingSocket()
+        private let room: AsyncStream<Void>
+        private let opening: AsyncStream<Void>.Continuation
+        var id: String { self.recording.id }
+        var userID: String { self.recording.userID }
+        var eventLoop: any EventLoop { self.recording.eventLoop }
+
+        init() {
+            (self.room, self.opening) = AsyncStream.makeStream(of: Void.self)
+        }
+
+        nonisolated(nonsending) func emit(_ events: [EncodedEvent]) async { await self.recording.emit(events) }
+        func waitForRoom() async { for await _ in self.room { break } }
+        func openRoom() { self.opening.finish() }
+        func closeConnection(reason: String) async { await self.recording.closeConnection(reason: reason) }
+    }
+
+    /// The gateway looks for missed events on its sockets 16 at a time, and waits for each look.
+    /// Until the fiftieth session a look sent what it found at the socket's pace, and 16 slow
+    /// readers held every other socket's look for minutes (a review).
+    @Test(
+        "a look for missed events returns after its first fetch; a slow reader gets the rest at its pace", .timeLimit(.minutes(1))
+    )
+    func missedPushesPacedOutsideTheSweep() async {
+        let socket = SlowReadingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, _, includeAcknowledged, _, _ in
+            guard includeAcknowledged else { return ([], false, 0) }
+            let events = (afterSeq + 1...min(afterSeq + 100, 300)).map { Self.event($0) }
+            return (events, afterSeq + 100 < 300, 300)
+        }
+        await stream.replay(registered: .now)
+        await stream.lookForMissedEvents(storedBefore: .now)
+        #expect(socket.recording.writes.flatMap { $0 }.count < 300)
+        socket.openRoom()
+        await stream.settled()
+        #expect(socket.recording.writes.flatMap { $0 } == Array(1...300))
+        #expect(socket.recording.closes.isEmpty)
+    }
+
     @Test("a fan-out gap while a gap is being filled: the socket looks for missed events once the fill is done")
     func missedPushesWhileBusy() async {
         let socket = RecordingSocket()

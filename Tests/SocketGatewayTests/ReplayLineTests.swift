@@ -31,6 +31,16 @@ struct ReplayLineTests {
         #expect(line.running == 2 && line.waitingCount == 1)
     }
 
+    @Test("a replay whose socket left while it waited is forgotten, and the line goes on without it")
+    func leftWhileWaiting() {
+        var line = ReplayLine<Int>(maximumRunning: 1, maximumPerUser: 1)
+        let started = [(1, "a"), (2, "b"), (3, "c")].map { line.arrive($0.0, user: $0.1) }
+        #expect(started == [true, false, false])
+        line.removeWaiting { $0 == 2 }
+        #expect(line.waitingCount == 1)
+        #expect(line.finish(user: "a").map(\.entry) == [3])
+    }
+
     @Test("in a quiet line a user's replays start however many of theirs run")
     func quietLine() {
         var line = ReplayLine<String>(maximumRunning: 8, maximumPerUser: 2)
