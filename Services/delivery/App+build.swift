@@ -48,7 +48,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         retryChecks,
         DomainEventConsumer(
             amqp: backend.amqp, log: log, publisher: publisher, retryChecks: retryChecks,
-            prefetch: backend.settings.prefetch, logger: logger),
+            prefetch: backend.settings.prefetch, pushBudget: PushBudget(limit: settings.pushBytesInFlight),
+            logger: logger),
         RetryConsumer(amqp: backend.amqp, log: log, publisher: publisher, retention: settings.retention, logger: logger),
         PeriodicJob("delivery pruning", every: settings.pruneInterval, logger: logger) {
             let removed = try await log.prune()

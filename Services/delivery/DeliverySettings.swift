@@ -11,6 +11,9 @@ struct DeliverySettings: Sendable {
     var retryDelays: [Duration]
     /// How often expired events are pruned (`DELIVERY_PRUNE_INTERVAL_SECONDS`, default 600).
     var pruneInterval: Duration
+    /// The pushes a replica holds unconfirmed, at most (`DELIVERY_PUSH_BYTES_IN_FLIGHT`, default
+    /// 64 MiB; ``PushBudget``): a batch is recorded in chunks of a quarter of it.
+    var pushBytesInFlight: Int
 
     init(environment: ServiceEnvironment) throws {
         self.retention = .seconds(try environment.int("DELIVERY_RETENTION_SECONDS", default: 7 * 86_400, in: 60...(365 * 86_400)))
@@ -22,5 +25,7 @@ struct DeliverySettings: Sendable {
         }
         self.retryDelays = parsed.map { .milliseconds($0!) }
         self.pruneInterval = .seconds(try environment.int("DELIVERY_PRUNE_INTERVAL_SECONDS", default: 600, in: 1...86_400))
+        self.pushBytesInFlight = try environment.int(
+            "DELIVERY_PUSH_BYTES_IN_FLIGHT", default: 64 << 20, in: (64 << 10)...(4 << 30))
     }
 }

@@ -25,11 +25,10 @@ struct DomainEventConsumer: Service {
     let publisher: PushPublisher
     let retryChecks: FirstRetryChecks
     let prefetch: UInt16
+    /// The pushes waiting for the broker's confirm, at most (by default 64 MiB: about 50,000
+    /// DMs' pushes, so that only the large groups' events ever wait).
+    let pushBudget: PushBudget
     let logger: Logger
-    /// The pushes waiting for the broker's confirm, at most.
-    let pushBudget = PushBudget(limit: DomainEventConsumer.pushBytesInFlight)
-    /// 64 MiB: about 50,000 DMs' pushes, so that only the large groups' events ever wait.
-    static let pushBytesInFlight = 64 << 20
 
     /// A recorded batch whose pushes are on their way.
     private struct PushedBatch: Sendable {
@@ -71,6 +70,9 @@ struct DomainEventConsumer: Service {
                         batch = next
                     } else {
                         try? await Task.sleep(for: .seconds(1))
+                        // Held past the connection they came on (the broker's consumer timeout, a
+                        // reconnect), they are back in the queue, ahead of what arrives next.
+                        kept.removeAll { !$0.delivery.canBeSettled }
                         batch = batches.arrived(maximum: Int(self.prefetch) - kept.count)
                     }
                     guard handover.begin() else { break }
@@ -82,7 +84,11 @@ struct DomainEventConsumer: Service {
                         } onGracefulShutdown: {
                             self.pushBudget.stopBounding()
                         }
-                        let processed = await self.process(chunk.parts)
+                        let processed = await self.process(chunk.parts, behind: chunks)
+                        if processed.consumedBehind > 0 {
+                            let rest = chunks.flatMap(\.parts).dropFirst(processed.consumedBehind)
+                            chunks = Self.chunks(Array(rest), bytes: self.pushBudget.limit / 4)[...]
+                        }
                         if var pushed = processed.pushed {
                             pushed.pushBytes = chunk.pushBytes
                             if case .terminated = pushedContinuation.yield(pushed) {
@@ -117,7 +123,9 @@ struct DomainEventConsumer: Service {
     /// dead-lettered.
     private func decode(_ batch: [AMQPDelivery]) -> [Part] {
         var parts: [Part] = []
-        for delivery in batch {
+        // A copy from a connection since lost comes again, in its place: handled now, it could
+        // be recorded before messages ahead of it that come again too.
+        for delivery in batch where delivery.canBeSettled {
             guard let decoded = Self.events(in: delivery) else {
                 self.logger.error(
                     "poison domain event dead-lettered",
@@ -167,10 +175,13 @@ struct DomainEventConsumer: Service {
         var pushed: PushedBatch?
         var kept: [Part] = []
         var gaveBack = false
+        /// How many of the messages behind the chunk were handled with it (``isolate(_:behind:)``).
+        var consumedBehind = 0
     }
 
-    /// Records a chunk of a batch and starts pushing its deliveries.
-    private func process(_ parts: [Part]) async -> Processed {
+    /// Records a chunk of a batch and starts pushing its deliveries; `behind`: the batch's later
+    /// chunks.
+    private func process(_ parts: [Part], behind: ArraySlice<(parts: [Part], pushBytes: Int)>) async -> Processed {
         let events = parts.flatMap(\.events)
         guard !events.isEmpty else { return Processed() }
         // The batch is recorded again in place, before anything after it. Given back to the
@@ -193,7 +204,7 @@ struct DomainEventConsumer: Service {
             self.logger.error(
                 "recording domain events keeps failing the same way; recording them one message at a time",
                 metadata: ["events": "\(events.count)", "error": "\(LoggedError(error))"])
-            return await self.isolate(parts)
+            return await self.isolate(parts, behind: behind.flatMap(\.parts))
         }
     }
 
@@ -213,7 +224,13 @@ struct DomainEventConsumer: Service {
     /// messages were recorded for real, and three failing messages in a row sent the batch
     /// back: three poison messages at the head of the queue held up every event behind them for
     /// ever (a review).
-    private func isolate(_ parts: [Part]) async -> Processed {
+    ///
+    /// The messages behind the chunk (`behind`) tell too, when nothing behind the failing ones in
+    /// it recorded: a chunk is cut by its pushes' bytes, and a large group's event alone in its
+    /// chunk had nothing behind it to tell by, and was kept for good with every event behind it
+    /// (a review of this, in the session that made it). Those that fail that test too are
+    /// handled with the chunk (``Processed/consumedBehind``).
+    private func isolate(_ parts: [Part], behind: [Part]) async -> Processed {
         var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
         var failing: [Part] = []
         for (index, part) in parts.enumerated() {
@@ -247,12 +264,36 @@ struct DomainEventConsumer: Service {
                 return await self.push(recorded, givingBack: (failing + parts[index...]).map(\.delivery), error: error)
             }
         }
+        var consumed = 0
+        probing: for (offset, later) in behind.enumerated() where !failing.isEmpty {
+            switch await self.retrying(later.events.count, tries: 1, { try await self.log.tryRecording(later.events) }) {
+            case .keepsFailing: continue
+            case .stopped(let error): return await self.push(recorded, givingBack: failing.map(\.delivery), error: error)
+            case .done:
+                var ahead = (failing + behind[..<offset])[...]
+                failing = []
+                consumed = offset
+                while let earlier = ahead.popFirst() {
+                    switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
+                    case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
+                    case .keepsFailing: self.deadLetter([earlier.delivery])
+                    case .stopped(let error):
+                        var processed = await self.push(recorded, givingBack: ([earlier] + ahead).map(\.delivery), error: error)
+                        processed.consumedBehind = consumed
+                        return processed
+                    }
+                }
+                break probing
+            }
+        }
         if !failing.isEmpty {
             self.logger.error(
                 "domain events keep failing with none behind them recorded; they stay at the head of the queue",
                 metadata: ["messages": "\(failing.count)"])
         }
-        return await self.push(recorded, keeping: failing)
+        var processed = await self.push(recorded, keeping: failing)
+        processed.consumedBehind = consumed
+        return processed
     }
 
     /// Starts pushing what was recorded (none when nothing was); `kept` stays at the head of the

@@ -34,6 +34,23 @@ public struct AMQPDelivery: Sendable {
     public func reject(requeue: Bool) {
         self.settlement.settle(.reject(requeue: requeue), tag: self.tag, channel: self.channel, generation: self.generation)
     }
+
+    /// False once the connection it arrived on is lost: the broker has the message back in its
+    /// queue, in its place, and hands it out again, and settling this copy does nothing. A
+    /// consumer that holds messages for a while (delivery's, behind a failure that stays) drops
+    /// such copies rather than handle them before the messages ahead of them come again.
+    public var canBeSettled: Bool { !self.settlement.connection.hasEnded }
+}
+
+/// The life of one AMQP connection, for its deliveries: ended once it is lost or closed.
+final class ConnectionLife: Sendable {
+    private let ended = Atomic(false)
+
+    var hasEnded: Bool { self.ended.load(ordering: .acquiring) }
+
+    func end() {
+        self.ended.store(true, ordering: .releasing)
+    }
 }
 
 extension AMQPDelivery {
@@ -63,9 +80,12 @@ enum Settlement: Sendable {
 final class SettlementHandle: Sendable {
     private let settled = Atomic(false)
     private let mailbox: Mailbox<ConnectionCommand>
+    /// The connection the delivery arrived on.
+    let connection: ConnectionLife
 
-    init(mailbox: Mailbox<ConnectionCommand>) {
+    init(mailbox: Mailbox<ConnectionCommand>, connection: ConnectionLife) {
         self.mailbox = mailbox
+        self.connection = connection
     }
 
     func settle(_ settlement: Settlement, tag: UInt64, channel: UInt16, generation: UInt64) {

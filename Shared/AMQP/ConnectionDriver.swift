@@ -48,6 +48,8 @@ final class ConnectionDriver {
     /// meanwhile are dropped from the queue, as during an outage.
     private var publishingBlocked = false
     private var generation: UInt64 = 0
+    /// The life of the current connection, which its deliveries hold (``AMQPDelivery/canBeSettled``).
+    private var life = ConnectionLife()
     private var topology = AMQPTopology()
     private var pendingDeclares: [(AMQPTopology, Promise<Void>)] = []
     private var consumers: [Int: ConsumerSpec] = [:]
@@ -151,6 +153,7 @@ final class ConnectionDriver {
         try self.declareNow(self.topology)
 
         self.generation += 1
+        self.life = ConnectionLife()
         self.nextChannel = Self.firstConsumerChannel
         self.acknowledgements.removeAll()
         self.closedChannels.removeAll()
@@ -501,7 +504,7 @@ final class ConnectionDriver {
             let delivery = AMQPDelivery(
                 body: message.body, properties: message.properties, exchange: exchange, routingKey: routingKey,
                 redelivered: redelivered, tag: tag, channel: frame.channel, generation: self.generation,
-                settlement: SettlementHandle(mailbox: self.mailbox))
+                settlement: SettlementHandle(mailbox: self.mailbox, connection: self.life))
             // A delivery that reached the library before its channel was closed: the broker has
             // it back in the queue.
             if self.closedChannels.contains(frame.channel) { return }
@@ -583,6 +586,7 @@ final class ConnectionDriver {
 
     private func connectionLost(_ error: any Error, failures: Int) {
         let wasOpen = self.isOpen
+        self.life.end()
         self.status.set(connected: false)
         self.isOpen = false
         if let connection = self.connection {
@@ -636,6 +640,7 @@ final class ConnectionDriver {
             self.connection = nil
         }
         self.isOpen = false
+        self.life.end()
         self.status.set(connected: false)
         let closed = AMQPError(.shutdown, "the AMQP connection is closed")
         for pending in self.window.removeAll() { pending.fail(closed) }

@@ -244,6 +244,12 @@ public struct RPCServer: Service {
         return expiration.flatMap { Int64($0) }.map { arrival + .milliseconds($0) }
     }
 
+    /// Whether a request's outcome is answered: not a copy delivered again that cannot be served
+    /// (see ``answer(_:body:correlationID:deadline:redelivered:replyTo:)``).
+    static func replies(redelivered: Bool, outcome: String) -> Bool {
+        !(redelivered && outcome == ErrorCode.unavailable.rawValue)
+    }
+
     /// Handles one request and hands its reply to the connection, which sends it with the other
     /// replies to the same queue that are ready in the same moment (see ``MessageBatch``).
     private func answer(
@@ -262,7 +268,15 @@ public struct RPCServer: Service {
                 ?? Self.internalErrorReply
             outcome = "unknown_type"
         }
-        if let replyTo, !replyTo.isEmpty {
+        // A copy delivered again that cannot be served (its deadline is taken as passed: a
+        // write refuses it) says nothing its caller's own timeout does not, and its first copy
+        // may still be running elsewhere, on a replica whose connection was lost: answered at
+        // once, the `unavailable` reached the caller before that copy's real answer, and its
+        // retry then found the write done (a registration answered 409 for the caller's own
+        // name; a review in the fiftieth session). The caller's deadline answers it instead.
+        if !Self.replies(redelivered: redelivered, outcome: outcome) {
+            self.logger.debug("no reply to a request delivered again that cannot be served", metadata: ["type": "\(type)"])
+        } else if let replyTo, !replyTo.isEmpty {
             func replyMessage(_ body: Data) -> AMQPMessage {
                 AMQPMessage(
                     exchange: "", routingKey: replyTo, body: body,

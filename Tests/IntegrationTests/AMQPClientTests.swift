@@ -1,5 +1,6 @@
 import Foundation
 import MessengerAMQP
+import Synchronization
 import TestSupport
 import Testing
 
@@ -153,6 +154,35 @@ struct AMQPClientTests {
             #expect(delivery.body == Data("after".utf8))
             delivery.ack()
             consumer.cancel()
+        }
+    }
+
+    /// ``AMQPDelivery/canBeSettled``: delivery's event consumer drops the copies it holds from a
+    /// connection since lost, and takes them again, in their place, from the broker.
+    @Test("a delivery held across a lost connection cannot be settled any more, and comes again redelivered")
+    func deliveryOfALostConnection() async throws {
+        try await withAMQPConnection { connection in
+            let queue = TestEnvironment.uniqueName("test.lost")
+            try await self.declareQueue(connection, queue)
+            try await connection.publish(AMQPMessage(exchange: Self.exchange, routingKey: queue, body: Data("held".utf8)))
+            let consumer = connection.consume(queue: queue)
+            let received = Mutex<[AMQPDelivery]>([])
+            let reading = Task { for await delivery in consumer { received.withLock { $0.append(delivery) } } }
+            #expect(await TestHelpers.eventually(timeout: .seconds(10)) { received.withLock { $0.count } == 1 })
+            let held = try #require(received.withLock { $0.first })
+            #expect(held.canBeSettled)
+            // A refused declaration: the broker closes the channel, and the consuming connection
+            // starts over.
+            await #expect(throws: AMQPError.self) {
+                try await connection.declare(AMQPTopology(queues: [.init(queue, arguments: ["x-message-ttl": 5])]))
+            }
+            #expect(await TestHelpers.eventually(timeout: .seconds(10)) { !held.canBeSettled })
+            #expect(await TestHelpers.eventually(timeout: .seconds(15)) { received.withLock { $0.count } == 2 })
+            let again = try #require(received.withLock { $0.last })
+            #expect(again.body == Data("held".utf8) && again.redelivered && again.canBeSettled)
+            again.ack()
+            consumer.cancel()
+            await reading.value
         }
     }
 

@@ -19,6 +19,17 @@ struct RPCDeadlineTests {
         #expect(RPCServer.deadline(expiration: nil, redelivered: true, arrival: arrival) == arrival)
     }
 
+    /// Its first copy may still be running on a replica whose connection was lost: an
+    /// `unavailable` answered at once reached the caller before that copy's real answer.
+    @Test("a request delivered again is not answered when it cannot be served; any other outcome is")
+    func redeliveredUnavailableIsNotAnswered() {
+        #expect(!RPCServer.replies(redelivered: true, outcome: "unavailable"))
+        #expect(RPCServer.replies(redelivered: false, outcome: "unavailable"))
+        for outcome in ["ok", "unauthorized", "conflict", "internal"] {
+            #expect(RPCServer.replies(redelivered: true, outcome: outcome))
+        }
+    }
+
     @Test(
         "a request whose deadline passed while it queued is answered unavailable without running its handler; one delivered again runs"
     )

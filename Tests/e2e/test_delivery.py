@@ -29,6 +29,7 @@ E2E_ACK_TIMEOUT, E2E_EVENT_TIMEOUT.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -399,6 +400,23 @@ def assert_same_message(ev: Ev, sent: dict[str, Any]) -> None:
 
 def wait_ready(url: str, timeout: float = RESTART_TIMEOUT) -> None:
     wait_until_ready(url, "a restarted service", timeout)
+
+
+@contextlib.contextmanager
+def delivery_started_with(log_name: str, **settings: str):
+    """Delivery stopped, and run in its place with `settings` (environment variables) until the
+    block ends; then started again as before. Its output goes to `.run/logs/delivery-<log_name>.log`."""
+    services("stop", "delivery")
+    env = dict(os.environ, ENV_FILE="/nonexistent/.env", **settings)
+    with open(BIN_DIR.parents[1] / ".run" / "logs" / f"delivery-{log_name}.log", "w") as log:
+        process = subprocess.Popen([str(BIN_DIR / "delivery")], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(DELIVERY_READY_URL)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            services("start", "delivery")
 
 
 def publish_raw(routing_key: str, body: bytes, message_id: str) -> None:
@@ -1189,9 +1207,9 @@ def test_pushes_to_the_gateways_expire_in_the_queue(account, open_socket):
     assert properties.expiration == "60000", properties
 
 
-@pytest.mark.parametrize("in_a_row, queued", [(1, False), (4, True)])
+@pytest.mark.parametrize("in_a_row, queued, small_chunks", [(1, False, False), (4, True, False), (1, False, True)])
 def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_behind_it_flow(
-        account, open_socket, in_a_row, queued):
+        account, open_socket, in_a_row, queued, small_chunks):
     """A trigger makes PostgreSQL refuse to record some messages' events (a failure that stays,
     unlike the database being away). Delivery must dead-letter those events to
     `delivery.events.dead` and record the ones behind them, in order. Until the forty-fifth
@@ -1199,7 +1217,19 @@ def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_beh
     failed again, every few seconds for ever, and was never dead-lettered (and a batch it came
     back in failed whole). Until the fiftieth, three refused in a row at the head of the queue
     (`queued`: sent while delivery was stopped, so that they come first, in one batch) sent
-    their batch back every time, and the events behind them never came."""
+    their batch back every time, and the events behind them never came.
+
+    `small_chunks`: delivery records a batch in chunks cut by their pushes' bytes (a quarter of
+    `DELIVERY_PUSH_BYTES_IN_FLIGHT`, here 16 KiB), and the refused message's escaped body makes
+    its pushes a chunk of their own; the first version of the fiftieth session's change kept
+    such a message for good, with every event behind it (a review)."""
+    with delivery_started_with("small-chunks", DELIVERY_PUSH_BYTES_IN_FLIGHT="65536") if small_chunks \
+            else contextlib.nullcontext():
+        refused_events_flow(account, open_socket, in_a_row, queued, large=small_chunks)
+
+
+def refused_events_flow(account, open_socket, in_a_row: int, queued: bool, large: bool) -> None:
+    """The test above: `in_a_row` refused messages (`large`: with 24 KB escaped bodies)."""
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
     tid = a.dm(bob.id)["id"]
@@ -1216,7 +1246,8 @@ def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_beh
         if queued:
             services("stop", "delivery")
         try:
-            refused = [a.send(tid, f"{marker} {n}") for n in range(in_a_row)]
+            padding = "\u0001" * 3_900 if large else ""
+            refused = [a.send(tid, f"{marker} {n} {padding} {marker}") for n in range(in_a_row)]
             after = [a.send(tid, f"after {n}") for n in range(3)]
         finally:
             if queued:
@@ -1347,12 +1378,7 @@ def test_expired_events_leave_catch_up_at_once_and_are_pruned_by_the_periodic_jo
 def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_catch_up(account, open_socket):
     """Delivery restarted with short retry delays (300 ms, 600 ms: delay queues of their own)."""
     alice, bob = account(), account()
-    services("stop", "delivery")
-    env = dict(os.environ, DELIVERY_RETRY_DELAYS_MS="300,600", ENV_FILE="/nonexistent/.env")
-    log = open(BIN_DIR.parents[1] / ".run" / "logs" / "delivery-short-retries.log", "w")
-    short = subprocess.Popen([str(BIN_DIR / "delivery")], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(DELIVERY_READY_URL)
+    with delivery_started_with("short-retries", DELIVERY_RETRY_DELAYS_MS="300,600"):
         a = open_socket(alice, label="alice")
         tid = a.dm(bob.id)["id"]
         message = a.send(tid, "nobody acks this")
@@ -1393,10 +1419,6 @@ def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_
         b.listen(2.0)
         again = [e for e in b.log[since:] if e.event_id == created.event_id]
         assert again == [], f"an acknowledged delivery was replayed: {again}"
-    finally:
-        short.terminate()
-        short.wait(timeout=30)
-        services("start", "delivery")
 
 
 def test_the_dead_letter_queue_keeps_at_most_100000_pushes_dropping_the_oldest():
