@@ -16,6 +16,16 @@ struct AMQPClientTests {
                 bindings: [.init(queue: name, exchange: Self.exchange, routingKey: name)]))
     }
 
+    /// A fresh queue holding one message with `body`, and a consumer of it.
+    func queueWithOneMessage(
+        _ connection: AMQPConnection, _ prefix: String, body: String
+    ) async throws -> (queue: String, consumer: AMQPConsumer) {
+        let queue = TestEnvironment.uniqueName(prefix)
+        try await self.declareQueue(connection, queue)
+        try await connection.publish(AMQPMessage(exchange: Self.exchange, routingKey: queue, body: Data(body.utf8)))
+        return (queue, connection.consume(queue: queue))
+    }
+
     @Test("publish with confirm, then consume: body and every property arrive intact")
     func publishConsumeRoundTrip() async throws {
         try await withAMQPConnection { connection in
@@ -162,10 +172,7 @@ struct AMQPClientTests {
     @Test("a delivery held across a lost connection cannot be settled any more, and comes again redelivered")
     func deliveryOfALostConnection() async throws {
         try await withAMQPConnection { connection in
-            let queue = TestEnvironment.uniqueName("test.lost")
-            try await self.declareQueue(connection, queue)
-            try await connection.publish(AMQPMessage(exchange: Self.exchange, routingKey: queue, body: Data("held".utf8)))
-            let consumer = connection.consume(queue: queue)
+            let (queue, consumer) = try await self.queueWithOneMessage(connection, "test.lost", body: "held")
             let received = Mutex<[AMQPDelivery]>([])
             let reading = Task { for await delivery in consumer { received.withLock { $0.append(delivery) } } }
             #expect(await TestHelpers.eventually(timeout: .seconds(10)) { received.withLock { $0.count } == 1 })
@@ -189,10 +196,7 @@ struct AMQPClientTests {
     @Test("a message nacked with requeue comes back redelivered")
     func nackRequeue() async throws {
         try await withAMQPConnection { connection in
-            let queue = TestEnvironment.uniqueName("test.requeue")
-            try await self.declareQueue(connection, queue)
-            try await connection.publish(AMQPMessage(exchange: Self.exchange, routingKey: queue, body: Data("again".utf8)))
-            let consumer = connection.consume(queue: queue)
+            let (_, consumer) = try await self.queueWithOneMessage(connection, "test.requeue", body: "again")
             let redelivered = try await withTimeout(.seconds(10)) {
                 var iterator = consumer.makeAsyncIterator()
                 let first = try #require(await iterator.next())

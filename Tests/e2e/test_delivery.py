@@ -1228,21 +1228,36 @@ def test_a_domain_event_the_database_refuses_is_dead_lettered_and_the_events_beh
         refused_events_flow(account, open_socket, in_a_row, queued, large=small_chunks)
 
 
-def refused_events_flow(account, open_socket, in_a_row: int, queued: bool, large: bool) -> None:
-    """The test above: `in_a_row` refused messages (`large`: with 24 KB escaped bodies)."""
+@contextlib.contextmanager
+def events_refused_where(condition: str):
+    """A trigger makes PostgreSQL refuse delivery's events whose row meets `condition` (SQL on
+    `NEW`), until the block ends."""
+    name = f"e2e_refuse_{uuid.uuid4().hex[:12]}"
+    psql(f"CREATE FUNCTION delivery.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         f"IF {condition} THEN RAISE EXCEPTION 'e2e: refused'; END IF; RETURN NEW; END $$; "
+         f"CREATE TRIGGER {name} BEFORE INSERT ON delivery.events FOR EACH ROW EXECUTE FUNCTION delivery.{name}();")
+    try:
+        yield
+    finally:
+        psql(f"DROP TRIGGER IF EXISTS {name} ON delivery.events; DROP FUNCTION IF EXISTS delivery.{name}();")
+
+
+def a_dm_with_one_message(account, open_socket, what: str):
+    """Alice's and Bob's sockets, their DM, and a message Bob got: (a, b, tid, message)."""
     alice, bob = account(), account()
     a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
     tid = a.dm(bob.id)["id"]
-    before = a.send(tid, "before the refused ones")
-    b.wait_for(named("message_created", tid, before["id"]), "message_created before the refused ones")
+    message = a.send(tid, what)
+    b.wait_for(named("message_created", tid, message["id"]), f"message_created {what}")
+    return a, b, tid, message
 
+
+def refused_events_flow(account, open_socket, in_a_row: int, queued: bool, large: bool) -> None:
+    """The test above: `in_a_row` refused messages (`large`: with 24 KB escaped bodies)."""
+    a, b, tid, before = a_dm_with_one_message(account, open_socket, "before the refused ones")
     marker = f"refused-{uuid.uuid4().hex}"
-    name = f"e2e_refuse_{uuid.uuid4().hex[:12]}"
-    psql(f"CREATE FUNCTION delivery.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-         f"IF NEW.data LIKE '%{marker}%' THEN RAISE EXCEPTION 'e2e: refused'; END IF; RETURN NEW; END $$; "
-         f"CREATE TRIGGER {name} BEFORE INSERT ON delivery.events FOR EACH ROW EXECUTE FUNCTION delivery.{name}();")
     dead: list[bytes] = []
-    try:
+    with events_refused_where(f"NEW.data LIKE '%{marker}%'"):
         if queued:
             services("stop", "delivery")
         try:
@@ -1260,8 +1275,6 @@ def refused_events_flow(account, open_socket, in_a_row: int, queued: bool, large
             dead += [body for _, (_, body) in take_dead_letters_where(
                 POISON_QUEUE, lambda body: marker.encode() in body).items()]
             time.sleep(0.3)
-    finally:
-        psql(f"DROP TRIGGER IF EXISTS {name} ON delivery.events; DROP FUNCTION IF EXISTS delivery.{name}();")
     assert len(dead) == in_a_row, f"not every refused event was dead-lettered to {POISON_QUEUE} once: {len(dead)}"
     b.listen(0.5)
     kept = in_order(b.durable(), start=1, what="bob")
@@ -1273,25 +1286,14 @@ def refused_events_flow(account, open_socket, in_a_row: int, queued: bool, large
 def test_a_database_that_refuses_every_event_dead_letters_none_and_records_them_in_order_once_it_takes_them(
         account, open_socket):
     """The other side of the test above: when PostgreSQL refuses every event, the failure is
-    the system's, not the messages'. Delivery must keep them (back on the queue, tried again)
+    the system's, not the messages'. Delivery must keep them (at the head of the queue, tried again)
     and dead-letter none, and record them in order once the database takes them."""
-    alice, bob = account(), account()
-    a, b = open_socket(alice, label="alice"), open_socket(bob, label="bob")
-    tid = a.dm(bob.id)["id"]
-    before = a.send(tid, "before the database refuses")
-    b.wait_for(named("message_created", tid, before["id"]), "message_created before the database refuses")
-
-    name = f"e2e_refuse_all_{uuid.uuid4().hex[:12]}"
-    psql(f"CREATE FUNCTION delivery.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-         f"RAISE EXCEPTION 'e2e: refused'; END $$; "
-         f"CREATE TRIGGER {name} BEFORE INSERT ON delivery.events FOR EACH ROW EXECUTE FUNCTION delivery.{name}();")
-    try:
+    a, b, tid, before = a_dm_with_one_message(account, open_socket, "before the database refuses")
+    with events_refused_where("true"):
         sent = [a.send(tid, f"while refused {n}") for n in range(4)]
-        # Two rounds of tries: five of the batch, then one message at a time, then back.
+        # Two rounds of tries: five of the batch, then one message at a time, then held.
         time.sleep(10)
         dead = take_dead_letters_where(POISON_QUEUE, lambda body: tid.encode() in body)
-    finally:
-        psql(f"DROP TRIGGER IF EXISTS {name} ON delivery.events; DROP FUNCTION IF EXISTS delivery.{name}();")
     assert dead == {}, f"events dead-lettered while the database refused every one: {sorted(dead)}"
     for message in sent:
         b.wait_for(named("message_created", tid, message["id"]), f"message_created for {message['body']!r}",
