@@ -79,16 +79,15 @@ struct DomainEventConsumer: Service {
                     var chunks = Self.chunks(kept + self.decode(batch), bytes: self.pushBudget.limit / 4)[...]
                     kept = []
                     while let chunk = chunks.popFirst() {
+                        // The connection was lost since the round began: what is left of it comes
+                        // again, in its place (a review of the first version).
+                        guard chunk.parts.allSatisfy(\.delivery.canBeSettled) else { break }
                         await withGracefulShutdownHandler {
                             await self.pushBudget.take(chunk.pushBytes)
                         } onGracefulShutdown: {
                             self.pushBudget.stopBounding()
                         }
                         let processed = await self.process(chunk.parts, behind: chunks)
-                        if processed.consumedBehind > 0 {
-                            let rest = chunks.flatMap(\.parts).dropFirst(processed.consumedBehind)
-                            chunks = Self.chunks(Array(rest), bytes: self.pushBudget.limit / 4)[...]
-                        }
                         if var pushed = processed.pushed {
                             pushed.pushBytes = chunk.pushBytes
                             if case .terminated = pushedContinuation.yield(pushed) {
@@ -175,8 +174,6 @@ struct DomainEventConsumer: Service {
         var pushed: PushedBatch?
         var kept: [Part] = []
         var gaveBack = false
-        /// How many of the messages behind the chunk were handled with it (``isolate(_:behind:)``).
-        var consumedBehind = 0
     }
 
     /// Records a chunk of a batch and starts pushing its deliveries; `behind`: the batch's later
@@ -228,8 +225,9 @@ struct DomainEventConsumer: Service {
     /// The messages behind the chunk (`behind`) tell too, when nothing behind the failing ones in
     /// it recorded: a chunk is cut by its pushes' bytes, and a large group's event alone in its
     /// chunk had nothing behind it to tell by, and was kept for good with every event behind it
-    /// (a review of this, in the session that made it). Those that fail that test too are
-    /// handled with the chunk (``Processed/consumedBehind``).
+    /// (a review of this, in the session that made it). They are only tried, never recorded
+    /// here: those that fail the test too are handled in their own chunk, within the
+    /// ``PushBudget`` (handled with this one, their pushes passed it; the next review).
     private func isolate(_ parts: [Part], behind: [Part]) async -> Processed {
         var recorded: [(delivery: AMQPDelivery, deliveries: [Delivery])] = []
         var failing: [Part] = []
@@ -264,23 +262,19 @@ struct DomainEventConsumer: Service {
                 return await self.push(recorded, givingBack: (failing + parts[index...]).map(\.delivery), error: error)
             }
         }
-        var consumed = 0
-        probing: for (offset, later) in behind.enumerated() where !failing.isEmpty {
+        probing: for later in behind where !failing.isEmpty {
             switch await self.retrying(later.events.count, tries: 1, { try await self.log.tryRecording(later.events) }) {
             case .keepsFailing: continue
             case .stopped(let error): return await self.push(recorded, givingBack: failing.map(\.delivery), error: error)
             case .done:
-                var ahead = (failing + behind[..<offset])[...]
+                var ahead = failing[...]
                 failing = []
-                consumed = offset
                 while let earlier = ahead.popFirst() {
                     switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
                     case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
                     case .keepsFailing: self.deadLetter([earlier.delivery])
                     case .stopped(let error):
-                        var processed = await self.push(recorded, givingBack: ([earlier] + ahead).map(\.delivery), error: error)
-                        processed.consumedBehind = consumed
-                        return processed
+                        return await self.push(recorded, givingBack: ([earlier] + ahead).map(\.delivery), error: error)
                     }
                 }
                 break probing
@@ -291,9 +285,7 @@ struct DomainEventConsumer: Service {
                 "domain events keep failing with none behind them recorded; they stay at the head of the queue",
                 metadata: ["messages": "\(failing.count)"])
         }
-        var processed = await self.push(recorded, keeping: failing)
-        processed.consumedBehind = consumed
-        return processed
+        return await self.push(recorded, keeping: failing)
     }
 
     /// Starts pushing what was recorded (none when nothing was); `kept` stays at the head of the

@@ -56,6 +56,22 @@ public final class RPCClient: Service, Sendable {
         self.logger = logger
     }
 
+    /// The reply queue: this client's alone (its name has a UUID), kept while its consuming
+    /// connection starts over and deleted a minute after nothing uses it (`x-expires`). Until the
+    /// fiftieth session it was exclusive to that connection, so it went with it: the replies sent
+    /// while the connection started over (any channel the broker closed restarts it) were
+    /// dropped, and their callers, told `unavailable` for work that was done, retried it (a
+    /// refresh's retry read as a reuse and ended the session; a review). And a new connection's
+    /// declaration was refused (RESOURCE_LOCKED) until the broker let go of the old one.
+    var replyQueueDeclaration: AMQPTopology.Queue {
+        .init(
+            self.replyQueue, durable: true, exclusive: false, autoDelete: false,
+            arguments: ["x-queue-type": .string("classic"), "x-expires": .int(Self.replyQueueExpiry)])
+    }
+
+    /// How long the reply queue stays once nothing uses it, in milliseconds.
+    static let replyQueueExpiry: Int64 = 60_000
+
     /// Declares the reply queue and routes replies to their callers until graceful shutdown.
     public func run() async throws {
         // The declaration waits while the broker is unreachable: a shutdown then ends it (until
@@ -63,17 +79,15 @@ public final class RPCClient: Service, Sendable {
         do {
             try await cancelWhenGracefulShutdown {
                 try await self.connection.declare(
-                    AMQPTopology(
-                        exchanges: [.init(ExchangeName.rpc, kind: .direct)],
-                        queues: [.init(self.replyQueue, durable: false, exclusive: true, autoDelete: true)]))
+                    AMQPTopology(exchanges: [.init(ExchangeName.rpc, kind: .direct)], queues: [self.replyQueueDeclaration]))
             }
         } catch {
             guard Task.isShuttingDownGracefully else { throw error }
             self.stopped.store(true, ordering: .relaxed)
             return
         }
-        // Replies are transient by nature (the queue dies with its connection, and a lost reply
-        // ends as `unavailable` for the caller), so they are consumed without acks.
+        // Replies are transient by nature (a lost reply ends as `unavailable` for the caller), so
+        // they are consumed without acks.
         let consumer = self.connection.consume(queue: self.replyQueue, prefetch: 0, autoAck: true)
         self.ready.open()
         // The sweep runs on an event loop's timer. `Task.sleep` goes through Dispatch's timers even

@@ -24,6 +24,14 @@ import ThreadedIO
 /// holder's connection or process dies, PostgreSQL releases the lock and the next relay to wake
 /// (each polls) takes over.
 ///
+/// A relay whose broker connection is down does not take the turn, and one that holds it gives
+/// it back once its broker has been away `brokerAwayLimit` (10 s by default) while a batch waits
+/// for its confirms: the replicas that reach the broker publish meanwhile. Until the fiftieth
+/// session a replica cut off from the broker alone (its node's network, rotated credentials)
+/// held the turn, and every replica's events waited in the outbox for as long (a review). What
+/// it had sent may still reach the broker after the next holder's batches: copies, which the
+/// consumers drop by their event id.
+///
 /// Every batch reads from the oldest position, so it walks past the index entries of the rows
 /// deleted since the last vacuum. The relay vacuums the table itself every `vacuumEvery` rows
 /// it published, which keeps that walk short whatever the autovacuum settings.
@@ -38,12 +46,13 @@ public struct OutboxRelay: Service {
     private let pollInterval: Duration
     private let vacuumEvery: Int
     private let shutdownGrace: Duration
+    private let brokerAwayLimit: Duration
     private let logger: Logger
 
     public init(
         client: Database, amqp: AMQPConnection, exchange: String, signal: OutboxSignal, schema: String,
         batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), vacuumEvery: Int = 5_000,
-        shutdownGrace: Duration = .seconds(5), logger: Logger
+        shutdownGrace: Duration = .seconds(5), brokerAwayLimit: Duration = .seconds(10), logger: Logger
     ) {
         self.database = client
         self.amqp = amqp
@@ -55,6 +64,7 @@ public struct OutboxRelay: Service {
         self.pollInterval = pollInterval
         self.vacuumEvery = vacuumEvery
         self.shutdownGrace = shutdownGrace
+        self.brokerAwayLimit = brokerAwayLimit
         self.logger = logger
     }
 
@@ -109,6 +119,7 @@ public struct OutboxRelay: Service {
     ) async throws {
         while true {
             guard await wakeups.next(isolation: #isolation) != nil else { return }
+            guard self.amqp.isPublishingConnected else { continue }
             if try await self.takeTurnOrNudge(on: connection) { break }
         }
         self.logger.debug("outbox relay holds the turn")
@@ -162,6 +173,8 @@ public struct OutboxRelay: Service {
             // shutdown, and the rows then stay for the next holder.
             let deleting = published
             let publishing = Task { try await self.publishBatch(on: connection, deleting: deleting) }
+            let watch = self.handBackIfTheBrokerStaysAway(cancelling: publishing)
+            defer { watch.cancel() }
             let grace = self.shutdownGrace
             let batch = try await withTaskCancellationHandler {
                 try await publishing.value
@@ -181,6 +194,28 @@ public struct OutboxRelay: Service {
             if batch.count < self.batchSize || Task.isCancelled { break }
         }
         relay.backoff.reset()
+    }
+
+    /// Cancels `publishing` (its rows stay, and the relay gives the turn back) once the broker
+    /// connection has been down for ``brokerAwayLimit`` in a row; ends with the batch.
+    private func handBackIfTheBrokerStaysAway(cancelling publishing: Task<[Int64], any Error>) -> Task<Void, Never> {
+        let (amqp, limit, logger) = (self.amqp, self.brokerAwayLimit, self.logger)
+        return Task {
+            var awaySince: ContinuousClock.Instant?
+            while (try? await Task.sleep(for: .milliseconds(250))) != nil {
+                guard !amqp.isPublishingConnected else {
+                    awaySince = nil
+                    continue
+                }
+                let since = awaySince ?? .now
+                awaySince = since
+                if ContinuousClock.now - since >= limit {
+                    logger.warning("the broker stays away; the outbox relay gives the turn back")
+                    publishing.cancel()
+                    return
+                }
+            }
+        }
     }
 
     /// Deletes the rows of the previous batch, reads the oldest others and publishes them;

@@ -189,6 +189,81 @@ struct OutboxTests {
         }
     }
 
+    /// The holder's broker connection goes through a proxy, which stops taking connections and
+    /// then cuts the one that carries the second row: the holder is cut off from the broker
+    /// alone. Until the fiftieth session it held the turn for as long, and the other replica's
+    /// rows waited with its own.
+    @Test("a holder cut off from the broker gives the turn back, and a replica that reaches it publishes")
+    func holderCutOffFromTheBroker() async throws {
+        try await self.withSchema { client, schema in
+            let logger = TestEnvironment.logger
+            try await withAMQPConnection(name: "outbox-reaches") { amqp in
+                let (exchange, queue) = try await self.declareEventQueue(on: amqp)
+                var configuration = try TestEnvironment.amqpConfiguration(name: "outbox-cut-off")
+                let proxy = try await CuttingProxy(to: configuration.host, port: configuration.port)
+                configuration.port = proxy.port
+                let cutOff = AMQPConnection(configuration: configuration, logger: logger)
+                let (holderSignal, otherSignal) = (OutboxSignal(), OutboxSignal())
+                func relay(_ amqp: AMQPConnection, _ signal: OutboxSignal) -> ServiceGroup {
+                    ServiceGroup(
+                        services: [
+                            OutboxRelay(
+                                client: client, amqp: amqp, exchange: exchange, signal: signal, schema: schema,
+                                pollInterval: .seconds(600), brokerAwayLimit: .seconds(1), logger: logger)
+                        ], logger: logger)
+                }
+                func write(_ number: Int) async throws {
+                    try await client.withTransaction(logger: logger) { connection in
+                        try await Outbox.append(
+                            Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection, logger: logger)
+                    }
+                }
+                let received = Mutex<[Int]>([])
+                let consumer = amqp.consume(queue: queue, prefetch: 100)
+                let consuming = Task {
+                    for await delivery in consumer {
+                        let number = try? MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body).data.number
+                        received.withLock { $0.append(number ?? -1) }
+                        delivery.ack()
+                    }
+                }
+                let (holder, other) = (relay(cutOff, holderSignal), relay(amqp, otherSignal))
+                let holding = Task { try await holder.run() }
+                let running = Task { try await other.run() }
+                // The holder takes the turn once its broker connection is up, and publishes 1.
+                try await write(1)
+                #expect(
+                    await TestHelpers.eventually(timeout: .seconds(15)) {
+                        holderSignal.wake()
+                        return received.withLock { $0.contains(1) }
+                    })
+                // Cut off: no new connection, and the one that carries 2 is closed once 2 went through.
+                try await proxy.close()
+                proxy.cutAfterRequest(containing: "\"number\":2")
+                try await write(2)
+                holderSignal.wake()
+                try await write(3)
+                #expect(
+                    await TestHelpers.eventually(timeout: .seconds(20)) {
+                        otherSignal.wake()
+                        return received.withLock { $0.contains(3) }
+                    }, "the other replica never published")
+                var firstSeen: [Int] = []
+                for number in received.withLock({ $0 }) where !firstSeen.contains(number) { firstSeen.append(number) }
+                #expect(firstSeen == [1, 2, 3])
+                await holder.triggerGracefulShutdown()
+                await other.triggerGracefulShutdown()
+                try await holding.value
+                try await running.value
+                consumer.cancel()
+                await consuming.value
+                await cutOff.close()
+            }
+        }
+    }
+
+    /// Since the fiftieth session a relay whose broker is away does not take the turn at all: it
+    /// stops at once, with its rows left for the next holder.
     @Test("a relay stops within its grace while the broker is away, and leaves its rows for the next holder")
     func shutdownDoesNotWaitForAnAbsentBroker() async throws {
         try await self.withSchema { client, schema in

@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Synchronization
 import TestSupport
 import Testing
+import ThreadedIO
 
 @Suite("RPC over RabbitMQ", .timeLimit(.minutes(2)))
 struct RPCTests {
@@ -43,6 +44,15 @@ struct RPCTests {
             router.on("test.crash.v1", Echo.self) { _, _ -> Echo in
                 throw TestFailure("an unexpected failure with internal details")
             }
+            // Waits for the gate of `text` (``gates``), once it has noted its arrival.
+            router.on("test.gated.v1", Echo.self) { echo, _ in
+                let gate = Self.gates.withLock { gates in
+                    gates[echo.text]?.arrived = true
+                    return gates[echo.text]?.gate
+                }
+                try await gate?.wait()
+                return echo
+            }
             // Waits `text` milliseconds, then notes what is left of its caller's wait.
             router.on("test.deadline.v1", Echo.self) { echo, context in
                 try await Task.sleep(for: .milliseconds(Int(echo.text) ?? 0))
@@ -64,6 +74,42 @@ struct RPCTests {
                 }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
+            }
+        }
+    }
+
+    /// The gates `test.gated.v1` requests wait at, by their text, and whether one arrived.
+    static let gates = Mutex<[String: (gate: Gate, arrived: Bool)]>([:])
+
+    /// The caller's reply queue outlives its consuming connection (``RPCClient/replyQueueDeclaration``).
+    @Test("a reply sent while the caller's consuming connection starts over reaches the caller")
+    func replyAcrossTheCallersReconnect() async throws {
+        try await self.withRPC { _, service, _ in
+            try await withAMQPConnection(name: "rpc-caller") { callerConnection in
+                let caller = RPCClient(
+                    connection: callerConnection, instanceName: "caller", timeout: .seconds(30), logger: TestEnvironment.logger)
+                let group = ServiceGroup(services: [caller], logger: TestEnvironment.logger)
+                let running = Task { try await group.run() }
+                let (_, conflicting) = try await declareTestQueue(callerConnection, "test.conflict")
+                let key = TestEnvironment.uniqueName("gated")
+                let gate = Gate()
+                Self.gates.withLock { $0[key] = (gate, false) }
+                let calling = Task {
+                    try await caller.call(
+                        "test.gated.v1", to: service, payload: Echo(text: key), replyAs: Echo.self, timeout: .seconds(30))
+                }
+                #expect(await TestHelpers.eventually(timeout: .seconds(10)) { Self.gates.withLock { $0[key]?.arrived == true } })
+                // A refused declaration: the broker closes the channel, and the caller's connections
+                // start over. The reply is sent meanwhile.
+                await #expect(throws: AMQPError.self) {
+                    try await callerConnection.declare(
+                        AMQPTopology(queues: [.init(conflicting, arguments: ["x-message-ttl": 5])]))
+                }
+                gate.open()
+                let reply = try await withTimeout(.seconds(20)) { try await calling.value }
+                #expect(reply.text == key)
+                await group.triggerGracefulShutdown()
+                try await running.value
             }
         }
     }
