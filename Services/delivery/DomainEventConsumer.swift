@@ -241,17 +241,10 @@ struct DomainEventConsumer: Service {
                 case .stopped(let error):
                     return await self.push(recorded, givingBack: (failing + parts[index...]).map(\.delivery), error: error)
                 }
-                var ahead = failing[...]
-                failing = []
-                while let earlier = ahead.popFirst() {
-                    switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
-                    case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
-                    case .keepsFailing: self.deadLetter([earlier.delivery])
-                    case .stopped(let error):
-                        let rest = [earlier] + ahead + parts[index...]
-                        return await self.push(recorded, givingBack: rest.map(\.delivery), error: error)
-                    }
+                if let (rest, error) = await self.settle(failing, into: &recorded) {
+                    return await self.push(recorded, givingBack: (rest + parts[index...]).map(\.delivery), error: error)
                 }
+                failing = []
             }
             switch await self.retrying(
                 part.events.count, tries: Self.triesOfAMessageAlone, { try await self.log.record(part.events) })
@@ -267,16 +260,10 @@ struct DomainEventConsumer: Service {
             case .keepsFailing: continue
             case .stopped(let error): return await self.push(recorded, givingBack: failing.map(\.delivery), error: error)
             case .done:
-                var ahead = failing[...]
-                failing = []
-                while let earlier = ahead.popFirst() {
-                    switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
-                    case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
-                    case .keepsFailing: self.deadLetter([earlier.delivery])
-                    case .stopped(let error):
-                        return await self.push(recorded, givingBack: ([earlier] + ahead).map(\.delivery), error: error)
-                    }
+                if let (rest, error) = await self.settle(failing, into: &recorded) {
+                    return await self.push(recorded, givingBack: rest.map(\.delivery), error: error)
                 }
+                failing = []
                 break probing
             }
         }
@@ -286,6 +273,23 @@ struct DomainEventConsumer: Service {
                 metadata: ["messages": "\(failing.count)"])
         }
         return await self.push(recorded, keeping: failing)
+    }
+
+    /// The database takes writes (a message behind `failing` recorded in a rolled-back
+    /// transaction): each of `failing` gets one more try, in its place, and is poison when it
+    /// fails it. Returns what is left to give back, and why, when shutdown came meanwhile.
+    private func settle(
+        _ failing: [Part], into recorded: inout [(delivery: AMQPDelivery, deliveries: [Delivery])]
+    ) async -> (rest: [Part], error: any Error)? {
+        var ahead = failing[...]
+        while let earlier = ahead.popFirst() {
+            switch await self.retrying(earlier.events.count, tries: 1, { try await self.log.record(earlier.events) }) {
+            case .done(let deliveries): recorded.append((earlier.delivery, deliveries))
+            case .keepsFailing: self.deadLetter([earlier.delivery])
+            case .stopped(let error): return ([earlier] + ahead, error)
+            }
+        }
+        return nil
     }
 
     /// Starts pushing what was recorded (none when nothing was); `kept` stays at the head of the
