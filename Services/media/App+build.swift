@@ -33,7 +33,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         logger.info("storing attachments on the local disk", metadata: ["directory": "\(settings.directory)"])
     }
     let rpc = RPCClient(
-        connection: backend.amqp, instanceName: backend.settings.instanceID, timeout: backend.settings.rpcTimeout, logger: logger)
+        connection: backend.amqp, instanceName: backend.settings.instanceID, timeout: backend.settings.rpcTimeout,
+        replyQueueType: backend.settings.queueType, logger: logger)
     let attachments = Attachments(
         client: backend.database, store: store, stores: stores, rpc: rpc, maximumUpload: settings.maximumUpload,
         unboundBytesPerUser: settings.unboundBytesPerUser,

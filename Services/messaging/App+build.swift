@@ -21,7 +21,9 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         boundsLockWaits: true, migrations: MessagingMigrations.all, context: context)
     let settings = backend.settings
     let logger = backend.logger
-    let rpc = RPCClient(connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout, logger: logger)
+    let rpc = RPCClient(
+        connection: backend.amqp, instanceName: settings.instanceID, timeout: settings.rpcTimeout,
+        replyQueueType: settings.queueType, logger: logger)
     let directory = UserDirectory(client: backend.database, rpc: rpc, logger: logger)
     let outbox = OutboxSignal()
     let conversations = Conversations(

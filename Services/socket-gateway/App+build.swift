@@ -16,7 +16,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
 
     let amqp = AMQPConnection(configuration: settings.service.amqp, logger: logger)
     let rpc = RPCClient(
-        connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout, logger: logger)
+        connection: amqp, instanceName: settings.service.instanceID, timeout: settings.service.rpcTimeout,
+        replyQueueType: settings.service.queueType, logger: logger)
     let redis = RedisClient(configuration: settings.redis, logger: logger)
     // This gateway's own fan-out comes back on its subscription; it is dropped on the
     // subscriber's thread (its sockets had it at once, see RedisFanOut).

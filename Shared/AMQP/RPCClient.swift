@@ -25,6 +25,7 @@ import ThreadedIO
 public final class RPCClient: Service, Sendable {
     private let connection: AMQPConnection
     private let replyQueue: String
+    private let replyQueueType: String
     private let defaultTimeout: Duration
     private let logger: Logger
     private let ready = Gate()
@@ -49,8 +50,16 @@ public final class RPCClient: Service, Sendable {
     /// How often overdue calls are failed: a call's timeout fires up to this much late.
     private static let deadlineTick: TimeAmount = .milliseconds(50)
 
-    public init(connection: AMQPConnection, instanceName: String, timeout: Duration = .seconds(5), logger: Logger) {
+    /// - Parameter replyQueueType: `x-queue-type` of the reply queue, the deployment's
+    ///   (`RABBITMQ_QUEUE_TYPE`): `classic` on one broker, `quorum` on a cluster, where a classic
+    ///   durable queue lives on one node and is refused while that node is down, which would fail
+    ///   every reconnect of the connections that declare it.
+    public init(
+        connection: AMQPConnection, instanceName: String, timeout: Duration = .seconds(5), replyQueueType: String = "classic",
+        logger: Logger
+    ) {
         self.connection = connection
+        self.replyQueueType = replyQueueType
         self.replyQueue = "rpc.reply.\(instanceName).\(UUID().lowercasedText)"
         self.defaultTimeout = timeout
         self.logger = logger
@@ -66,7 +75,7 @@ public final class RPCClient: Service, Sendable {
     var replyQueueDeclaration: AMQPTopology.Queue {
         .init(
             self.replyQueue, durable: true, exclusive: false, autoDelete: false,
-            arguments: ["x-queue-type": .string("classic"), "x-expires": .int(Self.replyQueueExpiry)])
+            arguments: ["x-queue-type": .string(self.replyQueueType), "x-expires": .int(Self.replyQueueExpiry)])
     }
 
     /// How long the reply queue stays once nothing uses it, in milliseconds.

@@ -82,12 +82,15 @@ struct RPCTests {
     static let gates = Mutex<[String: (gate: Gate, arrived: Bool)]>([:])
 
     /// The caller's reply queue outlives its consuming connection (``RPCClient/replyQueueDeclaration``).
-    @Test("a reply sent while the caller's consuming connection starts over reaches the caller")
-    func replyAcrossTheCallersReconnect() async throws {
+    @Test(
+        "a reply sent while the caller's consuming connection starts over reaches the caller",
+        arguments: ["classic", "quorum"])
+    func replyAcrossTheCallersReconnect(queueType: String) async throws {
         try await self.withRPC { _, service, _ in
             try await withAMQPConnection(name: "rpc-caller") { callerConnection in
                 let caller = RPCClient(
-                    connection: callerConnection, instanceName: "caller", timeout: .seconds(30), logger: TestEnvironment.logger)
+                    connection: callerConnection, instanceName: "caller", timeout: .seconds(30), replyQueueType: queueType,
+                    logger: TestEnvironment.logger)
                 let group = ServiceGroup(services: [caller], logger: TestEnvironment.logger)
                 let running = Task { try await group.run() }
                 let (_, conflicting) = try await declareTestQueue(callerConnection, "test.conflict")
