@@ -48,7 +48,7 @@ struct DomainEventConsumer: Service {
     /// the consumer cancelled and recorded what it had received while the next replica was
     /// already recording what came after.
     ///
-    /// Messages that keep failing with none behind them recorded (``isolate(_:)``) are never
+    /// Messages that keep failing with none behind them recorded (``isolate(_:behind:)``) are never
     /// given back to the queue outside shutdown: they stay at its head, and are tried again a
     /// second later with what arrived behind them. Given back, they came again behind the
     /// messages the consumer had received already, which then took the seqs before theirs

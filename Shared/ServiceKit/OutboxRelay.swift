@@ -202,7 +202,7 @@ public struct OutboxRelay: Service {
         let (amqp, limit, logger) = (self.amqp, self.brokerAwayLimit, self.logger)
         return Task {
             var awaySince: ContinuousClock.Instant?
-            while (try? await Task.sleep(for: .milliseconds(250))) != nil {
+            while (try? await LoopTimer.sleep(for: .milliseconds(250))) != nil {
                 guard !amqp.isPublishingConnected else {
                     awaySince = nil
                     continue
