@@ -90,10 +90,8 @@ struct Authenticator: Sendable {
         case .rotated(let user, let newToken, let family):
             return try await self.tokenPair(for: user, refreshToken: newToken, session: family)
         case .repeated:
-            // The first delivery's reply went to the caller already, and this one is dropped
-            // (its correlation id was answered); should the first reply have been lost, the
-            // new token cannot be given again (only its hash is kept): the client logs in again,
-            // and the session it can no longer refresh expires.
+            // The first delivery's new token was used since, so its answer reached the caller,
+            // and this one is dropped (its correlation id was answered).
             throw ServiceError.unauthorized("this refresh was answered already")
         case .reused, .invalid:
             throw ServiceError.unauthorized("invalid refresh token")

@@ -25,7 +25,8 @@ struct RefreshTokenStore: Sendable {
         /// Already spent: the whole family is now revoked.
         case reused
         /// Already spent by this same request, delivered again (RPC requests are delivered at
-        /// least once): nothing changed, and its first delivery's answer stands.
+        /// least once), and its successor used since: nothing changed, and the first delivery's
+        /// answer, which its caller acted on, stands.
         case repeated
         /// Unknown, expired or revoked.
         case invalid
@@ -163,17 +164,20 @@ struct RefreshTokenStore: Sendable {
                 return .invalid
             }
             if spent, spentBy == request {
-                logger.notice("a refresh request delivered again; its first delivery's rotation stands")
-                return .repeated
-            }
-            if spent {
+                guard try await Self.successorsUnused(of: id, family: family, on: connection, logger: logger) else {
+                    logger.notice("a refresh request delivered again after its new token was used; nothing changed")
+                    return .repeated
+                }
+                logger.notice("a refresh request delivered again; answered with another successor of its token")
+            } else if spent {
                 try await revocations.revokeFamily(family, on: connection)
                 logger.warning("refresh token reused: family revoked", metadata: ["user_id": "\(userID)"])
                 return .reused
+            } else {
+                try await connection.query(
+                    "UPDATE refresh_tokens SET spent_at = now(), spent_by = \(request) WHERE id = \(id)", logger: logger)
             }
             let newExpiry = Date().addingTimeInterval(Double(lifetime.components.seconds))
-            try await connection.query(
-                "UPDATE refresh_tokens SET spent_at = now(), spent_by = \(request) WHERE id = \(id)", logger: logger)
             try await connection.query(
                 """
                 INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)
@@ -185,6 +189,29 @@ struct RefreshTokenStore: Sendable {
         }
         if case .reused = rotation { self.outbox.wake() }
         return rotation
+    }
+
+    /// Whether no successor of the token `id` has been used (spent or revoked) yet: a copy of
+    /// the request that spent it may then answer with another successor.
+    ///
+    /// The copy's answer can reach the caller before the first copy's, or alone: the first
+    /// copy's replica may have lost its connection after its commit, and a copy coming again
+    /// is how the broker tells. Until the fifty-first session a copy answered 401 ("answered
+    /// already"), and a caller whose first answer was late or lost was logged out. The other
+    /// successor, whichever answer the caller did not get, reached no one (an answer to a
+    /// correlation id already answered is dropped) and expires unused; a reuse of the spent
+    /// token, a logout and a password change revoke it with its family.
+    private static func successorsUnused(
+        of id: UUID, family: UUID, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Bool {
+        let rows = try await connection.query(
+            """
+            SELECT count(*) FROM refresh_tokens
+            WHERE family_id = \(family) AND replaces = \(id) AND (spent_at IS NOT NULL OR revoked_at IS NOT NULL)
+            """, logger: logger)
+        var used = 0
+        for try await count in rows.decode(Int.self) { used = count }
+        return used == 0
     }
 
     /// Revokes the family `token` belongs to (logout). Unknown tokens are ignored.

@@ -167,6 +167,7 @@ struct EventLog: Sendable {
         let recordedBefore = events.map(\.id).filter { !claimed.contains($0) }
         let redelivered = recordedBefore.isEmpty ? [] : try await self.pending(events: recordedBefore, on: connection)
         var deliveries: [Delivery] = []
+        var waitedAfterWriting = false
         for (event, text) in zip(events, texts) {
             guard claimed.contains(event.id) else { continue }
             for (user, seq) in (seqs[event.id] ?? []).sorted(by: { $0.user.lowercasedText < $1.user.lowercasedText }) {
@@ -179,13 +180,36 @@ struct EventLog: Sendable {
                 let message = event.data["messageId"]?.stringValue.flatMap({ UUID(text: $0) })
             {
                 try await self.markSeen(user: seer, upTo: message, on: connection)
+                waitedAfterWriting = true
             }
         }
         // Recorded again or not (erasing twice changes nothing), a deletion erases.
         for event in events where event.name == "MESSAGES_DELETED" {
             try await self.eraseDeletedMessages(event, on: connection)
+            waitedAfterWriting = true
+        }
+        if waitedAfterWriting, !deliveries.isEmpty {
+            try await self.stampWritten(deliveries, on: connection)
         }
         return redelivered + deliveries
+    }
+
+    /// Sets the new deliveries' `first_attempt_at` again, to now: the statements after
+    /// ``EventLogStatements/Record`` in the batch's transaction (``markSeen(user:upTo:on:)``,
+    /// ``eraseDeletedMessages(_:on:)``) can wait for rows an ack or another batch holds, and
+    /// the deliveries are stored, and pushed, only when the transaction commits after them.
+    /// `acknowledgedSince` counts an event from its stamp (see ``EventLogStatements/Record``);
+    /// until the fifty-first session a batch that waited there longer than a gateway's margin
+    /// had its events passed over by a socket's look for missed pushes.
+    private func stampWritten(_ deliveries: [Delivery], on connection: PostgresConnection) async throws {
+        let users = deliveries.map(\.userID)
+        let seqs = deliveries.map(\.seq)
+        try await connection.query(
+            """
+            UPDATE deliveries SET first_attempt_at = clock_timestamp()
+            WHERE user_id = ANY(\(users)::uuid[])
+              AND (user_id, seq) IN (SELECT * FROM unnest(\(users)::uuid[], \(seqs)::bigint[]))
+            """, logger: self.logger)
     }
 
     /// A soft delete keeps the message's row, not what it said: the stored events that carry

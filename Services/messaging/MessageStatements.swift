@@ -111,6 +111,12 @@ enum MessageStatements {
     /// update, then the messages, whose `(thread_id, seq)` index entries are what a batch
     /// planned from a stale seq collides on. The `>= 0` conditions are always true; a subquery
     /// in them runs its step to the end before the next one starts.
+    ///
+    /// The update names its rows with `id = ANY(...)` as well as by the join: joined with the
+    /// `unnest` alone, the cached plan hashed the batch and read every thread in the table
+    /// (until the fifty-first session: 1,557 rows, most of the statement's time, in the bench's
+    /// database), and would go on doing so up to the thousands of threads at which the planner
+    /// turns to the index.
     struct Write: PreparedCommand {
         static let name = "messaging.write"
         static let sql = """
@@ -119,7 +125,7 @@ enum MessageStatements {
             ), advanced AS (
                 UPDATE threads SET last_seq = x.seq, last_activity_at = $8
                 FROM unnest($9::uuid[], $10::bigint[]) AS x(id, seq)
-                WHERE threads.id = x.id AND (SELECT count(*) FROM locked) >= 0
+                WHERE threads.id = ANY($9::uuid[]) AND threads.id = x.id AND (SELECT count(*) FROM locked) >= 0
                 RETURNING threads.id
             ), inserted AS (
                 INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)

@@ -1,4 +1,5 @@
 import Foundation
+import MessengerContracts
 import TestSupport
 import Testing
 
@@ -80,6 +81,55 @@ struct EventPageTests {
                 user: recipient, afterSeq: 1, limit: 500, includeAcknowledged: true,
                 acknowledgedSince: releasedAt.addingTimeInterval(-0.2))
             #expect(page.events.map(\.seq) == recorded)
+        }
+    }
+
+    /// A batch with a `MESSAGE_SEEN` marks the seer's deliveries seen after it wrote its own
+    /// rows, and waits there for a row an ack holds: its events are stored when it commits.
+    @Test("an event recorded with a seen mark that waited for a delivery's lock is stored when the batch committed")
+    func storedWhenTheSeenMarkWasDone() async throws {
+        try await withFreshSchema("event_pages_seen_lock", migrations: DeliveryMigrations.all) { database, _ in
+            let log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
+            let (sender, seer, recipient, thread) = (UUID(), UUID(), UUID(), UUID())
+            let message = UUID()
+            func created(_ id: UUID, seq: Int, to recipients: [UUID]) -> IncomingEvent {
+                IncomingEvent(
+                    id: UUID(), occurredAt: Date(), actor: sender, name: "MESSAGE_CREATED", threadID: thread,
+                    recipients: recipients,
+                    data: .object([
+                        "message": .object([
+                            "id": .string(EntityID(id).description), "seq": .number(Double(seq)),
+                            "senderId": .string(EntityID(sender).description), "body": .string("hi"),
+                        ])
+                    ]))
+            }
+            _ = try await log.record([created(message, seq: 1, to: [seer, recipient])])
+            let (locked, lockTaken) = AsyncStream.makeStream(of: Void.self)
+            let released = Task {
+                try await database.transaction(logger: TestEnvironment.logger) { connection in
+                    _ = try await connection.query(
+                        "SELECT 1 FROM deliveries WHERE user_id = \(seer) FOR UPDATE", logger: TestEnvironment.logger
+                    ).collect()
+                    lockTaken.yield()
+                    try await Task.sleep(for: .seconds(1))
+                    return Date()
+                }
+            }
+            for await _ in locked { break }
+            let seen = IncomingEvent(
+                id: UUID(), occurredAt: Date(), actor: seer, name: "MESSAGE_SEEN", threadID: thread, recipients: [sender],
+                data: .object([
+                    "threadId": .string(EntityID(thread).description), "messageId": .string(EntityID(message).description),
+                    "userId": .string(EntityID(seer).description), "at": .string(Timestamp.format(Date())),
+                ]))
+            let recorded = try await log.record([created(UUID(), seq: 2, to: [recipient]), seen])
+            let releasedAt = try await released.value
+            let seq = try #require(recorded.first { $0.userID == recipient }?.seq)
+            _ = try await log.acknowledge(user: recipient, upToSeq: seq) { _ in }
+            let page = try await log.events(
+                user: recipient, afterSeq: 1, limit: 500, includeAcknowledged: true,
+                acknowledgedSince: releasedAt.addingTimeInterval(-0.2))
+            #expect(page.events.map(\.seq) == [seq])
         }
     }
 }

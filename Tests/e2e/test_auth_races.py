@@ -269,12 +269,18 @@ def test_a_login_racing_a_password_change_keeps_no_session_past_it(api, account)
 # --- a refresh request delivered twice ----------------------------------------------------------
 
 
-def test_a_refresh_request_delivered_twice_rotates_once_and_revokes_nothing(api, account, login):
+def test_a_refresh_request_delivered_again_answers_with_a_token_that_works_and_revokes_nothing(
+        api, account, login):
     """RPC requests are delivered at least once: the broker redelivers one whose ack a lost
     connection took, and a publisher republishes one whose confirm it did not get. The second
     copy of a refresh finds its token spent by its own first copy: that is not a reuse. Before
     the forty-first session it revoked the session the first copy had just rotated, and the
-    caller, answered with the new token, was logged out."""
+    caller, answered with the new token, was logged out.
+
+    Until the fifty-first session the second copy answered 401 ("answered already"): a caller
+    whose first answer was late, or lost with its replica's connection, got that 401 first and
+    was logged out. Now a copy answers with another successor while no successor has been used;
+    whichever answer the caller takes refreshes. Once one was used, a copy changes nothing."""
     acc = account()
     token = login(acc.username, acc.password)["refreshToken"]
     request_id = str(uuid.uuid4())
@@ -283,24 +289,33 @@ def test_a_refresh_request_delivered_twice_rotates_once_and_revokes_nothing(api,
         channel = connection.channel()
         replies = channel.queue_declare("", exclusive=True).method.queue
         channel.confirm_delivery()
-        answers: list[dict[str, Any]] = []
-        for copy in range(2):
+
+        def deliver(copy: int) -> dict[str, Any]:
             publish_request(channel, "auth", "auth.refresh.v1", {"refreshToken": token}, reply_to=replies,
                             expiration_ms=10_000, request_id=request_id, correlation_id=f"copy-{copy}")
             # One after the other, as a redelivery comes after the first copy's work.
-            for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=15):
-                assert reply is not None, f"no reply to copy {copy}"
-                answers.append(json.loads(reply))
-                break
-            channel.cancel()
+            try:
+                for _method, _properties, reply in channel.consume(replies, auto_ack=True, inactivity_timeout=15):
+                    assert reply is not None, f"no reply to copy {copy}"
+                    return json.loads(reply)
+            finally:
+                channel.cancel()
+            raise AssertionError("unreachable")
+
+        first, second = deliver(0), deliver(1)
+        assert first["ok"] is True, first
+        assert second["ok"] is True, second
+        assert first["data"]["refreshToken"] != second["data"]["refreshToken"]
+        # The caller took either answer: both refresh, and neither is taken for a reuse.
+        assert_status(refresh(second["data"]["refreshToken"])(), 200)
+        refreshed = refresh(first["data"]["refreshToken"])()
+        assert_status(refreshed, 200)
+        # A successor was used: the caller had an answer, and a copy now changes nothing.
+        third = deliver(2)
+        assert third["ok"] is False and third["error"]["code"] == "unauthorized", third
     finally:
         connection.close()
-    first, second = answers
-    assert first["ok"] is True, first
-    assert second["ok"] is False and second["error"]["code"] == "unauthorized", second
-    # The session lives on: the first copy's new token refreshes.
-    refreshed = refresh(first["data"]["refreshToken"])()
-    assert_status(refreshed, 200)
+    assert_status(refresh(refreshed.json()["refreshToken"])(), 200)
 
 
 def test_a_refresh_too_close_to_its_deadline_is_unavailable_and_spends_nothing(api, account, login):
