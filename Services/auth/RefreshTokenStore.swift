@@ -25,8 +25,8 @@ struct RefreshTokenStore: Sendable {
         /// Already spent: the whole family is now revoked.
         case reused
         /// Already spent by this same request, delivered again (RPC requests are delivered at
-        /// least once), and its successor used since: nothing changed, and the first delivery's
-        /// answer, which its caller acted on, stands.
+        /// least once), and its answer used since (or the copy came too late, or too often):
+        /// nothing changed, and the answer the caller acted on stands.
         case repeated
         /// Unknown, expired or revoked.
         case invalid
@@ -153,19 +153,20 @@ struct RefreshTokenStore: Sendable {
             guard try await Self.lockOwner(ofTokenHash: hash, on: connection, logger: logger) != nil else { return .invalid }
             let rows = try await connection.query(
                 """
-                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL, spent_by
+                SELECT id, family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL, spent_by,
+                       replaces, coalesce(now() - spent_at < \(Self.copyWindow)::float8 * interval '1 second', false)
                 FROM refresh_tokens WHERE token_hash = \(hash) FOR UPDATE
                 """, logger: logger)
-            var found: (UUID, UUID, UUID, Date, Bool, Bool, UUID?)?
-            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool, UUID?).self) { found = row }
-            guard let (id, family, userID, expiresAt, spent, revoked, spentBy) = found, !revoked, expiresAt > Date(),
-                let user = try await PostgresUserRepository.find(id: userID, on: connection, logger: logger)
+            var found: (UUID, UUID, UUID, Date, Bool, Bool, UUID?, UUID?, Bool)?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool, UUID?, UUID?, Bool).self) { found = row }
+            guard let (id, family, userID, expiresAt, spent, revoked, spentBy, replaces, spentRecently) = found, !revoked,
+                expiresAt > Date(), let user = try await PostgresUserRepository.find(id: userID, on: connection, logger: logger)
             else {
                 return .invalid
             }
             if spent, spentBy == request {
-                guard try await Self.successorsUnused(of: id, family: family, on: connection, logger: logger) else {
-                    logger.notice("a refresh request delivered again after its new token was used; nothing changed")
+                guard spentRecently, try await Self.mayAnswerAgain(id, family: family, on: connection, logger: logger) else {
+                    logger.notice("a refresh request delivered again after its answer was used; nothing changed")
                     return .repeated
                 }
                 logger.notice("a refresh request delivered again; answered with another successor of its token")
@@ -176,6 +177,16 @@ struct RefreshTokenStore: Sendable {
             } else {
                 try await connection.query(
                     "UPDATE refresh_tokens SET spent_at = now(), spent_by = \(request) WHERE id = \(id)", logger: logger)
+                if let replaces {
+                    // The successors answered to copies of the request that made this token: the
+                    // caller took this one, so the others are superseded, and presenting one of
+                    // them is a reuse (``mayAnswerAgain(_:family:on:logger:)``).
+                    try await connection.query(
+                        """
+                        UPDATE refresh_tokens SET spent_at = now()
+                        WHERE family_id = \(family) AND replaces = \(replaces) AND id <> \(id) AND spent_at IS NULL
+                        """, logger: logger)
+                }
             }
             let newExpiry = Date().addingTimeInterval(Double(lifetime.components.seconds))
             try await connection.query(
@@ -184,34 +195,47 @@ struct RefreshTokenStore: Sendable {
                 VALUES (\(UUID.v7()), \(family), \(userID), \(successor.hash), \(id), \(newExpiry))
                 """, logger: logger)
             // A rotation its caller will not hear of must not be spent: the retry would be a reuse.
-            try CommitDeadline.ensureTimeLeft(before: deadline)
+            // A copy's successor spends nothing (the token was spent by the first copy), so it
+            // is answered even when its deadline is unknown: a copy the broker delivers again
+            // has its deadline passed (``RPCServer``), and its caller may well be waiting.
+            if !spent { try CommitDeadline.ensureTimeLeft(before: deadline) }
             return .rotated(user: user, newToken: successor.token, family: family)
         }
         if case .reused = rotation { self.outbox.wake() }
         return rotation
     }
 
-    /// Whether no successor of the token `id` has been used (spent or revoked) yet: a copy of
-    /// the request that spent it may then answer with another successor.
+    /// How long after a token was spent a copy of the request that spent it may still be
+    /// answered with another successor, in seconds: copies come within their caller's wait
+    /// (`RPC_TIMEOUT_MS`, 5 s by default).
+    static let copyWindow = 60.0
+
+    /// How many successors a token may have, its first included.
+    static let successorsPerToken = 4
+
+    /// Whether a copy of the request that spent the token `id` may be answered with another
+    /// successor: none of its successors has been used (spent or revoked) yet, and it has
+    /// fewer than ``successorsPerToken``.
     ///
     /// The copy's answer can reach the caller before the first copy's, or alone: the first
-    /// copy's replica may have lost its connection after its commit, and a copy coming again
-    /// is how the broker tells. Until the fifty-first session a copy answered 401 ("answered
-    /// already"), and a caller whose first answer was late or lost was logged out. The other
-    /// successor, whichever answer the caller did not get, reached no one (an answer to a
-    /// correlation id already answered is dropped) and expires unused; a reuse of the spent
-    /// token, a logout and a password change revoke it with its family.
-    private static func successorsUnused(
-        of id: UUID, family: UUID, on connection: PostgresConnection, logger: Logger
+    /// copy's replica may have lost its connection after its commit, and the broker then
+    /// delivers the request again. Until the fifty-first session a copy answered 401 ("answered
+    /// already"), and a caller whose first answer was late or lost was logged out. The answer
+    /// the caller did not take is dropped (its correlation id was answered), and its token
+    /// reached no one: once the caller uses the one it took, the others count as spent, so
+    /// presenting one of them is a reuse that revokes the family; a logout and a password
+    /// change revoke them with it.
+    private static func mayAnswerAgain(
+        _ id: UUID, family: UUID, on connection: PostgresConnection, logger: Logger
     ) async throws -> Bool {
         let rows = try await connection.query(
             """
-            SELECT count(*) FROM refresh_tokens
-            WHERE family_id = \(family) AND replaces = \(id) AND (spent_at IS NOT NULL OR revoked_at IS NOT NULL)
+            SELECT count(*) FILTER (WHERE spent_at IS NOT NULL OR revoked_at IS NOT NULL), count(*) FROM refresh_tokens
+            WHERE family_id = \(family) AND replaces = \(id)
             """, logger: logger)
-        var used = 0
-        for try await count in rows.decode(Int.self) { used = count }
-        return used == 0
+        var (used, successors) = (0, 0)
+        for try await (u, all) in rows.decode((Int, Int).self) { (used, successors) = (u, all) }
+        return used == 0 && successors < Self.successorsPerToken
     }
 
     /// Revokes the family `token` belongs to (logout). Unknown tokens are ignored.

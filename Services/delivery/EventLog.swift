@@ -160,6 +160,7 @@ struct EventLog: Sendable {
                 claimed.insert(event)
             }
         }
+        let written = ContinuousClock.now
 
         // The events recorded before (a redelivery): their still-pending deliveries, read in one
         // statement (one per event until the forty-fifth session: a standby taking over 256
@@ -167,7 +168,6 @@ struct EventLog: Sendable {
         let recordedBefore = events.map(\.id).filter { !claimed.contains($0) }
         let redelivered = recordedBefore.isEmpty ? [] : try await self.pending(events: recordedBefore, on: connection)
         var deliveries: [Delivery] = []
-        var waitedAfterWriting = false
         for (event, text) in zip(events, texts) {
             guard claimed.contains(event.id) else { continue }
             for (user, seq) in (seqs[event.id] ?? []).sorted(by: { $0.user.lowercasedText < $1.user.lowercasedText }) {
@@ -180,19 +180,21 @@ struct EventLog: Sendable {
                 let message = event.data["messageId"]?.stringValue.flatMap({ UUID(text: $0) })
             {
                 try await self.markSeen(user: seer, upTo: message, on: connection)
-                waitedAfterWriting = true
             }
         }
         // Recorded again or not (erasing twice changes nothing), a deletion erases.
         for event in events where event.name == "MESSAGES_DELETED" {
             try await self.eraseDeletedMessages(event, on: connection)
-            waitedAfterWriting = true
         }
-        if waitedAfterWriting, !deliveries.isEmpty {
+        if !deliveries.isEmpty, ContinuousClock.now - written > Self.restampAfter {
             try await self.stampWritten(deliveries, on: connection)
         }
         return redelivered + deliveries
     }
+
+    /// How long a batch's statements after ``EventLogStatements/Record`` may take before its
+    /// deliveries are stamped again (``stampWritten(_:on:)``): well under a gateway's 2 s margin.
+    static let restampAfter: Duration = .milliseconds(500)
 
     /// Sets the new deliveries' `first_attempt_at` again, to now: the statements after
     /// ``EventLogStatements/Record`` in the batch's transaction (``markSeen(user:upTo:on:)``,
@@ -202,6 +204,8 @@ struct EventLog: Sendable {
     /// until the fifty-first session a batch that waited there longer than a gateway's margin
     /// had its events passed over by a socket's look for missed pushes.
     private func stampWritten(_ deliveries: [Delivery], on connection: PostgresConnection) async throws {
+        self.logger.debug(
+            "a batch waited after writing its deliveries; stamping them again", metadata: ["deliveries": "\(deliveries.count)"])
         let users = deliveries.map(\.userID)
         let seqs = deliveries.map(\.seq)
         try await connection.query(

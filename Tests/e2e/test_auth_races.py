@@ -306,16 +306,34 @@ def test_a_refresh_request_delivered_again_answers_with_a_token_that_works_and_r
         assert first["ok"] is True, first
         assert second["ok"] is True, second
         assert first["data"]["refreshToken"] != second["data"]["refreshToken"]
-        # The caller took either answer: both refresh, and neither is taken for a reuse.
-        assert_status(refresh(second["data"]["refreshToken"])(), 200)
-        refreshed = refresh(first["data"]["refreshToken"])()
+        # The caller took the second answer: it refreshes.
+        refreshed = refresh(second["data"]["refreshToken"])()
         assert_status(refreshed, 200)
-        # A successor was used: the caller had an answer, and a copy now changes nothing.
+        # Its answer was used: a copy now changes nothing.
         third = deliver(2)
         assert third["ok"] is False and third["error"]["code"] == "unauthorized", third
     finally:
         connection.close()
     assert_status(refresh(refreshed.json()["refreshToken"])(), 200)
+
+
+def test_a_successor_answered_to_a_copy_the_caller_did_not_take_is_a_reuse_once_another_was_used(
+        api, account, login):
+    """The answer to a copy of a refresh that the caller did not take reached no one; once the
+    caller uses the one it took, the other is superseded, and presenting it is a reuse, which
+    ends the session (the session does not split into two chains of tokens; a review)."""
+    acc = account()
+    token = login(acc.username, acc.password)["refreshToken"]
+    request_id = str(uuid.uuid4())
+    answers = [call_service("auth", "auth.refresh.v1", {"refreshToken": token}, waiting_ms=10_000,
+                            request_id=request_id)
+               for _ in range(2)]
+    assert all(answer is not None and answer["ok"] is True for answer in answers), answers
+    taken, other = (answer["data"]["refreshToken"] for answer in answers)
+    refreshed = refresh(taken)()
+    assert_status(refreshed, 200)
+    refresh_is_refused(api, other)
+    refresh_is_refused(api, refreshed.json()["refreshToken"])
 
 
 def test_a_refresh_too_close_to_its_deadline_is_unavailable_and_spends_nothing(api, account, login):

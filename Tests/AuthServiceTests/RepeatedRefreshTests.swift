@@ -1,0 +1,97 @@
+import Foundation
+import MessengerContracts
+import PostgresNIO
+import TestSupport
+import Testing
+
+@testable import AuthService
+
+/// A refresh request that comes again with the id of the request that spent its token: the
+/// broker delivers a request again when the replica working on it lost its connection (its
+/// deadline then counts as passed), and a publisher sends one again when it got no confirm.
+@Suite("A refresh request delivered again", .timeLimit(.minutes(1)))
+struct RepeatedRefreshTests {
+    static let deadlinePassed = ContinuousClock.now - .seconds(1)
+
+    /// Until the fifty-first session every copy answered 401, and a caller whose first answer
+    /// was lost with its replica was logged out.
+    @Test("a copy with its deadline passed gets another successor; once one is used, presenting another is a reuse")
+    func copyAnsweredWithAnotherSuccessor() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, _ in
+            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
+            let login = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            let request = UUID()
+            let token = try LostCommitTests.request(login.refreshToken)
+            let first = try await authenticator.refresh(token, requestID: request, before: nil)
+            let copy = try await authenticator.refresh(token, requestID: request, before: Self.deadlinePassed)
+            #expect(copy.refreshToken != first.refreshToken && copy.user.username == name)
+            // The caller took the copy's answer: it refreshes.
+            let next = try await authenticator.refresh(
+                LostCommitTests.request(copy.refreshToken), requestID: UUID(), before: nil)
+            // The first answer's token is superseded: presenting it is a reuse, which ends the session.
+            await #expect(throws: ServiceError.self) {
+                try await authenticator.refresh(LostCommitTests.request(first.refreshToken), requestID: UUID(), before: nil)
+            }
+            await #expect(throws: ServiceError.self, "the reuse revoked the family") {
+                try await authenticator.refresh(LostCommitTests.request(next.refreshToken), requestID: UUID(), before: nil)
+            }
+        }
+    }
+
+    @Test("once a successor was used, a copy changes nothing and is answered unauthorized")
+    func copyAfterTheAnswerWasUsed() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, _ in
+            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
+            let login = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            let request = UUID()
+            let token = try LostCommitTests.request(login.refreshToken)
+            let first = try await authenticator.refresh(token, requestID: request, before: nil)
+            let next = try await authenticator.refresh(
+                LostCommitTests.request(first.refreshToken), requestID: UUID(), before: nil)
+            await #expect {
+                try await authenticator.refresh(token, requestID: request, before: nil)
+            } throws: { error in
+                (error as? ServiceError)?.code == .unauthorized
+            }
+            // Nothing was revoked.
+            _ = try await authenticator.refresh(LostCommitTests.request(next.refreshToken), requestID: UUID(), before: nil)
+        }
+    }
+
+    @Test("a copy coming more than a minute after its token was spent, or past four successors, is answered unauthorized")
+    func copiesAreBounded() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, database in
+            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
+            let login = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            let request = UUID()
+            let token = try LostCommitTests.request(login.refreshToken)
+            var answers = [try await authenticator.refresh(token, requestID: request, before: nil)]
+            for _ in 1..<RefreshTokenStore.successorsPerToken {
+                answers.append(try await authenticator.refresh(token, requestID: request, before: nil))
+            }
+            #expect(Set(answers.map(\.refreshToken)).count == RefreshTokenStore.successorsPerToken)
+            await #expect(throws: ServiceError.self, "a fifth successor") {
+                try await authenticator.refresh(token, requestID: request, before: nil)
+            }
+
+            // Another session: its token spent two minutes ago.
+            let other = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            let otherRequest = UUID()
+            let otherToken = try LostCommitTests.request(other.refreshToken)
+            _ = try await authenticator.refresh(otherToken, requestID: otherRequest, before: nil)
+            try await database.query(
+                "UPDATE refresh_tokens SET spent_at = spent_at - interval '2 minutes' WHERE spent_by = \(otherRequest)",
+                logger: TestEnvironment.logger)
+            await #expect(throws: ServiceError.self, "a copy two minutes late") {
+                try await authenticator.refresh(otherToken, requestID: otherRequest, before: nil)
+            }
+            // Nothing was revoked: an answer given refreshes.
+            _ = try await authenticator.refresh(
+                LostCommitTests.request(answers[0].refreshToken), requestID: UUID(), before: nil)
+        }
+    }
+}
