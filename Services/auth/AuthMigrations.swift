@@ -6,7 +6,7 @@ enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
         revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
-        registrationCounts, endedSessionsInOrder,
+        registrationCounts, endedSessionsInOrder, refreshTokensByParent,
     ]
 
     static let users = Migration(
@@ -161,5 +161,12 @@ enum AuthMigrations {
     static let endedSessionsInOrder = Migration(
         version: 15, name: "ended_sessions_in_order",
         statements: ["CREATE INDEX ended_sessions_in_order ON ended_sessions (ended_at, family_id)"],
+        buildsIndexesConcurrently: true)
+
+    /// A rotation finds the other successors of the token it spends by this index, and so do
+    /// the pruning job and the foreign key's `ON DELETE SET NULL` (``RefreshTokenStore``).
+    static let refreshTokensByParent = Migration(
+        version: 16, name: "refresh_tokens_by_parent",
+        statements: ["CREATE INDEX refresh_tokens_replaces ON refresh_tokens (replaces)"],
         buildsIndexesConcurrently: true)
 }

@@ -9,7 +9,10 @@ import PostgresNIO
 ///
 /// 1. refresh tokens spent more than a day past their expiry: one presented is refused as
 ///    expired whether its row is there or not (``RefreshTokenStore/rotate(_:before:)`` checks
-///    expiry first), so reuse detection loses nothing;
+///    expiry first), so reuse detection loses nothing; except one with more than one live
+///    successor (answers to copies of the request that spent it), which links them: the
+///    rotation of one marks the others spent (``RefreshTokenStore``), and the session ends
+///    and goes once they expire;
 /// 2. sessions whose every token expired over a day ago are ended and announced
 ///    (``SessionRevocations/endExpired(limit:on:)``), then their tokens are deleted;
 /// 3. ended sessions with no token left (nothing could find them to end again) a week after
@@ -39,8 +42,11 @@ struct AuthPruner: Sendable {
         var count = try await self.deleteInBatches(
             """
             WITH deleted AS (DELETE FROM refresh_tokens WHERE id IN (
-                SELECT id FROM refresh_tokens
-                WHERE expires_at < now() - interval '1 day' AND spent_at IS NOT NULL LIMIT \(Self.batch)) RETURNING 1)
+                SELECT id FROM refresh_tokens p
+                WHERE expires_at < now() - interval '1 day' AND spent_at IS NOT NULL
+                  AND (SELECT count(*) FROM refresh_tokens c
+                       WHERE c.replaces = p.id AND c.spent_at IS NULL AND c.revoked_at IS NULL) <= 1
+                LIMIT \(Self.batch)) RETURNING 1)
             SELECT count(*)::int FROM deleted
             """)
         let revocations = self.revocations

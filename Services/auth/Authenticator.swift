@@ -90,8 +90,9 @@ struct Authenticator: Sendable {
         case .rotated(let user, let newToken, let family):
             return try await self.tokenPair(for: user, refreshToken: newToken, session: family)
         case .repeated:
-            // The first delivery's new token was used since, so its answer reached the caller,
-            // and this one is dropped (its correlation id was answered).
+            // A copy of the request that spent the token, after an answer to it was used (so it
+            // reached the caller, and this one is dropped: its correlation id was answered), or
+            // too late or too often to be answered with another successor.
             throw ServiceError.unauthorized("this refresh was answered already")
         case .reused, .invalid:
             throw ServiceError.unauthorized("invalid refresh token")

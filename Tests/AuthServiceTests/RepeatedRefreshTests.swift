@@ -1,5 +1,6 @@
 import Foundation
 import MessengerContracts
+import MessengerServiceKit
 import PostgresNIO
 import TestSupport
 import Testing
@@ -82,16 +83,53 @@ struct RepeatedRefreshTests {
                 CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
             let otherRequest = UUID()
             let otherToken = try LostCommitTests.request(other.refreshToken)
-            _ = try await authenticator.refresh(otherToken, requestID: otherRequest, before: nil)
+            let otherAnswer = try await authenticator.refresh(otherToken, requestID: otherRequest, before: nil)
             try await database.query(
                 "UPDATE refresh_tokens SET spent_at = spent_at - interval '2 minutes' WHERE spent_by = \(otherRequest)",
                 logger: TestEnvironment.logger)
             await #expect(throws: ServiceError.self, "a copy two minutes late") {
                 try await authenticator.refresh(otherToken, requestID: otherRequest, before: nil)
             }
-            // Nothing was revoked: an answer given refreshes.
+            // Nothing was revoked: the answers given refresh.
+            _ = try await authenticator.refresh(
+                LostCommitTests.request(otherAnswer.refreshToken), requestID: UUID(), before: nil)
             _ = try await authenticator.refresh(
                 LostCommitTests.request(answers[0].refreshToken), requestID: UUID(), before: nil)
+        }
+    }
+
+    /// Pruned with the other spent tokens a day past its expiry, the token's row took the link
+    /// between its successors with it (`replaces` is set to NULL), and a second chain could
+    /// start from the answer the caller did not take (a review).
+    @Test("a spent token with two live successors outlives its expiry in the pruning, and still links them")
+    func pruningKeepsTheLink() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, database in
+            let logger = TestEnvironment.logger
+            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
+            let login = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            let request = UUID()
+            let token = try LostCommitTests.request(login.refreshToken)
+            let first = try await authenticator.refresh(token, requestID: request, before: nil)
+            let copy = try await authenticator.refresh(token, requestID: request, before: nil)
+            try await database.query(
+                "UPDATE refresh_tokens SET expires_at = now() - interval '3 days' WHERE spent_by = \(request)", logger: logger)
+            let pruner = AuthPruner(
+                client: database,
+                revocations: SessionRevocations(client: database, accessTokenLifetime: .seconds(900), logger: logger),
+                loginWindow: .seconds(600), registrationWindow: .seconds(600), outbox: OutboxSignal(), logger: logger)
+            try await pruner.prune()
+            var kept = 0
+            for try await count in try await database.query(
+                "SELECT count(*) FROM refresh_tokens WHERE spent_by = \(request)", logger: logger
+            ).decode(Int.self) {
+                kept = count
+            }
+            #expect(kept == 1)
+            _ = try await authenticator.refresh(LostCommitTests.request(copy.refreshToken), requestID: UUID(), before: nil)
+            await #expect(throws: ServiceError.self, "the answer not taken is superseded: a reuse") {
+                try await authenticator.refresh(LostCommitTests.request(first.refreshToken), requestID: UUID(), before: nil)
+            }
         }
     }
 }
