@@ -6,6 +6,7 @@ import MessengerPostgres
 import Metrics
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import ThreadedIO
 
 /// Publishes the outbox's rows to an exchange in `position` order, in batches that share the
@@ -110,6 +111,13 @@ public struct OutboxRelay: Service {
         var vacuumDue: AsyncStream<Void>.Continuation
         var sinceVacuum = 0
         var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        let inFlight = BatchInFlight()
+    }
+
+    /// The batch being published, if any: what the broker watch cancels
+    /// (``watchTheBroker(cancellingBatchesIn:)``).
+    private final class BatchInFlight: Sendable {
+        let task = Mutex<Task<[Int64], any Error>?>(nil)
     }
 
     /// Relays on `connection` until shutdown (returns) or a failure (throws): waits for the turn,
@@ -131,6 +139,8 @@ public struct OutboxRelay: Service {
                     group.addTask {
                         for try await _ in notifications { signal.wake() }
                     }
+                    let inFlight = relay.inFlight
+                    group.addTask { await self.watchTheBroker(cancellingBatchesIn: inFlight) }
                     // Rows may have been committed before the listen began: publish them first.
                     repeat {
                         try await self.publishAll(on: connection, published: &published, relay: &relay)
@@ -173,8 +183,8 @@ public struct OutboxRelay: Service {
             // shutdown, and the rows then stay for the next holder.
             let deleting = published
             let publishing = Task { try await self.publishBatch(on: connection, deleting: deleting) }
-            let watch = self.handBackIfTheBrokerStaysAway(cancelling: publishing)
-            defer { watch.cancel() }
+            relay.inFlight.task.withLock { $0 = publishing }
+            defer { relay.inFlight.task.withLock { $0 = nil } }
             let grace = self.shutdownGrace
             let batch = try await withTaskCancellationHandler {
                 try await publishing.value
@@ -196,25 +206,26 @@ public struct OutboxRelay: Service {
         relay.backoff.reset()
     }
 
-    /// Cancels `publishing` (its rows stay, and the relay gives the turn back) once the broker
-    /// connection has been down for ``brokerAwayLimit`` in a row; ends with the batch.
-    private func handBackIfTheBrokerStaysAway(cancelling publishing: Task<[Int64], any Error>) -> Task<Void, Never> {
-        let (amqp, limit, logger) = (self.amqp, self.brokerAwayLimit, self.logger)
-        return Task {
-            var awaySince: ContinuousClock.Instant?
-            while (try? await LoopTimer.sleep(for: .milliseconds(250))) != nil {
-                guard !amqp.isPublishingConnected else {
-                    awaySince = nil
-                    continue
-                }
-                let since = awaySince ?? .now
-                awaySince = since
-                if ContinuousClock.now - since >= limit {
-                    logger.warning("the broker stays away; the outbox relay gives the turn back")
-                    publishing.cancel()
-                    return
-                }
+    /// Cancels the batch in flight (its rows stay, and the relay gives the turn back) once the
+    /// broker connection has been down for ``brokerAwayLimit`` in a row; runs while the relay
+    /// holds the turn. One watch for the turn: until the fifty-first session each batch started
+    /// a watch task of its own and cancelled it at its end, two thread wake-ups per batch (a
+    /// batch is a message or two at the floor's rate).
+    private func watchTheBroker(cancellingBatchesIn inFlight: BatchInFlight) async {
+        var awaySince: ContinuousClock.Instant?
+        while (try? await LoopTimer.sleep(for: .milliseconds(250))) != nil {
+            guard !self.amqp.isPublishingConnected else {
+                awaySince = nil
+                continue
             }
+            let since = awaySince ?? .now
+            awaySince = since
+            guard ContinuousClock.now - since >= self.brokerAwayLimit, let batch = inFlight.task.withLock({ $0 }) else {
+                continue
+            }
+            self.logger.warning("the broker stays away; the outbox relay gives the turn back")
+            batch.cancel()
+            awaySince = nil
         }
     }
 
