@@ -14,16 +14,23 @@ import Testing
 struct RepeatedRefreshTests {
     static let deadlinePassed = ContinuousClock.now - .seconds(1)
 
+    /// A new account's session: its name, its refresh token as a request, and the id of a
+    /// request that will spend it.
+    static func newSession(_ authenticator: Authenticator) async throws
+        -> (name: String, token: RefreshTokenRequest, request: UUID)
+    {
+        let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
+        let login = try await authenticator.login(
+            CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+        return (name, try LostCommitTests.request(login.refreshToken), UUID())
+    }
+
     /// Until the fifty-first session every copy answered 401, and a caller whose first answer
     /// was lost with its replica was logged out.
     @Test("a copy with its deadline passed gets another successor; once one is used, presenting another is a reuse")
     func copyAnsweredWithAnotherSuccessor() async throws {
         try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, _ in
-            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
-            let login = try await authenticator.login(
-                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
-            let request = UUID()
-            let token = try LostCommitTests.request(login.refreshToken)
+            let (name, token, request) = try await Self.newSession(authenticator)
             let first = try await authenticator.refresh(token, requestID: request, before: nil)
             let copy = try await authenticator.refresh(token, requestID: request, before: Self.deadlinePassed)
             #expect(copy.refreshToken != first.refreshToken && copy.user.username == name)
@@ -43,11 +50,7 @@ struct RepeatedRefreshTests {
     @Test("once a successor was used, a copy changes nothing and is answered unauthorized")
     func copyAfterTheAnswerWasUsed() async throws {
         try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, _ in
-            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
-            let login = try await authenticator.login(
-                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
-            let request = UUID()
-            let token = try LostCommitTests.request(login.refreshToken)
+            let (_, token, request) = try await Self.newSession(authenticator)
             let first = try await authenticator.refresh(token, requestID: request, before: nil)
             let next = try await authenticator.refresh(
                 LostCommitTests.request(first.refreshToken), requestID: UUID(), before: nil)
@@ -64,11 +67,7 @@ struct RepeatedRefreshTests {
     @Test("a copy coming more than a minute after its token was spent, or past four successors, is answered unauthorized")
     func copiesAreBounded() async throws {
         try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, database in
-            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
-            let login = try await authenticator.login(
-                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
-            let request = UUID()
-            let token = try LostCommitTests.request(login.refreshToken)
+            let (_, token, request) = try await Self.newSession(authenticator)
             var answers = [try await authenticator.refresh(token, requestID: request, before: nil)]
             for _ in 1..<RefreshTokenStore.successorsPerToken {
                 answers.append(try await authenticator.refresh(token, requestID: request, before: nil))
@@ -79,10 +78,7 @@ struct RepeatedRefreshTests {
             }
 
             // Another session: its token spent two minutes ago.
-            let other = try await authenticator.login(
-                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
-            let otherRequest = UUID()
-            let otherToken = try LostCommitTests.request(other.refreshToken)
+            let (_, otherToken, otherRequest) = try await Self.newSession(authenticator)
             let otherAnswer = try await authenticator.refresh(otherToken, requestID: otherRequest, before: nil)
             try await database.query(
                 "UPDATE refresh_tokens SET spent_at = spent_at - interval '2 minutes' WHERE spent_by = \(otherRequest)",
@@ -105,11 +101,7 @@ struct RepeatedRefreshTests {
     func pruningKeepsTheLink() async throws {
         try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, database in
             let logger = TestEnvironment.logger
-            let (name, _) = try await CallerGaveUpTests.newAccount(authenticator)
-            let login = try await authenticator.login(
-                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
-            let request = UUID()
-            let token = try LostCommitTests.request(login.refreshToken)
+            let (_, token, request) = try await Self.newSession(authenticator)
             let first = try await authenticator.refresh(token, requestID: request, before: nil)
             let copy = try await authenticator.refresh(token, requestID: request, before: nil)
             try await database.query(

@@ -1,5 +1,7 @@
 import Foundation
 import MessengerContracts
+import MessengerPostgres
+import PostgresNIO
 import TestSupport
 import Testing
 
@@ -62,18 +64,8 @@ struct EventPageTests {
             let log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
             let recipient = UUID()
             _ = try await log.recordMessages(1, to: recipient)
-            let (locked, lockTaken) = AsyncStream.makeStream(of: Void.self)
-            let released = Task {
-                try await database.transaction(logger: TestEnvironment.logger) { connection in
-                    _ = try await connection.query(
-                        "SELECT 1 FROM user_sequences WHERE user_id = \(recipient) FOR UPDATE", logger: TestEnvironment.logger
-                    ).collect()
-                    lockTaken.yield()
-                    try await Task.sleep(for: .seconds(1))
-                    return Date()
-                }
-            }
-            for await _ in locked { break }
+            let released = await Self.holdingForASecond(
+                "SELECT 1 FROM user_sequences WHERE user_id = \(recipient) FOR UPDATE", on: database)
             let recorded = try await log.recordMessages(1, to: recipient)
             let releasedAt = try await released.value
             _ = try await log.acknowledge(user: recipient, upToSeq: recorded[0]) { _ in }
@@ -104,18 +96,8 @@ struct EventPageTests {
                     ]))
             }
             _ = try await log.record([created(message, seq: 1, to: [seer, recipient])])
-            let (locked, lockTaken) = AsyncStream.makeStream(of: Void.self)
-            let released = Task {
-                try await database.transaction(logger: TestEnvironment.logger) { connection in
-                    _ = try await connection.query(
-                        "SELECT 1 FROM deliveries WHERE user_id = \(seer) FOR UPDATE", logger: TestEnvironment.logger
-                    ).collect()
-                    lockTaken.yield()
-                    try await Task.sleep(for: .seconds(1))
-                    return Date()
-                }
-            }
-            for await _ in locked { break }
+            let released = await Self.holdingForASecond(
+                "SELECT 1 FROM deliveries WHERE user_id = \(seer) FOR UPDATE", on: database)
             let seen = IncomingEvent(
                 id: UUID(), occurredAt: Date(), actor: seer, name: "MESSAGE_SEEN", threadID: thread, recipients: [sender],
                 data: .object([
@@ -131,5 +113,21 @@ struct EventPageTests {
                 acknowledgedSince: releasedAt.addingTimeInterval(-0.2))
             #expect(page.events.map(\.seq) == [seq])
         }
+    }
+
+    /// Runs `locking` in a transaction that holds what it locked for a second; returns once
+    /// the locks are taken, with a task whose value is when they were released.
+    static func holdingForASecond(_ locking: PostgresQuery, on database: Database) async -> Task<Date, any Error> {
+        let (locked, lockTaken) = AsyncStream.makeStream(of: Void.self)
+        let released = Task {
+            try await database.transaction(logger: TestEnvironment.logger) { connection in
+                _ = try await connection.query(locking, logger: TestEnvironment.logger).collect()
+                lockTaken.yield()
+                try await Task.sleep(for: .seconds(1))
+                return Date()
+            }
+        }
+        for await _ in locked { break }
+        return released
     }
 }
