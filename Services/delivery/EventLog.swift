@@ -160,13 +160,14 @@ struct EventLog: Sendable {
                 claimed.insert(event)
             }
         }
-        let written = ContinuousClock.now
 
         // The events recorded before (a redelivery): their still-pending deliveries, read in one
         // statement (one per event until the forty-fifth session: a standby taking over 256
         // redelivered receipt batches read thousands of events one round trip at a time).
         let recordedBefore = events.map(\.id).filter { !claimed.contains($0) }
         let redelivered = recordedBefore.isEmpty ? [] : try await self.pending(events: recordedBefore, on: connection)
+        // What follows can wait for locks; a batch without it commits at the Record statement.
+        let written = ContinuousClock.now
         var deliveries: [Delivery] = []
         for (event, text) in zip(events, texts) {
             guard claimed.contains(event.id) else { continue }

@@ -114,10 +114,10 @@ public struct OutboxRelay: Service {
         let inFlight = BatchInFlight()
     }
 
-    /// The batch being published, if any: what the broker watch cancels
+    /// The batch being published, if any, and when it started: what the broker watch cancels
     /// (``watchTheBroker(cancellingBatchesIn:)``).
     private final class BatchInFlight: Sendable {
-        let task = Mutex<Task<[Int64], any Error>?>(nil)
+        let batch = Mutex<(task: Task<[Int64], any Error>, started: ContinuousClock.Instant)?>(nil)
     }
 
     /// Relays on `connection` until shutdown (returns) or a failure (throws): waits for the turn,
@@ -183,8 +183,8 @@ public struct OutboxRelay: Service {
             // shutdown, and the rows then stay for the next holder.
             let deleting = published
             let publishing = Task { try await self.publishBatch(on: connection, deleting: deleting) }
-            relay.inFlight.task.withLock { $0 = publishing }
-            defer { relay.inFlight.task.withLock { $0 = nil } }
+            relay.inFlight.batch.withLock { $0 = (publishing, .now) }
+            defer { relay.inFlight.batch.withLock { $0 = nil } }
             let grace = self.shutdownGrace
             let batch = try await withTaskCancellationHandler {
                 try await publishing.value
@@ -207,10 +207,11 @@ public struct OutboxRelay: Service {
     }
 
     /// Cancels the batch in flight (its rows stay, and the relay gives the turn back) once the
-    /// broker connection has been down for ``brokerAwayLimit`` in a row; runs while the relay
-    /// holds the turn. One watch for the turn: until the fifty-first session each batch started
-    /// a watch task of its own and cancelled it at its end, two thread wake-ups per batch (a
-    /// batch is a message or two at the floor's rate).
+    /// broker connection has been down for ``brokerAwayLimit`` in a row while it waited; runs
+    /// while the relay holds the turn. The time counts from the batch's start at the earliest,
+    /// as it did when each batch had a watch of its own (until the fifty-first session; counted
+    /// across batches, a batch that started in a moment of connection between two looks was
+    /// cancelled at once, a review).
     private func watchTheBroker(cancellingBatchesIn inFlight: BatchInFlight) async {
         var awaySince: ContinuousClock.Instant?
         while (try? await LoopTimer.sleep(for: .milliseconds(250))) != nil {
@@ -220,12 +221,14 @@ public struct OutboxRelay: Service {
             }
             let since = awaySince ?? .now
             awaySince = since
-            guard ContinuousClock.now - since >= self.brokerAwayLimit, let batch = inFlight.task.withLock({ $0 }) else {
-                continue
+            let limit = self.brokerAwayLimit
+            let cancelled = inFlight.batch.withLock { batch -> Bool in
+                guard let batch, !batch.task.isCancelled, ContinuousClock.now - max(since, batch.started) >= limit
+                else { return false }
+                batch.task.cancel()
+                return true
             }
-            self.logger.warning("the broker stays away; the outbox relay gives the turn back")
-            batch.cancel()
-            awaySince = nil
+            if cancelled { self.logger.warning("the broker stays away; the outbox relay gives the turn back") }
         }
     }
 

@@ -284,9 +284,20 @@ def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tu
 
 @pytest.fixture(scope="module")
 def second_gateway():
-    """Another gateway process on other ports, with short heartbeats and a small maxPayload."""
+    """Another gateway process on other ports, with short heartbeats and a small maxPayload:
+    for the tests of those two. A client that is slow to answer a ping (a busy one, or one on
+    a loaded machine) is closed within half a second there."""
     with gateway_process(5071, 9171, SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="200",
                          SOCKETIO_MAX_PAYLOAD="4096") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def other_gateway():
+    """Another gateway process on other ports, with the default heartbeat: for the tests of
+    what crosses from one gateway to another. Until the fifty-first session they ran on
+    `second_gateway`, whose 200 ms ping timeout once closed a busy sender in a CI run."""
+    with gateway_process(5078, 9178) as (url, _):
         yield url
 
 
@@ -434,13 +445,13 @@ def test_a_gateway_that_does_not_know_the_revoked_sessions_yet_checks_no_token(a
         services("start", "auth", check=False)
 
 
-def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, second_gateway):
+def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, other_gateway):
     alice = account()
     here, here_events = client(alice.access, transports=["websocket"], events=["hello"])
     there = socketio.Client(reconnection=False)
     there_events: queue.Queue = queue.Queue()
     there.on("hello", lambda *args: there_events.put(args))
-    there.connect(second_gateway, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
+    there.connect(other_gateway, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
     try:
         for n in range(4):  # whichever gateway consumes each push, both sockets get it
             publish_push([f"user:{alice.id}"], "hello", [n])
@@ -451,23 +462,20 @@ def test_push_consumed_by_one_gateway_reaches_sockets_on_the_other(account, seco
         there.disconnect()
 
 
-def test_devices_that_do_not_acknowledge_get_every_event_live_while_another_acknowledges_at_once(account):
+def test_devices_that_do_not_acknowledge_get_every_event_live_while_another_acknowledges_at_once(
+        account, other_gateway):
     """Alice's phone acknowledges each message_created as it comes; her laptops, on both
     gateways, never do. Bob sends 300 messages from sockets on both gateways. Each gateway
     writes a push to its own sockets before it publishes it to the other through Redis, so a
     push can overtake an earlier one, and the socket fills the gap from the log. Until the
     thirty-ninth session the fill fetched unacknowledged events only: what the phone had
     acknowledged meanwhile did not come back, the socket moved past it, and the earlier push was
-    then dropped as one the socket had (an outside tester's laptops lost 558 of 3,000).
-    The other gateway has the default heartbeat: with `second_gateway`'s 200 ms ping timeout a
-    sender's client, busy sending, once missed a pong and was closed (a CI run in the fiftieth
-    session)."""
-    with gateway_process(5078, 9178) as (other_gateway, _):
-        devices_that_do_not_acknowledge_get_every_event(account, other_gateway)
+    then dropped as one the socket had (an outside tester's laptops lost 558 of 3,000)."""
+    devices_that_do_not_acknowledge_get_every_event(account, other_gateway)
 
 
-def devices_that_do_not_acknowledge_get_every_event(account, second_gateway: str) -> None:
-    """The test above, with `second_gateway` the other gateway."""
+def devices_that_do_not_acknowledge_get_every_event(account, other_gateway: str) -> None:
+    """The test above, with `other_gateway` the other gateway."""
     alice, bob = account(), account()
     phone = socketio.Client(reconnection=False)
 
@@ -484,12 +492,12 @@ def devices_that_do_not_acknowledge_get_every_event(account, second_gateway: str
             # its own, which may reorder them.
             laptop, seqs = OrderedClient(reconnection=False), []
             laptop.on("message_created", lambda event, _seqs=seqs: _seqs.append(event["seq"]))
-            laptop.connect(GATEWAY_URL if n % 2 else second_gateway, auth={"token": alice.access},
+            laptop.connect(GATEWAY_URL if n % 2 else other_gateway, auth={"token": alice.access},
                            transports=["websocket"], wait_timeout=10)
             laptops.append((laptop, seqs))
         for n in range(4):
             sender = socketio.Client(reconnection=False)
-            sender.connect(GATEWAY_URL if n % 2 else second_gateway, auth={"token": bob.access},
+            sender.connect(GATEWAY_URL if n % 2 else other_gateway, auth={"token": bob.access},
                            transports=["websocket"], wait_timeout=10)
             senders.append(sender)
         thread = senders[0].call("create_conversation", {"type": "DM", "memberIds": [alice.id]}, timeout=10)
@@ -512,7 +520,7 @@ def devices_that_do_not_acknowledge_get_every_event(account, second_gateway: str
             client_.disconnect()
 
 
-def phone_alone_then_laptop(account: Any, second_gateway: str, refuse: str, allow: str) -> None:
+def phone_alone_then_laptop(account: Any, other_gateway: str, refuse: str, allow: str) -> None:
     """Alice's phone on the first gateway (acknowledging each message_created at once, so that
     delivery does not push it again) and her laptop on the second; Redis's default user loses
     `refuse` (an ACL rule) while Bob sends, until a message reaches the phone and not the
@@ -530,7 +538,7 @@ def phone_alone_then_laptop(account: Any, second_gateway: str, refuse: str, allo
     phone.connect(GATEWAY_URL, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
     laptop, laptop_seqs = OrderedClient(reconnection=False), []
     laptop.on("message_created", lambda event: laptop_seqs.append(event["seq"]))
-    laptop.connect(second_gateway, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
+    laptop.connect(other_gateway, auth={"token": alice.access}, transports=["websocket"], wait_timeout=10)
     (sender,) = websocket_clients(GATEWAY_URL, bob)
     admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
     try:
@@ -566,21 +574,21 @@ def phone_alone_then_laptop(account: Any, second_gateway: str, refuse: str, allo
             client_.disconnect()
 
 
-def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_away(account, second_gateway):
+def test_a_socket_gets_what_its_gateway_missed_while_its_redis_subscriber_was_away(account, other_gateway):
     """Redis refuses every channel for a while, so neither gateway's subscriber is subscribed
     and neither gateway's publishes reach the other: each push reaches only the sockets of the
     gateway that consumed it. Once Redis allows the channels again, the second gateway's
     subscriber is back and its sockets look for what they missed. Until the forty-seventh
     session the laptop got the message only with Alice's next event."""
-    phone_alone_then_laptop(account, second_gateway, refuse="resetchannels", allow="allchannels")
+    phone_alone_then_laptop(account, other_gateway, refuse="resetchannels", allow="allchannels")
 
 
-def test_a_socket_gets_what_another_gateway_failed_to_publish_to_redis(account, second_gateway):
+def test_a_socket_gets_what_another_gateway_failed_to_publish_to_redis(account, other_gateway):
     """Redis refuses PUBLISH for a while; the subscriptions stay, so no subscriber sees a gap.
     Once Redis takes PUBLISH again, the first gateway tells the others that publishes were
     lost, and the laptop's gateway has its sockets look. Until the forty-seventh session only a
     gap in a subscriber started such a look."""
-    phone_alone_then_laptop(account, second_gateway, refuse="-publish", allow="+publish")
+    phone_alone_then_laptop(account, other_gateway, refuse="-publish", allow="+publish")
 
 
 # --- raw Engine.IO / Socket.IO ------------------------------------------------------------
