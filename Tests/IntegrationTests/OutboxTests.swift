@@ -189,12 +189,24 @@ struct OutboxTests {
         }
     }
 
+    /// How the holder loses the broker in ``holderCutOffFromTheBroker(_:)``.
+    enum BrokerCut: String, CustomTestStringConvertible {
+        /// The connection that carries the second row is cut once the row went through.
+        case whilePublishing
+        /// Every connection is cut while the relay is idle, before the second row is written.
+        case whileIdle
+
+        var testDescription: String { self.rawValue }
+    }
+
     /// The holder's broker connection goes through a proxy, which stops taking connections and
-    /// then cuts the one that carries the second row: the holder is cut off from the broker
-    /// alone. Until the fiftieth session it held the turn for as long, and the other replica's
-    /// rows waited with its own.
-    @Test("a holder cut off from the broker gives the turn back, and a replica that reaches it publishes")
-    func holderCutOffFromTheBroker() async throws {
+    /// then cuts the holder's connection, while it publishes the second row or before, while it
+    /// is idle: the holder is cut off from the broker alone. Until the fiftieth session it held
+    /// the turn for as long, and the other replica's rows waited with its own.
+    @Test(
+        "a holder cut off from the broker gives the turn back, and a replica that reaches it publishes",
+        arguments: [BrokerCut.whilePublishing, .whileIdle])
+    func holderCutOffFromTheBroker(_ cut: BrokerCut) async throws {
         try await self.withSchema { client, schema in
             let logger = TestEnvironment.logger
             try await withAMQPConnection(name: "outbox-reaches") { amqp in
@@ -237,9 +249,15 @@ struct OutboxTests {
                         holderSignal.wake()
                         return received.withLock { $0.contains(1) }
                     })
-                // Cut off: no new connection, and the one that carries 2 is closed once 2 went through.
+                // Cut off: no new connection, and the holder's is closed.
                 try await proxy.close()
-                proxy.cutAfterRequest(containing: "\"number\":2")
+                switch cut {
+                case .whilePublishing:
+                    proxy.cutAfterRequest(containing: "\"number\":2")
+                case .whileIdle:
+                    proxy.cutEveryConnection()
+                    try await Task.sleep(for: .milliseconds(500))
+                }
                 try await write(2)
                 holderSignal.wake()
                 try await write(3)

@@ -5,20 +5,23 @@ import Synchronization
 /// A TCP proxy on loopback in front of a server, that can lose one answer the way a network
 /// cut or a crash after the server acted would: once armed with a marker, the first request
 /// that carries it goes through, the server's answer to it is dropped, and both of that
-/// connection's sides are closed. Every other byte passes unchanged.
+/// connection's sides are closed. Every other byte passes unchanged. It can also cut every
+/// connection at once, whatever is under way (``cutEveryConnection()``).
 public final class CuttingProxy: Sendable {
     /// The port the proxy listens on, at 127.0.0.1.
     public let port: Int
     private let listener: any Channel
     private let marker = Marker()
+    private let clients = Clients()
 
     /// A proxy to `host`:`port`, listening on a free port of 127.0.0.1.
     public init(to host: String, port targetPort: Int) async throws {
-        let marker = self.marker
+        let (marker, clients) = (self.marker, self.clients)
         self.listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { client in
-                ClientBootstrap(group: client.eventLoop).connect(host: host, port: targetPort).flatMapThrowing { server in
+                clients.channels.withLock { $0.append(client) }
+                return ClientBootstrap(group: client.eventLoop).connect(host: host, port: targetPort).flatMapThrowing { server in
                     let link = Link()
                     try client.pipeline.syncOperations.addHandler(
                         Relay(to: server, link: link, cutAfter: { bytes in marker.take(ifIn: bytes) }))
@@ -33,6 +36,12 @@ public final class CuttingProxy: Sendable {
     /// closes its connection.
     public func cutAfterRequest(containing marker: String) {
         self.marker.bytes.withLock { $0 = Array(marker.utf8) }
+    }
+
+    /// Closes every connection the proxy carries, both sides, as a network cut would while they
+    /// are idle.
+    public func cutEveryConnection() {
+        for client in self.clients.channels.withLock({ $0 }) { client.close(promise: nil) }
     }
 
     /// Whether the cut is still to come.
@@ -61,6 +70,11 @@ private final class Marker: Sendable {
         guard !needle.isEmpty, bytes.count >= needle.count else { return false }
         return (0...(bytes.count - needle.count)).contains { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
+}
+
+/// The client side of every connection the proxy opened.
+private final class Clients: Sendable {
+    let channels = Mutex<[any Channel]>([])
 }
 
 /// The two connections of one proxied client, on one event loop: whether its next answer is
