@@ -55,8 +55,9 @@ struct UserController {
             try JSONBody.response(try await self.call(AuthMessage.me, EmptyPayload(), UserEnvelope.self, request, context))
         }
         authenticated.patch("users/:id") { request, context in
-            guard let id = context.parameters.get("id").flatMap(EntityID.init) else {
-                // Not a user id: no such user, and changing others is forbidden either way.
+            // Another user's id, or not a user id at all, is forbidden before the body is read:
+            // a bad body for someone else's account is still 403 (auth checks it again).
+            guard let id = context.parameters.get("id").flatMap(EntityID.init), id.uuid == context.userID else {
                 throw RESTError(.forbidden("you can only change your own account"))
             }
             return try await self.updateUser(id, request, context)

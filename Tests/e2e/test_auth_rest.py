@@ -433,6 +433,12 @@ def test_patch_another_user_is_403(api, account, register):
     other = register()
     resp = api.patch(f"/api/users/{other.id}", {"displayName": "Hijacked"}, token=acc.access)
     assert_error(resp, 403, "forbidden")
+    # Whatever the body: the account is not the caller's (it was 400 for a bad body before).
+    for body in (b"{not json", b"", b'{"displayName": 5}'):
+        resp = api.request(
+            "PATCH", f"/api/users/{other.id}", data=body, token=acc.access, headers={"Content-Type": "application/json"}
+        )
+        assert_error(resp, 403, "forbidden")
     found = api.get("/api/users", params={"query": other.username, "limit": 50}, token=acc.access)
     assert_status(found, 200)
     [item] = [u for u in found.json()["items"] if u["id"] == other.id]
