@@ -171,6 +171,16 @@ struct SocketCommands {
                 let stored = try await MediaUploads(rpc: self.rpc).store(upload, actor: actor)
                 ids.append(stored.attachment.id)
             }
+        } catch {
+            // Nothing is bound yet (the bind goes once every file is stored): the files stored
+            // so far go, whatever stopped the others, rather than wait a day unbound under ids
+            // the client never learnt. Until the fifty-second session only a refusal discarded
+            // them (a review). One whose upload timed out may still be stored by media; the
+            // clean-up of unbound uploads takes it.
+            await self.discard(ids, actor: actor)
+            return self.attachFailure(error)
+        }
+        do {
             let bind = try await self.rpc.callRaw(
                 MediaMessage.addAttachments, to: .media,
                 payload: AddAttachmentsRequest(messageId: messageID, attachmentIds: ids), actor: actor)
@@ -179,16 +189,19 @@ struct SocketCommands {
                 await self.discard(ids, actor: actor)
             }
             return reply
-        } catch let error as ServiceError {
-            // A refusal (a file of no accepted type, a message not the caller's): the files this
-            // command stored go too, rather than wait a day unbound under ids the client never
-            // learnt. After a timeout the bind may have been done, so they stay.
-            if error.code.isRefusal { await self.discard(ids, actor: actor) }
-            return SocketGateway.failure(error)
         } catch {
-            self.logger.error("add_attachments failed", metadata: ["error": "\(LoggedError(error))"])
-            return SocketGateway.failure(.internal())
+            // A refusal (a message not the caller's): the files go too. After a timeout the bind
+            // may have been done, so they stay.
+            if let error = error as? ServiceError, error.code.isRefusal { await self.discard(ids, actor: actor) }
+            return self.attachFailure(error)
         }
+    }
+
+    /// The answer to an `add_attachments` that failed with `error`.
+    private func attachFailure(_ error: any Error) -> JSONValue {
+        if let error = error as? ServiceError { return SocketGateway.failure(error) }
+        self.logger.error("add_attachments failed", metadata: ["error": "\(LoggedError(error))"])
+        return SocketGateway.failure(.internal())
     }
 
     /// Asks media to delete `ids`, uploads of `actor` that a refused `add_attachments` stored;

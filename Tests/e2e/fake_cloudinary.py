@@ -229,6 +229,7 @@ class FakeCloudinary:
         self._requests: list[Recorded] = []
         self._stored: dict[tuple[str, str], Stored] = {}
         self._fail_uploads = 0
+        self._fail_after = 0
         self._fail_status = 500
         self._delay = 0.0
         self._release = threading.Event()
@@ -283,10 +284,12 @@ class FakeCloudinary:
 
     # -- faults --
 
-    def fail_next_uploads(self, count: int, status: int = 500) -> None:
-        """The next `count` upload requests answer `status` with an error body (before any check)."""
+    def fail_next_uploads(self, count: int, status: int = 500, after: int = 0) -> None:
+        """The next `count` upload requests answer `status` with an error body (before any check),
+        once `after` more have been let through."""
         with self._lock:
             self._fail_uploads = count
+            self._fail_after = after
             self._fail_status = status
 
     def delay(self, seconds: float) -> None:
@@ -298,6 +301,7 @@ class FakeCloudinary:
         """No faults, no record (stored files stay); wakes requests that are being delayed."""
         with self._lock:
             self._fail_uploads = 0
+            self._fail_after = 0
             self._delay = 0.0
             self._requests.clear()
             self._release.set()
@@ -334,7 +338,9 @@ class FakeCloudinary:
         """(status to fail with or None, delay, the event that ends the delay early) for one API call."""
         with self._lock:
             status = None
-            if self._fail_uploads > 0:
+            if self._fail_uploads > 0 and self._fail_after > 0:
+                self._fail_after -= 1
+            elif self._fail_uploads > 0:
                 self._fail_uploads -= 1
                 status = self._fail_status
             return status, self._delay, self._release
