@@ -61,6 +61,20 @@ public struct AMQPProperties: Hashable, Sendable {
     }
 }
 
+extension AMQPProperties {
+    /// The header that carries when a message with a deadline was published, in milliseconds
+    /// since 1970 by the publisher's clock: an RPC server counts the request's wait in its queue
+    /// from it (``RPCServer``).
+    public static let sentAtHeader = "x-sent-at"
+
+    /// This machine's wall clock, in milliseconds since 1970.
+    static func wallClockMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}
+
 /// A message to publish.
 public struct AMQPMessage: Sendable {
     public var exchange: String

@@ -16,7 +16,9 @@ public struct RPCContext: Sendable {
     public var actorID: UUID?
     /// When the caller stops waiting for the reply: the request's AMQP `expiration` (what was
     /// left of the caller's timeout when it was published; ``RPCClient``) counted from its
-    /// arrival here, so no two machines' clocks are compared. Nil for a request without one.
+    /// arrival here, less the time it waited in the queue beyond a second
+    /// (``RPCServer/deadline(expiration:sentAt:redelivered:arrival:wallClock:)``). Nil for a
+    /// request without one.
     /// Work that waits its turn for a scarce resource checks it before it starts: a request
     /// whose caller gave up is then skipped, not worked through while retries queue behind it.
     public var deadline: ContinuousClock.Instant?
@@ -202,7 +204,8 @@ public struct RPCServer: Service {
     private func serve(_ delivery: AMQPDelivery) async {
         let replyTo = delivery.properties.replyTo
         let deadline = Self.deadline(
-            expiration: delivery.properties.expiration, redelivered: delivery.redelivered, arrival: .now)
+            expiration: delivery.properties.expiration, sentAt: delivery.properties.headers[AMQPProperties.sentAtHeader],
+            redelivered: delivery.redelivered, arrival: .now, wallClock: AMQPProperties.wallClockMilliseconds())
         if delivery.properties.type == MessageBatch.requestType {
             let items: [MessageBatch.Item]
             do {
@@ -232,17 +235,36 @@ public struct RPCServer: Service {
     }
 
     /// When a request's caller stops waiting: its `expiration` (what was left of the caller's
-    /// timeout when it was published) counted from its arrival here. A request delivered again
-    /// (its first delivery's ack went with a lost connection or replica) may have waited any
-    /// time before: RabbitMQ does not shorten its `expiration` when it requeues it, so counted
-    /// from the new arrival it gave the request its whole window again, and a write that checks
-    /// the deadline (a refresh token's rotation) could commit after its caller was answered
-    /// `unavailable`, making the caller's retry a reuse. Its deadline is taken as passed: such
-    /// writes refuse it, and a caller still waiting retries.
-    static func deadline(expiration: String?, redelivered: Bool, arrival: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+    /// timeout when it was published) counted from its arrival here, less what it waited in the
+    /// queue. RabbitMQ drops a request whose `expiration` passes in the queue, but does not
+    /// shorten one that waited part of it: counted whole from the arrival, a request that queued
+    /// behind the service's prefetch (media's uploads, 8 at a time) had its wait again, and work
+    /// that checks the deadline (an upload's record, a refresh token's rotation) was done after
+    /// its caller was told `unavailable` (until the fifty-second session; a review).
+    ///
+    /// The wait is the publisher's wall clock (`sentAt`, ``AMQPProperties/sentAtHeader``, in
+    /// milliseconds) against this one's at the arrival (`wallClock`), so it is only counted past
+    /// ``clockAllowance`` (1 s), the disagreement between two machines' clocks that it allows
+    /// for, and it never cuts a window below that allowance either: a clock far ahead makes
+    /// requests look late by a second at most, not every request of a service late. A request
+    /// delivered again (its first delivery's ack went with a lost connection or replica) may
+    /// have waited any time before: its deadline is taken as passed; such writes refuse it, and
+    /// a caller still waiting retries.
+    static func deadline(
+        expiration: String?, sentAt: AMQPFieldValue?, redelivered: Bool, arrival: ContinuousClock.Instant, wallClock: Int64
+    ) -> ContinuousClock.Instant? {
         if redelivered { return arrival }
-        return expiration.flatMap { Int64($0) }.map { arrival + .milliseconds($0) }
+        guard let milliseconds = expiration.flatMap({ Int64($0) }) else { return nil }
+        let window = Duration.milliseconds(milliseconds)
+        guard case .int(let sent)? = sentAt else { return arrival + window }
+        let queued = Duration.milliseconds(max(0, wallClock - sent)) - Self.clockAllowance
+        guard queued > .zero else { return arrival + window }
+        return arrival + max(window - queued, min(window, Self.clockAllowance))
     }
+
+    /// How far the publisher's and this machine's clocks may disagree before a request's wait in
+    /// the queue is counted (``deadline(expiration:sentAt:redelivered:arrival:wallClock:)``).
+    static let clockAllowance: Duration = .seconds(1)
 
     /// Whether a request's outcome is answered: not a copy delivered again that cannot be served
     /// (see ``answer(_:body:correlationID:deadline:redelivered:replyTo:)``).

@@ -6,17 +6,50 @@ import Testing
 
 @testable import MessengerAMQP
 
-/// When an RPC handler's caller stops waiting (``RPCServer/deadline(expiration:redelivered:arrival:)``).
+/// When an RPC handler's caller stops waiting
+/// (``RPCServer/deadline(expiration:sentAt:redelivered:arrival:wallClock:)``).
 @Suite("RPC deadlines")
 struct RPCDeadlineTests {
+    /// A deadline for a request published at `sent` and read at `wallClock` (ms since 1970).
+    static func deadline(
+        _ expiration: String?, sent: Int64? = nil, redelivered: Bool = false, arrival: ContinuousClock.Instant,
+        wallClock: Int64 = 1_000_000
+    ) -> ContinuousClock.Instant? {
+        RPCServer.deadline(
+            expiration: expiration, sentAt: sent.map { .int($0) }, redelivered: redelivered, arrival: arrival,
+            wallClock: wallClock)
+    }
+
     @Test("the expiration counts from the request's arrival; a request delivered again has its deadline passed")
     func redeliveredRequestsDeadline() {
         let arrival = ContinuousClock.now
-        #expect(RPCServer.deadline(expiration: "5000", redelivered: false, arrival: arrival) == arrival + .seconds(5))
-        #expect(RPCServer.deadline(expiration: nil, redelivered: false, arrival: arrival) == nil)
+        #expect(Self.deadline("5000", arrival: arrival) == arrival + .seconds(5))
+        #expect(Self.deadline(nil, arrival: arrival) == nil)
+        #expect(Self.deadline(nil, sent: 1_000_000 - 3_000, arrival: arrival) == nil)
         // RabbitMQ keeps the whole expiration when it requeues: counted again, it was a new window.
-        #expect(RPCServer.deadline(expiration: "5000", redelivered: true, arrival: arrival) == arrival)
-        #expect(RPCServer.deadline(expiration: nil, redelivered: true, arrival: arrival) == arrival)
+        #expect(Self.deadline("5000", redelivered: true, arrival: arrival) == arrival)
+        #expect(Self.deadline(nil, redelivered: true, arrival: arrival) == arrival)
+    }
+
+    /// Until the fifty-second session the wait in the queue was not counted: a request that
+    /// queued 60 s behind media's prefetch had its 120 s again from its arrival.
+    @Test("the wait in the queue past a second of clock disagreement is taken off, and never cuts below that second")
+    func waitInTheQueue() {
+        let arrival = ContinuousClock.now
+        let now: Int64 = 1_000_000
+        // Published 60 s before the arrival, with 120 s left: 61 s are left (the second allowed).
+        #expect(Self.deadline("120000", sent: now - 60_000, arrival: arrival, wallClock: now) == arrival + .seconds(61))
+        // Within the allowance, or published "after" the arrival (a clock behind): the whole window.
+        #expect(Self.deadline("5000", sent: now - 800, arrival: arrival, wallClock: now) == arrival + .seconds(5))
+        #expect(Self.deadline("5000", sent: now + 30_000, arrival: arrival, wallClock: now) == arrival + .seconds(5))
+        // A wait longer than the window (a clock far ahead): a second, or the window if shorter.
+        #expect(Self.deadline("5000", sent: now - 3_600_000, arrival: arrival, wallClock: now) == arrival + .seconds(1))
+        #expect(Self.deadline("500", sent: now - 3_600_000, arrival: arrival, wallClock: now) == arrival + .milliseconds(500))
+        // A header of another type is not a time.
+        #expect(
+            RPCServer.deadline(
+                expiration: "5000", sentAt: .string("yesterday"), redelivered: false, arrival: arrival, wallClock: now)
+                == arrival + .seconds(5))
     }
 
     /// Its first copy may still be running on a replica whose connection was lost: an
