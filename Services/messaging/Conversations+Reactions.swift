@@ -32,9 +32,16 @@ extension Conversations {
             for try await at in inserted.decode(Date.self) { createdAt = at }
             if createdAt != nil {
                 // The message's row is locked exclusively: concurrent adds count one after the other.
+                // Only a new emoji counts: one already there adds none, also on a message from
+                // before the bound with more (until the fifty-second session joining one was
+                // refused there, a review).
                 let emojiCount = try await connection.query(
-                    "SELECT count(DISTINCT emoji_hex)::bigint FROM reactions WHERE message_id = \(id)", logger: self.logger)
-                for try await count in emojiCount.decode(Int64.self) where count > Self.maximumEmojiPerMessage {
+                    """
+                    SELECT count(DISTINCT emoji_hex)::bigint, count(*) FILTER (WHERE emoji_hex = \(emoji))::bigint
+                    FROM reactions WHERE message_id = \(id)
+                    """, logger: self.logger)
+                for try await (count, sameEmoji) in emojiCount.decode((Int64, Int64).self)
+                where count > Self.maximumEmojiPerMessage && sameEmoji == 1 {
                     throw ServiceError.invalidArgument(
                         "a message has at most \(Self.maximumEmojiPerMessage) different reactions")
                 }

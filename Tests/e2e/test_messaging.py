@@ -1465,6 +1465,13 @@ def test_a_message_has_at_most_20_different_emoji_and_each_may_be_used_by_every_
     # A removal makes room again.
     a.ok("remove_reaction", {"messageId": mid, "emojiHex": emoji[19]})
     a.ok("add_reaction", {"messageId": mid, "emojiHex": emoji[20]})
+    # A message from before the bound, with 25 emoji: joining one of them adds no emoji (until
+    # the fifty-second session it was refused, as the message counted over 20), a new one does.
+    legacy = a.send(tid, "from before the bound")["id"]
+    psql("INSERT INTO messaging.reactions (message_id, user_id, emoji_hex, created_at) "
+         f"SELECT '{legacy}', '{alice.id}', to_hex(65536 + e), now() FROM generate_series(0, 24) AS e")
+    b.ok("add_reaction", {"messageId": legacy, "emojiHex": format(65536 + 3, "x")})
+    b.refused("add_reaction", {"messageId": legacy, "emojiHex": emoji[0]}, "invalid_argument")
 
 
 def unacknowledged_events(peer: Peer) -> list[dict[str, Any]]:
