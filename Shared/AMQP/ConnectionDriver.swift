@@ -414,9 +414,12 @@ final class ConnectionDriver {
             var message = pending.message
             if let deadline = pending.deadline {
                 // What is left of the caller's wait, not the whole of it again after an outage,
-                // and when that was: the server counts the time the message waits in its queue.
+                // and for a request (it names where its reply goes) when that was: the server
+                // counts the time the request waits in its queue.
                 message.properties.expiration = String(max(1, Backoff.milliseconds(deadline - now)))
-                message.properties.headers[AMQPProperties.sentAtHeader] = .int(AMQPProperties.wallClockMilliseconds())
+                if message.properties.replyTo != nil {
+                    message.properties.headers[AMQPProperties.sentAtHeader] = .int(AMQPProperties.wallClockMilliseconds())
+                }
             }
             let arena = self.publishArena
             arena.reset()
