@@ -50,7 +50,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         local: LocalDelivery(server: socketGateway.server, streams: streams), logger: logger)
     SocketCommands(
         rpc: rpc, fanOut: fanOut, rateLimit: CommandRateLimit(settings: settings.commandRate),
-        isRevoked: { socket in socket.loginSession.map { tokens.revoked.hasEnded($0) } ?? false }, logger: logger
+        isRevoked: { socket in socket.loginSession.map { tokens.revoked.hasEnded($0) } ?? false },
+        acknowledged: { socket, seq in await streams.acknowledged(socket, through: seq) }, logger: logger
     )
     .register(on: socketGateway.server)
     let ready = ReadyFlag()
@@ -74,6 +75,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             authEvents,
             fanOut,
             PushConsumer(amqp: amqp, fanOut: fanOut, prefetch: settings.service.prefetch, logger: logger),
+            UnacknowledgedEventsSweep(streams: streams, after: settings.redeliveryAfter),
         ])
 
     // HEAD is answered as GET on every GET route (RFC 9110, 9.3.2); NIO's encoder leaves the body out.

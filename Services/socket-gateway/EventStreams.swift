@@ -130,18 +130,39 @@ final class EventStreams: Sendable {
     /// device acknowledges.
     func lookForMissedEvents(storedBefore: ContinuousClock.Instant) async {
         let streams = self.streams.withLock { Array($0.values) }
+        await Self.forEach(streams) { await $0.lookForMissedEvents(storedBefore: storedBefore) }
+    }
+
+    /// Runs `body` for each of `streams`, at most ``maximumConcurrentProbes`` at a time. A
+    /// graceful shutdown stops it: the streams not reached yet are not.
+    private static func forEach(_ streams: [Stream], _ body: @escaping @Sendable (Stream) async -> Void) async {
         await withTaskGroup(of: Void.self) { group in
             var next = streams.makeIterator()
             for _ in 0..<Self.maximumConcurrentProbes {
                 guard let stream = next.next() else { break }
-                _ = group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+                _ = group.addTaskUnlessCancelled { await body(stream) }
             }
-            // A graceful shutdown stops the sweep: what has not looked yet does not.
             while await group.next() != nil {
                 guard let stream = next.next() else { continue }
-                _ = group.addTaskUnlessCancelled { await stream.lookForMissedEvents(storedBefore: storedBefore) }
+                _ = group.addTaskUnlessCancelled { await body(stream) }
             }
         }
+    }
+
+    /// Each socket pushes again what it was sent and has not acknowledged, once it is due
+    /// (``SocketEventStream/pushAgainIfUnacknowledged(now:after:atMost:)``), at most
+    /// ``maximumConcurrentProbes`` asking delivery at a time. Sockets with everything
+    /// acknowledged are passed by.
+    func pushAgainUnacknowledged(after base: Duration, atMost cap: Duration) async {
+        let now = ContinuousClock.now
+        let streams = self.streams.withLock { $0.values.filter(\.mayHaveUnacknowledged) }
+        await Self.forEach(streams) { await $0.pushAgainIfUnacknowledged(now: now, after: base, atMost: cap) }
+    }
+
+    /// The socket's `ack_events` was answered: every event up to `seq` is acknowledged.
+    func acknowledged(_ socket: SocketIOSocket, through seq: Int64) async {
+        guard let stream = self.streams.withLock({ $0[socket.id] }) else { return }
+        await stream.acknowledged(through: seq)
     }
 
     func disconnected(_ socket: SocketIOSocket) {
@@ -261,11 +282,18 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// older ones not: the look and any gap's fill ask delivery for the acknowledged events
     /// stored since then only, until the socket is past `through`.
     private var acknowledgedSince: (since: Date, through: Int64)?
+    /// What the socket was sent and has not acknowledged (see
+    /// ``pushAgainIfUnacknowledged(now:after:atMost:)``).
+    private var unacknowledged: UnacknowledgedPushes
+    /// Whether ``unacknowledged`` holds anything, for the sweep to pass the others by without a
+    /// hop to their loops.
+    private let hasUnacknowledged = Atomic(false)
 
     init(socket: Socket, ordering: SeqOrdering, fetch: @escaping Fetch) {
         self.socket = socket
         self.ordering = ordering
         self.fetch = fetch
+        self.unacknowledged = UnacknowledgedPushes(after: ordering.delivered)
     }
 
     /// The socket left: the stream sends nothing more, and a replay or a gap's fill under way
@@ -299,7 +327,10 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
-            if first, let latest = page.latestSeq { self.ordering.resume(atMost: latest) }
+            if first, let latest = page.latestSeq {
+                self.ordering.resume(atMost: latest)
+                self.unacknowledged.resume(atMost: self.ordering.delivered)
+            }
             first = false
             await self.sendPaced(self.accept(self.withWaiting(page.events), before: nil))
             guard page.hasMore, !page.events.isEmpty else {
@@ -354,6 +385,45 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private func send(_ packets: [EncodedEvent]) async {
         guard !self.hasLeft, !packets.isEmpty else { return }
         await self.socket.emit(packets)
+        self.unacknowledged.sent(through: self.ordering.delivered, at: .now)
+        self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
+    }
+
+    /// The socket acknowledged every event up to `seq` (its `ack_events` was answered).
+    func acknowledged(through seq: Int64) {
+        self.unacknowledged.acknowledge(through: seq)
+        self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
+    }
+
+    /// Whether the socket was sent events it has not acknowledged, as far as the stream knows.
+    nonisolated var mayHaveUnacknowledged: Bool { self.hasUnacknowledged.load(ordering: .relaxed) }
+
+    /// Pushes again the events the socket was sent and has not acknowledged, once they are
+    /// due (``UnacknowledgedPushes/due(at:after:atMost:)``): one page of them (the oldest 500)
+    /// from delivery, which knows what any of the user's devices acknowledged. Those it finds
+    /// acknowledged are forgotten. A busy stream (a replay, a gap's fill) is passed by until the
+    /// next sweep; one whose fetch fails too.
+    ///
+    /// Until the fifty-second session an event stayed unacknowledged on an open socket once
+    /// delivery's retries were over (about 6 minutes by default), until the socket reconnected
+    /// or asked with `sync`, where protocol.md has it delivered again until acknowledged or
+    /// expired (a review).
+    func pushAgainIfUnacknowledged(now: ContinuousClock.Instant, after base: Duration, atMost cap: Duration) async {
+        guard !self.hasLeft, !self.busy, let due = self.unacknowledged.due(at: now, after: base, atMost: cap) else { return }
+        self.busy = true
+        // Fetched here, within the sweep's bound on fetches at once; sent in a task of the
+        // stream's own, at the client's pace, as a look for missed events does.
+        let page = await self.fetchPatiently(after: self.unacknowledged.acknowledged, limit: Self.pageSize, .now)
+        guard let page, !self.hasLeft else { return await self.drain() }
+        let again = page.events.filter { $0.seq <= due }
+        self.unacknowledged.acknowledge(through: again.first.map { $0.seq - 1 } ?? due)
+        if !again.isEmpty { self.unacknowledged.pushedAgain(at: .now) }
+        self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
+        self.filling = Task {
+            await self.sendPaced(again.map(\.packet))
+            self.filling = nil
+            await self.drain()
+        }
     }
 
     /// A page of events (acknowledged ones too, `includeAcknowledged`), asked of delivery up to

@@ -31,6 +31,10 @@ struct GatewaySettings: Sendable {
     /// Socket commands per user and second, and their burst (`SOCKET_COMMAND_RATE`,
     /// `SOCKET_COMMAND_BURST`; a rate of 0 is no limit).
     var commandRate: CommandRateLimit.Settings
+    /// How long after it went out an event a socket has not acknowledged is pushed to it again
+    /// by the gateway, then twice as long each time (`SOCKET_REDELIVERY_SECONDS`; delivery's own
+    /// retries come first).
+    var redeliveryAfter: Duration
 
     init(environment: ServiceEnvironment) throws {
         self.service = try ServiceSettings(
@@ -60,5 +64,6 @@ struct GatewaySettings: Sendable {
         self.commandRate = CommandRateLimit.Settings(
             rate: try environment.int("SOCKET_COMMAND_RATE", default: 30, in: 0...100_000),
             burst: try environment.int("SOCKET_COMMAND_BURST", default: 120, in: 1...1_000_000))
+        self.redeliveryAfter = .seconds(try environment.int("SOCKET_REDELIVERY_SECONDS", default: 600, in: 1...86_400))
     }
 }

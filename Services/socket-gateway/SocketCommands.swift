@@ -17,6 +17,8 @@ struct SocketCommands {
     /// Whether the login session of a socket's token has ended (a logout, a password change, a
     /// refresh token's reuse).
     let isRevoked: @Sendable (SocketIOSocket) -> Bool
+    /// A socket's `ack_events` was answered, with the seq every event up to which is acknowledged.
+    let acknowledged: @Sendable (SocketIOSocket, Int64) async -> Void
     let logger: Logger
 
     static let forwarded: [String: (MessageType, ServiceName)] = [
@@ -27,7 +29,6 @@ struct SocketCommands {
         "add_reaction": (MessagingMessage.addReaction, .messaging),
         "remove_reaction": (MessagingMessage.removeReaction, .messaging),
         "mark_seen": (MessagingMessage.markSeen, .messaging),
-        "ack_events": (DeliveryMessage.ackEvents, .delivery),
         "sync": (DeliveryMessage.sync, .delivery),
     ]
 
@@ -36,6 +37,14 @@ struct SocketCommands {
             self.on(event, server) { socket, arguments in
                 await self.forward(type, to: service, arguments, socket: socket)
             }
+        }
+        // The socket's stream stops pushing again what the answer says is acknowledged.
+        self.on("ack_events", server) { socket, arguments in
+            let reply = await self.forward(DeliveryMessage.ackEvents, to: .delivery, arguments, socket: socket)
+            if reply["ok"] == .bool(true), case .number(let seq)? = reply["data"]?["upToSeq"], let exact = Int64(exactly: seq) {
+                await self.acknowledged(socket, exact)
+            }
+            return reply
         }
         self.on("typing", server) { socket, arguments in
             await self.typing(arguments, socket: socket)

@@ -458,4 +458,39 @@ struct EventStreamTests {
         #expect(fetched.withLock { $0 } == 2)
         #expect(socket.closes.isEmpty)
     }
+
+    /// Until the fifty-second session an open socket got an unacknowledged event again only from
+    /// delivery's retries, which end after about 6 minutes (a review).
+    @Test("what the socket was sent and did not acknowledge goes out again once due; what any device acknowledged does not")
+    func unacknowledgedEventsGoOutAgain() async {
+        let socket = RecordingSocket()
+        // The user's unacknowledged events, as delivery has them.
+        let unacknowledged = Mutex<[Int64]>([1, 2, 3])
+        let stream = Self.stream(socket) { _, afterSeq, includeAcknowledged, _ in
+            #expect(!includeAcknowledged)
+            return (unacknowledged.withLock { $0 }.filter { $0 > afterSeq }.map { Self.event($0) }, false, 3)
+        }
+        await stream.replay(registered: .now)
+        #expect(socket.writes == [[1, 2, 3]])
+        #expect(stream.mayHaveUnacknowledged)
+        // Not due yet: nothing is fetched or sent.
+        await stream.pushAgainIfUnacknowledged(now: .now, after: .seconds(10), atMost: .seconds(60))
+        // The socket acknowledges 1, another device 2: 3 goes out again once due.
+        unacknowledged.withLock { $0 = [3] }
+        await stream.acknowledged(through: 1)
+        await stream.pushAgainIfUnacknowledged(now: .now + .seconds(11), after: .seconds(10), atMost: .seconds(60))
+        await stream.settled()
+        #expect(socket.writes == [[1, 2, 3], [3]])
+        // Pushed again, it waits twice as long; then found acknowledged, it is forgotten.
+        await stream.pushAgainIfUnacknowledged(now: .now + .seconds(11), after: .seconds(10), atMost: .seconds(60))
+        unacknowledged.withLock { $0 = [] }
+        await stream.pushAgainIfUnacknowledged(now: .now + .seconds(21), after: .seconds(10), atMost: .seconds(60))
+        await stream.settled()
+        #expect(socket.writes == [[1, 2, 3], [3]])
+        #expect(!stream.mayHaveUnacknowledged)
+        // Live pushes still go out after it.
+        await stream.receive(Self.event(4))
+        await stream.settled()
+        #expect(socket.writes == [[1, 2, 3], [3], [4]])
+    }
 }

@@ -379,6 +379,45 @@ def test_a_graceful_stop_runs_the_commands_clients_had_sent(account):
     assert sorted(item["body"] for item in page) == sorted(f"s{n}" for n in range(10)), page
 
 
+def test_an_open_socket_gets_what_it_did_not_acknowledge_again_until_it_does(account):
+    """A gateway with SOCKET_REDELIVERY_SECONDS=1 (600 by default, after delivery's own retries
+    of 2 s to 5 min): bob's socket takes a message and does not acknowledge it. Delivery pushes
+    it again once in the first 10 s (its 2 s level; the next is at 12 s); the gateway pushes it
+    again after 1 s, then 2, then 4. Once bob acknowledges it, nothing comes again. Until the
+    fifty-second session an open socket got an unacknowledged event again only from delivery's
+    retries, which end after about 6 minutes (protocol.md: "until acknowledged or expired")."""
+    alice, bob = account(), account()
+    with gateway_process(5080, 9180, SOCKET_REDELIVERY_SECONDS="1") as (base, _):
+        sender, receiver = websocket_clients(base, alice, bob)
+        copies: queue.Queue = queue.Queue()
+        receiver.on("message_created", lambda event: copies.put((time.monotonic(), event)))
+        try:
+            thread = sender.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
+            tid = thread["data"]["thread"]["id"]
+            sent = sender.call("create_message", {"threadId": tid, "clientMessageId": "again", "body": "again"},
+                               timeout=10)
+            assert sent["ok"] is True, sent
+            first_at, first = copies.get(timeout=10)
+            assert first["data"]["message"]["body"] == "again", first
+            received = [first]
+            while time.monotonic() < first_at + 9.5:
+                with contextlib.suppress(queue.Empty):
+                    received.append(copies.get(timeout=max(0.05, first_at + 9.5 - time.monotonic()))[1])
+            assert {event["eventId"] for event in received} == {first["eventId"]}, received
+            # The first, delivery's 2 s retry, and the gateway's three: 2 without the gateway's.
+            assert len(received) >= 4, f"{len(received)} copies in 9.5 s"
+            acked = receiver.call("ack_events", {"upToSeq": first["seq"]}, timeout=10)
+            assert acked["ok"] is True, acked
+            time.sleep(0.5)  # a copy under way as the ack went
+            while not copies.empty():
+                copies.get_nowait()
+            time.sleep(6)
+            assert copies.empty(), f"pushed again after its acknowledgement: {list(copies.queue)}"
+        finally:
+            for sio in (sender, receiver):
+                sio.disconnect()
+
+
 def test_the_command_rate_at_its_defaults_lets_a_burst_of_120_through_then_30_a_second(account):
     """A gateway with SOCKET_COMMAND_RATE and SOCKET_COMMAND_BURST unset (the test environment
     sets the rate to 0, off). One user sends 200 `sync` commands at once over two sockets: all

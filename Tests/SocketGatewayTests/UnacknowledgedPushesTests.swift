@@ -1,0 +1,73 @@
+import Testing
+
+@testable import SocketGateway
+
+/// ``UnacknowledgedPushes``: which events a socket's stream pushes again, and when.
+@Suite("Unacknowledged pushes")
+struct UnacknowledgedPushesTests {
+    @Test("events are due the base wait after they went out, then after twice as long each time, up to the cap")
+    func dueAfterGrowingWaits() {
+        var pushes = UnacknowledgedPushes(after: 10)
+        let start = ContinuousClock.now
+        pushes.sent(through: 12, at: start)
+        pushes.sent(through: 15, at: start + .seconds(5))
+        #expect(pushes.due(at: start + .seconds(9), after: .seconds(10), atMost: .seconds(60)) == nil)
+        #expect(pushes.due(at: start + .seconds(10), after: .seconds(10), atMost: .seconds(60)) == 12)
+        #expect(pushes.due(at: start + .seconds(15), after: .seconds(10), atMost: .seconds(60)) == 15)
+        // Pushed again at 15 s: due 20 s later, then 40, then the 60 s cap.
+        pushes.pushedAgain(at: start + .seconds(15))
+        #expect(pushes.due(at: start + .seconds(34), after: .seconds(10), atMost: .seconds(60)) == nil)
+        #expect(pushes.due(at: start + .seconds(35), after: .seconds(10), atMost: .seconds(60)) == 15)
+        pushes.pushedAgain(at: start + .seconds(35))
+        #expect(pushes.due(at: start + .seconds(74), after: .seconds(10), atMost: .seconds(60)) == nil)
+        #expect(pushes.due(at: start + .seconds(75), after: .seconds(10), atMost: .seconds(60)) == 15)
+        pushes.pushedAgain(at: start + .seconds(75))
+        #expect(pushes.due(at: start + .seconds(135), after: .seconds(10), atMost: .seconds(60)) == 15)
+        #expect(pushes.rounds == 3)
+    }
+
+    @Test("an acknowledgement forgets what it covers; with nothing left, the waits start over")
+    func acknowledgementForgets() {
+        var pushes = UnacknowledgedPushes(after: 0)
+        let start = ContinuousClock.now
+        pushes.sent(through: 3, at: start)
+        pushes.sent(through: 6, at: start + .seconds(2))
+        pushes.pushedAgain(at: start + .seconds(10))
+        pushes.acknowledge(through: 4)
+        #expect(pushes.acknowledged == 4 && !pushes.isEmpty && pushes.rounds == 1)
+        pushes.acknowledge(through: 2)  // lower: changes nothing
+        #expect(pushes.acknowledged == 4)
+        pushes.acknowledge(through: 6)
+        #expect(pushes.isEmpty && pushes.rounds == 0)
+        #expect(pushes.due(at: start + .seconds(1000), after: .seconds(1), atMost: .seconds(60)) == nil)
+        // What was acknowledged is not sent again as unacknowledged.
+        pushes.sent(through: 5, at: start + .seconds(20))
+        #expect(pushes.isEmpty)
+    }
+
+    @Test("sends within a second make one run, dated by its first; the runs are bounded")
+    func runsAreCoarseAndBounded() {
+        var pushes = UnacknowledgedPushes(after: 0)
+        let start = ContinuousClock.now
+        pushes.sent(through: 1, at: start)
+        pushes.sent(through: 2, at: start + .milliseconds(900))
+        // Both are due 10 s after the first went out.
+        #expect(pushes.due(at: start + .seconds(10), after: .seconds(10), atMost: .seconds(60)) == 2)
+        for second in 2...(UnacknowledgedPushes.maximumRuns + 10) {
+            pushes.sent(through: Int64(second + 1), at: start + .seconds(second))
+        }
+        // Past the bound the newest sends join the last run: due from its time.
+        let last = start + .seconds(UnacknowledgedPushes.maximumRuns)
+        #expect(
+            pushes.due(at: last + .seconds(10), after: .seconds(10), atMost: .seconds(60))
+                == Int64(UnacknowledgedPushes.maximumRuns + 11))
+    }
+
+    @Test("a resume point past the user's latest seq comes down to it")
+    func resumeComesDown() {
+        var pushes = UnacknowledgedPushes(after: 500)
+        pushes.resume(atMost: 20)
+        pushes.sent(through: 21, at: .now)
+        #expect(pushes.acknowledged == 20 && !pushes.isEmpty)
+    }
+}
