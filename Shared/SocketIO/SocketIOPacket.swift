@@ -87,7 +87,14 @@ extension JSONValue {
 /// Why a Socket.IO packet was refused; the connection that sent it is closed.
 public struct SocketIOProtocolError: Error, Hashable, Sendable, CustomStringConvertible {
     public var reason: String
-    public init(_ reason: String) { self.reason = reason }
+    /// The packet keeps to the protocol but is past a limit of this server (more attachments
+    /// than ``SocketIODecoder/maximumAttachments``): a client may well send it, and is not told
+    /// to go away for good.
+    public var isLimit: Bool
+    public init(_ reason: String, isLimit: Bool = false) {
+        self.reason = reason
+        self.isLimit = isLimit
+    }
     public var description: String { "invalid Socket.IO packet: \(self.reason)" }
 }
 
@@ -154,9 +161,11 @@ public struct SocketIODecoder: Sendable {
         rest = rest.dropFirst()
         var attachments = 0
         if kind == .binaryEvent || kind == .binaryAck {
-            guard let dash = rest.firstIndex(of: "-"), let count = Int(rest[..<dash]), (1...maximumAttachments).contains(count)
-            else {
+            guard let dash = rest.firstIndex(of: "-"), let count = Int(rest[..<dash]), count >= 1 else {
                 throw SocketIOProtocolError("bad attachment count")
+            }
+            guard count <= maximumAttachments else {
+                throw SocketIOProtocolError("more than \(maximumAttachments) attachments", isLimit: true)
             }
             attachments = count
             rest = rest[rest.index(after: dash)...]

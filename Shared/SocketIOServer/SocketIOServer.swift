@@ -293,7 +293,12 @@ actor SocketIOConnection: EngineSessionDelegate {
             self.watchAttachments()
             self.server.logger.info(
                 "closing a connection after a bad packet", metadata: ["eio.sid": "\(self.session.id)", "error": "\(error)"])
-            self.closeSession(reason: "bad packet")
+            // A packet past a limit of this server (not the protocol's) closes without the close
+            // packet, as the other limits do, so that the client reconnects: until the
+            // fifty-second session 33 attachments closed it with the packet, and python-socketio
+            // stayed away (a review).
+            let isLimit = error.isLimit
+            self.closeSession(reason: isLimit ? "packet past a limit" : "bad packet", notifyClient: !isLimit)
         }
     }
 

@@ -270,3 +270,29 @@ extension SocketIOHandlerTests {
         for session in sessions { await session.close(reason: "test over", notifyClient: false) }
     }
 }
+
+extension SocketIOHandlerTests {
+    /// More attachments than the server takes is a limit of this server, not a breach of the
+    /// protocol (which sets no count): until the fifty-second session it closed with the close
+    /// packet, and python-socketio, taking that for a goodbye, stayed away (a review).
+    @Test("a packet with more attachments than the server takes closes as a lost transport; a bad count with the close packet")
+    func tooManyAttachmentsIsALimit() async throws {
+        let limit = SocketIODecoder().maximumAttachments
+        for (count, isLimit) in [(limit + 1, true), (0, false)] {
+            let session = await Self.pollingSession(Self.core())
+            await session.receive(payload: [.message("0")])
+            #expect(try await session.poll().contains { $0.text.hasPrefix("40{") })
+            await session.receive(payload: [.message(#"5\#(count)-["add_attachments",{"files":[]}]"#)])
+            #expect(await session.isClosed)
+            if isLimit {
+                await #expect(throws: EngineIOProtocolError.sessionClosed) { try await session.poll() }
+            } else {
+                #expect(try await session.poll().contains { $0.text == "1" })
+            }
+        }
+        var decoder = SocketIODecoder(maximumAttachments: 2)
+        #expect(throws: SocketIOProtocolError("more than 2 attachments", isLimit: true)) {
+            try decoder.receive(text: #"53-["x",{}]"#)
+        }
+    }
+}
