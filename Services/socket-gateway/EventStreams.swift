@@ -416,8 +416,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
         let page = await self.fetchPatiently(after: self.unacknowledged.acknowledged, limit: Self.pageSize, .now)
         guard let page, !self.hasLeft else { return await self.drain() }
         let again = page.events.filter { $0.seq <= due }
-        self.unacknowledged.acknowledge(through: again.first.map { $0.seq - 1 } ?? due)
-        if !again.isEmpty { self.unacknowledged.pushedAgain(at: .now) }
+        // The page holds the oldest unacknowledged events: those before its first are
+        // acknowledged, and with an empty page, all the socket was sent.
+        let first = page.events.first.map { $0.seq - 1 }
+        self.unacknowledged.acknowledge(through: first ?? (page.hasMore ? due : self.ordering.delivered))
+        if !again.isEmpty { self.unacknowledged.pushedAgain(through: due, at: .now) }
         self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
         self.filling = Task {
             await self.sendPaced(again.map(\.packet))

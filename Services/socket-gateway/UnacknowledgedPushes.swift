@@ -6,21 +6,28 @@
 /// default) and then stops; the contract has it delivered again on the user's open sockets until
 /// it is acknowledged or expires, and only the gateway knows which sockets are open. The first
 /// push again comes `base` after the event went out, and each one after waits twice as long as
-/// the one before, up to `cap`, until the socket has everything it was sent acknowledged.
+/// the one before, up to `cap`, until the event is acknowledged.
 ///
 /// The sends are kept as runs of seqs, one per second at most (an event sent within a second of
 /// the run before joins it, and counts from that run's time), and at most
 /// ``maximumRuns``: a socket sent an event a second for an hour without acknowledging any keeps
-/// 1,024 entries, not 3,600.
+/// 1,024 entries, not 3,600. A push again sends every unacknowledged event up to the newest run
+/// that is due, and those runs become one, which waits twice as long; the runs after it keep
+/// their own time.
 struct UnacknowledgedPushes: Sendable {
+    /// A run of events sent: the last seq of the run, when its first event went out (or when it
+    /// was last pushed again), and how many times it was pushed again.
+    private struct Run {
+        var seq: Int64
+        var at: ContinuousClock.Instant
+        var rounds = 0
+    }
+
     /// Every event up to this seq is acknowledged (by one of the user's devices), as far as the
     /// socket knows: its own `ack_events`, or a fetch that found them acknowledged.
     private(set) var acknowledged: Int64
-    /// Each run's last seq and when its first event went out (or was last pushed again), in
-    /// ascending order of both.
-    private var runs: [(seq: Int64, at: ContinuousClock.Instant)] = []
-    /// The pushes again since the socket last had everything acknowledged: each doubles the wait.
-    private(set) var rounds = 0
+    /// The runs, in ascending order of seq.
+    private var runs: [Run] = []
 
     static let granularity: Duration = .seconds(1)
     static let maximumRuns = 1024
@@ -34,6 +41,9 @@ struct UnacknowledgedPushes: Sendable {
     /// Whether something the socket was sent is unacknowledged.
     var isEmpty: Bool { self.runs.isEmpty }
 
+    /// The most times a run was pushed again (for tests).
+    var rounds: Int { self.runs.map(\.rounds).max() ?? 0 }
+
     /// The socket's resume point came down to the user's latest seq (a `lastSeq` past it).
     mutating func resume(atMost latest: Int64) {
         self.acknowledged = min(self.acknowledged, latest)
@@ -42,10 +52,12 @@ struct UnacknowledgedPushes: Sendable {
     /// The socket was sent every event up to `seq` by `now`.
     mutating func sent(through seq: Int64, at now: ContinuousClock.Instant) {
         guard seq > (self.runs.last?.seq ?? self.acknowledged) else { return }
-        if let last = self.runs.last, now - last.at < Self.granularity || self.runs.count >= Self.maximumRuns {
+        if let last = self.runs.last,
+            (last.rounds == 0 && now - last.at < Self.granularity) || self.runs.count >= Self.maximumRuns
+        {
             self.runs[self.runs.count - 1].seq = seq
         } else {
-            self.runs.append((seq, now))
+            self.runs.append(Run(seq: seq, at: now))
         }
     }
 
@@ -54,22 +66,21 @@ struct UnacknowledgedPushes: Sendable {
         guard seq > self.acknowledged else { return }
         self.acknowledged = seq
         self.runs.removeAll { $0.seq <= seq }
-        if self.runs.isEmpty { self.rounds = 0 }
     }
 
-    /// The highest seq of the events that went out long enough before `now` to be pushed again,
-    /// if any: `base` after they went out, doubled for each push again since everything was
-    /// last acknowledged, `cap` at most.
+    /// The highest seq of the runs that went out long enough before `now` to be pushed again,
+    /// if any: `base` after they went out, doubled for each time they were pushed again, `cap`
+    /// at most.
     func due(at now: ContinuousClock.Instant, after base: Duration, atMost cap: Duration) -> Int64? {
-        let wait = min(base * (1 << min(self.rounds, 20)), max(base, cap))
-        return self.runs.last(where: { now - $0.at >= wait })?.seq
+        self.runs.last(where: { now - $0.at >= min(base * (1 << min($0.rounds, 20)), max(base, cap)) })?.seq
     }
 
-    /// The unacknowledged events were pushed again at `now`: each waits the next, doubled, wait
-    /// from now.
-    mutating func pushedAgain(at now: ContinuousClock.Instant) {
-        guard let last = self.runs.last else { return }
-        self.rounds += 1
-        self.runs = [(last.seq, now)]
+    /// The events up to `seq` were pushed again at `now`: their runs become one, which waits
+    /// twice as long as the longest of them.
+    mutating func pushedAgain(through seq: Int64, at now: ContinuousClock.Instant) {
+        let pushed = self.runs.prefix { $0.seq <= seq }
+        guard let last = pushed.last else { return }
+        let rounds = pushed.map(\.rounds).max() ?? 0
+        self.runs.replaceSubrange(0..<pushed.count, with: [Run(seq: last.seq, at: now, rounds: rounds + 1)])
     }
 }

@@ -245,8 +245,11 @@ public struct RPCServer: Service {
     /// The wait is the publisher's wall clock (`sentAt`, ``AMQPProperties/sentAtHeader``, in
     /// milliseconds) against this one's at the arrival (`wallClock`), so it is only counted past
     /// ``clockAllowance`` (1 s), the disagreement between two machines' clocks that it allows
-    /// for, and it never cuts a window below that allowance either: a clock far ahead makes
-    /// requests look late by a second at most, not every request of a service late. A request
+    /// for: the machines' clocks must agree within it (NTP), and a server whose clock runs S
+    /// ahead of a publisher's shortens that publisher's windows by S less a second. A wait past
+    /// the window and the allowance cannot be one (the broker drops a request whose
+    /// `expiration` passes in the queue), so it is taken for a clock's error and not counted,
+    /// nor one that does not fit in 64 bits; and no window is cut below the allowance. A request
     /// delivered again (its first delivery's ack went with a lost connection or replica) may
     /// have waited any time before: its deadline is taken as passed; such writes refuse it, and
     /// a caller still waiting retries.
@@ -257,8 +260,10 @@ public struct RPCServer: Service {
         guard let milliseconds = expiration.flatMap({ Int64($0) }) else { return nil }
         let window = Duration.milliseconds(milliseconds)
         guard case .int(let sent)? = sentAt else { return arrival + window }
-        let queued = Duration.milliseconds(max(0, wallClock - sent)) - Self.clockAllowance
-        guard queued > .zero else { return arrival + window }
+        let (waited, overflow) = wallClock.subtractingReportingOverflow(sent)
+        guard !overflow else { return arrival + window }
+        let queued = Duration.milliseconds(max(0, waited)) - Self.clockAllowance
+        guard queued > .zero, queued <= window else { return arrival + window }
         return arrival + max(window - queued, min(window, Self.clockAllowance))
     }
 

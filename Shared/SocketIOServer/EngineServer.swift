@@ -87,11 +87,24 @@ public final class EngineServer: Sendable {
         }
     }
 
+    /// The transports a request may name; another is code 0, "Transport unknown".
+    private static let transports: Set<String> = ["polling", "websocket"]
+
+    // The checks go in the reference server's order (its `verify`): the transport (0), then with
+    // a sid the session (1) and whether the request's transport is the session's (3), and
+    // without one, a handshake, which must be a GET (2) of polling (3). Until the fifty-second
+    // session a POST without a sid, or with another transport, was told "Session ID unknown",
+    // and a GET for a session on WebSocket too (a review).
+
     private func handlePoll(_ request: Request, remoteAddress: String?) async throws -> Response {
         let query = Self.query(request.uri)
         guard query["EIO"] == "4" else { return self.error(request, code: 5, "Unsupported protocol version") }
-        guard query["transport"] == "polling" else { return self.error(request, code: 0, "Transport unknown") }
+        guard let transport = query["transport"], Self.transports.contains(transport) else {
+            return self.error(request, code: 0, "Transport unknown")
+        }
         guard let sid = query["sid"] else {
+            // A WebSocket this server did not take (see ``UnservedUpgradeFilter``) comes here too.
+            guard transport == "polling" else { return self.error(request, code: 3, "Bad request") }
             guard
                 let session = await self.openPollingSession(
                     EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress))
@@ -99,9 +112,9 @@ public final class EngineServer: Sendable {
             let upgrades = self.configuration.allowUpgrades ? ["websocket"] : []
             return self.text(request, await session.handshake(upgrades: upgrades).text)
         }
-        guard let session = self.session(sid), await session.acceptsPoll() else {
-            return self.error(request, code: 1, "Session ID unknown")
-        }
+        guard let session = self.session(sid) else { return self.error(request, code: 1, "Session ID unknown") }
+        guard transport == "polling", await !session.isWebSocket else { return self.error(request, code: 3, "Bad request") }
+        guard await session.acceptsPoll() else { return self.error(request, code: 1, "Session ID unknown") }
         do {
             let packets = try await session.poll()
             if await session.isClosed { self.forget(sid) }
@@ -115,15 +128,18 @@ public final class EngineServer: Sendable {
 
     private func handlePost(_ request: Request) async throws -> Response {
         let query = Self.query(request.uri)
-        guard query["EIO"] == "4", query["transport"] == "polling", let sid = query["sid"], let session = self.session(sid),
-            await !session.closeIfPingOverdue()
-        else {
+        guard query["EIO"] == "4" else { return self.error(request, code: 5, "Unsupported protocol version") }
+        guard let transport = query["transport"], Self.transports.contains(transport) else {
+            return self.error(request, code: 0, "Transport unknown")
+        }
+        guard let sid = query["sid"] else { return self.error(request, code: 2, "Bad handshake method") }
+        guard let session = self.session(sid), await !session.closeIfPingOverdue() else {
             return self.error(request, code: 1, "Session ID unknown")
         }
         // A session that moved to WebSocket (or began on it) takes nothing over polling: its sid
         // may have been seen in the polling URLs, and a POST would run commands as its user.
         // Refused like the reference server's transport mismatch; the session goes on.
-        guard await !session.isWebSocket else { return self.error(request, code: 3, "Bad request") }
+        guard transport == "polling", await !session.isWebSocket else { return self.error(request, code: 3, "Bad request") }
         // Engine.IO v4: "a client MUST NOT have more than one active POST request"; one that
         // does gets 400 and loses its session (two at once ran their commands out of order).
         guard await session.beginPost() else {

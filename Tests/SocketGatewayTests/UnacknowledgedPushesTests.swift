@@ -15,15 +15,35 @@ struct UnacknowledgedPushesTests {
         #expect(pushes.due(at: start + .seconds(10), after: .seconds(10), atMost: .seconds(60)) == 12)
         #expect(pushes.due(at: start + .seconds(15), after: .seconds(10), atMost: .seconds(60)) == 15)
         // Pushed again at 15 s: due 20 s later, then 40, then the 60 s cap.
-        pushes.pushedAgain(at: start + .seconds(15))
+        pushes.pushedAgain(through: 15, at: start + .seconds(15))
         #expect(pushes.due(at: start + .seconds(34), after: .seconds(10), atMost: .seconds(60)) == nil)
         #expect(pushes.due(at: start + .seconds(35), after: .seconds(10), atMost: .seconds(60)) == 15)
-        pushes.pushedAgain(at: start + .seconds(35))
+        pushes.pushedAgain(through: 15, at: start + .seconds(35))
         #expect(pushes.due(at: start + .seconds(74), after: .seconds(10), atMost: .seconds(60)) == nil)
         #expect(pushes.due(at: start + .seconds(75), after: .seconds(10), atMost: .seconds(60)) == 15)
-        pushes.pushedAgain(at: start + .seconds(75))
+        pushes.pushedAgain(through: 15, at: start + .seconds(75))
         #expect(pushes.due(at: start + .seconds(135), after: .seconds(10), atMost: .seconds(60)) == 15)
         #expect(pushes.rounds == 3)
+    }
+
+    /// The first version made every run one after a push again, and a run sent a moment before
+    /// waited the doubled wait from then (a review).
+    @Test("a push again doubles the wait of the runs it pushed only; a later run keeps its own time")
+    func laterRunsKeepTheirTime() {
+        var pushes = UnacknowledgedPushes(after: 0)
+        let start = ContinuousClock.now
+        pushes.sent(through: 3, at: start)
+        pushes.sent(through: 5, at: start + .seconds(8))
+        #expect(pushes.due(at: start + .seconds(10), after: .seconds(10), atMost: .seconds(60)) == 3)
+        pushes.pushedAgain(through: 3, at: start + .seconds(10))
+        // 5 is due 10 s after it went out; 3, pushed again, 20 s after that.
+        #expect(pushes.due(at: start + .seconds(17), after: .seconds(10), atMost: .seconds(60)) == nil)
+        #expect(pushes.due(at: start + .seconds(18), after: .seconds(10), atMost: .seconds(60)) == 5)
+        pushes.pushedAgain(through: 5, at: start + .seconds(18))
+        #expect(pushes.rounds == 2)
+        // New sends after a push again start a run of their own.
+        pushes.sent(through: 6, at: start + .seconds(18.5))
+        #expect(pushes.due(at: start + .seconds(28.5), after: .seconds(10), atMost: .seconds(60)) == 6)
     }
 
     @Test("an acknowledgement forgets what it covers; with nothing left, the waits start over")
@@ -32,7 +52,7 @@ struct UnacknowledgedPushesTests {
         let start = ContinuousClock.now
         pushes.sent(through: 3, at: start)
         pushes.sent(through: 6, at: start + .seconds(2))
-        pushes.pushedAgain(at: start + .seconds(10))
+        pushes.pushedAgain(through: 6, at: start + .seconds(10))
         pushes.acknowledge(through: 4)
         #expect(pushes.acknowledged == 4 && !pushes.isEmpty && pushes.rounds == 1)
         pushes.acknowledge(through: 2)  // lower: changes nothing

@@ -5,6 +5,7 @@ the Redis emitter format, a second gateway, and bad input."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -686,6 +687,41 @@ def test_polling_errors_unknown_sid_overlapping_polls_and_bad_packets():
     assert requests.post(url, params=params, data="6", timeout=5).status_code == 400
     slow.join(timeout=30)
     assert requests.get(url, params=params, timeout=5).status_code == 400  # the session is gone
+
+
+def test_polling_errors_carry_the_reference_servers_codes(account):
+    """The 400s name what is wrong as the reference server's do (its `verify`, in its order):
+    until the fifty-second session a POST without a sid or with another transport, and a GET for
+    a session on WebSocket, were all "Session ID unknown", and a WebSocket for an unknown sid
+    "Transport unknown" (a review)."""
+    url = f"{GATEWAY_URL}/socket.io/"
+
+    def refused(method: str, params: dict[str, str], code: int, message: str, **kw: Any) -> None:
+        resp = requests.request(method, url, params={"EIO": "4", **params}, timeout=5, **kw)
+        assert resp.status_code == 400 and resp.json() == {"code": code, "message": message}, \
+            f"{method} {params}: {resp.status_code} {resp.text}"
+
+    polling = polling_open(GATEWAY_URL)["sid"]
+    refused("POST", {"transport": "polling"}, 2, "Bad handshake method", data="6")
+    refused("POST", {"transport": "foo", "sid": polling}, 0, "Transport unknown", data="6")
+    refused("POST", {"transport": "websocket", "sid": polling}, 3, "Bad request", data="6")
+    refused("GET", {"transport": "websocket"}, 3, "Bad request")
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    refused("GET", {"transport": "websocket", "sid": "nope"}, 1, "Session ID unknown", headers=upgrade)
+    ws, sid = raw_websocket_session(GATEWAY_URL, account().access)
+    try:
+        refused("GET", {"transport": "polling", "sid": sid}, 3, "Bad request")
+        ws.send('421["ping","still open"]')
+        assert ws_ack(ws, 1) == [{"ok": True, "data": {"pong": "still open"}}]
+    finally:
+        ws.close()
+    # The polling session went on through the refusals: it connects its namespace (and is told
+    # it is not authenticated).
+    params = {"EIO": "4", "transport": "polling", "sid": polling}
+    assert requests.post(url, params=params, data="40", timeout=5).status_code == 200
+    answer = requests.get(url, params=params, timeout=10)
+    assert answer.status_code == 200 and answer.text.startswith("44"), answer.text
 
 
 def test_heartbeat_timeout_and_max_payload(second_gateway):
