@@ -29,6 +29,9 @@ struct MessageCommand: Sendable {
     static let threadLocked = ServiceError.unavailable(
         "the thread is held by another writer; send the message again", retryAfter: 1)
 
+    /// The answer to a command of a caller who is not a member of its thread.
+    static let notAMember = ServiceError.forbidden("you are not a member of this thread")
+
     /// The answer to a reply whose target another session holds locked (a frozen delete, edit or
     /// reaction of it; ``LockedThreads``).
     static let replyTargetLocked = ServiceError.unavailable(
@@ -206,14 +209,18 @@ extension Conversations {
                 threads[id] = thread
             }
 
-            // Threads skipped: those that exist are locked by another session.
+            // Threads skipped: those that exist are locked by another session. Their members are
+            // read too, so that a caller who is not one is told so rather than to retry.
             var locked: Set<UUID> = []
+            var heldMembers: [UUID: Set<UUID>] = [:]
             let skipped = threadIDs.filter { threads[$0] == nil }
             if skippingLocked, !skipped.isEmpty {
                 for try await row in try await connection.execute(
                     MessageStatements.ExistingThreads(threads: skipped), logger: self.logger)
                 {
-                    locked.insert(try row.decode(UUID.self))
+                    let (id, members) = try row.decode((UUID, [UUID]?).self)
+                    locked.insert(id)
+                    heldMembers[id] = Set(members ?? [])
                 }
             }
 
@@ -254,7 +261,8 @@ extension Conversations {
             }
 
             let plan = self.plan(
-                commands, threads: threads, locked: locked, existing: existing, replyTargets: replyTargets)
+                commands, threads: threads, locked: locked, heldMembers: heldMembers, existing: existing,
+                replyTargets: replyTargets)
             if let write = plan.write {
                 // Read to the end: the row sequence is handed over before the statement has run, and
                 // its error comes after (postgres-nio's command-tag overload traps on this one).
@@ -306,6 +314,7 @@ extension Conversations {
 
     private func plan(
         _ commands: [MessageCommand], threads: [UUID: KnownThreads.Thread], locked: Set<UUID> = [],
+        heldMembers: [UUID: Set<UUID>] = [:],
         existing: [Int: UUID], replyTargets: [UUID: ReplyTarget]
     ) -> Plan {
         let latest = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
@@ -325,7 +334,10 @@ extension Conversations {
                 continue
             }
             if locked.contains(thread) {
-                slots.append(.failed(MessageCommand.threadLocked))
+                // A caller who is not a member is told so, not to retry (until the fifty-second
+                // session, `unavailable` until the lock went; a review).
+                let member = heldMembers[thread]?.contains(caller) ?? true
+                slots.append(.failed(member ? MessageCommand.threadLocked : MessageCommand.notAMember))
                 continue
             }
             if let replyTo = request.replyToId?.uuid, locked.contains(replyTo) {
@@ -337,7 +349,7 @@ extension Conversations {
                 continue
             }
             guard known.members.contains(caller) else {
-                slots.append(.failed(.forbidden("you are not a member of this thread")))
+                slots.append(.failed(MessageCommand.notAMember))
                 continue
             }
             if let id = existing[index] {

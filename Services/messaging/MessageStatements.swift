@@ -42,10 +42,15 @@ enum MessageStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
     }
 
-    /// Which of the threads exist (read without a lock).
+    /// Which of the threads exist, with their members (read without a lock: a thread's members
+    /// never change once it exists).
     struct ExistingThreads: PreparedRows {
-        static let name = "messaging.existing_threads"
-        static let sql = "SELECT id FROM threads WHERE id = ANY($1::uuid[])"
+        static let name = "messaging.existing_threads_with_members"
+        static let sql = """
+            SELECT t.id, array_agg(m.user_id) FILTER (WHERE m.user_id IS NOT NULL)
+            FROM threads t LEFT JOIN thread_members m ON m.thread_id = t.id
+            WHERE t.id = ANY($1::uuid[]) GROUP BY t.id
+            """
         var threads: [UUID]
         func makeBindings() -> PostgresBindings { PostgresBindings(self.threads) }
     }

@@ -1933,7 +1933,7 @@ def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, cre
 
     Assumes one messaging replica with MESSAGING_BATCH_WRITERS writers (2 by default)."""
     writers = int(os.environ.get("MESSAGING_BATCH_WRITERS", "2"))
-    alice, bob = crew[0], crew[1]
+    alice, bob, carol = crew[0], crew[1], crew[2]
     a = connect(alice)
     locked = [a.group([bob.id], title=f"locked {n}")["id"] for n in range(writers)]
     free = a.group([bob.id], title="free")["id"]
@@ -1944,13 +1944,16 @@ def test_a_thread_locked_by_a_frozen_writer_fails_only_its_own_messages(api, cre
         "e2e-frozen-writer",
         first=[(peers[n], {"threadId": tid, "body": f"locked {n}"}) for n, tid in enumerate(locked)],
         queued=[(peers[writers], {"threadId": locked[0], "body": "locked again"}),
-                (peers[writers + 1], {"threadId": free, "body": "free"})],
+                (peers[writers + 1], {"threadId": free, "body": "free"}),
+                (connect(carol), {"threadId": locked[0], "body": "not a member"})],
         free=free)
-    assert set(answers) == {f"locked {n}" for n in range(writers)} | {"locked again", "free"}, answers
+    assert set(answers) == {f"locked {n}" for n in range(writers)} | {"locked again", "free", "not a member"}, answers
     ok(answers["free"], "a message to a thread no other session holds, batched with one to a held thread")
     assert stored_while_locked == ["free"], stored_while_locked
     for key in [f"locked {n}" for n in range(writers)] + ["locked again"]:
         err(answers[key], "unavailable", f"a message to a held thread ({key})")
+    # Not told to retry a thread it is not in (until the fifty-second session it was).
+    err(answers["not a member"], "forbidden", "a non-member's message to a held thread")
 
     # Once the holder is gone, the held threads take messages again.
     for tid in locked:
