@@ -103,8 +103,14 @@ public final class EngineServer: Sendable {
             return self.error(request, code: 0, "Transport unknown")
         }
         guard let sid = query["sid"] else {
-            // A WebSocket this server did not take (see ``UnservedUpgradeFilter``) comes here too.
-            guard transport == "polling" else { return self.error(request, code: 3, "Bad request") }
+            // A WebSocket this server did not take (see ``UnservedUpgradeFilter``) comes here too:
+            // while no session opens it is told so, as the polling handshake is.
+            guard transport == "polling" else {
+                guard self.opensSessions else {
+                    return self.error(request, code: 3, "Server unavailable", status: .serviceUnavailable)
+                }
+                return self.error(request, code: 3, "Bad request")
+            }
             guard
                 let session = await self.openPollingSession(
                     EngineHandshake(headers: request.headers, query: query, remoteAddress: remoteAddress))
