@@ -284,7 +284,9 @@ actor SocketEventStream<Socket: DurableEventSink> {
     private var acknowledgedSince: (since: Date, through: Int64)?
     /// What the socket was sent and has not acknowledged (see
     /// ``pushAgainIfUnacknowledged(now:after:atMost:)``).
-    private var unacknowledged: UnacknowledgedPushes
+    private var unacknowledged: UnacknowledgedPushes {
+        didSet { self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed) }
+    }
     /// Whether ``unacknowledged`` holds anything, for the sweep to pass the others by without a
     /// hop to their loops.
     private let hasUnacknowledged = Atomic(false)
@@ -386,13 +388,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
         guard !self.hasLeft, !packets.isEmpty else { return }
         await self.socket.emit(packets)
         self.unacknowledged.sent(through: self.ordering.delivered, at: .now)
-        self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
     }
 
     /// The socket acknowledged every event up to `seq` (its `ack_events` was answered).
     func acknowledged(through seq: Int64) {
         self.unacknowledged.acknowledge(through: seq)
-        self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
     }
 
     /// Whether the socket was sent events it has not acknowledged, as far as the stream knows.
@@ -421,7 +421,6 @@ actor SocketEventStream<Socket: DurableEventSink> {
         let first = page.events.first.map { $0.seq - 1 }
         self.unacknowledged.acknowledge(through: first ?? (page.hasMore ? due : self.ordering.delivered))
         if !again.isEmpty { self.unacknowledged.pushedAgain(through: due, at: .now) }
-        self.hasUnacknowledged.store(!self.unacknowledged.isEmpty, ordering: .relaxed)
         self.filling = Task {
             await self.sendPaced(again.map(\.packet))
             self.filling = nil
