@@ -129,11 +129,11 @@ final class SocketIOCore: Sendable {
     /// have run (``HeldBytesBudget``).
     let attachmentBudget = HeldBytesBudget(
         limit: HeldBytesBudget.attachmentLimit, userShare: HeldBytesBudget.attachmentUserShare,
-        meter: "socketio_attachment_bytes_held")
+        metrics: "socketio_attachment")
     /// Bytes of commands queued or running, each user's over all their connections (open or
     /// closed) within a share (``HeldBytesBudget``).
     let queuedCommands = HeldBytesBudget(
-        limit: .max, userShare: HeldBytesBudget.queuedCommandUserShare, meter: "socketio_queued_command_bytes_held")
+        limit: .max, userShare: HeldBytesBudget.queuedCommandUserShare, metrics: "socketio_queued_command")
 
     init(
         namespaces: Set<String>, authenticate: @escaping SocketIOServer.Authenticator,
@@ -236,8 +236,11 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// protocol breach.
     private var hasConnected = false
     private var connectTimeout: Scheduled<Void>?
-    /// What the binary packet under way holds of ``SocketIOCore/attachmentBudget``.
-    private var attachments: AttachmentHold?
+    /// Who this connection is in ``SocketIOCore/attachmentBudget`` while a binary packet's
+    /// attachments are coming in.
+    private let holderID: UInt64
+    /// The binary packet under way holds some of ``SocketIOCore/attachmentBudget``.
+    private var holdsAttachments = false
     /// Closes the connection when a binary packet's attachments do not all come in time.
     private var attachmentDeadline: Scheduled<Void>?
 
@@ -251,6 +254,7 @@ actor SocketIOConnection: EngineSessionDelegate {
         self.server = core
         self.session = session
         self.handshake = handshake
+        self.holderID = core.attachmentBudget.makeHolderID()
         self.connectTimeout = session.eventLoop.scheduleTask(in: TimeAmount(session.configuration.connectTimeout)) {
             [weak session] in
             session?.assumeIsolated { $0.close(reason: "no CONNECT in time") }
@@ -283,9 +287,14 @@ actor SocketIOConnection: EngineSessionDelegate {
             }
             // A packet complete with attachments keeps them counted until its event has run.
             var held: AttachmentHold?
-            if packet != nil {
-                held = self.attachments
-                self.attachments = nil
+            if packet != nil, self.holdsAttachments {
+                self.holdsAttachments = false
+                switch self.server.attachmentBudget.complete(self.holderID) {
+                case .held(let hold): held = hold
+                case .evicted:
+                    self.closeEvicted()
+                    return
+                }
             }
             self.watchAttachments()
             if let packet { self.handle(packet, bytes: packetBytes, attachments: held) }
@@ -312,10 +321,17 @@ actor SocketIOConnection: EngineSessionDelegate {
             return false
         }
         let budget = self.server.attachmentBudget
-        switch budget.reserve(bytes, for: socket.userID) {
+        let holder = UnfinishedHolder(id: self.holderID) { [weak self] in
+            guard let self else { return }
+            self.session.eventLoop.execute { self.assumeIsolated { $0.closeEvicted() } }
+        }
+        switch budget.reserve(bytes, for: socket.userID, holder: holder) {
         case .reserved:
-            self.attachments = AttachmentHold(user: socket.userID, bytes: (self.attachments?.bytes ?? 0) + bytes)
+            self.holdsAttachments = true
             return true
+        case .evicted:
+            self.closeEvicted()
+            return false
         case .overUserShare:
             self.server.logger.info(
                 "closing a connection: its user's attachments waiting for their commands fill the user's share",
@@ -574,8 +590,20 @@ actor SocketIOConnection: EngineSessionDelegate {
     }
 
     private func releaseAttachments() {
-        self.server.attachmentBudget.release(self.attachments)
-        self.attachments = nil
+        guard self.holdsAttachments else { return }
+        self.holdsAttachments = false
+        if self.server.attachmentBudget.abandon(self.holderID) { self.closeEvicted() }
+    }
+
+    /// Closes a connection whose packet under way had its attachments taken back for users
+    /// holding less (``HeldBytesBudget/reserve(_:for:holder:)``), as a lost transport: the
+    /// client may reconnect and send again.
+    private func closeEvicted() {
+        guard !self.isSessionClosed else { return }
+        self.server.logger.info(
+            "closing a connection: its attachments were taken back for users holding less",
+            metadata: ["eio.sid": "\(self.session.id)"])
+        self.closeSession(reason: "attachments taken back", notifyClient: false)
     }
 
     private func closed() {

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import SocketIOServer
@@ -6,7 +7,7 @@ import Testing
 struct HeldBytesBudgetTests {
     @Test("reservations fit under the limit, one that does not takes nothing, releases give room back")
     func reserveAndRelease() {
-        let budget = HeldBytesBudget(limit: 100, userShare: 100, meter: "test_bytes_held")
+        let budget = HeldBytesBudget(limit: 100, userShare: 100, metrics: "test")
         #expect(budget.reserve(60, for: "a") == .reserved)
         #expect(budget.reserve(40, for: "b") == .reserved)
         #expect(budget.reserve(1, for: "c") == .overLimit)
@@ -22,7 +23,7 @@ struct HeldBytesBudgetTests {
 
     @Test("one user holds no more than a share, and what they hold leaves room for the others")
     func userShare() {
-        let budget = HeldBytesBudget(limit: 100, userShare: 40, meter: "test_bytes_held")
+        let budget = HeldBytesBudget(limit: 100, userShare: 40, metrics: "test")
         #expect(budget.reserve(30, for: "a") == .reserved)
         #expect(budget.reserve(11, for: "a") == .overUserShare)
         #expect(budget.reserve(10, for: "a") == .reserved)
@@ -36,5 +37,74 @@ struct HeldBytesBudgetTests {
         #expect(budget.inUse(by: "a") == 0)
         #expect(budget.reserve(40, for: "a") == .reserved)
         #expect(budget.inUse == 100)
+    }
+
+    /// Counts the closes a holder was asked for.
+    final class Closes: Sendable {
+        private let count = Mutex(0)
+        var value: Int { self.count.withLock { $0 } }
+
+        func holder(_ budget: HeldBytesBudget) -> UnfinishedHolder {
+            UnfinishedHolder(id: budget.makeHolderID()) { self.count.withLock { $0 += 1 } }
+        }
+    }
+
+    @Test("a full budget takes back the unfinished packets of the user holding the most, for one holding less")
+    func evictsTheBiggestHolder() {
+        let budget = HeldBytesBudget(limit: 100, userShare: 40, metrics: "test")
+        let a = Closes(), b = Closes(), d = Closes()
+        let holderA = a.holder(budget)
+        #expect(budget.reserve(25, for: "a", holder: holderA) == .reserved)
+        #expect(budget.reserve(15, for: "a", holder: holderA) == .reserved)
+        let holderB1 = b.holder(budget), holderB2 = b.holder(budget)
+        #expect(budget.reserve(20, for: "b", holder: holderB1) == .reserved)
+        #expect(budget.reserve(15, for: "b", holder: holderB2) == .reserved)
+        #expect(budget.reserve(20, for: "c") == .reserved)
+        #expect(budget.inUse == 95)
+        #expect(budget.reserve(10, for: "d", holder: d.holder(budget)) == .reserved)
+        #expect(a.value == 1 && b.value == 0 && d.value == 0)
+        #expect(budget.inUse == 65)
+        #expect(budget.inUse(by: "a") == 0)
+        // The evicted connection learns it on its next attachment or at its packet's end, once.
+        #expect(budget.reserve(1, for: "a", holder: holderA) == .evicted)
+        #expect(budget.complete(holderA.id) == .evicted)
+        #expect(budget.complete(holderA.id) == .held(nil))
+        #expect(budget.complete(holderB1.id) == .held(AttachmentHold(user: "b", bytes: 20)))
+        #expect(budget.abandon(holderB2.id) == false)
+        #expect(budget.inUse(by: "b") == 20)
+        #expect(budget.inUse == 50)
+    }
+
+    @Test("nobody is evicted for a user who would then hold as much as they do, nor for finished packets")
+    func evictsOnlyForSmallerHolders() {
+        let budget = HeldBytesBudget(limit: 100, userShare: 60, metrics: "test")
+        let a = Closes(), b = Closes()
+        #expect(budget.reserve(45, for: "a", holder: a.holder(budget)) == .reserved)
+        #expect(budget.reserve(55, for: "b") == .reserved)
+        #expect(budget.reserve(1, for: "b", holder: b.holder(budget)) == .overLimit)
+        #expect(a.value == 0)
+        let holderB = b.holder(budget)
+        #expect(budget.reserve(1, for: "c", holder: holderB) == .reserved)
+        #expect(a.value == 1)
+        #expect(budget.reserve(44, for: "c", holder: holderB) == .reserved)
+        #expect(budget.reserve(1, for: "d", holder: b.holder(budget)) == .reserved)
+        #expect(budget.abandon(holderB.id) == true)
+        // b's 55 belong to a packet that is whole: they stay, and so 45 more do not fit.
+        #expect(budget.reserve(45, for: "e", holder: b.holder(budget)) == .overLimit)
+        #expect(budget.inUse == 56)
+    }
+
+    @Test("as many users are evicted as it takes, each holding more than the one asking")
+    func evictsUntilItFits() {
+        let budget = HeldBytesBudget(limit: 100, userShare: 40, metrics: "test")
+        let a = Closes(), b = Closes()
+        #expect(budget.reserve(20, for: "a", holder: a.holder(budget)) == .reserved)
+        #expect(budget.reserve(15, for: "a") == .reserved)
+        #expect(budget.reserve(20, for: "b", holder: b.holder(budget)) == .reserved)
+        #expect(budget.reserve(15, for: "b") == .reserved)
+        #expect(budget.reserve(30, for: "c") == .reserved)
+        #expect(budget.reserve(30, for: "d") == .reserved)
+        #expect(a.value == 1 && b.value == 1)
+        #expect(budget.inUse == 90)
     }
 }

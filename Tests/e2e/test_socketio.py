@@ -1102,19 +1102,68 @@ def test_one_users_waiting_attachments_leave_room_for_other_users(account):
                     ws.send_binary(b"a" * 999_000)
             except (ConnectionError, websocket.WebSocketConnectionClosedException):
                 pass  # closed for holding more than her share
-        # The gateway has read what she sent once what it holds stops changing.
-        admin = f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}"
-        held, deadline = -1.0, time.monotonic() + 60
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            now = scrape_metric(admin, "socketio_attachment_bytes_held")
-            if now == held:
-                break
-            held = now
+        held = settled_attachment_bytes_held()
         assert 0 < held <= 64 << 20, held
         send_ten_photos(bob, alice)
     finally:
         for ws in sockets:
+            ws.close()
+
+
+GATEWAY_ADMIN_URL = f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}"
+
+
+def settled_attachment_bytes_held() -> float:
+    """What the gateway holds of its attachment budget once that stops changing (it has read
+    what was sent)."""
+    held, deadline = -1.0, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_bytes_held")
+        if now == held:
+            break
+        held = now
+    return held
+
+
+def is_closed(ws: websocket.WebSocket) -> bool:
+    """Whether the server has closed `ws` (what came before the close is read and dropped)."""
+    ws.settimeout(0.5)
+    try:
+        while True:
+            if not ws.recv():
+                return True
+    except websocket.WebSocketTimeoutException:
+        return False
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        return True
+
+
+def test_accounts_filling_the_whole_budget_with_unfinished_packets_give_way_to_other_users(account):
+    """Four accounts each hold their share (64 MiB) in attachments of packets they never finish,
+    three sockets each: the gateway's whole budget (256 MiB) but 0.7 MB. Bob's ten photos then
+    take back the unfinished packets of the biggest holder, whose sockets are closed, and go
+    through. Until the fifty-third session Bob's connection was the one closed, for as long as
+    the accounts kept the budget full."""
+    hogs = [account() for _ in range(4)]
+    bob, peer = account(), account()
+    before = scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_evictions_total")
+    sockets = [(hog, raw_websocket(hog.access)) for hog in hogs for _ in range(3)]
+    try:
+        for n, (_, ws) in enumerate(sockets):
+            ws.send(attachments_header(32))
+            for _ in range(31 if n % 3 < 2 else 5):
+                ws.send_binary(b"h" * 999_000)
+        held = settled_attachment_bytes_held()
+        assert held >= 4 * 67 * 999_000, held
+        send_ten_photos(bob, peer)
+        assert scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_evictions_total") - before == 3
+        closed = {hog.id for hog, ws in sockets if is_closed(ws)}
+        assert len(closed) == 1, closed
+        assert all(is_closed(ws) for hog, ws in sockets if hog.id in closed)
+        assert scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_bytes_held") <= 3 * 67 * 999_000
+    finally:
+        for _, ws in sockets:
             ws.close()
 
 
