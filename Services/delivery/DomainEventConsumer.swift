@@ -458,7 +458,8 @@ struct RetryConsumer: Service {
             return
         }
         do {
-            let pending = try await self.log.retry(events: check.eventIds.map(\.uuid))
+            let pending = try await self.log.retry(
+                events: check.eventIds.map(\.uuid), mostAttempts: Self.mostAttempts(check, redelivered: delivery.redelivered))
             if !pending.isEmpty {
                 // An operator's check may carry any attempt: past the last level it dead-letters.
                 let attempt = min(check.attempt, Int(Int32.max)) + 1
@@ -495,6 +496,19 @@ struct RetryConsumer: Service {
             self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
         }
+    }
+
+    /// The most times a delivery may have been tried for `check` to try it again: a delivery
+    /// is tried once when recorded and once more at each check, so check n finds it tried n
+    /// times, or n + 1 when the check comes again after its statement committed (a failure or
+    /// a crash before its ack). A delivery tried more often was tried by another chain of
+    /// checks for the same event: the domain event came again after its first check was
+    /// confirmed (its ack lost), and a second first check followed it. That chain ends at its
+    /// first check, instead of pushing again at every level and sending a second dead letter
+    /// (until the fifty-third session; a review).
+    static func mostAttempts(_ check: RetryCheck, redelivered: Bool) -> Int {
+        let attempt = max(check.attempt, 1)
+        return attempt > Int(Int32.max) ? .max : attempt + (redelivered ? 1 : 0)
     }
 
     /// A dead letter an operator moved to `delivery.due`: its delivery, if still pending and in

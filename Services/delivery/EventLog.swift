@@ -281,17 +281,19 @@ struct EventLog: Sendable {
     }
 
     /// A retry check: the still-pending, unexpired deliveries of `events` (only those of
-    /// `users`, when given: a replayed dead letter's) get one more attempt, in one statement.
-    /// Returns them in event order, then user order.
-    func retry(events: [UUID], users: [UUID] = []) async throws -> [Delivery] {
+    /// `users`, when given: a replayed dead letter's; only those tried at most `mostAttempts`
+    /// times) get one more attempt, in one statement. Returns them in event order, then user
+    /// order.
+    func retry(events: [UUID], users: [UUID] = [], mostAttempts: Int = .max) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
-        return try await self.retryingDeadlocks { try await self.retryOnce(events: events, users: users) }
+        return try await self.retryingDeadlocks {
+            try await self.retryOnce(EventLogStatements.Retry(events: events, users: users, mostAttempts: mostAttempts))
+        }
     }
 
-    private func retryOnce(events: [UUID], users: [UUID]) async throws -> [Delivery] {
+    private func retryOnce(_ statement: EventLogStatements.Retry) async throws -> [Delivery] {
         try await self.client.withConnection { connection in
             var deliveries = Deliveries()
-            let statement = EventLogStatements.Retry(events: events, users: users)
             for try await row in try await connection.execute(statement, logger: self.logger) {
                 try deliveries.append(try row.decode(Deliveries.Row.self))
             }

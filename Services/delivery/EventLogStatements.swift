@@ -82,7 +82,9 @@ enum EventLogStatements {
     /// user's: locked in the order of the events' ids (receipts' ids are not time-ordered), a
     /// check and an ack deadlocked now and then (seen in an outside tester's logs; the check was
     /// requeued and nothing lost). An event's data comes with its first row only
-    /// (``EventLog/Deliveries``).
+    /// (``EventLog/Deliveries``). Only deliveries tried at most `$3` times are: a check that
+    /// finds its deliveries tried more often was overtaken by another chain of checks for
+    /// the same events, and ends (``RetryConsumer``).
     struct Retry: PreparedRows {
         static let name = "delivery.retry"
         static let sql = """
@@ -90,6 +92,7 @@ enum EventLogStatements {
                 SELECT user_id, seq FROM deliveries
                 WHERE event_id = ANY($1::uuid[]) AND delivered_at IS NULL AND expires_at > now()
                   AND (cardinality($2::uuid[]) = 0 OR user_id = ANY($2::uuid[]))
+                  AND attempts <= $3::bigint
                 ORDER BY user_id, seq
                 FOR UPDATE
             ), bumped AS (
@@ -106,7 +109,9 @@ enum EventLogStatements {
         var events: [UUID]
         /// Only these users' deliveries (a replayed dead letter's); empty: everyone's.
         var users: [UUID] = []
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.events, self.users) }
+        /// Only deliveries tried at most this many times.
+        var mostAttempts: Int = .max
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.events, self.users, self.mostAttempts) }
     }
 
     /// A chunk of `ack_events` in one statement: clamps `seq` to the user's latest seq (the

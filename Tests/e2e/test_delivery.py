@@ -1423,6 +1423,58 @@ def test_after_the_last_retry_the_push_is_dead_lettered_and_the_event_stays_for_
         assert again == [], f"an acknowledged delivery was replayed: {again}"
 
 
+def test_a_second_chain_of_retry_checks_for_an_event_ends_at_its_first_check(account, open_socket):
+    """A domain event that comes again after its first retry check was confirmed (its ack lost)
+    gets a second first check. That check finds the deliveries tried already, and ends: one
+    dead letter, not two. Until the fifty-third session both chains pushed again at every
+    level and each sent a dead letter (a review)."""
+    alice, bob = account(), account()
+    with delivery_started_with("retry-chains", DELIVERY_RETRY_DELAYS_MS="300,600"):
+        a = open_socket(alice, label="alice")
+        tid = a.dm(bob.id)["id"]
+        message = a.send(tid, "retried by two chains")
+        created = a.wait_for(named("message_created", tid, message["id"]), "message_created")
+        # The second chain's first check, as the consumer would publish it for the event again.
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                "", "delivery.retry.300ms", json.dumps({"eventIds": [created.event_id], "attempt": 1}).encode(),
+                pika.BasicProperties(delivery_mode=2, content_type="application/json",
+                                     message_id=f"{created.event_id}+0:1", type="delivery.retry_check.v1"),
+                mandatory=True)
+        finally:
+            connection.close()
+        dead_id = f"{created.event_id}:{bob.id}"
+        letters, deadline = 0, time.monotonic() + 15
+        while time.monotonic() < deadline and letters == 0:
+            letters += count_and_take("delivery.dead", dead_id)
+            time.sleep(0.2)
+        assert letters >= 1, "no dead letter"
+        time.sleep(3)  # both chains' last checks are long due (900 ms after their first)
+        letters += count_and_take("delivery.dead", dead_id)
+        assert letters == 1, f"{letters} dead letters for one delivery"
+
+
+def count_and_take(queue_name: str, message_id: str) -> int:
+    """How many messages of `queue_name` have `message_id`; they are acked (removed), the
+    others go back to the queue when the channel closes."""
+    count = 0
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, _ = channel.basic_get(queue_name, auto_ack=False)
+            if method is None:
+                return count
+            if properties.message_id == message_id:
+                count += 1
+                channel.basic_ack(method.delivery_tag)
+    finally:
+        connection.close()
+
+
 def test_the_dead_letter_queue_keeps_at_most_100000_pushes_dropping_the_oldest():
     """Every event a user has not acknowledged after the last retry is dead-lettered, offline
     users' too, so `delivery.dead` must not grow without bound. A declaration with the same
