@@ -9,8 +9,10 @@ import Synchronization
 /// the login sessions it revoked.
 ///
 /// The keys are fetched over RPC at start, replaced when auth announces new ones
-/// (`auth.keys_changed.v1`), and fetched again (at most every few seconds) when a token names a
-/// key id that is not known. The revoked sessions come from `auth.sessions_revoked.v1` and from
+/// (`auth.keys_changed.v1`), fetched again (at most every few seconds) when a token names a
+/// key id that is not known, and with the revoked sessions every `REVOKED_SESSIONS_SYNC_SECONDS`
+/// (a key auth no longer lists, announced while this gateway was away from the broker, is
+/// dropped within that; until the fifty-third session it stayed accepted until a restart). The revoked sessions come from `auth.sessions_revoked.v1` and from
 /// `auth.revoked_sessions.v1` at start and then every `REVOKED_SESSIONS_SYNC_SECONDS`
 /// (``AuthEventListener``).
 final class AccessTokenCheck: Sendable {
@@ -37,8 +39,9 @@ final class AccessTokenCheck: Sendable {
     /// Fetches the key set from auth.
     func refresh() async throws {
         let set = try await self.rpc.call(AuthMessage.jwks, to: .auth, payload: EmptyPayload(), replyAs: JSONWebKeySet.self)
-        try await self.verifier.update(set)
-        self.logger.info("verification keys loaded", metadata: ["kids": "\(set.keys.map(\.kid))"])
+        if try await self.verifier.update(set) {
+            self.logger.info("verification keys loaded", metadata: ["kids": "\(set.keys.map(\.kid))"])
+        }
     }
 
     /// Fetches the sessions auth revoked lately, and those ended since the last answer left

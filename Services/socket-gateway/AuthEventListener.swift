@@ -12,9 +12,9 @@ import SocketIOServer
 ///
 /// The queue exists only while this instance is connected, so announcements made before it
 /// started or while the broker was away never reach it. For the keys, a token with an unknown
-/// key id makes the gateway fetch them. For the sessions, ``catchUp()`` fetches the list of
-/// revoked ones at start (after the queue is bound) and every `catchUpInterval` (a minute by
-/// default).
+/// key id makes the gateway fetch them, and so does every `catchUpInterval` (a minute by
+/// default). For the sessions, ``catchUp()`` fetches the list of revoked ones at start (after
+/// the queue is bound) and every `catchUpInterval`.
 struct AuthEventListener: Service {
     let amqp: AMQPConnection
     let tokens: AccessTokenCheck
@@ -101,6 +101,12 @@ struct AuthEventListener: Service {
                 try await self.catchUp()
             } catch {
                 self.logger.warning("could not fetch the revoked sessions", metadata: [LogKey.error: "\(LoggedError(error))"])
+            }
+            do {
+                try await self.tokens.refresh()
+            } catch {
+                self.logger.warning(
+                    "could not fetch the verification keys", metadata: [LogKey.error: "\(LoggedError(error))"])
             }
         }
     }

@@ -44,9 +44,10 @@ public final class AccessTokenVerifier: Sendable {
     public var rememberedTokens: Int { self.state.withLock { $0.verified.count } }
 
     /// Replaces the verification keys, and forgets the tokens the old ones accepted. The same
-    /// set again changes nothing.
-    public func update(_ set: JSONWebKeySet) async throws {
-        guard self.state.withLock({ $0.set != set }) else { return }
+    /// set again changes nothing. Returns whether the keys changed.
+    @discardableResult
+    public func update(_ set: JSONWebKeySet) async throws -> Bool {
+        guard self.state.withLock({ $0.set != set }) else { return false }
         let collection = JWTKeyCollection()
         var kids = Set<String>()
         for key in set.keys where key.kty == "OKP" && key.crv == "Ed25519" && key.alg == "EdDSA" {
@@ -60,6 +61,7 @@ public final class AccessTokenVerifier: Sendable {
             state.verified.removeAll()
             state.generation += 1
         }
+        return true
     }
 
     /// Why a token was refused.

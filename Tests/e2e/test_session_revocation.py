@@ -26,9 +26,11 @@ import pytest
 import requests
 import socketio
 import websocket
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from e2e_support import (GATEWAY_URL, RABBITMQ_URI, Api, assert_error, assert_status, call_service, connect_error, jwt_split, psql,
-                         wait_until_ready)
+from e2e_support import (GATEWAY_URL, JWT_AUDIENCE, JWT_ISSUER, RABBITMQ_URI, Api, assert_error, assert_status, b64url,
+                         b64url_json, call_service, connect_error, jwt_split, psql, wait_until_ready)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -251,6 +253,51 @@ def test_a_revocation_whose_announcement_never_came_is_applied_at_the_next_sync(
             assert_error(Api(replica).get("/api/users/me", token=acc.access), 401, "unauthorized")
         finally:
             socket.close()
+
+
+def test_a_key_auth_no_longer_lists_is_dropped_at_the_next_sync(api, account):
+    """A gateway takes announced keys as they are; a key set announced while it was away from
+    the broker (a retired key leaving it, a leaked one removed) never reaches it. It fetches
+    auth's set with each sync of the revoked sessions, so a key auth does not list is dropped
+    within that. Here a stray announcement adds a key auth never had: a token it signs passes
+    on the replica at first, and is refused after the next sync. Until the fifty-third session
+    such a key stayed accepted until the gateway restarted (a review)."""
+    acc = account()
+    stray = Ed25519PrivateKey.generate()
+    kid = f"stray-{uuid.uuid4().hex[:8]}"
+    x = b64url(stray.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    now = int(time.time())
+    header = {"alg": "EdDSA", "typ": "JWT", "kid": kid}
+    claims = {"sub": acc.id, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4()), "iss": JWT_ISSUER,
+              "aud": JWT_AUDIENCE}
+    signing_input = f"{b64url_json(header)}.{b64url_json(claims)}"
+    forged = f"{signing_input}.{b64url(stray.sign(signing_input.encode('ascii')))}"
+    with replica_gateway(4, REVOKED_SESSIONS_SYNC_SECONDS="2") as replica:
+        replica_api = Api(replica)
+        keys = replica_api.get("/.well-known/jwks.json").json()["keys"]
+        stray_key = {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x}
+        envelope = {"type": "auth.keys_changed.v1", "id": str(uuid.uuid4()), "occurredAt": "2026-01-01T00:00:00.000Z",
+                    "data": {"keys": keys + [stray_key]}}
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                "messenger.events", "auth.keys_changed.v1", json.dumps(envelope).encode(),
+                pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=envelope["id"],
+                                     type="auth.keys_changed.v1"))
+        finally:
+            connection.close()
+        deadline = time.monotonic() + 1.5
+        while (status := me(replica_api, forged).status_code) != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == 200, "the stray key was never taken: the test proves nothing"
+        deadline = time.monotonic() + 10
+        while me(replica_api, forged).status_code == 200:
+            assert time.monotonic() < deadline, "the key auth does not list was still accepted after 10 s"
+            time.sleep(0.2)
+        assert_error(me(replica_api, forged), 401, "unauthorized")
+        assert_status(me(replica_api, acc.access), 200)
 
 
 def test_a_gateway_away_longer_than_a_token_lives_is_told_of_the_sessions_ended_meanwhile(account):
