@@ -6,7 +6,7 @@ enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
         revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
-        registrationCounts, endedSessionsInOrder, refreshTokensByParent,
+        registrationCounts, endedSessionsInOrder, refreshTokensByParent, sparedSessions,
     ]
 
     static let users = Migration(
@@ -169,4 +169,19 @@ enum AuthMigrations {
         version: 16, name: "refresh_tokens_by_parent",
         statements: ["CREATE INDEX refresh_tokens_replaces ON refresh_tokens (replaces)"],
         buildsIndexesConcurrently: true)
+
+    /// Sessions a password change spared, and when to end them: once their access tokens can
+    /// have expired (``SessionRevocations/revokeAll(of:sparing:on:)``, ``AuthPruner``).
+    static let sparedSessions = Migration(
+        version: 17, name: "spared_sessions",
+        statements: [
+            """
+            CREATE TABLE spared_sessions (
+                family_id uuid PRIMARY KEY,
+                user_id uuid NOT NULL,
+                end_at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX spared_sessions_end ON spared_sessions (end_at)",
+        ])
 }

@@ -13,8 +13,10 @@ import PostgresNIO
 ///    successor (answers to copies of the request that spent it), which links them: the
 ///    rotation of one marks the others spent (``RefreshTokenStore``), and the session ends
 ///    and goes once they expire;
-/// 2. sessions whose every token expired over a day ago are ended and announced
-///    (``SessionRevocations/endExpired(limit:on:)``), then their tokens are deleted;
+/// 2. sessions whose every token expired over a day ago, and sessions a password change spared
+///    once their access tokens can have expired, are ended and announced
+///    (``SessionRevocations/endExpired(limit:on:)``, ``SessionRevocations/endSpared(limit:on:)``),
+///    then their tokens are deleted;
 /// 3. ended sessions with no token left (nothing could find them to end again) a week after
 ///    they ended (``endedSessionsKept``: a gateway cut off from the broker is told of them when
 ///    it is back, ``SessionRevocations/recent(endedSince:)``), ended sessions'
@@ -53,6 +55,7 @@ struct AuthPruner: Sendable {
         while true {
             let ended = try await self.client.withTransaction(logger: self.logger) { connection in
                 try await revocations.endExpired(limit: Self.batch, on: connection)
+                    + revocations.endSpared(limit: Self.batch, on: connection)
             }
             count += ended
             if ended > 0 { self.outbox.wake() }

@@ -72,7 +72,7 @@ struct Authenticator: Sendable {
         }
         guard let session else { throw ServiceError.unauthorized("invalid login or password") }
         try await self.throttle.recordSuccess(login: key, address: request.clientAddress)
-        if self.hasher.needsRehash(user.passwordHash) {
+        if self.hasher.needsRehash(user.passwordHash, password: request.password) {
             // Once per account and cost: skipped (and tried at the next login) when it cannot end
             // before the caller stops waiting, or when the database fails.
             if let hash = try? await self.hasher.hash(request.password, before: deadline) {

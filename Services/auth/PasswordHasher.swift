@@ -103,7 +103,15 @@ struct PasswordHasher: Sendable {
     /// password is hashed again at its next successful login. (Otherwise an account keeps the
     /// cost it was made with for good, and a wrong password for it answers as fast as that
     /// cost, which tells a prober it exists: the decoy of an unknown login has today's cost.)
-    func needsRehash(_ hash: String) -> Bool {
+    ///
+    /// `password` is the one that just verified. A hash with no prefix is plain bcrypt, which
+    /// reads only a password's first 72 bytes and stops at a NUL: another password that shares
+    /// those verified too, and hashed again whole it would become the account's password. Such
+    /// an account keeps its hash until its password changes (until the fifty-third session a
+    /// typo after the 72nd byte replaced the password; a review).
+    func needsRehash(_ hash: String, password: String) -> Bool {
+        let isPlainBcrypt = !hash.hasPrefix(Self.prefix) && !hash.hasPrefix(Self.unnormalizedPrefix)
+        if isPlainBcrypt, password.utf8.count > 72 || password.utf8.contains(0) { return false }
         guard hash.hasPrefix(Self.prefix) else { return true }
         // `$2b$12$...` after the prefix.
         let bcrypt = hash.dropFirst(Self.prefix.count).split(separator: "$", omittingEmptySubsequences: true)

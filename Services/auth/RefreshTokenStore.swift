@@ -159,10 +159,20 @@ struct RefreshTokenStore: Sendable {
                 """, logger: logger)
             var found: (UUID, UUID, UUID, Date, Bool, Bool, UUID?, UUID?, Bool)?
             for try await row in rows.decode((UUID, UUID, UUID, Date, Bool, Bool, UUID?, UUID?, Bool).self) { found = row }
-            guard let (id, family, userID, expiresAt, spent, revoked, spentBy, replaces, spentRecently) = found, !revoked,
+            guard let (id, family, userID, expiresAt, spent, revoked, spentBy, replaces, spentRecently) = found,
                 expiresAt > Date(), let user = try await PostgresUserRepository.find(id: userID, on: connection, logger: logger)
             else {
                 return .invalid
+            }
+            if revoked {
+                // A spent token of a revoked session is a reuse all the same: the session a
+                // password change spared keeps its access tokens a while, and until the
+                // fifty-third session its thief's refresh, found by the owner's old token,
+                // ended nothing (a review). A session ended before stays as it is.
+                guard spent, spentBy != request else { return .invalid }
+                try await revocations.revokeFamily(family, on: connection)
+                logger.warning("revoked refresh token reused: session ended", metadata: ["user_id": "\(userID)"])
+                return .reused
             }
             if spent, spentBy == request {
                 guard spentRecently, try await Self.mayAnswerAgain(id, family: family, on: connection, logger: logger) else {

@@ -48,11 +48,24 @@ struct SessionRevocations: Sendable {
     /// Revokes every refresh token of `userID` (a password change), and ends every session but
     /// `sparing` not ended before, a session spared by an earlier password change included.
     /// `sparing`'s access tokens stay valid until they expire: the caller keeps working, and
-    /// logs in again when its token runs out, having no refresh token left.
+    /// logs in again when its token runs out, having no refresh token left. The session itself
+    /// ends once they can have expired (``endSpared(limit:on:)``), and its sockets with it:
+    /// until the fifty-third session it ended only when its tokens were a day past their expiry,
+    /// a month later, and a socket on it (the caller's, or a thief's who had refreshed with
+    /// its token) kept receiving everything until then (a review).
     func revokeAll(of userID: UUID, sparing: UUID?, on connection: PostgresConnection) async throws {
         try await connection.query(
             "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(userID) AND revoked_at IS NULL",
             logger: self.logger)
+        if let sparing {
+            try await connection.query(
+                """
+                INSERT INTO spared_sessions (family_id, user_id, end_at)
+                SELECT \(sparing), \(userID), now() + make_interval(secs => \(Double(self.reach.components.seconds)))
+                WHERE NOT EXISTS (SELECT 1 FROM ended_sessions WHERE family_id = \(sparing))
+                ON CONFLICT (family_id) DO NOTHING
+                """, logger: self.logger)
+        }
         let ended = try await connection.query(
             """
             INSERT INTO ended_sessions (family_id, user_id)
@@ -81,6 +94,26 @@ struct SessionRevocations: Sendable {
               AND NOT EXISTS (
                   SELECT 1 FROM refresh_tokens n WHERE n.family_id = t.family_id AND n.expires_at >= now() - interval '1 day')
             LIMIT \(limit)
+            ON CONFLICT (family_id) DO NOTHING
+            RETURNING user_id, family_id
+            """, logger: self.logger)
+        return try await self.announce(ended, on: connection)
+    }
+
+    /// Ends up to `limit` sessions a password change spared whose access tokens can all have
+    /// expired, announced like a logout (a socket still open on one is closed). Returns how many
+    /// were ended.
+    func endSpared(limit: Int, on connection: PostgresConnection) async throws -> Int {
+        let ended = try await connection.query(
+            """
+            WITH due AS (
+                DELETE FROM spared_sessions WHERE family_id IN (
+                    SELECT family_id FROM spared_sessions WHERE end_at < now() ORDER BY end_at LIMIT \(limit)
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING family_id, user_id
+            )
+            INSERT INTO ended_sessions (family_id, user_id)
+            SELECT family_id, user_id FROM due
             ON CONFLICT (family_id) DO NOTHING
             RETURNING user_id, family_id
             """, logger: self.logger)

@@ -39,11 +39,30 @@ struct PasswordFormTests {
     @Test("a hash of an older form or another cost is to be made again at the next login")
     func rehash() async throws {
         let hasher = try await PasswordHasher(cost: Self.cost)
-        #expect(!hasher.needsRehash(try await hasher.hash(Self.composed, before: nil)))
+        let current = try await hasher.hash(Self.composed, before: nil)
+        #expect(!hasher.needsRehash(current, password: Self.composed))
         let costlier = try await PasswordHasher(cost: Self.cost + 1)
-        #expect(costlier.needsRehash(try await hasher.hash(Self.composed, before: nil)))
-        #expect(hasher.needsRehash(PasswordHasher.unnormalizedPrefix + Bcrypt.hash("x", cost: Self.cost)))
-        #expect(hasher.needsRehash(Bcrypt.hash("x", cost: Self.cost)))
-        #expect(hasher.needsRehash(PasswordHasher.prefix + "garbage"))
+        #expect(costlier.needsRehash(current, password: Self.composed))
+        #expect(
+            hasher.needsRehash(PasswordHasher.unnormalizedPrefix + Bcrypt.hash("x", cost: Self.cost), password: "x"))
+        #expect(hasher.needsRehash(Bcrypt.hash("x", cost: Self.cost), password: "x"))
+        #expect(hasher.needsRehash(PasswordHasher.prefix + "garbage", password: "x"))
+    }
+
+    @Test("a plain bcrypt hash is not made again from a password it only partly read")
+    func plainBcryptReadsSeventyTwoBytes() async throws {
+        let hasher = try await PasswordHasher(cost: Self.cost)
+        let original = String(repeating: "a", count: 72) + "-the-rest"
+        let typo = String(repeating: "a", count: 72) + "-a-typo"
+        let plain = Bcrypt.hash(original, cost: Self.cost)
+        // bcrypt reads 72 bytes: the typo verifies, and must not become the password.
+        #expect(try await hasher.verify(typo, against: plain, before: nil))
+        #expect(!hasher.needsRehash(plain, password: typo))
+        #expect(!hasher.needsRehash(plain, password: original))
+        #expect(!hasher.needsRehash(plain, password: "short\u{0}password"))
+        #expect(hasher.needsRehash(plain, password: String(repeating: "a", count: 72)))
+        // The prehashed forms read the whole password.
+        let prehashed = try await hasher.hash(original, before: nil)
+        #expect(try await !hasher.verify(typo, against: prehashed, before: nil))
     }
 }

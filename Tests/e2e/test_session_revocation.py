@@ -415,6 +415,54 @@ def test_a_session_spared_by_a_password_change_ends_at_its_logout_or_at_the_next
         tablet.close()
 
 
+def test_a_session_spared_by_a_password_change_ends_once_its_access_tokens_can_have_expired(api, account):
+    """The caller's session keeps its access token after a password change, but no refresh
+    token: it ends once that token can have expired (its lifetime and a minute), and its
+    sockets are closed then. Here the end is brought forward in auth's table, as if that time
+    had passed. Until the fifty-third session it ended a day after its refresh tokens' expiry,
+    a month later, and its sockets stayed open until then (a review)."""
+    acc = account()
+    session = sid(acc.access)
+    phone = Socket(acc.access)
+    try:
+        new = f"new-{uuid.uuid4().hex[:16]}"
+        assert_status(api.patch(f"/api/users/{acc.id}", {"password": new, "currentPassword": acc.password},
+                                token=acc.access), 200)
+        lifetime = int(os.environ.get("JWT_ACCESS_TTL_SECONDS", "900"))
+        left = float(psql(f"SELECT extract(epoch FROM end_at - now()) FROM auth.spared_sessions WHERE family_id = '{session}'"))
+        assert lifetime < left <= lifetime + 60, left
+        phone.assert_still_connected()
+        psql(f"UPDATE auth.spared_sessions SET end_at = now() - interval '1 second' WHERE family_id = '{session}'")
+        phone.assert_disconnected_by_server(timeout=15)  # the next prune pass (every 2 s here)
+        assert_error(me(api, acc.access), 401, "unauthorized")
+        assert psql(f"SELECT count(*) FROM auth.spared_sessions WHERE family_id = '{session}'") == "0"
+    finally:
+        phone.close()
+
+
+def test_a_spent_token_of_a_session_a_password_change_spared_is_a_reuse(api, account):
+    """A thief refreshed with the phone's token and has a socket on its session; the owner, on
+    the phone, changes the password, which spares that session. The phone's old token, presented
+    next, is a reuse: the session ends, and the thief's socket with it. Until the fifty-third
+    session a revoked token was refused before it was found spent, and the session went on (a
+    review)."""
+    acc = account()
+    stolen = api.post("/api/token/refresh", {"refreshToken": acc.refresh}).json()
+    thief = Socket(stolen["accessToken"])
+    try:
+        new = f"new-{uuid.uuid4().hex[:16]}"
+        assert_status(api.patch(f"/api/users/{acc.id}", {"password": new, "currentPassword": acc.password},
+                                token=acc.access), 200)
+        thief.assert_still_connected()
+        assert_error(api.post("/api/token/refresh", {"refreshToken": acc.refresh}), 401, "unauthorized")
+        thief.assert_disconnected_by_server()
+        assert_error(me(api, stolen["accessToken"]), 401, "unauthorized")
+        # The thief's own token, never spent, is refused as revoked, and ends nothing more.
+        assert_error(api.post("/api/token/refresh", {"refreshToken": stolen["refreshToken"]}), 401, "unauthorized")
+    finally:
+        thief.close()
+
+
 def test_a_session_whose_last_token_is_old_is_still_ended_with_its_sockets(api, account, login):
     """A socket outlives its access token: a phone connected for hours without a refresh is a
     session whose newest token is old. Its logout still disconnects it (only sessions with a
