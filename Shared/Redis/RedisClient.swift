@@ -131,6 +131,14 @@ final class RedisCommandDriver {
     /// The last connection was lost before it answered anything: wait before the next.
     private var lostBeforeAReply = false
 
+    /// A stop was asked for: answered once the thread has stopped. A second one asked before
+    /// that answers the first at once (its caller then waits for the thread to end): kept
+    /// alone, the first was never answered (`HandleThread.stop()` may be called twice at once).
+    private func stopAsked(_ promise: Promise<Void>) {
+        self.shutdown?.succeed(())
+        self.shutdown = promise
+    }
+
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag,
         lostPublishes: AsyncStream<Void>.Continuation, logger: Logger
@@ -177,7 +185,7 @@ final class RedisCommandDriver {
             for command in self.mailbox.drain() {
                 switch command {
                 case .request(let request): requests.append(request)
-                case .shutdown(let promise): self.shutdown = promise
+                case .shutdown(let promise): self.stopAsked(promise)
                 }
             }
             do {
@@ -285,7 +293,7 @@ final class RedisCommandDriver {
             case .request(let request):
                 if !request.awaited { self.lostPublishes.yield() }
                 request.promise.fail(error)
-            case .shutdown(let promise): self.shutdown = promise
+            case .shutdown(let promise): self.stopAsked(promise)
             }
         }
     }

@@ -141,6 +141,14 @@ final class RedisSubscriberDriver {
     private var droppedSinceWarning = 0
     private var lastDropWarning: ContinuousClock.Instant?
 
+    /// A stop was asked for: answered once the thread has stopped. A second one asked before
+    /// that answers the first at once (its caller then waits for the thread to end): kept
+    /// alone, the first was never answered (`HandleThread.stop()` may be called twice at once).
+    private func stopAsked(_ promise: Promise<Void>) {
+        self.shutdown?.succeed(())
+        self.shutdown = promise
+    }
+
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
         output: AsyncStream<RedisPubSubMessage>.Continuation, gaps: AsyncStream<Void>.Continuation,
@@ -280,7 +288,7 @@ final class RedisSubscriberDriver {
             self.patterns.formUnion(newPatterns)
             try self.send(channels: newChannels, patterns: newPatterns, promise: promise)
         case .shutdown(let promise):
-            self.shutdown = promise
+            self.stopAsked(promise)
         }
     }
 
@@ -411,7 +419,7 @@ final class RedisSubscriberDriver {
             self.patterns.formUnion(patterns)
             self.waitingForConnection.append(promise)
         case .shutdown(let promise):
-            self.shutdown = promise
+            self.stopAsked(promise)
         }
     }
 }

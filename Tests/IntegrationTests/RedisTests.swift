@@ -44,6 +44,24 @@ struct RedisTests {
         await client.close()
     }
 
+    /// `HandleThread.stop()` may be called twice at once: until the fifty-third session the
+    /// drivers kept only the last stop asked for, and a caller of an earlier one in the same
+    /// drain waited for ever (a review).
+    @Test("closes asked for at once all end")
+    func concurrentCloses() async throws {
+        let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
+        #expect(await TestHelpers.eventually(timeout: .seconds(5)) { client.isConnected })
+        try await withTimeout(.seconds(20)) {
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<16 {
+                    group.addTask { await client.close() }
+                    group.addTask { await subscriber.close() }
+                }
+            }
+        }
+    }
+
     @Test("pub/sub delivers binary payloads on channels and patterns")
     func pubSub() async throws {
         let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
