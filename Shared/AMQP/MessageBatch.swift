@@ -102,9 +102,10 @@ public struct MessageBatch: Sendable, Equatable {
 
 extension MessageBatch {
     /// The messages of one round of publishes, with those that may travel together
-    /// (``AMQPMessage/batchType``, the same destination, reply queue, expiration and flags)
-    /// merged into batch messages. Everything else keeps its order; a merged message takes the
-    /// place of the first of its items and completes all of their promises.
+    /// (``AMQPMessage/batchType``, the same destination, reply queue, expiration and flags,
+    /// and deadlines within ``maximumDeadlineSpread`` of each other) merged into batch
+    /// messages. Everything else keeps its order; a merged message takes the place of the first
+    /// of its items and completes all of their promises.
     static func coalesce(_ publishes: [PendingPublish]) -> [PendingPublish] {
         guard publishes.count > 1 else { return publishes }
         var open: [BatchKey: Int] = [:]
@@ -118,7 +119,7 @@ extension MessageBatch {
             }
             let bytes = pending.message.body.count
             if let index = open[key], let group = groups[index], group.members.count < Self.maximumItems,
-                group.bytes + bytes <= Self.maximumBytes
+                group.bytes + bytes <= Self.maximumBytes, Self.deadlines(group.members[0].deadline, pending.deadline)
             {
                 groups[index]!.members.append(pending)
                 groups[index]!.bytes += bytes
@@ -132,6 +133,25 @@ extension MessageBatch {
             output[index] = Self.merged(group.members)
         }
         return output
+    }
+
+    /// How far apart the deadlines of a batch's members may be. The batch is sent with the
+    /// latest, as its `expiration`, and its server gives every member that: with members queued
+    /// seconds apart (a publishing thread held up by a reconnect or the broker's flow control),
+    /// the earliest one's handler had up to a whole timeout more than its caller waited, and
+    /// wrote after its caller was told `unavailable` (until the fifty-third session; a review).
+    /// Within this, the stretch is within the clock disagreement a server allows for anyway
+    /// (``RPCServer/clockAllowance``).
+    static let maximumDeadlineSpread = RPCServer.clockAllowance
+
+    /// Whether messages with these deadlines may travel together: both none, or both within
+    /// ``maximumDeadlineSpread`` of each other.
+    private static func deadlines(_ first: ContinuousClock.Instant?, _ next: ContinuousClock.Instant?) -> Bool {
+        switch (first, next) {
+        case (nil, nil): true
+        case (let first?, let next?): (next > first ? next - first : first - next) <= Self.maximumDeadlineSpread
+        default: false
+        }
     }
 
     private static func merged(_ group: [PendingPublish]) -> PendingPublish {

@@ -203,9 +203,11 @@ public struct RPCServer: Service {
 
     private func serve(_ delivery: AMQPDelivery) async {
         let replyTo = delivery.properties.replyTo
+        let arrival = ContinuousClock.now
         let deadline = Self.deadline(
             expiration: delivery.properties.expiration, sentAt: delivery.properties.headers[AMQPProperties.sentAtHeader],
-            redelivered: delivery.redelivered, arrival: .now, wallClock: AMQPProperties.wallClockMilliseconds())
+            redelivered: delivery.redelivered, arrival: arrival, wallClock: AMQPProperties.wallClockMilliseconds())
+        if deadline == arrival, !delivery.redelivered { self.cameLate() }
         if delivery.properties.type == MessageBatch.requestType {
             let items: [MessageBatch.Item]
             do {
@@ -247,12 +249,15 @@ public struct RPCServer: Service {
     /// ``clockAllowance`` (1 s), the disagreement between two machines' clocks that it allows
     /// for: the machines' clocks must agree within it (NTP), and a server whose clock runs S
     /// ahead of a publisher's shortens that publisher's windows by S less a second. A wait past
-    /// the window and the allowance cannot be one (the broker drops a request whose
-    /// `expiration` passes in the queue), so it is taken for a clock's error and not counted,
-    /// nor one that does not fit in 64 bits; and no window is cut below the allowance. A request
-    /// delivered again (its first delivery's ack went with a lost connection or replica) may
-    /// have waited any time before: its deadline is taken as passed; such writes refuse it, and
-    /// a caller still waiting retries.
+    /// the window and the allowance is the broker's getting the request late (its `expiration`
+    /// runs from when it reads the request: a connection whose writes stalled in TCP, or
+    /// publishes held while the broker's memory alarm was on): its deadline is taken as passed.
+    /// Until the fifty-third session it was taken for a clock's error and the whole window
+    /// given again, and a refresh rotated after its caller was told `unavailable` (a review).
+    /// A time that does not fit in 64 bits is not counted; and no window is cut below the
+    /// allowance. A request delivered again (its first delivery's ack went with a lost
+    /// connection or replica) may have waited any time before: its deadline is taken as
+    /// passed; such writes refuse it, and a caller still waiting retries.
     static func deadline(
         expiration: String?, sentAt: AMQPFieldValue?, redelivered: Bool, arrival: ContinuousClock.Instant, wallClock: Int64
     ) -> ContinuousClock.Instant? {
@@ -263,8 +268,31 @@ public struct RPCServer: Service {
         let (waited, overflow) = wallClock.subtractingReportingOverflow(sent)
         guard !overflow else { return arrival + window }
         let queued = Duration.milliseconds(max(0, waited)) - Self.clockAllowance
-        guard queued > .zero, queued <= window else { return arrival + window }
+        guard queued > .zero else { return arrival + window }
+        guard queued <= window else { return arrival }
         return arrival + max(window - queued, min(window, Self.clockAllowance))
+    }
+
+    /// `rpc_server_late_requests_total`: requests that came after their caller's window
+    /// (``deadline(expiration:sentAt:redelivered:arrival:wallClock:)``).
+    static let lateRequests = Counter(label: "rpc_server_late_requests_total")
+    private static let lastLateWarning = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Counts a request that came after its window, with a warning a minute at most: many of
+    /// them are more likely clocks that disagree by more than ``clockAllowance`` than a broker
+    /// that got them late.
+    private func cameLate() {
+        Self.lateRequests.increment()
+        let warns = Self.lastLateWarning.withLock { last in
+            let now = ContinuousClock.now
+            if let last, now - last < .seconds(60) { return false }
+            last = now
+            return true
+        }
+        guard warns else { return }
+        self.logger.warning(
+            "an RPC request came after its caller's window: the broker got it late, or this machine's clock and its publisher's disagree by more than a second (see rpc_server_late_requests_total)"
+        )
     }
 
     /// How far the publisher's and this machine's clocks may disagree before a request's wait in

@@ -57,13 +57,32 @@ struct ConfirmWindowTests {
                 deadline: deadline)
         }
         let early = now + .seconds(1)
-        let late = now + .seconds(5)
+        let late = now + .milliseconds(1900)
         let merged = MessageBatch.coalesce([request(early), request(late)])
         #expect(merged.count == 1)
         #expect(merged[0].deadline == late)
-        #expect(merged[0].isStale(at: now + .seconds(2)) == false)
-        #expect(merged[0].isStale(at: now + .seconds(5)))
-        #expect(MessageBatch.coalesce([request(early), request(nil)])[0].deadline == nil)
+        #expect(merged[0].isStale(at: now + .milliseconds(1500)) == false)
+        #expect(merged[0].isStale(at: now + .milliseconds(1900)))
+        #expect(MessageBatch.coalesce([request(nil), request(nil)]).count == 1)
+    }
+
+    /// A batch is sent with its latest deadline as its `expiration`: until the fifty-third
+    /// session a request with 50 ms left, merged with one queued 4.9 s later, had its handler
+    /// run with 5 s more than its caller waited (a review).
+    @Test("requests whose deadlines are more than a second apart, or one with none, travel apart")
+    func batchDeadlineSpread() {
+        let now = ContinuousClock.now
+        func request(_ deadline: ContinuousClock.Instant?) -> PendingPublish {
+            PendingPublish(
+                message: AMQPMessage(exchange: "x", routingKey: "k", body: Data([1])).batched(as: "t"), promise: nil,
+                deadline: deadline)
+        }
+        let apart = MessageBatch.coalesce([
+            request(now + .milliseconds(50)), request(now + .milliseconds(4950)), request(now + .milliseconds(5000)),
+        ])
+        #expect(apart.map(\.deadline) == [now + .milliseconds(50), now + .milliseconds(5000)])
+        #expect(MessageBatch.coalesce([request(now), request(nil)]).count == 2)
+        #expect(MessageBatch.coalesce([request(now), request(now + .milliseconds(1001))]).count == 2)
     }
 
     @Test("a multiple ack settles every tag up to it, a single ack only its own")
