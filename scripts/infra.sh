@@ -167,7 +167,9 @@ ensure_jwt_key() {
 # send bursts of hundreds of commands as one user, and the limit's own test starts a
 # gateway of its own with a low one. REGISTRATIONS_PER_ADDRESS is 0 (no limit; default
 # 20 an hour per address): the tests register thousands of accounts from 127.0.0.1, and
-# the limit's own test starts auth with a low one.
+# the limit's own test starts auth with a low one. LOGIN_MAX_CHECKS_PER_ADDRESS is 0 (no
+# limit; default 300 per window per address) for the same reason: every test logs in from
+# there; the per-login limit stays on (30 per window), with its own unit test.
 print_env() {
     cat <<EOF
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB}
@@ -187,6 +189,7 @@ DELIVERY_PRUNE_INTERVAL_SECONDS=${DELIVERY_PRUNE_INTERVAL_SECONDS:-2}
 AUTH_PRUNE_INTERVAL_SECONDS=${AUTH_PRUNE_INTERVAL_SECONDS:-2}
 SOCKET_COMMAND_RATE=${SOCKET_COMMAND_RATE:-0}
 REGISTRATIONS_PER_ADDRESS=${REGISTRATIONS_PER_ADDRESS:-0}
+LOGIN_MAX_CHECKS_PER_ADDRESS=${LOGIN_MAX_CHECKS_PER_ADDRESS:-0}
 MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:${PORT:-5000}}
 EOF

@@ -76,6 +76,8 @@ struct AuthSettings: Sendable {
         self.throttle = LoginThrottle.Limits(
             perLogin: try environment.int("LOGIN_MAX_FAILURES", default: 5, in: 1...1000),
             perAddress: try environment.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default: 20, in: 1...100_000),
+            checksPerLogin: try environment.int("LOGIN_MAX_CHECKS", default: 30, in: 0...100_000),
+            checksPerAddress: try environment.int("LOGIN_MAX_CHECKS_PER_ADDRESS", default: 300, in: 0...1_000_000),
             window: .seconds(try environment.int("LOGIN_WINDOW_SECONDS", default: 300, in: 1...86_400)))
         self.registrations = RegistrationThrottle.Limits(
             perAddress: try environment.int("REGISTRATIONS_PER_ADDRESS", default: 20, in: 0...1_000_000),

@@ -10,18 +10,28 @@ import Glibc
 #endif
 
 /// Counts failed logins per login name and per client address in fixed windows, in auth's
-/// schema so that every replica sees the same counts.
+/// schema so that every replica sees the same counts; and password checks, failed or not, the
+/// same way, under larger limits.
 ///
-/// An attempt takes its place in both counters before its password is checked
+/// An attempt takes its place in every counter before its password is checked
 /// (``reserveAttempt(login:address:)``), in one statement, so that attempts arriving together
 /// cannot all pass a check made before any of them failed. An attempt refused for being over a
-/// limit gives its place back; a successful one clears the login's counter and gives the
-/// address's place back; a failed one keeps both; one whose password was never checked (its
-/// caller stopped waiting first) gives both back.
+/// limit gives its places back; a successful one clears the login's failures and gives the
+/// address's failure place back, and keeps its checks; a failed one keeps all; one whose
+/// password was never checked (its caller stopped waiting first) gives all back.
+///
+/// The checks' counters bound what a client that knows a password costs: each check is a
+/// bcrypt (about 200 ms of a core at cost 12), and until the fifty-third session a login with
+/// the right password, or a password change, counted nowhere: one account looping on either
+/// kept both of auth's cores busy and other users' logins were refused (a review).
 struct LoginThrottle: Sendable {
     struct Limits: Sendable {
         var perLogin: Int
         var perAddress: Int
+        /// Password checks per login and window, failed or not; 0: no limit.
+        var checksPerLogin: Int
+        /// Password checks per client address and window, failed or not; 0: no limit.
+        var checksPerAddress: Int
         var window: Duration
     }
 
@@ -56,12 +66,39 @@ struct LoginThrottle: Sendable {
         Data(SHA256.hash(data: Array(text.utf8))).base64EncodedString()
     }
 
+    /// A counter's limit, by its key: failures or checks, of a login or an address; nil for a
+    /// counter that is not kept.
+    private func limit(of key: String, keys: (login: String, address: String?)) -> Int? {
+        let limit: Int
+        switch key {
+        case keys.login: limit = self.limits.perLogin
+        case keys.address: limit = self.limits.perAddress
+        case Self.checks(keys.login): limit = self.limits.checksPerLogin
+        default: limit = self.limits.checksPerAddress
+        }
+        return limit > 0 ? limit : nil
+    }
+
+    /// The key of the checks' counter next to a failures' counter.
+    private static func checks(_ key: String) -> String { "checks:" + key }
+
+    /// Every counter an attempt takes a place in.
+    private func counters(_ keys: (login: String, address: String?)) -> [String] {
+        var counters = [keys.login]
+        if self.limits.checksPerLogin > 0 { counters.append(Self.checks(keys.login)) }
+        if let address = keys.address {
+            counters.append(address)
+            if self.limits.checksPerAddress > 0 { counters.append(Self.checks(address)) }
+        }
+        // Sorted, so that concurrent attempts lock the rows in the same order.
+        return counters.sorted()
+    }
+
     /// Counts the attempt for the login and the address; throws `rate_limited` (with the seconds
-    /// left in the window) when either counter is past its limit, after giving the place back.
+    /// left in the window) when a counter is past its limit, after giving the places back.
     func reserveAttempt(login: String, address: String?) async throws {
         let keys = Self.keys(login: login, address: address)
-        // Sorted, so that concurrent attempts lock the rows in the same order.
-        let candidates = [keys.login, keys.address].compactMap { $0 }.sorted()
+        let candidates = self.counters(keys)
         let window = self.windowSeconds
         let rows = try await self.client.write(
             """
@@ -75,14 +112,17 @@ struct LoginThrottle: Sendable {
             RETURNING key, failures, extract(epoch FROM (window_started_at + make_interval(secs => \(window)) - now()))::float8
             """, logger: self.logger)
         var secondsLeft: Double?
-        for try await (key, failures, left) in rows.decode((String, Int, Double).self) {
-            let limit = key == keys.login ? self.limits.perLogin : self.limits.perAddress
-            if failures > limit { secondsLeft = max(secondsLeft ?? 0, left) }
+        var failuresOver = false
+        for try await (key, count, left) in rows.decode((String, Int, Double).self) {
+            guard let limit = self.limit(of: key, keys: keys), count > limit else { continue }
+            secondsLeft = max(secondsLeft ?? 0, left)
+            if !key.hasPrefix("checks:") { failuresOver = true }
         }
         guard let secondsLeft else { return }
         try await self.giveBack(keys: candidates)
         throw ServiceError.rateLimited(
-            "too many failed logins; try again later", retryAfter: max(1, Int(secondsLeft.rounded(.up))))
+            failuresOver ? "too many failed logins; try again later" : "too many logins; try again later",
+            retryAfter: max(1, Int(secondsLeft.rounded(.up))))
     }
 
     /// A successful login clears the name's counter and gives the address its place back.
@@ -92,10 +132,10 @@ struct LoginThrottle: Sendable {
         if let address = keys.address { try await self.giveBack(keys: [address]) }
     }
 
-    /// An attempt whose password was not checked gives both its places back: it guessed nothing.
+    /// An attempt whose password was not checked gives all its places back: it guessed nothing,
+    /// and cost no bcrypt.
     func giveBackAttempt(login: String, address: String?) async throws {
-        let keys = Self.keys(login: login, address: address)
-        try await self.giveBack(keys: [keys.login, keys.address].compactMap { $0 })
+        try await self.giveBack(keys: self.counters(Self.keys(login: login, address: address)))
     }
 
     private func giveBack(keys: [String]) async throws {

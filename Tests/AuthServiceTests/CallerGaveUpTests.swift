@@ -192,10 +192,10 @@ struct CallerGaveUpTests {
     }
 
     /// An ``Authenticator`` on auth's schema (and the database it uses), with `maxFailures` failed logins allowed per login
-    /// and per address and `registrationsPerAddress` accounts per address (0: no limit), hashing at `cost`, reaching
+    /// and per address, `maxChecks` password checks per login (0: no limit), and `registrationsPerAddress` accounts per address (0: no limit), hashing at `cost`, reaching
     /// PostgreSQL at `databaseURL`.
     func withAuthenticator(
-        maxFailures: Int, registrationsPerAddress: Int = 0, cost: UInt8 = Self.cost,
+        maxFailures: Int, maxChecks: Int = 0, registrationsPerAddress: Int = 0, cost: UInt8 = Self.cost,
         databaseURL: String = TestEnvironment.databaseURL, _ body: (Authenticator, Database) async throws -> Void
     ) async throws {
         let logger = TestEnvironment.logger
@@ -211,7 +211,10 @@ struct CallerGaveUpTests {
                 refreshTokens: RefreshTokenStore(
                     client: database, lifetime: .seconds(3600), revocations: revocations, outbox: outbox, logger: logger),
                 throttle: LoginThrottle(
-                    client: database, limits: .init(perLogin: maxFailures, perAddress: maxFailures, window: .seconds(600)),
+                    client: database,
+                    limits: .init(
+                        perLogin: maxFailures, perAddress: maxFailures, checksPerLogin: maxChecks, checksPerAddress: 0,
+                        window: .seconds(600)),
                     logger: logger),
                 registrations: RegistrationThrottle(
                     client: database, limits: .init(perAddress: registrationsPerAddress, window: .seconds(600)),
