@@ -37,19 +37,29 @@ struct MediaController {
         }
         // A slot before the body is read: a refused upload holds nothing.
         do {
-            return try await self.slots.withSlot(for: caller.lowercasedText) {
-                try await self.store(request, boundary: boundary, caller: caller)
+            return try await self.slots.withSlot(for: caller.lowercasedText) { slot in
+                try await self.store(request, boundary: boundary, caller: caller, slot: slot)
             }
         } catch let error as ServiceError {
             throw RESTError(error)
         }
     }
 
-    private func store(_ request: Request, boundary: String, caller: UUID) async throws -> Response {
+    private func store(_ request: Request, boundary: String, caller: UUID, slot: UploadSlot) async throws -> Response {
         // The file plus room for the form's own headers.
         let limit = self.maximumUpload + 64 * 1024
         let buffer = try await withDeadline(.now + self.bodyTimeout, waitingFor: "the upload's body") {
-            try await request.body.collect(upTo: limit)
+            try await slot.readBody { received in
+                var buffer = ByteBuffer()
+                for try await part in request.body {
+                    guard buffer.readableBytes + part.readableBytes <= limit else {
+                        throw NIOTooManyBytesError(maxBytes: limit)
+                    }
+                    buffer.writeImmutableBuffer(part)
+                    received(part.readableBytes)
+                }
+                return buffer
+            }
         }
         // Copying and parsing up to 25 MiB: on NIO's thread pool, off the event loops, like the
         // upload's encoding.

@@ -639,34 +639,63 @@ def test_an_upload_body_that_trickles_is_cut_at_its_deadline_and_gives_its_slot_
     bounded such a body, and a client sending a byte a minute held its slots for good."""
     from test_socketio import gateway_process  # the helper that starts another gateway
     with gateway_process(5077, 9177, UPLOAD_BODY_TIMEOUT_SECONDS="2") as (base, _):
-        head = (f"POST /api/attachments HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {alice.access}\r\n"
-                "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n").encode()
         started = time.monotonic()
-        trickling = []
-        for _ in range(2):
-            sock = socket.create_connection(("127.0.0.1", 5077))
-            sock.sendall(head)
-            trickling.append(sock)
+        trickling = [stalled_upload(5077, alice.access) for _ in range(2)]
         statuses = []
         for sock in trickling:
-            sock.settimeout(15)
-            received = b""
             try:
-                while b"\r\n" not in received:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    received += chunk
-            except socket.timeout:
-                pass
+                statuses.append(status_line(sock, 15))
             finally:
                 sock.close()
-            statuses.append(received.split(b"\r\n", 1)[0].decode(errors="replace"))
         elapsed = time.monotonic() - started
         assert all(" 503 " in status for status in statuses), statuses
         assert elapsed < 10, f"answered after {elapsed:.1f} s with a 2 s body deadline"
         attachment = uploaded(Api(base), alice.access, "after.png", png(2, 2))
         assert attachment["type"] == "IMAGE", attachment
+
+
+def stalled_upload(port: int, token: str) -> socket.socket:
+    """An upload that sends its headers and the form's first line, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall((f"POST /api/attachments HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                  "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n").encode())
+    return sock
+
+
+def status_line(sock: socket.socket, timeout: float) -> str:
+    """The first line the server answered on `sock` within `timeout`, or ""."""
+    sock.settimeout(timeout)
+    received = b""
+    try:
+        while b"\r\n" not in received:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    except (socket.timeout, ConnectionError):
+        pass
+    return received.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def test_uploads_stalled_by_accounts_holding_every_slot_give_one_up_for_another_user(account):
+    """Eight accounts each hold their two upload slots with bodies that never come: the
+    gateway's sixteen. Another user's upload takes the slot of one of them (a user holding more
+    than the newcomer would), which is answered 503 and closed, and goes through. Until the
+    fifty-third session the newcomer was refused 503 for as long as the bodies' deadline (five
+    minutes), and the accounts could start again."""
+    hogs = [account() for _ in range(8)]
+    newcomer = account()
+    sockets = [stalled_upload(5000, hog.access) for hog in hogs for _ in range(2)]
+    try:
+        time.sleep(1)  # every stalled upload has its slot
+        attachment = uploaded(Api(GATEWAY_URL), newcomer.access, "through.png", png(2, 2))
+        assert attachment["type"] == "IMAGE", attachment
+        statuses = [status_line(sock, 0.5) for sock in sockets]
+        given_up = [status for status in statuses if status]
+        assert len(given_up) == 1 and " 503 " in given_up[0], statuses
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_a_deleted_messages_attachments_are_empty(api, alice, bob, pair):
