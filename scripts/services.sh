@@ -18,7 +18,10 @@ PID_DIR="$RUN_DIR/pids"
 LOG_DIR="$RUN_DIR/logs"
 ENV_FILE="$RUN_DIR/local.env"
 READY_TIMEOUT="${SERVICES_READY_TIMEOUT:-60}"
-STOP_TIMEOUT=15
+# A service's graceful stop may take SHUTDOWN_TIMEOUT_SECONDS (20 by default) and the close of
+# its broker connection after that: killed at 15 s (until the fifty-third session) a relay's
+# last batch or delivery's confirm wait was cut, and its work redelivered (a review).
+STOP_TIMEOUT=40
 
 ALL_SERVICES=(auth messaging socket-gateway media delivery)
 

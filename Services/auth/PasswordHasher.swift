@@ -105,13 +105,14 @@ struct PasswordHasher: Sendable {
     /// cost, which tells a prober it exists: the decoy of an unknown login has today's cost.)
     ///
     /// `password` is the one that just verified. A hash with no prefix is plain bcrypt, which
-    /// reads only a password's first 72 bytes and stops at a NUL: another password that shares
+    /// reads only a password's first 72 bytes and stops at a NUL (a password of exactly 72
+    /// bytes verifies against any longer one that starts with it): another password that shares
     /// those verified too, and hashed again whole it would become the account's password. Such
     /// an account keeps its hash until its password changes (until the fifty-third session a
     /// typo after the 72nd byte replaced the password; a review).
     func needsRehash(_ hash: String, password: String) -> Bool {
         let isPlainBcrypt = !hash.hasPrefix(Self.prefix) && !hash.hasPrefix(Self.unnormalizedPrefix)
-        if isPlainBcrypt, password.utf8.count > 72 || password.utf8.contains(0) { return false }
+        if isPlainBcrypt, password.utf8.count >= 72 || password.utf8.contains(0) { return false }
         guard hash.hasPrefix(Self.prefix) else { return true }
         // `$2b$12$...` after the prefix.
         let bcrypt = hash.dropFirst(Self.prefix.count).split(separator: "$", omittingEmptySubsequences: true)

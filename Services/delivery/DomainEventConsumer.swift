@@ -500,15 +500,17 @@ struct RetryConsumer: Service {
 
     /// The most times a delivery may have been tried for `check` to try it again: a delivery
     /// is tried once when recorded and once more at each check, so check n finds it tried n
-    /// times, or n + 1 when the check comes again after its statement committed (a failure or
-    /// a crash before its ack). A delivery tried more often was tried by another chain of
-    /// checks for the same event: the domain event came again after its first check was
-    /// confirmed (its ack lost), and a second first check followed it. That chain ends at its
-    /// first check, instead of pushing again at every level and sending a second dead letter
-    /// (until the fifty-third session; a review).
+    /// times. A delivery tried more often was tried by another chain of checks for the same
+    /// event: the domain event came again after its first check was confirmed (its ack lost),
+    /// and a second first check followed it. That chain ends at its first check, instead of
+    /// pushing again at every level and sending a second dead letter (until the fifty-third
+    /// session; a review). A check the broker delivers again may have committed its count any
+    /// number of times before (each failure after the statement requeues it): it has no cap,
+    /// and a chain is never lost (a first version allowed one more, and a check that failed
+    /// twice after its statement ended its chain; the session's last review).
     static func mostAttempts(_ check: RetryCheck, redelivered: Bool) -> Int {
-        let attempt = max(check.attempt, 1)
-        return attempt > Int(Int32.max) ? .max : attempt + (redelivered ? 1 : 0)
+        guard !redelivered, check.attempt <= Int(Int32.max) else { return .max }
+        return max(check.attempt, 1)
     }
 
     /// A dead letter an operator moved to `delivery.due`: its delivery, if still pending and in

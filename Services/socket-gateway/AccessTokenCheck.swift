@@ -23,6 +23,8 @@ final class AccessTokenCheck: Sendable {
     private let lastRefresh = Mutex<ContinuousClock.Instant?>(nil)
     private let revocationsFetched = Atomic(false)
     private let revocationsPlace = RevokedSessionsPlace()
+    /// Key sets announced so far (``announced(_:)``).
+    private let announcements = Atomic<UInt64>(0)
 
     /// Whether the revoked sessions were fetched from auth at least once. Before that a revoked
     /// token would pass, so the gateway checks no token (a gateway starting while auth's
@@ -36,12 +38,22 @@ final class AccessTokenCheck: Sendable {
         self.logger = logger
     }
 
-    /// Fetches the key set from auth.
+    /// Fetches the key set from auth. An announcement applied while the fetch was under way is
+    /// newer than its answer, which is then dropped (it could bring a retired key back, or take
+    /// the new one away, until the next fetch; the session's last review).
     func refresh() async throws {
+        let announcedBefore = self.announcements.load(ordering: .acquiring)
         let set = try await self.rpc.call(AuthMessage.jwks, to: .auth, payload: EmptyPayload(), replyAs: JSONWebKeySet.self)
+        guard self.announcements.load(ordering: .acquiring) == announcedBefore else { return }
         if try await self.verifier.update(set) {
             self.logger.info("verification keys loaded", metadata: ["kids": "\(set.keys.map(\.kid))"])
         }
+    }
+
+    /// Takes the key set auth announced (`auth.keys_changed.v1`); true when it changed the keys.
+    func announced(_ set: JSONWebKeySet) async throws -> Bool {
+        self.announcements.add(1, ordering: .releasing)
+        return try await self.verifier.update(set)
     }
 
     /// Fetches the sessions auth revoked lately, and those ended since the last answer left

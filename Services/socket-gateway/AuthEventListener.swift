@@ -61,8 +61,9 @@ struct AuthEventListener: Service {
             switch delivery.routingKey {
             case AuthMessage.keysChanged.rawValue:
                 let envelope = try MessengerJSON.decode(Envelope<JSONWebKeySet>.self, from: delivery.body)
-                try await self.tokens.verifier.update(envelope.data)
-                self.logger.info("verification keys replaced", metadata: ["kids": "\(envelope.data.keys.map(\.kid))"])
+                if try await self.tokens.announced(envelope.data) {
+                    self.logger.info("verification keys replaced", metadata: ["kids": "\(envelope.data.keys.map(\.kid))"])
+                }
             case AuthMessage.sessionsRevoked.rawValue:
                 let envelope = try MessengerJSON.decode(Envelope<RevokedSessions>.self, from: delivery.body)
                 if let added = self.tokens.revoke(envelope.data) { await self.disconnect(added) }

@@ -353,7 +353,13 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 // producer's clock, and paged through every acknowledged event in the log:
                 // the forty-seventh session's reviews.)
                 if !page.hasMore, let latest = page.latestSeq {
-                    let firstWaiting = [self.waiting.lazy.map(\.seq).min(), self.lowestSeqDuringReplay].compactMap { $0 }.min()
+                    // Redeliveries aside: they go out whatever the socket is past, and a stale one
+                    // (of an event acknowledged meanwhile) held the socket below it, so that the
+                    // next push's gap fetched every acknowledged event up to the latest (until the
+                    // fifty-third session; a review). What they stand for is in the pages.
+                    let firstWaiting = [
+                        self.waiting.lazy.filter { !$0.redelivery }.map(\.seq).min(), self.lowestSeqDuringReplay,
+                    ].compactMap { $0 }.min()
                     let through = firstWaiting.map { min(latest, $0 - 1) } ?? latest
                     if self.missedPushesDuringReplay {
                         self.acknowledgedSince = (self.registeredAt - Self.clockMargin, through)
@@ -459,7 +465,9 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// waiting events had no bound: a socket whose replay a slow client read for hours held
     /// every live push of its user meanwhile, each retry of them too (a review).
     func receive(_ event: DurableEvent) async {
-        if self.replaying { self.lowestSeqDuringReplay = min(self.lowestSeqDuringReplay ?? event.seq, event.seq) }
+        if self.replaying, !event.redelivery {
+            self.lowestSeqDuringReplay = min(self.lowestSeqDuringReplay ?? event.seq, event.seq)
+        }
         if self.waiting.count >= Self.maximumWaiting, let newest = (self.waiting + [event]).max(by: { $0.seq < $1.seq }) {
             self.waiting = [newest]
         } else {

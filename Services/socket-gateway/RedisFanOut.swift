@@ -73,6 +73,11 @@ struct RedisFanOut: Service {
     func run() async throws {
         try await self.subscriber.subscribe(channels: [Self.resyncChannel], patterns: [EmitterMessage.pattern()])
         let (sweeps, sweep) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        // Sockets may connect before the subscription is confirmed (the engine takes them once
+        // the revoked sessions are known, and Redis may be away at start): what other gateways
+        // published before it never reached them, and no gap is told for a first subscription.
+        // One sweep once subscribed (until the fifty-third session there was none; a review).
+        sweep.yield()
         let ownResync = self.resyncPayload
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in

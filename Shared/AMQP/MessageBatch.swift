@@ -110,7 +110,7 @@ extension MessageBatch {
         guard publishes.count > 1 else { return publishes }
         var open: [BatchKey: Int] = [:]
         var output: [PendingPublish] = []
-        var groups: [Int: (members: [PendingPublish], bytes: Int)] = [:]
+        var groups: [Int: Group] = [:]
         output.reserveCapacity(publishes.count)
         for pending in publishes {
             guard let key = BatchKey(pending.message) else {
@@ -119,13 +119,12 @@ extension MessageBatch {
             }
             let bytes = pending.message.body.count
             if let index = open[key], let group = groups[index], group.members.count < Self.maximumItems,
-                group.bytes + bytes <= Self.maximumBytes, Self.deadlines(group.members[0].deadline, pending.deadline)
+                group.bytes + bytes <= Self.maximumBytes, group.admits(pending.deadline)
             {
-                groups[index]!.members.append(pending)
-                groups[index]!.bytes += bytes
+                groups[index]!.add(pending, bytes: bytes)
             } else {
                 open[key] = output.count
-                groups[output.count] = ([pending], bytes)
+                groups[output.count] = Group(pending, bytes: bytes)
                 output.append(pending)
             }
         }
@@ -144,13 +143,36 @@ extension MessageBatch {
     /// (``RPCServer/clockAllowance``).
     static let maximumDeadlineSpread = RPCServer.clockAllowance
 
-    /// Whether messages with these deadlines may travel together: both none, or both within
-    /// ``maximumDeadlineSpread`` of each other.
-    private static func deadlines(_ first: ContinuousClock.Instant?, _ next: ContinuousClock.Instant?) -> Bool {
-        switch (first, next) {
-        case (nil, nil): true
-        case (let first?, let next?): (next > first ? next - first : first - next) <= Self.maximumDeadlineSpread
-        default: false
+    /// Messages gathered to travel as one, with the span of their deadlines.
+    private struct Group {
+        var members: [PendingPublish]
+        var bytes: Int
+        /// The earliest and latest deadline; nil when the members have none.
+        var deadlines: (earliest: ContinuousClock.Instant, latest: ContinuousClock.Instant)?
+
+        init(_ first: PendingPublish, bytes: Int) {
+            self.members = [first]
+            self.bytes = bytes
+            self.deadlines = first.deadline.map { ($0, $0) }
+        }
+
+        /// Whether a message with `deadline` may join: both none, or the group's deadlines
+        /// with it within ``maximumDeadlineSpread``.
+        func admits(_ deadline: ContinuousClock.Instant?) -> Bool {
+            switch (self.deadlines, deadline) {
+            case (nil, nil): true
+            case (let span?, let deadline?):
+                max(span.latest, deadline) - min(span.earliest, deadline) <= MessageBatch.maximumDeadlineSpread
+            default: false
+            }
+        }
+
+        mutating func add(_ pending: PendingPublish, bytes: Int) {
+            self.members.append(pending)
+            self.bytes += bytes
+            if let span = self.deadlines, let deadline = pending.deadline {
+                self.deadlines = (min(span.earliest, deadline), max(span.latest, deadline))
+            }
         }
     }
 

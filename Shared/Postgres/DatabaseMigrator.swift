@@ -152,8 +152,12 @@ public struct DatabaseMigrator: Sendable {
                 }
             } catch let error as PostgresTransactionError {
                 // The server refused a statement: retrying will not help. Anything else (a lost
-                // connection) is thrown as it is and may be retried.
-                if let serverError = (error.closureError ?? error.commitError) as? PSQLError, serverError.serverInfo != nil {
+                // connection; a restart, a failover or a deadlock, as for the indexes below) is
+                // thrown as it is and may be retried: until the fifty-third session those stopped
+                // the service for good (a review).
+                if let serverError = (error.closureError ?? error.commitError) as? PSQLError, serverError.serverInfo != nil,
+                    !Database.isRetryable(serverError)
+                {
                     throw DatabaseError(
                         .migrationFailed,
                         "migration \(migration.version) (\(migration.name)) of \(self.schema) failed: \(serverError.serverInfo?[.message] ?? "")"

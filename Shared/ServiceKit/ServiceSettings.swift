@@ -42,7 +42,11 @@ public struct ServiceSettings: Sendable {
         self.amqp = amqp
         self.queueType = try environment.choice("RABBITMQ_QUEUE_TYPE", default: "classic", among: ["classic", "quorum"])
         self.prefetch = UInt16(try environment.int("RABBITMQ_PREFETCH", default: defaultPrefetch, in: 1...10_000))
-        self.rpcTimeout = try environment.milliseconds("RPC_TIMEOUT_MS", default: 5000)
+        // At least 2 s: a write checks that 500 ms are left before it commits (`CommitDeadline`),
+        // and a request's wait in its queue counts past a second (`RPCServer.clockAllowance`);
+        // under that every such write was `unavailable` (until the fifty-third session 1 ms was
+        // taken; a review).
+        self.rpcTimeout = try environment.milliseconds("RPC_TIMEOUT_MS", default: 5000, in: 2000...3_600_000)
     }
 
     /// Arguments for the service's durable queues (`x-queue-type`).

@@ -134,12 +134,18 @@ final class HeldBytesBudget: Sendable {
             if let holder, state.evicted.contains(holder.id) { return .evicted }
             let held = state.byUser[user, default: 0]
             guard held + bytes <= self.userShare else { return .overUserShare }
-            while state.total + bytes > self.limit {
-                guard let victim = state.biggestUnfinishedHolder(other: user, holdingMoreThan: held + bytes) else {
-                    self.bytesHeld.set(state.total)
-                    return .overLimit
+            if state.total + bytes > self.limit {
+                // Worked out on a copy, and applied only if it makes room: victims are chosen by
+                // all they hold, and only their unfinished bytes go (the session's last review).
+                var after = state
+                while after.total + bytes > self.limit {
+                    guard let victim = after.biggestUnfinishedHolder(other: user, holdingMoreThan: held + bytes) else {
+                        evicted = []
+                        return .overLimit
+                    }
+                    evicted += after.evict(victim)
                 }
-                evicted += state.evict(victim)
+                state = after
             }
             state.byUser[user] = held + bytes
             state.total += bytes

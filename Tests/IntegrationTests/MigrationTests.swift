@@ -131,4 +131,31 @@ struct MigrationTests {
             for try await count in rows.decode(Int.self) { #expect(count == 0) }
         }
     }
+
+    /// Until the fifty-third session any error the server sent stopped the service for good,
+    /// a restart's, a failover's or a deadlock's too (a review).
+    @Test("a migration that meets a passing server error is thrown as it is, to be tried again, and then applies")
+    func passingServerError() async throws {
+        try await self.withDatabase { client, schema in
+            let passing = [
+                Self.migrations[0],
+                Migration(
+                    version: 2, name: "unlucky",
+                    statements: ["CREATE TABLE half (id int)", "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001'; END $$"]),
+            ]
+            var thrown: (any Error)?
+            do {
+                _ = try await DatabaseMigrator(
+                    client: client, schema: schema, migrations: passing, logger: TestEnvironment.logger
+                ).run()
+            } catch {
+                thrown = error
+            }
+            let error = try #require(thrown)
+            #expect((error as? DatabaseError)?.code != .migrationFailed)
+            #expect(Database.isRetryable(error))
+            let applied = try await self.appliedVersions(client, schema)
+            #expect(applied == [1])
+        }
+    }
 }

@@ -83,6 +83,9 @@ struct ConfirmWindowTests {
         #expect(apart.map(\.deadline) == [now + .milliseconds(50), now + .milliseconds(5000)])
         #expect(MessageBatch.coalesce([request(now), request(nil)]).count == 2)
         #expect(MessageBatch.coalesce([request(now), request(now + .milliseconds(1001))]).count == 2)
+        // Within a second of the first, but not of each other: the third travels apart.
+        let spread = MessageBatch.coalesce([request(now), request(now + .seconds(1)), request(now - .seconds(1))])
+        #expect(spread.map(\.deadline) == [now + .seconds(1), now - .seconds(1)])
     }
 
     @Test("a multiple ack settles every tag up to it, a single ack only its own")

@@ -107,4 +107,19 @@ struct HeldBytesBudgetTests {
         #expect(a.value == 1 && b.value == 1)
         #expect(budget.inUse == 90)
     }
+
+    @Test("nobody is evicted when taking back every eligible unfinished packet would not make room")
+    func evictsNobodyForNothing() {
+        let budget = HeldBytesBudget(limit: 100, userShare: 50, metrics: "test")
+        let a = Closes(), b = Closes()
+        // a and b hold mostly finished packets: 40 each, 5 of it unfinished.
+        #expect(budget.reserve(35, for: "a") == .reserved)
+        #expect(budget.reserve(5, for: "a", holder: a.holder(budget)) == .reserved)
+        #expect(budget.reserve(35, for: "b") == .reserved)
+        #expect(budget.reserve(5, for: "b", holder: b.holder(budget)) == .reserved)
+        #expect(budget.reserve(15, for: "c") == .reserved)
+        #expect(budget.reserve(20, for: "d", holder: Closes().holder(budget)) == .overLimit)
+        #expect(a.value == 0 && b.value == 0)
+        #expect(budget.inUse == 95)
+    }
 }

@@ -125,6 +125,27 @@ struct EventStreamTests {
         #expect(socket.writes.flatMap { $0 } == [1, 2, 3, 4])
     }
 
+    /// A new device (lastSeq 0) of a user who acknowledged everything up to 1000, while a stale
+    /// redelivery of 990 waits for the replay. Until the fifty-third session the redelivery held
+    /// the replay's end below 990, and the next push's gap fetched 991 to 1000, all acknowledged
+    /// (a review).
+    @Test("a stale redelivery waiting for the replay goes out and does not hold the socket below it")
+    func staleRedeliveryDuringTheReplay() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, includeAcknowledged, _, _ in
+            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            return ([], false, 1000)  // everything acknowledged on another device
+        }
+        await stream.receive(Self.event(990, redelivery: true))
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(1001))
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == [990, 1001])
+        #expect(fetches.withLock { $0.count } == 1, "the next push was taken for a gap after 990")
+    }
+
     @Test("past the bound of waiting events only the newest waits; the rest come from the log, in order")
     func waitingEventsBounded() async {
         let socket = RecordingSocket()
