@@ -48,22 +48,24 @@ struct ConfirmWindowTests {
         #expect(window.isIdle)
     }
 
+    /// A request that may travel in a batch, with `deadline`.
+    static func request(_ deadline: ContinuousClock.Instant?) -> PendingPublish {
+        PendingPublish(
+            message: AMQPMessage(exchange: "x", routingKey: "k", body: Data([1])).batched(as: "t"), promise: nil,
+            deadline: deadline)
+    }
+
     @Test("a batch is worth sending while any of its requests' callers still waits")
     func batchDeadline() {
         let now = ContinuousClock.now
-        func request(_ deadline: ContinuousClock.Instant?) -> PendingPublish {
-            PendingPublish(
-                message: AMQPMessage(exchange: "x", routingKey: "k", body: Data([1])).batched(as: "t"), promise: nil,
-                deadline: deadline)
-        }
         let early = now + .seconds(1)
         let late = now + .milliseconds(1900)
-        let merged = MessageBatch.coalesce([request(early), request(late)])
+        let merged = MessageBatch.coalesce([Self.request(early), Self.request(late)])
         #expect(merged.count == 1)
         #expect(merged[0].deadline == late)
         #expect(merged[0].isStale(at: now + .milliseconds(1500)) == false)
         #expect(merged[0].isStale(at: now + .milliseconds(1900)))
-        #expect(MessageBatch.coalesce([request(nil), request(nil)]).count == 1)
+        #expect(MessageBatch.coalesce([Self.request(nil), Self.request(nil)]).count == 1)
     }
 
     /// A batch is sent with its latest deadline as its `expiration`: until the fifty-third
@@ -72,19 +74,15 @@ struct ConfirmWindowTests {
     @Test("requests whose deadlines are more than a second apart, or one with none, travel apart")
     func batchDeadlineSpread() {
         let now = ContinuousClock.now
-        func request(_ deadline: ContinuousClock.Instant?) -> PendingPublish {
-            PendingPublish(
-                message: AMQPMessage(exchange: "x", routingKey: "k", body: Data([1])).batched(as: "t"), promise: nil,
-                deadline: deadline)
-        }
         let apart = MessageBatch.coalesce([
-            request(now + .milliseconds(50)), request(now + .milliseconds(4950)), request(now + .milliseconds(5000)),
+            Self.request(now + .milliseconds(50)), Self.request(now + .milliseconds(4950)),
+            Self.request(now + .milliseconds(5000)),
         ])
         #expect(apart.map(\.deadline) == [now + .milliseconds(50), now + .milliseconds(5000)])
-        #expect(MessageBatch.coalesce([request(now), request(nil)]).count == 2)
-        #expect(MessageBatch.coalesce([request(now), request(now + .milliseconds(1001))]).count == 2)
+        #expect(MessageBatch.coalesce([Self.request(now), Self.request(nil)]).count == 2)
+        #expect(MessageBatch.coalesce([Self.request(now), Self.request(now + .milliseconds(1001))]).count == 2)
         // Within a second of the first, but not of each other: the third travels apart.
-        let spread = MessageBatch.coalesce([request(now), request(now + .seconds(1)), request(now - .seconds(1))])
+        let spread = MessageBatch.coalesce([Self.request(now), Self.request(now + .seconds(1)), Self.request(now - .seconds(1))])
         #expect(spread.map(\.deadline) == [now + .seconds(1), now - .seconds(1)])
     }
 

@@ -1307,7 +1307,15 @@ def test_a_database_that_refuses_every_event_dead_letters_none_and_records_them_
 def take_dead_letters_where(queue_name: str, matches: Callable[[bytes], bool]) -> dict[str, tuple[Any, bytes]]:
     """The messages of `queue_name` whose body `matches`, by message id; they are acked
     (removed), and the others go back to the queue when the channel closes."""
-    found: dict[str, tuple[Any, bytes]] = {}
+    return {properties.message_id or str(tag): (properties, body)
+            for tag, properties, body in take_from(queue_name, lambda _, body: matches(body))}
+
+
+def take_from(queue_name: str, matches: Callable[[Any, bytes], bool]) -> list[tuple[int, Any, bytes]]:
+    """The messages of `queue_name` whose properties and body `matches`, with their delivery
+    tags; they are acked (removed), and the others go back to the queue when the channel
+    closes."""
+    found: list[tuple[int, Any, bytes]] = []
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
     try:
         channel = connection.channel()
@@ -1315,8 +1323,8 @@ def take_dead_letters_where(queue_name: str, matches: Callable[[bytes], bool]) -
             method, properties, body = channel.basic_get(queue_name, auto_ack=False)
             if method is None:
                 return found
-            if matches(body):
-                found[properties.message_id or str(method.delivery_tag)] = (properties, body)
+            if matches(properties, body):
+                found.append((method.delivery_tag, properties, body))
                 channel.basic_ack(method.delivery_tag)
     finally:
         connection.close()
@@ -1460,19 +1468,7 @@ def test_a_second_chain_of_retry_checks_for_an_event_ends_at_its_first_check(acc
 def count_and_take(queue_name: str, message_id: str) -> int:
     """How many messages of `queue_name` have `message_id`; they are acked (removed), the
     others go back to the queue when the channel closes."""
-    count = 0
-    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
-    try:
-        channel = connection.channel()
-        while True:
-            method, properties, _ = channel.basic_get(queue_name, auto_ack=False)
-            if method is None:
-                return count
-            if properties.message_id == message_id:
-                count += 1
-                channel.basic_ack(method.delivery_tag)
-    finally:
-        connection.close()
+    return len(take_from(queue_name, lambda properties, _: properties.message_id == message_id))
 
 
 def test_the_dead_letter_queue_keeps_at_most_100000_pushes_dropping_the_oldest():

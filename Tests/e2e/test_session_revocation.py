@@ -276,18 +276,8 @@ def test_a_key_auth_no_longer_lists_is_dropped_at_the_next_sync(api, account):
         replica_api = Api(replica)
         keys = replica_api.get("/.well-known/jwks.json").json()["keys"]
         stray_key = {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x}
-        envelope = {"type": "auth.keys_changed.v1", "id": str(uuid.uuid4()), "occurredAt": "2026-01-01T00:00:00.000Z",
-                    "data": {"keys": keys + [stray_key]}}
-        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
-        try:
-            channel = connection.channel()
-            channel.confirm_delivery()
-            channel.basic_publish(
-                "messenger.events", "auth.keys_changed.v1", json.dumps(envelope).encode(),
-                pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=envelope["id"],
-                                     type="auth.keys_changed.v1"))
-        finally:
-            connection.close()
+        announce({"type": "auth.keys_changed.v1", "id": str(uuid.uuid4()), "occurredAt": "2026-01-01T00:00:00.000Z",
+                  "data": {"keys": keys + [stray_key]}})
         deadline = time.monotonic() + 1.5
         while (status := me(replica_api, forged).status_code) != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -358,19 +348,24 @@ def test_a_revocation_announced_after_its_tokens_expired_still_closes_the_sessio
 
 def announce_late_revocation(acc: Any, until: str) -> None:
     """Publishes, as auth would, the revocation of `acc`'s session with `until` in the past."""
-    envelope = {
+    announce({
         "type": "auth.sessions_revoked.v1", "id": str(uuid.uuid4()),
         "occurredAt": "2026-01-01T00:00:00.000Z", "actorId": acc.id,
         "data": {"userId": acc.id, "sessionIds": [sid(acc.access)], "until": until},
-    }
+    })
+
+
+def announce(envelope: dict[str, Any]) -> None:
+    """Publishes `envelope` on `messenger.events` as auth would (its type is the routing key),
+    persistent and confirmed."""
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
     try:
         channel = connection.channel()
         channel.confirm_delivery()
         channel.basic_publish(
-            "messenger.events", "auth.sessions_revoked.v1", json.dumps(envelope).encode(),
+            "messenger.events", envelope["type"], json.dumps(envelope).encode(),
             pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=envelope["id"],
-                                 type="auth.sessions_revoked.v1"))
+                                 type=envelope["type"]))
     finally:
         connection.close()
 
