@@ -37,7 +37,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         guard (1...500).contains(limit) else { throw ServiceError.invalidArgument("limit must be 1 to 500") }
         return try await log.events(
             user: user, afterSeq: request.afterSeq, limit: limit, includeAcknowledged: request.includeAcknowledged ?? false,
-            acknowledgedSince: request.acknowledgedSince)
+            acknowledgedSince: request.acknowledgedSince, acknowledgedAfter: request.acknowledgedAfter)
     }
 
     // A tenth of the first retry delay, at most 100 ms: the first retry comes that much later.

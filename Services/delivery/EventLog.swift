@@ -57,7 +57,7 @@ struct EventLog: Sendable {
     let logger: Logger
     /// How many seqs one transaction of an ack covers at most (``acknowledge(user:upToSeq:before:sendReceipts:)``).
     var ackChunk: Int64 = 5_000
-    /// The events' data a page of ``events(user:afterSeq:limit:includeAcknowledged:)`` holds, at
+    /// The events' data a page of ``events(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:acknowledgedAfter:)`` holds, at
     /// most (its first event whatever its size).
     static let maximumPageBytes = 1 << 20
 
@@ -372,7 +372,8 @@ struct EventLog: Sendable {
     /// `sync` and the replay on connect: the user's unacknowledged, unexpired events after
     /// `afterSeq`, in seq order, and the user's latest seq (one row with no event when the page
     /// is empty). `includeAcknowledged`: the acknowledged ones too (a gateway's gap fill);
-    /// with `acknowledgedSince`, only those first pushed at or after it.
+    /// with `acknowledgedSince`, only those first pushed at or after it. `acknowledgedAfter`:
+    /// the acknowledged ones with a seq above it too (a gateway's replay pages after the first).
     ///
     /// A page holds `limit` events at most, and stops early (with `hasMore`) once their data
     /// passes ``maximumPageBytes``: its first event always goes. Until the forty-third session
@@ -380,11 +381,14 @@ struct EventLog: Sendable {
     /// message with many reactions) made pages of 12 to 100 MB, which a gateway holds for
     /// each socket it replays to (a review).
     func events(
-        user: UUID, afterSeq: Int64, limit: Int, includeAcknowledged: Bool = false, acknowledgedSince: Date? = nil
+        user: UUID, afterSeq: Int64, limit: Int, includeAcknowledged: Bool = false, acknowledgedSince: Date? = nil,
+        acknowledgedAfter: Int64? = nil
     ) async throws -> SyncReply {
         // The acknowledged events stay in the log until they expire; a gap fill needs them back
-        // when another device of the user acknowledged them before this one got them.
-        let acknowledgedBound: Int64 = includeAcknowledged && acknowledgedSince == nil ? 0 : Int64.max
+        // when another device of the user acknowledged them before this one got them. A bound
+        // by seq keeps the page one index range scan, from the later of `afterSeq` and the lower
+        // of the bound and the acknowledged seq.
+        let acknowledgedBound: Int64 = includeAcknowledged && acknowledgedSince == nil ? 0 : acknowledgedAfter ?? Int64.max
         // Without a moment, none of the acknowledged ones past the bound above qualify by it.
         let storedSince = includeAcknowledged ? acknowledgedSince : nil
         let rows = try await self.client.query(

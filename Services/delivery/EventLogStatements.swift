@@ -20,7 +20,7 @@ enum EventLogStatements {
     /// the statement waited for the sequence rows' locks: the statement's start (`now()`, the
     /// column's default until the fiftieth session) could be seconds before the event was
     /// stored and pushed, and a gateway's look for pushes a socket missed, which asks for the
-    /// events stored since the socket registered (``EventLog/events(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:)``),
+    /// events stored since the socket registered (``EventLog/events(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:acknowledgedAfter:)``),
     /// passed over such an event once another device had acknowledged it.
     struct Record: PreparedRows {
         static let name = "delivery.record"

@@ -61,8 +61,7 @@ final class EventStreams: Sendable {
         var user: String
         var afterSeq: Int64
         var limit: Int
-        var includeAcknowledged: Bool
-        var acknowledgedSince: Date?
+        var acknowledged: AcknowledgedEvents
     }
 
     /// A fetch in flight, and when it was asked of delivery.
@@ -94,7 +93,7 @@ final class EventStreams: Sendable {
     func connected(_ socket: SocketIOSocket, lastSeq: Int64) {
         let stream = Stream(
             socket: socket, ordering: SeqOrdering(after: lastSeq),
-            fetch: self.fetch(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:notBefore:))
+            fetch: self.fetch(user:afterSeq:limit:acknowledged:notBefore:))
         self.streams.withLock { $0[socket.id] = stream }
         let pending = (stream: stream, registered: ContinuousClock.now)
         let user = socket.userID
@@ -178,8 +177,8 @@ final class EventStreams: Sendable {
         await stream.receive(event)
     }
 
-    /// One page of the user's unacknowledged events after `afterSeq` (or of all the events the
-    /// log keeps, `includeAcknowledged`), and whether more follow.
+    /// One page of the user's unacknowledged events after `afterSeq`, with the `acknowledged`
+    /// ones asked for, and whether more follow.
     ///
     /// A caller joins a fetch of the same page already in flight when that fetch was asked of
     /// delivery at or after `notBefore`: its page then holds every event stored before that
@@ -187,12 +186,9 @@ final class EventStreams: Sendable {
     /// its socket's stream was registered (pushes reach the stream from then on); a gap fill
     /// passes the moment it found the gap.
     @Sendable private func fetch(
-        user: String, afterSeq: Int64, limit: Int, includeAcknowledged: Bool, acknowledgedSince: Date?,
-        notBefore: ContinuousClock.Instant
+        user: String, afterSeq: Int64, limit: Int, acknowledged: AcknowledgedEvents, notBefore: ContinuousClock.Instant
     ) async -> Page? {
-        let key = PageKey(
-            user: user, afterSeq: afterSeq, limit: limit, includeAcknowledged: includeAcknowledged,
-            acknowledgedSince: acknowledgedSince)
+        let key = PageKey(user: user, afterSeq: afterSeq, limit: limit, acknowledged: acknowledged)
         let page = self.fetches.withLock { fetches -> Task<Page?, Never> in
             if let shared = fetches[key], shared.started >= notBefore { return shared.page }
             let started = ContinuousClock.now
@@ -209,9 +205,13 @@ final class EventStreams: Sendable {
 
     private func fetchFromDelivery(_ key: PageKey) async -> Page? {
         do {
-            let request = SyncRequest(
-                afterSeq: key.afterSeq, limit: key.limit, includeAcknowledged: key.includeAcknowledged,
-                acknowledgedSince: key.acknowledgedSince)
+            var request = SyncRequest(afterSeq: key.afterSeq, limit: key.limit)
+            switch key.acknowledged {
+            case .none: break
+            case .above(let seq): request.acknowledgedAfter = seq
+            case .storedSince(let moment): (request.includeAcknowledged, request.acknowledgedSince) = (true, moment)
+            case .all: request.includeAcknowledged = true
+            }
             let reply = try await self.rpc.callRaw(
                 DeliveryMessage.sync, to: .delivery, payload: request, actor: UUID(text: key.user))
             let json = try JSONValue.parse(String(decoding: reply, as: UTF8.self))
@@ -229,6 +229,20 @@ final class EventStreams: Sendable {
     }
 }
 
+/// Which acknowledged events a page of a user's events holds besides the unacknowledged ones.
+enum AcknowledgedEvents: Hashable, Sendable {
+    /// None: a replay's first page, a push again.
+    case none
+    /// Those with a seq above this one: a replay's later pages, above the first page's latest
+    /// seq (see ``SocketEventStream/replay(registered:)``).
+    case above(Int64)
+    /// Those stored (first pushed) at or after this moment: a look for the pushes a replay may
+    /// have missed, and a gap's fill until the socket is past that replay's end.
+    case storedSince(Date)
+    /// Every one the log keeps: a gap's fill.
+    case all
+}
+
 /// One socket's durable events, kept in order by ``SeqOrdering``: handled one at a time (a
 /// replay or a gap fill finishes before the next push is looked at).
 ///
@@ -241,7 +255,7 @@ final class EventStreams: Sendable {
 actor SocketEventStream<Socket: DurableEventSink> {
     typealias Fetch =
         @Sendable (
-            _ user: String, _ afterSeq: Int64, _ limit: Int, _ includeAcknowledged: Bool, _ acknowledgedSince: Date?,
+            _ user: String, _ afterSeq: Int64, _ limit: Int, _ acknowledged: AcknowledgedEvents,
             _ notBefore: ContinuousClock.Instant
         ) async -> EventStreams.Page?
 
@@ -318,9 +332,19 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// again: until the fortieth session the replay just ended, and the socket got nothing of
     /// what it missed until a live push showed the gap.
     func replay(registered: ContinuousClock.Instant) async {
-        var first = true
+        // What the pages after the first hold besides the unacknowledged events: every event
+        // stored after the first page was read. That read is the replay's cut: an event stored
+        // before it and acknowledged (on another device) by the time its page is read is left
+        // out, as protocol.md has it; one stored after it goes out whatever. Until the
+        // fifty-fourth session later pages held unacknowledged events only, so an event stored
+        // during a replay of several pages and acknowledged elsewhere before the next page was
+        // read was in none, the pages took the socket past it, and its push, when it came after
+        // the replay, was dropped as one the socket had (a review).
+        var acknowledged: AcknowledgedEvents?
         while true {
-            guard let page = await self.fetchPatiently(after: self.ordering.delivered, limit: Self.pageSize, registered)
+            guard
+                let page = await self.fetchPatiently(
+                    after: self.ordering.delivered, limit: Self.pageSize, acknowledged ?? .none, registered)
             else {
                 if !self.hasLeft { await self.socket.closeConnection(reason: "replay unavailable") }
                 return  // busy for good: nothing more goes to this socket
@@ -329,11 +353,11 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
-            if first, let latest = page.latestSeq {
+            if acknowledged == nil, let latest = page.latestSeq {
                 self.ordering.resume(atMost: latest)
                 self.unacknowledged.resume(atMost: self.ordering.delivered)
             }
-            first = false
+            if acknowledged == nil { acknowledged = page.latestSeq.map { .above($0) } ?? AcknowledgedEvents.none }
             await self.sendPaced(self.accept(self.withWaiting(page.events), before: nil))
             guard page.hasMore, !page.events.isEmpty else {
                 // Every event up to `latest` was in the replay or is acknowledged, save those
@@ -419,7 +443,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
         self.busy = true
         // Fetched here, within the sweep's bound on fetches at once; sent in a task of the
         // stream's own, at the client's pace, as a look for missed events does.
-        let page = await self.fetchPatiently(after: self.unacknowledged.acknowledged, limit: Self.pageSize, .now)
+        let page = await self.fetchPatiently(after: self.unacknowledged.acknowledged, limit: Self.pageSize, .none, .now)
         guard let page, !self.hasLeft else { return await self.drain() }
         let again = page.events.filter { $0.seq <= due }
         // The page holds the oldest unacknowledged events: those before its first are
@@ -434,17 +458,16 @@ actor SocketEventStream<Socket: DurableEventSink> {
         }
     }
 
-    /// A page of events (acknowledged ones too, `includeAcknowledged`), asked of delivery up to
+    /// A page of events (with the `acknowledged` ones asked for), asked of delivery up to
     /// ``fetchAttempts`` times, about half a second and then a second apart, before the stream
     /// gives up: a delivery that is briefly overloaded or restarting does not close every
     /// socket whose replay or fill it failed (the clients would all reconnect at once).
     private func fetchPatiently(
-        after: Int64, limit: Int, includeAcknowledged: Bool = false, _ notBefore: ContinuousClock.Instant
+        after: Int64, limit: Int, _ acknowledged: AcknowledgedEvents, _ notBefore: ContinuousClock.Instant
     ) async -> EventStreams.Page? {
         var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(1))
-        let since = includeAcknowledged ? self.acknowledgedSince?.since : nil
         for attempt in 1...Self.fetchAttempts where !self.hasLeft && !Task.isCancelled {
-            if let page = await self.fetch(self.socket.userID, after, limit, includeAcknowledged, since, notBefore) {
+            if let page = await self.fetch(self.socket.userID, after, limit, acknowledged, notBefore) {
                 return page
             }
             if attempt < Self.fetchAttempts { try? await Task.sleep(for: backoff.next()) }
@@ -538,7 +561,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // slice a minute held the sweep, and every other socket's missed events, for as long
             // (a review).
             let first = await self.fetchPatiently(
-                after: self.ordering.delivered, limit: Self.pageSize, includeAcknowledged: true, storedBefore)
+                after: self.ordering.delivered, limit: Self.pageSize, self.acknowledgedInGaps, storedBefore)
             guard let first else { return await self.drain() }
             self.filling = Task { await self.fetchMissedThenDrain(storedBefore: storedBefore, first: first) }
         }
@@ -557,7 +580,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
                 first = nil
             } else {
                 fetched = await self.fetchPatiently(
-                    after: after, limit: Self.pageSize, includeAcknowledged: true, storedBefore)
+                    after: after, limit: Self.pageSize, self.acknowledgedInGaps, storedBefore)
             }
             guard let page = fetched else { break }
             ready = self.accept(page.events, before: nil)
@@ -613,7 +636,7 @@ actor SocketEventStream<Socket: DurableEventSink> {
         var ready: [EncodedEvent] = []
         while after < event.seq - 1, !self.hasLeft {
             let missing = Int(min(Int64(Self.pageSize), event.seq - 1 - after))
-            guard let page = await self.fetchPatiently(after: after, limit: missing, includeAcknowledged: true, .now)
+            guard let page = await self.fetchPatiently(after: after, limit: missing, self.acknowledgedInGaps, .now)
             else { return nil }
             ready = self.accept(page.events, before: event.seq)
             guard page.hasMore, let last = page.events.last?.seq, last > after, last < event.seq - 1 else { break }
@@ -633,6 +656,13 @@ actor SocketEventStream<Socket: DurableEventSink> {
         }
         self.settleAcknowledgedSince()
         return packets
+    }
+
+    /// The acknowledged events a look for missed pushes or a gap's fill asks for: every one,
+    /// or while the socket is not past the end of a replay that pushes may have missed, those
+    /// stored since it registered (see ``acknowledgedSince``).
+    private var acknowledgedInGaps: AcknowledgedEvents {
+        self.acknowledgedSince.map { .storedSince($0.since) } ?? .all
     }
 
     /// Past the replay's end, every event goes to the socket acknowledged or not, as always.

@@ -42,7 +42,7 @@ public struct AckEventsRequest: Codable, Sendable {
     }
 }
 
-/// `sync {afterSeq, limit?, includeAcknowledged?}`.
+/// `sync {afterSeq, limit?, includeAcknowledged?, acknowledgedSince?, acknowledgedAfter?}`.
 public struct SyncRequest: Codable, Sendable {
     public var afterSeq: Int64
     public var limit: Int?
@@ -56,11 +56,20 @@ public struct SyncRequest: Codable, Sendable {
     /// for these: the ones stored since it registered, which it must get, and not the older
     /// ones its replay rightly left out.
     public var acknowledgedSince: Date?
-    public init(afterSeq: Int64, limit: Int? = nil, includeAcknowledged: Bool? = nil, acknowledgedSince: Date? = nil) {
+    /// Also the acknowledged events with a seq above this one: what a gateway asks for in a
+    /// replay's pages after the first, above that page's `latestSeq`, the events stored after
+    /// the replay began, which go to the socket whether another device acknowledged them or
+    /// not. Not in the contract either.
+    public var acknowledgedAfter: Int64?
+    public init(
+        afterSeq: Int64, limit: Int? = nil, includeAcknowledged: Bool? = nil, acknowledgedSince: Date? = nil,
+        acknowledgedAfter: Int64? = nil
+    ) {
         self.afterSeq = afterSeq
         self.limit = limit
         self.includeAcknowledged = includeAcknowledged
         self.acknowledgedSince = acknowledgedSince
+        self.acknowledgedAfter = acknowledgedAfter
     }
 
     /// Whole numbers, each named in the error when it is not one; past `Int64`'s range is its
@@ -73,6 +82,9 @@ public struct SyncRequest: Codable, Sendable {
         }
         self.includeAcknowledged = try container.decodeIfPresent(Bool.self, forKey: .includeAcknowledged)
         self.acknowledgedSince = try container.decodeIfPresent(Date.self, forKey: .acknowledgedSince)
+        if container.contains(.acknowledgedAfter), try !container.decodeNil(forKey: .acknowledgedAfter) {
+            self.acknowledgedAfter = try container.decodeWholeNumber(forKey: .acknowledgedAfter)
+        }
     }
 }
 

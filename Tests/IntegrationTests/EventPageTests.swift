@@ -8,7 +8,7 @@ import Testing
 @testable import DeliveryService
 
 /// A page of `sync` (and of a gateway's replay) is bounded by its events' bytes as well as by
-/// their count (``EventLog/events(user:afterSeq:limit:includeAcknowledged:)``).
+/// their count (``EventLog/events(user:afterSeq:limit:includeAcknowledged:acknowledgedSince:acknowledgedAfter:)``).
 @Suite("Pages of events", .timeLimit(.minutes(1)))
 struct EventPageTests {
     @Test("a page stops once its events' data passes a megabyte, with more to come; a larger event comes alone")
@@ -53,6 +53,24 @@ struct EventPageTests {
             #expect(try await page(false, since) == [unacknowledged], "acknowledgedSince alone changes nothing")
             #expect(try await page(true, nil) == old + new)
             #expect(try await page(true, since) == new)
+        }
+    }
+
+    @Test("with acknowledgedAfter, a page holds the unacknowledged events and the acknowledged ones above that seq")
+    func acknowledgedAfter() async throws {
+        try await withFreshSchema("event_pages_after", migrations: DeliveryMigrations.all) { database, _ in
+            let log = EventLog(client: database, retention: .seconds(3600), logger: TestEnvironment.logger)
+            let recipient = UUID()
+            let seqs = try await log.recordMessages(5, to: recipient)
+            _ = try await log.acknowledge(user: recipient, upToSeq: seqs[3]) { _ in }
+            func page(after: Int64, acknowledgedAfter: Int64?) async throws -> [Int64] {
+                try await log.events(user: recipient, afterSeq: after, limit: 500, acknowledgedAfter: acknowledgedAfter)
+                    .events.map(\.seq)
+            }
+            #expect(try await page(after: 0, acknowledgedAfter: nil) == [seqs[4]])
+            #expect(try await page(after: 0, acknowledgedAfter: seqs[1]) == Array(seqs[2...]))
+            #expect(try await page(after: seqs[2], acknowledgedAfter: seqs[1]) == Array(seqs[3...]), "after afterSeq only")
+            #expect(try await page(after: 0, acknowledgedAfter: seqs[4]) == [seqs[4]], "unacknowledged ones still")
         }
     }
 

@@ -222,10 +222,13 @@ struct ContractTests {
         #expect(try sync(#"{"afterSeq":9.223372036854776e18,"limit":1e300}"#).afterSeq == .max)
         #expect(try sync(#"{"afterSeq":0,"limit":1e300}"#).limit == .max)
         #expect(try sync(#"{"afterSeq":0,"limit":-1e300}"#).limit == .min)
+        #expect(try sync(#"{"afterSeq":0,"acknowledgedAfter":600}"#).acknowledgedAfter == 600)
+        #expect(try sync(#"{"afterSeq":0,"acknowledgedAfter":null}"#).acknowledgedAfter == nil)
         #expect(try ack(#"{"upToSeq":1.7976931348623157e308}"#).upToSeq == .max)
         #expect(try ack(#"{"upToSeq":-2}"#).upToSeq == -2)
         for (json, field) in [
             (#"{"afterSeq":1.5}"#, "afterSeq"), (#"{"afterSeq":0,"limit":2.5}"#, "limit"), (#"{"afterSeq":"x"}"#, "afterSeq"),
+            (#"{"afterSeq":0,"acknowledgedAfter":0.5}"#, "acknowledgedAfter"),
         ] {
             do {
                 _ = try sync(json)

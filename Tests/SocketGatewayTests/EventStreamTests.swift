@@ -45,7 +45,7 @@ struct EventStreamTests {
         }
     }
 
-    typealias Fetched = (afterSeq: Int64, limit: Int, includeAcknowledged: Bool)
+    typealias Fetched = (afterSeq: Int64, limit: Int, acknowledged: AcknowledgedEvents)
 
     /// A stream whose fetch reaches the stream itself as its first argument: to push, tell of a
     /// gap or leave while a page is being fetched.
@@ -53,13 +53,13 @@ struct EventStreamTests {
         _ socket: RecordingSocket,
         fetch:
             @escaping @Sendable (
-                _ stream: SocketEventStream<RecordingSocket>?, _ afterSeq: Int64, _ includeAcknowledged: Bool, _ since: Date?
+                _ stream: SocketEventStream<RecordingSocket>?, _ afterSeq: Int64, _ acknowledged: AcknowledgedEvents
             ) async -> EventStreams.Page?
     ) -> SocketEventStream<RecordingSocket> {
         let holder = Mutex<SocketEventStream<RecordingSocket>?>(nil)
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, since, _ in
-            await fetch(holder.withLock { $0 }, afterSeq, includeAcknowledged, since)
+            _, afterSeq, _, acknowledged, _ in
+            await fetch(holder.withLock { $0 }, afterSeq, acknowledged)
         }
         holder.withLock { $0 = stream }
         return stream
@@ -75,10 +75,10 @@ struct EventStreamTests {
     @Test("events that waited for the replay go out in order, without duplicates, in one write per run")
     func waitingEventsLeaveTogether() async {
         let socket = RecordingSocket()
-        let fetches = Mutex<[(afterSeq: Int64, limit: Int, includeAcknowledged: Bool)]>([])
+        let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, _ in
-            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
             let stored: [Int64] = [1, 2, 3, 4, 5, 6, 7, 8]
             // The replay's fetch saw the log at seq 3; the rest was stored (and pushed) after it.
             let page = stored.filter { $0 > afterSeq }.prefix(afterSeq == 0 ? 3 : limit).map { Self.event($0) }
@@ -94,7 +94,7 @@ struct EventStreamTests {
         #expect(fetches.withLock { $0.last?.limit } == 1)
         // The replay asks for what is unacknowledged; a gap's fill for everything the log keeps
         // (another device may have acknowledged the missing events already).
-        #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .all])
 
         // Live again: one push, one write; a push the socket has is dropped; a redelivery goes out.
         await stream.receive(Self.event(9))
@@ -113,9 +113,9 @@ struct EventStreamTests {
     func waitingEventAcknowledgedElsewhere() async {
         let socket = RecordingSocket()
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _, _ in
+            _, afterSeq, _, acknowledged, _ in
             // Seqs 1 and 2 are unacknowledged; 3 and 4 came after, and the phone acknowledged them.
-            let stored: [Int64] = includeAcknowledged ? [1, 2, 3, 4] : [1, 2]
+            let stored: [Int64] = acknowledged != .none ? [1, 2, 3, 4] : [1, 2]
             return (stored.filter { $0 > afterSeq }.map { Self.event($0) }, false, 4)
         }
         await stream.receive(Self.event(3))
@@ -134,8 +134,8 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, _ in
-            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
             return ([], false, 1000)  // everything acknowledged on another device
         }
         await stream.receive(Self.event(990, redelivery: true))
@@ -146,16 +146,41 @@ struct EventStreamTests {
         #expect(fetches.withLock { $0.count } == 1, "the next push was taken for a gap after 990")
     }
 
+    /// A replay of two pages: while the second is fetched, 601 is stored and another device
+    /// acknowledges everything up to it, and its push comes only after the replay. Until the
+    /// fifty-fourth session the second page held unacknowledged events only, none, the replay
+    /// caught up through 601, and the push was dropped as one the socket had (a review).
+    @Test("an event stored during a replay of several pages and acknowledged elsewhere goes out in it")
+    func storedDuringTheReplayAcknowledgedElsewhere() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
+            if afterSeq == 0 { return ((1...500).map { Self.event($0) }, true, 600) }
+            // Delivery's answer: nothing is unacknowledged; 601 is above the bound asked for.
+            guard case .above(let bound) = acknowledged else { return ([], false, 601) }
+            return ([601].filter { $0 > max(afterSeq, bound) }.map { Self.event($0) }, false, 601)
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(601))  // its push, late
+        await stream.receive(Self.event(602))
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == Array(1...500) + [601, 602])
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .above(600)])
+        #expect(fetches.withLock { $0.count } == 2, "the push after the replay was taken for a gap")
+    }
+
     @Test("past the bound of waiting events only the newest waits; the rest come from the log, in order")
     func waitingEventsBounded() async {
         let socket = RecordingSocket()
         let count = Int64(SocketEventStream<RecordingSocket>.maximumWaiting + 100)
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, _ in
-            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
             // The replay's fetch saw an empty log; the rest was stored (and pushed) after it.
-            guard includeAcknowledged else { return ([], false, 0) }
+            guard acknowledged != .none else { return ([], false, 0) }
             let page = (afterSeq + 1...min(afterSeq + Int64(limit), count)).map { Self.event($0) }
             return (page, afterSeq + Int64(limit) < count, count)
         }
@@ -164,7 +189,7 @@ struct EventStreamTests {
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == Array(1...count))
-        #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .all])
         #expect(socket.closes.isEmpty)
     }
 
@@ -177,9 +202,9 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let count = Int64(SocketEventStream<RecordingSocket>.maximumWaiting + 100)
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, _ in
+            _, afterSeq, limit, acknowledged, _ in
             // Every event was acknowledged by another device before the replay's fetch.
-            guard includeAcknowledged else { return ([], false, count) }
+            guard acknowledged != .none else { return ([], false, count) }
             let page = (afterSeq + 1...min(afterSeq + Int64(limit), count)).map { Self.event($0) }
             return (page, afterSeq + Int64(limit) < count, count)
         }
@@ -192,7 +217,7 @@ struct EventStreamTests {
     @Test("a lastSeq past the user's latest seq comes down to it: the events after it are not dropped")
     func lastSeqAheadOfTheLog() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 100)) { _, afterSeq, _, _, _ in
             #expect(afterSeq == 100)
             return ([], false, 2)  // the user's log ends at seq 2
         }
@@ -207,8 +232,8 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, _ in
-            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
             return ([], false, 40)  // 40 events, all acknowledged on another device
         }
         await stream.replay(registered: .now)
@@ -222,9 +247,9 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let fetches = Mutex<[Fetched]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, _ in
-            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
-            guard includeAcknowledged else { return ([], false, 0) }  // the replay: nothing yet
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
+            guard acknowledged != .none else { return ([], false, 0) }  // the replay: nothing yet
             let page = (afterSeq + 1...min(afterSeq + Int64(limit), 1_201)).map { Self.event($0) }
             return (page, afterSeq + Int64(limit) < 1_201, 1_201)
         }
@@ -242,8 +267,8 @@ struct EventStreamTests {
     @Test("when a gap cannot be fetched, nothing moves past it: the connection is closed for the client to reconnect")
     func gapUnavailable() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, _, _, includeAcknowledged, _, _ in
-            includeAcknowledged ? nil : ([Self.event(1)], false, 1)
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, _, _, acknowledged, _ in
+            acknowledged != .none ? nil : ([Self.event(1)], false, 1)
         }
         await stream.replay(registered: .now)
         await stream.receive(Self.event(3))
@@ -256,7 +281,7 @@ struct EventStreamTests {
     @Test("when the replay cannot be fetched, the connection is closed for the client to reconnect")
     func replayUnavailable() async {
         let socket = RecordingSocket()
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 5)) { _, _, _, _, _, _ in nil }
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 5)) { _, _, _, _, _ in nil }
         await stream.receive(Self.event(9))
         await stream.replay(registered: .now)
         await stream.receive(Self.event(10))
@@ -269,8 +294,8 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         let (answer, delivery) = AsyncStream.makeStream(of: Void.self)
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _, _ in
-            guard includeAcknowledged else { return ([], false, 0) }
+            _, afterSeq, _, acknowledged, _ in
+            guard acknowledged != .none else { return ([], false, 0) }
             for await _ in answer { break }  // delivery is slow to answer
             return ([Self.event(1), Self.event(2)].filter { $0.seq > afterSeq }, false, 3)
         }
@@ -293,11 +318,11 @@ struct EventStreamTests {
         let asked = ContinuousClock.now
         let notBefore = Mutex<[ContinuousClock.Instant]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, limit, includeAcknowledged, _, since in
-            fetches.withLock { $0.append((afterSeq, limit, includeAcknowledged)) }
+            _, afterSeq, limit, acknowledged, since in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
             notBefore.withLock { $0.append(since) }
             // 1 and 2 unacknowledged at the replay; 3 pushed; 4 and 5 missed and acknowledged.
-            guard includeAcknowledged else { return ([Self.event(1), Self.event(2)], false, 2) }
+            guard acknowledged != .none else { return ([Self.event(1), Self.event(2)], false, 2) }
             return ([4, 5].filter { $0 > afterSeq }.map { Self.event($0) }, false, 5)
         }
         await stream.replay(registered: .now)
@@ -307,7 +332,7 @@ struct EventStreamTests {
         await stream.receive(Self.event(6))
         #expect(socket.writes == [[1, 2], [3], [4, 5], [6]])
         #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 3])
-        #expect(fetches.withLock { $0.map(\.includeAcknowledged) } == [false, true])
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .all])
         #expect(notBefore.withLock { $0.last } == asked, "sockets of one user would not share the page")
         #expect(socket.closes.isEmpty)
     }
@@ -318,8 +343,8 @@ struct EventStreamTests {
     @Test("a fan-out gap during the replay: the events stored since the replay began are fetched after it")
     func missedPushesDuringTheReplay() async {
         let socket = RecordingSocket()
-        let stream = Self.stream(socket) { stream, afterSeq, includeAcknowledged, _ in
-            if includeAcknowledged { return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3) }
+        let stream = Self.stream(socket) { stream, afterSeq, acknowledged in
+            if acknowledged != .none { return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3) }
             if afterSeq == 0 { return ([Self.event(1)], true, 2) }
             // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged.
             await stream?.lookForMissedEvents(storedBefore: .now)
@@ -338,29 +363,32 @@ struct EventStreamTests {
     /// since the socket registered (about: less the clocks' margin), which is 3 alone (the
     /// session's reviews).
     @Test("a fan-out gap during the replay: the acknowledged events stored since the socket registered go out, older ones do not")
-    func missedPushesBeforeTheFirstPage() async throws {
+    func missedPushesBeforeTheFirstPage() async {
         let socket = RecordingSocket()
         let registered = Date()
-        let asked = Mutex<[Date?]>([])
-        let stream = Self.stream(socket) { stream, afterSeq, includeAcknowledged, since in
-            guard includeAcknowledged else {
+        let asked = Mutex<[AcknowledgedEvents]>([])
+        let stream = Self.stream(socket) { stream, afterSeq, acknowledged in
+            guard acknowledged != .none else {
                 await stream?.lookForMissedEvents(storedBefore: .now)
                 return ([Self.event(1)].filter { $0.seq > afterSeq }, false, 3)
             }
-            asked.withLock { $0.append(since) }
+            asked.withLock { $0.append(acknowledged) }
             // Delivery's answer: 2 was stored an hour ago, 3 just now.
-            let stored = since == nil ? [Self.event(2), Self.event(3)] : [Self.event(3)]
+            let stored = acknowledged == .all ? [Self.event(2), Self.event(3)] : [Self.event(3)]
             return (stored.filter { $0.seq > afterSeq }, false, 3)
         }
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == [1, 3])
-        let since = try #require(asked.withLock { $0.first } ?? nil)
+        guard case .storedSince(let since)? = asked.withLock({ $0.first }) else {
+            Issue.record("asked for \(asked.withLock { $0 })")
+            return
+        }
         #expect(since <= registered && since > registered - 10, "asked since \(since)")
         // Past the replay's end the socket is as any other: a gap's fill asks for everything.
         await stream.receive(Self.event(5))
         await stream.settled()
-        #expect(asked.withLock { $0.count } == 2 && asked.withLock { $0.last } == .some(nil))
+        #expect(asked.withLock { $0.count } == 2 && asked.withLock { $0.last } == .all)
         #expect(socket.writes.flatMap { $0 } == [1, 3, 5])
     }
 
@@ -370,7 +398,7 @@ struct EventStreamTests {
     @Test("a push that waited during the replay goes out between the page's events around it")
     func waitingPushAmongThePage() async {
         let socket = RecordingSocket()
-        let stream = Self.stream(socket) { stream, afterSeq, _, _ in
+        let stream = Self.stream(socket) { stream, afterSeq, _ in
             await stream?.receive(Self.event(2))
             return ([Self.event(1), Self.event(3)].filter { $0.seq > afterSeq }, false, 3)
         }
@@ -407,8 +435,8 @@ struct EventStreamTests {
     func missedPushesPacedOutsideTheSweep() async {
         let socket = SlowReadingSocket()
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _, _ in
-            guard includeAcknowledged else { return ([], false, 0) }
+            _, afterSeq, _, acknowledged, _ in
+            guard acknowledged != .none else { return ([], false, 0) }
             let events = (afterSeq + 1...min(afterSeq + 100, 300)).map { Self.event($0) }
             return (events, afterSeq + 100 < 300, 300)
         }
@@ -427,8 +455,8 @@ struct EventStreamTests {
         let (answer, delivery) = AsyncStream.makeStream(of: Void.self)
         let fetches = Mutex<[Int64]>([])
         let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
-            _, afterSeq, _, includeAcknowledged, _, _ in
-            guard includeAcknowledged else { return ([], false, 0) }
+            _, afterSeq, _, acknowledged, _ in
+            guard acknowledged != .none else { return ([], false, 0) }
             fetches.withLock { $0.append(afterSeq) }
             if afterSeq == 0 { for await _ in answer { break } }  // the gap's fill waits for delivery
             return ([1, 2, 4].filter { $0 > afterSeq }.map { Self.event($0) }.filter { $0.seq != 3 }, false, 4)
@@ -447,7 +475,7 @@ struct EventStreamTests {
     func fetchAskedAgain() async {
         let socket = RecordingSocket()
         let failures = Mutex(1)
-        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _, _ in
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) { _, afterSeq, _, _, _ in
             let fail = failures.withLock { left in
                 defer { left -= 1 }
                 return left > 0
@@ -463,7 +491,7 @@ struct EventStreamTests {
     func leavingStopsTheReplay() async {
         let socket = RecordingSocket()
         let fetched = Mutex(0)
-        let stream = Self.stream(socket) { stream, afterSeq, _, _ in
+        let stream = Self.stream(socket) { stream, afterSeq, _ in
             let count = fetched.withLock { count in
                 count += 1
                 return count
@@ -487,8 +515,8 @@ struct EventStreamTests {
         let socket = RecordingSocket()
         // The user's unacknowledged events, as delivery has them.
         let unacknowledged = Mutex<[Int64]>([1, 2, 3])
-        let stream = Self.stream(socket) { _, afterSeq, includeAcknowledged, _ in
-            #expect(!includeAcknowledged)
+        let stream = Self.stream(socket) { _, afterSeq, acknowledged in
+            #expect(acknowledged == .none)
             return (unacknowledged.withLock { $0 }.filter { $0 > afterSeq }.map { Self.event($0) }, false, 3)
         }
         await stream.replay(registered: .now)
