@@ -38,6 +38,11 @@ struct Conversations: Sendable {
     /// Runs `body` in a transaction, at most once for `request` (its envelope id): the first
     /// time it claims the id and records its result with the commit (``HandledRequests``), and a
     /// copy of the request gets that result without running `body`.
+    ///
+    /// A transaction whose `COMMIT` went unanswered (the connection lost) is looked up by its
+    /// claim, and one that committed is answered as usual. Until the fifty-fourth session it was
+    /// answered 503 "retry", and the caller's retry, a new request, made a second group (a
+    /// review; `LostCommitTests`).
     func write<Result: Codable & Sendable>(
         once request: UUID, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
@@ -58,6 +63,14 @@ struct Conversations: Sendable {
             }
             guard let earlier else { throw ServiceError.internal() }
             return earlier
+        } catch  where Database.isUnavailable(error) {
+            guard
+                let committed = await HandledRequests.committedReply(
+                    of: request, as: Result.self, in: self.client, logger: self.logger)
+            else { throw error }
+            self.logger.notice("a command whose commit went unanswered had committed; answered as done")
+            self.committed()
+            return committed
         }
     }
 

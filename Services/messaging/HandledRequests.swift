@@ -3,6 +3,7 @@ import Logging
 import MessengerContracts
 import MessengerPostgres
 import PostgresNIO
+import ThreadedIO
 
 /// The commands that committed, each under its request's envelope id, with what it answered:
 /// a request that comes again (delivered again after a replica or connection was lost before
@@ -54,6 +55,41 @@ enum HandledRequests {
         }
         return nil
     }
+
+    /// What `request` answered, if its transaction committed although its `COMMIT` went
+    /// unanswered (the connection was lost: a restart, a failover, the network); nil if it did
+    /// not commit, or that cannot be known within 2 s.
+    ///
+    /// The look claims the request in a transaction it then rolls back: a claim waits for a
+    /// commit still under way on the lost connection, where a plain read would not see it yet.
+    /// The pool may hand out another connection the cut closed, so the look is tried a few
+    /// times (as a refresh's rotation is, in auth).
+    static func committedReply<Reply: Codable & Sendable>(
+        of request: UUID, as type: Reply.Type, in database: Database, logger: Logger
+    ) async -> Reply? {
+        let end = ContinuousClock.now + .seconds(2)
+        var backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(500))
+        while true {
+            let pause = backoff.next()
+            do {
+                return try await database.transaction(logger: logger) { connection -> Reply? in
+                    guard try await Self.claim(request, on: connection, logger: logger) else {
+                        return try await Self.reply(of: request, as: Reply.self, on: connection, logger: logger)
+                    }
+                    throw NotCommitted()  // rolls the claim back
+                }
+            } catch is NotCommitted {
+                return nil
+            } catch  where Database.isUnavailable(error) && ContinuousClock.now + pause < end {
+                try? await Task.sleep(for: pause)
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    /// The look of ``committedReply(of:as:in:logger:)`` claimed the request: it never committed.
+    private struct NotCommitted: Error {}
 
     /// Deletes the records older than ``retention``; how many went.
     static func prune(on database: Database, logger: Logger) async throws -> Int {

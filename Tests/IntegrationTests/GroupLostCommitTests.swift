@@ -1,0 +1,84 @@
+import Foundation
+import MessengerAMQP
+import MessengerContracts
+import MessengerPostgres
+import MessengerServiceKit
+import PostgresNIO
+import TestSupport
+import Testing
+
+@testable import MessagingService
+
+/// A command whose `COMMIT` PostgreSQL carried out while the connection was lost before its
+/// answer came (a restart, a failover, the network): a proxy between messaging and PostgreSQL
+/// drops that answer and closes the connection.
+@Suite("A command whose commit went unanswered", .timeLimit(.minutes(1)))
+struct GroupLostCommitTests {
+    /// Until the fifty-fourth session the group was answered 503 "retry" although it was
+    /// stored, and the client's retry, a new request, made a second one (a review).
+    @Test("a group whose commit went unanswered is answered as created, and stored once")
+    func committedGroupIsAnswered() async throws {
+        try await Self.withConversations(cutAfter: "COMMIT") { createGroup, stored in
+            let created = try await createGroup()
+            #expect(try await stored() == [created.thread.id.uuid])
+            #expect(created.thread.memberIds.count == 3 && created.thread.title == "plans")
+        }
+    }
+
+    @Test("a group whose connection was lost before its commit is answered unavailable, and not stored")
+    func uncommittedGroupIsRefused() async throws {
+        try await Self.withConversations(cutAfter: "INSERT INTO thread_members") { createGroup, stored in
+            var failure: (any Error)?
+            do { _ = try await createGroup() } catch { failure = error }
+            #expect(failure.map(Database.isUnavailable) == true, "answered \(String(describing: failure))")
+            let groups = try await stored()
+            #expect(groups.isEmpty)
+        }
+    }
+
+    /// A group's creation by ``Conversations`` on a connection through a proxy that drops the
+    /// answer to the first request carrying `marker`, and a look at the groups stored.
+    static func withConversations(
+        cutAfter marker: String,
+        _ body: (_ createGroup: () async throws -> ThreadEnvelope, _ stored: () async throws -> [UUID]) async throws -> Void
+    ) async throws {
+        try await withFreshSchema("lost_commit", migrations: MessagingMigrations.all) { database, schema in
+            var url = try #require(URLComponents(string: TestEnvironment.databaseURL))
+            let proxy = try await CuttingProxy(to: url.host ?? "127.0.0.1", port: url.port ?? 5432)
+            url.port = proxy.port
+            let proxied = try DatabaseConfiguration(url: try #require(url.string), schema: schema).makeDatabase(
+                logger: TestEnvironment.logger)
+            let logger = TestEnvironment.logger
+            let (owner, ann, bob) = (UUID(), UUID(), UUID())
+            for (id, name) in [(owner, "owner"), (ann, "ann"), (bob, "bob")] {
+                try await database.query(
+                    "INSERT INTO users (id, username, display_name, updated_at) VALUES (\(id), \(name), \(name), now())",
+                    logger: logger)
+            }
+            try await whileRunning(proxied) {
+                try await withAMQPConnection(name: "test-lost-commit") { amqp in
+                    // Every member is known: the directory asks auth nothing.
+                    let rpc = RPCClient(connection: amqp, instanceName: "test-lost-commit", logger: logger)
+                    let conversations = Conversations(
+                        client: proxied, users: UserDirectory(client: proxied, rpc: rpc, logger: logger),
+                        outbox: OutboxSignal(), faults: FaultPoints(environment: ServiceEnvironment([:])), logger: logger)
+                    proxy.cutAfterRequest(containing: marker)
+                    let create = {
+                        try await conversations.createConversation(
+                            CreateConversationRequest(type: .group, memberIds: [EntityID(ann), EntityID(bob)], title: "plans"),
+                            actor: owner, requestID: UUID(), deadline: .now + .seconds(10))
+                    }
+                    try await body(create) {
+                        #expect(!proxy.isArmed, "no answer was dropped")
+                        var stored: [UUID] = []
+                        for try await id in try await database.query(
+                            "SELECT id FROM threads WHERE type = 'GROUP'", logger: logger
+                        ).decode(UUID.self) { stored.append(id) }
+                        return stored
+                    }
+                }
+            }
+            try await proxy.close()
+        }
+    }
+}
