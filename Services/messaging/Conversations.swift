@@ -42,10 +42,13 @@ struct Conversations: Sendable {
     /// A transaction whose `COMMIT` went unanswered (the connection lost) is looked up by its
     /// claim, and one that committed is answered as usual. Until the fifty-fourth session it was
     /// answered 503 "retry", and the caller's retry, a new request, made a second group (a
-    /// review; `LostCommitTests`).
+    /// review; `GroupLostCommitTests`). Only a failure after the body ran is looked up: one
+    /// before (no connection in time, a lock timeout, a connection lost mid-body) cannot have
+    /// committed, and a look for each would hold the request longer in an outage or overload.
     func write<Result: Codable & Sendable>(
         once request: UUID, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
+        let commitAsked = HandledRequests.CommitAsked()
         do {
             let result = try await self.client.transaction(logger: self.logger) { connection -> Result in
                 guard try await HandledRequests.claim(request, on: connection, logger: self.logger) else {
@@ -53,6 +56,7 @@ struct Conversations: Sendable {
                 }
                 let result = try await body(connection)
                 try await HandledRequests.record(request, reply: result, on: connection, logger: self.logger)
+                commitAsked.set()
                 return result
             }
             self.committed()
@@ -63,7 +67,7 @@ struct Conversations: Sendable {
             }
             guard let earlier else { throw ServiceError.internal() }
             return earlier
-        } catch  where Database.isUnavailable(error) {
+        } catch  where commitAsked.isSet && Database.isUnavailable(error) {
             guard
                 let committed = await HandledRequests.committedReply(
                     of: request, as: Result.self, in: self.client, logger: self.logger)

@@ -3,6 +3,7 @@ import Logging
 import MessengerContracts
 import MessengerPostgres
 import PostgresNIO
+import Synchronization
 import ThreadedIO
 
 /// The commands that committed, each under its request's envelope id, with what it answered:
@@ -72,11 +73,15 @@ enum HandledRequests {
         while true {
             let pause = backoff.next()
             do {
-                return try await database.transaction(logger: logger) { connection -> Reply? in
-                    guard try await Self.claim(request, on: connection, logger: logger) else {
-                        return try await Self.reply(of: request, as: Reply.self, on: connection, logger: logger)
+                // Its own deadline, not the request's, which may have passed while the commit ran:
+                // the look would then get no connection that is not free at once.
+                return try await RequestDeadline.$current.withValue(end) {
+                    try await database.transaction(logger: logger) { connection -> Reply? in
+                        guard try await Self.claim(request, on: connection, logger: logger) else {
+                            return try await Self.reply(of: request, as: Reply.self, on: connection, logger: logger)
+                        }
+                        throw NotCommitted()  // rolls the claim back
                     }
-                    throw NotCommitted()  // rolls the claim back
                 }
             } catch is NotCommitted {
                 return nil
@@ -90,6 +95,14 @@ enum HandledRequests {
 
     /// The look of ``committedReply(of:as:in:logger:)`` claimed the request: it never committed.
     private struct NotCommitted: Error {}
+
+    /// Set once a command's transaction body has run: what fails from then on is its `COMMIT`,
+    /// whose answer a lost connection may have taken after PostgreSQL carried it out.
+    final class CommitAsked: Sendable {
+        private let asked = Atomic(false)
+        var isSet: Bool { self.asked.load(ordering: .acquiring) }
+        func set() { self.asked.store(true, ordering: .releasing) }
+    }
 
     /// Deletes the records older than ``retention``; how many went.
     static func prune(on database: Database, logger: Logger) async throws -> Int {

@@ -332,19 +332,22 @@ actor SocketEventStream<Socket: DurableEventSink> {
     /// again: until the fortieth session the replay just ended, and the socket got nothing of
     /// what it missed until a live push showed the gap.
     func replay(registered: ContinuousClock.Instant) async {
-        // What the pages after the first hold besides the unacknowledged events: every event
-        // stored after the first page was read. That read is the replay's cut: an event stored
-        // before it and acknowledged (on another device) by the time its page is read is left
-        // out, as protocol.md has it; one stored after it goes out whatever. Until the
-        // fifty-fourth session later pages held unacknowledged events only, so an event stored
-        // during a replay of several pages and acknowledged elsewhere before the next page was
-        // read was in none, the pages took the socket past it, and its push, when it came after
-        // the replay, was dropped as one the socket had (a review).
-        var acknowledged: AcknowledgedEvents?
+        // The first page's read is the replay's cut: an event stored before it and acknowledged
+        // (on another device) by the time its page is read is left out, as protocol.md has it;
+        // one stored after it goes out whatever, and so does one pushed to this socket since it
+        // registered (``acknowledgedInReplay(firstPageLatest:)``). Until the fifty-fourth session
+        // the pages held unacknowledged events only, so an event stored during a replay of
+        // several pages and acknowledged elsewhere before the next page was read was in none,
+        // the pages took the socket past it, and its push, when it came after the replay, was
+        // dropped as one the socket had (a review); so was one whose push came during the
+        // replay and was collapsed away (``maximumWaiting``).
+        var firstPageLatest: Int64?
+        var first = true
         while true {
             guard
                 let page = await self.fetchPatiently(
-                    after: self.ordering.delivered, limit: Self.pageSize, acknowledged ?? .none, registered)
+                    after: self.ordering.delivered, limit: Self.pageSize,
+                    self.acknowledgedInReplay(firstPageLatest: firstPageLatest), registered)
             else {
                 if !self.hasLeft { await self.socket.closeConnection(reason: "replay unavailable") }
                 return  // busy for good: nothing more goes to this socket
@@ -353,11 +356,12 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
             // for ones the socket has.
-            if acknowledged == nil, let latest = page.latestSeq {
+            if first, let latest = page.latestSeq {
                 self.ordering.resume(atMost: latest)
                 self.unacknowledged.resume(atMost: self.ordering.delivered)
+                firstPageLatest = latest
             }
-            if acknowledged == nil { acknowledged = page.latestSeq.map { .above($0) } ?? AcknowledgedEvents.none }
+            first = false
             await self.sendPaced(self.accept(self.withWaiting(page.events), before: nil))
             guard page.hasMore, !page.events.isEmpty else {
                 // Every event up to `latest` was in the replay or is acknowledged, save those
@@ -401,6 +405,16 @@ actor SocketEventStream<Socket: DurableEventSink> {
             self.missedPushesSince = .now
         }
         await self.drain()
+    }
+
+    /// The acknowledged events a replay's page asks for: those above the first page's latest
+    /// seq (stored after the replay's cut), and those from the lowest seq pushed to the socket
+    /// since it registered, redeliveries aside (a push that came during the replay, perhaps
+    /// collapsed away since, stands for an event the socket must get); none for a first page
+    /// before any push came.
+    private func acknowledgedInReplay(firstPageLatest: Int64?) -> AcknowledgedEvents {
+        let bounds = [firstPageLatest, self.lowestSeqDuringReplay.map { $0 - 1 }].compactMap { $0 }
+        return bounds.min().map { .above($0) } ?? .none
     }
 
     /// A page written at once could pass the bound at which a session is closed (a long-polling

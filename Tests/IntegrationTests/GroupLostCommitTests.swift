@@ -20,7 +20,7 @@ struct GroupLostCommitTests {
     func committedGroupIsAnswered() async throws {
         try await Self.withConversations(cutAfter: "COMMIT") { createGroup, stored in
             let created = try await createGroup()
-            #expect(try await stored() == [created.thread.id.uuid])
+            #expect(try await stored().groups == [created.thread.id.uuid])
             #expect(created.thread.memberIds.count == 3 && created.thread.title == "plans")
         }
     }
@@ -31,16 +31,19 @@ struct GroupLostCommitTests {
             var failure: (any Error)?
             do { _ = try await createGroup() } catch { failure = error }
             #expect(failure.map(Database.isUnavailable) == true, "answered \(String(describing: failure))")
-            let groups = try await stored()
+            let (groups, claims) = try await stored()
             #expect(groups.isEmpty)
+            #expect(claims == 0, "the request's claim stayed: a copy of it would not run")
         }
     }
 
     /// A group's creation by ``Conversations`` on a connection through a proxy that drops the
-    /// answer to the first request carrying `marker`, and a look at the groups stored.
+    /// answer to the first request carrying `marker`, and a look at the groups and the request
+    /// claims stored.
     static func withConversations(
         cutAfter marker: String,
-        _ body: (_ createGroup: () async throws -> ThreadEnvelope, _ stored: () async throws -> [UUID]) async throws -> Void
+        _ body: (_ createGroup: () async throws -> ThreadEnvelope, _ stored: () async throws -> (groups: [UUID], claims: Int))
+            async throws -> Void
     ) async throws {
         try await withFreshSchema("lost_commit", migrations: MessagingMigrations.all) { database, schema in
             var url = try #require(URLComponents(string: TestEnvironment.databaseURL))
@@ -74,7 +77,11 @@ struct GroupLostCommitTests {
                         for try await id in try await database.query(
                             "SELECT id FROM threads WHERE type = 'GROUP'", logger: logger
                         ).decode(UUID.self) { stored.append(id) }
-                        return stored
+                        var claims = 0
+                        for try await count in try await database.query(
+                            "SELECT count(*) FROM handled_requests", logger: logger
+                        ).decode(Int.self) { claims = count }
+                        return (stored, claims)
                     }
                 }
             }

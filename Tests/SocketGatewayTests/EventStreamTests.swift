@@ -92,9 +92,10 @@ struct EventStreamTests {
         #expect(socket.writes == [[1, 2, 3], [4, 5], [6, 7, 8]])
         #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 5])
         #expect(fetches.withLock { $0.last?.limit } == 1)
-        // The replay asks for what is unacknowledged; a gap's fill for everything the log keeps
-        // (another device may have acknowledged the missing events already).
-        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .all])
+        // The replay asks for what is unacknowledged and, pushes having come, the acknowledged
+        // events from the lowest of them; a gap's fill for everything the log keeps (another
+        // device may have acknowledged the missing events already).
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.above(1), .all])
 
         // Live again: one push, one write; a push the socket has is dropped; a redelivery goes out.
         await stream.receive(Self.event(9))
@@ -171,6 +172,62 @@ struct EventStreamTests {
         #expect(fetches.withLock { $0.count } == 2, "the push after the replay was taken for a gap")
     }
 
+    /// Three pages. Delivery as it answers: 1...1000 stored before the first page's read, 1...500
+    /// unacknowledged then; another device acknowledges up to 1001 while the second page is
+    /// read (1001 stored meanwhile), and 1002 is stored, unacknowledged, before the third. The
+    /// pages after the first all ask from the first page's latest seq: 501...1000, stored
+    /// before the cut and acknowledged before their page, are left out; 1001 and 1002 go out.
+    @Test("every page after the first asks for the acknowledged events above the first page's latest seq, and only those")
+    func replayBoundStaysTheFirstPages() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, acknowledged, _ in
+            let count = fetches.withLock { fetched in
+                fetched.append((afterSeq, limit, acknowledged))
+                return fetched.count
+            }
+            switch count {
+            case 1: return ((1...500).map { Self.event($0) }, true, 1000)
+            case 2:
+                guard case .above(let bound) = acknowledged else { return ([], false, 1001) }
+                return ([1001].filter { $0 > max(afterSeq, bound) }.map { Self.event($0) }, true, 1001)
+            default:
+                guard case .above(let bound) = acknowledged else { return ([Self.event(1002)], false, 1002) }
+                return ([1001, 1002].filter { $0 > max(afterSeq, bound) }.map { Self.event($0) }, false, 1002)
+            }
+        }
+        await stream.replay(registered: .now)
+        await stream.receive(Self.event(1001))  // late pushes: the socket has them
+        await stream.receive(Self.event(1002))
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == Array(1...500) + [1001, 1002])
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .above(1000), .above(1000)])
+        #expect(fetches.withLock { $0.map(\.afterSeq) } == [0, 500, 1001])
+    }
+
+    /// Pushes 1...300 came while the socket waited for its replay, past the bound of waiting
+    /// events (only the newest kept), and another device acknowledged them all; 301 is
+    /// unacknowledged. Until the fifty-fourth session the page held 301 alone, which took the
+    /// socket past 1...299, and they were lost (a review).
+    @Test("pushes collapsed away while the replay waited, acknowledged elsewhere, are in its page")
+    func collapsedPushesInThePage() async {
+        let socket = RecordingSocket()
+        let fetches = Mutex<[Fetched]>([])
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 0)) {
+            _, afterSeq, limit, acknowledged, _ in
+            fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
+            let bound: Int64 = if case .above(let bound) = acknowledged { bound } else { 300 }
+            let events = (Int64(1)...301).filter { $0 > max(afterSeq, min(bound, 300)) }.prefix(limit)
+            return (events.map { Self.event($0) }, events.last.map { $0 < 301 } ?? false, 301)
+        }
+        for seq in 1...300 { await stream.receive(Self.event(Int64(seq))) }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        #expect(socket.writes.flatMap { $0 } == Array(1...301))
+        #expect(fetches.withLock { $0.first?.acknowledged } == .above(0))
+    }
+
     @Test("past the bound of waiting events only the newest waits; the rest come from the log, in order")
     func waitingEventsBounded() async {
         let socket = RecordingSocket()
@@ -180,7 +237,7 @@ struct EventStreamTests {
             _, afterSeq, limit, acknowledged, _ in
             fetches.withLock { $0.append((afterSeq, limit, acknowledged)) }
             // The replay's fetch saw an empty log; the rest was stored (and pushed) after it.
-            guard acknowledged != .none else { return ([], false, 0) }
+            guard acknowledged == .all else { return ([], false, 0) }
             let page = (afterSeq + 1...min(afterSeq + Int64(limit), count)).map { Self.event($0) }
             return (page, afterSeq + Int64(limit) < count, count)
         }
@@ -189,7 +246,7 @@ struct EventStreamTests {
         await stream.replay(registered: .now)
         await stream.settled()
         #expect(socket.writes.flatMap { $0 } == Array(1...count))
-        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.none, .all])
+        #expect(fetches.withLock { $0.map(\.acknowledged) } == [.above(0), .all])
         #expect(socket.closes.isEmpty)
     }
 
@@ -344,11 +401,14 @@ struct EventStreamTests {
     func missedPushesDuringTheReplay() async {
         let socket = RecordingSocket()
         let stream = Self.stream(socket) { stream, afterSeq, acknowledged in
-            if acknowledged != .none { return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3) }
             if afterSeq == 0 { return ([Self.event(1)], true, 2) }
-            // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged.
+            guard case .above(let bound) = acknowledged else {
+                return ([2, 3].filter { $0 > afterSeq }.map { Self.event($0) }, false, 3)
+            }
+            // While the second page is fetched, 3 is stored, pushed (and missed), and acknowledged:
+            // the page holds it, above the first page's latest seq.
             await stream?.lookForMissedEvents(storedBefore: .now)
-            return ([Self.event(2)], false, 3)
+            return ([2, 3].filter { $0 > afterSeq && ($0 == 2 || $0 > bound) }.map { Self.event($0) }, false, 3)
         }
         await stream.replay(registered: .now)
         await stream.settled()
