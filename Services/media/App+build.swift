@@ -20,7 +20,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
         with: DeletedMessagesConsumer.topology(queueArguments: backend.settings.durableQueueArguments))
     let logger = backend.logger
     let store: any MediaStore
-    let local = LocalMediaStore(directory: settings.directory)
+    let local = LocalMediaStore(directory: settings.directory, logger: logger)
     var stores: [String: any MediaStore] = ["local": local]
     if let cloudinary = settings.cloudinary {
         store = CloudinaryStore(configuration: cloudinary, curl: CurlClient(), logger: logger)

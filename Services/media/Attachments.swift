@@ -454,8 +454,12 @@ struct Attachments: Sendable {
     /// forty-fourth session's review of its own diff), and a pass that dies part way leaves its
     /// records claimed, taken again after `lease` (until the forty-fifth session the batch's
     /// records were deleted before their files, and a pass that died lost them). A file the
-    /// store refuses gives its claim back, with the rest of the batch's (those this pass still
-    /// holds), and ends this pass.
+    /// store refuses keeps its record claimed, so it is tried again after `lease`, and the pass
+    /// goes on; ``refusalsInARow`` refusals in a row look like the store is down, and end the
+    /// pass, with the claims of the batch's records not tried given back. Until the fifty-fourth
+    /// session the first refusal ended the pass and gave its record back: the next pass began
+    /// with that record again, so one file that could never be deleted (a folder restored with
+    /// other ownership, a 4xx from Cloudinary) stopped the clean-up of every other (a review).
     /// Records of a store this instance has no configuration for are left to an instance that
     /// has it.
     func removeAbandonedUploads(olderThan age: Duration, lease: Duration = Self.uploadClaimLease) async throws -> Int {
@@ -475,21 +479,27 @@ struct Attachments: Sendable {
                 """, logger: self.logger)
             var taken: [(UUID, String, String, String)] = []
             for try await row in rows.decode((UUID, String, String, String).self) { taken.append(row) }
+            var refusedInARow = 0
             for (index, (id, storage, key, type)) in taken.enumerated() {
                 do {
                     try await self.stores[storage]?.delete(key: key, media: type, deadline: nil)
                 } catch {
                     self.logger.warning(
-                        "removing the file of an abandoned upload failed; tried again later",
+                        "removing the file of an abandoned upload failed; tried again once its claim expires",
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
-                    let unclaimed = taken[index...].map(\.0)
-                    try await self.client.write(
-                        """
-                        UPDATE uploads_in_progress SET claimed_at = NULL, claim = NULL
-                        WHERE id = ANY(\(unclaimed)) AND claim = \(claim)
-                        """, logger: self.logger)
-                    return removed
+                    refusedInARow += 1
+                    guard refusedInARow < Self.refusalsInARow else {
+                        let unclaimed = taken[(index + 1)...].map(\.0)
+                        try await self.client.write(
+                            """
+                            UPDATE uploads_in_progress SET claimed_at = NULL, claim = NULL
+                            WHERE id = ANY(\(unclaimed)) AND claim = \(claim)
+                            """, logger: self.logger)
+                        return removed
+                    }
+                    continue
                 }
+                refusedInARow = 0
                 try await self.client.write("DELETE FROM uploads_in_progress WHERE id = \(id)", logger: self.logger)
                 removed += 1
             }
@@ -510,12 +520,18 @@ struct Attachments: Sendable {
     /// How many marked files one statement reads at a time.
     private static let removalBatch = 500
 
+    /// Files a store refuses in a row before a clean-up pass takes it for down, and ends.
+    static let refusalsInARow = 3
+
     /// Deletes the files of attachments marked for removal (a deleted message's, an expired or a
     /// discarded upload's), then their rows, oldest marks first: those of `messages` or `ids`,
     /// or all of them (the clean-up's pass, for what a store refused before; only those of
     /// `messages` after a deletion, so that a store that is down does not make every deletion
-    /// retry every file left). Goes on batch after batch until none is left, a store refused
-    /// one, or `deadline` (a waiting caller's) passed; the rest stay marked for the clean-up.
+    /// retry every file left). Goes on batch after batch until none is left, a whole batch was
+    /// refused (a store that is down), or `deadline` (a waiting caller's) passed; the rest stay
+    /// marked for the clean-up. A refused file's mark is moved to now, behind the others: until
+    /// the fifty-fourth session it kept its place, and a batch's worth of files that could
+    /// never be deleted, first in line, stopped every later pass before the others (a review).
     func removeMarked(
         of messages: [UUID]? = nil, ids: [UUID]? = nil, deadline: ContinuousClock.Instant? = nil
     ) async throws -> Int {
@@ -531,13 +547,14 @@ struct Attachments: Sendable {
                 """, logger: self.logger)
             let batch = try await self.removeStored(rows, deadline: deadline)
             removed += batch.removed
-            guard batch.found == Self.removalBatch, batch.removed == batch.found else { return removed }
+            guard batch.found == Self.removalBatch, batch.removed > 0 else { return removed }
+            if let deadline, deadline <= .now { return removed }
         }
     }
 
     /// Deletes each marked row's file from the store the row names, then the row; returns how
-    /// many rows were read and how many went. A file that cannot be deleted now is logged and
-    /// tried again on a later run; the others go on. Rows kept in a store this instance has no
+    /// many rows were read and how many went. A file that cannot be deleted now is logged, its
+    /// mark moved to now, and tried again on a later run; the others go on. Rows kept in a store this instance has no
     /// configuration for (Cloudinary ones on an instance without an account) are left to an
     /// instance that has it, and never stand in the way of the others.
     private func removeStored(
@@ -551,13 +568,16 @@ struct Attachments: Sendable {
             guard let store = self.stores[storage] else { continue }
             do {
                 try await store.delete(key: key, media: type, deadline: deadline)
-                try await self.client.write("DELETE FROM attachments WHERE id = \(id)", logger: self.logger)
-                removed += 1
             } catch {
                 self.logger.warning(
                     "removing a stored file failed; tried again later",
                     metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
+                try await self.client.write(
+                    "UPDATE attachments SET removal_marked_at = now() WHERE id = \(id)", logger: self.logger)
+                continue
             }
+            try await self.client.write("DELETE FROM attachments WHERE id = \(id)", logger: self.logger)
+            removed += 1
         }
         return (found.count, removed)
     }

@@ -20,8 +20,13 @@ struct CloudinaryStore: MediaStore {
     let curl: CurlClient
     let logger: Logger
 
-    /// The key is the `public_id` Cloudinary gives the file: the token, after the folder when
-    /// one is set (`CLOUDINARY_FOLDER`).
+    /// The key is the file's `public_id`: the token, after the folder when one is set
+    /// (`CLOUDINARY_FOLDER`). It is sent whole as the `public_id`, with no `folder` parameter:
+    /// how Cloudinary joins a `folder` to the id differs between its fixed and dynamic folder
+    /// modes (in the latter, every account's since June 2024, folders are apart from ids), and
+    /// the key recorded before the upload, which the clean-up destroys after a crash, must be
+    /// the id Cloudinary gives the file. Until the fifty-fourth session the folder went apart
+    /// (a review).
     func plan(fileName: String, media: SniffedMedia) -> PlannedFile {
         let token = unguessableToken()
         let folder = self.configuration.folder.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/")) } ?? ""
@@ -32,8 +37,7 @@ struct CloudinaryStore: MediaStore {
         _ bytes: Data, as planned: PlannedFile, fileName: String, media: SniffedMedia, deadline: ContinuousClock.Instant?
     ) async throws -> StoredFile {
         let resourceType = Self.resourceType(media)
-        var parameters = ["public_id": planned.token, "timestamp": String(Int(Date().timeIntervalSince1970))]
-        if let folder = self.configuration.folder { parameters["folder"] = folder }
+        let parameters = ["public_id": planned.key, "timestamp": String(Int(Date().timeIntervalSince1970))]
         let reply = try await self.call(
             "\(resourceType)/upload", parameters: parameters,
             file: MultipartField(
@@ -46,6 +50,14 @@ struct CloudinaryStore: MediaStore {
         }
         guard let uploaded = try? JSONDecoder().decode(Uploaded.self, from: Data(reply.body)) else {
             throw ServiceError.unavailable("Cloudinary answered an upload without secure_url")
+        }
+        guard uploaded.public_id == planned.key else {
+            // Not the file the records name: taken back, so that none is left that nothing names.
+            self.logger.error(
+                "Cloudinary stored an upload under another public_id than asked",
+                metadata: ["asked": "\(planned.key)", "given": "\(uploaded.public_id)"])
+            try? await self.delete(key: uploaded.public_id, media: media.type, deadline: deadline)
+            throw ServiceError.unavailable("the file store is unavailable")
         }
         return StoredFile(storage: "cloudinary", key: uploaded.public_id, url: uploaded.secure_url)
     }
@@ -115,8 +127,14 @@ struct CloudinaryStore: MediaStore {
                         metadata: ["status": "\(reply.status)", "message": "\(Self.errorMessage(reply))"])
                     throw ServiceError.unavailable("the file store is unavailable")
                 case 400, 413, 415, 422:
-                    // The file (its format, its size, its content): the client's to fix.
-                    throw ServiceError.invalidArgument("Cloudinary refused the file: \(Self.errorMessage(reply))")
+                    // The file (its format, its size, its content): the client's to fix. Over the
+                    // account's plan limit, which may be under ours: 413, in our words (until the
+                    // fifty-fourth session 422 with Cloudinary's; a review).
+                    let message = Self.errorMessage(reply)
+                    if reply.status == 413 || message.hasPrefix("File size too large") {
+                        throw ServiceError(.payloadTooLarge, "the file is larger than the file store takes")
+                    }
+                    throw ServiceError.invalidArgument("Cloudinary refused the file: \(message)")
                 case 400..<500:
                     // Any other refusal (404: a cloud or path that does not exist) is our
                     // configuration's, not the client's file: the details, which name it, go to the

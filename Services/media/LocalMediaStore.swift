@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MessengerContracts
 import NIOPosix
 
@@ -11,11 +12,18 @@ import NIOPosix
 /// folder (the rename) and the folder's parent (the new folder) are flushed (`fsync`). Until
 /// the forty-first session nothing was, so the upload's row, committed right after, and the
 /// message it was then bound to could outlive a crash of the machine that lost the file.
+///
+/// A disk that refuses the file (full, read-only, an I/O error) is the store being unavailable:
+/// the client is answered `unavailable`, and the error, which names the path, goes to the log
+/// only. Until the fifty-fourth session it reached the RPC server as an unknown error, answered
+/// 500 `internal`, a bug, which a client does not retry (a review).
 struct LocalMediaStore: MediaStore {
     let directory: URL
+    let logger: Logger
 
-    init(directory: String) {
+    init(directory: String, logger: Logger) {
         self.directory = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
+        self.logger = logger
     }
 
     func plan(fileName: String, media: SniffedMedia) -> PlannedFile {
@@ -29,18 +37,26 @@ struct LocalMediaStore: MediaStore {
         let token = planned.token
         let name = Self.storedName(fileName, media: media)
         let folder = self.directory.appendingPathComponent(token, isDirectory: true)
-        try await NIOThreadPool.singleton.runIfActive {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let temporary = folder.appendingPathComponent(".\(name).partial")
-            do {
-                try Self.writeDurably(bytes, to: temporary)
-                try FileManager.default.moveItem(at: temporary, to: folder.appendingPathComponent(name))
-                try Self.flushDirectory(folder)
-                try Self.flushDirectory(self.directory)
-            } catch {
-                try? FileManager.default.removeItem(at: folder)
-                throw error
+        do {
+            try await NIOThreadPool.singleton.runIfActive {
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let temporary = folder.appendingPathComponent(".\(name).partial")
+                do {
+                    try Self.writeDurably(bytes, to: temporary)
+                    try FileManager.default.moveItem(at: temporary, to: folder.appendingPathComponent(name))
+                    try Self.flushDirectory(folder)
+                    try Self.flushDirectory(self.directory)
+                } catch {
+                    try? FileManager.default.removeItem(at: folder)
+                    throw error
+                }
             }
+        } catch let error as ServiceError {
+            throw error
+        } catch {
+            self.logger.error(
+                "the local file store refused a file", metadata: ["error": "\(LoggedError(error))", "key": "\(planned.key)"])
+            throw ServiceError.unavailable("the file store is unavailable")
         }
         return StoredFile(storage: "local", key: "\(token)/\(name)", url: "/media/\(token)/\(name)")
     }

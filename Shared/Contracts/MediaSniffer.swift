@@ -28,10 +28,19 @@ public enum MediaSniffer {
     public static let maximumImageSide = 1_000_000
 
     /// The media type of a whole file, or nil when it is not an allowed type: a binary type
-    /// from its first ``headerLength`` bytes, text only when all of `bytes` is text.
+    /// from its first ``headerLength`` bytes, text only when all of `bytes` is text. A JPEG
+    /// whose frame header comes later (large ICC, XMP or depth-map blocks before it, as phones
+    /// write) has its size read from the whole file: until the fifty-fourth session it was
+    /// stored without one, where protocol.md gives JPEGs a `width` and `height` (a review).
     public static func sniff(_ bytes: some Collection<UInt8>) -> SniffedMedia? {
         let header = Array(bytes.prefix(Self.headerLength))
         switch Self.binaryMatch(header) {
+        case .media(let media) where media.contentType == "image/jpeg" && media.width == nil && bytes.count > header.count:
+            switch Self.imageMatch(Array(bytes)) {
+            case .media(let whole)?: return whole
+            case .refused?: return nil
+            case .unknown?, nil: return media
+            }
         case .media(let media): return media
         case .refused: return nil
         case .unknown: return Self.isText(bytes, endMayBeCut: false) ? Self.text : nil

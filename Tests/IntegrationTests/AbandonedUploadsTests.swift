@@ -10,15 +10,21 @@ import Testing
 @testable import MediaService
 
 /// ``Attachments/removeAbandonedUploads(olderThan:lease:)``: the records of abandoned uploads'
-/// files outlive a clean-up pass that dies part way.
+/// files outlive a clean-up pass that dies part way, and a file a store refuses stops no other's
+/// removal (``Attachments/removeMarked(of:ids:deadline:)`` too).
 @Suite("Abandoned uploads", .timeLimit(.minutes(1)))
 struct AbandonedUploadsTests {
-    /// A store whose deletes record their key and then, when `hangs`, wait until cancelled.
+    /// A store whose deletes record their key and then, when `hangs`, wait until cancelled;
+    /// keys starting with one of `refusing` are refused.
     final class RecordingStore: MediaStore {
         let hangs: Bool
+        let refusing: String?
         let asked = Mutex<[String]>([])
 
-        init(hangs: Bool) { self.hangs = hangs }
+        init(hangs: Bool, refusing: String? = nil) {
+            self.hangs = hangs
+            self.refusing = refusing
+        }
 
         func plan(fileName: String, media: SniffedMedia) -> PlannedFile {
             PlannedFile(storage: "test", key: unguessableToken(), token: unguessableToken())
@@ -33,6 +39,67 @@ struct AbandonedUploadsTests {
         func delete(key: String, media type: String, deadline: ContinuousClock.Instant?) async throws {
             self.asked.withLock { $0.append(key) }
             if self.hangs { try await Task.sleep(for: .seconds(3600)) }
+            if let refusing, key.hasPrefix(refusing) { throw ServiceError.unavailable("refused") }
+        }
+    }
+
+    static func attachments(_ store: RecordingStore, on database: Database) throws -> Attachments {
+        let logger = TestEnvironment.logger
+        let connection = AMQPConnection(configuration: try TestEnvironment.amqpConfiguration(), logger: logger)
+        return Attachments(
+            client: database, store: store, stores: ["test": store],
+            rpc: RPCClient(connection: connection, instanceName: "test", logger: logger), maximumUpload: 1,
+            unboundBytesPerUser: 1,
+            faults: FaultPoints(environment: ServiceEnvironment([:])), logger: logger)
+    }
+
+    /// Until the fifty-fourth session the refused file ended the pass, first in line for the
+    /// next one, and no other abandoned upload's file was deleted again (a review).
+    @Test("an abandoned upload's file the store refuses does not stop the others'; it is tried again once its claim expires")
+    func refusedFileDoesNotStopThePass() async throws {
+        let logger = TestEnvironment.logger
+        try await withFreshSchema("media_refused", migrations: MediaMigrations.all) { database, _ in
+            for (key, age) in [("bad", 4), ("k1", 3), ("k2", 2)] {
+                try await database.write(
+                    """
+                    INSERT INTO uploads_in_progress (id, storage, storage_key, type, started_at)
+                    VALUES (\(UUID()), 'test', \(key), 'IMAGE', now() - make_interval(hours => \(age)::int))
+                    """, logger: logger)
+            }
+            let store = RecordingStore(hangs: false, refusing: "bad")
+            let cleanUp = try Self.attachments(store, on: database)
+            #expect(try await cleanUp.removeAbandonedUploads(olderThan: .seconds(3600)) == 2)
+            #expect(store.asked.withLock { $0 }.sorted() == ["bad", "k1", "k2"])
+            // Claimed still: the next pass leaves it until the lease is over, then tries it again.
+            #expect(try await cleanUp.removeAbandonedUploads(olderThan: .seconds(3600)) == 0)
+            #expect(store.asked.withLock { $0.count } == 3)
+            #expect(try await cleanUp.removeAbandonedUploads(olderThan: .seconds(3600), lease: .zero) == 0)
+            #expect(store.asked.withLock { $0 }.sorted() == ["bad", "bad", "k1", "k2"])
+        }
+    }
+
+    /// 500 marked files the store refuses, first in line, and one it takes. Until the
+    /// fifty-fourth session every pass read the same 500 first and ended: the last was never
+    /// deleted (a review).
+    @Test("a batch of marked files the store refuses goes behind the others: the next pass deletes those")
+    func refusedMarkedFilesGoBehind() async throws {
+        let logger = TestEnvironment.logger
+        try await withFreshSchema("media_refused_marks", migrations: MediaMigrations.all) { database, _ in
+            try await database.write(
+                """
+                INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, storage, storage_key,
+                                         url, removal_marked_at)
+                SELECT gen_random_uuid(), gen_random_uuid(), 'FILE', 'text/plain', 1, 'a.txt', 'test',
+                       CASE WHEN n <= 500 THEN 'bad-' || n ELSE 'good' END, 'test://x',
+                       now() - interval '1 hour' + make_interval(secs => n)
+                FROM generate_series(1, 501) AS n
+                """, logger: logger)
+            let store = RecordingStore(hangs: false, refusing: "bad")
+            let cleanUp = try Self.attachments(store, on: database)
+            #expect(try await cleanUp.removeMarked() == 0, "a whole batch refused ends the pass")
+            #expect(!store.asked.withLock { $0 }.contains("good"))
+            #expect(try await cleanUp.removeMarked() == 1)
+            #expect(store.asked.withLock { $0 }.contains("good"))
         }
     }
 
@@ -48,14 +115,7 @@ struct AbandonedUploadsTests {
                     VALUES (\(UUID()), 'test', \(key), 'IMAGE', now() - interval '2 hours')
                     """, logger: logger)
             }
-            func attachments(_ store: RecordingStore) throws -> Attachments {
-                let connection = AMQPConnection(configuration: try TestEnvironment.amqpConfiguration(), logger: logger)
-                return Attachments(
-                    client: database, store: store, stores: ["test": store],
-                    rpc: RPCClient(connection: connection, instanceName: "test", logger: logger), maximumUpload: 1,
-                    unboundBytesPerUser: 1,
-                    faults: FaultPoints(environment: ServiceEnvironment([:])), logger: logger)
-            }
+            func attachments(_ store: RecordingStore) throws -> Attachments { try Self.attachments(store, on: database) }
             func records() async throws -> Int {
                 var count = 0
                 for try await n in try await database.query(

@@ -229,6 +229,19 @@ struct MediaSnifferImageTests {
         #expect(jpeg?.contentType == "image/jpeg" && jpeg?.width == nil && jpeg?.height == nil)
     }
 
+    /// Until the fifty-fourth session such a JPEG was stored without a size (a review).
+    @Test("a JPEG whose frame header comes after 100 KB of other blocks has its size from the whole file")
+    func jpegFrameFarIn() {
+        let plain = B.jpeg(width: 4_032, height: 3_024)
+        let app2 = [0xFF, 0xE2] + B.be16(50_002) + [UInt8](repeating: 0, count: 50_000)
+        // After SOI and APP0 (20 bytes), two APP2 blocks of 50 KB (an ICC profile, a depth map).
+        let far = Array(plain.prefix(20)) + app2 + app2 + Array(plain.dropFirst(20))
+        let jpeg = MediaSniffer.sniff(far)
+        #expect(jpeg?.contentType == "image/jpeg" && jpeg?.width == 4_032 && jpeg?.height == 3_024)
+        // The header alone (what serving looks at) still knows it is a JPEG.
+        #expect(MediaSniffer.sniffHeader(far)?.contentType == "image/jpeg")
+    }
+
     @Test("WebP: VP8X up to 1,000,000 accepted, beyond refused; a VP8 size of 0 refused")
     func webp() {
         let extended = MediaSniffer.sniff(B.webpVP8X(width: 1_000_000, height: 300))

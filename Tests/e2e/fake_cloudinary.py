@@ -232,6 +232,7 @@ class FakeCloudinary:
         self._fail_after = 0
         self._fail_status = 500
         self._delay = 0.0
+        self._maximum_file_bytes: int | None = None
         self._release = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -297,12 +298,19 @@ class FakeCloudinary:
         with self._lock:
             self._delay = seconds
 
+    def limit_file_size(self, maximum: int | None) -> None:
+        """Uploads larger than `maximum` bytes are refused as Cloudinary refuses a file over the
+        account's plan limit (400, "File size too large. Got N. Maximum is M."); None: no limit."""
+        with self._lock:
+            self._maximum_file_bytes = maximum
+
     def reset(self) -> None:
         """No faults, no record (stored files stay); wakes requests that are being delayed."""
         with self._lock:
             self._fail_uploads = 0
             self._fail_after = 0
             self._delay = 0.0
+            self._maximum_file_bytes = None
             self._requests.clear()
             self._release.set()
             self._release = threading.Event()
@@ -493,6 +501,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "Missing required parameter - file", record)
             return
         data = file.data
+        with self.cloud._lock:
+            maximum = self.cloud._maximum_file_bytes
+        if maximum is not None and len(data) > maximum:
+            self._error(400, f"File size too large. Got {len(data)}. Maximum is {maximum}.", record)
+            return
         image = _image_info(data)
         video = _video_format(data)
         if resource_type == "auto":
