@@ -297,10 +297,13 @@ extension Conversations {
 
     /// Decides each command from its thread's last seq and members (`threads`: the threads that
     /// exist), the retries found (`existing`, by command index) and the messages replied to.
-    /// The new messages are dated by this replica's clock, but never before their thread's last
-    /// activity, so `createdAt` does not go backwards within a thread as `seq` grows. The time is
-    /// a whole millisecond (rounded up), as the JSON carries it, so that the reply and the stored
-    /// row say the same.
+    /// The new messages are dated by this replica's clock, but never before their own thread's
+    /// last activity, so `createdAt` does not go backwards within a thread as `seq` grows. The
+    /// time is a whole millisecond (rounded up), as the JSON carries it, so that the reply and
+    /// the stored row say the same. Until the fifty-fourth session the whole batch took the
+    /// latest activity of all its threads: a thread dated ahead (by a replica whose clock ran
+    /// fast) dated every other thread of the batch as far ahead, and they spread it on to the
+    /// threads of later batches (a review).
     /// What makes two `create_message` commands one message, compared as the table's unique
     /// index compares it: byte for byte. Swift's `==` on strings takes canonically equivalent
     /// text as equal (NFC "é" and NFD "e" + U+0301): until the fortieth session two commands of
@@ -317,8 +320,7 @@ extension Conversations {
         heldMembers: [UUID: Set<UUID>] = [:],
         existing: [Int: UUID], replyTargets: [UUID: ReplyTarget]
     ) -> Plan {
-        let latest = threads.values.reduce(Date()) { max($0, $1.lastActivity) }
-        let now = Date(timeIntervalSince1970: (latest.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
+        let clock = Date()
         let instant = ContinuousClock.now
         var threads = threads
         var slots: [Slot] = []
@@ -361,6 +363,7 @@ extension Conversations {
             } else if let replyTo = request.replyToId?.uuid, replyTargets[replyTo]?.deleted == true {
                 slots.append(.failed(.invalidArgument("replyToId is a deleted message, which cannot be replied to")))
             } else {
+                let now = Self.messageTime(clock, notBefore: known.lastActivity)
                 threads[thread] = KnownThreads.Thread(members: known.members, lastSeq: known.lastSeq + 1, lastActivity: now)
                 firstOfKey[key] = index
                 let message = ChatMessage(
@@ -395,9 +398,16 @@ extension Conversations {
         let write = MessageStatements.Write(
             ids: messages.map(\.id.uuid), threads: messages.map(\.threadId.uuid), seqs: messages.map(\.seq),
             senders: messages.map(\.senderId.uuid), clientIDs: messages.map(\.clientMessageId), bodies: messages.map(\.body),
-            replyTos: messages.map { $0.replyToId?.description ?? "" }, createdAt: now, touchedThreads: touched,
-            lastSeqs: touched.map { threads[$0]?.lastSeq ?? 0 }, events: events)
+            replyTos: messages.map { $0.replyToId?.description ?? "" }, createdAt: messages.map(\.createdAt),
+            touchedThreads: touched, lastSeqs: touched.map { threads[$0]?.lastSeq ?? 0 },
+            lastActivities: touched.map { threads[$0]?.lastActivity ?? clock }, events: events)
         return Plan(slots: slots, write: write, threads: threads)
+    }
+
+    /// A new message's time: `clock`, or its thread's last activity when that is later, in a
+    /// whole millisecond rounded up.
+    static func messageTime(_ clock: Date, notBefore lastActivity: Date) -> Date {
+        Date(timeIntervalSince1970: (max(clock, lastActivity).timeIntervalSince1970 * 1000).rounded(.up) / 1000)
     }
 
     /// Each command's answer; `originals` holds the messages the retries return.

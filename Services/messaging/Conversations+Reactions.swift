@@ -25,7 +25,7 @@ extension Conversations {
             let inserted = try await connection.query(
                 """
                 INSERT INTO reactions (message_id, user_id, emoji_hex, created_at)
-                VALUES (\(id), \(caller), \(emoji), clock_timestamp())
+                VALUES (\(id), \(caller), \(emoji), greatest(clock_timestamp(), (SELECT created_at FROM messages WHERE id = \(id))))
                 ON CONFLICT DO NOTHING RETURNING created_at
                 """, logger: self.logger)
             var createdAt: Date?
@@ -98,7 +98,10 @@ extension Conversations {
     /// records `MESSAGE_SEEN` for the other members. Its `at` is when the mark moved, after the
     /// member's row was locked: the transaction's start (`now()`, until the fiftieth session)
     /// let a mark that waited for another's lock carry an earlier time than the mark before it
-    /// (a review). A reaction's `createdAt` likewise.
+    /// (a review). A reaction's `createdAt` likewise. Both are never before the message's own
+    /// `createdAt`, which the replica's clock dated (an edit's and a deletion's times are
+    /// clamped so too): a replica whose clock ran ahead made reactions and seen marks older than
+    /// their message until the fifty-fourth session (a review).
     func markSeen(_ request: SeenMark, actor: UUID?) async throws -> SeenMark {
         let caller = try Self.caller(actor)
         let thread = request.threadId.uuid
@@ -110,7 +113,7 @@ extension Conversations {
                 """
                 UPDATE thread_members SET last_seen_seq = \(target.seq)
                 WHERE thread_id = \(thread) AND user_id = \(caller) AND last_seen_seq < \(target.seq)
-                RETURNING clock_timestamp()
+                RETURNING greatest(clock_timestamp(), (SELECT created_at FROM messages WHERE id = \(request.messageId.uuid)))
                 """, logger: self.logger)
             var seenAt: Date?
             for try await at in moved.decode(Date.self) { seenAt = at }

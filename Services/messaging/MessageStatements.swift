@@ -108,7 +108,7 @@ enum MessageStatements {
     }
 
     /// The new messages (as columns; `replyTos` holds "" for none), each thread's new last seq
-    /// and activity time, and the messages' events in the outbox: one statement, atomic on its
+    /// and activity time (its last new message's), and the messages' events in the outbox: one statement, atomic on its
     /// own, so it is also a batch without a transaction (``KnownThreads``).
     ///
     /// It takes its locks in the order ``LockThreads`` does, so that it cannot deadlock with a
@@ -128,18 +128,19 @@ enum MessageStatements {
             WITH locked AS (
                 SELECT id FROM threads WHERE id = ANY($9::uuid[]) ORDER BY id FOR UPDATE
             ), advanced AS (
-                UPDATE threads SET last_seq = x.seq, last_activity_at = $8
-                FROM unnest($9::uuid[], $10::bigint[]) AS x(id, seq)
+                UPDATE threads SET last_seq = x.seq, last_activity_at = x.activity
+                FROM unnest($9::uuid[], $10::bigint[], $11::timestamptz[]) AS x(id, seq, activity)
                 WHERE threads.id = ANY($9::uuid[]) AND threads.id = x.id AND (SELECT count(*) FROM locked) >= 0
                 RETURNING threads.id
             ), inserted AS (
                 INSERT INTO messages (id, thread_id, seq, sender_id, client_message_id, body, reply_to_id, created_at)
-                SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, $8
-                FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[])
-                     AS x(id, thread_id, seq, sender_id, client_id, body, reply_to)
+                SELECT id, thread_id, seq, sender_id, client_id, body, NULLIF(reply_to, '')::uuid, created_at
+                FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                            $8::timestamptz[])
+                     AS x(id, thread_id, seq, sender_id, client_id, body, reply_to, created_at)
                 WHERE (SELECT count(*) FROM advanced) >= 0
             )
-            """ + Outbox.appendSQL(parametersFrom: 11)
+            """ + Outbox.appendSQL(parametersFrom: 12)
         var ids: [UUID]
         var threads: [UUID]
         var seqs: [Int64]
@@ -147,15 +148,18 @@ enum MessageStatements {
         var clientIDs: [String]
         var bodies: [String]
         var replyTos: [String]
-        var createdAt: Date
+        /// Each message's time.
+        var createdAt: [Date]
         var touchedThreads: [UUID]
         var lastSeqs: [Int64]
+        /// Each touched thread's last activity: its last new message's time.
+        var lastActivities: [Date]
         var events: [Outbox.EncodedEvent]
         func makeBindings() -> PostgresBindings {
             PostgresBindings(
                 self.ids, self.threads, self.seqs, self.senders, self.clientIDs, self.bodies, self.replyTos, self.createdAt,
-                self.touchedThreads, self.lastSeqs, self.events.map(\.id), self.events.map(\.type.rawValue),
-                self.events.map { String(decoding: $0.body, as: UTF8.self) })
+                self.touchedThreads, self.lastSeqs, self.lastActivities, self.events.map(\.id),
+                self.events.map(\.type.rawValue), self.events.map { String(decoding: $0.body, as: UTF8.self) })
         }
     }
 }

@@ -55,7 +55,10 @@ public enum MessagingRules {
     /// Lowercase hexadecimal Unicode scalar values joined by `-`: `1f44d`, `1f468-200d-1f469`.
     /// Returned in its one spelling, without leading zeros (`0041` and `41` are one code point,
     /// and one reaction), the way the contract's examples write it. U+0000 and surrogates are
-    /// not scalars anyone reacts with, and are refused.
+    /// not scalars anyone reacts with, and are refused; so is what a title may not hold
+    /// (``ShownName``: nothing visible, control characters, line breaks, directional
+    /// overrides), since every member is shown a reaction as a title (until the fifty-fourth
+    /// session `a`, a line feed, and `202e`, which reverses what follows, were stored; a review).
     public static func emojiHex(_ text: String) throws -> String {
         let invalid = ServiceError.invalidArgument("emojiHex must be lowercase hex code points joined by '-', like 1f44d")
         // Measured before it is split: a megabyte of '-' split first was a million substrings
@@ -63,13 +66,17 @@ public enum MessagingRules {
         guard !text.isEmpty, text.utf8.count <= maximumEmojiCodePoints * 7 - 1 else { throw invalid }
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count <= maximumEmojiCodePoints else { throw invalid }
-        return try parts.map { part in
+        let scalars = try parts.map { part -> Unicode.Scalar in
             guard (1...6).contains(part.count),
                 part.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
-                let value = UInt32(part, radix: 16), value != 0, Unicode.Scalar(value) != nil
+                let value = UInt32(part, radix: 16), value != 0, let scalar = Unicode.Scalar(value)
             else { throw invalid }
-            return String(value, radix: 16)
-        }.joined(separator: "-")
+            return scalar
+        }
+        var shown = String.UnicodeScalarView()
+        shown.append(contentsOf: scalars)
+        try ShownName.check(String(shown), field: "emojiHex")
+        return scalars.map { String($0.value, radix: 16) }.joined(separator: "-")
     }
 
     static func trimmed(_ text: String) -> String {

@@ -264,6 +264,9 @@ struct MessagingContractTests {
         for invalid in [
             "", "1F44D", "zz", "1f44d-", "-1f44d", "1f44d--1f44e", "110000", "d800", "0001f44d", "1f44d 1f44e", "0", "0000",
             "1f44d-0", "+41", Array(repeating: "41", count: 17).joined(separator: "-"),
+            // Shown to every member as a title is: nothing visible, a line feed, a line
+            // separator, a reversal of what follows.
+            "a", "200b", "fe0f", "2028", "202e", "1f44d-202e", "7-1f44d",
         ] {
             #expect(throws: ServiceError.self, "\(invalid)") { try MessagingRules.emojiHex(invalid) }
         }
