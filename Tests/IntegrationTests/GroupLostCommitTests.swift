@@ -53,18 +53,9 @@ struct GroupLostCommitTests {
                 logger: TestEnvironment.logger)
             let logger = TestEnvironment.logger
             let (owner, ann, bob) = (UUID(), UUID(), UUID())
-            for (id, name) in [(owner, "owner"), (ann, "ann"), (bob, "bob")] {
-                try await database.query(
-                    "INSERT INTO users (id, username, display_name, updated_at) VALUES (\(id), \(name), \(name), now())",
-                    logger: logger)
-            }
             try await whileRunning(proxied) {
-                try await withAMQPConnection(name: "test-lost-commit") { amqp in
-                    // Every member is known: the directory asks auth nothing.
-                    let rpc = RPCClient(connection: amqp, instanceName: "test-lost-commit", logger: logger)
-                    let conversations = Conversations(
-                        client: proxied, users: UserDirectory(client: proxied, rpc: rpc, logger: logger),
-                        outbox: OutboxSignal(), faults: FaultPoints(environment: ServiceEnvironment([:])), logger: logger)
+                try await MessagingTestbed.withConversations(on: proxied, users: [owner, ann, bob], storedIn: database) {
+                    conversations in
                     proxy.cutAfterRequest(containing: marker)
                     let create = {
                         try await conversations.createConversation(

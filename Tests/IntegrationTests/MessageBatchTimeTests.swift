@@ -1,8 +1,6 @@
 import Foundation
-import MessengerAMQP
 import MessengerContracts
 import MessengerPostgres
-import MessengerServiceKit
 import TestSupport
 import Testing
 
@@ -19,17 +17,8 @@ struct MessageBatchTimeTests {
         let logger = TestEnvironment.logger
         try await withFreshSchema("batch_time", migrations: MessagingMigrations.all) { database, _ in
             let (owner, ann) = (UUID(), UUID())
-            for (id, name) in [(owner, "owner"), (ann, "ann")] {
-                try await database.query(
-                    "INSERT INTO users (id, username, display_name, updated_at) VALUES (\(id), \(name), \(name), now())",
-                    logger: logger)
-            }
-            try await withAMQPConnection(name: "test-batch-time") { amqp in
-                // Every member is known: the directory asks auth nothing.
-                let rpc = RPCClient(connection: amqp, instanceName: "test-batch-time", logger: logger)
-                let conversations = Conversations(
-                    client: database, users: UserDirectory(client: database, rpc: rpc, logger: logger),
-                    outbox: OutboxSignal(), faults: FaultPoints(environment: ServiceEnvironment([:])), logger: logger)
+            try await MessagingTestbed.withConversations(on: database, users: [owner, ann], storedIn: database) {
+                conversations in
                 func group(_ title: String) async throws -> UUID {
                     try await conversations.createConversation(
                         CreateConversationRequest(type: .group, memberIds: [EntityID(ann)], title: title),
