@@ -536,11 +536,18 @@ struct Attachments: Sendable {
         of messages: [UUID]? = nil, ids: [UUID]? = nil, deadline: ContinuousClock.Instant? = nil
     ) async throws -> Int {
         var removed = 0
+        // Only the rows marked before the pass began: a refused row, marked again now, waits
+        // for the next pass (read again in this one, with new rows coming in beside it, the pass
+        // could go round the refused files for good; the diff review).
+        var passStart = Date.distantPast
+        for try await now in try await self.client.query("SELECT clock_timestamp()", logger: self.logger).decode(Date.self) {
+            passStart = now
+        }
         while true {
             let rows = try await self.client.query(
                 """
                 SELECT id, storage, storage_key, type FROM attachments
-                WHERE removal_marked_at IS NOT NULL AND storage = ANY(\(Array(self.stores.keys)))
+                WHERE removal_marked_at < \(passStart) AND storage = ANY(\(Array(self.stores.keys)))
                   AND (\(messages)::uuid[] IS NULL OR message_id = ANY(\(messages)::uuid[]))
                   AND (\(ids)::uuid[] IS NULL OR id = ANY(\(ids)::uuid[]))
                 ORDER BY removal_marked_at, id LIMIT \(Self.removalBatch)

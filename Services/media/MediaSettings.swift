@@ -54,7 +54,8 @@ struct MediaSettings: Sendable {
 /// (`cloudinary://<api_key>:<api_secret>@<cloud_name>`) or `CLOUDINARY_CLOUD_NAME`,
 /// `CLOUDINARY_API_KEY` and `CLOUDINARY_API_SECRET`; `CLOUDINARY_UPLOAD_PREFIX` (default
 /// `https://api.cloudinary.com`) points it at any server that speaks the same API;
-/// `CLOUDINARY_FOLDER` puts uploads in a folder.
+/// `CLOUDINARY_FOLDER` puts uploads in a folder (ASCII letters, digits, `_` and `-`, joined by
+/// `/`).
 struct CloudinaryConfiguration: Sendable {
     var cloudName: String
     var apiKey: String
@@ -91,7 +92,24 @@ struct CloudinaryConfiguration: Sendable {
             throw ConfigurationError(variable: "CLOUDINARY_UPLOAD_PREFIX", problem: "must be an http(s) URL")
         }
         self.uploadPrefix = prefix
-        self.folder = environment.optional("CLOUDINARY_FOLDER")
+        // Names Cloudinary keeps as they are in a `public_id` (it may rewrite others, and the
+        // key recorded before an upload must be the id the file gets), its ends' slashes dropped.
+        let folder = environment.optional("CLOUDINARY_FOLDER")?.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        if let folder, !folder.isEmpty {
+            let parts = folder.split(separator: "/", omittingEmptySubsequences: false)
+            guard
+                parts.allSatisfy({ part in
+                    !part.isEmpty
+                        && part.unicodeScalars.allSatisfy {
+                            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-")
+                        }
+                })
+            else {
+                throw ConfigurationError(
+                    variable: "CLOUDINARY_FOLDER", problem: "must be names of letters, digits, '_' and '-' joined by '/'")
+            }
+        }
+        self.folder = folder?.isEmpty == false ? folder : nil
         self.timeout = try environment.milliseconds("CLOUDINARY_TIMEOUT_MS", default: 60_000)
         self.attempts = try environment.int("CLOUDINARY_ATTEMPTS", default: 3, in: 1...10)
     }

@@ -71,7 +71,7 @@ extension Conversations {
         _ request: ReactionTarget, actor: UUID?, requestID: UUID, deadline: ContinuousClock.Instant?
     ) async throws -> ReactionTarget {
         let caller = try Self.caller(actor)
-        let emoji = try MessagingRules.emojiHex(request.emojiHex)
+        let emoji = try MessagingRules.emojiHex(request.emojiHex, shown: false)
         let id = request.messageId.uuid
         return try await self.write(once: requestID) { connection in
             let target = try await self.visibleMessage(id, caller: caller, locking: .share, on: connection)

@@ -89,7 +89,9 @@ extension MediaSniffer {
                 guard let height = Self.be16(b, index + 5), let width = Self.be16(b, index + 7) else { return nil }
                 return (5...8).contains(orientation) ? (height, width) : (width, height)
             }
-            if marker == 0xE1, orientation == 1 {
+            // Within the header's bytes only, as before the whole file was walked: past them, a
+            // file of tiny APP1 blocks would cost an allocation or more each (the diff review).
+            if marker == 0xE1, orientation == 1, index < Self.headerLength {
                 let segment = b[(index + 4)..<min(index + 2 + length, b.count)]
                 orientation = Self.exifOrientation(Array(segment)) ?? 1
             }

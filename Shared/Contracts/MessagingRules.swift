@@ -55,11 +55,12 @@ public enum MessagingRules {
     /// Lowercase hexadecimal Unicode scalar values joined by `-`: `1f44d`, `1f468-200d-1f469`.
     /// Returned in its one spelling, without leading zeros (`0041` and `41` are one code point,
     /// and one reaction), the way the contract's examples write it. U+0000 and surrogates are
-    /// not scalars anyone reacts with, and are refused; so is what a title may not hold
-    /// (``ShownName``: nothing visible, control characters, line breaks, directional
-    /// overrides), since every member is shown a reaction as a title (until the fifty-fourth
+    /// not scalars anyone reacts with, and are refused. A reaction to add must also be what a
+    /// title may be (`shown`; ``ShownName``: something visible, no control characters, line
+    /// breaks or directional overrides), since every member is shown it (until the fifty-fourth
     /// session `a`, a line feed, and `202e`, which reverses what follows, were stored; a review).
-    public static func emojiHex(_ text: String) throws -> String {
+    /// One to remove need not: those stored before stay removable.
+    public static func emojiHex(_ text: String, shown: Bool = true) throws -> String {
         let invalid = ServiceError.invalidArgument("emojiHex must be lowercase hex code points joined by '-', like 1f44d")
         // Measured before it is split: a megabyte of '-' split first was a million substrings
         // (about 32 MB) for one refusal (a review in the forty-ninth session).
@@ -73,9 +74,11 @@ public enum MessagingRules {
             else { throw invalid }
             return scalar
         }
-        var shown = String.UnicodeScalarView()
-        shown.append(contentsOf: scalars)
-        try ShownName.check(String(shown), field: "emojiHex")
+        if shown {
+            var text = String.UnicodeScalarView()
+            text.append(contentsOf: scalars)
+            try ShownName.check(String(text), field: "emojiHex")
+        }
         return scalars.map { String($0.value, radix: 16) }.joined(separator: "-")
     }
 

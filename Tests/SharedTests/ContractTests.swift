@@ -254,9 +254,15 @@ struct MessagingContractTests {
 
     @Test("emojiHex: lowercase hex code points joined by '-', in one spelling")
     func emojiHex() throws {
-        for valid in ["1f44d", "1f468-200d-1f469", "2764-fe0f", "a9", "10ffff"] {
+        for valid in [
+            "1f44d", "1f468-200d-1f469", "2764-fe0f", "a9", "10ffff",
+            // A keycap, a flag, a tag sequence (Scotland's flag), a skin tone.
+            "23-fe0f-20e3", "1f1eb-1f1f7", "1f3f4-e0067-e0062-e0073-e0063-e0074-e007f", "1f44d-1f3fd",
+        ] {
             #expect(try MessagingRules.emojiHex(valid) == valid)
         }
+        // One stored before the rules for what members are shown stays removable.
+        #expect(try MessagingRules.emojiHex("202e", shown: false) == "202e")
         // One spelling per code point: leading zeros go.
         for (given, canonical) in [("0041", "41"), ("00a9-fe0f", "a9-fe0f"), ("01f44d", "1f44d"), ("000041-0200d", "41-200d")] {
             #expect(try MessagingRules.emojiHex(given) == canonical)
