@@ -71,7 +71,7 @@ final class ConnectionDriver {
     /// Commands drained from the mailbox that a lost connection kept from being handled; the
     /// next connection handles them first, in order.
     private var carriedOver: [ConnectionCommand] = []
-    private var shutdownPromise: Promise<Void>?
+    private var stopRequest = StopRequest()
     private var shutdownDeadline: ContinuousClock.Instant?
     /// Closing gave up on unconfirmed messages: the broker is not reading (a resource alarm, a
     /// dead link), so no close handshake is attempted either (it would wait 30 s for nothing).
@@ -100,7 +100,7 @@ final class ConnectionDriver {
         ReconnectLoop.run(
             backoff: Backoff(
                 initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay),
-            isStopping: { self.shutdownPromise != nil },
+            isStopping: { self.stopRequest.isAsked },
             connectAndServe: { connected in
                 self.socket.working(since: .now)
                 try self.connect()
@@ -303,7 +303,7 @@ final class ConnectionDriver {
             }
             try self.readFrames()
             self.endCancelledConsumers()
-            if self.shutdownPromise != nil {
+            if self.stopRequest.isAsked {
                 if self.window.isIdle { return }
                 if let deadline = self.shutdownDeadline, ContinuousClock.now >= deadline {
                     self.logger.warning(
@@ -374,10 +374,7 @@ final class ConnectionDriver {
             try self.check(status, "settle")
             self.acknowledgements[channel, default: AcknowledgementRuns()].settledAlone(tag)
         case .shutdown(let promise):
-            if let earlier = self.shutdownPromise {
-                earlier.succeed(())
-            }
-            self.shutdownPromise = promise
+            self.stopRequest.ask(promise)
             self.shutdownDeadline = ContinuousClock.now + Self.shutdownGrace
         }
     }
@@ -622,7 +619,7 @@ final class ConnectionDriver {
         self.carriedOver = []
         for command in carried { try? self.handle(command) }
         let deadline = ContinuousClock.now + delay
-        while self.shutdownPromise == nil {
+        while !self.stopRequest.isAsked {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { return }
             self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(remaining))))
@@ -662,7 +659,7 @@ final class ConnectionDriver {
             case .cancelConsumer, .holdConsumer, .closeConsumer, .settle: break
             }
         }
-        self.shutdownPromise?.succeed(())
+        self.stopRequest.answer()
         self.logger.info("AMQP connection closed")
     }
 

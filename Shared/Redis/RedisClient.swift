@@ -117,7 +117,7 @@ final class RedisCommandDriver {
     private let lostPublishes: AsyncStream<Void>.Continuation
     private let logger: Logger
     private var context: HiredisContext?
-    private var shutdown: Promise<Void>?
+    private var stopRequest = StopRequest()
     /// Commands written whose replies have not been read yet, in order.
     private var unanswered: Deque<RedisClient.Request> = []
     /// How many of them a caller waits for.
@@ -130,14 +130,6 @@ final class RedisCommandDriver {
     private var answeredOnThisConnection = false
     /// The last connection was lost before it answered anything: wait before the next.
     private var lostBeforeAReply = false
-
-    /// A stop was asked for: answered once the thread has stopped. A second one asked before
-    /// that answers the first at once (its caller then waits for the thread to end): kept
-    /// alone, the first was never answered (`HandleThread.stop()` may be called twice at once).
-    private func stopAsked(_ promise: Promise<Void>) {
-        self.shutdown?.succeed(())
-        self.shutdown = promise
-    }
 
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisClient.Command>, status: ConnectedFlag,
@@ -154,7 +146,7 @@ final class RedisCommandDriver {
         self.backoff = Backoff(
             initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay)
         var failures = 0
-        while self.shutdown == nil {
+        while !self.stopRequest.isAsked {
             guard let context = self.context else {
                 if self.lostBeforeAReply {
                     self.lostBeforeAReply = false
@@ -185,7 +177,7 @@ final class RedisCommandDriver {
             for command in self.mailbox.drain() {
                 switch command {
                 case .request(let request): requests.append(request)
-                case .shutdown(let promise): self.stopAsked(promise)
+                case .shutdown(let promise): self.stopRequest.ask(promise)
                 }
             }
             do {
@@ -228,7 +220,7 @@ final class RedisCommandDriver {
             case .shutdown(let promise): promise.succeed(())
             }
         }
-        self.shutdown?.succeed(())
+        self.stopRequest.answer()
     }
 
     /// Writes `requests` as one pipeline; their replies are read as they come. They count as
@@ -293,14 +285,14 @@ final class RedisCommandDriver {
             case .request(let request):
                 if !request.awaited { self.lostPublishes.yield() }
                 request.promise.fail(error)
-            case .shutdown(let promise): self.stopAsked(promise)
+            case .shutdown(let promise): self.stopRequest.ask(promise)
             }
         }
     }
 
     private func sleep(_ delay: Duration) {
         let deadline = ContinuousClock.now + delay
-        while self.shutdown == nil, ContinuousClock.now < deadline {
+        while !self.stopRequest.isAsked, ContinuousClock.now < deadline {
             self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(deadline - ContinuousClock.now))))
             self.failQueued(RedisError(.connection, "Redis is unreachable"))
         }

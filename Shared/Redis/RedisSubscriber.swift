@@ -131,7 +131,7 @@ final class RedisSubscriberDriver {
     private var context: HiredisContext?
     private var lastActivity = ContinuousClock.now
     private var pingSentAt: ContinuousClock.Instant?
-    private var shutdown: Promise<Void>?
+    private var stopRequest = StopRequest()
     /// Whether Redis confirmed the current connection's resubscription.
     private var resubscribed = false
     /// A connection was lost while subscribed to something: the next one's resubscription is
@@ -140,14 +140,6 @@ final class RedisSubscriberDriver {
     /// Messages dropped since the last warning, and when it was logged.
     private var droppedSinceWarning = 0
     private var lastDropWarning: ContinuousClock.Instant?
-
-    /// A stop was asked for: answered once the thread has stopped. A second one asked before
-    /// that answers the first at once (its caller then waits for the thread to end): kept
-    /// alone, the first was never answered (`HandleThread.stop()` may be called twice at once).
-    private func stopAsked(_ promise: Promise<Void>) {
-        self.shutdown?.succeed(())
-        self.shutdown = promise
-    }
 
     init(
         configuration: RedisConfiguration, mailbox: Mailbox<RedisSubscriber.Command>, status: ConnectedFlag,
@@ -168,7 +160,7 @@ final class RedisSubscriberDriver {
         ReconnectLoop.run(
             backoff: Backoff(
                 initial: self.configuration.reconnectInitialDelay, maximum: self.configuration.reconnectMaximumDelay),
-            isStopping: { self.shutdown != nil },
+            isStopping: { self.stopRequest.isAsked },
             connectAndServe: { connected in
                 try self.connect()
                 // The backoff starts again only once Redis confirmed the resubscription: a server
@@ -201,7 +193,7 @@ final class RedisSubscriberDriver {
             case .shutdown(let promise): promise.succeed(())
             }
         }
-        self.shutdown?.succeed(())
+        self.stopRequest.answer()
     }
 
     private func connect() throws {
@@ -247,7 +239,7 @@ final class RedisSubscriberDriver {
     /// resubscription.
     private func serve(onceResubscribed resubscribed: () -> Void) throws {
         var toldResubscribed = false
-        while self.shutdown == nil {
+        while !self.stopRequest.isAsked {
             if self.resubscribed, !toldResubscribed {
                 toldResubscribed = true
                 resubscribed()
@@ -288,7 +280,7 @@ final class RedisSubscriberDriver {
             self.patterns.formUnion(newPatterns)
             try self.send(channels: newChannels, patterns: newPatterns, promise: promise)
         case .shutdown(let promise):
-            self.stopAsked(promise)
+            self.stopRequest.ask(promise)
         }
     }
 
@@ -404,7 +396,7 @@ final class RedisSubscriberDriver {
 
     private func sleep(_ delay: Duration) {
         let deadline = ContinuousClock.now + delay
-        while self.shutdown == nil, ContinuousClock.now < deadline {
+        while !self.stopRequest.isAsked, ContinuousClock.now < deadline {
             self.mailbox.wait(timeoutMilliseconds: Int32(max(1, Backoff.milliseconds(deadline - ContinuousClock.now))))
             for command in self.mailbox.drain() { self.hold(command) }
         }
@@ -419,7 +411,7 @@ final class RedisSubscriberDriver {
             self.patterns.formUnion(patterns)
             self.waitingForConnection.append(promise)
         case .shutdown(let promise):
-            self.stopAsked(promise)
+            self.stopRequest.ask(promise)
         }
     }
 }

@@ -1492,6 +1492,22 @@ def unacknowledged_events(peer: Peer) -> list[dict[str, Any]]:
     return events
 
 
+def test_a_reaction_members_may_not_be_shown_is_refused_and_one_stored_before_stays_removable(crew, connect):
+    """`emojiHex` holds what every member is shown: a line feed or a right-to-left override is
+    refused as it is in a group's title. One stored before that rule (the fifty-fourth
+    session's; a review) can still be removed."""
+    alice, bob = crew[0], crew[1]
+    a = connect(alice)
+    tid = a.group([bob.id], title="shown reactions")["id"]
+    mid = a.send(tid, "react")["id"]
+    for hex_ in ("a", "202e", "200b"):
+        assert "emojiHex" in a.refused("add_reaction", {"messageId": mid, "emojiHex": hex_}, "invalid_argument")
+    psql(f"INSERT INTO messaging.reactions (message_id, user_id, emoji_hex, created_at) "
+         f"VALUES ('{mid}', '{alice.id}', '202e', now())")
+    a.ok("remove_reaction", {"messageId": mid, "emojiHex": "202e"})
+    assert psql(f"SELECT count(*) FROM messaging.reactions WHERE message_id = '{mid}'") == "0"
+
+
 def test_different_emoji_added_at_once_still_keep_to_20(api, crew, connect):
     """30 sockets add 30 different emoji to one message at the same moment. Adds lock the
     message's row exclusively, so each counts the emoji of the adds before it; until the
