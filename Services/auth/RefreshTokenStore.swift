@@ -5,7 +5,6 @@ import MessengerContracts
 import MessengerPostgres
 import MessengerServiceKit
 import PostgresNIO
-import ThreadedIO
 
 /// Rotating refresh tokens with reuse detection, stored only as SHA-256 hashes.
 struct RefreshTokenStore: Sendable {
@@ -114,18 +113,7 @@ struct RefreshTokenStore: Sendable {
     /// broker delivered again has its deadline passed, and its caller may well be waiting (until
     /// the fifty-first session the look stopped at the deadline, and such a copy got one try).
     private func committedRotation(to successor: (token: String, hash: Data)) async -> Rotation? {
-        let end = ContinuousClock.now + .seconds(2)
-        var backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(500))
-        while true {
-            let pause = backoff.next()
-            do {
-                return try await self.lookUpRotation(to: successor)
-            } catch  where Database.isUnavailable(error) && ContinuousClock.now + pause < end {
-                try? await Task.sleep(for: pause)
-            } catch {
-                return nil
-            }
-        }
+        try? await Database.lookingUpLostCommit { try await self.lookUpRotation(to: successor) }
     }
 
     private func lookUpRotation(to successor: (token: String, hash: Data)) async throws -> Rotation? {

@@ -4,7 +4,6 @@ import MessengerContracts
 import MessengerPostgres
 import PostgresNIO
 import Synchronization
-import ThreadedIO
 
 /// The commands that committed, each under its request's envelope id, with what it answered:
 /// a request that comes again (delivered again after a replica or connection was lost before
@@ -69,13 +68,11 @@ enum HandledRequests {
         of request: UUID, as type: Reply.Type, in database: Database, logger: Logger
     ) async -> Reply? {
         let end = ContinuousClock.now + .seconds(2)
-        var backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(500))
-        while true {
-            let pause = backoff.next()
-            do {
+        do {
+            return try await Database.lookingUpLostCommit(for: .seconds(2)) {
                 // Its own deadline, not the request's, which may have passed while the commit ran:
                 // the look would then get no connection that is not free at once.
-                return try await RequestDeadline.$current.withValue(end) {
+                try await RequestDeadline.$current.withValue(end) {
                     try await database.transaction(logger: logger) { connection -> Reply? in
                         guard try await Self.claim(request, on: connection, logger: logger) else {
                             return try await Self.reply(of: request, as: Reply.self, on: connection, logger: logger)
@@ -83,13 +80,9 @@ enum HandledRequests {
                         throw NotCommitted()  // rolls the claim back
                     }
                 }
-            } catch is NotCommitted {
-                return nil
-            } catch  where Database.isUnavailable(error) && ContinuousClock.now + pause < end {
-                try? await Task.sleep(for: pause)
-            } catch {
-                return nil
             }
+        } catch {
+            return nil  // not committed (``NotCommitted``), or it cannot be known
         }
     }
 
