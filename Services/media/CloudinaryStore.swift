@@ -41,7 +41,7 @@ struct CloudinaryStore: MediaStore {
         let reply = try await self.call(
             "\(resourceType)/upload", parameters: parameters,
             file: MultipartField(
-                name: "file", file: Array(bytes), fileName: LocalMediaStore.storedName(fileName, media: media),
+                name: "file", file: bytes, fileName: LocalMediaStore.storedName(fileName, media: media),
                 contentType: media.contentType),
             deadline: deadline)
         struct Uploaded: Decodable {

@@ -124,14 +124,28 @@ struct MediaController {
         let ifRange = request.headers[.ifRange]
         switch ifRange == nil || ifRange == etag ? ByteRange(header: request.headers[.range], size: size) : .whole {
         case .whole:
-            return Response(status: .ok, headers: headers, body: try await FileIO().loadFile(path: path, context: context))
+            return Response(status: .ok, headers: headers, body: try await Self.load(path, range: nil, context: context))
         case .part(let bytes):
             headers[.contentRange] = "bytes \(bytes.lowerBound)-\(bytes.upperBound)/\(size)"
-            let body = try await FileIO().loadFile(path: path, range: bytes, context: context)
+            let body = try await Self.load(path, range: bytes, context: context)
             return Response(status: .partialContent, headers: headers, body: body)
         case .unsatisfiable:
             headers[.contentRange] = "bytes */\(size)"
             return Response(status: .rangeNotSatisfiable, headers: headers)
+        }
+    }
+
+    /// The file at `path` (or its `range`) as a response body. A file deleted since its header
+    /// was read (its message deleted) is "no such file", as one deleted before: Hummingbird
+    /// answers it with its own 404, which the error middleware would call "no such route".
+    static func load(_ path: String, range: ClosedRange<Int>?, context: GatewayRequestContext) async throws
+        -> ResponseBody
+    {
+        do {
+            if let range { return try await FileIO().loadFile(path: path, range: range, context: context) }
+            return try await FileIO().loadFile(path: path, context: context)
+        } catch let error as HTTPError where error.status == .notFound {
+            throw RESTError(.notFound("no such file"))
         }
     }
 

@@ -6,17 +6,20 @@ import ThreadedIO
 /// One field of a `multipart/form-data` request.
 public struct MultipartField: Sendable {
     public var name: String
-    public var value: [UInt8]
+    /// The part's bytes. libcurl reads them from here as it sends them: a file is not copied
+    /// for the transfer (until the fifty-fifth session it was, twice: into an array, and into
+    /// libcurl's own buffer on each attempt).
+    public var value: Data
     /// Set for a file part.
     public var fileName: String?
     public var contentType: String?
 
     public init(name: String, value: String) {
         self.name = name
-        self.value = Array(value.utf8)
+        self.value = Data(value.utf8)
     }
 
-    public init(name: String, file: [UInt8], fileName: String, contentType: String) {
+    public init(name: String, file: Data, fileName: String, contentType: String) {
         self.name = name
         self.value = file
         self.fileName = fileName
@@ -81,23 +84,66 @@ public final class CurlClient: Sendable {
         var bytes: [UInt8] = []
     }
 
+    /// One part's bytes as libcurl reads them, from `offset` on. Used on the transfer's thread
+    /// only, within `curl_easy_perform`.
+    private final class PartReader {
+        let bytes: Data
+        var offset = 0
+
+        init(_ bytes: Data) { self.bytes = bytes }
+
+        /// Copies the next bytes, at most `capacity`, to `buffer`; how many.
+        func read(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
+            let count = min(capacity, self.bytes.count - self.offset)
+            guard count > 0 else { return 0 }
+            self.bytes.withUnsafeBytes { source in
+                buffer.copyMemory(from: source.baseAddress! + self.offset, byteCount: count)
+            }
+            self.offset += count
+            return count
+        }
+    }
+
+    /// Adds `field` to `mime`, its bytes read by libcurl from `reader` when it sends them.
+    private static func add(_ field: MultipartField, reading reader: PartReader, to mime: OpaquePointer?) -> CURLcode {
+        let part = curl_mime_addpart(mime)
+        var status = curl_mime_name(part, field.name)
+        if status == CURLE_OK {
+            status = curl_mime_data_cb(
+                part, curl_off_t(reader.bytes.count),
+                { buffer, size, count, context in
+                    guard let buffer, let context else { return Int(CURL_READFUNC_ABORT) }
+                    return Unmanaged<PartReader>.fromOpaque(context).takeUnretainedValue().read(
+                        into: buffer, capacity: size * count)
+                },
+                { context, offset, origin in
+                    // libcurl rewinds a part (to 0) to send it again, as after a redirect.
+                    guard let context, origin == SEEK_SET else { return CURL_SEEKFUNC_CANTSEEK }
+                    let reader = Unmanaged<PartReader>.fromOpaque(context).takeUnretainedValue()
+                    guard offset >= 0, offset <= reader.bytes.count else { return CURL_SEEKFUNC_FAIL }
+                    reader.offset = Int(offset)
+                    return CURL_SEEKFUNC_OK
+                },
+                nil, Unmanaged.passUnretained(reader).toOpaque())
+        }
+        if status == CURLE_OK, let fileName = field.fileName { status = curl_mime_filename(part, fileName) }
+        if status == CURLE_OK, let contentType = field.contentType { status = curl_mime_type(part, contentType) }
+        return status
+    }
+
     private static func perform(url: String, fields: [MultipartField], timeoutMilliseconds: Int) throws -> HTTPReply {
         guard let handle = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         defer { curl_easy_cleanup(handle) }
         let mime = curl_mime_init(handle)
         defer { curl_mime_free(mime) }
-        for field in fields {
-            let part = curl_mime_addpart(mime)
-            curl_mime_name(part, field.name)
-            _ = field.value.withUnsafeBufferPointer { buffer in
-                buffer.baseAddress.map { pointer in
-                    pointer.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                        curl_mime_data(part, $0, buffer.count)
-                    }
-                } ?? curl_mime_data(part, "", 0)
+        // The readers live until the transfer is over: libcurl holds unretained pointers to them.
+        let readers = fields.map { PartReader($0.value) }
+        defer { withExtendedLifetime(readers) {} }
+        for (field, reader) in zip(fields, readers) {
+            let status = Self.add(field, reading: reader, to: mime)
+            guard status == CURLE_OK else {
+                throw CurlError(code: Int(status.rawValue), message: String(cString: curl_easy_strerror(status)))
             }
-            if let fileName = field.fileName { curl_mime_filename(part, fileName) }
-            if let contentType = field.contentType { curl_mime_type(part, contentType) }
         }
         let sink = Sink()
         let unmanaged = Unmanaged.passRetained(sink)

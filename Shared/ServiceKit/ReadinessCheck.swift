@@ -30,19 +30,11 @@ public struct ReadinessCheck: Sendable {
         ReadinessCheck(name: "redis_subscriber") { subscriber.isConnected }
     }
 
-    /// PostgreSQL answers `SELECT 1` within a second.
-    public static func postgres(_ database: Database, logger: Logger) -> ReadinessCheck {
-        ReadinessCheck(name: "postgres") {
-            await withTaskGroup(of: Bool.self) { group in
-                group.addTask { (try? await database.query("SELECT 1", logger: logger)) != nil }
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(1))
-                    return false
-                }
-                defer { group.cancelAll() }
-                return await group.next() ?? false
-            }
-        }
+    /// PostgreSQL answers `SELECT 1` within `limit` (``DatabaseProbe``: the look ends within it
+    /// even when the server is frozen).
+    public static func postgres(_ database: Database, limit: Duration = .seconds(1), logger: Logger) -> ReadinessCheck {
+        let probe = DatabaseProbe(database, limit: limit, logger: logger)
+        return ReadinessCheck(name: "postgres") { await probe.answers() }
     }
 
     /// The service finished its start-up steps (migrations, topology).

@@ -1,7 +1,9 @@
+import Foundation
+import Glibc
 import MessengerHTTP
 import Testing
 
-/// ``CurlClient``: its calls' time limits.
+/// ``CurlClient``: what its requests carry, and their time limits.
 @Suite("libcurl client", .timeLimit(.minutes(1)))
 struct CurlClientTests {
     @Test("a call's timeout counts its wait for one of the pool's threads")
@@ -30,5 +32,84 @@ struct CurlClientTests {
         let error = try #require(two as? CurlError)
         #expect(error.isTimeout)
         #expect(error.message == "timed out waiting for a transfer thread", "\(error)")
+    }
+
+    @Test("a multipart request carries each part's bytes as they are, a file's and an empty field's")
+    func multipartCarriesTheBytes() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        // 3 MiB that no two offsets repeat in the same way, so a part sent from the wrong offset
+        // (a read callback's slip) cannot go unseen.
+        var generator = SystemRandomNumberGenerator()
+        let file = Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let received = ReceivedRequest()
+        async let served: Void = listener.serve(1) { _, connection in
+            received.set(SilentListener.readRequest(connection))
+            SilentListener.write(connection, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        }
+        let reply = try await CurlClient(threads: 1).postMultipart(
+            url: "http://127.0.0.1:\(listener.port)/upload",
+            fields: [
+                MultipartField(name: "timestamp", value: "1700000000"), MultipartField(name: "empty", value: ""),
+                MultipartField(name: "file", file: file, fileName: "a.bin", contentType: "application/octet-stream"),
+            ],
+            timeout: .seconds(20))
+        await served
+        #expect(reply.status == 200)
+        #expect(reply.body == Array("ok".utf8))
+        let (head, body) = try #require(received.value)
+        #expect(head.lowercased().contains("content-length: \(body.count)"), "\(head)")
+        #expect(!head.lowercased().contains("chunked"), "\(head)")
+        let text = String(decoding: body, as: UTF8.self)
+        #expect(text.contains("name=\"timestamp\"\r\n\r\n1700000000\r\n"))
+        #expect(text.contains("name=\"empty\"\r\n\r\n\r\n"))
+        let marker = Data("filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+        let start = try #require(body.range(of: marker)).upperBound
+        #expect(body.count >= start + file.count)
+        #expect(body[start..<start + file.count] == file)
+        #expect(body[(start + file.count)...].starts(with: Data("\r\n--".utf8)))
+    }
+}
+
+/// What a test server read, handed from its thread to the test.
+private final class ReceivedRequest: @unchecked Sendable {
+    // @unchecked: `value` is set once on the server's thread before `serve` returns, and read
+    // by the test after it has awaited `serve`; the lock orders the two.
+    private let lock = NSLock()
+    private var stored: (head: String, body: Data)?
+
+    var value: (head: String, body: Data)? { self.lock.withLock { self.stored } }
+
+    func set(_ value: (head: String, body: Data)?) { self.lock.withLock { self.stored = value } }
+}
+
+extension SilentListener {
+    /// Reads one HTTP request with a `Content-Length` from `connection`: its head and its body
+    /// (nil when it closes or stalls first). Answers `Expect: 100-continue` at once.
+    static func readRequest(_ connection: Int32) -> (head: String, body: Data)? {
+        var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let separator = Data("\r\n\r\n".utf8)
+        while received.range(of: separator) == nil {
+            let count = recv(connection, &buffer, buffer.count, 0)
+            guard count > 0 else { return nil }
+            received.append(contentsOf: buffer.prefix(count))
+        }
+        let end = received.range(of: separator)!
+        let head = String(decoding: received[..<end.lowerBound], as: UTF8.self)
+        var body = Data(received[end.upperBound...])
+        let lines = head.lowercased().components(separatedBy: "\r\n")
+        guard let lengthLine = lines.first(where: { $0.hasPrefix("content-length:") }),
+            let length = Int(lengthLine.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+        else { return nil }
+        if lines.contains(where: { $0.hasPrefix("expect:") && $0.contains("100-continue") }) {
+            self.write(connection, "HTTP/1.1 100 Continue\r\n\r\n")
+        }
+        while body.count < length {
+            let count = recv(connection, &buffer, min(buffer.count, length - body.count), 0)
+            guard count > 0 else { return nil }
+            body.append(contentsOf: buffer.prefix(count))
+        }
+        return (head, body)
     }
 }

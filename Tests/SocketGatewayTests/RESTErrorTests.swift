@@ -43,6 +43,11 @@ struct RESTErrorTests {
         }
         router.get("/needs-user") { _, context -> String in try context.requireUser().uuidString }
         router.get("/unexpected") { _, _ -> Response in throw UnexpectedFailure() }
+        router.get("/deleted-file") { request, context -> Response in
+            let range = request.uri.queryParameters.get("range").map { _ in 0...9 }
+            let gone = FileManager.default.temporaryDirectory.appendingPathComponent("messenger-\(UUID())").path
+            return Response(status: .ok, body: try await MediaController.load(gone, range: range, context: context))
+        }
         router.post("/login") { request, _ -> String in
             try await JSONBody.decode(Credentials.self, from: request).username
         }
@@ -86,6 +91,20 @@ struct RESTErrorTests {
                 #expect(response.headers[.wwwAuthenticate] == "Bearer")
                 let error = try Self.errorBody(response)
                 #expect(error.code == "unauthorized")
+            }
+        }
+    }
+
+    @Test("a media file deleted after its header was read is 404 'no such file', whole or in part")
+    func fileDeletedWhileServed() async throws {
+        try await Self.application().test(.router) { client in
+            for uri in ["/deleted-file", "/deleted-file?range=1"] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .notFound, "\(uri)")
+                    let error = try Self.errorBody(response)
+                    // Until the fifty-fifth session: "no such route", Hummingbird's own 404.
+                    #expect(error.code == "not_found" && error.message == "no such file", "\(uri): \(error.message)")
+                }
             }
         }
     }

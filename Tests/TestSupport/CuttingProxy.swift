@@ -6,17 +6,21 @@ import Synchronization
 /// cut or a crash after the server acted would: once armed with a marker, the first request
 /// that carries it goes through, the server's answer to it is dropped, and both of that
 /// connection's sides are closed. Every other byte passes unchanged. It can also cut every
-/// connection at once, whatever is under way (``cutEveryConnection()``).
+/// connection at once, whatever is under way (``cutEveryConnection()``), or drop every answer
+/// from then on and keep the connections open, as a server whose process stopped would
+/// (``freezeAnswers()``).
 public final class CuttingProxy: Sendable {
     /// The port the proxy listens on, at 127.0.0.1.
     public let port: Int
     private let listener: any Channel
     private let marker = Marker()
     private let clients = Clients()
+    private let counter = Marker()
+    private let frozen = Frozen()
 
     /// A proxy to `host`:`port`, listening on a free port of 127.0.0.1.
     public init(to host: String, port targetPort: Int) async throws {
-        let (marker, clients) = (self.marker, self.clients)
+        let (marker, clients, counter, frozen) = (self.marker, self.clients, self.counter, self.frozen)
         self.listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { client in
@@ -24,8 +28,14 @@ public final class CuttingProxy: Sendable {
                 return ClientBootstrap(group: client.eventLoop).connect(host: host, port: targetPort).flatMapThrowing { server in
                     let link = Link()
                     try client.pipeline.syncOperations.addHandler(
-                        Relay(to: server, link: link, cutAfter: { bytes in marker.take(ifIn: bytes) }))
-                    try server.pipeline.syncOperations.addHandler(Relay(to: client, link: link, cutAfter: nil))
+                        Relay(
+                            to: server, link: link,
+                            cutAfter: { bytes in
+                                counter.count(ifIn: bytes)
+                                return marker.take(ifIn: bytes)
+                            }))
+                    try server.pipeline.syncOperations.addHandler(
+                        Relay(to: client, link: link, cutAfter: nil, frozen: frozen))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -44,6 +54,20 @@ public final class CuttingProxy: Sendable {
         for client in self.clients.channels.withLock({ $0 }) { client.close(promise: nil) }
     }
 
+    /// Drops every answer from the server from now on, and leaves the connections open.
+    public func freezeAnswers() {
+        self.frozen.value.withLock { $0 = true }
+    }
+
+    /// Counts the requests that contain `marker` from now on (``counted``).
+    public func countRequests(containing marker: String) {
+        self.counter.bytes.withLock { $0 = Array(marker.utf8) }
+        self.counter.counted.withLock { $0 = 0 }
+    }
+
+    /// How many requests contained the marker of ``countRequests(containing:)``.
+    public var counted: Int { self.counter.counted.withLock { $0 } }
+
     /// Whether the cut is still to come.
     public var isArmed: Bool { self.marker.bytes.withLock { $0 != nil } }
 
@@ -53,9 +77,19 @@ public final class CuttingProxy: Sendable {
     }
 }
 
-/// The bytes a request must carry to be the one after which the proxy cuts; nil when unarmed.
+/// The bytes a request must carry to be the one after which the proxy cuts (or, for the
+/// proxy's counter, to be counted); nil when unarmed.
 private final class Marker: Sendable {
     let bytes = Mutex<[UInt8]?>(nil)
+    let counted = Mutex(0)
+
+    /// Counts `request` if it carries the marker; the marker stays.
+    func count(ifIn request: ByteBuffer) {
+        guard let wanted = self.bytes.withLock({ $0 }), Self.contains(Array(request.readableBytesView), wanted) else {
+            return
+        }
+        self.counted.withLock { $0 += 1 }
+    }
 
     /// Whether `request` carries the marker; if so the proxy is disarmed.
     func take(ifIn request: ByteBuffer) -> Bool {
@@ -70,6 +104,11 @@ private final class Marker: Sendable {
         guard !needle.isEmpty, bytes.count >= needle.count else { return false }
         return (0...(bytes.count - needle.count)).contains { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
+}
+
+/// Whether the server's answers are dropped.
+private final class Frozen: Sendable {
+    let value = Mutex(false)
 }
 
 /// The client side of every connection the proxy opened.
@@ -91,15 +130,19 @@ private final class Relay: ChannelInboundHandler {
     let link: Link
     /// On the client's side: whether a request is the one after which to cut.
     let cutAfter: ((ByteBuffer) -> Bool)?
+    /// On the server's side: whether its answers are dropped.
+    let frozen: Frozen?
 
-    init(to peer: any Channel, link: Link, cutAfter: ((ByteBuffer) -> Bool)?) {
+    init(to peer: any Channel, link: Link, cutAfter: ((ByteBuffer) -> Bool)?, frozen: Frozen? = nil) {
         self.peer = peer
         self.link = link
         self.cutAfter = cutAfter
+        self.frozen = frozen
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = self.unwrapInboundIn(data)
+        if self.frozen?.value.withLock({ $0 }) == true { return }
         if let cutAfter {
             if cutAfter(bytes) { self.link.cutting = true }
         } else if self.link.cutting {

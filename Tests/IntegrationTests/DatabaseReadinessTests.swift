@@ -1,0 +1,33 @@
+import Foundation
+import MessengerPostgres
+import MessengerServiceKit
+import TestSupport
+import Testing
+
+/// `/readyz`'s database check (``ReadinessCheck/postgres(_:limit:logger:)``) against a database
+/// that stops answering.
+@Suite("The readiness check of the database", .timeLimit(.minutes(1)))
+struct DatabaseReadinessTests {
+    @Test("on a frozen database each look answers 'down' within its limit, and one SELECT 1 at most is sent")
+    func frozenDatabase() async throws {
+        var url = try #require(URLComponents(string: TestEnvironment.databaseURL))
+        let proxy = try await CuttingProxy(to: url.host ?? "127.0.0.1", port: url.port ?? 5432)
+        url.port = proxy.port
+        let database = try DatabaseConfiguration(url: try #require(url.string), schema: "public").makeDatabase(
+            logger: TestEnvironment.logger)
+        try await whileRunning(database) {
+            let check = ReadinessCheck.postgres(database, limit: .milliseconds(300), logger: TestEnvironment.logger)
+            #expect(await check.isReady())
+            proxy.countRequests(containing: "SELECT 1")
+            proxy.freezeAnswers()
+            for _ in 0..<3 {
+                let started = ContinuousClock.now
+                #expect(await check.isReady() == false)
+                // Not a speed check: until the fifty-fifth session the look never ended.
+                #expect(started.duration(to: .now) < .seconds(10))
+            }
+            #expect(proxy.counted == 1, "the looks sent \(proxy.counted) statements")
+        }
+        try await proxy.close()
+    }
+}
