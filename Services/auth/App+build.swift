@@ -58,7 +58,13 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
             PeriodicJob("auth pruning", every: settings.pruneInterval, logger: logger) {
                 let count = try await pruner.prune()
                 if count > 0 { logger.info("pruned expired sessions, tokens and login counters", metadata: ["rows": "\(count)"]) }
-            }
+            },
+            PeriodicJob(
+                "ending spared sessions", every: min(settings.pruneInterval, AuthPruner.sparedSessionsInterval), logger: logger
+            ) {
+                let count = try await pruner.endSparedSessions()
+                if count > 0 { logger.info("ended sessions a password change spared", metadata: ["sessions": "\(count)"]) }
+            },
         ],
         relays: [relay],
         prepare: {

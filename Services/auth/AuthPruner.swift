@@ -38,6 +38,34 @@ struct AuthPruner: Sendable {
     /// does not learn of the sessions ended before.
     static let endedSessionsKept = "7 days"
 
+    /// Ends the sessions a password change spared whose access tokens can all have expired, and
+    /// announces them; returns how many. Its own job runs it every ``sparedSessionsInterval`` at
+    /// most: run only with the hourly pass, such a session (a thief's, who had refreshed before
+    /// the owner changed the password) kept its sockets up to an hour past its end (until the
+    /// fifty-fifth session; a review).
+    @discardableResult
+    func endSparedSessions() async throws -> Int {
+        try await self.endSessions { try await $0.endSpared(limit: Self.batch, on: $1) }
+    }
+
+    /// How often spared sessions are looked at, at most (``endSparedSessions()``).
+    static let sparedSessionsInterval: Duration = .seconds(30)
+
+    /// Runs `end` (a batch of sessions ended and announced) in transactions until a batch ends
+    /// fewer than ``batch``; returns how many it ended.
+    private func endSessions(
+        _ end: @escaping @Sendable (SessionRevocations, PostgresConnection) async throws -> Int
+    ) async throws -> Int {
+        let revocations = self.revocations
+        var count = 0
+        while true {
+            let ended = try await self.client.withTransaction(logger: self.logger) { try await end(revocations, $0) }
+            count += ended
+            if ended > 0 { self.outbox.wake() }
+            if ended < Self.batch { return count }
+        }
+    }
+
     /// One pass; returns how many rows it deleted or sessions it ended.
     @discardableResult
     func prune() async throws -> Int {
@@ -51,16 +79,8 @@ struct AuthPruner: Sendable {
                 LIMIT \(Self.batch)) RETURNING 1)
             SELECT count(*)::int FROM deleted
             """)
-        let revocations = self.revocations
-        while true {
-            let ended = try await self.client.withTransaction(logger: self.logger) { connection in
-                try await revocations.endExpired(limit: Self.batch, on: connection)
-                    + revocations.endSpared(limit: Self.batch, on: connection)
-            }
-            count += ended
-            if ended > 0 { self.outbox.wake() }
-            if ended < Self.batch { break }
-        }
+        count += try await self.endSessions { try await $0.endExpired(limit: Self.batch, on: $1) }
+        count += try await self.endSparedSessions()
         count += try await self.deleteInBatches(
             """
             WITH deleted AS (DELETE FROM refresh_tokens WHERE id IN (

@@ -69,7 +69,60 @@ struct PostgresUserRepository: UserRepository {
     /// A taken username or email is found by the insert itself (`ON CONFLICT DO NOTHING`), not
     /// by a unique violation: each violation wrote an ERROR line to PostgreSQL's log, with the
     /// taken address in its DETAIL (personal data in the server's log, an outside tester found).
+    ///
+    /// A connection lost before the `COMMIT`'s answer came leaves the outcome unknown: the
+    /// account is then looked for (``createdAccount(_:)``), and one that was created is
+    /// answered as created. Answered 503, the client's retry found its own name taken (until
+    /// the fifty-fifth session; a review).
     func create(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws {
+        do {
+            try await self.insert(user, before: deadline)
+        } catch  where Database.isUnavailable(error) {
+            guard (try? await Database.lookingUpLostCommit({ try await self.createdAccount(user) })) == true else {
+                throw error
+            }
+            self.logger.notice("a registration whose commit went unanswered had committed; answered as created")
+        }
+        self.outbox.wake()
+    }
+
+    /// Whether `user`'s row was stored. A plain read would not see an insert whose commit is
+    /// still under way on the lost connection: the same insert is tried in a transaction rolled
+    /// back, where it waits for that one's outcome on the unique indexes, and then the row is read.
+    private func createdAccount(_ user: UserRecord) async throws -> Bool {
+        let logger = self.logger
+        do {
+            return try await self.client.transaction(logger: logger) { connection -> Bool in
+                // Inserted now: it was not stored before.
+                for try await _ in try await connection.query(
+                    """
+                    INSERT INTO users (id, username, email, display_name, password_hash, created_at, updated_at)
+                    VALUES (\(user.id), \(user.username), \(user.email), \(user.displayName), \(user.passwordHash), \(user.createdAt), \(user.createdAt))
+                    ON CONFLICT DO NOTHING RETURNING id
+                    """, logger: logger
+                ).decode(UUID.self) {
+                    throw LookedUp(stored: false)
+                }
+                // A row holds the id, or the name or the address (another account's, taken since).
+                var stored = false
+                for try await _ in try await connection.query("SELECT id FROM users WHERE id = \(user.id)", logger: logger)
+                    .decode(UUID.self)
+                {
+                    stored = true
+                }
+                throw LookedUp(stored: stored)
+            }
+        } catch let looked as LookedUp {
+            return looked.stored
+        }
+    }
+
+    /// Ends a look's transaction with a rollback, carrying what it found.
+    private struct LookedUp: Error {
+        var stored: Bool
+    }
+
+    private func insert(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws {
         try await self.client.transaction(logger: self.logger) { connection in
             let inserted = try await connection.query(
                 """
@@ -86,7 +139,6 @@ struct PostgresUserRepository: UserRepository {
             try await self.announce(AuthMessage.userCreated, user, on: connection)
             try CommitDeadline.ensureTimeLeft(before: deadline)
         }
-        self.outbox.wake()
     }
 
     func ensureFree(username: String, email: String) async throws {
@@ -159,11 +211,49 @@ struct PostgresUserRepository: UserRepository {
     /// `currentPassword` was checked against); nil, with nothing changed, when it is not (another
     /// change committed meanwhile: until the fortieth session both changes succeeded, and the
     /// later silently replaced the password the earlier one's caller had just set).
+    ///
+    /// A connection lost before the `COMMIT`'s answer came leaves the outcome unknown: the user
+    /// is then looked for with the new hash (a bcrypt hash's salt makes it this change's own),
+    /// and a change that committed is answered as made. Answered 503, the client's retry
+    /// checked its `currentPassword` against the new hash: a 403, counted as a failed login
+    /// (until the fifty-fifth session; a review).
     func updatePassword(
         id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?,
         before deadline: ContinuousClock.Instant?
     ) async throws -> UserRecord? {
-        let updated = try await self.client.transaction(logger: self.logger) { connection -> UserRecord? in
+        let updated: UserRecord?
+        do {
+            updated = try await self.replacePassword(
+                id: id, replacing: checkedHash, with: passwordHash, displayName: displayName, sparing: sparing,
+                before: deadline)
+        } catch  where Database.isUnavailable(error) {
+            guard let changed = try? await Database.lookingUpLostCommit({ try await self.find(id: id, hash: passwordHash) })
+            else { throw error }
+            self.logger.notice("a password change whose commit went unanswered had committed; answered as made")
+            updated = changed
+        }
+        self.outbox.wake()
+        return updated
+    }
+
+    /// The user `id` if its password hash is `passwordHash`. `FOR SHARE` waits for a change of
+    /// the row whose commit is still under way on a lost connection, and reads its outcome.
+    private func find(id: UUID, hash passwordHash: String) async throws -> UserRecord? {
+        let logger = self.logger
+        return try await self.client.transaction(logger: logger) { connection -> UserRecord? in
+            let rows = try await connection.query(
+                "SELECT \(unescaped: Self.columns) FROM users WHERE id = \(id) AND password_hash = \(passwordHash) FOR SHARE",
+                logger: logger)
+            for try await row in rows.decode(Row.self) { return Self.record(row) }
+            return nil
+        }
+    }
+
+    private func replacePassword(
+        id: UUID, replacing checkedHash: String, with passwordHash: String, displayName: String?, sparing: UUID?,
+        before deadline: ContinuousClock.Instant?
+    ) async throws -> UserRecord? {
+        try await self.client.transaction(logger: self.logger) { connection -> UserRecord? in
             let rows = try await connection.query(
                 """
                 UPDATE users SET password_hash = \(passwordHash), display_name = coalesce(\(displayName), display_name),
@@ -180,8 +270,6 @@ struct PostgresUserRepository: UserRepository {
             try CommitDeadline.ensureTimeLeft(before: deadline)
             return updated
         }
-        self.outbox.wake()
-        return updated
     }
 
     func find(ids: [UUID]) async throws -> [UserRecord] {

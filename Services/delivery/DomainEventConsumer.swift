@@ -459,7 +459,7 @@ struct RetryConsumer: Service {
         }
         do {
             let pending = try await self.log.retry(
-                events: check.eventIds.map(\.uuid), mostAttempts: Self.mostAttempts(check, redelivered: delivery.redelivered))
+                events: check.eventIds.map(\.uuid), level: RetryLevel(check, redelivered: delivery.redelivered))
             if !pending.isEmpty {
                 // An operator's check may carry any attempt: past the last level it dead-letters.
                 let attempt = min(check.attempt, Int(Int32.max)) + 1
@@ -496,21 +496,6 @@ struct RetryConsumer: Service {
             self.logger.warning("retry check failed; it will come again", metadata: ["error": "\(LoggedError(error))"])
             await delivery.requeueAfterFailure()
         }
-    }
-
-    /// The most times a delivery may have been tried for `check` to try it again: a delivery
-    /// is tried once when recorded and once more at each check, so check n finds it tried n
-    /// times. A delivery tried more often was tried by another chain of checks for the same
-    /// event: the domain event came again after its first check was confirmed (its ack lost),
-    /// and a second first check followed it. That chain ends at its first check, instead of
-    /// pushing again at every level and sending a second dead letter (until the fifty-third
-    /// session; a review). A check the broker delivers again may have committed its count any
-    /// number of times before (each failure after the statement requeues it): it has no cap,
-    /// and a chain is never lost (a first version allowed one more, and a check that failed
-    /// twice after its statement ended its chain; the session's last review).
-    static func mostAttempts(_ check: RetryCheck, redelivered: Bool) -> Int {
-        guard !redelivered, check.attempt <= Int(Int32.max) else { return .max }
-        return max(check.attempt, 1)
     }
 
     /// A dead letter an operator moved to `delivery.due`: its delivery, if still pending and in

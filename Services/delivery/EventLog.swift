@@ -281,13 +281,15 @@ struct EventLog: Sendable {
     }
 
     /// A retry check: the still-pending, unexpired deliveries of `events` (only those of
-    /// `users`, when given: a replayed dead letter's; only those tried at most `mostAttempts`
-    /// times) get one more attempt, in one statement. Returns them in event order, then user
-    /// order.
-    func retry(events: [UUID], users: [UUID] = [], mostAttempts: Int = .max) async throws -> [Delivery] {
+    /// `users`, when given: a replayed dead letter's; only those a check of `level` tries) get
+    /// one more attempt, in one statement. Returns them in event order, then user order.
+    func retry(events: [UUID], users: [UUID] = [], level: RetryLevel? = nil) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
         return try await self.retryingDeadlocks {
-            try await self.retryOnce(EventLogStatements.Retry(events: events, users: users, mostAttempts: mostAttempts))
+            try await self.retryOnce(
+                EventLogStatements.Retry(
+                    events: events, users: users, mostAttempts: level?.mostAttempts ?? .max,
+                    attemptsAfter: level?.attemptsAfter))
         }
     }
 

@@ -84,7 +84,9 @@ enum EventLogStatements {
     /// requeued and nothing lost). An event's data comes with its first row only
     /// (``EventLog/Deliveries``). Only deliveries tried at most `$3` times are: a check that
     /// finds its deliveries tried more often was overtaken by another chain of checks for
-    /// the same events, and ends (``RetryConsumer``).
+    /// the same events, and ends (``RetryConsumer``). A check's count is `$4` (its level's, so
+    /// that the same check run again counts nothing more); without one (a replayed dead
+    /// letter), one more.
     struct Retry: PreparedRows {
         static let name = "delivery.retry"
         static let sql = """
@@ -96,7 +98,9 @@ enum EventLogStatements {
                 ORDER BY user_id, seq
                 FOR UPDATE
             ), bumped AS (
-                UPDATE deliveries d SET attempts = d.attempts + 1, last_attempt_at = now()
+                UPDATE deliveries d
+                SET attempts = CASE WHEN $4::integer IS NULL THEN d.attempts + 1 ELSE greatest(d.attempts, $4::integer) END,
+                    last_attempt_at = now()
                 FROM due WHERE d.user_id = due.user_id AND d.seq = due.seq
                 RETURNING d.user_id, d.seq, d.event_id
             )
@@ -111,7 +115,13 @@ enum EventLogStatements {
         var users: [UUID] = []
         /// Only deliveries tried at most this many times.
         var mostAttempts: Int = .max
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.events, self.users, self.mostAttempts) }
+        /// How many times the deliveries it tries will have been tried; nil: once more.
+        var attemptsAfter: Int32?
+        func makeBindings() -> PostgresBindings {
+            var bindings = PostgresBindings(self.events, self.users, self.mostAttempts)
+            if let attemptsAfter = self.attemptsAfter { bindings.append(attemptsAfter) } else { bindings.appendNull() }
+            return bindings
+        }
     }
 
     /// A chunk of `ack_events` in one statement: clamps `seq` to the user's latest seq (the

@@ -40,12 +40,16 @@ final class AccessTokenCheck: Sendable {
 
     /// Fetches the key set from auth. An announcement applied while the fetch was under way is
     /// newer than its answer, which is then dropped (it could bring a retired key back, or take
-    /// the new one away, until the next fetch; the session's last review).
+    /// the new one away, until the next fetch; the session's last review). An announcement that
+    /// comes while the answer's keys are prepared counts too: the verifier asks just before it
+    /// stores them (until the fifty-fifth session the answer was looked at only before, and
+    /// could overwrite the announced set; a review).
     func refresh() async throws {
         let announcedBefore = self.announcements.load(ordering: .acquiring)
         let set = try await self.rpc.call(AuthMessage.jwks, to: .auth, payload: EmptyPayload(), replyAs: JSONWebKeySet.self)
-        guard self.announcements.load(ordering: .acquiring) == announcedBefore else { return }
-        if try await self.verifier.update(set) {
+        let superseded = { self.announcements.load(ordering: .acquiring) != announcedBefore }
+        guard !superseded() else { return }
+        if try await self.verifier.update(set, unless: superseded) {
             self.logger.info("verification keys loaded", metadata: ["kids": "\(set.keys.map(\.kid))"])
         }
     }

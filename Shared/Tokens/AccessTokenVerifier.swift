@@ -44,9 +44,12 @@ public final class AccessTokenVerifier: Sendable {
     public var rememberedTokens: Int { self.state.withLock { $0.verified.count } }
 
     /// Replaces the verification keys, and forgets the tokens the old ones accepted. The same
-    /// set again changes nothing. Returns whether the keys changed.
+    /// set again changes nothing, and so does a set `superseded` says is older than the keys in
+    /// use: it is asked under the lock that stores the set, after the keys are prepared (an
+    /// `await`), so that nothing can be stored between its answer and the store. Returns
+    /// whether the keys changed.
     @discardableResult
-    public func update(_ set: JSONWebKeySet) async throws -> Bool {
+    public func update(_ set: JSONWebKeySet, unless superseded: () -> Bool = { false }) async throws -> Bool {
         guard self.state.withLock({ $0.set != set }) else { return false }
         let collection = JWTKeyCollection()
         var kids = Set<String>()
@@ -54,14 +57,15 @@ public final class AccessTokenVerifier: Sendable {
             await collection.add(eddsa: try EdDSA.PublicKey(x: key.x, curve: .ed25519), kid: JWKIdentifier(string: key.kid))
             kids.insert(key.kid)
         }
-        self.state.withLock { state in
+        return self.state.withLock { state in
+            guard !superseded() else { return false }
             state.collection = collection
             state.kids = kids
             state.set = set
             state.verified.removeAll()
             state.generation += 1
+            return true
         }
-        return true
     }
 
     /// Why a token was refused.

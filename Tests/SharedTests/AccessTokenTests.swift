@@ -110,6 +110,23 @@ struct AccessTokenTests {
         #expect(uncached.rememberedTokens == 0)
     }
 
+    @Test("a key set superseded by the time its keys are ready is not stored; the keys in use stay")
+    func supersededKeySet() async throws {
+        let verifier = try await self.verifier()
+        let token = try await self.signer().sign(userID: UUID(), session: nil)
+        let older = SigningKey(Curve25519.Signing.PrivateKey())
+        var asked = 0
+        let stored = try await verifier.update(JSONWebKeySet(keys: [older.publicJWK])) {
+            asked += 1
+            return true
+        }
+        #expect(!stored && asked == 1)
+        #expect(verifier.keySet == JSONWebKeySet(keys: [self.key.publicJWK]))
+        #expect(try await verifier.verify(token).session == nil, "the token of the key in use still verifies")
+        #expect(try await verifier.update(JSONWebKeySet(keys: [older.publicJWK])) { false })
+        #expect(verifier.keySet == JSONWebKeySet(keys: [older.publicJWK]))
+    }
+
     @Test("a key derived from JWT_SECRET is the same for every replica, and a PEM round-trips")
     func keySources() throws {
         #expect(SigningKey(derivedFrom: "s3cret").kid == SigningKey(derivedFrom: "s3cret").kid)
