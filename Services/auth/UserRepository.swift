@@ -77,7 +77,7 @@ struct PostgresUserRepository: UserRepository {
     func create(_ user: UserRecord, before deadline: ContinuousClock.Instant?) async throws {
         do {
             try await self.insert(user, before: deadline)
-        } catch  where Database.isUnavailable(error) {
+        } catch  where Database.mayHaveCommitted(error) {
             guard (try? await Database.lookingUpLostCommit({ try await self.createdAccount(user) })) == true else {
                 throw error
             }
@@ -226,7 +226,7 @@ struct PostgresUserRepository: UserRepository {
             updated = try await self.replacePassword(
                 id: id, replacing: checkedHash, with: passwordHash, displayName: displayName, sparing: sparing,
                 before: deadline)
-        } catch  where Database.isUnavailable(error) {
+        } catch  where Database.mayHaveCommitted(error) {
             guard let changed = try? await Database.lookingUpLostCommit({ try await self.find(id: id, hash: passwordHash) })
             else { throw error }
             self.logger.notice("a password change whose commit went unanswered had committed; answered as made")
@@ -237,14 +237,19 @@ struct PostgresUserRepository: UserRepository {
     }
 
     /// The user `id` if its password hash is `passwordHash`. `FOR SHARE` waits for a change of
-    /// the row whose commit is still under way on a lost connection, and reads its outcome.
+    /// the row whose commit is still under way on a lost connection, and reads its outcome. The
+    /// row is locked by its id alone and its hash compared here: a `WHERE` on the new hash is
+    /// evaluated against the version the statement's snapshot sees, the old one, and the row
+    /// would be left out without waiting (the session's diff review).
     private func find(id: UUID, hash passwordHash: String) async throws -> UserRecord? {
         let logger = self.logger
         return try await self.client.transaction(logger: logger) { connection -> UserRecord? in
             let rows = try await connection.query(
-                "SELECT \(unescaped: Self.columns) FROM users WHERE id = \(id) AND password_hash = \(passwordHash) FOR SHARE",
-                logger: logger)
-            for try await row in rows.decode(Row.self) { return Self.record(row) }
+                "SELECT \(unescaped: Self.columns) FROM users WHERE id = \(id) FOR SHARE", logger: logger)
+            for try await row in rows.decode(Row.self) {
+                let user = Self.record(row)
+                return user.passwordHash == passwordHash ? user : nil
+            }
             return nil
         }
     }

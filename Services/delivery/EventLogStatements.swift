@@ -99,7 +99,8 @@ enum EventLogStatements {
                 FOR UPDATE
             ), bumped AS (
                 UPDATE deliveries d
-                SET attempts = CASE WHEN $4::integer IS NULL THEN d.attempts + 1 ELSE greatest(d.attempts, $4::integer) END,
+                SET attempts = CASE WHEN $4::integer IS NULL THEN least(d.attempts, 2147483646) + 1
+                                    ELSE greatest(d.attempts, $4::integer) END,
                     last_attempt_at = now()
                 FROM due WHERE d.user_id = due.user_id AND d.seq = due.seq
                 RETURNING d.user_id, d.seq, d.event_id

@@ -138,6 +138,8 @@ struct MediaController {
     /// The file at `path` (or its `range`) as a response body. A file deleted since its header
     /// was read (its message deleted) is "no such file", as one deleted before: Hummingbird
     /// answers it with its own 404, which the error middleware would call "no such route".
+    /// Hummingbird opens the file only when it writes the body: one deleted after this look and
+    /// before that gets its headers and a body cut short (the client sees a failed download).
     static func load(_ path: String, range: ClosedRange<Int>?, context: GatewayRequestContext) async throws
         -> ResponseBody
     {

@@ -1,3 +1,4 @@
+import PostgresNIO
 import ThreadedIO
 
 extension Database {
@@ -18,6 +19,22 @@ extension Database {
             } catch  where Database.isUnavailable(error) && ContinuousClock.now + pause < end {
                 try? await Task.sleep(for: pause)
             }
+        }
+    }
+
+    /// Whether `error`, from ``transaction(logger:_:)``, leaves it unknown whether the
+    /// transaction committed: its `COMMIT` failed as unavailable, or the watchdog failed the call
+    /// (``DatabaseError/Code/connectionLost``: it may have been at its `COMMIT`). A failure to
+    /// begin or of the body cannot have committed, so no look is worth its time for it (during
+    /// an outage, every write would wait for one).
+    public static func mayHaveCommitted(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PostgresTransactionError:
+            return error.commitError.map(Self.isUnavailable) ?? false
+        case let error as DatabaseError:
+            return error.code == .connectionLost
+        default:
+            return false
         }
     }
 }

@@ -59,6 +59,12 @@ public final class CuttingProxy: Sendable {
         self.frozen.value.withLock { $0 = true }
     }
 
+    /// Passes the server's answers again from now on; those dropped meanwhile stay lost, as on
+    /// a connection whose peer vanished.
+    public func thawAnswers() {
+        self.frozen.value.withLock { $0 = false }
+    }
+
     /// Counts the requests that contain `marker` from now on (``counted``).
     public func countRequests(containing marker: String) {
         self.counter.bytes.withLock { $0 = Array(marker.utf8) }
