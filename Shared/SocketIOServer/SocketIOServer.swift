@@ -242,11 +242,9 @@ actor SocketIOConnection: EngineSessionDelegate {
     /// The binary packet under way holds some of ``SocketIOCore/attachmentBudget``.
     private var holdsAttachments = false
     /// Closes the connection when a binary packet's attachments do not all come in time.
-    private var attachmentDeadline: Scheduled<Void>?
-
-    /// How long a binary packet's attachments may take to come, from its header: one deadline
-    /// for the packet, so a client cannot hold what it sent by sending a byte now and then.
-    static let attachmentTimeLimit = TimeAmount.seconds(60)
+    private var attachmentTimer: (timer: Scheduled<Void>, deadline: NIODeadline)?
+    /// When the binary packet under way must have all its attachments (``AttachmentDeadline``).
+    private var attachmentDeadline: AttachmentDeadline?
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { self.session.unownedExecutor }
 
@@ -281,6 +279,7 @@ actor SocketIOConnection: EngineSessionDelegate {
             case .binary(let bytes):
                 if self.decoder.isAwaitingAttachments {
                     guard self.hold(attachment: bytes.count) else { return }
+                    self.attachmentDeadline?.received(bytes.count)
                 }
                 packet = try self.decoder.receive(binary: bytes)
                 packetBytes = self.binaryHeaderBytes
@@ -572,21 +571,25 @@ actor SocketIOConnection: EngineSessionDelegate {
         }
     }
 
-    /// While a binary packet waits for attachments, its connection must send all of them
-    /// within ``attachmentTimeLimit`` of its header; once none waits, what a packet left
-    /// unfinished goes back to the budget. A client that announced 32 attachments and sent 31
-    /// held 31 MB until it closed.
+    /// While a binary packet waits for attachments, its connection must send all of them by
+    /// their ``AttachmentDeadline`` (a minute from the header, and more for each KiB that came);
+    /// once none waits, what a packet left unfinished goes back to the budget. A client that
+    /// announced 32 attachments and sent 31 held 31 MB until it closed.
     private func watchAttachments() {
         guard self.decoder.isAwaitingAttachments, !self.isSessionClosed else {
-            self.attachmentDeadline?.cancel()
+            self.attachmentTimer?.timer.cancel()
+            self.attachmentTimer = nil
             self.attachmentDeadline = nil
             self.releaseAttachments()
             return
         }
-        guard self.attachmentDeadline == nil else { return }
-        self.attachmentDeadline = self.session.eventLoop.scheduleTask(in: Self.attachmentTimeLimit) { [weak session] in
+        if self.attachmentDeadline == nil { self.attachmentDeadline = AttachmentDeadline(started: .now()) }
+        guard let deadline = self.attachmentDeadline?.deadline, deadline != self.attachmentTimer?.deadline else { return }
+        self.attachmentTimer?.timer.cancel()
+        let timer = self.session.eventLoop.scheduleTask(deadline: deadline) { [weak session] () -> Void in
             session?.assumeIsolated { $0.close(reason: "binary attachments too slow", notifyClient: false) }
         }
+        self.attachmentTimer = (timer, deadline)
     }
 
     private func releaseAttachments() {
@@ -607,7 +610,8 @@ actor SocketIOConnection: EngineSessionDelegate {
     }
 
     private func closed() {
-        self.attachmentDeadline?.cancel()
+        self.attachmentTimer?.timer.cancel()
+        self.attachmentTimer = nil
         self.attachmentDeadline = nil
         self.releaseAttachments()
         self.connectTimeout?.cancel()
