@@ -93,6 +93,31 @@ struct LostCommitTests {
         }
     }
 
+    /// The connection breaks as the `COMMIT` goes out, and PostgreSQL gets it half a second
+    /// later: the look finds the write still under way, and must wait for its outcome. A look
+    /// by the new hash in its `WHERE` found nothing at once (the session's diff review).
+    @Test("a registration and a password change still committing when their connection broke are answered as done")
+    func commitsUnderWayAreAwaited() async throws {
+        try await Self.withProxiedAuthenticator { authenticator, proxy in
+            let name = TestEnvironment.uniqueName("heldcommit")
+            proxy.holdRequest(containing: "COMMIT", for: .milliseconds(500))
+            let created = try await authenticator.register(
+                RegisterRequest(username: name, email: "\(name)@example.com", password: CallerGaveUpTests.password),
+                before: nil)
+            #expect(created.user.username == name)
+            let id = created.user.id.uuid
+            let newPassword = "another password 2"
+            proxy.holdRequest(containing: "COMMIT", for: .milliseconds(500))
+            _ = try await authenticator.updateUser(
+                UpdateUserRequest(
+                    userId: EntityID(id), displayName: nil, password: newPassword,
+                    currentPassword: CallerGaveUpTests.password),
+                actor: id, before: nil)
+            let pair = try await authenticator.login(CallerGaveUpTests.loginRequest(name, newPassword), before: nil)
+            #expect(pair.user.id.uuid == id)
+        }
+    }
+
     /// An ``Authenticator`` whose database connections go through a ``CuttingProxy``.
     static func withProxiedAuthenticator(_ body: (Authenticator, CuttingProxy) async throws -> Void) async throws {
         var url = try #require(URLComponents(string: TestEnvironment.databaseURL))

@@ -16,11 +16,12 @@ public final class CuttingProxy: Sendable {
     private let marker = Marker()
     private let clients = Clients()
     private let counter = Marker()
+    private let holder = Marker()
     private let frozen = Frozen()
 
     /// A proxy to `host`:`port`, listening on a free port of 127.0.0.1.
     public init(to host: String, port targetPort: Int) async throws {
-        let (marker, clients, counter, frozen) = (self.marker, self.clients, self.counter, self.frozen)
+        let (marker, clients, counter, holder, frozen) = (self.marker, self.clients, self.counter, self.holder, self.frozen)
         self.listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { client in
@@ -32,7 +33,8 @@ public final class CuttingProxy: Sendable {
                             to: server, link: link,
                             cutAfter: { bytes in
                                 counter.count(ifIn: bytes)
-                                return marker.take(ifIn: bytes)
+                                if holder.take(ifIn: bytes) { return .holdRequest(holder.delay.withLock { $0 }) }
+                                return marker.take(ifIn: bytes) ? .answer : nil
                             }))
                     try server.pipeline.syncOperations.addHandler(
                         Relay(to: client, link: link, cutAfter: nil, frozen: frozen))
@@ -52,6 +54,15 @@ public final class CuttingProxy: Sendable {
     /// are idle.
     public func cutEveryConnection() {
         for client in self.clients.channels.withLock({ $0 }) { client.close(promise: nil) }
+    }
+
+    /// Cuts the client's connection as the next request whose bytes contain `marker` goes out,
+    /// and hands that request to the server `delay` later (its answer is lost): the client
+    /// learns of the loss while the server has yet to act on it, as when a `COMMIT` is still
+    /// under way (say waiting for a standby) when the connection breaks.
+    public func holdRequest(containing marker: String, for delay: TimeAmount) {
+        self.holder.delay.withLock { $0 = delay }
+        self.holder.bytes.withLock { $0 = Array(marker.utf8) }
     }
 
     /// Drops every answer from the server from now on, and leaves the connections open.
@@ -88,6 +99,8 @@ public final class CuttingProxy: Sendable {
 private final class Marker: Sendable {
     let bytes = Mutex<[UInt8]?>(nil)
     let counted = Mutex(0)
+    /// For the proxy's holder: how long the request is held.
+    let delay = Mutex(TimeAmount.zero)
 
     /// Counts `request` if it carries the marker; the marker stays.
     func count(ifIn request: ByteBuffer) {
@@ -126,6 +139,17 @@ private final class Clients: Sendable {
 /// to be dropped.
 private final class Link {
     var cutting = false
+    /// The client's side was closed with a request held for the server: the server's side
+    /// stays open until that request's answer comes.
+    var holding = false
+}
+
+/// What the proxy does about a request from the client.
+private enum Cut {
+    /// Passes it on, and drops its answer with the connection.
+    case answer
+    /// Closes the client's side now, and passes it on after the delay (its answer is dropped).
+    case holdRequest(TimeAmount)
 }
 
 /// Passes what one side of a link reads to the other.
@@ -134,12 +158,12 @@ private final class Relay: ChannelInboundHandler {
 
     let peer: any Channel
     let link: Link
-    /// On the client's side: whether a request is the one after which to cut.
-    let cutAfter: ((ByteBuffer) -> Bool)?
+    /// On the client's side: what to do about a request (nil: pass it on).
+    let cutAfter: ((ByteBuffer) -> Cut?)?
     /// On the server's side: whether its answers are dropped.
     let frozen: Frozen?
 
-    init(to peer: any Channel, link: Link, cutAfter: ((ByteBuffer) -> Bool)?, frozen: Frozen? = nil) {
+    init(to peer: any Channel, link: Link, cutAfter: ((ByteBuffer) -> Cut?)?, frozen: Frozen? = nil) {
         self.peer = peer
         self.link = link
         self.cutAfter = cutAfter
@@ -150,7 +174,19 @@ private final class Relay: ChannelInboundHandler {
         let bytes = self.unwrapInboundIn(data)
         if self.frozen?.value.withLock({ $0 }) == true { return }
         if let cutAfter {
-            if cutAfter(bytes) { self.link.cutting = true }
+            switch cutAfter(bytes) {
+            case nil:
+                break
+            case .answer:
+                self.link.cutting = true
+            case .holdRequest(let delay):
+                self.link.cutting = true
+                self.link.holding = true
+                context.close(promise: nil)
+                let server = self.peer
+                context.eventLoop.scheduleTask(in: delay) { server.writeAndFlush(bytes, promise: nil) }
+                return
+            }
         } else if self.link.cutting {
             // The answer is lost with the connection.
             context.close(promise: nil)
@@ -161,7 +197,8 @@ private final class Relay: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.peer.close(promise: nil)
+        // The client's side closed with a request held: the server's side waits for its answer.
+        if !(self.cutAfter != nil && self.link.holding) { self.peer.close(promise: nil) }
         context.fireChannelInactive()
     }
 
