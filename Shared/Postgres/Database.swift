@@ -209,7 +209,7 @@ public final class Database: Service, Sendable {
                 let waited = call.leaseDeadline - call.started
                 call.fail(
                     DatabaseError(
-                        .connectionLost,
+                        .noConnection,
                         waited < self.leaseLimit
                             ? "no database connection before the request's caller stopped waiting"
                             : "no database connection within \(self.leaseLimit)"))

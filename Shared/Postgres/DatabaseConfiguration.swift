@@ -174,6 +174,10 @@ public struct DatabaseError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let migrationFailed = Code(name: "migration_failed")
         /// A statement's connection closed and the statement was never answered (``Database``).
         public static let connectionLost = Code(name: "connection_lost")
+        /// A call found no connection in time: none was leased, so nothing of it ran
+        /// (``Database``). Until the fifty-fifth session it was ``connectionLost``, and a look for
+        /// a lost commit ran after every write that got no connection (a review).
+        public static let noConnection = Code(name: "no_connection")
         public var description: String { self.name }
     }
 

@@ -15,7 +15,7 @@ extension Database {
     public static func isUnavailable(_ error: any Error) -> Bool {
         switch error {
         case let error as DatabaseError:
-            return error.code == .connectionLost
+            return error.code == .connectionLost || error.code == .noConnection
         case let error as ConnectionPoolError:
             return error == .connectionCreationCircuitBreakerTripped || error == .poolShutdown
         case let error as PostgresTransactionError:

@@ -24,9 +24,10 @@ extension Database {
 
     /// Whether `error`, from ``transaction(logger:_:)``, leaves it unknown whether the
     /// transaction committed: its `COMMIT` failed as unavailable, or the watchdog failed the call
-    /// (``DatabaseError/Code/connectionLost``: it may have been at its `COMMIT`). A failure to
-    /// begin or of the body cannot have committed, so no look is worth its time for it (during
-    /// an outage, every write would wait for one).
+    /// on its closed connection (``DatabaseError/Code/connectionLost``: it may have been at its
+    /// `COMMIT`). A failure to get a connection (``DatabaseError/Code/noConnection``), to begin,
+    /// or of the body cannot have committed, so no look is worth its time for it (during an
+    /// outage, every write would wait for one).
     public static func mayHaveCommitted(_ error: any Error) -> Bool {
         switch error {
         case let error as PostgresTransactionError:

@@ -52,10 +52,14 @@ final class DatabaseProbe: Sendable {
         if let probe {
             Task {
                 let answered = (try? await self.database.query("SELECT 1", logger: self.logger)) != nil
-                let waiting = self.state.withLock { state in
-                    if state.probe?.id == probe { state.probe = nil }
+                let waiting = self.state.withLock { state -> [Promise<Bool>] in
+                    let current = state.probe?.id == probe
+                    // A stale statement that failed at last says nothing of the newer one's
+                    // connection: its looks wait for that one (or their limit).
+                    guard answered || current else { return [] }
+                    if current { state.probe = nil }
                     defer { state.waiting = [:] }
-                    return state.waiting.values
+                    return Array(state.waiting.values)
                 }
                 for promise in waiting { promise.succeed(answered) }
             }

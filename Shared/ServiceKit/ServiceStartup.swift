@@ -95,6 +95,6 @@ public struct ServiceStartup: Service {
     /// migration the server refuses, an edited one, or a bad configuration will not get better.
     static func mayRetry(_ error: any Error) -> Bool {
         guard let error = error as? DatabaseError else { return true }
-        return error.code == .connectionLost
+        return error.code == .connectionLost || error.code == .noConnection
     }
 }

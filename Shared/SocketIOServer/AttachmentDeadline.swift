@@ -1,7 +1,10 @@
 import NIOCore
 
-/// When a binary packet's attachments must all have come: ``base`` after its header, plus
-/// ``timePerKiB`` for each KiB that came, and never past ``cap`` after the header.
+/// When a binary packet's attachments must all have come: ``base`` after its header, and the
+/// time of one attachment as large as a message may be (`maxPayload`), plus ``timePerKiB`` for
+/// each KiB that came, and never past ``cap`` after the header. (Credited only once a whole
+/// attachment came, so the first has its own time: with a `maxPayload` of 4 MB, one file at
+/// 32 KiB/s takes two minutes; the session's diff review.)
 ///
 /// One fixed deadline (60 s until the fifty-fifth session) failed every `add_attachments` of
 /// many files on a slow uplink, again on each retry: 20 files of 1 MB need about 2.7 Mbit/s to
@@ -16,16 +19,23 @@ struct AttachmentDeadline: Equatable, Sendable {
 
     /// When the header came.
     let started: NIODeadline
+    /// The largest attachment's time.
+    let firstAttachment: TimeAmount
     private(set) var receivedBytes = 0
 
-    init(started: NIODeadline) {
+    init(started: NIODeadline, maxPayload: Int) {
         self.started = started
+        self.firstAttachment = Self.time(of: maxPayload)
     }
 
     /// The deadline with what came so far.
     var deadline: NIODeadline {
-        let earned = TimeAmount.nanoseconds(Int64(self.receivedBytes / 1024) * Self.timePerKiB.nanoseconds)
-        return self.started + min(Self.base + earned, Self.cap)
+        self.started + min(Self.base + self.firstAttachment + Self.time(of: self.receivedBytes), Self.cap)
+    }
+
+    /// What `bytes` earn.
+    private static func time(of bytes: Int) -> TimeAmount {
+        .nanoseconds(Int64(bytes / 1024) * Self.timePerKiB.nanoseconds)
     }
 
     /// Counts an attachment of `bytes`.

@@ -583,11 +583,18 @@ actor SocketIOConnection: EngineSessionDelegate {
             self.releaseAttachments()
             return
         }
-        if self.attachmentDeadline == nil { self.attachmentDeadline = AttachmentDeadline(started: .now()) }
+        if self.attachmentDeadline == nil {
+            self.attachmentDeadline = AttachmentDeadline(started: .now(), maxPayload: self.session.configuration.maxPayload)
+        }
         guard let deadline = self.attachmentDeadline?.deadline, deadline != self.attachmentTimer?.deadline else { return }
         self.attachmentTimer?.timer.cancel()
-        let timer = self.session.eventLoop.scheduleTask(deadline: deadline) { [weak session] () -> Void in
-            session?.assumeIsolated { $0.close(reason: "binary attachments too slow", notifyClient: false) }
+        // A timer already due in the loop's turn runs despite its cancel: it closes only if it is
+        // still the packet's.
+        let timer = self.session.eventLoop.scheduleTask(deadline: deadline) { [weak self] () -> Void in
+            self?.assumeIsolated { connection in
+                guard connection.attachmentTimer?.deadline == deadline else { return }
+                connection.closeSession(reason: "binary attachments too slow", notifyClient: false)
+            }
         }
         self.attachmentTimer = (timer, deadline)
     }

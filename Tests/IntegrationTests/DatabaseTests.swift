@@ -106,7 +106,7 @@ struct DatabaseTests {
                     try await database.query("SELECT 1", logger: TestEnvironment.logger)
                 }
             } throws: { error in
-                (error as? DatabaseError)?.code == .connectionLost
+                (error as? DatabaseError)?.code == .noConnection
             }
             let waited = ContinuousClock.now - started
             // The lease limit is 15 s; the watchdog looks every 250 ms. The bound only tells the
@@ -168,7 +168,7 @@ struct DatabaseTests {
         }
     }
 
-    @Test("guarded: a call that finds no connection within the lease limit fails with connection_lost")
+    @Test("guarded: a call that finds no connection within the lease limit fails with no_connection")
     func unreachableServerFailsInTime() async throws {
         // Nothing listens on port 1: the pool keeps failing to connect, and would hold the
         // request until its own circuit breaker trips (a minute).
@@ -182,7 +182,7 @@ struct DatabaseTests {
             await #expect {
                 try await database.query("SELECT 1", logger: TestEnvironment.logger)
             } throws: { error in
-                (error as? DatabaseError)?.code == .connectionLost
+                (error as? DatabaseError)?.code == .noConnection
             }
         }
     }
@@ -194,6 +194,10 @@ struct DatabaseUnavailableTests {
     @Test("a lost connection, a watchdog's failure, a tripped pool and a server shutting down are; a bad statement is not")
     func classification() async throws {
         #expect(Database.isUnavailable(DatabaseError(.connectionLost, "gone")))
+        #expect(Database.isUnavailable(DatabaseError(.noConnection, "none in time")))
+        // Only a call that had a connection may have committed.
+        #expect(Database.mayHaveCommitted(DatabaseError(.connectionLost, "gone")))
+        #expect(!Database.mayHaveCommitted(DatabaseError(.noConnection, "none in time")))
         #expect(!Database.isUnavailable(DatabaseError(.migrationFailed, "bad")))
         #expect(!Database.isUnavailable(CancellationError()))
         #expect(Database.isUnavailable(ConnectionPoolError.connectionCreationCircuitBreakerTripped))

@@ -185,6 +185,8 @@ private final class Relay: ChannelInboundHandler {
                 context.close(promise: nil)
                 let server = self.peer
                 context.eventLoop.scheduleTask(in: delay) { server.writeAndFlush(bytes, promise: nil) }
+                // Closed in any case a while after, should no answer pass (one frozen, say).
+                context.eventLoop.scheduleTask(in: delay + .seconds(5)) { server.close(promise: nil) }
                 return
             }
         } else if self.link.cutting {
