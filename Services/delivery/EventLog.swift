@@ -286,10 +286,7 @@ struct EventLog: Sendable {
     func retry(events: [UUID], users: [UUID] = [], level: RetryLevel? = nil) async throws -> [Delivery] {
         guard !events.isEmpty else { return [] }
         return try await self.retryingDeadlocks {
-            try await self.retryOnce(
-                EventLogStatements.Retry(
-                    events: events, users: users, mostAttempts: level?.mostAttempts ?? .max,
-                    attemptsAfter: level?.attemptsAfter))
+            try await self.retryOnce(EventLogStatements.Retry(events: events, users: users, level: level))
         }
     }
 

@@ -114,13 +114,12 @@ enum EventLogStatements {
         var events: [UUID]
         /// Only these users' deliveries (a replayed dead letter's); empty: everyone's.
         var users: [UUID] = []
-        /// Only deliveries tried at most this many times.
-        var mostAttempts: Int = .max
-        /// How many times the deliveries it tries will have been tried; nil: once more.
-        var attemptsAfter: Int32?
+        /// Which deliveries it tries (`$3`) and what it counts for them (`$4`); nil (a replayed
+        /// dead letter): any, once more.
+        var level: RetryLevel?
         func makeBindings() -> PostgresBindings {
-            var bindings = PostgresBindings(self.events, self.users, self.mostAttempts)
-            if let attemptsAfter = self.attemptsAfter { bindings.append(attemptsAfter) } else { bindings.appendNull() }
+            var bindings = PostgresBindings(self.events, self.users, self.level?.mostAttempts ?? .max)
+            if let attemptsAfter = self.level?.attemptsAfter { bindings.append(attemptsAfter) } else { bindings.appendNull() }
             return bindings
         }
     }

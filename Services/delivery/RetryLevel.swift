@@ -17,12 +17,9 @@ struct RetryLevel: Equatable, Sendable {
     var mostAttempts: Int
     /// How many times they will have been tried; nil: once more than they were.
     var attemptsAfter: Int32?
+}
 
-    init(mostAttempts: Int, attemptsAfter: Int32?) {
-        self.mostAttempts = mostAttempts
-        self.attemptsAfter = attemptsAfter
-    }
-
+extension RetryLevel {
     /// The level of `check`. Delivered again, it may already have counted its level: it also
     /// tries deliveries tried once more than its level finds. An operator's check past what the
     /// count holds tries any delivery, once more.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MessengerHTTP
+import Synchronization
 import Testing
 
 /// ``CurlClient``: what its requests carry, and their time limits.
@@ -74,15 +75,12 @@ struct CurlClientTests {
 }
 
 /// What a test server read, handed from its thread to the test.
-private final class ReceivedRequest: @unchecked Sendable {
-    // @unchecked: `value` is set once on the server's thread before `serve` returns, and read
-    // by the test after it has awaited `serve`; the lock orders the two.
-    private let lock = NSLock()
-    private var stored: (head: String, body: Data)?
+private final class ReceivedRequest: Sendable {
+    private let stored = Mutex<(head: String, body: Data)?>(nil)
 
-    var value: (head: String, body: Data)? { self.lock.withLock { self.stored } }
+    var value: (head: String, body: Data)? { self.stored.withLock { $0 } }
 
-    func set(_ value: (head: String, body: Data)?) { self.lock.withLock { self.stored = value } }
+    func set(_ value: (head: String, body: Data)?) { self.stored.withLock { $0 = value } }
 }
 
 extension SilentListener {
