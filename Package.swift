@@ -339,8 +339,8 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: [
-                "BenchSupport", "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol", "SocketIOServer",
-                "TestSupport",
+                "BenchSupport", "MessengerPostgres", "MessengerServiceKit", "MessengerTokens", "SocketIOProtocol",
+                "SocketIOServer", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

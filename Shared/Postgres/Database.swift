@@ -59,7 +59,10 @@ public final class Database: Service, Sendable {
             initialDelay: Self.watchInterval, delay: Self.watchInterval
         ) { _ in self.failDroppedCalls() }
         defer { watchdog.cancel() }
-        await self.client.run()
+        // The pool arms a timer each time a connection comes back: on a loop, not Dispatch.
+        await withTaskExecutorPreference(LoopTaskExecutor.shared) {
+            await self.client.run()
+        }
     }
 
     /// `PostgresClient.withConnection`, guarded.
