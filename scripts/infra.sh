@@ -305,6 +305,18 @@ rabbit_up() {
 # True when our Erlang node answers (application may be stopped).
 rabbit_node_up() { rmqctl ping >/dev/null 2>&1; }
 
+# True when the node answering as $RABBIT_NODE is the one this checkout started: a live
+# beam.smp whose pid our pid file holds, and the node's own OS pid is that one. Another
+# checkout's node has the same name and cookie on the same epmd port, so a node that answers
+# is not enough (a stale pid file here would stop or adopt theirs).
+rabbit_node_is_ours() {
+    local pid node_pid
+    pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
+    [[ -n "$pid" ]] && server_pid_alive "$pid" beam.smp || return 1
+    node_pid="$(rmqctl eval 'os:getpid().' 2>/dev/null | tr -dc '0-9')"
+    [[ "$node_pid" == "$pid" ]]
+}
+
 # Write the config files the node reads.
 rabbit_prepare() {
     mkdir -p "$RABBIT_HOME" "$RABBIT_DIR/mnesia" "$LOG_DIR/rabbitmq" "$PID_DIR"
@@ -333,7 +345,7 @@ rabbit_launch() {
         say "rabbitmq: already running on 127.0.0.1:$AMQP_PORT"
         return
     fi
-    if [[ -n "$(read_pid "$PID_DIR/rabbitmq.pid")" ]] && rabbit_node_up; then
+    if rabbit_node_is_ours; then
         say "rabbitmq: node up with the app stopped; starting the app"
         cmd_rabbit_start_app
         return
@@ -377,8 +389,14 @@ rabbit_stop() {
         say "rabbitmq: not started by this checkout; leaving it"
         return
     fi
-    if rabbit_node_up; then
+    if rabbit_node_is_ours; then
         rmqctl shutdown >/dev/null 2>&1 || say "rabbitmq: rabbitmqctl shutdown failed"
+    elif rabbit_node_up; then
+        # Ours is gone (its pid files are stale): nothing here to stop, and the epmd on our
+        # port serves that other node.
+        say "rabbitmq: the node answering as $RABBIT_NODE is not the one this checkout started; leaving it"
+        rm -f "$PID_DIR/rabbitmq.pid" "$PID_DIR/rabbitmq-wrapper.pid" "$RABBIT_DIR/rabbitmq.pid"
+        return
     fi
     # Fallback by pid: TERM (graceful), then KILL.
     local entry p
@@ -409,7 +427,7 @@ cmd_rabbit_stop_app() {
 cmd_rabbit_freeze() {
     local pid
     pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
-    [[ -n "$pid" ]] || die "rabbitmq: not running"
+    [[ -n "$pid" ]] && server_pid_alive "$pid" beam.smp || die "rabbitmq: not running"
     case "${1:-}" in
         on) kill -STOP "$pid" ;;
         off) kill -CONT "$pid" ;;
