@@ -71,7 +71,7 @@ public final class Database: Service, Sendable {
     ) async throws -> Result {
         try await self.guarded { register in
             try await self.client.withConnection { connection in
-                register(connection)
+                try register(connection)
                 return try await body(connection)
             }
         }
@@ -84,7 +84,7 @@ public final class Database: Service, Sendable {
         on connection: PostgresConnection, _ statements: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
         try await self.guarded { register in
-            register(connection)
+            try register(connection)
             return try await statements()
         }
     }
@@ -140,7 +140,8 @@ public final class Database: Service, Sendable {
     /// is passed on to the task, whose outcome the caller still gets (as postgres-nio's caller
     /// would: a transaction cancelled too late to roll back returns its commit).
     private func guarded<Result: Sendable>(
-        _ operation: @escaping @Sendable (_ register: @escaping @Sendable (PostgresConnection) -> Void) async throws -> Result
+        _ operation:
+            @escaping @Sendable (_ register: @escaping @Sendable (PostgresConnection) throws -> Void) async throws -> Result
     ) async throws -> Result {
         let promise = Promise<Result>()
         let id = self.calls.withLock { calls in
@@ -155,7 +156,14 @@ public final class Database: Service, Sendable {
             do {
                 result = .success(
                     try await operation { connection in
-                        self.calls.withLock { $0.inFlight[id]?.connection = connection }
+                        // The watchdog may have failed the call (no connection in time) just before
+                        // the pool handed it one: its caller was told nothing ran, so nothing may.
+                        try self.calls.withLock { calls in
+                            guard calls.inFlight[id] != nil else {
+                                throw DatabaseError(.noConnection, "the connection came after the call was failed")
+                            }
+                            calls.inFlight[id]?.connection = connection
+                        }
                     })
             } catch {
                 result = .failure(error)
