@@ -55,9 +55,10 @@ PG_DB=messenger
 
 REDIS_DIR="$RUN_DIR/redis"
 
-APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libpq-dev
+# zlib1g-dev: compress-nio (through Hummingbird's WebSocket compression) links zlib.
+APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libpq-dev zlib1g-dev
     rabbitmq-server redis-server postgresql docker-compose
-    curl openssl pkg-config ca-certificates)
+    make curl openssl pkg-config ca-certificates)
 # The venv's stamp is VENV_REVISION, this list and the constraints' checksum: changing any
 # reinstalls. The constraints pin every version (scripts/python-constraints.txt).
 PIP_CONSTRAINTS="$ROOT/scripts/python-constraints.txt"
@@ -305,16 +306,28 @@ rabbit_up() {
 # True when our Erlang node answers (application may be stopped).
 rabbit_node_up() { rmqctl ping >/dev/null 2>&1; }
 
-# True when the node answering as $RABBIT_NODE is the one this checkout started: a live
-# beam.smp whose pid our pid file holds, and the node's own OS pid is that one. Another
-# checkout's node has the same name and cookie on the same epmd port, so a node that answers
-# is not enough (a stale pid file here would stop or adopt theirs).
+# True when the node answering as $RABBIT_NODE is the one this checkout started: its OS pid
+# is the beam.smp pid recorded here (by rabbit_wait, or by the node itself in our data folder),
+# or, while it boots, the child of the rabbitmq-server wrapper we launched. Another checkout's
+# node has the same name and cookie on the same epmd port, so a node that answers is not
+# enough (a stale pid file here would stop or adopt theirs).
 rabbit_node_is_ours() {
-    local pid node_pid
-    pid="$(read_pid "$PID_DIR/rabbitmq.pid")"
-    [[ -n "$pid" ]] && server_pid_alive "$pid" beam.smp || return 1
+    local wrapper candidate node_pid
+    wrapper="$(read_pid "$PID_DIR/rabbitmq-wrapper.pid")"
+    [[ -n "$(read_pid "$PID_DIR/rabbitmq.pid")$wrapper" ]] || return 1
     node_pid="$(rmqctl eval 'os:getpid().' 2>/dev/null | tr -dc '0-9')"
-    [[ "$node_pid" == "$pid" ]]
+    [[ -n "$node_pid" ]] || return 1
+    for candidate in "$(read_pid "$PID_DIR/rabbitmq.pid")" "$(read_pid "$RABBIT_DIR/rabbitmq.pid")"; do
+        [[ "$candidate" == "$node_pid" ]] && server_pid_alive "$candidate" beam.smp && return 0
+    done
+    [[ -n "$wrapper" ]] && server_pid_alive "$wrapper" rabbitmq-server &&
+        [[ "$(ps -o ppid= -p "$node_pid" 2>/dev/null | tr -d ' ')" == "$wrapper" ]]
+}
+
+# Stops with an error unless the node is ours (the fault-test commands: they would otherwise
+# stop, block or empty another checkout's broker).
+require_our_rabbit() {
+    rabbit_node_is_ours || die "rabbitmq: the node answering as $RABBIT_NODE is not the one this checkout started"
 }
 
 # Write the config files the node reads.
@@ -417,6 +430,7 @@ rabbit_stop() {
 
 # rabbitmqctl stop_app: the broker goes away, the node stays (for fault tests).
 cmd_rabbit_stop_app() {
+    require_our_rabbit
     rmqctl stop_app >/dev/null
     wait_port_closed "$AMQP_PORT" 30 || die "rabbitmq: port $AMQP_PORT still open after stop_app"
     echo "rabbitmq: app stopped"
@@ -438,6 +452,7 @@ cmd_rabbit_freeze() {
 
 # A memory alarm on (every publishing connection is blocked) or off again, for fault tests.
 cmd_rabbit_memory_alarm() {
+    require_our_rabbit
     case "${1:-}" in
         on) rmqctl set_vm_memory_high_watermark 0 >/dev/null ;;
         off) rmqctl set_vm_memory_high_watermark 0.4 >/dev/null ;;
@@ -449,6 +464,7 @@ cmd_rabbit_memory_alarm() {
 # Empty each named queue that exists and has no consumer (benchmark leftovers);
 # a queue that someone consumes is left alone.
 cmd_rabbit_purge_idle() {
+    require_our_rabbit
     local queue consumers
     for queue in "$@"; do
         consumers="$(rmqctl list_queues -q --no-table-headers name consumers 2>/dev/null | awk -v q="$queue" '$1 == q { print $2 }')"
@@ -460,6 +476,7 @@ cmd_rabbit_purge_idle() {
 
 # rabbitmqctl start_app, then wait until AMQP answers again.
 cmd_rabbit_start_app() {
+    require_our_rabbit
     rmqctl start_app >/dev/null
     wait_port_open "$AMQP_PORT" 60 || die "rabbitmq: port $AMQP_PORT not open after start_app"
     local deadline=$((SECONDS + 30))
@@ -633,8 +650,19 @@ redis_stop() {
     echo "redis: stopped"
 }
 
-# SHUTDOWN NOSAVE and start again on the same port (for fault tests).
+# True when the Redis answering on our port is the one this checkout started.
+redis_is_ours() {
+    local pid server_pid
+    pid="$(read_pid "$PID_DIR/redis.pid")"
+    [[ -n "$pid" ]] && server_pid_alive "$pid" redis-server || return 1
+    server_pid="$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" info server 2>/dev/null |
+        tr -d '\r' | awk -F: '$1 == "process_id" { print $2 }')"
+    [[ "$server_pid" == "$pid" ]]
+}
+
+# SHUTDOWN NOSAVE and start again on the same port (for fault tests); only our own server.
 cmd_redis_restart() {
+    redis_is_ours || die "redis: the server on port $REDIS_LOCAL_PORT is not the one this checkout started"
     redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" shutdown nosave >/dev/null 2>&1 || true
     wait_port_closed "$REDIS_LOCAL_PORT" 15 || die "redis: port $REDIS_LOCAL_PORT still open after shutdown"
     redis_start

@@ -264,6 +264,20 @@ def not_ready(readyz_url: str, timeout: float = 60, process: subprocess.Popen | 
     return f"{readyz_url} not ready within {timeout:.0f} s ({last})"
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 40) -> None:
+    """SIGTERM to a process a test started (by its pid), SIGKILL if it has not exited within
+    `timeout` seconds (a service's graceful stop takes up to its shutdown timeout, 20 s, plus
+    closing its broker connection): left running, it would hold its ports past the test run."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def wait_until_ready(readyz_url: str, what: str, timeout: float = 60) -> None:
     """Returns once `readyz_url` answers 200; else fails the test, naming `what`."""
     problem = not_ready(readyz_url, timeout)

@@ -782,8 +782,7 @@ def test_a_password_hashed_at_another_cost_is_hashed_again_at_its_next_login(api
         assert_status(me(api, acc.access), 200)  # no session ended
         assert_status(api.post("/api/login", {"login": acc.username, "password": acc.password}), 200)
     finally:
-        other.terminate()
-        other.wait(timeout=30)
+        stop_process(other)
         services("start", "auth")
 
 
@@ -813,7 +812,6 @@ def test_an_address_past_its_registrations_in_the_window_is_refused(api):
                                         "password": "a password 1"})
         assert_error(taken, 409, "conflict")
     finally:
-        other.terminate()
-        other.wait(timeout=30)
+        stop_process(other)
         psql("DELETE FROM auth.registration_counts")
         services("start", "auth")

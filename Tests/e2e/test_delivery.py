@@ -48,7 +48,7 @@ import pytest
 import requests
 import socketio
 
-from e2e_support import BIN_DIR, GATEWAY_URL, OrderedClient, connect_error, not_ready, psql, scrape_metric, services, wait_for, wait_until_ready  # noqa: F401 - services is shared on
+from e2e_support import BIN_DIR, GATEWAY_URL, OrderedClient, connect_error, not_ready, psql, scrape_metric, services, stop_process, wait_for, wait_until_ready  # noqa: F401 - services is shared on
 from test_messaging import (
     EVENT_TIMEOUT,
     EVENTS_EXCHANGE,
@@ -414,8 +414,7 @@ def delivery_started_with(log_name: str, **settings: str):
             wait_ready(DELIVERY_READY_URL)
             yield process
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_process(process)
             services("start", "delivery")
 
 

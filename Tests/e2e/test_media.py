@@ -48,7 +48,7 @@ import pika
 import pytest
 import requests
 
-from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, call_service, describe, not_ready, psql
+from e2e_support import GATEWAY_URL, TIMEOUT, Api, assert_error, call_service, describe, not_ready, psql, stop_process
 from fake_cloudinary import FakeCloudinary, string_to_sign
 from test_delivery import Device, assert_event, named, open_socket, services, take_dead_letters  # noqa: F401 - open_socket is a fixture
 from test_messaging import RABBITMQ_URI, assert_id, assert_message, assert_timestamp, messages_page, short
@@ -1106,18 +1106,6 @@ def start_local_media(log_name: str, **overrides: str) -> subprocess.Popen:
     return process
 
 
-def stop_process(process: subprocess.Popen | None) -> None:
-    """SIGTERM to a process this module started, SIGKILL after 30 s."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def local_env() -> dict[str, str]:
     """KEY=value lines of .run/local.env (what scripts/services.sh gives the services)."""
     path = ROOT / ".run" / "local.env"
@@ -1165,16 +1153,9 @@ class CloudMedia:
             pytest.fail(f"the Cloudinary-backed media: {problem}:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        """SIGTERM to the process this module started (by its pid), SIGKILL after 15 s."""
+        """SIGTERM to the process this module started (by its pid), SIGKILL after 40 s."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
     def restart(self, **overrides: str) -> None:
         self.stop()

@@ -47,7 +47,7 @@ import socketio
 
 from e2e_support import (
     DATABASE_URL, RABBITMQ_URI, TIMESTAMP_RE, Api, assert_status, call_service, describe, not_ready, psql, publish_request,
-    reply_bodies, scrape_metric, services, unique_name,
+    reply_bodies, scrape_metric, services, stop_process, unique_name,
 )
 from test_socketio import client
 
@@ -1346,11 +1346,7 @@ def test_two_replicas_writing_one_thread_keep_seq_contiguous_and_time_ordered(ap
         assert (again["id"], again["seq"]) == (sequential[3]["id"], 4)
         assert create_message_requests_served(admin) > 0, "the second replica answered no create_message"
     finally:
-        replica.terminate()
-        try:
-            replica.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            replica.kill()
+        stop_process(replica)
 
 
 # ================================================================================================

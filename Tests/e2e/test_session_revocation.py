@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import queue
-import signal
 import subprocess
 import time
 import uuid
@@ -30,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from e2e_support import (GATEWAY_URL, JWT_AUDIENCE, JWT_ISSUER, RABBITMQ_URI, Api, assert_error, assert_status, b64url,
-                         b64url_json, call_service, connect_error, jwt_split, psql, wait_until_ready)
+                         b64url_json, call_service, connect_error, jwt_split, psql, stop_process, wait_until_ready)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
@@ -90,8 +89,7 @@ def replica_gateway(number: int, **settings: str) -> Iterator[str]:
         wait_until_ready(f"http://127.0.0.1:{admin}/readyz", "the replica gateway")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+        stop_process(process)
 
 
 def test_access_tokens_name_their_login_session(api, account, login):

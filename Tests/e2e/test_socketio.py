@@ -30,7 +30,7 @@ import socketio
 import websocket
 
 from e2e_support import (BIN_DIR, GATEWAY_URL, RABBITMQ_URI, OrderedClient, assert_error, connect_error, metric, scrape_metric, services,
-                         wait_until_ready)
+                         stop_process, wait_until_ready)
 
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6380"))
@@ -278,9 +278,7 @@ def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tu
         wait_until_ready(f"http://127.0.0.1:{admin_port}/{probe}", f"the gateway on port {port}")
         yield f"http://127.0.0.1:{port}", process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=20)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
