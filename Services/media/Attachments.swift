@@ -113,7 +113,11 @@ struct Attachments: Sendable {
             for try await _ in rows { count += 1 }
             recorded = count == 1
         } catch {
-            await self.abandon(id, stored: stored, type: media.type)
+            // Unavailable, the write may have committed (its confirmation lost with the
+            // connection): the file stays, either the attachment's or, with the record of the
+            // upload in progress still there, the clean-up's to delete. Until the fifty-sixth
+            // session it was deleted, and a committed attachment lost its file (a review).
+            if !Database.isUnavailable(error) { await self.abandon(id, stored: stored, type: media.type) }
             throw error
         }
         guard recorded else {
@@ -409,7 +413,9 @@ struct Attachments: Sendable {
     /// meanwhile. Until the forty-ninth session a refusal gave back every upload the command
     /// had bound, one a concurrent command had since been answered with (as a repeat, or listed
     /// again) and messaging had recorded for that one included: the message kept an
-    /// attachment whose file the clean-up then deleted (a review).
+    /// attachment whose file the clean-up then deleted (a review). An upload marked for removal
+    /// meanwhile (the message was deleted) stays with its message, so that the deletion's own
+    /// removal (``removeMarked(of:ids:deadline:)`` of its messages) takes it, not the next pass.
     private func release(_ ids: [UUID], from message: UUID) async throws {
         guard !ids.isEmpty else { return }
         try await self.client.transaction(logger: self.logger) { connection in
@@ -417,8 +423,10 @@ struct Attachments: Sendable {
             try await connection.query(
                 """
                 UPDATE attachments SET attach_pending = greatest(attach_pending - 1, 0),
-                    message_id = CASE WHEN unsettled AND attach_pending <= 1 THEN NULL ELSE message_id END,
-                    bound_at = CASE WHEN unsettled AND attach_pending <= 1 THEN NULL ELSE bound_at END,
+                    message_id = CASE WHEN unsettled AND attach_pending <= 1 AND removal_marked_at IS NULL
+                        THEN NULL ELSE message_id END,
+                    bound_at = CASE WHEN unsettled AND attach_pending <= 1 AND removal_marked_at IS NULL
+                        THEN NULL ELSE bound_at END,
                     unsettled = unsettled AND attach_pending > 1
                 WHERE id = ANY(\(ids)) AND message_id = \(message)
                 """, logger: self.logger)
@@ -426,11 +434,18 @@ struct Attachments: Sendable {
     }
 
     /// The clean-up's pass: marks uploads never bound to a message and older than `lifetime`
-    /// for removal, then removes every marked file (``removeMarked(of:ids:)``), a deleted message's
-    /// that a store refused before included. Marked, an upload can no longer be bound: a bind
-    /// and the clean-up never both take it (the clean-up deleted the file first and checked the
-    /// row after, so a bind in between kept a row whose file was gone).
-    func cleanUp(unboundOlderThan lifetime: Duration) async throws -> Int {
+    /// for removal, then removes every marked file (``removeMarked(of:ids:deadline:)``), a deleted
+    /// message's that a store refused before included, and the abandoned uploads' files, for
+    /// `budget` at most. Marked, an upload can no longer be bound: a bind and the clean-up never
+    /// both take it (the clean-up deleted the file first and checked the row after, so a bind in
+    /// between kept a row whose file was gone).
+    ///
+    /// The budget is for a store that hangs: each delete then waits out its attempts (three of a
+    /// minute with Cloudinary's defaults), and until the fifty-sixth session a pass went through
+    /// a whole batch of 500 that way, about a day, while no expired upload was marked and no
+    /// abandoned upload's file deleted (a review). What is left waits for the next pass.
+    func cleanUp(unboundOlderThan lifetime: Duration, budget: Duration = Attachments.cleanUpBudget) async throws -> Int {
+        let deadline = ContinuousClock.now + budget
         let seconds = Double(lifetime.components.seconds)
         try await self.client.write(
             """
@@ -438,8 +453,12 @@ struct Attachments: Sendable {
             WHERE message_id IS NULL AND removal_marked_at IS NULL
               AND created_at < now() - make_interval(secs => \(seconds))
             """, logger: self.logger)
-        return try await self.removeMarked() + self.removeAbandonedUploads(olderThan: lifetime)
+        return try await self.removeMarked(deadline: deadline)
+            + self.removeAbandonedUploads(olderThan: lifetime, deadline: deadline)
     }
+
+    /// How long a clean-up pass removes files, at most.
+    static let cleanUpBudget: Duration = .seconds(600)
 
     /// How long a claim of the clean-up on an abandoned upload's record holds: past it, a pass
     /// that died (or still runs: Cloudinary's deletes may take minutes each) is taken over, and a
@@ -462,7 +481,9 @@ struct Attachments: Sendable {
     /// other ownership, a 4xx from Cloudinary) stopped the clean-up of every other (a review).
     /// Records of a store this instance has no configuration for are left to an instance that
     /// has it.
-    func removeAbandonedUploads(olderThan age: Duration, lease: Duration = Self.uploadClaimLease) async throws -> Int {
+    func removeAbandonedUploads(
+        olderThan age: Duration, lease: Duration = Self.uploadClaimLease, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> Int {
         let seconds = Double(age.components.seconds)
         let leaseSeconds = Double(lease.components.seconds)
         let claim = UUID()
@@ -481,20 +502,21 @@ struct Attachments: Sendable {
             for try await row in rows.decode((UUID, String, String, String).self) { taken.append(row) }
             var refusedInARow = 0
             for (index, (id, storage, key, type)) in taken.enumerated() {
+                // Past the deadline, the claims of the records not tried are given back, and the
+                // pass ends.
+                if let deadline, deadline <= .now {
+                    try await self.giveBackClaims(of: taken[index...].map(\.0), claim: claim)
+                    return removed
+                }
                 do {
-                    try await self.stores[storage]?.delete(key: key, media: type, deadline: nil)
+                    try await self.stores[storage]?.delete(key: key, media: type, deadline: deadline)
                 } catch {
                     self.logger.warning(
                         "removing the file of an abandoned upload failed; tried again once its claim expires",
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])
                     refusedInARow += 1
                     guard refusedInARow < Self.refusalsInARow else {
-                        let unclaimed = taken[(index + 1)...].map(\.0)
-                        try await self.client.write(
-                            """
-                            UPDATE uploads_in_progress SET claimed_at = NULL, claim = NULL
-                            WHERE id = ANY(\(unclaimed)) AND claim = \(claim)
-                            """, logger: self.logger)
+                        try await self.giveBackClaims(of: taken[(index + 1)...].map(\.0), claim: claim)
                         return removed
                     }
                     continue
@@ -505,6 +527,16 @@ struct Attachments: Sendable {
             }
             guard taken.count == Self.removalBatch else { return removed }
         }
+    }
+
+    /// Gives back this pass's claims on the abandoned uploads' records `ids`.
+    private func giveBackClaims(of ids: [UUID], claim: UUID) async throws {
+        guard !ids.isEmpty else { return }
+        try await self.client.write(
+            """
+            UPDATE uploads_in_progress SET claimed_at = NULL, claim = NULL
+            WHERE id = ANY(\(ids)) AND claim = \(claim)
+            """, logger: self.logger)
     }
 
     /// Marks the attachments of `messages`, which messaging deleted, for removal. Idempotent: a
@@ -528,7 +560,7 @@ struct Attachments: Sendable {
     /// or all of them (the clean-up's pass, for what a store refused before; only those of
     /// `messages` after a deletion, so that a store that is down does not make every deletion
     /// retry every file left). Goes on batch after batch until none is left, a whole batch was
-    /// refused (a store that is down), or `deadline` (a waiting caller's) passed; the rest stay
+    /// refused (a store that is down), or `deadline` (a waiting caller's, a pass's budget) passed; the rest stay
     /// marked for the clean-up. A refused file's mark is moved to now, behind the others: until
     /// the fifty-fourth session it kept its place, and a batch's worth of files that could
     /// never be deleted, first in line, stopped every later pass before the others (a review).

@@ -6,18 +6,20 @@ import ServiceLifecycle
 
 /// Deletes the files of deleted messages: messaging's `messaging.messages_deleted.v1` events,
 /// from ``DeletedMessageFiles/queue``. An event marks its messages' attachments in one statement
-/// (from then on they are not served) and is acknowledged once that committed; the files and
-/// rows go next, in a task of their own, and whatever a store could not delete then is tried
-/// again by the periodic clean-up (`Attachments.cleanUp`). Marking is idempotent, so a
+/// (a deleted message lists no attachments, but a file stays reachable by its URL until it is
+/// removed) and is acknowledged once that committed; the files and rows go next, in a task of
+/// their own, and whatever a store could not delete then is tried again by the periodic
+/// clean-up (`Attachments.cleanUp`). Marking is idempotent, so a
 /// redelivered event changes nothing; one that cannot be read is dead-lettered to
 /// ``DeletedMessageFiles/poisonQueue`` with a log line.
 ///
 /// Removing a file may take minutes while Cloudinary hangs (each attempt waits its timeout).
 /// Until the forty-fifth session the consumer removed an event's files before it took the next
-/// event, so every later deletion waited, unmarked and still served, behind the files of the
-/// ones before (review). Now marking never waits for a removal: at most
-/// ``pendingRemovals`` deletions wait for theirs, and past that the oldest are left to the
-/// clean-up.
+/// event, so every later deletion waited, unmarked, behind the files of the ones before
+/// (review). Now marking never waits for a removal: at most ``pendingRemovals`` deletions wait
+/// for theirs, and past that the oldest are left to the clean-up; and a deletion's removal ends
+/// after ``removalTime`` (until the fifty-sixth session a hanging store held each one for three
+/// minutes a file, a review), what is left going to the clean-up too.
 struct DeletedMessagesConsumer: Service {
     let amqp: AMQPConnection
     let attachments: Attachments
@@ -33,6 +35,9 @@ struct DeletedMessagesConsumer: Service {
 
     /// Deletions whose files wait for their removal, at most.
     static let pendingRemovals = 1_024
+
+    /// How long one deletion's files are removed for, at most.
+    static let removalTime: Duration = .seconds(60)
 
     func run() async throws {
         let consumer = self.amqp.consume(queue: DeletedMessageFiles.queue, prefetch: self.prefetch)
@@ -86,7 +91,7 @@ struct DeletedMessagesConsumer: Service {
 
     private func removeFiles(of messages: [UUID]) async {
         do {
-            let removed = try await self.attachments.removeMarked(of: messages)
+            let removed = try await self.attachments.removeMarked(of: messages, deadline: .now + Self.removalTime)
             if removed > 0 { self.logger.debug("removed files of deleted messages", metadata: ["files": "\(removed)"]) }
         } catch {
             self.logger.warning(

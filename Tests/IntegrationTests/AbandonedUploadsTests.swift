@@ -14,8 +14,9 @@ import Testing
 /// removal (``Attachments/removeMarked(of:ids:deadline:)`` too).
 @Suite("Abandoned uploads", .timeLimit(.minutes(1)))
 struct AbandonedUploadsTests {
-    /// A store whose deletes record their key and then, when `hangs`, wait until cancelled;
-    /// keys starting with one of `refusing` are refused.
+    /// A store whose deletes record their key and then, when `hangs`, wait until cancelled or
+    /// until their deadline, and fail there as a timed-out call does; keys starting with one of
+    /// `refusing` are refused.
     final class RecordingStore: MediaStore {
         let hangs: Bool
         let refusing: String?
@@ -38,7 +39,11 @@ struct AbandonedUploadsTests {
 
         func delete(key: String, media type: String, deadline: ContinuousClock.Instant?) async throws {
             self.asked.withLock { $0.append(key) }
-            if self.hangs { try await Task.sleep(for: .seconds(3600)) }
+            if self.hangs {
+                guard let deadline else { return try await Task.sleep(for: .seconds(3600)) }
+                try await Task.sleep(until: deadline)
+                throw ServiceError.unavailable("timed out")
+            }
             if let refusing, key.hasPrefix(refusing) { throw ServiceError.unavailable("refused") }
         }
     }
@@ -100,6 +105,44 @@ struct AbandonedUploadsTests {
             #expect(!store.asked.withLock { $0 }.contains("good"))
             #expect(try await cleanUp.removeMarked() == 1)
             #expect(store.asked.withLock { $0 }.contains("good"))
+        }
+    }
+
+    /// Until the fifty-sixth session a pass had no end of its own: against a store that hangs,
+    /// each file waited out its attempts, about a day for a batch of 500 (a review).
+    @Test("a clean-up pass against a store that hangs ends at its budget; what it did not try stays marked, unclaimed")
+    func passEndsAtItsBudget() async throws {
+        let logger = TestEnvironment.logger
+        try await withFreshSchema("media_budget", migrations: MediaMigrations.all) { database, _ in
+            try await database.write(
+                """
+                INSERT INTO attachments (id, owner_id, type, content_type, size_bytes, file_name, storage, storage_key,
+                                         url, removal_marked_at)
+                SELECT gen_random_uuid(), gen_random_uuid(), 'FILE', 'text/plain', 1, 'a.txt', 'test', 'marked-' || n,
+                       'test://x', now() - interval '1 hour' + make_interval(secs => n)
+                FROM generate_series(1, 2) AS n
+                """, logger: logger)
+            try await database.write(
+                """
+                INSERT INTO uploads_in_progress (id, storage, storage_key, type, started_at)
+                SELECT gen_random_uuid(), 'test', 'abandoned-' || n, 'IMAGE', now() - interval '2 hours'
+                FROM generate_series(1, 2) AS n
+                """, logger: logger)
+            let store = RecordingStore(hangs: true)
+            let cleanUp = try Self.attachments(store, on: database)
+            let started = ContinuousClock.now
+            #expect(try await cleanUp.cleanUp(unboundOlderThan: .seconds(3600), budget: .milliseconds(500)) == 0)
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(store.asked.withLock { $0 } == ["marked-1"])
+            let left = try await database.query(
+                """
+                SELECT (SELECT count(*) FROM attachments WHERE removal_marked_at IS NOT NULL)::int,
+                       (SELECT count(*) FROM uploads_in_progress WHERE claim IS NULL)::int
+                """, logger: logger)
+            for try await (marked, unclaimed) in left.decode((Int, Int).self) {
+                #expect(marked == 2)
+                #expect(unclaimed == 2)
+            }
         }
     }
 
