@@ -364,7 +364,9 @@ let package = Package(
         .testTarget(
             name: "SocketGatewayTests",
             dependencies: [
-                "MessengerContracts", "MessengerServiceKit", "SocketGateway", "SocketIOProtocol", "SocketIOServer",
+                "MessengerAMQP", "MessengerContracts", "MessengerServiceKit", "MessengerTokens", "SocketGateway",
+                "SocketIOProtocol", "SocketIOServer", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

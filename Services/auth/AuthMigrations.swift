@@ -6,7 +6,7 @@ enum AuthMigrations {
     static let all: [Migration] = [
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
         revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
-        registrationCounts, endedSessionsInOrder, refreshTokensByParent, sparedSessions,
+        registrationCounts, endedSessionsInOrder, refreshTokensByParent, sparedSessions, knownLoginAddresses,
     ]
 
     static let users = Migration(
@@ -183,5 +183,21 @@ enum AuthMigrations {
             )
             """,
             "CREATE INDEX spared_sessions_end ON spared_sessions (end_at)",
+        ])
+
+    /// The client addresses each account logged in from lately: an account whose failed logins
+    /// are over their limit still takes logins from them (``LoginThrottle``).
+    static let knownLoginAddresses = Migration(
+        version: 18, name: "known_login_addresses",
+        statements: [
+            """
+            CREATE TABLE known_login_addresses (
+                login_key text NOT NULL,
+                address_key text NOT NULL,
+                seen_at timestamptz NOT NULL,
+                PRIMARY KEY (login_key, address_key)
+            )
+            """,
+            "CREATE INDEX known_login_addresses_seen ON known_login_addresses (seen_at)",
         ])
 }

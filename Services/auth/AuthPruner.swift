@@ -110,6 +110,14 @@ struct AuthPruner: Sendable {
                 WHERE window_started_at < now() - 2 * make_interval(secs => \(window)) LIMIT \(Self.batch)) RETURNING 1)
             SELECT count(*)::int FROM deleted
             """)
+        let knownFor = Double(LoginThrottle.knownAddressLifetime.components.seconds)
+        count += try await self.deleteInBatches(
+            """
+            WITH deleted AS (DELETE FROM known_login_addresses WHERE (login_key, address_key) IN (
+                SELECT login_key, address_key FROM known_login_addresses
+                WHERE seen_at < now() - make_interval(secs => \(knownFor)) LIMIT \(Self.batch)) RETURNING 1)
+            SELECT count(*)::int FROM deleted
+            """)
         let registrationWindow = Double(self.registrationWindow.components.seconds)
         count += try await self.deleteInBatches(
             """

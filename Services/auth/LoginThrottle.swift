@@ -20,6 +20,12 @@ import Glibc
 /// address's failure place back, and keeps its checks; a failed one keeps all; one whose
 /// password was never checked (its caller stopped waiting first) gives all back.
 ///
+/// An account's failed logins over their limit refuse its logins from every address but those
+/// it logged in from in the last ``knownAddressLifetime`` (``reserveAttempt(login:address:)``):
+/// until the fifty-sixth session they refused all, so anyone who knew a username could keep its
+/// owner from logging in with five wrong passwords every five minutes (a review). A known
+/// address still has its own failure limit, and the checks' limits hold for all.
+///
 /// The checks' counters bound what a client that knows a password costs: each check is a
 /// bcrypt (about 200 ms of a core at cost 12), and until the fifty-third session a login with
 /// the right password, or a password change, counted nowhere: one account looping on either
@@ -112,24 +118,49 @@ struct LoginThrottle: Sendable {
             RETURNING key, failures, extract(epoch FROM (window_started_at + make_interval(secs => \(window)) - now()))::float8
             """, logger: self.logger)
         var secondsLeft: Double?
-        var failuresOver = false
+        var over: Set<String> = []
         for try await (key, count, left) in rows.decode((String, Int, Double).self) {
             guard let limit = self.limit(of: key, keys: keys), count > limit else { continue }
             secondsLeft = max(secondsLeft ?? 0, left)
-            if !key.hasPrefix("checks:") { failuresOver = true }
+            over.insert(key)
         }
         guard let secondsLeft else { return }
+        // Only the account's failures are over: its own known addresses may still try.
+        if over == [keys.login], let address = keys.address, try await self.isKnown(address, of: keys.login) { return }
+        let failuresOver = over.contains { !$0.hasPrefix("checks:") }
         try await self.giveBack(keys: candidates)
         throw ServiceError.rateLimited(
             failuresOver ? "too many failed logins; try again later" : "too many logins; try again later",
             retryAfter: max(1, Int(secondsLeft.rounded(.up))))
     }
 
-    /// A successful login clears the name's counter and gives the address its place back.
+    /// A successful login clears the name's counter, gives the address its place back, and
+    /// makes the address known to the login.
     func recordSuccess(login: String, address: String?) async throws {
         let keys = Self.keys(login: login, address: address)
         try await self.client.write("DELETE FROM login_failures WHERE key = \(keys.login)", logger: self.logger)
-        if let address = keys.address { try await self.giveBack(keys: [address]) }
+        guard let address = keys.address else { return }
+        try await self.giveBack(keys: [address])
+        try await self.client.write(
+            """
+            INSERT INTO known_login_addresses (login_key, address_key, seen_at) VALUES (\(keys.login), \(address), now())
+            ON CONFLICT (login_key, address_key) DO UPDATE SET seen_at = now()
+            """, logger: self.logger)
+    }
+
+    /// How long an address a login succeeded from stays known to it.
+    static let knownAddressLifetime: Duration = .seconds(30 * 86_400)
+
+    /// Whether a login succeeded from `address` (its key) within ``knownAddressLifetime``.
+    private func isKnown(_ address: String, of login: String) async throws -> Bool {
+        let rows = try await self.client.query(
+            """
+            SELECT 1 FROM known_login_addresses
+            WHERE login_key = \(login) AND address_key = \(address)
+              AND seen_at > now() - make_interval(secs => \(Double(Self.knownAddressLifetime.components.seconds)))
+            """, logger: self.logger)
+        for try await _ in rows { return true }
+        return false
     }
 
     /// An attempt whose password was not checked gives all its places back: it guessed nothing,

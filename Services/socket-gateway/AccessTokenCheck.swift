@@ -20,7 +20,10 @@ final class AccessTokenCheck: Sendable {
     let revoked = RevokedSessionSet()
     private let rpc: RPCClient
     private let logger: Logger
-    private let lastRefresh = Mutex<ContinuousClock.Instant?>(nil)
+    /// The fetch of the keys for a token that names an unknown one: the one under way, which
+    /// every such token awaits, and when the last one ended, and how.
+    private let keyFetch = Mutex<(running: Task<Void, any Error>?, ended: ContinuousClock.Instant?, failed: Bool)>(
+        (nil, nil, false))
     private let revocationsFetched = Atomic(false)
     private let revocationsPlace = RevokedSessionsPlace()
     /// Key sets announced so far (``announced(_:)``).
@@ -92,13 +95,17 @@ final class AccessTokenCheck: Sendable {
         return RevokedSessions(userId: revoked.userId, sessionIds: added.map(EntityID.init), until: revoked.until)
     }
 
-    /// Who a valid access token of a session that was not revoked speaks for, or nil.
-    func verify(_ token: String) async -> VerifiedAccessToken? {
+    /// Who a valid access token of a session that was not revoked speaks for, or nil; throws
+    /// `unavailable` when the token names a key this gateway does not know and could not fetch
+    /// the keys (auth away): the token may be valid, and clients take `unauthorized` for a
+    /// logout. Until the fifty-sixth session such a token got 401, and so did every other one
+    /// naming the new key while a fetch was under way (a review).
+    func verify(_ token: String) async throws -> VerifiedAccessToken? {
         let verified: VerifiedAccessToken
         do {
             verified = try await self.verifier.verify(token)
-        } catch .unknownKey(let kid) where !kid.isEmpty && self.mayRefresh() {
-            try? await self.refresh()
+        } catch .unknownKey(let kid) where !kid.isEmpty {
+            try await self.fetchKeysForUnknownKey()
             guard let retried = try? await self.verifier.verify(token) else { return nil }
             verified = retried
         } catch {
@@ -108,12 +115,32 @@ final class AccessTokenCheck: Sendable {
         return verified
     }
 
-    private func mayRefresh() -> Bool {
-        self.lastRefresh.withLock { last in
-            let now = ContinuousClock.now
-            if let last, now - last < Self.refreshInterval { return false }
-            last = now
-            return true
+    /// Fetches the keys for a token that names one not known: awaits the fetch under way, or
+    /// starts one unless the last ended less than ``refreshInterval`` ago (a made-up key id
+    /// costs auth one fetch every few seconds at most). Throws `unavailable` when the fetch
+    /// awaited failed, or the last one failed that lately.
+    private func fetchKeysForUnknownKey() async throws {
+        let fetch = self.keyFetch.withLock { state -> Task<Void, any Error>? in
+            if let running = state.running { return running }
+            if let ended = state.ended, ContinuousClock.now - ended < Self.refreshInterval {
+                return state.failed ? Task { throw ServiceError.unavailable("the verification keys cannot be fetched") } : nil
+            }
+            let running = Task {
+                do {
+                    try await self.refresh()
+                    self.keyFetch.withLock { $0 = (nil, .now, false) }
+                } catch {
+                    self.keyFetch.withLock { $0 = (nil, .now, true) }
+                    throw error
+                }
+            }
+            state.running = running
+            return running
+        }
+        do {
+            try await fetch?.value
+        } catch {
+            throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
         }
     }
 }

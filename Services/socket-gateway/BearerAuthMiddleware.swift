@@ -4,7 +4,8 @@ import MessengerTokens
 
 /// Verifies `Authorization: Bearer <access token>` locally (``AccessTokenCheck``: the cached
 /// JWKS and the revoked sessions) and puts the user id in the context; anything else is 401,
-/// and 503 while the gateway does not know the revoked sessions yet (it is starting).
+/// and 503 while the gateway does not know the revoked sessions yet (it is starting) or cannot
+/// fetch the key a token names.
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let tokens: AccessTokenCheck
@@ -19,7 +20,13 @@ struct BearerAuthMiddleware: RouterMiddleware {
             throw RESTError(.unavailable("the gateway is starting; try again", retryAfter: 1))
         }
         let token = String(authorization.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
-        guard let verified = await self.tokens.verify(token) else {
+        let checked: VerifiedAccessToken?
+        do {
+            checked = try await self.tokens.verify(token)
+        } catch {
+            throw RESTError(.unavailable("the access token's key cannot be fetched now; try again", retryAfter: 1))
+        }
+        guard let verified = checked else {
             throw RESTError(.unauthorized("the access token is invalid, expired or revoked"))
         }
         var context = context

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import MessengerContracts
+import MessengerTokens
 import NIOCore
 import SocketIOProtocol
 import SocketIOServer
@@ -24,7 +25,14 @@ struct SocketGateway {
                 // No session opens before (`isReady`); kept as the last line of defence.
                 guard tokens.knowsRevocations else { return .failure(.unavailable) }
                 let token = auth?["token"]?.stringValue ?? Self.bearer(handshake.headers)
-                guard let token, let verified = await tokens.verify(token) else { return .failure(.unauthorized) }
+                guard let token else { return .failure(.unauthorized) }
+                let checked: VerifiedAccessToken?
+                do {
+                    checked = try await tokens.verify(token)
+                } catch {
+                    return .failure(.unavailable)
+                }
+                guard let verified = checked else { return .failure(.unauthorized) }
                 if case .failure(let refusal) = ResumePoint.lastSeq(in: auth) { return .failure(refusal) }
                 return .success(
                     SocketPrincipal(userID: EntityID(verified.userID).description, loginSession: verified.session))

@@ -236,7 +236,10 @@ def test_wrong_current_passwords_count_as_failed_logins(api, account):
         resp = api.patch(
             f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": acc.password}, token=acc.access)
         assert_error(resp, 429, "rate_limited")
-        assert_error(api.post("/api/login", {"login": acc.username, "password": acc.password}), 429, "rate_limited")
+        # The account's failures refuse logins from the addresses it never logged in from; this
+        # one (every e2e client's) it did, so the right password still logs in
+        # (`KnownLoginAddressTests` shows another address refused).
+        assert_status(api.post("/api/login", {"login": acc.username, "password": acc.password}), 200)
         return acc
 
     acc = within_one_login_window(WINDOW_SECONDS, throttled)

@@ -24,6 +24,7 @@ from e2e_support import (
     psql,
     scrape_metric,
     services,
+    stop_process,
     unique_name,
     wait_until_ready,
     within_one_login_window,

@@ -1,0 +1,46 @@
+import Foundation
+import MessengerContracts
+import TestSupport
+import Testing
+
+@testable import AuthService
+
+/// An account whose failed logins are over their limit still takes logins from the addresses it
+/// logged in from lately (``LoginThrottle``). Until the fifty-sixth session anyone who knew a
+/// username could keep its owner out with a few wrong passwords every window (a review).
+@Suite("Logins from an account's known addresses", .serialized, .timeLimit(.minutes(1)))
+struct KnownLoginAddressTests {
+    static func login(_ name: String, _ password: String, from address: String) throws -> LoginRequest {
+        let json = #"{"login":"\#(name)","password":"\#(password)","clientAddress":"\#(address)"}"#
+        return try MessengerJSON.decode(LoginRequest.self, from: Data(json.utf8))
+    }
+
+    @Test("past the account's failures, an address it logged in from still logs in; another gets 429, even with the password")
+    func knownAddressLogsIn() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 3) { authenticator, _ in
+            let account = try await CallerGaveUpTests.newAccount(authenticator)
+            let password = CallerGaveUpTests.password
+            let home = "test-home-\(UUID().uuidString)"
+            _ = try await authenticator.login(try Self.login(account.name, password, from: home), before: nil)
+
+            // Wrong passwords from addresses of their own, each under its own limit: the
+            // account's failures go past theirs.
+            for _ in 0..<4 {
+                let attacker = "test-attacker-\(UUID().uuidString)"
+                _ = try? await authenticator.login(try Self.login(account.name, "wrong password 1", from: attacker), before: nil)
+            }
+            let refused = await #expect(throws: ServiceError.self) {
+                _ = try await authenticator.login(
+                    try Self.login(account.name, password, from: "test-new-\(UUID().uuidString)"), before: nil)
+            }
+            #expect(refused?.code == .rateLimited)
+
+            // The owner's known address: a wrong password is checked (401, not 429), the right one logs in.
+            let wrong = await #expect(throws: ServiceError.self) {
+                _ = try await authenticator.login(try Self.login(account.name, "wrong password 2", from: home), before: nil)
+            }
+            #expect(wrong?.code == .unauthorized)
+            _ = try await authenticator.login(try Self.login(account.name, password, from: home), before: nil)
+        }
+    }
+}
