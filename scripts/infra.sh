@@ -312,16 +312,37 @@ rabbit_node_up() { rmqctl ping >/dev/null 2>&1; }
 # node has the same name and cookie on the same epmd port, so a node that answers is not
 # enough (a stale pid file here would stop or adopt theirs).
 rabbit_node_is_ours() {
-    local wrapper candidate node_pid
+    local wrapper candidate answer node_pid node_dir
     wrapper="$(read_pid "$PID_DIR/rabbitmq-wrapper.pid")"
     [[ -n "$(read_pid "$PID_DIR/rabbitmq.pid")$wrapper" ]] || return 1
-    node_pid="$(rmqctl eval 'os:getpid().' 2>/dev/null | tr -dc '0-9')"
-    [[ -n "$node_pid" ]] || return 1
+    # {"<os pid>","<mnesia dir>"}: the data folder tells a recycled pid from ours too.
+    answer="$(rmqctl eval '{os:getpid(), mnesia:system_info(directory)}.' 2>/dev/null || true)"
+    node_pid="$(sed -n 's/^{"\([0-9]*\)",.*/\1/p' <<<"$answer")"
+    node_dir="$(sed -n 's/^{"[0-9]*","\(.*\)"}$/\1/p' <<<"$answer")"
+    [[ -n "$node_pid" && "$node_dir" == "$RABBIT_DIR/mnesia/"* ]] || return 1
     for candidate in "$(read_pid "$PID_DIR/rabbitmq.pid")" "$(read_pid "$RABBIT_DIR/rabbitmq.pid")"; do
         [[ "$candidate" == "$node_pid" ]] && server_pid_alive "$candidate" beam.smp && return 0
     done
-    [[ -n "$wrapper" ]] && server_pid_alive "$wrapper" rabbitmq-server &&
-        [[ "$(ps -o ppid= -p "$node_pid" 2>/dev/null | tr -d ' ')" == "$wrapper" ]]
+    [[ -n "$wrapper" ]] && server_pid_alive "$wrapper" rabbitmq-server && [[ "$(parent_pid "$node_pid")" == "$wrapper" ]]
+}
+
+# The parent of pid $1 (field 4 of /proc/PID/stat, after the parenthesized name), or nothing.
+parent_pid() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    stat="${stat##*) }"
+    echo "${stat#* }" | cut -d' ' -f1
+}
+
+# The pids of the children of pid $1 whose name is $2.
+children_named() {
+    local stat pid
+    for stat in /proc/[0-9]*/stat; do
+        pid="${stat#/proc/}"
+        pid="${pid%/stat}"
+        [[ "$(parent_pid "$pid")" == "$1" ]] && server_pid_alive "$pid" "$2" && echo "$pid"
+    done
+    return 0
 }
 
 # Stops with an error unless the node is ours (the fault-test commands: they would otherwise
@@ -411,9 +432,13 @@ rabbit_stop() {
         rm -f "$PID_DIR/rabbitmq.pid" "$PID_DIR/rabbitmq-wrapper.pid" "$RABBIT_DIR/rabbitmq.pid"
         return
     fi
-    # Fallback by pid: TERM (graceful), then KILL.
-    local entry p
-    for entry in "$pid:beam.smp" "$wrapper:rabbitmq-server"; do
+    # Fallback by pid: TERM (graceful), then KILL. A node still booting has no recorded pid
+    # yet: it is the wrapper's beam.smp child (stopping only the wrapper would orphan it).
+    local entry p booting=""
+    if [[ -z "$pid" && -n "$wrapper" ]] && server_pid_alive "$wrapper" rabbitmq-server; then
+        booting="$(children_named "$wrapper" beam.smp | head -n1)"
+    fi
+    for entry in "$pid:beam.smp" "$booting:beam.smp" "$wrapper:rabbitmq-server"; do
         p="${entry%%:*}"
         if server_pid_alive "$p" "${entry#*:}" && ! wait_pid_gone "$p" 15; then
             server_pid_alive "$p" "${entry#*:}" || continue

@@ -90,6 +90,15 @@ svc_running() {
     [[ -n "$pid" ]] && svc_pid_alive "$1" "$pid"
 }
 
+# True when something accepts connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The ports a service listens on: its admin port, and the gateway's public one.
+service_ports() {
+    admin_port "$1"
+    if [[ "$1" == socket-gateway ]]; then echo "${PORT:-5000}"; fi
+}
+
 # True when the service's /readyz answers 200.
 svc_ready() {
     local port
@@ -136,6 +145,14 @@ cmd_start() {
             say "$s: already running (pid $(read_pid "$s"))"
             continue
         fi
+        # Another process on one of its ports (an instance a test left behind, another
+        # program): ours would fail to bind, and that one's /readyz would answer for it.
+        local port
+        for port in $(service_ports "$s"); do
+            if port_open "$port"; then
+                die "$s: port $port is already in use by a process this checkout did not start"
+            fi
+        done
         [[ ! -f "$LOG_DIR/$s.log" ]] || mv -f "$LOG_DIR/$s.log" "$LOG_DIR/$s.log.1"
         # setsid: own session, so ^C in the terminal that ran make does not hit it.
         (cd "$ROOT" && exec setsid "$bin_dir/$s" >"$LOG_DIR/$s.log" 2>&1 </dev/null) &
@@ -149,11 +166,11 @@ cmd_start() {
     while ((${#pending[@]})); do
         still=()
         for s in "${pending[@]}"; do
-            if svc_ready "$s"; then
-                echo "$s: ready (admin http://127.0.0.1:$(admin_port "$s"))"
-            elif ! svc_running "$s"; then
+            if ! svc_running "$s"; then
                 say "$s: exited before becoming ready"
                 failed+=("$s")
+            elif svc_ready "$s"; then
+                echo "$s: ready (admin http://127.0.0.1:$(admin_port "$s"))"
             else
                 still+=("$s")
             fi

@@ -436,16 +436,15 @@ struct Attachments: Sendable {
     /// The clean-up's pass: marks uploads never bound to a message and older than `lifetime`
     /// for removal, then removes every marked file (``removeMarked(of:ids:deadline:)``), a deleted
     /// message's that a store refused before included, and the abandoned uploads' files, for
-    /// `budget` at most. Marked, an upload can no longer be bound: a bind and the clean-up never
-    /// both take it (the clean-up deleted the file first and checked the row after, so a bind in
-    /// between kept a row whose file was gone).
+    /// `budget` at most (the marked files half of it at most). Marked, an upload can no longer
+    /// be bound: a bind and the clean-up never both take it (the clean-up deleted the file first
+    /// and checked the row after, so a bind in between kept a row whose file was gone).
     ///
     /// The budget is for a store that hangs: each delete then waits out its attempts (three of a
     /// minute with Cloudinary's defaults), and until the fifty-sixth session a pass went through
     /// a whole batch of 500 that way, about a day, while no expired upload was marked and no
     /// abandoned upload's file deleted (a review). What is left waits for the next pass.
     func cleanUp(unboundOlderThan lifetime: Duration, budget: Duration = Attachments.cleanUpBudget) async throws -> Int {
-        let deadline = ContinuousClock.now + budget
         let seconds = Double(lifetime.components.seconds)
         try await self.client.write(
             """
@@ -453,8 +452,11 @@ struct Attachments: Sendable {
             WHERE message_id IS NULL AND removal_marked_at IS NULL
               AND created_at < now() - make_interval(secs => \(seconds))
             """, logger: self.logger)
-        return try await self.removeMarked(deadline: deadline)
-            + self.removeAbandonedUploads(olderThan: lifetime, deadline: deadline)
+        // Half the budget at most for the marked files, so that abandoned uploads get their turn
+        // behind a long backlog of them (the diff review).
+        let started = ContinuousClock.now
+        let marked = try await self.removeMarked(deadline: started + budget / 2)
+        return try await marked + self.removeAbandonedUploads(olderThan: lifetime, deadline: started + budget)
     }
 
     /// How long a clean-up pass removes files, at most.
@@ -489,6 +491,7 @@ struct Attachments: Sendable {
         let claim = UUID()
         var removed = 0
         while true {
+            if let deadline, deadline <= .now { return removed }
             let rows = try await self.client.write(
                 """
                 UPDATE uploads_in_progress SET claimed_at = now(), claim = \(claim) WHERE id IN (
@@ -511,6 +514,11 @@ struct Attachments: Sendable {
                 do {
                     try await self.stores[storage]?.delete(key: key, media: type, deadline: deadline)
                 } catch {
+                    // Cut short by the deadline: given back with the rest, not held for the lease.
+                    if let deadline, deadline <= .now {
+                        try await self.giveBackClaims(of: taken[index...].map(\.0), claim: claim)
+                        return removed
+                    }
                     self.logger.warning(
                         "removing the file of an abandoned upload failed; tried again once its claim expires",
                         metadata: ["attachment_id": "\(id)", "error": "\(LoggedError(error))"])

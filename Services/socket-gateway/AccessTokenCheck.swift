@@ -120,14 +120,18 @@ final class AccessTokenCheck: Sendable {
     /// costs auth one fetch every few seconds at most). Throws `unavailable` when the fetch
     /// awaited failed, or the last one failed that lately.
     private func fetchKeysForUnknownKey() async throws {
-        let fetch = self.keyFetch.withLock { state -> Task<Void, any Error>? in
-            if let running = state.running { return running }
+        enum Step { case await(Task<Void, any Error>), unknown, unavailable }
+        let step = self.keyFetch.withLock { state -> Step in
+            if let running = state.running { return .await(running) }
             if let ended = state.ended, ContinuousClock.now - ended < Self.refreshInterval {
-                return state.failed ? Task { throw ServiceError.unavailable("the verification keys cannot be fetched") } : nil
+                return state.failed ? .unavailable : .unknown
             }
+            // Serves no request: the first caller's correlation id and deadline stay its own.
             let running = Task {
                 do {
-                    try await self.refresh()
+                    try await RequestCorrelation.$id.withValue(nil) {
+                        try await RequestDeadline.$current.withValue(nil) { try await self.refresh() }
+                    }
                     self.keyFetch.withLock { $0 = (nil, .now, false) }
                 } catch {
                     self.keyFetch.withLock { $0 = (nil, .now, true) }
@@ -135,12 +139,19 @@ final class AccessTokenCheck: Sendable {
                 }
             }
             state.running = running
-            return running
+            return .await(running)
         }
-        do {
-            try await fetch?.value
-        } catch {
+        switch step {
+        case .unknown:
+            return
+        case .unavailable:
             throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
+        case .await(let fetch):
+            do {
+                try await fetch.value
+            } catch {
+                throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
+            }
         }
     }
 }

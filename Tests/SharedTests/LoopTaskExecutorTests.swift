@@ -22,13 +22,19 @@ struct LoopTaskExecutorTests {
                 state.withLock { $0.ended = true }
             }
         }
-        defer { task.cancel() }
+        var ended = false
         for _ in 0..<200 {
             if state.withLock({ $0.sleeping && !$0.ended }) { await loop.advanceTime(by: .hours(1)) }
-            if state.withLock({ $0.ended }) { return true }
+            ended = state.withLock { $0.ended }
+            if ended { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        return false
+        // Whatever happened, no timer is left on the test loop (freed with one, it traps).
+        task.cancel()
+        await loop.advanceTime(by: .hours(24 * 365))
+        _ = await task.result
+        await loop.shutdownGracefully()
+        return ended
     }
 
     @Test("Task.sleep waits on the preferred loop's timer")
@@ -58,14 +64,20 @@ struct LoopTaskExecutorTests {
         #expect(onLoop)
     }
 
-    @Test("a cancelled sleep ends at once with CancellationError")
-    func cancelled() async {
+    @Test("a sleep cancelled while it waits on the loop ends at once with CancellationError")
+    func cancelled() async throws {
+        let asleep = Mutex(false)
         let sleeping = Task {
             try await withTaskExecutorPreference(LoopTaskExecutor.shared) {
+                asleep.withLock { $0 = true }
                 try await Task.sleep(for: .seconds(600))
             }
         }
+        while !asleep.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        try await Task.sleep(for: .milliseconds(50))
+        let cancelledAt = ContinuousClock.now
         sleeping.cancel()
         await #expect(throws: CancellationError.self) { try await sleeping.value }
+        #expect(ContinuousClock.now - cancelledAt < .seconds(10))
     }
 }
