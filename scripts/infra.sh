@@ -46,9 +46,13 @@ RABBIT_SCHEDULERS="${INFRA_RABBIT_SCHEDULERS-1}"
 RABBIT_DIR="$RUN_DIR/rabbitmq"
 RABBIT_HOME="$RABBIT_DIR/home"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
-# A fixed cookie (the node and epmd listen on loopback only) lets a second
-# checkout on the same machine drive the same node with rabbitmqctl.
-ERLANG_COOKIE="${INFRA_ERLANG_COOKIE:-MESSENGERLOCALDEVCOOKIE}"
+# Erlang's cookie: whoever holds it can run code in the node, as the user who started it
+# (root here), through its distribution port, which any local user reaches on loopback. So
+# each checkout makes a random one in .run, readable by its owner only, unless
+# INFRA_ERLANG_COOKIE names one. (Until the fifty-sixth session it was a fixed value written
+# here, which also let another checkout drive this node; a review.)
+ERLANG_COOKIE="${INFRA_ERLANG_COOKIE:-}"
+OLD_FIXED_COOKIE=MESSENGERLOCALDEVCOOKIE
 
 PG_LINK="$RUN_DIR/postgres" # a folder, or a link to one user postgres can reach
 PG_DB=messenger
@@ -354,10 +358,17 @@ require_our_rabbit() {
 # Write the config files the node reads.
 rabbit_prepare() {
     mkdir -p "$RABBIT_HOME" "$RABBIT_DIR/mnesia" "$LOG_DIR/rabbitmq" "$PID_DIR"
-    local cookie="$RABBIT_HOME/.erlang.cookie"
-    if [[ ! -f "$cookie" || "$(cat "$cookie")" != "$ERLANG_COOKIE" ]]; then
+    local cookie="$RABBIT_HOME/.erlang.cookie" want="$ERLANG_COOKIE"
+    if [[ -z "$want" ]]; then
+        # Kept from launch to launch (the node is not running here); the old fixed one is not.
+        want="$(cat "$cookie" 2>/dev/null || true)"
+        if [[ -z "$want" || "$want" == "$OLD_FIXED_COOKIE" ]]; then
+            want="$(head -c 32 /dev/urandom | od -An -tx1 | tr -dc '0-9a-f')"
+        fi
+    fi
+    if [[ ! -f "$cookie" || "$(cat "$cookie")" != "$want" ]]; then
         rm -f "$cookie"
-        printf '%s' "$ERLANG_COOKIE" >"$cookie"
+        (umask 077 && printf '%s' "$want" >"$cookie")
         chmod 400 "$cookie"
     fi
     cat >"$RABBIT_DIR/rabbitmq.conf" <<EOF
