@@ -25,6 +25,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/env.sh
+source "$ROOT/scripts/env.sh"
 SELF="$ROOT/scripts/infra.sh"
 RUN_DIR="$ROOT/.run"
 PID_DIR="$RUN_DIR/pids"
@@ -81,9 +83,6 @@ say() { echo "infra: $*" >&2; }
 
 # Print an error and exit.
 die() { echo "infra: error: $*" >&2; exit 1; }
-
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Wait up to $2 seconds until port $1 accepts connections.
 wait_port_open() {
@@ -312,9 +311,11 @@ rabbit_node_up() { rmqctl ping >/dev/null 2>&1; }
 
 # True when the node answering as $RABBIT_NODE is the one this checkout started: its OS pid
 # is the beam.smp pid recorded here (by rabbit_wait, or by the node itself in our data folder),
-# or, while it boots, the child of the rabbitmq-server wrapper we launched. Another checkout's
-# node has the same name and cookie on the same epmd port, so a node that answers is not
-# enough (a stale pid file here would stop or adopt theirs).
+# or, while it boots, the child of the rabbitmq-server wrapper we launched, and its data folder
+# is ours. Another checkout's node has the same name on the same epmd port (and answers us when
+# it shares our cookie: INFRA_ERLANG_COOKIE, or a checkout from before the cookies were
+# random), so a node that answers is not enough (a stale pid file here would stop or adopt
+# theirs).
 rabbit_node_is_ours() {
     local wrapper candidate answer node_pid node_dir
     wrapper="$(read_pid "$PID_DIR/rabbitmq-wrapper.pid")"

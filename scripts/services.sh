@@ -90,9 +90,6 @@ svc_running() {
     [[ -n "$pid" ]] && svc_pid_alive "$1" "$pid"
 }
 
-# True when something accepts connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 # The ports a service listens on: its admin port, and the gateway's public one.
 service_ports() {
     admin_port "$1"

@@ -129,9 +129,7 @@ final class AccessTokenCheck: Sendable {
             // Serves no request: the first caller's correlation id and deadline stay its own.
             let running = Task {
                 do {
-                    try await RequestCorrelation.$id.withValue(nil) {
-                        try await RequestDeadline.$current.withValue(nil) { try await self.refresh() }
-                    }
+                    try await RequestScope.outside { try await self.refresh() }
                     self.keyFetch.withLock { $0 = (nil, .now, false) }
                 } catch {
                     self.keyFetch.withLock { $0 = (nil, .now, true) }
@@ -144,14 +142,11 @@ final class AccessTokenCheck: Sendable {
         switch step {
         case .unknown:
             return
-        case .unavailable:
-            throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
         case .await(let fetch):
-            do {
-                try await fetch.value
-            } catch {
-                throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
-            }
+            if (try? await fetch.value) != nil { return }
+        case .unavailable:
+            break
         }
+        throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
     }
 }

@@ -15,10 +15,13 @@ public enum RequestScope {
     /// started and that goes on after it; the forty-third session's review of its own diff).
     @discardableResult
     public static func detach(_ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
-        Task {
-            await RequestCorrelation.$id.withValue(nil) {
-                await RequestDeadline.$current.withValue(nil) { await body() }
-            }
+        Task { await Self.outside(body) }
+    }
+
+    /// Runs `body` serving no request: with the correlation id and the deadline unbound.
+    public static func outside<Result>(_ body: () async throws -> Result) async rethrows -> Result {
+        try await RequestCorrelation.$id.withValue(nil) {
+            try await RequestDeadline.$current.withValue(nil) { try await body() }
         }
     }
 }

@@ -29,11 +29,13 @@ final class LoopTaskExecutor: TaskExecutor, SchedulingExecutor {
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        // `any()` is the loop this runs on when called from one of the group's loops.
-        self.loops.any().execute {
-            job.runSynchronously(on: self.asUnownedTaskExecutor())
-        }
+        self.runSoon(UnownedJob(job))
+    }
+
+    /// Runs `job` in a loop's next turn: `any()` is the loop this runs on when called from one of
+    /// the group's loops.
+    private func runSoon(_ job: UnownedJob) {
+        self.loops.any().execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 
     func enqueue<C: Clock>(
@@ -45,9 +47,7 @@ final class LoopTaskExecutor: TaskExecutor, SchedulingExecutor {
             // its own sleep, in a task that prefers no executor, then the job.
             Task.detached {
                 try? await clock.sleep(for: delay)
-                self.loops.any().execute {
-                    job.runSynchronously(on: self.asUnownedTaskExecutor())
-                }
+                self.runSoon(job)
             }
             return
         }
