@@ -163,11 +163,14 @@ cmd_start() {
     while ((${#pending[@]})); do
         still=()
         for s in "${pending[@]}"; do
-            if ! svc_running "$s"; then
+            # Ready first: just after the start the child may not have become the service yet
+            # (its command line is still the shell's), and would look exited. (A foreign process
+            # on the port cannot answer for it: the start refuses a port already taken.)
+            if svc_ready "$s"; then
+                echo "$s: ready (admin http://127.0.0.1:$(admin_port "$s"))"
+            elif ! svc_running "$s"; then
                 say "$s: exited before becoming ready"
                 failed+=("$s")
-            elif svc_ready "$s"; then
-                echo "$s: ready (admin http://127.0.0.1:$(admin_port "$s"))"
             else
                 still+=("$s")
             fi
