@@ -169,7 +169,9 @@ ensure_jwt_key() {
 # 2 (default 3600) so that the e2e tests of the pruning jobs see expired rows go.
 # SOCKET_COMMAND_RATE is 0 (no limit; default 30 a second per user): the e2e tests
 # send bursts of hundreds of commands as one user, and the limit's own test starts a
-# gateway of its own with a low one. REGISTRATIONS_PER_ADDRESS is 0 (no limit; default
+# gateway of its own with a low one. REST_REQUEST_RATE is 0 (no limit; default 10 a
+# second per user) for the same reason: tests page through histories and upload as one
+# user. REGISTRATIONS_PER_ADDRESS is 0 (no limit; default
 # 20 an hour per address): the tests register thousands of accounts from 127.0.0.1, and
 # the limit's own test starts auth with a low one. LOGIN_MAX_CHECKS_PER_ADDRESS is 0 (no
 # limit; default 300 per window per address) for the same reason: every test logs in from
@@ -192,6 +194,7 @@ LOGIN_WINDOW_SECONDS=${LOGIN_WINDOW_SECONDS:-5}
 DELIVERY_PRUNE_INTERVAL_SECONDS=${DELIVERY_PRUNE_INTERVAL_SECONDS:-2}
 AUTH_PRUNE_INTERVAL_SECONDS=${AUTH_PRUNE_INTERVAL_SECONDS:-2}
 SOCKET_COMMAND_RATE=${SOCKET_COMMAND_RATE:-0}
+REST_REQUEST_RATE=${REST_REQUEST_RATE:-0}
 REGISTRATIONS_PER_ADDRESS=${REGISTRATIONS_PER_ADDRESS:-0}
 LOGIN_MAX_CHECKS_PER_ADDRESS=${LOGIN_MAX_CHECKS_PER_ADDRESS:-0}
 MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}

@@ -88,10 +88,11 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     router.add(middleware: CorrelationMiddleware())
     router.add(middleware: ErrorShapeMiddleware())
     AdminServer.addHealthRoutes(to: router, checks: checks)
-    UserController(rpc: rpc, tokens: tokens, trustProxy: settings.trustProxy).addRoutes(to: router)
-    ThreadController(rpc: rpc, tokens: tokens).addRoutes(to: router)
+    let authentication = BearerAuthMiddleware(tokens: tokens, requests: RequestRateLimit(settings: settings.requestRate))
+    UserController(rpc: rpc, authentication: authentication, trustProxy: settings.trustProxy).addRoutes(to: router)
+    ThreadController(rpc: rpc, authentication: authentication).addRoutes(to: router)
     MediaController(
-        rpc: rpc, tokens: tokens, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload,
+        rpc: rpc, authentication: authentication, directory: settings.mediaDirectory, maximumUpload: settings.maximumUpload,
         bodyTimeout: settings.uploadBodyTimeout
     )
     .addRoutes(to: router)

@@ -5,10 +5,12 @@ import MessengerTokens
 /// Verifies `Authorization: Bearer <access token>` locally (``AccessTokenCheck``: the cached
 /// JWKS and the revoked sessions) and puts the user id in the context; anything else is 401,
 /// and 503 while the gateway does not know the revoked sessions yet (it is starting) or cannot
-/// fetch the key a token names.
+/// fetch the key a token names. Each request that passes counts against its user's REST rate
+/// (``RequestRateLimit``): past it, 429.
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let tokens: AccessTokenCheck
+    let requests: RequestRateLimit
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response
     {
@@ -28,6 +30,11 @@ struct BearerAuthMiddleware: RouterMiddleware {
         }
         guard let verified = checked else {
             throw RESTError(.unauthorized("the access token is invalid, expired or revoked"))
+        }
+        do {
+            try self.requests.admit(user: verified.userID.uuidString)
+        } catch {
+            throw RESTError(error)
         }
         var context = context
         context.userID = verified.userID

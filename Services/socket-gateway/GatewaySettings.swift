@@ -30,7 +30,10 @@ struct GatewaySettings: Sendable {
     var uploadBodyTimeout: Duration
     /// Socket commands per user and second, and their burst (`SOCKET_COMMAND_RATE`,
     /// `SOCKET_COMMAND_BURST`; a rate of 0 is no limit).
-    var commandRate: CommandRateLimit.Settings
+    var commandRate: UserRate
+    /// Authenticated REST requests per user and second, and their burst (`REST_REQUEST_RATE`,
+    /// `REST_REQUEST_BURST`; a rate of 0 is no limit).
+    var requestRate: UserRate
     /// How long after it went out an event a socket has not acknowledged is pushed to it again
     /// by the gateway, then twice as long each time (`SOCKET_REDELIVERY_SECONDS`; delivery's own
     /// retries come first).
@@ -61,9 +64,12 @@ struct GatewaySettings: Sendable {
         // `max_message_size` (see AMQPConfiguration.maximumMessageSize).
         self.maximumUpload = try environment.int("MEDIA_MAX_UPLOAD_BYTES", default: 25 * 1024 * 1024, in: 1...(64 * 1024 * 1024))
         self.uploadBodyTimeout = .seconds(try environment.int("UPLOAD_BODY_TIMEOUT_SECONDS", default: 300, in: 1...3600))
-        self.commandRate = CommandRateLimit.Settings(
+        self.commandRate = UserRate(
             rate: try environment.int("SOCKET_COMMAND_RATE", default: 30, in: 0...100_000),
             burst: try environment.int("SOCKET_COMMAND_BURST", default: 120, in: 1...1_000_000))
+        self.requestRate = UserRate(
+            rate: try environment.int("REST_REQUEST_RATE", default: 10, in: 0...100_000),
+            burst: try environment.int("REST_REQUEST_BURST", default: 60, in: 1...1_000_000))
         self.redeliveryAfter = .seconds(try environment.int("SOCKET_REDELIVERY_SECONDS", default: 600, in: 1...86_400))
     }
 }

@@ -11,7 +11,8 @@ import NIOPosix
 /// from their bytes).
 struct MediaController {
     let rpc: RPCClient
-    let tokens: AccessTokenCheck
+    /// Who the caller is, for the routes that need a bearer token.
+    let authentication: BearerAuthMiddleware
     /// The local store's directory (`MEDIA_DIR`), shared with the media service.
     let directory: String
     let maximumUpload: Int
@@ -22,7 +23,7 @@ struct MediaController {
     let slots = UploadSlots()
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        router.group("api").add(middleware: BearerAuthMiddleware(tokens: self.tokens)).post("attachments") { request, context in
+        router.group("api").add(middleware: self.authentication).post("attachments") { request, context in
             try await self.upload(request, context)
         }
         router.get("media/:token/:name") { request, context in

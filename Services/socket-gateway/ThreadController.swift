@@ -7,12 +7,13 @@ import MessengerContracts
 /// the messaging service for the verified caller. Cursors are opaque and passed through.
 struct ThreadController {
     let rpc: RPCClient
-    let tokens: AccessTokenCheck
+    /// Who the caller is, for the routes that need a bearer token.
+    let authentication: BearerAuthMiddleware
 
     static let defaultPageSize = 50
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        let threads = router.group("api/threads").add(middleware: BearerAuthMiddleware(tokens: self.tokens))
+        let threads = router.group("api/threads").add(middleware: self.authentication)
         threads.get { request, context in
             let query = FormQuery(request)
             let body = ListThreadsRequest(limit: try Self.limit(query), cursor: query["cursor"])

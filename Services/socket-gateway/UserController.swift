@@ -7,7 +7,8 @@ import MessengerContracts
 /// service as an RPC. The caller's id comes only from the verified bearer token.
 struct UserController {
     let rpc: RPCClient
-    let tokens: AccessTokenCheck
+    /// Who the caller is, for the routes that need a bearer token.
+    let authentication: BearerAuthMiddleware
     /// Whether `X-Forwarded-For` names the client (behind a trusted proxy only).
     let trustProxy: Bool
 
@@ -50,7 +51,7 @@ struct UserController {
             return Response(status: .noContent)
         }
 
-        let authenticated = api.group().add(middleware: BearerAuthMiddleware(tokens: self.tokens))
+        let authenticated = api.group().add(middleware: self.authentication)
         authenticated.get("users/me") { request, context in
             try JSONBody.response(try await self.call(AuthMessage.me, EmptyPayload(), UserEnvelope.self, request, context))
         }
@@ -95,7 +96,7 @@ struct UserController {
         }
 
         router.get(".well-known/jwks.json") { _, _ in
-            try JSONBody.response(self.tokens.verifier.keySet)
+            try JSONBody.response(self.authentication.tokens.verifier.keySet)
         }
     }
 

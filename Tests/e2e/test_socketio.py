@@ -354,6 +354,38 @@ def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(acco
                 sio.disconnect()
 
 
+def test_a_user_past_the_rest_rate_is_answered_429_with_retry_after_and_others_are_not(account):
+    """A gateway with REST_REQUEST_RATE=1 and REST_REQUEST_BURST=3 (production: 10 and 60;
+    the test environment turns it off). One user's authenticated requests pass up to the
+    burst (plus what the rate gave back meanwhile), then get 429 `rate_limited` with
+    `Retry-After`; a refusal takes nothing, so after waiting that long the next one passes.
+    Another user's requests and the routes without a bearer token are not held back. Until the
+    fifty-seventh session REST had no limit per user."""
+    alice, bob = account(), account()
+    with gateway_process(5086, 9186, REST_REQUEST_RATE="1", REST_REQUEST_BURST="3") as (base, _):
+        def me(who: Any) -> requests.Response:
+            return requests.get(f"{base}/api/users/me", headers={"Authorization": f"Bearer {who.access}"}, timeout=10)
+
+        started, passed = time.monotonic(), 0
+        for _ in range(30):
+            answer = me(alice)
+            if answer.status_code != 200:
+                break
+            passed += 1
+        elapsed = time.monotonic() - started
+        assert answer.status_code == 429, answer.text
+        assert answer.json()["error"]["code"] == "rate_limited", answer.text
+        assert answer.headers["Retry-After"] == "1"
+        assert 3 <= passed <= 3 + int(elapsed) + 1, (passed, elapsed)
+        assert me(alice).status_code == 429  # asked again at once: still refused
+        assert me(bob).status_code == 200
+        # The routes without a bearer token count nothing: a refresh is answered.
+        refreshed = requests.post(f"{base}/api/token/refresh", json={"refreshToken": alice.refresh}, timeout=10)
+        assert refreshed.status_code == 200, refreshed.text
+        time.sleep(1.05)
+        assert me(alice).status_code == 200
+
+
 def test_a_graceful_stop_runs_the_commands_clients_had_sent(account):
     """A gateway with a command rate of 5 a second and a burst of 1: a socket sends 10
     `create_message` without an ack callback, and the gateway gets SIGTERM at once. The
