@@ -126,15 +126,19 @@ struct Authenticator: Sendable {
             guard let current = request.currentPassword else {
                 throw ServiceError.forbidden("currentPassword is required to change the password")
             }
-            // A wrong currentPassword counts as a failed login of the account: a stolen access
-            // token must not buy unlimited guesses at the password.
+            // A wrong currentPassword counts as a failed login of the account from the client's
+            // address: a stolen access token must not buy unlimited guesses at the password.
+            // The address lets an owner change it from where they logged in while someone else
+            // keeps the account over its failures (without it, until the fifty-seventh session,
+            // the change was refused like a login from an unknown address).
             let key = Self.throttleKey(userID: caller.id, login: caller.username)
-            try await self.throttle.reserveAttempt(login: key, address: nil)
-            guard try await self.check(current, against: caller.passwordHash, login: key, address: nil, before: deadline)
+            let address = request.clientAddress
+            try await self.throttle.reserveAttempt(login: key, address: address)
+            guard try await self.check(current, against: caller.passwordHash, login: key, address: address, before: deadline)
             else {
                 throw ServiceError.forbidden("currentPassword is wrong")
             }
-            try await self.throttle.recordSuccess(login: key, address: nil)
+            try await self.throttle.recordSuccess(login: key, address: address)
             let hash = try await Self.unavailableIfGaveUp { try await self.hasher.hash(password, before: deadline) }
             var checked = caller.passwordHash
             var record = try await self.users.updatePassword(

@@ -133,7 +133,7 @@ struct UserController {
         let changes = try await JSONBody.decode(Changes.self, from: request)
         let body = UpdateUserRequest(
             userId: id, displayName: changes.displayName, password: changes.password, currentPassword: changes.currentPassword,
-            callerSession: context.loginSession.map(EntityID.init))
+            callerSession: context.loginSession.map(EntityID.init), clientAddress: self.clientAddress(request, context))
         return try JSONBody.response(try await self.call(AuthMessage.updateUser, body, UserEnvelope.self, request, context))
     }
 

@@ -172,15 +172,20 @@ public struct UpdateUserRequest: Codable, Sendable {
     /// The login session (`sid`) of the access token that asks; a password change leaves that
     /// token valid until it expires.
     public var callerSession: EntityID?
+    /// The client's address, as the gateway saw it: a password change's check of
+    /// `currentPassword` is throttled like a login from there.
+    public var clientAddress: String?
 
     public init(
-        userId: EntityID, displayName: String?, password: String?, currentPassword: String?, callerSession: EntityID? = nil
+        userId: EntityID, displayName: String?, password: String?, currentPassword: String?, callerSession: EntityID? = nil,
+        clientAddress: String? = nil
     ) {
         self.userId = userId
         self.displayName = displayName
         self.password = password
         self.currentPassword = currentPassword
         self.callerSession = callerSession
+        self.clientAddress = clientAddress
     }
 }
 

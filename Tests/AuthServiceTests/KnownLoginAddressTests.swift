@@ -43,4 +43,34 @@ struct KnownLoginAddressTests {
             _ = try await authenticator.login(try Self.login(account.name, password, from: home), before: nil)
         }
     }
+
+    @Test("past the account's failures, its owner still changes the password from an address it logged in from; another gets 429")
+    func knownAddressChangesPassword() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 3) { authenticator, _ in
+            let account = try await CallerGaveUpTests.newAccount(authenticator)
+            let password = CallerGaveUpTests.password
+            let home = "test-home-\(UUID().uuidString)"
+            _ = try await authenticator.login(try Self.login(account.name, password, from: home), before: nil)
+            for _ in 0..<4 {
+                let attacker = "test-attacker-\(UUID().uuidString)"
+                _ = try? await authenticator.login(try Self.login(account.name, "wrong password 1", from: attacker), before: nil)
+            }
+            func change(to new: String, from address: String?) async throws {
+                _ = try await authenticator.updateUser(
+                    UpdateUserRequest(
+                        userId: EntityID(account.id), displayName: nil, password: new, currentPassword: password,
+                        clientAddress: address),
+                    actor: account.id, before: nil)
+            }
+            // A stolen token elsewhere, or a change that names no address, is refused like a login.
+            for address in ["test-new-\(UUID().uuidString)", nil] {
+                let refused = await #expect(throws: ServiceError.self) {
+                    try await change(to: "another password 1", from: address)
+                }
+                #expect(refused?.code == .rateLimited)
+            }
+            try await change(to: "another password 2", from: home)
+            _ = try await authenticator.login(try Self.login(account.name, "another password 2", from: home), before: nil)
+        }
+    }
 }

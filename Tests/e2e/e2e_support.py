@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import queue
@@ -285,6 +286,22 @@ def wait_until_ready(readyz_url: str, what: str, timeout: float = 60) -> None:
         import pytest  # only the tests need it, not every importer of this module
 
         pytest.fail(f"{what}: {problem}")
+
+
+@contextlib.contextmanager
+def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tuple[str, ...] = (), **settings: str):
+    """Another gateway process on `port`, with `settings` over the environment and `unset`'s
+    variables taken out of it; yields its URL and the process, once it is ready (or only alive,
+    without `ready`), and stops it afterwards."""
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/nonexistent/.env", **settings)
+    process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        probe = "readyz" if ready else "healthz"
+        wait_until_ready(f"http://127.0.0.1:{admin_port}/{probe}", f"the gateway on port {port}")
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        stop_process(process)
 
 
 # --- the database -------------------------------------------------------------------------------

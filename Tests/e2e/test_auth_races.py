@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from e2e_support import (
     assert_status,
     assert_user_shape,
     call_service,
+    gateway_process,
     publish_request,
     unique_name,
     within_one_login_window,
@@ -225,28 +227,43 @@ def test_patch_users_me_changes_the_caller(api, account):
 
 
 @pytest.mark.skipif(WINDOW_SECONDS > 30, reason="the test waits for the throttling window to end")
-def test_wrong_current_passwords_count_as_failed_logins(api, account):
-    def throttled() -> Any:
-        acc = account()
-        for n in range(MAX_FAILURES):
-            resp = api.patch(
-                f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": f"wrong-{n}"},
-                token=acc.access)
-            assert_error(resp, 403, "forbidden")
-        resp = api.patch(
-            f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": acc.password}, token=acc.access)
-        assert_error(resp, 429, "rate_limited")
-        # The account's failures refuse logins from the addresses it never logged in from; this
-        # one (every e2e client's) it did, so the right password still logs in
-        # (`KnownLoginAddressTests` shows another address refused).
-        assert_status(api.post("/api/login", {"login": acc.username, "password": acc.password}), 200)
-        return acc
+def test_wrong_current_passwords_count_as_failed_logins(account):
+    """Wrong `currentPassword`s count as failed logins of the account, from the client's address
+    (a gateway with TRUST_PROXY=true, so that `X-Forwarded-For` names it). Past the account's
+    limit, a stolen token's change from another address is 429 even with the right password,
+    and so is a login from an address the account never logged in from; the owner still
+    changes the password from the address they logged in from (until the fifty-seventh session
+    the change carried no address and was refused too). After the window, the change passes."""
+    def address() -> str:  # a /64 of its own in the documentation range, new at each run
+        return f"2001:db8:{random.randrange(1 << 16):x}:{random.randrange(1 << 16):x}::1"
 
-    acc = within_one_login_window(WINDOW_SECONDS, throttled)
-    time.sleep(WINDOW_SECONDS + 0.5)
-    resp = api.patch(
-        f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": acc.password}, token=acc.access)
-    assert_status(resp, 200)
+    with gateway_process(5087, 9187, TRUST_PROXY="true") as (base, _):
+        proxied = Api(base)
+
+        def throttled() -> Any:
+            acc = account()
+            home, thief = address(), address()
+            login = {"login": acc.username, "password": acc.password}
+            assert_status(proxied.post("/api/login", login, headers={"X-Forwarded-For": home}), 200)
+            for n in range(MAX_FAILURES):
+                resp = proxied.patch(
+                    f"/api/users/{acc.id}", {"password": "new-password-123", "currentPassword": f"wrong-{n}"},
+                    token=acc.access, headers={"X-Forwarded-For": thief})
+                assert_error(resp, 403, "forbidden")
+            change = {"password": "new-password-123", "currentPassword": acc.password}
+            resp = proxied.patch(f"/api/users/{acc.id}", change, token=acc.access, headers={"X-Forwarded-For": thief})
+            assert_error(resp, 429, "rate_limited")
+            assert_error(proxied.post("/api/login", login, headers={"X-Forwarded-For": address()}), 429, "rate_limited")
+            resp = proxied.patch(f"/api/users/{acc.id}", change, token=acc.access, headers={"X-Forwarded-For": home})
+            assert_status(resp, 200)
+            return acc
+
+        acc = within_one_login_window(WINDOW_SECONDS, throttled)
+        time.sleep(WINDOW_SECONDS + 0.5)
+        resp = proxied.patch(
+            f"/api/users/{acc.id}", {"password": "new-password-456", "currentPassword": "new-password-123"},
+            token=acc.access, headers={"X-Forwarded-For": address()})
+        assert_status(resp, 200)
 
 
 def test_a_login_racing_a_password_change_keeps_no_session_past_it(api, account):

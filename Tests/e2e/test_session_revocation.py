@@ -13,11 +13,9 @@ import hashlib
 import json
 import os
 import queue
-import subprocess
 import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pika
@@ -29,10 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from e2e_support import (GATEWAY_URL, JWT_AUDIENCE, JWT_ISSUER, RABBITMQ_URI, Api, assert_error, assert_status, b64url,
-                         b64url_json, call_service, connect_error, jwt_split, psql, stop_process, wait_until_ready)
+                         b64url_json, call_service, connect_error, gateway_process, jwt_split, psql)
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("MESSENGER_BIN_DIR", ROOT / ".build" / "debug"))
 SERVER_DISCONNECT = socketio.Client.reason.SERVER_DISCONNECT
 
 
@@ -79,17 +75,8 @@ def sid(access_token: str) -> str:
 @contextmanager
 def replica_gateway(number: int, **settings: str) -> Iterator[str]:
     """Another gateway process on ports of its own, for as long as the block runs."""
-    port, admin = 5080 + number, 9180 + number
-    env = dict(os.environ)
-    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin), ENV_FILE="/nonexistent/.env", **settings)
-    process = subprocess.Popen(
-        [str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{admin}/readyz", "the replica gateway")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
+    with gateway_process(5080 + number, 9180 + number, **settings) as (url, _):
+        yield url
 
 
 def test_access_tokens_name_their_login_session(api, account, login):

@@ -29,8 +29,8 @@ import requests
 import socketio
 import websocket
 
-from e2e_support import (BIN_DIR, GATEWAY_URL, RABBITMQ_URI, OrderedClient, assert_error, connect_error, metric, scrape_metric, services,
-                         stop_process, wait_until_ready)
+from e2e_support import (GATEWAY_URL, RABBITMQ_URI, OrderedClient, assert_error, connect_error, gateway_process, metric, scrape_metric,
+                         services, wait_until_ready)
 
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6380"))
@@ -263,22 +263,6 @@ def test_a_durable_event_goes_only_to_the_one_user_room_it_names(account):
             a_events.get(timeout=2)
     finally:
         a.disconnect()
-
-
-@contextlib.contextmanager
-def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tuple[str, ...] = (), **settings: str):
-    """Another gateway process on `port`, with `settings` over the environment and `unset`'s
-    variables taken out of it; yields its URL and the process, once it is ready (or only alive,
-    without `ready`), and stops it afterwards."""
-    env = {name: value for name, value in os.environ.items() if name not in unset}
-    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/nonexistent/.env", **settings)
-    process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        probe = "readyz" if ready else "healthz"
-        wait_until_ready(f"http://127.0.0.1:{admin_port}/{probe}", f"the gateway on port {port}")
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="module")
