@@ -19,9 +19,10 @@ import ThreadedIO
 /// its envelope and its `x-correlation-id` header, so it follows the client's request on.
 ///
 /// A service that does not answer within the timeout (down, overloaded, or the broker is
-/// unreachable) makes the call throw ``ServiceError`` `unavailable`, never hang. Requests carry
-/// the timeout as their AMQP expiration, so a service that comes back later does not work on
-/// requests whose callers have given up.
+/// unreachable) makes the call throw ``ServiceError`` `unavailable`, never hang. A call made
+/// while serving a request ends at that request's deadline at the latest (``RequestDeadline``).
+/// Requests carry the timeout as their AMQP expiration, so a service that comes back later
+/// does not work on requests whose callers have given up.
 public final class RPCClient: Service, Sendable {
     private let connection: AMQPConnection
     private let replyQueue: String
@@ -217,9 +218,15 @@ public final class RPCClient: Service, Sendable {
     private func send(
         _ type: MessageType, to service: ServiceName, body: Data, header: EnvelopeHeader, timeout: Duration?
     ) async throws -> Data {
-        let timeout = timeout ?? self.defaultTimeout
-        // One deadline for the whole call, however long it waits before its publish.
-        let deadline = ContinuousClock.now + timeout
+        // One deadline for the whole call, however long it waits before its publish. A call
+        // made while serving a request (``RequestDeadline``) ends when that request's caller
+        // stops waiting, if that is sooner: no one would wait for its answer past it (until the
+        // fifty-seventh session media's call to messaging for an attach took its own 5 s).
+        let now = ContinuousClock.now
+        let own = now + (timeout ?? self.defaultTimeout)
+        let deadline = min(own, RequestDeadline.current ?? own)
+        let timeout = now.duration(to: deadline)
+        guard timeout > .zero else { throw ServiceError.unavailable("the request's caller stopped waiting") }
         let id = UUID.random().lowercasedText
         let message = AMQPMessage(
             exchange: ExchangeName.rpc,

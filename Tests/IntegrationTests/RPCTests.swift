@@ -170,6 +170,36 @@ struct RPCTests {
         }
     }
 
+    /// Until the fifty-seventh session such a call took its own timeout: media's call to
+    /// messaging for an attach went on after the gateway's call to media had been answered
+    /// `unavailable` (a review).
+    @Test("a call made while serving a request ends at that request's deadline, and one made past it is refused at once")
+    func nestedCallEndsAtTheServedDeadline() async throws {
+        try await self.withRPC { client, _, connection in
+            let unserved = ServiceName(rawValue: TestEnvironment.uniqueName("svc"))
+            try await connection.declare(RPCServer.topology(for: unserved, queueArguments: testQueueArguments))
+            func call(within deadline: ContinuousClock.Instant) async -> (ServiceError?, Duration) {
+                let started = ContinuousClock.now
+                do {
+                    _ = try await RequestDeadline.$current.withValue(deadline) {
+                        try await client.call("test.echo.v1", to: unserved, payload: Echo(text: "x"), replyAs: Echo.self)
+                    }
+                    return (nil, started.duration(to: .now))
+                } catch {
+                    return (error as? ServiceError, started.duration(to: .now))
+                }
+            }
+            // The client's own timeout is 5 s; the request served has 300 ms left.
+            let (error, took) = await call(within: .now + .milliseconds(300))
+            #expect(error?.code == .unavailable)
+            #expect(took >= .milliseconds(250) && took < .seconds(3), "the call took \(took)")
+            let (late, tookLate) = await call(within: .now - .milliseconds(1))
+            #expect(late?.code == .unavailable)
+            #expect(late?.message == "the request's caller stopped waiting")
+            #expect(tookLate < .seconds(1))
+        }
+    }
+
     @Test("a call made before its client is ready keeps its deadline: the handler sees what is left of it")
     func callBeforeReadyKeepsItsDeadline() async throws {
         try await self.withRPC { _, service, connection in
