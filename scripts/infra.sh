@@ -391,6 +391,7 @@ EOF
 RABBIT_LAUNCHED=0
 rabbit_launch() {
     if rabbit_up; then
+        rabbit_node_is_ours || die "rabbitmq: the node on 127.0.0.1:$AMQP_PORT is not the one this checkout started; stop it, or move this checkout's ports (INFRA_AMQP_PORT, INFRA_RABBIT_DIST_PORT, INFRA_EPMD_PORT)"
         say "rabbitmq: already running on 127.0.0.1:$AMQP_PORT"
         return
     fi
@@ -545,6 +546,15 @@ as_pg() {
 # True when PostgreSQL answers on our port.
 pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
 
+# True when the PostgreSQL answering on our port serves this checkout's data folder (another
+# checkout's server on the same port would otherwise be taken for ours, and its tests and ours
+# would share one database).
+pg_is_ours() {
+    local dir
+    dir="$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq -c 'SHOW data_directory' 2>/dev/null)" || return 1
+    [[ -n "$dir" && "$(readlink -f "$dir")" == "$(readlink -f "$PG_DATA")" ]]
+}
+
 # Set PG_BASE (the real folder behind .run/postgres), PG_DATA, PG_SOCK, PG_LOG.
 pg_paths() {
     PG_BASE="$(readlink -f "$PG_LINK" 2>/dev/null || echo "$PG_LINK")"
@@ -603,6 +613,7 @@ pg_prepare() {
 pg_start() {
     local bin t0=$SECONDS
     if pg_up; then
+        pg_is_ours || die "postgres: the server on 127.0.0.1:$PG_PORT is not this checkout's (its data is not in $PG_DATA); stop it, or move this checkout's ports (INFRA_PG_PORT)"
         say "postgres: already running on 127.0.0.1:$PG_PORT"
     else
         if port_open "$PG_PORT"; then die "port $PG_PORT is in use by something that is not PostgreSQL"; fi
@@ -649,6 +660,7 @@ redis_up() { [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_LOCAL_PORT" ping 
 redis_start() {
     local t0=$SECONDS
     if redis_up; then
+        redis_is_ours || die "redis: the server on 127.0.0.1:$REDIS_LOCAL_PORT is not the one this checkout started; stop it, or move this checkout's ports (INFRA_REDIS_PORT)"
         say "redis: already running on 127.0.0.1:$REDIS_LOCAL_PORT"
         return
     fi
