@@ -9,8 +9,8 @@ import Synchronization
 /// the login sessions it revoked.
 ///
 /// The keys are fetched over RPC at start, replaced when auth announces new ones
-/// (`auth.keys_changed.v1`), fetched again (at most every few seconds) when a token names a
-/// key id that is not known, and with the revoked sessions every `REVOKED_SESSIONS_SYNC_SECONDS`
+/// (`auth.keys_changed.v1`), fetched again (at most every few seconds, ``KeyFetchThrottle``)
+/// when a token names a key id that is not known, and with the revoked sessions every `REVOKED_SESSIONS_SYNC_SECONDS`
 /// (a key auth no longer lists, announced while this gateway was away from the broker, is
 /// dropped within that; until the fifty-third session it stayed accepted until a restart). The revoked sessions come from `auth.sessions_revoked.v1` and from
 /// `auth.revoked_sessions.v1` at start and then every `REVOKED_SESSIONS_SYNC_SECONDS`
@@ -20,10 +20,8 @@ final class AccessTokenCheck: Sendable {
     let revoked = RevokedSessionSet()
     private let rpc: RPCClient
     private let logger: Logger
-    /// The fetch of the keys for a token that names an unknown one: the one under way, which
-    /// every such token awaits, and when the last one ended, and how.
-    private let keyFetch = Mutex<(running: Task<Void, any Error>?, ended: ContinuousClock.Instant?, failed: Bool)>(
-        (nil, nil, false))
+    /// The fetches of the keys for tokens that name an unknown one.
+    private let keyFetch = KeyFetchThrottle(interval: .seconds(5))
     private let revocationsFetched = Atomic(false)
     private let revocationsPlace = RevokedSessionsPlace()
     /// Key sets announced so far (``announced(_:)``).
@@ -33,7 +31,6 @@ final class AccessTokenCheck: Sendable {
     /// token would pass, so the gateway checks no token (a gateway starting while auth's
     /// database is away could otherwise take revoked tokens for as long as that lasts).
     var knowsRevocations: Bool { self.revocationsFetched.load(ordering: .acquiring) }
-    private static let refreshInterval: Duration = .seconds(5)
 
     init(audience: TokenAudience, rpc: RPCClient, logger: Logger) {
         self.verifier = AccessTokenVerifier(expected: audience)
@@ -105,7 +102,7 @@ final class AccessTokenCheck: Sendable {
         do {
             verified = try await self.verifier.verify(token)
         } catch .unknownKey(let kid) where !kid.isEmpty {
-            try await self.fetchKeysForUnknownKey()
+            try await self.keyFetch.fetch { try await self.refresh() }
             guard let retried = try? await self.verifier.verify(token) else { return nil }
             verified = retried
         } catch {
@@ -113,40 +110,5 @@ final class AccessTokenCheck: Sendable {
         }
         if let session = verified.session, self.revoked.contains(session) { return nil }
         return verified
-    }
-
-    /// Fetches the keys for a token that names one not known: awaits the fetch under way, or
-    /// starts one unless the last ended less than ``refreshInterval`` ago (a made-up key id
-    /// costs auth one fetch every few seconds at most). Throws `unavailable` when the fetch
-    /// awaited failed, or the last one failed that lately.
-    private func fetchKeysForUnknownKey() async throws {
-        enum Step { case await(Task<Void, any Error>), unknown, unavailable }
-        let step = self.keyFetch.withLock { state -> Step in
-            if let running = state.running { return .await(running) }
-            if let ended = state.ended, ContinuousClock.now - ended < Self.refreshInterval {
-                return state.failed ? .unavailable : .unknown
-            }
-            // Serves no request: the first caller's correlation id and deadline stay its own.
-            let running = Task {
-                do {
-                    try await RequestScope.outside { try await self.refresh() }
-                    self.keyFetch.withLock { $0 = (nil, .now, false) }
-                } catch {
-                    self.keyFetch.withLock { $0 = (nil, .now, true) }
-                    throw error
-                }
-            }
-            state.running = running
-            return .await(running)
-        }
-        switch step {
-        case .unknown:
-            return
-        case .await(let fetch):
-            if (try? await fetch.value) != nil { return }
-        case .unavailable:
-            break
-        }
-        throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
     }
 }
