@@ -15,20 +15,25 @@ struct KnownLoginAddressTests {
         return try MessengerJSON.decode(LoginRequest.self, from: Data(json.utf8))
     }
 
+    /// A new account that logged in from `home` once, then had wrong passwords tried from
+    /// addresses of their own, each under its own limit, so that the account's failures went
+    /// past theirs (3).
+    static func accountOverItsFailures(_ authenticator: Authenticator) async throws -> (name: String, id: UUID, home: String) {
+        let account = try await CallerGaveUpTests.newAccount(authenticator)
+        let home = "test-home-\(UUID().uuidString)"
+        _ = try await authenticator.login(try Self.login(account.name, CallerGaveUpTests.password, from: home), before: nil)
+        for _ in 0..<4 {
+            let attacker = "test-attacker-\(UUID().uuidString)"
+            _ = try? await authenticator.login(try Self.login(account.name, "wrong password 1", from: attacker), before: nil)
+        }
+        return (account.name, account.id, home)
+    }
+
     @Test("past the account's failures, an address it logged in from still logs in; another gets 429, even with the password")
     func knownAddressLogsIn() async throws {
         try await CallerGaveUpTests().withAuthenticator(maxFailures: 3) { authenticator, _ in
-            let account = try await CallerGaveUpTests.newAccount(authenticator)
-            let password = CallerGaveUpTests.password
-            let home = "test-home-\(UUID().uuidString)"
-            _ = try await authenticator.login(try Self.login(account.name, password, from: home), before: nil)
-
-            // Wrong passwords from addresses of their own, each under its own limit: the
-            // account's failures go past theirs.
-            for _ in 0..<4 {
-                let attacker = "test-attacker-\(UUID().uuidString)"
-                _ = try? await authenticator.login(try Self.login(account.name, "wrong password 1", from: attacker), before: nil)
-            }
+            let (account, password) = (try await Self.accountOverItsFailures(authenticator), CallerGaveUpTests.password)
+            let home = account.home
             let refused = await #expect(throws: ServiceError.self) {
                 _ = try await authenticator.login(
                     try Self.login(account.name, password, from: "test-new-\(UUID().uuidString)"), before: nil)
@@ -47,14 +52,8 @@ struct KnownLoginAddressTests {
     @Test("past the account's failures, its owner still changes the password from an address it logged in from; another gets 429")
     func knownAddressChangesPassword() async throws {
         try await CallerGaveUpTests().withAuthenticator(maxFailures: 3) { authenticator, _ in
-            let account = try await CallerGaveUpTests.newAccount(authenticator)
-            let password = CallerGaveUpTests.password
-            let home = "test-home-\(UUID().uuidString)"
-            _ = try await authenticator.login(try Self.login(account.name, password, from: home), before: nil)
-            for _ in 0..<4 {
-                let attacker = "test-attacker-\(UUID().uuidString)"
-                _ = try? await authenticator.login(try Self.login(account.name, "wrong password 1", from: attacker), before: nil)
-            }
+            let (account, password) = (try await Self.accountOverItsFailures(authenticator), CallerGaveUpTests.password)
+            let home = account.home
             func change(to new: String, from address: String?) async throws {
                 _ = try await authenticator.updateUser(
                     UpdateUserRequest(
