@@ -551,7 +551,7 @@ pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
 # would share one database).
 pg_is_ours() {
     local dir
-    dir="$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq -c 'SHOW data_directory' 2>/dev/null)" || return 1
+    dir="$(psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq -c 'SHOW data_directory' 2>/dev/null)" || return 1
     [[ -n "$dir" && "$(readlink -f "$dir")" == "$(readlink -f "$PG_DATA")" ]]
 }
 

@@ -143,13 +143,12 @@ for s in rabbitmq postgres redis; do
     "$INFRA" status "$s" >/dev/null 2>&1 || down+=("$s")
 done
 infra_ok=1
-if ((${#down[@]})); then
-    STARTED_SERVERS=("${down[@]}") # recorded first: a half start is cleaned up too
-    step "start servers: ${down[*]}" "$INFRA" start "${down[@]}" || infra_ok=0
-else
-    echo "=== test.sh: servers already running; they stay running afterwards"
-    "$INFRA" start >/dev/null 2>&1 # refreshes .run/local.env only
-fi
+# `start` starts those that are down and checks that those already up are this checkout's
+# (another checkout's on our ports would run our tests against its data); it also writes
+# .run/local.env. Until the fifty-seventh session the servers found up were not checked.
+STARTED_SERVERS=("${down[@]}") # recorded first: a half start is cleaned up too
+if ((${#down[@]} == 0)); then echo "=== test.sh: servers already running; they stay running afterwards"; fi
+step "start servers${down[*]:+: ${down[*]}} (and check the others are ours)" "$INFRA" start || infra_ok=0
 
 # 2. Build everything, tests included.
 build_ok=0

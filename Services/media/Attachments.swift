@@ -176,6 +176,13 @@ struct Attachments: Sendable {
         let messageID = request.messageId.uuid
         let reservation = try await self.reserve(listed, for: messageID, owner: caller)
         let sent = reservation.attachments.map(\.id.uuid)
+        if let deadline = RequestDeadline.current, deadline <= .now {
+            // The caller stopped waiting while the uploads were reserved (a bind lock waited
+            // for, a slow database): messaging is not asked (the RPC client would refuse the
+            // call before sending it), and the uploads go back as after a refusal.
+            await self.giveBack(sent, from: request.messageId)
+            throw ServiceError.unavailable("the request's caller stopped waiting")
+        }
         do {
             let answer = try await self.record(
                 reservation.attachments, on: request.messageId, by: caller, repeats: reservation.repeats)
@@ -183,20 +190,26 @@ struct Attachments: Sendable {
             return answer
         } catch let refusal as ServiceError where refusal.code.isRefusal {
             // Messaging refused (not the author, no such message, the message's limit): nothing
-            // of it was recorded. The client hears the refusal even if giving the uploads back
-            // fails (they stay reserved, as after a timeout below).
-            do {
-                try await self.release(sent, from: messageID)
-            } catch {
-                self.logger.warning(
-                    "giving back uploads after a refused attach failed",
-                    metadata: ["message_id": "\(request.messageId)", "error": "\(LoggedError(error))"])
-            }
+            // of it was recorded.
+            await self.giveBack(sent, from: request.messageId)
             throw refusal
         }
         // Any other failure (a timeout, a crash) may come after messaging committed: the uploads
         // stay reserved for this message, and the client's retry (messaging's attach is
         // idempotent) completes it. At worst an upload stays reserved and is never cleaned up.
+    }
+
+    /// Gives back uploads reserved for a message that messaging did not record them on. The
+    /// client hears why even if that fails: they stay reserved, as after a timeout. Not bound
+    /// by the request's deadline, which may have passed: the pool's lease limit bounds it.
+    private func giveBack(_ uploads: [UUID], from message: EntityID) async {
+        do {
+            try await RequestDeadline.$current.withValue(nil) { try await self.release(uploads, from: message.uuid) }
+        } catch {
+            self.logger.warning(
+                "giving back uploads after an attach that was not recorded failed",
+                metadata: ["message_id": "\(message)", "error": "\(LoggedError(error))"])
+        }
     }
 
     /// What ``reserve(_:for:owner:)`` did with the uploads an `add_attachments` listed.

@@ -102,9 +102,15 @@ final class AccessTokenCheck: Sendable {
         do {
             verified = try await self.verifier.verify(token)
         } catch .unknownKey(let kid) where !kid.isEmpty {
-            try await self.keyFetch.fetch { try await self.refresh() }
-            guard let retried = try? await self.verifier.verify(token) else { return nil }
-            verified = retried
+            guard try await self.keyFetch.fetch(for: kid, { try await self.refresh() }) == .fetched else { return nil }
+            do {
+                verified = try await self.verifier.verify(token)
+            } catch .unknownKey(let kid) {
+                self.keyFetch.stillUnknown(kid)
+                return nil
+            } catch {
+                return nil
+            }
         } catch {
             return nil
         }

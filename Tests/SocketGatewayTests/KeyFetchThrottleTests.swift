@@ -20,20 +20,50 @@ struct KeyFetchThrottleTests {
         }
     }
 
-    @Test("a call soon after a successful fetch waits for the next one, which the calls meanwhile share")
+    @Test("a new key id soon after a successful fetch waits for the next one, which the calls meanwhile share")
     func soonAfterASuccessWaitsForTheNext() async throws {
         let throttle = KeyFetchThrottle(interval: .milliseconds(500))
         let auth = FakeAuth()
-        try await throttle.fetch(auth.fetch)
+        #expect(try await throttle.fetch(for: "a", auth.fetch) == .fetched)
+        throttle.stillUnknown("a")
         #expect(auth.fetches.load(ordering: .relaxed) == 1)
         let started = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<10 { group.addTask { try await throttle.fetch(auth.fetch) } }
-            try await group.waitForAll()
+        let outcomes = try await withThrowingTaskGroup(of: KeyFetchThrottle.Outcome.self) { group in
+            for _ in 0..<10 { group.addTask { try await throttle.fetch(for: "b", auth.fetch) } }
+            return try await group.reduce(into: []) { $0.append($1) }
         }
         let waited = started.duration(to: .now)
+        #expect(outcomes == Array(repeating: .fetched, count: 10))
         #expect(auth.fetches.load(ordering: .relaxed) == 2)
         #expect(waited >= .milliseconds(400), "the second fetch came after \(waited)")
+    }
+
+    @Test("a key id the last fetch was made for and did not bring is unknown at once, until the next fetch")
+    func absentAfterTheLastFetchIsUnknownAtOnce() async throws {
+        let throttle = KeyFetchThrottle(interval: .milliseconds(500))
+        let auth = FakeAuth()
+        #expect(try await throttle.fetch(for: "dropped", auth.fetch) == .fetched)
+        throttle.stillUnknown("dropped")
+        let started = ContinuousClock.now
+        #expect(try await throttle.fetch(for: "dropped", auth.fetch) == .unknown)
+        #expect(started.duration(to: .now) < .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(try await throttle.fetch(for: "dropped", auth.fetch) == .fetched)
+        #expect(auth.fetches.load(ordering: .relaxed) == 2)
+    }
+
+    @Test("past the tokens that may wait for one fetch, the others are unknown at once")
+    func waitersAreBounded() async throws {
+        let throttle = KeyFetchThrottle(interval: .milliseconds(300), maximumWaiting: 3)
+        let auth = FakeAuth()
+        #expect(try await throttle.fetch(for: "a", auth.fetch) == .fetched)
+        let outcomes = try await withThrowingTaskGroup(of: KeyFetchThrottle.Outcome.self) { group in
+            for n in 0..<8 { group.addTask { try await throttle.fetch(for: "made-up-\(n)", auth.fetch) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .fetched }.count == 3)
+        #expect(outcomes.filter { $0 == .unknown }.count == 5)
+        #expect(auth.fetches.load(ordering: .relaxed) == 2)
     }
 
     @Test("a call soon after a failed fetch is unavailable at once, without a fetch; later ones fetch again")
@@ -41,15 +71,15 @@ struct KeyFetchThrottleTests {
         let throttle = KeyFetchThrottle(interval: .milliseconds(500))
         let auth = FakeAuth()
         auth.failing.store(true, ordering: .relaxed)
-        await #expect(throws: ServiceError.self) { try await throttle.fetch(auth.fetch) }
+        await #expect(throws: ServiceError.self) { try await throttle.fetch(for: "a", auth.fetch) }
         let started = ContinuousClock.now
-        let refused = await #expect(throws: ServiceError.self) { try await throttle.fetch(auth.fetch) }
+        let refused = await #expect(throws: ServiceError.self) { try await throttle.fetch(for: "b", auth.fetch) }
         #expect(refused?.code == .unavailable)
         #expect(started.duration(to: .now) < .milliseconds(300))
         #expect(auth.fetches.load(ordering: .relaxed) == 1)
         try await Task.sleep(for: .milliseconds(600))
         auth.failing.store(false, ordering: .relaxed)
-        try await throttle.fetch(auth.fetch)
+        #expect(try await throttle.fetch(for: "b", auth.fetch) == .fetched)
         #expect(auth.fetches.load(ordering: .relaxed) == 2)
     }
 }

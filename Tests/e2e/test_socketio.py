@@ -361,7 +361,6 @@ def test_a_user_past_the_rest_rate_is_answered_429_with_retry_after_and_others_a
         assert answer.json()["error"]["code"] == "rate_limited", answer.text
         assert answer.headers["Retry-After"] == "1"
         assert 3 <= passed <= 3 + int(elapsed) + 1, (passed, elapsed)
-        assert me(alice).status_code == 429  # asked again at once: still refused
         assert me(bob).status_code == 200
         # The routes without a bearer token count nothing: a refresh is answered.
         refreshed = requests.post(f"{base}/api/token/refresh", json={"refreshToken": alice.refresh}, timeout=10)
