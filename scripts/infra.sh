@@ -629,10 +629,10 @@ pg_start() {
         echo "postgres: ready on 127.0.0.1:$PG_PORT (pid $(read_pid "$PID_DIR/postgres.pid"), $((SECONDS - t0))s)"
     fi
     local exists
-    exists="$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq \
+    exists="$(psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq \
         -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")"
     if [[ "$exists" != 1 ]]; then
-        psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -q -c "CREATE DATABASE $PG_DB" >/dev/null
+        psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -q -c "CREATE DATABASE $PG_DB" >/dev/null
         echo "postgres: created database $PG_DB"
     fi
 }

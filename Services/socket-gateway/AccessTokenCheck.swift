@@ -102,15 +102,12 @@ final class AccessTokenCheck: Sendable {
         do {
             verified = try await self.verifier.verify(token)
         } catch .unknownKey(let kid) where !kid.isEmpty {
-            guard try await self.keyFetch.fetch(for: kid, { try await self.refresh() }) == .fetched else { return nil }
-            do {
-                verified = try await self.verifier.verify(token)
-            } catch .unknownKey(let kid) {
-                self.keyFetch.stillUnknown(kid)
-                return nil
-            } catch {
-                return nil
+            let fetched = try await self.keyFetch.fetch(for: kid) {
+                try await self.refresh()
+                return Set(self.verifier.keySet.keys.map(\.kid))
             }
+            guard fetched == .fetched, let retried = try? await self.verifier.verify(token) else { return nil }
+            verified = retried
         } catch {
             return nil
         }

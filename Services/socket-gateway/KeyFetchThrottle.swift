@@ -9,17 +9,17 @@ import Synchronization
 /// interval has passed: a key that came into use just after a fetch (an auth replica started
 /// with a new one, its announcement not here yet) is found by it. Until the fifty-seventh
 /// session such a token was refused (401, which clients take for a logout) for the rest of the
-/// interval. It is refused at once still when the last fetch was made for its key id and did
-/// not bring it (a key auth dropped, a made-up id sent again), or when `maximumWaiting` tokens
-/// already wait (made-up ids sent faster than that): those would hold their requests for the
-/// interval for nothing. One that comes sooner after a failed fetch is answered `unavailable`
-/// at once.
+/// interval. A token whose key id the last fetch was asked for and did not bring (a key auth
+/// dropped, a made-up id sent again) is refused at once for the rest of that interval: it
+/// would wait for nothing. Past `maximumWaiting` tokens waiting for one fetch (made-up ids sent
+/// faster than that), and soon after a failed fetch, the answer is `unavailable` at once: the
+/// client tries again, and is not logged out.
 final class KeyFetchThrottle: Sendable {
     /// What a caller is to do with its token.
     enum Outcome: Equatable {
         /// The keys were fetched for it: verify the token again.
         case fetched
-        /// Its key id is not among the keys as last fetched, and no fetch is to be awaited.
+        /// Its key id is not among the keys the last fetch brought, and no fetch is awaited.
         case unknown
     }
 
@@ -29,15 +29,14 @@ final class KeyFetchThrottle: Sendable {
 
     private struct State {
         var running: Task<Void, any Error>?
+        /// The key ids the callers waiting for `running` asked for.
+        var asked: Set<String> = []
         var waiting = 0
         var ended: ContinuousClock.Instant?
         var failed = false
-        /// Key ids the fetch that ended last was made for and did not bring.
+        /// The key ids the fetch that ended last was asked for and did not bring.
         var absent: Set<String> = []
     }
-
-    /// How many key ids ``State/absent`` holds at most.
-    private static let absentLimit = 1024
 
     init(interval: Duration, maximumWaiting: Int = 256) {
         self.interval = interval
@@ -45,29 +44,30 @@ final class KeyFetchThrottle: Sendable {
     }
 
     /// Awaits the fetch under way, or one made for this call, for a token naming `kid`; throws
-    /// `unavailable` when it failed, or the last one failed within the interval.
-    func fetch(for kid: String, _ fetch: @escaping @Sendable () async throws -> Void) async throws -> Outcome {
+    /// `unavailable` when it failed, the last one failed within the interval, or too many wait.
+    /// `fetch` returns the key ids known once it is done.
+    func fetch(for kid: String, _ fetch: @escaping @Sendable () async throws -> Set<String>) async throws -> Outcome {
         enum Step { case await(Task<Void, any Error>), unknown, unavailable }
         let step = self.state.withLock { state -> Step in
+            let now = ContinuousClock.now
+            let recent = state.ended.map { $0.duration(to: now) < self.interval } ?? false
+            if recent, state.failed { return .unavailable }
+            if recent, state.absent.contains(kid) { return .unknown }
             if let running = state.running {
-                guard state.waiting < self.maximumWaiting else { return .unknown }
+                guard state.waiting < self.maximumWaiting else { return .unavailable }
                 state.waiting += 1
+                state.asked.insert(kid)
                 return .await(running)
             }
-            var start = ContinuousClock.now
-            if let ended = state.ended, ended.duration(to: start) < self.interval {
-                if state.failed { return .unavailable }
-                if state.absent.contains(kid) { return .unknown }
-                start = ended + self.interval
-            }
+            let start = recent ? state.ended.map { $0 + self.interval } ?? now : now
             // Serves no request: the first caller's correlation id and deadline stay its own.
             let running = Task {
                 do {
-                    try await RequestScope.outside {
+                    let known = try await RequestScope.outside {
                         if start > .now { try await Task.sleep(until: start) }
-                        try await fetch()
+                        return try await fetch()
                     }
-                    self.state.withLock { $0 = State(ended: .now) }
+                    self.state.withLock { $0 = State(ended: .now, absent: $0.asked.subtracting(known)) }
                 } catch {
                     self.state.withLock { $0 = State(ended: .now, failed: true) }
                     throw error
@@ -75,6 +75,7 @@ final class KeyFetchThrottle: Sendable {
             }
             state.running = running
             state.waiting = 1
+            state.asked = [kid]
             return .await(running)
         }
         switch step {
@@ -82,18 +83,9 @@ final class KeyFetchThrottle: Sendable {
             return .unknown
         case .await(let running):
             if (try? await running.value) != nil { return .fetched }
+            throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
         case .unavailable:
-            break
-        }
-        throw ServiceError.unavailable("the verification keys cannot be fetched; try again")
-    }
-
-    /// Notes that the keys fetched for a token naming `kid` did not have it: another token
-    /// naming it is refused at once until the next fetch.
-    func stillUnknown(_ kid: String) {
-        self.state.withLock { state in
-            guard state.running == nil, state.absent.count < Self.absentLimit else { return }
-            state.absent.insert(kid)
+            throw ServiceError.unavailable("the verification keys cannot be fetched now; try again")
         }
     }
 }
