@@ -59,7 +59,8 @@ final class KeyFetchThrottle: Sendable {
                 state.asked.insert(kid)
                 return .await(running)
             }
-            let start = recent ? state.ended.map { $0 + self.interval } ?? now : now
+            // Not before the interval after the last fetch ended.
+            let start = state.ended.map { max(now, $0 + self.interval) } ?? now
             // Serves no request: the first caller's correlation id and deadline stay its own.
             let running = Task {
                 do {
