@@ -41,14 +41,16 @@ RUN set -eux; \
     done
 
 # ---- tests: `swift test` inside the builder, with the Python clients the tests use
+# (the packages and pins of scripts/infra.sh's PIP_PACKAGES and scripts/python-constraints.txt)
 FROM builder AS tests
+COPY scripts/python-constraints.txt ./scripts/python-constraints.txt
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
-    && apt-get install -y -q --no-install-recommends python3 python3-venv curl \
+    && apt-get install -y -q --no-install-recommends python3 python3-venv curl postgresql-client \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /src/.run/venv \
-    && /src/.run/venv/bin/pip install --quiet --disable-pip-version-check \
-        "python-socketio[client]" websocket-client requests redis msgpack pytest cryptography
+    && /src/.run/venv/bin/pip install --quiet --disable-pip-version-check -c scripts/python-constraints.txt \
+        "python-socketio[client]" aiohttp websocket-client requests redis msgpack pytest cryptography pika matplotlib
 ENV PATH=/src/.run/venv/bin:$PATH
 CMD ["sh", "-c", "swift build --build-tests && swift test --skip-build --skip FaultTests && python -m pytest Tests/e2e -q -ra"]
 

@@ -35,7 +35,7 @@ struct Authenticator: Sendable {
             }
             let record = UserRecord(
                 id: .v7(), username: username, email: email, displayName: displayName, passwordHash: passwordHash,
-                createdAt: Date())
+                createdAt: .nowInWholeMilliseconds())
             try await self.users.create(record, before: deadline)
             return UserEnvelope(user: record.resource(includingEmail: true))
         } catch let taken as ServiceError where taken.code == .conflict {

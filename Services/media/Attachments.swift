@@ -96,7 +96,7 @@ struct Attachments: Sendable {
         }
         let attachment = Attachment(
             id: id, messageId: nil, type: media.type, url: stored.url, fileName: fileName, contentType: media.contentType,
-            sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: Date())
+            sizeBytes: Int64(request.data.count), width: media.width, height: media.height, createdAt: .nowInWholeMilliseconds())
         let recorded: Bool
         do {
             let rows = try await self.client.write(

@@ -407,7 +407,7 @@ extension Conversations {
     /// A new message's time: `clock`, or its thread's last activity when that is later, in a
     /// whole millisecond rounded up.
     static func messageTime(_ clock: Date, notBefore lastActivity: Date) -> Date {
-        Date(timeIntervalSince1970: (max(clock, lastActivity).timeIntervalSince1970 * 1000).rounded(.up) / 1000)
+        max(clock, lastActivity).inWholeMilliseconds
     }
 
     /// Each command's answer; `originals` holds the messages the retries return.

@@ -41,7 +41,8 @@ extension Conversations {
         let thread = ChatThread(
             id: .make(), type: request.type, title: title, createdBy: EntityID(caller),
             // The order `members(of:)` reads them back in: the owner, then by id.
-            memberIds: ([caller] + others.sorted { $0.lowercasedText < $1.lowercasedText }).map(EntityID.init), createdAt: Date())
+            memberIds: ([caller] + others.sorted { $0.lowercasedText < $1.lowercasedText }).map(EntityID.init),
+            createdAt: .nowInWholeMilliseconds())
         let dmKey = request.type == .dm ? Self.dmKey(caller, others[0]) : nil
         let created = try await self.write(once: requestID) { connection -> ChatThread? in
             let inserted = try await connection.query(

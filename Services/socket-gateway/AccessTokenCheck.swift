@@ -20,8 +20,13 @@ final class AccessTokenCheck: Sendable {
     let revoked = RevokedSessionSet()
     private let rpc: RPCClient
     private let logger: Logger
-    /// The fetches of the keys for tokens that name an unknown one.
-    private let keyFetch = KeyFetchThrottle(interval: .seconds(5))
+    /// The fetches of the keys for tokens that name an unknown one: at most four a second, so a
+    /// made-up key id waits a quarter of a second at most for its 401. With 5 s (until the
+    /// fifty-eighth session) a test suite's second made-up id waited up to 5 s, and a stock
+    /// python-socketio client, which waits 1 s for its CONNECT's answer, never heard
+    /// `unauthorized` (a review).
+    static let keyFetchInterval: Duration = .milliseconds(250)
+    private let keyFetch = KeyFetchThrottle(interval: AccessTokenCheck.keyFetchInterval)
     private let revocationsFetched = Atomic(false)
     private let revocationsPlace = RevokedSessionsPlace()
     /// Key sets announced so far (``announced(_:)``).

@@ -55,7 +55,8 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     )
     .register(on: socketGateway.server)
     let ready = ReadyFlag()
-    let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
+    let checks: [ReadinessCheck] =
+        [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)] + ServiceReachability(rpc: rpc).checks
     let authEvents = AuthEventListener(
         amqp: amqp, tokens: tokens, sockets: socketGateway.server, instanceID: instanceID,
         catchUpInterval: settings.revokedSessionsSync, logger: logger)

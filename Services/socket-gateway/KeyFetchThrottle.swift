@@ -2,8 +2,8 @@ import MessengerContracts
 import Synchronization
 
 /// The fetches of auth's keys for tokens that name a key the gateway does not know: one at a
-/// time, which every such token awaits, and at most one every `interval`, so a made-up key id
-/// costs auth a fetch every few seconds at most.
+/// time, which every such token awaits, and at most one every `interval` (a quarter of a second in
+/// the gateway), so a made-up key id costs auth a few fetches a second at most.
 ///
 /// A token that comes sooner after a successful fetch waits for the next one, made once the
 /// interval has passed: a key that came into use just after a fetch (an auth replica started

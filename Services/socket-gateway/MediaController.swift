@@ -70,7 +70,11 @@ struct MediaController {
         guard let form = parsed else {
             throw RESTError.malformed("the multipart body is malformed")
         }
-        guard let file = form.parts.first(where: { $0.name == "file" && $0.fileName != nil }) else {
+        // A `file` part without a file name is taken too (curl's `-F 'file=<photo.png'`, a client
+        // that sends the bytes alone): until the fifty-eighth session it was "no file field" (a
+        // review). One with a name wins when a form has both.
+        let files = form.parts.filter { $0.name == "file" }
+        guard let file = files.first(where: { $0.fileName != nil }) ?? files.first else {
             throw RESTError.malformed("the form has no file field")
         }
         guard file.body.count <= self.maximumUpload else {

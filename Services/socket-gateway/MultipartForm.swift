@@ -47,9 +47,17 @@ struct MultipartForm {
     init?(body: Data, boundary: String) {
         let separator = Array("\r\n--\(boundary)".utf8)
         let headersEnd = Array("\r\n\r\n".utf8)
-        guard body.starts(with: separator.dropFirst(2)) else { return nil }
+        // The first delimiter opens the body, or follows a preamble, which RFC 2046 (5.1.1)
+        // allows and receivers ignore.
+        var cursor: Data.Index
+        if body.starts(with: separator.dropFirst(2)) {
+            cursor = body.startIndex + separator.count - 2
+        } else if let first = Self.find(separator, in: body, from: body.startIndex) {
+            cursor = first.upperBound
+        } else {
+            return nil
+        }
         var parts: [Part] = []
-        var cursor = body.startIndex + separator.count - 2
         while true {
             // After a delimiter: `--` ends the form, CRLF starts a part.
             if body[cursor...].starts(with: "--".utf8) { break }

@@ -33,6 +33,8 @@ public final class RPCClient: Service, Sendable {
     /// Set once `run()` has ended: no sweep fails overdue calls any more.
     private let stopped = Atomic(false)
     private let pending = Mutex<[String: PendingCall]>([:])
+    /// When each service last answered a call of this client (``lastAnswer(from:)``).
+    private let lastAnswers = Mutex<[ServiceName: ContinuousClock.Instant]>([:])
 
     /// A call waiting for its confirm, then its reply; both fail with `unavailable` at the
     /// deadline (see ``failOverdueCalls()``).
@@ -150,6 +152,14 @@ public final class RPCClient: Service, Sendable {
         // forty-fourth session's review).
         call.confirm.succeed(())
         call.reply.succeed(body)
+        let now = ContinuousClock.now
+        self.lastAnswers.withLock { $0[call.service] = now }
+    }
+
+    /// When `service` last answered one of this client's calls (an error reply counts: it came
+    /// from the service), or nil if it never did. The gateway's `/readyz` reads it.
+    public func lastAnswer(from service: ServiceName) -> ContinuousClock.Instant? {
+        self.lastAnswers.withLock { $0[service] }
     }
 
     /// Fails the calls whose deadline has passed. One timer for all calls, instead of a timer task

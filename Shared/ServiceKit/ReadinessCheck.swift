@@ -27,7 +27,7 @@ public struct ReadinessCheck: Sendable {
 
     /// The Redis subscriber is connected and subscribed.
     public static func redisSubscriber(_ subscriber: RedisSubscriber) -> ReadinessCheck {
-        ReadinessCheck(name: "redis_subscriber") { subscriber.isConnected }
+        ReadinessCheck(name: "redisSubscriber") { subscriber.isConnected }
     }
 
     /// PostgreSQL answers `SELECT 1` within `limit` (``DatabaseProbe``: the look ends within it

@@ -24,10 +24,20 @@ struct MultipartFormTests {
         #expect(form.parts[1].body == Data("\u{1}\r\n--xy\r\n-".utf8))
     }
 
+    @Test("a preamble before the first delimiter is skipped (RFC 2046, 5.1.1)")
+    func preamble() throws {
+        let form = try #require(
+            Self.form(
+                "This is a preamble.\r\n--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nbytes\r\n--xyz--\r\n"))
+        #expect(form.parts.count == 1)
+        #expect(form.parts[0].name == "file" && form.parts[0].fileName == nil)
+        #expect(form.parts[0].body == Data("bytes".utf8))
+    }
+
     @Test(
         "malformed forms are refused",
         arguments: [
-            "", "preamble\r\n--xyz--", "--xyz", "--xyzjunk", "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end",
+            "", "preamble--xyz\r\n", "--xyz", "--xyzjunk", "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end",
             "--xyz\r\nno blank line", "--xyz\r\nContent-Type: text/plain\r\n\r\nno name\r\n--xyz--",
         ])
     func malformed(_ text: String) {

@@ -13,7 +13,7 @@ import Testing
 /// `unavailable`. Until the fifty-sixth session it was 401.
 @Suite("A token naming an unknown key while auth is away", .timeLimit(.minutes(1)))
 struct UnknownKeyTests {
-    @Test("is unavailable, and again without another fetch within a few seconds; garbage is still invalid")
+    @Test("is unavailable, and again right after; garbage is still invalid")
     func unavailableWhileAuthIsAway() async throws {
         // A broker nobody listens for: every call to auth ends at its timeout.
         var configuration = try TestEnvironment.amqpConfiguration(name: "test-unknown-key")
@@ -30,11 +30,12 @@ struct UnknownKeyTests {
         let token = try await AccessTokenSigner(key: key, audience: audience, lifetime: .seconds(900))
             .sign(userID: UUID(), session: UUID())
 
-        await #expect(throws: ServiceError.self) { try await check.verify(token) }
-        // Within the refresh interval: the last fetch failed, so no new one, and the same answer.
-        let started = ContinuousClock.now
-        await #expect(throws: ServiceError.self) { try await check.verify(token) }
-        #expect(ContinuousClock.now - started < .milliseconds(200), "a second fetch was made at once")
+        // The same answer right after, whether within the fetch interval (the last fetch failed,
+        // so none is made: `KeyFetchThrottleTests`) or past it on a slow machine (another fails).
+        for _ in 0..<2 {
+            let error = await #expect(throws: ServiceError.self) { try await check.verify(token) }
+            #expect(error?.code == .unavailable)
+        }
         #expect(try await check.verify("not.a.token") == nil)
         await connection.close()
     }

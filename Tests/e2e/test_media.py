@@ -377,14 +377,33 @@ def test_an_upload_must_be_multipart_with_a_file_field(api, alice):
     assert_error(resp, 400, "invalid_argument")
     resp = api.session.post(url, headers=auth, json={"file": "aGVsbG8="}, timeout=TIMEOUT)
     assert_error(resp, 400, "invalid_argument")
-    # Multipart without a `file` field: another field name, or `file` as a plain (non-file) value.
+    # Multipart without a `file` field.
     assert_error(upload(api, alice.access, "a.png", png(1, 1), field="attachment"), 400, "invalid_argument")
-    resp = api.session.post(url, headers=auth, files={"file": (None, "just text")}, timeout=TIMEOUT)
-    assert_error(resp, 400, "invalid_argument")
     # Multipart by its header, but a body that is not.
     resp = api.session.post(url, headers={**auth, "Content-Type": "multipart/form-data; boundary=xyz"},
                             data=b"this is not a multipart body", timeout=TIMEOUT)
     assert_error(resp, 400, "invalid_argument")
+
+
+def test_a_file_field_without_a_file_name_is_the_file(api, alice):
+    # curl's `-F 'file=<photo.png'` and Dart's `MultipartFile.fromBytes('file', bytes)` send the
+    # bytes with no `filename`: the contract asks for the field `file`, not for a name. Until the
+    # fifty-eighth session this was 400 "the form has no file field".
+    data = png(3, 2)
+    resp = api.session.post(api.url("/api/attachments"), headers={"Authorization": f"Bearer {alice.access}"},
+                            files={"file": (None, data)}, timeout=TIMEOUT)
+    assert resp.status_code == 201, describe(resp)
+    attachment = resp.json()["attachment"]
+    assert_attachment(attachment, kind="IMAGE", content_type="image/png", size=len(data), width=3, height=2,
+                      message_id=None)
+    assert attachment["fileName"] == "file", attachment
+    assert local_token(attachment)[1].endswith(".png"), attachment
+    assert_served(attachment, data)
+    # Text sent so is a text file, as any other upload of text.
+    resp = api.session.post(api.url("/api/attachments"), headers={"Authorization": f"Bearer {alice.access}"},
+                            files={"file": (None, "just text")}, timeout=TIMEOUT)
+    assert resp.status_code == 201, describe(resp)
+    assert resp.json()["attachment"]["contentType"].startswith("text/plain"), describe(resp)
 
 
 def test_a_large_form_of_tiny_parts_is_refused_at_once_and_the_gateway_goes_on(api, alice):
@@ -776,6 +795,34 @@ def test_an_upload_while_media_is_down_is_refused_within_seconds_not_after_the_u
     finally:
         services("start", "media")
     ok_data(a.call("add_attachments", {"messageId": message["id"], "files": files}), "files, media back")
+
+
+def gateway_readiness() -> tuple[int, dict[str, Any]]:
+    resp = requests.get(f"{GATEWAY_URL}/readyz", timeout=10)
+    return resp.status_code, resp.json()
+
+
+def test_the_gateways_readyz_says_media_is_down_while_it_is(api):
+    # protocol.md: /readyz is 200 "when every dependency answers"; the services behind the
+    # gateway are dependencies. Until the fifty-eighth session it looked at RabbitMQ and Redis
+    # only, and was 200 with media down.
+    status, body = gateway_readiness()
+    assert status == 200 and all(body.get(s) == "up" for s in ("auth", "messaging", "media", "delivery")), body
+    services("stop", "media")
+    try:
+        # Media last answered up to 5 s ago; then a ping to it goes unanswered for 2 s.
+        deadline = time.monotonic() + 30
+        while (readiness := gateway_readiness())[0] != 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, body = readiness
+        assert status == 503 and body.get("media") == "down" and body.get("status") == "not_ready", body
+        assert all(body.get(s) == "up" for s in ("auth", "messaging", "delivery")), body
+    finally:
+        services("start", "media")
+    deadline = time.monotonic() + 30
+    while (readiness := gateway_readiness())[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert readiness[0] == 200 and readiness[1].get("media") == "up", readiness
 
 
 def test_add_attachments_with_the_same_files_again_gives_the_attachments_the_message_has(api, alice, bob, pair):

@@ -245,6 +245,19 @@ def test_unknown_kid_with_the_real_signature_is_rejected(api, jwks, victim, sign
     assert_rejected(api, sign_eddsa(key, {"alg": "EdDSA", "typ": "JWT", "kid": unknown}, claims_for(victim.id)))
 
 
+def test_made_up_kids_one_after_another_are_each_rejected_and_a_stock_client_hears_unauthorized(api, victim):
+    # Each new kid makes the gateway ask auth for its keys again, at most four times a second:
+    # one right after another waits for the next of those fetches, a quarter of a second at
+    # most, not 5 s (until the fifty-eighth session), past python-socketio's 1 s wait for its
+    # CONNECT's answer. The wait is not asserted here (machines are noisy); the answers are.
+    header, _, _, payload, signature = jwt_split(victim.access)
+    for _ in range(3):
+        token = f"{b64url_json({**header, 'kid': uuid.uuid4().hex[:16]})}.{payload}.{signature}"
+        assert_rejected(api, token)
+        token = f"{b64url_json({**header, 'kid': uuid.uuid4().hex[:16]})}.{payload}.{signature}"
+        assert connect_error(GATEWAY_URL, {"token": token}, transports=["websocket"]) == {"message": "unauthorized"}
+
+
 # --- tampering and misuse -----------------------------------------------------------------------
 
 
