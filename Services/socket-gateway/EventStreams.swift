@@ -355,9 +355,12 @@ actor SocketEventStream<Socket: DurableEventSink> {
             guard !self.hasLeft else { return }
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
-            // for ones the socket has.
+            // for ones the socket has. Down to below the first event pushed to the socket since
+            // it registered, if that is lower: the latest seq counts the events stored since, and
+            // their pushes, waiting here, were dropped as ones the socket had (until the
+            // fifty-eighth session; a review).
             if first, let latest = page.latestSeq {
-                self.ordering.resume(atMost: latest)
+                self.ordering.resume(atMost: self.lowestSeqDuringReplay.map { min(latest, $0 - 1) } ?? latest)
                 self.unacknowledged.resume(atMost: self.ordering.delivered)
                 firstPageLatest = latest
             }

@@ -284,6 +284,24 @@ struct EventStreamTests {
         #expect(socket.writes == [[3]], "seq 3 goes out; seq 2 is one the socket had")
     }
 
+    /// The user's latest seq, read by the first page, counts the events stored while the socket
+    /// waited for its replay; their pushes wait in the stream. Until the fifty-eighth session a
+    /// `lastSeq` past the latest came down to the latest only, and those pushes were dropped as
+    /// events the socket had (a review).
+    @Test("a lastSeq past the user's latest seq: the events pushed while the replay waited still go out, in order")
+    func lastSeqAheadOfTheLogWithPushesWaiting() async {
+        let socket = RecordingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 5000)) { _, afterSeq, _, _, _ in
+            #expect(afterSeq == 5000)
+            return ([], false, 15)  // seqs 11 to 15 were stored after the socket registered
+        }
+        for seq in Int64(11)...15 { await stream.receive(Self.event(seq)) }
+        await stream.replay(registered: .now)
+        await stream.settled()
+        await stream.receive(Self.event(16))
+        #expect(socket.writes.flatMap { $0 } == Array(11...16))
+    }
+
     @Test("a replay that ends with everything acknowledged leaves no gap before the next push")
     func everythingAcknowledged() async {
         let socket = RecordingSocket()
