@@ -26,7 +26,11 @@ final class AccessTokenCheck: Sendable {
     /// python-socketio client, which waits 1 s for its CONNECT's answer, never heard
     /// `unauthorized` (a review).
     static let keyFetchInterval: Duration = .milliseconds(250)
-    private let keyFetch = KeyFetchThrottle(interval: AccessTokenCheck.keyFetchInterval)
+    /// After a failed fetch (auth away), tokens naming an unknown key are `unavailable` at once
+    /// for this long.
+    static let keyFetchPauseAfterFailure: Duration = .seconds(5)
+    private let keyFetch = KeyFetchThrottle(
+        interval: AccessTokenCheck.keyFetchInterval, afterFailure: AccessTokenCheck.keyFetchPauseAfterFailure)
     private let revocationsFetched = Atomic(false)
     private let revocationsPlace = RevokedSessionsPlace()
     /// Key sets announced so far (``announced(_:)``).

@@ -55,8 +55,12 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     )
     .register(on: socketGateway.server)
     let ready = ReadyFlag()
-    let checks: [ReadinessCheck] =
-        [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)] + ServiceReachability(rpc: rpc).checks
+    // The admin port's `/readyz` is this process's own readiness, for a load balancer: a gateway
+    // is worth routing to while one service behind it is down (its other routes work). The
+    // public port's is the contract's, 200 when every dependency answers, the services too
+    // (``ServiceReachability``): what a client or a test harness waits for.
+    let checks: [ReadinessCheck] = [.started(ready), .amqp(amqp), .redis(redis), .redisSubscriber(subscriber)]
+    let publicChecks = checks + ServiceReachability(rpc: rpc).checks
     let authEvents = AuthEventListener(
         amqp: amqp, tokens: tokens, sockets: socketGateway.server, instanceID: instanceID,
         catchUpInterval: settings.revokedSessionsSync, logger: logger)
@@ -88,7 +92,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     router.add(middleware: APICacheMiddleware())
     router.add(middleware: CorrelationMiddleware())
     router.add(middleware: ErrorShapeMiddleware())
-    AdminServer.addHealthRoutes(to: router, checks: checks)
+    AdminServer.addHealthRoutes(to: router, checks: publicChecks)
     let authentication = BearerAuthMiddleware(tokens: tokens, requests: RequestRateLimit(settings: settings.requestRate))
     UserController(rpc: rpc, authentication: authentication, trustProxy: settings.trustProxy).addRoutes(to: router)
     ThreadController(rpc: rpc, authentication: authentication).addRoutes(to: router)

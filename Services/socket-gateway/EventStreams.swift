@@ -355,12 +355,15 @@ actor SocketEventStream<Socket: DurableEventSink> {
             guard !self.hasLeft else { return }
             // Nothing has gone out yet (the stream is busy until its replay ends): a `lastSeq`
             // past the user's latest seq comes down to it, or the events up to it would be taken
-            // for ones the socket has. Down to below the first event pushed to the socket since
-            // it registered, if that is lower: the latest seq counts the events stored since, and
-            // their pushes, waiting here, were dropped as ones the socket had (until the
-            // fifty-eighth session; a review).
+            // for ones the socket has. Such a `lastSeq` comes down to below the lowest seq pushed
+            // to the socket since it registered, if that is lower: the latest seq counts the
+            // events stored since, and their pushes, waiting here, were dropped as ones the socket
+            // had (until the fifty-eighth session; a review). A `lastSeq` within the log stays:
+            // a push at or below it is a late copy of an event the client has (a second review).
             if first, let latest = page.latestSeq {
-                self.ordering.resume(atMost: self.lowestSeqDuringReplay.map { min(latest, $0 - 1) } ?? latest)
+                let pastTheLog = self.ordering.delivered > latest
+                self.ordering.resume(
+                    atMost: pastTheLog ? self.lowestSeqDuringReplay.map { min(latest, $0 - 1) } ?? latest : latest)
                 self.unacknowledged.resume(atMost: self.ordering.delivered)
                 firstPageLatest = latest
             }

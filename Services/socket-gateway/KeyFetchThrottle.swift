@@ -12,8 +12,11 @@ import Synchronization
 /// interval. A token whose key id the last fetch was asked for and did not bring (a key auth
 /// dropped, a made-up id sent again) is refused at once for the rest of that interval: it
 /// would wait for nothing. Past `maximumWaiting` tokens waiting for one fetch (made-up ids sent
-/// faster than that), and soon after a failed fetch, the answer is `unavailable` at once: the
-/// client tries again, and is not logged out.
+/// faster than that), and within `afterFailure` of a failed fetch, the answer is `unavailable` at
+/// once: the client tries again, and is not logged out. A fetch fails at its RPC timeout when
+/// auth is away (its queue stays), so with the quarter-second interval as the pause after a
+/// failure too, nearly every such token would wait that timeout (a review in the fifty-eighth
+/// session): the gateway pauses 5 s after a failure.
 final class KeyFetchThrottle: Sendable {
     /// What a caller is to do with its token.
     enum Outcome: Equatable {
@@ -24,6 +27,7 @@ final class KeyFetchThrottle: Sendable {
     }
 
     private let interval: Duration
+    private let afterFailure: Duration
     private let maximumWaiting: Int
     private let state = Mutex(State())
 
@@ -38,8 +42,11 @@ final class KeyFetchThrottle: Sendable {
         var absent: Set<String> = []
     }
 
-    init(interval: Duration, maximumWaiting: Int = 256) {
+    /// - Parameter afterFailure: how long a failed fetch answers `unavailable` at once
+    ///   (`interval` when nil).
+    init(interval: Duration, afterFailure: Duration? = nil, maximumWaiting: Int = 256) {
         self.interval = interval
+        self.afterFailure = afterFailure ?? interval
         self.maximumWaiting = maximumWaiting
     }
 
@@ -51,7 +58,7 @@ final class KeyFetchThrottle: Sendable {
         let step = self.state.withLock { state -> Step in
             let now = ContinuousClock.now
             let recent = state.ended.map { $0.duration(to: now) < self.interval } ?? false
-            if recent, state.failed { return .unavailable }
+            if state.failed, let ended = state.ended, ended.duration(to: now) < self.afterFailure { return .unavailable }
             if recent, state.absent.contains(kid) { return .unknown }
             if let running = state.running {
                 guard state.waiting < self.maximumWaiting else { return .unavailable }
@@ -59,8 +66,8 @@ final class KeyFetchThrottle: Sendable {
                 state.asked.insert(kid)
                 return .await(running)
             }
-            // Not before the interval after the last fetch ended.
-            let start = state.ended.map { max(now, $0 + self.interval) } ?? now
+            // Not before the interval after the last fetch ended (a failed one's pause is over).
+            let start = state.ended.map { state.failed ? now : max(now, $0 + self.interval) } ?? now
             // Serves no request: the first caller's correlation id and deadline stay its own.
             let running = Task {
                 do {

@@ -3,11 +3,12 @@ import MessengerContracts
 import MessengerServiceKit
 import Synchronization
 
-/// Whether each service behind the gateway answers its RPCs: the gateway's `/readyz` is 200 only
-/// when "every dependency answers" (protocol.md), and the services are dependencies as much as
-/// the broker and Redis are. Until the fifty-eighth session `/readyz` looked at the broker and
-/// Redis alone, so it was 200 with messaging or media down, and a harness that waited for it
-/// could start before they had (a review).
+/// Whether each service behind the gateway answers its RPCs: the public port's `/readyz` is 200
+/// only when "every dependency answers" (protocol.md), and the services are dependencies as much
+/// as the broker and Redis are. Until the fifty-eighth session it looked at the broker and Redis
+/// alone, so it was 200 with messaging or media down, and a harness that waited for it could
+/// start before they had (a review). The admin port's `/readyz` leaves the services out: it is
+/// what load balancers route by, and one service down must not take every gateway out.
 ///
 /// A service that answered any call of the gateway in the last ``recent`` counts as answering,
 /// without a look of its own: under load the answers are there, and a ping queued behind a busy
@@ -51,7 +52,9 @@ final class ServiceReachability: Sendable {
     private func ping(_ service: ServiceName) -> Task<Void, Never> {
         self.pings.withLock { pings in
             if let underway = pings[service] { return underway }
-            let ping = Task {
+            // Serves no request: the `/readyz` request that started it is only the first of those
+            // that await it, and its correlation id is the client's.
+            let ping = RequestScope.detach {
                 _ = try? await self.rpc.call(
                     .ping(service), to: service, payload: PingCommand(), replyAs: PingReply.self, timeout: self.pingTimeout)
                 _ = self.pings.withLock { $0.removeValue(forKey: service) }

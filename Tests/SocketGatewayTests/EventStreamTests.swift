@@ -302,6 +302,21 @@ struct EventStreamTests {
         #expect(socket.writes.flatMap { $0 } == Array(11...16))
     }
 
+    @Test("a lastSeq within the log stays: a late copy of an event the client has does not take the socket back")
+    func latePushAtOrBelowLastSeq() async {
+        let socket = RecordingSocket()
+        let stream = SocketEventStream(socket: socket, ordering: SeqOrdering(after: 7)) { _, afterSeq, _, _, _ in
+            #expect(afterSeq == 7)
+            return ([], false, 7)
+        }
+        // Seq 7 reached the client through another gateway; this gateway's copy comes late.
+        await stream.receive(Self.event(7))
+        await stream.replay(registered: .now)
+        await stream.settled()
+        await stream.receive(Self.event(8))
+        #expect(socket.writes.flatMap { $0 } == [8])
+    }
+
     @Test("a replay that ends with everything acknowledged leaves no gap before the next push")
     func everythingAcknowledged() async {
         let socket = RecordingSocket()

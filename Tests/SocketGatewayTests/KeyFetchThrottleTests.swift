@@ -75,6 +75,21 @@ struct KeyFetchThrottleTests {
         #expect(auth.fetches.load(ordering: .relaxed) == 2)
     }
 
+    /// The gateway's interval is a quarter of a second, its pause after a failure 5 s: a fetch
+    /// fails at its RPC timeout while auth is away, and with the interval as the pause nearly
+    /// every token would wait that long (a review in the fifty-eighth session).
+    @Test("past the interval but within the pause after a failure, a call is unavailable at once, without a fetch")
+    func pauseAfterAFailureOutlastsTheInterval() async throws {
+        let throttle = KeyFetchThrottle(interval: .milliseconds(50), afterFailure: .seconds(5))
+        let auth = FakeAuth()
+        auth.failing.store(true, ordering: .relaxed)
+        await #expect(throws: ServiceError.self) { try await throttle.fetch(for: "a", auth.fetch) }
+        try await Task.sleep(for: .milliseconds(200))
+        let refused = await #expect(throws: ServiceError.self) { try await throttle.fetch(for: "b", auth.fetch) }
+        #expect(refused?.code == .unavailable)
+        #expect(auth.fetches.load(ordering: .relaxed) == 1)
+    }
+
     @Test("a call soon after a failed fetch is unavailable at once, without a fetch; later ones fetch again")
     func soonAfterAFailureIsUnavailable() async throws {
         let throttle = KeyFetchThrottle(interval: .seconds(1))

@@ -396,12 +396,15 @@ def services(command: str, *names: str, check: bool = True) -> str:
 
 def connect_error(url: str, auth: dict[str, Any] | None, **connect: Any) -> Any:
     """The data of the CONNECT_ERROR a stock client gets when it connects to `url` with `auth`
-    (its connect fails)."""
+    (its connect fails). It waits 5 s for the answer unless `wait_timeout` says otherwise
+    (python-socketio's own default is 1 s): a client that gave up first hears nothing, and
+    this fails."""
     errors: queue.Queue = queue.Queue()
     sio = socketio.Client(reconnection=False)
     sio.on("connect_error", lambda data: errors.put(data))
+    connect.setdefault("wait_timeout", 5)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        sio.connect(url, auth=auth, wait_timeout=5, **connect)
+        sio.connect(url, auth=auth, **connect)
     return errors.get(timeout=5)
 
 

@@ -817,6 +817,10 @@ def test_the_gateways_readyz_says_media_is_down_while_it_is(api):
         status, body = readiness
         assert status == 503 and body.get("media") == "down" and body.get("status") == "not_ready", body
         assert all(body.get(s) == "up" for s in ("auth", "messaging", "delivery")), body
+        # The admin port's is the process's own, for load balancers: one service down does not
+        # take every gateway out of rotation.
+        admin = requests.get(f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}/readyz", timeout=10)
+        assert admin.status_code == 200 and "media" not in admin.json(), admin.text
     finally:
         services("start", "media")
     deadline = time.monotonic() + 30
