@@ -362,8 +362,8 @@ actor SocketEventStream<Socket: DurableEventSink> {
             // a push at or below it is a late copy of an event the client has (a second review).
             if first, let latest = page.latestSeq {
                 let pastTheLog = self.ordering.delivered > latest
-                self.ordering.resume(
-                    atMost: pastTheLog ? self.lowestSeqDuringReplay.map { min(latest, $0 - 1) } ?? latest : latest)
+                let firstPushed = pastTheLog ? self.lowestSeqDuringReplay : nil
+                self.ordering.resume(atMost: firstPushed.map { min(latest, $0 - 1) } ?? latest)
                 self.unacknowledged.resume(atMost: self.ordering.delivered)
                 firstPageLatest = latest
             }

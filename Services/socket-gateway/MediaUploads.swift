@@ -1,6 +1,7 @@
 import Foundation
 import MessengerAMQP
 import MessengerContracts
+import MessengerServiceKit
 import NIOPosix
 
 /// Passes uploads on to the media service, for `POST /api/attachments` and `add_attachments`
@@ -21,9 +22,7 @@ struct MediaUploads: Sendable {
 
     /// Stores `upload` for `actor` (not bound to any message yet).
     func store(_ upload: UploadRequest, actor: UUID?) async throws -> AttachmentEnvelope {
-        let ping = PingCommand()
-        _ = try await self.rpc.call(
-            .ping(.media), to: .media, payload: ping, replyAs: PingReply.self, timeout: Self.pickupTimeout)
+        try await self.rpc.ping(.media, timeout: Self.pickupTimeout)
         // Encoding a file of up to 25 MiB as the RPC's JSON (base64) takes tens of milliseconds:
         // on NIO's thread pool, not on an event loop, where every socket of the loop would wait
         // for it. (Until the forty-second session it ran under a preference for the global

@@ -35,8 +35,7 @@ struct PingController {
         let started = ContinuousClock.now
         let command = PingCommand()
         do {
-            let reply = try await self.rpc.call(
-                .ping(service), to: service, payload: command, replyAs: PingReply.self, timeout: .seconds(2))
+            let reply = try await self.rpc.ping(service, command, timeout: .seconds(2))
             let elapsed =
                 Double((ContinuousClock.now - started).components.attoseconds) / 1e15
                 + Double((ContinuousClock.now - started).components.seconds) * 1000

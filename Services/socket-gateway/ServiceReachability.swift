@@ -55,8 +55,7 @@ final class ServiceReachability: Sendable {
             // Serves no request: the `/readyz` request that started it is only the first of those
             // that await it, and its correlation id is the client's.
             let ping = RequestScope.detach {
-                _ = try? await self.rpc.call(
-                    .ping(service), to: service, payload: PingCommand(), replyAs: PingReply.self, timeout: self.pingTimeout)
+                _ = try? await self.rpc.ping(service, timeout: self.pingTimeout)
                 _ = self.pings.withLock { $0.removeValue(forKey: service) }
             }
             pings[service] = ping

@@ -9,3 +9,14 @@ extension RPCRouter {
         }
     }
 }
+
+extension RPCClient {
+    /// Pings `service` over the broker (`command`'s nonce comes back in the reply): proves the
+    /// service consumes its queue and answers, within `timeout`.
+    @discardableResult
+    public func ping(_ service: ServiceName, _ command: PingCommand = PingCommand(), timeout: Duration) async throws
+        -> PingReply
+    {
+        try await self.call(.ping(service), to: service, payload: command, replyAs: PingReply.self, timeout: timeout)
+    }
+}
