@@ -41,7 +41,7 @@ def main() -> None:
     with FakeCloudinary(cloud_name="bench-cloud") as cloud:
         subprocess.run(["bash", str(SERVICES), "stop", "media"], check=True, capture_output=True)
         env = dict(os.environ, CLOUDINARY_URL=cloud.cloudinary_url(), CLOUDINARY_UPLOAD_PREFIX=cloud.base_url,
-                   ENV_FILE="/nonexistent/.env")
+                   ENV_FILE="/dev/null")
         log = open(ROOT / ".run" / "logs" / "media-bench-cloudinary.log", "w")
         media = subprocess.Popen([str(ROOT / ".build" / config / "media")], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

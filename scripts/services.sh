@@ -3,7 +3,7 @@
 # scripts/infra.sh, from already built binaries (this script never builds).
 #
 #   scripts/services.sh start [debug|release] [service...]   background, wait for /readyz
-#   scripts/services.sh stop [service...]                    SIGTERM, 15 s, then SIGKILL
+#   scripts/services.sh stop [service...]                    SIGTERM, 40 s, then SIGKILL
 #   scripts/services.sh status [service...]                  exit 0 when all are ready
 #   scripts/services.sh logs                                 tail -F of the five logs
 #
@@ -194,7 +194,7 @@ cmd_start() {
     fi
 }
 
-# Stop services by pid: SIGTERM, wait up to 15 s, then SIGKILL.
+# Stop services by pid: SIGTERM, wait up to STOP_TIMEOUT (40 s), then SIGKILL.
 cmd_stop() {
     local s pid
     select_services "$@"

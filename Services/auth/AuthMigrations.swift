@@ -7,6 +7,7 @@ enum AuthMigrations {
         .inbox, users, refreshTokens, loginFailures, signingKeys, .outbox(version: 6), .outboxDeletesPublished(version: 7),
         revokedSessions, displayNamesInNFC, endedSessions, emailsInNFC, refreshTokensByExpiry, refreshTokensSpentBy,
         registrationCounts, endedSessionsInOrder, refreshTokensByParent, sparedSessions, knownLoginAddresses,
+        accessTokenExpiries,
     ]
 
     static let users = Migration(
@@ -200,4 +201,11 @@ enum AuthMigrations {
             """,
             "CREATE INDEX known_login_addresses_seen ON known_login_addresses (seen_at)",
         ])
+
+    /// When the access token signed with each refresh token expires: an ended session's tokens
+    /// are refused until the last of them has expired, whatever lifetime auth runs with when it
+    /// ends (``SessionRevocations``). Null for tokens issued before it.
+    static let accessTokenExpiries = Migration(
+        version: 19, name: "access_token_expiries",
+        statements: ["ALTER TABLE refresh_tokens ADD COLUMN access_expires_at timestamptz"])
 }

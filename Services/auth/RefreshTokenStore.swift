@@ -58,6 +58,7 @@ struct RefreshTokenStore: Sendable {
     func issue(userID: UUID, whilePasswordHashIs passwordHash: String) async throws -> NewSession? {
         let (token, hash) = Self.makeToken()
         let expiresAt = Date().addingTimeInterval(Double(self.lifetime.components.seconds))
+        let accessExpiresAt = self.revocations.accessTokenExpiry()
         let id = UUID.v7()
         let logger = self.logger
         return try await self.client.transaction(logger: logger) { connection -> NewSession? in
@@ -69,8 +70,8 @@ struct RefreshTokenStore: Sendable {
             guard unchanged else { return nil }
             try await connection.query(
                 """
-                INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
-                VALUES (\(id), \(id), \(userID), \(hash), \(expiresAt))
+                INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, access_expires_at)
+                VALUES (\(id), \(id), \(userID), \(hash), \(expiresAt), \(accessExpiresAt))
                 """, logger: logger)
             return NewSession(token: token, family: id)
         }
@@ -187,10 +188,11 @@ struct RefreshTokenStore: Sendable {
                 }
             }
             let newExpiry = Date().addingTimeInterval(Double(lifetime.components.seconds))
+            let accessExpiry = revocations.accessTokenExpiry()
             try await connection.query(
                 """
-                INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at)
-                VALUES (\(UUID.v7()), \(family), \(userID), \(successor.hash), \(id), \(newExpiry))
+                INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, replaces, expires_at, access_expires_at)
+                VALUES (\(UUID.v7()), \(family), \(userID), \(successor.hash), \(id), \(newExpiry), \(accessExpiry))
                 """, logger: logger)
             // A rotation its caller will not hear of must not be spent: the retry would be a reuse.
             // A copy's successor spends nothing (the token was spent by the first copy), so it

@@ -18,15 +18,29 @@ import PostgresNIO
 /// after its logout; a session spared by a password change was never announced later.)
 struct SessionRevocations: Sendable {
     let client: Database
+    /// The lifetime of the access tokens this replica signs.
+    let accessTokenLifetime: Duration
     /// An access token's lifetime plus a minute for the clocks of auth and PostgreSQL: how long
-    /// an ended session's tokens are refused (its last one was signed before it ended).
+    /// an ended session's tokens are refused at least (its last one was signed before it ended).
+    /// Longer when one of them was signed to expire later (`refresh_tokens.access_expires_at`):
+    /// signed by a replica with a longer lifetime, or before the lifetime was lowered. Until the
+    /// fifty-ninth session the refusal ended at this reach alone, and after lowering
+    /// `JWT_ACCESS_TTL_SECONDS` a logged-out session's older tokens worked again for the rest
+    /// of their life (a review).
     let reach: Duration
     let logger: Logger
 
     init(client: Database, accessTokenLifetime: Duration, logger: Logger) {
         self.client = client
+        self.accessTokenLifetime = accessTokenLifetime
         self.reach = accessTokenLifetime + .seconds(60)
         self.logger = logger
+    }
+
+    /// When an access token signed now expires, as recorded with the refresh token issued
+    /// beside it (the signature comes a moment later; ``reach``'s minute covers that).
+    func accessTokenExpiry() -> Date {
+        Date().addingTimeInterval(Double(self.accessTokenLifetime.components.seconds))
     }
 
     /// Ends the session `family` (a logout, or a spent refresh token presented again), unless
@@ -40,7 +54,8 @@ struct SessionRevocations: Sendable {
             INSERT INTO ended_sessions (family_id, user_id)
             SELECT DISTINCT family_id, user_id FROM refresh_tokens WHERE family_id = \(family)
             ON CONFLICT (family_id) DO NOTHING
-            RETURNING user_id, family_id
+            RETURNING user_id, family_id,
+                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
             """, logger: self.logger)
         try await self.announce(ended, on: connection)
     }
@@ -61,7 +76,9 @@ struct SessionRevocations: Sendable {
             try await connection.query(
                 """
                 INSERT INTO spared_sessions (family_id, user_id, end_at)
-                SELECT \(sparing), \(userID), now() + make_interval(secs => \(Double(self.reach.components.seconds)))
+                SELECT \(sparing), \(userID), greatest(
+                    now() + make_interval(secs => \(Double(self.reach.components.seconds))),
+                    (SELECT max(access_expires_at) FROM refresh_tokens WHERE family_id = \(sparing)) + interval '60 seconds')
                 WHERE NOT EXISTS (SELECT 1 FROM ended_sessions WHERE family_id = \(sparing))
                 ON CONFLICT (family_id) DO NOTHING
                 """, logger: self.logger)
@@ -72,7 +89,8 @@ struct SessionRevocations: Sendable {
             SELECT DISTINCT family_id, user_id FROM refresh_tokens
             WHERE user_id = \(userID) AND family_id IS DISTINCT FROM \(sparing)
             ON CONFLICT (family_id) DO NOTHING
-            RETURNING user_id, family_id
+            RETURNING user_id, family_id,
+                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
             """, logger: self.logger)
         try await self.announce(ended, on: connection)
     }
@@ -95,7 +113,8 @@ struct SessionRevocations: Sendable {
                   SELECT 1 FROM refresh_tokens n WHERE n.family_id = t.family_id AND n.expires_at >= now() - interval '1 day')
             LIMIT \(limit)
             ON CONFLICT (family_id) DO NOTHING
-            RETURNING user_id, family_id
+            RETURNING user_id, family_id,
+                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
             """, logger: self.logger)
         return try await self.announce(ended, on: connection)
     }
@@ -115,7 +134,8 @@ struct SessionRevocations: Sendable {
             INSERT INTO ended_sessions (family_id, user_id)
             SELECT family_id, user_id FROM due
             ON CONFLICT (family_id) DO NOTHING
-            RETURNING user_id, family_id
+            RETURNING user_id, family_id,
+                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
             """, logger: self.logger)
         return try await self.announce(ended, on: connection)
     }
@@ -181,12 +201,15 @@ struct SessionRevocations: Sendable {
     static let endedPage = 2_000
 
     /// Records in `revoked_sessions` and announces the sessions just ended, `rows` (user,
-    /// family): their tokens are refused for ``reach`` from now. Returns how many sessions.
+    /// family, the latest expiry of its access tokens when recorded): their tokens are refused
+    /// for ``reach`` from now, or until a minute past that expiry when it is later. Returns how
+    /// many sessions.
     @discardableResult
     private func announce(_ rows: PostgresRowSequence, on connection: PostgresConnection) async throws -> Int {
-        let until = Date().addingTimeInterval(Double(self.reach.components.seconds))
+        let reachEnd = Date().addingTimeInterval(Double(self.reach.components.seconds))
         var byUser: [UUID: RevokedSessions] = [:]
-        for try await (userID, family) in rows.decode((UUID, UUID).self) {
+        for try await (userID, family, lastAccessExpiry) in rows.decode((UUID, UUID, Date?).self) {
+            let until = max(reachEnd, lastAccessExpiry.map { $0.addingTimeInterval(60) } ?? reachEnd)
             Self.add(family, of: userID, until: until, to: &byUser)
         }
         guard !byUser.isEmpty else { return 0 }

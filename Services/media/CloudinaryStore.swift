@@ -27,10 +27,17 @@ struct CloudinaryStore: MediaStore {
     /// the key recorded before the upload, which the clean-up destroys after a crash, must be
     /// the id Cloudinary gives the file. Until the fifty-fourth session the folder went apart
     /// (a review).
+    ///
+    /// A `raw` file's id ends in its extension (`<token>.pdf`): Cloudinary keeps an image's or a
+    /// video's format apart from its id and adds it to the URL, but a raw file's URL is its id as
+    /// given, and Cloudinary serves it with the type its extension names. Without one, a PDF or a
+    /// text file came back as `application/octet-stream` with no extension (until the fifty-ninth
+    /// session; a review).
     func plan(fileName: String, media: SniffedMedia) -> PlannedFile {
         let token = unguessableToken()
         let folder = self.configuration.folder.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/")) } ?? ""
-        return PlannedFile(storage: "cloudinary", key: folder.isEmpty ? token : "\(folder)/\(token)", token: token)
+        let name = Self.resourceType(media) == "raw" ? "\(token).\(media.fileExtension)" : token
+        return PlannedFile(storage: "cloudinary", key: folder.isEmpty ? name : "\(folder)/\(name)", token: token)
     }
 
     func store(

@@ -49,12 +49,19 @@ public struct CurlError: Error, Hashable, Sendable, CustomStringConvertible {
 /// or on the cooperative pool.
 public final class CurlClient: Sendable {
     private let pool: NIOThreadPool
+    /// The longest reply body read. A longer one fails the call with a ``CurlError`` (libcurl's
+    /// write error, "the reply is longer than ... bytes") once this much has come: the services this client calls
+    /// answer a few kilobytes of JSON, and a misconfigured endpoint or proxy streaming without
+    /// end would otherwise be held in memory until the timeout (until the fifty-ninth session;
+    /// a review). libcurl's own `CURLOPT_MAXFILESIZE` checks a declared length only.
+    public let maximumReplyBytes: Int
 
     /// `curl_global_init` must run once, before any other call, and is not thread-safe.
     private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 
-    public init(threads: Int = 4) {
+    public init(threads: Int = 4, maximumReplyBytes: Int = 1 << 20) {
         _ = Self.initialized
+        self.maximumReplyBytes = maximumReplyBytes
         self.pool = NIOThreadPool(numberOfThreads: threads)
         self.pool.start()
     }
@@ -76,12 +83,29 @@ public final class CurlClient: Sendable {
                 throw CurlError(
                     code: Int(CURLE_OPERATION_TIMEDOUT.rawValue), message: "timed out waiting for a transfer thread")
             }
-            return try Self.perform(url: url, fields: fields, timeoutMilliseconds: left)
+            return try Self.perform(
+                url: url, fields: fields, timeoutMilliseconds: left, maximumReplyBytes: self.maximumReplyBytes)
         }
     }
 
+    /// The reply's bytes as libcurl hands them over, up to `limit`. Used on the transfer's
+    /// thread only, within `curl_easy_perform`.
     private final class Sink {
+        let limit: Int
         var bytes: [UInt8] = []
+        var overflowed = false
+
+        init(limit: Int) { self.limit = limit }
+
+        /// Keeps `chunk`; false (the transfer is to stop) when the reply would pass `limit`.
+        func append(_ chunk: UnsafeBufferPointer<UInt8>) -> Bool {
+            guard self.bytes.count + chunk.count <= self.limit else {
+                self.overflowed = true
+                return false
+            }
+            self.bytes.append(contentsOf: chunk)
+            return true
+        }
     }
 
     /// One part's bytes as libcurl reads them, from `offset` on. Used on the transfer's thread
@@ -131,7 +155,9 @@ public final class CurlClient: Sendable {
         return status
     }
 
-    private static func perform(url: String, fields: [MultipartField], timeoutMilliseconds: Int) throws -> HTTPReply {
+    private static func perform(
+        url: String, fields: [MultipartField], timeoutMilliseconds: Int, maximumReplyBytes: Int
+    ) throws -> HTTPReply {
         guard let handle = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         defer { curl_easy_cleanup(handle) }
         let mime = curl_mime_init(handle)
@@ -145,7 +171,7 @@ public final class CurlClient: Sendable {
                 throw CurlError(code: Int(status.rawValue), message: String(cString: curl_easy_strerror(status)))
             }
         }
-        let sink = Sink()
+        let sink = Sink(limit: maximumReplyBytes)
         let unmanaged = Unmanaged.passRetained(sink)
         defer { unmanaged.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -168,16 +194,20 @@ public final class CurlClient: Sendable {
                     guard let data, let context else { return 0 }
                     let sink = Unmanaged<Sink>.fromOpaque(context).takeUnretainedValue()
                     let length = size * count
-                    data.withMemoryRebound(to: UInt8.self, capacity: length) {
-                        sink.bytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
+                    let kept = data.withMemoryRebound(to: UInt8.self, capacity: length) {
+                        sink.append(UnsafeBufferPointer(start: $0, count: length))
                     }
-                    return length
+                    return kept ? length : 0  // anything but `length` ends the transfer
                 }
             }
             guard status == CURLE_OK else { return status }
             return curl_easy_perform(handle)
         }
         guard code == CURLE_OK else {
+            if sink.overflowed {
+                throw CurlError(
+                    code: Int(CURLE_WRITE_ERROR.rawValue), message: "the reply is longer than \(maximumReplyBytes) bytes")
+            }
             let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw CurlError(
                 code: Int(code.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)

@@ -22,15 +22,29 @@ public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvert
 public struct ServiceEnvironment: Sendable {
     private let reader: ConfigReader
 
-    /// Reads the process environment and, when it exists, the `.env` file at `ENV_FILE`
-    /// (default `.env` in the working directory). The process environment wins.
+    /// Reads the process environment and a `.env` file under it. The process environment wins.
+    ///
+    /// The file is `ENV_FILE` when that is set: it must then exist (an empty `ENV_FILE` means
+    /// none), since a file named on purpose and missing (a typo, a secret volume not mounted)
+    /// would otherwise start the service on defaults, a generated signing key and `*` for CORS
+    /// among them, with nothing said (until the fifty-ninth session; a review). Unset, it is
+    /// `.env` in the working directory when there is one.
     public static func load() throws -> ServiceEnvironment {
-        let path = ProcessInfo.processInfo.environment["ENV_FILE"] ?? ".env"
+        let named = ProcessInfo.processInfo.environment["ENV_FILE"]
+        let path = named ?? ".env"
+        if let named, !named.isEmpty, !FileManager.default.fileExists(atPath: named) {
+            throw ConfigurationError(variable: "ENV_FILE", problem: "names a file that does not exist: \(named)")
+        }
         var contents = ""
-        if FileManager.default.fileExists(atPath: path) {
-            guard let data = FileManager.default.contents(atPath: path) else {
+        if !path.isEmpty, FileManager.default.fileExists(atPath: path) {
+            // Read through a handle, to the end: `FileManager.contents(atPath:)` refuses a
+            // device such as /dev/null, which the tests name for "no variables".
+            guard let handle = FileHandle(forReadingAtPath: path),
+                let data = try? handle.readToEnd() ?? Data()
+            else {
                 throw ConfigurationError(variable: "ENV_FILE", problem: "cannot be read: \(path)")
             }
+            try? handle.close()
             contents = String(decoding: data, as: UTF8.self)
         }
         let file = EnvironmentVariablesProvider(environmentVariables: DotEnvFile.variables(in: contents))

@@ -1,5 +1,6 @@
 import Foundation
 import MessengerContracts
+import MessengerPostgres
 import MessengerServiceKit
 import TestSupport
 import Testing
@@ -49,5 +50,90 @@ struct SparedSessionsTests {
             try await pruner.endSparedSessions()
             #expect(try await ended(), "ended once its access tokens can have expired")
         }
+    }
+}
+
+/// An ended session's access tokens are refused until the last of them has expired, even one
+/// signed with a longer lifetime than auth now runs with (a replica configured otherwise, or
+/// `JWT_ACCESS_TTL_SECONDS` lowered since): until the fifty-ninth session the refusal lasted the
+/// current lifetime plus a minute, and such a token worked again for the rest of its life.
+@Suite("Revocations outlast every access token", .timeLimit(.minutes(1)))
+struct RevocationReachTests {
+    @Test("logout and a password change refuse a session until a minute past its latest access token's expiry")
+    func revocationCoversTheLatestToken() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, database in
+            let logger = TestEnvironment.logger
+            let (name, id) = try await CallerGaveUpTests.newAccount(authenticator)
+            let login = {
+                try await authenticator.login(CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            }
+            let loggedOut = try await login()
+            let ended = try await login()
+            let spared = try await login()
+            let families = try await Self.families(of: id, database)
+            #expect(families.count == 3)
+            // Recorded at issue: the lifetime the authenticator signs with (900 s).
+            for (_, expiry) in families {
+                let left = try #require(expiry).timeIntervalSinceNow
+                #expect(left > 800 && left <= 900, "\(left)")
+            }
+            // As if each had been signed by a replica whose tokens live an hour.
+            try await database.query(
+                "UPDATE refresh_tokens SET access_expires_at = now() + interval '3600 seconds' WHERE user_id = \(id)",
+                logger: logger)
+
+            _ = try await authenticator.logout(LostCommitTests.request(loggedOut.refreshToken))
+            let callerSession = try await Self.family(of: spared.refreshToken, database)
+            _ = try await authenticator.updateUser(
+                UpdateUserRequest(
+                    userId: EntityID(id), displayName: nil, password: "another password 2",
+                    currentPassword: CallerGaveUpTests.password, callerSession: EntityID(callerSession)),
+                actor: id, before: nil)
+
+            let endedFamilies = try await [
+                Self.family(of: loggedOut.refreshToken, database), Self.family(of: ended.refreshToken, database),
+            ]
+            for family in endedFamilies {
+                var until: Date?
+                for try await found in try await database.query(
+                    "SELECT until FROM revoked_sessions WHERE family_id = \(family)", logger: logger
+                ).decode(Date.self) {
+                    until = found
+                }
+                let left = try #require(until, "not recorded as revoked").timeIntervalSinceNow
+                // 3600 s and the minute's margin, not 900 s and the minute.
+                #expect(left > 3600, "refused for \(left) s only")
+            }
+            var endAt: Date?
+            for try await found in try await database.query(
+                "SELECT end_at FROM spared_sessions WHERE family_id = \(callerSession)", logger: logger
+            ).decode(Date.self) {
+                endAt = found
+            }
+            let sparedFor = try #require(endAt, "the caller's session was not spared").timeIntervalSinceNow
+            #expect(sparedFor > 3600, "the spared session ends after \(sparedFor) s, before its tokens expire")
+        }
+    }
+
+    private static func families(of user: UUID, _ database: Database) async throws -> [(UUID, Date?)] {
+        var found: [(UUID, Date?)] = []
+        for try await row in try await database.query(
+            "SELECT family_id, access_expires_at FROM refresh_tokens WHERE user_id = \(user)",
+            logger: TestEnvironment.logger
+        ).decode((UUID, Date?).self) {
+            found.append(row)
+        }
+        return found
+    }
+
+    private static func family(of refreshToken: String, _ database: Database) async throws -> UUID {
+        var family: UUID?
+        for try await found in try await database.query(
+            "SELECT family_id FROM refresh_tokens WHERE token_hash = \(RefreshTokenStore.hash(refreshToken))",
+            logger: TestEnvironment.logger
+        ).decode(UUID.self) {
+            family = found
+        }
+        return try #require(family)
     }
 }

@@ -72,6 +72,36 @@ struct CurlClientTests {
         #expect(body[start..<start + file.count] == file)
         #expect(body[(start + file.count)...].starts(with: Data("\r\n--".utf8)))
     }
+
+    @Test("a reply longer than the client's limit fails the call once the limit is passed, without a declared length")
+    func replyLongerThanTheLimit() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let written = Mutex(0)
+        async let served: Void = listener.serve(1) { _, connection in
+            _ = SilentListener.readRequest(connection)
+            // Chunked, so libcurl knows no length beforehand: 64 MiB in 64 KiB chunks, until the
+            // client stops reading.
+            SilentListener.write(connection, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            let chunk = Array(("10000\r\n" + String(repeating: "x", count: 65536) + "\r\n").utf8)
+            for _ in 0..<1024 {
+                let sent = chunk.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                guard sent == chunk.count else { return }
+                written.withLock { $0 += 65536 }
+            }
+        }
+        let client = CurlClient(threads: 1, maximumReplyBytes: 1 << 20)
+        do {
+            let reply = try await client.postMultipart(
+                url: "http://127.0.0.1:\(listener.port)/upload", fields: [MultipartField(name: "a", value: "b")],
+                timeout: .seconds(30))
+            Issue.record("a reply of \(reply.body.count) bytes was read whole")
+        } catch let error as CurlError {
+            #expect(error.message == "the reply is longer than 1048576 bytes", "\(error)")
+        }
+        await served
+        #expect(written.withLock { $0 } < 64 << 20, "the server wrote the whole reply: the client read on")
+    }
 }
 
 /// What a test server read, handed from its thread to the test.

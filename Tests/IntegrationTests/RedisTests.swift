@@ -246,6 +246,47 @@ extension RedisTests {
 }
 
 extension RedisTests {
+    @Test("a subscription Redis refused in part fails, even when the connection is lost before the rest is confirmed")
+    func partlyRefusedSubscriptionFailsAcrossAReconnect() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let configuration = Self.quickToReconnect(to: listener, timeout: .seconds(5))
+        let pattern = "socket.io#/#*"
+        // 1: refuses the SUBSCRIBE as an ACL does, and closes before answering the PSUBSCRIBE.
+        // 2: confirms the resubscription of the pattern and stays a while.
+        let server = Task {
+            await listener.serve(2) { index, connection in
+                _ = SilentListener.read(connection, until: pattern)
+                if index == 0 {
+                    SilentListener.write(connection, "-NOPERM this user has no permissions to access the channel\r\n")
+                    usleep(100_000)
+                } else {
+                    SilentListener.write(
+                        connection, "*3\r\n$10\r\npsubscribe\r\n$\(pattern.utf8.count)\r\n\(pattern)\r\n:1\r\n")
+                    usleep(1_000_000)
+                }
+            }
+        }
+        let subscriber = RedisSubscriber(configuration: configuration, logger: TestEnvironment.logger)
+        // Connected with nothing to subscribe (which writes nothing), so that the subscribe below
+        // is not the resubscription of a new connection.
+        #expect(await TestHelpers.eventually(timeout: .seconds(10)) { subscriber.isConnected })
+        let outcome = Outcome()
+        Task {
+            do {
+                try await subscriber.subscribe(channels: ["refused"], patterns: [pattern])
+                outcome.end(nil)
+            } catch {
+                outcome.end(error)
+            }
+        }
+        let ended = await TestHelpers.eventually(timeout: .seconds(10)) { outcome.ended }
+        #expect(ended, "the subscribe never ended")
+        #expect((outcome.error as? RedisError)?.kind == .server, "\(String(describing: outcome.error))")
+        await server.value
+        await subscriber.close()
+    }
+
     @Test("a connection lost while subscribed is told as a gap once the next one has subscribed again")
     func reconnectIsAGap() async throws {
         let listener = try SilentListener()

@@ -40,11 +40,25 @@ struct ServiceProcessTests {
     func failFastOnConfiguration(service: String) throws {
         let result = try TestHelpers.run(
             "\(TestEnvironment.binaryDirectory)/\(service)",
-            environment: ["PATH": "/usr/bin:/bin", "ENV_FILE": "/nonexistent/.env"])
+            environment: ["PATH": "/usr/bin:/bin", "ENV_FILE": "/dev/null"])
         #expect(result.status == 1)
         let lines = result.output.split(separator: "\n")
         #expect(lines.count == 1, "\(result.output)")
         #expect(result.output.contains("RABBITMQ_URI is required but not set"))
+    }
+
+    @Test("an ENV_FILE that names no file stops a service at start; an empty one means no file")
+    func missingEnvironmentFile() throws {
+        var environment = TestEnvironment.serviceVariables
+        environment["ENV_FILE"] = "/nonexistent/messenger.env"
+        let missing = try TestHelpers.run("\(TestEnvironment.binaryDirectory)/auth", environment: environment)
+        #expect(missing.status == 1)
+        #expect(missing.output.contains("configuration error: ENV_FILE"), "\(missing.output)")
+        // With no file, a missing required variable is what stops it, as with /dev/null.
+        let empty = try TestHelpers.run(
+            "\(TestEnvironment.binaryDirectory)/auth", environment: ["PATH": "/usr/bin:/bin", "ENV_FILE": ""])
+        #expect(empty.status == 1)
+        #expect(empty.output.contains("RABBITMQ_URI is required but not set"), "\(empty.output)")
     }
 
     @Test("a malformed value stops a service at start and names the variable")

@@ -52,7 +52,7 @@ public enum TestEnvironment {
         variables["DATABASE_URL"] = databaseURL
         variables["REDIS_HOST"] = redis.host
         variables["REDIS_PORT"] = String(redis.port)
-        variables["ENV_FILE"] = "/nonexistent/.env"
+        variables["ENV_FILE"] = "/dev/null"
         return variables
     }
 

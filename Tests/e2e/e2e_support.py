@@ -294,7 +294,7 @@ def gateway_process(port: int, admin_port: int, *, ready: bool = True, unset: tu
     variables taken out of it; yields its URL and the process, once it is ready (or only alive,
     without `ready`), and stops it afterwards."""
     env = {name: value for name, value in os.environ.items() if name not in unset}
-    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/nonexistent/.env", **settings)
+    env.update(PORT=str(port), GATEWAY_ADMIN_PORT=str(admin_port), ENV_FILE="/dev/null", **settings)
     process = subprocess.Popen([str(BIN_DIR / "socket-gateway")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         probe = "readyz" if ready else "healthz"

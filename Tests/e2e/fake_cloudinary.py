@@ -15,7 +15,9 @@ media service uses, for one cloud name and one api_key / api_secret pair:
 - `POST /v1_1/<cloud>/<resource_type>/destroy` (signed the same way): `{"result": "ok"}` or
   `{"result": "not found"}`.
 - `GET /<cloud>/<resource_type>/upload/<public_id>.<format>` (the `secure_url`, also with a
-  `v<version>/` segment): the stored bytes with a content type.
+  `v<version>/` segment): the stored bytes with a content type. A `raw` file has no format apart
+  from its id, as on Cloudinary: its URL is `.../raw/upload/<public_id>` and its type is what the
+  id's extension names (`application/octet-stream` without one).
 
 Programmable faults (`fail_next_uploads`, `delay`) and a record of every request (`requests`,
 `uploads_seen`) let tests count retries. Use it as a context manager; it listens on a free
@@ -522,13 +524,20 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             fmt = video
         else:
-            name = file.filename or ""
-            fmt = name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else ""
-        public_id = params.get("public_id") or secrets.token_hex(10)
+            fmt = ""
+        public_id = params.get("public_id")
+        if not public_id:
+            public_id = secrets.token_hex(10)
+            if resource_type == "raw":
+                # A generated raw id takes the upload's extension; a given one is kept as it is.
+                name = file.filename or ""
+                public_id += f".{name.rsplit('.', 1)[1].lower()}" if "." in name.strip(".") else ""
         if params.get("folder"):
             public_id = f"{params['folder'].strip('/')}/{public_id}"
         version = int(time.time())
-        content_type = CONTENT_TYPES.get(fmt, "application/octet-stream")
+        # A raw file has no format of its own: its URL is its id, served as the id's extension says.
+        extension = fmt or (public_id.rsplit(".", 1)[1].lower() if "." in public_id.rsplit("/", 1)[-1] else "")
+        content_type = CONTENT_TYPES.get(extension, "application/octet-stream")
         item = Stored(public_id=public_id, resource_type=resource_type, format=fmt, data=data,
                       content_type=content_type, version=version, width=width, height=height)
         with self.cloud._lock:

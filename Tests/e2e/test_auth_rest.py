@@ -773,7 +773,7 @@ def test_a_password_hashed_at_another_cost_is_hashed_again_at_its_next_login(api
 
     assert cost_of() != "11"
     services("stop", "auth")
-    env = dict(os.environ, BCRYPT_COST="11", ENV_FILE="/nonexistent/.env")
+    env = dict(os.environ, BCRYPT_COST="11", ENV_FILE="/dev/null")
     log = open(BIN_DIR.parents[1] / ".run" / "logs" / "auth-cost-11.log", "w")
     other = subprocess.Popen([str(BIN_DIR / "auth")], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -795,7 +795,7 @@ def test_an_address_past_its_registrations_in_the_window_is_refused(api):
     psql("DELETE FROM auth.registration_counts")
     services("stop", "auth")
     env = dict(os.environ, REGISTRATIONS_PER_ADDRESS="2", REGISTRATION_WINDOW_SECONDS="600",
-               ENV_FILE="/nonexistent/.env")
+               ENV_FILE="/dev/null")
     log = open(BIN_DIR.parents[1] / ".run" / "logs" / "auth-registrations.log", "w")
     other = subprocess.Popen([str(BIN_DIR / "auth")], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

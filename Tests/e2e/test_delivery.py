@@ -407,7 +407,7 @@ def delivery_started_with(log_name: str, **settings: str):
     """Delivery stopped, and run in its place with `settings` (environment variables) until the
     block ends; then started again as before. Its output goes to `.run/logs/delivery-<log_name>.log`."""
     services("stop", "delivery")
-    env = dict(os.environ, ENV_FILE="/nonexistent/.env", **settings)
+    env = dict(os.environ, ENV_FILE="/dev/null", **settings)
     with open(BIN_DIR.parents[1] / ".run" / "logs" / f"delivery-{log_name}.log", "w") as log:
         process = subprocess.Popen([str(BIN_DIR / "delivery")], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

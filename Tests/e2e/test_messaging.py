@@ -1300,7 +1300,7 @@ def start_second_messaging_replica() -> tuple[subprocess.Popen, str]:
     root = Path(__file__).resolve().parents[2]
     binary = Path(os.environ.get("MESSENGER_BIN_DIR", root / ".build" / "debug")) / "messaging"
     admin = "http://127.0.0.1:9112"
-    env = dict(os.environ, MESSAGING_ADMIN_PORT="9112", ENV_FILE="/nonexistent/.env")
+    env = dict(os.environ, MESSAGING_ADMIN_PORT="9112", ENV_FILE="/dev/null")
     log = open(root / ".run" / "logs" / "messaging-second-replica.log", "w")
     replica = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
     problem = not_ready(f"{admin}/readyz", 60, replica)

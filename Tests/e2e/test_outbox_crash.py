@@ -53,7 +53,7 @@ def test_an_event_committed_before_a_crash_is_published_once_after_restart(accou
         thread = ack["data"]["thread"]["id"]
 
         subprocess.run(["bash", str(SERVICES), "stop", "messaging"], check=True, capture_output=True, timeout=60)
-        env = dict(os.environ, FAULT_POINTS="after_commit", ENV_FILE="/nonexistent/.env")
+        env = dict(os.environ, FAULT_POINTS="after_commit", ENV_FILE="/dev/null")
         log = open(ROOT / ".run" / "logs" / "messaging-fault.log", "w")
         crashing = subprocess.Popen([str(BIN_DIR / "messaging")], env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_ready()
