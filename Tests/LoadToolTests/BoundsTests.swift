@@ -35,3 +35,22 @@ struct BoundsTests {
         #expect(Bounds.grouped(1_234_567) == "1,234,567")
     }
 }
+
+@Suite("The sum-of-parts ceiling")
+struct SumOfPartsTests {
+    @Test("a DM is 3 commits, 5 publishes and 2 Redis PUBLISHes; a group of 10 is 3, 29 and 10")
+    func work() {
+        #expect(SumOfParts(members: 2) == SumOfParts(commits: 3, publishes: 5, redisPublishes: 2))
+        #expect(SumOfParts(members: 10) == SumOfParts(commits: 3, publishes: 29, redisPublishes: 10))
+    }
+
+    @Test("the group's ceiling is the DM's formula with the group's work, not the DM's figure")
+    func groupCeiling() {
+        // The fifty-eighth session's ceilings (Redis about 180,000 PUBLISHes a second).
+        let dm = SumOfParts(members: 2).messagesPerSecond(rabbitmq: 11_253, postgres: 8_709, redis: 180_000)
+        let group = SumOfParts(members: 10).messagesPerSecond(rabbitmq: 11_253, postgres: 8_709, redis: 180_000)
+        #expect(abs(dm - 1_251) < 2, "\(dm)")
+        #expect(abs(group - 336) < 2, "\(group)")
+        #expect(SumOfParts(members: 2).messagesPerSecond(rabbitmq: 0, postgres: 1, redis: 1) == 0)
+    }
+}

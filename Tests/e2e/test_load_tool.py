@@ -88,6 +88,7 @@ def test_the_same_run_ceilings_are_measured_before_and_after(result: dict) -> No
             "postgresInsertCommitPerSecond",
             "redisPublishPerSecond",
             "sumOfPartsMessagesPerSecond",
+            "groupSumOfPartsMessagesPerSecond",
         ):
             assert figures[key] > 0, (key, figures)
 

@@ -32,8 +32,8 @@ enum Bounds {
     }
 
     /// The throughput's bound, at the first step past the best one (or the last step tried).
-    /// With `sumOfParts` below `target`, it first says so: the servers' own work for a DM, at the
-    /// rates each reached alone in this run, does not fit `target` DMs a second.
+    /// With `sumOfParts` below `target`, it first says so: the servers' own work for a message of
+    /// the scenario, at the rates each reached alone in this run, does not fit `target` a second.
     static func throughput(steps: [RateStep], best: Int?, target: Int, cores: Int, sumOfParts: Double?) -> String? {
         guard let limit = steps.first(where: { !$0.withinTarget && $0.rate > (best ?? 0) }) ?? steps.last else { return nil }
         let use = CPUUse(cpuSecondsPer1000: limit.cpuSecondsPer1000, rate: limit.achievedRate, cores: cores)
@@ -42,7 +42,7 @@ enum Bounds {
             parts.append(
                 String(
                     format:
-                        "%@ msg/s is %.1fx this run's sum-of-parts ceiling (%@ msg/s: a DM's commits, confirmed publishes and Redis PUBLISHes at the rates each server reached alone, with nothing else running)",
+                        "%@ msg/s is %.1fx this run's sum-of-parts ceiling (%@ msg/s: a message's commits, confirmed publishes and Redis PUBLISHes at the rates each server reached alone, with nothing else running)",
                     Self.grouped(target) as NSString, Double(target) / sumOfParts,
                     Self.grouped(Int(sumOfParts.rounded())) as NSString))
         }

@@ -18,7 +18,10 @@ final class LoadClient: Sendable {
     private let ackInterval: Duration
     private let recorder: Recorder
     private let channel = Mutex<(any Channel)?>(nil)
-    private let pending = Mutex<[Int: (started: ContinuousClock.Instant, reply: (@Sendable (JSONValue?) -> Void)?)]>([:])
+    /// Calls waiting for their answer: when each was meant to be sent, and its rate step (a
+    /// timed message) or its reply handler.
+    private let pending = Mutex<[Int: (started: ContinuousClock.Instant, step: Int, reply: (@Sendable (JSONValue?) -> Void)?)]>(
+        [:])
     private let nextAck = Atomic(1)
     /// Who waits in `connected()`, and why the connection ended before it was ready, if it did.
     private let ready = Mutex<(waiting: CheckedContinuation<Void, any Error>?, failure: (any Error)?)>((nil, nil))
@@ -86,7 +89,7 @@ final class LoadClient: Sendable {
         let highest = self.highestSeq.load(ordering: .relaxed)
         guard highest > self.ackedSeq.load(ordering: .relaxed) else { return }
         self.ackedSeq.store(highest, ordering: .relaxed)
-        self.emit("ack_events", #"{"upToSeq":\#(highest)}"#, reply: nil, counted: false)
+        self.emit("ack_events", #"{"upToSeq":\#(highest)}"#, reply: nil)
     }
 
     private func takeReady() -> CheckedContinuation<Void, any Error>? {
@@ -124,7 +127,8 @@ final class LoadClient: Sendable {
             if let callback = entry.reply {
                 callback(first)
             } else {
-                self.recorder.acked(after: ContinuousClock.now - entry.started, ok: first?["ok"] == .bool(true))
+                self.recorder.acked(
+                    step: entry.step, after: ContinuousClock.now - entry.started, ok: first?["ok"] == .bool(true))
             }
         } else if text.hasPrefix("42") {
             guard case .array(let items)? = try? JSONValue.parse(text.dropFirst(2)), items.count >= 2,
@@ -140,9 +144,17 @@ final class LoadClient: Sendable {
         return nil
     }
 
-    private func emit(_ event: String, _ payloadJSON: String, reply: (@Sendable (JSONValue?) -> Void)?, counted: Bool) {
+    /// `timed`: the step and intended send time of a message whose answer the recorder counts.
+    private func emit(
+        _ event: String, _ payloadJSON: String, reply: (@Sendable (JSONValue?) -> Void)?,
+        timed: (step: Int, intended: ContinuousClock.Instant)? = nil
+    ) {
         let id = self.nextAck.add(1, ordering: .relaxed).oldValue
-        if counted || reply != nil { self.pending.withLock { $0[id] = (ContinuousClock.now, reply) } }
+        if let timed {
+            self.pending.withLock { $0[id] = (timed.intended, timed.step, nil) }
+        } else if reply != nil {
+            self.pending.withLock { $0[id] = (ContinuousClock.now, -1, reply) }
+        }
         self.write(#"42\#(id)["\#(event)",\#(payloadJSON)]"#)
     }
 
@@ -164,7 +176,7 @@ final class LoadClient: Sendable {
                     } else {
                         continuation.resume(throwing: LoadError.refused(reply?.jsonText ?? "no reply"))
                     }
-                }, counted: false)
+                })
         }
     }
 
@@ -172,7 +184,7 @@ final class LoadClient: Sendable {
     func send(thread: String, clientMessageId: String, body: String) {
         self.emit(
             "create_message", #"{"threadId":"\#(thread)","clientMessageId":"\#(clientMessageId)","body":"\#(body)"}"#,
-            reply: nil, counted: false)
+            reply: nil)
     }
 
     /// Sends message `index` of `step` to `thread`, stamped with its intended send time.
@@ -180,7 +192,7 @@ final class LoadClient: Sendable {
         let body = LoadBody(step: step, index: index, intended: self.recorder.offset(of: intended))
         self.emit(
             "create_message", #"{"threadId":"\#(thread)","clientMessageId":"s\#(step)-m\#(index)","body":"\#(body.text)"}"#,
-            reply: nil, counted: true)
+            reply: nil, timed: (step, intended))
     }
 }
 

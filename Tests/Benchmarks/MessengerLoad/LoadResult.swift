@@ -13,7 +13,10 @@ struct LoadResult: Codable {
         var rabbitmqPublishConfirmPerSecond: Double?
         var postgresInsertCommitPerSecond: Double?
         var redisPublishPerSecond: Double?
+        /// ``SumOfParts`` for a DM, and for a message to a group of the run's group size (the
+        /// group scenario's ratio is to this one; until the fifty-ninth session it was to the DM's).
         var sumOfPartsMessagesPerSecond: Double?
+        var groupSumOfPartsMessagesPerSecond: Double?
         var sumOfPartsNote: String?
         /// Two threads waking each other through a pipe after 1 ms idle (``Ceilings/threadWakeUpRoundTrip(roundTrips:gap:)``).
         var threadWakeUpRoundTripP50Us: Double?

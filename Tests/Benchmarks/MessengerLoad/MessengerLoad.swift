@@ -62,7 +62,7 @@ struct MessengerLoad {
         result.databaseAtStart = await DatabaseState.measure(environment: environment, logger: logger)
         if let state = result.databaseAtStart { say("  database at start: \(state.summary)") }
         if options.ceilings {
-            result.ceilings = try await Self.ceilings(environment: environment, logger: logger)
+            result.ceilings = try await Self.ceilings(environment: environment, logger: logger, groupSize: options.groupSize)
         }
 
         // The user pool and its sockets (one each), DMs between pairs, groups of 10.
@@ -81,15 +81,18 @@ struct MessengerLoad {
             var dms: [LoadConversation] = []
             for pair in stride(from: 0, to: clients.count - 1, by: 2) {
                 let thread = try await clients[pair].createConversation(type: "DM", with: [clients[pair + 1].account.id])
-                dms.append(LoadConversation(sender: clients[pair], thread: thread, recipients: 1))
-                dms.append(LoadConversation(sender: clients[pair + 1], thread: thread, recipients: 1))
+                dms.append(LoadConversation(sender: clients[pair], thread: thread, recipients: [pair + 1]))
+                dms.append(LoadConversation(sender: clients[pair + 1], thread: thread, recipients: [pair]))
             }
             var groups: [LoadConversation] = []
             for first in stride(from: 0, through: clients.count - options.groupSize, by: options.groupSize) {
                 let members = Array(clients[first..<(first + options.groupSize)])
                 let thread = try await members[0].createConversation(
                     type: "GROUP", with: members.dropFirst().map(\.account.id), title: "load group \(first / options.groupSize)")
-                groups += members.map { LoadConversation(sender: $0, thread: thread, recipients: options.groupSize - 1) }
+                let slots = Set(members.map(\.slot))
+                groups += members.map {
+                    LoadConversation(sender: $0, thread: thread, recipients: slots.subtracting([$0.slot]))
+                }
             }
             try await Task.sleep(for: .seconds(1))
             say(
@@ -108,13 +111,14 @@ struct MessengerLoad {
                 result.scenarios.append(
                     try await Self.throughput(
                         steps, dms, name: "throughput-dm", title: "Sustained throughput: 1:1 DMs", rates: options.rates,
-                        options: options, ceilings: result.ceilings, cores: result.machine.cores))
+                        options: options, sumOfParts: result.ceilings.sumOfPartsMessagesPerSecond,
+                        cores: result.machine.cores))
             }
             if options.scenarios.contains("group") {
                 var scenario = try await Self.throughput(
                     steps, groups, name: "throughput-group",
                     title: "Sustained throughput: groups of \(options.groupSize)", rates: options.groupRates, options: options,
-                    ceilings: result.ceilings, cores: result.machine.cores)
+                    sumOfParts: result.ceilings.groupSumOfPartsMessagesPerSecond, cores: result.machine.cores)
                 scenario.groupSize = options.groupSize
                 result.scenarios.append(scenario)
             }
@@ -130,7 +134,8 @@ struct MessengerLoad {
         if options.ceilings {
             // A failure here must not cost the run its results: they are written without it.
             do {
-                result.ceilingsAtEnd = try await Self.ceilings(environment: environment, logger: logger, atEnd: true)
+                result.ceilingsAtEnd = try await Self.ceilings(
+                    environment: environment, logger: logger, groupSize: options.groupSize, atEnd: true)
             } catch {
                 say("  ceilings at the end: not measured (\(error))")
             }
@@ -153,7 +158,7 @@ struct MessengerLoad {
     /// The machine's ceilings, measured while the services are idle; `atEnd` for the second
     /// measurement, after the scenarios.
     static func ceilings(
-        environment: [String: String], logger: Logger, atEnd: Bool = false
+        environment: [String: String], logger: Logger, groupSize: Int, atEnd: Bool = false
     ) async throws -> LoadResult.CeilingFigures {
         let name = atEnd ? "ceilings at the end" : "ceilings"
         say(atEnd ? "\n  \(name): ..." : "  ceilings (same run): ...")
@@ -170,22 +175,19 @@ struct MessengerLoad {
             RedisConfiguration(
                 host: environment["REDIS_HOST"] ?? "127.0.0.1", port: Int(environment["REDIS_PORT"] ?? "") ?? 6380),
             logger: logger)
-        // A DM costs 3 PostgreSQL commits (messaging's, the outbox relay's delete, delivery's
-        // record), 5 confirmed persistent publishes (the event, two pushes, the receipt and its
-        // push) and 2 Redis PUBLISHes (the two pushes); sharing one machine, their costs add up.
-        let sum = 1 / (3 / insert + 5 / rabbit + 2 / redis)
+        let sum = SumOfParts(members: 2).messagesPerSecond(rabbitmq: rabbit, postgres: insert, redis: redis)
+        let groupSum = SumOfParts(members: groupSize).messagesPerSecond(rabbitmq: rabbit, postgres: insert, redis: redis)
         let wakeUp = try await Ceilings.threadWakeUpRoundTrip()
         say(
             "  \(name): "
                 + String(
                     format:
-                        "RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s; thread wake-up round trip after 1 ms idle p50 %.0f us, p99 %.0f us",
-                    rabbit, insert, redis, sum, wakeUp.p50, wakeUp.p99))
+                        "RabbitMQ publish+confirm %.0f msg/s, PostgreSQL insert-commit %.0f rows/s, Redis PUBLISH %.0f msg/s; sum of parts for a DM %.0f msg/s, for a group of %d %.0f msg/s; thread wake-up round trip after 1 ms idle p50 %.0f us, p99 %.0f us",
+                    rabbit, insert, redis, sum, groupSize, groupSum, wakeUp.p50, wakeUp.p99))
         return .init(
             rabbitmqPublishConfirmPerSecond: rabbit, postgresInsertCommitPerSecond: insert, redisPublishPerSecond: redis,
-            sumOfPartsMessagesPerSecond: sum,
-            sumOfPartsNote:
-                "1 / (3 / PostgreSQL + 5 / RabbitMQ + 2 / Redis): a DM costs 3 commits (messaging's insert, the outbox relay's delete, delivery's insert), 5 confirmed persistent publishes (the event, two pushes, the delivery receipt and its push) and 2 Redis PUBLISHes, on one machine",
+            sumOfPartsMessagesPerSecond: sum, groupSumOfPartsMessagesPerSecond: groupSum,
+            sumOfPartsNote: SumOfParts.note(groupSize: groupSize),
             threadWakeUpRoundTripP50Us: wakeUp.p50, threadWakeUpRoundTripP99Us: wakeUp.p99
         )
     }
@@ -231,7 +233,7 @@ struct MessengerLoad {
     /// errors; stops after two steps in a row miss it.
     static func throughput(
         _ steps: RateSteps, _ conversations: [LoadConversation], name: String, title: String, rates: [Int],
-        options: LoadOptions, ceilings: LoadResult.CeilingFigures, cores: Int
+        options: LoadOptions, sumOfParts: Double?, cores: Int
     ) async throws -> Scenario {
         var scenario = Scenario(
             name: name, title: title, kind: "rate-steps",
@@ -254,11 +256,11 @@ struct MessengerLoad {
             // Let retries and backlogs settle between steps.
             try await Task.sleep(for: .seconds(2))
         }
-        scenario.judgeThroughput(results, sumOfParts: ceilings.sumOfPartsMessagesPerSecond)
+        scenario.judgeThroughput(results, sumOfParts: sumOfParts)
         if !scenario.met {
             scenario.bound = Bounds.throughput(
                 steps: results, best: scenario.bestRate, target: Targets.throughput, cores: cores,
-                sumOfParts: ceilings.sumOfPartsMessagesPerSecond)
+                sumOfParts: sumOfParts)
             if let bound = scenario.bound { say("    bound: \(bound)") }
         }
         return scenario

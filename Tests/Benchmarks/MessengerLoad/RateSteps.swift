@@ -3,11 +3,12 @@ import Foundation
 import MessengerServiceKit
 import Synchronization
 
-/// A conversation the load is sent to: who sends, in which thread, to how many recipients.
+/// A conversation the load is sent to: who sends, in which thread, to which clients (their
+/// slots).
 struct LoadConversation: Sendable {
     var sender: LoadClient
     var thread: String
-    var recipients: Int
+    var recipients: Set<Int>
 }
 
 /// Runs rate steps: each step sends at a fixed arrival rate for a while (open loop: every
@@ -34,7 +35,7 @@ final class RateSteps: Sendable {
             step += 1
             return step
         }
-        self.recorder.start(step: step)
+        self.recorder.start(step: step, recipients: conversations.map(\.recipients))
         self.diskProbe?.start()
         let cpuBefore = self.processes.cpuSnapshot()
         let schedulerBefore = self.processes.schedulerSnapshot()
@@ -47,7 +48,7 @@ final class RateSteps: Sendable {
             try await LoopTimer.sleep(until: intended)
             let conversation = conversations[index % conversations.count]
             conversation.sender.send(thread: conversation.thread, step: step, index: index, intended: intended)
-            deliveries += conversation.recipients
+            deliveries += conversation.recipients.count
             if ContinuousClock.now >= nextProgress {
                 nextProgress = nextProgress + .seconds(5)
                 say(
@@ -57,7 +58,7 @@ final class RateSteps: Sendable {
         }
         let sending = ContinuousClock.now - started
         let deadline = ContinuousClock.now + self.drain
-        while self.recorder.deliveredCount < deliveries, ContinuousClock.now < deadline {
+        while self.recorder.deliveredCount < deliveries || self.recorder.answeredCount < total, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }
         let cpu = RunProcesses.difference(cpuBefore, self.processes.cpuSnapshot())
