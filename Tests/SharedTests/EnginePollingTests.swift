@@ -22,7 +22,8 @@ struct EnginePollingTests {
         await session.start(delegate: KeepAliveUpgradeHandlerTests.NoLayerAbove(), webSocket: nil)
         // 60 GETs' worth of events wait; the heartbeat's ping comes after them.
         await session.send((0..<960).map { EngineIOPacket.message("event \($0)") })
-        try await Task.sleep(for: .milliseconds(600))
+        // Three intervals and more: a timer fires late on a busy machine, never early.
+        try await Task.sleep(for: .seconds(2))
         let first = try await session.poll()
         #expect(first.first.map { if case .ping = $0 { true } else { false } } == true, "the first GET: \(first.prefix(2))")
         await session.close(reason: "test over", notifyClient: false)

@@ -268,10 +268,28 @@ def test_a_durable_event_goes_only_to_the_one_user_room_it_names(account):
 @pytest.fixture(scope="module")
 def second_gateway():
     """Another gateway process on other ports, with short heartbeats and a small maxPayload:
-    for the tests of those two. A client that is slow to answer a ping (a busy one, or one on
-    a loaded machine) is closed within half a second there."""
+    for the test of the heartbeat's timeout. A client that is slow to answer a ping (a busy
+    one, or one on a loaded machine) is closed within half a second there, so the tests of
+    other things run elsewhere (`small_payload_gateway`, `quick_heartbeat_gateway`): until the
+    fifty-ninth session two more ran here, and a stall of a fifth of a second failed them."""
     with gateway_process(5071, 9171, SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="200",
                          SOCKETIO_MAX_PAYLOAD="4096") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def small_payload_gateway():
+    """Another gateway process with a small maxPayload (4096) and the default heartbeat."""
+    with gateway_process(5088, 9188, SOCKETIO_MAX_PAYLOAD="4096") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def quick_heartbeat_gateway():
+    """Another gateway process pinging every 300 ms and waiting 500 ms for the pong: a burst of
+    600 commands (one at a time, a few milliseconds each) outlasts its heartbeat, and a client
+    that answers in time is not closed by a stall of the machine of less than half a second."""
+    with gateway_process(5089, 9189, SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="500") as (url, _):
         yield url
 
 
@@ -739,7 +757,7 @@ def test_polling_errors_carry_the_reference_servers_codes(account):
     assert answer.status_code == 200 and answer.text.startswith("44"), answer.text
 
 
-def test_heartbeat_timeout_and_max_payload(second_gateway):
+def test_heartbeat_timeout_and_max_payload(second_gateway, small_payload_gateway):
     url = f"{second_gateway}/socket.io/"
     handshake = polling_open(second_gateway)
     assert handshake["pingInterval"] == 300 and handshake["pingTimeout"] == 200 and handshake["maxPayload"] == 4096
@@ -749,12 +767,13 @@ def test_heartbeat_timeout_and_max_payload(second_gateway):
     statuses = [requests.get(url, params=params, timeout=5) for _ in range(2)]
     assert statuses[-1].status_code == 400
 
-    params = {"EIO": "4", "transport": "polling", "sid": polling_open(second_gateway)["sid"]}
+    url = f"{small_payload_gateway}/socket.io/"
+    params = {"EIO": "4", "transport": "polling", "sid": polling_open(small_payload_gateway)["sid"]}
     too_big = requests.post(url, params=params, data="4" + "x" * 5000, timeout=5)
     assert too_big.status_code == 413
 
 
-def test_a_polling_client_past_max_payload_reconnects(second_gateway, account):
+def test_a_polling_client_past_max_payload_reconnects(small_payload_gateway, account):
     """python-engineio puts everything it has queued in one POST, whatever `maxPayload` says; the
     gateway answers 413 and ends the session without the close packet, so the client takes it
     for a lost transport and reconnects (with the close packet, which it takes for a goodbye, it
@@ -762,7 +781,7 @@ def test_a_polling_client_past_max_payload_reconnects(second_gateway, account):
     connects: queue.Queue = queue.Queue()
     sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
     sio.on("connect", lambda: connects.put(time.monotonic()))
-    sio.connect(second_gateway, auth={"token": account().access}, transports=["polling"], wait_timeout=10)
+    sio.connect(small_payload_gateway, auth={"token": account().access}, transports=["polling"], wait_timeout=10)
     try:
         connects.get(timeout=10)
         sio.emit("ping", "x" * 5000)
@@ -1524,12 +1543,13 @@ def test_a_first_request_asking_for_an_upgrade_not_served_is_answered_as_http(re
         connection.close()
 
 
-def test_a_burst_of_commands_outlasting_the_heartbeat_is_slowed_not_dropped(account, second_gateway):
-    """600 create_message at once on a gateway whose heartbeat is 300 + 200 ms: the gateway stops
-    reading past 256 waiting, so the client's pong waits unread behind its own commands. The
-    heartbeat waits for reading to resume instead of closing a client that did answer."""
+def test_a_burst_of_commands_outlasting_the_heartbeat_is_slowed_not_dropped(account, quick_heartbeat_gateway):
+    """600 create_message at once on a gateway whose heartbeat is 300 + 500 ms: the gateway stops
+    reading past 256 waiting, so the client's pong waits unread behind its own commands, for
+    longer than the heartbeat. The heartbeat waits for reading to resume instead of closing a
+    client that did answer."""
     alice, bob = account(), account()
-    ws, _ = raw_websocket_session(second_gateway, alice.access)
+    ws, _ = raw_websocket_session(quick_heartbeat_gateway, alice.access)
     try:
         ws.send("420" + json.dumps(["create_conversation", {"type": "DM", "memberIds": [bob.id]}]))
         while not (frame := ws.recv()).startswith("430"):
