@@ -204,7 +204,8 @@ enum AuthMigrations {
 
     /// When the access token signed with each refresh token expires: an ended session's tokens
     /// are refused until the last of them has expired, whatever lifetime auth runs with when it
-    /// ends (``SessionRevocations``). Null for tokens issued before it.
+    /// ends (``SessionRevocations``). Null for tokens issued before it, which count as living
+    /// the longest lifetime auth accepts (``SessionRevocations/lastAccessExpiry``).
     static let accessTokenExpiries = Migration(
         version: 19, name: "access_token_expiries",
         statements: ["ALTER TABLE refresh_tokens ADD COLUMN access_expires_at timestamptz"])

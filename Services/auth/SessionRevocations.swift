@@ -37,6 +37,15 @@ struct SessionRevocations: Sendable {
         self.logger = logger
     }
 
+    /// The latest expiry of the access tokens of the session ended in the statement's row of
+    /// `ended_sessions`. A token recorded without one (issued before auth migration 19, or by a
+    /// replica older than it during an upgrade) counts as living a day from its refresh token's
+    /// creation, the longest lifetime auth accepts: refused too long rather than too briefly.
+    static let lastAccessExpiry = """
+        (SELECT max(coalesce(r.access_expires_at, r.created_at + interval '86400 seconds'))
+         FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
+        """
+
     /// When an access token signed now expires, as recorded with the refresh token issued
     /// beside it (the signature comes a moment later; ``reach``'s minute covers that).
     func accessTokenExpiry() -> Date {
@@ -55,7 +64,7 @@ struct SessionRevocations: Sendable {
             SELECT DISTINCT family_id, user_id FROM refresh_tokens WHERE family_id = \(family)
             ON CONFLICT (family_id) DO NOTHING
             RETURNING user_id, family_id,
-                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
+                \(unescaped: Self.lastAccessExpiry)
             """, logger: self.logger)
         try await self.announce(ended, on: connection)
     }
@@ -78,7 +87,8 @@ struct SessionRevocations: Sendable {
                 INSERT INTO spared_sessions (family_id, user_id, end_at)
                 SELECT \(sparing), \(userID), greatest(
                     now() + make_interval(secs => \(Double(self.reach.components.seconds))),
-                    (SELECT max(access_expires_at) FROM refresh_tokens WHERE family_id = \(sparing)) + interval '60 seconds')
+                    (SELECT max(coalesce(access_expires_at, created_at + interval '86400 seconds'))
+                     FROM refresh_tokens WHERE family_id = \(sparing)) + interval '60 seconds')
                 WHERE NOT EXISTS (SELECT 1 FROM ended_sessions WHERE family_id = \(sparing))
                 ON CONFLICT (family_id) DO NOTHING
                 """, logger: self.logger)
@@ -90,7 +100,7 @@ struct SessionRevocations: Sendable {
             WHERE user_id = \(userID) AND family_id IS DISTINCT FROM \(sparing)
             ON CONFLICT (family_id) DO NOTHING
             RETURNING user_id, family_id,
-                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
+                \(unescaped: Self.lastAccessExpiry)
             """, logger: self.logger)
         try await self.announce(ended, on: connection)
     }
@@ -114,7 +124,7 @@ struct SessionRevocations: Sendable {
             LIMIT \(limit)
             ON CONFLICT (family_id) DO NOTHING
             RETURNING user_id, family_id,
-                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
+                \(unescaped: Self.lastAccessExpiry)
             """, logger: self.logger)
         return try await self.announce(ended, on: connection)
     }
@@ -135,7 +145,7 @@ struct SessionRevocations: Sendable {
             SELECT family_id, user_id FROM due
             ON CONFLICT (family_id) DO NOTHING
             RETURNING user_id, family_id,
-                (SELECT max(r.access_expires_at) FROM refresh_tokens r WHERE r.family_id = ended_sessions.family_id)
+                \(unescaped: Self.lastAccessExpiry)
             """, logger: self.logger)
         return try await self.announce(ended, on: connection)
     }

@@ -115,6 +115,29 @@ struct RevocationReachTests {
         }
     }
 
+    @Test("a session whose tokens were recorded without their access expiry is refused for a day from their issue")
+    func tokensFromBeforeTheRecord() async throws {
+        try await CallerGaveUpTests().withAuthenticator(maxFailures: 5) { authenticator, database in
+            let logger = TestEnvironment.logger
+            let (name, id) = try await CallerGaveUpTests.newAccount(authenticator)
+            let session = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            // As a replica from before the record, or a token issued before its migration, left it.
+            try await database.query(
+                "UPDATE refresh_tokens SET access_expires_at = NULL WHERE user_id = \(id)", logger: logger)
+            let family = try await Self.family(of: session.refreshToken, database)
+            _ = try await authenticator.logout(LostCommitTests.request(session.refreshToken))
+            var until: Date?
+            for try await found in try await database.query(
+                "SELECT until FROM revoked_sessions WHERE family_id = \(family)", logger: logger
+            ).decode(Date.self) {
+                until = found
+            }
+            let left = try #require(until, "not recorded as revoked").timeIntervalSinceNow
+            #expect(left > 86_000, "refused for \(left) s only")
+        }
+    }
+
     private static func families(of user: UUID, _ database: Database) async throws -> [(UUID, Date?)] {
         var found: [(UUID, Date?)] = []
         for try await row in try await database.query(

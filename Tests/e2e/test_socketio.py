@@ -287,8 +287,9 @@ def small_payload_gateway():
 @pytest.fixture(scope="module")
 def quick_heartbeat_gateway():
     """Another gateway process pinging every 300 ms and waiting 500 ms for the pong: a burst of
-    600 commands (one at a time, a few milliseconds each) outlasts its heartbeat, and a client
-    that answers in time is not closed by a stall of the machine of less than half a second."""
+    1,000 commands (one at a time, a millisecond or more each) keeps its reading paused for
+    seconds, outlasting its heartbeat several times, and a client that answers in time is not
+    closed by a stall of the machine of less than half a second."""
     with gateway_process(5089, 9189, SOCKETIO_PING_INTERVAL_MS="300", SOCKETIO_PING_TIMEOUT_MS="500") as (url, _):
         yield url
 
@@ -1544,7 +1545,7 @@ def test_a_first_request_asking_for_an_upgrade_not_served_is_answered_as_http(re
 
 
 def test_a_burst_of_commands_outlasting_the_heartbeat_is_slowed_not_dropped(account, quick_heartbeat_gateway):
-    """600 create_message at once on a gateway whose heartbeat is 300 + 500 ms: the gateway stops
+    """1,000 create_message at once on a gateway whose heartbeat is 300 + 500 ms: the gateway stops
     reading past 256 waiting, so the client's pong waits unread behind its own commands, for
     longer than the heartbeat. The heartbeat waits for reading to resume instead of closing a
     client that did answer."""
@@ -1556,7 +1557,7 @@ def test_a_burst_of_commands_outlasting_the_heartbeat_is_slowed_not_dropped(acco
             if frame == "2":
                 ws.send("3")
         thread = json.loads(frame[3:])[0]["data"]["thread"]
-        bodies = [f"burst {n}" for n in range(600)]
+        bodies = [f"burst {n}" for n in range(1000)]
         for n, body in enumerate(bodies):
             ws.send(f"42{n + 1}" + json.dumps(["create_message", {"threadId": thread["id"], "clientMessageId": body,
                                                                   "body": body}]))
