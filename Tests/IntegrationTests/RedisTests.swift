@@ -253,10 +253,16 @@ extension RedisTests {
         let configuration = Self.quickToReconnect(to: listener, timeout: .seconds(5))
         let pattern = "socket.io#/#*"
         // 1: refuses the SUBSCRIBE as an ACL does, and closes before answering the PSUBSCRIBE.
-        // 2: confirms the resubscription of the pattern and stays a while.
+        // 2: confirms the resubscription of the pattern and stays a while. Each waits up to 30 s
+        // for what it answers (a single read gives up after 2 s: on a loaded machine the first
+        // then answered before the subscribe came, and the test took the wrong path).
         let server = Task {
             await listener.serve(2) { index, connection in
-                _ = SilentListener.read(connection, until: pattern)
+                var asked = ""
+                let patience = ContinuousClock.now + .seconds(30)
+                while !asked.contains(pattern), ContinuousClock.now < patience {
+                    asked += SilentListener.read(connection, until: pattern)
+                }
                 if index == 0 {
                     SilentListener.write(connection, "-NOPERM this user has no permissions to access the channel\r\n")
                     usleep(100_000)
@@ -280,7 +286,7 @@ extension RedisTests {
                 outcome.end(error)
             }
         }
-        let ended = await TestHelpers.eventually(timeout: .seconds(10)) { outcome.ended }
+        let ended = await TestHelpers.eventually(timeout: .seconds(30)) { outcome.ended }
         #expect(ended, "the subscribe never ended")
         #expect((outcome.error as? RedisError)?.kind == .server, "\(String(describing: outcome.error))")
         await server.value

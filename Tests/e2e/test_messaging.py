@@ -2033,7 +2033,12 @@ def test_events_of_commands_finished_during_a_graceful_stop_are_published_before
     stopping = threading.Thread(target=services, args=("stop", "messaging"))
     try:
         sender.start()
-        time.sleep(0.5)  # the command waits for the lock
+        # The command waits for the lock (asked of PostgreSQL: a fixed pause could end before
+        # a slow machine had the command there, and the stop would find nothing under way).
+        deadline = time.monotonic() + 20
+        while psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                   "AND datname = current_database()") == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
         stopping.start()
         time.sleep(1.0)  # messaging is stopping, the command still waits
     finally:
