@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import MessengerHTTP
 import Synchronization
+import TestSupport
 import Testing
 
 /// ``CurlClient``: what its requests carry, and their time limits.
@@ -9,9 +10,14 @@ import Testing
 struct CurlClientTests {
     @Test("a call's timeout counts its wait for one of the pool's threads")
     func timeoutCountsTheWaitForAThread() async throws {
-        // Connections are accepted by the kernel and never answered.
+        // The first call's connection is accepted and never answered.
         let listener = try SilentListener()
         defer { listener.close() }
+        let arrived = Flag()
+        async let served: Void = listener.serve(1) { _, _ in
+            arrived.set()
+            usleep(4_000_000)  // past the first call's 3 s
+        }
         let client = CurlClient(threads: 1)
         let url = "http://127.0.0.1:\(listener.port)/upload"
         @Sendable func call(timeout: Duration) async -> (any Error)? {
@@ -23,12 +29,16 @@ struct CurlClientTests {
             }
         }
         async let first = call(timeout: .seconds(3))
-        try await Task.sleep(for: .milliseconds(100))
+        // The second call starts once the first holds the pool's only thread (its connection
+        // came): a fixed pause of 100 ms was not always enough on a loaded machine, and the
+        // second call took the thread first (a CI run).
+        #expect(await TestHelpers.eventually(timeout: .seconds(20)) { arrived.isSet })
         // Its 1 s is over by the time the only thread is free, after the first call's 3 s: it
         // fails without a transfer. Until the forty-fifth session it got its whole 1 s then, and
         // ended a second after its caller's deadline.
         async let second = call(timeout: .seconds(1))
         let (one, two) = await (first, second)
+        await served
         #expect((one as? CurlError)?.isTimeout == true, "\(String(describing: one))")
         let error = try #require(two as? CurlError)
         #expect(error.isTimeout)
@@ -102,6 +112,15 @@ struct CurlClientTests {
         await served
         #expect(written.withLock { $0 } < 64 << 20, "the server wrote the whole reply: the client read on")
     }
+}
+
+/// A flag a test server's thread raises for the test.
+private final class Flag: Sendable {
+    private let raised = Mutex(false)
+
+    var isSet: Bool { self.raised.withLock { $0 } }
+
+    func set() { self.raised.withLock { $0 = true } }
 }
 
 /// What a test server read, handed from its thread to the test.
