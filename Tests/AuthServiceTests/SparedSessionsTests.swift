@@ -94,12 +94,7 @@ struct RevocationReachTests {
                 Self.family(of: loggedOut.refreshToken, database), Self.family(of: ended.refreshToken, database),
             ]
             for family in endedFamilies {
-                var until: Date?
-                for try await found in try await database.query(
-                    "SELECT until FROM revoked_sessions WHERE family_id = \(family)", logger: logger
-                ).decode(Date.self) {
-                    until = found
-                }
+                let until = try await Self.revokedUntil(family, database)
                 let left = try #require(until, "not recorded as revoked").timeIntervalSinceNow
                 // 3600 s and the minute's margin, not 900 s and the minute.
                 #expect(left > 3600, "refused for \(left) s only")
@@ -127,15 +122,21 @@ struct RevocationReachTests {
                 "UPDATE refresh_tokens SET access_expires_at = NULL WHERE user_id = \(id)", logger: logger)
             let family = try await Self.family(of: session.refreshToken, database)
             _ = try await authenticator.logout(LostCommitTests.request(session.refreshToken))
-            var until: Date?
-            for try await found in try await database.query(
-                "SELECT until FROM revoked_sessions WHERE family_id = \(family)", logger: logger
-            ).decode(Date.self) {
-                until = found
-            }
+            let until = try await Self.revokedUntil(family, database)
             let left = try #require(until, "not recorded as revoked").timeIntervalSinceNow
             #expect(left > 86_000, "refused for \(left) s only")
         }
+    }
+
+    /// Until when `family` is refused (`revoked_sessions.until`); nil when it is not recorded.
+    private static func revokedUntil(_ family: UUID, _ database: Database) async throws -> Date? {
+        var until: Date?
+        for try await found in try await database.query(
+            "SELECT until FROM revoked_sessions WHERE family_id = \(family)", logger: TestEnvironment.logger
+        ).decode(Date.self) {
+            until = found
+        }
+        return until
     }
 
     private static func families(of user: UUID, _ database: Database) async throws -> [(UUID, Date?)] {
