@@ -295,6 +295,15 @@ def quick_heartbeat_gateway():
 
 
 @pytest.fixture(scope="module")
+def long_heartbeat_gateway():
+    """Another gateway process waiting ten minutes for a pong, with its admin URL: for the
+    attachment-budget tests, whose raw sockets never answer a ping (on the shared gateway a
+    slow run could outlast its 45 s heartbeat and close them, giving their budget back)."""
+    with gateway_process(5081, 9181, SOCKETIO_PING_INTERVAL_MS="600000", SOCKETIO_PING_TIMEOUT_MS="600000") as (url, _):
+        yield url, "http://127.0.0.1:9181"
+
+
+@pytest.fixture(scope="module")
 def other_gateway():
     """Another gateway process on other ports, with the default heartbeat: for the tests of
     what crosses from one gateway to another. Until the fifty-first session they ran on
@@ -315,20 +324,20 @@ def websocket_clients(base: str, *accounts: Any) -> list[socketio.Client]:
 
 
 def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(account):
-    """A gateway with SOCKET_COMMAND_RATE=2 and SOCKET_COMMAND_BURST=3 (production: 30 and
+    """A gateway with SOCKET_COMMAND_RATE=1 and SOCKET_COMMAND_BURST=3 (production: 30 and
     120; the test environment turns it off). One user sends 8 messages at once over two
     sockets, half without an ack callback: every one runs (the contract runs commands sent
-    without an ack too), but past the burst at 2 a second, so the last is answered no sooner
-    than about 3 s after the first; another user's command meanwhile is not held back, and
-    ack_events is not counted."""
+    without an ack too), but past the burst at 1 a second (the test's gateway), so the last is
+    answered no sooner than about 5 s after the first; another user's command meanwhile is not
+    held back, and ack_events is not counted."""
     alice, bob = account(), account()
-    with gateway_process(5075, 9175, SOCKET_COMMAND_RATE="2", SOCKET_COMMAND_BURST="3") as (base, _):
+    with gateway_process(5075, 9175, SOCKET_COMMAND_RATE="1", SOCKET_COMMAND_BURST="3") as (base, _):
         sockets = websocket_clients(base, alice, alice, bob)
         phone, laptop, other = sockets
         try:
             thread = phone.call("create_conversation", {"type": "DM", "memberIds": [bob.id]}, timeout=10)
             tid = thread["data"]["thread"]["id"]  # one of the burst's 3
-            time.sleep(1)  # the bucket back to full: 3 at once, then one every 0.5 s
+            time.sleep(1)  # the bucket back to full: 3 at once, then one a second
             replies: queue.Queue = queue.Queue()
             started = time.monotonic()
             for n in range(8):
@@ -342,8 +351,8 @@ def test_a_user_past_the_command_rate_waits_for_each_turn_and_others_do_not(acco
             assert phone.call("ack_events", {"upToSeq": 1}, timeout=10)["ok"] is True
             answers = [replies.get(timeout=30) for _ in range(4)]
             assert all(answer["ok"] is True for answer in answers), answers
-            # 8 past a full burst of 3: the 8th waits for 5 more turns at 2 a second.
-            assert time.monotonic() - started >= 2.0, "the commands past the burst did not wait"
+            # 8 past a full burst of 3: the 8th waits for 5 more turns at 1 a second.
+            assert time.monotonic() - started >= 4.0, "the commands past the burst did not wait"
             deadline = time.monotonic() + 15
             while True:
                 page = requests.get(f"{base}/api/threads/{tid}/messages", timeout=10,
@@ -1044,10 +1053,10 @@ def test_add_attachments_over_its_limit_gets_an_error_ack(account):
         sio.disconnect()
 
 
-def raw_websocket(token: str) -> websocket.WebSocket:
-    """A raw Engine.IO WebSocket with its CONNECT to `/` done."""
+def raw_websocket(token: str, base: str = GATEWAY_URL) -> websocket.WebSocket:
+    """A raw Engine.IO WebSocket to the gateway at `base` with its CONNECT to `/` done."""
     ws = websocket.create_connection(
-        GATEWAY_URL.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket", timeout=10)
+        base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket", timeout=10)
     assert ws.recv().startswith("0")
     ws.send("40" + json.dumps({"token": token}))
     assert ws.recv().startswith("40")
@@ -1087,10 +1096,12 @@ def test_ten_files_of_nearly_maxpayload_each_go_through_one_add_attachments(acco
     send_ten_photos(alice, bob)
 
 
-def send_ten_photos(sender: Any, peer: Any) -> None:
+def send_ten_photos(sender: Any, peer: Any, base: str = GATEWAY_URL) -> None:
     """`sender` sends ten files of 999,000 bytes in one binary `add_attachments` to a message
-    of a new DM with `peer`; they must all be bound, and the connection stay up."""
-    sio, _ = client(sender.access, transports=["websocket"])
+    of a new DM with `peer`, through the gateway at `base`; they must all be bound, and the
+    connection stay up."""
+    sio = socketio.Client(reconnection=False)
+    sio.connect(base, auth={"token": sender.access}, transports=["websocket"], wait_timeout=10)
     try:
         thread = sio.call("create_conversation", {"type": "DM", "memberIds": [peer.id]}, timeout=10)["data"]["thread"]
         message = sio.call("create_message", {"threadId": thread["id"], "clientMessageId": "ten", "body": "ten files"},
@@ -1122,17 +1133,17 @@ def test_a_binary_packet_whose_attachments_do_not_all_come_closes_its_connection
         ws.close()
 
 
-def test_one_users_waiting_attachments_leave_room_for_other_users(account):
+def test_one_users_waiting_attachments_leave_room_for_other_users(account, long_heartbeat_gateway):
     """Alice opens 9 sockets and on each sends attachments of 999,000 bytes of a packet of 32
     that she never completes: 31 on the first eight and 20 on the last, 267.7 MB, just under
     the gateway's whole budget (256 MiB). She may hold a share of it (64 MiB): a socket whose
     attachment would take her past it is closed, and the gateway holds no more than her share
-    (which sockets stay open depends on timing: a socket that does not answer pings is closed
-    after 45 s, and a packet's attachments may take 60 s). Bob's ten photos then go through. Until the fortieth session
-    the budget had no shares, so her sockets held nearly all of it and Bob's upload closed his
-    connection."""
+    (which sockets stay open depends on timing: a packet's attachments may take 60 s). Bob's ten
+    photos then go through. Until the fortieth session the budget had no shares, so her sockets
+    held nearly all of it and Bob's upload closed his connection."""
+    base, admin = long_heartbeat_gateway
     alice, bob = account(), account()
-    sockets = [raw_websocket(alice.access) for _ in range(9)]
+    sockets = [raw_websocket(alice.access, base) for _ in range(9)]
     try:
         for n, ws in enumerate(sockets):
             try:
@@ -1141,24 +1152,21 @@ def test_one_users_waiting_attachments_leave_room_for_other_users(account):
                     ws.send_binary(b"a" * 999_000)
             except (ConnectionError, websocket.WebSocketConnectionClosedException):
                 pass  # closed for holding more than her share
-        held = settled_attachment_bytes_held()
+        held = settled_attachment_bytes_held(admin)
         assert 0 < held <= 64 << 20, held
-        send_ten_photos(bob, alice)
+        send_ten_photos(bob, alice, base)
     finally:
         for ws in sockets:
             ws.close()
 
 
-GATEWAY_ADMIN_URL = f"http://127.0.0.1:{os.environ.get('GATEWAY_ADMIN_PORT', '9100')}"
-
-
-def settled_attachment_bytes_held() -> float:
-    """What the gateway holds of its attachment budget once that stops changing (it has read
-    what was sent)."""
+def settled_attachment_bytes_held(admin: str) -> float:
+    """What the gateway whose admin URL is `admin` holds of its attachment budget once that
+    stops changing (it has read what was sent)."""
     held, deadline = -1.0, time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(1)
-        now = scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_bytes_held")
+        now = scrape_metric(admin, "socketio_attachment_bytes_held")
         if now == held:
             break
         held = now
@@ -1178,29 +1186,30 @@ def is_closed(ws: websocket.WebSocket) -> bool:
         return True
 
 
-def test_accounts_filling_the_whole_budget_with_unfinished_packets_give_way_to_other_users(account):
+def test_accounts_filling_the_whole_budget_with_unfinished_packets_give_way_to_other_users(account, long_heartbeat_gateway):
     """Four accounts each hold their share (64 MiB) in attachments of packets they never finish,
     three sockets each: the gateway's whole budget (256 MiB) but 0.7 MB. Bob's ten photos then
     take back the unfinished packets of the biggest holder, whose sockets are closed, and go
     through. Until the fifty-third session Bob's connection was the one closed, for as long as
     the accounts kept the budget full."""
+    base, admin = long_heartbeat_gateway
     hogs = [account() for _ in range(4)]
     bob, peer = account(), account()
-    before = scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_evictions_total")
-    sockets = [(hog, raw_websocket(hog.access)) for hog in hogs for _ in range(3)]
+    before = scrape_metric(admin, "socketio_attachment_evictions_total")
+    sockets = [(hog, raw_websocket(hog.access, base)) for hog in hogs for _ in range(3)]
     try:
         for n, (_, ws) in enumerate(sockets):
             ws.send(attachments_header(32))
             for _ in range(31 if n % 3 < 2 else 5):
                 ws.send_binary(b"h" * 999_000)
-        held = settled_attachment_bytes_held()
+        held = settled_attachment_bytes_held(admin)
         assert held >= 4 * 67 * 999_000, held
-        send_ten_photos(bob, peer)
-        assert scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_evictions_total") - before == 3
+        send_ten_photos(bob, peer, base)
+        assert scrape_metric(admin, "socketio_attachment_evictions_total") - before == 3
         closed = {hog.id for hog, ws in sockets if is_closed(ws)}
         assert len(closed) == 1, closed
         assert all(is_closed(ws) for hog, ws in sockets if hog.id in closed)
-        assert scrape_metric(GATEWAY_ADMIN_URL, "socketio_attachment_bytes_held") <= 3 * 67 * 999_000
+        assert scrape_metric(admin, "socketio_attachment_bytes_held") <= 3 * 67 * 999_000
     finally:
         for _, ws in sockets:
             ws.close()
