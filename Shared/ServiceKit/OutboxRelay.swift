@@ -23,7 +23,14 @@ import ThreadedIO
 /// without the turn tries to take it at each wake, and in the same statement wakes the holder
 /// through `NOTIFY` (the holder listens), so rows committed on any replica go out at once. If the
 /// holder's connection or process dies, PostgreSQL releases the lock and the next relay to wake
-/// (each polls) takes over.
+/// (each polls) takes over. If it stops without dying (a frozen process or virtual machine, a
+/// network that drops its packets), its session ends once it has been idle for `turnIdleLimit`
+/// (30 s by default, and at least three polls), which PostgreSQL bounds with
+/// `idle_session_timeout` on the holder's session: a working holder runs a statement at every
+/// poll. Until the sixtieth session nothing bounded it, and a frozen holder stopped every
+/// replica's events for as long as its session lived (a review). A holder whose batch waits for
+/// the broker's confirms that long loses the turn too; the next holder publishes the batch again
+/// (copies, which consumers drop by event id).
 ///
 /// A relay whose broker connection is down does not take the turn, and one that holds it gives
 /// it back once its broker has been away `brokerAwayLimit` (10 s by default) while a batch waits
@@ -48,12 +55,14 @@ public struct OutboxRelay: Service {
     private let vacuumEvery: Int
     private let shutdownGrace: Duration
     private let brokerAwayLimit: Duration
+    private let turnIdleLimit: Duration
     private let logger: Logger
 
     public init(
         client: Database, amqp: AMQPConnection, exchange: String, signal: OutboxSignal, schema: String,
         batchSize: Int = 500, pollInterval: Duration = .milliseconds(500), vacuumEvery: Int = 5_000,
-        shutdownGrace: Duration = .seconds(5), brokerAwayLimit: Duration = .seconds(10), logger: Logger
+        shutdownGrace: Duration = .seconds(5), brokerAwayLimit: Duration = .seconds(10),
+        turnIdleLimit: Duration = .seconds(30), logger: Logger
     ) {
         self.database = client
         self.amqp = amqp
@@ -66,6 +75,7 @@ public struct OutboxRelay: Service {
         self.vacuumEvery = vacuumEvery
         self.shutdownGrace = shutdownGrace
         self.brokerAwayLimit = brokerAwayLimit
+        self.turnIdleLimit = max(turnIdleLimit, pollInterval * 3)
         self.logger = logger
     }
 
@@ -160,10 +170,12 @@ public struct OutboxRelay: Service {
 
     private func takeTurnOrNudge(on connection: PostgresConnection) async throws -> Bool {
         let (key, channel, logger) = (self.lockKey, self.channel, self.logger)
+        let (seconds, attoseconds) = self.turnIdleLimit.components
+        let idleLimit = seconds * 1000 + attoseconds / 1_000_000_000_000_000
         return try await self.database.run(on: connection) {
             var holdsTurn = false
             for try await mine in try await connection.execute(
-                OutboxStatements.TakeTurnOrNudge(key: key, channel: channel), logger: logger)
+                OutboxStatements.TakeTurnOrNudge(key: key, channel: channel, idleLimit: idleLimit), logger: logger)
             {
                 holdsTurn = mine
             }

@@ -9,14 +9,23 @@ enum OutboxStatements {
     /// across all replicas) and, in the same round trip, wakes the relay that holds it through
     /// `NOTIFY`: that relay publishes the rows this replica just committed. True when this
     /// connection now holds the turn.
+    ///
+    /// The session that takes it ends once it has been idle for `idleLimit` milliseconds
+    /// (`idle_session_timeout`, PostgreSQL 14 and later), which releases the lock: a holder runs
+    /// a statement at every poll, so only one that stopped (a frozen process, a network that drops
+    /// its packets) goes quiet that long, and the next relay takes over.
     struct TakeTurnOrNudge: PostgresPreparedStatement {
         static let name = "outbox.take_turn_or_nudge"
-        static let sql = "SELECT pg_try_advisory_lock($1) FROM (SELECT pg_notify($2, '')) AS nudge"
+        static let sql = """
+            WITH turn AS MATERIALIZED (SELECT pg_try_advisory_lock($1) AS mine FROM (SELECT pg_notify($2, '')) AS nudge)
+            SELECT mine, CASE WHEN mine THEN set_config('idle_session_timeout', $3, false) END FROM turn
+            """
         typealias Row = Bool
         var key: Int64
         var channel: String
-        func makeBindings() -> PostgresBindings { PostgresBindings(self.key, self.channel) }
-        func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
+        var idleLimit: Int64
+        func makeBindings() -> PostgresBindings { PostgresBindings(self.key, self.channel, String(self.idleLimit)) }
+        func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode((Bool, String?).self).0 }
     }
 
     /// Deletes the rows the broker confirmed in the previous batch and reads the oldest of the
@@ -42,13 +51,17 @@ enum OutboxStatements {
         func makeBindings() -> PostgresBindings { PostgresBindings(self.positions) }
     }
 
-    /// Hands the turn back.
+    /// Hands the turn back, and gives the session its usual idle timeout again (the connection
+    /// goes back to the pool, whose idle connections must not be ended under it).
     struct ReleaseTurn: PostgresPreparedStatement {
         static let name = "outbox.release_turn"
-        static let sql = "SELECT pg_advisory_unlock($1)"
+        static let sql = """
+            SELECT pg_advisory_unlock($1), set_config('idle_session_timeout', reset_val, false)
+            FROM pg_settings WHERE name = 'idle_session_timeout'
+            """
         typealias Row = Bool
         var key: Int64
         func makeBindings() -> PostgresBindings { PostgresBindings(self.key) }
-        func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
+        func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode((Bool, String).self).0 }
     }
 }

@@ -280,6 +280,73 @@ struct OutboxTests {
         }
     }
 
+    /// The holder's database connection goes through a proxy that stops passing the server's
+    /// answers and keeps the connection open, as for a holder whose process froze or whose
+    /// network drops its packets: its session ends once idle for the turn's limit, and the other
+    /// replica takes the turn and publishes. Until the sixtieth session the frozen holder kept
+    /// the turn, and every replica's events, for as long as its session lived (a review).
+    @Test("a holder that stops answering loses the turn once its session has been idle for the limit")
+    func frozenHolderLosesTheTurn() async throws {
+        try await self.withSchema { client, schema in
+            let logger = TestEnvironment.logger
+            var url = try #require(URLComponents(string: TestEnvironment.databaseURL))
+            let proxy = try await CuttingProxy(to: url.host ?? "127.0.0.1", port: url.port ?? 5432)
+            url.port = proxy.port
+            let proxied = try DatabaseConfiguration(url: try #require(url.string), schema: schema).makeDatabase(logger: logger)
+            try await whileRunning(proxied) {
+                try await withAMQPConnection(name: "outbox-frozen-holder") { amqp in
+                    let (exchange, queue) = try await self.declareEventQueue(on: amqp)
+                    func relay(_ database: Database) -> ServiceGroup {
+                        ServiceGroup(
+                            services: [
+                                OutboxRelay(
+                                    client: database, amqp: amqp, exchange: exchange, signal: OutboxSignal(), schema: schema,
+                                    pollInterval: .milliseconds(200), turnIdleLimit: .seconds(2), logger: logger)
+                            ], logger: logger)
+                    }
+                    func write(_ number: Int) async throws {
+                        try await client.withTransaction(logger: logger) { connection in
+                            try await Outbox.append(
+                                Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection, logger: logger
+                            )
+                        }
+                    }
+                    let received = Mutex<[Int]>([])
+                    let consumer = amqp.consume(queue: queue, prefetch: 100)
+                    let consuming = Task {
+                        for await delivery in consumer {
+                            let number = try? MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body).data.number
+                            received.withLock { $0.append(number ?? -1) }
+                            delivery.ack()
+                        }
+                    }
+                    let (holder, other) = (relay(proxied), relay(client))
+                    let holding = Task { try await holder.run() }
+                    // The holder, alone, takes the turn at a poll and publishes 1.
+                    try await write(1)
+                    #expect(await TestHelpers.eventually(timeout: .seconds(15)) { received.withLock { $0.contains(1) } })
+                    let running = Task { try await other.run() }
+                    proxy.freezeAnswers()
+                    try await write(2)
+                    #expect(
+                        await TestHelpers.eventually(timeout: .seconds(30)) { received.withLock { $0.contains(2) } },
+                        "the other replica never took the turn from the frozen holder")
+                    // The holder's statement under way was never answered: its connection is cut, so
+                    // that it stops (it waits for good otherwise, as it did without the limit).
+                    proxy.thawAnswers()
+                    proxy.cutEveryConnection()
+                    await holder.triggerGracefulShutdown()
+                    await other.triggerGracefulShutdown()
+                    try await holding.value
+                    try await running.value
+                    consumer.cancel()
+                    await consuming.value
+                }
+            }
+            try await proxy.close()
+        }
+    }
+
     /// Since the fiftieth session a relay whose broker is away does not take the turn at all: it
     /// stops at once, with its rows left for the next holder.
     @Test("a relay stops within its grace while the broker is away, and leaves its rows for the next holder")
