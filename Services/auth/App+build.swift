@@ -81,7 +81,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
                     hasher: try await PasswordHasher(cost: settings.bcryptCost),
                     signer: await AccessTokenSigner(
                         key: key, audience: settings.audience, lifetime: settings.accessTokenLifetime),
-                    keySet: keySet))
+                    keySet: keySet, maximumDisplayNameLength: settings.maximumDisplayNameLength))
             // Gateways that started before this instance pick up its keys from this event.
             try await amqp.publish(
                 AMQPMessage(

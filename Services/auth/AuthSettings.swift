@@ -26,6 +26,9 @@ struct AuthSettings: Sendable {
     var registrations: RegistrationThrottle.Limits
     /// How often expired sessions, tokens and login counters are pruned (``AuthPruner``).
     var pruneInterval: Duration
+    /// Code points in a display name (`DISPLAY_NAME_MAX_LENGTH`, the contract's 64 by default;
+    /// at most 256, four times it, as messaging's limits).
+    var maximumDisplayNameLength: Int
 
     init(environment: ServiceEnvironment) throws {
         if let path = environment.optional("JWT_PRIVATE_KEY_FILE") {
@@ -83,6 +86,8 @@ struct AuthSettings: Sendable {
             perAddress: try environment.int("REGISTRATIONS_PER_ADDRESS", default: 20, in: 0...1_000_000),
             window: .seconds(try environment.int("REGISTRATION_WINDOW_SECONDS", default: 3600, in: 1...86_400)))
         self.pruneInterval = .seconds(try environment.int("AUTH_PRUNE_INTERVAL_SECONDS", default: 3600, in: 1...86_400))
+        self.maximumDisplayNameLength = try environment.int(
+            "DISPLAY_NAME_MAX_LENGTH", default: Validation.defaultMaximumDisplayNameLength, in: 1...256)
     }
 
     /// The key in `pem`: a bad key stops the service at start with one line naming `variable` (it

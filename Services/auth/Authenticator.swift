@@ -12,14 +12,20 @@ struct Authenticator: Sendable {
     let hasher: PasswordHasher
     let signer: AccessTokenSigner
     let keySet: JSONWebKeySet
+    /// Code points in a display name (`DISPLAY_NAME_MAX_LENGTH`).
+    var maximumDisplayNameLength = Validation.defaultMaximumDisplayNameLength
 
     private var expiresIn: Int { Int(self.signer.lifetime.components.seconds) }
+
+    private func displayName(_ raw: String) throws -> String {
+        try Validation.displayName(raw, maximumLength: self.maximumDisplayNameLength)
+    }
 
     func register(_ request: RegisterRequest, before deadline: ContinuousClock.Instant?) async throws -> UserEnvelope {
         let username = try Validation.username(request.username)
         let email = try Validation.email(request.email)
         try Validation.password(request.password)
-        let displayName = try request.displayName.map(Validation.displayName) ?? username
+        let displayName = try request.displayName.map(self.displayName) ?? username
         // A name or address taken costs no bcrypt hash: until the forty-fourth session each
         // such attempt hashed first, and a client repeating one (a 409 every time) kept the
         // threads that logins share busy (a review). The insert still decides a race.
@@ -119,7 +125,7 @@ struct Authenticator: Sendable {
     ) async throws -> UserEnvelope {
         let caller = try await self.caller(actor)
         guard request.userId.uuid == caller.id else { throw ServiceError.forbidden("you can only change your own account") }
-        let displayName = try request.displayName.map(Validation.displayName)
+        let displayName = try request.displayName.map(self.displayName)
         var updated = caller
         if let password = request.password {
             try Validation.password(password)

@@ -40,13 +40,16 @@ enum Validation {
         }
     }
 
+    /// The contract's default for ``displayName(_:maximumLength:)`` (`DISPLAY_NAME_MAX_LENGTH`).
+    static let defaultMaximumDisplayNameLength = 64
+
     /// Trimmed and in NFC (`é` typed as one code point or as `e` and an accent is one name,
-    /// which search then finds either way), 1...64 code points, and shown as it is written
-    /// (``ShownName``).
-    static func displayName(_ raw: String) throws -> String {
+    /// which search then finds either way), 1...`maximumLength` code points, and shown as it is
+    /// written (``ShownName``).
+    static func displayName(_ raw: String, maximumLength: Int = defaultMaximumDisplayNameLength) throws -> String {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines).precomposedStringWithCanonicalMapping
-        guard (1...64).contains(name.unicodeScalars.count) else {
-            throw ServiceError.invalidArgument("displayName must be 1 to 64 characters")
+        guard (1...maximumLength).contains(name.unicodeScalars.count) else {
+            throw ServiceError.invalidArgument("displayName must be 1 to \(maximumLength) characters")
         }
         try ShownName.check(name, field: "displayName")
         return name

@@ -8,6 +8,7 @@ import ServiceLifecycle
 func buildServices(context: ServiceContext) throws -> [any Service] {
     // Read before the broker connections start, so a bad value is the only line logged.
     let batchWriters = try context.environment.int("MESSAGING_BATCH_WRITERS", default: 2, in: 1...64)
+    let rules = try MessagingRules(environment: context.environment)
     var backend = try BackendService(
         service: .messaging, schema: "messaging", adminPortVariable: "MESSAGING_ADMIN_PORT", defaultAdminPort: 9102,
         // Commands in flight are what group commit batches: a deeper prefetch makes larger batches.
@@ -28,7 +29,7 @@ func buildServices(context: ServiceContext) throws -> [any Service] {
     let outbox = OutboxSignal()
     let conversations = Conversations(
         client: backend.database, users: directory, outbox: outbox, faults: FaultPoints(environment: context.environment),
-        logger: logger)
+        logger: logger, rules: rules)
     backend.topology = backend.topology.merged(
         with: UserEventsConsumer.topology(queueArguments: settings.durableQueueArguments))
 

@@ -17,7 +17,7 @@ extension Conversations {
         _ request: UpdateMessageRequest, actor: UUID?, requestID: UUID, deadline: ContinuousClock.Instant?
     ) async throws -> MessageEnvelope {
         let caller = try Self.caller(actor)
-        let body = try MessagingRules.body(request.body)
+        let body = try self.rules.body(request.body)
         let id = request.messageId.uuid
         return try await self.write(once: requestID) { connection in
             let target = try await self.visibleMessage(id, caller: caller, on: connection)
@@ -58,8 +58,8 @@ extension Conversations {
         let caller = try Self.caller(actor)
         // The ids as sent count, repeats included, as protocol.md has it (until the fifty-fourth
         // session 150 ids that were 100 distinct ones passed; a review).
-        guard (1...MessagingRules.maximumDeleteBatch).contains(request.messageIds.count) else {
-            throw ServiceError.invalidArgument("messageIds must list 1 to \(MessagingRules.maximumDeleteBatch) messages")
+        guard (1...self.rules.maximumDeleteBatch).contains(request.messageIds.count) else {
+            throw ServiceError.invalidArgument("messageIds must list 1 to \(self.rules.maximumDeleteBatch) messages")
         }
         var seen = Set<UUID>()  // not a search of the list so far, which was quadratic in the ids sent
         let ids = request.messageIds.map(\.uuid).filter { seen.insert($0).inserted }

@@ -24,10 +24,10 @@ extension Conversations {
             }
             title = nil
         case .group:
-            title = try MessagingRules.title(request.title)
-            guard (2...MessagingRules.maximumGroupSize).contains(others.count + 1) else {
+            title = try self.rules.title(request.title)
+            guard (2...self.rules.maximumGroupSize).contains(others.count + 1) else {
                 throw ServiceError.invalidArgument(
-                    "memberIds: a group has 2 to \(MessagingRules.maximumGroupSize) members, the creator included")
+                    "memberIds: a group has 2 to \(self.rules.maximumGroupSize) members, the creator included")
             }
         }
         let unknown = try await self.users.unknown(others, before: deadline)

@@ -17,6 +17,8 @@ struct Conversations: Sendable {
     /// `after_commit`: dies between a command's commit and the outbox relay's publish.
     let faults: FaultPoints
     let logger: Logger
+    /// The contract's limits on what users write, as configured.
+    var rules = MessagingRules()
     /// What this replica last wrote to each thread, for `create_message` batches.
     let knownThreads = KnownThreads()
     /// Threads another session held locked past `lock_timeout`, for `create_message` batches.

@@ -90,8 +90,8 @@ final class MessageBatcher: Sendable {
     ) async throws -> RawJSON {
         let caller = try Conversations.caller(actor)
         var request = request
-        request.body = try MessagingRules.body(request.body)
-        request.clientMessageId = try MessagingRules.clientMessageID(request.clientMessageId)
+        request.body = try self.conversations.rules.body(request.body)
+        request.clientMessageId = try self.conversations.rules.clientMessageID(request.clientMessageId)
         let promise = Promise<RawJSON>()
         let startDriver = self.state.withLock { state in
             let command = MessageCommand(

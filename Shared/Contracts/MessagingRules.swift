@@ -1,44 +1,54 @@
 /// The contract's limits on what users write (protocol.md, "Conventions"), checked by the
 /// messaging service. Each check returns the normalised value or throws `invalid_argument`
 /// naming the field.
-public enum MessagingRules {
-    public static let maximumBodyLength = 4000
-    public static let maximumClientMessageIDLength = 64
-    public static let maximumTitleLength = 128
-    public static let maximumGroupSize = 256
-    public static let maximumDeleteBatch = 100
+///
+/// The contract's limits are configurable, with its values as the defaults (messaging reads
+/// them from its environment at start; docs/messaging.md, "Limits"). The `emojiHex` rules are
+/// not: they describe what a reaction is.
+public struct MessagingRules: Hashable, Sendable {
+    /// Code points in a message body, after trimming.
+    public var maximumBodyLength = 4000
+    public var maximumClientMessageIDLength = 64
+    public var maximumTitleLength = 128
+    /// Members of a group, the creator included.
+    public var maximumGroupSize = 256
+    /// Ids in one `delete_message`, as sent.
+    public var maximumDeleteBatch = 100
     /// Code points in one `emojiHex` (the longest standard ZWJ sequences have 10).
     public static let maximumEmojiCodePoints = 16
+
+    /// The contract's defaults.
+    public init() {}
 
     // Every limit counts code points (Unicode scalars), as the contract says of the body: a
     // count of grapheme clusters let one "character" carry thousands of combining marks. No
     // text may hold U+0000, which PostgreSQL's text cannot store.
 
-    /// Trimmed of Unicode whitespace at both ends, 1...4000 code points.
-    public static func body(_ text: String) throws -> String {
-        let trimmed = trimmed(text)
+    /// Trimmed of Unicode whitespace at both ends, 1...4000 code points (by default).
+    public func body(_ text: String) throws -> String {
+        let trimmed = Self.trimmed(text)
         guard !trimmed.isEmpty else { throw ServiceError.invalidArgument("body must not be empty") }
-        guard trimmed.unicodeScalars.count <= maximumBodyLength else {
-            throw ServiceError.invalidArgument("body must be at most \(maximumBodyLength) characters")
+        guard trimmed.unicodeScalars.count <= self.maximumBodyLength else {
+            throw ServiceError.invalidArgument("body must be at most \(self.maximumBodyLength) characters")
         }
-        return try storable(trimmed, field: "body")
+        return try Self.storable(trimmed, field: "body")
     }
 
-    /// 1...64 code points, as given.
-    public static func clientMessageID(_ text: String) throws -> String {
-        guard (1...maximumClientMessageIDLength).contains(text.unicodeScalars.count) else {
-            throw ServiceError.invalidArgument("clientMessageId must be 1 to \(maximumClientMessageIDLength) characters")
+    /// 1...64 code points (by default), as given.
+    public func clientMessageID(_ text: String) throws -> String {
+        guard (1...self.maximumClientMessageIDLength).contains(text.unicodeScalars.count) else {
+            throw ServiceError.invalidArgument("clientMessageId must be 1 to \(self.maximumClientMessageIDLength) characters")
         }
-        return try storable(text, field: "clientMessageId")
+        return try Self.storable(text, field: "clientMessageId")
     }
 
-    /// Trimmed, 1...128 code points, shown as it is written (``ShownName``, as a display name:
+    /// Trimmed, 1...128 code points (by default), shown as it is written (``ShownName``, as a display name:
     /// a member is added to a group without being asked, so a title that reorders the text
     /// around it would be a way to mislead them).
-    public static func title(_ text: String?) throws -> String {
-        let trimmed = trimmed(text ?? "")
-        guard (1...maximumTitleLength).contains(trimmed.unicodeScalars.count) else {
-            throw ServiceError.invalidArgument("title must be 1 to \(maximumTitleLength) characters")
+    public func title(_ text: String?) throws -> String {
+        let trimmed = Self.trimmed(text ?? "")
+        guard (1...self.maximumTitleLength).contains(trimmed.unicodeScalars.count) else {
+            throw ServiceError.invalidArgument("title must be 1 to \(self.maximumTitleLength) characters")
         }
         try ShownName.check(trimmed, field: "title")
         return trimmed

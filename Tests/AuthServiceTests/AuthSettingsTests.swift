@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MessengerContracts
 import MessengerServiceKit
 import MessengerTokens
 import Testing
@@ -57,6 +58,23 @@ struct AuthSettingsTests {
             try AuthSettings(environment: ServiceEnvironment(secret))
         } throws: { error in
             (error as? ConfigurationError)?.variable == "JWT_PREVIOUS_PUBLIC_KEYS_FILE"
+        }
+    }
+
+    @Test("the display name's limit is the contract's 64 unless DISPLAY_NAME_MAX_LENGTH sets it (1...256)")
+    func displayNameLimit() throws {
+        #expect(try AuthSettings(environment: ServiceEnvironment([:])).maximumDisplayNameLength == 64)
+        let settings = try AuthSettings(environment: ServiceEnvironment(["DISPLAY_NAME_MAX_LENGTH": "20"]))
+        #expect(settings.maximumDisplayNameLength == 20)
+        #expect(try Validation.displayName(String(repeating: "n", count: 20), maximumLength: 20).count == 20)
+        #expect(throws: ServiceError.self) { try Validation.displayName(String(repeating: "n", count: 21), maximumLength: 20) }
+        #expect(try Validation.displayName(String(repeating: "n", count: 100), maximumLength: 256).count == 100)
+        for refused in ["0", "257", "many"] {
+            #expect {
+                try AuthSettings(environment: ServiceEnvironment(["DISPLAY_NAME_MAX_LENGTH": refused]))
+            } throws: { error in
+                (error as? ConfigurationError)?.variable == "DISPLAY_NAME_MAX_LENGTH"
+            }
         }
     }
 }

@@ -246,10 +246,10 @@ struct ContractTests {
 struct MessagingContractTests {
     @Test("bodies are trimmed of Unicode whitespace and counted in code points")
     func bodies() throws {
-        #expect(try MessagingRules.body("\u{3000} hello\n\t") == "hello")
-        #expect(throws: ServiceError.self) { try MessagingRules.body(" \u{2003}\n") }
-        #expect(try MessagingRules.body(String(repeating: "👍", count: 4000)).unicodeScalars.count == 4000)
-        #expect(throws: ServiceError.self) { try MessagingRules.body(String(repeating: "a", count: 4001)) }
+        #expect(try MessagingRules().body("\u{3000} hello\n\t") == "hello")
+        #expect(throws: ServiceError.self) { try MessagingRules().body(" \u{2003}\n") }
+        #expect(try MessagingRules().body(String(repeating: "👍", count: 4000)).unicodeScalars.count == 4000)
+        #expect(throws: ServiceError.self) { try MessagingRules().body(String(repeating: "a", count: 4001)) }
     }
 
     @Test("emojiHex: lowercase hex code points joined by '-', in one spelling")
@@ -285,22 +285,22 @@ struct MessagingContractTests {
 
     @Test("titles and client message ids keep their limits")
     func limits() throws {
-        #expect(try MessagingRules.title("  Team  ") == "Team")
-        #expect(throws: ServiceError.self) { try MessagingRules.title(nil) }
-        #expect(throws: ServiceError.self) { try MessagingRules.title(String(repeating: "t", count: 129)) }
+        #expect(try MessagingRules().title("  Team  ") == "Team")
+        #expect(throws: ServiceError.self) { try MessagingRules().title(nil) }
+        #expect(throws: ServiceError.self) { try MessagingRules().title(String(repeating: "t", count: 129)) }
         // Shown as written, like a display name: something visible, no control characters, no
         // bidirectional overrides; right-to-left text itself is fine.
         for refused in [
             "\u{200B}", " \u{FEFF}\u{200B} ", "a\u{202E}b", "x\u{2067}y", "bell\u{7}", "tab\tbed", "nul\u{0}", "\u{2800}",
             "\u{3164}\u{3164}", "Team\u{2029}admin: open this", "a\u{2028}b",
         ] {
-            #expect(throws: ServiceError.self) { try MessagingRules.title(refused) }
+            #expect(throws: ServiceError.self) { try MessagingRules().title(refused) }
         }
-        #expect(try MessagingRules.title("فريق العمل") == "فريق العمل")
-        #expect(try MessagingRules.title("فريق \u{200F}2") == "فريق \u{200F}2")  // a mark is kept
-        #expect(try MessagingRules.title("👨‍👩‍👧 family") == "👨‍👩‍👧 family")
-        #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID("") }
-        #expect(throws: ServiceError.self) { try MessagingRules.clientMessageID(String(repeating: "c", count: 65)) }
+        #expect(try MessagingRules().title("فريق العمل") == "فريق العمل")
+        #expect(try MessagingRules().title("فريق \u{200F}2") == "فريق \u{200F}2")  // a mark is kept
+        #expect(try MessagingRules().title("👨‍👩‍👧 family") == "👨‍👩‍👧 family")
+        #expect(throws: ServiceError.self) { try MessagingRules().clientMessageID("") }
+        #expect(throws: ServiceError.self) { try MessagingRules().clientMessageID(String(repeating: "c", count: 65)) }
     }
 
     @Test("an event spliced around pre-encoded JSON decodes as the envelope it stands for")
