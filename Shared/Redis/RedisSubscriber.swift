@@ -26,7 +26,8 @@ public struct RedisPubSubMessage: Sendable, Hashable {
 /// seen. Callers that need every message keep them elsewhere (this system keeps events in the
 /// delivery service and replays them), and ``gaps`` tells them when to look there.
 ///
-/// At most `buffer` bytes of payloads wait to be read; past it the newest messages are dropped,
+/// At most `buffer` bytes of payloads wait to be read (a larger message is dropped whole); past
+/// it the newest messages are dropped,
 /// counted in `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing
 /// bounded them: a gateway slower to fan out than the others are to publish (one holding most of
 /// a busy room's sockets) took their backlog into its heap, out of reach of Redis's own bound on
@@ -459,11 +460,13 @@ final class BufferedMessages: Sendable {
         self.limit = limit
     }
 
-    /// Counts `count` bytes in, unless that would pass the limit (a message alone larger than
-    /// the limit goes when nothing waits).
+    /// Counts `count` bytes in, unless that would pass the limit. A message alone larger than
+    /// the limit never goes: until the sixtieth session it went when nothing waited, and one
+    /// publish of hundreds of megabytes (Redis takes up to 512 MB) was decoded by every gateway
+    /// at once (a review).
     func take(_ count: Int) -> Bool {
         let waiting = self.bytes.load(ordering: .relaxed)
-        guard waiting == 0 || waiting + count <= self.limit else { return false }
+        guard waiting + count <= self.limit else { return false }
         self.bytes.add(count, ordering: .relaxed)
         return true
     }

@@ -92,9 +92,18 @@ public struct EmitterMessage: Hashable, Sendable {
         }
     }
 
+    /// The most msgpack values a published message may have: a hundred thousand, about 4 MB
+    /// decoded, five times the largest event this system publishes (a message with 20 emoji,
+    /// each from all members of a group of 1,000, the most `GROUP_MAX_MEMBERS` allows; fifteen
+    /// times at the default 256). Past it the message is dropped: a
+    /// megabyte of one-byte values is a million of them, about 40 MB decoded on every gateway
+    /// (until the sixtieth session nothing bounded it; a review).
+    static let maximumValues = 100_000
+
     /// Decodes a published message; nil for anything that is not an EVENT in this format.
     public init?(decoding bytes: [UInt8]) {
-        guard let value = try? MessagePackValue.decode(bytes), case .array(let parts) = value, parts.count >= 2,
+        guard let value = try? MessagePackValue.decode(bytes, maximumValues: Self.maximumValues),
+            case .array(let parts) = value, parts.count >= 2,
             case .string(let uid) = parts[0], case .array(let data)? = parts[1]["data"], case .string(let event) = data.first
         else { return nil }
         let type = parts[1]["type"]
@@ -164,6 +173,11 @@ extension JSONValue {
 }
 
 extension JSONValue {
+    /// `2026-12-05T00:00:00.000Z`.
+    private static let dateFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    /// The seconds since 1970 of the years 1 to 9999.
+    private static let writableDates: ClosedRange<Double> = -62_135_596_800...253_402_300_799
+
     /// Msgpack as JSON, as a Socket.IO client would see it: dates become RFC 3339 strings.
     public init(_ value: MessagePackValue) {
         switch value {
@@ -183,10 +197,12 @@ extension JSONValue {
             }
             self = .object(members)
         case .ext:
-            if let date = value.date {
-                let formatter = ISO8601DateFormatter()
-                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-                self = .string(formatter.string(from: date))
+            // A date within the years 1 to 9999 is its ISO 8601 text, as JSON.stringify writes
+            // a Date; any other is null. One format style for all (until the sixtieth session an
+            // ICU formatter was made for each date: a million of them in one 6 MB publish kept
+            // the fan-out busy for minutes; a review).
+            if let date = value.date, Self.writableDates.contains(date.timeIntervalSince1970) {
+                self = .string(Self.dateFormat.format(date))
             } else {
                 self = .null
             }

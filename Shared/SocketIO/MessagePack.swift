@@ -113,9 +113,14 @@ extension MessagePackValue {
     }
 
     /// Decodes exactly one value filling `bytes`. Lengths are checked against what is there and
-    /// nesting is limited, so hostile input fails cleanly.
-    public static func decode(_ bytes: [UInt8], maximumDepth: Int = 64) throws(MessagePackError) -> MessagePackValue {
-        var reader = MessagePackReader(bytes: bytes, maximumDepth: maximumDepth)
+    /// nesting is limited, so hostile input fails cleanly. A document of more than
+    /// `maximumValues` values (each scalar, string, array and map counts one) is refused: one
+    /// byte is a value (an empty array, say) that takes about 40 bytes decoded, so the count, not
+    /// the size, bounds the memory a document takes.
+    public static func decode(
+        _ bytes: [UInt8], maximumDepth: Int = 64, maximumValues: Int = .max
+    ) throws(MessagePackError) -> MessagePackValue {
+        var reader = MessagePackReader(bytes: bytes, maximumDepth: maximumDepth, valuesLeft: maximumValues)
         let value = try reader.read(depth: 0)
         guard reader.offset == bytes.count else { throw MessagePackError("trailing bytes") }
         return value
@@ -213,7 +218,14 @@ enum MessagePackWriter {
 struct MessagePackReader {
     let bytes: [UInt8]
     let maximumDepth: Int
+    /// How many more values the document may have.
+    var valuesLeft: Int
     var offset = 0
+
+    /// What a container's header may reserve at once: a count is checked against the bytes
+    /// left, but each element then takes a slot of a value's size (up to 8 times its byte), so a
+    /// larger container grows as its elements come.
+    static let reservedAtOnce = 4096
 
     mutating func take(_ count: Int) throws(MessagePackError) -> ArraySlice<UInt8> {
         guard count >= 0, count <= self.bytes.count - self.offset else { throw MessagePackError("truncated") }
@@ -229,6 +241,8 @@ struct MessagePackReader {
 
     mutating func read(depth: Int) throws(MessagePackError) -> MessagePackValue {
         guard depth <= self.maximumDepth else { throw MessagePackError("nesting too deep") }
+        guard self.valuesLeft > 0 else { throw MessagePackError("too many values") }
+        self.valuesLeft -= 1
         let head = try self.byte()
         switch head {
         case 0x00...0x7F: return .uint(UInt64(head))
@@ -285,7 +299,7 @@ struct MessagePackReader {
         // Each element takes at least one byte: a count larger than what is left is a lie.
         guard count <= self.bytes.count - self.offset else { throw MessagePackError("truncated") }
         var items: [MessagePackValue] = []
-        items.reserveCapacity(count)
+        items.reserveCapacity(min(count, Self.reservedAtOnce))
         for _ in 0..<count { items.append(try self.read(depth: depth + 1)) }
         return .array(items)
     }
@@ -293,7 +307,7 @@ struct MessagePackReader {
     mutating func map(_ count: Int, depth: Int) throws(MessagePackError) -> MessagePackValue {
         guard count <= (self.bytes.count - self.offset) / 2 else { throw MessagePackError("truncated") }
         var pairs: [MessagePackPair] = []
-        pairs.reserveCapacity(count)
+        pairs.reserveCapacity(min(count, Self.reservedAtOnce))
         for _ in 0..<count {
             let key = try self.read(depth: depth + 1)
             pairs.append(MessagePackPair(key, try self.read(depth: depth + 1)))

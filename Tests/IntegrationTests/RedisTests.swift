@@ -81,7 +81,9 @@ struct RedisTests {
         await client.close()
     }
 
-    @Test("a subscriber keeps at most its buffer of unread payload bytes: the oldest wait, the newest are dropped")
+    @Test(
+        "a subscriber keeps at most its buffer of unread payload bytes: the oldest wait, the newest and the too large are dropped"
+    )
     func boundedBuffer() async throws {
         let subscriber = RedisSubscriber(configuration: TestEnvironment.redis, logger: TestEnvironment.logger, buffer: 10)
         let client = RedisClient(configuration: TestEnvironment.redis, logger: TestEnvironment.logger)
@@ -94,6 +96,11 @@ struct RedisTests {
         #expect(try await client.publish(channel: channel, message: [99]) == 1)
         let next = try await Self.messages(1, from: subscriber).first
         #expect(next?.payload == [99], "a message after the reader caught up is not dropped")
+        // One message larger than the whole buffer is dropped even with nothing waiting.
+        #expect(try await client.publish(channel: channel, message: Array(repeating: 7, count: 11)) == 1)
+        #expect(try await client.publish(channel: channel, message: [100]) == 1)
+        #expect(try await Self.messages(1, from: subscriber).first?.payload == [100])
+        #expect(subscriber.droppedMessages == 41)
         let gap = try await withTimeout(.seconds(10)) {
             var gaps = subscriber.gaps.makeAsyncIterator()
             return await gaps.next() != nil

@@ -1,6 +1,7 @@
 import Foundation
-import SocketIOProtocol
 import Testing
+
+@testable import SocketIOProtocol
 
 @Suite("Engine.IO and Socket.IO packets")
 struct SocketIOCodecTests {
@@ -229,6 +230,43 @@ struct MessagePackTests {
         #expect(EmitterMessage(decoding: message(rooms: .array([.string("user:1"), .uint(1)]))) == nil)
         #expect(EmitterMessage(decoding: message(rooms: .string("user:1"))) == nil)
         #expect(EmitterMessage(decoding: message(rooms: nil))?.rooms == [])
+    }
+
+    /// A megabyte of empty arrays is a million values, about 40 MB decoded: an emitter message
+    /// of more than ``EmitterMessage/maximumValues`` is dropped (the sixtieth session's review).
+    @Test("a document past its count of values is refused, however few bytes it takes")
+    func valueBudget() throws {
+        let count = 1_000_000
+        let manyArrays = [0xDD] + UInt32(count).bigEndianBytes + [UInt8](repeating: 0x90, count: count)
+        #expect(throws: MessagePackError.self) { try MessagePackValue.decode(manyArrays, maximumValues: 100_000) }
+        #expect(try MessagePackValue.decode(manyArrays) == .array(Array(repeating: .array([]), count: count)))
+        #expect(try MessagePackValue.decode([0x92, 0x01, 0x02], maximumValues: 3) == .array([.uint(1), .uint(2)]))
+        #expect(throws: MessagePackError.self) { try MessagePackValue.decode([0x92, 0x01, 0x02], maximumValues: 2) }
+        func message(_ arguments: [MessagePackValue]) -> [UInt8] {
+            let packet = MessagePackValue.map([
+                MessagePackPair(.string("type"), .uint(2)),
+                MessagePackPair(.string("data"), .array([.string("news")] + arguments)),
+            ])
+            return MessagePackValue.array([.string("gw"), packet, .map([])]).encoded()
+        }
+        #expect(EmitterMessage(decoding: message(Array(repeating: .array([]), count: 99_000))) != nil)
+        #expect(EmitterMessage(decoding: message(Array(repeating: .array([]), count: 100_000))) == nil)
+    }
+
+    @Test("a date in an emitter message is its ISO 8601 text, and null outside the years 1 to 9999")
+    func emittedDates() throws {
+        func argument(_ value: MessagePackValue) -> JSONValue? {
+            let packet = MessagePackValue.map([
+                MessagePackPair(.string("type"), .uint(2)), MessagePackPair(.string("data"), .array([.string("news"), value])),
+            ])
+            return EmitterMessage(decoding: MessagePackValue.array([.string("gw"), packet]).encoded())?.arguments.first
+        }
+        #expect(argument(.timestamp(Date(timeIntervalSince1970: 1_795_000_000.125))) == .string("2026-11-18T11:06:40.125Z"))
+        // 12-byte timestamps: the largest seconds a signed 64-bit field holds, and the smallest.
+        for seconds in [Int64.max, Int64.min] {
+            let data = UInt32(0).bigEndianBytes + UInt64(bitPattern: seconds).bigEndianBytes
+            #expect(argument(.ext(type: -1, data: data)) == .null)
+        }
     }
 
     @Test(

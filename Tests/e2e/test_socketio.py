@@ -244,6 +244,38 @@ def test_emitter_format_in_redis_reaches_the_right_room_only(account):
         b.disconnect()
 
 
+def test_emitter_format_reaches_a_socket_by_its_id_and_leaves_one_out_by_it(account):
+    """A stock emitter's `to(socket.id)` and `except(socket.id)`: each socket is in the room
+    named after its Socket.IO id, as on the reference server. One of alice's two sockets gets
+    the first event alone (bob's socket and her other one do not); the second, sent to every
+    socket but her first, reaches the other two. Until the sixtieth session no socket was in
+    such a room: the first reached no one and the second everyone (a review)."""
+    alice, bob = account(), account()
+    a, a_events = client(alice.access, transports=["websocket"], events=["news"])
+    a2, a2_events = client(alice.access, transports=["websocket"], events=["news"])
+    b, b_events = client(bob.access, transports=["websocket"], events=["news"])
+    try:
+        sid = a.get_sid("/")
+        assert sid and sid != a2.get_sid("/")
+        publisher = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        to_one = {"type": 2, "data": ["news", {"text": "for one socket"}], "nsp": "/"}
+        publisher.publish(f"socket.io#/#{sid}#",
+                          msgpack.packb(["emitter", to_one, {"rooms": [sid], "except": [], "flags": {}}], use_bin_type=True))
+        assert a_events.get(timeout=10) == ("news", ({"text": "for one socket"},))
+        but_one = {"type": 2, "data": ["news", {"text": "for the others"}], "nsp": "/"}
+        publisher.publish("socket.io#/#",
+                          msgpack.packb(["emitter", but_one, {"rooms": [f"user:{alice.id}", f"user:{bob.id}"],
+                                                              "except": [sid], "flags": {}}], use_bin_type=True))
+        assert a2_events.get(timeout=10) == ("news", ({"text": "for the others"},))
+        assert b_events.get(timeout=10) == ("news", ({"text": "for the others"},))
+        with pytest.raises(queue.Empty):
+            a_events.get(timeout=1)
+        assert a2_events.empty() and b_events.empty()
+    finally:
+        for sio in (a, a2, b):
+            sio.disconnect()
+
+
 def test_a_durable_event_goes_only_to_the_one_user_room_it_names(account):
     """A durable event (its seq is in one user's log) published in the emitter format with no
     room (every socket, to Socket.IO) or with two users' rooms reaches no socket: each socket
