@@ -546,6 +546,14 @@ as_pg() {
 # True when PostgreSQL answers on our port.
 pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
 
+# True when this checkout's data folder names a live postmaster (one may be starting, not yet
+# answering).
+pg_starting() {
+    local pid
+    pid="$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null | tr -dc '0-9')"
+    [[ -n "$pid" && "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres ]]
+}
+
 # True when the PostgreSQL answering on our port serves this checkout's data folder (another
 # checkout's server on the same port would otherwise be taken for ours, and its tests and ours
 # would share one database).
@@ -612,8 +620,17 @@ pg_prepare() {
 # Start PostgreSQL (waits), then create the database if missing.
 pg_start() {
     local bin t0=$SECONDS
+    if ! pg_up && pg_starting; then
+        # This checkout's server, still starting (a crash recovery on a slow disk outlasting
+        # pg_ctl's wait, say): wait for it rather than call it something else on the port.
+        say "postgres: still starting; waiting for it"
+        while ! pg_up && pg_starting && ((SECONDS - t0 < 120)); do sleep 1; done
+    fi
     if pg_up; then
         pg_is_ours || die "postgres: the server on 127.0.0.1:$PG_PORT is not this checkout's (its data is not in $PG_DATA); stop it, or move this checkout's ports (INFRA_PG_PORT)"
+        # Ours: recorded, so that stop and `make down` stop it (a start that timed out left none).
+        mkdir -p "$PID_DIR"
+        head -n1 "$PG_DATA/postmaster.pid" >"$PID_DIR/postgres.pid"
         say "postgres: already running on 127.0.0.1:$PG_PORT"
     else
         if port_open "$PG_PORT"; then die "port $PG_PORT is in use by something that is not PostgreSQL"; fi
@@ -622,6 +639,8 @@ pg_start() {
         as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
             -o "-p $PG_PORT -k '$PG_SOCK' -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_preload_libraries=pg_stat_statements" \
             start >/dev/null || {
+            # A server slower than the wait goes on starting: recorded, so that stop stops it.
+            if [[ -f "$PG_DATA/postmaster.pid" ]]; then head -n1 "$PG_DATA/postmaster.pid" >"$PID_DIR/postgres.pid"; fi
             tail -n 30 "$PG_LOG" >&2 || true
             die "postgres failed to start"
         }

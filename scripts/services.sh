@@ -9,7 +9,8 @@
 #
 # Services: auth messaging socket-gateway media delivery.
 # Environment: .run/local.env (written by `scripts/infra.sh start`); a variable
-# already set in the caller's environment wins over the file.
+# already set in the caller's environment wins over the file. A `.env` in the checkout is
+# not read (the services get ENV_FILE=.run/local.env).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -151,8 +152,11 @@ cmd_start() {
             fi
         done
         [[ ! -f "$LOG_DIR/$s.log" ]] || mv -f "$LOG_DIR/$s.log" "$LOG_DIR/$s.log.1"
-        # setsid: own session, so ^C in the terminal that ran make does not hit it.
-        (cd "$ROOT" && exec setsid "$bin_dir/$s" >"$LOG_DIR/$s.log" 2>&1 </dev/null) &
+        # setsid: own session, so ^C in the terminal that ran make does not hit it. ENV_FILE:
+        # the service reads .run/local.env as its dotenv file, never a `.env` in the checkout
+        # (compose's variables, say Cloudinary's credentials, which would send the tests'
+        # uploads to a real account).
+        (cd "$ROOT" && ENV_FILE="$ENV_FILE" exec setsid "$bin_dir/$s" >"$LOG_DIR/$s.log" 2>&1 </dev/null) &
         echo $! >"$PID_DIR/svc-$s.pid"
         started+=("$s")
         say "$s: started (pid $!, $config)"
