@@ -50,6 +50,42 @@ struct OutboxTests {
         return count.withLock { $0 }
     }
 
+    /// Commits an outbox row carrying `number`.
+    func write(_ number: Int, on client: Database) async throws {
+        try await client.withTransaction(logger: TestEnvironment.logger) { connection in
+            try await Outbox.append(
+                Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection,
+                logger: TestEnvironment.logger)
+        }
+    }
+
+    /// The numbers that arrive on a queue, in arrival order (-1 for a message that is not one),
+    /// each acknowledged as it comes.
+    final class Arrivals: Sendable {
+        let numbers = Mutex<[Int]>([])
+        private let consumer: AMQPConsumer
+        private let consuming = Mutex<Task<Void, Never>?>(nil)
+
+        init(from queue: String, on amqp: AMQPConnection) {
+            self.consumer = amqp.consume(queue: queue, prefetch: 100)
+            let task = Task {
+                for await delivery in self.consumer {
+                    let number = try? MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body).data.number
+                    self.numbers.withLock { $0.append(number ?? -1) }
+                    delivery.ack()
+                }
+            }
+            self.consuming.withLock { $0 = task }
+        }
+
+        func contains(_ number: Int) -> Bool { self.numbers.withLock { $0.contains(number) } }
+
+        func stop() async {
+            self.consumer.cancel()
+            await self.consuming.withLock { $0 }?.value
+        }
+    }
+
     @Test("two relays publish every committed event exactly once, in commit order; rolled-back events never")
     func relaysPublishOnceInOrder() async throws {
         try await self.withSchema { client, schema in
@@ -224,30 +260,16 @@ struct OutboxTests {
                                 pollInterval: .seconds(600), brokerAwayLimit: .seconds(1), logger: logger)
                         ], logger: logger)
                 }
-                func write(_ number: Int) async throws {
-                    try await client.withTransaction(logger: logger) { connection in
-                        try await Outbox.append(
-                            Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection, logger: logger)
-                    }
-                }
-                let received = Mutex<[Int]>([])
-                let consumer = amqp.consume(queue: queue, prefetch: 100)
-                let consuming = Task {
-                    for await delivery in consumer {
-                        let number = try? MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body).data.number
-                        received.withLock { $0.append(number ?? -1) }
-                        delivery.ack()
-                    }
-                }
+                let arrivals = Arrivals(from: queue, on: amqp)
                 let (holder, other) = (relay(cutOff, holderSignal), relay(amqp, otherSignal))
                 let holding = Task { try await holder.run() }
                 let running = Task { try await other.run() }
                 // The holder takes the turn once its broker connection is up, and publishes 1.
-                try await write(1)
+                try await self.write(1, on: client)
                 #expect(
                     await TestHelpers.eventually(timeout: .seconds(15)) {
                         holderSignal.wake()
-                        return received.withLock { $0.contains(1) }
+                        return arrivals.contains(1)
                     })
                 // Cut off: no new connection, and the holder's is closed.
                 try await proxy.close()
@@ -258,23 +280,22 @@ struct OutboxTests {
                     proxy.cutEveryConnection()
                     try await Task.sleep(for: .milliseconds(500))
                 }
-                try await write(2)
+                try await self.write(2, on: client)
                 holderSignal.wake()
-                try await write(3)
+                try await self.write(3, on: client)
                 #expect(
                     await TestHelpers.eventually(timeout: .seconds(20)) {
                         otherSignal.wake()
-                        return received.withLock { $0.contains(3) }
+                        return arrivals.contains(3)
                     }, "the other replica never published")
                 var firstSeen: [Int] = []
-                for number in received.withLock({ $0 }) where !firstSeen.contains(number) { firstSeen.append(number) }
+                for number in arrivals.numbers.withLock({ $0 }) where !firstSeen.contains(number) { firstSeen.append(number) }
                 #expect(firstSeen == [1, 2, 3])
                 await holder.triggerGracefulShutdown()
                 await other.triggerGracefulShutdown()
                 try await holding.value
                 try await running.value
-                consumer.cancel()
-                await consuming.value
+                await arrivals.stop()
                 await cutOff.close()
             }
         }
@@ -304,32 +325,17 @@ struct OutboxTests {
                                     pollInterval: .milliseconds(200), turnIdleLimit: .seconds(2), logger: logger)
                             ], logger: logger)
                     }
-                    func write(_ number: Int) async throws {
-                        try await client.withTransaction(logger: logger) { connection in
-                            try await Outbox.append(
-                                Envelope(type: "test.numbered.v1", data: Numbered(number: number)), on: connection, logger: logger
-                            )
-                        }
-                    }
-                    let received = Mutex<[Int]>([])
-                    let consumer = amqp.consume(queue: queue, prefetch: 100)
-                    let consuming = Task {
-                        for await delivery in consumer {
-                            let number = try? MessengerJSON.decode(Envelope<Numbered>.self, from: delivery.body).data.number
-                            received.withLock { $0.append(number ?? -1) }
-                            delivery.ack()
-                        }
-                    }
+                    let arrivals = Arrivals(from: queue, on: amqp)
                     let (holder, other) = (relay(proxied), relay(client))
                     let holding = Task { try await holder.run() }
                     // The holder, alone, takes the turn at a poll and publishes 1.
-                    try await write(1)
-                    #expect(await TestHelpers.eventually(timeout: .seconds(15)) { received.withLock { $0.contains(1) } })
+                    try await self.write(1, on: client)
+                    #expect(await TestHelpers.eventually(timeout: .seconds(15)) { arrivals.contains(1) })
                     let running = Task { try await other.run() }
                     proxy.freezeAnswers()
-                    try await write(2)
+                    try await self.write(2, on: client)
                     #expect(
-                        await TestHelpers.eventually(timeout: .seconds(30)) { received.withLock { $0.contains(2) } },
+                        await TestHelpers.eventually(timeout: .seconds(30)) { arrivals.contains(2) },
                         "the other replica never took the turn from the frozen holder")
                     // The holder's statement under way was never answered: its connection is cut, so
                     // that it stops (it waits for good otherwise, as it did without the limit).
@@ -339,8 +345,7 @@ struct OutboxTests {
                     await other.triggerGracefulShutdown()
                     try await holding.value
                     try await running.value
-                    consumer.cancel()
-                    await consuming.value
+                    await arrivals.stop()
                 }
             }
             try await proxy.close()
