@@ -625,12 +625,13 @@ pg_start() {
         # pg_ctl's wait, say): wait for it rather than call it something else on the port.
         say "postgres: still starting; waiting for it"
         while ! pg_up && pg_starting && ((SECONDS - t0 < 120)); do sleep 1; done
+        if ! pg_up && pg_starting; then die "postgres: still starting after 120 s (see $PG_LOG)"; fi
     fi
     if pg_up; then
         pg_is_ours || die "postgres: the server on 127.0.0.1:$PG_PORT is not this checkout's (its data is not in $PG_DATA); stop it, or move this checkout's ports (INFRA_PG_PORT)"
         # Ours: recorded, so that stop and `make down` stop it (a start that timed out left none).
         mkdir -p "$PID_DIR"
-        head -n1 "$PG_DATA/postmaster.pid" >"$PID_DIR/postgres.pid"
+        head -n1 "$PG_DATA/postmaster.pid" >"$PID_DIR/postgres.pid" 2>/dev/null || true
         say "postgres: already running on 127.0.0.1:$PG_PORT"
     else
         if port_open "$PG_PORT"; then die "port $PG_PORT is in use by something that is not PostgreSQL"; fi

@@ -19,6 +19,6 @@ extension MessagingRules {
             "GROUP_TITLE_MAX_LENGTH", default: defaults.maximumTitleLength, in: 1...512)
         self.maximumGroupSize = try environment.int("GROUP_MAX_MEMBERS", default: defaults.maximumGroupSize, in: 2...1_000)
         self.maximumDeleteBatch = try environment.int(
-            "DELETE_MESSAGE_MAX_IDS", default: defaults.maximumDeleteBatch, in: 1...1_000)
+            "DELETE_MESSAGE_MAX_IDS", default: defaults.maximumDeleteBatch, in: 1...400)
     }
 }

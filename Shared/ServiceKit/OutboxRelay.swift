@@ -168,19 +168,25 @@ public struct OutboxRelay: Service {
         await self.handBack(connection, published: published)
     }
 
+    /// Whether this connection now holds the turn. It runs in a task of its own, as
+    /// ``handBack(_:published:)`` does: cancelled by a shutdown after the server ran it, the read
+    /// of its row would throw, and the connection would go back to the pool holding the turn and
+    /// its idle timeout, with nothing to hand them back.
     private func takeTurnOrNudge(on connection: PostgresConnection) async throws -> Bool {
-        let (key, channel, logger) = (self.lockKey, self.channel, self.logger)
+        let (key, channel, logger, database) = (self.lockKey, self.channel, self.logger, self.database)
         let (seconds, attoseconds) = self.turnIdleLimit.components
         let idleLimit = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return try await self.database.run(on: connection) {
-            var holdsTurn = false
-            for try await mine in try await connection.execute(
-                OutboxStatements.TakeTurnOrNudge(key: key, channel: channel, idleLimit: idleLimit), logger: logger)
-            {
-                holdsTurn = mine
+        return try await Task {
+            try await database.run(on: connection) {
+                var holdsTurn = false
+                for try await mine in try await connection.execute(
+                    OutboxStatements.TakeTurnOrNudge(key: key, channel: channel, idleLimit: idleLimit), logger: logger)
+                {
+                    holdsTurn = mine
+                }
+                return holdsTurn
             }
-            return holdsTurn
-        }
+        }.value
     }
 
     /// Publishes batches until the table holds no more rows than the last batch's, which stay

@@ -44,7 +44,7 @@ struct MessagingLimitsTests {
         for (variable, value) in [
             ("MESSAGE_BODY_MAX_LENGTH", "0"), ("MESSAGE_BODY_MAX_LENGTH", "16001"), ("CLIENT_MESSAGE_ID_MAX_LENGTH", "256"),
             ("GROUP_TITLE_MAX_LENGTH", "513"), ("GROUP_MAX_MEMBERS", "1"), ("GROUP_MAX_MEMBERS", "1001"),
-            ("DELETE_MESSAGE_MAX_IDS", "1001"), ("DELETE_MESSAGE_MAX_IDS", "many"),
+            ("DELETE_MESSAGE_MAX_IDS", "401"), ("DELETE_MESSAGE_MAX_IDS", "many"),
         ] {
             #expect {
                 try MessagingRules(environment: ServiceEnvironment([variable: value]))
