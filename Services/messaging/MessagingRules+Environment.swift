@@ -9,16 +9,13 @@ extension MessagingRules {
     /// (the pushes of a group's largest events, a page of messages) were measured for
     /// (docs/messaging.md, "Limits").
     init(environment: ServiceEnvironment) throws {
-        let defaults = MessagingRules()
         self.init()
         self.maximumBodyLength = try environment.int(
-            "MESSAGE_BODY_MAX_LENGTH", default: defaults.maximumBodyLength, in: 1...16_000)
+            "MESSAGE_BODY_MAX_LENGTH", default: self.maximumBodyLength, in: 1...16_000)
         self.maximumClientMessageIDLength = try environment.int(
-            "CLIENT_MESSAGE_ID_MAX_LENGTH", default: defaults.maximumClientMessageIDLength, in: 1...255)
-        self.maximumTitleLength = try environment.int(
-            "GROUP_TITLE_MAX_LENGTH", default: defaults.maximumTitleLength, in: 1...512)
-        self.maximumGroupSize = try environment.int("GROUP_MAX_MEMBERS", default: defaults.maximumGroupSize, in: 2...1_000)
-        self.maximumDeleteBatch = try environment.int(
-            "DELETE_MESSAGE_MAX_IDS", default: defaults.maximumDeleteBatch, in: 1...400)
+            "CLIENT_MESSAGE_ID_MAX_LENGTH", default: self.maximumClientMessageIDLength, in: 1...255)
+        self.maximumTitleLength = try environment.int("GROUP_TITLE_MAX_LENGTH", default: self.maximumTitleLength, in: 1...512)
+        self.maximumGroupSize = try environment.int("GROUP_MAX_MEMBERS", default: self.maximumGroupSize, in: 2...1_000)
+        self.maximumDeleteBatch = try environment.int("DELETE_MESSAGE_MAX_IDS", default: self.maximumDeleteBatch, in: 1...400)
     }
 }

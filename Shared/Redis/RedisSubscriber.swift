@@ -27,11 +27,11 @@ public struct RedisPubSubMessage: Sendable, Hashable {
 /// delivery service and replays them), and ``gaps`` tells them when to look there.
 ///
 /// At most `buffer` bytes of payloads wait to be read (a larger message is dropped whole); past
-/// it the newest messages are dropped,
-/// counted in `redis_subscriber_dropped_total` and logged. Until the forty-first session nothing
-/// bounded them: a gateway slower to fan out than the others are to publish (one holding most of
-/// a busy room's sockets) took their backlog into its heap, out of reach of Redis's own bound on
-/// a subscriber's output (`client-output-buffer-limit pubsub`, which drops such a subscriber).
+/// it the newest messages are dropped, counted in `redis_subscriber_dropped_total` and logged.
+/// Until the forty-first session nothing bounded them: a gateway slower to fan out than the
+/// others are to publish (one holding most of a busy room's sockets) took their backlog into its
+/// heap, out of reach of Redis's own bound on a subscriber's output (`client-output-buffer-limit
+/// pubsub`, which drops such a subscriber).
 public final class RedisSubscriber: Service, Sendable {
     enum Command: Sendable {
         case subscribe(channels: [String], patterns: [String], Promise<Void>)

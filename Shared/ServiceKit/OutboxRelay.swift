@@ -55,7 +55,8 @@ public struct OutboxRelay: Service {
     private let vacuumEvery: Int
     private let shutdownGrace: Duration
     private let brokerAwayLimit: Duration
-    private let turnIdleLimit: Duration
+    /// `turnIdleLimit` in milliseconds, as `idle_session_timeout` takes it.
+    private let turnIdleMilliseconds: Int64
     private let logger: Logger
 
     public init(
@@ -75,7 +76,7 @@ public struct OutboxRelay: Service {
         self.vacuumEvery = vacuumEvery
         self.shutdownGrace = shutdownGrace
         self.brokerAwayLimit = brokerAwayLimit
-        self.turnIdleLimit = max(turnIdleLimit, pollInterval * 3)
+        self.turnIdleMilliseconds = DatabaseConfiguration.milliseconds(max(turnIdleLimit, pollInterval * 3))
         self.logger = logger
     }
 
@@ -174,8 +175,7 @@ public struct OutboxRelay: Service {
     /// its idle timeout, with nothing to hand them back.
     private func takeTurnOrNudge(on connection: PostgresConnection) async throws -> Bool {
         let (key, channel, logger, database) = (self.lockKey, self.channel, self.logger, self.database)
-        let (seconds, attoseconds) = self.turnIdleLimit.components
-        let idleLimit = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        let idleLimit = self.turnIdleMilliseconds
         return try await Task {
             try await database.run(on: connection) {
                 var holdsTurn = false

@@ -95,9 +95,9 @@ public struct EmitterMessage: Hashable, Sendable {
     /// The most msgpack values a published message may have: a hundred thousand, about 4 MB
     /// decoded, five times the largest event this system publishes (a message with 20 emoji,
     /// each from all members of a group of 1,000, the most `GROUP_MAX_MEMBERS` allows; fifteen
-    /// times at the default 256). Past it the message is dropped: a
-    /// megabyte of one-byte values is a million of them, about 40 MB decoded on every gateway
-    /// (until the sixtieth session nothing bounded it; a review).
+    /// times at the default 256). Past it the message is dropped: a megabyte of one-byte values
+    /// is a million of them, about 40 MB decoded on every gateway (until the sixtieth session
+    /// nothing bounded it; a review).
     static let maximumValues = 100_000
 
     /// Decodes a published message; nil for anything that is not an EVENT in this format.

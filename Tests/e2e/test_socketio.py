@@ -36,8 +36,10 @@ REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6380"))
 
 
-def client(token: str | None, *, transports=None, headers=None, events=()) -> tuple[socketio.Client, queue.Queue]:
-    """A connected python-socketio client and the queue its listed events land in."""
+def client(token: str | None, *, transports=None, headers=None, events=(),
+           base: str = GATEWAY_URL) -> tuple[socketio.Client, queue.Queue]:
+    """A python-socketio client connected to the gateway at `base`, and the queue its listed
+    events land in."""
     received: queue.Queue = queue.Queue()
     sio = socketio.Client(reconnection=False)
     for name in events:
@@ -45,7 +47,7 @@ def client(token: str | None, *, transports=None, headers=None, events=()) -> tu
     kwargs = {"wait_timeout": 10}
     if transports:
         kwargs["transports"] = transports
-    sio.connect(GATEWAY_URL, auth={"token": token} if token else None, headers=headers or {}, **kwargs)
+    sio.connect(base, auth={"token": token} if token else None, headers=headers or {}, **kwargs)
     return sio, received
 
 
@@ -1132,8 +1134,7 @@ def send_ten_photos(sender: Any, peer: Any, base: str = GATEWAY_URL) -> None:
     """`sender` sends ten files of 999,000 bytes in one binary `add_attachments` to a message
     of a new DM with `peer`, through the gateway at `base`; they must all be bound, and the
     connection stay up."""
-    sio = socketio.Client(reconnection=False)
-    sio.connect(base, auth={"token": sender.access}, transports=["websocket"], wait_timeout=10)
+    sio, _ = client(sender.access, transports=["websocket"], base=base)
     try:
         thread = sio.call("create_conversation", {"type": "DM", "memberIds": [peer.id]}, timeout=10)["data"]["thread"]
         message = sio.call("create_message", {"threadId": thread["id"], "clientMessageId": "ten", "body": "ten files"},
