@@ -72,7 +72,7 @@ public final class Database: Service, Sendable {
         try await self.guarded { register in
             try await self.client.withConnection { connection in
                 try register(connection)
-                return try await body(connection)
+                return try await self.closingIfPreparationFailed(connection) { try await body(connection) }
             }
         }
     }
@@ -85,7 +85,24 @@ public final class Database: Service, Sendable {
     ) async throws -> Result {
         try await self.guarded { register in
             try register(connection)
-            return try await statements()
+            return try await self.closingIfPreparationFailed(connection, statements)
+        }
+    }
+
+    /// Runs `body`, and closes `connection` when it fails with an error that may have been a
+    /// statement's failed preparation (``mayHaveFailedPreparation(_:)``): postgres-nio would fail
+    /// that statement on this connection for good, so the pool opens another instead.
+    private func closingIfPreparationFailed<Result: Sendable>(
+        _ connection: PostgresConnection, _ body: @Sendable () async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await body()
+        } catch  where Self.mayHaveFailedPreparation(error) && !connection.isClosed {
+            self.logger.warning(
+                "closing a database connection whose prepared statements may have failed to prepare",
+                metadata: [LogKey.error: "\(LoggedError(error))"])
+            try? await connection.close()
+            throw error
         }
     }
 

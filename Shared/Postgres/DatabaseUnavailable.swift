@@ -66,6 +66,28 @@ extension Database {
         return state == "40P01" || state == "40001"
     }
 
+    /// Whether `error` may be a statement's failed preparation that postgres-nio would repeat for
+    /// the connection's life. postgres-nio (1.33) prepares a named statement once per connection
+    /// and remembers the outcome, a failure too: every later execution of that statement on the
+    /// connection fails at once with the same error, and is never sent. Preparing takes the locks
+    /// of the tables a statement names, so a table held past `lock_timeout` (a migration's DDL,
+    /// a `LOCK TABLE`, a frozen session) failed it with 55P03, and then that connection's writes
+    /// failed with 55P03 until the service restarted: messaging's `create_message` and its outbox
+    /// relay did, after a stall of a few seconds (until the sixty-first session). A deadlock
+    /// (40P01), a cancel (57014) and a lack of resources (class 53) can fail a preparation too.
+    /// All of them pass, so ``Database`` closes the connection such an error came from, whichever
+    /// step failed, rather than hand it out again.
+    public static func mayHaveFailedPreparation(_ error: any Error) -> Bool {
+        if let error = error as? PostgresTransactionError {
+            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
+            return causes.contains { $0.map(Self.mayHaveFailedPreparation) ?? false }
+        }
+        guard let error = error as? PSQLError, error.code == .server, let state = error.serverInfo?[.sqlState] else {
+            return false
+        }
+        return state == "55P03" || state == "40P01" || state == "57014" || state.hasPrefix("53")
+    }
+
     /// Whether a caller may send the same request again: the database was away or busy
     /// (``isUnavailable(_:)``), or it rolled the work back to break a deadlock or a
     /// serialization conflict (``isConflict(_:)``). RPC handlers answer these `unavailable`.

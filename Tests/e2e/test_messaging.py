@@ -1865,6 +1865,12 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
             senders.append(threading.Thread(target=send, args=(peer, tid, f"plug {n} {uuid.uuid4().hex[:8]}")))
             senders[-1].start()
             time.sleep(0.3)
+        # The backlog must come after every writer has taken a plug, however slow the machine.
+        deadline = time.monotonic() + 15
+        while int(psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE '%INSERT INTO messages%'")) < writers:
+            assert time.monotonic() < deadline, f"{writers} batch writers did not wait for the lock within 15 s"
+            time.sleep(0.05)
         channel = connection.channel()
         replies = channel.queue_declare("", exclusive=True).method.queue
         channel.confirm_delivery()
@@ -1905,6 +1911,33 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
                                          "body": backlog_ids[0]}), "the retry's retry")["message"]
     assert again["id"] == retried["id"]
     assert len(messages_page(api, alice, backlog_thread)["items"]) == 2
+
+    # Messaging is whole after the stall: messages written at once (on several connections) are
+    # stored, and their events (the outbox relay's) reach the recipient. Until the sixty-first
+    # session a statement first prepared on a connection during the stall failed there for good
+    # (postgres-nio remembered the failed preparation): writes on that connection, or the relay,
+    # failed `unavailable` until messaging restarted.
+    b = connect(bob)
+    after = [a.group([bob.id], title=f"after the stall {n}")["id"] for n in range(6)]
+    written: dict[str, Any] = {}
+
+    def send_after(tid: str) -> None:
+        written[tid] = a.call("create_message", {"threadId": tid, "clientMessageId": cmid(), "body": "after"})
+
+    senders = [threading.Thread(target=send_after, args=(tid,)) for tid in after]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join(timeout=ACK_TIMEOUT)
+    ids = {ok(written.get(tid), f"a message after the stall to {tid}")["message"]["id"] for tid in after}
+    deadline = time.monotonic() + 30
+    while True:
+        created = {event["data"]["message"]["id"] for event in unacknowledged_events(b)
+                   if event["type"] == "MESSAGE_CREATED"}
+        if ids <= created or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert ids <= created, f"{len(ids - created)} of {len(ids)} messages' events did not arrive within 30 s"
 
 
 def send_behind_held_rows(api: Api, reader: Any, hold_sql: str, name: str, first: list[tuple[Peer, dict]],
