@@ -66,26 +66,29 @@ extension Database {
         return state == "40P01" || state == "40001"
     }
 
-    /// Whether `error` may be a statement's failed preparation that postgres-nio would repeat for
+    /// Whether `error` may be a statement's failed preparation, which postgres-nio would repeat for
     /// the connection's life. postgres-nio (1.33) prepares a named statement once per connection
     /// and remembers the outcome, a failure too: every later execution of that statement on the
     /// connection fails at once with the same error, and is never sent. Preparing takes the locks
     /// of the tables a statement names, so a table held past `lock_timeout` (a migration's DDL,
     /// a `LOCK TABLE`, a frozen session) failed it with 55P03, and then that connection's writes
     /// failed with 55P03 until the service restarted: messaging's `create_message` and its outbox
-    /// relay did, after a stall of a few seconds (until the sixty-first session). A deadlock
-    /// (40P01), a cancel (57014) and a lack of resources (class 53) can fail a preparation too.
-    /// All of them pass, so ``Database`` closes the connection such an error came from, whichever
-    /// step failed, rather than hand it out again.
+    /// relay did, after a stall of a few seconds (until the sixty-first session). A deadlock, a
+    /// cancel, a lack of resources, an I/O error, a race with DDL, a permission revoked for a
+    /// moment or an aborted transaction can fail a preparation too, and which step failed cannot
+    /// be told from the error. So every failure counts but those only a statement's execution
+    /// raises, which are also the ones our code meets in its normal course: a bound value
+    /// refused (class 22), a constraint (class 23: a retry's unique key), a serialization
+    /// failure (40001) and a raised exception (P0001). ``Database`` closes the connection any
+    /// other failure came from rather than hand it out again.
     public static func mayHaveFailedPreparation(_ error: any Error) -> Bool {
         if let error = error as? PostgresTransactionError {
-            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
+            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError, error.rollbackError]
             return causes.contains { $0.map(Self.mayHaveFailedPreparation) ?? false }
         }
-        guard let error = error as? PSQLError, error.code == .server, let state = error.serverInfo?[.sqlState] else {
-            return false
-        }
-        return state == "55P03" || state == "40P01" || state == "57014" || state.hasPrefix("53")
+        guard let error = error as? PSQLError else { return false }
+        guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return true }
+        return !(state.hasPrefix("22") || state.hasPrefix("23") || state == "40001" || state == "P0001")
     }
 
     /// Whether a caller may send the same request again: the database was away or busy

@@ -60,28 +60,59 @@ struct FailedPreparationTests {
         }
     }
 
-    @Test("only passing failures are taken for a failed preparation: a lock, a deadlock, a cancel, resources")
+    @Test("a statement first prepared in an aborted transaction fails there, and works outside it")
+    func abortedTransaction() async throws {
+        let logger = TestEnvironment.logger
+        let probe = Migration(
+            version: 1, name: "probe", statements: ["CREATE TABLE probe (id int)", "INSERT INTO probe VALUES (1)"])
+        try await withFreshSchema("failed_preparation", migrations: [probe]) { _, schema in
+            var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
+            configuration.maximumConnections = 1
+            let database = configuration.makeDatabase(logger: logger)
+            try await whileRunning(database) {
+                do {
+                    try await database.transaction(logger: logger) { connection in
+                        do {
+                            _ = try await connection.query("SELECT 1/0", logger: logger).collect()
+                        } catch {
+                            // Caught, and the transaction goes on: it is aborted (25P02).
+                        }
+                        for try await _ in try await connection.execute(CountProbes(), logger: logger) {}
+                    }
+                    Issue.record("the aborted transaction ran the statement")
+                } catch {
+                    #expect(Database.mayHaveFailedPreparation(error), "\(String(reflecting: error))")
+                }
+                let count = try await self.countProbes(database)
+                #expect(count == 1)
+            }
+        }
+    }
+
+    @Test("every failure is taken for a possible failed preparation but those only an execution raises")
     func classification() async throws {
         let logger = TestEnvironment.logger
         let database = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: "public").makeDatabase(
             logger: logger)
         try await whileRunning(database) {
-            for (statement, expected) in [
+            var statements: [(String, Bool)] = [
                 ("SELECT 1/0", false),
-                ("SELECT * FROM no_such_table_at_all", false),
-                ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '55P03'; END $$", true),
-                ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$", true),
-                ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '57014'; END $$", true),
-                ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '53200'; END $$", true),
-                ("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001'; END $$", false),
+                ("SELECT * FROM no_such_table_at_all", true),
+            ]
+            for (state, expected) in [
+                ("55P03", true), ("40P01", true), ("57014", true), ("53200", true), ("58030", true), ("XX000", true),
+                ("42501", true), ("25P02", true), ("22021", false), ("23505", false), ("40001", false), ("P0001", false),
             ] {
+                statements.append(("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '\(state)'; END $$", expected))
+            }
+            for (statement, expected) in statements {
                 do {
                     try await database.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     Issue.record("\(statement) did not fail")
                 } catch {
                     #expect(Database.mayHaveFailedPreparation(error) == expected, "\(statement)")
                 }
-                // The connection a failure closed is replaced.
+                // A connection a failure closed is replaced.
                 try await database.query("SELECT 1", logger: logger)
             }
         }
