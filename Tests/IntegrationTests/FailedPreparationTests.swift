@@ -30,62 +30,63 @@ struct FailedPreparationTests {
         }
     }
 
-    @Test("a preparation that waited past lock_timeout fails once; the same statement works after the lock is gone")
-    func lockTimeoutDuringPreparation() async throws {
-        let logger = TestEnvironment.logger
+    /// Runs `body` with a schema holding the probe table (one row), the schema's ``Database``
+    /// of the tests' own (`holder`), and a running ``Database`` of one connection on it, so that
+    /// each execution gets the connection of the one before.
+    func withOneConnection(
+        lockTimeout: Duration? = nil, _ body: (_ holder: Database, _ database: Database) async throws -> Void
+    ) async throws {
         let probe = Migration(
             version: 1, name: "probe", statements: ["CREATE TABLE probe (id int)", "INSERT INTO probe VALUES (1)"])
         try await withFreshSchema("failed_preparation", migrations: [probe]) { holder, schema in
-            // One connection, so that the second execution gets the connection of the first.
             var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
             configuration.maximumConnections = 1
-            configuration.lockTimeout = .milliseconds(200)
-            let database = configuration.makeDatabase(logger: logger)
-            try await whileRunning(database) {
-                _ = try await database.query("SELECT 1", logger: logger)  // the connection, opened
-                let failure = try await holder.transaction(logger: logger) { connection -> (any Error)? in
-                    try await connection.query("LOCK TABLE probe IN ACCESS EXCLUSIVE MODE", logger: logger)
-                    do {
-                        _ = try await self.countProbes(database)
-                        return nil
-                    } catch {
-                        return error
-                    }
+            configuration.lockTimeout = lockTimeout
+            let database = configuration.makeDatabase(logger: TestEnvironment.logger)
+            try await whileRunning(database) { try await body(holder, database) }
+        }
+    }
+
+    @Test("a preparation that waited past lock_timeout fails once; the same statement works after the lock is gone")
+    func lockTimeoutDuringPreparation() async throws {
+        let logger = TestEnvironment.logger
+        try await self.withOneConnection(lockTimeout: .milliseconds(200)) { holder, database in
+            _ = try await database.query("SELECT 1", logger: logger)  // the connection, opened
+            let failure = try await holder.transaction(logger: logger) { connection -> (any Error)? in
+                try await connection.query("LOCK TABLE probe IN ACCESS EXCLUSIVE MODE", logger: logger)
+                do {
+                    _ = try await self.countProbes(database)
+                    return nil
+                } catch {
+                    return error
                 }
-                #expect(failure.map(Database.isLockTimeout) == true, "\(failure.map { String(reflecting: $0) } ?? "none")")
-                #expect(failure.map(Database.mayHaveFailedPreparation) == true)
-                #expect(try await self.countProbes(database) == 1)
-                #expect(try await self.countProbes(database) == 1)
             }
+            #expect(failure.map(Database.isLockTimeout) == true, "\(failure.map { String(reflecting: $0) } ?? "none")")
+            #expect(failure.map(Database.mayHaveFailedPreparation) == true)
+            #expect(try await self.countProbes(database) == 1)
+            #expect(try await self.countProbes(database) == 1)
         }
     }
 
     @Test("a statement first prepared in an aborted transaction fails there, and works outside it")
     func abortedTransaction() async throws {
         let logger = TestEnvironment.logger
-        let probe = Migration(
-            version: 1, name: "probe", statements: ["CREATE TABLE probe (id int)", "INSERT INTO probe VALUES (1)"])
-        try await withFreshSchema("failed_preparation", migrations: [probe]) { _, schema in
-            var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
-            configuration.maximumConnections = 1
-            let database = configuration.makeDatabase(logger: logger)
-            try await whileRunning(database) {
-                do {
-                    try await database.transaction(logger: logger) { connection in
-                        do {
-                            _ = try await connection.query("SELECT 1/0", logger: logger).collect()
-                        } catch {
-                            // Caught, and the transaction goes on: it is aborted (25P02).
-                        }
-                        for try await _ in try await connection.execute(CountProbes(), logger: logger) {}
+        try await self.withOneConnection { _, database in
+            do {
+                try await database.transaction(logger: logger) { connection in
+                    do {
+                        _ = try await connection.query("SELECT 1/0", logger: logger).collect()
+                    } catch {
+                        // Caught, and the transaction goes on: it is aborted (25P02).
                     }
-                    Issue.record("the aborted transaction ran the statement")
-                } catch {
-                    #expect(Database.mayHaveFailedPreparation(error), "\(String(reflecting: error))")
+                    for try await _ in try await connection.execute(CountProbes(), logger: logger) {}
                 }
-                let count = try await self.countProbes(database)
-                #expect(count == 1)
+                Issue.record("the aborted transaction ran the statement")
+            } catch {
+                #expect(Database.mayHaveFailedPreparation(error), "\(String(reflecting: error))")
             }
+            let count = try await self.countProbes(database)
+            #expect(count == 1)
         }
     }
 
