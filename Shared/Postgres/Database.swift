@@ -35,8 +35,19 @@ public final class Database: Service, Sendable {
         let leaseDeadline: ContinuousClock.Instant
         var connection: PostgresConnection?
         var seenClosed = false
+        /// The call closes its connection itself (``closingIfPreparationFailed(_:_:_:)``): not a
+        /// connection lost under it.
+        var closesItsConnection = false
         var task: Task<Void, Never>?
         let fail: @Sendable (any Error) -> Void
+    }
+
+    /// What a call's operation tells the watchdog.
+    private struct CallWatch: Sendable {
+        /// The connection the call leased, watched from then on.
+        let register: @Sendable (PostgresConnection) throws -> Void
+        /// The call is about to close its connection itself.
+        let closing: @Sendable () -> Void
     }
 
     /// The pool (for what this type does not wrap; its calls are not guarded).
@@ -69,10 +80,10 @@ public final class Database: Service, Sendable {
     public func withConnection<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await self.guarded { register in
+        try await self.guarded { watch in
             try await self.client.withConnection { connection in
-                try register(connection)
-                return try await self.closingIfPreparationFailed(connection) { try await body(connection) }
+                try watch.register(connection)
+                return try await self.closingIfPreparationFailed(connection, watch) { try await body(connection) }
             }
         }
     }
@@ -83,17 +94,20 @@ public final class Database: Service, Sendable {
     public func run<Result: Sendable>(
         on connection: PostgresConnection, _ statements: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
-        try await self.guarded { register in
-            try register(connection)
-            return try await self.closingIfPreparationFailed(connection, statements)
+        try await self.guarded { watch in
+            try watch.register(connection)
+            return try await self.closingIfPreparationFailed(connection, watch, statements)
         }
     }
 
     /// Runs `body`, and closes `connection` when it fails with an error that may have been a
     /// statement's failed preparation (``mayHaveFailedPreparation(_:)``): postgres-nio would fail
-    /// that statement on this connection for good, so the pool opens another instead.
+    /// that statement on this connection for good, so the pool opens another instead. The
+    /// watchdog is told first: a close that takes a moment (a busy event loop) would otherwise
+    /// look like a connection lost under the call, and its caller would get `connection_lost`
+    /// instead of the error.
     private func closingIfPreparationFailed<Result: Sendable>(
-        _ connection: PostgresConnection, _ body: @Sendable () async throws -> Result
+        _ connection: PostgresConnection, _ watch: CallWatch, _ body: @Sendable () async throws -> Result
     ) async throws -> Result {
         do {
             return try await body()
@@ -101,6 +115,7 @@ public final class Database: Service, Sendable {
             self.logger.warning(
                 "closing a database connection whose prepared statements may have failed to prepare",
                 metadata: [LogKey.error: "\(LoggedError(error))"])
+            watch.closing()
             try? await connection.close()
             throw error
         }
@@ -158,7 +173,7 @@ public final class Database: Service, Sendable {
     /// would: a transaction cancelled too late to roll back returns its commit).
     private func guarded<Result: Sendable>(
         _ operation:
-            @escaping @Sendable (_ register: @escaping @Sendable (PostgresConnection) throws -> Void) async throws -> Result
+            @escaping @Sendable (_ watch: CallWatch) async throws -> Result
     ) async throws -> Result {
         let promise = Promise<Result>()
         let id = self.calls.withLock { calls in
@@ -171,8 +186,8 @@ public final class Database: Service, Sendable {
         let task = Task {
             let result: Swift.Result<Result, any Error>
             do {
-                result = .success(
-                    try await operation { connection in
+                let watch = CallWatch(
+                    register: { connection in
                         // The watchdog may have failed the call (no connection in time) just before
                         // the pool handed it one: its caller was told nothing ran, so nothing may.
                         try self.calls.withLock { calls in
@@ -181,7 +196,9 @@ public final class Database: Service, Sendable {
                             }
                             calls.inFlight[id]?.connection = connection
                         }
-                    })
+                    },
+                    closing: { self.calls.withLock { $0.inFlight[id]?.closesItsConnection = true } })
+                result = .success(try await operation(watch))
             } catch {
                 result = .failure(error)
             }
@@ -205,7 +222,7 @@ public final class Database: Service, Sendable {
             var unleased: [Call] = []
             for (id, call) in calls.inFlight {
                 if let connection = call.connection {
-                    guard connection.isClosed else { continue }
+                    guard connection.isClosed, !call.closesItsConnection else { continue }
                     if call.seenClosed {
                         dropped.append(call)
                         calls.inFlight.removeValue(forKey: id)

@@ -77,10 +77,11 @@ extension Database {
     /// cancel, a lack of resources, an I/O error, a race with DDL, a permission revoked for a
     /// moment or an aborted transaction can fail a preparation too, and which step failed cannot
     /// be told from the error. So every failure counts but those only a statement's execution
-    /// raises, which are also the ones our code meets in its normal course: a bound value
-    /// refused (class 22), a constraint (class 23: a retry's unique key), a serialization
-    /// failure (40001) and a raised exception (P0001). ``Database`` closes the connection any
-    /// other failure came from rather than hand it out again.
+    /// raises: a bound value refused (class 22), a constraint (class 23: messaging meets a
+    /// retry's unique key, 23505, in its normal course), a serialization failure (40001) and a
+    /// raised exception (P0001). ``Database`` closes the connection any other failure came from
+    /// rather than hand it out again; a deadlock (delivery's acks can meet one and are retried)
+    /// costs a reconnection.
     public static func mayHaveFailedPreparation(_ error: any Error) -> Bool {
         if let error = error as? PostgresTransactionError {
             let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError, error.rollbackError]

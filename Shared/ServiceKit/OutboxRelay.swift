@@ -282,6 +282,9 @@ public struct OutboxRelay: Service {
     /// It runs in a task of its own: at shutdown the relay's task is cancelled, and postgres-nio
     /// fails a cancelled task's statements.
     private func handBack(_ connection: PostgresConnection, published: [Int64]) async {
+        // Closed already (by ``Database`` after a failure that may have spoilt a prepared
+        // statement, or by the server): the session's end released the turn.
+        guard !connection.isClosed else { return }
         let (logger, key, database) = (self.logger, self.lockKey, self.database)
         await Task {
             do {

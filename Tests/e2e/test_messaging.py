@@ -1860,20 +1860,36 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
     answers: list[dict[str, Any]] = []
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URI))
     try:
-        # One plug at a time, so that each becomes a batch of its own and takes a writer.
-        for n, (peer, tid) in enumerate(zip(plugs, plug_threads)):
-            senders.append(threading.Thread(target=send, args=(peer, tid, f"plug {n} {uuid.uuid4().hex[:8]}")))
-            senders[-1].start()
-            time.sleep(0.3)
-        # The backlog must come after every writer has taken a plug, however slow the machine.
-        deadline = time.monotonic() + 15
-        while int(psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND query LIKE '%INSERT INTO messages%'")) < writers:
-            assert time.monotonic() < deadline, f"{writers} batch writers did not wait for the lock within 15 s"
-            time.sleep(0.05)
         channel = connection.channel()
         replies = channel.queue_declare("", exclusive=True).method.queue
         channel.confirm_delivery()
+        # A wait on the lock ends at messaging's lock_timeout (half the RPC timeout), and a writer
+        # freed before the backlog's 1 s has passed would take it while its caller still waits
+        # (and write it once the lock is released): the writers counted must have begun their
+        # waits less than this long ago.
+        fresh = rpc_timeout / 2 - 1.5
+
+        def waiting_writers() -> int:
+            return int(psql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO messages%' "
+                            f"AND clock_timestamp() - query_start < interval '{fresh} seconds'"))
+
+        # One plug at a time, each sent once the one before waits on the lock, so that each is a
+        # batch of its own and takes a writer; the last two queue behind them. The backlog comes
+        # only once every writer waits, however slow the machine.
+        deadline = time.monotonic() + 20
+        for n, (peer, tid) in enumerate(zip(plugs, plug_threads)):
+            senders.append(threading.Thread(target=send, args=(peer, tid, f"plug {n} {uuid.uuid4().hex[:8]}")))
+            senders[-1].start()
+            if n < writers:
+                while waiting_writers() < n + 1:
+                    assert time.monotonic() < deadline, f"{n + 1} batch writers did not wait on the lock within 20 s"
+                    time.sleep(0.02)
+            else:
+                time.sleep(0.1)
+        while waiting_writers() < writers:
+            assert time.monotonic() < deadline, f"{writers} batch writers did not wait on the lock within 20 s"
+            time.sleep(0.02)
         for client_id in backlog_ids:
             publish_request(channel, "messaging", "messaging.create_message.v1",
                             {"threadId": backlog_thread, "clientMessageId": client_id, "body": client_id},
@@ -2099,6 +2115,12 @@ def test_requests_of_unknown_types_are_counted_under_one_label():
         assert answer is not None and answer["ok"] is False and answer["error"]["code"] == "invalid_argument", answer
     text = requests.get(f"{admin}/metrics", timeout=5).text
     assert not [name for name in names if name in text], "an unknown type became a metric label"
+    # The reply goes out before the request is counted: the count may come a moment after it.
+    deadline = time.monotonic() + 10
+    while (after := scrape_metric(admin, "rpc_server_requests_total", type="unknown", outcome="unknown_type")) < before + 3:
+        assert time.monotonic() < deadline, (before, after)
+        time.sleep(0.1)
+    time.sleep(0.5)
     after = scrape_metric(admin, "rpc_server_requests_total", type="unknown", outcome="unknown_type")
     assert after - before == 3, (before, after)
 

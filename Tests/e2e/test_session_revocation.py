@@ -215,7 +215,7 @@ def test_a_client_that_ignores_the_disconnect_is_closed_soon_after(api, account)
         waited = time.monotonic() - revoked_at
         # The DISCONNECT for "/", then, as the client does not close, the Engine.IO close.
         assert frames == ["41", "1"], frames
-        assert 3 < waited < 14, waited
+        assert 3 < waited < 25, waited  # a client never closed waits for the ping timeout (45 s)
     finally:
         ws.close()
 
@@ -261,12 +261,17 @@ def test_a_key_auth_no_longer_lists_is_dropped_at_the_next_sync(api, account):
         replica_api = Api(replica)
         keys = replica_api.get("/.well-known/jwks.json").json()["keys"]
         stray_key = {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x}
-        announce({"type": "auth.keys_changed.v1", "id": str(uuid.uuid4()), "occurredAt": "2026-01-01T00:00:00.000Z",
-                  "data": {"keys": keys + [stray_key]}})
-        deadline = time.monotonic() + 1.5
-        while (status := me(replica_api, forged).status_code) != 200 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert status == 200, "the stray key was never taken: the test proves nothing"
+        # A sync (every 2 s) that falls between the announcement and the first look drops the key
+        # before the test sees it taken; so it is announced again until it is seen taken (each
+        # announcement also discards a sync already under way).
+        deadline, taken = time.monotonic() + 15, False
+        while not taken and time.monotonic() < deadline:
+            announce({"type": "auth.keys_changed.v1", "id": str(uuid.uuid4()),
+                      "occurredAt": "2026-01-01T00:00:00.000Z", "data": {"keys": keys + [stray_key]}})
+            look_until = time.monotonic() + 0.5
+            while not (taken := me(replica_api, forged).status_code == 200) and time.monotonic() < look_until:
+                time.sleep(0.05)
+        assert taken, "the stray key was never taken within 15 s: the test proves nothing"
         deadline = time.monotonic() + 10
         while me(replica_api, forged).status_code == 200:
             assert time.monotonic() < deadline, "the key auth does not list was still accepted after 10 s"

@@ -64,7 +64,7 @@ def publish_push(rooms: list[str], event: str, args: list) -> None:
 def test_default_options_start_on_polling_and_upgrade_to_websocket(account):
     sio, _ = client(account().access)
     try:
-        deadline = time.time() + 5
+        deadline = time.time() + 15
         while sio.transport() != "websocket" and time.time() < deadline:
             time.sleep(0.05)
         assert sio.transport() == "websocket"
@@ -84,7 +84,7 @@ def test_async_client_with_default_options_upgrades_on_its_polling_connection(ac
         sio.on("hello", lambda *args: hellos.put_nowait(args))
         await sio.connect(GATEWAY_URL, auth={"token": alice.access}, wait_timeout=10)
         try:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 15
             while sio.transport() != "websocket" and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert sio.transport() == "websocket"
@@ -445,7 +445,13 @@ def test_a_graceful_stop_runs_the_commands_clients_had_sent(account):
         tid = thread["data"]["thread"]["id"]
         for n in range(10):
             sio.emit("create_message", {"threadId": tid, "clientMessageId": f"s{n}", "body": f"s{n}"})
-        time.sleep(0.3)
+        # The first command runs at once (a burst of 1): once it is stored the gateway has read the
+        # frames sent with it, and the others wait for their turns (one each 200 ms).
+        deadline = time.monotonic() + 10
+        while not requests.get(f"{base}/api/threads/{tid}/messages", timeout=10,
+                               headers={"Authorization": f"Bearer {bob.access}"}).json()["items"]:
+            assert time.monotonic() < deadline, "the first command was not run within 10 s"
+            time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         with contextlib.suppress(Exception):
@@ -738,11 +744,15 @@ def test_polling_errors_unknown_sid_overlapping_polls_and_bad_packets():
 
     params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
     results: list[int] = []
-    first = threading.Thread(target=lambda: results.append(requests.get(url, params=params, timeout=30).status_code))
-    first.start()
+    # Two polls at once: whichever comes second is refused, and the session closed ends the other.
+    polls = [threading.Thread(target=lambda: results.append(requests.get(url, params=params, timeout=30).status_code))
+             for _ in range(2)]
+    polls[0].start()
     time.sleep(0.3)
-    assert requests.get(url, params=params, timeout=5).status_code == 400  # a second concurrent poll
-    first.join(timeout=30)
+    polls[1].start()
+    for poll in polls:
+        poll.join(timeout=30)
+    assert len(results) == 2 and 400 in results, results
 
     params = {"EIO": "4", "transport": "polling", "sid": polling_open(GATEWAY_URL)["sid"]}
     assert requests.post(url, params=params, data="9garbage", timeout=5).status_code == 400
@@ -754,14 +764,17 @@ def test_polling_errors_unknown_sid_overlapping_polls_and_bad_packets():
 
     def slow_body():
         yield b"6"
-        time.sleep(1.0)
+        time.sleep(5.0)
         yield b"\x1e6"
 
     slow = threading.Thread(target=lambda: results.append(
         requests.post(url, params=params, data=slow_body(), timeout=30).status_code))
     slow.start()
-    time.sleep(0.3)
-    assert requests.post(url, params=params, data="6", timeout=5).status_code == 400
+    # Noops, until one comes while the slow POST is under way (the first may come before it).
+    deadline = time.monotonic() + 4
+    while requests.post(url, params=params, data="6", timeout=5).status_code == 200:
+        assert time.monotonic() < deadline, "no POST was refused while another was under way"
+        time.sleep(0.2)
     slow.join(timeout=30)
     assert requests.get(url, params=params, timeout=5).status_code == 400  # the session is gone
 
@@ -807,9 +820,12 @@ def test_heartbeat_timeout_and_max_payload(second_gateway, small_payload_gateway
     assert handshake["pingInterval"] == 300 and handshake["pingTimeout"] == 200 and handshake["maxPayload"] == 4096
     params = {"EIO": "4", "transport": "polling", "sid": handshake["sid"]}
     # Never answer the ping: the server closes the session after interval + timeout.
+    # Polls (the ping, then the close), until the session is gone; no pong is ever sent.
     time.sleep(1.2)
-    statuses = [requests.get(url, params=params, timeout=5) for _ in range(2)]
-    assert statuses[-1].status_code == 400
+    deadline = time.monotonic() + 10
+    while requests.get(url, params=params, timeout=5).status_code != 400:
+        assert time.monotonic() < deadline, "the session that never answered a ping was still open after 10 s"
+        time.sleep(0.1)
 
     url = f"{small_payload_gateway}/socket.io/"
     params = {"EIO": "4", "transport": "polling", "sid": polling_open(small_payload_gateway)["sid"]}
@@ -1486,7 +1502,9 @@ def test_a_polling_post_for_a_websocket_session_is_refused(account):
     upgraded = probe(params)
     try:
         upgraded.send("5")
-        time.sleep(0.2)
+        # The WebSocket's frames are read in order: this ack shows the upgrade is done.
+        upgraded.send('423["ping","upgraded"]')
+        assert ws_ack(upgraded, 3) == [{"ok": True, "data": {"pong": "upgraded"}}]
         assert requests.post(url, params=params, data='421["ping","over polling"]', timeout=5).status_code == 400
         upgraded.send('422["ping","over the upgrade"]')
         assert ws_ack(upgraded, 2) == [{"ok": True, "data": {"pong": "over the upgrade"}}]
@@ -1512,6 +1530,13 @@ def test_a_polling_client_that_does_not_poll_is_closed_past_its_backlog(account)
                 break
 
     def assert_gone(params: dict) -> None:
+        # The bound is checked when the last ping's ack is queued, after its POST was answered: a
+        # GET sent at once could come first and drain the acks. A posted noop takes nothing and
+        # is no progress, so it is posted until the session is gone.
+        deadline = time.monotonic() + 10
+        while requests.post(url, params=params, data="6", timeout=5).status_code == 200:
+            assert time.monotonic() < deadline, "the session was not closed within 10 s"
+            time.sleep(0.1)
         gone = requests.get(url, params=params, timeout=5)
         assert gone.status_code == 400 and gone.json() == {"code": 1, "message": "Session ID unknown"}
 
