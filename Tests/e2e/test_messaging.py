@@ -1867,7 +1867,7 @@ def test_create_message_commands_whose_callers_gave_up_during_a_stall_are_not_wr
         # freed before the backlog's 1 s has passed would take it while its caller still waits
         # (and write it once the lock is released): the writers counted must have begun their
         # waits less than this long ago.
-        fresh = rpc_timeout / 2 - 1.5
+        fresh = rpc_timeout / 2 - 2.0
 
         def waiting_writers() -> int:
             return int(psql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -2086,7 +2086,8 @@ def test_events_of_commands_finished_during_a_graceful_stop_are_published_before
         # a slow machine had the command there, and the stop would find nothing under way).
         deadline = time.monotonic() + 20
         while psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                   "AND datname = current_database()") == "0" and time.monotonic() < deadline:
+                   "AND datname = current_database() AND query LIKE '%FROM threads%'") == "0" \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         stopping.start()
         time.sleep(1.0)  # messaging is stopping, the command still waits
@@ -2161,7 +2162,12 @@ def test_a_command_that_comes_again_is_answered_as_the_first_time_and_not_run_ag
     made_again = command("create_conversation", {"type": "GROUP", "memberIds": [bob.id], "title": "once"}, first_group)
     assert made_again["thread"]["id"] == made["thread"]["id"], "the copy made a second group"
 
-    tap.pump(1.0)
+    # The events go out through the outbox relay after the commits: the first ones are waited
+    # for, then a quiet moment for copies.
+    tap.wait("MESSAGE_UPDATED", tid, count=2)
+    tap.wait("REACTION_ADDED", tid)
+    tap.wait("THREAD_CREATED", made["thread"]["id"])
+    tap.pump(1.5)
     assert len(tap.matching("MESSAGE_UPDATED", tid)) == 2, "an edit's copy was announced"
     assert len(tap.matching("REACTION_ADDED", tid)) == 1, "a reaction's copy was announced"
     assert len(tap.matching("THREAD_CREATED", made["thread"]["id"])) == 1, "the group's copy was announced"
