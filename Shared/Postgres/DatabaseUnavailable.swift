@@ -19,8 +19,7 @@ extension Database {
         case let error as ConnectionPoolError:
             return error == .connectionCreationCircuitBreakerTripped || error == .poolShutdown
         case let error as PostgresTransactionError:
-            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
-            return causes.contains { $0.map(Self.isUnavailable) ?? false }
+            return Self.causes(of: error).contains(where: Self.isUnavailable)
         case let error as PSQLError:
             switch error.code {
             case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
@@ -46,8 +45,7 @@ extension Database {
     public static func isLockTimeout(_ error: any Error) -> Bool {
         switch error {
         case let error as PostgresTransactionError:
-            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
-            return causes.contains { $0.map(Self.isLockTimeout) ?? false }
+            return Self.causes(of: error).contains(where: Self.isLockTimeout)
         case let error as PSQLError:
             return error.serverInfo?[.sqlState] == "55P03"
         default:
@@ -59,8 +57,7 @@ extension Database {
     /// conflict (40001): the same work may be run again at once.
     public static func isConflict(_ error: any Error) -> Bool {
         if let error = error as? PostgresTransactionError {
-            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError]
-            return causes.contains { $0.map(Self.isConflict) ?? false }
+            return Self.causes(of: error).contains(where: Self.isConflict)
         }
         guard let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
         return state == "40P01" || state == "40001"
@@ -84,12 +81,18 @@ extension Database {
     /// costs a reconnection.
     public static func mayHaveFailedPreparation(_ error: any Error) -> Bool {
         if let error = error as? PostgresTransactionError {
-            let causes: [(any Error)?] = [error.beginError, error.closureError, error.commitError, error.rollbackError]
-            return causes.contains { $0.map(Self.mayHaveFailedPreparation) ?? false }
+            let rollback = error.rollbackError.map { [$0] } ?? []
+            return (Self.causes(of: error) + rollback).contains(where: Self.mayHaveFailedPreparation)
         }
         guard let error = error as? PSQLError else { return false }
         guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return true }
         return !(state.hasPrefix("22") || state.hasPrefix("23") || state == "40001" || state == "P0001")
+    }
+
+    /// What failed in a transaction: its `BEGIN`, its body or its `COMMIT` (what the
+    /// classifications above look at; a failed rollback only follows one of them).
+    static func causes(of error: PostgresTransactionError) -> [any Error] {
+        [error.beginError, error.closureError, error.commitError].compactMap { $0 }
     }
 
     /// Whether a caller may send the same request again: the database was away or busy
