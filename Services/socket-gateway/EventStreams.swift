@@ -16,11 +16,14 @@ struct DurableEvent: Sendable {
     var packet: EncodedEvent
     var redelivery: Bool
 
-    /// From a push's event name and arguments; nil when it is not a durable event. The packet is
-    /// `argumentsJSON` spliced in when given (the arguments' text as the push carried it).
+    /// From a push's event name and arguments; nil when it is not a durable event (a user's
+    /// seqs start at 1: one below, the lowest `Int64`, came from any program that publishes to
+    /// Redis or the broker and trapped where the streams count one below a seq, until the
+    /// sixty-second session; a review). The packet is `argumentsJSON` spliced in when given (the
+    /// arguments' text as the push carried it).
     init?(name: String, arguments: [JSONValue], argumentsJSON: String? = nil, redelivery: Bool) {
         guard ClientEvent.durable.contains(name), arguments.count == 1, case .number(let seq)? = arguments[0]["seq"],
-            let exact = Int64(exactly: seq)
+            let exact = Int64(exactly: seq), exact >= 1
         else { return nil }
         self.name = name
         self.seq = exact

@@ -23,8 +23,11 @@ public struct Backoff: Sendable {
         self.attempt = 0
     }
 
-    /// A duration in whole milliseconds.
+    /// A duration in whole milliseconds, saturated at about ±292 million years rather than
+    /// trapping.
     public static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        let limit = Int64.max / 1000 - 1
+        let seconds = min(max(duration.components.seconds, -limit), limit)
+        return Int(seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
 }

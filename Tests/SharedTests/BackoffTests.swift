@@ -14,6 +14,13 @@ struct BackoffTests {
         #expect(backoff.next() <= .milliseconds(100))
     }
 
+    @Test("a duration in milliseconds saturates instead of trapping")
+    func millisecondsSaturate() {
+        #expect(Backoff.milliseconds(.milliseconds(1_500)) == 1_500)
+        #expect(Backoff.milliseconds(.seconds(Int64.max)) > 9_000_000_000_000_000_000)
+        #expect(Backoff.milliseconds(.seconds(Int64.min)) < -9_000_000_000_000_000_000)
+    }
+
     @Test("an outage is warned about at its first failure, then every 30th")
     func warningsDuringAnOutage() {
         let warned = (1...95).filter { ReconnectLoop.isWorthAWarning(failuresInARow: $0) }

@@ -98,6 +98,24 @@ struct ContractTests {
         }
     }
 
+    /// Foundation reads years of up to ten digits, and postgres-nio trapped encoding a date past
+    /// about 292,000 years from 2000: a `sync` naming one stopped delivery until the sixty-second
+    /// session.
+    @Test("timestamps name the years 1 to 9999, and a request naming another is refused")
+    func timestampYears() throws {
+        #expect(Timestamp.parse("0001-01-01T00:00:00Z")?.timeIntervalSince1970 == -62_135_596_800)
+        #expect(Timestamp.parse("9999-12-31T23:59:59.999Z") != nil)
+        #expect(Timestamp.parse("9999-12-31T23:59:59Z") != nil)
+        for far in [
+            "500000-01-01T00:00:00Z", "500000-01-01T00:00:00.000Z", "10000-01-01T00:00:00Z", "0000-12-31T23:59:59Z",
+            "9999999999-01-01T00:00:00Z", "-500000-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00",
+        ] {
+            #expect(Timestamp.parse(far) == nil, "\(far)")
+        }
+        let request = Data(#"{"afterSeq":0,"includeAcknowledged":true,"acknowledgedSince":"500000-01-01T00:00:00Z"}"#.utf8)
+        #expect(throws: (any Error).self) { try MessengerJSON.decode(SyncRequest.self, from: request) }
+    }
+
     @Test("random and time-ordered UUIDs carry their version and variant, and do not repeat")
     func uuidVersions() {
         var seen = Set<UUID>()

@@ -70,6 +70,17 @@ struct EventStreamTests {
             name: "message_created", arguments: [.object(["seq": .number(Double(seq))])], redelivery: redelivery)!
     }
 
+    /// A user's seqs start at 1. One below it (the lowest `Int64`, from any program that
+    /// publishes to Redis or the broker) trapped where the streams count one below a seq, until
+    /// the sixty-second session.
+    @Test("a push whose seq is below 1 is not a durable event")
+    func seqsBelowOne() {
+        for seq in [-9_223_372_036_854_775_808.0, -1, 0] {
+            #expect(DurableEvent(name: "message_created", arguments: [.object(["seq": .number(seq)])], redelivery: false) == nil)
+        }
+        #expect(DurableEvent(name: "message_created", arguments: [.object(["seq": .number(1)])], redelivery: false) != nil)
+    }
+
     /// The pushes that arrived during the replay go out after it, once each, in seq order, and
     /// together: a write for what is ready before a gap, then the gap's events with the rest.
     @Test("events that waited for the replay go out in order, without duplicates, in one write per run")
