@@ -263,7 +263,8 @@ public struct RPCServer: Service {
     ) -> ContinuousClock.Instant? {
         if redelivered { return arrival }
         guard let milliseconds = expiration.flatMap({ Int64($0) }) else { return nil }
-        let window = Duration.milliseconds(milliseconds)
+        // RabbitMQ takes expirations up to 2³² − 1 ms; a larger one is read as that.
+        let window = Duration.milliseconds(min(milliseconds, Int64(UInt32.max)))
         guard case .int(let sent)? = sentAt else { return arrival + window }
         let (waited, overflow) = wallClock.subtractingReportingOverflow(sent)
         guard !overflow else { return arrival + window }
@@ -317,9 +318,14 @@ public struct RPCServer: Service {
         if let handler = self.router.handlers[type] {
             (reply, outcome) = await handler(body, deadline, redelivered, self.logger)
         } else {
+            // During a rolling upgrade a newer caller's request type reaches the replicas of the
+            // version before it that share the queue: `unavailable` lets the caller try again,
+            // and a newer replica serves it (until the sixty-second session it was
+            // `invalid_argument`, which a client does not retry; a review).
             self.logger.warning("unknown request type", metadata: ["type": "\(type)"])
             reply =
-                (try? MessengerJSON.encode(RPCReply<EmptyPayload>.failure(.invalidArgument("unknown request type '\(type)'"))))
+                (try? MessengerJSON.encode(
+                    RPCReply<EmptyPayload>.failure(.unavailable("request type '\(type)' is not served by this replica"))))
                 ?? Self.internalErrorReply
             outcome = "unknown_type"
         }

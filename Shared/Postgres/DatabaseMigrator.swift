@@ -1,5 +1,6 @@
 import Logging
 import PostgresNIO
+import ThreadedIO
 
 /// One forward-only schema change: statements run in order in one transaction; unqualified
 /// names land in the service's schema. Never edit a migration once shipped: add a new one.
@@ -19,6 +20,22 @@ public struct Migration: Sendable {
         self.name = name
         self.statements = statements
         self.buildsIndexesConcurrently = buildsIndexesConcurrently
+    }
+
+    /// Whether a statement removes, renames or narrows something (`DROP`, `RENAME`, a column's
+    /// `TYPE` changed or `SET NOT NULL`): what the replicas of the version before may still use
+    /// during a rolling upgrade, and what a rollback needs. Such a change ships in a release after
+    /// the one whose code stopped using it (docs/foundation.md, "Upgrading a running system");
+    /// each service's tests list the few shipped before that rule.
+    public var contractsTheSchema: Bool {
+        self.statements.contains { statement in
+            let words = statement.uppercased().split { !($0.isLetter || $0 == "_") }
+            func has(_ sequence: [Substring]) -> Bool {
+                words.indices.contains { start in words[start...].starts(with: sequence) }
+            }
+            return words.contains("DROP") || words.contains("RENAME") || has(["SET", "NOT", "NULL"])
+                || (has(["ALTER", "COLUMN"]) && words.contains("TYPE"))
+        }
     }
 
     /// FNV-1a of the statements, stored to notice a shipped migration that was edited.
@@ -41,7 +58,16 @@ public struct Migration: Sendable {
 /// held them for seconds). An index a failed or interrupted build left invalid is dropped and
 /// built again, and the migration is recorded once every index is valid. Replicas wait for the
 /// lock by trying it again every ``lockRetry``: one waiting in `pg_advisory_lock` holds a
-/// snapshot, which a concurrent build waits for, and the two would deadlock.
+/// snapshot, which a concurrent build waits for, and the two would deadlock. A replica whose
+/// migrations are all recorded (an older version's, during a rolling upgrade) starts without
+/// the lock: until the sixty-second session it waited for a newer replica's long steps.
+///
+/// A migration's statements wait at most ``tableLockWait`` for each lock: PostgreSQL queues
+/// every later statement on a table behind a lock that waits for it, so an `ALTER TABLE` behind
+/// a long transaction (a dump, a session left open) stopped every replica's work on the table
+/// for as long (a review in the sixty-second session). The migration is rolled back and tried
+/// again, paced by a backoff from 1 to 30 s, for as long as it takes; the replica is not ready
+/// meanwhile, and the others serve.
 public struct DatabaseMigrator: Sendable {
     /// How often a replica tries the migrations' lock while another holds it.
     static let lockRetry: Duration = .milliseconds(200)
@@ -49,12 +75,19 @@ public struct DatabaseMigrator: Sendable {
     private let client: Database
     private let schema: String
     private let migrations: [Migration]
+    private let tableLockWait: Duration
+    private let tableLockBackoff: Backoff
     private let logger: Logger
 
-    public init(client: Database, schema: String, migrations: [Migration], logger: Logger) {
+    public init(
+        client: Database, schema: String, migrations: [Migration], tableLockWait: Duration = .milliseconds(500),
+        tableLockBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(30)), logger: Logger
+    ) {
         self.client = client
         self.schema = schema
         self.migrations = migrations.sorted { $0.version < $1.version }
+        self.tableLockWait = tableLockWait
+        self.tableLockBackoff = tableLockBackoff
         self.logger = logger
     }
 
@@ -65,10 +98,13 @@ public struct DatabaseMigrator: Sendable {
         let schema = SQLIdentifier.quoted(self.schema)
         let lockKey = Self.lockKey(for: self.schema)
         return try await self.client.withConnection { connection in
+            if try await self.isUpToDate(connection, schema: schema) { return [] }
             // A pool's `lock_timeout` (DatabaseConfiguration.lockTimeout) is lifted here: the
-            // advisory lock waits for another replica's migrations, and DDL for every transaction
-            // on its table. The pool's setting comes back before the connection does.
+            // advisory lock waits for another replica's migrations (each migration sets its own,
+            // ``tableLockWait``). A `statement_timeout` set for the role would fail a long step.
+            // The pool's settings come back before the connection does.
             try await connection.query("SET lock_timeout = 0", logger: self.logger)
+            try await connection.query("SET statement_timeout = 0", logger: self.logger)
             do {
                 // Tried again and again rather than waited for in `pg_advisory_lock`, whose
                 // snapshot a concurrent index build would wait for (see the type's comment).
@@ -88,9 +124,11 @@ public struct DatabaseMigrator: Sendable {
                 }
                 _ = try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: self.logger).collect()
                 try await connection.query("RESET lock_timeout", logger: self.logger)
+                try await connection.query("RESET statement_timeout", logger: self.logger)
                 return applied
             } catch {
                 _ = try? await connection.query("RESET lock_timeout", logger: self.logger)
+                _ = try? await connection.query("RESET statement_timeout", logger: self.logger)
                 throw error
             }
         }
@@ -109,13 +147,7 @@ public struct DatabaseMigrator: Sendable {
                     )
                     """), logger: self.logger)
 
-        var known: [Int: String] = [:]
-        let rows = try await connection.query(
-            PostgresQuery(unsafeSQL: "SELECT version, checksum FROM \(schema).schema_migrations"), logger: self.logger)
-        for try await (version, checksum) in rows.decode((Int, String).self) {
-            known[version] = checksum
-        }
-
+        let known = try await self.recorded(connection, schema: schema)
         var applied: [Int] = []
         for migration in self.migrations {
             if let checksum = known[migration.version] {
@@ -142,14 +174,7 @@ public struct DatabaseMigrator: Sendable {
                 continue
             }
             do {
-                try await connection.withTransaction(logger: self.logger) { transaction in
-                    try await transaction.query(
-                        PostgresQuery(unsafeSQL: "SET LOCAL search_path TO \(schema)"), logger: self.logger)
-                    for statement in migration.statements {
-                        try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
-                    }
-                    try await transaction.query(record, logger: self.logger)
-                }
+                try await self.apply(migration, recordedBy: record, on: connection, schema: schema)
             } catch let error as PostgresTransactionError {
                 // The server refused a statement: retrying will not help. Anything else (a lost
                 // connection; a restart, a failover or a deadlock, as for the indexes below) is
@@ -171,6 +196,63 @@ public struct DatabaseMigrator: Sendable {
             applied.append(migration.version)
         }
         return applied
+    }
+
+    /// Every version recorded, and none edited: nothing to do, and no lock to wait for.
+    private func isUpToDate(_ connection: PostgresConnection, schema: String) async throws -> Bool {
+        var exists = false
+        let table = "\(schema).schema_migrations"
+        for try await found in try await connection.query("SELECT to_regclass(\(table)) IS NOT NULL", logger: self.logger)
+            .decode(Bool.self)
+        { exists = found }
+        guard exists else { return false }
+        let known = try await self.recorded(connection, schema: schema)
+        return self.migrations.allSatisfy { known[$0.version] == $0.checksum }
+    }
+
+    /// The versions `schema_migrations` records, with their checksums.
+    private func recorded(_ connection: PostgresConnection, schema: String) async throws -> [Int: String] {
+        var known: [Int: String] = [:]
+        let rows = try await connection.query(
+            PostgresQuery(unsafeSQL: "SELECT version, checksum FROM \(schema).schema_migrations"), logger: self.logger)
+        for try await (version, checksum) in rows.decode((Int, String).self) {
+            known[version] = checksum
+        }
+        return known
+    }
+
+    /// Runs `migration`'s statements and `record` in one transaction whose locks wait at most
+    /// ``tableLockWait`` each; one not granted in time rolls it back, and it is tried again after
+    /// a pause (see the type's comment).
+    private func apply(
+        _ migration: Migration, recordedBy record: PostgresQuery, on connection: PostgresConnection, schema: String
+    ) async throws {
+        let lockWait = DatabaseConfiguration.milliseconds(self.tableLockWait)
+        var backoff = self.tableLockBackoff
+        while true {
+            do {
+                try await connection.withTransaction(logger: self.logger) { transaction in
+                    try await transaction.query(
+                        PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(lockWait)"), logger: self.logger)
+                    try await transaction.query(
+                        PostgresQuery(unsafeSQL: "SET LOCAL search_path TO \(schema)"), logger: self.logger)
+                    for statement in migration.statements {
+                        try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                    }
+                    try await transaction.query(record, logger: self.logger)
+                }
+                return
+            } catch let error as PostgresTransactionError where Database.isLockTimeout(error) {
+                let pause = backoff.next()
+                self.logger.warning(
+                    "migration waits for a lock another session holds; trying again",
+                    metadata: [
+                        "schema": "\(self.schema)", "version": "\(migration.version)", "name": "\(migration.name)",
+                        "retryInMs": "\(Backoff.milliseconds(pause))",
+                    ])
+                try await Task.sleep(for: pause)
+            }
+        }
     }
 
     /// Builds the indexes of `migration` one by one with `CREATE INDEX CONCURRENTLY`, in

@@ -4,6 +4,7 @@ import MessengerPostgres
 import PostgresNIO
 import TestSupport
 import Testing
+import ThreadedIO
 
 @Suite("Database migrations", .timeLimit(.minutes(1)))
 struct MigrationTests {
@@ -156,6 +157,117 @@ struct MigrationTests {
             #expect(Database.isRetryable(error))
             let applied = try await self.appliedVersions(client, schema)
             #expect(applied == [1])
+        }
+    }
+
+    /// Holds `sql`'s locks on a connection of its own, in a transaction left open, until
+    /// `release` yields; `held` yields once they are taken.
+    func holding(
+        _ sql: String, _ client: Database, held: AsyncStream<Void>.Continuation, release: AsyncStream<Void>
+    ) async throws {
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: TestEnvironment.logger)
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestEnvironment.logger)
+            held.yield()
+            for await _ in release { break }
+            try await connection.query("COMMIT", logger: TestEnvironment.logger)
+        }
+    }
+
+    /// PostgreSQL queues every later statement on a table behind a lock that waits for it: until
+    /// the sixty-second session a migration's `ALTER TABLE` behind an open transaction stopped
+    /// every replica's reads and writes of the table for as long as that transaction lasted.
+    @Test("a migration waiting for a table another session holds gives way to the table's users, and applies once it is free")
+    func tableLockWait() async throws {
+        try await self.withDatabase { client, schema in
+            try await self.migrator(client, schema).run()
+            let added =
+                Self.migrations + [
+                    Migration(version: 3, name: "things_note", statements: ["ALTER TABLE things ADD COLUMN note text"])
+                ]
+            let (isHeld, held) = AsyncStream.makeStream(of: Void.self)
+            let (released, release) = AsyncStream.makeStream(of: Void.self)
+            // The reader waits for a lock up to 10 s: behind a migration that waits for good,
+            // its read fails.
+            var configuration = try DatabaseConfiguration(url: TestEnvironment.databaseURL, schema: schema)
+            configuration.lockTimeout = .seconds(10)
+            let reader = configuration.makeDatabase(logger: TestEnvironment.logger)
+            try await whileRunning(reader) {
+                try await withThrowingTaskGroup(of: [Int].self) { group in
+                    group.addTask {
+                        try await self.holding("SELECT count(*) FROM \(schema).things", client, held: held, release: released)
+                        return []
+                    }
+                    for await _ in isHeld { break }
+                    group.addTask {
+                        try await DatabaseMigrator(
+                            client: client, schema: schema, migrations: added, tableLockWait: .milliseconds(200),
+                            tableLockBackoff: Backoff(initial: .milliseconds(300), maximum: .milliseconds(600)),
+                            logger: TestEnvironment.logger
+                        ).run()
+                    }
+                    // The migration's ALTER is seen waiting for the holder's lock.
+                    while true {
+                        var waiting = 0
+                        for try await count in try await client.query(
+                            """
+                            SELECT count(*)::int FROM pg_stat_activity
+                            WHERE datname = current_database() AND wait_event_type = 'Lock'
+                              AND query = 'ALTER TABLE things ADD COLUMN note text'
+                            """, logger: TestEnvironment.logger
+                        ).decode(Int.self) { waiting = count }
+                        if waiting > 0 { break }
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                    var counted: [Int] = []
+                    for try await count in try await reader.query(
+                        PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(schema).things"), logger: TestEnvironment.logger
+                    ).decode(Int.self) { counted.append(count) }
+                    #expect(counted == [0])
+                    release.yield()
+                    var applied: [Int] = []
+                    for try await versions in group { applied += versions }
+                    #expect(applied == [3])
+                }
+            }
+            #expect(try await self.appliedVersions(client, schema) == [1, 2, 3])
+        }
+    }
+
+    /// During a rolling upgrade a newer replica may hold the migrations' lock for a long step (an
+    /// index built concurrently, a table rewritten): a replica of the version before it, whose
+    /// migrations are all there, waited for it until the sixty-second session.
+    @Test("a replica whose migrations are all applied starts while another holds the migrations' lock")
+    func upToDateWithoutLock() async throws {
+        try await self.withDatabase { client, schema in
+            try await self.migrator(client, schema).run()
+            let (isHeld, held) = AsyncStream.makeStream(of: Void.self)
+            let (released, release) = AsyncStream.makeStream(of: Void.self)
+            let key = DatabaseMigrator.lockKey(for: schema)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await self.holding("SELECT pg_advisory_xact_lock(\(key))", client, held: held, release: released)
+                }
+                for await _ in isHeld { break }
+                let applied = try await withTimeout(.seconds(20)) { try await self.migrator(client, schema).run() }
+                #expect(applied == [])
+                // One with a migration to apply waits for the lock, and applies it once it is free.
+                let added =
+                    Self.migrations + [
+                        Migration(version: 3, name: "things_note", statements: ["ALTER TABLE things ADD COLUMN note text"])
+                    ]
+                group.addTask {
+                    let applied = try await DatabaseMigrator(
+                        client: client, schema: schema, migrations: added, logger: TestEnvironment.logger
+                    ).run()
+                    #expect(applied == [3])
+                }
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(try await self.appliedVersions(client, schema) == [1, 2])
+                release.yield()
+                try await group.waitForAll()
+            }
+            #expect(try await self.appliedVersions(client, schema) == [1, 2, 3])
         }
     }
 }

@@ -29,6 +29,8 @@ struct RPCDeadlineTests {
         // RabbitMQ keeps the whole expiration when it requeues: counted again, it was a new window.
         #expect(Self.deadline("5000", redelivered: true, arrival: arrival) == arrival)
         #expect(Self.deadline(nil, redelivered: true, arrival: arrival) == arrival)
+        // RabbitMQ's largest expiration, whatever the header says.
+        #expect(Self.deadline(String(Int64.max), arrival: arrival) == arrival + .milliseconds(Int64(UInt32.max)))
     }
 
     /// Until the fifty-second session the wait in the queue was not counted: a request that
