@@ -65,6 +65,11 @@ struct Authenticator: Sendable {
         let matches = try await self.check(
             request.password, against: user?.passwordHash, login: key, address: request.clientAddress, before: deadline)
         guard matches, var user else { throw ServiceError.unauthorized("invalid login or password") }
+        // Recorded as soon as the password is known right: a login whose session could not be
+        // stored after it (a busy pool, a lock timeout, a failover) was counted as a failed one
+        // until the sixty-second session, and five such faults in a window refused the owner's
+        // logins from a new address (a review).
+        try await self.throttle.recordSuccess(login: key, address: request.clientAddress)
         var session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         if session == nil, let now = try await self.users.find(id: user.id), now.passwordHash != user.passwordHash,
             try await Self.unavailableIfGaveUp({
@@ -77,7 +82,6 @@ struct Authenticator: Sendable {
             session = try await self.refreshTokens.issue(userID: user.id, whilePasswordHashIs: user.passwordHash)
         }
         guard let session else { throw ServiceError.unauthorized("invalid login or password") }
-        try await self.throttle.recordSuccess(login: key, address: request.clientAddress)
         if self.hasher.needsRehash(user.passwordHash, password: request.password) {
             // Once per account and cost: skipped (and tried at the next login) when it cannot end
             // before the caller stops waiting, or when the database fails.

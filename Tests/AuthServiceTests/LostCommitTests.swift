@@ -93,6 +93,29 @@ struct LostCommitTests {
         }
     }
 
+    /// A login with the right password whose session could not be stored (the connection lost
+    /// under its insert) answers `unavailable`, and its retry works. Until the sixty-second
+    /// session it counted as a failed login: after five such faults the owner's login from a
+    /// new address was refused `rate_limited` (a review).
+    @Test("a login whose session could not be stored after the right password does not count as a failed login")
+    func faultAfterTheCheckIsNoFailure() async throws {
+        try await Self.withProxiedAuthenticator { authenticator, proxy in
+            let (name, id) = try await CallerGaveUpTests.newAccount(authenticator)
+            for _ in 0..<6 {
+                proxy.cutAfterRequest(containing: "INSERT INTO refresh_tokens")
+                await #expect {
+                    try await authenticator.login(
+                        CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+                } throws: { error in
+                    (error as? ServiceError)?.code == .unavailable || Database.isUnavailable(error)
+                }
+                #expect(!proxy.isArmed, "the session's insert was cut")
+            }
+            let pair = try await authenticator.login(CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            #expect(pair.user.id.uuid == id)
+        }
+    }
+
     /// The connection breaks as the `COMMIT` goes out, and PostgreSQL gets it half a second
     /// later: the look finds the write still under way, and must wait for its outcome. A look
     /// by the new hash in its `WHERE` found nothing at once (the session's diff review).

@@ -16,7 +16,7 @@ struct CurlClientTests {
         let arrived = Flag()
         async let served: Void = listener.serve(1) { _, _ in
             arrived.set()
-            usleep(4_000_000)  // past the first call's 3 s
+            usleep(9_000_000)  // past the first call's 8 s
         }
         let client = CurlClient(threads: 1)
         let url = "http://127.0.0.1:\(listener.port)/upload"
@@ -28,12 +28,15 @@ struct CurlClientTests {
                 return error
             }
         }
-        async let first = call(timeout: .seconds(3))
+        // 8 s: the second call's 1 s must be over before the thread is free, and on a machine
+        // busy with the whole suite the first call's connection once came 2.5 s after its start
+        // (with 3 s, the second call then got the thread with 0.5 s left).
+        async let first = call(timeout: .seconds(8))
         // The second call starts once the first holds the pool's only thread (its connection
         // came): a fixed pause of 100 ms was not always enough on a loaded machine, and the
         // second call took the thread first (a CI run).
         #expect(await TestHelpers.eventually(timeout: .seconds(20)) { arrived.isSet })
-        // Its 1 s is over by the time the only thread is free, after the first call's 3 s: it
+        // Its 1 s is over by the time the only thread is free, after the first call's 8 s: it
         // fails without a transfer. Until the forty-fifth session it got its whole 1 s then, and
         // ended a second after its caller's deadline.
         async let second = call(timeout: .seconds(1))
