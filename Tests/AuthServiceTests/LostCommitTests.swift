@@ -111,7 +111,8 @@ struct LostCommitTests {
                 }
                 #expect(!proxy.isArmed, "the session's insert was cut")
             }
-            let pair = try await authenticator.login(CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
+            let pair = try await authenticator.login(
+                CallerGaveUpTests.loginRequest(name, CallerGaveUpTests.password), before: nil)
             #expect(pair.user.id.uuid == id)
         }
     }

@@ -28,14 +28,15 @@ struct AttachDeadlineTests {
                 // Another bind to the message holds its lock past the request's deadline.
                 try await holder.query("SELECT pg_advisory_lock(\(lockClass), \(lockKey))", logger: logger)
                 // The deadline leaves the attach ample time to get a connection on a loaded
-                // machine (a first CI run failed with 300 ms), and passes while it waits for the lock.
+                // machine (a first CI run failed with 300 ms, and a run of the whole suite once
+                // with 3 s), and passes while it waits for the lock.
                 let attaching = Task {
-                    try await RequestDeadline.$current.withValue(.now + .seconds(3)) {
+                    try await RequestDeadline.$current.withValue(.now + .seconds(8)) {
                         try await attachments.addAttachments(
                             AddAttachmentsRequest(messageId: EntityID(message), attachmentIds: [EntityID(upload)]), actor: owner)
                     }
                 }
-                try await Task.sleep(for: .seconds(4))
+                try await Task.sleep(for: .seconds(9))
                 try await holder.query("SELECT pg_advisory_unlock(\(lockClass), \(lockKey))", logger: logger)
                 return await attaching.result
             }
