@@ -1,4 +1,5 @@
 import Foundation
+import SocketIOProtocol
 
 /// The one JSON coding every service uses: camelCase keys as declared, RFC 3339 UTC timestamps
 /// with milliseconds, unknown keys ignored on decode (Codable's default).
@@ -89,18 +90,14 @@ public enum Timestamp {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The instants a timestamp may name, in seconds since 1970: the years 1 to 9999, which
-    /// RFC 3339 writes (and PostgreSQL stores, to 294276 AD). Foundation's parser (swift-foundation
-    /// 6.3) reads years of up to ten digits, and postgres-nio traps on a date whose microseconds
-    /// since 2000 pass 64 bits: a `sync` whose `acknowledgedSince` was in the year 500000 stopped
-    /// delivery, and every replica its request was delivered to again, until the sixty-second
-    /// session (a review).
-    public static let representable: Range<Double> = -62_135_596_800..<253_402_300_800
-
-    /// The instant `text` names (RFC 3339), or nil for anything else or outside ``representable``.
+    /// The instant `text` names (RFC 3339), or nil for anything else or outside the years 1 to
+    /// 9999 (`RFC3339.representable`). Foundation's parser (swift-foundation 6.3) reads years of
+    /// up to ten digits, and postgres-nio traps on a date whose microseconds since 2000 pass 64
+    /// bits: a `sync` whose `acknowledgedSince` was in the year 500000 stopped delivery, and every
+    /// replica its request was delivered to again, until the sixty-second session (a review).
     public static func parse(_ text: String) -> Date? {
         guard let date = self.parseUTC(text) ?? (try? withFraction.parse(text)) ?? (try? withoutFraction.parse(text)),
-            Self.representable.contains(date.timeIntervalSince1970)
+            RFC3339.representable.contains(date.timeIntervalSince1970)
         else { return nil }
         return date
     }

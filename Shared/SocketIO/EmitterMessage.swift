@@ -175,8 +175,6 @@ extension JSONValue {
 extension JSONValue {
     /// `2026-12-05T00:00:00.000Z`.
     private static let dateFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    /// The seconds since 1970 of the years 1 to 9999.
-    private static let writableDates: ClosedRange<Double> = -62_135_596_800...253_402_300_799
 
     /// Msgpack as JSON, as a Socket.IO client would see it: dates become RFC 3339 strings.
     public init(_ value: MessagePackValue) {
@@ -201,7 +199,7 @@ extension JSONValue {
             // a Date; any other is null. One format style for all (until the sixtieth session an
             // ICU formatter was made for each date: a million of them in one 6 MB publish kept
             // the fan-out busy for minutes; a review).
-            if let date = value.date, Self.writableDates.contains(date.timeIntervalSince1970) {
+            if let date = value.date, RFC3339.representable.contains(date.timeIntervalSince1970) {
                 self = .string(Self.dateFormat.format(date))
             } else {
                 self = .null
